@@ -1,0 +1,570 @@
+/*
+ * Partition spec parser. The JSON is parsed by jansson into a tree, then each
+ * field is checked by its own small function and copied into struct
+ * part_spec; nothing else in the agent ever sees the JSON. Every error names
+ * the field ("field \"memory\": ..." at top level, "config[1].name: ..." inside
+ * a config entry) and quotes offending text in a sanitised form.
+ */
+#include "agent/spec.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "common/fileio.h"
+#include "common/size.h"
+
+/* Room for "config[31].name" or "field \"cmdline\"". */
+#define LABEL_MAX 40
+/* Top-level fields have index -1; config entries their position. */
+#define TOP_LEVEL (-1)
+/* Bytes of spec text quoted in a message before it is cut. */
+#define QUOTE_MAX 40
+
+static const char *const top_fields[] = {
+	"name", "image", "memory", "vcpus", "config", "cmdline", NULL
+};
+static const char *const config_fields[] = { "name", "path", NULL };
+
+/* Spec text quoted into a message: printable ASCII as is, anything else as
+ * \xNN, cut after QUOTE_MAX bytes, so a hostile spec can put neither
+ * terminal escapes nor megabytes into a log line. */
+struct quoted {
+	char s[4 * QUOTE_MAX + 8];
+};
+
+static const char *quote(struct quoted *q, const char *s, size_t len)
+{
+	size_t n = 0, i;
+
+	q->s[n++] = '"';
+	for (i = 0; i < len && i < QUOTE_MAX; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+			q->s[n++] = (char)c;
+		else
+			n += (size_t)snprintf(q->s + n, sizeof(q->s) - n,
+					      "\\x%02x", c);
+	}
+	if (i < len) {
+		memcpy(q->s + n, "...", 3);
+		n += 3;
+	}
+	q->s[n++] = '"';
+	q->s[n] = '\0';
+	return q->s;
+}
+
+static bool is_printable(unsigned char c)
+{
+	return c >= 0x20 && c < 0x7f;
+}
+
+/* "4M" rather than "4194304" where the size is a whole unit. */
+static const char *fmt_size(char buf[32], uint64_t v)
+{
+	static const char units[] = "GMK";
+	for (int i = 0; i < 3; i++) {
+		unsigned shift = (unsigned)(30 - 10 * i);
+		if (v && !(v & ((1ull << shift) - 1))) {
+			snprintf(buf, 32, "%llu%c",
+				 (unsigned long long)(v >> shift), units[i]);
+			return buf;
+		}
+	}
+	snprintf(buf, 32, "%llu", (unsigned long long)v);
+	return buf;
+}
+
+static const char *type_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		return "an object";
+	case JSON_ARRAY:
+		return "an array";
+	case JSON_STRING:
+		return "a string";
+	case JSON_INTEGER:
+		return "an integer";
+	case JSON_REAL:
+		return "a real number";
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return "a boolean";
+	case JSON_NULL:
+		return "null";
+	}
+	return "an unknown type";
+}
+
+static const char *label(char buf[LABEL_MAX], int index, const char *key)
+{
+	if (index == TOP_LEVEL)
+		snprintf(buf, LABEL_MAX, "field \"%s\"", key);
+	else
+		snprintf(buf, LABEL_MAX, "config[%d].%s", index, key);
+	return buf;
+}
+
+/* "" at top level, "config[3]: " inside an entry. */
+static const char *where(char buf[LABEL_MAX], int index)
+{
+	if (index == TOP_LEVEL)
+		buf[0] = '\0';
+	else
+		snprintf(buf, LABEL_MAX, "config[%d]: ", index);
+	return buf;
+}
+
+static int type_error(const json_t *v, const char *lbl, const char *want,
+		      struct parley_err *err)
+{
+	return perr(err, -EINVAL, "%s: expected %s, got %s", lbl, want,
+		    type_name(v));
+}
+
+/* A misspelt field must not be ignored silently: "memroy" would otherwise
+ * give the default memory without a word. */
+static int check_known(json_t *obj, const char *const *known, int index,
+		       struct parley_err *err)
+{
+	for (void *it = json_object_iter(obj); it;
+	     it = json_object_iter_next(obj, it)) {
+		const char *key = json_object_iter_key(it);
+		size_t i;
+		for (i = 0; known[i] && strcmp(key, known[i]); i++)
+			;
+		if (!known[i]) {
+			char w[LABEL_MAX];
+			struct quoted q;
+			return perr(err, -EINVAL, "%sunknown field %s",
+				    where(w, index),
+				    quote(&q, key, strlen(key)));
+		}
+	}
+	return 0;
+}
+
+/* obj[key], or NULL; a missing required key is an error. */
+static int get_field(json_t *obj, const char *key, int index, bool required,
+		     json_t **v, struct parley_err *err)
+{
+	*v = json_object_get(obj, key);
+	if (!*v && required) {
+		char w[LABEL_MAX];
+		return perr(err, -EINVAL, "%smissing field \"%s\"",
+			    where(w, index), key);
+	}
+	return 0;
+}
+
+/* Strings may hold \u0000 (we parse with JSON_ALLOW_NUL so we can say which
+ * field); none of ours may, as they all end up as C strings. */
+static int get_string(const json_t *v, const char *lbl, const char **s,
+		      size_t *len, struct parley_err *err)
+{
+	if (!json_is_string(v))
+		return type_error(v, lbl, "a string", err);
+	*s = json_string_value(v);
+	*len = json_string_length(v);
+	if (memchr(*s, '\0', *len))
+		return perr(err, -EINVAL, "%s: contains a NUL byte", lbl);
+	return 0;
+}
+
+static int get_path(const json_t *v, const char *lbl, const char **s,
+		    struct parley_err *err)
+{
+	size_t len = 0;
+	int rc = get_string(v, lbl, s, &len, err);
+	if (rc)
+		return rc;
+	if (!len)
+		return perr(err, -EINVAL, "%s: must not be empty", lbl);
+	if (len >= SPEC_PATH_MAX)
+		return perr(err, -EINVAL, "%s: %zu bytes, at most %d", lbl,
+			    len, SPEC_PATH_MAX - 1);
+	return 0;
+}
+
+/* Partition names appear in file names, logs and the daemon's API, hence
+ * the narrow alphabet and no leading '.' or '-'. */
+static bool valid_part_name(const char *s, size_t len)
+{
+	if (!len || len >= sizeof(((struct part_spec *)0)->name))
+		return false;
+	if (s[0] == '.' || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') &&
+		    !(c >= '0' && c <= '9') && c != '_' && c != '.' && c != '-')
+			return false;
+	}
+	return true;
+}
+
+static int parse_name(json_t *root, struct part_spec *out,
+		      struct parley_err *err)
+{
+	char lbl[LABEL_MAX];
+	struct quoted q;
+	const char *s = NULL;
+	size_t len = 0;
+	json_t *v = NULL;
+	int rc = get_field(root, "name", TOP_LEVEL, true, &v, err);
+	if (!rc)
+		rc = get_string(v, label(lbl, TOP_LEVEL, "name"), &s, &len, err);
+	if (rc)
+		return rc;
+	if (!valid_part_name(s, len))
+		return perr(err, -EINVAL,
+			    "%s: %s is not a valid name (1..%zu of A-Z a-z 0-9 _ . -, not starting with '.' or '-')",
+			    lbl, quote(&q, s, len), sizeof(out->name) - 1);
+	memcpy(out->name, s, len);
+	out->name[len] = '\0';
+	return 0;
+}
+
+static int parse_image(json_t *root, struct part_spec *out,
+		       struct parley_err *err)
+{
+	char lbl[LABEL_MAX];
+	const char *s = NULL;
+	json_t *v = NULL;
+	int rc = get_field(root, "image", TOP_LEVEL, true, &v, err);
+	if (!rc)
+		rc = get_path(v, label(lbl, TOP_LEVEL, "image"), &s, err);
+	if (rc)
+		return rc;
+	out->image = strdup(s);
+	if (!out->image)
+		return perr(err, -ENOMEM, "%s: out of memory", lbl);
+	return 0;
+}
+
+static int memory_value(const json_t *v, const char *lbl, uint64_t *mem,
+			struct parley_err *err)
+{
+	char sz[32];
+	struct quoted q;
+	const char *s = NULL;
+	size_t len = 0;
+
+	if (json_is_integer(v)) {
+		json_int_t n = json_integer_value(v);
+		if (n <= 0)
+			return perr(err, -EINVAL,
+				    "%s: %lld is not a positive number of bytes",
+				    lbl, (long long)n);
+		*mem = (uint64_t)n;
+		return 0;
+	}
+	if (!json_is_string(v))
+		return type_error(v, lbl, "a size string or an integer", err);
+	int rc = get_string(v, lbl, &s, &len, err);
+	if (rc)
+		return rc;
+	rc = parse_size(s, mem);
+	if (rc == -ERANGE)
+		return perr(err, -EINVAL, "%s: %s is too large (at most %s)",
+			    lbl, quote(&q, s, len), fmt_size(sz, PARLEY_MEM_MAX));
+	if (rc)
+		return perr(err, -EINVAL,
+			    "%s: %s is not a size (use bytes or K/M/G)", lbl,
+			    quote(&q, s, len));
+	return 0;
+}
+
+static int parse_memory(json_t *root, struct part_spec *out,
+			struct parley_err *err)
+{
+	char lbl[LABEL_MAX], a[32], b[32], c[32];
+	uint64_t mem = SPEC_MEM_DEFAULT;
+	json_t *v = NULL;
+	label(lbl, TOP_LEVEL, "memory");
+	int rc = get_field(root, "memory", TOP_LEVEL, false, &v, err);
+	if (!rc && v)
+		rc = memory_value(v, lbl, &mem, err);
+	if (rc)
+		return rc;
+	if (mem < PARLEY_MEM_MIN || mem > PARLEY_MEM_MAX)
+		return perr(err, -EINVAL, "%s: %s is out of range (%s..%s)",
+			    lbl, fmt_size(a, mem), fmt_size(b, PARLEY_MEM_MIN),
+			    fmt_size(c, PARLEY_MEM_MAX));
+	if (mem % SPEC_MEM_ALIGN)
+		return perr(err, -EINVAL, "%s: %s is not a multiple of %s",
+			    lbl, fmt_size(a, mem), fmt_size(b, SPEC_MEM_ALIGN));
+	out->mem_bytes = mem;
+	return 0;
+}
+
+static int parse_vcpus(json_t *root, struct part_spec *out,
+		       struct parley_err *err)
+{
+	char lbl[LABEL_MAX];
+	json_t *v = NULL;
+	int rc = get_field(root, "vcpus", TOP_LEVEL, false, &v, err);
+	if (rc)
+		return rc;
+	out->vcpus = 1;
+	if (!v)
+		return 0;
+	label(lbl, TOP_LEVEL, "vcpus");
+	if (!json_is_integer(v))
+		return type_error(v, lbl, "an integer", err);
+	json_int_t n = json_integer_value(v);
+	if (n < 1 || n > PARLEY_VCPUS_MAX)
+		return perr(err, -EINVAL, "%s: %lld is out of range (1..%d)",
+			    lbl, (long long)n, PARLEY_VCPUS_MAX);
+	out->vcpus = (uint32_t)n;
+	return 0;
+}
+
+/* The partition finds its files by name in a table of fixed-size, NUL-
+ * terminated names; printable ASCII and no '/' keep names unambiguous in
+ * logs and free of path meaning. */
+static int config_name(const json_t *v, int index, struct part_spec *out,
+		       struct parley_err *err)
+{
+	char lbl[LABEL_MAX];
+	struct quoted q;
+	const char *s = NULL;
+	size_t len = 0;
+	int rc = get_string(v, label(lbl, index, "name"), &s, &len, err);
+	if (rc)
+		return rc;
+	if (!len || len >= PARLEY_CONFIG_NAME_MAX)
+		return perr(err, -EINVAL, "%s: %zu bytes, must be 1..%d", lbl,
+			    len, PARLEY_CONFIG_NAME_MAX - 1);
+	for (size_t i = 0; i < len; i++) {
+		if (!is_printable((unsigned char)s[i]))
+			return perr(err, -EINVAL,
+				    "%s: byte 0x%02x at offset %zu is not printable ASCII",
+				    lbl, (unsigned char)s[i], i);
+		if (s[i] == '/')
+			return perr(err, -EINVAL, "%s: %s contains '/'", lbl,
+				    quote(&q, s, len));
+	}
+	for (int i = 0; i < index; i++)
+		if (!strcmp(out->config[i].name, s))
+			return perr(err, -EINVAL, "%s: duplicate %s", lbl,
+				    quote(&q, s, len));
+	memcpy(out->config[index].name, s, len);
+	out->config[index].name[len] = '\0';
+	return 0;
+}
+
+static char *resolve_path(const char *base, const char *path)
+{
+	char *r;
+	/* "." adds nothing; keep the path as written for clearer messages. */
+	if (path[0] == '/' || !strcmp(base, "."))
+		return strdup(path);
+	size_t blen = strlen(base);
+	const char *sep = blen && base[blen - 1] == '/' ? "" : "/";
+	if (asprintf(&r, "%s%s%s", base, sep, path) < 0)
+		return NULL;
+	return r;
+}
+
+static int config_path(const json_t *v, int index, struct part_spec *out,
+		       struct parley_err *err)
+{
+	char lbl[LABEL_MAX];
+	const char *s = NULL;
+	int rc = get_path(v, label(lbl, index, "path"), &s, err);
+	if (rc)
+		return rc;
+	out->config[index].path = resolve_path(out->base_dir, s);
+	if (!out->config[index].path)
+		return perr(err, -ENOMEM, "%s: out of memory", lbl);
+	return 0;
+}
+
+static int config_entry(json_t *e, int index, struct part_spec *out,
+			struct parley_err *err)
+{
+	json_t *name = NULL, *path = NULL;
+	if (!json_is_object(e))
+		return perr(err, -EINVAL, "config[%d]: expected an object, got %s",
+			    index, type_name(e));
+	int rc = check_known(e, config_fields, index, err);
+	if (!rc)
+		rc = get_field(e, "name", index, true, &name, err);
+	if (!rc)
+		rc = get_field(e, "path", index, true, &path, err);
+	if (!rc)
+		rc = config_name(name, index, out, err);
+	if (!rc)
+		rc = config_path(path, index, out, err);
+	return rc;
+}
+
+static int parse_config(json_t *root, struct part_spec *out,
+			struct parley_err *err)
+{
+	char lbl[LABEL_MAX];
+	json_t *v = NULL;
+	int rc = get_field(root, "config", TOP_LEVEL, false, &v, err);
+	if (rc || !v)
+		return rc;
+	label(lbl, TOP_LEVEL, "config");
+	if (!json_is_array(v))
+		return type_error(v, lbl, "an array", err);
+	size_t n = json_array_size(v);
+	if (n > PARLEY_CONFIG_FILES_MAX)
+		return perr(err, -EINVAL, "%s: %zu entries, at most %d", lbl, n,
+			    PARLEY_CONFIG_FILES_MAX);
+	for (size_t i = 0; i < n; i++) {
+		rc = config_entry(json_array_get(v, i), (int)i, out, err);
+		if (rc)
+			return rc;
+		out->nconfig++;
+	}
+	return 0;
+}
+
+static int parse_cmdline(json_t *root, struct part_spec *out,
+			 struct parley_err *err)
+{
+	char lbl[LABEL_MAX];
+	const char *s = NULL;
+	size_t len = 0;
+	json_t *v = NULL;
+	int rc = get_field(root, "cmdline", TOP_LEVEL, false, &v, err);
+	if (rc || !v)
+		return rc;
+	rc = get_string(v, label(lbl, TOP_LEVEL, "cmdline"), &s, &len, err);
+	if (rc)
+		return rc;
+	if (len >= PARLEY_CMDLINE_MAX)
+		return perr(err, -EINVAL, "%s: %zu bytes, at most %d", lbl, len,
+			    PARLEY_CMDLINE_MAX - 1);
+	/* The partition gets it as one line; control bytes have no meaning
+	 * there and could forge log lines when it echoes them. */
+	for (size_t i = 0; i < len; i++)
+		if (!is_printable((unsigned char)s[i]))
+			return perr(err, -EINVAL,
+				    "%s: byte 0x%02x at offset %zu is not printable ASCII",
+				    lbl, (unsigned char)s[i], i);
+	memcpy(out->cmdline, s, len);
+	out->cmdline[len] = '\0';
+	return 0;
+}
+
+typedef int (*field_parser)(json_t *root, struct part_spec *out,
+			    struct parley_err *err);
+
+/* In the order a person reads a spec, so the first error reported is the
+ * first one they see. */
+static const field_parser field_parsers[] = {
+	parse_name, parse_image, parse_memory, parse_vcpus, parse_config,
+	parse_cmdline,
+};
+
+static int spec_from_json(json_t *root, const char *base_dir,
+			  struct part_spec *out, struct parley_err *err)
+{
+	if (!json_is_object(root))
+		return perr(err, -EINVAL, "spec: expected an object, got %s",
+			    type_name(root));
+	int rc = check_known(root, top_fields, TOP_LEVEL, err);
+	if (rc)
+		return rc;
+	out->base_dir = strdup(base_dir && *base_dir ? base_dir : ".");
+	if (!out->base_dir)
+		return perr(err, -ENOMEM, "spec: out of memory");
+	for (size_t i = 0; i < sizeof(field_parsers) / sizeof(field_parsers[0]);
+	     i++) {
+		rc = field_parsers[i](root, out, err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* jansson quotes the text near the error, which may hold any byte. */
+static int json_syntax_error(json_error_t *jerr, struct parley_err *err)
+{
+	for (char *p = jerr->text; *p; p++)
+		if (!is_printable((unsigned char)*p))
+			*p = '?';
+	return perr(err, -EINVAL, "invalid JSON at line %d, column %d: %s",
+		    jerr->line, jerr->column, jerr->text);
+}
+
+int spec_parse(const char *json, size_t len, const char *base_dir,
+	       struct part_spec *out, struct parley_err *err)
+{
+	PARLEY_ASSERT(out);
+	PARLEY_ASSERT(json || !len);
+	memset(out, 0, sizeof(*out));
+	if (len > SPEC_FILE_MAX)
+		return perr(err, -EFBIG, "spec is %zu bytes, more than the %d allowed",
+			    len, SPEC_FILE_MAX);
+	json_error_t jerr;
+	/* Duplicate keys are refused: which one wins would otherwise depend
+	 * on the parser, and a reviewer could read the other. */
+	json_t *root = json_loadb(json ? json : "", len,
+				  JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+	if (!root)
+		return json_syntax_error(&jerr, err);
+	int rc = spec_from_json(root, base_dir, out, err);
+	json_decref(root);
+	if (rc)
+		spec_free(out);
+	return rc;
+}
+
+static char *dir_of(const char *path)
+{
+	char *copy = strdup(path);
+	if (!copy)
+		return NULL;
+	char *dir = strdup(dirname(copy));
+	free(copy);
+	return dir;
+}
+
+int spec_load(const char *path, struct part_spec *out, struct parley_err *err)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	PARLEY_ASSERT(out);
+	memset(out, 0, sizeof(*out));
+	/* file_read_all's messages already start with the path. */
+	int rc = file_read_all(path, SPEC_FILE_MAX, &buf, &len, err);
+	if (rc)
+		return rc;
+	char *dir = dir_of(path);
+	if (!dir) {
+		free(buf);
+		return perr(err, -ENOMEM, "%s: out of memory", path);
+	}
+	rc = spec_parse((const char *)buf, len, dir, out, err);
+	if (rc)
+		perr_prefix(err, "%s", path);
+	free(dir);
+	free(buf);
+	return rc;
+}
+
+void spec_free(struct part_spec *s)
+{
+	if (!s)
+		return;
+	free(s->image);
+	free(s->base_dir);
+	/* All slots, not just nconfig: free(NULL) is harmless and this stays
+	 * right however far a failed parse got. */
+	for (size_t i = 0; i < PARLEY_CONFIG_FILES_MAX; i++)
+		free(s->config[i].path);
+	memset(s, 0, sizeof(*s));
+}

@@ -1,0 +1,72 @@
+/*
+ * Partition specs: the JSON file given to `parley-agent run SPEC...` that
+ * says what to run (image), with how much memory and how many vCPUs, which
+ * key configuration files to lay into the config region, and the command
+ * line. A spec is untrusted input: everything is checked here, once, so the
+ * rest of the agent can rely on the limits written beside each field.
+ *
+ *   {
+ *     "name": "hello",                  required
+ *     "image": "hello.elf",             required
+ *     "memory": "16M",                  size string or integer bytes
+ *     "vcpus": 1,
+ *     "config": [ {"name": "motd", "path": "motd.txt"} ],
+ *     "cmdline": "exit=0"
+ *   }
+ */
+#ifndef PARLEY_AGENT_SPEC_H
+#define PARLEY_AGENT_SPEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <parley/abi.h>
+#include "common/err.h"
+
+/* Specs are a few hundred bytes; the cap keeps a hostile file from making the
+ * parser allocate without bound. */
+#define SPEC_FILE_MAX    (64 * 1024)
+/* Longest image or config path accepted (PATH_MAX, NUL included). */
+#define SPEC_PATH_MAX    4096
+#define SPEC_MEM_DEFAULT (16ull << 20)
+/* Guest RAM is mapped with 2 MiB pages, so sizes come in whole pages. */
+#define SPEC_MEM_ALIGN   (2ull << 20)
+
+struct part_config_spec {
+	char name[PARLEY_CONFIG_NAME_MAX]; /* as the partition sees it */
+	char *path;                        /* host path, resolved against base_dir unless absolute */
+};
+
+struct part_spec {
+	char name[64];            /* 1..63 chars of [A-Za-z0-9_.-], not starting with '.' or '-' */
+	char *image;              /* as written in the spec (the agent resolves it) */
+	char *base_dir;           /* directory of the spec file ("." for spec_parse callers passing NULL) */
+	uint64_t mem_bytes;       /* PARLEY_MEM_MIN..PARLEY_MEM_MAX, multiple of 2 MiB */
+	uint32_t vcpus;           /* 1..PARLEY_VCPUS_MAX, default 1 */
+	unsigned nconfig;         /* 0..PARLEY_CONFIG_FILES_MAX */
+	struct part_config_spec config[PARLEY_CONFIG_FILES_MAX];
+	char cmdline[PARLEY_CMDLINE_MAX]; /* default "" */
+};
+
+/*
+ * Parse and validate a spec from json[0..len) (need not be NUL-terminated).
+ * base_dir may be NULL (= "."); relative config paths are joined to it.
+ * On success *out owns its strings until spec_free(). On error *out is all
+ * zeroes (nothing allocated, spec_free() harmless) and err names the field.
+ * Returns 0, -EFBIG (more than SPEC_FILE_MAX bytes), -ENOMEM, or -EINVAL for
+ * anything else wrong with the spec.
+ */
+int spec_parse(const char *json, size_t len, const char *base_dir,
+	       struct part_spec *out, struct parley_err *err);
+
+/*
+ * Read a spec file (at most SPEC_FILE_MAX bytes) and parse it with base_dir
+ * = the file's directory (as written in `path`, not made absolute). Errors
+ * carry the path; file errors return the negative errno of the failed call.
+ */
+int spec_load(const char *path, struct part_spec *out, struct parley_err *err);
+
+/* Free what spec_parse()/spec_load() allocated and zero *s; safe on a zeroed
+ * or already freed spec and on NULL. */
+void spec_free(struct part_spec *s);
+
+#endif

@@ -1,0 +1,178 @@
+#include "agent/supervisor.h"
+#include "agent/vmx/stop.h"
+#include "common/fileio.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+static struct sup_entry *entry_of(struct supervisor *s, struct partition *p)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->e[i].p == p)
+			return &s->e[i];
+	return NULL;
+}
+
+static void flush_line(struct supervisor *s, struct sup_entry *e)
+{
+	if (!e->len)
+		return;
+	fprintf(s->out, "%s| %.*s\n", e->p->name, (int)e->len, e->line);
+	e->len = 0;
+}
+
+void sup_console(struct partition *p, const char *buf, size_t len, void *ctx)
+{
+	struct supervisor *s = ctx;
+	struct sup_entry *e = entry_of(s, p);
+	if (!e)
+		return;
+	for (size_t i = 0; i < len; i++) {
+		char c = buf[i];
+		if (c == '\n') {
+			flush_line(s, e);
+			continue;
+		}
+		/* Partitions are untrusted: no terminal control sequences. */
+		if ((unsigned char)c < 0x20 && c != '\t')
+			c = '?';
+		e->line[e->len++] = c;
+		if (e->len == sizeof(e->line))
+			flush_line(s, e);
+	}
+	fflush(s->out);
+}
+
+int sup_add(struct supervisor *s, struct partition *p)
+{
+	if (s->n >= SUP_MAX)
+		return -ENOSPC;
+	s->e[s->n++] = (struct sup_entry){ .p = p };
+	return 0;
+}
+
+static void report_finish(struct supervisor *s, struct sup_entry *e)
+{
+	flush_line(s, e);
+	const struct ctl_finished *f = &e->p->fin;
+	if (f->reason == VMX_STOP_EXIT)
+		fprintf(s->out, "%s: exited with code %lld\n", e->p->name,
+			(long long)f->code);
+	else
+		fprintf(s->out, "%s: stopped: %s: %s (vcpu %u, rip 0x%llx)\n",
+			e->p->name, vmx_stop_name(f->reason), f->detail,
+			f->vcpu, (unsigned long long)f->rip);
+	fflush(s->out);
+}
+
+static void suspend_all(struct supervisor *s)
+{
+	for (unsigned i = 0; i < s->n; i++) {
+		struct partition *p = s->e[i].p;
+		struct parley_err err = { 0 };
+		char path[4096];
+		if (p->finished)
+			continue;
+		char file[80];
+		snprintf(file, sizeof(file), "%s.snap", p->name);
+		if (path_join(path, sizeof(path), s->snapshot_dir, file) < 0)
+			perr(&err, -ENAMETOOLONG, "snapshot path too long");
+		else if (partition_pause(p, &err) == 0 &&
+		    partition_save(p, path, &err) == 0)
+			fprintf(s->out, "%s: saved to %s\n", p->name, path);
+		else
+			fprintf(s->out, "%s: save failed: %s\n", p->name,
+				perr_msg(&err));
+		partition_stop(p);
+	}
+}
+
+static void on_signal(struct supervisor *s, int sig)
+{
+	if (sig == SIGUSR2 && s->snapshot_dir) {
+		suspend_all(s);
+		return;
+	}
+	if (sig == SIGINT || sig == SIGTERM)
+		for (unsigned i = 0; i < s->n; i++)
+			partition_stop(s->e[i].p);
+}
+
+static int summary(struct supervisor *s)
+{
+	int rc = 0;
+	fprintf(s->out, "summary:\n");
+	for (unsigned i = 0; i < s->n; i++) {
+		const struct partition *p = s->e[i].p;
+		const struct ctl_finished *f = &p->fin;
+		bool ok = f->reason == VMX_STOP_EXIT && f->code == 0;
+		if (f->reason == VMX_STOP_EXIT)
+			fprintf(s->out, "  %-20s exit %lld\n", p->name,
+				(long long)f->code);
+		else
+			fprintf(s->out, "  %-20s %s\n", p->name,
+				vmx_stop_name(f->reason));
+		if (!ok)
+			rc = 1;
+	}
+	fflush(s->out);
+	return rc;
+}
+
+static int signal_fd(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
+int sup_run(struct supervisor *s)
+{
+	int sfd = signal_fd();
+	struct pollfd pf[SUP_MAX + 1];
+	for (;;) {
+		unsigned n = 0, map[SUP_MAX];
+		for (unsigned i = 0; i < s->n; i++) {
+			if (s->e[i].p->finished)
+				continue;
+			map[n] = i;
+			pf[n++] = (struct pollfd){ .fd = s->e[i].p->ctl,
+						   .events = POLLIN };
+		}
+		if (!n)
+			break;
+		pf[n] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+		if (poll(pf, n + 1, -1) < 0 && errno != EINTR)
+			break;
+		for (unsigned k = 0; k < n; k++)
+			if (pf[k].revents)
+				partition_handle(s->e[map[k]].p);
+		struct signalfd_siginfo si;
+		if (pf[n].revents && read(sfd, &si, sizeof(si)) == sizeof(si))
+			on_signal(s, (int)si.ssi_signo);
+		/* Also those that finished inside a request (stop, save). */
+		for (unsigned i = 0; i < s->n; i++)
+			if (s->e[i].p->finished && !s->e[i].reported) {
+				s->e[i].reported = true;
+				report_finish(s, &s->e[i]);
+			}
+	}
+	if (sfd >= 0)
+		close(sfd);
+	return summary(s);
+}
+
+void sup_free(struct supervisor *s)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		partition_destroy(s->e[i].p);
+	s->n = 0;
+}

@@ -1,0 +1,43 @@
+/*
+ * Standalone supervision (`parley-agent run`): several partitions at once,
+ * each console streamed line by line with the partition's name in front,
+ * and a summary when all have stopped. No daemon involved.
+ */
+#ifndef PARLEY_AGENT_SUPERVISOR_H
+#define PARLEY_AGENT_SUPERVISOR_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include "agent/partition.h"
+
+#define SUP_MAX 64
+#define SUP_LINE_MAX 4096
+
+struct sup_entry {
+	struct partition *p;
+	char line[SUP_LINE_MAX];
+	size_t len;
+	bool reported;
+};
+
+struct supervisor {
+	FILE *out;
+	unsigned n;
+	struct sup_entry e[SUP_MAX];
+	const char *snapshot_dir;  /* where SIGUSR2 suspends to, or NULL */
+};
+
+/* Console callback for part_opts.on_console with ctx = the supervisor. */
+void sup_console(struct partition *p, const char *buf, size_t len, void *ctx);
+
+/* Take ownership of a started partition. */
+int sup_add(struct supervisor *s, struct partition *p);
+
+/* Run until every partition has stopped. SIGINT/SIGTERM stop them all;
+ * SIGUSR2 suspends each to snapshot_dir/NAME.snap and stops it. Prints a
+ * summary; returns 0 if every partition exited with code 0. */
+int sup_run(struct supervisor *s);
+
+void sup_free(struct supervisor *s);
+
+#endif

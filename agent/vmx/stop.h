@@ -1,0 +1,28 @@
+/* Why a partition stopped: the vocabulary shared by vmm process, agent and
+ * reports. Names say what the partition did. */
+#ifndef PARLEY_VMX_STOP_H
+#define PARLEY_VMX_STOP_H
+
+enum vmx_stop {
+	VMX_STOP_EXIT = 0,        /* the partition called EXIT */
+	VMX_STOP_HALTED,          /* every vCPU parked itself with HALT */
+	VMX_STOP_TRIPLE_FAULT,    /* an exception (no IDT: always fatal) */
+	VMX_STOP_BAD_PORT,        /* port I/O that is not a hypercall */
+	VMX_STOP_BAD_HYPERCALL,   /* argument struct or field invalid */
+	VMX_STOP_BAD_ACCESS,      /* touched guest-physical memory not backed */
+	VMX_STOP_KILLED,          /* stopped by the agent or operator */
+	VMX_STOP_INTERNAL,        /* KVM or vmm failure, not the partition's */
+	VMX_STOP_VMM_DIED,        /* vmm process ended without a report */
+	VMX_STOP_MAX_,
+};
+
+static inline const char *vmx_stop_name(unsigned r)
+{
+	static const char *const n[] = {
+		"exit", "halted", "triple-fault", "bad-port", "bad-hypercall",
+		"bad-access", "killed", "internal", "vmm-died",
+	};
+	return r < VMX_STOP_MAX_ ? n[r] : "unknown";
+}
+
+#endif

@@ -1,0 +1,201 @@
+/*
+ * parley-vmm: one process per thin partition, forked and exec'd by the
+ * agent. It owns that partition's VM and vCPU threads and nothing else:
+ * it is handed a control socket (fd 3) and the guest-memory memfd (fd 4),
+ * sets the VM up, drops into a seccomp allowlist, and only then lets guest
+ * code run. Everything it reports goes over the control socket.
+ */
+#include "agent/vmx/ctl.h"
+#include "agent/vmx/layout.h"
+#include "agent/vmx/sandbox.h"
+#include "agent/vmx/stop.h"
+#include "agent/vmx/vm.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *vmm_name = "?";
+
+__attribute__((noreturn)) static void die(const char *what, const char *msg)
+{
+	fprintf(stderr, "parley-vmm[%s]: %s: %s\n", vmm_name, what, msg);
+	/* _exit: no atexit handlers, so nothing runs that the sandbox may
+	 * not allow (a sanitizer's leak scan, for one). */
+	_exit(2);
+}
+
+static void send_console(void *ctx, unsigned vcpu, const char *buf, size_t len)
+{
+	(void)ctx;
+	struct ctl_console m = { .vcpu = vcpu, .len = (uint32_t)len };
+	memcpy(m.buf, buf, len);
+	ctl_send(CTL_FD_SOCK, CTL_CONSOLE, &m,
+		 (uint32_t)(offsetof(struct ctl_console, buf) + len));
+}
+
+static int launch_check(const struct ctl_launch *l, struct parley_err *err)
+{
+	if (l->ram_size < PARLEY_MEM_MIN || l->ram_size > PARLEY_MEM_MAX ||
+	    l->ram_size % 0x200000)
+		return perr(err, -EINVAL, "RAM size 0x%llx", (unsigned long long)l->ram_size);
+	if (l->cfg_size > PARLEY_CONFIG_MAX || l->cfg_size % PARLEY_PAGE_SIZE)
+		return perr(err, -EINVAL, "config size 0x%llx", (unsigned long long)l->cfg_size);
+	if (l->vcpus < 1 || l->vcpus > PARLEY_VCPUS_MAX)
+		return perr(err, -EINVAL, "%u vCPUs", l->vcpus);
+	if (l->entry < PARLEY_IMAGE_MIN || l->entry >= l->ram_size ||
+	    l->boot_info != PARLEY_BOOT_INFO_GPA)
+		return perr(err, -EINVAL, "entry 0x%llx or boot info 0x%llx",
+			    (unsigned long long)l->entry,
+			    (unsigned long long)l->boot_info);
+	if (l->flags & ~(CTL_LAUNCH_RESTORE | CTL_LAUNCH_PAUSED))
+		return perr(err, -EINVAL, "flags 0x%x", l->flags);
+	struct stat st;
+	if (fstat(CTL_FD_MEM, &st) < 0 ||
+	    (uint64_t)st.st_size != l->ram_size + l->cfg_size)
+		return perr(err, -EINVAL, "guest memory is not %llu bytes",
+			    (unsigned long long)(l->ram_size + l->cfg_size));
+	return 0;
+}
+
+static void recv_exact(uint32_t want, void *buf, size_t len)
+{
+	uint32_t type;
+	int n = ctl_recv(CTL_FD_SOCK, &type, buf, len);
+	if (n < 0)
+		die("control link", strerror(-n));
+	if (type != want || (size_t)n != len)
+		die("control link", "unexpected message during set-up");
+}
+
+static void restore_vcpus(struct vmx_vm *vm)
+{
+	for (unsigned i = 0; i < vm->nvcpu; i++) {
+		struct ctl_vcpu_state s;
+		struct parley_err err = { 0 };
+		recv_exact(CTL_VCPU_STATE, &s, sizeof(s));
+		if (s.index != i)
+			die("restore", "vCPU states out of order");
+		if (vmx_vcpu_restore(&vm->vcpu[i], &s, &err) < 0)
+			die("restore", perr_msg(&err));
+	}
+}
+
+static void send_state(struct vmx_vm *vm)
+{
+	if (atomic_load(&vm->state) != VMX_PAUSE) {
+		struct ctl_refused r = { .type = CTL_GET_STATE, .code = -EBUSY };
+		ctl_send(CTL_FD_SOCK, CTL_REFUSED, &r, sizeof(r));
+		return;
+	}
+	vmx_vm_pause(vm); /* already paused: waits until every vCPU parked */
+	for (unsigned i = 0; i < vm->nvcpu; i++) {
+		struct ctl_vcpu_state s;
+		if (vmx_vcpu_save(&vm->vcpu[i], &s) < 0)
+			die("save", "reading vCPU state failed");
+		ctl_send(CTL_FD_SOCK, CTL_VCPU_STATE, &s, sizeof(s));
+	}
+	ctl_send(CTL_FD_SOCK, CTL_STATE_DONE, NULL, 0);
+}
+
+static void kill_partition(struct vmx_vm *vm, const char *why)
+{
+	struct ctl_finished f = { .reason = VMX_STOP_KILLED };
+	snprintf(f.detail, sizeof(f.detail), "%s", why);
+	vmx_vm_finish(vm, &f);
+}
+
+/* One request from the grant manager; anything malformed ends the VM. */
+static void handle_request(struct vmx_vm *vm)
+{
+	_Alignas(8) char buf[CTL_MSG_MAX];
+	uint32_t type;
+	int n = ctl_recv(CTL_FD_SOCK, &type, buf, sizeof(buf));
+	if (n == -EAGAIN)
+		return;
+	if (n < 0) {
+		kill_partition(vm, n == -EPIPE ? "agent went away"
+					       : "protocol error from agent");
+		return;
+	}
+	switch (type) {
+	case CTL_PAUSE:
+		vmx_vm_pause(vm);
+		ctl_send(CTL_FD_SOCK, CTL_PAUSED, NULL, 0);
+		break;
+	case CTL_RESUME:
+		vmx_vm_resume(vm);
+		ctl_send(CTL_FD_SOCK, CTL_RESUMED, NULL, 0);
+		break;
+	case CTL_GET_STATE:
+		send_state(vm);
+		break;
+	case CTL_STOP:
+		kill_partition(vm, "stopped by the agent");
+		break;
+	default:
+		kill_partition(vm, "unexpected request from agent");
+	}
+}
+
+static void main_loop(struct vmx_vm *vm)
+{
+	struct pollfd pf[2] = {
+		{ .fd = CTL_FD_SOCK, .events = POLLIN },
+		{ .fd = vm->stop_efd, .events = POLLIN },
+	};
+	for (;;) {
+		if (poll(pf, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			die("poll", strerror(errno));
+		}
+		if (pf[1].revents)
+			return;
+		if (pf[0].revents)
+			handle_request(vm);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1)
+		vmm_name = argv[1];
+	struct ctl_launch l;
+	struct parley_err err = { 0 };
+	recv_exact(CTL_LAUNCH, &l, sizeof(l));
+	if (launch_check(&l, &err) < 0)
+		die("launch", perr_msg(&err));
+	static struct vmx_vm vm;
+	if (vmx_vm_create(&vm, CTL_FD_MEM, &l, &err) < 0)
+		die("create", perr_msg(&err));
+	close(CTL_FD_MEM); /* the mapping keeps the memory */
+	if (l.flags & CTL_LAUNCH_RESTORE) {
+		restore_vcpus(&vm);
+	} else {
+		struct parley_boot_info *bi = gmem_ptr(&vm.gm, l.boot_info,
+						       sizeof(*bi), 8);
+		bi->tsc_khz = vm.tsc_khz;
+	}
+	vm.sink.console = send_console;
+	/* vCPU threads start parked: no guest instruction before the filter. */
+	atomic_store(&vm.state, VMX_PAUSE);
+	if (vmx_vm_start(&vm) < 0)
+		die("start", "could not start vCPU threads");
+	/* Wait until every thread has parked: past libc's thread start-up
+	 * (rseq, robust lists), which the filter does not allow. */
+	vmx_vm_pause(&vm);
+	if (vmx_sandbox_enter(&err) < 0)
+		die("sandbox", perr_msg(&err));
+	ctl_send(CTL_FD_SOCK, CTL_READY, NULL, 0);
+	if (!(l.flags & CTL_LAUNCH_PAUSED))
+		vmx_vm_resume(&vm);
+	main_loop(&vm);
+	vmx_vm_join(&vm);
+	ctl_send(CTL_FD_SOCK, CTL_FINISHED, &vm.fin, sizeof(vm.fin));
+	_exit(0);
+}

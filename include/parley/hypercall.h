@@ -1,0 +1,74 @@
+/*
+ * parley hypercalls: numbers, argument structs, status codes.
+ *
+ * A partition makes hypercall N by writing the guest-physical address of its
+ * argument struct (32 bits: everything callable lives below 4 GiB) with `outl`
+ * to port PARLEY_HC_PORT_BASE + N. The agent checks that the whole struct lies
+ * in RAM and is 8-byte aligned before it reads a byte of it; a struct that
+ * fails those checks, a port outside the table or a malformed argument is
+ * treated as malice and stops the partition with the reason recorded. Results
+ * a partition can act on (no grant, timeout, ...) come back in `ret`.
+ *
+ * Every field is marked IN (written by the partition, read by the agent) or
+ * OUT (written by the agent). Self-contained: only <stdint.h> and abi.h.
+ */
+#ifndef PARLEY_HYPERCALL_H
+#define PARLEY_HYPERCALL_H
+
+#include <stdint.h>
+#include "abi.h"
+
+#define PARLEY_HC_PORT_BASE 0x500
+
+enum parley_hc_nr {
+	PARLEY_HC_CONSOLE_WRITE = 1,
+	PARLEY_HC_CLOCK = 2,
+	PARLEY_HC_EXIT = 3,
+	PARLEY_HC_HALT = 4,        /* park this vCPU until the partition stops */
+	PARLEY_HC_CHAN_OPEN = 5,   /* reserved: channels (agent/ipc) */
+	PARLEY_HC_CHAN_NOTIFY = 6,
+	PARLEY_HC_CHAN_WAIT = 7,
+	PARLEY_HC_CHAN_CLOSE = 8,
+	PARLEY_HC_MAX = 8,
+};
+
+/* Status returned in `ret`; negative, so >= 0 can carry a count. */
+enum parley_status {
+	PARLEY_OK = 0,
+	PARLEY_E_INVAL = -1,       /* an argument the partition can correct */
+	PARLEY_E_NO_GRANT = -2,
+	PARLEY_E_INTEGRITY = -3,
+	PARLEY_E_PEER_DOWN = -4,
+	PARLEY_E_LIMIT = -5,
+	PARLEY_E_BAD_HANDLE = -6,
+	PARLEY_E_CLOSED = -7,
+	PARLEY_E_TIMEOUT = -8,
+	PARLEY_E_QUARANTINED = -9,
+	PARLEY_E_NOSYS = -10,      /* known number, not served by this agent */
+};
+
+/* Longest console write served in one call; a longer one is cut short and
+ * `ret` says how much was taken, as write(2) does. */
+#define PARLEY_CONSOLE_MAX 4096
+
+struct parley_hc_console_write {
+	parley_gpa_t buf; /* IN: bytes to print */
+	uint64_t len;     /* IN */
+	int64_t ret;      /* OUT: bytes taken, or a parley_status */
+};
+
+struct parley_hc_clock {
+	uint64_t monotonic_ns; /* OUT: since the partition was created */
+	uint64_t realtime_ns;  /* OUT: since the Unix epoch */
+	int64_t ret;           /* OUT */
+};
+
+struct parley_hc_exit {
+	int64_t code; /* IN: the partition's exit code, 0..255 reported */
+};
+
+struct parley_hc_halt {
+	uint64_t reserved; /* IN: must be 0 */
+};
+
+#endif
