@@ -112,7 +112,7 @@ bool vmx_hypercall(struct vmx_vcpu *c, unsigned nr, uint32_t gpa)
 		return hc_halt(c, gpa);
 	default:
 		vmx_vcpu_fault(c, VMX_STOP_BAD_HYPERCALL, nr,
-			       "hypercall %u is not served by this agent", nr);
+			       "unknown hypercall number %u", nr);
 		return false;
 	}
 }

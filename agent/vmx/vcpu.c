@@ -30,7 +30,7 @@ static bool exit_io(struct vmx_vcpu *c)
 	struct kvm_run *run = c->run;
 	uint16_t port = run->io.port;
 	unsigned nr = port - PARLEY_HC_PORT_BASE;
-	if (port < PARLEY_HC_PORT_BASE || nr == 0 || nr > PARLEY_HC_MAX) {
+	if (port < PARLEY_HC_PORT_BASE || nr >= PARLEY_HC_PORT_SPAN) {
 		vmx_vcpu_fault(c, VMX_STOP_BAD_PORT, port,
 			       "%s of %u byte(s) to port 0x%x, which is not a "
 			       "hypercall", run->io.direction == KVM_EXIT_IO_OUT

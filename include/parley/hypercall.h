@@ -19,6 +19,9 @@
 #include "abi.h"
 
 #define PARLEY_HC_PORT_BASE 0x500
+/* Ports [BASE, BASE + SPAN) are hypercalls; one of them with a number not
+ * in the table is an unknown hypercall, any other port a bad port. */
+#define PARLEY_HC_PORT_SPAN 0x100
 
 enum parley_hc_nr {
 	PARLEY_HC_CONSOLE_WRITE = 1,
