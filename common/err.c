@@ -29,10 +29,14 @@ int perr_prefix(struct parley_err *err, const char *fmt, ...)
 	va_end(ap);
 	snprintf(old, sizeof(old), "%s", perr_msg(err));
 	/* A message cut short at the end is still a useful message. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 	snprintf(err->msg, sizeof(err->msg), "%s: %s", head, old);
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 	return err->code;
 }
 

@@ -10,7 +10,9 @@
 int file_read_all(const char *path, size_t max, uint8_t **buf, size_t *len,
 		  struct parley_err *err)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer; the
+	 * regular-file check below refuses it. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return perr(err, -errno, "%s: %m", path);
 	struct stat st;

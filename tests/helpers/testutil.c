@@ -1,0 +1,160 @@
+#include "tests/helpers/testutil.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *t_kvm_missing(void)
+{
+	static char why[128];
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, sizeof(why), "/dev/kvm: %s", strerror(errno));
+		return why;
+	}
+	close(fd);
+	return NULL;
+}
+
+char *t_tmpdir(void)
+{
+	char *d = strdup("/tmp/parley-test-XXXXXX");
+	cr_assert(d && mkdtemp(d), "mkdtemp");
+	return d;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag,
+		  struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+void t_rmtree(const char *dir)
+{
+	if (dir)
+		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *t_write(const char *dir, const char *name, const void *data, size_t len)
+{
+	char *path;
+	cr_assert(asprintf(&path, "%s/%s", dir, name) > 0);
+	FILE *f = fopen(path, "wb");
+	cr_assert(f, "open %s", path);
+	cr_assert(fwrite(data, 1, len, f) == len);
+	fclose(f);
+	return path;
+}
+
+void t_console_cb(struct partition *p, const char *buf, size_t len, void *ctx)
+{
+	(void)p;
+	struct t_console *c = ctx;
+	if (c->len + len + 1 > c->cap) {
+		c->cap = (c->len + len + 1) * 2;
+		c->buf = realloc(c->buf, c->cap);
+		cr_assert(c->buf);
+	}
+	memcpy(c->buf + c->len, buf, len);
+	c->len += len;
+	c->buf[c->len] = 0;
+}
+
+void t_console_free(struct t_console *c)
+{
+	free(c->buf);
+	*c = (struct t_console){ 0 };
+}
+
+struct part_opts t_opts(struct t_console *out)
+{
+	static const char *const dirs[] = { PARLEY_BUILD_DIR "/guest", NULL };
+	return (struct part_opts){
+		.vmm_path = T_VMM, .image_dirs = dirs,
+		.on_console = t_console_cb, .ctx = out, .timeout_ms = 10000,
+	};
+}
+
+void t_spec(struct part_spec *s, const char *name, const char *image,
+	    const char *cmdline, const char *memory)
+{
+	char json[2048];
+	snprintf(json, sizeof(json),
+		 "{\"name\":\"%s\",\"image\":\"%s\",\"memory\":\"%s\","
+		 "\"cmdline\":\"%s\"}", name, image, memory ? memory : "8M",
+		 cmdline ? cmdline : "");
+	struct parley_err err = { 0 };
+	int rc = spec_parse(json, strlen(json), PARLEY_BUILD_DIR "/guest", s,
+			    &err);
+	cr_assert_eq(rc, 0, "spec: %s", perr_msg(&err));
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int t_run(char *const argv[], char **out, int timeout_s)
+{
+	int pfd[2];
+	cr_assert(pipe2(pfd, O_CLOEXEC) == 0);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	size_t len = 0, cap = 4096;
+	char *buf = malloc(cap);
+	uint64_t deadline = now_ms() + (uint64_t)timeout_s * 1000;
+	for (;;) {
+		struct pollfd pf = { .fd = pfd[0], .events = POLLIN };
+		int64_t left = (int64_t)(deadline - now_ms());
+		if (left <= 0 || poll(&pf, 1, (int)left) <= 0) {
+			kill(pid, SIGKILL);
+			break;
+		}
+		if (len + 4096 > cap)
+			buf = realloc(buf, cap *= 2);
+		ssize_t n = read(pfd[0], buf + len, cap - len - 1);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(pfd[0]);
+	buf[len] = 0;
+	int st;
+	waitpid(pid, &st, 0);
+	*out = buf;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int t_count_lines(const char *text, const char *prefix)
+{
+	int n = 0;
+	size_t pl = strlen(prefix);
+	for (const char *l = text; l && *l;) {
+		if (strncmp(l, prefix, pl) == 0)
+			n++;
+		l = strchr(l, '\n');
+		l = l ? l + 1 : NULL;
+	}
+	return n;
+}

@@ -1,0 +1,54 @@
+/* Shared by the Criterion tests: where the build put things, KVM presence,
+ * temporary spec files, and starting real partitions and agents. */
+#ifndef PARLEY_TESTUTIL_H
+#define PARLEY_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "agent/partition.h"
+
+#define T_BIN(name) PARLEY_BUILD_DIR "/bin/" name
+#define T_IMAGE(name) PARLEY_BUILD_DIR "/guest/" name
+#define T_VMM T_BIN("parley-vmm")
+#define T_AGENT T_BIN("parley-agent")
+
+/* NULL if /dev/kvm can be used, else why not. */
+const char *t_kvm_missing(void);
+
+/* Skip the calling test (counted as skipped, with the reason) without KVM. */
+#define T_REQUIRE_KVM()                                                   \
+	do {                                                              \
+		const char *why_ = t_kvm_missing();                       \
+		if (why_)                                                 \
+			cr_skip_test("needs /dev/kvm: %s", why_);         \
+	} while (0)
+
+/* A fresh temporary directory (removed by t_rmtree). */
+char *t_tmpdir(void);
+void t_rmtree(const char *dir);
+/* Write a file dir/name with the given contents; returns its path. */
+char *t_write(const char *dir, const char *name, const void *data, size_t len);
+
+/* Console output collected from a partition. */
+struct t_console {
+	char *buf;
+	size_t len, cap;
+};
+void t_console_cb(struct partition *p, const char *buf, size_t len, void *ctx);
+void t_console_free(struct t_console *c);
+
+/* Options that find the build's vmm and images, collecting console output. */
+struct part_opts t_opts(struct t_console *out);
+
+/* A spec for image with cmdline (and memory, "8M" if NULL). */
+void t_spec(struct part_spec *s, const char *name, const char *image,
+	    const char *cmdline, const char *memory);
+
+/* Run a command with argv, collecting stdout+stderr into *out (caller
+ * frees); returns the exit status (or 128 + signal). timeout_s kills it. */
+int t_run(char *const argv[], char **out, int timeout_s);
+
+/* Count of lines in text starting with prefix. */
+int t_count_lines(const char *text, const char *prefix);
+
+#endif
