@@ -58,7 +58,7 @@ struct ctl_vcpu_state {
 	uint32_t halted;
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
-	struct kvm_fpu fpu;
+	struct kvm_xsave xsave; /* x87, SSE and what else the CPU saves */
 };
 
 struct ctl_console {

@@ -45,7 +45,8 @@ static const struct {
 /* ioctl only on the KVM requests the vCPU loop and save/pause need. */
 static const unsigned long kvm_ioctls[] = {
 	KVM_RUN, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS,
-	KVM_GET_FPU, KVM_SET_FPU, KVM_SET_USER_MEMORY_REGION, KVM_GET_DIRTY_LOG,
+	KVM_GET_XSAVE, KVM_SET_XSAVE, KVM_SET_USER_MEMORY_REGION,
+	KVM_GET_DIRTY_LOG,
 };
 
 int vmx_sandbox_enter(struct parley_err *err)

@@ -43,7 +43,8 @@ static int kvm_check(int fd, struct parley_err *err)
 	if (v != KVM_API_VERSION)
 		return perr(err, -ENOTSUP, "KVM API version %d, need %d", v,
 			    KVM_API_VERSION);
-	static const int caps[] = { KVM_CAP_USER_MEMORY, KVM_CAP_IMMEDIATE_EXIT };
+	static const int caps[] = { KVM_CAP_USER_MEMORY, KVM_CAP_IMMEDIATE_EXIT,
+				    KVM_CAP_XSAVE };
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
 		if (ioctl(fd, KVM_CHECK_EXTENSION, caps[i]) <= 0)
 			return perr(err, -ENOTSUP, "KVM lacks capability %d",
@@ -206,10 +207,12 @@ int vmx_vcpu_restore(struct vmx_vcpu *c, const struct ctl_vcpu_state *s,
 		     struct parley_err *err)
 {
 	struct kvm_regs r = s->regs;
-	if ((r.rflags & ~(RFLAGS_USER | RFLAGS_FIXED | RFLAGS_IOPL3)) ||
-	    (r.rflags & RFLAGS_IOPL3) != RFLAGS_IOPL3)
+	/* IOPL is not checked: a nested CPU that ignores IOPL may also not
+	 * keep it (seen here: saved as 0). It is set again below. */
+	if (r.rflags & ~(RFLAGS_USER | RFLAGS_FIXED | RFLAGS_IOPL3))
 		return perr(err, -EINVAL, "vCPU %u: rflags 0x%llx is not a "
 			    "partition's", c->index, (unsigned long long)r.rflags);
+	r.rflags |= RFLAGS_FIXED | RFLAGS_IOPL3;
 	/* The saved special registers must be the ones we would set: a state
 	 * that claims CPL 0 or its own page tables is not a partition's. */
 	struct kvm_sregs want = s->sregs;
@@ -224,9 +227,9 @@ int vmx_vcpu_restore(struct vmx_vcpu *c, const struct ctl_vcpu_state *s,
 		return rc;
 	if (ioctl(c->fd, KVM_SET_REGS, &r) < 0)
 		return perr(err, -errno, "KVM_SET_REGS: %m");
-	struct kvm_fpu f = s->fpu;
-	if (ioctl(c->fd, KVM_SET_FPU, &f) < 0)
-		return perr(err, -errno, "KVM_SET_FPU: %m");
+	struct kvm_xsave x = s->xsave;
+	if (ioctl(c->fd, KVM_SET_XSAVE, &x) < 0)
+		return perr(err, -errno, "vCPU %u: KVM_SET_XSAVE: %m", c->index);
 	c->halted = s->halted != 0;
 	return 0;
 }
@@ -238,7 +241,7 @@ int vmx_vcpu_save(struct vmx_vcpu *c, struct ctl_vcpu_state *s)
 	s->halted = c->halted;
 	if (ioctl(c->fd, KVM_GET_REGS, &s->regs) < 0 ||
 	    ioctl(c->fd, KVM_GET_SREGS, &s->sregs) < 0 ||
-	    ioctl(c->fd, KVM_GET_FPU, &s->fpu) < 0)
+	    ioctl(c->fd, KVM_GET_XSAVE, &s->xsave) < 0)
 		return -errno;
 	return 0;
 }
