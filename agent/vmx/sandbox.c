@@ -37,6 +37,8 @@ static const struct {
 	{ SCMP_SYS(madvise), "allocator" },
 	{ SCMP_SYS(brk), "allocator" },
 	{ SCMP_SYS(close), "tearing down at exit" },
+	{ SCMP_SYS(sigaltstack), "sanitizer runtimes drop a thread's signal "
+				 "stack when it ends" },
 	{ SCMP_SYS(exit), "vCPU threads end" },
 	{ SCMP_SYS(exit_group), "the process ends" },
 	{ SCMP_SYS(restart_syscall), "after a signal" },
