@@ -106,6 +106,7 @@ int main(int argc, char **argv)
 	int first = parse_opts(argc - 1, argv + 1, &c);
 	if (first < 0)
 		return 2;
+	sup_block_signals();
 	static struct supervisor sup;
 	sup.out = stdout;
 	sup.snapshot_dir = c.snapshot_dir;

@@ -205,10 +205,22 @@ static int spawn_vmm(struct partition *p, struct parley_err *err)
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, csock, CTL_FD_SOCK);
 	posix_spawn_file_actions_adddup2(&fa, cmem, CTL_FD_MEM);
+	/* The vmm process starts with no signal blocked or caught, whatever
+	 * the agent does with its own. */
+	posix_spawnattr_t at;
+	posix_spawnattr_init(&at);
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &all);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK |
+					      POSIX_SPAWN_SETSIGDEF);
 	char *argv[] = { vmm, p->name, NULL };
 	int rc = csock < 0 || cmem < 0
 			 ? EMFILE
-			 : posix_spawn(&p->pid, vmm, &fa, NULL, argv, environ);
+			 : posix_spawn(&p->pid, vmm, &fa, &at, argv, environ);
+	posix_spawnattr_destroy(&at);
 	posix_spawn_file_actions_destroy(&fa);
 	if (csock >= 0)
 		close(csock);

@@ -123,13 +123,25 @@ static int summary(struct supervisor *s)
 	return rc;
 }
 
+static void sup_sigset(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGUSR2);
+}
+
+void sup_block_signals(void)
+{
+	sigset_t set;
+	sup_sigset(&set);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
 static int signal_fd(void)
 {
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGUSR2);
+	sup_sigset(&set);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	return signalfd(-1, &set, SFD_CLOEXEC);
 }

@@ -40,4 +40,8 @@ int sup_run(struct supervisor *s);
 
 void sup_free(struct supervisor *s);
 
+/* Block the signals sup_run() handles, before partitions start, so that one
+ * arriving early is handled rather than killing the agent. */
+void sup_block_signals(void);
+
 #endif
