@@ -16,48 +16,18 @@
 #include <jansson.h>
 
 #include "common/fileio.h"
+#include "common/jsonv.h"
 #include "common/size.h"
 
 /* Room for "config[31].name" or "field \"cmdline\"". */
 #define LABEL_MAX 40
 /* Top-level fields have index -1; config entries their position. */
 #define TOP_LEVEL (-1)
-/* Bytes of spec text quoted in a message before it is cut. */
-#define QUOTE_MAX 40
 
 static const char *const top_fields[] = {
 	"name", "image", "memory", "vcpus", "config", "cmdline", NULL
 };
 static const char *const config_fields[] = { "name", "path", NULL };
-
-/* Spec text quoted into a message: printable ASCII as is, anything else as
- * \xNN, cut after QUOTE_MAX bytes, so a hostile spec can put neither
- * terminal escapes nor megabytes into a log line. */
-struct quoted {
-	char s[4 * QUOTE_MAX + 8];
-};
-
-static const char *quote(struct quoted *q, const char *s, size_t len)
-{
-	size_t n = 0, i;
-
-	q->s[n++] = '"';
-	for (i = 0; i < len && i < QUOTE_MAX; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
-			q->s[n++] = (char)c;
-		else
-			n += (size_t)snprintf(q->s + n, sizeof(q->s) - n,
-					      "\\x%02x", c);
-	}
-	if (i < len) {
-		memcpy(q->s + n, "...", 3);
-		n += 3;
-	}
-	q->s[n++] = '"';
-	q->s[n] = '\0';
-	return q->s;
-}
 
 static bool is_printable(unsigned char c)
 {
@@ -80,28 +50,6 @@ static const char *fmt_size(char buf[32], uint64_t v)
 	return buf;
 }
 
-static const char *type_name(const json_t *v)
-{
-	switch (json_typeof(v)) {
-	case JSON_OBJECT:
-		return "an object";
-	case JSON_ARRAY:
-		return "an array";
-	case JSON_STRING:
-		return "a string";
-	case JSON_INTEGER:
-		return "an integer";
-	case JSON_REAL:
-		return "a real number";
-	case JSON_TRUE:
-	case JSON_FALSE:
-		return "a boolean";
-	case JSON_NULL:
-		return "null";
-	}
-	return "an unknown type";
-}
-
 static const char *label(char buf[LABEL_MAX], int index, const char *key)
 {
 	if (index == TOP_LEVEL)
@@ -121,33 +69,13 @@ static const char *where(char buf[LABEL_MAX], int index)
 	return buf;
 }
 
-static int type_error(const json_t *v, const char *lbl, const char *want,
-		      struct parley_err *err)
-{
-	return perr(err, -EINVAL, "%s: expected %s, got %s", lbl, want,
-		    type_name(v));
-}
-
 /* A misspelt field must not be ignored silently: "memroy" would otherwise
  * give the default memory without a word. */
 static int check_known(json_t *obj, const char *const *known, int index,
 		       struct parley_err *err)
 {
-	for (void *it = json_object_iter(obj); it;
-	     it = json_object_iter_next(obj, it)) {
-		const char *key = json_object_iter_key(it);
-		size_t i;
-		for (i = 0; known[i] && strcmp(key, known[i]); i++)
-			;
-		if (!known[i]) {
-			char w[LABEL_MAX];
-			struct quoted q;
-			return perr(err, -EINVAL, "%sunknown field %s",
-				    where(w, index),
-				    quote(&q, key, strlen(key)));
-		}
-	}
-	return 0;
+	char w[LABEL_MAX];
+	return jv_check_known(obj, known, where(w, index), err);
 }
 
 /* obj[key], or NULL; a missing required key is an error. */
@@ -165,17 +93,7 @@ static int get_field(json_t *obj, const char *key, int index, bool required,
 
 /* Strings may hold \u0000 (we parse with JSON_ALLOW_NUL so we can say which
  * field); none of ours may, as they all end up as C strings. */
-static int get_string(const json_t *v, const char *lbl, const char **s,
-		      size_t *len, struct parley_err *err)
-{
-	if (!json_is_string(v))
-		return type_error(v, lbl, "a string", err);
-	*s = json_string_value(v);
-	*len = json_string_length(v);
-	if (memchr(*s, '\0', *len))
-		return perr(err, -EINVAL, "%s: contains a NUL byte", lbl);
-	return 0;
-}
+#define get_string jv_get_string
 
 static int get_path(const json_t *v, const char *lbl, const char **s,
 		    struct parley_err *err)
@@ -192,28 +110,16 @@ static int get_path(const json_t *v, const char *lbl, const char **s,
 	return 0;
 }
 
-/* Partition names appear in file names, logs and the daemon's API, hence
- * the narrow alphabet and no leading '.' or '-'. */
 static bool valid_part_name(const char *s, size_t len)
 {
-	if (!len || len >= sizeof(((struct part_spec *)0)->name))
-		return false;
-	if (s[0] == '.' || s[0] == '-')
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		if (!(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') &&
-		    !(c >= '0' && c <= '9') && c != '_' && c != '.' && c != '-')
-			return false;
-	}
-	return true;
+	return jv_name_valid(s, len, sizeof(((struct part_spec *)0)->name));
 }
 
 static int parse_name(json_t *root, struct part_spec *out,
 		      struct parley_err *err)
 {
 	char lbl[LABEL_MAX];
-	struct quoted q;
+	struct jv_quoted q;
 	const char *s = NULL;
 	size_t len = 0;
 	json_t *v = NULL;
@@ -225,7 +131,7 @@ static int parse_name(json_t *root, struct part_spec *out,
 	if (!valid_part_name(s, len))
 		return perr(err, -EINVAL,
 			    "%s: %s is not a valid name (1..%zu of A-Z a-z 0-9 _ . -, not starting with '.' or '-')",
-			    lbl, quote(&q, s, len), sizeof(out->name) - 1);
+			    lbl, jv_quote(&q, s, len), sizeof(out->name) - 1);
 	memcpy(out->name, s, len);
 	out->name[len] = '\0';
 	return 0;
@@ -252,7 +158,7 @@ static int memory_value(const json_t *v, const char *lbl, uint64_t *mem,
 			struct parley_err *err)
 {
 	char sz[32];
-	struct quoted q;
+	struct jv_quoted q;
 	const char *s = NULL;
 	size_t len = 0;
 
@@ -266,18 +172,18 @@ static int memory_value(const json_t *v, const char *lbl, uint64_t *mem,
 		return 0;
 	}
 	if (!json_is_string(v))
-		return type_error(v, lbl, "a size string or an integer", err);
+		return jv_type_error(v, lbl, "a size string or an integer", err);
 	int rc = get_string(v, lbl, &s, &len, err);
 	if (rc)
 		return rc;
 	rc = parse_size(s, mem);
 	if (rc == -ERANGE)
 		return perr(err, -EINVAL, "%s: %s is too large (at most %s)",
-			    lbl, quote(&q, s, len), fmt_size(sz, PARLEY_MEM_MAX));
+			    lbl, jv_quote(&q, s, len), fmt_size(sz, PARLEY_MEM_MAX));
 	if (rc)
 		return perr(err, -EINVAL,
 			    "%s: %s is not a size (use bytes or K/M/G)", lbl,
-			    quote(&q, s, len));
+			    jv_quote(&q, s, len));
 	return 0;
 }
 
@@ -317,7 +223,7 @@ static int parse_vcpus(json_t *root, struct part_spec *out,
 		return 0;
 	label(lbl, TOP_LEVEL, "vcpus");
 	if (!json_is_integer(v))
-		return type_error(v, lbl, "an integer", err);
+		return jv_type_error(v, lbl, "an integer", err);
 	json_int_t n = json_integer_value(v);
 	if (n < 1 || n > PARLEY_VCPUS_MAX)
 		return perr(err, -EINVAL, "%s: %lld is out of range (1..%d)",
@@ -333,7 +239,7 @@ static int config_name(const json_t *v, int index, struct part_spec *out,
 		       struct parley_err *err)
 {
 	char lbl[LABEL_MAX];
-	struct quoted q;
+	struct jv_quoted q;
 	const char *s = NULL;
 	size_t len = 0;
 	int rc = get_string(v, label(lbl, index, "name"), &s, &len, err);
@@ -349,12 +255,12 @@ static int config_name(const json_t *v, int index, struct part_spec *out,
 				    lbl, (unsigned char)s[i], i);
 		if (s[i] == '/')
 			return perr(err, -EINVAL, "%s: %s contains '/'", lbl,
-				    quote(&q, s, len));
+				    jv_quote(&q, s, len));
 	}
 	for (int i = 0; i < index; i++)
 		if (!strcmp(out->config[i].name, s))
 			return perr(err, -EINVAL, "%s: duplicate %s", lbl,
-				    quote(&q, s, len));
+				    jv_quote(&q, s, len));
 	memcpy(out->config[index].name, s, len);
 	out->config[index].name[len] = '\0';
 	return 0;
@@ -393,7 +299,7 @@ static int config_entry(json_t *e, int index, struct part_spec *out,
 	json_t *name = NULL, *path = NULL;
 	if (!json_is_object(e))
 		return perr(err, -EINVAL, "config[%d]: expected an object, got %s",
-			    index, type_name(e));
+			    index, jv_type_name(e));
 	int rc = check_known(e, config_fields, index, err);
 	if (!rc)
 		rc = get_field(e, "name", index, true, &name, err);
@@ -416,7 +322,7 @@ static int parse_config(json_t *root, struct part_spec *out,
 		return rc;
 	label(lbl, TOP_LEVEL, "config");
 	if (!json_is_array(v))
-		return type_error(v, lbl, "an array", err);
+		return jv_type_error(v, lbl, "an array", err);
 	size_t n = json_array_size(v);
 	if (n > PARLEY_CONFIG_FILES_MAX)
 		return perr(err, -EINVAL, "%s: %zu entries, at most %d", lbl, n,
@@ -473,7 +379,7 @@ static int spec_from_json(json_t *root, const char *base_dir,
 {
 	if (!json_is_object(root))
 		return perr(err, -EINVAL, "spec: expected an object, got %s",
-			    type_name(root));
+			    jv_type_name(root));
 	int rc = check_known(root, top_fields, TOP_LEVEL, err);
 	if (rc)
 		return rc;
@@ -487,16 +393,6 @@ static int spec_from_json(json_t *root, const char *base_dir,
 			return rc;
 	}
 	return 0;
-}
-
-/* jansson quotes the text near the error, which may hold any byte. */
-static int json_syntax_error(json_error_t *jerr, struct parley_err *err)
-{
-	for (char *p = jerr->text; *p; p++)
-		if (!is_printable((unsigned char)*p))
-			*p = '?';
-	return perr(err, -EINVAL, "invalid JSON at line %d, column %d: %s",
-		    jerr->line, jerr->column, jerr->text);
 }
 
 int spec_parse(const char *json, size_t len, const char *base_dir,
@@ -514,7 +410,7 @@ int spec_parse(const char *json, size_t len, const char *base_dir,
 	json_t *root = json_loadb(json ? json : "", len,
 				  JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (!root)
-		return json_syntax_error(&jerr, err);
+		return jv_syntax_error(&jerr, err);
 	int rc = spec_from_json(root, base_dir, out, err);
 	json_decref(root);
 	if (rc)
