@@ -1,0 +1,287 @@
+#include "common/grant.h"
+#include "common/fileio.h"
+#include "common/jsonv.h"
+#include "common/size.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RING_MIN 0x1000ull
+#define RING_MAX 0x1000000ull
+
+static const char *const top_fields[] = { "grants", NULL };
+static const char *const grant_fields[] = {
+	"channel", "endpoint_a", "endpoint_b", "direction", "ring_bytes",
+	"require_integrity", NULL
+};
+
+const char *grant_dir_name(enum grant_dir d)
+{
+	static const char *const n[] = { "a_to_b", "b_to_a", "both" };
+	return d <= GRANT_BOTH ? n[d] : "?";
+}
+
+/* "grants[2] (\"telemetry\")" once the channel is known, else "grants[2]". */
+struct where {
+	char s[GRANT_NAME_MAX + 32];
+};
+
+static const char *where_of(struct where *w, int i, const char *channel)
+{
+	if (channel && channel[0])
+		snprintf(w->s, sizeof(w->s), "grants[%d] (\"%s\")", i, channel);
+	else
+		snprintf(w->s, sizeof(w->s), "grants[%d]", i);
+	return w->s;
+}
+
+static int get_name(json_t *o, const char *key, const char *w, char *out,
+		    struct parley_err *err)
+{
+	json_t *v = json_object_get(o, key);
+	char lbl[GRANT_NAME_MAX + 64];
+	snprintf(lbl, sizeof(lbl), "%s.%s", w, key);
+	if (!v)
+		return perr(err, -EINVAL, "%s: missing", lbl);
+	const char *s;
+	size_t len;
+	int rc = jv_get_string(v, lbl, &s, &len, err);
+	if (rc < 0)
+		return rc;
+	if (!jv_name_valid(s, len, GRANT_NAME_MAX)) {
+		struct jv_quoted q;
+		return perr(err, -EINVAL, "%s: %s is not a valid name (1-%d of "
+			    "A-Z a-z 0-9 _ . -)", lbl, jv_quote(&q, s, len),
+			    GRANT_NAME_MAX - 1);
+	}
+	memcpy(out, s, len + 1);
+	return 0;
+}
+
+static int get_dir(json_t *o, const char *w, struct grant *g,
+		   struct parley_err *err)
+{
+	json_t *v = json_object_get(o, "direction");
+	if (!v)
+		return perr(err, -EINVAL, "%s.direction: missing", w);
+	const char *s;
+	size_t len;
+	char lbl[GRANT_NAME_MAX + 64];
+	snprintf(lbl, sizeof(lbl), "%s.direction", w);
+	int rc = jv_get_string(v, lbl, &s, &len, err);
+	if (rc < 0)
+		return rc;
+	for (int d = GRANT_A_TO_B; d <= GRANT_BOTH; d++)
+		if (strcmp(s, grant_dir_name(d)) == 0) {
+			g->dir = d;
+			return 0;
+		}
+	struct jv_quoted q;
+	return perr(err, -EINVAL, "%s: %s is not a_to_b, b_to_a or both", lbl,
+		    jv_quote(&q, s, len));
+}
+
+static int get_ring(json_t *o, const char *w, struct grant *g,
+		    struct parley_err *err)
+{
+	json_t *v = json_object_get(o, "ring_bytes");
+	char lbl[GRANT_NAME_MAX + 64];
+	snprintf(lbl, sizeof(lbl), "%s.ring_bytes", w);
+	if (!v)
+		return perr(err, -EINVAL, "%s: missing", lbl);
+	uint64_t n;
+	if (json_is_integer(v) && json_integer_value(v) > 0) {
+		n = (uint64_t)json_integer_value(v);
+	} else if (json_is_string(v)) {
+		const char *s;
+		size_t len;
+		int rc = jv_get_string(v, lbl, &s, &len, err);
+		if (rc < 0)
+			return rc;
+		if (parse_size(s, &n) < 0) {
+			struct jv_quoted q;
+			return perr(err, -EINVAL, "%s: %s is not a size", lbl,
+				    jv_quote(&q, s, len));
+		}
+	} else {
+		return jv_type_error(v, lbl, "a positive integer or a size "
+				     "string", err);
+	}
+	if (n & (n - 1))
+		return perr(err, -EINVAL, "%s: %llu is not a power of two", lbl,
+			    (unsigned long long)n);
+	if (n < RING_MIN || n > RING_MAX)
+		return perr(err, -EINVAL, "%s: %llu is outside 4K..16M", lbl,
+			    (unsigned long long)n);
+	g->ring_bytes = n;
+	return 0;
+}
+
+static int get_integrity(json_t *o, const char *w, struct grant *g,
+			 struct parley_err *err)
+{
+	json_t *v = json_object_get(o, "require_integrity");
+	g->require_integrity = true;
+	if (!v)
+		return 0;
+	if (!json_is_boolean(v)) {
+		char lbl[GRANT_NAME_MAX + 64];
+		snprintf(lbl, sizeof(lbl), "%s.require_integrity", w);
+		return jv_type_error(v, lbl, "a boolean", err);
+	}
+	g->require_integrity = json_is_true(v);
+	return 0;
+}
+
+static bool known_name(const char *const *known, const char *n)
+{
+	if (!known)
+		return true;
+	for (; *known; known++)
+		if (strcmp(*known, n) == 0)
+			return true;
+	return false;
+}
+
+static int check_endpoints(const struct grant *g, const char *w,
+			   const char *const *known, struct parley_err *err)
+{
+	if (strcmp(g->a, g->b) == 0)
+		return perr(err, -EINVAL, "%s: endpoint_a and endpoint_b are "
+			    "both \"%s\": a partition cannot have a channel to "
+			    "itself", w, g->a);
+	if (!known_name(known, g->a))
+		return perr(err, -ENOENT, "%s.endpoint_a: unknown partition "
+			    "\"%s\"", w, g->a);
+	if (!known_name(known, g->b))
+		return perr(err, -ENOENT, "%s.endpoint_b: unknown partition "
+			    "\"%s\"", w, g->b);
+	return 0;
+}
+
+static int parse_grant(json_t *o, int i, const char *const *known,
+		       struct grant *g, struct parley_err *err)
+{
+	struct where w;
+	if (!json_is_object(o)) {
+		where_of(&w, i, NULL);
+		return jv_type_error(o, w.s, "an object", err);
+	}
+	where_of(&w, i, NULL);
+	char pre[sizeof(w.s) + 2];
+	snprintf(pre, sizeof(pre), "%s: ", w.s);
+	int rc = jv_check_known(o, grant_fields, pre, err);
+	if (rc == 0)
+		rc = get_name(o, "channel", w.s, g->channel, err);
+	if (rc < 0)
+		return rc;
+	where_of(&w, i, g->channel);
+	rc = get_name(o, "endpoint_a", w.s, g->a, err);
+	if (rc == 0)
+		rc = get_name(o, "endpoint_b", w.s, g->b, err);
+	if (rc == 0)
+		rc = get_dir(o, w.s, g, err);
+	if (rc == 0)
+		rc = get_ring(o, w.s, g, err);
+	if (rc == 0)
+		rc = get_integrity(o, w.s, g, err);
+	if (rc == 0)
+		rc = check_endpoints(g, w.s, known, err);
+	return rc;
+}
+
+static int check_unique(const struct grant_set *s, struct parley_err *err)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		for (unsigned j = 0; j < i; j++)
+			if (strcmp(s->g[i].channel, s->g[j].channel) == 0)
+				return perr(err, -EEXIST, "grants[%u]: duplicate "
+					    "channel \"%s\" (also grants[%u])",
+					    i, s->g[i].channel, j);
+	return 0;
+}
+
+static int parse_root(json_t *root, const char *const *known,
+		      struct grant_set *out, struct parley_err *err)
+{
+	if (!json_is_object(root))
+		return jv_type_error(root, "policy", "an object", err);
+	int rc = jv_check_known(root, top_fields, "", err);
+	if (rc < 0)
+		return rc;
+	json_t *arr = json_object_get(root, "grants");
+	if (!arr)
+		return perr(err, -EINVAL, "missing field \"grants\"");
+	if (!json_is_array(arr))
+		return jv_type_error(arr, "field \"grants\"", "an array", err);
+	size_t n = json_array_size(arr);
+	if (n > GRANTS_MAX)
+		return perr(err, -E2BIG, "%zu grants, at most %d", n, GRANTS_MAX);
+	out->g = calloc(n ? n : 1, sizeof(*out->g));
+	if (!out->g)
+		return perr(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++, out->n++) {
+		rc = parse_grant(json_array_get(arr, i), (int)i, known,
+				 &out->g[i], err);
+		if (rc < 0)
+			return rc;
+	}
+	return check_unique(out, err);
+}
+
+int grant_set_parse(const char *json, size_t len, const char *const *known,
+		    struct grant_set *out, struct parley_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (len > GRANT_FILE_MAX)
+		return perr(err, -EFBIG, "policy of %zu bytes, at most %d", len,
+			    GRANT_FILE_MAX);
+	json_error_t jerr;
+	json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES |
+					     JSON_ALLOW_NUL, &jerr);
+	if (!root)
+		return jv_syntax_error(&jerr, err);
+	int rc = parse_root(root, known, out, err);
+	json_decref(root);
+	if (rc < 0)
+		grant_set_free(out);
+	return rc;
+}
+
+int grant_set_load(const char *path, const char *const *known,
+		   struct grant_set *out, struct parley_err *err)
+{
+	uint8_t *buf;
+	size_t len;
+	memset(out, 0, sizeof(*out));
+	int rc = file_read_all(path, GRANT_FILE_MAX, &buf, &len, err);
+	if (rc < 0)
+		return rc;
+	rc = grant_set_parse((const char *)buf, len, known, out, err);
+	free(buf);
+	return rc < 0 ? perr_prefix(err, "%s", path) : 0;
+}
+
+void grant_set_free(struct grant_set *s)
+{
+	if (!s)
+		return;
+	free(s->g);
+	s->g = NULL;
+	s->n = 0;
+}
+
+const struct grant *grant_find(const struct grant_set *s, const char *channel,
+			       const char *partition)
+{
+	for (unsigned i = 0; s && i < s->n; i++) {
+		const struct grant *g = &s->g[i];
+		if (strcmp(g->channel, channel) == 0 &&
+		    (strcmp(g->a, partition) == 0 ||
+		     strcmp(g->b, partition) == 0))
+			return g;
+	}
+	return NULL;
+}

@@ -1,0 +1,58 @@
+/*
+ * The grant model: which channels exist, between which two partitions, in
+ * which direction, with how big a ring, and whether both ends must match
+ * their integrity baselines. One definition for the agent's local policy
+ * file and the bundles the daemon will push.
+ *
+ *   {
+ *     "grants": [
+ *       { "channel": "telemetry", "endpoint_a": "ping", "endpoint_b": "pong",
+ *         "direction": "a_to_b", "ring_bytes": "64K",
+ *         "require_integrity": true }
+ *     ]
+ *   }
+ */
+#ifndef PARLEY_COMMON_GRANT_H
+#define PARLEY_COMMON_GRANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "common/err.h"
+
+#define GRANT_NAME_MAX 64
+#define GRANTS_MAX 1024
+#define GRANT_FILE_MAX (1024 * 1024)
+
+enum grant_dir { GRANT_A_TO_B, GRANT_B_TO_A, GRANT_BOTH };
+
+struct grant {
+	char channel[GRANT_NAME_MAX];
+	char a[GRANT_NAME_MAX], b[GRANT_NAME_MAX];
+	enum grant_dir dir;
+	uint64_t ring_bytes;        /* power of two, 4 KiB..16 MiB */
+	bool require_integrity;     /* default true */
+};
+
+struct grant_set {
+	unsigned n;
+	struct grant *g;
+};
+
+/* Parse and validate a policy document. `known` (NULL-terminated, or NULL
+ * to skip the check) lists the partitions that exist: a grant naming any
+ * other is refused. Errors name the grant and field:
+ * "grants[2] (\"telemetry\").ring_bytes: 3000 is not a power of two". */
+int grant_set_parse(const char *json, size_t len, const char *const *known,
+		    struct grant_set *out, struct parley_err *err);
+int grant_set_load(const char *path, const char *const *known,
+		   struct grant_set *out, struct parley_err *err);
+void grant_set_free(struct grant_set *s);
+
+/* The grant of `channel` that has `partition` as an endpoint, or NULL. */
+const struct grant *grant_find(const struct grant_set *s, const char *channel,
+			       const char *partition);
+
+const char *grant_dir_name(enum grant_dir d);
+
+#endif
