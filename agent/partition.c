@@ -318,8 +318,12 @@ static void reap(struct partition *p, bool block)
 	}
 }
 
+/* The vmm process broke the link or the protocol: it is not trusted to
+ * report or to end by itself, so it is killed before we wait for it. */
 static void finish_unreported(struct partition *p)
 {
+	if (p->pid > 0)
+		kill(p->pid, SIGKILL);
 	reap(p, true);
 	p->finished = true;
 	p->state = PART_STOPPED;
@@ -377,8 +381,6 @@ int partition_handle(struct partition *p)
 	if (n < 0) {
 		/* End of stream or a malformed message: either way the vmm
 		 * process is no longer one we can trust to report. */
-		if (p->pid > 0 && n != -EPIPE)
-			kill(p->pid, SIGKILL);
 		finish_unreported(p);
 		return 1;
 	}

@@ -158,7 +158,7 @@ int snap_read(const char *path, struct snap_image *img,
 	struct stat st;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	int rc = fstat(fd, &st) < 0 ? -errno : 0;
+	int rc = fstat(fd, &st) < 0 ? perr(err, -errno, "fstat: %m") : 0;
 	if (rc == 0 && hashed_read(fd, md, &img->h, sizeof(img->h)) < 0)
 		rc = perr(err, -EINVAL, "snapshot shorter than its header");
 	if (rc == 0)
@@ -180,7 +180,8 @@ int snap_read(const char *path, struct snap_image *img,
 		if (img->mem_fd >= 0)
 			close(img->mem_fd);
 		img->mem_fd = -1;
-		return perr_prefix(err, "%s", path);
+		perr_prefix(err, "%s", path);
+		return rc;
 	}
 	return 0;
 }

@@ -1,9 +1,11 @@
 #include "agent/vmx/ctl.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 long ctl_payload_size(uint32_t type)
 {
@@ -16,6 +18,20 @@ long ctl_payload_size(uint32_t type)
 		return sizeof(struct ctl_finished);
 	case CTL_REFUSED:
 		return sizeof(struct ctl_refused);
+	case CTL_OPEN_REQ:
+		return sizeof(struct ctl_open_req);
+	case CTL_OPEN_REPLY:
+		return sizeof(struct ctl_open_reply);
+	case CTL_MAP:
+		return sizeof(struct ctl_map);
+	case CTL_UNMAP:
+	case CTL_MAPPED:
+	case CTL_UNMAPPED:
+	case CTL_CLOSED:
+		return sizeof(struct ctl_chan_ref);
+	case CTL_DIRTY:
+		return sizeof(struct ctl_dirty);
+	case CTL_DIRTY_REQ:
 	case CTL_PAUSE:
 	case CTL_RESUME:
 	case CTL_GET_STATE:
@@ -32,7 +48,18 @@ long ctl_payload_size(uint32_t type)
 	}
 }
 
+static unsigned fds_of(uint32_t type)
+{
+	return type == CTL_MAP ? 3 : 0;
+}
+
 int ctl_send(int sock, uint32_t type, const void *payload, uint32_t len)
+{
+	return ctl_send_fds(sock, type, payload, len, NULL, 0);
+}
+
+int ctl_send_fds(int sock, uint32_t type, const void *payload, uint32_t len,
+		 const int *fds, unsigned nfds)
 {
 	struct ctl_hdr h = { .type = type, .len = len };
 	struct iovec iov[2] = {
@@ -40,6 +67,18 @@ int ctl_send(int sock, uint32_t type, const void *payload, uint32_t len)
 		{ .iov_base = (void *)payload, .iov_len = len },
 	};
 	struct msghdr m = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
+	_Alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * CTL_FDS_MAX)];
+	if (nfds > CTL_FDS_MAX)
+		return -EINVAL;
+	if (nfds) {
+		m.msg_control = cbuf;
+		m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+	}
 	for (;;) {
 		ssize_t n = sendmsg(sock, &m, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
@@ -72,26 +111,81 @@ static int ctl_check(const struct ctl_hdr *h, size_t got)
 	return h->len == (uint32_t)want ? 0 : -EPROTO;
 }
 
-int ctl_recv(int sock, uint32_t *type, void *buf, size_t cap)
+/* A read of 0 bytes is either the end of the stream or an empty record a
+ * live peer sent (SOCK_SEQPACKET allows those); only the first is an end. */
+static int peer_gone(int sock)
+{
+	struct pollfd pf = { .fd = sock, .events = POLLIN | POLLRDHUP };
+	return poll(&pf, 1, 0) > 0 && (pf.revents & (POLLHUP | POLLRDHUP));
+}
+
+/* Take the descriptors out of a received message; returns how many. */
+static unsigned take_fds(struct msghdr *m, int *fds)
+{
+	unsigned n = 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			if (n < CTL_FDS_MAX)
+				fds[n++] = fd;
+			else
+				close(fd);
+		}
+	}
+	return n;
+}
+
+static void close_fds(int *fds, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+int ctl_recv_fds(int sock, uint32_t *type, void *buf, size_t cap, int *fds,
+		 unsigned *nfds)
 {
 	_Alignas(8) char raw[CTL_MSG_MAX + 1];
+	_Alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * CTL_FDS_MAX)];
+	struct iovec iov = { .iov_base = raw, .iov_len = sizeof(raw) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+			    .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	int got[CTL_FDS_MAX];
 	ssize_t n;
 	do
-		n = recv(sock, raw, sizeof(raw), MSG_TRUNC);
+		n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
+	unsigned ngot = take_fds(&m, got);
+	int rc = 0;
 	if (n == 0)
-		return -EPIPE;
-	if ((size_t)n > CTL_MSG_MAX)
-		return -EPROTO; /* truncated: longer than any message */
+		rc = peer_gone(sock) ? -EPIPE : -EPROTO;
+	else if ((m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n > CTL_MSG_MAX)
+		rc = -EPROTO; /* longer than any message */
 	const struct ctl_hdr *h = (const void *)raw;
-	int rc = ctl_check(h, (size_t)n);
-	if (rc < 0)
+	if (rc == 0)
+		rc = ctl_check(h, (size_t)n);
+	if (rc == 0 && (h->len > cap || ngot != fds_of(h->type) ||
+			(ngot && !fds)))
+		rc = -EPROTO;
+	if (rc < 0) {
+		close_fds(got, ngot);
 		return rc;
-	if (h->len > cap)
-		return -EPROTO;
+	}
 	memcpy(buf, raw + sizeof(*h), h->len);
 	*type = h->type;
+	if (nfds)
+		*nfds = ngot;
+	if (ngot)
+		memcpy(fds, got, ngot * sizeof(int));
 	return (int)h->len;
+}
+
+int ctl_recv(int sock, uint32_t *type, void *buf, size_t cap)
+{
+	return ctl_recv_fds(sock, type, buf, cap, NULL, NULL);
 }

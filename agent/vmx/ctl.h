@@ -26,6 +26,10 @@ enum ctl_type {
 	CTL_RESUME,
 	CTL_GET_STATE,     /* only while paused */
 	CTL_STOP,
+	CTL_OPEN_REPLY,    /* answer to CTL_OPEN_REQ */
+	CTL_MAP,           /* + 3 descriptors: memory, own doorbell, peer's */
+	CTL_UNMAP,
+	CTL_DIRTY_REQ,     /* which config pages were written since last time */
 	/* vmm -> agent */
 	CTL_READY = 32,    /* set up, sandboxed, vCPUs released */
 	CTL_CONSOLE,
@@ -34,7 +38,19 @@ enum ctl_type {
 	CTL_STATE_DONE,
 	CTL_FINISHED,      /* the last message: why the partition stopped */
 	CTL_REFUSED,       /* a request that cannot be served now */
+	CTL_OPEN_REQ,      /* a vCPU asks for a channel, and waits */
+	CTL_DIRTY,         /* one chunk of the dirty bitmap */
+	CTL_MAPPED,
+	CTL_UNMAPPED,
+	CTL_CLOSED,        /* the partition closed a handle */
 };
+
+/* Requests from a vmm that need the grant manager's decision: never
+ * handled while the agent is waiting for another reply (see partition.c). */
+static inline int ctl_is_request(uint32_t type)
+{
+	return type == CTL_OPEN_REQ || type == CTL_CLOSED;
+}
 
 struct ctl_hdr {
 	uint32_t type;
@@ -76,28 +92,88 @@ struct ctl_finished {
 	char detail[160];  /* NUL-terminated */
 };
 
+struct ctl_open_req {
+	uint32_t vcpu;
+	uint32_t reserved;
+	char name[PARLEY_CHAN_NAME_MAX]; /* NUL-terminated (checked by vmm) */
+};
+
+struct ctl_open_reply {
+	uint32_t vcpu;
+	int32_t status;    /* enum parley_status */
+	uint64_t handle;
+	uint64_t gpa, size;
+	uint32_t tx, rx;
+	char detail[64];
+};
+
+#define CTL_MAP_SEGS_MAX 7
+
+/* Map a channel window: segments of the memfd at gpa + off, read-only or
+ * writable for this partition. */
+struct ctl_map {
+	uint32_t chan;     /* the agent's channel id, echoed in replies */
+	uint32_t nseg;
+	uint64_t gpa, size;
+	uint32_t tx, rx;   /* queues, as in ctl_open_reply */
+	uint64_t slot;     /* handle slot chosen by the agent */
+	uint64_t handle;   /* the handle the partition will get */
+	struct {
+		uint64_t off, len;
+		uint32_t readonly, reserved;
+	} seg[CTL_MAP_SEGS_MAX];
+};
+
+struct ctl_chan_ref {
+	uint32_t chan;
+	int32_t status;
+	uint64_t handle;
+};
+
+#define CTL_DIRTY_BYTES 4096
+
+struct ctl_dirty {
+	uint64_t first_page;  /* page index in the config region */
+	uint64_t npages;      /* bits that follow (<= 8 * CTL_DIRTY_BYTES) */
+	uint32_t last;        /* 1 on the final chunk */
+	uint32_t reserved;
+	uint8_t bits[CTL_DIRTY_BYTES];
+};
+
+#define CTL_FDS_MAX 3
+
 struct ctl_refused {
 	uint32_t type;     /* the request refused */
 	int32_t code;      /* negative errno */
 };
 
-#define CTL_PAYLOAD_MAX                                        \
-	(sizeof(struct ctl_vcpu_state) > sizeof(struct ctl_console) \
-		 ? sizeof(struct ctl_vcpu_state)                    \
-		 : sizeof(struct ctl_console))
+#define CTL_MAX_(a, b) ((a) > (b) ? (a) : (b))
+#define CTL_PAYLOAD_MAX                                                    \
+	CTL_MAX_(CTL_MAX_(sizeof(struct ctl_vcpu_state),                   \
+			  sizeof(struct ctl_console)),                     \
+		 sizeof(struct ctl_dirty))
 #define CTL_MSG_MAX (sizeof(struct ctl_hdr) + CTL_PAYLOAD_MAX)
 
 /* Send one message as one packet. 0 or -errno. */
 int ctl_send(int sock, uint32_t type, const void *payload, uint32_t len);
+/* The same with descriptors attached (SCM_RIGHTS). */
+int ctl_send_fds(int sock, uint32_t type, const void *payload, uint32_t len,
+		 const int *fds, unsigned nfds);
+/* Receive with descriptors: a message type that carries descriptors must
+ * carry exactly its number; any other message with descriptors is refused
+ * (-EPROTO) and the descriptors closed. *nfds gets the count. */
+int ctl_recv_fds(int sock, uint32_t *type, void *buf, size_t cap, int *fds,
+		 unsigned *nfds);
 
 /* Receive one message into buf (CTL_MSG_MAX bytes). Returns the payload
  * length and sets *type, -EPIPE at end of stream, -EPROTO for a message
- * whose size does not match its type (the caller closes the link), or
+ * whose size does not match its type or an empty record (the caller closes
+ * the link), or
  * -EAGAIN on a non-blocking socket with nothing to read. */
 int ctl_recv(int sock, uint32_t *type, void *buf, size_t cap);
 
-/* Exact payload size of a fixed-size type, or -1 for variable (console)
- * or unknown (0 payload types return 0). */
+/* Exact payload size of a fixed-size type (0 for types with no payload),
+ * -2 for the one variable-size type (console), -1 for an unknown type. */
 long ctl_payload_size(uint32_t type);
 
 #endif

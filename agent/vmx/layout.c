@@ -68,11 +68,15 @@ int layout_system(uint8_t *ram, const struct layout_params *p,
 	    p->ram_size % 0x200000)
 		return perr(err, -EINVAL, "memory size 0x%llx out of range",
 			    (unsigned long long)p->ram_size);
-	if (p->image_hi > LAYOUT_IMAGE_MAX ||
-	    p->image_hi > layout_stack_floor(p->ram_size, p->vcpus))
+	if (p->vcpus < 1 || p->vcpus > PARLEY_VCPUS_MAX)
+		return perr(err, -EINVAL, "%u vCPUs", p->vcpus);
+	uint64_t limit = layout_stack_floor(p->ram_size, p->vcpus);
+	if (limit > LAYOUT_IMAGE_MAX)
+		limit = LAYOUT_IMAGE_MAX;
+	if (p->image_hi > limit)
 		return perr(err, -E2BIG, "image ends at 0x%llx: past the "
 			    "0x%llx it may use", (unsigned long long)p->image_hi,
-			    (unsigned long long)LAYOUT_IMAGE_MAX);
+			    (unsigned long long)limit);
 	memset(ram + PARLEY_SYS_BASE, 0, PARLEY_SYS_SIZE);
 
 	table(ram, LAYOUT_PML4)[0] = LAYOUT_PDPT | PTE_TABLE;

@@ -74,4 +74,51 @@ struct parley_hc_halt {
 	uint64_t reserved; /* IN: must be 0 */
 };
 
+/*
+ * Channels. A handle is (generation << 16 | slot): closing or revoking a
+ * channel bumps the generation, so an old handle never names another
+ * channel. Handles are per partition.
+ */
+#define PARLEY_CHAN_NAME_MAX 64
+#define PARLEY_CHAN_NO_QUEUE 0xffffffffu
+#define PARLEY_WAIT_MAX 8
+
+struct parley_hc_chan_open {
+	char name[PARLEY_CHAN_NAME_MAX]; /* IN: NUL-terminated */
+	uint64_t handle;   /* OUT */
+	parley_gpa_t gpa;  /* OUT: the channel window (struct parley_chan_hdr) */
+	uint64_t size;     /* OUT: window bytes */
+	uint32_t tx;       /* OUT: queue this side produces into, or NO_QUEUE */
+	uint32_t rx;       /* OUT: queue this side consumes, or NO_QUEUE */
+	int64_t ret;       /* OUT: PARLEY_OK, _E_NO_GRANT, _E_INTEGRITY,
+			    *      _E_PEER_DOWN, _E_LIMIT, _E_QUARANTINED */
+	char detail[64];   /* OUT: for INTEGRITY, the file that differed */
+};
+
+struct parley_hc_chan_notify {
+	uint64_t handle;   /* IN */
+	int64_t ret;       /* OUT: PARLEY_OK, _E_BAD_HANDLE, _E_CLOSED */
+};
+
+struct parley_hc_chan_wait {
+	uint64_t handles[PARLEY_WAIT_MAX]; /* IN */
+	uint32_t n;        /* IN: 1..PARLEY_WAIT_MAX */
+	uint32_t reserved; /* IN: 0 */
+	uint64_t timeout_ns; /* IN: 0 polls; UINT64_MAX waits for ever */
+	uint64_t ready;    /* OUT: bit i set: handles[i] has data or is closed */
+	int64_t ret;       /* OUT: PARLEY_OK (may be early, with ready 0),
+			    *      _E_TIMEOUT, _E_BAD_HANDLE, _E_CLOSED */
+};
+
+struct parley_hc_chan_close {
+	uint64_t handle;   /* IN */
+	int64_t ret;       /* OUT: PARLEY_OK, _E_BAD_HANDLE */
+};
+
+/* The doorbell: `outl handle, PARLEY_DOORBELL_PORT` rings the peer of the
+ * channel `handle` names without leaving the kernel (KVM ioeventfd), the
+ * same as CHAN_NOTIFY but with no result. A value that names no open
+ * channel reaches the vmm, which ignores it. */
+#define PARLEY_DOORBELL_PORT (PARLEY_HC_PORT_BASE + 0x80)
+
 #endif
