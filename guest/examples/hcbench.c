@@ -3,9 +3,11 @@
  *   mode=hello               print one line as the very first thing, exit 0:
  *                            its console write is the first hypercall, which
  *                            ends the bench's cold-start interval
- *   mode=loop n=N batches=B  print "K <tsc_khz>", then B batches of
- *                            "S <b>", N CLOCK hypercalls, and
- *                            "E <b> <tsc cycles> <first ns> <last ns>"
+ *   mode=loop n=N batches=B warm=W
+ *                            W untimed CLOCK hypercalls, "K <tsc_khz>",
+ *                            then B batches of "S <b>", N CLOCK
+ *                            hypercalls, "E <b> <tsc cycles> <first ns>
+ *                            <last ns>"
  *
  * In loop mode the bench times the S and E markers on arrival; the numbers
  * in E are the partition's own view (rdtsc around the N calls, and the CLOCK
@@ -42,10 +44,15 @@ int main(const struct parley_boot_info *bi)
 	}
 	long n = parley_cmdline_int(bi, "n", 1000);
 	long batches = parley_cmdline_int(bi, "batches", 10);
+	long warm = parley_cmdline_int(bi, "warm", 0);
 	if (n < 1 || batches < 1) {
 		say("hcbench: n and batches must be positive\n");
 		return 2;
 	}
+	/* First touches of stack and code, and the vmm's first exits, are
+	 * slower than the steady state the batches measure. */
+	for (long i = 0; i < warm; i++)
+		parley_clock_ns();
 	parley_printf("K %lu\n", bi->tsc_khz);
 	for (long b = 0; b < batches; b++)
 		batch(b, n);
