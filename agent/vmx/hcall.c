@@ -9,11 +9,16 @@
 #include <time.h>
 
 void vmx_vcpu_halt(struct vmx_vcpu *c);
+bool vmx_hypercall_chan(struct vmx_vcpu *c, unsigned nr, uint32_t gpa);
+void *vmx_arg_in(struct vmx_vcpu *c, unsigned nr, uint32_t gpa, void *dst,
+		 size_t size);
+
+#define arg_in vmx_arg_in
 
 /* Copy in an argument struct; stops the partition if it is not wholly
  * inside guest memory or not 8-byte aligned. */
-static void *arg_in(struct vmx_vcpu *c, unsigned nr, uint32_t gpa, void *dst,
-		    size_t size)
+void *vmx_arg_in(struct vmx_vcpu *c, unsigned nr, uint32_t gpa, void *dst,
+		 size_t size)
 {
 	void *src = gmem_ptr(&c->vm->gm, gpa, size, 8);
 	if (!src) {
@@ -110,6 +115,11 @@ bool vmx_hypercall(struct vmx_vcpu *c, unsigned nr, uint32_t gpa)
 		return hc_exit(c, gpa);
 	case PARLEY_HC_HALT:
 		return hc_halt(c, gpa);
+	case PARLEY_HC_CHAN_OPEN:
+	case PARLEY_HC_CHAN_NOTIFY:
+	case PARLEY_HC_CHAN_WAIT:
+	case PARLEY_HC_CHAN_CLOSE:
+		return vmx_hypercall_chan(c, nr, gpa);
 	default:
 		vmx_vcpu_fault(c, VMX_STOP_BAD_HYPERCALL, nr,
 			       "unknown hypercall number %u", nr);

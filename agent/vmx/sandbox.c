@@ -36,7 +36,9 @@ static const struct {
 	{ SCMP_SYS(mprotect), "allocator" },
 	{ SCMP_SYS(madvise), "allocator" },
 	{ SCMP_SYS(brk), "allocator" },
-	{ SCMP_SYS(close), "tearing down at exit" },
+	{ SCMP_SYS(close), "descriptors received with a channel; exit" },
+	{ SCMP_SYS(dup3), "a reused channel slot takes its new doorbells in "
+			  "place (see window.c)" },
 	{ SCMP_SYS(sigaltstack), "sanitizer runtimes drop a thread's signal "
 				 "stack when it ends" },
 	{ SCMP_SYS(exit), "vCPU threads end" },
@@ -48,7 +50,7 @@ static const struct {
 static const unsigned long kvm_ioctls[] = {
 	KVM_RUN, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS,
 	KVM_GET_XSAVE, KVM_SET_XSAVE, KVM_SET_USER_MEMORY_REGION,
-	KVM_GET_DIRTY_LOG,
+	KVM_GET_DIRTY_LOG, KVM_IOEVENTFD,
 };
 
 int vmx_sandbox_enter(struct parley_err *err)

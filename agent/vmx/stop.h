@@ -13,6 +13,9 @@ enum vmx_stop {
 	VMX_STOP_KILLED,          /* stopped by the agent or operator */
 	VMX_STOP_INTERNAL,        /* KVM or vmm failure, not the partition's */
 	VMX_STOP_VMM_DIED,        /* vmm process ended without a report */
+	VMX_STOP_REVOKED_ACCESS,  /* touched a channel window after revocation */
+	VMX_STOP_READONLY_WRITE,  /* wrote a channel page mapped read-only */
+	VMX_STOP_COMPROMISED,     /* its vmm process lied to the grant manager */
 	VMX_STOP_MAX_,
 };
 
@@ -21,6 +24,7 @@ static inline const char *vmx_stop_name(unsigned r)
 	static const char *const n[] = {
 		"exit", "halted", "triple-fault", "bad-port", "bad-hypercall",
 		"bad-access", "killed", "internal", "vmm-died",
+		"revoked-access", "readonly-write", "compromised",
 	};
 	return r < VMX_STOP_MAX_ ? n[r] : "unknown";
 }

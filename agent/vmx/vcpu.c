@@ -47,6 +47,8 @@ static bool exit_io(struct vmx_vcpu *c)
 	uint32_t gpa;
 	/* data_offset points into the kvm_run page KVM gave us: trusted. */
 	memcpy(&gpa, (uint8_t *)run + run->io.data_offset, sizeof(gpa));
+	if (port == PARLEY_DOORBELL_PORT)
+		return vmx_doorbell_slow(c, gpa);
 	return vmx_hypercall(c, nr, gpa);
 }
 
@@ -62,6 +64,36 @@ static bool exit_shutdown(struct vmx_vcpu *c)
 	return false;
 }
 
+static bool exit_mmio(struct vmx_vcpu *c)
+{
+	struct kvm_run *run = c->run;
+	uint64_t gpa = run->mmio.phys_addr;
+	const char *rw = run->mmio.is_write ? "write" : "read";
+	switch (win_classify(c->vm, gpa, run->mmio.is_write)) {
+	case 1:
+		vmx_vcpu_fault(c, VMX_STOP_REVOKED_ACCESS, gpa, "%s at 0x%llx "
+			       "in a channel window that was revoked", rw,
+			       (unsigned long long)gpa);
+		break;
+	case 2:
+		vmx_vcpu_fault(c, VMX_STOP_BAD_ACCESS, gpa, "%s at 0x%llx in a "
+			       "channel window the partition closed", rw,
+			       (unsigned long long)gpa);
+		break;
+	case 3:
+		vmx_vcpu_fault(c, VMX_STOP_READONLY_WRITE, gpa, "write at "
+			       "0x%llx to a channel page this partition may "
+			       "only read", (unsigned long long)gpa);
+		break;
+	default:
+		vmx_vcpu_fault(c, VMX_STOP_BAD_ACCESS, gpa,
+			       "%s of %u byte(s) at guest-physical 0x%llx, "
+			       "outside the partition's memory", rw,
+			       run->mmio.len, (unsigned long long)gpa);
+	}
+	return false;
+}
+
 static bool exit_dispatch(struct vmx_vcpu *c)
 {
 	struct kvm_run *run = c->run;
@@ -71,14 +103,9 @@ static bool exit_dispatch(struct vmx_vcpu *c)
 	case KVM_EXIT_SHUTDOWN:
 		return exit_shutdown(c);
 	case KVM_EXIT_MMIO:
-		vmx_vcpu_fault(c, VMX_STOP_BAD_ACCESS, run->mmio.phys_addr,
-			       "%s of %u byte(s) at guest-physical 0x%llx, "
-			       "outside the partition's memory",
-			       run->mmio.is_write ? "write" : "read",
-			       run->mmio.len,
-			       (unsigned long long)run->mmio.phys_addr);
-		return false;
+		return exit_mmio(c);
 	case KVM_EXIT_HLT:
+
 		vmx_vcpu_fault(c, VMX_STOP_TRIPLE_FAULT, 0, "hlt");
 		return false;
 	case KVM_EXIT_FAIL_ENTRY:

@@ -69,8 +69,11 @@ static int vm_map_memory(struct vmx_vm *vm, int mem_fd, struct parley_err *err)
 	gmem_add(&vm->gm, 0, vm->ram_size, vm->mem);
 	if (!vm->cfg_size)
 		return 0;
+	/* Dirty logging on the config region: re-measurement re-hashes only
+	 * the pages written since the last check. */
 	struct kvm_userspace_memory_region cfg = {
-		.slot = 1, .guest_phys_addr = PARLEY_CONFIG_BASE,
+		.slot = 1, .flags = KVM_MEM_LOG_DIRTY_PAGES,
+		.guest_phys_addr = PARLEY_CONFIG_BASE,
 		.memory_size = vm->cfg_size,
 		.userspace_addr = (uintptr_t)(vm->mem + vm->ram_size),
 	};
@@ -78,6 +81,7 @@ static int vm_map_memory(struct vmx_vm *vm, int mem_fd, struct parley_err *err)
 		return perr(err, -errno, "KVM_SET_USER_MEMORY_REGION config: %m");
 	gmem_add(&vm->gm, PARLEY_CONFIG_BASE, vm->cfg_size,
 		 vm->mem + vm->ram_size);
+	vm->dirty_logging = true;
 	return 0;
 }
 
@@ -150,6 +154,9 @@ static int vcpu_create(struct vmx_vm *vm, unsigned i, struct parley_err *err)
 	c->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, i);
 	if (c->fd < 0)
 		return perr(err, -errno, "KVM_CREATE_VCPU %u: %m", i);
+	c->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->kick_fd < 0)
+		return perr(err, -errno, "eventfd: %m");
 	c->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
 		      c->fd, 0);
 	if (c->run == MAP_FAILED) {
@@ -169,7 +176,10 @@ int vmx_vm_create(struct vmx_vm *vm, int mem_fd, const struct ctl_launch *l,
 	memset(vm, 0, sizeof(*vm));
 	vm->kvm_fd = vm->vm_fd = vm->stop_efd = -1;
 	for (unsigned i = 0; i < PARLEY_VCPUS_MAX; i++)
-		vm->vcpu[i].fd = -1;
+		vm->vcpu[i].fd = vm->vcpu[i].kick_fd = -1;
+	vm->ctl_fd = -1;
+	win_init(&vm->win);
+	pthread_mutex_init(&vm->win_lock, NULL);
 	vm->ram_size = l->ram_size;
 	vm->cfg_size = l->cfg_size;
 	vm->nvcpu = l->vcpus;
@@ -256,6 +266,10 @@ static void kick_all(struct vmx_vm *vm)
 		 * signal one already inside it. */
 		__atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
 		pthread_kill(c->thread, SIGUSR1);
+		uint64_t one = 1; /* and the eventfd one waiting in CHAN_WAIT */
+		if (write(c->kick_fd, &one, sizeof(one)) < 0) {
+			/* counter full: it will wake anyway */
+		}
 	}
 }
 
@@ -353,8 +367,10 @@ void vmx_vm_destroy(struct vmx_vm *vm)
 			munmap(c->run, vm->run_size);
 		if (c->fd >= 0)
 			close(c->fd);
+		if (c->kick_fd >= 0)
+			close(c->kick_fd);
 		c->run = NULL;
-		c->fd = -1;
+		c->fd = c->kick_fd = -1;
 	}
 	if (vm->mem)
 		munmap(vm->mem, vm->ram_size + vm->cfg_size);
@@ -366,4 +382,44 @@ void vmx_vm_destroy(struct vmx_vm *vm)
 	if (vm->stop_efd >= 0)
 		close(vm->stop_efd);
 	vm->vm_fd = vm->kvm_fd = vm->stop_efd = -1;
+}
+
+void vmx_vcpu_reply(struct vmx_vm *vm, const struct ctl_open_reply *r)
+{
+	if (r->vcpu >= vm->nvcpu)
+		return;
+	struct vmx_vcpu *c = &vm->vcpu[r->vcpu];
+	pthread_mutex_lock(&vm->lock);
+	if (c->awaiting) {
+		c->reply = *r;
+		c->replied = true;
+		pthread_cond_broadcast(&vm->cond);
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+int vmx_send_dirty(struct vmx_vm *vm)
+{
+	uint64_t pages = vm->cfg_size / PARLEY_PAGE_SIZE;
+	static uint64_t bitmap[PARLEY_CONFIG_MAX / PARLEY_PAGE_SIZE / 64];
+	memset(bitmap, 0, (pages + 63) / 64 * 8);
+	if (vm->dirty_logging) {
+		struct kvm_dirty_log log = { .slot = 1, .dirty_bitmap = bitmap };
+		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
+			return -errno;
+	}
+	vmx_dirty_filter(bitmap, pages);
+	uint64_t per = 8 * CTL_DIRTY_BYTES;
+	uint64_t first = 0;
+	do {
+		struct ctl_dirty d = { .first_page = first };
+		d.npages = pages - first < per ? pages - first : per;
+		memcpy(d.bits, (uint8_t *)bitmap + first / 8, (d.npages + 7) / 8);
+		first += d.npages;
+		d.last = first >= pages;
+		int rc = ctl_send(vm->ctl_fd, CTL_DIRTY, &d, sizeof(d));
+		if (rc < 0)
+			return rc;
+	} while (first < pages);
+	return 0;
 }

@@ -15,6 +15,7 @@
 #include <parley/abi.h>
 #include "agent/vmx/gmem.h"
 #include "agent/vmx/ctl.h"
+#include "agent/vmx/window.h"
 #include "common/err.h"
 
 enum vmx_run_state { VMX_RUN, VMX_PAUSE, VMX_STOP };
@@ -30,6 +31,11 @@ struct vmx_vcpu {
 	bool started;
 	bool halted;        /* parked by HALT until the partition stops */
 	bool parked;        /* guarded by vm->lock */
+	int kick_fd;        /* eventfd: wakes this vCPU out of CHAN_WAIT */
+	/* CHAN_OPEN waits here for the grant manager (guarded by vm->lock). */
+	bool awaiting;
+	bool replied;
+	struct ctl_open_reply reply;
 };
 
 /* Where console bytes and the final report go. */
@@ -49,11 +55,15 @@ struct vmx_vm {
 	unsigned nvcpu;
 	struct vmx_vcpu vcpu[PARLEY_VCPUS_MAX];
 	struct vmx_sink sink;
+	int ctl_fd;               /* to the grant manager; -1 standalone */
+	struct vmx_windows win;
+	pthread_mutex_t win_lock; /* changes to windows (lookups take none) */
+	bool dirty_logging;       /* config slot has KVM_MEM_LOG_DIRTY_PAGES */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;      /* state changes, parking */
 	_Atomic int state;        /* enum vmx_run_state */
-	unsigned nparked;
+	unsigned nparked;         /* parked, or waiting for the agent */
 	int stop_efd;             /* written once when the partition stops */
 	bool finished;            /* guarded by lock: fin is final */
 	struct ctl_finished fin;
@@ -88,6 +98,15 @@ void vmx_vcpu_fault(struct vmx_vcpu *c, unsigned reason, uint64_t addr,
 		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Handle an OUT to a hypercall port; false when the partition was stopped. */
 bool vmx_hypercall(struct vmx_vcpu *c, unsigned nr, uint32_t arg_gpa);
+bool vmx_doorbell_slow(struct vmx_vcpu *c, uint32_t value);
+
+/* Hand a CHAN_OPEN answer to the vCPU waiting for it. */
+void vmx_vcpu_reply(struct vmx_vm *vm, const struct ctl_open_reply *r);
+
+/* Send the config region's dirty bitmap (since the last call) to the agent
+ * in CTL_DIRTY chunks. */
+int vmx_send_dirty(struct vmx_vm *vm);
+void vmx_dirty_filter(uint64_t *bitmap, uint64_t pages);
 
 uint64_t vmx_now_ns(void);
 

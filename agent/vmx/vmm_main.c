@@ -109,12 +109,31 @@ static void kill_partition(struct vmx_vm *vm, const char *why)
 	vmx_vm_finish(vm, &f);
 }
 
+static void do_map(struct vmx_vm *vm, const struct ctl_map *m, int *fds)
+{
+	struct parley_err err = { 0 };
+	struct ctl_chan_ref ref = { .chan = m->chan, .handle = m->handle };
+	ref.status = win_map(vm, m, fds, &err);
+	if (ref.status < 0)
+		fprintf(stderr, "parley-vmm[%s]: %s\n", vmm_name, perr_msg(&err));
+	ctl_send(CTL_FD_SOCK, CTL_MAPPED, &ref, sizeof(ref));
+}
+
+static void do_unmap(struct vmx_vm *vm, const struct ctl_chan_ref *r)
+{
+	struct ctl_chan_ref ref = { .chan = r->chan };
+	ref.status = win_revoke(vm, r->chan, &ref.handle);
+	ctl_send(CTL_FD_SOCK, CTL_UNMAPPED, &ref, sizeof(ref));
+}
+
 /* One request from the grant manager; anything malformed ends the VM. */
 static void handle_request(struct vmx_vm *vm)
 {
 	_Alignas(8) char buf[CTL_MSG_MAX];
 	uint32_t type;
-	int n = ctl_recv(CTL_FD_SOCK, &type, buf, sizeof(buf));
+	int fds[CTL_FDS_MAX];
+	unsigned nfds = 0;
+	int n = ctl_recv_fds(CTL_FD_SOCK, &type, buf, sizeof(buf), fds, &nfds);
 	if (n == -EAGAIN)
 		return;
 	if (n < 0) {
@@ -136,6 +155,19 @@ static void handle_request(struct vmx_vm *vm)
 		break;
 	case CTL_STOP:
 		kill_partition(vm, "stopped by the agent");
+		break;
+	case CTL_OPEN_REPLY:
+		vmx_vcpu_reply(vm, (const struct ctl_open_reply *)buf);
+		break;
+	case CTL_MAP:
+		do_map(vm, (const struct ctl_map *)buf, fds);
+		break;
+	case CTL_UNMAP:
+		do_unmap(vm, (const struct ctl_chan_ref *)buf);
+		break;
+	case CTL_DIRTY_REQ:
+		if (vmx_send_dirty(vm) < 0)
+			kill_partition(vm, "reading the dirty log failed");
 		break;
 	default:
 		kill_partition(vm, "unexpected request from agent");
@@ -182,6 +214,7 @@ int main(int argc, char **argv)
 		bi->tsc_khz = vm.tsc_khz;
 	}
 	vm.sink.console = send_console;
+	vm.ctl_fd = CTL_FD_SOCK;
 	/* vCPU threads start parked: no guest instruction before the filter. */
 	atomic_store(&vm.state, VMX_PAUSE);
 	if (vmx_vm_start(&vm) < 0)

@@ -1,0 +1,227 @@
+/* Channel hypercalls as the vmm process serves them. CHAN_OPEN needs a
+ * decision, so the vCPU asks the grant manager and waits; NOTIFY, WAIT and
+ * CLOSE need none and are served here, on the handle table alone. */
+#include "agent/vmx/vm.h"
+#include "agent/vmx/stop.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+void *vmx_arg_in(struct vmx_vcpu *c, unsigned nr, uint32_t gpa, void *dst,
+		 size_t size);
+
+static void put_ret(void *g, size_t off, int64_t ret)
+{
+	memcpy((uint8_t *)g + off, &ret, sizeof(ret));
+}
+
+/* Wait for the grant manager's answer; false if the partition stopped. */
+static bool await_reply(struct vmx_vcpu *c, struct ctl_open_reply *r)
+{
+	struct vmx_vm *vm = c->vm;
+	pthread_mutex_lock(&vm->lock);
+	while (!c->replied && atomic_load(&vm->state) != VMX_STOP)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	bool ok = c->replied;
+	*r = c->reply;
+	c->replied = false;
+	c->awaiting = false;
+	vm->nparked--;
+	pthread_mutex_unlock(&vm->lock);
+	return ok;
+}
+
+static bool hc_open(struct vmx_vcpu *c, uint32_t gpa)
+{
+	struct parley_hc_chan_open a;
+	void *g = vmx_arg_in(c, PARLEY_HC_CHAN_OPEN, gpa, &a, sizeof(a));
+	if (!g)
+		return false;
+	size_t len = strnlen(a.name, sizeof(a.name));
+	if (len == 0 || len == sizeof(a.name)) {
+		put_ret(g, offsetof(struct parley_hc_chan_open, ret),
+			PARLEY_E_INVAL);
+		return true;
+	}
+	struct ctl_open_req req = { .vcpu = c->index };
+	memcpy(req.name, a.name, len + 1);
+	/* Counted as parked while it waits, so a pause need not wait for
+	 * the grant manager; the answer is written after the pause. */
+	pthread_mutex_lock(&c->vm->lock);
+	c->awaiting = true;
+	c->vm->nparked++;
+	pthread_cond_broadcast(&c->vm->cond);
+	pthread_mutex_unlock(&c->vm->lock);
+	struct ctl_open_reply r;
+	if (c->vm->ctl_fd < 0 ||
+	    ctl_send(c->vm->ctl_fd, CTL_OPEN_REQ, &req, sizeof(req)) < 0) {
+		r = (struct ctl_open_reply){ .status = PARLEY_E_NOSYS };
+		pthread_mutex_lock(&c->vm->lock);
+		c->awaiting = false;
+		c->vm->nparked--;
+		pthread_mutex_unlock(&c->vm->lock);
+	} else if (!await_reply(c, &r)) {
+		return false;
+	}
+	struct parley_hc_chan_open out = a;
+	out.handle = r.handle;
+	out.gpa = r.gpa;
+	out.size = r.size;
+	out.tx = r.tx;
+	out.rx = r.rx;
+	out.ret = r.status;
+	memcpy(out.detail, r.detail, sizeof(out.detail));
+	out.detail[sizeof(out.detail) - 1] = 0;
+	memcpy(g, &out, sizeof(out));
+	return true;
+}
+
+static void ring(int fd)
+{
+	uint64_t one = 1;
+	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
+		/* overflow of the counter: the peer is awake anyway */
+	}
+}
+
+static int64_t handle_status(struct vmx_vcpu *c, uint64_t h)
+{
+	return win_was_revoked(c->vm, h) ? PARLEY_E_CLOSED : PARLEY_E_BAD_HANDLE;
+}
+
+static bool hc_notify(struct vmx_vcpu *c, uint32_t gpa)
+{
+	struct parley_hc_chan_notify a;
+	void *g = vmx_arg_in(c, PARLEY_HC_CHAN_NOTIFY, gpa, &a, sizeof(a));
+	if (!g)
+		return false;
+	struct vmx_window *w = win_lookup(c->vm, a.handle);
+	if (w)
+		ring(w->bell_peer);
+	put_ret(g, offsetof(struct parley_hc_chan_notify, ret),
+		w ? PARLEY_OK : handle_status(c, a.handle));
+	return true;
+}
+
+static int64_t wait_fill(struct vmx_vcpu *c, const struct parley_hc_chan_wait *a,
+			 struct pollfd *pf, uint64_t *ready)
+{
+	for (uint32_t i = 0; i < a->n; i++) {
+		struct vmx_window *w = win_lookup(c->vm, a->handles[i]);
+		if (!w) {
+			if (win_was_revoked(c->vm, a->handles[i])) {
+				*ready |= 1ull << i;
+				return PARLEY_E_CLOSED;
+			}
+			return PARLEY_E_BAD_HANDLE;
+		}
+		pf[i] = (struct pollfd){ .fd = w->bell_own, .events = POLLIN };
+	}
+	pf[a->n] = (struct pollfd){ .fd = c->kick_fd, .events = POLLIN };
+	return PARLEY_OK;
+}
+
+static int wait_timeout_ms(uint64_t ns)
+{
+	if (ns == UINT64_MAX)
+		return -1;
+	uint64_t ms = (ns + 999999) / 1000000;
+	return ms > 60000 ? 60000 : (int)ms; /* longer: returns early, OK */
+}
+
+static int64_t wait_collect(struct vmx_vcpu *c,
+			    const struct parley_hc_chan_wait *a,
+			    struct pollfd *pf, uint64_t *ready)
+{
+	int64_t ret = PARLEY_OK;
+	for (uint32_t i = 0; i < a->n; i++) {
+		if (!(pf[i].revents & POLLIN))
+			continue;
+		uint64_t v;
+		if (read(pf[i].fd, &v, sizeof(v)) < 0) {
+			/* raced with another reader: nothing to drain */
+		}
+		*ready |= 1ull << i;
+		if (!win_lookup(c->vm, a->handles[i]))
+			ret = PARLEY_E_CLOSED;
+	}
+	if (pf[a->n].revents & POLLIN) {
+		uint64_t v;
+		if (read(c->kick_fd, &v, sizeof(v)) < 0) {
+			/* drained already */
+		}
+	}
+	return ret;
+}
+
+static bool hc_wait(struct vmx_vcpu *c, uint32_t gpa)
+{
+	struct parley_hc_chan_wait a;
+	void *g = vmx_arg_in(c, PARLEY_HC_CHAN_WAIT, gpa, &a, sizeof(a));
+	if (!g)
+		return false;
+	uint64_t ready = 0;
+	int64_t ret;
+	struct pollfd pf[PARLEY_WAIT_MAX + 1];
+	if (a.n < 1 || a.n > PARLEY_WAIT_MAX || a.reserved)
+		ret = PARLEY_E_INVAL;
+	else
+		ret = wait_fill(c, &a, pf, &ready);
+	if (ret == PARLEY_OK) {
+		int n = poll(pf, a.n + 1, a.timeout_ns ? wait_timeout_ms(a.timeout_ns) : 0);
+		if (n == 0 && a.timeout_ns != UINT64_MAX)
+			ret = PARLEY_E_TIMEOUT;
+		else if (n > 0)
+			ret = wait_collect(c, &a, pf, &ready);
+	}
+	memcpy((uint8_t *)g + offsetof(struct parley_hc_chan_wait, ready),
+	       &ready, sizeof(ready));
+	put_ret(g, offsetof(struct parley_hc_chan_wait, ret), ret);
+	return true;
+}
+
+static bool hc_close(struct vmx_vcpu *c, uint32_t gpa)
+{
+	struct parley_hc_chan_close a;
+	void *g = vmx_arg_in(c, PARLEY_HC_CHAN_CLOSE, gpa, &a, sizeof(a));
+	if (!g)
+		return false;
+	uint32_t chan;
+	int rc = win_close(c->vm, a.handle, &chan);
+	if (rc == 0 && c->vm->ctl_fd >= 0) {
+		struct ctl_chan_ref ref = { .chan = chan, .handle = a.handle };
+		ctl_send(c->vm->ctl_fd, CTL_CLOSED, &ref, sizeof(ref));
+	}
+	put_ret(g, offsetof(struct parley_hc_chan_close, ret),
+		rc == 0 || rc == -ESTALE ? PARLEY_OK : PARLEY_E_BAD_HANDLE);
+	return true;
+}
+
+bool vmx_hypercall_chan(struct vmx_vcpu *c, unsigned nr, uint32_t gpa);
+bool vmx_hypercall_chan(struct vmx_vcpu *c, unsigned nr, uint32_t gpa)
+{
+	switch (nr) {
+	case PARLEY_HC_CHAN_OPEN:
+		return hc_open(c, gpa);
+	case PARLEY_HC_CHAN_NOTIFY:
+		return hc_notify(c, gpa);
+	case PARLEY_HC_CHAN_WAIT:
+		return hc_wait(c, gpa);
+	default:
+		return hc_close(c, gpa);
+	}
+}
+
+/* A doorbell value that matched no ioeventfd: a stale or forged handle.
+ * Nothing to ring; the partition learns through CHAN_NOTIFY if it asks. */
+bool vmx_doorbell_slow(struct vmx_vcpu *c, uint32_t value);
+bool vmx_doorbell_slow(struct vmx_vcpu *c, uint32_t value)
+{
+	struct vmx_window *w = win_lookup(c->vm, value);
+	if (w) /* registered a moment ago: ring it ourselves */
+		ring(w->bell_peer);
+	return true;
+}

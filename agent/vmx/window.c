@@ -1,0 +1,267 @@
+#include "agent/vmx/window.h"
+#include "agent/vmx/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define HANDLE_SLOT(h) ((unsigned)((h) & 0xffff))
+
+void win_init(struct vmx_windows *ws)
+{
+	memset(ws, 0, sizeof(*ws));
+	pthread_mutex_init(&ws->gone_lock, NULL);
+	for (unsigned i = 0; i < WIN_SLOTS; i++)
+		ws->w[i].bell_own = ws->w[i].bell_peer = -1;
+}
+
+static unsigned kvm_slot(unsigned w, unsigned seg)
+{
+	return 2 + w * CTL_MAP_SEGS_MAX + seg;
+}
+
+static int set_slot(struct vmx_vm *vm, unsigned slot, uint64_t gpa,
+		    uint64_t len, void *host, bool ro)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = slot, .flags = ro ? KVM_MEM_READONLY : 0,
+		.guest_phys_addr = gpa, .memory_size = len,
+		.userspace_addr = (uintptr_t)host,
+	};
+	return ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? -errno : 0;
+}
+
+/* The doorbell: an OUT of the handle to PARLEY_DOORBELL_PORT signals the
+ * peer's eventfd inside KVM, without an exit. */
+static int doorbell(struct vmx_vm *vm, const struct vmx_window *w,
+		    uint64_t handle, bool assign)
+{
+	struct kvm_ioeventfd io = {
+		.datamatch = handle, .addr = PARLEY_DOORBELL_PORT, .len = 4,
+		.fd = w->bell_peer,
+		.flags = KVM_IOEVENTFD_FLAG_PIO | KVM_IOEVENTFD_FLAG_DATAMATCH |
+			 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+	};
+	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
+static int check_map(const struct ctl_map *m, struct parley_err *err)
+{
+	uint64_t end;
+	if (m->slot >= WIN_SLOTS || HANDLE_SLOT(m->handle) != m->slot ||
+	    (m->handle >> 16) == 0 || m->handle > 0xffffffffull)
+		return perr(err, -EINVAL, "map: bad slot %llu / handle 0x%llx",
+			    (unsigned long long)m->slot,
+			    (unsigned long long)m->handle);
+	if (m->nseg < 1 || m->nseg > CTL_MAP_SEGS_MAX || m->size == 0 ||
+	    (m->gpa | m->size) % PARLEY_PAGE_SIZE ||
+	    __builtin_add_overflow(m->gpa, m->size, &end) ||
+	    m->gpa < PARLEY_CHAN_BASE || end > PARLEY_CHAN_BASE + PARLEY_CHAN_SIZE)
+		return perr(err, -EINVAL, "map: window 0x%llx+0x%llx",
+			    (unsigned long long)m->gpa,
+			    (unsigned long long)m->size);
+	uint64_t at = 0;
+	for (unsigned i = 0; i < m->nseg; i++) {
+		if (m->seg[i].off != at || m->seg[i].len == 0 ||
+		    m->seg[i].len % PARLEY_PAGE_SIZE ||
+		    m->seg[i].len > m->size - at)
+			return perr(err, -EINVAL, "map: segment %u", i);
+		at += m->seg[i].len;
+	}
+	if (at != m->size)
+		return perr(err, -EINVAL, "map: segments do not cover the window");
+	return 0;
+}
+
+/* Give the slot's doorbell numbers the new eventfds: dup2 replaces a
+ * descriptor atomically, so a vCPU holding the old number writes at worst
+ * a spurious wake-up, never into an unrelated file. */
+static int adopt_fd(int *slot_fd, int fd)
+{
+	if (*slot_fd < 0) {
+		*slot_fd = fd;
+		return 0;
+	}
+	int rc = dup3(fd, *slot_fd, O_CLOEXEC) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+static void unmap_slots(struct vmx_vm *vm, unsigned wi, struct vmx_window *w)
+{
+	for (unsigned i = 0; i < w->nseg; i++)
+		set_slot(vm, kvm_slot(wi, i), 0, 0, NULL, false);
+	if (w->host)
+		munmap(w->host, w->size);
+	w->host = NULL;
+}
+
+static int map_slots(struct vmx_vm *vm, unsigned wi, struct vmx_window *w,
+		     const struct ctl_map *m, int memfd)
+{
+	w->host = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       memfd, 0);
+	if (w->host == MAP_FAILED) {
+		w->host = NULL;
+		return -errno;
+	}
+	w->gpa = m->gpa;
+	w->size = m->size;
+	w->nseg = 0;
+	for (unsigned i = 0; i < m->nseg; i++) {
+		int rc = set_slot(vm, kvm_slot(wi, i), m->gpa + m->seg[i].off,
+				  m->seg[i].len, w->host + m->seg[i].off,
+				  m->seg[i].readonly);
+		if (rc < 0) {
+			unmap_slots(vm, wi, w);
+			return rc;
+		}
+		w->ro[i] = m->seg[i].readonly;
+		w->nseg = i + 1;
+	}
+	return 0;
+}
+
+int win_map(struct vmx_vm *vm, const struct ctl_map *m, const int *fds,
+	    struct parley_err *err)
+{
+	int rc = check_map(m, err);
+	pthread_mutex_lock(&vm->win_lock);
+	struct vmx_window *w = rc == 0 ? &vm->win.w[m->slot] : NULL;
+	if (w && atomic_load(&w->handle))
+		rc = perr(err, -EBUSY, "map: slot %llu in use",
+			  (unsigned long long)m->slot);
+	if (rc == 0)
+		rc = map_slots(vm, (unsigned)m->slot, w, m, fds[0]);
+	close(fds[0]); /* the mapping keeps the memory */
+	if (rc == 0)
+		rc = adopt_fd(&w->bell_own, fds[1]);
+	else
+		close(fds[1]);
+	if (rc == 0)
+		rc = adopt_fd(&w->bell_peer, fds[2]);
+	else
+		close(fds[2]);
+	if (rc == 0)
+		rc = doorbell(vm, w, m->handle, true);
+	if (rc == 0) {
+		w->chan = m->chan;
+		w->revoked_handle = 0;
+		atomic_store(&w->handle, m->handle);
+	} else if (w && w->host) {
+		unmap_slots(vm, (unsigned)m->slot, w);
+	}
+	pthread_mutex_unlock(&vm->win_lock);
+	if (rc < 0 && err && !err->msg[0])
+		perr(err, rc, "map: %s", strerror(-rc));
+	return rc;
+}
+
+static void remember_gone(struct vmx_vm *vm, const struct vmx_window *w,
+			  bool revoked)
+{
+	pthread_mutex_lock(&vm->win.gone_lock);
+	struct vmx_gone g = { w->gpa, w->size, revoked };
+	if (vm->win.ngone < WIN_GONE_MAX)
+		vm->win.gone[vm->win.ngone++] = g;
+	else /* forget the oldest */
+		memmove(vm->win.gone, vm->win.gone + 1,
+			(WIN_GONE_MAX - 1) * sizeof(g)),
+			vm->win.gone[WIN_GONE_MAX - 1] = g;
+	pthread_mutex_unlock(&vm->win.gone_lock);
+}
+
+/* Take a window down; called with win_lock held. */
+static void take_down(struct vmx_vm *vm, unsigned wi, struct vmx_window *w,
+		      bool revoked)
+{
+	uint64_t h = atomic_exchange(&w->handle, 0);
+	doorbell(vm, w, h, false);
+	unmap_slots(vm, wi, w);
+	remember_gone(vm, w, revoked);
+	w->revoked_handle = revoked ? h : 0;
+	/* Wake whoever waits on it: CHAN_WAIT then reports CLOSED. */
+	uint64_t one = 1;
+	if (write(w->bell_own, &one, sizeof(one)) < 0) {
+		/* an eventfd write only fails on overflow: already awake */
+	}
+}
+
+int win_revoke(struct vmx_vm *vm, uint32_t chan, uint64_t *handle)
+{
+	int rc = -ENOENT;
+	pthread_mutex_lock(&vm->win_lock);
+	for (unsigned i = 0; i < WIN_SLOTS; i++) {
+		struct vmx_window *w = &vm->win.w[i];
+		uint64_t h = atomic_load(&w->handle);
+		if (h && w->chan == chan) {
+			*handle = h;
+			take_down(vm, i, w, true);
+			rc = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&vm->win_lock);
+	return rc;
+}
+
+int win_close(struct vmx_vm *vm, uint64_t handle, uint32_t *chan)
+{
+	int rc = -ENOENT;
+	pthread_mutex_lock(&vm->win_lock);
+	struct vmx_window *w = win_lookup(vm, handle);
+	if (w) {
+		*chan = w->chan;
+		take_down(vm, HANDLE_SLOT(handle), w, false);
+		rc = 0;
+	} else if (handle && HANDLE_SLOT(handle) < WIN_SLOTS &&
+		   vm->win.w[HANDLE_SLOT(handle)].revoked_handle == handle) {
+		/* Closing a revoked handle acknowledges it. */
+		vm->win.w[HANDLE_SLOT(handle)].revoked_handle = 0;
+		rc = -ESTALE;
+	}
+	pthread_mutex_unlock(&vm->win_lock);
+	return rc;
+}
+
+struct vmx_window *win_lookup(struct vmx_vm *vm, uint64_t handle)
+{
+	unsigned slot = HANDLE_SLOT(handle);
+	if (!handle || slot >= WIN_SLOTS || handle > 0xffffffffull)
+		return NULL;
+	struct vmx_window *w = &vm->win.w[slot];
+	return atomic_load(&w->handle) == handle ? w : NULL;
+}
+
+bool win_was_revoked(struct vmx_vm *vm, uint64_t handle)
+{
+	unsigned slot = HANDLE_SLOT(handle);
+	return handle && slot < WIN_SLOTS && handle <= 0xffffffffull &&
+	       vm->win.w[slot].revoked_handle == handle;
+}
+
+int win_classify(struct vmx_vm *vm, uint64_t gpa, bool write)
+{
+	int kind = 0;
+	pthread_mutex_lock(&vm->win_lock);
+	for (unsigned i = 0; i < WIN_SLOTS && !kind; i++) {
+		struct vmx_window *w = &vm->win.w[i];
+		if (atomic_load(&w->handle) && gpa >= w->gpa &&
+		    gpa < w->gpa + w->size)
+			kind = write ? 3 : -1;
+	}
+	pthread_mutex_unlock(&vm->win_lock);
+	if (kind)
+		return kind < 0 ? 0 : kind;
+	pthread_mutex_lock(&vm->win.gone_lock);
+	for (unsigned i = vm->win.ngone; i-- > 0 && !kind;) {
+		const struct vmx_gone *g = &vm->win.gone[i];
+		if (gpa >= g->gpa && gpa < g->gpa + g->size)
+			kind = g->revoked ? 1 : 2;
+	}
+	pthread_mutex_unlock(&vm->win.gone_lock);
+	return kind;
+}
