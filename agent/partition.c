@@ -235,6 +235,30 @@ static int spawn_vmm(struct partition *p, struct parley_err *err)
 	return 0;
 }
 
+static bool is_deferred_kind(uint32_t type)
+{
+	return ctl_is_request(type) || type == CTL_MAPPED ||
+	       type == CTL_UNMAPPED;
+}
+
+/* Keep a request that arrived while we wait for something else; a vmm that
+ * floods us with them is broken. */
+static int defer(struct partition *p, uint32_t type, const void *buf, int n)
+{
+	if (p->ndefer == PART_DEFER_MAX ||
+	    (size_t)n > sizeof(p->defer[0].payload))
+		return -EPROTO;
+	p->defer[p->ndefer].type = type;
+	memcpy(p->defer[p->ndefer].payload, buf, (size_t)n);
+	p->ndefer++;
+	return 0;
+}
+
+bool partition_has_deferred(const struct partition *p)
+{
+	return p->ndefer > 0 && !p->finished;
+}
+
 /* Wait for one message of type `want`, handling console output meanwhile. */
 static int await(struct partition *p, uint32_t want, void *buf, size_t cap,
 		 struct parley_err *err);
@@ -258,6 +282,29 @@ static int launch(struct partition *p, uint32_t flags,
 	p->t_ready_ns = vmx_now_ns();
 	p->state = (flags & CTL_LAUNCH_PAUSED) ? PART_PAUSED : PART_RUNNING;
 	return 0;
+}
+
+/* The baseline: what the partition's files and image are before its first
+ * instruction, measured from our own view of its memory. */
+static int measure_now(struct partition *p, const struct loaded *l,
+		       struct parley_err *err)
+{
+	struct measure_input_file files[PARLEY_CONFIG_FILES_MAX];
+	uint64_t segs[MEASURE_SEGS_MAX][2], off = 0;
+	for (unsigned i = 0; i < l->ncfg; i++) {
+		files[i] = (struct measure_input_file){ l->cfg[i].name, off,
+							l->cfg[i].size };
+		uint64_t span = l->cfg[i].size ? l->cfg[i].size : 1;
+		off += (span + PARLEY_PAGE_SIZE - 1) & ~(PARLEY_PAGE_SIZE - 1);
+	}
+	for (unsigned i = 0; i < p->nrange; i++) {
+		segs[i][0] = p->range[i].gpa;
+		segs[i][1] = p->range[i].size;
+	}
+	return measure_baseline(&p->measure, p->mem, p->ram_size,
+				p->mem + p->ram_size, p->cfg_size, files,
+				l->ncfg, (const uint64_t(*)[2])segs, p->nrange,
+				err);
 }
 
 static struct partition *part_new(const char *name, const struct part_opts *o)
@@ -293,7 +340,11 @@ int partition_create(const struct part_spec *s, const struct part_opts *o,
 		p->image_hi = l.elf.hi;
 		rc = lay_out(p, s, &l, err);
 	}
+	if (rc == 0)
+		rc = measure_now(p, &l, err);
 	loaded_free(&l);
+	if (rc == 0 && o->on_measured)
+		rc = o->on_measured(p, o->ctx, err);
 	if (rc == 0)
 		rc = spawn_vmm(p, err);
 	if (rc == 0)
@@ -351,6 +402,13 @@ static int on_message(struct partition *p, uint32_t type, const void *buf,
 			p->opts.on_console(p, c->buf, c->len, p->opts.ctx);
 		return 0;
 	}
+	case CTL_OPEN_REQ:
+	case CTL_CLOSED:
+	case CTL_MAPPED:
+	case CTL_UNMAPPED:
+		if (p->opts.on_request)
+			p->opts.on_request(p, type, buf, p->opts.ctx);
+		return 0;
 	case CTL_FINISHED:
 		p->fin = *(const struct ctl_finished *)buf;
 		p->fin.detail[sizeof(p->fin.detail) - 1] = 0;
@@ -370,6 +428,12 @@ int partition_handle(struct partition *p)
 {
 	if (p->finished)
 		return 1;
+	if (p->ndefer) {
+		struct part_deferred d = p->defer[0];
+		memmove(p->defer, p->defer + 1,
+			--p->ndefer * sizeof(p->defer[0]));
+		return on_message(p, d.type, d.payload, 0);
+	}
 	_Alignas(8) char buf[CTL_MSG_MAX];
 	uint32_t type;
 	int n;
@@ -424,6 +488,13 @@ static int await(struct partition *p, uint32_t want, void *out, size_t cap,
 		if (n < 0) {
 			finish_unreported(p);
 			break;
+		}
+		if (is_deferred_kind(type)) {
+			if (defer(p, type, buf, n) < 0) {
+				finish_unreported(p);
+				break;
+			}
+			continue;
 		}
 		on_message(p, type, buf, n);
 	}
@@ -507,6 +578,7 @@ void partition_destroy(struct partition *p)
 		munmap((void *)p->mem, p->ram_size + p->cfg_size);
 	if (p->mem_fd >= 0)
 		close(p->mem_fd);
+	measure_free(&p->measure);
 	free(p);
 }
 
@@ -584,4 +656,49 @@ int partition_restore(const char *path, const struct part_opts *o,
 	}
 	*out = p;
 	return 0;
+}
+
+int partition_send(struct partition *p, uint32_t type, const void *payload,
+		   uint32_t len, const int *fds, unsigned nfds)
+{
+	if (p->finished)
+		return -ESRCH;
+	return ctl_send_fds(p->ctl, type, payload, len, fds, nfds);
+}
+
+int partition_fetch_dirty(struct partition *p, struct parley_err *err)
+{
+	int rc = partition_send(p, CTL_DIRTY_REQ, NULL, 0, NULL, 0);
+	if (rc < 0)
+		return perr(err, rc, "asking %s for its dirty pages: %s",
+			    p->name, strerror(-rc));
+	for (;;) {
+		static struct ctl_dirty d;
+		rc = await(p, CTL_DIRTY, &d, sizeof(d), err);
+		if (rc < 0)
+			return rc;
+		/* The report is the vmm's word: checked against the region. */
+		if (measure_mark_dirty(&p->measure, d.first_page, d.npages,
+				       d.bits) < 0) {
+			finish_unreported(p);
+			return perr(err, -EPROTO, "%s: dirty report outside the "
+				    "config region", p->name);
+		}
+		if (d.last)
+			return 0;
+	}
+}
+
+int partition_unmap(struct partition *p, uint32_t chan,
+		    struct parley_err *err)
+{
+	struct ctl_chan_ref ref = { .chan = chan };
+	int rc = partition_send(p, CTL_UNMAP, &ref, sizeof(ref), NULL, 0);
+	while (rc == 0) {
+		struct ctl_chan_ref got;
+		rc = await(p, CTL_UNMAPPED, &got, sizeof(got), err);
+		if (rc >= 0 && got.chan == chan)
+			return 0;
+	}
+	return rc;
 }

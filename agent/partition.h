@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "agent/ipc/measure.h"
 #include "agent/spec.h"
 #include "agent/vmx/ctl.h"
 #include "agent/vmx/layout.h"
@@ -36,6 +37,23 @@ struct part_opts {
 			   void *ctx);
 	void *ctx;
 	int timeout_ms;            /* for requests to the vmm; 0: 5000 */
+	/* Called once the partition is laid out and measured, before its
+	 * vmm process exists: a negative return refuses the start (with err
+	 * set), e.g. a golden baseline mismatch. */
+	int (*on_measured)(struct partition *p, void *ctx,
+			   struct parley_err *err);
+	/* A request or event from the vmm that needs the grant manager
+	 * (CTL_OPEN_REQ, CTL_CLOSED, CTL_MAPPED, CTL_UNMAPPED). Never called
+	 * while the agent waits for another reply from this partition. */
+	void (*on_request)(struct partition *p, uint32_t type,
+			   const void *payload, void *ctx);
+};
+
+#define PART_DEFER_MAX 16
+
+struct part_deferred {
+	uint32_t type;
+	_Alignas(8) char payload[sizeof(struct ctl_open_req)];
 };
 
 struct partition {
@@ -56,6 +74,10 @@ struct partition {
 	struct ctl_finished fin;   /* valid once finished */
 	int wait_status;           /* of the vmm process, once reaped */
 	uint64_t t_created_ns, t_ready_ns, t_first_console_ns;
+	struct measure measure;    /* baseline and dirty tracking */
+	unsigned ndefer;
+	struct part_deferred defer[PART_DEFER_MAX];
+	void *owner;               /* for the grant manager's bookkeeping */
 };
 
 /* Load the spec's image and config files, lay out guest memory, start the
@@ -76,6 +98,19 @@ int partition_handle(struct partition *p);
 /* Handle messages until the partition finishes or timeout_ms passes
  * (-1: no limit). 0 when finished, -ETIMEDOUT otherwise. */
 int partition_wait(struct partition *p, int timeout_ms);
+
+/* Requests deferred while waiting for a reply are waiting to be handled. */
+bool partition_has_deferred(const struct partition *p);
+
+/* Ask the vmm which config pages were written since the last call and
+ * merge the answer into p->measure. */
+int partition_fetch_dirty(struct partition *p, struct parley_err *err);
+/* Channel mapping requests (the answers arrive through on_request). */
+int partition_send(struct partition *p, uint32_t type, const void *payload,
+		   uint32_t len, const int *fds, unsigned nfds);
+/* Unmap a channel and wait for the vmm to confirm (killed if it does not). */
+int partition_unmap(struct partition *p, uint32_t chan,
+		    struct parley_err *err);
 
 int partition_pause(struct partition *p, struct parley_err *err);
 int partition_resume(struct partition *p, struct parley_err *err);

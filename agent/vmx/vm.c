@@ -392,6 +392,10 @@ void vmx_vcpu_reply(struct vmx_vm *vm, const struct ctl_open_reply *r)
 	pthread_mutex_lock(&vm->lock);
 	if (c->awaiting) {
 		c->reply = *r;
+		/* The map request came first; if it failed there is nothing
+		 * behind the handle. */
+		if (r->status == PARLEY_OK && !win_lookup(vm, r->handle))
+			c->reply.status = PARLEY_E_LIMIT;
 		c->replied = true;
 		pthread_cond_broadcast(&vm->cond);
 	}

@@ -1,0 +1,224 @@
+#include "agent/ipc/baseline.h"
+#include "common/fileio.h"
+#include "common/jsonv.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const part_fields[] = { "digest", "files", "segments",
+					   NULL };
+
+static bool is_hex64(const json_t *v)
+{
+	if (!json_is_string(v) || json_string_length(v) != 2 * MEASURE_DIGEST)
+		return false;
+	const char *s = json_string_value(v);
+	for (int i = 0; i < 2 * MEASURE_DIGEST; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+static int check_files(const char *name, json_t *files, struct parley_err *err)
+{
+	if (!json_is_object(files))
+		return perr(err, -EINVAL, "partitions.%s.files: expected an "
+			    "object, got %s", name, jv_type_name(files));
+	const char *k;
+	json_t *v;
+	json_object_foreach(files, k, v) {
+		if (!k[0] || strlen(k) >= PARLEY_CONFIG_NAME_MAX)
+			return perr(err, -EINVAL, "partitions.%s.files: bad "
+				    "file name", name);
+		if (!is_hex64(v))
+			return perr(err, -EINVAL, "partitions.%s.files.%s: not "
+				    "a SHA-256 in lower-case hex", name, k);
+	}
+	return 0;
+}
+
+static int check_part(const char *name, json_t *p, struct parley_err *err)
+{
+	if (!jv_name_valid(name, strlen(name), PARLEY_CONFIG_NAME_MAX))
+		return perr(err, -EINVAL, "partitions: bad partition name");
+	if (!json_is_object(p))
+		return perr(err, -EINVAL, "partitions.%s: expected an object",
+			    name);
+	char where[96];
+	snprintf(where, sizeof(where), "partitions.%s: ", name);
+	int rc = jv_check_known(p, part_fields, where, err);
+	if (rc < 0)
+		return rc;
+	json_t *d = json_object_get(p, "digest");
+	if (d && !is_hex64(d))
+		return perr(err, -EINVAL, "partitions.%s.digest: not a SHA-256 "
+			    "in lower-case hex", name);
+	json_t *files = json_object_get(p, "files");
+	if (!files)
+		return perr(err, -EINVAL, "partitions.%s: missing \"files\"",
+			    name);
+	rc = check_files(name, files, err);
+	json_t *segs = json_object_get(p, "segments");
+	if (rc == 0 && segs) {
+		if (!json_is_array(segs) || json_array_size(segs) > MEASURE_SEGS_MAX)
+			return perr(err, -EINVAL, "partitions.%s.segments: "
+				    "expected an array of at most %d", name,
+				    MEASURE_SEGS_MAX);
+		size_t i;
+		json_t *v;
+		json_array_foreach(segs, i, v)
+			if (!is_hex64(v))
+				return perr(err, -EINVAL, "partitions.%s."
+					    "segments[%zu]: not a SHA-256", name,
+					    i);
+	}
+	return rc;
+}
+
+static int check_root(json_t *root, struct parley_err *err)
+{
+	static const char *const top[] = { "partitions", NULL };
+	if (!json_is_object(root))
+		return perr(err, -EINVAL, "expected an object");
+	int rc = jv_check_known(root, top, "", err);
+	if (rc < 0)
+		return rc;
+	json_t *parts = json_object_get(root, "partitions");
+	if (!json_is_object(parts))
+		return perr(err, -EINVAL, "\"partitions\": expected an object");
+	const char *k;
+	json_t *v;
+	json_object_foreach(parts, k, v) {
+		rc = check_part(k, v, err);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int baseline_parse(struct baseline_db *db, const char *json, size_t len,
+		   struct parley_err *err)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return jv_syntax_error(&jerr, err);
+	int rc = check_root(root, err);
+	if (rc < 0) {
+		json_decref(root);
+		return rc;
+	}
+	json_decref(db->root);
+	db->root = root;
+	return 0;
+}
+
+int baseline_load(struct baseline_db *db, const char *path,
+		  enum baseline_mode mode, struct parley_err *err)
+{
+	memset(db, 0, sizeof(*db));
+	db->mode = mode;
+	db->path = strdup(path);
+	uint8_t *buf;
+	size_t len;
+	int rc = file_read_all(path, BASELINE_FILE_MAX, &buf, &len, err);
+	if (rc == -ENOENT && mode == BASELINE_ENROLL) {
+		db->root = json_pack("{s:{}}", "partitions");
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	rc = baseline_parse(db, (const char *)buf, len, err);
+	free(buf);
+	if (rc < 0)
+		perr_prefix(err, "baselines %s", path);
+	return rc;
+}
+
+static json_t *entry_of(const struct measure *m)
+{
+	char hex[2 * MEASURE_DIGEST + 1];
+	json_t *files = json_object(), *segs = json_array();
+	for (unsigned i = 0; i < m->nfile; i++) {
+		measure_hex(m->file[i].digest, hex);
+		json_object_set_new(files, m->file[i].name, json_string(hex));
+	}
+	for (unsigned i = 0; i < m->nseg; i++) {
+		measure_hex(m->seg[i].digest, hex);
+		json_array_append_new(segs, json_string(hex));
+	}
+	measure_hex(m->digest, hex);
+	return json_pack("{s:s,s:o,s:o}", "digest", hex, "files", files,
+			 "segments", segs);
+}
+
+/* Compare a measurement with a stored entry, naming what differs. */
+static int compare(const char *name, json_t *e, const struct measure *m,
+		   struct parley_err *err)
+{
+	char hex[2 * MEASURE_DIGEST + 1];
+	json_t *files = json_object_get(e, "files");
+	for (unsigned i = 0; i < m->nfile; i++) {
+		json_t *want = json_object_get(files, m->file[i].name);
+		measure_hex(m->file[i].digest, hex);
+		if (!want || strcmp(json_string_value(want), hex))
+			return perr(err, -EBADMSG, "partition %s: config file "
+				    "\"%s\" %s its baseline", name,
+				    m->file[i].name,
+				    want ? "differs from" : "is not in");
+	}
+	if (json_object_size(files) != m->nfile)
+		return perr(err, -EBADMSG, "partition %s: its baseline lists "
+			    "config files it no longer has", name);
+	json_t *segs = json_object_get(e, "segments");
+	for (unsigned i = 0; segs && i < m->nseg; i++) {
+		json_t *want = json_array_get(segs, i);
+		measure_hex(m->seg[i].digest, hex);
+		if (!want || strcmp(json_string_value(want), hex))
+			return perr(err, -EBADMSG, "partition %s: image segment "
+				    "%u differs from its baseline", name, i);
+	}
+	return 0;
+}
+
+int baseline_admit(struct baseline_db *db, const char *name,
+		   const struct measure *m, struct parley_err *err)
+{
+	json_t *parts = json_object_get(db->root, "partitions");
+	json_t *e = json_object_get(parts, name);
+	if (e)
+		return compare(name, e, m, err);
+	if (db->mode == BASELINE_GOLDEN)
+		return perr(err, -ENOENT, "partition %s has no golden baseline",
+			    name);
+	json_object_set_new(parts, name, entry_of(m));
+	db->changed = true;
+	return 0;
+}
+
+int baseline_save(struct baseline_db *db, struct parley_err *err)
+{
+	if (!db->changed)
+		return 0;
+	char tmp[4096];
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", db->path) >= sizeof(tmp))
+		return perr(err, -ENAMETOOLONG, "baseline path too long");
+	if (json_dump_file(db->root, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) < 0 ||
+	    rename(tmp, db->path) < 0) {
+		unlink(tmp);
+		return perr(err, -EIO, "writing baselines %s failed", db->path);
+	}
+	db->changed = false;
+	return 0;
+}
+
+void baseline_free(struct baseline_db *db)
+{
+	json_decref(db->root);
+	free(db->path);
+	db->root = NULL;
+	db->path = NULL;
+}

@@ -1,0 +1,48 @@
+/*
+ * Baselines in standalone mode: a local JSON file of expected digests per
+ * partition, read before a partition starts.
+ *
+ *   { "partitions": { "ping": { "digest": "<hex>",
+ *                               "files": { "motd": "<hex>" },
+ *                               "segments": [ "<hex>", ... ] } } }
+ *
+ * `enroll`: a partition with no entry gets its first measurement recorded;
+ * one with an entry must match it. `golden`: the operator wrote the entries;
+ * a partition must have one and match it. A mismatch names the file.
+ */
+#ifndef PARLEY_IPC_BASELINE_H
+#define PARLEY_IPC_BASELINE_H
+
+#include <jansson.h>
+#include "agent/ipc/measure.h"
+#include "common/err.h"
+
+enum baseline_mode { BASELINE_ENROLL, BASELINE_GOLDEN };
+
+struct baseline_db {
+	json_t *root;          /* validated: shape as above */
+	enum baseline_mode mode;
+	char *path;
+	bool changed;
+};
+
+#define BASELINE_FILE_MAX (4 * 1024 * 1024)
+
+/* Load and validate (a missing file is an empty db in enroll mode). */
+int baseline_load(struct baseline_db *db, const char *path,
+		  enum baseline_mode mode, struct parley_err *err);
+/* Parse a document (exported for tests and fuzzing). */
+int baseline_parse(struct baseline_db *db, const char *json, size_t len,
+		   struct parley_err *err);
+
+/* Check a new measurement of partition `name`; in enroll mode record it
+ * when there is no entry. 0 when the partition may start; -EBADMSG with a
+ * message naming the file that differs; -ENOENT (golden) for no entry. */
+int baseline_admit(struct baseline_db *db, const char *name,
+		   const struct measure *m, struct parley_err *err);
+
+/* Write the db back if enrolment changed it (atomically). */
+int baseline_save(struct baseline_db *db, struct parley_err *err);
+void baseline_free(struct baseline_db *db);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * Integrity measurement of one partition, done by the grant manager from its
+ * own read-only view of guest memory (DESIGN.md section 6).
+ *
+ * At creation, before the first instruction: SHA-256 of every key
+ * configuration file and every loaded image segment, a partition digest
+ * over them, and a SHA-256 per 4 KiB page of the config region.
+ *
+ * Later, cheaply: the vmm process reports which config pages were written
+ * (KVM dirty log); only those are re-hashed and compared with their
+ * baseline page hashes, so an untouched region verifies in time independent
+ * of its size. A background full re-hash checks the vmm's reports: a page
+ * that differs but was never reported means the vmm process lied.
+ */
+#ifndef PARLEY_IPC_MEASURE_H
+#define PARLEY_IPC_MEASURE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <parley/abi.h>
+#include "common/err.h"
+
+#define MEASURE_DIGEST 32
+#define MEASURE_SEGS_MAX 16
+
+struct measure_file {
+	char name[PARLEY_CONFIG_NAME_MAX];
+	uint64_t off, size;        /* in the config region */
+	uint8_t digest[MEASURE_DIGEST];
+};
+
+struct measure_seg {
+	uint64_t gpa, size;
+	uint8_t digest[MEASURE_DIGEST];
+};
+
+struct measure {
+	unsigned nfile;
+	struct measure_file file[PARLEY_CONFIG_FILES_MAX];
+	unsigned nseg;
+	struct measure_seg seg[MEASURE_SEGS_MAX];
+	uint8_t digest[MEASURE_DIGEST]; /* the partition digest */
+	/* config region pages */
+	uint64_t npages;
+	uint8_t (*page)[MEASURE_DIGEST];  /* baseline hash per page */
+	uint64_t *dirty;                 /* reported written, not yet seen
+					  * equal to the baseline again */
+};
+
+struct measure_input_file {
+	const char *name;
+	uint64_t off, size;
+};
+
+/* Measure a freshly laid partition: cfg is the config region (cfg_size
+ * bytes), ram the RAM view for the segments. */
+int measure_baseline(struct measure *m, const uint8_t *ram, uint64_t ram_size,
+		     const uint8_t *cfg, uint64_t cfg_size,
+		     const struct measure_input_file *files, unsigned nfile,
+		     const uint64_t (*segs)[2], unsigned nseg,
+		     struct parley_err *err);
+void measure_free(struct measure *m);
+
+/* Merge a chunk of the vmm's dirty report. Bits past the region are
+ * refused (-EINVAL): the report is untrusted input. */
+int measure_mark_dirty(struct measure *m, uint64_t first, uint64_t n,
+		       const uint8_t *bits);
+
+/* Re-hash the pages reported dirty. 0 if all equal the baseline (they are
+ * then forgotten), -EBADMSG if one differs: *file gets the index of the
+ * file that holds it (or -1 for padding outside every file). */
+int measure_verify(struct measure *m, const uint8_t *cfg, int *file);
+
+/* Full re-hash, first half: the pages that differ from the baseline now,
+ * as a new bitmap (caller frees). */
+uint64_t *measure_rehash_all(const struct measure *m, const uint8_t *cfg);
+
+/* Second half, after the vmm's dirty report was merged: the first page
+ * that differs but was never reported, or -1. */
+int64_t measure_unreported(const struct measure *m, const uint64_t *differ);
+
+/* Index of the file holding config page `page`, or -1. */
+int measure_file_of_page(const struct measure *m, uint64_t page);
+
+/* Lower-case hex of a digest into out[65]. */
+void measure_hex(const uint8_t *d, char *out);
+
+#endif
