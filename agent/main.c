@@ -4,10 +4,14 @@
  *   parley-agent run [options] SPEC...       run partitions from spec files
  *   parley-agent restore [options] SNAP...   resume saved partitions
  *
- * Options: --image-dir DIR (repeatable) where images are looked up after the
- * spec's own directory; --vmm PATH the parley-vmm binary (default: beside
- * this one); --snapshot-dir DIR where SIGUSR2 suspends partitions to.
+ * Standalone mode (no daemon): grants come from --policy FILE (re-read on
+ * SIGHUP: channels whose grant went away are revoked), baselines from
+ * --baselines FILE (--baseline-mode enroll|golden), decisions go to
+ * --audit FILE as JSON lines.
  */
+#include "agent/ipc/audit.h"
+#include "agent/ipc/baseline.h"
+#include "agent/ipc/chanmgr.h"
 #include "agent/partition.h"
 #include "agent/spec.h"
 #include "agent/supervisor.h"
@@ -24,14 +28,86 @@ struct cli {
 	unsigned nimage_dirs;
 	const char *vmm;
 	const char *snapshot_dir;
+	const char *policy;
+	const char *baselines;
+	enum baseline_mode mode;
+	const char *audit;
+	double rehash_s;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: parley-agent run [--image-dir DIR] [--vmm PATH] "
+		"usage: parley-agent run [--image-dir DIR] [--vmm PATH]\n"
+		"           [--policy GRANTS.json] [--baselines FILE "
+		"[--baseline-mode enroll|golden]]\n"
+		"           [--audit FILE] [--rehash-interval SECONDS] "
 		"[--snapshot-dir DIR] SPEC...\n"
 		"       parley-agent restore [--vmm PATH] SNAPSHOT...\n");
+}
+
+static int opt_dir(struct cli *c, const char *d)
+{
+	if (c->nimage_dirs == IMAGE_DIRS_MAX) {
+		fprintf(stderr, "parley-agent: too many --image-dir\n");
+		return -1;
+	}
+	c->image_dirs[c->nimage_dirs++] = d;
+	return 0;
+}
+
+static int opt_mode(struct cli *c, const char *m)
+{
+	if (!strcmp(m, "enroll"))
+		c->mode = BASELINE_ENROLL;
+	else if (!strcmp(m, "golden"))
+		c->mode = BASELINE_GOLDEN;
+	else {
+		fprintf(stderr, "parley-agent: --baseline-mode is enroll or "
+				"golden, not \"%s\"\n", m);
+		return -1;
+	}
+	return 0;
+}
+
+static int opt_one(struct cli *c, int o)
+{
+	char *end;
+	switch (o) {
+	case 'i':
+		return opt_dir(c, optarg);
+	case 'v':
+		c->vmm = optarg;
+		return 0;
+	case 's':
+		c->snapshot_dir = optarg;
+		return 0;
+	case 'p':
+		c->policy = optarg;
+		return 0;
+	case 'b':
+		c->baselines = optarg;
+		return 0;
+	case 'm':
+		return opt_mode(c, optarg);
+	case 'a':
+		c->audit = optarg;
+		return 0;
+	case 'r':
+		c->rehash_s = strtod(optarg, &end);
+		if (*end || c->rehash_s < 0) {
+			fprintf(stderr, "parley-agent: --rehash-interval takes "
+					"seconds\n");
+			return -1;
+		}
+		return 0;
+	case 'h':
+		usage(stdout);
+		exit(0);
+	default:
+		usage(stderr);
+		return -1;
+	}
 }
 
 static int parse_opts(int argc, char **argv, struct cli *c)
@@ -40,34 +116,20 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 		{ "image-dir", required_argument, NULL, 'i' },
 		{ "vmm", required_argument, NULL, 'v' },
 		{ "snapshot-dir", required_argument, NULL, 's' },
+		{ "policy", required_argument, NULL, 'p' },
+		{ "baselines", required_argument, NULL, 'b' },
+		{ "baseline-mode", required_argument, NULL, 'm' },
+		{ "audit", required_argument, NULL, 'a' },
+		{ "rehash-interval", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	int o;
-	while ((o = getopt_long(argc, argv, "+i:v:s:h", opts, NULL)) != -1) {
-		switch (o) {
-		case 'i':
-			if (c->nimage_dirs == IMAGE_DIRS_MAX) {
-				fprintf(stderr, "parley-agent: too many "
-						"--image-dir\n");
-				return -1;
-			}
-			c->image_dirs[c->nimage_dirs++] = optarg;
-			break;
-		case 'v':
-			c->vmm = optarg;
-			break;
-		case 's':
-			c->snapshot_dir = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			exit(0);
-		default:
-			usage(stderr);
+	c->rehash_s = 10;
+	while ((o = getopt_long(argc, argv, "+i:v:s:p:b:m:a:r:h", opts,
+				NULL)) != -1)
+		if (opt_one(c, o) < 0)
 			return -1;
-		}
-	}
 	if (optind >= argc) {
 		usage(stderr);
 		return -1;
@@ -75,66 +137,176 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 	return optind;
 }
 
-/* Start one partition from a spec or a snapshot; errors are printed. */
-static int start_one(struct supervisor *s, const struct part_opts *o,
-		     const char *arg, const struct part_spec *spec)
+struct agent {
+	struct cli cli;
+	struct supervisor sup;
+	struct chanmgr cm;
+	struct audit audit;
+	struct baseline_db db;
+	bool have_db;
+	const char *names[SUP_MAX + 1];
+};
+
+/* Before a partition's first instruction: its measurement against the
+ * baseline file, if there is one. */
+static int admit(struct partition *p, void *ctx, struct parley_err *err)
+{
+	struct agent *a = ((struct supervisor *)ctx)->owner;
+	if (!a->have_db)
+		return 0;
+	int rc = baseline_admit(&a->db, p->name, &p->measure, err);
+	struct audit_event e = { .event = rc < 0 ? "baseline_refused"
+						   : "baseline_ok",
+				 .partition = p->name,
+				 .detail = rc < 0 ? perr_msg(err) : NULL };
+	audit_emit(&a->audit, &e);
+	return rc;
+}
+
+static void on_request(struct partition *p, uint32_t type, const void *pl,
+		       void *ctx)
+{
+	struct agent *a = ((struct supervisor *)ctx)->owner;
+	chanmgr_on_request(p, type, pl, &a->cm);
+}
+
+static int load_policy(struct agent *a, struct parley_err *err)
+{
+	if (!a->cli.policy)
+		return 0;
+	struct grant_set g;
+	int rc = grant_set_load(a->cli.policy, a->names, &g, err);
+	if (rc == 0)
+		chanmgr_set_grants(&a->cm, &g);
+	return rc;
+}
+
+static void on_reload(void *ctx)
+{
+	struct agent *a = ctx;
+	struct parley_err err = { 0 };
+	if (load_policy(a, &err) < 0)
+		fprintf(stderr, "parley-agent: policy not reloaded, the old "
+				"one stays: %s\n", perr_msg(&err));
+	else
+		fprintf(stderr, "parley-agent: policy reloaded\n");
+}
+
+static int setup(struct agent *a, int restore, char **args, int n,
+		 struct part_spec *specs)
 {
 	struct parley_err err = { 0 };
-	struct partition *p = NULL;
-	int rc = spec ? partition_create(spec, o, &p, &err)
-		      : partition_restore(arg, o, &p, &err);
-	if (rc < 0) {
-		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
-		return rc;
+	if (a->cli.audit && !(a->audit.out = fopen(a->cli.audit, "a"))) {
+		perror(a->cli.audit);
+		return -1;
 	}
-	sup_add(s, p);
-	return 0;
+	chanmgr_init(&a->cm, &a->audit);
+	a->cm.rehash_interval_ns = (uint64_t)(a->cli.rehash_s * 1e9);
+	int bad = 0;
+	for (int i = 0; !restore && i < n; i++) {
+		if (spec_load(args[i], &specs[i], &err) < 0) {
+			fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
+			bad = 1;
+			continue;
+		}
+		a->names[i] = specs[i].name;
+	}
+	if (!bad && load_policy(a, &err) < 0) {
+		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
+		bad = 1;
+	}
+	if (!bad && a->cli.baselines) {
+		if (baseline_load(&a->db, a->cli.baselines, a->cli.mode,
+				  &err) < 0) {
+			fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
+			bad = 1;
+		}
+		a->have_db = !bad;
+	}
+	return bad ? -1 : 0;
+}
+
+/* Every spec is checked before any partition starts, and all start paused
+ * so that peers exist when the first one opens a channel. */
+static int start_all(struct agent *a, int restore, char **args, int n,
+		     const struct part_spec *specs)
+{
+	struct part_opts o = {
+		.vmm_path = a->cli.vmm, .image_dirs = a->cli.image_dirs,
+		.on_console = sup_console, .ctx = &a->sup,
+		.on_measured = admit, .on_request = on_request,
+		.start_paused = true,
+	};
+	int bad = 0;
+	for (int i = 0; !bad && i < n; i++) {
+		struct parley_err err = { 0 };
+		struct partition *p = NULL;
+		int rc = restore ? partition_restore(args[i], &o, &p, &err)
+				 : partition_create(&specs[i], &o, &p, &err);
+		if (rc < 0) {
+			fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
+			bad = 1;
+			break;
+		}
+		sup_add(&a->sup, p);
+		chanmgr_add(&a->cm, p);
+	}
+	struct parley_err err = { 0 };
+	if (a->have_db && baseline_save(&a->db, &err) < 0)
+		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
+	for (unsigned i = 0; !bad && i < a->sup.n; i++)
+		if (partition_resume(a->sup.e[i].p, &err) < 0)
+			fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
+	return bad ? -1 : 0;
+}
+
+static void on_gone(struct partition *p, void *ctx)
+{
+	chanmgr_gone(&((struct agent *)ctx)->cm, p);
+}
+
+static bool on_tick(void *ctx)
+{
+	return chanmgr_full_check(&((struct agent *)ctx)->cm, false);
 }
 
 int main(int argc, char **argv)
 {
-	if (argc < 2) {
+	if (argc < 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "restore"))) {
 		usage(stderr);
 		return 2;
 	}
 	int restore = strcmp(argv[1], "restore") == 0;
-	if (!restore && strcmp(argv[1], "run") != 0) {
-		usage(stderr);
-		return 2;
-	}
-	struct cli c = { 0 };
-	int first = parse_opts(argc - 1, argv + 1, &c);
+	static struct agent a;
+	int first = parse_opts(argc - 1, argv + 1, &a.cli);
 	if (first < 0)
 		return 2;
 	sup_block_signals();
-	static struct supervisor sup;
-	sup.out = stdout;
-	sup.snapshot_dir = c.snapshot_dir;
-	struct part_opts o = {
-		.vmm_path = c.vmm, .image_dirs = c.image_dirs,
-		.on_console = sup_console, .ctx = &sup,
-	};
-	/* Every spec is checked before any partition starts: one typo must
-	 * not leave half a set of partitions running. */
-	int n = argc - first - 1, bad = 0;
-	struct part_spec *specs = calloc((size_t)n, sizeof(*specs));
-	for (int i = 0; !restore && i < n; i++) {
-		struct parley_err err = { 0 };
-		if (spec_load(argv[first + 1 + i], &specs[i], &err) < 0) {
-			fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
-			bad = 1;
-		}
+	a.sup.out = stdout;
+	a.sup.owner = &a;
+	a.sup.snapshot_dir = a.cli.snapshot_dir;
+	a.sup.on_gone = on_gone;
+	a.sup.on_reload = on_reload;
+	a.sup.on_tick = on_tick;
+	a.sup.tick_ms = 100;
+	char **args = argv + first + 1;
+	int n = argc - first - 1;
+	if (n > SUP_MAX) {
+		fprintf(stderr, "parley-agent: at most %d partitions\n", SUP_MAX);
+		return 2;
 	}
-	for (int i = 0; !bad && i < n; i++)
-		if (start_one(&sup, &o, argv[first + 1 + i],
-			      restore ? NULL : &specs[i]) < 0)
-			bad = 1;
+	struct part_spec *specs = calloc((size_t)n, sizeof(*specs));
+	int bad = setup(&a, restore, args, n, specs) < 0 ||
+		  start_all(&a, restore, args, n, specs) < 0;
+	int rc = a.sup.n ? sup_run(&a.sup) : 0;
 	for (int i = 0; i < n; i++)
 		spec_free(&specs[i]);
 	free(specs);
-	if (bad && sup.n == 0)
-		return 2;
-	int rc = sup_run(&sup);
-	sup_free(&sup);
+	sup_free(&a.sup);
+	chanmgr_free(&a.cm);
+	if (a.have_db)
+		baseline_free(&a.db);
+	if (a.audit.out)
+		fclose(a.audit.out);
 	return bad ? 2 : rc;
 }

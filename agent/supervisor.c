@@ -1,6 +1,7 @@
 #include "agent/supervisor.h"
 #include "agent/vmx/stop.h"
 #include "common/fileio.h"
+#include "agent/vmx/vm.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -97,6 +98,10 @@ static void on_signal(struct supervisor *s, int sig)
 		suspend_all(s);
 		return;
 	}
+	if (sig == SIGHUP && s->on_reload) {
+		s->on_reload(s->owner);
+		return;
+	}
 	if (sig == SIGINT || sig == SIGTERM)
 		for (unsigned i = 0; i < s->n; i++)
 			partition_stop(s->e[i].p);
@@ -129,6 +134,7 @@ static void sup_sigset(sigset_t *set)
 	sigaddset(set, SIGINT);
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGUSR2);
+	sigaddset(set, SIGHUP);
 }
 
 void sup_block_signals(void)
@@ -149,6 +155,7 @@ static int signal_fd(void)
 int sup_run(struct supervisor *s)
 {
 	int sfd = signal_fd();
+	uint64_t last_tick = vmx_now_ns();
 	struct pollfd pf[SUP_MAX + 1];
 	for (;;) {
 		unsigned n = 0, map[SUP_MAX];
@@ -162,11 +169,23 @@ int sup_run(struct supervisor *s)
 		if (!n)
 			break;
 		pf[n] = (struct pollfd){ .fd = sfd, .events = POLLIN };
-		if (poll(pf, n + 1, -1) < 0 && errno != EINTR)
-			break;
+		int timeout = s->on_tick ? s->tick_ms : -1;
 		for (unsigned k = 0; k < n; k++)
-			if (pf[k].revents)
-				partition_handle(s->e[map[k]].p);
+			if (partition_has_deferred(s->e[map[k]].p))
+				timeout = 0;
+		int ready = poll(pf, n + 1, timeout);
+		if (ready < 0 && errno != EINTR)
+			break;
+		for (unsigned k = 0; k < n; k++) {
+			struct partition *p = s->e[map[k]].p;
+			if (pf[k].revents || partition_has_deferred(p))
+				partition_handle(p);
+		}
+		if (s->on_tick && vmx_now_ns() - last_tick >=
+					  (uint64_t)s->tick_ms * 1000000) {
+			s->on_tick(s->owner);
+			last_tick = vmx_now_ns();
+		}
 		struct signalfd_siginfo si;
 		if (pf[n].revents && read(sfd, &si, sizeof(si)) == sizeof(si))
 			on_signal(s, (int)si.ssi_signo);
@@ -175,6 +194,8 @@ int sup_run(struct supervisor *s)
 			if (s->e[i].p->finished && !s->e[i].reported) {
 				s->e[i].reported = true;
 				report_finish(s, &s->e[i]);
+				if (s->on_gone)
+					s->on_gone(s->e[i].p, s->owner);
 			}
 	}
 	if (sfd >= 0)

@@ -25,6 +25,11 @@ struct supervisor {
 	unsigned n;
 	struct sup_entry e[SUP_MAX];
 	const char *snapshot_dir;  /* where SIGUSR2 suspends to, or NULL */
+	void *owner;               /* for the hooks below */
+	void (*on_gone)(struct partition *p, void *owner);
+	void (*on_reload)(void *owner);  /* SIGHUP */
+	bool (*on_tick)(void *owner);    /* every tick_ms while running */
+	int tick_ms;
 };
 
 /* Console callback for part_opts.on_console with ctx = the supervisor. */
@@ -34,7 +39,8 @@ void sup_console(struct partition *p, const char *buf, size_t len, void *ctx);
 int sup_add(struct supervisor *s, struct partition *p);
 
 /* Run until every partition has stopped. SIGINT/SIGTERM stop them all;
- * SIGUSR2 suspends each to snapshot_dir/NAME.snap and stops it. Prints a
+ * SIGUSR2 suspends each to snapshot_dir/NAME.snap and stops it; SIGHUP
+ * calls on_reload. Prints a
  * summary; returns 0 if every partition exited with code 0. */
 int sup_run(struct supervisor *s);
 

@@ -284,8 +284,11 @@ static void chan_revoke(struct chanmgr *cm, struct cm_chan *ch, const char *why)
 		if (!e->mapped)
 			continue;
 		struct parley_err err = { 0 };
+		/* A vmm that does not confirm in time has been killed by
+		 * partition_unmap; one that stopped meanwhile has no window. */
 		if (!e->ep->p->finished &&
-		    partition_unmap(e->ep->p, ch->id, &err) < 0)
+		    partition_unmap(e->ep->p, ch->id, &err) < 0 &&
+		    err.code == -ETIMEDOUT)
 			emit(cm, "fault", e->ep->p->name, ch->g.channel,
 			     "UNMAP_TIMEOUT", NULL, perr_msg(&err));
 		end_forget(e);

@@ -166,7 +166,7 @@ static bool hc_wait(struct vmx_vcpu *c, uint32_t gpa)
 	uint64_t ready = 0;
 	int64_t ret;
 	struct pollfd pf[PARLEY_WAIT_MAX + 1];
-	if (a.n < 1 || a.n > PARLEY_WAIT_MAX || a.reserved)
+	if (a.n > PARLEY_WAIT_MAX || a.reserved)
 		ret = PARLEY_E_INVAL;
 	else
 		ret = wait_fill(c, &a, pf, &ready);

@@ -102,7 +102,7 @@ struct parley_hc_chan_notify {
 
 struct parley_hc_chan_wait {
 	uint64_t handles[PARLEY_WAIT_MAX]; /* IN */
-	uint32_t n;        /* IN: 1..PARLEY_WAIT_MAX */
+	uint32_t n;        /* IN: 0..PARLEY_WAIT_MAX (0: just sleep) */
 	uint32_t reserved; /* IN: 0 */
 	uint64_t timeout_ns; /* IN: 0 polls; UINT64_MAX waits for ever */
 	uint64_t ready;    /* OUT: bit i set: handles[i] has data or is closed */

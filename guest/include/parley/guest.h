@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <parley/abi.h>
 #include <parley/hypercall.h>
+#include <parley/ring.h>
 
 int main(const struct parley_boot_info *bi);
 void parley_secondary(const struct parley_boot_info *bi, uint32_t cpu);
@@ -23,6 +24,34 @@ int64_t parley_console_write(const void *buf, size_t len);
 __attribute__((noreturn)) void parley_exit(int code);
 __attribute__((noreturn)) void parley_halt(void);
 uint64_t parley_clock_ns(void);
+
+/* Channels. */
+struct parley_chan {
+	uint64_t handle;
+	const struct parley_chan_hdr *hdr;
+	struct parley_ring tx, rx;
+	int has_tx, has_rx;
+};
+
+/* Open a granted channel; PARLEY_OK or a parley_status. detail (64 bytes,
+ * may be NULL) gets the file that differed on PARLEY_E_INTEGRITY. */
+int64_t parley_chan_open(const char *name, struct parley_chan *c,
+			 char *detail);
+/* Push one message, sleeping while the ring is full; rings the peer only
+ * if it is waiting. PARLEY_OK, PARLEY_E_CLOSED, or PARLEY_E_INVAL for a
+ * message that can never fit or a corrupt ring. */
+int64_t parley_chan_send(struct parley_chan *c, const void *buf, uint32_t len);
+/* Pop one message, sleeping while there is none. */
+int64_t parley_chan_recv(struct parley_chan *c, void *buf, uint32_t cap,
+			 uint32_t *len);
+/* The peer's doorbell, without a result (ioeventfd: no exit to the vmm). */
+void parley_chan_doorbell(const struct parley_chan *c);
+int64_t parley_chan_notify(uint64_t handle);
+int64_t parley_chan_wait(const uint64_t *handles, uint32_t n,
+			 uint64_t timeout_ns, uint64_t *ready);
+int64_t parley_chan_close(struct parley_chan *c);
+/* Sleep (CHAN_WAIT on no handle); may return early. */
+void parley_sleep_ns(uint64_t ns);
 
 /* Console. */
 int parley_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
