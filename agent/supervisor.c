@@ -152,54 +152,66 @@ static int signal_fd(void)
 	return signalfd(-1, &set, SFD_CLOEXEC);
 }
 
+static void report_new_finishes(struct supervisor *s)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->e[i].p->finished && !s->e[i].reported) {
+			s->e[i].reported = true;
+			report_finish(s, &s->e[i]);
+			if (s->on_gone)
+				s->on_gone(s->e[i].p, s->owner);
+		}
+}
+
+int sup_step(struct supervisor *s, int sfd, int max_ms)
+{
+	struct pollfd pf[SUP_MAX + 1];
+	unsigned n = 0, map[SUP_MAX];
+	for (unsigned i = 0; i < s->n; i++) {
+		if (s->e[i].p->finished)
+			continue;
+		map[n] = i;
+		pf[n++] = (struct pollfd){ .fd = s->e[i].p->ctl, .events = POLLIN };
+	}
+	if (!n)
+		return 0;
+	pf[n] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+	int timeout = s->on_tick && (max_ms < 0 || s->tick_ms < max_ms)
+			      ? s->tick_ms : max_ms;
+	for (unsigned k = 0; k < n; k++)
+		if (partition_has_deferred(s->e[map[k]].p))
+			timeout = 0;
+	int ready = poll(pf, n + 1, timeout);
+	if (ready < 0 && errno != EINTR)
+		return -errno;
+	for (unsigned k = 0; k < n; k++) {
+		struct partition *p = s->e[map[k]].p;
+		if ((ready > 0 && pf[k].revents) || partition_has_deferred(p))
+			partition_handle(p);
+	}
+	uint64_t now = vmx_now_ns();
+	if (s->on_tick && now - s->last_tick_ns >= (uint64_t)s->tick_ms * 1000000) {
+		s->on_tick(s->owner);
+		s->last_tick_ns = vmx_now_ns();
+	}
+	struct signalfd_siginfo si;
+	if (sfd >= 0 && ready > 0 && pf[n].revents &&
+	    read(sfd, &si, sizeof(si)) == sizeof(si))
+		on_signal(s, (int)si.ssi_signo);
+	/* Also those that finished inside a request (stop, save). */
+	report_new_finishes(s);
+	return (int)n;
+}
+
 int sup_run(struct supervisor *s)
 {
 	int sfd = signal_fd();
-	uint64_t last_tick = vmx_now_ns();
-	struct pollfd pf[SUP_MAX + 1];
-	for (;;) {
-		unsigned n = 0, map[SUP_MAX];
-		for (unsigned i = 0; i < s->n; i++) {
-			if (s->e[i].p->finished)
-				continue;
-			map[n] = i;
-			pf[n++] = (struct pollfd){ .fd = s->e[i].p->ctl,
-						   .events = POLLIN };
-		}
-		if (!n)
-			break;
-		pf[n] = (struct pollfd){ .fd = sfd, .events = POLLIN };
-		int timeout = s->on_tick ? s->tick_ms : -1;
-		for (unsigned k = 0; k < n; k++)
-			if (partition_has_deferred(s->e[map[k]].p))
-				timeout = 0;
-		int ready = poll(pf, n + 1, timeout);
-		if (ready < 0 && errno != EINTR)
-			break;
-		for (unsigned k = 0; k < n; k++) {
-			struct partition *p = s->e[map[k]].p;
-			if (pf[k].revents || partition_has_deferred(p))
-				partition_handle(p);
-		}
-		if (s->on_tick && vmx_now_ns() - last_tick >=
-					  (uint64_t)s->tick_ms * 1000000) {
-			s->on_tick(s->owner);
-			last_tick = vmx_now_ns();
-		}
-		struct signalfd_siginfo si;
-		if (pf[n].revents && read(sfd, &si, sizeof(si)) == sizeof(si))
-			on_signal(s, (int)si.ssi_signo);
-		/* Also those that finished inside a request (stop, save). */
-		for (unsigned i = 0; i < s->n; i++)
-			if (s->e[i].p->finished && !s->e[i].reported) {
-				s->e[i].reported = true;
-				report_finish(s, &s->e[i]);
-				if (s->on_gone)
-					s->on_gone(s->e[i].p, s->owner);
-			}
-	}
+	s->last_tick_ns = vmx_now_ns();
+	while (sup_step(s, sfd, -1) > 0)
+		;
 	if (sfd >= 0)
 		close(sfd);
+	report_new_finishes(s);
 	return summary(s);
 }
 

@@ -30,6 +30,7 @@ struct supervisor {
 	void (*on_reload)(void *owner);  /* SIGHUP */
 	bool (*on_tick)(void *owner);    /* every tick_ms while running */
 	int tick_ms;
+	uint64_t last_tick_ns;
 };
 
 /* Console callback for part_opts.on_console with ctx = the supervisor. */
@@ -43,6 +44,12 @@ int sup_add(struct supervisor *s, struct partition *p);
  * calls on_reload. Prints a
  * summary; returns 0 if every partition exited with code 0. */
 int sup_run(struct supervisor *s);
+
+/* One round of sup_run: wait up to max_ms (-1: the tick, or for ever) for
+ * messages and handle them; sfd is a signalfd or -1. Returns how many
+ * partitions are still running (0: all done). For tests and tools that
+ * act between rounds. */
+int sup_step(struct supervisor *s, int sfd, int max_ms);
 
 void sup_free(struct supervisor *s);
 

@@ -149,7 +149,7 @@ int win_map(struct vmx_vm *vm, const struct ctl_map *m, const int *fds,
 		rc = doorbell(vm, w, m->handle, true);
 	if (rc == 0) {
 		w->chan = m->chan;
-		w->revoked_handle = 0;
+		atomic_store(&w->revoked_handle, 0);
 		atomic_store(&w->handle, m->handle);
 	} else if (w && w->host) {
 		unmap_slots(vm, (unsigned)m->slot, w);
@@ -178,11 +178,15 @@ static void remember_gone(struct vmx_vm *vm, const struct vmx_window *w,
 static void take_down(struct vmx_vm *vm, unsigned wi, struct vmx_window *w,
 		      bool revoked)
 {
-	uint64_t h = atomic_exchange(&w->handle, 0);
+	/* Memory first: a vCPU told CLOSED must find the window gone. Then
+	 * revoked before invalid: one that finds the handle gone must also
+	 * find it revoked, or it reports BAD_HANDLE for CLOSED. */
+	uint64_t h = atomic_load(&w->handle);
 	doorbell(vm, w, h, false);
-	unmap_slots(vm, wi, w);
 	remember_gone(vm, w, revoked);
-	w->revoked_handle = revoked ? h : 0;
+	unmap_slots(vm, wi, w);
+	atomic_store(&w->revoked_handle, revoked ? h : 0);
+	atomic_store(&w->handle, 0);
 	/* Wake whoever waits on it: CHAN_WAIT then reports CLOSED. */
 	uint64_t one = 1;
 	if (write(w->bell_own, &one, sizeof(one)) < 0) {
@@ -217,10 +221,9 @@ int win_close(struct vmx_vm *vm, uint64_t handle, uint32_t *chan)
 		*chan = w->chan;
 		take_down(vm, HANDLE_SLOT(handle), w, false);
 		rc = 0;
-	} else if (handle && HANDLE_SLOT(handle) < WIN_SLOTS &&
-		   vm->win.w[HANDLE_SLOT(handle)].revoked_handle == handle) {
+	} else if (win_was_revoked(vm, handle)) {
 		/* Closing a revoked handle acknowledges it. */
-		vm->win.w[HANDLE_SLOT(handle)].revoked_handle = 0;
+		atomic_store(&vm->win.w[HANDLE_SLOT(handle)].revoked_handle, 0);
 		rc = -ESTALE;
 	}
 	pthread_mutex_unlock(&vm->win_lock);
@@ -240,7 +243,7 @@ bool win_was_revoked(struct vmx_vm *vm, uint64_t handle)
 {
 	unsigned slot = HANDLE_SLOT(handle);
 	return handle && slot < WIN_SLOTS && handle <= 0xffffffffull &&
-	       vm->win.w[slot].revoked_handle == handle;
+	       atomic_load(&vm->win.w[slot].revoked_handle) == handle;
 }
 
 int win_classify(struct vmx_vm *vm, uint64_t gpa, bool write)

@@ -26,7 +26,7 @@ struct vmx_vm;
 
 struct vmx_window {
 	_Atomic uint64_t handle;   /* 0: free */
-	uint64_t revoked_handle;   /* last handle revoked by the agent */
+	_Atomic uint64_t revoked_handle; /* last handle the agent revoked */
 	uint32_t chan;
 	uint64_t gpa, size;
 	uint8_t *host;             /* our mapping, for KVM only */

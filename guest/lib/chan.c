@@ -127,9 +127,10 @@ int64_t parley_chan_send(struct parley_chan *c, const void *buf, uint32_t len)
 			return PARLEY_OK;
 		}
 		int64_t w = sleep_on(c);
-		set_flag(&c->tx.prod->waiting, 0);
+		/* Closed: the window is gone, and touching it would stop us. */
 		if (w == PARLEY_E_CLOSED || w == PARLEY_E_BAD_HANDLE)
 			return w;
+		set_flag(&c->tx.prod->waiting, 0);
 		spin = 0;
 	}
 }
@@ -158,14 +159,19 @@ int64_t parley_chan_recv(struct parley_chan *c, void *buf, uint32_t cap,
 			continue;
 		}
 		int64_t w = sleep_on(c);
-		set_flag(&c->rx.cons->waiting, 0);
 		if (w == PARLEY_E_CLOSED || w == PARLEY_E_BAD_HANDLE)
 			return w;
+		set_flag(&c->rx.cons->waiting, 0);
 		spin = 0;
 	}
 }
 
 void parley_sleep_ns(uint64_t ns)
 {
-	parley_chan_wait(NULL, 0, ns, NULL);
+	/* A wait may end early (a pause, a stray wake-up): sleep again for
+	 * what is left. */
+	uint64_t end = parley_clock_ns() + ns;
+	for (uint64_t now = parley_clock_ns(); now < end;
+	     now = parley_clock_ns())
+		parley_chan_wait(NULL, 0, end - now, NULL);
 }

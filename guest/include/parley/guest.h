@@ -50,7 +50,7 @@ int64_t parley_chan_notify(uint64_t handle);
 int64_t parley_chan_wait(const uint64_t *handles, uint32_t n,
 			 uint64_t timeout_ns, uint64_t *ready);
 int64_t parley_chan_close(struct parley_chan *c);
-/* Sleep (CHAN_WAIT on no handle); may return early. */
+/* Sleep for ns (CHAN_WAIT on no handle, repeated if woken early). */
 void parley_sleep_ns(uint64_t ns);
 
 /* Console. */
