@@ -151,3 +151,63 @@ Test(agent_cli, suspend_to_disk_then_restore, .timeout = 90)
 	t_rmtree(dir);
 	free(dir);
 }
+
+Test(agent_cli, invalid_policy_names_grant_and_field, .timeout = 30)
+{
+	char *dir = t_tmpdir();
+	const char *bad = "{\"grants\":[{\"channel\":\"pingpong\",\"endpoint_a\":"
+			  "\"ping\",\"endpoint_b\":\"pong\",\"direction\":"
+			  "\"both\",\"ring_bytes\":3000}]}";
+	char *pol = t_write(dir, "grants.json", bad, strlen(bad));
+	char *argv[] = { T_AGENT, "run", "--vmm", T_VMM, "--image-dir",
+			 PARLEY_BUILD_DIR "/guest", "--policy", pol,
+			 PARLEY_SOURCE_DIR "/examples/ping.json",
+			 PARLEY_SOURCE_DIR "/examples/pong.json", NULL };
+	char *out;
+	int rc = t_run(argv, &out, 30);
+	cr_assert_eq(rc, 2, "exit %d: %s", rc, out);
+	cr_assert(strstr(out, "grants[0] (\"pingpong\").ring_bytes: 3000 is not "
+			      "a power of two"), "%s", out);
+	cr_assert_null(strstr(out, "ping|"), "%s", out);
+	free(out);
+	free(pol);
+	t_rmtree(dir);
+	free(dir);
+}
+
+Test(agent_cli, sighup_with_grant_removed_revokes, .timeout = 60)
+{
+	T_REQUIRE_KVM();
+	char *dir = t_tmpdir();
+	const char *good = "{\"grants\":[{\"channel\":\"pingpong\",\"endpoint_a\":"
+			   "\"ping\",\"endpoint_b\":\"pong\",\"direction\":"
+			   "\"both\",\"ring_bytes\":\"64K\"}]}";
+	char *pol = t_write(dir, "grants.json", good, strlen(good));
+	char *cmd;
+	/* ping/pong run for ever (count=2000000000); the grant is taken away
+	 * while they talk. */
+	cr_assert(asprintf(&cmd,
+		"cd %s && sed 's/count=100000/count=2000000000/' %s/examples/ping.json"
+		" > ping.json && sed 's/count=100000/count=2000000000/' "
+		"%s/examples/pong.json > pong.json && cp %s/examples/*.conf . && "
+		"%s run --vmm %s --image-dir %s/guest --policy grants.json "
+		"--audit audit.jsonl ping.json pong.json > run.out 2>&1 & pid=$!; "
+		"sleep 0.5; echo '{\"grants\":[]}' > %s/grants.json; "
+		"kill -HUP $pid; wait $pid; cat %s/run.out %s/audit.jsonl",
+		dir, PARLEY_SOURCE_DIR, PARLEY_SOURCE_DIR, PARLEY_SOURCE_DIR,
+		T_AGENT, T_VMM, PARLEY_BUILD_DIR, dir, dir, dir) > 0);
+	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	char *out;
+	int rc = t_run(argv, &out, 50);
+	cr_assert_eq(rc, 0, "%s", out);
+	cr_assert(strstr(out, "\"event\":\"revoke\",\"channel\":\"pingpong\","
+			      "\"reason\":\"GRANT_REMOVED\""), "%s", out);
+	cr_assert(strstr(out, "ping: stopped: revoked-access") ||
+		  strstr(out, "ping| ping: send: -7") ||
+		  strstr(out, "ping| ping: recv: -7"), "%s", out);
+	free(out);
+	free(cmd);
+	free(pol);
+	t_rmtree(dir);
+	free(dir);
+}

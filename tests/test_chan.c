@@ -323,3 +323,33 @@ Test(chan, honest_vmm_passes_full_rehash, .timeout = 30)
 	T_REQUIRE_KVM();
 	unreported_write(T_VMM, false);
 }
+
+Test(chan, more_windows_than_slots_is_limit, .timeout = 60)
+{
+	T_REQUIRE_KVM();
+	/* 33 grants between a and b: a partition holds at most WIN_SLOTS. */
+	char grants[8192] = "{\"grants\":[", steps[1024] = "steps=";
+	for (int i = 0; i <= WIN_SLOTS; i++) {
+		char g[160], s[16];
+		snprintf(g, sizeof(g), "%s{\"channel\":\"c%d\",\"endpoint_a\":"
+			 "\"a\",\"endpoint_b\":\"b\",\"direction\":\"a_to_b\","
+			 "\"ring_bytes\":4096}", i ? "," : "", i);
+		strcat(grants, g);
+		snprintf(s, sizeof(s), "%sopen:c%d", i ? "," : "", i);
+		strcat(steps, s);
+	}
+	strcat(grants, "]}");
+	struct t_fleet f, *f_ __attribute__((unused)) = &f;
+	t_fleet_init(&f, grants);
+	struct partition *a = t_fleet_add(&f, "a", "chantest.elf", steps, NULL,
+					  false, NULL);
+	t_fleet_add(&f, "b", "chantest.elf", "steps=sleep:1000", NULL, false,
+		    NULL);
+	t_fleet_go(&f);
+	done(&f, 20000);
+	exit0(a);
+	OUT_HAS(&f, "a| open c31 0 \n");
+	OUT_HAS(&f, "a| open c32 -5 \n");
+	AUDIT_HAS(&f, "\"channel\":\"c32\",\"reason\":\"LIMIT\"");
+	t_fleet_free(&f);
+}
