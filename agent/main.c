@@ -144,6 +144,7 @@ struct agent {
 	struct audit audit;
 	struct baseline_db db;
 	bool have_db;
+	bool restore;               /* partition names come from snapshots */
 	const char *names[SUP_MAX + 1];
 };
 
@@ -175,7 +176,10 @@ static int load_policy(struct agent *a, struct parley_err *err)
 	if (!a->cli.policy)
 		return 0;
 	struct grant_set g;
-	int rc = grant_set_load(a->cli.policy, a->names, &g, err);
+	/* Grants may name only partitions given on the command line; when
+	 * restoring, those names are only known once the snapshots are read. */
+	int rc = grant_set_load(a->cli.policy, a->restore ? NULL : a->names,
+				&g, err);
 	if (rc == 0)
 		chanmgr_set_grants(&a->cm, &g);
 	return rc;
@@ -278,6 +282,7 @@ int main(int argc, char **argv)
 	}
 	int restore = strcmp(argv[1], "restore") == 0;
 	static struct agent a;
+	a.restore = restore;
 	int first = parse_opts(argc - 1, argv + 1, &a.cli);
 	if (first < 0)
 		return 2;

@@ -286,25 +286,60 @@ static int launch(struct partition *p, uint32_t flags,
 
 /* The baseline: what the partition's files and image are before its first
  * instruction, measured from our own view of its memory. */
+static int measure_files(struct partition *p,
+			 const struct measure_input_file *files, unsigned n,
+			 struct parley_err *err)
+{
+	uint64_t segs[MEASURE_SEGS_MAX][2];
+	for (unsigned i = 0; i < p->nrange; i++) {
+		segs[i][0] = p->range[i].gpa;
+		segs[i][1] = p->range[i].size;
+	}
+	return measure_baseline(&p->measure, p->mem, p->ram_size,
+				p->mem + p->ram_size, p->cfg_size, files, n,
+				(const uint64_t(*)[2])segs, p->nrange, err);
+}
+
 static int measure_now(struct partition *p, const struct loaded *l,
 		       struct parley_err *err)
 {
 	struct measure_input_file files[PARLEY_CONFIG_FILES_MAX];
-	uint64_t segs[MEASURE_SEGS_MAX][2], off = 0;
+	uint64_t off = 0;
 	for (unsigned i = 0; i < l->ncfg; i++) {
 		files[i] = (struct measure_input_file){ l->cfg[i].name, off,
 							l->cfg[i].size };
 		uint64_t span = l->cfg[i].size ? l->cfg[i].size : 1;
 		off += (span + PARLEY_PAGE_SIZE - 1) & ~(PARLEY_PAGE_SIZE - 1);
 	}
-	for (unsigned i = 0; i < p->nrange; i++) {
-		segs[i][0] = p->range[i].gpa;
-		segs[i][1] = p->range[i].size;
+	return measure_files(p, files, l->ncfg, err);
+}
+
+/* A restored partition is measured from its restored memory, with the file
+ * table from its boot info (which only the agent ever wrote: the partition
+ * sees that page read-only, and the snapshot's checksum covers it). Every
+ * field is checked as the snapshot is still a file from outside. */
+static int measure_restored(struct partition *p, struct parley_err *err)
+{
+	const struct parley_boot_info *bi =
+		(const void *)(p->mem + PARLEY_BOOT_INFO_GPA);
+	struct measure_input_file files[PARLEY_CONFIG_FILES_MAX];
+	if (bi->magic != PARLEY_BOOT_MAGIC || bi->nconfig > PARLEY_CONFIG_FILES_MAX ||
+	    bi->config < PARLEY_BOOT_INFO_GPA ||
+	    bi->config + PARLEY_CONFIG_FILES_MAX * sizeof(struct parley_config_file) >
+		    PARLEY_BOOT_INFO_GPA + PARLEY_BOOT_INFO_SIZE)
+		return perr(err, -EINVAL, "snapshot: boot info is not ours");
+	const struct parley_config_file *t = (const void *)(p->mem + bi->config);
+	for (unsigned i = 0; i < bi->nconfig; i++) {
+		uint64_t off = t[i].gpa - PARLEY_CONFIG_BASE;
+		if (!memchr(t[i].name, 0, sizeof(t[i].name)) ||
+		    t[i].gpa < PARLEY_CONFIG_BASE || off > p->cfg_size ||
+		    t[i].size > p->cfg_size - off)
+			return perr(err, -EINVAL, "snapshot: config table entry "
+				    "%u is not ours", i);
+		files[i] = (struct measure_input_file){ t[i].name, off,
+							t[i].size };
 	}
-	return measure_baseline(&p->measure, p->mem, p->ram_size,
-				p->mem + p->ram_size, p->cfg_size, files,
-				l->ncfg, (const uint64_t(*)[2])segs, p->nrange,
-				err);
+	return measure_files(p, files, bi->nconfig, err);
 }
 
 static struct partition *part_new(const char *name, const struct part_opts *o)
@@ -644,6 +679,10 @@ int partition_restore(const char *path, const struct part_opts *o,
 		rc = perr(err, -errno, "mapping restored memory: %m");
 	else
 		p->mem = ro;
+	if (rc == 0)
+		rc = measure_restored(p, err);
+	if (rc == 0 && o->on_measured)
+		rc = o->on_measured(p, o->ctx, err);
 	if (rc == 0)
 		rc = spawn_vmm(p, err);
 	uint32_t flags = CTL_LAUNCH_RESTORE |
