@@ -1,0 +1,210 @@
+#include "daemon/config.h"
+#include "common/fileio.h"
+#include "common/jsonv.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+
+#define CONFIG_FILE_MAX (64 * 1024)
+
+static const char *const fields[] = {
+	"listen", "state_dir", "ca", "cert", "key", "policy_key", "store",
+	"log_level", "heartbeat_ms", "frame_max", NULL
+};
+
+static void defaults(struct daemon_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->listen, sizeof(c->listen), "127.0.0.1:7420");
+	snprintf(c->state_dir, sizeof(c->state_dir), "/var/lib/parley");
+	snprintf(c->ca, sizeof(c->ca), "ca.crt");
+	snprintf(c->cert, sizeof(c->cert), "parleyd.crt");
+	snprintf(c->key, sizeof(c->key), "parleyd.key");
+	snprintf(c->policy_key, sizeof(c->policy_key), "policy.key");
+	c->log_level = LOG_INFO;
+	c->heartbeat_ms = 5000;
+	c->frame_max = 1u << 20;
+}
+
+static int set_str(char *dst, size_t cap, const char *v, const char *name,
+		   struct parley_err *err)
+{
+	if ((size_t)snprintf(dst, cap, "%s", v) >= cap)
+		return perr(err, -ENAMETOOLONG, "%s: too long", name);
+	return 0;
+}
+
+/* One setting by name, from the file or a flag. */
+static int set(struct daemon_config *c, const char *name, const char *v,
+	       struct parley_err *err)
+{
+	char *end;
+	if (!strcmp(name, "listen"))
+		return set_str(c->listen, sizeof(c->listen), v, name, err);
+	if (!strcmp(name, "state_dir"))
+		return set_str(c->state_dir, sizeof(c->state_dir), v, name, err);
+	if (!strcmp(name, "ca"))
+		return set_str(c->ca, sizeof(c->ca), v, name, err);
+	if (!strcmp(name, "cert"))
+		return set_str(c->cert, sizeof(c->cert), v, name, err);
+	if (!strcmp(name, "key"))
+		return set_str(c->key, sizeof(c->key), v, name, err);
+	if (!strcmp(name, "policy_key"))
+		return set_str(c->policy_key, sizeof(c->policy_key), v, name, err);
+	if (!strcmp(name, "store"))
+		return set_str(c->store, sizeof(c->store), v, name, err);
+	if (!strcmp(name, "log_level")) {
+		int l = log_level_parse(v);
+		if (l < 0)
+			return perr(err, -EINVAL, "log_level: \"%s\" is not "
+				    "debug, info, warn or error", v);
+		c->log_level = (enum log_level)l;
+		return 0;
+	}
+	unsigned long long n = strtoull(v, &end, 10);
+	if (*v == '-' || !*v || *end)
+		return perr(err, -EINVAL, "%s: \"%s\" is not a number", name, v);
+	if (!strcmp(name, "heartbeat_ms") && n >= 100 && n <= 600000) {
+		c->heartbeat_ms = (uint32_t)n;
+		return 0;
+	}
+	if (!strcmp(name, "frame_max") && n >= 4096 && n <= (64u << 20)) {
+		c->frame_max = (size_t)n;
+		return 0;
+	}
+	return perr(err, -EINVAL, "%s: %llu is out of range", name, n);
+}
+
+static int load_file(struct daemon_config *c, const char *path,
+		     struct parley_err *err)
+{
+	uint8_t *buf;
+	size_t len;
+	int rc = file_read_all(path, CONFIG_FILE_MAX, &buf, &len, err);
+	if (rc < 0)
+		return rc;
+	json_error_t jerr;
+	json_t *root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES,
+				  &jerr);
+	free(buf);
+	if (!root)
+		return perr_prefix(err, "%s", path), jv_syntax_error(&jerr, err);
+	rc = json_is_object(root) ? jv_check_known(root, fields, "", err)
+				  : perr(err, -EINVAL, "expected an object");
+	const char *k;
+	json_t *v;
+	json_object_foreach(root, k, v) {
+		if (rc < 0)
+			break;
+		char num[32];
+		const char *s = json_string_value(v);
+		if (json_is_integer(v)) {
+			snprintf(num, sizeof(num), "%lld",
+				 (long long)json_integer_value(v));
+			s = num;
+		}
+		rc = s ? set(c, k, s, err)
+		       : jv_type_error(v, k, "a string or an integer", err);
+	}
+	json_decref(root);
+	return rc < 0 ? perr_prefix(err, "%s", path) : 0;
+}
+
+static int resolve(char *p, size_t cap, const char *dir)
+{
+	if (!p[0] || p[0] == '/')
+		return 0;
+	char tmp[PATH_MAX];
+	if (path_join(tmp, sizeof(tmp), dir, p) < 0 ||
+	    (size_t)snprintf(p, cap, "%s", tmp) >= cap)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static int finish(struct daemon_config *c, struct parley_err *err)
+{
+	if (!c->store[0])
+		snprintf(c->store, sizeof(c->store), "parley.db");
+	char *paths[] = { c->ca, c->cert, c->key, c->policy_key, c->store };
+	for (size_t i = 0; i < sizeof(paths) / sizeof(*paths); i++)
+		if (resolve(paths[i], PATH_MAX, c->state_dir) < 0)
+			return perr(err, -ENAMETOOLONG, "path too long");
+	char host[128];
+	int port;
+	if (daemon_split_listen(c->listen, host, sizeof(host), &port) < 0)
+		return perr(err, -EINVAL, "listen: \"%s\" is not HOST:PORT",
+			    c->listen);
+	return 0;
+}
+
+int daemon_config_parse(int argc, char **argv, struct daemon_config *c,
+			struct parley_err *err)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "state-dir", required_argument, NULL, 's' },
+		{ "ca", required_argument, NULL, 'a' },
+		{ "cert", required_argument, NULL, 'e' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "policy-key", required_argument, NULL, 'p' },
+		{ "store", required_argument, NULL, 'd' },
+		{ "log-level", required_argument, NULL, 'v' },
+		{ 0 },
+	};
+	static const char *const names[128] = {
+		['l'] = "listen", ['s'] = "state_dir", ['a'] = "ca",
+		['e'] = "cert", ['k'] = "key", ['p'] = "policy_key",
+		['d'] = "store", ['v'] = "log_level",
+	};
+	defaults(c);
+	/* The file first, so that flags override it whatever their order. */
+	for (int i = 1; i + 1 < argc; i++)
+		if (!strcmp(argv[i], "--config")) {
+			int rc = load_file(c, argv[i + 1], err);
+			if (rc < 0)
+				return rc;
+		}
+	optind = 1;
+	int o;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (o == 'c')
+			continue;
+		if (o == '?' || o < 0 || o >= 128 || !names[o])
+			return perr(err, -EINVAL, "unknown option");
+		int rc = set(c, names[o], optarg, err);
+		if (rc < 0)
+			return rc;
+	}
+	if (optind < argc)
+		return perr(err, -EINVAL, "unexpected argument \"%s\"",
+			    argv[optind]);
+	return finish(c, err);
+}
+
+int daemon_split_listen(const char *s, char *host, size_t cap, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	if (!colon || colon == s)
+		return -EINVAL;
+	const char *h = s;
+	size_t hl = (size_t)(colon - s);
+	if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+		h++;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= cap)
+		return -EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = 0;
+	char *end;
+	long p = strtol(colon + 1, &end, 10);
+	if (!colon[1] || *end || p < 0 || p > 65535)
+		return -EINVAL;
+	*port = (int)p;
+	return 0;
+}

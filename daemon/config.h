@@ -1,0 +1,38 @@
+/*
+ * parleyd's configuration: a JSON file (--config) and flags, flags winning.
+ *
+ *   { "listen": "127.0.0.1:7420", "state_dir": "/var/lib/parley",
+ *     "ca": "ca.crt", "cert": "parleyd.crt", "key": "parleyd.key",
+ *     "policy_key": "policy.key", "log_level": "info",
+ *     "heartbeat_ms": 5000, "frame_max": 1048576 }
+ *
+ * Relative paths are taken from state_dir.
+ */
+#ifndef PARLEY_DAEMON_CONFIG_H
+#define PARLEY_DAEMON_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "common/err.h"
+#include "common/log.h"
+
+struct daemon_config {
+	char listen[128];          /* HOST:PORT, port 0 = any free one */
+	char state_dir[PATH_MAX];
+	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+	char policy_key[PATH_MAX];
+	char store[PATH_MAX];      /* default state_dir/parley.db */
+	enum log_level log_level;
+	uint32_t heartbeat_ms;
+	size_t frame_max;
+};
+
+/* Defaults, then the file named by --config (if any), then flags. */
+int daemon_config_parse(int argc, char **argv, struct daemon_config *c,
+			struct parley_err *err);
+
+/* Split "HOST:PORT" ("[::1]:7420" for IPv6). */
+int daemon_split_listen(const char *s, char *host, size_t cap, int *port);
+
+#endif
