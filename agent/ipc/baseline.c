@@ -30,12 +30,15 @@ static int check_files(const char *name, json_t *files, struct parley_err *err)
 	const char *k;
 	json_t *v;
 	json_object_foreach(files, k, v) {
+		struct jv_quoted q;
 		if (!k[0] || strlen(k) >= PARLEY_CONFIG_NAME_MAX)
 			return perr(err, -EINVAL, "partitions.%s.files: bad "
-				    "file name", name);
+				    "file name %s", name,
+				    jv_quote(&q, k, strlen(k)));
 		if (!is_hex64(v))
 			return perr(err, -EINVAL, "partitions.%s.files.%s: not "
-				    "a SHA-256 in lower-case hex", name, k);
+				    "a SHA-256 in lower-case hex", name,
+				    jv_quote(&q, k, strlen(k)));
 	}
 	return 0;
 }
@@ -126,15 +129,20 @@ int baseline_load(struct baseline_db *db, const char *path,
 	size_t len;
 	int rc = file_read_all(path, BASELINE_FILE_MAX, &buf, &len, err);
 	if (rc == -ENOENT && mode == BASELINE_ENROLL) {
+		/* No file yet: enrolment starts one. */
+		if (err)
+			*err = (struct parley_err){ 0 };
 		db->root = json_pack("{s:{}}", "partitions");
 		return 0;
 	}
+	if (rc == 0) {
+		rc = baseline_parse(db, (const char *)buf, len, err);
+		free(buf);
+		if (rc < 0)
+			perr_prefix(err, "baselines %s", path);
+	}
 	if (rc < 0)
-		return rc;
-	rc = baseline_parse(db, (const char *)buf, len, err);
-	free(buf);
-	if (rc < 0)
-		perr_prefix(err, "baselines %s", path);
+		baseline_free(db);
 	return rc;
 }
 
@@ -174,13 +182,24 @@ static int compare(const char *name, json_t *e, const struct measure *m,
 		return perr(err, -EBADMSG, "partition %s: its baseline lists "
 			    "config files it no longer has", name);
 	json_t *segs = json_object_get(e, "segments");
+	if (segs && json_array_size(segs) != m->nseg)
+		return perr(err, -EBADMSG, "partition %s: %u image segments, "
+			    "its baseline has %zu", name, m->nseg,
+			    json_array_size(segs));
 	for (unsigned i = 0; segs && i < m->nseg; i++) {
 		json_t *want = json_array_get(segs, i);
 		measure_hex(m->seg[i].digest, hex);
-		if (!want || strcmp(json_string_value(want), hex))
+		if (strcmp(json_string_value(want), hex))
 			return perr(err, -EBADMSG, "partition %s: image segment "
 				    "%u differs from its baseline", name, i);
 	}
+	/* The partition digest covers files and segments together: a
+	 * baseline that gives only it still pins the image. */
+	json_t *d = json_object_get(e, "digest");
+	measure_hex(m->digest, hex);
+	if (d && strcmp(json_string_value(d), hex))
+		return perr(err, -EBADMSG, "partition %s: partition digest "
+			    "differs from its baseline", name);
 	return 0;
 }
 

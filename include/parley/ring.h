@@ -118,6 +118,8 @@ static inline void parley_ring_put(const struct parley_ring *r, uint64_t at,
 				   const void *src, uint64_t n)
 {
 	uint64_t off = at & (r->size - 1), first = r->size - off;
+	if (n == 0)
+		return; /* an empty message may come without a buffer */
 	if (first > n)
 		first = n;
 	__builtin_memcpy(r->data + off, src, first);
@@ -128,6 +130,8 @@ static inline void parley_ring_get(const struct parley_ring *r, uint64_t at,
 				   void *dst, uint64_t n)
 {
 	uint64_t off = at & (r->size - 1), first = r->size - off;
+	if (n == 0)
+		return;
 	if (first > n)
 		first = n;
 	__builtin_memcpy(dst, r->data + off, first);
