@@ -1,0 +1,178 @@
+#include "daemon/policy/bundle.h"
+#include "common/sign.h"
+#include "common/wire.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct body_mem {
+	Parley__V1__Grant *grants, **gp;
+	Parley__V1__Baseline *bases, **bp;
+	Parley__V1__FileDigest *files, **fp;
+	ProtobufCBinaryData *segs;
+	struct store_baseline *sb;
+};
+
+static void body_mem_free(struct body_mem *m)
+{
+	free(m->grants);
+	free(m->gp);
+	free(m->bases);
+	free(m->bp);
+	free(m->files);
+	free(m->fp);
+	free(m->segs);
+	free(m->sb);
+}
+
+static bool seen(char (*names)[STORE_NAME_MAX], unsigned n, const char *x)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (!strcmp(names[i], x))
+			return true;
+	return false;
+}
+
+/* The baselines of every partition the grants name (those the store has). */
+static int fill_baselines(struct store *s, const struct grant_set *g,
+			  Parley__V1__PolicyBody *b, struct body_mem *m,
+			  struct parley_err *err)
+{
+	unsigned max = 2 * g->n;
+	char (*names)[STORE_NAME_MAX] = calloc(max ? max : 1, STORE_NAME_MAX);
+	m->sb = calloc(max ? max : 1, sizeof(*m->sb));
+	m->bases = calloc(max ? max : 1, sizeof(*m->bases));
+	m->bp = calloc(max ? max : 1, sizeof(*m->bp));
+	m->files = calloc((max ? max : 1) * STORE_FILES_MAX, sizeof(*m->files));
+	m->fp = calloc((max ? max : 1) * STORE_FILES_MAX, sizeof(*m->fp));
+	m->segs = calloc((max ? max : 1) * STORE_SEGS_MAX, sizeof(*m->segs));
+	if (!names || !m->sb || !m->bases || !m->bp || !m->files || !m->fp ||
+	    !m->segs) {
+		free(names);
+		return perr(err, -ENOMEM, "out of memory");
+	}
+	unsigned nn = 0, nb = 0;
+	for (unsigned i = 0; i < g->n; i++) {
+		const char *ends[2] = { g->g[i].a, g->g[i].b };
+		for (int e = 0; e < 2; e++) {
+			if (seen(names, nn, ends[e]))
+				continue;
+			snprintf(names[nn++], STORE_NAME_MAX, "%s", ends[e]);
+			struct store_baseline *sb = &m->sb[nb];
+			if (store_baseline_get(s, ends[e], sb, NULL) < 0)
+				continue;
+			Parley__V1__Baseline *w = &m->bases[nb];
+			parley__v1__baseline__init(w);
+			w->partition = sb->partition;
+			wire_bytes(&w->digest, sb->d.digest, STORE_DIGEST);
+			w->golden = sb->golden;
+			w->files = &m->fp[nb * STORE_FILES_MAX];
+			w->n_files = sb->d.nfile;
+			for (unsigned f = 0; f < sb->d.nfile; f++) {
+				Parley__V1__FileDigest *fd =
+					&m->files[nb * STORE_FILES_MAX + f];
+				parley__v1__file_digest__init(fd);
+				fd->name = sb->d.file[f].name;
+				wire_bytes(&fd->sha256, sb->d.file[f].sha256,
+					   STORE_DIGEST);
+				w->files[f] = fd;
+			}
+			w->segments = &m->segs[nb * STORE_SEGS_MAX];
+			w->n_segments = sb->d.nseg;
+			for (unsigned k = 0; k < sb->d.nseg; k++)
+				wire_bytes(&w->segments[k], sb->d.seg[k],
+					   STORE_DIGEST);
+			m->bp[nb] = w;
+			nb++;
+		}
+	}
+	free(names);
+	b->baselines = m->bp;
+	b->n_baselines = nb;
+	return 0;
+}
+
+static int fill_grants(const struct grant_set *g, Parley__V1__PolicyBody *b,
+		       struct body_mem *m, struct parley_err *err)
+{
+	m->grants = calloc(g->n ? g->n : 1, sizeof(*m->grants));
+	m->gp = calloc(g->n ? g->n : 1, sizeof(*m->gp));
+	if (!m->grants || !m->gp)
+		return perr(err, -ENOMEM, "out of memory");
+	for (unsigned i = 0; i < g->n; i++) {
+		wire_grant_from_model(&m->grants[i], &g->g[i]);
+		m->gp[i] = &m->grants[i];
+	}
+	b->grants = m->gp;
+	b->n_grants = g->n;
+	return 0;
+}
+
+static int sign_body(Parley__V1__PolicyBody *b, EVP_PKEY *key,
+		     const char *key_id, Parley__V1__PolicyBundle *out,
+		     struct parley_err *err)
+{
+	size_t len = parley__v1__policy_body__get_packed_size(b);
+	uint8_t *body = malloc(len ? len : 1), *sig = malloc(SIGN_LEN);
+	if (!body || !sig) {
+		free(body);
+		free(sig);
+		return perr(err, -ENOMEM, "out of memory");
+	}
+	parley__v1__policy_body__pack(b, body);
+	int rc = sign_data(key, body, len, sig);
+	if (rc < 0) {
+		free(body);
+		free(sig);
+		return perr(err, rc, "signing the bundle failed");
+	}
+	parley__v1__policy_bundle__init(out);
+	wire_bytes(&out->body, body, len);
+	wire_bytes(&out->signature, sig, SIGN_LEN);
+	out->key_id = strdup(key_id);
+	return out->key_id ? 0 : perr(err, -ENOMEM, "out of memory");
+}
+
+int policy_bundle_build(struct store *s, EVP_PKEY *key, const char *key_id,
+			const char *host, Parley__V1__PolicyBundle *out,
+			uint64_t *version, struct parley_err *err)
+{
+	struct grant_set g = { 0 };
+	struct body_mem m = { 0 };
+	Parley__V1__PolicyBody b;
+	parley__v1__policy_body__init(&b);
+	int rc = store_policy_host_version(s, host, version, err);
+	if (rc == 0)
+		rc = store_grants_for_host(s, host, &g, err);
+	if (rc == 0)
+		rc = fill_grants(&g, &b, &m, err);
+	if (rc == 0)
+		rc = fill_baselines(s, &g, &b, &m, err);
+	if (rc == 0) {
+		b.host = (char *)host;
+		b.version = *version;
+		b.issued_unix_ms = now_ms();
+		rc = sign_body(&b, key, key_id, out, err);
+	}
+	body_mem_free(&m);
+	grant_set_free(&g);
+	return rc;
+}
+
+void policy_bundle_free(Parley__V1__PolicyBundle *b)
+{
+	free(b->body.data);
+	free(b->signature.data);
+	free(b->key_id);
+	b->body.data = b->signature.data = NULL;
+	b->key_id = NULL;
+}

@@ -1,0 +1,445 @@
+#include "daemon/rpc/link.h"
+#include "daemon/policy/bundle.h"
+#include "common/frame.h"
+#include "common/log.h"
+#include "common/tls.h"
+#include "common/wire.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <netinet/in.h>
+#include <openssl/x509.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+
+#define POLL_MS 200
+#define AUDIT_BATCH_MAX 1024
+
+struct link_conn {
+	struct link_server *ls;
+	struct bufferevent *bev;
+	struct link_conn *prev, *next;
+	char host[STORE_NAME_MAX];  /* from the certificate, once verified */
+	bool hello;
+	uint64_t pushed;            /* bundle version sent last */
+};
+
+static void conn_free(struct link_conn *c)
+{
+	struct link_server *ls = c->ls;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		ls->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	ls->nconns--;
+	bufferevent_free(c->bev);
+	free(c);
+}
+
+/* A refusal: say why to the agent (best effort), record it, hang up. */
+static void refuse(struct link_conn *c, const char *code, const char *why)
+{
+	struct link_server *ls = c->ls;
+	ls->n_refused++;
+	log_warn("agent %s: %s: %s", c->host[0] ? c->host : "(unverified)",
+		 code, why);
+	struct store_audit_in ev = { .host = c->host, .event = "link_refused",
+				     .reason = code, .detail = why };
+	store_audit_append(ls->store, &ev, 1, NULL, NULL);
+	Parley__V1__Envelope e;
+	Parley__V1__Error er;
+	wire_init_envelope(&e, 0);
+	parley__v1__error__init(&er);
+	er.code = (char *)code;
+	er.message = (char *)why;
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_ERROR;
+	e.error = &er;
+	frame_push(bufferevent_get_output(c->bev), &e);
+	conn_free(c);
+}
+
+static void send_env(struct link_conn *c, Parley__V1__Envelope *e)
+{
+	if (frame_push(bufferevent_get_output(c->bev), e) < 0)
+		log_error("agent %s: could not encode a frame", c->host);
+}
+
+static void send_ack(struct link_conn *c, uint64_t rid, uint64_t seq)
+{
+	Parley__V1__Envelope e;
+	Parley__V1__Ack a;
+	wire_init_envelope(&e, rid);
+	parley__v1__ack__init(&a);
+	a.seq = seq;
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_ACK;
+	e.ack = &a;
+	send_env(c, &e);
+}
+
+static void push_bundle(struct link_conn *c)
+{
+	struct link_server *ls = c->ls;
+	Parley__V1__PolicyBundle b;
+	struct parley_err err = { 0 };
+	uint64_t version = 0;
+	if (policy_bundle_build(ls->store, ls->policy_key, ls->key_id, c->host,
+				&b, &version, &err) < 0) {
+		log_error("bundle for %s: %s", c->host, perr_msg(&err));
+		return;
+	}
+	/* Version 0: no grant ever involved the host, nothing to send. */
+	if (version > c->pushed) {
+		Parley__V1__Envelope e;
+		wire_init_envelope(&e, 0);
+		e.body_case = PARLEY__V1__ENVELOPE__BODY_POLICY;
+		e.policy = &b;
+		send_env(c, &e);
+		c->pushed = version;
+		ls->n_pushed++;
+		log_info("pushed policy version %llu to %s",
+			 (unsigned long long)version, c->host);
+	}
+	policy_bundle_free(&b);
+}
+
+static void on_hello(struct link_conn *c, const Parley__V1__Envelope *e)
+{
+	struct link_server *ls = c->ls;
+	const Parley__V1__Hello *h = e->hello;
+	if (strcmp(h->host, c->host)) {
+		refuse(c, "HOST_MISMATCH", "hello names another host than the "
+					   "certificate");
+		return;
+	}
+	struct store_host sh;
+	if (store_host_get(ls->store, c->host, &sh, NULL) < 0)
+		store_host_put(ls->store, c->host, "", (struct store_blob){ 0 },
+			       NULL);
+	uint64_t seq = 0, version = 0;
+	store_host_seq(ls->store, c->host, &seq, NULL);
+	store_policy_host_version(ls->store, c->host, &version, NULL);
+	c->hello = true;
+	c->pushed = h->policy_version;
+	Parley__V1__Envelope w;
+	Parley__V1__Welcome wb;
+	wire_init_envelope(&w, e->request_id);
+	parley__v1__welcome__init(&wb);
+	wb.host = c->host;
+	wb.policy_version = version;
+	wb.acked_seq = seq;
+	wb.heartbeat_ms = ls->heartbeat_ms;
+	w.body_case = PARLEY__V1__ENVELOPE__BODY_WELCOME;
+	w.welcome = &wb;
+	send_env(c, &w);
+	log_info("agent %s connected (policy %llu, seq %llu)", c->host,
+		 (unsigned long long)h->policy_version,
+		 (unsigned long long)seq);
+	push_bundle(c);
+}
+
+static void digests_in(struct store_digests_in *d, struct store_file_in *f,
+		       struct store_blob *s, const ProtobufCBinaryData *digest,
+		       Parley__V1__FileDigest **files, size_t nf,
+		       const ProtobufCBinaryData *segs, size_t ns)
+{
+	for (size_t i = 0; i < nf; i++)
+		f[i] = (struct store_file_in){ files[i]->name,
+			{ files[i]->sha256.data, files[i]->sha256.len } };
+	for (size_t i = 0; i < ns; i++)
+		s[i] = (struct store_blob){ segs[i].data, segs[i].len };
+	*d = (struct store_digests_in){ { digest->data, digest->len }, f,
+					(unsigned)nf, s, (unsigned)ns };
+}
+
+/* Measurements: stored exactly once; the first of a partition becomes its
+ * baseline (enrolment) unless the operator gave a golden one. */
+static void on_measurements(struct link_conn *c, const Parley__V1__Envelope *e)
+{
+	struct link_server *ls = c->ls;
+	const Parley__V1__MeasurementReport *r = e->measurements;
+	size_t n = r->n_measurements;
+	struct store_measure_in *m = calloc(n ? n : 1, sizeof(*m));
+	struct store_file_in (*f)[STORE_FILES_MAX] = calloc(n ? n : 1, sizeof(*f));
+	struct store_blob (*s)[STORE_SEGS_MAX] = calloc(n ? n : 1, sizeof(*s));
+	struct parley_err err = { 0 };
+	struct store_ingest res = { 0 };
+	int rc = !m || !f || !s ? -ENOMEM : 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const Parley__V1__Measurement *x = r->measurements[i];
+		m[i].seq = x->seq;
+		m[i].partition = x->partition;
+		m[i].time_ms = (int64_t)x->time_unix_ms;
+		digests_in(&m[i].d, f[i], s[i], &x->digest, x->files,
+			   x->n_files, x->segments, x->n_segments);
+	}
+	if (rc == 0)
+		rc = store_ingest_measurements(ls->store, c->host, m,
+					       (unsigned)n, &res, &err);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		store_baseline_put(ls->store, m[i].partition, &m[i].d, false,
+				   NULL, NULL); /* -EEXIST: already enrolled */
+	free(m);
+	free(f);
+	free(s);
+	if (rc < 0) {
+		refuse(c, "BAD_MEASUREMENT", perr_msg(&err));
+		return;
+	}
+	send_ack(c, e->request_id, res.seq);
+}
+
+static void on_audit(struct link_conn *c, const Parley__V1__Envelope *e)
+{
+	struct link_server *ls = c->ls;
+	const Parley__V1__AuditBatch *b = e->audit;
+	struct store_audit_in *ev = calloc(b->n_events ? b->n_events : 1,
+					   sizeof(*ev));
+	if (!ev)
+		return;
+	for (size_t i = 0; i < b->n_events; i++) {
+		const Parley__V1__AuditEvent *x = b->events[i];
+		ev[i] = (struct store_audit_in){
+			.seq = x->seq, .time_ms = (int64_t)x->time_unix_ms,
+			.host = c->host, .event = x->event,
+			.partition = x->partition, .channel = x->channel,
+			.reason = x->reason, .file = x->file,
+			.detail = x->detail,
+		};
+	}
+	struct store_ingest res = { 0 };
+	struct parley_err err = { 0 };
+	int rc = store_ingest_audit(ls->store, c->host, ev,
+				    (unsigned)b->n_events, &res, &err);
+	free(ev);
+	if (rc < 0) {
+		refuse(c, "BAD_AUDIT", perr_msg(&err));
+		return;
+	}
+	send_ack(c, e->request_id, res.seq);
+}
+
+static void on_status(struct link_conn *c, const Parley__V1__Envelope *e)
+{
+	const Parley__V1__PartitionStatus *st = e->status;
+	struct store_ingest res = { 0 };
+	struct parley_err err = { 0 };
+	if (store_ingest_status(c->ls->store, c->host, st->seq, st->partition,
+				st->state, &res, &err) < 0) {
+		refuse(c, "BAD_STATUS", perr_msg(&err));
+		return;
+	}
+	send_ack(c, e->request_id, res.seq);
+}
+
+static void on_policy_ack(struct link_conn *c, const Parley__V1__Envelope *e)
+{
+	const Parley__V1__PolicyAck *a = e->policy_ack;
+	if (!a->ok) {
+		log_warn("agent %s refused policy %llu: %s", c->host,
+			 (unsigned long long)a->version, a->error);
+		struct store_audit_in ev = { .host = c->host,
+					     .event = "policy_refused",
+					     .detail = a->error };
+		store_audit_append(c->ls->store, &ev, 1, NULL, NULL);
+		return;
+	}
+	struct parley_err err = { 0 };
+	if (store_policy_ack(c->ls->store, c->host, a->version, &err) < 0)
+		log_warn("agent %s: ack of %llu: %s", c->host,
+			 (unsigned long long)a->version, perr_msg(&err));
+}
+
+static void dispatch(struct link_conn *c, Parley__V1__Envelope *e)
+{
+	if (!c->hello && e->body_case != PARLEY__V1__ENVELOPE__BODY_HELLO) {
+		refuse(c, "NO_HELLO", "the first message must be hello");
+		return;
+	}
+	switch (e->body_case) {
+	case PARLEY__V1__ENVELOPE__BODY_HELLO:
+		if (c->hello)
+			refuse(c, "HELLO_TWICE", "hello twice");
+		else
+			on_hello(c, e);
+		break;
+	case PARLEY__V1__ENVELOPE__BODY_MEASUREMENTS:
+		on_measurements(c, e);
+		break;
+	case PARLEY__V1__ENVELOPE__BODY_AUDIT:
+		on_audit(c, e);
+		break;
+	case PARLEY__V1__ENVELOPE__BODY_STATUS:
+		on_status(c, e);
+		break;
+	case PARLEY__V1__ENVELOPE__BODY_POLICY_ACK:
+		on_policy_ack(c, e);
+		break;
+	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT:
+		send_env(c, e); /* echoed: the agent measures the round trip */
+		break;
+	default:
+		refuse(c, "UNEXPECTED", wire_body_name(e->body_case));
+	}
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct link_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	for (;;) {
+		Parley__V1__Envelope *e = NULL;
+		struct parley_err err = { 0 };
+		int rc = frame_pull(in, c->ls->frame_max, &e, &err);
+		if (rc == 0)
+			return;
+		if (rc < 0) {
+			refuse(c, "BAD_FRAME", perr_msg(&err));
+			return;
+		}
+		c->ls->n_frames++;
+		/* dispatch may free c (refuse): look at nothing after it but
+		 * the envelope, and stop if the connection is gone. */
+		struct link_server *ls = c->ls;
+		unsigned before = ls->nconns;
+		dispatch(c, e);
+		parley__v1__envelope__free_unpacked(e, NULL);
+		if (ls->nconns < before)
+			return;
+	}
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct link_conn *c = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		struct parley_err err = { 0 };
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+		if (tls_peer_host(ssl, c->host, sizeof(c->host), &err) < 0)
+			refuse(c, "BAD_CERT", perr_msg(&err));
+		return;
+	}
+	if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
+		struct parley_err err = { 0 };
+		if ((what & BEV_EVENT_ERROR) && tls_bev_error(bev, &err) < 0)
+			log_info("agent %s: connection closed: %s",
+				 c->host[0] ? c->host : "(unverified)",
+				 perr_msg(&err));
+		else if (c->host[0])
+			log_info("agent %s disconnected", c->host);
+		conn_free(c);
+	}
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
+		      struct sockaddr *sa, int len, void *arg)
+{
+	(void)l;
+	(void)sa;
+	(void)len;
+	struct link_server *ls = arg;
+	struct link_conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		evutil_closesocket(fd);
+		return;
+	}
+	c->ls = ls;
+	c->bev = tls_bev_accept(ls->base, fd, ls->ctx);
+	if (!c->bev) {
+		free(c);
+		return;
+	}
+	c->next = ls->conns;
+	if (ls->conns)
+		ls->conns->prev = c;
+	ls->conns = c;
+	ls->nconns++;
+	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+void link_push_policy(struct link_server *ls)
+{
+	uint64_t v = 0;
+	if (store_policy_version(ls->store, &v, NULL) < 0 ||
+	    v == ls->seen_version)
+		return;
+	ls->seen_version = v;
+	for (struct link_conn *c = ls->conns; c; c = c->next)
+		if (c->hello)
+			push_bundle(c);
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	link_push_policy(arg);
+}
+
+static int bind_addr(const char *host, int port, struct sockaddr_storage *ss,
+		     socklen_t *len)
+{
+	memset(ss, 0, sizeof(*ss));
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		*len = sizeof(*a4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*a6);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int link_start(struct link_server *ls, const char *host, int port,
+	       struct parley_err *err)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	if (bind_addr(host, port, &ss, &len) < 0)
+		return perr(err, -EINVAL, "listen: \"%s\" is not an IP address",
+			    host);
+	ls->lis = evconnlistener_new_bind(ls->base, on_accept, ls,
+					  LEV_OPT_CLOSE_ON_FREE |
+						  LEV_OPT_REUSEABLE |
+						  LEV_OPT_CLOSE_ON_EXEC,
+					  1024, (struct sockaddr *)&ss,
+					  (int)len);
+	if (!ls->lis)
+		return perr(err, -errno, "listen on %s:%d: %m", host, port);
+	struct sockaddr_storage got;
+	socklen_t gl = sizeof(got);
+	getsockname(evconnlistener_get_fd(ls->lis), (struct sockaddr *)&got, &gl);
+	ls->port = ntohs(got.ss_family == AF_INET
+				 ? ((struct sockaddr_in *)&got)->sin_port
+				 : ((struct sockaddr_in6 *)&got)->sin6_port);
+	store_policy_version(ls->store, &ls->seen_version, NULL);
+	ls->poll_ev = event_new(ls->base, -1, EV_PERSIST, on_poll, ls);
+	struct timeval tv = { 0, POLL_MS * 1000 };
+	event_add(ls->poll_ev, &tv);
+	return 0;
+}
+
+void link_stop(struct link_server *ls)
+{
+	while (ls->conns)
+		conn_free(ls->conns);
+	if (ls->poll_ev)
+		event_free(ls->poll_ev);
+	if (ls->lis)
+		evconnlistener_free(ls->lis);
+	ls->poll_ev = NULL;
+	ls->lis = NULL;
+}

@@ -1,0 +1,48 @@
+/*
+ * The agent link, daemon side: one libevent listener, one bufferevent per
+ * agent (TLS 1.3, mutual authentication), frames of Envelopes. The host is
+ * the client certificate's CN; an agent may speak only for its own host.
+ * Every record an agent sends that must not be lost is committed to the
+ * store before it is acknowledged.
+ */
+#ifndef PARLEY_DAEMON_LINK_H
+#define PARLEY_DAEMON_LINK_H
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/ssl.h>
+#include <stdint.h>
+#include "common/err.h"
+#include "db/store.h"
+
+struct link_conn;
+
+struct link_server {
+	struct event_base *base;
+	SSL_CTX *ctx;
+	struct evconnlistener *lis;
+	struct store *store;
+	EVP_PKEY *policy_key;
+	char key_id[65];
+	size_t frame_max;
+	uint32_t heartbeat_ms;
+	int port;                  /* the port bound (for --listen :0) */
+	struct link_conn *conns;   /* doubly linked */
+	unsigned nconns;
+	uint64_t seen_version;     /* latest policy version pushed out */
+	struct event *poll_ev;     /* picks up changes other writers made */
+	/* counters for logs and /metrics */
+	uint64_t n_frames, n_refused, n_pushed;
+};
+
+/* Listen on host:port with the given TLS context; takes no ownership of
+ * store, ctx or key. */
+int link_start(struct link_server *ls, const char *host, int port,
+	       struct parley_err *err);
+void link_stop(struct link_server *ls);
+
+/* Push fresh bundles to every connected host whose version moved. Called
+ * on a timer and on SIGHUP. */
+void link_push_policy(struct link_server *ls);
+
+#endif
