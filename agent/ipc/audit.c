@@ -13,6 +13,8 @@ static void put(json_t *o, const char *k, const char *v)
 void audit_emit(struct audit *a, const struct audit_event *e)
 {
 	a->count++;
+	if (a->sink)
+		a->sink(e, a->sink_ctx);
 	if (!a->out)
 		return;
 	struct timespec ts;

@@ -20,8 +20,11 @@ struct audit_event {
 };
 
 struct audit {
-	FILE *out;              /* NULL: events are dropped */
+	FILE *out;              /* JSON lines, or NULL */
 	unsigned long count;
+	/* Also handed to the daemon link, when there is one. */
+	void (*sink)(const struct audit_event *e, void *ctx);
+	void *sink_ctx;
 };
 
 /* Write one event as a JSON line and flush it (an audit record that sits in

@@ -1,0 +1,512 @@
+#include "agent/link.h"
+#include "common/fileio.h"
+#include "common/frame.h"
+#include "common/log.h"
+#include "common/pki.h"
+#include "common/sign.h"
+#include "common/tls.h"
+#include "common/wire.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/x509.h>
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define OUTBOX_MAX 100000
+
+struct agent_out {
+	struct agent_out *next;
+	uint64_t seq;
+	uint8_t *frame;            /* a whole frame, length prefix included */
+	size_t len;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void state_path(const struct agent_link *l, const char *name,
+		       char *out, size_t cap)
+{
+	if (path_join(out, cap, l->state_dir, name) < 0)
+		out[0] = 0;
+}
+
+static void save_seq(const struct agent_link *l)
+{
+	char p[4200], buf[32];
+	state_path(l, "seq", p, sizeof(p));
+	int n = snprintf(buf, sizeof(buf), "%llu\n",
+			 (unsigned long long)l->next_seq);
+	pki_write_file(p, buf, (size_t)n, 0600, NULL);
+}
+
+static void load_seq(struct agent_link *l)
+{
+	char p[4200];
+	uint8_t *buf;
+	size_t len;
+	state_path(l, "seq", p, sizeof(p));
+	l->next_seq = 1;
+	if (file_read_all(p, 64, &buf, &len, NULL) == 0) {
+		unsigned long long v = strtoull((char *)buf, NULL, 10);
+		l->next_seq = v ? v : 1;
+		free(buf);
+	}
+}
+
+static void send_frame(struct agent_link *l, const uint8_t *f, size_t len)
+{
+	if (l->bev)
+		evbuffer_add(bufferevent_get_output(l->bev), f, len);
+}
+
+static void send_env(struct agent_link *l, const Parley__V1__Envelope *e)
+{
+	if (l->bev)
+		frame_push(bufferevent_get_output(l->bev), e);
+}
+
+/* Queue a record that must reach the store; sent at once when welcomed. */
+static void enqueue(struct agent_link *l, uint64_t seq,
+		    const Parley__V1__Envelope *e)
+{
+	if (l->nout >= OUTBOX_MAX) {
+		log_warn("outbox full: record %llu dropped",
+			 (unsigned long long)seq);
+		return;
+	}
+	struct agent_out *o = calloc(1, sizeof(*o));
+	if (!o || frame_encode(e, &o->frame, &o->len) < 0) {
+		free(o);
+		return;
+	}
+	o->seq = seq;
+	if (l->out_tail)
+		l->out_tail->next = o;
+	else
+		l->out_head = o;
+	l->out_tail = o;
+	l->nout++;
+	if (l->up)
+		send_frame(l, o->frame, o->len);
+}
+
+static void drop_acked(struct agent_link *l, uint64_t seq)
+{
+	while (l->out_head && l->out_head->seq <= seq) {
+		struct agent_out *o = l->out_head;
+		l->out_head = o->next;
+		free(o->frame);
+		free(o);
+		l->nout--;
+	}
+	if (!l->out_head)
+		l->out_tail = NULL;
+}
+
+static uint64_t take_seq(struct agent_link *l)
+{
+	uint64_t s = l->next_seq++;
+	save_seq(l);
+	return s;
+}
+
+void agent_link_audit(const struct audit_event *ev, void *arg)
+{
+	struct agent_link *l = arg;
+	Parley__V1__Envelope e;
+	Parley__V1__AuditBatch b;
+	Parley__V1__AuditEvent a, *ap = &a;
+	wire_init_envelope(&e, 0);
+	parley__v1__audit_batch__init(&b);
+	parley__v1__audit_event__init(&a);
+	a.seq = take_seq(l);
+	a.time_unix_ms = now_ms();
+	a.event = (char *)ev->event;
+	a.partition = (char *)(ev->partition ? ev->partition : "");
+	a.channel = (char *)(ev->channel ? ev->channel : "");
+	a.reason = (char *)(ev->reason ? ev->reason : "");
+	a.file = (char *)(ev->file ? ev->file : "");
+	a.detail = (char *)(ev->detail ? ev->detail : "");
+	b.events = &ap;
+	b.n_events = 1;
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_AUDIT;
+	e.audit = &b;
+	enqueue(l, a.seq, &e);
+}
+
+void agent_link_measurement(struct agent_link *l, const char *partition,
+			    const struct measure *m)
+{
+	Parley__V1__Envelope e;
+	Parley__V1__MeasurementReport r;
+	Parley__V1__Measurement x, *xp = &x;
+	Parley__V1__FileDigest fd[PARLEY_CONFIG_FILES_MAX], *fp[PARLEY_CONFIG_FILES_MAX];
+	ProtobufCBinaryData segs[MEASURE_SEGS_MAX];
+	wire_init_envelope(&e, 0);
+	parley__v1__measurement_report__init(&r);
+	parley__v1__measurement__init(&x);
+	x.seq = take_seq(l);
+	x.partition = (char *)partition;
+	x.time_unix_ms = now_ms();
+	wire_bytes(&x.digest, m->digest, MEASURE_DIGEST);
+	for (unsigned i = 0; i < m->nfile; i++) {
+		parley__v1__file_digest__init(&fd[i]);
+		fd[i].name = (char *)m->file[i].name;
+		wire_bytes(&fd[i].sha256, m->file[i].digest, MEASURE_DIGEST);
+		fp[i] = &fd[i];
+	}
+	x.files = fp;
+	x.n_files = m->nfile;
+	for (unsigned i = 0; i < m->nseg; i++)
+		wire_bytes(&segs[i], m->seg[i].digest, MEASURE_DIGEST);
+	x.segments = segs;
+	x.n_segments = m->nseg;
+	r.measurements = &xp;
+	r.n_measurements = 1;
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_MEASUREMENTS;
+	e.measurements = &r;
+	enqueue(l, x.seq, &e);
+}
+
+void agent_link_status(struct agent_link *l, const char *partition,
+		       const char *state, const char *reason, int64_t code)
+{
+	Parley__V1__Envelope e;
+	Parley__V1__PartitionStatus st;
+	wire_init_envelope(&e, 0);
+	parley__v1__partition_status__init(&st);
+	st.seq = take_seq(l);
+	st.partition = (char *)partition;
+	st.state = (char *)state;
+	st.reason = (char *)(reason ? reason : "");
+	st.exit_code = code;
+	st.time_unix_ms = now_ms();
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_STATUS;
+	e.status = &st;
+	enqueue(l, st.seq, &e);
+}
+
+int agent_link_admit(struct agent_link *l, const char *partition,
+		     const struct measure *m, struct parley_err *err)
+{
+	const Parley__V1__Baseline *b = agent_policy_baseline(&l->policy,
+							      partition);
+	if (!b)
+		return 0; /* the daemon enrols our first measurement */
+	for (unsigned i = 0; i < m->nfile; i++) {
+		const Parley__V1__FileDigest *want = NULL;
+		for (size_t k = 0; k < b->n_files; k++)
+			if (!strcmp(b->files[k]->name, m->file[i].name))
+				want = b->files[k];
+		if (!want || memcmp(want->sha256.data, m->file[i].digest,
+				    MEASURE_DIGEST))
+			return perr(err, -EBADMSG, "partition %s: config file "
+				    "\"%s\" differs from its baseline",
+				    partition, m->file[i].name);
+	}
+	if (b->n_files != m->nfile)
+		return perr(err, -EBADMSG, "partition %s: its baseline lists "
+			    "other config files", partition);
+	return 0;
+}
+
+/* ---- policy ------------------------------------------------------------ */
+
+static void apply_policy(struct agent_link *l)
+{
+	struct grant_set g = { 0 };
+	g.g = calloc(l->policy.grants.n ? l->policy.grants.n : 1, sizeof(*g.g));
+	if (!g.g)
+		return;
+	memcpy(g.g, l->policy.grants.g, l->policy.grants.n * sizeof(*g.g));
+	g.n = l->policy.grants.n;
+	chanmgr_set_grants(l->cm, &g);
+}
+
+static void send_policy_ack(struct agent_link *l, uint64_t rid, uint64_t v,
+			    const char *error)
+{
+	Parley__V1__Envelope e;
+	Parley__V1__PolicyAck a;
+	wire_init_envelope(&e, rid);
+	parley__v1__policy_ack__init(&a);
+	a.version = v;
+	a.ok = error == NULL;
+	a.error = (char *)(error ? error : "");
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_POLICY_ACK;
+	e.policy_ack = &a;
+	send_env(l, &e);
+}
+
+static void on_bundle(struct agent_link *l, const Parley__V1__Envelope *e)
+{
+	struct agent_policy np;
+	struct parley_err err = { 0 };
+	int rc = bundle_accept(l->policy_pub, l->host, l->policy.version,
+			       e->policy, &np, &err);
+	if (rc < 0) {
+		l->n_refused_bundles++;
+		log_warn("policy bundle refused: %s", perr_msg(&err));
+		struct audit_event ev = { .event = "policy_refused",
+					  .reason = rc == -ESTALE ? "STALE"
+								  : "INVALID",
+					  .detail = perr_msg(&err) };
+		agent_link_audit(&ev, l);
+		send_policy_ack(l, e->request_id, 0, perr_msg(&err));
+		return;
+	}
+	char p[4200];
+	state_path(l, "bundle.pb", p, sizeof(p));
+	/* Persist before enforcing: what we enforce survives a restart. */
+	if (bundle_save(p, e->policy, &err) < 0)
+		log_error("%s", perr_msg(&err));
+	agent_policy_free(&l->policy);
+	l->policy = np;
+	l->n_bundles++;
+	apply_policy(l);
+	log_info("enforcing policy version %llu (%u grants)",
+		 (unsigned long long)np.version, np.grants.n);
+	send_policy_ack(l, e->request_id, np.version, NULL);
+}
+
+/* ---- connection ---------------------------------------------------------- */
+
+static void schedule_retry(struct agent_link *l);
+
+static void disconnect(struct agent_link *l, const char *why)
+{
+	if (l->bev) {
+		bufferevent_free(l->bev);
+		l->bev = NULL;
+	}
+	if (l->up)
+		log_warn("daemon link down: %s", why);
+	l->up = false;
+	event_del(l->hb_ev);
+	schedule_retry(l);
+}
+
+static void on_welcome(struct agent_link *l, const Parley__V1__Envelope *e)
+{
+	const Parley__V1__Welcome *w = e->welcome;
+	l->up = true;
+	l->backoff_ms = BACKOFF_MIN_MS;
+	l->heartbeat_ms = w->heartbeat_ms;
+	drop_acked(l, w->acked_seq);
+	/* Everything the daemon does not hold yet, again, in order. */
+	for (struct agent_out *o = l->out_head; o; o = o->next)
+		send_frame(l, o->frame, o->len);
+	struct timeval tv = { w->heartbeat_ms / 1000,
+			      (w->heartbeat_ms % 1000) * 1000 };
+	event_add(l->hb_ev, &tv);
+	log_info("daemon link up (daemon holds seq %llu, policy %llu)",
+		 (unsigned long long)w->acked_seq,
+		 (unsigned long long)w->policy_version);
+}
+
+static void dispatch(struct agent_link *l, const Parley__V1__Envelope *e)
+{
+	switch (e->body_case) {
+	case PARLEY__V1__ENVELOPE__BODY_WELCOME:
+		on_welcome(l, e);
+		break;
+	case PARLEY__V1__ENVELOPE__BODY_POLICY:
+		on_bundle(l, e);
+		break;
+	case PARLEY__V1__ENVELOPE__BODY_ACK:
+		drop_acked(l, e->ack->seq);
+		break;
+	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT:
+		break;
+	case PARLEY__V1__ENVELOPE__BODY_ERROR:
+		log_warn("daemon: %s: %s", e->error->code, e->error->message);
+		break;
+	default:
+		log_warn("daemon sent an unexpected %s",
+			 wire_body_name(e->body_case));
+	}
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct agent_link *l = arg;
+	for (;;) {
+		Parley__V1__Envelope *e = NULL;
+		struct parley_err err = { 0 };
+		int rc = frame_pull(bufferevent_get_input(bev), FRAME_MAX, &e,
+				    &err);
+		if (rc == 0)
+			return;
+		if (rc < 0) {
+			disconnect(l, perr_msg(&err));
+			return;
+		}
+		dispatch(l, e);
+		parley__v1__envelope__free_unpacked(e, NULL);
+		if (!l->bev)
+			return;
+	}
+}
+
+static void send_hello(struct agent_link *l)
+{
+	Parley__V1__Envelope e;
+	Parley__V1__Hello h;
+	wire_init_envelope(&e, 1);
+	parley__v1__hello__init(&h);
+	h.host = l->host;
+	h.policy_version = l->policy.version;
+	h.agent_version = (char *)"parley-agent 0.4";
+	h.next_seq = l->next_seq;
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_HELLO;
+	e.hello = &h;
+	send_env(l, &e);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct agent_link *l = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		l->n_connects++;
+		send_hello(l);
+		return;
+	}
+	struct parley_err err = { 0 };
+	if (what & BEV_EVENT_ERROR)
+		tls_bev_error(bev, &err);
+	disconnect(l, err.msg[0] ? err.msg : "closed by the daemon");
+}
+
+static void connect_now(struct agent_link *l)
+{
+	struct parley_err err = { 0 };
+	l->bev = tls_bev_connect(l->base, l->ctx, l->server, l->port, &err);
+	if (!l->bev) {
+		log_debug("connect: %s", perr_msg(&err));
+		schedule_retry(l);
+		return;
+	}
+	bufferevent_setcb(l->bev, on_read, NULL, on_event, l);
+	bufferevent_enable(l->bev, EV_READ | EV_WRITE);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	connect_now(arg);
+}
+
+/* Jittered exponential backoff: a fleet that lost its daemon does not come
+ * back all in the same millisecond. */
+static void schedule_retry(struct agent_link *l)
+{
+	unsigned ms = l->backoff_ms / 2 + (unsigned)(random() % (l->backoff_ms + 1));
+	l->backoff_ms = l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+							  : l->backoff_ms * 2;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	event_add(l->retry_ev, &tv);
+}
+
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct agent_link *l = arg;
+	Parley__V1__Envelope e;
+	Parley__V1__Heartbeat h;
+	wire_init_envelope(&e, 0);
+	parley__v1__heartbeat__init(&h);
+	h.sent_unix_ms = now_ms();
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_HEARTBEAT;
+	e.heartbeat = &h;
+	send_env(l, &e);
+}
+
+static int host_from_cert(struct agent_link *l, const char *crt,
+			  struct parley_err *err)
+{
+	X509 *x = NULL;
+	int rc = pki_read_cert(crt, &x, err);
+	if (rc < 0)
+		return rc;
+	X509_NAME *n = X509_get_subject_name(x);
+	int len = X509_NAME_get_text_by_NID(n, NID_commonName, l->host,
+					    sizeof(l->host));
+	X509_free(x);
+	if (len <= 0)
+		return perr(err, -EINVAL, "%s: no CN", crt);
+	return 0;
+}
+
+int agent_link_init(struct agent_link *l, struct event_base *base,
+		    const char *state_dir, const char *server, int port,
+		    struct chanmgr *cm, struct parley_err *err)
+{
+	memset(l, 0, sizeof(*l));
+	l->base = base;
+	l->cm = cm;
+	l->port = port;
+	l->backoff_ms = BACKOFF_MIN_MS;
+	snprintf(l->server, sizeof(l->server), "%s", server);
+	snprintf(l->state_dir, sizeof(l->state_dir), "%s", state_dir);
+	char ca[4200], crt[4200], key[4200], pub[4200], bundle[4200];
+	state_path(l, "ca.crt", ca, sizeof(ca));
+	state_path(l, "host.crt", crt, sizeof(crt));
+	state_path(l, "host.key", key, sizeof(key));
+	state_path(l, "policy.pub", pub, sizeof(pub));
+	state_path(l, "bundle.pb", bundle, sizeof(bundle));
+	int rc = host_from_cert(l, crt, err);
+	if (rc == 0)
+		rc = sign_read_pub(pub, &l->policy_pub, err);
+	if (rc == 0 && !(l->ctx = tls_client_ctx(ca, crt, key, err)))
+		rc = -EINVAL;
+	if (rc < 0)
+		return rc;
+	load_seq(l);
+	if (access(bundle, R_OK) == 0) {
+		/* Enforce the last good bundle until the daemon says more. */
+		if (bundle_load(bundle, l->policy_pub, l->host, &l->policy,
+				err) < 0)
+			return -EINVAL;
+		apply_policy(l);
+		log_info("enforcing persisted policy version %llu",
+			 (unsigned long long)l->policy.version);
+	}
+	l->retry_ev = evtimer_new(base, on_retry, l);
+	l->hb_ev = event_new(base, -1, EV_PERSIST, on_heartbeat, l);
+	return 0;
+}
+
+void agent_link_start(struct agent_link *l)
+{
+	connect_now(l);
+}
+
+void agent_link_free(struct agent_link *l)
+{
+	if (l->bev)
+		bufferevent_free(l->bev);
+	if (l->retry_ev)
+		event_free(l->retry_ev);
+	if (l->hb_ev)
+		event_free(l->hb_ev);
+	drop_acked(l, UINT64_MAX);
+	agent_policy_free(&l->policy);
+	if (l->ctx)
+		SSL_CTX_free(l->ctx);
+	EVP_PKEY_free(l->policy_pub);
+	l->bev = NULL;
+}

@@ -1,0 +1,66 @@
+/*
+ * The agent link, agent side (`parley-agent serve`): one TLS connection to
+ * parleyd, reconnected with jittered backoff. The agent says hello with the
+ * policy version it enforces and its next sequence number; it takes signed
+ * bundles (agent/bundle.h), persists the last good one, and keeps enforcing
+ * it while the daemon is away; measurements, audit events and partition
+ * status go out with sequence numbers and stay queued until acknowledged.
+ */
+#ifndef PARLEY_AGENT_LINK_H
+#define PARLEY_AGENT_LINK_H
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "agent/bundle.h"
+#include "agent/ipc/audit.h"
+#include "agent/ipc/chanmgr.h"
+#include "parley.pb-c.h"
+
+struct agent_out;   /* a queued record */
+
+struct agent_link {
+	struct event_base *base;
+	SSL_CTX *ctx;
+	EVP_PKEY *policy_pub;
+	char host[64];             /* our certificate's CN */
+	char server[128];
+	int port;
+	char state_dir[4096];
+	struct bufferevent *bev;
+	bool up;                   /* welcomed */
+	unsigned backoff_ms;
+	struct event *retry_ev, *hb_ev;
+	uint32_t heartbeat_ms;
+	uint64_t next_seq;
+	struct agent_out *out_head, *out_tail;  /* unacknowledged, in seq order */
+	unsigned nout;
+	struct agent_policy policy;
+	struct chanmgr *cm;
+	/* counters */
+	uint64_t n_bundles, n_refused_bundles, n_connects;
+};
+
+/* Load the state directory (host.key, host.crt, ca.crt, policy.pub, and the
+ * persisted bundle and sequence number if there are any) and apply the
+ * persisted policy to cm. Does not connect yet. */
+int agent_link_init(struct agent_link *l, struct event_base *base,
+		    const char *state_dir, const char *server, int port,
+		    struct chanmgr *cm, struct parley_err *err);
+/* Start connecting (and keep reconnecting). */
+void agent_link_start(struct agent_link *l);
+void agent_link_free(struct agent_link *l);
+
+/* Queue records for the daemon (sent now if connected). */
+void agent_link_audit(const struct audit_event *e, void *link);
+void agent_link_measurement(struct agent_link *l, const char *partition,
+			    const struct measure *m);
+void agent_link_status(struct agent_link *l, const char *partition,
+		       const char *state, const char *reason, int64_t code);
+
+/* Before a partition starts: a baseline in the bundle must match. */
+int agent_link_admit(struct agent_link *l, const char *partition,
+		     const struct measure *m, struct parley_err *err);
+
+#endif
