@@ -13,6 +13,7 @@
 #include "agent/ipc/baseline.h"
 #include "agent/ipc/chanmgr.h"
 #include "agent/partition.h"
+#include "agent/serve.h"
 #include "agent/spec.h"
 #include "agent/supervisor.h"
 
@@ -33,6 +34,8 @@ struct cli {
 	enum baseline_mode mode;
 	const char *audit;
 	double rehash_s;
+	const char *state_dir;
+	const char *server;
 };
 
 static void usage(FILE *f)
@@ -43,7 +46,9 @@ static void usage(FILE *f)
 		"[--baseline-mode enroll|golden]]\n"
 		"           [--audit FILE] [--rehash-interval SECONDS] "
 		"[--snapshot-dir DIR] SPEC...\n"
-		"       parley-agent restore [--vmm PATH] SNAPSHOT...\n");
+		"       parley-agent restore [--vmm PATH] SNAPSHOT...\n"
+		"       parley-agent serve --state-dir DIR --server HOST:PORT "
+		"[--image-dir DIR] [--audit FILE] [SPEC...]\n");
 }
 
 static int opt_dir(struct cli *c, const char *d)
@@ -101,6 +106,12 @@ static int opt_one(struct cli *c, int o)
 			return -1;
 		}
 		return 0;
+	case 'S':
+		c->state_dir = optarg;
+		return 0;
+	case 'D':
+		c->server = optarg;
+		return 0;
 	case 'h':
 		usage(stdout);
 		exit(0);
@@ -121,6 +132,8 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 		{ "baseline-mode", required_argument, NULL, 'm' },
 		{ "audit", required_argument, NULL, 'a' },
 		{ "rehash-interval", required_argument, NULL, 'r' },
+		{ "state-dir", required_argument, NULL, 'S' },
+		{ "server", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -130,7 +143,7 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 				NULL)) != -1)
 		if (opt_one(c, o) < 0)
 			return -1;
-	if (optind >= argc) {
+	if (optind >= argc && strcmp(argv[0], "serve")) {
 		usage(stderr);
 		return -1;
 	}
@@ -274,12 +287,35 @@ static bool on_tick(void *ctx)
 	return chanmgr_full_check(&((struct agent *)ctx)->cm, false);
 }
 
+static int serve(int argc, char **argv)
+{
+	static struct agent a;
+	int first = parse_opts(argc, argv, &a.cli);
+	if (first < 0)
+		return 2;
+	if (!a.cli.state_dir || !a.cli.server) {
+		fprintf(stderr, "parley-agent serve: --state-dir and --server "
+				"are required\n");
+		return 2;
+	}
+	struct serve_opts o = {
+		.state_dir = a.cli.state_dir, .server = a.cli.server,
+		.vmm = a.cli.vmm, .image_dirs = a.cli.image_dirs,
+		.audit = a.cli.audit, .rehash_s = a.cli.rehash_s,
+		.specs = argv + first, .nspecs = argc - first,
+	};
+	return serve_main(&o);
+}
+
 int main(int argc, char **argv)
 {
-	if (argc < 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "restore"))) {
+	if (argc < 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "restore") &&
+			 strcmp(argv[1], "serve"))) {
 		usage(stderr);
 		return 2;
 	}
+	if (!strcmp(argv[1], "serve"))
+		return serve(argc - 1, argv + 1);
 	int restore = strcmp(argv[1], "restore") == 0;
 	static struct agent a;
 	a.restore = restore;

@@ -1,5 +1,6 @@
 #include "daemon/config.h"
 #include "common/fileio.h"
+#include "common/hostport.h"
 #include "common/jsonv.h"
 
 #include <errno.h>
@@ -135,7 +136,7 @@ static int finish(struct daemon_config *c, struct parley_err *err)
 			return perr(err, -ENAMETOOLONG, "path too long");
 	char host[128];
 	int port;
-	if (daemon_split_listen(c->listen, host, sizeof(host), &port) < 0)
+	if (hostport_split(c->listen, host, sizeof(host), &port) < 0)
 		return perr(err, -EINVAL, "listen: \"%s\" is not HOST:PORT",
 			    c->listen);
 	return 0;
@@ -184,27 +185,4 @@ int daemon_config_parse(int argc, char **argv, struct daemon_config *c,
 		return perr(err, -EINVAL, "unexpected argument \"%s\"",
 			    argv[optind]);
 	return finish(c, err);
-}
-
-int daemon_split_listen(const char *s, char *host, size_t cap, int *port)
-{
-	const char *colon = strrchr(s, ':');
-	if (!colon || colon == s)
-		return -EINVAL;
-	const char *h = s;
-	size_t hl = (size_t)(colon - s);
-	if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
-		h++;
-		hl -= 2;
-	}
-	if (hl == 0 || hl >= cap)
-		return -EINVAL;
-	memcpy(host, h, hl);
-	host[hl] = 0;
-	char *end;
-	long p = strtol(colon + 1, &end, 10);
-	if (!colon[1] || *end || p < 0 || p > 65535)
-		return -EINVAL;
-	*port = (int)p;
-	return 0;
 }

@@ -32,7 +32,4 @@ struct daemon_config {
 int daemon_config_parse(int argc, char **argv, struct daemon_config *c,
 			struct parley_err *err);
 
-/* Split "HOST:PORT" ("[::1]:7420" for IPv6). */
-int daemon_split_listen(const char *s, char *host, size_t cap, int *port);
-
 #endif

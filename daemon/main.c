@@ -7,6 +7,7 @@
 #include "common/pki.h"
 #include "common/sign.h"
 #include "common/tls.h"
+#include "common/hostport.h"
 #include "daemon/config.h"
 #include "daemon/rpc/link.h"
 #include "db/store.h"
@@ -76,7 +77,7 @@ static int setup(struct daemon *d, struct parley_err *err)
 	sign_key_id(d->policy_key, d->link.key_id);
 	char host[128];
 	int port;
-	daemon_split_listen(d->cfg.listen, host, sizeof(host), &port);
+	hostport_split(d->cfg.listen, host, sizeof(host), &port);
 	rc = link_start(&d->link, host, port, err);
 	if (rc < 0)
 		return rc;

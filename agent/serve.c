@@ -1,0 +1,219 @@
+#include "agent/serve.h"
+#include "agent/ipc/chanmgr.h"
+#include "agent/link.h"
+#include "agent/partition.h"
+#include "agent/spec.h"
+#include "agent/supervisor.h"
+#include "agent/vmx/stop.h"
+#include "common/log.h"
+#include "common/hostport.h"
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SERVE_PARTS_MAX 64
+
+struct serve_part {
+	struct partition *p;
+	struct event *ev;
+	bool reported;
+};
+
+struct serve {
+	struct event_base *base;
+	struct chanmgr cm;
+	struct audit audit;
+	struct agent_link link;
+	unsigned n;
+	struct serve_part part[SERVE_PARTS_MAX];
+	struct event *tick, *sig[2];
+	struct supervisor sup;     /* only for its console line buffering */
+};
+
+static void report_finished(struct serve *s)
+{
+	for (unsigned i = 0; i < s->n; i++) {
+		struct serve_part *sp = &s->part[i];
+		if (!sp->p->finished || sp->reported)
+			continue;
+		sp->reported = true;
+		event_del(sp->ev);
+		const struct ctl_finished *f = &sp->p->fin;
+		log_info("partition %s stopped: %s (%s)", sp->p->name,
+			 vmx_stop_name(f->reason), f->detail);
+		agent_link_status(&s->link, sp->p->name, "stopped",
+				  vmx_stop_name(f->reason), f->code);
+		chanmgr_gone(&s->cm, sp->p);
+	}
+}
+
+/* Requests deferred while the grant manager waited on some vmm are
+ * handled here, after every callback: nothing else would wake for them. */
+static void drain(struct serve *s)
+{
+	for (bool again = true; again;) {
+		again = false;
+		for (unsigned i = 0; i < s->n; i++)
+			if (partition_has_deferred(s->part[i].p)) {
+				partition_handle(s->part[i].p);
+				again = true;
+			}
+	}
+	report_finished(s);
+}
+
+static void on_ctl(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct serve_part *sp = arg;
+	struct serve *s = sp->p->opts.ctx ? ((struct supervisor *)sp->p->opts.ctx)->owner : NULL;
+	partition_handle(sp->p);
+	if (s)
+		drain(s);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct serve *s = arg;
+	chanmgr_full_check(&s->cm, false);
+	drain(s);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	struct serve *s = arg;
+	log_info("signal %d: stopping partitions", (int)sig);
+	for (unsigned i = 0; i < s->n; i++)
+		partition_stop(s->part[i].p);
+	report_finished(s);
+	event_base_loopexit(s->base, NULL);
+}
+
+static void on_request(struct partition *p, uint32_t type, const void *pl,
+		       void *ctx)
+{
+	struct serve *s = ((struct supervisor *)ctx)->owner;
+	chanmgr_on_request(p, type, pl, &s->cm);
+}
+
+/* Before the first instruction: the bundle's baseline for this partition,
+ * if it has one; the measurement goes to the daemon either way. */
+static int admit(struct partition *p, void *ctx, struct parley_err *err)
+{
+	struct serve *s = ((struct supervisor *)ctx)->owner;
+	agent_link_measurement(&s->link, p->name, &p->measure);
+	int rc = agent_link_admit(&s->link, p->name, &p->measure, err);
+	struct audit_event e = { .event = rc < 0 ? "baseline_refused"
+						 : "baseline_ok",
+				 .partition = p->name,
+				 .detail = rc < 0 ? perr_msg(err) : NULL };
+	audit_emit(&s->audit, &e);
+	return rc;
+}
+
+static int start_parts(struct serve *s, const struct serve_opts *o)
+{
+	struct part_opts po = {
+		.vmm_path = o->vmm, .image_dirs = o->image_dirs,
+		.on_console = sup_console, .ctx = &s->sup,
+		.on_measured = admit, .on_request = on_request,
+		.start_paused = true,
+	};
+	for (int i = 0; i < o->nspecs && s->n < SERVE_PARTS_MAX; i++) {
+		struct part_spec spec;
+		struct parley_err err = { 0 };
+		struct partition *p = NULL;
+		if (spec_load(o->specs[i], &spec, &err) < 0 ||
+		    partition_create(&spec, &po, &p, &err) < 0) {
+			log_error("%s", perr_msg(&err));
+			if (spec.name[0])
+				spec_free(&spec);
+			return -1;
+		}
+		spec_free(&spec);
+		struct serve_part *sp = &s->part[s->n++];
+		sp->p = p;
+		sp->ev = event_new(s->base, p->ctl, EV_READ | EV_PERSIST, on_ctl, sp);
+		event_add(sp->ev, NULL);
+		sup_add(&s->sup, p);
+		chanmgr_add(&s->cm, p);
+	}
+	for (unsigned i = 0; i < s->n; i++) {
+		struct parley_err err = { 0 };
+		if (partition_resume(s->part[i].p, &err) < 0)
+			log_error("%s", perr_msg(&err));
+		else
+			agent_link_status(&s->link, s->part[i].p->name,
+					  "running", NULL, 0);
+	}
+	return 0;
+}
+
+static void teardown(struct serve *s)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->part[i].ev)
+			event_free(s->part[i].ev);
+	sup_free(&s->sup);
+	chanmgr_free(&s->cm);
+	agent_link_free(&s->link);
+	if (s->tick)
+		event_free(s->tick);
+	for (int i = 0; i < 2; i++)
+		if (s->sig[i])
+			event_free(s->sig[i]);
+	if (s->audit.out)
+		fclose(s->audit.out);
+	event_base_free(s->base);
+}
+
+int serve_main(const struct serve_opts *o)
+{
+	static struct serve s;
+	struct parley_err err = { 0 };
+	char host[128];
+	int port;
+	signal(SIGPIPE, SIG_IGN);
+	if (hostport_split(o->server, host, sizeof(host), &port) < 0) {
+		fprintf(stderr, "parley-agent: --server \"%s\" is not HOST:PORT\n",
+			o->server);
+		return 2;
+	}
+	log_init("parley-agent", LOG_INFO);
+	s.base = event_base_new();
+	s.sup.out = stdout;
+	s.sup.owner = &s;
+	if (o->audit && !(s.audit.out = fopen(o->audit, "a"))) {
+		perror(o->audit);
+		return 2;
+	}
+	chanmgr_init(&s.cm, &s.audit);
+	s.cm.rehash_interval_ns = (uint64_t)(o->rehash_s * 1e9);
+	if (agent_link_init(&s.link, s.base, o->state_dir, host, port, &s.cm,
+			    &err) < 0) {
+		log_error("%s", perr_msg(&err));
+		return 2;
+	}
+	s.audit.sink = agent_link_audit;
+	s.audit.sink_ctx = &s.link;
+	agent_link_start(&s.link);
+	int rc = start_parts(&s, o);
+	s.tick = event_new(s.base, -1, EV_PERSIST, on_tick, &s);
+	struct timeval tv = { 0, 100000 };
+	event_add(s.tick, &tv);
+	s.sig[0] = evsignal_new(s.base, SIGTERM, on_signal, &s);
+	s.sig[1] = evsignal_new(s.base, SIGINT, on_signal, &s);
+	event_add(s.sig[0], NULL);
+	event_add(s.sig[1], NULL);
+	if (rc == 0)
+		event_base_dispatch(s.base);
+	teardown(&s);
+	return rc < 0 ? 2 : 0;
+}

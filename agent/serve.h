@@ -1,0 +1,22 @@
+/*
+ * `parley-agent serve`: the agent under a daemon. Partitions, the grant
+ * manager and the daemon link on one libevent loop; runs until SIGTERM or
+ * SIGINT.
+ */
+#ifndef PARLEY_AGENT_SERVE_H
+#define PARLEY_AGENT_SERVE_H
+
+struct serve_opts {
+	const char *state_dir;
+	const char *server;        /* HOST:PORT */
+	const char *vmm;
+	const char *const *image_dirs;
+	const char *audit;         /* JSON lines file, or NULL */
+	double rehash_s;
+	char **specs;
+	int nspecs;
+};
+
+int serve_main(const struct serve_opts *o);
+
+#endif
