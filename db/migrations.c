@@ -1,0 +1,250 @@
+/*
+ * The schema, as numbered migrations. Migration N turns a version N-1
+ * file into a version N file; each runs in its own transaction together
+ * with the row that records it in schema_version, so a crash leaves the
+ * file at N-1 or N, never between. Released migrations are never edited:
+ * a change is a new one at the end (db/README.md).
+ *
+ * The SQL stays portable (PostgreSQL has all of it): INTEGER, TEXT and
+ * BLOB columns, explicit keys, ON CONFLICT ... DO UPDATE rather than
+ * INSERT OR REPLACE, no rowid. Only the identification of the file
+ * (application_id, sqlite_master) is SQLite's own, and lives here.
+ */
+#include "db/store_int.h"
+
+#include <errno.h>
+
+/* "Prly" in the SQLite header: a parley store, not some other database. */
+#define STORE_APPLICATION_ID 0x50726c79
+
+/* 1: every table. */
+static const char m1_tables[] =
+	"CREATE TABLE schema_version ("
+	" version INTEGER PRIMARY KEY,"
+	" applied_ms INTEGER NOT NULL);"
+
+	"CREATE TABLE hosts ("
+	" name TEXT PRIMARY KEY,"
+	" libvirt_uri TEXT NOT NULL,"
+	" cert_sha256 BLOB,"                      /* NULL: none pinned */
+	" agent_seq INTEGER NOT NULL DEFAULT 0,"
+	" policy_acked INTEGER NOT NULL DEFAULT 0,"
+	" created_ms INTEGER NOT NULL,"
+	" updated_ms INTEGER NOT NULL);"
+
+	"CREATE TABLE partitions ("
+	" name TEXT PRIMARY KEY,"
+	" host TEXT NOT NULL REFERENCES hosts (name),"
+	" kind TEXT NOT NULL CHECK (kind IN ('thin', 'libvirt')),"
+	" spec_json TEXT NOT NULL,"
+	" state TEXT NOT NULL,"
+	" version INTEGER NOT NULL,"
+	" updated_ms INTEGER NOT NULL);"
+
+	"CREATE TABLE partition_files ("
+	" partition TEXT NOT NULL"
+	"  REFERENCES partitions (name) ON DELETE CASCADE,"
+	" pos INTEGER NOT NULL,"
+	" name TEXT NOT NULL,"
+	" PRIMARY KEY (partition, pos),"
+	" UNIQUE (partition, name));"
+
+	"CREATE TABLE baselines ("
+	" partition TEXT PRIMARY KEY"
+	"  REFERENCES partitions (name) ON DELETE CASCADE,"
+	" digest BLOB NOT NULL,"
+	" golden INTEGER NOT NULL CHECK (golden IN (0, 1)),"
+	" time_ms INTEGER NOT NULL);"
+
+	/* kind 'file' (name = the file) or 'segment' (name = ''). */
+	"CREATE TABLE baseline_digests ("
+	" partition TEXT NOT NULL"
+	"  REFERENCES baselines (partition) ON DELETE CASCADE,"
+	" kind TEXT NOT NULL CHECK (kind IN ('file', 'segment')),"
+	" pos INTEGER NOT NULL,"
+	" name TEXT NOT NULL,"
+	" sha256 BLOB NOT NULL,"
+	" PRIMARY KEY (partition, kind, pos));"
+
+	/* Keyed by what the agent numbered it: (host, seq) is unique. */
+	"CREATE TABLE measurements ("
+	" host TEXT NOT NULL REFERENCES hosts (name) ON DELETE CASCADE,"
+	" seq INTEGER NOT NULL,"
+	" partition TEXT NOT NULL"
+	"  REFERENCES partitions (name) ON DELETE CASCADE,"
+	" time_ms INTEGER NOT NULL,"
+	" digest BLOB NOT NULL,"
+	" PRIMARY KEY (host, seq));"
+
+	"CREATE TABLE measurement_digests ("
+	" host TEXT NOT NULL,"
+	" seq INTEGER NOT NULL,"
+	" kind TEXT NOT NULL CHECK (kind IN ('file', 'segment')),"
+	" pos INTEGER NOT NULL,"
+	" name TEXT NOT NULL,"
+	" sha256 BLOB NOT NULL,"
+	" PRIMARY KEY (host, seq, kind, pos),"
+	" FOREIGN KEY (host, seq) REFERENCES measurements (host, seq)"
+	"  ON DELETE CASCADE);"
+
+	"CREATE TABLE policy_versions ("
+	" version INTEGER PRIMARY KEY,"
+	" time_ms INTEGER NOT NULL,"
+	" change TEXT NOT NULL);"
+
+	/* The hosts whose bundle a version changed. */
+	"CREATE TABLE policy_hosts ("
+	" version INTEGER NOT NULL REFERENCES policy_versions (version),"
+	" host TEXT NOT NULL REFERENCES hosts (name) ON DELETE CASCADE,"
+	" PRIMARY KEY (version, host));"
+
+	"CREATE TABLE grants ("
+	" channel TEXT PRIMARY KEY,"
+	" endpoint_a TEXT NOT NULL REFERENCES partitions (name),"
+	" endpoint_b TEXT NOT NULL REFERENCES partitions (name),"
+	" direction TEXT NOT NULL"
+	"  CHECK (direction IN ('a_to_b', 'b_to_a', 'both')),"
+	" ring_bytes INTEGER NOT NULL,"
+	" require_integrity INTEGER NOT NULL"
+	"  CHECK (require_integrity IN (0, 1)),"
+	" version INTEGER NOT NULL REFERENCES policy_versions (version),"
+	" CHECK (endpoint_a <> endpoint_b));"
+
+	/* Ids are assigned by the store (head + 1), never by the engine. */
+	"CREATE TABLE audit ("
+	" id INTEGER PRIMARY KEY,"
+	" time_ms INTEGER NOT NULL,"
+	" host TEXT NOT NULL,"
+	" event TEXT NOT NULL,"
+	" partition TEXT NOT NULL,"
+	" channel TEXT NOT NULL,"
+	" reason TEXT NOT NULL,"
+	" file TEXT NOT NULL,"
+	" detail TEXT NOT NULL,"
+	" prev_hash BLOB NOT NULL,"
+	" hash BLOB NOT NULL);"
+
+	/* The chain's end, one row: appends compare-and-set it, so two
+	 * writers can never both extend the same row; a truncated tail
+	 * disagrees with it. last_hash is NULL while the chain is empty. */
+	"CREATE TABLE audit_head ("
+	" one INTEGER PRIMARY KEY CHECK (one = 1),"
+	" last_id INTEGER NOT NULL,"
+	" last_hash BLOB);"
+	"INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, 0, NULL);";
+
+/* 2: indexes for the per-host and per-partition questions the daemon asks
+ * on every bundle, measurement and delete. */
+static const char m2_indexes[] =
+	"CREATE INDEX partitions_by_host ON partitions (host, name);"
+	"CREATE INDEX measurements_by_partition"
+	" ON measurements (partition, host, seq);"
+	"CREATE INDEX grants_by_a ON grants (endpoint_a);"
+	"CREATE INDEX grants_by_b ON grants (endpoint_b);"
+	"CREATE INDEX policy_hosts_by_host ON policy_hosts (host, version);";
+
+static const char *const migrations[] = { m1_tables, m2_indexes };
+#define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+unsigned store_schema_latest(void)
+{
+	return NMIGRATIONS;
+}
+
+static int count(struct store *s, const char *sql, int64_t *v,
+		 struct parley_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = db_prep(s, sql, &st, err);
+	return rc < 0 ? rc : db_int(s, st, "identify", v, err);
+}
+
+/* Which file is this: a fresh one (version 0), a parley store (its
+ * version), or something else (refused). */
+static int file_version(struct store *s, unsigned *v, struct parley_err *err)
+{
+	static const char q_app[] = "PRAGMA application_id";
+	static const char q_any[] = "SELECT COUNT(*) FROM sqlite_master";
+	static const char q_ver[] = "SELECT MAX(version) FROM schema_version";
+	int64_t app, any, ver;
+	int rc = count(s, q_app, &app, err);
+	if (rc == 0)
+		rc = count(s, q_any, &any, err);
+	if (rc < 0)
+		return rc;
+	*v = 0;
+	if (app == 0 && any == 0)
+		return 0;
+	if (app != STORE_APPLICATION_ID)
+		return perr(err, -EINVAL, "store %s: not a parley store "
+			    "(application id 0x%llx)", s->path,
+			    (unsigned long long)app);
+	rc = count(s, q_ver, &ver, err);
+	if (rc == 0 && (ver < 0 || ver > 1000000))
+		rc = perr(err, -EBADMSG, "store %s: schema version %lld",
+			  s->path, (long long)ver);
+	*v = rc == 0 ? (unsigned)ver : 0;
+	return rc;
+}
+
+static int apply(struct store *s, unsigned v, struct parley_err *err)
+{
+	static const char q_rec[] =
+		"INSERT INTO schema_version (version, applied_ms) "
+		"VALUES (?1, ?2)";
+	int rc = db_exec(s, migrations[v - 1], err);
+	if (rc == 0 && v == 1)
+		rc = db_exec(s, "PRAGMA application_id = 1349676153", err);
+	if (rc < 0)
+		return perr_prefix(err, "migration %u", v);
+	sqlite3_stmt *st;
+	rc = db_prep(s, q_rec, &st, err);
+	if (rc < 0)
+		return rc;
+	db_bind_i64(st, 1, v);
+	db_bind_i64(st, 2, db_now_ms());
+	return db_run(s, st, "record migration", err);
+}
+
+/* One step: under the write lock, reread the version (another process
+ * may have migrated meanwhile) and apply the next migration if needed. */
+static int migrate_step(struct store *s, unsigned upto, bool *done,
+			struct parley_err *err)
+{
+	unsigned v;
+	int rc = db_op_begin(s, err);
+	if (rc < 0)
+		return rc;
+	rc = file_version(s, &v, err);
+	if (rc == 0 && v > NMIGRATIONS)
+		rc = perr(err, -ENOTSUP, "store %s has schema version %u; "
+			  "this parleyd knows up to %u", s->path, v,
+			  (unsigned)NMIGRATIONS);
+	if (rc == 0 && v >= upto)
+		*done = true;
+	else if (rc == 0)
+		rc = apply(s, v + 1, err);
+	return db_op_end(s, rc, err);
+}
+
+int db_migrate(struct store *s, unsigned upto, struct parley_err *err)
+{
+	_Static_assert(STORE_APPLICATION_ID == 1349676153,
+		       "the PRAGMA in apply() spells the id in decimal");
+	bool done = false;
+	int rc = 0;
+	if (upto > NMIGRATIONS)
+		upto = NMIGRATIONS;
+	while (rc == 0 && !done)
+		rc = migrate_step(s, upto, &done, err);
+	return rc;
+}
+
+int store_schema_version(struct store *s, unsigned *version,
+			 struct parley_err *err)
+{
+	int rc = db_rd_begin(s, err);
+	if (rc == 0)
+		rc = file_version(s, version, err);
+	return db_rd_end(s, rc, err);
+}

@@ -1,0 +1,410 @@
+/*
+ * The store: everything parleyd keeps -- hosts, partitions and their key
+ * configuration file lists, baselines, measurements, grants and policy
+ * versions, per-host policy acknowledgements and agent sequence numbers,
+ * and the hash-chained audit trail -- in one SQLite file (DESIGN.md
+ * section 7). db/ is the only code that speaks SQL; this API names
+ * operations, not tables.
+ *
+ * Durability: WAL with synchronous=FULL. A write that returned 0 outside a
+ * batch (store_begin) is on disk; inside a batch, once store_commit
+ * returned 0. So the daemon acknowledges to an agent only after that.
+ *
+ * Nothing here assumes it is the only writer (several parleyd replicas may
+ * share one database later): every write is one transaction that rereads
+ * what it depends on; policy versions and audit ids are taken by
+ * compare-and-set, and partition state changes may name the row version
+ * they expect.
+ *
+ * Threads: a struct store belongs to one thread at a time (the daemon's
+ * event loop); other threads open their own.
+ *
+ * Errors: 0 (or a count) on success, else a negative errno, and `err` (may
+ * be NULL) names the argument or row. The codes mean the same everywhere:
+ *   -EINVAL   malformed argument (name, digest, JSON, state, ...)
+ *   -E2BIG    too many items or too many bytes
+ *   -ENOENT   the named host, partition, grant or baseline does not exist
+ *   -EEXIST   it exists already (grant channel, enrolled baseline, a file
+ *             named twice)
+ *   -EBUSY    still referenced (host with partitions, partition with
+ *             grants), or a batch is already open
+ *   -ESTALE   compare-and-set lost: the row changed since the version given
+ *   -EPERM    an agent's record concerns a partition on another host
+ *   -ENOTSUP  the file's schema is newer than this binary knows
+ *   -EBADMSG  the file's contents are inconsistent (audit chain, a row of
+ *             the wrong shape): someone wrote to it behind the store's back
+ *   -EAGAIN   another writer held the lock past the busy timeout
+ *   -EIO, -ENOSPC, -EROFS, -ENOMEM, -EACCES: from SQLite / the file system
+ */
+#ifndef PARLEY_DB_STORE_H
+#define PARLEY_DB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "common/err.h"
+#include "common/grant.h"
+
+/* Hosts, partitions, channels, states, audit event and reason names:
+ * 1..63 bytes of [A-Za-z0-9_.-], not starting with '.' or '-'
+ * (jv_name_valid; the same rule as specs and policies). */
+#define STORE_NAME_MAX 64
+/* Key configuration file names: 1..63 printable ASCII bytes, no '/'
+ * (as include/parley/abi.h PARLEY_CONFIG_NAME_MAX). */
+#define STORE_FILE_NAME_MAX 64
+#define STORE_FILES_MAX 32       /* per partition, as PARLEY_CONFIG_FILES_MAX */
+#define STORE_SEGS_MAX 16        /* image segments, as MEASURE_SEGS_MAX */
+#define STORE_DIGEST 32          /* SHA-256 */
+#define STORE_URI_MAX 1024       /* libvirt URI: printable ASCII, no spaces */
+#define STORE_SPEC_MAX (64 * 1024) /* spec_json: a JSON object */
+#define STORE_DETAIL_MAX 1024    /* audit detail: UTF-8 text */
+#define STORE_LIST_MAX 1000      /* largest page a list call returns */
+
+struct store;
+
+/* Borrowed bytes as they came off a wire (protobuf-c's ProtobufCBinaryData
+ * maps onto it), so that a digest of the wrong length is refused here. */
+struct store_blob {
+	const void *p;
+	size_t len;
+};
+
+/* A list of names (hosts, key configuration files); free with
+ * store_names_free. */
+struct store_names {
+	unsigned n;
+	char (*name)[STORE_NAME_MAX];
+};
+void store_names_free(struct store_names *l);
+
+/* ---- opening, batches ---------------------------------------------- */
+
+/* Open (creating if absent) the store at `path`, apply the migrations it
+ * lacks (each in its own transaction) and prepare it for use. A file whose
+ * schema is newer than this binary is refused with -ENOTSUP ("store X has
+ * schema version 7; this parleyd knows up to 2"); a file that is not a
+ * parley store with -EINVAL. *out is the caller's until store_close. */
+int store_open(const char *path, struct store **out, struct parley_err *err);
+/* Finalize, roll back an open batch, close. NULL is fine. */
+void store_close(struct store *s);
+
+/* The highest schema version this binary knows (= migrations 1..N). */
+unsigned store_schema_latest(void);
+/* The schema version of the open file. */
+int store_schema_version(struct store *s, unsigned *version,
+			 struct parley_err *err);
+/* Tests and tools only: like store_open, but migrate no further than
+ * `upto` (0 = none), to exercise migrating an older file. The API past
+ * those migrations may fail on such a store. */
+int store_open_upto(const char *path, unsigned upto, struct store **out,
+		    struct parley_err *err);
+
+/* A batch: writes between store_begin and store_commit form one
+ * transaction (one fsync). A call that fails inside a batch leaves nothing
+ * of its own behind and the batch open; the caller commits what succeeded
+ * or rolls back. Batches do not nest: store_begin inside one is -EBUSY.
+ * store_commit/store_rollback without one are -EINVAL. If SQLite itself
+ * abandoned the transaction (disk full, I/O error), store_commit says so
+ * (-EIO) and the batch is over. */
+int store_begin(struct store *s, struct parley_err *err);
+int store_commit(struct store *s, struct parley_err *err);
+int store_rollback(struct store *s, struct parley_err *err);
+
+/* ---- hosts ----------------------------------------------------------- */
+
+struct store_host {
+	char name[STORE_NAME_MAX];
+	char libvirt_uri[STORE_URI_MAX];     /* "" when none */
+	bool has_cert;                       /* a pinned client certificate */
+	uint8_t cert_sha256[STORE_DIGEST];   /* SHA-256 of its DER */
+	uint64_t agent_seq;                  /* see store_host_seq */
+	uint64_t policy_acked;               /* see store_policy_ack */
+	int64_t created_ms, updated_ms;      /* Unix ms */
+};
+
+/* Create or update host `name`. `cert_sha256` is the pinned certificate
+ * fingerprint ({NULL, 0}: none). Updating keeps the host's sequence
+ * number and acknowledged version. */
+int store_host_put(struct store *s, const char *name, const char *libvirt_uri,
+		   struct store_blob cert_sha256, struct parley_err *err);
+int store_host_get(struct store *s, const char *name, struct store_host *out,
+		   struct parley_err *err);
+/* Hosts in name order after `after` (NULL or "" = from the start), at most
+ * `limit` (1..STORE_LIST_MAX). *out is calloc'd; the caller frees it.
+ * Returns the count (0..limit); fewer than `limit` means the end. */
+int store_host_list(struct store *s, const char *after, unsigned limit,
+		    struct store_host **out, struct parley_err *err);
+/* -EBUSY while partitions are on it. */
+int store_host_delete(struct store *s, const char *name,
+		      struct parley_err *err);
+
+/* ---- partitions ------------------------------------------------------ */
+
+enum store_part_kind { STORE_PART_THIN, STORE_PART_LIBVIRT };
+const char *store_part_kind_name(enum store_part_kind k); /* "thin", ... */
+
+struct store_part_in {
+	const char *name, *host;          /* the host must exist */
+	enum store_part_kind kind;
+	const char *spec_json;            /* a JSON object, no NUL byte */
+	size_t spec_len;                  /* at most STORE_SPEC_MAX */
+	const char *state;                /* a name: "defined", "running" ... */
+};
+
+struct store_partition {
+	char name[STORE_NAME_MAX], host[STORE_NAME_MAX];
+	enum store_part_kind kind;
+	char state[STORE_NAME_MAX];
+	char *spec_json;                  /* NUL-terminated, malloc'd */
+	size_t spec_len;
+	uint64_t version;                 /* bumped by every change */
+	int64_t updated_ms;
+};
+
+/* Create or replace a partition; *version (may be NULL) gets its new row
+ * version. Moving it to another host while grants name it is -EBUSY (the
+ * bundles of both hosts would change without a policy version). */
+int store_partition_put(struct store *s, const struct store_part_in *in,
+			uint64_t *version, struct parley_err *err);
+/* *out owns spec_json until store_partition_free. */
+int store_partition_get(struct store *s, const char *name,
+			struct store_partition *out, struct parley_err *err);
+void store_partition_free(struct store_partition *p);
+/* Partitions in name order after `after`, at most `limit`
+ * (1..STORE_LIST_MAX), only those on `host` unless it is NULL. Returns the
+ * count; free with store_partition_list_free(*out, count). */
+int store_partition_list(struct store *s, const char *host, const char *after,
+			 unsigned limit, struct store_partition **out,
+			 struct parley_err *err);
+void store_partition_list_free(struct store_partition *p, unsigned n);
+/* Set the state; if `if_version` is not 0 and the row's version differs,
+ * -ESTALE (someone else changed it). *version gets the new version. */
+int store_partition_set_state(struct store *s, const char *name,
+			      const char *state, uint64_t if_version,
+			      uint64_t *version, struct parley_err *err);
+/* Removes its file list, baseline and measurements too; -EBUSY while a
+ * grant names it. */
+int store_partition_delete(struct store *s, const char *name,
+			   struct parley_err *err);
+
+/* The key configuration files of a partition, replaced as a whole (order
+ * kept), and read back. */
+int store_partition_set_files(struct store *s, const char *partition,
+			      const char *const *names, unsigned n,
+			      struct parley_err *err);
+int store_partition_files(struct store *s, const char *partition,
+			  struct store_names *out, struct parley_err *err);
+
+/* ---- baselines and measurements ------------------------------------ */
+
+/* Digests as an agent reports them (borrowed). */
+struct store_file_in {
+	const char *name;                 /* a key configuration file name */
+	struct store_blob sha256;         /* STORE_DIGEST bytes */
+};
+struct store_digests_in {
+	struct store_blob digest;         /* the partition digest */
+	const struct store_file_in *file;
+	unsigned nfile;                   /* 0..STORE_FILES_MAX */
+	const struct store_blob *seg;     /* image segment digests */
+	unsigned nseg;                    /* 0..STORE_SEGS_MAX */
+};
+
+struct store_file_digest {
+	char name[STORE_FILE_NAME_MAX];
+	uint8_t sha256[STORE_DIGEST];
+};
+struct store_digests {
+	uint8_t digest[STORE_DIGEST];
+	unsigned nfile;
+	struct store_file_digest file[STORE_FILES_MAX];
+	unsigned nseg;
+	uint8_t seg[STORE_SEGS_MAX][STORE_DIGEST];
+};
+
+struct store_baseline {
+	char partition[STORE_NAME_MAX];
+	bool golden;                      /* operator-supplied, else enrolled */
+	int64_t time_ms;
+	struct store_digests d;
+};
+
+/* Record the baseline of `partition`. Enrolment (golden false) only ever
+ * sets a first baseline: -EEXIST if there is one, so a partition cannot
+ * re-baseline itself. golden true (the operator) replaces any. A baseline
+ * is part of the bundles of the hosts whose grants name the partition, so
+ * if there are such grants this creates a policy version; *policy_version
+ * (may be NULL) gets it, or 0 when no bundle changed. */
+int store_baseline_put(struct store *s, const char *partition,
+		       const struct store_digests_in *d, bool golden,
+		       uint64_t *policy_version, struct parley_err *err);
+int store_baseline_get(struct store *s, const char *partition,
+		       struct store_baseline *out, struct parley_err *err);
+/* The operator's way to re-enrol; -ENOENT if none. Versions as _put. */
+int store_baseline_delete(struct store *s, const char *partition,
+			  uint64_t *policy_version, struct parley_err *err);
+
+/* One measurement from an agent. */
+struct store_measure_in {
+	uint64_t seq;                     /* the agent's sequence number, > 0 */
+	const char *partition;            /* must be on the reporting host */
+	int64_t time_ms;                  /* the agent's clock; 0 = now */
+	struct store_digests_in d;
+};
+
+struct store_measurement {
+	char host[STORE_NAME_MAX], partition[STORE_NAME_MAX];
+	uint64_t seq;
+	int64_t time_ms;
+	struct store_digests d;
+};
+
+/* What an ingest call did. */
+struct store_ingest {
+	unsigned stored;                  /* records new to the store */
+	unsigned skipped;                 /* already held: seq <= the host's */
+	uint64_t seq;                     /* the host's seq afterwards: Ack it */
+};
+
+/*
+ * Exactly-once ingest of an agent's records. Each record carries the
+ * host's sequence number; records at or below the host's stored number
+ * are skipped, the rest stored, and the host's number raised to the
+ * highest -- in one transaction, so a crash can never keep the one
+ * without the other. A batch whose seqs do not increase, or with any bad
+ * record, is refused as a whole (-EINVAL, -EPERM, ...; err names the
+ * index). `res` may be NULL.
+ */
+int store_ingest_measurements(struct store *s, const char *host,
+			      const struct store_measure_in *m, unsigned n,
+			      struct store_ingest *res, struct parley_err *err);
+/* A partition's state as its agent reports it (PartitionStatus). */
+int store_ingest_status(struct store *s, const char *host, uint64_t seq,
+			const char *partition, const char *state,
+			struct store_ingest *res, struct parley_err *err);
+/* The highest seq stored from `host` (0: none yet). */
+int store_host_seq(struct store *s, const char *host, uint64_t *seq,
+		   struct parley_err *err);
+
+/* The latest measurement of each partition (on `host`, or all if NULL) in
+ * partition order. Returns the count; *out is calloc'd, caller frees. */
+int store_measurement_latest(struct store *s, const char *host,
+			     struct store_measurement **out,
+			     struct parley_err *err);
+
+/* ---- grants and policy versions ------------------------------------ */
+
+/*
+ * Every change to the grants creates a policy version (1, 2, ...) and
+ * records which hosts it affects: the hosts of both endpoints, before and
+ * after the change. *version (may be NULL) gets the new version. A grant
+ * is validated as common/grant.c does (names, a != b, ring_bytes a power
+ * of two in 4K..16M) and its endpoints must be partitions in the store.
+ * A change that changes nothing creates no version (*version = current).
+ */
+int store_grant_add(struct store *s, const struct grant *g, uint64_t *version,
+		    struct parley_err *err);
+int store_grant_update(struct store *s, const struct grant *g,
+		       uint64_t *version, struct parley_err *err);
+int store_grant_remove(struct store *s, const char *channel,
+		       uint64_t *version, struct parley_err *err);
+/* Make the grants exactly `set` (a policy document), as one version. */
+int store_grant_replace(struct store *s, const struct grant_set *set,
+			uint64_t *version, struct parley_err *err);
+int store_grant_get(struct store *s, const char *channel, struct grant *out,
+		    struct parley_err *err);
+/* All grants, in channel order (grant_set_free frees *out). */
+int store_grant_list(struct store *s, struct grant_set *out,
+		     struct parley_err *err);
+/* The grants that involve `host`: either endpoint is on it. What that
+ * host's bundle holds. */
+int store_grants_for_host(struct store *s, const char *host,
+			  struct grant_set *out, struct parley_err *err);
+
+/* The latest policy version (0: none yet). */
+int store_policy_version(struct store *s, uint64_t *version,
+			 struct parley_err *err);
+/* The latest version that affected `host`: the version its bundle carries
+ * (0: no grant has ever involved it). */
+int store_policy_host_version(struct store *s, const char *host,
+			      uint64_t *version, struct parley_err *err);
+/* The hosts a version affected, in name order. */
+int store_policy_affected(struct store *s, uint64_t version,
+			  struct store_names *out, struct parley_err *err);
+
+/* `host` acknowledged bundle `version`. Acknowledgements only move
+ * forward (an older one is ignored); a version the host was never given
+ * (above its store_policy_host_version) is -EINVAL. */
+int store_policy_ack(struct store *s, const char *host, uint64_t version,
+		     struct parley_err *err);
+int store_policy_acked(struct store *s, const char *host, uint64_t *version,
+		       struct parley_err *err);
+
+struct store_lag {
+	char host[STORE_NAME_MAX];
+	uint64_t acked, want;             /* want = store_policy_host_version */
+};
+/* Hosts whose acknowledged version is below their bundle's version: the
+ * ones to push to. Returns the count; *out calloc'd, caller frees. */
+int store_policy_lagging(struct store *s, struct store_lag **out,
+			 struct parley_err *err);
+
+/* ---- audit ----------------------------------------------------------- */
+
+/*
+ * The audit trail is append-only and hash-chained: row i carries
+ * prev_hash = hash of row i-1 (32 zero bytes for row 1) and
+ *   hash = SHA-256(prev_hash || u32 1 || u64 id || i64 time_ms ||
+ *                  for host, event, partition, channel, reason, file,
+ *                  detail: u32 length || bytes)
+ * (big-endian integers, no NULs). Ids are 1, 2, 3 ... without gaps, taken
+ * by compare-and-set on the chain's head, so an edited, deleted or
+ * reordered row is found by store_audit_verify. There is no way to change
+ * or delete a row through this API.
+ */
+struct store_audit_in {
+	uint64_t seq;          /* the agent's seq (ingest); unused by append */
+	int64_t time_ms;       /* 0 = now */
+	const char *host;      /* append: the host concerned, or NULL/""; ingest:
+				* NULL or the ingesting host */
+	const char *event;     /* a name: open_allowed, open_denied, ... */
+	const char *partition; /* a name, or NULL/"" (stored as "") */
+	const char *channel;   /* likewise */
+	const char *reason;    /* likewise: NO_GRANT, INTEGRITY, ... */
+	const char *file;      /* a key configuration file name, or NULL/"" */
+	const char *detail;    /* UTF-8, at most STORE_DETAIL_MAX-1 bytes */
+};
+
+struct store_audit {
+	uint64_t id;
+	int64_t time_ms;
+	const char *host, *event, *partition, *channel, *reason, *file,
+		*detail;       /* never NULL; valid during the callback only */
+	uint8_t prev_hash[STORE_DIGEST], hash[STORE_DIGEST];
+};
+
+/* The daemon's own events, in one transaction. *last_id (may be NULL) gets
+ * the id of the last one. */
+int store_audit_append(struct store *s, const struct store_audit_in *ev,
+		       unsigned n, uint64_t *last_id, struct parley_err *err);
+/* An agent's events, exactly once (see store_ingest_measurements). */
+int store_ingest_audit(struct store *s, const char *host,
+		       const struct store_audit_in *ev, unsigned n,
+		       struct store_ingest *res, struct parley_err *err);
+
+/* Rows with id > after_id in id order, at most `limit` (0 = no limit),
+ * each passed to cb; cb returning non-zero stops the walk. Returns the
+ * number of rows passed. */
+typedef int (*store_audit_cb)(const struct store_audit *row, void *ctx);
+int store_audit_list(struct store *s, uint64_t after_id, unsigned limit,
+		     store_audit_cb cb, void *ctx, struct parley_err *err);
+
+/* Recompute the whole chain. 0 if every row's hash matches its contents,
+ * links to its predecessor, ids run 1..N without gaps and the head agrees
+ * (*first_bad = 0); -EBADMSG naming the first bad id otherwise (a deleted
+ * row is named by its missing id). *rows (may be NULL) gets the number of
+ * rows checked. */
+int store_audit_verify(struct store *s, uint64_t *first_bad, uint64_t *rows,
+		       struct parley_err *err);
+
+#endif

@@ -1,0 +1,421 @@
+/*
+ * The audit trail: append-only and hash-chained (DESIGN.md section 6).
+ * Each append batch reads the chain's head once, hashes and inserts its
+ * rows with ids head+1, head+2, ..., and moves the head by compare-and-set
+ * in the same transaction. Verification recomputes the chain from row 1.
+ */
+#include "db/store_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Bumped if the serialization below ever changes; it is hashed, so rows
+ * written under an older format still verify under theirs. */
+#define AUDIT_FORMAT 1
+#define AUDIT_NFIELDS 7
+
+#define AUDIT_COLS "id, time_ms, host, event, partition, channel, reason, " \
+		   "file, detail, prev_hash, hash"
+
+/* The chain's end: the last id and its hash (zeros before row 1). */
+struct chain {
+	uint64_t id;
+	uint8_t hash[STORE_DIGEST];
+};
+
+/* ---- the hash ---- */
+
+static size_t put_be(uint8_t *p, uint64_t v, unsigned bytes)
+{
+	for (unsigned i = 0; i < bytes; i++)
+		p[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
+	return bytes;
+}
+
+/* Enough for the largest row the checks let in; verify refuses rows
+ * whose fields would not fit (only an edited file has them). */
+#define SER_MAX (STORE_DIGEST + 4 + 16 + \
+		 (AUDIT_NFIELDS - 1) * (4 + STORE_NAME_MAX) + \
+		 4 + STORE_DETAIL_MAX)
+
+/* prev_hash || u32 format || u64 id || i64 time || (u32 len || bytes)*7,
+ * big-endian: every field length-prefixed, so no two rows serialize the
+ * same. */
+static int audit_hash(struct store *s, const uint8_t *prev, uint64_t id,
+		      int64_t time_ms, const char *const f[AUDIT_NFIELDS],
+		      uint8_t out[STORE_DIGEST])
+{
+	uint8_t buf[SER_MAX];
+	size_t n = 0;
+	memcpy(buf, prev, STORE_DIGEST);
+	n += STORE_DIGEST;
+	n += put_be(buf + n, AUDIT_FORMAT, 4);
+	n += put_be(buf + n, id, 8);
+	n += put_be(buf + n, (uint64_t)time_ms, 8);
+	for (unsigned i = 0; i < AUDIT_NFIELDS; i++) {
+		size_t len = strlen(f[i]);
+		if (len > sizeof(buf) - n - 4)
+			return -E2BIG;
+		n += put_be(buf + n, len, 4);
+		memcpy(buf + n, f[i], len);
+		n += len;
+	}
+	unsigned olen;
+	if (EVP_DigestInit_ex(s->md, s->sha256, NULL) != 1 ||
+	    EVP_DigestUpdate(s->md, buf, n) != 1 ||
+	    EVP_DigestFinal_ex(s->md, out, &olen) != 1)
+		return -EIO;
+	return 0;
+}
+
+/* ---- checks ---- */
+
+static const char *nz(const char *v)
+{
+	return v ? v : "";
+}
+
+typedef int (*check_fn)(const char *what, const char *v,
+			struct parley_err *err);
+
+static int check_event(const char *what, const struct store_audit_in *e,
+		       struct parley_err *err)
+{
+	const struct {
+		const char *field, *v;
+		check_fn check;
+	} f[] = {
+		{ "event", e->event, db_check_name },
+		{ "host", e->host, db_check_opt_name },
+		{ "partition", e->partition, db_check_opt_name },
+		{ "channel", e->channel, db_check_opt_name },
+		{ "reason", e->reason, db_check_opt_name },
+		{ "file", e->file, db_check_opt_file_name },
+	};
+	char lbl[64];
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		snprintf(lbl, sizeof(lbl), "%s.%s", what, f[i].field);
+		int rc = f[i].check(lbl, f[i].v, err);
+		if (rc < 0)
+			return rc;
+	}
+	snprintf(lbl, sizeof(lbl), "%s.detail", what);
+	int rc = db_check_text(lbl, nz(e->detail), strlen(nz(e->detail)),
+			       STORE_DETAIL_MAX, err);
+	if (rc == 0 && e->time_ms < 0)
+		rc = perr(err, -EINVAL, "%s.time_ms: %lld is negative", what,
+			  (long long)e->time_ms);
+	return rc;
+}
+
+/* Agent events also carry increasing seqs and no other host's name. */
+static int check_events(const char *host, const struct store_audit_in *ev,
+			unsigned n, struct parley_err *err)
+{
+	char what[32];
+	if (n && !ev)
+		return perr(err, -EINVAL, "events: missing");
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(what, sizeof(what), "events[%u]", i);
+		int rc = check_event(what, &ev[i], err);
+		if (rc == 0 && host)
+			rc = db_seq_check_order("events", i ? ev[i - 1].seq : 0,
+						ev[i].seq, i, err);
+		if (rc == 0 && host && ev[i].host && ev[i].host[0] &&
+		    strcmp(ev[i].host, host) != 0)
+			rc = perr(err, -EPERM, "%s.host: \"%s\" in a batch "
+				  "from host \"%s\"", what, ev[i].host, host);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- the head ---- */
+
+static int head_load(struct store *s, struct chain *c, struct parley_err *err)
+{
+	static const char q[] = "SELECT last_id, last_hash FROM audit_head "
+				"WHERE one = 1";
+	sqlite3_stmt *st;
+	int rc = db_prep(s, q, &st, err);
+	if (rc < 0)
+		return rc;
+	rc = db_step(s, st, "audit head", err);
+	memset(c, 0, sizeof(*c));
+	if (rc == 0)
+		rc = perr(err, -EBADMSG, "store %s: the audit head is missing",
+			  s->path);
+	if (rc == 1)
+		c->id = (uint64_t)sqlite3_column_int64(st, 0);
+	if (rc == 1 && c->id)
+		rc = db_col_digest(s, st, 1, c->hash, err);
+	db_reset(st);
+	return rc < 0 ? rc : 0;
+}
+
+/* Compare-and-set: only if nobody moved the head since head_load. */
+static int head_store(struct store *s, uint64_t was, const struct chain *c,
+		      struct parley_err *err)
+{
+	static const char q[] = "UPDATE audit_head SET last_id = ?1, "
+				"last_hash = ?2 WHERE one = 1 AND last_id = ?3";
+	sqlite3_stmt *st;
+	int rc = db_prep(s, q, &st, err);
+	if (rc < 0)
+		return rc;
+	db_bind_i64(st, 1, (int64_t)c->id);
+	db_bind_blob(st, 2, c->hash, STORE_DIGEST);
+	db_bind_i64(st, 3, (int64_t)was);
+	rc = db_run(s, st, "move audit head", err);
+	if (rc == 0 && sqlite3_changes(s->db) != 1)
+		rc = perr(err, -EAGAIN, "store %s: another writer extended the "
+			  "audit chain; retry", s->path);
+	return rc;
+}
+
+/* ---- append ---- */
+
+static int audit_insert(struct store *s, struct chain *c, const char *host,
+			const struct store_audit_in *e, struct parley_err *err)
+{
+	static const char q[] = "INSERT INTO audit (" AUDIT_COLS ") VALUES "
+				"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+	const char *f[AUDIT_NFIELDS] = {
+		nz(host), e->event, nz(e->partition), nz(e->channel),
+		nz(e->reason), nz(e->file), nz(e->detail),
+	};
+	int64_t t = e->time_ms ? e->time_ms : db_now_ms();
+	uint8_t h[STORE_DIGEST];
+	sqlite3_stmt *st;
+	if (audit_hash(s, c->hash, c->id + 1, t, f, h) < 0)
+		return perr(err, -EIO, "store: SHA-256 failed");
+	int rc = db_prep(s, q, &st, err);
+	if (rc < 0)
+		return rc;
+	db_bind_i64(st, 1, (int64_t)c->id + 1);
+	db_bind_i64(st, 2, t);
+	for (int i = 0; i < AUDIT_NFIELDS; i++)
+		db_bind_text(st, 3 + i, f[i]);
+	db_bind_blob(st, 10, c->hash, STORE_DIGEST);
+	db_bind_blob(st, 11, h, STORE_DIGEST);
+	rc = db_run(s, st, "append audit", err);
+	if (rc == 0) {
+		c->id++;
+		memcpy(c->hash, h, STORE_DIGEST);
+	}
+	return rc;
+}
+
+/* host NULL: the daemon's own events (each names its host); else an
+ * agent's, deduplicated by seq against the host's number. */
+static int append(struct store *s, const char *host,
+		  const struct store_audit_in *ev, unsigned n,
+		  struct store_ingest *res, uint64_t *last_id,
+		  struct parley_err *err)
+{
+	struct chain c = { 0 };
+	uint64_t held = 0;
+	int rc = host ? db_seq_load(s, host, &held, err) : 0;
+	if (rc == 0)
+		rc = head_load(s, &c, err);
+	uint64_t was = c.id;
+	res->seq = held;
+	for (unsigned i = 0; rc == 0 && i < n; i++) {
+		if (host && ev[i].seq <= held) {
+			res->skipped++;
+			continue;
+		}
+		rc = audit_insert(s, &c, host ? host : ev[i].host, &ev[i], err);
+		res->stored++;
+		if (host)
+			res->seq = ev[i].seq;
+	}
+	if (rc == 0 && c.id != was)
+		rc = head_store(s, was, &c, err);
+	if (rc == 0 && host && res->seq > held)
+		rc = db_seq_raise(s, host, res->seq, err);
+	*last_id = c.id;
+	return rc;
+}
+
+int store_audit_append(struct store *s, const struct store_audit_in *ev,
+		       unsigned n, uint64_t *last_id, struct parley_err *err)
+{
+	struct store_ingest r = { 0 };
+	uint64_t last = 0;
+	int rc = check_events(NULL, ev, n, err);
+	if (rc == 0)
+		rc = db_op_begin(s, err);
+	if (rc < 0)
+		return rc;
+	rc = db_op_end(s, append(s, NULL, ev, n, &r, &last, err), err);
+	if (last_id)
+		*last_id = rc < 0 ? 0 : last;
+	return rc;
+}
+
+int store_ingest_audit(struct store *s, const char *host,
+		       const struct store_audit_in *ev, unsigned n,
+		       struct store_ingest *res, struct parley_err *err)
+{
+	struct store_ingest r = { 0 };
+	uint64_t last;
+	int rc = db_check_name("host name", host, err);
+	if (rc == 0)
+		rc = check_events(host, ev, n, err);
+	if (rc == 0)
+		rc = db_op_begin(s, err);
+	if (rc < 0)
+		return rc;
+	rc = db_op_end(s, append(s, host, ev, n, &r, &last, err), err);
+	if (res)
+		*res = rc < 0 ? (struct store_ingest){ 0 } : r;
+	return rc;
+}
+
+/* ---- reading ---- */
+
+static const char q_walk[] = "SELECT " AUDIT_COLS " FROM audit "
+			     "WHERE id > ?1 ORDER BY id LIMIT ?2";
+
+static int audit_row(struct store *s, sqlite3_stmt *st, struct store_audit *r,
+		     struct parley_err *err)
+{
+	r->id = (uint64_t)sqlite3_column_int64(st, 0);
+	r->time_ms = sqlite3_column_int64(st, 1);
+	const char **f[AUDIT_NFIELDS] = { &r->host, &r->event, &r->partition,
+					  &r->channel, &r->reason, &r->file,
+					  &r->detail };
+	for (int i = 0; i < AUDIT_NFIELDS; i++)
+		*f[i] = db_col_str(st, 2 + i);
+	int rc = db_col_digest(s, st, 9, r->prev_hash, err);
+	if (rc == 0)
+		rc = db_col_digest(s, st, 10, r->hash, err);
+	return rc < 0 ? perr_prefix(err, "audit row %llu",
+				    (unsigned long long)r->id) : 0;
+}
+
+int store_audit_list(struct store *s, uint64_t after_id, unsigned limit,
+		     store_audit_cb cb, void *ctx, struct parley_err *err)
+{
+	sqlite3_stmt *st;
+	struct store_audit r;
+	if (after_id > INT64_MAX)
+		return 0;
+	int rc = db_prep(s, q_walk, &st, err);
+	if (rc < 0)
+		return rc;
+	db_bind_i64(st, 1, (int64_t)after_id);
+	db_bind_i64(st, 2, limit ? (int64_t)limit : INT64_MAX);
+	int n = 0;
+	while ((rc = db_step(s, st, "list audit", err)) == 1) {
+		if ((rc = audit_row(s, st, &r, err)) < 0)
+			break;
+		n++;
+		if (cb(&r, ctx))
+			break;
+	}
+	db_reset(st);
+	return rc < 0 ? rc : n;
+}
+
+/* ---- verification ---- */
+
+struct walk {
+	struct chain c;          /* the last good row */
+	uint64_t rows;
+};
+
+static int bad(struct store *s, uint64_t id, uint64_t *first_bad,
+	       struct parley_err *err, const char *why)
+{
+	*first_bad = id;
+	return perr(err, -EBADMSG, "store %s: audit row %llu: %s", s->path,
+		    (unsigned long long)id, why);
+}
+
+static int verify_row(struct store *s, const struct store_audit *r,
+		      struct walk *w, uint64_t *first_bad,
+		      struct parley_err *err)
+{
+	const char *f[AUDIT_NFIELDS] = { r->host, r->event, r->partition,
+					 r->channel, r->reason, r->file,
+					 r->detail };
+	uint8_t h[STORE_DIGEST];
+	if (r->id != w->c.id + 1)
+		return bad(s, w->c.id + 1, first_bad, err, r->id > w->c.id + 1 ?
+			   "missing (a gap in the ids)" : "out of order");
+	if (memcmp(r->prev_hash, w->c.hash, STORE_DIGEST) != 0)
+		return bad(s, r->id, first_bad, err, "prev_hash does not link "
+			   "to the row before it");
+	if (audit_hash(s, w->c.hash, r->id, r->time_ms, f, h) < 0 ||
+	    memcmp(h, r->hash, STORE_DIGEST) != 0)
+		return bad(s, r->id, first_bad, err, "its contents do not "
+			   "match its hash (edited)");
+	w->c.id = r->id;
+	memcpy(w->c.hash, h, STORE_DIGEST);
+	w->rows++;
+	return 0;
+}
+
+/* A tail cut off, or rows added behind the store's back, show as a head
+ * that disagrees with the last row. */
+static int verify_head(struct store *s, const struct walk *w,
+		       uint64_t *first_bad, struct parley_err *err)
+{
+	struct chain head;
+	int rc = head_load(s, &head, err);
+	if (rc < 0)
+		return rc;
+	if (head.id > w->c.id)
+		return bad(s, w->c.id + 1, first_bad, err, "missing (the "
+			   "chain's head says it exists)");
+	if (head.id < w->c.id)
+		return bad(s, head.id + 1, first_bad, err, "beyond the chain's "
+			   "head (added behind the store's back)");
+	if (memcmp(head.hash, w->c.hash, STORE_DIGEST) != 0)
+		return bad(s, head.id, first_bad, err, "does not match the "
+			   "chain's head");
+	return 0;
+}
+
+static int verify(struct store *s, struct walk *w, uint64_t *first_bad,
+		  struct parley_err *err)
+{
+	sqlite3_stmt *st;
+	struct store_audit r;
+	int rc = db_prep(s, q_walk, &st, err);
+	if (rc < 0)
+		return rc;
+	db_bind_i64(st, 1, 0);
+	db_bind_i64(st, 2, INT64_MAX);
+	while ((rc = db_step(s, st, "verify audit", err)) == 1) {
+		rc = audit_row(s, st, &r, err);
+		if (rc < 0)
+			*first_bad = r.id;
+		else
+			rc = verify_row(s, &r, w, first_bad, err);
+		if (rc < 0)
+			break;
+	}
+	db_reset(st);
+	return rc < 0 ? rc : verify_head(s, w, first_bad, err);
+}
+
+int store_audit_verify(struct store *s, uint64_t *first_bad, uint64_t *rows,
+		       struct parley_err *err)
+{
+	struct walk w = { 0 };
+	uint64_t fb = 0;
+	int rc = db_rd_begin(s, err);
+	if (rc == 0)
+		rc = db_rd_end(s, verify(s, &w, &fb, err), err);
+	if (first_bad)
+		*first_bad = fb;
+	if (rows)
+		*rows = w.rows;
+	return rc;
+}

@@ -1,0 +1,146 @@
+/*
+ * Private to db/: the store handle, the prepared-statement cache, one
+ * transaction discipline for every operation, and the argument checks the
+ * areas share. Nothing outside db/ includes this.
+ */
+#ifndef PARLEY_DB_STORE_INT_H
+#define PARLEY_DB_STORE_INT_H
+
+#include <sqlite3.h>
+#include <openssl/evp.h>
+#include "db/store.h"
+
+/* Prepared statements, keyed by the address of their SQL text (each is a
+ * static string beside the code that runs it). Open addressing; the
+ * store has about 70 statements. */
+#define STORE_STMT_SLOTS 256
+
+struct store_stmt {
+	const char *sql;
+	sqlite3_stmt *st;
+};
+
+struct store {
+	sqlite3 *db;
+	char *path;
+	bool batch;              /* a caller's store_begin is open */
+	EVP_MD_CTX *md;          /* reused for the audit chain */
+	EVP_MD *sha256;          /* fetched once, not per event */
+	struct store_stmt stmt[STORE_STMT_SLOTS];
+};
+
+/* ---- statements (store_open.c) ---- */
+
+/* *st = the cached statement for `sql`, prepared on first use. Reset it
+ * (db_reset, or db_run/db_int do) after use. */
+int db_prep(struct store *s, const char *sql, sqlite3_stmt **st,
+	    struct parley_err *err);
+void db_reset(sqlite3_stmt *st);
+/* Step once: 1 = a row, 0 = done, < 0 = error (err set, `what` in it).
+ * The statement is not reset. */
+int db_step(struct store *s, sqlite3_stmt *st, const char *what,
+	    struct parley_err *err);
+/* Step to completion and reset: for statements that return no rows. */
+int db_run(struct store *s, sqlite3_stmt *st, const char *what,
+	   struct parley_err *err);
+/* Step a single-integer query (e.g. SELECT COUNT(*)) and reset. */
+int db_int(struct store *s, sqlite3_stmt *st, const char *what, int64_t *v,
+	   struct parley_err *err);
+
+/* Binding borrows the bytes (SQLITE_STATIC): they must outlive the step.
+ * Binding fails only on a programming error, which aborts. */
+void db_bind_text(sqlite3_stmt *st, int i, const char *v);
+void db_bind_blob(sqlite3_stmt *st, int i, const void *p, size_t len);
+void db_bind_i64(sqlite3_stmt *st, int i, int64_t v);
+
+/* Columns into fixed buffers. A value longer than the buffer or a blob of
+ * the wrong size can only come from someone editing the file: -EBADMSG. */
+int db_col_name(struct store *s, sqlite3_stmt *st, int i, char *buf, size_t cap,
+	     struct parley_err *err);
+int db_col_digest(struct store *s, sqlite3_stmt *st, int i, uint8_t *out,
+	       struct parley_err *err);
+const char *db_col_str(sqlite3_stmt *st, int i);   /* never NULL */
+
+/* SQLite's result code as a negative errno, with "store: what: msg". */
+int db_sqlerr(struct store *s, int rc, const char *what,
+		 struct parley_err *err);
+/* Run literal SQL (pragmas, transaction control, migrations). */
+int db_exec(struct store *s, const char *sql, struct parley_err *err);
+
+/* ---- transactions (store_open.c) ---- */
+
+/* Every operation brackets its statements with one of these. A write
+ * outside a batch is its own BEGIN IMMEDIATE .. COMMIT (taking the write
+ * lock up front, so a read-then-write never deadlocks with another
+ * writer); inside a batch, a savepoint, so a failed operation leaves
+ * nothing behind and the batch goes on. db_op_end commits or rolls back
+ * according to rc and returns rc (or the commit's error). */
+int db_op_begin(struct store *s, struct parley_err *err);
+int db_op_end(struct store *s, int rc, struct parley_err *err);
+/* Reads that take several statements: a consistent snapshot. */
+int db_rd_begin(struct store *s, struct parley_err *err);
+int db_rd_end(struct store *s, int rc, struct parley_err *err);
+
+int64_t db_now_ms(void);
+
+/* ---- argument checks (store_check.c) ---- */
+
+/* `what` names the argument in the message: "host name", "grants[2]...". */
+int db_check_name(const char *what, const char *v, struct parley_err *err);
+/* NULL or "" allowed (the empty name), else db_check_name. */
+int db_check_opt_name(const char *what, const char *v, struct parley_err *err);
+/* A name in a fixed array (struct grant): must be NUL-terminated in it. */
+int db_check_name_array(const char *what, const char *v, size_t cap,
+		     struct parley_err *err);
+int db_check_file_name(const char *what, const char *v, struct parley_err *err);
+int db_check_opt_file_name(const char *what, const char *v,
+			struct parley_err *err);
+int db_check_digest(const char *what, struct store_blob b,
+		 struct parley_err *err);
+/* Valid UTF-8 without NUL, at most cap-1 bytes. */
+int db_check_text(const char *what, const char *v, size_t len, size_t cap,
+	       struct parley_err *err);
+int db_check_uri(const char *v, struct parley_err *err);
+int db_check_digests(const char *what, const struct store_digests_in *d,
+		  struct parley_err *err);
+int db_check_grant(const struct grant *g, struct parley_err *err);
+int db_check_limit(unsigned limit, struct parley_err *err);
+
+/* ---- shared between areas ---- */
+
+/* -ENOENT unless host / partition `name` exists. */
+int db_need_host(struct store *s, const char *name, struct parley_err *err);
+int db_need_partition(struct store *s, const char *name, char *host_out,
+		   struct parley_err *err);
+/* The ingest discipline (store_hosts.c): read the host's seq, and after
+ * storing, raise it. */
+int db_seq_load(struct store *s, const char *host, uint64_t *seq,
+	     struct parley_err *err);
+int db_seq_raise(struct store *s, const char *host, uint64_t seq,
+	      struct parley_err *err);
+/* Check that seq[i] increase; `what` names the records. */
+int db_seq_check_order(const char *what, uint64_t prev, uint64_t seq, unsigned i,
+		    struct parley_err *err);
+/* The latest policy version (0: none). */
+int db_policy_current(struct store *s, uint64_t *v, struct parley_err *err);
+/* Create policy version current+1 with a description (store_grants.c). */
+int db_policy_new_version(struct store *s, const char *change, uint64_t *v,
+		       struct parley_err *err);
+/* Record that version v affects the hosts of partitions a and b. */
+int db_policy_note_parts(struct store *s, uint64_t v, const char *a,
+		      const char *b, struct parley_err *err);
+/* Record that version v affects the hosts of every grant naming
+ * partition p (a baseline of p changed). */
+int db_policy_note_grants_of(struct store *s, uint64_t v, const char *p,
+			     struct parley_err *err);
+/* Number of grants naming partition p. */
+int db_grants_naming(struct store *s, const char *p, int64_t *n,
+		  struct parley_err *err);
+
+/* Migrations (migrations.c): bring the file to `upto`. */
+int db_migrate(struct store *s, unsigned upto, struct parley_err *err);
+
+/* Names lists. */
+int db_names_push(struct store_names *l, const char *name);
+
+#endif

@@ -1,0 +1,258 @@
+/* parleyd and agents as real processes on loopback (mutual TLS). */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/bundle.h"
+#include "common/pki.h"
+#include "common/wire.h"
+#include <errno.h>
+#include <unistd.h>
+#include "common/sign.h"
+#include "tests/helpers/fleetd.h"
+#include "tests/helpers/testutil.h"
+
+static void add_host(struct store *s, const char *h)
+{
+	cr_assert_eq(store_host_put(s, h, "", (struct store_blob){ 0 }, NULL), 0);
+}
+
+static void add_part(struct store *s, const char *name, const char *host)
+{
+	struct store_part_in in = { .name = name, .host = host,
+				    .kind = STORE_PART_THIN, .spec_json = "{}",
+				    .spec_len = 2, .state = "defined" };
+	struct parley_err err = { 0 };
+	cr_assert_eq(store_partition_put(s, &in, NULL, &err), 0, "%s",
+		     perr_msg(&err));
+}
+
+static uint64_t add_grant(struct store *s, const char *ch, const char *a,
+			  const char *b)
+{
+	struct grant g = { .dir = GRANT_BOTH, .ring_bytes = 65536,
+			   .require_integrity = true };
+	snprintf(g.channel, sizeof(g.channel), "%s", ch);
+	snprintf(g.a, sizeof(g.a), "%s", a);
+	snprintf(g.b, sizeof(g.b), "%s", b);
+	uint64_t v = 0;
+	struct parley_err err = { 0 };
+	cr_assert_eq(store_grant_add(s, &g, &v, &err), 0, "%s", perr_msg(&err));
+	return v;
+}
+
+struct acked {
+	const char *host;
+	uint64_t want;
+};
+
+static bool host_acked(struct fleetd *f, void *ctx)
+{
+	const struct acked *a = ctx;
+	struct store *s = fd_store(f);
+	uint64_t v = 0;
+	store_policy_acked(s, a->host, &v, NULL);
+	store_close(s);
+	return v >= a->want;
+}
+
+static void load_bundle(struct fd_agent *a, struct agent_policy *p)
+{
+	char path[700], pub[700];
+	snprintf(path, sizeof(path), "%s/bundle.pb", a->dir);
+	snprintf(pub, sizeof(pub), "%s/policy.pub", a->dir);
+	EVP_PKEY *k = NULL;
+	cr_assert_eq(sign_read_pub(pub, &k, NULL), 0);
+	struct parley_err err = { 0 };
+	cr_assert_eq(bundle_load(path, k, a->name, p, &err), 0, "%s",
+		     perr_msg(&err));
+	EVP_PKEY_free(k);
+}
+
+Test(daemon, three_agents_get_only_their_own_bundles, .timeout = 60)
+{
+	struct fleetd f;
+	fd_init(&f);
+	struct store *s = fd_store(&f);
+	const char *hosts[] = { "host-a", "host-b", "host-c" };
+	for (int i = 0; i < 3; i++)
+		add_host(s, hosts[i]);
+	add_part(s, "p1", "host-a");
+	add_part(s, "p2", "host-a");
+	add_part(s, "q1", "host-b");
+	add_part(s, "q2", "host-b");
+	uint64_t va = add_grant(s, "ga", "p1", "p2");
+	uint64_t vb = add_grant(s, "gb", "q1", "q2");
+	store_close(s);
+	fd_start_daemon(&f);
+	struct fd_agent *a[3];
+	for (int i = 0; i < 3; i++) {
+		a[i] = fd_host(&f, hosts[i], NULL);
+		fd_start_agent(&f, a[i], NULL);
+	}
+	struct acked wa = { "host-a", va }, wb = { "host-b", vb };
+	cr_assert(fd_wait(host_acked, &f, &wa, 15000), "host-a never acked");
+	cr_assert(fd_wait(host_acked, &f, &wb, 15000), "host-b never acked");
+	struct agent_policy pa, pb;
+	load_bundle(a[0], &pa);
+	load_bundle(a[1], &pb);
+	cr_assert_eq(pa.grants.n, 1);
+	cr_assert_str_eq(pa.grants.g[0].channel, "ga");
+	cr_assert_eq(pb.grants.n, 1);
+	cr_assert_str_eq(pb.grants.g[0].channel, "gb");
+	agent_policy_free(&pa);
+	agent_policy_free(&pb);
+	char path[700];
+	snprintf(path, sizeof(path), "%s/bundle.pb", a[2]->dir);
+	cr_assert_neq(access(path, F_OK), 0, "host-c got a bundle");
+	fd_stop(&f);
+}
+
+static bool log_has(struct fleetd *f, void *ctx)
+{
+	const char *const *w = ctx; /* { agent index as string, needle } */
+	char *log = fd_agent_log(&f->agent[atoi(w[0])]);
+	bool has = strstr(log, w[1]) != NULL;
+	free(log);
+	return has;
+}
+
+Test(daemon, grant_added_opens_and_removed_revokes, .timeout = 90)
+{
+	T_REQUIRE_KVM();
+	struct fleetd f;
+	fd_init(&f);
+	struct store *s = fd_store(&f);
+	add_host(s, "host-a");
+	add_part(s, "a", "host-a");
+	add_part(s, "b", "host-a");
+	store_close(s);
+	fd_start_daemon(&f);
+	struct fd_agent *h = fd_host(&f, "host-a", NULL);
+	const char *specs[] = {
+		"{\"name\":\"a\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
+		"\"cmdline\":\"steps=sleep:1500,open:c1,send:0:100,sleep:200\"}",
+		"{\"name\":\"b\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
+		"\"cmdline\":\"steps=sleep:1500,open:c1,recv:0:100,recvall:0\"}",
+		NULL };
+	fd_start_agent(&f, h, specs);
+	s = fd_store(&f);
+	uint64_t v = add_grant(s, "c1", "a", "b");
+	store_close(s);
+	struct acked w = { "host-a", v };
+	cr_assert(fd_wait(host_acked, &f, &w, 15000), "grant never acked");
+	const char *got[] = { "0", "b| received 100" };
+	cr_assert(fd_wait(log_has, &f, got, 20000), "no traffic:\n%s",
+		  fd_agent_log(h));
+	s = fd_store(&f);
+	uint64_t v2 = 0;
+	cr_assert_eq(store_grant_remove(s, "c1", &v2, NULL), 0);
+	store_close(s);
+	const char *closed[] = { "0", "b| closed after 0" };
+	cr_assert(fd_wait(log_has, &f, closed, 20000), "not revoked:\n%s",
+		  fd_agent_log(h));
+	fd_stop(&f);
+}
+
+static bool daemon_log_has(struct fleetd *f, void *ctx)
+{
+	char *log = fd_daemon_log(f);
+	bool has = strstr(log, ctx) != NULL;
+	free(log);
+	return has;
+}
+
+Test(daemon, foreign_and_expired_certificates_are_refused, .timeout = 60)
+{
+	struct fleetd f;
+	fd_init(&f);
+	fd_start_daemon(&f);
+	struct fd_agent *x = fd_host(&f, "intruder", "foreign");
+	struct fd_agent *y = fd_host(&f, "stale", "expired");
+	struct fd_agent *z = fd_host(&f, "good", NULL);
+	fd_start_agent(&f, x, NULL);
+	fd_start_agent(&f, y, NULL);
+	fd_start_agent(&f, z, NULL);
+	cr_assert(fd_wait(daemon_log_has, &f, "agent good connected", 15000),
+		  "%s", fd_daemon_log(&f));
+	cr_assert(fd_wait(daemon_log_has, &f, "certificate has expired", 15000) ||
+		  fd_wait(daemon_log_has, &f, "expired", 100), "%s",
+		  fd_daemon_log(&f));
+	char *log = fd_daemon_log(&f);
+	cr_assert_null(strstr(log, "agent intruder connected"), "%s", log);
+	cr_assert_null(strstr(log, "agent stale connected"), "%s", log);
+	free(log);
+	fd_stop(&f);
+}
+
+Test(daemon, persisted_bundle_enforced_while_daemon_is_down, .timeout = 90)
+{
+	T_REQUIRE_KVM();
+	struct fleetd f;
+	fd_init(&f);
+	struct store *s = fd_store(&f);
+	add_host(s, "host-a");
+	add_part(s, "a", "host-a");
+	add_part(s, "b", "host-a");
+	uint64_t v = add_grant(s, "c1", "a", "b");
+	store_close(s);
+	fd_start_daemon(&f);
+	struct fd_agent *h = fd_host(&f, "host-a", NULL);
+	fd_start_agent(&f, h, NULL);
+	struct acked w = { "host-a", v };
+	cr_assert(fd_wait(host_acked, &f, &w, 15000));
+	fd_stop_agent(h);
+	fd_kill_daemon(&f);
+	/* No daemon now: the agent starts on what it persisted. */
+	const char *specs[] = {
+		"{\"name\":\"a\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
+		"\"cmdline\":\"steps=open:c1,send:0:50,sleep:200\"}",
+		"{\"name\":\"b\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
+		"\"cmdline\":\"steps=open:c1,recv:0:50\"}",
+		NULL };
+	fd_start_agent(&f, h, specs);
+	const char *got[] = { "0", "b| received 50" };
+	cr_assert(fd_wait(log_has, &f, got, 20000), "%s", fd_agent_log(h));
+	const char *pers[] = { "0", "enforcing persisted policy version" };
+	cr_assert(log_has(&f, pers));
+	/* The daemon comes back: the agent reconnects by itself. */
+	fd_start_daemon(&f);
+	const char *up[] = { "0", "daemon link up" };
+	cr_assert(fd_wait(log_has, &f, up, 20000), "%s", fd_agent_log(h));
+	fd_stop(&f);
+}
+
+Test(daemon, replayed_older_bundle_is_refused)
+{
+	/* Unit level: what the agent does with a bundle not newer than the
+	 * one it enforces, and with a forged or foreign one. */
+	EVP_PKEY *k = NULL, *other = NULL;
+	cr_assert_eq(pki_key_new(&k, NULL), 0);
+	cr_assert_eq(pki_key_new(&other, NULL), 0);
+	Parley__V1__PolicyBody b;
+	parley__v1__policy_body__init(&b);
+	b.host = "host-a";
+	b.version = 5;
+	uint8_t body[256], sig[SIGN_LEN];
+	size_t len = parley__v1__policy_body__pack(&b, body);
+	cr_assert_eq(sign_data(k, body, len, sig), 0);
+	Parley__V1__PolicyBundle pb;
+	parley__v1__policy_bundle__init(&pb);
+	wire_bytes(&pb.body, body, len);
+	wire_bytes(&pb.signature, sig, SIGN_LEN);
+	struct agent_policy p;
+	struct parley_err err = { 0 };
+	cr_assert_eq(bundle_accept(k, "host-a", 4, &pb, &p, &err), 0, "%s",
+		     perr_msg(&err));
+	agent_policy_free(&p);
+	cr_assert_eq(bundle_accept(k, "host-a", 5, &pb, &p, &err), -ESTALE);
+	cr_assert(strstr(err.msg, "replayed"), "%s", err.msg);
+	cr_assert_eq(bundle_accept(k, "host-a", 9, &pb, &p, &err), -ESTALE);
+	cr_assert_eq(bundle_accept(k, "host-b", 0, &pb, &p, &err), -EPERM);
+	cr_assert_eq(bundle_accept(other, "host-a", 0, &pb, &p, &err),
+		     -EBADMSG);
+	sig[3] ^= 1;
+	cr_assert_eq(bundle_accept(k, "host-a", 0, &pb, &p, &err), -EBADMSG);
+	EVP_PKEY_free(k);
+	EVP_PKEY_free(other);
+}

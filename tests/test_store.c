@@ -1,0 +1,1242 @@
+/*
+ * The store (db/): migrations from an empty file and from an older one,
+ * reopening, a newer file refused; every API round trip on a real SQLite
+ * file; grant changes and policy versions across three hosts; acks; seq
+ * deduplication; the audit chain, then tampered with behind the store's
+ * back; batches; and a table of hostile arguments with the exact code and
+ * message each gets. Crash safety, concurrent writers and the ingest rate
+ * are in test_store_crash.c.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sqlite3.h>
+
+#include <openssl/evp.h>
+
+#include "db/store.h"
+#include "tests/helpers/testutil.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define STORE_TEST_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define STORE_TEST_LSAN 1
+#endif
+#endif
+#ifdef STORE_TEST_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
+/* Look for leaks while the test can still fail (see tests/test_spec.c). */
+static void expect_no_leaks(void)
+{
+#ifdef STORE_TEST_LSAN
+	cr_expect_eq(__lsan_do_recoverable_leak_check(), 0,
+		     "LeakSanitizer found leaks (report above)");
+#endif
+}
+
+#define NOCERT ((struct store_blob){ NULL, 0 })
+#define SPEC "{\"name\":\"x\",\"image\":\"x.elf\",\"memory\":\"8M\"}"
+
+/* ---- a store in a temporary directory ---- */
+
+struct fx {
+	char *dir;
+	char path[600];
+	struct store *s;
+};
+
+static void fx_dir(struct fx *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->dir = t_tmpdir();
+	snprintf(f->path, sizeof(f->path), "%s/parley.db", f->dir);
+}
+
+static void fx_reopen(struct fx *f)
+{
+	struct parley_err e = { 0 };
+	int rc = store_open(f->path, &f->s, &e);
+	cr_assert_eq(rc, 0, "store_open: %d %s", rc, perr_msg(&e));
+}
+
+static void fx_open(struct fx *f)
+{
+	fx_dir(f);
+	fx_reopen(f);
+}
+
+static void fx_close(struct fx *f)
+{
+	store_close(f->s);
+	f->s = NULL;
+	t_rmtree(f->dir);
+	free(f->dir);
+}
+
+/* ---- the file behind the store's back ---- */
+
+static sqlite3 *raw_open(const char *path)
+{
+	sqlite3 *db;
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	return db;
+}
+
+static void raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = raw_open(path);
+	char *msg = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+	cr_assert_eq(rc, SQLITE_OK, "%s: %s", sql, msg ? msg : "?");
+	sqlite3_free(msg);
+	sqlite3_close(db);
+}
+
+static sqlite3_stmt *raw_row(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK,
+		     "%s: %s", sql, sqlite3_errmsg(db));
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s: no row", sql);
+	return st;
+}
+
+static int64_t raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db = raw_open(path);
+	sqlite3_stmt *st = raw_row(db, sql);
+	int64_t v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static char *raw_text(const char *path, const char *sql)
+{
+	sqlite3 *db = raw_open(path);
+	sqlite3_stmt *st = raw_row(db, sql);
+	char *v = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+/* ---- a small fleet: h1 runs pa and pb, h2 pc (libvirt), h3 pd ---- */
+
+static struct store_part_in part_in(const char *name, const char *host,
+				    enum store_part_kind kind)
+{
+	return (struct store_part_in){
+		.name = name, .host = host, .kind = kind, .spec_json = SPEC,
+		.spec_len = strlen(SPEC), .state = "defined",
+	};
+}
+
+static void fleet(struct store *s)
+{
+	struct parley_err e = { 0 };
+	static const char *const hosts[] = { "h1", "h2", "h3" };
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(store_host_put(s, hosts[i], "test:///default",
+					    NOCERT, &e), 0, "%s", perr_msg(&e));
+	struct store_part_in p[] = {
+		part_in("pa", "h1", STORE_PART_THIN),
+		part_in("pb", "h1", STORE_PART_THIN),
+		part_in("pc", "h2", STORE_PART_LIBVIRT),
+		part_in("pd", "h3", STORE_PART_THIN),
+	};
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(store_partition_put(s, &p[i], NULL, &e), 0, "%s",
+			     perr_msg(&e));
+}
+
+static struct grant mkgrant(const char *ch, const char *a, const char *b)
+{
+	struct grant g;
+	memset(&g, 0, sizeof(g));
+	snprintf(g.channel, sizeof(g.channel), "%s", ch);
+	snprintf(g.a, sizeof(g.a), "%s", a);
+	snprintf(g.b, sizeof(g.b), "%s", b);
+	g.dir = GRANT_BOTH;
+	g.ring_bytes = 64 * 1024;
+	g.require_integrity = true;
+	return g;
+}
+
+static bool grant_eq(const struct grant *x, const struct grant *y)
+{
+	return !strcmp(x->channel, y->channel) && !strcmp(x->a, y->a) &&
+	       !strcmp(x->b, y->b) && x->dir == y->dir &&
+	       x->ring_bytes == y->ring_bytes &&
+	       x->require_integrity == y->require_integrity;
+}
+
+/* "a,b,c" from a names list. */
+static void join(char *out, size_t cap, const struct store_names *l)
+{
+	out[0] = '\0';
+	for (unsigned i = 0; i < l->n; i++)
+		snprintf(out + strlen(out), cap - strlen(out), "%s%s",
+			 i ? "," : "", l->name[i]);
+}
+
+static void expect_affected(struct store *s, uint64_t v, const char *want)
+{
+	struct store_names l;
+	struct parley_err e = { 0 };
+	char got[256];
+	cr_assert_eq(store_policy_affected(s, v, &l, &e), 0, "%s",
+		     perr_msg(&e));
+	join(got, sizeof(got), &l);
+	cr_expect_str_eq(got, want, "version %llu affected %s, want %s",
+			 (unsigned long long)v, got, want);
+	store_names_free(&l);
+}
+
+static void expect_for_host(struct store *s, const char *host,
+			    const char *want)
+{
+	struct grant_set gs;
+	struct parley_err e = { 0 };
+	char got[256] = "";
+	cr_assert_eq(store_grants_for_host(s, host, &gs, &e), 0, "%s",
+		     perr_msg(&e));
+	for (unsigned i = 0; i < gs.n; i++)
+		snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s",
+			 i ? "," : "", gs.g[i].channel);
+	cr_expect_str_eq(got, want, "host %s: grants %s, want %s", host, got,
+			 want);
+	grant_set_free(&gs);
+}
+
+/* ---- digests ---- */
+
+/* Input digests with patterned bytes; not to be copied (it points into
+ * itself). */
+struct dg {
+	uint8_t digest[32];
+	uint8_t file_sha[STORE_FILES_MAX][32];
+	char names[STORE_FILES_MAX][16];
+	struct store_file_in file[STORE_FILES_MAX];
+	uint8_t seg_sha[STORE_SEGS_MAX][32];
+	struct store_blob seg[STORE_SEGS_MAX];
+	struct store_digests_in in;
+};
+
+static void dg_make(struct dg *d, unsigned nfile, unsigned nseg, uint8_t fill)
+{
+	memset(d, 0, sizeof(*d));
+	memset(d->digest, fill, 32);
+	for (unsigned i = 0; i < nfile; i++) {
+		snprintf(d->names[i], sizeof(d->names[i]), "file%u.conf", i);
+		memset(d->file_sha[i], fill + 1 + i, 32);
+		d->file[i] = (struct store_file_in){
+			d->names[i], { d->file_sha[i], 32 } };
+	}
+	for (unsigned i = 0; i < nseg; i++) {
+		memset(d->seg_sha[i], fill + 0x80 + i, 32);
+		d->seg[i] = (struct store_blob){ d->seg_sha[i], 32 };
+	}
+	d->in = (struct store_digests_in){
+		.digest = { d->digest, 32 }, .file = d->file, .nfile = nfile,
+		.seg = d->seg, .nseg = nseg,
+	};
+}
+
+static void dg_expect(const struct store_digests *got, const struct dg *want)
+{
+	cr_expect_arr_eq(got->digest, want->digest, 32);
+	cr_assert_eq(got->nfile, want->in.nfile);
+	cr_assert_eq(got->nseg, want->in.nseg);
+	for (unsigned i = 0; i < got->nfile; i++) {
+		cr_expect_str_eq(got->file[i].name, want->names[i]);
+		cr_expect_arr_eq(got->file[i].sha256, want->file_sha[i], 32);
+	}
+	for (unsigned i = 0; i < got->nseg; i++)
+		cr_expect_arr_eq(got->seg[i], want->seg_sha[i], 32);
+}
+
+/* ---- audit events ---- */
+
+static char details[64][32];
+
+/* n (<= 64) agent events with seqs first, first+1, ... */
+static void mkevents(struct store_audit_in *ev, unsigned n, uint64_t first)
+{
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(details[i], sizeof(details[i]), "seq %llu",
+			 (unsigned long long)(first + i));
+		ev[i] = (struct store_audit_in){
+			.seq = first + i, .event = "open_denied",
+			.partition = "pa", .channel = "ab",
+			.reason = "INTEGRITY", .file = "motd",
+			.detail = details[i],
+		};
+	}
+}
+
+static void ingest_events(struct store *s, const char *host, uint64_t first,
+			  uint64_t last)
+{
+	struct store_audit_in ev[64];
+	struct parley_err e = { 0 };
+	unsigned n = (unsigned)(last - first + 1);
+	mkevents(ev, n, first);
+	cr_assert_eq(store_ingest_audit(s, host, ev, n, NULL, &e), 0, "%s",
+		     perr_msg(&e));
+}
+
+/* n of the daemon's own events on an empty trail, detail "event <id>". */
+static void audit_fill(struct store *s, unsigned n)
+{
+	struct store_audit_in *ev = calloc(n, sizeof(*ev));
+	char (*d)[32] = calloc(n, 32);
+	cr_assert(ev && d);
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(d[i], 32, "event %u", i + 1);
+		ev[i] = (struct store_audit_in){
+			.host = "h1", .event = "open_denied",
+			.partition = "pa", .channel = "ab",
+			.reason = "INTEGRITY", .file = "motd",
+			.detail = d[i], .time_ms = 1700000000000ll + i,
+		};
+	}
+	struct parley_err e = { 0 };
+	uint64_t last;
+	int rc = store_audit_append(s, ev, n, &last, &e);
+	free(ev);
+	free(d);
+	cr_assert_eq(rc, 0, "%s", perr_msg(&e));
+}
+
+/* ---- open, migrate ---- */
+
+Test(store, migrate_from_empty)
+{
+	struct fx f;
+	fx_open(&f);
+	unsigned v;
+	struct parley_err e = { 0 };
+	cr_assert_eq(store_schema_version(f.s, &v, &e), 0, "%s", perr_msg(&e));
+	cr_expect_eq(v, store_schema_latest());
+	cr_expect_geq(store_schema_latest(), 2);
+	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM schema_version"),
+		     store_schema_latest());
+	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM sqlite_master "
+			     "WHERE type = 'table'"), 13);
+	char *mode = raw_text(f.path, "PRAGMA journal_mode");
+	cr_expect_str_eq(mode, "wal");
+	free(mode);
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+Test(store, migrate_from_older_file)
+{
+	struct fx f;
+	fx_dir(&f);
+	struct parley_err e = { 0 };
+	cr_assert_eq(store_open_upto(f.path, 1, &f.s, &e), 0, "%s",
+		     perr_msg(&e));
+	unsigned v;
+	cr_assert_eq(store_schema_version(f.s, &v, &e), 0);
+	cr_expect_eq(v, 1);
+	cr_expect_eq(store_host_put(f.s, "h1", "test:///default", NOCERT, &e),
+		     0, "%s", perr_msg(&e));
+	store_close(f.s);
+	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM sqlite_master "
+			     "WHERE type = 'index' AND name = "
+			     "'grants_by_a'"), 0);
+	fx_reopen(&f);
+	cr_assert_eq(store_schema_version(f.s, &v, &e), 0);
+	cr_expect_eq(v, store_schema_latest());
+	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM sqlite_master "
+			     "WHERE type = 'index' AND name = "
+			     "'grants_by_a'"), 1);
+	struct store_host h;
+	cr_expect_eq(store_host_get(f.s, "h1", &h, &e), 0, "%s", perr_msg(&e));
+	fx_close(&f);
+}
+
+Test(store, reopen_is_idempotent)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	for (int i = 0; i < 3; i++) {
+		store_close(f.s);
+		fx_reopen(&f);
+	}
+	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM schema_version"),
+		     store_schema_latest());
+	struct store_partition p;
+	struct parley_err e = { 0 };
+	cr_assert_eq(store_partition_get(f.s, "pa", &p, &e), 0);
+	cr_expect_eq(p.version, 1);
+	store_partition_free(&p);
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+Test(store, newer_schema_refused)
+{
+	struct fx f;
+	fx_open(&f);
+	store_close(f.s);
+	f.s = NULL;
+	raw_exec(f.path, "INSERT INTO schema_version VALUES (7, 0)");
+	struct parley_err e = { 0 };
+	struct store *s = (void *)1;
+	int rc = store_open(f.path, &s, &e);
+	cr_expect_eq(rc, -ENOTSUP);
+	cr_expect_null(s);
+	char want[700];
+	snprintf(want, sizeof(want), "store %s has schema version 7; this "
+		 "parleyd knows up to %u", f.path, store_schema_latest());
+	cr_expect_str_eq(e.msg, want);
+	fx_close(&f);
+}
+
+Test(store, foreign_files_refused)
+{
+	struct fx f;
+	fx_dir(&f);
+	raw_exec(f.path, "CREATE TABLE other (x INTEGER)");
+	struct parley_err e = { 0 };
+	cr_expect_eq(store_open(f.path, &f.s, &e), -EINVAL);
+	cr_expect(strstr(e.msg, "not a parley store"), "%s", e.msg);
+	FILE *fp = fopen(f.path, "w");
+	cr_assert(fp);
+	fputs("this is not a database, it is a text file that is long "
+	      "enough to have a header, which SQLite reads and rejects\n",
+	      fp);
+	fclose(fp);
+	e = (struct parley_err){ 0 };
+	cr_expect_eq(store_open(f.path, &f.s, &e), -EBADMSG, "%s", e.msg);
+	fx_close(&f);
+}
+
+/* ---- hosts ---- */
+
+Test(store, hosts_round_trip)
+{
+	struct fx f;
+	fx_open(&f);
+	struct parley_err e = { 0 };
+	uint8_t cert[32];
+	memset(cert, 0xc5, sizeof(cert));
+	cr_assert_eq(store_host_put(f.s, "h1", "qemu+tls://h1/system",
+				    (struct store_blob){ cert, 32 }, &e), 0,
+		     "%s", perr_msg(&e));
+	struct store_host h;
+	cr_assert_eq(store_host_get(f.s, "h1", &h, &e), 0);
+	cr_expect_str_eq(h.name, "h1");
+	cr_expect_str_eq(h.libvirt_uri, "qemu+tls://h1/system");
+	cr_expect(h.has_cert);
+	cr_expect_arr_eq(h.cert_sha256, cert, 32);
+	cr_expect_eq(h.agent_seq, 0);
+	cr_expect_gt(h.created_ms, 1600000000000ll);
+	/* An update keeps the seq and drops the pinned cert. */
+	ingest_events(f.s, "h1", 1, 3);
+	cr_assert_eq(store_host_put(f.s, "h1", "", NOCERT, &e), 0);
+	cr_assert_eq(store_host_get(f.s, "h1", &h, &e), 0);
+	cr_expect_str_eq(h.libvirt_uri, "");
+	cr_expect_not(h.has_cert);
+	cr_expect_eq(h.agent_seq, 3);
+	cr_expect_eq(store_host_get(f.s, "nope", &h, &e), -ENOENT);
+	cr_expect_str_eq(e.msg, "host \"nope\": no such host");
+	cr_expect_eq(store_host_delete(f.s, "h1", &e), 0, "%s", perr_msg(&e));
+	cr_expect_eq(store_host_get(f.s, "h1", &h, &e), -ENOENT);
+	cr_expect_eq(store_host_delete(f.s, "h1", &e), -ENOENT);
+	fx_close(&f);
+}
+
+Test(store, host_pagination)
+{
+	struct fx f;
+	fx_open(&f);
+	struct parley_err e = { 0 };
+	char name[16];
+	for (int i = 0; i < 23; i++) {
+		snprintf(name, sizeof(name), "host%02d", 22 - i);
+		cr_assert_eq(store_host_put(f.s, name, "", NOCERT, &e), 0);
+	}
+	char after[STORE_NAME_MAX] = "";
+	int total = 0, pages = 0, n;
+	do {
+		struct store_host *h;
+		n = store_host_list(f.s, after, 10, &h, &e);
+		cr_assert_geq(n, 0, "%s", perr_msg(&e));
+		for (int i = 0; i < n; i++) {
+			snprintf(name, sizeof(name), "host%02d", total + i);
+			cr_expect_str_eq(h[i].name, name);
+		}
+		if (n)
+			snprintf(after, sizeof(after), "%s", h[n - 1].name);
+		total += n;
+		pages++;
+		free(h);
+	} while (n == 10);
+	cr_expect_eq(total, 23);
+	cr_expect_eq(pages, 3);
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+/* ---- partitions ---- */
+
+Test(store, partitions_round_trip)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	struct store_partition p;
+	cr_assert_eq(store_partition_get(f.s, "pc", &p, &e), 0);
+	cr_expect_str_eq(p.host, "h2");
+	cr_expect_eq(p.kind, STORE_PART_LIBVIRT);
+	cr_expect_str_eq(p.state, "defined");
+	cr_expect_str_eq(p.spec_json, SPEC);
+	cr_expect_eq(p.spec_len, strlen(SPEC));
+	cr_expect_eq(p.version, 1);
+	store_partition_free(&p);
+
+	uint64_t v;
+	cr_expect_eq(store_partition_set_state(f.s, "pc", "running", 1, &v,
+					       &e), 0, "%s", perr_msg(&e));
+	cr_expect_eq(v, 2);
+	/* A writer that read version 1 lost the race. */
+	cr_expect_eq(store_partition_set_state(f.s, "pc", "stopped", 1, &v,
+					       &e), -ESTALE);
+	cr_expect_str_eq(e.msg, "partition \"pc\" is at version 2, not 1: "
+			 "changed meanwhile");
+	cr_expect_eq(store_partition_set_state(f.s, "pc", "stopped", 0, &v,
+					       &e), 0);
+	cr_expect_eq(v, 3);
+	/* put replaces and bumps. */
+	struct store_part_in in = part_in("pc", "h2", STORE_PART_THIN);
+	in.state = "created";
+	cr_expect_eq(store_partition_put(f.s, &in, &v, &e), 0);
+	cr_expect_eq(v, 4);
+	cr_assert_eq(store_partition_get(f.s, "pc", &p, &e), 0);
+	cr_expect_eq(p.kind, STORE_PART_THIN);
+	cr_expect_str_eq(p.state, "created");
+	store_partition_free(&p);
+
+	cr_expect_eq(store_partition_delete(f.s, "pc", &e), 0);
+	cr_expect_eq(store_partition_get(f.s, "pc", &p, &e), -ENOENT);
+	cr_expect_eq(store_partition_delete(f.s, "pc", &e), -ENOENT);
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+Test(store, partition_pagination)
+{
+	struct fx f;
+	fx_open(&f);
+	struct parley_err e = { 0 };
+	store_host_put(f.s, "h1", "", NOCERT, &e);
+	store_host_put(f.s, "h2", "", NOCERT, &e);
+	char name[16];
+	for (int i = 0; i < 25; i++) {
+		snprintf(name, sizeof(name), "p%02d", i);
+		struct store_part_in in = part_in(name, i % 2 ? "h2" : "h1",
+						  STORE_PART_THIN);
+		cr_assert_eq(store_partition_put(f.s, &in, NULL, &e), 0, "%s",
+			     perr_msg(&e));
+	}
+	static const int want_all[] = { 10, 10, 5 };
+	static const int want_h2[] = { 10, 2 };
+	const char *hosts[] = { NULL, "h2" };
+	const int *want[] = { want_all, want_h2 };
+	const int pages[] = { 3, 2 };
+	for (int k = 0; k < 2; k++) {
+		char after[STORE_NAME_MAX] = "";
+		for (int pg = 0; pg < pages[k]; pg++) {
+			struct store_partition *p;
+			int n = store_partition_list(f.s, hosts[k], after, 10,
+						     &p, &e);
+			cr_assert_eq(n, want[k][pg], "host %s page %d: %d",
+				     hosts[k] ? hosts[k] : "all", pg, n);
+			for (int i = 0; i < n; i++)
+				if (hosts[k])
+					cr_expect_str_eq(p[i].host, hosts[k]);
+			snprintf(after, sizeof(after), "%s", p[n - 1].name);
+			store_partition_list_free(p, (unsigned)n);
+		}
+	}
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+Test(store, partition_files)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	const char *names[] = { "motd", "policy v2", "config.json" };
+	cr_assert_eq(store_partition_set_files(f.s, "pa", names, 3, &e), 0,
+		     "%s", perr_msg(&e));
+	struct store_names l;
+	cr_assert_eq(store_partition_files(f.s, "pa", &l, &e), 0);
+	cr_assert_eq(l.n, 3);
+	for (unsigned i = 0; i < 3; i++)
+		cr_expect_str_eq(l.name[i], names[i]);
+	store_names_free(&l);
+	cr_assert_eq(store_partition_set_files(f.s, "pa", names + 2, 1, &e), 0);
+	cr_assert_eq(store_partition_files(f.s, "pa", &l, &e), 0);
+	cr_expect_eq(l.n, 1);
+	store_names_free(&l);
+	cr_expect_eq(store_partition_files(f.s, "pb", &l, &e), 0);
+	cr_expect_eq(l.n, 0);
+	cr_expect_eq(store_partition_files(f.s, "ghost", &l, &e), -ENOENT);
+	/* Deleting the partition takes its list along. */
+	cr_expect_eq(store_partition_delete(f.s, "pd", &e), 0);
+	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM partition_files "
+			     "WHERE partition = 'pd'"), 0);
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+/* ---- baselines, measurements ---- */
+
+Test(store, baselines)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	struct dg d;
+	dg_make(&d, 3, 2, 0x10);
+	uint64_t v;
+	cr_assert_eq(store_baseline_put(f.s, "pc", &d.in, false, &v, &e), 0,
+		     "%s", perr_msg(&e));
+	cr_expect_eq(v, 0, "no grant names pc: no bundle changed");
+	struct store_baseline b;
+	cr_assert_eq(store_baseline_get(f.s, "pc", &b, &e), 0, "%s",
+		     perr_msg(&e));
+	dg_expect(&b.d, &d);
+	cr_expect_not(b.golden);
+	cr_expect_str_eq(b.partition, "pc");
+
+	/* Enrolment sets only the first baseline. */
+	struct dg d2;
+	dg_make(&d2, 1, 0, 0x40);
+	cr_expect_eq(store_baseline_put(f.s, "pc", &d2.in, false, &v, &e),
+		     -EEXIST);
+	cr_expect_str_eq(e.msg, "partition \"pc\" already has an enrolled "
+			 "baseline; enrolment only sets the first");
+	/* The operator's golden one replaces it. */
+	cr_assert_eq(store_baseline_put(f.s, "pc", &d2.in, true, &v, &e), 0);
+	cr_assert_eq(store_baseline_get(f.s, "pc", &b, &e), 0);
+	dg_expect(&b.d, &d2);
+	cr_expect(b.golden);
+	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM baseline_digests"),
+		     1);
+
+	cr_expect_eq(store_baseline_get(f.s, "pd", &b, &e), -ENOENT);
+	cr_expect_str_eq(e.msg, "partition \"pd\" has no baseline");
+	cr_expect_eq(store_baseline_get(f.s, "ghost", &b, &e), -ENOENT);
+	cr_expect_str_eq(e.msg, "partition \"ghost\": no such partition");
+	cr_expect_eq(store_baseline_delete(f.s, "pc", &v, &e), 0);
+	cr_expect_eq(store_baseline_get(f.s, "pc", &b, &e), -ENOENT);
+	cr_expect_eq(store_baseline_put(f.s, "pc", &d.in, false, &v, &e), 0);
+	fx_close(&f);
+}
+
+Test(store, baseline_of_granted_partition_versions_policy)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	struct grant g = mkgrant("ac", "pa", "pc");
+	uint64_t v;
+	cr_assert_eq(store_grant_add(f.s, &g, &v, &e), 0, "%s", perr_msg(&e));
+	cr_expect_eq(v, 1);
+	struct dg d;
+	dg_make(&d, 1, 1, 0x20);
+	cr_assert_eq(store_baseline_put(f.s, "pc", &d.in, true, &v, &e), 0);
+	cr_expect_eq(v, 2);
+	expect_affected(f.s, 2, "h1,h2");
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+Test(store, measurements)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	struct dg d[3];
+	for (int i = 0; i < 3; i++)
+		dg_make(&d[i], 2, 1, (uint8_t)(0x30 + 0x10 * i));
+	struct store_measure_in m[3] = {
+		{ .seq = 1, .partition = "pa", .time_ms = 1000, .d = d[0].in },
+		{ .seq = 2, .partition = "pb", .time_ms = 1001, .d = d[1].in },
+		{ .seq = 5, .partition = "pa", .time_ms = 1002, .d = d[2].in },
+	};
+	struct store_ingest r;
+	cr_assert_eq(store_ingest_measurements(f.s, "h1", m, 3, &r, &e), 0,
+		     "%s", perr_msg(&e));
+	cr_expect_eq(r.stored, 3);
+	cr_expect_eq(r.seq, 5);
+	struct store_measurement *l;
+	int n = store_measurement_latest(f.s, NULL, &l, &e);
+	cr_assert_eq(n, 2, "%d %s", n, perr_msg(&e));
+	cr_expect_str_eq(l[0].partition, "pa");
+	cr_expect_eq(l[0].seq, 5);
+	cr_expect_eq(l[0].time_ms, 1002);
+	dg_expect(&l[0].d, &d[2]);
+	cr_expect_str_eq(l[1].partition, "pb");
+	dg_expect(&l[1].d, &d[1]);
+	free(l);
+	cr_expect_eq(store_measurement_latest(f.s, "h2", &l, &e), 0);
+	free(l);
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+/* ---- grants and policy versions ---- */
+
+Test(store, grant_changes_bump_the_version)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	uint64_t v;
+	cr_expect_eq(store_policy_version(f.s, &v, &e), 0);
+	cr_expect_eq(v, 0);
+	struct grant g = mkgrant("ab", "pa", "pb");
+	cr_assert_eq(store_grant_add(f.s, &g, &v, &e), 0, "%s", perr_msg(&e));
+	cr_expect_eq(v, 1);
+	g.ring_bytes = 1 << 20;
+	g.dir = GRANT_B_TO_A;
+	g.require_integrity = false;
+	cr_assert_eq(store_grant_update(f.s, &g, &v, &e), 0);
+	cr_expect_eq(v, 2);
+	/* The same grant again changes nothing: no version. */
+	cr_assert_eq(store_grant_update(f.s, &g, &v, &e), 0);
+	cr_expect_eq(v, 2);
+	struct grant got;
+	cr_assert_eq(store_grant_get(f.s, "ab", &got, &e), 0);
+	cr_expect(grant_eq(&got, &g));
+	cr_assert_eq(store_grant_remove(f.s, "ab", &v, &e), 0);
+	cr_expect_eq(v, 3);
+	cr_expect_eq(store_grant_get(f.s, "ab", &got, &e), -ENOENT);
+	cr_expect_eq(store_policy_version(f.s, &v, &e), 0);
+	cr_expect_eq(v, 3);
+	for (uint64_t i = 1; i <= 3; i++)
+		expect_affected(f.s, i, "h1");
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+/* Three hosts: h1 runs pa and pb, h2 pc, h3 pd. */
+Test(store, grants_per_host)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	struct grant gs[] = {
+		mkgrant("ab", "pa", "pb"), mkgrant("ac", "pa", "pc"),
+		mkgrant("bd", "pb", "pd"), mkgrant("cd", "pc", "pd"),
+	};
+	uint64_t v;
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(store_grant_add(f.s, &gs[i], &v, &e), 0, "%s",
+			     perr_msg(&e));
+	cr_expect_eq(v, 4);
+	expect_for_host(f.s, "h1", "ab,ac,bd");
+	expect_for_host(f.s, "h2", "ac,cd");
+	expect_for_host(f.s, "h3", "bd,cd");
+	expect_affected(f.s, 1, "h1");
+	expect_affected(f.s, 2, "h1,h2");
+	expect_affected(f.s, 3, "h1,h3");
+	expect_affected(f.s, 4, "h2,h3");
+	/* Moving an endpoint affects the old host and the new one. */
+	gs[3] = mkgrant("cd", "pc", "pb");
+	cr_assert_eq(store_grant_update(f.s, &gs[3], &v, &e), 0);
+	expect_affected(f.s, 5, "h1,h2,h3");
+	expect_for_host(f.s, "h3", "bd");
+	uint64_t hv[3];
+	const char *hosts[] = { "h1", "h2", "h3" };
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(store_policy_host_version(f.s, hosts[i], &hv[i],
+						       &e), 0);
+	cr_expect_eq(hv[0], 5);
+	cr_expect_eq(hv[1], 5);
+	cr_expect_eq(hv[2], 5);
+	cr_expect_eq(store_grant_remove(f.s, "ab", &v, &e), 0);
+	cr_assert_eq(store_policy_host_version(f.s, "h3", &hv[2], &e), 0);
+	cr_expect_eq(hv[2], 5, "removing ab does not touch h3's bundle");
+	struct grant_set all;
+	cr_assert_eq(store_grant_list(f.s, &all, &e), 0);
+	cr_expect_eq(all.n, 3);
+	grant_set_free(&all);
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+Test(store, grant_replace_is_one_version)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	struct grant a[] = { mkgrant("ab", "pa", "pb"), mkgrant("cd", "pc",
+								 "pd") };
+	struct grant_set set = { 2, a };
+	uint64_t v;
+	cr_assert_eq(store_grant_replace(f.s, &set, &v, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_expect_eq(v, 1);
+	expect_affected(f.s, 1, "h1,h2,h3");
+	cr_assert_eq(store_grant_replace(f.s, &set, &v, &e), 0);
+	cr_expect_eq(v, 1, "the same document again: no version");
+	struct grant b[] = { mkgrant("cd", "pc", "pd"), mkgrant("ac", "pa",
+								 "pc") };
+	set.g = b;
+	cr_assert_eq(store_grant_replace(f.s, &set, &v, &e), 0);
+	cr_expect_eq(v, 2);
+	expect_affected(f.s, 2, "h1,h2");
+	struct grant_set all;
+	cr_assert_eq(store_grant_list(f.s, &all, &e), 0);
+	cr_assert_eq(all.n, 2);
+	cr_expect_str_eq(all.g[0].channel, "ac");
+	cr_expect_str_eq(all.g[1].channel, "cd");
+	grant_set_free(&all);
+	set.n = 0;
+	cr_assert_eq(store_grant_replace(f.s, &set, &v, &e), 0);
+	cr_expect_eq(v, 3);
+	cr_assert_eq(store_grant_list(f.s, &all, &e), 0);
+	cr_expect_eq(all.n, 0);
+	grant_set_free(&all);
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+Test(store, acks_and_lagging_hosts)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	uint64_t v;
+	struct store_lag *lag;
+	cr_expect_eq(store_policy_lagging(f.s, &lag, &e), 0);
+	free(lag);
+	struct grant g1 = mkgrant("ac", "pa", "pc");
+	struct grant g2 = mkgrant("bd", "pb", "pd");
+	cr_assert_eq(store_grant_add(f.s, &g1, &v, &e), 0);
+	cr_assert_eq(store_grant_add(f.s, &g2, &v, &e), 0);
+	/* h1 wants 2, h2 wants 1, h3 wants 2. */
+	int n = store_policy_lagging(f.s, &lag, &e);
+	cr_assert_eq(n, 3);
+	cr_expect_str_eq(lag[0].host, "h1");
+	cr_expect_eq(lag[0].want, 2);
+	cr_expect_eq(lag[1].want, 1);
+	cr_expect_eq(lag[2].acked, 0);
+	free(lag);
+	cr_expect_eq(store_policy_ack(f.s, "h1", 2, &e), 0, "%s", perr_msg(&e));
+	cr_expect_eq(store_policy_ack(f.s, "h2", 1, &e), 0);
+	cr_expect_eq(store_policy_ack(f.s, "h3", 1, &e), 0);
+	/* Acks only move forward. */
+	cr_expect_eq(store_policy_ack(f.s, "h1", 1, &e), 0);
+	cr_expect_eq(store_policy_acked(f.s, "h1", &v, &e), 0);
+	cr_expect_eq(v, 2);
+	cr_expect_eq(store_policy_ack(f.s, "h2", 2, &e), -EINVAL);
+	cr_expect_str_eq(e.msg, "host \"h2\" acknowledged policy version 2, "
+			 "but its bundle is at version 1");
+	n = store_policy_lagging(f.s, &lag, &e);
+	cr_assert_eq(n, 1);
+	cr_expect_str_eq(lag[0].host, "h3");
+	cr_expect_eq(lag[0].acked, 1);
+	cr_expect_eq(lag[0].want, 2);
+	free(lag);
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+/* ---- exactly-once ingest ---- */
+
+Test(store, seq_dedup)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	struct store_ingest r;
+	struct store_audit_in ev[4];
+	mkevents(ev, 4, 1);
+	cr_assert_eq(store_ingest_audit(f.s, "h1", ev, 4, &r, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_expect_eq(r.stored, 4);
+	cr_expect_eq(r.skipped, 0);
+	cr_expect_eq(r.seq, 4);
+	/* The same batch again (the agent did not see our Ack). */
+	cr_assert_eq(store_ingest_audit(f.s, "h1", ev, 4, &r, &e), 0);
+	cr_expect_eq(r.stored, 0);
+	cr_expect_eq(r.skipped, 4);
+	cr_expect_eq(r.seq, 4);
+	/* Overlapping: 3..6 stores 5 and 6. */
+	mkevents(ev, 4, 3);
+	cr_assert_eq(store_ingest_audit(f.s, "h1", ev, 4, &r, &e), 0);
+	cr_expect_eq(r.stored, 2);
+	cr_expect_eq(r.skipped, 2);
+	cr_expect_eq(r.seq, 6);
+	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM audit"), 6);
+	uint64_t seq;
+	cr_expect_eq(store_host_seq(f.s, "h1", &seq, &e), 0);
+	cr_expect_eq(seq, 6);
+	cr_expect_eq(store_host_seq(f.s, "h2", &seq, &e), 0);
+	cr_expect_eq(seq, 0);
+
+	/* One sequence for every kind of record. */
+	struct dg d;
+	dg_make(&d, 1, 0, 1);
+	struct store_measure_in m = { .seq = 6, .partition = "pa", .d = d.in };
+	cr_assert_eq(store_ingest_measurements(f.s, "h1", &m, 1, &r, &e), 0);
+	cr_expect_eq(r.skipped, 1);
+	m.seq = 7;
+	cr_assert_eq(store_ingest_measurements(f.s, "h1", &m, 1, &r, &e), 0);
+	cr_assert_eq(store_ingest_measurements(f.s, "h1", &m, 1, &r, &e), 0);
+	cr_expect_eq(r.skipped, 1);
+	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM measurements"), 1);
+	cr_assert_eq(store_ingest_status(f.s, "h1", 8, "pb", "running", &r,
+					 &e), 0, "%s", perr_msg(&e));
+	cr_expect_eq(r.stored, 1);
+	cr_assert_eq(store_ingest_status(f.s, "h1", 8, "pb", "stopped", &r,
+					 &e), 0);
+	cr_expect_eq(r.skipped, 1);
+	struct store_partition p;
+	cr_assert_eq(store_partition_get(f.s, "pb", &p, &e), 0);
+	cr_expect_str_eq(p.state, "running");
+	store_partition_free(&p);
+	/* A refused batch stores nothing and leaves the seq alone. */
+	mkevents(ev, 2, 9);
+	ev[1].partition = "bad name";
+	cr_expect_eq(store_ingest_audit(f.s, "h1", ev, 2, &r, &e), -EINVAL);
+	cr_expect_eq(store_host_seq(f.s, "h1", &seq, &e), 0);
+	cr_expect_eq(seq, 8);
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+/* ---- audit ---- */
+
+struct collect {
+	unsigned n;
+	uint64_t ids[64];
+	char detail[64][32];
+};
+
+static int collect_cb(const struct store_audit *r, void *ctx)
+{
+	struct collect *c = ctx;
+	c->ids[c->n] = r->id;
+	snprintf(c->detail[c->n], sizeof(c->detail[0]), "%s", r->detail);
+	c->n++;
+	return c->n == 64;
+}
+
+Test(store, audit_chain_and_list)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	audit_fill(f.s, 50);
+	uint64_t bad = 99, rows;
+	cr_expect_eq(store_audit_verify(f.s, &bad, &rows, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_expect_eq(bad, 0);
+	cr_expect_eq(rows, 50);
+	struct collect c = { 0 };
+	cr_expect_eq(store_audit_list(f.s, 40, 5, collect_cb, &c, &e), 5);
+	cr_assert_eq(c.n, 5);
+	cr_expect_eq(c.ids[0], 41);
+	cr_expect_eq(c.ids[4], 45);
+	cr_expect_str_eq(c.detail[0], "event 41");
+	c.n = 0;
+	cr_expect_eq(store_audit_list(f.s, 45, 0, collect_cb, &c, &e), 5);
+	cr_expect_eq(c.ids[4], 50);
+	/* The first row links to zeros; the rows are what was given. */
+	c.n = 0;
+	cr_expect_eq(store_audit_list(f.s, 0, 1, collect_cb, &c, &e), 1);
+	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM audit WHERE id = 1 "
+			     "AND prev_hash = zeroblob(32) AND host = 'h1' "
+			     "AND event = 'open_denied' AND partition = 'pa' "
+			     "AND channel = 'ab' AND reason = 'INTEGRITY' "
+			     "AND file = 'motd'"), 1);
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+Test(store, audit_empty_verifies)
+{
+	struct fx f;
+	fx_open(&f);
+	uint64_t bad = 9, rows = 9;
+	struct parley_err e = { 0 };
+	cr_expect_eq(store_audit_verify(f.s, &bad, &rows, &e), 0);
+	cr_expect_eq(bad, 0);
+	cr_expect_eq(rows, 0);
+	fx_close(&f);
+}
+
+struct tamper {
+	const char *name;
+	const char *sql;          /* run on the file behind the store */
+	uint64_t first_bad;
+	const char *why;
+};
+
+static const struct tamper tampers[] = {
+	{ "edit a detail", "UPDATE audit SET detail = 'nothing happened' "
+	  "WHERE id = 17", 17, "its contents do not match its hash" },
+	{ "edit a time", "UPDATE audit SET time_ms = time_ms + 1 "
+	  "WHERE id = 3", 3, "its contents do not match its hash" },
+	{ "delete a middle row", "DELETE FROM audit WHERE id = 23", 23,
+	  "missing (a gap in the ids)" },
+	{ "delete two", "DELETE FROM audit WHERE id IN (8, 30)", 8,
+	  "missing (a gap in the ids)" },
+	{ "change a prev_hash", "UPDATE audit SET prev_hash = "
+	  "(SELECT hash FROM audit WHERE id = 4) WHERE id = 11", 11,
+	  "prev_hash does not link" },
+	{ "swap a hash", "UPDATE audit SET hash = "
+	  "(SELECT hash FROM audit WHERE id = 2) WHERE id = 9", 9,
+	  "its contents do not match its hash" },
+	{ "cut the tail", "DELETE FROM audit WHERE id > 45", 46,
+	  "missing (the chain's head says it exists)" },
+	{ "delete the first", "DELETE FROM audit WHERE id = 1", 1,
+	  "missing (a gap in the ids)" },
+	{ "renumber", "UPDATE audit SET id = 60 WHERE id = 50", 50,
+	  "missing (a gap in the ids)" },
+	{ "short hash", "UPDATE audit SET hash = x'00' WHERE id = 12", 12,
+	  "not a SHA-256" },
+	{ "append behind the store", "INSERT INTO audit SELECT 51, time_ms, "
+	  "host, event, partition, channel, reason, file, detail, hash, hash "
+	  "FROM audit WHERE id = 50", 51, "its contents do not match" },
+	{ "move the head back", "UPDATE audit_head SET last_id = 49", 50,
+	  "beyond the chain's head" },
+	{ "change the head's hash", "UPDATE audit_head SET last_hash = "
+	  "(SELECT hash FROM audit WHERE id = 1)", 50,
+	  "does not match the chain's head" },
+};
+
+Test(store, audit_tamper_detected)
+{
+	for (size_t i = 0; i < sizeof(tampers) / sizeof(tampers[0]); i++) {
+		const struct tamper *t = &tampers[i];
+		struct fx f;
+		fx_open(&f);
+		fleet(f.s);
+		audit_fill(f.s, 50);
+		store_close(f.s);
+		raw_exec(f.path, t->sql);
+		fx_reopen(&f);
+		uint64_t bad = 0;
+		struct parley_err e = { 0 };
+		int rc = store_audit_verify(f.s, &bad, NULL, &e);
+		cr_expect_eq(rc, -EBADMSG, "%s: rc %d", t->name, rc);
+		cr_expect_eq(bad, t->first_bad, "%s: first bad %llu, want %llu",
+			     t->name, (unsigned long long)bad,
+			     (unsigned long long)t->first_bad);
+		cr_expect(strstr(e.msg, t->why), "%s: %s", t->name, e.msg);
+		fx_close(&f);
+	}
+}
+
+/* The hash as store.h documents it, computed here independently: row id
+ * of the file at path with its detail replaced by `detail` (NULL: kept). */
+static void doc_hash(sqlite3 *db, uint64_t id, const char *detail,
+		     uint8_t out[32])
+{
+	char sql[200];
+	snprintf(sql, sizeof(sql), "SELECT prev_hash, time_ms, host, event, "
+		 "partition, channel, reason, file, detail FROM audit "
+		 "WHERE id = %llu", (unsigned long long)id);
+	sqlite3_stmt *st = raw_row(db, sql);
+	uint8_t buf[4096];
+	size_t n = 0;
+	uint64_t ints[3] = { 1, id, (uint64_t)sqlite3_column_int64(st, 1) };
+	int widths[3] = { 4, 8, 8 };
+	cr_assert_eq(sqlite3_column_bytes(st, 0), 32);
+	memcpy(buf, sqlite3_column_blob(st, 0), 32);
+	n = 32;
+	for (int i = 0; i < 3; i++)
+		for (int b = widths[i] - 1; b >= 0; b--)
+			buf[n++] = (uint8_t)(ints[i] >> (8 * b));
+	for (int c = 2; c <= 8; c++) {
+		const char *v = (const char *)sqlite3_column_text(st, c);
+		if (c == 8 && detail)
+			v = detail;
+		uint32_t len = (uint32_t)strlen(v);
+		for (int b = 3; b >= 0; b--)
+			buf[n++] = (uint8_t)(len >> (8 * b));
+		memcpy(buf + n, v, len);
+		n += len;
+	}
+	sqlite3_finalize(st);
+	cr_assert_eq(EVP_Digest(buf, n, out, NULL, EVP_sha256(), NULL), 1);
+}
+
+/* Edit row id's detail and write the hash that matches the edit. */
+static void forge(const char *path, uint64_t id, const char *detail)
+{
+	sqlite3 *db = raw_open(path);
+	uint8_t h[32];
+	doc_hash(db, id, NULL, h);
+	char sql[100];
+	snprintf(sql, sizeof(sql), "SELECT hash FROM audit WHERE id = %llu",
+		 (unsigned long long)id);
+	sqlite3_stmt *st = raw_row(db, sql);
+	cr_assert_arr_eq(sqlite3_column_blob(st, 0), h, 32,
+			 "the store's hash is not the documented one");
+	sqlite3_finalize(st);
+	doc_hash(db, id, detail, h);
+	cr_assert_eq(sqlite3_prepare_v2(db, "UPDATE audit SET detail = ?1, "
+					"hash = ?2 WHERE id = ?3", -1, &st,
+					NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, detail, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, h, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (int64_t)id);
+	cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+/* Someone who edits a row and recomputes its hash is caught at the next
+ * row, whose prev_hash no longer links; at the last row, by the head. */
+Test(store, audit_rehashed_edit_caught_by_the_next_row)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	audit_fill(f.s, 20);
+	store_close(f.s);
+	forge(f.path, 10, "nothing to see");
+	fx_reopen(&f);
+	uint64_t bad = 0;
+	struct parley_err e = { 0 };
+	cr_expect_eq(store_audit_verify(f.s, &bad, NULL, &e), -EBADMSG);
+	cr_expect_eq(bad, 11, "%s", e.msg);
+	cr_expect(strstr(e.msg, "audit row 11: prev_hash does not link"), "%s",
+		  e.msg);
+	store_close(f.s);
+	forge(f.path, 10, "event 10");
+	forge(f.path, 20, "the last one");
+	fx_reopen(&f);
+	cr_expect_eq(store_audit_verify(f.s, &bad, NULL, &e), -EBADMSG);
+	cr_expect_eq(bad, 20, "%s", e.msg);
+	cr_expect(strstr(e.msg, "does not match the chain's head"), "%s",
+		  e.msg);
+	fx_close(&f);
+}
+
+Test(store, audit_after_append_continues_chain)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	audit_fill(f.s, 10);
+	store_close(f.s);
+	fx_reopen(&f);
+	struct store_audit_in ev[3];
+	mkevents(ev, 3, 1);
+	struct parley_err e = { 0 };
+	uint64_t last;
+	cr_assert_eq(store_audit_append(f.s, ev, 3, &last, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_expect_eq(last, 13);
+	uint64_t bad, rows;
+	cr_expect_eq(store_audit_verify(f.s, &bad, &rows, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_expect_eq(rows, 13);
+	fx_close(&f);
+}
+
+/* ---- batches ---- */
+
+Test(store, batches)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	cr_expect_eq(store_commit(f.s, &e), -EINVAL);
+	cr_expect_eq(store_rollback(f.s, &e), -EINVAL);
+	cr_assert_eq(store_begin(f.s, &e), 0);
+	cr_expect_eq(store_begin(f.s, &e), -EBUSY);
+	cr_expect(strstr(e.msg, "a batch is already open (batches do not "
+			 "nest)"), "%s", e.msg);
+	store_host_put(f.s, "h9", "", NOCERT, &e);
+	audit_fill(f.s, 5);
+	cr_assert_eq(store_rollback(f.s, &e), 0);
+	struct store_host h;
+	cr_expect_eq(store_host_get(f.s, "h9", &h, &e), -ENOENT);
+	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM audit"), 0);
+
+	/* A failing call inside a batch leaves nothing of its own and the
+	 * batch goes on. */
+	cr_assert_eq(store_begin(f.s, &e), 0);
+	cr_expect_eq(store_host_put(f.s, "h9", "", NOCERT, &e), 0);
+	struct grant bad = mkgrant("x", "pa", "ghost");
+	cr_expect_eq(store_grant_add(f.s, &bad, NULL, &e), -ENOENT);
+	struct dg d;
+	dg_make(&d, 1, 0, 3);
+	struct store_measure_in m[2] = {
+		{ .seq = 1, .partition = "pa", .d = d.in },
+		{ .seq = 2, .partition = "pc", .d = d.in },   /* on h2 */
+	};
+	cr_expect_eq(store_ingest_measurements(f.s, "h1", m, 2, NULL, &e),
+		     -EPERM);
+	audit_fill(f.s, 5);
+	cr_assert_eq(store_commit(f.s, &e), 0, "%s", perr_msg(&e));
+	cr_expect_eq(store_host_get(f.s, "h9", &h, &e), 0);
+	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM audit"), 5);
+	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM measurements"), 0);
+	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM policy_versions"),
+		     0);
+	uint64_t seq;
+	cr_expect_eq(store_host_seq(f.s, "h1", &seq, &e), 0);
+	cr_expect_eq(seq, 0);
+	fx_close(&f);
+}
+
+Test(store, references)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	struct grant g = mkgrant("ab", "pa", "pc");
+	cr_assert_eq(store_grant_add(f.s, &g, NULL, &e), 0);
+	cr_expect_eq(store_host_delete(f.s, "h2", &e), -EBUSY);
+	cr_expect_str_eq(e.msg, "host \"h2\" has 1 partition(s); delete them "
+			 "first");
+	cr_expect_eq(store_partition_delete(f.s, "pc", &e), -EBUSY);
+	cr_expect_str_eq(e.msg, "partition \"pc\": 1 grant(s) name it; "
+			 "remove them first");
+	struct store_part_in in = part_in("pc", "h3", STORE_PART_THIN);
+	cr_expect_eq(store_partition_put(f.s, &in, NULL, &e), -EBUSY);
+	cr_expect_str_eq(e.msg, "partition \"pc\": 1 grant(s) name it; remove "
+			 "them before moving it from host \"h2\" to \"h3\"");
+	/* Without grants it may move, and go. */
+	cr_assert_eq(store_grant_remove(f.s, "ab", NULL, &e), 0);
+	cr_expect_eq(store_partition_put(f.s, &in, NULL, &e), 0);
+	cr_expect_eq(store_host_delete(f.s, "h2", &e), 0, "%s", perr_msg(&e));
+	fx_close(&f);
+}
