@@ -86,6 +86,14 @@ static void enqueue(struct agent_link *l, uint64_t seq,
 			 (unsigned long long)seq);
 		return;
 	}
+	/* Checked as the daemon will check it: a record it would refuse
+	 * must not sit at the head of the queue and wedge the link. */
+	struct parley_err err = { 0 };
+	if (wire_check(e, &err) < 0) {
+		log_error("record %llu not sent, it would be refused: %s",
+			  (unsigned long long)seq, perr_msg(&err));
+		return;
+	}
 	struct agent_out *o = calloc(1, sizeof(*o));
 	if (!o || frame_encode(e, &o->frame, &o->len) < 0) {
 		free(o);
@@ -235,6 +243,15 @@ static void apply_policy(struct agent_link *l)
 	chanmgr_set_grants(l->cm, &g);
 }
 
+static void become_ready(struct agent_link *l)
+{
+	if (l->ready)
+		return;
+	l->ready = true;
+	if (l->on_ready)
+		l->on_ready(l->ready_ctx);
+}
+
 static void send_policy_ack(struct agent_link *l, uint64_t rid, uint64_t v,
 			    const char *error)
 {
@@ -279,6 +296,8 @@ static void on_bundle(struct agent_link *l, const Parley__V1__Envelope *e)
 	log_info("enforcing policy version %llu (%u grants)",
 		 (unsigned long long)np.version, np.grants.n);
 	send_policy_ack(l, e->request_id, np.version, NULL);
+	if (np.version >= l->want_version)
+		become_ready(l);
 }
 
 /* ---- connection ---------------------------------------------------------- */
@@ -314,6 +333,9 @@ static void on_welcome(struct agent_link *l, const Parley__V1__Envelope *e)
 	log_info("daemon link up (daemon holds seq %llu, policy %llu)",
 		 (unsigned long long)w->acked_seq,
 		 (unsigned long long)w->policy_version);
+	l->want_version = w->policy_version;
+	if (w->policy_version <= l->policy.version)
+		become_ready(l); /* nothing newer is coming */
 }
 
 static void dispatch(struct agent_link *l, const Parley__V1__Envelope *e)
@@ -492,6 +514,8 @@ int agent_link_init(struct agent_link *l, struct event_base *base,
 
 void agent_link_start(struct agent_link *l)
 {
+	if (l->policy.version)
+		become_ready(l); /* the persisted bundle holds until told more */
 	connect_now(l);
 }
 

@@ -38,6 +38,12 @@ struct agent_link {
 	unsigned nout;
 	struct agent_policy policy;
 	struct chanmgr *cm;
+	/* Called once the policy to enforce is known: a persisted bundle at
+	 * start, or the daemon's current one after the first welcome. */
+	void (*on_ready)(void *ctx);
+	void *ready_ctx;
+	bool ready;
+	uint64_t want_version;     /* what the welcome said we should get */
 	/* counters */
 	uint64_t n_bundles, n_refused_bundles, n_connects;
 };

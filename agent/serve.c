@@ -145,15 +145,24 @@ static int start_parts(struct serve *s, const struct serve_opts *o)
 		sup_add(&s->sup, p);
 		chanmgr_add(&s->cm, p);
 	}
+	return 0;
+}
+
+/* Partitions wait, paused, until the policy is known: one that asked for a
+ * channel before its grant arrived would be refused for nothing. */
+static void resume_all(void *arg)
+{
+	struct serve *s = arg;
 	for (unsigned i = 0; i < s->n; i++) {
 		struct parley_err err = { 0 };
+		if (s->part[i].p->state != PART_PAUSED)
+			continue;
 		if (partition_resume(s->part[i].p, &err) < 0)
 			log_error("%s", perr_msg(&err));
 		else
 			agent_link_status(&s->link, s->part[i].p->name,
 					  "running", NULL, 0);
 	}
-	return 0;
 }
 
 static void teardown(struct serve *s)
@@ -203,8 +212,11 @@ int serve_main(const struct serve_opts *o)
 	}
 	s.audit.sink = agent_link_audit;
 	s.audit.sink_ctx = &s.link;
-	agent_link_start(&s.link);
+	s.link.on_ready = resume_all;
+	s.link.ready_ctx = &s;
 	int rc = start_parts(&s, o);
+	if (rc == 0)
+		agent_link_start(&s.link);
 	s.tick = event_new(s.base, -1, EV_PERSIST, on_tick, &s);
 	struct timeval tv = { 0, 100000 };
 	event_add(s.tick, &tv);

@@ -9,6 +9,7 @@
 #include "common/tls.h"
 #include "common/hostport.h"
 #include "daemon/config.h"
+#include "daemon/import.h"
 #include "daemon/rpc/link.h"
 #include "db/store.h"
 
@@ -106,8 +107,72 @@ static void teardown(struct daemon *d)
 	store_close(d->store);
 }
 
+static int import_main(int argc, char **argv)
+{
+	const char *store = NULL, *host = NULL, *policy = NULL;
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--store") && i + 1 < argc)
+			store = argv[++i];
+		else if (!strcmp(argv[i], "--host") && i + 1 < argc)
+			host = argv[++i];
+		else if (!policy)
+			policy = argv[i];
+	}
+	if (!store || !host || !policy) {
+		fprintf(stderr, "usage: parleyd import --store FILE --host NAME "
+				"POLICY.json\n");
+		return 2;
+	}
+	struct parley_err err = { 0 };
+	if (daemon_import(store, host, policy, &err) < 0) {
+		fprintf(stderr, "parleyd: %s\n", perr_msg(&err));
+		return 1;
+	}
+	return 0;
+}
+
+static int print_row(const struct store_audit *r, void *ctx)
+{
+	(void)ctx;
+	printf("%llu host=%s event=%s partition=%s channel=%s reason=%s "
+	       "file=%s%s%s\n", (unsigned long long)r->id, r->host, r->event,
+	       r->partition, r->channel, r->reason, r->file,
+	       r->detail[0] ? " detail=" : "", r->detail);
+	return 0;
+}
+
+/* `parleyd audit --store FILE`: the trail, then the chain verified. */
+static int audit_main(int argc, char **argv)
+{
+	if (argc != 4 || strcmp(argv[2], "--store")) {
+		fprintf(stderr, "usage: parleyd audit --store FILE\n");
+		return 2;
+	}
+	struct store *s = NULL;
+	struct parley_err err = { 0 };
+	if (store_open(argv[3], &s, &err) < 0) {
+		fprintf(stderr, "parleyd: %s\n", perr_msg(&err));
+		return 1;
+	}
+	store_audit_list(s, 0, 0, print_row, NULL, &err);
+	uint64_t bad = 0, rows = 0;
+	int rc = store_audit_verify(s, &bad, &rows, &err);
+	if (rc == 0)
+		printf("audit chain verified: %llu rows\n",
+		       (unsigned long long)rows);
+	else
+		printf("AUDIT CHAIN BROKEN at row %llu: %s\n",
+		       (unsigned long long)bad, perr_msg(&err));
+	store_close(s);
+	return rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "import"))
+		return import_main(argc, argv);
+	if (argc > 1 && !strcmp(argv[1], "audit"))
+		return audit_main(argc, argv);
 	for (int i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "--version")) {
 			printf("parleyd %s\n", PARLEYD_VERSION);

@@ -110,7 +110,8 @@ Test(chan, tampered_config_is_integrity_quarantine_and_revoke, .timeout = 60)
 		      "\"reason\":\"INTEGRITY\",\"file\":\"app.conf\"");
 	AUDIT_HAS(&f, "\"event\":\"revoke\",\"channel\":\"c1\","
 		      "\"reason\":\"QUARANTINE\"");
-	AUDIT_HAS(&f, "\"reason\":\"INTEGRITY\",\"file\":\"b/app.conf\"");
+	AUDIT_HAS(&f, "\"reason\":\"INTEGRITY\",\"file\":\"app.conf\","
+		      "\"detail\":\"b/app.conf\"");
 	t_fleet_free(&f);
 }
 

@@ -372,14 +372,22 @@ struct open_ctx {
 	struct ctl_open_reply *r;
 };
 
-static int deny(struct open_ctx *o, int status, const char *file)
+/* The partition learns `detail` ("pong/app.conf": whose file differed);
+ * the audit record keeps the file name and the detail apart. */
+static int deny_file(struct open_ctx *o, int status, const char *detail,
+		     const char *file)
 {
 	o->r->status = status;
-	if (file)
-		snprintf(o->r->detail, sizeof(o->r->detail), "%s", file);
+	if (detail)
+		snprintf(o->r->detail, sizeof(o->r->detail), "%s", detail);
 	emit(o->cm, "open_denied", o->cp->p->name, o->req->name,
-	     status_name(status), file, NULL);
+	     status_name(status), file, detail);
 	return status;
+}
+
+static int deny(struct open_ctx *o, int status, const char *detail)
+{
+	return deny_file(o, status, detail, NULL);
 }
 
 static bool peer_up(const struct cm_part *peer)
@@ -402,11 +410,12 @@ static int check_integrity(struct open_ctx *o, struct cm_part *peer)
 		if ((size_t)snprintf(detail, sizeof(detail), "%s/%s",
 				     who[i]->p->name, file) >= sizeof(detail))
 			detail[sizeof(detail) - 1] = 0;
-		if (rc == -EBADMSG)
+		if (rc == -EBADMSG) {
 			chanmgr_quarantine(o->cm, who[i]->p, file);
+			return deny_file(o, PARLEY_E_INTEGRITY, detail, file);
+		}
 		/* A vmm that cannot report its dirty pages is as good as down. */
-		return deny(o, rc == -EBADMSG ? PARLEY_E_INTEGRITY
-					      : PARLEY_E_PEER_DOWN, detail);
+		return deny(o, PARLEY_E_PEER_DOWN, detail);
 	}
 	return 0;
 }
