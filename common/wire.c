@@ -740,7 +740,7 @@ void wire_grant_from_model(Parley__V1__Grant *w, const struct grant *g)
 		break;
 	}
 	w->ring_bytes = g->ring_bytes;
-	w->require_integrity = g->require_integrity;
+	w->skip_integrity = !g->require_integrity;
 }
 
 int wire_grant_to_model(const Parley__V1__Grant *w, const char *where,
@@ -767,6 +767,6 @@ int wire_grant_to_model(const Parley__V1__Grant *w, const char *where,
 		break;
 	}
 	g->ring_bytes = w->ring_bytes;
-	g->require_integrity = w->require_integrity;
+	g->require_integrity = !w->skip_integrity;
 	return 0;
 }

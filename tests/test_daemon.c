@@ -8,6 +8,10 @@
 #include "common/wire.h"
 #include <errno.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include "common/tls.h"
 #include "common/sign.h"
 #include "tests/helpers/fleetd.h"
 #include "tests/helpers/testutil.h"
@@ -255,4 +259,150 @@ Test(daemon, replayed_older_bundle_is_refused)
 	cr_assert_eq(bundle_accept(k, "host-a", 0, &pb, &p, &err), -EBADMSG);
 	EVP_PKEY_free(k);
 	EVP_PKEY_free(other);
+}
+
+/* A client with a valid certificate that then sends bytes no agent would:
+ * the daemon must close that connection and keep serving the others. */
+static int raw_session(struct fleetd *f, struct fd_agent *a, const void *bytes,
+		       size_t len)
+{
+	char ca[700], crt[700], key[700];
+	snprintf(ca, sizeof(ca), "%s/ca.crt", a->dir);
+	snprintf(crt, sizeof(crt), "%s/host.crt", a->dir);
+	snprintf(key, sizeof(key), "%s/host.key", a->dir);
+	SSL_CTX *ctx = tls_client_ctx(ca, crt, key, NULL);
+	cr_assert(ctx);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons((uint16_t)f->port) };
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	SSL *ssl = tls_client_new(ctx, "127.0.0.1", NULL);
+	cr_assert(ssl);
+	SSL_set_fd(ssl, fd);
+	cr_assert_eq(SSL_connect(ssl), 1);
+	SSL_write(ssl, bytes, (int)len);
+	char buf[4096];
+	int n, total = 0;
+	/* Whatever the daemon says (an Error frame), then the close. */
+	while ((n = SSL_read(ssl, buf, sizeof(buf))) > 0)
+		total += n;
+	int closed = SSL_get_error(ssl, n) == SSL_ERROR_ZERO_RETURN ||
+		     SSL_get_error(ssl, n) == SSL_ERROR_SYSCALL ||
+		     SSL_get_error(ssl, n) == SSL_ERROR_SSL;
+	SSL_free(ssl);
+	close(fd);
+	SSL_CTX_free(ctx);
+	(void)total;
+	return closed;
+}
+
+Test(daemon, malformed_frames_close_only_that_connection, .timeout = 90)
+{
+	struct fleetd f;
+	fd_init(&f);
+	struct store *s = fd_store(&f);
+	add_host(s, "host-a");
+	add_part(s, "a", "host-a");
+	add_part(s, "b", "host-a");
+	store_close(s);
+	fd_start_daemon(&f);
+	struct fd_agent *good = fd_host(&f, "host-a", NULL);
+	struct fd_agent *bad = fd_host(&f, "host-x", NULL);
+	fd_start_agent(&f, good, NULL);
+	cr_assert(fd_wait(daemon_log_has, &f, "agent host-a connected", 15000));
+	uint8_t huge[4] = { 0xff, 0xff, 0xff, 0xff };
+	uint8_t zero[4] = { 0, 0, 0, 0 };
+	uint8_t junk[64];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)(i * 37 + 11);
+	uint8_t garbage_pb[12] = { 0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff,
+				   0xff, 0xff, 0xff, 0xff };
+	cr_assert(raw_session(&f, bad, huge, sizeof(huge)), "oversized");
+	cr_assert(raw_session(&f, bad, zero, sizeof(zero)), "zero length");
+	cr_assert(raw_session(&f, bad, junk, sizeof(junk)), "random bytes");
+	cr_assert(raw_session(&f, bad, garbage_pb, sizeof(garbage_pb)),
+		  "not protobuf");
+	/* The good agent is still served: a new grant reaches it. */
+	s = fd_store(&f);
+	uint64_t v = add_grant(s, "c1", "a", "b");
+	store_close(s);
+	struct acked w = { "host-a", v };
+	cr_assert(fd_wait(host_acked, &f, &w, 15000), "%s", fd_daemon_log(&f));
+	char *log = fd_daemon_log(&f);
+	cr_assert(strstr(log, "BAD_FRAME"), "%s", log);
+	free(log);
+	fd_stop(&f);
+}
+
+struct count_ctx {
+	uint64_t rows;
+	uint64_t denied;
+};
+
+static int count_row(const struct store_audit *r, void *ctx)
+{
+	struct count_ctx *c = ctx;
+	c->rows++;
+	if (!strcmp(r->event, "open_denied") && !strcmp(r->host, "host-a"))
+		c->denied++;
+	return 0;
+}
+
+static bool all_denied_stored(struct fleetd *f, void *ctx)
+{
+	struct count_ctx c = { 0 };
+	struct store *s = fd_store(f);
+	store_audit_list(s, 0, 0, count_row, &c, NULL);
+	store_close(s);
+	*(uint64_t *)ctx = c.denied;
+	return c.denied >= 3000;
+}
+
+Test(daemon, kill9_loses_nothing_acknowledged_and_duplicates_nothing,
+     .timeout = 120)
+{
+	T_REQUIRE_KVM();
+	struct fleetd f;
+	fd_init(&f);
+	struct store *s = fd_store(&f);
+	add_host(s, "host-a");
+	add_part(s, "a", "host-a");
+	store_close(s);
+	fd_start_daemon(&f);
+	struct fd_agent *h = fd_host(&f, "host-a", NULL);
+	const char *specs[] = {
+		"{\"name\":\"a\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
+		"\"cmdline\":\"steps=spam:3000:nochan,sleep:60000\"}",
+		NULL };
+	fd_start_agent(&f, h, specs);
+	/* Kill the daemon while the events stream in, twice. */
+	uint64_t before_kill[2];
+	for (int i = 0; i < 2; i++) {
+		usleep(150000);
+		fd_kill_daemon(&f);
+		all_denied_stored(&f, &before_kill[i]);
+		usleep(200000);
+		fd_start_daemon(&f);
+	}
+	cr_log_info("denials stored at the kills: %llu, %llu",
+		    (unsigned long long)before_kill[0],
+		    (unsigned long long)before_kill[1]);
+	uint64_t denied = 0;
+	cr_assert(fd_wait(all_denied_stored, &f, &denied, 60000),
+		  "only %llu of 3000 events stored", (unsigned long long)denied);
+	usleep(500000); /* duplicates, if any, would arrive now */
+	struct count_ctx c = { 0 };
+	s = fd_store(&f);
+	store_audit_list(s, 0, 0, count_row, &c, NULL);
+	cr_assert_eq(c.denied, 3000, "%llu events for 3000 denials",
+		     (unsigned long long)c.denied);
+	uint64_t bad = 0, rows = 0;
+	struct parley_err err = { 0 };
+	cr_assert_eq(store_audit_verify(s, &bad, &rows, &err), 0, "%s",
+		     perr_msg(&err));
+	store_close(s);
+	fd_stop(&f);
 }

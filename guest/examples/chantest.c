@@ -19,6 +19,8 @@
  *   scribble:I:N     write N rounds of garbage over this side's ring
  *                    indices and records, ringing the peer each time
  *   sleep:MS
+ *   spam:N:NAME      ask N times for channel NAME (a stream of audit
+ *                    events when there is no grant), quietly
  * Unknown steps exit 9. Exit 0 when the steps ran to the end. */
 #include <parley/guest.h>
 
@@ -173,6 +175,14 @@ static int step(const char *op, const char *a1, const char *a2)
 		return do_open(a1);
 	if (!strcmp(op, "tamper") || !strcmp(op, "same"))
 		return do_file(a1, op[0] == 't');
+	if (!strcmp(op, "spam")) {
+		struct parley_chan c;
+		long n = num(a1), ok = 0;
+		for (long k = 0; k < n; k++)
+			ok += parley_chan_open(a2, &c, NULL) == PARLEY_OK;
+		parley_printf("spammed %ld (%ld allowed)\n", n, ok);
+		return 0;
+	}
 	if (!strcmp(op, "sleep")) {
 		parley_sleep_ns((uint64_t)i * 1000000);
 		return 0;
@@ -217,7 +227,7 @@ int main(const struct parley_boot_info *bi)
 	const char *p = parley_cmdline_get(bi, "steps", &len);
 	const char *end = p ? p + len : NULL;
 	while (p && p < end) {
-		char op[16], a1[64], a2[16];
+		char op[16], a1[64], a2[64];
 		p = word(p, op, sizeof(op));
 		p = word(p, a1, sizeof(a1));
 		a2[0] = 0;
