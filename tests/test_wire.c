@@ -129,7 +129,7 @@ static void fill_grant(Parley__V1__Grant *g, const char *ch, const char *a,
 	g->endpoint_b = (char *)b;
 	g->direction = d;
 	g->ring_bytes = ring;
-	g->require_integrity = true;
+	g->skip_integrity = false;
 }
 
 static void fill_body(struct sample *s)
@@ -145,7 +145,7 @@ static void fill_body(struct sample *s)
 		   PARLEY__V1__DIRECTION__BOTH, 16u << 20);
 	fill_grant(&s->grants[2], "logs.v2", "mon", "ping",
 		   PARLEY__V1__DIRECTION__B_TO_A, 64 * 1024);
-	s->grants[2].require_integrity = false;
+	s->grants[2].skip_integrity = true;
 	for (size_t i = 0; i <= WIRE_GRANTS_MAX; i++)
 		s->grants_p[i] = &s->grants[i < 3 ? i : 0];
 	b->n_grants = 3;
@@ -420,7 +420,7 @@ Test(wire, body_decode_round_trip)
 	cr_assert_eq(b->n_grants, 3);
 	cr_expect_str_eq(b->grants[2]->channel, "logs.v2");
 	cr_expect_eq(b->grants[2]->direction, PARLEY__V1__DIRECTION__B_TO_A);
-	cr_expect_not(b->grants[2]->require_integrity);
+	cr_expect(b->grants[2]->skip_integrity);
 	cr_assert_eq(b->n_baselines, 2);
 	cr_expect_str_eq(b->baselines[1]->partition, "pong");
 	cr_expect(b->baselines[1]->golden);
