@@ -352,6 +352,10 @@ static void dispatch(struct agent_link *l, const Parley__V1__Envelope *e)
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT:
 		break;
+	case PARLEY__V1__ENVELOPE__BODY_COMMAND:
+		if (l->on_command)
+			l->on_command(l->ready_ctx, e->command);
+		break;
 	case PARLEY__V1__ENVELOPE__BODY_ERROR:
 		log_warn("daemon: %s: %s", e->error->code, e->error->message);
 		break;

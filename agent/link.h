@@ -43,6 +43,8 @@ struct agent_link {
 	void (*on_ready)(void *ctx);
 	void *ready_ctx;
 	bool ready;
+	/* PartitionCommand from the daemon. */
+	void (*on_command)(void *ctx, const Parley__V1__PartitionCommand *c);
 	uint64_t want_version;     /* what the welcome said we should get */
 	/* counters */
 	uint64_t n_bundles, n_refused_bundles, n_connects;

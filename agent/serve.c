@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/hostport.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
@@ -118,34 +119,104 @@ static int admit(struct partition *p, void *ctx, struct parley_err *err)
 	return rc;
 }
 
-static int start_parts(struct serve *s, const struct serve_opts *o)
+static const struct serve_opts *serve_o;
+
+static int add_part(struct serve *s, const struct part_spec *spec,
+		    struct parley_err *err)
 {
 	struct part_opts po = {
-		.vmm_path = o->vmm, .image_dirs = o->image_dirs,
+		.vmm_path = serve_o->vmm, .image_dirs = serve_o->image_dirs,
 		.on_console = sup_console, .ctx = &s->sup,
 		.on_measured = admit, .on_request = on_request,
 		.start_paused = true,
 	};
-	for (int i = 0; i < o->nspecs && s->n < SERVE_PARTS_MAX; i++) {
+	struct partition *p = NULL;
+	if (s->n == SERVE_PARTS_MAX)
+		return perr(err, -ENOSPC, "too many partitions");
+	int rc = partition_create(spec, &po, &p, err);
+	if (rc < 0)
+		return rc;
+	struct serve_part *sp = &s->part[s->n++];
+	sp->p = p;
+	sp->ev = event_new(s->base, p->ctl, EV_READ | EV_PERSIST, on_ctl, sp);
+	event_add(sp->ev, NULL);
+	sup_add(&s->sup, p);
+	chanmgr_add(&s->cm, p);
+	agent_link_status(&s->link, p->name, "created", NULL, 0);
+	return 0;
+}
+
+static int start_parts(struct serve *s, const struct serve_opts *o)
+{
+	for (int i = 0; i < o->nspecs; i++) {
 		struct part_spec spec;
 		struct parley_err err = { 0 };
-		struct partition *p = NULL;
-		if (spec_load(o->specs[i], &spec, &err) < 0 ||
-		    partition_create(&spec, &po, &p, &err) < 0) {
+		int rc = spec_load(o->specs[i], &spec, &err);
+		if (rc == 0) {
+			rc = add_part(s, &spec, &err);
+			spec_free(&spec);
+		}
+		if (rc < 0) {
 			log_error("%s", perr_msg(&err));
-			if (spec.name[0])
-				spec_free(&spec);
 			return -1;
 		}
-		spec_free(&spec);
-		struct serve_part *sp = &s->part[s->n++];
-		sp->p = p;
-		sp->ev = event_new(s->base, p->ctl, EV_READ | EV_PERSIST, on_ctl, sp);
-		event_add(sp->ev, NULL);
-		sup_add(&s->sup, p);
-		chanmgr_add(&s->cm, p);
 	}
 	return 0;
+}
+
+static struct serve_part *part_named(struct serve *s, const char *name)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (!strcmp(s->part[i].p->name, name))
+			return &s->part[i];
+	return NULL;
+}
+
+/* The daemon's word on a thin partition. A spec from the daemon is checked
+ * like one from a file; its relative paths are taken from the state dir. */
+static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
+{
+	struct serve *s = arg;
+	struct parley_err err = { 0 };
+	struct serve_part *sp = part_named(s, c->partition);
+	int rc = 0;
+	switch (c->action) {
+	case PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE: {
+		if (sp)
+			return; /* already here: a repeat after a reconnect */
+		struct part_spec spec;
+		rc = spec_parse(c->spec_json, strlen(c->spec_json),
+				serve_o->state_dir, &spec, &err);
+		if (rc == 0 && strcmp(spec.name, c->partition))
+			rc = perr(&err, -EINVAL, "spec names \"%s\", not \"%s\"",
+				  spec.name, c->partition);
+		if (rc == 0)
+			rc = add_part(s, &spec, &err);
+		if (spec.name[0] || rc == 0)
+			spec_free(&spec);
+		break;
+	}
+	case PARLEY__V1__PARTITION_COMMAND__ACTION__START:
+		if (sp && sp->p->state == PART_PAUSED && s->link.ready)
+			rc = partition_resume(sp->p, &err);
+		if (rc == 0 && sp)
+			agent_link_status(&s->link, sp->p->name, "running",
+					  NULL, 0);
+		break;
+	case PARLEY__V1__PARTITION_COMMAND__ACTION__STOP:
+	case PARLEY__V1__PARTITION_COMMAND__ACTION__DESTROY:
+		if (sp)
+			partition_stop(sp->p);
+		break;
+	default:
+		break;
+	}
+	if (rc < 0) {
+		log_error("command for %s: %s", c->partition, perr_msg(&err));
+		agent_link_status(&s->link, c->partition, "stopped",
+				  "create-failed", 0);
+	}
+	drain(s);
 }
 
 /* Partitions wait, paused, until the policy is known: one that asked for a
@@ -213,7 +284,9 @@ int serve_main(const struct serve_opts *o)
 	s.audit.sink = agent_link_audit;
 	s.audit.sink_ctx = &s.link;
 	s.link.on_ready = resume_all;
+	s.link.on_command = on_command;
 	s.link.ready_ctx = &s;
+	serve_o = o;
 	int rc = start_parts(&s, o);
 	if (rc == 0)
 		agent_link_start(&s.link);

@@ -406,3 +406,42 @@ Test(daemon, kill9_loses_nothing_acknowledged_and_duplicates_nothing,
 	store_close(s);
 	fd_stop(&f);
 }
+
+static bool part_state_is(struct fleetd *f, void *ctx)
+{
+	const char *const *w = ctx; /* { partition, state } */
+	struct store *s = fd_store(f);
+	struct store_partition p;
+	bool is = false;
+	if (store_partition_get(s, w[0], &p, NULL) == 0) {
+		is = !strcmp(p.state, w[1]);
+		store_partition_free(&p);
+	}
+	store_close(s);
+	return is;
+}
+
+Test(daemon, thin_partition_created_on_command, .timeout = 60)
+{
+	T_REQUIRE_KVM();
+	struct fleetd f;
+	fd_init(&f);
+	struct store *s = fd_store(&f);
+	add_host(s, "host-a");
+	const char *spec = "{\"name\":\"hc\",\"image\":\"hello.elf\","
+			   "\"memory\":\"4M\",\"cmdline\":\"exit=0\"}";
+	struct store_part_in in = { .name = "hc", .host = "host-a",
+				    .kind = STORE_PART_THIN, .spec_json = spec,
+				    .spec_len = strlen(spec), .state = "defined" };
+	cr_assert_eq(store_partition_put(s, &in, NULL, NULL), 0);
+	store_close(s);
+	fd_start_daemon(&f);
+	struct fd_agent *h = fd_host(&f, "host-a", NULL);
+	fd_start_agent(&f, h, NULL);
+	const char *hello[] = { "0", "hc| hello, world" };
+	cr_assert(fd_wait(log_has, &f, hello, 20000), "%s", fd_agent_log(h));
+	const char *stopped[] = { "hc", "stopped" };
+	cr_assert(fd_wait(part_state_is, &f, stopped, 20000),
+		  "state never reached the store\n%s", fd_daemon_log(&f));
+	fd_stop(&f);
+}

@@ -108,6 +108,43 @@ static void push_bundle(struct link_conn *c)
 	policy_bundle_free(&b);
 }
 
+static void send_command(struct link_conn *c, const char *partition,
+			 Parley__V1__PartitionCommand__Action action,
+			 const char *spec)
+{
+	Parley__V1__Envelope e;
+	Parley__V1__PartitionCommand pc;
+	wire_init_envelope(&e, 0);
+	parley__v1__partition_command__init(&pc);
+	pc.partition = (char *)partition;
+	pc.action = action;
+	pc.spec_json = (char *)(spec ? spec : "");
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_COMMAND;
+	e.command = &pc;
+	send_env(c, &e);
+}
+
+/* Thin partitions the store holds for this host with a spec and not yet
+ * created there: the agent creates and starts them. */
+static void send_commands(struct link_conn *c)
+{
+	struct store_partition *p = NULL;
+	int n = store_partition_list(c->ls->store, c->host, NULL,
+				     STORE_LIST_MAX, &p, NULL);
+	for (int i = 0; i < n; i++) {
+		if (p[i].kind != STORE_PART_THIN || p[i].spec_len <= 2 ||
+		    strcmp(p[i].state, "defined"))
+			continue;
+		send_command(c, p[i].name, PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE,
+			     p[i].spec_json);
+		send_command(c, p[i].name, PARLEY__V1__PARTITION_COMMAND__ACTION__START,
+			     NULL);
+		log_info("asked %s to create and start %s", c->host, p[i].name);
+	}
+	if (n > 0)
+		store_partition_list_free(p, (unsigned)n);
+}
+
 static void on_hello(struct link_conn *c, const Parley__V1__Envelope *e)
 {
 	struct link_server *ls = c->ls;
@@ -141,6 +178,7 @@ static void on_hello(struct link_conn *c, const Parley__V1__Envelope *e)
 		 (unsigned long long)h->policy_version,
 		 (unsigned long long)seq);
 	push_bundle(c);
+	send_commands(c);
 }
 
 static void digests_in(struct store_digests_in *d, struct store_file_in *f,
