@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include "common/tls.h"
+#include "common/frame.h"
 #include "common/sign.h"
 #include "tests/helpers/fleetd.h"
 #include "tests/helpers/testutil.h"
@@ -443,5 +444,62 @@ Test(daemon, thin_partition_created_on_command, .timeout = 60)
 	const char *stopped[] = { "hc", "stopped" };
 	cr_assert(fd_wait(part_state_is, &f, stopped, 20000),
 		  "state never reached the store\n%s", fd_daemon_log(&f));
+	fd_stop(&f);
+}
+
+/* A valid agent of host-x that reports on host-a's partition. */
+Test(daemon, report_about_another_hosts_partition_is_refused_and_audited,
+     .timeout = 60)
+{
+	struct fleetd f;
+	fd_init(&f);
+	struct store *s = fd_store(&f);
+	add_host(s, "host-a");
+	add_host(s, "host-x");
+	add_part(s, "a", "host-a");
+	store_close(s);
+	fd_start_daemon(&f);
+	struct fd_agent *x = fd_host(&f, "host-x", NULL);
+	Parley__V1__Envelope h, m;
+	Parley__V1__Hello hb;
+	Parley__V1__MeasurementReport r;
+	Parley__V1__Measurement me, *mp = &me;
+	uint8_t d[32] = { 1 };
+	wire_init_envelope(&h, 1);
+	parley__v1__hello__init(&hb);
+	hb.host = "host-x";
+	hb.next_seq = 1;
+	h.body_case = PARLEY__V1__ENVELOPE__BODY_HELLO;
+	h.hello = &hb;
+	wire_init_envelope(&m, 2);
+	parley__v1__measurement_report__init(&r);
+	parley__v1__measurement__init(&me);
+	me.seq = 1;
+	me.partition = "a";
+	wire_bytes(&me.digest, d, sizeof(d));
+	r.measurements = &mp;
+	r.n_measurements = 1;
+	m.body_case = PARLEY__V1__ENVELOPE__BODY_MEASUREMENTS;
+	m.measurements = &r;
+	uint8_t *f1, *f2, both[4096];
+	size_t l1, l2;
+	cr_assert_eq(frame_encode(&h, &f1, &l1), 0);
+	cr_assert_eq(frame_encode(&m, &f2, &l2), 0);
+	memcpy(both, f1, l1);
+	memcpy(both + l1, f2, l2);
+	cr_assert(raw_session(&f, x, both, l1 + l2), "connection kept");
+	free(f1);
+	free(f2);
+	s = fd_store(&f);
+	struct count_ctx c = { 0 };
+	store_audit_list(s, 0, 0, count_row, &c, NULL);
+	struct store_baseline b;
+	cr_assert_neq(store_baseline_get(s, "a", &b, NULL), 0,
+		      "host-x enrolled host-a's partition");
+	store_close(s);
+	char *log = fd_daemon_log(&f);
+	cr_assert(strstr(log, "agent host-x: BAD_MEASUREMENT"), "%s", log);
+	free(log);
+	cr_assert_geq(c.rows, 1, "the refusal was not audited");
 	fd_stop(&f);
 }
