@@ -15,8 +15,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
+#include <time.h>
 
 #define POLL_MS 200
+/* An agent heartbeats every heartbeat_ms; silence for this many is death. */
+#define DEAD_AFTER_BEATS 3
 #define AUDIT_BATCH_MAX 1024
 
 struct link_conn {
@@ -26,6 +29,7 @@ struct link_conn {
 	char host[STORE_NAME_MAX];  /* from the certificate, once verified */
 	bool hello;
 	uint64_t pushed;            /* bundle version sent last */
+	uint64_t last_rx_ms;        /* for dead-peer detection */
 };
 
 static void conn_free(struct link_conn *c)
@@ -326,9 +330,17 @@ static void dispatch(struct link_conn *c, Parley__V1__Envelope *e)
 	}
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct link_conn *c = arg;
+	c->last_rx_ms = mono_ms();
 	struct evbuffer *in = bufferevent_get_input(bev);
 	for (;;) {
 		Parley__V1__Envelope *e = NULL;
@@ -387,6 +399,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		return;
 	}
 	c->ls = ls;
+	c->last_rx_ms = mono_ms();
 	c->bev = tls_bev_accept(ls->base, fd, ls->ctx);
 	if (!c->bev) {
 		free(c);
@@ -413,11 +426,29 @@ void link_push_policy(struct link_server *ls)
 			push_bundle(c);
 }
 
+/* Connections silent for DEAD_AFTER_BEATS heartbeats are closed: a host
+ * that vanished without a FIN must not hold its slot (or look connected). */
+static void sweep_dead(struct link_server *ls)
+{
+	uint64_t now = mono_ms(), limit = (uint64_t)ls->heartbeat_ms *
+					  DEAD_AFTER_BEATS;
+	for (struct link_conn *c = ls->conns, *next; c; c = next) {
+		next = c->next;
+		if (now - c->last_rx_ms > limit) {
+			log_warn("agent %s: silent for %llu ms, closing",
+				 c->host[0] ? c->host : "(unverified)",
+				 (unsigned long long)(now - c->last_rx_ms));
+			conn_free(c);
+		}
+	}
+}
+
 static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	link_push_policy(arg);
+	sweep_dead(arg);
 }
 
 static int bind_addr(const char *host, int port, struct sockaddr_storage *ss,
