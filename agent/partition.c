@@ -134,14 +134,14 @@ static int load_inputs(const struct part_spec *s, const struct part_opts *o,
 	rc = elf_parse(l->image, l->image_len, PARLEY_IMAGE_MIN, max, &l->elf,
 		       err);
 	if (rc < 0)
-		return perr_prefix(err, "%s", path);
+		return perr_prefix(err, "%s", path), rc;
 	for (unsigned i = 0; i < s->nconfig; i++) {
 		size_t len;
 		rc = file_read_all(s->config[i].path, PARLEY_CONFIG_MAX,
 				   &l->cfg_buf[i], &len, err);
 		if (rc < 0)
 			return perr_prefix(err, "config \"%s\"",
-					   s->config[i].name);
+					   s->config[i].name), rc;
 		l->ncfg = i + 1;
 		l->cfg[i] = (struct layout_config_file){
 			s->config[i].name, l->cfg_buf[i], len };

@@ -22,7 +22,9 @@ struct parley_err {
 int perr(struct parley_err *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Prefix an already-set message with more context ("spec x.json: ..."). */
+/* Prefix an already-set message with more context ("spec x.json: ...").
+ * Returns err->code, or -EINVAL when err is NULL: callers that may get a
+ * NULL err return their own code (`return perr_prefix(err, ...), rc;`). */
 int perr_prefix(struct parley_err *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

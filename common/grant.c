@@ -261,7 +261,7 @@ int grant_set_load(const char *path, const char *const *known,
 		return rc;
 	rc = grant_set_parse((const char *)buf, len, known, out, err);
 	free(buf);
-	return rc < 0 ? perr_prefix(err, "%s", path) : 0;
+	return rc < 0 ? (perr_prefix(err, "%s", path), rc) : 0;
 }
 
 void grant_set_free(struct grant_set *s)

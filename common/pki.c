@@ -387,7 +387,7 @@ int pki_write_cert(const char *path, X509 *cert, struct parley_err *err)
 	size_t len;
 	int rc = pki_cert_to_pem(cert, &pem, &len, err);
 	if (rc < 0)
-		return perr_prefix(err, "%s", path);
+		return perr_prefix(err, "%s", path), rc;
 	rc = pki_write_file(path, pem, len, 0644, err);
 	free(pem);
 	return rc;
@@ -434,7 +434,7 @@ int pki_read_cert(const char *path, X509 **out, struct parley_err *err)
 	rc = pki_cert_from_pem((const char *)buf, len, out, err);
 	free(buf);
 	if (rc < 0)
-		return perr_prefix(err, "%s", path);
+		return perr_prefix(err, "%s", path), rc;
 	return 0;
 }
 
@@ -542,7 +542,7 @@ int pki_csr_sign(EVP_PKEY *ca_key, X509 *ca_cert, X509_REQ *req, int days,
 	char cn[PKI_CN_MAX + 1];
 	int rc = name_cn(X509_REQ_get_subject_name(req), cn, sizeof(cn), err);
 	if (rc < 0)
-		return perr_prefix(err, "CSR");
+		return perr_prefix(err, "CSR"), rc;
 	if (!jv_name_valid(cn, strlen(cn), sizeof(cn)))
 		return perr(err, -EINVAL, "CSR: CN is not a valid host name");
 	return pki_issue(ca_key, ca_cert, pub, cn, -PKI_SKEW_S,

@@ -163,7 +163,7 @@ int tls_peer_host(SSL *ssl, char *out, size_t cap, struct parley_err *err)
 	char cn[PKI_CN_MAX + 1];
 	int rc = pki_cert_cn(peer, cn, sizeof(cn), err);
 	if (rc < 0)
-		return perr_prefix(err, "peer certificate");
+		return perr_prefix(err, "peer certificate"), rc;
 	size_t len = strlen(cn);
 	if (!jv_name_valid(cn, len, TLS_HOST_MAX)) {
 		/* The CN is the peer's text: show it quoted and bounded. */

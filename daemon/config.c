@@ -92,8 +92,11 @@ static int load_file(struct daemon_config *c, const char *path,
 	json_t *root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES,
 				  &jerr);
 	free(buf);
-	if (!root)
-		return perr_prefix(err, "%s", path), jv_syntax_error(&jerr, err);
+	if (!root) {
+		rc = jv_syntax_error(&jerr, err);
+		perr_prefix(err, "%s", path);
+		return rc;
+	}
 	rc = json_is_object(root) ? jv_check_known(root, fields, "", err)
 				  : perr(err, -EINVAL, "expected an object");
 	const char *k;

@@ -196,7 +196,7 @@ static int apply(struct store *s, unsigned v, struct parley_err *err)
 	if (rc == 0 && v == 1)
 		rc = db_exec(s, "PRAGMA application_id = 1349676153", err);
 	if (rc < 0)
-		return perr_prefix(err, "migration %u", v);
+		return db_prefix(err, rc, "migration %u", v);
 	sqlite3_stmt *st;
 	rc = db_prep(s, q_rec, &st, err);
 	if (rc < 0)

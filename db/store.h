@@ -21,19 +21,25 @@
  *
  * Errors: 0 (or a count) on success, else a negative errno, and `err` (may
  * be NULL) names the argument or row. The codes mean the same everywhere:
- *   -EINVAL   malformed argument (name, digest, JSON, state, ...)
- *   -E2BIG    too many items or too many bytes
+ *   -EINVAL   malformed argument (a name too long or with a bad byte, a
+ *             digest of the wrong length, text with a NUL byte or not
+ *             UTF-8, a spec that is not a JSON object, a seq that does not
+ *             increase, ...); also a file that is not a parley store
+ *   -E2BIG    too many items (files, segments, grants), or a spec or
+ *             detail too large
  *   -ENOENT   the named host, partition, grant or baseline does not exist
  *   -EEXIST   it exists already (grant channel, enrolled baseline, a file
  *             named twice)
  *   -EBUSY    still referenced (host with partitions, partition with
  *             grants), or a batch is already open
  *   -ESTALE   compare-and-set lost: the row changed since the version given
- *   -EPERM    an agent's record concerns a partition on another host
+ *   -EPERM    an agent's record concerns a partition on another host, or
+ *             names another host
  *   -ENOTSUP  the file's schema is newer than this binary knows
  *   -EBADMSG  the file's contents are inconsistent (audit chain, a row of
  *             the wrong shape): someone wrote to it behind the store's back
- *   -EAGAIN   another writer held the lock past the busy timeout
+ *   -EAGAIN   another writer held the lock past the busy timeout, or took
+ *             the same policy version / audit id first: retry
  *   -EIO, -ENOSPC, -EROFS, -ENOMEM, -EACCES: from SQLite / the file system
  */
 #ifndef PARLEY_DB_STORE_H
@@ -263,7 +269,7 @@ struct store_measurement {
 struct store_ingest {
 	unsigned stored;                  /* records new to the store */
 	unsigned skipped;                 /* already held: seq <= the host's */
-	uint64_t seq;                     /* the host's seq afterwards: Ack it */
+	uint64_t seq;                     /* the host's seq now: Ack this */
 };
 
 /*
@@ -365,8 +371,8 @@ int store_policy_lagging(struct store *s, struct store_lag **out,
 struct store_audit_in {
 	uint64_t seq;          /* the agent's seq (ingest); unused by append */
 	int64_t time_ms;       /* 0 = now */
-	const char *host;      /* append: the host concerned, or NULL/""; ingest:
-				* NULL or the ingesting host */
+	const char *host;      /* append: the host concerned, or NULL/"";
+				* ingest: NULL or the ingesting host */
 	const char *event;     /* a name: open_allowed, open_denied, ... */
 	const char *partition; /* a name, or NULL/"" (stored as "") */
 	const char *channel;   /* likewise */
@@ -393,8 +399,8 @@ int store_ingest_audit(struct store *s, const char *host,
 		       struct store_ingest *res, struct parley_err *err);
 
 /* Rows with id > after_id in id order, at most `limit` (0 = no limit),
- * each passed to cb; cb returning non-zero stops the walk. Returns the
- * number of rows passed. */
+ * each passed to cb; cb returning non-zero stops the walk. cb must not
+ * call the store. Returns the number of rows passed. */
 typedef int (*store_audit_cb)(const struct store_audit *row, void *ctx);
 int store_audit_list(struct store *s, uint64_t after_id, unsigned limit,
 		     store_audit_cb cb, void *ctx, struct parley_err *err);

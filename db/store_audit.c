@@ -181,8 +181,9 @@ static int head_store(struct store *s, uint64_t was, const struct chain *c,
 static int audit_insert(struct store *s, struct chain *c, const char *host,
 			const struct store_audit_in *e, struct parley_err *err)
 {
-	static const char q[] = "INSERT INTO audit (" AUDIT_COLS ") VALUES "
-				"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+	static const char q[] =
+		"INSERT INTO audit (" AUDIT_COLS ") VALUES "
+		"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 	const char *f[AUDIT_NFIELDS] = {
 		nz(host), e->event, nz(e->partition), nz(e->channel),
 		nz(e->reason), nz(e->file), nz(e->detail),
@@ -294,8 +295,8 @@ static int audit_row(struct store *s, sqlite3_stmt *st, struct store_audit *r,
 	int rc = db_col_digest(s, st, 9, r->prev_hash, err);
 	if (rc == 0)
 		rc = db_col_digest(s, st, 10, r->hash, err);
-	return rc < 0 ? perr_prefix(err, "audit row %llu",
-				    (unsigned long long)r->id) : 0;
+	return rc < 0 ? db_prefix(err, rc, "audit row %llu",
+				  (unsigned long long)r->id) : 0;
 }
 
 int store_audit_list(struct store *s, uint64_t after_id, unsigned limit,

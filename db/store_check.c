@@ -9,9 +9,20 @@
 #include "db/store_int.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <parley/abi.h>
 #include "common/jsonv.h"
+
+/* The store must hold whatever an agent may report and a policy may say. */
+_Static_assert(STORE_NAME_MAX == GRANT_NAME_MAX, "names as in policies");
+_Static_assert(STORE_FILE_NAME_MAX == PARLEY_CONFIG_NAME_MAX &&
+	       STORE_FILE_NAME_MAX <= STORE_NAME_MAX,
+	       "file names as the ABI has them, and they fit store_names");
+_Static_assert(STORE_FILES_MAX >= PARLEY_CONFIG_FILES_MAX,
+	       "every key configuration file of a partition");
 
 int db_check_name(const char *what, const char *v, struct parley_err *err)
 {
@@ -208,8 +219,8 @@ int db_check_grant(const struct grant *g, struct parley_err *err)
 			    g->channel, (int)g->dir);
 	uint64_t n = g->ring_bytes;
 	if ((n & (n - 1)) || n < 0x1000 || n > 0x1000000)
-		return perr(err, -EINVAL, "grant \"%s\": ring_bytes %llu is not "
-			    "a power of two in 4K..16M", g->channel,
+		return perr(err, -EINVAL, "grant \"%s\": ring_bytes %llu is "
+			    "not a power of two in 4K..16M", g->channel,
 			    (unsigned long long)n);
 	return 0;
 }
@@ -243,4 +254,17 @@ void store_names_free(struct store_names *l)
 	free(l->name);
 	l->name = NULL;
 	l->n = 0;
+}
+
+int db_prefix(struct parley_err *err, int rc, const char *fmt, ...)
+{
+	if (!err)
+		return rc;
+	char head[PARLEY_ERR_MSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(head, sizeof(head), fmt, ap);
+	va_end(ap);
+	perr_prefix(err, "%s", head);
+	return rc;
 }

@@ -47,8 +47,9 @@ int db_policy_current(struct store *s, uint64_t *v, struct parley_err *err)
 int db_policy_new_version(struct store *s, const char *change, uint64_t *v,
 			  struct parley_err *err)
 {
-	static const char q[] = "INSERT INTO policy_versions "
-				"(version, time_ms, change) VALUES (?1, ?2, ?3)";
+	static const char q[] =
+		"INSERT INTO policy_versions (version, time_ms, change) "
+		"VALUES (?1, ?2, ?3)";
 	sqlite3_stmt *st;
 	int rc = db_policy_current(s, v, err);
 	if (rc == 0)
@@ -208,10 +209,12 @@ static int need_endpoints(struct store *s, const struct grant *g,
 {
 	int rc = db_need_partition(s, g->a, NULL, err);
 	if (rc < 0)
-		return perr_prefix(err, "grant \"%s\": endpoint_a", g->channel);
+		return db_prefix(err, rc, "grant \"%s\": endpoint_a",
+				 g->channel);
 	rc = db_need_partition(s, g->b, NULL, err);
 	if (rc < 0)
-		return perr_prefix(err, "grant \"%s\": endpoint_b", g->channel);
+		return db_prefix(err, rc, "grant \"%s\": endpoint_b",
+				 g->channel);
 	return 0;
 }
 
@@ -268,8 +271,8 @@ static int grant_change(struct store *s, enum grant_op op, const char *channel,
 			struct parley_err *err)
 {
 	uint64_t v = 0;
-	int rc = g ? db_check_grant(g, err)
-		   : db_check_name("grant channel", channel, err);
+	int rc = op != OP_REMOVE ? db_check_grant(g, err)
+				 : db_check_name("grant channel", channel, err);
 	if (rc == 0)
 		rc = db_op_begin(s, err);
 	if (rc < 0)
@@ -397,7 +400,7 @@ static int check_set(const struct grant_set *set, struct parley_err *err)
 	for (unsigned i = 0; i < set->n; i++) {
 		int rc = db_check_grant(&set->g[i], err);
 		if (rc < 0)
-			return perr_prefix(err, "grants[%u]", i);
+			return db_prefix(err, rc, "grants[%u]", i);
 		for (unsigned j = 0; j < i; j++)
 			if (strcmp(set->g[i].channel, set->g[j].channel) == 0)
 				return perr(err, -EEXIST, "grants[%u]: "

@@ -55,15 +55,15 @@ void db_bind_i64(sqlite3_stmt *st, int i, int64_t v);
 
 /* Columns into fixed buffers. A value longer than the buffer or a blob of
  * the wrong size can only come from someone editing the file: -EBADMSG. */
-int db_col_name(struct store *s, sqlite3_stmt *st, int i, char *buf, size_t cap,
-	     struct parley_err *err);
+int db_col_name(struct store *s, sqlite3_stmt *st, int i, char *buf,
+		size_t cap, struct parley_err *err);
 int db_col_digest(struct store *s, sqlite3_stmt *st, int i, uint8_t *out,
-	       struct parley_err *err);
+		  struct parley_err *err);
 const char *db_col_str(sqlite3_stmt *st, int i);   /* never NULL */
 
-/* SQLite's result code as a negative errno, with "store: what: msg". */
+/* SQLite's result code as a negative errno, with "store P: what: msg". */
 int db_sqlerr(struct store *s, int rc, const char *what,
-		 struct parley_err *err);
+	      struct parley_err *err);
 /* Run literal SQL (pragmas, transaction control, migrations). */
 int db_exec(struct store *s, const char *sql, struct parley_err *err);
 
@@ -88,21 +88,23 @@ int64_t db_now_ms(void);
 /* `what` names the argument in the message: "host name", "grants[2]...". */
 int db_check_name(const char *what, const char *v, struct parley_err *err);
 /* NULL or "" allowed (the empty name), else db_check_name. */
-int db_check_opt_name(const char *what, const char *v, struct parley_err *err);
+int db_check_opt_name(const char *what, const char *v,
+		      struct parley_err *err);
 /* A name in a fixed array (struct grant): must be NUL-terminated in it. */
 int db_check_name_array(const char *what, const char *v, size_t cap,
-		     struct parley_err *err);
-int db_check_file_name(const char *what, const char *v, struct parley_err *err);
-int db_check_opt_file_name(const char *what, const char *v,
 			struct parley_err *err);
+int db_check_file_name(const char *what, const char *v,
+		       struct parley_err *err);
+int db_check_opt_file_name(const char *what, const char *v,
+			   struct parley_err *err);
 int db_check_digest(const char *what, struct store_blob b,
-		 struct parley_err *err);
+		    struct parley_err *err);
 /* Valid UTF-8 without NUL, at most cap-1 bytes. */
 int db_check_text(const char *what, const char *v, size_t len, size_t cap,
-	       struct parley_err *err);
+		  struct parley_err *err);
 int db_check_uri(const char *v, struct parley_err *err);
 int db_check_digests(const char *what, const struct store_digests_in *d,
-		  struct parley_err *err);
+		     struct parley_err *err);
 int db_check_grant(const struct grant *g, struct parley_err *err);
 int db_check_limit(unsigned limit, struct parley_err *err);
 
@@ -111,34 +113,40 @@ int db_check_limit(unsigned limit, struct parley_err *err);
 /* -ENOENT unless host / partition `name` exists. */
 int db_need_host(struct store *s, const char *name, struct parley_err *err);
 int db_need_partition(struct store *s, const char *name, char *host_out,
-		   struct parley_err *err);
+		      struct parley_err *err);
 /* The ingest discipline (store_hosts.c): read the host's seq, and after
  * storing, raise it. */
 int db_seq_load(struct store *s, const char *host, uint64_t *seq,
-	     struct parley_err *err);
+		struct parley_err *err);
 int db_seq_raise(struct store *s, const char *host, uint64_t seq,
-	      struct parley_err *err);
-/* Check that seq[i] increase; `what` names the records. */
-int db_seq_check_order(const char *what, uint64_t prev, uint64_t seq, unsigned i,
-		    struct parley_err *err);
+		 struct parley_err *err);
+/* Record i of `what` has seq `seq` after `prev`: 1..2^63-1 and
+ * increasing, else -EINVAL. */
+int db_seq_check_order(const char *what, uint64_t prev, uint64_t seq,
+		       unsigned i, struct parley_err *err);
 /* The latest policy version (0: none). */
 int db_policy_current(struct store *s, uint64_t *v, struct parley_err *err);
 /* Create policy version current+1 with a description (store_grants.c). */
 int db_policy_new_version(struct store *s, const char *change, uint64_t *v,
-		       struct parley_err *err);
+			  struct parley_err *err);
 /* Record that version v affects the hosts of partitions a and b. */
 int db_policy_note_parts(struct store *s, uint64_t v, const char *a,
-		      const char *b, struct parley_err *err);
+			 const char *b, struct parley_err *err);
 /* Record that version v affects the hosts of every grant naming
  * partition p (a baseline of p changed). */
 int db_policy_note_grants_of(struct store *s, uint64_t v, const char *p,
 			     struct parley_err *err);
 /* Number of grants naming partition p. */
 int db_grants_naming(struct store *s, const char *p, int64_t *n,
-		  struct parley_err *err);
+		     struct parley_err *err);
 
 /* Migrations (migrations.c): bring the file to `upto`. */
 int db_migrate(struct store *s, unsigned upto, struct parley_err *err);
+
+/* perr_prefix that keeps `rc` when err is NULL (perr_prefix cannot know
+ * the code then). Returns rc. */
+int db_prefix(struct parley_err *err, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* Names lists. */
 int db_names_push(struct store_names *l, const char *name);

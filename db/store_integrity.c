@@ -286,9 +286,9 @@ static int check_measurements(const char *host,
 		if (rc == 0 && m[i].time_ms < 0)
 			rc = perr(err, -EINVAL, "%s: time %lld", lbl,
 				  (long long)m[i].time_ms);
-		if (rc == 0 && db_check_name("partition name", m[i].partition,
-					     err) < 0)
-			rc = perr_prefix(err, "%s", lbl);
+		if (rc == 0 && (rc = db_check_name("partition name",
+						   m[i].partition, err)) < 0)
+			db_prefix(err, rc, "%s", lbl);
 		if (rc == 0)
 			rc = db_check_digests(lbl, &m[i].d, err);
 	}
@@ -306,7 +306,7 @@ static int measurement_one(struct store *s, const char *host,
 	sqlite3_stmt *st;
 	int rc = db_need_partition(s, m->partition, on, err);
 	if (rc < 0)
-		return perr_prefix(err, "measurements[%u]", i);
+		return db_prefix(err, rc, "measurements[%u]", i);
 	if (strcmp(on, host) != 0)
 		return perr(err, -EPERM, "measurements[%u]: host \"%s\" "
 			    "reported partition \"%s\", which is on host "

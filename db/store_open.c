@@ -62,7 +62,8 @@ static int errno_of(struct store *s, int rc)
 int db_sqlerr(struct store *s, int rc, const char *what,
 	      struct parley_err *err)
 {
-	const char *msg = s && s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
+	const char *msg = s && s->db ? sqlite3_errmsg(s->db)
+				     : sqlite3_errstr(rc);
 	return perr(err, errno_of(s, rc), "store %s: %s: %s",
 		    s && s->path ? s->path : "?", what, msg);
 }
@@ -333,11 +334,14 @@ static int open_db(struct store *s, const char *path, struct parley_err *err)
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 		    SQLITE_OPEN_NOMUTEX;
 	int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
-	if (rc != SQLITE_OK) {
-		rc = db_sqlerr(s, rc, "open", err);
-		return rc;
-	}
-	return configure(s, err);
+	if (rc != SQLITE_OK)
+		return db_sqlerr(s, rc, "open", err);
+	rc = configure(s, err);
+	/* SQLite reads the header at the first statement. */
+	if (rc < 0 && sqlite3_errcode(s->db) == SQLITE_NOTADB)
+		rc = perr(err, -EINVAL, "store %s: not a parley store (not "
+			  "an SQLite database)", path);
+	return rc;
 }
 
 static struct store *store_alloc(const char *path)

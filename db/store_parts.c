@@ -55,8 +55,8 @@ static int check_spec(const char *json, size_t len, struct parley_err *err)
 	json_error_t jerr;
 	json_t *root = json_loadb(json, len, 0, &jerr);
 	if (!root) {
-		jv_syntax_error(&jerr, err);
-		return perr_prefix(err, "spec_json");
+		rc = jv_syntax_error(&jerr, err);
+		return db_prefix(err, rc, "spec_json");
 	}
 	if (!json_is_object(root))
 		rc = jv_type_error(root, "spec_json", "an object", err);
@@ -111,7 +111,8 @@ static int check_move(struct store *s, const struct store_part_in *in,
 static int part_version(struct store *s, const char *name, uint64_t *v,
 			struct parley_err *err)
 {
-	static const char q[] = "SELECT version FROM partitions WHERE name = ?1";
+	static const char q[] =
+		"SELECT version FROM partitions WHERE name = ?1";
 	sqlite3_stmt *st;
 	int64_t n;
 	int rc = db_prep(s, q, &st, err);

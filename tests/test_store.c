@@ -419,7 +419,14 @@ Test(store, foreign_files_refused)
 	      fp);
 	fclose(fp);
 	e = (struct parley_err){ 0 };
-	cr_expect_eq(store_open(f.path, &f.s, &e), -EBADMSG, "%s", e.msg);
+	cr_expect_eq(store_open(f.path, &f.s, &e), -EINVAL, "%s", e.msg);
+	cr_expect(strstr(e.msg, "not a parley store (not an SQLite "
+			 "database)"), "%s", e.msg);
+	e = (struct parley_err){ 0 };
+	char missing[700];
+	snprintf(missing, sizeof(missing), "%s/no/such/dir/x.db", f.dir);
+	cr_expect_eq(store_open(missing, &f.s, &e), -ENOENT, "%s", e.msg);
+	cr_expect_eq(store_open("", &f.s, &e), -EINVAL);
 	fx_close(&f);
 }
 
@@ -1239,4 +1246,579 @@ Test(store, references)
 	cr_expect_eq(store_partition_put(f.s, &in, NULL, &e), 0);
 	cr_expect_eq(store_host_delete(f.s, "h2", &e), 0, "%s", perr_msg(&e));
 	fx_close(&f);
+}
+
+/* ---- hostile arguments ---- */
+
+#define N63 "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
+#define N64 N63 "x"
+
+static const uint8_t zeros[64];
+
+/* One call with bad arguments; the table says what it must return. */
+typedef int (*hostile_fn)(struct store *s, struct parley_err *e);
+
+#define ONE(id, expr)                                                    \
+	static int id(struct store *s, struct parley_err *e)             \
+	{                                                                \
+		(void)s;                                                 \
+		return (expr);                                           \
+	}
+
+static struct store_part_in pin(const char *name, const char *spec,
+				size_t len)
+{
+	struct store_part_in in = part_in(name, "h1", STORE_PART_THIN);
+	in.spec_json = spec;
+	in.spec_len = len;
+	return in;
+}
+
+static int put_spec(struct store *s, const char *spec, size_t len,
+		    struct parley_err *e)
+{
+	struct store_part_in in = pin("pz", spec, len);
+	return store_partition_put(s, &in, NULL, e);
+}
+
+ONE(h_host_long, store_host_put(s, N64, "", NOCERT, e))
+ONE(h_host_empty, store_host_put(s, "", "", NOCERT, e))
+ONE(h_host_null, store_host_put(s, NULL, "", NOCERT, e))
+ONE(h_host_slash, store_host_put(s, "h/1", "", NOCERT, e))
+ONE(h_host_dash, store_host_put(s, "-h", "", NOCERT, e))
+ONE(h_host_escape, store_host_put(s, "h\x1b[31m", "", NOCERT, e))
+ONE(h_uri_space, store_host_put(s, "h1", "qemu+tls://h 1/system", NOCERT,
+				e))
+ONE(h_cert_short, store_host_put(s, "h1", "",
+				 (struct store_blob){ zeros, 31 }, e))
+ONE(h_cert_null, store_host_put(s, "h1", "",
+				(struct store_blob){ NULL, 32 }, e))
+
+static int h_uri_long(struct store *s, struct parley_err *e)
+{
+	char uri[STORE_URI_MAX + 1];
+	memset(uri, 'u', STORE_URI_MAX);
+	uri[STORE_URI_MAX] = '\0';
+	return store_host_put(s, "h1", uri, NOCERT, e);
+}
+
+static int h_part_host(struct store *s, struct parley_err *e)
+{
+	struct store_part_in in = part_in("pz", "h9", STORE_PART_THIN);
+	return store_partition_put(s, &in, NULL, e);
+}
+
+static int h_part_kind(struct store *s, struct parley_err *e)
+{
+	struct store_part_in in = part_in("pz", "h1", (enum store_part_kind)7);
+	return store_partition_put(s, &in, NULL, e);
+}
+
+static int h_part_state(struct store *s, struct parley_err *e)
+{
+	struct store_part_in in = part_in("pz", "h1", STORE_PART_THIN);
+	in.state = "";
+	return store_partition_put(s, &in, NULL, e);
+}
+
+static int h_part_long(struct store *s, struct parley_err *e)
+{
+	struct store_part_in in = part_in(N64, "h1", STORE_PART_THIN);
+	return store_partition_put(s, &in, NULL, e);
+}
+
+ONE(h_spec_nul, put_spec(s, "{\"a\":1}\0xx", 10, e))
+ONE(h_spec_syntax, put_spec(s, "{nope", 5, e))
+ONE(h_spec_array, put_spec(s, "[1]", 3, e))
+ONE(h_spec_utf8, put_spec(s, "{\"a\":\"\xc0\xaf\"}", 10, e))
+ONE(h_spec_null, put_spec(s, NULL, 0, e))
+
+static int h_spec_big(struct store *s, struct parley_err *e)
+{
+	char *big = malloc(STORE_SPEC_MAX);
+	cr_assert(big);
+	memset(big, ' ', STORE_SPEC_MAX);
+	big[0] = '{';
+	big[STORE_SPEC_MAX - 1] = '}';
+	int rc = put_spec(s, big, STORE_SPEC_MAX, e);
+	free(big);
+	return rc;
+}
+
+static int h_files_many(struct store *s, struct parley_err *e)
+{
+	const char *n[STORE_FILES_MAX + 1];
+	for (int i = 0; i <= STORE_FILES_MAX; i++)
+		n[i] = "f";
+	return store_partition_set_files(s, "pa", n, STORE_FILES_MAX + 1, e);
+}
+
+static int set_files2(struct store *s, const char *p, const char *a,
+		      const char *b, struct parley_err *e)
+{
+	const char *n[] = { a, b };
+	return store_partition_set_files(s, p, n, 2, e);
+}
+
+ONE(h_files_slash, set_files2(s, "pa", "motd", "a/b", e))
+ONE(h_files_dup, set_files2(s, "pa", "motd", "motd", e))
+ONE(h_files_ctl, set_files2(s, "pa", "motd", "a\nb", e))
+ONE(h_files_long, set_files2(s, "pa", N64, "motd", e))
+ONE(h_files_part, set_files2(s, "ghost", "motd", "x", e))
+
+/* Baselines: d is good; each case spoils one thing. */
+static int bl(struct store *s, struct parley_err *e, int spoil)
+{
+	struct dg *d = malloc(sizeof(*d));
+	cr_assert(d);
+	dg_make(d, 2, 1, 0x11);
+	const char *p = "pb";
+	if (spoil == 0)
+		d->in.digest.len = 31;
+	if (spoil == 1)
+		d->file[0].sha256.len = 33;
+	if (spoil == 2)
+		d->in.nseg = STORE_SEGS_MAX + 1;
+	if (spoil == 3)
+		d->in.nfile = STORE_FILES_MAX + 1;
+	if (spoil == 4)
+		p = "ghost";
+	if (spoil == 5)
+		d->file[1].name = d->file[0].name;
+	if (spoil == 6)
+		p = "pa";       /* enrolled already */
+	if (spoil == 7)
+		d->file[0].name = "";
+	int rc = store_baseline_put(s, p, spoil == 8 ? NULL : &d->in, false,
+				    NULL, e);
+	free(d);
+	return rc;
+}
+
+ONE(h_bl_digest, bl(s, e, 0))
+ONE(h_bl_file_digest, bl(s, e, 1))
+ONE(h_bl_segs, bl(s, e, 2))
+ONE(h_bl_files, bl(s, e, 3))
+ONE(h_bl_part, bl(s, e, 4))
+ONE(h_bl_dup, bl(s, e, 5))
+ONE(h_bl_twice, bl(s, e, 6))
+ONE(h_bl_noname, bl(s, e, 7))
+ONE(h_bl_null, bl(s, e, 8))
+
+/* Grants: "g" between pa and pc, good; each case spoils one thing. */
+static int gr(struct store *s, struct parley_err *e, int spoil)
+{
+	struct grant g = mkgrant("g", "pa", "pc");
+	if (spoil == 0)
+		snprintf(g.b, sizeof(g.b), "ghost");
+	if (spoil == 1)
+		snprintf(g.b, sizeof(g.b), "pa");
+	if (spoil == 2)
+		g.ring_bytes = 3000;
+	if (spoil == 3)
+		g.ring_bytes = 32 << 20;
+	if (spoil == 4)
+		g.ring_bytes = 2048;
+	if (spoil == 5)
+		memset(g.channel, 'c', sizeof(g.channel));
+	if (spoil == 6)
+		g.dir = (enum grant_dir)9;
+	if (spoil == 7)
+		snprintf(g.a, sizeof(g.a), "p a");
+	if (spoil == 8)
+		memset(g.a, 'a', sizeof(g.a));
+	return store_grant_add(s, &g, NULL, e);
+}
+
+ONE(h_gr_unknown, gr(s, e, 0))
+ONE(h_gr_self, gr(s, e, 1))
+ONE(h_gr_ring, gr(s, e, 2))
+ONE(h_gr_ring_big, gr(s, e, 3))
+ONE(h_gr_ring_small, gr(s, e, 4))
+ONE(h_gr_unterminated, gr(s, e, 5))
+ONE(h_gr_dir, gr(s, e, 6))
+ONE(h_gr_name, gr(s, e, 7))
+ONE(h_gr_a_unterminated, gr(s, e, 8))
+ONE(h_gr_null, store_grant_add(s, NULL, NULL, e))
+
+static int h_gr_dup(struct store *s, struct parley_err *e)
+{
+	struct grant g = mkgrant("ab", "pa", "pc");
+	return store_grant_add(s, &g, NULL, e);
+}
+
+static int h_gr_update_missing(struct store *s, struct parley_err *e)
+{
+	struct grant g = mkgrant("zz", "pa", "pc");
+	return store_grant_update(s, &g, NULL, e);
+}
+
+ONE(h_gr_remove_missing, store_grant_remove(s, "zz", NULL, e))
+ONE(h_gr_remove_bad, store_grant_remove(s, "z z", NULL, e))
+
+static int rep(struct store *s, struct parley_err *e, int spoil)
+{
+	struct grant g[2] = { mkgrant("g", "pa", "pc"),
+			      mkgrant("h", "pb", "pd") };
+	struct grant_set set = { 2, g };
+	if (spoil == 0)
+		snprintf(g[1].channel, sizeof(g[1].channel), "g");
+	if (spoil == 1)
+		g[1].ring_bytes = 5;
+	if (spoil == 2)
+		snprintf(g[1].b, sizeof(g[1].b), "ghost");
+	if (spoil == 3)
+		set.g = NULL;
+	if (spoil == 4)
+		set.n = GRANTS_MAX + 1;
+	return store_grant_replace(s, &set, NULL, e);
+}
+
+ONE(h_rep_dup, rep(s, e, 0))
+ONE(h_rep_bad, rep(s, e, 1))
+ONE(h_rep_unknown, rep(s, e, 2))
+ONE(h_rep_null, rep(s, e, 3))
+ONE(h_rep_many, rep(s, e, 4))
+
+/* Audit events from h1: two good ones, then one thing spoilt. */
+static int au(struct store *s, struct parley_err *e, int spoil)
+{
+	struct store_audit_in ev[2];
+	const char *host = "h1";
+	char big[STORE_DETAIL_MAX + 1];
+	mkevents(ev, 2, 5);
+	switch (spoil) {
+	case 0: host = "h9"; break;
+	case 1: ev[0].seq = 0; break;
+	case 2: ev[1].seq = 3; break;
+	case 3: ev[1].seq = 5; break;
+	case 4: ev[1].seq = 1ull << 63; break;
+	case 5: ev[0].host = "h2"; break;
+	case 6: ev[0].event = NULL; break;
+	case 7:
+		memset(big, 'd', STORE_DETAIL_MAX);
+		big[STORE_DETAIL_MAX] = '\0';
+		ev[0].detail = big;
+		break;
+	case 8: ev[0].detail = "ab\xed\xa0\x80"; break;   /* a surrogate */
+	case 9: ev[0].partition = "p a"; break;
+	case 10: ev[0].time_ms = -5; break;
+	case 11: ev[0].file = "etc/motd"; break;
+	case 12: ev[1].reason = N64; break;
+	case 13: ev[0].channel = "\xff"; break;
+	}
+	return store_ingest_audit(s, host, ev, 2, NULL, e);
+}
+
+ONE(h_au_host, au(s, e, 0))
+ONE(h_au_seq0, au(s, e, 1))
+ONE(h_au_seq_down, au(s, e, 2))
+ONE(h_au_seq_same, au(s, e, 3))
+ONE(h_au_seq_huge, au(s, e, 4))
+ONE(h_au_other, au(s, e, 5))
+ONE(h_au_event, au(s, e, 6))
+ONE(h_au_detail_big, au(s, e, 7))
+ONE(h_au_detail_utf8, au(s, e, 8))
+ONE(h_au_partition, au(s, e, 9))
+ONE(h_au_time, au(s, e, 10))
+ONE(h_au_file, au(s, e, 11))
+ONE(h_au_reason, au(s, e, 12))
+ONE(h_au_channel, au(s, e, 13))
+ONE(h_au_null, store_audit_append(s, NULL, 2, NULL, e))
+ONE(h_au_ingest_host, store_ingest_audit(s, "", NULL, 0, NULL, e))
+
+static int ms(struct store *s, struct parley_err *e, int spoil)
+{
+	struct dg *d = malloc(sizeof(*d));
+	cr_assert(d);
+	dg_make(d, 1, 0, 0x22);
+	struct store_measure_in m = { .seq = 1, .partition = "pa",
+				      .d = d->in };
+	if (spoil == 0)
+		m.partition = "pc";
+	if (spoil == 1)
+		m.partition = "ghost";
+	if (spoil == 2)
+		m.d.digest.len = 16;
+	if (spoil == 3)
+		m.d.seg = NULL, m.d.nseg = 1;
+	int rc = store_ingest_measurements(s, "h1", &m, 1, NULL, e);
+	free(d);
+	return rc;
+}
+
+ONE(h_ms_other, ms(s, e, 0))
+ONE(h_ms_unknown, ms(s, e, 1))
+ONE(h_ms_digest, ms(s, e, 2))
+ONE(h_ms_segs, ms(s, e, 3))
+ONE(h_st_other, store_ingest_status(s, "h1", 1, "pc", "running", NULL, e))
+ONE(h_st_state, store_ingest_status(s, "h1", 1, "pa", "run ning", NULL, e))
+ONE(h_ack_future, store_policy_ack(s, "h3", 1, e))
+ONE(h_ack_host, store_policy_ack(s, "h9", 1, e))
+ONE(h_list_0, store_partition_list(s, NULL, NULL, 0, &(struct store_partition
+							*){ 0 }, e))
+ONE(h_list_big, store_host_list(s, NULL, STORE_LIST_MAX + 1,
+				&(struct store_host *){ 0 }, e))
+ONE(h_list_host, store_partition_list(s, "h 1", NULL, 5,
+				      &(struct store_partition *){ 0 }, e))
+ONE(h_stale, store_partition_set_state(s, "pa", "running", 7, NULL, e))
+ONE(h_state_bad, store_partition_set_state(s, "pa", "", 0, NULL, e))
+ONE(h_state_part, store_partition_set_state(s, "ghost", "x", 0, NULL, e))
+ONE(h_affected, store_policy_affected(s, 99, &(struct store_names){ 0 }, e))
+ONE(h_for_host, store_grants_for_host(s, "h9", &(struct grant_set){ 0 }, e))
+ONE(h_host_busy, store_host_delete(s, "h1", e))
+ONE(h_part_busy, store_partition_delete(s, "pb", e))
+ONE(h_seq_host, store_host_seq(s, "h9", &(uint64_t){ 0 }, e))
+ONE(h_commit, store_commit(s, e))
+
+struct hostile {
+	const char *name;
+	hostile_fn run;
+	int code;
+	const char *msg;          /* the message, or (with *) a part of it */
+};
+
+static const struct hostile hostile[] = {
+	{ "host name too long", h_host_long, -EINVAL,
+	  "host name: 64 bytes, at most 63" },
+	{ "host name empty", h_host_empty, -EINVAL, "host name: missing" },
+	{ "host name NULL", h_host_null, -EINVAL, "host name: missing" },
+	{ "host name with /", h_host_slash, -EINVAL,
+	  "host name: \"h/1\" is not a valid name (A-Z a-z 0-9 _ . -, not "
+	  "starting with . or -)" },
+	{ "host name starts with -", h_host_dash, -EINVAL,
+	  "*host name: \"-h\" is not a valid name" },
+	{ "host name with an escape", h_host_escape, -EINVAL,
+	  "*host name: \"h\\x1b[31m\" is not" },
+	{ "URI with a space", h_uri_space, -EINVAL,
+	  "libvirt URI: \"qemu+tls://h 1/system\" has a byte that is not "
+	  "printable ASCII at offset 12" },
+	{ "URI too long", h_uri_long, -EINVAL,
+	  "libvirt URI: 1024 bytes, at most 1023" },
+	{ "fingerprint of 31 bytes", h_cert_short, -EINVAL,
+	  "host \"h1\": certificate fingerprint: 31 bytes, a SHA-256 has 32" },
+	{ "fingerprint NULL", h_cert_null, -EINVAL,
+	  "host \"h1\": certificate fingerprint: missing" },
+	{ "partition on an unknown host", h_part_host, -ENOENT,
+	  "host \"h9\": no such host" },
+	{ "partition kind 7", h_part_kind, -EINVAL,
+	  "partition kind 7: not thin or libvirt" },
+	{ "partition state empty", h_part_state, -EINVAL,
+	  "partition state: missing" },
+	{ "partition name too long", h_part_long, -EINVAL,
+	  "partition name: 64 bytes, at most 63" },
+	{ "spec with a NUL byte", h_spec_nul, -EINVAL,
+	  "spec_json: NUL byte at offset 7" },
+	{ "spec not JSON", h_spec_syntax, -EINVAL,
+	  "*spec_json: invalid JSON at line 1" },
+	{ "spec an array", h_spec_array, -EINVAL,
+	  "*spec_json: expected an object" },
+	{ "spec not UTF-8", h_spec_utf8, -EINVAL,
+	  "spec_json: not UTF-8 at offset 6" },
+	{ "spec NULL", h_spec_null, -EINVAL, "spec_json: missing" },
+	{ "spec too big", h_spec_big, -E2BIG,
+	  "spec_json: 65536 bytes, at most 65535" },
+	{ "33 key files", h_files_many, -E2BIG,
+	  "33 key configuration files, at most 32" },
+	{ "key file with /", h_files_slash, -EINVAL,
+	  "files[1]: \"a/b\" is not a file name (printable ASCII, no '/')" },
+	{ "key file twice", h_files_dup, -EEXIST, "files[1]: \"motd\" twice" },
+	{ "key file with a newline", h_files_ctl, -EINVAL,
+	  "files[1]: \"a\\x0ab\" is not a file name (printable ASCII, no "
+	  "'/')" },
+	{ "key file name too long", h_files_long, -EINVAL,
+	  "files[0]: 64 bytes, at most 63" },
+	{ "key files of an unknown partition", h_files_part, -ENOENT,
+	  "partition \"ghost\": no such partition" },
+	{ "baseline digest of 31 bytes", h_bl_digest, -EINVAL,
+	  "baseline: digest: 31 bytes, a SHA-256 has 32" },
+	{ "baseline file digest of 33 bytes", h_bl_file_digest, -EINVAL,
+	  "baseline: files[0]: 33 bytes, a SHA-256 has 32" },
+	{ "baseline with 17 segments", h_bl_segs, -E2BIG,
+	  "baseline: 17 segments, at most 16" },
+	{ "baseline with 33 files", h_bl_files, -E2BIG,
+	  "baseline: 33 files, at most 32" },
+	{ "baseline of an unknown partition", h_bl_part, -ENOENT,
+	  "partition \"ghost\": no such partition" },
+	{ "baseline naming a file twice", h_bl_dup, -EEXIST,
+	  "baseline: files[1]: file \"file0.conf\" twice" },
+	{ "second enrolment", h_bl_twice, -EEXIST,
+	  "partition \"pa\" already has an enrolled baseline; enrolment only "
+	  "sets the first" },
+	{ "baseline file without a name", h_bl_noname, -EINVAL,
+	  "baseline: files[0]: missing" },
+	{ "baseline NULL", h_bl_null, -EINVAL, "baseline: missing" },
+	{ "grant to an unknown partition", h_gr_unknown, -ENOENT,
+	  "grant \"g\": endpoint_b: partition \"ghost\": no such partition" },
+	{ "grant to itself", h_gr_self, -EINVAL,
+	  "grant \"g\": endpoint_a and endpoint_b are both \"pa\"" },
+	{ "grant ring 3000", h_gr_ring, -EINVAL,
+	  "grant \"g\": ring_bytes 3000 is not a power of two in 4K..16M" },
+	{ "grant ring 32M", h_gr_ring_big, -EINVAL,
+	  "grant \"g\": ring_bytes 33554432 is not a power of two in "
+	  "4K..16M" },
+	{ "grant ring 2K", h_gr_ring_small, -EINVAL,
+	  "grant \"g\": ring_bytes 2048 is not a power of two in 4K..16M" },
+	{ "grant channel without NUL", h_gr_unterminated, -EINVAL,
+	  "grant channel: not NUL-terminated within 64 bytes" },
+	{ "grant endpoint without NUL", h_gr_a_unterminated, -EINVAL,
+	  "grant \"g\": endpoint_a: not NUL-terminated within 64 bytes" },
+	{ "grant direction 9", h_gr_dir, -EINVAL,
+	  "grant \"g\": direction 9" },
+	{ "grant endpoint with a space", h_gr_name, -EINVAL,
+	  "*grant \"g\": endpoint_a: \"p a\" is not a valid name" },
+	{ "grant NULL", h_gr_null, -EINVAL, "grant: missing" },
+	{ "grant added twice", h_gr_dup, -EEXIST, "grant \"ab\" exists" },
+	{ "update of a missing grant", h_gr_update_missing, -ENOENT,
+	  "grant \"zz\": no such grant" },
+	{ "removal of a missing grant", h_gr_remove_missing, -ENOENT,
+	  "grant \"zz\": no such grant" },
+	{ "removal by a bad name", h_gr_remove_bad, -EINVAL,
+	  "*grant channel: \"z z\" is not a valid name" },
+	{ "policy naming a channel twice", h_rep_dup, -EEXIST,
+	  "grants[1]: channel \"g\" twice" },
+	{ "policy with a bad grant", h_rep_bad, -EINVAL,
+	  "grants[1]: grant \"h\": ring_bytes 5 is not a power of two in "
+	  "4K..16M" },
+	{ "policy naming an unknown partition", h_rep_unknown, -ENOENT,
+	  "grant \"h\": endpoint_b: partition \"ghost\": no such partition" },
+	{ "policy NULL grants", h_rep_null, -EINVAL, "grants: missing" },
+	{ "policy of 1025 grants", h_rep_many, -E2BIG,
+	  "1025 grants, at most 1024" },
+	{ "audit from an unknown host", h_au_host, -ENOENT,
+	  "host \"h9\": no such host" },
+	{ "audit seq 0", h_au_seq0, -EINVAL,
+	  "events[0]: seq 0 is not 1..2^63-1" },
+	{ "audit seq going down", h_au_seq_down, -EINVAL,
+	  "events[1]: seq 3 after 5: not increasing" },
+	{ "audit seq repeated", h_au_seq_same, -EINVAL,
+	  "events[1]: seq 5 after 5: not increasing" },
+	{ "audit seq 2^63", h_au_seq_huge, -EINVAL,
+	  "events[1]: seq 9223372036854775808 is not 1..2^63-1" },
+	{ "audit naming another host", h_au_other, -EPERM,
+	  "events[0].host: \"h2\" in a batch from host \"h1\"" },
+	{ "audit without an event", h_au_event, -EINVAL,
+	  "events[0].event: missing" },
+	{ "audit detail too big", h_au_detail_big, -E2BIG,
+	  "events[0].detail: 1024 bytes, at most 1023" },
+	{ "audit detail with a surrogate", h_au_detail_utf8, -EINVAL,
+	  "events[0].detail: not UTF-8 at offset 2" },
+	{ "audit partition with a space", h_au_partition, -EINVAL,
+	  "*events[0].partition: \"p a\" is not a valid name" },
+	{ "audit time negative", h_au_time, -EINVAL,
+	  "events[0].time_ms: -5 is negative" },
+	{ "audit file with /", h_au_file, -EINVAL,
+	  "*events[0].file: \"etc/motd\" is not a file name" },
+	{ "audit reason too long", h_au_reason, -EINVAL,
+	  "events[1].reason: 64 bytes, at most 63" },
+	{ "audit channel not ASCII", h_au_channel, -EINVAL,
+	  "*events[0].channel: \"\\xff\" is not a valid name" },
+	{ "audit NULL events", h_au_null, -EINVAL, "events: missing" },
+	{ "audit ingest without a host", h_au_ingest_host, -EINVAL,
+	  "host name: missing" },
+	{ "measurement of another host's partition", h_ms_other, -EPERM,
+	  "measurements[0]: host \"h1\" reported partition \"pc\", which is "
+	  "on host \"h2\"" },
+	{ "measurement of an unknown partition", h_ms_unknown, -ENOENT,
+	  "measurements[0]: partition \"ghost\": no such partition" },
+	{ "measurement digest of 16 bytes", h_ms_digest, -EINVAL,
+	  "measurements[0]: digest: 16 bytes, a SHA-256 has 32" },
+	{ "measurement segments NULL", h_ms_segs, -EINVAL,
+	  "measurements[0]: segments missing" },
+	{ "status of another host's partition", h_st_other, -EPERM,
+	  "status from host \"h1\" for partition \"pc\", which is on host "
+	  "\"h2\"" },
+	{ "status with a bad state", h_st_state, -EINVAL,
+	  "*partition state: \"run ning\" is not a valid name" },
+	{ "ack of a version never sent", h_ack_future, -EINVAL,
+	  "host \"h3\" acknowledged policy version 1, but its bundle is at "
+	  "version 0" },
+	{ "ack from an unknown host", h_ack_host, -ENOENT,
+	  "host \"h9\": no such host" },
+	{ "list limit 0", h_list_0, -EINVAL, "limit 0: must be 1..1000" },
+	{ "list limit 1001", h_list_big, -EINVAL,
+	  "limit 1001: must be 1..1000" },
+	{ "list by a bad host", h_list_host, -EINVAL,
+	  "*host name: \"h 1\" is not a valid name" },
+	{ "state with a stale version", h_stale, -ESTALE,
+	  "partition \"pa\" is at version 1, not 7: changed meanwhile" },
+	{ "state empty", h_state_bad, -EINVAL, "partition state: missing" },
+	{ "state of an unknown partition", h_state_part, -ENOENT,
+	  "partition \"ghost\": no such partition" },
+	{ "hosts of an unknown version", h_affected, -ENOENT,
+	  "no policy version 99" },
+	{ "grants of an unknown host", h_for_host, -ENOENT,
+	  "host \"h9\": no such host" },
+	{ "host still running partitions", h_host_busy, -EBUSY,
+	  "host \"h1\" has 2 partition(s); delete them first" },
+	{ "partition still granted", h_part_busy, -EBUSY,
+	  "partition \"pb\": 1 grant(s) name it; remove them first" },
+	{ "seq of an unknown host", h_seq_host, -ENOENT,
+	  "host \"h9\": no such host" },
+	{ "commit without a batch", h_commit, -EINVAL,
+	  "*: commit without a batch" },
+};
+
+static void expect_untouched(struct fx *f)
+{
+	static const char *const q[][2] = {
+		{ "SELECT COUNT(*) FROM hosts", "3" },
+		{ "SELECT COUNT(*) FROM partitions", "4" },
+		{ "SELECT MAX(version) FROM partitions", "1" },
+		{ "SELECT COUNT(*) FROM partition_files", "0" },
+		{ "SELECT COUNT(*) FROM baselines", "1" },
+		{ "SELECT COUNT(*) FROM grants", "1" },
+		{ "SELECT COUNT(*) FROM policy_versions", "2" },
+		{ "SELECT COUNT(*) FROM audit", "0" },
+		{ "SELECT COUNT(*) FROM measurements", "0" },
+		{ "SELECT SUM(agent_seq) + SUM(policy_acked) FROM hosts", "0" },
+	};
+	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
+		char *v = raw_text(f->path, q[i][0]);
+		cr_expect_str_eq(v, q[i][1], "%s: %s, want %s", q[i][0], v,
+				 q[i][1]);
+		free(v);
+	}
+}
+
+Test(store, hostile_arguments)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	struct grant g = mkgrant("ab", "pa", "pb");
+	cr_assert_eq(store_grant_add(f.s, &g, NULL, &e), 0);
+	struct dg d;
+	dg_make(&d, 1, 0, 9);
+	cr_assert_eq(store_baseline_put(f.s, "pa", &d.in, false, NULL, &e), 0);
+	for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+		const struct hostile *h = &hostile[i];
+		e = (struct parley_err){ 0 };
+		int rc = h->run(f.s, &e);
+		cr_expect_eq(rc, h->code, "%s: rc %d (%s), want %d", h->name,
+			     rc, e.msg, h->code);
+		cr_expect_eq(e.code, rc, "%s: err code %d, rc %d", h->name,
+			     e.code, rc);
+		if (h->msg[0] == '*')
+			cr_expect(strstr(e.msg, h->msg + 1), "%s: \"%s\" lacks "
+				  "\"%s\"", h->name, e.msg, h->msg + 1);
+		else
+			cr_expect_str_eq(e.msg, h->msg, "%s: \"%s\", want "
+					 "\"%s\"", h->name, e.msg, h->msg);
+		/* And nothing with a NULL err either. */
+		cr_expect_eq(h->run(f.s, NULL), h->code, "%s (err NULL)",
+			     h->name);
+		char *v = raw_text(f.path, "SELECT COUNT(*) || ' ' || "
+				   "(SELECT COUNT(*) FROM partitions) FROM "
+				   "policy_versions");
+		cr_expect_str_eq(v, "2 4", "%s left %s", h->name, v);
+		free(v);
+	}
+	store_close(f.s);
+	f.s = NULL;
+	expect_untouched(&f);
+	fx_reopen(&f);
+	fx_close(&f);
+	expect_no_leaks();
 }
