@@ -106,6 +106,10 @@ int64_t parley_chan_send(struct parley_chan *c, const void *buf, uint32_t len)
 	for (unsigned spin = 0;; spin++) {
 		int rc = parley_ring_push(&c->tx, buf, len);
 		if (rc == PARLEY_RING_OK) {
+			/* The index store must be visible before we read the
+			 * consumer's flag, or both sides can miss each other
+			 * (x86 lets a load pass an earlier store). */
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
 			if (flag(&c->tx.cons->waiting))
 				parley_chan_doorbell(c);
 			return PARLEY_OK;
@@ -122,6 +126,7 @@ int64_t parley_chan_send(struct parley_chan *c, const void *buf, uint32_t len)
 		rc = parley_ring_push(&c->tx, buf, len);
 		if (rc == PARLEY_RING_OK) {
 			set_flag(&c->tx.prod->waiting, 0);
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
 			if (flag(&c->tx.cons->waiting))
 				parley_chan_doorbell(c);
 			return PARLEY_OK;
@@ -143,6 +148,7 @@ int64_t parley_chan_recv(struct parley_chan *c, void *buf, uint32_t cap,
 	for (unsigned spin = 0;; spin++) {
 		int rc = parley_ring_pop(&c->rx, buf, cap, len);
 		if (rc == PARLEY_RING_OK) {
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
 			if (flag(&c->rx.prod->waiting))
 				parley_chan_doorbell(c);
 			return PARLEY_OK;
