@@ -1,0 +1,51 @@
+/*
+ * A small blocking HTTP/1.1 client for parleyctl: one request per TCP
+ * connection ("Connection: close"), plain http:// only, a 5 s connect
+ * timeout and a 30 s timeout on every read. Bodies come back whole
+ * (Content-Length, chunked, or up to end of stream), capped at
+ * HTTP_BODY_MAX so a broken or hostile server cannot make us allocate
+ * without bound.
+ */
+#ifndef PARLEY_CLI_HTTP_H
+#define PARLEY_CLI_HTTP_H
+
+#include <stddef.h>
+#include "common/err.h"
+
+#define HTTP_BODY_MAX (16u << 20)  /* far above any list page we ask for */
+#define HTTP_HEAD_MAX (16u << 10)  /* status line + headers */
+#define HTTP_CONNECT_MS 5000
+#define HTTP_READ_MS 30000
+
+struct http_url {
+	char host[256];
+	char port[8];
+	char prefix[256];           /* path before /v1, "" for none */
+};
+
+struct http_resp {
+	int status;                 /* 100..599 */
+	char *body;                 /* NUL-terminated; caller frees */
+	size_t len;
+};
+
+/* Parse "http://HOST[:PORT][/PREFIX]" (IPv6 as [::1]); port 80 when
+ * missing. 0, or -EINVAL with a message. */
+int http_url_parse(const char *s, struct http_url *u, struct parley_err *err);
+
+/*
+ * Send METHOD PATH (PATH starts with '/', already URL-encoded) with an
+ * optional bearer token and optional JSON body, and read the response.
+ * Returns 0 with *r filled (caller frees r->body), or a negative errno:
+ * -ECONNREFUSED/-ETIMEDOUT/-EHOSTUNREACH/... when the server cannot be
+ * reached (http_unreachable() says which), -EPROTO for a response that is
+ * not HTTP, -EFBIG beyond the caps. err names the problem.
+ */
+int http_request(const struct http_url *u, const char *token,
+		 const char *method, const char *path, const char *body,
+		 struct http_resp *r, struct parley_err *err);
+
+/* Whether an http_request error means "no server answered". */
+int http_unreachable(int rc);
+
+#endif
