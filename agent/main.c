@@ -12,6 +12,7 @@
 #include "agent/ipc/audit.h"
 #include "agent/ipc/baseline.h"
 #include "agent/ipc/chanmgr.h"
+#include "agent/join.h"
 #include "agent/partition.h"
 #include "agent/serve.h"
 #include "agent/spec.h"
@@ -48,7 +49,9 @@ static void usage(FILE *f)
 		"[--snapshot-dir DIR] SPEC...\n"
 		"       parley-agent restore [--vmm PATH] SNAPSHOT...\n"
 		"       parley-agent serve --state-dir DIR --server HOST:PORT "
-		"[--image-dir DIR] [--audit FILE] [SPEC...]\n");
+		"[--image-dir DIR] [--audit FILE] [SPEC...]\n"
+		"       parley-agent join --server HOST:PORT --token prj_... "
+		"--ca-sha256 HEX --state-dir DIR\n");
 }
 
 static int opt_dir(struct cli *c, const char *d)
@@ -309,6 +312,8 @@ static int serve(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "join"))
+		return join_main(argc - 1, argv + 1);
 	if (argc < 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "restore") &&
 			 strcmp(argv[1], "serve"))) {
 		usage(stderr);

@@ -93,10 +93,13 @@ bool fleet_daemon_alive(struct fleet_env *e);
 /* From /proc/PID/status and /proc/PID/stat; -1 when unreadable. */
 long fleet_rss_kib(pid_t pid);
 double fleet_cpu_s(pid_t pid);
-/* This process's CPU time (user + system). */
+/* This process's CPU time (user + system); with its reaped children. */
 double fleet_self_cpu_s(void);
-/* Busy time of all CPUs from /proc/stat, in seconds. */
-double fleet_host_busy_s(void);
+double fleet_family_cpu_s(void);
+/* Busy time of all CPUs from /proc/stat, in seconds: in processes (user,
+ * nice, system) and in interrupts (irq, softirq: loopback TCP is mostly
+ * the latter). */
+int fleet_host_cpu(double *proc_s, double *irq_s);
 
 /* ---- fleet_client.c ------------------------------------------------- */
 

@@ -272,7 +272,7 @@ static void dispatch(struct fleet_agent *a, const Parley__V1__Envelope *e)
 	}
 }
 
-/* ---- connections ---------------------------------------------------------- */
+/* ---- connections -------------------------------------------------------- */
 
 /* The link is gone. While ramping up, try again (max_attempts in all);
  * afterwards the agent stays down until fleet_reconnect. */
@@ -491,7 +491,7 @@ bool fleet_got_or_lost(struct fleet *f, void *ctx)
 	return f->n_got + f->n_lost_wanted >= *(const unsigned *)ctx;
 }
 
-/* ---- audit ---------------------------------------------------------------- */
+/* ---- audit -------------------------------------------------------------- */
 
 /* Events as an agent's grant manager records them: a decision on a
  * channel between two of the host's partitions. */

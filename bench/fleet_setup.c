@@ -227,7 +227,7 @@ void fleet_ids_free(struct fleet_id *ids, unsigned n)
 	free(ids);
 }
 
-/* ---- the store ------------------------------------------------------------ */
+/* ---- the store ---------------------------------------------------------- */
 
 void fleet_part_name(char *out, const char *host, char ab)
 {
@@ -282,7 +282,7 @@ int fleet_populate(const struct fleet_env *e, struct fleet_id *ids,
 	return rc;
 }
 
-/* ---- parleyd ------------------------------------------------------------- */
+/* ---- parleyd ------------------------------------------------------------ */
 
 static int read_port(const struct fleet_env *e)
 {
@@ -307,7 +307,9 @@ int fleet_daemon_start(struct fleet_env *e, struct parley_err *err)
 		rc = join(pol, e->dir, "policy.key", err);
 	if (rc < 0)
 		return rc;
+	/* Free ports for everything: tests and other benches may run. */
 	char *argv[] = { e->parleyd, "--listen", "127.0.0.1:0",
+			 "--api-listen", "127.0.0.1:0",
 			 "--state-dir", e->dir, "--ca", e->ca, "--cert", crt,
 			 "--key", key, "--policy-key", pol, "--store",
 			 e->store, NULL };
@@ -364,7 +366,7 @@ void fleet_daemon_stop(struct fleet_env *e)
 	e->pid = 0;
 }
 
-/* ---- /proc ---------------------------------------------------------------- */
+/* ---- /proc -------------------------------------------------------------- */
 
 long fleet_rss_kib(pid_t pid)
 {
@@ -401,27 +403,39 @@ double fleet_cpu_s(pid_t pid)
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-double fleet_self_cpu_s(void)
+static double rusage_s(int who)
 {
 	struct rusage r;
-	if (getrusage(RUSAGE_SELF, &r) < 0)
-		return -1;
+	if (getrusage(who, &r) < 0)
+		return 0;
 	return (double)(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
 	       (double)(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
 }
 
-double fleet_host_busy_s(void)
+double fleet_self_cpu_s(void)
+{
+	return rusage_s(RUSAGE_SELF);
+}
+
+double fleet_family_cpu_s(void)
+{
+	return rusage_s(RUSAGE_SELF) + rusage_s(RUSAGE_CHILDREN);
+}
+
+int fleet_host_cpu(double *proc_s, double *irq_s)
 {
 	unsigned long long v[8] = { 0 };
 	FILE *f = fopen("/proc/stat", "r");
 	if (!f)
-		return -1;
+		return -errno;
 	int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu",
 		       &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
 	fclose(f);
 	if (n != 8)
-		return -1;
+		return -EINVAL;
 	/* user nice system [idle iowait] irq softirq [steal] */
-	return (double)(v[0] + v[1] + v[2] + v[5] + v[6]) /
-	       (double)sysconf(_SC_CLK_TCK);
+	double hz = (double)sysconf(_SC_CLK_TCK);
+	*proc_s = (double)(v[0] + v[1] + v[2]) / hz;
+	*irq_s = (double)(v[5] + v[6]) / hz;
+	return 0;
 }

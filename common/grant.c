@@ -30,7 +30,12 @@ struct where {
 
 static const char *where_of(struct where *w, int i, const char *channel)
 {
-	if (channel && channel[0])
+	/* i < 0: a single grant (the API), named "grant". */
+	if (i < 0 && channel && channel[0])
+		snprintf(w->s, sizeof(w->s), "grant (\"%s\")", channel);
+	else if (i < 0)
+		snprintf(w->s, sizeof(w->s), "grant");
+	else if (channel && channel[0])
 		snprintf(w->s, sizeof(w->s), "grants[%d] (\"%s\")", i, channel);
 	else
 		snprintf(w->s, sizeof(w->s), "grants[%d]", i);
@@ -248,6 +253,13 @@ int grant_set_parse(const char *json, size_t len, const char *const *known,
 	if (rc < 0)
 		grant_set_free(out);
 	return rc;
+}
+
+int grant_from_json(struct json_t *o, struct grant *g,
+		    struct parley_err *err)
+{
+	memset(g, 0, sizeof(*g));
+	return parse_grant(o, -1, NULL, g, err);
 }
 
 int grant_set_load(const char *path, const char *const *known,

@@ -49,6 +49,13 @@ int grant_set_load(const char *path, const char *const *known,
 		   struct grant_set *out, struct parley_err *err);
 void grant_set_free(struct grant_set *s);
 
+/* One grant from a jansson object (the API's POST /v1/grants), checked as
+ * in a policy document; messages name it "grant (\"chan\").field".
+ * Whether the endpoints exist is the caller's question. */
+struct json_t;
+int grant_from_json(struct json_t *o, struct grant *g,
+		    struct parley_err *err);
+
 /* The grant of `channel` that has `partition` as an endpoint, or NULL. */
 const struct grant *grant_find(const struct grant_set *s, const char *channel,
 			       const char *partition);

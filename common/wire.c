@@ -11,6 +11,12 @@
 
 /* Room for "policy.body.baselines[1023].files[31]" and a prefix. */
 #define WHERE_MAX 160
+/* Joining (daemon/join.c, agent/join.c): a token is "prj_" and 64
+ * lower-case hex digits (32 random bytes); PEM documents are capped as
+ * common/pki.h caps them (PKI_PEM_MAX). */
+#define JOIN_TOKEN_PREFIX "prj_"
+#define JOIN_TOKEN_HEX 64
+#define JOIN_PEM_MAX (16 * 1024)
 
 static const char *const part_states[] = {
 	"created", "running", "paused", "stopped", "destroyed", NULL
@@ -642,10 +648,70 @@ static int chk_error(const Parley__V1__Error *e, struct parley_err *err)
 	return rc;
 }
 
+/* Not echoed in messages: a token is a secret. */
+static int chk_join_token(const char *s, struct parley_err *err)
+{
+	size_t len = slen(s), plen = strlen(JOIN_TOKEN_PREFIX);
+	if (!len)
+		return perr(err, -EINVAL, "join_request.token: missing");
+	if (len != plen + JOIN_TOKEN_HEX || strncmp(s, JOIN_TOKEN_PREFIX, plen))
+		return perr(err, -EINVAL, "join_request.token: not %s and %d "
+			    "hex digits", JOIN_TOKEN_PREFIX, JOIN_TOKEN_HEX);
+	for (size_t i = plen; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'f')))
+			return perr(err, -EINVAL, "join_request.token: not "
+				    "lower-case hex at offset %zu", i);
+	return 0;
+}
+
+/* A PEM document: 1..JOIN_PEM_MAX bytes of printable ASCII and line
+ * breaks (whether it parses is for the PEM reader). */
+static int chk_pem(const char *w, const char *f, const char *s,
+		   struct parley_err *err)
+{
+	size_t len = slen(s);
+	if (!len)
+		return perr(err, -EINVAL, "%s.%s: missing", w, f);
+	if (len > JOIN_PEM_MAX)
+		return perr(err, -EINVAL, "%s.%s: %zu bytes, at most %d", w, f,
+			    len, JOIN_PEM_MAX);
+	for (size_t i = 0; i < len; i++)
+		if ((s[i] < 0x20 || s[i] > 0x7e) && s[i] != '\n' &&
+		    s[i] != '\r')
+			return perr(err, -EINVAL, "%s.%s: byte 0x%02x at offset "
+				    "%zu is not PEM text", w, f,
+				    (unsigned char)s[i], i);
+	return 0;
+}
+
+static int chk_join_request(const Parley__V1__JoinRequest *r,
+			    struct parley_err *err)
+{
+	int rc = chk_join_token(r->token, err);
+	if (rc == 0)
+		rc = chk_pem("join_request", "csr_pem", r->csr_pem, err);
+	return rc;
+}
+
+static int chk_join_response(const Parley__V1__JoinResponse *r,
+			     struct parley_err *err)
+{
+	int rc = chk_name("join_response", "host", r->host, false, err);
+	if (rc == 0)
+		rc = chk_pem("join_response", "cert_pem", r->cert_pem, err);
+	if (rc == 0)
+		rc = chk_pem("join_response", "ca_pem", r->ca_pem, err);
+	if (rc == 0)
+		rc = chk_pem("join_response", "policy_pub_pem",
+			     r->policy_pub_pem, err);
+	return rc;
+}
+
 static bool body_known(Parley__V1__Envelope__BodyCase c)
 {
 	return c >= PARLEY__V1__ENVELOPE__BODY_HELLO &&
-	       c <= PARLEY__V1__ENVELOPE__BODY_ERROR;
+	       c <= PARLEY__V1__ENVELOPE__BODY_JOIN_RESPONSE;
 }
 
 int wire_check(const Parley__V1__Envelope *e, struct parley_err *err)
@@ -681,6 +747,10 @@ int wire_check(const Parley__V1__Envelope *e, struct parley_err *err)
 		return chk_status(e->status, err);
 	case PARLEY__V1__ENVELOPE__BODY_ERROR:
 		return chk_error(e->error, err);
+	case PARLEY__V1__ENVELOPE__BODY_JOIN_REQUEST:
+		return chk_join_request(e->join_request, err);
+	case PARLEY__V1__ENVELOPE__BODY_JOIN_RESPONSE:
+		return chk_join_response(e->join_response, err);
 	case PARLEY__V1__ENVELOPE__BODY_ACK:       /* any seq */
 	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT: /* any time */
 		return 0;
@@ -718,6 +788,8 @@ const char *wire_body_name(Parley__V1__Envelope__BodyCase c)
 	case PARLEY__V1__ENVELOPE__BODY_STATUS: return "status";
 	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT: return "heartbeat";
 	case PARLEY__V1__ENVELOPE__BODY_ERROR: return "error";
+	case PARLEY__V1__ENVELOPE__BODY_JOIN_REQUEST: return "join_request";
+	case PARLEY__V1__ENVELOPE__BODY_JOIN_RESPONSE: return "join_response";
 	default: return "unknown";
 	}
 }

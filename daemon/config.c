@@ -13,7 +13,7 @@
 #define CONFIG_FILE_MAX (64 * 1024)
 
 static const char *const fields[] = {
-	"listen", "state_dir", "ca", "cert", "key", "policy_key", "store",
+	"listen", "api_listen", "state_dir", "ca", "cert", "key", "policy_key", "store",
 	"log_level", "heartbeat_ms", "frame_max", NULL
 };
 
@@ -21,6 +21,7 @@ static void defaults(struct daemon_config *c)
 {
 	memset(c, 0, sizeof(*c));
 	snprintf(c->listen, sizeof(c->listen), "127.0.0.1:7420");
+	snprintf(c->api_listen, sizeof(c->api_listen), "127.0.0.1:7421");
 	snprintf(c->state_dir, sizeof(c->state_dir), "/var/lib/parley");
 	snprintf(c->ca, sizeof(c->ca), "ca.crt");
 	snprintf(c->cert, sizeof(c->cert), "parleyd.crt");
@@ -46,6 +47,11 @@ static int set(struct daemon_config *c, const char *name, const char *v,
 	char *end;
 	if (!strcmp(name, "listen"))
 		return set_str(c->listen, sizeof(c->listen), v, name, err);
+	if (!strcmp(name, "api_listen")) {
+		c->api_listen_set = true;
+		return set_str(c->api_listen, sizeof(c->api_listen), v, name,
+			       err);
+	}
 	if (!strcmp(name, "state_dir"))
 		return set_str(c->state_dir, sizeof(c->state_dir), v, name, err);
 	if (!strcmp(name, "ca"))
@@ -142,6 +148,9 @@ static int finish(struct daemon_config *c, struct parley_err *err)
 	if (hostport_split(c->listen, host, sizeof(host), &port) < 0)
 		return perr(err, -EINVAL, "listen: \"%s\" is not HOST:PORT",
 			    c->listen);
+	if (hostport_split(c->api_listen, host, sizeof(host), &port) < 0)
+		return perr(err, -EINVAL, "api_listen: \"%s\" is not "
+			    "HOST:PORT", c->api_listen);
 	return 0;
 }
 
@@ -158,12 +167,13 @@ int daemon_config_parse(int argc, char **argv, struct daemon_config *c,
 		{ "policy-key", required_argument, NULL, 'p' },
 		{ "store", required_argument, NULL, 'd' },
 		{ "log-level", required_argument, NULL, 'v' },
+		{ "api-listen", required_argument, NULL, 'A' },
 		{ 0 },
 	};
 	static const char *const names[128] = {
 		['l'] = "listen", ['s'] = "state_dir", ['a'] = "ca",
 		['e'] = "cert", ['k'] = "key", ['p'] = "policy_key",
-		['d'] = "store", ['v'] = "log_level",
+		['d'] = "store", ['v'] = "log_level", ['A'] = "api_listen",
 	};
 	defaults(c);
 	/* The file first, so that flags override it whatever their order. */

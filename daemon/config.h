@@ -1,7 +1,8 @@
 /*
  * parleyd's configuration: a JSON file (--config) and flags, flags winning.
  *
- *   { "listen": "127.0.0.1:7420", "state_dir": "/var/lib/parley",
+ *   { "listen": "127.0.0.1:7420", "api_listen": "127.0.0.1:7421",
+ *     "state_dir": "/var/lib/parley",
  *     "ca": "ca.crt", "cert": "parleyd.crt", "key": "parleyd.key",
  *     "policy_key": "policy.key", "log_level": "info",
  *     "heartbeat_ms": 5000, "frame_max": 1048576 }
@@ -12,6 +13,7 @@
 #define PARLEY_DAEMON_CONFIG_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "common/err.h"
@@ -19,6 +21,12 @@
 
 struct daemon_config {
 	char listen[128];          /* HOST:PORT, port 0 = any free one */
+	/* The HTTP API (daemon/rpc/API.md), HOST:PORT, port 0 = any free
+	 * one. api_listen_set: given in the file or a flag; only then is a
+	 * busy address fatal (the default one may be taken by another
+	 * parleyd on the same machine, e.g. in tests). */
+	char api_listen[128];
+	bool api_listen_set;
 	char state_dir[PATH_MAX];
 	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
 	char policy_key[PATH_MAX];

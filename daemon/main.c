@@ -8,8 +8,12 @@
 #include "common/sign.h"
 #include "common/tls.h"
 #include "common/hostport.h"
+#include "common/fileio.h"
 #include "daemon/config.h"
 #include "daemon/import.h"
+#include "daemon/orch.h"
+#include "daemon/join.h"
+#include "daemon/rpc/api.h"
 #include "daemon/rpc/link.h"
 #include "db/store.h"
 
@@ -18,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PARLEYD_VERSION "0.4.0"
 
@@ -28,7 +33,11 @@ struct daemon {
 	SSL_CTX *ctx;
 	EVP_PKEY *policy_key;
 	struct link_server link;
+	struct api_server api;
 	struct event *sig[3];
+	struct join_config join_cfg;
+	struct join_server join;
+	struct orch *orch;         /* libvirt partitions; NULL if unavailable */
 };
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -58,6 +67,131 @@ static void write_port(const struct daemon *d)
 	}
 }
 
+/* The join listener (daemon/join.h). Without --ca-key and without a CA
+ * key at its default place the daemon runs without it: joining needs the
+ * CA's private key, which not every deployment keeps beside parleyd. As
+ * for the API, a busy default address is not fatal; one asked for is. */
+static int setup_join(struct daemon *d, struct parley_err *err)
+{
+	char ca_key[PATH_MAX];
+	bool dflt = !d->join_cfg.ca_key[0];
+	if (dflt && path_join(ca_key, sizeof(ca_key), d->cfg.state_dir,
+			      "ca.key") < 0)
+		return perr(err, -ENAMETOOLONG, "state_dir: too long");
+	if (!dflt)
+		snprintf(ca_key, sizeof(ca_key), "%s", d->join_cfg.ca_key);
+	if (dflt && access(ca_key, F_OK) != 0) {
+		log_warn("joining off: no CA key at %s (--ca-key)", ca_key);
+		return 0;
+	}
+	struct join_opts o = {
+		.listen = d->join_cfg.listen, .ca = d->cfg.ca,
+		.cert = d->cfg.cert, .key = d->cfg.key, .ca_key = ca_key,
+		.state_dir = d->cfg.state_dir, .policy_key = d->policy_key,
+	};
+	int rc = join_start(&d->join, d->base, d->store, &o, err);
+	if (rc == -EADDRINUSE && !d->join_cfg.listen_set) {
+		log_warn("%s; running without joins", perr_msg(err));
+		*err = (struct parley_err){ 0 };
+		return 0;
+	}
+	if (rc == 0)
+		log_info("joins on %s (port %d)", d->join_cfg.listen,
+			 d->join.port);
+	return rc;
+}
+
+static void write_api_port(const struct daemon *d)
+{
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/parleyd.api-port", d->cfg.state_dir);
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fprintf(f, "%d\n", d->api.port);
+		fclose(f);
+	}
+}
+
+/* The API's way to the agents of thin partitions. */
+static void thin_changed(void *ctx, const char *host)
+{
+	struct daemon *d = ctx;
+	link_send_commands(&d->link, host);
+}
+
+static void thin_command(void *ctx, const char *host, const char *name,
+			 int action)
+{
+	struct daemon *d = ctx;
+	link_send_command(&d->link, host, name, action);
+}
+
+/* The API's way to libvirt partitions. */
+static int h_define(void *ctx, const char *host, const char *name,
+		    const char *spec, struct parley_err *err)
+{
+	return orch_define(((struct daemon *)ctx)->orch, host, name, spec, err);
+}
+
+static int h_start(void *ctx, const char *name, struct parley_err *err)
+{
+	return orch_start(((struct daemon *)ctx)->orch, name, err);
+}
+
+static int h_stop(void *ctx, const char *name, struct parley_err *err)
+{
+	return orch_stop(((struct daemon *)ctx)->orch, name, err);
+}
+
+static int h_destroy(void *ctx, const char *name, struct parley_err *err)
+{
+	return orch_destroy(((struct daemon *)ctx)->orch, name, err);
+}
+
+/* libvirt's event implementation goes on our loop before any connection
+ * opens; without libvirt the daemon still serves thin partitions. */
+static void setup_orch(struct daemon *d)
+{
+	struct parley_err err = { 0 };
+	if (orch_init(&d->orch, d->base, d->store, &err) < 0) {
+		log_warn("libvirt orchestration off: %s", perr_msg(&err));
+		d->orch = NULL;
+	}
+}
+
+/* A busy default address is not fatal: the link alone still serves the
+ * agents. One the operator asked for is. */
+static int setup_api(struct daemon *d, struct parley_err *err)
+{
+	char host[128];
+	int port;
+	hostport_split(d->cfg.api_listen, host, sizeof(host), &port);
+	d->api = (struct api_server){
+		.base = d->base, .store = d->store, .link = &d->link,
+		.state_dir = d->cfg.state_dir,
+		.hooks = { .ctx = d, .thin_changed = thin_changed,
+			   .thin_command = thin_command },
+	};
+	if (d->orch) {
+		d->api.hooks.orch_define = h_define;
+		d->api.hooks.orch_start = h_start;
+		d->api.hooks.orch_stop = h_stop;
+		d->api.hooks.orch_destroy = h_destroy;
+	}
+	int rc = api_start(&d->api, host, port, err);
+	if (rc < 0 && !d->cfg.api_listen_set) {
+		log_warn("%s; running without the API", perr_msg(err));
+		api_stop(&d->api);
+		*err = (struct parley_err){ 0 };
+		return 0;
+	}
+	if (rc == 0) {
+		write_api_port(d);
+		log_info("API on %s:%d", host, d->api.port);
+	}
+	return rc;
+}
+
 static int setup(struct daemon *d, struct parley_err *err)
 {
 	int rc = store_open(d->cfg.store, &d->store, err);
@@ -80,6 +214,8 @@ static int setup(struct daemon *d, struct parley_err *err)
 	int port;
 	hostport_split(d->cfg.listen, host, sizeof(host), &port);
 	rc = link_start(&d->link, host, port, err);
+	if (rc == 0)
+		rc = setup_join(d, err);
 	if (rc < 0)
 		return rc;
 	int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
@@ -87,6 +223,10 @@ static int setup(struct daemon *d, struct parley_err *err)
 		d->sig[i] = evsignal_new(d->base, sigs[i], on_signal, d);
 		event_add(d->sig[i], NULL);
 	}
+	setup_orch(d);
+	rc = setup_api(d, err);
+	if (rc < 0)
+		return rc;
 	write_port(d);
 	log_info("listening on %s:%d (store %s, policy key %.16s...)", host,
 		 d->link.port, d->cfg.store, d->link.key_id);
@@ -95,7 +235,11 @@ static int setup(struct daemon *d, struct parley_err *err)
 
 static void teardown(struct daemon *d)
 {
+	api_stop(&d->api);
+	if (d->orch)
+		orch_free(d->orch);
 	link_stop(&d->link);
+	join_stop(&d->join);
 	for (int i = 0; i < 3; i++)
 		if (d->sig[i])
 			event_free(d->sig[i]);
@@ -181,7 +325,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	static struct daemon d;
 	struct parley_err err = { 0 };
-	if (daemon_config_parse(argc, argv, &d.cfg, &err) < 0) {
+	if (join_take_args(&argc, argv, &d.join_cfg, &err) < 0 ||
+	    daemon_config_parse(argc, argv, &d.cfg, &err) < 0) {
 		fprintf(stderr, "parleyd: %s\n", perr_msg(&err));
 		return 2;
 	}

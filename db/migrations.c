@@ -143,7 +143,24 @@ static const char m2_indexes[] =
 	"CREATE INDEX grants_by_b ON grants (endpoint_b);"
 	"CREATE INDEX policy_hosts_by_host ON policy_hosts (host, version);";
 
-static const char *const migrations[] = { m1_tables, m2_indexes };
+/* 3: API bearer tokens and one-time host join tokens, both kept only as
+ * the SHA-256 of the secret, so a copy of the file grants nothing. ids are
+ * assigned by the store (max + 1), never by rowid. */
+static const char m3_tokens[] =
+	"CREATE TABLE api_tokens ("
+	" id INTEGER PRIMARY KEY,"
+	" name TEXT NOT NULL,"
+	" scope TEXT NOT NULL,"
+	" sha256 BLOB NOT NULL UNIQUE,"
+	" created_ms INTEGER NOT NULL);"
+
+	"CREATE TABLE join_tokens ("
+	" host TEXT NOT NULL,"
+	" sha256 BLOB NOT NULL UNIQUE,"
+	" expires_ms INTEGER NOT NULL,"
+	" used_ms INTEGER);";                   /* NULL: not used yet */
+
+static const char *const migrations[] = { m1_tables, m2_indexes, m3_tokens };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
 unsigned store_schema_latest(void)

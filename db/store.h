@@ -413,4 +413,38 @@ int store_audit_list(struct store *s, uint64_t after_id, unsigned limit,
 int store_audit_verify(struct store *s, uint64_t *first_bad, uint64_t *rows,
 		       struct parley_err *err);
 
+/* ---- tokens ---------------------------------------------------------- */
+
+/*
+ * API bearer tokens and one-time host join tokens. Only the SHA-256 of a
+ * token's secret is stored (STORE_DIGEST bytes, passed as a blob so a
+ * digest of the wrong length is -EINVAL); the secret itself is shown once
+ * by whoever made it and never reaches the store.
+ */
+enum store_scope { STORE_SCOPE_READ, STORE_SCOPE_ADMIN };
+const char *store_scope_name(enum store_scope s);   /* "read", "admin" */
+
+/* Add an API token: `name` a name (jv_name_valid), -EEXIST if the digest
+ * is already there. */
+int store_token_add(struct store *s, const char *name, enum store_scope scope,
+		    struct store_blob sha256, struct parley_err *err);
+/* The scope of the token with this digest; -ENOENT if none. */
+int store_token_scope(struct store *s, struct store_blob sha256,
+		      enum store_scope *scope, struct parley_err *err);
+/* Number of API tokens (the daemon bootstraps an admin token at 0). */
+int store_token_count(struct store *s, uint64_t *n, struct parley_err *err);
+
+/* A join token for `host` (a name; the host need not exist yet), valid
+ * until expires_ms (Unix ms). -EEXIST if the digest is already there. */
+int store_join_token_add(struct store *s, const char *host,
+			 struct store_blob sha256, int64_t expires_ms,
+			 struct parley_err *err);
+/* Spend a join token, once: marks it used at now_ms and copies its host
+ * into host_out (STORE_NAME_MAX bytes) -- atomically, so two agents
+ * racing with one token cannot both join. -ENOENT unknown, -EEXIST
+ * already used, -ETIMEDOUT expired (now_ms >= expires_ms). */
+int store_join_token_use(struct store *s, struct store_blob sha256,
+			 int64_t now_ms, char *host_out,
+			 struct parley_err *err);
+
 #endif

@@ -128,6 +128,19 @@ static void send_command(struct link_conn *c, const char *partition,
 	send_env(c, &e);
 }
 
+static struct link_conn *find_host(struct link_server *ls, const char *host)
+{
+	for (struct link_conn *c = ls->conns; c; c = c->next)
+		if (c->hello && !strcmp(c->host, host))
+			return c;
+	return NULL;
+}
+
+bool link_host_connected(struct link_server *ls, const char *host)
+{
+	return find_host(ls, host) != NULL;
+}
+
 /* Thin partitions the store holds for this host with a spec and not yet
  * created there: the agent creates and starts them. */
 static void send_commands(struct link_conn *c)
@@ -147,6 +160,26 @@ static void send_commands(struct link_conn *c)
 	}
 	if (n > 0)
 		store_partition_list_free(p, (unsigned)n);
+}
+
+int link_send_commands(struct link_server *ls, const char *host)
+{
+	struct link_conn *c = find_host(ls, host);
+	if (!c)
+		return -ENOTCONN;
+	send_commands(c);
+	return 0;
+}
+
+int link_send_command(struct link_server *ls, const char *host,
+		      const char *partition, int action)
+{
+	struct link_conn *c = find_host(ls, host);
+	if (!c)
+		return -ENOTCONN;
+	send_command(c, partition,
+		     (Parley__V1__PartitionCommand__Action)action, NULL);
+	return 0;
 }
 
 static void on_hello(struct link_conn *c, const Parley__V1__Envelope *e)

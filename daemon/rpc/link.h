@@ -45,4 +45,15 @@ void link_stop(struct link_server *ls);
  * on a timer and on SIGHUP. */
 void link_push_policy(struct link_server *ls);
 
+/* Whether `host`'s agent is connected and has said hello. */
+bool link_host_connected(struct link_server *ls, const char *host);
+/* Send `host`'s agent the commands for its thin partitions in state
+ * "defined" (create + start), as on its hello. -ENOTCONN if it is not
+ * connected (it gets them when it connects). */
+int link_send_commands(struct link_server *ls, const char *host);
+/* One PartitionCommand (action: a PARLEY__V1__PARTITION_COMMAND__ACTION__
+ * value) without a spec. -ENOTCONN if the host is not connected. */
+int link_send_command(struct link_server *ls, const char *host,
+		      const char *partition, int action);
+
 #endif

@@ -1,0 +1,119 @@
+/*
+ * API routes: the audit trail, filtered and paginated by id, and its
+ * chain verified.
+ */
+#include "daemon/rpc/api_int.h"
+#include "db/store.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct audit_filter {
+	const char *host, *partition, *event;
+	int64_t since_ms, until_ms;     /* 0: unbounded */
+	unsigned limit;
+	json_t *items;
+	uint64_t last;                  /* last id looked at */
+};
+
+static int audit_row(const struct store_audit *r, void *ctx)
+{
+	struct audit_filter *f = ctx;
+	f->last = r->id;
+	if ((f->host && strcmp(f->host, r->host)) ||
+	    (f->partition && strcmp(f->partition, r->partition)) ||
+	    (f->event && strcmp(f->event, r->event)) ||
+	    (f->since_ms && r->time_ms < f->since_ms) ||
+	    (f->until_ms && r->time_ms > f->until_ms))
+		return 0;
+	json_array_append_new(f->items, json_pack(
+		"{s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "id",
+		(json_int_t)r->id, "time_ms", (json_int_t)r->time_ms, "host",
+		r->host, "event", r->event, "partition", r->partition,
+		"channel", r->channel, "reason", r->reason, "file", r->file,
+		"detail", r->detail));
+	return json_array_size(f->items) >= f->limit;
+}
+
+/* A non-negative integer query parameter; false after answering 400. */
+static bool query_u64(struct api_req *q, const char *key, uint64_t *v)
+{
+	const char *s = api_query(q, key);
+	*v = 0;
+	if (!s)
+		return true;
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || *end || errno || n > INT64_MAX) {
+		api_error(q, 400, "BAD_REQUEST", "%s: expected a non-negative "
+			  "integer", key);
+		return false;
+	}
+	*v = n;
+	return true;
+}
+
+static bool audit_args(struct api_req *q, struct audit_filter *f,
+		       uint64_t *after)
+{
+	uint64_t since, until;
+	f->host = api_query(q, "host");
+	f->partition = api_query(q, "partition");
+	f->event = api_query(q, "event");
+	if (!api_limit(q, &f->limit) || !query_u64(q, "after", after) ||
+	    !query_u64(q, "since_ms", &since) ||
+	    !query_u64(q, "until_ms", &until) ||
+	    (f->host && !api_name_ok(q, "host", f->host)) ||
+	    (f->partition && !api_name_ok(q, "partition", f->partition)) ||
+	    (f->event && !api_name_ok(q, "event", f->event)))
+		return false;
+	f->since_ms = (int64_t)since;
+	f->until_ms = (int64_t)until;
+	return true;
+}
+
+void api_audit_list(struct api_req *q)
+{
+	struct audit_filter f = { 0 };
+	uint64_t after;
+	struct parley_err err = { 0 };
+	if (!audit_args(q, &f, &after))
+		return;
+	f.items = json_array();
+	f.last = after;
+	/* Filters are applied here, so walk pages until the page is full
+	 * or the trail ends. */
+	int n;
+	do
+		n = store_audit_list(q->a->store, f.last, STORE_LIST_MAX,
+				     audit_row, &f, &err);
+	while (n == STORE_LIST_MAX && json_array_size(f.items) < f.limit);
+	if (n < 0) {
+		json_decref(f.items);
+		api_fail(q, n, &err);
+		return;
+	}
+	char next[24];
+	snprintf(next, sizeof(next), "%llu", (unsigned long long)f.last);
+	api_reply(q, 200, api_page(f.items, json_array_size(f.items) >= f.limit
+						    ? next : NULL));
+}
+
+void api_audit_verify(struct api_req *q)
+{
+	uint64_t bad = 0, rows = 0;
+	struct parley_err err = { 0 };
+	int rc = store_audit_verify(q->a->store, &bad, &rows, &err);
+	if (rc == 0)
+		api_reply(q, 200, json_pack("{s:b,s:I}", "ok", 1, "rows",
+					    (json_int_t)rows));
+	else if (rc == -EBADMSG)
+		api_reply(q, 200, json_pack("{s:b,s:I,s:I,s:s}", "ok", 0,
+					    "rows", (json_int_t)rows, "first_bad",
+					    (json_int_t)bad, "message",
+					    perr_msg(&err)));
+	else
+		api_fail(q, rc, &err);
+}

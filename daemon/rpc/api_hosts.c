@@ -1,0 +1,262 @@
+/*
+ * API routes: /healthz, /metrics, hosts (with their one-time join
+ * tokens), API tokens, the policy overview.
+ */
+#include "daemon/rpc/api_int.h"
+#include "daemon/rpc/link.h"
+#include "common/jsonv.h"
+#include "db/store.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static unsigned agents(struct api_server *a)
+{
+	return a->link ? a->link->nconns : 0;
+}
+
+static bool connected(struct api_server *a, const char *host)
+{
+	return a->link && link_host_connected(a->link, host);
+}
+
+void api_healthz(struct api_req *q)
+{
+	uint64_t v = 0;
+	struct parley_err err = { 0 };
+	int rc = store_policy_version(q->a->store, &v, &err);
+	if (rc < 0) {
+		api_fail(q, rc, &err);
+		return;
+	}
+	api_reply(q, 200, json_pack("{s:s,s:I,s:i}", "status", "ok",
+				    "policy_version", (json_int_t)v, "agents",
+				    (int)agents(q->a)));
+}
+
+void api_metrics(struct api_req *q)
+{
+	struct evbuffer *b = evbuffer_new();
+	int rc = metrics_render(&q->a->metrics, q->a->store, agents(q->a), b);
+	if (rc < 0) {
+		evbuffer_free(b);
+		api_fail(q, rc, NULL);
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(q->r),
+			  "Content-Type", "text/plain; version=0.0.4");
+	evhttp_send_reply(q->r, 200, NULL, b);
+	evbuffer_free(b);
+	q->status = 200;
+}
+
+static json_t *host_json(struct api_server *a, const struct store_host *h)
+{
+	return json_pack("{s:s,s:s,s:b,s:I,s:I}", "name", h->name,
+			 "libvirt_uri", h->libvirt_uri, "connected",
+			 connected(a, h->name), "policy_acked",
+			 (json_int_t)h->policy_acked, "agent_seq",
+			 (json_int_t)h->agent_seq);
+}
+
+void api_hosts_list(struct api_req *q)
+{
+	unsigned limit;
+	const char *after = api_query(q, "after");
+	if (!api_limit(q, &limit) ||
+	    (after && !api_name_ok(q, "after", after)))
+		return;
+	struct store_host *h = NULL;
+	struct parley_err err = { 0 };
+	int n = store_host_list(q->a->store, after, limit, &h, &err);
+	if (n < 0) {
+		api_fail(q, n, &err);
+		return;
+	}
+	json_t *items = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(items, host_json(q->a, &h[i]));
+	api_reply(q, 200, api_page(items, (unsigned)n == limit
+						  ? h[n - 1].name : NULL));
+	free(h);
+}
+
+void api_hosts_get(struct api_req *q)
+{
+	struct store_host h;
+	struct parley_err err = { 0 };
+	if (!api_name_ok(q, "host name", q->arg))
+		return;
+	int rc = store_host_get(q->a->store, q->arg, &h, &err);
+	if (rc < 0)
+		api_fail(q, rc, &err);
+	else
+		api_reply(q, 200, host_json(q->a, &h));
+}
+
+static int64_t unix_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* The host and its join token in one batch: a host never exists without
+ * a way to join, nor a token for a host that was not created. */
+static int host_create(struct api_server *a, const char *name,
+		       const char *uri, char *token, int64_t *expires,
+		       struct parley_err *err)
+{
+	struct store_host h;
+	uint8_t d[STORE_DIGEST];
+	if (store_host_get(a->store, name, &h, NULL) == 0)
+		return perr(err, -EEXIST, "host \"%s\" exists", name);
+	int rc = api_token_new("prj_", token, d);
+	if (rc < 0)
+		return perr(err, rc, "join token: no randomness");
+	*expires = unix_ms() + API_JOIN_TTL_MS;
+	rc = store_begin(a->store, err);
+	if (rc < 0)
+		return rc;
+	rc = store_host_put(a->store, name, uri, (struct store_blob){ 0 }, err);
+	if (rc == 0)
+		rc = store_join_token_add(a->store, name,
+					  (struct store_blob){ d, sizeof(d) },
+					  *expires, err);
+	if (rc == 0)
+		return store_commit(a->store, err);
+	store_rollback(a->store, NULL);
+	return rc;
+}
+
+void api_hosts_add(struct api_req *q)
+{
+	static const char *const known[] = { "name", "libvirt_uri", NULL };
+	json_t *b = api_body(q, known);
+	if (!b)
+		return;
+	json_t *jn = json_object_get(b, "name");
+	json_t *ju = json_object_get(b, "libvirt_uri");
+	const char *name = json_string_value(jn);
+	if (ju && !json_is_string(ju)) {
+		api_error(q, 400, "BAD_REQUEST", "libvirt_uri: expected a "
+			  "string, got %s", jv_type_name(ju));
+	} else if (jn && !name) {
+		api_error(q, 400, "BAD_REQUEST", "name: expected a string, got "
+			  "%s", jv_type_name(jn));
+	} else if (api_name_ok(q, "name", name)) {
+		char token[API_TOKEN_TEXT];
+		int64_t exp = 0;
+		struct parley_err err = { 0 };
+		const char *uri = ju ? json_string_value(ju) : "";
+		int rc = host_create(q->a, name, uri, token, &exp, &err);
+		struct store_host h;
+		if (rc == 0)
+			rc = store_host_get(q->a->store, name, &h, &err);
+		if (rc < 0)
+			api_fail(q, rc, &err);
+		else
+			api_reply(q, 201, json_pack("{s:o,s:s,s:I}", "host",
+						    host_json(q->a, &h),
+						    "join_token", token,
+						    "expires_unix_ms",
+						    (json_int_t)exp));
+		OPENSSL_cleanse(token, sizeof(token));
+	}
+	json_decref(b);
+}
+
+void api_hosts_delete(struct api_req *q)
+{
+	struct parley_err err = { 0 };
+	if (!api_name_ok(q, "host name", q->arg))
+		return;
+	int rc = store_host_delete(q->a->store, q->arg, &err);
+	if (rc < 0)
+		api_fail(q, rc, &err);
+	else
+		api_reply(q, 204, NULL);
+}
+
+static int token_create(struct api_server *a, const char *name,
+			enum store_scope sc, char *text,
+			struct parley_err *err)
+{
+	uint8_t d[STORE_DIGEST];
+	int rc = api_token_new("prl_", text, d);
+	if (rc < 0)
+		return perr(err, rc, "token: no randomness");
+	return store_token_add(a->store, name, sc,
+			       (struct store_blob){ d, sizeof(d) }, err);
+}
+
+void api_tokens_add(struct api_req *q)
+{
+	static const char *const known[] = { "scope", "name", NULL };
+	json_t *b = api_body(q, known);
+	if (!b)
+		return;
+	json_t *jn = json_object_get(b, "name");
+	const char *scope = json_string_value(json_object_get(b, "scope"));
+	const char *name = jn ? json_string_value(jn) : "token";
+	if (!scope || (strcmp(scope, "read") && strcmp(scope, "admin"))) {
+		api_error(q, 400, "BAD_REQUEST", "scope: expected \"read\" or "
+			  "\"admin\"");
+	} else if (api_name_ok(q, "name", name)) {
+		char text[API_TOKEN_TEXT];
+		struct parley_err err = { 0 };
+		enum store_scope sc = !strcmp(scope, "admin")
+			? STORE_SCOPE_ADMIN : STORE_SCOPE_READ;
+		int rc = token_create(q->a, name, sc, text, &err);
+		if (rc < 0)
+			api_fail(q, rc, &err);
+		else
+			api_reply(q, 201, json_pack("{s:s,s:s}", "token", text,
+						    "scope", scope));
+		OPENSSL_cleanse(text, sizeof(text));
+	}
+	json_decref(b);
+}
+
+static json_t *policy_hosts(struct api_server *a, struct parley_err *err,
+			    int *rc)
+{
+	json_t *arr = json_array();
+	char after[STORE_NAME_MAX] = "";
+	int n;
+	do {
+		struct store_host *h = NULL;
+		n = store_host_list(a->store, after, STORE_LIST_MAX, &h, err);
+		for (int i = 0; i < n; i++) {
+			uint64_t v = 0;
+			store_policy_host_version(a->store, h[i].name, &v, NULL);
+			json_array_append_new(arr, json_pack(
+				"{s:s,s:I,s:I}", "host", h[i].name, "version",
+				(json_int_t)v, "acked",
+				(json_int_t)h[i].policy_acked));
+			memcpy(after, h[i].name, sizeof(after));
+		}
+		free(h);
+	} while (n == STORE_LIST_MAX);
+	*rc = n < 0 ? n : 0;
+	return arr;
+}
+
+void api_policy_get(struct api_req *q)
+{
+	uint64_t v = 0;
+	struct parley_err err = { 0 };
+	int rc = store_policy_version(q->a->store, &v, &err);
+	json_t *hosts = rc < 0 ? NULL : policy_hosts(q->a, &err, &rc);
+	if (rc < 0) {
+		json_decref(hosts);
+		api_fail(q, rc, &err);
+		return;
+	}
+	api_reply(q, 200, json_pack("{s:I,s:o}", "version", (json_int_t)v,
+				    "hosts", hosts));
+}

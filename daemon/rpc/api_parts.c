@@ -1,0 +1,240 @@
+/*
+ * API routes: partitions. Thin partitions live in the store and reach
+ * their host's agent as PartitionCommands (hooks.thin_*); libvirt ones go
+ * through the orchestration hooks (501 until main.c provides them).
+ */
+#include "daemon/rpc/api_int.h"
+#include "common/jsonv.h"
+#include "db/store.h"
+#include "parley.pb-c.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The fields of a partition spec (agent/spec.h); the agent checks the
+ * values again when it creates the partition. */
+/* libvirt's own refusals are 502 with libvirt's message; the rest (no
+ * such host, bad spec, busy) map as store errors do. */
+static int libvirt_rc(int rc)
+{
+	return rc == -EREMOTEIO ? -EPROTO : rc;
+}
+
+static const char *const spec_fields[] = {
+	"name", "image", "memory", "vcpus", "config", "cmdline", NULL
+};
+
+static json_t *part_json(const struct store_partition *p)
+{
+	json_t *spec = json_loadb(p->spec_json, p->spec_len, 0, NULL);
+	return json_pack("{s:s,s:s,s:s,s:s,s:o}", "name", p->name, "host",
+			 p->host, "backend", store_part_kind_name(p->kind),
+			 "state", p->state, "spec",
+			 spec ? spec : json_object());
+}
+
+void api_parts_list(struct api_req *q)
+{
+	unsigned limit;
+	const char *after = api_query(q, "after"), *host = api_query(q, "host");
+	if (!api_limit(q, &limit) ||
+	    (after && !api_name_ok(q, "after", after)) ||
+	    (host && !api_name_ok(q, "host", host)))
+		return;
+	struct store_partition *p = NULL;
+	struct parley_err err = { 0 };
+	int n = store_partition_list(q->a->store, host, after, limit, &p, &err);
+	if (n < 0) {
+		api_fail(q, n, &err);
+		return;
+	}
+	json_t *items = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(items, part_json(&p[i]));
+	api_reply(q, 200, api_page(items, (unsigned)n == limit
+						  ? p[n - 1].name : NULL));
+	if (n > 0)
+		store_partition_list_free(p, (unsigned)n);
+}
+
+/* Answer with the partition as it is now in the store. */
+static void reply_part(struct api_req *q, int status, const char *name)
+{
+	struct store_partition p = { 0 };
+	struct parley_err err = { 0 };
+	int rc = store_partition_get(q->a->store, name, &p, &err);
+	if (rc < 0)
+		api_fail(q, rc, &err);
+	else
+		api_reply(q, status, part_json(&p));
+	store_partition_free(&p);
+}
+
+void api_parts_get(struct api_req *q)
+{
+	if (api_name_ok(q, "partition name", q->arg))
+		reply_part(q, 200, q->arg);
+}
+
+/* The body's fields, checked; false after answering 400. */
+static bool part_args(struct api_req *q, json_t *b, const char **host,
+		      enum store_part_kind *kind, json_t **spec,
+		      const char **name)
+{
+	json_t *jb = json_object_get(b, "backend");
+	const char *backend = json_string_value(jb);
+	struct parley_err err = { 0 };
+	*host = json_string_value(json_object_get(b, "host"));
+	*spec = json_object_get(b, "spec");
+	if (!backend || (strcmp(backend, "thin") && strcmp(backend, "libvirt"))) {
+		api_error(q, 400, "BAD_REQUEST", "backend: expected \"thin\" "
+			  "or \"libvirt\"");
+		return false;
+	}
+	*kind = !strcmp(backend, "thin") ? STORE_PART_THIN : STORE_PART_LIBVIRT;
+	if (!api_name_ok(q, "host", *host))
+		return false;
+	if (!json_is_object(*spec)) {
+		api_error(q, 400, "BAD_REQUEST", "spec: expected an object, "
+			  "got %s", *spec ? jv_type_name(*spec) : "nothing");
+		return false;
+	}
+	if (jv_check_known(*spec, spec_fields, "spec: ", &err) < 0) {
+		api_error(q, 400, "BAD_REQUEST", "%s", perr_msg(&err));
+		return false;
+	}
+	*name = json_string_value(json_object_get(*spec, "name"));
+	return api_name_ok(q, "spec.name", *name);
+}
+
+static int part_define(struct api_server *a, const char *host,
+		       const char *name, enum store_part_kind kind,
+		       const char *spec, struct parley_err *err)
+{
+	struct store_partition p = { 0 };
+	if (store_partition_get(a->store, name, &p, NULL) == 0) {
+		store_partition_free(&p);
+		return perr(err, -EEXIST, "partition \"%s\" exists", name);
+	}
+	if (kind == STORE_PART_LIBVIRT)
+		/* The orchestrator stores the row with the domain, and
+		 * neither without the other. */
+		return libvirt_rc(a->hooks.orch_define(a->hooks.ctx, host, name,
+						       spec, err));
+	struct store_part_in in = { .name = name, .host = host, .kind = kind,
+				    .spec_json = spec, .spec_len = strlen(spec),
+				    .state = "defined" };
+	return store_partition_put(a->store, &in, NULL, err);
+}
+
+void api_parts_add(struct api_req *q)
+{
+	static const char *const known[] = { "host", "backend", "spec", NULL };
+	json_t *b = api_body(q, known), *spec;
+	const char *host, *name;
+	enum store_part_kind kind;
+	if (!b || !part_args(q, b, &host, &kind, &spec, &name)) {
+		json_decref(b);
+		return;
+	}
+	struct api_hooks *h = &q->a->hooks;
+	char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
+	struct parley_err err = { 0 };
+	int rc = kind == STORE_PART_LIBVIRT && !h->orch_define
+		? -ENOSYS : part_define(q->a, host, name, kind, text, &err);
+	if (rc == -ENOSYS)
+		api_error(q, 501, "NOT_IMPLEMENTED", "libvirt partitions are "
+			  "not available in this parleyd");
+	else if (rc == -EPROTO)
+		api_error(q, 502, "LIBVIRT", "%s", perr_msg(&err));
+	else if (rc < 0)
+		api_fail(q, rc, &err);
+	else
+		reply_part(q, 201, name);
+	if (rc == 0 && kind == STORE_PART_THIN && h->thin_changed)
+		h->thin_changed(h->ctx, host);
+	free(text);
+	json_decref(b);
+}
+
+typedef int (*orch_fn)(void *ctx, const char *name, struct parley_err *err);
+
+/* One lifecycle step: libvirt through its hook, thin as a command to the
+ * agent; the store's state says what was asked for until the agent or
+ * libvirt reports what happened. */
+static void part_action(struct api_req *q, int action, orch_fn fn,
+			const char *state)
+{
+	struct store_partition p = { 0 };
+	struct parley_err err = { 0 };
+	struct api_hooks *h = &q->a->hooks;
+	if (!api_name_ok(q, "partition name", q->arg))
+		return;
+	int rc = store_partition_get(q->a->store, q->arg, &p, &err);
+	bool libvirt = rc == 0 && p.kind == STORE_PART_LIBVIRT;
+	if (libvirt) /* the orchestrator records the state libvirt reports */
+		rc = !fn ? -ENOSYS : libvirt_rc(fn(h->ctx, p.name, &err));
+	else if (rc == 0 && h->thin_command)
+		h->thin_command(h->ctx, p.host, p.name, action);
+	if (rc == 0 && !libvirt)
+		rc = store_partition_set_state(q->a->store, p.name, state, 0,
+					       NULL, &err);
+	if (rc == -ENOSYS)
+		api_error(q, 501, "NOT_IMPLEMENTED", "libvirt partitions are "
+			  "not available in this parleyd");
+	else if (rc == -EPROTO)
+		api_error(q, 502, "LIBVIRT", "%s", perr_msg(&err));
+	else if (rc < 0)
+		api_fail(q, rc, &err);
+	else
+		reply_part(q, 200, p.name);
+	store_partition_free(&p);
+}
+
+void api_parts_start(struct api_req *q)
+{
+	part_action(q, PARLEY__V1__PARTITION_COMMAND__ACTION__START,
+		    q->a->hooks.orch_start, "start-requested");
+}
+
+void api_parts_stop(struct api_req *q)
+{
+	part_action(q, PARLEY__V1__PARTITION_COMMAND__ACTION__STOP,
+		    q->a->hooks.orch_stop, "stop-requested");
+}
+
+/* The row goes first for thin partitions (it refuses while grants name the
+ * partition), then the running thing; the orchestrator does both for
+ * libvirt ones. */
+void api_parts_delete(struct api_req *q)
+{
+	struct store_partition p = { 0 };
+	struct parley_err err = { 0 };
+	struct api_hooks *h = &q->a->hooks;
+	if (!api_name_ok(q, "partition name", q->arg))
+		return;
+	int rc = store_partition_get(q->a->store, q->arg, &p, &err);
+	bool libvirt = rc == 0 && p.kind == STORE_PART_LIBVIRT;
+	if (libvirt && !h->orch_destroy)
+		rc = -ENOSYS;
+	else if (libvirt) /* refuses while grants name it, then undefines
+			   * the domain and deletes the row */
+		rc = libvirt_rc(h->orch_destroy(h->ctx, p.name, &err));
+	else if (rc == 0)
+		rc = store_partition_delete(q->a->store, p.name, &err);
+	if (rc == 0 && !libvirt && h->thin_command)
+		h->thin_command(h->ctx, p.host, p.name,
+				PARLEY__V1__PARTITION_COMMAND__ACTION__DESTROY);
+	if (rc == -ENOSYS)
+		api_error(q, 501, "NOT_IMPLEMENTED", "libvirt partitions are "
+			  "not available in this parleyd");
+	else if (rc == -EPROTO)
+		api_error(q, 502, "LIBVIRT", "%s", perr_msg(&err));
+	else if (rc < 0)
+		api_fail(q, rc, &err);
+	else
+		api_reply(q, 204, NULL);
+	store_partition_free(&p);
+}

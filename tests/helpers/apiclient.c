@@ -1,0 +1,166 @@
+#include "tests/helpers/apiclient.h"
+#include "tests/helpers/testutil.h"
+#include "common/fileio.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static pid_t spawn(char *const argv[], const char *log)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+			      0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static bool ready(struct fleetd *f, void *ctx)
+{
+	struct api_client *c = ctx;
+	char path[700];
+	uint8_t *buf;
+	size_t len;
+	snprintf(path, sizeof(path), "%s/parleyd.api-port", f->dir);
+	if (file_read_all(path, 64, &buf, &len, NULL) < 0)
+		return false;
+	c->port = atoi((char *)buf);
+	free(buf);
+	snprintf(path, sizeof(path), "%s/admin.token", f->dir);
+	if (file_read_all(path, 256, &buf, &len, NULL) < 0)
+		return false;
+	snprintf(c->admin, sizeof(c->admin), "%.*s", (int)strcspn((char *)buf,
+								  "\n"),
+		 (char *)buf);
+	free(buf);
+	return c->port > 0 && strlen(c->admin) == 68;
+}
+
+void ac_start(struct api_client *c)
+{
+	memset(c, 0, sizeof(*c));
+	fd_init(&c->f);
+	char ca[600], crt[600], key[600], pol[600], log[600];
+	const char *d = c->f.dir;
+	snprintf(ca, sizeof(ca), "%s/ca/ca.crt", d);
+	snprintf(crt, sizeof(crt), "%s/ca/parleyd.crt", d);
+	snprintf(key, sizeof(key), "%s/ca/parleyd.key", d);
+	snprintf(pol, sizeof(pol), "%s/ca/policy.key", d);
+	snprintf(log, sizeof(log), "%s/parleyd.log", d);
+	char *argv[] = { T_BIN("parleyd"), "--listen", "127.0.0.1:0",
+			 "--api-listen", "127.0.0.1:0", "--state-dir",
+			 (char *)d, "--ca", ca, "--cert", crt, "--key", key,
+			 "--policy-key", pol, "--store", c->f.store, NULL };
+	c->f.daemon = spawn(argv, log);
+	cr_assert(fd_wait(ready, &c->f, c, 10000), "parleyd API did not start");
+}
+
+void ac_stop(struct api_client *c)
+{
+	fd_stop(&c->f);
+}
+
+static void parse(struct ac_resp *r)
+{
+	if (sscanf(r->raw, "HTTP/1.%*d %d", &r->status) != 1)
+		r->status = 0;
+	char *b = strstr(r->raw, "\r\n\r\n");
+	r->body = b ? b + 4 : "";
+	r->json = json_loads(r->body, 0, NULL);
+}
+
+void ac_raw(int port, const void *req, size_t len, struct ac_resp *r)
+{
+	memset(r, 0, sizeof(*r));
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct timeval tv = { 10, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	/* The server may answer (413, 400) and close before it has read
+	 * everything: a failed send is not the test's failure. */
+	for (size_t off = 0; off < len;) {
+		ssize_t n = send(fd, (const char *)req + off, len - off,
+				 MSG_NOSIGNAL);
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	size_t cap = 4096, got = 0;
+	r->raw = malloc(cap);
+	for (;;) {
+		if (got + 1 >= cap)
+			r->raw = realloc(r->raw, cap *= 2);
+		ssize_t n = recv(fd, r->raw + got, cap - got - 1, 0);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	r->raw[got] = '\0';
+	close(fd);
+	parse(r);
+}
+
+void ac_call(struct api_client *c, const char *method, const char *path,
+	     const char *token, const char *body, struct ac_resp *r)
+{
+	size_t blen = body ? strlen(body) : 0;
+	size_t cap = blen + 1024;
+	char *req = malloc(cap);
+	int n = snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+			 "Connection: close\r\n", method, path);
+	if (token)
+		n += snprintf(req + n, cap - (size_t)n,
+			      "Authorization: Bearer %s\r\n", token);
+	if (body)
+		n += snprintf(req + n, cap - (size_t)n, "Content-Type: "
+			      "application/json\r\nContent-Length: %zu\r\n",
+			      blen);
+	n += snprintf(req + n, cap - (size_t)n, "\r\n");
+	if (body)
+		memcpy(req + n, body, blen);
+	ac_raw(c->port, req, (size_t)n + blen, r);
+	free(req);
+}
+
+void ac_free(struct ac_resp *r)
+{
+	json_decref(r->json);
+	free(r->raw);
+	memset(r, 0, sizeof(*r));
+}
+
+static const char *err_field(const struct ac_resp *r, const char *k)
+{
+	json_t *e = json_object_get(r->json, "error");
+	const char *s = json_string_value(json_object_get(e, k));
+	return s ? s : "";
+}
+
+const char *ac_code(const struct ac_resp *r)
+{
+	return err_field(r, "code");
+}
+
+const char *ac_msg(const struct ac_resp *r)
+{
+	return err_field(r, "message");
+}
