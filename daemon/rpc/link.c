@@ -35,6 +35,8 @@ struct link_conn {
 static void conn_free(struct link_conn *c)
 {
 	struct link_server *ls = c->ls;
+	if (ls->push_cursor == c)
+		ls->push_cursor = c->next;
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -447,6 +449,26 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
+/* Bundles go out a slice of links per loop turn, so that a fleet-wide
+ * change does not stop the loop reading sockets (and heartbeats) for as
+ * long as it takes to build and sign every host's bundle. */
+#define PUSH_SLICE 256
+
+static void on_push_slice(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct link_server *ls = arg;
+	for (unsigned n = 0; ls->push_cursor && n < PUSH_SLICE; n++) {
+		struct link_conn *c = ls->push_cursor;
+		ls->push_cursor = c->next;
+		if (c->hello)
+			push_bundle(c);
+	}
+	if (ls->push_cursor)
+		event_active(ls->push_ev, EV_TIMEOUT, 0);
+}
+
 void link_push_policy(struct link_server *ls)
 {
 	uint64_t v = 0;
@@ -454,9 +476,11 @@ void link_push_policy(struct link_server *ls)
 	    v == ls->seen_version)
 		return;
 	ls->seen_version = v;
-	for (struct link_conn *c = ls->conns; c; c = c->next)
-		if (c->hello)
-			push_bundle(c);
+	/* Links that connect meanwhile are added at the head and get their
+	 * bundle with their welcome. */
+	ls->push_cursor = ls->conns;
+	if (ls->push_cursor)
+		event_active(ls->push_ev, EV_TIMEOUT, 0);
 }
 
 /* Connections silent for DEAD_AFTER_BEATS heartbeats are closed: a host
@@ -465,6 +489,12 @@ static void sweep_dead(struct link_server *ls)
 {
 	uint64_t now = mono_ms(), limit = (uint64_t)ls->heartbeat_ms *
 					  DEAD_AFTER_BEATS;
+	/* After a turn of the loop that took long, silence may be ours: the
+	 * sockets were not read. Judge again next time. */
+	bool late = ls->last_sweep_ms && now - ls->last_sweep_ms > 4 * POLL_MS;
+	ls->last_sweep_ms = now;
+	if (late || ls->push_cursor)
+		return;
 	for (struct link_conn *c = ls->conns, *next; c; c = next) {
 		next = c->next;
 		if (now - c->last_rx_ms > limit) {
@@ -528,6 +558,7 @@ int link_start(struct link_server *ls, const char *host, int port,
 				 ? ((struct sockaddr_in *)&got)->sin_port
 				 : ((struct sockaddr_in6 *)&got)->sin6_port);
 	store_policy_version(ls->store, &ls->seen_version, NULL);
+	ls->push_ev = event_new(ls->base, -1, 0, on_push_slice, ls);
 	ls->poll_ev = event_new(ls->base, -1, EV_PERSIST, on_poll, ls);
 	struct timeval tv = { 0, POLL_MS * 1000 };
 	event_add(ls->poll_ev, &tv);
@@ -540,6 +571,10 @@ void link_stop(struct link_server *ls)
 		conn_free(ls->conns);
 	if (ls->poll_ev)
 		event_free(ls->poll_ev);
+	if (ls->push_ev)
+		event_free(ls->push_ev);
+	ls->push_ev = NULL;
+	ls->push_cursor = NULL;
 	if (ls->lis)
 		evconnlistener_free(ls->lis);
 	ls->poll_ev = NULL;

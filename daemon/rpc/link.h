@@ -31,6 +31,9 @@ struct link_server {
 	unsigned nconns;
 	uint64_t seen_version;     /* latest policy version pushed out */
 	struct event *poll_ev;     /* picks up changes other writers made */
+	struct event *push_ev;     /* pushes bundles a slice at a time */
+	struct link_conn *push_cursor; /* next link to push to, or NULL */
+	uint64_t last_sweep_ms;
 	/* counters for logs and /metrics */
 	uint64_t n_frames, n_refused, n_pushed;
 };
