@@ -1,0 +1,235 @@
+/* The README's operator walkthrough, end to end, as an operator runs it:
+ * parleyd, parleyctl, `parley-agent join` and `parley-agent serve` as real
+ * processes; every check through parleyctl's JSON output. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/fileio.h"
+#include "common/pki.h"
+#include "tests/helpers/fleetd.h"
+#include "tests/helpers/testutil.h"
+
+#define W_CTL T_BIN("parleyctl")
+
+struct walk {
+	struct fleetd f;
+	char api[64], join[64], link[64], token[160], pin[80];
+	pid_t agent;
+};
+
+static char *trimmed(const char *dir, const char *name)
+{
+	char path[700];
+	uint8_t *buf;
+	size_t len;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	for (int i = 0; i < 500; i++) {
+		if (file_read_all(path, 4096, &buf, &len, NULL) == 0 && len) {
+			while (len && (buf[len - 1] == '\n'))
+				buf[--len] = 0;
+			return (char *)buf;
+		}
+		usleep(20000);
+	}
+	cr_assert_fail("%s never appeared", path);
+	return NULL;
+}
+
+static pid_t spawn(char *const argv[], const char *log)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+			      0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void start_daemon(struct walk *w)
+{
+	const char *d = w->f.dir;
+	char ca[600], crt[600], key[600], pol[600], cakey[600], log[600];
+	snprintf(ca, sizeof(ca), "%s/ca/ca.crt", d);
+	snprintf(crt, sizeof(crt), "%s/ca/parleyd.crt", d);
+	snprintf(key, sizeof(key), "%s/ca/parleyd.key", d);
+	snprintf(pol, sizeof(pol), "%s/ca/policy.key", d);
+	snprintf(cakey, sizeof(cakey), "%s/ca/ca.key", d);
+	snprintf(log, sizeof(log), "%s/parleyd.log", d);
+	char *argv[] = { T_BIN("parleyd"), "--listen", "127.0.0.1:0",
+			 "--api-listen", "127.0.0.1:0", "--join-listen",
+			 "127.0.0.1:0", "--ca-key", cakey, "--state-dir",
+			 (char *)d, "--ca", ca, "--cert", crt, "--key", key,
+			 "--policy-key", pol, "--store", w->f.store, NULL };
+	w->f.daemon = spawn(argv, log);
+	char *p = trimmed(d, "parleyd.api-port");
+	snprintf(w->api, sizeof(w->api), "http://127.0.0.1:%s", p);
+	free(p);
+	p = trimmed(d, "parleyd.join-port");
+	snprintf(w->join, sizeof(w->join), "127.0.0.1:%s", p);
+	free(p);
+	p = trimmed(d, "parleyd.port");
+	snprintf(w->link, sizeof(w->link), "127.0.0.1:%s", p);
+	free(p);
+	p = trimmed(d, "admin.token");
+	snprintf(w->token, sizeof(w->token), "%s", p);
+	free(p);
+}
+
+/* parleyctl with the server and token, -o json; returns the exit code. */
+static int ctl(struct walk *w, char **out, const char *const *args)
+{
+	char *argv[32] = { W_CTL, "--server", w->api, "--token", w->token,
+			   "-o", "json" };
+	int n = 7;
+	for (int i = 0; args[i] && n < 31; i++)
+		argv[n++] = (char *)args[i];
+	argv[n] = NULL;
+	return t_run(argv, out, 30);
+}
+
+static json_t *ctl_json(struct walk *w, const char *const *args)
+{
+	char *out;
+	int rc = ctl(w, &out, args);
+	cr_assert_eq(rc, 0, "parleyctl %s %s: exit %d: %s", args[0], args[1],
+		     rc, out);
+	json_error_t e;
+	json_t *j = json_loads(out, 0, &e);
+	cr_assert(j, "not JSON: %s", out);
+	free(out);
+	return j;
+}
+
+static const char *spec_a =
+	"{\"name\":\"a\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
+	"\"cmdline\":\"steps=open:c1,send:0:10,sleep:4000\"}";
+static const char *spec_b =
+	"{\"name\":\"b\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
+	"\"cmdline\":\"steps=open:c1,recv:0:10,sleep:4000\"}";
+static const char *spec_r =
+	"{\"name\":\"r\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
+	"\"config\":[{\"name\":\"app.conf\",\"path\":\"app.conf\"}],"
+	"\"cmdline\":\"steps=sleep:300,open:c1,tamper:app.conf,open:c2,"
+	"sleep:1000\"}";
+
+static bool has_event(json_t *items, const char *event, const char *reason)
+{
+	size_t i;
+	json_t *it;
+	json_array_foreach(items, i, it) {
+		const char *e = json_string_value(json_object_get(it, "event"));
+		const char *r = json_string_value(json_object_get(it, "reason"));
+		if (e && !strcmp(e, event) && (!reason || (r && !strcmp(r, reason))))
+			return true;
+	}
+	return false;
+}
+
+Test(walkthrough, empty_daemon_to_refused_tamper_via_parleyctl,
+     .timeout = 120)
+{
+	T_REQUIRE_KVM();
+	struct walk w = { 0 };
+	fd_init(&w.f);
+	start_daemon(&w);
+	/* A host, and its one-time join token. */
+	const char *hadd[] = { "host", "add", "host-1", NULL };
+	json_t *h = ctl_json(&w, hadd);
+	const char *tok = json_string_value(json_object_get(h, "join_token"));
+	cr_assert(tok && !strncmp(tok, "prj_", 4));
+	/* The agent joins with it, pinning the CA. */
+	char cacrt[700], sdir[700];
+	snprintf(cacrt, sizeof(cacrt), "%s/ca/ca.crt", w.f.dir);
+	snprintf(sdir, sizeof(sdir), "%s/host-1", w.f.dir);
+	X509 *x = NULL;
+	cr_assert_eq(pki_read_cert(cacrt, &x, NULL), 0);
+	pki_fingerprint(x, w.pin);
+	X509_free(x);
+	char *jargv[] = { T_AGENT, "join", "--server", w.join, "--token",
+			  (char *)tok, "--ca-sha256", w.pin, "--state-dir",
+			  sdir, NULL };
+	char *out;
+	cr_assert_eq(t_run(jargv, &out, 30), 0, "join: %s", out);
+	free(out);
+	/* The same token again: refused. */
+	char sdir2[720];
+	snprintf(sdir2, sizeof(sdir2), "%s-again", sdir);
+	jargv[9] = sdir2;
+	cr_assert_neq(t_run(jargv, &out, 30), 0);
+	cr_assert(strstr(out, "TOKEN_USED"), "%s", out);
+	free(out);
+	json_decref(h);
+	/* Partitions and grants. */
+	const char *specs[] = { spec_a, spec_b, spec_r };
+	const char *names[] = { "a", "b", "r" };
+	for (int i = 0; i < 3; i++) {
+		char file[32];
+		snprintf(file, sizeof(file), "%s.json", names[i]);
+		char *path = t_write(w.f.dir, file, specs[i], strlen(specs[i]));
+		const char *pc[] = { "partition", "create", "--host", "host-1",
+				     "--backend", "thin", "--spec", path, NULL };
+		json_decref(ctl_json(&w, pc));
+		free(path);
+	}
+	const char *g1[] = { "grant", "add", "--channel", "c1", "--a", "a",
+			     "--b", "b", "--direction", "both", "--ring-bytes",
+			     "64K", NULL };
+	const char *g2[] = { "grant", "add", "--channel", "c2", "--a", "r",
+			     "--b", "b", "--direction", "a_to_b",
+			     "--ring-bytes", "4K", NULL };
+	json_decref(ctl_json(&w, g1));
+	json_decref(ctl_json(&w, g2));
+	/* The agent, with nothing but its state directory. */
+	free(t_write(sdir, "app.conf", "mode=strict\n", 12));
+	char log[720];
+	snprintf(log, sizeof(log), "%s/agent.log", w.f.dir);
+	char *sargv[] = { T_AGENT, "serve", "--state-dir", sdir, "--server",
+			  w.link, "--vmm", T_VMM, "--image-dir",
+			  PARLEY_BUILD_DIR "/guest", NULL };
+	w.agent = spawn(sargv, log);
+	/* What the operator then sees. */
+	const char *al[] = { "audit", "list", "--partition", "r", NULL };
+	bool seen = false;
+	json_t *a = NULL;
+	for (int i = 0; i < 300 && !seen; i++) {
+		usleep(50000);
+		json_decref(a);
+		a = ctl_json(&w, al);
+		json_t *items = json_object_get(a, "items");
+		seen = has_event(items, "open_denied", "NO_GRANT") &&
+		       has_event(items, "open_denied", "INTEGRITY") &&
+		       has_event(items, "quarantine", "INTEGRITY");
+	}
+	cr_assert(seen, "audit for r: %s", json_dumps(a, 0));
+	json_decref(a);
+	const char *ab[] = { "audit", "list", "--partition", "b", NULL };
+	a = ctl_json(&w, ab);
+	cr_assert(has_event(json_object_get(a, "items"), "open_allowed", NULL));
+	json_decref(a);
+	const char *ver[] = { "audit", "verify", NULL };
+	a = ctl_json(&w, ver);
+	cr_assert(json_is_true(json_object_get(a, "ok")), "%s",
+		  json_dumps(a, 0));
+	json_decref(a);
+	const char *pol[] = { "policy", "show", NULL };
+	a = ctl_json(&w, pol);
+	cr_assert_geq(json_integer_value(json_object_get(a, "version")), 2);
+	json_decref(a);
+	kill(w.agent, SIGTERM);
+	waitpid(w.agent, NULL, 0);
+	fd_stop(&w.f);
+}
