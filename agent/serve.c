@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +173,44 @@ static struct serve_part *part_named(struct serve *s, const char *name)
 	return NULL;
 }
 
+/* A libvirt partition on this host: its key configuration files are host
+ * files its spec names; measured here, reported like any measurement (the
+ * daemon enrols the first one as the baseline). */
+static int measure_beside(struct serve *s, const Parley__V1__PartitionCommand *c,
+			  struct parley_err *err)
+{
+	json_error_t je;
+	json_t *spec = json_loads(c->spec_json, 0, &je), *cfg;
+	if (!spec)
+		return perr(err, -EINVAL, "spec of %s: %s", c->partition, je.text);
+	const char *names[PARLEY_CONFIG_FILES_MAX], *paths[PARLEY_CONFIG_FILES_MAX];
+	unsigned n = 0;
+	size_t i;
+	json_t *e;
+	int rc = 0;
+	cfg = json_object_get(spec, "config");
+	json_array_foreach(cfg, i, e) {
+		const char *nm = json_string_value(json_object_get(e, "name"));
+		const char *pt = json_string_value(json_object_get(e, "path"));
+		if (!nm || !pt || n == PARLEY_CONFIG_FILES_MAX || pt[0] != '/') {
+			rc = perr(err, -EINVAL, "spec of %s: config[%zu] needs a "
+				  "name and an absolute path", c->partition, i);
+			break;
+		}
+		names[n] = nm;
+		paths[n++] = pt;
+	}
+	struct measure m;
+	if (rc == 0)
+		rc = measure_host_files(&m, names, paths, n, err);
+	if (rc == 0) {
+		agent_link_measurement(&s->link, c->partition, &m);
+		log_info("measured %u config files of %s", n, c->partition);
+	}
+	json_decref(spec);
+	return rc;
+}
+
 /* The daemon's word on a thin partition. A spec from the daemon is checked
  * like one from a file; its relative paths are taken from the state dir. */
 static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
@@ -203,6 +242,9 @@ static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 			agent_link_status(&s->link, sp->p->name, "running",
 					  NULL, 0);
 		break;
+	case PARLEY__V1__PARTITION_COMMAND__ACTION__MEASURE:
+		rc = measure_beside(s, c, &err);
+		break;
 	case PARLEY__V1__PARTITION_COMMAND__ACTION__STOP:
 	case PARLEY__V1__PARTITION_COMMAND__ACTION__DESTROY:
 		if (sp)
@@ -211,7 +253,12 @@ static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 	default:
 		break;
 	}
-	if (rc < 0) {
+	if (rc < 0 && c->action == PARLEY__V1__PARTITION_COMMAND__ACTION__MEASURE) {
+		struct audit_event e = { .event = "measure_failed",
+					 .partition = c->partition,
+					 .detail = perr_msg(&err) };
+		audit_emit(&s->audit, &e);
+	} else if (rc < 0) {
 		log_error("command for %s: %s", c->partition, perr_msg(&err));
 		agent_link_status(&s->link, c->partition, "stopped",
 				  "create-failed", 0);

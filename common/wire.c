@@ -596,17 +596,18 @@ static int chk_command(const Parley__V1__PartitionCommand *c,
 	int rc = chk_name("command", "partition", c->partition, false, err);
 	if (rc < 0)
 		return rc;
-	if ((unsigned)c->action > ACTION(DESTROY))
+	if ((unsigned)c->action > ACTION(MEASURE))
 		return perr(err, -EINVAL, "command.action: %d is not CREATE, "
-			    "START, STOP or DESTROY", (int)c->action);
+			    "START, STOP, DESTROY or MEASURE", (int)c->action);
 	size_t len = slen(c->spec_json);
-	bool create = c->action == ACTION(CREATE);
+	bool create = c->action == ACTION(CREATE) ||
+		      c->action == ACTION(MEASURE);
 	if (create && !len)
 		return perr(err, -EINVAL, "command.spec_json: missing for "
-			    "CREATE");
+			    "CREATE or MEASURE");
 	if (!create && len)
 		return perr(err, -EINVAL, "command.spec_json: only CREATE "
-			    "takes a spec");
+			    "and MEASURE take a spec");
 	if (len > WIRE_SPEC_MAX)
 		return perr(err, -EINVAL, "command.spec_json: %zu bytes, at "
 			    "most %d", len, WIRE_SPEC_MAX);

@@ -13,6 +13,7 @@
 
 #include "common/fileio.h"
 #include "common/pki.h"
+#include <openssl/evp.h>
 #include "tests/helpers/fleetd.h"
 #include "tests/helpers/testutil.h"
 
@@ -229,6 +230,78 @@ Test(walkthrough, empty_daemon_to_refused_tamper_via_parleyctl,
 	a = ctl_json(&w, pol);
 	cr_assert_geq(json_integer_value(json_object_get(a, "version")), 2);
 	json_decref(a);
+	kill(w.agent, SIGTERM);
+	waitpid(w.agent, NULL, 0);
+	fd_stop(&w.f);
+}
+
+/* A libvirt partition (libvirt's test driver) on a joined host: defined
+ * through parleyctl, its key configuration file measured by the host's
+ * agent and enrolled as its baseline. */
+Test(walkthrough, libvirt_partition_config_measured_by_its_agent,
+     .timeout = 120)
+{
+	struct walk w = { 0 };
+	fd_init(&w.f);
+	start_daemon(&w);
+	const char *hadd[] = { "host", "add", "lv", "--libvirt-uri",
+			       "test:///default", NULL };
+	json_t *h = ctl_json(&w, hadd);
+	const char *tok = json_string_value(json_object_get(h, "join_token"));
+	char cacrt[700], sdir[700];
+	snprintf(cacrt, sizeof(cacrt), "%s/ca/ca.crt", w.f.dir);
+	snprintf(sdir, sizeof(sdir), "%s/lv", w.f.dir);
+	X509 *x = NULL;
+	cr_assert_eq(pki_read_cert(cacrt, &x, NULL), 0);
+	pki_fingerprint(x, w.pin);
+	X509_free(x);
+	char *jargv[] = { T_AGENT, "join", "--server", w.join, "--token",
+			  (char *)tok, "--ca-sha256", w.pin, "--state-dir",
+			  sdir, NULL };
+	char *out;
+	cr_assert_eq(t_run(jargv, &out, 30), 0, "join: %s", out);
+	free(out);
+	json_decref(h);
+	char log[720];
+	snprintf(log, sizeof(log), "%s/agent.log", w.f.dir);
+	char *sargv[] = { T_AGENT, "serve", "--state-dir", sdir, "--server",
+			  w.link, "--vmm", T_VMM, NULL };
+	w.agent = spawn(sargv, log);
+	char *conf = t_write(w.f.dir, "vm.conf", "role=db\n", 8);
+	char spec[1024];
+	snprintf(spec, sizeof(spec), "{\"name\":\"vm1\",\"memory\":\"64M\","
+		 "\"config\":[{\"name\":\"vm.conf\",\"path\":\"%s\"}]}", conf);
+	char *sp = t_write(w.f.dir, "vm1.json", spec, strlen(spec));
+	const char *pc[] = { "partition", "create", "--host", "lv",
+			     "--backend", "libvirt", "--spec", sp, NULL };
+	json_decref(ctl_json(&w, pc));
+	const char *bs[] = { "baseline", "show", "vm1", NULL };
+	json_t *b = NULL;
+	for (int i = 0; i < 300 && !b; i++) {
+		usleep(50000);
+		if (ctl(&w, &out, bs) == 0)
+			b = json_loads(out, 0, NULL);
+		free(out);
+	}
+	cr_assert(b, "no baseline for vm1:\n%s", fd_daemon_log(&w.f));
+	/* sha256("role=db\n") */
+	const char *want = json_string_value(json_object_get(
+		json_object_get(b, "files"), "vm.conf"));
+	cr_assert(want && strlen(want) == 64, "%s", json_dumps(b, 0));
+	uint8_t *buf;
+	size_t len;
+	cr_assert_eq(file_read_all(conf, 64, &buf, &len, NULL), 0);
+	uint8_t d[32];
+	char hex[65];
+	unsigned int dl;
+	EVP_Digest(buf, len, d, &dl, EVP_sha256(), NULL);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+	cr_assert_str_eq(want, hex);
+	free(buf);
+	json_decref(b);
+	free(conf);
+	free(sp);
 	kill(w.agent, SIGTERM);
 	waitpid(w.agent, NULL, 0);
 	fd_stop(&w.f);

@@ -549,7 +549,7 @@ SPOIL(audit_file_slash, s->events[1].file = "/etc/shadow")
 SPOIL(audit_seq_back, s->events[2].seq = 1)
 SPOIL(audit_seq_0, s->events[0].seq = 0)
 /* command */
-SPOIL(cmd_action_4, s->command.action = 4)
+SPOIL(cmd_action_5, s->command.action = 5)
 SPOIL(cmd_action_neg, s->command.action = -1)
 SPOIL(cmd_part, s->command.partition = "")
 SPOIL(cmd_create_no_spec, s->command.spec_json = "")
@@ -708,14 +708,14 @@ static const struct hostile hostile[] = {
 	  "audit.events[1].file: \"/etc/shadow\" is not a file name"),
 	E(AUDIT, audit_seq_back, -EINVAL, "audit.events[2].seq: 1 after 22"),
 	E(AUDIT, audit_seq_0, -EINVAL, "audit.events[0].seq: 0"),
-	E(CMD, cmd_action_4, -EINVAL,
-	  "command.action: 4 is not CREATE, START, STOP or DESTROY"),
+	E(CMD, cmd_action_5, -EINVAL,
+	  "command.action: 5 is not CREATE, START, STOP, DESTROY or MEASURE"),
 	E(CMD, cmd_action_neg, -EINVAL, "command.action: -1 is not"),
 	E(CMD, cmd_part, -EINVAL, "command.partition: missing"),
 	E(CMD, cmd_create_no_spec, -EINVAL,
-	  "command.spec_json: missing for CREATE"),
+	  "command.spec_json: missing for CREATE or MEASURE"),
 	E(CMD, cmd_stop_spec, -EINVAL,
-	  "command.spec_json: only CREATE takes a spec"),
+	  "command.spec_json: only CREATE and MEASURE take a spec"),
 	E(CMD, cmd_spec_big, -EINVAL,
 	  "command.spec_json: 65537 bytes, at most 65536"),
 	E(STATUS, status_state, -EINVAL,

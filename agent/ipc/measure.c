@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include "common/fileio.h"
 
 #define PAGE PARLEY_PAGE_SIZE
 
@@ -185,4 +187,29 @@ int64_t measure_unreported(const struct measure *m, const uint64_t *differ)
 			return (int64_t)(w * 64 + (uint64_t)__builtin_ctzll(hidden));
 	}
 	return -1;
+}
+
+int measure_host_files(struct measure *m, const char *const *names,
+		       const char *const *paths, unsigned n,
+		       struct parley_err *err)
+{
+	memset(m, 0, sizeof(*m));
+	if (n > PARLEY_CONFIG_FILES_MAX)
+		return perr(err, -E2BIG, "measure: %u files", n);
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t *buf;
+		size_t len;
+		int rc = file_read_all(paths[i], PARLEY_CONFIG_MAX, &buf, &len,
+				       err);
+		if (rc < 0)
+			return rc;
+		snprintf(m->file[i].name, sizeof(m->file[i].name), "%s",
+			 names[i]);
+		m->file[i].size = len;
+		sha256(buf, len, m->file[i].digest);
+		free(buf);
+		m->nfile = i + 1;
+	}
+	partition_digest(m);
+	return 0;
 }

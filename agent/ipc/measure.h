@@ -82,6 +82,13 @@ int64_t measure_unreported(const struct measure *m, const uint64_t *differ);
 /* Index of the file holding config page `page`, or -1. */
 int measure_file_of_page(const struct measure *m, uint64_t page);
 
+/* The key configuration files of a partition that runs beside the agent
+ * (libvirt): SHA-256 of each host file and the partition digest over them,
+ * read with a cap; no pages, no segments. */
+int measure_host_files(struct measure *m, const char *const *names,
+		       const char *const *paths, unsigned n,
+		       struct parley_err *err);
+
 /* Lower-case hex of a digest into out[65]. */
 void measure_hex(const uint8_t *d, char *out);
 

@@ -160,6 +160,19 @@ static void send_commands(struct link_conn *c)
 			     NULL);
 		log_info("asked %s to create and start %s", c->host, p[i].name);
 	}
+	/* libvirt partitions run beside the agent, not under it; it still
+	 * measures their key configuration files (host files) for their
+	 * baselines. */
+	for (int i = 0; i < n; i++) {
+		struct store_baseline b;
+		if (p[i].kind != STORE_PART_LIBVIRT || p[i].spec_len <= 2 ||
+		    store_baseline_get(c->ls->store, p[i].name, &b, NULL) == 0)
+			continue;
+		send_command(c, p[i].name,
+			     PARLEY__V1__PARTITION_COMMAND__ACTION__MEASURE,
+			     p[i].spec_json);
+		log_info("asked %s to measure %s", c->host, p[i].name);
+	}
 	if (n > 0)
 		store_partition_list_free(p, (unsigned)n);
 }
