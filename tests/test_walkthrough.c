@@ -230,6 +230,12 @@ Test(walkthrough, empty_daemon_to_refused_tamper_via_parleyctl,
 	a = ctl_json(&w, pol);
 	cr_assert_geq(json_integer_value(json_object_get(a, "version")), 2);
 	json_decref(a);
+	/* The operator's own changes are in the trail too. */
+	const char *chg[] = { "audit", "list", "--event", "api_change", NULL };
+	a = ctl_json(&w, chg);
+	cr_assert_geq(json_array_size(json_object_get(a, "items")), 6,
+		      "%s", json_dumps(a, 0));
+	json_decref(a);
 	kill(w.agent, SIGTERM);
 	waitpid(w.agent, NULL, 0);
 	fd_stop(&w.f);

@@ -326,6 +326,22 @@ static double now_ms(void)
 	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
+/* Every change made through the API is an audit event too: the trail
+ * says who changed policy when, not only what the agents decided. */
+static void audit_change(struct api_req *q, const char *path)
+{
+	enum evhttp_cmd_type m = evhttp_request_get_command(q->r);
+	if (m == EVHTTP_REQ_GET || q->status < 200 || q->status >= 300 ||
+	    !path || !strcmp(path, "/v1/audit/verify"))
+		return;
+	char detail[320];
+	snprintf(detail, sizeof(detail), "%s %.256s -> %d",
+		 m == EVHTTP_REQ_POST ? "POST" : m == EVHTTP_REQ_PUT ? "PUT"
+		 : m == EVHTTP_REQ_DELETE ? "DELETE" : "other", path, q->status);
+	struct store_audit_in ev = { .event = "api_change", .detail = detail };
+	store_audit_append(q->a->store, &ev, 1, NULL, NULL);
+}
+
 static void on_request(struct evhttp_request *r, void *arg)
 {
 	struct api_req q = { .a = arg, .r = r };
@@ -338,6 +354,7 @@ static void on_request(struct evhttp_request *r, void *arg)
 		api_error(&q, 400, "BAD_REQUEST", "malformed request URI");
 	else
 		dispatch(&q, path);
+	audit_change(&q, path);
 	evhttp_clear_headers(&q.query);
 	metrics_request(&q.a->metrics, q.status, now_ms() - t0);
 }
