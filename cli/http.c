@@ -1,6 +1,9 @@
 #include "cli/http.h"
 
 #include <errno.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
@@ -14,9 +17,15 @@
 int http_url_parse(const char *s, struct http_url *u, struct parley_err *err)
 {
 	memset(u, 0, sizeof(*u));
-	if (strncmp(s, "http://", 7))
-		return perr(err, -EINVAL, "server \"%s\": only http:// URLs", s);
-	const char *h = s + 7, *end = h + strcspn(h, "/");
+	size_t skip = 7;
+	if (!strncmp(s, "https://", 8)) {
+		u->tls = 1;
+		skip = 8;
+	} else if (strncmp(s, "http://", 7)) {
+		return perr(err, -EINVAL, "server \"%s\": only http:// and "
+			    "https:// URLs", s);
+	}
+	const char *h = s + skip, *end = h + strcspn(h, "/");
 	const char *colon = NULL;
 	if (*h == '[') {
 		const char *rb = memchr(h, ']', (size_t)(end - h));
@@ -34,10 +43,11 @@ int http_url_parse(const char *s, struct http_url *u, struct parley_err *err)
 	size_t pl = colon ? (size_t)(end - colon - 1) : 0;
 	if (colon && (pl == 0 || pl > 5 || strspn(colon + 1, "0123456789") < pl))
 		return perr(err, -EINVAL, "server \"%s\": bad port", s);
-	snprintf(u->port, sizeof(u->port), "%.*s", colon ? (int)pl : 2,
-		 colon ? colon + 1 : "80");
+	snprintf(u->port, sizeof(u->port), "%.*s", colon ? (int)pl : 3,
+		 colon ? colon + 1 : u->tls ? "443" : "80");
 	if (!u->host[0] || strlen(end) >= sizeof(u->prefix))
-		return perr(err, -EINVAL, "server \"%s\": not http://HOST[:PORT]", s);
+		return perr(err, -EINVAL, "server \"%s\": not http[s]://HOST[:PORT]",
+			    s);
 	snprintf(u->prefix, sizeof(u->prefix), "%s", end);
 	size_t n = strlen(u->prefix);
 	if (n && u->prefix[n - 1] == '/')
@@ -111,13 +121,45 @@ static int dial(const struct http_url *u, struct parley_err *err)
 	return fd;
 }
 
+/* The TLS session of the request under way (https), or NULL. One request
+ * at a time per process: parleyctl is one command. */
+static SSL *tls;
+
+/* SSL_read/SSL_write on the non-blocking socket, shaped like recv/send:
+ * bytes, or -1 with errno (EAGAIN when it must wait). */
+static ssize_t tls_io(int fd, void *p, size_t len, bool wr, short *wait)
+{
+	int n = wr ? SSL_write(tls, p, (int)len) : SSL_read(tls, p, (int)len);
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(tls, n)) {
+	case SSL_ERROR_WANT_READ:
+		*wait = POLLIN;
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_WANT_WRITE:
+		*wait = POLLOUT;
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	default:
+		(void)fd;
+		errno = ECONNRESET;
+		return -1;
+	}
+}
+
 static int send_all(int fd, const char *p, size_t len)
 {
+	short want = POLLOUT;
 	while (len) {
-		int rc = wait_fd(fd, POLLOUT, HTTP_READ_MS);
+		int rc = wait_fd(fd, want, HTTP_READ_MS);
 		if (rc < 0)
 			return rc;
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		want = POLLOUT;
+		ssize_t n = tls ? tls_io(fd, (void *)p, len, true, &want)
+				: send(fd, p, len, MSG_NOSIGNAL);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n < 0)
@@ -220,11 +262,18 @@ static int rbuf_fill(int fd, struct rbuf *b)
 		b->p = p;
 		b->cap = cap;
 	}
+	short want = POLLIN;
 	for (;;) {
-		int rc = wait_fd(fd, POLLIN, HTTP_READ_MS);
-		if (rc < 0)
-			return rc;
-		ssize_t n = recv(fd, b->p + b->len, b->cap - b->len - 1, 0);
+		/* Bytes OpenSSL already decrypted do not wake poll(). */
+		if (!tls || !SSL_pending(tls)) {
+			int rc = wait_fd(fd, want, HTTP_READ_MS);
+			if (rc < 0)
+				return rc;
+		}
+		want = POLLIN;
+		ssize_t n = tls ? tls_io(fd, b->p + b->len,
+					 b->cap - b->len - 1, false, &want)
+				: recv(fd, b->p + b->len, b->cap - b->len - 1, 0);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n < 0)
@@ -315,6 +364,43 @@ static int take_body(struct rbuf *b, const struct head *h,
 	return 0;
 }
 
+/* TLS 1.3 to the API, the server verified against u->ca and for u->host. */
+static int tls_start(int fd, const struct http_url *u, struct parley_err *err)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx)
+		return perr(err, -ENOMEM, "TLS: no context");
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	int ok = u->ca ? SSL_CTX_load_verify_locations(ctx, u->ca, NULL)
+		       : SSL_CTX_set_default_verify_paths(ctx);
+	tls = ok == 1 ? SSL_new(ctx) : NULL;
+	SSL_CTX_free(ctx); /* the SSL holds its own reference */
+	if (!tls)
+		return perr(err, -EINVAL, "TLS: cannot use CA %s",
+			    u->ca ? u->ca : "(system)");
+	X509_VERIFY_PARAM *vp = SSL_get0_param(tls);
+	if (X509_VERIFY_PARAM_set1_ip_asc(vp, u->host) != 1)
+		X509_VERIFY_PARAM_set1_host(vp, u->host, 0);
+	SSL_set_fd(tls, fd);
+	short want = POLLOUT;
+	for (;;) {
+		int n = SSL_connect(tls);
+		if (n == 1)
+			return 0;
+		int e = SSL_get_error(tls, n);
+		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+			return perr(err, -ECONNABORTED, "%s:%s: TLS handshake "
+				    "failed (certificate not trusted?)",
+				    u->host, u->port);
+		want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+		int rc = wait_fd(fd, want, HTTP_CONNECT_MS);
+		if (rc < 0)
+			return perr(err, rc, "%s:%s: TLS handshake: %s", u->host,
+				    u->port, strerror(-rc));
+	}
+}
+
 int http_request(const struct http_url *u, const char *token,
 		 const char *method, const char *path, const char *body,
 		 struct http_resp *r, struct parley_err *err)
@@ -323,6 +409,15 @@ int http_request(const struct http_url *u, const char *token,
 	int fd = dial(u, err);
 	if (fd < 0)
 		return fd;
+	if (u->tls) {
+		int trc = tls_start(fd, u, err);
+		if (trc < 0) {
+			SSL_free(tls);
+			tls = NULL;
+			close(fd);
+			return trc;
+		}
+	}
 	struct rbuf b = { 0 };
 	struct head h = { .clen = -1 };
 	int rc = send_request(fd, u, token, method, path, body);
@@ -330,6 +425,10 @@ int http_request(const struct http_url *u, const char *token,
 		rc = read_response(fd, &b, &h);
 	if (!rc)
 		rc = take_body(&b, &h, r);
+	if (tls) {
+		SSL_free(tls);
+		tls = NULL;
+	}
 	close(fd);
 	free(b.p);
 	if (rc == -ECONNABORTED)

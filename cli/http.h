@@ -21,6 +21,8 @@ struct http_url {
 	char host[256];
 	char port[8];
 	char prefix[256];           /* path before /v1, "" for none */
+	int tls;                    /* https: */
+	const char *ca;             /* PEM file the server must chain to */
 };
 
 struct http_resp {

@@ -29,6 +29,7 @@ static const char usage[] =
 	"  --server URL   parleyd's API (env PARLEY_SERVER, default "
 	CTL_DEFAULT_SERVER ")\n"
 	"  --token T      bearer token (env PARLEY_TOKEN)\n"
+	"  --ca FILE      CA the https:// server must chain to (env PARLEY_CA)\n"
 	"  -o table|json  output: a table, or the server's JSON\n"
 	"\n"
 	"Every command takes --help. Exit codes: 0 ok, 1 other error, 2 usage,\n"
@@ -47,7 +48,7 @@ static const struct ctl_verb nouns[] = {
 };
 
 struct globals {
-	const char *server, *token, *output;
+	const char *server, *token, *output, *ca;
 };
 
 /* If argv[i] is global option `name` (as "--name V", "--name=V" or, with
@@ -92,6 +93,8 @@ static int strip_globals(int argc, char **argv, struct globals *g)
 		if (!n)
 			n = take_global(argc, argv, i, "--token", NULL, &g->token);
 		if (!n)
+			n = take_global(argc, argv, i, "--ca", NULL, &g->ca);
+		if (!n)
 			n = take_global(argc, argv, i, "--output", "-o", &g->output);
 		if (n < 0)
 			return ctl_usage_error(usage, "%s needs a value", argv[i]),
@@ -126,6 +129,7 @@ static int setup(struct ctl *c, const struct globals *g)
 		server = CTL_DEFAULT_SERVER;
 	if (http_url_parse(server, &c->url, &err) < 0)
 		return ctl_usage_error(usage, "%s", perr_msg(&err));
+	c->url.ca = g->ca ? g->ca : getenv("PARLEY_CA");
 	c->token = g->token ? g->token : getenv("PARLEY_TOKEN");
 	if (c->token && !c->token[0])
 		c->token = NULL;

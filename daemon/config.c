@@ -13,7 +13,7 @@
 #define CONFIG_FILE_MAX (64 * 1024)
 
 static const char *const fields[] = {
-	"listen", "api_listen", "state_dir", "ca", "cert", "key", "policy_key", "store",
+	"listen", "api_listen", "api_cert", "api_key", "state_dir", "ca", "cert", "key", "policy_key", "store",
 	"log_level", "heartbeat_ms", "frame_max", NULL
 };
 
@@ -47,6 +47,10 @@ static int set(struct daemon_config *c, const char *name, const char *v,
 	char *end;
 	if (!strcmp(name, "listen"))
 		return set_str(c->listen, sizeof(c->listen), v, name, err);
+	if (!strcmp(name, "api_cert"))
+		return set_str(c->api_cert, sizeof(c->api_cert), v, name, err);
+	if (!strcmp(name, "api_key"))
+		return set_str(c->api_key, sizeof(c->api_key), v, name, err);
 	if (!strcmp(name, "api_listen")) {
 		c->api_listen_set = true;
 		return set_str(c->api_listen, sizeof(c->api_listen), v, name,
@@ -139,7 +143,10 @@ static int finish(struct daemon_config *c, struct parley_err *err)
 {
 	if (!c->store[0])
 		snprintf(c->store, sizeof(c->store), "parley.db");
-	char *paths[] = { c->ca, c->cert, c->key, c->policy_key, c->store };
+	if (!c->api_cert[0] != !c->api_key[0])
+		return perr(err, -EINVAL, "api_cert and api_key go together");
+	char *paths[] = { c->ca, c->cert, c->key, c->policy_key, c->store,
+			  c->api_cert, c->api_key };
 	for (size_t i = 0; i < sizeof(paths) / sizeof(*paths); i++)
 		if (resolve(paths[i], PATH_MAX, c->state_dir) < 0)
 			return perr(err, -ENAMETOOLONG, "path too long");
@@ -168,12 +175,15 @@ int daemon_config_parse(int argc, char **argv, struct daemon_config *c,
 		{ "store", required_argument, NULL, 'd' },
 		{ "log-level", required_argument, NULL, 'v' },
 		{ "api-listen", required_argument, NULL, 'A' },
+		{ "api-cert", required_argument, NULL, 'C' },
+		{ "api-key", required_argument, NULL, 'K' },
 		{ 0 },
 	};
 	static const char *const names[128] = {
 		['l'] = "listen", ['s'] = "state_dir", ['a'] = "ca",
 		['e'] = "cert", ['k'] = "key", ['p'] = "policy_key",
 		['d'] = "store", ['v'] = "log_level", ['A'] = "api_listen",
+		['C'] = "api_cert", ['K'] = "api_key",
 	};
 	defaults(c);
 	/* The file first, so that flags override it whatever their order. */

@@ -26,6 +26,7 @@ struct daemon_config {
 	 * busy address fatal (the default one may be taken by another
 	 * parleyd on the same machine, e.g. in tests). */
 	char api_listen[128];
+	char api_cert[PATH_MAX], api_key[PATH_MAX]; /* both set: HTTPS */
 	bool api_listen_set;
 	char state_dir[PATH_MAX];
 	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];

@@ -7,6 +7,7 @@
 #include "common/pki.h"
 #include "common/sign.h"
 #include "common/tls.h"
+#include "common/tls_join.h"
 #include "common/hostport.h"
 #include "common/fileio.h"
 #include "daemon/config.h"
@@ -38,6 +39,7 @@ struct daemon {
 	struct join_config join_cfg;
 	struct join_server join;
 	struct orch *orch;         /* libvirt partitions; NULL if unavailable */
+	SSL_CTX *api_tls;          /* HTTPS for the API, or NULL */
 };
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -176,6 +178,13 @@ static int setup_api(struct daemon *d, struct parley_err *err)
 		.hooks = { .ctx = d, .thin_changed = thin_changed,
 			   .thin_command = thin_command },
 	};
+	if (d->cfg.api_cert[0]) {
+		d->api_tls = tls_server_ctx_noclient(d->cfg.ca, d->cfg.api_cert,
+						     d->cfg.api_key, err);
+		if (!d->api_tls)
+			return err->code ? err->code : -EINVAL;
+		d->api.tls = d->api_tls;
+	}
 	if (d->orch) {
 		d->api.hooks.orch_define = h_define;
 		d->api.hooks.orch_start = h_start;
@@ -191,7 +200,8 @@ static int setup_api(struct daemon *d, struct parley_err *err)
 	}
 	if (rc == 0) {
 		write_api_port(d);
-		log_info("API on %s:%d", host, d->api.port);
+		log_info("API on %s://%s:%d", d->api.tls ? "https" : "http",
+			 host, d->api.port);
 	}
 	return rc;
 }
@@ -242,6 +252,8 @@ static void teardown(struct daemon *d)
 	api_stop(&d->api);
 	if (d->orch)
 		orch_free(d->orch);
+	if (d->api_tls)
+		SSL_CTX_free(d->api_tls);
 	link_stop(&d->link);
 	join_stop(&d->join);
 	for (int i = 0; i < 3; i++)

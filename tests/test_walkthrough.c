@@ -23,6 +23,7 @@ struct walk {
 	struct fleetd f;
 	char api[64], join[64], link[64], token[160], pin[80];
 	pid_t agent;
+	bool https;
 };
 
 static char *trimmed(const char *dir, const char *name)
@@ -74,10 +75,13 @@ static void start_daemon(struct walk *w)
 			 "--api-listen", "127.0.0.1:0", "--join-listen",
 			 "127.0.0.1:0", "--ca-key", cakey, "--state-dir",
 			 (char *)d, "--ca", ca, "--cert", crt, "--key", key,
-			 "--policy-key", pol, "--store", w->f.store, NULL };
+			 "--policy-key", pol, "--store", w->f.store,
+			 w->https ? "--api-cert" : NULL, crt, "--api-key", key,
+			 NULL };
 	w->f.daemon = spawn(argv, log);
 	char *p = trimmed(d, "parleyd.api-port");
-	snprintf(w->api, sizeof(w->api), "http://127.0.0.1:%s", p);
+	snprintf(w->api, sizeof(w->api), "%s://127.0.0.1:%s",
+		 w->https ? "https" : "http", p);
 	free(p);
 	p = trimmed(d, "parleyd.join-port");
 	snprintf(w->join, sizeof(w->join), "127.0.0.1:%s", p);
@@ -93,9 +97,11 @@ static void start_daemon(struct walk *w)
 /* parleyctl with the server and token, -o json; returns the exit code. */
 static int ctl(struct walk *w, char **out, const char *const *args)
 {
+	static char ca[700];
+	snprintf(ca, sizeof(ca), "%s/ca/ca.crt", w->f.dir);
 	char *argv[32] = { W_CTL, "--server", w->api, "--token", w->token,
-			   "-o", "json" };
-	int n = 7;
+			   "-o", "json", "--ca", ca };
+	int n = 9;
 	for (int i = 0; args[i] && n < 31; i++)
 		argv[n++] = (char *)args[i];
 	argv[n] = NULL;
@@ -310,5 +316,32 @@ Test(walkthrough, libvirt_partition_config_measured_by_its_agent,
 	free(sp);
 	kill(w.agent, SIGTERM);
 	waitpid(w.agent, NULL, 0);
+	fd_stop(&w.f);
+}
+
+Test(walkthrough, api_over_https_verifies_the_server, .timeout = 60)
+{
+	struct walk w = { .https = true };
+	fd_init(&w.f);
+	start_daemon(&w);
+	const char *hadd[] = { "host", "add", "h1", NULL };
+	json_decref(ctl_json(&w, hadd));
+	const char *hl[] = { "host", "list", NULL };
+	json_t *l = ctl_json(&w, hl);
+	cr_assert_eq(json_array_size(json_object_get(l, "items")), 1);
+	json_decref(l);
+	/* Without the CA, or over plain HTTP, nothing is said. */
+	char *out;
+	char *noca[] = { W_CTL, "--server", w.api, "--token", w.token, "host",
+			 "list", NULL };
+	cr_assert_neq(t_run(noca, &out, 30), 0, "%s", out);
+	cr_assert(strstr(out, "TLS handshake failed"), "%s", out);
+	free(out);
+	char plain[80];
+	snprintf(plain, sizeof(plain), "http://%s", w.api + strlen("https://"));
+	char *http[] = { W_CTL, "--server", plain, "--token", w.token, "host",
+			 "list", NULL };
+	cr_assert_neq(t_run(http, &out, 30), 0, "%s", out);
+	free(out);
 	fd_stop(&w.f);
 }

@@ -9,6 +9,8 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -359,6 +361,18 @@ static void on_request(struct evhttp_request *r, void *arg)
 	metrics_request(&q.a->metrics, q.status, now_ms() - t0);
 }
 
+/* HTTPS: every accepted connection becomes a TLS bufferevent. */
+static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+{
+	struct api_server *a = arg;
+	SSL *ssl = SSL_new(a->tls);
+	if (!ssl)
+		return NULL;
+	return bufferevent_openssl_socket_new(base, -1, ssl,
+					      BUFFEREVENT_SSL_ACCEPTING,
+					      BEV_OPT_CLOSE_ON_FREE);
+}
+
 int api_start(struct api_server *a, const char *host, int port,
 	      struct parley_err *err)
 {
@@ -375,6 +389,8 @@ int api_start(struct api_server *a, const char *host, int port,
 	evhttp_set_max_headers_size(a->http, API_HEADERS_MAX);
 	evhttp_set_timeout(a->http, 30);
 	evhttp_set_gencb(a->http, on_request, a);
+	if (a->tls)
+		evhttp_set_bevcb(a->http, tls_bev, a);
 	struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(
 		a->http, host, (ev_uint16_t)port);
 	if (!bs)

@@ -7,6 +7,8 @@
 #ifndef PARLEY_DAEMON_API_H
 #define PARLEY_DAEMON_API_H
 
+#include <openssl/ssl.h>
+
 #include <event2/event.h>
 #include <stdint.h>
 #include "common/err.h"
@@ -56,6 +58,7 @@ struct api_server {
 	struct link_server *link;
 	const char *state_dir;
 	struct api_hooks hooks;
+	SSL_CTX *tls;               /* HTTPS when set (not owned) */
 	/* OUT */
 	int port;                   /* bound (for --api-listen :0) */
 	struct api_metrics metrics;
