@@ -130,28 +130,96 @@ static uint64_t take_seq(struct agent_link *l)
 	return s;
 }
 
+#define AUDIT_BATCH_MAX 256
+
+struct agent_audit_pending {
+	Parley__V1__AuditEvent ev;   /* strings owned (strdup) */
+};
+
+static void pend_free(struct agent_audit_pending *p)
+{
+	Parley__V1__AuditEvent *a = &p->ev;
+	free(a->event);
+	free(a->partition);
+	free(a->channel);
+	free(a->reason);
+	free(a->file);
+	free(a->detail);
+}
+
+/* Everything gathered so far as one AuditBatch record, before any other
+ * record takes a later sequence number (the daemon skips seqs at or below
+ * the highest it holds, so order on the wire must follow seq order). */
+static void flush_audit(struct agent_link *l)
+{
+	if (!l->npend)
+		return;
+	Parley__V1__AuditEvent *ptr[AUDIT_BATCH_MAX];
+	for (unsigned i = 0; i < l->npend; i++)
+		ptr[i] = &l->pend[i].ev;
+	Parley__V1__Envelope e;
+	Parley__V1__AuditBatch b;
+	wire_init_envelope(&e, 0);
+	parley__v1__audit_batch__init(&b);
+	b.events = ptr;
+	b.n_events = l->npend;
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_AUDIT;
+	e.audit = &b;
+	enqueue(l, l->pend[l->npend - 1].ev.seq, &e);
+	for (unsigned i = 0; i < l->npend; i++)
+		pend_free(&l->pend[i]);
+	l->npend = 0;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	flush_audit(arg);
+}
+
+static char *dup_or_empty(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
 void agent_link_audit(const struct audit_event *ev, void *arg)
 {
 	struct agent_link *l = arg;
+	if (!l->pend)
+		l->pend = calloc(AUDIT_BATCH_MAX, sizeof(*l->pend));
+	if (!l->pend)
+		return;
+	Parley__V1__AuditEvent *a = &l->pend[l->npend].ev;
+	parley__v1__audit_event__init(a);
+	a->seq = take_seq(l);
+	a->time_unix_ms = now_ms();
+	a->event = dup_or_empty(ev->event);
+	a->partition = dup_or_empty(ev->partition);
+	a->channel = dup_or_empty(ev->channel);
+	a->reason = dup_or_empty(ev->reason);
+	a->file = dup_or_empty(ev->file);
+	a->detail = dup_or_empty(ev->detail);
+	/* One event the daemon would refuse must not sink the batch. */
 	Parley__V1__Envelope e;
 	Parley__V1__AuditBatch b;
-	Parley__V1__AuditEvent a, *ap = &a;
 	wire_init_envelope(&e, 0);
 	parley__v1__audit_batch__init(&b);
-	parley__v1__audit_event__init(&a);
-	a.seq = take_seq(l);
-	a.time_unix_ms = now_ms();
-	a.event = (char *)ev->event;
-	a.partition = (char *)(ev->partition ? ev->partition : "");
-	a.channel = (char *)(ev->channel ? ev->channel : "");
-	a.reason = (char *)(ev->reason ? ev->reason : "");
-	a.file = (char *)(ev->file ? ev->file : "");
-	a.detail = (char *)(ev->detail ? ev->detail : "");
-	b.events = &ap;
+	b.events = &a;
 	b.n_events = 1;
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_AUDIT;
 	e.audit = &b;
-	enqueue(l, a.seq, &e);
+	struct parley_err err = { 0 };
+	if (wire_check(&e, &err) < 0) {
+		log_error("audit event %llu not sent, it would be refused: %s",
+			  (unsigned long long)a->seq, perr_msg(&err));
+		pend_free(&l->pend[l->npend]);
+		return;
+	}
+	if (++l->npend == AUDIT_BATCH_MAX)
+		flush_audit(l);
+	else if (l->npend == 1 && l->flush_ev)
+		event_active(l->flush_ev, EV_TIMEOUT, 0);
 }
 
 void agent_link_measurement(struct agent_link *l, const char *partition,
@@ -162,6 +230,7 @@ void agent_link_measurement(struct agent_link *l, const char *partition,
 	Parley__V1__Measurement x, *xp = &x;
 	Parley__V1__FileDigest fd[PARLEY_CONFIG_FILES_MAX], *fp[PARLEY_CONFIG_FILES_MAX];
 	ProtobufCBinaryData segs[MEASURE_SEGS_MAX];
+	flush_audit(l);
 	wire_init_envelope(&e, 0);
 	parley__v1__measurement_report__init(&r);
 	parley__v1__measurement__init(&x);
@@ -193,6 +262,7 @@ void agent_link_status(struct agent_link *l, const char *partition,
 {
 	Parley__V1__Envelope e;
 	Parley__V1__PartitionStatus st;
+	flush_audit(l);
 	wire_init_envelope(&e, 0);
 	parley__v1__partition_status__init(&st);
 	st.seq = take_seq(l);
@@ -512,6 +582,7 @@ int agent_link_init(struct agent_link *l, struct event_base *base,
 			 (unsigned long long)l->policy.version);
 	}
 	l->retry_ev = evtimer_new(base, on_retry, l);
+	l->flush_ev = event_new(base, -1, 0, on_flush, l);
 	l->hb_ev = event_new(base, -1, EV_PERSIST, on_heartbeat, l);
 	return 0;
 }
@@ -527,14 +598,23 @@ void agent_link_free(struct agent_link *l)
 {
 	if (l->bev)
 		bufferevent_free(l->bev);
+	l->bev = NULL;
 	if (l->retry_ev)
 		event_free(l->retry_ev);
 	if (l->hb_ev)
 		event_free(l->hb_ev);
+	/* Unacknowledged records live in memory only: at exit they are
+	 * lost like the rest of the outbox (the daemon holds all it acked). */
+	for (unsigned i = 0; i < l->npend; i++)
+		pend_free(&l->pend[i]);
+	l->npend = 0;
+	if (l->flush_ev)
+		event_free(l->flush_ev);
+	free(l->pend);
+	l->pend = NULL;
 	drop_acked(l, UINT64_MAX);
 	agent_policy_free(&l->policy);
 	if (l->ctx)
 		SSL_CTX_free(l->ctx);
 	EVP_PKEY_free(l->policy_pub);
-	l->bev = NULL;
 }

@@ -19,6 +19,7 @@
 #include "parley.pb-c.h"
 
 struct agent_out;   /* a queued record */
+struct agent_audit_pending;
 
 struct agent_link {
 	struct event_base *base;
@@ -36,6 +37,11 @@ struct agent_link {
 	uint64_t next_seq;
 	struct agent_out *out_head, *out_tail;  /* unacknowledged, in seq order */
 	unsigned nout;
+	/* Audit events gathered in one loop turn go out as one batch: one
+	 * commit at the daemon for many events. */
+	struct agent_audit_pending *pend;
+	unsigned npend;
+	struct event *flush_ev;
 	struct agent_policy policy;
 	struct chanmgr *cm;
 	/* Called once the policy to enforce is known: a persisted bundle at
