@@ -10,6 +10,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <netinet/in.h>
@@ -240,8 +242,23 @@ static void respond(struct join_conn *c, const char *host, X509 *cert)
 	free(pem);
 }
 
-/* The CSR is parsed before the token is spent (a garbled request does not
- * burn it); its signature and key type are checked when signing. */
+/* A CSR that could never be signed must not burn the token: its key type
+ * and its signature are checked before the token is spent (and again by
+ * pki_csr_sign_as, which owns the rule). */
+static int csr_precheck(X509_REQ *req, struct parley_err *err)
+{
+	EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
+	int id = pub ? EVP_PKEY_get_base_id(pub) : 0;
+	if (id != EVP_PKEY_ED25519 && id != EVP_PKEY_EC)
+		return perr(err, -EKEYREJECTED, "CSR: key type refused "
+			    "(Ed25519 or P-256 only)");
+	if (X509_REQ_verify(req, pub) != 1)
+		return perr(err, -EBADMSG, "CSR: signature does not verify");
+	return 0;
+}
+
+/* The CSR is parsed and checked before the token is spent (a garbled or
+ * forged request does not burn it). */
 static void on_join(struct join_conn *c, const Parley__V1__JoinRequest *r,
 		    uint64_t rid)
 {
@@ -249,7 +266,9 @@ static void on_join(struct join_conn *c, const Parley__V1__JoinRequest *r,
 	struct join_server *js = c->js;
 	struct parley_err err = { 0 };
 	X509_REQ *req = NULL;
-	if (pki_csr_from_pem(r->csr_pem, strlen(r->csr_pem), &req, &err) < 0) {
+	if (pki_csr_from_pem(r->csr_pem, strlen(r->csr_pem), &req, &err) < 0 ||
+	    csr_precheck(req, &err) < 0) {
+		X509_REQ_free(req);
 		refuse(c, NULL, "BAD_CSR", perr_msg(&err));
 		return;
 	}

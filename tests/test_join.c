@@ -233,6 +233,24 @@ Test(join, listener_refuses_anything_but_a_join_request, .timeout = 60)
 	e.join_request = &jr;
 	raw_exchange(&j, &e, code, sizeof(code));
 	cr_expect_str_eq(code, "BAD_CSR");
+	/* A real CSR whose public key was swapped after signing: its
+	 * signature fails, and the token is still not spent. */
+	EVP_PKEY *k1 = NULL, *k2 = NULL;
+	X509_REQ *req = NULL;
+	char *pem = NULL;
+	size_t plen = 0;
+	cr_assert_eq(pki_key_new(&k1, NULL), 0);
+	cr_assert_eq(pki_key_new(&k2, NULL), 0);
+	cr_assert_eq(pki_csr_new(k1, "join", &req, NULL), 0);
+	X509_REQ_set_pubkey(req, k2);
+	cr_assert_eq(pki_csr_to_pem(req, &pem, &plen, NULL), 0);
+	jr.csr_pem = pem;
+	raw_exchange(&j, &e, code, sizeof(code));
+	cr_expect_str_eq(code, "BAD_CSR");
+	free(pem);
+	X509_REQ_free(req);
+	EVP_PKEY_free(k1);
+	EVP_PKEY_free(k2);
 	cr_expect_eq(jn_join(&j, "agent-h6", tok, NULL, &out), 0, "%s", out);
 	free(out);
 	fd_stop(&j.f);
