@@ -1,5 +1,5 @@
 #include "agent/partition.h"
-#include "agent/snapshot.h"
+#include "agent/partition_int.h"
 #include "agent/vmx/elf.h"
 #include "agent/vmx/stop.h"
 #include "agent/vmx/vm.h"
@@ -184,7 +184,7 @@ static int lay_out(struct partition *p, const struct part_spec *s,
 	return mem_seal_view(p, rw, err);
 }
 
-static int spawn_vmm(struct partition *p, struct parley_err *err)
+int part_spawn_vmm(struct partition *p, struct parley_err *err)
 {
 	char vmm[PATH_MAX];
 	if (p->opts.vmm_path) {
@@ -259,11 +259,8 @@ bool partition_has_deferred(const struct partition *p)
 	return p->ndefer > 0 && !p->finished;
 }
 
-/* Wait for one message of type `want`, handling console output meanwhile. */
-static int await(struct partition *p, uint32_t want, void *buf, size_t cap,
-		 struct parley_err *err);
 
-static int launch(struct partition *p, uint32_t flags,
+int part_launch(struct partition *p, uint32_t flags,
 		  const struct ctl_vcpu_state *st, struct parley_err *err)
 {
 	struct ctl_launch l = {
@@ -276,7 +273,7 @@ static int launch(struct partition *p, uint32_t flags,
 		rc = ctl_send(p->ctl, CTL_VCPU_STATE, &st[i], sizeof(st[i]));
 	if (rc < 0)
 		return perr(err, rc, "sending launch to vmm: %s", strerror(-rc));
-	rc = await(p, CTL_READY, NULL, 0, err);
+	rc = part_await(p, CTL_READY, NULL, 0, err);
 	if (rc < 0)
 		return rc;
 	p->t_ready_ns = vmx_now_ns();
@@ -286,7 +283,7 @@ static int launch(struct partition *p, uint32_t flags,
 
 /* The baseline: what the partition's files and image are before its first
  * instruction, measured from our own view of its memory. */
-static int measure_files(struct partition *p,
+int part_measure_files(struct partition *p,
 			 const struct measure_input_file *files, unsigned n,
 			 struct parley_err *err)
 {
@@ -311,38 +308,10 @@ static int measure_now(struct partition *p, const struct loaded *l,
 		uint64_t span = l->cfg[i].size ? l->cfg[i].size : 1;
 		off += (span + PARLEY_PAGE_SIZE - 1) & ~(PARLEY_PAGE_SIZE - 1);
 	}
-	return measure_files(p, files, l->ncfg, err);
+	return part_measure_files(p, files, l->ncfg, err);
 }
 
-/* A restored partition is measured from its restored memory, with the file
- * table from its boot info (which only the agent ever wrote: the partition
- * sees that page read-only, and the snapshot's checksum covers it). Every
- * field is checked as the snapshot is still a file from outside. */
-static int measure_restored(struct partition *p, struct parley_err *err)
-{
-	const struct parley_boot_info *bi =
-		(const void *)(p->mem + PARLEY_BOOT_INFO_GPA);
-	struct measure_input_file files[PARLEY_CONFIG_FILES_MAX];
-	if (bi->magic != PARLEY_BOOT_MAGIC || bi->nconfig > PARLEY_CONFIG_FILES_MAX ||
-	    bi->config < PARLEY_BOOT_INFO_GPA ||
-	    bi->config + PARLEY_CONFIG_FILES_MAX * sizeof(struct parley_config_file) >
-		    PARLEY_BOOT_INFO_GPA + PARLEY_BOOT_INFO_SIZE)
-		return perr(err, -EINVAL, "snapshot: boot info is not ours");
-	const struct parley_config_file *t = (const void *)(p->mem + bi->config);
-	for (unsigned i = 0; i < bi->nconfig; i++) {
-		uint64_t off = t[i].gpa - PARLEY_CONFIG_BASE;
-		if (!memchr(t[i].name, 0, sizeof(t[i].name)) ||
-		    t[i].gpa < PARLEY_CONFIG_BASE || off > p->cfg_size ||
-		    t[i].size > p->cfg_size - off)
-			return perr(err, -EINVAL, "snapshot: config table entry "
-				    "%u is not ours", i);
-		files[i] = (struct measure_input_file){ t[i].name, off,
-							t[i].size };
-	}
-	return measure_files(p, files, bi->nconfig, err);
-}
-
-static struct partition *part_new(const char *name, const struct part_opts *o)
+struct partition *part_new(const char *name, const struct part_opts *o)
 {
 	struct partition *p = calloc(1, sizeof(*p));
 	if (!p)
@@ -381,9 +350,9 @@ int partition_create(const struct part_spec *s, const struct part_opts *o,
 	if (rc == 0 && o->on_measured)
 		rc = o->on_measured(p, o->ctx, err);
 	if (rc == 0)
-		rc = spawn_vmm(p, err);
+		rc = part_spawn_vmm(p, err);
 	if (rc == 0)
-		rc = launch(p, o->start_paused ? CTL_LAUNCH_PAUSED : 0, NULL, err);
+		rc = part_launch(p, o->start_paused ? CTL_LAUNCH_PAUSED : 0, NULL, err);
 	if (rc < 0) {
 		partition_destroy(p);
 		return rc;
@@ -502,7 +471,7 @@ static int remaining(uint64_t deadline)
 	return now >= deadline ? 0 : (int)((deadline - now) / 1000000 + 1);
 }
 
-static int await(struct partition *p, uint32_t want, void *out, size_t cap,
+int part_await(struct partition *p, uint32_t want, void *out, size_t cap,
 		 struct parley_err *err)
 {
 	uint64_t deadline = vmx_now_ns() + (uint64_t)timeout_of(p) * 1000000;
@@ -565,7 +534,7 @@ int partition_pause(struct partition *p, struct parley_err *err)
 			    part_state_name(p->state));
 	int rc = ctl_send(p->ctl, CTL_PAUSE, NULL, 0);
 	if (rc == 0)
-		rc = await(p, CTL_PAUSED, NULL, 0, err);
+		rc = part_await(p, CTL_PAUSED, NULL, 0, err);
 	if (rc < 0)
 		return rc;
 	p->state = PART_PAUSED;
@@ -579,7 +548,7 @@ int partition_resume(struct partition *p, struct parley_err *err)
 			    part_state_name(p->state));
 	int rc = ctl_send(p->ctl, CTL_RESUME, NULL, 0);
 	if (rc == 0)
-		rc = await(p, CTL_RESUMED, NULL, 0, err);
+		rc = part_await(p, CTL_RESUMED, NULL, 0, err);
 	if (rc < 0)
 		return rc;
 	p->state = PART_RUNNING;
@@ -617,86 +586,6 @@ void partition_destroy(struct partition *p)
 	free(p);
 }
 
-int partition_save(struct partition *p, const char *path,
-		   struct parley_err *err)
-{
-	if (p->state != PART_PAUSED)
-		return perr(err, -EBUSY, "%s is %s: pause it before saving",
-			    p->name, part_state_name(p->state));
-	struct ctl_vcpu_state st[PARLEY_VCPUS_MAX];
-	int rc = ctl_send(p->ctl, CTL_GET_STATE, NULL, 0);
-	for (unsigned i = 0; rc >= 0 && i < p->vcpus; i++) {
-		rc = await(p, CTL_VCPU_STATE, &st[i], sizeof(st[i]), err);
-		if (rc >= 0 && st[i].index != i)
-			rc = perr(err, -EPROTO, "vmm sent vCPU states out of "
-				  "order");
-	}
-	if (rc >= 0)
-		rc = await(p, CTL_STATE_DONE, NULL, 0, err);
-	if (rc < 0)
-		return rc;
-	struct snap_header h = {
-		.magic = SNAP_MAGIC, .version = SNAP_VERSION,
-		.vcpus = p->vcpus, .ram_size = p->ram_size,
-		.cfg_size = p->cfg_size, .entry = p->entry,
-		.image_hi = p->image_hi, .nrange = p->nrange,
-	};
-	for (unsigned i = 0; i < p->nrange; i++) {
-		h.range[i].gpa = p->range[i].gpa;
-		h.range[i].size = p->range[i].size;
-		h.range[i].flags = p->range[i].flags;
-	}
-	snprintf(h.name, sizeof(h.name), "%s", p->name);
-	return snap_write(path, &h, st, p->mem, err);
-}
-
-int partition_restore(const char *path, const struct part_opts *o,
-		      struct partition **out, struct parley_err *err)
-{
-	struct snap_image img;
-	int rc = snap_read(path, &img, err);
-	if (rc < 0)
-		return rc;
-	struct partition *p = part_new(img.h.name, o);
-	if (!p) {
-		close(img.mem_fd);
-		return perr(err, -ENOMEM, "out of memory");
-	}
-	p->mem_fd = img.mem_fd;
-	p->ram_size = img.h.ram_size;
-	p->cfg_size = img.h.cfg_size;
-	p->vcpus = img.h.vcpus;
-	p->entry = img.h.entry;
-	p->image_hi = img.h.image_hi;
-	p->nrange = img.h.nrange;
-	for (unsigned i = 0; i < p->nrange; i++)
-		p->range[i] = (struct layout_range){
-			img.h.range[i].gpa, img.h.range[i].size,
-			img.h.range[i].flags };
-	void *ro = mmap(NULL, p->ram_size + p->cfg_size, PROT_READ, MAP_SHARED,
-			p->mem_fd, 0);
-	if (ro == MAP_FAILED)
-		rc = perr(err, -errno, "mapping restored memory: %m");
-	else
-		p->mem = ro;
-	if (rc == 0)
-		rc = measure_restored(p, err);
-	if (rc == 0 && o->on_measured)
-		rc = o->on_measured(p, o->ctx, err);
-	if (rc == 0)
-		rc = spawn_vmm(p, err);
-	uint32_t flags = CTL_LAUNCH_RESTORE |
-			 (o->start_paused ? CTL_LAUNCH_PAUSED : 0);
-	if (rc == 0)
-		rc = launch(p, flags, img.vcpu, err);
-	if (rc < 0) {
-		partition_destroy(p);
-		return rc;
-	}
-	*out = p;
-	return 0;
-}
-
 int partition_send(struct partition *p, uint32_t type, const void *payload,
 		   uint32_t len, const int *fds, unsigned nfds)
 {
@@ -713,7 +602,7 @@ int partition_fetch_dirty(struct partition *p, struct parley_err *err)
 			    p->name, strerror(-rc));
 	for (;;) {
 		static struct ctl_dirty d;
-		rc = await(p, CTL_DIRTY, &d, sizeof(d), err);
+		rc = part_await(p, CTL_DIRTY, &d, sizeof(d), err);
 		if (rc < 0)
 			return rc;
 		/* The report is the vmm's word: checked against the region. */
@@ -735,7 +624,7 @@ int partition_unmap(struct partition *p, uint32_t chan,
 	int rc = partition_send(p, CTL_UNMAP, &ref, sizeof(ref), NULL, 0);
 	while (rc == 0) {
 		struct ctl_chan_ref got;
-		rc = await(p, CTL_UNMAPPED, &got, sizeof(got), err);
+		rc = part_await(p, CTL_UNMAPPED, &got, sizeof(got), err);
 		if (rc >= 0 && got.chan == chan)
 			return 0;
 	}
