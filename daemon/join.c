@@ -415,27 +415,6 @@ static int load(struct join_server *js, const struct join_opts *o,
 	return rc;
 }
 
-static int bind_addr(const char *host, int port, struct sockaddr_storage *ss,
-		     socklen_t *len)
-{
-	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-		a4->sin_family = AF_INET;
-		a4->sin_port = htons((uint16_t)port);
-		*len = sizeof(*a4);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-		a6->sin6_family = AF_INET6;
-		a6->sin6_port = htons((uint16_t)port);
-		*len = sizeof(*a6);
-		return 0;
-	}
-	return -EINVAL;
-}
-
 static int listen_on(struct join_server *js, const char *listen,
 		     struct parley_err *err)
 {
@@ -444,7 +423,7 @@ static int listen_on(struct join_server *js, const char *listen,
 	struct sockaddr_storage ss;
 	socklen_t len;
 	if (hostport_split(listen, host, sizeof(host), &port) < 0 ||
-	    bind_addr(host, port, &ss, &len) < 0)
+	    hostport_sockaddr(host, port, &ss, &len) < 0)
 		return perr(err, -EINVAL, "--join-listen: \"%s\" is not "
 			    "IP:PORT", listen);
 	js->lis = evconnlistener_new_bind(js->base, on_accept, js,

@@ -1,6 +1,7 @@
 #include "daemon/rpc/link.h"
 #include "daemon/policy/bundle.h"
 #include "common/frame.h"
+#include "common/hostport.h"
 #include "common/log.h"
 #include "common/tls.h"
 #include "common/wire.h"
@@ -527,33 +528,12 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 	sweep_dead(arg);
 }
 
-static int bind_addr(const char *host, int port, struct sockaddr_storage *ss,
-		     socklen_t *len)
-{
-	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-		a4->sin_family = AF_INET;
-		a4->sin_port = htons((uint16_t)port);
-		*len = sizeof(*a4);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-		a6->sin6_family = AF_INET6;
-		a6->sin6_port = htons((uint16_t)port);
-		*len = sizeof(*a6);
-		return 0;
-	}
-	return -EINVAL;
-}
-
 int link_start(struct link_server *ls, const char *host, int port,
 	       struct parley_err *err)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	if (bind_addr(host, port, &ss, &len) < 0)
+	if (hostport_sockaddr(host, port, &ss, &len) < 0)
 		return perr(err, -EINVAL, "listen: \"%s\" is not an IP address",
 			    host);
 	ls->lis = evconnlistener_new_bind(ls->base, on_accept, ls,
