@@ -1,8 +1,8 @@
 #include "agent/partition.h"
 #include "agent/partition_int.h"
-#include "agent/vmx/elf.h"
-#include "agent/vmx/stop.h"
-#include "agent/vmx/vm.h"
+#include "agent/elf.h"
+#include "agent/ctl/stop.h"
+#include "agent/ctl/clock.h"
 #include "common/fileio.h"
 
 #include <errno.h>
@@ -276,7 +276,7 @@ int part_launch(struct partition *p, uint32_t flags,
 	rc = part_await(p, CTL_READY, NULL, 0, err);
 	if (rc < 0)
 		return rc;
-	p->t_ready_ns = vmx_now_ns();
+	p->t_ready_ns = mono_now_ns();
 	p->state = (flags & CTL_LAUNCH_PAUSED) ? PART_PAUSED : PART_RUNNING;
 	return 0;
 }
@@ -319,7 +319,7 @@ struct partition *part_new(const char *name, const struct part_opts *o)
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	p->ctl = p->mem_fd = -1;
 	p->opts = *o;
-	p->t_created_ns = vmx_now_ns();
+	p->t_created_ns = mono_now_ns();
 	return p;
 }
 
@@ -401,7 +401,7 @@ static int on_message(struct partition *p, uint32_t type, const void *buf,
 	case CTL_CONSOLE: {
 		const struct ctl_console *c = buf;
 		if (!p->t_first_console_ns)
-			p->t_first_console_ns = vmx_now_ns();
+			p->t_first_console_ns = mono_now_ns();
 		if (p->opts.on_console)
 			p->opts.on_console(p, c->buf, c->len, p->opts.ctx);
 		return 0;
@@ -467,14 +467,14 @@ static int poll_one(int fd, int timeout_ms)
 
 static int remaining(uint64_t deadline)
 {
-	uint64_t now = vmx_now_ns();
+	uint64_t now = mono_now_ns();
 	return now >= deadline ? 0 : (int)((deadline - now) / 1000000 + 1);
 }
 
 int part_await(struct partition *p, uint32_t want, void *out, size_t cap,
 		 struct parley_err *err)
 {
-	uint64_t deadline = vmx_now_ns() + (uint64_t)timeout_of(p) * 1000000;
+	uint64_t deadline = mono_now_ns() + (uint64_t)timeout_of(p) * 1000000;
 	while (!p->finished) {
 		if (poll_one(p->ctl, remaining(deadline)) <= 0)
 			break;
@@ -515,7 +515,7 @@ int part_await(struct partition *p, uint32_t want, void *out, size_t cap,
 int partition_wait(struct partition *p, int timeout_ms)
 {
 	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX
-				: vmx_now_ns() + (uint64_t)timeout_ms * 1000000;
+				: mono_now_ns() + (uint64_t)timeout_ms * 1000000;
 	while (!p->finished) {
 		int t = timeout_ms < 0 ? -1 : remaining(deadline);
 		int n = poll_one(p->ctl, t);

@@ -14,8 +14,8 @@
 #include <sys/types.h>
 #include "agent/ipc/measure.h"
 #include "agent/spec.h"
-#include "agent/vmx/ctl.h"
-#include "agent/vmx/layout.h"
+#include "agent/ctl/ctl.h"
+#include "agent/layout.h"
 #include "common/err.h"
 
 enum part_state {

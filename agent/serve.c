@@ -4,7 +4,7 @@
 #include "agent/partition.h"
 #include "agent/spec.h"
 #include "agent/supervisor.h"
-#include "agent/vmx/stop.h"
+#include "agent/ctl/stop.h"
 #include "common/log.h"
 #include "common/hostport.h"
 

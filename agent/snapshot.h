@@ -12,8 +12,8 @@
 #define PARLEY_AGENT_SNAPSHOT_H
 
 #include <stdint.h>
-#include "agent/vmx/ctl.h"
-#include "agent/vmx/layout.h"
+#include "agent/ctl/ctl.h"
+#include "agent/layout.h"
 #include "common/err.h"
 
 #define SNAP_MAGIC "PRLYSNAP"

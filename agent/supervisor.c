@@ -1,7 +1,7 @@
 #include "agent/supervisor.h"
-#include "agent/vmx/stop.h"
+#include "agent/ctl/stop.h"
 #include "common/fileio.h"
-#include "agent/vmx/vm.h"
+#include "agent/ctl/clock.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -189,10 +189,10 @@ int sup_step(struct supervisor *s, int sfd, int max_ms)
 		if ((ready > 0 && pf[k].revents) || partition_has_deferred(p))
 			partition_handle(p);
 	}
-	uint64_t now = vmx_now_ns();
+	uint64_t now = mono_now_ns();
 	if (s->on_tick && now - s->last_tick_ns >= (uint64_t)s->tick_ms * 1000000) {
 		s->on_tick(s->owner);
-		s->last_tick_ns = vmx_now_ns();
+		s->last_tick_ns = mono_now_ns();
 	}
 	struct signalfd_siginfo si;
 	if (sfd >= 0 && ready > 0 && pf[n].revents &&
@@ -206,7 +206,7 @@ int sup_step(struct supervisor *s, int sfd, int max_ms)
 int sup_run(struct supervisor *s)
 {
 	int sfd = signal_fd();
-	s->last_tick_ns = vmx_now_ns();
+	s->last_tick_ns = mono_now_ns();
 	while (sup_step(s, sfd, -1) > 0)
 		;
 	if (sfd >= 0)

@@ -2,7 +2,7 @@
  * same run: glibc memcpy in this process, and an AF_UNIX socketpair
  * between this process and a forked child. No partition runs meanwhile. */
 #include "bench/chan_bench.h"
-#include "agent/vmx/vm.h"
+#include "agent/ctl/clock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -30,14 +30,14 @@ static void *zalloc_aligned(size_t n)
 static double copy_round(uint8_t *dst, const uint8_t *src, uint32_t size,
 			 uint64_t msgs)
 {
-	uint64_t off = 0, t0 = vmx_now_ns();
+	uint64_t off = 0, t0 = mono_now_ns();
 	for (uint64_t i = 0; i < msgs; i++) {
 		memcpy(dst + off, src, size);
 		off = (off + size) & (RING - 1);
 	}
 	/* The copies are the point: keep the compiler from dropping them. */
 	__asm__ volatile("" : : "r"(dst) : "memory");
-	return (double)(vmx_now_ns() - t0);
+	return (double)(mono_now_ns() - t0);
 }
 
 double host_memcpy_bps(uint32_t size, uint64_t msgs, unsigned rounds)
@@ -176,13 +176,13 @@ static double rate_round(int fd, const uint8_t *msg, uint32_t size,
 			 uint64_t msgs)
 {
 	uint8_t ack;
-	uint64_t t0 = vmx_now_ns();
+	uint64_t t0 = mono_now_ns();
 	for (uint64_t i = 0; i < msgs; i++)
 		if (io_all(fd, (void *)msg, size, true) < 0)
 			return -1;
 	if (io_all(fd, &ack, 1, false) < 0)
 		return -1;
-	return (double)msgs * 1e9 / (double)(vmx_now_ns() - t0);
+	return (double)msgs * 1e9 / (double)(mono_now_ns() - t0);
 }
 
 /* rounds + 1 rounds, the first untimed, into v[0..rounds). */
@@ -237,12 +237,12 @@ static void echo_child(int fd, unsigned n)
 static int rtt_rounds(int fd, unsigned warm, unsigned n, double *ns)
 {
 	uint8_t buf[RTT_MSG] = { 0 };
-	uint64_t t = vmx_now_ns();
+	uint64_t t = mono_now_ns();
 	for (unsigned i = 0; i < warm + n; i++) {
 		if (io_all(fd, buf, sizeof(buf), true) < 0 ||
 		    io_all(fd, buf, sizeof(buf), false) < 0)
 			return -EIO;
-		uint64_t now = vmx_now_ns();
+		uint64_t now = mono_now_ns();
 		if (i >= warm)
 			ns[i - warm] = (double)(now - t);
 		t = now;
@@ -315,13 +315,13 @@ int host_shm_rtt(unsigned batches, unsigned per_batch, double *median_ns,
 		return perr(err, -rc, "pthread_create: %s", strerror(rc));
 	}
 	for (uint64_t b = 0, i = 1; b < batches; b++) {
-		uint64_t t0 = vmx_now_ns();
+		uint64_t t0 = mono_now_ns();
 		for (unsigned k = 0; k < per_batch; k++, i++) {
 			s.ping = i;
 			while (s.pong != i)
 				__builtin_ia32_pause();
 		}
-		v[b] = (double)(vmx_now_ns() - t0) / per_batch;
+		v[b] = (double)(mono_now_ns() - t0) / per_batch;
 	}
 	pthread_join(t, NULL);
 	sched_setaffinity(0, sizeof(saved), &saved);

@@ -4,8 +4,8 @@
  * honours requests deferred while the agent waited on a vmm. The console
  * is parsed here rather than printed. */
 #include "bench/chan_bench.h"
-#include "agent/vmx/stop.h"
-#include "agent/vmx/vm.h"
+#include "agent/ctl/stop.h"
+#include "agent/ctl/clock.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -105,10 +105,10 @@ static void on_request(struct partition *p, uint32_t type, const void *pl,
 		       void *ctx)
 {
 	struct cb_run *r = ctx;
-	uint64_t t0 = vmx_now_ns();
+	uint64_t t0 = mono_now_ns();
 	chanmgr_on_request(p, type, pl, &r->cm);
 	if (type == CTL_OPEN_REQ)
-		series_add(&r->open_ns, vmx_now_ns() - t0);
+		series_add(&r->open_ns, mono_now_ns() - t0);
 }
 
 static int spec_of(const struct cb_part *d, struct part_spec *s,
@@ -242,8 +242,8 @@ static int check_exits(const struct cb_run *r, struct parley_err *err)
 
 int cb_wait(struct cb_run *r, int timeout_ms, struct parley_err *err)
 {
-	uint64_t deadline = vmx_now_ns() + (uint64_t)timeout_ms * 1000000;
-	while (!primaries_done(r) && vmx_now_ns() < deadline)
+	uint64_t deadline = mono_now_ns() + (uint64_t)timeout_ms * 1000000;
+	while (!primaries_done(r) && mono_now_ns() < deadline)
 		serve_once(r);
 	bool late = !primaries_done(r);
 	for (unsigned i = 0; i < r->n; i++)

@@ -7,8 +7,8 @@
  * the console message over the control link. Tear-down is not timed. */
 #include "bench/bench_vmx.h"
 #include "agent/spec.h"
-#include "agent/vmx/stop.h"
-#include "agent/vmx/vm.h"
+#include "agent/ctl/stop.h"
+#include "agent/ctl/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -67,7 +67,7 @@ static int cold_once(const char *spec_path, const struct part_opts *o,
 {
 	struct part_spec s;
 	struct partition *p = NULL;
-	uint64_t t0 = vmx_now_ns();
+	uint64_t t0 = mono_now_ns();
 	int rc = spec_load(spec_path, &s, err);
 	if (rc < 0)
 		return rc;
@@ -164,7 +164,7 @@ static int spawn_once(const struct bench_env *e, double *ns,
 	char *argv[] = { (char *)e->vmm, "bench-floor", NULL };
 	pid_t pid;
 	int st;
-	uint64_t t0 = vmx_now_ns();
+	uint64_t t0 = mono_now_ns();
 	int rc = posix_spawn(&pid, e->vmm, &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	if (rc)
@@ -172,7 +172,7 @@ static int spawn_once(const struct bench_env *e, double *ns,
 			    strerror(rc));
 	if (waitpid(pid, &st, 0) < 0)
 		return perr(err, -errno, "waitpid: %m");
-	*ns = (double)(vmx_now_ns() - t0);
+	*ns = (double)(mono_now_ns() - t0);
 	return 0;
 }
 

@@ -4,8 +4,8 @@
  * lives in this process and its exits are not handled: the loop re-enters
  * KVM_RUN as soon as it returns. */
 #include "bench/bench_vmx.h"
-#include "agent/vmx/layout.h"
-#include "agent/vmx/vm.h"
+#include "agent/layout.h"
+#include "agent/vmx/vmm.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -128,9 +128,9 @@ int vmx_exit_open(struct exit_vm **out, struct parley_err *err)
 int vmx_exit_batch(struct exit_vm *x, unsigned n, double *ns_per_exit,
 		   struct parley_err *err)
 {
-	uint64_t t0 = vmx_now_ns();
+	uint64_t t0 = mono_now_ns();
 	int rc = run_exits(&x->vm.vcpu[0], n, err);
-	*ns_per_exit = (double)(vmx_now_ns() - t0) / n;
+	*ns_per_exit = (double)(mono_now_ns() - t0) / n;
 	return rc;
 }
 
@@ -146,12 +146,12 @@ void vmx_exit_close(struct exit_vm *x)
 static int bare_start_once(struct exit_vm *x, double *ns,
 			   struct parley_err *err)
 {
-	uint64_t t0 = vmx_now_ns();
+	uint64_t t0 = mono_now_ns();
 	int rc = exit_vm_create(x, err);
 	if (rc < 0)
 		return rc;
 	rc = run_exits(&x->vm.vcpu[0], 1, err);
-	*ns = (double)(vmx_now_ns() - t0);
+	*ns = (double)(mono_now_ns() - t0);
 	exit_vm_destroy(x);
 	return rc;
 }

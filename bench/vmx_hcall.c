@@ -1,6 +1,6 @@
 /* A real hypercall round trip: partition hcbench in a real vmm process makes
  * n CLOCK hypercalls between two console markers, and the agent (this
- * process) stamps each marker with vmx_now_ns() as it arrives. Per call:
+ * process) stamps each marker with mono_now_ns() as it arrives. Per call:
  * (t_E - t_S) / n. The interval holds the n calls plus about one console
  * hypercall and the difference of two socket wake-ups, which n amortises.
  *
@@ -10,8 +10,8 @@
  * frequency KVM reports being right under nesting. */
 #include "bench/bench_vmx.h"
 #include "agent/spec.h"
-#include "agent/vmx/stop.h"
-#include "agent/vmx/vm.h"
+#include "agent/ctl/stop.h"
+#include "agent/ctl/clock.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -52,7 +52,7 @@ static void hc_parse(struct hc_log *h, const char *line, uint64_t now)
 static void hc_console(struct partition *p, const char *buf, size_t len,
 		       void *ctx)
 {
-	uint64_t now = vmx_now_ns(); /* first thing: the marker's arrival */
+	uint64_t now = mono_now_ns(); /* first thing: the marker's arrival */
 	struct hc_log *h = ctx;
 	char line[128];
 	(void)p;

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "agent/vmx/elf.h"
+#include "agent/elf.h"
 
 #define FUZZ_LOAD_MIN 0x100000ull
 #define FUZZ_MEM_LEN 0x1000000ull /* 16 MiB of guest RAM */

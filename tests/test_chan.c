@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/vmx/stop.h"
+#include "agent/ctl/stop.h"
 #include "tests/helpers/fleet.h"
 #include "tests/helpers/testutil.h"
 
@@ -328,9 +328,9 @@ Test(chan, honest_vmm_passes_full_rehash, .timeout = 30)
 Test(chan, more_windows_than_slots_is_limit, .timeout = 60)
 {
 	T_REQUIRE_KVM();
-	/* 33 grants between a and b: a partition holds at most WIN_SLOTS. */
+	/* 33 grants between a and b: a partition holds at most CTL_WIN_SLOTS. */
 	char grants[8192] = "{\"grants\":[", steps[1024] = "steps=";
-	for (int i = 0; i <= WIN_SLOTS; i++) {
+	for (int i = 0; i <= CTL_WIN_SLOTS; i++) {
 		char g[160], s[16];
 		snprintf(g, sizeof(g), "%s{\"channel\":\"c%d\",\"endpoint_a\":"
 			 "\"a\",\"endpoint_b\":\"b\",\"direction\":\"a_to_b\","

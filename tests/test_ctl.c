@@ -24,7 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "agent/vmx/ctl.h"
+#include "agent/ctl/ctl.h"
 
 #define CANARY 0x5a
 

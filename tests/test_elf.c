@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/vmx/elf.h"
+#include "agent/elf.h"
 
 #define LOAD_MIN 0x100000ull
 #define LOAD_MAX 0x400000ull

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "agent/vmx/gmem.h"
+#include "agent/ctl/gmem.h"
 
 #define RAM_SIZE 0x10000ull
 #define CFG_SIZE 0x2000ull

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/vmx/layout.h"
+#include "agent/layout.h"
 
 #define MiB 0x100000ull
 #define GiB 0x40000000ull

@@ -7,7 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "agent/vmx/sandbox.h"
+#include "agent/vmx/vmm.h"
 
 /* Enter the sandbox in a child, signal "entered" on a pipe, run `forbidden`,
  * and report how the child ended. */

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/vmx/stop.h"
+#include "agent/ctl/stop.h"
 #include "common/fileio.h"
 #include "tests/helpers/testutil.h"
 

@@ -1,6 +1,6 @@
 #include "agent/ipc/chanmgr.h"
-#include "agent/vmx/stop.h"
-#include "agent/vmx/vm.h"
+#include "agent/ctl/stop.h"
+#include "agent/ctl/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -173,7 +173,7 @@ static void chan_remove(struct chanmgr *cm, struct cm_chan *ch)
 
 static bool window_free(const struct cm_part *cp, uint64_t gpa, uint64_t size)
 {
-	for (unsigned i = 0; i < WIN_SLOTS; i++) {
+	for (unsigned i = 0; i < CTL_WIN_SLOTS; i++) {
 		const struct cm_chan *ch = cp->slot[i];
 		if (!ch)
 			continue;
@@ -208,7 +208,7 @@ static int window_alloc(struct cm_part *cp, uint64_t size, uint64_t *gpa)
 
 static int slot_alloc(struct cm_part *cp, unsigned *slot)
 {
-	for (unsigned i = 0; i < WIN_SLOTS; i++)
+	for (unsigned i = 0; i < CTL_WIN_SLOTS; i++)
 		if (!cp->slot[i]) {
 			*slot = i;
 			return 0;
@@ -539,7 +539,7 @@ static void full_check_one(struct chanmgr *cm, struct cm_part *cp)
 	}
 	int64_t page = measure_unreported(&p->measure, differ);
 	free(differ);
-	cp->last_full_ns = vmx_now_ns();
+	cp->last_full_ns = mono_now_ns();
 	if (page < 0)
 		return;
 	int fi = measure_file_of_page(&p->measure, (uint64_t)page);
@@ -557,7 +557,7 @@ static void full_check_one(struct chanmgr *cm, struct cm_part *cp)
 
 bool chanmgr_full_check(struct chanmgr *cm, bool force)
 {
-	uint64_t now = vmx_now_ns();
+	uint64_t now = mono_now_ns();
 	bool ran = false;
 	struct cm_part *oldest = NULL;
 	for (unsigned i = 0; i < cm->nparts; i++) {

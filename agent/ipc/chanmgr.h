@@ -12,13 +12,13 @@
 #include <stdint.h>
 #include "agent/ipc/audit.h"
 #include "agent/partition.h"
-#include "agent/vmx/window.h"
+#include "agent/ctl/ctl.h"
 #include <parley/ring.h>
 #include "common/grant.h"
 
 #define CM_PARTS_MAX 64
 #define CM_CHANS_MAX 256
-#define CM_WINDOWS_MAX WIN_SLOTS
+#define CM_WINDOWS_MAX CTL_WIN_SLOTS
 
 struct cm_chan;
 
@@ -26,8 +26,8 @@ struct cm_chan;
 struct cm_part {
 	struct partition *p;
 	bool quarantined;
-	uint16_t gen[WIN_SLOTS];       /* generation per handle slot */
-	struct cm_chan *slot[WIN_SLOTS]; /* channel mapped in that slot */
+	uint16_t gen[CTL_WIN_SLOTS];       /* generation per handle slot */
+	struct cm_chan *slot[CTL_WIN_SLOTS]; /* channel mapped in that slot */
 	uint64_t win_cursor;           /* next-fit for window addresses */
 	uint64_t last_full_ns;         /* background re-hash, rate limit */
 };

@@ -1,8 +1,8 @@
 /* Hypercalls a vmm process serves without asking the grant manager. Each
  * handler copies the argument struct out of guest memory once, checks the
  * copy, acts on it, and writes back only its OUT fields. */
-#include "agent/vmx/vm.h"
-#include "agent/vmx/stop.h"
+#include "agent/vmx/vmm.h"
+#include "agent/ctl/stop.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -67,7 +67,7 @@ static bool hc_clock(struct vmx_vcpu *c, uint32_t gpa)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	struct parley_hc_clock out = {
-		.monotonic_ns = vmx_now_ns() - c->vm->t0_ns,
+		.monotonic_ns = mono_now_ns() - c->vm->t0_ns,
 		.realtime_ns = (uint64_t)ts.tv_sec * 1000000000ull +
 			       (uint64_t)ts.tv_nsec,
 		.ret = PARLEY_OK,

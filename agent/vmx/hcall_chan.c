@@ -1,8 +1,8 @@
 /* Channel hypercalls as the vmm process serves them. CHAN_OPEN needs a
  * decision, so the vCPU asks the grant manager and waits; NOTIFY, WAIT and
  * CLOSE need none and are served here, on the handle table alone. */
-#include "agent/vmx/vm.h"
-#include "agent/vmx/stop.h"
+#include "agent/vmx/vmm.h"
+#include "agent/ctl/stop.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -164,12 +164,12 @@ static int64_t wait_collect(struct vmx_vcpu *c,
 
 static int spin_poll(struct pollfd *pf, unsigned n, uint64_t timeout_ns)
 {
-	uint64_t end = vmx_now_ns() +
+	uint64_t end = mono_now_ns() +
 		       (timeout_ns < WAIT_SPIN_NS ? timeout_ns : WAIT_SPIN_NS);
 	int got;
 	do
 		got = poll(pf, n, 0);
-	while (got == 0 && vmx_now_ns() < end);
+	while (got == 0 && mono_now_ns() < end);
 	return got < 0 ? 0 : got;
 }
 

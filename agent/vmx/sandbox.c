@@ -1,4 +1,4 @@
-#include "agent/vmx/sandbox.h"
+#include "agent/vmx/vmm.h"
 
 #include <errno.h>
 #include <linux/kvm.h>

@@ -1,8 +1,8 @@
 /* The vCPU thread: run the guest, dispatch each exit, obey pause and stop.
  * Every vCPU thread treats the code it runs as hostile: an exit it does not
  * expect stops the partition with a reason, never the process. */
-#include "agent/vmx/vm.h"
-#include "agent/vmx/stop.h"
+#include "agent/vmx/vmm.h"
+#include "agent/ctl/stop.h"
 
 #include <errno.h>
 #include <stdarg.h>

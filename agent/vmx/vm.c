@@ -1,6 +1,6 @@
-#include "agent/vmx/vm.h"
-#include "agent/vmx/layout.h"
-#include "agent/vmx/stop.h"
+#include "agent/vmx/vmm.h"
+#include "agent/layout.h"
+#include "agent/ctl/stop.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,13 +29,6 @@
 /* What a CPL 3 program can change in RFLAGS (popf): arithmetic flags, TF,
  * DF, AC, ID. Anything else in a restored state is refused. */
 #define RFLAGS_USER 0x250dd5ull
-
-uint64_t vmx_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int kvm_check(int fd, struct parley_err *err)
 {
@@ -183,7 +176,7 @@ int vmx_vm_create(struct vmx_vm *vm, int mem_fd, const struct ctl_launch *l,
 	vm->ram_size = l->ram_size;
 	vm->cfg_size = l->cfg_size;
 	vm->nvcpu = l->vcpus;
-	vm->t0_ns = vmx_now_ns();
+	vm->t0_ns = mono_now_ns();
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	atomic_store(&vm->state, (l->flags & CTL_LAUNCH_PAUSED) ? VMX_PAUSE

@@ -5,11 +5,10 @@
  * sets the VM up, drops into a seccomp allowlist, and only then lets guest
  * code run. Everything it reports goes over the control socket.
  */
-#include "agent/vmx/ctl.h"
-#include "agent/vmx/layout.h"
-#include "agent/vmx/sandbox.h"
-#include "agent/vmx/stop.h"
-#include "agent/vmx/vm.h"
+#include "agent/ctl/ctl.h"
+#include "agent/layout.h"
+#include "agent/vmx/vmm.h"
+#include "agent/ctl/stop.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -1,5 +1,4 @@
-#include "agent/vmx/window.h"
-#include "agent/vmx/vm.h"
+#include "agent/vmx/vmm.h"
 
 #include <errno.h>
 #include <fcntl.h>

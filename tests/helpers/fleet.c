@@ -1,6 +1,6 @@
 #include "tests/helpers/fleet.h"
 #include "tests/helpers/testutil.h"
-#include "agent/vmx/vm.h"
+#include "agent/ctl/clock.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -122,9 +122,9 @@ void t_fleet_go(struct t_fleet *f)
 
 int t_fleet_run(struct t_fleet *f, int ms)
 {
-	uint64_t end = vmx_now_ns() + (uint64_t)ms * 1000000;
+	uint64_t end = mono_now_ns() + (uint64_t)ms * 1000000;
 	int live = 1;
-	while (live > 0 && vmx_now_ns() < end)
+	while (live > 0 && mono_now_ns() < end)
 		live = sup_step(&f->sup, -1, 20);
 	return live;
 }

@@ -6,8 +6,8 @@
  * a wrong size is a protocol error that ends the link. Both sides treat the
  * other as a separate trust domain: the vmm process runs next to guest code.
  */
-#ifndef PARLEY_VMX_CTL_H
-#define PARLEY_VMX_CTL_H
+#ifndef PARLEY_CTL_CTL_H
+#define PARLEY_CTL_CTL_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -106,6 +106,9 @@ struct ctl_open_reply {
 	uint32_t tx, rx;
 	char detail[64];
 };
+
+/* Channel windows (handle slots) one partition may hold at once. */
+#define CTL_WIN_SLOTS 32
 
 #define CTL_MAP_SEGS_MAX 7
 

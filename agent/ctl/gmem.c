@@ -1,4 +1,4 @@
-#include "agent/vmx/gmem.h"
+#include "agent/ctl/gmem.h"
 
 #include <errno.h>
 #include <stddef.h>

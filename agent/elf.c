@@ -5,7 +5,7 @@
  * need not be aligned) after its bounds are checked, and every sum or product
  * of image fields goes through __builtin_*_overflow.
  */
-#include "agent/vmx/elf.h"
+#include "agent/elf.h"
 
 #include <elf.h>
 #include <errno.h>

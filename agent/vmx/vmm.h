@@ -1,11 +1,11 @@
 /*
- * One KVM virtual machine as held by its vmm process: the VM and vCPU
- * descriptors, guest memory (a memfd laid out by the grant manager), and the
- * run state the vCPU threads obey. KVM accepts VM and vCPU ioctls only from
- * the process that created the VM, so everything here runs in that process.
+ * parley-vmm's one private header: everything inside the vmm process (the
+ * VM and its vCPU threads, channel windows, the sandbox). Nothing outside
+ * agent/vmx/ includes it; the grant manager reaches the vmm only through
+ * the control protocol (agent/ctl/ctl.h).
  */
-#ifndef PARLEY_VMX_VM_H
-#define PARLEY_VMX_VM_H
+#ifndef PARLEY_VMX_VMM_H
+#define PARLEY_VMX_VMM_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,10 +13,84 @@
 #include <stdint.h>
 #include <linux/kvm.h>
 #include <parley/abi.h>
-#include "agent/vmx/gmem.h"
-#include "agent/vmx/ctl.h"
-#include "agent/vmx/window.h"
+#include "agent/ctl/clock.h"
+#include "agent/ctl/ctl.h"
+#include "agent/ctl/gmem.h"
+#include "agent/ctl/stop.h"
+#include "agent/ctl/sysmap.h"
 #include "common/err.h"
+
+/* ---- channel windows (window.c) ---- */
+/*
+ * Channel windows as a vmm process holds them: memory the grant manager
+ * hands over (a memfd per channel) mapped into the partition's
+ * guest-physical channel area with per-section permissions, the handle the
+ * partition uses for it, and its doorbells. Mechanism only: which channel
+ * may be mapped, and when it must go, is decided by the grant manager.
+ *
+ * Handles are (generation << 16 | slot). Lookup compares one atomic word,
+ * no lock; the doorbell descriptors of a slot are replaced in place (dup2)
+ * on reuse, never closed under a vCPU that may be about to write them.
+ */
+
+#define WIN_SLOTS CTL_WIN_SLOTS
+#define WIN_GONE_MAX 256   /* closed or revoked ranges remembered */
+
+struct vmx_vm;
+
+struct vmx_window {
+	_Atomic uint64_t handle;   /* 0: free */
+	_Atomic uint64_t revoked_handle; /* last handle the agent revoked */
+	uint32_t chan;
+	uint64_t gpa, size;
+	uint8_t *host;             /* our mapping, for KVM only */
+	int bell_own, bell_peer;   /* eventfds; -1 until first use */
+	unsigned nseg;
+	bool ro[CTL_MAP_SEGS_MAX];
+};
+
+struct vmx_gone {
+	uint64_t gpa, size;
+	bool revoked;              /* by the agent (else closed by the guest) */
+};
+
+struct vmx_windows {
+	struct vmx_window w[WIN_SLOTS];
+	pthread_mutex_t gone_lock;
+	unsigned ngone;
+	struct vmx_gone gone[WIN_GONE_MAX];
+};
+
+void win_init(struct vmx_windows *ws);
+
+/* Map a window as the agent asked (fds: memory, own doorbell, peer's; all
+ * consumed). Returns 0 or a negative errno; everything is checked first. */
+int win_map(struct vmx_vm *vm, const struct ctl_map *m, const int *fds,
+	    struct parley_err *err);
+
+/* Unmap the window of channel `chan` (revoked) or of `handle` (closed by
+ * the partition). Waiters on it are woken. */
+int win_revoke(struct vmx_vm *vm, uint32_t chan, uint64_t *handle);
+int win_close(struct vmx_vm *vm, uint64_t handle, uint32_t *chan);
+
+/* The open window a handle names, or NULL (lock-free). */
+struct vmx_window *win_lookup(struct vmx_vm *vm, uint64_t handle);
+
+/* Was this handle revoked (as opposed to never valid or closed)? */
+bool win_was_revoked(struct vmx_vm *vm, uint64_t handle);
+
+/* Classify a guest-physical address that exited as MMIO: 1 inside a
+ * window the agent revoked, 2 inside one the partition closed, 3 a write
+ * to a read-only section of a live window, 0 none of these. */
+int win_classify(struct vmx_vm *vm, uint64_t gpa, bool write);
+
+/* ---- the VM (vm.c, vcpu.c, hcall*.c) ---- */
+/*
+ * One KVM virtual machine as held by its vmm process: the VM and vCPU
+ * descriptors, guest memory (a memfd laid out by the grant manager), and the
+ * run state the vCPU threads obey. KVM accepts VM and vCPU ioctls only from
+ * the process that created the VM, so everything here runs in that process.
+ */
 
 enum vmx_run_state { VMX_RUN, VMX_PAUSE, VMX_STOP };
 
@@ -108,6 +182,13 @@ void vmx_vcpu_reply(struct vmx_vm *vm, const struct ctl_open_reply *r);
 int vmx_send_dirty(struct vmx_vm *vm);
 void vmx_dirty_filter(uint64_t *bitmap, uint64_t pages);
 
-uint64_t vmx_now_ns(void);
+
+/* ---- the sandbox (sandbox.c) ---- */
+/* The vmm process's seccomp allowlist, loaded after set-up and before any
+ * guest instruction runs. */
+
+/* Confine the calling process (all its threads) to what a running vmm
+ * needs. Anything else kills the process with SIGSYS. */
+int vmx_sandbox_enter(struct parley_err *err);
 
 #endif

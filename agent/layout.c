@@ -1,4 +1,4 @@
-#include "agent/vmx/layout.h"
+#include "agent/layout.h"
 
 #include <elf.h>
 #include <errno.h>

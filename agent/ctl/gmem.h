@@ -4,8 +4,8 @@
  * whole range [gpa, gpa + len) against the regions actually backed, without
  * overflow, before handing out a host pointer.
  */
-#ifndef PARLEY_VMX_GMEM_H
-#define PARLEY_VMX_GMEM_H
+#ifndef PARLEY_CTL_GMEM_H
+#define PARLEY_CTL_GMEM_H
 
 #include <stdint.h>
 #include <parley/abi.h>

@@ -1,4 +1,4 @@
-#include "agent/vmx/ctl.h"
+#include "agent/ctl/ctl.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -1,7 +1,7 @@
 /* Why a partition stopped: the vocabulary shared by vmm process, agent and
  * reports. Names say what the partition did. */
-#ifndef PARLEY_VMX_STOP_H
-#define PARLEY_VMX_STOP_H
+#ifndef PARLEY_CTL_STOP_H
+#define PARLEY_CTL_STOP_H
 
 enum vmx_stop {
 	VMX_STOP_EXIT = 0,        /* the partition called EXIT */
