@@ -5,6 +5,7 @@
 #include "agent/ctl/clock.h"
 #include "common/fileio.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -266,8 +267,19 @@ int part_launch(struct partition *p, uint32_t flags,
 	struct ctl_launch l = {
 		.ram_size = p->ram_size, .cfg_size = p->cfg_size,
 		.entry = p->entry, .boot_info = PARLEY_BOOT_INFO_GPA,
-		.vcpus = p->vcpus, .flags = flags,
+		.vcpus = p->vcpus, .flags = flags, .backend = CTL_BACKEND_KVM,
 	};
+	for (unsigned i = 0; i < p->nrange && l.nro < CTL_RO_RANGES_MAX; i++) {
+		if (p->range[i].flags & PF_W)
+			continue;
+		uint64_t lo = p->range[i].gpa & ~(PARLEY_PAGE_SIZE - 1);
+		uint64_t hi = (p->range[i].gpa + p->range[i].size +
+			       PARLEY_PAGE_SIZE - 1) & ~(PARLEY_PAGE_SIZE - 1);
+		l.ro[l.nro].gpa = lo;
+		l.ro[l.nro].size = hi - lo;
+		l.ro[l.nro].exec = (p->range[i].flags & PF_X) != 0;
+		l.nro++;
+	}
 	int rc = ctl_send(p->ctl, CTL_LAUNCH, &l, sizeof(l));
 	for (unsigned i = 0; rc == 0 && st && i < p->vcpus; i++)
 		rc = ctl_send(p->ctl, CTL_VCPU_STATE, &st[i], sizeof(st[i]));

@@ -48,9 +48,18 @@ long ctl_payload_size(uint32_t type)
 	}
 }
 
-static unsigned fds_of(uint32_t type)
+/* Descriptors a message must carry: CTL_MAP two doorbells and the memory
+ * fds its payload counts (payload size already checked); -1 if the count
+ * itself is out of range. */
+static int fds_of(const struct ctl_hdr *h)
 {
-	return type == CTL_MAP ? 3 : 0;
+	if (h->type != CTL_MAP)
+		return 0;
+	struct ctl_map m;
+	memcpy(&m, h + 1, sizeof(m));
+	if (m.nmem < 1 || m.nmem > CTL_MAP_MEMS_MAX)
+		return -1;
+	return 2 + (int)m.nmem;
 }
 
 int ctl_send(int sock, uint32_t type, const void *payload, uint32_t len)
@@ -169,7 +178,7 @@ int ctl_recv_fds(int sock, uint32_t *type, void *buf, size_t cap, int *fds,
 	const struct ctl_hdr *h = (const void *)raw;
 	if (rc == 0)
 		rc = ctl_check(h, (size_t)n);
-	if (rc == 0 && (h->len > cap || ngot != fds_of(h->type) ||
+	if (rc == 0 && (h->len > cap || (int)ngot != fds_of(h) ||
 			(ngot && !fds)))
 		rc = -EPROTO;
 	if (rc < 0) {

@@ -14,9 +14,12 @@
 #include <linux/kvm.h>
 #include <parley/hypercall.h>
 
-/* Fixed descriptors a vmm process is exec'd with. */
-#define CTL_FD_SOCK 3
-#define CTL_FD_MEM  4
+/* Fixed descriptors a vmm process is exec'd with; nothing else crosses
+ * the exec. CTL_FD_BACKEND is /dev/kvm (kvm) or the stub executable
+ * (process), opened by the agent: the vmm itself opens no path. */
+#define CTL_FD_SOCK    3
+#define CTL_FD_MEM     4
+#define CTL_FD_BACKEND 5
 
 enum ctl_type {
 	/* agent -> vmm */
@@ -27,7 +30,8 @@ enum ctl_type {
 	CTL_GET_STATE,     /* only while paused */
 	CTL_STOP,
 	CTL_OPEN_REPLY,    /* answer to CTL_OPEN_REQ */
-	CTL_MAP,           /* + 3 descriptors: memory, own doorbell, peer's */
+	CTL_MAP,           /* + descriptors: own doorbell, peer's, then
+			    * ctl_map.nmem memory sections */
 	CTL_UNMAP,
 	CTL_DIRTY_REQ,     /* which config pages were written since last time */
 	/* vmm -> agent */
@@ -60,6 +64,15 @@ struct ctl_hdr {
 #define CTL_LAUNCH_RESTORE 0x1  /* vCPU states follow; do not reset them */
 #define CTL_LAUNCH_PAUSED  0x2  /* stay paused until CTL_RESUME */
 
+/* Which engine runs the partition inside the vmm process. */
+enum ctl_backend {
+	CTL_BACKEND_KVM = 1,      /* a KVM VM; CTL_FD_BACKEND is /dev/kvm */
+	CTL_BACKEND_PROCESS = 2,  /* ptrace'd stub processes; CTL_FD_BACKEND
+				   * is the stub executable */
+};
+
+#define CTL_RO_RANGES_MAX 16
+
 struct ctl_launch {
 	uint64_t ram_size;
 	uint64_t cfg_size;
@@ -67,6 +80,15 @@ struct ctl_launch {
 	uint64_t boot_info;
 	uint32_t vcpus;
 	uint32_t flags;
+	uint32_t backend;  /* enum ctl_backend */
+	uint32_t nro;      /* entries of ro[] in use */
+	/* Image ranges the partition may read or execute but never write
+	 * (ELF segments without PF_W), page-aligned. Guest pointers into them
+	 * are refused like pointers into the system area. */
+	struct {
+		uint64_t gpa, size;
+		uint32_t exec, reserved;
+	} ro[CTL_RO_RANGES_MAX];
 };
 
 struct ctl_vcpu_state {
@@ -111,9 +133,14 @@ struct ctl_open_reply {
 #define CTL_WIN_SLOTS 32
 
 #define CTL_MAP_SEGS_MAX 7
+/* Memory fds of one window: the header, and per queue the producer's
+ * section (index page + data) and the consumer's (index page). */
+#define CTL_MAP_MEMS_MAX 5
 
-/* Map a channel window: segments of the memfd at gpa + off, read-only or
- * writable for this partition. */
+/* Map a channel window: segment i is bytes [file_off, file_off + len) of
+ * memory fd mem at gpa + off. A segment this partition may only read comes
+ * from a read-only fd (readonly = 1): the kernel, not the vmm, refuses a
+ * writable mapping of it. */
 struct ctl_map {
 	uint32_t chan;     /* the agent's channel id, echoed in replies */
 	uint32_t nseg;
@@ -121,9 +148,13 @@ struct ctl_map {
 	uint32_t tx, rx;   /* queues, as in ctl_open_reply */
 	uint64_t slot;     /* handle slot chosen by the agent */
 	uint64_t handle;   /* the handle the partition will get */
+	uint32_t nmem;     /* memory fds after the two doorbells, 1..MEMS_MAX */
+	uint32_t reserved;
 	struct {
-		uint64_t off, len;
-		uint32_t readonly, reserved;
+		uint64_t off, len;   /* in the window */
+		uint64_t file_off;   /* in memory fd `mem` */
+		uint32_t mem;        /* index among the memory fds */
+		uint32_t readonly;
 	} seg[CTL_MAP_SEGS_MAX];
 };
 
@@ -143,7 +174,7 @@ struct ctl_dirty {
 	uint8_t bits[CTL_DIRTY_BYTES];
 };
 
-#define CTL_FDS_MAX 3
+#define CTL_FDS_MAX (2 + CTL_MAP_MEMS_MAX)
 
 struct ctl_refused {
 	uint32_t type;     /* the request refused */

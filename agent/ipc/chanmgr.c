@@ -226,7 +226,8 @@ static void map_segments(const struct cm_chan *ch, int side, struct ctl_map *m)
 {
 	const struct parley_chan_hdr *h = &ch->hdr;
 	unsigned n = 0;
-	m->seg[n++] = (typeof(m->seg[0])){ 0, PAGE, 1, 0 };
+	m->nmem = 1;
+	m->seg[n++] = (typeof(m->seg[0])){ 0, PAGE, 0, 0, 1 };
 	m->tx = m->rx = PARLEY_CHAN_NO_QUEUE;
 	for (unsigned q = 0; q < h->nqueues; q++) {
 		bool prod = h->q[q].from == (uint32_t)side;
@@ -234,10 +235,13 @@ static void map_segments(const struct cm_chan *ch, int side, struct ctl_map *m)
 			m->tx = q;
 		else
 			m->rx = q;
-		m->seg[n++] = (typeof(m->seg[0])){ h->q[q].prod_off, PAGE, !prod, 0 };
-		m->seg[n++] = (typeof(m->seg[0])){ h->q[q].cons_off, PAGE, prod, 0 };
+		m->seg[n++] = (typeof(m->seg[0])){ h->q[q].prod_off, PAGE,
+						   h->q[q].prod_off, 0, !prod };
+		m->seg[n++] = (typeof(m->seg[0])){ h->q[q].cons_off, PAGE,
+						   h->q[q].cons_off, 0, prod };
 		m->seg[n++] = (typeof(m->seg[0])){ h->q[q].data_off,
-						   ch->g.ring_bytes, !prod, 0 };
+						   ch->g.ring_bytes,
+						   h->q[q].data_off, 0, !prod };
 	}
 	m->nseg = n;
 }
@@ -258,7 +262,7 @@ static int map_end(struct cm_chan *ch, int side)
 			     .slot = slot };
 	m.handle = ((uint64_t)cp->gen[slot] << 16) | slot;
 	map_segments(ch, side, &m);
-	int fds[3] = { ch->memfd, ch->bell[side], ch->bell[1 - side] };
+	int fds[3] = { ch->bell[side], ch->bell[1 - side], ch->memfd };
 	int rc = partition_send(cp->p, CTL_MAP, &m, sizeof(m), fds, 3);
 	if (rc < 0)
 		return rc;

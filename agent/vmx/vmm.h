@@ -63,7 +63,7 @@ struct vmx_windows {
 
 void win_init(struct vmx_windows *ws);
 
-/* Map a window as the agent asked (fds: memory, own doorbell, peer's; all
+/* Map a window as the agent asked (fds: own doorbell, peer's, then memory; all
  * consumed). Returns 0 or a negative errno; everything is checked first. */
 int win_map(struct vmx_vm *vm, const struct ctl_map *m, const int *fds,
 	    struct parley_err *err);

@@ -53,6 +53,17 @@ static int launch_check(const struct ctl_launch *l, struct parley_err *err)
 			    (unsigned long long)l->boot_info);
 	if (l->flags & ~(CTL_LAUNCH_RESTORE | CTL_LAUNCH_PAUSED))
 		return perr(err, -EINVAL, "flags 0x%x", l->flags);
+	if (l->backend != CTL_BACKEND_KVM)
+		return perr(err, -ENOTSUP, "backend %u", l->backend);
+	if (l->nro > CTL_RO_RANGES_MAX)
+		return perr(err, -EINVAL, "%u read-only ranges", l->nro);
+	for (uint32_t i = 0; i < l->nro; i++) {
+		uint64_t end;
+		if ((l->ro[i].gpa | l->ro[i].size) % PARLEY_PAGE_SIZE ||
+		    __builtin_add_overflow(l->ro[i].gpa, l->ro[i].size, &end) ||
+		    l->ro[i].gpa < PARLEY_IMAGE_MIN || end > l->ram_size)
+			return perr(err, -EINVAL, "read-only range %u", i);
+	}
 	struct stat st;
 	if (fstat(CTL_FD_MEM, &st) < 0 ||
 	    (uint64_t)st.st_size != l->ram_size + l->cfg_size)

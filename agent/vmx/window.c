@@ -72,6 +72,11 @@ static int check_map(const struct ctl_map *m, struct parley_err *err)
 	}
 	if (at != m->size)
 		return perr(err, -EINVAL, "map: segments do not cover the window");
+	/* One memory fd laid out as the window itself, for now. */
+	for (unsigned i = 0; i < m->nseg; i++)
+		if (m->nmem != 1 || m->seg[i].mem != 0 ||
+		    m->seg[i].file_off != m->seg[i].off)
+			return perr(err, -EINVAL, "map: segment %u memory", i);
 	return 0;
 }
 
@@ -134,16 +139,17 @@ int win_map(struct vmx_vm *vm, const struct ctl_map *m, const int *fds,
 		rc = perr(err, -EBUSY, "map: slot %llu in use",
 			  (unsigned long long)m->slot);
 	if (rc == 0)
-		rc = map_slots(vm, (unsigned)m->slot, w, m, fds[0]);
-	close(fds[0]); /* the mapping keeps the memory */
+		rc = map_slots(vm, (unsigned)m->slot, w, m, fds[2]);
+	for (unsigned i = 2; i < 2 + m->nmem; i++)
+		close(fds[i]); /* the mapping keeps the memory */
 	if (rc == 0)
-		rc = adopt_fd(&w->bell_own, fds[1]);
+		rc = adopt_fd(&w->bell_own, fds[0]);
+	else
+		close(fds[0]);
+	if (rc == 0)
+		rc = adopt_fd(&w->bell_peer, fds[1]);
 	else
 		close(fds[1]);
-	if (rc == 0)
-		rc = adopt_fd(&w->bell_peer, fds[2]);
-	else
-		close(fds[2]);
 	if (rc == 0)
 		rc = doorbell(vm, w, m->handle, true);
 	if (rc == 0) {
