@@ -72,10 +72,11 @@ static int check_map(const struct ctl_map *m, struct parley_err *err)
 	}
 	if (at != m->size)
 		return perr(err, -EINVAL, "map: segments do not cover the window");
-	/* One memory fd laid out as the window itself, for now. */
 	for (unsigned i = 0; i < m->nseg; i++)
-		if (m->nmem != 1 || m->seg[i].mem != 0 ||
-		    m->seg[i].file_off != m->seg[i].off)
+		if (m->seg[i].mem >= m->nmem ||
+		    m->seg[i].file_off % PARLEY_PAGE_SIZE ||
+		    m->seg[i].file_off > UINT64_MAX - m->seg[i].len ||
+		    m->seg[i].readonly > 1)
 			return perr(err, -EINVAL, "map: segment %u memory", i);
 	return 0;
 }
@@ -103,22 +104,46 @@ static void unmap_slots(struct vmx_vm *vm, unsigned wi, struct vmx_window *w)
 	w->host = NULL;
 }
 
-static int map_slots(struct vmx_vm *vm, unsigned wi, struct vmx_window *w,
-		     const struct ctl_map *m, int memfd)
+/* Our view of the window: a reserved range with each segment mapped from
+ * its own memory fd at its place, read-only where the fd is (the kernel
+ * refuses a writable mapping of a read-only fd). */
+static int map_view(struct vmx_window *w, const struct ctl_map *m,
+		    const int *mem)
 {
-	w->host = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		       memfd, 0);
+	w->host = mmap(NULL, m->size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
 	if (w->host == MAP_FAILED) {
 		w->host = NULL;
 		return -errno;
 	}
+	for (unsigned i = 0; i < m->nseg; i++) {
+		int prot = PROT_READ | (m->seg[i].readonly ? 0 : PROT_WRITE);
+		void *at = mmap(w->host + m->seg[i].off, m->seg[i].len, prot,
+				MAP_SHARED | MAP_FIXED, mem[m->seg[i].mem],
+				(off_t)m->seg[i].file_off);
+		if (at == MAP_FAILED) {
+			int rc = -errno;
+			munmap(w->host, m->size);
+			w->host = NULL;
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static int map_slots(struct vmx_vm *vm, unsigned wi, struct vmx_window *w,
+		     const struct ctl_map *m, const int *mem)
+{
+	int rc = map_view(w, m, mem);
+	if (rc < 0)
+		return rc;
 	w->gpa = m->gpa;
 	w->size = m->size;
 	w->nseg = 0;
 	for (unsigned i = 0; i < m->nseg; i++) {
-		int rc = set_slot(vm, kvm_slot(wi, i), m->gpa + m->seg[i].off,
-				  m->seg[i].len, w->host + m->seg[i].off,
-				  m->seg[i].readonly);
+		rc = set_slot(vm, kvm_slot(wi, i), m->gpa + m->seg[i].off,
+			      m->seg[i].len, w->host + m->seg[i].off,
+			      m->seg[i].readonly);
 		if (rc < 0) {
 			unmap_slots(vm, wi, w);
 			return rc;
@@ -139,7 +164,7 @@ int win_map(struct vmx_vm *vm, const struct ctl_map *m, const int *fds,
 		rc = perr(err, -EBUSY, "map: slot %llu in use",
 			  (unsigned long long)m->slot);
 	if (rc == 0)
-		rc = map_slots(vm, (unsigned)m->slot, w, m, fds[2]);
+		rc = map_slots(vm, (unsigned)m->slot, w, m, fds + 2);
 	for (unsigned i = 2; i < 2 + m->nmem; i++)
 		close(fds[i]); /* the mapping keeps the memory */
 	if (rc == 0)
