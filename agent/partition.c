@@ -1,5 +1,6 @@
 #include "agent/partition.h"
 #include "agent/partition_int.h"
+#include "agent/backend.h"
 #include "agent/elf.h"
 #include "agent/ctl/stop.h"
 #include "agent/ctl/clock.h"
@@ -185,6 +186,15 @@ static int lay_out(struct partition *p, const struct part_spec *s,
 	return mem_seal_view(p, rw, err);
 }
 
+/* The guest memory again, read-only: the vmm maps what the partition may
+ * only read from it, so the kernel refuses to make those pages writable. */
+static int mem_reopen_ro(int mem_fd)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", mem_fd);
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
 int part_spawn_vmm(struct partition *p, struct parley_err *err)
 {
 	char vmm[PATH_MAX];
@@ -194,18 +204,43 @@ int part_spawn_vmm(struct partition *p, struct parley_err *err)
 			return perr(err, -ENAMETOOLONG, "vmm path too long");
 	} else if (default_vmm(vmm, sizeof(vmm)) < 0)
 		return perr(err, -ENOENT, "cannot find parley-vmm");
+	int rc = backend_resolve(p->opts.backend, &p->backend, err);
+	if (rc < 0)
+		return rc;
+	int bfd = backend_open_fd(p->backend, vmm, err);
+	if (bfd < 0)
+		return bfd;
+	int rofd = mem_reopen_ro(p->mem_fd);
+	if (rofd < 0) {
+		close(bfd);
+		return perr(err, -errno, "re-opening guest memory read-only: %m");
+	}
 	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		close(bfd);
+		close(rofd);
 		return perr(err, -errno, "socketpair: %m");
+	}
 	/* Sources above the target numbers, so that one dup2 cannot
 	 * overwrite the source of the next. */
-	int csock = fcntl(sv[1], F_DUPFD_CLOEXEC, CTL_FD_MEM + 1);
-	int cmem = fcntl(p->mem_fd, F_DUPFD_CLOEXEC, CTL_FD_MEM + 1);
+	enum { NFD = 4 };
+	const int target[NFD] = { CTL_FD_SOCK, CTL_FD_MEM, CTL_FD_BACKEND,
+				  CTL_FD_MEM_RO };
+	int src[NFD] = { sv[1], p->mem_fd, bfd, rofd };
+	int high[NFD];
+	bool ok = true;
+	for (int i = 0; i < NFD; i++) {
+		high[i] = fcntl(src[i], F_DUPFD_CLOEXEC, CTL_FD_MEM_RO + 1);
+		ok = ok && high[i] >= 0;
+	}
 	close(sv[1]);
+	close(bfd);
+	close(rofd);
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, csock, CTL_FD_SOCK);
-	posix_spawn_file_actions_adddup2(&fa, cmem, CTL_FD_MEM);
+	for (int i = 0; i < NFD; i++)
+		if (high[i] >= 0)
+			posix_spawn_file_actions_adddup2(&fa, high[i], target[i]);
 	/* The vmm process starts with no signal blocked or caught, whatever
 	 * the agent does with its own. */
 	posix_spawnattr_t at;
@@ -218,15 +253,12 @@ int part_spawn_vmm(struct partition *p, struct parley_err *err)
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK |
 					      POSIX_SPAWN_SETSIGDEF);
 	char *argv[] = { vmm, p->name, NULL };
-	int rc = csock < 0 || cmem < 0
-			 ? EMFILE
-			 : posix_spawn(&p->pid, vmm, &fa, &at, argv, environ);
+	rc = !ok ? EMFILE : posix_spawn(&p->pid, vmm, &fa, &at, argv, environ);
 	posix_spawnattr_destroy(&at);
 	posix_spawn_file_actions_destroy(&fa);
-	if (csock >= 0)
-		close(csock);
-	if (cmem >= 0)
-		close(cmem);
+	for (int i = 0; i < NFD; i++)
+		if (high[i] >= 0)
+			close(high[i]);
 	if (rc) {
 		close(sv[0]);
 		p->pid = 0;
@@ -267,7 +299,7 @@ int part_launch(struct partition *p, uint32_t flags,
 	struct ctl_launch l = {
 		.ram_size = p->ram_size, .cfg_size = p->cfg_size,
 		.entry = p->entry, .boot_info = PARLEY_BOOT_INFO_GPA,
-		.vcpus = p->vcpus, .flags = flags, .backend = CTL_BACKEND_KVM,
+		.vcpus = p->vcpus, .flags = flags, .backend = p->backend,
 	};
 	for (unsigned i = 0; i < p->nrange && l.nro < CTL_RO_RANGES_MAX; i++) {
 		if (p->range[i].flags & PF_W)

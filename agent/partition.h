@@ -32,6 +32,8 @@ struct part_opts {
 	const char *const *image_dirs; /* NULL-terminated; tried after the
 					* spec's own directory */
 	bool start_paused;
+	uint32_t backend;          /* enum ctl_backend; 0 (BACKEND_AUTO):
+				    * kvm if usable, else process */
 	/* Console bytes as the partition wrote them (not line-buffered). */
 	void (*on_console)(struct partition *p, const char *buf, size_t len,
 			   void *ctx);
@@ -65,6 +67,7 @@ struct partition {
 	const uint8_t *mem;        /* read-only view: RAM, then config */
 	uint64_t ram_size, cfg_size;
 	uint32_t vcpus;
+	uint32_t backend;          /* enum ctl_backend, resolved */
 	uint64_t entry;
 	unsigned nrange;
 	struct layout_range range[16];

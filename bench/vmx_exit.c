@@ -9,6 +9,7 @@
 
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -86,7 +87,11 @@ static int exit_vm_create(struct exit_vm *x, struct parley_err *err)
 	};
 	int rc = exit_mem(x, err);
 	if (rc == 0)
-		rc = vmx_vm_create(&x->vm, x->mem_fd, &l, err);
+		{
+			int kfd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+			rc = kfd < 0 ? perr(err, -errno, "/dev/kvm: %m")
+				     : vmx_vm_create(&x->vm, kfd, x->mem_fd, &l, err);
+		}
 	if (rc < 0)
 		exit_vm_destroy(x);
 	return rc;

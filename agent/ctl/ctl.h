@@ -20,6 +20,7 @@
 #define CTL_FD_SOCK    3
 #define CTL_FD_MEM     4
 #define CTL_FD_BACKEND 5
+#define CTL_FD_MEM_RO  6   /* the guest memory again, opened read-only */
 
 enum ctl_type {
 	/* agent -> vmm */

@@ -163,11 +163,13 @@ static int vcpu_create(struct vmx_vm *vm, unsigned i, struct parley_err *err)
 	return 0;
 }
 
-int vmx_vm_create(struct vmx_vm *vm, int mem_fd, const struct ctl_launch *l,
+int vmx_vm_create(struct vmx_vm *vm, int kvm_fd, int mem_fd,
+		  const struct ctl_launch *l,
 		  struct parley_err *err)
 {
 	memset(vm, 0, sizeof(*vm));
-	vm->kvm_fd = vm->vm_fd = vm->stop_efd = -1;
+	vm->vm_fd = vm->stop_efd = -1;
+	vm->kvm_fd = kvm_fd;
 	for (unsigned i = 0; i < PARLEY_VCPUS_MAX; i++)
 		vm->vcpu[i].fd = vm->vcpu[i].kick_fd = -1;
 	vm->ctl_fd = -1;
@@ -184,9 +186,6 @@ int vmx_vm_create(struct vmx_vm *vm, int mem_fd, const struct ctl_launch *l,
 	vm->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->stop_efd < 0)
 		return perr(err, -errno, "eventfd: %m");
-	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (vm->kvm_fd < 0)
-		return perr(err, -errno, "/dev/kvm: %m");
 	int rc = kvm_check(vm->kvm_fd, err);
 	if (rc < 0)
 		return rc;

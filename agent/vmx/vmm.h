@@ -143,10 +143,11 @@ struct vmx_vm {
 	struct ctl_finished fin;
 };
 
-/* Create the VM over mem_fd ([0, ram) is RAM at GPA 0, [ram, ram + cfg) the
+/* Create the VM (kvm_fd: /dev/kvm, owned by vm from here) over mem_fd ([0, ram) is RAM at GPA 0, [ram, ram + cfg) the
  * config region at PARLEY_CONFIG_BASE) with nvcpu vCPUs in their initial
  * CPL 3 long-mode state (entry, boot_info). */
-int vmx_vm_create(struct vmx_vm *vm, int mem_fd, const struct ctl_launch *l,
+int vmx_vm_create(struct vmx_vm *vm, int kvm_fd, int mem_fd,
+		  const struct ctl_launch *l,
 		  struct parley_err *err);
 void vmx_vm_destroy(struct vmx_vm *vm);
 

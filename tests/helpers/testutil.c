@@ -1,4 +1,5 @@
 #include "tests/helpers/testutil.h"
+#include "agent/backend.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -23,6 +24,15 @@ const char *t_kvm_missing(void)
 	}
 	close(fd);
 	return NULL;
+}
+
+unsigned t_backends(uint32_t out[T_BACKENDS_MAX])
+{
+	unsigned n = 0;
+	if (!backend_kvm_missing())
+		out[n++] = CTL_BACKEND_KVM;
+	out[n++] = CTL_BACKEND_PROCESS;
+	return n;
 }
 
 char *t_tmpdir(void)

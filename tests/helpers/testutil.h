@@ -23,6 +23,14 @@ const char *t_kvm_missing(void);
 			cr_skip_test("needs /dev/kvm: %s", why_);         \
 	} while (0)
 
+/* The backends partitions can run on here: process always, kvm where
+ * /dev/kvm is usable. Fills out[] (enum ctl_backend), returns the count.
+ * Tests that run partitions run once per backend this returns, e.g. as
+ * Criterion parameters, so that none is skipped for want of KVM; only
+ * suites named kvm_* test what only KVM has and skip without it. */
+#define T_BACKENDS_MAX 2
+unsigned t_backends(uint32_t out[T_BACKENDS_MAX]);
+
 /* A fresh temporary directory (removed by t_rmtree). */
 char *t_tmpdir(void);
 void t_rmtree(const char *dir);
