@@ -18,7 +18,6 @@ static int agent(char **out, const char *a1, const char *a2, const char *a3)
 Test(agent_cli, runs_examples_with_prefixed_consoles_and_summary,
      .timeout = 60)
 {
-	T_REQUIRE_KVM();
 	char *out;
 	int rc = agent(&out, PARLEY_SOURCE_DIR "/examples/hello.json",
 		       PARLEY_SOURCE_DIR "/examples/counter.json", NULL);
@@ -35,7 +34,6 @@ Test(agent_cli, runs_examples_with_prefixed_consoles_and_summary,
 
 Test(agent_cli, faulting_partition_reported_others_finish, .timeout = 60)
 {
-	T_REQUIRE_KVM();
 	char *dir = t_tmpdir();
 	const char *bad = "{\"name\":\"rogue\",\"image\":\"hostile.elf\","
 			  "\"memory\":\"4M\",\"cmdline\":\"mode=wild_write\"}";
@@ -105,7 +103,6 @@ Test(agent_cli, usage_errors_exit_2)
 
 Test(agent_cli, suspend_to_disk_then_restore, .timeout = 90)
 {
-	T_REQUIRE_KVM();
 	/* Left to the library test (save_restore_...) for exact output; here
 	 * the operator path: SIGUSR2 saves, `restore` resumes. */
 	char *dir = t_tmpdir();
@@ -177,7 +174,6 @@ Test(agent_cli, invalid_policy_names_grant_and_field, .timeout = 30)
 
 Test(agent_cli, sighup_with_grant_removed_revokes, .timeout = 60)
 {
-	T_REQUIRE_KVM();
 	char *dir = t_tmpdir();
 	const char *good = "{\"grants\":[{\"channel\":\"pingpong\",\"endpoint_a\":"
 			   "\"ping\",\"endpoint_b\":\"pong\",\"direction\":"

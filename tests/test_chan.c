@@ -39,9 +39,8 @@ static void exit0_(struct t_fleet *f, struct partition *p)
 		     (long long)p->fin.code, t_fleet_out(f));
 }
 
-Test(chan, ping_pong_100000_messages_with_checksums, .timeout = 120)
+T_BACKEND_TEST(chan, ping_pong_100000_messages_with_checksums, .timeout = 120)
 {
-	T_REQUIRE_KVM();
 	struct t_fleet f, *f_ __attribute__((unused)) = &f;
 	t_fleet_init(&f, GRANTS(BOTH("pingpong", "ping", "pong")));
 	struct partition *a = t_fleet_add(&f, "ping", "ping.elf", "count=100000",
@@ -59,9 +58,8 @@ Test(chan, ping_pong_100000_messages_with_checksums, .timeout = 120)
 	t_fleet_free(&f);
 }
 
-Test(chan, no_grant_is_refused_and_audited, .timeout = 30)
+T_BACKEND_TEST(chan, no_grant_is_refused_and_audited, .timeout = 30)
 {
-	T_REQUIRE_KVM();
 	struct t_fleet f, *f_ __attribute__((unused)) = &f;
 	t_fleet_init(&f, GRANTS(BOTH("c1", "a", "b")));
 	struct partition *a = t_fleet_add(&f, "a", "chantest.elf",
@@ -76,9 +74,8 @@ Test(chan, no_grant_is_refused_and_audited, .timeout = 30)
 	t_fleet_free(&f);
 }
 
-Test(chan, peer_not_running_is_peer_down, .timeout = 30)
+T_BACKEND_TEST(chan, peer_not_running_is_peer_down, .timeout = 30)
 {
-	T_REQUIRE_KVM();
 	struct t_fleet f, *f_ __attribute__((unused)) = &f;
 	t_fleet_init(&f, GRANTS(BOTH("c1", "a", "b")));
 	t_fleet_add(&f, "a", "chantest.elf", "steps=open:c1", NULL, false, NULL);
@@ -89,9 +86,8 @@ Test(chan, peer_not_running_is_peer_down, .timeout = 30)
 	t_fleet_free(&f);
 }
 
-Test(chan, tampered_config_is_integrity_quarantine_and_revoke, .timeout = 60)
+T_BACKEND_TEST(chan, tampered_config_is_integrity_quarantine_and_revoke, .timeout = 60)
 {
-	T_REQUIRE_KVM();
 	struct t_fleet f, *f_ __attribute__((unused)) = &f;
 	t_fleet_init(&f, GRANTS2(BOTH("c1", "a", "b"), BOTH("c2", "b", "a")));
 	struct partition *a = t_fleet_add(&f, "a", "chantest.elf",
@@ -115,9 +111,8 @@ Test(chan, tampered_config_is_integrity_quarantine_and_revoke, .timeout = 60)
 	t_fleet_free(&f);
 }
 
-Test(chan, rewriting_same_bytes_is_rehashed_and_allowed, .timeout = 30)
+T_BACKEND_TEST(chan, rewriting_same_bytes_is_rehashed_and_allowed, .timeout = 30)
 {
-	T_REQUIRE_KVM();
 	struct t_fleet f, *f_ __attribute__((unused)) = &f;
 	t_fleet_init(&f, GRANTS2(BOTH("c1", "a", "b"), BOTH("c2", "a", "b")));
 	struct partition *a = t_fleet_add(&f, "a", "chantest.elf",
@@ -133,9 +128,8 @@ Test(chan, rewriting_same_bytes_is_rehashed_and_allowed, .timeout = 30)
 	t_fleet_free(&f);
 }
 
-Test(chan, one_way_receiver_writing_data_is_stopped, .timeout = 30)
+T_BACKEND_TEST(chan, one_way_receiver_writing_data_is_stopped, .timeout = 30)
 {
-	T_REQUIRE_KVM();
 	struct t_fleet f, *f_ __attribute__((unused)) = &f;
 	t_fleet_init(&f, GRANTS(ONEWAY("c1", "s", "r")));
 	struct partition *s = t_fleet_add(&f, "s", "chantest.elf",
@@ -151,9 +145,8 @@ Test(chan, one_way_receiver_writing_data_is_stopped, .timeout = 30)
 	t_fleet_free(&f);
 }
 
-Test(chan, revoke_mid_stream_closes_and_old_window_faults, .timeout = 60)
+T_BACKEND_TEST(chan, revoke_mid_stream_closes_and_old_window_faults, .timeout = 60)
 {
-	T_REQUIRE_KVM();
 	struct t_fleet f, *f_ __attribute__((unused)) = &f;
 	t_fleet_init(&f, GRANTS(ONEWAY("c1", "s", "r")));
 	struct partition *s = t_fleet_add(&f, "s", "chantest.elf",
@@ -177,9 +170,8 @@ Test(chan, revoke_mid_stream_closes_and_old_window_faults, .timeout = 60)
 	t_fleet_free(&f);
 }
 
-Test(chan, stale_and_forged_handles_are_bad_handle, .timeout = 30)
+T_BACKEND_TEST(chan, stale_and_forged_handles_are_bad_handle, .timeout = 30)
 {
-	T_REQUIRE_KVM();
 	struct t_fleet f, *f_ __attribute__((unused)) = &f;
 	t_fleet_init(&f, GRANTS(BOTH("c1", "a", "b")));
 	struct partition *a = t_fleet_add(&f, "a", "chantest.elf",
@@ -198,9 +190,8 @@ Test(chan, stale_and_forged_handles_are_bad_handle, .timeout = 30)
 	t_fleet_free(&f);
 }
 
-Test(chan, scribbled_ring_cannot_hurt_the_agent, .timeout = 90)
+T_BACKEND_TEST(chan, scribbled_ring_cannot_hurt_the_agent, .timeout = 90)
 {
-	T_REQUIRE_KVM();
 	struct t_fleet f, *f_ __attribute__((unused)) = &f;
 	t_fleet_init(&f, GRANTS2(BOTH("c1", "a", "b"),
 				       BOTH("pingpong", "ping", "pong")));
@@ -232,9 +223,8 @@ static const char *golden_for(const char *name, const char *file_hex)
 	return buf;
 }
 
-Test(chan, golden_baseline_mismatch_refuses_start, .timeout = 30)
+T_BACKEND_TEST(chan, golden_baseline_mismatch_refuses_start, .timeout = 30)
 {
-	T_REQUIRE_KVM();
 	struct t_fleet f, *f_ __attribute__((unused)) = &f;
 	t_fleet_init(&f, NULL);
 	struct baseline_db db = { .mode = BASELINE_GOLDEN };
@@ -254,9 +244,8 @@ Test(chan, golden_baseline_mismatch_refuses_start, .timeout = 30)
 	t_fleet_free(&f);
 }
 
-Test(chan, enrolled_baseline_then_changed_file_refused, .timeout = 30)
+T_BACKEND_TEST(chan, enrolled_baseline_then_changed_file_refused, .timeout = 30)
 {
-	T_REQUIRE_KVM();
 	struct t_fleet f, *f_ __attribute__((unused)) = &f;
 	t_fleet_init(&f, NULL);
 	char *path;
@@ -313,21 +302,18 @@ static void unreported_write(const char *vmm, bool expect_caught)
 	t_fleet_free(&f);
 }
 
-Test(chan, vmm_hiding_writes_is_caught_by_full_rehash, .timeout = 30)
+T_BACKEND_TEST(chan, vmm_hiding_writes_is_caught_by_full_rehash, .timeout = 30)
 {
-	T_REQUIRE_KVM();
 	unreported_write(T_BIN("parley-vmm-liar"), true);
 }
 
-Test(chan, honest_vmm_passes_full_rehash, .timeout = 30)
+T_BACKEND_TEST(chan, honest_vmm_passes_full_rehash, .timeout = 30)
 {
-	T_REQUIRE_KVM();
 	unreported_write(T_VMM, false);
 }
 
-Test(chan, more_windows_than_slots_is_limit, .timeout = 60)
+T_BACKEND_TEST(chan, more_windows_than_slots_is_limit, .timeout = 60)
 {
-	T_REQUIRE_KVM();
 	/* 33 grants between a and b: a partition holds at most CTL_WIN_SLOTS. */
 	char grants[8192] = "{\"grants\":[", steps[1024] = "steps=";
 	for (int i = 0; i <= CTL_WIN_SLOTS; i++) {

@@ -124,7 +124,6 @@ static bool log_has(struct fleetd *f, void *ctx)
 
 Test(daemon, grant_added_opens_and_removed_revokes, .timeout = 90)
 {
-	T_REQUIRE_KVM();
 	struct fleetd f;
 	fd_init(&f);
 	struct store *s = fd_store(&f);
@@ -192,7 +191,6 @@ Test(daemon, foreign_and_expired_certificates_are_refused, .timeout = 60)
 
 Test(daemon, persisted_bundle_enforced_while_daemon_is_down, .timeout = 90)
 {
-	T_REQUIRE_KVM();
 	struct fleetd f;
 	fd_init(&f);
 	struct store *s = fd_store(&f);
@@ -365,7 +363,6 @@ static bool all_denied_stored(struct fleetd *f, void *ctx)
 Test(daemon, kill9_loses_nothing_acknowledged_and_duplicates_nothing,
      .timeout = 120)
 {
-	T_REQUIRE_KVM();
 	struct fleetd f;
 	fd_init(&f);
 	struct store *s = fd_store(&f);
@@ -424,7 +421,6 @@ static bool part_state_is(struct fleetd *f, void *ctx)
 
 Test(daemon, thin_partition_created_on_command, .timeout = 60)
 {
-	T_REQUIRE_KVM();
 	struct fleetd f;
 	fd_init(&f);
 	struct store *s = fd_store(&f);

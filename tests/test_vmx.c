@@ -33,9 +33,8 @@ static void finish(struct partition *p)
 		     p->name);
 }
 
-Test(vmx, hello_runs_and_exits_with_its_code, .timeout = 30)
+T_BACKEND_TEST(vmx, hello_runs_and_exits_with_its_code, .timeout = 30)
 {
-	T_REQUIRE_KVM();
 	struct t_console out = { 0 };
 	struct partition *p = start("hello", "hello.elf", "exit=7", &out);
 	finish(p);
@@ -49,9 +48,8 @@ Test(vmx, hello_runs_and_exits_with_its_code, .timeout = 30)
 	t_console_free(&out);
 }
 
-Test(vmx, secondary_vcpus_park_and_partition_exits, .timeout = 30)
+T_BACKEND_TEST(vmx, secondary_vcpus_park_and_partition_exits, .timeout = 30)
 {
-	T_REQUIRE_KVM();
 	struct part_spec s;
 	const char *json = "{\"name\":\"smp\",\"image\":\"hello.elf\","
 			   "\"vcpus\":4,\"memory\":\"8M\"}";
@@ -94,9 +92,8 @@ static size_t undump(const char *text, const char *name, uint8_t *buf,
 	return got;
 }
 
-Test(vmx, config_files_read_back_byte_for_byte, .timeout = 60)
+T_BACKEND_TEST(vmx, config_files_read_back_byte_for_byte, .timeout = 60)
 {
-	T_REQUIRE_KVM();
 	char *dir = t_tmpdir();
 	uint8_t bin[5000];
 	for (size_t i = 0; i < sizeof(bin); i++)
@@ -174,9 +171,8 @@ static void check_neighbour(struct partition *n, struct t_console *out,
 	cr_assert_eq(t_count_lines(out->buf, "tick "), ticks, "%s", out->buf);
 }
 
-Test(vmx, hostile_partition_stops_alone_with_reason, .timeout = 120)
+T_BACKEND_TEST(vmx, hostile_partition_stops_alone_with_reason, .timeout = 120)
 {
-	T_REQUIRE_KVM();
 	for (size_t i = 0; i < sizeof(hostile_cases) / sizeof(*hostile_cases);
 	     i++) {
 		const struct hostile_case *c = &hostile_cases[i];
@@ -258,9 +254,8 @@ static const struct {
 	{ "too-big", m_beyond_memory, "outside partition memory" },
 };
 
-Test(vmx, hostile_image_refused_with_named_problem, .timeout = 60)
+T_BACKEND_TEST(vmx, hostile_image_refused_with_named_problem, .timeout = 60)
 {
-	T_REQUIRE_KVM();
 	char *dir = t_tmpdir();
 	struct t_console nout = { 0 };
 	struct partition *n = start("neighbour", "counter.elf",
@@ -305,9 +300,8 @@ static void wait_lines(struct partition *p, struct t_console *out,
 	cr_assert_geq(t_count_lines(out->buf, prefix), n);
 }
 
-Test(vmx, pause_stops_progress_and_resume_continues, .timeout = 60)
+T_BACKEND_TEST(vmx, pause_stops_progress_and_resume_continues, .timeout = 60)
 {
-	T_REQUIRE_KVM();
 	struct t_console out = { 0 };
 	struct partition *p = start("counter", "counter.elf",
 				    "count=40 work=5000000", &out);
@@ -329,9 +323,8 @@ Test(vmx, pause_stops_progress_and_resume_continues, .timeout = 60)
 	t_console_free(&out);
 }
 
-Test(vmx, save_restore_continues_like_an_uninterrupted_run, .timeout = 90)
+T_BACKEND_TEST(vmx, save_restore_continues_like_an_uninterrupted_run, .timeout = 90)
 {
-	T_REQUIRE_KVM();
 	const char *cmd = "count=16 work=3000000";
 	struct t_console whole = { 0 }, before = { 0 }, after = { 0 };
 	struct partition *p = start("counter", "counter.elf", cmd, &whole);
@@ -370,9 +363,8 @@ Test(vmx, save_restore_continues_like_an_uninterrupted_run, .timeout = 90)
 	t_console_free(&after);
 }
 
-Test(vmx, stop_kills_a_spinning_partition, .timeout = 30)
+T_BACKEND_TEST(vmx, stop_kills_a_spinning_partition, .timeout = 30)
 {
-	T_REQUIRE_KVM();
 	struct t_console out = { 0 };
 	struct partition *p = start("spin", "hostile.elf", "mode=spin", &out);
 	cr_assert_eq(partition_wait(p, 100), -ETIMEDOUT);
@@ -384,9 +376,8 @@ Test(vmx, stop_kills_a_spinning_partition, .timeout = 30)
 	t_console_free(&out);
 }
 
-Test(vmx, vmm_process_death_is_reported, .timeout = 30)
+T_BACKEND_TEST(vmx, vmm_process_death_is_reported, .timeout = 30)
 {
-	T_REQUIRE_KVM();
 	struct t_console out = { 0 };
 	struct partition *p = start("spin", "hostile.elf", "mode=spin", &out);
 	kill(p->pid, SIGKILL);
@@ -397,9 +388,8 @@ Test(vmx, vmm_process_death_is_reported, .timeout = 30)
 	t_console_free(&out);
 }
 
-Test(vmx, vmm_process_runs_under_seccomp, .timeout = 30)
+T_BACKEND_TEST(vmx, vmm_process_runs_under_seccomp, .timeout = 30)
 {
-	T_REQUIRE_KVM();
 	struct t_console out = { 0 };
 	struct partition *p = start("spin", "hostile.elf", "mode=spin", &out);
 	char path[64], *status;

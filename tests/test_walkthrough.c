@@ -149,7 +149,6 @@ static bool has_event(json_t *items, const char *event, const char *reason)
 Test(walkthrough, empty_daemon_to_refused_tamper_via_parleyctl,
      .timeout = 120)
 {
-	T_REQUIRE_KVM();
 	struct walk w = { 0 };
 	fd_init(&w.f);
 	start_daemon(&w);

@@ -26,6 +26,13 @@ const char *t_kvm_missing(void)
 	return NULL;
 }
 
+uint32_t t_backend;
+
+const char *t_backend_name(void)
+{
+	return backend_name(t_backend);
+}
+
 unsigned t_backends(uint32_t out[T_BACKENDS_MAX])
 {
 	unsigned n = 0;
@@ -94,6 +101,7 @@ struct part_opts t_opts(struct t_console *out)
 	return (struct part_opts){
 		.vmm_path = T_VMM, .image_dirs = dirs,
 		.on_console = t_console_cb, .ctx = out, .timeout_ms = 10000,
+		.backend = t_backend,
 	};
 }
 

@@ -5,6 +5,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include "agent/partition.h"
 
 #define T_BIN(name) PARLEY_BUILD_DIR "/bin/" name
@@ -30,6 +32,30 @@ const char *t_kvm_missing(void);
  * suites named kvm_* test what only KVM has and skip without it. */
 #define T_BACKENDS_MAX 2
 unsigned t_backends(uint32_t out[T_BACKENDS_MAX]);
+
+/* The backend the running test uses (0: auto); t_opts() passes it on. */
+extern uint32_t t_backend;
+
+/* A test that runs once per backend in t_backends(), as Criterion
+ * parameters: nothing is skipped for want of KVM, the process backend
+ * always runs. The body sees the backend in t_backend. */
+#define T_BACKEND_TEST(suite, name, ...)                                  \
+	ParameterizedTestParameters(suite, name)                          \
+	{                                                                 \
+		static uint32_t b_[T_BACKENDS_MAX];                       \
+		size_t n_ = t_backends(b_);                               \
+		return cr_make_param_array(uint32_t, b_, n_);             \
+	}                                                                 \
+	static void suite##_##name##_body(void);                          \
+	ParameterizedTest(uint32_t *backend_, suite, name, __VA_ARGS__)   \
+	{                                                                 \
+		t_backend = *backend_;                                    \
+		cr_log_info("backend %s", t_backend_name());              \
+		suite##_##name##_body();                                  \
+	}                                                                 \
+	static void suite##_##name##_body(void)
+
+const char *t_backend_name(void);
 
 /* A fresh temporary directory (removed by t_rmtree). */
 char *t_tmpdir(void);
