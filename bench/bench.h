@@ -17,6 +17,8 @@ struct bench_env {
 	char vmm[PATH_MAX];        /* <build>/bin/parley-vmm */
 	char image_dir[PATH_MAX];  /* <build>/guest */
 	const char *image_dirs[2]; /* { image_dir, NULL } for part_opts */
+	uint32_t backend;          /* enum ctl_backend partitions run on */
+	const char *prefix;        /* of figure names: "" (kvm), "proc_" */
 };
 
 /* Fill e from /proc/self/exe (<build>/bench/NAME). Fails with a message if
@@ -37,6 +39,16 @@ double bench_pct(double *v, size_t n, double p);
 /* One figure on stdout, flushed at once so a reader sees it even if a
  * later part of the run fails. */
 void bench_figure(const char *name, double value, const char *unit);
+
+/* The same, named with e's backend prefix ("proc_" on the process
+ * backend), so one run reports every backend side by side. */
+void bench_figure_e(const struct bench_env *e, const char *name, double value,
+		    const char *unit);
+
+/* The backends present, kvm first when usable (said on stderr when not);
+ * returns the count. bench_use_backend points e at one of them. */
+unsigned bench_backends(uint32_t out[2]);
+void bench_use_backend(struct bench_env *e, uint32_t backend);
 
 /* Chatter for people: stderr, prefixed with the program name. */
 void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -18,17 +18,6 @@
 /* Share of the CPUs other processes may use before a run is called noisy. */
 #define OTHERS_MAX 0.10
 
-static int kvm_usable(void)
-{
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		bench_note("no usable /dev/kvm (%s): nothing to measure",
-			   strerror(errno));
-		return 0;
-	}
-	close(fd);
-	return 1;
-}
 
 static int failed(const char *what, const struct parley_err *err)
 {
@@ -42,9 +31,9 @@ static int throughput(const struct bench_env *e)
 	struct chan_tput_result r;
 	if (chan_bench_tput(e, &r, &err) < 0)
 		return failed("throughput", &err);
-	bench_figure("chan_tput_64k_vs_memcpy", r.vs_memcpy_64k, "x");
-	bench_figure("chan_tput_4k_vs_memcpy", r.vs_memcpy_4k, "x");
-	bench_figure("chan_msgs_64b_vs_socketpair", r.msgs_64b_vs_sock, "x");
+	bench_figure_e(e, "chan_tput_64k_vs_memcpy", r.vs_memcpy_64k, "x");
+	bench_figure_e(e, "chan_tput_4k_vs_memcpy", r.vs_memcpy_4k, "x");
+	bench_figure_e(e, "chan_msgs_64b_vs_socketpair", r.msgs_64b_vs_sock, "x");
 	return 0;
 }
 
@@ -54,8 +43,8 @@ static int round_trips(const struct bench_env *e)
 	struct chan_rtt_result r;
 	if (chan_bench_rtt(e, &r, &err) < 0)
 		return failed("round trips", &err);
-	bench_figure("chan_rtt_poll_us", r.poll_us, "us");
-	bench_figure("chan_rtt_wait_vs_socketpair", r.wait_vs_sock, "x");
+	bench_figure_e(e, "chan_rtt_poll_us", r.poll_us, "us");
+	bench_figure_e(e, "chan_rtt_wait_vs_socketpair", r.wait_vs_sock, "x");
 	return 0;
 }
 
@@ -65,10 +54,10 @@ static int opens(const struct bench_env *e)
 	struct chan_open_result r;
 	if (chan_bench_open(e, &r, &err) < 0)
 		return failed("channel open", &err);
-	bench_figure("chan_open_1m_ms", r.open_1m_ms, "ms");
-	bench_figure("chan_open_64m_untouched_ms", r.open_64m_clean_ms, "ms");
-	bench_figure("chan_open_64m_one_page_ms", r.open_64m_page_ms, "ms");
-	bench_figure("chan_open_64m_full_rehash_ms", r.rehash_64m_ms, "ms");
+	bench_figure_e(e, "chan_open_1m_ms", r.open_1m_ms, "ms");
+	bench_figure_e(e, "chan_open_64m_untouched_ms", r.open_64m_clean_ms, "ms");
+	bench_figure_e(e, "chan_open_64m_one_page_ms", r.open_64m_page_ms, "ms");
+	bench_figure_e(e, "chan_open_64m_full_rehash_ms", r.rehash_64m_ms, "ms");
 	return 0;
 }
 
@@ -100,8 +89,8 @@ int main(int argc, char **argv)
 	struct bench_env env;
 	struct parley_err err = { 0 };
 	struct bench_cpu cpu;
-	if (!kvm_usable())
-		return 2;
+	uint32_t backends[2];
+	unsigned nb = bench_backends(backends);
 	if (bench_env_init(&env, &err) < 0)
 		return failed("set-up", &err);
 	/* A socketpair peer that dies must not take the bench with it. */
@@ -111,12 +100,15 @@ int main(int argc, char **argv)
 	/* Round trips first: the throughput run keeps both CPUs busy for
 	 * seconds, after which the hypervisor under this machine has been
 	 * seen to move our vCPUs further apart for a while (see README). */
-	if (wanted(argc, argv, "rtt"))
-		bad |= round_trips(&env);
-	if (wanted(argc, argv, "tput"))
-		bad |= throughput(&env);
-	if (wanted(argc, argv, "open"))
-		bad |= opens(&env);
+	for (unsigned i = 0; i < nb; i++) {
+		bench_use_backend(&env, backends[i]);
+		if (wanted(argc, argv, "rtt"))
+			bad |= round_trips(&env);
+		if (wanted(argc, argv, "tput"))
+			bad |= throughput(&env);
+		if (wanted(argc, argv, "open"))
+			bad |= opens(&env);
+	}
 	load_note(&cpu);
 	return bad;
 }

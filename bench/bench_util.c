@@ -1,5 +1,6 @@
 #include "bench/bench.h"
 #include "common/fileio.h"
+#include "agent/backend.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -34,6 +35,8 @@ int bench_env_init(struct bench_env *e, struct parley_err *err)
 			    e->vmm);
 	e->image_dirs[0] = e->image_dir;
 	e->image_dirs[1] = NULL;
+	e->backend = CTL_BACKEND_KVM;
+	e->prefix = "";
 	return 0;
 }
 
@@ -46,7 +49,35 @@ struct part_opts bench_opts(const struct bench_env *e,
 	return (struct part_opts){
 		.vmm_path = e->vmm, .image_dirs = e->image_dirs,
 		.on_console = on_console, .ctx = ctx, .timeout_ms = 10000,
+		.backend = e->backend,
 	};
+}
+
+void bench_figure_e(const struct bench_env *e, const char *name, double value,
+		    const char *unit)
+{
+	char full[128];
+	snprintf(full, sizeof(full), "%s%s", e->prefix, name);
+	bench_figure(full, value, unit);
+}
+
+unsigned bench_backends(uint32_t out[2])
+{
+	unsigned n = 0;
+	const char *why = backend_kvm_missing();
+	if (why)
+		bench_note("kvm backend not measured: %s", why);
+	else
+		out[n++] = CTL_BACKEND_KVM;
+	out[n++] = CTL_BACKEND_PROCESS;
+	return n;
+}
+
+void bench_use_backend(struct bench_env *e, uint32_t backend)
+{
+	e->backend = backend;
+	e->prefix = backend == CTL_BACKEND_PROCESS ? "proc_" : "";
+	bench_note("backend %s", backend_name(backend));
 }
 
 static int cmp_double(const void *a, const void *b)

@@ -7,6 +7,7 @@
 #include "bench/bench_vmx.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,17 +22,6 @@
 /* Share of the CPUs other processes may use before a run is called noisy. */
 #define OTHERS_MAX       0.10
 
-static int kvm_usable(void)
-{
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		bench_note("no usable /dev/kvm (%s): nothing to measure",
-			   strerror(errno));
-		return 0;
-	}
-	close(fd);
-	return 1;
-}
 
 static int failed(const char *what, const struct parley_err *err)
 {
@@ -46,13 +36,14 @@ static int cold_start(const struct bench_env *e)
 	struct parley_err err = { 0 };
 	double cold_ms, spawn_ms, vm_ms;
 	int bad = 0;
+	bool kvm = e->backend == CTL_BACKEND_KVM;
 	if (vmx_bench_spawn_floor(e, FLOOR_RUNS, &spawn_ms, &err) < 0 ||
-	    vmx_bench_bare_start(FLOOR_RUNS, &vm_ms, &err) < 0)
+	    (kvm && vmx_bench_bare_start(FLOOR_RUNS, &vm_ms, &err) < 0))
 		bad = failed("floors", &err);
 	if (vmx_bench_cold(e, COLD_RUNS, &cold_ms, &err) < 0)
 		return failed("cold start", &err);
-	bench_figure("partition_cold_start_ms", cold_ms, "ms");
-	if (!bad)
+	bench_figure_e(e, "partition_cold_start_ms", cold_ms, "ms");
+	if (!bad && kvm)
 		bench_note("cold start %.3f ms = vmm process ~%.3f + bare VM "
 			   "%.3f + the rest %.3f (medians; the process floor "
 			   "includes its exit)", cold_ms, spawn_ms, vm_ms,
@@ -67,9 +58,16 @@ static int round_trips(const struct bench_env *e)
 	struct rtt_result r;
 	if (vmx_bench_rtt(e, RTT_ROUNDS, RTT_PER_BATCH, &r, &err) < 0)
 		return failed("round trips", &err);
-	bench_figure("kvm_exit_rtt_us", r.exit_us, "us");
-	bench_figure("hypercall_rtt_us", r.hc_us, "us");
-	bench_figure("hypercall_vs_exit", r.hc_us / r.exit_us, "x");
+	if (e->backend == CTL_BACKEND_KVM) {
+		bench_figure("kvm_exit_rtt_us", r.exit_us, "us");
+		bench_figure("hypercall_rtt_us", r.hc_us, "us");
+		bench_figure("hypercall_vs_exit", r.hc_us / r.exit_us, "x");
+	} else {
+		bench_figure_e(e, "ptrace_stop_rtt_us", r.exit_us, "us");
+		bench_figure_e(e, "hypercall_rtt_us", r.hc_us, "us");
+		bench_figure_e(e, "hypercall_vs_ptrace_stop",
+			       r.hc_us / r.exit_us, "x");
+	}
 	return 0;
 }
 
@@ -91,13 +89,17 @@ int main(void)
 	struct bench_env env;
 	struct parley_err err = { 0 };
 	struct bench_cpu cpu;
-	if (!kvm_usable())
-		return 2;
+	uint32_t backends[2];
+	unsigned nb = bench_backends(backends);
 	if (bench_env_init(&env, &err) < 0)
 		return failed("set-up", &err);
 	bench_cpu_mark(&cpu);
-	int bad = cold_start(&env);
-	bad |= round_trips(&env);
+	int bad = 0;
+	for (unsigned i = 0; i < nb; i++) {
+		bench_use_backend(&env, backends[i]);
+		bad |= cold_start(&env);
+		bad |= round_trips(&env);
+	}
 	load_note(&cpu);
 	return bad;
 }

@@ -35,6 +35,14 @@ void vmx_exit_close(struct exit_vm *x);
 int vmx_bench_bare_start(unsigned runs, double *median_ms,
 			 struct parley_err *err);
 
+/* The process backend's baseline (proc_stop.c): a traced child's `out`
+ * trapped as a SIGSEGV stop and stepped over, nothing else; ns per stop. */
+struct proc_stop;
+int proc_stop_open(struct proc_stop **out, struct parley_err *err);
+int proc_stop_batch(struct proc_stop *x, unsigned n, double *ns_per_stop,
+		    struct parley_err *err);
+void proc_stop_close(struct proc_stop *x);
+
 /* One partition (image hcbench, real vmm process): `warm` untimed CLOCK
  * hypercalls, then n timed ones between two console markers. ns per call
  * from the agent's stamps of the markers, and from the partition's own
@@ -47,9 +55,10 @@ struct hc_sample {
 int vmx_hcall_round(const struct bench_env *e, unsigned warm, unsigned n,
 		    struct hc_sample *out, struct parley_err *err);
 
-/* Figures 2-4 measured together: `rounds` of one exit batch followed by one
- * hypercall partition, n calls each, so that drift on the host hits both
- * alike. Medians over the rounds. */
+/* Figures 2-4 measured together: `rounds` of one baseline batch (a bare KVM
+ * exit; on the process backend a bare ptrace stop) followed by one
+ * hypercall partition on e's backend, n calls each, so that drift on the
+ * host hits both alike. Medians over the rounds. */
 struct rtt_result {
 	double exit_us, hc_us;
 };
