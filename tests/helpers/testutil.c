@@ -26,6 +26,20 @@ const char *t_kvm_missing(void)
 	return NULL;
 }
 
+bool t_required(const char *cap)
+{
+	const char *r = getenv("PARLEY_REQUIRE");
+	size_t n = strlen(cap);
+	for (const char *p = r; p && *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len == n && !strncmp(p, cap, n))
+			return true;
+		p = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
 uint32_t t_backend;
 
 const char *t_backend_name(void)

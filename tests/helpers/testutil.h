@@ -17,13 +17,20 @@
 /* NULL if /dev/kvm can be used, else why not. */
 const char *t_kvm_missing(void);
 
-/* Skip the calling test (counted as skipped, with the reason) without KVM. */
+/* Skip the calling test (counted as skipped, with the reason) without KVM;
+ * only kvm_* suites may. A runner that promises KVM (PARLEY_REQUIRE=kvm)
+ * turns the skip into a failure. */
 #define T_REQUIRE_KVM()                                                   \
 	do {                                                              \
 		const char *why_ = t_kvm_missing();                       \
+		if (why_ && t_required("kvm"))                            \
+			cr_assert_fail("PARLEY_REQUIRE=kvm: %s", why_);   \
 		if (why_)                                                 \
 			cr_skip_test("needs /dev/kvm: %s", why_);         \
 	} while (0)
+
+/* Is capability `cap` in the comma-separated PARLEY_REQUIRE? */
+bool t_required(const char *cap);
 
 /* The backends partitions can run on here: process always, kvm where
  * /dev/kvm is usable. Fills out[] (enum ctl_backend), returns the count.
