@@ -94,6 +94,7 @@ struct partition *t_fleet_add(struct t_fleet *f, const char *name,
 		.on_console = sup_console, .ctx = &f->sup,
 		.on_measured = on_measured, .on_request = on_request,
 		.start_paused = true, .timeout_ms = 10000,
+		.backend = f->backend,
 	};
 	struct partition *p = NULL;
 	int rc = partition_create(&s, &o, &p, &e);
