@@ -246,3 +246,246 @@ Test(proc_chan, stale_and_forged_handles_are_bad_handle, .timeout = 30)
 	OUT_HAS(&f, "a| doorbell survived\n");
 	t_fleet_free(&f);
 }
+
+/* ---- misbehaving partitions on the process backend ---- */
+
+struct bad_case {
+	const char *image, *mode;
+	unsigned reason;
+	const char *detail;
+};
+
+/* hostile.elf's modes stop with KVM's reasons; escape.elf's try the ways
+ * out of a process that only this backend has. */
+static const struct bad_case bad_cases[] = {
+	{ "hostile.elf", "ud2", VMX_STOP_TRIPLE_FAULT, "invalid opcode" },
+	{ "hostile.elf", "null", VMX_STOP_TRIPLE_FAULT, "cr2 0x0" },
+	{ "hostile.elf", "write_text", VMX_STOP_TRIPLE_FAULT, "cr2 0x1" },
+	{ "hostile.elf", "read_sys", VMX_STOP_TRIPLE_FAULT, "cr2 0x1000" },
+	{ "hostile.elf", "write_bootinfo", VMX_STOP_TRIPLE_FAULT,
+	  "cr2 0x13000" },
+	{ "hostile.elf", "badport", VMX_STOP_BAD_PORT, "port 0x80" },
+	{ "hostile.elf", "inport", VMX_STOP_BAD_PORT,
+	  "IN of 1 byte(s) to port 0x60" },
+	{ "hostile.elf", "hc_oob", VMX_STOP_BAD_HYPERCALL,
+	  "outside guest memory" },
+	{ "hostile.elf", "hc_unaligned", VMX_STOP_BAD_HYPERCALL,
+	  "not 8-byte aligned" },
+	{ "hostile.elf", "hc_unknown", VMX_STOP_BAD_HYPERCALL,
+	  "unknown hypercall number 66" },
+	{ "hostile.elf", "wild", VMX_STOP_BAD_ACCESS,
+	  "guest-physical 0x30000000" },
+	{ "hostile.elf", "wild_write", VMX_STOP_BAD_ACCESS, "guest-physical" },
+	{ "escape.elf", "syscall", VMX_STOP_SYSCALL, "syscall" },
+	{ "escape.elf", "sysenter", VMX_STOP_SYSCALL, "" },
+	{ "escape.elf", "int80", VMX_STOP_SYSCALL, "" },
+	{ "escape.elf", "farjump32", VMX_STOP_TRIPLE_FAULT,
+	  "code segment 0x23" },
+	{ "escape.elf", "farjump32_int80", VMX_STOP_SYSCALL, "" },
+	{ "escape.elf", "vsyscall", VMX_STOP_SYSCALL, "vsyscall" },
+	{ "escape.elf", "site", VMX_STOP_SYSCALL, "syscall" },
+	{ "escape.elf", "site_int3", VMX_STOP_TRIPLE_FAULT, "breakpoint" },
+	{ "escape.elf", "read_stub", VMX_STOP_TRIPLE_FAULT,
+	  "cr2 0x600000000000" },
+	{ "escape.elf", "read_stub_data", VMX_STOP_TRIPLE_FAULT,
+	  "cr2 0x600000101000" },
+	{ "escape.elf", "write_text", VMX_STOP_TRIPLE_FAULT, "protection" },
+	{ "escape.elf", "exec_data", VMX_STOP_TRIPLE_FAULT, "execute" },
+};
+
+static void run_bad(const struct bad_case *c, struct partition *n)
+{
+	struct t_console out = { 0 };
+	char cmd[64];
+	snprintf(cmd, sizeof(cmd), "mode=%s", c->mode);
+	struct partition *h = start("bad", c->image, cmd, &out);
+	finish(h);
+	cr_assert_eq(h->fin.reason, c->reason, "%s %s: got %s (%s)", c->image,
+		     c->mode, vmx_stop_name(h->fin.reason), h->fin.detail);
+	cr_assert(strstr(h->fin.detail, c->detail), "%s: detail \"%s\"",
+		  c->mode, h->fin.detail);
+	cr_assert(out.buf && strstr(out.buf, "starting"), "%s", out.buf);
+	cr_assert_null(strstr(out.buf, "unknown mode"));
+	cr_assert_null(strstr(out.buf, "still here"), "%s", c->mode);
+	cr_assert_eq(n->finished, false, "the neighbour stopped with %s",
+		     c->mode);
+	partition_destroy(h);
+	t_console_free(&out);
+}
+
+Test(proc_hostile, each_attempt_stops_only_that_partition, .timeout = 240)
+{
+	struct t_console nout = { 0 };
+	struct partition *n = start("neighbour", "counter.elf",
+				    "count=1000000 work=100000", &nout);
+	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(*bad_cases); i++)
+		run_bad(&bad_cases[i], n);
+	partition_stop(n);
+	STOPPED_WITH(n, VMX_STOP_KILLED);
+	cr_assert_gt(t_count_lines(nout.buf, "tick "), 0);
+	partition_destroy(n);
+	t_console_free(&nout);
+}
+
+/* The stub children of a vmm process: its children in /proc. */
+static int children_of(pid_t parent, pid_t *out, int cap)
+{
+	int n = 0;
+	DIR *d = opendir("/proc");
+	cr_assert(d);
+	struct dirent *e;
+	while ((e = readdir(d)) && n < cap) {
+		char path[64], buf[512];
+		int pid = atoi(e->d_name);
+		if (pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[len] = 0;
+		char *rp = strrchr(buf, ')');
+		int ppid = 0;
+		if (rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == parent)
+			out[n++] = pid;
+	}
+	closedir(d);
+	return n;
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	cr_assert(f, "%s", path);
+	char *buf = calloc(1, 65536);
+	size_t len = fread(buf, 1, 65535, f);
+	buf[len] = 0;
+	fclose(f);
+	return buf;
+}
+
+Test(proc_hostile, child_holds_no_fd_and_nothing_of_the_stub, .timeout = 30)
+{
+	struct t_console out = { 0 };
+	struct partition *p = start("wait", "escape.elf", "mode=wait", &out);
+	for (int i = 0; i < 500 && !(out.buf && strstr(out.buf, "waiting"));
+	     i++)
+		partition_wait(p, 10);
+	cr_assert(out.buf && strstr(out.buf, "waiting"));
+	pid_t kids[4];
+	cr_assert_eq(children_of(p->pid, kids, 4), 1);
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)kids[0]);
+	DIR *d = opendir(path);
+	cr_assert(d, "%s", path);
+	int nfd = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		nfd += e->d_name[0] != '.';
+	closedir(d);
+	cr_assert_eq(nfd, 0, "the partition's process holds %d fds", nfd);
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)kids[0]);
+	char *maps = slurp(path);
+	cr_assert_null(strstr(maps, "[stack]"), "%s", maps);
+	cr_assert_null(strstr(maps, "[vdso]"), "%s", maps);
+	cr_assert_null(strstr(maps, "[vvar]"), "%s", maps);
+	cr_assert_null(strstr(maps, "600000000000-"), "stub text left:\n%s",
+		       maps);
+	cr_assert_null(strstr(maps, "rwxp"), "%s", maps);
+	cr_assert_null(strstr(maps, "rwxs"), "%s", maps);
+	/* What is left: guest memory below 4 GiB, the injection site, and
+	 * the vsyscall page nobody can unmap. */
+	for (char *l = maps; *l; l = strchr(l, '\n') + 1) {
+		unsigned long long lo = strtoull(l, NULL, 16);
+		cr_assert(lo < 0x100000000ull || lo == 0x600000100000ull ||
+			  lo == 0xffffffffff600000ull, "left: %.60s", l);
+		if (!strchr(l, '\n'))
+			break;
+	}
+	free(maps);
+	partition_stop(p);
+	partition_destroy(p);
+	t_console_free(&out);
+}
+
+/* ---- lifecycle ---- */
+
+static void wait_lines(struct partition *p, struct t_console *out,
+		       const char *prefix, int n)
+{
+	for (int i = 0; i < 2000 && t_count_lines(out->buf, prefix) < n; i++) {
+		cr_assert_eq(p->finished, false, "finished early: %s",
+			     p->fin.detail);
+		if (partition_wait(p, 10) == 0)
+			break;
+	}
+	cr_assert_geq(t_count_lines(out->buf, prefix), n);
+}
+
+Test(proc, pause_stops_progress_and_resume_continues, .timeout = 60)
+{
+	struct t_console out = { 0 };
+	struct partition *p = start("counter", "counter.elf",
+				    "count=30 work=2000000", &out);
+	wait_lines(p, &out, "tick ", 2);
+	struct parley_err err = { 0 };
+	cr_assert_eq(partition_pause(p, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(p->state, PART_PAUSED);
+	int seen = t_count_lines(out.buf, "tick ");
+	cr_assert_eq(partition_wait(p, 300), -ETIMEDOUT);
+	cr_assert_eq(t_count_lines(out.buf, "tick "), seen, "ran while paused");
+	cr_assert_eq(partition_resume(p, &err), 0, "%s", perr_msg(&err));
+	finish(p);
+	STOPPED_WITH(p, VMX_STOP_EXIT);
+	cr_assert_eq(t_count_lines(out.buf, "tick "), 30);
+	partition_destroy(p);
+	t_console_free(&out);
+}
+
+Test(proc, stop_kills_a_spinning_partition, .timeout = 30)
+{
+	struct t_console out = { 0 };
+	struct partition *p = start("spin", "hostile.elf", "mode=spin", &out);
+	cr_assert_eq(partition_wait(p, 100), -ETIMEDOUT);
+	partition_stop(p);
+	cr_assert(p->finished);
+	STOPPED_WITH(p, VMX_STOP_KILLED);
+	partition_destroy(p);
+	t_console_free(&out);
+}
+
+/* Neither gone nor a zombie waiting for its reaper. */
+static bool alive(pid_t pid)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = 0;
+	char *rp = strrchr(buf, ')');
+	return rp && rp[2] != 'Z' && rp[2] != 'X';
+}
+
+Test(proc, vmm_process_death_ends_the_partition, .timeout = 30)
+{
+	struct t_console out = { 0 };
+	struct partition *p = start("spin", "hostile.elf", "mode=spin", &out);
+	pid_t vmm = p->pid, kids[4];
+	cr_assert_eq(partition_wait(p, 100), -ETIMEDOUT);
+	int n = children_of(vmm, kids, 4);
+	cr_assert_eq(n, 1);
+	kill(vmm, SIGKILL);
+	finish(p);
+	STOPPED_WITH(p, VMX_STOP_VMM_DIED);
+	/* The stub child dies with its tracer (PTRACE_O_EXITKILL). */
+	for (int i = 0; i < 100 && alive(kids[0]); i++)
+		usleep(10000);
+	cr_assert_not(alive(kids[0]), "the partition's process lives on");
+	partition_destroy(p);
+	t_console_free(&out);
+}

@@ -254,9 +254,11 @@ bool proc_dispatch(struct vmx_vcpu *c, int st)
 		uint8_t b[4] = { 0 };
 		c->proc.regs.rip -= 2; /* the kernel reports the next insn */
 		const char *sc = syscall_insn(b, fetch(c, b));
+		if (c->proc.regs.rip == STUB_SITE)
+			sc = "syscall at the stub's injection site:";
 		vmx_vcpu_fault(c, VMX_STOP_SYSCALL, c->proc.regs.orig_rax,
 			       "%s %lld at 0x%llx: partitions make no system "
-			       "calls", sc ? sc : "system call",
+			       "calls", sc ? sc : "syscall",
 			       (long long)c->proc.regs.orig_rax,
 			       c->proc.regs.rip);
 		return false;
