@@ -489,3 +489,58 @@ Test(proc, vmm_process_death_ends_the_partition, .timeout = 30)
 	partition_destroy(p);
 	t_console_free(&out);
 }
+
+/* ---- dirty tracking of the config region ---- */
+
+static unsigned dirty_count(struct partition *p, uint64_t *first)
+{
+	unsigned n = 0;
+	for (uint64_t i = 0; i < p->measure.npages; i++)
+		if (p->measure.dirty[i / 64] & (1ull << (i % 64))) {
+			if (!n)
+				*first = i;
+			n++;
+		}
+	memset(p->measure.dirty, 0, (p->measure.npages + 63) / 64 * 8);
+	return n;
+}
+
+Test(proc, dirty_report_names_exactly_the_pages_written, .timeout = 60)
+{
+	char *dir = t_tmpdir();
+	static char big[3 * 4096];
+	memset(big, 'x', sizeof(big));
+	free(t_write(dir, "motd", "hello\n", 6));
+	free(t_write(dir, "big", big, sizeof(big)));
+	char *json;
+	cr_assert(asprintf(&json,
+		"{\"name\":\"dirty\",\"image\":\"%s\",\"memory\":\"8M\","
+		"\"cmdline\":\"steps=sleep:300,same:motd,sleep:3000\","
+		"\"config\":[{\"name\":\"big\",\"path\":\"%s/big\"},"
+		"{\"name\":\"motd\",\"path\":\"%s/motd\"}]}",
+		T_IMAGE("chantest.elf"), dir, dir) > 0);
+	struct t_console out = { 0 };
+	struct partition *p = start_on(CTL_BACKEND_PROCESS, "dirty", NULL, NULL,
+				       json, false, &out);
+	struct parley_err err = { 0 };
+	uint64_t first = 0;
+	cr_assert_eq(p->measure.npages, 4);
+	cr_assert_eq(partition_fetch_dirty(p, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(dirty_count(p, &first), 0, "dirty before any write");
+	for (int i = 0; i < 500 && !(out.buf && strstr(out.buf, "rewrote"));
+	     i++)
+		partition_wait(p, 10);
+	cr_assert(out.buf && strstr(out.buf, "rewrote motd"), "%s", out.buf);
+	cr_assert_eq(partition_fetch_dirty(p, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(dirty_count(p, &first), 1, "one page written");
+	cr_assert_eq(first, 3, "motd lies after big's three pages");
+	/* Re-armed: nothing written since. */
+	cr_assert_eq(partition_fetch_dirty(p, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(dirty_count(p, &first), 0, "reported twice");
+	partition_stop(p);
+	partition_destroy(p);
+	t_console_free(&out);
+	free(json);
+	t_rmtree(dir);
+	free(dir);
+}

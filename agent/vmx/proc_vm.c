@@ -18,6 +18,9 @@ static int proc_create(struct vmx_vm *vm, int stub_fd, int mem_fd,
 	vm->kvm_fd = stub_fd;
 	vm->proc.launch = *l;
 	vm->tsc_khz = proc_tsc_khz();
+	int rc = proc_dirty_init(vm);
+	if (rc < 0)
+		return perr(err, rc, "dirty tracking: %s", strerror(-rc));
 	for (unsigned i = 0; i < vm->nvcpu; i++) {
 		vm->vcpu[i].proc.pid = proc_spawn(stub_fd, mem_fd, mem_ro_fd);
 		if (vm->vcpu[i].proc.pid < 0) {
@@ -57,9 +60,7 @@ static void proc_destroy(struct vmx_vm *vm)
 	}
 	for (unsigned i = 0; i < CTL_WIN_SLOTS; i++)
 		win_fds_close(&vm->proc.win[i]);
-	if (vm->proc.uffd >= 0)
-		close(vm->proc.uffd);
-	vm->proc.uffd = -1;
+	proc_dirty_fini(vm);
 }
 
 /* Keep the window's memory fds (our copies) for the children to map. */

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
+#include <linux/userfaultfd.h>
 #include <seccomp.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -69,6 +70,7 @@ static const unsigned long kvm_ioctls[] = {
 static const unsigned long notif_ioctls[] = {
 	SECCOMP_IOCTL_NOTIF_RECV, SECCOMP_IOCTL_NOTIF_SEND,
 	SECCOMP_IOCTL_NOTIF_ADDFD,
+	UFFDIO_WRITEPROTECT, /* config-region dirty tracking */
 };
 
 static int add_proc(scmp_filter_ctx ctx)

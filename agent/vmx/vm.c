@@ -35,13 +35,13 @@ static void vm_init(struct vmx_vm *vm, const struct ctl_launch *l)
 	vm->eng = l->backend == CTL_BACKEND_PROCESS ? &vmx_proc_engine
 						    : &vmx_kvm_engine;
 	vm->kvm_fd = vm->vm_fd = vm->stop_efd = -1;
-	vm->proc.uffd = -1;
 	for (unsigned i = 0; i < PARLEY_VCPUS_MAX; i++) {
 		struct vmx_vcpu *c = &vm->vcpu[i];
 		c->vm = vm;
 		c->index = i;
 		c->fd = c->kick_fd = -1;
-		c->proc.pidfd = c->proc.listener = -1;
+		c->proc.pidfd = c->proc.listener = c->proc.uffd = -1;
+		atomic_store(&c->proc.uffd_live, -1);
 	}
 	for (unsigned i = 0; i < CTL_WIN_SLOTS; i++)
 		for (unsigned j = 0; j < CTL_MAP_MEMS_MAX; j++)

@@ -116,6 +116,9 @@ struct proc_vcpu {
 	bool regs_dirty;              /* regs must be written before resuming */
 	bool have_restore;            /* restore.* is applied at attach */
 	struct ctl_vcpu_state state;  /* restore: to apply; save: last parked */
+	int uffd;                     /* its config region's write faults */
+	_Atomic int uffd_live;        /* uffd once armed, for the service thread */
+	uint64_t *unprot;             /* pages it may write unrecorded (dirty_lock) */
 };
 
 struct vmx_vcpu {
@@ -153,8 +156,13 @@ struct proc_win {
 struct proc_vm {
 	_Atomic uint64_t win_gen;     /* bumped by every window change */
 	struct proc_win win[CTL_WIN_SLOTS];
-	int uffd;                     /* config-region dirty tracking; -1 */
 	struct ctl_launch launch;     /* what each child is set up from */
+	/* Config-region dirty tracking (proc_dirty.c). */
+	pthread_mutex_t dirty_lock;
+	uint64_t *dirty;              /* pages written since the last request */
+	_Atomic bool dirty_all;       /* a child without userfaultfd */
+	pthread_t uffd_thread;
+	bool uffd_started;
 };
 
 struct vmx_engine;
@@ -261,6 +269,8 @@ int proc_vcpu_restore(struct vmx_vcpu *c, const struct ctl_vcpu_state *s,
 int proc_vcpu_save(struct vmx_vcpu *c, struct ctl_vcpu_state *s); /* main */
 void proc_vcpu_settle(struct vmx_vcpu *c);
 int proc_uffd_setup(struct vmx_vcpu *c);
+int proc_dirty_init(struct vmx_vm *vm);                 /* main, before start */
+void proc_dirty_fini(struct vmx_vm *vm);
 int proc_dirty(struct vmx_vm *vm, uint64_t *bitmap, uint64_t pages); /* main */
 
 /* KVM engine internals (kvm_vm.c, kvm_vcpu.c, kvm_window.c). */
