@@ -544,3 +544,64 @@ Test(proc, dirty_report_names_exactly_the_pages_written, .timeout = 60)
 	t_rmtree(dir);
 	free(dir);
 }
+
+/* ---- save and restore, across backends ---- */
+
+static void save_restore(uint32_t from, uint32_t to)
+{
+	const char *cmd = "count=12 work=2000000";
+	struct t_console whole = { 0 }, before = { 0 }, after = { 0 };
+	struct partition *p = start_on(from, "counter", "counter.elf", cmd,
+				       NULL, false, &whole);
+	finish(p);
+	cr_assert_eq(p->fin.code, 0);
+	partition_destroy(p);
+
+	char *dir = t_tmpdir(), *snap;
+	cr_assert(asprintf(&snap, "%s/counter.snap", dir) > 0);
+	p = start_on(from, "counter", "counter.elf", cmd, NULL, false, &before);
+	wait_lines(p, &before, "tick ", 4);
+	struct parley_err err = { 0 };
+	cr_assert_eq(partition_pause(p, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(partition_save(p, snap, &err), 0, "%s", perr_msg(&err));
+	partition_destroy(p);
+
+	struct part_opts o = t_opts(&after);
+	o.backend = to;
+	cr_assert_eq(partition_restore(snap, &o, &p, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_assert_eq(p->backend, to);
+	finish(p);
+	STOPPED_WITH(p, VMX_STOP_EXIT);
+	cr_assert_eq(p->fin.code, 0);
+	char *joined;
+	cr_assert(asprintf(&joined, "%s%s", before.buf,
+			   after.buf ? after.buf : "") > 0);
+	cr_assert_str_eq(joined, whole.buf);
+	cr_assert_gt(t_count_lines(after.buf, "tick "), 0);
+	partition_destroy(p);
+	free(joined);
+	free(snap);
+	t_rmtree(dir);
+	free(dir);
+	t_console_free(&whole);
+	t_console_free(&before);
+	t_console_free(&after);
+}
+
+Test(proc, save_restore_on_the_process_backend, .timeout = 90)
+{
+	save_restore(CTL_BACKEND_PROCESS, CTL_BACKEND_PROCESS);
+}
+
+Test(proc, snapshot_from_process_restores_on_kvm, .timeout = 90)
+{
+	T_REQUIRE_KVM();
+	save_restore(CTL_BACKEND_PROCESS, CTL_BACKEND_KVM);
+}
+
+Test(proc, snapshot_from_kvm_restores_on_process, .timeout = 90)
+{
+	T_REQUIRE_KVM();
+	save_restore(CTL_BACKEND_KVM, CTL_BACKEND_PROCESS);
+}
