@@ -90,7 +90,8 @@ static int exit_vm_create(struct exit_vm *x, struct parley_err *err)
 		{
 			int kfd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 			rc = kfd < 0 ? perr(err, -errno, "/dev/kvm: %m")
-				     : vmx_vm_create(&x->vm, kfd, x->mem_fd, &l, err);
+				     : vmx_vm_create(&x->vm, kfd, x->mem_fd, -1, &l,
+						    err);
 		}
 	if (rc < 0)
 		exit_vm_destroy(x);

@@ -19,7 +19,7 @@ static int child_status(void (*forbidden)(void), char *entered)
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		close(pfd[0]);
-		if (vmx_sandbox_enter(NULL) < 0)
+		if (vmx_sandbox_enter(NULL, NULL) < 0)
 			_exit(3);
 		char ok = 'y';
 		if (write(pfd[1], &ok, 1) != 1) /* write is allowed */

@@ -16,6 +16,9 @@ enum vmx_stop {
 	VMX_STOP_REVOKED_ACCESS,  /* touched a channel window after revocation */
 	VMX_STOP_READONLY_WRITE,  /* wrote a channel page mapped read-only */
 	VMX_STOP_COMPROMISED,     /* its vmm process lied to the grant manager */
+	VMX_STOP_SYSCALL,         /* tried a system call into the host kernel
+				   * (process backend: syscall, sysenter,
+				   * int 0x80, the vsyscall page) */
 	VMX_STOP_MAX_,
 };
 
@@ -24,7 +27,7 @@ static inline const char *vmx_stop_name(unsigned r)
 	static const char *const n[] = {
 		"exit", "halted", "triple-fault", "bad-port", "bad-hypercall",
 		"bad-access", "killed", "internal", "vmm-died",
-		"revoked-access", "readonly-write", "compromised",
+		"revoked-access", "readonly-write", "compromised", "syscall",
 	};
 	return r < VMX_STOP_MAX_ ? n[r] : "unknown";
 }

@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <linux/kvm.h>
+#include <linux/seccomp.h>
+#include <linux/userfaultfd.h>
 #include <seccomp.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -46,6 +48,17 @@ static const struct {
 	{ SCMP_SYS(restart_syscall), "after a signal" },
 };
 
+/* The process backend's own: driving the stub children. */
+static const struct {
+	int nr;
+	const char *why;
+} allowed_proc[] = {
+	{ SCMP_SYS(ptrace), "tracing the stub children (vCPUs)" },
+	{ SCMP_SYS(wait4), "their stops and their end" },
+	{ SCMP_SYS(kill), "ending a child when the partition stops" },
+	{ SCMP_SYS(fcntl), "keeping a window's memory fds for the children" },
+};
+
 /* ioctl only on the KVM requests the vCPU loop and save/pause need. */
 static const unsigned long kvm_ioctls[] = {
 	KVM_RUN, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS,
@@ -53,7 +66,27 @@ static const unsigned long kvm_ioctls[] = {
 	KVM_GET_DIRTY_LOG, KVM_IOEVENTFD,
 };
 
-int vmx_sandbox_enter(struct parley_err *err)
+/* ioctl requests on a child's seccomp listener: handing it window fds. */
+static const unsigned long notif_ioctls[] = {
+	SECCOMP_IOCTL_NOTIF_RECV, SECCOMP_IOCTL_NOTIF_SEND,
+	SECCOMP_IOCTL_NOTIF_ADDFD,
+	UFFDIO_WRITEPROTECT, /* config-region dirty tracking */
+};
+
+static int add_proc(scmp_filter_ctx ctx)
+{
+	int rc = 0;
+	for (size_t i = 0;
+	     rc == 0 && i < sizeof(allowed_proc) / sizeof(*allowed_proc); i++)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed_proc[i].nr, 0);
+	for (size_t i = 0;
+	     rc == 0 && i < sizeof(notif_ioctls) / sizeof(*notif_ioctls); i++)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				      SCMP_A1(SCMP_CMP_EQ, notif_ioctls[i]));
+	return rc;
+}
+
+int vmx_sandbox_enter(const struct vmx_vm *vm, struct parley_err *err)
 {
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
 	if (!ctx)
@@ -61,10 +94,14 @@ int vmx_sandbox_enter(struct parley_err *err)
 	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
 	for (size_t i = 0; rc == 0 && i < sizeof(allowed) / sizeof(*allowed); i++)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed[i].nr, 0);
+	bool proc = vm && vm->eng == &vmx_proc_engine;
 	for (size_t i = 0;
-	     rc == 0 && i < sizeof(kvm_ioctls) / sizeof(*kvm_ioctls); i++)
+	     rc == 0 && !proc && i < sizeof(kvm_ioctls) / sizeof(*kvm_ioctls);
+	     i++)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
 				      SCMP_A1(SCMP_CMP_EQ, kvm_ioctls[i]));
+	if (rc == 0 && proc)
+		rc = add_proc(ctx);
 	if (rc == 0)
 		rc = seccomp_load(ctx);
 	seccomp_release(ctx);

@@ -1,6 +1,5 @@
-/* The vCPU thread: run the guest, dispatch each exit, obey pause and stop.
- * Every vCPU thread treats the code it runs as hostile: an exit it does not
- * expect stops the partition with a reason, never the process. */
+/* What every engine's vCPU thread shares: the fault report, the gate that
+ * parks a paused or halted vCPU, and HALT's count. */
 #include "agent/vmx/vmm.h"
 #include "agent/ctl/stop.h"
 
@@ -8,16 +7,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
 
 void vmx_vcpu_fault(struct vmx_vcpu *c, unsigned reason, uint64_t addr,
 		    const char *fmt, ...)
 {
 	struct ctl_finished f = { .reason = reason, .vcpu = c->index,
 				  .addr = addr };
-	struct kvm_regs r;
-	if (ioctl(c->fd, KVM_GET_REGS, &r) == 0)
-		f.rip = r.rip;
+	f.rip = c->vm->eng->rip(c);
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(f.detail, sizeof(f.detail), fmt, ap);
@@ -25,124 +21,13 @@ void vmx_vcpu_fault(struct vmx_vcpu *c, unsigned reason, uint64_t addr,
 	vmx_vm_finish(c->vm, &f);
 }
 
-static bool exit_io(struct vmx_vcpu *c)
-{
-	struct kvm_run *run = c->run;
-	uint16_t port = run->io.port;
-	unsigned nr = port - PARLEY_HC_PORT_BASE;
-	if (port < PARLEY_HC_PORT_BASE || nr >= PARLEY_HC_PORT_SPAN) {
-		vmx_vcpu_fault(c, VMX_STOP_BAD_PORT, port,
-			       "%s of %u byte(s) to port 0x%x, which is not a "
-			       "hypercall", run->io.direction == KVM_EXIT_IO_OUT
-						     ? "OUT" : "IN",
-			       run->io.size, port);
-		return false;
-	}
-	if (run->io.direction != KVM_EXIT_IO_OUT || run->io.size != 4 ||
-	    run->io.count != 1) {
-		vmx_vcpu_fault(c, VMX_STOP_BAD_HYPERCALL, port,
-			       "hypercall %u: must be a single 32-bit OUT", nr);
-		return false;
-	}
-	uint32_t gpa;
-	/* data_offset points into the kvm_run page KVM gave us: trusted. */
-	memcpy(&gpa, (uint8_t *)run + run->io.data_offset, sizeof(gpa));
-	if (port == PARLEY_DOORBELL_PORT)
-		return vmx_doorbell_slow(c, gpa);
-	return vmx_hypercall(c, nr, gpa);
-}
-
-static bool exit_shutdown(struct vmx_vcpu *c)
-{
-	struct kvm_sregs s;
-	uint64_t cr2 = 0;
-	if (ioctl(c->fd, KVM_GET_SREGS, &s) == 0)
-		cr2 = s.cr2;
-	vmx_vcpu_fault(c, VMX_STOP_TRIPLE_FAULT, cr2,
-		       "exception with no handler (triple fault), cr2 0x%llx",
-		       (unsigned long long)cr2);
-	return false;
-}
-
-static bool exit_mmio(struct vmx_vcpu *c)
-{
-	struct kvm_run *run = c->run;
-	uint64_t gpa = run->mmio.phys_addr;
-	const char *rw = run->mmio.is_write ? "write" : "read";
-	switch (win_classify(c->vm, gpa, run->mmio.is_write)) {
-	case 1:
-		vmx_vcpu_fault(c, VMX_STOP_REVOKED_ACCESS, gpa, "%s at 0x%llx "
-			       "in a channel window that was revoked", rw,
-			       (unsigned long long)gpa);
-		break;
-	case 2:
-		vmx_vcpu_fault(c, VMX_STOP_BAD_ACCESS, gpa, "%s at 0x%llx in a "
-			       "channel window the partition closed", rw,
-			       (unsigned long long)gpa);
-		break;
-	case 3:
-		vmx_vcpu_fault(c, VMX_STOP_READONLY_WRITE, gpa, "write at "
-			       "0x%llx to a channel page this partition may "
-			       "only read", (unsigned long long)gpa);
-		break;
-	default:
-		vmx_vcpu_fault(c, VMX_STOP_BAD_ACCESS, gpa,
-			       "%s of %u byte(s) at guest-physical 0x%llx, "
-			       "outside the partition's memory", rw,
-			       run->mmio.len, (unsigned long long)gpa);
-	}
-	return false;
-}
-
-static bool exit_dispatch(struct vmx_vcpu *c)
-{
-	struct kvm_run *run = c->run;
-	switch (run->exit_reason) {
-	case KVM_EXIT_IO:
-		return exit_io(c);
-	case KVM_EXIT_SHUTDOWN:
-		return exit_shutdown(c);
-	case KVM_EXIT_MMIO:
-		return exit_mmio(c);
-	case KVM_EXIT_HLT:
-
-		vmx_vcpu_fault(c, VMX_STOP_TRIPLE_FAULT, 0, "hlt");
-		return false;
-	case KVM_EXIT_FAIL_ENTRY:
-		vmx_vcpu_fault(c, VMX_STOP_INTERNAL, 0,
-			       "VM entry failed, reason 0x%llx",
-			       (unsigned long long)run->fail_entry
-				       .hardware_entry_failure_reason);
-		return false;
-	case KVM_EXIT_INTERNAL_ERROR:
-		vmx_vcpu_fault(c, VMX_STOP_INTERNAL, 0,
-			       "KVM internal error, suberror %u",
-			       run->internal.suberror);
-		return false;
-	default:
-		vmx_vcpu_fault(c, VMX_STOP_INTERNAL, 0, "unexpected exit %u",
-			       run->exit_reason);
-		return false;
-	}
-}
-
-/* KVM finishes an I/O exit (advances RIP past the OUT) only on the next
- * KVM_RUN. Enter once with immediate_exit set so that a state saved while
- * parked is complete and a restored partition does not repeat the call. */
-static void vcpu_settle(struct vmx_vcpu *c)
-{
-	__atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-	ioctl(c->fd, KVM_RUN, 0);
-	__atomic_store_n(&c->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-}
-
 /* Park while paused (or halted); false once the partition stops. */
-static bool vcpu_gate(struct vmx_vcpu *c)
+bool vmx_vcpu_gate(struct vmx_vcpu *c)
 {
 	struct vmx_vm *vm = c->vm;
 	if (atomic_load(&vm->state) == VMX_RUN && !c->halted)
 		return true;
-	vcpu_settle(c);
+	vm->eng->settle(c);
 	pthread_mutex_lock(&vm->lock);
 	vm->nparked++;
 	pthread_cond_broadcast(&vm->cond);
@@ -156,7 +41,6 @@ static bool vcpu_gate(struct vmx_vcpu *c)
 }
 
 /* Counts vCPUs that halted; the last one ends the partition. */
-void vmx_vcpu_halt(struct vmx_vcpu *c);
 void vmx_vcpu_halt(struct vmx_vcpu *c)
 {
 	struct vmx_vm *vm = c->vm;
@@ -174,23 +58,3 @@ void vmx_vcpu_halt(struct vmx_vcpu *c)
 	}
 }
 
-void *vmx_vcpu_thread(void *arg)
-{
-	struct vmx_vcpu *c = arg;
-	for (;;) {
-		__atomic_store_n(&c->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-		if (!vcpu_gate(c))
-			break;
-		if (ioctl(c->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			vmx_vcpu_fault(c, VMX_STOP_INTERNAL, 0, "KVM_RUN: %s",
-				       strerror(errno));
-			break;
-		}
-		if (!exit_dispatch(c))
-			break;
-	}
-	vcpu_settle(c);
-	return NULL;
-}

@@ -1,5 +1,7 @@
+/* One VM as its vmm process holds it, whatever the engine: guest memory,
+ * the run state the vCPU threads obey (pause, resume, finish, join), and
+ * the answers handed to waiting vCPUs. */
 #include "agent/vmx/vmm.h"
-#include "agent/layout.h"
 #include "agent/ctl/stop.h"
 
 #include <errno.h>
@@ -8,42 +10,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
-
-#define CR0_PE 0x1ull
-#define CR0_MP 0x2ull
-#define CR0_ET 0x10ull
-#define CR0_NE 0x20ull
-#define CR0_WP 0x10000ull
-#define CR0_PG 0x80000000ull
-#define CR4_PAE 0x20ull
-#define CR4_OSFXSR 0x200ull
-#define CR4_OSXMMEXCPT 0x400ull
-#define EFER_LME 0x100ull
-#define EFER_LMA 0x400ull
-#define RFLAGS_FIXED 0x2ull
-#define RFLAGS_IOPL3 0x3000ull
-/* What a CPL 3 program can change in RFLAGS (popf): arithmetic flags, TF,
- * DF, AC, ID. Anything else in a restored state is refused. */
-#define RFLAGS_USER 0x250dd5ull
-
-static int kvm_check(int fd, struct parley_err *err)
-{
-	int v = ioctl(fd, KVM_GET_API_VERSION, 0);
-	if (v != KVM_API_VERSION)
-		return perr(err, -ENOTSUP, "KVM API version %d, need %d", v,
-			    KVM_API_VERSION);
-	static const int caps[] = { KVM_CAP_USER_MEMORY, KVM_CAP_IMMEDIATE_EXIT,
-				    KVM_CAP_XSAVE };
-	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
-		if (ioctl(fd, KVM_CHECK_EXTENSION, caps[i]) <= 0)
-			return perr(err, -ENOTSUP, "KVM lacks capability %d",
-				    caps[i]);
-	return 0;
-}
 
 static int vm_map_memory(struct vmx_vm *vm, int mem_fd, struct parley_err *err)
 {
@@ -53,125 +22,30 @@ static int vm_map_memory(struct vmx_vm *vm, int mem_fd, struct parley_err *err)
 		vm->mem = NULL;
 		return perr(err, -errno, "mmap guest memory: %m");
 	}
-	struct kvm_userspace_memory_region ram = {
-		.slot = 0, .guest_phys_addr = 0, .memory_size = vm->ram_size,
-		.userspace_addr = (uintptr_t)vm->mem,
-	};
-	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &ram) < 0)
-		return perr(err, -errno, "KVM_SET_USER_MEMORY_REGION ram: %m");
 	gmem_add(&vm->gm, 0, vm->ram_size, vm->mem);
-	if (!vm->cfg_size)
-		return 0;
-	/* Dirty logging on the config region: re-measurement re-hashes only
-	 * the pages written since the last check. */
-	struct kvm_userspace_memory_region cfg = {
-		.slot = 1, .flags = KVM_MEM_LOG_DIRTY_PAGES,
-		.guest_phys_addr = PARLEY_CONFIG_BASE,
-		.memory_size = vm->cfg_size,
-		.userspace_addr = (uintptr_t)(vm->mem + vm->ram_size),
-	};
-	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &cfg) < 0)
-		return perr(err, -errno, "KVM_SET_USER_MEMORY_REGION config: %m");
-	gmem_add(&vm->gm, PARLEY_CONFIG_BASE, vm->cfg_size,
-		 vm->mem + vm->ram_size);
-	vm->dirty_logging = true;
+	if (vm->cfg_size)
+		gmem_add(&vm->gm, PARLEY_CONFIG_BASE, vm->cfg_size,
+			 vm->mem + vm->ram_size);
 	return 0;
 }
 
-static void seg_flat(struct kvm_segment *s, uint16_t sel, uint8_t type,
-		     uint8_t l, uint8_t db)
-{
-	*s = (struct kvm_segment){
-		.base = 0, .limit = 0xffffffff, .selector = sel, .type = type,
-		.present = 1, .dpl = 3, .db = db, .s = 1, .l = l, .g = 1,
-	};
-}
-
-/* The privileged state every partition vCPU has, fresh or restored. */
-static void sregs_partition(struct kvm_sregs *s)
-{
-	seg_flat(&s->cs, LAYOUT_SEL_CODE, 0xb, 1, 0);
-	seg_flat(&s->ds, LAYOUT_SEL_DATA, 0x3, 0, 1);
-	s->es = s->fs = s->gs = s->ss = s->ds;
-	s->tr = (struct kvm_segment){
-		.base = LAYOUT_TSS, .limit = LAYOUT_TSS_LIMIT,
-		.selector = LAYOUT_SEL_TSS,
-		.type = 0xb, .present = 1,
-	};
-	s->ldt = (struct kvm_segment){ .type = 0x2, .unusable = 1 };
-	s->gdt.base = LAYOUT_GDT;
-	s->gdt.limit = LAYOUT_GDT_ENTRIES * 8 - 1;
-	s->idt.base = 0;
-	s->idt.limit = 0; /* any exception escalates to a triple fault */
-	s->cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
-	s->cr3 = LAYOUT_PML4;
-	s->cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
-	s->efer = EFER_LME | EFER_LMA;
-	memset(s->interrupt_bitmap, 0, sizeof(s->interrupt_bitmap));
-}
-
-static int vcpu_set_sregs(struct vmx_vcpu *c, struct parley_err *err)
-{
-	struct kvm_sregs s;
-	if (ioctl(c->fd, KVM_GET_SREGS, &s) < 0)
-		return perr(err, -errno, "KVM_GET_SREGS: %m");
-	sregs_partition(&s);
-	if (ioctl(c->fd, KVM_SET_SREGS, &s) < 0)
-		return perr(err, -errno, "KVM_SET_SREGS: %m");
-	return 0;
-}
-
-static int vcpu_reset(struct vmx_vcpu *c, const struct ctl_launch *l,
-		      struct parley_err *err)
-{
-	int rc = vcpu_set_sregs(c, err);
-	if (rc < 0)
-		return rc;
-	struct kvm_regs r = {
-		.rip = l->entry,
-		.rdi = l->boot_info,
-		.rsi = c->index,
-		.rsp = c->vm->ram_size - (uint64_t)c->index * PARLEY_STACK_SIZE,
-		.rflags = RFLAGS_FIXED | RFLAGS_IOPL3,
-	};
-	if (ioctl(c->fd, KVM_SET_REGS, &r) < 0)
-		return perr(err, -errno, "KVM_SET_REGS: %m");
-	return 0;
-}
-
-static int vcpu_create(struct vmx_vm *vm, unsigned i, struct parley_err *err)
-{
-	struct vmx_vcpu *c = &vm->vcpu[i];
-	c->vm = vm;
-	c->index = i;
-	c->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, i);
-	if (c->fd < 0)
-		return perr(err, -errno, "KVM_CREATE_VCPU %u: %m", i);
-	c->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (c->kick_fd < 0)
-		return perr(err, -errno, "eventfd: %m");
-	c->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		      c->fd, 0);
-	if (c->run == MAP_FAILED) {
-		c->run = NULL;
-		return perr(err, -errno, "mmap kvm_run: %m");
-	}
-	if (i == 0) {
-		int khz = ioctl(c->fd, KVM_GET_TSC_KHZ, 0);
-		vm->tsc_khz = khz > 0 ? (uint64_t)khz : 0;
-	}
-	return 0;
-}
-
-int vmx_vm_create(struct vmx_vm *vm, int kvm_fd, int mem_fd,
-		  const struct ctl_launch *l,
-		  struct parley_err *err)
+static void vm_init(struct vmx_vm *vm, const struct ctl_launch *l)
 {
 	memset(vm, 0, sizeof(*vm));
-	vm->vm_fd = vm->stop_efd = -1;
-	vm->kvm_fd = kvm_fd;
-	for (unsigned i = 0; i < PARLEY_VCPUS_MAX; i++)
-		vm->vcpu[i].fd = vm->vcpu[i].kick_fd = -1;
+	vm->eng = l->backend == CTL_BACKEND_PROCESS ? &vmx_proc_engine
+						    : &vmx_kvm_engine;
+	vm->kvm_fd = vm->vm_fd = vm->stop_efd = -1;
+	for (unsigned i = 0; i < PARLEY_VCPUS_MAX; i++) {
+		struct vmx_vcpu *c = &vm->vcpu[i];
+		c->vm = vm;
+		c->index = i;
+		c->fd = c->kick_fd = -1;
+		c->proc.pidfd = c->proc.listener = c->proc.uffd = -1;
+		atomic_store(&c->proc.uffd_live, -1);
+	}
+	for (unsigned i = 0; i < CTL_WIN_SLOTS; i++)
+		for (unsigned j = 0; j < CTL_MAP_MEMS_MAX; j++)
+			vm->proc.win[i].mem[j] = -1;
 	vm->ctl_fd = -1;
 	win_init(&vm->win);
 	pthread_mutex_init(&vm->win_lock, NULL);
@@ -183,57 +57,41 @@ int vmx_vm_create(struct vmx_vm *vm, int kvm_fd, int mem_fd,
 	pthread_cond_init(&vm->cond, NULL);
 	atomic_store(&vm->state, (l->flags & CTL_LAUNCH_PAUSED) ? VMX_PAUSE
 								: VMX_RUN);
+}
+
+int vmx_vm_create(struct vmx_vm *vm, int kvm_fd, int mem_fd, int mem_ro_fd,
+		  const struct ctl_launch *l, struct parley_err *err)
+{
+	vm_init(vm, l);
 	vm->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (vm->stop_efd < 0)
+	if (vm->stop_efd < 0) {
+		close(kvm_fd);
 		return perr(err, -errno, "eventfd: %m");
-	int rc = kvm_check(vm->kvm_fd, err);
-	if (rc < 0)
-		return rc;
-	int rs = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	if (rs <= 0)
-		return perr(err, -EIO, "KVM_GET_VCPU_MMAP_SIZE: %m");
-	vm->run_size = (size_t)rs;
-	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
-	if (vm->vm_fd < 0)
-		return perr(err, -errno, "KVM_CREATE_VM: %m");
-	rc = vm_map_memory(vm, mem_fd, err);
-	for (unsigned i = 0; rc == 0 && i < vm->nvcpu; i++) {
-		rc = vcpu_create(vm, i, err);
-		if (rc == 0 && !(l->flags & CTL_LAUNCH_RESTORE))
-			rc = vcpu_reset(&vm->vcpu[i], l, err);
 	}
-	return rc;
+	for (unsigned i = 0; i < vm->nvcpu; i++) {
+		vm->vcpu[i].kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (vm->vcpu[i].kick_fd < 0) {
+			close(kvm_fd);
+			return perr(err, -errno, "eventfd: %m");
+		}
+	}
+	int rc = vm_map_memory(vm, mem_fd, err);
+	if (rc < 0) {
+		close(kvm_fd);
+		return rc;
+	}
+	return vm->eng->create(vm, kvm_fd, mem_fd, mem_ro_fd, l, err);
 }
 
 int vmx_vcpu_restore(struct vmx_vcpu *c, const struct ctl_vcpu_state *s,
 		     struct parley_err *err)
 {
-	struct kvm_regs r = s->regs;
-	/* IOPL is not checked: a nested CPU that ignores IOPL may also not
-	 * keep it (seen here: saved as 0). It is set again below. */
-	if (r.rflags & ~(RFLAGS_USER | RFLAGS_FIXED | RFLAGS_IOPL3))
-		return perr(err, -EINVAL, "vCPU %u: rflags 0x%llx is not a "
-			    "partition's", c->index, (unsigned long long)r.rflags);
-	r.rflags |= RFLAGS_FIXED | RFLAGS_IOPL3;
-	/* The saved special registers must be the ones we would set: a state
-	 * that claims CPL 0 or its own page tables is not a partition's. */
-	struct kvm_sregs want = s->sregs;
-	sregs_partition(&want);
-	if (s->sregs.cr0 != want.cr0 || s->sregs.cr3 != want.cr3 ||
-	    s->sregs.cr4 != want.cr4 || s->sregs.efer != want.efer ||
-	    s->sregs.cs.dpl != 3 || s->sregs.cs.selector != LAYOUT_SEL_CODE)
-		return perr(err, -EINVAL, "vCPU %u: saved control registers "
-			    "are not a partition's", c->index);
-	int rc = vcpu_set_sregs(c, err);
-	if (rc < 0)
-		return rc;
-	if (ioctl(c->fd, KVM_SET_REGS, &r) < 0)
-		return perr(err, -errno, "KVM_SET_REGS: %m");
-	struct kvm_xsave x = s->xsave;
-	if (ioctl(c->fd, KVM_SET_XSAVE, &x) < 0)
-		return perr(err, -errno, "vCPU %u: KVM_SET_XSAVE: %m", c->index);
-	c->halted = s->halted != 0;
-	return 0;
+	int rc = vmx_state_check(s, c->index, err);
+	if (rc == 0)
+		rc = c->vm->eng->vcpu_restore(c, s, err);
+	if (rc == 0)
+		c->halted = s->halted != 0;
+	return rc;
 }
 
 int vmx_vcpu_save(struct vmx_vcpu *c, struct ctl_vcpu_state *s)
@@ -241,11 +99,7 @@ int vmx_vcpu_save(struct vmx_vcpu *c, struct ctl_vcpu_state *s)
 	memset(s, 0, sizeof(*s));
 	s->index = c->index;
 	s->halted = c->halted;
-	if (ioctl(c->fd, KVM_GET_REGS, &s->regs) < 0 ||
-	    ioctl(c->fd, KVM_GET_SREGS, &s->sregs) < 0 ||
-	    ioctl(c->fd, KVM_GET_XSAVE, &s->xsave) < 0)
-		return -errno;
-	return 0;
+	return c->vm->eng->vcpu_save(c, s);
 }
 
 static void kick_all(struct vmx_vm *vm)
@@ -254,10 +108,7 @@ static void kick_all(struct vmx_vm *vm)
 		struct vmx_vcpu *c = &vm->vcpu[i];
 		if (!c->started)
 			continue;
-		/* immediate_exit covers a thread about to enter KVM_RUN, the
-		 * signal one already inside it. */
-		__atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-		pthread_kill(c->thread, SIGUSR1);
+		vm->eng->kick(c);
 		uint64_t one = 1; /* and the eventfd one waiting in CHAN_WAIT */
 		if (write(c->kick_fd, &one, sizeof(one)) < 0) {
 			/* counter full: it will wake anyway */
@@ -277,7 +128,7 @@ int vmx_vm_start(struct vmx_vm *vm)
 	sigaction(SIGUSR1, &sa, NULL); /* no SA_RESTART: KVM_RUN returns */
 	for (unsigned i = 0; i < vm->nvcpu; i++) {
 		struct vmx_vcpu *c = &vm->vcpu[i];
-		int rc = pthread_create(&c->thread, NULL, vmx_vcpu_thread, c);
+		int rc = pthread_create(&c->thread, NULL, vm->eng->vcpu_thread, c);
 		if (rc) {
 			struct ctl_finished f = { .reason = VMX_STOP_INTERNAL };
 			snprintf(f.detail, sizeof(f.detail),
@@ -353,27 +204,22 @@ void vmx_vm_join(struct vmx_vm *vm)
 
 void vmx_vm_destroy(struct vmx_vm *vm)
 {
+	if (vm->eng)
+		vm->eng->destroy(vm);
 	for (unsigned i = 0; i < vm->nvcpu; i++) {
 		struct vmx_vcpu *c = &vm->vcpu[i];
-		if (c->run)
-			munmap(c->run, vm->run_size);
-		if (c->fd >= 0)
-			close(c->fd);
 		if (c->kick_fd >= 0)
 			close(c->kick_fd);
-		c->run = NULL;
-		c->fd = c->kick_fd = -1;
+		c->kick_fd = -1;
 	}
 	if (vm->mem)
 		munmap(vm->mem, vm->ram_size + vm->cfg_size);
 	vm->mem = NULL;
-	if (vm->vm_fd >= 0)
-		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	if (vm->stop_efd >= 0)
 		close(vm->stop_efd);
-	vm->vm_fd = vm->kvm_fd = vm->stop_efd = -1;
+	vm->kvm_fd = vm->stop_efd = -1;
 }
 
 void vmx_vcpu_reply(struct vmx_vm *vm, const struct ctl_open_reply *r)
@@ -399,11 +245,9 @@ int vmx_send_dirty(struct vmx_vm *vm)
 	uint64_t pages = vm->cfg_size / PARLEY_PAGE_SIZE;
 	static uint64_t bitmap[PARLEY_CONFIG_MAX / PARLEY_PAGE_SIZE / 64];
 	memset(bitmap, 0, (pages + 63) / 64 * 8);
-	if (vm->dirty_logging) {
-		struct kvm_dirty_log log = { .slot = 1, .dirty_bitmap = bitmap };
-		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
-			return -errno;
-	}
+	int rc = vm->eng->dirty(vm, bitmap, pages);
+	if (rc < 0)
+		return rc;
 	vmx_dirty_filter(bitmap, pages);
 	uint64_t per = 8 * CTL_DIRTY_BYTES;
 	uint64_t first = 0;
@@ -413,7 +257,7 @@ int vmx_send_dirty(struct vmx_vm *vm)
 		memcpy(d.bits, (uint8_t *)bitmap + first / 8, (d.npages + 7) / 8);
 		first += d.npages;
 		d.last = first >= pages;
-		int rc = ctl_send(vm->ctl_fd, CTL_DIRTY, &d, sizeof(d));
+		rc = ctl_send(vm->ctl_fd, CTL_DIRTY, &d, sizeof(d));
 		if (rc < 0)
 			return rc;
 	} while (first < pages);

@@ -11,6 +11,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
 #include <linux/kvm.h>
 #include <parley/abi.h>
 #include "agent/ctl/clock.h"
@@ -96,6 +98,29 @@ enum vmx_run_state { VMX_RUN, VMX_PAUSE, VMX_STOP };
 
 struct vmx_vm;
 
+/* A vCPU on the process backend: a ptrace'd stub child (proc_*.c). Only
+ * the thread that attached (the vCPU thread) may ptrace it. */
+struct proc_mapped {
+	uint64_t handle, gpa, size;  /* a window as this child has it */
+};
+
+struct proc_vcpu {
+	pid_t pid;                    /* the stub child; 0 once reaped */
+	int pidfd;
+	int listener;                 /* its seccomp listener: fds go in here */
+	bool attached;
+	bool running;                 /* executing guest code (vm->lock) */
+	_Atomic uint64_t win_gen;     /* window generation its child has */
+	struct proc_mapped mapped[CTL_WIN_SLOTS];
+	struct user_regs_struct regs; /* as of the last stop */
+	bool regs_dirty;              /* regs must be written before resuming */
+	bool have_restore;            /* restore.* is applied at attach */
+	struct ctl_vcpu_state state;  /* restore: to apply; save: last parked */
+	int uffd;                     /* its config region's write faults */
+	_Atomic int uffd_live;        /* uffd once armed, for the service thread */
+	uint64_t *unprot;             /* pages it may write unrecorded (dirty_lock) */
+};
+
 struct vmx_vcpu {
 	struct vmx_vm *vm;
 	unsigned index;
@@ -110,6 +135,7 @@ struct vmx_vcpu {
 	bool awaiting;
 	bool replied;
 	struct ctl_open_reply reply;
+	struct proc_vcpu proc;       /* process backend only */
 };
 
 /* Where console bytes and the final report go. */
@@ -118,8 +144,32 @@ struct vmx_sink {
 	void *ctx;
 };
 
+/* A window as the process backend wants it in every child: the map and
+ * the memory fds, kept until the window goes (window.c calls win_map and
+ * win_unmap under win_lock). */
+struct proc_win {
+	uint64_t handle;
+	struct ctl_map map;
+	int mem[CTL_MAP_MEMS_MAX];
+};
+
+struct proc_vm {
+	_Atomic uint64_t win_gen;     /* bumped by every window change */
+	struct proc_win win[CTL_WIN_SLOTS];
+	struct ctl_launch launch;     /* what each child is set up from */
+	/* Config-region dirty tracking (proc_dirty.c). */
+	pthread_mutex_t dirty_lock;
+	uint64_t *dirty;              /* pages written since the last request */
+	_Atomic bool dirty_all;       /* a child without userfaultfd */
+	pthread_t uffd_thread;
+	bool uffd_started;
+};
+
+struct vmx_engine;
+
 struct vmx_vm {
-	int kvm_fd, vm_fd;
+	const struct vmx_engine *eng; /* kvm or process */
+	int kvm_fd, vm_fd;            /* kvm_fd: the backend fd (kvm or stub) */
 	uint8_t *mem;             /* memfd mapping: RAM, then config region */
 	uint64_t ram_size, cfg_size;
 	struct gmem gm;
@@ -141,12 +191,119 @@ struct vmx_vm {
 	int stop_efd;             /* written once when the partition stops */
 	bool finished;            /* guarded by lock: fin is final */
 	struct ctl_finished fin;
+	struct proc_vm proc;      /* process backend only */
 };
 
-/* Create the VM (kvm_fd: /dev/kvm, owned by vm from here) over mem_fd ([0, ram) is RAM at GPA 0, [ram, ram + cfg) the
+/* ---- engines (kvm_*.c, proc_*.c) ---- */
+/*
+ * What differs between running a partition in a KVM VM and in ptrace'd
+ * stub processes. Everything else -- run state, pause/resume/finish/join,
+ * hypercall handlers, window handles, the control link -- is one code path
+ * for both.
+ */
+struct vmx_engine {
+	const char *name;
+	/* Set up over vm->mem (already mapped and in vm->gm): the VM or the
+	 * stub children, vCPUs in their fresh state unless restoring.
+	 * Takes ownership of backend_fd. Runs before any thread starts. */
+	int (*create)(struct vmx_vm *vm, int backend_fd, int mem_fd,
+		      int mem_ro_fd, const struct ctl_launch *l,
+		      struct parley_err *err);
+	void (*destroy)(struct vmx_vm *vm);
+	/* Load a state already checked by vmx_vcpu_restore; save one while
+	 * the vCPU is parked. */
+	int (*vcpu_restore)(struct vmx_vcpu *c, const struct ctl_vcpu_state *s,
+			    struct parley_err *err);
+	int (*vcpu_save)(struct vmx_vcpu *c, struct ctl_vcpu_state *s);
+	void *(*vcpu_thread)(void *arg);
+	/* Make the vCPU thread look at the run state soon. */
+	void (*kick)(struct vmx_vcpu *c);
+	/* Called by a vCPU thread about to park (pause, halt). */
+	void (*settle)(struct vmx_vcpu *c);
+	/* Windows: map all segments of m (mem: its memory fds, still owned by
+	 * the caller), take one down; both under win_lock. win_settle, after
+	 * win_lock is dropped, returns once no vCPU can touch what went. */
+	int (*win_map)(struct vmx_vm *vm, unsigned slot, struct vmx_window *w,
+		       const struct ctl_map *m, const int *mem);
+	void (*win_unmap)(struct vmx_vm *vm, unsigned slot,
+			  struct vmx_window *w);
+	void (*win_settle)(struct vmx_vm *vm);
+	int (*doorbell)(struct vmx_vm *vm, const struct vmx_window *w,
+			uint64_t handle, bool assign);
+	/* Config pages written since the last call (bits set, never fewer
+	 * than were written). */
+	int (*dirty)(struct vmx_vm *vm, uint64_t *bitmap, uint64_t pages);
+	/* The vCPU's rip for a fault report (the thread's own vCPU). */
+	uint64_t (*rip)(struct vmx_vcpu *c);
+};
+
+extern const struct vmx_engine vmx_kvm_engine;
+extern const struct vmx_engine vmx_proc_engine;
+
+/* Process engine internals (proc_*.c). Functions that touch a child run
+ * on its tracer, the vCPU thread, unless said otherwise. */
+pid_t proc_spawn(int stub_fd, int mem_fd, int mem_ro_fd); /* main thread */
+uint64_t proc_tsc_khz(void);
+int proc_attach(struct vmx_vcpu *c, struct parley_err *err);
+int proc_setup(struct vmx_vcpu *c, const struct ctl_launch *l,
+	       struct parley_err *err);
+void proc_end(struct vmx_vcpu *c);
+void *proc_vcpu_thread(void *arg);
+void proc_kick(struct vmx_vcpu *c);          /* any thread */
+uint64_t proc_rip(struct vmx_vcpu *c);
+bool proc_dispatch(struct vmx_vcpu *c, int wait_status);
+/* One syscall in the stopped child; *ret is its result (-errno too). */
+int proc_inject(struct vmx_vcpu *c, long nr, long a0, long a1, long a2,
+		long a3, long a4, long a5, long *ret);
+int proc_give_fds(struct vmx_vcpu *c, const int *fds, unsigned n,
+		  int *child_fds);
+int proc_map_at(struct vmx_vcpu *c, uint64_t gpa, uint64_t len, int prot,
+		int child_fd, uint64_t off);
+int proc_unmap_at(struct vmx_vcpu *c, uint64_t gpa, uint64_t len);
+int proc_close_all(struct vmx_vcpu *c);
+int proc_win_sync(struct vmx_vcpu *c);
+int proc_state_store(struct vmx_vcpu *c);
+int proc_state_load(struct vmx_vcpu *c, const struct ctl_vcpu_state *s);
+int proc_vcpu_restore(struct vmx_vcpu *c, const struct ctl_vcpu_state *s,
+		      struct parley_err *err);                  /* main */
+int proc_vcpu_save(struct vmx_vcpu *c, struct ctl_vcpu_state *s); /* main */
+void proc_vcpu_settle(struct vmx_vcpu *c);
+int proc_uffd_setup(struct vmx_vcpu *c);
+int proc_dirty_init(struct vmx_vm *vm);                 /* main, before start */
+void proc_dirty_fini(struct vmx_vm *vm);
+int proc_dirty(struct vmx_vm *vm, uint64_t *bitmap, uint64_t pages); /* main */
+
+/* KVM engine internals (kvm_vm.c, kvm_vcpu.c, kvm_window.c). */
+void *kvm_vcpu_thread(void *arg);
+void kvm_vcpu_settle(struct vmx_vcpu *c);
+int kvm_win_map(struct vmx_vm *vm, unsigned slot, struct vmx_window *w,
+		const struct ctl_map *m, const int *mem);
+void kvm_win_unmap(struct vmx_vm *vm, unsigned slot, struct vmx_window *w);
+int kvm_doorbell(struct vmx_vm *vm, const struct vmx_window *w,
+		 uint64_t handle, bool assign);
+
+/* Park while paused or halted (calls eng->settle first); false once the
+ * partition stops. Every engine's vCPU loop calls it before running. */
+bool vmx_vcpu_gate(struct vmx_vcpu *c);
+void vmx_vcpu_halt(struct vmx_vcpu *c);
+
+/* The privileged state every partition vCPU has (vcpu_state.c), and the
+ * check a saved state must pass before either engine loads it. */
+#define VMX_RFLAGS_FIXED 0x2ull
+#define VMX_RFLAGS_IOPL3 0x3000ull
+/* What a CPL 3 program can change in RFLAGS (popf): arithmetic flags, TF,
+ * DF, AC, ID. Anything else in a restored state is refused. */
+#define VMX_RFLAGS_USER 0x250dd5ull
+void vmx_sregs_partition(struct kvm_sregs *s);
+int vmx_state_check(const struct ctl_vcpu_state *s, unsigned index,
+		    struct parley_err *err);
+
+/* Create the VM (kvm_fd: /dev/kvm or the stub executable as l->backend
+ * says, owned by vm from here; mem_ro_fd: the same memory read-only, used
+ * by the process backend and not taken) over mem_fd ([0, ram) is RAM at GPA 0, [ram, ram + cfg) the
  * config region at PARLEY_CONFIG_BASE) with nvcpu vCPUs in their initial
  * CPL 3 long-mode state (entry, boot_info). */
-int vmx_vm_create(struct vmx_vm *vm, int kvm_fd, int mem_fd,
+int vmx_vm_create(struct vmx_vm *vm, int kvm_fd, int mem_fd, int mem_ro_fd,
 		  const struct ctl_launch *l,
 		  struct parley_err *err);
 void vmx_vm_destroy(struct vmx_vm *vm);
@@ -167,8 +324,8 @@ void vmx_vm_finish(struct vmx_vm *vm, const struct ctl_finished *fin);
 /* Wait for all vCPU threads after the partition stopped. */
 void vmx_vm_join(struct vmx_vm *vm);
 
-/* The vCPU thread body (vcpu.c) and the exit handlers it dispatches to. */
-void *vmx_vcpu_thread(void *arg);
+/* The exit handlers every engine's vCPU thread dispatches to (vcpu.c,
+ * hcall*.c). */
 void vmx_vcpu_fault(struct vmx_vcpu *c, unsigned reason, uint64_t addr,
 		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Handle an OUT to a hypercall port; false when the partition was stopped. */
@@ -189,7 +346,8 @@ void vmx_dirty_filter(uint64_t *bitmap, uint64_t pages);
  * guest instruction runs. */
 
 /* Confine the calling process (all its threads) to what a running vmm
- * needs. Anything else kills the process with SIGSYS. */
-int vmx_sandbox_enter(struct parley_err *err);
+ * of vm's engine needs (vm NULL: KVM's). Anything else kills the process
+ * with SIGSYS. */
+int vmx_sandbox_enter(const struct vmx_vm *vm, struct parley_err *err);
 
 #endif

@@ -53,7 +53,7 @@ static int launch_check(const struct ctl_launch *l, struct parley_err *err)
 			    (unsigned long long)l->boot_info);
 	if (l->flags & ~(CTL_LAUNCH_RESTORE | CTL_LAUNCH_PAUSED))
 		return perr(err, -EINVAL, "flags 0x%x", l->flags);
-	if (l->backend != CTL_BACKEND_KVM)
+	if (l->backend != CTL_BACKEND_KVM && l->backend != CTL_BACKEND_PROCESS)
 		return perr(err, -ENOTSUP, "backend %u", l->backend);
 	if (l->nro > CTL_RO_RANGES_MAX)
 		return perr(err, -EINVAL, "%u read-only ranges", l->nro);
@@ -213,10 +213,13 @@ int main(int argc, char **argv)
 	if (launch_check(&l, &err) < 0)
 		die("launch", perr_msg(&err));
 	static struct vmx_vm vm;
-	if (vmx_vm_create(&vm, CTL_FD_BACKEND, CTL_FD_MEM, &l, &err) < 0)
+	if (vmx_vm_create(&vm, CTL_FD_BACKEND, CTL_FD_MEM, CTL_FD_MEM_RO, &l,
+			  &err) < 0)
 		die("create", perr_msg(&err));
-	close(CTL_FD_MEM); /* the mapping keeps the memory */
-	close(CTL_FD_MEM_RO); /* the kvm backend maps nothing read-only */
+	/* The mapping keeps the memory; the process backend's children have
+	 * their own copies of both fds until they are set up. */
+	close(CTL_FD_MEM);
+	close(CTL_FD_MEM_RO);
 	if (l.flags & CTL_LAUNCH_RESTORE) {
 		restore_vcpus(&vm);
 	} else {
@@ -233,7 +236,7 @@ int main(int argc, char **argv)
 	/* Wait until every thread has parked: past libc's thread start-up
 	 * (rseq, robust lists), which the filter does not allow. */
 	vmx_vm_pause(&vm);
-	if (vmx_sandbox_enter(&err) < 0)
+	if (vmx_sandbox_enter(&vm, &err) < 0)
 		die("sandbox", perr_msg(&err));
 	ctl_send(CTL_FD_SOCK, CTL_READY, NULL, 0);
 	if (!(l.flags & CTL_LAUNCH_PAUSED))

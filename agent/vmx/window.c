@@ -3,8 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #define HANDLE_SLOT(h) ((unsigned)((h) & 0xffff))
@@ -15,36 +13,6 @@ void win_init(struct vmx_windows *ws)
 	pthread_mutex_init(&ws->gone_lock, NULL);
 	for (unsigned i = 0; i < WIN_SLOTS; i++)
 		ws->w[i].bell_own = ws->w[i].bell_peer = -1;
-}
-
-static unsigned kvm_slot(unsigned w, unsigned seg)
-{
-	return 2 + w * CTL_MAP_SEGS_MAX + seg;
-}
-
-static int set_slot(struct vmx_vm *vm, unsigned slot, uint64_t gpa,
-		    uint64_t len, void *host, bool ro)
-{
-	struct kvm_userspace_memory_region r = {
-		.slot = slot, .flags = ro ? KVM_MEM_READONLY : 0,
-		.guest_phys_addr = gpa, .memory_size = len,
-		.userspace_addr = (uintptr_t)host,
-	};
-	return ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? -errno : 0;
-}
-
-/* The doorbell: an OUT of the handle to PARLEY_DOORBELL_PORT signals the
- * peer's eventfd inside KVM, without an exit. */
-static int doorbell(struct vmx_vm *vm, const struct vmx_window *w,
-		    uint64_t handle, bool assign)
-{
-	struct kvm_ioeventfd io = {
-		.datamatch = handle, .addr = PARLEY_DOORBELL_PORT, .len = 4,
-		.fd = w->bell_peer,
-		.flags = KVM_IOEVENTFD_FLAG_PIO | KVM_IOEVENTFD_FLAG_DATAMATCH |
-			 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
-	};
-	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
 }
 
 static int check_map(const struct ctl_map *m, struct parley_err *err)
@@ -95,65 +63,6 @@ static int adopt_fd(int *slot_fd, int fd)
 	return rc;
 }
 
-static void unmap_slots(struct vmx_vm *vm, unsigned wi, struct vmx_window *w)
-{
-	for (unsigned i = 0; i < w->nseg; i++)
-		set_slot(vm, kvm_slot(wi, i), 0, 0, NULL, false);
-	if (w->host)
-		munmap(w->host, w->size);
-	w->host = NULL;
-}
-
-/* Our view of the window: a reserved range with each segment mapped from
- * its own memory fd at its place, read-only where the fd is (the kernel
- * refuses a writable mapping of a read-only fd). */
-static int map_view(struct vmx_window *w, const struct ctl_map *m,
-		    const int *mem)
-{
-	w->host = mmap(NULL, m->size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
-	if (w->host == MAP_FAILED) {
-		w->host = NULL;
-		return -errno;
-	}
-	for (unsigned i = 0; i < m->nseg; i++) {
-		int prot = PROT_READ | (m->seg[i].readonly ? 0 : PROT_WRITE);
-		void *at = mmap(w->host + m->seg[i].off, m->seg[i].len, prot,
-				MAP_SHARED | MAP_FIXED, mem[m->seg[i].mem],
-				(off_t)m->seg[i].file_off);
-		if (at == MAP_FAILED) {
-			int rc = -errno;
-			munmap(w->host, m->size);
-			w->host = NULL;
-			return rc;
-		}
-	}
-	return 0;
-}
-
-static int map_slots(struct vmx_vm *vm, unsigned wi, struct vmx_window *w,
-		     const struct ctl_map *m, const int *mem)
-{
-	int rc = map_view(w, m, mem);
-	if (rc < 0)
-		return rc;
-	w->gpa = m->gpa;
-	w->size = m->size;
-	w->nseg = 0;
-	for (unsigned i = 0; i < m->nseg; i++) {
-		rc = set_slot(vm, kvm_slot(wi, i), m->gpa + m->seg[i].off,
-			      m->seg[i].len, w->host + m->seg[i].off,
-			      m->seg[i].readonly);
-		if (rc < 0) {
-			unmap_slots(vm, wi, w);
-			return rc;
-		}
-		w->ro[i] = m->seg[i].readonly;
-		w->nseg = i + 1;
-	}
-	return 0;
-}
-
 int win_map(struct vmx_vm *vm, const struct ctl_map *m, const int *fds,
 	    struct parley_err *err)
 {
@@ -164,7 +73,7 @@ int win_map(struct vmx_vm *vm, const struct ctl_map *m, const int *fds,
 		rc = perr(err, -EBUSY, "map: slot %llu in use",
 			  (unsigned long long)m->slot);
 	if (rc == 0)
-		rc = map_slots(vm, (unsigned)m->slot, w, m, fds + 2);
+		rc = vm->eng->win_map(vm, (unsigned)m->slot, w, m, fds + 2);
 	for (unsigned i = 2; i < 2 + m->nmem; i++)
 		close(fds[i]); /* the mapping keeps the memory */
 	if (rc == 0)
@@ -176,13 +85,13 @@ int win_map(struct vmx_vm *vm, const struct ctl_map *m, const int *fds,
 	else
 		close(fds[1]);
 	if (rc == 0)
-		rc = doorbell(vm, w, m->handle, true);
+		rc = vm->eng->doorbell(vm, w, m->handle, true);
 	if (rc == 0) {
 		w->chan = m->chan;
 		atomic_store(&w->revoked_handle, 0);
 		atomic_store(&w->handle, m->handle);
-	} else if (w && w->host) {
-		unmap_slots(vm, (unsigned)m->slot, w);
+	} else if (w && w->nseg) {
+		vm->eng->win_unmap(vm, (unsigned)m->slot, w);
 	}
 	pthread_mutex_unlock(&vm->win_lock);
 	if (rc < 0 && err && !err->msg[0])
@@ -212,9 +121,9 @@ static void take_down(struct vmx_vm *vm, unsigned wi, struct vmx_window *w,
 	 * revoked before invalid: one that finds the handle gone must also
 	 * find it revoked, or it reports BAD_HANDLE for CLOSED. */
 	uint64_t h = atomic_load(&w->handle);
-	doorbell(vm, w, h, false);
+	vm->eng->doorbell(vm, w, h, false);
 	remember_gone(vm, w, revoked);
-	unmap_slots(vm, wi, w);
+	vm->eng->win_unmap(vm, wi, w);
 	atomic_store(&w->revoked_handle, revoked ? h : 0);
 	atomic_store(&w->handle, 0);
 	/* Wake whoever waits on it: CHAN_WAIT then reports CLOSED. */
@@ -239,6 +148,8 @@ int win_revoke(struct vmx_vm *vm, uint32_t chan, uint64_t *handle)
 		}
 	}
 	pthread_mutex_unlock(&vm->win_lock);
+	if (rc == 0)
+		vm->eng->win_settle(vm);
 	return rc;
 }
 
@@ -257,6 +168,8 @@ int win_close(struct vmx_vm *vm, uint64_t handle, uint32_t *chan)
 		rc = -ESTALE;
 	}
 	pthread_mutex_unlock(&vm->win_lock);
+	if (rc == 0)
+		vm->eng->win_settle(vm);
 	return rc;
 }
 

@@ -93,7 +93,9 @@ struct partition *t_fleet_add(struct t_fleet *f, const char *name,
 		.vmm_path = f->vmm, .image_dirs = dirs,
 		.on_console = sup_console, .ctx = &f->sup,
 		.on_measured = on_measured, .on_request = on_request,
-		.start_paused = true, .timeout_ms = 10000, .backend = t_backend,
+		.start_paused = true, .timeout_ms = 10000,
+		/* the fleet's own choice, else the running test's backend */
+		.backend = f->backend ? f->backend : t_backend,
 	};
 	struct partition *p = NULL;
 	int rc = partition_create(&s, &o, &p, &e);

@@ -18,6 +18,7 @@ struct t_fleet {
 	size_t outlen, audlen;
 	struct baseline_db *db;     /* optional */
 	const char *vmm;            /* default: the build's parley-vmm */
+	uint32_t backend;           /* enum ctl_backend; 0: auto */
 	char *dir;                  /* for config files */
 };
 

@@ -1,0 +1,607 @@
+/* Partitions on the process backend (ptrace'd stub processes), driven
+ * through the agent's partition API exactly as on KVM: these run wherever
+ * the tests run, /dev/kvm or not. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/ctl/stop.h"
+#include "tests/helpers/testutil.h"
+
+static struct partition *start_on(uint32_t backend, const char *name,
+				   const char *image, const char *cmdline,
+				   const char *json, bool paused,
+				   struct t_console *out)
+{
+	struct part_spec s;
+	struct parley_err err = { 0 };
+	if (json)
+		cr_assert_eq(spec_parse(json, strlen(json),
+					PARLEY_BUILD_DIR "/guest", &s, &err),
+			     0, "%s", perr_msg(&err));
+	else
+		t_spec(&s, name, image, cmdline, NULL);
+	struct part_opts o = t_opts(out);
+	o.backend = backend;
+	o.start_paused = paused;
+	struct partition *p = NULL;
+	int rc = partition_create(&s, &o, &p, &err);
+	spec_free(&s);
+	cr_assert_eq(rc, 0, "create %s: %s", name, perr_msg(&err));
+	return p;
+}
+
+static struct partition *start(const char *name, const char *image,
+			       const char *cmdline, struct t_console *out)
+{
+	return start_on(CTL_BACKEND_PROCESS, name, image, cmdline, NULL,
+			false, out);
+}
+
+static void finish(struct partition *p)
+{
+	cr_assert_eq(partition_wait(p, 20000), 0, "%s did not finish",
+		     p->name);
+}
+
+#define STOPPED_WITH(p, r)                                                \
+	cr_assert_eq((p)->fin.reason, (r), "%s: %s (%s)", (p)->name,       \
+		     vmx_stop_name((p)->fin.reason), (p)->fin.detail)
+
+Test(proc, hello_runs_and_exits_with_its_code, .timeout = 30)
+{
+	struct t_console out = { 0 };
+	struct partition *p = start("hello", "hello.elf", "exit=7", &out);
+	finish(p);
+	STOPPED_WITH(p, VMX_STOP_EXIT);
+	cr_assert_eq(p->fin.code, 7);
+	cr_assert(out.buf && strstr(out.buf, "hello, world (abi 1.0, 8 MiB, "
+				    "1 vcpu)\n"), "output: %s", out.buf);
+	cr_assert_eq(p->backend, CTL_BACKEND_PROCESS);
+	partition_destroy(p);
+	t_console_free(&out);
+}
+
+Test(proc, counter_prints_every_tick, .timeout = 30)
+{
+	struct t_console out = { 0 };
+	struct partition *p = start("counter", "counter.elf",
+				    "count=5 work=1000", &out);
+	finish(p);
+	STOPPED_WITH(p, VMX_STOP_EXIT);
+	cr_assert_eq(p->fin.code, 0);
+	cr_assert_eq(t_count_lines(out.buf, "tick "), 5, "%s", out.buf);
+	partition_destroy(p);
+	t_console_free(&out);
+}
+
+Test(proc, secondary_vcpus_park_and_partition_exits, .timeout = 30)
+{
+	const char *json = "{\"name\":\"smp\",\"image\":\"hello.elf\","
+			   "\"vcpus\":4,\"memory\":\"8M\"}";
+	struct t_console out = { 0 };
+	struct partition *p = start_on(CTL_BACKEND_PROCESS, "smp", NULL, NULL,
+				       json, false, &out);
+	finish(p);
+	STOPPED_WITH(p, VMX_STOP_EXIT);
+	cr_assert(strstr(out.buf, "4 vcpu"), "%s", out.buf);
+	partition_destroy(p);
+	t_console_free(&out);
+}
+
+/* ---- channels on the process backend ---- */
+#include "tests/helpers/fleet.h"
+
+#define BOTH(ch, a, b)                                                     \
+	"{\"channel\":\"" ch "\",\"endpoint_a\":\"" a "\",\"endpoint_b\":\"" \
+	b "\",\"direction\":\"both\",\"ring_bytes\":\"64K\"}"
+#define ONEWAY(ch, a, b)                                                   \
+	"{\"channel\":\"" ch "\",\"endpoint_a\":\"" a "\",\"endpoint_b\":\"" \
+	b "\",\"direction\":\"a_to_b\",\"ring_bytes\":4096}"
+#define GRANTS0 "{\"grants\":[]}"
+#define GRANTS(x) "{\"grants\":[" x "]}"
+#define GRANTS2(x, y) "{\"grants\":[" x "," y "]}"
+#define OUT_HAS(f, s)                                                      \
+	cr_assert(strstr(t_fleet_out(f), s), "no \"%s\" in:\n%s", s,      \
+		  t_fleet_out(f))
+#define AUDIT_HAS(f, s)                                                    \
+	cr_assert(strstr(t_fleet_audit(f), s), "no %s in audit:\n%s", s,  \
+		  t_fleet_audit(f))
+
+static const char *const motd[] = { "motd=hello, operator\n",
+				    "app.conf=mode=strict\n", NULL };
+
+static void fleet(struct t_fleet *f, const char *grants)
+{
+	t_fleet_init(f, grants);
+	f->backend = CTL_BACKEND_PROCESS;
+}
+
+static void done(struct t_fleet *f, int ms)
+{
+	cr_assert_eq(t_fleet_run(f, ms), 0, "still running:\n%s",
+		     t_fleet_out(f));
+}
+
+static void exit0(struct t_fleet *f, struct partition *p)
+{
+	cr_assert_eq(p->fin.reason, VMX_STOP_EXIT, "%s: %s (%s)\n%s", p->name,
+		     vmx_stop_name(p->fin.reason), p->fin.detail,
+		     t_fleet_out(f));
+	cr_assert_eq(p->fin.code, 0, "%s exit %lld\n%s", p->name,
+		     (long long)p->fin.code, t_fleet_out(f));
+}
+
+Test(proc_chan, ping_pong_with_checksums, .timeout = 120)
+{
+	struct t_fleet f;
+	fleet(&f, GRANTS(BOTH("pingpong", "ping", "pong")));
+	struct partition *a = t_fleet_add(&f, "ping", "ping.elf", "count=2000",
+					  NULL, false, NULL);
+	struct partition *b = t_fleet_add(&f, "pong", "pong.elf", "count=2000",
+					  NULL, false, NULL);
+	t_fleet_go(&f);
+	done(&f, 60000);
+	exit0(&f, a);
+	exit0(&f, b);
+	OUT_HAS(&f, "ping| ping: 2000 messages each way");
+	OUT_HAS(&f, "checksums ok");
+	AUDIT_HAS(&f, "\"event\":\"open_allowed\",\"partition\":\"ping\"");
+	t_fleet_free(&f);
+}
+
+Test(proc_chan, no_grant_is_refused_and_audited, .timeout = 30)
+{
+	struct t_fleet f;
+	fleet(&f, GRANTS(BOTH("c1", "a", "b")));
+	struct partition *a = t_fleet_add(&f, "a", "chantest.elf",
+					  "steps=open:c9", NULL, false, NULL);
+	t_fleet_add(&f, "b", "chantest.elf", "steps=sleep:1", NULL, false, NULL);
+	t_fleet_go(&f);
+	done(&f, 10000);
+	exit0(&f, a);
+	OUT_HAS(&f, "a| open c9 -2 \n");
+	AUDIT_HAS(&f, "\"reason\":\"NO_GRANT\"");
+	t_fleet_free(&f);
+}
+
+Test(proc_chan, tampered_config_is_integrity_quarantine_and_revoke,
+     .timeout = 60)
+{
+	struct t_fleet f;
+	fleet(&f, GRANTS2(BOTH("c1", "a", "b"), BOTH("c2", "b", "a")));
+	struct partition *a = t_fleet_add(&f, "a", "chantest.elf",
+		"steps=open:c1,recvall:0", motd, false, NULL);
+	struct partition *b = t_fleet_add(&f, "b", "chantest.elf",
+		"steps=open:c1,sleep:50,tamper:app.conf,open:c2,open:c1",
+		motd, false, NULL);
+	t_fleet_go(&f);
+	done(&f, 20000);
+	exit0(&f, a);
+	exit0(&f, b);
+	OUT_HAS(&f, "b| open c2 -3 b/app.conf\n");
+	OUT_HAS(&f, "b| open c1 -9 \n");
+	OUT_HAS(&f, "a| closed after 0\n");
+	AUDIT_HAS(&f, "\"event\":\"quarantine\",\"partition\":\"b\","
+		      "\"reason\":\"INTEGRITY\",\"file\":\"app.conf\"");
+	t_fleet_free(&f);
+}
+
+Test(proc_chan, one_way_receiver_writing_data_is_stopped, .timeout = 30)
+{
+	struct t_fleet f;
+	fleet(&f, GRANTS(ONEWAY("c1", "s", "r")));
+	struct partition *s = t_fleet_add(&f, "s", "chantest.elf",
+		"steps=open:c1,send:0:10,sleep:500", NULL, false, NULL);
+	struct partition *r = t_fleet_add(&f, "r", "chantest.elf",
+		"steps=open:c1,recv:0:10,rowrite:0", NULL, false, NULL);
+	t_fleet_go(&f);
+	done(&f, 10000);
+	exit0(&f, s);
+	STOPPED_WITH(r, VMX_STOP_READONLY_WRITE);
+	OUT_HAS(&f, "r| received 10\n");
+	t_fleet_free(&f);
+}
+
+Test(proc_chan, revoke_mid_stream_closes_and_old_window_faults,
+     .timeout = 60)
+{
+	struct t_fleet f;
+	fleet(&f, GRANTS(ONEWAY("c1", "s", "r")));
+	struct partition *s = t_fleet_add(&f, "s", "chantest.elf",
+		"steps=open:c1,sendall:0", NULL, false, NULL);
+	struct partition *r = t_fleet_add(&f, "r", "chantest.elf",
+		"steps=open:c1,recvall:0,touch:0", NULL, false, NULL);
+	t_fleet_go(&f);
+	cr_assert_eq(t_fleet_run(&f, 300), 2, "%s", t_fleet_out(&f));
+	t_fleet_set_grants(&f, GRANTS0);
+	done(&f, 20000);
+	AUDIT_HAS(&f, "\"event\":\"revoke\",\"channel\":\"c1\","
+		      "\"reason\":\"GRANT_REMOVED\"");
+	STOPPED_WITH(r, VMX_STOP_REVOKED_ACCESS);
+	cr_assert(s->fin.reason == VMX_STOP_REVOKED_ACCESS ||
+		  (s->fin.reason == VMX_STOP_EXIT && s->fin.code == 0),
+		  "s: %s", vmx_stop_name(s->fin.reason));
+	t_fleet_free(&f);
+}
+
+Test(proc_chan, stale_and_forged_handles_are_bad_handle, .timeout = 30)
+{
+	struct t_fleet f;
+	fleet(&f, GRANTS(BOTH("c1", "a", "b")));
+	struct partition *a = t_fleet_add(&f, "a", "chantest.elf",
+		"steps=open:c1,close:0,stale:0", NULL, false, NULL);
+	t_fleet_add(&f, "b", "chantest.elf", "steps=open:c1,sleep:100", NULL,
+		    false, NULL);
+	t_fleet_go(&f);
+	done(&f, 10000);
+	exit0(&f, a);
+	OUT_HAS(&f, "a| stale notify -6\n");
+	OUT_HAS(&f, "a| forged notify -6\n");
+	OUT_HAS(&f, "a| doorbell survived\n");
+	t_fleet_free(&f);
+}
+
+/* ---- misbehaving partitions on the process backend ---- */
+
+struct bad_case {
+	const char *image, *mode;
+	unsigned reason;
+	const char *detail;
+};
+
+/* hostile.elf's modes stop with KVM's reasons; escape.elf's try the ways
+ * out of a process that only this backend has. */
+static const struct bad_case bad_cases[] = {
+	{ "hostile.elf", "ud2", VMX_STOP_TRIPLE_FAULT, "invalid opcode" },
+	{ "hostile.elf", "null", VMX_STOP_TRIPLE_FAULT, "cr2 0x0" },
+	{ "hostile.elf", "write_text", VMX_STOP_TRIPLE_FAULT, "cr2 0x1" },
+	{ "hostile.elf", "read_sys", VMX_STOP_TRIPLE_FAULT, "cr2 0x1000" },
+	{ "hostile.elf", "write_bootinfo", VMX_STOP_TRIPLE_FAULT,
+	  "cr2 0x13000" },
+	{ "hostile.elf", "badport", VMX_STOP_BAD_PORT, "port 0x80" },
+	{ "hostile.elf", "inport", VMX_STOP_BAD_PORT,
+	  "IN of 1 byte(s) to port 0x60" },
+	{ "hostile.elf", "hc_oob", VMX_STOP_BAD_HYPERCALL,
+	  "outside guest memory" },
+	{ "hostile.elf", "hc_unaligned", VMX_STOP_BAD_HYPERCALL,
+	  "not 8-byte aligned" },
+	{ "hostile.elf", "hc_unknown", VMX_STOP_BAD_HYPERCALL,
+	  "unknown hypercall number 66" },
+	{ "hostile.elf", "wild", VMX_STOP_BAD_ACCESS,
+	  "guest-physical 0x30000000" },
+	{ "hostile.elf", "wild_write", VMX_STOP_BAD_ACCESS, "guest-physical" },
+	{ "escape.elf", "syscall", VMX_STOP_SYSCALL, "syscall" },
+	{ "escape.elf", "sysenter", VMX_STOP_SYSCALL, "" },
+	{ "escape.elf", "int80", VMX_STOP_SYSCALL, "" },
+	{ "escape.elf", "farjump32", VMX_STOP_TRIPLE_FAULT,
+	  "code segment 0x23" },
+	{ "escape.elf", "farjump32_int80", VMX_STOP_SYSCALL, "" },
+	{ "escape.elf", "vsyscall", VMX_STOP_SYSCALL, "vsyscall" },
+	{ "escape.elf", "site", VMX_STOP_SYSCALL, "syscall" },
+	{ "escape.elf", "site_int3", VMX_STOP_TRIPLE_FAULT, "breakpoint" },
+	{ "escape.elf", "read_stub", VMX_STOP_TRIPLE_FAULT,
+	  "cr2 0x600000000000" },
+	{ "escape.elf", "read_stub_data", VMX_STOP_TRIPLE_FAULT,
+	  "cr2 0x600000101000" },
+	{ "escape.elf", "write_text", VMX_STOP_TRIPLE_FAULT, "protection" },
+	{ "escape.elf", "exec_data", VMX_STOP_TRIPLE_FAULT, "execute" },
+};
+
+static void run_bad(const struct bad_case *c, struct partition *n)
+{
+	struct t_console out = { 0 };
+	char cmd[64];
+	snprintf(cmd, sizeof(cmd), "mode=%s", c->mode);
+	struct partition *h = start("bad", c->image, cmd, &out);
+	finish(h);
+	cr_assert_eq(h->fin.reason, c->reason, "%s %s: got %s (%s)", c->image,
+		     c->mode, vmx_stop_name(h->fin.reason), h->fin.detail);
+	cr_assert(strstr(h->fin.detail, c->detail), "%s: detail \"%s\"",
+		  c->mode, h->fin.detail);
+	cr_assert(out.buf && strstr(out.buf, "starting"), "%s", out.buf);
+	cr_assert_null(strstr(out.buf, "unknown mode"));
+	cr_assert_null(strstr(out.buf, "still here"), "%s", c->mode);
+	cr_assert_eq(n->finished, false, "the neighbour stopped with %s",
+		     c->mode);
+	partition_destroy(h);
+	t_console_free(&out);
+}
+
+Test(proc_hostile, each_attempt_stops_only_that_partition, .timeout = 240)
+{
+	struct t_console nout = { 0 };
+	struct partition *n = start("neighbour", "counter.elf",
+				    "count=1000000 work=100000", &nout);
+	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(*bad_cases); i++)
+		run_bad(&bad_cases[i], n);
+	partition_stop(n);
+	STOPPED_WITH(n, VMX_STOP_KILLED);
+	cr_assert_gt(t_count_lines(nout.buf, "tick "), 0);
+	partition_destroy(n);
+	t_console_free(&nout);
+}
+
+/* The stub children of a vmm process: its children in /proc. */
+static int children_of(pid_t parent, pid_t *out, int cap)
+{
+	int n = 0;
+	DIR *d = opendir("/proc");
+	cr_assert(d);
+	struct dirent *e;
+	while ((e = readdir(d)) && n < cap) {
+		char path[64], buf[512];
+		int pid = atoi(e->d_name);
+		if (pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[len] = 0;
+		char *rp = strrchr(buf, ')');
+		int ppid = 0;
+		if (rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == parent)
+			out[n++] = pid;
+	}
+	closedir(d);
+	return n;
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	cr_assert(f, "%s", path);
+	char *buf = calloc(1, 65536);
+	size_t len = fread(buf, 1, 65535, f);
+	buf[len] = 0;
+	fclose(f);
+	return buf;
+}
+
+Test(proc_hostile, child_holds_no_fd_and_nothing_of_the_stub, .timeout = 30)
+{
+	struct t_console out = { 0 };
+	struct partition *p = start("wait", "escape.elf", "mode=wait", &out);
+	for (int i = 0; i < 500 && !(out.buf && strstr(out.buf, "waiting"));
+	     i++)
+		partition_wait(p, 10);
+	cr_assert(out.buf && strstr(out.buf, "waiting"));
+	pid_t kids[4];
+	cr_assert_eq(children_of(p->pid, kids, 4), 1);
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)kids[0]);
+	DIR *d = opendir(path);
+	cr_assert(d, "%s", path);
+	int nfd = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		nfd += e->d_name[0] != '.';
+	closedir(d);
+	cr_assert_eq(nfd, 0, "the partition's process holds %d fds", nfd);
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)kids[0]);
+	char *maps = slurp(path);
+	cr_assert_null(strstr(maps, "[stack]"), "%s", maps);
+	cr_assert_null(strstr(maps, "[vdso]"), "%s", maps);
+	cr_assert_null(strstr(maps, "[vvar]"), "%s", maps);
+	cr_assert_null(strstr(maps, "600000000000-"), "stub text left:\n%s",
+		       maps);
+	cr_assert_null(strstr(maps, "rwxp"), "%s", maps);
+	cr_assert_null(strstr(maps, "rwxs"), "%s", maps);
+	/* What is left: guest memory below 4 GiB, the injection site, and
+	 * the vsyscall page nobody can unmap. */
+	for (char *l = maps; *l; l = strchr(l, '\n') + 1) {
+		unsigned long long lo = strtoull(l, NULL, 16);
+		cr_assert(lo < 0x100000000ull || lo == 0x600000100000ull ||
+			  lo == 0xffffffffff600000ull, "left: %.60s", l);
+		if (!strchr(l, '\n'))
+			break;
+	}
+	free(maps);
+	partition_stop(p);
+	partition_destroy(p);
+	t_console_free(&out);
+}
+
+/* ---- lifecycle ---- */
+
+static void wait_lines(struct partition *p, struct t_console *out,
+		       const char *prefix, int n)
+{
+	for (int i = 0; i < 2000 && t_count_lines(out->buf, prefix) < n; i++) {
+		cr_assert_eq(p->finished, false, "finished early: %s",
+			     p->fin.detail);
+		if (partition_wait(p, 10) == 0)
+			break;
+	}
+	cr_assert_geq(t_count_lines(out->buf, prefix), n);
+}
+
+Test(proc, pause_stops_progress_and_resume_continues, .timeout = 60)
+{
+	struct t_console out = { 0 };
+	struct partition *p = start("counter", "counter.elf",
+				    "count=30 work=2000000", &out);
+	wait_lines(p, &out, "tick ", 2);
+	struct parley_err err = { 0 };
+	cr_assert_eq(partition_pause(p, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(p->state, PART_PAUSED);
+	int seen = t_count_lines(out.buf, "tick ");
+	cr_assert_eq(partition_wait(p, 300), -ETIMEDOUT);
+	cr_assert_eq(t_count_lines(out.buf, "tick "), seen, "ran while paused");
+	cr_assert_eq(partition_resume(p, &err), 0, "%s", perr_msg(&err));
+	finish(p);
+	STOPPED_WITH(p, VMX_STOP_EXIT);
+	cr_assert_eq(t_count_lines(out.buf, "tick "), 30);
+	partition_destroy(p);
+	t_console_free(&out);
+}
+
+Test(proc, stop_kills_a_spinning_partition, .timeout = 30)
+{
+	struct t_console out = { 0 };
+	struct partition *p = start("spin", "hostile.elf", "mode=spin", &out);
+	cr_assert_eq(partition_wait(p, 100), -ETIMEDOUT);
+	partition_stop(p);
+	cr_assert(p->finished);
+	STOPPED_WITH(p, VMX_STOP_KILLED);
+	partition_destroy(p);
+	t_console_free(&out);
+}
+
+/* Neither gone nor a zombie waiting for its reaper. */
+static bool alive(pid_t pid)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = 0;
+	char *rp = strrchr(buf, ')');
+	return rp && rp[2] != 'Z' && rp[2] != 'X';
+}
+
+Test(proc, vmm_process_death_ends_the_partition, .timeout = 30)
+{
+	struct t_console out = { 0 };
+	struct partition *p = start("spin", "hostile.elf", "mode=spin", &out);
+	pid_t vmm = p->pid, kids[4];
+	cr_assert_eq(partition_wait(p, 100), -ETIMEDOUT);
+	int n = children_of(vmm, kids, 4);
+	cr_assert_eq(n, 1);
+	kill(vmm, SIGKILL);
+	finish(p);
+	STOPPED_WITH(p, VMX_STOP_VMM_DIED);
+	/* The stub child dies with its tracer (PTRACE_O_EXITKILL). */
+	for (int i = 0; i < 100 && alive(kids[0]); i++)
+		usleep(10000);
+	cr_assert_not(alive(kids[0]), "the partition's process lives on");
+	partition_destroy(p);
+	t_console_free(&out);
+}
+
+/* ---- dirty tracking of the config region ---- */
+
+static unsigned dirty_count(struct partition *p, uint64_t *first)
+{
+	unsigned n = 0;
+	for (uint64_t i = 0; i < p->measure.npages; i++)
+		if (p->measure.dirty[i / 64] & (1ull << (i % 64))) {
+			if (!n)
+				*first = i;
+			n++;
+		}
+	memset(p->measure.dirty, 0, (p->measure.npages + 63) / 64 * 8);
+	return n;
+}
+
+Test(proc, dirty_report_names_exactly_the_pages_written, .timeout = 60)
+{
+	char *dir = t_tmpdir();
+	static char big[3 * 4096];
+	memset(big, 'x', sizeof(big));
+	free(t_write(dir, "motd", "hello\n", 6));
+	free(t_write(dir, "big", big, sizeof(big)));
+	char *json;
+	cr_assert(asprintf(&json,
+		"{\"name\":\"dirty\",\"image\":\"%s\",\"memory\":\"8M\","
+		"\"cmdline\":\"steps=sleep:300,same:motd,sleep:3000\","
+		"\"config\":[{\"name\":\"big\",\"path\":\"%s/big\"},"
+		"{\"name\":\"motd\",\"path\":\"%s/motd\"}]}",
+		T_IMAGE("chantest.elf"), dir, dir) > 0);
+	struct t_console out = { 0 };
+	struct partition *p = start_on(CTL_BACKEND_PROCESS, "dirty", NULL, NULL,
+				       json, false, &out);
+	struct parley_err err = { 0 };
+	uint64_t first = 0;
+	cr_assert_eq(p->measure.npages, 4);
+	cr_assert_eq(partition_fetch_dirty(p, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(dirty_count(p, &first), 0, "dirty before any write");
+	for (int i = 0; i < 500 && !(out.buf && strstr(out.buf, "rewrote"));
+	     i++)
+		partition_wait(p, 10);
+	cr_assert(out.buf && strstr(out.buf, "rewrote motd"), "%s", out.buf);
+	cr_assert_eq(partition_fetch_dirty(p, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(dirty_count(p, &first), 1, "one page written");
+	cr_assert_eq(first, 3, "motd lies after big's three pages");
+	/* Re-armed: nothing written since. */
+	cr_assert_eq(partition_fetch_dirty(p, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(dirty_count(p, &first), 0, "reported twice");
+	partition_stop(p);
+	partition_destroy(p);
+	t_console_free(&out);
+	free(json);
+	t_rmtree(dir);
+	free(dir);
+}
+
+/* ---- save and restore, across backends ---- */
+
+static void save_restore(uint32_t from, uint32_t to)
+{
+	const char *cmd = "count=12 work=2000000";
+	struct t_console whole = { 0 }, before = { 0 }, after = { 0 };
+	struct partition *p = start_on(from, "counter", "counter.elf", cmd,
+				       NULL, false, &whole);
+	finish(p);
+	cr_assert_eq(p->fin.code, 0);
+	partition_destroy(p);
+
+	char *dir = t_tmpdir(), *snap;
+	cr_assert(asprintf(&snap, "%s/counter.snap", dir) > 0);
+	p = start_on(from, "counter", "counter.elf", cmd, NULL, false, &before);
+	wait_lines(p, &before, "tick ", 4);
+	struct parley_err err = { 0 };
+	cr_assert_eq(partition_pause(p, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(partition_save(p, snap, &err), 0, "%s", perr_msg(&err));
+	partition_destroy(p);
+
+	struct part_opts o = t_opts(&after);
+	o.backend = to;
+	cr_assert_eq(partition_restore(snap, &o, &p, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_assert_eq(p->backend, to);
+	finish(p);
+	STOPPED_WITH(p, VMX_STOP_EXIT);
+	cr_assert_eq(p->fin.code, 0);
+	char *joined;
+	cr_assert(asprintf(&joined, "%s%s", before.buf,
+			   after.buf ? after.buf : "") > 0);
+	cr_assert_str_eq(joined, whole.buf);
+	cr_assert_gt(t_count_lines(after.buf, "tick "), 0);
+	partition_destroy(p);
+	free(joined);
+	free(snap);
+	t_rmtree(dir);
+	free(dir);
+	t_console_free(&whole);
+	t_console_free(&before);
+	t_console_free(&after);
+}
+
+Test(proc, save_restore_on_the_process_backend, .timeout = 90)
+{
+	save_restore(CTL_BACKEND_PROCESS, CTL_BACKEND_PROCESS);
+}
+
+Test(proc, snapshot_from_process_restores_on_kvm, .timeout = 90)
+{
+	T_REQUIRE_KVM();
+	save_restore(CTL_BACKEND_PROCESS, CTL_BACKEND_KVM);
+}
+
+Test(proc, snapshot_from_kvm_restores_on_process, .timeout = 90)
+{
+	T_REQUIRE_KVM();
+	save_restore(CTL_BACKEND_KVM, CTL_BACKEND_PROCESS);
+}
