@@ -16,6 +16,10 @@ enum vmx_stop {
 	VMX_STOP_REVOKED_ACCESS,  /* touched a channel window after revocation */
 	VMX_STOP_READONLY_WRITE,  /* wrote a channel page mapped read-only */
 	VMX_STOP_COMPROMISED,     /* its vmm process lied to the grant manager */
+	VMX_STOP_VMM_TIMEOUT,     /* its vmm did not answer the grant manager
+				   * in time (killed) */
+	VMX_STOP_VMM_PROTOCOL,    /* its vmm sent a malformed, unexpected or
+				   * out-of-range message (killed) */
 	VMX_STOP_MAX_,
 };
 
@@ -25,7 +29,10 @@ static inline const char *vmx_stop_name(unsigned r)
 		"exit", "halted", "triple-fault", "bad-port", "bad-hypercall",
 		"bad-access", "killed", "internal", "vmm-died",
 		"revoked-access", "readonly-write", "compromised",
+		"vmm-timeout", "vmm-protocol",
 	};
+	_Static_assert(sizeof(n) / sizeof(n[0]) == VMX_STOP_MAX_,
+		       "a name for every stop reason");
 	return r < VMX_STOP_MAX_ ? n[r] : "unknown";
 }
 
