@@ -365,12 +365,15 @@ static void stopped(struct partition *p)
 	p->ndefer = 0; /* requests of a stopped partition are moot */
 }
 
+static void drain_after_kill(struct partition *p, bool believe_finished);
+
 void partition_fault(struct partition *p, unsigned reason, const char *fmt,
 		     ...)
 {
 	if (p->finished)
 		return;
 	vmm_kill(p);
+	drain_after_kill(p, false);
 	p->fin = (struct ctl_finished){ .reason = reason };
 	va_list ap;
 	va_start(ap, fmt);
@@ -745,11 +748,15 @@ int partition_resume(struct partition *p, struct parley_err *err)
 }
 
 /* After the kill: what the vmm had sent before it died is still queued.
- * Console output is delivered and a report of its own end is believed
- * (it came before our kill); requests are dropped. Bounded by the socket's
- * buffer and by a count. */
-static void drain_after_kill(struct partition *p)
+ * Console output is delivered (what a faulty vmm said last is evidence),
+ * and when stopping, a report of its own end is believed (it came before
+ * our kill); requests are dropped. Bounded by the socket's buffer and by
+ * a count; the socket is made non-blocking for good (the link is over). */
+static void drain_after_kill(struct partition *p, bool believe_finished)
 {
+	int fl = fcntl(p->ctl, F_GETFL);
+	if (fl < 0 || fcntl(p->ctl, F_SETFL, fl | O_NONBLOCK) < 0)
+		return;
 	struct ctl_msg *m = msg_new();
 	for (int i = 0; m && i < 1024; i++) {
 		int rc = ctl_read(p->ctl, CTL_FROM_VMM, m);
@@ -761,7 +768,7 @@ static void drain_after_kill(struct partition *p)
 			close(m->fds[k]);
 		if (m->type == CTL_CONSOLE)
 			on_console(p, &m->u.console);
-		else if (m->type == CTL_FINISHED)
+		else if (m->type == CTL_FINISHED && believe_finished)
 			p->fin = m->u.finished;
 	}
 	free(m);
@@ -774,9 +781,7 @@ int partition_stop(struct partition *p)
 	vmm_kill(p);
 	p->fin = (struct ctl_finished){ .reason = VMX_STOP_KILLED };
 	snprintf(p->fin.detail, sizeof(p->fin.detail), "stopped by the agent");
-	int fl = fcntl(p->ctl, F_GETFL);
-	if (fl >= 0 && fcntl(p->ctl, F_SETFL, fl | O_NONBLOCK) == 0)
-		drain_after_kill(p);
+	drain_after_kill(p, true);
 	stopped(p);
 	partition_reap(p);
 	return 0;
