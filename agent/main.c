@@ -180,11 +180,11 @@ static int admit(struct partition *p, void *ctx, struct parley_err *err)
 	return rc;
 }
 
-static void on_request(struct partition *p, uint32_t type, const void *pl,
+static void on_request(struct partition *p, const struct ctl_msg *m,
 		       void *ctx)
 {
 	struct agent *a = ((struct supervisor *)ctx)->owner;
-	chanmgr_on_request(p, type, pl, &a->cm);
+	chanmgr_on_request(p, m, &a->cm);
 }
 
 static int load_policy(struct agent *a, struct parley_err *err)
@@ -287,7 +287,9 @@ static void on_gone(struct partition *p, void *ctx)
 
 static bool on_tick(void *ctx)
 {
-	return chanmgr_full_check(&((struct agent *)ctx)->cm, false);
+	struct chanmgr *cm = &((struct agent *)ctx)->cm;
+	bool did = chanmgr_tick(cm);
+	return chanmgr_full_check(cm, false) || did;
 }
 
 static int serve(int argc, char **argv)

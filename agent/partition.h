@@ -45,23 +45,32 @@ struct part_opts {
 	int (*on_measured)(struct partition *p, void *ctx,
 			   struct parley_err *err);
 	/* A request or event from the vmm that needs the grant manager
-	 * (CTL_OPEN_REQ, CTL_CLOSED, CTL_MAPPED, CTL_UNMAPPED). Never called
-	 * while the agent waits for another reply from this partition. */
-	void (*on_request)(struct partition *p, uint32_t type,
-			   const void *payload, void *ctx);
+	 * (CTL_OPEN_REQ, CTL_CLOSED, CTL_MAPPED, CTL_UNMAPPED), read and
+	 * checked by ctl_read. Called only from partition_handle(), i.e. from
+	 * the event loop: never while the agent waits for a reply, stops a
+	 * partition or revokes a channel. */
+	void (*on_request)(struct partition *p, const struct ctl_msg *m,
+			   void *ctx);
 };
 
 #define PART_DEFER_MAX 16
 
+/* A request that arrived while we waited for a reply: only the two
+ * payloads requests have are kept. */
 struct part_deferred {
 	uint32_t type;
-	_Alignas(8) char payload[sizeof(struct ctl_open_req)];
+	union {
+		struct ctl_open_req open_req;
+		struct ctl_chan_ref ref;
+	} u;
 };
 
 struct partition {
 	char name[64];
 	enum part_state state;
-	pid_t pid;
+	pid_t pid;                 /* of the vmm process; 0 once reaped */
+	int pidfd;                 /* pidfd_open(pid): kill and reap by it,
+				    * never by a pid that may be reused */
 	int ctl;                   /* our end of the control link */
 	int mem_fd;
 	const uint8_t *mem;        /* read-only view: RAM, then config */
@@ -76,6 +85,8 @@ struct partition {
 	bool finished;
 	struct ctl_finished fin;   /* valid once finished */
 	int wait_status;           /* of the vmm process, once reaped */
+	bool unreported;           /* ended without CTL_FINISHED: the
+				    * detail says how, once reaped */
 	uint64_t t_created_ns, t_ready_ns, t_first_console_ns;
 	struct measure measure;    /* baseline and dirty tracking */
 	unsigned ndefer;
@@ -93,36 +104,58 @@ int partition_create(const struct part_spec *spec, const struct part_opts *o,
 int partition_restore(const char *path, const struct part_opts *o,
 		      struct partition **out, struct parley_err *err);
 
-/* Read and act on one message from the vmm process. Returns 1 once the
- * partition has finished (p->fin says why), 0 otherwise, -EAGAIN if nothing
- * was waiting. */
+/* Read and act on one message from the vmm process (or one request that
+ * was deferred). Returns 1 once the partition has finished (p->fin says
+ * why), 0 otherwise, -EAGAIN if nothing was waiting. Every fault of the
+ * vmm (end of stream, a malformed, unexpected or out-of-range message)
+ * kills it and stops the partition with a reason (agent/ctl/stop.h). */
 int partition_handle(struct partition *p);
 
-/* Handle messages until the partition finishes or timeout_ms passes
- * (-1: no limit). 0 when finished, -ETIMEDOUT otherwise. */
+/* Handle messages until the partition finishes and its vmm process is
+ * reaped, or timeout_ms passes (-1: no limit). 0 when finished (reaped or
+ * not), -ETIMEDOUT otherwise. For tools and tests; the event loops use
+ * partition_handle() and partition_reap(). */
 int partition_wait(struct partition *p, int timeout_ms);
 
 /* Requests deferred while waiting for a reply are waiting to be handled. */
 bool partition_has_deferred(const struct partition *p);
 
+/* The pidfd to poll for readability while the vmm process is still to be
+ * reaped, else -1; partition_reap() when it is readable (never blocks).
+ * Returns true once reaped. */
+int partition_reap_fd(const struct partition *p);
+bool partition_reap(struct partition *p);
+
 /* Ask the vmm which config pages were written since the last call and
- * merge the answer into p->measure. */
+ * merge the answer into p->measure. The answer is bounded: at most
+ * ceil(pages / (8 * CTL_DIRTY_BYTES)) chunks (one if there are no pages),
+ * contiguous and in order from page 0, the last flagged, all within one
+ * deadline (opts.timeout_ms). Anything else kills the vmm: the partition
+ * stops (vmm-protocol or vmm-timeout) and -EPROTO / -ETIMEDOUT / -ESRCH
+ * is returned. */
 int partition_fetch_dirty(struct partition *p, struct parley_err *err);
-/* Channel mapping requests (the answers arrive through on_request). */
+/* Send a message with descriptors to the vmm; -ESRCH once finished. */
 int partition_send(struct partition *p, uint32_t type, const void *payload,
 		   uint32_t len, const int *fds, unsigned nfds);
-/* Unmap a channel and wait for the vmm to confirm (killed if it does not). */
-int partition_unmap(struct partition *p, uint32_t chan,
-		    struct parley_err *err);
+
+/* The vmm broke the rules: kill it, stop the partition with `reason`
+ * (enum vmx_stop) and a detail; no wait. Nothing happens if the partition
+ * has finished already. */
+void partition_fault(struct partition *p, unsigned reason, const char *fmt,
+		     ...) __attribute__((format(printf, 3, 4)));
 
 int partition_pause(struct partition *p, struct parley_err *err);
 int partition_resume(struct partition *p, struct parley_err *err);
 /* Save machine state and memory to path; the partition must be paused. */
 int partition_save(struct partition *p, const char *path,
 		   struct parley_err *err);
-/* Ask the vmm process to stop the partition (killed if it does not). */
+/* Stop the partition now: its vmm process is killed (SIGKILL: a vmm is
+ * never asked and waited for), console output it had already sent is
+ * still delivered, and the partition stops as `killed` unless a report of
+ * its own end was already queued. Never blocks. */
 int partition_stop(struct partition *p);
-/* Kill what is left, reap the vmm process, release everything. */
+/* Kill what is left, reap the vmm process (it has been sent SIGKILL, so
+ * the wait is the kernel's teardown, bounded), release everything. */
 void partition_destroy(struct partition *p);
 
 const char *part_state_name(enum part_state s);

@@ -78,13 +78,20 @@ static void on_ctl(evutil_socket_t fd, short what, void *arg)
 		drain(s);
 }
 
+/* Every tick: revocation deadlines and channel sections, the background
+ * re-hash, and the exit status of every vmm process that has ended (a
+ * vmm is killed, never waited for; it is reaped here, without blocking). */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	struct serve *s = arg;
+	chanmgr_tick(&s->cm);
 	chanmgr_full_check(&s->cm, false);
 	drain(s);
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->part[i].p->finished)
+			partition_reap(s->part[i].p);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -98,11 +105,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(s->base, NULL);
 }
 
-static void on_request(struct partition *p, uint32_t type, const void *pl,
+static void on_request(struct partition *p, const struct ctl_msg *m,
 		       void *ctx)
 {
 	struct serve *s = ((struct supervisor *)ctx)->owner;
-	chanmgr_on_request(p, type, pl, &s->cm);
+	chanmgr_on_request(p, m, &s->cm);
 }
 
 /* Before the first instruction: the bundle's baseline for this partition,

@@ -101,13 +101,13 @@ static void on_console(struct partition *p, const char *buf, size_t len,
 
 /* The grant manager's decision, timed: what CHAN_OPEN costs in here,
  * beside what the partition sees. */
-static void on_request(struct partition *p, uint32_t type, const void *pl,
+static void on_request(struct partition *p, const struct ctl_msg *m,
 		       void *ctx)
 {
 	struct cb_run *r = ctx;
 	uint64_t t0 = mono_now_ns();
-	chanmgr_on_request(p, type, pl, &r->cm);
-	if (type == CTL_OPEN_REQ)
+	chanmgr_on_request(p, m, &r->cm);
+	if (m->type == CTL_OPEN_REQ)
 		series_add(&r->open_ns, mono_now_ns() - t0);
 }
 
@@ -222,6 +222,7 @@ static void serve_once(struct cb_run *r)
 		if (pf[k].revents || partition_has_deferred(p))
 			partition_handle(p);
 	}
+	chanmgr_tick(&r->cm);
 	reap_finished(r, false);
 }
 

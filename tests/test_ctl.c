@@ -3,7 +3,10 @@
  * socketpair(AF_UNIX, SOCK_SEQPACKET): every message type round trip, then
  * a table of hostile packets written raw with send(), each with the exact
  * return of ctl_recv, each followed by a good packet that must still read
- * correctly; end of stream, would-block and a closed peer.
+ * correctly; end of stream, would-block and a closed peer. Then the typed
+ * reader ctl_read: every vmm message back as its struct, each side's types
+ * refused from the other, a table of fields out of range, a flood of
+ * descriptors — each refused with -EPROTO and no descriptor kept.
  *
  * What a 0-byte packet is (measured on Linux): send(fd, "", 0, 0) on a
  * SOCK_SEQPACKET socket returns 0 and queues an empty record; recv() of it
@@ -25,6 +28,7 @@
 #include <unistd.h>
 
 #include "agent/ctl/ctl.h"
+#include "agent/ctl/stop.h"
 
 #define CANARY 0x5a
 
@@ -509,15 +513,11 @@ Test(ctl, send_to_closed_peer)
 }
 
 /*
- * BUG (agent/vmx/ctl.c, ctl_recv: `if (n == 0) return -EPIPE;`): an empty
- * packet is not a message of any type, so by the header's contract it is a
- * protocol error (-EPROTO); ctl_recv calls it end of stream instead, while
- * the peer is alive and its socket open (the good packet behind it still
- * reads). partition_handle() (agent/partition.c) does not SIGKILL the vmm
- * on -EPIPE and then blocks in waitpid() via finish_unreported(): a vmm
- * process that sends one 0-byte packet and keeps running hangs the grant
- * manager. Expected to fail until ctl_recv tells the two apart (e.g. a
- * 0-byte recv is EOF only if poll() reports POLLRDHUP/POLLHUP).
+ * An empty packet is not a message of any type: by the header's contract a
+ * protocol error (-EPROTO), not the end of the stream, while the peer is
+ * alive (ctl_recv asks poll() for POLLRDHUP/POLLHUP to tell them apart).
+ * The grant manager kills a vmm that sends one (vmm-protocol) and never
+ * waits for it to end.
  */
 Test(ctl, empty_packet_is_not_end_of_stream)
 {
@@ -534,8 +534,7 @@ Test(ctl, empty_packet_is_not_end_of_stream)
 	unpair(sv);
 }
 
-/* What the bug above looks like from the outside, kept apart so that it
- * passes: the link is still alive behind the "end of stream". */
+/* The link is still alive behind the empty packet. */
 Test(ctl, empty_packet_then_good_packet)
 {
 	_Alignas(8) char buf[CTL_MSG_MAX];
@@ -547,5 +546,224 @@ Test(ctl, empty_packet_then_good_packet)
 	n = recv_one(sv[1], &type, buf);
 	cr_expect(n == -EPROTO || n == -EPIPE, "empty packet gave %d", n);
 	expect_good_after(sv, "empty packet");
+	unpair(sv);
+}
+
+/* ---- the typed reader (ctl_read) --------------------------------------- */
+
+static int read_from(int fd, enum ctl_from from, struct ctl_msg *m)
+{
+	return ctl_read(fd, from, m);
+}
+
+static unsigned count_fds(void)
+{
+	unsigned n = 0;
+	for (int fd = 0; fd < 1024; fd++)
+		n += fcntl(fd, F_GETFD) >= 0;
+	return n;
+}
+
+Test(ctl, typed_reader_gives_each_vmm_message_back)
+{
+	int sv[2];
+	static struct ctl_msg m;
+	struct ctl_finished f = { .reason = VMX_STOP_EXIT, .code = 3 };
+	struct ctl_refused r = { .type = CTL_GET_STATE, .code = -EBUSY };
+	struct ctl_open_req o = { .vcpu = 1 };
+	static struct ctl_dirty d = { .first_page = 0, .npages = 5, .last = 1 };
+	struct ctl_chan_ref ref = { .chan = 9, .status = -ENOENT, .handle = 7 };
+	struct ctl_console c = { .vcpu = 0, .len = 3 };
+
+	snprintf(f.detail, sizeof(f.detail), "bye");
+	snprintf(o.name, sizeof(o.name), "c1");
+	memcpy(c.buf, "abc", 3);
+	d.bits[0] = 0x11;
+	pair(sv);
+	cr_assert_eq(ctl_send(sv[0], CTL_FINISHED, &f, sizeof(f)), 0);
+	cr_assert_eq(read_from(sv[1], CTL_FROM_VMM, &m), 0);
+	cr_expect_eq(m.type, CTL_FINISHED);
+	cr_expect_eq(m.u.finished.code, 3);
+	cr_expect_str_eq(m.u.finished.detail, "bye");
+	cr_assert_eq(ctl_send(sv[0], CTL_REFUSED, &r, sizeof(r)), 0);
+	cr_assert_eq(read_from(sv[1], CTL_FROM_VMM, &m), 0);
+	cr_expect_eq(m.u.refused.code, -EBUSY);
+	cr_assert_eq(ctl_send(sv[0], CTL_OPEN_REQ, &o, sizeof(o)), 0);
+	cr_assert_eq(read_from(sv[1], CTL_FROM_VMM, &m), 0);
+	cr_expect_str_eq(m.u.open_req.name, "c1");
+	cr_assert_eq(ctl_send(sv[0], CTL_DIRTY, &d, sizeof(d)), 0);
+	cr_assert_eq(read_from(sv[1], CTL_FROM_VMM, &m), 0);
+	cr_expect_eq(m.u.dirty.npages, 5);
+	cr_expect_eq(m.u.dirty.bits[0], 0x11);
+	for (uint32_t t = CTL_MAPPED; t <= CTL_CLOSED; t++) {
+		cr_assert_eq(ctl_send(sv[0], t, &ref, sizeof(ref)), 0);
+		cr_assert_eq(read_from(sv[1], CTL_FROM_VMM, &m), 0);
+		cr_expect_eq(m.type, t);
+		cr_expect_eq(m.u.ref.handle, 7);
+	}
+	/* console: what the text did not fill reads as zero, never as an
+	 * earlier message's bytes */
+	memset(&m, 0x5a, sizeof(m));
+	cr_assert_eq(ctl_send(sv[0], CTL_CONSOLE, &c,
+			      offsetof(struct ctl_console, buf) + 3), 0);
+	cr_assert_eq(read_from(sv[1], CTL_FROM_VMM, &m), 0);
+	cr_expect_eq(m.u.console.len, 3);
+	cr_expect_eq(m.u.console.buf[3], 0);
+	cr_expect_eq(m.u.console.buf[PARLEY_CONSOLE_MAX - 1], 0);
+	unpair(sv);
+}
+
+Test(ctl, typed_reader_refuses_the_other_sides_types)
+{
+	int sv[2];
+	static struct ctl_msg m;
+	struct ctl_launch l = { .vcpus = 1 };
+	static struct ctl_vcpu_state st;
+
+	pair(sv);
+	/* a vmm may not send an agent's request ... */
+	cr_assert_eq(ctl_send(sv[0], CTL_LAUNCH, &l, sizeof(l)), 0);
+	cr_expect_eq(read_from(sv[1], CTL_FROM_VMM, &m), -EPROTO);
+	cr_assert_eq(ctl_send(sv[0], CTL_STOP, NULL, 0), 0);
+	cr_expect_eq(read_from(sv[1], CTL_FROM_VMM, &m), -EPROTO);
+	/* ... nor the agent a vmm's report */
+	cr_assert_eq(ctl_send(sv[0], CTL_READY, NULL, 0), 0);
+	cr_expect_eq(read_from(sv[1], CTL_FROM_AGENT, &m), -EPROTO);
+	/* a vCPU state goes both ways */
+	cr_assert_eq(ctl_send(sv[0], CTL_VCPU_STATE, &st, sizeof(st)), 0);
+	cr_expect_eq(read_from(sv[1], CTL_FROM_VMM, &m), 0);
+	cr_assert_eq(ctl_send(sv[0], CTL_VCPU_STATE, &st, sizeof(st)), 0);
+	cr_expect_eq(read_from(sv[1], CTL_FROM_AGENT, &m), 0);
+	cr_assert_eq(ctl_send(sv[0], CTL_LAUNCH, &l, sizeof(l)), 0);
+	cr_expect_eq(read_from(sv[1], CTL_FROM_AGENT, &m), 0);
+	expect_good_after(sv, "the other side's types");
+	unpair(sv);
+}
+
+/* Field rules, one broken at a time: each refused with -EPROTO, and the
+ * message after it still reads. */
+struct bad_field {
+	const char *name;
+	uint32_t type;
+	enum ctl_from from;
+	void (*make)(void *payload);
+	unsigned nfds;
+};
+
+static void bf_reason(void *p) { ((struct ctl_finished *)p)->reason = VMX_STOP_MAX_; }
+static void bf_detail(void *p) { memset(((struct ctl_finished *)p)->detail, 'x', 160); }
+static void bf_ref_code(void *p) { ((struct ctl_refused *)p)->code = 0; }
+static void bf_ref_type(void *p)
+{
+	((struct ctl_refused *)p)->type = CTL_READY;
+	((struct ctl_refused *)p)->code = -EBUSY;
+}
+static void bf_name_open(void *p) { memset(((struct ctl_open_req *)p)->name, 'n', PARLEY_CHAN_NAME_MAX); }
+static void bf_name_empty(void *p) { (void)p; }
+static void bf_open_res(void *p)
+{
+	struct ctl_open_req *o = p;
+	o->name[0] = 'c';
+	o->reserved = 1;
+}
+static void bf_dirty_n(void *p) { ((struct ctl_dirty *)p)->npages = 8ull * CTL_DIRTY_BYTES + 1; }
+static void bf_dirty_last(void *p) { ((struct ctl_dirty *)p)->last = 2; }
+static void bf_dirty_res(void *p) { ((struct ctl_dirty *)p)->reserved = 1; }
+static void map_base(struct ctl_map *m)
+{
+	m->nseg = 1;
+	m->nmem = 1;
+	m->seg[0].len = 4096;
+}
+static void bf_map_nseg0(void *p) { map_base(p); ((struct ctl_map *)p)->nseg = 0; }
+static void bf_map_nseg8(void *p) { map_base(p); ((struct ctl_map *)p)->nseg = CTL_MAP_SEGS_MAX + 1; }
+static void bf_map_mem(void *p) { map_base(p); ((struct ctl_map *)p)->seg[0].mem = 1; }
+static void bf_map_ro(void *p) { map_base(p); ((struct ctl_map *)p)->seg[0].readonly = 2; }
+static void bf_map_res(void *p) { map_base(p); ((struct ctl_map *)p)->reserved = 1; }
+static void bf_reply_detail(void *p) { memset(((struct ctl_open_reply *)p)->detail, 'd', 64); }
+
+static const struct bad_field bad_fields[] = {
+	{ "FINISHED reason past the last", CTL_FINISHED, CTL_FROM_VMM, bf_reason, 0 },
+	{ "FINISHED detail unterminated", CTL_FINISHED, CTL_FROM_VMM, bf_detail, 0 },
+	{ "REFUSED code not negative", CTL_REFUSED, CTL_FROM_VMM, bf_ref_code, 0 },
+	{ "REFUSED type not a request", CTL_REFUSED, CTL_FROM_VMM, bf_ref_type, 0 },
+	{ "OPEN_REQ name unterminated", CTL_OPEN_REQ, CTL_FROM_VMM, bf_name_open, 0 },
+	{ "OPEN_REQ name empty", CTL_OPEN_REQ, CTL_FROM_VMM, bf_name_empty, 0 },
+	{ "OPEN_REQ reserved set", CTL_OPEN_REQ, CTL_FROM_VMM, bf_open_res, 0 },
+	{ "DIRTY npages past a chunk", CTL_DIRTY, CTL_FROM_VMM, bf_dirty_n, 0 },
+	{ "DIRTY last 2", CTL_DIRTY, CTL_FROM_VMM, bf_dirty_last, 0 },
+	{ "DIRTY reserved set", CTL_DIRTY, CTL_FROM_VMM, bf_dirty_res, 0 },
+	{ "MAP no segment", CTL_MAP, CTL_FROM_AGENT, bf_map_nseg0, 3 },
+	{ "MAP too many segments", CTL_MAP, CTL_FROM_AGENT, bf_map_nseg8, 3 },
+	{ "MAP segment names a missing fd", CTL_MAP, CTL_FROM_AGENT, bf_map_mem, 3 },
+	{ "MAP readonly 2", CTL_MAP, CTL_FROM_AGENT, bf_map_ro, 3 },
+	{ "MAP reserved set", CTL_MAP, CTL_FROM_AGENT, bf_map_res, 3 },
+	{ "OPEN_REPLY detail unterminated", CTL_OPEN_REPLY, CTL_FROM_AGENT, bf_reply_detail, 0 },
+};
+
+Test(ctl, typed_reader_refuses_fields_out_of_range)
+{
+	static struct ctl_msg m;
+	static union {
+		struct ctl_map map;
+		struct ctl_dirty dirty;
+		char raw[CTL_PAYLOAD_MAX];
+	} pl;
+	int sv[2];
+
+	pair(sv);
+	unsigned before = count_fds();
+	for (size_t i = 0; i < sizeof(bad_fields) / sizeof(bad_fields[0]); i++) {
+		const struct bad_field *b = &bad_fields[i];
+		int fds[3];
+		for (unsigned k = 0; k < b->nfds; k++)
+			fds[k] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		memset(&pl, 0, sizeof(pl));
+		b->make(&pl);
+		long len = ctl_payload_size(b->type);
+		cr_assert_eq(ctl_send_fds(sv[0], b->type, &pl, (uint32_t)len,
+					  fds, b->nfds), 0, "%s", b->name);
+		for (unsigned k = 0; k < b->nfds; k++)
+			close(fds[k]);
+		cr_expect_eq(read_from(sv[1], b->from, &m), -EPROTO, "%s",
+			     b->name);
+		expect_good_after(sv, b->name);
+	}
+	cr_expect_eq(count_fds(), before, "descriptors of refused messages "
+		     "left open");
+	unpair(sv);
+}
+
+/* More descriptors than any message carries: refused, none kept. */
+Test(ctl, typed_reader_refuses_a_descriptor_flood)
+{
+	static struct ctl_msg m;
+	int sv[2], fds[CTL_FDS_MAX + 1];
+	struct ctl_console c = { .len = 0 };
+
+	pair(sv);
+	unsigned before = count_fds();
+	for (unsigned k = 0; k < CTL_FDS_MAX + 1; k++)
+		fds[k] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	struct ctl_hdr h = { .type = CTL_CONSOLE,
+			     .len = offsetof(struct ctl_console, buf) };
+	char pkt[sizeof(h) + offsetof(struct ctl_console, buf)];
+	memcpy(pkt, &h, sizeof(h));
+	memcpy(pkt + sizeof(h), &c, offsetof(struct ctl_console, buf));
+	struct iovec iov = { pkt, sizeof(pkt) };
+	_Alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(fds))];
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(fds));
+	memcpy(CMSG_DATA(cm), fds, sizeof(fds));
+	cr_assert_eq(sendmsg(sv[0], &mh, 0), (ssize_t)sizeof(pkt));
+	for (unsigned k = 0; k < CTL_FDS_MAX + 1; k++)
+		close(fds[k]);
+	cr_expect_eq(read_from(sv[1], CTL_FROM_VMM, &m), -EPROTO);
+	cr_expect_eq(count_fds(), before);
+	expect_good_after(sv, "descriptor flood");
 	unpair(sv);
 }

@@ -1,6 +1,8 @@
 #include "agent/ctl/ctl.h"
+#include "agent/ctl/stop.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -164,9 +166,13 @@ int ctl_recv_fds(int sock, uint32_t *type, void *buf, size_t cap, int *fds,
 			    .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
 	int got[CTL_FDS_MAX];
 	ssize_t n;
+	int resets = 0;
+	/* ECONNRESET: the peer closed with our messages unread. The error is
+	 * reported once, ahead of what the peer had sent before it closed
+	 * (its last words, CTL_FINISHED among them): read on. */
 	do
 		n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
+	while (n < 0 && (errno == EINTR || (errno == ECONNRESET && !resets++)));
 	if (n < 0)
 		return -errno;
 	unsigned ngot = take_fds(&m, got);
@@ -197,4 +203,93 @@ int ctl_recv_fds(int sock, uint32_t *type, void *buf, size_t cap, int *fds,
 int ctl_recv(int sock, uint32_t *type, void *buf, size_t cap)
 {
 	return ctl_recv_fds(sock, type, buf, cap, NULL, NULL);
+}
+
+/* ---- typed reading ------------------------------------------------------ */
+
+const char *ctl_type_name(uint32_t type)
+{
+	static const char *const agent[] = {
+		NULL, "CTL_LAUNCH", "CTL_VCPU_STATE", "CTL_PAUSE", "CTL_RESUME",
+		"CTL_GET_STATE", "CTL_STOP", "CTL_OPEN_REPLY", "CTL_MAP",
+		"CTL_UNMAP", "CTL_DIRTY_REQ",
+	};
+	static const char *const vmm[] = {
+		"CTL_READY", "CTL_CONSOLE", "CTL_PAUSED", "CTL_RESUMED",
+		"CTL_STATE_DONE", "CTL_FINISHED", "CTL_REFUSED", "CTL_OPEN_REQ",
+		"CTL_DIRTY", "CTL_MAPPED", "CTL_UNMAPPED", "CTL_CLOSED",
+	};
+	if (type < sizeof(agent) / sizeof(agent[0]) && agent[type])
+		return agent[type];
+	if (type >= CTL_READY && type - CTL_READY < sizeof(vmm) / sizeof(vmm[0]))
+		return vmm[type - CTL_READY];
+	return "?";
+}
+
+static bool sent_by(uint32_t type, enum ctl_from from)
+{
+	if (type == CTL_VCPU_STATE)
+		return true;
+	return from == CTL_FROM_VMM ? type >= CTL_READY : type < CTL_READY;
+}
+
+static bool terminated(const char *s, size_t cap)
+{
+	return memchr(s, 0, cap) != NULL;
+}
+
+static bool map_ok(const struct ctl_map *m)
+{
+	if (m->nseg < 1 || m->nseg > CTL_MAP_SEGS_MAX || m->nmem < 1 ||
+	    m->nmem > CTL_MAP_MEMS_MAX || m->reserved)
+		return false;
+	for (uint32_t i = 0; i < m->nseg; i++)
+		if (m->seg[i].mem >= m->nmem || m->seg[i].readonly > 1)
+			return false;
+	return true;
+}
+
+/* The per-type rules ctl.h lists; the size is already right. */
+static bool fields_ok(const struct ctl_msg *m)
+{
+	switch (m->type) {
+	case CTL_FINISHED:
+		return m->u.finished.reason < VMX_STOP_MAX_ &&
+		       terminated(m->u.finished.detail,
+				  sizeof(m->u.finished.detail));
+	case CTL_REFUSED:
+		return m->u.refused.type < CTL_READY && m->u.refused.code < 0;
+	case CTL_OPEN_REQ:
+		return m->u.open_req.reserved == 0 && m->u.open_req.name[0] &&
+		       terminated(m->u.open_req.name,
+				  sizeof(m->u.open_req.name));
+	case CTL_DIRTY:
+		return m->u.dirty.npages <= 8ull * CTL_DIRTY_BYTES &&
+		       m->u.dirty.last <= 1 && m->u.dirty.reserved == 0;
+	case CTL_MAP:
+		return map_ok(&m->u.map);
+	case CTL_OPEN_REPLY:
+		return terminated(m->u.open_reply.detail,
+				  sizeof(m->u.open_reply.detail));
+	default:
+		return true;
+	}
+}
+
+int ctl_read(int sock, enum ctl_from from, struct ctl_msg *m)
+{
+	m->nfds = 0;
+	int n = ctl_recv_fds(sock, &m->type, m->u.raw, sizeof(m->u), m->fds,
+			     &m->nfds);
+	if (n < 0)
+		return n;
+	m->len = (uint32_t)n;
+	/* Zero what the payload did not fill (console), so that no stale
+	 * byte of an earlier message is ever read as this one's. */
+	memset(m->u.raw + n, 0, sizeof(m->u) - (size_t)n);
+	if (sent_by(m->type, from) && fields_ok(m))
+		return 0;
+	close_fds(m->fds, m->nfds);
+	m->nfds = 0;
+	return -EPROTO;
 }

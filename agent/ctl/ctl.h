@@ -211,4 +211,64 @@ int ctl_recv(int sock, uint32_t *type, void *buf, size_t cap);
  * -2 for the one variable-size type (console), -1 for an unknown type. */
 long ctl_payload_size(uint32_t type);
 
+/* ---- typed reading --------------------------------------------------- */
+
+/* Who sent a message: each side may send only its own types (CTL_VCPU_STATE
+ * goes both ways); a type from the wrong side is a protocol error. */
+enum ctl_from {
+	CTL_FROM_AGENT = 1,
+	CTL_FROM_VMM = 2,
+};
+
+/* One message as a reader gets it: type, size and every field whose value
+ * the protocol restricts already checked (below), then copied out. Only the
+ * member `type` names is valid; fds[] holds exactly the descriptors the type
+ * carries (CTL_MAP: two doorbells, then map.nmem memory fds), owned by the
+ * caller. */
+struct ctl_msg {
+	uint32_t type;
+	uint32_t len;              /* payload bytes */
+	unsigned nfds;
+	int fds[CTL_FDS_MAX];
+	union {
+		/* agent -> vmm */
+		struct ctl_launch launch;
+		struct ctl_open_reply open_reply;
+		struct ctl_map map;
+		/* both ways */
+		struct ctl_vcpu_state vcpu_state;
+		/* vmm -> agent */
+		struct ctl_console console;
+		struct ctl_finished finished;
+		struct ctl_refused refused;
+		struct ctl_open_req open_req;
+		struct ctl_dirty dirty;
+		struct ctl_chan_ref ref;   /* MAP/UNMAP replies, UNMAP, CLOSED */
+		_Alignas(8) char raw[CTL_PAYLOAD_MAX];
+	} u;
+};
+
+/* What each typed reader checks beyond the size, so that no caller has to:
+ *   console   len <= PARLEY_CONSOLE_MAX (the size follows from it)
+ *   finished  reason a known enum vmx_stop; detail NUL-terminated
+ *   refused   type a request type; code a negative errno
+ *   open_req  name NUL-terminated and non-empty; reserved zero
+ *   dirty     npages <= 8 * CTL_DIRTY_BYTES; last 0 or 1; reserved zero
+ *   map       nseg 1..CTL_MAP_SEGS_MAX, nmem 1..CTL_MAP_MEMS_MAX, every
+ *             segment's mem < nmem and readonly 0 or 1; reserved zero
+ *   open_reply detail NUL-terminated
+ * Bounds that need the reader's state (a dirty chunk against the config
+ * region, a vCPU index against the partition) stay with the caller. */
+
+/* Read one message sent by `from` into *m. Returns 0, -EAGAIN (nothing
+ * waiting on a non-blocking socket), -EPIPE (end of stream), or -EPROTO
+ * (anything malformed, oversized, of an unknown type, of the other side's
+ * type, with the wrong descriptors, or with a field out of range; every
+ * received descriptor is then closed). The link is to be dropped after
+ * -EPROTO. */
+int ctl_read(int sock, enum ctl_from from, struct ctl_msg *m);
+
+/* The name of a message type, for diagnostics ("CTL_DIRTY"), or "?". */
+const char *ctl_type_name(uint32_t type);
+
 #endif

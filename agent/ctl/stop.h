@@ -19,6 +19,10 @@ enum vmx_stop {
 	VMX_STOP_SYSCALL,         /* tried a system call into the host kernel
 				   * (process backend: syscall, sysenter,
 				   * int 0x80, the vsyscall page) */
+	VMX_STOP_VMM_TIMEOUT,     /* its vmm did not answer the grant manager
+				   * in time (killed) */
+	VMX_STOP_VMM_PROTOCOL,    /* its vmm sent a malformed, unexpected or
+				   * out-of-range message (killed) */
 	VMX_STOP_MAX_,
 };
 
@@ -28,7 +32,10 @@ static inline const char *vmx_stop_name(unsigned r)
 		"exit", "halted", "triple-fault", "bad-port", "bad-hypercall",
 		"bad-access", "killed", "internal", "vmm-died",
 		"revoked-access", "readonly-write", "compromised", "syscall",
+		"vmm-timeout", "vmm-protocol",
 	};
+	_Static_assert(sizeof(n) / sizeof(n[0]) == VMX_STOP_MAX_,
+		       "a name for every stop reason");
 	return r < VMX_STOP_MAX_ ? n[r] : "unknown";
 }
 

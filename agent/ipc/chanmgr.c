@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <parley/ring.h>
 
@@ -84,6 +85,9 @@ static void chan_layout(struct cm_chan *ch)
 	h->ring_bytes = ch->g.ring_bytes;
 	h->nqueues = ch->g.dir == GRANT_BOTH ? 2 : 1;
 	snprintf(h->name, sizeof(h->name), "%s", ch->g.channel);
+	ch->nsec = 1;
+	ch->sec_size[0] = PAGE;
+	ch->sec_writer[0] = CM_WRITER_AGENT;
 	uint64_t off = PAGE;
 	for (unsigned q = 0; q < h->nqueues; q++) {
 		h->q[q].prod_off = off;
@@ -93,24 +97,54 @@ static void chan_layout(struct cm_chan *ch)
 				       ? PARLEY_RING_FROM_B
 				       : PARLEY_RING_FROM_A;
 		off += 2 * PAGE + ch->g.ring_bytes;
+		/* the producer's section, then the consumer's */
+		ch->sec_size[ch->nsec] = PAGE + ch->g.ring_bytes;
+		ch->sec_writer[ch->nsec++] = (int)h->q[q].from;
+		ch->sec_size[ch->nsec] = PAGE;
+		ch->sec_writer[ch->nsec++] = 1 - (int)h->q[q].from;
 	}
 	h->total_bytes = off;
 	ch->size = off;
 }
 
-static int chan_memory(struct cm_chan *ch)
+/* A read-only re-open of one of our memfds: a vmm handed it cannot map it
+ * writable (mmap PROT_WRITE, mprotect: EACCES), truncate or punch it. */
+static int reopen_ro(int fd)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	int ro = open(path, O_RDONLY | O_CLOEXEC);
+	return ro < 0 ? -errno : ro;
+}
+
+/* One section: sized, sealed against growth and against further seals (a
+ * vmm holding the writable fd could otherwise seal it against the
+ * truncation that revokes it), mode 0400 so that no other uid re-opens it
+ * writable through /proc. */
+static int section_make(struct cm_chan *ch, unsigned i)
 {
 	char nm[96];
-	snprintf(nm, sizeof(nm), "parley-chan:%s", ch->g.channel);
-	ch->memfd = memfd_create(nm, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (ch->memfd < 0)
+	snprintf(nm, sizeof(nm), "parley-chan:%s:%u", ch->g.channel, i);
+	ch->mem[i] = memfd_create(nm, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (ch->mem[i] < 0)
 		return -errno;
-	if (ftruncate(ch->memfd, (off_t)ch->size) < 0 ||
-	    pwrite(ch->memfd, &ch->hdr, sizeof(ch->hdr), 0) !=
-		    (ssize_t)sizeof(ch->hdr) ||
-	    fcntl(ch->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
-						 F_SEAL_SEAL) < 0)
+	if (ftruncate(ch->mem[i], (off_t)ch->sec_size[i]) < 0 ||
+	    (i == 0 && pwrite(ch->mem[i], &ch->hdr, sizeof(ch->hdr), 0) !=
+			       (ssize_t)sizeof(ch->hdr)) ||
+	    fcntl(ch->mem[i], F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SEAL) < 0 ||
+	    fchmod(ch->mem[i], 0400) < 0)
 		return -errno;
+	ch->mem_ro[i] = reopen_ro(ch->mem[i]);
+	return ch->mem_ro[i] < 0 ? ch->mem_ro[i] : 0;
+}
+
+static int chan_memory(struct cm_chan *ch)
+{
+	for (unsigned i = 0; i < ch->nsec; i++) {
+		int rc = section_make(ch, i);
+		if (rc < 0)
+			return rc;
+	}
 	for (int i = 0; i < 2; i++) {
 		ch->bell[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (ch->bell[i] < 0)
@@ -119,20 +153,36 @@ static int chan_memory(struct cm_chan *ch)
 	return 0;
 }
 
+/* Revocation in the kernel: every section cut to nothing. A vmm that kept
+ * a mapping faults on its next access (SIGBUS in the vmm, -EFAULT from
+ * KVM_RUN for the partition), whatever it told us. */
+static void chan_truncate(struct cm_chan *ch)
+{
+	for (unsigned i = 0; i < ch->nsec; i++)
+		if (ch->mem[i] >= 0 && ftruncate(ch->mem[i], 0) < 0)
+			abort(); /* our own unsealed-for-shrink memfd: cannot */
+}
+
 static void chan_free(struct cm_chan *ch)
 {
-	if (ch->memfd >= 0)
-		close(ch->memfd);
+	for (unsigned i = 0; i < CM_SECTIONS_MAX; i++) {
+		if (ch->mem[i] >= 0)
+			close(ch->mem[i]);
+		if (ch->mem_ro[i] >= 0)
+			close(ch->mem_ro[i]);
+	}
 	for (int i = 0; i < 2; i++)
 		if (ch->bell[i] >= 0)
 			close(ch->bell[i]);
 	free(ch);
 }
 
+/* A channel by name that new opens may join: not one being revoked. */
 static struct cm_chan *chan_named(struct chanmgr *cm, const char *name)
 {
 	for (unsigned i = 0; i < cm->nchans; i++)
-		if (strcmp(cm->chans[i]->g.channel, name) == 0)
+		if (!cm->chans[i]->revoking &&
+		    strcmp(cm->chans[i]->g.channel, name) == 0)
 			return cm->chans[i];
 	return NULL;
 }
@@ -145,7 +195,9 @@ static int chan_create(struct chanmgr *cm, const struct grant *g,
 	struct cm_chan *ch = calloc(1, sizeof(*ch));
 	if (!ch)
 		return -ENOMEM;
-	ch->memfd = ch->bell[0] = ch->bell[1] = -1;
+	for (unsigned i = 0; i < CM_SECTIONS_MAX; i++)
+		ch->mem[i] = ch->mem_ro[i] = -1;
+	ch->bell[0] = ch->bell[1] = -1;
 	ch->id = cm->next_id++;
 	ch->g = *g;
 	chan_layout(ch);
@@ -159,6 +211,8 @@ static int chan_create(struct chanmgr *cm, const struct grant *g,
 	return 0;
 }
 
+/* The channel goes: memory truncated first (a vmm that still maps it,
+ * against its word, faults), then everything closed. */
 static void chan_remove(struct chanmgr *cm, struct cm_chan *ch)
 {
 	for (unsigned i = 0; i < cm->nchans; i++)
@@ -166,6 +220,7 @@ static void chan_remove(struct chanmgr *cm, struct cm_chan *ch)
 			cm->chans[i] = cm->chans[--cm->nchans];
 			break;
 		}
+	chan_truncate(ch);
 	chan_free(ch);
 }
 
@@ -221,29 +276,44 @@ static int side_of(const struct cm_chan *ch, const struct partition *p)
 	return strcmp(ch->g.a, p->name) == 0 ? 0 : 1;
 }
 
-/* The sections of the window and who may write them, for one side. */
+/* The sections of the window and who may write them, for one side. Window
+ * offsets are ring.h's; each segment names its section's memfd. */
 static void map_segments(const struct cm_chan *ch, int side, struct ctl_map *m)
 {
 	const struct parley_chan_hdr *h = &ch->hdr;
 	unsigned n = 0;
-	m->nmem = 1;
+	m->nmem = ch->nsec;
 	m->seg[n++] = (typeof(m->seg[0])){ 0, PAGE, 0, 0, 1 };
 	m->tx = m->rx = PARLEY_CHAN_NO_QUEUE;
 	for (unsigned q = 0; q < h->nqueues; q++) {
 		bool prod = h->q[q].from == (uint32_t)side;
+		uint32_t psec = 1 + 2 * q, csec = 2 + 2 * q;
 		if (prod)
 			m->tx = q;
 		else
 			m->rx = q;
-		m->seg[n++] = (typeof(m->seg[0])){ h->q[q].prod_off, PAGE,
-						   h->q[q].prod_off, 0, !prod };
-		m->seg[n++] = (typeof(m->seg[0])){ h->q[q].cons_off, PAGE,
-						   h->q[q].cons_off, 0, prod };
+		m->seg[n++] = (typeof(m->seg[0])){ h->q[q].prod_off, PAGE, 0,
+						   psec, !prod };
+		m->seg[n++] = (typeof(m->seg[0])){ h->q[q].cons_off, PAGE, 0,
+						   csec, prod };
 		m->seg[n++] = (typeof(m->seg[0])){ h->q[q].data_off,
-						   ch->g.ring_bytes,
-						   h->q[q].data_off, 0, !prod };
+						   ch->g.ring_bytes, PAGE,
+						   psec, !prod };
 	}
 	m->nseg = n;
+}
+
+/* The descriptors one side gets: doorbells, then per section the writable
+ * memfd if that side is its writer, else the read-only re-open. */
+static unsigned map_fds(const struct cm_chan *ch, int side, int *fds)
+{
+	unsigned n = 0;
+	fds[n++] = ch->bell[side];
+	fds[n++] = ch->bell[1 - side];
+	for (unsigned i = 0; i < ch->nsec; i++)
+		fds[n++] = ch->sec_writer[i] == side ? ch->mem[i]
+						     : ch->mem_ro[i];
+	return n;
 }
 
 static int map_end(struct cm_chan *ch, int side)
@@ -262,8 +332,9 @@ static int map_end(struct cm_chan *ch, int side)
 			     .slot = slot };
 	m.handle = ((uint64_t)cp->gen[slot] << 16) | slot;
 	map_segments(ch, side, &m);
-	int fds[3] = { ch->bell[side], ch->bell[1 - side], ch->memfd };
-	int rc = partition_send(cp->p, CTL_MAP, &m, sizeof(m), fds, 3);
+	int fds[CTL_FDS_MAX];
+	unsigned nfds = map_fds(ch, side, fds);
+	int rc = partition_send(cp->p, CTL_MAP, &m, sizeof(m), fds, nfds);
 	if (rc < 0)
 		return rc;
 	*e = (struct cm_end){ .ep = cp, .mapped = true, .slot = slot,
@@ -277,28 +348,105 @@ static void end_forget(struct cm_end *e)
 	if (e->ep && e->mapped)
 		e->ep->slot[e->slot] = NULL;
 	e->mapped = false;
+	e->unmapping = false;
 }
 
 /* ---- revocation --------------------------------------------------------- */
 
+/* Neither end may still hold the window: the memory goes. */
+static void chan_settle(struct chanmgr *cm, struct cm_chan *ch)
+{
+	if (!ch->end[0].mapped && !ch->end[1].mapped)
+		chan_remove(cm, ch);
+}
+
+/* Tell both vmms to unmap and return at once: the answers arrive through
+ * chanmgr_on_request (CTL_UNMAPPED), the deadline is chanmgr_tick's. No
+ * message of any vmm is handled in here. */
 static void chan_revoke(struct chanmgr *cm, struct cm_chan *ch, const char *why)
 {
+	if (ch->revoking)
+		return;
+	ch->revoking = true;
+	ch->revoke_deadline_ns = mono_now_ns() +
+		(uint64_t)(cm->unmap_ms > 0 ? cm->unmap_ms : 1000) * 1000000;
 	for (int s = 0; s < 2; s++) {
 		struct cm_end *e = &ch->end[s];
 		if (!e->mapped)
 			continue;
-		struct parley_err err = { 0 };
-		/* A vmm that does not confirm in time has been killed by
-		 * partition_unmap; one that stopped meanwhile has no window. */
-		if (!e->ep->p->finished &&
-		    partition_unmap(e->ep->p, ch->id, &err) < 0 &&
-		    err.code == -ETIMEDOUT)
-			emit(cm, "fault", e->ep->p->name, ch->g.channel,
-			     "UNMAP_TIMEOUT", NULL, perr_msg(&err));
-		end_forget(e);
+		struct ctl_chan_ref ref = { .chan = ch->id, .handle = e->handle };
+		if (partition_send(e->ep->p, CTL_UNMAP, &ref, sizeof(ref), NULL,
+				   0) == 0)
+			e->unmapping = true;
+		else
+			end_forget(e); /* stopped: its vmm holds nothing */
 	}
 	emit(cm, "revoke", NULL, ch->g.channel, why, NULL, NULL);
-	chan_remove(cm, ch);
+	chan_settle(cm, ch);
+}
+
+/* The deadline passed: a vmm that has not confirmed is killed. */
+static void revoke_overdue(struct chanmgr *cm, struct cm_chan *ch)
+{
+	for (int s = 0; s < 2; s++) {
+		struct cm_end *e = &ch->end[s];
+		if (!e->unmapping)
+			continue;
+		struct partition *p = e->ep->p;
+		emit(cm, "fault", p->name, ch->g.channel, "UNMAP_TIMEOUT", NULL,
+		     "the vmm did not confirm the unmap in time");
+		partition_fault(p, VMX_STOP_VMM_TIMEOUT, "did not confirm the "
+				"unmap of channel %s in time", ch->g.channel);
+		end_forget(e);
+	}
+	chan_settle(cm, ch);
+}
+
+/* A section shorter than it was made: only its writer holds a descriptor
+ * that can truncate it. That writer's vmm is stopped as compromised; the
+ * peer, which faults reading it, is not to blame. Returns true if so. */
+static bool sections_intact(struct chanmgr *cm, struct cm_chan *ch)
+{
+	for (unsigned i = 0; i < ch->nsec; i++) {
+		struct stat st;
+		int w = ch->sec_writer[i];
+		if (fstat(ch->mem[i], &st) < 0 ||
+		    (uint64_t)st.st_size >= ch->sec_size[i] || w < 0)
+			continue;
+		struct cm_part *bad = ch->end[w].ep, *peer = ch->end[1 - w].ep;
+		const char *who = bad ? bad->p->name : (w ? ch->g.b : ch->g.a);
+		char detail[160];
+		snprintf(detail, sizeof(detail), "%s truncated its section %u "
+			 "of channel %s", who, i, ch->g.channel);
+		emit(cm, "fault", who, ch->g.channel, "SECTION_TRUNCATED", NULL,
+		     detail);
+		if (peer)
+			snprintf(peer->blame, sizeof(peer->blame), "%s", detail);
+		if (bad)
+			partition_fault(bad->p, VMX_STOP_COMPROMISED, "%s",
+					detail);
+		chan_revoke(cm, ch, "SECTION_TRUNCATED");
+		return false;
+	}
+	return true;
+}
+
+bool chanmgr_tick(struct chanmgr *cm)
+{
+	uint64_t now = mono_now_ns();
+	bool did = false;
+	for (unsigned i = cm->nchans; i-- > 0;) {
+		if (i >= cm->nchans)
+			continue;
+		struct cm_chan *ch = cm->chans[i];
+		if (ch->revoking && now >= ch->revoke_deadline_ns) {
+			revoke_overdue(cm, ch);
+			did = true;
+		} else if (!ch->revoking && !sections_intact(cm, ch)) {
+			did = true;
+		}
+	}
+	return did;
 }
 
 static bool grant_same(const struct grant *a, const struct grant *b)
@@ -314,12 +462,19 @@ void chanmgr_set_grants(struct chanmgr *cm, struct grant_set *g)
 	cm->grants = *g;
 	*g = (struct grant_set){ 0 };
 	for (unsigned i = cm->nchans; i-- > 0;) {
+		if (i >= cm->nchans)
+			continue;
 		struct cm_chan *ch = cm->chans[i];
 		const struct grant *ng = grant_find(&cm->grants, ch->g.channel,
 						    ch->g.a);
 		if (!ng || !grant_same(ng, &ch->g))
 			chan_revoke(cm, ch, ng ? "GRANT_CHANGED" : "GRANT_REMOVED");
 	}
+}
+
+static bool chan_of(const struct cm_chan *ch, const struct partition *p)
+{
+	return !strcmp(ch->g.a, p->name) || !strcmp(ch->g.b, p->name);
 }
 
 void chanmgr_quarantine(struct chanmgr *cm, struct partition *p,
@@ -331,31 +486,111 @@ void chanmgr_quarantine(struct chanmgr *cm, struct partition *p,
 	cp->quarantined = true;
 	emit(cm, "quarantine", p->name, NULL, "INTEGRITY", file, NULL);
 	for (unsigned i = cm->nchans; i-- > 0;) {
-		struct cm_chan *ch = cm->chans[i];
-		if (!strcmp(ch->g.a, p->name) || !strcmp(ch->g.b, p->name))
-			chan_revoke(cm, ch, "QUARANTINE");
+		if (i >= cm->nchans)
+			continue;
+		if (chan_of(cm->chans[i], p))
+			chan_revoke(cm, cm->chans[i], "QUARANTINE");
 	}
 }
 
 void chanmgr_gone(struct chanmgr *cm, struct partition *p)
 {
-	if (p->fin.reason != VMX_STOP_EXIT)
+	struct cm_part *cp = part_of(p);
+	/* A peer that truncated a section under it is found first, so that
+	 * the fault is put where it belongs. */
+	for (unsigned i = cm->nchans; i-- > 0;)
+		if (i < cm->nchans && !cm->chans[i]->revoking &&
+		    chan_of(cm->chans[i], p))
+			sections_intact(cm, cm->chans[i]);
+	if (p->fin.reason != VMX_STOP_EXIT) {
+		char detail[sizeof(p->fin.detail) + 200];
+		snprintf(detail, sizeof(detail), "%s%s%s", p->fin.detail,
+			 cp && cp->blame[0] ? "; after " : "",
+			 cp && cp->blame[0] ? cp->blame : "");
 		emit(cm, "fault", p->name, NULL, vmx_stop_name(p->fin.reason),
-		     NULL, p->fin.detail);
+		     NULL, detail);
+	}
 	for (unsigned i = cm->nchans; i-- > 0;) {
+		if (i >= cm->nchans)
+			continue;
 		struct cm_chan *ch = cm->chans[i];
-		if (!strcmp(ch->g.a, p->name) || !strcmp(ch->g.b, p->name))
+		for (int s = 0; s < 2; s++)
+			if (cp && ch->end[s].ep == cp && ch->end[s].mapped)
+				end_forget(&ch->end[s]); /* its vmm is gone */
+		if (!chan_of(ch, p))
+			continue;
+		if (ch->revoking)
+			chan_settle(cm, ch);
+		else
 			chan_revoke(cm, ch, "PEER_DOWN");
 	}
 }
 
 /* ---- the open decision -------------------------------------------------- */
 
-/* Re-measure one endpoint: the pages its vmm reports written, re-hashed
- * from our own view and compared with the baseline. */
-static int verify(struct cm_part *cp, char *file, size_t cap)
+static const char *file_name(const struct partition *p, uint64_t page)
+{
+	int fi = measure_file_of_page(&p->measure, page);
+	return fi >= 0 ? p->measure.file[fi].name : "(padding)";
+}
+
+/* The vmm's report left out a page that changed: it lied. */
+static void vmm_lied(struct chanmgr *cm, struct cm_part *cp, uint64_t page)
 {
 	struct partition *p = cp->p;
+	const char *file = file_name(p, page);
+	char detail[160];
+	snprintf(detail, sizeof(detail), "config page %llu (%s) changed but "
+		 "the vmm process never reported it", (unsigned long long)page,
+		 file);
+	emit(cm, "fault", p->name, NULL, "COMPROMISED",
+	     file[0] == '(' ? NULL : file, detail);
+	chanmgr_quarantine(cm, p, file[0] == '(' ? NULL : file);
+	partition_fault(p, VMX_STOP_COMPROMISED, "%s", detail);
+}
+
+/* A small region, whole: every page hashed before the vmm is asked, so a
+ * page that differed while we hashed was written before the question and
+ * an honest report includes it. -EBADMSG with *page if a page differs
+ * (after vmm_lied if it was not reported), -EIO if no report came. */
+static int verify_whole(struct chanmgr *cm, struct cm_part *cp,
+			int64_t *page, char *why, size_t cap)
+{
+	struct partition *p = cp->p;
+	struct parley_err err = { 0 };
+	uint64_t *differ = measure_rehash_all(&p->measure, p->mem + p->ram_size);
+	if (!differ)
+		return snprintf(why, cap, "(out of memory)"), -EIO;
+	int rc = partition_fetch_dirty(p, &err);
+	if (rc < 0) {
+		snprintf(why, cap, "(no dirty report: %s)", perr_msg(&err));
+		free(differ);
+		return -EIO;
+	}
+	int64_t hidden = measure_unreported(&p->measure, differ);
+	*page = hidden >= 0 ? hidden : measure_reported_differs(&p->measure,
+								differ);
+	free(differ);
+	if (hidden >= 0)
+		vmm_lied(cm, cp, (uint64_t)hidden);
+	return *page >= 0 ? -EBADMSG : 0;
+}
+
+/* Re-measure one endpoint. Regions up to MEASURE_FULL_REHASH_MAX are
+ * re-hashed whole; larger ones re-hash the pages the vmm reports written
+ * (and the background re-hash checks the report). */
+static int verify(struct chanmgr *cm, struct cm_part *cp, char *file,
+		  size_t cap)
+{
+	struct partition *p = cp->p;
+	int64_t page = -1;
+	int rc;
+	if (p->cfg_size <= MEASURE_FULL_REHASH_MAX) {
+		rc = verify_whole(cm, cp, &page, file, cap);
+		if (rc == -EBADMSG)
+			snprintf(file, cap, "%s", file_name(p, (uint64_t)page));
+		return rc;
+	}
 	struct parley_err err = { 0 };
 	if (partition_fetch_dirty(p, &err) < 0) {
 		snprintf(file, cap, "(no dirty report: %s)", perr_msg(&err));
@@ -407,7 +642,7 @@ static int check_integrity(struct open_ctx *o, struct cm_part *peer)
 	struct cm_part *who[2] = { o->cp, peer };
 	for (int i = 0; i < 2; i++) {
 		char file[PARLEY_CONFIG_NAME_MAX + 80];
-		int rc = verify(who[i], file, sizeof(file));
+		int rc = verify(o->cm, who[i], file, sizeof(file));
 		if (rc == 0)
 			continue;
 		char detail[sizeof(file) + 64];
@@ -466,12 +701,8 @@ static void on_open(struct chanmgr *cm, struct partition *p,
 {
 	struct cm_part *cp = part_of(p);
 	struct ctl_open_reply r = { .vcpu = req->vcpu };
-	char name[PARLEY_CHAN_NAME_MAX];
-	/* The name is the vmm's word: NUL-terminated and a valid name. */
-	snprintf(name, sizeof(name), "%.*s", PARLEY_CHAN_NAME_MAX - 1, req->name);
-	struct ctl_open_req clean = *req;
-	memcpy(clean.name, name, sizeof(name));
-	struct open_ctx o = { cm, cp, &clean, &r };
+	/* ctl_read checked the name is NUL-terminated. */
+	struct open_ctx o = { cm, cp, req, &r };
 	if (!cp)
 		r.status = PARLEY_E_NO_GRANT;
 	else
@@ -488,39 +719,66 @@ static struct cm_chan *chan_by_id(struct chanmgr *cm, uint32_t id)
 	return NULL;
 }
 
+/* The end of channel ref->chan that p holds under ref->handle, if any. */
+static struct cm_end *end_of(struct cm_chan *ch, struct partition *p,
+			     const struct ctl_chan_ref *ref)
+{
+	if (!ch)
+		return NULL;
+	struct cm_end *e = &ch->end[side_of(ch, p)];
+	if (e->ep != part_of(p) || !e->mapped || e->handle != ref->handle)
+		return NULL;
+	return e;
+}
+
 /* The partition closed its handle, or its vmm could not map: that end is
- * gone; the channel goes when neither end holds it. */
+ * gone; the channel goes when neither end holds it. While a revocation
+ * waits for this end, only CTL_UNMAPPED answers it. */
 static void on_end_gone(struct chanmgr *cm, struct partition *p,
 			const struct ctl_chan_ref *ref, const char *why)
+{
+	struct cm_chan *ch = chan_by_id(cm, ref->chan);
+	struct cm_end *e = end_of(ch, p, ref);
+	if (!e || e->unmapping)
+		return;
+	end_forget(e);
+	if (why)
+		emit(cm, "fault", p->name, ch->g.channel, why, NULL, NULL);
+	chan_settle(cm, ch);
+}
+
+/* The vmm confirms an unmap we asked for (status -ENOENT if the partition
+ * had closed the handle meanwhile: nothing was mapped). */
+static void on_unmapped(struct chanmgr *cm, struct partition *p,
+			const struct ctl_chan_ref *ref)
 {
 	struct cm_chan *ch = chan_by_id(cm, ref->chan);
 	if (!ch)
 		return;
 	struct cm_end *e = &ch->end[side_of(ch, p)];
-	if (e->ep != part_of(p) || !e->mapped || e->handle != ref->handle)
+	if (e->ep != part_of(p) || !e->unmapping)
 		return;
 	end_forget(e);
-	if (why)
-		emit(cm, "fault", p->name, ch->g.channel, why, NULL, NULL);
-	if (!ch->end[0].mapped && !ch->end[1].mapped)
-		chan_remove(cm, ch);
+	chan_settle(cm, ch);
 }
 
-void chanmgr_on_request(struct partition *p, uint32_t type,
-			const void *payload, void *ctx)
+void chanmgr_on_request(struct partition *p, const struct ctl_msg *m,
+			void *ctx)
 {
 	struct chanmgr *cm = ctx;
-	const struct ctl_chan_ref *ref = payload;
-	switch (type) {
+	switch (m->type) {
 	case CTL_OPEN_REQ:
-		on_open(cm, p, payload);
+		on_open(cm, p, &m->u.open_req);
 		break;
 	case CTL_CLOSED:
-		on_end_gone(cm, p, ref, NULL);
+		on_end_gone(cm, p, &m->u.ref, NULL);
 		break;
 	case CTL_MAPPED:
-		if (ref->status < 0)
-			on_end_gone(cm, p, ref, "MAP_FAILED");
+		if (m->u.ref.status < 0)
+			on_end_gone(cm, p, &m->u.ref, "MAP_FAILED");
+		break;
+	case CTL_UNMAPPED:
+		on_unmapped(cm, p, &m->u.ref);
 		break;
 	default:
 		break;
@@ -529,34 +787,21 @@ void chanmgr_on_request(struct partition *p, uint32_t type,
 
 /* ---- background cross-check -------------------------------------------- */
 
+/* The whole region against the vmm's report: a page that changed and was
+ * never reported means the vmm lied (stopped as compromised); one that was
+ * reported and still differs is the partition's own tampering, which the
+ * dirty report alone would let pass until its next open: quarantined. */
 static void full_check_one(struct chanmgr *cm, struct cm_part *cp)
 {
 	struct partition *p = cp->p;
-	const uint8_t *cfg = p->mem + p->ram_size;
-	/* Hash first, then ask: a page that differed while we hashed was
-	 * written before the question, so an honest report includes it. */
-	uint64_t *differ = measure_rehash_all(&p->measure, cfg);
-	struct parley_err err = { 0 };
-	if (!differ || partition_fetch_dirty(p, &err) < 0) {
-		free(differ);
-		return;
-	}
-	int64_t page = measure_unreported(&p->measure, differ);
-	free(differ);
+	int64_t page = -1;
+	char why[PARLEY_CONFIG_NAME_MAX + 80];
+	int rc = verify_whole(cm, cp, &page, why, sizeof(why));
 	cp->last_full_ns = mono_now_ns();
-	if (page < 0)
-		return;
-	int fi = measure_file_of_page(&p->measure, (uint64_t)page);
-	char detail[160];
-	snprintf(detail, sizeof(detail), "config page %lld (%s) changed but "
-		 "the vmm process never reported it", (long long)page,
-		 fi >= 0 ? p->measure.file[fi].name : "padding");
-	emit(cm, "fault", p->name, NULL, "COMPROMISED",
-	     fi >= 0 ? p->measure.file[fi].name : NULL, detail);
-	chanmgr_quarantine(cm, p, fi >= 0 ? p->measure.file[fi].name : NULL);
-	partition_stop(p);
-	p->fin.reason = VMX_STOP_COMPROMISED;
-	snprintf(p->fin.detail, sizeof(p->fin.detail), "%s", detail);
+	if (rc != -EBADMSG || p->finished)
+		return; /* clean, no report (its vmm was stopped), or lied */
+	const char *file = file_name(p, (uint64_t)page);
+	chanmgr_quarantine(cm, p, file[0] == '(' ? NULL : file);
 }
 
 bool chanmgr_full_check(struct chanmgr *cm, bool force)

@@ -30,19 +30,39 @@ struct cm_part {
 	struct cm_chan *slot[CTL_WIN_SLOTS]; /* channel mapped in that slot */
 	uint64_t win_cursor;           /* next-fit for window addresses */
 	uint64_t last_full_ns;         /* background re-hash, rate limit */
+	char blame[160];               /* a peer broke a channel under it */
 };
 
 struct cm_end {
 	struct cm_part *ep;            /* NULL until the partition is known */
-	bool mapped;
+	bool mapped;                   /* its vmm may hold the window */
+	bool unmapping;                /* CTL_UNMAP sent, no answer yet */
 	unsigned slot;
 	uint64_t handle, gpa;
 };
 
+/* Channel memory: one memfd per section with exactly one writer, so the
+ * kernel enforces who writes what. [0] the header (the agent's), then per
+ * queue q [1 + 2q] the producer's section (its index page, then the data)
+ * and [2 + 2q] the consumer's (its index page). A side that may only read
+ * a section is handed mem_ro[] (a read-only re-open), never mem[]. Each is
+ * sealed against growth, never against shrinking: revocation truncates
+ * them to 0, whatever the vmms do. */
+#define CM_SECTIONS_MAX CTL_MAP_MEMS_MAX
+#define CM_WRITER_AGENT (-1)
+
 struct cm_chan {
 	uint32_t id;
 	struct grant g;
-	int memfd;
+	unsigned nsec;
+	int mem[CM_SECTIONS_MAX];
+	int mem_ro[CM_SECTIONS_MAX];
+	uint64_t sec_size[CM_SECTIONS_MAX];
+	int sec_writer[CM_SECTIONS_MAX]; /* 0 (a), 1 (b) or CM_WRITER_AGENT */
+	bool revoking;                 /* ends told to unmap; memory goes
+					* when both answered or the deadline
+					* passed */
+	uint64_t revoke_deadline_ns;
 	uint64_t size;
 	int bell[2];                   /* doorbell of endpoint a, b */
 	struct parley_chan_hdr hdr;
@@ -58,21 +78,32 @@ struct chanmgr {
 	struct cm_chan *chans[CM_CHANS_MAX];
 	uint32_t next_id;
 	uint64_t rehash_interval_ns;   /* background full re-hash; 0: off */
+	int unmap_ms;                  /* a vmm's time to confirm an unmap
+					* before it is killed; 0: 1000 */
 };
 
 void chanmgr_init(struct chanmgr *cm, struct audit *audit);
 void chanmgr_free(struct chanmgr *cm);
 
 /* Replace the grants. Channels whose grant went away or changed are
- * revoked (unmapped from both ends; waiters see CLOSED). */
+ * revoked: both vmms are told to unmap (waiters see CLOSED), and when both
+ * confirmed or the deadline (unmap_ms) passed the memory itself is
+ * truncated, so a vmm that kept its mapping faults on its next access. */
 void chanmgr_set_grants(struct chanmgr *cm, struct grant_set *g);
 
 /* A partition the grant manager now answers for. */
 int chanmgr_add(struct chanmgr *cm, struct partition *p);
 
 /* part_opts.on_request with ctx = the chanmgr. */
-void chanmgr_on_request(struct partition *p, uint32_t type,
-			const void *payload, void *ctx);
+void chanmgr_on_request(struct partition *p, const struct ctl_msg *m,
+			void *ctx);
+
+/* Housekeeping the event loop calls every tick (~100 ms): revocations past
+ * their deadline are enforced (the vmm that did not confirm is killed, the
+ * memory truncated), and a channel section found shorter than it was made
+ * (only its writer can truncate it) stops that writer as compromised and
+ * revokes the channel. Returns true if it did anything. */
+bool chanmgr_tick(struct chanmgr *cm);
 
 /* A partition stopped: its channels go, its peers see CLOSED. */
 void chanmgr_gone(struct chanmgr *cm, struct partition *p);

@@ -117,9 +117,9 @@ void measure_free(struct measure *m)
 }
 
 int measure_mark_dirty(struct measure *m, uint64_t first, uint64_t n,
-		       const uint8_t *bits)
+		       const uint8_t *bits, size_t bits_len)
 {
-	if (first > m->npages || n > m->npages - first)
+	if (first > m->npages || n > m->npages - first || n > 8ull * bits_len)
 		return -EINVAL;
 	for (uint64_t i = 0; i < n; i++)
 		if (bits[i / 8] & (1u << (i % 8)))
@@ -185,6 +185,17 @@ int64_t measure_unreported(const struct measure *m, const uint64_t *differ)
 		uint64_t hidden = differ[w] & ~m->dirty[w];
 		if (hidden)
 			return (int64_t)(w * 64 + (uint64_t)__builtin_ctzll(hidden));
+	}
+	return -1;
+}
+
+int64_t measure_reported_differs(const struct measure *m,
+				 const uint64_t *differ)
+{
+	for (uint64_t w = 0; w < (m->npages + 63) / 64; w++) {
+		uint64_t bad = differ[w] & m->dirty[w];
+		if (bad)
+			return (int64_t)(w * 64 + (uint64_t)__builtin_ctzll(bad));
 	}
 	return -1;
 }

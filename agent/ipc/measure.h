@@ -16,6 +16,7 @@
 #define PARLEY_IPC_MEASURE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <parley/abi.h>
 #include "common/err.h"
@@ -61,10 +62,11 @@ int measure_baseline(struct measure *m, const uint8_t *ram, uint64_t ram_size,
 		     struct parley_err *err);
 void measure_free(struct measure *m);
 
-/* Merge a chunk of the vmm's dirty report. Bits past the region are
- * refused (-EINVAL): the report is untrusted input. */
+/* Merge a chunk of the vmm's dirty report: n bits from bits[] (bits_len
+ * bytes) for pages first.. . Refused (-EINVAL) if the bits run past the
+ * region or past bits[]: the report is untrusted input. */
 int measure_mark_dirty(struct measure *m, uint64_t first, uint64_t n,
-		       const uint8_t *bits);
+		       const uint8_t *bits, size_t bits_len);
 
 /* Re-hash the pages reported dirty. 0 if all equal the baseline (they are
  * then forgotten), -EBADMSG if one differs: *file gets the index of the
@@ -78,6 +80,16 @@ uint64_t *measure_rehash_all(const struct measure *m, const uint8_t *cfg);
 /* Second half, after the vmm's dirty report was merged: the first page
  * that differs but was never reported, or -1. */
 int64_t measure_unreported(const struct measure *m, const uint64_t *differ);
+
+/* The first page that differs and was reported (a write the partition
+ * made and did not undo), or -1. */
+int64_t measure_reported_differs(const struct measure *m,
+				 const uint64_t *differ);
+
+/* Config regions up to this size are re-hashed whole on every open (the
+ * dirty report is never the only word); larger ones re-hash the reported
+ * pages, and the background re-hash checks the rest. */
+#define MEASURE_FULL_REHASH_MAX (1ull << 20)
 
 /* Index of the file holding config page `page`, or -1. */
 int measure_file_of_page(const struct measure *m, uint64_t page);

@@ -15,11 +15,16 @@ void t_fleet_set_grants(struct t_fleet *f, const char *grants)
 	chanmgr_set_grants(&f->cm, &g);
 }
 
-static void on_request(struct partition *p, uint32_t type, const void *pl,
+static void on_request(struct partition *p, const struct ctl_msg *m,
 		       void *ctx)
 {
 	struct t_fleet *f = ((struct supervisor *)ctx)->owner;
-	chanmgr_on_request(p, type, pl, &f->cm);
+	chanmgr_on_request(p, m, &f->cm);
+}
+
+static bool on_tick(void *owner)
+{
+	return chanmgr_tick(&((struct t_fleet *)owner)->cm);
 }
 
 static int on_measured(struct partition *p, void *ctx,
@@ -43,6 +48,8 @@ void t_fleet_init(struct t_fleet *f, const char *grants)
 	f->sup.out = f->outf;
 	f->sup.owner = f;
 	f->sup.on_gone = on_gone;
+	f->sup.on_tick = on_tick;
+	f->sup.tick_ms = 20;
 	f->vmm = T_VMM;
 	f->dir = t_tmpdir();
 	chanmgr_init(&f->cm, &f->audit);

@@ -17,8 +17,10 @@ struct t_fleet {
 	char *out, *aud;
 	size_t outlen, audlen;
 	struct baseline_db *db;     /* optional */
-	const char *vmm;            /* default: the build's parley-vmm */
-	uint32_t backend;           /* enum ctl_backend; 0: auto */
+	const char *vmm;            /* default: the build's parley-vmm; read
+				     * by each t_fleet_add */
+	uint32_t backend;           /* enum ctl_backend, 0: auto; read by
+				     * each t_fleet_add */
 	char *dir;                  /* for config files */
 };
 

@@ -1,0 +1,379 @@
+/*
+ * The grant manager against a compromised vmm process (issue 8, DESIGN.md
+ * section 2): parley-vmm-evil (tests/evil/vmm_evil.c) speaks the control
+ * protocol as a vmm that its partition has taken over, one misbehaviour
+ * per mode. In each, the grant manager runs in this process (under ASan
+ * in the sanitizer build) beside a real partition "peer" on the first
+ * backend present; the peer must keep running and exit 0, the evil vmm
+ * must end up killed with the partition stopped for a named reason and an
+ * audit event, and nothing may leak (LSan checks at the end of the test).
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agent/ctl/clock.h"
+#include "agent/ctl/stop.h"
+#include "tests/helpers/fleet.h"
+#include "tests/helpers/testutil.h"
+
+#define EVIL T_BIN("parley-vmm-evil")
+
+struct scene {
+	struct t_fleet f;
+	struct partition *peer, *evil;
+	char name[64];
+};
+
+static const char *const motd[] = { "motd=hello, operator\n", NULL };
+
+static uint32_t first_backend(void)
+{
+	uint32_t b[T_BACKENDS_MAX];
+	t_backends(b);
+	return b[0];
+}
+
+/* grant: a policy with %s standing for the evil partition's name (one or
+ * more times). The evil partition runs chantest.elf's layout with a config
+ * file, so that its dirty report has pages to cover. */
+static void scene_start(struct scene *s, const char *mode, const char *grant,
+			const char *peer_steps)
+{
+	char grants[1024];
+	snprintf(s->name, sizeof(s->name), "evil-%s", mode);
+	snprintf(grants, sizeof(grants), grant, s->name, s->name, s->name);
+	t_fleet_init(&s->f, grants);
+	s->f.backend = first_backend();
+	s->f.cm.unmap_ms = 300;
+	s->peer = t_fleet_add(&s->f, "peer", "chantest.elf", peer_steps, NULL,
+			      false, NULL);
+	s->f.vmm = EVIL;
+	s->evil = t_fleet_add(&s->f, s->name, "chantest.elf", "", motd, false,
+			      NULL);
+	s->f.vmm = T_VMM;
+	t_fleet_go(&s->f);
+}
+
+#define OUT(s) t_fleet_out(&(s)->f)
+#define AUDIT(s) t_fleet_audit(&(s)->f)
+#define OUT_HAS(s, x) cr_assert(strstr(OUT(s), x), "no \"%s\" in:\n%s", x, OUT(s))
+#define AUDIT_HAS(s, x) cr_assert(strstr(AUDIT(s), x), "no %s in audit:\n%s", x, AUDIT(s))
+
+/* Run until `p` has finished, for at most ms. */
+static void run_until_finished(struct scene *s, struct partition *p, int ms)
+{
+	uint64_t end = mono_now_ns() + (uint64_t)ms * 1000000;
+	while (!p->finished && mono_now_ns() < end)
+		sup_step(&s->f.sup, -1, 20);
+}
+
+/* Run until the audit shows `what`, for at most ms. */
+static void run_until_audit(struct scene *s, const char *what, int ms)
+{
+	uint64_t end = mono_now_ns() + (uint64_t)ms * 1000000;
+	while (!strstr(AUDIT(s), what) && mono_now_ns() < end)
+		sup_step(&s->f.sup, -1, 20);
+}
+
+/* The evil vmm stopped for `reason`, audited under that name, and its
+ * process reaped (killed, not waited for). */
+static void evil_stopped(struct scene *s, unsigned reason)
+{
+	run_until_finished(s, s->evil, 10000);
+	cr_assert(s->evil->finished, "evil still running:\n%s", OUT(s));
+	cr_assert_eq(s->evil->fin.reason, reason, "evil: %s (%s), want %s\n%s",
+		     vmx_stop_name(s->evil->fin.reason), s->evil->fin.detail,
+		     vmx_stop_name(reason), AUDIT(s));
+	char want[160];
+	snprintf(want, sizeof(want), "\"event\":\"fault\",\"partition\":\"%s\","
+		 "\"reason\":\"%s\"", s->name, vmx_stop_name(reason));
+	run_until_audit(s, want, 2000);
+	AUDIT_HAS(s, want);
+	uint64_t end = mono_now_ns() + 3000000000ull;
+	while (s->evil->pid > 0 && mono_now_ns() < end)
+		sup_step(&s->f.sup, -1, 20);
+	cr_assert_eq(s->evil->pid, 0, "evil vmm process not reaped");
+}
+
+/* The real partition beside it was not disturbed. */
+static void peer_exits_0(struct scene *s)
+{
+	run_until_finished(s, s->peer, 20000);
+	cr_assert_eq(s->peer->fin.reason, VMX_STOP_EXIT, "peer: %s (%s)\n%s",
+		     vmx_stop_name(s->peer->fin.reason), s->peer->fin.detail,
+		     OUT(s));
+	cr_assert_eq(s->peer->fin.code, 0, "peer exit %lld",
+		     (long long)s->peer->fin.code);
+}
+
+static void scene_end(struct scene *s)
+{
+	t_fleet_free(&s->f);
+}
+
+#define BOTH_EVIL                                                          \
+	"{\"grants\":[{\"channel\":\"evil\",\"endpoint_a\":\"%s\","          \
+	"\"endpoint_b\":\"peer\",\"direction\":\"both\",\"ring_bytes\":4096}]}"
+/* peer -> evil: the evil side may only read the data. */
+#define TO_EVIL                                                            \
+	"{\"grants\":[{\"channel\":\"evil\",\"endpoint_a\":\"peer\","        \
+	"\"endpoint_b\":\"%s\",\"direction\":\"a_to_b\",\"ring_bytes\":4096}]}"
+/* evil -> peer: the evil side writes the data section. */
+#define FROM_EVIL                                                          \
+	"{\"grants\":[{\"channel\":\"evil\",\"endpoint_a\":\"%s\","          \
+	"\"endpoint_b\":\"peer\",\"direction\":\"a_to_b\",\"ring_bytes\":4096}]}"
+
+/* Open, then revoke by removing the grant. */
+static void open_then_revoke(struct scene *s)
+{
+	char want[128];
+	snprintf(want, sizeof(want), "\"event\":\"open_allowed\","
+		 "\"partition\":\"%s\"", s->name);
+	run_until_audit(s, want, 5000);
+	AUDIT_HAS(s, want);
+	t_fleet_set_grants(&s->f, "{\"grants\":[]}");
+	AUDIT_HAS(s, "\"event\":\"revoke\",\"channel\":\"evil\"");
+}
+
+/* ---- revocation ---------------------------------------------------------- */
+
+Test(hostile_vmm, withheld_unmapped_is_killed_at_the_deadline, .timeout = 60)
+{
+	struct scene s;
+	scene_start(&s, "withhold_unmapped", BOTH_EVIL, "steps=sleep:1500");
+	open_then_revoke(&s);
+	evil_stopped(&s, VMX_STOP_VMM_TIMEOUT);
+	AUDIT_HAS(&s, "\"reason\":\"UNMAP_TIMEOUT\"");
+	cr_assert_eq(s.f.cm.nchans, 0, "revoked channel still held");
+	peer_exits_0(&s);
+	scene_end(&s);
+}
+
+/* Issue 8 item 2: CLOSED deferred while the agent waited for UNMAPPED ran
+ * inside the stop and freed the channel under the revocation. */
+Test(hostile_vmm, closed_before_unmapped_frees_nothing_twice, .timeout = 60)
+{
+	struct scene s;
+	scene_start(&s, "closed_before_unmapped", BOTH_EVIL, "steps=sleep:1500");
+	open_then_revoke(&s);
+	evil_stopped(&s, VMX_STOP_VMM_TIMEOUT);
+	cr_assert_eq(s.f.cm.nchans, 0);
+	peer_exits_0(&s);
+	scene_end(&s);
+}
+
+Test(hostile_vmm, kept_revoked_mapping_faults, .timeout = 60)
+{
+	struct scene s;
+	scene_start(&s, "keep_revoked", TO_EVIL, "steps=sleep:4000");
+	open_then_revoke(&s);
+	evil_stopped(&s, VMX_STOP_VMM_DIED);
+	OUT_HAS(&s, "evil: revoked window faulted (SIGBUS)");
+	cr_assert_null(strstr(OUT(&s), "still there"), "%s", OUT(&s));
+	peer_exits_0(&s);
+	scene_end(&s);
+}
+
+/* ---- the ending ------------------------------------------------------------ */
+
+Test(hostile_vmm, finished_then_running_is_killed_not_awaited, .timeout = 60)
+{
+	struct scene s;
+	scene_start(&s, "finished_then_run", BOTH_EVIL, "steps=sleep:500");
+	uint64_t t0 = mono_now_ns();
+	run_until_finished(&s, s.evil, 5000);
+	cr_assert(s.evil->finished);
+	cr_assert_eq(s.evil->fin.reason, VMX_STOP_EXIT, "%s",
+		     vmx_stop_name(s.evil->fin.reason));
+	uint64_t end = mono_now_ns() + 3000000000ull;
+	while (s.evil->pid > 0 && mono_now_ns() < end)
+		sup_step(&s.f.sup, -1, 20);
+	cr_assert_eq(s.evil->pid, 0, "the vmm that lingered was not killed");
+	cr_assert_lt(mono_now_ns() - t0, 2000000000ull, "the agent waited");
+	peer_exits_0(&s);
+	scene_end(&s);
+}
+
+/* ---- dirty reports --------------------------------------------------------- */
+
+static void dirty_case(const char *mode)
+{
+	struct scene s;
+	scene_start(&s, mode, BOTH_EVIL, "steps=sleep:1000");
+	evil_stopped(&s, VMX_STOP_VMM_PROTOCOL);
+	cr_assert(strstr(s.evil->fin.detail, "dirty report"), "%s",
+		  s.evil->fin.detail);
+	AUDIT_HAS(&s, "\"event\":\"open_denied\"");
+	peer_exits_0(&s);
+	scene_end(&s);
+}
+
+Test(hostile_vmm, endless_dirty_chunks, .timeout = 60)
+{
+	dirty_case("dirty_endless");
+}
+
+Test(hostile_vmm, dirty_chunk_past_the_bitmap, .timeout = 60)
+{
+	dirty_case("dirty_overflow");
+}
+
+Test(hostile_vmm, dirty_chunks_backwards, .timeout = 60)
+{
+	dirty_case("dirty_backwards");
+}
+
+/* ---- the link itself ------------------------------------------------------- */
+
+static void protocol_case(const char *mode)
+{
+	struct scene s;
+	scene_start(&s, mode, BOTH_EVIL, "steps=sleep:1000");
+	evil_stopped(&s, VMX_STOP_VMM_PROTOCOL);
+	peer_exits_0(&s);
+	scene_end(&s);
+}
+
+Test(hostile_vmm, garbage_message, .timeout = 60)
+{
+	protocol_case("garbage");
+}
+
+Test(hostile_vmm, oversized_message, .timeout = 60)
+{
+	protocol_case("oversized");
+}
+
+Test(hostile_vmm, unsolicited_reply, .timeout = 60)
+{
+	protocol_case("unsolicited");
+}
+
+static unsigned open_fds(void)
+{
+	unsigned n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	cr_assert(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+Test(hostile_vmm, fd_flood_is_refused_and_closed, .timeout = 60)
+{
+	struct scene s;
+	scene_start(&s, "fd_flood", BOTH_EVIL, "steps=sleep:1000");
+	unsigned before = open_fds();
+	evil_stopped(&s, VMX_STOP_VMM_PROTOCOL);
+	cr_assert_leq(open_fds(), before, "descriptors left behind: %u > %u",
+		      open_fds(), before);
+	peer_exits_0(&s);
+	scene_end(&s);
+}
+
+/* ---- channel memory rights ------------------------------------------------- */
+
+Test(hostile_vmm, read_only_sections_refuse_every_write, .timeout = 60)
+{
+	struct scene s;
+	scene_start(&s, "ro_write", TO_EVIL, "steps=sleep:1000");
+	run_until_audit(&s, "\"event\":\"open_allowed\"", 5000);
+	uint64_t end = mono_now_ns() + 3000000000ull;
+	while (!strstr(OUT(&s), "evil: open") && mono_now_ns() < end)
+		sup_step(&s.f.sup, -1, 20);
+	OUT_HAS(&s, "evil: open 0");
+	/* header, producer index, data: all the producer's or the agent's */
+	for (int seg = 0; seg < 4; seg++) {
+		if (seg == 2)
+			continue; /* the consumer index: its own */
+		char want[64];
+		snprintf(want, sizeof(want), "evil: seg %d mmap-rw Permission "
+			 "denied", seg);
+		OUT_HAS(&s, want);
+		snprintf(want, sizeof(want), "evil: seg %d mprotect-rw "
+			 "Permission denied", seg);
+		OUT_HAS(&s, want);
+		snprintf(want, sizeof(want), "evil: seg %d write Bad file "
+			 "descriptor", seg);
+		OUT_HAS(&s, want);
+	}
+	cr_assert_null(strstr(OUT(&s), "mmap-rw ok"), "%s", OUT(&s));
+	cr_assert_null(strstr(OUT(&s), "mprotect-rw ok"), "%s", OUT(&s));
+	cr_assert_null(strstr(OUT(&s), "ftruncate ok"), "%s", OUT(&s));
+	cr_assert_null(strstr(OUT(&s), "write ok"), "%s", OUT(&s));
+	if (strstr(OUT(&s), "reopen-rw ok"))
+		cr_log_warn("a read-only section fd re-opens read-write "
+			    "through /proc: closed only once the vmm runs "
+			    "jailed (issue 8, vmm privileges)");
+	partition_stop(s.evil);
+	evil_stopped(&s, VMX_STOP_KILLED);
+	peer_exits_0(&s);
+	scene_end(&s);
+}
+
+/* A writer can cut its own section: that harms only its channel, and the
+ * fault is put on the writer, not on the peer that reads it. */
+Test(hostile_vmm, truncating_its_own_section_is_the_writers_fault,
+     .timeout = 60)
+{
+	struct scene s;
+	scene_start(&s, "truncate_own", FROM_EVIL, "steps=open:evil,recvall:0");
+	evil_stopped(&s, VMX_STOP_COMPROMISED);
+	/* ("evil: truncate own section ok" may be cut off by the kill.) */
+	char want[160];
+	snprintf(want, sizeof(want), "\"partition\":\"%s\",\"channel\":\"evil\","
+		 "\"reason\":\"SECTION_TRUNCATED\"", s.name);
+	AUDIT_HAS(&s, want);
+	run_until_finished(&s, s.peer, 20000);
+	cr_log_info("peer: %s (%s)", vmx_stop_name(s.peer->fin.reason),
+		    s.peer->fin.detail);
+	if (s.peer->fin.reason != VMX_STOP_EXIT) {
+		/* It touched the cut section before it learnt of the
+		 * revocation: its fault names the writer. */
+		snprintf(want, sizeof(want), "after %s truncated", s.name);
+		AUDIT_HAS(&s, want);
+	} else {
+		cr_assert_eq(s.peer->fin.code, 0, "%s", OUT(&s));
+	}
+	scene_end(&s);
+}
+
+/* ---- the sandbox --------------------------------------------------------- */
+
+/* A forbidden call is fatal to the vmm (SIGSYS); today's filter may still
+ * let it through, which the vmm jail of issue 8 closes: then skipped with
+ * the reason, never passed. */
+static void sandbox_case(const char *mode, const char *got_through)
+{
+	struct scene s;
+	scene_start(&s, mode, BOTH_EVIL, "steps=sleep:1000");
+	run_until_finished(&s, s.evil, 3000);
+	bool through = strstr(OUT(&s), got_through) != NULL;
+	if (!s.evil->finished)
+		partition_stop(s.evil);
+	peer_exits_0(&s);
+	if (through) {
+		scene_end(&s);
+		cr_skip_test("the vmm's seccomp filter still allows it (\"%s\"); "
+			     "waits for the vmm jail", got_through);
+	}
+	cr_assert_eq(s.evil->fin.reason, VMX_STOP_VMM_DIED, "%s (%s)",
+		     vmx_stop_name(s.evil->fin.reason), s.evil->fin.detail);
+	cr_assert(strstr(s.evil->fin.detail, "signal 31") ||
+		  strstr(OUT(&s), "cannot name the agent"), "%s\n%s",
+		  s.evil->fin.detail, OUT(&s));
+	scene_end(&s);
+}
+
+Test(hostile_vmm, tgkill_of_the_agent, .timeout = 60)
+{
+	sandbox_case("tgkill_agent", "tgkill of the agent allowed");
+}
+
+Test(hostile_vmm, exec_of_an_rwx_page, .timeout = 60)
+{
+	sandbox_case("exec_rwx", "executed an RWX page");
+}
