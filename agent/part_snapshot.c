@@ -3,6 +3,7 @@
 #include "agent/partition.h"
 #include "agent/partition_int.h"
 #include "agent/snapshot.h"
+#include "agent/ctl/gmem.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,32 +11,67 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* The restored memory as the one door sees it: RAM and the config region
+ * of the read-only view; and the boot-info area alone, where the agent laid
+ * the config table. */
+static void restored_gmem(const struct partition *p, struct gmem *all,
+			  struct gmem *boot)
+{
+	uint8_t *m = (uint8_t *)p->mem; /* gmem hands out what it was given:
+					 * the pages are mapped PROT_READ */
+	*all = (struct gmem){ 0 };
+	*boot = (struct gmem){ 0 };
+	gmem_add(all, 0, p->ram_size, m);
+	gmem_add(all, PARLEY_CONFIG_BASE, p->cfg_size, m + p->ram_size);
+	gmem_add(boot, PARLEY_BOOT_INFO_GPA, PARLEY_BOOT_INFO_SIZE,
+		 m + PARLEY_BOOT_INFO_GPA);
+}
+
+/* One entry of the config table: a NUL-terminated name and a range that
+ * lies in the config region, checked by the accessor. */
+static int restored_file(const struct gmem *all,
+			 const struct parley_config_file *t, unsigned i,
+			 struct measure_input_file *out, struct parley_err *err)
+{
+	if (!memchr(t->name, 0, sizeof(t->name)) ||
+	    t->gpa < PARLEY_CONFIG_BASE || !gmem_ptr(all, t->gpa, t->size, 1))
+		return perr(err, -EINVAL, "snapshot: config table entry %u is "
+			    "not ours", i);
+	*out = (struct measure_input_file){ t->name,
+					    t->gpa - PARLEY_CONFIG_BASE,
+					    t->size };
+	return 0;
+}
+
 /* A restored partition is measured from its restored memory, with the file
  * table from its boot info (which only the agent ever wrote: the partition
- * sees that page read-only, and the snapshot's checksum covers it). Every
- * field is checked as the snapshot is still a file from outside. */
+ * sees that page read-only, and the snapshot's tag covers it). The table is
+ * copied out through the checked accessor, then every field is checked:
+ * the file is still input from outside. */
 static int measure_restored(struct partition *p, struct parley_err *err)
 {
-	const struct parley_boot_info *bi =
-		(const void *)(p->mem + PARLEY_BOOT_INFO_GPA);
-	struct measure_input_file files[PARLEY_CONFIG_FILES_MAX];
-	if (bi->magic != PARLEY_BOOT_MAGIC || bi->nconfig > PARLEY_CONFIG_FILES_MAX ||
-	    bi->config < PARLEY_BOOT_INFO_GPA ||
-	    bi->config + PARLEY_CONFIG_FILES_MAX * sizeof(struct parley_config_file) >
-		    PARLEY_BOOT_INFO_GPA + PARLEY_BOOT_INFO_SIZE)
+	struct gmem all, boot;
+	restored_gmem(p, &all, &boot);
+	struct parley_boot_info bi;
+	const void *src = gmem_ptr(&boot, PARLEY_BOOT_INFO_GPA, sizeof(bi), 8);
+	PARLEY_ASSERT(src); /* the area is bigger than the struct */
+	memcpy(&bi, src, sizeof(bi));
+	if (bi.magic != PARLEY_BOOT_MAGIC || bi.nconfig > PARLEY_CONFIG_FILES_MAX)
 		return perr(err, -EINVAL, "snapshot: boot info is not ours");
-	const struct parley_config_file *t = (const void *)(p->mem + bi->config);
-	for (unsigned i = 0; i < bi->nconfig; i++) {
-		uint64_t off = t[i].gpa - PARLEY_CONFIG_BASE;
-		if (!memchr(t[i].name, 0, sizeof(t[i].name)) ||
-		    t[i].gpa < PARLEY_CONFIG_BASE || off > p->cfg_size ||
-		    t[i].size > p->cfg_size - off)
-			return perr(err, -EINVAL, "snapshot: config table entry "
-				    "%u is not ours", i);
-		files[i] = (struct measure_input_file){ t[i].name, off,
-							t[i].size };
+	struct parley_config_file t[PARLEY_CONFIG_FILES_MAX];
+	src = gmem_ptr(&boot, bi.config, bi.nconfig * sizeof(t[0]), 8);
+	if (!src)
+		return perr(err, -EINVAL, "snapshot: config table at 0x%llx "
+			    "is not in the boot info",
+			    (unsigned long long)bi.config);
+	memcpy(t, src, bi.nconfig * sizeof(t[0]));
+	struct measure_input_file files[PARLEY_CONFIG_FILES_MAX];
+	for (unsigned i = 0; i < bi.nconfig; i++) {
+		int rc = restored_file(&all, &t[i], i, &files[i], err);
+		if (rc < 0)
+			return rc;
 	}
-	return part_measure_files(p, files, bi->nconfig, err);
+	return part_measure_files(p, files, bi.nconfig, err);
 }
 
 int partition_save(struct partition *p, const char *path,

@@ -855,3 +855,49 @@ Test(snapshot, code_does_not_depend_on_err)
 	t_rmtree(dir);
 	free(dir);
 }
+
+/* The boot info of good_mem with one config file, as layout_boot would
+ * write it, then whatever the test changes. */
+static void boot_info_in(uint8_t *mem, uint64_t config_gpa, uint32_t nconfig)
+{
+	struct parley_boot_info bi = {
+		.magic = PARLEY_BOOT_MAGIC, .abi_major = PARLEY_ABI_MAJOR,
+		.vcpus = VCPUS, .mem_size = RAM_SIZE, .nconfig = nconfig,
+		.config = config_gpa, .config_base = PARLEY_CONFIG_BASE,
+		.config_size = CFG_SIZE,
+	};
+	struct parley_config_file cf = { .name = "motd",
+					 .gpa = PARLEY_CONFIG_BASE,
+					 .size = 100 };
+
+	memset(mem + PARLEY_BOOT_INFO_GPA, 0, PARLEY_BOOT_INFO_SIZE);
+	memcpy(mem + PARLEY_BOOT_INFO_GPA, &bi, sizeof(bi));
+	memcpy(mem + PARLEY_BOOT_INFO_GPA + 0x100, &cf, sizeof(cf));
+}
+
+/* issue 8 item 7: a config table pointer that makes `config + 32*80` wrap
+ * passed measure_restored's hand check and `parley-agent restore` read
+ * before its mapping (SIGSEGV). Refused with a message, exit 2. */
+Test(snapshot, wrapping_config_table_refused_by_restore, .timeout = 30)
+{
+	char *dir = t_tmpdir(), *path, *out;
+	struct snap_header h;
+	struct ctl_vcpu_state st[VCPUS];
+	struct parley_err e = { 0 };
+	uint8_t *mem = good_mem(MEM_SIZE);
+
+	good_header(&h);
+	good_states(st, VCPUS);
+	boot_info_in(mem, 0xffffffffffffff00ull, 1);
+	cr_assert(asprintf(&path, "%s/wrap.snap", dir) > 0);
+	cr_assert_eq(snap_write(path, &h, st, mem, &e), 0, "%s", perr_msg(&e));
+	char *argv[] = { T_AGENT, "restore", "--vmm", T_VMM, path, NULL };
+	int rc = t_run(argv, &out, 20);
+	cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);
+	cr_expect(strstr(out, "config table"), "%s", out);
+	free(out);
+	free(path);
+	free(mem);
+	t_rmtree(dir);
+	free(dir);
+}
