@@ -74,14 +74,33 @@ static int measure_restored(struct partition *p, struct parley_err *err)
 	return part_measure_files(p, files, bi.nconfig, err);
 }
 
-int partition_save(struct partition *p, const char *path,
-		   struct parley_err *err)
+static void header_of(const struct partition *p, const char *host,
+		      struct snap_header *h)
 {
-	if (p->state != PART_PAUSED)
-		return perr(err, -EBUSY, "%s is %s: pause it before saving",
-			    p->name, part_state_name(p->state));
-	struct ctl_vcpu_state st[PARLEY_VCPUS_MAX];
+	*h = (struct snap_header){
+		.magic = SNAP_MAGIC, .version = SNAP_VERSION,
+		.vcpus = p->vcpus, .ram_size = p->ram_size,
+		.cfg_size = p->cfg_size, .entry = p->entry,
+		.image_hi = p->image_hi, .nrange = p->nrange,
+		.abi_major = PARLEY_ABI_MAJOR, .abi_minor = PARLEY_ABI_MINOR,
+		.backend = p->backend,
+	};
+	for (unsigned i = 0; i < p->nrange; i++) {
+		h->range[i].gpa = p->range[i].gpa;
+		h->range[i].size = p->range[i].size;
+		h->range[i].flags = p->range[i].flags;
+	}
+	snprintf(h->name, sizeof(h->name), "%s", p->name);
+	snprintf(h->host, sizeof(h->host), "%s", host);
+}
+
+static int get_states(struct partition *p, struct ctl_vcpu_state *st,
+		      struct parley_err *err)
+{
 	int rc = ctl_send(p->ctl, CTL_GET_STATE, NULL, 0);
+	if (rc < 0)
+		return perr(err, rc, "asking %s for its state: %s", p->name,
+			    strerror(-rc));
 	for (unsigned i = 0; rc >= 0 && i < p->vcpus; i++) {
 		rc = part_await(p, CTL_VCPU_STATE, &st[i], sizeof(st[i]), err);
 		if (rc >= 0 && st[i].index != i)
@@ -90,28 +109,66 @@ int partition_save(struct partition *p, const char *path,
 	}
 	if (rc >= 0)
 		rc = part_await(p, CTL_STATE_DONE, NULL, 0, err);
-	if (rc < 0)
-		return rc;
-	struct snap_header h = {
-		.magic = SNAP_MAGIC, .version = SNAP_VERSION,
-		.vcpus = p->vcpus, .ram_size = p->ram_size,
-		.cfg_size = p->cfg_size, .entry = p->entry,
-		.image_hi = p->image_hi, .nrange = p->nrange,
-	};
-	for (unsigned i = 0; i < p->nrange; i++) {
-		h.range[i].gpa = p->range[i].gpa;
-		h.range[i].size = p->range[i].size;
-		h.range[i].flags = p->range[i].flags;
-	}
-	snprintf(h.name, sizeof(h.name), "%s", p->name);
-	return snap_write(path, &h, st, p->mem, err);
+	return rc < 0 ? rc : 0;
 }
 
-int partition_restore(const char *path, const struct part_opts *o,
-		      struct partition **out, struct parley_err *err)
+int partition_save(struct partition *p, const char *path,
+		   struct parley_err *err)
+{
+	if (p->state != PART_PAUSED)
+		return perr(err, -EBUSY, "%s is %s: pause it before saving",
+			    p->name, part_state_name(p->state));
+	if (!p->opts.snap_key)
+		return perr(err, -ENOKEY, "%s: no snapshot key", p->name);
+	char host[SNAP_HOST_MAX];
+	int rc = snap_host(host, err);
+	if (rc < 0)
+		return rc;
+	struct ctl_vcpu_state st[PARLEY_VCPUS_MAX];
+	rc = get_states(p, st, err);
+	if (rc < 0)
+		return rc;
+	struct snap_header h;
+	header_of(p, host, &h);
+	return snap_write(path, p->opts.snap_key, &h, st, p->mem, err);
+}
+
+static void adopt_image(struct partition *p, const struct snap_image *img)
+{
+	p->mem_fd = img->mem_fd;
+	p->ram_size = img->h.ram_size;
+	p->cfg_size = img->h.cfg_size;
+	p->vcpus = img->h.vcpus;
+	p->entry = img->h.entry;
+	p->image_hi = img->h.image_hi;
+	p->nrange = img->h.nrange;
+	for (unsigned i = 0; i < p->nrange; i++)
+		p->range[i] = (struct layout_range){
+			img->h.range[i].gpa, img->h.range[i].size,
+			img->h.range[i].flags };
+}
+
+static int read_snapshot(const char *path, const char *name,
+			 const struct part_opts *o, struct snap_image *img,
+			 struct parley_err *err)
+{
+	if (!o->snap_key)
+		return perr(err, -ENOKEY, "%s: no snapshot key to check it "
+			    "with", path);
+	char host[SNAP_HOST_MAX];
+	int rc = snap_host(host, err);
+	if (rc < 0)
+		return rc;
+	struct snap_expect want = { .host = host, .name = name };
+	return snap_read(path, o->snap_key, &want, img, err);
+}
+
+int partition_restore(const char *path, const char *name,
+		      const struct part_opts *o, struct partition **out,
+		      struct parley_err *err)
 {
 	struct snap_image img;
-	int rc = snap_read(path, &img, err);
+	int rc = read_snapshot(path, name, o, &img, err);
 	if (rc < 0)
 		return rc;
 	struct partition *p = part_new(img.h.name, o);
@@ -119,17 +176,7 @@ int partition_restore(const char *path, const struct part_opts *o,
 		close(img.mem_fd);
 		return perr(err, -ENOMEM, "out of memory");
 	}
-	p->mem_fd = img.mem_fd;
-	p->ram_size = img.h.ram_size;
-	p->cfg_size = img.h.cfg_size;
-	p->vcpus = img.h.vcpus;
-	p->entry = img.h.entry;
-	p->image_hi = img.h.image_hi;
-	p->nrange = img.h.nrange;
-	for (unsigned i = 0; i < p->nrange; i++)
-		p->range[i] = (struct layout_range){
-			img.h.range[i].gpa, img.h.range[i].size,
-			img.h.range[i].flags };
+	adopt_image(p, &img);
 	void *ro = mmap(NULL, p->ram_size + p->cfg_size, PROT_READ, MAP_SHARED,
 			p->mem_fd, 0);
 	if (ro == MAP_FAILED)
@@ -140,6 +187,8 @@ int partition_restore(const char *path, const struct part_opts *o,
 		rc = measure_restored(p, err);
 	if (rc == 0 && o->on_measured)
 		rc = o->on_measured(p, o->ctx, err);
+	if (rc < 0)
+		perr_prefix(err, "%s", path);
 	if (rc == 0)
 		rc = part_spawn_vmm(p, err);
 	uint32_t flags = CTL_LAUNCH_RESTORE |
@@ -153,4 +202,3 @@ int partition_restore(const char *path, const struct part_opts *o,
 	*out = p;
 	return 0;
 }
-

@@ -350,7 +350,7 @@ Test(vmx, save_restore_continues_like_an_uninterrupted_run, .timeout = 90)
 	partition_destroy(p); /* the original is gone for good */
 
 	struct part_opts o = t_opts(&after);
-	cr_assert_eq(partition_restore(snap, &o, &p, &err), 0, "%s",
+	cr_assert_eq(partition_restore(snap, NULL, &o, &p, &err), 0, "%s",
 		     perr_msg(&err));
 	cr_assert_str_eq(p->name, "counter");
 	finish(p);
