@@ -38,6 +38,8 @@
 struct cli {
 	const char *image_dirs[IMAGE_DIRS_MAX + 1];
 	unsigned nimage_dirs;
+	const char *config_dirs[IMAGE_DIRS_MAX + 1];
+	unsigned nconfig_dirs;
 	const char *vmm;
 	const char *snapshot_dir;
 	const char *policy;
@@ -55,7 +57,8 @@ struct cli {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: parley-agent run [--image-dir DIR] [--vmm PATH]\n"
+		"usage: parley-agent run [--image-dir DIR] [--config-dir DIR] "
+		"[--vmm PATH]\n"
 		"           [--policy GRANTS.json] [--baselines FILE "
 		"[--baseline-mode enroll|golden]]\n"
 		"           [--audit FILE] [--rehash-interval SECONDS] "
@@ -67,18 +70,20 @@ static void usage(FILE *f)
 		"           [--backend kvm|process|auto] [--name NAME] "
 		"SNAPSHOT...\n"
 		"       parley-agent serve --state-dir DIR --server HOST:PORT "
-		"[--image-dir DIR] [--audit FILE] [SPEC...]\n"
+		"[--image-dir DIR]\n"
+		"           [--config-dir DIR] [--audit FILE] [SPEC...]\n"
 		"       parley-agent join --server HOST:PORT --token prj_... "
 		"--ca-sha256 HEX --state-dir DIR\n");
 }
 
-static int opt_dir(struct cli *c, const char *d)
+static int opt_dir(const char **dirs, unsigned *n, const char *d,
+		   const char *opt)
 {
-	if (c->nimage_dirs == IMAGE_DIRS_MAX) {
-		fprintf(stderr, "parley-agent: too many --image-dir\n");
+	if (*n == IMAGE_DIRS_MAX) {
+		fprintf(stderr, "parley-agent: too many %s\n", opt);
 		return -1;
 	}
-	c->image_dirs[c->nimage_dirs++] = d;
+	dirs[(*n)++] = d;
 	return 0;
 }
 
@@ -101,7 +106,11 @@ static int opt_one(struct cli *c, int o)
 	char *end;
 	switch (o) {
 	case 'i':
-		return opt_dir(c, optarg);
+		return opt_dir(c->image_dirs, &c->nimage_dirs, optarg,
+			       "--image-dir");
+	case 'c':
+		return opt_dir(c->config_dirs, &c->nconfig_dirs, optarg,
+			       "--config-dir");
 	case 'v':
 		c->vmm = optarg;
 		return 0;
@@ -159,6 +168,7 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 {
 	static const struct option opts[] = {
 		{ "image-dir", required_argument, NULL, 'i' },
+		{ "config-dir", required_argument, NULL, 'c' },
 		{ "vmm", required_argument, NULL, 'v' },
 		{ "snapshot-dir", required_argument, NULL, 's' },
 		{ "policy", required_argument, NULL, 'p' },
@@ -345,7 +355,7 @@ static int start_all(struct agent *a, int restore, char **args, int n,
 {
 	struct part_opts o = {
 		.vmm_path = a->cli.vmm, .image_dirs = a->cli.image_dirs,
-		.on_console = sup_console, .ctx = &a->sup,
+		.config_dirs = a->cli.config_dirs, .on_console = sup_console, .ctx = &a->sup,
 		.on_measured = admit, .on_request = on_request,
 		.start_paused = true, .backend = a->cli.backend,
 		.snap_key = a->have_key ? &a->key : NULL,
@@ -398,6 +408,7 @@ static int serve(int argc, char **argv)
 	struct serve_opts o = {
 		.state_dir = a.cli.state_dir, .server = a.cli.server,
 		.vmm = a.cli.vmm, .image_dirs = a.cli.image_dirs,
+		.config_dirs = a.cli.config_dirs,
 		.audit = a.cli.audit, .rehash_s = a.cli.rehash_s,
 		.specs = argv + first, .nspecs = argc - first,
 	};

@@ -32,6 +32,7 @@ struct part_opts {
 	const char *vmm_path;      /* parley-vmm; NULL: beside this program */
 	const char *const *image_dirs; /* NULL-terminated; tried after the
 					* spec's own directory */
+	const char *const *config_dirs; /* the same for config files */
 	bool start_paused;
 	uint32_t backend;          /* enum ctl_backend; 0 (BACKEND_AUTO):
 				    * kvm if usable, else process */
