@@ -163,9 +163,9 @@ static int read_snapshot(const char *path, const char *name,
 	return snap_read(path, o->snap_key, &want, img, err);
 }
 
-int partition_restore(const char *path, const char *name,
-		      const struct part_opts *o, struct partition **out,
-		      struct parley_err *err)
+int partition_restore_prepare(const char *path, const char *name,
+			      const struct part_opts *o, struct partition **out,
+			      struct ctl_vcpu_state *st, struct parley_err *err)
 {
 	struct snap_image img;
 	int rc = read_snapshot(path, name, o, &img, err);
@@ -177,6 +177,7 @@ int partition_restore(const char *path, const char *name,
 		return perr(err, -ENOMEM, "out of memory");
 	}
 	adopt_image(p, &img);
+	memcpy(st, img.vcpu, p->vcpus * sizeof(*st));
 	void *ro = mmap(NULL, p->ram_size + p->cfg_size, PROT_READ, MAP_SHARED,
 			p->mem_fd, 0);
 	if (ro == MAP_FAILED)
@@ -187,14 +188,29 @@ int partition_restore(const char *path, const char *name,
 		rc = measure_restored(p, err);
 	if (rc == 0 && o->on_measured)
 		rc = o->on_measured(p, o->ctx, err);
-	if (rc < 0)
+	if (rc < 0) {
 		perr_prefix(err, "%s", path);
-	if (rc == 0)
-		rc = part_spawn_vmm(p, err);
+		partition_destroy(p);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}
+
+int partition_restore(const char *path, const char *name,
+		      const struct part_opts *o, struct partition **out,
+		      struct parley_err *err)
+{
+	struct ctl_vcpu_state st[PARLEY_VCPUS_MAX];
+	struct partition *p = NULL;
+	int rc = partition_restore_prepare(path, name, o, &p, st, err);
+	if (rc < 0)
+		return rc;
+	rc = part_spawn_vmm(p, err);
 	uint32_t flags = CTL_LAUNCH_RESTORE |
 			 (o->start_paused ? CTL_LAUNCH_PAUSED : 0);
 	if (rc == 0)
-		rc = part_launch(p, flags, img.vcpu, err);
+		rc = part_launch(p, flags, st, err);
 	if (rc < 0) {
 		partition_destroy(p);
 		return rc;

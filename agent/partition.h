@@ -105,6 +105,14 @@ int partition_create(const struct part_spec *spec, const struct part_opts *o,
 int partition_restore(const char *path, const char *name,
 		      const struct part_opts *o, struct partition **out,
 		      struct parley_err *err);
+/* Everything partition_restore does before a vmm process exists (read and
+ * check the file, measure the restored memory, o->on_measured): on success
+ * *out holds the memory, no process (partition_destroy frees it), and
+ * st[0..vcpus) the saved vCPU states. For partition_restore, and for the
+ * fuzz target that drives restore end to end without a VM. */
+int partition_restore_prepare(const char *path, const char *name,
+			      const struct part_opts *o, struct partition **out,
+			      struct ctl_vcpu_state *st, struct parley_err *err);
 
 /* Read and act on one message from the vmm process. Returns 1 once the
  * partition has finished (p->fin says why), 0 otherwise, -EAGAIN if nothing
