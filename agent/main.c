@@ -4,6 +4,12 @@
  *   parley-agent run [options] SPEC...       run partitions from spec files
  *   parley-agent restore [options] SNAP...   resume saved partitions
  *
+ * Snapshots are tagged with HMAC-SHA256 under a key this agent holds:
+ * --snapshot-key FILE, else snapshot.key in the --snapshot-dir (run creates
+ * it, 0600, from getrandom() when missing) or beside the first snapshot
+ * (restore never creates one). restore needs --baselines: a restored
+ * partition is checked against its stored baseline and never enrolled.
+ *
  * Standalone mode (no daemon): grants come from --policy FILE (re-read on
  * SIGHUP: channels whose grant went away are revoked), baselines from
  * --baselines FILE (--baseline-mode enroll|golden), decisions go to
@@ -12,13 +18,17 @@
 #include "agent/ipc/audit.h"
 #include "agent/ipc/baseline.h"
 #include "agent/ipc/chanmgr.h"
+#include "agent/backend.h"
+#include "agent/snapshot.h"
 #include "agent/join.h"
 #include "agent/partition.h"
 #include "agent/serve.h"
 #include "agent/spec.h"
 #include "agent/supervisor.h"
+#include "common/fileio.h"
 
 #include <getopt.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +38,8 @@
 struct cli {
 	const char *image_dirs[IMAGE_DIRS_MAX + 1];
 	unsigned nimage_dirs;
+	const char *config_dirs[IMAGE_DIRS_MAX + 1];
+	unsigned nconfig_dirs;
 	const char *vmm;
 	const char *snapshot_dir;
 	const char *policy;
@@ -37,30 +49,41 @@ struct cli {
 	double rehash_s;
 	const char *state_dir;
 	const char *server;
+	const char *snapshot_key;
+	uint32_t backend;          /* enum ctl_backend or BACKEND_AUTO */
+	const char *name;          /* restore: the name the operator asks */
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: parley-agent run [--image-dir DIR] [--vmm PATH]\n"
+		"usage: parley-agent run [--image-dir DIR] [--config-dir DIR] "
+		"[--vmm PATH]\n"
 		"           [--policy GRANTS.json] [--baselines FILE "
 		"[--baseline-mode enroll|golden]]\n"
 		"           [--audit FILE] [--rehash-interval SECONDS] "
-		"[--snapshot-dir DIR] SPEC...\n"
-		"       parley-agent restore [--vmm PATH] SNAPSHOT...\n"
+		"[--snapshot-dir DIR]\n"
+		"           [--snapshot-key FILE] [--backend kvm|process|auto] "
+		"SPEC...\n"
+		"       parley-agent restore [--vmm PATH] --baselines FILE "
+		"[--snapshot-key FILE]\n"
+		"           [--backend kvm|process|auto] [--name NAME] "
+		"SNAPSHOT...\n"
 		"       parley-agent serve --state-dir DIR --server HOST:PORT "
-		"[--image-dir DIR] [--audit FILE] [SPEC...]\n"
+		"[--image-dir DIR]\n"
+		"           [--config-dir DIR] [--audit FILE] [SPEC...]\n"
 		"       parley-agent join --server HOST:PORT --token prj_... "
 		"--ca-sha256 HEX --state-dir DIR\n");
 }
 
-static int opt_dir(struct cli *c, const char *d)
+static int opt_dir(const char **dirs, unsigned *n, const char *d,
+		   const char *opt)
 {
-	if (c->nimage_dirs == IMAGE_DIRS_MAX) {
-		fprintf(stderr, "parley-agent: too many --image-dir\n");
+	if (*n == IMAGE_DIRS_MAX) {
+		fprintf(stderr, "parley-agent: too many %s\n", opt);
 		return -1;
 	}
-	c->image_dirs[c->nimage_dirs++] = d;
+	dirs[(*n)++] = d;
 	return 0;
 }
 
@@ -83,7 +106,11 @@ static int opt_one(struct cli *c, int o)
 	char *end;
 	switch (o) {
 	case 'i':
-		return opt_dir(c, optarg);
+		return opt_dir(c->image_dirs, &c->nimage_dirs, optarg,
+			       "--image-dir");
+	case 'c':
+		return opt_dir(c->config_dirs, &c->nconfig_dirs, optarg,
+			       "--config-dir");
 	case 'v':
 		c->vmm = optarg;
 		return 0;
@@ -115,6 +142,19 @@ static int opt_one(struct cli *c, int o)
 	case 'D':
 		c->server = optarg;
 		return 0;
+	case 'k':
+		c->snapshot_key = optarg;
+		return 0;
+	case 'n':
+		c->name = optarg;
+		return 0;
+	case 'B':
+		if (backend_parse(optarg, &c->backend) < 0) {
+			fprintf(stderr, "parley-agent: --backend is kvm, "
+					"process or auto, not \"%s\"\n", optarg);
+			return -1;
+		}
+		return 0;
 	case 'h':
 		usage(stdout);
 		exit(0);
@@ -128,6 +168,7 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 {
 	static const struct option opts[] = {
 		{ "image-dir", required_argument, NULL, 'i' },
+		{ "config-dir", required_argument, NULL, 'c' },
 		{ "vmm", required_argument, NULL, 'v' },
 		{ "snapshot-dir", required_argument, NULL, 's' },
 		{ "policy", required_argument, NULL, 'p' },
@@ -137,6 +178,9 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 		{ "rehash-interval", required_argument, NULL, 'r' },
 		{ "state-dir", required_argument, NULL, 'S' },
 		{ "server", required_argument, NULL, 'D' },
+		{ "snapshot-key", required_argument, NULL, 'k' },
+		{ "backend", required_argument, NULL, 'B' },
+		{ "name", required_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -160,6 +204,8 @@ struct agent {
 	struct audit audit;
 	struct baseline_db db;
 	bool have_db;
+	struct snap_key key;
+	bool have_key;
 	bool restore;               /* partition names come from snapshots */
 	const char *names[SUP_MAX + 1];
 };
@@ -212,6 +258,58 @@ static void on_reload(void *ctx)
 		fprintf(stderr, "parley-agent: policy reloaded\n");
 }
 
+/* Where the snapshot key lives: --snapshot-key, else beside the snapshots
+ * (the --snapshot-dir of run, the first snapshot's directory for restore).
+ * NULL when run saves no snapshots. */
+static const char *key_path(const struct agent *a, int restore, char **args,
+			    char *buf, size_t cap)
+{
+	if (a->cli.snapshot_key)
+		return a->cli.snapshot_key;
+	const char *dir = restore ? NULL : a->cli.snapshot_dir;
+	char copy[4096];
+	if (restore) {
+		snprintf(copy, sizeof(copy), "%s", args[0]);
+		dir = dirname(copy);
+	}
+	if (!dir || path_join(buf, cap, dir, SNAP_KEY_FILE) < 0)
+		return NULL;
+	return buf;
+}
+
+static int load_key(struct agent *a, int restore, char **args,
+		    struct parley_err *err)
+{
+	char buf[4096];
+	const char *path = key_path(a, restore, args, buf, sizeof(buf));
+	if (!path)
+		return 0;
+	/* restore never makes a key: a new one checks no old snapshot. */
+	int rc = snap_key_load(path, !restore, &a->key, err);
+	a->have_key = rc == 0;
+	return rc;
+}
+
+/* A restored partition is measured against the baseline stored for it,
+ * which restore never writes: golden whatever --baseline-mode says. */
+static int restore_checks(struct agent *a, int n)
+{
+	if (!a->cli.baselines) {
+		fprintf(stderr, "parley-agent restore: --baselines FILE is "
+				"required: a restored partition is checked "
+				"against its stored baseline, never enrolled "
+				"from the snapshot\n");
+		return -1;
+	}
+	if (a->cli.name && n != 1) {
+		fprintf(stderr, "parley-agent restore: --name takes one "
+				"snapshot\n");
+		return -1;
+	}
+	a->cli.mode = BASELINE_GOLDEN;
+	return 0;
+}
+
 static int setup(struct agent *a, int restore, char **args, int n,
 		 struct part_spec *specs)
 {
@@ -222,8 +320,12 @@ static int setup(struct agent *a, int restore, char **args, int n,
 	}
 	chanmgr_init(&a->cm, &a->audit);
 	a->cm.rehash_interval_ns = (uint64_t)(a->cli.rehash_s * 1e9);
-	int bad = 0;
-	for (int i = 0; !restore && i < n; i++) {
+	int bad = restore && restore_checks(a, n) < 0;
+	if (!bad && load_key(a, restore, args, &err) < 0) {
+		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
+		bad = 1;
+	}
+	for (int i = 0; !bad && !restore && i < n; i++) {
 		if (spec_load(args[i], &specs[i], &err) < 0) {
 			fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
 			bad = 1;
@@ -253,15 +355,17 @@ static int start_all(struct agent *a, int restore, char **args, int n,
 {
 	struct part_opts o = {
 		.vmm_path = a->cli.vmm, .image_dirs = a->cli.image_dirs,
-		.on_console = sup_console, .ctx = &a->sup,
+		.config_dirs = a->cli.config_dirs, .on_console = sup_console, .ctx = &a->sup,
 		.on_measured = admit, .on_request = on_request,
-		.start_paused = true,
+		.start_paused = true, .backend = a->cli.backend,
+		.snap_key = a->have_key ? &a->key : NULL,
 	};
 	int bad = 0;
 	for (int i = 0; !bad && i < n; i++) {
 		struct parley_err err = { 0 };
 		struct partition *p = NULL;
-		int rc = restore ? partition_restore(args[i], &o, &p, &err)
+		int rc = restore ? partition_restore(args[i], a->cli.name, &o,
+						     &p, &err)
 				 : partition_create(&specs[i], &o, &p, &err);
 		if (rc < 0) {
 			fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
@@ -306,6 +410,7 @@ static int serve(int argc, char **argv)
 	struct serve_opts o = {
 		.state_dir = a.cli.state_dir, .server = a.cli.server,
 		.vmm = a.cli.vmm, .image_dirs = a.cli.image_dirs,
+		.config_dirs = a.cli.config_dirs,
 		.audit = a.cli.audit, .rehash_s = a.cli.rehash_s,
 		.specs = argv + first, .nspecs = argc - first,
 	};
@@ -356,5 +461,6 @@ int main(int argc, char **argv)
 		baseline_free(&a.db);
 	if (a.audit.out)
 		fclose(a.audit.out);
+	snap_key_wipe(&a.key);
 	return bad ? 2 : rc;
 }

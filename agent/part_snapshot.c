@@ -3,6 +3,7 @@
 #include "agent/partition.h"
 #include "agent/partition_int.h"
 #include "agent/snapshot.h"
+#include "agent/ctl/gmem.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,42 +11,96 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* A restored partition is measured from its restored memory, with the file
- * table from its boot info (which only the agent ever wrote: the partition
- * sees that page read-only, and the snapshot's checksum covers it). Every
- * field is checked as the snapshot is still a file from outside. */
-static int measure_restored(struct partition *p, struct parley_err *err)
+/* The restored memory as the one door sees it: RAM and the config region
+ * of the read-only view; and the boot-info area alone, where the agent laid
+ * the config table. */
+static void restored_gmem(const struct partition *p, struct gmem *all,
+			  struct gmem *boot)
 {
-	const struct parley_boot_info *bi =
-		(const void *)(p->mem + PARLEY_BOOT_INFO_GPA);
-	struct measure_input_file files[PARLEY_CONFIG_FILES_MAX];
-	if (bi->magic != PARLEY_BOOT_MAGIC || bi->nconfig > PARLEY_CONFIG_FILES_MAX ||
-	    bi->config < PARLEY_BOOT_INFO_GPA ||
-	    bi->config + PARLEY_CONFIG_FILES_MAX * sizeof(struct parley_config_file) >
-		    PARLEY_BOOT_INFO_GPA + PARLEY_BOOT_INFO_SIZE)
-		return perr(err, -EINVAL, "snapshot: boot info is not ours");
-	const struct parley_config_file *t = (const void *)(p->mem + bi->config);
-	for (unsigned i = 0; i < bi->nconfig; i++) {
-		uint64_t off = t[i].gpa - PARLEY_CONFIG_BASE;
-		if (!memchr(t[i].name, 0, sizeof(t[i].name)) ||
-		    t[i].gpa < PARLEY_CONFIG_BASE || off > p->cfg_size ||
-		    t[i].size > p->cfg_size - off)
-			return perr(err, -EINVAL, "snapshot: config table entry "
-				    "%u is not ours", i);
-		files[i] = (struct measure_input_file){ t[i].name, off,
-							t[i].size };
-	}
-	return part_measure_files(p, files, bi->nconfig, err);
+	uint8_t *m = (uint8_t *)p->mem; /* gmem hands out what it was given:
+					 * the pages are mapped PROT_READ */
+	*all = (struct gmem){ 0 };
+	*boot = (struct gmem){ 0 };
+	gmem_add(all, 0, p->ram_size, m);
+	gmem_add(all, PARLEY_CONFIG_BASE, p->cfg_size, m + p->ram_size);
+	gmem_add(boot, PARLEY_BOOT_INFO_GPA, PARLEY_BOOT_INFO_SIZE,
+		 m + PARLEY_BOOT_INFO_GPA);
 }
 
-int partition_save(struct partition *p, const char *path,
-		   struct parley_err *err)
+/* One entry of the config table: a NUL-terminated name and a range that
+ * lies in the config region, checked by the accessor. */
+static int restored_file(const struct gmem *all,
+			 const struct parley_config_file *t, unsigned i,
+			 struct measure_input_file *out, struct parley_err *err)
 {
-	if (p->state != PART_PAUSED)
-		return perr(err, -EBUSY, "%s is %s: pause it before saving",
-			    p->name, part_state_name(p->state));
-	struct ctl_vcpu_state st[PARLEY_VCPUS_MAX];
+	if (!memchr(t->name, 0, sizeof(t->name)) ||
+	    t->gpa < PARLEY_CONFIG_BASE || !gmem_ptr(all, t->gpa, t->size, 1))
+		return perr(err, -EINVAL, "snapshot: config table entry %u is "
+			    "not ours", i);
+	*out = (struct measure_input_file){ t->name,
+					    t->gpa - PARLEY_CONFIG_BASE,
+					    t->size };
+	return 0;
+}
+
+/* A restored partition is measured from its restored memory, with the file
+ * table from its boot info (which only the agent ever wrote: the partition
+ * sees that page read-only, and the snapshot's tag covers it). The table is
+ * copied out through the checked accessor, then every field is checked:
+ * the file is still input from outside. */
+static int measure_restored(struct partition *p, struct parley_err *err)
+{
+	struct gmem all, boot;
+	restored_gmem(p, &all, &boot);
+	struct parley_boot_info bi;
+	const void *src = gmem_ptr(&boot, PARLEY_BOOT_INFO_GPA, sizeof(bi), 8);
+	PARLEY_ASSERT(src); /* the area is bigger than the struct */
+	memcpy(&bi, src, sizeof(bi));
+	if (bi.magic != PARLEY_BOOT_MAGIC || bi.nconfig > PARLEY_CONFIG_FILES_MAX)
+		return perr(err, -EINVAL, "snapshot: boot info is not ours");
+	struct parley_config_file t[PARLEY_CONFIG_FILES_MAX];
+	src = gmem_ptr(&boot, bi.config, bi.nconfig * sizeof(t[0]), 8);
+	if (!src)
+		return perr(err, -EINVAL, "snapshot: config table at 0x%llx "
+			    "is not in the boot info",
+			    (unsigned long long)bi.config);
+	memcpy(t, src, bi.nconfig * sizeof(t[0]));
+	struct measure_input_file files[PARLEY_CONFIG_FILES_MAX];
+	for (unsigned i = 0; i < bi.nconfig; i++) {
+		int rc = restored_file(&all, &t[i], i, &files[i], err);
+		if (rc < 0)
+			return rc;
+	}
+	return part_measure_files(p, files, bi.nconfig, err);
+}
+
+static void header_of(const struct partition *p, const char *host,
+		      struct snap_header *h)
+{
+	*h = (struct snap_header){
+		.magic = SNAP_MAGIC, .version = SNAP_VERSION,
+		.vcpus = p->vcpus, .ram_size = p->ram_size,
+		.cfg_size = p->cfg_size, .entry = p->entry,
+		.image_hi = p->image_hi, .nrange = p->nrange,
+		.abi_major = PARLEY_ABI_MAJOR, .abi_minor = PARLEY_ABI_MINOR,
+		.backend = p->backend,
+	};
+	for (unsigned i = 0; i < p->nrange; i++) {
+		h->range[i].gpa = p->range[i].gpa;
+		h->range[i].size = p->range[i].size;
+		h->range[i].flags = p->range[i].flags;
+	}
+	snprintf(h->name, sizeof(h->name), "%s", p->name);
+	snprintf(h->host, sizeof(h->host), "%s", host);
+}
+
+static int get_states(struct partition *p, struct ctl_vcpu_state *st,
+		      struct parley_err *err)
+{
 	int rc = ctl_send(p->ctl, CTL_GET_STATE, NULL, 0);
+	if (rc < 0)
+		return perr(err, rc, "asking %s for its state: %s", p->name,
+			    strerror(-rc));
 	for (unsigned i = 0; rc >= 0 && i < p->vcpus; i++) {
 		rc = part_await(p, CTL_VCPU_STATE, &st[i], sizeof(st[i]), err);
 		if (rc >= 0 && st[i].index != i)
@@ -54,28 +109,66 @@ int partition_save(struct partition *p, const char *path,
 	}
 	if (rc >= 0)
 		rc = part_await(p, CTL_STATE_DONE, NULL, 0, err);
-	if (rc < 0)
-		return rc;
-	struct snap_header h = {
-		.magic = SNAP_MAGIC, .version = SNAP_VERSION,
-		.vcpus = p->vcpus, .ram_size = p->ram_size,
-		.cfg_size = p->cfg_size, .entry = p->entry,
-		.image_hi = p->image_hi, .nrange = p->nrange,
-	};
-	for (unsigned i = 0; i < p->nrange; i++) {
-		h.range[i].gpa = p->range[i].gpa;
-		h.range[i].size = p->range[i].size;
-		h.range[i].flags = p->range[i].flags;
-	}
-	snprintf(h.name, sizeof(h.name), "%s", p->name);
-	return snap_write(path, &h, st, p->mem, err);
+	return rc < 0 ? rc : 0;
 }
 
-int partition_restore(const char *path, const struct part_opts *o,
-		      struct partition **out, struct parley_err *err)
+int partition_save(struct partition *p, const char *path,
+		   struct parley_err *err)
+{
+	if (p->state != PART_PAUSED)
+		return perr(err, -EBUSY, "%s is %s: pause it before saving",
+			    p->name, part_state_name(p->state));
+	if (!p->opts.snap_key)
+		return perr(err, -ENOKEY, "%s: no snapshot key", p->name);
+	char host[SNAP_HOST_MAX];
+	int rc = snap_host(host, err);
+	if (rc < 0)
+		return rc;
+	struct ctl_vcpu_state st[PARLEY_VCPUS_MAX];
+	rc = get_states(p, st, err);
+	if (rc < 0)
+		return rc;
+	struct snap_header h;
+	header_of(p, host, &h);
+	return snap_write(path, p->opts.snap_key, &h, st, p->mem, err);
+}
+
+static void adopt_image(struct partition *p, const struct snap_image *img)
+{
+	p->mem_fd = img->mem_fd;
+	p->ram_size = img->h.ram_size;
+	p->cfg_size = img->h.cfg_size;
+	p->vcpus = img->h.vcpus;
+	p->entry = img->h.entry;
+	p->image_hi = img->h.image_hi;
+	p->nrange = img->h.nrange;
+	for (unsigned i = 0; i < p->nrange; i++)
+		p->range[i] = (struct layout_range){
+			img->h.range[i].gpa, img->h.range[i].size,
+			img->h.range[i].flags };
+}
+
+static int read_snapshot(const char *path, const char *name,
+			 const struct part_opts *o, struct snap_image *img,
+			 struct parley_err *err)
+{
+	if (!o->snap_key)
+		return perr(err, -ENOKEY, "%s: no snapshot key to check it "
+			    "with", path);
+	char host[SNAP_HOST_MAX];
+	int rc = snap_host(host, err);
+	if (rc < 0)
+		return rc;
+	struct snap_expect want = { .host = host, .name = name };
+	return snap_read(path, o->snap_key, &want, img, err);
+}
+
+int partition_restore_prepare(const char *path, const char *name,
+			      const struct part_opts *o, struct partition **out,
+			      struct ctl_vcpu_state *st, struct parley_err *err)
 {
 	struct snap_image img;
-	int rc = snap_read(path, &img, err);
+	int rc = read_snapshot(path, name, o, &img, err);
 	if (rc < 0)
 		return rc;
 	struct partition *p = part_new(img.h.name, o);
@@ -83,17 +176,8 @@ int partition_restore(const char *path, const struct part_opts *o,
 		close(img.mem_fd);
 		return perr(err, -ENOMEM, "out of memory");
 	}
-	p->mem_fd = img.mem_fd;
-	p->ram_size = img.h.ram_size;
-	p->cfg_size = img.h.cfg_size;
-	p->vcpus = img.h.vcpus;
-	p->entry = img.h.entry;
-	p->image_hi = img.h.image_hi;
-	p->nrange = img.h.nrange;
-	for (unsigned i = 0; i < p->nrange; i++)
-		p->range[i] = (struct layout_range){
-			img.h.range[i].gpa, img.h.range[i].size,
-			img.h.range[i].flags };
+	adopt_image(p, &img);
+	memcpy(st, img.vcpu, p->vcpus * sizeof(*st));
 	void *ro = mmap(NULL, p->ram_size + p->cfg_size, PROT_READ, MAP_SHARED,
 			p->mem_fd, 0);
 	if (ro == MAP_FAILED)
@@ -104,13 +188,8 @@ int partition_restore(const char *path, const struct part_opts *o,
 		rc = measure_restored(p, err);
 	if (rc == 0 && o->on_measured)
 		rc = o->on_measured(p, o->ctx, err);
-	if (rc == 0)
-		rc = part_spawn_vmm(p, err);
-	uint32_t flags = CTL_LAUNCH_RESTORE |
-			 (o->start_paused ? CTL_LAUNCH_PAUSED : 0);
-	if (rc == 0)
-		rc = part_launch(p, flags, img.vcpu, err);
 	if (rc < 0) {
+		perr_prefix(err, "%s", path);
 		partition_destroy(p);
 		return rc;
 	}
@@ -118,3 +197,24 @@ int partition_restore(const char *path, const struct part_opts *o,
 	return 0;
 }
 
+int partition_restore(const char *path, const char *name,
+		      const struct part_opts *o, struct partition **out,
+		      struct parley_err *err)
+{
+	struct ctl_vcpu_state st[PARLEY_VCPUS_MAX];
+	struct partition *p = NULL;
+	int rc = partition_restore_prepare(path, name, o, &p, st, err);
+	if (rc < 0)
+		return rc;
+	rc = part_spawn_vmm(p, err);
+	uint32_t flags = CTL_LAUNCH_RESTORE |
+			 (o->start_paused ? CTL_LAUNCH_PAUSED : 0);
+	if (rc == 0)
+		rc = part_launch(p, flags, st, err);
+	if (rc < 0) {
+		partition_destroy(p);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}

@@ -1,6 +1,7 @@
 #include "agent/partition.h"
 #include "agent/partition_int.h"
 #include "agent/backend.h"
+#include "agent/beneath.h"
 #include "agent/elf.h"
 #include "agent/ctl/stop.h"
 #include "agent/ctl/clock.h"
@@ -39,24 +40,60 @@ static int timeout_of(const struct partition *p)
 	return p->opts.timeout_ms > 0 ? p->opts.timeout_ms : 5000;
 }
 
-static int resolve_image(const struct part_spec *s, const struct part_opts *o,
-			 char *out, size_t cap, struct parley_err *err)
+struct loaded {
+	uint8_t *image;
+	size_t image_len;
+	struct elf_image elf;
+	struct layout_config_file cfg[PARLEY_CONFIG_FILES_MAX];
+	uint8_t *cfg_buf[PARLEY_CONFIG_FILES_MAX];
+	unsigned ncfg;
+};
+
+static void loaded_free(struct loaded *l)
 {
-	if (s->image[0] == '/') {
-		if ((size_t)snprintf(out, cap, "%s", s->image) >= cap)
-			return perr(err, -ENAMETOOLONG, "image path too long");
-		return 0;
-	}
-	if (path_join(out, cap, s->base_dir ? s->base_dir : ".", s->image) == 0 &&
-	    access(out, R_OK) == 0)
-		return 0;
-	for (const char *const *d = o->image_dirs; d && *d; d++)
-		if (path_join(out, cap, *d, s->image) == 0 &&
-		    access(out, R_OK) == 0)
-			return 0;
-	return perr(err, -ENOENT, "image \"%s\" not found beside the spec%s",
-		    s->image, o->image_dirs ? " or in the image directories"
-					    : "");
+	free(l->image);
+	for (unsigned i = 0; i < l->ncfg; i++)
+		free(l->cfg_buf[i]);
+}
+
+/* Where a spec's image (or config files) may come from: the spec's own
+ * directory when it has one (a local spec), then the configured ones. */
+static void dirs_of(const struct part_spec *s, const char *const *configured,
+		    struct beneath_dirs *d)
+{
+	*d = (struct beneath_dirs){ 0 };
+	beneath_add(d, s->base_dir);
+	beneath_add_all(d, configured); /* past BENEATH_DIRS_MAX: not tried */
+}
+
+static int read_image(const struct part_spec *s, const struct part_opts *o,
+		      struct loaded *l, struct parley_err *err)
+{
+	struct beneath_dirs d;
+	dirs_of(s, o->image_dirs, &d);
+	int rc = beneath_read(&d, s->image, "field \"image\"", IMAGE_FILE_MAX,
+			      &l->image, &l->image_len, err);
+	if (rc == -ENOENT)
+		return perr(err, -ENOENT, "image \"%s\" not found %s%s",
+			    s->image, s->base_dir ? "beside the spec" : "",
+			    o->image_dirs ? (s->base_dir ? " or in the image "
+							   "directories"
+							 : "in the image "
+							   "directories")
+					  : "");
+	return rc;
+}
+
+static int read_config(const struct part_spec *s, const struct part_opts *o,
+		       unsigned i, struct loaded *l, size_t *len,
+		       struct parley_err *err)
+{
+	struct beneath_dirs d;
+	char field[40];
+	dirs_of(s, o->config_dirs, &d);
+	snprintf(field, sizeof(field), "config[%u].path", i);
+	return beneath_read(&d, s->config[i].path, field, PARLEY_CONFIG_MAX,
+			    &l->cfg_buf[i], len, err);
 }
 
 static int default_vmm(char *out, size_t cap)
@@ -106,30 +143,10 @@ static int mem_seal_view(struct partition *p, uint8_t *rw,
 	return 0;
 }
 
-struct loaded {
-	uint8_t *image;
-	size_t image_len;
-	struct elf_image elf;
-	struct layout_config_file cfg[PARLEY_CONFIG_FILES_MAX];
-	uint8_t *cfg_buf[PARLEY_CONFIG_FILES_MAX];
-	unsigned ncfg;
-};
-
-static void loaded_free(struct loaded *l)
-{
-	free(l->image);
-	for (unsigned i = 0; i < l->ncfg; i++)
-		free(l->cfg_buf[i]);
-}
-
 static int load_inputs(const struct part_spec *s, const struct part_opts *o,
 		       struct loaded *l, struct parley_err *err)
 {
-	char path[PATH_MAX];
-	int rc = resolve_image(s, o, path, sizeof(path), err);
-	if (rc < 0)
-		return rc;
-	rc = file_read_all(path, IMAGE_FILE_MAX, &l->image, &l->image_len, err);
+	int rc = read_image(s, o, l, err);
 	if (rc < 0)
 		return rc;
 	uint64_t max = layout_stack_floor(s->mem_bytes, s->vcpus);
@@ -138,11 +155,10 @@ static int load_inputs(const struct part_spec *s, const struct part_opts *o,
 	rc = elf_parse(l->image, l->image_len, PARLEY_IMAGE_MIN, max, &l->elf,
 		       err);
 	if (rc < 0)
-		return perr_prefix(err, "%s", path), rc;
+		return perr_prefix(err, "%s", s->image), rc;
 	for (unsigned i = 0; i < s->nconfig; i++) {
 		size_t len;
-		rc = file_read_all(s->config[i].path, PARLEY_CONFIG_MAX,
-				   &l->cfg_buf[i], &len, err);
+		rc = read_config(s, o, i, l, &len, err);
 		if (rc < 0)
 			return perr_prefix(err, "config \"%s\"",
 					   s->config[i].name), rc;

@@ -26,11 +26,13 @@ enum part_state {
 };
 
 struct partition;
+struct snap_key;
 
 struct part_opts {
 	const char *vmm_path;      /* parley-vmm; NULL: beside this program */
 	const char *const *image_dirs; /* NULL-terminated; tried after the
 					* spec's own directory */
+	const char *const *config_dirs; /* the same for config files */
 	bool start_paused;
 	uint32_t backend;          /* enum ctl_backend; 0 (BACKEND_AUTO):
 				    * kvm if usable, else process */
@@ -39,6 +41,9 @@ struct part_opts {
 			   void *ctx);
 	void *ctx;
 	int timeout_ms;            /* for requests to the vmm; 0: 5000 */
+	/* The key snapshots are tagged and checked with (agent/snapshot.h);
+	 * NULL: partition_save and partition_restore refuse. */
+	const struct snap_key *snap_key;
 	/* Called once the partition is laid out and measured, before its
 	 * vmm process exists: a negative return refuses the start (with err
 	 * set), e.g. a golden baseline mismatch. */
@@ -100,9 +105,25 @@ struct partition {
 int partition_create(const struct part_spec *spec, const struct part_opts *o,
 		     struct partition **out, struct parley_err *err);
 
-/* Restore a partition saved by partition_save(), under a new process. */
-int partition_restore(const char *path, const struct part_opts *o,
-		      struct partition **out, struct parley_err *err);
+/* Restore a partition saved by partition_save(), under a new process on
+ * o->backend (either backend, whichever it was saved on). The file must
+ * carry a good tag with o->snap_key and have been taken on this host; it
+ * is restored under the name it was saved as, which must equal `name`
+ * unless that is NULL. Its memory is measured again (through struct gmem)
+ * and o->on_measured decides, as for a new partition: the caller checks it
+ * against a stored baseline and never enrols it (the file's own memory is
+ * no baseline). */
+int partition_restore(const char *path, const char *name,
+		      const struct part_opts *o, struct partition **out,
+		      struct parley_err *err);
+/* Everything partition_restore does before a vmm process exists (read and
+ * check the file, measure the restored memory, o->on_measured): on success
+ * *out holds the memory, no process (partition_destroy frees it), and
+ * st[0..vcpus) the saved vCPU states. For partition_restore, and for the
+ * fuzz target that drives restore end to end without a VM. */
+int partition_restore_prepare(const char *path, const char *name,
+			      const struct part_opts *o, struct partition **out,
+			      struct ctl_vcpu_state *st, struct parley_err *err);
 
 /* Read and act on one message from the vmm process (or one request that
  * was deferred). Returns 1 once the partition has finished (p->fin says
@@ -146,7 +167,9 @@ void partition_fault(struct partition *p, unsigned reason, const char *fmt,
 
 int partition_pause(struct partition *p, struct parley_err *err);
 int partition_resume(struct partition *p, struct parley_err *err);
-/* Save machine state and memory to path; the partition must be paused. */
+/* Save machine state and memory to path, tagged with p->opts.snap_key and
+ * bound to this host, the partition's name, the ABI and its backend; the
+ * partition must be paused. */
 int partition_save(struct partition *p, const char *path,
 		   struct parley_err *err);
 /* Stop the partition now: its vmm process is killed (SIGKILL: a vmm is

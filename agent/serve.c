@@ -134,6 +134,7 @@ static int add_part(struct serve *s, const struct part_spec *spec,
 {
 	struct part_opts po = {
 		.vmm_path = serve_o->vmm, .image_dirs = serve_o->image_dirs,
+		.config_dirs = serve_o->config_dirs,
 		.on_console = sup_console, .ctx = &s->sup,
 		.on_measured = admit, .on_request = on_request,
 		.start_paused = true,
@@ -218,8 +219,33 @@ static int measure_beside(struct serve *s, const Parley__V1__PartitionCommand *c
 	return rc;
 }
 
-/* The daemon's word on a thin partition. A spec from the daemon is checked
- * like one from a file; its relative paths are taken from the state dir. */
+/* A spec the daemon sent is checked like one from a file, but has no
+ * directory of its own: its image and config files come only from
+ * --image-dir and --config-dir (never the state dir, which holds our keys).
+ * A refusal is audited: an API admin asked this host for something. */
+static int create_from_daemon(struct serve *s,
+			      const Parley__V1__PartitionCommand *c,
+			      struct parley_err *err)
+{
+	struct part_spec spec;
+	int rc = spec_parse_daemon(c->spec_json, strlen(c->spec_json), &spec,
+				   err);
+	if (rc == 0 && strcmp(spec.name, c->partition))
+		rc = perr(err, -EINVAL, "spec names \"%s\", not \"%s\"",
+			  spec.name, c->partition);
+	if (rc == 0)
+		rc = add_part(s, &spec, err);
+	spec_free(&spec);
+	if (rc < 0) {
+		struct audit_event e = { .event = "spec_refused",
+					 .partition = c->partition,
+					 .detail = perr_msg(err) };
+		audit_emit(&s->audit, &e);
+	}
+	return rc;
+}
+
+/* The daemon's word on a thin partition. */
 static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 {
 	struct serve *s = arg;
@@ -230,16 +256,7 @@ static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 	case PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE: {
 		if (sp)
 			return; /* already here: a repeat after a reconnect */
-		struct part_spec spec;
-		rc = spec_parse(c->spec_json, strlen(c->spec_json),
-				serve_o->state_dir, &spec, &err);
-		if (rc == 0 && strcmp(spec.name, c->partition))
-			rc = perr(&err, -EINVAL, "spec names \"%s\", not \"%s\"",
-				  spec.name, c->partition);
-		if (rc == 0)
-			rc = add_part(s, &spec, &err);
-		if (spec.name[0] || rc == 0)
-			spec_free(&spec);
+		rc = create_from_daemon(s, c, &err);
 		break;
 	}
 	case PARLEY__V1__PARTITION_COMMAND__ACTION__START:

@@ -10,7 +10,8 @@ struct serve_opts {
 	const char *state_dir;
 	const char *server;        /* HOST:PORT */
 	const char *vmm;
-	const char *const *image_dirs;
+	const char *const *image_dirs;  /* the only places images of */
+	const char *const *config_dirs; /* daemon-sent specs come from */
 	const char *audit;         /* JSON lines file, or NULL */
 	double rehash_s;
 	char **specs;

@@ -3,45 +3,174 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SNAP_HASH_LEN 32
+/* Keeps a tag for this file format from ever meaning anything elsewhere
+ * the same key might be used. */
+static const char snap_tag_context[] = "parley snapshot v2";
 
-static int hashed_write(int fd, EVP_MD_CTX *md, const void *buf, size_t len)
+/* ---- the key ---- */
+
+void snap_key_wipe(struct snap_key *k)
 {
-	EVP_DigestUpdate(md, buf, len);
+	OPENSSL_cleanse(k, sizeof(*k));
+}
+
+static int key_create(const char *path, struct snap_key *k,
+		      struct parley_err *err)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+				    O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno; /* EEXIST: someone made it first; load that */
+	int rc = 0;
+	if (getrandom(k->k, sizeof(k->k), 0) != (ssize_t)sizeof(k->k))
+		rc = perr(err, -EIO, "%s: no random bytes for a key", path);
+	if (rc == 0 && (fd_write_all(fd, k->k, sizeof(k->k)) < 0 ||
+			fsync(fd) < 0))
+		rc = perr(err, -EIO, "%s: writing the key: %m", path);
+	close(fd);
+	if (rc < 0) {
+		unlink(path);
+		snap_key_wipe(k);
+	}
+	return rc;
+}
+
+static int key_read(const char *path, struct snap_key *k,
+		    struct parley_err *err)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return perr(err, -errno, "snapshot key %s: %m", path);
+	struct stat st;
+	int rc = 0;
+	if (fstat(fd, &st) < 0)
+		rc = perr(err, -errno, "snapshot key %s: %m", path);
+	else if (!S_ISREG(st.st_mode))
+		rc = perr(err, -EINVAL, "snapshot key %s is not a regular "
+			  "file", path);
+	else if (st.st_uid != geteuid() || (st.st_mode & 077))
+		rc = perr(err, -EPERM, "snapshot key %s must be owned by uid "
+			  "%u and mode 0600 (is uid %u, mode 0%o)", path,
+			  (unsigned)geteuid(), (unsigned)st.st_uid,
+			  (unsigned)(st.st_mode & 0777));
+	else if (st.st_size != SNAP_KEY_LEN)
+		rc = perr(err, -EINVAL, "snapshot key %s is %lld bytes, not "
+			  "%d", path, (long long)st.st_size, SNAP_KEY_LEN);
+	else if (fd_read_exact(fd, k->k, sizeof(k->k)) < 0)
+		rc = perr(err, -EIO, "snapshot key %s: short read", path);
+	close(fd);
+	if (rc < 0)
+		snap_key_wipe(k);
+	return rc;
+}
+
+int snap_key_load(const char *path, bool create, struct snap_key *k,
+		  struct parley_err *err)
+{
+	if (create) {
+		int rc = key_create(path, k, err);
+		if (rc == 0 || rc != -EEXIST) {
+			if (rc < 0 && (!err || !err->code))
+				perr(err, rc, "snapshot key %s: %s", path,
+				     strerror(-rc));
+			return rc;
+		}
+	}
+	return key_read(path, k, err);
+}
+
+int snap_host(char out[SNAP_HOST_MAX], struct parley_err *err)
+{
+	memset(out, 0, SNAP_HOST_MAX);
+	if (gethostname(out, SNAP_HOST_MAX - 1) < 0)
+		return perr(err, -errno, "gethostname: %m");
+	return 0;
+}
+
+/* ---- the tag ---- */
+
+static EVP_MAC_CTX *tag_begin(const struct snap_key *k)
+{
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *c = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	EVP_MAC_free(mac);
+	OSSL_PARAM p[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+						 (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+	if (c && (!EVP_MAC_init(c, k->k, sizeof(k->k), p) ||
+		  !EVP_MAC_update(c, (const uint8_t *)snap_tag_context,
+				  sizeof(snap_tag_context)))) {
+		EVP_MAC_CTX_free(c);
+		c = NULL;
+	}
+	return c;
+}
+
+static int tag_end(EVP_MAC_CTX *c, uint8_t tag[SNAP_TAG_LEN])
+{
+	size_t n = 0;
+	int ok = EVP_MAC_final(c, tag, &n, SNAP_TAG_LEN) && n == SNAP_TAG_LEN;
+	EVP_MAC_CTX_free(c);
+	return ok ? 0 : -EIO;
+}
+
+/* ---- writing ---- */
+
+static int tagged_write(int fd, EVP_MAC_CTX *c, const void *buf, size_t len)
+{
+	if (!EVP_MAC_update(c, buf, len))
+		return -EIO;
 	return fd_write_all(fd, buf, len);
 }
 
-int snap_write(const char *path, const struct snap_header *hdr,
-	       const struct ctl_vcpu_state *st, const uint8_t *mem,
-	       struct parley_err *err)
+static int write_body(int fd, const struct snap_key *k,
+		      const struct snap_header *hdr,
+		      const struct ctl_vcpu_state *st, const uint8_t *mem)
 {
-	char tmp[4096];
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return perr(err, -errno, "%s: %m", tmp);
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	int rc = hashed_write(fd, md, hdr, sizeof(*hdr));
+	EVP_MAC_CTX *c = tag_begin(k);
+	if (!c)
+		return -EIO;
+	int rc = tagged_write(fd, c, hdr, sizeof(*hdr));
 	if (rc == 0)
-		rc = hashed_write(fd, md, st, hdr->vcpus * sizeof(*st));
+		rc = tagged_write(fd, c, st, hdr->vcpus * sizeof(*st));
 	if (rc == 0)
-		rc = hashed_write(fd, md, mem, hdr->ram_size + hdr->cfg_size);
-	unsigned char sum[SNAP_HASH_LEN];
-	EVP_DigestFinal_ex(md, sum, NULL);
-	EVP_MD_CTX_free(md);
+		rc = tagged_write(fd, c, mem, hdr->ram_size + hdr->cfg_size);
+	uint8_t tag[SNAP_TAG_LEN];
+	int trc = tag_end(c, tag);
 	if (rc == 0)
-		rc = fd_write_all(fd, sum, sizeof(sum));
+		rc = trc;
+	if (rc == 0)
+		rc = fd_write_all(fd, tag, sizeof(tag));
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
+	return rc;
+}
+
+int snap_write(const char *path, const struct snap_key *k,
+	       const struct snap_header *hdr, const struct ctl_vcpu_state *st,
+	       const uint8_t *mem, struct parley_err *err)
+{
+	char tmp[4096];
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+		return perr(err, -ENAMETOOLONG, "snapshot path too long");
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+				   O_CLOEXEC, 0600);
+	if (fd < 0)
+		return perr(err, -errno, "%s: %m", tmp);
+	int rc = write_body(fd, k, hdr, st, mem);
 	close(fd);
 	if (rc == 0 && rename(tmp, path) < 0)
 		rc = -errno;
@@ -53,13 +182,41 @@ int snap_write(const char *path, const struct snap_header *hdr,
 	return 0;
 }
 
+/* ---- reading ---- */
+
+static int check_version(const struct snap_header *h, struct parley_err *err)
+{
+	if (h->version < SNAP_VERSION)
+		return perr(err, -EINVAL, "snapshot version %u, expected %u: "
+			    "written by an older parley with no key to check "
+			    "it by; take a new snapshot", h->version,
+			    SNAP_VERSION);
+	if (h->version != SNAP_VERSION)
+		return perr(err, -EINVAL, "snapshot version %u, expected %u",
+			    h->version, SNAP_VERSION);
+	return 0;
+}
+
+static int check_ranges(const struct snap_header *h, struct parley_err *err)
+{
+	for (unsigned i = 0; i < h->nrange; i++) {
+		uint64_t end;
+		if (__builtin_add_overflow(h->range[i].gpa, h->range[i].size,
+					   &end) ||
+		    h->range[i].gpa < PARLEY_IMAGE_MIN || end > h->image_hi)
+			return perr(err, -EINVAL, "snapshot image range %u "
+				    "outside the image", i);
+	}
+	return 0;
+}
+
 int snap_check_header(const struct snap_header *h, struct parley_err *err)
 {
 	if (memcmp(h->magic, SNAP_MAGIC, 8))
 		return perr(err, -EINVAL, "not a parley snapshot (bad magic)");
-	if (h->version != SNAP_VERSION)
-		return perr(err, -EINVAL, "snapshot version %u, expected %u",
-			    h->version, SNAP_VERSION);
+	int rc = check_version(h, err);
+	if (rc < 0)
+		return rc;
 	if (h->vcpus < 1 || h->vcpus > PARLEY_VCPUS_MAX)
 		return perr(err, -EINVAL, "snapshot has %u vCPUs", h->vcpus);
 	if (h->ram_size < PARLEY_MEM_MIN || h->ram_size > PARLEY_MEM_MAX ||
@@ -78,34 +235,52 @@ int snap_check_header(const struct snap_header *h, struct parley_err *err)
 	if (h->entry < PARLEY_IMAGE_MIN || h->entry >= h->image_hi)
 		return perr(err, -EINVAL, "snapshot entry 0x%llx",
 			    (unsigned long long)h->entry);
-	for (unsigned i = 0; i < h->nrange; i++) {
-		uint64_t end;
-		if (__builtin_add_overflow(h->range[i].gpa, h->range[i].size,
-					   &end) ||
-		    h->range[i].gpa < PARLEY_IMAGE_MIN || end > h->image_hi)
-			return perr(err, -EINVAL, "snapshot image range %u "
-				    "outside the image", i);
-	}
+	rc = check_ranges(h, err);
+	if (rc < 0)
+		return rc;
 	if (!memchr(h->name, 0, sizeof(h->name)) || !h->name[0])
 		return perr(err, -EINVAL, "snapshot partition name invalid");
+	if (!memchr(h->host, 0, sizeof(h->host)) || !h->host[0])
+		return perr(err, -EINVAL, "snapshot host name invalid");
+	if (h->backend != CTL_BACKEND_KVM && h->backend != CTL_BACKEND_PROCESS)
+		return perr(err, -EINVAL, "snapshot backend %u unknown",
+			    h->backend);
 	return 0;
 }
 
-static int hashed_read(int fd, EVP_MD_CTX *md, void *buf, size_t len)
+/* What the tag vouches for, against what this agent requires. */
+static int check_bound(const struct snap_header *h,
+		       const struct snap_expect *want, struct parley_err *err)
+{
+	if (strcmp(h->host, want->host))
+		return perr(err, -EPERM, "snapshot was taken on host \"%s\", "
+			    "this is \"%s\"", h->host, want->host);
+	if (want->name && strcmp(h->name, want->name))
+		return perr(err, -EPERM, "snapshot is of partition \"%s\", "
+			    "not \"%s\"", h->name, want->name);
+	if (h->abi_major != PARLEY_ABI_MAJOR || h->abi_minor > PARLEY_ABI_MINOR)
+		return perr(err, -EPROTO, "snapshot ABI %u.%u, this agent "
+			    "runs %u.%u", h->abi_major, h->abi_minor,
+			    PARLEY_ABI_MAJOR, PARLEY_ABI_MINOR);
+	return 0;
+}
+
+static int tagged_read(int fd, EVP_MAC_CTX *c, void *buf, size_t len)
 {
 	int rc = fd_read_exact(fd, buf, len);
-	if (rc == 0)
-		EVP_DigestUpdate(md, buf, len);
+	if (rc == 0 && !EVP_MAC_update(c, buf, len))
+		rc = -EIO;
 	return rc;
 }
 
-static int read_body(int fd, EVP_MD_CTX *md, struct snap_image *img,
+/* States and memory, read into a new sealed memfd. */
+static int read_body(int fd, EVP_MAC_CTX *c, struct snap_image *img,
 		     struct parley_err *err)
 {
 	const struct snap_header *h = &img->h;
-	int rc = hashed_read(fd, md, img->vcpu, h->vcpus * sizeof(img->vcpu[0]));
+	int rc = tagged_read(fd, c, img->vcpu, h->vcpus * sizeof(img->vcpu[0]));
 	if (rc < 0)
-		return perr(err, rc, "snapshot truncated in vCPU state");
+		return perr(err, -EINVAL, "snapshot truncated in vCPU state");
 	uint64_t total = h->ram_size + h->cfg_size;
 	img->mem_fd = memfd_create("parley:restore", MFD_CLOEXEC |
 					     MFD_ALLOW_SEALING);
@@ -117,12 +292,35 @@ static int read_body(int fd, EVP_MD_CTX *md, struct snap_image *img,
 			    img->mem_fd, 0);
 	if (mem == MAP_FAILED)
 		return perr(err, -errno, "mapping memory for restore: %m");
-	rc = hashed_read(fd, md, mem, total);
-	if (rc < 0) {
-		munmap(mem, total);
-		return perr(err, rc, "snapshot truncated in memory");
-	}
-	/* The system tables are ours, not the file's: lay them again. */
+	rc = tagged_read(fd, c, mem, total);
+	munmap(mem, total);
+	if (rc < 0)
+		return perr(err, -EINVAL, "snapshot truncated in memory");
+	return 0;
+}
+
+static int check_tag(int fd, EVP_MAC_CTX *c, struct parley_err *err)
+{
+	uint8_t want[SNAP_TAG_LEN], got[SNAP_TAG_LEN];
+	if (tag_end(c, got) < 0)
+		return perr(err, -EIO, "computing the snapshot tag failed");
+	if (fd_read_exact(fd, want, sizeof(want)) < 0)
+		return perr(err, -EINVAL, "snapshot truncated in its tag");
+	if (CRYPTO_memcmp(want, got, sizeof(got)))
+		return perr(err, -EBADMSG, "snapshot tag mismatch: the file "
+			    "was altered, or not written with this agent's "
+			    "snapshot key");
+	return 0;
+}
+
+/* The system tables are ours, not the file's: lay them again. */
+static int relay_system(struct snap_image *img, struct parley_err *err)
+{
+	const struct snap_header *h = &img->h;
+	uint8_t *mem = mmap(NULL, h->ram_size, PROT_READ | PROT_WRITE,
+			    MAP_SHARED, img->mem_fd, 0);
+	if (mem == MAP_FAILED)
+		return perr(err, -errno, "mapping memory for restore: %m");
 	struct layout_range r[SNAP_RANGES_MAX];
 	for (unsigned i = 0; i < h->nrange; i++)
 		r[i] = (struct layout_range){ h->range[i].gpa, h->range[i].size,
@@ -130,24 +328,57 @@ static int read_body(int fd, EVP_MD_CTX *md, struct snap_image *img,
 	struct layout_params lp = { .ram_size = h->ram_size, .vcpus = h->vcpus,
 				    .image_hi = h->image_hi,
 				    .nrange = h->nrange, .ranges = r };
-	rc = layout_system(mem, &lp, err);
-	munmap(mem, total);
+	int rc = layout_system(mem, &lp, err);
+	munmap(mem, h->ram_size);
 	return rc;
 }
 
-static int check_sum(int fd, EVP_MD_CTX *md, struct parley_err *err)
+/* The file's size must be exactly what its header says. */
+static int check_size(int fd, const struct snap_header *h,
+		      struct parley_err *err)
 {
-	unsigned char want[SNAP_HASH_LEN], got[SNAP_HASH_LEN];
-	if (fd_read_exact(fd, want, sizeof(want)) < 0)
-		return perr(err, -EINVAL, "snapshot truncated in checksum");
-	EVP_DigestFinal_ex(md, got, NULL);
-	if (memcmp(want, got, sizeof(got)))
-		return perr(err, -EBADMSG, "snapshot checksum mismatch: the "
-			    "file is corrupt or was altered");
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return perr(err, -errno, "fstat: %m");
+	uint64_t want = sizeof(*h) + h->vcpus * sizeof(struct ctl_vcpu_state) +
+			h->ram_size + h->cfg_size + SNAP_TAG_LEN;
+	if ((uint64_t)st.st_size != want)
+		return perr(err, -EINVAL, "snapshot is %lld bytes, its header "
+			    "says %llu", (long long)st.st_size,
+			    (unsigned long long)want);
 	return 0;
 }
 
-int snap_read(const char *path, struct snap_image *img,
+static int read_checked(int fd, const struct snap_key *k,
+			const struct snap_expect *want, struct snap_image *img,
+			struct parley_err *err)
+{
+	EVP_MAC_CTX *c = tag_begin(k);
+	if (!c)
+		return perr(err, -EIO, "HMAC-SHA256 unavailable");
+	int rc = 0;
+	if (tagged_read(fd, c, &img->h, sizeof(img->h)) < 0)
+		rc = perr(err, -EINVAL, "snapshot shorter than its header");
+	if (rc == 0)
+		rc = snap_check_header(&img->h, err);
+	if (rc == 0)
+		rc = check_size(fd, &img->h, err);
+	if (rc == 0)
+		rc = read_body(fd, c, img, err);
+	if (rc < 0) {
+		EVP_MAC_CTX_free(c);
+		return rc;
+	}
+	rc = check_tag(fd, c, err); /* frees c */
+	if (rc == 0)
+		rc = check_bound(&img->h, want, err);
+	if (rc == 0)
+		rc = relay_system(img, err);
+	return rc;
+}
+
+int snap_read(const char *path, const struct snap_key *k,
+	      const struct snap_expect *want, struct snap_image *img,
 	      struct parley_err *err)
 {
 	memset(img, 0, sizeof(*img));
@@ -155,33 +386,13 @@ int snap_read(const char *path, struct snap_image *img,
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return perr(err, -errno, "%s: %m", path);
-	struct stat st;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	int rc = fstat(fd, &st) < 0 ? perr(err, -errno, "fstat: %m") : 0;
-	if (rc == 0 && hashed_read(fd, md, &img->h, sizeof(img->h)) < 0)
-		rc = perr(err, -EINVAL, "snapshot shorter than its header");
-	if (rc == 0)
-		rc = snap_check_header(&img->h, err);
-	uint64_t want = sizeof(img->h) +
-			img->h.vcpus * sizeof(struct ctl_vcpu_state) +
-			img->h.ram_size + img->h.cfg_size + SNAP_HASH_LEN;
-	if (rc == 0 && (uint64_t)st.st_size != want)
-		rc = perr(err, -EINVAL, "snapshot is %lld bytes, its header "
-			  "says %llu", (long long)st.st_size,
-			  (unsigned long long)want);
-	if (rc == 0)
-		rc = read_body(fd, md, img, err);
-	if (rc == 0)
-		rc = check_sum(fd, md, err);
-	EVP_MD_CTX_free(md);
+	int rc = read_checked(fd, k, want, img, err);
 	close(fd);
 	if (rc < 0) {
 		if (img->mem_fd >= 0)
 			close(img->mem_fd);
 		img->mem_fd = -1;
 		perr_prefix(err, "%s", path);
-		return rc;
 	}
-	return 0;
+	return rc;
 }

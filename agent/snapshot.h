@@ -2,23 +2,39 @@
  * Partition snapshots: machine state and memory in one file, written by the
  * grant manager from its own view of guest memory and the vCPU states the
  * vmm process reports while paused. The file is read back as untrusted
- * input: sizes, ranges and a SHA-256 over the whole file are checked before
- * anything in it is used, and the privileged CPU state and system tables are
- * re-derived rather than taken from it.
+ * input: sizes and ranges are checked before anything is read, an
+ * HMAC-SHA256 tag with a key only this agent holds is checked over the
+ * whole file before anything in it is used, and the privileged CPU state
+ * and system tables are re-derived rather than taken from it.
  *
- *   header | vcpus x struct ctl_vcpu_state | RAM | config region | SHA-256
+ *   header | vcpus x struct ctl_vcpu_state | RAM | config region | tag
+ *
+ * The tag binds everything in the header: the host the snapshot was taken
+ * on, the partition's name, the ABI version its image was started with and
+ * the backend it ran on. A file is restored only on that host, only under
+ * that name, only by an agent of the same ABI major (and a minor at least
+ * as new); the backend is recorded, not required (the vCPU state is the
+ * backend-neutral struct ctl_vcpu_state).
  */
 #ifndef PARLEY_AGENT_SNAPSHOT_H
 #define PARLEY_AGENT_SNAPSHOT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include "agent/ctl/ctl.h"
 #include "agent/layout.h"
 #include "common/err.h"
 
 #define SNAP_MAGIC "PRLYSNAP"
-#define SNAP_VERSION 1
+/* 1: SHA-256 trailer, no host/ABI/backend (refused: anyone could forge
+ * one). 2: HMAC-SHA256 tag with the agent's key. */
+#define SNAP_VERSION 2
 #define SNAP_RANGES_MAX 16
+#define SNAP_KEY_LEN 32        /* HMAC-SHA256 key: 256 random bits */
+#define SNAP_TAG_LEN 32        /* HMAC-SHA256 output */
+#define SNAP_HOST_MAX 64       /* host name, NUL included (HOST_NAME_MAX) */
+/* The key file the agent creates when none is named: beside the snapshots. */
+#define SNAP_KEY_FILE "snapshot.key"
 
 struct snap_header {
 	char magic[8];
@@ -34,7 +50,22 @@ struct snap_header {
 		uint64_t gpa, size;
 		uint32_t flags, reserved;
 	} range[SNAP_RANGES_MAX];
-	char name[64];
+	char name[64];             /* the partition's name, NUL-terminated */
+	char host[SNAP_HOST_MAX];  /* gethostname() of the saving agent */
+	uint16_t abi_major, abi_minor; /* PARLEY_ABI_* of the saving agent */
+	uint32_t backend;          /* enum ctl_backend it was taken on */
+};
+
+/* The agent's snapshot key; wiped by snap_key_wipe(). */
+struct snap_key {
+	uint8_t k[SNAP_KEY_LEN];
+};
+
+/* What the restoring agent requires of a snapshot besides a good tag. */
+struct snap_expect {
+	const char *host;          /* this host's name; required */
+	const char *name;          /* the name the operator asks, or NULL:
+				    * the name it was saved under */
 };
 
 /* What a snapshot holds once read and checked; mem is a new memfd. */
@@ -44,18 +75,36 @@ struct snap_image {
 	int mem_fd;
 };
 
-/* Write hdr, states and mem (ram + cfg bytes) to path atomically (a
- * temporary file renamed into place). */
-int snap_write(const char *path, const struct snap_header *hdr,
-	       const struct ctl_vcpu_state *st, const uint8_t *mem,
-	       struct parley_err *err);
+/*
+ * Load the key from path: a regular file (not a symlink) of exactly
+ * SNAP_KEY_LEN bytes, owned by this user and readable by no one else.
+ * With create, a missing file is made (O_EXCL, mode 0600) from
+ * getrandom(); without, a missing key is -ENOENT. Errors name the path.
+ */
+int snap_key_load(const char *path, bool create, struct snap_key *k,
+		  struct parley_err *err);
+void snap_key_wipe(struct snap_key *k);
 
-/* Read and check a snapshot; memory goes into a new sealed memfd (the
- * caller owns img->mem_fd). */
-int snap_read(const char *path, struct snap_image *img,
+/* This host's name as snapshots record it. */
+int snap_host(char out[SNAP_HOST_MAX], struct parley_err *err);
+
+/* Write hdr, states and mem (ram + cfg bytes) and the tag with key k to
+ * path atomically (a temporary file renamed into place), mode 0600. */
+int snap_write(const char *path, const struct snap_key *k,
+	       const struct snap_header *hdr, const struct ctl_vcpu_state *st,
+	       const uint8_t *mem, struct parley_err *err);
+
+/* Read and check a snapshot: its shape, then its tag with key k, then
+ * host, name and ABI against want. Memory goes into a new sealed memfd
+ * (the caller owns img->mem_fd). -EBADMSG for a bad tag, -EPERM for
+ * another host or name, -EPROTO for another ABI, -EINVAL for a malformed
+ * or truncated file; errors start with the path. */
+int snap_read(const char *path, const struct snap_key *k,
+	      const struct snap_expect *want, struct snap_image *img,
 	      struct parley_err *err);
 
-/* Check a header read from an untrusted file (exported for tests/fuzzing). */
+/* Check a header read from an untrusted file (exported for tests/fuzzing):
+ * shape only; the tag and what it binds are checked by snap_read. */
 int snap_check_header(const struct snap_header *h, struct parley_err *err);
 
 #endif

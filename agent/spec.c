@@ -6,6 +6,7 @@
  * a config entry) and quotes offending text in a sanitised form.
  */
 #include "agent/spec.h"
+#include "agent/beneath.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -107,7 +108,9 @@ static int get_path(const json_t *v, const char *lbl, const char **s,
 	if (len >= SPEC_PATH_MAX)
 		return perr(err, -EINVAL, "%s: %zu bytes, at most %d", lbl,
 			    len, SPEC_PATH_MAX - 1);
-	return 0;
+	/* Relative and without "..": the agent opens it beneath its allowed
+	 * directories only (agent/beneath.h). */
+	return beneath_check(*s, lbl, err);
 }
 
 static bool valid_part_name(const char *s, size_t len)
@@ -266,19 +269,6 @@ static int config_name(const json_t *v, int index, struct part_spec *out,
 	return 0;
 }
 
-static char *resolve_path(const char *base, const char *path)
-{
-	char *r;
-	/* "." adds nothing; keep the path as written for clearer messages. */
-	if (path[0] == '/' || !strcmp(base, "."))
-		return strdup(path);
-	size_t blen = strlen(base);
-	const char *sep = blen && base[blen - 1] == '/' ? "" : "/";
-	if (asprintf(&r, "%s%s%s", base, sep, path) < 0)
-		return NULL;
-	return r;
-}
-
 static int config_path(const json_t *v, int index, struct part_spec *out,
 		       struct parley_err *err)
 {
@@ -287,7 +277,7 @@ static int config_path(const json_t *v, int index, struct part_spec *out,
 	int rc = get_path(v, label(lbl, index, "path"), &s, err);
 	if (rc)
 		return rc;
-	out->config[index].path = resolve_path(out->base_dir, s);
+	out->config[index].path = strdup(s);
 	if (!out->config[index].path)
 		return perr(err, -ENOMEM, "%s: out of memory", lbl);
 	return 0;
@@ -449,6 +439,17 @@ int spec_load(const char *path, struct part_spec *out, struct parley_err *err)
 		perr_prefix(err, "%s", path);
 	free(dir);
 	free(buf);
+	return rc;
+}
+
+int spec_parse_daemon(const char *json, size_t len, struct part_spec *out,
+		      struct parley_err *err)
+{
+	int rc = spec_parse(json, len, NULL, out, err);
+	if (rc == 0) {
+		free(out->base_dir);
+		out->base_dir = NULL;
+	}
 	return rc;
 }
 

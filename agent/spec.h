@@ -5,6 +5,12 @@
  * line. A spec is untrusted input: everything is checked here, once, so the
  * rest of the agent can rely on the limits written beside each field.
  *
+ * Paths ("image", config "path") are relative and have no ".." component
+ * (refused here, naming the field); the agent opens them beneath its
+ * allowed directories only (agent/beneath.h): for a spec file, the file's
+ * own directory, then --image-dir (images) or --config-dir (config files);
+ * for a spec the daemon sent, only --image-dir and --config-dir.
+ *
  *   {
  *     "name": "hello",                  required
  *     "image": "hello.elf",             required
@@ -33,13 +39,14 @@
 
 struct part_config_spec {
 	char name[PARLEY_CONFIG_NAME_MAX]; /* as the partition sees it */
-	char *path;                        /* host path, resolved against base_dir unless absolute */
+	char *path;                        /* as written: relative, no ".." */
 };
 
 struct part_spec {
 	char name[64];            /* 1..63 chars of [A-Za-z0-9_.-], not starting with '.' or '-' */
-	char *image;              /* as written in the spec (the agent resolves it) */
-	char *base_dir;           /* directory of the spec file ("." for spec_parse callers passing NULL) */
+	char *image;              /* as written: relative, no ".." */
+	char *base_dir;           /* directory of the spec file ("." for spec_parse callers passing NULL);
+				   * NULL for a spec from the daemon, which has none */
 	uint64_t mem_bytes;       /* PARLEY_MEM_MIN..PARLEY_MEM_MAX, multiple of 2 MiB */
 	uint32_t vcpus;           /* 1..PARLEY_VCPUS_MAX, default 1 */
 	unsigned nconfig;         /* 0..PARLEY_CONFIG_FILES_MAX */
@@ -49,7 +56,7 @@ struct part_spec {
 
 /*
  * Parse and validate a spec from json[0..len) (need not be NUL-terminated).
- * base_dir may be NULL (= "."); relative config paths are joined to it.
+ * base_dir may be NULL (= "."): where the spec's files are looked for first.
  * On success *out owns its strings until spec_free(). On error *out is all
  * zeroes (nothing allocated, spec_free() harmless) and err names the field.
  * Returns 0, -EFBIG (more than SPEC_FILE_MAX bytes), -ENOMEM, or -EINVAL for
@@ -64,6 +71,11 @@ int spec_parse(const char *json, size_t len, const char *base_dir,
  * carry the path; file errors return the negative errno of the failed call.
  */
 int spec_load(const char *path, struct part_spec *out, struct parley_err *err);
+
+/* A spec the daemon sent: as spec_parse, with no directory of its own
+ * (base_dir NULL), so its files come only from the configured dirs. */
+int spec_parse_daemon(const char *json, size_t len, struct part_spec *out,
+		      struct parley_err *err);
 
 /* Free what spec_parse()/spec_load() allocated and zero *s; safe on a zeroed
  * or already freed spec and on NULL. */

@@ -114,17 +114,22 @@ static void on_request(struct partition *p, const struct ctl_msg *m,
 static int spec_of(const struct cb_part *d, struct part_spec *s,
 		   struct parley_err *err)
 {
-	char json[8192], cfg[PATH_MAX + 64] = "";
+	char json[8192], cfg[PATH_MAX + 64] = "", dir[PATH_MAX] = ".";
+	/* A spec names files relative to its directory: the config file's. */
+	const char *base = d->config ? strrchr(d->config, '/') : NULL;
+	if (base)
+		snprintf(dir, sizeof(dir), "%.*s", (int)(base - d->config),
+			 d->config);
 	if (d->config)
 		snprintf(cfg, sizeof(cfg), ",\"config\":[{\"name\":\"cfg\","
-			 "\"path\":\"%s\"}]", d->config);
+			 "\"path\":\"%s\"}]", base ? base + 1 : d->config);
 	int n = snprintf(json, sizeof(json),
 			 "{\"name\":\"%s\",\"image\":\"chanbench.elf\","
 			 "\"memory\":\"16M\",\"cmdline\":\"%s\"%s}",
 			 d->name, d->cmdline, cfg);
 	if (n < 0 || (size_t)n >= sizeof(json))
 		return perr(err, -ENAMETOOLONG, "spec of %s too long", d->name);
-	return spec_parse(json, (size_t)n, NULL, s, err);
+	return spec_parse(json, (size_t)n, dir, s, err);
 }
 
 static int grants_of(struct cb_run *r, const char *json,

@@ -7,46 +7,41 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int file_read_all(const char *path, size_t max, uint8_t **buf, size_t *len,
-		  struct parley_err *err)
+int fd_read_all(int fd, const char *what, size_t max, uint8_t **buf,
+		size_t *len, struct parley_err *err)
 {
-	/* O_NONBLOCK: opening a FIFO must not wait for a writer; the
-	 * regular-file check below refuses it. */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return perr(err, -errno, "%s: %m", path);
 	struct stat st;
-	int rc = 0;
-	uint8_t *b = NULL;
-	if (fstat(fd, &st) < 0) {
-		rc = perr(err, -errno, "%s: %m", path);
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = perr(err, -EINVAL, "%s: not a regular file", path);
-		goto out;
-	}
-	if ((uint64_t)st.st_size > max) {
-		rc = perr(err, -EFBIG, "%s: %lld bytes, more than the %zu allowed",
-			  path, (long long)st.st_size, max);
-		goto out;
-	}
-	b = malloc((size_t)st.st_size + 1);
-	if (!b) {
-		rc = perr(err, -ENOMEM, "%s: out of memory", path);
-		goto out;
-	}
-	rc = fd_read_exact(fd, b, (size_t)st.st_size);
+	if (fstat(fd, &st) < 0)
+		return perr(err, -errno, "%s: %m", what);
+	if (!S_ISREG(st.st_mode))
+		return perr(err, -EINVAL, "%s: not a regular file", what);
+	if ((uint64_t)st.st_size > max)
+		return perr(err, -EFBIG, "%s: %lld bytes, more than the %zu "
+			    "allowed", what, (long long)st.st_size, max);
+	uint8_t *b = malloc((size_t)st.st_size + 1);
+	if (!b)
+		return perr(err, -ENOMEM, "%s: out of memory", what);
+	int rc = fd_read_exact(fd, b, (size_t)st.st_size);
 	if (rc < 0) {
-		perr(err, rc, "%s: short read (file changed while read?)", path);
 		free(b);
-		b = NULL;
-		goto out;
+		return perr(err, rc, "%s: short read (file changed while "
+			    "read?)", what);
 	}
 	b[st.st_size] = 0;
 	*buf = b;
 	*len = (size_t)st.st_size;
-out:
+	return 0;
+}
+
+int file_read_all(const char *path, size_t max, uint8_t **buf, size_t *len,
+		  struct parley_err *err)
+{
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer; the
+	 * regular-file check in fd_read_all refuses it. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return perr(err, -errno, "%s: %m", path);
+	int rc = fd_read_all(fd, path, max, buf, len, err);
 	close(fd);
 	return rc;
 }

@@ -13,6 +13,10 @@
 int file_read_all(const char *path, size_t max, uint8_t **buf, size_t *len,
 		  struct parley_err *err);
 
+/* The same through an open fd (a regular file; `what` names it in errors). */
+int fd_read_all(int fd, const char *what, size_t max, uint8_t **buf,
+		size_t *len, struct parley_err *err);
+
 /* Write all of `len` bytes, retrying short writes and EINTR. */
 int fd_write_all(int fd, const void *buf, size_t len);
 /* Read exactly `len` bytes; -EIO on early end of file. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/beneath.h"
 #include "agent/spec.h"
 #include "common/err.h"
 #include "common/size.h"
@@ -21,6 +22,8 @@ static void check_spec(const struct part_spec *s)
 	PARLEY_ASSERT(n >= 1 && n < sizeof(s->name));
 	PARLEY_ASSERT(s->name[0] != '.' && s->name[0] != '-');
 	PARLEY_ASSERT(s->image && s->image[0]);
+	/* paths are relative and free of "..", as the agent opens them */
+	PARLEY_ASSERT(beneath_check(s->image, "image", NULL) == 0);
 	PARLEY_ASSERT(s->base_dir);
 	PARLEY_ASSERT(s->mem_bytes >= PARLEY_MEM_MIN &&
 		      s->mem_bytes <= PARLEY_MEM_MAX);
@@ -33,6 +36,7 @@ static void check_spec(const struct part_spec *s)
 		PARLEY_ASSERT(n >= 1 && n < sizeof(c->name));
 		PARLEY_ASSERT(!strchr(c->name, '/'));
 		PARLEY_ASSERT(c->path && c->path[0]);
+		PARLEY_ASSERT(beneath_check(c->path, "path", NULL) == 0);
 		for (unsigned j = 0; j < i; j++)
 			PARLEY_ASSERT(strcmp(c->name, s->config[j].name));
 	}

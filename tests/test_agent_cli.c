@@ -112,12 +112,13 @@ Test(agent_cli, suspend_to_disk_then_restore, .timeout = 90)
 	char *spec = t_write(dir, "long.json", js, strlen(js));
 	char *cmd;
 	cr_assert(asprintf(&cmd,
-		"%s run --vmm %s --image-dir %s/guest --snapshot-dir %s %s > "
+		"%s run --vmm %s --image-dir %s/guest --baselines %s/bl.json "
+		"--snapshot-dir %s %s > "
 		"%s/run.out 2>&1 & pid=$!; sleep 0.2; kill -USR2 $pid; "
-		"wait $pid; %s restore --vmm %s %s/long.snap > %s/restore.out "
-		"2>&1",
-		T_AGENT, T_VMM, PARLEY_BUILD_DIR, dir, spec, dir, T_AGENT,
-		T_VMM, dir, dir) > 0);
+		"wait $pid; %s restore --vmm %s --baselines %s/bl.json "
+		"%s/long.snap > %s/restore.out 2>&1",
+		T_AGENT, T_VMM, PARLEY_BUILD_DIR, dir, dir, spec, dir, T_AGENT,
+		T_VMM, dir, dir, dir) > 0);
 	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
 	char *out;
 	int rc = t_run(argv, &out, 60);

@@ -443,6 +443,79 @@ Test(daemon, thin_partition_created_on_command, .timeout = 60)
 	fd_stop(&f);
 }
 
+struct refused_ctx {
+	unsigned evil_abs, evil_key;
+	char detail[2][512];
+};
+
+static int refused_row(const struct store_audit *r, void *ctx)
+{
+	struct refused_ctx *c = ctx;
+	if (strcmp(r->event, "spec_refused") || strcmp(r->host, "host-a"))
+		return 0;
+	if (!strcmp(r->partition, "evil-abs")) {
+		c->evil_abs++;
+		snprintf(c->detail[0], sizeof(c->detail[0]), "%s", r->detail);
+	} else if (!strcmp(r->partition, "evil-key")) {
+		c->evil_key++;
+		snprintf(c->detail[1], sizeof(c->detail[1]), "%s", r->detail);
+	}
+	return 0;
+}
+
+static bool both_refusals_stored(struct fleetd *f, void *ctx)
+{
+	struct refused_ctx *c = ctx;
+	memset(c, 0, sizeof(*c));
+	struct store *s = fd_store(f);
+	store_audit_list(s, 0, 0, refused_row, c, NULL);
+	store_close(s);
+	return c->evil_abs && c->evil_key;
+}
+
+static void put_thin(struct store *s, const char *name, const char *spec)
+{
+	struct store_part_in in = { .name = name, .host = "host-a",
+				    .kind = STORE_PART_THIN, .spec_json = spec,
+				    .spec_len = strlen(spec), .state = "defined" };
+	cr_assert_eq(store_partition_put(s, &in, NULL, NULL), 0);
+}
+
+/* issue 8 item 8: specs the daemon sends (an API admin writes them) name
+ * files beneath the agent's image and config directories only. An absolute
+ * path is refused as text; "host.key", which lies in the agent's state dir
+ * (where daemon specs' paths once resolved), is simply not found. Each
+ * refusal is audited and reaches the daemon's store. */
+Test(daemon, spec_naming_file_outside_image_dir_refused_and_audited,
+     .timeout = 60)
+{
+	struct fleetd f;
+	fd_init(&f);
+	struct store *s = fd_store(&f);
+	add_host(s, "host-a");
+	put_thin(s, "evil-abs", "{\"name\":\"evil-abs\",\"image\":"
+		 "\"/etc/passwd\",\"memory\":\"4M\"}");
+	put_thin(s, "evil-key", "{\"name\":\"evil-key\",\"image\":\"hello.elf\","
+		 "\"memory\":\"4M\",\"config\":[{\"name\":\"k\",\"path\":"
+		 "\"host.key\"}]}");
+	store_close(s);
+	fd_start_daemon(&f);
+	struct fd_agent *h = fd_host(&f, "host-a", NULL);
+	fd_start_agent(&f, h, NULL);
+	struct refused_ctx c;
+	cr_assert(fd_wait(both_refusals_stored, &f, &c, 20000),
+		  "refusals not audited\nagent:\n%s\ndaemon:\n%s",
+		  fd_agent_log(h), fd_daemon_log(&f));
+	cr_expect(strstr(c.detail[0], "field \"image\": \"/etc/passwd\" is an "
+				      "absolute path"), "%s", c.detail[0]);
+	cr_expect(strstr(c.detail[1], "config[0].path: \"host.key\" not "
+				      "found"), "%s", c.detail[1]);
+	char *log = fd_agent_log(h);
+	cr_expect_null(strstr(log, "evil-key| "), "it ran:\n%s", log);
+	free(log);
+	fd_stop(&f);
+}
+
 /* A valid agent of host-x that reports on host-a's partition. */
 Test(daemon, report_about_another_hosts_partition_is_refused_and_audited,
      .timeout = 60)

@@ -568,7 +568,7 @@ static void save_restore(uint32_t from, uint32_t to)
 
 	struct part_opts o = t_opts(&after);
 	o.backend = to;
-	cr_assert_eq(partition_restore(snap, &o, &p, &err), 0, "%s",
+	cr_assert_eq(partition_restore(snap, NULL, &o, &p, &err), 0, "%s",
 		     perr_msg(&err));
 	cr_assert_eq(p->backend, to);
 	finish(p);

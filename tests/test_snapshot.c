@@ -3,11 +3,15 @@
  * written with snap_write and read back with snap_read (memory compared
  * byte for byte, the system area re-laid even when the file's copy is
  * garbage); then hostile headers through snap_check_header and as whole
- * files, every truncation, an extra byte, a flipped byte anywhere, and
- * paths that are no snapshot at all. Each refusal with its code and a
- * piece of its message.
+ * files, every truncation, an extra byte, a flipped byte anywhere (body or
+ * tag), another key, another host, another name, another ABI, an old
+ * version, and paths that are no snapshot at all. Each refusal with its
+ * code and a piece of its message. Then whole partitions: saved on KVM and
+ * restored on every backend, and `parley-agent restore` refusing what it
+ * must, with the reason.
  */
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 
 #include <dirent.h>
 #include <elf.h>
@@ -21,14 +25,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/hmac.h>
+
+#include "agent/backend.h"
 #include "agent/snapshot.h"
+#include "common/fileio.h"
 #include "tests/helpers/testutil.h"
 
 #define RAM_SIZE PARLEY_MEM_MIN
 #define CFG_SIZE 0x2000ull
 #define MEM_SIZE (RAM_SIZE + CFG_SIZE)
 #define VCPUS 2
-#define HASH_LEN 32
+#define HASH_LEN SNAP_TAG_LEN
 #define SYS_FILL 0xee /* what the file claims the system area holds */
 
 /* The snapshot partition_save would write for a small partition. */
@@ -53,6 +61,37 @@ static void good_header(struct snap_header *h)
 	h->range[2].size = 0x3000;
 	h->range[2].flags = PF_R | PF_W;
 	snprintf(h->name, sizeof(h->name), "%s", "web-1");
+	cr_assert_eq(snap_host(h->host, NULL), 0);
+	h->abi_major = PARLEY_ABI_MAJOR;
+	h->abi_minor = PARLEY_ABI_MINOR;
+	h->backend = CTL_BACKEND_KVM;
+}
+
+/* What snap_read requires here: this host, any name. */
+static const struct snap_expect *here(void)
+{
+	static char host[SNAP_HOST_MAX];
+	static struct snap_expect w = { .host = host };
+	cr_assert_eq(snap_host(host, NULL), 0);
+	return &w;
+}
+
+/* The tag as the format defines it, computed here independently:
+ * HMAC-SHA256(key, "parley snapshot v2\0" || body). */
+static void tag_of(const struct snap_key *k, const uint8_t *body, size_t len,
+		   uint8_t *tag)
+{
+	static const char ctx[] = "parley snapshot v2";
+	uint8_t *b = malloc(sizeof(ctx) + len);
+	unsigned int tl = 0;
+
+	cr_assert_not_null(b);
+	memcpy(b, ctx, sizeof(ctx));
+	memcpy(b + sizeof(ctx), body, len);
+	cr_assert(HMAC(EVP_sha256(), k->k, sizeof(k->k), b, sizeof(ctx) + len,
+		       tag, &tl));
+	cr_assert_eq(tl, HASH_LEN);
+	free(b);
 }
 
 /* vCPU states as a paused partition reports them: user segments, our page
@@ -110,7 +149,7 @@ static uint8_t *real_system_area(const struct snap_header *h)
 	return ram;
 }
 
-/* A snapshot file as bytes: header | states | memory | SHA-256. */
+/* A snapshot file as bytes: header | states | memory | tag. */
 struct file {
 	uint8_t *b;
 	size_t len;
@@ -121,7 +160,6 @@ static void file_build(struct file *f, const struct snap_header *h,
 		       const uint8_t *mem, uint64_t mem_len)
 {
 	size_t body = sizeof(*h) + nst * sizeof(*st) + mem_len;
-	unsigned int hl = 0;
 
 	f->len = body + HASH_LEN;
 	f->b = malloc(f->len);
@@ -129,8 +167,7 @@ static void file_build(struct file *f, const struct snap_header *h,
 	memcpy(f->b, h, sizeof(*h));
 	memcpy(f->b + sizeof(*h), st, nst * sizeof(*st));
 	memcpy(f->b + sizeof(*h) + nst * sizeof(*st), mem, mem_len);
-	cr_assert(EVP_Digest(f->b, body, f->b + body, &hl, EVP_sha256(), NULL));
-	cr_assert_eq(hl, HASH_LEN);
+	tag_of(t_snap_key(), f->b, body, f->b + body);
 }
 
 /* The good file, as snap_write would write it. */
@@ -184,7 +221,7 @@ static void expect_restores(const char *path, const struct snap_header *h,
 	uint8_t *m, *sys;
 	int seals;
 
-	cr_assert_eq(snap_read(path, &img, &e), 0, "%s", perr_msg(&e));
+	cr_assert_eq(snap_read(path, t_snap_key(), here(), &img, &e), 0, "%s", perr_msg(&e));
 	cr_assert_geq(img.mem_fd, 0);
 	cr_expect_arr_eq(&img.h, h, sizeof(*h), "header differs");
 	for (unsigned i = 0; i < h->vcpus; i++)
@@ -227,7 +264,7 @@ Test(snapshot, write_then_read)
 	good_states(st, VCPUS);
 	cr_assert(asprintf(&path, "%s/web.snap", dir) > 0);
 	cr_assert(asprintf(&tmp, "%s.tmp", path) > 0);
-	cr_assert_eq(snap_write(path, &h, st, mem, &e), 0, "%s", perr_msg(&e));
+	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, mem, &e), 0, "%s", perr_msg(&e));
 	cr_assert_eq(stat(path, &sb), 0);
 	cr_expect_eq((uint64_t)sb.st_size, sizeof(h) + sizeof(st) + MEM_SIZE +
 						   HASH_LEN);
@@ -277,7 +314,7 @@ Test(snapshot, system_area_relaid_not_taken)
 		memcpy(mem + i, &pte, 8);
 	}
 	cr_assert(asprintf(&path, "%s/evil.snap", dir) > 0);
-	cr_assert_eq(snap_write(path, &h, st, mem, &e), 0, "%s", perr_msg(&e));
+	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, mem, &e), 0, "%s", perr_msg(&e));
 	expect_restores(path, &h, st, mem);
 	free(path);
 	free(mem);
@@ -301,7 +338,7 @@ Test(snapshot, other_shapes_restore)
 	h.nrange = 0;
 	good_states(st, 1);
 	cr_assert(asprintf(&path, "%s/a.snap", dir) > 0);
-	cr_assert_eq(snap_write(path, &h, st, mem, &e), 0, "%s", perr_msg(&e));
+	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, mem, &e), 0, "%s", perr_msg(&e));
 	expect_restores(path, &h, st, mem);
 	free(path);
 
@@ -319,7 +356,7 @@ Test(snapshot, other_shapes_restore)
 	h.name[sizeof(h.name) - 1] = 0;
 	good_states(st, PARLEY_VCPUS_MAX);
 	cr_assert(asprintf(&path, "%s/b.snap", dir) > 0);
-	cr_assert_eq(snap_write(path, &h, st, mem, &e), 0, "%s", perr_msg(&e));
+	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, mem, &e), 0, "%s", perr_msg(&e));
 	expect_restores(path, &h, st, mem);
 	free(path);
 	free(mem);
@@ -336,7 +373,8 @@ Test(snapshot, write_into_missing_dir)
 
 	good_header(&h);
 	good_states(st, VCPUS);
-	cr_expect_eq(snap_write("/nonexistent-parley/x.snap", &h, st, mem, &e),
+	cr_expect_eq(snap_write("/nonexistent-parley/x.snap", t_snap_key(), &h, st,
+				 mem, &e),
 		     -ENOENT);
 	cr_expect_eq(e.code, -ENOENT);
 	cr_expect(strstr(e.msg, "/nonexistent-parley/x.snap.tmp"), "%s", e.msg);
@@ -351,7 +389,8 @@ static void m_magic_zero(struct snap_header *h)
 	memset(h->magic, 0, sizeof(h->magic));
 }
 static void m_version0(struct snap_header *h) { h->version = 0; }
-static void m_version2(struct snap_header *h) { h->version = 2; }
+static void m_version1(struct snap_header *h) { h->version = 1; }
+static void m_version3(struct snap_header *h) { h->version = 3; }
 static void m_vcpus0(struct snap_header *h) { h->vcpus = 0; }
 static void m_vcpus9(struct snap_header *h) { h->vcpus = 9; }
 static void m_vcpus_max(struct snap_header *h) { h->vcpus = UINT32_MAX; }
@@ -448,6 +487,16 @@ static void m_name_empty_tail(struct snap_header *h)
 	/* empty, with bytes after the NUL */
 	h->name[0] = 0;
 }
+static void m_host_no_nul(struct snap_header *h)
+{
+	memset(h->host, 'h', sizeof(h->host));
+}
+static void m_host_empty(struct snap_header *h)
+{
+	memset(h->host, 0, sizeof(h->host));
+}
+static void m_backend0(struct snap_header *h) { h->backend = 0; }
+static void m_backend3(struct snap_header *h) { h->backend = 3; }
 
 struct hostile {
 	const char *name;
@@ -460,8 +509,11 @@ static const struct hostile hostile[] = {
 	{ "bad magic", m_magic, -EINVAL, "not a parley snapshot (bad magic)" },
 	{ "magic last byte", m_magic_last, -EINVAL, "bad magic" },
 	{ "magic zero", m_magic_zero, -EINVAL, "bad magic" },
-	{ "version 0", m_version0, -EINVAL, "snapshot version 0, expected 1" },
-	{ "version 2", m_version2, -EINVAL, "snapshot version 2, expected 1" },
+	{ "version 0", m_version0, -EINVAL, "snapshot version 0, expected 2" },
+	{ "version 1 (unkeyed)", m_version1, -EINVAL,
+	  "snapshot version 1, expected 2: written by an older parley with no "
+	  "key to check it by; take a new snapshot" },
+	{ "version 3", m_version3, -EINVAL, "snapshot version 3, expected 2" },
 	{ "vcpus 0", m_vcpus0, -EINVAL, "snapshot has 0 vCPUs" },
 	{ "vcpus 9", m_vcpus9, -EINVAL, "snapshot has 9 vCPUs" },
 	{ "vcpus 2^32-1", m_vcpus_max, -EINVAL, "snapshot has 4294967295 vCPUs" },
@@ -513,6 +565,11 @@ static const struct hostile hostile[] = {
 	{ "name empty", m_name_empty, -EINVAL, "snapshot partition name invalid" },
 	{ "name empty, tail bytes", m_name_empty_tail, -EINVAL,
 	  "snapshot partition name invalid" },
+	{ "host without NUL", m_host_no_nul, -EINVAL,
+	  "snapshot host name invalid" },
+	{ "host empty", m_host_empty, -EINVAL, "snapshot host name invalid" },
+	{ "backend 0", m_backend0, -EINVAL, "snapshot backend 0 unknown" },
+	{ "backend 3", m_backend3, -EINVAL, "snapshot backend 3 unknown" },
 };
 
 #define N_HOSTILE (sizeof(hostile) / sizeof(hostile[0]))
@@ -578,6 +635,10 @@ static void ok_name_63(struct snap_header *h)
 {
 	memset(h->name, 'x', sizeof(h->name) - 1);
 }
+static void ok_process(struct snap_header *h)
+{
+	h->backend = CTL_BACKEND_PROCESS;
+}
 static void ok_reserved(struct snap_header *h)
 {
 	h->reserved = 0xffffffff;
@@ -587,7 +648,7 @@ static void ok_reserved(struct snap_header *h)
 static void (*const legal[])(struct snap_header *) = {
 	ok_ranges0, ok_vcpus8, ok_ram_max, ok_cfg0, ok_cfg_max, ok_image_max,
 	ok_entry_last, ok_entry_first, ok_range_to_end, ok_range_empty_at_end,
-	ok_unused_range_garbage, ok_name_63, ok_reserved,
+	ok_unused_range_garbage, ok_name_63, ok_reserved, ok_process,
 };
 
 Test(snapshot, legal_headers_accepted)
@@ -611,7 +672,7 @@ static void expect_refused(const char *path, int code, const char *msg,
 	struct snap_image img;
 	struct parley_err e = { 0 };
 	int fds = count_fds();
-	int rc = snap_read(path, &img, &e);
+	int rc = snap_read(path, t_snap_key(), here(), &img, &e);
 
 	cr_expect_eq(rc, code, "%s: got %d (%s), want %d", what, rc,
 		     perr_msg(&e), code);
@@ -680,9 +741,9 @@ Test(snapshot, truncated_and_extended_files_refused)
 		{ "inside RAM", file_off_mem() + RAM_SIZE / 2 },
 		{ "at the config region", file_off_mem() + RAM_SIZE },
 		{ "inside the config region", file_off_mem() + RAM_SIZE + 1 },
-		{ "no checksum", file_off_sum() },
-		{ "half a checksum", file_off_sum() + HASH_LEN / 2 },
-		{ "checksum less a byte", file_off_sum() + HASH_LEN - 1 },
+		{ "no tag", file_off_sum() },
+		{ "half a tag", file_off_sum() + HASH_LEN / 2 },
+		{ "tag less a byte", file_off_sum() + HASH_LEN - 1 },
 		{ "one extra byte", file_off_sum() + HASH_LEN + 1 },
 		{ "a page extra", file_off_sum() + HASH_LEN + 4096 },
 	};
@@ -713,9 +774,10 @@ Test(snapshot, truncated_and_extended_files_refused)
 	free(dir);
 }
 
-/* One flipped bit anywhere the header check does not look: the checksum
- * catches it, the system area included (it is hashed before re-laying). */
-Test(snapshot, flipped_byte_is_checksum_mismatch)
+/* One flipped bit anywhere the header check does not look: the tag
+ * catches it, the system area included (it is tagged before re-laying),
+ * and the host and name the tag binds. */
+Test(snapshot, flipped_byte_is_tag_mismatch)
 {
 	char *dir = t_tmpdir();
 	struct file f;
@@ -728,6 +790,9 @@ Test(snapshot, flipped_byte_is_checksum_mismatch)
 		{ "unused range", offsetof(struct snap_header, range[9].gpa) },
 		{ "entry", offsetof(struct snap_header, entry) },
 		{ "name tail", offsetof(struct snap_header, name) + 40 },
+		{ "name (renamed)", offsetof(struct snap_header, name) },
+		{ "host (re-hosted)", offsetof(struct snap_header, host) },
+		{ "ABI minor", offsetof(struct snap_header, abi_minor) },
 		{ "vCPU 0 index", file_off_states() },
 		{ "vCPU 1 rip",
 		  file_off_states() + sizeof(struct ctl_vcpu_state) +
@@ -743,8 +808,8 @@ Test(snapshot, flipped_byte_is_checksum_mismatch)
 		{ "last RAM byte", file_off_mem() + RAM_SIZE - 1 },
 		{ "config region", file_off_mem() + RAM_SIZE },
 		{ "last config byte", file_off_sum() - 1 },
-		{ "first checksum byte", file_off_sum() },
-		{ "last checksum byte", file_off_sum() + HASH_LEN - 1 },
+		{ "first tag byte", file_off_sum() },
+		{ "last tag byte", file_off_sum() + HASH_LEN - 1 },
 	};
 
 	file_good(&f);
@@ -755,7 +820,7 @@ Test(snapshot, flipped_byte_is_checksum_mismatch)
 		f.b[flips[i].off] ^= 0x01;
 		path = file_put(dir, name, &f, f.len);
 		f.b[flips[i].off] ^= 0x01;
-		expect_refused(path, -EBADMSG, "snapshot checksum mismatch",
+		expect_refused(path, -EBADMSG, "snapshot tag mismatch",
 			       flips[i].what);
 		free(path);
 	}
@@ -765,7 +830,7 @@ Test(snapshot, flipped_byte_is_checksum_mismatch)
 		struct parley_err e = { 0 };
 		char *path = file_put(dir, "good.snap", &f, f.len);
 
-		cr_expect_eq(snap_read(path, &img, &e), 0, "%s", perr_msg(&e));
+		cr_expect_eq(snap_read(path, t_snap_key(), here(), &img, &e), 0, "%s", perr_msg(&e));
 		if (img.mem_fd >= 0)
 			close(img.mem_fd);
 		free(path);
@@ -822,16 +887,8 @@ Test(snapshot, not_a_file_refused)
 	free(dir);
 }
 
-/*
- * BUG (agent/snapshot.c, snap_read: `return perr_prefix(err, "%s", path);`):
- * perr_prefix returns err->code, and -EINVAL when err is NULL, so a caller
- * that passes no parley_err gets -EINVAL for every failure after open(): a
- * checksum mismatch (-EBADMSG), an image into the stacks (-E2BIG) both
- * read as -EINVAL. (The fstat failure path sets rc without perr, so with
- * an err whose code is still 0 snap_read would even return 0 with no
- * memory.) common/err.h says err "may be NULL". Expected to fail until
- * snap_read returns rc.
- */
+/* A caller that passes no parley_err gets the same codes as one that does
+ * (snap_read once returned perr_prefix's -EINVAL for everything). */
 Test(snapshot, code_does_not_depend_on_err)
 {
 	char *dir = t_tmpdir(), *path, *missing;
@@ -842,16 +899,484 @@ Test(snapshot, code_does_not_depend_on_err)
 	f.b[file_off_mem() + 0x100010] ^= 0x80;
 	path = file_put(dir, "flip.snap", &f, f.len);
 	cr_assert(asprintf(&missing, "%s/missing.snap", dir) > 0);
-	cr_expect_eq(snap_read(path, &img, NULL), -EBADMSG,
-		     "checksum mismatch without err");
+	cr_expect_eq(snap_read(path, t_snap_key(), here(), &img, NULL), -EBADMSG,
+		     "tag mismatch without err");
 	cr_expect_eq(img.mem_fd, -1);
-	cr_expect_eq(snap_read(missing, &img, NULL), -ENOENT,
+	cr_expect_eq(snap_read(missing, t_snap_key(), here(), &img, NULL), -ENOENT,
 		     "missing file without err");
-	cr_expect_eq(snap_read("/dev/null", &img, NULL), -EINVAL,
+	cr_expect_eq(snap_read("/dev/null", t_snap_key(), here(), &img, NULL), -EINVAL,
 		     "short file without err");
 	free(missing);
 	free(path);
 	free(f.b);
 	t_rmtree(dir);
 	free(dir);
+}
+
+/* The boot info of good_mem with one config file, as layout_boot would
+ * write it, then whatever the test changes. */
+static void boot_info_in(uint8_t *mem, uint64_t config_gpa, uint32_t nconfig)
+{
+	struct parley_boot_info bi = {
+		.magic = PARLEY_BOOT_MAGIC, .abi_major = PARLEY_ABI_MAJOR,
+		.vcpus = VCPUS, .mem_size = RAM_SIZE, .nconfig = nconfig,
+		.config = config_gpa, .config_base = PARLEY_CONFIG_BASE,
+		.config_size = CFG_SIZE,
+	};
+	struct parley_config_file cf = { .name = "motd",
+					 .gpa = PARLEY_CONFIG_BASE,
+					 .size = 100 };
+
+	memset(mem + PARLEY_BOOT_INFO_GPA, 0, PARLEY_BOOT_INFO_SIZE);
+	memcpy(mem + PARLEY_BOOT_INFO_GPA, &bi, sizeof(bi));
+	memcpy(mem + PARLEY_BOOT_INFO_GPA + 0x100, &cf, sizeof(cf));
+}
+
+/* A key file with the tests' key, and a baselines file with no entries,
+ * in dir: what `parley-agent restore` needs to get as far as reading. */
+static void restore_inputs(const char *dir)
+{
+	char *k = t_write(dir, SNAP_KEY_FILE, t_snap_key()->k, SNAP_KEY_LEN);
+	cr_assert_eq(chmod(k, 0600), 0);
+	free(k);
+	free(t_write(dir, "bl.json", "{\"partitions\":{}}", 17));
+}
+
+/* Run `parley-agent restore --baselines DIR/bl.json EXTRA... SNAP`; the
+ * exit status, output in *out. */
+static int agent_restore(const char *dir, const char *snap, const char *extra1,
+			 const char *extra2, char **out)
+{
+	char *bl;
+	cr_assert(asprintf(&bl, "%s/bl.json", dir) > 0);
+	char *argv[10] = { T_AGENT, "restore", "--vmm", T_VMM, "--baselines",
+			   bl };
+	int n = 6;
+	if (extra1)
+		argv[n++] = (char *)extra1;
+	if (extra2)
+		argv[n++] = (char *)extra2;
+	argv[n++] = (char *)snap;
+	argv[n] = NULL;
+	int rc = t_run(argv, out, 20);
+	free(bl);
+	return rc;
+}
+
+/* issue 8 item 7: a config table pointer that makes `config + 32*80` wrap
+ * passed measure_restored's hand check and `parley-agent restore` read
+ * before its mapping (SIGSEGV), with a valid trailer. Refused, exit 2. */
+Test(snapshot, wrapping_config_table_refused_by_restore, .timeout = 30)
+{
+	char *dir = t_tmpdir(), *path, *out;
+	struct snap_header h;
+	struct ctl_vcpu_state st[VCPUS];
+	struct parley_err e = { 0 };
+	uint8_t *mem = good_mem(MEM_SIZE);
+
+	good_header(&h);
+	good_states(st, VCPUS);
+	boot_info_in(mem, 0xffffffffffffff00ull, 1);
+	restore_inputs(dir);
+	cr_assert(asprintf(&path, "%s/wrap.snap", dir) > 0);
+	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, mem, &e), 0, "%s",
+		     perr_msg(&e));
+	int rc = agent_restore(dir, path, NULL, NULL, &out);
+	cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);
+	cr_expect(strstr(out, "wrap.snap: snapshot: config table at "
+			      "0xffffffffffffff00 is not in the boot info"),
+		  "%s", out);
+	free(out);
+	/* a table entry whose file runs past the config region */
+	boot_info_in(mem, PARLEY_BOOT_INFO_GPA + 0x100, 1);
+	memcpy(mem + PARLEY_BOOT_INFO_GPA + 0x100 +
+		       offsetof(struct parley_config_file, size),
+	       &(uint64_t){ UINT64_MAX - 0x100 }, 8);
+	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, mem, &e), 0, "%s",
+		     perr_msg(&e));
+	rc = agent_restore(dir, path, NULL, NULL, &out);
+	cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);
+	cr_expect(strstr(out, "config table entry 0 is not ours"), "%s", out);
+	free(out);
+	free(path);
+	free(mem);
+	t_rmtree(dir);
+	free(dir);
+}
+
+/* Tagged with this agent's key but taken on another host (the key file
+ * copied along): refused, naming both hosts. */
+Test(snapshot, foreign_host_refused)
+{
+	char *dir = t_tmpdir(), *path;
+	struct snap_header h;
+	struct ctl_vcpu_state st[VCPUS];
+	uint8_t *mem = good_mem(MEM_SIZE);
+	struct file f;
+	char msg[200];
+
+	good_header(&h);
+	snprintf(h.host, sizeof(h.host), "elsewhere");
+	good_states(st, VCPUS);
+	file_build(&f, &h, st, VCPUS, mem, MEM_SIZE);
+	path = file_put(dir, "foreign.snap", &f, f.len);
+	snprintf(msg, sizeof(msg), "snapshot was taken on host \"elsewhere\", "
+		 "this is \"%s\"", here()->host);
+	expect_refused(path, -EPERM, msg, "foreign host");
+	free(path);
+	free(f.b);
+	free(mem);
+	t_rmtree(dir);
+	free(dir);
+}
+
+/* The file no longer chooses the name: an edited name breaks the tag (in
+ * flipped_byte_is_tag_mismatch); a file renamed on disk restores under the
+ * name it was saved as; a name the operator asks must equal it. */
+Test(snapshot, renamed_refused)
+{
+	char *dir = t_tmpdir(), *path;
+	struct file f;
+	struct snap_image img;
+	struct parley_err e = { 0 };
+	struct snap_expect want = *here();
+
+	file_good(&f);
+	path = file_put(dir, "db-2.snap", &f, f.len);
+	want.name = "db-2";
+	cr_expect_eq(snap_read(path, t_snap_key(), &want, &img, &e), -EPERM);
+	cr_expect(strstr(e.msg, "snapshot is of partition \"web-1\", not "
+				"\"db-2\""), "%s", e.msg);
+	cr_expect_eq(img.mem_fd, -1);
+	want.name = "web-1";
+	cr_expect_eq(snap_read(path, t_snap_key(), &want, &img, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_expect_str_eq(img.h.name, "web-1");
+	close(img.mem_fd);
+	free(path);
+	free(f.b);
+	t_rmtree(dir);
+	free(dir);
+}
+
+/* A good file under another key: the tag does not match. */
+Test(snapshot, other_key_refused)
+{
+	char *dir = t_tmpdir(), *path;
+	struct file f;
+	struct snap_key other = *t_snap_key();
+	struct snap_image img;
+	struct parley_err e = { 0 };
+
+	other.k[0] ^= 1;
+	file_good(&f);
+	path = file_put(dir, "k.snap", &f, f.len);
+	cr_expect_eq(snap_read(path, &other, here(), &img, &e), -EBADMSG);
+	cr_expect(strstr(e.msg, "not written with this agent's snapshot key"),
+		  "%s", e.msg);
+	free(path);
+	/* the backend is bound too: kvm edited to process */
+	memcpy(f.b + offsetof(struct snap_header, backend),
+	       &(uint32_t){ CTL_BACKEND_PROCESS }, 4);
+	path = file_put(dir, "b.snap", &f, f.len);
+	expect_refused(path, -EBADMSG, "snapshot tag mismatch", "backend");
+	free(path);
+	free(f.b);
+	t_rmtree(dir);
+	free(dir);
+}
+
+/* Tagged, but with an image started under another ABI. */
+Test(snapshot, abi_mismatch_refused)
+{
+	char *dir = t_tmpdir();
+	struct ctl_vcpu_state st[VCPUS];
+	uint8_t *mem = good_mem(MEM_SIZE);
+	const struct { uint16_t major, minor; } abi[] = {
+		{ PARLEY_ABI_MAJOR + 1, 0 }, { PARLEY_ABI_MAJOR - 1, 0 },
+		{ PARLEY_ABI_MAJOR, PARLEY_ABI_MINOR + 1 },
+	};
+
+	good_states(st, VCPUS);
+	for (size_t i = 0; i < sizeof(abi) / sizeof(abi[0]); i++) {
+		struct snap_header h;
+		struct file f;
+		char name[32], msg[100], *path;
+
+		good_header(&h);
+		h.abi_major = abi[i].major;
+		h.abi_minor = abi[i].minor;
+		file_build(&f, &h, st, VCPUS, mem, MEM_SIZE);
+		snprintf(name, sizeof(name), "abi%zu.snap", i);
+		path = file_put(dir, name, &f, f.len);
+		snprintf(msg, sizeof(msg), "snapshot ABI %u.%u, this agent runs "
+			 "%u.%u", abi[i].major, abi[i].minor, PARLEY_ABI_MAJOR,
+			 PARLEY_ABI_MINOR);
+		expect_refused(path, -EPROTO, msg, "abi");
+		free(path);
+		free(f.b);
+	}
+	free(mem);
+	t_rmtree(dir);
+	free(dir);
+}
+
+/* A version 1 file as the old agent wrote it (SHA-256 trailer): refused
+ * with what to do, by snap_read and by the CLI. */
+Test(snapshot, old_version_refused_with_advice, .timeout = 30)
+{
+	char *dir = t_tmpdir(), *path, *out;
+	struct snap_header h;
+	struct ctl_vcpu_state st[VCPUS];
+	uint8_t *mem = good_mem(MEM_SIZE);
+	struct file f;
+	unsigned int hl = 0;
+
+	good_header(&h);
+	h.version = 1;
+	good_states(st, VCPUS);
+	file_build(&f, &h, st, VCPUS, mem, MEM_SIZE);
+	cr_assert(EVP_Digest(f.b, f.len - HASH_LEN, f.b + f.len - HASH_LEN,
+			     &hl, EVP_sha256(), NULL));
+	path = file_put(dir, "v1.snap", &f, f.len);
+	expect_refused(path, -EINVAL, "older parley", "version 1");
+	restore_inputs(dir);
+	int rc = agent_restore(dir, path, NULL, NULL, &out);
+	cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);
+	cr_expect(strstr(out, "take a new snapshot"), "%s", out);
+	free(out);
+	free(path);
+	free(f.b);
+	free(mem);
+	t_rmtree(dir);
+	free(dir);
+}
+
+/* The CLI refuses a restore with no baselines to check it against, with no
+ * key, with a key that is readable by others, and under another name. */
+Test(snapshot, restore_cli_refusals, .timeout = 30)
+{
+	char *dir = t_tmpdir(), *path, *out, *k;
+	struct file f;
+	struct snap_header h;
+	struct ctl_vcpu_state st[VCPUS];
+	uint8_t *mem = good_mem(MEM_SIZE);
+
+	good_header(&h);
+	good_states(st, VCPUS);
+	boot_info_in(mem, PARLEY_BOOT_INFO_GPA + 0x100, 1);
+	file_build(&f, &h, st, VCPUS, mem, MEM_SIZE);
+	free(mem);
+	path = file_put(dir, "web-1.snap", &f, f.len);
+	char *argv[] = { T_AGENT, "restore", "--vmm", T_VMM, path, NULL };
+	int rc = t_run(argv, &out, 20);
+	cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);
+	cr_expect(strstr(out, "--baselines FILE is required"), "%s", out);
+	free(out);
+	free(t_write(dir, "bl.json", "{\"partitions\":{}}", 17));
+	rc = agent_restore(dir, path, NULL, NULL, &out);
+	cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);
+	cr_expect(strstr(out, "snapshot.key: No such file"), "%s", out);
+	free(out);
+	k = t_write(dir, SNAP_KEY_FILE, t_snap_key()->k, SNAP_KEY_LEN);
+	cr_assert_eq(chmod(k, 0644), 0);
+	rc = agent_restore(dir, path, NULL, NULL, &out);
+	cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);
+	cr_expect(strstr(out, "must be owned by uid"), "%s", out);
+	free(out);
+	cr_assert_eq(chmod(k, 0600), 0);
+	rc = agent_restore(dir, path, "--name", "db-2", &out);
+	cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);
+	cr_expect(strstr(out, "snapshot is of partition \"web-1\", not "
+			      "\"db-2\""), "%s", out);
+	free(out);
+	/* the name it was saved under gets as far as the baseline: none */
+	rc = agent_restore(dir, path, "--name", "web-1", &out);
+	cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);
+	cr_expect(strstr(out, "web-1.snap: partition web-1 has no golden baseline"),
+		  "%s", out);
+	free(out);
+	free(k);
+	free(path);
+	free(f.b);
+	t_rmtree(dir);
+	free(dir);
+}
+
+/* ---- whole partitions ---- */
+
+#include "agent/ipc/baseline.h"
+#include "agent/ctl/stop.h"
+
+static void run_until(struct partition *p, struct t_console *out,
+		      const char *prefix, int n)
+{
+	for (int i = 0; i < 2000 && t_count_lines(out->buf, prefix) < n; i++) {
+		cr_assert_eq(p->finished, false, "finished early: %s",
+			     p->fin.detail);
+		if (partition_wait(p, 10) == 0)
+			break;
+	}
+	cr_assert_geq(t_count_lines(out->buf, prefix), n);
+}
+
+/* The baselines a test keeps in memory: enrolled at creation, golden at
+ * restore (as `parley-agent restore` loads them). */
+static int t_admit(struct partition *p, void *ctx, struct parley_err *err)
+{
+	return baseline_admit(ctx, p->name, &p->measure, err);
+}
+
+static struct partition *start_on(uint32_t backend, const char *name,
+				  const char *image, const char *cmdline,
+				  struct t_console *out, struct baseline_db *db,
+				  bool paused)
+{
+	struct part_spec s;
+	t_spec(&s, name, image, cmdline, NULL);
+	struct part_opts o = t_opts(out);
+	o.backend = backend;
+	o.start_paused = paused;
+	struct partition *p = NULL;
+	struct parley_err err = { 0 };
+	o.on_measured = t_admit;
+	o.ctx = db;
+	o.on_console = NULL; /* ctx is the db */
+	int rc = partition_create(&s, &o, &p, &err);
+	spec_free(&s);
+	cr_assert_eq(rc, 0, "create %s: %s", name, perr_msg(&err));
+	p->opts.on_console = t_console_cb;
+	p->opts.ctx = out;
+	return p;
+}
+
+ParameterizedTestParameters(snapshot_part, saved_restores_on_each_backend)
+{
+	/* each run is its own process: it asks again, the same answer */
+	static uint32_t b[T_BACKENDS_MAX];
+	unsigned n = t_backends(b);
+	return cr_make_param_array(uint32_t, b, n);
+}
+
+/* A snapshot taken on the first backend here (kvm where it exists)
+ * restores and resumes on each backend: the restored run continues the
+ * saved one exactly, measured against the enrolled baseline. */
+ParameterizedTest(uint32_t *backend, snapshot_part,
+		  saved_restores_on_each_backend, .timeout = 90)
+{
+	uint32_t all[T_BACKENDS_MAX];
+	t_backends(all);
+	const char *cmd = "count=16 work=3000000";
+	struct t_console whole = { 0 }, before = { 0 }, after = { 0 };
+	struct baseline_db db = { 0 };
+	struct parley_err err = { 0 };
+	cr_assert_eq(baseline_parse(&db, "{\"partitions\":{}}", 17, &err), 0);
+	db.mode = BASELINE_ENROLL;
+	struct partition *p = start_on(all[0], "counter", "counter.elf", cmd,
+				       &whole, &db, false);
+	cr_assert_eq(partition_wait(p, 20000), 0);
+	partition_destroy(p);
+
+	char *dir = t_tmpdir(), *snap;
+	cr_assert(asprintf(&snap, "%s/counter.snap", dir) > 0);
+	p = start_on(all[0], "counter", "counter.elf", cmd, &before, &db,
+		     false);
+	run_until(p, &before, "tick ", 5);
+	cr_assert_eq(partition_pause(p, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(partition_save(p, snap, &err), 0, "%s", perr_msg(&err));
+	partition_destroy(p);
+
+	db.mode = BASELINE_GOLDEN;
+	struct part_opts o = t_opts(&after);
+	o.backend = *backend;
+	o.on_measured = t_admit;
+	o.ctx = &db;
+	o.on_console = NULL;
+	o.start_paused = true;
+	cr_assert_eq(partition_restore(snap, "counter", &o, &p, &err), 0,
+		     "on %s: %s", backend_name(*backend), perr_msg(&err));
+	cr_assert_eq(p->backend, *backend);
+	p->opts.on_console = t_console_cb;
+	p->opts.ctx = &after;
+	cr_assert_eq(partition_resume(p, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(partition_wait(p, 20000), 0);
+	cr_assert_eq(p->fin.reason, VMX_STOP_EXIT, "%s", p->fin.detail);
+	cr_assert_eq(p->fin.code, 0);
+	char *joined;
+	cr_assert(asprintf(&joined, "%s%s", before.buf,
+			   after.buf ? after.buf : "") > 0);
+	cr_assert_str_eq(joined, whole.buf);
+	partition_destroy(p);
+	free(joined);
+	free(snap);
+	baseline_free(&db);
+	t_rmtree(dir);
+	free(dir);
+	t_console_free(&whole);
+	t_console_free(&before);
+	t_console_free(&after);
+}
+
+/* The baseline a restored partition meets is the stored one, never the
+ * file's: one whose config file differs from it is refused, naming the
+ * snapshot and the file. */
+Test(snapshot_part, restored_config_differs_from_baseline_refused,
+     .timeout = 60)
+{
+	uint32_t all[T_BACKENDS_MAX];
+	t_backends(all);
+	char *dir = t_tmpdir(), *snap, *spec_json, *motd;
+	struct baseline_db db = { 0 };
+	struct parley_err err = { 0 };
+	cr_assert_eq(baseline_parse(&db, "{\"partitions\":{}}", 17, &err), 0);
+	db.mode = BASELINE_ENROLL;
+	motd = t_write(dir, "motd.txt", "hello\n", 6);
+	cr_assert(asprintf(&spec_json, "{\"name\":\"hc\",\"image\":"
+			   "\"hello.elf\",\"memory\":\"4M\",\"config\":"
+			   "[{\"name\":\"motd\",\"path\":\"motd.txt\"}]}") > 0);
+	struct part_spec s;
+	cr_assert_eq(spec_parse(spec_json, strlen(spec_json), dir, &s, &err),
+		     0, "%s", perr_msg(&err));
+	struct t_console out = { 0 };
+	struct part_opts o = t_opts(&out);
+	o.backend = all[0];
+	o.start_paused = true;
+	o.on_measured = t_admit;
+	o.ctx = &db;
+	o.on_console = NULL;
+	struct partition *p = NULL;
+	cr_assert_eq(partition_create(&s, &o, &p, &err), 0, "%s",
+		     perr_msg(&err));
+	spec_free(&s);
+	cr_assert(asprintf(&snap, "%s/hc.snap", dir) > 0);
+	cr_assert_eq(partition_save(p, snap, &err), 0, "%s", perr_msg(&err));
+	partition_destroy(p);
+	/* the stored baseline now says motd was something else */
+	json_t *e = json_object_get(json_object_get(db.root, "partitions"),
+				    "hc");
+	cr_assert_not_null(e);
+	json_object_set_new(json_object_get(e, "files"), "motd",
+			    json_string("00000000000000000000000000000000"
+					"00000000000000000000000000000000"));
+	db.mode = BASELINE_GOLDEN;
+	p = NULL;
+	int rc = partition_restore(snap, NULL, &o, &p, &err);
+	cr_expect_eq(rc, -EBADMSG, "%d: %s", rc, perr_msg(&err));
+	cr_expect_null(p);
+	cr_expect(strstr(err.msg, "hc.snap: partition hc: config file "
+				  "\"motd\" differs from its baseline"),
+		  "%s", err.msg);
+	/* and with no entry at all, golden: refused, nothing enrolled */
+	json_object_del(json_object_get(db.root, "partitions"), "hc");
+	rc = partition_restore(snap, NULL, &o, &p, &err);
+	cr_expect_eq(rc, -ENOENT, "%d: %s", rc, perr_msg(&err));
+	cr_expect_null(json_object_get(json_object_get(db.root, "partitions"),
+				       "hc"), "restore enrolled the file");
+	baseline_free(&db);
+	free(spec_json);
+	free(motd);
+	free(snap);
+	t_rmtree(dir);
+	free(dir);
+	t_console_free(&out);
 }

@@ -41,7 +41,7 @@ static const char full_spec[] =
 	"  \"memory\": \"32M\",\n"
 	"  \"vcpus\": 2,\n"
 	"  \"config\": [ {\"name\": \"motd\", \"path\": \"motd.txt\"},\n"
-	"              {\"name\": \"app.conf\", \"path\": \"/etc/app.conf\"} ],\n"
+	"              {\"name\": \"app.conf\", \"path\": \"etc/app.conf\"} ],\n"
 	"  \"cmdline\": \"exit=0 verbose\"\n"
 	"}\n";
 
@@ -80,9 +80,9 @@ Test(spec, full)
 	cr_expect_eq(s.vcpus, 2);
 	cr_assert_eq(s.nconfig, 2);
 	cr_expect_str_eq(s.config[0].name, "motd");
-	cr_expect_str_eq(s.config[0].path, "/srv/specs/motd.txt");
+	cr_expect_str_eq(s.config[0].path, "motd.txt"); /* as written */
 	cr_expect_str_eq(s.config[1].name, "app.conf");
-	cr_expect_str_eq(s.config[1].path, "/etc/app.conf");
+	cr_expect_str_eq(s.config[1].path, "etc/app.conf");
 	cr_expect_str_eq(s.cmdline, "exit=0 verbose");
 	spec_free(&s);
 	expect_zeroed(&s, "after spec_free");
@@ -177,7 +177,8 @@ Test(spec, limits_accepted)
 		"{" REQ ",\"config\":[]}",
 		"{" REQ ",\"cmdline\":\"\"}",
 		"{" REQ ",\"config\":[{\"path\":\"x\",\"name\":\" ~!odd name.\"}]}",
-		"{\"name\":\"A-z_0.9\",\"image\":\"/abs/\xc3\xa9.elf\"}",
+		"{\"name\":\"A-z_0.9\",\"image\":\"sub/\xc3\xa9.elf\"}",
+		"{\"name\":\"p\",\"image\":\"./x..y/..z/.../p.elf\"}",
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		struct part_spec s;
@@ -357,6 +358,17 @@ static const struct bad_case bad_cases[] = {
 	{ "config path with NUL", "{" REQ ",\"config\":[{\"name\":\"a\",\"path\":\"x\\u0000/etc/shadow\"}]}", 0, NULL, -EINVAL, "config[0].path: contains a NUL byte" },
 	{ "second entry bad", "{" REQ ",\"config\":[{\"name\":\"a\",\"path\":\"x\"},{\"name\":\"b\",\"path\":1}]}", 0, NULL, -EINVAL, "config[1].path: expected a string" },
 
+	/* Paths: relative, no "..", refused naming the field (issue 8). */
+	{ "image /etc/passwd", "{\"name\":\"p\",\"image\":\"/etc/passwd\"}", 0, NULL, -EINVAL, "field \"image\": \"/etc/passwd\" is an absolute path" },
+	{ "image ../x", "{\"name\":\"p\",\"image\":\"../x\"}", 0, NULL, -EINVAL, "field \"image\": \"../x\" has a \"..\" component" },
+	{ "image ..", "{\"name\":\"p\",\"image\":\"..\"}", 0, NULL, -EINVAL, "field \"image\": \"..\" has a \"..\" component" },
+	{ "image a/../../x", "{\"name\":\"p\",\"image\":\"a/../../x\"}", 0, NULL, -EINVAL, "has a \"..\" component" },
+	{ "image a/..", "{\"name\":\"p\",\"image\":\"a/..\"}", 0, NULL, -EINVAL, "has a \"..\" component" },
+	{ "image //x", "{\"name\":\"p\",\"image\":\"//x\"}", 0, NULL, -EINVAL, "is an absolute path" },
+	{ "config path /etc/passwd", "{" REQ ",\"config\":[{\"name\":\"a\",\"path\":\"/etc/passwd\"}]}", 0, NULL, -EINVAL, "config[0].path: \"/etc/passwd\" is an absolute path" },
+	{ "config path ../x", "{" REQ ",\"config\":[{\"name\":\"a\",\"path\":\"x\"},{\"name\":\"b\",\"path\":\"../x\"}]}", 0, NULL, -EINVAL, "config[1].path: \"../x\" has a \"..\" component" },
+	{ "config path x/../../host.key", "{" REQ ",\"config\":[{\"name\":\"a\",\"path\":\"x/../../host.key\"}]}", 0, NULL, -EINVAL, "config[0].path: \"x/../../host.key\" has a \"..\" component" },
+
 	/* Command line. */
 	{ "cmdline newline", "{" REQ ",\"cmdline\":\"a\\nb\"}", 0, NULL, -EINVAL, "field \"cmdline\": byte 0x0a at offset 1 is not printable ASCII" },
 	{ "cmdline escape", "{" REQ ",\"cmdline\":\"\\u001b[2J\"}", 0, NULL, -EINVAL, "byte 0x1b at offset 0" },
@@ -491,7 +503,7 @@ static void write_file(const char *path, const char *text, size_t len)
 static const char load_spec[] =
 	"{\"name\":\"t\",\"image\":\"t.elf\",\"config\":["
 	"{\"name\":\"motd\",\"path\":\"motd.txt\"},"
-	"{\"name\":\"abs\",\"path\":\"/etc/parley/abs.conf\"},"
+	"{\"name\":\"dot\",\"path\":\"./etc/parley/abs.conf\"},"
 	"{\"name\":\"deep\",\"path\":\"sub/dir/x.conf\"}]}";
 
 Test(spec, load_resolves_paths)
@@ -507,12 +519,12 @@ Test(spec, load_resolves_paths)
 	int rc = spec_load(file, &s, &e);
 	cr_assert_eq(rc, 0, "%d %s", rc, e.msg);
 	cr_expect_str_eq(s.base_dir, t.path);
-	cr_expect_str_eq(s.image, "t.elf"); /* left for the agent to resolve */
-	snprintf(want, sizeof(want), "%s/motd.txt", t.path);
-	cr_expect_str_eq(s.config[0].path, want);
-	cr_expect_str_eq(s.config[1].path, "/etc/parley/abs.conf");
-	snprintf(want, sizeof(want), "%s/sub/dir/x.conf", t.path);
-	cr_expect_str_eq(s.config[2].path, want);
+	/* left as written, for the agent to open beneath base_dir */
+	cr_expect_str_eq(s.image, "t.elf");
+	cr_expect_str_eq(s.config[0].path, "motd.txt");
+	cr_expect_str_eq(s.config[1].path, "./etc/parley/abs.conf");
+	cr_expect_str_eq(s.config[2].path, "sub/dir/x.conf");
+	(void)want;
 	spec_free(&s);
 	unlink(file);
 	rmdir(t.path);
@@ -535,7 +547,7 @@ Test(spec, load_relative_to_cwd)
 	if (!rc) {
 		cr_expect_str_eq(s.base_dir, ".");
 		cr_expect_str_eq(s.config[0].path, "motd.txt");
-		cr_expect_str_eq(s.config[1].path, "/etc/parley/abs.conf");
+		cr_expect_str_eq(s.config[1].path, "./etc/parley/abs.conf");
 	}
 	spec_free(&s);
 	unlink("spec.json");
@@ -604,9 +616,145 @@ Test(spec, example_hello)
 	cr_assert_eq(s.nconfig, 2);
 	cr_expect_str_eq(s.config[0].name, "motd");
 	cr_expect_str_eq(s.config[1].name, "app.conf");
-	for (unsigned i = 0; i < s.nconfig; i++)
-		cr_expect_eq(access(s.config[i].path, R_OK), 0, "%s",
-			     s.config[i].path);
+	for (unsigned i = 0; i < s.nconfig; i++) {
+		char p[PATH_MAX];
+		snprintf(p, sizeof(p), "%s/%s", s.base_dir, s.config[i].path);
+		cr_expect_eq(access(p, R_OK), 0, "%s", p);
+	}
 	spec_free(&s);
 	expect_no_leaks();
+}
+
+/* ---- paths opened beneath the allowed directories (agent/beneath.h) ---- */
+
+#include "agent/beneath.h"
+#include "agent/partition.h"
+#include "tests/helpers/testutil.h"
+
+/* Create a partition from spec text in dir (paused, then destroyed);
+ * the return code, the error in *e. */
+static int create_in(const char *dir, const char *json,
+		     const char *const *config_dirs, bool daemon,
+		     struct parley_err *e)
+{
+	struct part_spec s;
+	int rc = daemon ? spec_parse_daemon(json, strlen(json), &s, e)
+			: spec_parse(json, strlen(json), dir, &s, e);
+	cr_assert_eq(rc, 0, "%s", e->msg);
+	struct t_console out = { 0 };
+	struct part_opts o = t_opts(&out);
+	uint32_t b[T_BACKENDS_MAX];
+	t_backends(b);
+	o.backend = b[0];
+	o.config_dirs = config_dirs;
+	o.start_paused = true;
+	struct partition *p = NULL;
+	rc = partition_create(&s, &o, &p, e);
+	partition_destroy(p);
+	spec_free(&s);
+	t_console_free(&out);
+	return rc;
+}
+
+/* A symlink beside the spec, to the very image the image dir holds: the
+ * kernel refuses to follow it, and the error names the field. */
+Test(spec_paths, symlinked_image_refused)
+{
+	char *dir = t_tmpdir(), *link;
+	cr_assert(asprintf(&link, "%s/hello.elf", dir) > 0);
+	cr_assert_eq(symlink(T_IMAGE("hello.elf"), link), 0);
+	struct parley_err e = { 0 };
+	int rc = create_in(dir, "{\"name\":\"p\",\"image\":\"hello.elf\"}",
+			   NULL, false, &e);
+	cr_expect_eq(rc, -EPERM, "%d %s", rc, e.msg);
+	cr_expect(strstr(e.msg, "field \"image\": \"hello.elf\" in "),
+		  "%s", e.msg);
+	cr_expect(strstr(e.msg, "goes through a symbolic link, refused"),
+		  "%s", e.msg);
+	free(link);
+	t_rmtree(dir);
+	free(dir);
+}
+
+/* Config files: a symlink out of the directory (to /etc/passwd), and a
+ * path through a symlinked directory, both refused naming the field. */
+Test(spec_paths, symlinked_config_refused)
+{
+	char *dir = t_tmpdir(), *l1, *l2;
+	cr_assert(asprintf(&l1, "%s/motd", dir) > 0);
+	cr_assert(asprintf(&l2, "%s/etc", dir) > 0);
+	cr_assert_eq(symlink("/etc/passwd", l1), 0);
+	cr_assert_eq(symlink("/etc", l2), 0);
+	struct parley_err e = { 0 };
+	int rc = create_in(dir, "{\"name\":\"p\",\"image\":\"hello.elf\","
+			   "\"config\":[{\"name\":\"m\",\"path\":\"motd\"}]}",
+			   NULL, false, &e);
+	cr_expect_eq(rc, -EPERM, "%d %s", rc, e.msg);
+	cr_expect(strstr(e.msg, "config[0].path: \"motd\" in "), "%s", e.msg);
+	cr_expect(strstr(e.msg, "symbolic link"), "%s", e.msg);
+	memset(&e, 0, sizeof(e));
+	rc = create_in(dir, "{\"name\":\"p\",\"image\":\"hello.elf\","
+		       "\"config\":[{\"name\":\"m\",\"path\":\"etc/passwd\"}]}",
+		       NULL, false, &e);
+	cr_expect_eq(rc, -EPERM, "%d %s", rc, e.msg);
+	cr_expect(strstr(e.msg, "config[0].path: \"etc/passwd\""), "%s",
+		  e.msg);
+	free(l1);
+	free(l2);
+	t_rmtree(dir);
+	free(dir);
+}
+
+/* Config files come from beside the spec or a --config-dir; a spec from
+ * the daemon has no directory of its own, so a file that lies only beside
+ * where it would have been (the state dir, say) is not found. */
+Test(spec_paths, config_dirs_and_daemon_specs, .timeout = 30)
+{
+	char *dir = t_tmpdir(), *cdir = t_tmpdir();
+	free(t_write(cdir, "motd", "hi\n", 3));
+	const char *const cdirs[] = { cdir, NULL };
+	const char *json = "{\"name\":\"p\",\"image\":\"hello.elf\","
+			   "\"config\":[{\"name\":\"m\",\"path\":\"motd\"}]}";
+	struct parley_err e = { 0 };
+	cr_expect_eq(create_in(dir, json, cdirs, false, &e), 0, "%s", e.msg);
+	cr_expect_eq(create_in(dir, json, cdirs, true, &e), 0, "%s", e.msg);
+	memset(&e, 0, sizeof(e));
+	int rc = create_in(cdir, json, NULL, true, &e);
+	cr_expect_eq(rc, -ENOENT, "%d %s", rc, e.msg);
+	cr_expect(strstr(e.msg, "config[0].path: \"motd\" not found"), "%s",
+		  e.msg);
+	t_rmtree(dir);
+	t_rmtree(cdir);
+	free(dir);
+	free(cdir);
+}
+
+/* `parley-agent run` with a spec naming /etc/passwd or ../x: exit 2, the
+ * message names the spec and the field. */
+Test(spec_paths, agent_run_refuses_paths_out, .timeout = 30)
+{
+	char *dir = t_tmpdir();
+	const struct {
+		const char *json, *want;
+	} c[] = {
+		{ "{\"name\":\"p\",\"image\":\"/etc/passwd\"}",
+		  "field \"image\": \"/etc/passwd\" is an absolute path" },
+		{ "{\"name\":\"p\",\"image\":\"hello.elf\",\"config\":[{\"name\""
+		  ":\"a\",\"path\":\"../x\"}]}",
+		  "config[0].path: \"../x\" has a \"..\" component" },
+	};
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char *spec = t_write(dir, "s.json", c[i].json,
+				     strlen(c[i].json)), *out;
+		char *argv[] = { T_AGENT, "run", "--vmm", T_VMM, "--image-dir",
+				 PARLEY_BUILD_DIR "/guest", spec, NULL };
+		int rc = t_run(argv, &out, 20);
+		cr_expect_eq(rc, 2, "exit %d: %s", rc, out);
+		cr_expect(strstr(out, spec), "%s", out);
+		cr_expect(strstr(out, c[i].want), "%s", out);
+		free(out);
+		free(spec);
+	}
+	t_rmtree(dir);
+	free(dir);
 }

@@ -104,12 +104,11 @@ T_BACKEND_TEST(vmx, config_files_read_back_byte_for_byte, .timeout = 60)
 	free(t_write(dir, "empty", "", 0));
 	char *spec;
 	cr_assert(asprintf(&spec,
-		"{\"name\":\"cfg\",\"image\":\"%s\",\"memory\":\"8M\","
+		"{\"name\":\"cfg\",\"image\":\"hello.elf\",\"memory\":\"8M\","
 		"\"cmdline\":\"dump\",\"config\":["
 		"{\"name\":\"blob\",\"path\":\"blob.bin\"},"
 		"{\"name\":\"app.conf\",\"path\":\"app.conf\"},"
-		"{\"name\":\"empty\",\"path\":\"empty\"}]}",
-		T_IMAGE("hello.elf")) > 0);
+		"{\"name\":\"empty\",\"path\":\"empty\"}]}") > 0);
 	char *path = t_write(dir, "cfg.json", spec, strlen(spec));
 	struct part_spec s;
 	struct parley_err err = { 0 };
@@ -266,9 +265,11 @@ T_BACKEND_TEST(vmx, hostile_image_refused_with_named_problem, .timeout = 60)
 		char *img = mutated_image(dir, bad_images[i].name,
 					  bad_images[i].mutate);
 		struct part_spec s;
-		t_spec(&s, "bad", img, "", NULL);
+		t_spec(&s, "bad", bad_images[i].name, "", NULL);
 		struct t_console out = { 0 };
 		struct part_opts o = t_opts(&out);
+		const char *const dirs[] = { dir, NULL };
+		o.image_dirs = dirs;
 		struct partition *p = NULL;
 		struct parley_err err = { 0 };
 		int rc = partition_create(&s, &o, &p, &err);
@@ -276,8 +277,8 @@ T_BACKEND_TEST(vmx, hostile_image_refused_with_named_problem, .timeout = 60)
 		cr_assert_null(p);
 		cr_assert(strstr(err.msg, bad_images[i].msg), "%s: \"%s\"",
 			  bad_images[i].name, err.msg);
-		cr_assert(strstr(err.msg, img), "message names the file: %s",
-			  err.msg);
+		cr_assert(strstr(err.msg, bad_images[i].name),
+			  "message names the file: %s", err.msg);
 		spec_free(&s);
 		free(img);
 	}
@@ -345,7 +346,7 @@ T_BACKEND_TEST(vmx, save_restore_continues_like_an_uninterrupted_run, .timeout =
 	partition_destroy(p); /* the original is gone for good */
 
 	struct part_opts o = t_opts(&after);
-	cr_assert_eq(partition_restore(snap, &o, &p, &err), 0, "%s",
+	cr_assert_eq(partition_restore(snap, NULL, &o, &p, &err), 0, "%s",
 		     perr_msg(&err));
 	cr_assert_str_eq(p->name, "counter");
 	finish(p);

@@ -2,6 +2,7 @@
  * parleyd, parleyctl, `parley-agent join` and `parley-agent serve` as real
  * processes; every check through parleyctl's JSON output. */
 #include <criterion/criterion.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
@@ -199,13 +200,17 @@ Test(walkthrough, empty_daemon_to_refused_tamper_via_parleyctl,
 			     "--ring-bytes", "4K", NULL };
 	json_decref(ctl_json(&w, g1));
 	json_decref(ctl_json(&w, g2));
-	/* The agent, with nothing but its state directory. */
-	free(t_write(sdir, "app.conf", "mode=strict\n", 12));
+	/* The agent, with its state directory and the directories the
+	 * daemon's specs may take files from (never the state dir). */
+	char cdir[700];
+	snprintf(cdir, sizeof(cdir), "%s/conf", w.f.dir);
+	cr_assert_eq(mkdir(cdir, 0700), 0);
+	free(t_write(cdir, "app.conf", "mode=strict\n", 12));
 	char log[720];
 	snprintf(log, sizeof(log), "%s/agent.log", w.f.dir);
 	char *sargv[] = { T_AGENT, "serve", "--state-dir", sdir, "--server",
 			  w.link, "--vmm", T_VMM, "--image-dir",
-			  PARLEY_BUILD_DIR "/guest", NULL };
+			  PARLEY_BUILD_DIR "/guest", "--config-dir", cdir, NULL };
 	w.agent = spawn(sargv, log);
 	/* What the operator then sees. */
 	const char *al[] = { "audit", "list", "--partition", "r", NULL };

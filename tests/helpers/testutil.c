@@ -1,4 +1,5 @@
 #include "tests/helpers/testutil.h"
+#include "agent/snapshot.h"
 #include "agent/backend.h"
 
 #include <criterion/criterion.h>
@@ -109,6 +110,14 @@ void t_console_free(struct t_console *c)
 	*c = (struct t_console){ 0 };
 }
 
+const struct snap_key *t_snap_key(void)
+{
+	static struct snap_key k;
+	for (unsigned i = 0; i < sizeof(k.k); i++)
+		k.k[i] = (uint8_t)(0xa5 ^ i);
+	return &k;
+}
+
 struct part_opts t_opts(struct t_console *out)
 {
 	static const char *const dirs[] = { PARLEY_BUILD_DIR "/guest", NULL };
@@ -116,6 +125,7 @@ struct part_opts t_opts(struct t_console *out)
 		.vmm_path = T_VMM, .image_dirs = dirs,
 		.on_console = t_console_cb, .ctx = out, .timeout_ms = 10000,
 		.backend = t_backend,
+		.snap_key = t_snap_key(),
 	};
 }
 

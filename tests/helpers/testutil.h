@@ -78,7 +78,11 @@ struct t_console {
 void t_console_cb(struct partition *p, const char *buf, size_t len, void *ctx);
 void t_console_free(struct t_console *c);
 
-/* Options that find the build's vmm and images, collecting console output. */
+/* A fixed snapshot key for tests (t_opts hands it out). */
+const struct snap_key *t_snap_key(void);
+
+/* Options that find the build's vmm and images, collecting console output,
+ * with t_snap_key() for snapshots. */
 struct part_opts t_opts(struct t_console *out);
 
 /* A spec for image with cmdline (and memory, "8M" if NULL). */
