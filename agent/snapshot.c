@@ -49,7 +49,8 @@ static int key_create(const char *path, struct snap_key *k,
 static int key_read(const char *path, struct snap_key *k,
 		    struct parley_err *err)
 {
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO in its place must not hang the agent. */
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return perr(err, -errno, "snapshot key %s: %m", path);
 	struct stat st;
