@@ -73,15 +73,14 @@ static int read_image(const struct part_spec *s, const struct part_opts *o,
 	dirs_of(s, o->image_dirs, &d);
 	int rc = beneath_read(&d, s->image, "field \"image\"", IMAGE_FILE_MAX,
 			      &l->image, &l->image_len, err);
-	if (rc == -ENOENT)
-		return perr(err, -ENOENT, "image \"%s\" not found %s%s",
-			    s->image, s->base_dir ? "beside the spec" : "",
-			    o->image_dirs ? (s->base_dir ? " or in the image "
-							   "directories"
-							 : "in the image "
-							   "directories")
-					  : "");
-	return rc;
+	if (rc != -ENOENT)
+		return rc;
+	const char *where = s->base_dir ? (o->image_dirs
+		? "beside the spec or in the image directories"
+		: "beside the spec")
+		: "in the image directories";
+	return perr(err, -ENOENT, "image \"%s\" not found %s", s->image,
+		    where);
 }
 
 static int read_config(const struct part_spec *s, const struct part_opts *o,

@@ -1,5 +1,6 @@
 #include "agent/snapshot.h"
 #include "common/fileio.h"
+#include "common/jsonv.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,7 +50,8 @@ static int key_create(const char *path, struct snap_key *k,
 static int key_read(const char *path, struct snap_key *k,
 		    struct parley_err *err)
 {
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO in its place must not hang the agent. */
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return perr(err, -errno, "snapshot key %s: %m", path);
 	struct stat st;
@@ -238,7 +240,11 @@ int snap_check_header(const struct snap_header *h, struct parley_err *err)
 	rc = check_ranges(h, err);
 	if (rc < 0)
 		return rc;
-	if (!memchr(h->name, 0, sizeof(h->name)) || !h->name[0])
+	/* The name a spec may give (spec.c), so that audit, grants and logs
+	 * see nothing a spec could not have named. */
+	const char *nul = memchr(h->name, 0, sizeof(h->name));
+	if (!nul || !jv_name_valid(h->name, (size_t)(nul - h->name),
+				   sizeof(h->name)))
 		return perr(err, -EINVAL, "snapshot partition name invalid");
 	if (!memchr(h->host, 0, sizeof(h->host)) || !h->host[0])
 		return perr(err, -EINVAL, "snapshot host name invalid");

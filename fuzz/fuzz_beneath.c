@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,12 +34,29 @@ static void touch(const char *dir, const char *name, const char *text)
 		abort();
 }
 
+static char top[] = "/dev/shm/fuzz-beneath-XXXXXX";
+
+static int rm_one(const char *p, const struct stat *sb, int flag,
+		  struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+/* /dev/shm is memory: leave nothing behind. */
+static void cleanup(void)
+{
+	nftw(top, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 static void setup(void)
 {
-	static char top[] = "/dev/shm/fuzz-beneath-XXXXXX";
 	char p[256], q[256];
 	if (!mkdtemp(top))
 		abort();
+	atexit(cleanup);
 	snprintf(root, sizeof(root), "%s/root", top);
 	snprintf(p, sizeof(p), "%s/root/sub", top);
 	snprintf(q, sizeof(q), "%s/outside", top);

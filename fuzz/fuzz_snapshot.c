@@ -39,6 +39,15 @@ static struct snap_key key;
 static char host[SNAP_HOST_MAX];
 static struct baseline_db db;
 
+static char tagged_dir[64];
+
+/* /dev/shm is memory: leave nothing behind. */
+static void cleanup(void)
+{
+	unlink(tagged_path);
+	rmdir(tagged_dir);
+}
+
 static void setup(void)
 {
 	file_fd = memfd_create("fuzz-snapshot", MFD_CLOEXEC);
@@ -49,6 +58,8 @@ static void setup(void)
 	if (!mkdtemp(dir))
 		abort();
 	snprintf(tagged_path, sizeof(tagged_path), "%s/f.snap", dir);
+	snprintf(tagged_dir, sizeof(tagged_dir), "%s", dir);
+	atexit(cleanup);
 	memset(key.k, 0x5a, sizeof(key.k));
 	/* One golden entry: a partition "web" whose file "motd" is empty. */
 	static const char bl[] =

@@ -487,6 +487,14 @@ static void m_name_empty_tail(struct snap_header *h)
 	/* empty, with bytes after the NUL */
 	h->name[0] = 0;
 }
+static void m_name_slash(struct snap_header *h)
+{
+	snprintf(h->name, sizeof(h->name), "../etc");
+}
+static void m_name_escape(struct snap_header *h)
+{
+	snprintf(h->name, sizeof(h->name), "a\x1b[2J");
+}
 static void m_host_no_nul(struct snap_header *h)
 {
 	memset(h->host, 'h', sizeof(h->host));
@@ -564,6 +572,10 @@ static const struct hostile hostile[] = {
 	  "snapshot partition name invalid" },
 	{ "name empty", m_name_empty, -EINVAL, "snapshot partition name invalid" },
 	{ "name empty, tail bytes", m_name_empty_tail, -EINVAL,
+	  "snapshot partition name invalid" },
+	{ "name with slash", m_name_slash, -EINVAL,
+	  "snapshot partition name invalid" },
+	{ "name with escape", m_name_escape, -EINVAL,
 	  "snapshot partition name invalid" },
 	{ "host without NUL", m_host_no_nul, -EINVAL,
 	  "snapshot host name invalid" },
