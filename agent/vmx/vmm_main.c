@@ -215,6 +215,8 @@ int main(int argc, char **argv)
 	static struct vmx_vm vm;
 	if (vmx_vm_create(&vm, CTL_FD_BACKEND, CTL_FD_MEM, &l, &err) < 0)
 		die("create", perr_msg(&err));
+	if (vmx_hcall_init(&vm, &l, &err) < 0)
+		die("launch", perr_msg(&err));
 	close(CTL_FD_MEM); /* the mapping keeps the memory */
 	close(CTL_FD_MEM_RO); /* the kvm backend maps nothing read-only */
 	if (l.flags & CTL_LAUNCH_RESTORE) {
