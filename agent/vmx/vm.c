@@ -24,6 +24,7 @@
 #define CR4_OSXMMEXCPT 0x400ull
 #define EFER_LME 0x100ull
 #define EFER_LMA 0x400ull
+#define EFER_NXE 0x800ull  /* honour the NX bit: data pages never run */
 #define RFLAGS_FIXED 0x2ull
 #define RFLAGS_IOPL3 0x3000ull
 /* What a CPL 3 program can change in RFLAGS (popf): arithmetic flags, TF,
@@ -106,7 +107,7 @@ static void sregs_partition(struct kvm_sregs *s)
 	s->cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
 	s->cr3 = LAYOUT_PML4;
 	s->cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
-	s->efer = EFER_LME | EFER_LMA;
+	s->efer = EFER_LME | EFER_LMA | EFER_NXE;
 	memset(s->interrupt_bitmap, 0, sizeof(s->interrupt_bitmap));
 }
 
