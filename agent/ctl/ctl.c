@@ -1,6 +1,7 @@
 #include "agent/ctl/ctl.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -164,9 +165,17 @@ int ctl_recv_fds(int sock, uint32_t *type, void *buf, size_t cap, int *fds,
 			    .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
 	int got[CTL_FDS_MAX];
 	ssize_t n;
-	do
+	/* ECONNRESET: the peer closed with messages of ours unread. Linux
+	 * reports that once, before the messages the peer sent us and that
+	 * are still queued (a vmm's CTL_FINISHED): read on to reach them. */
+	bool reset = false;
+	do {
 		n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
+		if (n < 0 && errno == ECONNRESET && !reset) {
+			reset = true;
+			errno = EINTR;
+		}
+	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
 	unsigned ngot = take_fds(&m, got);
