@@ -19,6 +19,8 @@ struct t_fleet {
 	struct baseline_db *db;     /* optional */
 	const char *vmm;            /* default: the build's parley-vmm */
 	char *dir;                  /* for config files */
+	uint32_t backend;           /* enum ctl_backend for t_fleet_add; 0: auto */
+	uint32_t vcpus;             /* for t_fleet_add; 0: the spec's default */
 };
 
 /* grants: a policy document (JSON), or NULL for none. */
