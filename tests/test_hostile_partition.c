@@ -239,9 +239,14 @@ ParameterizedTest(struct hp_param *c, hostile_partition,
 	hp_stopped(&t, VMX_STOP_BAD_HYPERCALL, places[c->at].refusal);
 	cr_assert(strstr(t.h->fin.detail, "argument struct at 0x"), "%s",
 		  t.h->fin.detail);
-	if (c->at == AT_CHANRO)
+	if (c->at == AT_CHANRO) {
 		cr_assert(strstr(t_fleet_out(&t.f), "h| hostile: open ro 0 rx 1"),
 			  "%s", t_fleet_out(&t.f));
+		/* h's channel went with it, and the audit says so. */
+		cr_assert(strstr(t_fleet_audit(&t.f), "\"event\":\"revoke\","
+					"\"channel\":\"ro\""), "%s",
+			  t_fleet_audit(&t.f));
+	}
 	baselines_intact(&t);
 	hp_free(&t);
 }
