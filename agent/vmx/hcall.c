@@ -87,8 +87,8 @@ struct hc_desc {
 #define HC_OUT(fn_, name_, T, first_out) \
 	{ HC_(fn_, name_, T, offsetof(T, first_out)) }
 #define HC_IN(fn_, name_, T) { HC_(fn_, name_, T, sizeof(T)) }
-#define HC_RSV(fn_, name_, T, first_out, f)                           \
-	{ HC_(fn_, name_, T, first_out), .rsv = offsetof(T, f),       \
+#define HC_RSV(fn_, name_, T, out_, f)                                \
+	{ HC_(fn_, name_, T, out_), .rsv = offsetof(T, f),            \
 	  .nrsv = sizeof(((T *)0)->f) }
 
 /* OUT fields follow every IN field: the write-back span holds no IN byte. */
@@ -122,7 +122,8 @@ static const struct hc_desc hc_table[PARLEY_HC_MAX + 1] = {
 		struct parley_hc_chan_close, ret),
 };
 
-/* The private copy a handler works on: room for the largest struct. */
+/* The private copy a handler works on: room for the largest struct (every
+ * table entry's size is that of one member). */
 union hc_arg {
 	struct parley_hc_console_write console;
 	struct parley_hc_clock clock;
