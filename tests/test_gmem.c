@@ -323,3 +323,57 @@ Test(gmem, every_refusal_has_words)
 			      r);
 	cr_expect_str_eq(gmem_refusal_str(GMEM_CONFIG), "in the config region");
 }
+
+/* The same rules byte by byte, as a reference: may the partition write
+ * (rw) or have the vmm read (r) this one byte? */
+static bool byte_ok(uint64_t a, bool write)
+{
+	if (a < PARLEY_IMAGE_MIN || a >= G_RAM)
+		return false;
+	bool ro = (a >= G_TEXT && a < G_TEXT + 0x2000) ||
+		  (a >= G_RODATA && a < G_RODATA + 0x1000);
+	return !(write && ro);
+}
+
+/* Ranges of up to three pages around every boundary of the map, each
+ * checked against the byte-by-byte reference. */
+Test(gmem, guest_ranges_match_bytewise_reference)
+{
+	struct gmem g;
+	guest_map(&g);
+	static const uint64_t edges[] = {
+		0, PARLEY_SYS_BASE, PARLEY_BOOT_INFO_GPA,
+		PARLEY_BOOT_INFO_GPA + PARLEY_BOOT_INFO_SIZE, PARLEY_IMAGE_MIN,
+		G_TEXT + 0x2000, G_RODATA + 0x1000, G_RAM, PARLEY_CONFIG_BASE,
+	};
+	static const int64_t deltas[] = { -0x1001, -0x1000, -9, -8, -1, 0, 1,
+					  7, 8, 0x1000 };
+	static const uint64_t lens[] = { 0, 1, 7, 8, 24, 168, 0xfff, 0x1000,
+					 0x1001, 0x3000 };
+	unsigned checked = 0;
+	for (size_t e = 0; e < sizeof(edges) / sizeof(*edges); e++)
+	for (size_t d = 0; d < sizeof(deltas) / sizeof(*deltas); d++)
+	for (size_t l = 0; l < sizeof(lens) / sizeof(*lens); l++) {
+		uint64_t gpa = edges[e] + (uint64_t)deltas[d];
+		if ((int64_t)edges[e] + deltas[d] < 0)
+			continue;
+		for (int w = 0; w < 2; w++) {
+			bool want = true;
+			for (uint64_t i = 0; i < lens[l] && want; i++)
+				want = byte_ok(gpa + i, w);
+			if (lens[l] == 0) /* a point: as its byte, or the end */
+				want = gpa == G_RAM || byte_ok(gpa, w);
+			enum gmem_refusal why;
+			const void *p = w ? gmem_guest_rw(&g, gpa, lens[l], 1, &why)
+					  : gmem_guest_r(&g, gpa, lens[l], 1, &why);
+			cr_expect_eq(p != NULL, want,
+				     "%s 0x%llx + 0x%llx: %s, want %s",
+				     w ? "rw" : "r", (unsigned long long)gpa,
+				     (unsigned long long)lens[l],
+				     gmem_refusal_str(why),
+				     want ? "admitted" : "refused");
+			checked++;
+		}
+	}
+	cr_expect_gt(checked, 1500);
+}
