@@ -9,6 +9,7 @@
 
 #include <elf.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <string.h>
 
@@ -274,6 +275,39 @@ static int check_entry(const struct elf_image *img, struct parley_err *err)
 		    " is not inside an executable segment", img->entry);
 }
 
+/* Do two segments touch a common 4 KiB page? (Sorted: a before b, and
+ * both end below 2^64 - ELF_PAGE, checked by check_range.) */
+static bool share_page(const struct elf_seg *a, const struct elf_seg *b)
+{
+	uint64_t a_last = (a->gpa + a->mem_size - 1) & ~(ELF_PAGE - 1);
+	return a_last >= (b->gpa & ~(ELF_PAGE - 1));
+}
+
+/* W^X (the partition's page tables map text read-only and everything else
+ * no-execute): no segment may be both writable and executable, and none
+ * writable may share a page with one executable, where its bytes would be
+ * read-only. */
+static int check_wx(const struct elf_image *img, struct parley_err *err)
+{
+	for (unsigned i = 0; i < img->nseg; i++) {
+		const struct elf_seg *s = &img->seg[i];
+		if ((s->flags & PF_W) && (s->flags & PF_X))
+			return perr(err, -EINVAL, "image: segment %u is "
+				    "writable and executable (W^X)", s->phdr);
+		for (unsigned j = i + 1; j < img->nseg; j++) {
+			const struct elf_seg *t = &img->seg[j];
+			bool wx = ((s->flags & PF_W) && (t->flags & PF_X)) ||
+				  ((s->flags & PF_X) && (t->flags & PF_W));
+			if (wx && share_page(s, t))
+				return perr(err, -EINVAL, "image: segments %u "
+					    "and %u share a page, one writable "
+					    "and one executable (W^X)",
+					    s->phdr, t->phdr);
+		}
+	}
+	return 0;
+}
+
 /* Segments are sorted and disjoint, so the span runs from the first start
  * to the last end. */
 static int set_span(struct elf_image *img, struct parley_err *err)
@@ -331,6 +365,8 @@ int elf_parse(const uint8_t *buf, size_t len, uint64_t load_min,
 		return rc;
 	sort_segs(img);
 	rc = check_entry(img, err);
+	if (rc == 0)
+		rc = check_wx(img, err);
 	if (rc)
 		return rc;
 	return set_span(img, err);

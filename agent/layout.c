@@ -2,6 +2,7 @@
 
 #include <elf.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #define PTE_P   0x001ull
@@ -10,6 +11,7 @@
 #define PTE_A   0x020ull
 #define PTE_D   0x040ull
 #define PTE_PS  0x080ull
+#define PTE_NX  (1ull << 63) /* no instruction fetch (with EFER.NXE) */
 
 /* Accessed and dirty are preset so that the page walker never has to write
  * the tables back. */
@@ -38,7 +40,23 @@ static uint64_t *table(uint8_t *ram, uint64_t gpa)
 	return (uint64_t *)(void *)(ram + gpa);
 }
 
-/* Permission of one 4 KiB page below LAYOUT_PT_SPAN. */
+/* Does the 4 KiB page at gpa overlap an image range with this ELF flag
+ * (or, want_set false, one without it)? */
+static bool page_has(const struct layout_params *p, uint64_t gpa,
+		    uint32_t flag, bool want_set)
+{
+	for (unsigned i = 0; i < p->nrange; i++) {
+		const struct layout_range *r = &p->ranges[i];
+		if (gpa + PARLEY_PAGE_SIZE > r->gpa && gpa < r->gpa + r->size &&
+		    ((r->flags & flag) != 0) == want_set)
+			return true;
+	}
+	return false;
+}
+
+/* Permission of one 4 KiB page below LAYOUT_PT_SPAN. W^X: a page is
+ * executable only if it holds text and is read-only; everything else
+ * (system tables, boot info, data, heap, stacks) is mapped NX. */
 static uint64_t page_bits(const struct layout_params *p, uint64_t gpa)
 {
 	if (gpa < PARLEY_SYS_BASE)
@@ -46,19 +64,19 @@ static uint64_t page_bits(const struct layout_params *p, uint64_t gpa)
 	if (gpa < PARLEY_SYS_BASE + PARLEY_SYS_SIZE)
 		/* Supervisor-only: page tables, GDT and TSS are walked and
 		 * read by the CPU, never by the partition. */
-		return PTE_P | PTE_W | PTE_A | PTE_D; /* supervisor only */
+		return PTE_P | PTE_W | PTE_A | PTE_D | PTE_NX;
 	if (gpa < PARLEY_BOOT_INFO_GPA + PARLEY_BOOT_INFO_SIZE)
-		return PTE_P | PTE_U | PTE_A;
+		return PTE_P | PTE_U | PTE_A | PTE_NX;
 	if (gpa < PARLEY_IMAGE_MIN || gpa >= p->ram_size)
 		return 0;
-	uint64_t bits = PTE_P | PTE_U | PTE_A | PTE_D | PTE_W;
-	for (unsigned i = 0; i < p->nrange; i++) {
-		const struct layout_range *r = &p->ranges[i];
-		if (gpa + PARLEY_PAGE_SIZE > r->gpa && gpa < r->gpa + r->size &&
-		    !(r->flags & PF_W))
-			bits &= ~PTE_W;
+	/* A page shared by a writable and a read-only range is read-only;
+	 * executable only if text lies in it. Writable is never executable,
+	 * even for a segment that asks for W and X. */
+	if (page_has(p, gpa, PF_W, false)) {
+		uint64_t ro = PTE_P | PTE_U | PTE_A | PTE_D;
+		return page_has(p, gpa, PF_X, true) ? ro : ro | PTE_NX;
 	}
-	return bits;
+	return PTE_P | PTE_U | PTE_A | PTE_D | PTE_W | PTE_NX;
 }
 
 int layout_system(uint8_t *ram, const struct layout_params *p,
@@ -91,8 +109,10 @@ int layout_system(uint8_t *ram, const struct layout_params *p,
 		if (gpa < LAYOUT_PT_SPAN)
 			pd[i] = (LAYOUT_PT + i * 0x1000) | PTE_TABLE;
 		else
+			/* RAM above 16 MiB (heap, stacks), the config
+			 * region, channel windows: data, never code. */
 			pd[i] = gpa | PTE_P | PTE_W | PTE_U | PTE_A | PTE_D |
-				PTE_PS;
+				PTE_PS | PTE_NX;
 	}
 	uint64_t *pt = table(ram, LAYOUT_PT);
 	for (uint64_t i = 0; i < LAYOUT_PT_N * 512; i++) {

@@ -306,6 +306,17 @@ static void m_entry_out(struct fixture *f) { f->u.eh.e_entry = 0x200000; }
 static void m_entry_ro(struct fixture *f) { f->u.eh.e_entry = 0x101000; }
 static void m_entry_end(struct fixture *f) { f->u.eh.e_entry = 0x100040; }
 static void m_entry_nx(struct fixture *f) { f->u.ph[0].p_flags = PF_R; }
+static void m_wx(struct fixture *f)
+{
+	f->u.ph[2].p_flags = PF_R | PF_W | PF_X;
+}
+static void m_wx_shared_page(struct fixture *f)
+{
+	/* data starts on text's page, after its 0x40 bytes */
+	f->u.ph[2].p_vaddr = 0x100040;
+	f->u.ph[2].p_offset = 0x1040;
+	f->u.ph[2].p_memsz = 0x20;
+}
 
 struct hostile {
 	const char *name;
@@ -377,6 +388,10 @@ static const struct hostile hostile[] = {
 	{ "entry past text", m_entry_end, -EINVAL,
 	  "entry point 0x100040 is not inside" },
 	{ "no PF_X", m_entry_nx, -EINVAL, "entry point 0x100010 is not inside" },
+	{ "W and X", m_wx, -EINVAL,
+	  "segment 2 is writable and executable (W^X)" },
+	{ "data on text's page", m_wx_shared_page, -EINVAL,
+	  "segments 0 and 2 share a page, one writable and one executable" },
 };
 
 Test(elf, hostile_images_refused)

@@ -1,5 +1,5 @@
 /*
- * The partition memory layout (agent/vmx/layout.c), checked the way the CPU
+ * The partition memory layout (agent/layout.c), checked the way the CPU
  * will see it: a 4-level page walker over the tables laid into a host RAM
  * buffer, the GDT and TSS decoded bit by bit, boot info read back field by
  * field; then a table of parameters that must be refused, each with its
@@ -27,6 +27,7 @@
 #define PTE_W 0x002ull
 #define PTE_U 0x004ull
 #define PTE_PS 0x080ull
+#define PTE_NX (1ull << 63)
 #define PTE_ADDR 0x000ffffffffff000ull
 
 /* Text, rodata (both read-only), data (writable), all in the image. */
@@ -94,6 +95,7 @@ static void lay_free(struct lay *l)
 struct walk {
 	int present;
 	int user, write; /* ANDed over every level, as the CPU does */
+	int exec;        /* no NX at any level (EFER.NXE is set) */
 	uint64_t pa;
 };
 
@@ -113,7 +115,7 @@ static uint64_t entry(const uint8_t *ram, uint64_t table, unsigned idx)
 
 static struct walk walk(const uint8_t *ram, uint64_t va)
 {
-	struct walk w = { 0, 1, 1, 0 };
+	struct walk w = { 0, 1, 1, 1, 0 };
 	uint64_t table = LAYOUT_PML4;
 	static const unsigned shift[] = { 39, 30, 21, 12 };
 
@@ -126,6 +128,7 @@ static struct walk walk(const uint8_t *ram, uint64_t va)
 			return w;
 		w.user &= !!(e & PTE_U);
 		w.write &= !!(e & PTE_W);
+		w.exec &= !(e & PTE_NX);
 		if (lvl == 3 || (lvl > 0 && (e & PTE_PS))) {
 			uint64_t mask = (1ull << shift[lvl]) - 1;
 
@@ -753,4 +756,90 @@ Test(layout, refusals)
 						       (unsigned long long)b);
 		lay_free(&l);
 	}
+}
+
+/* W^X: what the walk finds executable, page by page. */
+static void expect_exec(const uint8_t *ram, uint64_t lo, uint64_t hi,
+			int exec, const char *what)
+{
+	for (uint64_t va = lo; va < hi; va += PARLEY_PAGE_SIZE) {
+		struct walk w = walk(ram, va);
+		cr_expect(w.present, "%s: 0x%llx not present", what,
+			  (unsigned long long)va);
+		cr_expect_eq(w.exec, exec, "%s: 0x%llx executable %d, want %d",
+			     what, (unsigned long long)va, w.exec, exec);
+	}
+}
+
+Test(layout, wx_only_text_executes)
+{
+	struct lay l;
+	uint64_t floor = layout_stack_floor(RAM_SIZE, VCPUS);
+
+	lay_all(&l);
+	expect_exec(l.ram, 0x100000, 0x101000, 1, "text");
+	expect_exec(l.ram, 0x101000, 0x103000, 0, "rodata");
+	expect_exec(l.ram, 0x103000, 0x106000, 0, "data");
+	expect_exec(l.ram, IMAGE_HI, IMAGE_HI + 0x10000, 0, "heap");
+	expect_exec(l.ram, floor, RAM_SIZE, 0, "stacks");
+	expect_exec(l.ram, PARLEY_BOOT_INFO_GPA,
+		    PARLEY_BOOT_INFO_GPA + PARLEY_BOOT_INFO_SIZE, 0,
+		    "boot info");
+	expect_exec(l.ram, PARLEY_SYS_BASE, PARLEY_SYS_BASE + PARLEY_SYS_SIZE,
+		    0, "system tables");
+	/* The 2 MiB mappings above the 4 KiB span: more RAM, the config
+	 * region, channel windows, and what nothing backs. */
+	static const uint64_t big[] = {
+		LAYOUT_PT_SPAN, 64 * MiB, PARLEY_CONFIG_BASE,
+		PARLEY_CONFIG_BASE + 0x5000, PARLEY_CHAN_BASE,
+		PARLEY_CHAN_BASE + 0x3ffff000, 0xfee00000, 0xfffff000,
+	};
+	for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++)
+		expect_exec(l.ram, big[i], big[i] + PARLEY_PAGE_SIZE, 0,
+			    "above 16 MiB");
+	lay_free(&l);
+}
+
+/* No page anywhere below 4 GiB is both writable and executable. */
+Test(layout, wx_never_both)
+{
+	struct lay l;
+
+	lay_all(&l);
+	for (uint64_t va = 0; va < LAYOUT_PT_SPAN; va += PARLEY_PAGE_SIZE) {
+		struct walk w = walk(l.ram, va);
+		cr_expect(!(w.present && w.write && w.exec),
+			  "0x%llx writable and executable",
+			  (unsigned long long)va);
+	}
+	for (uint64_t va = LAYOUT_PT_SPAN; va < 4 * GiB; va += 2 * MiB) {
+		struct walk w = walk(l.ram, va);
+		cr_expect(!w.exec, "0x%llx executable", (unsigned long long)va);
+	}
+	lay_free(&l);
+}
+
+/* A segment that asks for W and X gets W only; a page that text shares
+ * with data is read-only and executable, never both W and X. */
+Test(layout, wx_segment_flags_cannot_unlock_both)
+{
+	struct lay l;
+	static const struct layout_range r[] = {
+		{ 0x100000, 0x1000, PF_R | PF_W | PF_X },
+		{ 0x101000, 0x800, PF_R | PF_X },
+		{ 0x101800, 0x1800, PF_R | PF_W },
+	};
+
+	lay_alloc(&l);
+	l.p.ranges = r;
+	l.p.nrange = 3;
+	cr_assert_eq(layout_system(l.ram, &l.p, &l.err), 0, "%s",
+		     perr_msg(&l.err));
+	expect_page(l.ram, 0x100000, 1, 1, 1, "W+X segment: writable");
+	expect_exec(l.ram, 0x100000, 0x101000, 0, "W+X segment");
+	expect_page(l.ram, 0x101000, 1, 1, 0, "text shared with data");
+	expect_exec(l.ram, 0x101000, 0x102000, 1, "text shared with data");
+	expect_page(l.ram, 0x102000, 1, 1, 1, "data");
+	expect_exec(l.ram, 0x102000, 0x103000, 0, "data");
+	lay_free(&l);
 }

@@ -1,128 +1,200 @@
-/* Hypercalls a vmm process serves without asking the grant manager. Each
- * handler copies the argument struct out of guest memory once, checks the
- * copy, acts on it, and writes back only its OUT fields. */
+/* Hypercall dispatch, and the hypercalls a vmm process serves without
+ * asking the grant manager (console, clock, exit, halt).
+ *
+ * One table, indexed by number, says for each hypercall its handler, the
+ * size of its argument struct, where its OUT fields start and which IN
+ * bytes are reserved. vmx_hypercall() checks everything the table says in
+ * one place before a handler runs: the struct must lie 8-byte aligned in
+ * memory the partition itself may write (gmem_guest_rw: never system
+ * tables, boot info, config region, read-only image or a channel window),
+ * is copied once into private memory, and its reserved bytes must be zero.
+ * The handler works on the copy only and fills in its OUT fields; the
+ * dispatcher alone writes back, and only those. */
 #include "agent/vmx/vmm.h"
 #include "agent/ctl/stop.h"
 
+#include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-void vmx_vcpu_halt(struct vmx_vcpu *c);
-bool vmx_hypercall_chan(struct vmx_vcpu *c, unsigned nr, uint32_t gpa);
-void *vmx_arg_in(struct vmx_vcpu *c, unsigned nr, uint32_t gpa, void *dst,
-		 size_t size);
-
-#define arg_in vmx_arg_in
-
-/* Copy in an argument struct; stops the partition if it is not wholly
- * inside guest memory or not 8-byte aligned. */
-void *vmx_arg_in(struct vmx_vcpu *c, unsigned nr, uint32_t gpa, void *dst,
-		 size_t size)
+static bool hc_console(struct vmx_vcpu *c, void *arg)
 {
-	void *src = gmem_ptr(&c->vm->gm, gpa, size, 8);
-	if (!src) {
-		vmx_vcpu_fault(c, VMX_STOP_BAD_HYPERCALL, gpa,
-			       "hypercall %u: argument struct at 0x%x (%zu "
-			       "bytes) is %s", nr, gpa, size,
-			       gpa % 8 ? "not 8-byte aligned"
-				       : "outside guest memory");
-		return NULL;
-	}
-	memcpy(dst, src, size);
-	return src;
-}
-
-static bool hc_console(struct vmx_vcpu *c, uint32_t gpa)
-{
-	struct parley_hc_console_write a;
-	void *g = arg_in(c, PARLEY_HC_CONSOLE_WRITE, gpa, &a, sizeof(a));
-	if (!g)
-		return false;
-	uint64_t len = a.len < PARLEY_CONSOLE_MAX ? a.len : PARLEY_CONSOLE_MAX;
-	/* The whole claimed length must be guest memory even though we take
-	 * at most PARLEY_CONSOLE_MAX of it: a lie about a buffer is malice. */
-	const char *buf = gmem_ptr(&c->vm->gm, a.buf, a.len, 1);
+	struct parley_hc_console_write *a = arg;
+	uint64_t len = a->len < PARLEY_CONSOLE_MAX ? a->len : PARLEY_CONSOLE_MAX;
+	/* The whole claimed length must be the partition's even though we
+	 * take at most PARLEY_CONSOLE_MAX of it: a lie about a buffer is
+	 * malice. Its own read-only image (strings in rodata) is admitted:
+	 * we only read it. */
+	enum gmem_refusal why;
+	const char *buf = gmem_guest_r(&c->vm->gm, a->buf, a->len, 1, &why);
 	if (!buf) {
-		vmx_vcpu_fault(c, VMX_STOP_BAD_HYPERCALL, a.buf,
-			       "console write: buffer 0x%llx + %llu bytes is "
-			       "outside guest memory", (unsigned long long)a.buf,
-			       (unsigned long long)a.len);
+		vmx_vcpu_fault(c, VMX_STOP_BAD_HYPERCALL, a->buf,
+			       "console write: buffer 0x%llx + %llu bytes is %s",
+			       (unsigned long long)a->buf,
+			       (unsigned long long)a->len,
+			       gmem_refusal_str(why));
 		return false;
 	}
 	if (c->vm->sink.console && len)
 		c->vm->sink.console(c->vm->sink.ctx, c->index, buf, len);
-	int64_t ret = (int64_t)len;
-	memcpy((uint8_t *)g + offsetof(struct parley_hc_console_write, ret),
-	       &ret, sizeof(ret));
+	a->ret = (int64_t)len;
 	return true;
 }
 
-static bool hc_clock(struct vmx_vcpu *c, uint32_t gpa)
+static bool hc_clock(struct vmx_vcpu *c, void *arg)
 {
-	struct parley_hc_clock a;
-	void *g = arg_in(c, PARLEY_HC_CLOCK, gpa, &a, sizeof(a));
-	if (!g)
-		return false;
+	struct parley_hc_clock *a = arg;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	struct parley_hc_clock out = {
-		.monotonic_ns = mono_now_ns() - c->vm->t0_ns,
-		.realtime_ns = (uint64_t)ts.tv_sec * 1000000000ull +
-			       (uint64_t)ts.tv_nsec,
-		.ret = PARLEY_OK,
-	};
-	memcpy(g, &out, sizeof(out));
+	a->monotonic_ns = mono_now_ns() - c->vm->t0_ns;
+	a->realtime_ns = (uint64_t)ts.tv_sec * 1000000000ull +
+			 (uint64_t)ts.tv_nsec;
+	a->ret = PARLEY_OK;
 	return true;
 }
 
-static bool hc_exit(struct vmx_vcpu *c, uint32_t gpa)
+static bool hc_exit(struct vmx_vcpu *c, void *arg)
 {
-	struct parley_hc_exit a;
-	if (!arg_in(c, PARLEY_HC_EXIT, gpa, &a, sizeof(a)))
-		return false;
+	const struct parley_hc_exit *a = arg;
 	struct ctl_finished f = { .reason = VMX_STOP_EXIT, .vcpu = c->index,
-				  .code = a.code };
+				  .code = a->code };
 	snprintf(f.detail, sizeof(f.detail), "exit code %lld",
-		 (long long)a.code);
+		 (long long)a->code);
 	vmx_vm_finish(c->vm, &f);
 	return false;
 }
 
-static bool hc_halt(struct vmx_vcpu *c, uint32_t gpa)
+static bool hc_halt(struct vmx_vcpu *c, void *arg)
 {
-	struct parley_hc_halt a;
-	if (!arg_in(c, PARLEY_HC_HALT, gpa, &a, sizeof(a)))
-		return false;
-	if (a.reserved) {
-		vmx_vcpu_fault(c, VMX_STOP_BAD_HYPERCALL, gpa,
-			       "halt: reserved field is 0x%llx, must be 0",
-			       (unsigned long long)a.reserved);
-		return false;
-	}
+	(void)arg; /* reserved only, checked by the dispatcher */
 	vmx_vcpu_halt(c);
 	return true; /* the gate parks this vCPU */
 }
 
+struct hc_desc {
+	bool (*fn)(struct vmx_vcpu *c, void *arg);
+	const char *name;
+	uint16_t size;    /* of the argument struct */
+	uint16_t out;     /* its OUT fields are [out, size): all written back */
+	uint16_t rsv;     /* IN bytes [rsv, rsv + nrsv) must be zero */
+	uint16_t nrsv;
+};
+
+#define HC_(fn_, name_, T, out_) \
+	.fn = fn_, .name = name_, .size = sizeof(T), .out = out_
+#define HC_OUT(fn_, name_, T, first_out) \
+	{ HC_(fn_, name_, T, offsetof(T, first_out)) }
+#define HC_IN(fn_, name_, T) { HC_(fn_, name_, T, sizeof(T)) }
+#define HC_RSV(fn_, name_, T, out_, f)                                \
+	{ HC_(fn_, name_, T, out_), .rsv = offsetof(T, f),            \
+	  .nrsv = sizeof(((T *)0)->f) }
+
+/* OUT fields follow every IN field: the write-back span holds no IN byte. */
+_Static_assert(offsetof(struct parley_hc_console_write, ret) >=
+	       offsetof(struct parley_hc_console_write, len) + 8, "console");
+_Static_assert(offsetof(struct parley_hc_chan_open, handle) >=
+	       PARLEY_CHAN_NAME_MAX, "open: name before OUT fields");
+_Static_assert(offsetof(struct parley_hc_chan_open, detail) + 64 ==
+	       sizeof(struct parley_hc_chan_open), "open: detail is last");
+_Static_assert(offsetof(struct parley_hc_chan_notify, ret) >= 8, "notify");
+_Static_assert(offsetof(struct parley_hc_chan_wait, ready) >=
+	       offsetof(struct parley_hc_chan_wait, timeout_ns) + 8, "wait");
+_Static_assert(offsetof(struct parley_hc_chan_close, ret) >= 8, "close");
+
+static const struct hc_desc hc_table[PARLEY_HC_MAX + 1] = {
+	[PARLEY_HC_CONSOLE_WRITE] = HC_OUT(hc_console, "console write",
+		struct parley_hc_console_write, ret),
+	[PARLEY_HC_CLOCK] = HC_OUT(hc_clock, "clock", struct parley_hc_clock,
+				   monotonic_ns),
+	[PARLEY_HC_EXIT] = HC_IN(hc_exit, "exit", struct parley_hc_exit),
+	[PARLEY_HC_HALT] = HC_RSV(hc_halt, "halt", struct parley_hc_halt,
+				  sizeof(struct parley_hc_halt), reserved),
+	[PARLEY_HC_CHAN_OPEN] = HC_OUT(vmx_hc_chan_open, "chan open",
+		struct parley_hc_chan_open, handle),
+	[PARLEY_HC_CHAN_NOTIFY] = HC_OUT(vmx_hc_chan_notify, "chan notify",
+		struct parley_hc_chan_notify, ret),
+	[PARLEY_HC_CHAN_WAIT] = HC_RSV(vmx_hc_chan_wait, "chan wait",
+		struct parley_hc_chan_wait,
+		offsetof(struct parley_hc_chan_wait, ready), reserved),
+	[PARLEY_HC_CHAN_CLOSE] = HC_OUT(vmx_hc_chan_close, "chan close",
+		struct parley_hc_chan_close, ret),
+};
+
+/* The private copy a handler works on: room for the largest struct (every
+ * table entry's size is that of one member). */
+union hc_arg {
+	struct parley_hc_console_write console;
+	struct parley_hc_clock clock;
+	struct parley_hc_exit exit;
+	struct parley_hc_halt halt;
+	struct parley_hc_chan_open open;
+	struct parley_hc_chan_notify notify;
+	struct parley_hc_chan_wait wait;
+	struct parley_hc_chan_close close;
+};
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	uint8_t any = 0;
+	for (size_t i = 0; i < n; i++)
+		any |= p[i];
+	return any == 0;
+}
+
+/* Find the argument struct: NULL (the partition stopped) if the
+ * partition may not write it. */
+static void *hc_arg(struct vmx_vcpu *c, unsigned nr, const struct hc_desc *d,
+		    uint32_t gpa)
+{
+	const struct gmem *gm = &c->vm->gm;
+	enum gmem_refusal why;
+	void *g = gmem_guest_rw(gm, gpa, d->size, 8, &why);
+	if (!g)
+		vmx_vcpu_fault(c, VMX_STOP_BAD_HYPERCALL, gpa,
+			       "hypercall %u (%s): argument struct at 0x%x "
+			       "(%u bytes) is %s", nr, d->name, gpa, d->size,
+			       why == GMEM_UNALIGNED ? "not 8-byte aligned"
+			       : gmem_refusal_str(why));
+	return g;
+}
+
 bool vmx_hypercall(struct vmx_vcpu *c, unsigned nr, uint32_t gpa)
 {
-	switch (nr) {
-	case PARLEY_HC_CONSOLE_WRITE:
-		return hc_console(c, gpa);
-	case PARLEY_HC_CLOCK:
-		return hc_clock(c, gpa);
-	case PARLEY_HC_EXIT:
-		return hc_exit(c, gpa);
-	case PARLEY_HC_HALT:
-		return hc_halt(c, gpa);
-	case PARLEY_HC_CHAN_OPEN:
-	case PARLEY_HC_CHAN_NOTIFY:
-	case PARLEY_HC_CHAN_WAIT:
-	case PARLEY_HC_CHAN_CLOSE:
-		return vmx_hypercall_chan(c, nr, gpa);
-	default:
+	const struct hc_desc *d = nr <= PARLEY_HC_MAX ? &hc_table[nr] : NULL;
+	if (!d || !d->fn) {
 		vmx_vcpu_fault(c, VMX_STOP_BAD_HYPERCALL, nr,
 			       "unknown hypercall number %u", nr);
 		return false;
 	}
+	uint8_t *g = hc_arg(c, nr, d, gpa);
+	if (!g)
+		return false;
+	union hc_arg a;
+	memcpy(&a, g, d->size);
+	if (!all_zero((const uint8_t *)&a + d->rsv, d->nrsv)) {
+		vmx_vcpu_fault(c, VMX_STOP_BAD_HYPERCALL, gpa,
+			       "hypercall %u (%s): reserved field is not 0",
+			       nr, d->name);
+		return false;
+	}
+	if (!d->fn(c, &a))
+		return false;
+	memcpy(g + d->out, (const uint8_t *)&a + d->out, d->size - d->out);
+	return true;
+}
+
+int vmx_hcall_init(struct vmx_vm *vm, const struct ctl_launch *l,
+		   struct parley_err *err)
+{
+	_Static_assert(GMEM_RO_MAX == CTL_RO_RANGES_MAX,
+		       "every read-only range the launch names is kept");
+	if (gmem_guest_init(&vm->gm, l->ram_size) < 0)
+		return perr(err, -EINVAL, "RAM size 0x%llx",
+			    (unsigned long long)l->ram_size);
+	for (uint32_t i = 0; i < l->nro; i++)
+		if (gmem_guest_ro(&vm->gm, l->ro[i].gpa, l->ro[i].size) < 0)
+			return perr(err, -EINVAL, "read-only range %u", i);
+	return 0;
 }

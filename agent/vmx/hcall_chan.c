@@ -1,6 +1,9 @@
 /* Channel hypercalls as the vmm process serves them. CHAN_OPEN needs a
  * decision, so the vCPU asks the grant manager and waits; NOTIFY, WAIT and
- * CLOSE need none and are served here, on the handle table alone. */
+ * CLOSE need none and are served here, on the handle table alone. Each
+ * handler gets the checked private copy of its argument struct from the
+ * dispatcher (hcall.c) and fills in its OUT fields; nothing here touches
+ * guest memory. */
 #include "agent/vmx/vmm.h"
 #include "agent/ctl/stop.h"
 
@@ -9,14 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-
-void *vmx_arg_in(struct vmx_vcpu *c, unsigned nr, uint32_t gpa, void *dst,
-		 size_t size);
-
-static void put_ret(void *g, size_t off, int64_t ret)
-{
-	memcpy((uint8_t *)g + off, &ret, sizeof(ret));
-}
 
 /* Wait for the grant manager's answer; false if the partition stopped. */
 static bool await_reply(struct vmx_vcpu *c, struct ctl_open_reply *r)
@@ -34,20 +29,16 @@ static bool await_reply(struct vmx_vcpu *c, struct ctl_open_reply *r)
 	return ok;
 }
 
-static bool hc_open(struct vmx_vcpu *c, uint32_t gpa)
+bool vmx_hc_chan_open(struct vmx_vcpu *c, void *arg)
 {
-	struct parley_hc_chan_open a;
-	void *g = vmx_arg_in(c, PARLEY_HC_CHAN_OPEN, gpa, &a, sizeof(a));
-	if (!g)
-		return false;
-	size_t len = strnlen(a.name, sizeof(a.name));
-	if (len == 0 || len == sizeof(a.name)) {
-		put_ret(g, offsetof(struct parley_hc_chan_open, ret),
-			PARLEY_E_INVAL);
+	struct parley_hc_chan_open *a = arg;
+	size_t len = strnlen(a->name, sizeof(a->name));
+	if (len == 0 || len == sizeof(a->name)) {
+		a->ret = PARLEY_E_INVAL;
 		return true;
 	}
 	struct ctl_open_req req = { .vcpu = c->index };
-	memcpy(req.name, a.name, len + 1);
+	memcpy(req.name, a->name, len + 1);
 	/* Counted as parked while it waits, so a pause need not wait for
 	 * the grant manager; the answer is written after the pause. */
 	pthread_mutex_lock(&c->vm->lock);
@@ -66,16 +57,14 @@ static bool hc_open(struct vmx_vcpu *c, uint32_t gpa)
 	} else if (!await_reply(c, &r)) {
 		return false;
 	}
-	struct parley_hc_chan_open out = a;
-	out.handle = r.handle;
-	out.gpa = r.gpa;
-	out.size = r.size;
-	out.tx = r.tx;
-	out.rx = r.rx;
-	out.ret = r.status;
-	memcpy(out.detail, r.detail, sizeof(out.detail));
-	out.detail[sizeof(out.detail) - 1] = 0;
-	memcpy(g, &out, sizeof(out));
+	a->handle = r.handle;
+	a->gpa = r.gpa;
+	a->size = r.size;
+	a->tx = r.tx;
+	a->rx = r.rx;
+	a->ret = r.status;
+	memcpy(a->detail, r.detail, sizeof(a->detail));
+	a->detail[sizeof(a->detail) - 1] = 0;
 	return true;
 }
 
@@ -92,17 +81,13 @@ static int64_t handle_status(struct vmx_vcpu *c, uint64_t h)
 	return win_was_revoked(c->vm, h) ? PARLEY_E_CLOSED : PARLEY_E_BAD_HANDLE;
 }
 
-static bool hc_notify(struct vmx_vcpu *c, uint32_t gpa)
+bool vmx_hc_chan_notify(struct vmx_vcpu *c, void *arg)
 {
-	struct parley_hc_chan_notify a;
-	void *g = vmx_arg_in(c, PARLEY_HC_CHAN_NOTIFY, gpa, &a, sizeof(a));
-	if (!g)
-		return false;
-	struct vmx_window *w = win_lookup(c->vm, a.handle);
+	struct parley_hc_chan_notify *a = arg;
+	struct vmx_window *w = win_lookup(c->vm, a->handle);
 	if (w)
 		ring(w->bell_peer);
-	put_ret(g, offsetof(struct parley_hc_chan_notify, ret),
-		w ? PARLEY_OK : handle_status(c, a.handle));
+	a->ret = w ? PARLEY_OK : handle_status(c, a->handle);
 	return true;
 }
 
@@ -173,69 +158,45 @@ static int spin_poll(struct pollfd *pf, unsigned n, uint64_t timeout_ns)
 	return got < 0 ? 0 : got;
 }
 
-static bool hc_wait(struct vmx_vcpu *c, uint32_t gpa)
+bool vmx_hc_chan_wait(struct vmx_vcpu *c, void *arg)
 {
-	struct parley_hc_chan_wait a;
-	void *g = vmx_arg_in(c, PARLEY_HC_CHAN_WAIT, gpa, &a, sizeof(a));
-	if (!g)
-		return false;
+	struct parley_hc_chan_wait *a = arg;
 	uint64_t ready = 0;
 	int64_t ret;
 	struct pollfd pf[PARLEY_WAIT_MAX + 1];
-	if (a.n > PARLEY_WAIT_MAX || a.reserved)
+	if (a->n > PARLEY_WAIT_MAX)
 		ret = PARLEY_E_INVAL;
 	else
-		ret = wait_fill(c, &a, pf, &ready);
+		ret = wait_fill(c, a, pf, &ready);
 	if (ret == PARLEY_OK) {
-		int n = spin_poll(pf, a.n + 1, a.timeout_ns);
-		if (n == 0 && a.timeout_ns)
-			n = poll(pf, a.n + 1, wait_timeout_ms(a.timeout_ns));
-		if (n == 0 && a.timeout_ns != UINT64_MAX)
+		int n = spin_poll(pf, a->n + 1, a->timeout_ns);
+		if (n == 0 && a->timeout_ns)
+			n = poll(pf, a->n + 1, wait_timeout_ms(a->timeout_ns));
+		if (n == 0 && a->timeout_ns != UINT64_MAX)
 			ret = PARLEY_E_TIMEOUT;
 		else if (n > 0)
-			ret = wait_collect(c, &a, pf, &ready);
+			ret = wait_collect(c, a, pf, &ready);
 	}
-	memcpy((uint8_t *)g + offsetof(struct parley_hc_chan_wait, ready),
-	       &ready, sizeof(ready));
-	put_ret(g, offsetof(struct parley_hc_chan_wait, ret), ret);
+	a->ready = ready;
+	a->ret = ret;
 	return true;
 }
 
-static bool hc_close(struct vmx_vcpu *c, uint32_t gpa)
+bool vmx_hc_chan_close(struct vmx_vcpu *c, void *arg)
 {
-	struct parley_hc_chan_close a;
-	void *g = vmx_arg_in(c, PARLEY_HC_CHAN_CLOSE, gpa, &a, sizeof(a));
-	if (!g)
-		return false;
+	struct parley_hc_chan_close *a = arg;
 	uint32_t chan;
-	int rc = win_close(c->vm, a.handle, &chan);
+	int rc = win_close(c->vm, a->handle, &chan);
 	if (rc == 0 && c->vm->ctl_fd >= 0) {
-		struct ctl_chan_ref ref = { .chan = chan, .handle = a.handle };
+		struct ctl_chan_ref ref = { .chan = chan, .handle = a->handle };
 		ctl_send(c->vm->ctl_fd, CTL_CLOSED, &ref, sizeof(ref));
 	}
-	put_ret(g, offsetof(struct parley_hc_chan_close, ret),
-		rc == 0 || rc == -ESTALE ? PARLEY_OK : PARLEY_E_BAD_HANDLE);
+	a->ret = rc == 0 || rc == -ESTALE ? PARLEY_OK : PARLEY_E_BAD_HANDLE;
 	return true;
-}
-
-bool vmx_hypercall_chan(struct vmx_vcpu *c, unsigned nr, uint32_t gpa);
-bool vmx_hypercall_chan(struct vmx_vcpu *c, unsigned nr, uint32_t gpa)
-{
-	switch (nr) {
-	case PARLEY_HC_CHAN_OPEN:
-		return hc_open(c, gpa);
-	case PARLEY_HC_CHAN_NOTIFY:
-		return hc_notify(c, gpa);
-	case PARLEY_HC_CHAN_WAIT:
-		return hc_wait(c, gpa);
-	default:
-		return hc_close(c, gpa);
-	}
 }
 
 /* A doorbell value that matched no ioeventfd: a stale or forged handle.
  * Nothing to ring; the partition learns through CHAN_NOTIFY if it asks. */
-bool vmx_doorbell_slow(struct vmx_vcpu *c, uint32_t value);
 bool vmx_doorbell_slow(struct vmx_vcpu *c, uint32_t value)
 {
 	struct vmx_window *w = win_lookup(c->vm, value);

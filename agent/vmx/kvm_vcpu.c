@@ -37,6 +37,21 @@ static bool exit_io(struct vmx_vcpu *c)
 	return vmx_hypercall(c, nr, gpa);
 }
 
+/* What a page fault most likely was, from what survives a triple fault:
+ * every #PF is fatal here (no IDT), so a non-zero CR2 is this fault's. */
+static const char *fault_hint(struct vmx_vcpu *c, uint64_t cr2)
+{
+	struct kvm_regs r;
+	if (ioctl(c->fd, KVM_GET_REGS, &r) < 0)
+		return "";
+	if (cr2 == r.rip)
+		return ": instruction fetch from a page that is not executable "
+		       "(W^X) or not mapped";
+	if (cr2 && gmem_guest_is_ro(&c->vm->gm, cr2))
+		return ": write to a read-only image page (W^X)";
+	return "";
+}
+
 static bool exit_shutdown(struct vmx_vcpu *c)
 {
 	struct kvm_sregs s;
@@ -44,8 +59,8 @@ static bool exit_shutdown(struct vmx_vcpu *c)
 	if (ioctl(c->fd, KVM_GET_SREGS, &s) == 0)
 		cr2 = s.cr2;
 	vmx_vcpu_fault(c, VMX_STOP_TRIPLE_FAULT, cr2,
-		       "exception with no handler (triple fault), cr2 0x%llx",
-		       (unsigned long long)cr2);
+		       "exception with no handler (triple fault), cr2 0x%llx%s",
+		       (unsigned long long)cr2, fault_hint(c, cr2));
 	return false;
 }
 

@@ -98,6 +98,12 @@ static void *uffd_thread(void *arg)
 {
 	struct vmx_vm *vm = arg;
 	struct pollfd pf[PARLEY_VCPUS_MAX + 1];
+	/* Past libc's thread start-up (rseq, robust list), which the
+	 * sandbox installed after this does not allow: say so. */
+	pthread_mutex_lock(&vm->lock);
+	vm->proc.uffd_running = true;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
 	for (;;) {
 		pf[0] = (struct pollfd){ .fd = vm->stop_efd, .events = POLLIN };
 		for (unsigned i = 0; i < vm->nvcpu; i++)
@@ -135,6 +141,11 @@ int proc_dirty_init(struct vmx_vm *vm)
 	if (rc)
 		return -rc;
 	vm->proc.uffd_started = true;
+	/* The sandbox comes next: wait until the thread runs its own code. */
+	pthread_mutex_lock(&vm->lock);
+	while (!vm->proc.uffd_running)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
 	return 0;
 }
 

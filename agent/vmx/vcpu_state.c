@@ -17,6 +17,7 @@
 #define CR4_OSXMMEXCPT 0x400ull
 #define EFER_LME 0x100ull
 #define EFER_LMA 0x400ull
+#define EFER_NXE 0x800ull  /* honour the NX bit: data pages never run */
 
 static void seg_flat(struct kvm_segment *s, uint16_t sel, uint8_t type,
 		     uint8_t l, uint8_t db)
@@ -45,7 +46,7 @@ void vmx_sregs_partition(struct kvm_sregs *s)
 	s->cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
 	s->cr3 = LAYOUT_PML4;
 	s->cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
-	s->efer = EFER_LME | EFER_LMA;
+	s->efer = EFER_LME | EFER_LMA | EFER_NXE;
 	memset(s->interrupt_bitmap, 0, sizeof(s->interrupt_bitmap));
 }
 

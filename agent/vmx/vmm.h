@@ -163,6 +163,7 @@ struct proc_vm {
 	_Atomic bool dirty_all;       /* a child without userfaultfd */
 	pthread_t uffd_thread;
 	bool uffd_started;
+	bool uffd_running;         /* guarded by vm->lock: past thread start */
 };
 
 struct vmx_engine;
@@ -328,8 +329,26 @@ void vmx_vm_join(struct vmx_vm *vm);
  * hcall*.c). */
 void vmx_vcpu_fault(struct vmx_vcpu *c, unsigned reason, uint64_t addr,
 		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-/* Handle an OUT to a hypercall port; false when the partition was stopped. */
+/* Park this vCPU for good (HALT); the last one to halt ends the partition. */
+void vmx_vcpu_halt(struct vmx_vcpu *c);
+
+/* ---- hypercalls (hcall.c, hcall_chan.c) ---- */
+/* Declare what the partition may name in a hypercall (vm->gm.guest): its
+ * RAM above the boot area, minus the launch's read-only image ranges. */
+int vmx_hcall_init(struct vmx_vm *vm, const struct ctl_launch *l,
+		   struct parley_err *err);
+/* Handle an OUT to a hypercall port; false when the partition was stopped.
+ * Checks the argument struct (place, size, alignment, reserved fields)
+ * through the dispatch table before any handler runs. */
 bool vmx_hypercall(struct vmx_vcpu *c, unsigned nr, uint32_t arg_gpa);
+/* The channel handlers the table names: each gets the checked private
+ * copy of its struct, fills in its OUT fields, and returns false only when
+ * the partition stopped (then nothing is written back). */
+bool vmx_hc_chan_open(struct vmx_vcpu *c, void *arg);
+bool vmx_hc_chan_notify(struct vmx_vcpu *c, void *arg);
+bool vmx_hc_chan_wait(struct vmx_vcpu *c, void *arg);
+bool vmx_hc_chan_close(struct vmx_vcpu *c, void *arg);
+/* A doorbell OUT that KVM did not catch (no ioeventfd for the value). */
 bool vmx_doorbell_slow(struct vmx_vcpu *c, uint32_t value);
 
 /* Hand a CHAN_OPEN answer to the vCPU waiting for it. */

@@ -216,6 +216,8 @@ int main(int argc, char **argv)
 	if (vmx_vm_create(&vm, CTL_FD_BACKEND, CTL_FD_MEM, CTL_FD_MEM_RO, &l,
 			  &err) < 0)
 		die("create", perr_msg(&err));
+	if (vmx_hcall_init(&vm, &l, &err) < 0)
+		die("launch", perr_msg(&err));
 	/* The mapping keeps the memory; the process backend's children have
 	 * their own copies of both fds until they are set up. */
 	close(CTL_FD_MEM);

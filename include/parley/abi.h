@@ -7,7 +7,7 @@
  *
  * Guest-physical addresses are carried as parley_gpa_t, never as pointers, so
  * the host cannot dereference one by accident: it must go through the checked
- * guest-memory accessor (agent/vmx/gmem.h).
+ * guest-memory accessor (agent/ctl/gmem.h).
  */
 #ifndef PARLEY_ABI_H
 #define PARLEY_ABI_H
@@ -27,7 +27,9 @@ typedef uint64_t parley_gpa_t;
  *                               partition cannot read or write them
  *   [PARLEY_BOOT_INFO_GPA, ..)  boot info, config table, command line:
  *                               readable by the partition, not writable
- *   [PARLEY_IMAGE_MIN, mem)     image segments, heap, stacks (top of RAM)
+ *   [PARLEY_IMAGE_MIN, mem)     image segments, heap, stacks (top of RAM);
+ *                               only text executes (W^X: everything else,
+ *                               here and below, is mapped no-execute)
  *   [PARLEY_CONFIG_BASE, ..)    key configuration files, page-aligned each
  *   [PARLEY_CHAN_BASE, ..)      channel windows, mapped only while granted
  *

@@ -4,8 +4,13 @@
  * A partition makes hypercall N by writing the guest-physical address of its
  * argument struct (32 bits: everything callable lives below 4 GiB) with `outl`
  * to port PARLEY_HC_PORT_BASE + N. The agent checks that the whole struct lies
- * in RAM and is 8-byte aligned before it reads a byte of it; a struct that
- * fails those checks, a port outside the table or a malformed argument is
+ * 8-byte aligned in memory the partition itself may write — its RAM from
+ * PARLEY_IMAGE_MIN up, not a read-only image page; never page 0, the system
+ * tables, boot info, the config region or a channel window — before it reads
+ * a byte of it, and writes back only the struct's OUT fields. A buffer the
+ * agent only reads (CONSOLE_WRITE's) may also lie in the partition's
+ * read-only image. A struct or buffer that fails those checks, a port outside
+ * the table, a non-zero reserved field or another malformed argument is
  * treated as malice and stops the partition with the reason recorded. Results
  * a partition can act on (no grant, timeout, ...) come back in `ret`.
  *

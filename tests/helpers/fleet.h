@@ -19,9 +19,10 @@ struct t_fleet {
 	struct baseline_db *db;     /* optional */
 	const char *vmm;            /* default: the build's parley-vmm; read
 				     * by each t_fleet_add */
-	uint32_t backend;           /* enum ctl_backend, 0: auto; read by
-				     * each t_fleet_add */
+	uint32_t backend;           /* enum ctl_backend, 0: the running
+				     * test's; read by each t_fleet_add */
 	char *dir;                  /* for config files */
+	uint32_t vcpus;             /* for t_fleet_add; 0: the spec's default */
 };
 
 /* grants: a policy document (JSON), or NULL for none. */
