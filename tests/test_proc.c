@@ -530,7 +530,8 @@ Test(proc, dirty_report_names_exactly_the_pages_written, .timeout = 60)
 	for (int i = 0; i < 500 && !(out.buf && strstr(out.buf, "rewrote"));
 	     i++)
 		partition_wait(p, 10);
-	cr_assert(out.buf && strstr(out.buf, "rewrote motd"), "%s", out.buf);
+	cr_assert(out.buf && strstr(out.buf, "rewrote motd"), "%s (%s: %s)",
+		  out.buf, vmx_stop_name(p->fin.reason), p->fin.detail);
 	cr_assert_eq(partition_fetch_dirty(p, &err), 0, "%s", perr_msg(&err));
 	cr_assert_eq(dirty_count(p, &first), 1, "one page written");
 	cr_assert_eq(first, 3, "motd lies after big's three pages");
