@@ -405,6 +405,17 @@ Test(proc_hostile, child_holds_no_fd_and_nothing_of_the_stub, .timeout = 30)
 			break;
 	}
 	free(maps);
+	/* Both run under seccomp: the vmm its allowlist, the child the stub's
+	 * own filter, with no way to gain privileges by exec. */
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)kids[0]);
+	char *st = slurp(path);
+	cr_assert(strstr(st, "Seccomp:\t2") && strstr(st, "NoNewPrivs:\t1"),
+		  "%s", st);
+	free(st);
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)p->pid);
+	st = slurp(path);
+	cr_assert(strstr(st, "Seccomp:\t2"), "%s", st);
+	free(st);
 	partition_stop(p);
 	partition_destroy(p);
 	t_console_free(&out);
