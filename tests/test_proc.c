@@ -527,12 +527,22 @@ Test(proc, dirty_report_names_exactly_the_pages_written, .timeout = 60)
 	cr_assert(asprintf(&json,
 		"{\"name\":\"dirty\",\"image\":\"%s\",\"memory\":\"8M\","
 		"\"cmdline\":\"steps=sleep:300,same:motd,sleep:3000\","
-		"\"config\":[{\"name\":\"big\",\"path\":\"%s/big\"},"
-		"{\"name\":\"motd\",\"path\":\"%s/motd\"}]}",
-		T_IMAGE("chantest.elf"), dir, dir) > 0);
+		"\"config\":[{\"name\":\"big\",\"path\":\"big\"},"
+		"{\"name\":\"motd\",\"path\":\"motd\"}]}",
+		"chantest.elf") > 0);
 	struct t_console out = { 0 };
-	struct partition *p = start_on(CTL_BACKEND_PROCESS, "dirty", NULL, NULL,
-				       json, false, &out);
+	/* Config files beside the spec (its directory), the image from the
+	 * build's image directory. */
+	struct part_spec s;
+	struct parley_err perr = { 0 };
+	cr_assert_eq(spec_parse(json, strlen(json), dir, &s, &perr), 0, "%s",
+		     perr_msg(&perr));
+	struct part_opts o = t_opts(&out);
+	o.backend = CTL_BACKEND_PROCESS;
+	struct partition *p = NULL;
+	cr_assert_eq(partition_create(&s, &o, &p, &perr), 0, "%s",
+		     perr_msg(&perr));
+	spec_free(&s);
 	struct parley_err err = { 0 };
 	uint64_t first = 0;
 	cr_assert_eq(p->measure.npages, 4);
