@@ -251,6 +251,18 @@ Test(hostile_vmm, unsolicited_reply, .timeout = 60)
 	protocol_case("unsolicited");
 }
 
+/* Requests while the agent waits for a reply are deferred, up to a bound. */
+Test(hostile_vmm, request_flood_during_a_wait, .timeout = 60)
+{
+	struct scene s;
+	scene_start(&s, "request_flood", BOTH_EVIL, "steps=sleep:1000");
+	evil_stopped(&s, VMX_STOP_VMM_PROTOCOL);
+	cr_assert(strstr(s.evil->fin.detail, "requests while the agent "
+			 "waited"), "%s", s.evil->fin.detail);
+	peer_exits_0(&s);
+	scene_end(&s);
+}
+
 static unsigned open_fds(void)
 {
 	unsigned n = 0;
