@@ -353,6 +353,28 @@ Test(hostile_vmm, truncating_its_own_section_is_the_writers_fault,
 	scene_end(&s);
 }
 
+/* The same, with a peer that reads the cut channel: it is stopped (the
+ * window went under it), and its fault names the writer that cut it. */
+Test(hostile_vmm, a_peer_stopped_by_a_cut_section_is_not_blamed, .timeout = 60)
+{
+	struct scene s;
+	scene_start(&s, "truncate_own", FROM_EVIL, "steps=open:evil,sleep:200,"
+		    "touch:0");
+	evil_stopped(&s, VMX_STOP_COMPROMISED);
+	run_until_finished(&s, s.peer, 20000);
+	cr_assert_neq(s.peer->fin.reason, VMX_STOP_EXIT, "%s", OUT(&s));
+	cr_log_info("peer: %s (%s)", vmx_stop_name(s.peer->fin.reason),
+		    s.peer->fin.detail);
+	char want[160];
+	snprintf(want, sizeof(want), "\"partition\":\"peer\",\"reason\":\"%s\","
+		 "\"detail\":\"", vmx_stop_name(s.peer->fin.reason));
+	run_until_audit(&s, want, 2000);
+	AUDIT_HAS(&s, want);
+	snprintf(want, sizeof(want), "; after %s truncated its section", s.name);
+	AUDIT_HAS(&s, want);
+	scene_end(&s);
+}
+
 /* ---- the sandbox --------------------------------------------------------- */
 
 /* A forbidden call is fatal to the vmm (SIGSYS); today's filter may still
