@@ -28,6 +28,10 @@ struct scene {
 
 static const char *const motd[] = { "motd=hello, operator\n", NULL };
 
+/* The agent's deadline for a vmm's replies in the next scene (0: the
+ * fleet's default). */
+static int scene_timeout_ms;
+
 static uint32_t first_backend(void)
 {
 	uint32_t b[T_BACKENDS_MAX];
@@ -46,6 +50,7 @@ static void scene_start(struct scene *s, const char *mode, const char *grant,
 	snprintf(grants, sizeof(grants), grant, s->name, s->name, s->name);
 	t_fleet_init(&s->f, grants);
 	s->f.backend = first_backend();
+	s->f.timeout_ms = scene_timeout_ms;
 	s->f.cm.unmap_ms = 300;
 	s->peer = t_fleet_add(&s->f, "peer", "chantest.elf", peer_steps, NULL,
 			      false, NULL);
@@ -204,6 +209,22 @@ static void dirty_case(const char *mode)
 	scene_start(&s, mode, BOTH_EVIL, "steps=sleep:1000");
 	evil_stopped(&s, VMX_STOP_VMM_PROTOCOL);
 	cr_assert(strstr(s.evil->fin.detail, "dirty report"), "%s",
+		  s.evil->fin.detail);
+	AUDIT_HAS(&s, "\"event\":\"open_denied\"");
+	peer_exits_0(&s);
+	scene_end(&s);
+}
+
+/* No report at all: killed at the deadline, which is one for the whole
+ * report (never renewed by a chunk). */
+Test(hostile_vmm, withheld_dirty_report_is_killed_at_the_deadline,
+     .timeout = 60)
+{
+	struct scene s;
+	scene_timeout_ms = 1000;
+	scene_start(&s, "dirty_withheld", BOTH_EVIL, "steps=sleep:2000");
+	evil_stopped(&s, VMX_STOP_VMM_TIMEOUT);
+	cr_assert(strstr(s.evil->fin.detail, "no CTL_DIRTY"), "%s",
 		  s.evil->fin.detail);
 	AUDIT_HAS(&s, "\"event\":\"open_denied\"");
 	peer_exits_0(&s);

@@ -10,7 +10,7 @@
  * console as "evil: ..." lines, so a test reads them like any console.
  *
  * Modes: honest, withhold_unmapped, closed_before_unmapped,
- * finished_then_run, dirty_endless, dirty_overflow, dirty_backwards,
+ * finished_then_run, dirty_withheld, dirty_endless, dirty_overflow, dirty_backwards,
  * garbage, oversized, unsolicited, fd_flood, request_flood, ro_write,
  * keep_revoked,
  * truncate_own, tgkill_agent, exec_rwx.
@@ -222,6 +222,8 @@ static void on_dirty_req(void)
 {
 	const uint64_t per = 8ull * CTL_DIRTY_BYTES;
 	uint64_t first = 0, n = cfg_pages < per ? cfg_pages : per;
+	if (is("dirty_withheld"))
+		return;
 	if (is("dirty_endless")) {
 		for (int i = 0; i < 100000; i++)
 			send_chunk(0, n, 0);
