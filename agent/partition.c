@@ -650,6 +650,24 @@ static int await_other(struct partition *p, const struct ctl_msg *m,
 	return -ESRCH;
 }
 
+/* The request a reply answers: only that one may be refused. */
+static uint32_t request_of(uint32_t want)
+{
+	switch (want) {
+	case CTL_PAUSED:
+		return CTL_PAUSE;
+	case CTL_RESUMED:
+		return CTL_RESUME;
+	case CTL_VCPU_STATE:
+	case CTL_STATE_DONE:
+		return CTL_GET_STATE;
+	case CTL_DIRTY:
+		return CTL_DIRTY_REQ;
+	default:
+		return CTL_LAUNCH;
+	}
+}
+
 /* Wait until `deadline` for one message of type `want` into *m. The vmm
  * that does not answer in time, or breaks the protocol meanwhile, is
  * killed. 0, or -ETIMEDOUT / -ESRCH (stopped) / the vmm's refusal. */
@@ -674,7 +692,8 @@ static int await_msg(struct partition *p, uint32_t want, uint64_t deadline,
 		}
 		if (m->type == want)
 			return 0;
-		if (m->type == CTL_REFUSED)
+		if (m->type == CTL_REFUSED &&
+		    m->u.refused.type == request_of(want))
 			return perr(err, m->u.refused.code, "vmm refused %s",
 				    ctl_type_name(m->u.refused.type));
 		if (await_other(p, m, want) < 0)
