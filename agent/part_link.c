@@ -158,6 +158,9 @@ static void link_fault(struct partition *p, int rc)
 				"malformed control message from the vmm (%s)",
 				strerror(-rc));
 }
+
+/* ---- messages ----------------------------------------------------------- */
+
 static void on_console(struct partition *p, const struct ctl_console *c)
 {
 	if (!p->t_first_console_ns)
