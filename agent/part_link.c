@@ -467,9 +467,13 @@ void partition_destroy(struct partition *p)
 		return;
 	if (p->pid > 0) {
 		vmm_kill(p);
-		if (!partition_reap(p) && p->pidfd >= 0 &&
-		    poll_one(p->pidfd, REAP_AFTER_KILL_MS) > 0)
-			partition_reap(p);
+		uint64_t until = mono_now_ns() + REAP_AFTER_KILL_MS * 1000000ull;
+		while (!partition_reap(p) && mono_now_ns() < until) {
+			if (p->pidfd >= 0)
+				poll_one(p->pidfd, remaining(until));
+			else
+				usleep(1000); /* no pidfd: poll the pid */
+		}
 		if (p->pidfd >= 0)
 			close(p->pidfd);
 	}
