@@ -167,6 +167,10 @@ int sup_step(struct supervisor *s, int sfd, int max_ms)
 {
 	struct pollfd pf[SUP_MAX + 1];
 	unsigned n = 0, map[SUP_MAX];
+	/* vmm processes are killed, never waited for: reap what has ended. */
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->e[i].p->finished)
+			partition_reap(s->e[i].p);
 	for (unsigned i = 0; i < s->n; i++) {
 		if (s->e[i].p->finished)
 			continue;
@@ -184,10 +188,7 @@ int sup_step(struct supervisor *s, int sfd, int max_ms)
 	int ready = poll(pf, n + 1, timeout);
 	if (ready < 0 && errno != EINTR)
 		return -errno;
-	/* vmm processes are killed, never waited for: reap what has ended. */
-	for (unsigned i = 0; i < s->n; i++)
-		if (s->e[i].p->finished)
-			partition_reap(s->e[i].p);
+
 	for (unsigned k = 0; k < n; k++) {
 		struct partition *p = s->e[map[k]].p;
 		if ((ready > 0 && pf[k].revents) || partition_has_deferred(p))

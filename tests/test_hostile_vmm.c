@@ -28,6 +28,10 @@ struct scene {
 
 static const char *const motd[] = { "motd=hello, operator\n", NULL };
 
+/* The agent's deadline for a vmm's replies in the next scene (0: the
+ * fleet's default). */
+static int scene_timeout_ms;
+
 static uint32_t first_backend(void)
 {
 	uint32_t b[T_BACKENDS_MAX];
@@ -46,6 +50,7 @@ static void scene_start(struct scene *s, const char *mode, const char *grant,
 	snprintf(grants, sizeof(grants), grant, s->name, s->name, s->name);
 	t_fleet_init(&s->f, grants);
 	s->f.backend = first_backend();
+	s->f.timeout_ms = scene_timeout_ms;
 	s->f.cm.unmap_ms = 300;
 	s->peer = t_fleet_add(&s->f, "peer", "chantest.elf", peer_steps, NULL,
 			      false, NULL);
@@ -210,6 +215,22 @@ static void dirty_case(const char *mode)
 	scene_end(&s);
 }
 
+/* No report at all: killed at the deadline, which is one for the whole
+ * report (never renewed by a chunk). */
+Test(hostile_vmm, withheld_dirty_report_is_killed_at_the_deadline,
+     .timeout = 60)
+{
+	struct scene s;
+	scene_timeout_ms = 1000;
+	scene_start(&s, "dirty_withheld", BOTH_EVIL, "steps=sleep:2000");
+	evil_stopped(&s, VMX_STOP_VMM_TIMEOUT);
+	cr_assert(strstr(s.evil->fin.detail, "no CTL_DIRTY"), "%s",
+		  s.evil->fin.detail);
+	AUDIT_HAS(&s, "\"event\":\"open_denied\"");
+	peer_exits_0(&s);
+	scene_end(&s);
+}
+
 Test(hostile_vmm, endless_dirty_chunks, .timeout = 60)
 {
 	dirty_case("dirty_endless");
@@ -249,6 +270,18 @@ Test(hostile_vmm, oversized_message, .timeout = 60)
 Test(hostile_vmm, unsolicited_reply, .timeout = 60)
 {
 	protocol_case("unsolicited");
+}
+
+/* Requests while the agent waits for a reply are deferred, up to a bound. */
+Test(hostile_vmm, request_flood_during_a_wait, .timeout = 60)
+{
+	struct scene s;
+	scene_start(&s, "request_flood", BOTH_EVIL, "steps=sleep:1000");
+	evil_stopped(&s, VMX_STOP_VMM_PROTOCOL);
+	cr_assert(strstr(s.evil->fin.detail, "requests while the agent "
+			 "waited"), "%s", s.evil->fin.detail);
+	peer_exits_0(&s);
+	scene_end(&s);
 }
 
 static unsigned open_fds(void)
@@ -338,6 +371,28 @@ Test(hostile_vmm, truncating_its_own_section_is_the_writers_fault,
 	} else {
 		cr_assert_eq(s.peer->fin.code, 0, "%s", OUT(&s));
 	}
+	scene_end(&s);
+}
+
+/* The same, with a peer that reads the cut channel: it is stopped (the
+ * window went under it), and its fault names the writer that cut it. */
+Test(hostile_vmm, a_peer_stopped_by_a_cut_section_is_not_blamed, .timeout = 60)
+{
+	struct scene s;
+	scene_start(&s, "truncate_own", FROM_EVIL, "steps=open:evil,sleep:200,"
+		    "touch:0");
+	evil_stopped(&s, VMX_STOP_COMPROMISED);
+	run_until_finished(&s, s.peer, 20000);
+	cr_assert_neq(s.peer->fin.reason, VMX_STOP_EXIT, "%s", OUT(&s));
+	cr_log_info("peer: %s (%s)", vmx_stop_name(s.peer->fin.reason),
+		    s.peer->fin.detail);
+	char want[160];
+	snprintf(want, sizeof(want), "\"partition\":\"peer\",\"reason\":\"%s\","
+		 "\"detail\":\"", vmx_stop_name(s.peer->fin.reason));
+	run_until_audit(&s, want, 2000);
+	AUDIT_HAS(&s, want);
+	snprintf(want, sizeof(want), "; after %s truncated its section", s.name);
+	AUDIT_HAS(&s, want);
 	scene_end(&s);
 }
 

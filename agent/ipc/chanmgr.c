@@ -1,15 +1,12 @@
 #include "agent/ipc/chanmgr.h"
+#include "agent/ipc/chanmem.h"
 #include "agent/ctl/stop.h"
 #include "agent/ctl/clock.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <parley/ring.h>
 
@@ -76,104 +73,9 @@ static void emit(struct chanmgr *cm, const char *event, const char *part,
 
 /* ---- channel memory ---------------------------------------------------- */
 
-static void chan_layout(struct cm_chan *ch)
-{
-	struct parley_chan_hdr *h = &ch->hdr;
-	memset(h, 0, sizeof(*h));
-	h->magic = PARLEY_RING_MAGIC;
-	h->version = PARLEY_RING_VERSION;
-	h->ring_bytes = ch->g.ring_bytes;
-	h->nqueues = ch->g.dir == GRANT_BOTH ? 2 : 1;
-	snprintf(h->name, sizeof(h->name), "%s", ch->g.channel);
-	ch->nsec = 1;
-	ch->sec_size[0] = PAGE;
-	ch->sec_writer[0] = CM_WRITER_AGENT;
-	uint64_t off = PAGE;
-	for (unsigned q = 0; q < h->nqueues; q++) {
-		h->q[q].prod_off = off;
-		h->q[q].cons_off = off + PAGE;
-		h->q[q].data_off = off + 2 * PAGE;
-		h->q[q].from = ch->g.dir == GRANT_B_TO_A || q == 1
-				       ? PARLEY_RING_FROM_B
-				       : PARLEY_RING_FROM_A;
-		off += 2 * PAGE + ch->g.ring_bytes;
-		/* the producer's section, then the consumer's */
-		ch->sec_size[ch->nsec] = PAGE + ch->g.ring_bytes;
-		ch->sec_writer[ch->nsec++] = (int)h->q[q].from;
-		ch->sec_size[ch->nsec] = PAGE;
-		ch->sec_writer[ch->nsec++] = 1 - (int)h->q[q].from;
-	}
-	h->total_bytes = off;
-	ch->size = off;
-}
-
-/* A read-only re-open of one of our memfds: a vmm handed it cannot map it
- * writable (mmap PROT_WRITE, mprotect: EACCES), truncate or punch it. */
-static int reopen_ro(int fd)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	int ro = open(path, O_RDONLY | O_CLOEXEC);
-	return ro < 0 ? -errno : ro;
-}
-
-/* One section: sized, sealed against growth and against further seals (a
- * vmm holding the writable fd could otherwise seal it against the
- * truncation that revokes it), mode 0400 so that no other uid re-opens it
- * writable through /proc. */
-static int section_make(struct cm_chan *ch, unsigned i)
-{
-	char nm[96];
-	snprintf(nm, sizeof(nm), "parley-chan:%s:%u", ch->g.channel, i);
-	ch->mem[i] = memfd_create(nm, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (ch->mem[i] < 0)
-		return -errno;
-	if (ftruncate(ch->mem[i], (off_t)ch->sec_size[i]) < 0 ||
-	    (i == 0 && pwrite(ch->mem[i], &ch->hdr, sizeof(ch->hdr), 0) !=
-			       (ssize_t)sizeof(ch->hdr)) ||
-	    fcntl(ch->mem[i], F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SEAL) < 0 ||
-	    fchmod(ch->mem[i], 0400) < 0)
-		return -errno;
-	ch->mem_ro[i] = reopen_ro(ch->mem[i]);
-	return ch->mem_ro[i] < 0 ? ch->mem_ro[i] : 0;
-}
-
-static int chan_memory(struct cm_chan *ch)
-{
-	for (unsigned i = 0; i < ch->nsec; i++) {
-		int rc = section_make(ch, i);
-		if (rc < 0)
-			return rc;
-	}
-	for (int i = 0; i < 2; i++) {
-		ch->bell[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (ch->bell[i] < 0)
-			return -errno;
-	}
-	return 0;
-}
-
-/* Revocation in the kernel: every section cut to nothing. A vmm that kept
- * a mapping faults on its next access (SIGBUS in the vmm, -EFAULT from
- * KVM_RUN for the partition), whatever it told us. */
-static void chan_truncate(struct cm_chan *ch)
-{
-	for (unsigned i = 0; i < ch->nsec; i++)
-		if (ch->mem[i] >= 0 && ftruncate(ch->mem[i], 0) < 0)
-			abort(); /* our own unsealed-for-shrink memfd: cannot */
-}
-
 static void chan_free(struct cm_chan *ch)
 {
-	for (unsigned i = 0; i < CM_SECTIONS_MAX; i++) {
-		if (ch->mem[i] >= 0)
-			close(ch->mem[i]);
-		if (ch->mem_ro[i] >= 0)
-			close(ch->mem_ro[i]);
-	}
-	for (int i = 0; i < 2; i++)
-		if (ch->bell[i] >= 0)
-			close(ch->bell[i]);
+	chanmem_close(ch);
 	free(ch);
 }
 
@@ -200,8 +102,8 @@ static int chan_create(struct chanmgr *cm, const struct grant *g,
 	ch->bell[0] = ch->bell[1] = -1;
 	ch->id = cm->next_id++;
 	ch->g = *g;
-	chan_layout(ch);
-	int rc = chan_memory(ch);
+	chanmem_layout(ch);
+	int rc = chanmem_create(ch);
 	if (rc < 0) {
 		chan_free(ch);
 		return rc;
@@ -220,7 +122,7 @@ static void chan_remove(struct chanmgr *cm, struct cm_chan *ch)
 			cm->chans[i] = cm->chans[--cm->nchans];
 			break;
 		}
-	chan_truncate(ch);
+	chanmem_truncate(ch);
 	chan_free(ch);
 }
 
@@ -276,46 +178,6 @@ static int side_of(const struct cm_chan *ch, const struct partition *p)
 	return strcmp(ch->g.a, p->name) == 0 ? 0 : 1;
 }
 
-/* The sections of the window and who may write them, for one side. Window
- * offsets are ring.h's; each segment names its section's memfd. */
-static void map_segments(const struct cm_chan *ch, int side, struct ctl_map *m)
-{
-	const struct parley_chan_hdr *h = &ch->hdr;
-	unsigned n = 0;
-	m->nmem = ch->nsec;
-	m->seg[n++] = (typeof(m->seg[0])){ 0, PAGE, 0, 0, 1 };
-	m->tx = m->rx = PARLEY_CHAN_NO_QUEUE;
-	for (unsigned q = 0; q < h->nqueues; q++) {
-		bool prod = h->q[q].from == (uint32_t)side;
-		uint32_t psec = 1 + 2 * q, csec = 2 + 2 * q;
-		if (prod)
-			m->tx = q;
-		else
-			m->rx = q;
-		m->seg[n++] = (typeof(m->seg[0])){ h->q[q].prod_off, PAGE, 0,
-						   psec, !prod };
-		m->seg[n++] = (typeof(m->seg[0])){ h->q[q].cons_off, PAGE, 0,
-						   csec, prod };
-		m->seg[n++] = (typeof(m->seg[0])){ h->q[q].data_off,
-						   ch->g.ring_bytes, PAGE,
-						   psec, !prod };
-	}
-	m->nseg = n;
-}
-
-/* The descriptors one side gets: doorbells, then per section the writable
- * memfd if that side is its writer, else the read-only re-open. */
-static unsigned map_fds(const struct cm_chan *ch, int side, int *fds)
-{
-	unsigned n = 0;
-	fds[n++] = ch->bell[side];
-	fds[n++] = ch->bell[1 - side];
-	for (unsigned i = 0; i < ch->nsec; i++)
-		fds[n++] = ch->sec_writer[i] == side ? ch->mem[i]
-						     : ch->mem_ro[i];
-	return n;
-}
-
 static int map_end(struct cm_chan *ch, int side)
 {
 	struct cm_end *e = &ch->end[side];
@@ -331,9 +193,9 @@ static int map_end(struct cm_chan *ch, int side)
 	struct ctl_map m = { .chan = ch->id, .gpa = gpa, .size = ch->size,
 			     .slot = slot };
 	m.handle = ((uint64_t)cp->gen[slot] << 16) | slot;
-	map_segments(ch, side, &m);
+	chanmem_segments(ch, side, &m);
 	int fds[CTL_FDS_MAX];
-	unsigned nfds = map_fds(ch, side, fds);
+	unsigned nfds = chanmem_fds(ch, side, fds);
 	int rc = partition_send(cp->p, CTL_MAP, &m, sizeof(m), fds, nfds);
 	if (rc < 0)
 		return rc;
@@ -403,32 +265,28 @@ static void revoke_overdue(struct chanmgr *cm, struct cm_chan *ch)
 }
 
 /* A section shorter than it was made: only its writer holds a descriptor
- * that can truncate it. That writer's vmm is stopped as compromised; the
- * peer, which faults reading it, is not to blame. Returns true if so. */
+ * that can truncate it. That writer's vmm is stopped as compromised and
+ * the channel revoked; the peer, which may fault reading it, is not to
+ * blame (its fault is audited with the writer's name). False if so. */
 static bool sections_intact(struct chanmgr *cm, struct cm_chan *ch)
 {
-	for (unsigned i = 0; i < ch->nsec; i++) {
-		struct stat st;
-		int w = ch->sec_writer[i];
-		if (fstat(ch->mem[i], &st) < 0 ||
-		    (uint64_t)st.st_size >= ch->sec_size[i] || w < 0)
-			continue;
-		struct cm_part *bad = ch->end[w].ep, *peer = ch->end[1 - w].ep;
-		const char *who = bad ? bad->p->name : (w ? ch->g.b : ch->g.a);
-		char detail[160];
-		snprintf(detail, sizeof(detail), "%s truncated its section %u "
-			 "of channel %s", who, i, ch->g.channel);
-		emit(cm, "fault", who, ch->g.channel, "SECTION_TRUNCATED", NULL,
-		     detail);
-		if (peer)
-			snprintf(peer->blame, sizeof(peer->blame), "%s", detail);
-		if (bad)
-			partition_fault(bad->p, VMX_STOP_COMPROMISED, "%s",
-					detail);
-		chan_revoke(cm, ch, "SECTION_TRUNCATED");
-		return false;
-	}
-	return true;
+	int i = chanmem_cut(ch);
+	if (i < 0)
+		return true;
+	int w = ch->sec_writer[i];
+	struct cm_part *bad = ch->end[w].ep, *peer = ch->end[1 - w].ep;
+	const char *who = bad ? bad->p->name : (w ? ch->g.b : ch->g.a);
+	char detail[160];
+	snprintf(detail, sizeof(detail), "%s truncated its section %d of "
+		 "channel %s", who, i, ch->g.channel);
+	emit(cm, "fault", who, ch->g.channel, "SECTION_TRUNCATED", NULL,
+	     detail);
+	if (peer)
+		snprintf(peer->blame, sizeof(peer->blame), "%s", detail);
+	if (bad)
+		partition_fault(bad->p, VMX_STOP_COMPROMISED, "%s", detail);
+	chan_revoke(cm, ch, "SECTION_TRUNCATED");
+	return false;
 }
 
 bool chanmgr_tick(struct chanmgr *cm)
@@ -685,7 +543,7 @@ static int decide(struct open_ctx *o)
 		return deny(o, PARLEY_E_LIMIT, NULL);
 	const struct cm_end *e = &ch->end[side];
 	struct ctl_map m;
-	map_segments(ch, side, &m);
+	chanmem_segments(ch, side, &m);
 	o->r->status = PARLEY_OK;
 	o->r->handle = e->handle;
 	o->r->gpa = e->gpa;

@@ -2,10 +2,11 @@
  * parley channel memory and its rings: the one layout compiled into the
  * agent, the guest SDK and the host-side tests.
  *
- * A channel's shared memory (one memfd, mapped at the guest-physical address
- * CHAN_OPEN returns) is a run of page-aligned sections, each with exactly
- * one writer; the agent maps every other view of it read-only, so a side
- * that writes where it may not is stopped by the hardware:
+ * A channel's shared memory (mapped at the guest-physical address CHAN_OPEN
+ * returns) is a run of page-aligned sections, each with exactly one writer
+ * and each its own memfd in the agent; a side that may only read a section
+ * is given only a read-only descriptor of it, so a write where it may not
+ * is refused by the kernel and stopped by the hardware:
  *
  *   offset 0                      channel header       writer: agent
  *   per queue q (1, or 2 for a both-way channel):

@@ -10,8 +10,9 @@
  * console as "evil: ..." lines, so a test reads them like any console.
  *
  * Modes: honest, withhold_unmapped, closed_before_unmapped,
- * finished_then_run, dirty_endless, dirty_overflow, dirty_backwards,
- * garbage, oversized, unsolicited, fd_flood, ro_write, keep_revoked,
+ * finished_then_run, dirty_withheld, dirty_endless, dirty_overflow, dirty_backwards,
+ * garbage, oversized, unsolicited, fd_flood, request_flood, ro_write,
+ * keep_revoked,
  * truncate_own, tgkill_agent, exec_rwx.
  */
 #include "agent/ctl/ctl.h"
@@ -221,6 +222,8 @@ static void on_dirty_req(void)
 {
 	const uint64_t per = 8ull * CTL_DIRTY_BYTES;
 	uint64_t first = 0, n = cfg_pages < per ? cfg_pages : per;
+	if (is("dirty_withheld"))
+		return;
 	if (is("dirty_endless")) {
 		for (int i = 0; i < 100000; i++)
 			send_chunk(0, n, 0);
@@ -229,6 +232,12 @@ static void on_dirty_req(void)
 	if (is("dirty_overflow")) {
 		send_chunk(0, cfg_pages + 1, 1);
 		return;
+	}
+	if (is("request_flood")) {
+		/* requests while the agent waits for this report */
+		struct ctl_chan_ref ref = { .chan = 1, .handle = 1 };
+		for (int i = 0; i < 64; i++)
+			ctl_send(SOCK, CTL_CLOSED, &ref, sizeof(ref));
 	}
 	if (is("dirty_backwards")) {
 		send_chunk(1, 1, 0);

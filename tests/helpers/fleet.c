@@ -103,7 +103,8 @@ struct partition *t_fleet_add(struct t_fleet *f, const char *name,
 		.vmm_path = f->vmm, .image_dirs = dirs,
 		.on_console = sup_console, .ctx = &f->sup,
 		.on_measured = on_measured, .on_request = on_request,
-		.start_paused = true, .timeout_ms = 10000,
+		.start_paused = true,
+		.timeout_ms = f->timeout_ms ? f->timeout_ms : 10000,
 		/* the fleet's own choice, else the running test's backend */
 		.backend = f->backend ? f->backend : t_backend,
 	};

@@ -21,6 +21,7 @@ struct t_fleet {
 				     * by each t_fleet_add */
 	uint32_t backend;           /* enum ctl_backend, 0: the running
 				     * test's; read by each t_fleet_add */
+	int timeout_ms;             /* part_opts.timeout_ms, 0: 10000 */
 	char *dir;                  /* for config files */
 	uint32_t vcpus;             /* for t_fleet_add; 0: the spec's default */
 };

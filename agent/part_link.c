@@ -1,0 +1,551 @@
+/*
+ * The control link to a partition's vmm process, from the grant manager's
+ * side: every message a vmm sends is read here (through ctl_read) and
+ * nowhere else, and the vmm process is killed and reaped from here.
+ *
+ * The vmm is untrusted: its partition may have taken it over. So nothing
+ * here waits for it without a deadline, no request it sends is handled
+ * while the agent waits for a reply (requests are deferred to the event
+ * loop), and every fault of it kills it (SIGKILL by pidfd, then reaped
+ * without blocking) and stops the partition with a named reason.
+ */
+#include "agent/partition.h"
+#include "agent/partition_int.h"
+#include "agent/ctl/stop.h"
+#include "agent/ctl/clock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int timeout_of(const struct partition *p)
+{
+	return p->opts.timeout_ms > 0 ? p->opts.timeout_ms : 5000;
+}
+
+static bool is_deferred_kind(uint32_t type)
+{
+	return ctl_is_request(type) || type == CTL_MAPPED ||
+	       type == CTL_UNMAPPED;
+}
+
+/* Keep a request that arrived while we wait for something else; a vmm that
+ * floods us with them is broken (a vCPU has at most one open waiting). */
+static int defer(struct partition *p, const struct ctl_msg *m)
+{
+	if (p->ndefer == PART_DEFER_MAX)
+		return -EPROTO;
+	struct part_deferred *d = &p->defer[p->ndefer++];
+	d->type = m->type;
+	if (m->type == CTL_OPEN_REQ)
+		d->u.open_req = m->u.open_req;
+	else
+		d->u.ref = m->u.ref;
+	return 0;
+}
+
+bool partition_has_deferred(const struct partition *p)
+{
+	return p->ndefer > 0 && !p->finished;
+}
+
+/* ---- the vmm process: kill and reap, never wait on it ------------------ */
+
+void part_watch(struct partition *p)
+{
+	if (p->pidfd < 0 && p->pid > 0)
+		p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+}
+
+/* SIGKILL through the pidfd, so a reaped and reused pid is never hit. */
+static void vmm_kill(struct partition *p)
+{
+	if (p->pid <= 0)
+		return;
+	if (p->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
+	else
+		kill(p->pid, SIGKILL);
+}
+
+/* How an unreported end looked, once the exit status is known. */
+static void describe_death(struct partition *p)
+{
+	int st = p->wait_status;
+	if (!p->unreported || p->fin.reason != VMX_STOP_VMM_DIED)
+		return;
+	if (WIFSIGNALED(st))
+		snprintf(p->fin.detail, sizeof(p->fin.detail),
+			 "vmm process killed by signal %d (%s)", WTERMSIG(st),
+			 strsignal(WTERMSIG(st)));
+	else
+		snprintf(p->fin.detail, sizeof(p->fin.detail),
+			 "vmm process ended (status %d) without a report",
+			 WEXITSTATUS(st));
+}
+
+int partition_reap_fd(const struct partition *p)
+{
+	return p->pid > 0 ? p->pidfd : -1;
+}
+
+bool partition_reap(struct partition *p)
+{
+	if (p->pid <= 0)
+		return true;
+	siginfo_t si = { 0 };
+	int rc = p->pidfd >= 0
+			 ? waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si,
+				  WEXITED | WNOHANG)
+			 : waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG);
+	if (rc < 0 && errno != ECHILD)
+		return false;
+	if (rc == 0 && si.si_pid == 0)
+		return false; /* still running */
+	p->wait_status = si.si_code == CLD_EXITED ? W_EXITCODE(si.si_status, 0)
+						   : si.si_status & 0x7f;
+	p->pid = 0;
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	p->pidfd = -1;
+	describe_death(p);
+	return true;
+}
+
+static void stopped(struct partition *p)
+{
+	p->finished = true;
+	p->state = PART_STOPPED;
+	p->ndefer = 0; /* requests of a stopped partition are moot */
+}
+
+static void drain_after_kill(struct partition *p, bool believe_finished);
+
+void partition_fault(struct partition *p, unsigned reason, const char *fmt,
+		     ...)
+{
+	if (p->finished)
+		return;
+	vmm_kill(p);
+	drain_after_kill(p, false);
+	p->fin = (struct ctl_finished){ .reason = reason };
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(p->fin.detail, sizeof(p->fin.detail), fmt, ap);
+	va_end(ap);
+	p->unreported = reason == VMX_STOP_VMM_DIED;
+	stopped(p);
+	partition_reap(p);
+}
+
+/* The link ended or broke (ctl_read's return rc < 0). */
+static void link_fault(struct partition *p, int rc)
+{
+	if (rc == -EPIPE)
+		partition_fault(p, VMX_STOP_VMM_DIED,
+				"vmm process ended without a report");
+	else
+		partition_fault(p, VMX_STOP_VMM_PROTOCOL,
+				"malformed control message from the vmm (%s)",
+				strerror(-rc));
+}
+
+/* ---- messages ----------------------------------------------------------- */
+
+static void on_console(struct partition *p, const struct ctl_console *c)
+{
+	if (!p->t_first_console_ns)
+		p->t_first_console_ns = mono_now_ns();
+	if (p->opts.on_console)
+		p->opts.on_console(p, c->buf, c->len, p->opts.ctx);
+}
+
+/* CTL_FINISHED: the vmm's last word. Its process has no business running
+ * after it, so it is killed rather than waited for. */
+static void on_finished(struct partition *p, const struct ctl_finished *f)
+{
+	p->fin = *f;
+	p->unreported = false;
+	vmm_kill(p);
+	stopped(p);
+	partition_reap(p);
+}
+
+static void dispatch_request(struct partition *p, const struct ctl_msg *m)
+{
+	if (m->type == CTL_OPEN_REQ && m->u.open_req.vcpu >= p->vcpus) {
+		partition_fault(p, VMX_STOP_VMM_PROTOCOL, "channel open for "
+				"vCPU %u of %u", m->u.open_req.vcpu, p->vcpus);
+		return;
+	}
+	if (p->opts.on_request)
+		p->opts.on_request(p, m, p->opts.ctx);
+}
+
+/* One message outside any wait (from the event loop). A reply nobody
+ * asked for is a protocol error: we never stop waiting for one without
+ * killing the vmm that owed it. */
+static int on_message(struct partition *p, const struct ctl_msg *m)
+{
+	switch (m->type) {
+	case CTL_CONSOLE:
+		on_console(p, &m->u.console);
+		return 0;
+	case CTL_OPEN_REQ:
+	case CTL_CLOSED:
+	case CTL_MAPPED:
+	case CTL_UNMAPPED:
+		dispatch_request(p, m);
+		return p->finished;
+	case CTL_FINISHED:
+		on_finished(p, &m->u.finished);
+		return 1;
+	default:
+		partition_fault(p, VMX_STOP_VMM_PROTOCOL, "unsolicited %s "
+				"from the vmm", ctl_type_name(m->type));
+		return 1;
+	}
+}
+
+static struct ctl_msg *msg_new(void)
+{
+	return malloc(sizeof(struct ctl_msg));
+}
+
+int partition_handle(struct partition *p)
+{
+	if (p->finished)
+		return 1;
+	struct ctl_msg *m = msg_new();
+	if (!m)
+		return -ENOMEM;
+	int rc;
+	if (p->ndefer) {
+		struct part_deferred d = p->defer[0];
+		memmove(p->defer, p->defer + 1,
+			--p->ndefer * sizeof(p->defer[0]));
+		m->type = d.type;
+		m->nfds = 0;
+		if (d.type == CTL_OPEN_REQ)
+			m->u.open_req = d.u.open_req;
+		else
+			m->u.ref = d.u.ref;
+		rc = on_message(p, m);
+	} else {
+		rc = ctl_read(p->ctl, CTL_FROM_VMM, m);
+		if (rc == 0)
+			rc = on_message(p, m);
+		else if (rc != -EAGAIN && rc != -EINTR)
+			link_fault(p, rc), rc = 1;
+		else
+			rc = -EAGAIN;
+	}
+	free(m);
+	return rc;
+}
+
+static int poll_one(int fd, int timeout_ms)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	int n;
+	do
+		n = poll(&pf, 1, timeout_ms);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
+static int remaining(uint64_t deadline)
+{
+	uint64_t now = mono_now_ns();
+	return now >= deadline ? 0 : (int)((deadline - now) / 1000000 + 1);
+}
+
+static uint64_t deadline_of(const struct partition *p)
+{
+	return mono_now_ns() + (uint64_t)timeout_of(p) * 1000000;
+}
+
+/* While waiting for `want`: console output is delivered, requests are
+ * deferred (never dispatched here), anything else is the vmm's fault. */
+static int await_other(struct partition *p, const struct ctl_msg *m,
+		       uint32_t want)
+{
+	if (m->type == CTL_CONSOLE) {
+		on_console(p, &m->u.console);
+		return 0;
+	}
+	if (is_deferred_kind(m->type)) {
+		if (defer(p, m) == 0)
+			return 0;
+		partition_fault(p, VMX_STOP_VMM_PROTOCOL, "more than %d "
+				"requests while the agent waited for %s",
+				PART_DEFER_MAX, ctl_type_name(want));
+		return -ESRCH;
+	}
+	if (m->type == CTL_FINISHED) {
+		on_finished(p, &m->u.finished);
+		return -ESRCH;
+	}
+	partition_fault(p, VMX_STOP_VMM_PROTOCOL, "%s from the vmm while "
+			"the agent waited for %s", ctl_type_name(m->type),
+			ctl_type_name(want));
+	return -ESRCH;
+}
+
+/* The request a reply answers: only that one may be refused. */
+static uint32_t request_of(uint32_t want)
+{
+	switch (want) {
+	case CTL_PAUSED:
+		return CTL_PAUSE;
+	case CTL_RESUMED:
+		return CTL_RESUME;
+	case CTL_VCPU_STATE:
+	case CTL_STATE_DONE:
+		return CTL_GET_STATE;
+	case CTL_DIRTY:
+		return CTL_DIRTY_REQ;
+	default:
+		return CTL_LAUNCH;
+	}
+}
+
+/* Wait until `deadline` for one message of type `want` into *m. The vmm
+ * that does not answer in time, or breaks the protocol meanwhile, is
+ * killed. 0, or -ETIMEDOUT / -ESRCH (stopped) / the vmm's refusal. */
+static int await_msg(struct partition *p, uint32_t want, uint64_t deadline,
+		     struct ctl_msg *m, struct parley_err *err)
+{
+	while (!p->finished) {
+		int ready = poll_one(p->ctl, remaining(deadline));
+		if (ready == 0) {
+			partition_fault(p, VMX_STOP_VMM_TIMEOUT, "no %s from "
+					"the vmm within %d ms",
+					ctl_type_name(want), timeout_of(p));
+			return perr(err, -ETIMEDOUT, "vmm of %s did not answer "
+				    "in time", p->name);
+		}
+		int rc = ready < 0 ? -errno : ctl_read(p->ctl, CTL_FROM_VMM, m);
+		if (rc == -EAGAIN || rc == -EINTR)
+			continue;
+		if (rc < 0) {
+			link_fault(p, rc);
+			break;
+		}
+		if (m->type == want)
+			return 0;
+		if (m->type == CTL_REFUSED &&
+		    m->u.refused.type == request_of(want))
+			return perr(err, m->u.refused.code, "vmm refused %s",
+				    ctl_type_name(m->u.refused.type));
+		if (await_other(p, m, want) < 0)
+			break;
+	}
+	return perr(err, -ESRCH, "partition %s stopped: %s (%s)", p->name,
+		    vmx_stop_name(p->fin.reason), p->fin.detail);
+}
+
+int part_await(struct partition *p, uint32_t want, void *out, size_t cap,
+	       struct parley_err *err)
+{
+	struct ctl_msg *m = msg_new();
+	if (!m)
+		return perr(err, -ENOMEM, "out of memory");
+	int rc = await_msg(p, want, deadline_of(p), m, err);
+	if (rc == 0) {
+		if (out)
+			memcpy(out, m->u.raw, m->len < cap ? m->len : cap);
+		rc = (int)m->len;
+	}
+	free(m);
+	return rc;
+}
+
+int partition_wait(struct partition *p, int timeout_ms)
+{
+	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX
+				: mono_now_ns() + (uint64_t)timeout_ms * 1000000;
+	for (;;) {
+		int fd = p->finished ? partition_reap_fd(p) : p->ctl;
+		if (fd < 0)
+			return 0;
+		int t = timeout_ms < 0 ? -1 : remaining(deadline);
+		int n = poll_one(fd, t);
+		if (n > 0 && p->finished)
+			partition_reap(p);
+		else if (n > 0)
+			partition_handle(p);
+		else if (n == 0 && timeout_ms >= 0 && !remaining(deadline))
+			return p->finished ? 0 : -ETIMEDOUT;
+	}
+}
+
+int partition_pause(struct partition *p, struct parley_err *err)
+{
+	if (p->state != PART_RUNNING)
+		return perr(err, -EBUSY, "%s is %s, not running", p->name,
+			    part_state_name(p->state));
+	int rc = ctl_send(p->ctl, CTL_PAUSE, NULL, 0);
+	if (rc == 0)
+		rc = part_await(p, CTL_PAUSED, NULL, 0, err);
+	if (rc < 0)
+		return rc;
+	p->state = PART_PAUSED;
+	return 0;
+}
+
+int partition_resume(struct partition *p, struct parley_err *err)
+{
+	if (p->state != PART_PAUSED)
+		return perr(err, -EBUSY, "%s is %s, not paused", p->name,
+			    part_state_name(p->state));
+	int rc = ctl_send(p->ctl, CTL_RESUME, NULL, 0);
+	if (rc == 0)
+		rc = part_await(p, CTL_RESUMED, NULL, 0, err);
+	if (rc < 0)
+		return rc;
+	p->state = PART_RUNNING;
+	return 0;
+}
+
+/* After the kill: what the vmm had sent before it died is still queued.
+ * Console output is delivered (what a faulty vmm said last is evidence),
+ * and when stopping, a report of its own end is believed (it came before
+ * our kill); requests are dropped. Bounded by the socket's buffer and by
+ * a count; the socket is made non-blocking for good (the link is over). */
+static void drain_after_kill(struct partition *p, bool believe_finished)
+{
+	int fl = fcntl(p->ctl, F_GETFL);
+	if (fl < 0 || fcntl(p->ctl, F_SETFL, fl | O_NONBLOCK) < 0)
+		return;
+	struct ctl_msg *m = msg_new();
+	for (int i = 0; m && i < 1024; i++) {
+		int rc = ctl_read(p->ctl, CTL_FROM_VMM, m);
+		if (rc == -EINTR)
+			continue;
+		if (rc < 0)
+			break;
+		for (unsigned k = 0; k < m->nfds; k++)
+			close(m->fds[k]);
+		if (m->type == CTL_CONSOLE)
+			on_console(p, &m->u.console);
+		else if (m->type == CTL_FINISHED && believe_finished)
+			p->fin = m->u.finished;
+	}
+	free(m);
+}
+
+int partition_stop(struct partition *p)
+{
+	if (p->finished || p->pid <= 0)
+		return 0;
+	vmm_kill(p);
+	p->fin = (struct ctl_finished){ .reason = VMX_STOP_KILLED };
+	snprintf(p->fin.detail, sizeof(p->fin.detail), "stopped by the agent");
+	drain_after_kill(p, true);
+	stopped(p);
+	partition_reap(p);
+	return 0;
+}
+
+/* After SIGKILL a process cannot choose to linger; this bounds the wait
+ * for the kernel's teardown of its memory. */
+#define REAP_AFTER_KILL_MS 2000
+
+void partition_destroy(struct partition *p)
+{
+	if (!p)
+		return;
+	if (p->pid > 0) {
+		vmm_kill(p);
+		uint64_t until = mono_now_ns() + REAP_AFTER_KILL_MS * 1000000ull;
+		while (!partition_reap(p) && mono_now_ns() < until) {
+			if (p->pidfd >= 0)
+				poll_one(p->pidfd, remaining(until));
+			else
+				usleep(1000); /* no pidfd: poll the pid */
+		}
+		if (p->pidfd >= 0)
+			close(p->pidfd);
+	}
+	if (p->ctl >= 0)
+		close(p->ctl);
+	if (p->mem)
+		munmap((void *)p->mem, p->ram_size + p->cfg_size);
+	if (p->mem_fd >= 0)
+		close(p->mem_fd);
+	measure_free(&p->measure);
+	free(p);
+}
+
+int partition_send(struct partition *p, uint32_t type, const void *payload,
+		   uint32_t len, const int *fds, unsigned nfds)
+{
+	if (p->finished)
+		return -ESRCH;
+	return ctl_send_fds(p->ctl, type, payload, len, fds, nfds);
+}
+
+/* One chunk of a dirty report, against what the report must be: the next
+ * pages in order, inside the region, the last one flagged as such. */
+static int dirty_chunk_ok(const struct partition *p, const struct ctl_dirty *d,
+			  uint64_t next, uint64_t k, uint64_t chunks)
+{
+	uint64_t pages = p->measure.npages;
+	if (k >= chunks || d->first_page != next || next > pages ||
+	    d->npages > pages - next || (d->npages == 0 && pages != 0))
+		return -1;
+	return d->last == (next + d->npages == pages) ? 0 : -1;
+}
+
+int partition_fetch_dirty(struct partition *p, struct parley_err *err)
+{
+	const uint64_t per = 8ull * CTL_DIRTY_BYTES;
+	uint64_t chunks = (p->measure.npages + per - 1) / per;
+	if (chunks == 0)
+		chunks = 1; /* an empty region is one empty, last chunk */
+	int rc = partition_send(p, CTL_DIRTY_REQ, NULL, 0, NULL, 0);
+	if (rc < 0)
+		return perr(err, rc, "asking %s for its dirty pages: %s",
+			    p->name, strerror(-rc));
+	struct ctl_msg *m = msg_new();
+	if (!m)
+		return perr(err, -ENOMEM, "out of memory");
+	/* One deadline for the whole report, however it is cut. */
+	uint64_t deadline = deadline_of(p), next = 0;
+	for (uint64_t k = 0; rc == 0; k++) {
+		rc = await_msg(p, CTL_DIRTY, deadline, m, err);
+		if (rc < 0)
+			break;
+		const struct ctl_dirty *d = &m->u.dirty;
+		if (dirty_chunk_ok(p, d, next, k, chunks) < 0 ||
+		    measure_mark_dirty(&p->measure, d->first_page, d->npages,
+				       d->bits, sizeof(d->bits)) < 0) {
+			partition_fault(p, VMX_STOP_VMM_PROTOCOL, "dirty report "
+					"chunk %llu: pages %llu+%llu (last %u) "
+					"where %llu of %llu pages were due",
+					(unsigned long long)k,
+					(unsigned long long)d->first_page,
+					(unsigned long long)d->npages, d->last,
+					(unsigned long long)next,
+					(unsigned long long)p->measure.npages);
+			rc = perr(err, -EPROTO, "%s: dirty report out of "
+				  "order or outside the config region", p->name);
+			break;
+		}
+		next += d->npages;
+		if (d->last)
+			break;
+	}
+	free(m);
+	return rc;
+}
