@@ -60,7 +60,7 @@ Test(proc, hello_runs_and_exits_with_its_code, .timeout = 30)
 	finish(p);
 	STOPPED_WITH(p, VMX_STOP_EXIT);
 	cr_assert_eq(p->fin.code, 7);
-	cr_assert(out.buf && strstr(out.buf, "hello, world (abi 1.0, 8 MiB, "
+	cr_assert(out.buf && strstr(out.buf, "hello, world (abi 1.1, 8 MiB, "
 				    "1 vcpu)\n"), "output: %s", out.buf);
 	cr_assert_eq(p->backend, CTL_BACKEND_PROCESS);
 	partition_destroy(p);

@@ -27,6 +27,7 @@ long ctl_payload_size(uint32_t type)
 	case CTL_MAP:
 		return sizeof(struct ctl_map);
 	case CTL_UNMAP:
+	case CTL_PEER_GONE:
 	case CTL_MAPPED:
 	case CTL_UNMAPPED:
 	case CTL_CLOSED:
@@ -212,7 +213,7 @@ const char *ctl_type_name(uint32_t type)
 	static const char *const agent[] = {
 		NULL, "CTL_LAUNCH", "CTL_VCPU_STATE", "CTL_PAUSE", "CTL_RESUME",
 		"CTL_GET_STATE", "CTL_STOP", "CTL_OPEN_REPLY", "CTL_MAP",
-		"CTL_UNMAP", "CTL_DIRTY_REQ",
+		"CTL_UNMAP", "CTL_DIRTY_REQ", "CTL_PEER_GONE",
 	};
 	static const char *const vmm[] = {
 		"CTL_READY", "CTL_CONSOLE", "CTL_PAUSED", "CTL_RESUMED",

@@ -35,6 +35,9 @@ enum ctl_type {
 			    * ctl_map.nmem memory sections */
 	CTL_UNMAP,
 	CTL_DIRTY_REQ,     /* which config pages were written since last time */
+	CTL_PEER_GONE,     /* the channel's other end stopped: the window stays
+			    * (what was sent can be read), waits and notifies
+			    * answer PEER_DOWN; no reply */
 	/* vmm -> agent */
 	CTL_READY = 32,    /* set up, sandboxed, vCPUs released */
 	CTL_CONSOLE,

@@ -83,7 +83,7 @@ static void chan_free(struct cm_chan *ch)
 static struct cm_chan *chan_named(struct chanmgr *cm, const char *name)
 {
 	for (unsigned i = 0; i < cm->nchans; i++)
-		if (!cm->chans[i]->revoking &&
+		if (!cm->chans[i]->revoking && !cm->chans[i]->peer_gone &&
 		    strcmp(cm->chans[i]->g.channel, name) == 0)
 			return cm->chans[i];
 	return NULL;
@@ -351,6 +351,30 @@ void chanmgr_quarantine(struct chanmgr *cm, struct partition *p,
 	}
 }
 
+/* One end stopped. Nothing policy-related happened, so the other end is
+ * not revoked: it keeps its window, reads what was sent before the stop,
+ * and learns PEER_DOWN from its next wait; the memory goes when it closes
+ * the handle or stops. (Revocation would take in-flight data with it: a
+ * reply written just before its writer exited.) A channel with nobody left
+ * goes at once. */
+static void chan_peer_gone(struct chanmgr *cm, struct cm_chan *ch,
+			   struct partition *gone)
+{
+	emit(cm, "peer_gone", gone->name, ch->g.channel, "PEER_DOWN", NULL,
+	     NULL);
+	ch->peer_gone = true;
+	for (int s = 0; s < 2; s++) {
+		struct cm_end *e = &ch->end[s];
+		if (!e->mapped || e->unmapping)
+			continue;
+		struct ctl_chan_ref ref = { .chan = ch->id, .handle = e->handle };
+		if (partition_send(e->ep->p, CTL_PEER_GONE, &ref, sizeof(ref),
+				   NULL, 0) < 0)
+			end_forget(e); /* stopped as well: holds nothing */
+	}
+	chan_settle(cm, ch);
+}
+
 void chanmgr_gone(struct chanmgr *cm, struct partition *p)
 {
 	struct cm_part *cp = part_of(p);
@@ -380,7 +404,7 @@ void chanmgr_gone(struct chanmgr *cm, struct partition *p)
 		if (ch->revoking)
 			chan_settle(cm, ch);
 		else
-			chan_revoke(cm, ch, "PEER_DOWN");
+			chan_peer_gone(cm, ch, p);
 	}
 }
 

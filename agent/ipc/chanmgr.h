@@ -63,6 +63,8 @@ struct cm_chan {
 					* when both answered or the deadline
 					* passed */
 	uint64_t revoke_deadline_ns;
+	bool peer_gone;                /* one end stopped; the other keeps
+					* its window until it closes it */
 	uint64_t size;
 	int bell[2];                   /* doorbell of endpoint a, b */
 	struct parley_chan_hdr hdr;

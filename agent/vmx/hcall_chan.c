@@ -85,6 +85,10 @@ bool vmx_hc_chan_notify(struct vmx_vcpu *c, void *arg)
 {
 	struct parley_hc_chan_notify *a = arg;
 	struct vmx_window *w = win_lookup(c->vm, a->handle);
+	if (w && atomic_load(&w->peer_gone)) {
+		a->ret = PARLEY_E_PEER_DOWN;
+		return true;
+	}
 	if (w)
 		ring(w->bell_peer);
 	a->ret = w ? PARLEY_OK : handle_status(c, a->handle);
@@ -102,6 +106,11 @@ static int64_t wait_fill(struct vmx_vcpu *c, const struct parley_hc_chan_wait *a
 				return PARLEY_E_CLOSED;
 			}
 			return PARLEY_E_BAD_HANDLE;
+		}
+		/* Nothing more will come; what came can still be read. */
+		if (atomic_load(&w->peer_gone)) {
+			*ready |= 1ull << i;
+			return PARLEY_E_PEER_DOWN;
 		}
 		pf[i] = (struct pollfd){ .fd = w->bell_own, .events = POLLIN };
 	}
@@ -130,8 +139,11 @@ static int64_t wait_collect(struct vmx_vcpu *c,
 			/* raced with another reader: nothing to drain */
 		}
 		*ready |= 1ull << i;
-		if (!win_lookup(c->vm, a->handles[i]))
+		struct vmx_window *w = win_lookup(c->vm, a->handles[i]);
+		if (!w)
 			ret = PARLEY_E_CLOSED;
+		else if (atomic_load(&w->peer_gone) && ret == PARLEY_OK)
+			ret = PARLEY_E_PEER_DOWN;
 	}
 	if (pf[a->n].revents & POLLIN) {
 		uint64_t v;

@@ -43,6 +43,7 @@ struct vmx_vm;
 struct vmx_window {
 	_Atomic uint64_t handle;   /* 0: free */
 	_Atomic uint64_t revoked_handle; /* last handle the agent revoked */
+	_Atomic bool peer_gone;    /* the other end stopped; memory stays */
 	uint32_t chan;
 	uint64_t gpa, size;
 	uint8_t *host;             /* our mapping, for KVM only */
@@ -74,6 +75,10 @@ int win_map(struct vmx_vm *vm, const struct ctl_map *m, const int *fds,
  * the partition). Waiters on it are woken. */
 int win_revoke(struct vmx_vm *vm, uint32_t chan, uint64_t *handle);
 int win_close(struct vmx_vm *vm, uint64_t handle, uint32_t *chan);
+/* The other end of channel `chan` stopped: the window stays mapped, so
+ * what was already sent can still be read; waiters are woken and CHAN_WAIT
+ * and CHAN_NOTIFY answer PEER_DOWN from now on. */
+int win_peer_gone(struct vmx_vm *vm, uint32_t chan);
 
 /* The open window a handle names, or NULL (lock-free). */
 struct vmx_window *win_lookup(struct vmx_vm *vm, uint64_t handle);

@@ -175,6 +175,10 @@ static void handle_request(struct vmx_vm *vm)
 	case CTL_UNMAP:
 		do_unmap(vm, (const struct ctl_chan_ref *)buf);
 		break;
+	case CTL_PEER_GONE:
+		/* The window may already be gone (closed meanwhile): fine. */
+		win_peer_gone(vm, ((const struct ctl_chan_ref *)buf)->chan);
+		break;
 	case CTL_DIRTY_REQ:
 		if (vmx_send_dirty(vm) < 0)
 			kill_partition(vm, "reading the dirty log failed");

@@ -89,6 +89,7 @@ int win_map(struct vmx_vm *vm, const struct ctl_map *m, const int *fds,
 	if (rc == 0) {
 		w->chan = m->chan;
 		atomic_store(&w->revoked_handle, 0);
+		atomic_store(&w->peer_gone, false);
 		atomic_store(&w->handle, m->handle);
 	} else if (w && w->nseg) {
 		vm->eng->win_unmap(vm, (unsigned)m->slot, w);
@@ -150,6 +151,26 @@ int win_revoke(struct vmx_vm *vm, uint32_t chan, uint64_t *handle)
 	pthread_mutex_unlock(&vm->win_lock);
 	if (rc == 0)
 		vm->eng->win_settle(vm);
+	return rc;
+}
+
+int win_peer_gone(struct vmx_vm *vm, uint32_t chan)
+{
+	int rc = -ENOENT;
+	pthread_mutex_lock(&vm->win_lock);
+	for (unsigned i = 0; i < WIN_SLOTS; i++) {
+		struct vmx_window *w = &vm->win.w[i];
+		if (atomic_load(&w->handle) && w->chan == chan) {
+			atomic_store(&w->peer_gone, true);
+			uint64_t one = 1;
+			if (write(w->bell_own, &one, sizeof(one)) < 0) {
+				/* only on overflow: already awake */
+			}
+			rc = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&vm->win_lock);
 	return rc;
 }
 

@@ -132,8 +132,10 @@ int64_t parley_chan_send(struct parley_chan *c, const void *buf, uint32_t len)
 			return PARLEY_OK;
 		}
 		int64_t w = sleep_on(c);
-		/* Closed: the window is gone, and touching it would stop us. */
-		if (w == PARLEY_E_CLOSED || w == PARLEY_E_BAD_HANDLE)
+		/* Closed: the window is gone, and touching it would stop us.
+		 * Peer down: nobody will make room. */
+		if (w == PARLEY_E_CLOSED || w == PARLEY_E_BAD_HANDLE ||
+		    w == PARLEY_E_PEER_DOWN)
 			return w;
 		set_flag(&c->tx.prod->waiting, 0);
 		spin = 0;
@@ -167,6 +169,14 @@ int64_t parley_chan_recv(struct parley_chan *c, void *buf, uint32_t cap,
 		int64_t w = sleep_on(c);
 		if (w == PARLEY_E_CLOSED || w == PARLEY_E_BAD_HANDLE)
 			return w;
+		/* The peer stopped: its window stays, so what it sent before
+		 * is still read; only an empty ring ends the conversation. */
+		if (w == PARLEY_E_PEER_DOWN) {
+			set_flag(&c->rx.cons->waiting, 0);
+			if (parley_ring_readable(&c->rx))
+				continue;
+			return w;
+		}
 		set_flag(&c->rx.cons->waiting, 0);
 		spin = 0;
 	}

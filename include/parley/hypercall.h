@@ -102,7 +102,8 @@ struct parley_hc_chan_open {
 
 struct parley_hc_chan_notify {
 	uint64_t handle;   /* IN */
-	int64_t ret;       /* OUT: PARLEY_OK, _E_BAD_HANDLE, _E_CLOSED */
+	int64_t ret;       /* OUT: PARLEY_OK, _E_BAD_HANDLE, _E_CLOSED,
+			    *      _E_PEER_DOWN */
 };
 
 struct parley_hc_chan_wait {
@@ -112,7 +113,9 @@ struct parley_hc_chan_wait {
 	uint64_t timeout_ns; /* IN: 0 polls; UINT64_MAX waits for ever */
 	uint64_t ready;    /* OUT: bit i set: handles[i] has data or is closed */
 	int64_t ret;       /* OUT: PARLEY_OK (may be early, with ready 0),
-			    *      _E_TIMEOUT, _E_BAD_HANDLE, _E_CLOSED */
+			    *      _E_TIMEOUT, _E_BAD_HANDLE, _E_CLOSED,
+			    *      _E_PEER_DOWN (the other end stopped: the
+			    *      window stays, what it sent can be read) */
 };
 
 struct parley_hc_chan_close {
