@@ -62,6 +62,8 @@ struct partition {
 	char name[64];
 	enum part_state state;
 	pid_t pid;
+	uint32_t vmm_uid;          /* the vmm's uid (and gid), its own while
+				    * it lives (agent/vmm_jail.h) */
 	int ctl;                   /* our end of the control link */
 	int mem_fd;
 	const uint8_t *mem;        /* read-only view: RAM, then config */
