@@ -381,6 +381,21 @@ static __attribute__((noreturn)) void template_child(
 	_exit(0);
 }
 
+/* The network namespace every vmm of this agent joins: made once, with
+ * the first root, because a fresh one per vmm costs about 1 ms at start
+ * (and more again in the kernel's deferred clean-up). It has no interface
+ * but a loopback that is down; vmms share it only among themselves, and
+ * none can make a socket (seccomp) to reach another through it. */
+static int net_ns = -1;
+
+static int ns_open(long pid, const char *ns, struct parley_err *err)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%ld/ns/%s", pid, ns);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd >= 0 ? fd : perr(err, -errno, "%s: %m", path);
+}
+
 static int template_spawn(const struct jail_libs *l, int *ns_fd,
 			  struct parley_err *err)
 {
@@ -391,14 +406,17 @@ static int template_spawn(const struct jail_libs *l, int *ns_fd,
 		close(rp[0]), close(rp[1]);
 		return perr(err, -errno, "pipe: %m");
 	}
-	struct clone_args ca = { .flags = CLONE_NEWNS, .exit_signal = SIGCHLD };
+	struct clone_args ca = {
+		.flags = CLONE_NEWNS | (net_ns < 0 ? CLONE_NEWNET : 0),
+		.exit_signal = SIGCHLD,
+	};
 	long pid = syscall(SYS_clone3, &ca, sizeof(ca));
 	if (pid == 0)
 		template_child(l, rp[1], hp);
 	int rc = pid < 0 ? perr(err, -errno, "clone3: %m") : 0;
 	close(rp[1]);
 	close(hp[0]);
-	char c, nsp[64];
+	char c;
 	int st = 0;
 	if (rc == 0 && read(rp[0], &c, 1) != 1) {
 		waitpid((pid_t)pid, &st, 0);
@@ -407,14 +425,14 @@ static int template_spawn(const struct jail_libs *l, int *ns_fd,
 			  "%d (needs root: mount namespaces, tmpfs, bind mounts)",
 			  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 	}
-	if (rc == 0) {
-		snprintf(nsp, sizeof(nsp), "/proc/%ld/ns/mnt", pid);
-		*ns_fd = open(nsp, O_RDONLY | O_CLOEXEC);
-		if (*ns_fd < 0)
-			rc = perr(err, -errno, "%s: %m", nsp);
-	}
+	if (rc == 0)
+		rc = *ns_fd = ns_open(pid, "mnt", err);
+	if (rc >= 0 && net_ns < 0)
+		rc = net_ns = ns_open(pid, "net", err);
+	if (rc > 0)
+		rc = 0;
 	close(rp[0]);
-	close(hp[1]); /* the helper ends; the namespace lives on in *ns_fd */
+	close(hp[1]); /* the helper ends; its namespaces live on in our fds */
 	if (pid > 0)
 		waitpid((pid_t)pid, NULL, 0);
 	return rc;
@@ -493,10 +511,12 @@ static const char *const step_name[] = {
 
 /* Everything the child needs, prepared before the clone. */
 struct jail_plan {
-	int root_ns, devnull, vmm_fd, status_fd;
+	int root_ns, net_ns, devnull, vmm_fd, status_fd;
 	int src[4];
 	uint32_t uid;
-	char *const *argv, *const *envp;
+	char *argv[3];
+	char *envp[JAIL_ENV_MAX];
+	char ld[1024 + 32];
 };
 
 /* The kernel's struct sigaction (x86-64), for a raw rt_sigaction. */
@@ -516,10 +536,12 @@ static __attribute__((noreturn)) void child_fail(const struct jail_plan *p,
 	_exit(127);
 }
 
-/* Its own copy of the root's namespace: nothing of the host's tree. */
+/* Its own copy of the root's namespace: nothing of the host's tree; the
+ * agent's network namespace for vmms: nothing of the host's network. */
 static int child_root(const struct jail_plan *p)
 {
-	if (syscall(SYS_setns, p->root_ns, CLONE_NEWNS) < 0 ||
+	if (syscall(SYS_setns, p->net_ns, CLONE_NEWNET) < 0 ||
+	    syscall(SYS_setns, p->root_ns, CLONE_NEWNS) < 0 ||
 	    syscall(SYS_unshare, CLONE_NEWNS) < 0 || syscall(SYS_chdir, "/") < 0)
 		return -1;
 	return (int)syscall(SYS_sethostname, "parley-vmm", 10);
@@ -623,7 +645,7 @@ static void build_env(const struct jail_root *r, char *ld, size_t cap,
 		envp[n++] = ld;
 	}
 	for (unsigned i = 0; i < sizeof(pass) / sizeof(*pass); i++)
-		for (char **e = environ; e && *e; e++)
+		for (char **e = environ; e && *e && n < JAIL_ENV_MAX - 1; e++)
 			if (!strncmp(*e, pass[i], strlen(pass[i])) &&
 			    (*e)[strlen(pass[i])] == '=')
 				envp[n++] = *e;
@@ -649,7 +671,7 @@ static int jail_clone(struct jail_plan *p, pid_t *pid, int *pidfd,
 	p->status_fd = sp[1];
 	struct clone_args ca = {
 		.flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
-			 CLONE_NEWNET | CLONE_PIDFD,
+			 CLONE_PIDFD,
 		.pidfd = (uint64_t)(uintptr_t)pidfd,
 		.exit_signal = SIGCHLD,
 	};
@@ -700,25 +722,25 @@ static void plan_close(struct jail_plan *p)
 static int jail_start(struct jail_plan *p, const struct vmm_jail_req *r,
 		      pid_t *pid, int *pidfd, struct parley_err *err)
 {
-	const struct jail_root *root;
+	const struct jail_root *root = NULL;
 	p->vmm_fd = open(r->vmm_path, O_RDONLY | O_CLOEXEC);
 	if (p->vmm_fd < 0)
 		return perr(err, -errno, "%s: %m", r->vmm_path);
 	pthread_mutex_lock(&jail_mu);
 	int rc = root_get(p->vmm_fd, r->vmm_path, &root, err);
-	p->root_ns = rc == 0 ? root->ns_fd : -1;
-	char ld[sizeof(root->ld_path) + 32];
-	char *envp[JAIL_ENV_MAX];
-	if (rc == 0)
-		build_env(root, ld, sizeof(ld), envp);
+	if (rc == 0) {
+		p->root_ns = root->ns_fd;
+		p->net_ns = net_ns;
+		build_env(root, p->ld, sizeof(p->ld), p->envp);
+	}
 	pthread_mutex_unlock(&jail_mu);
 	if (rc == 0) {
 		p->devnull = devnull_fd(err);
 		rc = p->devnull < 0 ? p->devnull : plan_fds(p, r, err);
 	}
-	char *argv[] = { (char *)r->vmm_path, (char *)r->name, NULL };
-	p->argv = argv;
-	p->envp = envp;
+	p->argv[0] = (char *)r->vmm_path;
+	p->argv[1] = (char *)r->name;
+	p->argv[2] = NULL;
 	if (rc == 0)
 		rc = jail_clone(p, pid, pidfd, err);
 	return rc;
