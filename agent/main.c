@@ -216,7 +216,7 @@ static int setup(struct agent *a, int restore, char **args, int n,
 		 struct part_spec *specs)
 {
 	struct parley_err err = { 0 };
-	if (a->cli.audit && !(a->audit.out = fopen(a->cli.audit, "a"))) {
+	if (a->cli.audit && !(a->audit.out = fopen(a->cli.audit, "ae"))) {
 		perror(a->cli.audit);
 		return -1;
 	}

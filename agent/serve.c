@@ -317,7 +317,7 @@ int serve_main(const struct serve_opts *o)
 	s.base = event_base_new();
 	s.sup.out = stdout;
 	s.sup.owner = &s;
-	if (o->audit && !(s.audit.out = fopen(o->audit, "a"))) {
+	if (o->audit && !(s.audit.out = fopen(o->audit, "ae"))) {
 		perror(o->audit);
 		return 2;
 	}
