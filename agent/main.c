@@ -9,6 +9,7 @@
  * --baselines FILE (--baseline-mode enroll|golden), decisions go to
  * --audit FILE as JSON lines.
  */
+#include "agent/backend.h"
 #include "agent/ipc/audit.h"
 #include "agent/ipc/baseline.h"
 #include "agent/ipc/chanmgr.h"
@@ -17,6 +18,7 @@
 #include "agent/serve.h"
 #include "agent/spec.h"
 #include "agent/supervisor.h"
+#include "agent/vmm_jail.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -37,19 +39,25 @@ struct cli {
 	double rehash_s;
 	const char *state_dir;
 	const char *server;
+	uint32_t backend;          /* BACKEND_AUTO unless --backend */
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: parley-agent run [--image-dir DIR] [--vmm PATH]\n"
+		"usage: parley-agent run [--image-dir DIR] [--vmm PATH] "
+		"[--backend kvm|process|auto]\n"
+		"           [--vmm-uid-range FIRST-LAST]\n"
 		"           [--policy GRANTS.json] [--baselines FILE "
 		"[--baseline-mode enroll|golden]]\n"
 		"           [--audit FILE] [--rehash-interval SECONDS] "
 		"[--snapshot-dir DIR] SPEC...\n"
-		"       parley-agent restore [--vmm PATH] SNAPSHOT...\n"
+		"       parley-agent restore [--vmm PATH] [--backend B] "
+		"[--vmm-uid-range R] SNAPSHOT...\n"
 		"       parley-agent serve --state-dir DIR --server HOST:PORT "
-		"[--image-dir DIR] [--audit FILE] [SPEC...]\n"
+		"[--image-dir DIR] [--audit FILE]\n"
+		"           [--backend kvm|process|auto] "
+		"[--vmm-uid-range FIRST-LAST] [SPEC...]\n"
 		"       parley-agent join --server HOST:PORT --token prj_... "
 		"--ca-sha256 HEX --state-dir DIR\n");
 }
@@ -73,6 +81,32 @@ static int opt_mode(struct cli *c, const char *m)
 	else {
 		fprintf(stderr, "parley-agent: --baseline-mode is enroll or "
 				"golden, not \"%s\"\n", m);
+		return -1;
+	}
+	return 0;
+}
+
+static int opt_backend(struct cli *c, const char *b)
+{
+	if (backend_parse(b, &c->backend) == 0)
+		return 0;
+	fprintf(stderr, "parley-agent: --backend is kvm, process or auto, "
+			"not \"%s\"\n", b);
+	return -1;
+}
+
+/* Each vmm runs as a uid of this range, its own while it lives. */
+static int opt_uid_range(const char *r)
+{
+	uint32_t first, last;
+	struct parley_err err = { 0 };
+	if (vmm_jail_parse_range(r, &first, &last) < 0) {
+		fprintf(stderr, "parley-agent: --vmm-uid-range takes FIRST-LAST "
+				"above 65535, not \"%s\"\n", r);
+		return -1;
+	}
+	if (vmm_jail_set_uid_range(first, last, &err) < 0) {
+		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
 		return -1;
 	}
 	return 0;
@@ -115,6 +149,10 @@ static int opt_one(struct cli *c, int o)
 	case 'D':
 		c->server = optarg;
 		return 0;
+	case 'k':
+		return opt_backend(c, optarg);
+	case 'u':
+		return opt_uid_range(optarg);
 	case 'h':
 		usage(stdout);
 		exit(0);
@@ -137,6 +175,8 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 		{ "rehash-interval", required_argument, NULL, 'r' },
 		{ "state-dir", required_argument, NULL, 'S' },
 		{ "server", required_argument, NULL, 'D' },
+		{ "backend", required_argument, NULL, 'k' },
+		{ "vmm-uid-range", required_argument, NULL, 'u' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -222,6 +262,11 @@ static int setup(struct agent *a, int restore, char **args, int n,
 	}
 	chanmgr_init(&a->cm, &a->audit);
 	a->cm.rehash_interval_ns = (uint64_t)(a->cli.rehash_s * 1e9);
+	if (a->cli.backend == BACKEND_AUTO) {
+		char why[160];
+		backend_describe(a->cli.backend, why, sizeof(why));
+		fprintf(stderr, "parley-agent: %s\n", why);
+	}
 	int bad = 0;
 	for (int i = 0; !restore && i < n; i++) {
 		if (spec_load(args[i], &specs[i], &err) < 0) {
@@ -255,7 +300,7 @@ static int start_all(struct agent *a, int restore, char **args, int n,
 		.vmm_path = a->cli.vmm, .image_dirs = a->cli.image_dirs,
 		.on_console = sup_console, .ctx = &a->sup,
 		.on_measured = admit, .on_request = on_request,
-		.start_paused = true,
+		.start_paused = true, .backend = a->cli.backend,
 	};
 	int bad = 0;
 	for (int i = 0; !bad && i < n; i++) {
@@ -305,6 +350,7 @@ static int serve(int argc, char **argv)
 		.state_dir = a.cli.state_dir, .server = a.cli.server,
 		.vmm = a.cli.vmm, .image_dirs = a.cli.image_dirs,
 		.audit = a.cli.audit, .rehash_s = a.cli.rehash_s,
+		.backend = a.cli.backend,
 		.specs = argv + first, .nspecs = argc - first,
 	};
 	return serve_main(&o);
@@ -344,7 +390,9 @@ int main(int argc, char **argv)
 	struct part_spec *specs = calloc((size_t)n, sizeof(*specs));
 	int bad = setup(&a, restore, args, n, specs) < 0 ||
 		  start_all(&a, restore, args, n, specs) < 0;
-	int rc = a.sup.n ? sup_run(&a.sup) : 0;
+	/* A partition that could not start ends the run: the others were
+	 * never resumed and would wait for ever. */
+	int rc = a.sup.n && !bad ? sup_run(&a.sup) : 0;
 	for (int i = 0; i < n; i++)
 		spec_free(&specs[i]);
 	free(specs);

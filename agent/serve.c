@@ -1,4 +1,5 @@
 #include "agent/serve.h"
+#include "agent/backend.h"
 #include "agent/ipc/chanmgr.h"
 #include "agent/link.h"
 #include "agent/partition.h"
@@ -129,7 +130,7 @@ static int add_part(struct serve *s, const struct part_spec *spec,
 		.vmm_path = serve_o->vmm, .image_dirs = serve_o->image_dirs,
 		.on_console = sup_console, .ctx = &s->sup,
 		.on_measured = admit, .on_request = on_request,
-		.start_paused = true,
+		.start_paused = true, .backend = serve_o->backend,
 	};
 	struct partition *p = NULL;
 	if (s->n == SERVE_PARTS_MAX)
@@ -323,6 +324,11 @@ int serve_main(const struct serve_opts *o)
 	}
 	chanmgr_init(&s.cm, &s.audit);
 	s.cm.rehash_interval_ns = (uint64_t)(o->rehash_s * 1e9);
+	if (o->backend == BACKEND_AUTO) {
+		char why[160];
+		backend_describe(o->backend, why, sizeof(why));
+		log_info("%s", why);
+	}
 	if (agent_link_init(&s.link, s.base, o->state_dir, host, port, &s.cm,
 			    &err) < 0) {
 		log_error("%s", perr_msg(&err));

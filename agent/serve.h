@@ -6,6 +6,8 @@
 #ifndef PARLEY_AGENT_SERVE_H
 #define PARLEY_AGENT_SERVE_H
 
+#include <stdint.h>
+
 struct serve_opts {
 	const char *state_dir;
 	const char *server;        /* HOST:PORT */
@@ -13,6 +15,7 @@ struct serve_opts {
 	const char *const *image_dirs;
 	const char *audit;         /* JSON lines file, or NULL */
 	double rehash_s;
+	uint32_t backend;          /* BACKEND_AUTO (0) unless --backend */
 	char **specs;
 	int nspecs;
 };
