@@ -237,13 +237,15 @@ static void check_fds(const struct partition *p, unsigned vcpus)
 		/* the stop eventfd, and one kick eventfd per vCPU */
 		{ "anon_inode:[eventfd]", 1 + vcpus }, { stderr_target, 1 },
 	};
-	/* The process backend: per vCPU its stub child's pidfd and the
-	 * userfaultfd taken from it; the same eventfds; no /dev/kvm, and the
-	 * stub executable (fd 5) once the stubs are started is closed. */
+	/* The process backend: per vCPU the pidfd of its stub child and the
+	 * stub's seccomp listener, and (only with a config region to track)
+	 * the userfaultfd taken from it; the same eventfds; the stub
+	 * executable (fd 5) is closed once the stubs run, no /dev/kvm. */
 	struct fd_want proc[] = {
 		{ "/dev/null", 2 }, { "socket:*", 1 },
 		{ "anon_inode:[pidfd]", vcpus },
-		{ "anon_inode:[userfaultfd]", vcpus },
+		{ "anon_inode:seccomp notify", vcpus },
+		{ "anon_inode:[userfaultfd]", p->cfg_size ? vcpus : 0 },
 		{ "anon_inode:[eventfd]", 1 + vcpus }, { stderr_target, 1 },
 	};
 	if (p->backend == CTL_BACKEND_KVM)
