@@ -47,7 +47,8 @@ static void report_finished(struct serve *s)
 		const struct ctl_finished *f = &sp->p->fin;
 		log_info("partition %s stopped: %s (%s)", sp->p->name,
 			 vmx_stop_name(f->reason), f->detail);
-		agent_link_status(&s->link, sp->p->name, "stopped",
+		agent_link_status(&s->link, sp->p->name,
+				  backend_name(sp->p->backend), "stopped",
 				  vmx_stop_name(f->reason), f->code);
 		chanmgr_gone(&s->cm, sp->p);
 	}
@@ -144,7 +145,8 @@ static int add_part(struct serve *s, const struct part_spec *spec,
 	event_add(sp->ev, NULL);
 	sup_add(&s->sup, p);
 	chanmgr_add(&s->cm, p);
-	agent_link_status(&s->link, p->name, "created", NULL, 0);
+	agent_link_status(&s->link, p->name, backend_name(p->backend),
+			  "created", NULL, 0);
 	return 0;
 }
 
@@ -240,8 +242,9 @@ static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 		if (sp && sp->p->state == PART_PAUSED && s->link.ready)
 			rc = partition_resume(sp->p, &err);
 		if (rc == 0 && sp)
-			agent_link_status(&s->link, sp->p->name, "running",
-					  NULL, 0);
+			agent_link_status(&s->link, sp->p->name,
+					  backend_name(sp->p->backend),
+					  "running", NULL, 0);
 		break;
 	case PARLEY__V1__PARTITION_COMMAND__ACTION__MEASURE:
 		rc = measure_beside(s, c, &err);
@@ -261,7 +264,7 @@ static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 		audit_emit(&s->audit, &e);
 	} else if (rc < 0) {
 		log_error("command for %s: %s", c->partition, perr_msg(&err));
-		agent_link_status(&s->link, c->partition, "stopped",
+		agent_link_status(&s->link, c->partition, NULL, "stopped",
 				  "create-failed", 0);
 	}
 	drain(s);
@@ -280,6 +283,7 @@ static void resume_all(void *arg)
 			log_error("%s", perr_msg(&err));
 		else
 			agent_link_status(&s->link, s->part[i].p->name,
+					  backend_name(s->part[i].p->backend),
 					  "running", NULL, 0);
 	}
 }
