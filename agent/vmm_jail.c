@@ -165,14 +165,34 @@ static void uid_settle(uint32_t uid, int pidfd)
 struct jail_libs {
 	unsigned n;
 	char *path[JAIL_LIBS_MAX];
+	char *dst[JAIL_LIBS_MAX];  /* STAGE_DIR + path, for the helper */
 	char ld_path[1024]; /* LD_LIBRARY_PATH: their directories */
 };
 
 static void libs_free(struct jail_libs *l)
 {
-	for (unsigned i = 0; i < l->n; i++)
+	for (unsigned i = 0; i < l->n; i++) {
 		free(l->path[i]);
+		free(l->dst[i]);
+	}
 	l->n = 0;
+}
+
+/* Where the helper puts each library; a library under STAGE_DIR itself
+ * would be hidden by the tmpfs before it is bound. */
+static int libs_stage_paths(struct jail_libs *l, struct parley_err *err)
+{
+	for (unsigned i = 0; i < l->n; i++) {
+		if (!strncmp(l->path[i], STAGE_DIR "/", strlen(STAGE_DIR) + 1))
+			return perr(err, -ENOTSUP, "vmm library %s: libraries "
+				    "under " STAGE_DIR " cannot be given to "
+				    "the jail", l->path[i]);
+		if (asprintf(&l->dst[i], STAGE_DIR "%s", l->path[i]) < 0) {
+			l->dst[i] = NULL;
+			return perr(err, -ENOMEM, "out of memory");
+		}
+	}
+	return 0;
 }
 
 /* PT_INTERP of the ELF at fd into out; "" for a static binary. */
@@ -328,14 +348,9 @@ static int mkdir_above(char *path)
 	return 0;
 }
 
-/* A read-only bind of the library open at fd onto STAGE_DIR + path. */
-static int stage_lib(const char *path, int fd)
+/* A read-only bind of the host's file src onto dst (in the tmpfs). */
+static int stage_lib(const char *src, char *dst)
 {
-	char dst[PATH_MAX], src[64];
-	if ((size_t)snprintf(dst, sizeof(dst), STAGE_DIR "%s", path) >=
-	    sizeof(dst))
-		return -1;
-	snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
 	if (mkdir_above(dst) < 0)
 		return -1;
 	int f = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
@@ -350,24 +365,20 @@ static int stage_lib(const char *path, int fd)
 
 /* The helper, in a mount namespace of its own: a small tmpfs holding the
  * libraries (read-only binds) becomes its root, the host's tree is
- * detached; then it waits until the agent holds the namespace. */
+ * detached; then it waits until the agent holds the namespace. Only
+ * system calls and string scans here: the agent may have threads. */
 static __attribute__((noreturn)) void template_child(
 	const struct jail_libs *l, int ready, const int hold[2])
 {
 	char c = 0;
 	close(hold[1]); /* so that the agent's close is our EOF */
-	int lfd[JAIL_LIBS_MAX];
-	/* Opened here, in this namespace: a bind mount's source must be. */
-	for (unsigned i = 0; i < l->n; i++)
-		if ((lfd[i] = open(l->path[i], O_PATH | O_CLOEXEC)) < 0)
-			_exit(5);
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
 	    mount("parley-vmm-root", STAGE_DIR, "tmpfs",
 		  MS_NOSUID | MS_NODEV | MS_NOEXEC,
 		  "mode=0755,size=64k,nr_inodes=256") < 0)
 		_exit(1);
 	for (unsigned i = 0; i < l->n; i++)
-		if (stage_lib(l->path[i], lfd[i]) < 0)
+		if (stage_lib(l->path[i], l->dst[i]) < 0)
 			_exit(2);
 	if (mount(NULL, STAGE_DIR, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY |
 		  MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
@@ -457,6 +468,8 @@ static int root_build(int vmm_fd, const char *vmm, struct jail_root *r,
 	for (unsigned i = 0; rc == 0 && i < l.n; i++)
 		if (access(l.path[i], R_OK) < 0)
 			rc = perr(err, -errno, "%s: %m", l.path[i]);
+	if (rc == 0)
+		rc = libs_stage_paths(&l, err);
 	if (rc == 0)
 		rc = template_spawn(&l, &r->ns_fd, err);
 	memcpy(r->ld_path, l.ld_path, sizeof(r->ld_path));
