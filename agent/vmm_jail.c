@@ -665,11 +665,24 @@ static void build_env(const struct jail_root *r, char *ld, size_t cap,
 	envp[n] = NULL;
 }
 
+/* Every fd the child still uses after placing 0..6 must lie above them,
+ * or a dup2 would replace it: moves fd there (close-on-exec). */
+static int fd_above_targets(int fd)
+{
+	if (fd < 0 || fd > CTL_FD_MEM_RO)
+		return fd;
+	int hi = fcntl(fd, F_DUPFD_CLOEXEC, CTL_FD_MEM_RO + 1);
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return hi;
+}
+
 static int devnull_fd(struct parley_err *err)
 {
 	static int fd = -1;
 	if (fd < 0)
-		fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+		fd = fd_above_targets(open("/dev/null", O_RDWR | O_CLOEXEC));
 	return fd >= 0 ? fd : perr(err, -errno, "/dev/null: %m");
 }
 
@@ -681,7 +694,11 @@ static int jail_clone(struct jail_plan *p, pid_t *pid, int *pidfd,
 	int sp[2];
 	if (pipe2(sp, O_CLOEXEC) < 0)
 		return perr(err, -errno, "pipe: %m");
-	p->status_fd = sp[1];
+	p->status_fd = sp[1] = fd_above_targets(sp[1]);
+	if (sp[1] < 0) {
+		close(sp[0]);
+		return perr(err, -errno, "dup: %m");
+	}
 	struct clone_args ca = {
 		.flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
 			 CLONE_PIDFD,
@@ -736,7 +753,7 @@ static int jail_start(struct jail_plan *p, const struct vmm_jail_req *r,
 		      pid_t *pid, int *pidfd, struct parley_err *err)
 {
 	const struct jail_root *root = NULL;
-	p->vmm_fd = open(r->vmm_path, O_RDONLY | O_CLOEXEC);
+	p->vmm_fd = fd_above_targets(open(r->vmm_path, O_RDONLY | O_CLOEXEC));
 	if (p->vmm_fd < 0)
 		return perr(err, -errno, "%s: %m", r->vmm_path);
 	pthread_mutex_lock(&jail_mu);

@@ -11,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/backend.h"
@@ -304,6 +307,44 @@ ParameterizedTest(uint32_t *backend, jail,
 	check_ids(c);
 	partition_destroy(b);
 	partition_destroy(c);
+}
+
+/* An agent with hardly any fd open: the vmm binary, the status pipe and
+ * /dev/null then get numbers 3..6 and must not be replaced by the fds
+ * placed there. The vmm must get as far as its own main (exit 2 from its
+ * first read of a control link whose peer is gone), not fail in exec. */
+static int spawn_with_few_fds(void)
+{
+	syscall(SYS_close_range, 3, ~0U, 0);
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return 10;
+	struct vmm_jail_req r = { .vmm_path = T_VMM, .name = "fewfds",
+				  .fds = { sv[1], sv[1], sv[1], sv[1] } };
+	pid_t pid;
+	uint32_t uid;
+	struct parley_err err = { 0 };
+	if (vmm_jail_spawn(&r, &pid, &uid, &err) < 0) {
+		fprintf(stderr, "few fds: %s\n", perr_msg(&err));
+		return 11;
+	}
+	close(sv[0]);
+	close(sv[1]);
+	int st;
+	if (waitpid(pid, &st, 0) != pid)
+		return 12;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 2 ? 0 : 13;
+}
+
+Test(jail, vmm_starts_from_an_agent_with_few_fds, .timeout = 30)
+{
+	pid_t c = fork();
+	cr_assert_geq(c, 0);
+	if (c == 0)
+		_exit(spawn_with_few_fds());
+	int st;
+	cr_assert_eq(waitpid(c, &st, 0), c);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
 }
 
 Test(jail, uid_ranges_parse_strictly)
