@@ -363,28 +363,36 @@ static int stage_lib(const char *src, char *dst)
 		     MS_NOSUID | MS_NODEV, NULL);
 }
 
-/* The helper, in a mount namespace of its own: a small tmpfs holding the
- * libraries (read-only binds) becomes its root, the host's tree is
- * detached; then it waits until the agent holds the namespace. Only
- * system calls and string scans here: the agent may have threads. */
+/* In a mount namespace of its own: a small tmpfs holding the libraries
+ * (read-only binds) becomes the root and the host's tree is detached.
+ * Only system calls and string scans: the agent may have threads. */
+static int build_root(const struct jail_libs *l)
+{
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("parley-vmm-root", STAGE_DIR, "tmpfs",
+		  MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		  "mode=0755,size=64k,nr_inodes=256") < 0)
+		return -1;
+	for (unsigned i = 0; i < l->n; i++)
+		if (stage_lib(l->path[i], l->dst[i]) < 0)
+			return -1;
+	if (mount(NULL, STAGE_DIR, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY |
+		  MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
+	    chdir(STAGE_DIR) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
+	    umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+		return -1;
+	return 0;
+}
+
+/* The helper: builds the root, then waits until the agent holds its
+ * namespaces. */
 static __attribute__((noreturn)) void template_child(
 	const struct jail_libs *l, int ready, const int hold[2])
 {
 	char c = 0;
 	close(hold[1]); /* so that the agent's close is our EOF */
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("parley-vmm-root", STAGE_DIR, "tmpfs",
-		  MS_NOSUID | MS_NODEV | MS_NOEXEC,
-		  "mode=0755,size=64k,nr_inodes=256") < 0)
-		_exit(1);
-	for (unsigned i = 0; i < l->n; i++)
-		if (stage_lib(l->path[i], l->dst[i]) < 0)
-			_exit(2);
-	if (mount(NULL, STAGE_DIR, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY |
-		  MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
-	    chdir(STAGE_DIR) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
-	    umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
-		_exit(3);
+	if (build_root(l) < 0)
+		_exit(2);
 	if (write(ready, &c, 1) != 1)
 		_exit(4);
 	while (read(hold[0], &c, 1) < 0 && errno == EINTR)
@@ -453,9 +461,21 @@ struct jail_root {
 	dev_t dev;
 	ino_t ino;
 	struct timespec mtime;
-	int ns_fd;
+	int ns_fd;                 /* the prepared root; -1 unprivileged */
+	struct jail_libs libs;     /* unprivileged: each vmm builds its root */
 	char ld_path[1024];
 };
+
+/* An agent that is not root cannot switch uids or make namespaces of the
+ * host's user namespace: each vmm then gets a user namespace of its own
+ * (its range uid inside, the agent's uid outside), in which it builds its
+ * root itself and makes its own PID, mount, IPC, UTS and network
+ * namespaces. Weaker than the root agent's jail (the vmm shares the
+ * agent's host uid), still without /proc, capabilities or other fds. */
+static bool unprivileged(void)
+{
+	return geteuid() != 0;
+}
 
 static struct jail_root roots[JAIL_TEMPLATES_MAX];
 static unsigned nroots, next_root;
@@ -470,10 +490,13 @@ static int root_build(int vmm_fd, const char *vmm, struct jail_root *r,
 			rc = perr(err, -errno, "%s: %m", l.path[i]);
 	if (rc == 0)
 		rc = libs_stage_paths(&l, err);
-	if (rc == 0)
+	if (rc == 0 && !unprivileged())
 		rc = template_spawn(&l, &r->ns_fd, err);
 	memcpy(r->ld_path, l.ld_path, sizeof(r->ld_path));
-	libs_free(&l);
+	if (rc == 0 && unprivileged())
+		r->libs = l; /* kept: each vmm binds them */
+	else
+		libs_free(&l);
 	return rc;
 }
 
@@ -500,6 +523,7 @@ static int root_get(int vmm_fd, const char *vmm, const struct jail_root **out,
 	i %= JAIL_TEMPLATES_MAX;
 	if (roots[i].ns_fd > 0)
 		close(roots[i].ns_fd); /* jails made from it keep their copy */
+	libs_free(&roots[i].libs);
 	roots[i] = r;
 	*out = &roots[i];
 	return 0;
@@ -525,6 +549,9 @@ static const char *const step_name[] = {
 /* Everything the child needs, prepared before the clone. */
 struct jail_plan {
 	int root_ns, net_ns, devnull, vmm_fd, status_fd;
+	int go_fd;                 /* unprivileged: read until the id maps
+				    * are written */
+	const struct jail_libs *libs; /* unprivileged: to build the root */
 	int src[4];
 	uint32_t uid;
 	char *argv[3];
@@ -553,6 +580,13 @@ static __attribute__((noreturn)) void child_fail(const struct jail_plan *p,
  * agent's network namespace for vmms: nothing of the host's network. */
 static int child_root(const struct jail_plan *p)
 {
+	if (p->libs) {
+		char c;
+		if (syscall(SYS_read, p->go_fd, &c, 1) != 1 ||
+		    build_root(p->libs) < 0)
+			return -1;
+		return (int)syscall(SYS_sethostname, "parley-vmm", 10);
+	}
 	if (syscall(SYS_setns, p->net_ns, CLONE_NEWNET) < 0 ||
 	    syscall(SYS_setns, p->root_ns, CLONE_NEWNS) < 0 ||
 	    syscall(SYS_unshare, CLONE_NEWNS) < 0 || syscall(SYS_chdir, "/") < 0)
@@ -612,11 +646,12 @@ static int child_caps(void)
 /* Raw calls: glibc's setres*id would signal the agent's other threads,
  * which do not exist in this child. With NO_SETUID_FIXUP set, the caps are
  * emptied explicitly afterwards. */
-static int child_ids(uint32_t id)
+static int child_ids(uint32_t id, bool userns)
 {
 	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
 	struct __user_cap_data_struct d[2] = { { 0 } };
-	if (syscall(SYS_setgroups, 0, NULL) < 0 ||
+	/* In its own user namespace setgroups is denied, and it has none. */
+	if ((!userns && syscall(SYS_setgroups, 0, NULL) < 0) ||
 	    syscall(SYS_setresgid, id, id, id) < 0 ||
 	    syscall(SYS_setresuid, id, id, id) < 0 ||
 	    syscall(SYS_capset, &h, d) < 0)
@@ -637,7 +672,7 @@ static __attribute__((noreturn)) void jail_child(const struct jail_plan *p)
 		child_fail(p, STEP_SIGNALS);
 	if (child_caps() < 0)
 		child_fail(p, STEP_CAPS);
-	if (child_ids(p->uid) < 0)
+	if (child_ids(p->uid, p->libs != NULL) < 0)
 		child_fail(p, STEP_IDS);
 	if (syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		child_fail(p, STEP_NNP);
@@ -688,20 +723,84 @@ static int devnull_fd(struct parley_err *err)
 
 /* Clone into the new namespaces and wait until the child has exec'd (the
  * status pipe closes) or says which step failed. */
+static int proc_write(long pid, const char *name, const char *text)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%ld/%s", pid, name);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write(fd, text, strlen(text));
+	int rc = n == (ssize_t)strlen(text) ? 0 : n < 0 ? -errno : -EIO;
+	close(fd);
+	return rc;
+}
+
+/* Unprivileged: the vmm's user namespace maps its range uid (and gid) to
+ * the agent's, nothing else; then the child may go on. */
+static int map_ids(long pid, uint32_t id, int go)
+{
+	char m[64];
+	snprintf(m, sizeof(m), "%u %u 1\n", id, (unsigned)geteuid());
+	int rc = proc_write(pid, "uid_map", m);
+	if (rc == 0)
+		rc = proc_write(pid, "setgroups", "deny\n");
+	snprintf(m, sizeof(m), "%u %u 1\n", id, (unsigned)getegid());
+	if (rc == 0)
+		rc = proc_write(pid, "gid_map", m);
+	if (rc == 0 && write(go, "g", 1) != 1)
+		rc = -EPIPE;
+	return rc;
+}
+
+static uint64_t clone_flags(const struct jail_plan *p)
+{
+	uint64_t f = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
+	return p->libs ? f | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET : f;
+}
+
+/* Wait until the child has exec'd (the status pipe closes) or says which
+ * step failed; on failure it is reaped here. */
+static int clone_result(struct jail_plan *p, long r, int status_rd,
+			int map_rc, pid_t *pid, int *pidfd,
+			struct parley_err *err)
+{
+	int e[2] = { 0, 0 };
+	ssize_t n = r > 0 && map_rc == 0 ? read(status_rd, e, sizeof(e)) : 0;
+	*pid = (pid_t)r;
+	if (n == 0 && map_rc == 0)
+		return 0;
+	if (map_rc < 0)
+		kill(*pid, SIGKILL);
+	waitpid(*pid, NULL, 0);
+	close(*pidfd);
+	if (map_rc < 0)
+		return perr(err, map_rc, "vmm jail: writing the uid/gid map: "
+			    "%s", strerror(-map_rc));
+	(void)p;
+	int step = n == sizeof(e) && e[0] > 0 && e[0] <= STEP_EXEC ? e[0] : 0;
+	return perr(err, e[1] ? -e[1] : -EIO, "vmm jail: %s: %s",
+		    step ? step_name[step] : "set-up", strerror(e[1]));
+}
+
+/* Clone into the new namespaces, then (unprivileged) map the ids. */
 static int jail_clone(struct jail_plan *p, pid_t *pid, int *pidfd,
 		      struct parley_err *err)
 {
-	int sp[2];
+	int sp[2], gp[2] = { -1, -1 };
 	if (pipe2(sp, O_CLOEXEC) < 0)
 		return perr(err, -errno, "pipe: %m");
 	p->status_fd = sp[1] = fd_above_targets(sp[1]);
-	if (sp[1] < 0) {
+	if (sp[1] < 0 || (p->libs && pipe2(gp, O_CLOEXEC) < 0)) {
+		int e = errno;
 		close(sp[0]);
-		return perr(err, -errno, "dup: %m");
+		if (sp[1] >= 0)
+			close(sp[1]);
+		return perr(err, -e, "pipe: %s", strerror(e));
 	}
+	p->go_fd = gp[0];
 	struct clone_args ca = {
-		.flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
-			 CLONE_PIDFD,
+		.flags = clone_flags(p),
 		.pidfd = (uint64_t)(uintptr_t)pidfd,
 		.exit_signal = SIGCHLD,
 	};
@@ -710,19 +809,17 @@ static int jail_clone(struct jail_plan *p, pid_t *pid, int *pidfd,
 		jail_child(p);
 	int saved = errno;
 	close(sp[1]);
-	int e[2] = { 0, 0 };
-	ssize_t n = r > 0 ? read(sp[0], e, sizeof(e)) : 0;
+	if (gp[0] >= 0)
+		close(gp[0]);
+	int map_rc = r > 0 && p->libs ? map_ids(r, p->uid, gp[1]) : 0;
+	if (gp[1] >= 0)
+		close(gp[1]);
+	int rc = r < 0 ? perr(err, -saved, "clone3: %s%s", strerror(saved),
+			      p->libs ? " (unprivileged: user namespaces "
+					"needed)" : "")
+		       : clone_result(p, r, sp[0], map_rc, pid, pidfd, err);
 	close(sp[0]);
-	if (r < 0)
-		return perr(err, -saved, "clone3: %s", strerror(saved));
-	*pid = (pid_t)r;
-	if (n == 0)
-		return 0;
-	waitpid(*pid, NULL, 0);
-	close(*pidfd);
-	int step = n == sizeof(e) && e[0] > 0 && e[0] <= STEP_EXEC ? e[0] : 0;
-	return perr(err, e[1] ? -e[1] : -EIO, "vmm jail: %s: %s",
-		    step ? step_name[step] : "set-up", strerror(e[1]));
+	return rc;
 }
 
 /* Fds above the targets, so that one dup2 cannot overwrite the source of
@@ -761,6 +858,7 @@ static int jail_start(struct jail_plan *p, const struct vmm_jail_req *r,
 	if (rc == 0) {
 		p->root_ns = root->ns_fd;
 		p->net_ns = net_ns;
+		p->libs = unprivileged() ? &root->libs : NULL;
 		build_env(root, p->ld, sizeof(p->ld), p->envp);
 	}
 	pthread_mutex_unlock(&jail_mu);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -345,6 +346,107 @@ Test(jail, vmm_starts_from_an_agent_with_few_fds, .timeout = 30)
 	int st;
 	cr_assert_eq(waitpid(c, &st, 0), c);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
+}
+
+/* An agent that is not root (CI, a developer's shell): the vmm gets a user
+ * namespace of its own instead of a host uid, and is still jailed. Runs in
+ * a child that drops to nobody; returns which check failed (0: none). */
+static int field_is(pid_t pid, const char *key, const char *want)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	FILE *f = fopen(path, "re");
+	int ok = 0;
+	size_t kl = strlen(key);
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, kl) && line[kl] == ':') {
+			char *v = line + kl + 1 + strspn(line + kl + 1, " \t");
+			v[strcspn(v, "\n")] = 0;
+			ok = !strcmp(v, want);
+		}
+	if (f)
+		fclose(f);
+	return ok;
+}
+
+static int ns_differs(pid_t pid, const char *ns)
+{
+	char a[64], b[64], la[64] = "", lb[64] = "";
+	snprintf(a, sizeof(a), "/proc/self/ns/%s", ns);
+	snprintf(b, sizeof(b), "/proc/%d/ns/%s", pid, ns);
+	if (readlink(a, la, sizeof(la) - 1) < 0 ||
+	    readlink(b, lb, sizeof(lb) - 1) < 0)
+		return 0;
+	return strcmp(la, lb) != 0;
+}
+
+static int check_unprivileged_vmm(pid_t pid)
+{
+	static const char *const zero[] = { "CapInh", "CapPrm", "CapEff",
+					    "CapBnd", "CapAmb" };
+	static const char *const fresh[] = { "user", "pid", "mnt", "ipc",
+					     "net", "uts" };
+	if (!field_is(pid, "Uid", "65534\t65534\t65534\t65534"))
+		return 30;
+	for (int i = 0; i < 5; i++)
+		if (!field_is(pid, zero[i], "0000000000000000"))
+			return 31 + i;
+	if (!field_is(pid, "NoNewPrivs", "1"))
+		return 36;
+	for (int i = 0; i < 6; i++)
+		if (!ns_differs(pid, fresh[i]))
+			return 40 + i;
+	char root[64], entry[PATH_MAX];
+	snprintf(root, sizeof(root), "/proc/%d/root/proc", pid);
+	if (access(root, F_OK) == 0)
+		return 47;
+	snprintf(entry, sizeof(entry), "/proc/%d/root/etc", pid);
+	return access(entry, F_OK) == 0 ? 48 : 0;
+}
+
+static int spawn_unprivileged(void)
+{
+	/* Dumpable again after the switch, as an agent started by nobody
+	 * is: else /proc/<pid>/uid_map of its children stays root's. */
+	if (syscall(SYS_setgroups, 0, NULL) < 0 ||
+	    syscall(SYS_setresgid, 65534, 65534, 65534) < 0 ||
+	    syscall(SYS_setresuid, 65534, 65534, 65534) < 0 ||
+	    prctl(PR_SET_DUMPABLE, 1) < 0)
+		return 20;
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return 21;
+	struct vmm_jail_req r = { .vmm_path = T_VMM, .name = "nobody",
+				  .fds = { sv[1], sv[1], sv[1], sv[1] } };
+	pid_t pid;
+	uint32_t uid;
+	struct parley_err err = { 0 };
+	if (vmm_jail_spawn(&r, &pid, &uid, &err) < 0) {
+		fprintf(stderr, "unprivileged: %s\n", perr_msg(&err));
+		return 22;
+	}
+	/* The vmm now waits for its launch message: inspect it there. */
+	int rc = check_unprivileged_vmm(pid);
+	close(sv[0]);
+	int st;
+	if (waitpid(pid, &st, 0) != pid)
+		return 23;
+	if (rc == 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 2))
+		rc = 24;
+	return rc;
+}
+
+Test(jail, unprivileged_agent_jails_in_a_user_namespace, .timeout = 30)
+{
+	pid_t c = fork();
+	cr_assert_geq(c, 0);
+	if (c == 0)
+		_exit(spawn_unprivileged());
+	int st;
+	cr_assert_eq(waitpid(c, &st, 0), c);
+	cr_assert(WIFEXITED(st), "status 0x%x", st);
+	cr_assert_eq(WEXITSTATUS(st), 0, "check %d failed (see the test)",
+		     WEXITSTATUS(st));
 }
 
 Test(jail, uid_ranges_parse_strictly)
