@@ -2,10 +2,12 @@
  * The vmm jail (see vmm_jail.h). Three parts: the uid each vmm takes
  * (slots, each held by the pidfd of the vmm using it), the jail's root
  * (a mount namespace built once per vmm binary by a helper process), and
- * the spawn itself: clone3 into new PID/IPC/UTS/network namespaces, then
- * in the child, with raw system calls only (the agent may have threads, so
- * nothing that takes a lock or allocates): copy the root's namespace, put
- * the fds in place, drop every privilege, exec the vmm by fd.
+ * the spawn itself: clone3 into new PID/IPC/UTS namespaces, then in the
+ * child, with raw system calls only (the agent may have threads, so
+ * nothing that takes a lock or allocates): join the agent's network
+ * namespace for vmms, copy the root's mount namespace, put the fds in
+ * place, drop every privilege, exec the vmm by fd. An agent that is not
+ * root uses a user namespace per vmm instead (see unprivileged()).
  */
 #include "agent/vmm_jail.h"
 #include "agent/ctl/ctl.h"
@@ -99,6 +101,9 @@ int vmm_jail_set_uid_range(uint32_t first, uint32_t last,
 	else {
 		uids.first = first;
 		uids.last = last;
+		free(uids.slot); /* sized for the old range */
+		uids.slot = NULL;
+		uids.nslot = 0;
 	}
 	pthread_mutex_unlock(&jail_mu);
 	return rc;
@@ -268,9 +273,12 @@ static int run_list(const char *interp, const char *vmm, char *buf,
 	close(pfd[1]);
 	*len = 0;
 	ssize_t n = 1;
-	while (rc == 0 && n > 0 && *len < cap - 1) {
-		n = read(pfd[0], buf + *len, cap - 1 - *len);
-		if (n > 0)
+	char drain[512];
+	while (rc == 0 && n > 0) { /* all of it, so the loader never blocks */
+		bool room = *len < cap - 1;
+		n = read(pfd[0], room ? buf + *len : drain,
+			 room ? cap - 1 - *len : sizeof(drain));
+		if (n > 0 && room)
 			*len += (size_t)n;
 	}
 	buf[*len] = 0;
@@ -279,6 +287,16 @@ static int run_list(const char *interp, const char *vmm, char *buf,
 	if (rc == 0 && waitpid(pid, &st, 0) < 0)
 		return -errno;
 	return rc ? -rc : (WIFEXITED(st) && !WEXITSTATUS(st) ? 0 : -ENOEXEC);
+}
+
+/* dir is one of the ':'-separated entries of list. */
+static bool path_list_has(const char *list, const char *dir)
+{
+	size_t dl = strlen(dir);
+	for (const char *e = list; *e; e += strcspn(e, ":"), e += *e == ':')
+		if (strcspn(e, ":") == dl && !strncmp(e, dir, dl))
+			return true;
+	return false;
 }
 
 static void libs_ld_path(struct jail_libs *l, const char *interp)
@@ -292,8 +310,7 @@ static void libs_ld_path(struct jail_libs *l, const char *interp)
 		char dir[PATH_MAX];
 		snprintf(dir, sizeof(dir), "%.*s", (int)(dl ? dl : 1),
 			 l->path[i]);
-		char *hit = strstr(l->ld_path, dir);
-		if (hit && (hit[strlen(dir)] == ':' || !hit[strlen(dir)]))
+		if (path_list_has(l->ld_path, dir))
 			continue;
 		at += (size_t)snprintf(l->ld_path + at,
 				       at < sizeof(l->ld_path)
