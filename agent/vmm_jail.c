@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -556,7 +557,7 @@ enum jail_step {
 static const char *const step_name[] = {
 	[STEP_MOUNT_NS] = "entering the jail's root",
 	[STEP_FDS] = "placing fds",
-	[STEP_SIGNALS] = "resetting signals",
+	[STEP_SIGNALS] = "resetting signals and limits",
 	[STEP_CAPS] = "dropping capabilities",
 	[STEP_IDS] = "switching uid/gid",
 	[STEP_NNP] = "setting no_new_privs",
@@ -686,6 +687,11 @@ static __attribute__((noreturn)) void jail_child(const struct jail_plan *p)
 	if (child_fds(p) < 0)
 		child_fail(p, STEP_FDS);
 	if (child_signals() < 0)
+		child_fail(p, STEP_SIGNALS);
+	/* No core dump: it would hold the partition's memory, and a host's
+	 * core_pattern may hand it to a collector outside the jail. */
+	struct rlimit no_core = { 0, 0 };
+	if (syscall(SYS_prlimit64, 0, RLIMIT_CORE, &no_core, NULL) < 0)
 		child_fail(p, STEP_SIGNALS);
 	if (child_caps() < 0)
 		child_fail(p, STEP_CAPS);

@@ -92,6 +92,19 @@ static void check_privileges(pid_t pid)
 	}
 	status_field(pid, "NoNewPrivs", v, sizeof(v));
 	cr_assert_str_eq(v, "1", "NoNewPrivs");
+	char path[64], line[256];
+	bool no_core = false;
+	snprintf(path, sizeof(path), "/proc/%d/limits", pid);
+	FILE *f = fopen(path, "re");
+	cr_assert(f, "%s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "Max core file size", 18)) {
+			char soft[32], hard[32];
+			no_core = sscanf(line + 18, "%31s %31s", soft, hard) == 2 &&
+				  !strcmp(soft, "0") && !strcmp(hard, "0");
+		}
+	fclose(f);
+	cr_assert(no_core, "core dumps allowed");
 	status_field(pid, "Seccomp", v, sizeof(v));
 	cr_assert_str_eq(v, "2", "Seccomp (2: filter)");
 	/* PID 1 of its own namespace: NSpid lists our pid, then 1. */
