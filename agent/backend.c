@@ -48,6 +48,17 @@ const char *backend_kvm_missing(void)
 	return v == KVM_API_VERSION ? NULL : "/dev/kvm speaks another API";
 }
 
+void backend_describe(uint32_t want, char *out, size_t cap)
+{
+	const char *why = backend_kvm_missing();
+	if (want != BACKEND_AUTO)
+		snprintf(out, cap, "backend: %s (--backend)", backend_name(want));
+	else if (why)
+		snprintf(out, cap, "backend: process (auto: %s)", why);
+	else
+		snprintf(out, cap, "backend: kvm (auto: /dev/kvm is usable)");
+}
+
 int backend_resolve(uint32_t want, uint32_t *out, struct parley_err *err)
 {
 	const char *why;

@@ -20,6 +20,10 @@ const char *backend_name(uint32_t b);
 /* NULL if /dev/kvm can run partitions here, else why not (static text). */
 const char *backend_kvm_missing(void);
 
+/* What `want` comes to on this host and why, for the log, e.g.
+ * "backend: process (auto: /dev/kvm does not exist)". */
+void backend_describe(uint32_t want, char *out, size_t cap);
+
 /* Resolve `want` (BACKEND_AUTO or a backend) to the one to use: auto
  * picks kvm when it is usable. An explicit kvm without a usable /dev/kvm
  * is an error naming why. */

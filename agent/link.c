@@ -258,7 +258,8 @@ void agent_link_measurement(struct agent_link *l, const char *partition,
 }
 
 void agent_link_status(struct agent_link *l, const char *partition,
-		       const char *state, const char *reason, int64_t code)
+		       const char *backend, const char *state,
+		       const char *reason, int64_t code)
 {
 	Parley__V1__Envelope e;
 	Parley__V1__PartitionStatus st;
@@ -271,6 +272,7 @@ void agent_link_status(struct agent_link *l, const char *partition,
 	st.reason = (char *)(reason ? reason : "");
 	st.exit_code = code;
 	st.time_unix_ms = now_ms();
+	st.backend = (char *)(backend ? backend : "");
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_STATUS;
 	e.status = &st;
 	enqueue(l, st.seq, &e);

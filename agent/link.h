@@ -70,8 +70,10 @@ void agent_link_free(struct agent_link *l);
 void agent_link_audit(const struct audit_event *e, void *link);
 void agent_link_measurement(struct agent_link *l, const char *partition,
 			    const struct measure *m);
+/* backend: what runs it ("kvm", "process"), NULL when none does. */
 void agent_link_status(struct agent_link *l, const char *partition,
-		       const char *state, const char *reason, int64_t code);
+		       const char *backend, const char *state,
+		       const char *reason, int64_t code);
 
 /* Before a partition starts: a baseline in the bundle must match. */
 int agent_link_admit(struct agent_link *l, const char *partition,

@@ -15,6 +15,7 @@
  * --baselines FILE (--baseline-mode enroll|golden), decisions go to
  * --audit FILE as JSON lines.
  */
+#include "agent/backend.h"
 #include "agent/ipc/audit.h"
 #include "agent/ipc/baseline.h"
 #include "agent/ipc/chanmgr.h"
@@ -26,6 +27,7 @@
 #include "agent/spec.h"
 #include "agent/supervisor.h"
 #include "common/fileio.h"
+#include "agent/vmm_jail.h"
 
 #include <getopt.h>
 #include <libgen.h>
@@ -59,19 +61,23 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: parley-agent run [--image-dir DIR] [--config-dir DIR] "
 		"[--vmm PATH]\n"
+		"           [--backend kvm|process|auto] "
+		"[--vmm-uid-range FIRST-LAST]\n"
 		"           [--policy GRANTS.json] [--baselines FILE "
 		"[--baseline-mode enroll|golden]]\n"
 		"           [--audit FILE] [--rehash-interval SECONDS] "
 		"[--snapshot-dir DIR]\n"
-		"           [--snapshot-key FILE] [--backend kvm|process|auto] "
-		"SPEC...\n"
+		"           [--snapshot-key FILE] SPEC...\n"
 		"       parley-agent restore [--vmm PATH] --baselines FILE "
 		"[--snapshot-key FILE]\n"
-		"           [--backend kvm|process|auto] [--name NAME] "
-		"SNAPSHOT...\n"
+		"           [--backend kvm|process|auto] "
+		"[--vmm-uid-range FIRST-LAST] [--name NAME]\n"
+		"           SNAPSHOT...\n"
 		"       parley-agent serve --state-dir DIR --server HOST:PORT "
 		"[--image-dir DIR]\n"
-		"           [--config-dir DIR] [--audit FILE] [SPEC...]\n"
+		"           [--config-dir DIR] [--audit FILE] "
+		"[--backend kvm|process|auto]\n"
+		"           [--vmm-uid-range FIRST-LAST] [SPEC...]\n"
 		"       parley-agent join --server HOST:PORT --token prj_... "
 		"--ca-sha256 HEX --state-dir DIR\n");
 }
@@ -96,6 +102,32 @@ static int opt_mode(struct cli *c, const char *m)
 	else {
 		fprintf(stderr, "parley-agent: --baseline-mode is enroll or "
 				"golden, not \"%s\"\n", m);
+		return -1;
+	}
+	return 0;
+}
+
+static int opt_backend(struct cli *c, const char *b)
+{
+	if (backend_parse(b, &c->backend) == 0)
+		return 0;
+	fprintf(stderr, "parley-agent: --backend is kvm, process or auto, "
+			"not \"%s\"\n", b);
+	return -1;
+}
+
+/* Each vmm runs as a uid of this range, its own while it lives. */
+static int opt_uid_range(const char *r)
+{
+	uint32_t first, last;
+	struct parley_err err = { 0 };
+	if (vmm_jail_parse_range(r, &first, &last) < 0) {
+		fprintf(stderr, "parley-agent: --vmm-uid-range takes FIRST-LAST "
+				"above 65535, not \"%s\"\n", r);
+		return -1;
+	}
+	if (vmm_jail_set_uid_range(first, last, &err) < 0) {
+		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
 		return -1;
 	}
 	return 0;
@@ -149,12 +181,9 @@ static int opt_one(struct cli *c, int o)
 		c->name = optarg;
 		return 0;
 	case 'B':
-		if (backend_parse(optarg, &c->backend) < 0) {
-			fprintf(stderr, "parley-agent: --backend is kvm, "
-					"process or auto, not \"%s\"\n", optarg);
-			return -1;
-		}
-		return 0;
+		return opt_backend(c, optarg);
+	case 'u':
+		return opt_uid_range(optarg);
 	case 'h':
 		usage(stdout);
 		exit(0);
@@ -181,6 +210,7 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 		{ "snapshot-key", required_argument, NULL, 'k' },
 		{ "backend", required_argument, NULL, 'B' },
 		{ "name", required_argument, NULL, 'n' },
+		{ "vmm-uid-range", required_argument, NULL, 'u' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -314,12 +344,17 @@ static int setup(struct agent *a, int restore, char **args, int n,
 		 struct part_spec *specs)
 {
 	struct parley_err err = { 0 };
-	if (a->cli.audit && !(a->audit.out = fopen(a->cli.audit, "a"))) {
+	if (a->cli.audit && !(a->audit.out = fopen(a->cli.audit, "ae"))) {
 		perror(a->cli.audit);
 		return -1;
 	}
 	chanmgr_init(&a->cm, &a->audit);
 	a->cm.rehash_interval_ns = (uint64_t)(a->cli.rehash_s * 1e9);
+	if (a->cli.backend == BACKEND_AUTO) {
+		char why[160];
+		backend_describe(a->cli.backend, why, sizeof(why));
+		fprintf(stderr, "parley-agent: %s\n", why);
+	}
 	int bad = restore && restore_checks(a, n) < 0;
 	if (!bad && load_key(a, restore, args, &err) < 0) {
 		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
@@ -412,6 +447,7 @@ static int serve(int argc, char **argv)
 		.vmm = a.cli.vmm, .image_dirs = a.cli.image_dirs,
 		.config_dirs = a.cli.config_dirs,
 		.audit = a.cli.audit, .rehash_s = a.cli.rehash_s,
+		.backend = a.cli.backend,
 		.specs = argv + first, .nspecs = argc - first,
 	};
 	return serve_main(&o);
@@ -451,7 +487,9 @@ int main(int argc, char **argv)
 	struct part_spec *specs = calloc((size_t)n, sizeof(*specs));
 	int bad = setup(&a, restore, args, n, specs) < 0 ||
 		  start_all(&a, restore, args, n, specs) < 0;
-	int rc = a.sup.n ? sup_run(&a.sup) : 0;
+	/* A partition that could not start ends the run: the others were
+	 * never resumed and would wait for ever. */
+	int rc = a.sup.n && !bad ? sup_run(&a.sup) : 0;
 	for (int i = 0; i < n; i++)
 		spec_free(&specs[i]);
 	free(specs);

@@ -3,6 +3,7 @@
 #include "agent/backend.h"
 #include "agent/beneath.h"
 #include "agent/elf.h"
+#include "agent/vmm_jail.h"
 #include "agent/ctl/stop.h"
 #include "agent/ctl/clock.h"
 #include "common/fileio.h"
@@ -12,15 +13,12 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-extern char **environ;
 
 #define IMAGE_FILE_MAX (64u << 20)
 
@@ -229,48 +227,17 @@ int part_spawn_vmm(struct partition *p, struct parley_err *err)
 		close(rofd);
 		return perr(err, -errno, "socketpair: %m");
 	}
-	/* Sources above the target numbers, so that one dup2 cannot
-	 * overwrite the source of the next. */
-	enum { NFD = 4 };
-	const int target[NFD] = { CTL_FD_SOCK, CTL_FD_MEM, CTL_FD_BACKEND,
-				  CTL_FD_MEM_RO };
-	int src[NFD] = { sv[1], p->mem_fd, bfd, rofd };
-	int high[NFD];
-	bool ok = true;
-	for (int i = 0; i < NFD; i++) {
-		high[i] = fcntl(src[i], F_DUPFD_CLOEXEC, CTL_FD_MEM_RO + 1);
-		ok = ok && high[i] >= 0;
-	}
+	/* In CTL_FD_SOCK, CTL_FD_MEM, CTL_FD_BACKEND, CTL_FD_MEM_RO order. */
+	struct vmm_jail_req jr = { .vmm_path = vmm, .name = p->name,
+				   .fds = { sv[1], p->mem_fd, bfd, rofd } };
+	rc = vmm_jail_spawn(&jr, &p->pid, &p->vmm_uid, err);
 	close(sv[1]);
 	close(bfd);
 	close(rofd);
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	for (int i = 0; i < NFD; i++)
-		if (high[i] >= 0)
-			posix_spawn_file_actions_adddup2(&fa, high[i], target[i]);
-	/* The vmm process starts with no signal blocked or caught, whatever
-	 * the agent does with its own. */
-	posix_spawnattr_t at;
-	posix_spawnattr_init(&at);
-	sigset_t none, all;
-	sigemptyset(&none);
-	sigfillset(&all);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setsigdefault(&at, &all);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK |
-					      POSIX_SPAWN_SETSIGDEF);
-	char *argv[] = { vmm, p->name, NULL };
-	rc = !ok ? EMFILE : posix_spawn(&p->pid, vmm, &fa, &at, argv, environ);
-	posix_spawnattr_destroy(&at);
-	posix_spawn_file_actions_destroy(&fa);
-	for (int i = 0; i < NFD; i++)
-		if (high[i] >= 0)
-			close(high[i]);
-	if (rc) {
+	if (rc < 0) {
 		close(sv[0]);
 		p->pid = 0;
-		return perr(err, -rc, "starting %s: %s", vmm, strerror(rc));
+		return perr_prefix(err, "starting %s", vmm), rc;
 	}
 	p->ctl = sv[0];
 	return 0;

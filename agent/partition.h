@@ -76,6 +76,8 @@ struct partition {
 	pid_t pid;                 /* of the vmm process; 0 once reaped */
 	int pidfd;                 /* pidfd_open(pid): kill and reap by it,
 				    * never by a pid that may be reused */
+	uint32_t vmm_uid;          /* the vmm's uid (and gid), its own while
+				    * it lives (agent/vmm_jail.h) */
 	int ctl;                   /* our end of the control link */
 	int mem_fd;
 	const uint8_t *mem;        /* read-only view: RAM, then config */

@@ -1,4 +1,5 @@
 #include "agent/serve.h"
+#include "agent/backend.h"
 #include "agent/ipc/chanmgr.h"
 #include "agent/link.h"
 #include "agent/partition.h"
@@ -46,7 +47,8 @@ static void report_finished(struct serve *s)
 		const struct ctl_finished *f = &sp->p->fin;
 		log_info("partition %s stopped: %s (%s)", sp->p->name,
 			 vmx_stop_name(f->reason), f->detail);
-		agent_link_status(&s->link, sp->p->name, "stopped",
+		agent_link_status(&s->link, sp->p->name,
+				  backend_name(sp->p->backend), "stopped",
 				  vmx_stop_name(f->reason), f->code);
 		chanmgr_gone(&s->cm, sp->p);
 	}
@@ -137,7 +139,7 @@ static int add_part(struct serve *s, const struct part_spec *spec,
 		.config_dirs = serve_o->config_dirs,
 		.on_console = sup_console, .ctx = &s->sup,
 		.on_measured = admit, .on_request = on_request,
-		.start_paused = true,
+		.start_paused = true, .backend = serve_o->backend,
 	};
 	struct partition *p = NULL;
 	if (s->n == SERVE_PARTS_MAX)
@@ -151,7 +153,8 @@ static int add_part(struct serve *s, const struct part_spec *spec,
 	event_add(sp->ev, NULL);
 	sup_add(&s->sup, p);
 	chanmgr_add(&s->cm, p);
-	agent_link_status(&s->link, p->name, "created", NULL, 0);
+	agent_link_status(&s->link, p->name, backend_name(p->backend),
+			  "created", NULL, 0);
 	return 0;
 }
 
@@ -263,8 +266,9 @@ static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 		if (sp && sp->p->state == PART_PAUSED && s->link.ready)
 			rc = partition_resume(sp->p, &err);
 		if (rc == 0 && sp)
-			agent_link_status(&s->link, sp->p->name, "running",
-					  NULL, 0);
+			agent_link_status(&s->link, sp->p->name,
+					  backend_name(sp->p->backend),
+					  "running", NULL, 0);
 		break;
 	case PARLEY__V1__PARTITION_COMMAND__ACTION__MEASURE:
 		rc = measure_beside(s, c, &err);
@@ -284,7 +288,7 @@ static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 		audit_emit(&s->audit, &e);
 	} else if (rc < 0) {
 		log_error("command for %s: %s", c->partition, perr_msg(&err));
-		agent_link_status(&s->link, c->partition, "stopped",
+		agent_link_status(&s->link, c->partition, NULL, "stopped",
 				  "create-failed", 0);
 	}
 	drain(s);
@@ -303,6 +307,7 @@ static void resume_all(void *arg)
 			log_error("%s", perr_msg(&err));
 		else
 			agent_link_status(&s->link, s->part[i].p->name,
+					  backend_name(s->part[i].p->backend),
 					  "running", NULL, 0);
 	}
 }
@@ -341,12 +346,17 @@ int serve_main(const struct serve_opts *o)
 	s.base = event_base_new();
 	s.sup.out = stdout;
 	s.sup.owner = &s;
-	if (o->audit && !(s.audit.out = fopen(o->audit, "a"))) {
+	if (o->audit && !(s.audit.out = fopen(o->audit, "ae"))) {
 		perror(o->audit);
 		return 2;
 	}
 	chanmgr_init(&s.cm, &s.audit);
 	s.cm.rehash_interval_ns = (uint64_t)(o->rehash_s * 1e9);
+	if (o->backend == BACKEND_AUTO) {
+		char why[160];
+		backend_describe(o->backend, why, sizeof(why));
+		log_info("%s", why);
+	}
 	if (agent_link_init(&s.link, s.base, o->state_dir, host, port, &s.cm,
 			    &err) < 0) {
 		log_error("%s", perr_msg(&err));

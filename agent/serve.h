@@ -6,6 +6,8 @@
 #ifndef PARLEY_AGENT_SERVE_H
 #define PARLEY_AGENT_SERVE_H
 
+#include <stdint.h>
+
 struct serve_opts {
 	const char *state_dir;
 	const char *server;        /* HOST:PORT */
@@ -14,6 +16,7 @@ struct serve_opts {
 	const char *const *config_dirs; /* daemon-sent specs come from */
 	const char *audit;         /* JSON lines file, or NULL */
 	double rehash_s;
+	uint32_t backend;          /* BACKEND_AUTO (0) unless --backend */
 	char **specs;
 	int nspecs;
 };

@@ -1,4 +1,5 @@
 #include "agent/supervisor.h"
+#include "agent/backend.h"
 #include "agent/ctl/stop.h"
 #include "common/fileio.h"
 #include "agent/ctl/clock.h"
@@ -115,11 +116,12 @@ static int summary(struct supervisor *s)
 		const struct partition *p = s->e[i].p;
 		const struct ctl_finished *f = &p->fin;
 		bool ok = f->reason == VMX_STOP_EXIT && f->code == 0;
+		const char *b = backend_name(p->backend);
 		if (f->reason == VMX_STOP_EXIT)
-			fprintf(s->out, "  %-20s exit %lld\n", p->name,
+			fprintf(s->out, "  %-20s %-8s exit %lld\n", p->name, b,
 				(long long)f->code);
 		else
-			fprintf(s->out, "  %-20s %s\n", p->name,
+			fprintf(s->out, "  %-20s %-8s %s\n", p->name, b,
 				vmx_stop_name(f->reason));
 		if (!ok)
 			rc = 1;

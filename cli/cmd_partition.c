@@ -19,6 +19,7 @@ static const struct ctl_col cols[] = {
 	{ "HOST", "host" },
 	{ "BACKEND", "backend" },
 	{ "STATE", "state" },
+	{ "VMM", "vmm_backend" },   /* kvm | process, as the agent reported */
 	{ NULL, NULL },
 };
 

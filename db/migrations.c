@@ -160,7 +160,15 @@ static const char m3_tokens[] =
 	" expires_ms INTEGER NOT NULL,"
 	" used_ms INTEGER);";                   /* NULL: not used yet */
 
-static const char *const migrations[] = { m1_tables, m2_indexes, m3_tokens };
+/* 4: what runs a thin partition inside its vmm (its agent's
+ * PartitionStatus.backend: "kvm", "process"); '' until an agent that says
+ * reports it. Not `kind` (thin or libvirt), which the API calls backend. */
+static const char m4_backend[] =
+	"ALTER TABLE partitions ADD COLUMN vmm_backend TEXT NOT NULL "
+	"DEFAULT '';";
+
+static const char *const migrations[] = { m1_tables, m2_indexes, m3_tokens,
+					  m4_backend };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
 unsigned store_schema_latest(void)

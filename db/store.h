@@ -161,6 +161,8 @@ struct store_partition {
 	char name[STORE_NAME_MAX], host[STORE_NAME_MAX];
 	enum store_part_kind kind;
 	char state[STORE_NAME_MAX];
+	char vmm_backend[STORE_NAME_MAX]; /* thin: "kvm", "process"; "" not
+					   * reported (yet) */
 	char *spec_json;                  /* NUL-terminated, malloc'd */
 	size_t spec_len;
 	uint64_t version;                 /* bumped by every change */
@@ -288,6 +290,14 @@ int store_ingest_measurements(struct store *s, const char *host,
 int store_ingest_status(struct store *s, const char *host, uint64_t seq,
 			const char *partition, const char *state,
 			struct store_ingest *res, struct parley_err *err);
+/* The same with what the agent said runs it: backend NULL or "" leaves
+ * the stored one (an agent that does not say). */
+struct store_status_in {
+	const char *partition, *state, *backend;
+};
+int store_ingest_status_in(struct store *s, const char *host, uint64_t seq,
+			   const struct store_status_in *in,
+			   struct store_ingest *res, struct parley_err *err);
 /* The highest seq stored from `host` (0: none yet). */
 int store_host_seq(struct store *s, const char *host, uint64_t *seq,
 		   struct parley_err *err);

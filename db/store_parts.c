@@ -11,7 +11,9 @@
 #include <jansson.h>
 #include "common/jsonv.h"
 
+/* Written by put; read back with what only a status sets. */
 #define PART_COLS "name, host, kind, spec_json, state, version, updated_ms"
+#define PART_COLS_READ PART_COLS ", vmm_backend"
 
 const char *store_part_kind_name(enum store_part_kind k)
 {
@@ -192,6 +194,9 @@ static int part_row(struct store *s, sqlite3_stmt *st,
 			  "\"%.16s\"", s->path, p->name, db_col_str(st, 2));
 	if (rc == 0)
 		rc = db_col_name(s, st, 4, p->state, sizeof(p->state), err);
+	if (rc == 0)
+		rc = db_col_name(s, st, 7, p->vmm_backend,
+				 sizeof(p->vmm_backend), err);
 	if (rc < 0)
 		return rc;
 	p->spec_len = (size_t)sqlite3_column_bytes(st, 3);
@@ -204,7 +209,7 @@ static int part_row(struct store *s, sqlite3_stmt *st,
 int store_partition_get(struct store *s, const char *name,
 			struct store_partition *out, struct parley_err *err)
 {
-	static const char q[] = "SELECT " PART_COLS " FROM partitions "
+	static const char q[] = "SELECT " PART_COLS_READ " FROM partitions "
 				"WHERE name = ?1";
 	sqlite3_stmt *st;
 	memset(out, 0, sizeof(*out));
@@ -265,10 +270,10 @@ int store_partition_list(struct store *s, const char *host, const char *after,
 {
 	/* Two statements: "?2 = '' OR host = ?2" keeps SQLite off the
 	 * partitions_by_host index (1 ms a call at 10,000 hosts). */
-	static const char q_all[] = "SELECT " PART_COLS " FROM partitions "
+	static const char q_all[] = "SELECT " PART_COLS_READ " FROM partitions "
 				    "WHERE name > ?1 AND ?2 = '' "
 				    "ORDER BY name LIMIT ?3";
-	static const char q_host[] = "SELECT " PART_COLS " FROM partitions "
+	static const char q_host[] = "SELECT " PART_COLS_READ " FROM partitions "
 				     "WHERE host = ?2 AND name > ?1 "
 				     "ORDER BY name LIMIT ?3";
 	const char *q = host && host[0] ? q_host : q_all;
@@ -349,9 +354,26 @@ int store_partition_set_state(struct store *s, const char *name,
 	return rc;
 }
 
+/* Only when the agent named one: an older agent's status keeps it. */
+static int set_backend(struct store *s, const char *name, const char *backend,
+		       struct parley_err *err)
+{
+	static const char q[] = "UPDATE partitions SET vmm_backend = ?2 "
+				"WHERE name = ?1";
+	sqlite3_stmt *st;
+	if (!backend || !backend[0])
+		return 0;
+	int rc = db_prep(s, q, &st, err);
+	if (rc < 0)
+		return rc;
+	db_bind_text(st, 1, name);
+	db_bind_text(st, 2, backend);
+	return db_run(s, st, "set backend", err);
+}
+
 static int status(struct store *s, const char *host, uint64_t seq,
-		  const char *partition, const char *state,
-		  struct store_ingest *res, struct parley_err *err)
+		  const struct store_status_in *in, struct store_ingest *res,
+		  struct parley_err *err)
 {
 	char on[STORE_NAME_MAX];
 	uint64_t v = 0;
@@ -360,13 +382,15 @@ static int status(struct store *s, const char *host, uint64_t seq,
 		res->skipped = rc < 0 ? 0 : 1;
 		return rc;
 	}
-	rc = db_need_partition(s, partition, on, err);
+	rc = db_need_partition(s, in->partition, on, err);
 	if (rc == 0 && strcmp(on, host) != 0)
 		rc = perr(err, -EPERM, "status from host \"%s\" for partition "
-			  "\"%s\", which is on host \"%s\"", host, partition,
+			  "\"%s\", which is on host \"%s\"", host, in->partition,
 			  on);
 	if (rc == 0)
-		rc = set_state(s, partition, state, 0, &v, err);
+		rc = set_state(s, in->partition, in->state, 0, &v, err);
+	if (rc == 0)
+		rc = set_backend(s, in->partition, in->backend, err);
 	if (rc == 0)
 		rc = db_seq_raise(s, host, seq, err);
 	if (rc == 0) {
@@ -380,20 +404,29 @@ int store_ingest_status(struct store *s, const char *host, uint64_t seq,
 			const char *partition, const char *state,
 			struct store_ingest *res, struct parley_err *err)
 {
+	struct store_status_in in = { .partition = partition, .state = state };
+	return store_ingest_status_in(s, host, seq, &in, res, err);
+}
+
+int store_ingest_status_in(struct store *s, const char *host, uint64_t seq,
+			   const struct store_status_in *in,
+			   struct store_ingest *res, struct parley_err *err)
+{
 	struct store_ingest r = { 0 };
 	int rc = db_check_name("host name", host, err);
 	if (rc == 0)
 		rc = db_seq_check_order("status", 0, seq, 0, err);
 	if (rc == 0)
-		rc = db_check_name("partition name", partition, err);
+		rc = db_check_name("partition name", in->partition, err);
 	if (rc == 0)
-		rc = db_check_name("partition state", state, err);
+		rc = db_check_name("partition state", in->state, err);
+	if (rc == 0 && in->backend && in->backend[0])
+		rc = db_check_name("partition backend", in->backend, err);
 	if (rc == 0)
 		rc = db_op_begin(s, err);
 	if (rc < 0)
 		return rc;
-	rc = db_op_end(s, status(s, host, seq, partition, state, &r, err),
-		       err);
+	rc = db_op_end(s, status(s, host, seq, in, &r, err), err);
 	if (res)
 		*res = rc < 0 ? (struct store_ingest){ 0 } : r;
 	return rc;

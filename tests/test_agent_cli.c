@@ -1,9 +1,11 @@
 /* `parley-agent run` as an operator uses it: real processes, real output. */
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/backend.h"
 #include "common/fileio.h"
 #include "tests/helpers/testutil.h"
 
@@ -28,7 +30,7 @@ Test(agent_cli, runs_examples_with_prefixed_consoles_and_summary,
 	cr_assert_eq(t_count_lines(out, "counter| tick "), 5, "%s", out);
 	cr_assert(strstr(out, "hello: exited with code 0\n"), "%s", out);
 	cr_assert(strstr(out, "summary:\n"), "%s", out);
-	cr_assert(strstr(out, "  counter              exit 0\n"), "%s", out);
+	cr_assert(strstr(out, "  counter              kvm      exit 0\n"), "%s", out);
 	free(out);
 }
 
@@ -44,8 +46,8 @@ Test(agent_cli, faulting_partition_reported_others_finish, .timeout = 60)
 	cr_assert_eq(rc, 1, "exit %d:\n%s", rc, out);
 	cr_assert(strstr(out, "rogue: stopped: bad-access: write of 8 byte(s) "
 			      "at guest-physical 0x30000000"), "%s", out);
-	cr_assert(strstr(out, "  rogue                bad-access\n"), "%s", out);
-	cr_assert(strstr(out, "  counter              exit 0\n"), "%s", out);
+	cr_assert(strstr(out, "  rogue                kvm      bad-access\n"), "%s", out);
+	cr_assert(strstr(out, "  counter              kvm      exit 0\n"), "%s", out);
 	free(out);
 	free(spec);
 	t_rmtree(dir);
@@ -207,4 +209,94 @@ Test(agent_cli, sighup_with_grant_removed_revokes, .timeout = 60)
 	free(pol);
 	t_rmtree(dir);
 	free(dir);
+}
+
+/* --backend: each backend present runs hello and the summary names it;
+ * auto says once which it chose and why; anything else is refused. */
+ParameterizedTestParameters(agent_cli, backend_option_chosen_and_shown)
+{
+	static uint32_t b[T_BACKENDS_MAX];
+	size_t n = t_backends(b);
+	return cr_make_param_array(uint32_t, b, n);
+}
+
+ParameterizedTest(uint32_t *backend, agent_cli,
+		  backend_option_chosen_and_shown, .timeout = 60)
+{
+	const char *name = backend_name(*backend);
+	char *argv[] = { T_AGENT, "run", "--vmm", T_VMM, "--image-dir",
+			 PARLEY_BUILD_DIR "/guest", "--backend", (char *)name,
+			 PARLEY_SOURCE_DIR "/examples/hello.json", NULL };
+	char *out, want[96];
+	int rc = t_run(argv, &out, 60);
+	cr_assert_eq(rc, 0, "exit %d:\n%s", rc, out);
+	snprintf(want, sizeof(want), "  hello                %-8s exit 0\n",
+		 name);
+	cr_assert(strstr(out, want), "%s", out);
+	cr_assert_eq(t_count_lines(out, "parley-agent: backend: "), 0, "%s",
+		     out);
+	free(out);
+}
+
+Test(agent_cli, backend_auto_says_which_and_why, .timeout = 60)
+{
+	char *argv[] = { T_AGENT, "run", "--vmm", T_VMM, "--image-dir",
+			 PARLEY_BUILD_DIR "/guest", "--backend", "auto",
+			 PARLEY_SOURCE_DIR "/examples/hello.json", NULL };
+	char *out, line[160], want[96];
+	int rc = t_run(argv, &out, 60);
+	uint32_t chosen;
+	struct parley_err err = { 0 };
+	cr_assert_eq(backend_resolve(BACKEND_AUTO, &chosen, &err), 0);
+	if (rc == 0 || chosen == CTL_BACKEND_KVM) {
+		cr_assert_eq(rc, 0, "exit %d:\n%s", rc, out);
+		snprintf(want, sizeof(want), "  hello                %-8s exit 0\n",
+			 backend_name(chosen));
+		cr_assert(strstr(out, want), "%s", out);
+	}
+	backend_describe(BACKEND_AUTO, line, sizeof(line));
+	cr_assert(strstr(line, chosen == CTL_BACKEND_KVM ? "backend: kvm (auto: "
+							 : "backend: process (auto: "),
+		  "%s", line);
+	cr_assert_eq(t_count_lines(out, "parley-agent: backend: "), 1, "%s",
+		     out);
+	cr_assert(strstr(out, line), "%s", out);
+	free(out);
+}
+
+Test(agent_cli, backend_and_uid_range_refused_when_malformed, .timeout = 30)
+{
+	static const char *const bad[][2] = {
+		{ "--backend", "qemu" },
+		{ "--backend", "" },
+		{ "--vmm-uid-range", "1000-2000" },
+		{ "--vmm-uid-range", "7000000" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		char *argv[] = { T_AGENT, "run", (char *)bad[i][0],
+				 (char *)bad[i][1],
+				 PARLEY_SOURCE_DIR "/examples/hello.json", NULL };
+		char *out;
+		int rc = t_run(argv, &out, 30);
+		cr_assert_eq(rc, 2, "%s %s: exit %d\n%s", bad[i][0], bad[i][1],
+			     rc, out);
+		cr_assert(strstr(out, bad[i][0] + 2), "%s", out);
+		free(out);
+	}
+}
+
+Test(agent_cli, vmm_uid_range_is_used, .timeout = 60)
+{
+	T_REQUIRE_KVM();
+	char *argv[] = { T_AGENT, "run", "--vmm", T_VMM, "--image-dir",
+			 PARLEY_BUILD_DIR "/guest", "--vmm-uid-range",
+			 "7000000-7000000", "--backend", "kvm",
+			 PARLEY_SOURCE_DIR "/examples/hello.json",
+			 PARLEY_SOURCE_DIR "/examples/counter.json", NULL };
+	char *out;
+	int rc = t_run(argv, &out, 60);
+	/* One uid, two partitions alive at once: the second cannot start. */
+	cr_assert_eq(rc, 2, "exit %d:\n%s", rc, out);
+	cr_assert(strstr(out, "every vmm uid is in use"), "%s", out);
+	free(out);
 }

@@ -440,6 +440,13 @@ Test(daemon, thin_partition_created_on_command, .timeout = 60)
 	const char *stopped[] = { "hc", "stopped" };
 	cr_assert(fd_wait(part_state_is, &f, stopped, 20000),
 		  "state never reached the store\n%s", fd_daemon_log(&f));
+	/* The agent said what ran it (PartitionStatus.backend). */
+	s = fd_store(&f);
+	struct store_partition p;
+	cr_assert_eq(store_partition_get(s, "hc", &p, NULL), 0);
+	cr_expect_str_eq(p.vmm_backend, "kvm");
+	store_partition_free(&p);
+	store_close(s);
 	fd_stop(&f);
 }
 

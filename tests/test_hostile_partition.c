@@ -242,10 +242,11 @@ ParameterizedTest(struct hp_param *c, hostile_partition,
 	if (c->at == AT_CHANRO) {
 		cr_assert(strstr(t_fleet_out(&t.f), "h| hostile: open ro 0 rx 1"),
 			  "%s", t_fleet_out(&t.f));
-		/* h's channel went with it, and the audit says so. */
-		cr_assert(strstr(t_fleet_audit(&t.f), "\"event\":\"revoke\","
-					"\"channel\":\"ro\""), "%s",
-			  t_fleet_audit(&t.f));
+		/* h's end of the channel went with it, and the audit says
+		 * so: its peer learns PEER_DOWN. */
+		cr_assert(strstr(t_fleet_audit(&t.f), "\"event\":\"peer_gone\","
+					"\"partition\":\"h\",\"channel\":\"ro\""),
+			  "%s", t_fleet_audit(&t.f));
 	}
 	baselines_intact(&t);
 	hp_free(&t);

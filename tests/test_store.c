@@ -958,6 +958,46 @@ static int collect_cb(const struct store_audit *r, void *ctx)
 	return c->n == 64;
 }
 
+/* What runs a thin partition, as its agent reports it with a status: kept
+ * when a later status (an older agent) does not say; refused when it is not
+ * a name; listed with the partition. */
+Test(store, status_records_the_vmm_backend)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	struct store_ingest r;
+	struct store_partition p;
+	cr_assert_eq(store_partition_get(f.s, "pa", &p, &e), 0);
+	cr_expect_str_eq(p.vmm_backend, "");
+	store_partition_free(&p);
+	struct store_status_in in = { .partition = "pa", .state = "running",
+				      .backend = "process" };
+	cr_assert_eq(store_ingest_status_in(f.s, "h1", 1, &in, &r, &e), 0,
+		     "%s", perr_msg(&e));
+	cr_expect_eq(r.stored, 1);
+	in.state = "stopped";
+	in.backend = "";
+	cr_assert_eq(store_ingest_status_in(f.s, "h1", 2, &in, &r, &e), 0);
+	cr_assert_eq(store_partition_get(f.s, "pa", &p, &e), 0);
+	cr_expect_str_eq(p.state, "stopped");
+	cr_expect_str_eq(p.vmm_backend, "process");
+	store_partition_free(&p);
+	in.backend = "k vm";
+	cr_expect_eq(store_ingest_status_in(f.s, "h1", 3, &in, &r, &e), -EINVAL);
+	in.backend = "kvm";
+	cr_assert_eq(store_ingest_status_in(f.s, "h1", 3, &in, &r, &e), 0);
+	struct store_partition *list;
+	int n = store_partition_list(f.s, "h1", NULL, 10, &list, &e);
+	cr_assert_eq(n, 2, "%s", perr_msg(&e));
+	cr_expect_str_eq(list[0].name, "pa");
+	cr_expect_str_eq(list[0].vmm_backend, "kvm");
+	cr_expect_str_eq(list[1].vmm_backend, "");
+	store_partition_list_free(list, (unsigned)n);
+	fx_close(&f);
+}
+
 Test(store, audit_chain_and_list)
 {
 	struct fx f;

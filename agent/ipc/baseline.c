@@ -3,6 +3,7 @@
 #include "common/jsonv.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +219,24 @@ int baseline_admit(struct baseline_db *db, const char *name,
 	return 0;
 }
 
+static int dump_to_fd(const char *buf, size_t len, void *data)
+{
+	return fd_write_all(*(const int *)data, buf, len) < 0 ? -1 : 0;
+}
+
+/* Like json_dump_file, with the file opened close-on-exec. */
+static int dump_file(json_t *root, const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	int rc = json_dump_callback(root, dump_to_fd, &fd,
+				    JSON_INDENT(2) | JSON_SORT_KEYS);
+	if (close(fd) < 0)
+		rc = -1;
+	return rc;
+}
+
 int baseline_save(struct baseline_db *db, struct parley_err *err)
 {
 	if (!db->changed)
@@ -225,7 +244,7 @@ int baseline_save(struct baseline_db *db, struct parley_err *err)
 	char tmp[4096];
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", db->path) >= sizeof(tmp))
 		return perr(err, -ENAMETOOLONG, "baseline path too long");
-	if (json_dump_file(db->root, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) < 0 ||
+	if (dump_file(db->root, tmp) < 0 ||
 	    rename(tmp, db->path) < 0) {
 		unlink(tmp);
 		return perr(err, -EIO, "writing baselines %s failed", db->path);

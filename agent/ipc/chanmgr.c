@@ -401,7 +401,7 @@ void chanmgr_gone(struct chanmgr *cm, struct partition *p)
 				end_forget(&ch->end[s]); /* its vmm is gone */
 		if (!chan_of(ch, p))
 			continue;
-		if (ch->revoking)
+		if (ch->revoking || ch->peer_gone)
 			chan_settle(cm, ch);
 		else
 			chan_peer_gone(cm, ch, p);

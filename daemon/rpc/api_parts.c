@@ -29,10 +29,14 @@ static const char *const spec_fields[] = {
 static json_t *part_json(const struct store_partition *p)
 {
 	json_t *spec = json_loadb(p->spec_json, p->spec_len, 0, NULL);
-	return json_pack("{s:s,s:s,s:s,s:s,s:o}", "name", p->name, "host",
+	/* vmm_backend: what runs a thin partition in its vmm, as its agent
+	 * last reported; null until then (and for libvirt ones). */
+	return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o}", "name", p->name, "host",
 			 p->host, "backend", store_part_kind_name(p->kind),
-			 "state", p->state, "spec",
-			 spec ? spec : json_object());
+			 "state", p->state, "vmm_backend",
+			 p->vmm_backend[0] ? json_string(p->vmm_backend)
+					   : json_null(),
+			 "spec", spec ? spec : json_object());
 }
 
 void api_parts_list(struct api_req *q)

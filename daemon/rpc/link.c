@@ -320,8 +320,11 @@ static void on_status(struct link_conn *c, const Parley__V1__Envelope *e)
 	const Parley__V1__PartitionStatus *st = e->status;
 	struct store_ingest res = { 0 };
 	struct parley_err err = { 0 };
-	if (store_ingest_status(c->ls->store, c->host, st->seq, st->partition,
-				st->state, &res, &err) < 0) {
+	struct store_status_in in = { .partition = st->partition,
+				      .state = st->state,
+				      .backend = st->backend };
+	if (store_ingest_status_in(c->ls->store, c->host, st->seq, &in, &res,
+				   &err) < 0) {
 		refuse(c, "BAD_STATUS", perr_msg(&err));
 		return;
 	}

@@ -263,8 +263,9 @@ static void fd_flood(void)
 {
 	enum { N = 250 }; /* SCM_MAX_FD is 253 */
 	int fds[N];
+	/* dup, not open: inside the jail there is no /dev to open. */
 	for (int i = 0; i < N; i++)
-		fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		fds[i] = fcntl(SOCK, F_DUPFD_CLOEXEC, 0);
 	struct ctl_hdr h = { .type = CTL_CONSOLE, .len = 8 };
 	char pkt[sizeof(h) + 8] = { 0 };
 	memcpy(pkt, &h, sizeof(h));
@@ -292,12 +293,11 @@ static void sandbox(void)
  * the filter lets the call through at all. */
 static void tgkill_agent(void)
 {
-	pid_t agent = getppid();
+	/* Inside the jail's PID namespace the agent has no pid here
+	 * (getppid() is 0): aim at another process instead — any tgid but
+	 * our own must be fatal under the filter. */
+	pid_t agent = getppid() > 0 ? getppid() : getpid() + 1;
 	sandbox();
-	if (agent <= 0) {
-		say("evil: cannot name the agent");
-		return;
-	}
 	long rc = syscall(SYS_tgkill, agent, agent, 0);
 	say("evil: tgkill of the agent %s", rc == 0 ? "allowed" : strerror(errno));
 }

@@ -1,0 +1,918 @@
+/*
+ * The vmm jail (see vmm_jail.h). Three parts: the uid each vmm takes
+ * (slots, each held by the pidfd of the vmm using it), the jail's root
+ * (a mount namespace built once per vmm binary by a helper process), and
+ * the spawn itself: clone3 into new PID/IPC/UTS namespaces, then in the
+ * child, with raw system calls only (the agent may have threads, so
+ * nothing that takes a lock or allocates): join the agent's network
+ * namespace for vmms, copy the root's mount namespace, put the fds in
+ * place, drop every privilege, exec the vmm by fd. An agent that is not
+ * root uses a user namespace per vmm instead (see unprivileged()).
+ */
+#include "agent/vmm_jail.h"
+#include "agent/ctl/ctl.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <linux/close_range.h>
+#include <linux/sched.h>
+#include <linux/securebits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* Where the helper builds a jail root: a tmpfs mounted over this directory
+ * inside the helper's own mount namespace (the host's /tmp is untouched). */
+#define STAGE_DIR "/tmp"
+#define JAIL_LIBS_MAX 32
+#define JAIL_TEMPLATES_MAX 8
+#define JAIL_ENV_MAX 8
+
+static pthread_mutex_t jail_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* ---- uids ---------------------------------------------------------- */
+
+/* Slot i is uid first+i: -1 free, -2 being spawned, else the pidfd of the
+ * vmm that has it. A slot is free again once that pidfd reports the vmm
+ * has exited: it was PID 1 of its namespace, so by then the kernel has
+ * killed and reaped every other process there (stub children included),
+ * and nothing runs under the uid. */
+static struct {
+	uint32_t first, last;
+	int *slot;
+	uint32_t nslot;
+	unsigned live;
+} uids = { VMM_JAIL_UID_FIRST, VMM_JAIL_UID_LAST, NULL, 0, 0 };
+
+/* Digits only: strtoull alone would take signs and blanks. */
+static int parse_uid(const char *s, const char **end, unsigned long long *v)
+{
+	const char *p = s;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	if (p == s || p - s > 10)
+		return -EINVAL;
+	*v = strtoull(s, NULL, 10);
+	*end = p;
+	return 0;
+}
+
+int vmm_jail_parse_range(const char *s, uint32_t *first, uint32_t *last)
+{
+	unsigned long long a, b;
+	const char *end;
+	if (parse_uid(s, &end, &a) < 0 || *end != '-' ||
+	    parse_uid(end + 1, &end, &b) < 0 || *end)
+		return -EINVAL;
+	/* Not the 16-bit ids of the host's own users, not (uid_t)-1. */
+	if (a <= 65535 || a > b || b >= UINT32_MAX)
+		return -EINVAL;
+	*first = (uint32_t)a;
+	*last = (uint32_t)b;
+	return 0;
+}
+
+int vmm_jail_set_uid_range(uint32_t first, uint32_t last,
+			   struct parley_err *err)
+{
+	if (first <= 65535 || first > last || last >= UINT32_MAX)
+		return perr(err, -EINVAL, "vmm uid range %u-%u", first, last);
+	pthread_mutex_lock(&jail_mu);
+	int rc = 0;
+	if (uids.live)
+		rc = perr(err, -EBUSY, "vmm uid range in use");
+	else {
+		uids.first = first;
+		uids.last = last;
+		free(uids.slot); /* sized for the old range */
+		uids.slot = NULL;
+		uids.nslot = 0;
+	}
+	pthread_mutex_unlock(&jail_mu);
+	return rc;
+}
+
+static bool slot_gone(int fd)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	return poll(&pf, 1, 0) == 1;
+}
+
+/* Lowest free slot, so that the pidfds held stay about as many as the
+ * live vmms. Called with jail_mu held. */
+static int uid_take(uint32_t *uid)
+{
+	uint32_t count = uids.last - uids.first + 1;
+	for (uint32_t i = 0; i < uids.nslot; i++) {
+		if (uids.slot[i] >= 0 && slot_gone(uids.slot[i])) {
+			close(uids.slot[i]);
+			uids.slot[i] = -1;
+			uids.live--;
+		}
+		if (uids.slot[i] == -1) {
+			uids.slot[i] = -2;
+			uids.live++;
+			*uid = uids.first + i;
+			return 0;
+		}
+	}
+	if (uids.nslot == count)
+		return -EAGAIN;
+	uint32_t n = uids.nslot ? uids.nslot * 2 : 64;
+	if (n > count)
+		n = count;
+	int *s = realloc(uids.slot, n * sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	for (uint32_t i = uids.nslot; i < n; i++)
+		s[i] = -1;
+	uids.slot = s;
+	uint32_t i = uids.nslot;
+	uids.nslot = n;
+	uids.slot[i] = -2;
+	uids.live++;
+	*uid = uids.first + i;
+	return 0;
+}
+
+/* The spawn succeeded (pidfd >= 0: the slot is the vmm's) or failed. */
+static void uid_settle(uint32_t uid, int pidfd)
+{
+	pthread_mutex_lock(&jail_mu);
+	uint32_t i = uid - uids.first;
+	uids.slot[i] = pidfd;
+	if (pidfd < 0)
+		uids.live--;
+	pthread_mutex_unlock(&jail_mu);
+}
+
+/* ---- the jail's root ------------------------------------------------- */
+
+/* What one vmm binary needs in its root: its ELF interpreter and shared
+ * libraries (none for a static binary), as the host's loader finds them. */
+struct jail_libs {
+	unsigned n;
+	char *path[JAIL_LIBS_MAX];
+	char *dst[JAIL_LIBS_MAX];  /* STAGE_DIR + path, for the helper */
+	char ld_path[1024]; /* LD_LIBRARY_PATH: their directories */
+};
+
+static void libs_free(struct jail_libs *l)
+{
+	for (unsigned i = 0; i < l->n; i++) {
+		free(l->path[i]);
+		free(l->dst[i]);
+	}
+	l->n = 0;
+}
+
+/* Where the helper puts each library; a library under STAGE_DIR itself
+ * would be hidden by the tmpfs before it is bound. */
+static int libs_stage_paths(struct jail_libs *l, struct parley_err *err)
+{
+	for (unsigned i = 0; i < l->n; i++) {
+		if (!strncmp(l->path[i], STAGE_DIR "/", strlen(STAGE_DIR) + 1))
+			return perr(err, -ENOTSUP, "vmm library %s: libraries "
+				    "under " STAGE_DIR " cannot be given to "
+				    "the jail", l->path[i]);
+		if (asprintf(&l->dst[i], STAGE_DIR "%s", l->path[i]) < 0) {
+			l->dst[i] = NULL;
+			return perr(err, -ENOMEM, "out of memory");
+		}
+	}
+	return 0;
+}
+
+/* PT_INTERP of the ELF at fd into out; "" for a static binary. */
+static int read_interp(int fd, char *out, size_t cap, struct parley_err *err)
+{
+	Elf64_Ehdr eh;
+	out[0] = 0;
+	if (pread(fd, &eh, sizeof(eh), 0) != sizeof(eh) ||
+	    memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+	    eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum > 64)
+		return perr(err, -ENOEXEC, "the vmm is not an ELF64 program");
+	for (unsigned i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph;
+		off_t at = (off_t)(eh.e_phoff + i * sizeof(ph));
+		if (pread(fd, &ph, sizeof(ph), at) != sizeof(ph))
+			return perr(err, -ENOEXEC, "vmm program headers");
+		if (ph.p_type != PT_INTERP)
+			continue;
+		if (ph.p_filesz < 2 || ph.p_filesz > cap ||
+		    pread(fd, out, ph.p_filesz, (off_t)ph.p_offset) !=
+			    (ssize_t)ph.p_filesz ||
+		    out[ph.p_filesz - 1] || out[0] != '/')
+			return perr(err, -ENOEXEC, "vmm interpreter path");
+		return 0;
+	}
+	return 0;
+}
+
+static int libs_add(struct jail_libs *l, const char *p, size_t len)
+{
+	if (len == 0 || p[0] != '/' || memmem(p, len, "/../", 4))
+		return -EINVAL;
+	for (unsigned i = 0; i < l->n; i++)
+		if (strlen(l->path[i]) == len && !memcmp(l->path[i], p, len))
+			return 0;
+	if (l->n == JAIL_LIBS_MAX)
+		return -E2BIG;
+	l->path[l->n] = strndup(p, len);
+	if (!l->path[l->n])
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+/* One line of `ld.so --list`: "\tname => /path (0x...)", "\t/path
+ * (0x...)" or the vDSO "\tlinux-vdso.so.1 (0x...)". */
+static int libs_parse_line(struct jail_libs *l, const char *s)
+{
+	if (strstr(s, "=> not found"))
+		return -ENOENT;
+	const char *arrow = strstr(s, "=> ");
+	const char *p = arrow ? arrow + 3 : s + strspn(s, " \t");
+	if (*p != '/')
+		return 0;
+	const char *end = strstr(p, " (");
+	return libs_add(l, p, end ? (size_t)(end - p) : strcspn(p, "\n"));
+}
+
+static int run_list(const char *interp, const char *vmm, char *buf,
+		    size_t cap, size_t *len)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -errno;
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+	char *argv[] = { (char *)interp, "--list", (char *)vmm, NULL };
+	pid_t pid;
+	int rc = posix_spawn(&pid, interp, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pfd[1]);
+	*len = 0;
+	ssize_t n = 1;
+	char drain[512];
+	while (rc == 0 && n > 0) { /* all of it, so the loader never blocks */
+		bool room = *len < cap - 1;
+		n = read(pfd[0], room ? buf + *len : drain,
+			 room ? cap - 1 - *len : sizeof(drain));
+		if (n > 0 && room)
+			*len += (size_t)n;
+	}
+	buf[*len] = 0;
+	close(pfd[0]);
+	int st = 0;
+	if (rc == 0 && waitpid(pid, &st, 0) < 0)
+		return -errno;
+	return rc ? -rc : (WIFEXITED(st) && !WEXITSTATUS(st) ? 0 : -ENOEXEC);
+}
+
+/* dir is one of the ':'-separated entries of list. */
+static bool path_list_has(const char *list, const char *dir)
+{
+	size_t dl = strlen(dir);
+	for (const char *e = list; *e; e += strcspn(e, ":"), e += *e == ':')
+		if (strcspn(e, ":") == dl && !strncmp(e, dir, dl))
+			return true;
+	return false;
+}
+
+static void libs_ld_path(struct jail_libs *l, const char *interp)
+{
+	size_t at = 0;
+	l->ld_path[0] = 0;
+	for (unsigned i = 0; i < l->n; i++) {
+		if (!strcmp(l->path[i], interp))
+			continue;
+		size_t dl = (size_t)(strrchr(l->path[i], '/') - l->path[i]);
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%.*s", (int)(dl ? dl : 1),
+			 l->path[i]);
+		if (path_list_has(l->ld_path, dir))
+			continue;
+		at += (size_t)snprintf(l->ld_path + at,
+				       at < sizeof(l->ld_path)
+					       ? sizeof(l->ld_path) - at : 0,
+				       "%s%s", at ? ":" : "", dir);
+	}
+	if (at >= sizeof(l->ld_path))
+		l->ld_path[0] = 0; /* too long: the loader's default search */
+}
+
+/* The vmm's interpreter and libraries, as the host's loader resolves them. */
+static int libs_find(int vmm_fd, const char *vmm, struct jail_libs *l,
+		     struct parley_err *err)
+{
+	char interp[PATH_MAX];
+	int rc = read_interp(vmm_fd, interp, sizeof(interp), err);
+	if (rc < 0 || !interp[0])
+		return rc;
+	char *out = malloc(16384);
+	size_t len;
+	if (!out)
+		return perr(err, -ENOMEM, "out of memory");
+	rc = run_list(interp, vmm, out, 16384, &len);
+	if (rc < 0)
+		rc = perr(err, rc, "%s --list %s failed", interp, vmm);
+	for (char *s = out, *nl; rc == 0 && s && *s; s = nl) {
+		nl = strchr(s, '\n');
+		if (nl)
+			*nl++ = 0;
+		rc = libs_parse_line(l, s);
+		if (rc < 0)
+			perr(err, rc, "vmm library: %s", s);
+	}
+	free(out);
+	if (rc == 0)
+		rc = libs_add(l, interp, strlen(interp));
+	if (rc == 0)
+		libs_ld_path(l, interp);
+	return rc;
+}
+
+/* mkdir -p for every directory above path (which is absolute). */
+static int mkdir_above(char *path)
+{
+	for (char *s = strchr(path + 1, '/'); s; s = strchr(s + 1, '/')) {
+		*s = 0;
+		int rc = mkdir(path, 0755);
+		*s = '/';
+		if (rc < 0 && errno != EEXIST)
+			return -1;
+	}
+	return 0;
+}
+
+/* A read-only bind of the host's file src onto dst (in the tmpfs). */
+static int stage_lib(const char *src, char *dst)
+{
+	if (mkdir_above(dst) < 0)
+		return -1;
+	int f = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+	if (f < 0)
+		return -1;
+	close(f);
+	if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+		return -1;
+	return mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY |
+		     MS_NOSUID | MS_NODEV, NULL);
+}
+
+/* In a mount namespace of its own: a small tmpfs holding the libraries
+ * (read-only binds) becomes the root and the host's tree is detached.
+ * Only system calls and string scans: the agent may have threads. */
+static int build_root(const struct jail_libs *l)
+{
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("parley-vmm-root", STAGE_DIR, "tmpfs",
+		  MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		  "mode=0755,size=64k,nr_inodes=256") < 0)
+		return -1;
+	for (unsigned i = 0; i < l->n; i++)
+		if (stage_lib(l->path[i], l->dst[i]) < 0)
+			return -1;
+	if (mount(NULL, STAGE_DIR, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY |
+		  MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
+	    chdir(STAGE_DIR) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
+	    umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+		return -1;
+	return 0;
+}
+
+/* The helper: builds the root, then waits until the agent holds its
+ * namespaces. */
+static __attribute__((noreturn)) void template_child(
+	const struct jail_libs *l, int ready, const int hold[2])
+{
+	char c = 0;
+	close(hold[1]); /* so that the agent's close is our EOF */
+	if (build_root(l) < 0)
+		_exit(2);
+	if (write(ready, &c, 1) != 1)
+		_exit(4);
+	while (read(hold[0], &c, 1) < 0 && errno == EINTR)
+		;
+	_exit(0);
+}
+
+/* The network namespace every vmm of this agent joins: made once, with
+ * the first root, because a fresh one per vmm costs about 1 ms at start
+ * (and more again in the kernel's deferred clean-up). It has no interface
+ * but a loopback that is down; vmms share it only among themselves, and
+ * none can make a socket (seccomp) to reach another through it. */
+static int net_ns = -1;
+
+static int ns_open(long pid, const char *ns, struct parley_err *err)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%ld/ns/%s", pid, ns);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd >= 0 ? fd : perr(err, -errno, "%s: %m", path);
+}
+
+static int template_spawn(const struct jail_libs *l, int *ns_fd,
+			  struct parley_err *err)
+{
+	int rp[2], hp[2];
+	if (pipe2(rp, O_CLOEXEC) < 0)
+		return perr(err, -errno, "pipe: %m");
+	if (pipe2(hp, O_CLOEXEC) < 0) {
+		close(rp[0]), close(rp[1]);
+		return perr(err, -errno, "pipe: %m");
+	}
+	struct clone_args ca = {
+		.flags = CLONE_NEWNS | (net_ns < 0 ? CLONE_NEWNET : 0),
+		.exit_signal = SIGCHLD,
+	};
+	long pid = syscall(SYS_clone3, &ca, sizeof(ca));
+	if (pid == 0)
+		template_child(l, rp[1], hp);
+	int rc = pid < 0 ? perr(err, -errno, "clone3: %m") : 0;
+	close(rp[1]);
+	close(hp[0]);
+	char c;
+	int st = 0;
+	if (rc == 0 && read(rp[0], &c, 1) != 1) {
+		waitpid((pid_t)pid, &st, 0);
+		pid = -1;
+		rc = perr(err, -EPERM, "building the vmm root failed at step "
+			  "%d (needs root: mount namespaces, tmpfs, bind mounts)",
+			  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+	}
+	if (rc == 0)
+		rc = *ns_fd = ns_open(pid, "mnt", err);
+	if (rc >= 0 && net_ns < 0)
+		rc = net_ns = ns_open(pid, "net", err);
+	if (rc > 0)
+		rc = 0;
+	close(rp[0]);
+	close(hp[1]); /* the helper ends; its namespaces live on in our fds */
+	if (pid > 0)
+		waitpid((pid_t)pid, NULL, 0);
+	return rc;
+}
+
+struct jail_root {
+	dev_t dev;
+	ino_t ino;
+	struct timespec mtime;
+	int ns_fd;                 /* the prepared root; -1 unprivileged */
+	struct jail_libs libs;     /* unprivileged: each vmm builds its root */
+	char ld_path[1024];
+};
+
+/* An agent that is not root cannot switch uids or make namespaces of the
+ * host's user namespace: each vmm then gets a user namespace of its own
+ * (its range uid inside, the agent's uid outside), in which it builds its
+ * root itself and makes its own PID, mount, IPC, UTS and network
+ * namespaces. Weaker than the root agent's jail (the vmm shares the
+ * agent's host uid), still without /proc, capabilities or other fds. */
+static bool unprivileged(void)
+{
+	return geteuid() != 0;
+}
+
+static struct jail_root roots[JAIL_TEMPLATES_MAX];
+static unsigned nroots, next_root;
+
+static int root_build(int vmm_fd, const char *vmm, struct jail_root *r,
+		      struct parley_err *err)
+{
+	struct jail_libs l = { 0 };
+	int rc = libs_find(vmm_fd, vmm, &l, err);
+	for (unsigned i = 0; rc == 0 && i < l.n; i++)
+		if (access(l.path[i], R_OK) < 0)
+			rc = perr(err, -errno, "%s: %m", l.path[i]);
+	if (rc == 0)
+		rc = libs_stage_paths(&l, err);
+	if (rc == 0 && !unprivileged())
+		rc = template_spawn(&l, &r->ns_fd, err);
+	memcpy(r->ld_path, l.ld_path, sizeof(r->ld_path));
+	if (rc == 0 && unprivileged())
+		r->libs = l; /* kept: each vmm binds them */
+	else
+		libs_free(&l);
+	return rc;
+}
+
+/* The root for this vmm binary, built on first use. jail_mu held. */
+static int root_get(int vmm_fd, const char *vmm, const struct jail_root **out,
+		    struct parley_err *err)
+{
+	struct stat st;
+	if (fstat(vmm_fd, &st) < 0)
+		return perr(err, -errno, "%s: %m", vmm);
+	for (unsigned i = 0; i < nroots; i++)
+		if (roots[i].dev == st.st_dev && roots[i].ino == st.st_ino &&
+		    roots[i].mtime.tv_sec == st.st_mtim.tv_sec &&
+		    roots[i].mtime.tv_nsec == st.st_mtim.tv_nsec) {
+			*out = &roots[i];
+			return 0;
+		}
+	struct jail_root r = { .dev = st.st_dev, .ino = st.st_ino,
+			       .mtime = st.st_mtim, .ns_fd = -1 };
+	int rc = root_build(vmm_fd, vmm, &r, err);
+	if (rc < 0)
+		return rc;
+	unsigned i = nroots < JAIL_TEMPLATES_MAX ? nroots++ : next_root++;
+	i %= JAIL_TEMPLATES_MAX;
+	if (roots[i].ns_fd > 0)
+		close(roots[i].ns_fd); /* jails made from it keep their copy */
+	libs_free(&roots[i].libs);
+	roots[i] = r;
+	*out = &roots[i];
+	return 0;
+}
+
+/* ---- the spawn ------------------------------------------------------- */
+
+enum jail_step {
+	STEP_MOUNT_NS = 1, STEP_FDS, STEP_SIGNALS, STEP_CAPS, STEP_IDS,
+	STEP_NNP, STEP_EXEC,
+};
+
+static const char *const step_name[] = {
+	[STEP_MOUNT_NS] = "entering the jail's root",
+	[STEP_FDS] = "placing fds",
+	[STEP_SIGNALS] = "resetting signals and limits",
+	[STEP_CAPS] = "dropping capabilities",
+	[STEP_IDS] = "switching uid/gid",
+	[STEP_NNP] = "setting no_new_privs",
+	[STEP_EXEC] = "exec",
+};
+
+/* Everything the child needs, prepared before the clone. */
+struct jail_plan {
+	int root_ns, net_ns, devnull, vmm_fd, status_fd;
+	int go_fd;                 /* unprivileged: read until the id maps
+				    * are written */
+	const struct jail_libs *libs; /* unprivileged: to build the root */
+	int src[4];
+	uint32_t uid;
+	char *argv[3];
+	char *envp[JAIL_ENV_MAX];
+	char ld[1024 + 32];
+};
+
+/* The kernel's struct sigaction (x86-64), for a raw rt_sigaction. */
+struct k_sigaction {
+	void *handler;
+	unsigned long flags;
+	void *restorer;
+	uint64_t mask;
+};
+
+static __attribute__((noreturn)) void child_fail(const struct jail_plan *p,
+						 int step)
+{
+	int e[2] = { step, errno };
+	if (write(p->status_fd, e, sizeof(e)) < 0)
+		_exit(126);
+	_exit(127);
+}
+
+/* Its own copy of the root's namespace: nothing of the host's tree; the
+ * agent's network namespace for vmms: nothing of the host's network. */
+static int child_root(const struct jail_plan *p)
+{
+	if (p->libs) {
+		char c;
+		if (syscall(SYS_read, p->go_fd, &c, 1) != 1 ||
+		    build_root(p->libs) < 0)
+			return -1;
+		return (int)syscall(SYS_sethostname, "parley-vmm", 10);
+	}
+	if (syscall(SYS_setns, p->net_ns, CLONE_NEWNET) < 0 ||
+	    syscall(SYS_setns, p->root_ns, CLONE_NEWNS) < 0 ||
+	    syscall(SYS_unshare, CLONE_NEWNS) < 0 || syscall(SYS_chdir, "/") < 0)
+		return -1;
+	return (int)syscall(SYS_sethostname, "parley-vmm", 10);
+}
+
+/* 0, 1: /dev/null; 2: the agent's stderr (the vmm's diagnostics); 3..6:
+ * the vmm's. Every other fd is closed by the exec (the vmm's own fd too,
+ * after the kernel has opened it). */
+static int child_fds(const struct jail_plan *p)
+{
+	for (int i = 0; i < 4; i++)
+		if (syscall(SYS_dup2, p->src[i], CTL_FD_SOCK + i) < 0)
+			return -1;
+	if (syscall(SYS_dup2, p->devnull, 0) < 0 ||
+	    syscall(SYS_dup2, p->devnull, 1) < 0)
+		return -1;
+	return (int)syscall(SYS_close_range, CTL_FD_MEM_RO + 1, ~0U,
+			    CLOSE_RANGE_CLOEXEC);
+}
+
+/* The vmm starts with no signal caught, ignored or blocked, whatever the
+ * agent does with its own (SIGPIPE ignored survives an exec otherwise). */
+static int child_signals(void)
+{
+	struct k_sigaction dfl = { .handler = SIG_DFL };
+	for (int s = 1; s < 65; s++)
+		if (s != SIGKILL && s != SIGSTOP)
+			syscall(SYS_rt_sigaction, s, &dfl, NULL, 8);
+	uint64_t none = 0;
+	return (int)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
+}
+
+/* Bounding and ambient sets emptied and locked while we still hold
+ * CAP_SETPCAP; the uid switch then clears permitted and effective. */
+static int child_caps(void)
+{
+	if (syscall(SYS_prctl, PR_SET_SECUREBITS,
+		    SECBIT_NOROOT | SECBIT_NOROOT_LOCKED |
+			    SECBIT_NO_SETUID_FIXUP |
+			    SECBIT_NO_SETUID_FIXUP_LOCKED |
+			    SECBIT_KEEP_CAPS_LOCKED |
+			    SECBIT_NO_CAP_AMBIENT_RAISE |
+			    SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED, 0, 0, 0) < 0)
+		return -1;
+	for (long c = 0; c < 64; c++)
+		if (syscall(SYS_prctl, PR_CAPBSET_DROP, c, 0, 0, 0) < 0) {
+			if (errno != EINVAL)
+				return -1;
+			break;
+		}
+	return (int)syscall(SYS_prctl, PR_CAP_AMBIENT,
+			    PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+}
+
+/* Raw calls: glibc's setres*id would signal the agent's other threads,
+ * which do not exist in this child. With NO_SETUID_FIXUP set, the caps are
+ * emptied explicitly afterwards. */
+static int child_ids(uint32_t id, bool userns)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2] = { { 0 } };
+	/* In its own user namespace setgroups is denied, and it has none. */
+	if ((!userns && syscall(SYS_setgroups, 0, NULL) < 0) ||
+	    syscall(SYS_setresgid, id, id, id) < 0 ||
+	    syscall(SYS_setresuid, id, id, id) < 0 ||
+	    syscall(SYS_capset, &h, d) < 0)
+		return -1;
+	/* After the uid switch: a credential change clears it. If the agent
+	 * is already gone, the control socket's peer is closed and the vmm
+	 * ends at its first read. */
+	return (int)syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+}
+
+static __attribute__((noreturn)) void jail_child(const struct jail_plan *p)
+{
+	if (child_root(p) < 0)
+		child_fail(p, STEP_MOUNT_NS);
+	if (child_fds(p) < 0)
+		child_fail(p, STEP_FDS);
+	if (child_signals() < 0)
+		child_fail(p, STEP_SIGNALS);
+	/* No core dump: it would hold the partition's memory, and a host's
+	 * core_pattern may hand it to a collector outside the jail. */
+	struct rlimit no_core = { 0, 0 };
+	if (syscall(SYS_prlimit64, 0, RLIMIT_CORE, &no_core, NULL) < 0)
+		child_fail(p, STEP_SIGNALS);
+	if (child_caps() < 0)
+		child_fail(p, STEP_CAPS);
+	if (child_ids(p->uid, p->libs != NULL) < 0)
+		child_fail(p, STEP_IDS);
+	if (syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		child_fail(p, STEP_NNP);
+	syscall(SYS_execveat, p->vmm_fd, "", p->argv, p->envp, AT_EMPTY_PATH);
+	child_fail(p, STEP_EXEC);
+}
+
+/* The vmm's environment: its libraries' directories and the sanitizer
+ * options of a test build, nothing else of the agent's. */
+static void build_env(const struct jail_root *r, char *ld, size_t cap,
+		      char **envp)
+{
+	static const char *const pass[] = { "ASAN_OPTIONS", "UBSAN_OPTIONS",
+					    "LSAN_OPTIONS" };
+	unsigned n = 0;
+	if (r->ld_path[0]) {
+		snprintf(ld, cap, "LD_LIBRARY_PATH=%s", r->ld_path);
+		envp[n++] = ld;
+	}
+	for (unsigned i = 0; i < sizeof(pass) / sizeof(*pass); i++)
+		for (char **e = environ; e && *e && n < JAIL_ENV_MAX - 1; e++)
+			if (!strncmp(*e, pass[i], strlen(pass[i])) &&
+			    (*e)[strlen(pass[i])] == '=')
+				envp[n++] = *e;
+	envp[n] = NULL;
+}
+
+/* Every fd the child still uses after placing 0..6 must lie above them,
+ * or a dup2 would replace it: moves fd there (close-on-exec). */
+static int fd_above_targets(int fd)
+{
+	if (fd < 0 || fd > CTL_FD_MEM_RO)
+		return fd;
+	int hi = fcntl(fd, F_DUPFD_CLOEXEC, CTL_FD_MEM_RO + 1);
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return hi;
+}
+
+static int devnull_fd(struct parley_err *err)
+{
+	static int fd = -1;
+	if (fd < 0)
+		fd = fd_above_targets(open("/dev/null", O_RDWR | O_CLOEXEC));
+	return fd >= 0 ? fd : perr(err, -errno, "/dev/null: %m");
+}
+
+/* Clone into the new namespaces and wait until the child has exec'd (the
+ * status pipe closes) or says which step failed. */
+static int proc_write(long pid, const char *name, const char *text)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%ld/%s", pid, name);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write(fd, text, strlen(text));
+	int rc = n == (ssize_t)strlen(text) ? 0 : n < 0 ? -errno : -EIO;
+	close(fd);
+	return rc;
+}
+
+/* Unprivileged: the vmm's user namespace maps its range uid (and gid) to
+ * the agent's, nothing else; then the child may go on. */
+static int map_ids(long pid, uint32_t id, int go)
+{
+	char m[64];
+	snprintf(m, sizeof(m), "%u %u 1\n", id, (unsigned)geteuid());
+	int rc = proc_write(pid, "uid_map", m);
+	if (rc == 0)
+		rc = proc_write(pid, "setgroups", "deny\n");
+	snprintf(m, sizeof(m), "%u %u 1\n", id, (unsigned)getegid());
+	if (rc == 0)
+		rc = proc_write(pid, "gid_map", m);
+	if (rc == 0 && write(go, "g", 1) != 1)
+		rc = -EPIPE;
+	return rc;
+}
+
+static uint64_t clone_flags(const struct jail_plan *p)
+{
+	uint64_t f = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
+	return p->libs ? f | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET : f;
+}
+
+/* Wait until the child has exec'd (the status pipe closes) or says which
+ * step failed; on failure it is reaped here. */
+static int clone_result(struct jail_plan *p, long r, int status_rd,
+			int map_rc, pid_t *pid, int *pidfd,
+			struct parley_err *err)
+{
+	int e[2] = { 0, 0 };
+	ssize_t n = r > 0 && map_rc == 0 ? read(status_rd, e, sizeof(e)) : 0;
+	*pid = (pid_t)r;
+	if (n == 0 && map_rc == 0)
+		return 0;
+	if (map_rc < 0)
+		kill(*pid, SIGKILL);
+	waitpid(*pid, NULL, 0);
+	close(*pidfd);
+	if (map_rc < 0)
+		return perr(err, map_rc, "vmm jail: writing the uid/gid map: "
+			    "%s", strerror(-map_rc));
+	(void)p;
+	int step = n == sizeof(e) && e[0] > 0 && e[0] <= STEP_EXEC ? e[0] : 0;
+	return perr(err, e[1] ? -e[1] : -EIO, "vmm jail: %s: %s",
+		    step ? step_name[step] : "set-up", strerror(e[1]));
+}
+
+/* Clone into the new namespaces, then (unprivileged) map the ids. */
+static int jail_clone(struct jail_plan *p, pid_t *pid, int *pidfd,
+		      struct parley_err *err)
+{
+	int sp[2], gp[2] = { -1, -1 };
+	if (pipe2(sp, O_CLOEXEC) < 0)
+		return perr(err, -errno, "pipe: %m");
+	p->status_fd = sp[1] = fd_above_targets(sp[1]);
+	if (sp[1] < 0 || (p->libs && pipe2(gp, O_CLOEXEC) < 0)) {
+		int e = errno;
+		close(sp[0]);
+		if (sp[1] >= 0)
+			close(sp[1]);
+		return perr(err, -e, "pipe: %s", strerror(e));
+	}
+	p->go_fd = gp[0];
+	struct clone_args ca = {
+		.flags = clone_flags(p),
+		.pidfd = (uint64_t)(uintptr_t)pidfd,
+		.exit_signal = SIGCHLD,
+	};
+	long r = syscall(SYS_clone3, &ca, sizeof(ca));
+	if (r == 0)
+		jail_child(p);
+	int saved = errno;
+	close(sp[1]);
+	if (gp[0] >= 0)
+		close(gp[0]);
+	int map_rc = r > 0 && p->libs ? map_ids(r, p->uid, gp[1]) : 0;
+	if (gp[1] >= 0)
+		close(gp[1]);
+	int rc = r < 0 ? perr(err, -saved, "clone3: %s%s", strerror(saved),
+			      p->libs ? " (unprivileged: user namespaces "
+					"needed)" : "")
+		       : clone_result(p, r, sp[0], map_rc, pid, pidfd, err);
+	close(sp[0]);
+	return rc;
+}
+
+/* Fds above the targets, so that one dup2 cannot overwrite the source of
+ * the next. */
+static int plan_fds(struct jail_plan *p, const struct vmm_jail_req *r,
+		    struct parley_err *err)
+{
+	for (int i = 0; i < 4; i++)
+		p->src[i] = -1;
+	for (int i = 0; i < 4; i++) {
+		p->src[i] = fcntl(r->fds[i], F_DUPFD_CLOEXEC, CTL_FD_MEM_RO + 1);
+		if (p->src[i] < 0)
+			return perr(err, -errno, "dup: %m");
+	}
+	return 0;
+}
+
+static void plan_close(struct jail_plan *p)
+{
+	for (int i = 0; i < 4; i++)
+		if (p->src[i] >= 0)
+			close(p->src[i]);
+	if (p->vmm_fd >= 0)
+		close(p->vmm_fd);
+}
+
+static int jail_start(struct jail_plan *p, const struct vmm_jail_req *r,
+		      pid_t *pid, int *pidfd, struct parley_err *err)
+{
+	const struct jail_root *root = NULL;
+	p->vmm_fd = fd_above_targets(open(r->vmm_path, O_RDONLY | O_CLOEXEC));
+	if (p->vmm_fd < 0)
+		return perr(err, -errno, "%s: %m", r->vmm_path);
+	pthread_mutex_lock(&jail_mu);
+	int rc = root_get(p->vmm_fd, r->vmm_path, &root, err);
+	if (rc == 0) {
+		p->root_ns = root->ns_fd;
+		p->net_ns = net_ns;
+		p->libs = unprivileged() ? &root->libs : NULL;
+		build_env(root, p->ld, sizeof(p->ld), p->envp);
+	}
+	pthread_mutex_unlock(&jail_mu);
+	if (rc == 0) {
+		p->devnull = devnull_fd(err);
+		rc = p->devnull < 0 ? p->devnull : plan_fds(p, r, err);
+	}
+	p->argv[0] = (char *)r->vmm_path;
+	p->argv[1] = (char *)r->name;
+	p->argv[2] = NULL;
+	if (rc == 0)
+		rc = jail_clone(p, pid, pidfd, err);
+	return rc;
+}
+
+int vmm_jail_spawn(const struct vmm_jail_req *r, pid_t *pid, uint32_t *uid,
+		   struct parley_err *err)
+{
+	struct jail_plan p = { .vmm_fd = -1, .src = { -1, -1, -1, -1 } };
+	pthread_mutex_lock(&jail_mu);
+	int rc = uid_take(&p.uid);
+	pthread_mutex_unlock(&jail_mu);
+	if (rc < 0)
+		return perr(err, rc, rc == -EAGAIN
+					     ? "every vmm uid is in use"
+					     : "out of memory");
+	int pidfd = -1;
+	rc = jail_start(&p, r, pid, &pidfd, err);
+	plan_close(&p);
+	uid_settle(p.uid, rc == 0 ? pidfd : -1);
+	if (rc == 0)
+		*uid = p.uid;
+	return rc;
+}
