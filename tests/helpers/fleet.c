@@ -69,10 +69,13 @@ static char *spec_json(struct t_fleet *f, const char *name,
 		free(cfg);
 		cfg = next;
 	}
-	char *json;
+	char *json, vcpus[32] = "";
+	if (f->vcpus)
+		snprintf(vcpus, sizeof(vcpus), "\"vcpus\":%u,", f->vcpus);
 	cr_assert(asprintf(&json, "{\"name\":\"%s\",\"image\":\"%s\","
-			   "\"memory\":\"8M\",\"cmdline\":\"%s\","
-			   "\"config\":[%s]}", name, image, cmdline, cfg) > 0);
+			   "\"memory\":\"8M\",%s\"cmdline\":\"%s\","
+			   "\"config\":[%s]}", name, image, vcpus, cmdline,
+			   cfg) > 0);
 	free(cfg);
 	return json;
 }

@@ -20,6 +20,7 @@ struct t_fleet {
 	const char *vmm;            /* default: the build's parley-vmm */
 	uint32_t backend;           /* enum ctl_backend; 0: auto */
 	char *dir;                  /* for config files */
+	uint32_t vcpus;             /* for t_fleet_add; 0: the spec's default */
 };
 
 /* grants: a policy document (JSON), or NULL for none. */
