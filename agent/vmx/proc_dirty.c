@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -98,6 +99,9 @@ static void *uffd_thread(void *arg)
 {
 	struct vmx_vm *vm = arg;
 	struct pollfd pf[PARLEY_VCPUS_MAX + 1];
+	/* Past libc's thread start-up (rseq and the like), which the
+	 * sandbox does not allow: the creator waits for this. */
+	atomic_store(&vm->proc.uffd_running, true);
 	for (;;) {
 		pf[0] = (struct pollfd){ .fd = vm->stop_efd, .events = POLLIN };
 		for (unsigned i = 0; i < vm->nvcpu; i++)
@@ -135,6 +139,8 @@ int proc_dirty_init(struct vmx_vm *vm)
 	if (rc)
 		return -rc;
 	vm->proc.uffd_started = true;
+	while (!atomic_load(&vm->proc.uffd_running))
+		sched_yield();
 	return 0;
 }
 

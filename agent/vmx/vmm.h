@@ -163,6 +163,7 @@ struct proc_vm {
 	_Atomic bool dirty_all;       /* a child without userfaultfd */
 	pthread_t uffd_thread;
 	bool uffd_started;
+	_Atomic bool uffd_running;    /* its start-up is over */
 };
 
 struct vmx_engine;
