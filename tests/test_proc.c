@@ -718,3 +718,20 @@ Test(proc_bench, hypercall_round_trip_vs_bare_ptrace_stop, .timeout = 120)
 		hc / 1000, bare / 1000);
 	partition_destroy(p);
 }
+
+Test(proc_chan, a_window_reaches_every_vcpu_of_the_partition, .timeout = 30)
+{
+	struct t_fleet f;
+	fleet(&f, GRANTS(BOTH("c1", "a", "b")));
+	f.vcpus = 2;
+	struct partition *a = t_fleet_add(&f, "a", "smpchan.elf", "", NULL,
+					  false, NULL);
+	f.vcpus = 0;
+	t_fleet_add(&f, "b", "chantest.elf", "steps=open:c1,sleep:300", NULL,
+		    false, NULL);
+	t_fleet_go(&f);
+	done(&f, 10000);
+	exit0(&f, a);
+	OUT_HAS(&f, "a| smpchan: vcpu 1 read the window");
+	t_fleet_free(&f);
+}

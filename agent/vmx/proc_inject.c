@@ -17,6 +17,9 @@
 #include <sys/wait.h>
 #include <linux/seccomp.h>
 
+#define USER_CS64 0x33 /* Linux's 64-bit user code and stack segments */
+#define USER_SS64 0x2b
+
 /* Wait for the child's next stop; a kick (SIGUSR1 from this process) that
  * arrives meanwhile is swallowed: the vCPU loop looks at the run state
  * after every stop anyway. Returns the wait status or -errno. */
@@ -42,6 +45,10 @@ static int wait_trap(struct vmx_vcpu *c)
 static int start_call(struct vmx_vcpu *c, long nr, const long a[6])
 {
 	struct user_regs_struct r = c->proc.regs;
+	/* 64-bit code whatever the partition was running: a `syscall` from a
+	 * 32-bit segment would be an i386 call, which the filter kills. */
+	r.cs = USER_CS64;
+	r.ss = USER_SS64;
 	r.rip = STUB_SITE;
 	r.rax = (unsigned long long)nr;
 	r.orig_rax = (unsigned long long)-1; /* no syscall restart */
