@@ -735,3 +735,37 @@ Test(proc_chan, a_window_reaches_every_vcpu_of_the_partition, .timeout = 30)
 	OUT_HAS(&f, "a| smpchan: vcpu 1 read the window");
 	t_fleet_free(&f);
 }
+
+static int by_value(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double cold_start_ms(uint32_t backend)
+{
+	enum { RUNS = 7 };
+	double ms[RUNS];
+	for (int i = 0; i < RUNS; i++) {
+		struct t_console out = { 0 };
+		struct partition *p = start_on(backend, "hello", "hello.elf", "",
+					       NULL, false, &out);
+		finish(p);
+		STOPPED_WITH(p, VMX_STOP_EXIT);
+		cr_assert(p->t_first_console_ns > p->t_created_ns);
+		ms[i] = (double)(p->t_first_console_ns - p->t_created_ns) / 1e6;
+		partition_destroy(p);
+		t_console_free(&out);
+	}
+	qsort(ms, RUNS, sizeof(*ms), by_value);
+	return ms[RUNS / 2];
+}
+
+Test(proc_bench, cold_start_to_first_console, .timeout = 60)
+{
+	double proc = cold_start_ms(CTL_BACKEND_PROCESS);
+	double kvm = t_kvm_missing() ? 0 : cold_start_ms(CTL_BACKEND_KVM);
+	fprintf(stderr, "BENCH proc_partition_cold_start_ms %.2f ms (median "
+		"of 7, created to first console; kvm in the same run: %.2f ms)\n",
+		proc, kvm);
+}

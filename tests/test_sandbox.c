@@ -21,11 +21,15 @@ static pid_t own_child, stranger;
 
 static pid_t sleeper(void)
 {
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		/* Gone with whoever made it, whatever happens to the test. */
+		/* Gone with whoever made it, whatever happens to the test
+		 * (also if that was before this line). */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(0);
 		for (;;)
 			pause();
 	}

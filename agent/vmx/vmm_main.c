@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -207,10 +209,27 @@ static void main_loop(struct vmx_vm *vm)
 	}
 }
 
+/* The sandbox lets read and write reach stderr and descriptors above the
+ * control socket only: a stdin or stdout we were started without must not
+ * become a doorbell or eventfd later. A spare eventfd holds the number. */
+static void hold_stdio(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0)
+			continue;
+		int e = eventfd(0, EFD_CLOEXEC);
+		if (e >= 0 && e != fd) {
+			dup3(e, fd, O_CLOEXEC);
+			close(e);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1)
 		vmm_name = argv[1];
+	hold_stdio();
 	struct ctl_launch l;
 	struct parley_err err = { 0 };
 	recv_exact(CTL_LAUNCH, &l, sizeof(l));
