@@ -17,6 +17,17 @@ static int agent(char **out, const char *a1, const char *a2, const char *a3)
 	return t_run(argv, out, 60);
 }
 
+/* A summary line for a partition on the backend `auto` picks here. */
+static const char *auto_line(const char *name, const char *how)
+{
+	static char line[4][96];
+	static unsigned n;
+	char *l = line[n++ % 4];
+	snprintf(l, sizeof(line[0]), "  %-20s %-8s %s\n", name,
+		 backend_kvm_missing() ? "process" : "kvm", how);
+	return l;
+}
+
 Test(agent_cli, runs_examples_with_prefixed_consoles_and_summary,
      .timeout = 60)
 {
@@ -30,7 +41,7 @@ Test(agent_cli, runs_examples_with_prefixed_consoles_and_summary,
 	cr_assert_eq(t_count_lines(out, "counter| tick "), 5, "%s", out);
 	cr_assert(strstr(out, "hello: exited with code 0\n"), "%s", out);
 	cr_assert(strstr(out, "summary:\n"), "%s", out);
-	cr_assert(strstr(out, "  counter              kvm      exit 0\n"), "%s", out);
+	cr_assert(strstr(out, auto_line("counter", "exit 0")), "%s", out);
 	free(out);
 }
 
@@ -44,10 +55,11 @@ Test(agent_cli, faulting_partition_reported_others_finish, .timeout = 60)
 	int rc = agent(&out, spec, PARLEY_SOURCE_DIR "/examples/counter.json",
 		       NULL);
 	cr_assert_eq(rc, 1, "exit %d:\n%s", rc, out);
-	cr_assert(strstr(out, "rogue: stopped: bad-access: write of 8 byte(s) "
-			      "at guest-physical 0x30000000"), "%s", out);
-	cr_assert(strstr(out, "  rogue                kvm      bad-access\n"), "%s", out);
-	cr_assert(strstr(out, "  counter              kvm      exit 0\n"), "%s", out);
+	/* (KVM also names the access: "write of 8 byte(s) at ...") */
+	cr_assert(strstr(out, "rogue: stopped: bad-access: "), "%s", out);
+	cr_assert(strstr(out, "guest-physical 0x30000000"), "%s", out);
+	cr_assert(strstr(out, auto_line("rogue", "bad-access")), "%s", out);
+	cr_assert(strstr(out, auto_line("counter", "exit 0")), "%s", out);
 	free(out);
 	free(spec);
 	t_rmtree(dir);
@@ -287,10 +299,9 @@ Test(agent_cli, backend_and_uid_range_refused_when_malformed, .timeout = 30)
 
 Test(agent_cli, vmm_uid_range_is_used, .timeout = 60)
 {
-	T_REQUIRE_KVM();
 	char *argv[] = { T_AGENT, "run", "--vmm", T_VMM, "--image-dir",
 			 PARLEY_BUILD_DIR "/guest", "--vmm-uid-range",
-			 "7000000-7000000", "--backend", "kvm",
+			 "7000000-7000000",
 			 PARLEY_SOURCE_DIR "/examples/hello.json",
 			 PARLEY_SOURCE_DIR "/examples/counter.json", NULL };
 	char *out;

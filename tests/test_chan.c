@@ -348,9 +348,8 @@ T_BACKEND_TEST(chan, more_windows_than_slots_is_limit, .timeout = 60)
 /* A config region up to 1 MiB is re-hashed whole on every open: a write
  * the vmm hid from its dirty report is caught at the open itself, not only
  * by the background re-hash (which is off here). */
-Test(chan, small_config_is_rehashed_whole_on_open, .timeout = 30)
+T_BACKEND_TEST(chan, small_config_is_rehashed_whole_on_open, .timeout = 30)
 {
-	T_REQUIRE_KVM(); /* parley-vmm-liar is a KVM vmm */
 	struct t_fleet f, *f_ __attribute__((unused)) = &f;
 	t_fleet_init(&f, GRANTS(BOTH("c1", "w", "b")));
 	t_fleet_add(&f, "b", "chantest.elf", "steps=sleep:1000", motd, false,

@@ -616,13 +616,14 @@ Test(proc, save_restore_on_the_process_backend, .timeout = 90)
 	save_restore(CTL_BACKEND_PROCESS, CTL_BACKEND_PROCESS);
 }
 
-Test(proc, snapshot_from_process_restores_on_kvm, .timeout = 90)
+/* Across backends: KVM must be there, so these live in a kvm_* suite. */
+Test(kvm_proc, snapshot_from_process_restores_on_kvm, .timeout = 90)
 {
 	T_REQUIRE_KVM();
 	save_restore(CTL_BACKEND_PROCESS, CTL_BACKEND_KVM);
 }
 
-Test(proc, snapshot_from_kvm_restores_on_process, .timeout = 90)
+Test(kvm_proc, snapshot_from_kvm_restores_on_process, .timeout = 90)
 {
 	T_REQUIRE_KVM();
 	save_restore(CTL_BACKEND_KVM, CTL_BACKEND_PROCESS);
