@@ -86,6 +86,27 @@ T_BACKEND_TEST(chan, peer_not_running_is_peer_down, .timeout = 30)
 	t_fleet_free(&f);
 }
 
+/* A partition that no longer matches its baseline is caught whenever it
+ * asks, even for a channel whose peer is not running (integrity is checked
+ * for the asker before the peer is looked at). */
+T_BACKEND_TEST(chan, tampered_asker_caught_with_peer_down, .timeout = 30)
+{
+	struct t_fleet f, *f_ __attribute__((unused)) = &f;
+	t_fleet_init(&f, GRANTS(BOTH("c1", "a", "b")));
+	struct partition *a = t_fleet_add(&f, "a", "chantest.elf",
+		"steps=tamper:app.conf,open:c1,open:c1", motd, false, NULL);
+	t_fleet_go(&f);
+	done(&f, 10000);
+	exit0(a);
+	OUT_HAS(&f, "a| open c1 -3 a/app.conf\n");
+	OUT_HAS(&f, "a| open c1 -9 \n");
+	AUDIT_HAS(&f, "\"event\":\"quarantine\",\"partition\":\"a\","
+		      "\"reason\":\"INTEGRITY\",\"file\":\"app.conf\"");
+	cr_assert_null(strstr(t_fleet_audit(&f), "PEER_DOWN"), "%s",
+		       t_fleet_audit(&f));
+	t_fleet_free(&f);
+}
+
 T_BACKEND_TEST(chan, tampered_config_is_integrity_quarantine_and_revoke, .timeout = 60)
 {
 	struct t_fleet f, *f_ __attribute__((unused)) = &f;

@@ -519,26 +519,22 @@ static bool peer_up(const struct cm_part *peer)
 
 /* Both endpoints must still match their baselines; a mismatch quarantines
  * the partition it was found in. */
-static int check_integrity(struct open_ctx *o, struct cm_part *peer)
+static int check_integrity(struct open_ctx *o, struct cm_part *who)
 {
-	struct cm_part *who[2] = { o->cp, peer };
-	for (int i = 0; i < 2; i++) {
-		char file[PARLEY_CONFIG_NAME_MAX + 80];
-		int rc = verify(o->cm, who[i], file, sizeof(file));
-		if (rc == 0)
-			continue;
-		char detail[sizeof(file) + 64];
-		if ((size_t)snprintf(detail, sizeof(detail), "%s/%s",
-				     who[i]->p->name, file) >= sizeof(detail))
-			detail[sizeof(detail) - 1] = 0;
-		if (rc == -EBADMSG) {
-			chanmgr_quarantine(o->cm, who[i]->p, file);
-			return deny_file(o, PARLEY_E_INTEGRITY, detail, file);
-		}
-		/* A vmm that cannot report its dirty pages is as good as down. */
-		return deny(o, PARLEY_E_PEER_DOWN, detail);
+	char file[PARLEY_CONFIG_NAME_MAX + 80];
+	int rc = verify(o->cm, who, file, sizeof(file));
+	if (rc == 0)
+		return 0;
+	char detail[sizeof(file) + 64];
+	if ((size_t)snprintf(detail, sizeof(detail), "%s/%s", who->p->name,
+			     file) >= sizeof(detail))
+		detail[sizeof(detail) - 1] = 0;
+	if (rc == -EBADMSG) {
+		chanmgr_quarantine(o->cm, who->p, file);
+		return deny_file(o, PARLEY_E_INTEGRITY, detail, file);
 	}
-	return 0;
+	/* A vmm that cannot report its dirty pages is as good as down. */
+	return deny(o, PARLEY_E_PEER_DOWN, detail);
 }
 
 static int decide(struct open_ctx *o)
@@ -551,6 +547,11 @@ static int decide(struct open_ctx *o)
 	if (!g)
 		return deny(o, PARLEY_E_NO_GRANT, NULL);
 	int side = strcmp(g->a, o->cp->p->name) == 0 ? 0 : 1;
+	/* The asker first: a partition that no longer matches its baseline
+	 * is caught (and quarantined) whenever it asks, whether or not its
+	 * peer happens to be up. */
+	if (g->require_integrity && check_integrity(o, o->cp) < 0)
+		return o->r->status;
 	struct cm_part *peer = part_named(cm, side ? g->a : g->b);
 	if (!peer_up(peer))
 		return deny(o, PARLEY_E_PEER_DOWN, NULL);
