@@ -252,6 +252,14 @@ int part_launch(struct partition *p, uint32_t flags,
 		.entry = p->entry, .boot_info = PARLEY_BOOT_INFO_GPA,
 		.vcpus = p->vcpus, .flags = flags, .backend = p->backend,
 	};
+	/* Each process-backend partition gets CPUs of its own, in turn, for
+	 * its tracer/stub pairs (see ctl_launch.home_cpu). */
+	static uint32_t next_cpu;
+	l.home_cpu = CTL_NO_CPU;
+	if (p->backend == CTL_BACKEND_PROCESS) {
+		l.home_cpu = next_cpu;
+		next_cpu += p->vcpus;
+	}
 	for (unsigned i = 0; i < p->nrange && l.nro < CTL_RO_RANGES_MAX; i++) {
 		if (p->range[i].flags & PF_W)
 			continue;

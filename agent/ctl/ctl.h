@@ -93,7 +93,14 @@ struct ctl_launch {
 		uint64_t gpa, size;
 		uint32_t exec, reserved;
 	} ro[CTL_RO_RANGES_MAX];
+	/* Process backend: vCPU i's tracer thread and stub share the i-th
+	 * allowed CPU after home_cpu (the agent spreads partitions out);
+	 * CTL_NO_CPU: wherever the scheduler puts them. */
+	uint32_t home_cpu;
+	uint32_t reserved;
 };
+
+#define CTL_NO_CPU 0xffffffffu
 
 struct ctl_vcpu_state {
 	uint32_t index;

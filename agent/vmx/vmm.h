@@ -50,6 +50,7 @@ struct vmx_window {
 	int bell_own, bell_peer;   /* eventfds; -1 until first use */
 	unsigned nseg;
 	bool ro[CTL_MAP_SEGS_MAX];
+	uint64_t seg_off[CTL_MAP_SEGS_MAX], seg_len[CTL_MAP_SEGS_MAX];
 };
 
 struct vmx_gone {
@@ -87,8 +88,10 @@ struct vmx_window *win_lookup(struct vmx_vm *vm, uint64_t handle);
 bool win_was_revoked(struct vmx_vm *vm, uint64_t handle);
 
 /* Classify a guest-physical address that exited as MMIO: 1 inside a
- * window the agent revoked, 2 inside one the partition closed, 3 a write
- * to a read-only section of a live window, 0 none of these. */
+ * window the agent revoked, or a live one whose memory is gone (the agent
+ * truncated it: an access to backed memory never exits), 2 inside one the
+ * partition closed, 3 a write to a read-only section of a live window, 0
+ * none of these. */
 int win_classify(struct vmx_vm *vm, uint64_t gpa, bool write);
 
 /* ---- the VM (vm.c, vcpu.c, hcall*.c) ---- */

@@ -57,6 +57,8 @@ static int launch_check(const struct ctl_launch *l, struct parley_err *err)
 		return perr(err, -EINVAL, "flags 0x%x", l->flags);
 	if (l->backend != CTL_BACKEND_KVM && l->backend != CTL_BACKEND_PROCESS)
 		return perr(err, -ENOTSUP, "backend %u", l->backend);
+	if (l->reserved)
+		return perr(err, -EINVAL, "reserved launch field 0x%x", l->reserved);
 	if (l->nro > CTL_RO_RANGES_MAX)
 		return perr(err, -EINVAL, "%u read-only ranges", l->nro);
 	for (uint32_t i = 0; i < l->nro; i++) {

@@ -88,6 +88,10 @@ int win_map(struct vmx_vm *vm, const struct ctl_map *m, const int *fds,
 		rc = vm->eng->doorbell(vm, w, m->handle, true);
 	if (rc == 0) {
 		w->chan = m->chan;
+		for (unsigned i = 0; i < m->nseg; i++) {
+			w->seg_off[i] = m->seg[i].off;
+			w->seg_len[i] = m->seg[i].len;
+		}
 		atomic_store(&w->revoked_handle, 0);
 		atomic_store(&w->peer_gone, false);
 		atomic_store(&w->handle, m->handle);
@@ -210,6 +214,17 @@ bool win_was_revoked(struct vmx_vm *vm, uint64_t handle)
 	       atomic_load(&vm->win.w[slot].revoked_handle) == handle;
 }
 
+/* An exit inside a live window: a write to a section this side may only
+ * read, or else memory that is no longer there (truncated by the agent,
+ * or by the writer of that section). */
+static int live_kind(const struct vmx_window *w, uint64_t off, bool write)
+{
+	for (unsigned i = 0; i < w->nseg && i < CTL_MAP_SEGS_MAX; i++)
+		if (off >= w->seg_off[i] && off - w->seg_off[i] < w->seg_len[i])
+			return write && w->ro[i] ? 3 : 1;
+	return 1;
+}
+
 int win_classify(struct vmx_vm *vm, uint64_t gpa, bool write)
 {
 	int kind = 0;
@@ -218,11 +233,11 @@ int win_classify(struct vmx_vm *vm, uint64_t gpa, bool write)
 		struct vmx_window *w = &vm->win.w[i];
 		if (atomic_load(&w->handle) && gpa >= w->gpa &&
 		    gpa < w->gpa + w->size)
-			kind = write ? 3 : -1;
+			kind = live_kind(w, gpa - w->gpa, write);
 	}
 	pthread_mutex_unlock(&vm->win_lock);
 	if (kind)
-		return kind < 0 ? 0 : kind;
+		return kind;
 	pthread_mutex_lock(&vm->win.gone_lock);
 	for (unsigned i = vm->win.ngone; i-- > 0 && !kind;) {
 		const struct vmx_gone *g = &vm->win.gone[i];
