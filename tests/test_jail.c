@@ -6,6 +6,7 @@
 #include <criterion/parameterized.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 
 #include "agent/backend.h"
 #include "agent/vmm_jail.h"
+#include "common/fileio.h"
 #include "tests/helpers/testutil.h"
 
 static struct partition *start_paused(uint32_t backend, const char *name,
@@ -417,7 +419,7 @@ static int check_unprivileged_vmm(pid_t pid)
 	return access(entry, F_OK) == 0 ? 48 : 0;
 }
 
-static int spawn_unprivileged(void)
+static int spawn_unprivileged(const char *vmm)
 {
 	/* Dumpable again after the switch, as an agent started by nobody
 	 * is: else /proc/<pid>/uid_map of its children stays root's. */
@@ -429,7 +431,7 @@ static int spawn_unprivileged(void)
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return 21;
-	struct vmm_jail_req r = { .vmm_path = T_VMM, .name = "nobody",
+	struct vmm_jail_req r = { .vmm_path = vmm, .name = "nobody",
 				  .fds = { sv[1], sv[1], sv[1], sv[1] } };
 	pid_t pid;
 	uint32_t uid;
@@ -449,14 +451,38 @@ static int spawn_unprivileged(void)
 	return rc;
 }
 
+/* nobody may not be able to reach the build tree (a clone in a 0700
+ * temporary directory, say): it runs a copy of the vmm from a directory it
+ * can search. */
+static char *vmm_copy_for_nobody(char **dir)
+{
+	*dir = t_tmpdir();
+	cr_assert_eq(chmod(*dir, 0755), 0);
+	uint8_t *bin;
+	size_t len;
+	cr_assert_eq(file_read_all(T_VMM, 64u << 20, &bin, &len, NULL), 0);
+	char *path;
+	cr_assert(asprintf(&path, "%s/parley-vmm", *dir) > 0);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, bin, len), (ssize_t)len);
+	close(fd);
+	free(bin);
+	return path;
+}
+
 Test(jail, unprivileged_agent_jails_in_a_user_namespace, .timeout = 30)
 {
+	char *dir, *vmm = vmm_copy_for_nobody(&dir);
 	pid_t c = fork();
 	cr_assert_geq(c, 0);
 	if (c == 0)
-		_exit(spawn_unprivileged());
+		_exit(spawn_unprivileged(vmm));
 	int st;
 	cr_assert_eq(waitpid(c, &st, 0), c);
+	t_rmtree(dir);
+	free(dir);
+	free(vmm);
 	cr_assert(WIFEXITED(st), "status 0x%x", st);
 	cr_assert_eq(WEXITSTATUS(st), 0, "check %d failed (see the test)",
 		     WEXITSTATUS(st));
