@@ -55,10 +55,12 @@ static pid_t spawn_daemon(struct cli *c)
 			 "--api-listen", "127.0.0.1:0", "--state-dir",
 			 (char *)d, "--ca", ca, "--cert", crt, "--key", key,
 			 "--policy-key", pol, "--store", c->f.store, NULL };
+	pid_t parent_ = getpid();
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+		t_child_dies_with_parent(parent_);
+int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
 			      0644);
 		if (fd >= 0) {
 			dup2(fd, 1);

@@ -47,10 +47,12 @@ static char *trimmed(const char *dir, const char *name)
 
 static pid_t spawn(char *const argv[], const char *log)
 {
+	pid_t parent_ = getpid();
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+		t_child_dies_with_parent(parent_);
+int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
 			      0644);
 		if (fd >= 0) {
 			dup2(fd, 1);

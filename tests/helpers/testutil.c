@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +56,13 @@ unsigned t_backends(uint32_t out[T_BACKENDS_MAX])
 		out[n++] = CTL_BACKEND_KVM;
 	out[n++] = CTL_BACKEND_PROCESS;
 	return n;
+}
+
+void t_child_dies_with_parent(pid_t parent)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent) /* it died before we asked */
+		_exit(127);
 }
 
 char *t_tmpdir(void)
@@ -154,10 +162,12 @@ int t_run(char *const argv[], char **out, int timeout_s)
 {
 	int pfd[2];
 	cr_assert(pipe2(pfd, O_CLOEXEC) == 0);
+	pid_t parent_ = getpid();
 	pid_t pid = fork();
 	cr_assert(pid >= 0);
 	if (pid == 0) {
-		dup2(pfd[1], 1);
+		t_child_dies_with_parent(parent_);
+dup2(pfd[1], 1);
 		dup2(pfd[1], 2);
 		execv(argv[0], argv);
 		_exit(127);

@@ -64,6 +64,11 @@ extern uint32_t t_backend;
 
 const char *t_backend_name(void);
 
+/* In a child just forked by a test: die with the test's process, so that a
+ * failed assertion (which ends the test without its clean-up) leaves no
+ * daemon or agent running. */
+void t_child_dies_with_parent(pid_t parent);
+
 /* A fresh temporary directory (removed by t_rmtree). */
 char *t_tmpdir(void);
 void t_rmtree(const char *dir);
