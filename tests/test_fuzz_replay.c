@@ -1,0 +1,68 @@
+/* Every fuzz target in regression mode (fuzz/replay_main.c) over the inputs
+ * kept in the repository (fuzz/seeds/NAME, and what else fits: the example
+ * specs and policies, the built partition images): an input that once broke
+ * a parser keeps being tried, under the sanitizers, on every ./dev test. */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/helpers/testutil.h"
+
+struct target {
+	const char *name;
+	const char *extra;  /* another input directory, or NULL */
+	int no_seeds;       /* its inputs are only what `extra` holds */
+};
+
+/* Criterion hands parameters to a test process of their own: indexes into
+ * this table, never pointers. */
+static const struct target targets[] = {
+	{ "api_grant", NULL },
+	{ "baseline", NULL },
+	{ "beneath", NULL },
+	{ "ctl", NULL },
+	{ "elf", PARLEY_BUILD_DIR "/guest", 1 },
+	{ "frame", NULL },
+	{ "grant", PARLEY_SOURCE_DIR "/examples" },
+	{ "ring", NULL },
+	{ "snapshot", NULL },
+	{ "spec", PARLEY_SOURCE_DIR "/examples", 1 },
+	{ "store_audit", NULL },
+};
+
+#define NTARGETS (sizeof(targets) / sizeof(targets[0]))
+
+ParameterizedTestParameters(fuzz_replay, stored_inputs_pass)
+{
+	static unsigned idx[NTARGETS];
+	for (unsigned i = 0; i < NTARGETS; i++)
+		idx[i] = i;
+	return cr_make_param_array(unsigned, idx, NTARGETS);
+}
+
+ParameterizedTest(unsigned *i, fuzz_replay, stored_inputs_pass,
+		  .timeout = 300)
+{
+	const struct target *t = &targets[*i];
+	char bin[512], seeds[512];
+	snprintf(bin, sizeof(bin), PARLEY_BUILD_DIR "/fuzz/replay_fuzz_%s",
+		 t->name);
+	snprintf(seeds, sizeof(seeds), PARLEY_SOURCE_DIR "/fuzz/seeds/%s",
+		 t->name);
+	char *argv[] = { bin, seeds, (char *)t->extra, NULL };
+	if (t->no_seeds) {
+		argv[1] = (char *)t->extra;
+		argv[2] = NULL;
+	}
+	char *out;
+	int rc = t_run(argv, &out, 280);
+	cr_assert_eq(rc, 0, "%s: exit %d:\n%.4000s", t->name, rc, out);
+	unsigned long n = 0;
+	const char *r = strstr(out, "replayed ");
+	cr_assert(r && sscanf(r, "replayed %lu", &n) == 1 && n > 0,
+		  "%s replayed nothing:\n%.2000s", t->name, out);
+	cr_log_info("%s: %lu inputs", t->name, n);
+	free(out);
+}
