@@ -180,13 +180,30 @@ static void on_finished(struct partition *p, const struct ctl_finished *f)
 	partition_reap(p);
 }
 
+/* A CHAN_OPEN as read from the vmm: its vCPU waits for the answer, so it
+ * cannot ask again before it has it — a second one is the vmm's, not the
+ * partition's, and would let it keep the grant manager busy for ever (each
+ * open waits for dirty reports, during which it could ask again). */
+static int note_open(struct partition *p, const struct ctl_msg *m)
+{
+	uint32_t v = m->u.open_req.vcpu;
+	if (v >= p->vcpus || v >= 32) {
+		partition_fault(p, VMX_STOP_VMM_PROTOCOL, "channel open for "
+				"vCPU %u of %u", v, p->vcpus);
+		return -ESRCH;
+	}
+	if (p->open_pending & (1u << v)) {
+		partition_fault(p, VMX_STOP_VMM_PROTOCOL, "a second channel "
+				"open from vCPU %u before the first was "
+				"answered", v);
+		return -ESRCH;
+	}
+	p->open_pending |= 1u << v;
+	return 0;
+}
+
 static void dispatch_request(struct partition *p, const struct ctl_msg *m)
 {
-	if (m->type == CTL_OPEN_REQ && m->u.open_req.vcpu >= p->vcpus) {
-		partition_fault(p, VMX_STOP_VMM_PROTOCOL, "channel open for "
-				"vCPU %u of %u", m->u.open_req.vcpu, p->vcpus);
-		return;
-	}
 	if (p->opts.on_request)
 		p->opts.on_request(p, m, p->opts.ctx);
 }
@@ -242,7 +259,9 @@ int partition_handle(struct partition *p)
 		rc = on_message(p, m);
 	} else {
 		rc = ctl_read(p->ctl, CTL_FROM_VMM, m);
-		if (rc == 0)
+		if (rc == 0 && m->type == CTL_OPEN_REQ && note_open(p, m) < 0)
+			rc = 1;
+		else if (rc == 0)
 			rc = on_message(p, m);
 		else if (rc != -EAGAIN && rc != -EINTR)
 			link_fault(p, rc), rc = 1;
@@ -283,6 +302,8 @@ static int await_other(struct partition *p, const struct ctl_msg *m,
 		on_console(p, &m->u.console);
 		return 0;
 	}
+	if (m->type == CTL_OPEN_REQ && note_open(p, m) < 0)
+		return -ESRCH;
 	if (is_deferred_kind(m->type)) {
 		if (defer(p, m) == 0)
 			return 0;
@@ -394,7 +415,7 @@ int partition_pause(struct partition *p, struct parley_err *err)
 	if (p->state != PART_RUNNING)
 		return perr(err, -EBUSY, "%s is %s, not running", p->name,
 			    part_state_name(p->state));
-	int rc = ctl_send(p->ctl, CTL_PAUSE, NULL, 0);
+	int rc = partition_send(p, CTL_PAUSE, NULL, 0, NULL, 0);
 	if (rc == 0)
 		rc = part_await(p, CTL_PAUSED, NULL, 0, err);
 	if (rc < 0)
@@ -408,7 +429,7 @@ int partition_resume(struct partition *p, struct parley_err *err)
 	if (p->state != PART_PAUSED)
 		return perr(err, -EBUSY, "%s is %s, not paused", p->name,
 			    part_state_name(p->state));
-	int rc = ctl_send(p->ctl, CTL_RESUME, NULL, 0);
+	int rc = partition_send(p, CTL_RESUME, NULL, 0, NULL, 0);
 	if (rc == 0)
 		rc = part_await(p, CTL_RESUMED, NULL, 0, err);
 	if (rc < 0)
@@ -492,7 +513,21 @@ int partition_send(struct partition *p, uint32_t type, const void *payload,
 {
 	if (p->finished)
 		return -ESRCH;
-	return ctl_send_fds(p->ctl, type, payload, len, fds, nfds);
+	if (type == CTL_OPEN_REPLY && len >= sizeof(struct ctl_open_reply)) {
+		const struct ctl_open_reply *r = payload;
+		if (r->vcpu < 32)
+			p->open_pending &= ~(1u << r->vcpu);
+	}
+	/* Never blocks: a vmm that does not read what the agent sends it
+	 * would otherwise stop the grant manager for every partition. */
+	int rc = ctl_post_fds(p->ctl, type, payload, len, fds, nfds);
+	if (rc == -EAGAIN) {
+		partition_fault(p, VMX_STOP_VMM_PROTOCOL, "does not read its "
+				"control socket (%s refused)",
+				ctl_type_name(type));
+		return -ESRCH;
+	}
+	return rc;
 }
 
 /* One chunk of a dirty report, against what the report must be: the next

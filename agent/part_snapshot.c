@@ -97,7 +97,7 @@ static void header_of(const struct partition *p, const char *host,
 static int get_states(struct partition *p, struct ctl_vcpu_state *st,
 		      struct parley_err *err)
 {
-	int rc = ctl_send(p->ctl, CTL_GET_STATE, NULL, 0);
+	int rc = partition_send(p, CTL_GET_STATE, NULL, 0, NULL, 0);
 	if (rc < 0)
 		return perr(err, rc, "asking %s for its state: %s", p->name,
 			    strerror(-rc));

@@ -272,9 +272,10 @@ int part_launch(struct partition *p, uint32_t flags,
 		l.nro++;
 	}
 	part_watch(p);
-	int rc = ctl_send(p->ctl, CTL_LAUNCH, &l, sizeof(l));
+	int rc = partition_send(p, CTL_LAUNCH, &l, sizeof(l), NULL, 0);
 	for (unsigned i = 0; rc == 0 && st && i < p->vcpus; i++)
-		rc = ctl_send(p->ctl, CTL_VCPU_STATE, &st[i], sizeof(st[i]));
+		rc = partition_send(p, CTL_VCPU_STATE, &st[i], sizeof(st[i]),
+				    NULL, 0);
 	if (rc < 0)
 		return perr(err, rc, "sending launch to vmm: %s", strerror(-rc));
 	rc = part_await(p, CTL_READY, NULL, 0, err);

@@ -96,6 +96,7 @@ struct partition {
 				    * detail says how, once reaped */
 	uint64_t t_created_ns, t_ready_ns, t_first_console_ns;
 	struct measure measure;    /* baseline and dirty tracking */
+	uint32_t open_pending;     /* vCPUs with a CHAN_OPEN unanswered */
 	unsigned ndefer;
 	struct part_deferred defer[PART_DEFER_MAX];
 	void *owner;               /* for the grant manager's bookkeeping */

@@ -55,17 +55,20 @@ static void report_finished(struct serve *s)
 }
 
 /* Requests deferred while the grant manager waited on some vmm are
- * handled here, after every callback: nothing else would wake for them. */
+ * handled here, after every callback and on every tick: nothing else would
+ * wake for them. Only those queued when the pass starts: handling one may
+ * queue more (an open waits for dirty reports), and a vmm must not keep
+ * the event loop here for ever; the rest wait for the next callback. */
 static void drain(struct serve *s)
 {
-	for (bool again = true; again;) {
-		again = false;
-		for (unsigned i = 0; i < s->n; i++)
-			if (partition_has_deferred(s->part[i].p)) {
-				partition_handle(s->part[i].p);
-				again = true;
-			}
-	}
+	unsigned queued[SERVE_PARTS_MAX];
+	for (unsigned i = 0; i < s->n; i++)
+		queued[i] = partition_has_deferred(s->part[i].p)
+				    ? s->part[i].p->ndefer : 0;
+	for (unsigned i = 0; i < s->n; i++)
+		for (unsigned k = 0; k < queued[i] &&
+				     partition_has_deferred(s->part[i].p); k++)
+			partition_handle(s->part[i].p);
 	report_finished(s);
 }
 

@@ -39,8 +39,9 @@ void sup_console(struct partition *p, const char *buf, size_t len, void *ctx)
 			flush_line(s, e);
 			continue;
 		}
-		/* Partitions are untrusted: no terminal control sequences. */
-		if ((unsigned char)c < 0x20 && c != '\t')
+		/* Partitions are untrusted: no terminal control sequences
+		 * (C0 controls and DEL; UTF-8 text passes). */
+		if (((unsigned char)c < 0x20 && c != '\t') || c == 0x7f)
 			c = '?';
 		e->line[e->len++] = c;
 		if (e->len == sizeof(e->line))

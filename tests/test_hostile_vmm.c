@@ -432,3 +432,32 @@ Test(hostile_vmm, exec_of_an_rwx_page, .timeout = 60)
 {
 	sandbox_case("exec_rwx", "executed an RWX page");
 }
+
+/* A vmm that asks and never reads the answers: the grant manager's sends
+ * never block (the socket fills, the send would), so it kills that vmm
+ * and keeps serving the others instead of hanging in sendmsg. */
+Test(hostile_vmm, replies_never_read_do_not_block_the_agent, .timeout = 60)
+{
+	struct scene s;
+	scene_start(&s, "open_noread", BOTH_EVIL, "steps=sleep:1000");
+	evil_stopped(&s, VMX_STOP_VMM_PROTOCOL);
+	cr_assert(strstr(s.evil->fin.detail, "does not read its control "
+			 "socket"), "%s", s.evil->fin.detail);
+	peer_exits_0(&s);
+	scene_end(&s);
+}
+
+/* A vCPU waits for the answer to its CHAN_OPEN, so a second open from it
+ * before the answer is the vmm's doing: each open waits for dirty reports,
+ * and a vmm that asked again during every wait would keep the grant
+ * manager busy for ever. It is killed at the second ask. */
+Test(hostile_vmm, second_open_before_the_answer_is_refused, .timeout = 60)
+{
+	struct scene s;
+	scene_start(&s, "defer_loop", BOTH_EVIL, "steps=sleep:1000");
+	evil_stopped(&s, VMX_STOP_VMM_PROTOCOL);
+	cr_assert(strstr(s.evil->fin.detail, "second channel open from "
+			 "vCPU 0"), "%s", s.evil->fin.detail);
+	peer_exits_0(&s);
+	scene_end(&s);
+}

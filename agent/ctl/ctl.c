@@ -70,8 +70,23 @@ int ctl_send(int sock, uint32_t type, const void *payload, uint32_t len)
 	return ctl_send_fds(sock, type, payload, len, NULL, 0);
 }
 
+static int send_fds(int sock, uint32_t type, const void *payload,
+		    uint32_t len, const int *fds, unsigned nfds, int flags);
+
 int ctl_send_fds(int sock, uint32_t type, const void *payload, uint32_t len,
 		 const int *fds, unsigned nfds)
+{
+	return send_fds(sock, type, payload, len, fds, nfds, 0);
+}
+
+int ctl_post_fds(int sock, uint32_t type, const void *payload, uint32_t len,
+		 const int *fds, unsigned nfds)
+{
+	return send_fds(sock, type, payload, len, fds, nfds, MSG_DONTWAIT);
+}
+
+static int send_fds(int sock, uint32_t type, const void *payload,
+		    uint32_t len, const int *fds, unsigned nfds, int flags)
 {
 	struct ctl_hdr h = { .type = type, .len = len };
 	struct iovec iov[2] = {
@@ -92,7 +107,7 @@ int ctl_send_fds(int sock, uint32_t type, const void *payload, uint32_t len,
 		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
 	}
 	for (;;) {
-		ssize_t n = sendmsg(sock, &m, MSG_NOSIGNAL);
+		ssize_t n = sendmsg(sock, &m, MSG_NOSIGNAL | flags);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)

@@ -204,6 +204,11 @@ int ctl_send(int sock, uint32_t type, const void *payload, uint32_t len);
 /* The same with descriptors attached (SCM_RIGHTS). */
 int ctl_send_fds(int sock, uint32_t type, const void *payload, uint32_t len,
 		 const int *fds, unsigned nfds);
+/* The same without ever blocking: -EAGAIN when the peer's queue is full
+ * (the grant manager sends this way: a vmm that stops reading must not
+ * stop it). */
+int ctl_post_fds(int sock, uint32_t type, const void *payload, uint32_t len,
+		 const int *fds, unsigned nfds);
 /* Receive with descriptors: a message type that carries descriptors must
  * carry exactly its number; any other message with descriptors is refused
  * (-EPROTO) and the descriptors closed. *nfds gets the count. */

@@ -151,6 +151,8 @@ static int own_section(void)
 
 static void on_open_reply(const struct ctl_open_reply *r)
 {
+	if (is("defer_loop"))
+		return;
 	say("evil: open %d %s", r->status, r->detail);
 	if (is("truncate_own") && win.have) {
 		int s = own_section();
@@ -224,6 +226,11 @@ static void on_dirty_req(void)
 	uint64_t first = 0, n = cfg_pages < per ? cfg_pages : per;
 	if (is("dirty_withheld"))
 		return;
+	if (is("defer_loop")) {
+		struct ctl_open_req r = { .vcpu = 0 };
+		snprintf(r.name, sizeof(r.name), "evil");
+		ctl_send(SOCK, CTL_OPEN_REQ, &r, sizeof(r));
+	}
 	if (is("dirty_endless")) {
 		for (int i = 0; i < 100000; i++)
 			send_chunk(0, n, 0);
@@ -345,6 +352,20 @@ static void start(void)
 		tgkill_agent();
 	} else if (is("exec_rwx")) {
 		exec_rwx();
+	} else if (is("open_noread")) {
+		/* ask, never read a reply */
+		struct ctl_open_req r = { .vcpu = 0 };
+		snprintf(r.name, sizeof(r.name), "nogrant");
+		int sent = 0;
+		for (int i = 0; i < 20000; i++)
+			if (send(SOCK, &(struct { struct ctl_hdr h; struct ctl_open_req r; }){
+				{ CTL_OPEN_REQ, sizeof(r) }, r }, sizeof(struct ctl_hdr) + sizeof(r),
+				MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+				sent++;
+			else
+				usleep(1000);
+		for (;;)
+			pause();
 	} else if (!is("honest")) {
 		struct ctl_open_req r = { .vcpu = 0 };
 		snprintf(r.name, sizeof(r.name), "evil");
