@@ -69,28 +69,12 @@ static bool exit_mmio(struct vmx_vcpu *c)
 	struct kvm_run *run = c->run;
 	uint64_t gpa = run->mmio.phys_addr;
 	const char *rw = run->mmio.is_write ? "write" : "read";
-	switch (win_classify(c->vm, gpa, run->mmio.is_write)) {
-	case 1:
-		vmx_vcpu_fault(c, VMX_STOP_REVOKED_ACCESS, gpa, "%s at 0x%llx "
-			       "in a channel window that was revoked", rw,
-			       (unsigned long long)gpa);
-		break;
-	case 2:
-		vmx_vcpu_fault(c, VMX_STOP_BAD_ACCESS, gpa, "%s at 0x%llx in a "
-			       "channel window the partition closed", rw,
-			       (unsigned long long)gpa);
-		break;
-	case 3:
-		vmx_vcpu_fault(c, VMX_STOP_READONLY_WRITE, gpa, "write at "
-			       "0x%llx to a channel page this partition may "
-			       "only read", (unsigned long long)gpa);
-		break;
-	default:
+	int kind = win_classify(c->vm, gpa, run->mmio.is_write);
+	if (!win_fault(c, gpa, kind, rw))
 		vmx_vcpu_fault(c, VMX_STOP_BAD_ACCESS, gpa,
 			       "%s of %u byte(s) at guest-physical 0x%llx, "
 			       "outside the partition's memory", rw,
 			       run->mmio.len, (unsigned long long)gpa);
-	}
 	return false;
 }
 

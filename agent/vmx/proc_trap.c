@@ -131,27 +131,10 @@ static bool chan_fault(struct vmx_vcpu *c, uint64_t a, bool write, bool bus)
 {
 	const char *rw = write ? "write" : "access";
 	int kind = bus ? 1 : win_classify(c->vm, a, write);
-	switch (kind) {
-	case 1:
-		vmx_vcpu_fault(c, VMX_STOP_REVOKED_ACCESS, a, "%s at 0x%llx "
-			       "in a channel window that was revoked", rw,
-			       (unsigned long long)a);
-		break;
-	case 2:
-		vmx_vcpu_fault(c, VMX_STOP_BAD_ACCESS, a, "%s at 0x%llx in a "
-			       "channel window the partition closed", rw,
-			       (unsigned long long)a);
-		break;
-	case 3:
-		vmx_vcpu_fault(c, VMX_STOP_READONLY_WRITE, a, "write at "
-			       "0x%llx to a channel page this partition may "
-			       "only read", (unsigned long long)a);
-		break;
-	default:
+	if (!win_fault(c, a, kind, rw))
 		vmx_vcpu_fault(c, VMX_STOP_BAD_ACCESS, a, "%s at guest-physical "
 			       "0x%llx, outside the partition's memory", rw,
 			       (unsigned long long)a);
-	}
 	return false;
 }
 

@@ -93,6 +93,12 @@ bool win_was_revoked(struct vmx_vm *vm, uint64_t handle);
  * partition closed, 3 a write to a read-only section of a live window, 0
  * none of these. */
 int win_classify(struct vmx_vm *vm, uint64_t gpa, bool write);
+struct vmx_vcpu;
+/* Stop the partition for an access in the channel area of `kind` (as
+ * win_classify gives it; rw names the access). False, and nothing done,
+ * for kind 0: the caller reports it as its engine sees it. Both engines
+ * report window faults through here, so they name them alike. */
+bool win_fault(struct vmx_vcpu *c, uint64_t gpa, int kind, const char *rw);
 
 /* ---- the VM (vm.c, vcpu.c, hcall*.c) ---- */
 /*

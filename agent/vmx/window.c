@@ -247,3 +247,25 @@ int win_classify(struct vmx_vm *vm, uint64_t gpa, bool write)
 	pthread_mutex_unlock(&vm->win.gone_lock);
 	return kind;
 }
+
+bool win_fault(struct vmx_vcpu *c, uint64_t gpa, int kind, const char *rw)
+{
+	unsigned long long a = (unsigned long long)gpa;
+	switch (kind) {
+	case 1:
+		vmx_vcpu_fault(c, VMX_STOP_REVOKED_ACCESS, gpa, "%s at 0x%llx "
+			       "in a channel window that was revoked", rw, a);
+		return true;
+	case 2:
+		vmx_vcpu_fault(c, VMX_STOP_BAD_ACCESS, gpa, "%s at 0x%llx in a "
+			       "channel window the partition closed", rw, a);
+		return true;
+	case 3:
+		vmx_vcpu_fault(c, VMX_STOP_READONLY_WRITE, gpa, "write at "
+			       "0x%llx to a channel page this partition may "
+			       "only read", a);
+		return true;
+	default:
+		return false;
+	}
+}
