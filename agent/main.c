@@ -27,6 +27,7 @@
 #include "agent/spec.h"
 #include "agent/supervisor.h"
 #include "common/fileio.h"
+#include "common/version.h"
 #include "agent/vmm_jail.h"
 
 #include <getopt.h>
@@ -79,7 +80,10 @@ static void usage(FILE *f)
 		"[--backend kvm|process|auto]\n"
 		"           [--vmm-uid-range FIRST-LAST] [SPEC...]\n"
 		"       parley-agent join --server HOST:PORT --token prj_... "
-		"--ca-sha256 HEX --state-dir DIR\n");
+		"--ca-sha256 HEX --state-dir DIR\n"
+		"       parley-agent --help | --version\n"
+		"\n"
+		"See parley-agent(8) for what each option does.\n");
 }
 
 static int opt_dir(const char **dirs, unsigned *n, const char *d,
@@ -455,6 +459,17 @@ static int serve(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	/* --help and --version win wherever they stand (before "--"). */
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage(stdout);
+			return 0;
+		}
+		if (!strcmp(argv[i], "--version")) {
+			parley_print_version("parley-agent");
+			return 0;
+		}
+	}
 	if (argc > 1 && !strcmp(argv[1], "join"))
 		return join_main(argc - 1, argv + 1);
 	if (argc < 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "restore") &&

@@ -4,6 +4,7 @@
  * options may stand anywhere on the line. One cmd_<noun>.c per family.
  */
 #include "cli/ctl.h"
+#include "common/version.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@ static const char usage[] =
 	"  --token T      bearer token (env PARLEY_TOKEN)\n"
 	"  --ca FILE      CA the https:// server must chain to (env PARLEY_CA)\n"
 	"  -o table|json  output: a table, or the server's JSON\n"
+	"  --help         this text; --version: the version\n"
 	"\n"
 	"Every command takes --help. Exit codes: 0 ok, 1 other error, 2 usage,\n"
 	"3 not found, 4 denied, 5 server unreachable, 6 conflict, 7 bad request.\n";
@@ -152,6 +154,11 @@ int main(int argc, char **argv)
 	argc = strip_globals(argc, argv, &g);
 	if (argc < 0)
 		return CTL_USAGE;
+	/* Before the server settings are checked: they do not matter here. */
+	if (argc == 2 && !strcmp(argv[1], "--version")) {
+		parley_print_version("parleyctl");
+		return 0;
+	}
 	int rc = check_utf8(argc, argv);
 	if (!rc)
 		rc = setup(&c, &g);

@@ -194,12 +194,14 @@ int daemon_config_parse(int argc, char **argv, struct daemon_config *c,
 				return rc;
 		}
 	optind = 1;
+	opterr = 0;                /* one message, ours, naming the option */
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o == 'c')
 			continue;
 		if (o == '?' || o < 0 || o >= 128 || !names[o])
-			return perr(err, -EINVAL, "unknown option");
+			return perr(err, -EINVAL, "unknown option or missing "
+				    "value: %s", argv[optind - 1]);
 		int rc = set(c, names[o], optarg, err);
 		if (rc < 0)
 			return rc;

@@ -10,6 +10,7 @@
 #include "common/tls_join.h"
 #include "common/hostport.h"
 #include "common/fileio.h"
+#include "common/version.h"
 #include "daemon/config.h"
 #include "daemon/import.h"
 #include "daemon/orch.h"
@@ -25,7 +26,35 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PARLEYD_VERSION "0.4.0"
+/* Every option of parleyd (config.c, join.c) and its subcommands; the
+ * man page dist/man/parleyd.8 describes each (tests/test_conventions.c
+ * checks that it names every option printed here). */
+static const char usage_text[] =
+	"usage: parleyd [--config FILE] [--listen HOST:PORT] [--state-dir DIR]\n"
+	"               [--ca FILE] [--cert FILE] [--key FILE] [--policy-key FILE]\n"
+	"               [--store FILE] [--log-level debug|info|warn|error]\n"
+	"               [--api-listen HOST:PORT] [--api-cert FILE] [--api-key FILE]\n"
+	"               [--join-listen HOST:PORT] [--ca-key FILE]\n"
+	"       parleyd import --store FILE --host NAME POLICY.json\n"
+	"       parleyd audit --store FILE\n"
+	"       parleyd --help | --version\n"
+	"\n"
+	"  --config FILE         JSON settings; flags override them\n"
+	"  --listen HOST:PORT    agent link, mutual TLS (default 127.0.0.1:7420)\n"
+	"  --state-dir DIR       relative paths start here (default /var/lib/parley)\n"
+	"  --ca FILE             fleet CA certificate (default ca.crt)\n"
+	"  --cert FILE           server certificate (default parleyd.crt)\n"
+	"  --key FILE            its private key (default parleyd.key)\n"
+	"  --policy-key FILE     policy signing key (default policy.key)\n"
+	"  --store FILE          SQLite store (default parley.db)\n"
+	"  --log-level LEVEL     debug, info, warn or error (default info)\n"
+	"  --api-listen HOST:PORT  HTTP API (default 127.0.0.1:7421)\n"
+	"  --api-cert FILE       with --api-key: serve the API over HTTPS\n"
+	"  --api-key FILE        the API certificate's private key\n"
+	"  --join-listen HOST:PORT  join listener (default 127.0.0.1:7422)\n"
+	"  --ca-key FILE         CA private key for joins (default STATE_DIR/ca.key)\n"
+	"  --help                this text\n"
+	"  --version             the version\n";
 
 struct daemon {
 	struct daemon_config cfg;
@@ -329,21 +358,29 @@ static int audit_main(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	/* --help and --version win wherever they stand, before anything
+	 * else is checked (the conventions of GNU programs). */
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(usage_text, stdout);
+			return 0;
+		}
+		if (!strcmp(argv[i], "--version")) {
+			parley_print_version("parleyd");
+			return 0;
+		}
+	}
 	if (argc > 1 && !strcmp(argv[1], "import"))
 		return import_main(argc, argv);
 	if (argc > 1 && !strcmp(argv[1], "audit"))
 		return audit_main(argc, argv);
-	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "--version")) {
-			printf("parleyd %s\n", PARLEYD_VERSION);
-			return 0;
-		}
 	signal(SIGPIPE, SIG_IGN);
 	static struct daemon d;
 	struct parley_err err = { 0 };
 	if (join_take_args(&argc, argv, &d.join_cfg, &err) < 0 ||
 	    daemon_config_parse(argc, argv, &d.cfg, &err) < 0) {
-		fprintf(stderr, "parleyd: %s\n", perr_msg(&err));
+		fprintf(stderr, "parleyd: %s (parleyd --help)\n",
+			perr_msg(&err));
 		return 2;
 	}
 	log_init("parleyd", d.cfg.log_level);

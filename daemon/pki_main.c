@@ -34,18 +34,29 @@
 #include "common/jsonv.h"
 #include "common/pki.h"
 #include "common/sign.h"
+#include "common/version.h"
 
 #define CA_CN "parley-ca"
 #define CA_DAYS 3650
 #define LEAF_DAYS 365
 #define DAY_S 86400L
 
+static const char usage_text[] =
+	"usage: parley-pki ca DIR\n"
+	"       parley-pki issue DIR NAME [--server] [--days N] [--expired]\n"
+	"       parley-pki --help | --version\n"
+	"\n"
+	"  ca DIR       make DIR/ca.key, ca.crt, policy.key, policy.pub\n"
+	"  issue        DIR/NAME.key and NAME.crt signed by DIR's CA\n"
+	"  --server     a server certificate (serverAuth, loopback names)\n"
+	"  --days N     valid N days, 1..36500 (default 365)\n"
+	"  --expired    expired yesterday (for tests)\n"
+	"  --help       this text\n"
+	"  --version    the version\n";
+
 static int usage(void)
 {
-	fprintf(stderr,
-		"usage: parley-pki ca DIR\n"
-		"       parley-pki issue DIR NAME [--server] [--days N] "
-		"[--expired]\n");
+	fputs(usage_text, stderr);
 	return 2;
 }
 
@@ -216,6 +227,16 @@ static int cmd_issue(const char *dir, const char *name,
 
 int main(int argc, char **argv)
 {
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(usage_text, stdout);
+			return 0;
+		}
+		if (!strcmp(argv[i], "--version")) {
+			parley_print_version("parley-pki");
+			return 0;
+		}
+	}
 	if (argc == 3 && !strcmp(argv[1], "ca"))
 		return cmd_ca(argv[2]);
 	if (argc < 4 || strcmp(argv[1], "issue"))

@@ -9,6 +9,7 @@
 #include "agent/layout.h"
 #include "agent/vmx/vmm.h"
 #include "agent/ctl/stop.h"
+#include "common/version.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -229,6 +230,25 @@ static void hold_stdio(void)
 
 int main(int argc, char **argv)
 {
+	/* Partition names never start with '-': these cannot be one. */
+	if (argc == 2 && (!strcmp(argv[1], "--help") ||
+			  !strcmp(argv[1], "-h"))) {
+		fputs("usage: parley-vmm NAME  (started by parley-agent with "
+		      "its control socket as fd 3\n"
+		      "       and the guest memory as fd 4; not for use by "
+		      "hand)\n"
+		      "       parley-vmm --help | --version\n", stdout);
+		return 0;
+	}
+	if (argc == 2 && !strcmp(argv[1], "--version")) {
+		parley_print_version("parley-vmm");
+		return 0;
+	}
+	if (argc > 1 && argv[1][0] == '-') {
+		fprintf(stderr, "parley-vmm: unknown option %s (parley-vmm "
+			"--help)\n", argv[1]);
+		return 2;
+	}
 	if (argc > 1)
 		vmm_name = argv[1];
 	hold_stdio();
