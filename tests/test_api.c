@@ -355,7 +355,7 @@ static void audit_happy(struct api_client *c)
 		  "%s", r.body);
 	cr_expect(strstr(r.body, "parley_agents_connected 0"), "%s", r.body);
 	cr_expect(strstr(r.body, "parley_policy_version 2"), "%s", r.body);
-	cr_expect(strstr(r.body, "parley_api_request_duration_ms_bucket{le=\"250\"}"),
+	cr_expect(strstr(r.body, "parley_api_request_duration_seconds_bucket{le=\"0.25\"}"),
 		  "%s", r.body);
 	cr_expect(strstr(r.body, "parley_api_requests_total{class=\"4xx\"}"),
 		  "%s", r.body);

@@ -41,7 +41,14 @@ void api_healthz(struct api_req *q)
 void api_metrics(struct api_req *q)
 {
 	struct evbuffer *b = evbuffer_new();
-	int rc = metrics_render(&q->a->metrics, q->a->store, agents(q->a), b);
+	struct link_server *ls = q->a->link;
+	struct metrics_link l = { .agents = agents(q->a) };
+	if (ls) {
+		l.frames = ls->n_frames;
+		l.frames_refused = ls->n_refused;
+		l.bundles_pushed = ls->n_pushed;
+	}
+	int rc = metrics_render(&q->a->metrics, q->a->store, &l, b);
 	if (rc < 0) {
 		evbuffer_free(b);
 		api_fail(q, rc, NULL);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Kept in ms (what the API measures); printed in seconds. */
 static const unsigned bounds_ms[METRICS_BUCKETS] = {
 	1, 2, 5, 10, 25, 50, 100, 250
 };
@@ -46,33 +47,64 @@ static int count_row(const struct store_audit *row, void *ctx)
 	return 0;
 }
 
+/* The # HELP and # TYPE lines every family starts with. */
+static void family(struct evbuffer *o, const char *name, const char *type,
+		   const char *help)
+{
+	evbuffer_add_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help,
+			    name, type);
+}
+
+static void one(struct evbuffer *o, const char *name, const char *type,
+		const char *help, unsigned long long v)
+{
+	family(o, name, type, help);
+	evbuffer_add_printf(o, "%s %llu\n", name, v);
+}
+
 static void render_requests(struct api_metrics *m, struct evbuffer *o)
 {
-	evbuffer_add_printf(o, "# TYPE parley_api_requests_total counter\n");
+	family(o, "parley_api_requests_total", "counter",
+	       "HTTP API requests answered, by status class.");
 	for (unsigned c = 1; c < 6; c++)
 		evbuffer_add_printf(o, "parley_api_requests_total{class=\"%uxx\"}"
 				    " %llu\n", c,
 				    (unsigned long long)m->by_class[c]);
-	evbuffer_add_printf(o, "# TYPE parley_api_request_duration_ms "
-			       "histogram\n");
+	family(o, "parley_api_request_duration_seconds", "histogram",
+	       "Time from an HTTP API request's arrival to its answer.");
 	uint64_t cum = 0;
 	for (unsigned i = 0; i < METRICS_BUCKETS; i++) {
 		cum += m->bucket[i];
-		evbuffer_add_printf(o, "parley_api_request_duration_ms_bucket"
-				    "{le=\"%u\"} %llu\n", bounds_ms[i],
+		evbuffer_add_printf(o, "parley_api_request_duration_seconds_bucket"
+				    "{le=\"%g\"} %llu\n", bounds_ms[i] / 1000.0,
 				    (unsigned long long)cum);
 	}
 	cum += m->bucket[METRICS_BUCKETS];
-	evbuffer_add_printf(o, "parley_api_request_duration_ms_bucket"
+	evbuffer_add_printf(o, "parley_api_request_duration_seconds_bucket"
 			    "{le=\"+Inf\"} %llu\n"
-			    "parley_api_request_duration_ms_sum %.3f\n"
-			    "parley_api_request_duration_ms_count %llu\n",
-			    (unsigned long long)cum, m->sum_ms,
+			    "parley_api_request_duration_seconds_sum %.6f\n"
+			    "parley_api_request_duration_seconds_count %llu\n",
+			    (unsigned long long)cum, m->sum_ms / 1000.0,
 			    (unsigned long long)m->count);
 }
 
-int metrics_render(struct api_metrics *m, struct store *s, unsigned agents,
-		   struct evbuffer *o)
+static void render_link(const struct metrics_link *l, struct evbuffer *o)
+{
+	one(o, "parley_agents_connected", "gauge",
+	    "Agents connected on the agent link.", l->agents);
+	one(o, "parley_link_frames_total", "counter",
+	    "Frames received from agents.", l->frames);
+	one(o, "parley_link_frames_refused_total", "counter",
+	    "Frames refused (the connection was closed).", l->frames_refused);
+	one(o, "parley_link_hosts_refused_total", "counter",
+	    "Agent hellos refused because the host is not enrolled.",
+	    l->hosts_refused);
+	one(o, "parley_policy_bundles_pushed_total", "counter",
+	    "Signed policy bundles sent to agents.", l->bundles_pushed);
+}
+
+int metrics_render(struct api_metrics *m, struct store *s,
+		   const struct metrics_link *link, struct evbuffer *o)
 {
 	uint64_t version = 0;
 	int rc = store_policy_version(s, &version, NULL);
@@ -84,12 +116,11 @@ int metrics_render(struct api_metrics *m, struct store *s, unsigned agents,
 	while (n == STORE_LIST_MAX);
 	if (rc < 0 || n < 0)
 		return rc < 0 ? rc : n;
-	evbuffer_add_printf(o, "# TYPE parley_agents_connected gauge\n"
-			       "parley_agents_connected %u\n"
-			       "# TYPE parley_policy_version gauge\n"
-			       "parley_policy_version %llu\n",
-			    agents, (unsigned long long)version);
-	evbuffer_add_printf(o, "# TYPE parley_audit_events_total counter\n");
+	render_link(link, o);
+	one(o, "parley_policy_version", "gauge",
+	    "The store's current policy version.", version);
+	family(o, "parley_audit_events_total", "counter",
+	       "Audit events stored, by reason (\"none\" without one).");
 	unsigned nr = m->nreason + (m->reason[METRICS_REASONS].n ? 1 : 0);
 	for (unsigned i = 0; i < nr; i++) {
 		struct metrics_reason *r = i < m->nreason

@@ -1,8 +1,14 @@
 /*
- * /metrics in Prometheus text format: API request counts by status class,
- * an API latency histogram, connected agents, the policy version, and
+ * /metrics in Prometheus text format (exposition format 0.0.4): API
+ * request counts by status class, an API latency histogram in seconds,
+ * the agent link's counters, connected agents, the policy version, and
  * audit events by reason (counted incrementally from the store's trail,
  * so each scrape reads only the rows new since the last).
+ *
+ * Conventions (checked by `promtool check metrics` in tests/test_metrics.c):
+ * every family has # HELP and # TYPE, base units spelled out (_seconds),
+ * counters end in _total. Names are a public interface: dashboards and
+ * bench/ read them, so a rename is a change to note in daemon/rpc/API.md.
  */
 #ifndef PARLEY_DAEMON_METRICS_H
 #define PARLEY_DAEMON_METRICS_H
@@ -10,7 +16,7 @@
 #include <stdint.h>
 #include "db/store.h"
 
-/* Latency bucket bounds in ms (+Inf is implicit). */
+/* Latency buckets: 1 ms .. 250 ms, exposed in seconds (+Inf implicit). */
 #define METRICS_BUCKETS 8
 /* Distinct audit reasons tracked; the rest count as "other". */
 #define METRICS_REASONS 64
@@ -33,9 +39,19 @@ struct api_metrics {
 /* One API request answered with `status` after `ms` milliseconds. */
 void metrics_request(struct api_metrics *m, int status, double ms);
 
+/* What the agent link counts (struct link_server), copied at scrape time
+ * so that this file needs nothing of the link. */
+struct metrics_link {
+	unsigned agents;            /* connected agents */
+	uint64_t frames;            /* frames received */
+	uint64_t frames_refused;    /* frames refused (connection closed) */
+	uint64_t bundles_pushed;    /* policy bundles sent */
+	uint64_t hosts_refused;     /* Hellos refused: host not enrolled */
+};
+
 struct evbuffer;
-/* Append the exposition to `out`; agents = connected agents. */
-int metrics_render(struct api_metrics *m, struct store *s, unsigned agents,
-		   struct evbuffer *out);
+/* Append the exposition to `out`. */
+int metrics_render(struct api_metrics *m, struct store *s,
+		   const struct metrics_link *link, struct evbuffer *out);
 
 #endif

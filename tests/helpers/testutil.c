@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -209,4 +211,44 @@ int t_count_lines(const char *text, const char *prefix)
 		l = l ? l + 1 : NULL;
 	}
 	return n;
+}
+
+static char *slurp_fd(int fd)
+{
+	struct stat st;
+	cr_assert(fstat(fd, &st) == 0);
+	char *buf = malloc((size_t)st.st_size + 1);
+	cr_assert_not_null(buf);
+	ssize_t n = pread(fd, buf, (size_t)st.st_size, 0);
+	cr_assert_eq(n, st.st_size);
+	buf[n] = 0;
+	close(fd);
+	return buf;
+}
+
+int t_exec(char *const argv[], const char *in, char **out, char **err)
+{
+	int fi = memfd_create("t_in", MFD_CLOEXEC);
+	int fo = memfd_create("t_out", MFD_CLOEXEC);
+	int fe = memfd_create("t_err", MFD_CLOEXEC);
+	cr_assert(fi >= 0 && fo >= 0 && fe >= 0, "memfd_create");
+	size_t len = in ? strlen(in) : 0;
+	cr_assert_eq(pwrite(fi, in ? in : "", len, 0), (ssize_t)len);
+	pid_t parent_ = getpid();
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		t_child_dies_with_parent(parent_);
+		if (dup2(fi, 0) < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
+			_exit(127);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(fi);
+	int st = 0;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	*out = slurp_fd(fo);
+	*err = slurp_fd(fe);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

@@ -98,6 +98,12 @@ void t_spec(struct part_spec *s, const char *name, const char *image,
  * frees); returns the exit status (or 128 + signal). timeout_s kills it. */
 int t_run(char *const argv[], char **out, int timeout_s);
 
+/* Run argv with `in` (may be NULL) on its stdin, stdout and stderr
+ * apart into *out and *err (caller frees both; NUL-terminated); returns
+ * the exit status (or 128 + signal). Through memory files, so output of
+ * any size cannot block the child. The suite's timeout bounds it. */
+int t_exec(char *const argv[], const char *in, char **out, char **err);
+
 /* Count of lines in text starting with prefix. */
 int t_count_lines(const char *text, const char *prefix);
 
