@@ -348,24 +348,25 @@ static bool ours(struct orch_conn *c, const struct store_partition *p)
 	return !strcmp(h.libvirt_uri, c->uri);
 }
 
+/* The event's audit row and the state it implies, in one transaction. */
 static void record(struct orch_conn *c, const struct store_partition *p,
 		   int event, int detail)
 {
 	struct parley_err err = { 0 };
 	const char *state = state_after(event, p->state);
-	if (state && strcmp(state, p->state) &&
-	    store_partition_set_state(c->o->store, p->name, state, p->version,
-				      NULL, &err) < 0)
-		log_warn("libvirt event for %s: %s", p->name, perr_msg(&err));
+	if (state && !strcmp(state, p->state))
+		state = NULL;
 	char detail_s[64];
 	describe(event, detail, detail_s, sizeof(detail_s));
 	struct store_audit_in ev = {
 		.host = p->host, .event = ORCH_AUDIT_EVENT,
 		.partition = p->name, .detail = detail_s,
 	};
-	if (store_audit_append(c->o->store, &ev, 1, NULL, &err) < 0)
-		log_warn("audit of libvirt event for %s: %s", p->name,
-			 perr_msg(&err));
+	int rc = orch_write(c->o, p->name, state, p->version, &ev, false, &err);
+	if (rc == -ESTALE) /* another writer moved it: the event still counts */
+		rc = orch_write(c->o, p->name, NULL, 0, &ev, false, &err);
+	if (rc < 0)
+		log_warn("libvirt event for %s: %s", p->name, perr_msg(&err));
 }
 
 static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event,

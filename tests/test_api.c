@@ -231,8 +231,16 @@ static void parts_happy(struct api_client *c)
 	 * libvirt for real. */
 	expect(c, "POST", "/v1/partitions", c->admin, "{\"host\":\"h1\","
 	       "\"backend\":\"libvirt\",\"spec\":{\"name\":\"v1\"}}", 201);
+	expect(c, "POST", "/v1/partitions/v1/stop", c->admin, NULL, 409);
 	expect(c, "POST", "/v1/partitions/v1/start", c->admin, NULL, 200);
+	/* Starting a running partition is a conflict, not libvirt's 502. */
+	cr_assert_eq(call(c, "POST", "/v1/partitions/v1/start", c->admin, NULL,
+			  &r), 409, "%s", r.raw);
+	cr_expect_str_eq(ac_code(&r), "CONFLICT");
+	cr_expect(strstr(ac_msg(&r), "running already"), "%s", ac_msg(&r));
+	ac_free(&r);
 	expect(c, "POST", "/v1/partitions/v1/stop", c->admin, NULL, 200);
+	expect(c, "POST", "/v1/partitions/v1/stop", c->admin, NULL, 409);
 	expect(c, "DELETE", "/v1/partitions/v1", c->admin, NULL, 204);
 	/* h2 has none: refused with a JSON error, nothing stored. */
 	int st = call(c, "POST", "/v1/partitions", c->admin,
@@ -253,7 +261,9 @@ static void parts_happy(struct api_client *c)
 	cr_expect_str_eq(json_string_value(json_object_get(r.json, "state")),
 			 "stop-requested");
 	ac_free(&r);
+	expect(c, "POST", "/v1/partitions/p1/stop", c->admin, NULL, 409);
 	expect(c, "POST", "/v1/partitions/p1/start", c->admin, NULL, 200);
+	expect(c, "POST", "/v1/partitions/p1/start", c->admin, NULL, 409);
 	expect(c, "POST", "/v1/partitions/nope/start", c->admin, NULL, 404);
 	expect(c, "DELETE", "/v1/hosts/h1", c->admin, NULL, 409);
 }

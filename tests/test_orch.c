@@ -151,12 +151,13 @@ static void define_ok(const char *host_name, const char *name,
 struct audit_find {
 	const char *partition, *detail;
 	int n;
+	const char *event;
 };
 
 static int audit_cb(const struct store_audit *row, void *ctx)
 {
 	struct audit_find *a = ctx;
-	if (!strcmp(row->event, ORCH_AUDIT_EVENT) &&
+	if (!strcmp(row->event, a->event ? a->event : ORCH_AUDIT_EVENT) &&
 	    !strcmp(row->partition, a->partition) &&
 	    strstr(row->detail, a->detail))
 		a->n++;
@@ -165,7 +166,16 @@ static int audit_cb(const struct store_audit *row, void *ctx)
 
 static int audited(const char *partition, const char *detail)
 {
-	struct audit_find a = { partition, detail, 0 };
+	struct audit_find a = { partition, detail, 0, NULL };
+	cr_assert_geq(store_audit_list(f.s, 0, 0, audit_cb, &a, NULL), 0);
+	return a.n;
+}
+
+/* Audit rows of `event` about `partition` whose detail has `detail`. */
+static int audited_as(const char *event, const char *partition,
+		      const char *detail)
+{
+	struct audit_find a = { partition, detail, 0, event };
 	cr_assert_geq(store_audit_list(f.s, 0, 0, audit_cb, &a, NULL), 0);
 	return a.n;
 }
@@ -313,10 +323,6 @@ Test(orch, libvirt_errors_carry_libvirts_message)
 	cr_expect(strstr(f.err.msg, "already exists"), "%s", f.err.msg);
 	cr_expect_str_eq(state_of("idle"), "");
 
-	cr_assert_eq(orch_start(f.o, "web2", &f.err), 0, "%s", perr_msg(&f.err));
-	cr_expect_eq(orch_start(f.o, "web2", &f.err), ORCH_ELIBVIRT);
-	cr_expect(strstr(f.err.msg, "already running"), "%s", f.err.msg);
-	cr_expect_str_eq(state_of("web2"), "running");
 }
 
 struct bad_case {
@@ -404,4 +410,144 @@ Test(orch, one_orchestrator_per_process)
 	struct orch *o2;
 	cr_expect_eq(orch_init(&o2, f.base, f.s, &f.err), -EBUSY);
 	cr_expect_null(o2);
+}
+
+/* ---- conflicts, audited writes, reconciliation --------------------------- */
+
+Test(orch, state_conflicts_are_econflict_and_fix_the_store)
+{
+	define_ok("h1", "web2", SPEC("web2"));
+	cr_expect_eq(orch_stop(f.o, "web2", &f.err), ORCH_ECONFLICT);
+	cr_expect(strstr(f.err.msg, "not running"), "%s", f.err.msg);
+	cr_assert_eq(orch_start(f.o, "web2", &f.err), 0, "%s", perr_msg(&f.err));
+	f.err = (struct parley_err){ 0 };
+	cr_expect_eq(orch_start(f.o, "web2", &f.err), ORCH_ECONFLICT);
+	cr_expect(strstr(f.err.msg, "running already"), "%s", f.err.msg);
+	cr_expect_str_eq(state_of("web2"), "running");
+	/* Nothing drifted so far: no reconciliation. */
+	cr_expect_eq(audited_as(ORCH_AUDIT_RECONCILED, "web2", ""), 0);
+
+	/* Stopped behind our back, before its event was read: the conflict
+	 * finds the store wrong, and fixes it (audited). */
+	virDomainPtr d = lookup("h1", "web2");
+	cr_assert_not_null(d);
+	cr_assert_eq(virDomainDestroy(d), 0, "%s", virGetLastErrorMessage());
+	virDomainFree(d);
+	cr_expect_eq(orch_stop(f.o, "web2", &f.err), ORCH_ECONFLICT);
+	cr_expect_str_eq(state_of("web2"), "stopped");
+	cr_expect_eq(audited_as(ORCH_AUDIT_RECONCILED, "web2",
+				"store running (running), libvirt shut off"), 1);
+	pump();
+	cr_expect_str_eq(state_of("web2"), "stopped");
+}
+
+Test(orch, every_state_write_is_audited)
+{
+	define_ok("h1", "web2", SPEC("web2"));
+	cr_assert_eq(orch_start(f.o, "web2", &f.err), 0, "%s", perr_msg(&f.err));
+	cr_assert_eq(orch_stop(f.o, "web2", &f.err), 0, "%s", perr_msg(&f.err));
+	cr_assert_eq(orch_destroy(f.o, "web2", &f.err), 0, "%s",
+		     perr_msg(&f.err));
+	cr_expect_eq(audited_as(ORCH_AUDIT_DEFINED, "web2", "defined"), 1);
+	cr_expect_eq(audited_as(ORCH_AUDIT_STARTED, "web2", "running"), 1);
+	cr_expect_eq(audited_as(ORCH_AUDIT_STOPPED, "web2", "stopped"), 1);
+	cr_expect_eq(audited_as(ORCH_AUDIT_DESTROYED, "web2", "stopped"), 1);
+}
+
+/* parleyd restarts: orch_free, then orch_init on the same store, as
+ * daemon/main.c does. */
+static void restart(void)
+{
+	orch_free(f.o);
+	f.o = NULL;
+	cr_assert_eq(orch_init(&f.o, f.base, f.s, &f.err), 0, "%s",
+		     perr_msg(&f.err));
+}
+
+/* A test:///FILE connection starts from the node file every time it is
+ * opened: the domain parleyd defined and started is gone once it comes
+ * back, as after a libvirt host rebuilt while parleyd was down. */
+Test(orch, restart_reconciles_a_domain_libvirt_lost)
+{
+	define_ok("h1", "web2", SPEC("web2"));
+	cr_assert_eq(orch_start(f.o, "web2", &f.err), 0, "%s", perr_msg(&f.err));
+	define_ok("h2", "p2", SPEC("p2"));         /* defined, shut off */
+	pump();
+	cr_expect_str_eq(state_of("web2"), "running");
+	restart();
+	/* Reconciled by orch_init itself: no operation, no loop turn. */
+	cr_expect_str_eq(state_of("web2"), "undefined");
+	cr_expect_eq(audited_as(ORCH_AUDIT_RECONCILED, "web2",
+				"store running (running), libvirt missing"), 1);
+	cr_expect_str_eq(state_of("p2"), "undefined");
+	cr_expect_eq(audited_as(ORCH_AUDIT_RECONCILED, "p2",
+				"store defined (shut off), libvirt missing"), 1);
+	/* A second start-up finds nothing more to fix. */
+	restart();
+	cr_expect_eq(audited_as(ORCH_AUDIT_RECONCILED, "web2", ""), 1);
+	cr_expect_eq(audited_as(ORCH_AUDIT_RECONCILED, "p2", ""), 1);
+}
+
+/* test:///default keeps one state per process while any connection to it
+ * is open: this test's own connection plays another tool on the host,
+ * acting while parleyd is down or deaf. */
+static virConnectPtr other_tool(void)
+{
+	host("d", "test:///default");
+	virConnectPtr c = virConnectOpen("test:///default");
+	cr_assert_not_null(c, "%s", virGetLastErrorMessage());
+	return c;
+}
+
+static void other_tool_does(virConnectPtr c, const char *name,
+			    int (*op)(virDomainPtr))
+{
+	virDomainPtr d = virDomainLookupByName(c, name);
+	cr_assert_not_null(d, "%s", virGetLastErrorMessage());
+	cr_assert_eq(op(d), 0, "%s", virGetLastErrorMessage());
+	virDomainFree(d);
+}
+
+Test(orch, restart_reconciles_a_domain_started_behind_our_back)
+{
+	virConnectPtr c = other_tool();
+	define_ok("d", "bg", SPEC("bg"));
+	orch_free(f.o);                    /* parleyd is down ... */
+	f.o = NULL;
+	other_tool_does(c, "bg", virDomainCreate);
+	restart();                         /* ... and back */
+	cr_expect_str_eq(state_of("bg"), "running");
+	cr_expect_eq(audited_as(ORCH_AUDIT_RECONCILED, "bg",
+				"store defined (shut off), libvirt running"), 1);
+	/* The store agrees now: starting it is a conflict, stopping works. */
+	cr_expect_eq(orch_start(f.o, "bg", &f.err), ORCH_ECONFLICT);
+	cr_expect_eq(orch_stop(f.o, "bg", &f.err), 0, "%s", perr_msg(&f.err));
+	cr_assert_eq(orch_destroy(f.o, "bg", &f.err), 0, "%s",
+		     perr_msg(&f.err));
+	pump();
+	virConnectClose(c);
+}
+
+Test(orch, lost_connection_is_reopened_and_reconciled)
+{
+	virConnectPtr c = other_tool();
+	define_ok("d", "bg", SPEC("bg"));
+	cr_assert_eq(orch_start(f.o, "bg", &f.err), 0, "%s", perr_msg(&f.err));
+	pump();
+	cr_assert_eq(orch_lose_conn_for_test(f.o, "d"), 0);
+	cr_expect_eq(orch_lose_conn_for_test(f.o, "nohost"), -ENOENT);
+	/* While it is lost, the domain stops: no event reaches parleyd. */
+	other_tool_does(c, "bg", virDomainDestroy);
+	cr_expect(pump_until("bg", "stopped"), "state %s", state_of("bg"));
+	cr_expect_eq(audited("bg", "stopped (destroyed)"), 0);
+	cr_expect_eq(audited_as(ORCH_AUDIT_RECONCILED, "bg",
+				"store running (running), libvirt shut off"), 1);
+	/* Events flow again on the new connection. */
+	other_tool_does(c, "bg", virDomainCreate);
+	cr_expect(pump_until("bg", "running"), "state %s", state_of("bg"));
+	cr_expect_eq(audited("bg", "started (booted)"), 2); /* ours, theirs */
+	cr_assert_eq(orch_destroy(f.o, "bg", &f.err), 0, "%s",
+		     perr_msg(&f.err));
+	pump();
+	virConnectClose(c);
 }

@@ -13,15 +13,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The fields of a partition spec (agent/spec.h); the agent checks the
- * values again when it creates the partition. */
-/* libvirt's own refusals are 502 with libvirt's message; the rest (no
- * such host, bad spec, busy) map as store errors do. */
+/* libvirt's own refusals (ORCH_ELIBVIRT) are 502 with libvirt's message;
+ * a partition already in the state asked for (ORCH_ECONFLICT, and the
+ * same for thin ones) is 409; the rest (no such host, bad spec, busy) map
+ * as store errors do. */
 static int libvirt_rc(int rc)
 {
 	return rc == -EREMOTEIO ? -EPROTO : rc;
 }
 
+/* The answers every partition route shares. */
+static void part_fail(struct api_req *q, int rc, const struct parley_err *err)
+{
+	if (rc == -ENOSYS)
+		api_error(q, 501, "NOT_IMPLEMENTED", "libvirt partitions are "
+			  "not available in this parleyd");
+	else if (rc == -EPROTO)
+		api_error(q, 502, "LIBVIRT", "%s", perr_msg(err));
+	else if (rc == -EALREADY)
+		api_error(q, 409, "CONFLICT", "%s", perr_msg(err));
+	else
+		api_fail(q, rc, err);
+}
+
+/* The fields of a partition spec (agent/spec.h); the agent checks the
+ * values again when it creates the partition. */
 static const char *const spec_fields[] = {
 	"name", "image", "memory", "vcpus", "config", "cmdline", NULL
 };
@@ -59,8 +75,7 @@ void api_parts_list(struct api_req *q)
 		json_array_append_new(items, part_json(&p[i]));
 	api_reply(q, 200, api_page(items, (unsigned)n == limit
 						  ? p[n - 1].name : NULL));
-	if (n > 0)
-		store_partition_list_free(p, (unsigned)n);
+	store_partition_list_free(p, (unsigned)n); /* allocated even when 0 */
 }
 
 /* Answer with the partition as it is now in the store. */
@@ -148,13 +163,8 @@ void api_parts_add(struct api_req *q)
 	struct parley_err err = { 0 };
 	int rc = kind == STORE_PART_LIBVIRT && !h->orch_define
 		? -ENOSYS : part_define(q->a, host, name, kind, text, &err);
-	if (rc == -ENOSYS)
-		api_error(q, 501, "NOT_IMPLEMENTED", "libvirt partitions are "
-			  "not available in this parleyd");
-	else if (rc == -EPROTO)
-		api_error(q, 502, "LIBVIRT", "%s", perr_msg(&err));
-	else if (rc < 0)
-		api_fail(q, rc, &err);
+	if (rc < 0)
+		part_fail(q, rc, &err);
 	else
 		reply_part(q, 201, name);
 	if (rc == 0 && kind == STORE_PART_THIN && h->thin_changed)
@@ -165,11 +175,23 @@ void api_parts_add(struct api_req *q)
 
 typedef int (*orch_fn)(void *ctx, const char *name, struct parley_err *err);
 
+/* A thin partition already where the step would take it: `busy` names the
+ * two states (reported and requested) that conflict. */
+static int thin_conflict(const struct store_partition *p,
+			 const char *const busy[2], struct parley_err *err)
+{
+	for (int i = 0; i < 2; i++)
+		if (!strcmp(p->state, busy[i]))
+			return perr(err, -EALREADY, "partition %s is %s "
+				    "already", p->name, p->state);
+	return 0;
+}
+
 /* One lifecycle step: libvirt through its hook, thin as a command to the
  * agent; the store's state says what was asked for until the agent or
  * libvirt reports what happened. */
 static void part_action(struct api_req *q, int action, orch_fn fn,
-			const char *state)
+			const char *state, const char *const busy[2])
 {
 	struct store_partition p = { 0 };
 	struct parley_err err = { 0 };
@@ -180,18 +202,15 @@ static void part_action(struct api_req *q, int action, orch_fn fn,
 	bool libvirt = rc == 0 && p.kind == STORE_PART_LIBVIRT;
 	if (libvirt) /* the orchestrator records the state libvirt reports */
 		rc = !fn ? -ENOSYS : libvirt_rc(fn(h->ctx, p.name, &err));
-	else if (rc == 0 && h->thin_command)
+	else if (rc == 0)
+		rc = thin_conflict(&p, busy, &err);
+	if (rc == 0 && !libvirt && h->thin_command)
 		h->thin_command(h->ctx, p.host, p.name, action);
 	if (rc == 0 && !libvirt)
 		rc = store_partition_set_state(q->a->store, p.name, state, 0,
 					       NULL, &err);
-	if (rc == -ENOSYS)
-		api_error(q, 501, "NOT_IMPLEMENTED", "libvirt partitions are "
-			  "not available in this parleyd");
-	else if (rc == -EPROTO)
-		api_error(q, 502, "LIBVIRT", "%s", perr_msg(&err));
-	else if (rc < 0)
-		api_fail(q, rc, &err);
+	if (rc < 0)
+		part_fail(q, rc, &err);
 	else
 		reply_part(q, 200, p.name);
 	store_partition_free(&p);
@@ -199,14 +218,16 @@ static void part_action(struct api_req *q, int action, orch_fn fn,
 
 void api_parts_start(struct api_req *q)
 {
+	static const char *const busy[2] = { "running", "start-requested" };
 	part_action(q, PARLEY__V1__PARTITION_COMMAND__ACTION__START,
-		    q->a->hooks.orch_start, "start-requested");
+		    q->a->hooks.orch_start, "start-requested", busy);
 }
 
 void api_parts_stop(struct api_req *q)
 {
+	static const char *const busy[2] = { "stopped", "stop-requested" };
 	part_action(q, PARLEY__V1__PARTITION_COMMAND__ACTION__STOP,
-		    q->a->hooks.orch_stop, "stop-requested");
+		    q->a->hooks.orch_stop, "stop-requested", busy);
 }
 
 /* The row goes first for thin partitions (it refuses while grants name the
@@ -231,13 +252,8 @@ void api_parts_delete(struct api_req *q)
 	if (rc == 0 && !libvirt && h->thin_command)
 		h->thin_command(h->ctx, p.host, p.name,
 				PARLEY__V1__PARTITION_COMMAND__ACTION__DESTROY);
-	if (rc == -ENOSYS)
-		api_error(q, 501, "NOT_IMPLEMENTED", "libvirt partitions are "
-			  "not available in this parleyd");
-	else if (rc == -EPROTO)
-		api_error(q, 502, "LIBVIRT", "%s", perr_msg(&err));
-	else if (rc < 0)
-		api_fail(q, rc, &err);
+	if (rc < 0)
+		part_fail(q, rc, &err);
 	else
 		api_reply(q, 204, NULL);
 	store_partition_free(&p);
