@@ -20,6 +20,7 @@
 
 #include "daemon/orch.h"
 #include "db/store.h"
+#include "tests/helpers/fleetd.h"
 #include "tests/helpers/testutil.h"
 
 #define NODE_H1 PARLEY_SOURCE_DIR "/examples/libvirt/node-h1.xml"
@@ -550,4 +551,52 @@ Test(orch, lost_connection_is_reopened_and_reconciled)
 		     perr_msg(&f.err));
 	pump();
 	virConnectClose(c);
+}
+
+/* The same through a real parleyd: its store says a libvirt partition
+ * runs that libvirt does not know (the daemon was down while the host
+ * lost it); parleyd's start-up reconciles it before it listens. */
+TestSuite(orch_daemon, .timeout = 60);
+
+static int reconciled_cb(const struct store_audit *row, void *ctx)
+{
+	if (!strcmp(row->event, ORCH_AUDIT_RECONCILED) &&
+	    !strcmp(row->partition, "ghost") &&
+	    !strcmp(row->reason, "STATE_DRIFT") &&
+	    strstr(row->detail, "libvirt missing"))
+		++*(int *)ctx;
+	return 0;
+}
+
+Test(orch_daemon, parleyd_start_reconciles_the_store)
+{
+	const char *why = test_driver_missing();
+	if (why)
+		cr_assert_fail("libvirt's test driver cannot be opened: %s", why);
+	struct fleetd fl;
+	fd_init(&fl);
+	struct store *s = fd_store(&fl);
+	struct parley_err err = { 0 };
+	cr_assert_eq(store_host_put(s, "h1", "test://" NODE_H1,
+				    (struct store_blob){ 0 }, &err), 0, "%s",
+		     perr_msg(&err));
+	struct store_part_in in = {
+		.name = "ghost", .host = "h1", .kind = STORE_PART_LIBVIRT,
+		.spec_json = "{}", .spec_len = 2, .state = "running",
+	};
+	cr_assert_eq(store_partition_put(s, &in, NULL, &err), 0, "%s",
+		     perr_msg(&err));
+	store_close(s);
+	fd_start_daemon(&fl);    /* returns once it listens */
+	s = fd_store(&fl);
+	struct store_partition p;
+	cr_assert_eq(store_partition_get(s, "ghost", &p, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_expect_str_eq(p.state, "undefined");
+	store_partition_free(&p);
+	int n = 0;
+	cr_assert_geq(store_audit_list(s, 0, 0, reconciled_cb, &n, NULL), 0);
+	cr_expect_eq(n, 1);
+	store_close(s);
+	fd_stop(&fl);
 }
