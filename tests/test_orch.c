@@ -473,9 +473,20 @@ Test(orch, restart_reconciles_a_domain_libvirt_lost)
 	define_ok("h1", "web2", SPEC("web2"));
 	cr_assert_eq(orch_start(f.o, "web2", &f.err), 0, "%s", perr_msg(&f.err));
 	define_ok("h2", "p2", SPEC("p2"));         /* defined, shut off */
+	/* A row in a state no writer of ours uses (written behind our
+	 * back): libvirt's word replaces it too. */
+	struct store_part_in odd = {
+		.name = "odd", .host = "h1", .kind = STORE_PART_LIBVIRT,
+		.spec_json = "{}", .spec_len = 2, .state = "half-alive",
+	};
+	cr_assert_eq(store_partition_put(f.s, &odd, NULL, NULL), 0);
 	pump();
 	cr_expect_str_eq(state_of("web2"), "running");
 	restart();
+	cr_expect_str_eq(state_of("odd"), "undefined");
+	cr_expect_eq(audited_as(ORCH_AUDIT_RECONCILED, "odd",
+				"store half-alive (unknown), libvirt missing"),
+		     1);
 	/* Reconciled by orch_init itself: no operation, no loop turn. */
 	cr_expect_str_eq(state_of("web2"), "undefined");
 	cr_expect_eq(audited_as(ORCH_AUDIT_RECONCILED, "web2",
