@@ -57,33 +57,35 @@ struct cli {
 	const char *name;          /* restore: the name the operator asks */
 };
 
+static const char usage_text[] =
+	"usage: parley-agent run [--image-dir DIR] [--config-dir DIR] "
+	"[--vmm PATH]\n"
+	"           [--backend kvm|process|auto] "
+	"[--vmm-uid-range FIRST-LAST]\n"
+	"           [--policy GRANTS.json] [--baselines FILE "
+	"[--baseline-mode enroll|golden]]\n"
+	"           [--audit FILE] [--rehash-interval SECONDS] "
+	"[--snapshot-dir DIR]\n"
+	"           [--snapshot-key FILE] SPEC...\n"
+	"       parley-agent restore [--vmm PATH] --baselines FILE "
+	"[--snapshot-key FILE]\n"
+	"           [--backend kvm|process|auto] "
+	"[--vmm-uid-range FIRST-LAST] [--name NAME]\n"
+	"           SNAPSHOT...\n"
+	"       parley-agent serve --state-dir DIR --server HOST:PORT "
+	"[--image-dir DIR]\n"
+	"           [--config-dir DIR] [--audit FILE] "
+	"[--backend kvm|process|auto]\n"
+	"           [--vmm-uid-range FIRST-LAST] [SPEC...]\n"
+	"       parley-agent join --server HOST:PORT --token prj_... "
+	"--ca-sha256 HEX --state-dir DIR\n"
+	"       parley-agent --help | --version\n"
+	"\n"
+	"See parley-agent(8) for what each option does.\n";
+
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: parley-agent run [--image-dir DIR] [--config-dir DIR] "
-		"[--vmm PATH]\n"
-		"           [--backend kvm|process|auto] "
-		"[--vmm-uid-range FIRST-LAST]\n"
-		"           [--policy GRANTS.json] [--baselines FILE "
-		"[--baseline-mode enroll|golden]]\n"
-		"           [--audit FILE] [--rehash-interval SECONDS] "
-		"[--snapshot-dir DIR]\n"
-		"           [--snapshot-key FILE] SPEC...\n"
-		"       parley-agent restore [--vmm PATH] --baselines FILE "
-		"[--snapshot-key FILE]\n"
-		"           [--backend kvm|process|auto] "
-		"[--vmm-uid-range FIRST-LAST] [--name NAME]\n"
-		"           SNAPSHOT...\n"
-		"       parley-agent serve --state-dir DIR --server HOST:PORT "
-		"[--image-dir DIR]\n"
-		"           [--config-dir DIR] [--audit FILE] "
-		"[--backend kvm|process|auto]\n"
-		"           [--vmm-uid-range FIRST-LAST] [SPEC...]\n"
-		"       parley-agent join --server HOST:PORT --token prj_... "
-		"--ca-sha256 HEX --state-dir DIR\n"
-		"       parley-agent --help | --version\n"
-		"\n"
-		"See parley-agent(8) for what each option does.\n");
+	fputs(usage_text, f);
 }
 
 static int opt_dir(const char **dirs, unsigned *n, const char *d,
@@ -459,17 +461,8 @@ static int serve(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	/* --help and --version win wherever they stand (before "--"). */
-	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			usage(stdout);
-			return 0;
-		}
-		if (!strcmp(argv[i], "--version")) {
-			parley_print_version("parley-agent");
-			return 0;
-		}
-	}
+	if (parley_help_or_version(argc, argv, "parley-agent", usage_text))
+		return 0;
 	if (argc > 1 && !strcmp(argv[1], "join"))
 		return join_main(argc - 1, argv + 1);
 	if (argc < 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "restore") &&

@@ -358,18 +358,8 @@ static int audit_main(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	/* --help and --version win wherever they stand, before anything
-	 * else is checked (the conventions of GNU programs). */
-	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			fputs(usage_text, stdout);
-			return 0;
-		}
-		if (!strcmp(argv[i], "--version")) {
-			parley_print_version("parleyd");
-			return 0;
-		}
-	}
+	if (parley_help_or_version(argc, argv, "parleyd", usage_text))
+		return 0;
 	if (argc > 1 && !strcmp(argv[1], "import"))
 		return import_main(argc, argv);
 	if (argc > 1 && !strcmp(argv[1], "audit"))

@@ -227,16 +227,8 @@ static int cmd_issue(const char *dir, const char *name,
 
 int main(int argc, char **argv)
 {
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			fputs(usage_text, stdout);
-			return 0;
-		}
-		if (!strcmp(argv[i], "--version")) {
-			parley_print_version("parley-pki");
-			return 0;
-		}
-	}
+	if (parley_help_or_version(argc, argv, "parley-pki", usage_text))
+		return 0;
 	if (argc == 3 && !strcmp(argv[1], "ca"))
 		return cmd_ca(argv[2]);
 	if (argc < 4 || strcmp(argv[1], "issue"))
