@@ -42,6 +42,8 @@ void api_metrics(struct api_req *q)
 {
 	struct evbuffer *b = evbuffer_new();
 	int rc = metrics_render(&q->a->metrics, q->a->store, agents(q->a), b);
+	if (rc == 0 && q->a->link)
+		metrics_render_link(q->a->link, b);
 	if (rc < 0) {
 		evbuffer_free(b);
 		api_fail(q, rc, NULL);
@@ -175,11 +177,16 @@ void api_hosts_delete(struct api_req *q)
 	struct parley_err err = { 0 };
 	if (!api_name_ok(q, "host name", q->arg))
 		return;
+	/* The store revokes its pinned certificate in the same transaction;
+	 * an agent still connected with it is cut off now. */
 	int rc = store_host_delete(q->a->store, q->arg, &err);
-	if (rc < 0)
+	if (rc < 0) {
 		api_fail(q, rc, &err);
-	else
-		api_reply(q, 204, NULL);
+		return;
+	}
+	if (q->a->link)
+		link_host_deleted(q->a->link, q->arg);
+	api_reply(q, 204, NULL);
 }
 
 static int token_create(struct api_server *a, const char *name,

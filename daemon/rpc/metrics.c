@@ -1,4 +1,5 @@
 #include "daemon/rpc/metrics.h"
+#include "daemon/rpc/link.h"
 
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -100,4 +101,25 @@ int metrics_render(struct api_metrics *m, struct store *s, unsigned agents,
 	}
 	render_requests(m, o);
 	return 0;
+}
+
+void metrics_render_link(const struct link_server *ls, struct evbuffer *o)
+{
+	evbuffer_add_printf(o, "# HELP parley_link_refusals_total Agent "
+			    "connections refused, by cause (other: malformed "
+			    "or unexpected frames and the rest).\n"
+			    "# TYPE parley_link_refusals_total counter\n"
+			    "parley_link_refusals_total{cause=\"unknown_host\"} "
+			    "%llu\n"
+			    "parley_link_refusals_total{cause=\"revoked_cert\"} "
+			    "%llu\n"
+			    "parley_link_refusals_total{cause=\"foreign_partition\"} "
+			    "%llu\n"
+			    "parley_link_refusals_total{cause=\"other\"} %llu\n",
+			    (unsigned long long)ls->n_unknown_host,
+			    (unsigned long long)ls->n_revoked,
+			    (unsigned long long)ls->n_foreign,
+			    (unsigned long long)(ls->n_refused -
+						 ls->n_unknown_host -
+						 ls->n_revoked - ls->n_foreign));
 }

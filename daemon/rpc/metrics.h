@@ -38,4 +38,8 @@ struct evbuffer;
 int metrics_render(struct api_metrics *m, struct store *s, unsigned agents,
 		   struct evbuffer *out);
 
+struct link_server;
+/* The agent link's refusals (link.h counters), appended to `out`. */
+void metrics_render_link(const struct link_server *ls, struct evbuffer *out);
+
 #endif
