@@ -13,6 +13,9 @@
 #include "tests/helpers/fleetd.h"
 #include "tests/helpers/join.h"
 #include "tests/helpers/linkpeer.h"
+#include "daemon/rpc/link.h"
+#include "daemon/rpc/metrics.h"
+#include <event2/buffer.h>
 
 #define BUF 65536
 
@@ -619,4 +622,25 @@ Test(link, first_certificate_pinned_then_revoked_with_its_host,
 	hello_session(&f, dir_of(&f, "host-a"), "host-a", &r);
 	cr_expect_eq(r.welcomes, 1, "%s: %s", r.error_code, r.error_msg);
 	fd_stop(&f);
+}
+
+/* The refusal counters as /metrics shows them. */
+Test(link, refusal_counters_in_the_exposition)
+{
+	struct link_server ls = { .n_refused = 10, .n_unknown_host = 3,
+				  .n_revoked = 2, .n_foreign = 1 };
+	struct evbuffer *b = evbuffer_new();
+	metrics_render_link(&ls, b);
+	size_t len = evbuffer_get_length(b);
+	char *t = calloc(1, len + 1);
+	evbuffer_remove(b, t, len);
+	cr_expect(strstr(t, "# HELP parley_link_refusals_total "), "%s", t);
+	cr_expect(strstr(t, "# TYPE parley_link_refusals_total counter\n"));
+	cr_expect(strstr(t, "parley_link_refusals_total{cause=\"unknown_host\"} "
+			    "3\n"), "%s", t);
+	cr_expect(strstr(t, "{cause=\"revoked_cert\"} 2\n"), "%s", t);
+	cr_expect(strstr(t, "{cause=\"foreign_partition\"} 1\n"), "%s", t);
+	cr_expect(strstr(t, "{cause=\"other\"} 4\n"), "%s", t);
+	free(t);
+	evbuffer_free(b);
 }
