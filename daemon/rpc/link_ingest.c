@@ -177,8 +177,12 @@ static int ingest_status(struct link_conn *c,
 	if (rc < 0 || res->stored == 0 || !strcmp(was, st->state))
 		return rc;
 	char detail[2 * STORE_NAME_MAX + 48];
-	snprintf(detail, sizeof(detail), "%s -> %s (exit %lld)", was,
-		 st->state, (long long)st->exit_code);
+	/* The exit code means something once it stopped. */
+	if (!strcmp(st->state, "stopped") || st->exit_code)
+		snprintf(detail, sizeof(detail), "%s -> %s (exit %lld)", was,
+			 st->state, (long long)st->exit_code);
+	else
+		snprintf(detail, sizeof(detail), "%s -> %s", was, st->state);
 	struct store_audit_in ev = { .host = c->host,
 				     .event = "partition_state",
 				     .partition = st->partition,
