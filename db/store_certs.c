@@ -95,23 +95,35 @@ static int enrol(struct store *s, const char *name, struct store_blob fp,
 	return db_run(s, st, "enrol host", err);
 }
 
-int store_host_enrol(struct store *s, const char *name,
-		     struct store_blob cert_sha256, bool *created,
-		     struct parley_err *err)
+/* Both writes: arguments checked, then op in its own transaction (or
+ * savepoint); *flag only says yes once that committed. */
+typedef int (*cert_op)(struct store *s, const char *name,
+		       struct store_blob fp, bool *flag,
+		       struct parley_err *err);
+
+static int host_cert_op(struct store *s, const char *name,
+			struct store_blob fp, cert_op op, bool *flag,
+			struct parley_err *err)
 {
-	bool c = false;
+	bool f = false;
 	int rc = db_check_name("host name", name, err);
 	if (rc == 0)
-		rc = db_check_digest("certificate fingerprint", cert_sha256,
-				     err);
+		rc = db_check_digest("certificate fingerprint", fp, err);
 	if (rc == 0)
 		rc = db_op_begin(s, err);
 	if (rc < 0)
 		return rc;
-	rc = db_op_end(s, enrol(s, name, cert_sha256, &c, err), err);
-	if (created)
-		*created = rc == 0 && c;
+	rc = db_op_end(s, op(s, name, fp, &f, err), err);
+	if (flag)
+		*flag = rc == 0 && f;
 	return rc;
+}
+
+int store_host_enrol(struct store *s, const char *name,
+		     struct store_blob cert_sha256, bool *created,
+		     struct parley_err *err)
+{
+	return host_cert_op(s, name, cert_sha256, enrol, created, err);
 }
 
 static int pin_first(struct store *s, const char *name, struct store_blob fp,
@@ -144,17 +156,5 @@ int store_host_pin_first(struct store *s, const char *name,
 			 struct store_blob cert_sha256, bool *pinned_now,
 			 struct parley_err *err)
 {
-	bool p = false;
-	int rc = db_check_name("host name", name, err);
-	if (rc == 0)
-		rc = db_check_digest("certificate fingerprint", cert_sha256,
-				     err);
-	if (rc == 0)
-		rc = db_op_begin(s, err);
-	if (rc < 0)
-		return rc;
-	rc = db_op_end(s, pin_first(s, name, cert_sha256, &p, err), err);
-	if (pinned_now)
-		*pinned_now = rc == 0 && p;
-	return rc;
+	return host_cert_op(s, name, cert_sha256, pin_first, pinned_now, err);
 }

@@ -467,20 +467,6 @@ Test(link, enrolment_and_state_changes_audited_with_their_rows,
 
 /* ---- policy acks, batched ---- */
 
-struct acked {
-	const char *host;
-	uint64_t want;
-};
-
-static bool host_acked(struct fleetd *f, void *ctx)
-{
-	const struct acked *a = ctx;
-	struct store *s = fd_store(f);
-	uint64_t v = 0;
-	store_policy_acked(s, a->host, &v, NULL);
-	store_close(s);
-	return v >= a->want;
-}
 
 static bool refusal_stored(struct fleetd *f, void *ctx)
 {
@@ -512,8 +498,8 @@ Test(link, policy_acks_and_refusals_committed, .timeout = 60)
 	/* Welcome, the bundle, the heartbeat's echo. */
 	lp_session(f.port, dir_of(&f, "host-x"), b, n, 3, &r);
 	cr_expect_eq(r.errors, 0, "%s: %s", r.error_code, r.error_msg);
-	struct acked w = { "host-x", v };
-	cr_expect(fd_wait(host_acked, &f, &w, 10000), "ack not stored");
+	struct fd_ack w = { "host-x", v };
+	cr_expect(fd_wait(fd_acked, &f, &w, 10000), "ack not stored");
 	struct ev_count c = { .host = "host-x", .event = "policy_refused" };
 	cr_expect(fd_wait(refusal_stored, &f, &c, 10000));
 	cr_expect(strstr(c.detail, "signature does not verify"), "%s",
