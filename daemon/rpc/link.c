@@ -513,7 +513,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 
 /* Bundles go out a slice of links per loop turn, so that a fleet-wide
  * change does not stop the loop reading sockets (and heartbeats) for as
- * long as it takes to build and sign every host's bundle. */
+ * long as it takes to build and sign every host's bundle, and the first
+ * bundles reach their agents while the last are still being built. */
 #define PUSH_SLICE 256
 
 static void on_push_slice(evutil_socket_t fd, short what, void *arg)
@@ -527,8 +528,14 @@ static void on_push_slice(evutil_socket_t fd, short what, void *arg)
 		if (c->hello)
 			push_bundle(c);
 	}
+	/* Not event_active: libevent runs an event activated from a callback
+	 * in the same pass, so every slice would run before any socket is
+	 * polled and no bundle would leave until all were built. A zero
+	 * timeout runs the next slice after the loop has polled the
+	 * sockets: bundles leave, acks come in, while the rest is built. */
+	static const struct timeval next_turn = { 0, 0 };
 	if (ls->push_cursor)
-		event_active(ls->push_ev, EV_TIMEOUT, 0);
+		event_add(ls->push_ev, &next_turn);
 }
 
 void link_push_policy(struct link_server *ls)
