@@ -5,7 +5,10 @@
  * they cause committed together; policy acks committed in batches. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +16,8 @@
 #include "tests/helpers/fleetd.h"
 #include "tests/helpers/join.h"
 #include "tests/helpers/linkpeer.h"
+#include "tests/helpers/apiclient.h"
+#include "common/fileio.h"
 #include "daemon/rpc/link.h"
 #include "daemon/rpc/metrics.h"
 #include <event2/buffer.h>
@@ -629,4 +634,204 @@ Test(link, refusal_counters_in_the_exposition)
 	cr_expect(strstr(t, "{cause=\"other\"} 4\n"), "%s", t);
 	free(t);
 	evbuffer_free(b);
+}
+
+/* ---- through the API ---- */
+
+static bool daemon_log_has(struct fleetd *f, void *ctx)
+{
+	char *log = fd_daemon_log(f);
+	bool has = strstr(log, ctx) != NULL;
+	free(log);
+	return has;
+}
+
+static int link_port(struct fleetd *f)
+{
+	char path[700];
+	uint8_t *buf;
+	size_t len;
+	snprintf(path, sizeof(path), "%s/parleyd.port", f->dir);
+	cr_assert_eq(file_read_all(path, 64, &buf, &len, NULL), 0);
+	int port = atoi((char *)buf);
+	free(buf);
+	return port;
+}
+
+/* DELETE /v1/hosts/NAME cuts the connected agent off and revokes its
+ * certificate: its reconnections are refused at the handshake, and
+ * /metrics counts them, as it counts hellos from hosts nobody enrolled. */
+Test(link, api_delete_cuts_the_agent_off_and_metrics_count_refusals,
+     .timeout = 90)
+{
+	struct api_client c;
+	ac_start(&c);
+	c.f.port = link_port(&c.f);
+	struct ac_resp r;
+	ac_call(&c, "POST", "/v1/hosts", c.admin, "{\"name\":\"h1\"}", &r);
+	cr_assert_eq(r.status, 201, "%s", r.raw);
+	ac_free(&r);
+	struct fd_agent *a = fd_host(&c.f, "h1", NULL);
+	struct fd_agent *g = fd_host(&c.f, "ghost", NULL);
+	fd_start_agent(&c.f, a, NULL);
+	cr_assert(fd_wait(daemon_log_has, &c.f, "agent h1 connected", 15000),
+		  "%s", fd_daemon_log(&c.f));
+	ac_call(&c, "DELETE", "/v1/hosts/h1", c.admin, NULL, &r);
+	cr_assert_eq(r.status, 204, "%s", r.raw);
+	ac_free(&r);
+	cr_expect(fd_wait(daemon_log_has, &c.f, "agent h1: HOST_DELETED",
+			  10000), "%s", fd_daemon_log(&c.f));
+	/* The agent reconnects by itself, and is refused. */
+	cr_expect(fd_wait(daemon_log_has, &c.f, "agent h1: CERT_REVOKED",
+			  20000), "%s", fd_daemon_log(&c.f));
+	struct lp_result lr;
+	static uint8_t b[BUF];
+	size_t n = 0;
+	lp_add_hello(b, BUF, &n, "ghost");
+	lp_session(c.f.port, g->dir, b, n, 0, &lr);
+	cr_expect_str_eq(lr.error_code, "UNKNOWN_HOST");
+	ac_call(&c, "GET", "/metrics", c.admin, NULL, &r);
+	cr_assert_eq(r.status, 200, "%s", r.raw);
+	cr_expect(strstr(r.raw, "parley_link_refusals_total{cause=\"unknown_host\"} "
+				"1\n"), "%s", r.raw);
+	cr_expect_null(strstr(r.raw, "{cause=\"revoked_cert\"} 0\n"), "%s",
+		       r.raw);
+	ac_free(&r);
+	fd_stop_agent(a);
+	ac_stop(&c);
+}
+
+/* ---- kill -9: rows and audit events agree ---- */
+
+#define CRASH_PARTS 40
+#define CRASH_ROUNDS 8
+
+struct state_walk {
+	char state[CRASH_PARTS][STORE_NAME_MAX];
+	unsigned enrolled[CRASH_PARTS];
+	bool broken;
+	char why[256];
+};
+
+static int part_index(const char *p)
+{
+	int i;
+	return sscanf(p, "cp%d", &i) == 1 && i >= 0 && i < CRASH_PARTS ? i : -1;
+}
+
+/* Replays partition_state events ("A -> B") over "defined" and counts
+ * baseline_enrolled per partition. */
+static int walk_row(const struct store_audit *r, void *ctx)
+{
+	struct state_walk *w = ctx;
+	int i = part_index(r->partition);
+	if (i < 0 || strcmp(r->host, "host-x"))
+		return 0;
+	if (!strcmp(r->event, "baseline_enrolled"))
+		w->enrolled[i]++;
+	if (strcmp(r->event, "partition_state"))
+		return 0;
+	char from[STORE_NAME_MAX], to[STORE_NAME_MAX];
+	if (sscanf(r->detail, "%63s -> %63s", from, to) != 2 ||
+	    strcmp(from, w->state[i])) {
+		w->broken = true;
+		snprintf(w->why, sizeof(w->why), "event %llu \"%s\" after %s",
+			 (unsigned long long)r->id, r->detail, w->state[i]);
+		return 1;
+	}
+	snprintf(w->state[i], sizeof(w->state[i]), "%s", to);
+	return 0;
+}
+
+static void killer(pid_t daemon, unsigned delay_us)
+{
+	pid_t p = fork();
+	cr_assert_geq(p, 0);
+	if (p == 0) {
+		usleep(delay_us);
+		kill(daemon, SIGKILL);
+		_exit(0);
+	}
+	(void)p; /* reaped after the round */
+}
+
+Test(link, kill9_never_separates_rows_from_their_audit_events,
+     .timeout = 180)
+{
+	signal(SIGPIPE, SIG_IGN);
+	struct fleetd f;
+	fd_init(&f);
+	put_host(&f, "host-x");
+	struct store *s = fd_store(&f);
+	cr_assert_eq(store_begin(s, NULL), 0);
+	for (int i = 0; i < CRASH_PARTS; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "cp%d", i);
+		struct store_part_in in = { .name = name, .host = "host-x",
+					    .kind = STORE_PART_THIN,
+					    .spec_json = "{}", .spec_len = 2,
+					    .state = "defined" };
+		cr_assert_eq(store_partition_put(s, &in, NULL, NULL), 0);
+	}
+	cr_assert_eq(store_commit(s, NULL), 0);
+	store_close(s);
+	fd_start_daemon(&f);
+	fd_host(&f, "host-x", NULL);
+	unsigned seed = 12345, acked = 0;
+	uint64_t seq = 1;
+	static uint8_t b[BUF];
+	for (int round = 0; round < CRASH_ROUNDS; round++) {
+		size_t n = 0;
+		lp_add_hello(b, BUF, &n, "host-x");
+		for (int k = 0; k < 30; k++) {
+			char name[16];
+			snprintf(name, sizeof(name), "cp%d",
+				 (int)(rand_r(&seed) % CRASH_PARTS));
+			if (k % 2)
+				add_measurement(b, &n, seq++, name, 32);
+			else
+				add_status(b, &n, seq++, name,
+					   rand_r(&seed) % 2 ? "running"
+							     : "stopped");
+		}
+		killer(f.daemon, 30000 + rand_r(&seed) % 250000);
+		struct lp_result r;
+		lp_session(f.port, dir_of(&f, "host-x"), b, n, 0, &r);
+		acked += r.acks;
+		fd_kill_daemon(&f);
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		fd_start_daemon(&f);
+	}
+	s = fd_store(&f);
+	struct state_walk w;
+	memset(&w, 0, sizeof(w));
+	for (int i = 0; i < CRASH_PARTS; i++)
+		snprintf(w.state[i], sizeof(w.state[i]), "defined");
+	cr_assert_geq(store_audit_list(s, 0, 0, walk_row, &w, NULL), 0);
+	cr_expect_not(w.broken, "%s", w.why);
+	unsigned enrolled = 0;
+	for (int i = 0; i < CRASH_PARTS; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "cp%d", i);
+		struct store_partition p;
+		struct store_baseline bl;
+		cr_assert_eq(store_partition_get(s, name, &p, NULL), 0);
+		cr_expect_str_eq(p.state, w.state[i], "%s: row %s, events say %s",
+				 name, p.state, w.state[i]);
+		store_partition_free(&p);
+		bool has = store_baseline_get(s, name, &bl, NULL) == 0;
+		cr_expect_eq(w.enrolled[i], has ? 1u : 0u,
+			     "%s: baseline %d, %u baseline_enrolled events",
+			     name, has, w.enrolled[i]);
+		enrolled += has;
+	}
+	uint64_t bad = 0;
+	cr_expect_eq(store_audit_verify(s, &bad, NULL, NULL), 0);
+	store_close(s);
+	cr_log_info("after %d kills: %u of %d records acknowledged, %u "
+		    "partitions enrolled", CRASH_ROUNDS, acked,
+		    CRASH_ROUNDS * 30, enrolled);
+	cr_expect_gt(enrolled, 0, "the daemon never got to store anything");
+	fd_stop(&f);
 }
