@@ -264,9 +264,10 @@ static void on_join(struct join_conn *c, const Parley__V1__JoinRequest *r,
 	}
 	uint8_t sha[32];
 	char host[STORE_NAME_MAX] = "", fp[65];
-	int rc = join_token_digest(r->token, sha);
-	if (rc == 0)
-		rc = store_begin(js->store, &err);
+	/* A token that is not even well-formed is one nobody issued. */
+	int rc = join_token_digest(r->token, sha) < 0 ? -ENOENT : 0;
+	if (rc == 0 && (rc = store_begin(js->store, &err)) < 0)
+		log_error("join: %s", perr_msg(&err));
 	if (rc < 0) {
 		X509_REQ_free(req);
 		refuse(c, NULL, token_code(rc), token_why(rc));

@@ -105,6 +105,7 @@ int metrics_render(struct api_metrics *m, struct store *s, unsigned agents,
 
 void metrics_render_link(const struct link_server *ls, struct evbuffer *o)
 {
+	uint64_t named = ls->n_unknown_host + ls->n_revoked + ls->n_foreign;
 	evbuffer_add_printf(o, "# HELP parley_link_refusals_total Agent "
 			    "connections refused, by cause (other: malformed "
 			    "or unexpected frames and the rest).\n"
@@ -119,7 +120,6 @@ void metrics_render_link(const struct link_server *ls, struct evbuffer *o)
 			    (unsigned long long)ls->n_unknown_host,
 			    (unsigned long long)ls->n_revoked,
 			    (unsigned long long)ls->n_foreign,
-			    (unsigned long long)(ls->n_refused -
-						 ls->n_unknown_host -
-						 ls->n_revoked - ls->n_foreign));
+			    (unsigned long long)(ls->n_refused > named
+						 ? ls->n_refused - named : 0));
 }
