@@ -239,14 +239,23 @@ void fleet_chan_name(char *out, const char *host)
 	snprintf(out, FLEET_NAME_MAX + 4, "%s-ch", host);
 }
 
-static int populate_host(struct store *s, const char *host, uint64_t *version,
-			 struct parley_err *err)
+/* Each host as a join leaves it: its certificate pinned (a host without
+ * a pin would have it pinned at its first hello, one transaction each). */
+static int populate_host(struct store *s, const struct fleet_id *id,
+			 uint64_t *version, struct parley_err *err)
 {
 	static const char spec[] = "{}";
+	const char *host = id->name;
 	char a[FLEET_NAME_MAX + 4], b[FLEET_NAME_MAX + 4];
+	uint8_t fp[32];
+	unsigned fpn = 0;
 	fleet_part_name(a, host, 'a');
 	fleet_part_name(b, host, 'b');
-	int rc = store_host_put(s, host, "", (struct store_blob){ 0 }, err);
+	if (X509_digest(id->cert, EVP_sha256(), fp, &fpn) != 1 ||
+	    fpn != sizeof(fp))
+		return perr(err, -EIO, "%s: certificate fingerprint", host);
+	int rc = store_host_put(s, host, "", (struct store_blob){ fp, fpn },
+				err);
 	for (int i = 0; rc == 0 && i < 2; i++) {
 		struct store_part_in p = {
 			.name = i ? b : a, .host = host,
@@ -273,7 +282,7 @@ int fleet_populate(const struct fleet_env *e, struct fleet_id *ids,
 	if (rc == 0)
 		rc = store_begin(s, err);
 	for (unsigned i = 0; rc == 0 && i < n; i++)
-		rc = populate_host(s, ids[i].name, &ids[i].version, err);
+		rc = populate_host(s, &ids[i], &ids[i].version, err);
 	if (rc == 0)
 		rc = store_commit(s, err);
 	else if (s)

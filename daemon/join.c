@@ -190,56 +190,46 @@ static const char *token_why(int rc)
 	}
 }
 
-/* The host's record, created if need be, pins the new certificate. */
-static void pin_host(struct join_server *js, const char *host, X509 *cert)
-{
-	uint8_t fp[32];
-	unsigned n = 0;
-	struct store_host sh;
-	const char *uri = "";
-	if (store_host_get(js->store, host, &sh, NULL) == 0)
-		uri = sh.libvirt_uri;
-	struct parley_err err = { 0 };
-	if (X509_digest(cert, EVP_sha256(), fp, &n) != 1 || n != sizeof(fp) ||
-	    store_host_put(js->store, host, uri, (struct store_blob){ fp, n },
-			   &err) < 0)
-		log_error("join of %s: recording its certificate: %s", host,
-			  perr_msg(&err));
-}
-
-static void respond(struct join_conn *c, const char *host, X509 *cert)
+static void respond(struct join_conn *c, const char *host, const char *pem)
 {
 	struct join_server *js = c->js;
-	char *pem = NULL, fp[65];
-	size_t len;
-	if (pki_cert_to_pem(cert, &pem, &len, NULL) < 0 ||
-	    pki_fingerprint(cert, fp) < 0) {
-		free(pem);
-		refuse(c, host, "INTERNAL", "could not encode the certificate");
-		return;
-	}
-	pin_host(js, host, cert);
-	char detail[STORE_DETAIL_MAX];
-	snprintf(detail, sizeof(detail), "from %s: certificate sha256:%s",
-		 c->peer, fp);
-	struct store_audit_in ev = { .host = host, .event = "host_joined",
-				     .detail = detail };
-	store_audit_append(js->store, &ev, 1, NULL, NULL);
-	js->n_joined++;
-	log_info("host %s joined from %s (certificate sha256:%.16s...)", host,
-		 c->peer, fp);
 	Parley__V1__Envelope e;
 	Parley__V1__JoinResponse r;
 	wire_init_envelope(&e, 0);
 	parley__v1__join_response__init(&r);
 	r.host = (char *)host;
-	r.cert_pem = pem;
+	r.cert_pem = (char *)pem;
 	r.ca_pem = js->ca_pem;
 	r.policy_pub_pem = js->policy_pub_pem;
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_JOIN_RESPONSE;
 	e.join_response = &r;
 	send_last(c, &e);
-	free(pem);
+}
+
+/* In the open batch: the host's record (created if need be) pins the new
+ * certificate -- a certificate it had before is revoked -- and the join
+ * is audited, so the token spent, the pin and host_joined commit
+ * together or not at all. */
+static int enrol(struct join_conn *c, const char *host, X509 *cert,
+		 char fp[65], struct parley_err *err)
+{
+	struct join_server *js = c->js;
+	uint8_t d[32];
+	unsigned n = 0;
+	bool created = false;
+	if (X509_digest(cert, EVP_sha256(), d, &n) != 1 || n != sizeof(d) ||
+	    pki_fingerprint(cert, fp) < 0)
+		return perr(err, -EIO, "certificate fingerprint");
+	int rc = store_host_enrol(js->store, host,
+				  (struct store_blob){ d, n }, &created, err);
+	if (rc < 0)
+		return rc;
+	char detail[STORE_DETAIL_MAX];
+	snprintf(detail, sizeof(detail), "from %s: certificate sha256:%s%s",
+		 c->peer, fp, created ? "; host created" : "");
+	struct store_audit_in ev = { .host = host, .event = "host_joined",
+				     .detail = detail };
+	return store_audit_append(js->store, &ev, 1, NULL, err);
 }
 
 /* A CSR that could never be signed must not burn the token: its key type
@@ -273,13 +263,25 @@ static void on_join(struct join_conn *c, const Parley__V1__JoinRequest *r,
 		return;
 	}
 	uint8_t sha[32];
-	char host[STORE_NAME_MAX] = "";
-	int rc = join_token_digest(r->token, sha);
-	if (rc == 0)
-		rc = store_join_token_use(js->store,
-					  (struct store_blob){ sha, sizeof(sha) },
-					  now_ms(), host, &err);
+	char host[STORE_NAME_MAX] = "", fp[65];
+	/* A token that is not even well-formed is one nobody issued. */
+	int rc = join_token_digest(r->token, sha) < 0 ? -ENOENT : 0;
+	if (rc == 0 && (rc = store_begin(js->store, &err)) < 0)
+		log_error("join: %s", perr_msg(&err));
 	if (rc < 0) {
+		X509_REQ_free(req);
+		refuse(c, NULL, token_code(rc), token_why(rc));
+		return;
+	}
+	/* One transaction: the token spent, the certificate signed and
+	 * pinned, the join audited. A CSR the CA will not sign rolls the
+	 * token back (still usable); only after the commit does the
+	 * joiner get its certificate. */
+	rc = store_join_token_use(js->store,
+				  (struct store_blob){ sha, sizeof(sha) },
+				  now_ms(), host, &err);
+	if (rc < 0) {
+		store_rollback(js->store, NULL);
 		if (!strcmp(token_code(rc), "INTERNAL"))
 			log_error("join token: %s", perr_msg(&err));
 		X509_REQ_free(req);
@@ -287,15 +289,35 @@ static void on_join(struct join_conn *c, const Parley__V1__JoinRequest *r,
 		return;
 	}
 	X509 *cert = NULL;
+	char *pem = NULL;
+	size_t len;
 	rc = pki_csr_sign_as(js->ca_key, js->ca_cert, req, host,
 			     JOIN_CERT_DAYS, &cert, &err);
 	X509_REQ_free(req);
 	if (rc < 0) {
+		store_rollback(js->store, NULL);
 		refuse(c, host, "BAD_CSR", perr_msg(&err));
 		return;
 	}
-	respond(c, host, cert);
+	rc = pki_cert_to_pem(cert, &pem, &len, &err);
+	if (rc == 0)
+		rc = enrol(c, host, cert, fp, &err);
+	if (rc == 0)
+		rc = store_commit(js->store, &err);
+	else
+		store_rollback(js->store, NULL);
 	X509_free(cert);
+	if (rc < 0) {
+		log_error("join of %s: %s", host, perr_msg(&err));
+		free(pem);
+		refuse(c, host, "INTERNAL", "could not record the join");
+		return;
+	}
+	js->n_joined++;
+	log_info("host %s joined from %s (certificate sha256:%.16s...)", host,
+		 c->peer, fp);
+	respond(c, host, pem);
+	free(pem);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)

@@ -6,9 +6,12 @@
  * (it has no certificate yet), sends one JoinRequest {token, CSR} and gets
  * back a client certificate for the host the token names (CN set here,
  * whatever the CSR says), the CA and the policy public key: everything
- * `parley-agent serve` needs. The token is spent atomically in the store
- * before anything is signed; every join and every refusal is audited
- * (host_joined / join_refused).
+ * `parley-agent serve` needs. One store transaction spends the token,
+ * pins the signed certificate on the host (creating the host if the token
+ * was made for one that does not exist yet; revoking a certificate it
+ * replaces) and audits host_joined; the joiner gets its certificate only
+ * after that commit, and a CSR the CA will not sign rolls the token back.
+ * Every refusal is audited (join_refused).
  *
  * Refusals are an Error envelope, then the connection is closed:
  *   TOKEN_UNKNOWN, TOKEN_USED, TOKEN_EXPIRED  (store_join_token_use)

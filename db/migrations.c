@@ -167,8 +167,18 @@ static const char m4_backend[] =
 	"ALTER TABLE partitions ADD COLUMN vmm_backend TEXT NOT NULL "
 	"DEFAULT '';";
 
+/* 5: certificates revoked when their host was deleted or re-joined
+ * (SHA-256 of the DER, as hosts.cert_sha256): refused at the handshake,
+ * so a re-added host needs a new join. Kept for ever; a row is 80 bytes. */
+static const char m5_revoked[] =
+	"CREATE TABLE revoked_certs ("
+	" sha256 BLOB PRIMARY KEY,"
+	" host TEXT NOT NULL,"
+	" revoked_ms INTEGER NOT NULL,"
+	" why TEXT NOT NULL);";
+
 static const char *const migrations[] = { m1_tables, m2_indexes, m3_tokens,
-					  m4_backend };
+					  m4_backend, m5_revoked };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
 unsigned store_schema_latest(void)

@@ -35,6 +35,7 @@
  *   -ESTALE   compare-and-set lost: the row changed since the version given
  *   -EPERM    an agent's record concerns a partition on another host, or
  *             names another host
+ *   -EKEYREVOKED  a certificate that was revoked (store_host_enrol)
  *   -ENOTSUP  the file's schema is newer than this binary knows
  *   -EBADMSG  the file's contents are inconsistent (audit chain, a row of
  *             the wrong shape): someone wrote to it behind the store's back
@@ -140,9 +141,32 @@ int store_host_get(struct store *s, const char *name, struct store_host *out,
  * Returns the count (0..limit); fewer than `limit` means the end. */
 int store_host_list(struct store *s, const char *after, unsigned limit,
 		    struct store_host **out, struct parley_err *err);
-/* -EBUSY while partitions are on it. */
+/* -EBUSY while partitions are on it. Its pinned certificate, if any, is
+ * revoked in the same transaction (store_cert_revoked). */
 int store_host_delete(struct store *s, const char *name,
 		      struct parley_err *err);
+
+/* ---- host certificates ----------------------------------------------- */
+
+/* A join: pin `cert_sha256` (the SHA-256 of the new certificate's DER)
+ * as host `name`'s certificate, creating the host if it does not exist
+ * (*created, may be NULL, says so). A different certificate pinned
+ * before is revoked (a re-join replaces the key). -EKEYREVOKED if this
+ * fingerprint is revoked. */
+int store_host_enrol(struct store *s, const char *name,
+		     struct store_blob cert_sha256, bool *created,
+		     struct parley_err *err);
+/* First use, for a host an operator created without a join: pin
+ * `cert_sha256` unless the host has a pin. 0 when it is pinned now
+ * (*pinned_now true) or was already this one; -ESTALE when another is
+ * pinned; -ENOENT when there is no such host. */
+int store_host_pin_first(struct store *s, const char *name,
+			 struct store_blob cert_sha256, bool *pinned_now,
+			 struct parley_err *err);
+/* Whether this certificate fingerprint is revoked; host_out
+ * (STORE_NAME_MAX bytes, may be NULL) gets the host it belonged to. */
+int store_cert_revoked(struct store *s, struct store_blob cert_sha256,
+		       bool *revoked, char *host_out, struct parley_err *err);
 
 /* ---- partitions ------------------------------------------------------ */
 
@@ -178,6 +202,10 @@ int store_partition_put(struct store *s, const struct store_part_in *in,
 int store_partition_get(struct store *s, const char *name,
 			struct store_partition *out, struct parley_err *err);
 void store_partition_free(struct store_partition *p);
+/* Only the host of partition `name`, into host_out (STORE_NAME_MAX
+ * bytes): what the agent link asks of every partition a message names. */
+int store_partition_host(struct store *s, const char *name, char *host_out,
+			 struct parley_err *err);
 /* Partitions in name order after `after`, at most `limit`
  * (1..STORE_LIST_MAX), only those on `host` unless it is NULL. Returns the
  * count; free with store_partition_list_free(*out, count). */

@@ -210,6 +210,29 @@ static int audit_insert(struct store *s, struct chain *c, const char *host,
 	return rc;
 }
 
+/* An agent's event may name a partition the store does not know (one it
+ * runs from a local spec), but not one of another host's. */
+static int own_partition(struct store *s, const char *host, unsigned i,
+			 const char *p, char last_ok[STORE_NAME_MAX],
+			 struct parley_err *err)
+{
+	char on[STORE_NAME_MAX];
+	/* Events come in runs about one partition: ask once per run. */
+	if (!p || !p[0] || !strcmp(p, last_ok))
+		return 0;
+	int rc = db_need_partition(s, p, on, err);
+	if (rc == -ENOENT || (rc == 0 && !strcmp(on, host))) {
+		if (err)
+			*err = (struct parley_err){ 0 };
+		snprintf(last_ok, STORE_NAME_MAX, "%s", p);
+		return 0;
+	}
+	if (rc == 0)
+		rc = perr(err, -EPERM, "events[%u]: host \"%s\" reported on "
+			  "partition \"%s\" of host \"%s\"", i, host, p, on);
+	return rc;
+}
+
 /* host NULL: the daemon's own events (each names its host); else an
  * agent's, deduplicated by seq against the host's number. */
 static int append(struct store *s, const char *host,
@@ -219,6 +242,7 @@ static int append(struct store *s, const char *host,
 {
 	struct chain c = { 0 };
 	uint64_t held = 0;
+	char last_ok[STORE_NAME_MAX] = "";
 	int rc = host ? db_seq_load(s, host, &held, err) : 0;
 	if (rc == 0)
 		rc = head_load(s, &c, err);
@@ -229,7 +253,12 @@ static int append(struct store *s, const char *host,
 			res->skipped++;
 			continue;
 		}
-		rc = audit_insert(s, &c, host ? host : ev[i].host, &ev[i], err);
+		if (host)
+			rc = own_partition(s, host, i, ev[i].partition,
+					   last_ok, err);
+		if (rc == 0)
+			rc = audit_insert(s, &c, host ? host : ev[i].host,
+					  &ev[i], err);
 		res->stored++;
 		if (host)
 			res->seq = ev[i].seq;

@@ -157,6 +157,10 @@ static int host_delete(struct store *s, const char *name,
 	if (rc == 0 && n > 0)
 		rc = perr(err, -EBUSY, "host \"%s\" has %lld partition(s); "
 			  "delete them first", name, (long long)n);
+	/* Its certificate goes with it: re-adding the host takes a new
+	 * join, not the old key. */
+	if (rc == 0)
+		rc = db_cert_revoke_pinned(s, name, "deleted", err);
 	if (rc == 0)
 		rc = db_prep(s, q_del, &st, err);
 	if (rc < 0)

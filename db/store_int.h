@@ -140,6 +140,11 @@ int db_policy_note_grants_of(struct store *s, uint64_t v, const char *p,
 int db_grants_naming(struct store *s, const char *p, int64_t *n,
 		     struct parley_err *err);
 
+/* Put host's pinned certificate, if any, on the revocation list
+ * (store_certs.c); `why` says "deleted" or "rejoined". */
+int db_cert_revoke_pinned(struct store *s, const char *host, const char *why,
+			  struct parley_err *err);
+
 /* Migrations (migrations.c): bring the file to `upto`. */
 int db_migrate(struct store *s, unsigned upto, struct parley_err *err);
 

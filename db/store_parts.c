@@ -231,6 +231,14 @@ int store_partition_get(struct store *s, const char *name,
 	return rc;
 }
 
+int store_partition_host(struct store *s, const char *name, char *host_out,
+			 struct parley_err *err)
+{
+	host_out[0] = '\0';
+	int rc = db_check_name("partition name", name, err);
+	return rc < 0 ? rc : db_need_partition(s, name, host_out, err);
+}
+
 void store_partition_free(struct store_partition *p)
 {
 	if (!p)

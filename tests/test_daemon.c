@@ -15,6 +15,7 @@
 #include "common/frame.h"
 #include "common/sign.h"
 #include "tests/helpers/fleetd.h"
+#include "tests/helpers/linkpeer.h"
 #include "agent/backend.h"
 #include "tests/helpers/testutil.h"
 
@@ -47,20 +48,6 @@ static uint64_t add_grant(struct store *s, const char *ch, const char *a,
 	return v;
 }
 
-struct acked {
-	const char *host;
-	uint64_t want;
-};
-
-static bool host_acked(struct fleetd *f, void *ctx)
-{
-	const struct acked *a = ctx;
-	struct store *s = fd_store(f);
-	uint64_t v = 0;
-	store_policy_acked(s, a->host, &v, NULL);
-	store_close(s);
-	return v >= a->want;
-}
 
 static void load_bundle(struct fd_agent *a, struct agent_policy *p)
 {
@@ -96,9 +83,9 @@ Test(daemon, three_agents_get_only_their_own_bundles, .timeout = 60)
 		a[i] = fd_host(&f, hosts[i], NULL);
 		fd_start_agent(&f, a[i], NULL);
 	}
-	struct acked wa = { "host-a", va }, wb = { "host-b", vb };
-	cr_assert(fd_wait(host_acked, &f, &wa, 15000), "host-a never acked");
-	cr_assert(fd_wait(host_acked, &f, &wb, 15000), "host-b never acked");
+	struct fd_ack wa = { "host-a", va }, wb = { "host-b", vb };
+	cr_assert(fd_wait(fd_acked, &f, &wa, 15000), "host-a never acked");
+	cr_assert(fd_wait(fd_acked, &f, &wb, 15000), "host-b never acked");
 	struct agent_policy pa, pb;
 	load_bundle(a[0], &pa);
 	load_bundle(a[1], &pb);
@@ -144,8 +131,8 @@ Test(daemon, grant_added_opens_and_removed_revokes, .timeout = 90)
 	s = fd_store(&f);
 	uint64_t v = add_grant(s, "c1", "a", "b");
 	store_close(s);
-	struct acked w = { "host-a", v };
-	cr_assert(fd_wait(host_acked, &f, &w, 15000), "grant never acked");
+	struct fd_ack w = { "host-a", v };
+	cr_assert(fd_wait(fd_acked, &f, &w, 15000), "grant never acked");
 	const char *got[] = { "0", "b| received 100" };
 	cr_assert(fd_wait(log_has, &f, got, 20000), "no traffic:\n%s",
 		  fd_agent_log(h));
@@ -171,6 +158,11 @@ Test(daemon, foreign_and_expired_certificates_are_refused, .timeout = 60)
 {
 	struct fleetd f;
 	fd_init(&f);
+	struct store *s = fd_store(&f);
+	add_host(s, "intruder");
+	add_host(s, "stale");
+	add_host(s, "good");
+	store_close(s);
 	fd_start_daemon(&f);
 	struct fd_agent *x = fd_host(&f, "intruder", "foreign");
 	struct fd_agent *y = fd_host(&f, "stale", "expired");
@@ -203,8 +195,8 @@ Test(daemon, persisted_bundle_enforced_while_daemon_is_down, .timeout = 90)
 	fd_start_daemon(&f);
 	struct fd_agent *h = fd_host(&f, "host-a", NULL);
 	fd_start_agent(&f, h, NULL);
-	struct acked w = { "host-a", v };
-	cr_assert(fd_wait(host_acked, &f, &w, 15000));
+	struct fd_ack w = { "host-a", v };
+	cr_assert(fd_wait(fd_acked, &f, &w, 15000));
 	fd_stop_agent(h);
 	fd_kill_daemon(&f);
 	/* No daemon now: the agent starts on what it persisted. */
@@ -266,37 +258,9 @@ Test(daemon, replayed_older_bundle_is_refused)
 static int raw_session(struct fleetd *f, struct fd_agent *a, const void *bytes,
 		       size_t len)
 {
-	char ca[700], crt[700], key[700];
-	snprintf(ca, sizeof(ca), "%s/ca.crt", a->dir);
-	snprintf(crt, sizeof(crt), "%s/host.crt", a->dir);
-	snprintf(key, sizeof(key), "%s/host.key", a->dir);
-	SSL_CTX *ctx = tls_client_ctx(ca, crt, key, NULL);
-	cr_assert(ctx);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_port = htons((uint16_t)f->port) };
-	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	struct timeval tv = { 5, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	SSL *ssl = tls_client_new(ctx, "127.0.0.1", NULL);
-	cr_assert(ssl);
-	SSL_set_fd(ssl, fd);
-	cr_assert_eq(SSL_connect(ssl), 1);
-	SSL_write(ssl, bytes, (int)len);
-	char buf[4096];
-	int n, total = 0;
-	/* Whatever the daemon says (an Error frame), then the close. */
-	while ((n = SSL_read(ssl, buf, sizeof(buf))) > 0)
-		total += n;
-	int closed = SSL_get_error(ssl, n) == SSL_ERROR_ZERO_RETURN ||
-		     SSL_get_error(ssl, n) == SSL_ERROR_SYSCALL ||
-		     SSL_get_error(ssl, n) == SSL_ERROR_SSL;
-	SSL_free(ssl);
-	close(fd);
-	SSL_CTX_free(ctx);
-	(void)total;
-	return closed;
+	struct lp_result r;
+	lp_session(f->port, a->dir, bytes, len, 0, &r);
+	return r.closed;
 }
 
 Test(daemon, malformed_frames_close_only_that_connection, .timeout = 90)
@@ -329,8 +293,8 @@ Test(daemon, malformed_frames_close_only_that_connection, .timeout = 90)
 	s = fd_store(&f);
 	uint64_t v = add_grant(s, "c1", "a", "b");
 	store_close(s);
-	struct acked w = { "host-a", v };
-	cr_assert(fd_wait(host_acked, &f, &w, 15000), "%s", fd_daemon_log(&f));
+	struct fd_ack w = { "host-a", v };
+	cr_assert(fd_wait(fd_acked, &f, &w, 15000), "%s", fd_daemon_log(&f));
 	char *log = fd_daemon_log(&f);
 	cr_assert(strstr(log, "BAD_FRAME"), "%s", log);
 	free(log);
@@ -576,7 +540,7 @@ Test(daemon, report_about_another_hosts_partition_is_refused_and_audited,
 		      "host-x enrolled host-a's partition");
 	store_close(s);
 	char *log = fd_daemon_log(&f);
-	cr_assert(strstr(log, "agent host-x: BAD_MEASUREMENT"), "%s", log);
+	cr_assert(strstr(log, "agent host-x: FOREIGN_PARTITION"), "%s", log);
 	free(log);
 	cr_assert_geq(c.rows, 1, "the refusal was not audited");
 	fd_stop(&f);

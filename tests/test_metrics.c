@@ -47,7 +47,7 @@ Test(metrics, promtool_check_metrics_is_clean)
 			 "{le=\"0.001\"}"), "%s", r.body);
 	cr_expect(strstr(r.body, "parley_audit_events_total{reason=\"NO_GRANT\""
 			 "} 1"), "%s", r.body);
-	cr_expect(strstr(r.body, "# HELP parley_link_hosts_refused_total "),
+	cr_expect(strstr(r.body, "# HELP parley_link_refusals_total "),
 		  "%s", r.body);
 	cr_expect_null(strstr(r.body, "_ms"), "%s", r.body);
 	char *argv[] = { PROMTOOL, "check", "metrics", NULL };

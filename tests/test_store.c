@@ -330,7 +330,7 @@ Test(store, migrate_from_empty)
 	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM schema_version"),
 		     store_schema_latest());
 	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM sqlite_master "
-			     "WHERE type = 'table'"), 15);
+			     "WHERE type = 'table'"), 16);
 	char *mode = raw_text(f.path, "PRAGMA journal_mode");
 	cr_expect_str_eq(mode, "wal");
 	free(mode);
@@ -1861,4 +1861,139 @@ Test(store, hostile_arguments)
 	fx_reopen(&f);
 	fx_close(&f);
 	expect_no_leaks();
+}
+
+/* ---- host certificates: pins and revocation (migration 5) ---- */
+
+static struct store_blob fp_of(uint8_t *buf, uint8_t byte)
+{
+	memset(buf, byte, STORE_DIGEST);
+	return (struct store_blob){ buf, STORE_DIGEST };
+}
+
+static bool is_revoked(struct fx *f, struct store_blob fp, char *host)
+{
+	bool r = true;
+	struct parley_err e = { 0 };
+	cr_assert_eq(store_cert_revoked(f->s, fp, &r, host, &e), 0, "%s",
+		     perr_msg(&e));
+	return r;
+}
+
+Test(store, join_enrols_pins_and_revokes_what_it_replaces)
+{
+	struct fx f;
+	fx_open(&f);
+	uint8_t b1[32], b2[32];
+	struct store_blob c1 = fp_of(b1, 1), c2 = fp_of(b2, 2);
+	struct parley_err e = { 0 };
+	bool created = false;
+	cr_assert_eq(store_host_enrol(f.s, "h1", c1, &created, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_expect(created);
+	struct store_host h;
+	cr_assert_eq(store_host_get(f.s, "h1", &h, NULL), 0);
+	cr_expect(h.has_cert && !memcmp(h.cert_sha256, b1, 32));
+	/* The same host joins again with a new key: the old one is out. */
+	cr_assert_eq(store_host_enrol(f.s, "h1", c2, &created, &e), 0);
+	cr_expect_not(created);
+	char on[STORE_NAME_MAX];
+	cr_expect(is_revoked(&f, c1, on));
+	cr_expect_str_eq(on, "h1");
+	cr_expect_not(is_revoked(&f, c2, NULL));
+	/* A revoked certificate never comes back through a join. */
+	cr_expect_eq(store_host_enrol(f.s, "h2", c1, NULL, &e), -EKEYREVOKED);
+	cr_expect_eq(store_host_get(f.s, "h2", &h, NULL), -ENOENT);
+	fx_close(&f);
+}
+
+Test(store, deleting_a_host_revokes_its_pinned_certificate)
+{
+	struct fx f;
+	fx_open(&f);
+	uint8_t b1[32], b2[32];
+	struct store_blob c1 = fp_of(b1, 1), c2 = fp_of(b2, 2);
+	struct parley_err e = { 0 };
+	bool now = false;
+	cr_assert_eq(store_host_put(f.s, "h1", "", NOCERT, &e), 0);
+	/* First use pins; a second certificate is refused; the first
+	 * again is fine. */
+	cr_assert_eq(store_host_pin_first(f.s, "h1", c1, &now, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_expect(now);
+	cr_expect_eq(store_host_pin_first(f.s, "h1", c2, &now, &e), -ESTALE);
+	cr_expect_eq(store_host_pin_first(f.s, "h1", c1, &now, &e), 0);
+	cr_expect_not(now);
+	cr_expect_eq(store_host_pin_first(f.s, "nope", c1, &now, &e), -ENOENT);
+	cr_expect_not(is_revoked(&f, c1, NULL));
+	/* A delete that fails (a partition is on it) revokes nothing. */
+	struct store_part_in in = { .name = "p1", .host = "h1",
+				    .kind = STORE_PART_THIN, .spec_json = "{}",
+				    .spec_len = 2, .state = "defined" };
+	cr_assert_eq(store_partition_put(f.s, &in, NULL, &e), 0);
+	cr_expect_eq(store_host_delete(f.s, "h1", &e), -EBUSY);
+	cr_expect_not(is_revoked(&f, c1, NULL));
+	cr_assert_eq(store_partition_delete(f.s, "p1", &e), 0);
+	cr_assert_eq(store_host_delete(f.s, "h1", &e), 0, "%s", perr_msg(&e));
+	cr_expect(is_revoked(&f, c1, NULL));
+	/* Added again without a join: the old certificate cannot pin. */
+	cr_assert_eq(store_host_put(f.s, "h1", "", NOCERT, &e), 0);
+	cr_expect(is_revoked(&f, c1, NULL));
+	/* A host without a pin revokes nothing when deleted. */
+	cr_assert_eq(store_host_delete(f.s, "h1", &e), 0);
+	fx_close(&f);
+}
+
+Test(store, hostile_certificate_arguments)
+{
+	struct fx f;
+	fx_open(&f);
+	uint8_t b[33] = { 0 };
+	struct parley_err e = { 0 };
+	bool r;
+	struct store_blob short_fp = { b, 31 }, long_fp = { b, 33 },
+			  null_fp = { NULL, 32 };
+	cr_expect_eq(store_cert_revoked(f.s, short_fp, &r, NULL, &e), -EINVAL);
+	cr_expect_eq(store_cert_revoked(f.s, long_fp, &r, NULL, &e), -EINVAL);
+	cr_expect_eq(store_cert_revoked(f.s, null_fp, &r, NULL, &e), -EINVAL);
+	cr_expect_eq(store_host_enrol(f.s, "h1", short_fp, NULL, &e), -EINVAL);
+	cr_expect_eq(store_host_enrol(f.s, "h/1", (struct store_blob){ b, 32 },
+				      NULL, &e), -EINVAL);
+	cr_expect_eq(store_host_pin_first(f.s, "", (struct store_blob){ b, 32 },
+					  NULL, &e), -EINVAL);
+	char host[STORE_NAME_MAX];
+	cr_expect_eq(store_partition_host(f.s, "../x", host, &e), -EINVAL);
+	cr_expect_eq(store_partition_host(f.s, "nope", host, &e), -ENOENT);
+	fx_close(&f);
+}
+
+/* An agent's audit event may name a partition the store does not know,
+ * but not one of another host's: the whole batch is refused. */
+Test(store, audit_ingest_refuses_another_hosts_partition)
+{
+	struct fx f;
+	fx_open(&f);
+	struct parley_err e = { 0 };
+	cr_assert_eq(store_host_put(f.s, "h1", "", NOCERT, &e), 0);
+	cr_assert_eq(store_host_put(f.s, "h2", "", NOCERT, &e), 0);
+	struct store_part_in in = { .name = "p2", .host = "h2",
+				    .kind = STORE_PART_THIN, .spec_json = "{}",
+				    .spec_len = 2, .state = "defined" };
+	cr_assert_eq(store_partition_put(f.s, &in, NULL, &e), 0);
+	struct store_audit_in ev[2] = {
+		{ .seq = 1, .event = "open_denied", .partition = "local" },
+		{ .seq = 2, .event = "open_denied", .partition = "p2" },
+	};
+	struct store_ingest res;
+	cr_expect_eq(store_ingest_audit(f.s, "h1", ev, 2, &res, &e), -EPERM);
+	cr_expect(strstr(e.msg, "of host \"h2\""), "%s", e.msg);
+	uint64_t seq = 9;
+	cr_expect_eq(store_host_seq(f.s, "h1", &seq, NULL), 0);
+	cr_expect_eq(seq, 0);
+	cr_expect_eq(store_ingest_audit(f.s, "h1", ev, 1, &res, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_expect_eq(res.stored, 1);
+	cr_expect_eq(store_ingest_audit(f.s, "h2", &ev[1], 1, &res, &e), 0,
+		     "%s", perr_msg(&e));
+	fx_close(&f);
 }

@@ -45,7 +45,10 @@ void api_metrics(struct api_req *q)
 	struct metrics_link l = { .agents = agents(q->a) };
 	if (ls) {
 		l.frames = ls->n_frames;
-		l.frames_refused = ls->n_refused;
+		l.refused = ls->n_refused;
+		l.unknown_host = ls->n_unknown_host;
+		l.revoked = ls->n_revoked;
+		l.foreign = ls->n_foreign;
 		l.bundles_pushed = ls->n_pushed;
 	}
 	int rc = metrics_render(&q->a->metrics, q->a->store, &l, b);
@@ -182,11 +185,16 @@ void api_hosts_delete(struct api_req *q)
 	struct parley_err err = { 0 };
 	if (!api_name_ok(q, "host name", q->arg))
 		return;
+	/* The store revokes its pinned certificate in the same transaction;
+	 * an agent still connected with it is cut off now. */
 	int rc = store_host_delete(q->a->store, q->arg, &err);
-	if (rc < 0)
+	if (rc < 0) {
 		api_fail(q, rc, &err);
-	else
-		api_reply(q, 204, NULL);
+		return;
+	}
+	if (q->a->link)
+		link_host_deleted(q->a->link, q->arg);
+	api_reply(q, 204, NULL);
 }
 
 static int token_create(struct api_server *a, const char *name,

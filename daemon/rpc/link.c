@@ -1,4 +1,4 @@
-#include "daemon/rpc/link.h"
+#include "daemon/rpc/link_int.h"
 #include "daemon/policy/bundle.h"
 #include "common/frame.h"
 #include "common/hostport.h"
@@ -12,6 +12,8 @@
 #include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
 #include <openssl/x509.h>
+#include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -21,17 +23,10 @@
 #define POLL_MS 200
 /* An agent heartbeats every heartbeat_ms; silence for this many is death. */
 #define DEAD_AFTER_BEATS 3
-#define AUDIT_BATCH_MAX 1024
-
-struct link_conn {
-	struct link_server *ls;
-	struct bufferevent *bev;
-	struct link_conn *prev, *next;
-	char host[STORE_NAME_MAX];  /* from the certificate, once verified */
-	bool hello;
-	uint64_t pushed;            /* bundle version sent last */
-	uint64_t last_rx_ms;        /* for dead-peer detection */
-};
+/* Seconds a refused peer has to read its Error frame before the
+ * connection is dropped anyway (a peer that does not read must not hold
+ * the slot). */
+#define REFUSE_GRACE_S 2
 
 static void conn_free(struct link_conn *c)
 {
@@ -49,16 +44,51 @@ static void conn_free(struct link_conn *c)
 	free(c);
 }
 
-/* A refusal: say why to the agent (best effort), record it, hang up. */
-static void refuse(struct link_conn *c, const char *code, const char *why)
+/* ---- refusals: the Error frame first, then the close ---- */
+
+static void on_refused_read(struct bufferevent *bev, void *arg)
+{
+	(void)arg;
+	/* Read and dropped: unread bytes at close would make the kernel
+	 * send a reset, which can destroy the Error frame in flight. */
+	struct evbuffer *in = bufferevent_get_input(bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void on_refused_drained(struct bufferevent *bev, void *arg)
+{
+	/* close_notify, so the peer sees a clean end after the frame. */
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	if (ssl)
+		SSL_shutdown(ssl);
+	conn_free(arg);
+}
+
+static void on_refused_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)what; /* EOF, error or the grace ran out: done either way */
+	conn_free(arg);
+}
+
+void link_refuse(struct link_conn *c, const char *code, const char *why,
+		 const char *partition)
 {
 	struct link_server *ls = c->ls;
+	if (c->closing)
+		return;
+	c->closing = true;
+	c->hello = false;           /* no pushes, no commands, not "connected" */
 	ls->n_refused++;
 	log_warn("agent %s: %s: %s", c->host[0] ? c->host : "(unverified)",
 		 code, why);
 	struct store_audit_in ev = { .host = c->host, .event = "link_refused",
-				     .reason = code, .detail = why };
-	store_audit_append(ls->store, &ev, 1, NULL, NULL);
+				     .partition = partition, .reason = code,
+				     .detail = why };
+	struct parley_err err = { 0 };
+	if (store_audit_append(ls->store, &ev, 1, NULL, &err) < 0)
+		log_error("agent %s: auditing the refusal: %s", c->host,
+			  perr_msg(&err));
 	Parley__V1__Envelope e;
 	Parley__V1__Error er;
 	wire_init_envelope(&e, 0);
@@ -67,17 +97,26 @@ static void refuse(struct link_conn *c, const char *code, const char *why)
 	er.message = (char *)why;
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_ERROR;
 	e.error = &er;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	/* If it cannot even be encoded, the grace timeout closes. */
 	frame_push(bufferevent_get_output(c->bev), &e);
-	conn_free(c);
+	struct timeval tv = { REFUSE_GRACE_S, 0 };
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	bufferevent_setcb(c->bev, on_refused_read, on_refused_drained,
+			  on_refused_event, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
-static void send_env(struct link_conn *c, Parley__V1__Envelope *e)
+void link_send_env(struct link_conn *c, Parley__V1__Envelope *e)
 {
+	if (c->closing)
+		return;
 	if (frame_push(bufferevent_get_output(c->bev), e) < 0)
 		log_error("agent %s: could not encode a frame", c->host);
 }
 
-static void send_ack(struct link_conn *c, uint64_t rid, uint64_t seq)
+void link_send_ack(struct link_conn *c, uint64_t rid, uint64_t seq)
 {
 	Parley__V1__Envelope e;
 	Parley__V1__Ack a;
@@ -86,7 +125,7 @@ static void send_ack(struct link_conn *c, uint64_t rid, uint64_t seq)
 	a.seq = seq;
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_ACK;
 	e.ack = &a;
-	send_env(c, &e);
+	link_send_env(c, &e);
 }
 
 static void push_bundle(struct link_conn *c)
@@ -106,7 +145,7 @@ static void push_bundle(struct link_conn *c)
 		wire_init_envelope(&e, 0);
 		e.body_case = PARLEY__V1__ENVELOPE__BODY_POLICY;
 		e.policy = &b;
-		send_env(c, &e);
+		link_send_env(c, &e);
 		c->pushed = version;
 		ls->n_pushed++;
 		log_info("pushed policy version %llu to %s",
@@ -128,7 +167,7 @@ static void send_command(struct link_conn *c, const char *partition,
 	pc.spec_json = (char *)(spec ? spec : "");
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_COMMAND;
 	e.command = &pc;
-	send_env(c, &e);
+	link_send_env(c, &e);
 }
 
 static struct link_conn *find_host(struct link_server *ls, const char *host)
@@ -198,19 +237,10 @@ int link_send_command(struct link_server *ls, const char *host,
 	return 0;
 }
 
-static void on_hello(struct link_conn *c, const Parley__V1__Envelope *e)
+static void welcome(struct link_conn *c, const Parley__V1__Envelope *e)
 {
 	struct link_server *ls = c->ls;
 	const Parley__V1__Hello *h = e->hello;
-	if (strcmp(h->host, c->host)) {
-		refuse(c, "HOST_MISMATCH", "hello names another host than the "
-					   "certificate");
-		return;
-	}
-	struct store_host sh;
-	if (store_host_get(ls->store, c->host, &sh, NULL) < 0)
-		store_host_put(ls->store, c->host, "", (struct store_blob){ 0 },
-			       NULL);
 	uint64_t seq = 0, version = 0;
 	store_host_seq(ls->store, c->host, &seq, NULL);
 	store_policy_host_version(ls->store, c->host, &version, NULL);
@@ -226,7 +256,7 @@ static void on_hello(struct link_conn *c, const Parley__V1__Envelope *e)
 	wb.heartbeat_ms = ls->heartbeat_ms;
 	w.body_case = PARLEY__V1__ENVELOPE__BODY_WELCOME;
 	w.welcome = &wb;
-	send_env(c, &w);
+	link_send_env(c, &w);
 	log_info("agent %s connected (policy %llu, seq %llu)", c->host,
 		 (unsigned long long)h->policy_version,
 		 (unsigned long long)seq);
@@ -234,151 +264,123 @@ static void on_hello(struct link_conn *c, const Parley__V1__Envelope *e)
 	send_commands(c);
 }
 
-static void digests_in(struct store_digests_in *d, struct store_file_in *f,
-		       struct store_blob *s, const ProtobufCBinaryData *digest,
-		       Parley__V1__FileDigest **files, size_t nf,
-		       const ProtobufCBinaryData *segs, size_t ns)
+/* A host an operator created without a join (no certificate pinned):
+ * its first certificate is pinned now, with its audit event, in one
+ * transaction -- so that deleting the host can revoke it. */
+static int pin_first(struct link_conn *c, struct parley_err *err)
 {
-	for (size_t i = 0; i < nf; i++)
-		f[i] = (struct store_file_in){ files[i]->name,
-			{ files[i]->sha256.data, files[i]->sha256.len } };
-	for (size_t i = 0; i < ns; i++)
-		s[i] = (struct store_blob){ segs[i].data, segs[i].len };
-	*d = (struct store_digests_in){ { digest->data, digest->len }, f,
-					(unsigned)nf, s, (unsigned)ns };
+	struct store *s = c->ls->store;
+	char fp[2 * STORE_DIGEST + 1], detail[128];
+	for (unsigned i = 0; i < STORE_DIGEST; i++)
+		snprintf(fp + 2 * i, 3, "%02x", c->cert_sha256[i]);
+	snprintf(detail, sizeof(detail), "certificate sha256:%s", fp);
+	struct store_audit_in ev = { .host = c->host, .event = "cert_pinned",
+				     .detail = detail };
+	bool now = false;
+	int rc = store_begin(s, err);
+	if (rc < 0)
+		return rc;
+	rc = store_host_pin_first(s, c->host,
+				  (struct store_blob){ c->cert_sha256,
+						       STORE_DIGEST },
+				  &now, err);
+	if (rc == 0 && now)
+		rc = store_audit_append(s, &ev, 1, NULL, err);
+	if (rc < 0) {
+		store_rollback(s, NULL);
+		return rc;
+	}
+	rc = store_commit(s, err);
+	if (rc == 0 && now)
+		log_info("agent %s: first certificate pinned (sha256:%.16s...)",
+			 c->host, fp);
+	return rc;
 }
 
-/* Measurements: stored exactly once; the first of a partition becomes its
- * baseline (enrolment) unless the operator gave a golden one. */
-static void on_measurements(struct link_conn *c, const Parley__V1__Envelope *e)
+/* Enrolled identities only: the host must exist (an operator added it,
+ * or it joined) and the certificate must be its pinned one. */
+static void on_hello(struct link_conn *c, const Parley__V1__Envelope *e)
 {
 	struct link_server *ls = c->ls;
-	const Parley__V1__MeasurementReport *r = e->measurements;
-	size_t n = r->n_measurements;
-	struct store_measure_in *m = calloc(n ? n : 1, sizeof(*m));
-	struct store_file_in (*f)[STORE_FILES_MAX] = calloc(n ? n : 1, sizeof(*f));
-	struct store_blob (*s)[STORE_SEGS_MAX] = calloc(n ? n : 1, sizeof(*s));
-	struct parley_err err = { 0 };
-	struct store_ingest res = { 0 };
-	int rc = !m || !f || !s ? -ENOMEM : 0;
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		const Parley__V1__Measurement *x = r->measurements[i];
-		m[i].seq = x->seq;
-		m[i].partition = x->partition;
-		m[i].time_ms = (int64_t)x->time_unix_ms;
-		digests_in(&m[i].d, f[i], s[i], &x->digest, x->files,
-			   x->n_files, x->segments, x->n_segments);
+	const Parley__V1__Hello *h = e->hello;
+	if (strcmp(h->host, c->host)) {
+		link_refuse(c, "HOST_MISMATCH", "hello names another host "
+			    "than the certificate", NULL);
+		return;
 	}
-	if (rc == 0)
-		rc = store_ingest_measurements(ls->store, c->host, m,
-					       (unsigned)n, &res, &err);
-	for (size_t i = 0; rc == 0 && i < n; i++)
-		store_baseline_put(ls->store, m[i].partition, &m[i].d, false,
-				   NULL, NULL); /* -EEXIST: already enrolled */
-	free(m);
-	free(f);
-	free(s);
+	struct store_host sh;
+	struct parley_err err = { 0 };
+	int rc = store_host_get(ls->store, c->host, &sh, &err);
+	if (rc == -ENOENT) {
+		ls->n_unknown_host++;
+		link_refuse(c, "UNKNOWN_HOST", "no such host is enrolled "
+			    "(parleyctl host add, then parley-agent join)",
+			    NULL);
+		return;
+	}
 	if (rc < 0) {
-		refuse(c, "BAD_MEASUREMENT", perr_msg(&err));
+		link_refuse(c, "INTERNAL", perr_msg(&err), NULL);
 		return;
 	}
-	send_ack(c, e->request_id, res.seq);
-}
-
-static void on_audit(struct link_conn *c, const Parley__V1__Envelope *e)
-{
-	struct link_server *ls = c->ls;
-	const Parley__V1__AuditBatch *b = e->audit;
-	struct store_audit_in *ev = calloc(b->n_events ? b->n_events : 1,
-					   sizeof(*ev));
-	if (!ev)
-		return;
-	for (size_t i = 0; i < b->n_events; i++) {
-		const Parley__V1__AuditEvent *x = b->events[i];
-		ev[i] = (struct store_audit_in){
-			.seq = x->seq, .time_ms = (int64_t)x->time_unix_ms,
-			.host = c->host, .event = x->event,
-			.partition = x->partition, .channel = x->channel,
-			.reason = x->reason, .file = x->file,
-			.detail = x->detail,
-		};
-	}
-	struct store_ingest res = { 0 };
-	struct parley_err err = { 0 };
-	int rc = store_ingest_audit(ls->store, c->host, ev,
-				    (unsigned)b->n_events, &res, &err);
-	free(ev);
-	if (rc < 0) {
-		refuse(c, "BAD_AUDIT", perr_msg(&err));
+	if (sh.has_cert &&
+	    memcmp(sh.cert_sha256, c->cert_sha256, STORE_DIGEST) != 0) {
+		link_refuse(c, "CERT_MISMATCH", "not the certificate pinned "
+			    "for this host (it joined with another)", NULL);
 		return;
 	}
-	send_ack(c, e->request_id, res.seq);
-}
-
-static void on_status(struct link_conn *c, const Parley__V1__Envelope *e)
-{
-	const Parley__V1__PartitionStatus *st = e->status;
-	struct store_ingest res = { 0 };
-	struct parley_err err = { 0 };
-	struct store_status_in in = { .partition = st->partition,
-				      .state = st->state,
-				      .backend = st->backend };
-	if (store_ingest_status_in(c->ls->store, c->host, st->seq, &in, &res,
-				   &err) < 0) {
-		refuse(c, "BAD_STATUS", perr_msg(&err));
+	if (!sh.has_cert && (rc = pin_first(c, &err)) < 0) {
+		link_refuse(c, rc == -ESTALE ? "CERT_MISMATCH" : "INTERNAL",
+			    perr_msg(&err), NULL);
 		return;
 	}
-	send_ack(c, e->request_id, res.seq);
+	welcome(c, e);
 }
 
 static void on_policy_ack(struct link_conn *c, const Parley__V1__Envelope *e)
 {
 	const Parley__V1__PolicyAck *a = e->policy_ack;
-	if (!a->ok) {
+	if (!a->ok)
 		log_warn("agent %s refused policy %llu: %s", c->host,
 			 (unsigned long long)a->version, a->error);
-		struct store_audit_in ev = { .host = c->host,
-					     .event = "policy_refused",
-					     .detail = a->error };
-		store_audit_append(c->ls->store, &ev, 1, NULL, NULL);
-		return;
-	}
-	struct parley_err err = { 0 };
-	if (store_policy_ack(c->ls->store, c->host, a->version, &err) < 0)
-		log_warn("agent %s: ack of %llu: %s", c->host,
-			 (unsigned long long)a->version, perr_msg(&err));
+	link_batch_policy_ack(c->ls, c->host, a);
 }
 
+/* Every message passes link_door (the ownership rule) before its
+ * handler; a type the door has no rule for never gets here. */
 static void dispatch(struct link_conn *c, Parley__V1__Envelope *e)
 {
 	if (!c->hello && e->body_case != PARLEY__V1__ENVELOPE__BODY_HELLO) {
-		refuse(c, "NO_HELLO", "the first message must be hello");
+		link_refuse(c, "NO_HELLO", "the first message must be hello",
+			    NULL);
 		return;
 	}
+	if (link_door(c, e) < 0)
+		return;
 	switch (e->body_case) {
 	case PARLEY__V1__ENVELOPE__BODY_HELLO:
 		if (c->hello)
-			refuse(c, "HELLO_TWICE", "hello twice");
+			link_refuse(c, "HELLO_TWICE", "hello twice", NULL);
 		else
 			on_hello(c, e);
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_MEASUREMENTS:
-		on_measurements(c, e);
+		link_on_measurements(c, e);
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_AUDIT:
-		on_audit(c, e);
+		link_on_audit(c, e);
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_STATUS:
-		on_status(c, e);
+		link_on_status(c, e);
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_POLICY_ACK:
 		on_policy_ack(c, e);
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT:
-		send_env(c, e); /* echoed: the agent measures the round trip */
+		link_send_env(c, e); /* echoed: the agent measures the round trip */
 		break;
-	default:
-		refuse(c, "UNEXPECTED", wire_body_name(e->body_case));
+	default: /* the door refuses these first */
+		link_refuse(c, "UNEXPECTED", wire_body_name(e->body_case),
+			    NULL);
 	}
 }
 
@@ -393,37 +395,72 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct link_conn *c = arg;
 	c->last_rx_ms = mono_ms();
+	/* Nothing is read before the certificate was checked (on_event). */
+	if (!c->verified || c->closing)
+		return;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	for (;;) {
+	while (!c->closing) {
 		Parley__V1__Envelope *e = NULL;
 		struct parley_err err = { 0 };
 		int rc = frame_pull(in, c->ls->frame_max, &e, &err);
 		if (rc == 0)
 			return;
 		if (rc < 0) {
-			refuse(c, "BAD_FRAME", perr_msg(&err));
+			link_refuse(c, "BAD_FRAME", perr_msg(&err), NULL);
 			return;
 		}
 		c->ls->n_frames++;
-		/* dispatch may free c (refuse): look at nothing after it but
-		 * the envelope, and stop if the connection is gone. */
-		struct link_server *ls = c->ls;
-		unsigned before = ls->nconns;
 		dispatch(c, e);
 		parley__v1__envelope__free_unpacked(e, NULL);
-		if (ls->nconns < before)
-			return;
 	}
+}
+
+static void cert_digest(SSL *ssl, uint8_t out[STORE_DIGEST])
+{
+	X509 *x = SSL_get0_peer_certificate(ssl);
+	unsigned n = 0;
+	if (!x || X509_digest(x, EVP_sha256(), out, &n) != 1 ||
+	    n != STORE_DIGEST)
+		memset(out, 0, STORE_DIGEST);
+}
+
+/* Right after the handshake, before anything the peer sent is looked
+ * at: the CN, and the certificate's fingerprint against the revoked. */
+static void verify_peer(struct link_conn *c)
+{
+	struct link_server *ls = c->ls;
+	struct parley_err err = { 0 };
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	if (tls_peer_host(ssl, c->host, sizeof(c->host), &err) < 0) {
+		link_refuse(c, "BAD_CERT", perr_msg(&err), NULL);
+		return;
+	}
+	cert_digest(ssl, c->cert_sha256);
+	bool revoked = false;
+	int rc = store_cert_revoked(ls->store,
+				    (struct store_blob){ c->cert_sha256,
+							 STORE_DIGEST },
+				    &revoked, NULL, &err);
+	if (rc < 0) {
+		link_refuse(c, "INTERNAL", perr_msg(&err), NULL);
+		return;
+	}
+	if (revoked) {
+		ls->n_revoked++;
+		link_refuse(c, "CERT_REVOKED", "this certificate was revoked "
+			    "(its host was deleted or joined again)", NULL);
+		return;
+	}
+	c->verified = true;
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+		on_read(c->bev, c);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct link_conn *c = arg;
 	if (what & BEV_EVENT_CONNECTED) {
-		struct parley_err err = { 0 };
-		SSL *ssl = bufferevent_openssl_get_ssl(bev);
-		if (tls_peer_host(ssl, c->host, sizeof(c->host), &err) < 0)
-			refuse(c, "BAD_CERT", perr_msg(&err));
+		verify_peer(c);
 		return;
 	}
 	if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
@@ -436,6 +473,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 			log_info("agent %s disconnected", c->host);
 		conn_free(c);
 	}
+}
+
+void link_host_deleted(struct link_server *ls, const char *host)
+{
+	for (struct link_conn *c = ls->conns; c; c = c->next)
+		if (!c->closing && c->verified && !strcmp(c->host, host))
+			link_refuse(c, "HOST_DELETED", "the host was deleted "
+				    "and its certificate revoked", NULL);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
@@ -468,7 +513,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 
 /* Bundles go out a slice of links per loop turn, so that a fleet-wide
  * change does not stop the loop reading sockets (and heartbeats) for as
- * long as it takes to build and sign every host's bundle. */
+ * long as it takes to build and sign every host's bundle, and the first
+ * bundles reach their agents while the last are still being built. */
 #define PUSH_SLICE 256
 
 static void on_push_slice(evutil_socket_t fd, short what, void *arg)
@@ -482,8 +528,14 @@ static void on_push_slice(evutil_socket_t fd, short what, void *arg)
 		if (c->hello)
 			push_bundle(c);
 	}
+	/* Not event_active: libevent runs an event activated from a callback
+	 * in the same pass, so every slice would run before any socket is
+	 * polled and no bundle would leave until all were built. A zero
+	 * timeout runs the next slice after the loop has polled the
+	 * sockets: bundles leave, acks come in, while the rest is built. */
+	static const struct timeval next_turn = { 0, 0 };
 	if (ls->push_cursor)
-		event_active(ls->push_ev, EV_TIMEOUT, 0);
+		event_add(ls->push_ev, &next_turn);
 }
 
 void link_push_policy(struct link_server *ls)
@@ -554,6 +606,8 @@ int link_start(struct link_server *ls, const char *host, int port,
 				 ? ((struct sockaddr_in *)&got)->sin_port
 				 : ((struct sockaddr_in6 *)&got)->sin6_port);
 	store_policy_version(ls->store, &ls->seen_version, NULL);
+	if (link_batch_start(ls) < 0)
+		return perr(err, -ENOMEM, "link: out of memory");
 	ls->push_ev = event_new(ls->base, -1, 0, on_push_slice, ls);
 	ls->poll_ev = event_new(ls->base, -1, EV_PERSIST, on_poll, ls);
 	struct timeval tv = { 0, POLL_MS * 1000 };
@@ -563,6 +617,7 @@ int link_start(struct link_server *ls, const char *host, int port,
 
 void link_stop(struct link_server *ls)
 {
+	link_batch_stop(ls); /* commits what is queued */
 	while (ls->conns)
 		conn_free(ls->conns);
 	if (ls->poll_ev)

@@ -1,9 +1,12 @@
 /*
  * The agent link, daemon side: one libevent listener, one bufferevent per
  * agent (TLS 1.3, mutual authentication), frames of Envelopes. The host is
- * the client certificate's CN; an agent may speak only for its own host.
- * Every record an agent sends that must not be lost is committed to the
- * store before it is acknowledged.
+ * the client certificate's CN; an agent may speak only for its own host,
+ * which an operator must have enrolled (the host exists in the store; its
+ * certificate is the pinned one, never a revoked one). Every record an
+ * agent sends that must not be lost is committed to the store, with the
+ * audit events it causes, before it is acknowledged. Every refusal is an
+ * Error frame that reaches the agent before the connection closes.
  */
 #ifndef PARLEY_DAEMON_LINK_H
 #define PARLEY_DAEMON_LINK_H
@@ -34,8 +37,12 @@ struct link_server {
 	struct event *push_ev;     /* pushes bundles a slice at a time */
 	struct link_conn *push_cursor; /* next link to push to, or NULL */
 	uint64_t last_sweep_ms;
-	/* counters for logs and /metrics */
+	struct link_batch *batch;  /* this turn's small writes (link_batch.c) */
+	/* counters for logs and /metrics: every refusal; of them, hellos
+	 * from a certificate whose host is not enrolled (or was deleted),
+	 * revoked certificates, messages about another host's partition */
 	uint64_t n_frames, n_refused, n_pushed;
+	uint64_t n_unknown_host, n_revoked, n_foreign;
 };
 
 /* Listen on host:port with the given TLS context; takes no ownership of
@@ -47,6 +54,10 @@ void link_stop(struct link_server *ls);
 /* Push fresh bundles to every connected host whose version moved. Called
  * on a timer and on SIGHUP. */
 void link_push_policy(struct link_server *ls);
+
+/* Host `host` was deleted (its certificate revoked): close its agent's
+ * connection, if any, with an Error frame (HOST_DELETED). */
+void link_host_deleted(struct link_server *ls, const char *host);
 
 /* Whether `host`'s agent is connected and has said hello. */
 bool link_host_connected(struct link_server *ls, const char *host);

@@ -1,4 +1,5 @@
 #include "daemon/rpc/metrics.h"
+#include "daemon/rpc/link.h"
 
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -88,17 +89,34 @@ static void render_requests(struct api_metrics *m, struct evbuffer *o)
 			    (unsigned long long)m->count);
 }
 
-static void render_link(const struct metrics_link *l, struct evbuffer *o)
+static void render_refusals(const struct metrics_link *l,
+			    struct evbuffer *o)
+{
+	uint64_t named = l->unknown_host + l->revoked + l->foreign;
+	family(o, "parley_link_refusals_total", "counter",
+	       "Agent connections refused, by cause (other: malformed or "
+	       "unexpected frames and the rest).");
+	evbuffer_add_printf(o, "parley_link_refusals_total{cause=\"unknown_host\"}"
+			    " %llu\n"
+			    "parley_link_refusals_total{cause=\"revoked_cert\"}"
+			    " %llu\n"
+			    "parley_link_refusals_total{cause=\"foreign_partition\"}"
+			    " %llu\n"
+			    "parley_link_refusals_total{cause=\"other\"} %llu\n",
+			    (unsigned long long)l->unknown_host,
+			    (unsigned long long)l->revoked,
+			    (unsigned long long)l->foreign,
+			    (unsigned long long)(l->refused > named
+						 ? l->refused - named : 0));
+}
+
+void metrics_render_link(const struct metrics_link *l, struct evbuffer *o)
 {
 	one(o, "parley_agents_connected", "gauge",
 	    "Agents connected on the agent link.", l->agents);
 	one(o, "parley_link_frames_total", "counter",
 	    "Frames received from agents.", l->frames);
-	one(o, "parley_link_frames_refused_total", "counter",
-	    "Frames refused (the connection was closed).", l->frames_refused);
-	one(o, "parley_link_hosts_refused_total", "counter",
-	    "Agent hellos refused because the host is not enrolled.",
-	    l->hosts_refused);
+	render_refusals(l, o);
 	one(o, "parley_policy_bundles_pushed_total", "counter",
 	    "Signed policy bundles sent to agents.", l->bundles_pushed);
 }
@@ -116,7 +134,7 @@ int metrics_render(struct api_metrics *m, struct store *s,
 	while (n == STORE_LIST_MAX);
 	if (rc < 0 || n < 0)
 		return rc < 0 ? rc : n;
-	render_link(link, o);
+	metrics_render_link(link, o);
 	one(o, "parley_policy_version", "gauge",
 	    "The store's current policy version.", version);
 	family(o, "parley_audit_events_total", "counter",

@@ -44,14 +44,20 @@ void metrics_request(struct api_metrics *m, int status, double ms);
 struct metrics_link {
 	unsigned agents;            /* connected agents */
 	uint64_t frames;            /* frames received */
-	uint64_t frames_refused;    /* frames refused (connection closed) */
 	uint64_t bundles_pushed;    /* policy bundles sent */
-	uint64_t hosts_refused;     /* Hellos refused: host not enrolled */
+	uint64_t refused;           /* connections refused, every cause */
+	uint64_t unknown_host;      /* of those: host not enrolled */
+	uint64_t revoked;           /* certificate revoked */
+	uint64_t foreign;           /* a message about another host's partition */
 };
 
 struct evbuffer;
 /* Append the exposition to `out`. */
 int metrics_render(struct api_metrics *m, struct store *s,
 		   const struct metrics_link *link, struct evbuffer *out);
+
+/* The agent link's families alone (metrics_render includes them). */
+void metrics_render_link(const struct metrics_link *link,
+			 struct evbuffer *out);
 
 #endif

@@ -241,3 +241,13 @@ void fd_stop(struct fleetd *f)
 	free(f->dir);
 	f->dir = NULL;
 }
+
+bool fd_acked(struct fleetd *f, void *ctx)
+{
+	const struct fd_ack *a = ctx;
+	struct store *s = fd_store(f);
+	uint64_t v = 0;
+	store_policy_acked(s, a->host, &v, NULL);
+	store_close(s);
+	return v >= a->want;
+}

@@ -43,6 +43,13 @@ void fd_stop_agent(struct fd_agent *a);
 /* Wait until cond(ctx) or ms pass; returns cond's last value. */
 bool fd_wait(bool (*cond)(struct fleetd *, void *), struct fleetd *f,
 	     void *ctx, int ms);
+/* For fd_wait: whether host ctx->host acknowledged ctx->want (or later)
+ * in the store. */
+struct fd_ack {
+	const char *host;
+	uint64_t want;
+};
+bool fd_acked(struct fleetd *f, void *ctx);
 /* The agent's log so far (caller frees). */
 char *fd_agent_log(const struct fd_agent *a);
 char *fd_daemon_log(const struct fleetd *f);

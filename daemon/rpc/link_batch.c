@@ -1,0 +1,176 @@
+/*
+ * Small writes in batches: a policy acknowledgement is a one-row update,
+ * and a fleet-wide change brings one from every agent within a few loop
+ * turns. Committed one by one, each costs a transaction and its fsync
+ * (10,000 agents: seconds). So they are queued as they are read and
+ * committed together at the end of the loop turn, one transaction for
+ * the lot -- with the audit events some of them cause (a refused bundle:
+ * policy_refused). Nothing is answered to the agent for an ack, so
+ * nothing waits on the commit; a commit that fails is retried on a timer.
+ */
+#include "daemon/rpc/link_int.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A store that keeps failing must not grow the queue for ever. */
+#define BATCH_MAX 65536
+#define RETRY_MS 200
+
+struct batch_ack {
+	char host[STORE_NAME_MAX];
+	uint64_t version;
+	char *refused;              /* ok = NULL; else why, malloc'd */
+};
+
+struct link_batch {
+	struct batch_ack *a;
+	size_t n, cap;
+	struct event *ev;           /* runs once the turn's reads are done */
+	bool armed;
+};
+
+static void drop(struct link_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		free(b->a[i].refused);
+	b->n = 0;
+}
+
+static int write_one(struct store *s, const struct batch_ack *a,
+		     struct parley_err *err)
+{
+	if (!a->refused)
+		return store_policy_ack(s, a->host, a->version, err);
+	char detail[STORE_DETAIL_MAX];
+	snprintf(detail, sizeof(detail), "version %llu: %s",
+		 (unsigned long long)a->version, a->refused);
+	struct store_audit_in ev = { .host = a->host,
+				     .event = "policy_refused",
+				     .detail = detail };
+	int rc = store_audit_append(s, &ev, 1, NULL, err);
+	if (rc == -EINVAL) { /* the agent's text is not UTF-8: say less */
+		ev.detail = "(reason not valid text)";
+		rc = store_audit_append(s, &ev, 1, NULL, err);
+	}
+	return rc;
+}
+
+static void arm(struct link_server *ls, int delay_ms)
+{
+	struct link_batch *b = ls->batch;
+	if (b->armed)
+		return;
+	b->armed = true;
+	if (delay_ms) {
+		struct timeval tv = { 0, delay_ms * 1000 };
+		event_add(b->ev, &tv);
+	} else {
+		event_active(b->ev, EV_TIMEOUT, 0);
+	}
+}
+
+/* One transaction for everything queued. A write that fails on its own
+ * (an ack of a version the host was never given, a host deleted since)
+ * leaves nothing behind and is logged; the rest commit. */
+static int flush(struct link_server *ls)
+{
+	struct link_batch *b = ls->batch;
+	struct parley_err err = { 0 };
+	if (!b->n)
+		return 0;
+	int rc = store_begin(ls->store, &err);
+	for (size_t i = 0; rc == 0 && i < b->n; i++) {
+		struct parley_err e1 = { 0 };
+		if (write_one(ls->store, &b->a[i], &e1) < 0)
+			log_warn("agent %s: %s of policy %llu: %s",
+				 b->a[i].host,
+				 b->a[i].refused ? "refusal" : "ack",
+				 (unsigned long long)b->a[i].version,
+				 perr_msg(&e1));
+	}
+	if (rc == 0)
+		rc = store_commit(ls->store, &err);
+	if (rc < 0) {
+		log_error("policy acknowledgements (%zu): %s; retrying", b->n,
+			  perr_msg(&err));
+		return rc;
+	}
+	drop(b);
+	return 0;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct link_server *ls = arg;
+	ls->batch->armed = false;
+	if (flush(ls) < 0)
+		arm(ls, RETRY_MS);
+}
+
+void link_batch_policy_ack(struct link_server *ls, const char *host,
+			   const Parley__V1__PolicyAck *pa)
+{
+	struct link_batch *b = ls->batch;
+	if (b->n == BATCH_MAX) {
+		log_error("agent %s: ack of policy %llu dropped: %d writes "
+			  "queued", host, (unsigned long long)pa->version,
+			  BATCH_MAX);
+		return;
+	}
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? 2 * b->cap : 64;
+		void *p = realloc(b->a, cap * sizeof(*b->a));
+		if (!p) {
+			log_error("agent %s: ack of policy %llu dropped: out "
+				  "of memory", host,
+				  (unsigned long long)pa->version);
+			return;
+		}
+		b->a = p;
+		b->cap = cap;
+	}
+	struct batch_ack *a = &b->a[b->n];
+	snprintf(a->host, sizeof(a->host), "%s", host);
+	a->version = pa->version;
+	a->refused = NULL;
+	if (!pa->ok && !(a->refused = strdup(pa->error ? pa->error : ""))) {
+		log_error("agent %s: refusal of policy %llu not recorded: out "
+			  "of memory", host, (unsigned long long)pa->version);
+		return;
+	}
+	b->n++;
+	arm(ls, 0);
+}
+
+int link_batch_start(struct link_server *ls)
+{
+	struct link_batch *b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->ev = event_new(ls->base, -1, 0, on_flush, ls);
+	if (!b->ev) {
+		free(b);
+		return -ENOMEM;
+	}
+	ls->batch = b;
+	return 0;
+}
+
+void link_batch_stop(struct link_server *ls)
+{
+	struct link_batch *b = ls->batch;
+	if (!b)
+		return;
+	flush(ls);
+	drop(b);
+	event_free(b->ev);
+	free(b->a);
+	free(b);
+	ls->batch = NULL;
+}

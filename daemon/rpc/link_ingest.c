@@ -1,0 +1,204 @@
+/*
+ * An agent's records -- measurements, audit events, partition status --
+ * each stored exactly once (by the host's sequence number) together with
+ * the audit events the daemon writes about them, in one store
+ * transaction, and acknowledged only once that transaction committed.
+ * After a crash the rows and the audit trail agree: both or neither.
+ */
+#include "daemon/rpc/link_int.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Commit the open batch if rc is 0, else roll it back; then Ack or refuse
+ * with `code`. */
+static void finish(struct link_conn *c, int rc, struct parley_err *err,
+		   const char *code, uint64_t rid, uint64_t seq)
+{
+	struct store *s = c->ls->store;
+	if (rc == 0)
+		rc = store_commit(s, err);
+	else
+		store_rollback(s, NULL);
+	if (rc < 0)
+		link_refuse(c, code, perr_msg(err), NULL);
+	else
+		link_send_ack(c, rid, seq);
+}
+
+static void digests_in(struct store_digests_in *d, struct store_file_in *f,
+		       struct store_blob *s, const ProtobufCBinaryData *digest,
+		       Parley__V1__FileDigest **files, size_t nf,
+		       const ProtobufCBinaryData *segs, size_t ns)
+{
+	for (size_t i = 0; i < nf; i++)
+		f[i] = (struct store_file_in){ files[i]->name,
+			{ files[i]->sha256.data, files[i]->sha256.len } };
+	for (size_t i = 0; i < ns; i++)
+		s[i] = (struct store_blob){ segs[i].data, segs[i].len };
+	*d = (struct store_digests_in){ { digest->data, digest->len }, f,
+					(unsigned)nf, s, (unsigned)ns };
+}
+
+/* A measurement new to the store whose partition has no baseline yet
+ * becomes its baseline (enrolment), audited as baseline_enrolled. */
+static int enrol(struct link_conn *c, const struct store_measure_in *m,
+		 struct parley_err *err)
+{
+	struct store *s = c->ls->store;
+	uint64_t pv = 0;
+	int rc = store_baseline_put(s, m->partition, &m->d, false, &pv, err);
+	if (rc == -EEXIST) { /* enrolled already, or golden */
+		*err = (struct parley_err){ 0 };
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	char detail[96];
+	snprintf(detail, sizeof(detail), "from measurement seq %llu%s",
+		 (unsigned long long)m->seq, pv ? "; new policy version" : "");
+	struct store_audit_in ev = { .host = c->host,
+				     .event = "baseline_enrolled",
+				     .partition = m->partition,
+				     .detail = detail };
+	return store_audit_append(s, &ev, 1, NULL, err);
+}
+
+static int ingest_measurements(struct link_conn *c,
+			       struct store_measure_in *m, size_t n,
+			       struct store_ingest *res,
+			       struct parley_err *err)
+{
+	struct store *s = c->ls->store;
+	uint64_t held = 0;
+	int rc = store_host_seq(s, c->host, &held, err);
+	if (rc == 0)
+		rc = store_ingest_measurements(s, c->host, m, (unsigned)n, res,
+					       err);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		if (m[i].seq > held)
+			rc = enrol(c, &m[i], err);
+	return rc;
+}
+
+void link_on_measurements(struct link_conn *c, const Parley__V1__Envelope *e)
+{
+	const Parley__V1__MeasurementReport *r = e->measurements;
+	size_t n = r->n_measurements;
+	struct store_measure_in *m = calloc(n ? n : 1, sizeof(*m));
+	struct store_file_in (*f)[STORE_FILES_MAX] = calloc(n ? n : 1,
+							   sizeof(*f));
+	struct store_blob (*sg)[STORE_SEGS_MAX] = calloc(n ? n : 1,
+							sizeof(*sg));
+	struct parley_err err = { 0 };
+	struct store_ingest res = { 0 };
+	int rc = !m || !f || !sg ? perr(&err, -ENOMEM, "out of memory") : 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const Parley__V1__Measurement *x = r->measurements[i];
+		/* More than the store takes: refused there with its name,
+		 * but not copied past the arrays here. */
+		if (x->n_files > STORE_FILES_MAX || x->n_segments > STORE_SEGS_MAX) {
+			rc = perr(&err, -E2BIG, "measurements[%zu]: %zu files, "
+				  "%zu segments (at most %d, %d)", i,
+				  x->n_files, x->n_segments, STORE_FILES_MAX,
+				  STORE_SEGS_MAX);
+			break;
+		}
+		m[i].seq = x->seq;
+		m[i].partition = x->partition;
+		m[i].time_ms = (int64_t)x->time_unix_ms;
+		digests_in(&m[i].d, f[i], sg[i], &x->digest, x->files,
+			   x->n_files, x->segments, x->n_segments);
+	}
+	if (rc == 0)
+		rc = store_begin(c->ls->store, &err);
+	if (rc == 0) {
+		rc = ingest_measurements(c, m, n, &res, &err);
+		finish(c, rc, &err, "BAD_MEASUREMENT", e->request_id, res.seq);
+	} else {
+		link_refuse(c, "BAD_MEASUREMENT", perr_msg(&err), NULL);
+	}
+	free(m);
+	free(f);
+	free(sg);
+}
+
+void link_on_audit(struct link_conn *c, const Parley__V1__Envelope *e)
+{
+	const Parley__V1__AuditBatch *b = e->audit;
+	struct store_audit_in *ev = calloc(b->n_events ? b->n_events : 1,
+					   sizeof(*ev));
+	if (!ev) {
+		link_refuse(c, "INTERNAL", "out of memory", NULL);
+		return;
+	}
+	for (size_t i = 0; i < b->n_events; i++) {
+		const Parley__V1__AuditEvent *x = b->events[i];
+		ev[i] = (struct store_audit_in){
+			.seq = x->seq, .time_ms = (int64_t)x->time_unix_ms,
+			.host = c->host, .event = x->event,
+			.partition = x->partition, .channel = x->channel,
+			.reason = x->reason, .file = x->file,
+			.detail = x->detail,
+		};
+	}
+	struct store_ingest res = { 0 };
+	struct parley_err err = { 0 };
+	/* One call, one transaction: the events are the audit rows. */
+	int rc = store_ingest_audit(c->ls->store, c->host, ev,
+				    (unsigned)b->n_events, &res, &err);
+	free(ev);
+	if (rc < 0)
+		link_refuse(c, "BAD_AUDIT", perr_msg(&err), NULL);
+	else
+		link_send_ack(c, e->request_id, res.seq);
+}
+
+/* The state the agent reports, and a partition_state event when it
+ * differs from the stored one. */
+static int ingest_status(struct link_conn *c,
+			 const Parley__V1__PartitionStatus *st,
+			 struct store_ingest *res, struct parley_err *err)
+{
+	struct store *s = c->ls->store;
+	struct store_partition p;
+	char was[STORE_NAME_MAX] = "";
+	if (store_partition_get(s, st->partition, &p, NULL) == 0) {
+		snprintf(was, sizeof(was), "%s", p.state);
+		store_partition_free(&p);
+	}
+	struct store_status_in in = { .partition = st->partition,
+				      .state = st->state,
+				      .backend = st->backend };
+	int rc = store_ingest_status_in(s, c->host, st->seq, &in, res, err);
+	if (rc < 0 || res->stored == 0 || !strcmp(was, st->state))
+		return rc;
+	char detail[2 * STORE_NAME_MAX + 48];
+	/* The exit code means something once it stopped. */
+	if (!strcmp(st->state, "stopped") || st->exit_code)
+		snprintf(detail, sizeof(detail), "%s -> %s (exit %lld)", was,
+			 st->state, (long long)st->exit_code);
+	else
+		snprintf(detail, sizeof(detail), "%s -> %s", was, st->state);
+	struct store_audit_in ev = { .host = c->host,
+				     .event = "partition_state",
+				     .partition = st->partition,
+				     .detail = detail };
+	return store_audit_append(s, &ev, 1, NULL, err);
+}
+
+void link_on_status(struct link_conn *c, const Parley__V1__Envelope *e)
+{
+	struct store_ingest res = { 0 };
+	struct parley_err err = { 0 };
+	int rc = store_begin(c->ls->store, &err);
+	if (rc < 0) {
+		link_refuse(c, "BAD_STATUS", perr_msg(&err), NULL);
+		return;
+	}
+	rc = ingest_status(c, e->status, &res, &err);
+	finish(c, rc, &err, "BAD_STATUS", e->request_id, res.seq);
+}

@@ -1,0 +1,59 @@
+/*
+ * Private to the agent link (daemon/rpc/link*.c): one connection's state
+ * and the few calls the link's files make of each other.
+ *   link.c        listener, connections, hello, dispatch, refusals, pushes
+ *   link_door.c   the ownership rule every agent message passes
+ *   link_ingest.c records (measurements, audit, status), each committed
+ *                 with the audit events it causes before its Ack
+ *   link_batch.c  small writes (policy acks) committed once per loop turn
+ */
+#ifndef PARLEY_DAEMON_LINK_INT_H
+#define PARLEY_DAEMON_LINK_INT_H
+
+#include "daemon/rpc/link.h"
+#include "common/wire.h"
+
+struct link_conn {
+	struct link_server *ls;
+	struct bufferevent *bev;
+	struct link_conn *prev, *next;
+	char host[STORE_NAME_MAX];  /* from the certificate, once verified */
+	uint8_t cert_sha256[STORE_DIGEST]; /* of that certificate */
+	bool verified;              /* certificate checked, not revoked */
+	bool hello;                 /* welcomed: may send records */
+	bool closing;               /* refused: the Error frame drains, then
+				     * the connection closes; nothing read is
+				     * processed any more */
+	uint64_t pushed;            /* bundle version sent last */
+	uint64_t last_rx_ms;        /* for dead-peer detection */
+};
+
+/* Refuse: count, log and audit (reason = code, partition may be NULL),
+ * send an Error frame {code, why}, stop processing what the peer sends,
+ * close once the frame has left (or after a short grace, for a peer that
+ * does not read). c stays allocated until then; check c->closing. */
+void link_refuse(struct link_conn *c, const char *code, const char *why,
+		 const char *partition);
+void link_send_env(struct link_conn *c, Parley__V1__Envelope *e);
+void link_send_ack(struct link_conn *c, uint64_t rid, uint64_t seq);
+
+/* The ownership rule (link_door.c): 0 if every partition the message
+ * names is on c's host or unknown to the store; otherwise c is refused
+ * (FOREIGN_PARTITION, or UNEXPECTED for a type with no rule) and the
+ * result is negative. */
+int link_door(struct link_conn *c, const Parley__V1__Envelope *e);
+
+/* Records (link_ingest.c): stored with their audit events in one
+ * transaction, then acknowledged; a failure refuses c. */
+void link_on_measurements(struct link_conn *c, const Parley__V1__Envelope *e);
+void link_on_audit(struct link_conn *c, const Parley__V1__Envelope *e);
+void link_on_status(struct link_conn *c, const Parley__V1__Envelope *e);
+
+/* Small writes (link_batch.c): queued now, committed together at the end
+ * of this loop turn. */
+void link_batch_policy_ack(struct link_server *ls, const char *host,
+			   const Parley__V1__PolicyAck *a);
+int link_batch_start(struct link_server *ls);
+void link_batch_stop(struct link_server *ls);
+
+#endif
