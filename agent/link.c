@@ -56,22 +56,62 @@ static void send_synced(struct agent_link *l)
 		send_frame(l, r->frame, r->len);
 }
 
-/* Once per loop turn with new records: one write and one fdatasync for
- * all of them (group commit), then they may go out. */
-static void sync_outbox(struct agent_link *l)
+static void on_sync_done(evutil_socket_t fd, short what, void *arg);
+
+/* Hand what the outbox buffered to its sync thread: one write and one
+ * fdatasync for all of it, off the loop. Falls back to syncing here if
+ * the thread cannot start. */
+static void start_sync(struct agent_link *l)
 {
 	struct parley_err err = { 0 };
-	if (outbox_sync(&l->ob, &err) < 0)
+	int rc = outbox_sync_start(&l->ob, &err);
+	if (rc > 0 && !l->sync_done_ev) {
+		l->sync_done_ev = event_new(l->base, outbox_sync_fd(&l->ob),
+					    EV_READ | EV_PERSIST,
+					    on_sync_done, l);
+		if (!l->sync_done_ev || event_add(l->sync_done_ev, NULL) < 0)
+			log_error("outbox: cannot watch the sync thread");
+	}
+	if (rc < 0) {
+		log_error("%s; syncing on the loop", perr_msg(&err));
+		if (outbox_sync(&l->ob, &err) < 0)
+			log_error("outbox not synced, records held back: %s",
+				  perr_msg(&err));
+		send_synced(l);
+	}
+}
+
+/* A batch is on disk: its records go out; what gathered meanwhile is the
+ * next batch (group commit: batches grow while the disk is slow). */
+static void on_sync_done(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct agent_link *l = arg;
+	struct parley_err err = { 0 };
+	if (outbox_sync_done(&l->ob, &err) < 0)
 		log_error("outbox not synced, records held back: %s",
 			  perr_msg(&err));
 	send_synced(l);
+	start_sync(l);
 }
 
 static void on_sync(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	sync_outbox(arg);
+	struct agent_link *l = arg;
+	l->sync_due = false;
+	start_sync(l);
+}
+
+/* At the end of this loop turn (a batch in flight: when it is done). */
+static void schedule_sync(struct agent_link *l)
+{
+	if (l->sync_due || !l->sync_ev)
+		return;
+	l->sync_due = true;
+	event_active(l->sync_ev, EV_TIMEOUT, 0);
 }
 
 /* Queue a record that must reach the store: buffered in the outbox now,
@@ -98,8 +138,7 @@ static void enqueue(struct agent_link *l, uint64_t seq,
 		log_warn("%s", perr_msg(&err));
 		return;
 	}
-	if (l->sync_ev)
-		event_active(l->sync_ev, EV_TIMEOUT, 0);
+	schedule_sync(l);
 }
 
 /* 0 when no seq can be handed out (the seq bound could not be written). */
@@ -626,6 +665,9 @@ void agent_link_free(struct agent_link *l)
 		event_free(l->hb_ev);
 	/* A clean exit keeps everything queued: pending audit events into
 	 * the outbox, the outbox onto disk; the next start sends them. */
+	if (l->sync_done_ev)
+		event_free(l->sync_done_ev);
+	l->sync_done_ev = NULL;
 	if (l->ob_open) {
 		flush_audit(l);
 		struct parley_err err = { 0 };

@@ -34,11 +34,13 @@ struct agent_link {
 	unsigned backoff_ms;
 	struct event *retry_ev, *hb_ev;
 	uint32_t heartbeat_ms;
-	/* Records not acknowledged yet, on disk (agent/outbox.h); synced
-	 * once per loop turn (sync_ev), sent once synced. */
+	/* Records not acknowledged yet, on disk (agent/outbox.h): handed to
+	 * the outbox's sync thread at the end of a loop turn (sync_ev), sent
+	 * once synced (sync_done_ev). */
 	struct outbox ob;
 	bool ob_open;
-	struct event *sync_ev;
+	struct event *sync_ev, *sync_done_ev;
+	bool sync_due;             /* sync_ev is active */
 	/* Audit events gathered in one loop turn go out as one batch: one
 	 * commit at the daemon for many events. */
 	struct agent_audit_pending *pend;

@@ -11,8 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+static int grow(uint8_t **buf, size_t *cap, size_t need);
 
 /* ---- the format ---------------------------------------------------------- */
 
@@ -376,6 +379,7 @@ int outbox_open(struct outbox *o, const char *dir, struct parley_err *err)
 {
 	memset(o, 0, sizeof(*o));
 	o->fd = -1;
+	o->done_fd = -1;
 	if (path_join(o->path, sizeof(o->path), dir, "outbox") < 0 ||
 	    path_join(o->tmp_path, sizeof(o->tmp_path), dir, "outbox.tmp") < 0 ||
 	    path_join(o->bad_path, sizeof(o->bad_path), dir, "outbox.corrupt") < 0 ||
@@ -409,6 +413,23 @@ int outbox_open(struct outbox *o, const char *dir, struct parley_err *err)
 
 void outbox_close(struct outbox *o)
 {
+	if (o->thr_started) {
+		/* A batch in flight is finished first: the thread takes a
+		 * job before it looks at stop. */
+		pthread_mutex_lock(&o->mu);
+		o->stop = true;
+		pthread_cond_signal(&o->cv);
+		pthread_mutex_unlock(&o->mu);
+		pthread_join(o->thr, NULL);
+		pthread_mutex_destroy(&o->mu);
+		pthread_cond_destroy(&o->cv);
+		close(o->done_fd);
+		o->thr_started = false;
+	}
+	o->done_fd = -1;
+	free(o->ibuf);
+	o->ibuf = NULL;
+	o->ilen = o->icap = 0;
 	if (o->fd >= 0)
 		close(o->fd);
 	o->fd = -1;
@@ -453,7 +474,7 @@ int outbox_append(struct outbox *o, uint64_t seq, uint8_t *frame, size_t len,
 {
 	size_t need = OUTBOX_REC_HDR + len;
 	if (o->n >= OUTBOX_REC_MAX ||
-	    o->file_bytes + o->wlen + need > OUTBOX_FILE_MAX) {
+	    o->file_bytes + o->ilen + o->wlen + need > OUTBOX_FILE_MAX) {
 		o->n_dropped++;
 		free(frame);
 		return perr(err, -ENOBUFS, "outbox full (%u records): record "
@@ -461,18 +482,10 @@ int outbox_append(struct outbox *o, uint64_t seq, uint8_t *frame, size_t len,
 	}
 	PARLEY_ASSERT(!o->tail || seq > o->tail->seq);
 	PARLEY_ASSERT(len > FRAME_HDR && len <= FRAME_HDR + FRAME_MAX);
-	if (o->wlen + need > o->wcap) {
-		size_t cap = o->wcap ? o->wcap : 64 * 1024;
-		while (cap < o->wlen + need)
-			cap *= 2;
-		uint8_t *p = realloc(o->wbuf, cap);
-		if (!p) {
-			free(frame);
-			return perr(err, -ENOMEM, "record %llu: out of memory",
-				    (unsigned long long)seq);
-		}
-		o->wbuf = p;
-		o->wcap = cap;
+	if (grow(&o->wbuf, &o->wcap, o->wlen + need) < 0) {
+		free(frame);
+		return perr(err, -ENOMEM, "record %llu: out of memory",
+			    (unsigned long long)seq);
 	}
 	outbox_rec_encode(o->wbuf + o->wlen, seq, frame, len);
 	int rc = hold(o, seq, frame, len, false);
@@ -483,28 +496,195 @@ int outbox_append(struct outbox *o, uint64_t seq, uint8_t *frame, size_t len,
 	return 0;
 }
 
+/* Append a batch at `base` and make it durable; on failure cut the file
+ * back, so a retry does not follow a torn record. Either thread. */
+static int write_batch(int fd, const uint8_t *buf, size_t len, uint64_t base,
+		       const char *path)
+{
+	int rc = fd_write_all(fd, buf, len);
+	if (rc == 0 && fdatasync(fd) < 0)
+		rc = -errno;
+	if (rc < 0 && ftruncate(fd, (off_t)base) < 0)
+		log_error("%s: cutting back to %llu bytes: %m", path,
+			  (unsigned long long)base);
+	return rc;
+}
+
+/* Unsynced records are the list's tail: mark them up to `upto`. */
+static void mark_synced(struct outbox *o, uint64_t upto)
+{
+	struct outbox_rec *r = o->unsynced;
+	for (; r && r->seq <= upto; r = r->next)
+		r->synced = true;
+	o->unsynced = r;
+}
+
+static void maybe_compact(struct outbox *o)
+{
+	if (o->busy || o->wlen || o->acked_bytes < OUTBOX_COMPACT_MIN ||
+	    o->acked_bytes * 2 < o->file_bytes)
+		return;
+	struct parley_err err = { 0 };
+	if (outbox_compact(o, &err) < 0)
+		log_error("outbox compaction: %s", perr_msg(&err));
+}
+
+static int grow(uint8_t **buf, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 64 * 1024;
+	while (c < need)
+		c *= 2;
+	uint8_t *p = realloc(*buf, c);
+	if (!p)
+		return -ENOMEM;
+	*buf = p;
+	*cap = c;
+	return 0;
+}
+
+static void *sync_main(void *arg)
+{
+	struct outbox *o = arg;
+	pthread_mutex_lock(&o->mu);
+	for (;;) {
+		while (!o->job && !o->stop)
+			pthread_cond_wait(&o->cv, &o->mu);
+		if (!o->job)
+			break;
+		pthread_mutex_unlock(&o->mu);
+		int rc = write_batch(o->fd, o->ibuf, o->ilen, o->flight_base,
+				     o->path);
+		pthread_mutex_lock(&o->mu);
+		o->job = false;
+		o->done = true;
+		o->job_rc = rc;
+		pthread_cond_broadcast(&o->cv);
+		uint64_t one = 1;
+		if (write(o->done_fd, &one, sizeof(one)) < 0)
+			log_error("outbox: waking the loop: %m");
+	}
+	pthread_mutex_unlock(&o->mu);
+	return NULL;
+}
+
+static int start_thread(struct outbox *o, struct parley_err *err)
+{
+	o->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (o->done_fd < 0)
+		return perr(err, -errno, "outbox: eventfd: %m");
+	pthread_mutex_init(&o->mu, NULL);
+	pthread_cond_init(&o->cv, NULL);
+	int rc = pthread_create(&o->thr, NULL, sync_main, o);
+	if (rc) {
+		close(o->done_fd);
+		o->done_fd = -1;
+		pthread_mutex_destroy(&o->mu);
+		pthread_cond_destroy(&o->cv);
+		return perr(err, -rc, "outbox: starting the sync thread: %s",
+			    strerror(rc));
+	}
+	o->thr_started = true;
+	return 0;
+}
+
+int outbox_sync_start(struct outbox *o, struct parley_err *err)
+{
+	if (o->busy || !o->wlen)
+		return 0;
+	if (!o->thr_started) {
+		int rc = start_thread(o, err);
+		if (rc < 0)
+			return rc;
+	}
+	/* The buffer goes to the thread; the loop appends into the other. */
+	uint8_t *b = o->ibuf;
+	size_t c = o->icap;
+	o->ibuf = o->wbuf;
+	o->icap = o->wcap;
+	o->ilen = o->wlen;
+	o->wbuf = b;
+	o->wcap = c;
+	o->wlen = 0;
+	o->flight_base = o->file_bytes;
+	o->flight_seq = o->tail ? o->tail->seq : 0;
+	o->busy = true;
+	pthread_mutex_lock(&o->mu);
+	o->job = true;
+	pthread_cond_signal(&o->cv);
+	pthread_mutex_unlock(&o->mu);
+	return 1;
+}
+
+int outbox_sync_fd(const struct outbox *o)
+{
+	return o->thr_started ? o->done_fd : -1;
+}
+
+/* The batch in flight is done (the caller saw done): take its result. */
+static int finish(struct outbox *o, int rc, struct parley_err *err)
+{
+	o->busy = false;
+	if (rc == 0) {
+		o->file_bytes += o->ilen;
+		o->ilen = 0;
+		o->n_syncs++;
+		mark_synced(o, o->flight_seq);
+		maybe_compact(o);
+		return 0;
+	}
+	/* Back in front of what was appended since, to be tried again. */
+	if (grow(&o->wbuf, &o->wcap, o->ilen + o->wlen) < 0)
+		log_error("outbox: out of memory keeping a failed batch: "
+			  "its records are lost");
+	else {
+		memmove(o->wbuf + o->ilen, o->wbuf, o->wlen);
+		memcpy(o->wbuf, o->ibuf, o->ilen);
+		o->wlen += o->ilen;
+	}
+	o->ilen = 0;
+	return perr(err, rc, "%s: %s", o->path, strerror(-rc));
+}
+
+int outbox_sync_done(struct outbox *o, struct parley_err *err)
+{
+	if (!o->thr_started)
+		return 0;
+	uint64_t v;
+	if (read(o->done_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_error("outbox: reading the sync thread's word: %m");
+	pthread_mutex_lock(&o->mu);
+	bool done = o->done;
+	int rc = o->job_rc;
+	o->done = false;
+	pthread_mutex_unlock(&o->mu);
+	return done ? finish(o, rc, err) : 0;
+}
+
 int outbox_sync(struct outbox *o, struct parley_err *err)
 {
+	if (o->busy) {
+		pthread_mutex_lock(&o->mu);
+		while (o->job)
+			pthread_cond_wait(&o->cv, &o->mu);
+		int rc = o->job_rc;
+		o->done = false;
+		pthread_mutex_unlock(&o->mu);
+		rc = finish(o, rc, err);
+		if (rc < 0)
+			return rc;
+	}
 	if (!o->wlen)
 		return 0;
-	int rc = fd_write_all(o->fd, o->wbuf, o->wlen);
-	if (rc == 0 && fdatasync(o->fd) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		/* Nothing counts as written: cut the file back so the retry
-		 * does not follow a torn record. */
-		if (ftruncate(o->fd, (off_t)o->file_bytes) < 0)
-			log_error("%s: cutting back to %llu bytes: %m", o->path,
-				  (unsigned long long)o->file_bytes);
+	int rc = write_batch(o->fd, o->wbuf, o->wlen, o->file_bytes, o->path);
+	if (rc < 0)
 		return perr(err, rc, "%s: %s", o->path, strerror(-rc));
-	}
 	o->file_bytes += o->wlen;
 	o->wlen = 0;
 	o->n_syncs++;
-	/* Unsynced records are the list's tail. */
-	for (struct outbox_rec *r = o->unsynced; r; r = r->next)
-		r->synced = true;
-	o->unsynced = NULL;
+	mark_synced(o, UINT64_MAX);
+	maybe_compact(o);
 	return 0;
 }
 
@@ -541,17 +721,12 @@ void outbox_ack(struct outbox *o, uint64_t seq)
 		o->tail = NULL;
 	if (moved)
 		o->cursor = o->head;
-	if (!o->wlen && o->acked_bytes >= OUTBOX_COMPACT_MIN &&
-	    o->acked_bytes * 2 >= o->file_bytes) {
-		struct parley_err err = { 0 };
-		if (outbox_compact(o, &err) < 0)
-			log_error("outbox compaction: %s", perr_msg(&err));
-	}
+	maybe_compact(o);
 }
 
 int outbox_compact(struct outbox *o, struct parley_err *err)
 {
-	PARLEY_ASSERT(!o->wlen);
+	PARLEY_ASSERT(!o->wlen && !o->busy);
 	int fd = open(o->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 		      0600);
 	if (fd < 0)

@@ -17,10 +17,11 @@
  *           a lost unsynced record or a corrupted file. Restarts leave
  *           gaps; the daemon only needs seqs to increase.
  *
- * Promise: outbox_append only buffers; outbox_sync writes every buffered
- * record and fdatasyncs the file once (group commit: the link calls it
- * once per event-loop turn). A record is handed to the transport only once
- * synced. So after kill -9 every record the daemon may have seen is in the
+ * Promise: outbox_append only buffers; outbox_sync (or the sync thread,
+ * outbox_sync_start) writes every buffered record and fdatasyncs the file
+ * once (group commit: the link starts one at the end of a loop turn, and
+ * whatever gathers while it is on the disk goes in the next). A record is
+ * handed to the transport only once synced. So after kill -9 every record the daemon may have seen is in the
  * file, and a record appended but not yet synced is lost without a trace
  * outside this process (never sent; its seq is not reused).
  *
@@ -41,6 +42,7 @@
 #ifndef PARLEY_AGENT_OUTBOX_H
 #define PARLEY_AGENT_OUTBOX_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -79,6 +81,19 @@ struct outbox {
 	uint64_t acked_bytes;    /* of those, the acknowledged prefix */
 	uint8_t *wbuf;           /* appended, not yet written */
 	size_t wlen, wcap;
+	/* The sync thread (outbox_sync_start): the loop hands it one batch
+	 * at a time — ibuf, to be appended at flight_base — and learns of
+	 * the end through done_fd (an eventfd). busy, job, stop, done and
+	 * job_rc are shared under mu; the rest belongs to whoever holds the
+	 * batch (the thread between job and done, else the loop). */
+	pthread_t thr;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool thr_started, busy, job, stop, done;
+	int job_rc, done_fd;
+	uint8_t *ibuf;
+	size_t ilen, icap;
+	uint64_t flight_base, flight_seq;  /* file offset, last seq in it */
 	/* counters */
 	uint64_t n_syncs, n_compactions, n_dropped, n_loaded;
 };
@@ -121,9 +136,22 @@ void outbox_rec_encode(uint8_t *out, uint64_t seq, const uint8_t *frame,
  * repair them as said above, hold the unacknowledged records (all synced,
  * none handed out yet). */
 int outbox_open(struct outbox *o, const char *dir, struct parley_err *err);
-/* Write what is buffered and sync it. Leaves everything as it was on
- * error (the file cut back), so the next call tries again. */
+/* Write what is buffered and sync it, in the calling thread (after
+ * waiting for a batch the sync thread has). Leaves everything as it was
+ * on error (the file cut back), so the next call tries again. */
 int outbox_sync(struct outbox *o, struct parley_err *err);
+/* The same off the event loop: hand what is buffered to the sync thread
+ * (started at the first call) and return at once. 1: a batch went, 0:
+ * nothing to do or a batch is still in flight (outbox_sync_done starts
+ * nothing by itself: call this again after it). -errno if the thread
+ * cannot start. */
+int outbox_sync_start(struct outbox *o, struct parley_err *err);
+/* Readable when the batch in flight is done (-1 before the first start). */
+int outbox_sync_fd(const struct outbox *o);
+/* On the loop, once outbox_sync_fd is readable: the batch's records count
+ * as synced (outbox_next_unsent hands them out), or, if the write failed,
+ * go back in front of the buffer to be tried again (its error returned). */
+int outbox_sync_done(struct outbox *o, struct parley_err *err);
 void outbox_close(struct outbox *o);
 
 /* The next seq, or 0 if the seq bound could not be raised on disk (err

@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -554,6 +555,66 @@ Test(outbox, documented_format_is_read)
 	cr_assert_eq(o.next_seq, 8);
 	outbox_close(&o);
 	free(buf);
+	t_rmtree(dir);
+	free(dir);
+}
+
+static void wait_done(struct outbox *o)
+{
+	struct pollfd p = { .fd = outbox_sync_fd(o), .events = POLLIN };
+	cr_assert(p.fd >= 0);
+	cr_assert_eq(poll(&p, 1, 10000), 1, "the sync thread never finished");
+	struct parley_err err = { 0 };
+	cr_assert_eq(outbox_sync_done(o, &err), 0, "%s", perr_msg(&err));
+}
+
+Test(outbox, sync_thread_batches_and_hands_out_only_synced_records)
+{
+	char *dir = t_tmpdir();
+	struct outbox o;
+	open_ok(&o, dir);
+	uint64_t a = append_batch(&o, 2);
+	cr_assert_eq(outbox_sync_start(&o, NULL), 1);
+	/* Appended while the first batch is on its way: not in it. */
+	uint64_t b = append_batch(&o, 1);
+	cr_assert_eq(outbox_sync_start(&o, NULL), 0, "two batches in flight");
+	wait_done(&o);
+	const struct outbox_rec *r = outbox_next_unsent(&o);
+	cr_assert(r && r->seq == a);
+	cr_assert_null(outbox_next_unsent(&o), "%llu handed out unsynced",
+		       (unsigned long long)b);
+	cr_assert_eq(outbox_sync_start(&o, NULL), 1);
+	/* A daemon acknowledging more than it was sent (hostile, or a
+	 * restored store) while a batch is in flight. */
+	outbox_ack(&o, UINT64_MAX);
+	wait_done(&o);
+	cr_assert_null(outbox_next_unsent(&o));
+	uint64_t c = append_batch(&o, 1);
+	cr_assert_eq(outbox_sync_start(&o, NULL), 1);
+	outbox_close(&o); /* with a batch in flight: it is finished first */
+	open_ok(&o, dir);
+	uint64_t h[4];
+	unsigned n = held(&o, h, 4);
+	cr_assert_eq(h[n - 1], c, "the batch in flight at close was lost");
+	outbox_close(&o);
+	t_rmtree(dir);
+	free(dir);
+}
+
+Test(outbox, synchronous_sync_waits_for_the_batch_in_flight)
+{
+	char *dir = t_tmpdir();
+	struct outbox o;
+	open_ok(&o, dir);
+	append_batch(&o, 1);
+	cr_assert_eq(outbox_sync_start(&o, NULL), 1);
+	uint64_t b = append_batch(&o, 1);
+	sync_ok(&o);
+	cr_assert(!o.busy && !o.wlen);
+	cr_assert_eq(o.tail->seq, b);
+	cr_assert(o.tail->synced && o.head->synced);
+	outbox_close(&o);
+	cr_assert_eq(clean_records(dir), 2);
 	t_rmtree(dir);
 	free(dir);
 }
