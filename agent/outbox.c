@@ -459,6 +459,11 @@ int outbox_raise_seq(struct outbox *o, uint64_t held, struct parley_err *err)
 {
 	if (held < o->next_seq)
 		return 0;
+	if (held > UINT64_MAX / 2)
+		return perr(err, -ERANGE, "the daemon says it holds seq %llu: "
+			    "not believed, seqs go on from %llu",
+			    (unsigned long long)held,
+			    (unsigned long long)o->next_seq);
 	log_error("the daemon holds seq %llu, beyond every seq this agent "
 		  "remembers handing out (%llu): was the state directory "
 		  "restored from a backup? Continuing above it",

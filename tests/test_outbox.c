@@ -217,6 +217,9 @@ Test(outbox, daemon_holding_more_raises_the_next_seq)
 	char *dir = t_tmpdir();
 	struct outbox o;
 	open_ok(&o, dir);
+	/* A seq near the end of the space would wrap: refused. */
+	cr_assert_eq(outbox_raise_seq(&o, UINT64_MAX, NULL), -ERANGE);
+	cr_assert_eq(o.next_seq, 1);
 	cr_assert_eq(outbox_raise_seq(&o, 1000000, NULL), 0);
 	cr_assert_eq(outbox_take_seq(&o, NULL), 1000001);
 	outbox_close(&o);
