@@ -85,6 +85,14 @@ static char *file_in(const char *dir, const char *name)
 	return p;
 }
 
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	uint8_t *buf;
+	cr_assert_eq(file_read_all(path, OUTBOX_FILE_MAX, &buf, len, NULL), 0,
+		     "%s", path);
+	return buf;
+}
+
 static off_t size_of(const char *dir, const char *name)
 {
 	char *p = file_in(dir, name);
@@ -116,9 +124,8 @@ static int count_cb(uint64_t seq, const uint8_t *f, size_t len,
 static unsigned clean_records(const char *dir)
 {
 	char *p = file_in(dir, "outbox");
-	uint8_t *buf;
 	size_t len;
-	cr_assert_eq(file_read_all(p, OUTBOX_FILE_MAX, &buf, &len, NULL), 0);
+	uint8_t *buf = slurp(p, &len);
 	struct outbox_scan sc;
 	unsigned n = 0;
 	cr_assert_eq(outbox_parse(buf, len, count_cb, &n, &sc), 0);
@@ -247,9 +254,8 @@ Test(outbox, torn_tail_is_cut_at_every_length)
 	char *dir = t_tmpdir();
 	uint64_t s[3];
 	char *path = three_records(dir, s);
-	uint8_t *orig;
 	size_t len;
-	cr_assert_eq(file_read_all(path, OUTBOX_FILE_MAX, &orig, &len, NULL), 0);
+	uint8_t *orig = slurp(path, &len);
 	/* Where the last record starts: the file with two records. */
 	struct outbox_scan sc;
 	cr_assert_eq(outbox_parse(orig, len, NULL, NULL, &sc), 0);
@@ -299,9 +305,8 @@ Test(outbox, corruption_in_the_middle_keeps_the_good_records)
 	char *dir = t_tmpdir();
 	uint64_t s[3];
 	char *path = three_records(dir, s);
-	uint8_t *buf;
 	size_t len;
-	cr_assert_eq(file_read_all(path, OUTBOX_FILE_MAX, &buf, &len, NULL), 0);
+	uint8_t *buf = slurp(path, &len);
 	size_t rec = (len - OUTBOX_MAGIC_LEN) / 3;
 	/* Every byte of the second record flipped in turn. */
 	for (size_t i = 0; i < rec; i += 3) {
@@ -357,9 +362,8 @@ static void hostile_record(const char *dir, uint64_t seq, const uint8_t *frame,
 {
 	uint64_t s[3];
 	char *path = three_records(dir, s);
-	uint8_t *buf;
 	size_t len;
-	cr_assert_eq(file_read_all(path, OUTBOX_FILE_MAX, &buf, &len, NULL), 0);
+	uint8_t *buf = slurp(path, &len);
 	size_t rlen = OUTBOX_REC_HDR + flen;
 	uint8_t *all = malloc(len + rlen);
 	memcpy(all, buf, len);
@@ -436,9 +440,8 @@ Test(outbox, huge_length_field_is_no_allocation)
 	char *dir = t_tmpdir();
 	uint64_t s[3];
 	char *path = three_records(dir, s);
-	uint8_t *buf;
 	size_t len;
-	cr_assert_eq(file_read_all(path, OUTBOX_FILE_MAX, &buf, &len, NULL), 0);
+	uint8_t *buf = slurp(path, &len);
 	/* The second record's length: 4 GiB - 1. */
 	size_t rec = (len - OUTBOX_MAGIC_LEN) / 3;
 	memset(buf + OUTBOX_MAGIC_LEN + rec + 4, 0xff, 4);
@@ -543,10 +546,8 @@ Test(outbox, full_outbox_drops_with_an_error)
 Test(outbox, documented_format_is_read)
 {
 	char *dir = t_tmpdir();
-	uint8_t *buf;
 	size_t len;
-	cr_assert_eq(file_read_all(PARLEY_SOURCE_DIR "/fuzz/seeds/outbox/valid3",
-				   OUTBOX_FILE_MAX, &buf, &len, NULL), 0);
+	uint8_t *buf = slurp(PARLEY_SOURCE_DIR "/fuzz/seeds/outbox/valid3", &len);
 	free(t_write(dir, "outbox", buf, len));
 	struct outbox o;
 	open_ok(&o, dir);
