@@ -54,14 +54,18 @@ static int stored_row(const struct store_audit *row, void *ctx)
 	return 0;
 }
 
+/* Opened once, before the daemon: opening takes the write lock (for its
+ * migrations check), which a daemon ingesting back to back can keep from
+ * an opener for longer than the busy timeout; reading does not need it. */
+static struct store *reader;
+
 static void stored(struct fleetd *f, struct tally *t)
 {
+	(void)f;
 	memset(t, 0, sizeof(*t));
-	struct store *s = fd_store(f);
 	struct parley_err err = { 0 };
-	cr_assert_geq(store_audit_list(s, 0, 0, stored_row, t, &err), 0, "%s",
-		      perr_msg(&err));
-	store_close(s);
+	cr_assert_geq(store_audit_list(reader, 0, 0, stored_row, t, &err), 0,
+		      "%s", perr_msg(&err));
 }
 
 static int file_rec(uint64_t seq, const uint8_t *frame, size_t len,
@@ -162,7 +166,7 @@ Test(outbox, agent_kill9_while_streaming_delivers_every_synced_event_once,
 				    .kind = STORE_PART_THIN, .spec_json = "{}",
 				    .spec_len = 2, .state = "defined" };
 	cr_assert_eq(store_partition_put(s, &in, NULL, NULL), 0);
-	store_close(s);
+	reader = s;
 	fd_start_daemon(&f);
 	struct fd_agent *h = fd_host(&f, "host-a", NULL);
 	static struct tally expect, file, now;
@@ -240,12 +244,12 @@ Test(outbox, agent_kill9_while_streaming_delivers_every_synced_event_once,
 	cr_assert_eq(now.stray, 0);
 	cr_log_info("%u events expected, %u stored (the rest appended but "
 		    "not synced at a kill)", want, got);
-	s = fd_store(&f);
 	uint64_t bad = 0;
 	struct parley_err err = { 0 };
-	cr_assert_eq(store_audit_verify(s, &bad, NULL, &err), 0, "%s",
+	cr_assert_eq(store_audit_verify(reader, &bad, NULL, &err), 0, "%s",
 		     perr_msg(&err));
-	store_close(s);
+	store_close(reader);
+	reader = NULL;
 	char *log = fd_agent_log(h);
 	cr_assert(strstr(log, "records not acknowledged yet"),
 		  "the restarted agent did not reload its outbox:\n%s", log);
