@@ -106,9 +106,12 @@ int outbox_frame_seq(const Parley__V1__Envelope *e, uint64_t after,
 }
 
 /* 1: a good record of *used bytes at buf (decoded into *env); 0: the bytes
- * end inside what the header announces (a write cut short); -1: bad. */
+ * end inside what the header announces (a write cut short); -1: bad; -2:
+ * the checksum budget is spent (a file made of near-records would make
+ * every offset cost a megabyte of CRC and decoding). */
 static int rec_at(const uint8_t *buf, size_t avail, uint64_t prev,
-		  size_t *used, uint64_t *seq, Parley__V1__Envelope **env)
+		  size_t *budget, size_t *used, uint64_t *seq,
+		  Parley__V1__Envelope **env)
 {
 	if (avail < 4)
 		return 0;
@@ -122,6 +125,13 @@ static int rec_at(const uint8_t *buf, size_t avail, uint64_t prev,
 	if (avail - OUTBOX_REC_HDR < len)
 		return 0;
 	const uint8_t *frame = buf + OUTBOX_REC_HDR;
+	uint32_t inner = (uint32_t)frame[0] << 24 | (uint32_t)frame[1] << 16 |
+			 (uint32_t)frame[2] << 8 | frame[3];
+	if (inner != len - FRAME_HDR)
+		return -1;
+	if (len > *budget)
+		return -2;
+	*budget -= len;
 	if (get32(buf + 16) != rec_crc(buf, frame, len))
 		return -1;
 	uint64_t s = get64(buf + 8);
@@ -158,12 +168,22 @@ int outbox_parse(const uint8_t *buf, size_t len, outbox_rec_cb cb, void *ctx,
 	scan->valid_end = scan->bad_header ? 0 : off;
 	size_t bad_from = scan->bad_header ? 0 : SIZE_MAX;
 	bool torn = false;
+	/* Every good record is checked once; resynchronising may check as
+	 * much again, and a little more. */
+	size_t budget = len + len / 2 + OUTBOX_CHECK_SLACK;
 	while (off < len) {
 		size_t used;
 		uint64_t s;
 		Parley__V1__Envelope *e = NULL;
-		int r = rec_at(buf + off, len - off, scan->last_seq, &used, &s,
-			       &e);
+		int r = rec_at(buf + off, len - off, scan->last_seq, &budget,
+			       &used, &s, &e);
+		if (r == -2) {
+			scan->gave_up = true;
+			if (bad_from == SIZE_MAX)
+				bad_from = off;
+			torn = false;
+			break;
+		}
 		if (r <= 0) {
 			/* Resynchronise on the next good record, if any. */
 			if (bad_from == SIZE_MAX) {
@@ -353,6 +373,10 @@ static int load(struct outbox *o, bool *rewrite, struct parley_err *err)
 			return perr(err, -errno, "%s: %m", o->bad_path);
 		*rewrite = true;
 	}
+	if (sc.gave_up)
+		log_error("outbox %s is CORRUPT: too many near-records to check "
+			  "(a hostile file?); everything from offset %zu dropped",
+			  o->path, sc.valid_end);
 	if (sc.tail_bytes && sc.tail_torn)
 		log_warn("outbox %s: a torn last write (%zu bytes after the "
 			 "last good record at offset %zu) cut off", o->path,

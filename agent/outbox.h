@@ -26,14 +26,17 @@
  * outside this process (never sent; its seq is not reused).
  *
  * The file is untrusted input on reload (outbox_parse, the one parser):
- * every record's magic, length (at most a frame of FRAME_MAX), CRC, frame
+ * every record's magic, length (at most a frame of FRAME_MAX, and the
+ * frame's own length prefix agreeing), CRC, frame
  * (decoded and wire_check'ed as the daemon will), body (audit, measurement
  * or status) and seqs (the record's seq is the last one its frame carries,
  * all above the previous record's) are checked. A bad tail is cut off
  * (a torn last write: a log line); bad bytes between good records are
  * reported as corruption (an error line naming offsets), the good records
  * kept, the file as found kept aside as outbox.corrupt and the outbox
- * rewritten without them.
+ * rewritten without them. The CRC work of a parse is bounded (1.5 times
+ * the file plus OUTBOX_CHECK_SLACK): a file built to make resynchronising
+ * check a megabyte at every offset is cut where the budget runs out.
  *
  * Compaction: acknowledged records leave memory at once; once their bytes
  * are at least OUTBOX_COMPACT_MIN and half the file, the unacknowledged
@@ -60,6 +63,8 @@
 #define OUTBOX_FILE_MAX (256u << 20)
 #define OUTBOX_COMPACT_MIN (256u << 10)
 #define OUTBOX_SEQ_BLOCK 4096
+/* Bytes a parse may checksum beyond 1.5 times the file's size. */
+#define OUTBOX_CHECK_SLACK (16u << 20)
 
 struct outbox_rec {
 	struct outbox_rec *next;
@@ -106,6 +111,7 @@ struct outbox_scan {
 	size_t tail_bytes;       /* bytes after the last good record */
 	bool tail_torn;          /* those look like a write cut short */
 	bool bad_header;
+	bool gave_up;            /* the checking budget ran out at valid_end */
 	unsigned nrec;
 	uint64_t last_seq;
 };

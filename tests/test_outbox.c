@@ -622,3 +622,47 @@ Test(outbox, synchronous_sync_waits_for_the_batch_in_flight)
 	t_rmtree(dir);
 	free(dir);
 }
+
+/* Near-records every 24 bytes, each claiming a megabyte with a length
+ * prefix that agrees and a wrong CRC: without a bound, resynchronising
+ * would checksum a megabyte at each of them (hundreds of gigabytes). */
+Test(outbox, near_records_cannot_make_reload_endless, .timeout = 60)
+{
+	char *dir = t_tmpdir();
+	uint64_t s[3];
+	char *path = three_records(dir, s);
+	size_t len;
+	uint8_t *good = slurp(path, &len);
+	const size_t junk = 8u << 20;
+	uint8_t *all = malloc(len + junk);
+	memcpy(all, good, len);
+	const uint32_t claim = 1u << 20;
+	for (size_t off = len; off + 24 <= len + junk; off += 24) {
+		uint8_t *p = all + off;
+		uint32_t w[6] = { OUTBOX_REC_MAGIC, claim, 7, 0, 0x12345678, 0 };
+		for (int i = 0; i < 5; i++)
+			for (int b = 0; b < 4; b++)
+				p[4 * i + b] = (uint8_t)(w[i] >> (8 * b));
+		uint32_t inner = claim - 4; /* big-endian, as a frame's */
+		p[20] = (uint8_t)(inner >> 24);
+		p[21] = (uint8_t)(inner >> 16);
+		p[22] = (uint8_t)(inner >> 8);
+		p[23] = (uint8_t)inner;
+	}
+	struct outbox_scan sc;
+	cr_assert_eq(outbox_parse(all, len + junk, NULL, NULL, &sc), 0);
+	cr_assert(sc.gave_up, "the check budget never ran out");
+	cr_assert_eq(sc.nrec, 3);
+	cr_assert_eq(sc.valid_end, len);
+	rewrite(path, all, len + junk);
+	struct outbox o;
+	open_ok(&o, dir);
+	cr_assert_eq(o.n, 3);
+	outbox_close(&o);
+	cr_assert_eq(clean_records(dir), 3);
+	free(all);
+	free(good);
+	free(path);
+	t_rmtree(dir);
+	free(dir);
+}
