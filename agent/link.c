@@ -19,14 +19,6 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define OUTBOX_MAX 100000
-
-struct agent_out {
-	struct agent_out *next;
-	uint64_t seq;
-	uint8_t *frame;            /* a whole frame, length prefix included */
-	size_t len;
-};
 
 static uint64_t now_ms(void)
 {
@@ -42,29 +34,6 @@ static void state_path(const struct agent_link *l, const char *name,
 		out[0] = 0;
 }
 
-static void save_seq(const struct agent_link *l)
-{
-	char p[4200], buf[32];
-	state_path(l, "seq", p, sizeof(p));
-	int n = snprintf(buf, sizeof(buf), "%llu\n",
-			 (unsigned long long)l->next_seq);
-	pki_write_file(p, buf, (size_t)n, 0600, NULL);
-}
-
-static void load_seq(struct agent_link *l)
-{
-	char p[4200];
-	uint8_t *buf;
-	size_t len;
-	state_path(l, "seq", p, sizeof(p));
-	l->next_seq = 1;
-	if (file_read_all(p, 64, &buf, &len, NULL) == 0) {
-		unsigned long long v = strtoull((char *)buf, NULL, 10);
-		l->next_seq = v ? v : 1;
-		free(buf);
-	}
-}
-
 static void send_frame(struct agent_link *l, const uint8_t *f, size_t len)
 {
 	if (l->bev)
@@ -77,15 +46,79 @@ static void send_env(struct agent_link *l, const Parley__V1__Envelope *e)
 		frame_push(bufferevent_get_output(l->bev), e);
 }
 
-/* Queue a record that must reach the store; sent at once when welcomed. */
+/* Synced records not yet sent on this connection, in seq order. */
+static void send_synced(struct agent_link *l)
+{
+	if (!l->up)
+		return;
+	const struct outbox_rec *r;
+	while ((r = outbox_next_unsent(&l->ob)))
+		send_frame(l, r->frame, r->len);
+}
+
+static void on_sync_done(evutil_socket_t fd, short what, void *arg);
+
+/* Hand what the outbox buffered to its sync thread: one write and one
+ * fdatasync for all of it, off the loop. Falls back to syncing here if
+ * the thread cannot start. */
+static void start_sync(struct agent_link *l)
+{
+	struct parley_err err = { 0 };
+	int rc = outbox_sync_start(&l->ob, &err);
+	if (rc > 0 && !l->sync_done_ev) {
+		l->sync_done_ev = event_new(l->base, outbox_sync_fd(&l->ob),
+					    EV_READ | EV_PERSIST,
+					    on_sync_done, l);
+		if (!l->sync_done_ev || event_add(l->sync_done_ev, NULL) < 0)
+			log_error("outbox: cannot watch the sync thread");
+	}
+	if (rc < 0) {
+		log_error("%s; syncing on the loop", perr_msg(&err));
+		if (outbox_sync(&l->ob, &err) < 0)
+			log_error("outbox not synced, records held back: %s",
+				  perr_msg(&err));
+		send_synced(l);
+	}
+}
+
+/* A batch is on disk: its records go out; what gathered meanwhile is the
+ * next batch (group commit: batches grow while the disk is slow). */
+static void on_sync_done(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct agent_link *l = arg;
+	struct parley_err err = { 0 };
+	if (outbox_sync_done(&l->ob, &err) < 0)
+		log_error("outbox not synced, records held back: %s",
+			  perr_msg(&err));
+	send_synced(l);
+	start_sync(l);
+}
+
+static void on_sync(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct agent_link *l = arg;
+	l->sync_due = false;
+	start_sync(l);
+}
+
+/* At the end of this loop turn (a batch in flight: when it is done). */
+static void schedule_sync(struct agent_link *l)
+{
+	if (l->sync_due || !l->sync_ev)
+		return;
+	l->sync_due = true;
+	event_active(l->sync_ev, EV_TIMEOUT, 0);
+}
+
+/* Queue a record that must reach the store: buffered in the outbox now,
+ * on disk and sent at the end of this loop turn. */
 static void enqueue(struct agent_link *l, uint64_t seq,
 		    const Parley__V1__Envelope *e)
 {
-	if (l->nout >= OUTBOX_MAX) {
-		log_warn("outbox full: record %llu dropped",
-			 (unsigned long long)seq);
-		return;
-	}
 	/* Checked as the daemon will check it: a record it would refuse
 	 * must not sit at the head of the queue and wedge the link. */
 	struct parley_err err = { 0 };
@@ -94,39 +127,27 @@ static void enqueue(struct agent_link *l, uint64_t seq,
 			  (unsigned long long)seq, perr_msg(&err));
 		return;
 	}
-	struct agent_out *o = calloc(1, sizeof(*o));
-	if (!o || frame_encode(e, &o->frame, &o->len) < 0) {
-		free(o);
+	uint8_t *frame;
+	size_t len;
+	if (frame_encode(e, &frame, &len) < 0) {
+		log_error("record %llu could not be encoded",
+			  (unsigned long long)seq);
 		return;
 	}
-	o->seq = seq;
-	if (l->out_tail)
-		l->out_tail->next = o;
-	else
-		l->out_head = o;
-	l->out_tail = o;
-	l->nout++;
-	if (l->up)
-		send_frame(l, o->frame, o->len);
-}
-
-static void drop_acked(struct agent_link *l, uint64_t seq)
-{
-	while (l->out_head && l->out_head->seq <= seq) {
-		struct agent_out *o = l->out_head;
-		l->out_head = o->next;
-		free(o->frame);
-		free(o);
-		l->nout--;
+	if (outbox_append(&l->ob, seq, frame, len, &err) < 0) {
+		log_warn("%s", perr_msg(&err));
+		return;
 	}
-	if (!l->out_head)
-		l->out_tail = NULL;
+	schedule_sync(l);
 }
 
+/* 0 when no seq can be handed out (the seq bound could not be written). */
 static uint64_t take_seq(struct agent_link *l)
 {
-	uint64_t s = l->next_seq++;
-	save_seq(l);
+	struct parley_err err = { 0 };
+	uint64_t s = outbox_take_seq(&l->ob, &err);
+	if (!s)
+		log_error("record not queued: %s", perr_msg(&err));
 	return s;
 }
 
@@ -192,7 +213,8 @@ void agent_link_audit(const struct audit_event *ev, void *arg)
 		return;
 	Parley__V1__AuditEvent *a = &l->pend[l->npend].ev;
 	parley__v1__audit_event__init(a);
-	a->seq = take_seq(l);
+	if (!(a->seq = take_seq(l)))
+		return;
 	a->time_unix_ms = now_ms();
 	a->event = dup_or_empty(ev->event);
 	a->partition = dup_or_empty(ev->partition);
@@ -234,7 +256,8 @@ void agent_link_measurement(struct agent_link *l, const char *partition,
 	wire_init_envelope(&e, 0);
 	parley__v1__measurement_report__init(&r);
 	parley__v1__measurement__init(&x);
-	x.seq = take_seq(l);
+	if (!(x.seq = take_seq(l)))
+		return;
 	x.partition = (char *)partition;
 	x.time_unix_ms = now_ms();
 	wire_bytes(&x.digest, m->digest, MEASURE_DIGEST);
@@ -266,7 +289,8 @@ void agent_link_status(struct agent_link *l, const char *partition,
 	flush_audit(l);
 	wire_init_envelope(&e, 0);
 	parley__v1__partition_status__init(&st);
-	st.seq = take_seq(l);
+	if (!(st.seq = take_seq(l)))
+		return;
 	st.partition = (char *)partition;
 	st.state = (char *)state;
 	st.reason = (char *)(reason ? reason : "");
@@ -394,11 +418,15 @@ static void on_welcome(struct agent_link *l, const Parley__V1__Envelope *e)
 	const Parley__V1__Welcome *w = e->welcome;
 	l->up = true;
 	l->backoff_ms = BACKOFF_MIN_MS;
+	l->last_error[0] = 0;
 	l->heartbeat_ms = w->heartbeat_ms;
-	drop_acked(l, w->acked_seq);
+	struct parley_err err = { 0 };
+	if (outbox_raise_seq(&l->ob, w->acked_seq, &err) < 0)
+		log_error("%s", perr_msg(&err));
+	outbox_ack(&l->ob, w->acked_seq);
 	/* Everything the daemon does not hold yet, again, in order. */
-	for (struct agent_out *o = l->out_head; o; o = o->next)
-		send_frame(l, o->frame, o->len);
+	outbox_rewind(&l->ob);
+	send_synced(l);
 	struct timeval tv = { w->heartbeat_ms / 1000,
 			      (w->heartbeat_ms % 1000) * 1000 };
 	event_add(l->hb_ev, &tv);
@@ -408,6 +436,30 @@ static void on_welcome(struct agent_link *l, const Parley__V1__Envelope *e)
 	l->want_version = w->policy_version;
 	if (w->policy_version <= l->policy.version)
 		become_ready(l); /* nothing newer is coming */
+}
+
+/* The daemon's words, printable and bounded: they go into our log. */
+static void printable(char *out, size_t cap, const char *s)
+{
+	size_t n = 0;
+	for (; s && *s && n + 1 < cap; s++)
+		out[n++] = (unsigned char)*s >= 0x20 && (unsigned char)*s < 0x7f
+				   ? *s : '?';
+	out[n] = 0;
+}
+
+/* A refusal (the daemon closes the connection after it): say which and
+ * why, and come back slowly — an operator has something to fix first
+ * (HOST_MISMATCH, an unknown or deleted host, a bad record). */
+static void on_error(struct agent_link *l, const Parley__V1__Error *er)
+{
+	char code[64], msg[512];
+	printable(code, sizeof(code), er->code);
+	printable(msg, sizeof(msg), er->message);
+	l->n_refusals++;
+	snprintf(l->last_error, sizeof(l->last_error), "%s", code);
+	log_error("the daemon refused this agent: code %s: %s", code, msg);
+	l->backoff_ms = BACKOFF_MAX_MS;
 }
 
 static void dispatch(struct agent_link *l, const Parley__V1__Envelope *e)
@@ -420,7 +472,7 @@ static void dispatch(struct agent_link *l, const Parley__V1__Envelope *e)
 		on_bundle(l, e);
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_ACK:
-		drop_acked(l, e->ack->seq);
+		outbox_ack(&l->ob, e->ack->seq);
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT:
 		break;
@@ -429,7 +481,7 @@ static void dispatch(struct agent_link *l, const Parley__V1__Envelope *e)
 			l->on_command(l->ready_ctx, e->command);
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_ERROR:
-		log_warn("daemon: %s: %s", e->error->code, e->error->message);
+		on_error(l, e->error);
 		break;
 	default:
 		log_warn("daemon sent an unexpected %s",
@@ -467,7 +519,7 @@ static void send_hello(struct agent_link *l)
 	h.host = l->host;
 	h.policy_version = l->policy.version;
 	h.agent_version = (char *)"parley-agent 0.4";
-	h.next_seq = l->next_seq;
+	h.next_seq = l->ob.next_seq;
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_HELLO;
 	e.hello = &h;
 	send_env(l, &e);
@@ -484,7 +536,10 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	struct parley_err err = { 0 };
 	if (what & BEV_EVENT_ERROR)
 		tls_bev_error(bev, &err);
-	disconnect(l, err.msg[0] ? err.msg : "closed by the daemon");
+	char why[128];
+	snprintf(why, sizeof(why), "refused (%s)", l->last_error);
+	disconnect(l, err.msg[0] ? err.msg : l->last_error[0] ? why
+					      : "closed by the daemon");
 }
 
 static void connect_now(struct agent_link *l)
@@ -573,7 +628,9 @@ int agent_link_init(struct agent_link *l, struct event_base *base,
 		rc = -EINVAL;
 	if (rc < 0)
 		return rc;
-	load_seq(l);
+	if (outbox_open(&l->ob, state_dir, err) < 0)
+		return -EIO;
+	l->ob_open = true;
 	if (access(bundle, R_OK) == 0) {
 		/* Enforce the last good bundle until the daemon says more. */
 		if (bundle_load(bundle, l->policy_pub, l->host, &l->policy,
@@ -585,6 +642,7 @@ int agent_link_init(struct agent_link *l, struct event_base *base,
 	}
 	l->retry_ev = evtimer_new(base, on_retry, l);
 	l->flush_ev = event_new(base, -1, 0, on_flush, l);
+	l->sync_ev = event_new(base, -1, 0, on_sync, l);
 	l->hb_ev = event_new(base, -1, EV_PERSIST, on_heartbeat, l);
 	return 0;
 }
@@ -605,16 +663,29 @@ void agent_link_free(struct agent_link *l)
 		event_free(l->retry_ev);
 	if (l->hb_ev)
 		event_free(l->hb_ev);
-	/* Unacknowledged records live in memory only: at exit they are
-	 * lost like the rest of the outbox (the daemon holds all it acked). */
+	/* A clean exit keeps everything queued: pending audit events into
+	 * the outbox, the outbox onto disk; the next start sends them. */
+	if (l->sync_done_ev)
+		event_free(l->sync_done_ev);
+	l->sync_done_ev = NULL;
+	if (l->ob_open) {
+		flush_audit(l);
+		struct parley_err err = { 0 };
+		if (outbox_sync(&l->ob, &err) < 0)
+			log_error("outbox at exit: %s", perr_msg(&err));
+		outbox_close(&l->ob);
+		l->ob_open = false;
+	}
 	for (unsigned i = 0; i < l->npend; i++)
 		pend_free(&l->pend[i]);
 	l->npend = 0;
 	if (l->flush_ev)
 		event_free(l->flush_ev);
+	if (l->sync_ev)
+		event_free(l->sync_ev);
+	l->flush_ev = l->sync_ev = NULL;
 	free(l->pend);
 	l->pend = NULL;
-	drop_acked(l, UINT64_MAX);
 	agent_policy_free(&l->policy);
 	if (l->ctx)
 		SSL_CTX_free(l->ctx);

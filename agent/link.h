@@ -14,11 +14,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "agent/bundle.h"
+#include "agent/outbox.h"
 #include "agent/ipc/audit.h"
 #include "agent/ipc/chanmgr.h"
 #include "parley.pb-c.h"
 
-struct agent_out;   /* a queued record */
 struct agent_audit_pending;
 
 struct agent_link {
@@ -34,9 +34,13 @@ struct agent_link {
 	unsigned backoff_ms;
 	struct event *retry_ev, *hb_ev;
 	uint32_t heartbeat_ms;
-	uint64_t next_seq;
-	struct agent_out *out_head, *out_tail;  /* unacknowledged, in seq order */
-	unsigned nout;
+	/* Records not acknowledged yet, on disk (agent/outbox.h): handed to
+	 * the outbox's sync thread at the end of a loop turn (sync_ev), sent
+	 * once synced (sync_done_ev). */
+	struct outbox ob;
+	bool ob_open;
+	struct event *sync_ev, *sync_done_ev;
+	bool sync_due;             /* sync_ev is active */
 	/* Audit events gathered in one loop turn go out as one batch: one
 	 * commit at the daemon for many events. */
 	struct agent_audit_pending *pend;
@@ -53,7 +57,8 @@ struct agent_link {
 	void (*on_command)(void *ctx, const Parley__V1__PartitionCommand *c);
 	uint64_t want_version;     /* what the welcome said we should get */
 	/* counters */
-	uint64_t n_bundles, n_refused_bundles, n_connects;
+	uint64_t n_bundles, n_refused_bundles, n_connects, n_refusals;
+	char last_error[64];       /* the daemon's last refusal code */
 };
 
 /* Load the state directory (host.key, host.crt, ca.crt, policy.pub, and the

@@ -26,6 +26,7 @@ static const struct target targets[] = {
 	{ "elf", PARLEY_BUILD_DIR "/guest", 1 },
 	{ "frame", NULL },
 	{ "grant", PARLEY_SOURCE_DIR "/examples" },
+	{ "outbox", NULL },
 	{ "ring", NULL },
 	{ "snapshot", NULL },
 	{ "spec", PARLEY_SOURCE_DIR "/examples", 1 },

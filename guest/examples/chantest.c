@@ -21,6 +21,9 @@
  *   sleep:MS
  *   spam:N:NAME      ask N times for channel NAME (a stream of audit
  *                    events when there is no grant), quietly
+ *   spamn:N:PREFIX   the same for channels PREFIX0 .. PREFIX<N-1>: every
+ *                    audit event names its own channel (the outbox tests
+ *                    count each one in the store)
  * Unknown steps exit 9. Exit 0 when the steps ran to the end. */
 #include <parley/guest.h>
 
@@ -180,6 +183,24 @@ static int step(const char *op, const char *a1, const char *a2)
 		long n = num(a1), ok = 0;
 		for (long k = 0; k < n; k++)
 			ok += parley_chan_open(a2, &c, NULL) == PARLEY_OK;
+		parley_printf("spammed %ld (%ld allowed)\n", n, ok);
+		return 0;
+	}
+	if (!strcmp(op, "spamn")) {
+		struct parley_chan c;
+		long n = num(a1), ok = 0;
+		for (long k = 0; k < n; k++) {
+			char name[48], digits[24];
+			size_t len = 0, nd = 0;
+			for (; a2[len] && len < 24; len++)
+				name[len] = a2[len];
+			for (long v = k; nd == 0 || v; v /= 10)
+				digits[nd++] = (char)('0' + v % 10);
+			while (nd)
+				name[len++] = digits[--nd];
+			name[len] = 0;
+			ok += parley_chan_open(name, &c, NULL) == PARLEY_OK;
+		}
 		parley_printf("spammed %ld (%ld allowed)\n", n, ok);
 		return 0;
 	}
