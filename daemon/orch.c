@@ -163,13 +163,18 @@ static int store_defined(struct orch *o, const char *host, const char *name,
 		.spec_json = spec_json, .spec_len = strlen(spec_json),
 		.state = ORCH_STATE_DEFINED,
 	};
-	int rc = store_begin(o->store, err);
+	/* Inside the API's batch (one per change, with its audit event)
+	 * the row joins that; the API commits or rolls back. */
+	bool own = !store_in_batch(o->store);
+	int rc = own ? store_begin(o->store, err) : 0;
 	if (rc < 0)
 		return rc;
 	rc = store_partition_put(o->store, &in, NULL, err);
 	if (rc == 0)
 		rc = store_partition_set_files(o->store, name, names,
 					       s->nfile, err);
+	if (!own)
+		return rc;
 	if (rc == 0)
 		return store_commit(o->store, err);
 	store_rollback(o->store, NULL);
