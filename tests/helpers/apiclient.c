@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
 
 static pid_t spawn(char *const argv[], const char *log)
@@ -53,10 +55,8 @@ static bool ready(struct fleetd *f, void *ctx)
 	return c->port > 0 && strlen(c->admin) == 68;
 }
 
-void ac_start(struct api_client *c)
+static void spawn_daemon(struct api_client *c)
 {
-	memset(c, 0, sizeof(*c));
-	fd_init(&c->f);
 	char ca[600], crt[600], key[600], pol[600], log[600];
 	const char *d = c->f.dir;
 	snprintf(ca, sizeof(ca), "%s/ca/ca.crt", d);
@@ -70,6 +70,32 @@ void ac_start(struct api_client *c)
 			 "--policy-key", pol, "--store", c->f.store, NULL };
 	c->f.daemon = spawn(argv, log);
 	cr_assert(fd_wait(ready, &c->f, c, 10000), "parleyd API did not start");
+}
+
+void ac_start(struct api_client *c)
+{
+	memset(c, 0, sizeof(*c));
+	fd_init(&c->f);
+	spawn_daemon(c);
+}
+
+void ac_kill(struct api_client *c)
+{
+	if (c->f.daemon > 0) {
+		kill(c->f.daemon, SIGKILL);
+		waitpid(c->f.daemon, NULL, 0);
+	}
+	c->f.daemon = 0;
+}
+
+void ac_kill_restart(struct api_client *c)
+{
+	ac_kill(c);
+	char path[700];
+	snprintf(path, sizeof(path), "%s/parleyd.api-port", c->f.dir);
+	unlink(path);
+	c->port = 0;
+	spawn_daemon(c);
 }
 
 void ac_stop(struct api_client *c)

@@ -24,6 +24,10 @@ struct ac_resp {
  * parleyd.api-port and admin.token. */
 void ac_start(struct api_client *c);
 void ac_stop(struct api_client *c);
+/* kill -9 parleyd (and reap it); then, for ac_kill_restart, start it again
+ * on the same state and store, the API on a new port. */
+void ac_kill(struct api_client *c);
+void ac_kill_restart(struct api_client *c);
 
 /* Send `len` bytes as they are and read the answer to EOF. */
 void ac_raw(int port, const void *req, size_t len, struct ac_resp *r);
