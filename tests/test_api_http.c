@@ -197,6 +197,49 @@ Test(api, every_hostile_request_gets_json, .timeout = 120)
 	ac_stop(&c);
 }
 
+/* The same gate under TLS: refusals as JSON, and answers that close the
+ * connection arrive whole (the gate holds evhttp's close until the TLS
+ * layer has written them). */
+Test(api, hostile_requests_over_tls, .timeout = 120)
+{
+	struct api_client c;
+	ac_start_tls(&c);
+	static const char *const pick[] = {
+		"garbage request line", "HTTP/9.9", "bad chunk size",
+		"64 MiB Content-Length", "folded header", "unknown method",
+		"100 KiB header",
+	};
+	for (size_t i = 0; i < sizeof(pick) / sizeof(pick[0]); i++) {
+		const struct raw_case *k = NULL;
+		for (size_t j = 0; j < sizeof(cases) / sizeof(cases[0]); j++)
+			if (!strcmp(cases[j].what, pick[i]))
+				k = &cases[j];
+		cr_assert(k, "%s", pick[i]);
+		char *b = NULL;
+		size_t n = k->req ? strlen(k->req) : build(k->what, &b);
+		struct ac_resp r;
+		ac_raw_tls(&c, k->req ? k->req : b, n, &r);
+		expect_json(&r, k->status, k->code, k->what);
+		ac_free(&r);
+		free(b);
+	}
+	for (int i = 0; i < 20; i++) {
+		char req[512], body[64];
+		snprintf(body, sizeof(body), "{\"name\":\"t%d\"}", i);
+		int n = snprintf(req, sizeof(req), "POST /v1/hosts HTTP/1.1\r\n"
+				 "Authorization: Bearer %s\r\nConnection: "
+				 "close\r\nContent-Length: %zu\r\n\r\n%s",
+				 c.admin, strlen(body), body);
+		struct ac_resp r;
+		ac_raw_tls(&c, req, (size_t)n, &r);
+		cr_expect_eq(r.status, 201, "%s", r.raw);
+		cr_expect(json_is_string(json_object_get(r.json, "join_token")),
+			  "whole body: %s", r.raw);
+		ac_free(&r);
+	}
+	ac_stop(&c);
+}
+
 /* Requests pipelined on one connection: answers in order, the refused one
  * last, then the connection closes. */
 Test(api, pipelined_then_refused, .timeout = 60)

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,8 @@
 #include <sys/wait.h>
 #include <signal.h>
 #include <unistd.h>
+
+static void parse(struct ac_resp *r);
 
 static pid_t spawn(char *const argv[], const char *log)
 {
@@ -67,7 +70,9 @@ static void spawn_daemon(struct api_client *c)
 	char *argv[] = { T_BIN("parleyd"), "--listen", "127.0.0.1:0",
 			 "--api-listen", "127.0.0.1:0", "--state-dir",
 			 (char *)d, "--ca", ca, "--cert", crt, "--key", key,
-			 "--policy-key", pol, "--store", c->f.store, NULL };
+			 "--policy-key", pol, "--store", c->f.store,
+			 c->tls ? "--api-cert" : NULL, crt, "--api-key", key,
+			 NULL };
 	c->f.daemon = spawn(argv, log);
 	cr_assert(fd_wait(ready, &c->f, c, 10000), "parleyd API did not start");
 }
@@ -77,6 +82,63 @@ void ac_start(struct api_client *c)
 	memset(c, 0, sizeof(*c));
 	fd_init(&c->f);
 	spawn_daemon(c);
+}
+
+void ac_start_tls(struct api_client *c)
+{
+	memset(c, 0, sizeof(*c));
+	fd_init(&c->f);
+	c->tls = true;
+	spawn_daemon(c);
+}
+
+void ac_raw_tls(const struct api_client *c, const void *req, size_t len,
+		struct ac_resp *r)
+{
+	memset(r, 0, sizeof(*r));
+	/* SSL_write uses write(2): a server that answered and closed
+	 * before reading everything must not kill the test. */
+	signal(SIGPIPE, SIG_IGN);
+	char ca[700];
+	snprintf(ca, sizeof(ca), "%s/ca/ca.crt", c->f.dir);
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	cr_assert(ctx);
+	cr_assert_eq(SSL_CTX_load_verify_locations(ctx, ca, NULL), 1);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)c->port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct timeval tv = { 10, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	SSL *ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	cr_assert_eq(SSL_connect(ssl), 1, "TLS handshake with parleyd");
+	/* As ac_raw: the server may answer and close before reading all. */
+	for (size_t off = 0; off < len;) {
+		int n = SSL_write(ssl, (const char *)req + off,
+				  (int)(len - off > 16384 ? 16384 : len - off));
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	size_t cap = 4096, got = 0;
+	r->raw = malloc(cap);
+	for (;;) {
+		if (got + 1 >= cap)
+			r->raw = realloc(r->raw, cap *= 2);
+		int n = SSL_read(ssl, r->raw + got, (int)(cap - got - 1));
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	r->raw[got] = '\0';
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(fd);
+	parse(r);
 }
 
 void ac_kill(struct api_client *c)
