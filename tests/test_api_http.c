@@ -328,28 +328,42 @@ Test(api, gate_scan)
 	unsigned why;
 	const char two[] = "GET / HTTP/1.1\r\n\r\nPOST /x HTTP/1.1\r\n"
 			   "Content-Length: 2\r\n\r\n{}";
-	cr_expect_eq(api_gate_scan(two, sizeof(two) - 1, 1024, 64, &why),
+	cr_expect_eq(api_gate_scan(two, sizeof(two) - 1, 1024, 64, 0, &why),
 		     sizeof(two) - 1);
 	cr_expect_eq(why, 0);
 	/* The second one incomplete: only the first counts. */
-	cr_expect_eq(api_gate_scan(two, sizeof(two) - 2, 1024, 64, &why), 18);
+	cr_expect_eq(api_gate_scan(two, sizeof(two) - 2, 1024, 64, 0, &why), 18);
 	cr_expect_eq(why, 0);
 	const char chunked[] = "POST /x HTTP/1.1\nTransfer-Encoding: Chunked\n"
 			       "\n1\nA\n1\r\nB\r\n0\n\n";
 	cr_expect_eq(api_gate_scan(chunked, sizeof(chunked) - 1, 1024, 64,
-				   &why), sizeof(chunked) - 1);
-	/* 64 body bytes allowed: 65 in two chunks is too many. */
+				   0, &why), sizeof(chunked) - 1);
+	/* 64 body bytes allowed: a chunk of 0x40 is fine, 0x41 too many. */
 	const char over[] = "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
 			    "\r\n40\r\n";
-	cr_expect_eq(api_gate_scan(over, sizeof(over) - 1, 1024, 64, &why), 0);
+	cr_expect_eq(api_gate_scan(over, sizeof(over) - 1, 1024, 64, 0, &why), 0);
 	cr_expect_eq(why, 0, "64 is fine so far");
 	const char over2[] = "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked"
 			     "\r\n\r\n41\r\n";
-	api_gate_scan(over2, sizeof(over2) - 1, 1024, 64, &why);
+	api_gate_scan(over2, sizeof(over2) - 1, 1024, 64, 0, &why);
 	cr_expect_eq(api_gate_refusal(why)->status, 413);
 	const char bad[] = "GET / HTTP/1.1\r\n\r\nGET / HTTP/2.0\r\n\r\n";
-	cr_expect_eq(api_gate_scan(bad, sizeof(bad) - 1, 1024, 64, &why), 18);
+	cr_expect_eq(api_gate_scan(bad, sizeof(bad) - 1, 1024, 64, 0, &why), 18);
 	cr_expect_eq(api_gate_refusal(why)->status, 505);
+	/* Byte by byte, as a slow client sends: the same answers. */
+	cr_expect_eq(api_gate_scan(chunked, sizeof(chunked) - 1, 1024, 64, 1,
+				   &why), sizeof(chunked) - 1);
+	cr_expect_eq(api_gate_scan(bad, sizeof(bad) - 1, 1024, 64, 1, &why),
+		     18);
+	cr_expect_eq(api_gate_refusal(why)->status, 505);
+	/* Many small requests: far more than one request's limit in all. */
+	size_t big = 200 * 18;
+	char *many = malloc(big);
+	for (size_t i = 0; i < big; i += 18)
+		memcpy(many + i, "GET / HTTP/1.1\r\n\r\n", 18);
+	cr_expect_eq(api_gate_scan(many, big, 64, 8, 0, &why), big);
+	cr_expect_eq(why, 0);
+	free(many);
 	cr_expect_null(api_gate_refusal(0));
 	cr_expect_null(api_gate_refusal(1000));
 }

@@ -271,8 +271,6 @@ static bool next_line(struct parse *ps, const char *p, size_t n,
 /* Advance over buf[0..n) (the current request starts at 0). */
 static enum presult step(struct parse *ps, const char *p, size_t n)
 {
-	if (n > raw_max(ps))
-		return refuse(ps, ps->st == P_HEAD ? R_HEAD_BIG : R_BODY_BIG);
 	for (;;) {
 		size_t s, len;
 		switch (ps->st) {
@@ -360,22 +358,40 @@ static enum presult step(struct parse *ps, const char *p, size_t n)
 	}
 }
 
+/* step, and a request that still wants more than raw_max bytes is
+ * refused: the buffer holds no more (gate_append). */
+static enum presult step_capped(struct parse *ps, const char *p, size_t n)
+{
+	enum presult r = step(ps, p, n);
+	if (r == P_MORE && n > raw_max(ps))
+		return refuse(ps, ps->st == P_HEAD ? R_HEAD_BIG : R_BODY_BIG);
+	return r;
+}
+
 size_t api_gate_scan(const char *p, size_t n, size_t head_max,
-		     size_t body_max, unsigned *refusal)
+		     size_t body_max, size_t piece, unsigned *refusal)
 {
 	struct parse ps = { .head_max = head_max, .body_max = body_max };
-	size_t done = 0;
+	size_t done = 0, avail = 0;
 	*refusal = 0;
-	while (done < n) {
-		enum presult r = step(&ps, p + done, n - done);
-		if (r == P_REFUSE) {
-			*refusal = ps.refusal;
-			break;
+	/* As gate_in sees it: `piece` bytes more at a time, the buffer never
+	 * beyond raw_max + 1 bytes past the request being read. */
+	while (avail < n) {
+		avail = piece && n - avail > piece ? avail + piece : n;
+		for (;;) {
+			size_t len = avail - done;
+			if (len > raw_max(&ps) + 1)
+				len = raw_max(&ps) + 1;
+			enum presult r = step_capped(&ps, p + done, len);
+			if (r == P_REFUSE) {
+				*refusal = ps.refusal;
+				return done;
+			}
+			if (r == P_MORE)
+				break;
+			done += ps.pos;
+			parse_reset(&ps);
 		}
-		if (r == P_MORE)
-			break;
-		done += ps.pos;
-		parse_reset(&ps);
 	}
 	return done;
 }
@@ -440,7 +456,7 @@ static enum bufferevent_filter_result gate_in(struct evbuffer *src,
 			goto refused;
 		}
 		for (;;) {
-			enum presult r = step(&g->ps, g->buf, g->len);
+			enum presult r = step_capped(&g->ps, g->buf, g->len);
 			if (r == P_REFUSE)
 				goto refused;
 			if (r == P_MORE)
