@@ -2,7 +2,12 @@
  * every hostile request, however broken, answered as JSON with its status
  * and the request id; authentication before routing; the gate's own
  * framing checks in-process. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,6 +324,43 @@ Test(api, authentication_before_routing, .timeout = 60)
 	cr_expect(strstr(log, id), "id %s not in the log: %s", id, log);
 	cr_expect(!strstr(log, c.admin), "a token in the log");
 	free(log);
+	ac_stop(&c);
+}
+
+/* Expect: 100-continue: the gate holds the head until the body came, so it
+ * answers the 100 itself; then the request goes through whole. */
+Test(api, expect_100_continue, .timeout = 60)
+{
+	struct api_client c;
+	ac_start(&c);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)c.port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct timeval tv = { 10, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	const char body[] = "{\"name\":\"h1\"}";
+	char head[512], buf[4096];
+	int n = snprintf(head, sizeof(head), "POST /v1/hosts HTTP/1.1\r\n"
+			 "Authorization: Bearer %s\r\nExpect: 100-continue\r\n"
+			 "Connection: close\r\nContent-Length: %zu\r\n\r\n",
+			 c.admin, sizeof(body) - 1);
+	cr_assert_eq(send(fd, head, (size_t)n, 0), n);
+	ssize_t got = recv(fd, buf, sizeof(buf) - 1, 0);
+	cr_assert_gt(got, 0, "no 100 Continue");
+	buf[got] = '\0';
+	cr_expect_str_eq(buf, "HTTP/1.1 100 Continue\r\n\r\n");
+	cr_assert_eq(send(fd, body, sizeof(body) - 1, 0),
+		     (ssize_t)sizeof(body) - 1);
+	size_t all = 0;
+	while (all < sizeof(buf) - 1 &&
+	       (got = recv(fd, buf + all, sizeof(buf) - 1 - all, 0)) > 0)
+		all += (size_t)got;
+	buf[all] = '\0';
+	close(fd);
+	cr_expect_eq(strncmp(buf, "HTTP/1.1 201 ", 13), 0, "%s", buf);
+	cr_expect(!strstr(buf, "100 Continue"), "a second 100: %s", buf);
 	ac_stop(&c);
 }
 
