@@ -4,16 +4,13 @@
  * leaves neither row nor event; a busy store answers 503 with nothing
  * changed; and after kill -9 at random points under writers, table rows
  * and events match one to one. */
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -165,19 +162,13 @@ Test(api, change_and_audit_event_together, .timeout = 90)
 static int post(int port, const char *token, const char *path,
 		const char *body)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-				 .sin_port = htons((uint16_t)port) };
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	struct timeval tv = { 5, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	int fd = ac_connect(port);
 	char req[1024], resp[4096];
 	int n = snprintf(req, sizeof(req), "POST %s HTTP/1.1\r\nConnection: "
 			 "close\r\nAuthorization: Bearer %s\r\nContent-Length: "
 			 "%zu\r\n\r\n%s", path, token, strlen(body), body);
 	int status = 0;
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
+	if (fd >= 0 && send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
 		ssize_t got = recv(fd, resp, sizeof(resp) - 1, 0);
 		if (got > 12) {
 			resp[got] = '\0';

@@ -2,11 +2,8 @@
  * every hostile request, however broken, answered as JSON with its status
  * and the request id; authentication before routing; the gate's own
  * framing checks in-process. */
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -333,13 +330,8 @@ Test(api, expect_100_continue, .timeout = 60)
 {
 	struct api_client c;
 	ac_start(&c);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-				 .sin_port = htons((uint16_t)c.port) };
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	struct timeval tv = { 10, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	int fd = ac_connect(c.port);
+	cr_assert_geq(fd, 0);
 	const char body[] = "{\"name\":\"h1\"}";
 	char head[512], buf[4096];
 	int n = snprintf(head, sizeof(head), "POST /v1/hosts HTTP/1.1\r\n"

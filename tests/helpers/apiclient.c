@@ -18,6 +18,23 @@
 
 static void parse(struct ac_resp *r);
 
+int ac_connect(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct timeval tv = { 10, 0 };
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 static pid_t spawn(char *const argv[], const char *log)
 {
 	pid_t parent_ = getpid();
@@ -105,14 +122,8 @@ void ac_raw_tls(const struct api_client *c, const void *req, size_t len,
 	cr_assert(ctx);
 	cr_assert_eq(SSL_CTX_load_verify_locations(ctx, ca, NULL), 1);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(fd, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-				 .sin_port = htons((uint16_t)c->port) };
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	struct timeval tv = { 10, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	int fd = ac_connect(c->port);
+	cr_assert_geq(fd, 0, "connect to the API");
 	SSL *ssl = SSL_new(ctx);
 	SSL_set_fd(ssl, fd);
 	cr_assert_eq(SSL_connect(ssl), 1, "TLS handshake with parleyd");
@@ -177,14 +188,8 @@ static void parse(struct ac_resp *r)
 void ac_raw(int port, const void *req, size_t len, struct ac_resp *r)
 {
 	memset(r, 0, sizeof(*r));
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(fd, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-				 .sin_port = htons((uint16_t)port) };
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	struct timeval tv = { 10, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	int fd = ac_connect(port);
+	cr_assert_geq(fd, 0, "connect to the API");
 	/* The server may answer (413, 400) and close before it has read
 	 * everything: a failed send is not the test's failure. */
 	for (size_t off = 0; off < len;) {

@@ -36,6 +36,9 @@ void ac_raw_tls(const struct api_client *c, const void *req, size_t len,
 void ac_kill(struct api_client *c);
 void ac_kill_restart(struct api_client *c);
 
+/* A TCP connection to 127.0.0.1:port with a 10 s receive timeout, or -1
+ * (no assertion: forked writers use it too). */
+int ac_connect(int port);
 /* Send `len` bytes as they are and read the answer to EOF. */
 void ac_raw(int port, const void *req, size_t len, struct ac_resp *r);
 /* One request with Connection: close; token and body may be NULL. */
