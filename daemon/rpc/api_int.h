@@ -65,6 +65,8 @@ void api_subject(struct api_req *q, const char *host, const char *partition,
 void api_after_changed(struct api_req *q, const char *host);
 void api_after_command(struct api_req *q, const char *host,
 		       const char *name, int action);
+/* api.c, after the commit and the reply: run what was queued. */
+void api_run_after(struct api_req *q);
 
 /* The body as a JSON object whose keys are all in `known` (NULL-terminated,
  * or NULL when the handler's parser checks them);
