@@ -251,7 +251,7 @@ Test(api, kill9_rows_match_audit_events, .timeout = 240)
 	struct api_client c;
 	ac_start(&c);
 	srand((unsigned)time(NULL));
-	const unsigned rounds = 6;
+	const unsigned rounds = 12;
 	for (unsigned round = 0; round < rounds; round++) {
 		pid_t w = writer(c.port, c.admin, round);
 		/* 150..900 ms in: any point of a request, commit included. */
