@@ -1,4 +1,5 @@
 #include "cli/ctl.h"
+#include "common/jsonv.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -165,6 +166,7 @@ static int map_status(int status)
 	switch (status) {
 	case 400:
 	case 413:
+	case 431:
 		return CTL_BADREQ;
 	case 401:
 	case 403:
@@ -184,10 +186,15 @@ static int take_error(const struct http_resp *r)
 	json_t *e = json_object_get(j, "error");
 	const char *code = json_string_value(json_object_get(e, "code"));
 	const char *msg = json_string_value(json_object_get(e, "message"));
+	/* The request id finds the daemon's log line of this request. */
+	const char *id = json_string_value(json_object_get(e, "request_id"));
 	int rc;
 	if (!json_is_object(j) || !code || !msg)
 		rc = ctl_fail(CTL_ERR, "HTTP", "status %d, and the body is "
 			      "not a parley error object", r->status);
+	else if (id && jv_name_valid(id, strlen(id), 64))
+		rc = ctl_fail(map_status(r->status), code, "%s (request %s)",
+			      msg, id);
 	else
 		rc = ctl_fail(map_status(r->status), code, "%s", msg);
 	json_decref(j);

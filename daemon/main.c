@@ -161,11 +161,9 @@ static void thin_command(void *ctx, const char *host, const char *name,
 static int h_define(void *ctx, const char *host, const char *name,
 		    const char *spec, struct parley_err *err)
 {
-	struct daemon *d = ctx;
-	int rc = orch_define(d->orch, host, name, spec, err);
-	if (rc == 0) /* its agent measures the key config files */
-		link_send_commands(&d->link, host);
-	return rc;
+	/* The API then has its agent measure the key configuration files
+	 * (hooks.thin_changed), once the row is committed. */
+	return orch_define(((struct daemon *)ctx)->orch, host, name, spec, err);
 }
 
 static int h_start(void *ctx, const char *name, struct parley_err *err)

@@ -16,18 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Inside a caller's batch (store_begin is -EBUSY) the writes join it:
- * the caller commits them with its own or not at all. */
+/* Inside a caller's batch (the API's: one per change, with its
+ * api_change event) the writes join it: the caller commits them with its
+ * own or not at all. */
 int orch_tx_begin(struct orch *o, bool *own, struct parley_err *err)
 {
-	int rc = store_begin(o->store, err);
-	*own = rc == 0;
-	if (rc == -EBUSY) {
-		if (err)
-			*err = (struct parley_err){ 0 };
-		rc = 0;
-	}
-	return rc;
+	*own = !store_in_batch(o->store);
+	return *own ? store_begin(o->store, err) : 0;
 }
 
 int orch_tx_end(struct orch *o, bool own, int rc, struct parley_err *err)

@@ -116,6 +116,9 @@ int store_open_upto(const char *path, unsigned upto, struct store **out,
 int store_begin(struct store *s, struct parley_err *err);
 int store_commit(struct store *s, struct parley_err *err);
 int store_rollback(struct store *s, struct parley_err *err);
+/* Whether a batch is open: code that may run inside a caller's batch (the
+ * API holds one around each change) joins it instead of opening its own. */
+bool store_in_batch(const struct store *s);
 
 /* ---- hosts ----------------------------------------------------------- */
 
@@ -467,6 +470,11 @@ const char *store_scope_name(enum store_scope s);   /* "read", "admin" */
 int store_token_add(struct store *s, const char *name, enum store_scope scope,
 		    struct store_blob sha256, struct parley_err *err);
 /* The scope of the token with this digest; -ENOENT if none. */
+/* As store_token_scope, and the token's name into `name` (STORE_NAME_MAX
+ * bytes; may be NULL) -- the API records who made a change. */
+int store_token_find(struct store *s, struct store_blob sha256,
+		     enum store_scope *scope, char name[STORE_NAME_MAX],
+		     struct parley_err *err);
 int store_token_scope(struct store *s, struct store_blob sha256,
 		      enum store_scope *scope, struct parley_err *err);
 /* Number of API tokens (the daemon bootstraps an admin token at 0). */

@@ -269,6 +269,11 @@ int store_begin(struct store *s, struct parley_err *err)
 	return rc;
 }
 
+bool store_in_batch(const struct store *s)
+{
+	return s && s->batch;
+}
+
 int store_commit(struct store *s, struct parley_err *err)
 {
 	if (!s->batch)

@@ -39,10 +39,12 @@ int store_token_add(struct store *s, const char *name, enum store_scope scope,
 	return db_run(s, st, "add token", err);
 }
 
-int store_token_scope(struct store *s, struct store_blob sha256,
-		      enum store_scope *scope, struct parley_err *err)
+int store_token_find(struct store *s, struct store_blob sha256,
+		     enum store_scope *scope, char name[STORE_NAME_MAX],
+		     struct parley_err *err)
 {
-	static const char q[] = "SELECT scope FROM api_tokens WHERE sha256 = ?1";
+	static const char q[] =
+		"SELECT scope, name FROM api_tokens WHERE sha256 = ?1";
 	sqlite3_stmt *st;
 	int rc = db_check_digest("token digest", sha256, err);
 	if (rc == 0)
@@ -55,12 +57,20 @@ int store_token_scope(struct store *s, struct store_blob sha256,
 		const char *sc = db_col_str(st, 0);
 		*scope = !strcmp(sc, "admin") ? STORE_SCOPE_ADMIN
 					      : STORE_SCOPE_READ;
+		if (name)
+			snprintf(name, STORE_NAME_MAX, "%s", db_col_str(st, 1));
 		rc = 0;
 	} else if (rc == 0) {
 		rc = perr(err, -ENOENT, "no such token");
 	}
 	db_reset(st);
 	return rc;
+}
+
+int store_token_scope(struct store *s, struct store_blob sha256,
+		      enum store_scope *scope, struct parley_err *err)
+{
+	return store_token_find(s, sha256, scope, NULL, err);
 }
 
 int store_token_count(struct store *s, uint64_t *n, struct parley_err *err)

@@ -20,6 +20,7 @@ struct target {
  * this table, never pointers. */
 static const struct target targets[] = {
 	{ "api_grant", NULL },
+	{ "api_gate", NULL },
 	{ "baseline", NULL },
 	{ "beneath", NULL },
 	{ "ctl", NULL },

@@ -1,8 +1,11 @@
 /*
- * The API server: evhttp on the daemon's loop, the route table, bearer
- * authentication, the reply helpers, the bootstrap admin token.
+ * The API server: evhttp (behind api_gate) on the daemon's loop, the route
+ * table, bearer authentication before routing, one store transaction per
+ * change with its audit event, replies held until that commit, request
+ * ids and the access log, the bootstrap admin token.
  */
 #include "daemon/rpc/api_int.h"
+#include "daemon/rpc/api_gate.h"
 #include "daemon/rpc/link.h"
 #include "common/jsonv.h"
 #include "common/log.h"
@@ -68,132 +71,6 @@ static const struct route routes[] = {
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
-/* ---- replies ---------------------------------------------------------- */
-
-void api_reply(struct api_req *q, int status, json_t *body)
-{
-	struct evbuffer *b = evbuffer_new();
-	struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	if (text) {
-		evhttp_add_header(h, "Content-Type", "application/json");
-		evbuffer_add(b, text, strlen(text));
-		evbuffer_add(b, "\n", 1);
-	}
-	free(text);
-	json_decref(body);
-	evhttp_send_reply(q->r, status, NULL, b);
-	evbuffer_free(b);
-	q->status = status;
-}
-
-void api_error(struct api_req *q, int status, const char *code,
-	       const char *fmt, ...)
-{
-	char msg[PARLEY_ERR_MSG_MAX + 64];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	api_reply(q, status, json_pack("{s:{s:s,s:s}}", "error", "code", code,
-				       "message", msg));
-}
-
-void api_fail(struct api_req *q, int rc, const struct parley_err *err)
-{
-	const char *m = perr_msg(err);
-	switch (rc) {
-	case -EINVAL:
-	case -E2BIG:
-	case -EFBIG:
-		api_error(q, 400, "BAD_REQUEST", "%s", m);
-		return;
-	case -ENOENT:
-		api_error(q, 404, "NOT_FOUND", "%s", m);
-		return;
-	case -EEXIST:
-	case -EBUSY:
-	case -ESTALE:
-	case -EAGAIN:
-		api_error(q, 409, "CONFLICT", "%s", m);
-		return;
-	}
-	log_error("api: %s", m);
-	api_error(q, 500, "INTERNAL", "%s", m);
-}
-
-/* ---- request pieces --------------------------------------------------- */
-
-json_t *api_body(struct api_req *q, const char *const *known)
-{
-	struct evbuffer *in = evhttp_request_get_input_buffer(q->r);
-	size_t len = evbuffer_get_length(in);
-	if (len > API_BODY_MAX) {
-		api_error(q, 413, "TOO_LARGE", "body of %zu bytes, at most %d",
-			  len, API_BODY_MAX);
-		return NULL;
-	}
-	const char *p = (const char *)evbuffer_pullup(in, -1);
-	json_error_t jerr;
-	struct parley_err err = { 0 };
-	/* No JSON_ALLOW_NUL: "a\u0000b" would read as the name "a". */
-	json_t *o = json_loadb(p ? p : "", len, JSON_REJECT_DUPLICATES, &jerr);
-	int rc = 0;
-	if (!o)
-		rc = jv_syntax_error(&jerr, &err);
-	else if (!json_is_object(o))
-		rc = jv_type_error(o, "body", "an object", &err);
-	else if (known)
-		rc = jv_check_known(o, known, "", &err);
-	if (rc < 0) {
-		json_decref(o);
-		api_error(q, 400, "BAD_REQUEST", "%s", perr_msg(&err));
-		return NULL;
-	}
-	return o;
-}
-
-const char *api_query(struct api_req *q, const char *key)
-{
-	return evhttp_find_header(&q->query, key);
-}
-
-bool api_limit(struct api_req *q, unsigned *limit)
-{
-	const char *v = api_query(q, "limit");
-	*limit = 100;
-	if (!v)
-		return true;
-	char *end;
-	unsigned long n = strtoul(v, &end, 10);
-	if (v[0] < '0' || v[0] > '9' || *end || n < 1 || n > STORE_LIST_MAX) {
-		struct jv_quoted qt;
-		api_error(q, 400, "BAD_REQUEST", "limit: %s is not 1..%d",
-			  jv_quote(&qt, v, strlen(v)), STORE_LIST_MAX);
-		return false;
-	}
-	*limit = (unsigned)n;
-	return true;
-}
-
-bool api_name_ok(struct api_req *q, const char *what, const char *v)
-{
-	if (v && jv_name_valid(v, strlen(v), STORE_NAME_MAX))
-		return true;
-	struct jv_quoted qt;
-	api_error(q, 400, "BAD_REQUEST", "%s: %s is not a valid name (1-%d of "
-		  "A-Z a-z 0-9 _ . -)", what, v ? jv_quote(&qt, v, strlen(v))
-						: "(missing)",
-		  STORE_NAME_MAX - 1);
-	return false;
-}
-
-json_t *api_page(json_t *items, const char *next)
-{
-	return json_pack("{s:o,s:o}", "items", items, "next",
-			 next ? json_string(next) : json_null());
-}
-
 /* ---- tokens ----------------------------------------------------------- */
 
 int api_token_digest(const char *text, const char *prefix,
@@ -225,7 +102,8 @@ int api_token_new(const char *prefix, char *text, uint8_t out[STORE_DIGEST])
 	return api_token_digest(text, prefix, out);
 }
 
-/* The caller's scope from "Authorization: Bearer prl_...", or -1. */
+/* The caller's scope from "Authorization: Bearer prl_...", or -1; the
+ * token's name goes to q->token (never the token itself). */
 static int caller_scope(struct api_req *q)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(q->r);
@@ -234,14 +112,35 @@ static int caller_scope(struct api_req *q)
 	enum store_scope sc;
 	if (!v || strncmp(v, "Bearer ", 7) ||
 	    api_token_digest(v + 7, "prl_", d) < 0 ||
-	    store_token_scope(q->a->store, (struct store_blob){ d, sizeof(d) },
-			      &sc, NULL) < 0)
+	    store_token_find(q->a->store, (struct store_blob){ d, sizeof(d) },
+			     &sc, q->token, NULL) < 0)
 		return -1;
 	return sc == STORE_SCOPE_ADMIN ? SCOPE_ADMIN : SCOPE_READ;
 }
 
-/* First start: an admin token, shown once, kept in a 0600 file for the
- * operator; afterwards only its digest exists. */
+/* The token text into path, 0600, on disk before the store has its
+ * digest: a token nobody can read would lock the operator out. */
+static int write_token(const char *path, const char *text,
+		       struct parley_err *err)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+			    O_CLOEXEC, 0600);
+	int rc = fd < 0 ? -errno : 0;
+	if (rc == 0 && (fchmod(fd, 0600) < 0 || dprintf(fd, "%s\n", text) < 0 ||
+			fsync(fd) < 0))
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0) {
+		unlink(path);
+		return perr(err, rc, "bootstrap token: cannot write %s: %s",
+			    path, strerror(-rc));
+	}
+	return 0;
+}
+
+/* First start: an admin token, kept only in a 0600 file for the operator
+ * (never in the log: logs travel); afterwards only its digest exists. */
 static int bootstrap(struct api_server *a, struct parley_err *err)
 {
 	uint64_t n = 0;
@@ -253,20 +152,22 @@ static int bootstrap(struct api_server *a, struct parley_err *err)
 	rc = api_token_new("prl_", text, d);
 	if (rc < 0)
 		return perr(err, rc, "bootstrap token: no randomness");
-	rc = store_token_add(a->store, "bootstrap", STORE_SCOPE_ADMIN,
-			     (struct store_blob){ d, sizeof(d) }, err);
+	if (snprintf(path, sizeof(path), "%s/admin.token", a->state_dir) >=
+	    (int)sizeof(path))
+		rc = perr(err, -ENAMETOOLONG, "state_dir: too long");
+	if (rc == 0)
+		rc = write_token(path, text, err);
+	OPENSSL_cleanse(text, sizeof(text));
 	if (rc < 0)
 		return rc;
-	fprintf(stderr, "parleyd: bootstrap admin token: %s\n", text);
-	snprintf(path, sizeof(path), "%s/admin.token", a->state_dir);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
-			    O_CLOEXEC, 0600);
-	if (fd < 0 || fchmod(fd, 0600) < 0 ||
-	    dprintf(fd, "%s\n", text) < 0)
-		log_warn("could not write %s: %s", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	OPENSSL_cleanse(text, sizeof(text));
+	rc = store_token_add(a->store, "bootstrap", STORE_SCOPE_ADMIN,
+			     (struct store_blob){ d, sizeof(d) }, err);
+	if (rc < 0) {
+		unlink(path);
+		return rc;
+	}
+	log_info("bootstrap admin token written to %s (0600); it is shown "
+		 "nowhere else", path);
 	return 0;
 }
 
@@ -292,9 +193,102 @@ static bool match(const char *pat, const char *path, char *arg, size_t cap)
 	return !*pat && !*path;
 }
 
+static const char *method_name(enum evhttp_cmd_type m)
+{
+	switch (m) {
+	case EVHTTP_REQ_GET: return "GET";
+	case EVHTTP_REQ_POST: return "POST";
+	case EVHTTP_REQ_HEAD: return "HEAD";
+	case EVHTTP_REQ_PUT: return "PUT";
+	case EVHTTP_REQ_DELETE: return "DELETE";
+	case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+	case EVHTTP_REQ_TRACE: return "TRACE";
+	case EVHTTP_REQ_PATCH: return "PATCH";
+	default: return "OTHER";
+	}
+}
+
+/* A change: every write method, except the one POST that only reads. */
+static bool is_change(enum evhttp_cmd_type m, const char *path)
+{
+	return m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD &&
+	       strcmp(path, "/v1/audit/verify");
+}
+
+/* The api_change event, in the change's own transaction: the trail says
+ * who changed what when, and says it exactly when the change happened. */
+static int audit_change(struct api_req *q, const char *path,
+			struct parley_err *err)
+{
+	char detail[STORE_DETAIL_MAX];
+	snprintf(detail, sizeof(detail), "%s %.256s -> %d request_id=%s "
+		 "token=%s", method_name(evhttp_request_get_command(q->r)),
+		 path, q->status, q->id, q->token[0] ? q->token : "-");
+	struct store_audit_in ev = {
+		.event = "api_change", .host = q->au_host,
+		.partition = q->au_part, .channel = q->au_chan,
+		.detail = detail,
+	};
+	return store_audit_append(q->a->store, &ev, 1, NULL, err);
+}
+
+/* The store could not take the change: nothing of it was kept. */
+static void change_failed(struct api_req *q, int rc,
+			  const struct parley_err *err)
+{
+	log_error("api %s: change not committed: %s", q->id, perr_msg(err));
+	q->nafter = 0;
+	if (rc == -EBUSY || rc == -EAGAIN)
+		api_error(q, 503, "UNAVAILABLE", "the store is busy; nothing "
+			  "was changed, retry");
+	else
+		api_error(q, 500, "INTERNAL", "the change could not be "
+			  "stored; nothing was changed");
+}
+
+/*
+ * One change, one transaction: the handler's writes and the api_change
+ * event commit together, or neither does (a handler answering other than
+ * 2xx rolls back). The libvirt hooks run inside it: the loop is blocked
+ * during a libvirt call anyway, and the write lock held meanwhile only
+ * keeps other processes off the file (daemon/rpc/README.md).
+ */
+static void run_change(struct api_req *q, const struct route *rt,
+		       const char *path)
+{
+	struct store *s = q->a->store;
+	struct parley_err err = { 0 };
+	int rc = store_begin(s, &err);
+	if (rc < 0) {
+		change_failed(q, rc, &err);
+		return;
+	}
+	rt->fn(q);
+	if (q->status < 200 || q->status >= 300) {
+		store_rollback(s, NULL);
+		q->nafter = 0;
+		return;
+	}
+	rc = audit_change(q, path, &err);
+	if (rc < 0)
+		store_rollback(s, NULL);
+	else
+		rc = store_commit(s, &err);
+	if (rc < 0)
+		change_failed(q, rc, &err);
+}
+
+/* Authentication first (only /healthz is open), then the route, the
+ * method, the scope. */
 static void dispatch(struct api_req *q, const char *path)
 {
 	enum evhttp_cmd_type m = evhttp_request_get_command(q->r);
+	int sc = SCOPE_NONE;
+	if (strcmp(path, "/healthz") && (sc = caller_scope(q)) < 0) {
+		api_error(q, 401, "UNAUTHENTICATED", "missing or unknown "
+			  "bearer token");
+		return;
+	}
 	bool path_known = false;
 	for (size_t i = 0; i < NROUTES; i++) {
 		if (!match(routes[i].pattern, path, q->arg, sizeof(q->arg)))
@@ -302,14 +296,11 @@ static void dispatch(struct api_req *q, const char *path)
 		path_known = true;
 		if (routes[i].method != m)
 			continue;
-		int sc = routes[i].scope == SCOPE_NONE ? SCOPE_NONE
-						       : caller_scope(q);
-		if (sc < 0)
-			api_error(q, 401, "UNAUTHENTICATED",
-				  "missing or unknown bearer token");
-		else if (sc < (int)routes[i].scope)
+		if (sc < (int)routes[i].scope)
 			api_error(q, 403, "FORBIDDEN", "this token's scope is "
 				  "read; %s needs admin", routes[i].pattern);
+		else if (is_change(m, path))
+			run_change(q, &routes[i], path);
 		else
 			routes[i].fn(q);
 		return;
@@ -328,69 +319,122 @@ static double now_ms(void)
 	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
-/* Every change made through the API is an audit event too: the trail
- * says who changed policy when, not only what the agents decided. */
-static void audit_change(struct api_req *q, const char *path)
+/* The gate's stand-in for a request it refused: gate_path/N. */
+static const struct api_gate_refusal *gate_refusal(struct api_server *a,
+						   const char *path)
 {
-	enum evhttp_cmd_type m = evhttp_request_get_command(q->r);
-	if (m == EVHTTP_REQ_GET || q->status < 200 || q->status >= 300 ||
-	    !path || !strcmp(path, "/v1/audit/verify"))
-		return;
-	char detail[320];
-	snprintf(detail, sizeof(detail), "%s %.256s -> %d",
-		 m == EVHTTP_REQ_POST ? "POST" : m == EVHTTP_REQ_PUT ? "PUT"
-		 : m == EVHTTP_REQ_DELETE ? "DELETE" : "other", path, q->status);
-	struct store_audit_in ev = { .event = "api_change", .detail = detail };
-	store_audit_append(q->a->store, &ev, 1, NULL, NULL);
+	size_t n = strlen(a->gate_path);
+	if (strncmp(path, a->gate_path, n) || path[n] != '/')
+		return NULL;
+	char *end;
+	unsigned long k = strtoul(path + n + 1, &end, 10);
+	return *end ? NULL : api_gate_refusal((unsigned)k);
+}
+
+static const char *reason(int status)
+{
+	switch (status) {
+	case 431: return "Request Header Fields Too Large";
+	case 503: return "Service Unavailable";
+	default: return NULL;
+	}
+}
+
+static void send_reply(struct api_req *q)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);
+	struct evbuffer *b = evbuffer_new();
+	if (!q->status)
+		api_error(q, 500, "INTERNAL", "the handler gave no answer");
+	evhttp_add_header(h, "X-Request-Id", q->id);
+	if (q->body) {
+		evhttp_add_header(h, "Content-Type", q->ctype);
+		if (b)
+			evbuffer_add(b, q->body, q->body_len);
+	}
+	evhttp_send_reply(q->r, q->status, reason(q->status), b);
+	if (b)
+		evbuffer_free(b);
 }
 
 static void on_request(struct evhttp_request *r, void *arg)
 {
-	struct api_req q = { .a = arg, .r = r };
+	struct api_server *a = arg;
+	struct api_req q = { .a = a, .r = r };
 	double t0 = now_ms();
 	TAILQ_INIT(&q.query);
+	snprintf(q.id, sizeof(q.id), "%08x%016llx", (unsigned)a->id_boot,
+		 (unsigned long long)++a->id_seq);
 	const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r);
 	const char *path = u ? evhttp_uri_get_path(u) : NULL;
 	const char *qs = u ? evhttp_uri_get_query(u) : NULL;
-	if (!path || (qs && evhttp_parse_query_str(qs, &q.query) < 0))
+	const struct api_gate_refusal *gr = path ? gate_refusal(a, path) : NULL;
+	const char *method = method_name(evhttp_request_get_command(r));
+	if (gr) {
+		api_error(&q, gr->status, gr->code, "%s", gr->message);
+		method = "-";
+		path = "(refused before routing)";
+	} else if (!path || (qs && evhttp_parse_query_str(qs, &q.query) < 0)) {
 		api_error(&q, 400, "BAD_REQUEST", "malformed request URI");
-	else
+	} else {
 		dispatch(&q, path);
-	audit_change(&q, path);
+	}
+	send_reply(&q);
+	api_run_after(&q);
+	double ms = now_ms() - t0;
+	/* The path only: tokens travel in a header, never logged. */
+	log_info("api %s %.200s %d %.3f ms id=%s", method, path ? path : "-",
+		 q.status, ms, q.id);
 	evhttp_clear_headers(&q.query);
-	metrics_request(&q.a->metrics, q.status, now_ms() - t0);
+	free(q.body);
+	metrics_request(&a->metrics, q.status, ms);
 }
 
-/* HTTPS: every accepted connection becomes a TLS bufferevent. */
-static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+/* Every accepted connection: TLS (when configured) under the gate. */
+static struct bufferevent *conn_bev(struct event_base *base, void *arg)
 {
 	struct api_server *a = arg;
-	SSL *ssl = SSL_new(a->tls);
-	if (!ssl)
+	struct bufferevent *under;
+	if (a->tls) {
+		SSL *ssl = SSL_new(a->tls);
+		if (!ssl)
+			return NULL;
+		under = bufferevent_openssl_socket_new(
+			base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+			BEV_OPT_CLOSE_ON_FREE);
+	} else {
+		under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (!under)
 		return NULL;
-	return bufferevent_openssl_socket_new(base, -1, ssl,
-					      BUFFEREVENT_SSL_ACCEPTING,
-					      BEV_OPT_CLOSE_ON_FREE);
+	return api_gate_new(under, API_HEADERS_MAX, API_BODY_MAX,
+			    a->gate_path);
 }
 
 int api_start(struct api_server *a, const char *host, int port,
 	      struct parley_err *err)
 {
+	uint8_t rnd[20];
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		return perr(err, -EIO, "api: no randomness");
+	int n = snprintf(a->gate_path, sizeof(a->gate_path), "/.gate-");
+	for (unsigned i = 0; i < 16; i++)
+		n += snprintf(a->gate_path + n, sizeof(a->gate_path) - (size_t)n,
+			      "%02x", rnd[i]);
+	memcpy(&a->id_boot, rnd + 16, sizeof(a->id_boot));
 	a->http = evhttp_new(a->base);
 	if (!a->http)
 		return perr(err, -ENOMEM, "evhttp_new failed");
 	/* Every method reaches the router, so that an unknown one gets a
 	 * JSON 405 rather than evhttp's HTML. */
 	evhttp_set_allowed_methods(a->http, 0xffff);
-	/* evhttp's own cap is above ours so a body between the two gets
-	 * our JSON 413; beyond it evhttp answers 413 itself without
-	 * buffering it. */
-	evhttp_set_max_body_size(a->http, 16 * API_BODY_MAX);
-	evhttp_set_max_headers_size(a->http, API_HEADERS_MAX);
+	/* The gate refuses (as JSON) what is beyond our limits; evhttp's
+	 * own, which would answer in HTML, are kept above them. */
+	evhttp_set_max_body_size(a->http, 4 * API_BODY_MAX);
+	evhttp_set_max_headers_size(a->http, 4 * API_HEADERS_MAX);
 	evhttp_set_timeout(a->http, 30);
 	evhttp_set_gencb(a->http, on_request, a);
-	if (a->tls)
-		evhttp_set_bevcb(a->http, tls_bev, a);
+	evhttp_set_bevcb(a->http, conn_bev, a);
 	struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(
 		a->http, host, (ev_uint16_t)port);
 	if (!bs)

@@ -2,7 +2,10 @@
  * The HTTP/JSON API (daemon/rpc/API.md is the contract): evhttp on the
  * daemon's event loop, a route table, bearer tokens with read/admin
  * scopes, JSON errors, /healthz and /metrics. Handlers run on the loop
- * and answer synchronously; nothing here blocks but the store.
+ * and answer synchronously; nothing here blocks but the store and the
+ * libvirt hooks. Every answer, evhttp's refusals included (api_gate.h),
+ * is JSON and carries an X-Request-Id; a change and its api_change audit
+ * event commit together before the answer is sent.
  */
 #ifndef PARLEY_DAEMON_API_H
 #define PARLEY_DAEMON_API_H
@@ -21,7 +24,7 @@ struct evhttp_bound_socket;
 
 /* Bodies larger than this are refused with 413 TOO_LARGE. */
 #define API_BODY_MAX (64 * 1024)
-/* Request line + headers larger than this are refused by evhttp. */
+/* Request line + headers larger than this are refused with 431. */
 #define API_HEADERS_MAX (16 * 1024)
 /* Token secrets: 32 random bytes shown as PREFIX + 64 hex digits. */
 #define API_TOKEN_BYTES 32
@@ -43,7 +46,8 @@ struct api_hooks {
 	int (*orch_stop)(void *ctx, const char *name, struct parley_err *err);
 	int (*orch_destroy)(void *ctx, const char *name,
 			    struct parley_err *err);
-	/* A thin partition of `host` was defined: send its commands. */
+	/* A partition of `host` was defined (committed): send its agent
+	 * its commands (create a thin one, measure a libvirt one's files). */
 	void (*thin_changed)(void *ctx, const char *host);
 	/* Send one command (PARLEY__V1__PARTITION_COMMAND__ACTION__*) for a
 	 * thin partition to its host, if connected. */
@@ -64,11 +68,14 @@ struct api_server {
 	struct api_metrics metrics;
 	/* private */
 	struct evhttp *http;
+	char gate_path[48];         /* api_gate.h: "/.gate-<random>" */
+	uint32_t id_boot;           /* request ids: boot random, sequence */
+	uint64_t id_seq;
 };
 
 /* Bind host:port (an IP address), and create the bootstrap admin token if
- * the store has none (printed once to stderr, written to
- * state_dir/admin.token, 0600). */
+ * the store has none: written only to state_dir/admin.token (0600), the
+ * log says where; a token that cannot be written is not created. */
 int api_start(struct api_server *a, const char *host, int port,
 	      struct parley_err *err);
 void api_stop(struct api_server *a);

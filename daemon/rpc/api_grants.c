@@ -47,6 +47,8 @@ void api_grants_add(struct api_req *q)
 		return;
 	int rc = grant_from_json(b, &g, &err);
 	if (rc == 0)
+		api_subject(q, NULL, NULL, g.channel);
+	if (rc == 0)
 		rc = store_grant_add(q->a->store, &g, &v, &err);
 	if (rc < 0)
 		api_fail(q, rc, &err);
@@ -63,6 +65,7 @@ void api_grants_delete(struct api_req *q)
 	uint64_t v = 0;
 	if (!api_name_ok(q, "channel", q->arg))
 		return;
+	api_subject(q, NULL, NULL, q->arg);
 	int rc = store_grant_remove(q->a->store, q->arg, &v, &err);
 	if (rc < 0)
 		api_fail(q, rc, &err);
@@ -245,6 +248,7 @@ void api_baselines_put(struct api_req *q)
 					     NULL };
 	if (!api_name_ok(q, "partition name", q->arg))
 		return;
+	api_subject(q, NULL, q->arg, NULL);
 	json_t *body = api_body(q, known);
 	if (!body)
 		return;
@@ -268,6 +272,7 @@ void api_baselines_delete(struct api_req *q)
 	struct parley_err err = { 0 };
 	if (!api_name_ok(q, "partition name", q->arg))
 		return;
+	api_subject(q, NULL, q->arg, NULL);
 	int rc = store_baseline_delete(q->a->store, q->arg, NULL, &err);
 	if (rc < 0)
 		api_fail(q, rc, &err);

@@ -8,6 +8,7 @@
 #include "db/store.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <event2/buffer.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
@@ -57,11 +58,8 @@ void api_metrics(struct api_req *q)
 		api_fail(q, rc, NULL);
 		return;
 	}
-	evhttp_add_header(evhttp_request_get_output_headers(q->r),
-			  "Content-Type", "text/plain; version=0.0.4");
-	evhttp_send_reply(q->r, 200, NULL, b);
+	api_reply_text(q, 200, "text/plain; version=0.0.4", b);
 	evbuffer_free(b);
-	q->status = 200;
 }
 
 static json_t *host_json(struct api_server *a, const struct store_host *h)
@@ -129,7 +127,10 @@ static int host_create(struct api_server *a, const char *name,
 	if (rc < 0)
 		return perr(err, rc, "join token: no randomness");
 	*expires = unix_ms() + API_JOIN_TTL_MS;
-	rc = store_begin(a->store, err);
+	/* Inside the API's batch for this change (api.c run_change), which
+	 * commits both with the audit event or neither. */
+	bool own = !store_in_batch(a->store);
+	rc = own ? store_begin(a->store, err) : 0;
 	if (rc < 0)
 		return rc;
 	rc = store_host_put(a->store, name, uri, (struct store_blob){ 0 }, err);
@@ -137,6 +138,8 @@ static int host_create(struct api_server *a, const char *name,
 		rc = store_join_token_add(a->store, name,
 					  (struct store_blob){ d, sizeof(d) },
 					  *expires, err);
+	if (!own)
+		return rc;
 	if (rc == 0)
 		return store_commit(a->store, err);
 	store_rollback(a->store, NULL);
@@ -163,6 +166,7 @@ void api_hosts_add(struct api_req *q)
 		int64_t exp = 0;
 		struct parley_err err = { 0 };
 		const char *uri = ju ? json_string_value(ju) : "";
+		api_subject(q, name, NULL, NULL);
 		int rc = host_create(q->a, name, uri, token, &exp, &err);
 		struct store_host h;
 		if (rc == 0)
@@ -186,14 +190,14 @@ void api_hosts_delete(struct api_req *q)
 	if (!api_name_ok(q, "host name", q->arg))
 		return;
 	/* The store revokes its pinned certificate in the same transaction;
-	 * an agent still connected with it is cut off now. */
+	 * an agent still connected with it is cut off once that committed. */
+	api_subject(q, q->arg, NULL, NULL);
 	int rc = store_host_delete(q->a->store, q->arg, &err);
 	if (rc < 0) {
 		api_fail(q, rc, &err);
 		return;
 	}
-	if (q->a->link)
-		link_host_deleted(q->a->link, q->arg);
+	api_after_host_deleted(q, q->arg);
 	api_reply(q, 204, NULL);
 }
 

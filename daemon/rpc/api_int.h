@@ -5,26 +5,75 @@
 #ifndef PARLEY_DAEMON_API_INT_H
 #define PARLEY_DAEMON_API_INT_H
 
+#include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include "daemon/rpc/api.h"
+
+/* Work for after the commit: what reaches agents must not tell of a
+ * change that was then rolled back. */
+enum api_after_kind {
+	API_AFTER_CHANGED,          /* hooks.thin_changed */
+	API_AFTER_COMMAND,          /* hooks.thin_command */
+	API_AFTER_HOST_DELETED,     /* link_host_deleted: cut its agent off */
+};
+struct api_after {
+	enum api_after_kind kind;
+	int action;
+	char host[STORE_NAME_MAX];
+	char name[STORE_NAME_MAX];
+};
+#define API_AFTER_MAX 4
+#define API_REQ_ID 33
 
 struct api_req {
 	struct api_server *a;
 	struct evhttp_request *r;
 	char arg[256];              /* the {name} segment of the path, raw */
 	struct evkeyvalq query;
-	int status;                 /* set by the reply */
+	/* The reply, held by api_reply until a change is committed. */
+	int status;
+	char *body;                 /* NULL: no body */
+	size_t body_len;
+	const char *ctype;
+	char id[API_REQ_ID];        /* X-Request-Id, in the log and audit */
+	char token[STORE_NAME_MAX]; /* the caller's token's name, or "" */
+	/* What a change concerns, for its api_change audit event. */
+	char au_host[STORE_NAME_MAX], au_part[STORE_NAME_MAX],
+		au_chan[STORE_NAME_MAX];
+	struct api_after after[API_AFTER_MAX];
+	unsigned nafter;
 };
 
-/* Every handler answers exactly once through one of these. */
+/* Every handler answers exactly once through one of these. The answer is
+ * sent when the handler returned and, for a change (POST/PUT/DELETE),
+ * once the change and its audit event are committed together: a reply
+ * other than 2xx rolls the change back. A later call replaces an earlier
+ * one. */
 void api_reply(struct api_req *q, int status, json_t *body); /* steals */
+/* A body that is not JSON (/metrics): the bytes of b, drained. */
+void api_reply_text(struct api_req *q, int status, const char *ctype,
+		    struct evbuffer *b);
 void api_error(struct api_req *q, int status, const char *code,
 	       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* A store (or parser) error as its status: -EINVAL/-E2BIG 400,
  * -ENOENT 404, -EEXIST/-EBUSY/-ESTALE/-EAGAIN 409, else 500. */
 void api_fail(struct api_req *q, int rc, const struct parley_err *err);
+
+/* What the change concerns (valid names or NULL), named in its audit
+ * event; call after checking them. */
+void api_subject(struct api_req *q, const char *host, const char *partition,
+		 const char *channel);
+/* hooks.thin_changed / thin_command, run after the commit. */
+void api_after_changed(struct api_req *q, const char *host);
+void api_after_command(struct api_req *q, const char *host,
+		       const char *name, int action);
+/* The host is gone: its connected agent is cut off after the commit. */
+void api_after_host_deleted(struct api_req *q, const char *host);
+/* api.c, after the commit and the reply: run what was queued. */
+void api_run_after(struct api_req *q);
 
 /* The body as a JSON object whose keys are all in `known` (NULL-terminated,
  * or NULL when the handler's parser checks them);

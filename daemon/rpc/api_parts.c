@@ -1,7 +1,8 @@
 /*
  * API routes: partitions. Thin partitions live in the store and reach
- * their host's agent as PartitionCommands (hooks.thin_*); libvirt ones go
- * through the orchestration hooks (501 until main.c provides them).
+ * their host's agent as PartitionCommands (hooks.thin_*, sent after the
+ * change committed); libvirt ones go through the orchestration hooks
+ * (501 until main.c provides them), inside the change's transaction.
  */
 #include "daemon/rpc/api_int.h"
 #include "common/jsonv.h"
@@ -159,6 +160,7 @@ void api_parts_add(struct api_req *q)
 		return;
 	}
 	struct api_hooks *h = &q->a->hooks;
+	api_subject(q, host, name, NULL);
 	char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
 	struct parley_err err = { 0 };
 	int rc = kind == STORE_PART_LIBVIRT && !h->orch_define
@@ -167,8 +169,10 @@ void api_parts_add(struct api_req *q)
 		part_fail(q, rc, &err);
 	else
 		reply_part(q, 201, name);
-	if (rc == 0 && kind == STORE_PART_THIN && h->thin_changed)
-		h->thin_changed(h->ctx, host);
+	/* Its agent creates a thin one, or measures a libvirt one's key
+	 * configuration files -- once the row is committed. */
+	if (rc == 0)
+		api_after_changed(q, host);
 	free(text);
 	json_decref(b);
 }
@@ -200,15 +204,17 @@ static void part_action(struct api_req *q, int action, orch_fn fn,
 		return;
 	int rc = store_partition_get(q->a->store, q->arg, &p, &err);
 	bool libvirt = rc == 0 && p.kind == STORE_PART_LIBVIRT;
+	if (rc == 0)
+		api_subject(q, p.host, p.name, NULL);
 	if (libvirt) /* the orchestrator records the state libvirt reports */
 		rc = !fn ? -ENOSYS : libvirt_rc(fn(h->ctx, p.name, &err));
 	else if (rc == 0)
 		rc = thin_conflict(&p, busy, &err);
-	if (rc == 0 && !libvirt && h->thin_command)
-		h->thin_command(h->ctx, p.host, p.name, action);
 	if (rc == 0 && !libvirt)
 		rc = store_partition_set_state(q->a->store, p.name, state, 0,
 					       NULL, &err);
+	if (rc == 0 && !libvirt)
+		api_after_command(q, p.host, p.name, action);
 	if (rc < 0)
 		part_fail(q, rc, &err);
 	else
@@ -242,6 +248,8 @@ void api_parts_delete(struct api_req *q)
 		return;
 	int rc = store_partition_get(q->a->store, q->arg, &p, &err);
 	bool libvirt = rc == 0 && p.kind == STORE_PART_LIBVIRT;
+	if (rc == 0)
+		api_subject(q, p.host, p.name, NULL);
 	if (libvirt && !h->orch_destroy)
 		rc = -ENOSYS;
 	else if (libvirt) /* refuses while grants name it, then undefines
@@ -249,9 +257,9 @@ void api_parts_delete(struct api_req *q)
 		rc = libvirt_rc(h->orch_destroy(h->ctx, p.name, &err));
 	else if (rc == 0)
 		rc = store_partition_delete(q->a->store, p.name, &err);
-	if (rc == 0 && !libvirt && h->thin_command)
-		h->thin_command(h->ctx, p.host, p.name,
-				PARLEY__V1__PARTITION_COMMAND__ACTION__DESTROY);
+	if (rc == 0 && !libvirt)
+		api_after_command(q, p.host, p.name,
+				  PARLEY__V1__PARTITION_COMMAND__ACTION__DESTROY);
 	if (rc < 0)
 		part_fail(q, rc, &err);
 	else

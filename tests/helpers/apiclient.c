@@ -6,12 +6,34 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
+
+static void parse(struct ac_resp *r);
+
+int ac_connect(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct timeval tv = { 10, 0 };
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
 
 static pid_t spawn(char *const argv[], const char *log)
 {
@@ -53,10 +75,8 @@ static bool ready(struct fleetd *f, void *ctx)
 	return c->port > 0 && strlen(c->admin) == 68;
 }
 
-void ac_start(struct api_client *c)
+static void spawn_daemon(struct api_client *c)
 {
-	memset(c, 0, sizeof(*c));
-	fd_init(&c->f);
 	char ca[600], crt[600], key[600], pol[600], log[600];
 	const char *d = c->f.dir;
 	snprintf(ca, sizeof(ca), "%s/ca/ca.crt", d);
@@ -67,9 +87,88 @@ void ac_start(struct api_client *c)
 	char *argv[] = { T_BIN("parleyd"), "--listen", "127.0.0.1:0",
 			 "--api-listen", "127.0.0.1:0", "--state-dir",
 			 (char *)d, "--ca", ca, "--cert", crt, "--key", key,
-			 "--policy-key", pol, "--store", c->f.store, NULL };
+			 "--policy-key", pol, "--store", c->f.store,
+			 c->tls ? "--api-cert" : NULL, crt, "--api-key", key,
+			 NULL };
 	c->f.daemon = spawn(argv, log);
 	cr_assert(fd_wait(ready, &c->f, c, 10000), "parleyd API did not start");
+}
+
+void ac_start(struct api_client *c)
+{
+	memset(c, 0, sizeof(*c));
+	fd_init(&c->f);
+	spawn_daemon(c);
+}
+
+void ac_start_tls(struct api_client *c)
+{
+	memset(c, 0, sizeof(*c));
+	fd_init(&c->f);
+	c->tls = true;
+	spawn_daemon(c);
+}
+
+void ac_raw_tls(const struct api_client *c, const void *req, size_t len,
+		struct ac_resp *r)
+{
+	memset(r, 0, sizeof(*r));
+	/* SSL_write uses write(2): a server that answered and closed
+	 * before reading everything must not kill the test. */
+	signal(SIGPIPE, SIG_IGN);
+	char ca[700];
+	snprintf(ca, sizeof(ca), "%s/ca/ca.crt", c->f.dir);
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	cr_assert(ctx);
+	cr_assert_eq(SSL_CTX_load_verify_locations(ctx, ca, NULL), 1);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	int fd = ac_connect(c->port);
+	cr_assert_geq(fd, 0, "connect to the API");
+	SSL *ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	cr_assert_eq(SSL_connect(ssl), 1, "TLS handshake with parleyd");
+	/* As ac_raw: the server may answer and close before reading all. */
+	for (size_t off = 0; off < len;) {
+		int n = SSL_write(ssl, (const char *)req + off,
+				  (int)(len - off > 16384 ? 16384 : len - off));
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	size_t cap = 4096, got = 0;
+	r->raw = malloc(cap);
+	for (;;) {
+		if (got + 1 >= cap)
+			r->raw = realloc(r->raw, cap *= 2);
+		int n = SSL_read(ssl, r->raw + got, (int)(cap - got - 1));
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	r->raw[got] = '\0';
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(fd);
+	parse(r);
+}
+
+void ac_kill(struct api_client *c)
+{
+	if (c->f.daemon > 0) {
+		kill(c->f.daemon, SIGKILL);
+		waitpid(c->f.daemon, NULL, 0);
+	}
+	c->f.daemon = 0;
+}
+
+void ac_kill_restart(struct api_client *c)
+{
+	ac_kill(c);
+	char path[700];
+	snprintf(path, sizeof(path), "%s/parleyd.api-port", c->f.dir);
+	unlink(path);
+	c->port = 0;
+	spawn_daemon(c);
 }
 
 void ac_stop(struct api_client *c)
@@ -89,14 +188,8 @@ static void parse(struct ac_resp *r)
 void ac_raw(int port, const void *req, size_t len, struct ac_resp *r)
 {
 	memset(r, 0, sizeof(*r));
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(fd, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-				 .sin_port = htons((uint16_t)port) };
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	struct timeval tv = { 10, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	int fd = ac_connect(port);
+	cr_assert_geq(fd, 0, "connect to the API");
 	/* The server may answer (413, 400) and close before it has read
 	 * everything: a failed send is not the test's failure. */
 	for (size_t off = 0; off < len;) {

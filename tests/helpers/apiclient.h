@@ -4,6 +4,7 @@
 #define PARLEY_TEST_APICLIENT_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include "tests/helpers/fleetd.h"
 
@@ -11,6 +12,7 @@ struct api_client {
 	struct fleetd f;
 	int port;                 /* the API's */
 	char admin[128];          /* the bootstrap token from admin.token */
+	bool tls;                 /* the API over HTTPS (ac_start_tls) */
 };
 
 struct ac_resp {
@@ -24,7 +26,19 @@ struct ac_resp {
  * parleyd.api-port and admin.token. */
 void ac_start(struct api_client *c);
 void ac_stop(struct api_client *c);
+/* As ac_start, the API over HTTPS with parleyd's certificate; ac_raw_tls
+ * sends as ac_raw does, over TLS verified against the test CA. */
+void ac_start_tls(struct api_client *c);
+void ac_raw_tls(const struct api_client *c, const void *req, size_t len,
+		struct ac_resp *r);
+/* kill -9 parleyd (and reap it); then, for ac_kill_restart, start it again
+ * on the same state and store, the API on a new port. */
+void ac_kill(struct api_client *c);
+void ac_kill_restart(struct api_client *c);
 
+/* A TCP connection to 127.0.0.1:port with a 10 s receive timeout, or -1
+ * (no assertion: forked writers use it too). */
+int ac_connect(int port);
 /* Send `len` bytes as they are and read the answer to EOF. */
 void ac_raw(int port, const void *req, size_t len, struct ac_resp *r);
 /* One request with Connection: close; token and body may be NULL. */

@@ -1,0 +1,562 @@
+/*
+ * The gate in front of evhttp (api_gate.h): an HTTP/1.x request framer
+ * that is stricter than evhttp's, so that everything it lets through
+ * evhttp accepts, and everything else is refused as JSON by the API.
+ *
+ * Stricter means: exactly "METHOD SP /target SP HTTP/1.x", a known
+ * method, header names that are tokens and values without control bytes,
+ * no line folding, at most one Content-Length (digits only) or one
+ * "Transfer-Encoding: chunked" but never both, no body on HEAD/TRACE,
+ * chunk sizes of 1-8 hex digits without extensions, no trailers.
+ */
+#include "daemon/rpc/api_gate.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum {
+	R_LINE = 1, R_HEADER, R_HEAD_BIG, R_BODY_BIG, R_VERSION, R_METHOD,
+	R_LENGTH, R_CODING, R_FRAMING, R_CHUNK, R_EXPECT, R_TRAILER,
+	R_NOBODY, R_TARGET,
+};
+
+static const struct api_gate_refusal refusals[] = {
+	[R_LINE] = { 400, "BAD_REQUEST", "malformed request line" },
+	[R_HEADER] = { 400, "BAD_REQUEST", "malformed header line" },
+	[R_HEAD_BIG] = { 431, "HEADERS_TOO_LARGE", "request line and headers "
+			 "too large" },
+	[R_BODY_BIG] = { 413, "TOO_LARGE", "request body too large" },
+	[R_VERSION] = { 505, "HTTP_VERSION_NOT_SUPPORTED", "only HTTP/1.0 "
+			"and HTTP/1.1 are spoken here" },
+	[R_METHOD] = { 501, "NOT_IMPLEMENTED", "unknown method" },
+	[R_LENGTH] = { 400, "BAD_REQUEST", "malformed or repeated "
+		       "Content-Length" },
+	[R_CODING] = { 501, "NOT_IMPLEMENTED", "only Transfer-Encoding: "
+		       "chunked is understood" },
+	[R_FRAMING] = { 400, "BAD_REQUEST", "ambiguous body framing "
+			"(Content-Length with Transfer-Encoding, a repeated "
+			"Transfer-Encoding, or chunked in HTTP/1.0)" },
+	[R_CHUNK] = { 400, "BAD_REQUEST", "malformed chunk (size: 1-8 hex "
+		      "digits, no extensions; data then CRLF)" },
+	[R_EXPECT] = { 417, "EXPECTATION_FAILED", "only Expect: "
+		       "100-continue is understood" },
+	[R_TRAILER] = { 400, "BAD_REQUEST", "trailers are not accepted" },
+	[R_NOBODY] = { 400, "BAD_REQUEST", "a HEAD or TRACE request has no "
+		       "body" },
+	[R_TARGET] = { 400, "BAD_REQUEST", "malformed request target (an "
+		       "absolute path of visible ASCII)" },
+};
+#define NREFUSALS (sizeof(refusals) / sizeof(refusals[0]))
+
+const struct api_gate_refusal *api_gate_refusal(unsigned n)
+{
+	return n >= 1 && n < NREFUSALS ? &refusals[n] : NULL;
+}
+
+#define HEADERS_MAX_COUNT 100
+#define CHUNK_LINE_MAX 32
+
+enum pstate { P_HEAD, P_BODY, P_CSIZE, P_CDATA, P_CCRLF, P_TRAILER };
+enum presult { P_MORE, P_DONE, P_REFUSE };
+
+struct parse {
+	enum pstate st;
+	size_t head_max, body_max;
+	size_t pos;            /* bytes of the current request parsed */
+	size_t line;           /* P_HEAD: start of the line being scanned */
+	uint64_t left;         /* P_BODY, P_CDATA: bytes to go */
+	uint64_t body;         /* chunked: body bytes so far */
+	bool cont;             /* answer 100 Continue before the body */
+	unsigned refusal;
+};
+
+static void parse_reset(struct parse *ps)
+{
+	size_t h = ps->head_max, b = ps->body_max;
+	*ps = (struct parse){ .head_max = h, .body_max = b };
+}
+
+/* Chunked bodies carry overhead: at most this many raw bytes. */
+static size_t raw_max(const struct parse *ps)
+{
+	return ps->head_max + 8 * ps->body_max + 64;
+}
+
+static bool tchar(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	       (c >= 'A' && c <= 'Z') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static bool token(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!tchar((unsigned char)p[i]))
+			return false;
+	return n > 0;
+}
+
+static bool is(const char *p, size_t n, const char *lit)
+{
+	return n == strlen(lit) && !strncasecmp(p, lit, n);
+}
+
+/* Known to evhttp and allowed through; CONNECT (authority form) is not. */
+static bool method_known(const char *p, size_t n)
+{
+	static const char *const m[] = { "GET", "POST", "HEAD", "PUT",
+					 "DELETE", "OPTIONS", "TRACE",
+					 "PATCH" };
+	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+		if (n == strlen(m[i]) && !memcmp(p, m[i], n))
+			return true;
+	return false;
+}
+
+static unsigned request_line(const char *p, size_t n, bool *nobody,
+			     bool *http11)
+{
+	const char *sp1 = memchr(p, ' ', n);
+	if (!sp1)
+		return R_LINE;
+	const char *t = sp1 + 1, *end = p + n;
+	const char *sp2 = memchr(t, ' ', (size_t)(end - t));
+	if (!sp2 || memchr(sp2 + 1, ' ', (size_t)(end - sp2 - 1)))
+		return R_LINE;
+	const char *v = sp2 + 1;
+	size_t vn = (size_t)(end - v), mn = (size_t)(sp1 - p),
+	       tn = (size_t)(sp2 - t);
+	if (vn != 8 || memcmp(v, "HTTP/", 5) || v[5] < '0' || v[5] > '9' ||
+	    v[6] != '.' || v[7] < '0' || v[7] > '9')
+		return R_LINE;
+	if (v[5] != '1' || (v[7] != '0' && v[7] != '1'))
+		return R_VERSION;
+	if (!token(p, mn))
+		return R_LINE;
+	if (!method_known(p, mn))
+		return R_METHOD;
+	if (tn == 0 || t[0] != '/')
+		return R_TARGET;
+	for (size_t i = 0; i < tn; i++)
+		if ((unsigned char)t[i] < 0x21 || (unsigned char)t[i] > 0x7e)
+			return R_TARGET;
+	/* evhttp parses it again with these flags; refuse what it would. */
+	char *copy = strndup(t, tn);
+	struct evhttp_uri *u = copy ? evhttp_uri_parse_with_flags(
+		copy, EVHTTP_URI_NONCONFORMANT) : NULL;
+	free(copy);
+	if (!u)
+		return R_TARGET;
+	evhttp_uri_free(u);
+	*nobody = is(p, mn, "HEAD") || is(p, mn, "TRACE");
+	*http11 = v[7] == '1';
+	return 0;
+}
+
+struct framing {
+	bool has_cl, chunked, expect;
+	uint64_t cl;
+};
+
+static unsigned header_line(const char *p, size_t n, struct framing *f)
+{
+	if (p[0] == ' ' || p[0] == '\t')
+		return R_HEADER; /* obsolete line folding */
+	const char *colon = memchr(p, ':', n);
+	if (!colon || !token(p, (size_t)(colon - p)))
+		return R_HEADER;
+	size_t nn = (size_t)(colon - p);
+	const char *v = colon + 1, *end = p + n;
+	for (const char *c = v; c < end; c++)
+		if ((*c != '\t' && (unsigned char)*c < 0x20) ||
+		    (unsigned char)*c == 0x7f)
+			return R_HEADER;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	size_t vn = (size_t)(end - v);
+	if (is(p, nn, "Content-Length")) {
+		if (f->has_cl || vn == 0 || vn > 18)
+			return R_LENGTH;
+		f->cl = 0;
+		for (size_t i = 0; i < vn; i++) {
+			if (v[i] < '0' || v[i] > '9')
+				return R_LENGTH;
+			f->cl = f->cl * 10 + (uint64_t)(v[i] - '0');
+		}
+		f->has_cl = true;
+	} else if (is(p, nn, "Transfer-Encoding")) {
+		if (f->chunked)
+			return R_FRAMING;
+		if (!is(v, vn, "chunked"))
+			return R_CODING;
+		f->chunked = true;
+	} else if (is(p, nn, "Expect")) {
+		if (!is(v, vn, "100-continue"))
+			return R_EXPECT;
+		f->expect = true;
+	}
+	return 0;
+}
+
+/* The head is p[0..n), its lines ending in LF (CR LF accepted). */
+static unsigned head(struct parse *ps, const char *p, size_t n)
+{
+	struct framing f = { 0 };
+	bool nobody = false, http11 = false;
+	unsigned count = 0, r = 0;
+	size_t a = 0;
+	while (a < n && r == 0) {
+		const char *nl = memchr(p + a, '\n', n - a);
+		size_t b = (size_t)(nl - p), e = b;
+		if (e > a && p[e - 1] == '\r')
+			e--;
+		if (memchr(p + a, '\r', e - a))
+			r = count == 0 ? R_LINE : R_HEADER;
+		else if (count == 0)
+			r = request_line(p + a, e - a, &nobody, &http11);
+		else if (e == a)
+			break; /* the blank line */
+		else if (count > HEADERS_MAX_COUNT)
+			r = R_HEAD_BIG;
+		else
+			r = header_line(p + a, e - a, &f);
+		count++;
+		a = b + 1;
+	}
+	if (r)
+		return r;
+	if (f.chunked && (f.has_cl || !http11))
+		return R_FRAMING;
+	if (nobody && (f.chunked || f.cl > 0))
+		return R_NOBODY;
+	if (f.has_cl && f.cl > ps->body_max)
+		return R_BODY_BIG;
+	ps->st = f.chunked ? P_CSIZE : f.cl > 0 ? P_BODY : P_HEAD;
+	ps->left = f.cl;
+	ps->cont = f.expect && http11 && (f.chunked || f.cl > 0);
+	return 0;
+}
+
+static enum presult refuse(struct parse *ps, unsigned r)
+{
+	ps->refusal = r;
+	return P_REFUSE;
+}
+
+/* One line from pos (without its LF and a CR before it), or false. */
+static bool next_line(struct parse *ps, const char *p, size_t n,
+		      size_t *start, size_t *len)
+{
+	const char *nl = memchr(p + ps->pos, '\n', n - ps->pos);
+	if (!nl)
+		return false;
+	*start = ps->pos;
+	*len = (size_t)(nl - p) - ps->pos;
+	if (*len > 0 && p[*start + *len - 1] == '\r')
+		(*len)--;
+	ps->pos = (size_t)(nl - p) + 1;
+	return true;
+}
+
+/* Advance over buf[0..n) (the current request starts at 0). */
+static enum presult step(struct parse *ps, const char *p, size_t n)
+{
+	for (;;) {
+		size_t s, len;
+		switch (ps->st) {
+		case P_HEAD: {
+			/* Find the blank line that ends the head. */
+			size_t i = ps->line, end = 0;
+			while (!end && i < n) {
+				const char *nl = memchr(p + i, '\n', n - i);
+				if (!nl)
+					break;
+				size_t b = (size_t)(nl - p);
+				/* A blank first line ends the head too: it
+				 * is refused as the request line. */
+				if (b == i || (b == i + 1 && p[i] == '\r'))
+					end = b + 1;
+				i = b + 1;
+			}
+			ps->line = i;
+			if (!end)
+				return n > ps->head_max
+					? refuse(ps, R_HEAD_BIG) : P_MORE;
+			if (end > ps->head_max)
+				return refuse(ps, R_HEAD_BIG);
+			unsigned r = head(ps, p, end);
+			if (r)
+				return refuse(ps, r);
+			ps->pos = end;
+			if (ps->st == P_HEAD)
+				return P_DONE;
+			continue;
+		}
+		case P_BODY:
+		case P_CDATA:
+			if (n - ps->pos < ps->left) {
+				return P_MORE;
+			}
+			ps->pos += ps->left;
+			ps->left = 0;
+			if (ps->st == P_BODY)
+				return P_DONE;
+			ps->st = P_CCRLF;
+			continue;
+		case P_CCRLF:
+			if (n - ps->pos < 1 ||
+			    (p[ps->pos] == '\r' && n - ps->pos < 2))
+				return P_MORE;
+			if (p[ps->pos] == '\n')
+				ps->pos += 1;
+			else if (p[ps->pos] == '\r' && p[ps->pos + 1] == '\n')
+				ps->pos += 2;
+			else
+				return refuse(ps, R_CHUNK);
+			ps->st = P_CSIZE;
+			continue;
+		case P_CSIZE:
+		case P_TRAILER:
+			if (!next_line(ps, p, n, &s, &len))
+				return n - ps->pos > CHUNK_LINE_MAX
+					? refuse(ps, ps->st == P_CSIZE
+						 ? R_CHUNK : R_TRAILER)
+					: P_MORE;
+			if (ps->st == P_TRAILER)
+				return len == 0 ? P_DONE
+						: refuse(ps, R_TRAILER);
+			if (len == 0 || len > 8)
+				return refuse(ps, R_CHUNK);
+			uint64_t size = 0;
+			for (size_t i = 0; i < len; i++) {
+				char c = p[s + i];
+				int d = c >= '0' && c <= '9' ? c - '0'
+					: c >= 'a' && c <= 'f' ? c - 'a' + 10
+					: c >= 'A' && c <= 'F' ? c - 'A' + 10
+					: -1;
+				if (d < 0)
+					return refuse(ps, R_CHUNK);
+				size = size * 16 + (uint64_t)d;
+			}
+			ps->body += size;
+			if (ps->body > ps->body_max)
+				return refuse(ps, R_BODY_BIG);
+			ps->st = size ? P_CDATA : P_TRAILER;
+			ps->left = size;
+			continue;
+		}
+	}
+}
+
+/* step, and a request that still wants more than raw_max bytes is
+ * refused: the buffer holds no more (gate_append). */
+static enum presult step_capped(struct parse *ps, const char *p, size_t n)
+{
+	enum presult r = step(ps, p, n);
+	if (r == P_MORE && n > raw_max(ps))
+		return refuse(ps, ps->st == P_HEAD ? R_HEAD_BIG : R_BODY_BIG);
+	return r;
+}
+
+size_t api_gate_scan(const char *p, size_t n, size_t head_max,
+		     size_t body_max, size_t piece, unsigned *refusal)
+{
+	struct parse ps = { .head_max = head_max, .body_max = body_max };
+	size_t done = 0, avail = 0;
+	*refusal = 0;
+	/* As gate_in sees it: `piece` bytes more at a time, the buffer never
+	 * beyond raw_max + 1 bytes past the request being read. */
+	while (avail < n) {
+		avail = piece && n - avail > piece ? avail + piece : n;
+		for (;;) {
+			size_t len = avail - done;
+			if (len > raw_max(&ps) + 1)
+				len = raw_max(&ps) + 1;
+			enum presult r = step_capped(&ps, p + done, len);
+			if (r == P_REFUSE) {
+				*refusal = ps.refusal;
+				return done;
+			}
+			if (r == P_MORE)
+				break;
+			done += ps.pos;
+			parse_reset(&ps);
+		}
+	}
+	return done;
+}
+
+/* ---- the filter ---- */
+
+struct gate {
+	struct parse ps;
+	char *buf;
+	size_t len, cap;
+	bool dead;             /* refused: the rest of the input is dropped */
+	bool sent_continue;
+	bool writing;          /* evhttp's bytes are on their way out */
+	const char *reject;
+	struct bufferevent *under, *bev;
+	struct evbuffer_cb_entry *drain;
+};
+
+static void gate_free(void *arg)
+{
+	struct gate *g = arg;
+	if (g->drain)
+		evbuffer_remove_cb_entry(bufferevent_get_output(g->under),
+					 g->drain);
+	free(g->buf);
+	free(g);
+}
+
+static bool gate_append(struct gate *g, struct evbuffer *src)
+{
+	size_t n = evbuffer_get_length(src), room = raw_max(&g->ps) + 1 - g->len;
+	if (n > room)
+		n = room;
+	if (g->len + n > g->cap) {
+		size_t cap = g->cap ? g->cap : 4096;
+		while (cap < g->len + n)
+			cap *= 2;
+		char *b = realloc(g->buf, cap);
+		if (!b)
+			return false;
+		g->buf = b;
+		g->cap = cap;
+	}
+	evbuffer_remove(src, g->buf + g->len, n);
+	g->len += n;
+	return true;
+}
+
+static enum bufferevent_filter_result gate_in(struct evbuffer *src,
+					      struct evbuffer *dst,
+					      ev_ssize_t limit,
+					      enum bufferevent_flush_mode mode,
+					      void *arg)
+{
+	(void)limit;
+	(void)mode;
+	struct gate *g = arg;
+	bool passed = false;
+	while (!g->dead && evbuffer_get_length(src) > 0) {
+		if (!gate_append(g, src)) {
+			g->ps.refusal = R_HEAD_BIG;
+			goto refused;
+		}
+		for (;;) {
+			enum presult r = step_capped(&g->ps, g->buf, g->len);
+			if (r == P_REFUSE)
+				goto refused;
+			if (r == P_MORE)
+				break;
+			/* A whole request: evhttp may have it. */
+			evbuffer_add(dst, g->buf, g->ps.pos);
+			memmove(g->buf, g->buf + g->ps.pos, g->len - g->ps.pos);
+			g->len -= g->ps.pos;
+			parse_reset(&g->ps);
+			g->sent_continue = false;
+			passed = true;
+		}
+		if (g->ps.cont && !g->sent_continue && g->ps.st != P_HEAD) {
+			/* The client waits for this before its body. */
+			g->sent_continue = true;
+			bufferevent_write(g->under, "HTTP/1.1 100 Continue\r\n\r\n",
+					  25);
+		}
+	}
+	evbuffer_drain(src, evbuffer_get_length(src));
+	return passed ? BEV_OK : BEV_NEED_MORE;
+refused:
+	/* Nothing of the refused request reaches evhttp: in its place a
+	 * request for the refusal, after which the connection closes. */
+	g->dead = true;
+	g->len = 0;
+	evbuffer_drain(src, evbuffer_get_length(src));
+	evbuffer_add_printf(dst, "GET %s/%u HTTP/1.1\r\nConnection: close\r\n"
+			    "\r\n", g->reject, g->ps.refusal);
+	return BEV_OK;
+}
+
+/* Everything evhttp writes goes below at once, but evhttp hears that it
+ * was written (and may free the connection, and shut the socket) only
+ * when the connection below has written it: see on_drained. */
+static enum bufferevent_filter_result gate_out(struct evbuffer *src,
+					       struct evbuffer *dst,
+					       ev_ssize_t limit,
+					       enum bufferevent_flush_mode mode,
+					       void *arg)
+{
+	(void)limit;
+	(void)mode;
+	struct gate *g = arg;
+	if (evbuffer_get_length(src) > 0)
+		g->writing = true;
+	evbuffer_add_buffer(dst, src);
+	return BEV_NEED_MORE;
+}
+
+/* The filter moves evhttp's bytes only while its EV_WRITE is enabled, and
+ * evhttp enables it after writing a response: move them as they come. */
+static void on_out(struct evbuffer *b, const struct evbuffer_cb_info *i,
+		   void *arg)
+{
+	struct gate *g = arg;
+	if (!i->n_added || evbuffer_get_length(b) == 0)
+		return;
+	g->writing = true;
+	evbuffer_add_buffer(bufferevent_get_output(g->under), b);
+}
+
+static void on_drained(struct evbuffer *b, const struct evbuffer_cb_info *i,
+		       void *arg)
+{
+	struct gate *g = arg;
+	if (!i->n_deleted || evbuffer_get_length(b) > 0 || !g->writing ||
+	    evbuffer_get_length(bufferevent_get_output(g->bev)) > 0)
+		return;
+	/* Only after evhttp's own bytes: its write callback at any other
+	 * time would finish a request still being read. */
+	g->writing = false;
+	bufferevent_trigger(g->bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+struct bufferevent *api_gate_new(struct bufferevent *under, size_t head_max,
+				 size_t body_max, const char *reject_path)
+{
+	struct gate *g = calloc(1, sizeof(*g));
+	if (!g) {
+		bufferevent_free(under);
+		return NULL;
+	}
+	g->ps.head_max = head_max;
+	g->ps.body_max = body_max;
+	g->reject = reject_path;
+	g->under = under;
+	g->bev = bufferevent_filter_new(under, gate_in, gate_out,
+					BEV_OPT_CLOSE_ON_FREE, gate_free, g);
+	if (!g->bev) {
+		free(g);
+		bufferevent_free(under);
+		return NULL;
+	}
+	g->drain = evbuffer_add_cb(bufferevent_get_output(under), on_drained,
+				   g);
+	if (!g->drain ||
+	    !evbuffer_add_cb(bufferevent_get_output(g->bev), on_out, g)) {
+		bufferevent_free(g->bev); /* frees g and under */
+		return NULL;
+	}
+	return g->bev;
+}

@@ -1,0 +1,403 @@
+/* The API's HTTP layer against a real parleyd (daemon/rpc/api_gate.c):
+ * every hostile request, however broken, answered as JSON with its status
+ * and the request id; authentication before routing; the gate's own
+ * framing checks in-process. */
+#include <criterion/criterion.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "daemon/rpc/api.h"
+#include "daemon/rpc/api_gate.h"
+#include "tests/helpers/apiclient.h"
+
+/* The value of header `name` in a raw response, into out. */
+static bool header(const char *raw, const char *name, char *out, size_t cap)
+{
+	const char *end = strstr(raw, "\r\n\r\n");
+	size_t n = strlen(name);
+	for (const char *p = strstr(raw, "\r\n"); p && p < end;
+	     p = strstr(p + 2, "\r\n")) {
+		if (!strncasecmp(p + 2, name, n) && p[2 + n] == ':') {
+			const char *v = p + 3 + n;
+			v += strspn(v, " ");
+			snprintf(out, cap, "%.*s", (int)strcspn(v, "\r"), v);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A JSON error with this status and code, its request_id the header's. */
+static void expect_json(const struct ac_resp *r, int status, const char *code,
+			const char *what)
+{
+	char id[64] = "", ct[64] = "";
+	cr_expect_eq(r->status, status, "%s: %d, want %d: %.300s", what,
+		     r->status, status, r->raw);
+	cr_expect(!strcasestr(r->raw, "<html"), "%s: HTML: %s", what, r->raw);
+	cr_expect(header(r->raw, "X-Request-Id", id, sizeof(id)) &&
+		  strlen(id) >= 16, "%s: no request id: %s", what, r->raw);
+	cr_expect(header(r->raw, "Content-Type", ct, sizeof(ct)) &&
+		  !strcmp(ct, "application/json"), "%s: %s", what, r->raw);
+	json_t *e = json_object_get(r->json, "error");
+	cr_expect_str_eq(json_string_value(json_object_get(e, "code")) ?: "",
+			 code, "%s: %s", what, r->raw);
+	cr_expect(json_string_value(json_object_get(e, "message")), "%s", what);
+	cr_expect_str_eq(json_string_value(json_object_get(e, "request_id"))
+			 ?: "", id, "%s: %s", what, r->raw);
+}
+
+struct raw_case {
+	const char *what;
+	const char *req;           /* NULL: built by the test */
+	int status;
+	const char *code;
+};
+
+static const struct raw_case cases[] = {
+	{ "garbage request line", "BLAH\r\n\r\n", 400, "BAD_REQUEST" },
+	{ "TLS hello on plain HTTP", "\x16\x03\x01\x02\x10\x01\x02\x01\xfc"
+	  "\r\n\r\n", 400, "BAD_REQUEST" },
+	{ "HTTP/9.9", "GET /v1/hosts HTTP/9.9\r\n\r\n", 505,
+	  "HTTP_VERSION_NOT_SUPPORTED" },
+	{ "HTTP/0.9", "GET /v1/hosts HTTP/0.9\r\n\r\n", 505,
+	  "HTTP_VERSION_NOT_SUPPORTED" },
+	{ "no version", "GET /v1/hosts\r\n\r\n", 400, "BAD_REQUEST" },
+	{ "two spaces", "GET  /v1/hosts HTTP/1.1\r\n\r\n", 400,
+	  "BAD_REQUEST" },
+	{ "lower-case version", "GET / http/1.1\r\n\r\n", 400, "BAD_REQUEST" },
+	{ "unknown method", "BREW /pot HTTP/1.1\r\n\r\n", 501,
+	  "NOT_IMPLEMENTED" },
+	{ "CONNECT", "CONNECT example.com:443 HTTP/1.1\r\n\r\n", 501,
+	  "NOT_IMPLEMENTED" },
+	{ "absolute target", "GET http://x/v1/hosts HTTP/1.1\r\n\r\n", 400,
+	  "BAD_REQUEST" },
+	{ "asterisk target", "OPTIONS * HTTP/1.1\r\n\r\n", 400,
+	  "BAD_REQUEST" },
+	{ "control byte in target", "GET /v1/\x01hosts HTTP/1.1\r\n\r\n", 400,
+	  "BAD_REQUEST" },
+	{ "header without colon", "GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400,
+	  "BAD_REQUEST" },
+	{ "space before colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400,
+	  "BAD_REQUEST" },
+	{ "folded header", "GET / HTTP/1.1\r\nX-A: b\r\n c\r\n\r\n", 400,
+	  "BAD_REQUEST" },
+	{ "bare CR", "GET / HTTP/1.1\r\nX-A: b\rc\r\n\r\n", 400,
+	  "BAD_REQUEST" },
+	{ "negative length", "POST /v1/hosts HTTP/1.1\r\nContent-Length: -5"
+	  "\r\n\r\n", 400, "BAD_REQUEST" },
+	{ "hex length", "POST /v1/hosts HTTP/1.1\r\nContent-Length: 0x10"
+	  "\r\n\r\n", 400, "BAD_REQUEST" },
+	{ "two lengths", "POST /v1/hosts HTTP/1.1\r\nContent-Length: 2\r\n"
+	  "Content-Length: 3\r\n\r\n{}", 400, "BAD_REQUEST" },
+	{ "64 MiB Content-Length", "POST /v1/hosts HTTP/1.1\r\n"
+	  "Content-Length: 67108864\r\n\r\n", 413, "TOO_LARGE" },
+	{ "huge Content-Length", "POST /v1/hosts HTTP/1.1\r\n"
+	  "Content-Length: 99999999999999999999999\r\n\r\n", 400,
+	  "BAD_REQUEST" },
+	{ "length and chunked", "POST /v1/hosts HTTP/1.1\r\nContent-Length: "
+	  "5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400,
+	  "BAD_REQUEST" },
+	{ "gzip coding", "POST /v1/hosts HTTP/1.1\r\nTransfer-Encoding: gzip"
+	  "\r\n\r\n", 501, "NOT_IMPLEMENTED" },
+	{ "chunked in HTTP/1.0", "POST /v1/hosts HTTP/1.0\r\n"
+	  "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "BAD_REQUEST" },
+	{ "bad chunk size", "POST /v1/hosts HTTP/1.1\r\nTransfer-Encoding: "
+	  "chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400, "BAD_REQUEST" },
+	{ "negative chunk size", "POST /v1/hosts HTTP/1.1\r\n"
+	  "Transfer-Encoding: chunked\r\n\r\n-2\r\n{}\r\n0\r\n\r\n", 400,
+	  "BAD_REQUEST" },
+	{ "huge chunk size", "POST /v1/hosts HTTP/1.1\r\nTransfer-Encoding: "
+	  "chunked\r\n\r\nffffffffffffffff\r\n", 400, "BAD_REQUEST" },
+	{ "chunk over the body limit", "POST /v1/hosts HTTP/1.1\r\n"
+	  "Transfer-Encoding: chunked\r\n\r\n4000000\r\n", 413, "TOO_LARGE" },
+	{ "chunk extension", "POST /v1/hosts HTTP/1.1\r\nTransfer-Encoding: "
+	  "chunked\r\n\r\n2;x=y\r\n{}\r\n0\r\n\r\n", 400, "BAD_REQUEST" },
+	{ "chunk without CRLF", "POST /v1/hosts HTTP/1.1\r\nTransfer-Encoding: "
+	  "chunked\r\n\r\n2\r\n{}XX0\r\n\r\n", 400, "BAD_REQUEST" },
+	{ "trailer", "POST /v1/hosts HTTP/1.1\r\nTransfer-Encoding: chunked"
+	  "\r\n\r\n2\r\n{}\r\n0\r\nX-T: 1\r\n\r\n", 400, "BAD_REQUEST" },
+	{ "HEAD with a body", "HEAD /v1/hosts HTTP/1.1\r\nContent-Length: 2"
+	  "\r\n\r\n{}", 400, "BAD_REQUEST" },
+	{ "odd Expect", "POST /v1/hosts HTTP/1.1\r\nExpect: tea\r\n"
+	  "Content-Length: 2\r\n\r\n{}", 417, "EXPECTATION_FAILED" },
+	{ "blank request line", "\r\nGET / HTTP/1.1\r\n\r\n", 400,
+	  "BAD_REQUEST" },
+	{ "NUL in a header", NULL, 400, "BAD_REQUEST" },
+	{ "100 KiB header", NULL, 431, "HEADERS_TOO_LARGE" },
+	{ "200 headers", NULL, 431, "HEADERS_TOO_LARGE" },
+	{ "no end of headers, 64 KiB", NULL, 431, "HEADERS_TOO_LARGE" },
+};
+
+/* The requests too big or too binary for a literal. */
+static size_t build(const char *what, char **out)
+{
+	size_t cap = 256 * 1024, n = 0;
+	char *b = malloc(cap);
+	if (!strcmp(what, "NUL in a header")) {
+		n = (size_t)snprintf(b, cap, "GET / HTTP/1.1\r\nX-A: a");
+		b[n++] = '\0';
+		n += (size_t)snprintf(b + n, cap - n, "b\r\n\r\n");
+	} else if (!strcmp(what, "100 KiB header")) {
+		n = (size_t)snprintf(b, cap, "GET /v1/hosts HTTP/1.1\r\nX-A: ");
+		memset(b + n, 'a', 100 * 1024);
+		n += 100 * 1024;
+		n += (size_t)snprintf(b + n, cap - n, "\r\n\r\n");
+	} else if (!strcmp(what, "200 headers")) {
+		n = (size_t)snprintf(b, cap, "GET /v1/hosts HTTP/1.1\r\n");
+		for (int i = 0; i < 200; i++)
+			n += (size_t)snprintf(b + n, cap - n, "X-%d: 1\r\n", i);
+		n += (size_t)snprintf(b + n, cap - n, "\r\n");
+	} else {
+		n = (size_t)snprintf(b, cap, "GET /v1/hosts HTTP/1.1\r\n");
+		while (n < 64 * 1024)
+			n += (size_t)snprintf(b + n, cap - n, "X-A: 1\r\n");
+	}
+	*out = b;
+	return n;
+}
+
+Test(api, every_hostile_request_gets_json, .timeout = 120)
+{
+	struct api_client c;
+	ac_start(&c);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct raw_case *k = &cases[i];
+		char *b = NULL;
+		size_t n = k->req ? strlen(k->req) : build(k->what, &b);
+		struct ac_resp r;
+		ac_raw(c.port, k->req ? k->req : b, n, &r);
+		expect_json(&r, k->status, k->code, k->what);
+		ac_free(&r);
+		free(b);
+	}
+	/* A body between the gate's limit and evhttp's: ours, as JSON. */
+	size_t n = 5 * API_BODY_MAX;
+	char *big = malloc(n + 256);
+	int h = snprintf(big, 256, "POST /v1/hosts HTTP/1.1\r\nAuthorization: "
+			 "Bearer %s\r\nContent-Length: %zu\r\n\r\n", c.admin,
+			 n);
+	memset(big + h, ' ', n);
+	struct ac_resp r;
+	ac_raw(c.port, big, (size_t)h + n, &r);
+	expect_json(&r, 413, "TOO_LARGE", "5 x 64 KiB body");
+	ac_free(&r);
+	free(big);
+	/* Still serving, and a well-formed chunked body gets through. */
+	char ok[512];
+	int k = snprintf(ok, sizeof(ok), "POST /v1/tokens HTTP/1.1\r\n"
+			 "Authorization: Bearer %s\r\nTransfer-Encoding: "
+			 "chunked\r\nConnection: close\r\n\r\n7\r\n{\"scope"
+			 "\r\n9\r\n\":\"read\"}\r\n0\r\n\r\n", c.admin);
+	ac_raw(c.port, ok, (size_t)k, &r);
+	cr_expect_eq(r.status, 201, "chunked: %s", r.raw);
+	ac_free(&r);
+	ac_stop(&c);
+}
+
+/* The same gate under TLS: refusals as JSON, and answers that close the
+ * connection arrive whole (the gate holds evhttp's close until the TLS
+ * layer has written them). */
+Test(api, hostile_requests_over_tls, .timeout = 120)
+{
+	struct api_client c;
+	ac_start_tls(&c);
+	static const char *const pick[] = {
+		"garbage request line", "HTTP/9.9", "bad chunk size",
+		"64 MiB Content-Length", "folded header", "unknown method",
+		"100 KiB header",
+	};
+	for (size_t i = 0; i < sizeof(pick) / sizeof(pick[0]); i++) {
+		const struct raw_case *k = NULL;
+		for (size_t j = 0; j < sizeof(cases) / sizeof(cases[0]); j++)
+			if (!strcmp(cases[j].what, pick[i]))
+				k = &cases[j];
+		cr_assert(k, "%s", pick[i]);
+		char *b = NULL;
+		size_t n = k->req ? strlen(k->req) : build(k->what, &b);
+		struct ac_resp r;
+		ac_raw_tls(&c, k->req ? k->req : b, n, &r);
+		expect_json(&r, k->status, k->code, k->what);
+		ac_free(&r);
+		free(b);
+	}
+	for (int i = 0; i < 20; i++) {
+		char req[512], body[64];
+		snprintf(body, sizeof(body), "{\"name\":\"t%d\"}", i);
+		int n = snprintf(req, sizeof(req), "POST /v1/hosts HTTP/1.1\r\n"
+				 "Authorization: Bearer %s\r\nConnection: "
+				 "close\r\nContent-Length: %zu\r\n\r\n%s",
+				 c.admin, strlen(body), body);
+		struct ac_resp r;
+		ac_raw_tls(&c, req, (size_t)n, &r);
+		cr_expect_eq(r.status, 201, "%s", r.raw);
+		cr_expect(json_is_string(json_object_get(r.json, "join_token")),
+			  "whole body: %s", r.raw);
+		ac_free(&r);
+	}
+	ac_stop(&c);
+}
+
+/* Requests pipelined on one connection: answers in order, the refused one
+ * last, then the connection closes. */
+Test(api, pipelined_then_refused, .timeout = 60)
+{
+	struct api_client c;
+	ac_start(&c);
+	const char req[] = "GET /healthz HTTP/1.1\r\n\r\n"
+			   "GET /healthz HTTP/1.1\r\n\r\n"
+			   "GET /healthz HTTP/7.0\r\n\r\n"
+			   "GET /healthz HTTP/1.1\r\n\r\n";
+	struct ac_resp r;
+	ac_raw(c.port, req, sizeof(req) - 1, &r);
+	const char *p = r.raw;
+	int seen[4] = { 0 }, n = 0;
+	/* Status lines: at the start, and after each response's body. */
+	for (; n < 4 && p; p = strstr(p, "}\nHTTP/1.1 ")) {
+		p += p == r.raw ? 0 : 2;
+		seen[n++] = atoi(p + 9);
+	}
+	cr_expect_eq(n, 3, "%s", r.raw);
+	cr_expect_eq(seen[0], 200);
+	cr_expect_eq(seen[1], 200);
+	cr_expect_eq(seen[2], 505);
+	cr_expect(strstr(r.raw, "HTTP_VERSION_NOT_SUPPORTED"), "%s", r.raw);
+	ac_free(&r);
+	ac_stop(&c);
+}
+
+/* No token, a bad one: 401 on every path and method but /healthz, before
+ * the route or the method is looked at. */
+Test(api, authentication_before_routing, .timeout = 60)
+{
+	struct api_client c;
+	ac_start(&c);
+	static const char *const req[][2] = {
+		{ "GET", "/v1/tokens" },      /* 405 with a token */
+		{ "DELETE", "/v1/hosts" },    /* 405 */
+		{ "PATCH", "/v1/hosts" },     /* 405 */
+		{ "GET", "/nope" },           /* 404 */
+		{ "GET", "/" },               /* 404 */
+		{ "POST", "/v1/hosts" },
+		{ "GET", "/metrics" },
+		{ "GET", "/healthz/x" },
+	};
+	const char *tokens[] = { NULL, "prl_short", "Basic abc" };
+	for (size_t i = 0; i < sizeof(req) / sizeof(req[0]); i++) {
+		for (size_t t = 0; t < 3; t++) {
+			struct ac_resp r;
+			char what[128];
+			snprintf(what, sizeof(what), "%s %s token %zu",
+				 req[i][0], req[i][1], t);
+			ac_call(&c, req[i][0], req[i][1], tokens[t], NULL, &r);
+			expect_json(&r, 401, "UNAUTHENTICATED", what);
+			ac_free(&r);
+		}
+	}
+	struct ac_resp r;
+	ac_call(&c, "GET", "/v1/tokens", c.admin, NULL, &r);
+	expect_json(&r, 405, "METHOD_NOT_ALLOWED", "GET /v1/tokens, admin");
+	ac_free(&r);
+	ac_call(&c, "GET", "/nope", c.admin, NULL, &r);
+	expect_json(&r, 404, "NOT_FOUND", "GET /nope, admin");
+	ac_free(&r);
+	ac_call(&c, "GET", "/healthz", NULL, NULL, &r);
+	cr_expect_eq(r.status, 200, "%s", r.raw);
+	char id[64];
+	cr_expect(header(r.raw, "X-Request-Id", id, sizeof(id)), "%s", r.raw);
+	ac_free(&r);
+	ac_call(&c, "POST", "/healthz", NULL, NULL, &r);
+	expect_json(&r, 405, "METHOD_NOT_ALLOWED", "POST /healthz");
+	ac_free(&r);
+	/* Each request's id is in its access log line; no token is. */
+	char *log = fd_daemon_log(&c.f);
+	char line[160];
+	snprintf(line, sizeof(line), "api GET /healthz 200 ");
+	cr_expect(strstr(log, line), "%s", log);
+	cr_expect(strstr(log, id), "id %s not in the log: %s", id, log);
+	cr_expect(!strstr(log, c.admin), "a token in the log");
+	free(log);
+	ac_stop(&c);
+}
+
+/* Expect: 100-continue: the gate holds the head until the body came, so it
+ * answers the 100 itself; then the request goes through whole. */
+Test(api, expect_100_continue, .timeout = 60)
+{
+	struct api_client c;
+	ac_start(&c);
+	int fd = ac_connect(c.port);
+	cr_assert_geq(fd, 0);
+	const char body[] = "{\"name\":\"h1\"}";
+	char head[512], buf[4096];
+	int n = snprintf(head, sizeof(head), "POST /v1/hosts HTTP/1.1\r\n"
+			 "Authorization: Bearer %s\r\nExpect: 100-continue\r\n"
+			 "Connection: close\r\nContent-Length: %zu\r\n\r\n",
+			 c.admin, sizeof(body) - 1);
+	cr_assert_eq(send(fd, head, (size_t)n, 0), n);
+	ssize_t got = recv(fd, buf, sizeof(buf) - 1, 0);
+	cr_assert_gt(got, 0, "no 100 Continue");
+	buf[got] = '\0';
+	cr_expect_str_eq(buf, "HTTP/1.1 100 Continue\r\n\r\n");
+	cr_assert_eq(send(fd, body, sizeof(body) - 1, 0),
+		     (ssize_t)sizeof(body) - 1);
+	size_t all = 0;
+	while (all < sizeof(buf) - 1 &&
+	       (got = recv(fd, buf + all, sizeof(buf) - 1 - all, 0)) > 0)
+		all += (size_t)got;
+	buf[all] = '\0';
+	close(fd);
+	cr_expect_eq(strncmp(buf, "HTTP/1.1 201 ", 13), 0, "%s", buf);
+	cr_expect(!strstr(buf, "100 Continue"), "a second 100: %s", buf);
+	ac_stop(&c);
+}
+
+/* The gate alone: whole requests counted, the first bad one named. */
+Test(api, gate_scan)
+{
+	unsigned why;
+	const char two[] = "GET / HTTP/1.1\r\n\r\nPOST /x HTTP/1.1\r\n"
+			   "Content-Length: 2\r\n\r\n{}";
+	cr_expect_eq(api_gate_scan(two, sizeof(two) - 1, 1024, 64, 0, &why),
+		     sizeof(two) - 1);
+	cr_expect_eq(why, 0);
+	/* The second one incomplete: only the first counts. */
+	cr_expect_eq(api_gate_scan(two, sizeof(two) - 2, 1024, 64, 0, &why), 18);
+	cr_expect_eq(why, 0);
+	const char chunked[] = "POST /x HTTP/1.1\nTransfer-Encoding: Chunked\n"
+			       "\n1\nA\n1\r\nB\r\n0\n\n";
+	cr_expect_eq(api_gate_scan(chunked, sizeof(chunked) - 1, 1024, 64,
+				   0, &why), sizeof(chunked) - 1);
+	/* 64 body bytes allowed: a chunk of 0x40 is fine, 0x41 too many. */
+	const char over[] = "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+			    "\r\n40\r\n";
+	cr_expect_eq(api_gate_scan(over, sizeof(over) - 1, 1024, 64, 0, &why), 0);
+	cr_expect_eq(why, 0, "64 is fine so far");
+	const char over2[] = "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked"
+			     "\r\n\r\n41\r\n";
+	api_gate_scan(over2, sizeof(over2) - 1, 1024, 64, 0, &why);
+	cr_expect_eq(api_gate_refusal(why)->status, 413);
+	const char bad[] = "GET / HTTP/1.1\r\n\r\nGET / HTTP/2.0\r\n\r\n";
+	cr_expect_eq(api_gate_scan(bad, sizeof(bad) - 1, 1024, 64, 0, &why), 18);
+	cr_expect_eq(api_gate_refusal(why)->status, 505);
+	/* Byte by byte, as a slow client sends: the same answers. */
+	cr_expect_eq(api_gate_scan(chunked, sizeof(chunked) - 1, 1024, 64, 1,
+				   &why), sizeof(chunked) - 1);
+	cr_expect_eq(api_gate_scan(bad, sizeof(bad) - 1, 1024, 64, 1, &why),
+		     18);
+	cr_expect_eq(api_gate_refusal(why)->status, 505);
+	/* Many small requests: far more than one request's limit in all. */
+	size_t big = 200 * 18;
+	char *many = malloc(big);
+	for (size_t i = 0; i < big; i += 18)
+		memcpy(many + i, "GET / HTTP/1.1\r\n\r\n", 18);
+	cr_expect_eq(api_gate_scan(many, big, 64, 8, 0, &why), big);
+	cr_expect_eq(why, 0);
+	free(many);
+	cr_expect_null(api_gate_refusal(0));
+	cr_expect_null(api_gate_refusal(1000));
+}
