@@ -10,7 +10,10 @@
 #include "common/tls_join.h"
 #include "common/hostport.h"
 #include "common/fileio.h"
+#include "daemon/checkpoint.h"
 #include "daemon/config.h"
+#include "daemon/keys/keyd.h"
+#include "daemon/keys/privsep.h"
 #include "daemon/import.h"
 #include "daemon/orch.h"
 #include "daemon/join.h"
@@ -32,7 +35,10 @@ struct daemon {
 	struct event_base *base;
 	struct store *store;
 	SSL_CTX *ctx;
-	EVP_PKEY *policy_key;
+	struct keyd keys;          /* the key process: every private key but
+				    * the TLS one (daemon/keys/README.md) */
+	struct privsep_config priv;
+	struct ckpt ckpt;
 	struct link_server link;
 	struct api_server api;
 	struct event *sig[3];
@@ -71,25 +77,18 @@ static void write_port(const struct daemon *d)
 
 /* The join listener (daemon/join.h). Without --ca-key and without a CA
  * key at its default place the daemon runs without it: joining needs the
- * CA's private key, which not every deployment keeps beside parleyd. As
- * for the API, a busy default address is not fatal; one asked for is. */
+ * CA's private key, which not every deployment keeps beside parleyd (the
+ * key process said whether it has one). As for the API, a busy default
+ * address is not fatal; one asked for is. */
 static int setup_join(struct daemon *d, struct parley_err *err)
 {
-	char ca_key[PATH_MAX];
-	bool dflt = !d->join_cfg.ca_key[0];
-	if (dflt && path_join(ca_key, sizeof(ca_key), d->cfg.state_dir,
-			      "ca.key") < 0)
-		return perr(err, -ENAMETOOLONG, "state_dir: too long");
-	if (!dflt)
-		snprintf(ca_key, sizeof(ca_key), "%s", d->join_cfg.ca_key);
-	if (dflt && access(ca_key, F_OK) != 0) {
-		log_warn("joining off: no CA key at %s (--ca-key)", ca_key);
+	if (!d->keys.has_ca)
 		return 0;
-	}
 	struct join_opts o = {
 		.listen = d->join_cfg.listen, .ca = d->cfg.ca,
-		.cert = d->cfg.cert, .key = d->cfg.key, .ca_key = ca_key,
-		.state_dir = d->cfg.state_dir, .policy_key = d->policy_key,
+		.cert = d->cfg.cert, .key = d->cfg.key, .keys = &d->keys,
+		.state_dir = d->cfg.state_dir,
+		.policy_key = d->keys.policy_pub,
 	};
 	int rc = join_start(&d->join, d->base, d->store, &o, err);
 	if (rc == -EADDRINUSE && !d->join_cfg.listen_set) {
@@ -174,7 +173,7 @@ static int setup_api(struct daemon *d, struct parley_err *err)
 	hostport_split(d->cfg.api_listen, host, sizeof(host), &port);
 	d->api = (struct api_server){
 		.base = d->base, .store = d->store, .link = &d->link,
-		.state_dir = d->cfg.state_dir,
+		.state_dir = d->cfg.state_dir, .ckpt = &d->ckpt,
 		.hooks = { .ctx = d, .thin_changed = thin_changed,
 			   .thin_command = thin_command },
 	};
@@ -206,12 +205,50 @@ static int setup_api(struct daemon *d, struct parley_err *err)
 	return rc;
 }
 
+/* What the key process loads: the policy key, the CA key when there is
+ * one (--ca-key, or STATE_DIR/ca.key if that exists), the checkpoint key
+ * (--checkpoint-key, default STATE_DIR/checkpoint.key, made if absent). */
+static int key_paths(struct daemon *d, struct keyd_paths *p,
+		     struct parley_err *err)
+{
+	memset(p, 0, sizeof(*p));
+	const char *sd = d->cfg.state_dir;
+	bool ca_dflt = !d->join_cfg.ca_key[0];
+	p->ca_optional = ca_dflt;
+	snprintf(p->policy_key, sizeof(p->policy_key), "%s", d->cfg.policy_key);
+	snprintf(p->ca_cert, sizeof(p->ca_cert), "%s", d->cfg.ca);
+	if (!ca_dflt)
+		snprintf(p->ca_key, sizeof(p->ca_key), "%s", d->join_cfg.ca_key);
+	else if (path_join(p->ca_key, sizeof(p->ca_key), sd, "ca.key") < 0)
+		return perr(err, -ENAMETOOLONG, "state_dir: too long");
+	if (d->priv.ckpt_key[0])
+		snprintf(p->ckpt_key, sizeof(p->ckpt_key), "%s",
+			 d->priv.ckpt_key);
+	else if (path_join(p->ckpt_key, sizeof(p->ckpt_key), sd,
+			   "checkpoint.key") < 0)
+		return perr(err, -ENAMETOOLONG, "state_dir: too long");
+	return 0;
+}
+
+/* First of all, before any socket: the key process. */
+static int setup_keys(struct daemon *d, struct parley_err *err)
+{
+	struct keyd_paths p;
+	int rc = key_paths(d, &p, err);
+	if (rc == 0)
+		rc = keyd_spawn(&d->keys, &p, err);
+	if (rc == 0)
+		log_info("key process %d: policy key %.16s..., checkpoint key "
+			 "%.16s...%s", (int)d->keys.pid, d->keys.policy_id,
+			 d->keys.ckpt_id, d->keys.has_ca ? ", CA key" : "");
+	return rc;
+}
+
 static int setup(struct daemon *d, struct parley_err *err)
 {
-	int rc = store_open(d->cfg.store, &d->store, err);
-	if (rc < 0)
-		return rc;
-	rc = pki_read_key(d->cfg.policy_key, &d->policy_key, err);
+	int rc = setup_keys(d, err);
+	if (rc == 0)
+		rc = store_open(d->cfg.store, &d->store, err);
 	if (rc < 0)
 		return rc;
 	d->ctx = tls_server_ctx(d->cfg.ca, d->cfg.cert, d->cfg.key, err);
@@ -220,10 +257,10 @@ static int setup(struct daemon *d, struct parley_err *err)
 	d->base = event_base_new();
 	d->link = (struct link_server){
 		.base = d->base, .ctx = d->ctx, .store = d->store,
-		.policy_key = d->policy_key, .frame_max = d->cfg.frame_max,
+		.policy_key = &d->keys, .frame_max = d->cfg.frame_max,
 		.heartbeat_ms = d->cfg.heartbeat_ms,
 	};
-	sign_key_id(d->policy_key, d->link.key_id);
+	memcpy(d->link.key_id, d->keys.policy_id, sizeof(d->link.key_id));
 	char host[128];
 	int port;
 	hostport_split(d->cfg.listen, host, sizeof(host), &port);
@@ -238,10 +275,18 @@ static int setup(struct daemon *d, struct parley_err *err)
 		event_add(d->sig[i], NULL);
 	}
 	setup_orch(d);
-	rc = setup_api(d, err);
+	rc = ckpt_start(&d->ckpt, d->base, d->store, &d->keys,
+			d->priv.ckpt_interval_s, err);
+	if (rc == 0)
+		rc = setup_api(d, err);
 	if (rc < 0)
 		return rc;
 	write_port(d);
+	/* Last: nothing after this may need root or a key file. */
+	unsigned uid;
+	rc = privsep_drop(&d->priv, d->cfg.store, &uid, err);
+	if (rc < 0)
+		return rc;
 	log_info("listening on %s:%d (store %s, policy key %.16s...)", host,
 		 d->link.port, d->cfg.store, d->link.key_id);
 	return 0;
@@ -254,6 +299,7 @@ static void teardown(struct daemon *d)
 		orch_free(d->orch);
 	if (d->api_tls)
 		SSL_CTX_free(d->api_tls);
+	ckpt_stop(&d->ckpt);
 	link_stop(&d->link);
 	join_stop(&d->join);
 	for (int i = 0; i < 3; i++)
@@ -263,8 +309,8 @@ static void teardown(struct daemon *d)
 		event_base_free(d->base);
 	if (d->ctx)
 		SSL_CTX_free(d->ctx);
-	EVP_PKEY_free(d->policy_key);
 	store_close(d->store);
+	keyd_stop(&d->keys);
 }
 
 static int import_main(int argc, char **argv)
@@ -342,6 +388,7 @@ int main(int argc, char **argv)
 	static struct daemon d;
 	struct parley_err err = { 0 };
 	if (join_take_args(&argc, argv, &d.join_cfg, &err) < 0 ||
+	    privsep_take_args(&argc, argv, &d.priv, &err) < 0 ||
 	    daemon_config_parse(argc, argv, &d.cfg, &err) < 0) {
 		fprintf(stderr, "parleyd: %s\n", perr_msg(&err));
 		return 2;
