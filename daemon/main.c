@@ -3,6 +3,7 @@
  * TLS), policy pushes when grants change in the store, clean shutdown on
  * SIGTERM/SIGINT, SIGHUP to push at once.
  */
+#include "common/checkpoint.h"
 #include "common/log.h"
 #include "common/pki.h"
 #include "common/sign.h"
@@ -21,6 +22,7 @@
 #include "daemon/rpc/link.h"
 #include "db/store.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
@@ -347,20 +349,67 @@ static int print_row(const struct store_audit *r, void *ctx)
 	return 0;
 }
 
-/* `parleyd audit --store FILE`: the trail, then the chain verified. */
+/* A checkpoint document (common/checkpoint.h) whose signature verifies
+ * with the public key in pubfile. */
+static int load_checkpoint(const char *file, const char *pubfile,
+			   struct checkpoint *cp, struct parley_err *err)
+{
+	uint8_t *buf = NULL;
+	size_t len;
+	EVP_PKEY *pub = NULL;
+	json_error_t jerr;
+	json_t *doc = NULL;
+	int rc = file_read_all(file, CKPT_DOC_MAX, &buf, &len, err);
+	if (rc == 0 && !(doc = json_loadb((const char *)buf, len, 0, &jerr)))
+		rc = perr(err, -EINVAL, "%s: not JSON: %s", file, jerr.text);
+	if (rc == 0)
+		rc = checkpoint_from_json(doc, cp, err);
+	if (rc == 0)
+		rc = sign_read_pub(pubfile, &pub, err);
+	if (rc == 0)
+		rc = checkpoint_verify(cp, pub, err);
+	EVP_PKEY_free(pub);
+	json_decref(doc);
+	free(buf);
+	return rc;
+}
+
+/* `parleyd audit --store FILE [--checkpoint F --pubkey P]`: the trail,
+ * then the chain verified -- and with a checkpoint, that the file still
+ * holds the history the checkpoint key signed (works on a copy of the
+ * file, offline). */
 static int audit_main(int argc, char **argv)
 {
-	if (argc != 4 || strcmp(argv[2], "--store")) {
-		fprintf(stderr, "usage: parleyd audit --store FILE\n");
+	const char *store = NULL, *cpf = NULL, *pubf = NULL;
+	for (int i = 2; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--store"))
+			store = argv[i + 1];
+		else if (!strcmp(argv[i], "--checkpoint"))
+			cpf = argv[i + 1];
+		else if (!strcmp(argv[i], "--pubkey"))
+			pubf = argv[i + 1];
+		else
+			store = NULL, i = argc;
+	}
+	if (!store || argc % 2 || !cpf != !pubf) {
+		fprintf(stderr, "usage: parleyd audit --store FILE "
+				"[--checkpoint FILE --pubkey FILE]\n");
 		return 2;
 	}
 	struct store *s = NULL;
 	struct parley_err err = { 0 };
-	if (store_open(argv[3], &s, &err) < 0) {
-		fprintf(stderr, "parleyd: %s\n", perr_msg(&err));
+	struct checkpoint cp;
+	if (cpf && load_checkpoint(cpf, pubf, &cp, &err) < 0) {
+		printf("CHECKPOINT REFUSED: %s\n", perr_msg(&err));
 		return 1;
 	}
-	store_audit_list(s, 0, 0, print_row, NULL, &err);
+	if (access(store, F_OK) != 0 || store_open(store, &s, &err) < 0) {
+		fprintf(stderr, "parleyd: %s\n", err.code ? perr_msg(&err) :
+			strerror(errno));
+		return 1;
+	}
+	if (!cpf)
+		store_audit_list(s, 0, 0, print_row, NULL, &err);
 	uint64_t bad = 0, rows = 0;
 	int rc = store_audit_verify(s, &bad, &rows, &err);
 	if (rc == 0)
@@ -369,6 +418,16 @@ static int audit_main(int argc, char **argv)
 	else
 		printf("AUDIT CHAIN BROKEN at row %llu: %s\n",
 		       (unsigned long long)bad, perr_msg(&err));
+	if (rc == 0 && cpf) {
+		rc = store_audit_verify_to(s, cp.seq, cp.hash, &bad, &err);
+		if (rc == 0)
+			printf("checkpoint verified: rows 1..%llu are the ones "
+			       "key %.16s... signed\n",
+			       (unsigned long long)cp.seq, cp.key_id);
+		else
+			printf("CHECKPOINT MISMATCH at row %llu: %s\n",
+			       (unsigned long long)bad, perr_msg(&err));
+	}
 	store_close(s);
 	return rc == 0 ? 0 : 1;
 }

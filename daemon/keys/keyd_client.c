@@ -24,10 +24,21 @@ int keyd_call_raw(struct keyd *k, const uint8_t *req, size_t len,
 	if (k->fd < 0)
 		return perr(err, -EPIPE, "the key process is gone");
 	int rc = keyd_send(k->fd, req, len);
-	if (rc < 0)
-		return perr(err, rc, "the key process: %s", strerror(-rc));
-	return keyd_recv(k->fd, KEYD_HDR + 4 + 2 + KEYD_REPLY_MSG_MAX + 4 +
-			 KEYD_CSR_MAX, rep_msg, rep_len, err);
+	if (rc == 0)
+		rc = keyd_recv(k->fd, KEYD_HDR + 4 + 2 + KEYD_REPLY_MSG_MAX + 4 +
+			       KEYD_CSR_MAX, rep_msg, rep_len, err);
+	else
+		perr(err, rc, "the key process: %s", strerror(-rc));
+	/* Out of step or gone: no later request could be trusted to get
+	 * its own reply, so this end closes; every later call is -EPIPE. */
+	if (rc < 0) {
+		log_error("the key process is gone: %s",
+			  err ? perr_msg(err) : strerror(-rc));
+		close(k->fd);
+		k->fd = -1;
+		rc = -EPIPE;
+	}
+	return rc;
 }
 
 /* Send q, read and parse the reply; *m (the reply's buffer, which rep's

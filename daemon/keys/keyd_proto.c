@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* ---- reading: a cursor that never runs past its end ---- */
@@ -75,8 +76,6 @@ int keyd_hdr(const uint8_t hdr[KEYD_HDR], size_t max, size_t *rest,
 	struct rd r = { hdr, KEYD_HDR, false };
 	uint64_t len = rd_be(&r, 4);
 	*type = (unsigned)rd_be(&r, 2);
-	if (rd_be(&r, 2) != 0)
-		return perr(err, -EBADMSG, "keyd: reserved header field set");
 	if (len > max)
 		return perr(err, -EMSGSIZE, "keyd: message of %llu bytes (cap "
 			    "%zu)", (unsigned long long)len, max);
@@ -95,6 +94,8 @@ static int open_msg(const uint8_t *msg, size_t len, struct rd *r,
 	int rc = keyd_hdr(msg, KEYD_MSG_MAX, &rest, type, err);
 	if (rc < 0)
 		return rc;
+	if (msg[6] || msg[7])
+		return perr(err, -EBADMSG, "keyd: reserved header field set");
 	if (rest != len - KEYD_HDR)
 		return perr(err, -EBADMSG, "keyd: header says %zu bytes, %zu "
 			    "came", rest, len - KEYD_HDR);
@@ -321,7 +322,7 @@ int keyd_info_encode(const struct keyd_info *i, uint8_t **out, size_t *len)
 int keyd_send(int fd, const uint8_t *msg, size_t len)
 {
 	while (len) {
-		ssize_t n = write(fd, msg, len);
+		ssize_t n = send(fd, msg, len, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)

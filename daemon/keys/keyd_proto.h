@@ -72,8 +72,8 @@ struct keyd_info {
 	size_t policy_pub_len, ckpt_pub_len;
 };
 
-/* The header: the length of the rest, -EMSGSIZE over `max`, -EBADMSG for
- * a non-zero reserved field. */
+/* The header: the length of the rest and the type; -EMSGSIZE over `max`
+ * (the parsers check the rest). */
 int keyd_hdr(const uint8_t hdr[KEYD_HDR], size_t max, size_t *rest,
 	     unsigned *type, struct parley_err *err);
 

@@ -231,6 +231,9 @@ static int check_bundle(const struct keyd_req *q, struct parley_err *err)
 			  "body says %llu", q->host,
 			  (unsigned long long)q->version,
 			  (unsigned long long)b->version);
+	else if (b->base.n_unknown_fields)
+		rc = perr(err, -EBADMSG, "bundle for %s: fields PolicyBody "
+			  "does not have", q->host);
 	else if (parley__v1__policy_body__get_packed_size(b) != q->len)
 		rc = perr(err, -EBADMSG, "bundle for %s: not in canonical "
 			  "form", q->host);
@@ -370,6 +373,7 @@ static void confine(void)
 #if defined(__x86_64__)
 	static const int ok[] = {
 		SYS_read, SYS_write, SYS_readv, SYS_writev, SYS_close,
+		SYS_sendto, SYS_recvfrom,
 		SYS_exit, SYS_exit_group, SYS_brk, SYS_mmap, SYS_munmap,
 		SYS_mremap, SYS_mprotect, SYS_madvise, SYS_futex,
 		SYS_getrandom, SYS_clock_gettime, SYS_gettimeofday,

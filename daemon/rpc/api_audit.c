@@ -103,11 +103,43 @@ void api_audit_list(struct api_req *q)
 						    ? next : NULL));
 }
 
+/* ?seq=N&hash=HEX (both or neither): verify rows 1..N and that row N has
+ * that hash -- what a signed checkpoint says (`parleyctl audit verify
+ * --checkpoint` checks the signature itself, then asks this). */
+static bool verify_to_args(struct api_req *q, uint64_t *seq, uint8_t hash[32])
+{
+	const char *h = api_query(q, "hash");
+	if (!query_u64(q, "seq", seq))
+		return false;
+	if (!*seq != !h || (*seq && strlen(h) != 64)) {
+		api_error(q, 400, "BAD_REQUEST", "seq and hash (64 hex digits) "
+			  "go together");
+		return false;
+	}
+	for (size_t i = 0; h && i < 64; i++) {
+		int v = h[i] >= '0' && h[i] <= '9' ? h[i] - '0' :
+			h[i] >= 'a' && h[i] <= 'f' ? h[i] - 'a' + 10 : -1;
+		if (v < 0) {
+			api_error(q, 400, "BAD_REQUEST", "hash: not hex");
+			return false;
+		}
+		hash[i / 2] = (uint8_t)(i % 2 ? hash[i / 2] << 4 | v : v);
+	}
+	return true;
+}
+
 void api_audit_verify(struct api_req *q)
 {
-	uint64_t bad = 0, rows = 0;
+	uint64_t bad = 0, rows = 0, seq = 0;
+	uint8_t hash[32];
 	struct parley_err err = { 0 };
-	int rc = store_audit_verify(q->a->store, &bad, &rows, &err);
+	if (!verify_to_args(q, &seq, hash))
+		return;
+	int rc = seq ? store_audit_verify_to(q->a->store, seq, hash, &bad,
+					     &err)
+		     : store_audit_verify(q->a->store, &bad, &rows, &err);
+	if (seq)
+		rows = rc == 0 ? seq : bad ? bad - 1 : 0;
 	if (rc == 0)
 		api_reply(q, 200, json_pack("{s:b,s:I}", "ok", 1, "rows",
 					    (json_int_t)rows));

@@ -55,6 +55,11 @@ static bool ready(struct fleetd *f, void *ctx)
 
 void ac_start(struct api_client *c)
 {
+	ac_start_args(c, NULL);
+}
+
+void ac_start_args(struct api_client *c, const char *const *extra)
+{
 	memset(c, 0, sizeof(*c));
 	fd_init(&c->f);
 	char ca[600], crt[600], key[600], pol[600], log[600];
@@ -64,10 +69,12 @@ void ac_start(struct api_client *c)
 	snprintf(key, sizeof(key), "%s/ca/parleyd.key", d);
 	snprintf(pol, sizeof(pol), "%s/ca/policy.key", d);
 	snprintf(log, sizeof(log), "%s/parleyd.log", d);
-	char *argv[] = { T_BIN("parleyd"), "--listen", "127.0.0.1:0",
-			 "--api-listen", "127.0.0.1:0", "--state-dir",
-			 (char *)d, "--ca", ca, "--cert", crt, "--key", key,
-			 "--policy-key", pol, "--store", c->f.store, NULL };
+	char *argv[32] = { T_BIN("parleyd"), "--listen", "127.0.0.1:0",
+			   "--api-listen", "127.0.0.1:0", "--state-dir",
+			   (char *)d, "--ca", ca, "--cert", crt, "--key", key,
+			   "--policy-key", pol, "--store", c->f.store, NULL };
+	for (int i = 0, n = 17; extra && extra[i] && n < 31; i++)
+		argv[n++] = (char *)extra[i];
 	c->f.daemon = spawn(argv, log);
 	cr_assert(fd_wait(ready, &c->f, c, 10000), "parleyd API did not start");
 }

@@ -23,6 +23,8 @@ struct ac_resp {
 /* fd_init, then parleyd with --api-listen 127.0.0.1:0; waits for
  * parleyd.api-port and admin.token. */
 void ac_start(struct api_client *c);
+/* The same with more parleyd options (NULL-terminated). */
+void ac_start_args(struct api_client *c, const char *const *extra);
 void ac_stop(struct api_client *c);
 
 /* Send `len` bytes as they are and read the answer to EOF. */
