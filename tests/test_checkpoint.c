@@ -219,9 +219,16 @@ Test(checkpoint, signed_exported_and_verified_offline, .timeout = 120)
 	cr_expect_eq(run(&out, v), 0, "%s", out);
 	cr_expect(strstr(out, "checkpoint signature ok"), "%s", out);
 	free(out);
-	/* offline, on a copy of the file */
+	/* offline, on a copy of the file (with its WAL, where the newest
+	 * rows are until SQLite checkpoints them into the file) */
+	char wal[700], copywal[720];
+	snprintf(wal, sizeof(wal), "%s-wal", c.f.store);
+	snprintf(copywal, sizeof(copywal), "%s-wal", copy);
 	char *cp[] = { "/bin/cp", c.f.store, copy, NULL };
 	cr_assert_eq(run(&out, cp), 0, "%s", out);
+	free(out);
+	char *cpw[] = { "/bin/cp", wal, copywal, NULL };
+	cr_assert_eq(run(&out, cpw), 0, "%s", out);
 	free(out);
 	char *off[] = { T_BIN("parleyd"), "audit", "--store", copy,
 			"--checkpoint", doc, "--pubkey", pub, NULL };
@@ -229,6 +236,7 @@ Test(checkpoint, signed_exported_and_verified_offline, .timeout = 120)
 	cr_expect(strstr(out, "checkpoint verified"), "%s", out);
 	free(out);
 	unlink(copy);
+	unlink(copywal);
 
 	/* forged: another key; altered: the hash, the seq */
 	char *w[] = { T_BIN("parleyctl"), "--server", server, "--token",
