@@ -74,6 +74,7 @@ int keyd_hdr(const uint8_t hdr[KEYD_HDR], size_t max, size_t *rest,
 	     unsigned *type, struct parley_err *err)
 {
 	struct rd r = { hdr, KEYD_HDR, false };
+	*rest = 0;
 	uint64_t len = rd_be(&r, 4);
 	*type = (unsigned)rd_be(&r, 2);
 	if (len > max)
@@ -87,7 +88,8 @@ int keyd_hdr(const uint8_t hdr[KEYD_HDR], size_t max, size_t *rest,
 static int open_msg(const uint8_t *msg, size_t len, struct rd *r,
 		    unsigned *type, struct parley_err *err)
 {
-	size_t rest;
+	size_t rest = 0;
+	*type = 0;
 	if (len < KEYD_HDR)
 		return perr(err, -EBADMSG, "keyd: message shorter than its "
 			    "header");
@@ -119,7 +121,7 @@ int keyd_req_parse(const uint8_t *msg, size_t len, struct keyd_req *q,
 		   struct parley_err *err)
 {
 	struct rd r = { 0 };
-	unsigned type;
+	unsigned type = 0;
 	memset(q, 0, sizeof(*q));
 	int rc = open_msg(msg, len, &r, &type, err);
 	if (rc < 0)
@@ -171,7 +173,7 @@ int keyd_rep_parse(const uint8_t *msg, size_t len, struct keyd_rep *p,
 		   struct parley_err *err)
 {
 	struct rd r = { 0 };
-	unsigned type;
+	unsigned type = 0;
 	memset(p, 0, sizeof(*p));
 	int rc = open_msg(msg, len, &r, &type, err);
 	if (rc < 0)
@@ -357,8 +359,8 @@ int keyd_recv(int fd, size_t max, uint8_t **msg, size_t *len,
 {
 	uint8_t hdr[KEYD_HDR];
 	bool eof = false;
-	size_t rest;
-	unsigned type;
+	size_t rest = 0;
+	unsigned type = 0;
 	*msg = NULL;
 	int rc = read_full(fd, hdr, sizeof(hdr), &eof);
 	if (rc < 0)
