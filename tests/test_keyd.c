@@ -327,8 +327,9 @@ Test(keyd, refuses_key_files_not_private_to_it)
 	kt_stop(&t);
 }
 
-/* Killed with its parent (PR_SET_PDEATHSIG): a parent that dies without
- * closing anything leaves no key process behind. */
+/* Killed with its parent (PR_SET_PDEATHSIG), even while something else
+ * still holds the parent's end of the socketpair open (no end of file
+ * to notice): a parent that dies leaves no key process behind. */
 Test(keyd, dies_with_its_parent)
 {
 	struct kt t;
@@ -346,18 +347,28 @@ Test(keyd, dies_with_its_parent)
 			fprintf(stderr, "keyd_spawn: %s\n", perr_msg(&err));
 			_exit(1);
 		}
-		if (write(pfd[1], &k.pid, sizeof(k.pid)) != sizeof(k.pid))
+		pid_t holder = fork();   /* keeps k.fd open, waits */
+		if (holder == 0) {
+			close(pfd[1]);
+			for (;;)
+				pause();
+		}
+		pid_t both[2] = { k.pid, holder };
+		if (holder < 0 || write(pfd[1], both, sizeof(both)) !=
+					  sizeof(both))
 			_exit(1);
 		raise(SIGKILL);
 	}
-	pid_t kp = 0;
+	pid_t both[2] = { 0, 0 };
 	close(pfd[1]);
-	cr_assert_eq(read(pfd[0], &kp, sizeof(kp)), (ssize_t)sizeof(kp));
+	cr_assert_eq(read(pfd[0], both, sizeof(both)), (ssize_t)sizeof(both));
 	int st;
 	cr_assert_eq(waitpid(mid, &st, 0), mid);
-	/* reparented to us (the subreaper), and killed */
-	cr_assert_eq(waitpid(kp, &st, 0), kp);
+	/* reparented to us (the subreaper), and killed by the signal */
+	cr_assert_eq(waitpid(both[0], &st, 0), both[0]);
 	cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status %x", st);
+	kill(both[1], SIGKILL);
+	waitpid(both[1], NULL, 0);
 	prctl(PR_SET_CHILD_SUBREAPER, 0);
 	close(pfd[0]);
 	t_rmtree(t.dir);
@@ -381,6 +392,21 @@ static unsigned proc_uid(pid_t pid)
 	if (f)
 		fclose(f);
 	return got ? uid : 0;
+}
+
+/* The effective capability set, as /proc shows it. */
+static unsigned long long proc_capeff(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	unsigned long long v = ~0ull;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "CapEff: %llx", &v) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return v;
 }
 
 static bool dropped(struct fleetd *f, void *ctx)
@@ -442,6 +468,8 @@ Test(keyd, main_process_is_not_root_and_cannot_open_the_keys, .timeout = 60)
 	cr_assert(fd_wait(dropped, &c.f, NULL, 10000), "still uid 0");
 	unsigned uid = proc_uid(c.f.daemon);
 	cr_expect_neq(uid, 0);
+	cr_expect_eq(proc_capeff(c.f.daemon), 0, "capabilities left: %llx",
+		     proc_capeff(c.f.daemon));
 	pid_t kp = child_of(c.f.daemon);
 	cr_assert_gt(kp, 0, "no key process");
 	cr_expect_eq(proc_uid(kp), 0, "the key process keeps its own uid");
