@@ -291,8 +291,10 @@ static void on_join(struct join_conn *c, const Parley__V1__JoinRequest *r,
 	rc = keyd_issue_cert(js->keys, host, req, JOIN_CERT_DAYS, &cert,
 			     &err);
 	X509_REQ_free(req);
-	if (rc < 0) {
-		refuse(c, host, "BAD_CSR", perr_msg(&err));
+	if (rc < 0) {   /* the key process gone, or without a CA key */
+		refuse(c, host, rc == -EPIPE || rc == -ENOKEY ? "INTERNAL"
+							      : "BAD_CSR",
+		       perr_msg(&err));
 		return;
 	}
 	respond(c, host, cert);
