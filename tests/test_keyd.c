@@ -394,15 +394,15 @@ static unsigned proc_uid(pid_t pid)
 	return got ? uid : 0;
 }
 
-/* The effective capability set, as /proc shows it. */
-static unsigned long long proc_capeff(pid_t pid)
+/* A hex field of /proc/PID/status ("CapEff: %llx"), ~0 if absent. */
+static unsigned long long proc_field(pid_t pid, const char *fmt)
 {
 	char path[64], line[256];
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	FILE *f = fopen(path, "r");
 	unsigned long long v = ~0ull;
 	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "CapEff: %llx", &v) == 1)
+		if (sscanf(line, fmt, &v) == 1)
 			break;
 	if (f)
 		fclose(f);
@@ -468,11 +468,14 @@ Test(keyd, main_process_is_not_root_and_cannot_open_the_keys, .timeout = 60)
 	cr_assert(fd_wait(dropped, &c.f, NULL, 10000), "still uid 0");
 	unsigned uid = proc_uid(c.f.daemon);
 	cr_expect_neq(uid, 0);
-	cr_expect_eq(proc_capeff(c.f.daemon), 0, "capabilities left: %llx",
-		     proc_capeff(c.f.daemon));
+	cr_expect_eq(proc_field(c.f.daemon, "CapEff: %llx"), 0,
+		     "capabilities left");
 	pid_t kp = child_of(c.f.daemon);
 	cr_assert_gt(kp, 0, "no key process");
 	cr_expect_eq(proc_uid(kp), 0, "the key process keeps its own uid");
+#if defined(__x86_64__)
+	cr_expect_eq(proc_field(kp, "Seccomp: %llx"), 2, "no seccomp filter");
+#endif
 	char pol[700], ca[700], ck[700];
 	snprintf(pol, sizeof(pol), "%s/ca/policy.key", c.f.dir);
 	snprintf(ca, sizeof(ca), "%s/ca/ca.key", c.f.dir);
