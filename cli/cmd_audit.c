@@ -1,9 +1,7 @@
 /* parleyctl audit: the daemon's hash-chained audit log (/v1/audit). */
 #include "cli/ctl.h"
 #include "common/checkpoint.h"
-#include "common/fileio.h"
 #include "common/pki.h"
-#include "common/sign.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -149,24 +147,7 @@ static int read_checkpoint(const char *file, const char *pubfile,
 			   struct checkpoint *cp)
 {
 	struct parley_err err = { 0 };
-	uint8_t *buf = NULL;
-	size_t len;
-	EVP_PKEY *pub = NULL;
-	json_error_t jerr;
-	json_t *doc = NULL;
-	int rc = file_read_all(file, CKPT_DOC_MAX, &buf, &len, &err);
-	if (rc == 0 && !(doc = json_loadb((const char *)buf, len, 0, &jerr)))
-		rc = perr(&err, -EINVAL, "%s: not JSON: %s", file, jerr.text);
-	if (rc == 0)
-		rc = checkpoint_from_json(doc, cp, &err);
-	if (rc == 0)
-		rc = sign_read_pub(pubfile, &pub, &err);
-	if (rc == 0)
-		rc = checkpoint_verify(cp, pub, &err);
-	EVP_PKEY_free(pub);
-	json_decref(doc);
-	free(buf);
-	if (rc < 0)
+	if (checkpoint_load(file, pubfile, cp, &err) < 0)
 		return ctl_fail(CTL_ERR, "CHECKPOINT_BAD", "%s", perr_msg(&err));
 	return CTL_OK;
 }

@@ -1,8 +1,10 @@
 #include "common/checkpoint.h"
+#include "common/fileio.h"
 #include "common/pki.h"
 #include "common/sign.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 static size_t put_be(uint8_t *p, uint64_t v)
@@ -123,4 +125,27 @@ int checkpoint_verify(const struct checkpoint *c, EVP_PKEY *pub,
 		return perr(err, rc == -EBADMSG ? -EBADMSG : rc, "checkpoint: "
 			    "the signature does not verify");
 	return 0;
+}
+
+int checkpoint_load(const char *file, const char *pubfile,
+		    struct checkpoint *c, struct parley_err *err)
+{
+	uint8_t *buf = NULL;
+	size_t len;
+	EVP_PKEY *pub = NULL;
+	json_error_t jerr;
+	json_t *doc = NULL;
+	int rc = file_read_all(file, CKPT_DOC_MAX, &buf, &len, err);
+	if (rc == 0 && !(doc = json_loadb((const char *)buf, len, 0, &jerr)))
+		rc = perr(err, -EINVAL, "%s: not JSON: %s", file, jerr.text);
+	if (rc == 0)
+		rc = checkpoint_from_json(doc, c, err);
+	if (rc == 0)
+		rc = sign_read_pub(pubfile, &pub, err);
+	if (rc == 0)
+		rc = checkpoint_verify(c, pub, err);
+	EVP_PKEY_free(pub);
+	json_decref(doc);
+	free(buf);
+	return rc;
 }

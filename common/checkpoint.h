@@ -53,4 +53,10 @@ int checkpoint_from_json(const json_t *doc, struct checkpoint *c,
 int checkpoint_verify(const struct checkpoint *c, EVP_PKEY *pub,
 		      struct parley_err *err);
 
+/* A document file (at most CKPT_DOC_MAX bytes) parsed, and verified with
+ * the Ed25519 public key in pubfile (PEM, as sign_write_pub writes it):
+ * what `parleyctl audit verify` and `parleyd audit` do first. */
+int checkpoint_load(const char *file, const char *pubfile,
+		    struct checkpoint *c, struct parley_err *err);
+
 #endif

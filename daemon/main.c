@@ -349,31 +349,6 @@ static int print_row(const struct store_audit *r, void *ctx)
 	return 0;
 }
 
-/* A checkpoint document (common/checkpoint.h) whose signature verifies
- * with the public key in pubfile. */
-static int load_checkpoint(const char *file, const char *pubfile,
-			   struct checkpoint *cp, struct parley_err *err)
-{
-	uint8_t *buf = NULL;
-	size_t len;
-	EVP_PKEY *pub = NULL;
-	json_error_t jerr;
-	json_t *doc = NULL;
-	int rc = file_read_all(file, CKPT_DOC_MAX, &buf, &len, err);
-	if (rc == 0 && !(doc = json_loadb((const char *)buf, len, 0, &jerr)))
-		rc = perr(err, -EINVAL, "%s: not JSON: %s", file, jerr.text);
-	if (rc == 0)
-		rc = checkpoint_from_json(doc, cp, err);
-	if (rc == 0)
-		rc = sign_read_pub(pubfile, &pub, err);
-	if (rc == 0)
-		rc = checkpoint_verify(cp, pub, err);
-	EVP_PKEY_free(pub);
-	json_decref(doc);
-	free(buf);
-	return rc;
-}
-
 /* `parleyd audit --store FILE [--checkpoint F --pubkey P]`: the trail,
  * then the chain verified -- and with a checkpoint, that the file still
  * holds the history the checkpoint key signed (works on a copy of the
@@ -399,7 +374,7 @@ static int audit_main(int argc, char **argv)
 	struct store *s = NULL;
 	struct parley_err err = { 0 };
 	struct checkpoint cp;
-	if (cpf && load_checkpoint(cpf, pubf, &cp, &err) < 0) {
+	if (cpf && checkpoint_load(cpf, pubf, &cp, &err) < 0) {
 		printf("CHECKPOINT REFUSED: %s\n", perr_msg(&err));
 		return 1;
 	}

@@ -383,8 +383,9 @@ static int verify_head(struct store *s, const struct walk *w,
 	return 0;
 }
 
-static int verify(struct store *s, struct walk *w, uint64_t *first_bad,
-		  struct parley_err *err)
+/* Rows 1..limit (in id order) each checked against the one before. */
+static int walk_rows(struct store *s, int64_t limit, struct walk *w,
+		     uint64_t *first_bad, struct parley_err *err)
 {
 	sqlite3_stmt *st;
 	struct store_audit r;
@@ -392,7 +393,7 @@ static int verify(struct store *s, struct walk *w, uint64_t *first_bad,
 	if (rc < 0)
 		return rc;
 	db_bind_i64(st, 1, 0);
-	db_bind_i64(st, 2, INT64_MAX);
+	db_bind_i64(st, 2, limit);
 	while ((rc = db_step(s, st, "verify audit", err)) == 1) {
 		rc = audit_row(s, st, &r, err);
 		if (rc < 0)
@@ -403,6 +404,13 @@ static int verify(struct store *s, struct walk *w, uint64_t *first_bad,
 			break;
 	}
 	db_reset(st);
+	return rc < 0 ? rc : 0;
+}
+
+static int verify(struct store *s, struct walk *w, uint64_t *first_bad,
+		  struct parley_err *err)
+{
+	int rc = walk_rows(s, INT64_MAX, w, first_bad, err);
 	return rc < 0 ? rc : verify_head(s, w, first_bad, err);
 }
 
@@ -442,23 +450,7 @@ static int verify_to(struct store *s, uint64_t id, const uint8_t *hash,
 		     struct walk *w, uint64_t *first_bad,
 		     struct parley_err *err)
 {
-	sqlite3_stmt *st;
-	struct store_audit r;
-	int rc = db_prep(s, q_walk, &st, err);
-	if (rc < 0)
-		return rc;
-	db_bind_i64(st, 1, 0);
-	db_bind_i64(st, 2, (int64_t)id);
-	while ((rc = db_step(s, st, "verify audit", err)) == 1) {
-		rc = audit_row(s, st, &r, err);
-		if (rc < 0)
-			*first_bad = r.id;
-		else
-			rc = verify_row(s, &r, w, first_bad, err);
-		if (rc < 0)
-			break;
-	}
-	db_reset(st);
+	int rc = walk_rows(s, (int64_t)id, w, first_bad, err);
 	if (rc < 0)
 		return rc;
 	if (w->c.id != id)
