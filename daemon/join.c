@@ -7,6 +7,7 @@
 #include "common/tls.h"
 #include "common/tls_join.h"
 #include "common/wire.h"
+#include "daemon/keys/keyd.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -291,12 +292,14 @@ static void on_join(struct join_conn *c, const Parley__V1__JoinRequest *r,
 	X509 *cert = NULL;
 	char *pem = NULL;
 	size_t len;
-	rc = pki_csr_sign_as(js->ca_key, js->ca_cert, req, host,
-			     JOIN_CERT_DAYS, &cert, &err);
+	rc = keyd_issue_cert(js->keys, host, req, JOIN_CERT_DAYS, &cert,
+			     &err);
 	X509_REQ_free(req);
-	if (rc < 0) {
+	if (rc < 0) {   /* the key process gone, or without a CA key */
 		store_rollback(js->store, NULL);
-		refuse(c, host, "BAD_CSR", perr_msg(&err));
+		refuse(c, host, rc == -EPIPE || rc == -ENOKEY ? "INTERNAL"
+							      : "BAD_CSR",
+		       perr_msg(&err));
 		return;
 	}
 	rc = pki_cert_to_pem(cert, &pem, &len, &err);
@@ -421,12 +424,9 @@ static int load(struct join_server *js, const struct join_opts *o,
 		struct parley_err *err)
 {
 	size_t len;
-	int rc = pki_read_key(o->ca_key, &js->ca_key, err);
-	if (rc == 0)
-		rc = pki_read_cert(o->ca, &js->ca_cert, err);
-	if (rc == 0 && X509_check_private_key(js->ca_cert, js->ca_key) != 1)
-		rc = pki_ossl_err(err, -EINVAL, "%s does not match %s",
-				  o->ca_key, o->ca);
+	/* The CA key stays in the key process, which checked it matches. */
+	js->keys = o->keys;
+	int rc = pki_read_cert(o->ca, &js->ca_cert, err);
 	if (rc == 0)
 		rc = pki_cert_to_pem(js->ca_cert, &js->ca_pem, &len, err);
 	if (rc == 0)
@@ -500,7 +500,6 @@ void join_stop(struct join_server *js)
 	if (js->lis)
 		evconnlistener_free(js->lis);
 	SSL_CTX_free(js->ctx);
-	EVP_PKEY_free(js->ca_key);
 	X509_free(js->ca_cert);
 	free(js->ca_pem);
 	free(js->policy_pub_pem);

@@ -70,12 +70,13 @@ int join_take_args(int *argc, char **argv, struct join_config *jc,
 		   struct parley_err *err);
 
 struct join_conn;
+struct keyd;
 
 struct join_server {
 	struct event_base *base;
 	struct store *store;        /* borrowed */
 	SSL_CTX *ctx;               /* owned: tls_server_ctx_noclient */
-	EVP_PKEY *ca_key;           /* owned */
+	struct keyd *keys;          /* borrowed: signs with the CA key */
 	X509 *ca_cert;              /* owned */
 	char *ca_pem, *policy_pub_pem; /* owned, sent to every joiner */
 	struct evconnlistener *lis;
@@ -86,10 +87,11 @@ struct join_server {
 };
 
 /* What join_start needs: the daemon's TLS identity and CA certificate
- * (paths), the CA key path, the policy key (borrowed, only its public
- * half is used), where to listen. */
+ * (paths), the key process that holds the CA key (daemon/keys/keyd.h;
+ * it must have one), the policy public key (borrowed), where to listen. */
 struct join_opts {
-	const char *listen, *ca, *cert, *key, *ca_key, *state_dir;
+	const char *listen, *ca, *cert, *key, *state_dir;
+	struct keyd *keys;
 	EVP_PKEY *policy_key;
 };
 

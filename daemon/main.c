@@ -3,6 +3,7 @@
  * TLS), policy pushes when grants change in the store, clean shutdown on
  * SIGTERM/SIGINT, SIGHUP to push at once.
  */
+#include "common/checkpoint.h"
 #include "common/log.h"
 #include "common/pki.h"
 #include "common/sign.h"
@@ -10,8 +11,11 @@
 #include "common/tls_join.h"
 #include "common/hostport.h"
 #include "common/fileio.h"
+#include "daemon/checkpoint.h"
 #include "common/version.h"
 #include "daemon/config.h"
+#include "daemon/keys/keyd.h"
+#include "daemon/keys/privsep.h"
 #include "daemon/import.h"
 #include "daemon/orch.h"
 #include "daemon/join.h"
@@ -19,6 +23,7 @@
 #include "daemon/rpc/link.h"
 #include "db/store.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,9 +39,10 @@ static const char usage_text[] =
 	"               [--ca FILE] [--cert FILE] [--key FILE] [--policy-key FILE]\n"
 	"               [--store FILE] [--log-level debug|info|warn|error]\n"
 	"               [--api-listen HOST:PORT] [--api-cert FILE] [--api-key FILE]\n"
-	"               [--join-listen HOST:PORT] [--ca-key FILE]\n"
+	"               [--join-listen HOST:PORT] [--ca-key FILE] [--user NAME]\n"
+	"               [--checkpoint-key FILE] [--checkpoint-interval SECS]\n"
 	"       parleyd import --store FILE --host NAME POLICY.json\n"
-	"       parleyd audit --store FILE\n"
+	"       parleyd audit --store FILE [--checkpoint FILE --pubkey FILE]\n"
 	"       parleyd --help | --version\n"
 	"\n"
 	"  --config FILE         JSON settings; flags override them\n"
@@ -53,6 +59,15 @@ static const char usage_text[] =
 	"  --api-key FILE        the API certificate's private key\n"
 	"  --join-listen HOST:PORT  join listener (default 127.0.0.1:7422)\n"
 	"  --ca-key FILE         CA private key for joins (default STATE_DIR/ca.key)\n"
+	"  --user NAME           started as root: the network process drops to this\n"
+	"                        user; the keys stay in a root key process\n"
+	"                        (default parley, else nobody)\n"
+	"  --checkpoint-key FILE audit checkpoint signing key (default\n"
+	"                        STATE_DIR/checkpoint.key, made if absent)\n"
+	"  --checkpoint-interval SECS  sign the audit head this often when it\n"
+	"                        moved (default 60)\n"
+	"  --checkpoint FILE     audit: also check this signed checkpoint\n"
+	"  --pubkey FILE         audit: the checkpoint public key (checkpoint.pub)\n"
 	"  --help                this text\n"
 	"  --version             the version\n";
 
@@ -61,7 +76,10 @@ struct daemon {
 	struct event_base *base;
 	struct store *store;
 	SSL_CTX *ctx;
-	EVP_PKEY *policy_key;
+	struct keyd keys;          /* the key process: every private key but
+				    * the TLS one (daemon/keys/README.md) */
+	struct privsep_config priv;
+	struct ckpt ckpt;
 	struct link_server link;
 	struct api_server api;
 	struct event *sig[3];
@@ -100,25 +118,18 @@ static void write_port(const struct daemon *d)
 
 /* The join listener (daemon/join.h). Without --ca-key and without a CA
  * key at its default place the daemon runs without it: joining needs the
- * CA's private key, which not every deployment keeps beside parleyd. As
- * for the API, a busy default address is not fatal; one asked for is. */
+ * CA's private key, which not every deployment keeps beside parleyd (the
+ * key process said whether it has one). As for the API, a busy default
+ * address is not fatal; one asked for is. */
 static int setup_join(struct daemon *d, struct parley_err *err)
 {
-	char ca_key[PATH_MAX];
-	bool dflt = !d->join_cfg.ca_key[0];
-	if (dflt && path_join(ca_key, sizeof(ca_key), d->cfg.state_dir,
-			      "ca.key") < 0)
-		return perr(err, -ENAMETOOLONG, "state_dir: too long");
-	if (!dflt)
-		snprintf(ca_key, sizeof(ca_key), "%s", d->join_cfg.ca_key);
-	if (dflt && access(ca_key, F_OK) != 0) {
-		log_warn("joining off: no CA key at %s (--ca-key)", ca_key);
+	if (!d->keys.has_ca)
 		return 0;
-	}
 	struct join_opts o = {
 		.listen = d->join_cfg.listen, .ca = d->cfg.ca,
-		.cert = d->cfg.cert, .key = d->cfg.key, .ca_key = ca_key,
-		.state_dir = d->cfg.state_dir, .policy_key = d->policy_key,
+		.cert = d->cfg.cert, .key = d->cfg.key, .keys = &d->keys,
+		.state_dir = d->cfg.state_dir,
+		.policy_key = d->keys.policy_pub,
 	};
 	int rc = join_start(&d->join, d->base, d->store, &o, err);
 	if (rc == -EADDRINUSE && !d->join_cfg.listen_set) {
@@ -201,7 +212,7 @@ static int setup_api(struct daemon *d, struct parley_err *err)
 	hostport_split(d->cfg.api_listen, host, sizeof(host), &port);
 	d->api = (struct api_server){
 		.base = d->base, .store = d->store, .link = &d->link,
-		.state_dir = d->cfg.state_dir,
+		.state_dir = d->cfg.state_dir, .ckpt = &d->ckpt,
 		.hooks = { .ctx = d, .thin_changed = thin_changed,
 			   .thin_command = thin_command },
 	};
@@ -233,12 +244,50 @@ static int setup_api(struct daemon *d, struct parley_err *err)
 	return rc;
 }
 
+/* What the key process loads: the policy key, the CA key when there is
+ * one (--ca-key, or STATE_DIR/ca.key if that exists), the checkpoint key
+ * (--checkpoint-key, default STATE_DIR/checkpoint.key, made if absent). */
+static int key_paths(struct daemon *d, struct keyd_paths *p,
+		     struct parley_err *err)
+{
+	memset(p, 0, sizeof(*p));
+	const char *sd = d->cfg.state_dir;
+	bool ca_dflt = !d->join_cfg.ca_key[0];
+	p->ca_optional = ca_dflt;
+	snprintf(p->policy_key, sizeof(p->policy_key), "%s", d->cfg.policy_key);
+	snprintf(p->ca_cert, sizeof(p->ca_cert), "%s", d->cfg.ca);
+	if (!ca_dflt)
+		snprintf(p->ca_key, sizeof(p->ca_key), "%s", d->join_cfg.ca_key);
+	else if (path_join(p->ca_key, sizeof(p->ca_key), sd, "ca.key") < 0)
+		return perr(err, -ENAMETOOLONG, "state_dir: too long");
+	if (d->priv.ckpt_key[0])
+		snprintf(p->ckpt_key, sizeof(p->ckpt_key), "%s",
+			 d->priv.ckpt_key);
+	else if (path_join(p->ckpt_key, sizeof(p->ckpt_key), sd,
+			   "checkpoint.key") < 0)
+		return perr(err, -ENAMETOOLONG, "state_dir: too long");
+	return 0;
+}
+
+/* First of all, before any socket: the key process. */
+static int setup_keys(struct daemon *d, struct parley_err *err)
+{
+	struct keyd_paths p;
+	int rc = key_paths(d, &p, err);
+	if (rc == 0)
+		rc = keyd_spawn(&d->keys, &p, err);
+	if (rc == 0)
+		log_info("key process %d: policy key %.16s..., checkpoint key "
+			 "%.16s...%s", (int)d->keys.pid, d->keys.policy_id,
+			 d->keys.ckpt_id, d->keys.has_ca ? ", CA key" : "");
+	return rc;
+}
+
 static int setup(struct daemon *d, struct parley_err *err)
 {
-	int rc = store_open(d->cfg.store, &d->store, err);
-	if (rc < 0)
-		return rc;
-	rc = pki_read_key(d->cfg.policy_key, &d->policy_key, err);
+	int rc = setup_keys(d, err);
+	if (rc == 0)
+		rc = store_open(d->cfg.store, &d->store, err);
 	if (rc < 0)
 		return rc;
 	d->ctx = tls_server_ctx(d->cfg.ca, d->cfg.cert, d->cfg.key, err);
@@ -247,10 +296,10 @@ static int setup(struct daemon *d, struct parley_err *err)
 	d->base = event_base_new();
 	d->link = (struct link_server){
 		.base = d->base, .ctx = d->ctx, .store = d->store,
-		.policy_key = d->policy_key, .frame_max = d->cfg.frame_max,
+		.policy_key = &d->keys, .frame_max = d->cfg.frame_max,
 		.heartbeat_ms = d->cfg.heartbeat_ms,
 	};
-	sign_key_id(d->policy_key, d->link.key_id);
+	memcpy(d->link.key_id, d->keys.policy_id, sizeof(d->link.key_id));
 	char host[128];
 	int port;
 	hostport_split(d->cfg.listen, host, sizeof(host), &port);
@@ -265,10 +314,18 @@ static int setup(struct daemon *d, struct parley_err *err)
 		event_add(d->sig[i], NULL);
 	}
 	setup_orch(d);
-	rc = setup_api(d, err);
+	rc = ckpt_start(&d->ckpt, d->base, d->store, &d->keys,
+			d->priv.ckpt_interval_s, err);
+	if (rc == 0)
+		rc = setup_api(d, err);
 	if (rc < 0)
 		return rc;
 	write_port(d);
+	/* Last: nothing after this may need root or a key file. */
+	unsigned uid;
+	rc = privsep_drop(&d->priv, d->cfg.store, &uid, err);
+	if (rc < 0)
+		return rc;
 	log_info("listening on %s:%d (store %s, policy key %.16s...)", host,
 		 d->link.port, d->cfg.store, d->link.key_id);
 	return 0;
@@ -281,6 +338,7 @@ static void teardown(struct daemon *d)
 		orch_free(d->orch);
 	if (d->api_tls)
 		SSL_CTX_free(d->api_tls);
+	ckpt_stop(&d->ckpt);
 	link_stop(&d->link);
 	join_stop(&d->join);
 	for (int i = 0; i < 3; i++)
@@ -290,8 +348,8 @@ static void teardown(struct daemon *d)
 		event_base_free(d->base);
 	if (d->ctx)
 		SSL_CTX_free(d->ctx);
-	EVP_PKEY_free(d->policy_key);
 	store_close(d->store);
+	keyd_stop(&d->keys);
 }
 
 static int import_main(int argc, char **argv)
@@ -328,20 +386,42 @@ static int print_row(const struct store_audit *r, void *ctx)
 	return 0;
 }
 
-/* `parleyd audit --store FILE`: the trail, then the chain verified. */
+/* `parleyd audit --store FILE [--checkpoint F --pubkey P]`: the trail,
+ * then the chain verified -- and with a checkpoint, that the file still
+ * holds the history the checkpoint key signed (works on a copy of the
+ * file, offline). */
 static int audit_main(int argc, char **argv)
 {
-	if (argc != 4 || strcmp(argv[2], "--store")) {
-		fprintf(stderr, "usage: parleyd audit --store FILE\n");
+	const char *store = NULL, *cpf = NULL, *pubf = NULL;
+	for (int i = 2; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--store"))
+			store = argv[i + 1];
+		else if (!strcmp(argv[i], "--checkpoint"))
+			cpf = argv[i + 1];
+		else if (!strcmp(argv[i], "--pubkey"))
+			pubf = argv[i + 1];
+		else
+			store = NULL, i = argc;
+	}
+	if (!store || argc % 2 || !cpf != !pubf) {
+		fprintf(stderr, "usage: parleyd audit --store FILE "
+				"[--checkpoint FILE --pubkey FILE]\n");
 		return 2;
 	}
 	struct store *s = NULL;
 	struct parley_err err = { 0 };
-	if (store_open(argv[3], &s, &err) < 0) {
-		fprintf(stderr, "parleyd: %s\n", perr_msg(&err));
+	struct checkpoint cp;
+	if (cpf && checkpoint_load(cpf, pubf, &cp, &err) < 0) {
+		printf("CHECKPOINT REFUSED: %s\n", perr_msg(&err));
 		return 1;
 	}
-	store_audit_list(s, 0, 0, print_row, NULL, &err);
+	if (access(store, F_OK) != 0 || store_open(store, &s, &err) < 0) {
+		fprintf(stderr, "parleyd: %s\n", err.code ? perr_msg(&err) :
+			strerror(errno));
+		return 1;
+	}
+	if (!cpf)
+		store_audit_list(s, 0, 0, print_row, NULL, &err);
 	uint64_t bad = 0, rows = 0;
 	int rc = store_audit_verify(s, &bad, &rows, &err);
 	if (rc == 0)
@@ -350,6 +430,16 @@ static int audit_main(int argc, char **argv)
 	else
 		printf("AUDIT CHAIN BROKEN at row %llu: %s\n",
 		       (unsigned long long)bad, perr_msg(&err));
+	if (rc == 0 && cpf) {
+		rc = store_audit_verify_to(s, cp.seq, cp.hash, &bad, &err);
+		if (rc == 0)
+			printf("checkpoint verified: rows 1..%llu are the ones "
+			       "key %.16s... signed\n",
+			       (unsigned long long)cp.seq, cp.key_id);
+		else
+			printf("CHECKPOINT MISMATCH at row %llu: %s\n",
+			       (unsigned long long)bad, perr_msg(&err));
+	}
 	store_close(s);
 	return rc == 0 ? 0 : 1;
 }
@@ -366,6 +456,7 @@ int main(int argc, char **argv)
 	static struct daemon d;
 	struct parley_err err = { 0 };
 	if (join_take_args(&argc, argv, &d.join_cfg, &err) < 0 ||
+	    privsep_take_args(&argc, argv, &d.priv, &err) < 0 ||
 	    daemon_config_parse(argc, argv, &d.cfg, &err) < 0) {
 		fprintf(stderr, "parleyd: %s (parleyd --help)\n",
 			perr_msg(&err));

@@ -177,8 +177,23 @@ static const char m5_revoked[] =
 	" revoked_ms INTEGER NOT NULL,"
 	" why TEXT NOT NULL);";
 
+/* 6: signed checkpoints of the audit chain's head (db/store_checkpoint.c):
+ * the id and hash of the last row then, when, the key that signed, the
+ * Ed25519 signature over common/checkpoint.h's message. ids by the store
+ * (max + 1). Nothing in a checkpoint is trusted by verification: the
+ * exported document and the public key are. */
+static const char m6_checkpoints[] =
+	"CREATE TABLE audit_checkpoints ("
+	" id INTEGER PRIMARY KEY,"
+	" seq INTEGER NOT NULL,"
+	" hash BLOB NOT NULL,"
+	" time_ms INTEGER NOT NULL,"
+	" key_id TEXT NOT NULL,"
+	" signature BLOB NOT NULL);";
+
 static const char *const migrations[] = { m1_tables, m2_indexes, m3_tokens,
-					  m4_backend, m5_revoked };
+					  m4_backend, m5_revoked,
+					  m6_checkpoints };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
 unsigned store_schema_latest(void)

@@ -454,6 +454,45 @@ int store_audit_list(struct store *s, uint64_t after_id, unsigned limit,
 int store_audit_verify(struct store *s, uint64_t *first_bad, uint64_t *rows,
 		       struct parley_err *err);
 
+/* The chain's head: the id of the last row (0 when empty) and its hash
+ * (zeros when empty), as the head row says. */
+int store_audit_head(struct store *s, uint64_t *id,
+		     uint8_t hash[STORE_DIGEST], struct parley_err *err);
+/* Verify the chain from row 1 up to row `id` (rows after it are not
+ * looked at) and that row `id`'s hash is `hash`: what a signed checkpoint
+ * says the chain was. 0, or -EBADMSG naming the first bad id (a rewritten
+ * and rechained history shows as row `id` with another hash). */
+int store_audit_verify_to(struct store *s, uint64_t id,
+			  const uint8_t hash[STORE_DIGEST],
+			  uint64_t *first_bad, struct parley_err *err);
+
+/* ---- audit checkpoints (migration 6) ---------------------------------- */
+
+/*
+ * Signed checkpoints of the chain's head (common/checkpoint.h says what is
+ * signed). The store keeps them so they can be exported; it checks their
+ * shape, not their signature: a copy of the file proves nothing by
+ * itself, the exported document and the public key do.
+ */
+struct store_checkpoint {
+	uint64_t id;                       /* assigned by the store */
+	uint64_t seq;                      /* the last audit id it covers */
+	uint8_t hash[STORE_DIGEST];        /* that row's hash */
+	int64_t time_ms;
+	char key_id[65];                   /* sign_key_id of the key */
+	uint8_t sig[64];                   /* Ed25519 */
+};
+
+/* Add one; *id (may be NULL) gets its id. -EINVAL for seq 0 or a key_id
+ * that is not 64 lower-case hex digits. */
+int store_checkpoint_add(struct store *s, const struct store_checkpoint *c,
+			 uint64_t *id, struct parley_err *err);
+/* Newest first: checkpoints with id < before (0 = from the newest), at
+ * most `limit` (1..STORE_LIST_MAX). Returns how many were put in out[]. */
+int store_checkpoint_list(struct store *s, uint64_t before, unsigned limit,
+			  struct store_checkpoint *out,
+			  struct parley_err *err);
+
 /* ---- tokens ---------------------------------------------------------- */
 
 /*

@@ -412,8 +412,9 @@ static int verify_head(struct store *s, const struct walk *w,
 	return 0;
 }
 
-static int verify(struct store *s, struct walk *w, uint64_t *first_bad,
-		  struct parley_err *err)
+/* Rows 1..limit (in id order) each checked against the one before. */
+static int walk_rows(struct store *s, int64_t limit, struct walk *w,
+		     uint64_t *first_bad, struct parley_err *err)
 {
 	sqlite3_stmt *st;
 	struct store_audit r;
@@ -421,7 +422,7 @@ static int verify(struct store *s, struct walk *w, uint64_t *first_bad,
 	if (rc < 0)
 		return rc;
 	db_bind_i64(st, 1, 0);
-	db_bind_i64(st, 2, INT64_MAX);
+	db_bind_i64(st, 2, limit);
 	while ((rc = db_step(s, st, "verify audit", err)) == 1) {
 		rc = audit_row(s, st, &r, err);
 		if (rc < 0)
@@ -432,6 +433,13 @@ static int verify(struct store *s, struct walk *w, uint64_t *first_bad,
 			break;
 	}
 	db_reset(st);
+	return rc < 0 ? rc : 0;
+}
+
+static int verify(struct store *s, struct walk *w, uint64_t *first_bad,
+		  struct parley_err *err)
+{
+	int rc = walk_rows(s, INT64_MAX, w, first_bad, err);
 	return rc < 0 ? rc : verify_head(s, w, first_bad, err);
 }
 
@@ -447,5 +455,55 @@ int store_audit_verify(struct store *s, uint64_t *first_bad, uint64_t *rows,
 		*first_bad = fb;
 	if (rows)
 		*rows = w.rows;
+	return rc;
+}
+
+/* ---- the head, and verification up to a checkpoint ---- */
+
+int store_audit_head(struct store *s, uint64_t *id,
+		     uint8_t hash[STORE_DIGEST], struct parley_err *err)
+{
+	struct chain c;
+	int rc = db_rd_begin(s, err);
+	if (rc == 0)
+		rc = db_rd_end(s, head_load(s, &c, err), err);
+	*id = rc == 0 ? c.id : 0;
+	memcpy(hash, rc == 0 ? c.hash : (uint8_t[STORE_DIGEST]){ 0 },
+	       STORE_DIGEST);
+	return rc;
+}
+
+/* Rows 1..id only: what came after the checkpoint is not its business
+ * (store_audit_verify covers the whole chain). */
+static int verify_to(struct store *s, uint64_t id, const uint8_t *hash,
+		     struct walk *w, uint64_t *first_bad,
+		     struct parley_err *err)
+{
+	int rc = walk_rows(s, (int64_t)id, w, first_bad, err);
+	if (rc < 0)
+		return rc;
+	if (w->c.id != id)
+		return bad(s, w->c.id + 1, first_bad, err, "missing (the "
+			   "checkpoint covers it)");
+	if (memcmp(w->c.hash, hash, STORE_DIGEST) != 0)
+		return bad(s, id, first_bad, err, "its hash is not the one the "
+			   "checkpoint signed (history rewritten)");
+	return 0;
+}
+
+int store_audit_verify_to(struct store *s, uint64_t id,
+			  const uint8_t hash[STORE_DIGEST],
+			  uint64_t *first_bad, struct parley_err *err)
+{
+	struct walk w = { 0 };
+	uint64_t fb = 0;
+	if (id == 0 || id > INT64_MAX)
+		return perr(err, -EINVAL, "checkpoint id %llu out of range",
+			    (unsigned long long)id);
+	int rc = db_rd_begin(s, err);
+	if (rc == 0)
+		rc = db_rd_end(s, verify_to(s, id, hash, &w, &fb, err), err);
+	if (first_bad)
+		*first_bad = fb;
 	return rc;
 }

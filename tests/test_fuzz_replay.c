@@ -26,6 +26,7 @@ static const struct target targets[] = {
 	{ "ctl", NULL },
 	{ "elf", PARLEY_BUILD_DIR "/guest", 1 },
 	{ "frame", NULL },
+	{ "keyd", NULL },
 	{ "grant", PARLEY_SOURCE_DIR "/examples" },
 	{ "outbox", NULL },
 	{ "ring", NULL },

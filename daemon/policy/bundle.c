@@ -1,6 +1,7 @@
 #include "daemon/policy/bundle.h"
 #include "common/sign.h"
 #include "common/wire.h"
+#include "daemon/keys/keyd.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -117,7 +118,7 @@ static int fill_grants(const struct grant_set *g, Parley__V1__PolicyBody *b,
 	return 0;
 }
 
-static int sign_body(Parley__V1__PolicyBody *b, EVP_PKEY *key,
+static int sign_body(Parley__V1__PolicyBody *b, struct keyd *keys,
 		     const char *key_id, Parley__V1__PolicyBundle *out,
 		     struct parley_err *err)
 {
@@ -129,11 +130,12 @@ static int sign_body(Parley__V1__PolicyBody *b, EVP_PKEY *key,
 		return perr(err, -ENOMEM, "out of memory");
 	}
 	parley__v1__policy_body__pack(b, body);
-	int rc = sign_data(key, body, len, sig);
+	int rc = keyd_sign_bundle(keys, b->host, b->version, body, len, sig,
+				  err);
 	if (rc < 0) {
 		free(body);
 		free(sig);
-		return perr(err, rc, "signing the bundle failed");
+		return rc;
 	}
 	parley__v1__policy_bundle__init(out);
 	wire_bytes(&out->body, body, len);
@@ -142,7 +144,8 @@ static int sign_body(Parley__V1__PolicyBody *b, EVP_PKEY *key,
 	return out->key_id ? 0 : perr(err, -ENOMEM, "out of memory");
 }
 
-int policy_bundle_build(struct store *s, EVP_PKEY *key, const char *key_id,
+int policy_bundle_build(struct store *s, struct keyd *keys,
+			const char *key_id,
 			const char *host, Parley__V1__PolicyBundle *out,
 			uint64_t *version, struct parley_err *err)
 {
@@ -161,7 +164,7 @@ int policy_bundle_build(struct store *s, EVP_PKEY *key, const char *key_id,
 		b.host = (char *)host;
 		b.version = *version;
 		b.issued_unix_ms = now_ms();
-		rc = sign_body(&b, key, key_id, out, err);
+		rc = sign_body(&b, keys, key_id, out, err);
 	}
 	body_mem_free(&m);
 	grant_set_free(&g);

@@ -67,6 +67,10 @@ static const struct route routes[] = {
 	{ EVHTTP_REQ_GET, "/v1/policy", SCOPE_READ, api_policy_get },
 	{ EVHTTP_REQ_GET, "/v1/audit", SCOPE_READ, api_audit_list },
 	{ EVHTTP_REQ_POST, "/v1/audit/verify", SCOPE_READ, api_audit_verify },
+	{ EVHTTP_REQ_GET, "/v1/audit/checkpoints", SCOPE_READ,
+	  api_checkpoints_list },
+	{ EVHTTP_REQ_POST, "/v1/audit/checkpoints", SCOPE_ADMIN,
+	  api_checkpoints_add },
 	{ EVHTTP_REQ_POST, "/v1/tokens", SCOPE_ADMIN, api_tokens_add },
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))

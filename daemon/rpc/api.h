@@ -62,6 +62,7 @@ struct api_server {
 	struct link_server *link;
 	const char *state_dir;
 	struct api_hooks hooks;
+	struct ckpt *ckpt;          /* audit checkpoints (daemon/checkpoint.h) */
 	SSL_CTX *tls;               /* HTTPS when set (not owned) */
 	/* OUT */
 	int port;                   /* bound (for --api-listen :0) */

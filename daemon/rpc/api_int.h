@@ -113,5 +113,7 @@ void api_baselines_delete(struct api_req *q);
 void api_measurements_list(struct api_req *q);
 void api_audit_list(struct api_req *q);
 void api_audit_verify(struct api_req *q);
+void api_checkpoints_list(struct api_req *q);
+void api_checkpoints_add(struct api_req *q);
 
 #endif

@@ -19,13 +19,16 @@
 #include "db/store.h"
 
 struct link_conn;
+struct keyd;
 
 struct link_server {
 	struct event_base *base;
 	SSL_CTX *ctx;
 	struct evconnlistener *lis;
 	struct store *store;
-	EVP_PKEY *policy_key;
+	/* Signs bundles: the key process (daemon/keys/keyd.h), which holds
+	 * the policy key; key_id names that key. */
+	struct keyd *policy_key;
 	char key_id[65];
 	size_t frame_max;
 	uint32_t heartbeat_ms;

@@ -77,6 +77,7 @@ static bool ready(struct fleetd *f, void *ctx)
 
 static void spawn_daemon(struct api_client *c)
 {
+	const char *const *extra = c->extra;
 	char ca[600], crt[600], key[600], pol[600], log[600];
 	const char *d = c->f.dir;
 	snprintf(ca, sizeof(ca), "%s/ca/ca.crt", d);
@@ -84,12 +85,19 @@ static void spawn_daemon(struct api_client *c)
 	snprintf(key, sizeof(key), "%s/ca/parleyd.key", d);
 	snprintf(pol, sizeof(pol), "%s/ca/policy.key", d);
 	snprintf(log, sizeof(log), "%s/parleyd.log", d);
-	char *argv[] = { T_BIN("parleyd"), "--listen", "127.0.0.1:0",
-			 "--api-listen", "127.0.0.1:0", "--state-dir",
-			 (char *)d, "--ca", ca, "--cert", crt, "--key", key,
-			 "--policy-key", pol, "--store", c->f.store,
-			 c->tls ? "--api-cert" : NULL, crt, "--api-key", key,
-			 NULL };
+	char *argv[40] = { T_BIN("parleyd"), "--listen", "127.0.0.1:0",
+			   "--api-listen", "127.0.0.1:0", "--state-dir",
+			   (char *)d, "--ca", ca, "--cert", crt, "--key", key,
+			   "--policy-key", pol, "--store", c->f.store, NULL };
+	int n = 17;
+	if (c->tls) {
+		argv[n++] = "--api-cert";
+		argv[n++] = crt;
+		argv[n++] = "--api-key";
+		argv[n++] = key;
+	}
+	for (int i = 0; extra && extra[i] && n < 39; i++)
+		argv[n++] = (char *)extra[i];
 	c->f.daemon = spawn(argv, log);
 	cr_assert(fd_wait(ready, &c->f, c, 10000), "parleyd API did not start");
 }
@@ -98,6 +106,14 @@ void ac_start(struct api_client *c)
 {
 	memset(c, 0, sizeof(*c));
 	fd_init(&c->f);
+	spawn_daemon(c);
+}
+
+void ac_start_args(struct api_client *c, const char *const *extra)
+{
+	memset(c, 0, sizeof(*c));
+	fd_init(&c->f);
+	c->extra = extra;
 	spawn_daemon(c);
 }
 

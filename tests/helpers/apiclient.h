@@ -13,6 +13,8 @@ struct api_client {
 	int port;                 /* the API's */
 	char admin[128];          /* the bootstrap token from admin.token */
 	bool tls;                 /* the API over HTTPS (ac_start_tls) */
+	const char *const *extra; /* more parleyd arguments (ac_start_args;
+				   * the caller keeps them), kept for restarts */
 };
 
 struct ac_resp {
@@ -25,6 +27,8 @@ struct ac_resp {
 /* fd_init, then parleyd with --api-listen 127.0.0.1:0; waits for
  * parleyd.api-port and admin.token. */
 void ac_start(struct api_client *c);
+/* The same with more parleyd options (NULL-terminated). */
+void ac_start_args(struct api_client *c, const char *const *extra);
 void ac_stop(struct api_client *c);
 /* As ac_start, the API over HTTPS with parleyd's certificate; ac_raw_tls
  * sends as ac_raw does, over TLS verified against the test CA. */

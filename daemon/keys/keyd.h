@@ -1,0 +1,71 @@
+/*
+ * The key process (daemon/keys/README.md): parleyd's private keys -- the
+ * policy-signing key, the fleet CA's key, the audit checkpoint key -- live
+ * only in a separate process forked at start, before anything touches the
+ * network. The main process (TLS, HTTP, protobuf) asks it to sign through
+ * the calls below and never holds a private key.
+ *
+ * Every call is synchronous (one request, one reply over a socketpair;
+ * signing takes microseconds). A reply that does not parse, or a key
+ * process that is gone, is -EPIPE/-EBADMSG: the caller logs it and fails
+ * that one operation.
+ */
+#ifndef PARLEY_DAEMON_KEYD_H
+#define PARLEY_DAEMON_KEYD_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include "common/err.h"
+
+/* What the key process loads. ca_key "" = no CA (joining off); with
+ * ca_optional a missing ca_key file is the same. ckpt_key is created
+ * (Ed25519, 0600, its public half beside it as .pub) when absent. */
+struct keyd_paths {
+	char policy_key[PATH_MAX];
+	char ca_key[PATH_MAX], ca_cert[PATH_MAX];
+	bool ca_optional;
+	char ckpt_key[PATH_MAX];
+};
+
+struct keyd {
+	int fd;                     /* our end of the socketpair */
+	pid_t pid;
+	bool has_ca;
+	EVP_PKEY *policy_pub, *ckpt_pub;  /* public halves only */
+	char policy_id[65], ckpt_id[65];  /* sign_key_id */
+};
+
+/* Fork the key process and wait for its INFO: keys loaded (or the reason
+ * they could not be, as the error). Call before opening any socket. */
+int keyd_spawn(struct keyd *k, const struct keyd_paths *p,
+	       struct parley_err *err);
+/* Close our end (the key process exits on end of file) and reap it. */
+void keyd_stop(struct keyd *k);
+
+/* The Ed25519 signature of a serialized PolicyBody for `host` at
+ * `version` (the key process checks the body says exactly that). */
+int keyd_sign_bundle(struct keyd *k, const char *host, uint64_t version,
+		     const uint8_t *body, size_t len, uint8_t sig[64],
+		     struct parley_err *err);
+/* A client certificate for `host` (CN) from a CSR, signed by the CA:
+ * call only after the join token was accepted. *out is the caller's. */
+int keyd_issue_cert(struct keyd *k, const char *host, X509_REQ *csr,
+		    int days, X509 **out, struct parley_err *err);
+/* The checkpoint key's signature over checkpoint_message(seq, hash, t). */
+int keyd_sign_checkpoint(struct keyd *k, uint64_t seq, const uint8_t hash[32],
+			 int64_t time_ms, uint8_t sig[64],
+			 struct parley_err *err);
+
+/* One request, raw (tests: hostile requests). *rep_msg malloc'd. */
+int keyd_call_raw(struct keyd *k, const uint8_t *req, size_t len,
+		  uint8_t **rep_msg, size_t *rep_len, struct parley_err *err);
+
+/* The key process itself (keyd_server.c): load, then serve fd until end
+ * of file. Never returns. */
+void keyd_main(int fd, const struct keyd_paths *p) __attribute__((noreturn));
+
+#endif

@@ -1,0 +1,500 @@
+/* The key process (daemon/keys/): what it signs, what it refuses, that it
+ * dies with its parent, and that a running parleyd's main process is not
+ * root and cannot open the key files. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/checkpoint.h"
+#include "common/pki.h"
+#include "common/pki_join.h"
+#include "common/sign.h"
+#include "daemon/keys/keyd.h"
+#include "daemon/keys/keyd_proto.h"
+#include "parley.pb-c.h"
+#include "tests/helpers/apiclient.h"
+#include "tests/helpers/testutil.h"
+
+struct kt {
+	char *dir;
+	struct keyd_paths p;
+	struct keyd k;
+};
+
+static void kt_paths(struct kt *t)
+{
+	t->dir = t_tmpdir();
+	char ca[600];
+	snprintf(ca, sizeof(ca), "%s/ca", t->dir);
+	char *argv[] = { T_BIN("parley-pki"), "ca", ca, NULL };
+	char *out;
+	cr_assert_eq(t_run(argv, &out, 30), 0, "%s", out);
+	free(out);
+	memset(&t->p, 0, sizeof(t->p));
+	snprintf(t->p.policy_key, PATH_MAX, "%s/ca/policy.key", t->dir);
+	snprintf(t->p.ca_key, PATH_MAX, "%s/ca/ca.key", t->dir);
+	snprintf(t->p.ca_cert, PATH_MAX, "%s/ca/ca.crt", t->dir);
+	snprintf(t->p.ckpt_key, PATH_MAX, "%s/checkpoint.key", t->dir);
+}
+
+static void kt_start(struct kt *t)
+{
+	kt_paths(t);
+	struct parley_err err = { 0 };
+	cr_assert_eq(keyd_spawn(&t->k, &t->p, &err), 0, "%s", perr_msg(&err));
+}
+
+static void kt_stop(struct kt *t)
+{
+	keyd_stop(&t->k);
+	t_rmtree(t->dir);
+	free(t->dir);
+}
+
+/* A PolicyBody as policy_bundle_build makes one (one grant). */
+static uint8_t *body_for(const char *host, uint64_t version, size_t *len)
+{
+	Parley__V1__PolicyBody b;
+	Parley__V1__Grant g, *gp = &g;
+	parley__v1__policy_body__init(&b);
+	parley__v1__grant__init(&g);
+	g.channel = "c1";
+	g.endpoint_a = "p1";
+	g.endpoint_b = "p2";
+	b.host = (char *)host;
+	b.version = version;
+	b.issued_unix_ms = 1700000000000ull;
+	b.grants = &gp;
+	b.n_grants = 1;
+	*len = parley__v1__policy_body__get_packed_size(&b);
+	uint8_t *p = malloc(*len + 16);
+	cr_assert(p);
+	parley__v1__policy_body__pack(&b, p);
+	return p;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+Test(keyd, bundle_signatures_verify_with_the_policy_public_key)
+{
+	struct kt t;
+	kt_start(&t);
+	struct parley_err err = { 0 };
+	size_t len;
+	uint8_t *body = body_for("h1", 7, &len), sig[64];
+	cr_assert_eq(keyd_sign_bundle(&t.k, "h1", 7, body, len, sig, &err), 0,
+		     "%s", perr_msg(&err));
+	/* with the public key parley-pki wrote, as an agent has it */
+	char pubf[700];
+	EVP_PKEY *pub;
+	snprintf(pubf, sizeof(pubf), "%s/ca/policy.pub", t.dir);
+	cr_assert_eq(sign_read_pub(pubf, &pub, &err), 0);
+	cr_expect_eq(sign_verify(pub, body, len, sig, 64), 0);
+	char id[65];
+	sign_key_id(pub, id);
+	cr_expect_str_eq(id, t.k.policy_id);
+	body[len - 1] ^= 1;
+	cr_expect_eq(sign_verify(pub, body, len, sig, 64), -EBADMSG);
+	EVP_PKEY_free(pub);
+	free(body);
+	kt_stop(&t);
+}
+
+Test(keyd, refuses_a_bundle_for_another_host_or_version)
+{
+	struct kt t;
+	kt_start(&t);
+	struct parley_err err = { 0 };
+	size_t len;
+	uint8_t sig[64];
+	uint8_t *b2 = body_for("h2", 7, &len);
+	cr_expect_eq(keyd_sign_bundle(&t.k, "h1", 7, b2, len, sig, &err),
+		     -EPERM);
+	cr_expect(strstr(perr_msg(&err), "names host h2"), "%s",
+		  perr_msg(&err));
+	cr_expect_eq(keyd_sign_bundle(&t.k, "h2", 8, b2, len, sig, &err),
+		     -EPERM);
+	/* not a PolicyBody at all */
+	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f };
+	cr_expect_eq(keyd_sign_bundle(&t.k, "h2", 7, junk, sizeof(junk), sig,
+				      &err), -EBADMSG);
+	/* a field it does not have (tag 15, varint) rides along */
+	b2[len] = 15 << 3;
+	b2[len + 1] = 1;
+	cr_expect_eq(keyd_sign_bundle(&t.k, "h2", 7, b2, len + 2, sig, &err),
+		     -EBADMSG, "%s", perr_msg(&err));
+	/* the version twice (last wins): not canonical */
+	b2[len] = 2 << 3;
+	b2[len + 1] = 7;
+	cr_expect_eq(keyd_sign_bundle(&t.k, "h2", 7, b2, len + 2, sig, &err),
+		     -EBADMSG, "%s", perr_msg(&err));
+	/* and after all that it still signs what is right */
+	cr_expect_eq(keyd_sign_bundle(&t.k, "h2", 7, b2, len, sig, &err), 0,
+		     "%s", perr_msg(&err));
+	free(b2);
+	kt_stop(&t);
+}
+
+/* Raw requests the parser must refuse; the process answers each and
+ * keeps serving. */
+Test(keyd, refuses_malformed_requests_and_keeps_serving)
+{
+	struct kt t;
+	kt_start(&t);
+	static const struct {
+		const char *why;
+		uint8_t msg[40];
+		size_t len;
+	} bad[] = {
+		{ "unknown type", { 0, 0, 0, 0, 0, 99, 0, 0 }, 8 },
+		{ "reply type", { 0, 0, 0, 0, 0, 0x80, 0, 0 }, 8 },
+		{ "reserved set", { 0, 0, 0, 0, 0, 1, 0, 1 }, 8 },
+		{ "info with bytes", { 0, 0, 0, 1, 0, 1, 0, 0, 7 }, 9 },
+		{ "bundle truncated", { 0, 0, 0, 4, 0, 2, 0, 0, 0, 0, 0, 1 },
+		  12 },
+		{ "bundle version 0", { 0, 0, 0, 18, 0, 2, 0, 0,
+		  0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 'h', '1', 0, 0, 0, 2, 8, 1 },
+		  26 },
+		{ "host with a slash", { 0, 0, 0, 19, 0, 2, 0, 0,
+		  0, 0, 0, 0, 0, 0, 0, 1, 0, 3, 'a', '/', 'b', 0, 0, 0, 2, 8,
+		  1 }, 27 },
+		{ "host longer than the message", { 0, 0, 0, 12, 0, 2, 0, 0,
+		  0, 0, 0, 0, 0, 0, 0, 1, 0, 40, 'h', '1' }, 20 },
+		{ "body longer than the message", { 0, 0, 0, 16, 0, 2, 0, 0,
+		  0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 'h', '1', 0, 0, 1, 0 }, 24 },
+		{ "cert days 0", { 0, 0, 0, 14, 0, 3, 0, 0,
+		  0, 0, 0, 0, 0, 2, 'h', '1', 0, 0, 0, 2, 0x30, 0 }, 22 },
+		{ "cert CSR over its cap", { 0, 0, 0, 12, 0, 3, 0, 0,
+		  0, 0, 0, 1, 0, 2, 'h', '1', 0, 1, 0, 0 }, 20 },
+		{ "checkpoint short", { 0, 0, 0, 8, 0, 4, 0, 0,
+		  0, 0, 0, 0, 0, 0, 0, 1 }, 16 },
+		{ "trailing byte", { 0, 0, 0, 1, 0, 1, 0, 0, 0 }, 9 },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct parley_err err = { 0 };
+		uint8_t *m;
+		size_t ml;
+		struct keyd_rep rep;
+		cr_assert_eq(keyd_call_raw(&t.k, bad[i].msg, bad[i].len, &m,
+					   &ml, &err), 0, "%s: %s", bad[i].why,
+			     perr_msg(&err));
+		cr_assert_eq(keyd_rep_parse(m, ml, &rep, &err), 0);
+		cr_expect(rep.status == -EBADMSG || rep.status == -EMSGSIZE,
+			  "%s: status %d (%s)", bad[i].why, rep.status,
+			  rep.msg);
+		cr_expect_eq(rep.len, 0, "%s", bad[i].why);
+		free(m);
+	}
+	uint8_t sig[64], hash[32] = { 1 };
+	struct parley_err err = { 0 };
+	cr_expect_eq(keyd_sign_checkpoint(&t.k, 3, hash, now_ms(), sig, &err),
+		     0, "%s", perr_msg(&err));
+	kt_stop(&t);
+}
+
+/* A length it will not read: answered, then the end (the stream cannot
+ * be resynchronized). */
+Test(keyd, an_oversized_request_ends_the_conversation)
+{
+	struct kt t;
+	kt_start(&t);
+	uint8_t hdr[8] = { 0, 0, 0, 0, 0, 2, 0, 0 };
+	uint32_t big = KEYD_MSG_MAX + 1;
+	hdr[0] = (uint8_t)(big >> 24);
+	hdr[1] = (uint8_t)(big >> 16);
+	hdr[2] = (uint8_t)(big >> 8);
+	hdr[3] = (uint8_t)big;
+	struct parley_err err = { 0 };
+	uint8_t *m;
+	size_t ml;
+	struct keyd_rep rep;
+	cr_assert_eq(keyd_call_raw(&t.k, hdr, 8, &m, &ml, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_assert_eq(keyd_rep_parse(m, ml, &rep, &err), 0);
+	cr_expect_eq(rep.status, -EMSGSIZE);
+	free(m);
+	uint8_t sig[64], hash[32] = { 0 };
+	cr_expect_eq(keyd_sign_checkpoint(&t.k, 1, hash, now_ms(), sig, &err),
+		     -EPIPE);
+	kt_stop(&t);
+}
+
+Test(keyd, issues_certificates_for_the_host_asked)
+{
+	struct kt t;
+	kt_start(&t);
+	struct parley_err err = { 0 };
+	EVP_PKEY *k = NULL;
+	X509_REQ *req = NULL;
+	X509 *cert = NULL, *ca = NULL;
+	cr_assert(t.k.has_ca);
+	cr_assert_eq(pki_key_new(&k, &err), 0);
+	cr_assert_eq(pki_csr_new(k, "someone-else", &req, &err), 0);
+	cr_assert_eq(keyd_issue_cert(&t.k, "h9", req, 30, &cert, &err), 0,
+		     "%s", perr_msg(&err));
+	char cn[PKI_CN_MAX + 1];
+	cr_assert_eq(pki_cert_cn(cert, cn, sizeof(cn), &err), 0);
+	cr_expect_str_eq(cn, "h9");
+	cr_assert_eq(pki_read_cert(t.p.ca_cert, &ca, &err), 0);
+	cr_expect_eq(pki_verify(ca, cert, false, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_expect_eq(EVP_PKEY_eq(X509_get0_pubkey(cert), k), 1);
+	X509_free(cert);
+	cert = NULL;
+	/* a CSR whose signature does not match its key */
+	EVP_PKEY *other = NULL;
+	cr_assert_eq(pki_key_new(&other, &err), 0);
+	X509_REQ_set_pubkey(req, other);
+	cr_expect_eq(keyd_issue_cert(&t.k, "h9", req, 30, &cert, &err),
+		     -EBADMSG, "%s", perr_msg(&err));
+	cr_expect_null(cert);
+	EVP_PKEY_free(other);
+	X509_free(ca);
+	X509_REQ_free(req);
+	EVP_PKEY_free(k);
+	kt_stop(&t);
+}
+
+Test(keyd, checkpoint_signatures_verify_and_stay_near_its_clock)
+{
+	struct kt t;
+	kt_start(&t);
+	struct parley_err err = { 0 };
+	struct checkpoint c = { .seq = 5, .time_ms = now_ms() };
+	memset(c.hash, 0xab, sizeof(c.hash));
+	memcpy(c.key_id, t.k.ckpt_id, sizeof(c.key_id));
+	cr_assert_eq(keyd_sign_checkpoint(&t.k, c.seq, c.hash, c.time_ms,
+					  c.sig, &err), 0, "%s",
+		     perr_msg(&err));
+	/* with the public half it wrote beside the key at first start */
+	char pubf[700];
+	EVP_PKEY *pub;
+	snprintf(pubf, sizeof(pubf), "%s/checkpoint.pub", t.dir);
+	cr_assert_eq(sign_read_pub(pubf, &pub, &err), 0, "%s", perr_msg(&err));
+	cr_expect_eq(checkpoint_verify(&c, pub, &err), 0, "%s",
+		     perr_msg(&err));
+	c.seq = 6;
+	cr_expect_eq(checkpoint_verify(&c, pub, &err), -EBADMSG);
+	uint8_t sig[64];
+	cr_expect_eq(keyd_sign_checkpoint(&t.k, 9, c.hash,
+					  now_ms() - 3600 * 1000, sig, &err),
+		     -ERANGE);
+	cr_expect_eq(keyd_sign_checkpoint(&t.k, 4, c.hash, now_ms(), sig,
+					  &err), -ERANGE, "seq went back");
+	EVP_PKEY_free(pub);
+	/* a restart keeps the key it made */
+	char id[65];
+	memcpy(id, t.k.ckpt_id, sizeof(id));
+	keyd_stop(&t.k);
+	cr_assert_eq(keyd_spawn(&t.k, &t.p, &err), 0, "%s", perr_msg(&err));
+	cr_expect_str_eq(t.k.ckpt_id, id);
+	kt_stop(&t);
+}
+
+/* StrictModes: a key file others can read, or one the (unprivileged)
+ * main process could have swapped in, is refused. */
+Test(keyd, refuses_key_files_not_private_to_it)
+{
+	struct kt t;
+	kt_paths(&t);
+	struct parley_err err = { 0 };
+	cr_assert_eq(chmod(t.p.policy_key, 0640), 0);
+	cr_expect_eq(keyd_spawn(&t.k, &t.p, &err), -EPERM);
+	cr_expect(strstr(perr_msg(&err), "mode 640"), "%s", perr_msg(&err));
+	cr_assert_eq(chmod(t.p.policy_key, 0600), 0);
+	if (geteuid() == 0) {
+		cr_assert_eq(chown(t.p.ca_key, 65534, 65534), 0);
+		cr_expect_eq(keyd_spawn(&t.k, &t.p, &err), -EPERM);
+		cr_expect(strstr(perr_msg(&err), "owned by uid 65534"), "%s",
+			  perr_msg(&err));
+		cr_assert_eq(chown(t.p.ca_key, 0, 0), 0);
+	}
+	cr_expect_eq(keyd_spawn(&t.k, &t.p, &err), 0, "%s", perr_msg(&err));
+	kt_stop(&t);
+}
+
+/* Killed with its parent (PR_SET_PDEATHSIG), even while something else
+ * still holds the parent's end of the socketpair open (no end of file
+ * to notice): a parent that dies leaves no key process behind. */
+Test(keyd, dies_with_its_parent)
+{
+	struct kt t;
+	kt_paths(&t);
+	cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	pid_t mid = fork();
+	cr_assert_geq(mid, 0);
+	if (mid == 0) {
+		struct keyd k;
+		struct parley_err err = { 0 };
+		close(pfd[0]);
+		if (keyd_spawn(&k, &t.p, &err) < 0) {
+			fprintf(stderr, "keyd_spawn: %s\n", perr_msg(&err));
+			_exit(1);
+		}
+		pid_t holder = fork();   /* keeps k.fd open, waits */
+		if (holder == 0) {
+			close(pfd[1]);
+			for (;;)
+				pause();
+		}
+		pid_t both[2] = { k.pid, holder };
+		if (holder < 0 || write(pfd[1], both, sizeof(both)) !=
+					  sizeof(both))
+			_exit(1);
+		raise(SIGKILL);
+	}
+	pid_t both[2] = { 0, 0 };
+	close(pfd[1]);
+	cr_assert_eq(read(pfd[0], both, sizeof(both)), (ssize_t)sizeof(both));
+	int st;
+	cr_assert_eq(waitpid(mid, &st, 0), mid);
+	/* reparented to us (the subreaper), and killed by the signal */
+	cr_assert_eq(waitpid(both[0], &st, 0), both[0]);
+	cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status %x", st);
+	kill(both[1], SIGKILL);
+	waitpid(both[1], NULL, 0);
+	prctl(PR_SET_CHILD_SUBREAPER, 0);
+	close(pfd[0]);
+	t_rmtree(t.dir);
+	free(t.dir);
+}
+
+/* ---- a running parleyd ---- */
+
+static unsigned proc_uid(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	unsigned uid = 0;
+	bool got = false;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Uid: %u", &uid) == 1) {
+			got = true;
+			break;
+		}
+	if (f)
+		fclose(f);
+	return got ? uid : 0;
+}
+
+/* A hex field of /proc/PID/status ("CapEff: %llx"), ~0 if absent. */
+static unsigned long long proc_field(pid_t pid, const char *fmt)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	unsigned long long v = ~0ull;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, fmt, &v) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static bool dropped(struct fleetd *f, void *ctx)
+{
+	(void)ctx;
+	return proc_uid(f->daemon) != 0;
+}
+
+/* The daemon's children: its key process. */
+static pid_t child_of(pid_t parent)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)parent,
+		 (int)parent);
+	FILE *f = fopen(path, "r");
+	int pid = 0;
+	if (f) {
+		if (fscanf(f, "%d", &pid) != 1)
+			pid = 0;
+		fclose(f);
+	}
+	return pid;
+}
+
+/* As uid, try to open each file: the errno of each (0 = opened). */
+static void open_as(unsigned uid, const char *const *files, int *errs, int n)
+{
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		if (setgid(uid) != 0 || setuid(uid) != 0)
+			_exit(1);
+		for (int i = 0; i < n; i++) {
+			int fd = open(files[i], O_RDONLY);
+			int e = fd >= 0 ? 0 : errno;
+			if (write(pfd[1], &e, sizeof(e)) != sizeof(e))
+				_exit(1);
+		}
+		_exit(0);
+	}
+	close(pfd[1]);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(read(pfd[0], &errs[i], sizeof(int)),
+			     (ssize_t)sizeof(int));
+	close(pfd[0]);
+	int st;
+	waitpid(pid, &st, 0);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+Test(keyd, main_process_is_not_root_and_cannot_open_the_keys, .timeout = 60)
+{
+	if (geteuid() != 0)
+		cr_skip_test("needs root (parleyd drops privileges only then)");
+	struct api_client c;
+	ac_start(&c);
+	cr_assert(fd_wait(dropped, &c.f, NULL, 10000), "still uid 0");
+	unsigned uid = proc_uid(c.f.daemon);
+	cr_expect_neq(uid, 0);
+	cr_expect_eq(proc_field(c.f.daemon, "CapEff: %llx"), 0,
+		     "capabilities left");
+	pid_t kp = child_of(c.f.daemon);
+	cr_assert_gt(kp, 0, "no key process");
+	cr_expect_eq(proc_uid(kp), 0, "the key process keeps its own uid");
+#if defined(__x86_64__)
+	cr_expect_eq(proc_field(kp, "Seccomp: %llx"), 2, "no seccomp filter");
+#endif
+	char pol[700], ca[700], ck[700];
+	snprintf(pol, sizeof(pol), "%s/ca/policy.key", c.f.dir);
+	snprintf(ca, sizeof(ca), "%s/ca/ca.key", c.f.dir);
+	snprintf(ck, sizeof(ck), "%s/checkpoint.key", c.f.dir);
+	const char *files[] = { pol, ca, ck, c.f.store };
+	int errs[4];
+	open_as(uid, files, errs, 4);
+	cr_expect_eq(errs[0], EACCES, "policy.key: %s", strerror(errs[0]));
+	cr_expect_eq(errs[1], EACCES, "ca.key: %s", strerror(errs[1]));
+	cr_expect_eq(errs[2], EACCES, "checkpoint.key: %s", strerror(errs[2]));
+	cr_expect_eq(errs[3], 0, "the store stays the daemon's: %s",
+		     strerror(errs[3]));
+	/* and it still works: the API answers, a checkpoint is signed */
+	struct ac_resp r;
+	ac_call(&c, "POST", "/v1/hosts", c.admin, "{\"name\":\"h1\"}", &r);
+	cr_expect_eq(r.status, 201, "%s", r.raw);
+	ac_free(&r);
+	ac_call(&c, "POST", "/v1/audit/checkpoints", c.admin, NULL, &r);
+	cr_expect_eq(r.status, 201, "%s", r.raw);
+	ac_free(&r);
+	ac_stop(&c);
+}
