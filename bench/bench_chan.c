@@ -34,6 +34,8 @@ static int throughput(const struct bench_env *e)
 	bench_figure_e(e, "chan_tput_64k_vs_memcpy", r.vs_memcpy_64k, "x");
 	bench_figure_e(e, "chan_tput_4k_vs_memcpy", r.vs_memcpy_4k, "x");
 	bench_figure_e(e, "chan_msgs_64b_vs_socketpair", r.msgs_64b_vs_sock, "x");
+	bench_figure_e(e, "chan_msgs_64b_unbatched_vs_socketpair",
+		       r.msgs_64b_one_vs_sock, "x");
 	return 0;
 }
 
@@ -54,6 +56,8 @@ static int opens(const struct bench_env *e)
 	struct chan_open_result r;
 	if (chan_bench_open(e, &r, &err) < 0)
 		return failed("channel open", &err);
+	/* The first open creates the channel and maps both ends. */
+	bench_figure_e(e, "chan_first_open_ms", r.first_open_ms, "ms");
 	/* Up to 1 MiB a config region is re-hashed whole on every open. */
 	bench_figure_e(e, "chan_open_1m_full_rehash_ms", r.open_1m_ms, "ms");
 	bench_figure_e(e, "chan_open_64m_untouched_ms", r.open_64m_clean_ms, "ms");

@@ -104,11 +104,13 @@ enum sock_place {
 	SOCK_APART = 1,  /* one each on the first two */
 };
 
-/* Message rate: one blocking write() of `size` bytes per message, the
- * reader read()s each. Median messages per second over `rounds` (at most
- * 64) of `msgs`, after one untimed round. */
-int host_sock_rate(enum sock_place where, uint32_t size, uint64_t msgs,
-		   unsigned rounds, double *msgs_per_s, struct parley_err *err);
+/* Message rate: `batch` messages of `size` bytes per blocking write()
+ * (1: one write per message), the reader read()s as many bytes at a time.
+ * Median messages per second over `rounds` (at most 64) of `msgs`, after
+ * one untimed round. */
+int host_sock_rate(enum sock_place where, uint32_t size, uint32_t batch,
+		   uint64_t msgs, unsigned rounds, double *msgs_per_s,
+		   struct parley_err *err);
 
 /* Round trips: write 64 B, read the 64 B echo, blocking. Each of `n` is
  * timed after `warm` untimed; samples in ns (caller frees, also on
@@ -130,7 +132,9 @@ void host_note_floor(const char *when);
 /* ---- the parts -------------------------------------------------------- */
 
 struct chan_tput_result {
-	double vs_memcpy_64k, vs_memcpy_4k, msgs_64b_vs_sock;
+	double vs_memcpy_64k, vs_memcpy_4k;
+	double msgs_64b_vs_sock;      /* 32 per push / per write */
+	double msgs_64b_one_vs_sock;  /* one per push / per write */
 };
 int chan_bench_tput(const struct bench_env *e, struct chan_tput_result *r,
 		    struct parley_err *err);
@@ -142,6 +146,7 @@ int chan_bench_rtt(const struct bench_env *e, struct chan_rtt_result *r,
 		   struct parley_err *err);
 
 struct chan_open_result {
+	double first_open_ms;  /* creation + both ends mapped, 1 MiB config */
 	double open_1m_ms, open_64m_clean_ms, open_64m_page_ms;
 	double rehash_64m_ms;
 };

@@ -156,14 +156,29 @@ static int end_peer(int fd, pid_t pid, int rc, struct parley_err *err)
 
 /* ---- message rate ------------------------------------------------------- */
 
+/* Messages go `batch` at a time: one write() of batch * size bytes, and
+ * the reader read()s that many bytes at a time, as the channel pushes and
+ * pops up to 32 messages per index publish. The last of a round may be
+ * shorter. */
+struct rate_shape {
+	uint32_t size, batch;
+	uint64_t msgs;
+};
+
+static size_t chunk_of(const struct rate_shape *sh, uint64_t done)
+{
+	uint64_t left = sh->msgs - done;
+	return (size_t)(left < sh->batch ? left : sh->batch) * sh->size;
+}
+
 /* The reader: every message, then one byte back per round. */
-static void rate_child(int fd, uint32_t size, uint64_t msgs, unsigned rounds)
+static void rate_child(int fd, const struct rate_shape *sh, unsigned rounds)
 {
 	static uint8_t buf[SRC];
 	uint8_t ack = 1;
 	for (unsigned r = 0; r < rounds; r++) {
-		for (uint64_t i = 0; i < msgs; i++)
-			if (io_all(fd, buf, size, false) < 0)
+		for (uint64_t i = 0; i < sh->msgs; i += sh->batch)
+			if (io_all(fd, buf, chunk_of(sh, i), false) < 0)
 				_exit(1);
 		if (io_all(fd, &ack, 1, true) < 0)
 			_exit(1);
@@ -171,51 +186,55 @@ static void rate_child(int fd, uint32_t size, uint64_t msgs, unsigned rounds)
 	_exit(0);
 }
 
-/* One round: `msgs` writes, then the reader's byte saying it has them. */
-static double rate_round(int fd, const uint8_t *msg, uint32_t size,
-			 uint64_t msgs)
+/* One round: the messages written, then the reader's byte saying it has
+ * them. */
+static double rate_round(int fd, const uint8_t *msg,
+			 const struct rate_shape *sh)
 {
 	uint8_t ack;
 	uint64_t t0 = mono_now_ns();
-	for (uint64_t i = 0; i < msgs; i++)
-		if (io_all(fd, (void *)msg, size, true) < 0)
+	for (uint64_t i = 0; i < sh->msgs; i += sh->batch)
+		if (io_all(fd, (void *)msg, chunk_of(sh, i), true) < 0)
 			return -1;
 	if (io_all(fd, &ack, 1, false) < 0)
 		return -1;
-	return (double)msgs * 1e9 / (double)(mono_now_ns() - t0);
+	return (double)sh->msgs * 1e9 / (double)(mono_now_ns() - t0);
 }
 
 /* rounds + 1 rounds, the first untimed, into v[0..rounds). */
-static int rate_rounds(int fd, uint32_t size, uint64_t msgs, unsigned rounds,
+static int rate_rounds(int fd, const struct rate_shape *sh, unsigned rounds,
 		       double *v)
 {
 	static uint8_t msg[SRC];
-	if (rate_round(fd, msg, size, msgs) < 0)
+	if (rate_round(fd, msg, sh) < 0)
 		return -EIO;
 	for (unsigned r = 0; r < rounds; r++)
-		if ((v[r] = rate_round(fd, msg, size, msgs)) < 0)
+		if ((v[r] = rate_round(fd, msg, sh)) < 0)
 			return -EIO;
 	return 0;
 }
 
-int host_sock_rate(enum sock_place where, uint32_t size, uint64_t msgs,
-		   unsigned rounds, double *msgs_per_s, struct parley_err *err)
+int host_sock_rate(enum sock_place where, uint32_t size, uint32_t batch,
+		   uint64_t msgs, unsigned rounds, double *msgs_per_s,
+		   struct parley_err *err)
 {
 	int sv[2];
 	pid_t pid;
 	struct place pl;
 	double v[64];
-	if (size > SRC || !rounds || rounds > 64)
+	const struct rate_shape sh = { size, batch, msgs };
+	if (!size || !batch || (uint64_t)size * batch > SRC || !msgs ||
+	    !rounds || rounds > 64)
 		return perr(err, -EINVAL, "socketpair rate: bad arguments");
 	int rc = place_begin(where, &pl, err);
 	if (rc < 0)
 		return rc;
 	rc = spawn_peer(sv, &pid, pl.child_cpu, err);
 	if (rc == 0 && pid == 0)
-		rate_child(sv[1], size, msgs, rounds + 1);
+		rate_child(sv[1], &sh, rounds + 1);
 	if (rc == 0)
-		rc = end_peer(sv[0], pid, rate_rounds(sv[0], size, msgs, rounds,
-						      v), err);
+		rc = end_peer(sv[0], pid, rate_rounds(sv[0], &sh, rounds, v),
+			      err);
 	place_end(&pl);
 	if (rc == 0)
 		*msgs_per_s = bench_pct(v, rounds, 50);

@@ -236,7 +236,7 @@ static int enrol(struct join_conn *c, const char *host, X509 *cert,
 /* A CSR that could never be signed must not burn the token: its key type
  * and its signature are checked before the token is spent (and again by
  * pki_csr_sign_as, which owns the rule). */
-static int csr_precheck(X509_REQ *req, struct parley_err *err)
+int csr_precheck(X509_REQ *req, struct parley_err *err)
 {
 	EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
 	int id = pub ? EVP_PKEY_get_base_id(pub) : 0;

@@ -95,6 +95,11 @@ struct join_opts {
 	EVP_PKEY *policy_key;
 };
 
+/* The checks a JoinRequest's CSR passes before its token is spent (key
+ * type, signature): 0, -EKEYREJECTED or -EBADMSG. Exposed for
+ * fuzz/fuzz_join_csr.c. */
+int csr_precheck(X509_REQ *req, struct parley_err *err);
+
 /* Load the CA and listen. On error everything taken is released. */
 int join_start(struct join_server *js, struct event_base *base,
 	       struct store *store, const struct join_opts *o,

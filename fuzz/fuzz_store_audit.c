@@ -3,9 +3,12 @@
  * bytes become audit events. The input is cut at NUL bytes into fields,
  * seven per event (host, event, partition, channel, reason, file,
  * detail), at most 8 events, ingested as one batch from host "h1". Either
- * the batch is refused with one of the codes store.h documents and
- * nothing is stored, or every event is stored byte for byte, the same
- * batch again stores nothing, and the chain verifies.
+ * the batch is refused with one of the codes store.h documents, a
+ * printable message, and nothing stored, or every event is stored byte
+ * for byte, the same batch again stores nothing, and the chain verifies.
+ * An event naming another host ("h2", say) makes the batch a refusal:
+ * -EPERM, unless an earlier check refused it first, and -EPERM never
+ * without one.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -125,17 +128,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		};
 		*fld[i % FIELDS] = f[i];
 	}
+	bool other_host = false;
 	for (unsigned i = 0; i < n; i++) {
 		ev[i].seq = seq + 1 + i;
 		ev[i].time_ms = 1;
-		if (ev[i].host && strcmp(ev[i].host, "h1") != 0)
-			ev[i].host = NULL;   /* else -EPERM, every time */
+		if (ev[i].host && ev[i].host[0] && strcmp(ev[i].host, "h1"))
+			other_host = true;
 	}
 	struct parley_err e = { 0 };
 	struct store_ingest r;
 	int rc = store_ingest_audit(st, "h1", ev, n, &r, &e);
-	PARLEY_ASSERT(rc == 0 || rc == -EINVAL || rc == -E2BIG);
-	PARLEY_ASSERT(rc == 0 || e.code == rc);
+	PARLEY_ASSERT(rc == 0 || rc == -EINVAL || rc == -E2BIG ||
+		      rc == -EPERM);
+	PARLEY_ASSERT(!other_host || rc < 0);
+	PARLEY_ASSERT(rc != -EPERM || other_host);
+	if (rc < 0) {
+		PARLEY_ASSERT(e.code == rc && e.msg[0]);
+		for (const char *c = e.msg; *c; c++)
+			PARLEY_ASSERT(*c >= 0x20 && *c < 0x7f);
+		/* Refused as a whole: nothing of it stored (the host's
+		 * number moves with every stored event). */
+		uint64_t now;
+		PARLEY_ASSERT(store_host_seq(st, "h1", &now, &e) == 0);
+		PARLEY_ASSERT(now == seq);
+	}
 	if (rc == 0) {
 		PARLEY_ASSERT(r.stored == n && r.skipped == 0);
 		seq += n;

@@ -463,10 +463,9 @@ Test(baseline, golden_mismatch_names_the_file)
 }
 
 /*
- * BUG (agent/ipc/baseline.c, compare()): the segment loop runs over the
- * measurement's segments only, and nothing compares their count, so an
- * image that drops its last segments (the others unchanged) is admitted
- * against a baseline that lists more.
+ * An image that drops its last segments (the others unchanged) is refused
+ * against a baseline that lists more: compare() checks the segment count,
+ * not only the segments the measurement has.
  */
 Test(baseline, fewer_segments_than_baseline_refused)
 {
@@ -483,10 +482,9 @@ Test(baseline, fewer_segments_than_baseline_refused)
 }
 
 /*
- * BUG (agent/ipc/baseline.c, compare()): an entry's "digest" (the partition
- * digest over every file and segment, DESIGN.md section 6) is checked for
- * form by the parser and never compared, so a golden entry that pins the
- * image by its digest alone admits any image.
+ * An entry's "digest" (the partition digest over every file and segment,
+ * DESIGN.md section 6) is compared, so a golden entry that pins the image
+ * by its digest alone admits no other image.
  */
 Test(baseline, partition_digest_compared)
 {

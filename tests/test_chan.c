@@ -216,13 +216,34 @@ T_BACKEND_TEST(chan, scribbled_ring_cannot_hurt_the_agent, .timeout = 90)
 	struct t_fleet f, *f_ __attribute__((unused)) = &f;
 	t_fleet_init(&f, GRANTS2(BOTH("c1", "a", "b"),
 				       BOTH("pingpong", "ping", "pong")));
-	t_fleet_add(&f, "a", "chantest.elf", "steps=open:c1,scribble:0:3000",
-		    NULL, false, NULL);
-	t_fleet_add(&f, "b", "chantest.elf",
-		    "steps=open:c1,scribble:0:1000,sleep:2000,recvall:0", NULL, false, NULL);
+	struct partition *a = t_fleet_add(&f, "a", "chantest.elf",
+		"steps=open:c1,scribble:0:3000", NULL, false, NULL);
+	struct partition *b = t_fleet_add(&f, "b", "chantest.elf",
+		"steps=open:c1,scribble:0:1000,sleep:2000,recvall:0", NULL,
+		false, NULL);
 	t_fleet_go(&f);
 	done(&f, 30000);
 	OUT_HAS(&f, "a| scribbled 3000\n");
+	/* The scribbler is not stopped for writing its own side of the ring
+	 * (the agent does not police ring contents), and its peer survives
+	 * it: every index it reads is bounds-checked (DESIGN.md section 5),
+	 * so its receive fails with PARLEY_E_INVAL (the SDK's answer to
+	 * PARLEY_RING_CORRUPT) or, where the garbage happens to look like a
+	 * record or an empty ring, it reads a bad message or waits until the
+	 * scribbler's exit closes the channel. Never a fault, never a stop by
+	 * the agent: b ends by its own exit. */
+	exit0(a);
+	cr_assert_eq(b->fin.reason, VMX_STOP_EXIT, "b: %s (%s)\n%s",
+		     vmx_stop_name(b->fin.reason), b->fin.detail,
+		     t_fleet_out(&f));
+	const char *out = t_fleet_out(&f);
+	const char *failed = strstr(out, "b| recv 0 failed: ");
+	cr_assert(failed || strstr(out, "b| closed after ") ||
+		  strstr(out, ": bad message\n"),
+		  "b's receive did not end as expected:\n%s", out);
+	if (failed)
+		cr_assert(!strncmp(failed, "b| recv 0 failed: -1\n", 21),
+			  "b's receive failed with another code:\n%s", out);
 	/* The grant manager still works: a fresh pair talks as before. */
 	struct partition *p = t_fleet_add(&f, "ping", "ping.elf", "count=2000",
 					  NULL, false, NULL);

@@ -325,8 +325,41 @@ static bool all_denied_stored(struct fleetd *f, void *ctx)
 	return c.denied >= 3000;
 }
 
-Test(daemon, kill9_loses_nothing_acknowledged_and_duplicates_nothing,
-     .timeout = 120)
+/* Denials stored now, read straight after a kill: the daemon is gone, so
+ * nothing more arrives. */
+static uint64_t denied_now(struct fleetd *f)
+{
+	uint64_t n = 0;
+	all_denied_stored(f, &n);
+	return n;
+}
+
+/* Wait (polling the store every 2 ms, so the kill follows the evidence
+ * closely) until more than `above` denials are stored; then kill -9.
+ * Returns the count stored when the daemon was dead. */
+static uint64_t kill_after_more_than(struct fleetd *f, uint64_t above)
+{
+	for (int waited = 0; waited < 30000; waited += 2) {
+		if (denied_now(f) > above)
+			break;
+		usleep(2000);
+	}
+	fd_kill_daemon(f);
+	return denied_now(f);
+}
+
+#define KILL9_EVENTS 3000
+#define KILL9_KILLS 2
+#define KILL9_TRIES 3
+
+/* One try: a partition emits KILL9_EVENTS denials; the daemon is killed
+ * KILL9_KILLS times, each as soon as the store shows the stream has moved
+ * on since the last kill. A kill landed mid-stream when the store held
+ * more than at the previous kill and fewer than all: the daemon acks only
+ * what it stored, so the agent then still held unacknowledged records
+ * and had to resend them to the next daemon. Whatever the kills hit, the
+ * end state must be exact. Returns whether every kill landed mid-stream. */
+static bool kill9_try(int attempt, uint64_t at[KILL9_KILLS])
 {
 	struct fleetd f;
 	fd_init(&f);
@@ -341,18 +374,19 @@ Test(daemon, kill9_loses_nothing_acknowledged_and_duplicates_nothing,
 		"\"cmdline\":\"steps=spam:3000:nochan,sleep:60000\"}",
 		NULL };
 	fd_start_agent(&f, h, specs);
-	/* Kill the daemon while the events stream in, twice. */
-	uint64_t before_kill[2];
-	for (int i = 0; i < 2; i++) {
-		usleep(150000);
-		fd_kill_daemon(&f);
-		all_denied_stored(&f, &before_kill[i]);
-		usleep(200000);
+	bool mid = true;
+	uint64_t prev = 0;
+	for (int i = 0; i < KILL9_KILLS; i++) {
+		at[i] = kill_after_more_than(&f, prev);
+		if (at[i] <= prev || at[i] >= KILL9_EVENTS)
+			mid = false;
+		prev = at[i];
+		usleep(200000); /* the agent finds the daemon gone */
 		fd_start_daemon(&f);
 	}
-	cr_log_info("denials stored at the kills: %llu, %llu",
-		    (unsigned long long)before_kill[0],
-		    (unsigned long long)before_kill[1]);
+	cr_log_info("try %d: denials stored at the kills: %llu, %llu of %d",
+		    attempt, (unsigned long long)at[0],
+		    (unsigned long long)at[1], KILL9_EVENTS);
 	uint64_t denied = 0;
 	cr_assert(fd_wait(all_denied_stored, &f, &denied, 60000),
 		  "only %llu of 3000 events stored", (unsigned long long)denied);
@@ -360,7 +394,7 @@ Test(daemon, kill9_loses_nothing_acknowledged_and_duplicates_nothing,
 	struct count_ctx c = { 0 };
 	s = fd_store(&f);
 	store_audit_list(s, 0, 0, count_row, &c, NULL);
-	cr_assert_eq(c.denied, 3000, "%llu events for 3000 denials",
+	cr_assert_eq(c.denied, KILL9_EVENTS, "%llu events for 3000 denials",
 		     (unsigned long long)c.denied);
 	uint64_t bad = 0, rows = 0;
 	struct parley_err err = { 0 };
@@ -368,6 +402,23 @@ Test(daemon, kill9_loses_nothing_acknowledged_and_duplicates_nothing,
 		     perr_msg(&err));
 	store_close(s);
 	fd_stop(&f);
+	return mid;
+}
+
+/* The test proves something only if the kills hit records in flight: a
+ * try whose kill came too late (the whole stream already stored) is run
+ * again, and the test fails if no try lands every kill mid-stream. */
+Test(daemon, kill9_loses_nothing_acknowledged_and_duplicates_nothing,
+     .timeout = 180)
+{
+	uint64_t at[KILL9_KILLS] = { 0 };
+	bool mid = false;
+	for (int t = 0; t < KILL9_TRIES && !mid; t++)
+		mid = kill9_try(t, at);
+	cr_assert(mid, "no try in %d killed the daemon mid-stream (stored at "
+		  "the kills of the last: %llu, %llu of %d)", KILL9_TRIES,
+		  (unsigned long long)at[0], (unsigned long long)at[1],
+		  KILL9_EVENTS);
 }
 
 static bool part_state_is(struct fleetd *f, void *ctx)

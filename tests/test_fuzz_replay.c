@@ -1,12 +1,14 @@
 /* Every fuzz target in regression mode (fuzz/replay_main.c) over the inputs
- * kept in the repository (fuzz/seeds/NAME, and what else fits: the example
- * specs and policies, the built partition images): an input that once broke
+ * kept in the repository (fuzz/seeds/NAME, the corpus fuzz/corpus-NAME that
+ * ./dev fuzz keeps, and what else fits: the example specs and policies, the
+ * built partition images): an input that once broke
  * a parser keeps being tried, under the sanitizers, on every ./dev test. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "tests/helpers/testutil.h"
 
@@ -23,11 +25,13 @@ static const struct target targets[] = {
 	{ "api_gate", NULL },
 	{ "baseline", NULL },
 	{ "beneath", NULL },
+	{ "bundle", NULL },
 	{ "ctl", NULL },
 	{ "elf", PARLEY_BUILD_DIR "/guest", 1 },
 	{ "frame", NULL },
 	{ "keyd", NULL },
 	{ "grant", PARLEY_SOURCE_DIR "/examples" },
+	{ "join_csr", NULL },
 	{ "outbox", NULL },
 	{ "ring", NULL },
 	{ "snapshot", NULL },
@@ -54,11 +58,22 @@ ParameterizedTest(unsigned *i, fuzz_replay, stored_inputs_pass,
 		 t->name);
 	snprintf(seeds, sizeof(seeds), PARLEY_SOURCE_DIR "/fuzz/seeds/%s",
 		 t->name);
-	char *argv[] = { bin, seeds, (char *)t->extra, NULL };
-	if (t->no_seeds) {
-		argv[1] = (char *)t->extra;
-		argv[2] = NULL;
-	}
+	/* The corpus ./dev fuzz keeps (fuzz/corpus-NAME), when there is
+	 * one: every input that once added coverage is replayed too. */
+	char corpus[512];
+	snprintf(corpus, sizeof(corpus), PARLEY_SOURCE_DIR "/fuzz/corpus-%s",
+		 t->name);
+	struct stat st;
+	bool has_corpus = stat(corpus, &st) == 0 && S_ISDIR(st.st_mode);
+	char *argv[5] = { bin };
+	int na = 1;
+	if (!t->no_seeds)
+		argv[na++] = seeds;
+	if (t->extra)
+		argv[na++] = (char *)t->extra;
+	if (has_corpus)
+		argv[na++] = corpus;
+	argv[na] = NULL;
 	char *out;
 	int rc = t_run(argv, &out, 280);
 	cr_assert_eq(rc, 0, "%s: exit %d:\n%.4000s", t->name, rc, out);

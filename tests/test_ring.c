@@ -337,10 +337,11 @@ Test(ring, pop_into_small_buffer)
 }
 
 /*
- * BUG (include/parley/ring.h, parley_ring_put/_get): an empty message
- * with no buffer (parley_chan_send(c, NULL, 0), a natural call) reaches
- * __builtin_memcpy(dst, NULL, 0) and `NULL + 0`, both undefined in C11;
- * the sanitized build stops here ("null pointer passed as argument 2").
+ * An empty message with no buffer (parley_chan_send(c, NULL, 0), a natural
+ * call) must not reach __builtin_memcpy(dst, NULL, 0) or `NULL + 0`, both
+ * undefined in C11: parley_ring_put/_get return before copying nothing.
+ * The sanitized build would stop here ("null pointer passed as argument
+ * 2") if they did not.
  */
 Test(ring, empty_message_without_buffer)
 {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "agent/ctl/stop.h"
+#include "agent/snapshot.h"
 #include "common/fileio.h"
 #include "tests/helpers/testutil.h"
 
@@ -48,20 +49,67 @@ T_BACKEND_TEST(vmx, hello_runs_and_exits_with_its_code, .timeout = 30)
 	t_console_free(&out);
 }
 
-T_BACKEND_TEST(vmx, secondary_vcpus_park_and_partition_exits, .timeout = 30)
+static struct partition *start_smp(const char *image, const char *cmdline,
+				    struct t_console *out)
 {
+	char json[256];
+	snprintf(json, sizeof(json), "{\"name\":\"smp\",\"image\":\"%s\","
+		 "\"vcpus\":4,\"memory\":\"8M\",\"cmdline\":\"%s\"}", image,
+		 cmdline);
 	struct part_spec s;
-	const char *json = "{\"name\":\"smp\",\"image\":\"hello.elf\","
-			   "\"vcpus\":4,\"memory\":\"8M\"}";
 	cr_assert_eq(spec_parse(json, strlen(json), PARLEY_BUILD_DIR "/guest",
 				&s, NULL), 0);
-	struct t_console out = { 0 };
-	struct part_opts o = t_opts(&out);
+	struct part_opts o = t_opts(out);
 	struct partition *p;
 	struct parley_err err = { 0 };
 	cr_assert_eq(partition_create(&s, &o, &p, &err), 0, "%s",
 		     perr_msg(&err));
 	spec_free(&s);
+	return p;
+}
+
+static void wait_lines(struct partition *p, struct t_console *out,
+		       const char *prefix, int n);
+
+/* The secondaries' state as the vmm reports it: a partition whose first
+ * vCPU is still computing is paused and saved (the vmm sends each vCPU's
+ * state, its `halted` flag included) and the snapshot read back. vCPUs
+ * 1..3 entered the SDK's default parley_secondary(), which parks them
+ * with HALT: they must be halted; vCPU 0 must not. Then a 4-vCPU
+ * partition whose first vCPU exits ends with that exit (the parked ones
+ * do not keep it alive). */
+T_BACKEND_TEST(vmx, secondary_vcpus_park_and_partition_exits, .timeout = 60)
+{
+	struct t_console run = { 0 };
+	struct partition *p = start_smp("counter.elf",
+					"count=100000 work=3000000", &run);
+	wait_lines(p, &run, "tick ", 1);
+	char *dir = t_tmpdir(), *snap;
+	cr_assert(asprintf(&snap, "%s/smp.snap", dir) > 0);
+	struct parley_err err = { 0 };
+	cr_assert_eq(partition_pause(p, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(partition_save(p, snap, &err), 0, "%s", perr_msg(&err));
+	partition_destroy(p);
+	static char host[SNAP_HOST_MAX];
+	cr_assert_eq(snap_host(host, NULL), 0);
+	struct snap_expect want = { .host = host };
+	struct snap_image img;
+	cr_assert_eq(snap_read(snap, t_snap_key(), &want, &img, &err), 0, "%s",
+		     perr_msg(&err));
+	close(img.mem_fd);
+	cr_assert_eq(img.h.vcpus, 4);
+	cr_expect_eq(img.vcpu[0].halted, 0, "vCPU 0 (computing) halted");
+	for (unsigned i = 1; i < 4; i++) {
+		cr_expect_eq(img.vcpu[i].index, i);
+		cr_expect_eq(img.vcpu[i].halted, 1, "vCPU %u is not parked", i);
+	}
+	t_rmtree(dir);
+	free(dir);
+	free(snap);
+	t_console_free(&run);
+
+	struct t_console out = { 0 };
+	p = start_smp("hello.elf", "", &out);
 	finish(p);
 	cr_assert_eq(p->fin.reason, VMX_STOP_EXIT, "%s", p->fin.detail);
 	cr_assert(strstr(out.buf, "4 vcpu"), "%s", out.buf);

@@ -1,10 +1,12 @@
 /* chanbench: the partition the chan bench suite (bench/bench_chan) drives.
  *
- *   mode=tx  rounds=R mib=M [whatif=1]
+ *   mode=tx  rounds=R mib=M [whatif=1] [one=1]
  *                             producer on "tput": 64 B, 4 KiB, 64 KiB
  *                             messages, R rounds of (warm-up + M MiB) each;
- *                             whatif=1: all of it again with fast copies
- *   mode=rx  rounds=R mib=M [whatif=1]
+ *                             whatif=1: all of it again with fast copies;
+ *                             one=1: then 64 B messages one per push (an
+ *                             index publish per message, no batching)
+ *   mode=rx  rounds=R mib=M [whatif=1] [one=1]
  *                             its consumer: times each round's M MiB, then
  *                             times copies inside the guest for comparison
  *   mode=ping poll=N wait=N warm=W
@@ -16,7 +18,8 @@
  *                             pong sleeps)
  *   mode=pong poll=N wait=N warm=W
  *                             echoes every ping in the same phases
- *   mode=open n=N touch=T     CHAN_OPEN + CLOSE of "open" N times, then T
+ *   mode=open n=N touch=T     the first CHAN_OPEN of "open" (it creates the
+ *                             channel), then OPEN + CLOSE N times, then T
  *                             times after rewriting one config page with
  *                             the bytes it already holds
  *   mode=idle                 sleeps until stopped (a peer that is up)
@@ -235,8 +238,13 @@ static int64_t ctl_recv(struct parley_chan *c)
 
 /* ---- throughput ---------------------------------------------------------- */
 
+/* Set for the one=1 pass: every push and pop moves one message. */
+static int one_at_a_time;
+
 static unsigned batch_of(uint32_t size)
 {
+	if (one_at_a_time)
+		return 1;
 	unsigned b = AREA / size;
 	return b > BATCH_MAX ? BATCH_MAX : b;
 }
@@ -302,6 +310,7 @@ static int run_tx(const struct parley_boot_info *bi)
 	long rounds = parley_cmdline_int(bi, "rounds", 5);
 	long mib = parley_cmdline_int(bi, "mib", 16);
 	long passes = parley_cmdline_int(bi, "whatif", 0) ? 2 : 1;
+	long one = parley_cmdline_int(bi, "one", 0);
 	struct parley_chan c, ctl;
 	if (open_chan("tput", &c) != PARLEY_OK ||
 	    open_chan("tput_ctl", &ctl) != PARLEY_OK)
@@ -314,6 +323,12 @@ static int run_tx(const struct parley_boot_info *bi)
 			parley_printf("chanbench: tx failed\n");
 			return 1;
 		}
+	}
+	fast_copy = 0;
+	one_at_a_time = one != 0;
+	if (one && tx_size(&c, 64, rounds, mib) != PARLEY_OK) {
+		parley_printf("chanbench: tx failed\n");
+		return 1;
 	}
 	/* Stay until the consumer has read everything: our exit would
 	 * revoke the channel under it. */
@@ -406,10 +421,11 @@ static void guest_copies(long mib)
 
 static int run_rx(const struct parley_boot_info *bi)
 {
-	static struct tput_row rows[2 * NSIZES * ROUNDS_MAX];
+	static struct tput_row rows[2 * NSIZES * ROUNDS_MAX], ones[ROUNDS_MAX];
 	long rounds = parley_cmdline_int(bi, "rounds", 5);
 	long mib = parley_cmdline_int(bi, "mib", 16);
 	long passes = parley_cmdline_int(bi, "whatif", 0) ? 2 : 1;
+	long one = parley_cmdline_int(bi, "one", 0);
 	struct parley_chan c, ctl;
 	if (rounds < 1 || rounds > ROUNDS_MAX || mib < 1)
 		return 2;
@@ -425,12 +441,21 @@ static int run_rx(const struct parley_boot_info *bi)
 		}
 	}
 	fast_copy = 0;
+	one_at_a_time = one != 0;
+	if (one && rx_size(&c, 64, rounds, mib, ones) != PARLEY_OK) {
+		parley_printf("chanbench: rx failed\n");
+		return 1;
+	}
+	one_at_a_time = 0;
 	ctl_send(&ctl);
 	for (long i = 0; i < passes * NSIZES * rounds; i++)
 		parley_printf("%s %u %lu %lu %lu\n",
 			      i < NSIZES * rounds ? "tput" : "tput_whatif",
 			      rows[i].size, rows[i].msgs, rows[i].cycles,
 			      rows[i].bad);
+	for (long i = 0; one && i < rounds; i++)
+		parley_printf("tput_one %u %lu %lu %lu\n", ones[i].size,
+			      ones[i].msgs, ones[i].cycles, ones[i].bad);
 	guest_copies(mib);
 	tsc_check(bi);
 	return 0;
@@ -626,15 +651,28 @@ static int run_open(const struct parley_boot_info *bi)
 	if (n < 1 || n > OPEN_MAX || touch < 0 || touch > OPEN_MAX ||
 	    (touch && !bi->config_size))
 		return 2;
-	/* The first open creates the channel and maps the peer's end too;
-	 * the second is the first of the steady state; neither is timed. */
-	for (int i = 0; i < 2; i++) {
-		if (open_chan("open", &c) != PARLEY_OK)
-			return 2;
-		parley_chan_close(&c);
+	/* The first open creates the channel and maps the peer's end too:
+	 * timed alone (`open_first`, the successful call; a peer not yet up
+	 * is waited for outside the clock). The second is the first of the
+	 * steady state and is not timed. */
+	uint64_t first = 0;
+	int64_t rc = PARLEY_E_PEER_DOWN;
+	for (int i = 0; i < 100 && rc == PARLEY_E_PEER_DOWN; i++) {
+		uint64_t t0 = parley_rdtsc();
+		rc = parley_chan_open("open", &c, NULL);
+		first = parley_rdtsc() - t0;
+		if (rc == PARLEY_E_PEER_DOWN)
+			parley_sleep_ns(10000000);
 	}
+	if (rc != PARLEY_OK)
+		return 2;
+	parley_chan_close(&c);
+	if (open_chan("open", &c) != PARLEY_OK)
+		return 2;
+	parley_chan_close(&c);
 	if (open_series(bi, "open_clean", n, 0))
 		return 1;
+	parley_printf("open_first %lu\n", first);
 	return touch ? open_series(bi, "open_touched", touch, 1) : 0;
 }
 
