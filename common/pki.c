@@ -508,7 +508,7 @@ int pki_csr_new(EVP_PKEY *key, const char *cn, X509_REQ **out,
 
 /* Keys we issue for: Ed25519, and ECDSA P-256 (what TPMs and most HSMs
  * hold). Anything else is refused rather than judged for strength. */
-static bool csr_key_ok(EVP_PKEY *pub)
+bool pki_csr_key_ok(EVP_PKEY *pub)
 {
 	if (EVP_PKEY_is_a(pub, "ED25519"))
 		return true;
@@ -530,7 +530,7 @@ int pki_csr_sign(EVP_PKEY *ca_key, X509 *ca_cert, X509_REQ *req, int days,
 	EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
 	if (!pub)
 		return pki_ossl_err(err, -EINVAL, "CSR: no usable public key");
-	if (!csr_key_ok(pub)) {
+	if (!pki_csr_key_ok(pub)) {
 		ERR_clear_error();
 		return perr(err, -EKEYREJECTED,
 			    "CSR: key type %s refused (Ed25519 or P-256 only)",

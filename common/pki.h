@@ -88,6 +88,10 @@ int pki_cert_cn(X509 *cert, char *out, size_t cap, struct parley_err *err);
 int pki_csr_new(EVP_PKEY *key, const char *cn, X509_REQ **out,
 		struct parley_err *err);
 
+/* The key types a CSR may carry: Ed25519 or EC on P-256 (the signer's
+ * rule; a join checks it before spending a token). */
+bool pki_csr_key_ok(EVP_PKEY *pub);
+
 /*
  * Sign a CSR from an agent as a client certificate valid for `days`
  * (1..36500) days. The request is untrusted: its signature must verify

@@ -239,8 +239,7 @@ static int enrol(struct join_conn *c, const char *host, X509 *cert,
 int csr_precheck(X509_REQ *req, struct parley_err *err)
 {
 	EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
-	int id = pub ? EVP_PKEY_get_base_id(pub) : 0;
-	if (id != EVP_PKEY_ED25519 && id != EVP_PKEY_EC)
+	if (!pub || !pki_csr_key_ok(pub))
 		return perr(err, -EKEYREJECTED, "CSR: key type refused "
 			    "(Ed25519 or P-256 only)");
 	if (X509_REQ_verify(req, pub) != 1)
