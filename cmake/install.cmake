@@ -1,0 +1,32 @@
+# What `cmake --install` (and so the Debian packages, debian/*.install)
+# puts where. The programs go to bin/: parley-agent finds parley-vmm and
+# the process backend's parley-vmm-stub beside itself. The partition SDK
+# (headers, the freestanding guest library, its link script and a CMake
+# helper) goes under include/parley and LIBDIR/parley-guest.
+include(GNUInstallDirs)
+
+install(TARGETS parleyd parley-pki parley-agent parley-vmm parley-vmm-stub
+  parleyctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+
+set(PARLEY_GUEST_INSTALL_DIR ${CMAKE_INSTALL_LIBDIR}/parley-guest)
+set(PARLEY_GUEST_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/ParleyGuest)
+install(FILES ${CMAKE_SOURCE_DIR}/include/parley/abi.h
+  ${CMAKE_SOURCE_DIR}/include/parley/hypercall.h
+  ${CMAKE_SOURCE_DIR}/include/parley/ring.h
+  ${CMAKE_SOURCE_DIR}/guest/include/parley/guest.h
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/parley)
+install(TARGETS parley_guest ARCHIVE DESTINATION ${PARLEY_GUEST_INSTALL_DIR})
+install(FILES ${CMAKE_SOURCE_DIR}/guest/lib/link.ld
+  DESTINATION ${PARLEY_GUEST_INSTALL_DIR})
+
+# The helper finds the SDK relative to itself, so an unpacked package
+# (dpkg-deb -x) works as well as an installed one.
+file(RELATIVE_PATH PARLEY_GUEST_TO_PREFIX
+  /prefix/${PARLEY_GUEST_CMAKE_DIR} /prefix)
+configure_file(${CMAKE_SOURCE_DIR}/cmake/ParleyGuestConfig.cmake.in
+  ${CMAKE_BINARY_DIR}/ParleyGuestConfig.cmake @ONLY)
+configure_file(${CMAKE_SOURCE_DIR}/cmake/ParleyGuestConfigVersion.cmake.in
+  ${CMAKE_BINARY_DIR}/ParleyGuestConfigVersion.cmake @ONLY)
+install(FILES ${CMAKE_BINARY_DIR}/ParleyGuestConfig.cmake
+  ${CMAKE_BINARY_DIR}/ParleyGuestConfigVersion.cmake
+  DESTINATION ${PARLEY_GUEST_CMAKE_DIR})
