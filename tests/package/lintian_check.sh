@@ -10,7 +10,7 @@ trap 'rm -f "$out"' EXIT
 rc=0
 # --fail-on error: the exit status says whether an error was found;
 # the tags, all of them, go to the log.
-lintian --fail-on error --display-info "$changes" > "$out" 2>&1 || rc=$?
+lintian --fail-on error --display-info --show-overrides "$changes" > "$out" 2>&1 || rc=$?
 sed 's/^/   lintian: /' "$out"
 errors=$(grep -c '^E: ' "$out" || true)
 warnings=$(grep -c '^W: ' "$out" || true)
