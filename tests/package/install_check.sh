@@ -120,10 +120,12 @@ in_root parley-agent --version >/dev/null || fail "parley-agent --version"
 in_root parleyctl --version >/dev/null || fail "parleyctl --version"
 in_root getent passwd parley | grep -q ':/var/lib/parley:/usr/sbin/nologin$' ||
   fail "no system user parley: $(in_root getent passwd parley || true)"
-[ "$(stat -c '%U %a' "$R/var/lib/parley")" = "parley 700" ] ||
-  fail "/var/lib/parley is $(stat -c '%U %a' "$R/var/lib/parley")"
-[ "$(stat -c '%U %a' "$R/var/lib/parley-agent")" = "root 700" ] ||
-  fail "/var/lib/parley-agent is $(stat -c '%U %a' "$R/var/lib/parley-agent")"
+# Owners by the chroot's own user database.
+owner() { in_root stat -c '%U %a' "$1"; }
+[ "$(owner /var/lib/parley)" = "parley 700" ] ||
+  fail "/var/lib/parley is $(owner /var/lib/parley)"
+[ "$(owner /var/lib/parley-agent)" = "root 700" ] ||
+  fail "/var/lib/parley-agent is $(owner /var/lib/parley-agent)"
 for f in /etc/parley/parleyd.json /etc/default/parleyd /etc/parley/agent.env; do
   [ -f "$R$f" ] || fail "no $f"
 done
