@@ -153,7 +153,7 @@ start_daemon() { # LOG
   TOKEN=$(cat "$R/var/lib/parley/admin.token")
 }
 ctl() { in_root parleyctl --server "$API" --token "$TOKEN" "$@"; }
-hosts_json() { ctl -o json host list; }
+hosts_json() { ctl -o json host list | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)))'; }
 has_host() { # JSON NAME
   python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if any(h.get("name")==sys.argv[2] for h in d["items"]) else 1)' "$1" "$2"
 }
