@@ -130,16 +130,25 @@ for f in /etc/parley/parleyd.json /etc/default/parleyd /etc/parley/agent.env; do
   [ -f "$R$f" ] || fail "no $f"
 done
 
-say "throw-away CA (parley-pki, as parley) and parleyd on loopback"
-in_root runuser -u parley -- parley-pki ca /var/lib/parley > "$R/pki.log"
-in_root runuser -u parley -- parley-pki issue /var/lib/parley parleyd --server >> "$R/pki.log"
+# parleyd as the unit runs it: with --user (issue 10's key process) it
+# starts as root and drops to parley, its keys root's; a parleyd without
+# --user runs as parley with keys of its own. The packaged config, every
+# port chosen at run time on 127.0.0.1, logs on stderr.
+if in_root parleyd --help | grep -q -- '--user NAME'; then
+  asuser=() userflag=(--user parley) mode="root, --user parley"
+else
+  asuser=(runuser -u parley --) userflag=() mode="user parley"
+fi
+say "throw-away CA (parley-pki) and parleyd on loopback ($mode)"
+in_root "${asuser[@]}" parley-pki ca /var/lib/parley > "$R/pki.log"
+in_root "${asuser[@]}" parley-pki issue /var/lib/parley parleyd --server >> "$R/pki.log"
 
-# parleyd as the unit runs it (user parley, the packaged config), every
-# port chosen at run time on 127.0.0.1; logs to stderr.
 start_daemon() { # LOG
   rm -f "$R/var/lib/parley/parleyd.api-port"
-  chroot --userspec=parley:parley "$R" env -i PATH=/usr/bin:/bin \
-    /usr/bin/parleyd --config /etc/parley/parleyd.json \
+  local spec=parley:parley
+  [ ${#userflag[@]} -eq 0 ] || spec=root:root
+  chroot --userspec=$spec "$R" env -i PATH=/usr/bin:/bin \
+    /usr/bin/parleyd --config /etc/parley/parleyd.json "${userflag[@]}" \
     --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --join-listen 127.0.0.1:0 \
     2> "$1" &
   DPID=$!

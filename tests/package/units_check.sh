@@ -25,7 +25,7 @@ out=$(MANPATH=$t/usr/share/man systemd-analyze verify "$t/units/parleyd.service"
 [ -z "$out" ] || { echo "$out" >&2; say "FAILED: verify printed warnings"; exit 1; }
 rc=0
 # Exposure ceilings: the figures in dist/README.md.
-for pair in parleyd:1.2 parley-agent:3.8; do
+for pair in parleyd:2.3 parley-agent:3.6; do
   u=${pair%%:*} max=${pair#*:}
   e=$(systemd-analyze security --offline=true --no-pager \
       "$t/lib/systemd/system/$u.service" 2>/dev/null |
