@@ -59,15 +59,33 @@ fi
 
 R=$(mktemp -d /tmp/parley-chroot.XXXXXX)
 DPID=
+# Processes whose root is the chroot: what parleyd started itself (its
+# key process) is found this way, by PID.
+in_chroot_pids() {
+  local d
+  for d in /proc/[0-9]*; do
+    [ "$(readlink "$d/root" 2>/dev/null)" = "$R" ] && echo "${d#/proc/}"
+  done
+  return 0
+}
 stop_daemon() {
   if [ -n "$DPID" ]; then
     kill "$DPID" 2>/dev/null || true
     wait "$DPID" 2>/dev/null || true
     DPID=
   fi
+  # Its children must have ended with it; any left is killed by PID and
+  # is a failure.
+  local left p
+  left=$(in_chroot_pids)
+  if [ -n "$left" ]; then
+    for p in $left; do kill -9 "$p" 2>/dev/null || true; done
+    say "processes left in the chroot after parleyd stopped: $left"
+    return 1
+  fi
 }
 cleanup() {
-  stop_daemon
+  stop_daemon || true
   umount "$R/proc" 2>/dev/null || true
   # Nothing may be mounted below $R before it is deleted.
   if grep -q " $R/" /proc/self/mounts; then
@@ -174,7 +192,7 @@ ctl -o json host add h1 | grep -q '"join_token": *"prj_' || fail "host add h1"
 j=$(hosts_json) || fail "host list -o json"
 has_host "$j" h1 || fail "h1 not in: $j"
 say "health ok, host add h1, host list -o json: $j"
-stop_daemon
+stop_daemon || fail "parleyd left processes behind"
 
 sums() { (cd "$R/var/lib/parley" && sha256sum ca.crt ca.key parleyd.crt parleyd.key policy.key); }
 before=$(sums)
@@ -202,7 +220,7 @@ start_daemon "$R/parleyd-2.log"
 j=$(hosts_json) || fail "host list after upgrade"
 has_host "$j" h1 || fail "h1 lost in the upgrade: $j"
 say "after the upgrade to $nv: certificates unchanged, h1 still in the store"
-stop_daemon
+stop_daemon || fail "parleyd left processes behind"
 
 say "remove (state kept), then purge (state gone)"
 in_root dpkg -r parleyd parley-agent parleyctl > "$R/dpkg-r.log" 2>&1 ||
