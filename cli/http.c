@@ -1,18 +1,32 @@
+/*
+ * parleyctl's HTTP client on libcurl (see http.h). URL parsing stays
+ * ours: the server URL is checked strictly (host and path characters)
+ * before libcurl sees the URL built from it, so "user@host", "?" or "#"
+ * cannot change where a request goes. libcurl's errors are mapped back
+ * onto the negative errno codes ctl.c turns into exit codes.
+ */
 #include "cli/http.h"
 
+#include <curl/curl.h>
 #include <errno.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
+#include <math.h>
 #include <stdbool.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <unistd.h>
+
+/* RFC 3986 unreserved + sub-delims that are harmless in a path, '/', '%'. */
+#define PATH_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" \
+	"0123456789-._~/%!$&'()*+,;=:"
+
+/* A DNS name, an IPv4 address, or (bracketed in the URL) an IPv6 one. */
+static bool host_ok(const char *h)
+{
+	if (strchr(h, ':'))
+		return h[strspn(h, "0123456789abcdefABCDEF:.")] == 0;
+	return h[strspn(h, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			 "0123456789-._")] == 0;
+}
 
 int http_url_parse(const char *s, struct http_url *u, struct parley_err *err)
 {
@@ -41,17 +55,35 @@ int http_url_parse(const char *s, struct http_url *u, struct parley_err *err)
 		snprintf(u->host, sizeof(u->host), "%.*s", (int)(he - h), h);
 	}
 	size_t pl = colon ? (size_t)(end - colon - 1) : 0;
-	if (colon && (pl == 0 || pl > 5 || strspn(colon + 1, "0123456789") < pl))
+	if (colon && (pl == 0 || pl > 5 || strspn(colon + 1, "0123456789") < pl ||
+		      atoi(colon + 1) < 1 || atoi(colon + 1) > 65535))
 		return perr(err, -EINVAL, "server \"%s\": bad port", s);
 	snprintf(u->port, sizeof(u->port), "%.*s", colon ? (int)pl : 3,
 		 colon ? colon + 1 : u->tls ? "443" : "80");
 	if (!u->host[0] || strlen(end) >= sizeof(u->prefix))
 		return perr(err, -EINVAL, "server \"%s\": not http[s]://HOST[:PORT]",
 			    s);
+	if (!host_ok(u->host))
+		return perr(err, -EINVAL, "server \"%s\": bad host", s);
+	if (end[strspn(end, PATH_CHARS)])
+		return perr(err, -EINVAL, "server \"%s\": bad path", s);
 	snprintf(u->prefix, sizeof(u->prefix), "%s", end);
 	size_t n = strlen(u->prefix);
 	if (n && u->prefix[n - 1] == '/')
 		u->prefix[n - 1] = 0;
+	return 0;
+}
+
+int http_timeout_parse(const char *s, long *ms, struct parley_err *err)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v) || v <= 0 ||
+	    v * 1000 > (double)HTTP_CONNECT_MAX_MS || s[strspn(s, "0123456789.")])
+		return perr(err, -EINVAL, "--connect-timeout: \"%s\" is not a "
+			    "number of seconds (more than 0, at most 3600)", s);
+	*ms = (long)ceil(v * 1000);
 	return 0;
 }
 
@@ -62,343 +94,218 @@ int http_unreachable(int rc)
 	       rc == -EADDRNOTAVAIL || rc == -ENOENT;
 }
 
-/* Wait for fd to become ready for `events`: 0, or -ETIMEDOUT / -errno. */
-static int wait_fd(int fd, short events, int ms)
-{
-	struct pollfd p = { .fd = fd, .events = events };
-	int n;
-	do
-		n = poll(&p, 1, ms);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	return n == 0 ? -ETIMEDOUT : 0;
-}
-
-static int connect_one(const struct addrinfo *ai)
-{
-	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
-			SOCK_NONBLOCK, ai->ai_protocol);
-	if (fd < 0)
-		return -errno;
-	int rc = 0;
-	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-		rc = errno == EINPROGRESS ? 0 : -errno;
-		if (!rc)
-			rc = wait_fd(fd, POLLOUT, HTTP_CONNECT_MS);
-		int soerr = 0;
-		socklen_t sl = sizeof(soerr);
-		if (!rc && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-			rc = -errno;
-		if (!rc && soerr)
-			rc = -soerr;
-	}
-	if (rc < 0) {
-		close(fd);
-		return rc;
-	}
-	return fd;
-}
-
-/* A connected socket to u (non-blocking), or a negative errno. */
-static int dial(const struct http_url *u, struct parley_err *err)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
-	int g = getaddrinfo(u->host, u->port, &hints, &res);
-	if (g)
-		return perr(err, -ENOENT, "%s:%s: %s", u->host, u->port,
-			    gai_strerror(g));
-	int fd = -ECONNREFUSED;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = connect_one(ai);
-		if (fd >= 0)
-			break;
-	}
-	freeaddrinfo(res);
-	if (fd < 0)
-		perr(err, fd, "cannot connect to %s:%s: %s", u->host, u->port,
-		     strerror(-fd));
-	return fd;
-}
-
-/* The TLS session of the request under way (https), or NULL. One request
- * at a time per process: parleyctl is one command. */
-static SSL *tls;
-
-/* SSL_read/SSL_write on the non-blocking socket, shaped like recv/send:
- * bytes, or -1 with errno (EAGAIN when it must wait). */
-static ssize_t tls_io(int fd, void *p, size_t len, bool wr, short *wait)
-{
-	int n = wr ? SSL_write(tls, p, (int)len) : SSL_read(tls, p, (int)len);
-	if (n > 0)
-		return n;
-	switch (SSL_get_error(tls, n)) {
-	case SSL_ERROR_WANT_READ:
-		*wait = POLLIN;
-		errno = EAGAIN;
-		return -1;
-	case SSL_ERROR_WANT_WRITE:
-		*wait = POLLOUT;
-		errno = EAGAIN;
-		return -1;
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	default:
-		(void)fd;
-		errno = ECONNRESET;
-		return -1;
-	}
-}
-
-static int send_all(int fd, const char *p, size_t len)
-{
-	short want = POLLOUT;
-	while (len) {
-		int rc = wait_fd(fd, want, HTTP_READ_MS);
-		if (rc < 0)
-			return rc;
-		want = POLLOUT;
-		ssize_t n = tls ? tls_io(fd, (void *)p, len, true, &want)
-				: send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int send_request(int fd, const struct http_url *u, const char *token,
-			const char *method, const char *path, const char *body)
-{
-	char *head = NULL;
-	size_t blen = body ? strlen(body) : 0;
-	int n = asprintf(&head,
-			 "%s %s%s HTTP/1.1\r\nHost: %s:%s\r\n"
-			 "User-Agent: parleyctl\r\nAccept: application/json\r\n"
-			 "Connection: close\r\n%s%s%s"
-			 "%sContent-Length: %zu\r\n\r\n",
-			 method, u->prefix, path, u->host, u->port,
-			 token ? "Authorization: Bearer " : "",
-			 token ? token : "", token ? "\r\n" : "",
-			 body ? "Content-Type: application/json\r\n" : "", blen);
-	if (n < 0)
-		return -ENOMEM;
-	int rc = send_all(fd, head, (size_t)n);
-	free(head);
-	if (!rc && blen)
-		rc = send_all(fd, body, blen);
-	return rc;
-}
-
-struct head {
-	int status;
-	long long clen;             /* -1 when absent */
-	int chunked;
-	size_t hlen;                /* bytes up to and including CRLFCRLF */
-};
-
-static int header_is(const char *line, size_t len, const char *name,
-		     const char **val)
-{
-	size_t nl = strlen(name);
-	if (len <= nl || strncasecmp(line, name, nl) || line[nl] != ':')
-		return 0;
-	*val = line + nl + 1;
-	while (**val == ' ' || **val == '\t')
-		(*val)++;
-	return 1;
-}
-
-static int parse_header(const char *line, size_t len, struct head *h)
-{
-	const char *v;
-	if (header_is(line, len, "Content-Length", &v)) {
-		char *end;
-		errno = 0;
-		h->clen = strtoll(v, &end, 10);
-		if (errno || end == v || h->clen < 0 ||
-		    h->clen > (long long)HTTP_BODY_MAX)
-			return -EPROTO;
-	} else if (header_is(line, len, "Transfer-Encoding", &v)) {
-		h->chunked = !strncasecmp(v, "chunked", 7);
-	}
-	return 0;
-}
-
-/* buf holds at least h->hlen bytes ending in CRLFCRLF. */
-static int parse_head(const char *buf, struct head *h)
-{
-	int st;
-	if (sscanf(buf, "HTTP/1.%*1[01] %3d", &st) != 1 || st < 100 || st > 599)
-		return -EPROTO;
-	h->status = st;
-	const char *p = strstr(buf, "\r\n") + 2, *end = buf + h->hlen - 2;
-	while (p < end) {
-		const char *nl = strstr(p, "\r\n");
-		if (parse_header(p, (size_t)(nl - p), h) < 0)
-			return -EPROTO;
-		p = nl + 2;
-	}
-	return 0;
-}
-
-struct rbuf {
+/* What the callbacks gather, and which cap stopped a transfer. */
+struct xfer {
 	char *p;
 	size_t len, cap;
+	size_t head;                /* header bytes seen */
+	int over;                   /* -EFBIG when a cap stopped it */
+	int nomem;
 };
 
-static int rbuf_fill(int fd, struct rbuf *b)
+static size_t on_body(char *data, size_t one, size_t n, void *arg)
 {
-	if (b->len + 4096 + 1 > b->cap) {
-		if (b->cap >= HTTP_HEAD_MAX + HTTP_BODY_MAX)
-			return -EFBIG;
-		size_t cap = b->cap ? b->cap * 2 : 8192;
-		char *p = realloc(b->p, cap);
-		if (!p)
-			return -ENOMEM;
-		b->p = p;
-		b->cap = cap;
+	struct xfer *x = arg;
+	(void)one;                  /* always 1 (libcurl's documentation) */
+	if (n > HTTP_BODY_MAX - x->len) {
+		x->over = -EFBIG;
+		return 0;           /* aborts the transfer: CURLE_WRITE_ERROR */
 	}
-	short want = POLLIN;
-	for (;;) {
-		/* Bytes OpenSSL already decrypted do not wake poll(). */
-		if (!tls || !SSL_pending(tls)) {
-			int rc = wait_fd(fd, want, HTTP_READ_MS);
-			if (rc < 0)
-				return rc;
+	if (x->len + n + 1 > x->cap) {
+		size_t cap = x->cap ? x->cap : 8192;
+		while (cap < x->len + n + 1)
+			cap *= 2;
+		char *p = realloc(x->p, cap);
+		if (!p) {
+			x->nomem = 1;
+			return 0;
 		}
-		want = POLLIN;
-		ssize_t n = tls ? tls_io(fd, b->p + b->len,
-					 b->cap - b->len - 1, false, &want)
-				: recv(fd, b->p + b->len, b->cap - b->len - 1, 0);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n < 0)
-			return -errno;
-		b->len += (size_t)n;
-		b->p[b->len] = 0;
-		return (int)n;
+		x->p = p;
+		x->cap = cap;
 	}
+	memcpy(x->p + x->len, data, n);
+	x->len += n;
+	x->p[x->len] = 0;
+	return n;
 }
 
-/* Whether the response in b is complete (known only with Content-Length
- * or a terminated head of a bodiless status); else read to end of stream. */
-static int resp_done(const struct rbuf *b, const struct head *h)
+static size_t on_header(char *data, size_t one, size_t n, void *arg)
 {
-	if (!h->hlen)
+	struct xfer *x = arg;
+	(void)data;
+	(void)one;
+	x->head += n;
+	if (x->head > HTTP_HEAD_MAX) {
+		x->over = -EFBIG;
 		return 0;
-	if (h->status == 204 || h->status == 304)
-		return 1;
-	return !h->chunked && h->clen >= 0 &&
-	       b->len - h->hlen >= (size_t)h->clen;
+	}
+	return n;
 }
 
-static int read_response(int fd, struct rbuf *b, struct head *h)
+/* Once per process; parleyctl is one command and exits. */
+static int curl_ready(void)
 {
-	int n = 0;
-	while (!resp_done(b, h) && (n = rbuf_fill(fd, b)) > 0) {
-		if (h->hlen)
-			continue;
-		char *e = strstr(b->p, "\r\n\r\n");
-		if (!e && b->len > HTTP_HEAD_MAX)
-			return -EFBIG;
-		if (!e)
-			continue;
-		h->hlen = (size_t)(e - b->p) + 4;
-		if (parse_head(b->p, h) < 0)
-			return -EPROTO;
+	static int done;
+	if (!done) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+			return -ENOMEM;
+		atexit(curl_global_cleanup);
+		done = 1;
 	}
-	if (n < 0)
-		return n;
-	if (!b->len)
-		return -ECONNABORTED;
-	return h->hlen ? 0 : -EPROTO;
-}
-
-/* Decode a chunked body in place; returns its length or -EPROTO. */
-static long dechunk(char *p, size_t len)
-{
-	size_t in = 0, out = 0;
-	for (;;) {
-		char *end;
-		if (in >= len)
-			return -EPROTO;
-		unsigned long n = strtoul(p + in, &end, 16);
-		char *crlf = strstr(p + in, "\r\n");
-		if (end == p + in || !crlf || n > len)
-			return -EPROTO;
-		in = (size_t)(crlf - p) + 2;
-		if (n == 0)
-			return (long)out;
-		if (len - in < n + 2 || memcmp(p + in + n, "\r\n", 2))
-			return -EPROTO;
-		memmove(p + out, p + in, n);
-		out += n;
-		in += n + 2;
-	}
-}
-
-static int take_body(struct rbuf *b, const struct head *h,
-		     struct http_resp *r)
-{
-	size_t blen = b->len - h->hlen;
-	if (h->chunked) {
-		long n = dechunk(b->p + h->hlen, blen);
-		if (n < 0)
-			return (int)n;
-		blen = (size_t)n;
-	} else if (h->clen >= 0) {
-		if (blen < (size_t)h->clen)
-			return -EPROTO;
-		blen = (size_t)h->clen;
-	}
-	memmove(b->p, b->p + h->hlen, blen);
-	b->p[blen] = 0;
-	r->status = h->status;
-	r->body = b->p;
-	r->len = blen;
-	b->p = NULL;
 	return 0;
 }
 
-/* TLS 1.3 to the API, the server verified against u->ca and for u->host. */
-static int tls_start(int fd, const struct http_url *u, struct parley_err *err)
+/* The URL of PATH on u: scheme, host (IPv6 bracketed), port, prefix. */
+static char *url_of(const struct http_url *u, const char *path)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	if (!ctx)
-		return perr(err, -ENOMEM, "TLS: no context");
-	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	int ok = u->ca ? SSL_CTX_load_verify_locations(ctx, u->ca, NULL)
-		       : SSL_CTX_set_default_verify_paths(ctx);
-	tls = ok == 1 ? SSL_new(ctx) : NULL;
-	SSL_CTX_free(ctx); /* the SSL holds its own reference */
-	if (!tls)
-		return perr(err, -EINVAL, "TLS: cannot use CA %s",
-			    u->ca ? u->ca : "(system)");
-	X509_VERIFY_PARAM *vp = SSL_get0_param(tls);
-	if (X509_VERIFY_PARAM_set1_ip_asc(vp, u->host) != 1)
-		X509_VERIFY_PARAM_set1_host(vp, u->host, 0);
-	SSL_set_fd(tls, fd);
-	short want = POLLOUT;
-	for (;;) {
-		int n = SSL_connect(tls);
-		if (n == 1)
-			return 0;
-		int e = SSL_get_error(tls, n);
-		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
-			return perr(err, -ECONNABORTED, "%s:%s: TLS handshake "
-				    "failed (certificate not trusted?)",
-				    u->host, u->port);
-		want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-		int rc = wait_fd(fd, want, HTTP_CONNECT_MS);
-		if (rc < 0)
-			return perr(err, rc, "%s:%s: TLS handshake: %s", u->host,
-				    u->port, strerror(-rc));
+	char *s = NULL;
+	bool v6 = strchr(u->host, ':') != NULL;
+	if (asprintf(&s, "%s://%s%s%s:%s%s%s", u->tls ? "https" : "http",
+		     v6 ? "[" : "", u->host, v6 ? "]" : "", u->port, u->prefix,
+		     path) < 0)
+		return NULL;
+	return s;
+}
+
+static struct curl_slist *headers_of(const char *token, const char *body,
+				     bool *ok)
+{
+	struct curl_slist *h = NULL, *t;
+	char *auth = NULL;
+	const char *fixed[] = {
+		"Accept: application/json",
+		/* Bodies are small JSON; no 100-continue round trip. */
+		"Expect:",
+		body ? "Content-Type: application/json" : "Content-Type:",
+	};
+	*ok = true;
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) && *ok; i++) {
+		t = curl_slist_append(h, fixed[i]);
+		*ok = t != NULL;
+		h = t ? t : h;
 	}
+	if (*ok && token) {
+		*ok = asprintf(&auth, "Authorization: Bearer %s", token) >= 0;
+		t = *ok ? curl_slist_append(h, auth) : NULL;
+		*ok = t != NULL;
+		h = t ? t : h;
+		free(auth);
+	}
+	return h;
+}
+
+/* libcurl's outcome as our errno, with the message ctl.c prints. */
+static int map_error(CURLcode c, CURL *k, const struct http_url *u,
+		     const struct xfer *x, const char *detail,
+		     struct parley_err *err)
+{
+	long os = 0, ms = u->connect_ms ? u->connect_ms : HTTP_CONNECT_MS;
+	curl_easy_getinfo(k, CURLINFO_OS_ERRNO, &os);
+	const char *hp = u->host, *pp = u->port;
+	switch (c) {
+	case CURLE_WRITE_ERROR:
+		if (x->nomem)
+			return perr(err, -ENOMEM, "%s:%s: out of memory", hp, pp);
+		if (x->over)
+			return perr(err, -EFBIG, "%s:%s: response larger than "
+				    "%u bytes", hp, pp, x->head > HTTP_HEAD_MAX
+				    ? HTTP_HEAD_MAX : HTTP_BODY_MAX);
+		break;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return perr(err, -ENOENT, "%s:%s: %s", hp, pp, detail);
+	case CURLE_COULDNT_CONNECT:
+		return perr(err, os > 0 ? -(int)os : -ECONNREFUSED,
+			    "cannot connect to %s:%s: %s", hp, pp,
+			    os > 0 ? strerror((int)os) : detail);
+	case CURLE_OPERATION_TIMEDOUT: {
+		curl_off_t conn = 0;
+		curl_easy_getinfo(k, CURLINFO_CONNECT_TIME_T, &conn);
+		if (!conn)
+			return perr(err, -ETIMEDOUT, "cannot connect to %s:%s: "
+				    "no connection within %ld.%03ld s", hp, pp,
+				    ms / 1000, ms % 1000);
+		return perr(err, -ETIMEDOUT, "%s:%s: no answer within %d s",
+			    hp, pp, HTTP_READ_MS / 1000);
+	}
+	case CURLE_GOT_NOTHING:
+		return perr(err, -ECONNABORTED, "%s:%s: connection closed "
+			    "before any response", hp, pp);
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+		return perr(err, -EINVAL, "TLS: cannot use CA %s (%s)",
+			    u->ca ? u->ca : "(system)", detail);
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CIPHER:
+		return perr(err, -ECONNABORTED, "%s:%s: TLS handshake failed "
+			    "(certificate not trusted?): %s", hp, pp, detail);
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_BAD_CONTENT_ENCODING:
+	case CURLE_HTTP2:
+	case CURLE_PARTIAL_FILE:
+		return perr(err, -EPROTO, "%s:%s: response is not HTTP/1.x "
+			    "(%s)", hp, pp, detail);
+	case CURLE_FILESIZE_EXCEEDED:
+		return perr(err, -EFBIG, "%s:%s: response larger than %u bytes",
+			    hp, pp, HTTP_BODY_MAX);
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+		/* With an OS error the connection broke (reset: unreachable,
+		 * as before); without one libcurl refused what it read (a bad
+		 * chunk, say): not HTTP. */
+		if (os > 0)
+			return perr(err, -(int)os, "%s:%s: %s", hp, pp, detail);
+		return perr(err, -EPROTO, "%s:%s: response is not HTTP/1.x "
+			    "(%s)", hp, pp, detail);
+	case CURLE_OUT_OF_MEMORY:
+		return perr(err, -ENOMEM, "%s:%s: out of memory", hp, pp);
+	default:
+		break;
+	}
+	return perr(err, -EIO, "%s:%s: %s", hp, pp, detail);
+}
+
+/* Options that cannot fail on a libcurl built with HTTP and TLS; any
+ * CURLE_* from one is still reported. */
+static CURLcode set_opts(CURL *k, const struct http_url *u, const char *url,
+			 const char *method, const char *body,
+			 struct curl_slist *hdr, struct xfer *x, char *ebuf)
+{
+	CURLcode c = CURLE_OK;
+#define SET(opt, val) do { if (c == CURLE_OK) c = curl_easy_setopt(k, opt, val); } while (0)
+	SET(CURLOPT_ERRORBUFFER, ebuf);
+	SET(CURLOPT_URL, url);
+	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_USERAGENT, "parleyctl");
+	SET(CURLOPT_HTTPHEADER, hdr);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, u->connect_ms ? u->connect_ms
+						     : (long)HTTP_CONNECT_MS);
+	/* 30 s without a byte is "no answer" (the old per-read timeout). */
+	SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+	SET(CURLOPT_LOW_SPEED_TIME, (long)(HTTP_READ_MS / 1000));
+	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)HTTP_BODY_MAX);
+	SET(CURLOPT_WRITEFUNCTION, on_body);
+	SET(CURLOPT_WRITEDATA, x);
+	SET(CURLOPT_HEADERFUNCTION, on_header);
+	SET(CURLOPT_HEADERDATA, x);
+	if (u->tls) {
+		SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_3);
+		if (u->ca)
+			SET(CURLOPT_CAINFO, u->ca);
+	}
+	if (body || (strcmp(method, "GET") && strcmp(method, "DELETE"))) {
+		/* Content-Length always, 0 for a bodiless POST. */
+		SET(CURLOPT_POSTFIELDS, body ? body : "");
+		SET(CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)(body ? strlen(body) : 0));
+	}
+	if (strcmp(method, "GET") && strcmp(method, "POST"))
+		SET(CURLOPT_CUSTOMREQUEST, method);
+#undef SET
+	return c;
 }
 
 int http_request(const struct http_url *u, const char *token,
@@ -406,40 +313,46 @@ int http_request(const struct http_url *u, const char *token,
 		 struct http_resp *r, struct parley_err *err)
 {
 	memset(r, 0, sizeof(*r));
-	int fd = dial(u, err);
-	if (fd < 0)
-		return fd;
-	if (u->tls) {
-		int trc = tls_start(fd, u, err);
-		if (trc < 0) {
-			SSL_free(tls);
-			tls = NULL;
-			close(fd);
-			return trc;
-		}
+	if (curl_ready() < 0)
+		return perr(err, -ENOMEM, "libcurl: cannot initialise");
+	struct xfer x = { 0 };
+	char ebuf[CURL_ERROR_SIZE] = "";
+	bool hok;
+	char *url = url_of(u, path);
+	struct curl_slist *hdr = headers_of(token, body, &hok);
+	CURL *k = url && hok ? curl_easy_init() : NULL;
+	int rc = 0;
+	if (!k) {
+		rc = perr(err, -ENOMEM, "libcurl: out of memory");
+		goto out;
 	}
-	struct rbuf b = { 0 };
-	struct head h = { .clen = -1 };
-	int rc = send_request(fd, u, token, method, path, body);
-	if (!rc)
-		rc = read_response(fd, &b, &h);
-	if (!rc)
-		rc = take_body(&b, &h, r);
-	if (tls) {
-		SSL_free(tls);
-		tls = NULL;
+	CURLcode c = set_opts(k, u, url, method, body, hdr, &x, ebuf);
+	if (c == CURLE_OK)
+		c = curl_easy_perform(k);
+	if (c != CURLE_OK) {
+		rc = map_error(c, k, u, &x, ebuf[0] ? ebuf : curl_easy_strerror(c),
+			       err);
+		goto out;
 	}
-	close(fd);
-	free(b.p);
-	if (rc == -ECONNABORTED)
-		return perr(err, rc, "%s:%s: connection closed before any "
-			    "response", u->host, u->port);
-	if (rc == -EPROTO)
-		return perr(err, rc, "%s:%s: response is not HTTP/1.x",
-			    u->host, u->port);
-	if (rc < 0)
-		return perr(err, rc, "%s:%s: %s", u->host, u->port,
-			    rc == -ETIMEDOUT ? "no answer within 30 s" :
-			    strerror(-rc));
-	return 0;
+	long st = 0;
+	curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, &st);
+	if (st < 100 || st > 599) {
+		rc = perr(err, -EPROTO, "%s:%s: response is not HTTP/1.x",
+			  u->host, u->port);
+		goto out;
+	}
+	if (!x.p && !(x.p = calloc(1, 1))) {
+		rc = perr(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	r->status = (int)st;
+	r->body = x.p;
+	r->len = x.len;
+	x.p = NULL;
+out:
+	curl_easy_cleanup(k);
+	curl_slist_free_all(hdr);
+	free(url);
+	free(x.p);
+	return rc;
 }

@@ -32,6 +32,8 @@ static const char usage[] =
 	CTL_DEFAULT_SERVER ")\n"
 	"  --token T      bearer token (env PARLEY_TOKEN)\n"
 	"  --ca FILE      CA the https:// server must chain to (env PARLEY_CA)\n"
+	"  --connect-timeout SECONDS  give up connecting after this long "
+	"(default 5)\n"
 	"  -o table|json  output: a table, or the server's JSON\n"
 	"  --help         this text; --version: the version\n"
 	"\n"
@@ -51,7 +53,7 @@ static const struct ctl_verb nouns[] = {
 };
 
 struct globals {
-	const char *server, *token, *output, *ca;
+	const char *server, *token, *output, *ca, *connect_timeout;
 };
 
 /* If argv[i] is global option `name` (as "--name V", "--name=V" or, with
@@ -98,6 +100,9 @@ static int strip_globals(int argc, char **argv, struct globals *g)
 		if (!n)
 			n = take_global(argc, argv, i, "--ca", NULL, &g->ca);
 		if (!n)
+			n = take_global(argc, argv, i, "--connect-timeout", NULL,
+					&g->connect_timeout);
+		if (!n)
 			n = take_global(argc, argv, i, "--output", "-o", &g->output);
 		if (n < 0)
 			return ctl_usage_error(usage, "%s needs a value", argv[i]),
@@ -133,6 +138,11 @@ static int setup(struct ctl *c, const struct globals *g)
 	if (http_url_parse(server, &c->url, &err) < 0)
 		return ctl_usage_error(usage, "%s", perr_msg(&err));
 	c->url.ca = g->ca ? g->ca : getenv("PARLEY_CA");
+	if (c->url.ca && !c->url.ca[0])
+		c->url.ca = NULL;
+	if (g->connect_timeout &&
+	    http_timeout_parse(g->connect_timeout, &c->url.connect_ms, &err) < 0)
+		return ctl_usage_error(usage, "%s", perr_msg(&err));
 	c->token = g->token ? g->token : getenv("PARLEY_TOKEN");
 	if (c->token && !c->token[0])
 		c->token = NULL;

@@ -607,3 +607,139 @@ Test(cli, baseline_set_show_enroll, .timeout = 60)
 	free(t);
 	cli_stop(&c);
 }
+
+/* ---- a hostile server: the HTTP client (libcurl) under bad answers ---- */
+
+/* One canned answer per connection, from a child process on loopback:
+ * the answer is written (head, then `fill` bytes of 'x'), then the
+ * connection is closed. */
+struct canned {
+	const char *head;
+	size_t fill;
+};
+
+static void serve_canned(int ls, const struct canned *c)
+{
+	int fd = accept(ls, NULL, NULL);
+	if (fd < 0)
+		_exit(1);
+	char req[4096];
+	(void)!read(fd, req, sizeof(req)); /* the request head; not checked */
+	size_t hl = strlen(c->head);
+	if (hl && write(fd, c->head, hl) != (ssize_t)hl)
+		_exit(0);
+	char chunk[65536];
+	memset(chunk, 'x', sizeof(chunk));
+	for (size_t left = c->fill; left;) {
+		size_t n = left < sizeof(chunk) ? left : sizeof(chunk);
+		ssize_t w = write(fd, chunk, n);
+		if (w <= 0)
+			break; /* the client gave up: what we test */
+		left -= (size_t)w;
+	}
+	close(fd);
+	_exit(0);
+}
+
+/* Serve c once on a fresh loopback port; *url gets the server URL. */
+static pid_t start_canned(const struct canned *c, char *url, size_t cap)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(s, 4), 0);
+	cr_assert_eq(getsockname(s, (struct sockaddr *)&a, &al), 0);
+	snprintf(url, cap, "http://127.0.0.1:%d", ntohs(a.sin_port));
+	signal(SIGPIPE, SIG_IGN);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		serve_canned(s, c);
+	close(s);
+	return pid;
+}
+
+static void expect_canned(const struct canned *c, int want_rc,
+			  const char *want_text)
+{
+	char url[64], *out;
+	pid_t pid = start_canned(c, url, sizeof(url));
+	int rc = ctl_as(url, "prl_x", &out, "host", "list", NULL);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	cr_expect_eq(rc, want_rc, "exit %d for %.40s:\n%s", rc, c->head, out);
+	cr_expect(strstr(out, want_text), "want \"%s\" for %.40s:\n%s",
+		  want_text, c->head, out);
+	free(out);
+}
+
+Test(cli, hostile_server_answers_are_errors_not_crashes, .timeout = 60)
+{
+	/* Closed before any byte. */
+	expect_canned(&(struct canned){ "" }, 1,
+		      "connection closed before any response");
+	/* Not HTTP at all. */
+	expect_canned(&(struct canned){ "SSH-2.0-OpenSSH_9.2\r\n\r\n" }, 1,
+		      "response is not HTTP/1.x");
+	/* A body beyond the 16 MiB cap, announced... */
+	expect_canned(&(struct canned){ "HTTP/1.1 200 OK\r\nContent-Length: "
+					"17825792\r\n\r\n", 17825792 }, 1,
+		      "response larger than 16777216 bytes");
+	/* ...and unannounced (read to end of stream). */
+	expect_canned(&(struct canned){ "HTTP/1.1 200 OK\r\n"
+					"Connection: close\r\n\r\n", 17825792 },
+		      1, "response larger than 16777216 bytes");
+	/* A head beyond 16 KiB. */
+	char head[20000];
+	int n = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nX-Pad: ");
+	memset(head + n, 'a', sizeof(head) - (size_t)n - 5);
+	memcpy(head + sizeof(head) - 5, "\r\n\r\n", 5);
+	expect_canned(&(struct canned){ head }, 1,
+		      "response larger than 16384 bytes");
+	/* A body cut short of its Content-Length. */
+	expect_canned(&(struct canned){ "HTTP/1.1 200 OK\r\nContent-Length: "
+					"100\r\n\r\n{\"items\":", 0 }, 1,
+		      "response is not HTTP/1.x");
+	/* A 2xx whose body is not a JSON object. */
+	expect_canned(&(struct canned){ "HTTP/1.1 200 OK\r\nContent-Length: "
+					"2\r\n\r\n[]", 0 }, 1,
+		      "not a JSON object");
+	/* A bad chunked encoding. */
+	expect_canned(&(struct canned){ "HTTP/1.1 200 OK\r\nTransfer-Encoding:"
+					" chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+					0 }, 1, "HTTP: ");
+}
+
+Test(cli, connect_timeout_and_hostile_server_urls_are_usage_errors)
+{
+	char *out;
+	const char *bad_timeouts[] = { "0", "-1", "abc", "1e3", "3601", "5s",
+				       "", "nan", "inf" };
+	for (size_t i = 0; i < sizeof(bad_timeouts) / sizeof(*bad_timeouts);
+	     i++) {
+		int rc = ctl_as(NULL, NULL, &out, "--connect-timeout",
+				bad_timeouts[i], "health", NULL);
+		cr_expect_eq(rc, 2, "--connect-timeout '%s': exit %d:\n%s",
+			     bad_timeouts[i], rc, out);
+		free(out);
+	}
+	/* URLs whose host or path would change where libcurl connects. */
+	const char *bad_urls[] = { "http://user@evil:1", "http://a b:1",
+				   "http://h:1/p?q", "http://h:1/p#f",
+				   "http://h:1/p q", "http://[::1%eth0]:1",
+				   "http://h:99999", "https://" };
+	for (size_t i = 0; i < sizeof(bad_urls) / sizeof(*bad_urls); i++) {
+		int rc = ctl_as(bad_urls[i], NULL, &out, "health", NULL);
+		cr_expect_eq(rc, 2, "'%s': exit %d:\n%s", bad_urls[i], rc, out);
+		free(out);
+	}
+	/* A good timeout against a dead port: still exit 5. */
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", dead_port());
+	int rc = ctl_as(url, NULL, &out, "--connect-timeout", "0.5", "health",
+			NULL);
+	cr_expect_eq(rc, 5, "exit %d:\n%s", rc, out);
+	free(out);
+}

@@ -103,7 +103,9 @@ static bool on_io(struct vmx_vcpu *c, unsigned port, unsigned size, bool out)
  * exception KVM would end in a triple fault. */
 static bool on_gp(struct vmx_vcpu *c, const char *what)
 {
-	uint8_t b[4];
+	/* Zeroed: fetch() fills only n bytes, which gcc -O2 (the Debian
+	 * package build) cannot see and fails on with -Werror. */
+	uint8_t b[4] = { 0 };
 	unsigned n = fetch(c, b), port, size;
 	bool out;
 	const char *sc = syscall_insn(b, n);
