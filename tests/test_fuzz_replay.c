@@ -23,6 +23,7 @@ struct target {
 static const struct target targets[] = {
 	{ "api_grant", NULL },
 	{ "api_gate", NULL },
+	{ "api_json", NULL },
 	{ "baseline", NULL },
 	{ "beneath", NULL },
 	{ "bundle", NULL },

@@ -344,6 +344,13 @@ static const char *reason(int status)
 	}
 }
 
+static void free_body(const void *data, size_t len, void *extra)
+{
+	(void)len;
+	(void)extra;
+	free((void *)data);
+}
+
 static void send_reply(struct api_req *q)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);
@@ -353,7 +360,12 @@ static void send_reply(struct api_req *q)
 	evhttp_add_header(h, "X-Request-Id", q->id);
 	if (q->body) {
 		evhttp_add_header(h, "Content-Type", q->ctype);
-		if (b)
+		/* The held text goes out as it is, not copied: the evbuffer
+		 * owns it from here and frees it once written. */
+		if (b && evbuffer_add_reference(b, q->body, q->body_len,
+						free_body, NULL) == 0)
+			q->body = NULL;
+		else if (b)
 			evbuffer_add(b, q->body, q->body_len);
 	}
 	evhttp_send_reply(q->r, q->status, reason(q->status), b);

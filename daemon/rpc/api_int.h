@@ -56,6 +56,10 @@ void api_reply(struct api_req *q, int status, json_t *body); /* steals */
 /* A body that is not JSON (/metrics): the bytes of b, drained. */
 void api_reply_text(struct api_req *q, int status, const char *ctype,
 		    struct evbuffer *b);
+/* JSON text written with api_json.h (a newline is added); takes b's
+ * text and leaves b empty; 500 if b ran out of memory. */
+struct api_jbuf;
+void api_reply_jbuf(struct api_req *q, int status, struct api_jbuf *b);
 void api_error(struct api_req *q, int status, const char *code,
 	       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* A store (or parser) error as its status: -EINVAL/-E2BIG 400,

@@ -5,6 +5,7 @@
  * (501 until main.c provides them), inside the change's transaction.
  */
 #include "daemon/rpc/api_int.h"
+#include "daemon/rpc/api_json.h"
 #include "common/jsonv.h"
 #include "db/store.h"
 #include "parley.pb-c.h"
@@ -43,17 +44,28 @@ static const char *const spec_fields[] = {
 	"name", "image", "memory", "vcpus", "config", "cmdline", NULL
 };
 
-static json_t *part_json(const struct store_partition *p)
+/* A partition as JSON, written straight into b (api_json.h): this is most
+ * of what GET /v1/partitions does, so no jansson tree is built. The keys
+ * and their order are those of the tree this replaced. A spec the store
+ * holds that is not one JSON object (a file edited behind parleyd's back)
+ * is shown as {}. vmm_backend: what runs a thin partition in its vmm, as
+ * its agent last reported; null until then (and for libvirt ones). */
+static void part_write(struct api_jbuf *b, const struct store_partition *p)
 {
-	json_t *spec = json_loadb(p->spec_json, p->spec_len, 0, NULL);
-	/* vmm_backend: what runs a thin partition in its vmm, as its agent
-	 * last reported; null until then (and for libvirt ones). */
-	return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o}", "name", p->name, "host",
-			 p->host, "backend", store_part_kind_name(p->kind),
-			 "state", p->state, "vmm_backend",
-			 p->vmm_backend[0] ? json_string(p->vmm_backend)
-					   : json_null(),
-			 "spec", spec ? spec : json_object());
+	api_jb_lit(b, "{\"name\":");
+	api_jb_str(b, p->name);
+	api_jb_lit(b, ",\"host\":");
+	api_jb_str(b, p->host);
+	api_jb_lit(b, ",\"backend\":");
+	api_jb_str(b, store_part_kind_name(p->kind));
+	api_jb_lit(b, ",\"state\":");
+	api_jb_str(b, p->state);
+	api_jb_lit(b, ",\"vmm_backend\":");
+	api_jb_str_or_null(b, p->vmm_backend);
+	api_jb_lit(b, ",\"spec\":");
+	if (!p->spec_json || !api_jb_object(b, p->spec_json, p->spec_len))
+		api_jb_lit(b, "{}");
+	api_jb_lit(b, "}");
 }
 
 void api_parts_list(struct api_req *q)
@@ -71,11 +83,17 @@ void api_parts_list(struct api_req *q)
 		api_fail(q, n, &err);
 		return;
 	}
-	json_t *items = json_array();
-	for (int i = 0; i < n; i++)
-		json_array_append_new(items, part_json(&p[i]));
-	api_reply(q, 200, api_page(items, (unsigned)n == limit
-						  ? p[n - 1].name : NULL));
+	struct api_jbuf b = { 0 };
+	api_jb_lit(&b, "{\"items\":[");
+	for (int i = 0; i < n; i++) {
+		if (i)
+			api_jb_lit(&b, ",");
+		part_write(&b, &p[i]);
+	}
+	api_jb_lit(&b, "],\"next\":");
+	api_jb_str_or_null(&b, (unsigned)n == limit ? p[n - 1].name : NULL);
+	api_jb_lit(&b, "}");
+	api_reply_jbuf(q, 200, &b);
 	store_partition_list_free(p, (unsigned)n); /* allocated even when 0 */
 }
 
@@ -85,10 +103,13 @@ static void reply_part(struct api_req *q, int status, const char *name)
 	struct store_partition p = { 0 };
 	struct parley_err err = { 0 };
 	int rc = store_partition_get(q->a->store, name, &p, &err);
-	if (rc < 0)
+	if (rc < 0) {
 		api_fail(q, rc, &err);
-	else
-		api_reply(q, status, part_json(&p));
+	} else {
+		struct api_jbuf b = { 0 };
+		part_write(&b, &p);
+		api_reply_jbuf(q, status, &b);
+	}
 	store_partition_free(&p);
 }
 

@@ -5,6 +5,7 @@
  * after the commit, the body, query and name checks.
  */
 #include "daemon/rpc/api_int.h"
+#include "daemon/rpc/api_json.h"
 #include "daemon/rpc/link.h"
 #include "common/jsonv.h"
 #include "common/log.h"
@@ -61,6 +62,18 @@ void api_reply_text(struct api_req *q, int status, const char *ctype,
 	evbuffer_remove(b, text, len);
 	text[len] = '\0';
 	hold(q, status, ctype, text, len);
+}
+
+void api_reply_jbuf(struct api_req *q, int status, struct api_jbuf *b)
+{
+	api_jb_lit(b, "\n");
+	if (b->oom) {
+		api_jb_free(b);
+		api_error(q, 500, "INTERNAL", "out of memory");
+		return;
+	}
+	hold(q, status, "application/json", b->p, b->len);
+	*b = (struct api_jbuf){ 0 };
 }
 
 void api_error(struct api_req *q, int status, const char *code,
