@@ -157,29 +157,6 @@ Test(api, change_and_audit_event_together, .timeout = 90)
 
 /* ---- kill -9 under writers ---- */
 
-/* One request on a fresh connection; the status, or 0 when the daemon is
- * gone (no asserts: this runs in a forked writer). */
-static int post(int port, const char *token, const char *path,
-		const char *body)
-{
-	int fd = ac_connect(port);
-	char req[1024], resp[4096];
-	int n = snprintf(req, sizeof(req), "POST %s HTTP/1.1\r\nConnection: "
-			 "close\r\nAuthorization: Bearer %s\r\nContent-Length: "
-			 "%zu\r\n\r\n%s", path, token, strlen(body), body);
-	int status = 0;
-	if (fd >= 0 && send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
-		ssize_t got = recv(fd, resp, sizeof(resp) - 1, 0);
-		if (got > 12) {
-			resp[got] = '\0';
-			sscanf(resp, "HTTP/1.%*d %d", &status);
-		}
-	}
-	if (fd >= 0)
-		close(fd);
-	return status;
-}
-
 /* Hosts and thin partitions, as fast as the daemon takes them. */
 static pid_t writer(int port, const char *token, unsigned round)
 {
@@ -190,12 +167,12 @@ static pid_t writer(int port, const char *token, unsigned round)
 	for (unsigned i = 0;; i++) {
 		char body[256];
 		snprintf(body, sizeof(body), "{\"name\":\"k%uh%u\"}", round, i);
-		if (post(port, token, "/v1/hosts", body) != 201)
+		if (ac_request(port, token, "POST", "/v1/hosts", body) != 201)
 			continue;
 		snprintf(body, sizeof(body), "{\"host\":\"k%uh%u\",\"backend\":"
 			 "\"thin\",\"spec\":{\"name\":\"k%up%u\"}}", round, i,
 			 round, i);
-		post(port, token, "/v1/partitions", body);
+		ac_request(port, token, "POST", "/v1/partitions", body);
 	}
 }
 

@@ -40,6 +40,14 @@ struct fd_agent *fd_host(struct fleetd *f, const char *name,
 void fd_start_agent(struct fleetd *f, struct fd_agent *a,
 		    const char *const *specs);
 void fd_stop_agent(struct fd_agent *a);
+/* kill -9 the agent and reap it (its outbox file stays as it was). */
+void fd_kill_agent(struct fd_agent *a);
+/* Each audit event in the agent's outbox file, parsed as the agent
+ * reloads it (outbox_parse): what a stopped agent will send after its
+ * restart. cb gets the event's name and channel. No file: no call. */
+void fd_outbox_events(const struct fd_agent *a,
+		      void (*cb)(const char *event, const char *channel,
+				 void *ctx), void *ctx);
 /* Wait until cond(ctx) or ms pass; returns cond's last value. */
 bool fd_wait(bool (*cond)(struct fleetd *, void *), struct fleetd *f,
 	     void *ctx, int ms);
