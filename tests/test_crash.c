@@ -36,7 +36,7 @@
 #define TRIES_PER_ROUND 3
 #define TRIES_MAX (ROUNDS * TRIES_PER_ROUND)
 #define PER_TRY 1500            /* events of one agent start */
-#define WRITERS 2
+#define WRITERS 3
 
 /* ---- the agent's events: how many times each (try, index) is where ---- */
 
