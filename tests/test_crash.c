@@ -35,7 +35,7 @@
 #define ROUNDS 20
 #define TRIES_PER_ROUND 3
 #define TRIES_MAX (ROUNDS * TRIES_PER_ROUND)
-#define PER_TRY 1500            /* events of one agent start */
+#define PER_TRY 1000            /* events of one agent start */
 #define WRITERS 3
 
 /* ---- the agent's events: how many times each (try, index) is where ---- */
@@ -471,6 +471,13 @@ static bool stored_at_least(unsigned t, unsigned want)
 	return false;
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 enum target { K_DAEMON, K_AGENT, K_BOTH };
 static const char *const target_name[] = { "parleyd", "agent", "both" };
 
@@ -484,9 +491,11 @@ static bool try_round(struct api_client *c, struct fd_agent *a, unsigned t,
 		      enum target what, unsigned at, unsigned *seed)
 {
 	unsigned acks0 = acks_count(c->f.dir);
+	double t0 = now_s();
 	start_stream(c, a, t);
 	cr_assert(stored_at_least(t, at), "try %u: %u of %u events stored:\n%s",
 		  t, stored.total[t], at, fd_agent_log(a));
+	double t1 = now_s();
 	bool mid;
 	unsigned acks = 0, left = 0, got;
 	if (what == K_AGENT) {
@@ -526,9 +535,10 @@ static bool try_round(struct api_client *c, struct fd_agent *a, unsigned t,
 	}
 	cr_log_info("try %u: killed %s at %u of %u events stored (aimed at "
 		    "%u), %u only in the file, API acks %u at the round's start, "
-		    "%u at the kill -> %s", t, target_name[what], got, PER_TRY,
-		    at, left, acks0, acks,
-		    mid ? "mid-stream" : "NOT mid-stream, again");
+		    "%u at the kill -> %s (%.2f s to the kill, %.2f s after)", t,
+		    target_name[what], got, PER_TRY, at, left, acks0, acks,
+		    mid ? "mid-stream" : "NOT mid-stream, again", t1 - t0,
+		    now_s() - t1);
 	return mid;
 }
 
@@ -593,12 +603,23 @@ Test(crash, kill9_of_parleyd_and_agent_under_writers_and_audit_stream,
 	for (unsigned i = 0; i < WRITERS; i++)
 		w[i] = writer(c.f.dir, c.admin, i);
 
+	/* Each target about a third of the rounds, in a seeded order. */
+	enum target order[ROUNDS];
+	for (unsigned i = 0; i < ROUNDS; i++)
+		order[i] = (enum target)(i % 3);
+	for (unsigned i = ROUNDS - 1; i > 0; i--) {
+		unsigned j = (unsigned)rand_r(&seed) % (i + 1);
+		enum target x = order[i];
+		order[i] = order[j];
+		order[j] = x;
+	}
 	unsigned t = 0, kills[3] = { 0 };
+	double start = now_s();
 	for (unsigned round = 0; round < ROUNDS; round++) {
 		bool mid = false;
 		for (unsigned k = 0; k < TRIES_PER_ROUND && !mid; k++, t++) {
-			enum target what = (enum target)(rand_r(&seed) % 3);
-			unsigned at = 1 + rand_r(&seed) % (PER_TRY / 2);
+			enum target what = order[round];
+			unsigned at = 1 + rand_r(&seed) % (PER_TRY / 3);
 			mid = try_round(&c, a, t, what, at, &seed);
 			kills[what] += mid;
 		}
@@ -606,6 +627,7 @@ Test(crash, kill9_of_parleyd_and_agent_under_writers_and_audit_stream,
 			  "mid-stream", round, TRIES_PER_ROUND);
 	}
 
+	cr_log_info("rounds: %.1f s", now_s() - start);
 	/* The agent sends what its file holds; parleyd skips what it has. */
 	const char *quiet[] = {
 		"{\"name\":\"a\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
