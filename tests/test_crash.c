@@ -505,6 +505,13 @@ static bool try_round(struct api_client *c, struct fd_agent *a, unsigned t,
 		got = stored.total[t];
 		mid = got > 0 && got < PER_TRY;
 	} else {
+		/* Into the API stream too: as soon as a writer was answered
+		 * (the others' requests are then in the daemon), give or take
+		 * a few ms. */
+		unsigned before = acks_count(c->f.dir);
+		for (int i = 0; i < 1000 && acks_count(c->f.dir) == before; i++)
+			usleep(1000);
+		usleep((useconds_t)(rand_r(seed) % 4000));
 		ac_kill(c);
 		acks = acks_count(c->f.dir);
 		scan(); /* final until parleyd is back */
