@@ -5,8 +5,9 @@
  * naming its own channel; its status and the policy bundles the grants
  * bring come along), and in each of ROUNDS rounds parleyd, the agent or
  * both are killed with SIGKILL at a random point of the stream (seeded;
- * the seed is printed, PARLEY_CRASH_SEED replays it) and restarted. A
- * round whose kill did not land mid-stream is run again.
+ * the seed is printed, PARLEY_CRASH_SEED replays it; a kill of parleyd
+ * also aims into the API stream: just after a writer was answered) and
+ * restarted. A round whose kill did not land mid-stream is run again.
  *
  * Afterwards: PRAGMA integrity_check says ok (sqlite3, read-only), the
  * chain verifies, every acknowledged API write is there exactly once,
