@@ -181,46 +181,12 @@ struct names {
 	unsigned n;
 };
 
-static void add_name(struct names *l, const char *name)
+static void add_name(const char *name, void *ctx)
 {
+	struct names *l = ctx;
 	if ((l->n & 255) == 0)
 		l->v = realloc(l->v, (l->n + 256) * sizeof(*l->v));
 	snprintf(l->v[l->n++], STORE_NAME_MAX, "%s", name);
-}
-
-/* Every host, page by page. */
-static void host_names(struct store *s, struct names *l)
-{
-	char after[STORE_NAME_MAX] = "";
-	int n;
-	do {
-		struct store_host *h = NULL;
-		n = store_host_list(s, after, STORE_LIST_MAX, &h, NULL);
-		cr_assert_geq(n, 0);
-		for (int i = 0; i < n; i++)
-			add_name(l, h[i].name);
-		if (n > 0)
-			snprintf(after, sizeof(after), "%s", h[n - 1].name);
-		free(h);
-	} while (n == STORE_LIST_MAX);
-}
-
-static void part_names(struct store *s, struct names *l)
-{
-	char after[STORE_NAME_MAX] = "";
-	int n;
-	do {
-		struct store_partition *p = NULL;
-		n = store_partition_list(s, NULL, after, STORE_LIST_MAX, &p,
-					 NULL);
-		cr_assert_geq(n, 0);
-		for (int i = 0; i < n; i++)
-			add_name(l, p[i].name);
-		if (n > 0) {
-			snprintf(after, sizeof(after), "%s", p[n - 1].name);
-			store_partition_list_free(p, (unsigned)n);
-		}
-	} while (n == STORE_LIST_MAX);
 }
 
 Test(api, kill9_rows_match_audit_events, .timeout = 240)
@@ -246,8 +212,8 @@ Test(api, kill9_rows_match_audit_events, .timeout = 240)
 		     "chain: row %llu",
 		     (unsigned long long)bad);
 	struct names hn = { 0 }, pn = { 0 };
-	host_names(s, &hn);
-	part_names(s, &pn);
+	fd_each_host(s, add_name, &hn);
+	fd_each_partition(s, add_name, &pn);
 	store_close(s);
 	int nh = (int)hn.n, np = (int)pn.n;
 	cr_expect_gt(nh, rounds, "the writers created only %d hosts", nh);

@@ -352,34 +352,21 @@ static int trail_row(const struct store_audit *r, void *ctx)
 	return 0;
 }
 
+static void host_row(const char *name, void *ctx)
+{
+	key_add(ctx, 'H', name);
+}
+
+static void part_row(const char *name, void *ctx)
+{
+	key_add(ctx, 'P', name);
+}
+
 /* Every host, partition and grant row, as keys "H:name", "P:", "G:". */
 static void rows(struct store *s, struct keys *k)
 {
-	char after[STORE_NAME_MAX] = "";
-	int n;
-	do {
-		struct store_host *h = NULL;
-		n = store_host_list(s, after, STORE_LIST_MAX, &h, NULL);
-		cr_assert_geq(n, 0);
-		for (int i = 0; i < n; i++)
-			key_add(k, 'H', h[i].name);
-		if (n > 0)
-			snprintf(after, sizeof(after), "%s", h[n - 1].name);
-		free(h);
-	} while (n == STORE_LIST_MAX);
-	after[0] = '\0';
-	do {
-		struct store_partition *p = NULL;
-		n = store_partition_list(s, NULL, after, STORE_LIST_MAX, &p,
-					 NULL);
-		cr_assert_geq(n, 0);
-		for (int i = 0; i < n; i++)
-			key_add(k, 'P', p[i].name);
-		if (n > 0) {
-			snprintf(after, sizeof(after), "%s", p[n - 1].name);
-			store_partition_list_free(p, (unsigned)n);
-		}
-	} while (n == STORE_LIST_MAX);
+	fd_each_host(s, host_row, k);
+	fd_each_partition(s, part_row, k);
 	struct grant_set set = { 0 };
 	cr_assert_eq(store_grant_list(s, &set, NULL), 0);
 	for (unsigned i = 0; i < set.n; i++)

@@ -84,6 +84,42 @@ struct store *fd_store(struct fleetd *f)
 	return s;
 }
 
+void fd_each_host(struct store *s, void (*cb)(const char *name, void *ctx),
+		  void *ctx)
+{
+	char after[STORE_NAME_MAX] = "";
+	int n;
+	do {
+		struct store_host *h = NULL;
+		n = store_host_list(s, after, STORE_LIST_MAX, &h, NULL);
+		cr_assert_geq(n, 0);
+		for (int i = 0; i < n; i++)
+			cb(h[i].name, ctx);
+		if (n > 0)
+			snprintf(after, sizeof(after), "%s", h[n - 1].name);
+		free(h);
+	} while (n == STORE_LIST_MAX);
+}
+
+void fd_each_partition(struct store *s,
+		       void (*cb)(const char *name, void *ctx), void *ctx)
+{
+	char after[STORE_NAME_MAX] = "";
+	int n;
+	do {
+		struct store_partition *p = NULL;
+		n = store_partition_list(s, NULL, after, STORE_LIST_MAX, &p,
+					 NULL);
+		cr_assert_geq(n, 0);
+		for (int i = 0; i < n; i++)
+			cb(p[i].name, ctx);
+		if (n > 0) {
+			snprintf(after, sizeof(after), "%s", p[n - 1].name);
+			store_partition_list_free(p, (unsigned)n);
+		}
+	} while (n == STORE_LIST_MAX);
+}
+
 static bool port_known(struct fleetd *f, void *ctx)
 {
 	(void)ctx;

@@ -30,6 +30,11 @@ struct fleetd {
 void fd_init(struct fleetd *f);
 /* Open the daemon's store (WAL: fine beside a running daemon). */
 struct store *fd_store(struct fleetd *f);
+/* Every host (partition) name in the store, page by page, to cb. */
+void fd_each_host(struct store *s, void (*cb)(const char *name, void *ctx),
+		  void *ctx);
+void fd_each_partition(struct store *s,
+		       void (*cb)(const char *name, void *ctx), void *ctx);
 void fd_start_daemon(struct fleetd *f);
 void fd_kill_daemon(struct fleetd *f);
 /* A host's state directory: its certificate (or one from another CA, or
