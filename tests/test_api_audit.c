@@ -157,29 +157,6 @@ Test(api, change_and_audit_event_together, .timeout = 90)
 
 /* ---- kill -9 under writers ---- */
 
-/* One request on a fresh connection; the status, or 0 when the daemon is
- * gone (no asserts: this runs in a forked writer). */
-static int post(int port, const char *token, const char *path,
-		const char *body)
-{
-	int fd = ac_connect(port);
-	char req[1024], resp[4096];
-	int n = snprintf(req, sizeof(req), "POST %s HTTP/1.1\r\nConnection: "
-			 "close\r\nAuthorization: Bearer %s\r\nContent-Length: "
-			 "%zu\r\n\r\n%s", path, token, strlen(body), body);
-	int status = 0;
-	if (fd >= 0 && send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
-		ssize_t got = recv(fd, resp, sizeof(resp) - 1, 0);
-		if (got > 12) {
-			resp[got] = '\0';
-			sscanf(resp, "HTTP/1.%*d %d", &status);
-		}
-	}
-	if (fd >= 0)
-		close(fd);
-	return status;
-}
-
 /* Hosts and thin partitions, as fast as the daemon takes them. */
 static pid_t writer(int port, const char *token, unsigned round)
 {
@@ -190,12 +167,12 @@ static pid_t writer(int port, const char *token, unsigned round)
 	for (unsigned i = 0;; i++) {
 		char body[256];
 		snprintf(body, sizeof(body), "{\"name\":\"k%uh%u\"}", round, i);
-		if (post(port, token, "/v1/hosts", body) != 201)
+		if (ac_request(port, token, "POST", "/v1/hosts", body) != 201)
 			continue;
 		snprintf(body, sizeof(body), "{\"host\":\"k%uh%u\",\"backend\":"
 			 "\"thin\",\"spec\":{\"name\":\"k%up%u\"}}", round, i,
 			 round, i);
-		post(port, token, "/v1/partitions", body);
+		ac_request(port, token, "POST", "/v1/partitions", body);
 	}
 }
 
@@ -204,46 +181,12 @@ struct names {
 	unsigned n;
 };
 
-static void add_name(struct names *l, const char *name)
+static void add_name(const char *name, void *ctx)
 {
+	struct names *l = ctx;
 	if ((l->n & 255) == 0)
 		l->v = realloc(l->v, (l->n + 256) * sizeof(*l->v));
 	snprintf(l->v[l->n++], STORE_NAME_MAX, "%s", name);
-}
-
-/* Every host, page by page. */
-static void host_names(struct store *s, struct names *l)
-{
-	char after[STORE_NAME_MAX] = "";
-	int n;
-	do {
-		struct store_host *h = NULL;
-		n = store_host_list(s, after, STORE_LIST_MAX, &h, NULL);
-		cr_assert_geq(n, 0);
-		for (int i = 0; i < n; i++)
-			add_name(l, h[i].name);
-		if (n > 0)
-			snprintf(after, sizeof(after), "%s", h[n - 1].name);
-		free(h);
-	} while (n == STORE_LIST_MAX);
-}
-
-static void part_names(struct store *s, struct names *l)
-{
-	char after[STORE_NAME_MAX] = "";
-	int n;
-	do {
-		struct store_partition *p = NULL;
-		n = store_partition_list(s, NULL, after, STORE_LIST_MAX, &p,
-					 NULL);
-		cr_assert_geq(n, 0);
-		for (int i = 0; i < n; i++)
-			add_name(l, p[i].name);
-		if (n > 0) {
-			snprintf(after, sizeof(after), "%s", p[n - 1].name);
-			store_partition_list_free(p, (unsigned)n);
-		}
-	} while (n == STORE_LIST_MAX);
 }
 
 Test(api, kill9_rows_match_audit_events, .timeout = 240)
@@ -269,8 +212,8 @@ Test(api, kill9_rows_match_audit_events, .timeout = 240)
 		     "chain: row %llu",
 		     (unsigned long long)bad);
 	struct names hn = { 0 }, pn = { 0 };
-	host_names(s, &hn);
-	part_names(s, &pn);
+	fd_each_host(s, add_name, &hn);
+	fd_each_partition(s, add_name, &pn);
 	store_close(s);
 	int nh = (int)hn.n, np = (int)pn.n;
 	cr_expect_gt(nh, rounds, "the writers created only %d hosts", nh);

@@ -13,8 +13,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "agent/outbox.h"
-#include "common/fileio.h"
 #include "tests/helpers/fleetd.h"
 #include "tests/helpers/testutil.h"
 
@@ -68,16 +66,10 @@ static void stored(struct fleetd *f, struct tally *t)
 		      "%s", perr_msg(&err));
 }
 
-static int file_rec(uint64_t seq, const uint8_t *frame, size_t len,
-		    const Parley__V1__Envelope *e, void *ctx)
+static void file_event(const char *event, const char *channel, void *ctx)
 {
-	(void)seq, (void)frame, (void)len;
-	if (e->body_case != PARLEY__V1__ENVELOPE__BODY_AUDIT)
-		return 0;
-	for (size_t i = 0; i < e->audit->n_events; i++)
-		if (!strcmp(e->audit->events[i]->event, "open_denied"))
-			mark(ctx, e->audit->events[i]->channel);
-	return 0;
+	if (!strcmp(event, "open_denied"))
+		mark(ctx, channel);
 }
 
 /* The events in the agent's outbox file now (a killed agent's: what it
@@ -85,23 +77,7 @@ static int file_rec(uint64_t seq, const uint8_t *frame, size_t len,
 static void in_file(const struct fd_agent *a, struct tally *t)
 {
 	memset(t, 0, sizeof(*t));
-	char path[700];
-	snprintf(path, sizeof(path), "%s/outbox", a->dir);
-	uint8_t *buf;
-	size_t len;
-	if (file_read_all(path, OUTBOX_FILE_MAX, &buf, &len, NULL) < 0)
-		return;
-	struct outbox_scan sc;
-	outbox_parse(buf, len, file_rec, t, &sc);
-	free(buf);
-}
-
-static void kill9(struct fd_agent *a)
-{
-	cr_assert_gt(a->pid, 0);
-	kill(a->pid, SIGKILL);
-	waitpid(a->pid, NULL, 0);
-	a->pid = 0;
+	fd_outbox_events(a, file_event, t);
 }
 
 static void start_spamming(struct fleetd *f, struct fd_agent *a,
@@ -182,7 +158,7 @@ Test(outbox, agent_kill9_while_streaming_delivers_every_synced_event_once,
 		cr_assert(fd_wait(round_stored, &f, &w, 60000),
 			  "round %u: %u events stored:\n%s", r, w.t.total[r],
 			  fd_agent_log(h));
-		kill9(h);
+		fd_kill_agent(h);
 		in_file(h, &file);
 		merge(&expect, &file);
 		merge(&expect, &w.t);
@@ -207,7 +183,7 @@ Test(outbox, agent_kill9_while_streaming_delivers_every_synced_event_once,
 		for (unsigned k = 0; k < PER_ROUND; k++)
 			pending += file.n[3][k] && !now.n[3][k];
 	}
-	kill9(h);
+	fd_kill_agent(h);
 	in_file(h, &file);
 	pending = 0;
 	for (unsigned k = 0; k < PER_ROUND; k++)

@@ -72,7 +72,12 @@ static bool ready(struct fleetd *f, void *ctx)
 								  "\n"),
 		 (char *)buf);
 	free(buf);
-	return c->port > 0 && strlen(c->admin) == 68;
+	snprintf(path, sizeof(path), "%s/parleyd.port", f->dir);
+	if (file_read_all(path, 64, &buf, &len, NULL) < 0)
+		return false;
+	f->port = atoi((char *)buf);
+	free(buf);
+	return c->port > 0 && f->port > 0 && strlen(c->admin) == 68;
 }
 
 static void spawn_daemon(struct api_client *c)
@@ -85,7 +90,10 @@ static void spawn_daemon(struct api_client *c)
 	snprintf(key, sizeof(key), "%s/ca/parleyd.key", d);
 	snprintf(pol, sizeof(pol), "%s/ca/policy.key", d);
 	snprintf(log, sizeof(log), "%s/parleyd.log", d);
-	char *argv[40] = { T_BIN("parleyd"), "--listen", "127.0.0.1:0",
+	/* The link: any port at first, then the same one (agents keep it). */
+	char listen[64];
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", c->f.port);
+	char *argv[40] = { T_BIN("parleyd"), "--listen", listen,
 			   "--api-listen", "127.0.0.1:0", "--state-dir",
 			   (char *)d, "--ca", ca, "--cert", crt, "--key", key,
 			   "--policy-key", pol, "--store", c->f.store, NULL };
@@ -183,6 +191,8 @@ void ac_kill_restart(struct api_client *c)
 	char path[700];
 	snprintf(path, sizeof(path), "%s/parleyd.api-port", c->f.dir);
 	unlink(path);
+	snprintf(path, sizeof(path), "%s/parleyd.port", c->f.dir);
+	unlink(path);
 	c->port = 0;
 	spawn_daemon(c);
 }
@@ -228,6 +238,31 @@ void ac_raw(int port, const void *req, size_t len, struct ac_resp *r)
 	r->raw[got] = '\0';
 	close(fd);
 	parse(r);
+}
+
+int ac_request(int port, const char *token, const char *method,
+	       const char *path, const char *body)
+{
+	int fd = ac_connect(port);
+	if (fd < 0)
+		return 0;
+	char req[2048], resp[4096];
+	int n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nConnection: "
+			 "close\r\nAuthorization: Bearer %s\r\n"
+			 "Content-Length: %zu\r\n\r\n%s", method, path, token,
+			 body ? strlen(body) : 0, body ? body : "");
+	int status = 0;
+	if (n > 0 && (size_t)n < sizeof(req) &&
+	    send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
+		ssize_t got = recv(fd, resp, sizeof(resp) - 1, 0);
+		if (got > 12) {
+			resp[got] = '\0';
+			if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1)
+				status = 0;
+		}
+	}
+	close(fd);
+	return status;
 }
 
 void ac_call(struct api_client *c, const char *method, const char *path,

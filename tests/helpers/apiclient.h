@@ -36,13 +36,19 @@ void ac_start_tls(struct api_client *c);
 void ac_raw_tls(const struct api_client *c, const void *req, size_t len,
 		struct ac_resp *r);
 /* kill -9 parleyd (and reap it); then, for ac_kill_restart, start it again
- * on the same state and store, the API on a new port. */
+ * on the same state and store, the API on a new port, the agent link on
+ * the same port as before (c->f.port), so that agents find it again. */
 void ac_kill(struct api_client *c);
 void ac_kill_restart(struct api_client *c);
 
 /* A TCP connection to 127.0.0.1:port with a 10 s receive timeout, or -1
  * (no assertion: forked writers use it too). */
 int ac_connect(int port);
+/* One request (body may be NULL) on a fresh connection with Connection:
+ * close; the status, or 0 when no answer came (the daemon gone, a signal).
+ * No assertion: forked writers use it. */
+int ac_request(int port, const char *token, const char *method,
+	       const char *path, const char *body);
 /* Send `len` bytes as they are and read the answer to EOF. */
 void ac_raw(int port, const void *req, size_t len, struct ac_resp *r);
 /* One request with Connection: close; token and body may be NULL. */

@@ -1,6 +1,7 @@
 #include "tests/helpers/fleetd.h"
 #include "tests/helpers/testutil.h"
 #include "common/fileio.h"
+#include "agent/outbox.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -81,6 +82,42 @@ struct store *fd_store(struct fleetd *f)
 	struct parley_err err = { 0 };
 	cr_assert_eq(store_open(f->store, &s, &err), 0, "%s", perr_msg(&err));
 	return s;
+}
+
+void fd_each_host(struct store *s, void (*cb)(const char *name, void *ctx),
+		  void *ctx)
+{
+	char after[STORE_NAME_MAX] = "";
+	int n;
+	do {
+		struct store_host *h = NULL;
+		n = store_host_list(s, after, STORE_LIST_MAX, &h, NULL);
+		cr_assert_geq(n, 0);
+		for (int i = 0; i < n; i++)
+			cb(h[i].name, ctx);
+		if (n > 0)
+			snprintf(after, sizeof(after), "%s", h[n - 1].name);
+		free(h);
+	} while (n == STORE_LIST_MAX);
+}
+
+void fd_each_partition(struct store *s,
+		       void (*cb)(const char *name, void *ctx), void *ctx)
+{
+	char after[STORE_NAME_MAX] = "";
+	int n;
+	do {
+		struct store_partition *p = NULL;
+		n = store_partition_list(s, NULL, after, STORE_LIST_MAX, &p,
+					 NULL);
+		cr_assert_geq(n, 0);
+		for (int i = 0; i < n; i++)
+			cb(p[i].name, ctx);
+		if (n > 0) {
+			snprintf(after, sizeof(after), "%s", p[n - 1].name);
+			store_partition_list_free(p, (unsigned)n);
+		}
+	} while (n == STORE_LIST_MAX);
 }
 
 static bool port_known(struct fleetd *f, void *ctx)
@@ -198,6 +235,48 @@ void fd_start_agent(struct fleetd *f, struct fd_agent *a,
 void fd_stop_agent(struct fd_agent *a)
 {
 	stop_pid(&a->pid, SIGTERM);
+}
+
+void fd_kill_agent(struct fd_agent *a)
+{
+	cr_assert_gt(a->pid, 0, "agent %s is not running", a->name);
+	kill(a->pid, SIGKILL);
+	waitpid(a->pid, NULL, 0);
+	a->pid = 0;
+}
+
+struct ob_walk {
+	void (*cb)(const char *event, const char *channel, void *ctx);
+	void *ctx;
+};
+
+static int ob_rec(uint64_t seq, const uint8_t *frame, size_t len,
+		  const Parley__V1__Envelope *e, void *ctx)
+{
+	struct ob_walk *w = ctx;
+	(void)seq, (void)frame, (void)len;
+	if (e->body_case != PARLEY__V1__ENVELOPE__BODY_AUDIT)
+		return 0;
+	for (size_t i = 0; i < e->audit->n_events; i++)
+		w->cb(e->audit->events[i]->event, e->audit->events[i]->channel,
+		      w->ctx);
+	return 0;
+}
+
+void fd_outbox_events(const struct fd_agent *a,
+		      void (*cb)(const char *event, const char *channel,
+				 void *ctx), void *ctx)
+{
+	char path[700];
+	snprintf(path, sizeof(path), "%s/outbox", a->dir);
+	uint8_t *buf;
+	size_t len;
+	if (file_read_all(path, OUTBOX_FILE_MAX, &buf, &len, NULL) < 0)
+		return;
+	struct ob_walk w = { cb, ctx };
+	struct outbox_scan sc;
+	outbox_parse(buf, len, ob_rec, &w, &sc);
+	free(buf);
 }
 
 bool fd_wait(bool (*cond)(struct fleetd *, void *), struct fleetd *f,

@@ -30,6 +30,11 @@ struct fleetd {
 void fd_init(struct fleetd *f);
 /* Open the daemon's store (WAL: fine beside a running daemon). */
 struct store *fd_store(struct fleetd *f);
+/* Every host (partition) name in the store, page by page, to cb. */
+void fd_each_host(struct store *s, void (*cb)(const char *name, void *ctx),
+		  void *ctx);
+void fd_each_partition(struct store *s,
+		       void (*cb)(const char *name, void *ctx), void *ctx);
 void fd_start_daemon(struct fleetd *f);
 void fd_kill_daemon(struct fleetd *f);
 /* A host's state directory: its certificate (or one from another CA, or
@@ -40,6 +45,14 @@ struct fd_agent *fd_host(struct fleetd *f, const char *name,
 void fd_start_agent(struct fleetd *f, struct fd_agent *a,
 		    const char *const *specs);
 void fd_stop_agent(struct fd_agent *a);
+/* kill -9 the agent and reap it (its outbox file stays as it was). */
+void fd_kill_agent(struct fd_agent *a);
+/* Each audit event in the agent's outbox file, parsed as the agent
+ * reloads it (outbox_parse): what a stopped agent will send after its
+ * restart. cb gets the event's name and channel. No file: no call. */
+void fd_outbox_events(const struct fd_agent *a,
+		      void (*cb)(const char *event, const char *channel,
+				 void *ctx), void *ctx);
 /* Wait until cond(ctx) or ms pass; returns cond's last value. */
 bool fd_wait(bool (*cond)(struct fleetd *, void *), struct fleetd *f,
 	     void *ctx, int ms);
