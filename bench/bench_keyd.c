@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/fileio.h"
+#include "bench/fleet_bench.h"
 #include "common/log.h"
 #include "common/pki.h"
 #include "common/sign.h"
@@ -31,25 +31,6 @@ static double now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* utime + stime of a process, in seconds. */
-static double cpu_s(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	unsigned long long ut = 0, st = 0;
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-			 "%llu %llu", &ut, &st) != 2)
-		return -1;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 struct body {
@@ -163,12 +144,12 @@ int main(int argc, char **argv)
 			return 1;
 	/* warm both paths, then time them in turn */
 	run_sync(&k, b, n < 200 ? n : 200);
-	double c0 = cpu_s(k.pid), t0 = now_s();
+	double c0 = fleet_cpu_s(k.pid), t0 = now_s();
 	rc = run_sync(&k, b, n);
-	double t1 = now_s(), c1 = cpu_s(k.pid);
+	double t1 = now_s(), c1 = fleet_cpu_s(k.pid);
 	if (rc == 0)
 		rc = run_pipelined(&k, b, n);
-	double t2 = now_s(), c2 = cpu_s(k.pid);
+	double t2 = now_s(), c2 = fleet_cpu_s(k.pid);
 	uint8_t sig[SIGN_LEN];
 	for (unsigned i = 0; rc == 0 && i < n; i++)
 		rc = sign_data(key, b[i].p, b[i].len, sig);

@@ -82,6 +82,16 @@ static uint8_t *body_for(const char *host, uint64_t version, size_t *len)
 	return p;
 }
 
+/* A SIGN_BUNDLE header whose length is one over what the key process
+ * reads. */
+static void over_cap_hdr(uint8_t hdr[8])
+{
+	uint32_t big = KEYD_MSG_MAX + 1;
+	const uint8_t h[8] = { (uint8_t)(big >> 24), (uint8_t)(big >> 16),
+			       (uint8_t)(big >> 8), (uint8_t)big, 0, 2, 0, 0 };
+	memcpy(hdr, h, 8);
+}
+
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -239,12 +249,8 @@ Test(keyd, a_hostile_request_inside_a_window_cannot_shift_the_answers)
 		     perr_msg(&err));
 	/* good, a header over the cap, good -- in one write, so that all
 	 * three are there before the key process reads the first */
-	uint8_t hdr[8] = { 0, 0, 0, 0, 0, 2, 0, 0 };
-	uint32_t big = KEYD_MSG_MAX + 1;
-	hdr[0] = (uint8_t)(big >> 24);
-	hdr[1] = (uint8_t)(big >> 16);
-	hdr[2] = (uint8_t)(big >> 8);
-	hdr[3] = (uint8_t)big;
+	uint8_t hdr[8];
+	over_cap_hdr(hdr);
 	struct keyd_req q1 = { .type = KEYD_SIGN_BUNDLE, .host = "h1",
 			       .version = 1, .data = b1, .len = l1 };
 	struct keyd_req q2 = { .type = KEYD_SIGN_BUNDLE, .host = "h2",
@@ -340,12 +346,8 @@ Test(keyd, an_oversized_request_ends_the_conversation)
 {
 	struct kt t;
 	kt_start(&t);
-	uint8_t hdr[8] = { 0, 0, 0, 0, 0, 2, 0, 0 };
-	uint32_t big = KEYD_MSG_MAX + 1;
-	hdr[0] = (uint8_t)(big >> 24);
-	hdr[1] = (uint8_t)(big >> 16);
-	hdr[2] = (uint8_t)(big >> 8);
-	hdr[3] = (uint8_t)big;
+	uint8_t hdr[8];
+	over_cap_hdr(hdr);
 	struct parley_err err = { 0 };
 	uint8_t *m;
 	size_t ml;

@@ -75,17 +75,24 @@ static int call(struct keyd *k, const struct keyd_req *q, struct keyd_rep *rep,
 	return rc;
 }
 
+/* A reply that parsed (rc 0) must carry exactly a signature. */
+static int take_sig(int rc, const struct keyd_rep *rep, uint8_t sig[64],
+		    struct parley_err *err)
+{
+	if (rc == 0 && rep->len != SIGN_LEN)
+		rc = perr(err, -EBADMSG, "key process: a signature of %zu "
+			  "bytes", rep->len);
+	if (rc == 0)
+		memcpy(sig, rep->data, SIGN_LEN);
+	return rc;
+}
+
 static int sig64(struct keyd *k, const struct keyd_req *q, uint8_t sig[64],
 		 struct parley_err *err)
 {
 	struct keyd_rep rep;
 	uint8_t *m;
-	int rc = call(k, q, &rep, &m, err);
-	if (rc == 0 && rep.len != SIGN_LEN)
-		rc = perr(err, -EBADMSG, "key process: a signature of %zu "
-			  "bytes", rep.len);
-	if (rc == 0)
-		memcpy(sig, rep.data, SIGN_LEN);
+	int rc = take_sig(call(k, q, &rep, &m, err), &rep, sig, err);
 	free(m);
 	return rc;
 }
@@ -154,11 +161,7 @@ int keyd_sign_bundle_recv(struct keyd *k, uint8_t sig[64],
 	rc = keyd_rep_parse(m, ml, &rep, err);
 	if (rc == 0 && rep.status < 0)
 		rc = perr(err, rep.status, "key process: %s", rep.msg);
-	else if (rc == 0 && rep.len != SIGN_LEN)
-		rc = perr(err, -EBADMSG, "key process: a signature of %zu "
-			  "bytes", rep.len);
-	if (rc == 0)
-		memcpy(sig, rep.data, SIGN_LEN);
+	rc = take_sig(rc, &rep, sig, err);
 	free(m);
 	return rc;
 }
