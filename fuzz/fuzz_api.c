@@ -563,6 +563,7 @@ static void fail(const char *why, const char *method, const char *target,
 {
 	fprintf(stderr, "fuzz_api: %s: %s %s -> %d %s\n", why, method, target,
 		ans->status, ans->body ? ans->body : "(no body)");
+	cleanup(); /* the input alone reproduces it: no need for the files */
 	abort();
 }
 
