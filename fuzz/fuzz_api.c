@@ -10,14 +10,18 @@
  * golden baseline, a checkpoint signed by a real key process) plus
  * measurements and agent audit events; after a committed change the
  * working copy is put back to that template, so every input meets the
- * same store and a crash reproduces from its input alone.
+ * same store and a crash reproduces from its input alone. libvirt
+ * partitions go through hooks that do what daemon/orch.c does to the
+ * store (its checks, the real spec parser, its rows and audit events)
+ * with libvirt's answer taken from the input.
  *
  * Input (text, so that seeds are readable):
  *   METHOD TARGET\n      e.g. "GET /v1/audit?limit=2&host=h1"
  *   FLAGS\n              a: admin token, r: read token, u: a well-formed
  *                        token the store does not know, g: a malformed
  *                        Authorization header (none of these: no header);
- *                        f: the libvirt hooks fail, n: no libvirt hooks
+ *                        f: libvirt refuses (ORCH_ELIBVIRT, 502),
+ *                        n: no libvirt hooks (501)
  *   BODY                 the rest
  * Requests the gate refuses before evhttp (api_gate.c: unknown method,
  * target not an absolute path of visible ASCII, a body on HEAD/TRACE, a
@@ -47,7 +51,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
 #include <unistd.h>
