@@ -285,11 +285,17 @@ static int pipe_open(struct parley_seg_pipe *p, const struct parley_segtab *t,
 		return PARLEY_SEG_OK;
 	}
 	p->own_pos = pos_page(t, base, self);
-	/* Start where the writer is now; before it started, at 0. */
+	/* Start where this member's position page says, if the writer kept
+	 * everything since (it counts every PRESENT reader's position); a
+	 * position it no longer holds (a late joiner's 0, or garbage): at the
+	 * head, i.e. with what is written from now on. */
 	uint64_t h = load_acq(&p->hdr->magic) == PARLEY_SEG_PIPE_MAGIC
 			     ? load_acq(&p->hdr->head) : 0;
-	p->at = h;
-	store_rel(&p->own_pos->at[s].v, h);
+	uint64_t at = load_acq(&p->own_pos->at[s].v);
+	if (at > h || h - at > p->ring_size || at % 8)
+		at = h;
+	p->at = at;
+	store_rel(&p->own_pos->at[s].v, at);
 	return PARLEY_SEG_OK;
 }
 

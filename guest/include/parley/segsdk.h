@@ -67,8 +67,11 @@ struct parley_seg_pipe {
 };
 
 /* The writer's end: it must be the segment's writer; the ring starts
- * empty. The reader's end: it must be a reader; it starts at the current
- * head (a late joiner reads what is written from now on). */
+ * empty. The reader's end: it must be a reader; it starts at the position
+ * its position page holds when the writer still has everything from there
+ * (the writer never overwrites what a PRESENT reader has not read), else
+ * at the head: a late joiner reads what is still in the ring from its
+ * position, or what is written from now on. */
 int parley_seg_pipe_writer(struct parley_seg_pipe *p,
 			   const struct parley_segtab *t, uint8_t *base,
 			   uint32_t self, const char *name);
