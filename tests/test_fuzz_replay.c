@@ -35,6 +35,8 @@ static const struct target targets[] = {
 	{ "join_csr", NULL },
 	{ "outbox", NULL },
 	{ "ring", NULL },
+	{ "segset", NULL },
+	{ "segtab", NULL },
 	{ "snapshot", NULL },
 	{ "spec", PARLEY_SOURCE_DIR "/examples", 1 },
 	{ "store_audit", NULL },
