@@ -6,7 +6,8 @@
  * segment, 100,000 messages with checksums through a pipe and a queue;
  * a write to a read-only segment stopped by the fault and a writable
  * mapping refused by the kernel; removal revoking a member's segments for
- * everyone (cut memory faults) with the others told; a late joiner seeing
+ * everyone with the others told (every end sees CHANGED, the revoked one
+ * GONE; once cut, a kept mapping faults); a late joiner seeing
  * the current table; hostile pipe indices refused.
  *
  * Still to come with the vmm path (SEG_ATTACH): the same with partitions
@@ -362,6 +363,8 @@ Test(segset, removed_member_is_revoked_for_everyone_and_others_told)
 	struct parley_seg_queue *q = malloc(sizeof(*q));
 	cr_assert_eq(parley_seg_queue_reader(q, t, hub, HUB, "events"), 0);
 	cr_assert_eq(q->n, 3);
+	struct parley_seg_pipe *evp = malloc(sizeof(*evp));
+	cr_assert_eq(parley_seg_pipe_reader(evp, t, hub, HUB, "ev.left"), 0);
 
 	uint64_t notify = segmem_remove(&sm, LEFT);
 	cr_expect_eq(notify, (1u << HUB) | (1u << RIGHT) | (1u << MON),
@@ -372,14 +375,33 @@ Test(segset, removed_member_is_revoked_for_everyone_and_others_told)
 	cr_expect_eq(t->seg[evl].state, PARLEY_SEG_REVOKED);
 	cr_expect_eq(t->seg[t->member[LEFT].pos_seg].state,
 		     PARLEY_SEG_REVOKED);
+	/* Every end sees the change before its next access; the revoked
+	 * one learns it is gone. */
+	uint8_t buf[256];
+	uint32_t len, from;
+	cr_expect_eq(parley_seg_queue_recv(q, buf, sizeof(buf), &len, &from),
+		     PARLEY_SEG_CHANGED);
+	cr_expect_eq(parley_seg_recv(evp, buf, sizeof(buf), &len),
+		     PARLEY_SEG_CHANGED);
+	cr_expect_eq(parley_seg_pipe_update(evp, t), PARLEY_SEG_GONE);
 	/* The SDK skips it from now on. */
 	cr_expect_eq(parley_seg_queue_reader(q, t, hub, HUB, "events"), 0);
 	cr_expect_eq(q->n, 2);
 	struct parley_seg_pipe *p = malloc(sizeof(*p));
 	cr_expect_eq(parley_seg_pipe_writer(p, t, hub, LEFT, "ev.left"),
 		     PARLEY_SEG_GONE);
-	/* The kernel enforces it: the old mapping of the cut memfd faults. */
+	/* Until the agent cuts it (after the others confirmed), the memory
+	 * is still there; then the kernel enforces it: the old mapping of
+	 * the cut memfd faults. */
 	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		_exit(hub[evl_off] == 0 ? 0 : 1);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "0x%x", st);
+	segmem_cut(&sm, LEFT);
+	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		struct sigaction sa = { .sa_sigaction = on_bus,
@@ -388,7 +410,6 @@ Test(segset, removed_member_is_revoked_for_everyone_and_others_told)
 		volatile uint8_t *x = hub + evl_off;
 		_exit(x[0]);
 	}
-	int st;
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
 	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == EXIT_BUS, "0x%x", st);
 	/* A new view of hub no longer maps it. */
@@ -402,7 +423,7 @@ Test(segset, removed_member_is_revoked_for_everyone_and_others_told)
 	cr_expect_eq(t->member[LEFT].state, PARLEY_MEMBER_PRESENT);
 	cr_expect_eq(t->member[LEFT].joins, 2);
 	cr_expect_eq(t->seg[evl].state, PARLEY_SEG_LIVE);
-	free(p), free(q), free(t);
+	free(p), free(q), free(t), free(evp);
 	segmem_close(&sm);
 }
 
@@ -444,11 +465,17 @@ Test(segset, late_joiner_sees_the_current_table_and_new_messages)
 	}
 	cr_expect_eq(parley_seg_recv(&rr, &m, sizeof(m), &len),
 		     PARLEY_SEG_AGAIN);
-	/* the writer sees the change and counts right from now on */
-	read_table(hb, t);
-	parley_seg_pipe_update(&w, t);
-	cr_expect_eq(w.readers, (1u << LEFT) | (1u << RIGHT));
+	/* the ends see the change before they touch the ring again */
 	uint32_t n = make_msg(&m, HUB, 10);
+	cr_expect_eq(parley_seg_send(&w, &m, n), PARLEY_SEG_CHANGED);
+	cr_expect_eq(parley_seg_recv(&rl, &m, sizeof(m), &len),
+		     PARLEY_SEG_CHANGED);
+	/* the writer counts right from now on */
+	read_table(hb, t);
+	cr_assert_eq(parley_seg_pipe_update(&w, t), 0);
+	cr_assert_eq(parley_seg_pipe_update(&rl, t), 0);
+	cr_expect_eq(w.readers, (1u << LEFT) | (1u << RIGHT));
+	n = make_msg(&m, HUB, 10);
 	cr_assert_eq(parley_seg_send(&w, &m, n), 0);
 	cr_assert_eq(parley_seg_recv(&rr, &m, sizeof(m), &len), 0);
 	cr_expect(check_msg(&m, len, HUB, 10));

@@ -173,12 +173,19 @@ uint64_t segmem_remove(struct segmem *sm, uint32_t member)
 		if (sm->seg[i].writer == member)
 			sm->seg[i].state = PARLEY_SEG_REVOKED;
 	end(sm);
-	for (uint32_t i = 1; i < sm->nsegs; i++)
-		if (sm->seg[i].writer == member && ftruncate(sm->mem[i], 0) < 0)
-			abort(); /* our own memfd, never sealed for shrink */
 	uint64_t notify = 0;
 	for (uint32_t m = 0; m < sm->nmembers; m++)
 		if (m != member && sm->member[m].state == PARLEY_MEMBER_PRESENT)
 			notify |= 1ull << m;
 	return notify;
+}
+
+void segmem_cut(struct segmem *sm, uint32_t member)
+{
+	if (member >= sm->nmembers ||
+	    sm->member[member].state != PARLEY_MEMBER_REMOVED)
+		return;
+	for (uint32_t i = 1; i < sm->nsegs; i++)
+		if (sm->seg[i].writer == member && ftruncate(sm->mem[i], 0) < 0)
+			abort(); /* our own memfd, never sealed for shrink */
 }

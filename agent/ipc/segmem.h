@@ -61,9 +61,13 @@ int segmem_view(const struct segmem *sm, uint32_t member,
  * fresh memory for the segments it writes (LIVE again). 0 or -errno. */
 int segmem_join(struct segmem *sm, uint32_t member);
 
-/* The member leaves or is quarantined: REMOVED, every segment it writes
- * REVOKED and cut to 0 bytes. Returns the members to notify (PRESENT
- * ones, as a mask). */
+/* The member leaves or is quarantined, in two steps as channels are
+ * revoked: segmem_remove marks it REMOVED and every segment it writes
+ * REVOKED in the table (the SDK's ends see _CHANGED before their next
+ * access) and returns the members to notify (PRESENT ones, as a mask);
+ * segmem_cut, once they confirmed their unmap or a deadline passed, cuts
+ * those segments to 0 bytes, so a mapping anyone kept faults. */
 uint64_t segmem_remove(struct segmem *sm, uint32_t member);
+void segmem_cut(struct segmem *sm, uint32_t member);
 
 #endif

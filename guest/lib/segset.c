@@ -244,14 +244,18 @@ static void *pos_page(const struct parley_segtab *t, uint8_t *base,
 	return base + t->seg[t->member[member].pos_seg].offset;
 }
 
-void parley_seg_pipe_update(struct parley_seg_pipe *p,
-			    const struct parley_segtab *t)
+int parley_seg_pipe_update(struct parley_seg_pipe *p,
+			   const struct parley_segtab *t)
 {
+	p->seen = t->hdr.epoch;
+	if (t->seg[p->seg].state != PARLEY_SEG_LIVE)
+		return PARLEY_SEG_GONE;
 	p->readers = 0;
 	for (uint32_t m = 0; m < t->hdr.nmembers; m++)
 		if (((t->seg[p->seg].readers >> m) & 1) &&
 		    t->member[m].state == PARLEY_MEMBER_PRESENT)
 			p->readers |= 1ull << m;
+	return PARLEY_SEG_OK;
 }
 
 static int pipe_open(struct parley_seg_pipe *p, const struct parley_segtab *t,
@@ -275,6 +279,8 @@ static int pipe_open(struct parley_seg_pipe *p, const struct parley_segtab *t,
 	p->hdr = (volatile void *)(base + g->offset);
 	p->ring = base + g->offset + PAGE;
 	p->ring_size = g->size - PAGE;
+	p->epoch = &((volatile struct parley_segset_hdr *)base)->epoch;
+	p->seen = t->hdr.epoch;
 	for (uint32_t m = 0; m < t->hdr.nmembers; m++)
 		p->pos[m] = pos_page(t, base, m);
 	if (writer) {
@@ -338,6 +344,8 @@ int parley_seg_send(struct parley_seg_pipe *p, const void *buf, uint32_t len)
 {
 	if (!p->writer)
 		return PARLEY_SEG_ACCESS;
+	if (load_acq(p->epoch) != p->seen)
+		return PARLEY_SEG_CHANGED;
 	uint64_t need = (PARLEY_SEG_REC_HDR + (uint64_t)len + 7) & ~7ull;
 	if (need > p->ring_size)
 		return PARLEY_SEG_INVAL;
@@ -364,6 +372,8 @@ int parley_seg_recv(struct parley_seg_pipe *p, void *buf, uint32_t cap,
 {
 	if (p->writer)
 		return PARLEY_SEG_ACCESS;
+	if (load_acq(p->epoch) != p->seen)
+		return PARLEY_SEG_CHANGED;
 	if (load_acq(&p->hdr->magic) != PARLEY_SEG_PIPE_MAGIC)
 		return PARLEY_SEG_AGAIN;  /* the writer has not started */
 	uint64_t h = load_acq(&p->hdr->head);

@@ -26,6 +26,9 @@ enum parley_seg_rc {
 	PARLEY_SEG_NOENT = -4,    /* no such segment, member or queue */
 	PARLEY_SEG_ACCESS = -5,   /* not the writer / not a reader */
 	PARLEY_SEG_GONE = -6,     /* revoked: the segment's writer was removed */
+	PARLEY_SEG_CHANGED = -7,  /* the table changed since this end looked:
+				   * read it again, then _update (a pipe) or
+				   * open the queue again */
 };
 
 /* A checked private copy of the table. */
@@ -63,6 +66,8 @@ struct parley_seg_pipe {
 	uint64_t at;                      /* writer: head; reader: position */
 	volatile struct parley_seg_pos *own_pos;      /* reader */
 	uint64_t readers;                 /* writer: whose positions count */
+	const volatile uint64_t *epoch;   /* the table's, in segment 0 */
+	uint64_t seen;                    /* the epoch this end last used */
 	const volatile struct parley_seg_pos *pos[PARLEY_SEGSET_MEMBERS_MAX];
 };
 
@@ -78,12 +83,17 @@ int parley_seg_pipe_writer(struct parley_seg_pipe *p,
 int parley_seg_pipe_reader(struct parley_seg_pipe *p,
 			   const struct parley_segtab *t, uint8_t *base,
 			   uint32_t self, const char *name);
-/* After the table changed (a member joined or left): whose positions hold
- * the writer back — the PRESENT readers. */
-void parley_seg_pipe_update(struct parley_seg_pipe *p,
-			    const struct parley_segtab *t);
+/* After the table changed (a member joined or left; send and recv say
+ * _CHANGED): t is the table read again. For the writer, whose positions
+ * hold it back — the PRESENT readers. _OK, or _GONE when the segment was
+ * revoked (the end must not be used again). Send and recv look at the
+ * table's epoch first, so an end that keeps to this never touches a
+ * segment the agent revoked: the agent cuts a removed member's memory only
+ * after telling the others (agent/ipc/segmem.h). */
+int parley_seg_pipe_update(struct parley_seg_pipe *p,
+			   const struct parley_segtab *t);
 
-/* One message of len bytes; _AGAIN when some present reader has not read
+/* One message of len bytes; _CHANGED (above); _AGAIN when some present reader has not read
  * far enough, _INVAL for a message that can never fit. A reader whose
  * position is out of range (not yet started, or hostile) holds no one
  * back: it only loses its own messages. */
