@@ -36,6 +36,8 @@ static const struct target targets[] = {
 	{ "join_csr", NULL },
 	{ "outbox", NULL },
 	{ "ring", NULL },
+	{ "segset", PARLEY_SOURCE_DIR "/examples" },
+	{ "segtab", NULL },
 	{ "snapshot", NULL },
 	{ "spec", PARLEY_SOURCE_DIR "/examples", 1 },
 	{ "store_audit", NULL },
