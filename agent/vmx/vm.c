@@ -231,8 +231,10 @@ void vmx_vcpu_reply(struct vmx_vm *vm, const struct ctl_open_reply *r)
 	if (c->awaiting) {
 		c->reply = *r;
 		/* The map request came first; if it failed there is nothing
-		 * behind the handle. */
-		if (r->status == PARLEY_OK && !win_lookup(vm, r->handle))
+		 * behind the handle. (Handle 0 is none: an answer that maps
+		 * nothing, a service offer's.) */
+		if (r->status == PARLEY_OK && r->handle &&
+		    !win_lookup(vm, r->handle))
 			c->reply.status = PARLEY_E_LIMIT;
 		c->replied = true;
 		pthread_cond_broadcast(&vm->cond);
