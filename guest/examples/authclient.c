@@ -57,7 +57,7 @@ static int many(long n, long inflight)
 	if (inflight < 1 || inflight > PARLEY_SVC_INFLIGHT)
 		inflight = 8;
 	while (got < n) {
-		while (sent < n && (long)conn.ninflight < inflight) {
+		while (sent < n && (long)conn.ids.n < inflight) {
 			int right = sent % 2 == 0;
 			uint32_t id;
 			int64_t rc = parley_svc_send(&conn, req,

@@ -66,7 +66,7 @@ int64_t parley_svc_connect(const char *name, const char *target,
 int64_t parley_svc_send(struct parley_svc_conn *s, const void *req,
 			uint32_t len, uint32_t *id)
 {
-	if (s->ninflight == PARLEY_SVC_INFLIGHT)
+	if (s->ids.n >= PARLEY_SVC_INFLIGHT)
 		return PARLEY_E_LIMIT;
 	uint32_t n = parley_svc_build(frame, s->next_id, 0, req, len);
 	if (!n)
@@ -77,19 +77,10 @@ int64_t parley_svc_send(struct parley_svc_conn *s, const void *req,
 	*id = s->next_id++;
 	if (s->next_id == 0)
 		s->next_id = 1;
-	s->inflight[s->ninflight++] = *id;
+	/* Cannot fail: not full, and ids run 2^32 calls before they repeat,
+	 * far more than PARLEY_SVC_INFLIGHT. */
+	parley_svc_ids_add(&s->ids, *id);
 	return PARLEY_OK;
-}
-
-/* An answer must be to a call in flight; it is then no longer. */
-static int take_inflight(struct parley_svc_conn *s, uint32_t id)
-{
-	for (uint32_t i = 0; i < s->ninflight; i++)
-		if (s->inflight[i] == id) {
-			s->inflight[i] = s->inflight[--s->ninflight];
-			return 1;
-		}
-	return 0;
 }
 
 int64_t parley_svc_recv(struct parley_svc_conn *s, uint32_t *id,
@@ -103,7 +94,7 @@ int64_t parley_svc_recv(struct parley_svc_conn *s, uint32_t *id,
 	struct parley_svc_frame h;
 	const uint8_t *p;
 	if (parley_svc_parse(frame, n, PARLEY_SVC_RESPONSE, &h, &p) < 0 ||
-	    h.len > cap || !take_inflight(s, h.id))
+	    h.len > cap || !parley_svc_ids_take(&s->ids, h.id))
 		return PARLEY_E_INVAL;
 	memcpy(buf, p, h.len);
 	*id = h.id;
@@ -117,7 +108,7 @@ int64_t parley_svc_call(struct parley_svc_conn *s, const void *req,
 			uint32_t cap, uint32_t *out_len)
 {
 	uint32_t id, got;
-	if (s->ninflight)
+	if (s->ids.n)
 		return PARLEY_E_INVAL;
 	int64_t rc = parley_svc_send(s, req, len, &id);
 	if (rc == PARLEY_OK)

@@ -67,4 +67,34 @@ static inline uint32_t parley_svc_build(void *out, uint32_t id,
 	return PARLEY_SVC_HDR + len;
 }
 
+/* The calls a connection has in flight: an answer is taken only for one
+ * of them, and only once. */
+struct parley_svc_ids {
+	uint32_t n;
+	uint32_t id[PARLEY_SVC_INFLIGHT];
+};
+
+/* 0, or -1 if full or already in flight. */
+static inline int parley_svc_ids_add(struct parley_svc_ids *s, uint32_t id)
+{
+	if (s->n >= PARLEY_SVC_INFLIGHT)
+		return -1;
+	for (uint32_t i = 0; i < s->n; i++)
+		if (s->id[i] == id)
+			return -1;
+	s->id[s->n++] = id;
+	return 0;
+}
+
+/* 1 if id was in flight (and is no longer), else 0. */
+static inline int parley_svc_ids_take(struct parley_svc_ids *s, uint32_t id)
+{
+	for (uint32_t i = 0; i < s->n && i < PARLEY_SVC_INFLIGHT; i++)
+		if (s->id[i] == id) {
+			s->id[i] = s->id[--s->n];
+			return 1;
+		}
+	return 0;
+}
+
 #endif

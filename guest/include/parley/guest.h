@@ -70,8 +70,7 @@ int64_t parley_svc_accept(const char *name, struct parley_chan *c,
 struct parley_svc_conn {
 	struct parley_chan chan;
 	uint32_t next_id;
-	uint32_t ninflight;
-	uint32_t inflight[PARLEY_SVC_INFLIGHT];
+	struct parley_svc_ids ids;     /* calls in flight */
 };
 
 /* Connect to `target`'s service `name` (the agent's policy decides).
