@@ -200,3 +200,24 @@ T_BACKEND_TEST(service, provider_that_stops_gives_callers_an_error, .timeout = 6
 		      "\"channel\":\"auth\"");
 	t_fleet_free(&f);
 }
+
+/* Names a partition passes are checked by the vmm (terminated, not empty)
+ * and the agent (alphabet), and answered INVAL without stopping it; the
+ * agent audits the refused call. An accept of a service it does not offer
+ * is INVAL, one with nobody calling TIMEOUT. */
+T_BACKEND_TEST(service, hostile_names_are_refused, .timeout = 30)
+{
+	struct t_fleet f;
+	t_fleet_init(&f, ALLOW);
+	struct partition *h = t_fleet_add(&f, "h", "hostile.elf",
+					  "mode=svc_names", NULL, false, NULL);
+	t_fleet_go(&f);
+	done(&f, 10000);
+	exits(&f, h, 0);
+	OUT_HAS(&f, "h| hostile: svc -1 -1 -1 -1 -1 -1 0 -8\n");
+	AUDIT_HAS(&f, "\"event\":\"svc_call_denied\",\"partition\":\"h\","
+		      "\"channel\":\"x y\",\"reason\":\"INVAL\"");
+	AUDIT_HAS(&f, "\"event\":\"svc_offer\",\"partition\":\"h\","
+		      "\"channel\":\"auth\"");
+	t_fleet_free(&f);
+}
