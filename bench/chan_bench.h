@@ -42,6 +42,7 @@ struct cb_part {
 	const char *cmdline;
 	const char *config;        /* host path of its one config file, or NULL */
 	bool peer_only;            /* stopped by the bench once the rest end */
+	const char *image;         /* NULL: chanbench.elf */
 };
 
 struct cb_run {
@@ -144,6 +145,14 @@ struct chan_rtt_result {
 };
 int chan_bench_rtt(const struct bench_env *e, struct chan_rtt_result *r,
 		   struct parley_err *err);
+
+/* Service calls against bare channel round trips, polled, in one run
+ * (svc_rtt.c, partitions svcbench.elf). */
+struct svc_rtt_result {
+	double svc_us, chan_us, ratio;
+};
+int svc_bench_rtt(const struct bench_env *e, struct svc_rtt_result *r,
+		  struct parley_err *err);
 
 struct chan_open_result {
 	double first_open_ms;  /* creation + both ends mapped, 1 MiB config */

@@ -124,9 +124,10 @@ static int spec_of(const struct cb_part *d, struct part_spec *s,
 		snprintf(cfg, sizeof(cfg), ",\"config\":[{\"name\":\"cfg\","
 			 "\"path\":\"%s\"}]", base ? base + 1 : d->config);
 	int n = snprintf(json, sizeof(json),
-			 "{\"name\":\"%s\",\"image\":\"chanbench.elf\","
+			 "{\"name\":\"%s\",\"image\":\"%s\","
 			 "\"memory\":\"16M\",\"cmdline\":\"%s\"%s}",
-			 d->name, d->cmdline, cfg);
+			 d->name, d->image ? d->image : "chanbench.elf",
+			 d->cmdline, cfg);
 	if (n < 0 || (size_t)n >= sizeof(json))
 		return perr(err, -ENAMETOOLONG, "spec of %s too long", d->name);
 	return spec_parse(json, (size_t)n, dir, s, err);
