@@ -91,14 +91,18 @@ T_BACKEND_TEST(service, rule_for_other_service_or_direction_denies, .timeout = 3
 	t_fleet_free(&f);
 }
 
+/* The provider sleeps without a timeout (wait_ms=-1) and the client calls
+ * only 200 ms later: only the agent's signal of a new caller (its window
+ * mapped) wakes the provider to accept. */
 T_BACKEND_TEST(service, right_and_wrong_password, .timeout = 30)
 {
 	struct t_fleet f;
 	t_fleet_init(&f, ALLOW);
-	struct partition *s = t_fleet_add(&f, "auth", "authsvc.elf", "callers=1",
+	struct partition *s = t_fleet_add(&f, "auth", "authsvc.elf",
+					  "callers=1 wait_ms=-1",
 					  keys, false, NULL);
 	struct partition *c = t_fleet_add(&f, "client", "authclient.elf",
-		"user=alice pass=secret", NULL, false, NULL);
+		"user=alice pass=secret delay_ms=200", NULL, false, NULL);
 	t_fleet_go(&f);
 	done(&f, 10000);
 	exits(&f, c, 0);

@@ -116,6 +116,18 @@ static void kick_all(struct vmx_vm *vm)
 	}
 }
 
+void vmx_vm_wake_waiters(struct vmx_vm *vm)
+{
+	for (unsigned i = 0; i < vm->nvcpu; i++) {
+		struct vmx_vcpu *c = &vm->vcpu[i];
+		uint64_t one = 1;
+		if (c->started && c->kick_fd >= 0 &&
+		    write(c->kick_fd, &one, sizeof(one)) < 0) {
+			/* counter full: it will wake anyway */
+		}
+	}
+}
+
 static void noop_handler(int sig)
 {
 	(void)sig;

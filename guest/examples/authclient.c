@@ -4,6 +4,7 @@
  * flight, each answer checked against what it must be.
  *
  * Command line: target=NAME user=NAME pass=RIGHT n=N inflight=K
+ *   delay_ms=D (sleep first: the provider is then surely asleep)
  * Prints "connect auth RC DETAIL" when the agent refuses the call. */
 #include <parley/guest.h>
 #include "authproto.h"
@@ -96,6 +97,9 @@ int main(const struct parley_boot_info *bi)
 	long n = parley_cmdline_int(bi, "n", 0);
 	long inflight = parley_cmdline_int(bi, "inflight", 8);
 	char detail[64];
+	long delay_ms = parley_cmdline_int(bi, "delay_ms", 0);
+	if (delay_ms > 0)
+		parley_sleep_ns((uint64_t)delay_ms * 1000000);
 	/* The provider may not have offered yet: not offered is PEER_DOWN,
 	 * asked again for up to a second. */
 	int64_t rc = PARLEY_E_PEER_DOWN;

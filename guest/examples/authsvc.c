@@ -10,6 +10,9 @@
  *   tamper=1      flip a byte of "keys" before offering (a tampered
  *                 provider: the agent must refuse its callers)
  *   idle_ms=N     exit 0 if no caller came within N ms (default: wait)
+ *   wait_ms=N     longest sleep between looks for new callers (default
+ *                 1000; -1: sleep until woken, relying on the agent's
+ *                 signal of a new caller)
  */
 #include <parley/guest.h>
 #include "authproto.h"
@@ -96,6 +99,10 @@ int main(const struct parley_boot_info *bi)
 		return 2;
 	}
 	long idle_ms = parley_cmdline_int(bi, "idle_ms", 0);
+	long wait_ms = parley_cmdline_int(bi, "wait_ms", 1000);
+	uint64_t wait_ns = wait_ms < 0 ? UINT64_MAX : (uint64_t)wait_ms * 1000000;
+	if (idle_ms && (uint64_t)idle_ms * 1000000 < wait_ns)
+		wait_ns = (uint64_t)idle_ms * 1000000 / 4 + 1;
 	uint64_t idle_end = parley_clock_ns() + (uint64_t)idle_ms * 1000000;
 	if (parley_cmdline_int(bi, "tamper", 0))
 		tamper();
@@ -146,7 +153,7 @@ int main(const struct parley_boot_info *bi)
 		if (progress)
 			continue;
 		uint64_t ready = 0;
-		rc = parley_svc_wait(live, n, 1000000, &ready);
+		rc = parley_svc_wait(live, n, wait_ns, &ready);
 		if (rc != PARLEY_E_PEER_DOWN && rc != PARLEY_E_CLOSED)
 			continue;
 		for (uint32_t i = 0; i < n; i++)

@@ -159,7 +159,10 @@ struct parley_hc_svc_call {
 	char detail[64];   /* OUT: for INTEGRITY, the file that differed */
 };
 
-/* Never sleeps: a provider polls it (between waits on its callers). */
+/* Never sleeps. The signal to ask: when a call's window is mapped into the
+ * provider, every vCPU of it sleeping in CHAN_WAIT is woken (ret OK,
+ * ready 0), so a provider waits on its callers' handles (or none) and
+ * accepts after each wake-up. */
 struct parley_hc_svc_accept {
 	char name[PARLEY_SVC_NAME_MAX];  /* IN: a service this side offers */
 	uint64_t handle;   /* OUT: the new caller's channel */
