@@ -225,3 +225,61 @@ T_BACKEND_TEST(service, hostile_names_are_refused, .timeout = 30)
 		      "\"channel\":\"auth\"");
 	t_fleet_free(&f);
 }
+
+/* The SDK believes no answer to a call that is not in flight: the
+ * client's receive fails with INVAL rather than taking it. */
+T_BACKEND_TEST(service, answer_to_unknown_call_is_refused_by_the_sdk, .timeout = 30)
+{
+	struct t_fleet f;
+	t_fleet_init(&f, ALLOW);
+	struct partition *s = t_fleet_add(&f, "auth", "authsvc.elf",
+					  "callers=1 evil=1", keys, false, NULL);
+	struct partition *c = t_fleet_add(&f, "client", "authclient.elf", "",
+					  NULL, false, NULL);
+	t_fleet_go(&f);
+	done(&f, 10000);
+	exits(&f, c, 1);
+	exits(&f, s, 0);
+	OUT_HAS(&f, "client| call failed: -1\n");
+	cr_assert_null(strstr(t_fleet_out(&f), "right password"), "%s",
+		       t_fleet_out(&f));
+	t_fleet_free(&f);
+}
+
+/* The rule goes away (a policy reload) while calls flow: the call's
+ * channel is revoked; the client does not finish its calls. Either end
+ * learns CLOSED from its next wait or, if it polled the window after the
+ * unmap (the provider spins on its rings), is stopped for touching a
+ * revoked window, as with any channel. */
+T_BACKEND_TEST(service, rule_removed_revokes_the_call, .timeout = 60)
+{
+	struct t_fleet f;
+	t_fleet_init(&f, ALLOW);
+	struct partition *s = t_fleet_add(&f, "auth", "authsvc.elf",
+					  "callers=1", keys, false, NULL);
+	struct partition *c = t_fleet_add(&f, "client", "authclient.elf",
+		"n=100000000 inflight=4", NULL, false, NULL);
+	t_fleet_go(&f);
+	for (int i = 0; i < 500 && !strstr(t_fleet_out(&f), "wrong password");
+	     i++)
+		t_fleet_run(&f, 20);
+	OUT_HAS(&f, "client| wrong password: status 1 denied\n");
+	t_fleet_set_grants(&f, "{\"grants\":[]}");
+	done(&f, 20000);
+	AUDIT_HAS(&f, "\"event\":\"revoke\",\"channel\":\"auth\","
+		      "\"reason\":\"SERVICE_RULE_REMOVED\"");
+	struct partition *both[] = { c, s };
+	for (int i = 0; i < 2; i++) {
+		struct partition *p = both[i];
+		bool closed = p->fin.reason == VMX_STOP_EXIT;
+		cr_assert(closed || p->fin.reason == VMX_STOP_REVOKED_ACCESS,
+			  "%s: %s (%s)\n%s", p->name,
+			  vmx_stop_name(p->fin.reason), p->fin.detail,
+			  t_fleet_out(&f));
+	}
+	if (c->fin.reason == VMX_STOP_EXIT)
+		cr_assert_eq(c->fin.code, 1, "%s", t_fleet_out(&f));
+	cr_assert_null(strstr(t_fleet_out(&f), "wrong answers"), "%s",
+		       t_fleet_out(&f));
+	t_fleet_free(&f);
+}

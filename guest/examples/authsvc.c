@@ -10,6 +10,8 @@
  *   tamper=1      flip a byte of "keys" before offering (a tampered
  *                 provider: the agent must refuse its callers)
  *   idle_ms=N     exit 0 if no caller came within N ms (default: wait)
+ *   evil=1        answer the first request with a call id the caller
+ *                 never used (a provider the SDK must not believe)
  *   wait_ms=N     longest sleep between looks for new callers (default
  *                 1000; -1: sleep until woken, relying on the agent's
  *                 signal of a new caller)
@@ -94,6 +96,7 @@ int main(const struct parley_boot_info *bi)
 	boot = bi;
 	long callers = parley_cmdline_int(bi, "callers", 1);
 	long stop_after = parley_cmdline_int(bi, "stop_after", 0);
+	long evil = parley_cmdline_int(bi, "evil", 0);
 	if (!parley_config_find(bi, "keys")) {
 		parley_printf("authsvc: no key file\n");
 		return 2;
@@ -133,6 +136,8 @@ int main(const struct parley_boot_info *bi)
 			while ((rc = parley_svc_try_request(live[i], &id, req,
 					sizeof(req), &len)) == PARLEY_OK) {
 				int32_t st = check(req, len, out, &olen);
+				if (evil && !served)
+					id += 1000; /* never in flight */
 				parley_svc_reply(live[i], id, st, out, olen);
 				progress = 1;
 				if (++served == stop_after) {
