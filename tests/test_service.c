@@ -283,3 +283,47 @@ T_BACKEND_TEST(service, rule_removed_revokes_the_call, .timeout = 60)
 		       t_fleet_out(&f));
 	t_fleet_free(&f);
 }
+
+/* One caller holds at most 4 calls to one provider at once (each maps a
+ * window into the provider, whose slots it could otherwise fill): the
+ * fifth is LIMIT, audited. */
+T_BACKEND_TEST(service, calls_per_caller_are_bounded, .timeout = 30)
+{
+	struct t_fleet f;
+	t_fleet_init(&f, ALLOW);
+	struct partition *s = t_fleet_add(&f, "auth", "authsvc.elf", "callers=4",
+					  keys, false, NULL);
+	struct partition *c = t_fleet_add(&f, "client", "authclient.elf",
+					  "extra=4", NULL, false, NULL);
+	t_fleet_go(&f);
+	done(&f, 10000);
+	exits(&f, c, 0);
+	exits(&f, s, 0);
+	OUT_HAS(&f, "client| extra connect 2 0\n");
+	OUT_HAS(&f, "client| extra connect 3 -5\n");
+	OUT_HAS(&f, "auth| authsvc: 2 requests from 4 callers\n");
+	AUDIT_HAS(&f, "\"event\":\"svc_call_denied\",\"partition\":\"client\","
+		      "\"channel\":\"auth\",\"reason\":\"LIMIT\","
+		      "\"detail\":\"target auth: calls open\"");
+	t_fleet_free(&f);
+}
+
+/* A caller that hangs up frees its place (the bound is on calls held
+ * open) and its provider learns PEER_DOWN and closes its end: seven
+ * calls one after the other, more than the four one caller may hold. */
+T_BACKEND_TEST(service, hang_up_and_call_again, .timeout = 30)
+{
+	struct t_fleet f;
+	t_fleet_init(&f, ALLOW);
+	struct partition *s = t_fleet_add(&f, "auth", "authsvc.elf", "callers=7",
+					  keys, false, NULL);
+	struct partition *c = t_fleet_add(&f, "client", "authclient.elf",
+					  "reconnect=6", NULL, false, NULL);
+	t_fleet_go(&f);
+	done(&f, 20000);
+	exits(&f, c, 0);
+	exits(&f, s, 0);
+	OUT_HAS(&f, "client| reconnected 6 times\n");
+	OUT_HAS(&f, "auth| authsvc: 8 requests from 7 callers\n");
+	t_fleet_free(&f);
+}

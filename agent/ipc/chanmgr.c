@@ -641,7 +641,12 @@ static void on_end_gone(struct chanmgr *cm, struct partition *p,
 	end_forget(e);
 	if (why)
 		cm_emit(cm, "fault", p->name, ch->g.channel, why, NULL, NULL);
-	chan_settle(cm, ch);
+	/* A service call is not reopened: one end hanging up ends it, and
+	 * the other learns PEER_DOWN (a provider then closes its end). */
+	if (ch->svc && !ch->revoking && !ch->peer_gone)
+		chan_peer_gone(cm, ch, p);
+	else
+		chan_settle(cm, ch);
 }
 
 /* The vmm confirms an unmap we asked for (status -ENOENT if the partition

@@ -14,6 +14,12 @@
 
 /* Ring of a service call's channel: each way one 64 KiB ring. */
 #define SVC_RING_BYTES 0x10000ull
+/* Each call maps a window into the provider (32 slots): one caller may
+ * hold only a few at once, so it cannot fill the provider's slots and
+ * shut its other callers out. */
+#define SVC_CALLS_PER_PAIR 4
+/* Offers one partition may make (the table is shared by all). */
+#define SVC_OFFERS_PER_PART 16
 
 static bool name_ok(const char *s)
 {
@@ -40,7 +46,10 @@ static int offer(struct chanmgr *cm, struct cm_part *cp, const char *name)
 	}
 	if (offer_find(cm, cp, name))
 		return PARLEY_OK; /* said again: nothing changes */
-	if (cm->noffers == CM_OFFERS_MAX) {
+	unsigned mine = 0;
+	for (unsigned i = 0; i < cm->noffers; i++)
+		mine += cm->offers[i].cp == cp;
+	if (cm->noffers == CM_OFFERS_MAX || mine >= SVC_OFFERS_PER_PART) {
 		cm_emit(cm, "svc_offer_denied", who, name, "LIMIT", NULL, NULL);
 		return PARLEY_E_LIMIT;
 	}
@@ -103,6 +112,20 @@ static void reply_end(struct cm_chan *ch, int side, struct ctl_open_reply *r)
 	r->rx = m.rx;
 }
 
+/* Calls from `src` to `dst` that still hold a channel. */
+static unsigned calls_between(const struct chanmgr *cm, const char *src,
+			      const char *dst)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < cm->nchans; i++) {
+		const struct cm_chan *ch = cm->chans[i];
+		n += ch->svc && !ch->revoking && !ch->peer_gone &&
+		     ch->end[0].mapped && !strcmp(ch->g.a, src) &&
+		     !strcmp(ch->g.b, dst);
+	}
+	return n;
+}
+
 static int call(struct call_ctx *c)
 {
 	struct chanmgr *cm = c->cm;
@@ -131,8 +154,9 @@ static int call(struct call_ctx *c)
 		return deny(c, PARLEY_E_PEER_DOWN, "NOT_OFFERED", NULL, NULL);
 	if (integrity(c, prov) < 0)
 		return c->r->status;
-	if (cm->npending == CM_CHANS_MAX)
-		return deny(c, PARLEY_E_LIMIT, "LIMIT", NULL, "calls pending");
+	if (cm->npending == CM_CHANS_MAX ||
+	    calls_between(cm, src, dst) >= SVC_CALLS_PER_PAIR)
+		return deny(c, PARLEY_E_LIMIT, "LIMIT", NULL, "calls open");
 	struct grant g = { .dir = GRANT_BOTH, .ring_bytes = SVC_RING_BYTES,
 			   .require_integrity = true };
 	snprintf(g.channel, sizeof(g.channel), "%s", svc);

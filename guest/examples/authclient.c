@@ -5,6 +5,9 @@
  *
  * Command line: target=NAME user=NAME pass=RIGHT n=N inflight=K
  *   delay_ms=D (sleep first: the provider is then surely asleep)
+ *   extra=K    after the two calls, K more connections, each printed
+ *              ("extra connect I RC"), kept open until the end
+ *   reconnect=R  at the end, R times: connect, one call, hang up
  * Prints "connect auth RC DETAIL" when the agent refuses the call. */
 #include <parley/guest.h>
 #include "authproto.h"
@@ -116,7 +119,25 @@ int main(const struct parley_boot_info *bi)
 	}
 	if (once(1) || once(0))
 		return 1;
+	static struct parley_svc_conn more[8];
+	long extra = parley_cmdline_int(bi, "extra", 0);
+	for (long i = 0; i < extra && i < 8; i++)
+		parley_printf("extra connect %ld %ld\n", i,
+			      (long)parley_svc_connect(AUTH_SERVICE, target,
+						       &more[i], NULL));
 	int r = n ? many(n, inflight) : 0;
 	parley_chan_close(&conn.chan);
+	long again = parley_cmdline_int(bi, "reconnect", 0);
+	for (long i = 0; r == 0 && i < again; i++) {
+		rc = parley_svc_connect(AUTH_SERVICE, target, &conn, NULL);
+		if (rc != PARLEY_OK) {
+			parley_printf("reconnect %ld: %ld\n", i, (long)rc);
+			return 1;
+		}
+		r = once(1);
+		parley_chan_close(&conn.chan);
+	}
+	if (again)
+		parley_printf("reconnected %ld times\n", again);
 	return r;
 }
