@@ -79,6 +79,12 @@ const struct cb_series *cb_get(const struct cb_run *r, unsigned i,
 /* Partition i's TSC frequency (its `K` line), or 0. */
 uint64_t cb_tsc_khz(const struct cb_run *r, unsigned i);
 
+/* The median of partition i's series `key` (TSC cycles, exactly `want`
+ * samples) in microseconds; the spread on stderr under `label`. */
+int cb_median_us(const struct cb_run *r, unsigned i, const char *key,
+		 size_t want, const char *label, double *med,
+		 struct parley_err *err);
+
 /* Series values in TSC cycles as doubles in unit `per_s` per second (1e6:
  * microseconds); returns how many (s->n, or 0 without a frequency). */
 size_t cb_cycles_to(const struct cb_series *s, uint64_t khz, double per_s,

@@ -316,3 +316,21 @@ void cb_note_tsc(const struct cb_run *r, unsigned i)
 		   "%+.2f%%", r->p[i]->name, (unsigned long long)khz,
 		   (double)s->v[1] / 1e6, (tsc_ns / (double)s->v[1] - 1) * 100);
 }
+
+int cb_median_us(const struct cb_run *r, unsigned i, const char *key,
+		 size_t want, const char *label, double *med,
+		 struct parley_err *err)
+{
+	const struct cb_series *s = cb_get(r, i, key);
+	uint64_t khz = cb_tsc_khz(r, i);
+	if (!s || s->n != want || !khz)
+		return perr(err, -EPROTO, "%s reported no %s samples",
+			    r->def[i].name, key);
+	double *v = calloc(s->n, sizeof(double));
+	if (!v)
+		return perr(err, -ENOMEM, "out of memory");
+	size_t n = cb_cycles_to(s, khz, 1e6, v);
+	*med = bench_summary(label, v, n, 1, "us");
+	free(v);
+	return 0;
+}

@@ -20,19 +20,9 @@ static const char policy[] =
 static int median_us(const struct cb_run *r, const char *key, double *med,
 		     struct parley_err *err)
 {
-	const struct cb_series *s = cb_get(r, 0, key);
-	uint64_t khz = cb_tsc_khz(r, 0);
-	if (!s || s->n != N || !khz)
-		return perr(err, -EPROTO, "ping reported no %s samples", key);
-	double *v = calloc(s->n, sizeof(double));
-	if (!v)
-		return perr(err, -ENOMEM, "out of memory");
-	size_t n = cb_cycles_to(s, khz, 1e6, v);
 	char label[64];
 	snprintf(label, sizeof(label), "svcbench %s", key);
-	*med = bench_summary(label, v, n, 1, "us");
-	free(v);
-	return 0;
+	return cb_median_us(r, 0, key, N, label, med, err);
 }
 
 int svc_bench_rtt(const struct bench_env *e, struct svc_rtt_result *res,

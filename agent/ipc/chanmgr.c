@@ -473,7 +473,7 @@ static int verify_whole(struct chanmgr *cm, struct cm_part *cp,
 /* Re-measure one endpoint. Regions up to MEASURE_FULL_REHASH_MAX are
  * re-hashed whole; larger ones re-hash the pages the vmm reports written
  * (and the background re-hash checks the report). */
-int cm_verify(struct chanmgr *cm, struct cm_part *cp, char *file,
+static int cm_verify(struct chanmgr *cm, struct cm_part *cp, char *file,
 		  size_t cap)
 {
 	struct partition *p = cp->p;
@@ -529,24 +529,31 @@ bool cm_peer_up(const struct cm_part *peer)
 	       (peer->p->state == PART_RUNNING || peer->p->state == PART_PAUSED);
 }
 
-/* Both endpoints must still match their baselines; a mismatch quarantines
- * the partition it was found in. */
-static int check_integrity(struct open_ctx *o, struct cm_part *who)
+int cm_integrity(struct chanmgr *cm, struct cm_part *who,
+		 struct cm_verdict *v)
 {
-	char file[PARLEY_CONFIG_NAME_MAX + 80];
-	int rc = cm_verify(o->cm, who, file, sizeof(file));
+	int rc = cm_verify(cm, who, v->file, sizeof(v->file));
 	if (rc == 0)
 		return 0;
-	char detail[sizeof(file) + 64];
-	if ((size_t)snprintf(detail, sizeof(detail), "%s/%s", who->p->name,
-			     file) >= sizeof(detail))
-		detail[sizeof(detail) - 1] = 0;
+	if ((size_t)snprintf(v->detail, sizeof(v->detail), "%s/%s",
+			     who->p->name, v->file) >= sizeof(v->detail))
+		v->detail[sizeof(v->detail) - 1] = 0;
 	if (rc == -EBADMSG) {
-		chanmgr_quarantine(o->cm, who->p, file);
-		return deny_file(o, PARLEY_E_INTEGRITY, detail, file);
+		chanmgr_quarantine(cm, who->p, v->file);
+		return PARLEY_E_INTEGRITY;
 	}
 	/* A vmm that cannot report its dirty pages is as good as down. */
-	return deny(o, PARLEY_E_PEER_DOWN, detail);
+	return PARLEY_E_PEER_DOWN;
+}
+
+/* Both endpoints must still match their baselines. */
+static int check_integrity(struct open_ctx *o, struct cm_part *who)
+{
+	struct cm_verdict v;
+	int st = cm_integrity(o->cm, who, &v);
+	if (st == PARLEY_E_INTEGRITY)
+		return deny_file(o, st, v.detail, v.file);
+	return st ? deny(o, st, v.detail) : 0;
 }
 
 static int decide(struct open_ctx *o)

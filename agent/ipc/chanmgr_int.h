@@ -19,10 +19,17 @@ int cm_chan_create(struct chanmgr *cm, const struct grant *g,
 /* Map the channel into end `side`'s partition (slot, window, CTL_MAP). */
 int cm_map_end(struct cm_chan *ch, int side);
 void cm_chan_revoke(struct chanmgr *cm, struct cm_chan *ch, const char *why);
-/* Re-measure one partition: 0, -EBADMSG (file names what differed), or
- * -EIO (no dirty report). */
-int cm_verify(struct chanmgr *cm, struct cm_part *cp, char *file, size_t cap);
 bool cm_peer_up(const struct cm_part *peer);
+
+/* What a failed re-measurement found: the file, and "partition/file". */
+struct cm_verdict {
+	char file[PARLEY_CONFIG_NAME_MAX + 80];
+	char detail[PARLEY_CONFIG_NAME_MAX + 144];
+};
+/* Re-measure `who`: 0; PARLEY_E_INTEGRITY (it is quarantined) or
+ * PARLEY_E_PEER_DOWN (no dirty report), with *v filled. */
+int cm_integrity(struct chanmgr *cm, struct cm_part *who,
+		 struct cm_verdict *v);
 
 /* svcmgr.c: a service request (op != CTL_OP_CHAN_OPEN) answered in *r. */
 void svcmgr_on_req(struct chanmgr *cm, struct cm_part *cp,

@@ -85,19 +85,11 @@ static int deny(struct call_ctx *c, int status, const char *reason,
  * quarantines the partition it was found in. */
 static int integrity(struct call_ctx *c, struct cm_part *who)
 {
-	char file[PARLEY_CONFIG_NAME_MAX + 80];
-	int rc = cm_verify(c->cm, who, file, sizeof(file));
-	if (rc == 0)
-		return 0;
-	char detail[sizeof(file) + 64];
-	if ((size_t)snprintf(detail, sizeof(detail), "%s/%s", who->p->name,
-			     file) >= sizeof(detail))
-		detail[sizeof(detail) - 1] = 0;
-	if (rc == -EBADMSG) {
-		chanmgr_quarantine(c->cm, who->p, file);
-		return deny(c, PARLEY_E_INTEGRITY, "INTEGRITY", file, detail);
-	}
-	return deny(c, PARLEY_E_PEER_DOWN, "PEER_DOWN", NULL, detail);
+	struct cm_verdict v;
+	int st = cm_integrity(c->cm, who, &v);
+	if (st == PARLEY_E_INTEGRITY)
+		return deny(c, st, "INTEGRITY", v.file, v.detail);
+	return st ? deny(c, st, "PEER_DOWN", NULL, v.detail) : 0;
 }
 
 static void reply_end(struct cm_chan *ch, int side, struct ctl_open_reply *r)

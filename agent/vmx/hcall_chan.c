@@ -53,6 +53,18 @@ static bool ask_agent(struct vmx_vcpu *c, const struct ctl_open_req *req,
 	return await_reply(c, r);
 }
 
+/* The channel an answer names, into the OUT fields of a hypercall struct
+ * (chan_open's, svc_call's and svc_accept's have the same names). */
+#define CHAN_OUT(a, r)                                                     \
+	do {                                                               \
+		(a)->handle = (r)->handle;                                 \
+		(a)->gpa = (r)->gpa;                                       \
+		(a)->size = (r)->size;                                     \
+		(a)->tx = (r)->tx;                                         \
+		(a)->rx = (r)->rx;                                         \
+		(a)->ret = (r)->status;                                    \
+	} while (0)
+
 /* A name the partition passed: NUL-terminated within its field and not
  * empty; copied into out (same size). */
 static bool name_in(const char *name, size_t cap, char *out)
@@ -75,12 +87,7 @@ bool vmx_hc_chan_open(struct vmx_vcpu *c, void *arg)
 	struct ctl_open_reply r;
 	if (!ask_agent(c, &req, &r))
 		return false;
-	a->handle = r.handle;
-	a->gpa = r.gpa;
-	a->size = r.size;
-	a->tx = r.tx;
-	a->rx = r.rx;
-	a->ret = r.status;
+	CHAN_OUT(a, &r);
 	memcpy(a->detail, r.detail, sizeof(a->detail));
 	a->detail[sizeof(a->detail) - 1] = 0;
 	return true;
@@ -116,12 +123,7 @@ bool vmx_hc_svc_call(struct vmx_vcpu *c, void *arg)
 	struct ctl_open_reply r;
 	if (!ask_agent(c, &req, &r))
 		return false;
-	a->handle = r.handle;
-	a->gpa = r.gpa;
-	a->size = r.size;
-	a->tx = r.tx;
-	a->rx = r.rx;
-	a->ret = r.status;
+	CHAN_OUT(a, &r);
 	memcpy(a->detail, r.detail, sizeof(a->detail));
 	a->detail[sizeof(a->detail) - 1] = 0;
 	return true;
@@ -138,12 +140,7 @@ bool vmx_hc_svc_accept(struct vmx_vcpu *c, void *arg)
 	struct ctl_open_reply r;
 	if (!ask_agent(c, &req, &r))
 		return false;
-	a->handle = r.handle;
-	a->gpa = r.gpa;
-	a->size = r.size;
-	a->tx = r.tx;
-	a->rx = r.rx;
-	a->ret = r.status;
+	CHAN_OUT(a, &r);
 	_Static_assert(sizeof(a->caller) == sizeof(r.detail), "caller");
 	memcpy(a->caller, r.detail, sizeof(a->caller));
 	a->caller[sizeof(a->caller) - 1] = 0;
