@@ -6,7 +6,7 @@
 include(GNUInstallDirs)
 
 install(TARGETS parleyd parley-pki parley-agent parley-vmm parley-vmm-stub
-  parleyctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  parleyctl parley-smcp RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 set(PARLEY_GUEST_INSTALL_DIR ${CMAKE_INSTALL_LIBDIR}/parley-guest)
 set(PARLEY_GUEST_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/ParleyGuest)
@@ -14,7 +14,9 @@ install(FILES ${CMAKE_SOURCE_DIR}/include/parley/abi.h
   ${CMAKE_SOURCE_DIR}/include/parley/hypercall.h
   ${CMAKE_SOURCE_DIR}/include/parley/ring.h
   ${CMAKE_SOURCE_DIR}/include/parley/svc.h
+  ${CMAKE_SOURCE_DIR}/include/parley/segset.h
   ${CMAKE_SOURCE_DIR}/guest/include/parley/guest.h
+  ${CMAKE_SOURCE_DIR}/guest/include/parley/segsdk.h
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/parley)
 install(TARGETS parley_guest ARCHIVE DESTINATION ${PARLEY_GUEST_INSTALL_DIR})
 install(FILES ${CMAKE_SOURCE_DIR}/guest/lib/link.ld

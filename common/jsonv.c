@@ -28,6 +28,10 @@ const char *jv_quote(struct jv_quoted *q, const char *s, size_t len)
 
 const char *jv_type_name(const json_t *v)
 {
+	/* A field that is absent: json_object_get's NULL, which
+	 * json_typeof would dereference. */
+	if (!v)
+		return "nothing";
 	switch (json_typeof(v)) {
 	case JSON_OBJECT:
 		return "an object";

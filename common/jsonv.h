@@ -22,7 +22,8 @@ struct jv_quoted {
 };
 const char *jv_quote(struct jv_quoted *q, const char *s, size_t len);
 
-/* "a string", "an integer", ... for messages. */
+/* "a string", "an integer", ... for messages; "nothing" for NULL (a field
+ * that is absent), so callers may pass json_object_get's result as is. */
 const char *jv_type_name(const json_t *v);
 
 /* "<lbl>: expected <want>, got <type>" as -EINVAL. */

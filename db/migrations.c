@@ -285,6 +285,13 @@ int db_migrate(struct store *s, unsigned upto, struct parley_err *err)
 	int rc = 0;
 	if (upto > NMIGRATIONS)
 		upto = NMIGRATIONS;
+	/* Versions only go up, so a file already at `upto` (or beyond, which
+	 * migrate_step refuses) needs no write lock to say so: an open must
+	 * not queue for the lock behind a busy writer (a daemon ingesting
+	 * without pause could starve it past the busy timeout). */
+	unsigned v = 0;
+	if (store_schema_version(s, &v, NULL) == 0 && v == upto && v > 0)
+		return 0;
 	while (rc == 0 && !done)
 		rc = migrate_step(s, upto, &done, err);
 	return rc;

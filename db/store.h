@@ -119,6 +119,15 @@ int store_rollback(struct store *s, struct parley_err *err);
 /* Whether a batch is open: code that may run inside a caller's batch (the
  * API holds one around each change) joins it instead of opening its own. */
 bool store_in_batch(const struct store *s);
+/* A read snapshot: the reads between store_read_begin and store_read_end
+ * see one state of the file and share one read transaction, so SQLite
+ * takes and drops its WAL read lock once rather than once a statement
+ * (daemon/rpc/link_push.c reads for hundreds of hosts in a row). No
+ * batch or second snapshot may start inside one (-EBUSY), and every write
+ * inside fails (-EBUSY, or -EROFS for one-statement writes). Like a batch,
+ * never keep one open across loop callbacks. */
+int store_read_begin(struct store *s, struct parley_err *err);
+void store_read_end(struct store *s);
 
 /* ---- hosts ----------------------------------------------------------- */
 

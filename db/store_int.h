@@ -24,6 +24,7 @@ struct store {
 	sqlite3 *db;
 	char *path;
 	bool batch;              /* a caller's store_begin is open */
+	bool reading;            /* a caller's store_read_begin is open */
 	EVP_MD_CTX *md;          /* reused for the audit chain */
 	EVP_MD *sha256;          /* fetched once, not per event */
 	struct store_stmt stmt[STORE_STMT_SLOTS];

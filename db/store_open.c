@@ -212,6 +212,9 @@ static void exec_quiet(struct store *s, const char *sql)
 
 int db_op_begin(struct store *s, struct parley_err *err)
 {
+	if (s->reading)
+		return perr(err, -EBUSY, "store %s: a write inside a read "
+			    "snapshot", s->path);
 	return db_exec(s, s->batch ? "SAVEPOINT store_op" : "BEGIN IMMEDIATE",
 		       err);
 }
@@ -260,6 +263,9 @@ int db_rd_end(struct store *s, int rc, struct parley_err *err)
 
 int store_begin(struct store *s, struct parley_err *err)
 {
+	if (s->reading)
+		return perr(err, -EBUSY, "store %s: a batch inside a read "
+			    "snapshot", s->path);
 	if (s->batch)
 		return perr(err, -EBUSY, "store %s: a batch is already open "
 			    "(batches do not nest)", s->path);
@@ -267,6 +273,34 @@ int store_begin(struct store *s, struct parley_err *err)
 	if (rc == 0)
 		s->batch = true;
 	return rc;
+}
+
+int store_read_begin(struct store *s, struct parley_err *err)
+{
+	if (s->batch || s->reading)
+		return perr(err, -EBUSY, "store %s: a read snapshot inside a "
+			    "%s", s->path, s->batch ? "batch" : "snapshot");
+	/* query_only: a write inside (one-statement writes do not pass
+	 * db_op_begin) fails with -EROFS rather than turning the snapshot
+	 * into a write transaction that holds the lock. */
+	int rc = db_exec(s, "PRAGMA query_only = 1", err);
+	if (rc == 0 && (rc = db_exec(s, "BEGIN DEFERRED", err)) < 0)
+		exec_quiet(s, "PRAGMA query_only = 0");
+	if (rc == 0)
+		s->reading = true;
+	return rc;
+}
+
+void store_read_end(struct store *s)
+{
+	if (!s->reading)
+		return;
+	s->reading = false;
+	/* Nothing was written: ending it cannot lose anything. */
+	if (!sqlite3_get_autocommit(s->db) &&
+	    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		exec_quiet(s, "ROLLBACK");
+	exec_quiet(s, "PRAGMA query_only = 0");
 }
 
 bool store_in_batch(const struct store *s)

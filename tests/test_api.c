@@ -446,6 +446,12 @@ static const struct hostile hostile[] = {
 	  "\"spec\":{\"name\":\"\"}}", 400, "BAD_REQUEST", "spec.name" },
 	{ "POST", "/v1/partitions", "{\"host\":\"nohost\",\"backend\":\"thin\","
 	  "\"spec\":{\"name\":\"p\"}}", 404, "NOT_FOUND", "nohost" },
+	/* A libvirt spec's config entry without its path: json_typeof(NULL)
+	 * in the message took parleyd down (found by fuzz/fuzz_api.c). */
+	{ "POST", "/v1/partitions", "{\"host\":\"h1\",\"backend\":"
+	  "\"libvirt\",\"spec\":{\"name\":\"v9\",\"config\":[{\"name\":"
+	  "\"motd\"}]}}", 400, "BAD_REQUEST",
+	  "config[].path: expected a string, got nothing" },
 	{ "POST", "/v1/grants", "{\"channel\":\"c\",\"endpoint_a\":\"p1\","
 	  "\"endpoint_b\":\"p2\",\"direction\":\"both\",\"ring_bytes\":3000}",
 	  400, "BAD_REQUEST", "ring_bytes: 3000 is not a power of two" },

@@ -121,9 +121,11 @@ Test(daemon, grant_added_opens_and_removed_revokes, .timeout = 90)
 	store_close(s);
 	fd_start_daemon(&f);
 	struct fd_agent *h = fd_host(&f, "host-a", NULL);
+	/* a stays alive after sending: the revocation, not a's exit (which
+	 * b would see as the peer gone), is what must close b's channel. */
 	const char *specs[] = {
 		"{\"name\":\"a\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
-		"\"cmdline\":\"steps=sleep:1500,open:c1,send:0:100,sleep:200\"}",
+		"\"cmdline\":\"steps=sleep:1500,open:c1,send:0:100,sleep:60000\"}",
 		"{\"name\":\"b\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
 		"\"cmdline\":\"steps=sleep:1500,open:c1,recv:0:100,recvall:0\"}",
 		NULL };

@@ -21,6 +21,7 @@ struct target {
 /* Criterion hands parameters to a test process of their own: indexes into
  * this table, never pointers. */
 static const struct target targets[] = {
+	{ "api", NULL },
 	{ "api_grant", NULL },
 	{ "api_gate", NULL },
 	{ "api_json", NULL },
@@ -35,6 +36,8 @@ static const struct target targets[] = {
 	{ "join_csr", NULL },
 	{ "outbox", NULL },
 	{ "ring", NULL },
+	{ "segset", PARLEY_SOURCE_DIR "/examples" },
+	{ "segtab", NULL },
 	{ "snapshot", NULL },
 	{ "spec", PARLEY_SOURCE_DIR "/examples", 1 },
 	{ "store_audit", NULL },

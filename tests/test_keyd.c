@@ -82,6 +82,16 @@ static uint8_t *body_for(const char *host, uint64_t version, size_t *len)
 	return p;
 }
 
+/* A SIGN_BUNDLE header whose length is one over what the key process
+ * reads. */
+static void over_cap_hdr(uint8_t hdr[8])
+{
+	uint32_t big = KEYD_MSG_MAX + 1;
+	const uint8_t h[8] = { (uint8_t)(big >> 24), (uint8_t)(big >> 16),
+			       (uint8_t)(big >> 8), (uint8_t)big, 0, 2, 0, 0 };
+	memcpy(hdr, h, 8);
+}
+
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -149,6 +159,130 @@ Test(keyd, refuses_a_bundle_for_another_host_or_version)
 	kt_stop(&t);
 }
 
+/* A window of bundle requests in flight, good ones and hostile ones
+ * mixed: the answers come in the order asked, each refusal is that one
+ * bundle's (the next still gets its own signature), and every signature
+ * verifies for its own body. */
+Test(keyd, pipelined_bundles_are_answered_in_order_and_refusals_stay_their_own)
+{
+	struct kt t;
+	kt_start(&t);
+	struct parley_err err = { 0 };
+	enum { N = KEYD_WINDOW };
+	uint8_t *body[N];
+	size_t len[N];
+	int want[N];
+	for (unsigned i = 0; i < N; i++) {
+		char host[16];
+		snprintf(host, sizeof(host), "h%u", i);
+		body[i] = body_for(host, i + 1, &len[i]);
+		want[i] = 0;
+		if (i % 4 == 1) {          /* asked for another host */
+			snprintf(host, sizeof(host), "h%u", i + 100);
+			want[i] = -EPERM;
+		} else if (i % 4 == 2) {   /* a field PolicyBody lacks */
+			body[i][len[i]] = 15 << 3;
+			body[i][len[i] + 1] = 1;
+			len[i] += 2;
+			want[i] = -EBADMSG;
+		}
+		cr_assert_eq(keyd_sign_bundle_send(&t.k, host, i + 1, body[i],
+						   len[i], &err), 0, "%u: %s",
+			     i, perr_msg(&err));
+	}
+	cr_expect_eq(t.k.inflight, N);
+	/* a full window: one more waits for an answer */
+	cr_expect_eq(keyd_sign_bundle_send(&t.k, "h0", 1, body[0], len[0],
+					   &err), -EBUSY);
+	/* the next reply is not a checkpoint's: other calls wait too */
+	uint8_t sig[64], hash[32] = { 0 };
+	cr_expect_eq(keyd_sign_checkpoint(&t.k, 1, hash, now_ms(), sig, &err),
+		     -EBUSY);
+	char pubf[700];
+	EVP_PKEY *pub;
+	snprintf(pubf, sizeof(pubf), "%s/ca/policy.pub", t.dir);
+	cr_assert_eq(sign_read_pub(pubf, &pub, &err), 0);
+	for (unsigned i = 0; i < N; i++) {
+		int rc = keyd_sign_bundle_recv(&t.k, sig, &err);
+		cr_expect_eq(rc, want[i], "%u: %d (%s)", i, rc, perr_msg(&err));
+		if (rc == 0) {
+			cr_expect_eq(sign_verify(pub, body[i], len[i], sig, 64),
+				     0, "%u: signature of another body", i);
+			if (i + 1 < N)
+				cr_expect_neq(sign_verify(pub, body[i + 1],
+							  len[i + 1], sig, 64),
+					      0);
+		}
+		free(body[i]);
+	}
+	cr_expect_eq(t.k.inflight, 0);
+	cr_expect_eq(keyd_sign_bundle_recv(&t.k, sig, &err), -EINVAL);
+	/* in step: a synchronous call gets its own answer */
+	cr_expect_eq(keyd_sign_checkpoint(&t.k, 1, hash, now_ms(), sig, &err),
+		     0, "%s", perr_msg(&err));
+	EVP_PKEY_free(pub);
+	kt_stop(&t);
+}
+
+/* Hostile bytes in the middle of a window: a malformed request is
+ * refused on its own and the stream stays in step; one that cannot be
+ * framed (over the cap) ends the conversation, and every answer still
+ * awaited is then -EPIPE, never another request's. */
+Test(keyd, a_hostile_request_inside_a_window_cannot_shift_the_answers)
+{
+	struct kt t;
+	kt_start(&t);
+	struct parley_err err = { 0 };
+	size_t l1, l2;
+	uint8_t *b1 = body_for("h1", 1, &l1), *b2 = body_for("h2", 2, &l2);
+	uint8_t sig[64];
+	/* good, a truncated bundle request, good */
+	static const uint8_t trunc[] = { 0, 0, 0, 4, 0, 2, 0, 0, 0, 0, 0, 1 };
+	cr_assert_eq(keyd_sign_bundle_send(&t.k, "h1", 1, b1, l1, &err), 0);
+	cr_assert_eq(keyd_send(t.k.fd, trunc, sizeof(trunc)), 0);
+	t.k.inflight++;             /* its answer is awaited like any */
+	cr_assert_eq(keyd_sign_bundle_send(&t.k, "h2", 2, b2, l2, &err), 0);
+	cr_expect_eq(keyd_sign_bundle_recv(&t.k, sig, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_expect_eq(keyd_sign_bundle_recv(&t.k, sig, &err), -EBADMSG);
+	cr_expect_eq(keyd_sign_bundle_recv(&t.k, sig, &err), 0, "%s",
+		     perr_msg(&err));
+	/* good, a header over the cap, good -- in one write, so that all
+	 * three are there before the key process reads the first */
+	uint8_t hdr[8];
+	over_cap_hdr(hdr);
+	struct keyd_req q1 = { .type = KEYD_SIGN_BUNDLE, .host = "h1",
+			       .version = 1, .data = b1, .len = l1 };
+	struct keyd_req q2 = { .type = KEYD_SIGN_BUNDLE, .host = "h2",
+			       .version = 2, .data = b2, .len = l2 };
+	uint8_t *m1, *m2;
+	size_t n1, n2;
+	cr_assert_eq(keyd_req_encode(&q1, &m1, &n1), 0);
+	cr_assert_eq(keyd_req_encode(&q2, &m2, &n2), 0);
+	uint8_t *all = malloc(n1 + 8 + n2);
+	cr_assert(all);
+	memcpy(all, m1, n1);
+	memcpy(all + n1, hdr, 8);
+	memcpy(all + n1 + 8, m2, n2);
+	cr_assert_eq(keyd_send(t.k.fd, all, n1 + 8 + n2), 0);
+	t.k.inflight += 3;
+	cr_expect_eq(keyd_sign_bundle_recv(&t.k, sig, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_expect_eq(keyd_sign_bundle_recv(&t.k, sig, &err), -EMSGSIZE);
+	/* the key process stopped reading there: the last request is never
+	 * answered, and the main process's end closes */
+	cr_expect_eq(keyd_sign_bundle_recv(&t.k, sig, &err), -EPIPE);
+	cr_expect_eq(t.k.inflight, 0);
+	cr_expect_eq(keyd_sign_bundle_send(&t.k, "h1", 1, b1, l1, &err),
+		     -EPIPE);
+	free(m1);
+	free(m2);
+	free(all);
+	free(b1);
+	free(b2);
+	kt_stop(&t);
+}
+
 /* Raw requests the parser must refuse; the process answers each and
  * keeps serving. */
 Test(keyd, refuses_malformed_requests_and_keeps_serving)
@@ -212,12 +346,8 @@ Test(keyd, an_oversized_request_ends_the_conversation)
 {
 	struct kt t;
 	kt_start(&t);
-	uint8_t hdr[8] = { 0, 0, 0, 0, 0, 2, 0, 0 };
-	uint32_t big = KEYD_MSG_MAX + 1;
-	hdr[0] = (uint8_t)(big >> 24);
-	hdr[1] = (uint8_t)(big >> 16);
-	hdr[2] = (uint8_t)(big >> 8);
-	hdr[3] = (uint8_t)big;
+	uint8_t hdr[8];
+	over_cap_hdr(hdr);
 	struct parley_err err = { 0 };
 	uint8_t *m;
 	size_t ml;

@@ -1264,6 +1264,45 @@ Test(store, batches)
 	fx_close(&f);
 }
 
+/* A read snapshot: one state of the file for all its reads (another
+ * writer's commit shows only after it ends), and no write inside. */
+Test(store, read_snapshots)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	struct store *other = NULL;
+	struct store_host h;
+	cr_assert_eq(store_open(f.path, &other, &e), 0, "%s", perr_msg(&e));
+	cr_assert_eq(store_read_begin(f.s, &e), 0, "%s", perr_msg(&e));
+	cr_expect_eq(store_read_begin(f.s, &e), -EBUSY);
+	cr_expect_eq(store_begin(f.s, &e), -EBUSY);
+	cr_expect_eq(store_host_put(f.s, "h8", "", NOCERT, &e), -EROFS, "%s",
+		     perr_msg(&e));
+	cr_expect_eq(store_grant_remove(f.s, "c1", NULL, &e), -EBUSY, "%s",
+		     perr_msg(&e));
+	cr_expect_eq(store_host_get(f.s, "h1", &h, &e), 0, "%s",
+		     perr_msg(&e));
+	/* another writer commits meanwhile: not seen inside */
+	cr_assert_eq(store_host_put(other, "h9", "", NOCERT, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_expect_eq(store_host_get(f.s, "h9", &h, &e), -ENOENT);
+	store_read_end(f.s);
+	store_read_end(f.s);        /* a second end is nothing */
+	cr_expect_eq(store_host_get(f.s, "h9", &h, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_expect_eq(store_host_get(f.s, "h8", &h, &e), -ENOENT);
+	cr_expect_eq(store_host_put(f.s, "h8", "", NOCERT, &e), 0, "%s",
+		     perr_msg(&e));
+	/* not inside a batch either */
+	cr_assert_eq(store_begin(f.s, &e), 0);
+	cr_expect_eq(store_read_begin(f.s, &e), -EBUSY);
+	cr_expect_eq(store_commit(f.s, &e), 0);
+	store_close(other);
+	fx_close(&f);
+}
+
 Test(store, references)
 {
 	struct fx f;

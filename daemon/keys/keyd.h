@@ -6,9 +6,12 @@
  * the calls below and never holds a private key.
  *
  * Every call is synchronous (one request, one reply over a socketpair;
- * signing takes microseconds). A reply that does not parse, or a key
- * process that is gone, is -EPIPE/-EBADMSG: the caller logs it and fails
- * that one operation.
+ * signing takes microseconds) except bundle signing, which may also be
+ * pipelined (keyd_sign_bundle_send/_recv): a fleet-wide push keeps a
+ * window of requests in flight so that the key process signs on one core
+ * while this one builds the next bundles. A reply that does not parse, or
+ * a key process that is gone, is -EPIPE/-EBADMSG: the caller logs it and
+ * fails that one operation.
  */
 #ifndef PARLEY_DAEMON_KEYD_H
 #define PARLEY_DAEMON_KEYD_H
@@ -37,7 +40,16 @@ struct keyd {
 	bool has_ca;
 	EVP_PKEY *policy_pub, *ckpt_pub;  /* public halves only */
 	char policy_id[65], ckpt_id[65];  /* sign_key_id */
+	unsigned inflight;          /* pipelined requests not yet answered */
 };
+
+/* Requests in flight at most. The key process answers in order and
+ * blocks writing a reply only if this process leaves replies unread;
+ * KEYD_WINDOW replies (< 400 bytes each, a few KiB of socket buffer with
+ * their overhead) always fit in a socketpair's buffer (~208 KiB), so the
+ * key process never blocks on a reply while this one blocks sending it a
+ * request: no deadlock, whatever the bundles' sizes. */
+#define KEYD_WINDOW 32
 
 /* Fork the key process and wait for its INFO: keys loaded (or the reason
  * they could not be, as the error). Call before opening any socket. */
@@ -51,6 +63,17 @@ void keyd_stop(struct keyd *k);
 int keyd_sign_bundle(struct keyd *k, const char *host, uint64_t version,
 		     const uint8_t *body, size_t len, uint8_t sig[64],
 		     struct parley_err *err);
+/* The same, pipelined: _send queues the request (-EBUSY with KEYD_WINDOW
+ * in flight), _recv reads the oldest request's answer (-EINVAL with none
+ * in flight). Answers come in the order asked; a refusal is that one
+ * bundle's status (the stream stays in step), an I/O error ends the
+ * conversation (-EPIPE, nothing in flight any more). While requests are
+ * in flight, every other call is -EBUSY: read their answers first. */
+int keyd_sign_bundle_send(struct keyd *k, const char *host, uint64_t version,
+			  const uint8_t *body, size_t len,
+			  struct parley_err *err);
+int keyd_sign_bundle_recv(struct keyd *k, uint8_t sig[64],
+			  struct parley_err *err);
 /* A client certificate for `host` (CN) from a CSR, signed by the CA:
  * call only after the join token was accepted. *out is the caller's. */
 int keyd_issue_cert(struct keyd *k, const char *host, X509_REQ *csr,

@@ -1,6 +1,7 @@
 /*
  * The main process's side of the key process: spawn it, then one
- * synchronous request per signature.
+ * synchronous request per signature -- or, for bundles, a window of them
+ * in flight (keyd.h: keyd_sign_bundle_send/_recv).
  */
 #include "daemon/keys/keyd.h"
 #include "daemon/keys/keyd_proto.h"
@@ -17,28 +18,36 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Out of step or gone: no later request could be trusted to get its own
+ * reply, so this end closes; every later call is -EPIPE. */
+static int gone(struct keyd *k, int rc, struct parley_err *err)
+{
+	log_error("the key process is gone: %s",
+		  err ? perr_msg(err) : strerror(-rc));
+	close(k->fd);
+	k->fd = -1;
+	k->inflight = 0;
+	return -EPIPE;
+}
+
+#define REPLY_MAX (KEYD_HDR + 4 + 2 + KEYD_REPLY_MSG_MAX + 4 + KEYD_CSR_MAX)
+
 int keyd_call_raw(struct keyd *k, const uint8_t *req, size_t len,
 		  uint8_t **rep_msg, size_t *rep_len, struct parley_err *err)
 {
 	*rep_msg = NULL;
 	if (k->fd < 0)
 		return perr(err, -EPIPE, "the key process is gone");
+	/* The next reply would be a pipelined request's, not this one's. */
+	if (k->inflight)
+		return perr(err, -EBUSY, "keyd: %u pipelined requests not "
+			    "answered yet", k->inflight);
 	int rc = keyd_send(k->fd, req, len);
 	if (rc == 0)
-		rc = keyd_recv(k->fd, KEYD_HDR + 4 + 2 + KEYD_REPLY_MSG_MAX + 4 +
-			       KEYD_CSR_MAX, rep_msg, rep_len, err);
+		rc = keyd_recv(k->fd, REPLY_MAX, rep_msg, rep_len, err);
 	else
 		perr(err, rc, "the key process: %s", strerror(-rc));
-	/* Out of step or gone: no later request could be trusted to get
-	 * its own reply, so this end closes; every later call is -EPIPE. */
-	if (rc < 0) {
-		log_error("the key process is gone: %s",
-			  err ? perr_msg(err) : strerror(-rc));
-		close(k->fd);
-		k->fd = -1;
-		rc = -EPIPE;
-	}
-	return rc;
+	return rc < 0 ? gone(k, rc, err) : 0;
 }
 
 /* Send q, read and parse the reply; *m (the reply's buffer, which rep's
@@ -66,17 +75,24 @@ static int call(struct keyd *k, const struct keyd_req *q, struct keyd_rep *rep,
 	return rc;
 }
 
+/* A reply that parsed (rc 0) must carry exactly a signature. */
+static int take_sig(int rc, const struct keyd_rep *rep, uint8_t sig[64],
+		    struct parley_err *err)
+{
+	if (rc == 0 && rep->len != SIGN_LEN)
+		rc = perr(err, -EBADMSG, "key process: a signature of %zu "
+			  "bytes", rep->len);
+	if (rc == 0)
+		memcpy(sig, rep->data, SIGN_LEN);
+	return rc;
+}
+
 static int sig64(struct keyd *k, const struct keyd_req *q, uint8_t sig[64],
 		 struct parley_err *err)
 {
 	struct keyd_rep rep;
 	uint8_t *m;
-	int rc = call(k, q, &rep, &m, err);
-	if (rc == 0 && rep.len != SIGN_LEN)
-		rc = perr(err, -EBADMSG, "key process: a signature of %zu "
-			  "bytes", rep.len);
-	if (rc == 0)
-		memcpy(sig, rep.data, SIGN_LEN);
+	int rc = take_sig(call(k, q, &rep, &m, err), &rep, sig, err);
 	free(m);
 	return rc;
 }
@@ -99,6 +115,55 @@ int keyd_sign_checkpoint(struct keyd *k, uint64_t seq, const uint8_t hash[32],
 			      .time_ms = time_ms };
 	memcpy(q.hash, hash, 32);
 	return sig64(k, &q, sig, err);
+}
+
+int keyd_sign_bundle_send(struct keyd *k, const char *host, uint64_t version,
+			  const uint8_t *body, size_t len,
+			  struct parley_err *err)
+{
+	struct keyd_req q = { .type = KEYD_SIGN_BUNDLE, .version = version,
+			      .data = body, .len = len };
+	uint8_t *req;
+	size_t rl;
+	if (k->fd < 0)
+		return perr(err, -EPIPE, "the key process is gone");
+	if (k->inflight >= KEYD_WINDOW)
+		return perr(err, -EBUSY, "keyd: %u requests in flight",
+			    k->inflight);
+	snprintf(q.host, sizeof(q.host), "%s", host);
+	int rc = keyd_req_encode(&q, &req, &rl);
+	if (rc < 0)
+		return perr(err, rc, "keyd: request too large");
+	rc = keyd_send(k->fd, req, rl);
+	free(req);
+	if (rc < 0) {
+		perr(err, rc, "the key process: %s", strerror(-rc));
+		return gone(k, rc, err);
+	}
+	k->inflight++;
+	return 0;
+}
+
+int keyd_sign_bundle_recv(struct keyd *k, uint8_t sig[64],
+			  struct parley_err *err)
+{
+	uint8_t *m = NULL;
+	size_t ml;
+	struct keyd_rep rep;
+	if (k->fd < 0)
+		return perr(err, -EPIPE, "the key process is gone");
+	if (!k->inflight)
+		return perr(err, -EINVAL, "keyd: no request in flight");
+	int rc = keyd_recv(k->fd, REPLY_MAX, &m, &ml, err);
+	if (rc < 0)
+		return gone(k, rc, err);
+	k->inflight--;
+	rc = keyd_rep_parse(m, ml, &rep, err);
+	if (rc == 0 && rep.status < 0)
+		rc = perr(err, rep.status, "key process: %s", rep.msg);
+	rc = take_sig(rc, &rep, sig, err);
+	free(m);
+	return rc;
 }
 
 int keyd_issue_cert(struct keyd *k, const char *host, X509_REQ *csr,

@@ -118,44 +118,22 @@ static int fill_grants(const struct grant_set *g, Parley__V1__PolicyBody *b,
 	return 0;
 }
 
-static int sign_body(Parley__V1__PolicyBody *b, struct keyd *keys,
-		     const char *key_id, Parley__V1__PolicyBundle *out,
-		     struct parley_err *err)
-{
-	size_t len = parley__v1__policy_body__get_packed_size(b);
-	uint8_t *body = malloc(len ? len : 1), *sig = malloc(SIGN_LEN);
-	if (!body || !sig) {
-		free(body);
-		free(sig);
-		return perr(err, -ENOMEM, "out of memory");
-	}
-	parley__v1__policy_body__pack(b, body);
-	int rc = keyd_sign_bundle(keys, b->host, b->version, body, len, sig,
-				  err);
-	if (rc < 0) {
-		free(body);
-		free(sig);
-		return rc;
-	}
-	parley__v1__policy_bundle__init(out);
-	wire_bytes(&out->body, body, len);
-	wire_bytes(&out->signature, sig, SIGN_LEN);
-	out->key_id = strdup(key_id);
-	return out->key_id ? 0 : perr(err, -ENOMEM, "out of memory");
-}
-
-int policy_bundle_build(struct store *s, struct keyd *keys,
-			const char *key_id,
-			const char *host, Parley__V1__PolicyBundle *out,
-			uint64_t *version, struct parley_err *err)
+int policy_body_build(struct store *s, const char *host, uint64_t after,
+		      uint64_t *version, uint8_t **body, size_t *len,
+		      struct parley_err *err)
 {
 	struct grant_set g = { 0 };
 	struct body_mem m = { 0 };
 	Parley__V1__PolicyBody b;
 	parley__v1__policy_body__init(&b);
+	*body = NULL;
+	*len = 0;
 	int rc = store_policy_host_version(s, host, version, err);
-	if (rc == 0)
-		rc = store_grants_for_host(s, host, &g, err);
+	/* Nothing newer than what the agent holds: nothing to build (a
+	 * fleet-wide push asks every link; most may be up to date). */
+	if (rc < 0 || *version <= after)
+		return rc;
+	rc = store_grants_for_host(s, host, &g, err);
 	if (rc == 0)
 		rc = fill_grants(&g, &b, &m, err);
 	if (rc == 0)
@@ -164,18 +142,64 @@ int policy_bundle_build(struct store *s, struct keyd *keys,
 		b.host = (char *)host;
 		b.version = *version;
 		b.issued_unix_ms = now_ms();
-		rc = sign_body(&b, keys, key_id, out, err);
+		*len = parley__v1__policy_body__get_packed_size(&b);
+		if (!(*body = malloc(*len ? *len : 1)))
+			rc = perr(err, -ENOMEM, "out of memory");
+		else
+			parley__v1__policy_body__pack(&b, *body);
 	}
 	body_mem_free(&m);
 	grant_set_free(&g);
 	return rc;
 }
 
+int policy_bundle_wrap(uint8_t *body, size_t len, const uint8_t sig[64],
+		       const char *key_id, Parley__V1__PolicyBundle *out,
+		       struct parley_err *err)
+{
+	uint8_t *s = malloc(SIGN_LEN);
+	char *id = strdup(key_id);
+	parley__v1__policy_bundle__init(out);
+	if (!s || !id) {
+		free(body);
+		free(s);
+		free(id);
+		return perr(err, -ENOMEM, "out of memory");
+	}
+	memcpy(s, sig, SIGN_LEN);
+	wire_bytes(&out->body, body, len);
+	wire_bytes(&out->signature, s, SIGN_LEN);
+	out->key_id = id;
+	return 0;
+}
+
+int policy_bundle_build(struct store *s, struct keyd *keys,
+			const char *key_id, const char *host, uint64_t after,
+			Parley__V1__PolicyBundle *out, uint64_t *version,
+			struct parley_err *err)
+{
+	uint8_t *body, sig[SIGN_LEN];
+	size_t len;
+	parley__v1__policy_bundle__init(out);
+	int rc = policy_body_build(s, host, after, version, &body, &len, err);
+	if (rc < 0 || !body)
+		return rc;
+	rc = keyd_sign_bundle(keys, host, *version, body, len, sig, err);
+	if (rc < 0) {
+		free(body);
+		return rc;
+	}
+	return policy_bundle_wrap(body, len, sig, key_id, out, err);
+}
+
 void policy_bundle_free(Parley__V1__PolicyBundle *b)
 {
 	free(b->body.data);
 	free(b->signature.data);
-	free(b->key_id);
+	/* an initialized bundle that got nothing points at protobuf-c's
+	 * static empty string */
+	if (b->key_id != protobuf_c_empty_string)
+		free(b->key_id);
 	b->body.data = b->signature.data = NULL;
 	b->key_id = NULL;
 }

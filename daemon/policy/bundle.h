@@ -16,13 +16,26 @@
 
 struct keyd;
 
-/* Compile, sign and frame-ready: *out is a PolicyBundle whose body and
- * signature buffers the caller frees with policy_bundle_free(). version
- * gets the bundle's version (the latest that affected the host). */
+/* Compile and sign: *out is a PolicyBundle whose body and signature
+ * buffers the caller frees with policy_bundle_free(). *version gets the
+ * bundle's version (the latest that affected the host); if that is not
+ * above `after` (what the agent holds), nothing is built or signed and
+ * out->body.data is NULL. */
 int policy_bundle_build(struct store *s, struct keyd *keys,
-			const char *key_id,
-			const char *host, Parley__V1__PolicyBundle *out,
-			uint64_t *version, struct parley_err *err);
+			const char *key_id, const char *host, uint64_t after,
+			Parley__V1__PolicyBundle *out, uint64_t *version,
+			struct parley_err *err);
+
+/* The two halves, for pipelined signing (daemon/rpc/link_push.c):
+ * policy_body_build packs the host's PolicyBody (*body malloc'd; NULL
+ * when *version <= after, as above); policy_bundle_wrap makes the bundle
+ * from it and its signature, taking body (freed even on failure). */
+int policy_body_build(struct store *s, const char *host, uint64_t after,
+		      uint64_t *version, uint8_t **body, size_t *len,
+		      struct parley_err *err);
+int policy_bundle_wrap(uint8_t *body, size_t len, const uint8_t sig[64],
+		       const char *key_id, Parley__V1__PolicyBundle *out,
+		       struct parley_err *err);
 void policy_bundle_free(Parley__V1__PolicyBundle *b);
 
 #endif

@@ -316,6 +316,14 @@ static void dispatch(struct api_req *q, const char *path)
 		api_error(q, 404, "NOT_FOUND", "no such route");
 }
 
+void api_route(struct api_req *q, const char *path, const char *qs)
+{
+	if (!path || (qs && evhttp_parse_query_str(qs, &q->query) < 0))
+		api_error(q, 400, "BAD_REQUEST", "malformed request URI");
+	else
+		dispatch(q, path);
+}
+
 static double now_ms(void)
 {
 	struct timespec t;
@@ -390,10 +398,8 @@ static void on_request(struct evhttp_request *r, void *arg)
 		api_error(&q, gr->status, gr->code, "%s", gr->message);
 		method = "-";
 		path = "(refused before routing)";
-	} else if (!path || (qs && evhttp_parse_query_str(qs, &q.query) < 0)) {
-		api_error(&q, 400, "BAD_REQUEST", "malformed request URI");
 	} else {
-		dispatch(&q, path);
+		api_route(&q, path, qs);
 	}
 	send_reply(&q);
 	api_run_after(&q);

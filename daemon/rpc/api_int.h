@@ -92,6 +92,14 @@ bool api_name_ok(struct api_req *q, const char *what, const char *v);
 /* {"items": items, "next": next or null} (steals items). */
 json_t *api_page(json_t *items, const char *next);
 
+/* api.c: the answer to one request, held in q (q->a, q->r, q->id set,
+ * q->query initialised): the query parsed, the caller authenticated, the
+ * route, method and scope checked, the handler run (a change in its
+ * transaction, committed with its audit event). The caller sends q's
+ * answer, then api_run_after. on_request calls it; fuzz/fuzz_api.c drives
+ * the handlers through it without a connection. */
+void api_route(struct api_req *q, const char *path, const char *qs);
+
 /* Handlers, by area. */
 void api_healthz(struct api_req *q);
 void api_metrics(struct api_req *q);

@@ -1,5 +1,4 @@
 #include "daemon/rpc/link_int.h"
-#include "daemon/policy/bundle.h"
 #include "common/frame.h"
 #include "common/hostport.h"
 #include "common/log.h"
@@ -128,32 +127,6 @@ void link_send_ack(struct link_conn *c, uint64_t rid, uint64_t seq)
 	link_send_env(c, &e);
 }
 
-static void push_bundle(struct link_conn *c)
-{
-	struct link_server *ls = c->ls;
-	Parley__V1__PolicyBundle b;
-	struct parley_err err = { 0 };
-	uint64_t version = 0;
-	if (policy_bundle_build(ls->store, ls->policy_key, ls->key_id, c->host,
-				&b, &version, &err) < 0) {
-		log_error("bundle for %s: %s", c->host, perr_msg(&err));
-		return;
-	}
-	/* Version 0: no grant ever involved the host, nothing to send. */
-	if (version > c->pushed) {
-		Parley__V1__Envelope e;
-		wire_init_envelope(&e, 0);
-		e.body_case = PARLEY__V1__ENVELOPE__BODY_POLICY;
-		e.policy = &b;
-		link_send_env(c, &e);
-		c->pushed = version;
-		ls->n_pushed++;
-		log_info("pushed policy version %llu to %s",
-			 (unsigned long long)version, c->host);
-	}
-	policy_bundle_free(&b);
-}
-
 static void send_command(struct link_conn *c, const char *partition,
 			 Parley__V1__PartitionCommand__Action action,
 			 const char *spec)
@@ -260,7 +233,7 @@ static void welcome(struct link_conn *c, const Parley__V1__Envelope *e)
 	log_info("agent %s connected (policy %llu, seq %llu)", c->host,
 		 (unsigned long long)h->policy_version,
 		 (unsigned long long)seq);
-	push_bundle(c);
+	link_push_one(c);
 	send_commands(c);
 }
 
@@ -511,47 +484,6 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
-/* Bundles go out a slice of links per loop turn, so that a fleet-wide
- * change does not stop the loop reading sockets (and heartbeats) for as
- * long as it takes to build and sign every host's bundle, and the first
- * bundles reach their agents while the last are still being built. */
-#define PUSH_SLICE 256
-
-static void on_push_slice(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	struct link_server *ls = arg;
-	for (unsigned n = 0; ls->push_cursor && n < PUSH_SLICE; n++) {
-		struct link_conn *c = ls->push_cursor;
-		ls->push_cursor = c->next;
-		if (c->hello)
-			push_bundle(c);
-	}
-	/* Not event_active: libevent runs an event activated from a callback
-	 * in the same pass, so every slice would run before any socket is
-	 * polled and no bundle would leave until all were built. A zero
-	 * timeout runs the next slice after the loop has polled the
-	 * sockets: bundles leave, acks come in, while the rest is built. */
-	static const struct timeval next_turn = { 0, 0 };
-	if (ls->push_cursor)
-		event_add(ls->push_ev, &next_turn);
-}
-
-void link_push_policy(struct link_server *ls)
-{
-	uint64_t v = 0;
-	if (store_policy_version(ls->store, &v, NULL) < 0 ||
-	    v == ls->seen_version)
-		return;
-	ls->seen_version = v;
-	/* Links that connect meanwhile are added at the head and get their
-	 * bundle with their welcome. */
-	ls->push_cursor = ls->conns;
-	if (ls->push_cursor)
-		event_active(ls->push_ev, EV_TIMEOUT, 0);
-}
-
 /* Connections silent for DEAD_AFTER_BEATS heartbeats are closed: a host
  * that vanished without a FIN must not hold its slot (or look connected). */
 static void sweep_dead(struct link_server *ls)
@@ -608,7 +540,8 @@ int link_start(struct link_server *ls, const char *host, int port,
 	store_policy_version(ls->store, &ls->seen_version, NULL);
 	if (link_batch_start(ls) < 0)
 		return perr(err, -ENOMEM, "link: out of memory");
-	ls->push_ev = event_new(ls->base, -1, 0, on_push_slice, ls);
+	if (link_push_start(ls) < 0)
+		return perr(err, -ENOMEM, "link: out of memory");
 	ls->poll_ev = event_new(ls->base, -1, EV_PERSIST, on_poll, ls);
 	struct timeval tv = { 0, POLL_MS * 1000 };
 	event_add(ls->poll_ev, &tv);

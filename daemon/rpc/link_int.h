@@ -6,6 +6,8 @@
  *   link_ingest.c records (measurements, audit, status), each committed
  *                 with the audit events it causes before its Ack
  *   link_batch.c  small writes (policy acks) committed once per loop turn
+ *   link_push.c   policy bundles out: on hello, and fleet-wide in slices
+ *                 with pipelined signing
  */
 #ifndef PARLEY_DAEMON_LINK_INT_H
 #define PARLEY_DAEMON_LINK_INT_H
@@ -48,6 +50,11 @@ int link_door(struct link_conn *c, const Parley__V1__Envelope *e);
 void link_on_measurements(struct link_conn *c, const Parley__V1__Envelope *e);
 void link_on_audit(struct link_conn *c, const Parley__V1__Envelope *e);
 void link_on_status(struct link_conn *c, const Parley__V1__Envelope *e);
+
+/* Bundles (link_push.c): c's bundle now if its version moved past
+ * c->pushed (signed synchronously; on hello); the push event. */
+void link_push_one(struct link_conn *c);
+int link_push_start(struct link_server *ls);
 
 /* Small writes (link_batch.c): queued now, committed together at the end
  * of this loop turn. */
