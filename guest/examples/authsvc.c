@@ -91,6 +91,17 @@ static void tamper(void)
 	parley_printf("tampered keys\n");
 }
 
+/* Hang up call i of ch[0..*n): close its handle, then move the last call
+ * into its slot. Moving pointers instead (an array of pointers into ch
+ * with accept filling ch[n]) let a new call overwrite a slot a live
+ * pointer still named: the old call leaked, the new one was named twice,
+ * and closing one name left the other touching a closed window. */
+static void drop(struct parley_chan *ch, uint32_t *n, uint32_t i)
+{
+	parley_chan_close(&ch[i]);
+	ch[i] = ch[--*n];
+}
+
 int main(const struct parley_boot_info *bi)
 {
 	boot = bi;
@@ -113,7 +124,13 @@ int main(const struct parley_boot_info *bi)
 	parley_printf("offer %s %ld\n", AUTH_SERVICE, (long)rc);
 	if (rc != PARLEY_OK)
 		return 2;
+	/* The calls held are ch[0..n), dense: a call that goes is closed and
+	 * the last one moved into its slot, so each accept fills ch[n], a
+	 * slot no live call uses. live[i] is always &ch[i] (what
+	 * parley_svc_wait takes). */
 	struct parley_chan ch[MAX_CALLERS], *live[MAX_CALLERS];
+	for (uint32_t i = 0; i < MAX_CALLERS; i++)
+		live[i] = &ch[i];
 	uint32_t n = 0;
 	long came = 0, gone = 0, served = 0;
 	while (came < callers || n) {
@@ -124,7 +141,6 @@ int main(const struct parley_boot_info *bi)
 		char who[64];
 		while (n < MAX_CALLERS &&
 		       parley_svc_accept(AUTH_SERVICE, &ch[n], who) == PARLEY_OK) {
-			live[n] = &ch[n];
 			n++;
 			came++;
 			parley_printf("caller %s\n", who);
@@ -149,8 +165,7 @@ int main(const struct parley_boot_info *bi)
 			if (rc == PARLEY_E_INVAL) {
 				parley_printf("malformed request: dropped "
 					      "caller\n");
-				parley_chan_close(live[i]);
-				live[i] = live[--n];
+				drop(ch, &n, i);
 				gone++;
 				i--;
 			}
@@ -164,8 +179,7 @@ int main(const struct parley_boot_info *bi)
 		for (uint32_t i = 0; i < n; i++)
 			if ((ready >> i) & 1 &&
 			    !parley_ring_readable(&live[i]->rx)) {
-				parley_chan_close(live[i]);
-				live[i] = live[--n];
+				drop(ch, &n, i);
 				gone++;
 				break;
 			}
