@@ -329,3 +329,25 @@ T_BACKEND_TEST(service, hang_up_and_call_again, .timeout = 30)
 	OUT_HAS(&f, "auth| authsvc: 8 requests from 7 callers\n");
 	t_fleet_free(&f);
 }
+
+/* A caller hangs up one call while another of its calls stays open, then
+ * opens a third: the provider replaces the call that went and must still
+ * answer the one that stayed (authsvc once lost it: a new call took the
+ * slot the open one still named, and closing that name had the provider
+ * touch a window it had closed). */
+T_BACKEND_TEST(service, hang_up_one_of_two_calls, .timeout = 30)
+{
+	struct t_fleet f;
+	t_fleet_init(&f, ALLOW);
+	struct partition *s = t_fleet_add(&f, "auth", "authsvc.elf", "callers=3",
+					  keys, false, NULL);
+	struct partition *c = t_fleet_add(&f, "client", "authclient.elf",
+					  "overlap=1", NULL, false, NULL);
+	t_fleet_go(&f);
+	done(&f, 10000);
+	exits(&f, c, 0);
+	exits(&f, s, 0);
+	OUT_HAS(&f, "client| overlap: B answered after A hung up\n");
+	OUT_HAS(&f, "auth| authsvc: 5 requests from 3 callers\n");
+	t_fleet_free(&f);
+}

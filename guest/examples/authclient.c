@@ -9,6 +9,8 @@
  *              ("extra connect I RC"), one call on each that connected,
  *              kept open until the end
  *   reconnect=R  at the end, R times: connect, one call, hang up
+ *   overlap=1  after the two calls: open B and call it, hang up the
+ *              first connection, open C, call C then B, hang up both
  * Prints "connect auth RC DETAIL" when the agent refuses the call. */
 #include <parley/guest.h>
 #include "authproto.h"
@@ -93,6 +95,26 @@ static int many(long n, long inflight)
 	return bad != 0;
 }
 
+/* Hang up a call that is not the provider's newest while another stays
+ * open, then call again: A (the first connection) and B open, A hung up,
+ * C opened, then C and B called. A provider that lost track of B when
+ * it replaced A with C never answers B. */
+static int overlap(void)
+{
+	static struct parley_svc_conn b, c;
+	if (parley_svc_connect(AUTH_SERVICE, target, &b, NULL) != PARLEY_OK ||
+	    once(&b, 1))
+		return 1;
+	parley_chan_close(&conn.chan);
+	if (parley_svc_connect(AUTH_SERVICE, target, &c, NULL) != PARLEY_OK ||
+	    once(&c, 1) || once(&b, 1))
+		return 1;
+	parley_chan_close(&b.chan);
+	parley_chan_close(&c.chan);
+	parley_printf("overlap: B answered after A hung up\n");
+	return 0;
+}
+
 int main(const struct parley_boot_info *bi)
 {
 	arg(bi, "target", "auth", target);
@@ -131,6 +153,8 @@ int main(const struct parley_boot_info *bi)
 		if (rc == PARLEY_OK && once(&more[i], 1))
 			return 1;
 	}
+	if (parley_cmdline_int(bi, "overlap", 0))
+		return overlap();
 	int r = n ? many(n, inflight) : 0;
 	parley_chan_close(&conn.chan);
 	long again = parley_cmdline_int(bi, "reconnect", 0);
