@@ -50,6 +50,19 @@ static int round_trips(const struct bench_env *e)
 	return 0;
 }
 
+/* Service calls through the agent's ephemeral channel against the bare
+ * channel, polled, in the same run (target: at most 1.5x). */
+static int svc_calls(const struct bench_env *e)
+{
+	struct parley_err err = { 0 };
+	struct svc_rtt_result r;
+	if (svc_bench_rtt(e, &r, &err) < 0)
+		return failed("service calls", &err);
+	bench_figure_e(e, "svc_call_rtt_us", r.svc_us, "us");
+	bench_figure_e(e, "svc_call_vs_chan_rtt", r.ratio, "x");
+	return 0;
+}
+
 static int opens(const struct bench_env *e)
 {
 	struct parley_err err = { 0 };
@@ -109,6 +122,8 @@ int main(int argc, char **argv)
 		bench_use_backend(&env, backends[i]);
 		if (wanted(argc, argv, "rtt"))
 			bad |= round_trips(&env);
+		if (wanted(argc, argv, "svc"))
+			bad |= svc_calls(&env);
 		if (wanted(argc, argv, "tput"))
 			bad |= throughput(&env);
 		if (wanted(argc, argv, "open"))

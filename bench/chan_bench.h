@@ -42,6 +42,7 @@ struct cb_part {
 	const char *cmdline;
 	const char *config;        /* host path of its one config file, or NULL */
 	bool peer_only;            /* stopped by the bench once the rest end */
+	const char *image;         /* NULL: chanbench.elf */
 };
 
 struct cb_run {
@@ -77,6 +78,12 @@ const struct cb_series *cb_get(const struct cb_run *r, unsigned i,
 
 /* Partition i's TSC frequency (its `K` line), or 0. */
 uint64_t cb_tsc_khz(const struct cb_run *r, unsigned i);
+
+/* The median of partition i's series `key` (TSC cycles, exactly `want`
+ * samples) in microseconds; the spread on stderr under `label`. */
+int cb_median_us(const struct cb_run *r, unsigned i, const char *key,
+		 size_t want, const char *label, double *med,
+		 struct parley_err *err);
 
 /* Series values in TSC cycles as doubles in unit `per_s` per second (1e6:
  * microseconds); returns how many (s->n, or 0 without a frequency). */
@@ -144,6 +151,14 @@ struct chan_rtt_result {
 };
 int chan_bench_rtt(const struct bench_env *e, struct chan_rtt_result *r,
 		   struct parley_err *err);
+
+/* Service calls against bare channel round trips, polled, in one run
+ * (svc_rtt.c, partitions svcbench.elf). */
+struct svc_rtt_result {
+	double svc_us, chan_us, ratio;
+};
+int svc_bench_rtt(const struct bench_env *e, struct svc_rtt_result *r,
+		  struct parley_err *err);
 
 struct chan_open_result {
 	double first_open_ms;  /* creation + both ends mapped, 1 MiB config */

@@ -48,20 +48,12 @@ static void note_timeouts(const struct cb_run *r, const char *key)
 static int ping_us(const struct cb_run *r, const char *key, size_t want,
 		   double *med, struct parley_err *err)
 {
-	const struct cb_series *s = cb_get(r, 0, key);
-	uint64_t khz = cb_tsc_khz(r, 0);
-	if (!s || s->n != want || !khz)
-		return perr(err, -EPROTO, "ping reported no %s samples", key);
-	double *v = calloc(s->n, sizeof(double));
-	if (!v)
-		return perr(err, -ENOMEM, "out of memory");
-	size_t n = cb_cycles_to(s, khz, 1e6, v);
 	char label[64];
 	snprintf(label, sizeof(label), "chan %s", key);
-	*med = bench_summary(label, v, n, 1, "us");
-	free(v);
-	note_timeouts(r, key);
-	return 0;
+	int rc = cb_median_us(r, 0, key, want, label, med, err);
+	if (rc == 0)
+		note_timeouts(r, key);
+	return rc;
 }
 
 struct rtt_medians {

@@ -124,9 +124,10 @@ static int spec_of(const struct cb_part *d, struct part_spec *s,
 		snprintf(cfg, sizeof(cfg), ",\"config\":[{\"name\":\"cfg\","
 			 "\"path\":\"%s\"}]", base ? base + 1 : d->config);
 	int n = snprintf(json, sizeof(json),
-			 "{\"name\":\"%s\",\"image\":\"chanbench.elf\","
+			 "{\"name\":\"%s\",\"image\":\"%s\","
 			 "\"memory\":\"16M\",\"cmdline\":\"%s\"%s}",
-			 d->name, d->cmdline, cfg);
+			 d->name, d->image ? d->image : "chanbench.elf",
+			 d->cmdline, cfg);
 	if (n < 0 || (size_t)n >= sizeof(json))
 		return perr(err, -ENAMETOOLONG, "spec of %s too long", d->name);
 	return spec_parse(json, (size_t)n, dir, s, err);
@@ -314,4 +315,22 @@ void cb_note_tsc(const struct cb_run *r, unsigned i)
 	bench_note("%s: TSC at %llu kHz vs the CLOCK hypercall over %.0f ms: "
 		   "%+.2f%%", r->p[i]->name, (unsigned long long)khz,
 		   (double)s->v[1] / 1e6, (tsc_ns / (double)s->v[1] - 1) * 100);
+}
+
+int cb_median_us(const struct cb_run *r, unsigned i, const char *key,
+		 size_t want, const char *label, double *med,
+		 struct parley_err *err)
+{
+	const struct cb_series *s = cb_get(r, i, key);
+	uint64_t khz = cb_tsc_khz(r, i);
+	if (!s || s->n != want || !khz)
+		return perr(err, -EPROTO, "%s reported no %s samples",
+			    r->def[i].name, key);
+	double *v = calloc(s->n, sizeof(double));
+	if (!v)
+		return perr(err, -ENOMEM, "out of memory");
+	size_t n = cb_cycles_to(s, khz, 1e6, v);
+	*med = bench_summary(label, v, n, 1, "us");
+	free(v);
+	return 0;
 }

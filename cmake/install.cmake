@@ -13,6 +13,7 @@ set(PARLEY_GUEST_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/ParleyGuest)
 install(FILES ${CMAKE_SOURCE_DIR}/include/parley/abi.h
   ${CMAKE_SOURCE_DIR}/include/parley/hypercall.h
   ${CMAKE_SOURCE_DIR}/include/parley/ring.h
+  ${CMAKE_SOURCE_DIR}/include/parley/svc.h
   ${CMAKE_SOURCE_DIR}/include/parley/segset.h
   ${CMAKE_SOURCE_DIR}/guest/include/parley/guest.h
   ${CMAKE_SOURCE_DIR}/guest/include/parley/segsdk.h

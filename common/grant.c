@@ -11,7 +11,9 @@
 #define RING_MIN 0x1000ull
 #define RING_MAX 0x1000000ull
 
-static const char *const top_fields[] = { "grants", NULL };
+static const char *const top_fields[] = { "grants", "services", NULL };
+static const char *const svc_fields[] = { "source", "target", "service",
+					  "action", NULL };
 static const char *const grant_fields[] = {
 	"channel", "endpoint_a", "endpoint_b", "direction", "ring_bytes",
 	"require_integrity", NULL
@@ -208,6 +210,70 @@ static int check_unique(const struct grant_set *s, struct parley_err *err)
 	return 0;
 }
 
+/* services[i]: every field named in errors, as for grants. */
+static int parse_svc(json_t *o, int i, const char *const *known,
+		     struct svc_rule *r, struct parley_err *err)
+{
+	char w[32];
+	snprintf(w, sizeof(w), "services[%d]", i);
+	if (!json_is_object(o))
+		return jv_type_error(o, w, "an object", err);
+	char pre[sizeof(w) + 2];
+	snprintf(pre, sizeof(pre), "%s: ", w);
+	int rc = jv_check_known(o, svc_fields, pre, err);
+	if (rc == 0)
+		rc = get_name(o, "source", w, r->source, err);
+	if (rc == 0)
+		rc = get_name(o, "target", w, r->target, err);
+	if (rc == 0)
+		rc = get_name(o, "service", w, r->service, err);
+	if (rc < 0)
+		return rc;
+	json_t *v = json_object_get(o, "action");
+	const char *a = json_is_string(v) ? json_string_value(v) : NULL;
+	if (!v)
+		return perr(err, -EINVAL, "%s.action: missing", w);
+	if (!a || (strcmp(a, "allow") && strcmp(a, "deny")))
+		return perr(err, -EINVAL, "%s.action: must be \"allow\" or "
+			    "\"deny\"", w);
+	r->allow = strcmp(a, "allow") == 0;
+	if (strcmp(r->source, r->target) == 0)
+		return perr(err, -EINVAL, "%s: source and target are both "
+			    "\"%s\"", w, r->source);
+	if (!known_name(known, r->source))
+		return perr(err, -ENOENT, "%s.source: unknown partition "
+			    "\"%s\"", w, r->source);
+	if (!known_name(known, r->target))
+		return perr(err, -ENOENT, "%s.target: unknown partition "
+			    "\"%s\"", w, r->target);
+	return 0;
+}
+
+static int parse_services(json_t *root, const char *const *known,
+			  struct grant_set *out, struct parley_err *err)
+{
+	json_t *arr = json_object_get(root, "services");
+	if (!arr)
+		return 0;
+	if (!json_is_array(arr))
+		return jv_type_error(arr, "field \"services\"", "an array",
+				     err);
+	size_t n = json_array_size(arr);
+	if (n > SVC_RULES_MAX)
+		return perr(err, -E2BIG, "%zu service rules, at most %d", n,
+			    SVC_RULES_MAX);
+	out->svc = calloc(n ? n : 1, sizeof(*out->svc));
+	if (!out->svc)
+		return perr(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++, out->nsvc++) {
+		int rc = parse_svc(json_array_get(arr, i), (int)i, known,
+				   &out->svc[i], err);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 static int parse_root(json_t *root, const char *const *known,
 		      struct grant_set *out, struct parley_err *err)
 {
@@ -233,7 +299,8 @@ static int parse_root(json_t *root, const char *const *known,
 		if (rc < 0)
 			return rc;
 	}
-	return check_unique(out, err);
+	rc = check_unique(out, err);
+	return rc < 0 ? rc : parse_services(root, known, out, err);
 }
 
 int grant_set_parse(const char *json, size_t len, const char *const *known,
@@ -283,6 +350,22 @@ void grant_set_free(struct grant_set *s)
 	free(s->g);
 	s->g = NULL;
 	s->n = 0;
+	free(s->svc);
+	s->svc = NULL;
+	s->nsvc = 0;
+}
+
+const struct svc_rule *svc_rule_find(const struct grant_set *s,
+				     const char *source, const char *target,
+				     const char *service)
+{
+	for (unsigned i = 0; s && i < s->nsvc; i++) {
+		const struct svc_rule *r = &s->svc[i];
+		if (!strcmp(r->source, source) && !strcmp(r->target, target) &&
+		    !strcmp(r->service, service))
+			return r;
+	}
+	return NULL;
 }
 
 const struct grant *grant_find(const struct grant_set *s, const char *channel,

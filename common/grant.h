@@ -9,8 +9,16 @@
  *       { "channel": "telemetry", "endpoint_a": "ping", "endpoint_b": "pong",
  *         "direction": "a_to_b", "ring_bytes": "64K",
  *         "require_integrity": true }
+ *     ],
+ *     "services": [
+ *       { "source": "client", "target": "auth", "service": "auth",
+ *         "action": "allow" }
  *     ]
  *   }
+ *
+ * Services (optional): who may call which partition's named service. A
+ * call no rule names is denied; the first rule naming (source, target,
+ * service) decides.
  */
 #ifndef PARLEY_COMMON_GRANT_H
 #define PARLEY_COMMON_GRANT_H
@@ -34,10 +42,26 @@ struct grant {
 	bool require_integrity;     /* default true */
 };
 
+#define SVC_RULES_MAX 1024
+
+struct svc_rule {
+	char source[GRANT_NAME_MAX], target[GRANT_NAME_MAX];
+	char service[GRANT_NAME_MAX];
+	bool allow;
+};
+
 struct grant_set {
 	unsigned n;
 	struct grant *g;
+	unsigned nsvc;
+	struct svc_rule *svc;
 };
+
+/* The rule for a call of `service` from `source` to `target`, or NULL
+ * (default deny). */
+const struct svc_rule *svc_rule_find(const struct grant_set *s,
+				     const char *source, const char *target,
+				     const char *service);
 
 /* Parse and validate a policy document. `known` (NULL-terminated, or NULL
  * to skip the check) lists the partitions that exist: a grant naming any

@@ -84,7 +84,10 @@ static void check_typed(const struct ctl_msg *m, enum ctl_from from)
 		break;
 	case CTL_OPEN_REQ:
 		if (!m->u.open_req.name[0] ||
-		    !nul_in(m->u.open_req.name, sizeof(m->u.open_req.name)))
+		    !nul_in(m->u.open_req.name, sizeof(m->u.open_req.name)) ||
+		    !nul_in(m->u.open_req.target,
+			    sizeof(m->u.open_req.target)) ||
+		    m->u.open_req.op > CTL_OP_SVC_ACCEPT)
 			abort();
 		break;
 	case CTL_DIRTY:

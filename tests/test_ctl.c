@@ -666,7 +666,26 @@ static void bf_open_res(void *p)
 {
 	struct ctl_open_req *o = p;
 	o->name[0] = 'c';
-	o->reserved = 1;
+	o->op = CTL_OP_SVC_ACCEPT + 1;
+}
+static void bf_open_tgt(void *p)
+{
+	struct ctl_open_req *o = p;
+	o->name[0] = 'c';
+	o->target[0] = 't'; /* a target only for SVC_CALL */
+}
+static void bf_call_notgt(void *p)
+{
+	struct ctl_open_req *o = p;
+	o->name[0] = 's';
+	o->op = CTL_OP_SVC_CALL;
+}
+static void bf_call_tgt_long(void *p)
+{
+	struct ctl_open_req *o = p;
+	o->name[0] = 's';
+	o->op = CTL_OP_SVC_CALL;
+	memset(o->target, 't', sizeof(o->target));
 }
 static void bf_dirty_n(void *p) { ((struct ctl_dirty *)p)->npages = 8ull * CTL_DIRTY_BYTES + 1; }
 static void bf_dirty_last(void *p) { ((struct ctl_dirty *)p)->last = 2; }
@@ -691,7 +710,10 @@ static const struct bad_field bad_fields[] = {
 	{ "REFUSED type not a request", CTL_REFUSED, CTL_FROM_VMM, bf_ref_type, 0 },
 	{ "OPEN_REQ name unterminated", CTL_OPEN_REQ, CTL_FROM_VMM, bf_name_open, 0 },
 	{ "OPEN_REQ name empty", CTL_OPEN_REQ, CTL_FROM_VMM, bf_name_empty, 0 },
-	{ "OPEN_REQ reserved set", CTL_OPEN_REQ, CTL_FROM_VMM, bf_open_res, 0 },
+	{ "OPEN_REQ unknown op", CTL_OPEN_REQ, CTL_FROM_VMM, bf_open_res, 0 },
+	{ "OPEN_REQ target on an open", CTL_OPEN_REQ, CTL_FROM_VMM, bf_open_tgt, 0 },
+	{ "OPEN_REQ call without target", CTL_OPEN_REQ, CTL_FROM_VMM, bf_call_notgt, 0 },
+	{ "OPEN_REQ call target unterminated", CTL_OPEN_REQ, CTL_FROM_VMM, bf_call_tgt_long, 0 },
 	{ "DIRTY npages past a chunk", CTL_DIRTY, CTL_FROM_VMM, bf_dirty_n, 0 },
 	{ "DIRTY last 2", CTL_DIRTY, CTL_FROM_VMM, bf_dirty_last, 0 },
 	{ "DIRTY reserved set", CTL_DIRTY, CTL_FROM_VMM, bf_dirty_res, 0 },

@@ -41,6 +41,7 @@ static const struct target targets[] = {
 	{ "snapshot", NULL },
 	{ "spec", PARLEY_SOURCE_DIR "/examples", 1 },
 	{ "store_audit", NULL },
+	{ "svc", NULL },
 };
 
 #define NTARGETS (sizeof(targets) / sizeof(targets[0]))

@@ -301,6 +301,9 @@ static char *gen_deep(size_t *len)
  * the whole name must survive into the message. */
 #define CH63 "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
 
+/* A service rule ping -> pong "s" with the given action. */
+#define SR(act) "{\"source\":\"ping\",\"target\":\"pong\",\"service\":\"s\",\"action\":\"" act "\"}"
+
 struct bad_case {
 	const char *what;
 	const char *json;            /* NULL: built by make() */
@@ -429,6 +432,19 @@ static const struct bad_case bad_cases[] = {
 	{ "duplicate channel", "{\"grants\":[" GOOD("x") "," GOOD("x") "]}", 0, NULL, -EEXIST, "grants[1]: duplicate channel \"x\" (also grants[0])" },
 	{ "duplicate channel, other ends", P3("{\"channel\":\"g0\",\"endpoint_a\":\"mon\",\"endpoint_b\":\"ping\",\"direction\":\"a_to_b\",\"ring_bytes\":8192}"), 0, NULL, -EEXIST, "grants[2]: duplicate channel \"g0\" (also grants[0])" },
 	{ "too many grants", NULL, 0, gen_too_many, -E2BIG, "1025 grants, at most 1024" },
+
+	/* Service rules. */
+	{ "services not an array", "{\"grants\":[],\"services\":{}}", 0, NULL, -EINVAL, "field \"services\"" },
+	{ "service rule not an object", "{\"grants\":[],\"services\":[1]}", 0, NULL, -EINVAL, "services[0]" },
+	{ "service rule unknown field", "{\"grants\":[],\"services\":[" SR("allow") "," "{\"source\":\"ping\",\"target\":\"pong\",\"service\":\"s\",\"action\":\"allow\",\"why\":1}]}", 0, NULL, -EINVAL, "services[1]: " },
+	{ "service rule no source", "{\"grants\":[],\"services\":[{\"target\":\"pong\",\"service\":\"s\",\"action\":\"allow\"}]}", 0, NULL, -EINVAL, "services[0].source: missing" },
+	{ "service rule bad service name", "{\"grants\":[],\"services\":[{\"source\":\"ping\",\"target\":\"pong\",\"service\":\"a/b\",\"action\":\"allow\"}]}", 0, NULL, -EINVAL, "services[0].service: \"a/b\" is not a valid name" },
+	{ "service rule bad action", "{\"grants\":[],\"services\":[" SR("maybe") "]}", 0, NULL, -EINVAL, "services[0].action: must be \"allow\" or \"deny\"" },
+	{ "service rule action not a string", "{\"grants\":[],\"services\":[{\"source\":\"ping\",\"target\":\"pong\",\"service\":\"s\",\"action\":true}]}", 0, NULL, -EINVAL, "services[0].action: must be" },
+	{ "service rule no action", "{\"grants\":[],\"services\":[{\"source\":\"ping\",\"target\":\"pong\",\"service\":\"s\"}]}", 0, NULL, -EINVAL, "services[0].action: missing" },
+	{ "service rule to itself", "{\"grants\":[],\"services\":[{\"source\":\"ping\",\"target\":\"ping\",\"service\":\"s\",\"action\":\"allow\"}]}", 0, NULL, -EINVAL, "services[0]: source and target are both \"ping\"" },
+	{ "service rule unknown target", "{\"grants\":[],\"services\":[{\"source\":\"ping\",\"target\":\"nobody\",\"service\":\"s\",\"action\":\"allow\"}]}", 0, NULL, -ENOENT, "services[0].target: unknown partition \"nobody\"", true },
+	{ "service rule after a bad grant", "{\"grants\":[{}],\"services\":[" SR("allow") "]}", 0, NULL, -EINVAL, "grants[0]" },
 	{ "file too big", NULL, 0, gen_too_big, -EFBIG, "policy of 1048577 bytes, at most 1048576" },
 };
 
@@ -463,6 +479,9 @@ Test(grant, hostile_inputs)
 				  (unsigned char)*p);
 		cr_expect_eq(s.n, 0, "%s: n %u after failure", c->what, s.n);
 		cr_expect_null(s.g, "%s: grants left allocated", c->what);
+		cr_expect_null(s.svc, "%s: service rules left allocated",
+			       c->what);
+		cr_expect_eq(s.nsvc, 0, "%s: nsvc %u", c->what, s.nsvc);
 		grant_set_free(&s);
 		/* err is optional; without a known list only the unknown
 		 * partitions become acceptable. */
@@ -472,6 +491,37 @@ Test(grant, hostile_inputs)
 		grant_set_free(&s);
 		free(made);
 	}
+	expect_no_leaks();
+}
+
+Test(grant, service_rules)
+{
+	const char *json = "{\"grants\":[],\"services\":["
+		SR("deny") "," SR("allow") ","
+		"{\"source\":\"mon\",\"target\":\"pong\",\"service\":\"s\","
+		"\"action\":\"allow\"}]}";
+	struct grant_set s;
+	struct parley_err e = { 0 };
+	cr_assert_eq(parse(json, known, &s, &e), 0, "%s", e.msg);
+	cr_expect_eq(s.nsvc, 3);
+	/* The first rule naming the call decides. */
+	const struct svc_rule *r = svc_rule_find(&s, "ping", "pong", "s");
+	cr_assert_not_null(r);
+	cr_expect_not(r->allow);
+	r = svc_rule_find(&s, "mon", "pong", "s");
+	cr_assert_not_null(r);
+	cr_expect(r->allow);
+	/* Default deny: no rule for the other direction or service. */
+	cr_expect_null(svc_rule_find(&s, "pong", "ping", "s"));
+	cr_expect_null(svc_rule_find(&s, "ping", "pong", "t"));
+	grant_set_free(&s);
+	cr_expect_null(s.svc);
+	cr_expect_eq(s.nsvc, 0);
+	/* A policy without "services" has none. */
+	cr_assert_eq(parse("{\"grants\":[]}", known, &s, &e), 0, "%s", e.msg);
+	cr_expect_eq(s.nsvc, 0);
+	cr_expect_null(svc_rule_find(&s, "ping", "pong", "s"));
+	grant_set_free(&s);
 	expect_no_leaks();
 }
 

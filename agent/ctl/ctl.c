@@ -276,9 +276,14 @@ static bool fields_ok(const struct ctl_msg *m)
 	case CTL_REFUSED:
 		return m->u.refused.type < CTL_READY && m->u.refused.code < 0;
 	case CTL_OPEN_REQ:
-		return m->u.open_req.reserved == 0 && m->u.open_req.name[0] &&
+		return m->u.open_req.op <= CTL_OP_SVC_ACCEPT &&
+		       m->u.open_req.name[0] &&
 		       terminated(m->u.open_req.name,
-				  sizeof(m->u.open_req.name));
+				  sizeof(m->u.open_req.name)) &&
+		       terminated(m->u.open_req.target,
+				  sizeof(m->u.open_req.target)) &&
+		       (m->u.open_req.target[0] != 0) ==
+			       (m->u.open_req.op == CTL_OP_SVC_CALL);
 	case CTL_DIRTY:
 		return m->u.dirty.npages <= 8ull * CTL_DIRTY_BYTES &&
 		       m->u.dirty.last <= 1 && m->u.dirty.reserved == 0;

@@ -125,10 +125,22 @@ struct ctl_finished {
 	char detail[160];  /* NUL-terminated */
 };
 
+/* A vCPU's question to the grant manager. Services ride on the channel
+ * open's request and reply (the vCPU waits the same way, one question at
+ * a time): op says which; the reply is a CTL_OPEN_REPLY in every case,
+ * for SVC_ACCEPT with the caller's name in detail. */
+enum ctl_op {
+	CTL_OP_CHAN_OPEN = 0,
+	CTL_OP_SVC_OFFER = 1,
+	CTL_OP_SVC_CALL = 2,
+	CTL_OP_SVC_ACCEPT = 3,
+};
+
 struct ctl_open_req {
 	uint32_t vcpu;
-	uint32_t reserved;
+	uint32_t op;       /* enum ctl_op */
 	char name[PARLEY_CHAN_NAME_MAX]; /* NUL-terminated (checked by vmm) */
+	char target[PARLEY_SVC_NAME_MAX]; /* SVC_CALL's provider, else "" */
 };
 
 struct ctl_open_reply {
@@ -267,7 +279,8 @@ struct ctl_msg {
  *   console   len <= PARLEY_CONSOLE_MAX (the size follows from it)
  *   finished  reason a known enum vmx_stop; detail NUL-terminated
  *   refused   type a request type; code a negative errno
- *   open_req  name NUL-terminated and non-empty; reserved zero
+ *   open_req  name NUL-terminated and non-empty; op a known enum ctl_op;
+ *             target NUL-terminated, non-empty exactly for SVC_CALL
  *   dirty     npages <= 8 * CTL_DIRTY_BYTES; last 0 or 1; reserved zero
  *   map       nseg 1..CTL_MAP_SEGS_MAX, nmem 1..CTL_MAP_MEMS_MAX, every
  *             segment's mem < nmem and readonly 0 or 1; reserved zero

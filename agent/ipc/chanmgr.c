@@ -1,5 +1,6 @@
 #include "agent/ipc/chanmgr.h"
 #include "agent/ipc/chanmem.h"
+#include "agent/ipc/chanmgr_int.h"
 #include "agent/ctl/stop.h"
 #include "agent/ctl/clock.h"
 
@@ -12,7 +13,7 @@
 
 #define PAGE PARLEY_PAGE_SIZE
 
-static const char *status_name(int st)
+const char *cm_status_name(int st)
 {
 	switch (st) {
 	case PARLEY_E_NO_GRANT:
@@ -39,12 +40,12 @@ void chanmgr_init(struct chanmgr *cm, struct audit *audit)
 	cm->next_id = 1;
 }
 
-static struct cm_part *part_of(struct partition *p)
+struct cm_part *cm_part_of(struct partition *p)
 {
 	return p->owner;
 }
 
-static struct cm_part *part_named(struct chanmgr *cm, const char *name)
+struct cm_part *cm_part_named(struct chanmgr *cm, const char *name)
 {
 	for (unsigned i = 0; i < cm->nparts; i++)
 		if (cm->parts[i].p && strcmp(cm->parts[i].p->name, name) == 0)
@@ -63,7 +64,7 @@ int chanmgr_add(struct chanmgr *cm, struct partition *p)
 	return 0;
 }
 
-static void emit(struct chanmgr *cm, const char *event, const char *part,
+void cm_emit(struct chanmgr *cm, const char *event, const char *part,
 		 const char *chan, const char *reason, const char *file,
 		 const char *detail)
 {
@@ -84,12 +85,13 @@ static struct cm_chan *chan_named(struct chanmgr *cm, const char *name)
 {
 	for (unsigned i = 0; i < cm->nchans; i++)
 		if (!cm->chans[i]->revoking && !cm->chans[i]->peer_gone &&
+		    !cm->chans[i]->svc &&
 		    strcmp(cm->chans[i]->g.channel, name) == 0)
 			return cm->chans[i];
 	return NULL;
 }
 
-static int chan_create(struct chanmgr *cm, const struct grant *g,
+int cm_chan_create(struct chanmgr *cm, const struct grant *g,
 		       struct cm_chan **out)
 {
 	if (cm->nchans == CM_CHANS_MAX)
@@ -122,6 +124,7 @@ static void chan_remove(struct chanmgr *cm, struct cm_chan *ch)
 			cm->chans[i] = cm->chans[--cm->nchans];
 			break;
 		}
+	svcmgr_forget_chan(cm, ch);
 	chanmem_truncate(ch);
 	chan_free(ch);
 }
@@ -178,7 +181,7 @@ static int side_of(const struct cm_chan *ch, const struct partition *p)
 	return strcmp(ch->g.a, p->name) == 0 ? 0 : 1;
 }
 
-static int map_end(struct cm_chan *ch, int side)
+int cm_map_end(struct cm_chan *ch, int side)
 {
 	struct cm_end *e = &ch->end[side];
 	struct cm_part *cp = e->ep;
@@ -225,7 +228,7 @@ static void chan_settle(struct chanmgr *cm, struct cm_chan *ch)
 /* Tell both vmms to unmap and return at once: the answers arrive through
  * chanmgr_on_request (CTL_UNMAPPED), the deadline is chanmgr_tick's. No
  * message of any vmm is handled in here. */
-static void chan_revoke(struct chanmgr *cm, struct cm_chan *ch, const char *why)
+void cm_chan_revoke(struct chanmgr *cm, struct cm_chan *ch, const char *why)
 {
 	if (ch->revoking)
 		return;
@@ -243,7 +246,7 @@ static void chan_revoke(struct chanmgr *cm, struct cm_chan *ch, const char *why)
 		else
 			end_forget(e); /* stopped: its vmm holds nothing */
 	}
-	emit(cm, "revoke", NULL, ch->g.channel, why, NULL, NULL);
+	cm_emit(cm, "revoke", NULL, ch->g.channel, why, NULL, NULL);
 	chan_settle(cm, ch);
 }
 
@@ -255,7 +258,7 @@ static void revoke_overdue(struct chanmgr *cm, struct cm_chan *ch)
 		if (!e->unmapping)
 			continue;
 		struct partition *p = e->ep->p;
-		emit(cm, "fault", p->name, ch->g.channel, "UNMAP_TIMEOUT", NULL,
+		cm_emit(cm, "fault", p->name, ch->g.channel, "UNMAP_TIMEOUT", NULL,
 		     "the vmm did not confirm the unmap in time");
 		partition_fault(p, VMX_STOP_VMM_TIMEOUT, "did not confirm the "
 				"unmap of channel %s in time", ch->g.channel);
@@ -279,13 +282,13 @@ static bool sections_intact(struct chanmgr *cm, struct cm_chan *ch)
 	char detail[160];
 	snprintf(detail, sizeof(detail), "%s truncated its section %d of "
 		 "channel %s", who, i, ch->g.channel);
-	emit(cm, "fault", who, ch->g.channel, "SECTION_TRUNCATED", NULL,
+	cm_emit(cm, "fault", who, ch->g.channel, "SECTION_TRUNCATED", NULL,
 	     detail);
 	if (peer)
 		snprintf(peer->blame, sizeof(peer->blame), "%s", detail);
 	if (bad)
 		partition_fault(bad->p, VMX_STOP_COMPROMISED, "%s", detail);
-	chan_revoke(cm, ch, "SECTION_TRUNCATED");
+	cm_chan_revoke(cm, ch, "SECTION_TRUNCATED");
 	return false;
 }
 
@@ -323,10 +326,17 @@ void chanmgr_set_grants(struct chanmgr *cm, struct grant_set *g)
 		if (i >= cm->nchans)
 			continue;
 		struct cm_chan *ch = cm->chans[i];
+		if (ch->svc) {
+			const struct svc_rule *r = svc_rule_find(&cm->grants,
+				ch->g.a, ch->g.b, ch->g.channel);
+			if (!r || !r->allow)
+				cm_chan_revoke(cm, ch, "SERVICE_RULE_REMOVED");
+			continue;
+		}
 		const struct grant *ng = grant_find(&cm->grants, ch->g.channel,
 						    ch->g.a);
 		if (!ng || !grant_same(ng, &ch->g))
-			chan_revoke(cm, ch, ng ? "GRANT_CHANGED" : "GRANT_REMOVED");
+			cm_chan_revoke(cm, ch, ng ? "GRANT_CHANGED" : "GRANT_REMOVED");
 	}
 }
 
@@ -338,16 +348,16 @@ static bool chan_of(const struct cm_chan *ch, const struct partition *p)
 void chanmgr_quarantine(struct chanmgr *cm, struct partition *p,
 			const char *file)
 {
-	struct cm_part *cp = part_of(p);
+	struct cm_part *cp = cm_part_of(p);
 	if (!cp || cp->quarantined)
 		return;
 	cp->quarantined = true;
-	emit(cm, "quarantine", p->name, NULL, "INTEGRITY", file, NULL);
+	cm_emit(cm, "quarantine", p->name, NULL, "INTEGRITY", file, NULL);
 	for (unsigned i = cm->nchans; i-- > 0;) {
 		if (i >= cm->nchans)
 			continue;
 		if (chan_of(cm->chans[i], p))
-			chan_revoke(cm, cm->chans[i], "QUARANTINE");
+			cm_chan_revoke(cm, cm->chans[i], "QUARANTINE");
 	}
 }
 
@@ -360,7 +370,7 @@ void chanmgr_quarantine(struct chanmgr *cm, struct partition *p,
 static void chan_peer_gone(struct chanmgr *cm, struct cm_chan *ch,
 			   struct partition *gone)
 {
-	emit(cm, "peer_gone", gone->name, ch->g.channel, "PEER_DOWN", NULL,
+	cm_emit(cm, "peer_gone", gone->name, ch->g.channel, "PEER_DOWN", NULL,
 	     NULL);
 	ch->peer_gone = true;
 	for (int s = 0; s < 2; s++) {
@@ -377,7 +387,9 @@ static void chan_peer_gone(struct chanmgr *cm, struct cm_chan *ch,
 
 void chanmgr_gone(struct chanmgr *cm, struct partition *p)
 {
-	struct cm_part *cp = part_of(p);
+	struct cm_part *cp = cm_part_of(p);
+	if (cp)
+		svcmgr_gone(cm, cp);
 	/* A peer that truncated a section under it is found first, so that
 	 * the fault is put where it belongs. */
 	for (unsigned i = cm->nchans; i-- > 0;)
@@ -389,7 +401,7 @@ void chanmgr_gone(struct chanmgr *cm, struct partition *p)
 		snprintf(detail, sizeof(detail), "%s%s%s", p->fin.detail,
 			 cp && cp->blame[0] ? "; after " : "",
 			 cp && cp->blame[0] ? cp->blame : "");
-		emit(cm, "fault", p->name, NULL, vmx_stop_name(p->fin.reason),
+		cm_emit(cm, "fault", p->name, NULL, vmx_stop_name(p->fin.reason),
 		     NULL, detail);
 	}
 	for (unsigned i = cm->nchans; i-- > 0;) {
@@ -425,7 +437,7 @@ static void vmm_lied(struct chanmgr *cm, struct cm_part *cp, uint64_t page)
 	snprintf(detail, sizeof(detail), "config page %llu (%s) changed but "
 		 "the vmm process never reported it", (unsigned long long)page,
 		 file);
-	emit(cm, "fault", p->name, NULL, "COMPROMISED",
+	cm_emit(cm, "fault", p->name, NULL, "COMPROMISED",
 	     file[0] == '(' ? NULL : file, detail);
 	chanmgr_quarantine(cm, p, file[0] == '(' ? NULL : file);
 	partition_fault(p, VMX_STOP_COMPROMISED, "%s", detail);
@@ -461,7 +473,7 @@ static int verify_whole(struct chanmgr *cm, struct cm_part *cp,
 /* Re-measure one endpoint. Regions up to MEASURE_FULL_REHASH_MAX are
  * re-hashed whole; larger ones re-hash the pages the vmm reports written
  * (and the background re-hash checks the report). */
-static int verify(struct chanmgr *cm, struct cm_part *cp, char *file,
+static int cm_verify(struct chanmgr *cm, struct cm_part *cp, char *file,
 		  size_t cap)
 {
 	struct partition *p = cp->p;
@@ -501,8 +513,8 @@ static int deny_file(struct open_ctx *o, int status, const char *detail,
 	o->r->status = status;
 	if (detail)
 		snprintf(o->r->detail, sizeof(o->r->detail), "%s", detail);
-	emit(o->cm, "open_denied", o->cp->p->name, o->req->name,
-	     status_name(status), file, detail);
+	cm_emit(o->cm, "open_denied", o->cp->p->name, o->req->name,
+	     cm_status_name(status), file, detail);
 	return status;
 }
 
@@ -511,30 +523,37 @@ static int deny(struct open_ctx *o, int status, const char *detail)
 	return deny_file(o, status, detail, NULL);
 }
 
-static bool peer_up(const struct cm_part *peer)
+bool cm_peer_up(const struct cm_part *peer)
 {
 	return peer && !peer->p->finished &&
 	       (peer->p->state == PART_RUNNING || peer->p->state == PART_PAUSED);
 }
 
-/* Both endpoints must still match their baselines; a mismatch quarantines
- * the partition it was found in. */
-static int check_integrity(struct open_ctx *o, struct cm_part *who)
+int cm_integrity(struct chanmgr *cm, struct cm_part *who,
+		 struct cm_verdict *v)
 {
-	char file[PARLEY_CONFIG_NAME_MAX + 80];
-	int rc = verify(o->cm, who, file, sizeof(file));
+	int rc = cm_verify(cm, who, v->file, sizeof(v->file));
 	if (rc == 0)
 		return 0;
-	char detail[sizeof(file) + 64];
-	if ((size_t)snprintf(detail, sizeof(detail), "%s/%s", who->p->name,
-			     file) >= sizeof(detail))
-		detail[sizeof(detail) - 1] = 0;
+	if ((size_t)snprintf(v->detail, sizeof(v->detail), "%s/%s",
+			     who->p->name, v->file) >= sizeof(v->detail))
+		v->detail[sizeof(v->detail) - 1] = 0;
 	if (rc == -EBADMSG) {
-		chanmgr_quarantine(o->cm, who->p, file);
-		return deny_file(o, PARLEY_E_INTEGRITY, detail, file);
+		chanmgr_quarantine(cm, who->p, v->file);
+		return PARLEY_E_INTEGRITY;
 	}
 	/* A vmm that cannot report its dirty pages is as good as down. */
-	return deny(o, PARLEY_E_PEER_DOWN, detail);
+	return PARLEY_E_PEER_DOWN;
+}
+
+/* Both endpoints must still match their baselines. */
+static int check_integrity(struct open_ctx *o, struct cm_part *who)
+{
+	struct cm_verdict v;
+	int st = cm_integrity(o->cm, who, &v);
+	if (st == PARLEY_E_INTEGRITY)
+		return deny_file(o, st, v.detail, v.file);
+	return st ? deny(o, st, v.detail) : 0;
 }
 
 static int decide(struct open_ctx *o)
@@ -552,19 +571,19 @@ static int decide(struct open_ctx *o)
 	 * peer happens to be up. */
 	if (g->require_integrity && check_integrity(o, o->cp) < 0)
 		return o->r->status;
-	struct cm_part *peer = part_named(cm, side ? g->a : g->b);
-	if (!peer_up(peer))
+	struct cm_part *peer = cm_part_named(cm, side ? g->a : g->b);
+	if (!cm_peer_up(peer))
 		return deny(o, PARLEY_E_PEER_DOWN, NULL);
 	if (peer->quarantined)
 		return deny(o, PARLEY_E_QUARANTINED, peer->p->name);
 	if (g->require_integrity && check_integrity(o, peer) < 0)
 		return o->r->status;
 	struct cm_chan *ch = chan_named(cm, g->channel);
-	if (!ch && chan_create(cm, g, &ch) < 0)
+	if (!ch && cm_chan_create(cm, g, &ch) < 0)
 		return deny(o, PARLEY_E_LIMIT, NULL);
 	ch->end[side].ep = o->cp;
 	ch->end[1 - side].ep = peer;
-	if (map_end(ch, side) < 0 || map_end(ch, 1 - side) < 0)
+	if (cm_map_end(ch, side) < 0 || cm_map_end(ch, 1 - side) < 0)
 		return deny(o, PARLEY_E_LIMIT, NULL);
 	const struct cm_end *e = &ch->end[side];
 	struct ctl_map m;
@@ -575,19 +594,21 @@ static int decide(struct open_ctx *o)
 	o->r->size = ch->size;
 	o->r->tx = m.tx;
 	o->r->rx = m.rx;
-	emit(cm, "open_allowed", o->cp->p->name, g->channel, NULL, NULL, NULL);
+	cm_emit(cm, "open_allowed", o->cp->p->name, g->channel, NULL, NULL, NULL);
 	return 0;
 }
 
 static void on_open(struct chanmgr *cm, struct partition *p,
 		    const struct ctl_open_req *req)
 {
-	struct cm_part *cp = part_of(p);
+	struct cm_part *cp = cm_part_of(p);
 	struct ctl_open_reply r = { .vcpu = req->vcpu };
 	/* ctl_read checked the name is NUL-terminated. */
 	struct open_ctx o = { cm, cp, req, &r };
 	if (!cp)
 		r.status = PARLEY_E_NO_GRANT;
+	else if (req->op != CTL_OP_CHAN_OPEN)
+		svcmgr_on_req(cm, cp, req, &r);
 	else
 		decide(&o);
 	if (!p->finished)
@@ -609,7 +630,7 @@ static struct cm_end *end_of(struct cm_chan *ch, struct partition *p,
 	if (!ch)
 		return NULL;
 	struct cm_end *e = &ch->end[side_of(ch, p)];
-	if (e->ep != part_of(p) || !e->mapped || e->handle != ref->handle)
+	if (e->ep != cm_part_of(p) || !e->mapped || e->handle != ref->handle)
 		return NULL;
 	return e;
 }
@@ -626,8 +647,13 @@ static void on_end_gone(struct chanmgr *cm, struct partition *p,
 		return;
 	end_forget(e);
 	if (why)
-		emit(cm, "fault", p->name, ch->g.channel, why, NULL, NULL);
-	chan_settle(cm, ch);
+		cm_emit(cm, "fault", p->name, ch->g.channel, why, NULL, NULL);
+	/* A service call is not reopened: one end hanging up ends it, and
+	 * the other learns PEER_DOWN (a provider then closes its end). */
+	if (ch->svc && !ch->revoking && !ch->peer_gone)
+		chan_peer_gone(cm, ch, p);
+	else
+		chan_settle(cm, ch);
 }
 
 /* The vmm confirms an unmap we asked for (status -ENOENT if the partition
@@ -639,7 +665,7 @@ static void on_unmapped(struct chanmgr *cm, struct partition *p,
 	if (!ch)
 		return;
 	struct cm_end *e = &ch->end[side_of(ch, p)];
-	if (e->ep != part_of(p) || !e->unmapping)
+	if (e->ep != cm_part_of(p) || !e->unmapping)
 		return;
 	end_forget(e);
 	chan_settle(cm, ch);

@@ -53,7 +53,10 @@ struct cm_end {
 
 struct cm_chan {
 	uint32_t id;
-	struct grant g;
+	struct grant g;                /* a service call's: channel = the
+					* service, a = caller, b = provider */
+	bool svc;                      /* a service call's ephemeral channel:
+					* never joined by a channel open */
 	unsigned nsec;
 	int mem[CM_SECTIONS_MAX];
 	int mem_ro[CM_SECTIONS_MAX];
@@ -71,8 +74,25 @@ struct cm_chan {
 	struct cm_end end[2];          /* [0] endpoint_a, [1] endpoint_b */
 };
 
+/* Services (svcmgr.c): who offers what, and the calls set up but not yet
+ * accepted by their provider. */
+#define CM_OFFERS_MAX 256
+
+struct cm_offer {
+	struct cm_part *cp;
+	char name[PARLEY_SVC_NAME_MAX];
+};
+
+struct cm_pending {
+	struct cm_chan *ch;            /* its end[1] is the provider's */
+};
+
 struct chanmgr {
-	struct grant_set grants;
+	struct grant_set grants;       /* and the service rules */
+	unsigned noffers;
+	struct cm_offer offers[CM_OFFERS_MAX];
+	unsigned npending;
+	struct cm_pending pending[CM_CHANS_MAX];
 	struct audit *audit;
 	unsigned nparts;
 	struct cm_part parts[CM_PARTS_MAX];

@@ -120,6 +120,13 @@ static const struct hc_desc hc_table[PARLEY_HC_MAX + 1] = {
 		offsetof(struct parley_hc_chan_wait, ready), reserved),
 	[PARLEY_HC_CHAN_CLOSE] = HC_OUT(vmx_hc_chan_close, "chan close",
 		struct parley_hc_chan_close, ret),
+	/* 9..12 are not served here: unknown, the partition is stopped. */
+	[PARLEY_HC_SVC_OFFER] = HC_OUT(vmx_hc_svc_offer, "svc offer",
+		struct parley_hc_svc_offer, ret),
+	[PARLEY_HC_SVC_CALL] = HC_OUT(vmx_hc_svc_call, "svc call",
+		struct parley_hc_svc_call, handle),
+	[PARLEY_HC_SVC_ACCEPT] = HC_OUT(vmx_hc_svc_accept, "svc accept",
+		struct parley_hc_svc_accept, handle),
 };
 
 /* The private copy a handler works on: room for the largest struct (every
@@ -133,6 +140,9 @@ union hc_arg {
 	struct parley_hc_chan_notify notify;
 	struct parley_hc_chan_wait wait;
 	struct parley_hc_chan_close close;
+	struct parley_hc_svc_offer svc_offer;
+	struct parley_hc_svc_call svc_call;
+	struct parley_hc_svc_accept svc_accept;
 };
 
 static bool all_zero(const uint8_t *p, size_t n)

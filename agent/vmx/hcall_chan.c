@@ -29,16 +29,11 @@ static bool await_reply(struct vmx_vcpu *c, struct ctl_open_reply *r)
 	return ok;
 }
 
-bool vmx_hc_chan_open(struct vmx_vcpu *c, void *arg)
+/* Ask the grant manager and wait for its answer. false: the partition
+ * stopped meanwhile. No agent link (a bare vmm): NOSYS. */
+static bool ask_agent(struct vmx_vcpu *c, const struct ctl_open_req *req,
+		      struct ctl_open_reply *r)
 {
-	struct parley_hc_chan_open *a = arg;
-	size_t len = strnlen(a->name, sizeof(a->name));
-	if (len == 0 || len == sizeof(a->name)) {
-		a->ret = PARLEY_E_INVAL;
-		return true;
-	}
-	struct ctl_open_req req = { .vcpu = c->index };
-	memcpy(req.name, a->name, len + 1);
 	/* Counted as parked while it waits, so a pause need not wait for
 	 * the grant manager; the answer is written after the pause. */
 	pthread_mutex_lock(&c->vm->lock);
@@ -46,25 +41,109 @@ bool vmx_hc_chan_open(struct vmx_vcpu *c, void *arg)
 	c->vm->nparked++;
 	pthread_cond_broadcast(&c->vm->cond);
 	pthread_mutex_unlock(&c->vm->lock);
-	struct ctl_open_reply r;
 	if (c->vm->ctl_fd < 0 ||
-	    ctl_send(c->vm->ctl_fd, CTL_OPEN_REQ, &req, sizeof(req)) < 0) {
-		r = (struct ctl_open_reply){ .status = PARLEY_E_NOSYS };
+	    ctl_send(c->vm->ctl_fd, CTL_OPEN_REQ, req, sizeof(*req)) < 0) {
+		*r = (struct ctl_open_reply){ .status = PARLEY_E_NOSYS };
 		pthread_mutex_lock(&c->vm->lock);
 		c->awaiting = false;
 		c->vm->nparked--;
 		pthread_mutex_unlock(&c->vm->lock);
-	} else if (!await_reply(c, &r)) {
-		return false;
+		return true;
 	}
-	a->handle = r.handle;
-	a->gpa = r.gpa;
-	a->size = r.size;
-	a->tx = r.tx;
-	a->rx = r.rx;
-	a->ret = r.status;
+	return await_reply(c, r);
+}
+
+/* The channel an answer names, into the OUT fields of a hypercall struct
+ * (chan_open's, svc_call's and svc_accept's have the same names). */
+#define CHAN_OUT(a, r)                                                     \
+	do {                                                               \
+		(a)->handle = (r)->handle;                                 \
+		(a)->gpa = (r)->gpa;                                       \
+		(a)->size = (r)->size;                                     \
+		(a)->tx = (r)->tx;                                         \
+		(a)->rx = (r)->rx;                                         \
+		(a)->ret = (r)->status;                                    \
+	} while (0)
+
+/* A name the partition passed: NUL-terminated within its field and not
+ * empty; copied into out (same size). */
+static bool name_in(const char *name, size_t cap, char *out)
+{
+	size_t len = strnlen(name, cap);
+	if (len == 0 || len == cap)
+		return false;
+	memcpy(out, name, len + 1);
+	return true;
+}
+
+bool vmx_hc_chan_open(struct vmx_vcpu *c, void *arg)
+{
+	struct parley_hc_chan_open *a = arg;
+	struct ctl_open_req req = { .vcpu = c->index, .op = CTL_OP_CHAN_OPEN };
+	if (!name_in(a->name, sizeof(a->name), req.name)) {
+		a->ret = PARLEY_E_INVAL;
+		return true;
+	}
+	struct ctl_open_reply r;
+	if (!ask_agent(c, &req, &r))
+		return false;
+	CHAN_OUT(a, &r);
 	memcpy(a->detail, r.detail, sizeof(a->detail));
 	a->detail[sizeof(a->detail) - 1] = 0;
+	return true;
+}
+
+_Static_assert(PARLEY_SVC_NAME_MAX == PARLEY_CHAN_NAME_MAX,
+	       "service names travel in the open request's name field");
+
+bool vmx_hc_svc_offer(struct vmx_vcpu *c, void *arg)
+{
+	struct parley_hc_svc_offer *a = arg;
+	struct ctl_open_req req = { .vcpu = c->index, .op = CTL_OP_SVC_OFFER };
+	if (!name_in(a->name, sizeof(a->name), req.name)) {
+		a->ret = PARLEY_E_INVAL;
+		return true;
+	}
+	struct ctl_open_reply r;
+	if (!ask_agent(c, &req, &r))
+		return false;
+	a->ret = r.status;
+	return true;
+}
+
+bool vmx_hc_svc_call(struct vmx_vcpu *c, void *arg)
+{
+	struct parley_hc_svc_call *a = arg;
+	struct ctl_open_req req = { .vcpu = c->index, .op = CTL_OP_SVC_CALL };
+	if (!name_in(a->name, sizeof(a->name), req.name) ||
+	    !name_in(a->target, sizeof(a->target), req.target)) {
+		a->ret = PARLEY_E_INVAL;
+		return true;
+	}
+	struct ctl_open_reply r;
+	if (!ask_agent(c, &req, &r))
+		return false;
+	CHAN_OUT(a, &r);
+	memcpy(a->detail, r.detail, sizeof(a->detail));
+	a->detail[sizeof(a->detail) - 1] = 0;
+	return true;
+}
+
+bool vmx_hc_svc_accept(struct vmx_vcpu *c, void *arg)
+{
+	struct parley_hc_svc_accept *a = arg;
+	struct ctl_open_req req = { .vcpu = c->index, .op = CTL_OP_SVC_ACCEPT };
+	if (!name_in(a->name, sizeof(a->name), req.name)) {
+		a->ret = PARLEY_E_INVAL;
+		return true;
+	}
+	struct ctl_open_reply r;
+	if (!ask_agent(c, &req, &r))
+		return false;
+	CHAN_OUT(a, &r);
+	_Static_assert(sizeof(a->caller) == sizeof(r.detail), "caller");
+	memcpy(a->caller, r.detail, sizeof(a->caller));
+	a->caller[sizeof(a->caller) - 1] = 0;
 	return true;
 }
 

@@ -116,6 +116,18 @@ static void kick_all(struct vmx_vm *vm)
 	}
 }
 
+void vmx_vm_wake_waiters(struct vmx_vm *vm)
+{
+	for (unsigned i = 0; i < vm->nvcpu; i++) {
+		struct vmx_vcpu *c = &vm->vcpu[i];
+		uint64_t one = 1;
+		if (c->started && c->kick_fd >= 0 &&
+		    write(c->kick_fd, &one, sizeof(one)) < 0) {
+			/* counter full: it will wake anyway */
+		}
+	}
+}
+
 static void noop_handler(int sig)
 {
 	(void)sig;
@@ -231,8 +243,10 @@ void vmx_vcpu_reply(struct vmx_vm *vm, const struct ctl_open_reply *r)
 	if (c->awaiting) {
 		c->reply = *r;
 		/* The map request came first; if it failed there is nothing
-		 * behind the handle. */
-		if (r->status == PARLEY_OK && !win_lookup(vm, r->handle))
+		 * behind the handle. (Handle 0 is none: an answer that maps
+		 * nothing, a service offer's.) */
+		if (r->status == PARLEY_OK && r->handle &&
+		    !win_lookup(vm, r->handle))
 			c->reply.status = PARLEY_E_LIMIT;
 		c->replied = true;
 		pthread_cond_broadcast(&vm->cond);

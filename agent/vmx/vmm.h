@@ -362,8 +362,16 @@ bool vmx_hc_chan_open(struct vmx_vcpu *c, void *arg);
 bool vmx_hc_chan_notify(struct vmx_vcpu *c, void *arg);
 bool vmx_hc_chan_wait(struct vmx_vcpu *c, void *arg);
 bool vmx_hc_chan_close(struct vmx_vcpu *c, void *arg);
+/* Services: each asks the grant manager (CTL_OPEN_REQ with its op). */
+bool vmx_hc_svc_offer(struct vmx_vcpu *c, void *arg);
+bool vmx_hc_svc_call(struct vmx_vcpu *c, void *arg);
+bool vmx_hc_svc_accept(struct vmx_vcpu *c, void *arg);
 /* A doorbell OUT that KVM did not catch (no ioeventfd for the value). */
 bool vmx_doorbell_slow(struct vmx_vcpu *c, uint32_t value);
+
+/* Wake every vCPU sleeping in CHAN_WAIT (it returns OK with ready 0):
+ * a window was mapped, a service provider's new caller among them. */
+void vmx_vm_wake_waiters(struct vmx_vm *vm);
 
 /* Hand a CHAN_OPEN answer to the vCPU waiting for it. */
 void vmx_vcpu_reply(struct vmx_vm *vm, const struct ctl_open_reply *r);

@@ -132,6 +132,10 @@ static void do_map(struct vmx_vm *vm, const struct ctl_map *m, int *fds)
 	if (ref.status < 0)
 		fprintf(stderr, "parley-vmm[%s]: %s\n", vmm_name, perr_msg(&err));
 	ctl_send(CTL_FD_SOCK, CTL_MAPPED, &ref, sizeof(ref));
+	/* The signal a service provider waits for: a new caller's window
+	 * (it then asks SVC_ACCEPT). */
+	if (ref.status == 0)
+		vmx_vm_wake_waiters(vm);
 }
 
 static void do_unmap(struct vmx_vm *vm, const struct ctl_chan_ref *r)

@@ -13,6 +13,9 @@
  *       baseline bytes N us later, before the grant manager looks
  *   mode=exec_{data,stack,heap,rodata,bootinfo,config}  run a `ret` there
  *   mode=write_text, ud2, null, ... (below): one fault each
+ *   mode=svc_names  service hypercalls with names that are unterminated,
+ *       empty or outside the alphabet, an accept of a service not offered:
+ *       each answered INVAL (the partition can correct them), printed
  */
 #include <parley/guest.h>
 
@@ -61,12 +64,14 @@ static const char *const hc_names[PARLEY_HC_MAX + 1] = {
 	[PARLEY_HC_EXIT] = "exit", [PARLEY_HC_HALT] = "halt",
 	[PARLEY_HC_CHAN_OPEN] = "open", [PARLEY_HC_CHAN_NOTIFY] = "notify",
 	[PARLEY_HC_CHAN_WAIT] = "wait", [PARLEY_HC_CHAN_CLOSE] = "close",
+	[PARLEY_HC_SVC_OFFER] = "svc_offer", [PARLEY_HC_SVC_CALL] = "svc_call",
+	[PARLEY_HC_SVC_ACCEPT] = "svc_accept",
 };
 
 static unsigned hc_named(const struct parley_boot_info *bi)
 {
 	for (unsigned i = 1; i <= PARLEY_HC_MAX; i++)
-		if (arg_is(bi, "hc", hc_names[i]))
+		if (hc_names[i] && arg_is(bi, "hc", hc_names[i]))
 			return i;
 	return 0;
 }
@@ -115,6 +120,57 @@ static uint64_t place(const struct parley_boot_info *bi)
 
 /* Returns only if the vmm accepted the call: the test then fails on the
  * exit code and the line. */
+static _Alignas(8) struct parley_hc_svc_offer svc_o;
+static _Alignas(8) struct parley_hc_svc_call svc_c;
+static _Alignas(8) struct parley_hc_svc_accept svc_a;
+
+static int64_t svc_offer_raw(const char *name, int fill)
+{
+	memset(&svc_o, 0, sizeof(svc_o));
+	if (fill)
+		memset(svc_o.name, 'a', sizeof(svc_o.name)); /* no NUL */
+	else
+		memcpy(svc_o.name, name, strlen(name) + 1);
+	parley_hypercall(PARLEY_HC_SVC_OFFER, &svc_o);
+	return svc_o.ret;
+}
+
+static int64_t svc_call_raw(const char *name, const char *target, int fill)
+{
+	memset(&svc_c, 0, sizeof(svc_c));
+	memcpy(svc_c.name, name, strlen(name) + 1);
+	if (fill)
+		memset(svc_c.target, 't', sizeof(svc_c.target));
+	else
+		memcpy(svc_c.target, target, strlen(target) + 1);
+	parley_hypercall(PARLEY_HC_SVC_CALL, &svc_c);
+	return svc_c.ret;
+}
+
+static int64_t svc_accept_raw(const char *name)
+{
+	memset(&svc_a, 0, sizeof(svc_a));
+	memcpy(svc_a.name, name, strlen(name) + 1);
+	parley_hypercall(PARLEY_HC_SVC_ACCEPT, &svc_a);
+	return svc_a.ret;
+}
+
+static int mode_svc_names(void)
+{
+	long r[8];
+	r[0] = (long)svc_offer_raw(NULL, 1);            /* unterminated */
+	r[1] = (long)svc_offer_raw("a/b", 0);           /* alphabet */
+	r[2] = (long)svc_call_raw("auth", "", 0);       /* empty target */
+	r[3] = (long)svc_call_raw("auth", NULL, 1);     /* unterminated */
+	r[4] = (long)svc_call_raw("x y", "w", 0);       /* alphabet */
+	r[5] = (long)svc_accept_raw("nope");            /* not offered */
+	r[6] = (long)svc_offer_raw("auth", 0);
+	r[7] = (long)svc_accept_raw("auth");            /* nobody called */
+	parley_printf("hostile: svc %ld %ld %ld %ld %ld %ld %ld %ld\n", r[0],
+		      r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+	return 0;
+}
+
 static int mode_place(const struct parley_boot_info *bi)
 {
 	unsigned nr = hc_named(bi);
@@ -262,6 +318,8 @@ int main(const struct parley_boot_info *bi)
 		sink = *(volatile uint64_t *)0x30000000;
 	if (mode_is(bi, "wild_write"))
 		*(volatile uint64_t *)0x30000000 = 1;
+	if (mode_is(bi, "svc_names"))
+		return mode_svc_names();
 	if (mode_is(bi, "null"))
 		sink = *(volatile uint64_t *)0;
 	if (mode_is(bi, "write_text"))    /* code is mapped read-only */

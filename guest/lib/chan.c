@@ -30,17 +30,23 @@ int64_t parley_chan_open(const char *name, struct parley_chan *c, char *detail)
 		memcpy(detail, a.detail, sizeof(a.detail));
 	if (a.ret != PARLEY_OK)
 		return a.ret;
+	return parley_chan_attach(c, a.handle, a.gpa, a.tx, a.rx);
+}
+
+int64_t parley_chan_attach(struct parley_chan *c, uint64_t handle,
+			   uint64_t gpa, uint32_t tx, uint32_t rx)
+{
 	memset(c, 0, sizeof(*c));
-	c->handle = a.handle;
-	c->hdr = (const struct parley_chan_hdr *)(uintptr_t)a.gpa;
+	c->handle = handle;
+	c->hdr = (const struct parley_chan_hdr *)(uintptr_t)gpa;
 	if (c->hdr->magic != PARLEY_RING_MAGIC)
 		return PARLEY_E_INVAL;
-	if (a.tx != PARLEY_CHAN_NO_QUEUE && a.tx < c->hdr->nqueues) {
-		ring_view(&c->tx, c->hdr, a.tx);
+	if (tx != PARLEY_CHAN_NO_QUEUE && tx < c->hdr->nqueues) {
+		ring_view(&c->tx, c->hdr, tx);
 		c->has_tx = 1;
 	}
-	if (a.rx != PARLEY_CHAN_NO_QUEUE && a.rx < c->hdr->nqueues) {
-		ring_view(&c->rx, c->hdr, a.rx);
+	if (rx != PARLEY_CHAN_NO_QUEUE && rx < c->hdr->nqueues) {
+		ring_view(&c->rx, c->hdr, rx);
 		c->has_rx = 1;
 	}
 	return PARLEY_OK;

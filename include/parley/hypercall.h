@@ -37,7 +37,11 @@ enum parley_hc_nr {
 	PARLEY_HC_CHAN_NOTIFY = 6,
 	PARLEY_HC_CHAN_WAIT = 7,
 	PARLEY_HC_CHAN_CLOSE = 8,
-	PARLEY_HC_MAX = 8,
+	/* 9..12: segment sets (another branch); unknown here. */
+	PARLEY_HC_SVC_OFFER = 13,  /* services (agent/ipc/svcmgr.c) */
+	PARLEY_HC_SVC_CALL = 14,
+	PARLEY_HC_SVC_ACCEPT = 15,
+	PARLEY_HC_MAX = 15,
 };
 
 /* Status returned in `ret`; negative, so >= 0 can carry a count. */
@@ -121,6 +125,53 @@ struct parley_hc_chan_wait {
 struct parley_hc_chan_close {
 	uint64_t handle;   /* IN */
 	int64_t ret;       /* OUT: PARLEY_OK, _E_BAD_HANDLE */
+};
+
+/*
+ * Services: a partition offers a named service; another calls it by name
+ * and provider ("target"). The agent decides by its service policy
+ * (source, target, service: allow or deny, default deny), re-measures
+ * both ends, then connects them through an ephemeral two-way channel: the
+ * caller gets it from SVC_CALL, the provider from SVC_ACCEPT. Requests
+ * and responses on it are framed by include/parley/svc.h. Names are
+ * NUL-terminated, 1..63 bytes of A-Z a-z 0-9 _ . -.
+ */
+#define PARLEY_SVC_NAME_MAX 64
+
+struct parley_hc_svc_offer {
+	char name[PARLEY_SVC_NAME_MAX];  /* IN */
+	int64_t ret;       /* OUT: PARLEY_OK, _E_INVAL, _E_LIMIT,
+			    *      _E_QUARANTINED */
+};
+
+/* The channel fields are those of parley_hc_chan_open. */
+struct parley_hc_svc_call {
+	char name[PARLEY_SVC_NAME_MAX];    /* IN: the service */
+	char target[PARLEY_SVC_NAME_MAX];  /* IN: the provider partition */
+	uint64_t handle;   /* OUT */
+	parley_gpa_t gpa;  /* OUT */
+	uint64_t size;     /* OUT */
+	uint32_t tx, rx;   /* OUT */
+	int64_t ret;       /* OUT: PARLEY_OK, _E_NO_GRANT (no rule or a deny
+			    *      rule), _E_PEER_DOWN (not offered, provider
+			    *      stopped), _E_INTEGRITY, _E_QUARANTINED,
+			    *      _E_LIMIT, _E_INVAL */
+	char detail[64];   /* OUT: for INTEGRITY, the file that differed */
+};
+
+/* Never sleeps. The signal to ask: when a call's window is mapped into the
+ * provider, every vCPU of it sleeping in CHAN_WAIT is woken (ret OK,
+ * ready 0), so a provider waits on its callers' handles (or none) and
+ * accepts after each wake-up. */
+struct parley_hc_svc_accept {
+	char name[PARLEY_SVC_NAME_MAX];  /* IN: a service this side offers */
+	uint64_t handle;   /* OUT: the new caller's channel */
+	parley_gpa_t gpa;  /* OUT */
+	uint64_t size;     /* OUT */
+	uint32_t tx, rx;   /* OUT */
+	int64_t ret;       /* OUT: PARLEY_OK, _E_TIMEOUT (no caller waiting),
+			    *      _E_INVAL (not offered) */
+	char caller[64];   /* OUT: the calling partition's name */
 };
 
 /* The doorbell: `outl handle, PARLEY_DOORBELL_PORT` rings the peer of the

@@ -14,6 +14,7 @@
 #include <parley/abi.h>
 #include <parley/hypercall.h>
 #include <parley/ring.h>
+#include <parley/svc.h>
 
 int main(const struct parley_boot_info *bi);
 void parley_secondary(const struct parley_boot_info *bi, uint32_t cpu);
@@ -50,8 +51,61 @@ int64_t parley_chan_notify(uint64_t handle);
 int64_t parley_chan_wait(const uint64_t *handles, uint32_t n,
 			 uint64_t timeout_ns, uint64_t *ready);
 int64_t parley_chan_close(struct parley_chan *c);
+/* Take a channel the agent mapped (an open's, a call's or an accept's
+ * OUT fields); PARLEY_E_INVAL if the window does not look like one. */
+int64_t parley_chan_attach(struct parley_chan *c, uint64_t handle,
+			   uint64_t gpa, uint32_t tx, uint32_t rx);
 /* Sleep for ns (CHAN_WAIT on no handle, repeated if woken early). */
 void parley_sleep_ns(uint64_t ns);
+
+/* Services (parley/svc.h frames them). Not for use from two vCPUs at
+ * once: frames pass through one buffer of the SDK's. */
+int64_t parley_svc_offer(const char *name);
+/* A provider's next caller, without sleeping: PARLEY_OK with *c its
+ * channel and caller (64 bytes, may be NULL) its name, or
+ * PARLEY_E_TIMEOUT if none waits. */
+int64_t parley_svc_accept(const char *name, struct parley_chan *c,
+			  char *caller);
+
+struct parley_svc_conn {
+	struct parley_chan chan;
+	uint32_t next_id;
+	struct parley_svc_ids ids;     /* calls in flight */
+};
+
+/* Connect to `target`'s service `name` (the agent's policy decides).
+ * detail as for parley_chan_open. */
+int64_t parley_svc_connect(const char *name, const char *target,
+			   struct parley_svc_conn *s, char *detail);
+/* Send a request; *id gets its call id. PARLEY_E_LIMIT when
+ * PARLEY_SVC_INFLIGHT calls await their answers. */
+int64_t parley_svc_send(struct parley_svc_conn *s, const void *req,
+			uint32_t len, uint32_t *id);
+/* The next response (of any call in flight), sleeping until one comes.
+ * PARLEY_E_INVAL if the provider sent a malformed frame or an answer to a
+ * call not in flight; PARLEY_E_PEER_DOWN if it stopped. */
+int64_t parley_svc_recv(struct parley_svc_conn *s, uint32_t *id,
+			int32_t *status, void *buf, uint32_t cap,
+			uint32_t *len);
+/* One call: send, then wait for its answer (no other call in flight). */
+int64_t parley_svc_call(struct parley_svc_conn *s, const void *req,
+			uint32_t len, int32_t *status, void *buf,
+			uint32_t cap, uint32_t *out_len);
+
+/* Provider side, on an accepted channel: the next request without
+ * sleeping (PARLEY_E_TIMEOUT: none; PARLEY_E_INVAL: malformed), and the
+ * answer to one. */
+int64_t parley_svc_try_request(struct parley_chan *c, uint32_t *id,
+			       void *buf, uint32_t cap, uint32_t *len);
+int64_t parley_svc_reply(struct parley_chan *c, uint32_t id, int32_t status,
+			 const void *buf, uint32_t len);
+/* Sleep until one of chans has data or timeout_ns passes; the rest as
+ * parley_chan_wait (ready bit i: chans[i]). */
+int64_t parley_svc_wait(struct parley_chan *const *chans, uint32_t n,
+			uint64_t timeout_ns, uint64_t *ready);
+
+/* SHA-256 (for the examples' key files). */
+void parley_sha256(const void *data, size_t len, uint8_t out[32]);
 
 /* Console. */
 int parley_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
