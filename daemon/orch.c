@@ -301,7 +301,7 @@ static int store_defined(struct orch *o, const char *host, const char *name,
 		.state = ORCH_STATE_DEFINED,
 	};
 	bool own;
-	int rc = orch_tx_begin(o, &own, err);
+	int rc = store_join_begin(o->store, &own, err);
 	if (rc < 0)
 		return rc;
 	struct store_audit_in ev = {
@@ -314,7 +314,7 @@ static int store_defined(struct orch *o, const char *host, const char *name,
 					       s->nfile, err);
 	if (rc == 0)
 		rc = store_audit_append(o->store, &ev, 1, NULL, err);
-	return orch_tx_end(o, own, rc, err);
+	return store_join_end(o->store, own, rc, err);
 }
 
 static int define_xml(struct orch_conn *c, const char *name,

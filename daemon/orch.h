@@ -146,13 +146,7 @@ struct orch {
 /* libvirt's last error as ORCH_ELIBVIRT: "<what> <name>: <message>". */
 int orch_lv_err(struct parley_err *err, const char *what, const char *name);
 
-/* orch_reconcile.c: a transaction of the orchestrator's, or the caller's
- * batch joined when one is open (*own false: orch_tx_end leaves commit or
- * rollback to the caller). orch_tx_end commits if rc is 0, else rolls
- * back; returns rc or the commit's error. */
-int orch_tx_begin(struct orch *o, bool *own, struct parley_err *err);
-int orch_tx_end(struct orch *o, bool own, int rc, struct parley_err *err);
-/* One transaction (or the caller's open batch): set the
+/* One transaction (or the caller's open batch, store_join_begin): set the
  * state of `name` (if state is not NULL; if_version as
  * store_partition_set_state) or delete its row (delete_row), and append
  * ev. */

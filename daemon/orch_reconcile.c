@@ -16,31 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Inside a caller's batch (the API's: one per change, with its
- * api_change event) the writes join it: the caller commits them with its
- * own or not at all. */
-int orch_tx_begin(struct orch *o, bool *own, struct parley_err *err)
-{
-	*own = !store_in_batch(o->store);
-	return *own ? store_begin(o->store, err) : 0;
-}
-
-int orch_tx_end(struct orch *o, bool own, int rc, struct parley_err *err)
-{
-	if (!own)
-		return rc;
-	if (rc == 0)
-		return store_commit(o->store, err);
-	store_rollback(o->store, NULL);
-	return rc;
-}
-
 int orch_write(struct orch *o, const char *name, const char *state,
 	       uint64_t if_version, const struct store_audit_in *ev,
 	       bool delete_row, struct parley_err *err)
 {
 	bool own;
-	int rc = orch_tx_begin(o, &own, err);
+	int rc = store_join_begin(o->store, &own, err);
 	if (rc < 0)
 		return rc;
 	if (delete_row)
@@ -50,7 +31,7 @@ int orch_write(struct orch *o, const char *name, const char *state,
 					       if_version, NULL, err);
 	if (rc == 0)
 		rc = store_audit_append(o->store, ev, 1, NULL, err);
-	return orch_tx_end(o, own, rc, err);
+	return store_join_end(o->store, own, rc, err);
 }
 
 /* What a state says about the domain, in libvirt's terms. */

@@ -116,9 +116,14 @@ int store_open_upto(const char *path, unsigned upto, struct store **out,
 int store_begin(struct store *s, struct parley_err *err);
 int store_commit(struct store *s, struct parley_err *err);
 int store_rollback(struct store *s, struct parley_err *err);
-/* Whether a batch is open: code that may run inside a caller's batch (the
- * API holds one around each change) joins it instead of opening its own. */
-bool store_in_batch(const struct store *s);
+/* A writer that must commit with its caller when the caller has a batch
+ * open (the API's: a change and its audit event together), and alone
+ * otherwise: store_join_begin opens a batch only if none is open (*own
+ * says whether it did); store_join_end commits it if rc is 0, else rolls
+ * it back -- and leaves a joined batch to its owner. Returns rc, or the
+ * commit's error. */
+int store_join_begin(struct store *s, bool *own, struct parley_err *err);
+int store_join_end(struct store *s, bool own, int rc, struct parley_err *err);
 /* A read snapshot: the reads between store_read_begin and store_read_end
  * see one state of the file and share one read transaction, so SQLite
  * takes and drops its WAL read lock once rather than once a statement

@@ -303,10 +303,6 @@ void store_read_end(struct store *s)
 	exec_quiet(s, "PRAGMA query_only = 0");
 }
 
-bool store_in_batch(const struct store *s)
-{
-	return s && s->batch;
-}
 
 int store_commit(struct store *s, struct parley_err *err)
 {
@@ -333,6 +329,22 @@ int store_rollback(struct store *s, struct parley_err *err)
 	if (sqlite3_get_autocommit(s->db))
 		return 0;
 	return db_exec(s, "ROLLBACK", err);
+}
+
+int store_join_begin(struct store *s, bool *own, struct parley_err *err)
+{
+	*own = !s->batch;
+	return *own ? store_begin(s, err) : 0;
+}
+
+int store_join_end(struct store *s, bool own, int rc, struct parley_err *err)
+{
+	if (!own)
+		return rc;
+	if (rc == 0)
+		return store_commit(s, err);
+	store_rollback(s, NULL);
+	return rc;
 }
 
 /* ---- open / close ---- */

@@ -76,20 +76,39 @@ static bool name_in(const char *name, size_t cap, char *out)
 	return true;
 }
 
+/* A request named by the partition: its names checked (target only for a
+ * call), then the grant manager asked. 1: answered (*r); 0: a bad name
+ * (nothing asked); -1: the partition stopped meanwhile. */
+static int ask_named(struct vmx_vcpu *c, uint32_t op, const char *name,
+		     const char *target, size_t cap, struct ctl_open_reply *r)
+{
+	struct ctl_open_req req = { .vcpu = c->index, .op = op };
+	if (!name_in(name, cap, req.name) ||
+	    (target && !name_in(target, cap, req.target)))
+		return 0;
+	return ask_agent(c, &req, r) ? 1 : -1;
+}
+
+/* The answer's detail into a partition's OUT field, NUL-terminated. */
+#define DETAIL_OUT(dst, r)                                                 \
+	do {                                                               \
+		_Static_assert(sizeof(dst) <= sizeof((r)->detail), "detail");\
+		memcpy(dst, (r)->detail, sizeof(dst));                     \
+		(dst)[sizeof(dst) - 1] = 0;                                \
+	} while (0)
+
 bool vmx_hc_chan_open(struct vmx_vcpu *c, void *arg)
 {
 	struct parley_hc_chan_open *a = arg;
-	struct ctl_open_req req = { .vcpu = c->index, .op = CTL_OP_CHAN_OPEN };
-	if (!name_in(a->name, sizeof(a->name), req.name)) {
-		a->ret = PARLEY_E_INVAL;
-		return true;
-	}
 	struct ctl_open_reply r;
-	if (!ask_agent(c, &req, &r))
-		return false;
+	int k = ask_named(c, CTL_OP_CHAN_OPEN, a->name, NULL, sizeof(a->name),
+			  &r);
+	if (k <= 0) {
+		a->ret = PARLEY_E_INVAL;
+		return k == 0;
+	}
 	CHAN_OUT(a, &r);
-	memcpy(a->detail, r.detail, sizeof(a->detail));
-	a->detail[sizeof(a->detail) - 1] = 0;
+	DETAIL_OUT(a->detail, &r);
 	return true;
 }
 
@@ -99,51 +118,41 @@ _Static_assert(PARLEY_SVC_NAME_MAX == PARLEY_CHAN_NAME_MAX,
 bool vmx_hc_svc_offer(struct vmx_vcpu *c, void *arg)
 {
 	struct parley_hc_svc_offer *a = arg;
-	struct ctl_open_req req = { .vcpu = c->index, .op = CTL_OP_SVC_OFFER };
-	if (!name_in(a->name, sizeof(a->name), req.name)) {
-		a->ret = PARLEY_E_INVAL;
-		return true;
-	}
 	struct ctl_open_reply r;
-	if (!ask_agent(c, &req, &r))
-		return false;
-	a->ret = r.status;
-	return true;
+	int k = ask_named(c, CTL_OP_SVC_OFFER, a->name, NULL, sizeof(a->name),
+			  &r);
+	a->ret = k > 0 ? r.status : PARLEY_E_INVAL;
+	return k >= 0;
 }
 
 bool vmx_hc_svc_call(struct vmx_vcpu *c, void *arg)
 {
 	struct parley_hc_svc_call *a = arg;
-	struct ctl_open_req req = { .vcpu = c->index, .op = CTL_OP_SVC_CALL };
-	if (!name_in(a->name, sizeof(a->name), req.name) ||
-	    !name_in(a->target, sizeof(a->target), req.target)) {
-		a->ret = PARLEY_E_INVAL;
-		return true;
-	}
 	struct ctl_open_reply r;
-	if (!ask_agent(c, &req, &r))
-		return false;
+	_Static_assert(sizeof(a->target) == sizeof(a->name), "target");
+	int k = ask_named(c, CTL_OP_SVC_CALL, a->name, a->target,
+			  sizeof(a->name), &r);
+	if (k <= 0) {
+		a->ret = PARLEY_E_INVAL;
+		return k == 0;
+	}
 	CHAN_OUT(a, &r);
-	memcpy(a->detail, r.detail, sizeof(a->detail));
-	a->detail[sizeof(a->detail) - 1] = 0;
+	DETAIL_OUT(a->detail, &r);
 	return true;
 }
 
 bool vmx_hc_svc_accept(struct vmx_vcpu *c, void *arg)
 {
 	struct parley_hc_svc_accept *a = arg;
-	struct ctl_open_req req = { .vcpu = c->index, .op = CTL_OP_SVC_ACCEPT };
-	if (!name_in(a->name, sizeof(a->name), req.name)) {
-		a->ret = PARLEY_E_INVAL;
-		return true;
-	}
 	struct ctl_open_reply r;
-	if (!ask_agent(c, &req, &r))
-		return false;
+	int k = ask_named(c, CTL_OP_SVC_ACCEPT, a->name, NULL, sizeof(a->name),
+			  &r);
+	if (k <= 0) {
+		a->ret = PARLEY_E_INVAL;
+		return k == 0;
+	}
 	CHAN_OUT(a, &r);
-	_Static_assert(sizeof(a->caller) == sizeof(r.detail), "caller");
-	memcpy(a->caller, r.detail, sizeof(a->caller));
-	a->caller[sizeof(a->caller) - 1] = 0;
+	DETAIL_OUT(a->caller, &r);
 	return true;
 }
 

@@ -129,8 +129,8 @@ static int host_create(struct api_server *a, const char *name,
 	*expires = unix_ms() + API_JOIN_TTL_MS;
 	/* Inside the API's batch for this change (api.c run_change), which
 	 * commits both with the audit event or neither. */
-	bool own = !store_in_batch(a->store);
-	rc = own ? store_begin(a->store, err) : 0;
+	bool own;
+	rc = store_join_begin(a->store, &own, err);
 	if (rc < 0)
 		return rc;
 	rc = store_host_put(a->store, name, uri, (struct store_blob){ 0 }, err);
@@ -138,12 +138,7 @@ static int host_create(struct api_server *a, const char *name,
 		rc = store_join_token_add(a->store, name,
 					  (struct store_blob){ d, sizeof(d) },
 					  *expires, err);
-	if (!own)
-		return rc;
-	if (rc == 0)
-		return store_commit(a->store, err);
-	store_rollback(a->store, NULL);
-	return rc;
+	return store_join_end(a->store, own, rc, err);
 }
 
 void api_hosts_add(struct api_req *q)
