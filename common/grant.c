@@ -11,7 +11,8 @@
 #define RING_MIN 0x1000ull
 #define RING_MAX 0x1000000ull
 
-static const char *const top_fields[] = { "grants", "services", NULL };
+static const char *const top_fields[] = { "grants", "services", "segsets",
+					   NULL };
 static const char *const svc_fields[] = { "source", "target", "service",
 					  "action", NULL };
 static const char *const grant_fields[] = {
@@ -300,7 +301,12 @@ static int parse_root(json_t *root, const char *const *known,
 			return rc;
 	}
 	rc = check_unique(out, err);
-	return rc < 0 ? rc : parse_services(root, known, out, err);
+	if (rc == 0)
+		rc = parse_services(root, known, out, err);
+	json_t *seg = json_object_get(root, "segsets");
+	if (rc == 0 && seg)
+		rc = segset_doc_from_json(seg, known, &out->seg, err);
+	return rc;
 }
 
 int grant_set_parse(const char *json, size_t len, const char *const *known,
@@ -353,6 +359,7 @@ void grant_set_free(struct grant_set *s)
 	free(s->svc);
 	s->svc = NULL;
 	s->nsvc = 0;
+	segset_doc_free(&s->seg);
 }
 
 const struct svc_rule *svc_rule_find(const struct grant_set *s,

@@ -16,6 +16,9 @@
  *     ]
  *   }
  *
+ * Segment sets (optional, "segsets"): the data set of common/segset.h,
+ * inline; members are checked against `known` like endpoints.
+ *
  * Services (optional): who may call which partition's named service. A
  * call no rule names is denied; the first rule naming (source, target,
  * service) decides.
@@ -27,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "common/err.h"
+#include "common/segset.h"
 
 #define GRANT_NAME_MAX 64
 #define GRANTS_MAX 1024
@@ -55,6 +59,7 @@ struct grant_set {
 	struct grant *g;
 	unsigned nsvc;
 	struct svc_rule *svc;
+	struct segset_doc seg;      /* "segsets", as in common/segset.h */
 };
 
 /* The rule for a call of `service` from `source` to `target`, or NULL

@@ -367,6 +367,34 @@ static int parse_set(json_t *o, size_t i, const char *const *known,
 	return 0;
 }
 
+int segset_doc_from_json(struct json_t *arr, const char *const *known,
+			 struct segset_doc *out, struct parley_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (!json_is_array(arr))
+		return jv_type_error(arr, "field \"segsets\"", "an array", err);
+	size_t n = json_array_size(arr);
+	if (n > SEGSETS_MAX)
+		return perr(err, -E2BIG, "%zu segment sets, at most %d", n,
+			    SEGSETS_MAX);
+	out->s = calloc(n ? n : 1, sizeof(*out->s));
+	if (!out->s)
+		return perr(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++, out->n++) {
+		int rc = parse_set(json_array_get(arr, i), i, known,
+				   &out->s[i], err);
+		if (rc < 0)
+			return rc;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(out->s[j].name, out->s[i].name) == 0)
+				return perr(err, -EEXIST, "segsets[%zu] "
+					    "(\"%s\").name: duplicate set (also "
+					    "segsets[%zu])", i, out->s[i].name,
+					    j);
+	}
+	return 0;
+}
+
 static int parse_root(json_t *root, const char *const *known,
 		      struct segset_doc *out, struct parley_err *err)
 {
@@ -378,28 +406,7 @@ static int parse_root(json_t *root, const char *const *known,
 	json_t *arr = json_object_get(root, "segsets");
 	if (!arr)
 		return perr(err, -EINVAL, "missing field \"segsets\"");
-	if (!json_is_array(arr))
-		return jv_type_error(arr, "field \"segsets\"", "an array", err);
-	size_t n = json_array_size(arr);
-	if (n > SEGSETS_MAX)
-		return perr(err, -E2BIG, "%zu segment sets, at most %d", n,
-			    SEGSETS_MAX);
-	out->s = calloc(n ? n : 1, sizeof(*out->s));
-	if (!out->s)
-		return perr(err, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < n; i++, out->n++) {
-		rc = parse_set(json_array_get(arr, i), i, known, &out->s[i],
-			       err);
-		if (rc < 0)
-			return rc;
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(out->s[j].name, out->s[i].name) == 0)
-				return perr(err, -EEXIST, "segsets[%zu] "
-					    "(\"%s\").name: duplicate set (also "
-					    "segsets[%zu])", i, out->s[i].name,
-					    j);
-	}
-	return 0;
+	return segset_doc_from_json(arr, known, out, err);
 }
 
 int segset_doc_parse(const char *json, size_t len, const char *const *known,

@@ -67,6 +67,12 @@ int segset_doc_load(const char *path, const char *const *known,
 		    struct segset_doc *out, struct parley_err *err);
 void segset_doc_free(struct segset_doc *d);
 
+/* The same checks on a parsed "segsets" array (a policy document's or a
+ * bundle's). On error `out` may hold the sets parsed so far: free it. */
+struct json_t;
+int segset_doc_from_json(struct json_t *arr, const char *const *known,
+			 struct segset_doc *out, struct parley_err *err);
+
 const struct segset_def *segset_find(const struct segset_doc *d,
 				     const char *name);
 /* The member id of `partition` in the set, or -1. */

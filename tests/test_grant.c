@@ -601,3 +601,31 @@ Test(grant, example_policy)
 			 "unknown partition \"rogue\""), "%s", e.msg);
 	expect_no_leaks();
 }
+
+/* A policy may carry segment sets inline: parsed by the data set's own
+ * checks (members against the same known list), freed with the policy. */
+Test(grant, inline_segsets_parsed_and_checked)
+{
+	const char *ok = "{\"grants\":[],\"segsets\":[{\"name\":\"bus\","
+		"\"members\":[\"ping\",\"pong\",\"mon\"],\"segments\":["
+		"{\"name\":\"cmd\",\"kind\":\"pipe\",\"writer\":\"ping\","
+		"\"size\":\"4K\"}]}]}";
+	struct grant_set s;
+	struct parley_err e = { 0 };
+	cr_assert_eq(parse(ok, known, &s, &e), 0, "%s", e.msg);
+	cr_assert_eq(s.seg.n, 1);
+	cr_expect_str_eq(s.seg.s[0].name, "bus");
+	cr_expect_eq(segset_member(&s.seg.s[0], "mon"), 2);
+	grant_set_free(&s);
+	cr_expect_eq(s.seg.n, 0);
+
+	const char *stranger = "{\"grants\":[],\"segsets\":[{\"name\":\"bus\","
+		"\"members\":[\"ping\",\"zed\"],\"segments\":[]}]}";
+	memset(&e, 0, sizeof(e));
+	cr_expect_lt(parse(stranger, known, &s, &e), 0);
+	cr_expect(strstr(e.msg, "segsets[0]") && strstr(e.msg, "zed"), "%s",
+		  e.msg);
+	cr_expect_eq(parse("{\"grants\":[],\"segsets\":{}}", known, &s, &e),
+		     -EINVAL);
+	expect_no_leaks();
+}
