@@ -5,8 +5,8 @@
 # helper) goes under include/parley and LIBDIR/parley-guest.
 include(GNUInstallDirs)
 
-install(TARGETS parleyd parley-pki parley-agent parley-vmm parley-vmm-stub
-  parleyctl parley-smcp RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS parleyd parley-pki parley-pkg parley-agent parley-vmm
+  parley-vmm-stub parleyctl parley-smcp RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 set(PARLEY_GUEST_INSTALL_DIR ${CMAKE_INSTALL_LIBDIR}/parley-guest)
 set(PARLEY_GUEST_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/ParleyGuest)

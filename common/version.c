@@ -1,6 +1,7 @@
 #include "common/version.h"
 #include "parley_version.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,4 +29,37 @@ bool parley_help_or_version(int argc, char **argv, const char *prog,
 		}
 	}
 	return false;
+}
+
+int parley_dotted_parse(const char *s, unsigned parts, bool prefix,
+			unsigned *v)
+{
+	for (unsigned i = 0; i < parts; i++) {
+		if (*s < '0' || *s > '9')
+			return -EINVAL;
+		unsigned long n = 0;
+		unsigned digits = 0;
+		while (*s >= '0' && *s <= '9') {
+			n = n * 10 + (unsigned)(*s++ - '0');
+			if (++digits > 5 || n > 65535)
+				return -EINVAL;
+		}
+		v[i] = (unsigned)n;
+		if (i + 1 < parts && *s++ != '.')
+			return -EINVAL;
+	}
+	return *s == 0 || (prefix && *s == ' ') ? 0 : -EINVAL;
+}
+
+int parley_version_parse(const char *s, bool prefix, unsigned v[3])
+{
+	return parley_dotted_parse(s, 3, prefix, v);
+}
+
+int parley_version_cmp(const unsigned a[3], const unsigned b[3])
+{
+	for (int i = 0; i < 3; i++)
+		if (a[i] != b[i])
+			return a[i] < b[i] ? -1 : 1;
+	return 0;
 }

@@ -18,4 +18,14 @@ void parley_print_version(const char *prog);
 bool parley_help_or_version(int argc, char **argv, const char *prog,
 			    const char *usage);
 
+/* Versions as numbers: "X.Y.Z", each part 0..65535 with no sign or
+ * padding beyond five digits; with `prefix`, a space and anything after
+ * it is ignored (parley_version()'s "0.4.0 (36e23e5)"). 0 or -EINVAL. */
+int parley_version_parse(const char *s, bool prefix, unsigned v[3]);
+/* <0, 0, >0 as a is older than, equal to, newer than b. */
+int parley_version_cmp(const unsigned a[3], const unsigned b[3]);
+/* The same for `parts` numbers ("1.1": an ABI version). */
+int parley_dotted_parse(const char *s, unsigned parts, bool prefix,
+			unsigned *v);
+
 #endif

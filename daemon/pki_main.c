@@ -9,6 +9,10 @@
  *                            CN = NAME; --server for the daemon (serverAuth,
  *                            loopback subjectAltName), else an agent
  *                            (clientAuth); --expired: expired yesterday
+ *   parley-pki release-key DIR
+ *                            DIR/release.key, DIR/release.pub: the pair
+ *                            agent update packages are signed with
+ *                            (parley-pkg sign); refuses to replace one
  *
  * Prints one line per certificate: "<path> sha256:<fingerprint>".
  * Exit status 0, 1 on failure, 2 on a usage error.
@@ -44,10 +48,12 @@
 static const char usage_text[] =
 	"usage: parley-pki ca DIR\n"
 	"       parley-pki issue DIR NAME [--server] [--days N] [--expired]\n"
+	"       parley-pki release-key DIR\n"
 	"       parley-pki --help | --version\n"
 	"\n"
 	"  ca DIR       make DIR/ca.key, ca.crt, policy.key, policy.pub\n"
 	"  issue        DIR/NAME.key and NAME.crt signed by DIR's CA\n"
+	"  release-key  DIR/release.key, release.pub: signs agent updates\n"
 	"  --server     a server certificate (serverAuth, loopback names)\n"
 	"  --days N     valid N days, 1..36500 (default 365)\n"
 	"  --expired    expired yesterday (for tests)\n"
@@ -113,13 +119,15 @@ static int write_pair(const char *dir, const char *name, EVP_PKEY *k,
 	return rc;
 }
 
-static int write_policy_key(const char *dir, struct parley_err *err)
+/* NAME.key and NAME.pub: an Ed25519 signing pair (policy, release). */
+static int write_sign_key(const char *dir, const char *name,
+			  struct parley_err *err)
 {
 	char kp[PATH_MAX], pp[PATH_MAX];
 	EVP_PKEY *k = NULL;
-	int rc = dir_file(kp, dir, "policy", ".key", err);
+	int rc = dir_file(kp, dir, name, ".key", err);
 	if (!rc)
-		rc = dir_file(pp, dir, "policy", ".pub", err);
+		rc = dir_file(pp, dir, name, ".pub", err);
 	if (!rc)
 		rc = pki_key_new(&k, err);
 	if (!rc)
@@ -151,9 +159,26 @@ static int cmd_ca(const char *dir)
 	if (!rc)
 		rc = write_pair(dir, "ca", k, x, &err);
 	if (!rc)
-		rc = write_policy_key(dir, &err);
+		rc = write_sign_key(dir, "policy", &err);
 	X509_free(x);
 	EVP_PKEY_free(k);
+	return rc < 0 ? fail(&err) : 0;
+}
+
+/* The release key signs what every agent of the fleet will run: kept
+ * apart from the CA and the policy key so that it can live offline. */
+static int cmd_release_key(const char *dir)
+{
+	struct parley_err err = { 0 };
+	char kp[PATH_MAX];
+	int rc = make_dir(dir, &err);
+	if (!rc)
+		rc = dir_file(kp, dir, "release", ".key", &err);
+	if (!rc && access(kp, F_OK) == 0)
+		rc = perr(&err, -EEXIST, "%s exists; remove it to make a new "
+			  "release key (agents trust the old one)", kp);
+	if (!rc)
+		rc = write_sign_key(dir, "release", &err);
 	return rc < 0 ? fail(&err) : 0;
 }
 
@@ -231,11 +256,14 @@ int main(int argc, char **argv)
 		return 0;
 	if (argc == 3 && !strcmp(argv[1], "ca"))
 		return cmd_ca(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "release-key"))
+		return cmd_release_key(argv[2]);
 	if (argc < 4 || strcmp(argv[1], "issue"))
 		return usage();
 	/* NAME is the CN and part of two file names. */
 	if (!jv_name_valid(argv[3], strlen(argv[3]), PKI_CN_MAX) ||
-	    !strcmp(argv[3], "ca") || !strcmp(argv[3], "policy")) {
+	    !strcmp(argv[3], "ca") || !strcmp(argv[3], "policy") ||
+	    !strcmp(argv[3], "release")) {
 		fprintf(stderr,
 			"parley-pki: \"%s\" is not a usable host name\n",
 			argv[3]);

@@ -29,6 +29,7 @@ static const struct prog progs[] = {
 	{ "parley-agent", MAN("parley-agent.8") },
 	{ "parleyctl", MAN("parleyctl.1") },
 	{ "parley-pki", MAN("parley-pki.1") },
+	{ "parley-pkg", MAN("parley-pkg.1") },
 	{ "parley-smcp", MAN("parley-smcp.1") },
 	{ "parley-vmm", NULL },           /* started by the agent only */
 };
@@ -74,6 +75,7 @@ Test(conventions, unknown_option_on_stderr_exit_2)
 		{ "parley-agent", "--no-such-option" },
 		{ "parleyctl", "--no-such-option" },
 		{ "parley-pki", "--no-such-option" },
+		{ "parley-pkg", "--no-such-option" },
 		{ "parley-smcp", "--no-such-option" },
 		{ "parley-vmm", "--no-such-option" },
 	};
