@@ -26,6 +26,8 @@
 #include "agent/serve.h"
 #include "agent/spec.h"
 #include "agent/supervisor.h"
+#include "agent/update/stage.h"
+#include "agent/update_commit.h"
 #include "common/fileio.h"
 #include "common/version.h"
 #include "agent/vmm_jail.h"
@@ -243,6 +245,7 @@ struct agent {
 	struct snap_key key;
 	bool have_key;
 	bool restore;               /* partition names come from snapshots */
+	struct upd_stage upd;       /* updates from partitions (--state-dir) */
 	const char *names[SUP_MAX + 1];
 };
 
@@ -266,7 +269,39 @@ static void on_request(struct partition *p, const struct ctl_msg *m,
 		       void *ctx)
 {
 	struct agent *a = ((struct supervisor *)ctx)->owner;
-	chanmgr_on_request(p, m, &a->cm);
+	if (m->type == CTL_UPDATE_REQ)
+		upd_on_request(&a->upd, p, &m->u.update_req);
+	else
+		chanmgr_on_request(p, m, &a->cm);
+}
+
+/* The hand-over is another part's (agent/update_commit.h). Referred to
+ * weakly, so that until it is linked in an update stops at a verified
+ * stage; agent/CMakeLists.txt asks the linker for it (-u), so an
+ * archive member that defines it is pulled in, not skipped. */
+extern int update_commit(struct agent *a, const char *stage_dir,
+			 struct parley_err *err) __attribute__((weak));
+
+static int commit_stage(void *ctx, const char *stage_dir,
+			struct parley_err *err)
+{
+	return update_commit(ctx, stage_dir, err);
+}
+
+/* --state-dir: where updates from partitions are staged; without it a
+ * partition's update requests get NOSYS. */
+static int open_updates(struct agent *a, struct parley_err *err)
+{
+	if (!a->cli.state_dir) {
+		upd_stage_none(&a->upd, &a->audit);
+		return 0;
+	}
+	int rc = upd_stage_open(&a->upd, a->cli.state_dir, &a->audit, err);
+	if (rc == 0 && update_commit) {
+		a->upd.commit = commit_stage;
+		a->upd.commit_ctx = a;
+	}
+	return rc;
 }
 
 static int load_policy(struct agent *a, struct parley_err *err)
@@ -362,6 +397,10 @@ static int setup(struct agent *a, int restore, char **args, int n,
 		fprintf(stderr, "parley-agent: %s\n", why);
 	}
 	int bad = restore && restore_checks(a, n) < 0;
+	if (!bad && open_updates(a, &err) < 0) {
+		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
+		bad = 1;
+	}
 	if (!bad && load_key(a, restore, args, &err) < 0) {
 		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
 		bad = 1;
@@ -428,6 +467,7 @@ static int start_all(struct agent *a, int restore, char **args, int n,
 static void on_gone(struct partition *p, void *ctx)
 {
 	chanmgr_gone(&((struct agent *)ctx)->cm, p);
+	upd_stage_gone(&((struct agent *)ctx)->upd, p->name);
 }
 
 static bool on_tick(void *ctx)
@@ -503,6 +543,7 @@ int main(int argc, char **argv)
 	free(specs);
 	sup_free(&a.sup);
 	chanmgr_free(&a.cm);
+	upd_stage_close(&a.upd);
 	if (a.have_db)
 		baseline_free(&a.db);
 	if (a.audit.out)

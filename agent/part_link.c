@@ -48,6 +48,8 @@ static int defer(struct partition *p, const struct ctl_msg *m)
 	d->type = m->type;
 	if (m->type == CTL_OPEN_REQ)
 		d->u.open_req = m->u.open_req;
+	else if (m->type == CTL_UPDATE_REQ)
+		d->u.update_req = m->u.update_req;
 	else
 		d->u.ref = m->u.ref;
 	return 0;
@@ -180,13 +182,15 @@ static void on_finished(struct partition *p, const struct ctl_finished *f)
 	partition_reap(p);
 }
 
-/* A CHAN_OPEN as read from the vmm: its vCPU waits for the answer, so it
- * cannot ask again before it has it — a second one is the vmm's, not the
- * partition's, and would let it keep the grant manager busy for ever (each
- * open waits for dirty reports, during which it could ask again). */
+/* A CHAN_OPEN (or an update request) as read from the vmm: its vCPU waits
+ * for the answer, so it cannot ask again before it has it — a second one
+ * is the vmm's, not the partition's, and would let it keep the grant
+ * manager busy for ever (each open waits for dirty reports, during which
+ * it could ask again). */
 static int note_open(struct partition *p, const struct ctl_msg *m)
 {
-	uint32_t v = m->u.open_req.vcpu;
+	uint32_t v = m->type == CTL_UPDATE_REQ ? m->u.update_req.vcpu
+					       : m->u.open_req.vcpu;
 	if (v >= p->vcpus || v >= 32) {
 		partition_fault(p, VMX_STOP_VMM_PROTOCOL, "channel open for "
 				"vCPU %u of %u", v, p->vcpus);
@@ -218,6 +222,7 @@ static int on_message(struct partition *p, const struct ctl_msg *m)
 		on_console(p, &m->u.console);
 		return 0;
 	case CTL_OPEN_REQ:
+	case CTL_UPDATE_REQ:
 	case CTL_CLOSED:
 	case CTL_MAPPED:
 	case CTL_UNMAPPED:
@@ -254,12 +259,15 @@ int partition_handle(struct partition *p)
 		m->nfds = 0;
 		if (d.type == CTL_OPEN_REQ)
 			m->u.open_req = d.u.open_req;
+		else if (d.type == CTL_UPDATE_REQ)
+			m->u.update_req = d.u.update_req;
 		else
 			m->u.ref = d.u.ref;
 		rc = on_message(p, m);
 	} else {
 		rc = ctl_read(p->ctl, CTL_FROM_VMM, m);
-		if (rc == 0 && m->type == CTL_OPEN_REQ && note_open(p, m) < 0)
+		if (rc == 0 && (m->type == CTL_OPEN_REQ ||
+				m->type == CTL_UPDATE_REQ) && note_open(p, m) < 0)
 			rc = 1;
 		else if (rc == 0)
 			rc = on_message(p, m);
@@ -302,7 +310,8 @@ static int await_other(struct partition *p, const struct ctl_msg *m,
 		on_console(p, &m->u.console);
 		return 0;
 	}
-	if (m->type == CTL_OPEN_REQ && note_open(p, m) < 0)
+	if ((m->type == CTL_OPEN_REQ || m->type == CTL_UPDATE_REQ) &&
+	    note_open(p, m) < 0)
 		return -ESRCH;
 	if (is_deferred_kind(m->type)) {
 		if (defer(p, m) == 0)
@@ -515,6 +524,11 @@ int partition_send(struct partition *p, uint32_t type, const void *payload,
 		return -ESRCH;
 	if (type == CTL_OPEN_REPLY && len >= sizeof(struct ctl_open_reply)) {
 		const struct ctl_open_reply *r = payload;
+		if (r->vcpu < 32)
+			p->open_pending &= ~(1u << r->vcpu);
+	}
+	if (type == CTL_UPDATE_REPLY && len >= sizeof(struct ctl_update_reply)) {
+		const struct ctl_update_reply *r = payload;
 		if (r->vcpu < 32)
 			p->open_pending &= ~(1u << r->vcpu);
 	}

@@ -339,6 +339,7 @@ int partition_create(const struct part_spec *s, const struct part_opts *o,
 	if (rc == 0) {
 		p->ram_size = s->mem_bytes;
 		p->vcpus = s->vcpus;
+		p->caps = s->caps;
 		p->cfg_size = layout_config_bytes(l.cfg, l.ncfg);
 		p->entry = l.elf.entry;
 		p->nrange = l.elf.nseg;

@@ -50,7 +50,8 @@ struct part_opts {
 	int (*on_measured)(struct partition *p, void *ctx,
 			   struct parley_err *err);
 	/* A request or event from the vmm that needs the grant manager
-	 * (CTL_OPEN_REQ, CTL_CLOSED, CTL_MAPPED, CTL_UNMAPPED), read and
+	 * (CTL_OPEN_REQ, CTL_UPDATE_REQ, CTL_CLOSED, CTL_MAPPED,
+	 * CTL_UNMAPPED), read and
 	 * checked by ctl_read. Called only from partition_handle(), i.e. from
 	 * the event loop: never while the agent waits for a reply, stops a
 	 * partition or revokes a channel. */
@@ -66,6 +67,7 @@ struct part_deferred {
 	uint32_t type;
 	union {
 		struct ctl_open_req open_req;
+		struct ctl_update_req update_req;
 		struct ctl_chan_ref ref;
 	} u;
 };
@@ -96,7 +98,9 @@ struct partition {
 				    * detail says how, once reaped */
 	uint64_t t_created_ns, t_ready_ns, t_first_console_ns;
 	struct measure measure;    /* baseline and dirty tracking */
-	uint32_t open_pending;     /* vCPUs with a CHAN_OPEN unanswered */
+	uint32_t open_pending;     /* vCPUs with a CHAN_OPEN or an update
+				    * request unanswered */
+	uint32_t caps;             /* SPEC_CAP_* its spec grants */
 	unsigned ndefer;
 	struct part_deferred defer[PART_DEFER_MAX];
 	void *owner;               /* for the grant manager's bookkeeping */

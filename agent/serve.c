@@ -5,6 +5,7 @@
 #include "agent/partition.h"
 #include "agent/spec.h"
 #include "agent/supervisor.h"
+#include "agent/update/stage.h"
 #include "agent/ctl/stop.h"
 #include "common/log.h"
 #include "common/hostport.h"
@@ -34,6 +35,8 @@ struct serve {
 	struct serve_part part[SERVE_PARTS_MAX];
 	struct event *tick, *sig[2];
 	struct supervisor sup;     /* only for its console line buffering */
+	struct upd_stage upd;      /* updates from partitions, to a
+				    * verified stage (hand-over: run only) */
 };
 
 static void report_finished(struct serve *s)
@@ -51,6 +54,7 @@ static void report_finished(struct serve *s)
 				  backend_name(sp->p->backend), "stopped",
 				  vmx_stop_name(f->reason), f->code);
 		chanmgr_gone(&s->cm, sp->p);
+		upd_stage_gone(&s->upd, sp->p->name);
 	}
 }
 
@@ -114,7 +118,10 @@ static void on_request(struct partition *p, const struct ctl_msg *m,
 		       void *ctx)
 {
 	struct serve *s = ((struct supervisor *)ctx)->owner;
-	chanmgr_on_request(p, m, &s->cm);
+	if (m->type == CTL_UPDATE_REQ)
+		upd_on_request(&s->upd, p, &m->u.update_req);
+	else
+		chanmgr_on_request(p, m, &s->cm);
 }
 
 /* Before the first instruction: the bundle's baseline for this partition,
@@ -323,6 +330,7 @@ static void teardown(struct serve *s)
 	sup_free(&s->sup);
 	chanmgr_free(&s->cm);
 	agent_link_free(&s->link);
+	upd_stage_close(&s->upd);
 	if (s->tick)
 		event_free(s->tick);
 	for (int i = 0; i < 2; i++)
@@ -362,6 +370,10 @@ int serve_main(const struct serve_opts *o)
 	}
 	if (agent_link_init(&s.link, s.base, o->state_dir, host, port, &s.cm,
 			    &err) < 0) {
+		log_error("%s", perr_msg(&err));
+		return 2;
+	}
+	if (upd_stage_open(&s.upd, o->state_dir, &s.audit, &err) < 0) {
 		log_error("%s", perr_msg(&err));
 		return 2;
 	}

@@ -26,7 +26,8 @@
 #define TOP_LEVEL (-1)
 
 static const char *const top_fields[] = {
-	"name", "image", "memory", "vcpus", "config", "cmdline", NULL
+	"name", "image", "memory", "vcpus", "config", "cmdline",
+	"capabilities", NULL
 };
 static const char *const config_fields[] = { "name", "path", NULL };
 
@@ -354,6 +355,45 @@ static int parse_cmdline(json_t *root, struct part_spec *out,
 	return 0;
 }
 
+/* "capabilities": ["update"]: what the partition may ask of the agent
+ * beyond channels. Each known at most once; an unknown one is refused
+ * (a misspelt capability must not silently mean none). */
+static int parse_caps(json_t *root, struct part_spec *out,
+		      struct parley_err *err)
+{
+	static const struct { const char *name; uint32_t bit; } caps[] = {
+		{ "update", SPEC_CAP_UPDATE },
+	};
+	json_t *v = json_object_get(root, "capabilities");
+	if (!v)
+		return 0;
+	if (!json_is_array(v) || json_array_size(v) > 8)
+		return perr(err, -EINVAL, "field \"capabilities\": expected an "
+			    "array of at most 8 names");
+	for (size_t i = 0; i < json_array_size(v); i++) {
+		const char *s;
+		size_t len;
+		char lbl[LABEL_MAX];
+		snprintf(lbl, sizeof(lbl), "capabilities[%zu]", i);
+		int rc = get_string(json_array_get(v, i), lbl, &s, &len, err);
+		if (rc)
+			return rc;
+		size_t k = 0;
+		while (k < sizeof(caps) / sizeof(caps[0]) &&
+		       strcmp(caps[k].name, s))
+			k++;
+		if (k == sizeof(caps) / sizeof(caps[0])) {
+			struct jv_quoted q;
+			return perr(err, -EINVAL, "%s: unknown capability "
+				    "\"%s\"", lbl, jv_quote(&q, s, len));
+		}
+		if (out->caps & caps[k].bit)
+			return perr(err, -EINVAL, "%s: \"%s\" twice", lbl, s);
+		out->caps |= caps[k].bit;
+	}
+	return 0;
+}
+
 typedef int (*field_parser)(json_t *root, struct part_spec *out,
 			    struct parley_err *err);
 
@@ -361,7 +401,7 @@ typedef int (*field_parser)(json_t *root, struct part_spec *out,
  * first one they see. */
 static const field_parser field_parsers[] = {
 	parse_name, parse_image, parse_memory, parse_vcpus, parse_config,
-	parse_cmdline,
+	parse_cmdline, parse_caps,
 };
 
 static int spec_from_json(json_t *root, const char *base_dir,

@@ -17,7 +17,9 @@
  *     "memory": "16M",                  size string or integer bytes
  *     "vcpus": 1,
  *     "config": [ {"name": "motd", "path": "motd.txt"} ],
- *     "cmdline": "exit=0"
+ *     "cmdline": "exit=0",
+ *     "capabilities": ["update"]        optional: may stream agent
+ *                                       updates (agent/update)
  *   }
  */
 #ifndef PARLEY_AGENT_SPEC_H
@@ -37,6 +39,9 @@
 /* Guest RAM is mapped with 2 MiB pages, so sizes come in whole pages. */
 #define SPEC_MEM_ALIGN   (2ull << 20)
 
+/* Capabilities a spec may grant its partition. */
+#define SPEC_CAP_UPDATE 0x1u      /* the UPDATE_* hypercalls */
+
 struct part_config_spec {
 	char name[PARLEY_CONFIG_NAME_MAX]; /* as the partition sees it */
 	char *path;                        /* as written: relative, no ".." */
@@ -52,6 +57,7 @@ struct part_spec {
 	unsigned nconfig;         /* 0..PARLEY_CONFIG_FILES_MAX */
 	struct part_config_spec config[PARLEY_CONFIG_FILES_MAX];
 	char cmdline[PARLEY_CMDLINE_MAX]; /* default "" */
+	uint32_t caps;            /* SPEC_CAP_*, default none */
 };
 
 /*

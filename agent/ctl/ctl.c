@@ -24,6 +24,10 @@ long ctl_payload_size(uint32_t type)
 		return sizeof(struct ctl_open_req);
 	case CTL_OPEN_REPLY:
 		return sizeof(struct ctl_open_reply);
+	case CTL_UPDATE_REQ:
+		return sizeof(struct ctl_update_req);
+	case CTL_UPDATE_REPLY:
+		return sizeof(struct ctl_update_reply);
 	case CTL_MAP:
 		return sizeof(struct ctl_map);
 	case CTL_UNMAP:
@@ -229,15 +233,18 @@ const char *ctl_type_name(uint32_t type)
 		NULL, "CTL_LAUNCH", "CTL_VCPU_STATE", "CTL_PAUSE", "CTL_RESUME",
 		"CTL_GET_STATE", "CTL_STOP", "CTL_OPEN_REPLY", "CTL_MAP",
 		"CTL_UNMAP", "CTL_DIRTY_REQ", "CTL_PEER_GONE",
+		[CTL_UPDATE_REPLY] = "CTL_UPDATE_REPLY",
 	};
 	static const char *const vmm[] = {
 		"CTL_READY", "CTL_CONSOLE", "CTL_PAUSED", "CTL_RESUMED",
 		"CTL_STATE_DONE", "CTL_FINISHED", "CTL_REFUSED", "CTL_OPEN_REQ",
 		"CTL_DIRTY", "CTL_MAPPED", "CTL_UNMAPPED", "CTL_CLOSED",
+		[CTL_UPDATE_REQ - CTL_READY] = "CTL_UPDATE_REQ",
 	};
 	if (type < sizeof(agent) / sizeof(agent[0]) && agent[type])
 		return agent[type];
-	if (type >= CTL_READY && type - CTL_READY < sizeof(vmm) / sizeof(vmm[0]))
+	if (type >= CTL_READY && type - CTL_READY < sizeof(vmm) / sizeof(vmm[0]) &&
+	    vmm[type - CTL_READY])
 		return vmm[type - CTL_READY];
 	return "?";
 }
@@ -263,6 +270,17 @@ static bool map_ok(const struct ctl_map *m)
 		if (m->seg[i].mem >= m->nmem || m->seg[i].readonly > 1)
 			return false;
 	return true;
+}
+
+static bool update_req_ok(const struct ctl_update_req *u)
+{
+	if (u->op > CTL_UPD_STATUS)
+		return false;
+	if (u->op == CTL_UPD_WRITE)
+		return u->len >= 1 && u->len <= PARLEY_UPDATE_CHUNK_MAX &&
+		       u->gpa + u->len > u->gpa;
+	return u->gpa == 0 && u->len == 0 &&
+	       (u->op == CTL_UPD_BEGIN || u->arg == 0);
 }
 
 /* The per-type rules ctl.h lists; the size is already right. */
@@ -292,6 +310,13 @@ static bool fields_ok(const struct ctl_msg *m)
 	case CTL_OPEN_REPLY:
 		return terminated(m->u.open_reply.detail,
 				  sizeof(m->u.open_reply.detail));
+	case CTL_UPDATE_REQ:
+		return update_req_ok(&m->u.update_req);
+	case CTL_UPDATE_REPLY:
+		return m->u.update_reply.state <= PARLEY_UPDATE_FAILED &&
+		       m->u.update_reply.reserved == 0 &&
+		       terminated(m->u.update_reply.detail,
+				  sizeof(m->u.update_reply.detail));
 	default:
 		return true;
 	}

@@ -38,6 +38,8 @@ enum ctl_type {
 	CTL_PEER_GONE,     /* the channel's other end stopped: the window stays
 			    * (what was sent can be read), waits and notifies
 			    * answer PEER_DOWN; no reply */
+	CTL_UPDATE_REPLY = 24, /* answer to CTL_UPDATE_REQ (24..27 are the
+				* update's) */
 	/* vmm -> agent */
 	CTL_READY = 32,    /* set up, sandboxed, vCPUs released */
 	CTL_CONSOLE,
@@ -51,13 +53,16 @@ enum ctl_type {
 	CTL_MAPPED,
 	CTL_UNMAPPED,
 	CTL_CLOSED,        /* the partition closed a handle */
+	CTL_UPDATE_REQ = 56, /* a vCPU's update hypercall, and it waits
+			      * (56..59 are the update's) */
 };
 
 /* Requests from a vmm that need the grant manager's decision: never
  * handled while the agent is waiting for another reply (see partition.c). */
 static inline int ctl_is_request(uint32_t type)
 {
-	return type == CTL_OPEN_REQ || type == CTL_CLOSED;
+	return type == CTL_OPEN_REQ || type == CTL_CLOSED ||
+	       type == CTL_UPDATE_REQ;
 }
 
 struct ctl_hdr {
@@ -149,6 +154,36 @@ struct ctl_open_reply {
 	uint64_t handle;
 	uint64_t gpa, size;
 	uint32_t tx, rx;
+	char detail[64];
+};
+
+/* An update hypercall (include/parley/hypercall.h), forwarded: op says
+ * which; arg is BEGIN's size or WRITE's offset. WRITE names the bytes by
+ * guest address only (the vmm checked them with gmem_guest_r): the grant
+ * manager reads them through its own read-only view of the partition's
+ * memory after checking the range again, so package bytes never cross
+ * the socket and a lying vmm can name nothing but its partition's memory.
+ * The answer is a CTL_UPDATE_REPLY. */
+enum ctl_update_op {
+	CTL_UPD_BEGIN = 0,
+	CTL_UPD_WRITE = 1,
+	CTL_UPD_COMMIT = 2,
+	CTL_UPD_STATUS = 3,
+};
+
+struct ctl_update_req {
+	uint32_t vcpu;
+	uint32_t op;       /* enum ctl_update_op */
+	uint64_t arg;
+	uint64_t gpa, len; /* WRITE only, else 0 */
+};
+
+struct ctl_update_reply {
+	uint32_t vcpu;
+	int32_t status;    /* enum parley_status, or bytes taken (WRITE) */
+	uint32_t state;    /* enum parley_update_state */
+	uint32_t reserved;
+	uint64_t received, size;
 	char detail[64];
 };
 
@@ -261,6 +296,7 @@ struct ctl_msg {
 		/* agent -> vmm */
 		struct ctl_launch launch;
 		struct ctl_open_reply open_reply;
+		struct ctl_update_reply update_reply;
 		struct ctl_map map;
 		/* both ways */
 		struct ctl_vcpu_state vcpu_state;
@@ -269,6 +305,7 @@ struct ctl_msg {
 		struct ctl_finished finished;
 		struct ctl_refused refused;
 		struct ctl_open_req open_req;
+		struct ctl_update_req update_req;
 		struct ctl_dirty dirty;
 		struct ctl_chan_ref ref;   /* MAP/UNMAP replies, UNMAP, CLOSED */
 		_Alignas(8) char raw[CTL_PAYLOAD_MAX];
@@ -285,6 +322,11 @@ struct ctl_msg {
  *   map       nseg 1..CTL_MAP_SEGS_MAX, nmem 1..CTL_MAP_MEMS_MAX, every
  *             segment's mem < nmem and readonly 0 or 1; reserved zero
  *   open_reply detail NUL-terminated
+ *   update_req op a known enum ctl_update_op; WRITE: len
+ *             1..PARLEY_UPDATE_CHUNK_MAX, gpa + len without wrapping;
+ *             others: gpa and len 0, and arg 0 but for BEGIN
+ *   update_reply state a known enum parley_update_state; reserved zero;
+ *             detail NUL-terminated
  * Bounds that need the reader's state (a dirty chunk against the config
  * region, a vCPU index against the partition) stay with the caller. */
 

@@ -102,6 +102,8 @@ _Static_assert(offsetof(struct parley_hc_chan_notify, ret) >= 8, "notify");
 _Static_assert(offsetof(struct parley_hc_chan_wait, ready) >=
 	       offsetof(struct parley_hc_chan_wait, timeout_ns) + 8, "wait");
 _Static_assert(offsetof(struct parley_hc_chan_close, ret) >= 8, "close");
+_Static_assert(offsetof(struct parley_hc_update_write, ret) >=
+	       offsetof(struct parley_hc_update_write, len) + 8, "upd write");
 
 static const struct hc_desc hc_table[PARLEY_HC_MAX + 1] = {
 	[PARLEY_HC_CONSOLE_WRITE] = HC_OUT(hc_console, "console write",
@@ -127,6 +129,15 @@ static const struct hc_desc hc_table[PARLEY_HC_MAX + 1] = {
 		struct parley_hc_svc_call, handle),
 	[PARLEY_HC_SVC_ACCEPT] = HC_OUT(vmx_hc_svc_accept, "svc accept",
 		struct parley_hc_svc_accept, handle),
+	[PARLEY_HC_UPDATE_BEGIN] = HC_OUT(vmx_hc_update_begin, "update begin",
+		struct parley_hc_update_begin, ret),
+	[PARLEY_HC_UPDATE_WRITE] = HC_OUT(vmx_hc_update_write, "update write",
+		struct parley_hc_update_write, ret),
+	[PARLEY_HC_UPDATE_COMMIT] = HC_RSV(vmx_hc_update_commit,
+		"update commit", struct parley_hc_update_commit,
+		offsetof(struct parley_hc_update_commit, ret), reserved),
+	[PARLEY_HC_UPDATE_STATUS] = HC_OUT(vmx_hc_update_status,
+		"update status", struct parley_hc_update_status, state),
 };
 
 /* The private copy a handler works on: room for the largest struct (every
@@ -143,6 +154,10 @@ union hc_arg {
 	struct parley_hc_svc_offer svc_offer;
 	struct parley_hc_svc_call svc_call;
 	struct parley_hc_svc_accept svc_accept;
+	struct parley_hc_update_begin update_begin;
+	struct parley_hc_update_write update_write;
+	struct parley_hc_update_commit update_commit;
+	struct parley_hc_update_status update_status;
 };
 
 static bool all_zero(const uint8_t *p, size_t n)

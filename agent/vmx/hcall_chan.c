@@ -29,10 +29,11 @@ static bool await_reply(struct vmx_vcpu *c, struct ctl_open_reply *r)
 	return ok;
 }
 
-/* Ask the grant manager and wait for its answer. false: the partition
- * stopped meanwhile. No agent link (a bare vmm): NOSYS. */
-static bool ask_agent(struct vmx_vcpu *c, const struct ctl_open_req *req,
-		      struct ctl_open_reply *r)
+/* Ask the grant manager (a CTL_OPEN_REQ or CTL_UPDATE_REQ) and wait for
+ * its answer. false: the partition stopped meanwhile. No agent link (a
+ * bare vmm): NOSYS. */
+bool vmx_ask_agent(struct vmx_vcpu *c, uint32_t type, const void *req,
+		   uint32_t len, struct ctl_open_reply *r)
 {
 	/* Counted as parked while it waits, so a pause need not wait for
 	 * the grant manager; the answer is written after the pause. */
@@ -41,8 +42,7 @@ static bool ask_agent(struct vmx_vcpu *c, const struct ctl_open_req *req,
 	c->vm->nparked++;
 	pthread_cond_broadcast(&c->vm->cond);
 	pthread_mutex_unlock(&c->vm->lock);
-	if (c->vm->ctl_fd < 0 ||
-	    ctl_send(c->vm->ctl_fd, CTL_OPEN_REQ, req, sizeof(*req)) < 0) {
+	if (c->vm->ctl_fd < 0 || ctl_send(c->vm->ctl_fd, type, req, len) < 0) {
 		*r = (struct ctl_open_reply){ .status = PARLEY_E_NOSYS };
 		pthread_mutex_lock(&c->vm->lock);
 		c->awaiting = false;
@@ -51,6 +51,12 @@ static bool ask_agent(struct vmx_vcpu *c, const struct ctl_open_req *req,
 		return true;
 	}
 	return await_reply(c, r);
+}
+
+static bool ask_agent(struct vmx_vcpu *c, const struct ctl_open_req *req,
+		      struct ctl_open_reply *r)
+{
+	return vmx_ask_agent(c, CTL_OPEN_REQ, req, sizeof(*req), r);
 }
 
 /* The channel an answer names, into the OUT fields of a hypercall struct

@@ -254,6 +254,17 @@ void vmx_vcpu_reply(struct vmx_vm *vm, const struct ctl_open_reply *r)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+void vmx_vcpu_update_reply(struct vmx_vm *vm, const struct ctl_update_reply *u)
+{
+	struct ctl_open_reply r = { .vcpu = u->vcpu, .status = u->status,
+				    .gpa = u->received, .size = u->size,
+				    .tx = u->state };
+	_Static_assert(sizeof(r.detail) == sizeof(u->detail), "detail");
+	memcpy(r.detail, u->detail, sizeof(r.detail));
+	r.detail[sizeof(r.detail) - 1] = 0;
+	vmx_vcpu_reply(vm, &r);
+}
+
 int vmx_send_dirty(struct vmx_vm *vm)
 {
 	uint64_t pages = vm->cfg_size / PARLEY_PAGE_SIZE;

@@ -366,6 +366,17 @@ bool vmx_hc_chan_close(struct vmx_vcpu *c, void *arg);
 bool vmx_hc_svc_offer(struct vmx_vcpu *c, void *arg);
 bool vmx_hc_svc_call(struct vmx_vcpu *c, void *arg);
 bool vmx_hc_svc_accept(struct vmx_vcpu *c, void *arg);
+/* Agent updates (hcall_update.c): each asks the grant manager
+ * (CTL_UPDATE_REQ); WRITE's buffer is checked with gmem_guest_r first. */
+bool vmx_hc_update_begin(struct vmx_vcpu *c, void *arg);
+bool vmx_hc_update_write(struct vmx_vcpu *c, void *arg);
+bool vmx_hc_update_commit(struct vmx_vcpu *c, void *arg);
+bool vmx_hc_update_status(struct vmx_vcpu *c, void *arg);
+/* Send a request and wait for the answer, which a CTL_UPDATE_REPLY
+ * reaches the vCPU as (vmx_vcpu_update_reply). false: the partition
+ * stopped meanwhile. */
+bool vmx_ask_agent(struct vmx_vcpu *c, uint32_t type, const void *req,
+		   uint32_t len, struct ctl_open_reply *r);
 /* A doorbell OUT that KVM did not catch (no ioeventfd for the value). */
 bool vmx_doorbell_slow(struct vmx_vcpu *c, uint32_t value);
 
@@ -375,6 +386,10 @@ void vmx_vm_wake_waiters(struct vmx_vm *vm);
 
 /* Hand a CHAN_OPEN answer to the vCPU waiting for it. */
 void vmx_vcpu_reply(struct vmx_vm *vm, const struct ctl_open_reply *r);
+/* The same for an update answer: the vCPU's one reply slot carries it as
+ * status, gpa = received, size = size, tx = state, detail; handle 0 (it
+ * maps nothing). */
+void vmx_vcpu_update_reply(struct vmx_vm *vm, const struct ctl_update_reply *u);
 
 /* Send the config region's dirty bitmap (since the last call) to the agent
  * in CTL_DIRTY chunks. */

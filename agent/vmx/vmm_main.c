@@ -178,6 +178,9 @@ static void handle_request(struct vmx_vm *vm)
 	case CTL_OPEN_REPLY:
 		vmx_vcpu_reply(vm, (const struct ctl_open_reply *)buf);
 		break;
+	case CTL_UPDATE_REPLY:
+		vmx_vcpu_update_reply(vm, (const struct ctl_update_reply *)buf);
+		break;
 	case CTL_MAP:
 		do_map(vm, (const struct ctl_map *)buf, fds);
 		break;

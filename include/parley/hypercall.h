@@ -41,7 +41,11 @@ enum parley_hc_nr {
 	PARLEY_HC_SVC_OFFER = 13,  /* services (agent/ipc/svcmgr.c) */
 	PARLEY_HC_SVC_CALL = 14,
 	PARLEY_HC_SVC_ACCEPT = 15,
-	PARLEY_HC_MAX = 15,
+	PARLEY_HC_UPDATE_BEGIN = 16,  /* agent updates (agent/update) */
+	PARLEY_HC_UPDATE_WRITE = 17,
+	PARLEY_HC_UPDATE_COMMIT = 18,
+	PARLEY_HC_UPDATE_STATUS = 19,
+	PARLEY_HC_MAX = 19,
 };
 
 /* Status returned in `ret`; negative, so >= 0 can carry a count. */
@@ -172,6 +176,63 @@ struct parley_hc_svc_accept {
 	int64_t ret;       /* OUT: PARLEY_OK, _E_TIMEOUT (no caller waiting),
 			    *      _E_INVAL (not offered) */
 	char caller[64];   /* OUT: the calling partition's name */
+};
+
+/*
+ * Agent updates: a partition whose spec grants it the "update" capability
+ * streams an update package (agent/update/README.md) down to the agent:
+ * BEGIN(size), then WRITE chunks in order (offset = bytes sent so far),
+ * then COMMIT, which verifies the package (signature by the release key
+ * the agent trusts, every file's hash, newer than what runs, speaks the
+ * running partitions' ABI) and hands it over. A partition without the
+ * capability gets NO_GRANT (audited). One stage at a time per agent: a
+ * BEGIN while another partition's stage is open gets LIMIT; a BEGIN by
+ * the same partition starts over. A refused package is discarded; its
+ * reason ("unsigned", "bad-signature", "truncated", "hash-mismatch",
+ * "not-newer", "too-old-to-replace", "abi", ...) leads `detail`.
+ */
+#define PARLEY_UPDATE_CHUNK_MAX (1u << 20)  /* bytes per WRITE */
+
+enum parley_update_state {
+	PARLEY_UPDATE_IDLE = 0,       /* no stage */
+	PARLEY_UPDATE_RECEIVING = 1,  /* BEGIN done, WRITEs going on */
+	PARLEY_UPDATE_STAGED = 2,     /* verified and staged, not committed */
+	PARLEY_UPDATE_REFUSED = 3,    /* the last package was refused */
+	PARLEY_UPDATE_COMMITTED = 4,  /* handed over to the new agent */
+	PARLEY_UPDATE_FAILED = 5,     /* hand-over failed; the old one runs */
+};
+
+struct parley_hc_update_begin {
+	uint64_t size;     /* IN: the package's bytes */
+	int64_t ret;       /* OUT: PARLEY_OK, _E_NO_GRANT, _E_INVAL (size
+			    *      out of range), _E_LIMIT (another stage is
+			    *      open), _E_NOSYS (agent takes no updates) */
+	char detail[64];   /* OUT */
+};
+
+struct parley_hc_update_write {
+	uint64_t offset;   /* IN: bytes written so far */
+	parley_gpa_t buf;  /* IN: the partition's own memory */
+	uint64_t len;      /* IN: 1..PARLEY_UPDATE_CHUNK_MAX */
+	int64_t ret;       /* OUT: bytes taken, or _E_NO_GRANT, _E_INVAL
+			    *      (out of order, past size, no stage) */
+};
+
+struct parley_hc_update_commit {
+	uint64_t reserved; /* IN: 0 */
+	int64_t ret;       /* OUT: PARLEY_OK (state says how far it got),
+			    *      _E_INTEGRITY (refused, detail says why),
+			    *      _E_INVAL (no complete stage), _E_NO_GRANT */
+	uint64_t state;    /* OUT: enum parley_update_state */
+	char detail[64];   /* OUT */
+};
+
+struct parley_hc_update_status {
+	uint64_t state;    /* OUT: enum parley_update_state */
+	uint64_t received; /* OUT: bytes of the open stage */
+	uint64_t size;     /* OUT: its BEGIN size */
+	int64_t ret;       /* OUT: PARLEY_OK, _E_NO_GRANT */
+	char detail[64];   /* OUT: the last refusal or failure */
 };
 
 /* The doorbell: `outl handle, PARLEY_DOORBELL_PORT` rings the peer of the

@@ -1,0 +1,395 @@
+/* Staging an update a partition streams down (stage.h). The partition is
+ * untrusted and so is its vmm: sizes and offsets are checked against the
+ * stage, the bytes are read through the agent's own read-only view of the
+ * partition's memory after the guest-pointer check, and nothing of the
+ * package is believed before updpkg_verify() passed on the complete file. */
+#include "agent/update/stage.h"
+#include "agent/ctl/gmem.h"
+#include "agent/ctl/stop.h"
+#include "agent/partition.h"
+#include "agent/spec.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/fileio.h"
+#include "common/sign.h"
+
+static void emit(struct upd_stage *s, const char *event, const char *part,
+		 const char *reason, const char *detail)
+{
+	struct audit_event e = { .event = event, .partition = part,
+				 .reason = reason, .detail = detail };
+	if (s->audit)
+		audit_emit(s->audit, &e);
+}
+
+void upd_stage_none(struct upd_stage *s, struct audit *audit)
+{
+	*s = (struct upd_stage){ .dirfd = -1, .fd = -1, .audit = audit };
+	updpkg_running_self(&s->run);
+}
+
+/* Remove NAME (a directory of plain files, as stage.tmp is) under dirfd.
+ * 1 if it was there, 0 if not, -errno. Never follows a symlink. */
+static int rm_dir(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+					     O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(fd, e->d_name, 0);
+	closedir(d);
+	return unlinkat(dirfd, name, AT_REMOVEDIR) < 0 ? -errno : 1;
+}
+
+static int discard_partial(struct upd_stage *s)
+{
+	int n = 0;
+	if (unlinkat(s->dirfd, UPD_INCOMING, 0) == 0)
+		n++;
+	else if (errno != ENOENT)
+		return -errno;
+	int rc = rm_dir(s->dirfd, UPD_STAGE_TMP);
+	if (rc < 0)
+		return rc;
+	return n + rc;
+}
+
+int upd_stage_open(struct upd_stage *s, const char *state_dir,
+		   struct audit *audit, struct parley_err *err)
+{
+	upd_stage_none(s, audit);
+	char pub[PATH_MAX];
+	if (path_join(s->dir, sizeof(s->dir), state_dir, UPD_DIR) < 0 ||
+	    path_join(pub, sizeof(pub), state_dir, UPD_RELEASE_PUB) < 0)
+		return perr(err, -ENAMETOOLONG, "%s: path too long", state_dir);
+	if (mkdir(s->dir, 0700) < 0 && errno != EEXIST)
+		return perr(err, -errno, "%s: %m", s->dir);
+	s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+					O_CLOEXEC);
+	if (s->dirfd < 0)
+		return perr(err, -errno, "%s: %m", s->dir);
+	struct stat st;
+	/* It will hold what the next agent runs: ours, and ours alone. */
+	if (fstat(s->dirfd, &st) < 0 || st.st_uid != geteuid() ||
+	    (st.st_mode & 077)) {
+		int rc = perr(err, -EPERM, "%s: must be a directory of uid %u "
+			      "with mode 0700", s->dir, (unsigned)geteuid());
+		upd_stage_close(s);
+		return rc;
+	}
+	int n = discard_partial(s);
+	if (n < 0) {
+		int rc = perr(err, n, "%s: discarding a partial stage: %s",
+			      s->dir, strerror(-n));
+		upd_stage_close(s);
+		return rc;
+	}
+	if (n > 0)
+		emit(s, "update_discarded", NULL, "PARTIAL",
+		     "a partial stage left by an earlier run was discarded");
+	if (access(pub, F_OK) == 0) {
+		int rc = sign_read_pub(pub, &s->release, err);
+		if (rc < 0) {
+			upd_stage_close(s);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+void upd_stage_close(struct upd_stage *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	if (s->dirfd >= 0)
+		close(s->dirfd);
+	EVP_PKEY_free(s->release);
+	s->release = NULL;
+	s->fd = s->dirfd = -1;
+}
+
+static void drop_incoming(struct upd_stage *s)
+{
+	if (s->fd >= 0) {
+		close(s->fd);
+		s->fd = -1;
+		unlinkat(s->dirfd, UPD_INCOMING, 0);
+	}
+	s->owner[0] = 0;
+	s->size = s->received = 0;
+}
+
+void upd_stage_gone(struct upd_stage *s, const char *name)
+{
+	if (s->fd < 0 || strcmp(s->owner, name))
+		return;
+	drop_incoming(s);
+	s->state = PARLEY_UPDATE_IDLE;
+	emit(s, "update_discarded", name, "PARTITION_STOPPED",
+	     "the partition streaming an update stopped");
+}
+
+static void set_detail(struct upd_stage *s, const char *msg)
+{
+	snprintf(s->detail, sizeof(s->detail), "%s", msg);
+}
+
+static void begin(struct upd_stage *s, struct partition *p, uint64_t size,
+		  struct ctl_update_reply *r)
+{
+	if (!s->release) {
+		r->status = PARLEY_E_NOSYS;
+		snprintf(r->detail, sizeof(r->detail), "no %s: this agent "
+			 "trusts no release key", UPD_RELEASE_PUB);
+		return;
+	}
+	if (size < UPDPKG_HDR || size > UPDPKG_MAX) {
+		r->status = PARLEY_E_INVAL;
+		snprintf(r->detail, sizeof(r->detail), "size %llu not in "
+			 "%u..%llu", (unsigned long long)size, UPDPKG_HDR,
+			 (unsigned long long)UPDPKG_MAX);
+		return;
+	}
+	if (s->fd >= 0 && strcmp(s->owner, p->name)) {
+		r->status = PARLEY_E_LIMIT;
+		snprintf(r->detail, sizeof(r->detail), "%s is staging an "
+			 "update", s->owner);
+		return;
+	}
+	drop_incoming(s); /* the same partition starting over */
+	s->fd = openat(s->dirfd, UPD_INCOMING, O_RDWR | O_CREAT | O_TRUNC |
+				  O_NOFOLLOW | O_CLOEXEC, 0600);
+	int rc = s->fd < 0 ? -errno : posix_fallocate(s->fd, 0, (off_t)size);
+	if (rc != 0) {
+		rc = rc < 0 ? -rc : rc;
+		drop_incoming(s);
+		r->status = PARLEY_E_LIMIT;
+		snprintf(r->detail, sizeof(r->detail), "staging: %s",
+			 strerror(rc));
+		return;
+	}
+	snprintf(s->owner, sizeof(s->owner), "%s", p->name);
+	s->size = size;
+	s->received = 0;
+	s->state = PARLEY_UPDATE_RECEIVING;
+	s->detail[0] = 0;
+	r->status = PARLEY_OK;
+	char d[64];
+	snprintf(d, sizeof(d), "%llu bytes", (unsigned long long)size);
+	emit(s, "update_begin", p->name, NULL, d);
+}
+
+/* The bytes [gpa, gpa + len): the partition's own RAM or read-only image,
+ * as the vmm should have checked already; a vmm that names anything else
+ * lied, and the partition is stopped. */
+static const void *guest_bytes(struct partition *p, uint64_t gpa,
+			       uint64_t len)
+{
+	struct gmem g = { 0 };
+	enum gmem_refusal why = GMEM_OUTSIDE;
+	const void *src = NULL;
+	if (gmem_add(&g, 0, p->ram_size, (uint8_t *)p->mem) == 0 &&
+	    gmem_guest_init(&g, p->ram_size) == 0)
+		src = gmem_guest_r(&g, gpa, len, 1, &why);
+	if (!src)
+		partition_fault(p, VMX_STOP_VMM_PROTOCOL, "update write of "
+				"0x%llx + %llu bytes: %s",
+				(unsigned long long)gpa,
+				(unsigned long long)len, gmem_refusal_str(why));
+	return src;
+}
+
+static void write_chunk(struct upd_stage *s, struct partition *p,
+			const struct ctl_update_req *q,
+			struct ctl_update_reply *r)
+{
+	if (s->fd < 0 || strcmp(s->owner, p->name)) {
+		r->status = PARLEY_E_INVAL;
+		return;
+	}
+	/* In order, within the size BEGIN gave: a partition retrying a chunk
+	 * asks STATUS where to go on from. */
+	if (q->arg != s->received || q->len > s->size - s->received) {
+		r->status = PARLEY_E_INVAL;
+		return;
+	}
+	const void *src = guest_bytes(p, q->gpa, q->len);
+	if (!src)
+		return;
+	if (pwrite(s->fd, src, q->len, (off_t)q->arg) != (ssize_t)q->len) {
+		r->status = PARLEY_E_LIMIT;
+		snprintf(r->detail, sizeof(r->detail), "staging: %m");
+		return;
+	}
+	s->received += q->len;
+	r->status = (int32_t)q->len;
+}
+
+/* One file of the verified package into stage.tmp, with its mode. */
+static int put_file(int dfd, const char *name, const uint8_t *b, size_t n,
+		    mode_t mode)
+{
+	int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+					   O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	int rc = fd_write_all(fd, b, n);
+	if (rc == 0 && fchmod(fd, mode) < 0) /* whatever the umask */
+		rc = -errno;
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/* stage.tmp with the two programs and the manifest, then renamed to stage
+ * over an older one: a stage is either whole or absent. */
+static int write_stage(struct upd_stage *s, const uint8_t *buf,
+		       const struct updpkg *pk, struct parley_err *err)
+{
+	int rc = rm_dir(s->dirfd, UPD_STAGE_TMP);
+	if (rc >= 0 && mkdirat(s->dirfd, UPD_STAGE_TMP, 0700) < 0)
+		rc = -errno;
+	int dfd = rc < 0 ? -1 : openat(s->dirfd, UPD_STAGE_TMP, O_RDONLY |
+				       O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (rc >= 0 && dfd < 0)
+		rc = -errno;
+	static const char *const progs[] = { "parley-agent", "parley-vmm" };
+	for (int i = 0; rc >= 0 && i < 2; i++) {
+		const struct updpkg_file *f = updpkg_find(pk, progs[i]);
+		rc = put_file(dfd, progs[i], buf + f->off, f->size, 0755);
+	}
+	if (rc >= 0)
+		rc = put_file(dfd, "manifest.json", buf + UPDPKG_HDR,
+			      pk->manifest_len, 0644);
+	if (rc >= 0 && fchmod(dfd, 0700) < 0)
+		rc = -errno;
+	if (rc >= 0 && fsync(dfd) < 0)
+		rc = -errno;
+	if (dfd >= 0)
+		close(dfd);
+	if (rc >= 0)
+		rc = rm_dir(s->dirfd, UPD_STAGE);
+	if (rc >= 0 && renameat(s->dirfd, UPD_STAGE_TMP, s->dirfd,
+				UPD_STAGE) < 0)
+		rc = -errno;
+	if (rc >= 0 && fsync(s->dirfd) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		rm_dir(s->dirfd, UPD_STAGE_TMP);
+		return perr(err, rc, "writing the stage: %s", strerror(-rc));
+	}
+	return 0;
+}
+
+/* Verify the whole package, stage it, hand it over if we can. */
+static void commit(struct upd_stage *s, struct partition *p,
+		   struct ctl_update_reply *r)
+{
+	if (s->fd < 0 || strcmp(s->owner, p->name) ||
+	    s->received != s->size) {
+		r->status = PARLEY_E_INVAL;
+		snprintf(r->detail, sizeof(r->detail), s->fd < 0 ? "no stage"
+			 : "stage incomplete");
+		return;
+	}
+	struct parley_err err = { 0 };
+	enum updpkg_refusal why = UPDPKG_OK;
+	struct updpkg pk;
+	int rc;
+	void *map = mmap(NULL, s->size, PROT_READ, MAP_PRIVATE, s->fd, 0);
+	if (map == MAP_FAILED) {
+		rc = perr(&err, -errno, "reading the stage: %m");
+	} else {
+		rc = updpkg_verify(map, s->size, s->release, &s->run, &pk,
+				   &why, &err);
+		if (rc == 0)
+			rc = write_stage(s, map, &pk, &err);
+		munmap(map, s->size);
+	}
+	char who[64];
+	snprintf(who, sizeof(who), "%s", s->owner);
+	drop_incoming(s);
+	set_detail(s, perr_msg(&err));
+	if (rc < 0) {
+		s->state = why ? PARLEY_UPDATE_REFUSED : PARLEY_UPDATE_FAILED;
+		r->status = why ? PARLEY_E_INTEGRITY : PARLEY_E_LIMIT;
+		emit(s, why ? "update_refused" : "update_failed", who,
+		     why ? updpkg_refusal_name(why) : "STAGING",
+		     perr_msg(&err));
+		return;
+	}
+	s->state = PARLEY_UPDATE_STAGED;
+	snprintf(s->detail, sizeof(s->detail), "staged %s", pk.version_s);
+	emit(s, "update_staged", who, NULL, s->detail);
+	r->status = PARLEY_OK;
+	if (!s->commit)
+		return;
+	char dir[PATH_MAX + 8];
+	snprintf(dir, sizeof(dir), "%s/%s", s->dir, UPD_STAGE);
+	err = (struct parley_err){ 0 };
+	if (s->commit(s->commit_ctx, dir, &err) == 0) {
+		s->state = PARLEY_UPDATE_COMMITTED;
+		emit(s, "update_committed", who, NULL, pk.version_s);
+	} else {
+		s->state = PARLEY_UPDATE_FAILED;
+		set_detail(s, perr_msg(&err));
+		r->status = PARLEY_E_LIMIT;
+		emit(s, "update_failed", who, "HANDOVER", perr_msg(&err));
+	}
+}
+
+void upd_answer(struct upd_stage *s, struct partition *p,
+		const struct ctl_update_req *q, struct ctl_update_reply *r)
+{
+	static const char *const ops[] = { "begin", "write", "commit",
+					   "status" };
+	*r = (struct ctl_update_reply){ .vcpu = q->vcpu };
+	if (!(p->caps & SPEC_CAP_UPDATE)) {
+		r->status = PARLEY_E_NO_GRANT;
+		snprintf(r->detail, sizeof(r->detail), "no update capability");
+		emit(s, "update_denied", p->name, "NO_GRANT", ops[q->op & 3]);
+	} else if (s->dirfd < 0) {
+		r->status = PARLEY_E_NOSYS;
+		snprintf(r->detail, sizeof(r->detail), "this agent has no "
+			 "state directory");
+	} else if (q->op == CTL_UPD_BEGIN) {
+		begin(s, p, q->arg, r);
+	} else if (q->op == CTL_UPD_WRITE) {
+		write_chunk(s, p, q, r);
+	} else if (q->op == CTL_UPD_COMMIT) {
+		commit(s, p, r);
+	} else {
+		r->status = PARLEY_OK;
+	}
+	r->state = s->state;
+	r->received = s->received;
+	r->size = s->size;
+	if (!r->detail[0] && q->op != CTL_UPD_WRITE)
+		snprintf(r->detail, sizeof(r->detail), "%s", s->detail);
+}
+
+void upd_on_request(struct upd_stage *s, struct partition *p,
+		    const struct ctl_update_req *q)
+{
+	struct ctl_update_reply r;
+	upd_answer(s, p, q, &r);
+	if (!p->finished)
+		partition_send(p, CTL_UPDATE_REPLY, &r, sizeof(r), NULL, 0);
+}

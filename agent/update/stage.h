@@ -1,0 +1,82 @@
+/*
+ * The agent's side of an update from a partition: the UPDATE_* hypercalls
+ * a vmm forwards (CTL_UPDATE_REQ), the one staging area under the state
+ * directory, and the verdict on a complete package (common/updpkg.h)
+ * before anything is staged. See agent/update/README.md.
+ *
+ *   STATE/release.pub          the release key this agent trusts
+ *   STATE/update/              0700
+ *   STATE/update/incoming.pkg  0600, the package while it streams in
+ *   STATE/update/stage.tmp/    being written: a partial stage
+ *   STATE/update/stage/        0700: parley-agent, parley-vmm (0755) and
+ *                              manifest.json (0644), verified
+ *
+ * incoming.pkg and stage.tmp are partial by definition: upd_stage_open()
+ * discards them (audited), so an agent killed mid-stream never resumes
+ * or trusts a half-written package.
+ */
+#ifndef PARLEY_AGENT_UPDATE_STAGE_H
+#define PARLEY_AGENT_UPDATE_STAGE_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <openssl/evp.h>
+#include "agent/ctl/ctl.h"
+#include "agent/ipc/audit.h"
+#include "common/err.h"
+#include "common/updpkg.h"
+
+struct partition;
+
+/* Hands a verified stage over (update_commit, agent/update_commit.h):
+ * 0 once the new agent serves. */
+typedef int (*upd_commit_fn)(void *ctx, const char *stage_dir,
+			     struct parley_err *err);
+
+struct upd_stage {
+	int dirfd;                 /* STATE/update, or -1: no updates here */
+	char dir[PATH_MAX];
+	EVP_PKEY *release;         /* STATE/release.pub, or NULL */
+	struct updpkg_running run; /* what a package is checked against */
+	struct audit *audit;
+	int fd;                    /* incoming.pkg while receiving, else -1 */
+	char owner[64];            /* the partition streaming it */
+	uint64_t size, received;
+	uint32_t state;            /* enum parley_update_state */
+	char detail[64];           /* the last refusal or failure */
+	upd_commit_fn commit;      /* NULL: stop at a verified stage */
+	void *commit_ctx;
+};
+
+/* No updates (no state directory): every request gets NOSYS. */
+void upd_stage_none(struct upd_stage *s, struct audit *audit);
+
+/* Make STATE/update (0700) if need be, discard a partial stage left by a
+ * killed agent (audited as update_discarded), and load STATE/release.pub
+ * if there is one. 0 or -errno with err set. */
+int upd_stage_open(struct upd_stage *s, const char *state_dir,
+		   struct audit *audit, struct parley_err *err);
+
+void upd_stage_close(struct upd_stage *s);
+
+/* The partition `name` stopped: a stage it was streaming is discarded. */
+void upd_stage_gone(struct upd_stage *s, const char *name);
+
+/* One request, checked by ctl_read; the answer goes back to the vmm
+ * (CTL_UPDATE_REPLY). Reads WRITE's bytes from p's memory after checking
+ * the range itself. */
+void upd_on_request(struct upd_stage *s, struct partition *p,
+		    const struct ctl_update_req *q);
+
+/* The answer to one request, without sending it: for tests and the
+ * above. */
+void upd_answer(struct upd_stage *s, struct partition *p,
+		const struct ctl_update_req *q, struct ctl_update_reply *r);
+
+#define UPD_DIR "update"
+#define UPD_INCOMING "incoming.pkg"
+#define UPD_STAGE "stage"
+#define UPD_STAGE_TMP "stage.tmp"
+#define UPD_RELEASE_PUB "release.pub"
+
+#endif
