@@ -125,6 +125,14 @@ int updpkg_parse_header(const uint8_t *buf, size_t len, struct updpkg *out,
 
 /* ---- manifest ----------------------------------------------------------- */
 
+/* err's message again with a prefix (perr must not read what it writes). */
+static int prefixed(struct parley_err *err, int rc, const char *prefix)
+{
+	char msg[sizeof(err->msg)];
+	snprintf(msg, sizeof(msg), "%s", perr_msg(err));
+	return perr(err, rc, "%s%s", prefix, msg);
+}
+
 static int get_str(json_t *o, const char *key, char *dst, size_t cap,
 		   struct parley_err *err)
 {
@@ -192,7 +200,7 @@ static int get_file(json_t *e, unsigned i, struct updpkg *p, uint64_t *off,
 	struct updpkg_file *f = &p->file[i];
 	rc = get_str(e, "name", f->name, sizeof(f->name), err);
 	if (rc < 0)
-		return perr(err, rc, "%s%s", where, perr_msg(err));
+		return prefixed(err, rc, where);
 	if (!jv_name_valid(f->name, strlen(f->name), sizeof(f->name)))
 		return perr(err, -EINVAL, "%sname: not a plain file name",
 			    where);
@@ -211,7 +219,7 @@ static int get_file(json_t *e, unsigned i, struct updpkg *p, uint64_t *off,
 	rc = jv_get_string(json_object_get(e, "sha256"), "sha256", &h, &hn,
 			   err);
 	if (rc < 0)
-		return perr(err, rc, "%s%s", where, perr_msg(err));
+		return prefixed(err, rc, where);
 	if (hn != 64)
 		return perr(err, -EINVAL, "%ssha256: 64 lower-case hex digits",
 			    where);
@@ -280,7 +288,7 @@ int updpkg_parse_manifest(const uint8_t *m, size_t mlen, struct updpkg *out,
 	json_decref(o);
 	if (rc < 0)
 		out->nfile = 0;
-	return rc < 0 ? perr(err, rc, "manifest: %s", perr_msg(err)) : 0;
+	return rc < 0 ? prefixed(err, rc, "manifest: ") : 0;
 }
 
 const struct updpkg_file *updpkg_find(const struct updpkg *p,
@@ -385,8 +393,7 @@ static int parse_all(const uint8_t *buf, size_t len, EVP_PKEY *pub,
 					   out, err);
 		if (rc < 0) {
 			*why = UPDPKG_MALFORMED;
-			rc = perr(err, -EBADMSG, "malformed: %s",
-				  perr_msg(err));
+			rc = prefixed(err, -EBADMSG, "malformed: ");
 		}
 	}
 	if (rc == 0)
@@ -471,7 +478,7 @@ int updpkg_build(const char *version, const char *replaces_min,
 	enum updpkg_refusal why;
 	if (updpkg_parse(buf, total, &p, &why, err) < 0) {
 		free(buf);
-		return perr(err, -EINVAL, "%s", perr_msg(err));
+		return prefixed(err, -EINVAL, "");
 	}
 	*out = buf;
 	*outlen = total;

@@ -703,6 +703,37 @@ static void bf_map_ro(void *p) { map_base(p); ((struct ctl_map *)p)->seg[0].read
 static void bf_map_res(void *p) { map_base(p); ((struct ctl_map *)p)->reserved = 1; }
 static void bf_reply_detail(void *p) { memset(((struct ctl_open_reply *)p)->detail, 'd', 64); }
 
+static void bf_upd_op(void *p) { ((struct ctl_update_req *)p)->op = CTL_UPD_STATUS + 1; }
+static void bf_upd_len0(void *p) { ((struct ctl_update_req *)p)->op = CTL_UPD_WRITE; }
+static void bf_upd_len_big(void *p)
+{
+	struct ctl_update_req *u = p;
+	u->op = CTL_UPD_WRITE;
+	u->gpa = 0x100000;
+	u->len = PARLEY_UPDATE_CHUNK_MAX + 1;
+}
+static void bf_upd_wrap(void *p)
+{
+	struct ctl_update_req *u = p;
+	u->op = CTL_UPD_WRITE;
+	u->gpa = UINT64_MAX - 10;
+	u->len = 100;
+}
+static void bf_upd_gpa_begin(void *p) { ((struct ctl_update_req *)p)->gpa = 0x100000; }
+static void bf_upd_len_status(void *p)
+{
+	((struct ctl_update_req *)p)->op = CTL_UPD_STATUS;
+	((struct ctl_update_req *)p)->len = 1;
+}
+static void bf_upd_arg_commit(void *p)
+{
+	((struct ctl_update_req *)p)->op = CTL_UPD_COMMIT;
+	((struct ctl_update_req *)p)->arg = 5;
+}
+static void bf_ureply_state(void *p) { ((struct ctl_update_reply *)p)->state = PARLEY_UPDATE_FAILED + 1; }
+static void bf_ureply_res(void *p) { ((struct ctl_update_reply *)p)->reserved = 1; }
+static void bf_ureply_detail(void *p) { memset(((struct ctl_update_reply *)p)->detail, 'd', 64); }
+
 static const struct bad_field bad_fields[] = {
 	{ "FINISHED reason past the last", CTL_FINISHED, CTL_FROM_VMM, bf_reason, 0 },
 	{ "FINISHED detail unterminated", CTL_FINISHED, CTL_FROM_VMM, bf_detail, 0 },
@@ -723,6 +754,16 @@ static const struct bad_field bad_fields[] = {
 	{ "MAP readonly 2", CTL_MAP, CTL_FROM_AGENT, bf_map_ro, 3 },
 	{ "MAP reserved set", CTL_MAP, CTL_FROM_AGENT, bf_map_res, 3 },
 	{ "OPEN_REPLY detail unterminated", CTL_OPEN_REPLY, CTL_FROM_AGENT, bf_reply_detail, 0 },
+	{ "UPDATE_REQ unknown op", CTL_UPDATE_REQ, CTL_FROM_VMM, bf_upd_op, 0 },
+	{ "UPDATE_REQ write of 0 bytes", CTL_UPDATE_REQ, CTL_FROM_VMM, bf_upd_len0, 0 },
+	{ "UPDATE_REQ write past the chunk cap", CTL_UPDATE_REQ, CTL_FROM_VMM, bf_upd_len_big, 0 },
+	{ "UPDATE_REQ write wrapping", CTL_UPDATE_REQ, CTL_FROM_VMM, bf_upd_wrap, 0 },
+	{ "UPDATE_REQ begin with a buffer", CTL_UPDATE_REQ, CTL_FROM_VMM, bf_upd_gpa_begin, 0 },
+	{ "UPDATE_REQ status with a length", CTL_UPDATE_REQ, CTL_FROM_VMM, bf_upd_len_status, 0 },
+	{ "UPDATE_REQ commit with an argument", CTL_UPDATE_REQ, CTL_FROM_VMM, bf_upd_arg_commit, 0 },
+	{ "UPDATE_REPLY unknown state", CTL_UPDATE_REPLY, CTL_FROM_AGENT, bf_ureply_state, 0 },
+	{ "UPDATE_REPLY reserved set", CTL_UPDATE_REPLY, CTL_FROM_AGENT, bf_ureply_res, 0 },
+	{ "UPDATE_REPLY detail unterminated", CTL_UPDATE_REPLY, CTL_FROM_AGENT, bf_ureply_detail, 0 },
 };
 
 Test(ctl, typed_reader_refuses_fields_out_of_range)

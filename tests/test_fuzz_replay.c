@@ -42,6 +42,7 @@ static const struct target targets[] = {
 	{ "spec", PARLEY_SOURCE_DIR "/examples", 1 },
 	{ "store_audit", NULL },
 	{ "svc", NULL },
+	{ "update_pkg", NULL },
 };
 
 #define NTARGETS (sizeof(targets) / sizeof(targets[0]))
