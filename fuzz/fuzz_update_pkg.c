@@ -81,8 +81,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&p, 0, sizeof(p));
 	err = (struct parley_err){ 0 };
 	if (size <= UPDPKG_MANIFEST_MAX &&
-	    updpkg_parse_manifest(data, size, &p, &err) == 0)
+	    updpkg_parse_manifest(data, size, &p, &err) == 0) {
+		p.manifest_len = (uint32_t)size; /* files laid out after it */
 		check_pkg(&p, SIZE_MAX, NULL);
+	}
 	else
 		PARLEY_ASSERT(err.msg[0] || size == 0 ||
 			      size > UPDPKG_MANIFEST_MAX);
