@@ -284,19 +284,40 @@ static int check_reply(struct join_run *r, X509 **cert, X509 **ca,
 	return 0;
 }
 
+/* The release key agent updates are signed with, when the daemon has one
+ * ("" otherwise): NULL in *rel then, an error only for one that is not an
+ * Ed25519 public key. */
+static int check_release(const Parley__V1__JoinResponse *j, EVP_PKEY **rel)
+{
+	*rel = NULL;
+	if (!j->release_pub_pem || !j->release_pub_pem[0])
+		return 0;
+	BIO *b = BIO_new_mem_buf(j->release_pub_pem, -1);
+	*rel = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
+	BIO_free(b);
+	ERR_clear_error();
+	if (!*rel || !EVP_PKEY_is_a(*rel, "ED25519"))
+		return fail("the answer's release key is not an Ed25519 key");
+	return 0;
+}
+
 /* The key first: a state directory with a certificate but no key would
  * look joined and could never connect. */
-static int save(struct join_run *r, X509 *cert, X509 *ca, EVP_PKEY *pub)
+static int save(struct join_run *r, X509 *cert, X509 *ca, EVP_PKEY *pub,
+		EVP_PKEY *rel)
 {
 	char pk[PATH_MAX], pc[PATH_MAX], pa[PATH_MAX], pp[PATH_MAX];
+	char pr[PATH_MAX];
 	struct parley_err err = { 0 };
 	state_file(r, "host.key", pk, sizeof(pk));
 	state_file(r, "host.crt", pc, sizeof(pc));
 	state_file(r, "ca.crt", pa, sizeof(pa));
 	state_file(r, "policy.pub", pp, sizeof(pp));
+	state_file(r, "release.pub", pr, sizeof(pr));
 	if (pki_write_key(pk, r->key, &err) < 0 ||
 	    pki_write_cert(pa, ca, &err) < 0 ||
 	    sign_write_pub(pp, pub, &err) < 0 ||
+	    (rel && sign_write_pub(pr, rel, &err) < 0) ||
 	    pki_write_cert(pc, cert, &err) < 0)
 		return fail("%s", perr_msg(&err));
 	return 0;
@@ -312,16 +333,19 @@ static int finish(struct join_run *r)
 		return fail("%s answered with %s", r->a.server,
 			    wire_body_name(e->body_case));
 	X509 *cert = NULL, *ca = NULL;
-	EVP_PKEY *pub = NULL;
+	EVP_PKEY *pub = NULL, *rel = NULL;
 	int rc = check_reply(r, &cert, &ca, &pub);
 	if (rc == 0)
-		rc = save(r, cert, ca, pub);
+		rc = check_release(e->join_response, &rel);
+	if (rc == 0)
+		rc = save(r, cert, ca, pub, rel);
 	if (rc == 0)
 		printf("joined as host %s; identity in %s\n",
 		       e->join_response->host, r->a.state_dir);
 	X509_free(cert);
 	X509_free(ca);
 	EVP_PKEY_free(pub);
+	EVP_PKEY_free(rel);
 	return rc;
 }
 

@@ -4,6 +4,7 @@
 #include "common/log.h"
 #include "common/pki.h"
 #include "common/pki_join.h"
+#include "common/sign.h"
 #include "common/tls.h"
 #include "common/tls_join.h"
 #include "common/wire.h"
@@ -21,6 +22,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <limits.h>
+#include <unistd.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -202,6 +205,7 @@ static void respond(struct join_conn *c, const char *host, const char *pem)
 	r.cert_pem = (char *)pem;
 	r.ca_pem = js->ca_pem;
 	r.policy_pub_pem = js->policy_pub_pem;
+	r.release_pub_pem = js->release_pub_pem ? js->release_pub_pem : "";
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_JOIN_RESPONSE;
 	e.join_response = &r;
 	send_last(c, &e);
@@ -419,6 +423,25 @@ static int pub_pem(EVP_PKEY *key, char **out, struct parley_err *err)
 	return rc;
 }
 
+/* The release key agent updates are signed with, if the operator put its
+ * public half in the state directory (parley-pki release-key): handed to
+ * every joiner, which trusts it for updates. */
+static int load_release(struct join_server *js, const char *state_dir,
+			struct parley_err *err)
+{
+	char path[PATH_MAX];
+	if (!state_dir || snprintf(path, sizeof(path), "%s/release.pub",
+				   state_dir) >= (int)sizeof(path) ||
+	    access(path, F_OK) < 0)
+		return 0;
+	EVP_PKEY *k = NULL;
+	int rc = sign_read_pub(path, &k, err);
+	if (rc == 0)
+		rc = pub_pem(k, &js->release_pub_pem, err);
+	EVP_PKEY_free(k);
+	return rc;
+}
+
 static int load(struct join_server *js, const struct join_opts *o,
 		struct parley_err *err)
 {
@@ -430,6 +453,8 @@ static int load(struct join_server *js, const struct join_opts *o,
 		rc = pki_cert_to_pem(js->ca_cert, &js->ca_pem, &len, err);
 	if (rc == 0)
 		rc = pub_pem(o->policy_key, &js->policy_pub_pem, err);
+	if (rc == 0)
+		rc = load_release(js, o->state_dir, err);
 	if (rc == 0 && !(js->ctx = tls_server_ctx_noclient(o->ca, o->cert,
 							   o->key, err)))
 		rc = err && err->code ? err->code : -EINVAL;
@@ -502,5 +527,6 @@ void join_stop(struct join_server *js)
 	X509_free(js->ca_cert);
 	free(js->ca_pem);
 	free(js->policy_pub_pem);
+	free(js->release_pub_pem);
 	memset(js, 0, sizeof(*js));
 }

@@ -79,6 +79,7 @@ struct join_server {
 	struct keyd *keys;          /* borrowed: signs with the CA key */
 	X509 *ca_cert;              /* owned */
 	char *ca_pem, *policy_pub_pem; /* owned, sent to every joiner */
+	char *release_pub_pem;     /* STATE/release.pub, or NULL: none */
 	struct evconnlistener *lis;
 	int port;                   /* the port bound */
 	struct join_conn *conns;    /* doubly linked */

@@ -10,6 +10,7 @@
 
 #include "common/frame.h"
 #include "common/pki.h"
+#include "common/sign.h"
 #include "common/tls.h"
 #include "common/tls_join.h"
 #include <arpa/inet.h>
@@ -71,6 +72,33 @@ static void check_cert(struct jn *j, const char *dir, const char *host)
 	free(pa);
 }
 
+/* A daemon with a release key (its state dir's release.pub) hands it to
+ * every joiner, which keeps it as the key agent updates must be signed
+ * with (agent/update/README.md). */
+Test(join, joiner_gets_the_daemons_release_key, .timeout = 60)
+{
+	struct jn j;
+	jn_start_release(&j);
+	char tok[69], *out;
+	jn_token(&j, "h1", 60000, tok);
+	int rc = jn_join(&j, "agent-h1", tok, NULL, &out);
+	cr_assert_eq(rc, 0, "join failed: %s", out);
+	free(out);
+	cr_expect_eq(mode_of(&j, "agent-h1", "release.pub"), 0644);
+	char *mine = jn_path(&j, "release.pub"),
+	     *theirs = jn_path(&j, "agent-h1/release.pub");
+	EVP_PKEY *a = NULL, *b = NULL;
+	struct parley_err err = { 0 };
+	cr_assert_eq(sign_read_pub(mine, &a, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(sign_read_pub(theirs, &b, &err), 0, "%s", perr_msg(&err));
+	cr_expect_eq(EVP_PKEY_eq(a, b), 1, "not the daemon's release key");
+	EVP_PKEY_free(a);
+	EVP_PKEY_free(b);
+	free(mine);
+	free(theirs);
+	fd_stop(&j.f);
+}
+
 Test(join, token_joins_then_serve_connects, .timeout = 60)
 {
 	struct jn j;
@@ -85,6 +113,8 @@ Test(join, token_joins_then_serve_connects, .timeout = 60)
 	cr_expect_eq(mode_of(&j, "agent-h1", "host.crt"), 0644);
 	cr_expect_eq(mode_of(&j, "agent-h1", "ca.crt"), 0644);
 	cr_expect_eq(mode_of(&j, "agent-h1", "policy.pub"), 0644);
+	cr_expect(!exists(&j, "agent-h1", "release.pub"),
+		  "a release key from a daemon that has none");
 	check_cert(&j, "agent-h1", "h1");
 	cr_expect(fd_wait(log_has, &j.f, "host h1 joined", 5000));
 

@@ -59,11 +59,19 @@ char *jn_path(struct jn *j, const char *name)
 	return p;
 }
 
-void jn_start(struct jn *j)
+static void start(struct jn *j, bool release)
 {
 	memset(j, 0, sizeof(*j));
 	struct fleetd *f = &j->f;
 	fd_init(f);
+	if (release) {
+		char *out;
+		char *argv[] = { T_BIN("parley-pki"), "release-key", f->dir,
+				 NULL };
+		int rc = t_run(argv, &out, 30);
+		cr_assert_eq(rc, 0, "parley-pki release-key: %s", out);
+		free(out);
+	}
 	char *ca = jn_path(j, "ca/ca.crt"), *crt = jn_path(j, "ca/parleyd.crt"),
 	     *key = jn_path(j, "ca/parleyd.key"),
 	     *cakey = jn_path(j, "ca/ca.key"),
@@ -80,6 +88,16 @@ void jn_start(struct jn *j)
 	f->daemon = spawn_logged(argv, log);
 	cr_assert(fd_wait(ports_known, f, j, 10000), "parleyd did not start");
 	free(ca), free(crt), free(key), free(cakey), free(pol), free(log);
+}
+
+void jn_start(struct jn *j)
+{
+	start(j, false);
+}
+
+void jn_start_release(struct jn *j)
+{
+	start(j, true);
 }
 
 void jn_token(struct jn *j, const char *host, int64_t ttl_ms, char token[69])

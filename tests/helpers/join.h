@@ -16,6 +16,9 @@ struct jn {
 
 /* fd_init, then parleyd with --join-listen 127.0.0.1:0 --ca-key. */
 void jn_start(struct jn *j);
+/* The same with a release key pair (parley-pki release-key) in the
+ * daemon's state directory, which it hands to joiners. */
+void jn_start_release(struct jn *j);
 /* A new token for `host`, valid for ttl_ms (negative: already expired),
  * stored by digest; the text goes to token. */
 void jn_token(struct jn *j, const char *host, int64_t ttl_ms,
