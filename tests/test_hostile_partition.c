@@ -189,6 +189,10 @@ static const char *const hc_names[PARLEY_HC_MAX + 1] = {
 	[PARLEY_HC_CHAN_WAIT] = "wait", [PARLEY_HC_CHAN_CLOSE] = "close",
 	[PARLEY_HC_SVC_OFFER] = "svc_offer", [PARLEY_HC_SVC_CALL] = "svc_call",
 	[PARLEY_HC_SVC_ACCEPT] = "svc_accept",
+	[PARLEY_HC_UPDATE_BEGIN] = "upd_begin",
+	[PARLEY_HC_UPDATE_WRITE] = "upd_write",
+	[PARLEY_HC_UPDATE_COMMIT] = "upd_commit",
+	[PARLEY_HC_UPDATE_STATUS] = "upd_status",
 };
 
 /* The hypercall numbers this agent serves (the table may have gaps). */
@@ -292,6 +296,53 @@ ParameterizedTest(struct hp_param *c, hostile_partition,
 	cr_assert(strstr(t.h->fin.detail, "console write: buffer 0x"), "%s",
 		  t.h->fin.detail);
 	baselines_intact(&t);
+	hp_free(&t);
+}
+
+ParameterizedTestParameters(hostile_partition, update_buffer_refused)
+{
+	static const unsigned refused[] = { AT_CONFIG, AT_BOOTINFO, AT_PT,
+					    AT_GDT, AT_TSS, AT_CHANRO };
+	size_t n, per = sizeof(refused) / sizeof(refused[0]);
+	struct hp_param *p = params_alloc(per, &n);
+	for (size_t i = 0; i < n; i++)
+		p[i].at = refused[i % per];
+	return cr_make_param_array(struct hp_param, p, n, params_free);
+}
+
+/* An update write's buffer is checked by the vmm as a console buffer is
+ * (the grant manager checks it again, through its own view): never the
+ * tables, boot info, config region or a channel. The partition has no
+ * update capability: a bad pointer is malice before it is a request. */
+ParameterizedTest(struct hp_param *c, hostile_partition,
+		  update_buffer_refused, .timeout = 60)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "mode=upd_buf at=%s chan=ro",
+		 places[c->at].name);
+	struct hp t;
+	hp_start(&t, c->backend, cmd, 0);
+	hp_run(&t);
+	hp_stopped(&t, VMX_STOP_BAD_HYPERCALL, places[c->at].refusal);
+	cr_assert(strstr(t.h->fin.detail, "update write: buffer 0x"), "%s",
+		  t.h->fin.detail);
+	baselines_intact(&t);
+	hp_free(&t);
+}
+
+/* The control: a buffer in its own image reaches the grant manager, which
+ * here (the tests' grant manager wires no updates) answers NOSYS. */
+Test(hostile_partition, update_buffer_in_own_image_is_asked, .timeout = 60)
+{
+	struct hp t;
+	hp_start(&t, CTL_BACKEND_PROCESS, "mode=upd_buf at=rodata", 0);
+	hp_run(&t);
+	cr_assert_eq(t.h->fin.reason, VMX_STOP_EXIT, "%s (%s)",
+		     vmx_stop_name(t.h->fin.reason), t.h->fin.detail);
+	cr_assert(strstr(t_fleet_out(&t.f), "hostile: update write accepted "
+			 "buffer at 0x"), "%s", t_fleet_out(&t.f));
+	cr_assert(strstr(t_fleet_out(&t.f), ": -10\n"), "%s",
+		  t_fleet_out(&t.f));
 	hp_free(&t);
 }
 

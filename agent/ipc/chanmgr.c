@@ -689,6 +689,15 @@ void chanmgr_on_request(struct partition *p, const struct ctl_msg *m,
 	case CTL_UNMAPPED:
 		on_unmapped(cm, p, &m->u.ref);
 		break;
+	case CTL_UPDATE_REQ: {
+		/* A grant manager that wires no updates (agent/update/) still
+		 * answers: the asking vCPU waits for a reply. */
+		struct ctl_update_reply r = { .vcpu = m->u.update_req.vcpu,
+					      .status = PARLEY_E_NOSYS };
+		snprintf(r.detail, sizeof(r.detail), "no updates here");
+		partition_send(p, CTL_UPDATE_REPLY, &r, sizeof(r), NULL, 0);
+		break;
+	}
 	default:
 		break;
 	}

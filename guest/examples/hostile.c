@@ -8,6 +8,7 @@
  *       heap: a legitimate place, as a control). The struct is not written
  *       first: PLACE keeps its bytes unless the vmm writes there.
  *   mode=buf at=PLACE [chan=C]      a console write whose buffer is at PLACE
+ *   mode=upd_buf at=PLACE [chan=C]  an update write whose buffer is at PLACE
  *   mode=launder chan=C [delay_us=N]  (2 vCPUs) CHAN_OPEN with the struct
  *       in the config region holding tampered bytes; vCPU 1 restores the
  *       baseline bytes N us later, before the grant manager looks
@@ -66,6 +67,10 @@ static const char *const hc_names[PARLEY_HC_MAX + 1] = {
 	[PARLEY_HC_CHAN_WAIT] = "wait", [PARLEY_HC_CHAN_CLOSE] = "close",
 	[PARLEY_HC_SVC_OFFER] = "svc_offer", [PARLEY_HC_SVC_CALL] = "svc_call",
 	[PARLEY_HC_SVC_ACCEPT] = "svc_accept",
+	[PARLEY_HC_UPDATE_BEGIN] = "upd_begin",
+	[PARLEY_HC_UPDATE_WRITE] = "upd_write",
+	[PARLEY_HC_UPDATE_COMMIT] = "upd_commit",
+	[PARLEY_HC_UPDATE_STATUS] = "upd_status",
 };
 
 static unsigned hc_named(const struct parley_boot_info *bi)
@@ -198,6 +203,20 @@ static int mode_buf(const struct parley_boot_info *bi)
 	return 0;
 }
 
+static int mode_upd_buf(const struct parley_boot_info *bi)
+{
+	uint64_t at = place(bi);
+	if (!at) {
+		parley_puts("hostile: bad at=");
+		return 4;
+	}
+	struct parley_hc_update_write a = { .offset = 0, .buf = at, .len = 16 };
+	parley_hypercall(PARLEY_HC_UPDATE_WRITE, &a);
+	parley_printf("hostile: update write accepted buffer at 0x%llx: %lld\n",
+		      (unsigned long long)at, (long long)a.ret);
+	return 0;
+}
+
 /* Laundering (issue 8, finding 1): vCPU 0 writes a CHAN_OPEN struct over
  * the start of its config region and asks; vCPU 1 puts the baseline bytes
  * back a moment later, so that the grant manager's check would see an
@@ -320,6 +339,8 @@ int main(const struct parley_boot_info *bi)
 		*(volatile uint64_t *)0x30000000 = 1;
 	if (mode_is(bi, "svc_names"))
 		return mode_svc_names();
+	if (mode_is(bi, "upd_buf"))
+		return mode_upd_buf(bi);
 	if (mode_is(bi, "null"))
 		sink = *(volatile uint64_t *)0;
 	if (mode_is(bi, "write_text"))    /* code is mapped read-only */
