@@ -424,6 +424,38 @@ T_BACKEND_TEST(update, no_release_key_takes_nothing, .timeout = 120)
 	rig_free(&r);
 }
 
+/* A vmm taken over by its partition names memory the partition could never
+ * pass (its config region) in an update write: the grant manager checks
+ * the range itself and stops the partition; nothing is read from there. */
+Test(update, lying_vmm_is_stopped_by_the_grant_managers_own_check)
+{
+	struct rig r;
+	rig_init(&r);
+	static const char spec[] =
+		"{\"name\":\"evil-update_lie\",\"image\":\"hello.elf\","
+		"\"memory\":\"8M\",\"capabilities\":[\"update\"],"
+		"\"config\":[{\"name\":\"motd\",\"path\":\"motd\"}]}";
+	free(t_write(r.dir, "updater.json", spec, strlen(spec)));
+	free(t_write(r.dir, "motd", "hello\n", 6));
+	char s1[600];
+	snprintf(s1, sizeof(s1), "%s/updater.json", r.dir);
+	char *argv[] = { T_AGENT, "run", "--vmm", T_BIN("parley-vmm-evil"),
+			 "--image-dir", PARLEY_BUILD_DIR "/guest", "--backend",
+			 "process", "--state-dir", r.state, "--audit", r.audit,
+			 s1, NULL };
+	r.rc = t_run(argv, &r.out, 60);
+	cr_assert_eq(r.rc, 1, "exit %d:\n%s", r.rc, r.out);
+	OUT_HAS(&r, "evil: update reply 0");
+	OUT_HAS(&r, "update write of 0x40000000 + 16 bytes: in the config "
+		    "region");
+	OUT_HAS(&r, "vmm-protocol");
+	audit_has(&r, "\"event\":\"update_begin\"");
+	audit_has(&r, "\"event\":\"update_discarded\",\"partition\":"
+		      "\"evil-update_lie\",\"reason\":\"PARTITION_STOPPED\"");
+	nothing_staged(&r);
+	rig_free(&r);
+}
+
 /* ---- kill -9 mid-stage ----------------------------------------------------- */
 
 /* Start the agent with its output into dir/out.txt; returns its pid. */

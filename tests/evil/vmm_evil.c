@@ -13,7 +13,9 @@
  * finished_then_run, dirty_withheld, dirty_endless, dirty_overflow, dirty_backwards,
  * garbage, oversized, unsolicited, fd_flood, request_flood, ro_write,
  * keep_revoked,
- * truncate_own, tgkill_agent, exec_rwx.
+ * truncate_own, tgkill_agent, exec_rwx, update_lie (an update stage
+ * begun honestly, then a WRITE naming the config region, which the
+ * partition could never have passed).
  */
 #include "agent/ctl/ctl.h"
 #include "agent/ctl/stop.h"
@@ -366,6 +368,9 @@ static void start(void)
 				usleep(1000);
 		for (;;)
 			pause();
+	} else if (is("update_lie")) {
+		struct ctl_update_req u = { .op = CTL_UPD_BEGIN, .arg = 4096 };
+		ctl_send(SOCK, CTL_UPDATE_REQ, &u, sizeof(u));
 	} else if (!is("honest")) {
 		struct ctl_open_req r = { .vcpu = 0 };
 		snprintf(r.name, sizeof(r.name), "evil");
@@ -407,6 +412,15 @@ static void handle(struct ctl_msg *m)
 		break;
 	case CTL_OPEN_REPLY:
 		on_open_reply(&m->u.open_reply);
+		break;
+	case CTL_UPDATE_REPLY:
+		say("evil: update reply %d", m->u.update_reply.status);
+		if (is("update_lie") && m->u.update_reply.status == PARLEY_OK) {
+			struct ctl_update_req u = { .op = CTL_UPD_WRITE,
+						    .gpa = PARLEY_CONFIG_BASE,
+						    .len = 16 };
+			ctl_send(SOCK, CTL_UPDATE_REQ, &u, sizeof(u));
+		}
 		break;
 	default:
 		break;
