@@ -294,9 +294,11 @@ static int open_updates(struct agent *a, struct parley_err *err)
 {
 	if (!a->cli.state_dir) {
 		upd_stage_none(&a->upd, &a->audit);
+		a->upd.policy = &a->cm.grants;
 		return 0;
 	}
 	int rc = upd_stage_open(&a->upd, a->cli.state_dir, &a->audit, err);
+	a->upd.policy = &a->cm.grants;
 	if (rc == 0 && update_commit) {
 		a->upd.commit = commit_stage;
 		a->upd.commit_ctx = a;

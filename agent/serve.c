@@ -377,6 +377,7 @@ int serve_main(const struct serve_opts *o)
 		log_error("%s", perr_msg(&err));
 		return 2;
 	}
+	s.upd.policy = &s.cm.grants;
 	s.audit.sink = agent_link_audit;
 	s.audit.sink_ctx = &s.link;
 	s.link.on_ready = resume_all;

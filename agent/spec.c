@@ -384,8 +384,8 @@ static int parse_caps(json_t *root, struct part_spec *out,
 			k++;
 		if (k == sizeof(caps) / sizeof(caps[0])) {
 			struct jv_quoted q;
-			return perr(err, -EINVAL, "%s: unknown capability "
-				    "\"%s\"", lbl, jv_quote(&q, s, len));
+			return perr(err, -EINVAL, "%s: unknown capability %s",
+				    lbl, jv_quote(&q, s, len));
 		}
 		if (out->caps & caps[k].bit)
 			return perr(err, -EINVAL, "%s: \"%s\" twice", lbl, s);

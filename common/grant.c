@@ -12,7 +12,10 @@
 #define RING_MAX 0x1000000ull
 
 static const char *const top_fields[] = { "grants", "services", "segsets",
-					   NULL };
+					   "capabilities", NULL };
+static const char *const cap_fields[] = { "partition", "capability", NULL };
+/* What a capability rule may name (a partition's spec asks for them). */
+static const char *const cap_names[] = { "update", NULL };
 static const char *const svc_fields[] = { "source", "target", "service",
 					  "action", NULL };
 static const char *const grant_fields[] = {
@@ -275,6 +278,58 @@ static int parse_services(json_t *root, const char *const *known,
 	return 0;
 }
 
+/* capabilities[i]: { "partition": NAME, "capability": "update" }. */
+static int parse_cap(json_t *o, int i, const char *const *known,
+		     struct cap_rule *r, struct parley_err *err)
+{
+	char w[32];
+	snprintf(w, sizeof(w), "capabilities[%d]", i);
+	if (!json_is_object(o))
+		return jv_type_error(o, w, "an object", err);
+	char pre[sizeof(w) + 2];
+	snprintf(pre, sizeof(pre), "%s: ", w);
+	int rc = jv_check_known(o, cap_fields, pre, err);
+	if (rc == 0)
+		rc = get_name(o, "partition", w, r->partition, err);
+	if (rc == 0)
+		rc = get_name(o, "capability", w, r->capability, err);
+	if (rc < 0)
+		return rc;
+	if (!known_name(cap_names, r->capability))
+		return perr(err, -EINVAL, "%s.capability: \"%s\" is not one "
+			    "(update)", w, r->capability);
+	if (!known_name(known, r->partition))
+		return perr(err, -ENOENT, "%s.partition: unknown partition "
+			    "\"%s\"", w, r->partition);
+	return 0;
+}
+
+static int parse_caps(json_t *root, const char *const *known,
+		      struct grant_set *out, struct parley_err *err)
+{
+	json_t *arr = json_object_get(root, "capabilities");
+	if (!arr)
+		return 0;
+	if (!json_is_array(arr))
+		return jv_type_error(arr, "field \"capabilities\"", "an array",
+				     err);
+	size_t n = json_array_size(arr);
+	if (n > CAP_RULES_MAX)
+		return perr(err, -E2BIG, "%zu capability rules, at most %d", n,
+			    CAP_RULES_MAX);
+	out->has_caps = true;
+	out->cap = calloc(n ? n : 1, sizeof(*out->cap));
+	if (!out->cap)
+		return perr(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++, out->ncap++) {
+		int rc = parse_cap(json_array_get(arr, i), (int)i, known,
+				   &out->cap[i], err);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 static int parse_root(json_t *root, const char *const *known,
 		      struct grant_set *out, struct parley_err *err)
 {
@@ -303,6 +358,8 @@ static int parse_root(json_t *root, const char *const *known,
 	rc = check_unique(out, err);
 	if (rc == 0)
 		rc = parse_services(root, known, out, err);
+	if (rc == 0)
+		rc = parse_caps(root, known, out, err);
 	json_t *seg = json_object_get(root, "segsets");
 	if (rc == 0 && seg)
 		rc = segset_doc_from_json(seg, known, &out->seg, err);
@@ -359,6 +416,10 @@ void grant_set_free(struct grant_set *s)
 	free(s->svc);
 	s->svc = NULL;
 	s->nsvc = 0;
+	free(s->cap);
+	s->cap = NULL;
+	s->ncap = 0;
+	s->has_caps = false;
 	segset_doc_free(&s->seg);
 }
 
@@ -373,6 +434,18 @@ const struct svc_rule *svc_rule_find(const struct grant_set *s,
 			return r;
 	}
 	return NULL;
+}
+
+bool grant_cap_allows(const struct grant_set *s, const char *partition,
+		      const char *capability)
+{
+	if (!s || !s->has_caps)
+		return true;
+	for (unsigned i = 0; i < s->ncap; i++)
+		if (!strcmp(s->cap[i].partition, partition) &&
+		    !strcmp(s->cap[i].capability, capability))
+			return true;
+	return false;
 }
 
 const struct grant *grant_find(const struct grant_set *s, const char *channel,

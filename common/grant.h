@@ -22,6 +22,12 @@
  * Services (optional): who may call which partition's named service. A
  * call no rule names is denied; the first rule naming (source, target,
  * service) decides.
+ *
+ * Capabilities (optional): [ { "partition": "updater", "capability":
+ * "update" } ]. A partition's spec asks for a capability; when the policy
+ * in force has this list, the partition has it only if listed here too
+ * (the policy narrows what specs ask for; without the list, specs alone
+ * decide).
  */
 #ifndef PARLEY_COMMON_GRANT_H
 #define PARLEY_COMMON_GRANT_H
@@ -54,13 +60,28 @@ struct svc_rule {
 	bool allow;
 };
 
+#define CAP_RULES_MAX 1024
+
+struct cap_rule {
+	char partition[GRANT_NAME_MAX];
+	char capability[GRANT_NAME_MAX];  /* "update" */
+};
+
 struct grant_set {
 	unsigned n;
 	struct grant *g;
 	unsigned nsvc;
 	struct svc_rule *svc;
 	struct segset_doc seg;      /* "segsets", as in common/segset.h */
+	bool has_caps;              /* "capabilities" present */
+	unsigned ncap;
+	struct cap_rule *cap;
 };
+
+/* Does the policy let `partition` have `capability` (which its spec asks
+ * for)? True when the policy has no "capabilities" list. */
+bool grant_cap_allows(const struct grant_set *s, const char *partition,
+		      const char *capability);
 
 /* The rule for a call of `service` from `source` to `target`, or NULL
  * (default deny). */

@@ -525,6 +525,45 @@ Test(grant, service_rules)
 	expect_no_leaks();
 }
 
+/* "capabilities": a list narrows what specs ask for; no list, no say. */
+Test(grant, capability_rules)
+{
+	struct grant_set s;
+	struct parley_err e = { 0 };
+	cr_assert_eq(parse("{\"grants\":[]}", known, &s, &e), 0, "%s", e.msg);
+	cr_expect(grant_cap_allows(&s, "ping", "update"));
+	grant_set_free(&s);
+	cr_assert_eq(parse("{\"grants\":[],\"capabilities\":[{\"partition\":"
+			   "\"mon\",\"capability\":\"update\"}]}", known,
+			   &s, &e), 0, "%s", e.msg);
+	cr_expect(grant_cap_allows(&s, "mon", "update"));
+	cr_expect_not(grant_cap_allows(&s, "ping", "update"));
+	grant_set_free(&s);
+	cr_expect_eq(s.ncap, 0);
+	cr_expect_not(s.has_caps);
+	static const struct { const char *json, *says; } bad[] = {
+		{ "{\"grants\":[],\"capabilities\":{}}", "an array" },
+		{ "{\"grants\":[],\"capabilities\":[1]}", "capabilities[0]" },
+		{ "{\"grants\":[],\"capabilities\":[{\"partition\":\"mon\","
+		  "\"capability\":\"root\"}]}", "is not one" },
+		{ "{\"grants\":[],\"capabilities\":[{\"partition\":\"nobody\","
+		  "\"capability\":\"update\"}]}", "unknown partition" },
+		{ "{\"grants\":[],\"capabilities\":[{\"partition\":\"mon\"}]}",
+		  "capability" },
+		{ "{\"grants\":[],\"capabilities\":[{\"partition\":\"mon\","
+		  "\"capability\":\"update\",\"x\":1}]}", "x" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		e = (struct parley_err){ 0 };
+		cr_expect_lt(parse(bad[i].json, known, &s, &e), 0, "%s",
+			     bad[i].json);
+		cr_expect(strstr(e.msg, bad[i].says), "%s: %s", bad[i].json,
+			  e.msg);
+		grant_set_free(&s);
+	}
+	expect_no_leaks();
+}
+
 Test(grant, load)
 {
 	char *dir = t_tmpdir();

@@ -371,6 +371,10 @@ static const struct bad_case bad_cases[] = {
 
 	/* Command line. */
 	{ "cmdline newline", "{" REQ ",\"cmdline\":\"a\\nb\"}", 0, NULL, -EINVAL, "field \"cmdline\": byte 0x0a at offset 1 is not printable ASCII" },
+	{ "capabilities not an array", "{" REQ ",\"capabilities\":\"update\"}", 0, NULL, -EINVAL, "field \"capabilities\": expected an array of at most 8 names" },
+	{ "capability unknown", "{" REQ ",\"capabilities\":[\"root\"]}", 0, NULL, -EINVAL, "capabilities[0]: unknown capability \"root\"" },
+	{ "capability twice", "{" REQ ",\"capabilities\":[\"update\",\"update\"]}", 0, NULL, -EINVAL, "capabilities[1]: \"update\" twice" },
+	{ "capability not a string", "{" REQ ",\"capabilities\":[1]}", 0, NULL, -EINVAL, "capabilities[0]" },
 	{ "cmdline escape", "{" REQ ",\"cmdline\":\"\\u001b[2J\"}", 0, NULL, -EINVAL, "byte 0x1b at offset 0" },
 	{ "cmdline DEL", "{" REQ ",\"cmdline\":\"x\\u007f\"}", 0, NULL, -EINVAL, "byte 0x7f at offset 1" },
 	{ "cmdline with NUL", "{" REQ ",\"cmdline\":\"exit=0\\u0000rm\"}", 0, NULL, -EINVAL, "field \"cmdline\": contains a NUL byte" },

@@ -402,6 +402,36 @@ T_BACKEND_TEST(update, partition_without_the_capability_gets_no_grant_audited, .
 	rig_free(&r);
 }
 
+/* The policy narrows what specs ask for: with a "capabilities" list, a
+ * partition not on it has no update capability whatever its spec says;
+ * on it, it has. */
+T_BACKEND_TEST(update, policy_capabilities_narrow_the_spec, .timeout = 120)
+{
+	struct rig r;
+	rig_init(&r);
+	size_t len;
+	uint8_t *pkg = make_pkg(&(struct pkg_opts){ .bump = 1,
+						    .key = r.release }, &len);
+	put_pkg(&r, pkg, len);
+	write_specs(&r, "source=config", true);
+	static const char none[] = "{\"grants\":[],\"capabilities\":[]}";
+	free(t_write(r.dir, "none.json", none, strlen(none)));
+	run_agent(&r, "none.json", NULL);
+	cr_assert_eq(r.rc, 1, "exit %d:\n%s", r.rc, r.out);
+	OUT_HAS(&r, "-2 update not granted by policy\n");
+	audit_has(&r, "\"event\":\"update_denied\",\"partition\":\"updater\","
+		      "\"reason\":\"NO_GRANT\",\"detail\":\"begin\"");
+	nothing_staged(&r);
+	static const char some[] = "{\"grants\":[],\"capabilities\":["
+		"{\"partition\":\"updater\",\"capability\":\"update\"}]}";
+	free(t_write(r.dir, "some.json", some, strlen(some)));
+	run_agent(&r, "some.json", NULL);
+	cr_assert_eq(r.rc, 0, "exit %d:\n%s", r.rc, r.out);
+	staged(&r);
+	free(pkg);
+	rig_free(&r);
+}
+
 /* No release.pub (a host that joined a daemon without one): nothing can
  * verify, so nothing is taken. */
 T_BACKEND_TEST(update, no_release_key_takes_nothing, .timeout = 120)

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/fileio.h"
+#include "common/grant.h"
 #include "common/sign.h"
 
 static void emit(struct upd_stage *s, const char *event, const char *part,
@@ -361,9 +362,12 @@ void upd_answer(struct upd_stage *s, struct partition *p,
 	static const char *const ops[] = { "begin", "write", "commit",
 					   "status" };
 	*r = (struct ctl_update_reply){ .vcpu = q->vcpu };
-	if (!(p->caps & SPEC_CAP_UPDATE)) {
+	bool asked = p->caps & SPEC_CAP_UPDATE;
+	if (!asked || !grant_cap_allows(s->policy, p->name, "update")) {
 		r->status = PARLEY_E_NO_GRANT;
-		snprintf(r->detail, sizeof(r->detail), "no update capability");
+		snprintf(r->detail, sizeof(r->detail), asked
+			 ? "update not granted by policy"
+			 : "no update capability");
 		emit(s, "update_denied", p->name, "NO_GRANT", ops[q->op & 3]);
 	} else if (s->dirfd < 0) {
 		r->status = PARLEY_E_NOSYS;

@@ -27,6 +27,7 @@
 #include "common/updpkg.h"
 
 struct partition;
+struct grant_set;
 
 /* Hands a verified stage over (update_commit, agent/update_commit.h):
  * 0 once the new agent serves. */
@@ -39,6 +40,10 @@ struct upd_stage {
 	EVP_PKEY *release;         /* STATE/release.pub, or NULL */
 	struct updpkg_running run; /* what a package is checked against */
 	struct audit *audit;
+	/* The policy in force (the grant manager's, updated in place on a
+	 * reload), which may narrow the capability specs ask for; NULL:
+	 * specs alone decide. */
+	const struct grant_set *policy;
 	int fd;                    /* incoming.pkg while receiving, else -1 */
 	char owner[64];            /* the partition streaming it */
 	uint64_t size, received;
