@@ -68,7 +68,7 @@ static const char usage_text[] =
 	"[--baseline-mode enroll|golden]]\n"
 	"           [--audit FILE] [--rehash-interval SECONDS] "
 	"[--snapshot-dir DIR]\n"
-	"           [--snapshot-key FILE] SPEC...\n"
+	"           [--snapshot-key FILE] [--state-dir DIR] SPEC...\n"
 	"       parley-agent restore [--vmm PATH] --baselines FILE "
 	"[--snapshot-key FILE]\n"
 	"           [--backend kvm|process|auto] "
