@@ -253,6 +253,20 @@ static int receive(struct join_run *r)
 	return rc == 1 ? 0 : fail("%s: %s", r->a.server, perr_msg(&err));
 }
 
+/* A PEM public key from the answer, if it is an Ed25519 one; else NULL. */
+static EVP_PKEY *ed25519_pub(const char *pem)
+{
+	BIO *b = BIO_new_mem_buf(pem, -1);
+	EVP_PKEY *k = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
+	BIO_free(b);
+	ERR_clear_error();
+	if (k && !EVP_PKEY_is_a(k, "ED25519")) {
+		EVP_PKEY_free(k);
+		k = NULL;
+	}
+	return k;
+}
+
 /* The answer as the daemon sent it, checked against the pin and our key.
  * *cert, *ca, *pub are the caller's on success. */
 static int check_reply(struct join_run *r, X509 **cert, X509 **ca,
@@ -275,11 +289,8 @@ static int check_reply(struct join_run *r, X509 **cert, X509 **ca,
 			    j->host);
 	if (EVP_PKEY_eq(X509_get0_pubkey(*cert), r->key) != 1)
 		return fail("the answer's certificate is not for our key");
-	BIO *b = BIO_new_mem_buf(j->policy_pub_pem, -1);
-	*pub = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
-	BIO_free(b);
-	ERR_clear_error();
-	if (!*pub || !EVP_PKEY_is_a(*pub, "ED25519"))
+	*pub = ed25519_pub(j->policy_pub_pem);
+	if (!*pub)
 		return fail("the answer's policy key is not an Ed25519 key");
 	return 0;
 }
@@ -292,11 +303,8 @@ static int check_release(const Parley__V1__JoinResponse *j, EVP_PKEY **rel)
 	*rel = NULL;
 	if (!j->release_pub_pem || !j->release_pub_pem[0])
 		return 0;
-	BIO *b = BIO_new_mem_buf(j->release_pub_pem, -1);
-	*rel = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
-	BIO_free(b);
-	ERR_clear_error();
-	if (!*rel || !EVP_PKEY_is_a(*rel, "ED25519"))
+	*rel = ed25519_pub(j->release_pub_pem);
+	if (!*rel)
 		return fail("the answer's release key is not an Ed25519 key");
 	return 0;
 }

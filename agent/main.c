@@ -516,6 +516,7 @@ int main(int argc, char **argv)
 		return serve(argc - 1, argv + 1);
 	int restore = strcmp(argv[1], "restore") == 0;
 	static struct agent a;
+	upd_stage_none(&a.upd, &a.audit); /* no descriptors until opened */
 	a.restore = restore;
 	int first = parse_opts(argc - 1, argv + 1, &a.cli);
 	if (first < 0)

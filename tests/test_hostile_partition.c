@@ -269,7 +269,8 @@ ParameterizedTest(struct hp_param *c, hostile_partition,
 	hp_free(&t);
 }
 
-ParameterizedTestParameters(hostile_partition, console_buffer_refused)
+/* The places a buffer the vmm only reads may not be, on every backend. */
+static struct criterion_test_params refused_buffers(void)
 {
 	static const unsigned refused[] = { AT_CONFIG, AT_BOOTINFO, AT_PT,
 					    AT_GDT, AT_TSS, AT_CHANRO };
@@ -278,6 +279,28 @@ ParameterizedTestParameters(hostile_partition, console_buffer_refused)
 	for (size_t i = 0; i < n; i++)
 		p[i].at = refused[i % per];
 	return cr_make_param_array(struct hp_param, p, n, params_free);
+}
+
+/* hostile in `mode` with its buffer at c's place: stopped, the detail
+ * naming `what`, the neighbours' baselines intact. */
+static void buffer_refused(const struct hp_param *c, const char *mode,
+			   const char *what)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "mode=%s at=%s chan=ro", mode,
+		 places[c->at].name);
+	struct hp t;
+	hp_start(&t, c->backend, cmd, 0);
+	hp_run(&t);
+	hp_stopped(&t, VMX_STOP_BAD_HYPERCALL, places[c->at].refusal);
+	cr_assert(strstr(t.h->fin.detail, what), "%s", t.h->fin.detail);
+	baselines_intact(&t);
+	hp_free(&t);
+}
+
+ParameterizedTestParameters(hostile_partition, console_buffer_refused)
+{
+	return refused_buffers();
 }
 
 /* A buffer the vmm only reads may be anywhere the partition may read of
@@ -286,48 +309,22 @@ ParameterizedTestParameters(hostile_partition, console_buffer_refused)
 ParameterizedTest(struct hp_param *c, hostile_partition,
 		  console_buffer_refused, .timeout = 60)
 {
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "mode=buf at=%s chan=ro",
-		 places[c->at].name);
-	struct hp t;
-	hp_start(&t, c->backend, cmd, 0);
-	hp_run(&t);
-	hp_stopped(&t, VMX_STOP_BAD_HYPERCALL, places[c->at].refusal);
-	cr_assert(strstr(t.h->fin.detail, "console write: buffer 0x"), "%s",
-		  t.h->fin.detail);
-	baselines_intact(&t);
-	hp_free(&t);
+	buffer_refused(c, "buf", "console write: buffer 0x");
 }
 
 ParameterizedTestParameters(hostile_partition, update_buffer_refused)
 {
-	static const unsigned refused[] = { AT_CONFIG, AT_BOOTINFO, AT_PT,
-					    AT_GDT, AT_TSS, AT_CHANRO };
-	size_t n, per = sizeof(refused) / sizeof(refused[0]);
-	struct hp_param *p = params_alloc(per, &n);
-	for (size_t i = 0; i < n; i++)
-		p[i].at = refused[i % per];
-	return cr_make_param_array(struct hp_param, p, n, params_free);
+	return refused_buffers();
 }
 
 /* An update write's buffer is checked by the vmm as a console buffer is
- * (the grant manager checks it again, through its own view): never the
- * tables, boot info, config region or a channel. The partition has no
- * update capability: a bad pointer is malice before it is a request. */
+ * (the grant manager checks it again, through its own view). The
+ * partition has no update capability: a bad pointer is malice before it
+ * is a request. */
 ParameterizedTest(struct hp_param *c, hostile_partition,
 		  update_buffer_refused, .timeout = 60)
 {
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "mode=upd_buf at=%s chan=ro",
-		 places[c->at].name);
-	struct hp t;
-	hp_start(&t, c->backend, cmd, 0);
-	hp_run(&t);
-	hp_stopped(&t, VMX_STOP_BAD_HYPERCALL, places[c->at].refusal);
-	cr_assert(strstr(t.h->fin.detail, "update write: buffer 0x"), "%s",
-		  t.h->fin.detail);
-	baselines_intact(&t);
-	hp_free(&t);
+	buffer_refused(c, "upd_buf", "update write: buffer 0x");
 }
 
 /* The control: a buffer in its own image reaches the grant manager, which

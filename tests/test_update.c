@@ -135,6 +135,16 @@ static void put_pkg(struct rig *r, const uint8_t *buf, size_t len)
 	free(t_write(r->dir, "update.pkg", buf, len));
 }
 
+/* A good package (newer, signed with the trusted key) as the updater's
+ * config file; returned for the caller to free. */
+static uint8_t *good_pkg(struct rig *r, size_t *len)
+{
+	uint8_t *pkg = make_pkg(&(struct pkg_opts){ .bump = 1,
+						    .key = r->release }, len);
+	put_pkg(r, pkg, *len);
+	return pkg;
+}
+
 /* The updater's spec: the package as its config file, `update` granted
  * or not. */
 static void write_specs(struct rig *r, const char *cmdline, bool capable)
@@ -260,9 +270,7 @@ T_BACKEND_TEST(update, good_package_from_a_partition_is_staged_and_verified, .ti
 	struct rig r;
 	rig_init(&r);
 	size_t len;
-	uint8_t *pkg = make_pkg(&(struct pkg_opts){ .bump = 1,
-						    .key = r.release }, &len);
-	put_pkg(&r, pkg, len);
+	uint8_t *pkg = good_pkg(&r, &len);
 	/* Chunks of 1000 bytes: many WRITEs, none aligned to anything. */
 	write_specs(&r, "source=config chunk=1000", true);
 	run_agent(&r, NULL, NULL);
@@ -279,9 +287,7 @@ T_BACKEND_TEST(update, good_package_over_a_channel_then_down, .timeout = 120)
 	struct rig r;
 	rig_init(&r);
 	size_t len;
-	uint8_t *pkg = make_pkg(&(struct pkg_opts){ .bump = 1,
-						    .key = r.release }, &len);
-	put_pkg(&r, pkg, len);
+	uint8_t *pkg = good_pkg(&r, &len);
 	write_specs(&r, "source=chan", true);
 	static const char src[] =
 		"{\"name\":\"pkgsrc\",\"image\":\"pkgsrc.elf\","
@@ -382,9 +388,7 @@ T_BACKEND_TEST(update, partition_without_the_capability_gets_no_grant_audited, .
 	struct rig r;
 	rig_init(&r);
 	size_t len;
-	uint8_t *pkg = make_pkg(&(struct pkg_opts){ .bump = 1,
-						    .key = r.release }, &len);
-	put_pkg(&r, pkg, len);
+	uint8_t *pkg = good_pkg(&r, &len);
 	write_specs(&r, "source=config", false);
 	run_agent(&r, NULL, NULL);
 	cr_assert_eq(r.rc, 1, "exit %d:\n%s", r.rc, r.out);
@@ -410,9 +414,7 @@ T_BACKEND_TEST(update, policy_capabilities_narrow_the_spec, .timeout = 120)
 	struct rig r;
 	rig_init(&r);
 	size_t len;
-	uint8_t *pkg = make_pkg(&(struct pkg_opts){ .bump = 1,
-						    .key = r.release }, &len);
-	put_pkg(&r, pkg, len);
+	uint8_t *pkg = good_pkg(&r, &len);
 	write_specs(&r, "source=config", true);
 	static const char none[] = "{\"grants\":[],\"capabilities\":[]}";
 	free(t_write(r.dir, "none.json", none, strlen(none)));
@@ -442,9 +444,7 @@ T_BACKEND_TEST(update, no_release_key_takes_nothing, .timeout = 120)
 	snprintf(pub, sizeof(pub), "%s/release.pub", r.state);
 	cr_assert_eq(unlink(pub), 0);
 	size_t len;
-	uint8_t *pkg = make_pkg(&(struct pkg_opts){ .bump = 1,
-						    .key = r.release }, &len);
-	put_pkg(&r, pkg, len);
+	uint8_t *pkg = good_pkg(&r, &len);
 	write_specs(&r, "source=config", true);
 	run_agent(&r, NULL, NULL);
 	cr_assert_eq(r.rc, 1, "exit %d:\n%s", r.rc, r.out);
@@ -530,9 +530,7 @@ T_BACKEND_TEST(update, kill_9_mid_stage_next_start_discards_it, .timeout = 120)
 	struct rig r;
 	rig_init(&r);
 	size_t len;
-	uint8_t *pkg = make_pkg(&(struct pkg_opts){ .bump = 1,
-						    .key = r.release }, &len);
-	put_pkg(&r, pkg, len);
+	uint8_t *pkg = good_pkg(&r, &len);
 	write_specs(&r, "source=config chunk=100 stop_after=300", true);
 	pid_t pid = start_agent(&r);
 	/* The suite's timeout bounds this wait; it is no timed assertion. */

@@ -95,14 +95,6 @@ static int ask_named(struct vmx_vcpu *c, uint32_t op, const char *name,
 	return ask_agent(c, &req, r) ? 1 : -1;
 }
 
-/* The answer's detail into a partition's OUT field, NUL-terminated. */
-#define DETAIL_OUT(dst, r)                                                 \
-	do {                                                               \
-		_Static_assert(sizeof(dst) <= sizeof((r)->detail), "detail");\
-		memcpy(dst, (r)->detail, sizeof(dst));                     \
-		(dst)[sizeof(dst) - 1] = 0;                                \
-	} while (0)
-
 bool vmx_hc_chan_open(struct vmx_vcpu *c, void *arg)
 {
 	struct parley_hc_chan_open *a = arg;
@@ -114,7 +106,7 @@ bool vmx_hc_chan_open(struct vmx_vcpu *c, void *arg)
 		return k == 0;
 	}
 	CHAN_OUT(a, &r);
-	DETAIL_OUT(a->detail, &r);
+	VMX_DETAIL_OUT(a->detail, &r);
 	return true;
 }
 
@@ -143,7 +135,7 @@ bool vmx_hc_svc_call(struct vmx_vcpu *c, void *arg)
 		return k == 0;
 	}
 	CHAN_OUT(a, &r);
-	DETAIL_OUT(a->detail, &r);
+	VMX_DETAIL_OUT(a->detail, &r);
 	return true;
 }
 
@@ -158,7 +150,7 @@ bool vmx_hc_svc_accept(struct vmx_vcpu *c, void *arg)
 		return k == 0;
 	}
 	CHAN_OUT(a, &r);
-	DETAIL_OUT(a->caller, &r);
+	VMX_DETAIL_OUT(a->caller, &r);
 	return true;
 }
 

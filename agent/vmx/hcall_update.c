@@ -19,13 +19,6 @@ static bool ask(struct vmx_vcpu *c, uint32_t op, uint64_t arg, uint64_t gpa,
 	return vmx_ask_agent(c, CTL_UPDATE_REQ, &req, sizeof(req), r);
 }
 
-#define DETAIL_OUT(dst, r)                                                 \
-	do {                                                               \
-		_Static_assert(sizeof(dst) <= sizeof((r)->detail), "detail");\
-		memcpy(dst, (r)->detail, sizeof(dst));                     \
-		(dst)[sizeof(dst) - 1] = 0;                                \
-	} while (0)
-
 bool vmx_hc_update_begin(struct vmx_vcpu *c, void *arg)
 {
 	struct parley_hc_update_begin *a = arg;
@@ -33,7 +26,7 @@ bool vmx_hc_update_begin(struct vmx_vcpu *c, void *arg)
 	if (!ask(c, CTL_UPD_BEGIN, a->size, 0, 0, &r))
 		return false;
 	a->ret = r.status;
-	DETAIL_OUT(a->detail, &r);
+	VMX_DETAIL_OUT(a->detail, &r);
 	return true;
 }
 
@@ -68,7 +61,7 @@ bool vmx_hc_update_commit(struct vmx_vcpu *c, void *arg)
 		return false;
 	a->ret = r.status;
 	a->state = r.tx;
-	DETAIL_OUT(a->detail, &r);
+	VMX_DETAIL_OUT(a->detail, &r);
 	return true;
 }
 
@@ -82,6 +75,6 @@ bool vmx_hc_update_status(struct vmx_vcpu *c, void *arg)
 	a->state = r.tx;
 	a->received = r.gpa;
 	a->size = r.size;
-	DETAIL_OUT(a->detail, &r);
+	VMX_DETAIL_OUT(a->detail, &r);
 	return true;
 }

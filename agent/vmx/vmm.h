@@ -366,6 +366,14 @@ bool vmx_hc_chan_close(struct vmx_vcpu *c, void *arg);
 bool vmx_hc_svc_offer(struct vmx_vcpu *c, void *arg);
 bool vmx_hc_svc_call(struct vmx_vcpu *c, void *arg);
 bool vmx_hc_svc_accept(struct vmx_vcpu *c, void *arg);
+/* The answer's detail into a partition's OUT field, NUL-terminated. */
+#define VMX_DETAIL_OUT(dst, r)                                             \
+	do {                                                               \
+		_Static_assert(sizeof(dst) <= sizeof((r)->detail), "detail");\
+		memcpy(dst, (r)->detail, sizeof(dst));                     \
+		(dst)[sizeof(dst) - 1] = 0;                                \
+	} while (0)
+
 /* Agent updates (hcall_update.c): each asks the grant manager
  * (CTL_UPDATE_REQ); WRITE's buffer is checked with gmem_guest_r first. */
 bool vmx_hc_update_begin(struct vmx_vcpu *c, void *arg);
