@@ -584,6 +584,81 @@ T_BACKEND_TEST(update, kill_9_mid_stage_next_start_discards_it, .timeout = 120)
 	rig_free(&r);
 }
 
+/* One stage at a time: two capable updaters, each holding mid-stream once
+ * it has begun. Whichever asks second gets LIMIT naming the first. */
+T_BACKEND_TEST(update, one_stage_at_a_time, .timeout = 120)
+{
+	struct rig r;
+	rig_init(&r);
+	size_t len;
+	uint8_t *pkg = good_pkg(&r, &len);
+	write_specs(&r, "source=config chunk=100 stop_after=100", true);
+	char spec[600], *two;
+	snprintf(spec, sizeof(spec), "%s/updater.json", r.dir);
+	uint8_t *text;
+	size_t tlen;
+	struct parley_err err = { 0 };
+	cr_assert_eq(file_read_all(spec, 4096, &text, &tlen, &err), 0);
+	/* The same spec under another name. */
+	char *at = strstr((char *)text, "\"updater\"");
+	cr_assert(at);
+	cr_assert(asprintf(&two, "%.*s\"updater2\"%s", (int)(at - (char *)text),
+			   (char *)text, at + strlen("\"updater\"")) > 0);
+	free(t_write(r.dir, "updater2.json", two, strlen(two)));
+	free(text);
+	free(two);
+	char s1[600], s2[600], outp[600];
+	snprintf(s1, sizeof(s1), "%s/updater.json", r.dir);
+	snprintf(s2, sizeof(s2), "%s/updater2.json", r.dir);
+	snprintf(outp, sizeof(outp), "%s/out.txt", r.dir);
+	int fd = open(outp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	cr_assert(fd >= 0);
+	pid_t parent = getpid(), pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		t_child_dies_with_parent(parent);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		char *argv[] = { T_AGENT, "run", "--vmm", T_VMM, "--image-dir",
+				 PARLEY_BUILD_DIR "/guest", "--backend",
+				 (char *)t_backend_name(), "--state-dir",
+				 r.state, "--audit", r.audit, s1, s2, NULL };
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(fd);
+	/* Bounded by the suite's timeout: one holds, the other is refused
+	 * (and exits). */
+	char *out = NULL;
+	for (;;) {
+		free(out);
+		out = read_out(&r);
+		if (strstr(out, "updater: holding at 100") &&
+		    strstr(out, "is staging an update\n"))
+			break;
+		int st;
+		cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "agent ended:\n%s",
+			     out);
+		usleep(20000);
+	}
+	kill(pid, SIGKILL);
+	int st;
+	waitpid(pid, &st, 0);
+	char a[160], b[160];
+	snprintf(a, sizeof(a), "updater| updater: begin %zu bytes: -5 "
+		 "updater2 is staging an update\n", len);
+	snprintf(b, sizeof(b), "updater2| updater: begin %zu bytes: -5 "
+		 "updater is staging an update\n", len);
+	cr_assert((strstr(out, a) != NULL) + (strstr(out, b) != NULL) == 1,
+		  "not exactly one refused:\n%s", out);
+	cr_assert_eq(t_count_lines(out, "updater| updater: holding at") +
+		     t_count_lines(out, "updater2| updater: holding at"), 1,
+		     "%s", out);
+	free(out);
+	free(pkg);
+	rig_free(&r);
+}
+
 /* ---- the parser, on hostile bytes ----------------------------------------- */
 
 static int parse(const uint8_t *b, size_t n, enum updpkg_refusal *why)
