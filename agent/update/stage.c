@@ -369,6 +369,7 @@ void upd_answer(struct upd_stage *s, struct partition *p,
 			 ? "update not granted by policy"
 			 : "no update capability");
 		emit(s, "update_denied", p->name, "NO_GRANT", ops[q->op & 3]);
+		return; /* and nothing of the stage */
 	} else if (s->dirfd < 0) {
 		r->status = PARLEY_E_NOSYS;
 		snprintf(r->detail, sizeof(r->detail), "this agent has no "
