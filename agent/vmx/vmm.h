@@ -366,6 +366,10 @@ bool vmx_hc_chan_close(struct vmx_vcpu *c, void *arg);
 bool vmx_hc_svc_offer(struct vmx_vcpu *c, void *arg);
 bool vmx_hc_svc_call(struct vmx_vcpu *c, void *arg);
 bool vmx_hc_svc_accept(struct vmx_vcpu *c, void *arg);
+/* Segment sets: each asks the grant manager (CTL_OP_SEG_*); the segments
+ * arrive as channel windows (CTL_MAP) before the answer. */
+bool vmx_hc_seg_attach(struct vmx_vcpu *c, void *arg);
+bool vmx_hc_seg_detach(struct vmx_vcpu *c, void *arg);
 /* A doorbell OUT that KVM did not catch (no ioeventfd for the value). */
 bool vmx_doorbell_slow(struct vmx_vcpu *c, uint32_t value);
 
