@@ -189,6 +189,8 @@ static const char *const hc_names[PARLEY_HC_MAX + 1] = {
 	[PARLEY_HC_CHAN_WAIT] = "wait", [PARLEY_HC_CHAN_CLOSE] = "close",
 	[PARLEY_HC_SVC_OFFER] = "svc_offer", [PARLEY_HC_SVC_CALL] = "svc_call",
 	[PARLEY_HC_SVC_ACCEPT] = "svc_accept",
+	[PARLEY_HC_SEG_ATTACH] = "seg_attach",
+	[PARLEY_HC_SEG_DETACH] = "seg_detach",
 };
 
 /* The hypercall numbers this agent serves (the table may have gaps). */
