@@ -148,7 +148,45 @@ T_BACKEND_TEST(segset, member_tampering_later_is_removed_others_notified,
 	t_fleet_free(&f);
 }
 
-/* d comes 300 ms after the others and sees them in the table. */
+/* Run until the output holds `text` (the partitions' own progress, not
+ * a clock, orders what a test does next). */
+static void run_until(struct t_fleet *f, const char *text)
+{
+	for (int i = 0; i < 1500 && !strstr(t_fleet_out(f), text); i++)
+		t_fleet_run(f, 20);
+	cr_assert(strstr(t_fleet_out(f), text), "no \"%s\" in:\n%s", text,
+		  t_fleet_out(f));
+}
+
+/* a tampers after attaching and says nothing more; b's attach re-measures
+ * the members already there (as a channel open re-measures the peer), so
+ * a is quarantined and removed, its window unmapped (its wait says
+ * CLOSED); b sees a removed in the table. */
+T_BACKEND_TEST(segset, tampered_member_found_at_anothers_attach,
+	       .timeout = 60)
+{
+	struct t_fleet f;
+	t_fleet_init(&f, T4);
+	struct partition *a = add(&f, "a", "set=t4 tamper_wait=1");
+	t_fleet_go(&f);
+	run_until(&f, "a| tampered conf\n");
+	struct partition *b = add(&f, "b", "set=t4 show=1");
+	t_fleet_go(&f);
+	done(&f, 30000);
+	exits(&f, a, 0);
+	exits(&f, b, 0);
+	OUT_HAS(&f, "a| removed from the set\n");
+	OUT_HAS(&f, "b| attach 0");
+	OUT_HAS(&f, "b| table a=removed/1 b=present/1 c=absent/0 "
+		    "d=absent/0\n");
+	AUDIT_HAS(&f, "\"event\":\"quarantine\",\"partition\":\"a\","
+		      "\"reason\":\"INTEGRITY\",\"file\":\"conf\"");
+	AUDIT_HAS(&f, "\"event\":\"seg_removed\",\"partition\":\"a\","
+		      "\"channel\":\"t4\",\"reason\":\"QUARANTINED\"");
+	t_fleet_free(&f);
+}
+
+/* d is started only once the others attached, and sees them. */
 T_BACKEND_TEST(segset, late_joiner_sees_the_current_table, .timeout = 60)
 {
 	struct t_fleet f;
@@ -157,14 +195,18 @@ T_BACKEND_TEST(segset, late_joiner_sees_the_current_table, .timeout = 60)
 	p[0] = add(&f, "a", "set=t4 watch=1");
 	p[1] = add(&f, "b", "set=t4 watch=1");
 	p[2] = add(&f, "c", "set=t4 watch=1");
-	p[3] = add(&f, "d", "set=t4 delay_ms=300 show=1");
+	t_fleet_go(&f);
+	run_until(&f, "a| member 0");
+	run_until(&f, "b| member 1");
+	run_until(&f, "c| member 2");
+	p[3] = add(&f, "d", "set=t4 show=1");
 	t_fleet_go(&f);
 	done(&f, 30000);
 	for (int i = 0; i < 4; i++)
 		exits(&f, p[i], 0);
 	OUT_HAS(&f, "d| table a=present/1 b=present/1 c=present/1 "
 		    "d=present/1\n");
-	OUT_HAS(&f, "a| removed d");
+	OUT_HAS(&f, "| removed d epoch"); /* the first to look */
 	AUDIT_HAS(&f, "\"event\":\"seg_removed\",\"partition\":\"d\","
 		      "\"channel\":\"t4\",\"reason\":\"STOPPED\"");
 	t_fleet_free(&f);

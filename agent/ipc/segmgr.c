@@ -408,6 +408,13 @@ static int attach(struct chanmgr *cm, struct cm_part *cp, const char *name,
 	struct sg_set *set;
 	if (set_get(cm, def, &set) < 0)
 		return refuse(cm, cp, name, r, PARLEY_E_LIMIT, NULL, "sets");
+	/* The members already there are re-measured too, as a channel open
+	 * re-measures the peer: one that tampered since its own attach is
+	 * quarantined, which removes it (the others are told). */
+	for (uint32_t m = 0; m < set->sm.nmembers; m++)
+		if (m != (uint32_t)id && set->m[m].attached &&
+		    set->m[m].cp != cp)
+			cm_integrity(cm, set->m[m].cp, &v);
 	struct sg_member *mb = &set->m[id];
 	if (mb->attached) {
 		if (mb->cp != cp) /* a partition of the same name before */

@@ -15,6 +15,8 @@
  *   tamper=1      flip a byte of config file "conf" before attaching
  *   tamper_later=1  attach, wait for everyone, then tamper and attach
  *                 again (re-measured: refused, removed from the set)
+ *   tamper_wait=1 attach, tamper, then sleep until removed from the set
+ *                 (re-measured when another member attaches)
  *   watch=1       wait until some other member is removed, print it, exit
  *   detach=1      once everyone is there, detach and exit
  *   hostile=1     attach with an unterminated name, then with the argument
@@ -348,6 +350,17 @@ int main(const struct parley_boot_info *bi)
 	table();
 	parley_printf("member %u epoch %llu\n", set.self,
 		      (unsigned long long)tab.hdr.epoch);
+	if (parley_cmdline_int(bi, "tamper_wait", 0)) {
+		tamper();
+		for (uint64_t end = parley_clock_ns() + 20000000000ull;
+		     parley_clock_ns() < end;)
+			if (parley_seg_wait(&set, UINT64_MAX) ==
+			    PARLEY_E_CLOSED) {
+				parley_printf("removed from the set\n");
+				return 0;
+			}
+		return 1;
+	}
 	if (parley_cmdline_int(bi, "show", 0)) {
 		show();
 		return 0;
