@@ -274,3 +274,29 @@ T_BACKEND_TEST(segset, detach_removes_the_member, .timeout = 60)
 		      "\"channel\":\"t4\",\"reason\":\"DETACHED\"");
 	t_fleet_free(&f);
 }
+
+/* The set leaves the policy: every member is removed (SET_CHANGED), told
+ * first, and keeps its windows for the grace, so one reading the table
+ * then sees everyone removed instead of faulting. */
+T_BACKEND_TEST(segset, set_removed_from_policy_removes_members, .timeout = 60)
+{
+	struct t_fleet f;
+	t_fleet_init(&f, T4);
+	struct partition *a = add(&f, "a", "set=t4 all=0 watch=1");
+	struct partition *b = add(&f, "b", "set=t4 all=0 watch=1");
+	t_fleet_go(&f);
+	run_until(&f, "a| member 0");
+	run_until(&f, "b| member 1");
+	t_fleet_set_grants(&f, "{\"grants\":[]}");
+	done(&f, 30000);
+	exits(&f, a, 0);
+	exits(&f, b, 0);
+	/* each sees the other or itself removed, whichever it reads first */
+	OUT_HAS(&f, "a| removed ");
+	OUT_HAS(&f, "b| removed ");
+	AUDIT_HAS(&f, "\"event\":\"seg_removed\",\"partition\":\"a\","
+		      "\"channel\":\"t4\",\"reason\":\"SET_CHANGED\"");
+	AUDIT_HAS(&f, "\"event\":\"seg_removed\",\"partition\":\"b\","
+		      "\"channel\":\"t4\",\"reason\":\"SET_CHANGED\"");
+	t_fleet_free(&f);
+}

@@ -288,7 +288,10 @@ static int set_get(struct chanmgr *cm, const struct segset_def *def,
 /* ---- removal -------------------------------------------------------------- */
 
 /* Take member `id` out: REMOVED in the table, its segments REVOKED and
- * unmapped from everyone (its own windows all), the others woken. */
+ * unmapped from everyone, the others woken. Its own windows go at once
+ * when it asked (detach) or is to blame (quarantine); a member removed by
+ * a policy change did nothing wrong: it is woken like the others and
+ * keeps its windows for the grace too. */
 static void member_remove(struct chanmgr *cm, struct sg_set *set, uint32_t id,
 			  const char *reason)
 {
@@ -298,8 +301,11 @@ static void member_remove(struct chanmgr *cm, struct sg_set *set, uint32_t id,
 	const char *who = mb->cp->p->name;
 	uint64_t notify = segmem_remove(&set->sm, id);
 	mb->attached = false;
-	for (uint32_t s = 0; s < set->sm.nsegs; s++)
-		win_unmap(mb, &mb->w[s]);
+	if (strcmp(reason, "SET_CHANGED") == 0)
+		wake(mb);
+	else
+		for (uint32_t s = 0; s < set->sm.nsegs; s++)
+			win_unmap(mb, &mb->w[s]);
 	if (mb->notify >= 0)
 		close(mb->notify);
 	mb->notify = -1;
@@ -326,11 +332,12 @@ static void grace_over(struct chanmgr *cm, struct sg_set *set, uint32_t id)
 		return;
 	set->grace_pending &= ~(1ull << id);
 	for (uint32_t m = 0; m < set->sm.nmembers; m++)
-		if (set->m[m].attached)
-			sync_member(cm, set, m);
+		if (set->m[m].attached || (m == id && set->m[m].cp))
+			sync_member(cm, set, m); /* the removed one: all go */
 	set->cut_pending |= 1ull << id;
 	set->cut_deadline_ns[id] = unmap_deadline(cm);
 	try_cut(set, id, false);
+	member_release(set, id);
 }
 
 /* ---- requests ------------------------------------------------------------- */

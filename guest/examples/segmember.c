@@ -115,7 +115,11 @@ static int watch(void)
 					      (unsigned long long)tab.hdr.epoch);
 				return 0;
 			}
-		parley_seg_wait(&set, UINT64_MAX);
+		if (tab.member[set.self].state == PARLEY_MEMBER_REMOVED ||
+		    parley_seg_wait(&set, UINT64_MAX) == PARLEY_E_CLOSED) {
+			parley_printf("removed from the set\n");
+			return 0;
+		}
 	}
 	parley_printf("nobody removed\n");
 	return 1;
