@@ -166,6 +166,14 @@ static void report_new_finishes(struct supervisor *s)
 		}
 }
 
+static bool still_ready(const struct partition *p)
+{
+	if (p->finished)
+		return true; /* partition_handle returns at once */
+	struct pollfd pf = { .fd = p->ctl, .events = POLLIN };
+	return poll(&pf, 1, 0) != 0;
+}
+
 int sup_step(struct supervisor *s, int sfd, int max_ms)
 {
 	struct pollfd pf[SUP_MAX + 1];
@@ -194,7 +202,12 @@ int sup_step(struct supervisor *s, int sfd, int max_ms)
 
 	for (unsigned k = 0; k < n; k++) {
 		struct partition *p = s->e[map[k]].p;
-		if ((ready > 0 && pf[k].revents) || partition_has_deferred(p))
+		/* Handling one partition's request may have read another's
+		 * socket empty since the poll (a re-measurement waits for
+		 * that vmm's dirty report and takes its console output on
+		 * the way): look again rather than block on it. */
+		if (partition_has_deferred(p) ||
+		    (ready > 0 && pf[k].revents && still_ready(p)))
 			partition_handle(p);
 	}
 	uint64_t now = mono_now_ns();

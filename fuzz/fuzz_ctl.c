@@ -87,7 +87,9 @@ static void check_typed(const struct ctl_msg *m, enum ctl_from from)
 		    !nul_in(m->u.open_req.name, sizeof(m->u.open_req.name)) ||
 		    !nul_in(m->u.open_req.target,
 			    sizeof(m->u.open_req.target)) ||
-		    m->u.open_req.op > CTL_OP_SVC_ACCEPT)
+		    m->u.open_req.op > CTL_OP_MAX_ ||
+		    (m->u.open_req.target[0] != 0) !=
+			    (m->u.open_req.op == CTL_OP_SVC_CALL))
 			abort();
 		break;
 	case CTL_DIRTY:

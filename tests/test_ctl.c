@@ -593,6 +593,14 @@ Test(ctl, typed_reader_gives_each_vmm_message_back)
 	cr_assert_eq(ctl_send(sv[0], CTL_OPEN_REQ, &o, sizeof(o)), 0);
 	cr_assert_eq(read_from(sv[1], CTL_FROM_VMM, &m), 0);
 	cr_expect_str_eq(m.u.open_req.name, "c1");
+	/* the segment-set ops: a set name, no target */
+	for (uint32_t op = CTL_OP_SEG_ATTACH; op <= CTL_OP_SEG_DETACH; op++) {
+		o.op = op;
+		cr_assert_eq(ctl_send(sv[0], CTL_OPEN_REQ, &o, sizeof(o)), 0);
+		cr_assert_eq(read_from(sv[1], CTL_FROM_VMM, &m), 0);
+		cr_expect_eq(m.u.open_req.op, op);
+	}
+	o.op = CTL_OP_CHAN_OPEN;
 	cr_assert_eq(ctl_send(sv[0], CTL_DIRTY, &d, sizeof(d)), 0);
 	cr_assert_eq(read_from(sv[1], CTL_FROM_VMM, &m), 0);
 	cr_expect_eq(m.u.dirty.npages, 5);
@@ -666,7 +674,19 @@ static void bf_open_res(void *p)
 {
 	struct ctl_open_req *o = p;
 	o->name[0] = 'c';
-	o->op = CTL_OP_SVC_ACCEPT + 1;
+	o->op = CTL_OP_MAX_ + 1;
+}
+static void bf_seg_tgt(void *p)
+{
+	struct ctl_open_req *o = p;
+	o->name[0] = 'b';
+	o->op = CTL_OP_SEG_ATTACH;
+	o->target[0] = 't'; /* a target only for SVC_CALL */
+}
+static void bf_seg_detach_name(void *p)
+{
+	struct ctl_open_req *o = p;
+	o->op = CTL_OP_SEG_DETACH; /* and no set name */
 }
 static void bf_open_tgt(void *p)
 {
@@ -745,6 +765,8 @@ static const struct bad_field bad_fields[] = {
 	{ "OPEN_REQ target on an open", CTL_OPEN_REQ, CTL_FROM_VMM, bf_open_tgt, 0 },
 	{ "OPEN_REQ call without target", CTL_OPEN_REQ, CTL_FROM_VMM, bf_call_notgt, 0 },
 	{ "OPEN_REQ call target unterminated", CTL_OPEN_REQ, CTL_FROM_VMM, bf_call_tgt_long, 0 },
+	{ "OPEN_REQ seg attach with a target", CTL_OPEN_REQ, CTL_FROM_VMM, bf_seg_tgt, 0 },
+	{ "OPEN_REQ seg detach without a name", CTL_OPEN_REQ, CTL_FROM_VMM, bf_seg_detach_name, 0 },
 	{ "DIRTY npages past a chunk", CTL_DIRTY, CTL_FROM_VMM, bf_dirty_n, 0 },
 	{ "DIRTY last 2", CTL_DIRTY, CTL_FROM_VMM, bf_dirty_last, 0 },
 	{ "DIRTY reserved set", CTL_DIRTY, CTL_FROM_VMM, bf_dirty_res, 0 },

@@ -193,6 +193,8 @@ static const char *const hc_names[PARLEY_HC_MAX + 1] = {
 	[PARLEY_HC_UPDATE_WRITE] = "upd_write",
 	[PARLEY_HC_UPDATE_COMMIT] = "upd_commit",
 	[PARLEY_HC_UPDATE_STATUS] = "upd_status",
+	[PARLEY_HC_SEG_ATTACH] = "seg_attach",
+	[PARLEY_HC_SEG_DETACH] = "seg_detach",
 };
 
 /* The hypercall numbers this agent serves (the table may have gaps). */

@@ -294,7 +294,7 @@ static bool fields_ok(const struct ctl_msg *m)
 	case CTL_REFUSED:
 		return m->u.refused.type < CTL_READY && m->u.refused.code < 0;
 	case CTL_OPEN_REQ:
-		return m->u.open_req.op <= CTL_OP_SVC_ACCEPT &&
+		return m->u.open_req.op <= CTL_OP_MAX_ &&
 		       m->u.open_req.name[0] &&
 		       terminated(m->u.open_req.name,
 				  sizeof(m->u.open_req.name)) &&

@@ -139,6 +139,13 @@ enum ctl_op {
 	CTL_OP_SVC_OFFER = 1,
 	CTL_OP_SVC_CALL = 2,
 	CTL_OP_SVC_ACCEPT = 3,
+	/* Segment sets: name is the set. ATTACH's reply names segment 0's
+	 * window (handle, gpa, size: the whole window) and tx the member id;
+	 * the segments themselves come as CTL_MAPs before it, one window of
+	 * one segment each. */
+	CTL_OP_SEG_ATTACH = 4,
+	CTL_OP_SEG_DETACH = 5,
+	CTL_OP_MAX_ = CTL_OP_SEG_DETACH,
 };
 
 struct ctl_open_req {

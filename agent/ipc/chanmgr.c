@@ -133,6 +133,10 @@ static void chan_remove(struct chanmgr *cm, struct cm_chan *ch)
 
 static bool window_free(const struct cm_part *cp, uint64_t gpa, uint64_t size)
 {
+	for (unsigned i = 0; i < CM_SEGRES_MAX; i++)
+		if (cp->segres[i].size && gpa < cp->segres[i].gpa +
+		    cp->segres[i].size && cp->segres[i].gpa < gpa + size)
+			return false;
 	for (unsigned i = 0; i < CTL_WIN_SLOTS; i++) {
 		const struct cm_chan *ch = cp->slot[i];
 		if (!ch)
@@ -150,7 +154,7 @@ static bool window_free(const struct cm_part *cp, uint64_t gpa, uint64_t size)
 /* Next-fit, so a window just taken down is not handed out again at once:
  * a stale access to it then stops the partition instead of landing in a
  * new channel. */
-static int window_alloc(struct cm_part *cp, uint64_t size, uint64_t *gpa)
+int cm_window_alloc(struct cm_part *cp, uint64_t size, uint64_t *gpa)
 {
 	uint64_t base = PARLEY_CHAN_BASE, end = base + PARLEY_CHAN_SIZE;
 	for (int pass = 0; pass < 2; pass++) {
@@ -166,10 +170,10 @@ static int window_alloc(struct cm_part *cp, uint64_t size, uint64_t *gpa)
 	return -ENOSPC;
 }
 
-static int slot_alloc(struct cm_part *cp, unsigned *slot)
+int cm_slot_alloc(struct cm_part *cp, unsigned *slot)
 {
 	for (unsigned i = 0; i < CTL_WIN_SLOTS; i++)
-		if (!cp->slot[i]) {
+		if (!cp->slot[i] && !cp->seg_slot[i]) {
 			*slot = i;
 			return 0;
 		}
@@ -189,7 +193,8 @@ int cm_map_end(struct cm_chan *ch, int side)
 		return 0;
 	unsigned slot;
 	uint64_t gpa;
-	if (slot_alloc(cp, &slot) < 0 || window_alloc(cp, ch->size, &gpa) < 0)
+	if (cm_slot_alloc(cp, &slot) < 0 ||
+	    cm_window_alloc(cp, ch->size, &gpa) < 0)
 		return -ENOSPC;
 	if (++cp->gen[slot] == 0)
 		cp->gen[slot] = 1;
@@ -307,7 +312,7 @@ bool chanmgr_tick(struct chanmgr *cm)
 			did = true;
 		}
 	}
-	return did;
+	return segmgr_tick(cm) || did;
 }
 
 static bool grant_same(const struct grant *a, const struct grant *b)
@@ -322,6 +327,7 @@ void chanmgr_set_grants(struct chanmgr *cm, struct grant_set *g)
 	grant_set_free(&cm->grants);
 	cm->grants = *g;
 	*g = (struct grant_set){ 0 };
+	segmgr_policy(cm);
 	for (unsigned i = cm->nchans; i-- > 0;) {
 		if (i >= cm->nchans)
 			continue;
@@ -353,6 +359,7 @@ void chanmgr_quarantine(struct chanmgr *cm, struct partition *p,
 		return;
 	cp->quarantined = true;
 	cm_emit(cm, "quarantine", p->name, NULL, "INTEGRITY", file, NULL);
+	segmgr_quarantine(cm, cp);
 	for (unsigned i = cm->nchans; i-- > 0;) {
 		if (i >= cm->nchans)
 			continue;
@@ -388,8 +395,10 @@ static void chan_peer_gone(struct chanmgr *cm, struct cm_chan *ch,
 void chanmgr_gone(struct chanmgr *cm, struct partition *p)
 {
 	struct cm_part *cp = cm_part_of(p);
-	if (cp)
+	if (cp) {
 		svcmgr_gone(cm, cp);
+		segmgr_gone(cm, cp);
+	}
 	/* A peer that truncated a section under it is found first, so that
 	 * the fault is put where it belongs. */
 	for (unsigned i = cm->nchans; i-- > 0;)
@@ -607,6 +616,8 @@ static void on_open(struct chanmgr *cm, struct partition *p,
 	struct open_ctx o = { cm, cp, req, &r };
 	if (!cp)
 		r.status = PARLEY_E_NO_GRANT;
+	else if (req->op == CTL_OP_SEG_ATTACH || req->op == CTL_OP_SEG_DETACH)
+		segmgr_on_req(cm, cp, req, &r);
 	else if (req->op != CTL_OP_CHAN_OPEN)
 		svcmgr_on_req(cm, cp, req, &r);
 	else
@@ -680,14 +691,17 @@ void chanmgr_on_request(struct partition *p, const struct ctl_msg *m,
 		on_open(cm, p, &m->u.open_req);
 		break;
 	case CTL_CLOSED:
-		on_end_gone(cm, p, &m->u.ref, NULL);
-		break;
 	case CTL_MAPPED:
-		if (m->u.ref.status < 0)
-			on_end_gone(cm, p, &m->u.ref, "MAP_FAILED");
-		break;
 	case CTL_UNMAPPED:
-		on_unmapped(cm, p, &m->u.ref);
+		/* A segment's window, or a channel's (ids are never shared). */
+		if (segmgr_on_ref(cm, p, m->type, &m->u.ref))
+			break;
+		if (m->type == CTL_CLOSED)
+			on_end_gone(cm, p, &m->u.ref, NULL);
+		else if (m->type == CTL_UNMAPPED)
+			on_unmapped(cm, p, &m->u.ref);
+		else if (m->u.ref.status < 0)
+			on_end_gone(cm, p, &m->u.ref, "MAP_FAILED");
 		break;
 	case CTL_UPDATE_REQ: {
 		/* A grant manager that wires no updates (agent/update/) still
@@ -749,6 +763,7 @@ bool chanmgr_full_check(struct chanmgr *cm, bool force)
 
 void chanmgr_free(struct chanmgr *cm)
 {
+	segmgr_free(cm);
 	while (cm->nchans)
 		chan_remove(cm, cm->chans[cm->nchans - 1]);
 	grant_set_free(&cm->grants);

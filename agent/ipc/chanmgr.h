@@ -21,6 +21,11 @@
 #define CM_WINDOWS_MAX CTL_WIN_SLOTS
 
 struct cm_chan;
+struct segmgr;
+
+/* Segment-set windows a partition may hold at once (one per set it is
+ * attached to; segmgr.c). */
+#define CM_SEGRES_MAX 8
 
 /* What the grant manager keeps per partition. */
 struct cm_part {
@@ -31,6 +36,11 @@ struct cm_part {
 	uint64_t win_cursor;           /* next-fit for window addresses */
 	uint64_t last_full_ns;         /* background re-hash, rate limit */
 	char blame[160];               /* a peer broke a channel under it */
+	/* Segment sets (segmgr.c): slots holding a segment's window, and
+	 * the guest-physical ranges reserved for set windows (size 0: free);
+	 * channel windows are placed around both. */
+	bool seg_slot[CTL_WIN_SLOTS];
+	struct { uint64_t gpa, size; } segres[CM_SEGRES_MAX];
 };
 
 struct cm_end {
@@ -102,6 +112,8 @@ struct chanmgr {
 	uint64_t rehash_interval_ns;   /* background full re-hash; 0: off */
 	int unmap_ms;                  /* a vmm's time to confirm an unmap
 					* before it is killed; 0: 1000 */
+	struct segmgr *seg;            /* segment sets in use (segmgr.c),
+					* made at the first attach */
 };
 
 void chanmgr_init(struct chanmgr *cm, struct audit *audit);

@@ -39,4 +39,26 @@ void svcmgr_gone(struct chanmgr *cm, struct cm_part *cp);
 /* The channel is about to be freed: no pending call may name it. */
 void svcmgr_forget_chan(struct chanmgr *cm, struct cm_chan *ch);
 
+/* A free handle slot (not a channel's, not a segment's) and a free
+ * guest-physical range in the channel area (next-fit). */
+int cm_slot_alloc(struct cm_part *cp, unsigned *slot);
+int cm_window_alloc(struct cm_part *cp, uint64_t size, uint64_t *gpa);
+
+/* segmgr.c: segment sets in partitions. */
+/* CTL_OP_SEG_ATTACH / _DETACH, answered in *r. */
+void segmgr_on_req(struct chanmgr *cm, struct cm_part *cp,
+		   const struct ctl_open_req *req, struct ctl_open_reply *r);
+/* A vmm's CTL_MAPPED (failed), CTL_UNMAPPED or CTL_CLOSED for a window id
+ * that is not a channel's: true if it was a segment's. */
+bool segmgr_on_ref(struct chanmgr *cm, struct partition *p, uint32_t type,
+		   const struct ctl_chan_ref *ref);
+/* The partition stopped / was quarantined: removed from every set. */
+void segmgr_gone(struct chanmgr *cm, struct cm_part *cp);
+void segmgr_quarantine(struct chanmgr *cm, struct cm_part *cp);
+/* The policy changed: sets removed or changed lose all their members. */
+void segmgr_policy(struct chanmgr *cm);
+/* Deadlines of removals whose unmaps are not all confirmed. */
+bool segmgr_tick(struct chanmgr *cm);
+void segmgr_free(struct chanmgr *cm);
+
 #endif

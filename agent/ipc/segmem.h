@@ -12,8 +12,7 @@
  * growth, never against shrinking), so a mapping kept by anyone faults on
  * its next access.
  *
- * Not wired to the vmm processes yet: SEG_ATTACH / SEG_DETACH (hypercalls
- * 9, 10) and their ctl messages are still to be written (see README).
+ * Reached from partitions through segmgr.c (SEG_ATTACH / SEG_DETACH).
  */
 #ifndef PARLEY_IPC_SEGMEM_H
 #define PARLEY_IPC_SEGMEM_H

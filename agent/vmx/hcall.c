@@ -104,6 +104,10 @@ _Static_assert(offsetof(struct parley_hc_chan_wait, ready) >=
 _Static_assert(offsetof(struct parley_hc_chan_close, ret) >= 8, "close");
 _Static_assert(offsetof(struct parley_hc_update_write, ret) >=
 	       offsetof(struct parley_hc_update_write, len) + 8, "upd write");
+_Static_assert(offsetof(struct parley_hc_seg_attach, handle) >=
+	       PARLEY_CHAN_NAME_MAX, "seg attach: name before OUT fields");
+_Static_assert(offsetof(struct parley_hc_seg_detach, ret) >=
+	       PARLEY_CHAN_NAME_MAX, "seg detach: name before OUT fields");
 
 static const struct hc_desc hc_table[PARLEY_HC_MAX + 1] = {
 	[PARLEY_HC_CONSOLE_WRITE] = HC_OUT(hc_console, "console write",
@@ -122,7 +126,11 @@ static const struct hc_desc hc_table[PARLEY_HC_MAX + 1] = {
 		offsetof(struct parley_hc_chan_wait, ready), reserved),
 	[PARLEY_HC_CHAN_CLOSE] = HC_OUT(vmx_hc_chan_close, "chan close",
 		struct parley_hc_chan_close, ret),
-	/* 9..12 are not served here: unknown, the partition is stopped. */
+	[PARLEY_HC_SEG_ATTACH] = HC_OUT(vmx_hc_seg_attach, "seg attach",
+		struct parley_hc_seg_attach, handle),
+	[PARLEY_HC_SEG_DETACH] = HC_OUT(vmx_hc_seg_detach, "seg detach",
+		struct parley_hc_seg_detach, ret),
+	/* 11, 12 are not served here: unknown, the partition is stopped. */
 	[PARLEY_HC_SVC_OFFER] = HC_OUT(vmx_hc_svc_offer, "svc offer",
 		struct parley_hc_svc_offer, ret),
 	[PARLEY_HC_SVC_CALL] = HC_OUT(vmx_hc_svc_call, "svc call",
@@ -158,6 +166,8 @@ union hc_arg {
 	struct parley_hc_update_write update_write;
 	struct parley_hc_update_commit update_commit;
 	struct parley_hc_update_status update_status;
+	struct parley_hc_seg_attach seg_attach;
+	struct parley_hc_seg_detach seg_detach;
 };
 
 static bool all_zero(const uint8_t *p, size_t n)

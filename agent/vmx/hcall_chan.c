@@ -6,6 +6,7 @@
  * guest memory. */
 #include "agent/vmx/vmm.h"
 #include "agent/ctl/stop.h"
+#include <parley/segset.h>
 
 #include <errno.h>
 #include <poll.h>
@@ -152,6 +153,39 @@ bool vmx_hc_svc_accept(struct vmx_vcpu *c, void *arg)
 	CHAN_OUT(a, &r);
 	VMX_DETAIL_OUT(a->caller, &r);
 	return true;
+}
+
+_Static_assert(PARLEY_SEGSET_NAME_MAX == PARLEY_CHAN_NAME_MAX,
+	       "set names travel in the open request's name field");
+
+bool vmx_hc_seg_attach(struct vmx_vcpu *c, void *arg)
+{
+	struct parley_hc_seg_attach *a = arg;
+	struct ctl_open_reply r;
+	int k = ask_named(c, CTL_OP_SEG_ATTACH, a->name, NULL, sizeof(a->name),
+			  &r);
+	a->reserved = 0;
+	if (k <= 0) {
+		a->ret = PARLEY_E_INVAL;
+		return k == 0;
+	}
+	a->handle = r.handle;
+	a->gpa = r.gpa;
+	a->size = r.size;
+	a->member = r.tx;
+	a->ret = r.status;
+	DETAIL_OUT(a->detail, &r);
+	return true;
+}
+
+bool vmx_hc_seg_detach(struct vmx_vcpu *c, void *arg)
+{
+	struct parley_hc_seg_detach *a = arg;
+	struct ctl_open_reply r;
+	int k = ask_named(c, CTL_OP_SEG_DETACH, a->name, NULL, sizeof(a->name),
+			  &r);
+	a->ret = k > 0 ? r.status : PARLEY_E_INVAL;
+	return k >= 0;
 }
 
 static void ring(int fd)

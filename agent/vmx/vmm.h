@@ -385,6 +385,10 @@ bool vmx_hc_update_status(struct vmx_vcpu *c, void *arg);
  * stopped meanwhile. */
 bool vmx_ask_agent(struct vmx_vcpu *c, uint32_t type, const void *req,
 		   uint32_t len, struct ctl_open_reply *r);
+/* Segment sets: each asks the grant manager (CTL_OP_SEG_*); the segments
+ * arrive as channel windows (CTL_MAP) before the answer. */
+bool vmx_hc_seg_attach(struct vmx_vcpu *c, void *arg);
+bool vmx_hc_seg_detach(struct vmx_vcpu *c, void *arg);
 /* A doorbell OUT that KVM did not catch (no ioeventfd for the value). */
 bool vmx_doorbell_slow(struct vmx_vcpu *c, uint32_t value);
 

@@ -37,7 +37,9 @@ enum parley_hc_nr {
 	PARLEY_HC_CHAN_NOTIFY = 6,
 	PARLEY_HC_CHAN_WAIT = 7,
 	PARLEY_HC_CHAN_CLOSE = 8,
-	/* 9..12: segment sets (another branch); unknown here. */
+	PARLEY_HC_SEG_ATTACH = 9,  /* segment sets (agent/ipc/segmgr.c) */
+	PARLEY_HC_SEG_DETACH = 10,
+	/* 11, 12: reserved for segment sets; unknown hypercalls today. */
 	PARLEY_HC_SVC_OFFER = 13,  /* services (agent/ipc/svcmgr.c) */
 	PARLEY_HC_SVC_CALL = 14,
 	PARLEY_HC_SVC_ACCEPT = 15,
@@ -233,6 +235,46 @@ struct parley_hc_update_status {
 	uint64_t size;     /* OUT: its BEGIN size */
 	int64_t ret;       /* OUT: PARLEY_OK, _E_NO_GRANT */
 	char detail[64];   /* OUT: the last refusal or failure */
+};
+
+/*
+ * Segment sets (include/parley/segset.h): a member joins a set by name.
+ * The agent checks the member is in the set (else NO_GRANT) and
+ * re-measures it as for a channel open (INTEGRITY: refused, and the
+ * member quarantined), then maps the set's window at `gpa`: segment 0 (the
+ * table, written only by the agent) read-only, every LIVE segment the
+ * member may read read-only, the ones it writes read-write, nothing else
+ * (an access to the rest stops the partition). Each segment is its own
+ * window slot (CTL_WIN_SLOTS per partition, channels included): a view
+ * that does not fit is LIMIT.
+ *
+ * `handle` names segment 0's window: CHAN_WAIT on it returns (ready) when
+ * the table changed — a member joined, left or was removed — so a member
+ * sleeps on it and reads the table again (its epoch moved). Attaching
+ * again while attached re-measures and answers the same window (a member
+ * that no longer matches its baseline is then removed from the set). A
+ * member removed (it stopped, detached or was quarantined) has its
+ * segments revoked for everyone: unmapped from every member, then its
+ * memory cut. DETACH takes the member out the same way, by the set name.
+ */
+struct parley_hc_seg_attach {
+	char name[PARLEY_CHAN_NAME_MAX]; /* IN: the set, NUL-terminated */
+	uint64_t handle;   /* OUT: segment 0's window (table changes) */
+	parley_gpa_t gpa;  /* OUT: the window: segment i at gpa + offset */
+	uint64_t size;     /* OUT: window bytes (the table's window_size) */
+	uint32_t member;   /* OUT: this partition's member id */
+	uint32_t reserved; /* OUT: 0 */
+	int64_t ret;       /* OUT: PARLEY_OK, _E_NO_GRANT (no such set, or not
+			    *      a member), _E_INTEGRITY, _E_QUARANTINED,
+			    *      _E_LIMIT, _E_INVAL (a bad name),
+			    *      _E_PEER_DOWN (no dirty report) */
+	char detail[64];   /* OUT: for INTEGRITY, the file that differed */
+};
+
+struct parley_hc_seg_detach {
+	char name[PARLEY_CHAN_NAME_MAX]; /* IN: the set */
+	int64_t ret;       /* OUT: PARLEY_OK, _E_BAD_HANDLE (not attached),
+			    *      _E_INVAL */
 };
 
 /* The doorbell: `outl handle, PARLEY_DOORBELL_PORT` rings the peer of the

@@ -15,6 +15,7 @@
 #include <parley/hypercall.h>
 #include <parley/ring.h>
 #include <parley/svc.h>
+#include <parley/segsdk.h>
 
 int main(const struct parley_boot_info *bi);
 void parley_secondary(const struct parley_boot_info *bi, uint32_t cpu);
@@ -103,6 +104,27 @@ int64_t parley_svc_reply(struct parley_chan *c, uint32_t id, int32_t status,
  * parley_chan_wait (ready bit i: chans[i]). */
 int64_t parley_svc_wait(struct parley_chan *const *chans, uint32_t n,
 			uint64_t timeout_ns, uint64_t *ready);
+
+/* Segment sets (parley/segsdk.h builds pipes, queues and areas on the
+ * window). Attach maps the set: segment i at base + seg[i].offset. */
+struct parley_segset {
+	uint64_t handle;   /* segment 0's window: woken on table changes */
+	uint8_t *base;     /* the window */
+	uint64_t size;     /* its bytes */
+	uint32_t self;     /* this partition's member id */
+};
+/* Join set `name`: PARLEY_OK or a parley_status (detail, 64 bytes or NULL,
+ * gets the file that differed on PARLEY_E_INTEGRITY). */
+int64_t parley_seg_attach(const char *name, struct parley_segset *s,
+			  char *detail);
+int64_t parley_seg_detach(const char *name);
+/* A checked copy of the table, retried while the agent writes it:
+ * PARLEY_SEG_OK or _CORRUPT. */
+int parley_seg_table(const struct parley_segset *s, struct parley_segtab *t);
+/* Sleep until the table changes (a member joined or left), timeout_ns
+ * passes or the set is gone: PARLEY_OK (maybe early), PARLEY_E_TIMEOUT,
+ * PARLEY_E_CLOSED (this member was removed). */
+int64_t parley_seg_wait(const struct parley_segset *s, uint64_t timeout_ns);
 
 /* SHA-256 (for the examples' key files). */
 void parley_sha256(const void *data, size_t len, uint8_t out[32]);
