@@ -434,3 +434,19 @@ int ctl_load_json(const char *path, json_t **out)
 	}
 	return 0;
 }
+
+int ctl_show_version(struct ctl *c, json_t *r, const char *what)
+{
+	json_t *v = json_object_get(r, "policy_version");
+	if (!json_is_integer(v)) {
+		json_decref(r);
+		return ctl_fail(CTL_ERR, "BAD_RESPONSE", "%s: no policy_version "
+				"in the response", what);
+	}
+	if (c->json)
+		return ctl_show_object(c, r);
+	printf("%s; policy version %" JSON_INTEGER_FORMAT "\n", what,
+	       json_integer_value(v));
+	json_decref(r);
+	return CTL_OK;
+}

@@ -137,6 +137,13 @@ int db_policy_note_parts(struct store *s, uint64_t v, const char *a,
  * partition p (a baseline of p changed). */
 int db_policy_note_grants_of(struct store *s, uint64_t v, const char *p,
 			     struct parley_err *err);
+/* Record that version v affects `host` (store_segsets.c). */
+int db_policy_note_host(struct store *s, uint64_t v, const char *host,
+			struct parley_err *err);
+/* Segment sets with partition p as a member, service rules naming p
+ * (store_segsets.c). */
+int db_policy_refs(struct store *s, const char *p, int64_t *sets,
+		   int64_t *rules, struct parley_err *err);
 /* Number of grants naming partition p. */
 int db_grants_naming(struct store *s, const char *p, int64_t *n,
 		     struct parley_err *err);
