@@ -408,9 +408,15 @@ int grant_set_copy(struct grant_set *dst, const struct grant_set *src)
 		grant_set_free(dst);
 		return -ENOMEM;
 	}
-	memcpy(dst->g, src->g, src->n * sizeof(*dst->g));
-	memcpy(dst->svc, src->svc, src->nsvc * sizeof(*dst->svc));
-	memcpy(dst->seg.s, src->seg.s, src->seg.n * sizeof(*dst->seg.s));
+	/* memcpy from a NULL of an empty set is undefined: copy only what
+	 * there is. */
+	if (src->n)
+		memcpy(dst->g, src->g, src->n * sizeof(*dst->g));
+	if (src->nsvc)
+		memcpy(dst->svc, src->svc, src->nsvc * sizeof(*dst->svc));
+	if (src->seg.n)
+		memcpy(dst->seg.s, src->seg.s,
+		       src->seg.n * sizeof(*dst->seg.s));
 	dst->n = src->n;
 	dst->nsvc = src->nsvc;
 	dst->seg.n = src->seg.n;

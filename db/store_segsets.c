@@ -297,6 +297,7 @@ static int get(struct store *s, const char *name, struct store_segset *out,
 	static const char q[] = "SELECT " SET_COLS " FROM segsets "
 				"WHERE name = ?1";
 	sqlite3_stmt *st;
+	memset(out, 0, sizeof(*out));
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
