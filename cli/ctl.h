@@ -114,6 +114,11 @@ int ctl_show_object(struct ctl *c, json_t *obj);
  * the response as JSON with -o json. Takes r. */
 int ctl_show_version(struct ctl *c, json_t *r, const char *what);
 
+/* `NOUN list [--host H] [--limit N]`: GET path (?host=H), shown as
+ * `cols`. Returns the exit code. */
+int ctl_list_by_host(struct ctl *c, int argc, char **argv, const char *path,
+		     const struct ctl_col *cols, const char *usage);
+
 /* A value as table text: strings bare, null "-", others compact JSON.
  * Caller frees. */
 char *ctl_text(const json_t *v);

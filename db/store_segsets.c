@@ -228,9 +228,10 @@ int store_put_segset(struct store *s, const char *set_json, size_t len,
 
 #define SET_COLS "name, host, version, set_json"
 
-static int set_row(struct store *s, sqlite3_stmt *st, struct store_segset *o,
+static int set_row(struct store *s, sqlite3_stmt *st, void *elem,
 		   struct parley_err *err)
 {
+	struct store_segset *o = elem;
 	memset(o, 0, sizeof(*o));
 	int rc = db_col_name(s, st, 0, o->name, sizeof(o->name), err);
 	if (rc == 0)
@@ -241,35 +242,9 @@ static int set_row(struct store *s, sqlite3_stmt *st, struct store_segset *o,
 	return rc;
 }
 
-static int sets_query(struct store *s, sqlite3_stmt *st,
-		      struct store_segset **out, struct parley_err *err)
+static void set_drop(void *elem)
 {
-	unsigned n = 0, cap = 0;
-	struct store_segset *l = NULL;
-	int rc;
-	while ((rc = db_step(s, st, "list segsets", err)) == 1) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			void *p = realloc(l, cap * sizeof(*l));
-			if (!p) {
-				rc = perr(err, -ENOMEM, "store: out of memory");
-				break;
-			}
-			l = p;
-		}
-		if ((rc = set_row(s, st, &l[n], err)) < 0) {
-			free(l[n].json);
-			break;
-		}
-		n++;
-	}
-	db_reset(st);
-	if (rc < 0) {
-		store_segsets_free(l, n);
-		return rc;
-	}
-	*out = l;
-	return (int)n;
+	store_segset_clear(elem);
 }
 
 int store_list_segsets(struct store *s, const char *host,
@@ -281,14 +256,9 @@ int store_list_segsets(struct store *s, const char *host,
 				     "WHERE host = ?1 ORDER BY name";
 	sqlite3_stmt *st;
 	*out = NULL;
-	int rc = host ? db_check_name("host name", host, err) : 0;
-	if (rc == 0)
-		rc = db_prep(s, host ? q_host : q_all, &st, err);
-	if (rc < 0)
-		return rc;
-	if (host)
-		db_bind_text(st, 1, host);
-	return sets_query(s, st, out, err);
+	int rc = db_prep_host(s, host, q_all, q_host, &st, err);
+	return rc < 0 ? rc : db_rows(s, st, "list segsets", sizeof(**out),
+				     set_row, set_drop, (void **)out, err);
 }
 
 static int get(struct store *s, const char *name, struct store_segset *out,

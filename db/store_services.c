@@ -32,9 +32,10 @@ static int check_rule(const struct svc_rule *r, struct parley_err *err)
 	return rc;
 }
 
-static int rule_row(struct store *s, sqlite3_stmt *st,
-		    struct store_svc_rule *o, struct parley_err *err)
+static int rule_row(struct store *s, sqlite3_stmt *st, void *elem,
+		    struct parley_err *err)
 {
+	struct store_svc_rule *o = elem;
 	memset(o, 0, sizeof(*o));
 	o->id = (uint64_t)sqlite3_column_int64(st, 0);
 	int rc = db_col_name(s, st, 1, o->r.source, sizeof(o->r.source), err);
@@ -203,34 +204,6 @@ int store_put_svc_rule(struct store *s, const struct svc_rule *r,
 
 /* ---- reads ---- */
 
-static int rules_query(struct store *s, sqlite3_stmt *st,
-		       struct store_svc_rule **out, struct parley_err *err)
-{
-	unsigned n = 0, cap = 0;
-	struct store_svc_rule *l = NULL;
-	int rc;
-	while ((rc = db_step(s, st, "list service rules", err)) == 1) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			void *p = realloc(l, cap * sizeof(*l));
-			if (!p) {
-				rc = perr(err, -ENOMEM, "store: out of memory");
-				break;
-			}
-			l = p;
-		}
-		if ((rc = rule_row(s, st, &l[n++], err)) < 0)
-			break;
-	}
-	db_reset(st);
-	if (rc < 0) {
-		free(l);
-		return rc;
-	}
-	*out = l;
-	return (int)n;
-}
-
 int store_list_svc_rules(struct store *s, const char *host,
 			 struct store_svc_rule **out, struct parley_err *err)
 {
@@ -242,14 +215,10 @@ int store_list_svc_rules(struct store *s, const char *host,
 				     "WHERE p.host = ?1 ORDER BY r.id";
 	sqlite3_stmt *st;
 	*out = NULL;
-	int rc = host ? db_check_name("host name", host, err) : 0;
-	if (rc == 0)
-		rc = db_prep(s, host ? q_host : q_all, &st, err);
-	if (rc < 0)
-		return rc;
-	if (host)
-		db_bind_text(st, 1, host);
-	return rules_query(s, st, out, err);
+	int rc = db_prep_host(s, host, q_all, q_host, &st, err);
+	return rc < 0 ? rc : db_rows(s, st, "list service rules",
+				     sizeof(**out), rule_row, NULL,
+				     (void **)out, err);
 }
 
 int store_get_svc_rule(struct store *s, uint64_t id,
