@@ -1,5 +1,6 @@
 #include "agent/bundle.h"
 #include "common/fileio.h"
+#include "common/jsonv.h"
 #include "common/sign.h"
 #include "common/wire.h"
 
@@ -63,9 +64,12 @@ static int to_segsets(const Parley__V1__PolicyBody *b, struct grant_set *g,
 		return 0;
 	json_error_t je;
 	json_t *arr = json_loadb(t, strlen(t), JSON_REJECT_DUPLICATES, &je);
-	if (!arr)
-		return perr(err, -EINVAL, "segsets_json: not JSON: %s (line "
-			    "%d)", je.text, je.line);
+	if (!arr) {
+		/* jansson quotes the bytes near the error: quoted again. */
+		jv_syntax_error(&je, err);
+		perr_prefix(err, "segsets_json: not JSON");
+		return -EINVAL;
+	}
 	int rc = segset_doc_from_json(arr, NULL, &g->seg, err);
 	json_decref(arr);
 	if (rc < 0) {

@@ -6,6 +6,7 @@
  * as grants do.
  */
 #include "db/store_int.h"
+#include "common/jsonv.h"
 #include "common/segset.h"
 
 #include <errno.h>
@@ -67,9 +68,12 @@ static int parse_one(const char *json, size_t len, struct segset_def *def,
 			    STORE_SEGSET_JSON_MAX);
 	json_error_t je;
 	json_t *o = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
-	if (!o)
-		return perr(err, -EINVAL, "segset: not JSON: %s (line %d)",
-			    je.text, je.line);
+	if (!o) {
+		/* jansson quotes the bytes near the error: quoted again. */
+		jv_syntax_error(&je, err);
+		perr_prefix(err, "segset: not JSON");
+		return -EINVAL;
+	}
 	json_t *arr = json_array();
 	struct segset_doc doc = { 0 };
 	int rc = !arr || json_array_append(arr, o) < 0

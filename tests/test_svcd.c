@@ -13,6 +13,7 @@
 #include "common/pki.h"
 #include "common/sign.h"
 #include "common/wire.h"
+#include "daemon/import.h"
 #include "daemon/policy/bundle.h"
 #include "db/store.h"
 #include "tests/helpers/testutil.h"
@@ -378,4 +379,67 @@ Test(svcd, hostile_rules_and_sets_refused)
 		free(body);
 	}
 	EVP_PKEY_free(k);
+}
+
+/* `parleyd import` of a policy file with services and segsets: the store
+ * gets them (partitions made on the host), and a second import of the
+ * same file changes nothing but replaces the set. */
+Test(svcd, import_takes_services_and_segsets)
+{
+	char *dir = t_tmpdir();
+	char store[600];
+	snprintf(store, sizeof(store), "%s/parley.db", dir);
+	static const char pol[] =
+		"{\"grants\":[],\"services\":["
+		"{\"source\":\"client\",\"target\":\"auth\",\"service\":\"auth\","
+		"\"action\":\"allow\"},"
+		"{\"source\":\"auth\",\"target\":\"client\",\"service\":\"auth\","
+		"\"action\":\"deny\"}],\"segsets\":[" SET_BUS "]}";
+	char *path = t_write(dir, "pol.json", pol, strlen(pol));
+	struct parley_err e = { 0 };
+	cr_assert_eq(daemon_import(store, "h1", path, &e), 0, "%s",
+		     perr_msg(&e));
+	struct store *s = NULL;
+	cr_assert_eq(store_open(store, &s, &e), 0);
+	uint64_t v1 = version(s);
+	struct store_svc_rule *l = NULL;
+	cr_assert_eq(store_list_svc_rules(s, "h1", &l, &e), 2);
+	cr_expect(l[0].r.allow && !l[1].r.allow);
+	free(l);
+	struct store_segset g;
+	cr_assert_eq(store_get_segset(s, "bus", &g, &e), 0);
+	cr_expect_str_eq(g.host, "h1");
+	store_segset_clear(&g);
+	store_close(s);
+	cr_assert_eq(daemon_import(store, "h1", path, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_assert_eq(store_open(store, &s, &e), 0);
+	/* The set was removed and added again: two versions, no more. */
+	cr_expect_eq(version(s), v1 + 2);
+	cr_assert_eq(store_list_svc_rules(s, NULL, &l, &e), 2);
+	free(l);
+	store_close(s);
+	/* A set that would span hosts (client is on h1): refused, and
+	 * nothing of the file kept -- no rule, no partition made. */
+	static const char bad[] =
+		"{\"grants\":[],\"services\":[{\"source\":\"x\",\"target\":"
+		"\"y\",\"service\":\"s\",\"action\":\"allow\"}],\"segsets\":["
+		"{\"name\":\"t\",\"members\":[\"client\",\"newp\"],"
+		"\"segments\":[{\"name\":\"p\",\"kind\":\"pipe\",\"writer\":"
+		"\"client\",\"size\":\"4K\"}]}]}";
+	char *bpath = t_write(dir, "bad.json", bad, strlen(bad));
+	cr_assert_eq(daemon_import(store, "h2", bpath, &e), -EINVAL);
+	cr_expect(strstr(e.msg, "members[1]: \"newp\" is on host \"h2\""),
+		  "%s", e.msg);
+	cr_assert_eq(store_open(store, &s, &e), 0);
+	cr_expect_eq(store_list_svc_rules(s, NULL, &l, &e), 2);
+	free(l);
+	struct store_partition sp;
+	cr_expect_eq(store_partition_get(s, "x", &sp, NULL), -ENOENT);
+	cr_expect_eq(version(s), v1 + 2);
+	store_close(s);
+	free(bpath);
+	free(path);
+	t_rmtree(dir);
+	free(dir);
 }
