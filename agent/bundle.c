@@ -75,8 +75,11 @@ static int to_segsets(const Parley__V1__PolicyBody *b, struct grant_set *g,
 	if (rc < 0) {
 		perr_prefix(err, "segsets_json");
 		/* One code for a body that does not check, whichever check. */
-		if (rc != -ENOMEM && (rc = -EINVAL) && err)
-			err->code = rc;
+		if (rc != -ENOMEM) {
+			rc = -EINVAL;
+			if (err)
+				err->code = rc;
+		}
 	}
 	return rc;
 }
