@@ -469,7 +469,8 @@ struct store_svc_rule {
 
 /* Create the rule for (source, target, service), or change its action
  * (*created false; no new version when it already had it). *id gets its
- * id; any out pointer may be NULL. */
+ * id; any out pointer may be NULL. A host holds at most SVC_RULES_MAX
+ * rules (-E2BIG): its bundle carries them all. */
 int store_put_svc_rule(struct store *s, const struct svc_rule *r,
 		       uint64_t *id, bool *created, uint64_t *version,
 		       struct parley_err *err);

@@ -116,6 +116,27 @@ static int rule_host(struct store *s, const struct svc_rule *r,
 	return 0;
 }
 
+/* A host's bundle carries all its rules: at most SVC_RULES_MAX (what
+ * an agent takes in one bundle). */
+static int host_room(struct store *s, const char *host,
+		     struct parley_err *err)
+{
+	static const char q[] = "SELECT COUNT(*) FROM svc_rules r "
+				"JOIN partitions p ON p.name = r.source "
+				"WHERE p.host = ?1";
+	sqlite3_stmt *st;
+	int64_t n = 0;
+	int rc = db_prep(s, q, &st, err);
+	if (rc < 0)
+		return rc;
+	db_bind_text(st, 1, host);
+	rc = db_int(s, st, "count service rules", &n, err);
+	if (rc == 0 && n >= SVC_RULES_MAX)
+		rc = perr(err, -E2BIG, "host \"%s\" has %lld service rules, "
+			  "at most %d", host, (long long)n, SVC_RULES_MAX);
+	return rc;
+}
+
 static int write_rule(struct store *s, uint64_t id, const struct svc_rule *r,
 		      uint64_t v, struct parley_err *err)
 {
@@ -165,6 +186,8 @@ static int put(struct store *s, const struct svc_rule *r, uint64_t *id,
 	if (had && old.r.allow == r->allow)
 		return db_policy_current(s, v, err);   /* nothing changes */
 	int rc = rule_host(s, r, host, err);
+	if (rc == 0 && !had)
+		rc = host_room(s, host, err);
 	if (rc == 0 && !had)
 		rc = next_id(s, id, err);
 	snprintf(change, sizeof(change), "service %s %s %s %s",

@@ -167,6 +167,40 @@ Test(svcd, store_service_rules)
 	fx_close(&f);
 }
 
+/* A host's bundle carries all its rules: no more than an agent takes. */
+Test(svcd, store_rules_per_host_bounded)
+{
+	struct fx f;
+	fx_open(&f);
+	struct parley_err e = { 0 };
+	cr_assert_eq(store_begin(f.s, &e), 0);
+	for (int i = 0; i < SVC_RULES_MAX; i++) {
+		char svc[16];
+		snprintf(svc, sizeof(svc), "s%d", i);
+		struct svc_rule r = rule("a", "b", svc, true);
+		cr_assert_eq(store_put_svc_rule(f.s, &r, NULL, NULL, NULL, &e),
+			     0, "%d: %s", i, perr_msg(&e));
+	}
+	cr_assert_eq(store_commit(f.s, &e), 0);
+	struct svc_rule r = rule("c", "b", "one-more", true);
+	cr_expect_eq(store_put_svc_rule(f.s, &r, NULL, NULL, NULL, &e), -E2BIG);
+	cr_expect(strstr(e.msg, "at most 1024"), "%s", e.msg);
+	/* Changing one that is there is not one more. */
+	r = rule("a", "b", "s7", false);
+	cr_expect_eq(store_put_svc_rule(f.s, &r, NULL, NULL, NULL, &e), 0);
+	/* Another host has room. */
+	add_part(f.s, "y", "h2");
+	r = rule("x", "y", "s", true);
+	cr_expect_eq(store_put_svc_rule(f.s, &r, NULL, NULL, NULL, &e), 0);
+	uint64_t v;
+	uint8_t *body = NULL;
+	size_t len;
+	cr_expect_eq(policy_body_build(f.s, "h1", 0, &v, &body, &len, &e), 0,
+		     "%s", perr_msg(&e));
+	free(body);
+	fx_close(&f);
+}
+
 Test(svcd, store_segsets)
 {
 	struct fx f;

@@ -169,6 +169,8 @@ static int fill_services(struct store *s, const char *host,
 			 struct grant_set *g, Parley__V1__PolicyBody *b,
 			 struct body_mem *m, struct parley_err *err)
 {
+	_Static_assert(SVC_RULES_MAX <= WIRE_SERVICES_MAX,
+		       "a host's rules fit its bundle");
 	struct store_svc_rule *r = NULL;
 	int n = store_list_svc_rules(s, host, &r, err);
 	if (n < 0)
