@@ -1,10 +1,12 @@
 #include "agent/bundle.h"
 #include "common/fileio.h"
+#include "common/jsonv.h"
 #include "common/sign.h"
 #include "common/wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,59 @@ static int to_grants(const Parley__V1__PolicyBody *b, struct grant_set *g,
 			return rc;
 	}
 	return 0;
+}
+
+/* Service rules through the wire's checks (names, source != target; the
+ * body decoder already refused duplicates). */
+static int to_services(const Parley__V1__PolicyBody *b, struct grant_set *g,
+		       struct parley_err *err)
+{
+	g->nsvc = 0;
+	g->svc = calloc(b->n_services ? b->n_services : 1, sizeof(*g->svc));
+	if (!g->svc)
+		return perr(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < b->n_services; i++, g->nsvc++) {
+		char where[40];
+		snprintf(where, sizeof(where), "services[%zu]", i);
+		int rc = wire_svc_to_model(b->services[i], where, &g->svc[i],
+					   err);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Segment sets through the data set's own parser, as a policy file's
+ * "segsets" are (common/segset.c): every field checked, errors naming
+ * the entry. Members are not checked against the partitions running
+ * here: the daemon may send a set before it creates its members, as it
+ * does grants. */
+static int to_segsets(const Parley__V1__PolicyBody *b, struct grant_set *g,
+		      struct parley_err *err)
+{
+	const char *t = b->segsets_json;
+	if (!t || !t[0])
+		return 0;
+	json_error_t je;
+	json_t *arr = json_loadb(t, strlen(t), JSON_REJECT_DUPLICATES, &je);
+	if (!arr) {
+		/* jansson quotes the bytes near the error: quoted again. */
+		jv_syntax_error(&je, err);
+		perr_prefix(err, "segsets_json: not JSON");
+		return -EINVAL;
+	}
+	int rc = segset_doc_from_json(arr, NULL, &g->seg, err);
+	json_decref(arr);
+	if (rc < 0) {
+		perr_prefix(err, "segsets_json");
+		/* One code for a body that does not check, whichever check. */
+		if (rc != -ENOMEM) {
+			rc = -EINVAL;
+			if (err)
+				err->code = rc;
+		}
+	}
+	return rc;
 }
 
 int bundle_accept(EVP_PKEY *pub, const char *host, uint64_t current,
@@ -53,6 +108,12 @@ int bundle_accept(EVP_PKEY *pub, const char *host, uint64_t current,
 	} else {
 		out->version = out->body->version;
 		rc = to_grants(out->body, &out->grants, err);
+		if (rc == 0)
+			rc = to_services(out->body, &out->grants, err);
+		if (rc == 0)
+			rc = to_segsets(out->body, &out->grants, err);
+		if (rc < 0)
+			perr_prefix(err, "policy bundle");
 	}
 	if (rc < 0)
 		agent_policy_free(out);

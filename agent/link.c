@@ -328,14 +328,17 @@ int agent_link_admit(struct agent_link *l, const char *partition,
 
 /* ---- policy ------------------------------------------------------------ */
 
+/* The channel manager gets its own copy of everything a policy file
+ * would give it: grants, service rules, segment sets. */
 static void apply_policy(struct agent_link *l)
 {
-	struct grant_set g = { 0 };
-	g.g = calloc(l->policy.grants.n ? l->policy.grants.n : 1, sizeof(*g.g));
-	if (!g.g)
+	struct grant_set g;
+	if (grant_set_copy(&g, &l->policy.grants) < 0) {
+		log_error("policy version %llu: out of memory; the previous "
+			  "one stays enforced",
+			  (unsigned long long)l->policy.version);
 		return;
-	memcpy(g.g, l->policy.grants.g, l->policy.grants.n * sizeof(*g.g));
-	g.n = l->policy.grants.n;
+	}
 	chanmgr_set_grants(l->cm, &g);
 }
 
@@ -389,8 +392,9 @@ static void on_bundle(struct agent_link *l, const Parley__V1__Envelope *e)
 	l->policy = np;
 	l->n_bundles++;
 	apply_policy(l);
-	log_info("enforcing policy version %llu (%u grants)",
-		 (unsigned long long)np.version, np.grants.n);
+	log_info("enforcing policy version %llu (%u grants, %u service "
+		 "rules, %u segment sets)", (unsigned long long)np.version,
+		 np.grants.n, np.grants.nsvc, np.grants.seg.n);
 	send_policy_ack(l, e->request_id, np.version, NULL);
 	if (np.version >= l->want_version)
 		become_ready(l);

@@ -46,23 +46,6 @@ static int grant_list(struct ctl *c, int argc, char **argv)
 	return rc ? rc : ctl_show_list(c, list, cols);
 }
 
-/* The policy version a change produced, for table output. */
-static int show_version(struct ctl *c, json_t *r, const char *what)
-{
-	json_t *v = json_object_get(r, "policy_version");
-	if (!json_is_integer(v)) {
-		json_decref(r);
-		return ctl_fail(CTL_ERR, "BAD_RESPONSE", "%s: no policy_version "
-				"in the response", what);
-	}
-	if (c->json)
-		return ctl_show_object(c, r);
-	printf("%s; policy version %" JSON_INTEGER_FORMAT "\n", what,
-	       json_integer_value(v));
-	json_decref(r);
-	return CTL_OK;
-}
-
 static int grant_remove(struct ctl *c, int argc, char **argv)
 {
 	const char *ch = ctl_one_arg(argc, argv, usage);
@@ -72,7 +55,7 @@ static int grant_remove(struct ctl *c, int argc, char **argv)
 	json_t *r;
 	int rc = ctl_call(c, "DELETE", path, NULL, &r);
 	free(path);
-	return rc ? rc : show_version(c, r, "grant removed");
+	return rc ? rc : ctl_show_version(c, r, "grant removed");
 }
 
 struct add_args {
@@ -149,7 +132,7 @@ static int grant_add(struct ctl *c, int argc, char **argv)
 	json_t *r;
 	int rc = ctl_call(c, "POST", "/v1/grants", body, &r);
 	json_decref(body);
-	return rc ? rc : show_version(c, r, "grant added");
+	return rc ? rc : ctl_show_version(c, r, "grant added");
 }
 
 static const struct ctl_verb verbs[] = {

@@ -25,29 +25,7 @@ static const struct ctl_col cols[] = {
 
 static int part_list(struct ctl *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "host", required_argument, NULL, 'H' },
-		{ "limit", required_argument, NULL, 'l' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *host = NULL;
-	long limit = 0;
-	int o;
-	while ((o = ctl_opt(argc, argv, opts, usage)) != -1) {
-		if (o == 'H')
-			host = optarg;
-		else if (o != 'l' || ctl_limit(optarg, &limit, usage))
-			return CTL_USAGE;
-	}
-	if (ctl_args(argc, argv, 0, usage))
-		return CTL_USAGE;
-	char q[512] = "";
-	json_t *list;
-	if (ctl_qadd(q, sizeof(q), "host", host) < 0)
-		return ctl_usage_error(usage, "--host: too long");
-	int rc = ctl_list(c, "/v1/partitions", q, limit, &list);
-	return rc ? rc : ctl_show_list(c, list, cols);
+	return ctl_list_by_host(c, argc, argv, "/v1/partitions", cols, usage);
 }
 
 /* show/start/stop/destroy: one name, one request. */

@@ -434,3 +434,47 @@ int ctl_load_json(const char *path, json_t **out)
 	}
 	return 0;
 }
+
+int ctl_show_version(struct ctl *c, json_t *r, const char *what)
+{
+	json_t *v = json_object_get(r, "policy_version");
+	if (!json_is_integer(v)) {
+		json_decref(r);
+		return ctl_fail(CTL_ERR, "BAD_RESPONSE", "%s: no policy_version "
+				"in the response", what);
+	}
+	if (c->json)
+		return ctl_show_object(c, r);
+	printf("%s; policy version %" JSON_INTEGER_FORMAT "\n", what,
+	       json_integer_value(v));
+	json_decref(r);
+	return CTL_OK;
+}
+
+int ctl_list_by_host(struct ctl *c, int argc, char **argv, const char *path,
+		     const struct ctl_col *cols, const char *usage)
+{
+	static const struct option opts[] = {
+		{ "host", required_argument, NULL, 'H' },
+		{ "limit", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *host = NULL;
+	long limit = 0;
+	int o;
+	while ((o = ctl_opt(argc, argv, opts, usage)) != -1) {
+		if (o == 'H')
+			host = optarg;
+		else if (o != 'l' || ctl_limit(optarg, &limit, usage))
+			return CTL_USAGE;
+	}
+	if (ctl_args(argc, argv, 0, usage))
+		return CTL_USAGE;
+	char q[512] = "";
+	json_t *list;
+	if (ctl_qadd(q, sizeof(q), "host", host) < 0)
+		return ctl_usage_error(usage, "--host: too long");
+	int rc = ctl_list(c, path, q, limit, &list);
+	return rc ? rc : ctl_show_list(c, list, cols);
+}

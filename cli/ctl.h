@@ -46,6 +46,8 @@ struct ctl_col {
 int cmd_host(struct ctl *c, int argc, char **argv);
 int cmd_partition(struct ctl *c, int argc, char **argv);
 int cmd_grant(struct ctl *c, int argc, char **argv);
+int cmd_segset(struct ctl *c, int argc, char **argv);
+int cmd_service(struct ctl *c, int argc, char **argv);
 int cmd_baseline(struct ctl *c, int argc, char **argv);
 int cmd_audit(struct ctl *c, int argc, char **argv);
 int cmd_policy(struct ctl *c, int argc, char **argv);
@@ -107,6 +109,15 @@ int ctl_list(struct ctl *c, const char *path, const char *query, long limit,
  * a table of `cols` (lists) / "key: value" lines (objects). Takes `v`. */
 int ctl_show_list(struct ctl *c, json_t *list, const struct ctl_col *cols);
 int ctl_show_object(struct ctl *c, json_t *obj);
+
+/* The policy version a change produced ("WHAT; policy version N"), or
+ * the response as JSON with -o json. Takes r. */
+int ctl_show_version(struct ctl *c, json_t *r, const char *what);
+
+/* `NOUN list [--host H] [--limit N]`: GET path (?host=H), shown as
+ * `cols`. Returns the exit code. */
+int ctl_list_by_host(struct ctl *c, int argc, char **argv, const char *path,
+		     const struct ctl_col *cols, const char *usage);
 
 /* A value as table text: strings bare, null "-", others compact JSON.
  * Caller frees. */

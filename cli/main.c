@@ -19,6 +19,9 @@ static const char usage[] =
 	"             | list [--host H] | show N | start N | stop N | destroy N\n"
 	"  grant      add --channel C --a A --b B --direction D --ring-bytes SIZE\n"
 	"             [--no-integrity] | remove C | list\n"
+	"  segset     add FILE | list [--host H] | show NAME | remove NAME\n"
+	"  service    allow SRC TGT SVC | deny SRC TGT SVC | list [--host H]\n"
+	"             | remove ID | remove SRC TGT SVC\n"
 	"  baseline   list | show P | enroll P\n"
 	"             | set P --file NAME=HEX... [--segment HEX]... [--digest HEX]\n"
 	"  audit      list [--host H] [--partition P] [--event E] [--since T]\n"
@@ -44,6 +47,8 @@ static const struct ctl_verb nouns[] = {
 	{ "host", cmd_host },
 	{ "partition", cmd_partition },
 	{ "grant", cmd_grant },
+	{ "segset", cmd_segset },
+	{ "service", cmd_service },
 	{ "baseline", cmd_baseline },
 	{ "audit", cmd_audit },
 	{ "policy", cmd_policy },

@@ -219,7 +219,10 @@ static int parse_svc(json_t *o, int i, const char *const *known,
 		     struct svc_rule *r, struct parley_err *err)
 {
 	char w[32];
-	snprintf(w, sizeof(w), "services[%d]", i);
+	if (i < 0)
+		snprintf(w, sizeof(w), "service");   /* the API's one rule */
+	else
+		snprintf(w, sizeof(w), "services[%d]", i);
 	if (!json_is_object(o))
 		return jv_type_error(o, w, "an object", err);
 	char pre[sizeof(w) + 2];
@@ -392,6 +395,13 @@ int grant_from_json(struct json_t *o, struct grant *g,
 	return parse_grant(o, -1, NULL, g, err);
 }
 
+int svc_rule_from_json(struct json_t *o, struct svc_rule *r,
+		       struct parley_err *err)
+{
+	memset(r, 0, sizeof(*r));
+	return parse_svc(o, -1, NULL, r, err);
+}
+
 int grant_set_load(const char *path, const char *const *known,
 		   struct grant_set *out, struct parley_err *err)
 {
@@ -459,4 +469,29 @@ const struct grant *grant_find(const struct grant_set *s, const char *channel,
 			return g;
 	}
 	return NULL;
+}
+
+int grant_set_copy(struct grant_set *dst, const struct grant_set *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	dst->g = calloc(src->n ? src->n : 1, sizeof(*dst->g));
+	dst->svc = calloc(src->nsvc ? src->nsvc : 1, sizeof(*dst->svc));
+	dst->seg.s = calloc(src->seg.n ? src->seg.n : 1, sizeof(*dst->seg.s));
+	if (!dst->g || !dst->svc || !dst->seg.s) {
+		grant_set_free(dst);
+		return -ENOMEM;
+	}
+	/* memcpy from a NULL of an empty set is undefined: copy only what
+	 * there is. */
+	if (src->n)
+		memcpy(dst->g, src->g, src->n * sizeof(*dst->g));
+	if (src->nsvc)
+		memcpy(dst->svc, src->svc, src->nsvc * sizeof(*dst->svc));
+	if (src->seg.n)
+		memcpy(dst->seg.s, src->seg.s,
+		       src->seg.n * sizeof(*dst->seg.s));
+	dst->n = src->n;
+	dst->nsvc = src->nsvc;
+	dst->seg.n = src->seg.n;
+	return 0;
 }

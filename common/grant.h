@@ -98,6 +98,9 @@ int grant_set_parse(const char *json, size_t len, const char *const *known,
 int grant_set_load(const char *path, const char *const *known,
 		   struct grant_set *out, struct parley_err *err);
 void grant_set_free(struct grant_set *s);
+/* A deep copy (grants, service rules, segment sets): 0 or -ENOMEM (dst
+ * then empty). */
+int grant_set_copy(struct grant_set *dst, const struct grant_set *src);
 
 /* One grant from a jansson object (the API's POST /v1/grants), checked as
  * in a policy document; messages name it "grant (\"chan\").field".
@@ -105,6 +108,13 @@ void grant_set_free(struct grant_set *s);
 struct json_t;
 int grant_from_json(struct json_t *o, struct grant *g,
 		    struct parley_err *err);
+
+/* One service rule from a jansson object (the API's POST /v1/services:
+ * {source, target, service, action}), checked as in a policy document;
+ * messages name it "service.field". Whether the partitions exist is the
+ * caller's question. */
+int svc_rule_from_json(struct json_t *o, struct svc_rule *r,
+		       struct parley_err *err);
 
 /* The grant of `channel` that has `partition` as an endpoint, or NULL. */
 const struct grant *grant_find(const struct grant_set *s, const char *channel,

@@ -410,6 +410,56 @@ static int chk_baselines(const Parley__V1__PolicyBody *b, const char *w,
 	return rc;
 }
 
+/* services[i]: names, source != target; (source, target, service)
+ * unique, since an agent takes the first rule naming a call. */
+static int chk_svc(const Parley__V1__ServiceRule *r, const char *w,
+		   struct parley_err *err)
+{
+	int rc = chk_name(w, "source", r->source, false, err);
+	if (rc == 0)
+		rc = chk_name(w, "target", r->target, false, err);
+	if (rc == 0)
+		rc = chk_name(w, "service", r->service, false, err);
+	if (rc == 0 && strcmp(r->source, r->target) == 0)
+		rc = perr(err, -EINVAL, "%s: source and target are both "
+			  "\"%s\"", w, r->source);
+	return rc;
+}
+
+static int chk_services(const Parley__V1__PolicyBody *b, const char *w,
+			struct parley_err *err)
+{
+	int rc = chk_count(w, "services", b->n_services, WIRE_SERVICES_MAX,
+			   err);
+	if (rc < 0 || !b->n_services)
+		return rc;
+	struct keyed *keys = calloc(b->n_services, sizeof(*keys));
+	char (*triple)[3 * WIRE_NAME_MAX] = calloc(b->n_services,
+						   sizeof(*triple));
+	if (!keys || !triple)
+		rc = perr(err, -ENOMEM, "%s.services: out of memory", w);
+	char iw[WHERE_MAX];
+	for (size_t i = 0; rc == 0 && i < b->n_services; i++) {
+		const Parley__V1__ServiceRule *r = b->services[i];
+		snprintf(iw, sizeof(iw), "%s.services[%zu]", w, i);
+		if (!r)
+			rc = perr(err, -EINVAL, "%s: missing", iw);
+		else
+			rc = chk_svc(r, iw, err);
+		if (rc < 0)
+			break;
+		/* '/' is not a name character: the key is unambiguous. */
+		snprintf(triple[i], sizeof(triple[i]), "%s/%s/%s", r->source,
+			 r->target, r->service);
+		keys[i] = (struct keyed){ triple[i], i };
+	}
+	if (rc == 0)
+		rc = chk_unique(keys, b->n_services, w, "services", err);
+	free(keys);
+	free(triple);
+	return rc;
+}
+
 int wire_check_policy_body(const Parley__V1__PolicyBody *b, const char *where,
 			   struct parley_err *err)
 {
@@ -425,6 +475,12 @@ int wire_check_policy_body(const Parley__V1__PolicyBody *b, const char *where,
 	rc = chk_grants(b, w, err);
 	if (rc == 0)
 		rc = chk_baselines(b, w, err);
+	if (rc == 0)
+		rc = chk_services(b, w, err);
+	if (rc == 0 && slen(b->segsets_json) > WIRE_SEGSETS_JSON_MAX)
+		rc = perr(err, -EINVAL, "%s.segsets_json: %zu bytes, at most "
+			  "%u", w, slen(b->segsets_json),
+			  WIRE_SEGSETS_JSON_MAX);
 	return rc;
 }
 
@@ -841,5 +897,29 @@ int wire_grant_to_model(const Parley__V1__Grant *w, const char *where,
 	}
 	g->ring_bytes = w->ring_bytes;
 	g->require_integrity = !w->skip_integrity;
+	return 0;
+}
+
+void wire_svc_from_model(Parley__V1__ServiceRule *w, const struct svc_rule *r)
+{
+	parley__v1__service_rule__init(w);
+	w->source = (char *)r->source;
+	w->target = (char *)r->target;
+	w->service = (char *)r->service;
+	w->allow = r->allow;
+}
+
+int wire_svc_to_model(const Parley__V1__ServiceRule *w, const char *where,
+		      struct svc_rule *r, struct parley_err *err)
+{
+	memset(r, 0, sizeof(*r));
+	int rc = chk_svc(w, where ? where : "service", err);
+	if (rc < 0)
+		return rc;
+	_Static_assert(WIRE_NAME_MAX <= GRANT_NAME_MAX, "names fit a rule");
+	snprintf(r->source, sizeof(r->source), "%s", w->source);
+	snprintf(r->target, sizeof(r->target), "%s", w->target);
+	snprintf(r->service, sizeof(r->service), "%s", w->service);
+	r->allow = w->allow;
 	return 0;
 }

@@ -57,6 +57,10 @@
 #define WIRE_SEGMENTS_MAX 16
 #define WIRE_GRANTS_MAX 4096        /* per PolicyBody */
 #define WIRE_BASELINES_MAX 1024     /* per PolicyBody */
+#define WIRE_SERVICES_MAX 1024      /* = SVC_RULES_MAX, per PolicyBody */
+/* PolicyBody.segsets_json: the sets' JSON text (parsed by the agent with
+ * common/segset.c, after this bound). */
+#define WIRE_SEGSETS_JSON_MAX (512u * 1024)
 /* Welcome.heartbeat_ms: the agent must be able to keep up with it, and a
  * silence of an hour is not a heartbeat. */
 #define WIRE_HEARTBEAT_MIN_MS 10
@@ -94,7 +98,10 @@ int wire_check(const Parley__V1__Envelope *e, struct parley_err *err);
  * (each as wire_grant_to_model checks it, channels unique) and
  * WIRE_BASELINES_MAX baselines (partition a name, unique; digest 32 bytes;
  * at most 32 files with unique names and 32-byte digests; at most 16
- * segments of 32 bytes). `where` prefixes the field names in messages
+ * segments of 32 bytes), at most WIRE_SERVICES_MAX service rules (names,
+ * source != target, each (source, target, service) once) and a
+ * segsets_json of at most WIRE_SEGSETS_JSON_MAX bytes (its contents are
+ * the agent's to parse: agent/bundle.c). `where` prefixes the field names in messages
  * (NULL: "body"). For the daemon before it signs, and wire_body_decode.
  */
 int wire_check_policy_body(const Parley__V1__PolicyBody *b, const char *where,
@@ -134,5 +141,12 @@ void wire_grant_from_model(Parley__V1__Grant *w, const struct grant *g);
  */
 int wire_grant_to_model(const Parley__V1__Grant *w, const char *where,
 			struct grant *g, struct parley_err *err);
+
+/* A service rule to and from the wire, as the grant pair above: `w`'s
+ * strings borrow `r`'s; wire_svc_to_model checks names and source !=
+ * target (-EINVAL naming the field; `r` zeroed on error). */
+void wire_svc_from_model(Parley__V1__ServiceRule *w, const struct svc_rule *r);
+int wire_svc_to_model(const Parley__V1__ServiceRule *w, const char *where,
+		      struct svc_rule *r, struct parley_err *err);
 
 #endif

@@ -191,9 +191,49 @@ static const char m6_checkpoints[] =
 	" key_id TEXT NOT NULL,"
 	" signature BLOB NOT NULL);";
 
+/* 7: segment sets (issue 14; db/store_segsets.c). A set is kept as the
+ * checked, compacted JSON of its data-set entry (common/segset.h is its
+ * one parser; the bundle carries the text as is), with its host -- every
+ * member is on that one host, since a segment is one host's memory -- and
+ * its members by name, so that a partition in a set cannot be deleted or
+ * moved away from under it. */
+static const char m7_segsets[] =
+	"CREATE TABLE segsets ("
+	" name TEXT PRIMARY KEY,"
+	" host TEXT NOT NULL REFERENCES hosts (name),"
+	" set_json TEXT NOT NULL,"
+	" version INTEGER NOT NULL REFERENCES policy_versions (version));"
+
+	"CREATE TABLE segset_members ("
+	" segset TEXT NOT NULL REFERENCES segsets (name) ON DELETE CASCADE,"
+	" pos INTEGER NOT NULL,"
+	" partition TEXT NOT NULL REFERENCES partitions (name),"
+	" PRIMARY KEY (segset, pos),"
+	" UNIQUE (segset, partition));"
+	"CREATE INDEX segsets_by_host ON segsets (host, name);"
+	"CREATE INDEX segset_members_by_partition"
+	" ON segset_members (partition);";
+
+/* 8: service rules (issue 14; db/store_services.c): who may call which
+ * partition's named service. ids by the store (max + 1); one rule per
+ * (source, target, service), since an agent takes the first that names a
+ * call. */
+static const char m8_services[] =
+	"CREATE TABLE svc_rules ("
+	" id INTEGER PRIMARY KEY,"
+	" source TEXT NOT NULL REFERENCES partitions (name),"
+	" target TEXT NOT NULL REFERENCES partitions (name),"
+	" service TEXT NOT NULL,"
+	" action TEXT NOT NULL CHECK (action IN ('allow', 'deny')),"
+	" version INTEGER NOT NULL REFERENCES policy_versions (version),"
+	" UNIQUE (source, target, service),"
+	" CHECK (source <> target));"
+	"CREATE INDEX svc_rules_by_target ON svc_rules (target);";
+
 static const char *const migrations[] = { m1_tables, m2_indexes, m3_tokens,
 					  m4_backend, m5_revoked,
-					  m6_checkpoints };
+					  m6_checkpoints, m7_segsets,
+					  m8_services };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
 unsigned store_schema_latest(void)

@@ -410,6 +410,82 @@ struct store_lag {
 int store_policy_lagging(struct store *s, struct store_lag **out,
 			 struct parley_err *err);
 
+/* ---- segment sets (migration 7) -------------------------------------- */
+
+/*
+ * Segment sets (issue 14): one entry of the data set (common/segset.h),
+ * checked by its own parser, kept as compacted JSON. A set's members must
+ * be partitions in the store, all on one host (a segment is one host's
+ * memory: -EINVAL naming the member otherwise); the set goes into that
+ * host's bundle. Every change creates a policy version noting the host;
+ * partitions in a set cannot be deleted or moved to another host (-EBUSY).
+ */
+#define STORE_SEGSET_JSON_MAX (64 * 1024)      /* one set's JSON */
+/* All of a host's sets' JSON (they travel in its bundle; at most
+ * SEGSETS_MAX sets per host). */
+#define STORE_SEGSETS_HOST_JSON_MAX (256 * 1024)
+
+struct store_segset {
+	char name[STORE_NAME_MAX];
+	char host[STORE_NAME_MAX];        /* where all its members are */
+	uint64_t version;                 /* the policy version that added it */
+	char *json;                       /* the set's entry, compact JSON */
+};
+
+/* Add one set (its JSON object as in the data set's "segsets" array).
+ * Errors name the field ("segset (\"bus\").segments[1].writer: ...");
+ * -EEXIST if the name is taken (remove it first). name (may be NULL,
+ * else STORE_NAME_MAX bytes) gets the set's name, *version the new
+ * policy version. */
+int store_put_segset(struct store *s, const char *set_json, size_t len,
+		     char *name, uint64_t *version, struct parley_err *err);
+/* out->json is malloc'd: store_segset_clear. -ENOENT if none. */
+int store_get_segset(struct store *s, const char *name,
+		     struct store_segset *out, struct parley_err *err);
+void store_segset_clear(struct store_segset *one);
+/* The sets on `host` (NULL: all), in name order. Returns the count; free
+ * *out with store_segsets_free. */
+int store_list_segsets(struct store *s, const char *host,
+		       struct store_segset **out, struct parley_err *err);
+void store_segsets_free(struct store_segset *l, unsigned n);
+int store_del_segset(struct store *s, const char *name, uint64_t *version,
+		     struct parley_err *err);
+
+/* ---- service rules (migration 8) ------------------------------------- */
+
+/*
+ * Service rules (issue 14): a call of `service` from partition `source`
+ * to partition `target` is allowed or denied; none = denied. One rule per
+ * (source, target, service). Both partitions must exist and be on one
+ * host (that host's agent connects the call: -EINVAL otherwise); the rule
+ * goes into that host's bundle. Every change creates a policy version;
+ * partitions a rule names cannot be deleted or moved (-EBUSY).
+ */
+struct store_svc_rule {
+	uint64_t id;                      /* assigned by the store, >= 1 */
+	struct svc_rule r;
+	uint64_t version;                 /* the version that last changed it */
+};
+
+/* Create the rule for (source, target, service), or change its action
+ * (*created false; no new version when it already had it). *id gets its
+ * id; any out pointer may be NULL. A host holds at most SVC_RULES_MAX
+ * rules (-E2BIG): its bundle carries them all. */
+int store_put_svc_rule(struct store *s, const struct svc_rule *r,
+		       uint64_t *id, bool *created, uint64_t *version,
+		       struct parley_err *err);
+int store_get_svc_rule(struct store *s, uint64_t id,
+		       struct store_svc_rule *out, struct parley_err *err);
+/* Rules of partitions on `host` (NULL: all), in id order. Returns the
+ * count; *out malloc'd (free()). */
+int store_list_svc_rules(struct store *s, const char *host,
+			 struct store_svc_rule **out, struct parley_err *err);
+/* By id, or by (source, target, service); -ENOENT if no such rule. */
+int store_del_svc_rule(struct store *s, uint64_t id, uint64_t *version,
+		       struct parley_err *err);
+int store_del_svc_rule_named(struct store *s, const struct svc_rule *r,
+			     uint64_t *version, struct parley_err *err);
+
 /* ---- audit ----------------------------------------------------------- */
 
 /*

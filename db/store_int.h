@@ -48,6 +48,23 @@ int db_run(struct store *s, sqlite3_stmt *st, const char *what,
 int db_int(struct store *s, sqlite3_stmt *st, const char *what, int64_t *v,
 	   struct parley_err *err);
 
+/* Step st to its end, each row read by `row` into a new element of
+ * `elem` bytes at the end of a growing array, then reset st. Returns the
+ * count with *out the array (malloc'd; NULL for none), or an error with
+ * nothing kept: `drop` (may be NULL) is called on each element read so
+ * far and the array freed. `row` leaves nothing to free when it fails. */
+typedef int (*db_row_fn)(struct store *s, sqlite3_stmt *st, void *elem,
+			 struct parley_err *err);
+int db_rows(struct store *s, sqlite3_stmt *st, const char *what, size_t elem,
+	    db_row_fn row, void (*drop)(void *elem), void **out,
+	    struct parley_err *err);
+
+/* A list with an optional host filter: `all` when host is NULL, else
+ * `by_host` with ?1 bound to the checked host name. */
+int db_prep_host(struct store *s, const char *host, const char *all,
+		 const char *by_host, sqlite3_stmt **st,
+		 struct parley_err *err);
+
 /* Binding borrows the bytes (SQLITE_STATIC): they must outlive the step.
  * Binding fails only on a programming error, which aborts. */
 void db_bind_text(sqlite3_stmt *st, int i, const char *v);
@@ -137,6 +154,13 @@ int db_policy_note_parts(struct store *s, uint64_t v, const char *a,
  * partition p (a baseline of p changed). */
 int db_policy_note_grants_of(struct store *s, uint64_t v, const char *p,
 			     struct parley_err *err);
+/* Record that version v affects `host` (store_segsets.c). */
+int db_policy_note_host(struct store *s, uint64_t v, const char *host,
+			struct parley_err *err);
+/* Segment sets with partition p as a member, service rules naming p
+ * (store_segsets.c). */
+int db_policy_refs(struct store *s, const char *p, int64_t *sets,
+		   int64_t *rules, struct parley_err *err);
 /* Number of grants naming partition p. */
 int db_grants_naming(struct store *s, const char *p, int64_t *n,
 		     struct parley_err *err);

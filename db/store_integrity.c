@@ -134,12 +134,21 @@ static int baseline_version(struct store *s, const char *p, uint64_t *v,
 	char change[STORE_NAME_MAX + 16];
 	int64_t n;
 	*v = 0;
+	int64_t sets = 0, rules = 0;
 	int rc = db_grants_naming(s, p, &n, err);
-	if (rc < 0 || n == 0)
+	if (rc == 0)
+		rc = db_policy_refs(s, p, &sets, &rules, err);
+	if (rc < 0 || n + sets + rules == 0)
 		return rc;
 	snprintf(change, sizeof(change), "baseline %s", p);
 	rc = db_policy_new_version(s, change, v, err);
-	return rc < 0 ? rc : db_policy_note_grants_of(s, *v, p, err);
+	if (rc == 0)
+		rc = db_policy_note_grants_of(s, *v, p, err);
+	/* Sets and rules are on p's own host: its bundle carries p's
+	 * baseline for them. */
+	if (rc == 0 && sets + rules > 0)
+		rc = db_policy_note_parts(s, *v, p, p, err);
+	return rc;
 }
 
 static int baseline_insert(struct store *s, const char *p,

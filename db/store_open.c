@@ -450,3 +450,48 @@ void store_close(struct store *s)
 	free(s->path);
 	free(s);
 }
+
+int db_rows(struct store *s, sqlite3_stmt *st, const char *what, size_t elem,
+	    db_row_fn row, void (*drop)(void *elem), void **out,
+	    struct parley_err *err)
+{
+	unsigned n = 0, cap = 0;
+	char *l = NULL;
+	int rc;
+	*out = NULL;
+	while ((rc = db_step(s, st, what, err)) == 1) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			void *p = realloc(l, cap * elem);
+			if (!p) {
+				rc = perr(err, -ENOMEM, "store: out of memory");
+				break;
+			}
+			l = p;
+		}
+		if ((rc = row(s, st, l + n * elem, err)) < 0)
+			break;
+		n++;
+	}
+	db_reset(st);
+	if (rc < 0) {
+		for (unsigned i = 0; drop && i < n; i++)
+			drop(l + i * elem);
+		free(l);
+		return rc;
+	}
+	*out = l;
+	return (int)n;
+}
+
+int db_prep_host(struct store *s, const char *host, const char *all,
+		 const char *by_host, sqlite3_stmt **st,
+		 struct parley_err *err)
+{
+	int rc = host ? db_check_name("host name", host, err) : 0;
+	if (rc == 0)
+		rc = db_prep(s, host ? by_host : all, st, err);
+	if (rc == 0 && host)
+		db_bind_text(*st, 1, host);
+	return rc;
+}

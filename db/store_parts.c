@@ -45,6 +45,24 @@ int db_need_partition(struct store *s, const char *name, char *host_out,
 	return rc < 0 ? rc : 0;
 }
 
+/* Segment sets and service rules hold their partitions on one host
+ * (db/store_segsets.c, db/store_services.c). */
+static int refs_busy(struct store *s, const char *name, const char *when,
+		     struct parley_err *err)
+{
+	int64_t sets, rules;
+	int rc = db_policy_refs(s, name, &sets, &rules, err);
+	if (rc == 0 && sets > 0)
+		rc = perr(err, -EBUSY, "partition \"%s\" is a member of %lld "
+			  "segment set(s); remove them %s", name,
+			  (long long)sets, when);
+	if (rc == 0 && rules > 0)
+		rc = perr(err, -EBUSY, "partition \"%s\": %lld service "
+			  "rule(s) name it; remove them %s", name,
+			  (long long)rules, when);
+	return rc;
+}
+
 /* ---- put ---- */
 
 static int check_spec(const char *json, size_t len, struct parley_err *err)
@@ -107,6 +125,8 @@ static int check_move(struct store *s, const struct store_part_in *in,
 		rc = perr(err, -EBUSY, "partition \"%s\": %lld grant(s) name "
 			  "it; remove them before moving it from host \"%s\" "
 			  "to \"%s\"", in->name, (long long)n, host, in->host);
+	if (rc == 0)
+		rc = refs_busy(s, in->name, "before moving it", err);
 	return rc;
 }
 
@@ -454,6 +474,8 @@ static int part_delete(struct store *s, const char *name,
 	if (rc == 0 && n > 0)
 		rc = perr(err, -EBUSY, "partition \"%s\": %lld grant(s) name "
 			  "it; remove them first", name, (long long)n);
+	if (rc == 0)
+		rc = refs_busy(s, name, "first", err);
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
 	if (rc < 0)

@@ -134,36 +134,14 @@ int store_policy_acked(struct store *s, const char *host, uint64_t *version,
 	return rc;
 }
 
-static int lag_rows(struct store *s, sqlite3_stmt *st, struct store_lag **out,
-		    struct parley_err *err)
+static int lag_row(struct store *s, sqlite3_stmt *st, void *elem,
+		   struct parley_err *err)
 {
-	unsigned n = 0, cap = 0;
-	struct store_lag *l = NULL;
-	int rc;
-	while ((rc = db_step(s, st, "lagging hosts", err)) == 1) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			void *p = realloc(l, cap * sizeof(*l));
-			if (!p) {
-				rc = perr(err, -ENOMEM, "store: out of memory");
-				break;
-			}
-			l = p;
-		}
-		struct store_lag *e = &l[n++];
-		rc = db_col_name(s, st, 0, e->host, sizeof(e->host), err);
-		if (rc < 0)
-			break;
-		e->acked = (uint64_t)sqlite3_column_int64(st, 1);
-		e->want = (uint64_t)sqlite3_column_int64(st, 2);
-	}
-	db_reset(st);
-	if (rc < 0) {
-		free(l);
-		return rc;
-	}
-	*out = l;
-	return (int)n;
+	struct store_lag *e = elem;
+	int rc = db_col_name(s, st, 0, e->host, sizeof(e->host), err);
+	e->acked = (uint64_t)sqlite3_column_int64(st, 1);
+	e->want = (uint64_t)sqlite3_column_int64(st, 2);
+	return rc;
 }
 
 int store_policy_lagging(struct store *s, struct store_lag **out,
@@ -177,5 +155,6 @@ int store_policy_lagging(struct store *s, struct store_lag **out,
 	sqlite3_stmt *st;
 	*out = NULL;
 	int rc = db_prep(s, q, &st, err);
-	return rc < 0 ? rc : lag_rows(s, st, out, err);
+	return rc < 0 ? rc : db_rows(s, st, "lagging hosts", sizeof(**out),
+				     lag_row, NULL, (void **)out, err);
 }

@@ -14,8 +14,12 @@
  *
  * Oracle: refusals are -EBADMSG / -EINVAL / -EPERM / -ESTALE with a
  * printable message and nothing kept; an accepted policy is for this host,
- * newer than the one enforced, and every grant in it obeys the grant
- * model's rules.
+ * newer than the one enforced, every grant in it obeys the grant model's
+ * rules, every service rule (field 7) has valid names, source != target
+ * and no twin, and every segment set (field 6, parsed by common/segset.c)
+ * has 2..64 members with valid, distinct names and segments whose writer
+ * is a member or the agent and whose readers are members other than the
+ * writer.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -59,6 +63,51 @@ static void check_grant(const struct grant *g)
 	PARLEY_ASSERT(g->dir <= GRANT_BOTH);
 }
 
+static bool name_ok(const char *n, size_t cap)
+{
+	return memchr(n, 0, cap) && jv_name_valid(n, strlen(n), cap);
+}
+
+static void check_svc(const struct grant_set *g)
+{
+	for (unsigned i = 0; i < g->nsvc; i++) {
+		const struct svc_rule *r = &g->svc[i];
+		PARLEY_ASSERT(name_ok(r->source, sizeof(r->source)) &&
+			      name_ok(r->target, sizeof(r->target)) &&
+			      name_ok(r->service, sizeof(r->service)));
+		PARLEY_ASSERT(strcmp(r->source, r->target));
+		/* The first rule naming a call decides: no twin after it. */
+		PARLEY_ASSERT(svc_rule_find(g, r->source, r->target,
+					    r->service) == r);
+	}
+}
+
+static void check_seg(const struct segset_doc *d)
+{
+	PARLEY_ASSERT(d->n <= SEGSETS_MAX);
+	for (unsigned i = 0; i < d->n; i++) {
+		const struct segset_def *s = &d->s[i];
+		PARLEY_ASSERT(name_ok(s->name, sizeof(s->name)));
+		PARLEY_ASSERT(segset_find(d, s->name) == s);
+		PARLEY_ASSERT(s->nmembers >= 2 &&
+			      s->nmembers <= PARLEY_SEGSET_MEMBERS_MAX);
+		PARLEY_ASSERT(s->ndecl <= PARLEY_SEGSET_DECL_MAX);
+		for (unsigned m = 0; m < s->nmembers; m++) {
+			PARLEY_ASSERT(name_ok(s->member[m], sizeof(s->member[m])));
+			PARLEY_ASSERT(segset_member(s, s->member[m]) == (int)m);
+		}
+		for (unsigned k = 0; k < s->ndecl; k++) {
+			const struct segset_seg_def *g = &s->seg[k];
+			PARLEY_ASSERT(g->writer == PARLEY_SEG_WRITER_AGENT ||
+				      g->writer < s->nmembers);
+			PARLEY_ASSERT(s->nmembers == 64 ||
+				      !(g->readers >> s->nmembers));
+			if (g->writer < s->nmembers)
+				PARLEY_ASSERT(!(g->readers >> g->writer & 1));
+		}
+	}
+}
+
 static void check(int rc, struct agent_policy *p, const struct parley_err *err)
 {
 	if (rc < 0) {
@@ -68,6 +117,8 @@ static void check(int rc, struct agent_policy *p, const struct parley_err *err)
 		for (const char *c = err->msg; *c; c++)
 			PARLEY_ASSERT(*c >= 0x20 && *c < 0x7f);
 		PARLEY_ASSERT(!p->body && !p->grants.g && !p->grants.n);
+		PARLEY_ASSERT(!p->grants.svc && !p->grants.nsvc &&
+			      !p->grants.seg.s && !p->grants.seg.n);
 		return;
 	}
 	PARLEY_ASSERT(rc == 0 && p->body);
@@ -76,6 +127,9 @@ static void check(int rc, struct agent_policy *p, const struct parley_err *err)
 	PARLEY_ASSERT(p->grants.n == p->body->n_grants);
 	for (unsigned i = 0; i < p->grants.n; i++)
 		check_grant(&p->grants.g[i]);
+	PARLEY_ASSERT(p->grants.nsvc == p->body->n_services);
+	check_svc(&p->grants);
+	check_seg(&p->grants.seg);
 	agent_policy_free(p);
 }
 

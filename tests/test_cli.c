@@ -314,6 +314,11 @@ Test(cli, usage_errors_exit_2_before_any_request)
 	USAGE("audit", "list", "--since", "yesterday");
 	USAGE("token", "create", "--scope", "root");
 	USAGE("token", "create");
+	USAGE("service", "allow", "a", "b");
+	USAGE("service", "deny", "a", "b", "c", "d");
+	USAGE("service", "remove", "a", "b");
+	USAGE("segset", "add");
+	USAGE("segset", "add", "/nonexistent/set.json");
 }
 
 Test(cli, help_on_every_command_exits_0)
@@ -335,6 +340,10 @@ Test(cli, help_on_every_command_exits_0)
 		{ "baseline", "enroll" }, { "baseline", "set" },
 		{ "audit", "list" }, { "audit", "verify" },
 		{ "policy", "show" }, { "token", "create" },
+		{ "segset", "add" }, { "segset", "list" },
+		{ "segset", "show" }, { "segset", "remove" },
+		{ "service", "allow" }, { "service", "deny" },
+		{ "service", "list" }, { "service", "remove" },
 	};
 	char *out;
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
@@ -515,6 +524,93 @@ Test(cli, grants_add_list_remove_move_policy_version, .timeout = 60)
 	json_decref(l);
 	expect_rc(&c, 3, "DELETE /v1/grants/tele again", "grant", "remove",
 		  "tele", NULL);
+	cli_stop(&c);
+}
+
+/* parleyctl service and segset (issue 14): each change a policy version;
+ * allow and deny change one rule; removal by triple or id; a set from a
+ * data set file; refusals as exit codes. */
+Test(cli, services_and_segsets_add_list_remove, .timeout = 60)
+{
+	struct cli c;
+	cli_start(&c);
+	add_host(&c, "h1");
+	add_host(&c, "h2");
+	create_thin(&c, "client", "h1");
+	create_thin(&c, "auth", "h1");
+	create_thin(&c, "far", "h2");
+	json_int_t v0 = policy_version(&c);
+	char *out = ok(&c, "POST /v1/services", "service", "allow", "client",
+		       "auth", "auth", NULL);
+	cr_assert(strstr(out, "client may call auth of auth; policy version"),
+		  "%s", out);
+	free(out);
+	json_int_t v1 = policy_version(&c);
+	cr_assert_gt(v1, v0);
+	json_t *r = jparse(ok(&c, "POST /v1/services deny", "-o", "json",
+			      "service", "deny", "client", "auth", "auth",
+			      NULL));
+	json_t *rule = json_object_get(r, "rule");
+	cr_assert_str_eq(jstr(rule, "action"), "deny");
+	cr_assert(json_is_false(json_object_get(r, "created")));
+	json_int_t id = json_integer_value(json_object_get(rule, "id"));
+	cr_assert_gt(json_integer_value(json_object_get(r, "policy_version")),
+		     v1);
+	json_decref(r);
+	json_t *l = jparse(ok(&c, "GET /v1/services list", "-o", "json",
+			      "service", "list", "--host", "h1", NULL));
+	cr_assert_eq(json_array_size(json_object_get(l, "items")), 1);
+	json_decref(l);
+	out = ok(&c, "GET /v1/services table", "service", "list", NULL);
+	cr_assert(strstr(out, "ACTION") && strstr(out, "deny"), "%s", out);
+	free(out);
+	/* Across hosts: a bad request; an unknown partition: not found. */
+	expect_rc(&c, 7, "POST /v1/services across hosts", "service", "allow",
+		  "client", "far", "auth", NULL);
+	expect_rc(&c, 3, "POST /v1/services unknown", "service", "allow",
+		  "client", "nope", "auth", NULL);
+	out = ok(&c, "DELETE /v1/services/TRIPLE", "service", "remove",
+		 "client", "auth", "auth", NULL);
+	cr_assert(strstr(out, "service rule removed"), "%s", out);
+	free(out);
+	char ids[32];
+	snprintf(ids, sizeof(ids), "%lld", (long long)id);
+	expect_rc(&c, 3, "DELETE /v1/services/ID gone", "service", "remove",
+		  ids, NULL);
+	/* Segment sets: a data set file with one set. */
+	static const char set[] =
+		"{\"segsets\":[{\"name\":\"bus\",\"members\":[\"client\","
+		"\"auth\"],\"segments\":[{\"name\":\"cmd\",\"kind\":\"pipe\","
+		"\"writer\":\"client\",\"size\":\"4K\"}]}]}";
+	char *file = t_write(c.f.dir, "set.json", set, strlen(set));
+	out = ok(&c, "POST /v1/segsets", "segset", "add", file, NULL);
+	cr_assert(strstr(out, "segset bus added; policy version"), "%s", out);
+	free(out);
+	expect_rc(&c, 6, "POST /v1/segsets again", "segset", "add", file,
+		  NULL);
+	json_t *g = jparse(ok(&c, "GET /v1/segsets/bus", "-o", "json", "segset",
+			      "show", "bus", NULL));
+	cr_assert_str_eq(jstr(g, "host"), "h1");
+	json_decref(g);
+	l = jparse(ok(&c, "GET /v1/segsets list", "-o", "json", "segset",
+		      "list", NULL));
+	cr_assert(find_item(l, "name", "bus"));
+	json_decref(l);
+	static const char far[] =
+		"{\"name\":\"wide\",\"members\":[\"client\",\"far\"],"
+		"\"segments\":[{\"name\":\"cmd\",\"kind\":\"pipe\","
+		"\"writer\":\"client\",\"size\":\"4K\"}]}";
+	char *ffile = t_write(c.f.dir, "far.json", far, strlen(far));
+	expect_rc(&c, 7, "POST /v1/segsets across hosts", "segset", "add",
+		  ffile, NULL);
+	out = ok(&c, "DELETE /v1/segsets/bus", "segset", "remove", "bus",
+		 NULL);
+	cr_assert(strstr(out, "segset removed"), "%s", out);
+	free(out);
+	expect_rc(&c, 3, "GET /v1/segsets/bus gone", "segset", "show", "bus",
+		  NULL);
+	free(file);
+	free(ffile);
 	cli_stop(&c);
 }
 

@@ -124,6 +124,30 @@ static json_t *ctl_json(struct walk *w, const char *const *args)
 	return j;
 }
 
+/* `host add NAME`, then `parley-agent join` with its one-time token,
+ * pinning the CA: the host's state directory into sdir. */
+static void join_host(struct walk *w, const char *const *hadd, char *sdir,
+		      size_t cap)
+{
+	json_t *h = ctl_json(w, hadd);
+	const char *tok = json_string_value(json_object_get(h, "join_token"));
+	cr_assert(tok && !strncmp(tok, "prj_", 4));
+	char cacrt[700];
+	snprintf(cacrt, sizeof(cacrt), "%s/ca/ca.crt", w->f.dir);
+	snprintf(sdir, cap, "%s/%s", w->f.dir, hadd[2]);
+	X509 *x = NULL;
+	cr_assert_eq(pki_read_cert(cacrt, &x, NULL), 0);
+	pki_fingerprint(x, w->pin);
+	X509_free(x);
+	char *jargv[] = { T_AGENT, "join", "--server", w->join, "--token",
+			  (char *)tok, "--ca-sha256", w->pin, "--state-dir",
+			  sdir, NULL };
+	char *out;
+	cr_assert_eq(t_run(jargv, &out, 30), 0, "join: %s", out);
+	free(out);
+	json_decref(h);
+}
+
 static const char *spec_a =
 	"{\"name\":\"a\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
 	"\"cmdline\":\"steps=open:c1,send:0:10,sleep:4000\"}";
@@ -264,22 +288,8 @@ Test(walkthrough, libvirt_partition_config_measured_by_its_agent,
 	start_daemon(&w);
 	const char *hadd[] = { "host", "add", "lv", "--libvirt-uri",
 			       "test:///default", NULL };
-	json_t *h = ctl_json(&w, hadd);
-	const char *tok = json_string_value(json_object_get(h, "join_token"));
-	char cacrt[700], sdir[700];
-	snprintf(cacrt, sizeof(cacrt), "%s/ca/ca.crt", w.f.dir);
-	snprintf(sdir, sizeof(sdir), "%s/lv", w.f.dir);
-	X509 *x = NULL;
-	cr_assert_eq(pki_read_cert(cacrt, &x, NULL), 0);
-	pki_fingerprint(x, w.pin);
-	X509_free(x);
-	char *jargv[] = { T_AGENT, "join", "--server", w.join, "--token",
-			  (char *)tok, "--ca-sha256", w.pin, "--state-dir",
-			  sdir, NULL };
-	char *out;
-	cr_assert_eq(t_run(jargv, &out, 30), 0, "join: %s", out);
-	free(out);
-	json_decref(h);
+	char sdir[700], *out;
+	join_host(&w, hadd, sdir, sizeof(sdir));
 	char log[720];
 	snprintf(log, sizeof(log), "%s/agent.log", w.f.dir);
 	char *sargv[] = { T_AGENT, "serve", "--state-dir", sdir, "--server",
@@ -349,5 +359,164 @@ Test(walkthrough, api_over_https_verifies_the_server, .timeout = 60)
 			 "list", NULL };
 	cr_assert_neq(t_run(http, &out, 30), 0, "%s", out);
 	free(out);
+	fd_stop(&w.f);
+}
+
+/* Services through the daemon (issue 14), on the process backend: a call
+ * no rule names is denied and audited; `service allow client auth auth`
+ * reaches the agent in its bundle and the client's calls are answered;
+ * `service deny` again reaches the running agent, which cuts the call
+ * off. A segment set travels in the same bundle. A partition runs once,
+ * and a rule can only name a partition the store has, so the denied
+ * caller is another partition ("early"), and "client" is created with
+ * its rule while the agent is down: on its return the agent holds the
+ * new bundle before any partition runs (partitions wait, paused, for the
+ * policy the daemon announced). */
+static bool agent_log_has(struct walk *w, const char *what)
+{
+	char path[720];
+	uint8_t *buf;
+	size_t len;
+	snprintf(path, sizeof(path), "%s/agent.log", w->f.dir);
+	if (file_read_all(path, 8 << 20, &buf, &len, NULL) < 0)
+		return false;
+	buf[len ? len - 1 : 0] = 0;
+	bool has = strstr((char *)buf, what) != NULL;
+	free(buf);
+	return has;
+}
+
+static bool audit_has(struct walk *w, const char *const *q,
+		      const char *event, const char *reason)
+{
+	json_t *a = ctl_json(w, q);
+	bool has = has_event(json_object_get(a, "items"), event, reason);
+	json_decref(a);
+	return has;
+}
+
+static pid_t serve_process(struct walk *w, const char *sdir, const char *cdir)
+{
+	char log[720];
+	snprintf(log, sizeof(log), "%s/agent.log", w->f.dir);
+	char *sargv[] = { T_AGENT, "serve", "--state-dir", (char *)sdir,
+			  "--server", w->link, "--vmm", T_VMM, "--backend",
+			  "process", "--image-dir", PARLEY_BUILD_DIR "/guest",
+			  "--config-dir", (char *)cdir, NULL };
+	return spawn(sargv, log);
+}
+
+static void create(struct walk *w, const char *name, const char *spec)
+{
+	char file[64];
+	snprintf(file, sizeof(file), "%s.json", name);
+	char *path = t_write(w->f.dir, file, spec, strlen(spec));
+	const char *pc[] = { "partition", "create", "--host", "host-1",
+			     "--backend", "thin", "--spec", path, NULL };
+	json_decref(ctl_json(w, pc));
+	free(path);
+}
+
+static json_int_t change(struct walk *w, const char *const *args)
+{
+	json_t *r = ctl_json(w, args);
+	json_int_t v = json_integer_value(json_object_get(r, "policy_version"));
+	cr_assert_gt(v, 0, "%s", json_dumps(r, 0));
+	json_decref(r);
+	return v;
+}
+
+/* The version host-1's agent acknowledged, as `policy show` says. */
+static json_int_t acked(struct walk *w)
+{
+	const char *pol[] = { "policy", "show", NULL };
+	json_t *p = ctl_json(w, pol);
+	json_t *h = json_array_get(json_object_get(p, "hosts"), 0);
+	json_int_t v = json_integer_value(json_object_get(h, "acked"));
+	json_decref(p);
+	return v;
+}
+
+#define WAIT_FOR(cond, ...)                                                 \
+	do {                                                                \
+		bool ok_ = false;                                           \
+		for (int i_ = 0; i_ < 600 && !(ok_ = (cond)); i_++)         \
+			usleep(50000);                                      \
+		cr_assert(ok_, __VA_ARGS__);                                \
+	} while (0)
+
+Test(walkthrough, service_rules_and_segsets_reach_the_agent, .timeout = 180)
+{
+	struct walk w = { 0 };
+	fd_init(&w.f);
+	start_daemon(&w);
+	const char *hadd[] = { "host", "add", "host-1", NULL };
+	char sdir[700], cdir[700];
+	join_host(&w, hadd, sdir, sizeof(sdir));
+	snprintf(cdir, sizeof(cdir), "%s/conf", w.f.dir);
+	cr_assert_eq(mkdir(cdir, 0700), 0);
+	uint8_t *keys;
+	size_t klen;
+	cr_assert_eq(file_read_all(PARLEY_SOURCE_DIR "/examples/auth.keys",
+				   4096, &keys, &klen, NULL), 0);
+	free(t_write(cdir, "auth.keys", keys, klen));
+	free(keys);
+	/* 1. No rule: early's call is denied, and the trail says why. */
+	create(&w, "early", "{\"name\":\"early\",\"image\":"
+	       "\"authclient.elf\",\"memory\":\"8M\",\"cmdline\":"
+	       "\"target=auth\"}");
+	w.agent = serve_process(&w, sdir, cdir);
+	const char *ae[] = { "audit", "list", "--partition", "early", NULL };
+	WAIT_FOR(audit_has(&w, ae, "svc_call_denied", "NO_POLICY"),
+		 "early's call never denied: %s", fd_daemon_log(&w.f));
+	kill(w.agent, SIGTERM);
+	waitpid(w.agent, NULL, 0);
+	/* 2. With the agent away: the provider, the client, a set of the
+	 * two, and the rule. */
+	create(&w, "auth", "{\"name\":\"auth\",\"image\":\"authsvc.elf\","
+	       "\"memory\":\"8M\",\"config\":[{\"name\":\"keys\","
+	       "\"path\":\"auth.keys\"}],\"cmdline\":\"callers=1\"}");
+	create(&w, "client", "{\"name\":\"client\",\"image\":"
+	       "\"authclient.elf\",\"memory\":\"8M\",\"cmdline\":"
+	       "\"user=alice pass=secret n=100000000 inflight=8\"}");
+	static const char set[] =
+		"{\"name\":\"bus\",\"members\":[\"auth\",\"client\"],"
+		"\"segments\":[{\"name\":\"st\",\"kind\":\"area\","
+		"\"writer\":\"agent\",\"size\":\"4K\"}]}";
+	char *sf = t_write(w.f.dir, "bus.json", set, strlen(set));
+	const char *sa[] = { "segset", "add", sf, NULL };
+	change(&w, sa);
+	free(sf);
+	const char *allow[] = { "service", "allow", "client", "auth", "auth",
+				NULL };
+	json_int_t v = change(&w, allow);
+	w.agent = serve_process(&w, sdir, cdir);
+	char want[160];
+	snprintf(want, sizeof(want), "enforcing policy version %lld (0 grants, "
+		 "1 service rules, 1 segment sets)", (long long)v);
+	const char *ac[] = { "audit", "list", "--partition", "client", NULL };
+	WAIT_FOR(audit_has(&w, ac, "svc_call_allowed", NULL) &&
+		 agent_log_has(&w, "client| right password: status 0"),
+		 "client's calls never answered");
+	cr_assert(agent_log_has(&w, want), "agent never enforced: %s", want);
+	/* 3. Deny again, while the client calls: the running agent takes
+	 * the new bundle and cuts the call off. */
+	const char *deny[] = { "service", "deny", "client", "auth", "auth",
+			       NULL };
+	json_int_t v2 = change(&w, deny);
+	cr_assert_gt(v2, v);
+	snprintf(want, sizeof(want), "enforcing policy version %lld (0 grants, "
+		 "1 service rules, 1 segment sets)", (long long)v2);
+	const char *rv[] = { "audit", "list", "--event", "revoke", NULL };
+	WAIT_FOR(audit_has(&w, rv, "revoke", "SERVICE_RULE_REMOVED") &&
+		 agent_log_has(&w, want), "the deny never reached the agent");
+	WAIT_FOR(acked(&w) == v2, "host-1 never acknowledged %lld",
+		 (long long)v2);
+	const char *ver[] = { "audit", "verify", NULL };
+	json_t *a = ctl_json(&w, ver);
+	cr_assert(json_is_true(json_object_get(a, "ok")));
+	json_decref(a);
+	kill(w.agent, SIGTERM);
+	waitpid(w.agent, NULL, 0);
 	fd_stop(&w.f);
 }

@@ -4,6 +4,8 @@
 #include "daemon/keys/keyd.h"
 
 #include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,6 +19,8 @@ static uint64_t now_ms(void)
 
 struct body_mem {
 	Parley__V1__Grant *grants, **gp;
+	Parley__V1__ServiceRule *rules, **rp;
+	char *segsets_json;
 	Parley__V1__Baseline *bases, **bp;
 	Parley__V1__FileDigest *files, **fp;
 	ProtobufCBinaryData *segs;
@@ -27,6 +31,9 @@ static void body_mem_free(struct body_mem *m)
 {
 	free(m->grants);
 	free(m->gp);
+	free(m->rules);
+	free(m->rp);
+	free(m->segsets_json);
 	free(m->bases);
 	free(m->bp);
 	free(m->files);
@@ -43,60 +50,98 @@ static bool seen(char (*names)[STORE_NAME_MAX], unsigned n, const char *x)
 	return false;
 }
 
-/* The baselines of every partition the grants name (those the store has). */
+/* The partitions the bundle names: grant ends, service rule ends, set
+ * members, each once. */
+struct names {
+	unsigned n, cap;
+	char (*v)[STORE_NAME_MAX];
+};
+
+static int names_add(struct names *l, const char *x)
+{
+	if (seen(l->v, l->n, x))
+		return 0;
+	if (l->n == l->cap) {
+		unsigned cap = l->cap ? 2 * l->cap : 64;
+		void *p = realloc(l->v, cap * sizeof(*l->v));
+		if (!p)
+			return -ENOMEM;
+		l->v = p;
+		l->cap = cap;
+	}
+	snprintf(l->v[l->n++], STORE_NAME_MAX, "%s", x);
+	return 0;
+}
+
+static int named(const struct grant_set *g, struct names *l)
+{
+	int rc = 0;
+	for (unsigned i = 0; rc == 0 && i < g->n; i++)
+		if ((rc = names_add(l, g->g[i].a)) == 0)
+			rc = names_add(l, g->g[i].b);
+	for (unsigned i = 0; rc == 0 && i < g->nsvc; i++)
+		if ((rc = names_add(l, g->svc[i].source)) == 0)
+			rc = names_add(l, g->svc[i].target);
+	for (unsigned i = 0; rc == 0 && i < g->seg.n; i++)
+		for (unsigned k = 0; rc == 0 && k < g->seg.s[i].nmembers; k++)
+			rc = names_add(l, g->seg.s[i].member[k]);
+	return rc;
+}
+
+/* The baselines of every partition the bundle names (those the store
+ * has): a channel's, a call's and a set's ends are re-measured against
+ * them. */
 static int fill_baselines(struct store *s, const struct grant_set *g,
 			  Parley__V1__PolicyBody *b, struct body_mem *m,
 			  struct parley_err *err)
 {
-	unsigned max = 2 * g->n;
-	char (*names)[STORE_NAME_MAX] = calloc(max ? max : 1, STORE_NAME_MAX);
+	struct names l = { 0 };
+	if (named(g, &l) < 0) {
+		free(l.v);
+		return perr(err, -ENOMEM, "out of memory");
+	}
+	unsigned max = l.n;
 	m->sb = calloc(max ? max : 1, sizeof(*m->sb));
 	m->bases = calloc(max ? max : 1, sizeof(*m->bases));
 	m->bp = calloc(max ? max : 1, sizeof(*m->bp));
 	m->files = calloc((max ? max : 1) * STORE_FILES_MAX, sizeof(*m->files));
 	m->fp = calloc((max ? max : 1) * STORE_FILES_MAX, sizeof(*m->fp));
 	m->segs = calloc((max ? max : 1) * STORE_SEGS_MAX, sizeof(*m->segs));
-	if (!names || !m->sb || !m->bases || !m->bp || !m->files || !m->fp ||
+	if (!m->sb || !m->bases || !m->bp || !m->files || !m->fp ||
 	    !m->segs) {
-		free(names);
+		free(l.v);
 		return perr(err, -ENOMEM, "out of memory");
 	}
-	unsigned nn = 0, nb = 0;
-	for (unsigned i = 0; i < g->n; i++) {
-		const char *ends[2] = { g->g[i].a, g->g[i].b };
-		for (int e = 0; e < 2; e++) {
-			if (seen(names, nn, ends[e]))
-				continue;
-			snprintf(names[nn++], STORE_NAME_MAX, "%s", ends[e]);
-			struct store_baseline *sb = &m->sb[nb];
-			if (store_baseline_get(s, ends[e], sb, NULL) < 0)
-				continue;
-			Parley__V1__Baseline *w = &m->bases[nb];
-			parley__v1__baseline__init(w);
-			w->partition = sb->partition;
-			wire_bytes(&w->digest, sb->d.digest, STORE_DIGEST);
-			w->golden = sb->golden;
-			w->files = &m->fp[nb * STORE_FILES_MAX];
-			w->n_files = sb->d.nfile;
-			for (unsigned f = 0; f < sb->d.nfile; f++) {
-				Parley__V1__FileDigest *fd =
-					&m->files[nb * STORE_FILES_MAX + f];
-				parley__v1__file_digest__init(fd);
-				fd->name = sb->d.file[f].name;
-				wire_bytes(&fd->sha256, sb->d.file[f].sha256,
-					   STORE_DIGEST);
-				w->files[f] = fd;
-			}
-			w->segments = &m->segs[nb * STORE_SEGS_MAX];
-			w->n_segments = sb->d.nseg;
-			for (unsigned k = 0; k < sb->d.nseg; k++)
-				wire_bytes(&w->segments[k], sb->d.seg[k],
-					   STORE_DIGEST);
-			m->bp[nb] = w;
-			nb++;
+	unsigned nb = 0;
+	for (unsigned i = 0; i < l.n; i++) {
+		struct store_baseline *sb = &m->sb[nb];
+		if (store_baseline_get(s, l.v[i], sb, NULL) < 0)
+			continue;
+		Parley__V1__Baseline *w = &m->bases[nb];
+		parley__v1__baseline__init(w);
+		w->partition = sb->partition;
+		wire_bytes(&w->digest, sb->d.digest, STORE_DIGEST);
+		w->golden = sb->golden;
+		w->files = &m->fp[nb * STORE_FILES_MAX];
+		w->n_files = sb->d.nfile;
+		for (unsigned f = 0; f < sb->d.nfile; f++) {
+			Parley__V1__FileDigest *fd =
+				&m->files[nb * STORE_FILES_MAX + f];
+			parley__v1__file_digest__init(fd);
+			fd->name = sb->d.file[f].name;
+			wire_bytes(&fd->sha256, sb->d.file[f].sha256,
+				   STORE_DIGEST);
+			w->files[f] = fd;
 		}
+		w->segments = &m->segs[nb * STORE_SEGS_MAX];
+		w->n_segments = sb->d.nseg;
+		for (unsigned k = 0; k < sb->d.nseg; k++)
+			wire_bytes(&w->segments[k], sb->d.seg[k],
+				   STORE_DIGEST);
+		m->bp[nb] = w;
+		nb++;
 	}
-	free(names);
+	free(l.v);
 	b->baselines = m->bp;
 	b->n_baselines = nb;
 	return 0;
@@ -118,6 +163,82 @@ static int fill_grants(const struct grant_set *g, Parley__V1__PolicyBody *b,
 	return 0;
 }
 
+/* The host's service rules, into g->svc (for the baselines) and the
+ * body. */
+static int fill_services(struct store *s, const char *host,
+			 struct grant_set *g, Parley__V1__PolicyBody *b,
+			 struct body_mem *m, struct parley_err *err)
+{
+	_Static_assert(SVC_RULES_MAX <= WIRE_SERVICES_MAX,
+		       "a host's rules fit its bundle");
+	struct store_svc_rule *r = NULL;
+	int n = store_list_svc_rules(s, host, &r, err);
+	if (n < 0)
+		return n;
+	g->svc = calloc(n ? (unsigned)n : 1, sizeof(*g->svc));
+	m->rules = calloc(n ? (unsigned)n : 1, sizeof(*m->rules));
+	m->rp = calloc(n ? (unsigned)n : 1, sizeof(*m->rp));
+	if (!g->svc || !m->rules || !m->rp) {
+		free(r);
+		return perr(err, -ENOMEM, "out of memory");
+	}
+	for (int i = 0; i < n; i++) {
+		g->svc[i] = r[i].r;
+		wire_svc_from_model(&m->rules[i], &g->svc[i]);
+		m->rp[i] = &m->rules[i];
+	}
+	g->nsvc = (unsigned)n;
+	free(r);
+	b->services = m->rp;
+	b->n_services = (size_t)n;
+	return 0;
+}
+
+/* The host's segment sets: the stored entries joined into one "segsets"
+ * array (each was checked by common/segset.c when it was stored; the
+ * agent checks the whole again), and parsed back into g->seg for the
+ * baselines. */
+static int fill_segsets(struct store *s, const char *host,
+			struct grant_set *g, Parley__V1__PolicyBody *b,
+			struct body_mem *m, struct parley_err *err)
+{
+	_Static_assert(STORE_SEGSETS_HOST_JSON_MAX + 2 * SEGSETS_MAX <=
+			       WIRE_SEGSETS_JSON_MAX,
+		       "a host's sets fit its bundle");
+	struct store_segset *l = NULL;
+	int n = store_list_segsets(s, host, &l, err);
+	if (n <= 0)
+		return n;
+	size_t len = 3;
+	for (int i = 0; i < n; i++)
+		len += strlen(l[i].json) + 1;
+	char *t = m->segsets_json = malloc(len);
+	int rc = t ? 0 : perr(err, -ENOMEM, "out of memory");
+	if (rc == 0) {
+		size_t at = 0;
+		t[at++] = '[';
+		for (int i = 0; i < n; i++) {
+			size_t k = strlen(l[i].json);
+			if (i)
+				t[at++] = ',';
+			memcpy(t + at, l[i].json, k);
+			at += k;
+		}
+		t[at++] = ']';
+		t[at] = '\0';
+		b->segsets_json = t;
+		json_t *arr = json_loads(t, JSON_REJECT_DUPLICATES, NULL);
+		rc = arr ? segset_doc_from_json(arr, NULL, &g->seg, err)
+			 : perr(err, -EBADMSG, "stored segment sets of host "
+				"\"%s\" are not JSON", host);
+		json_decref(arr);
+		if (rc < 0)
+			perr_prefix(err, "segment sets of host \"%s\"", host);
+	}
+	store_segsets_free(l, (unsigned)n);
+	return rc;
+}
+
 int policy_body_build(struct store *s, const char *host, uint64_t after,
 		      uint64_t *version, uint8_t **body, size_t *len,
 		      struct parley_err *err)
@@ -137,10 +258,17 @@ int policy_body_build(struct store *s, const char *host, uint64_t after,
 	if (rc == 0)
 		rc = fill_grants(&g, &b, &m, err);
 	if (rc == 0)
+		rc = fill_services(s, host, &g, &b, &m, err);
+	if (rc == 0)
+		rc = fill_segsets(s, host, &g, &b, &m, err);
+	if (rc == 0)
 		rc = fill_baselines(s, &g, &b, &m, err);
+	b.host = (char *)host;
+	b.version = *version;
+	/* Refuse our own bad output rather than have the agent refuse it. */
+	if (rc == 0)
+		rc = wire_check_policy_body(&b, "bundle", err);
 	if (rc == 0) {
-		b.host = (char *)host;
-		b.version = *version;
 		b.issued_unix_ms = now_ms();
 		*len = parley__v1__policy_body__get_packed_size(&b);
 		if (!(*body = malloc(*len ? *len : 1)))
