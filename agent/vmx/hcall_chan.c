@@ -174,7 +174,7 @@ bool vmx_hc_seg_attach(struct vmx_vcpu *c, void *arg)
 	a->size = r.size;
 	a->member = r.tx;
 	a->ret = r.status;
-	DETAIL_OUT(a->detail, &r);
+	VMX_DETAIL_OUT(a->detail, &r);
 	return true;
 }
 
