@@ -34,6 +34,9 @@ long ctl_payload_size(uint32_t type)
 		return sizeof(struct ctl_chan_ref);
 	case CTL_DIRTY:
 		return sizeof(struct ctl_dirty);
+	case CTL_PING:
+	case CTL_PONG:
+		return sizeof(struct ctl_ping);
 	case CTL_DIRTY_REQ:
 	case CTL_PAUSE:
 	case CTL_RESUME:
@@ -237,6 +240,10 @@ const char *ctl_type_name(uint32_t type)
 	};
 	if (type < sizeof(agent) / sizeof(agent[0]) && agent[type])
 		return agent[type];
+	if (type == CTL_PING)
+		return "CTL_PING";
+	if (type == CTL_PONG)
+		return "CTL_PONG";
 	if (type >= CTL_READY && type - CTL_READY < sizeof(vmm) / sizeof(vmm[0]))
 		return vmm[type - CTL_READY];
 	return "?";
@@ -292,6 +299,9 @@ static bool fields_ok(const struct ctl_msg *m)
 	case CTL_OPEN_REPLY:
 		return terminated(m->u.open_reply.detail,
 				  sizeof(m->u.open_reply.detail));
+	case CTL_PING:
+	case CTL_PONG:
+		return m->u.ping.reserved == 0;
 	default:
 		return true;
 	}

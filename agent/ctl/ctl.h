@@ -38,6 +38,9 @@ enum ctl_type {
 	CTL_PEER_GONE,     /* the channel's other end stopped: the window stays
 			    * (what was sent can be read), waits and notifies
 			    * answer PEER_DOWN; no reply */
+	/* 12..27 free; 28..31 the hand-over's (agent/update_*.c) */
+	CTL_PING = 28,     /* u64 nonce: answer CTL_PONG with it, nothing
+			    * else (an agent taking over checks the link) */
 	/* vmm -> agent */
 	CTL_READY = 32,    /* set up, sandboxed, vCPUs released */
 	CTL_CONSOLE,
@@ -51,6 +54,8 @@ enum ctl_type {
 	CTL_MAPPED,
 	CTL_UNMAPPED,
 	CTL_CLOSED,        /* the partition closed a handle */
+	/* 44..59 free; 60..63 the hand-over's */
+	CTL_PONG = 60,     /* the nonce of the CTL_PING it answers */
 };
 
 /* Requests from a vmm that need the grant manager's decision: never
@@ -187,6 +192,12 @@ struct ctl_chan_ref {
 	uint64_t handle;
 };
 
+/* CTL_PING and CTL_PONG. reserved is zero. */
+struct ctl_ping {
+	uint64_t nonce;
+	uint64_t reserved;
+};
+
 #define CTL_DIRTY_BYTES 4096
 
 struct ctl_dirty {
@@ -271,6 +282,7 @@ struct ctl_msg {
 		struct ctl_open_req open_req;
 		struct ctl_dirty dirty;
 		struct ctl_chan_ref ref;   /* MAP/UNMAP replies, UNMAP, CLOSED */
+		struct ctl_ping ping;      /* PING, PONG */
 		_Alignas(8) char raw[CTL_PAYLOAD_MAX];
 	} u;
 };
@@ -285,6 +297,7 @@ struct ctl_msg {
  *   map       nseg 1..CTL_MAP_SEGS_MAX, nmem 1..CTL_MAP_MEMS_MAX, every
  *             segment's mem < nmem and readonly 0 or 1; reserved zero
  *   open_reply detail NUL-terminated
+ *   ping, pong reserved zero
  * Bounds that need the reader's state (a dirty chunk against the config
  * region, a vCPU index against the partition) stay with the caller. */
 
