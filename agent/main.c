@@ -562,8 +562,13 @@ static void adopt_all(struct agent *a)
 	audit_emit(&a->audit, &e);
 	fprintf(stderr, "parley-agent: %s (previous: %s)\n", detail,
 		u.old_version);
+	/* New partitions start the staged vmm; those running keep theirs. */
+	static char vmm_path[sizeof(u.vmm_path)];
+	snprintf(vmm_path, sizeof(vmm_path), "%s", u.vmm_path);
+	if (vmm_path[0])
+		a->cli.vmm = vmm_path;
 	for (unsigned i = 0; i < a->sup.n; i++)
-		if (strcmp(a->sup.e[i].p->vmm_version, agent_version()))
+		if (strcmp(a->sup.e[i].p->vmm_version, u.vmm_version))
 			fprintf(stderr, "parley-agent: %s still runs vmm %s "
 					"until its next start\n",
 				a->sup.e[i].p->name,

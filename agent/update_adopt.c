@@ -322,6 +322,8 @@ int update_adopt(int sock, struct update_adopt *u, struct parley_err *err)
 	snprintf(u->old_version, sizeof(u->old_version), "%s",
 		 a.h.old_version);
 	snprintf(u->vmm_path, sizeof(u->vmm_path), "%s", a.h.vmm_path);
+	snprintf(u->vmm_version, sizeof(u->vmm_version), "%s",
+		 a.h.vmm_version);
 	u->pause_ns = a.h.pause_ns;
 	u->policy = a.h.policy;
 	u->policy_len = a.h.policy_len;

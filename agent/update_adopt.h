@@ -38,6 +38,7 @@ struct update_adopt {
 	/* Filled in: */
 	char old_version[64];
 	char vmm_path[1024];       /* what new partitions should start */
+	char vmm_version[64];      /* and its version */
 	uint8_t *policy;           /* the policy in force (malloc'd; its */
 	uint32_t policy_len;       /* grants are set in cm already) */
 	uint64_t pause_ns;         /* when the old one stopped serving */
