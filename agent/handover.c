@@ -75,15 +75,17 @@ static void put_str(struct wbuf *w, const char *s)
 
 static void put_measure(struct wbuf *w, const struct measure *m)
 {
+	/* A count past its array (only a test makes one) is written with
+	 * the entries there are: the parser must stop at the count. */
 	put_u32(w, m->nfile);
-	for (unsigned i = 0; i < m->nfile; i++) {
+	for (unsigned i = 0; i < m->nfile && i < PARLEY_CONFIG_FILES_MAX; i++) {
 		put_str(w, m->file[i].name);
 		put_u64(w, m->file[i].off);
 		put_u64(w, m->file[i].size);
 		put(w, m->file[i].digest, MEASURE_DIGEST);
 	}
 	put_u32(w, m->nseg);
-	for (unsigned i = 0; i < m->nseg; i++) {
+	for (unsigned i = 0; i < m->nseg && i < MEASURE_SEGS_MAX; i++) {
 		put_u64(w, m->seg[i].gpa);
 		put_u64(w, m->seg[i].size);
 		put(w, m->seg[i].digest, MEASURE_DIGEST);
@@ -110,7 +112,7 @@ static void put_part(struct wbuf *w, const struct ho_part *p)
 	put_u64(w, p->image_hi);
 	put_u32(w, p->open_pending);
 	put_u32(w, p->nrange);
-	for (unsigned i = 0; i < p->nrange; i++) {
+	for (unsigned i = 0; i < p->nrange && i < HO_RANGES_MAX; i++) {
 		put_u64(w, p->range[i].gpa);
 		put_u64(w, p->range[i].size);
 		put_u32(w, p->range[i].flags);
@@ -460,13 +462,9 @@ static void get_chan(struct rbuf *r, struct handover *h, struct ho_chan *c)
 		check_end(r, h, c, s);
 }
 
-/* Ids unique, names unique, and no slot of a partition held twice. */
+/* Channel ids unique, and no slot of a partition held twice. */
 static void check_unique(struct rbuf *r, const struct handover *h)
 {
-	for (unsigned i = 0; !r->rc && i < h->npart; i++)
-		for (unsigned k = i + 1; k < h->npart; k++)
-			if (!strcmp(h->part[i].name, h->part[k].name))
-				return (void)bad(r, "partition named twice");
 	for (unsigned i = 0; !r->rc && i < h->nchan; i++) {
 		for (unsigned k = i + 1; k < h->nchan; k++)
 			if (h->chan[i].id == h->chan[k].id)
@@ -530,6 +528,9 @@ static void parse_body(struct rbuf *r, struct handover *h, unsigned nfds)
 	unsigned fd = 0;
 	for (unsigned i = 0; !r->rc && i < h->npart; i++) {
 		get_part(r, &h->part[i]);
+		for (unsigned k = 0; !r->rc && k < i; k++)
+			if (!strcmp(h->part[i].name, h->part[k].name))
+				bad(r, "partition named twice");
 		h->part[i].fd = fd;
 		fd += HO_FDS_PER_PART;
 	}

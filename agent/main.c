@@ -522,8 +522,8 @@ static void on_upgrade(void *ctx)
 	};
 	if (update_commit(&h, a->cli.update_stage, &err) == 0)
 		update_leave();
-	fprintf(stderr, "parley-agent: update rolled back after %.1f ms, "
-			"this agent (%s) serves on: %s\n",
+	fprintf(stderr, "parley-agent: update rolled back (grant manager "
+			"paused %.1f ms), this agent (%s) serves on: %s\n",
 		(double)h.pause_ns / 1e6, agent_version(), perr_msg(&err));
 }
 

@@ -1,6 +1,7 @@
 /* ping: sends `count` messages of mixed sizes over the both-way channel
  * `chan` (default "pingpong"), keeps up to `window` in flight, and checks
- * every reply pong sends back. Exit 0 when all came back intact. With
+ * every reply pong sends back. Exit 0 when all came back intact.
+ * window=0 sends nothing and waits (an idle partition, for benchmarks). With
  * report=N it says "ping: K ok" after every N replies (K checked so far):
  * a counter that keeps rising while the agent is replaced beneath it. */
 #include "pingpong.h"
@@ -16,7 +17,7 @@ int main(const struct parley_boot_info *bi)
 	long report = parley_cmdline_int(bi, "report", 0);
 	struct parley_chan c;
 	char detail[64];
-	int64_t rc = pp_open(&c, detail);
+	int64_t rc = pp_open(bi, &c, detail);
 	if (rc != PARLEY_OK) {
 		parley_printf("ping: open failed: %ld %s\n", (long)rc, detail);
 		return 2;
