@@ -87,8 +87,12 @@ static void stage(struct run *r, const char *agent)
 	write_file(path, "manifest.json", "{\"version\":\"9.9.9-test\"}");
 }
 
-/* ping and pong for ever, ping saying "ping: N ok" every 20000 replies. */
-static void start(struct run *r, const char *fault, const char *timeout)
+/* ping and pong for ever, ping saying "ping: N ok" every 20000 replies;
+ * with spam, a third partition asking SPAM times for a channel it has no
+ * grant for (each a CHAN_OPEN the grant manager answers and audits). */
+#define SPAM 20000
+static void start_with(struct run *r, const char *fault, const char *timeout,
+		       bool spam)
 {
 	cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
 	r->dir = t_tmpdir();
@@ -115,6 +119,11 @@ static void start(struct run *r, const char *fault, const char *timeout)
 	write_file(r->dir, "grants.json", "{\"grants\":[{\"channel\":"
 		   "\"pingpong\",\"endpoint_a\":\"ping\",\"endpoint_b\":"
 		   "\"pong\",\"direction\":\"both\",\"ring_bytes\":\"64K\"}]}");
+	char spam_cmd[200];
+	snprintf(spam_cmd, sizeof(spam_cmd), "{\"name\":\"spam\",\"image\":"
+		 "\"chantest.elf\",\"memory\":\"8M\",\"cmdline\":"
+		 "\"steps=sleep:200,spam:%d:nogrant\"}", SPAM);
+	write_file(r->dir, "spam.json", spam_cmd);
 	snprintf(r->out, sizeof(r->out), "%s/run.out", r->dir);
 	snprintf(r->audit, sizeof(r->audit), "%s/audit.jsonl", r->dir);
 	pid_t self = getpid();
@@ -131,14 +140,20 @@ static void start(struct run *r, const char *fault, const char *timeout)
 			setenv("PARLEY_TEST_HANDOVER_FAULT", fault, 1);
 		/* The old agent is the production build: it never reads
 		 * that variable; the new one (parley-agent-next) does. */
-		execl(T_AGENT, T_AGENT, "run", "--backend", "process",
-		      "--vmm", T_VMM, "--image-dir", PARLEY_BUILD_DIR "/guest",
-		      "--policy", "grants.json", "--audit", "audit.jsonl",
-		      "--update-stage", "stage", "--update-timeout",
-		      timeout ? timeout : "20", "ping.json", "pong.json",
-		      (char *)NULL);
+		char *argv[] = { T_AGENT, "run", "--backend", "process",
+			"--vmm", T_VMM, "--image-dir", PARLEY_BUILD_DIR "/guest",
+			"--policy", "grants.json", "--audit", "audit.jsonl",
+			"--update-stage", "stage", "--update-timeout",
+			(char *)(timeout ? timeout : "20"), "ping.json",
+			"pong.json", spam ? "spam.json" : NULL, NULL };
+		execv(T_AGENT, argv);
 		_exit(127);
 	}
+}
+
+static void start(struct run *r, const char *fault, const char *timeout)
+{
+	start_with(r, fault, timeout, false);
 }
 
 /* Stop an agent by SIGTERM (its partitions with it) and reap it, and the
@@ -170,9 +185,11 @@ Test(handover, pingpong_keeps_running_across_the_hand_over,
      .timeout = 120)
 {
 	struct run r;
-	start(&r, NULL, NULL);
-	char *s = await_out(&r, 0, "ping| ping: ", 2, 60);
+	start_with(&r, NULL, NULL, true);
+	char *s = await_out(&r, 0, "ping| ping: ", 1, 60);
 	size_t before = strlen(s);
+	cr_assert_null(strstr(s, "spammed"), "the spam ended before the "
+		       "hand-over began: raise SPAM\n%s", s);
 	free(s);
 	kill(r.old, SIGUSR1);
 	s = await_out(&r, before, "handed over to pid ", 1, 60);
@@ -193,6 +210,21 @@ Test(handover, pingpong_keeps_running_across_the_hand_over,
 	cr_expect(strstr(s, "ping still runs vmm "), "%s", s);
 	cr_expect_null(strstr(s, "damaged"), "%s", s);
 	cr_expect_null(strstr(s, "stopped:"), "%s", s);
+	free(s);
+	/* Channel opens asked before, during (they wait in the vmm's control
+	 * socket) and after the hand-over: each answered once, each audited
+	 * once, by whichever agent served it. */
+	s = await_out(&r, 0, "spam| spammed ", 1, 90);
+	char want[64];
+	snprintf(want, sizeof(want), "spam| spammed %d (0 allowed)", SPAM);
+	cr_expect(strstr(s, want), "%s", s);
+	cr_expect_lt(strstr(s, "took over from"), strstr(s, "spammed"),
+		     "the spam ended before the hand-over: raise SPAM");
+	free(s);
+	s = slurp(r.audit);
+	cr_expect_eq(count_of(s, "\"event\":\"open_denied\",\"partition\":"
+				 "\"spam\""), SPAM, "audit records lost or "
+		     "duplicated");
 	free(s);
 	st = stop(np);
 	cr_expect(WIFEXITED(st), "new: %#x", st);
