@@ -575,24 +575,27 @@ static void adopt_all(struct agent *a)
 				a->sup.e[i].p->vmm_version);
 }
 
-#ifdef PARLEY_AGENT_TEST_NEXT
-/* Faults of the test build only: PARLEY_TEST_HANDOVER_FAULT=crash (dies
- * at start), noconfirm, adopt. */
-static void test_faults(struct agent *a)
+/* Faults of the test build only (parley-agent-next), when it is the new
+ * binary of a hand-over: PARLEY_TEST_HANDOVER_FAULT=crash (dies at start),
+ * noconfirm, adopt. A production build has no such code. */
+static enum update_fault test_faults(int handover)
 {
+#ifdef PARLEY_AGENT_TEST_NEXT
 	const char *f = getenv("PARLEY_TEST_HANDOVER_FAULT");
-	if (!f || a->handover_fd < 0)
-		return;
+	if (!f || handover < 0)
+		return UPDATE_FAULT_NONE;
 	if (!strcmp(f, "crash")) {
 		signal(SIGABRT, SIG_DFL);
 		raise(SIGABRT);
 	}
 	if (!strcmp(f, "noconfirm"))
-		a->fault = UPDATE_FAULT_NO_CONFIRM;
+		return UPDATE_FAULT_NO_CONFIRM;
 	if (!strcmp(f, "adopt"))
-		a->fault = UPDATE_FAULT_ADOPT;
-}
+		return UPDATE_FAULT_ADOPT;
 #endif
+	(void)handover;
+	return UPDATE_FAULT_NONE;
+}
 
 /* PARLEY_HANDOVER_FD: the socket an agent we replace started us with.
  * Taken out of the environment, so that none of our children sees it. */
@@ -610,7 +613,7 @@ static int handover_fd(void)
 	return (int)fd;
 }
 
-static int serve(int argc, char **argv)
+static int serve(int argc, char **argv, char **all)
 {
 	static struct agent a;
 	int first = parse_opts(argc, argv, &a.cli);
@@ -628,7 +631,12 @@ static int serve(int argc, char **argv)
 		.audit = a.cli.audit, .rehash_s = a.cli.rehash_s,
 		.backend = a.cli.backend,
 		.specs = argv + first, .nspecs = argc - first,
+		.update_stage = a.cli.update_stage,
+		.update_timeout_ms = (int)(a.cli.update_timeout_s * 1000),
+		.argv = all, .version = agent_version(),
+		.handover_fd = handover_fd(),
 	};
+	o.fault = test_faults(o.handover_fd);
 	return serve_main(&o);
 }
 
@@ -644,15 +652,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!strcmp(argv[1], "serve"))
-		return serve(argc - 1, argv + 1);
+		return serve(argc - 1, argv + 1, argv);
 	int restore = strcmp(argv[1], "restore") == 0;
 	static struct agent a;
 	a.restore = restore;
 	a.argv = argv;
 	a.handover_fd = restore ? -1 : handover_fd();
-#ifdef PARLEY_AGENT_TEST_NEXT
-	test_faults(&a);
-#endif
+	a.fault = test_faults(a.handover_fd);
 	int first = parse_opts(argc - 1, argv + 1, &a.cli);
 	if (first < 0)
 		return 2;

@@ -212,11 +212,16 @@ static int adopt_chans(struct adopt *a, struct parley_err *err)
 {
 	struct chanmgr *cm = a->u->cm;
 	struct grant_set g;
-	int rc = grant_set_parse((const char *)a->h.policy, a->h.policy_len,
-				 NULL, &g, err);
-	if (rc < 0)
-		return perr_prefix(err, "the policy in force"), rc;
-	chanmgr_set_grants(cm, &g); /* no channel yet: nothing revoked */
+	int rc = 0;
+	/* No policy document: the agent under a daemon, whose policy is the
+	 * bundle it persisted (its link loads it after the commit). */
+	if (a->h.policy_len) {
+		rc = grant_set_parse((const char *)a->h.policy,
+				     a->h.policy_len, NULL, &g, err);
+		if (rc < 0)
+			return perr_prefix(err, "the policy in force"), rc;
+		chanmgr_set_grants(cm, &g); /* no channel yet: none revoked */
+	}
 	cm->next_id = a->h.next_chan_id;
 	for (unsigned i = 0; i < a->h.nchan; i++)
 		if ((rc = adopt_chan(a, &a->h.chan[i], err)) < 0)

@@ -418,6 +418,8 @@ static int run(struct commit *c, const char *stage, struct parley_err *err)
 	if (type != UPD_READY)
 		return perr(err, -EPROTO, "the new agent said '%c' instead of "
 			    "ready", type);
+	if (c->a->before_commit)
+		c->a->before_commit(c->a->ctx);
 	if (upd_send(c->sock, UPD_COMMIT, NULL, 0, NULL, 0) < 0)
 		return perr(err, -EPIPE, "the new agent went away at commit");
 	return 0;

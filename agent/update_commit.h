@@ -55,6 +55,9 @@ struct update_host {
 	/* One round of the running agent's event loop, at most max_ms: it
 	 * keeps serving while the new binary starts. */
 	void (*serve)(void *ctx, int max_ms);
+	/* Optional: once the new agent is ready, just before it is told to
+	 * commit (the daemon link lets go of its outbox and connection). */
+	void (*before_commit)(void *ctx);
 	void *ctx;
 	/* Filled in on return: the new agent's pid (0 if none started), and
 	 * how long the grant manager did not answer (stop serving to commit

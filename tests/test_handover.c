@@ -22,6 +22,7 @@
 
 #include "agent/ctl/ctl.h"
 #include "common/fileio.h"
+#include "tests/helpers/fleetd.h"
 #include "tests/helpers/testutil.h"
 
 struct run {
@@ -302,5 +303,132 @@ Test(handover, incomplete_stage_refused, .timeout = 120)
 	cr_expect(strstr(s, "lacks parley-agent"), "%s", s);
 	free(s);
 	stop(r.old);
+	finish(&r);
+}
+
+/* ---- under a daemon (`parley-agent serve`) ------------------------------ */
+
+#define SERVE_EVENTS 3000
+
+/* How many times the store holds each of host-a's denials c0..c2999, and
+ * whether it holds the hand-over's own record. */
+struct stored_tally {
+	uint8_t n[SERVE_EVENTS];
+	unsigned total, stray, committed;
+};
+
+static struct store *reader;
+
+static int stored_row(const struct store_audit *row, void *ctx)
+{
+	struct stored_tally *t = ctx;
+	unsigned k;
+	char tail;
+	if (strcmp(row->host, "host-a"))
+		return 0;
+	if (!strcmp(row->event, "update_committed"))
+		t->committed++;
+	if (strcmp(row->event, "open_denied"))
+		return 0;
+	if (sscanf(row->channel, "c%u%c", &k, &tail) != 1 ||
+	    k >= SERVE_EVENTS) {
+		t->stray++;
+		return 0;
+	}
+	if (t->n[k] < 255)
+		t->n[k]++;
+	t->total++;
+	return 0;
+}
+
+static void tally(struct stored_tally *t)
+{
+	struct parley_err err = { 0 };
+	memset(t, 0, sizeof(*t));
+	cr_assert_geq(store_audit_list(reader, 0, 0, stored_row, t, &err), 0,
+		      "%s", perr_msg(&err));
+}
+
+struct want_stored {
+	unsigned total, committed;
+	struct stored_tally t;
+};
+
+static bool enough_stored(struct fleetd *f, void *ctx)
+{
+	(void)f;
+	struct want_stored *w = ctx;
+	tally(&w->t);
+	return w->t.total >= w->total && w->t.committed >= w->committed;
+}
+
+/* The agent under a daemon hands over while a partition streams audit
+ * events (3,000 channel opens without a grant, each naming its own
+ * channel): its outbox is synced and its link closed just before the
+ * commit, the new agent opens the same outbox and reconnects, and the
+ * store ends with every event exactly once, and the hand-over's own. */
+Test(handover, under_a_daemon_every_audit_event_stored_once,
+     .timeout = 240)
+{
+	cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	struct fleetd f;
+	fd_init(&f);
+	struct store *s = fd_store(&f);
+	cr_assert_eq(store_host_put(s, "host-a", "", (struct store_blob){ 0 },
+				    NULL), 0);
+	struct store_part_in in = { .name = "a", .host = "host-a",
+				    .kind = STORE_PART_THIN, .spec_json = "{}",
+				    .spec_len = 2, .state = "defined" };
+	cr_assert_eq(store_partition_put(s, &in, NULL, NULL), 0);
+	reader = s;
+	fd_start_daemon(&f);
+	struct fd_agent *h = fd_host(&f, "host-a", NULL);
+	struct run r = { .dir = t_tmpdir() };
+	stage(&r, T_BIN("parley-agent-next"));
+	char stage_dir[600];
+	snprintf(stage_dir, sizeof(stage_dir), "%s/stage", r.dir);
+	char spec[256];
+	snprintf(spec, sizeof(spec), "{\"name\":\"a\",\"image\":"
+		 "\"chantest.elf\",\"memory\":\"4M\",\"cmdline\":"
+		 "\"steps=spamn:%d:c,sleep:60000\"}", SERVE_EVENTS);
+	const char *specs[] = { spec, NULL };
+	const char *extra[] = { "--update-stage", stage_dir, NULL };
+	fd_start_agent_with(&f, h, specs, extra);
+	static struct want_stored w;
+	w = (struct want_stored){ .total = 200 };
+	cr_assert(fd_wait(enough_stored, &f, &w, 60000), "%u stored:\n%s",
+		  w.t.total, fd_agent_log(h));
+	cr_assert_lt(w.t.total, SERVE_EVENTS, "the stream ended before the "
+		     "hand-over: raise SERVE_EVENTS");
+	kill(h->pid, SIGUSR1);
+	int st = 0;
+	cr_assert_eq(waitpid(h->pid, &st, 0), h->pid);
+	char *log = fd_agent_log(h);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "old: %#x\n%s", st,
+		  log);
+	const char *at = strstr(log, "handed over to pid ");
+	cr_assert(at, "%s", log);
+	h->pid = (pid_t)atoi(at + strlen("handed over to pid "));
+	free(log);
+	w = (struct want_stored){ .total = SERVE_EVENTS, .committed = 1 };
+	cr_assert(fd_wait(enough_stored, &f, &w, 120000), "%u of %d stored, "
+		  "committed %u:\n%s", w.t.total, SERVE_EVENTS, w.t.committed,
+		  fd_agent_log(h));
+	unsigned missing = 0, twice = 0;
+	for (unsigned k = 0; k < SERVE_EVENTS; k++) {
+		missing += w.t.n[k] == 0;
+		twice += w.t.n[k] > 1;
+	}
+	cr_expect_eq(missing, 0);
+	cr_expect_eq(twice, 0);
+	cr_expect_eq(w.t.total, SERVE_EVENTS);
+	cr_expect_eq(w.t.committed, 1);
+	cr_expect_eq(w.t.stray, 0);
+	log = fd_agent_log(h);
+	cr_expect(strstr(log, "+next took over from"), "%s", log);
+	free(log);
+	fd_stop(&f);
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
 	finish(&r);
 }
