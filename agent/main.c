@@ -577,7 +577,7 @@ static void adopt_all(struct agent *a)
 
 /* Faults of the test build only (parley-agent-next), when it is the new
  * binary of a hand-over: PARLEY_TEST_HANDOVER_FAULT=crash (dies at start),
- * noconfirm, adopt. A production build has no such code. */
+ * noconfirm, adopt, pingdie. A production build has no such code. */
 static enum update_fault test_faults(int handover)
 {
 #ifdef PARLEY_AGENT_TEST_NEXT
@@ -592,6 +592,8 @@ static enum update_fault test_faults(int handover)
 		return UPDATE_FAULT_NO_CONFIRM;
 	if (!strcmp(f, "adopt"))
 		return UPDATE_FAULT_ADOPT;
+	if (!strcmp(f, "pingdie"))
+		return UPDATE_FAULT_PING_DIE;
 #endif
 	(void)handover;
 	return UPDATE_FAULT_NONE;

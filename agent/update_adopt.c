@@ -254,6 +254,8 @@ static int ping_all(struct adopt *a, struct parley_err *err)
 				  "ping", a->parts[i]->name);
 		left++;
 	}
+	if (rc == 0 && a->u->fault == UPDATE_FAULT_PING_DIE)
+		leave(a, 3, NULL);
 	while (rc == 0 && left) {
 		for (unsigned i = 0; i < n; i++)
 			pf[i] = (struct pollfd){ .fd = done[i] ? -1

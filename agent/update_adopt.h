@@ -24,6 +24,8 @@ enum update_fault {
 	UPDATE_FAULT_NONE = 0,
 	UPDATE_FAULT_NO_CONFIRM,   /* adopt, ping, then never say ready */
 	UPDATE_FAULT_ADOPT,        /* refuse to adopt the last partition */
+	UPDATE_FAULT_PING_DIE,     /* ping every vmm, then exit at once: the
+				    * old agent gets the answers */
 };
 
 struct update_adopt {
