@@ -146,6 +146,10 @@ static int reap_new(struct commit *c, struct parley_err *err,
 		    const char *when)
 {
 	int st = 0;
+	/* Its end of the socket closed, or its pidfd readable: it has exited
+	 * (then this kill changes nothing) or is about to be made to. */
+	if (c->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0);
 	pid_t r = waitpid(c->pid, &st, 0);
 	c->pid = 0;
 	if (r < 0)
