@@ -16,9 +16,11 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -429,6 +431,32 @@ static int run(struct commit *c, const char *stage, struct parley_err *err)
 	return 0;
 }
 
+/* Under systemd (NOTIFY_SOCKET set, the unit's NotifyAccess=main): the
+ * new agent is the service's main process from now on, so that our exit
+ * does not end the service and take its processes with it. Best effort:
+ * without a service manager there is nobody to tell. */
+static void tell_service_manager(pid_t pid)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t n = path ? strlen(path) : 0;
+	if (!n || n >= sizeof(sa.sun_path) || (path[0] != '/' && path[0] != '@'))
+		return;
+	memcpy(sa.sun_path, path, n);
+	if (path[0] == '@')
+		sa.sun_path[0] = 0; /* abstract */
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	char msg[64];
+	int len = snprintf(msg, sizeof(msg), "MAINPID=%d\n", (int)pid);
+	if (sendto(fd, msg, (size_t)len, MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
+		fprintf(stderr, "parley-agent: telling the service manager the "
+				"new main pid: %s\n", strerror(errno));
+	close(fd);
+}
+
 /* The new one is killed and forgotten; what it may have changed is
  * nothing (it changes nothing before the commit). */
 static void roll_back(struct commit *c)
@@ -459,10 +487,13 @@ int update_commit(struct update_host *a, const char *stage_dir,
 		struct audit_event e = { .event = "update_rollback",
 					 .detail = perr_msg(err) };
 		audit_emit(a->cm->audit, &e);
-	} else if (a->out) {
-		fprintf(a->out, "parley-agent: handed over to pid %d (%s)\n",
-			(int)c.pid, c.vmm_version);
-		fflush(a->out);
+	} else {
+		tell_service_manager(c.pid);
+		if (a->out) {
+			fprintf(a->out, "parley-agent: handed over to pid %d "
+				"(%s)\n", (int)c.pid, c.vmm_version);
+			fflush(a->out);
+		}
 	}
 	if (c.stopped)
 		a->pause_ns = mono_now_ns() - c.t_stop;

@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -186,7 +188,19 @@ Test(handover, pingpong_keeps_running_across_the_hand_over,
      .timeout = 120)
 {
 	struct run r;
+	/* A service manager's notify socket: the old agent must name the
+	 * new one as the main process before it leaves. */
+	char npath[] = "/tmp/parley-notify-XXXXXX";
+	cr_assert(mkdtemp(npath));
+	char sock_path[64];
+	snprintf(sock_path, sizeof(sock_path), "%s/notify", npath);
+	int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+	cr_assert_eq(bind(nfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setenv("NOTIFY_SOCKET", sock_path, 1);
 	start_with(&r, NULL, NULL, true);
+	unsetenv("NOTIFY_SOCKET");
 	char *s = await_out(&r, 0, "ping| ping: ", 1, 60);
 	size_t before = strlen(s);
 	cr_assert_null(strstr(s, "spammed"), "the spam ended before the "
@@ -196,10 +210,18 @@ Test(handover, pingpong_keeps_running_across_the_hand_over,
 	s = await_out(&r, before, "handed over to pid ", 1, 60);
 	pid_t np = new_pid_of(s);
 	free(s);
-	/* The old one leaves by itself, with status 0. */
+	/* The old one leaves by itself, with status 0, having named the new
+	 * one the service's main process. */
 	int st = 0;
 	cr_assert_eq(waitpid(r.old, &st, 0), r.old);
 	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "old: %#x", st);
+	char note[64] = { 0 }, want_note[64];
+	ssize_t nn = recv(nfd, note, sizeof(note) - 1, MSG_DONTWAIT);
+	snprintf(want_note, sizeof(want_note), "MAINPID=%d\n", (int)np);
+	cr_expect(nn > 0 && !strcmp(note, want_note), "notify: \"%s\"", note);
+	close(nfd);
+	unlink(sock_path);
+	rmdir(npath);
 	/* The counter keeps rising under the new agent: ping checks every
 	 * reply's sequence and checksum and would stop at the first bad one
 	 * ("reply N damaged", exit 1). */
