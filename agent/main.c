@@ -564,6 +564,12 @@ static void adopt_all(struct agent *a)
 	audit_emit(&a->audit, &e);
 	fprintf(stderr, "parley-agent: %s (previous: %s)\n", detail,
 		u.old_version);
+	fprintf(stderr, "parley-agent: hand-over steps: state %.1f ms, adopted "
+		"%.1f ms, pinged %.1f ms, committed %.1f ms\n",
+		(double)(u.t_state_ns - u.pause_ns) / 1e6,
+		(double)(u.t_adopted_ns - u.pause_ns) / 1e6,
+		(double)(u.t_pinged_ns - u.pause_ns) / 1e6,
+		(double)(u.t_commit_ns - u.pause_ns) / 1e6);
 	/* New partitions start the staged vmm; those running keep theirs. */
 	static char vmm_path[sizeof(u.vmm_path)];
 	snprintf(vmm_path, sizeof(vmm_path), "%s", u.vmm_path);

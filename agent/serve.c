@@ -437,6 +437,12 @@ static int adopt_all(struct serve *s, struct parley_err *err)
 	struct audit_event e = { .event = "update_committed", .detail = detail };
 	audit_emit(&s->audit, &e);
 	log_info("%s", detail);
+	log_info("hand-over steps: state %.1f ms, adopted %.1f ms, pinged "
+		 "%.1f ms, committed %.1f ms",
+		 (double)(u.t_state_ns - u.pause_ns) / 1e6,
+		 (double)(u.t_adopted_ns - u.pause_ns) / 1e6,
+		 (double)(u.t_pinged_ns - u.pause_ns) / 1e6,
+		 (double)(u.t_commit_ns - u.pause_ns) / 1e6);
 	for (unsigned i = 0; i < s->n; i++)
 		if (strcmp(s->part[i].p->vmm_version, u.vmm_version))
 			log_info("%s still runs vmm %s until its next start",

@@ -297,12 +297,15 @@ int update_adopt(int sock, struct update_adopt *u, struct parley_err *err)
 		     0) < 0)
 		leave(&a, 75, NULL);
 	int rc = receive(&a, err);
+	u->t_state_ns = mono_now_ns();
 	if (rc == 0)
 		rc = adopt_parts(&a, err);
 	if (rc == 0)
 		rc = adopt_chans(&a, err);
+	u->t_adopted_ns = mono_now_ns();
 	if (rc == 0)
 		rc = ping_all(&a, err);
+	u->t_pinged_ns = mono_now_ns();
 	if (rc < 0)
 		leave(&a, 75, perr_msg(err));
 	if (u->fault == UPDATE_FAULT_NO_CONFIRM)
@@ -325,6 +328,7 @@ int update_adopt(int sock, struct update_adopt *u, struct parley_err *err)
 		leave(&a, 75, NULL);
 	/* Committed (or the old one vanished after our ready: then we are
 	 * the only one left to serve). */
+	u->t_commit_ns = mono_now_ns();
 	close(sock);
 	snprintf(u->old_version, sizeof(u->old_version), "%s",
 		 a.h.old_version);

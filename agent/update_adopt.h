@@ -45,6 +45,9 @@ struct update_adopt {
 	uint32_t policy_len;       /* grants are set in cm already) */
 	uint64_t pause_ns;         /* when the old one stopped serving */
 	unsigned nadopted;
+	/* When each step ended (CLOCK_MONOTONIC): the state received and
+	 * parsed, everything adopted, every vmm answered, commit received. */
+	uint64_t t_state_ns, t_adopted_ns, t_pinged_ns, t_commit_ns;
 };
 
 /* sock: the descriptor named by PARLEY_HANDOVER_FD. Returns 0 once the old

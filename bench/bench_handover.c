@@ -252,6 +252,12 @@ static int run_one(const struct bench_env *e, const char *agent, int idle)
 	kill(pid, SIGTERM);
 	while (wait(NULL) > 0)
 		;
+	s = slurp();
+	for (const char *p = s; (p = strstr(p, "hand-over steps: ")); p += 17) {
+		const char *eol = strchr(p, '\n');
+		bench_note("%.*s", eol ? (int)(eol - p) : 80, p);
+	}
+	free(s);
 	if (done) {
 		double p50 = bench_summary("grant manager pause", pause,
 					   (size_t)done, 1, "ms");
