@@ -14,6 +14,10 @@
  * SIGHUP: channels whose grant went away are revoked), baselines from
  * --baselines FILE (--baseline-mode enroll|golden), decisions go to
  * --audit FILE as JSON lines.
+ *
+ * Updating by hand-over (agent/update_commit.h): with --update-stage DIR,
+ * SIGUSR1 starts DIR/parley-agent beside this one, hands it every running
+ * partition and leaves once it serves, or rolls back and goes on.
  */
 #include "agent/backend.h"
 #include "agent/ipc/audit.h"
@@ -31,6 +35,15 @@
 #include "common/fileio.h"
 #include "common/version.h"
 #include "agent/vmm_jail.h"
+#include "agent/update_adopt.h"
+#include "agent/update_commit.h"
+#include "agent/ctl/clock.h"
+#include "common/grant.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <getopt.h>
 #include <libgen.h>
@@ -57,6 +70,8 @@ struct cli {
 	const char *snapshot_key;
 	uint32_t backend;          /* enum ctl_backend or BACKEND_AUTO */
 	const char *name;          /* restore: the name the operator asks */
+	const char *update_stage;  /* SIGUSR1 commits what is staged here */
+	double update_timeout_s;
 };
 
 static const char usage_text[] =
@@ -68,7 +83,8 @@ static const char usage_text[] =
 	"[--baseline-mode enroll|golden]]\n"
 	"           [--audit FILE] [--rehash-interval SECONDS] "
 	"[--snapshot-dir DIR]\n"
-	"           [--snapshot-key FILE] [--state-dir DIR] SPEC...\n"
+	"           [--snapshot-key FILE] [--state-dir DIR]\n"
+	"           [--update-stage DIR [--update-timeout SECONDS]] SPEC...\n"
 	"       parley-agent restore [--vmm PATH] --baselines FILE "
 	"[--snapshot-key FILE]\n"
 	"           [--backend kvm|process|auto] "
@@ -78,7 +94,9 @@ static const char usage_text[] =
 	"[--image-dir DIR]\n"
 	"           [--config-dir DIR] [--audit FILE] "
 	"[--backend kvm|process|auto]\n"
-	"           [--vmm-uid-range FIRST-LAST] [SPEC...]\n"
+	"           [--vmm-uid-range FIRST-LAST] [--update-stage DIR "
+	"[--update-timeout SECONDS]]\n"
+	"           [SPEC...]\n"
 	"       parley-agent join --server HOST:PORT --token prj_... "
 	"--ca-sha256 HEX --state-dir DIR\n"
 	"       parley-agent --help | --version\n"
@@ -190,6 +208,18 @@ static int opt_one(struct cli *c, int o)
 		return 0;
 	case 'B':
 		return opt_backend(c, optarg);
+	case 'U':
+		c->update_stage = optarg;
+		return 0;
+	case 'T':
+		c->update_timeout_s = strtod(optarg, &end);
+		if (*end || c->update_timeout_s <= 0 ||
+		    c->update_timeout_s > 600) {
+			fprintf(stderr, "parley-agent: --update-timeout takes "
+					"seconds (up to 600)\n");
+			return -1;
+		}
+		return 0;
 	case 'u':
 		return opt_uid_range(optarg);
 	case 'h':
@@ -219,6 +249,8 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 		{ "backend", required_argument, NULL, 'B' },
 		{ "name", required_argument, NULL, 'n' },
 		{ "vmm-uid-range", required_argument, NULL, 'u' },
+		{ "update-stage", required_argument, NULL, 'U' },
+		{ "update-timeout", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -246,8 +278,27 @@ struct agent {
 	bool have_key;
 	bool restore;               /* partition names come from snapshots */
 	struct upd_stage upd;       /* updates from partitions (--state-dir) */
+	char pending_stage[PATH_MAX + 16]; /* theirs, to hand over next */
 	const char *names[SUP_MAX + 1];
+	uint8_t *policy;            /* the policy document in force: */
+	size_t policy_len;          /* handed over as it is */
+	char **argv;                /* ours: the new binary gets the same */
+	int handover_fd;            /* we are the new binary: -1 otherwise */
+	enum update_fault fault;    /* test builds only */
 };
+
+/* The version this agent reports and hands over. A test build of the
+ * "next" agent (parley-agent-next, tests only) says it is newer. */
+static const char *agent_version(void)
+{
+#ifdef PARLEY_AGENT_TEST_NEXT
+	static char v[64];
+	snprintf(v, sizeof(v), "%s+next", parley_version());
+	return v;
+#else
+	return parley_version();
+#endif
+}
 
 /* Before a partition's first instruction: its measurement against the
  * baseline file, if there is one. */
@@ -275,17 +326,17 @@ static void on_request(struct partition *p, const struct ctl_msg *m,
 		chanmgr_on_request(p, m, &a->cm);
 }
 
-/* The hand-over is another part's (agent/update_commit.h). Referred to
- * weakly, so that until it is linked in an update stops at a verified
- * stage; agent/CMakeLists.txt asks the linker for it (-u), so an
- * archive member that defines it is pulled in, not skipped. */
-extern int update_commit(struct agent *a, const char *stage_dir,
-			 struct parley_err *err) __attribute__((weak));
-
+/* A partition's verified stage: handed over from the loop (on_upgrade),
+ * once the partition has its answer. */
 static int commit_stage(void *ctx, const char *stage_dir,
 			struct parley_err *err)
 {
-	return update_commit(ctx, stage_dir, err);
+	struct agent *a = ctx;
+	if (strlen(stage_dir) >= sizeof(a->pending_stage))
+		return perr(err, -ENAMETOOLONG, "stage path too long");
+	snprintf(a->pending_stage, sizeof(a->pending_stage), "%s", stage_dir);
+	a->sup.upgrade_requested = true;
+	return 0;
 }
 
 /* --state-dir: where updates from partitions are staged; without it a
@@ -299,7 +350,7 @@ static int open_updates(struct agent *a, struct parley_err *err)
 	}
 	int rc = upd_stage_open(&a->upd, a->cli.state_dir, &a->audit, err);
 	a->upd.policy = &a->cm.grants;
-	if (rc == 0 && update_commit) {
+	if (rc == 0) {
 		a->upd.commit = commit_stage;
 		a->upd.commit_ctx = a;
 	}
@@ -311,13 +362,25 @@ static int load_policy(struct agent *a, struct parley_err *err)
 	if (!a->cli.policy)
 		return 0;
 	struct grant_set g;
+	uint8_t *buf;
+	size_t len;
 	/* Grants may name only partitions given on the command line; when
-	 * restoring, those names are only known once the snapshots are read. */
-	int rc = grant_set_load(a->cli.policy, a->restore ? NULL : a->names,
-				&g, err);
-	if (rc == 0)
-		chanmgr_set_grants(&a->cm, &g);
-	return rc;
+	 * restoring, those names are only known once the snapshots are read.
+	 * The bytes are kept: a hand-over passes exactly what is in force. */
+	int rc = file_read_all(a->cli.policy, GRANT_FILE_MAX, &buf, &len, err);
+	if (rc < 0)
+		return rc;
+	rc = grant_set_parse((const char *)buf, len,
+			     a->restore ? NULL : a->names, &g, err);
+	if (rc < 0) {
+		free(buf);
+		return perr_prefix(err, "%s", a->cli.policy), rc;
+	}
+	chanmgr_set_grants(&a->cm, &g);
+	free(a->policy);
+	a->policy = buf;
+	a->policy_len = len;
+	return 0;
 }
 
 static void on_reload(void *ctx)
@@ -415,7 +478,7 @@ static int setup(struct agent *a, int restore, char **args, int n,
 		}
 		a->names[i] = specs[i].name;
 	}
-	if (!bad && load_policy(a, &err) < 0) {
+	if (!bad && a->handover_fd < 0 && load_policy(a, &err) < 0) {
 		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
 		bad = 1;
 	}
@@ -479,7 +542,139 @@ static bool on_tick(void *ctx)
 	return chanmgr_full_check(cm, false) || did;
 }
 
-static int serve(int argc, char **argv)
+/* ---- updating by hand-over -------------------------------------------- */
+
+static void serve_round(void *ctx, int max_ms)
+{
+	sup_step(&((struct agent *)ctx)->sup, -1, max_ms);
+}
+
+static void on_upgrade(void *ctx)
+{
+	struct agent *a = ctx;
+	struct parley_err err = { 0 };
+	bool theirs = a->pending_stage[0] != 0;
+	const char *dir = theirs ? a->pending_stage : a->cli.update_stage;
+	if (!dir) {
+		fprintf(stderr, "parley-agent: SIGUSR1: no --update-stage, "
+				"nothing to update from\n");
+		return;
+	}
+	struct update_host h = {
+		.cm = &a->cm, .policy = a->policy, .policy_len = a->policy_len,
+		.argv = a->argv, .version = agent_version(), .out = stdout,
+		.timeout_ms = (int)(a->cli.update_timeout_s * 1000),
+		.serve = serve_round, .ctx = a,
+	};
+	if (update_commit(&h, dir, &err) == 0)
+		update_leave();
+	if (theirs)
+		upd_stage_failed(&a->upd, perr_msg(&err));
+	a->pending_stage[0] = 0;
+	fprintf(stderr, "parley-agent: update rolled back (grant manager "
+			"paused %.1f ms), this agent (%s) serves on: %s\n",
+		(double)h.pause_ns / 1e6, agent_version(), perr_msg(&err));
+}
+
+static int add_adopted(void *ctx, struct partition *p)
+{
+	return sup_add(&((struct agent *)ctx)->sup, p);
+}
+
+/* We are the new binary: take over what the old one runs. Never returns
+ * on a failure (update_adopt leaves, touching nothing). */
+static void adopt_all(struct agent *a)
+{
+	struct parley_err err = { 0 };
+	struct update_adopt u = {
+		.cm = &a->cm, .add = add_adopted, .ctx = a,
+		.version = agent_version(), .fault = a->fault,
+		.popts = {
+			.vmm_path = a->cli.vmm, .image_dirs = a->cli.image_dirs,
+			.config_dirs = a->cli.config_dirs,
+			.on_console = sup_console, .ctx = &a->sup,
+			.on_measured = admit, .on_request = on_request,
+			.backend = a->cli.backend,
+			.snap_key = a->have_key ? &a->key : NULL,
+		},
+	};
+	update_adopt(a->handover_fd, &u, &err);
+	a->policy = u.policy;
+	a->policy_len = u.policy_len;
+	double pause_ms = (double)(mono_now_ns() - u.pause_ns) / 1e6;
+	char detail[512];
+	snprintf(detail, sizeof(detail), "%s took over from %s: %u "
+		 "partitions, grant manager paused %.1f ms", agent_version(),
+		 u.old_version, u.nadopted, pause_ms);
+	struct audit_event e = { .event = "update_committed",
+				 .detail = detail };
+	audit_emit(&a->audit, &e);
+	/* A partition that streamed the package asks STATUS of us now. */
+	a->upd.state = PARLEY_UPDATE_COMMITTED;
+	snprintf(a->upd.detail, sizeof(a->upd.detail), "running %s",
+		 agent_version());
+	fprintf(stderr, "parley-agent: %s (previous: %s)\n", detail,
+		u.old_version);
+	fprintf(stderr, "parley-agent: hand-over steps: state %.1f ms, adopted "
+		"%.1f ms, pinged %.1f ms, committed %.1f ms\n",
+		(double)(u.t_state_ns - u.pause_ns) / 1e6,
+		(double)(u.t_adopted_ns - u.pause_ns) / 1e6,
+		(double)(u.t_pinged_ns - u.pause_ns) / 1e6,
+		(double)(u.t_commit_ns - u.pause_ns) / 1e6);
+	/* New partitions start the staged vmm; those running keep theirs. */
+	static char vmm_path[sizeof(u.vmm_path)];
+	snprintf(vmm_path, sizeof(vmm_path), "%s", u.vmm_path);
+	if (vmm_path[0])
+		a->cli.vmm = vmm_path;
+	for (unsigned i = 0; i < a->sup.n; i++)
+		if (strcmp(a->sup.e[i].p->vmm_version, u.vmm_version))
+			fprintf(stderr, "parley-agent: %s still runs vmm %s "
+					"until its next start\n",
+				a->sup.e[i].p->name,
+				a->sup.e[i].p->vmm_version);
+}
+
+/* Faults of the test build only (parley-agent-next), when it is the new
+ * binary of a hand-over: PARLEY_TEST_HANDOVER_FAULT=crash (dies at start),
+ * noconfirm, adopt, pingdie. A production build has no such code. */
+static enum update_fault test_faults(int handover)
+{
+#ifdef PARLEY_AGENT_TEST_NEXT
+	const char *f = getenv("PARLEY_TEST_HANDOVER_FAULT");
+	if (!f || handover < 0)
+		return UPDATE_FAULT_NONE;
+	if (!strcmp(f, "crash")) {
+		signal(SIGABRT, SIG_DFL);
+		raise(SIGABRT);
+	}
+	if (!strcmp(f, "noconfirm"))
+		return UPDATE_FAULT_NO_CONFIRM;
+	if (!strcmp(f, "adopt"))
+		return UPDATE_FAULT_ADOPT;
+	if (!strcmp(f, "pingdie"))
+		return UPDATE_FAULT_PING_DIE;
+#endif
+	(void)handover;
+	return UPDATE_FAULT_NONE;
+}
+
+/* PARLEY_HANDOVER_FD: the socket an agent we replace started us with.
+ * Taken out of the environment, so that none of our children sees it. */
+static int handover_fd(void)
+{
+	const char *v = getenv(UPD_ENV_FD);
+	if (!v)
+		return -1;
+	char *end;
+	long fd = strtol(v, &end, 10);
+	unsetenv(UPD_ENV_FD);
+	if (*end || fd < 3 || fd > 1024 || fcntl((int)fd, F_GETFD) < 0)
+		return -1;
+	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+	return (int)fd;
+}
+
+static int serve(int argc, char **argv, char **all)
 {
 	static struct agent a;
 	int first = parse_opts(argc, argv, &a.cli);
@@ -497,7 +692,12 @@ static int serve(int argc, char **argv)
 		.audit = a.cli.audit, .rehash_s = a.cli.rehash_s,
 		.backend = a.cli.backend,
 		.specs = argv + first, .nspecs = argc - first,
+		.update_stage = a.cli.update_stage,
+		.update_timeout_ms = (int)(a.cli.update_timeout_s * 1000),
+		.argv = all, .version = agent_version(),
+		.handover_fd = handover_fd(),
 	};
+	o.fault = test_faults(o.handover_fd);
 	return serve_main(&o);
 }
 
@@ -513,11 +713,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!strcmp(argv[1], "serve"))
-		return serve(argc - 1, argv + 1);
+		return serve(argc - 1, argv + 1, argv);
 	int restore = strcmp(argv[1], "restore") == 0;
 	static struct agent a;
 	upd_stage_none(&a.upd, &a.audit); /* no descriptors until opened */
 	a.restore = restore;
+	a.argv = argv;
+	a.handover_fd = restore ? -1 : handover_fd();
+	a.fault = test_faults(a.handover_fd);
 	int first = parse_opts(argc - 1, argv + 1, &a.cli);
 	if (first < 0)
 		return 2;
@@ -529,6 +732,7 @@ int main(int argc, char **argv)
 	a.sup.on_reload = on_reload;
 	a.sup.on_tick = on_tick;
 	a.sup.tick_ms = 100;
+	a.sup.on_upgrade = on_upgrade;
 	char **args = argv + first + 1;
 	int n = argc - first - 1;
 	if (n > SUP_MAX) {
@@ -536,8 +740,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	struct part_spec *specs = calloc((size_t)n, sizeof(*specs));
-	int bad = setup(&a, restore, args, n, specs) < 0 ||
-		  start_all(&a, restore, args, n, specs) < 0;
+	int bad = setup(&a, restore, args, n, specs) < 0;
+	if (!bad && a.handover_fd >= 0)
+		adopt_all(&a);
+	else if (!bad)
+		bad = start_all(&a, restore, args, n, specs) < 0;
 	/* A partition that could not start ends the run: the others were
 	 * never resumed and would wait for ever. */
 	int rc = a.sup.n && !bad ? sup_run(&a.sup) : 0;
@@ -552,5 +759,6 @@ int main(int argc, char **argv)
 	if (a.audit.out)
 		fclose(a.audit.out);
 	snap_key_wipe(&a.key);
+	free(a.policy);
 	return bad ? 2 : rc;
 }

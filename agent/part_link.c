@@ -95,6 +95,24 @@ static void describe_death(struct partition *p)
 			 WEXITSTATUS(st));
 }
 
+/* A vmm adopted from the agent before us (agent/update_adopt.c) is not our
+ * child: waitid cannot reap it (its zombie goes to init or a subreaper), so
+ * its end is read off its pidfd alone and its exit status is unknown. */
+static bool reap_adopted(struct partition *p)
+{
+	struct pollfd pf = { .fd = p->pidfd, .events = POLLIN };
+	if (p->pidfd >= 0 && poll(&pf, 1, 0) == 0)
+		return false;
+	p->pid = 0;
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	p->pidfd = -1;
+	if (p->unreported && p->fin.reason == VMX_STOP_VMM_DIED)
+		snprintf(p->fin.detail, sizeof(p->fin.detail), "vmm process "
+			 "(adopted at a hand-over) ended without a report");
+	return true;
+}
+
 int partition_reap_fd(const struct partition *p)
 {
 	return p->pid > 0 ? p->pidfd : -1;
@@ -104,6 +122,8 @@ bool partition_reap(struct partition *p)
 {
 	if (p->pid <= 0)
 		return true;
+	if (p->adopted)
+		return reap_adopted(p);
 	siginfo_t si = { 0 };
 	int rc = p->pidfd >= 0
 			 ? waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si,
@@ -231,6 +251,11 @@ static int on_message(struct partition *p, const struct ctl_msg *m)
 	case CTL_FINISHED:
 		on_finished(p, &m->u.finished);
 		return 1;
+	case CTL_PONG:
+		/* The answer to a hand-over's health check that nobody
+		 * awaits any more (a new agent that failed, then rollback):
+		 * harmless, costs what a console message costs. */
+		return 0;
 	default:
 		partition_fault(p, VMX_STOP_VMM_PROTOCOL, "unsolicited %s "
 				"from the vmm", ctl_type_name(m->type));
@@ -310,6 +335,8 @@ static int await_other(struct partition *p, const struct ctl_msg *m,
 		on_console(p, &m->u.console);
 		return 0;
 	}
+	if (m->type == CTL_PONG)
+		return 0; /* a stale health check's (on_message) */
 	if ((m->type == CTL_OPEN_REQ || m->type == CTL_UPDATE_REQ) &&
 	    note_open(p, m) < 0)
 		return -ESRCH;
@@ -595,6 +622,62 @@ int partition_fetch_dirty(struct partition *p, struct parley_err *err)
 		if (d->last)
 			break;
 	}
+	free(m);
+	return rc;
+}
+
+/* ---- the hand-over's health check (agent/update_adopt.c) --------------- */
+
+int partition_ping(struct partition *p, uint64_t nonce)
+{
+	struct ctl_ping ping = { .nonce = nonce };
+	return partition_send(p, CTL_PING, &ping, sizeof(ping), NULL, 0);
+}
+
+/* Before the old agent has let go, the new one must change nothing: so no
+ * request is dispatched (each is deferred, to be handled after the commit)
+ * and no fault kills the vmm (the old agent may yet serve it again); what
+ * would be a fault is returned as an error with the reason. */
+int partition_read_held(struct partition *p, uint64_t nonce,
+			struct parley_err *err)
+{
+	struct ctl_msg *m = msg_new();
+	if (!m)
+		return perr(err, -ENOMEM, "out of memory");
+	int rc = ctl_read(p->ctl, CTL_FROM_VMM, m);
+	if (rc == -EAGAIN || rc == -EINTR) {
+		rc = 0;
+	} else if (rc < 0) {
+		rc = perr(err, rc, "%s: control link %s", p->name,
+			  rc == -EPIPE ? "ended" : "broke the protocol");
+	} else if (m->type == CTL_PONG) {
+		rc = m->u.ping.nonce == nonce;
+	} else if (m->type == CTL_CONSOLE) {
+		on_console(p, &m->u.console);
+	} else if (m->type == CTL_FINISHED) {
+		/* It ended on its own: nothing to wait for. */
+		p->fin = m->u.finished;
+		p->unreported = false;
+		stopped(p);
+		rc = 1;
+	} else if (is_deferred_kind(m->type)) {
+		uint32_t v = m->u.open_req.vcpu;
+		if (m->type == CTL_OPEN_REQ &&
+		    (v >= p->vcpus || v >= 32 || (p->open_pending & (1u << v))))
+			rc = perr(err, -EPROTO, "%s: channel open from vCPU %u "
+				  "during the hand-over", p->name, v);
+		else if (defer(p, m) < 0)
+			rc = perr(err, -EPROTO, "%s: more than %d requests "
+				  "during the hand-over", p->name,
+				  PART_DEFER_MAX);
+		else if (m->type == CTL_OPEN_REQ)
+			p->open_pending |= 1u << v;
+	} else {
+		rc = perr(err, -EPROTO, "%s: %s from the vmm during the "
+			  "hand-over", p->name, ctl_type_name(m->type));
+	}
+	for (unsigned i = 0; i < m->nfds; i++)
+		close(m->fds[i]);
 	free(m);
 	return rc;
 }

@@ -1,4 +1,5 @@
 #include "agent/partition.h"
+#include "common/version.h"
 #include "agent/partition_int.h"
 #include "agent/backend.h"
 #include "agent/beneath.h"
@@ -325,6 +326,9 @@ struct partition *part_new(const char *name, const struct part_opts *o)
 	p->ctl = p->mem_fd = p->pidfd = -1;
 	p->opts = *o;
 	p->t_created_ns = mono_now_ns();
+	/* The vmm is this build's (the one beside this agent, or --vmm). */
+	snprintf(p->vmm_version, sizeof(p->vmm_version), "%s",
+		 parley_version());
 	return p;
 }
 

@@ -104,6 +104,10 @@ struct partition {
 	unsigned ndefer;
 	struct part_deferred defer[PART_DEFER_MAX];
 	void *owner;               /* for the grant manager's bookkeeping */
+	bool adopted;              /* taken over from the agent before us:
+				    * not our child (partition_reap) */
+	char vmm_version[64];      /* of the vmm process running it: a vmm
+				    * is replaced only at the next start */
 };
 
 /* Load the spec's image and config files, lay out guest memory, start the
@@ -189,5 +193,26 @@ int partition_stop(struct partition *p);
 void partition_destroy(struct partition *p);
 
 const char *part_state_name(enum part_state s);
+
+/* The hand-over's health check. partition_ping sends CTL_PING; then each
+ * partition_read_held reads one message without dispatching requests
+ * (deferred, for after the commit) and without killing the vmm on a fault
+ * (an error, with the reason): 1 once the CTL_PONG with this nonce came
+ * (or the partition finished on its own), 0 for anything else or nothing
+ * waiting, negative on a fault. */
+int partition_ping(struct partition *p, uint64_t nonce);
+
+/* A running partition handed over by the agent before us (agent/
+ * update_adopt.c): its state as the hand-over message had it, and its
+ * descriptors (ctl, pidfd, guest memory: taken over, closed on failure),
+ * each checked against the message (a SEQPACKET socket; the pidfd of
+ * that pid; memory of exactly RAM + config region), the memory mapped
+ * read-only again, the vmm's uid held. */
+struct ho_part;
+int partition_adopt(const struct ho_part *hp, const int fds[3],
+		    const struct part_opts *o, struct partition **out,
+		    struct parley_err *err);
+int partition_read_held(struct partition *p, uint64_t nonce,
+			struct parley_err *err);
 
 #endif

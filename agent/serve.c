@@ -7,6 +7,9 @@
 #include "agent/supervisor.h"
 #include "agent/update/stage.h"
 #include "agent/ctl/stop.h"
+#include "agent/update_adopt.h"
+#include "agent/update_commit.h"
+#include "agent/ctl/clock.h"
 #include "common/log.h"
 #include "common/hostport.h"
 
@@ -33,10 +36,15 @@ struct serve {
 	struct agent_link link;
 	unsigned n;
 	struct serve_part part[SERVE_PARTS_MAX];
-	struct event *tick, *sig[2];
+	struct event *tick, *sig[3];
 	struct supervisor sup;     /* only for its console line buffering */
 	struct upd_stage upd;      /* updates from partitions, to a
 				    * verified stage (hand-over: run only) */
+	bool upgrade_requested;    /* SIGUSR1: run between dispatches */
+	bool link_down;            /* freed for a commit that then failed */
+	char host[128];
+	int port;
+	char pending_stage[PATH_MAX + 16]; /* a partition's verified stage */
 };
 
 static void report_finished(struct serve *s)
@@ -186,6 +194,20 @@ static int start_parts(struct serve *s, const struct serve_opts *o)
 	return 0;
 }
 
+/* A partition the agent before us ran (agent/update_adopt.c). */
+static int adopt_part(void *ctx, struct partition *p)
+{
+	struct serve *s = ctx;
+	if (s->n == SERVE_PARTS_MAX)
+		return -ENOSPC;
+	struct serve_part *sp = &s->part[s->n++];
+	sp->p = p;
+	sp->ev = event_new(s->base, p->ctl, EV_READ | EV_PERSIST, on_ctl, sp);
+	event_add(sp->ev, NULL);
+	sup_add(&s->sup, p);
+	return 0;
+}
+
 static struct serve_part *part_named(struct serve *s, const char *name)
 {
 	for (unsigned i = 0; i < s->n; i++)
@@ -322,6 +344,142 @@ static void resume_all(void *arg)
 	}
 }
 
+/* ---- updating by hand-over ---------------------------------------------- */
+
+static void on_usr1(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	struct serve *s = arg;
+	s->upgrade_requested = true;
+	event_base_loopbreak(s->base); /* update_commit runs loop rounds */
+}
+
+/* A partition's verified stage: handed over between dispatches, once the
+ * partition has its answer. */
+static int commit_stage(void *ctx, const char *stage_dir,
+			struct parley_err *err)
+{
+	struct serve *s = ctx;
+	if (strlen(stage_dir) >= sizeof(s->pending_stage))
+		return perr(err, -ENAMETOOLONG, "stage path too long");
+	snprintf(s->pending_stage, sizeof(s->pending_stage), "%s", stage_dir);
+	s->upgrade_requested = true;
+	event_base_loopbreak(s->base);
+	return 0;
+}
+
+static void serve_round(void *ctx, int max_ms)
+{
+	struct serve *s = ctx;
+	struct timeval tv = { max_ms / 1000, (max_ms % 1000) * 1000 };
+	event_base_loopexit(s->base, &tv);
+	event_base_dispatch(s->base);
+}
+
+static int link_up(struct serve *s, struct parley_err *err)
+{
+	int rc = agent_link_init(&s->link, s->base, serve_o->state_dir,
+				 s->host, s->port, &s->cm, err);
+	if (rc < 0)
+		return rc;
+	s->audit.sink = agent_link_audit;
+	s->audit.sink_ctx = &s->link;
+	s->link.on_ready = resume_all;
+	s->link.on_command = on_command;
+	s->link.ready_ctx = s;
+	return 0;
+}
+
+/* Ready came: the daemon link goes now (its audit batch into the outbox,
+ * the outbox synced to disk, the connection closed), so that the new agent
+ * opens the outbox after us and the daemon sees one connection at a
+ * time. */
+static void before_commit(void *ctx)
+{
+	struct serve *s = ctx;
+	s->audit.sink = NULL;
+	agent_link_free(&s->link);
+	s->link_down = true;
+}
+
+static void upgrade(struct serve *s)
+{
+	struct parley_err err = { 0 };
+	bool theirs = s->pending_stage[0] != 0;
+	const char *dir = theirs ? s->pending_stage : serve_o->update_stage;
+	if (!dir) {
+		log_error("SIGUSR1: no --update-stage, nothing to update from");
+		return;
+	}
+	struct update_host h = {
+		.cm = &s->cm, .argv = serve_o->argv, .version = serve_o->version,
+		.out = stdout, .timeout_ms = serve_o->update_timeout_ms,
+		.serve = serve_round, .before_commit = before_commit, .ctx = s,
+	};
+	if (update_commit(&h, dir, &err) == 0)
+		update_leave();
+	if (theirs)
+		upd_stage_failed(&s->upd, perr_msg(&err));
+	s->pending_stage[0] = 0;
+	if (s->link_down) {
+		/* The commit itself failed after the link went: back up. */
+		struct parley_err e2 = { 0 };
+		if (link_up(s, &e2) < 0)
+			log_error("daemon link after the rollback: %s",
+				  perr_msg(&e2));
+		else
+			agent_link_start(&s->link);
+		s->link_down = false;
+	}
+	log_error("update rolled back (grant manager paused %.1f ms), this "
+		  "agent (%s) serves on: %s", (double)h.pause_ns / 1e6,
+		  serve_o->version, perr_msg(&err));
+}
+
+/* We are the new binary: adopt first, open the link (the outbox, the
+ * persisted bundle: the policy the old agent enforced) only after the old
+ * one has let go of it. */
+static int adopt_all(struct serve *s, struct parley_err *err)
+{
+	struct update_adopt u = {
+		.cm = &s->cm, .add = adopt_part, .ctx = s,
+		.version = serve_o->version, .fault = serve_o->fault,
+		.popts = {
+			.vmm_path = serve_o->vmm, .image_dirs = serve_o->image_dirs,
+			.config_dirs = serve_o->config_dirs,
+			.on_console = sup_console, .ctx = &s->sup,
+			.on_measured = admit, .on_request = on_request,
+			.start_paused = true, .backend = serve_o->backend,
+		},
+	};
+	update_adopt(serve_o->handover_fd, &u, err);
+	free(u.policy);
+	int rc = link_up(s, err);
+	double pause_ms = (double)(mono_now_ns() - u.pause_ns) / 1e6;
+	char detail[512];
+	snprintf(detail, sizeof(detail), "%s took over from %s: %u "
+		 "partitions, grant manager paused %.1f ms", serve_o->version,
+		 u.old_version, u.nadopted, pause_ms);
+	struct audit_event e = { .event = "update_committed", .detail = detail };
+	audit_emit(&s->audit, &e);
+	s->upd.state = PARLEY_UPDATE_COMMITTED;
+	snprintf(s->upd.detail, sizeof(s->upd.detail), "running %s",
+		 serve_o->version);
+	log_info("%s", detail);
+	log_info("hand-over steps: state %.1f ms, adopted %.1f ms, pinged "
+		 "%.1f ms, committed %.1f ms",
+		 (double)(u.t_state_ns - u.pause_ns) / 1e6,
+		 (double)(u.t_adopted_ns - u.pause_ns) / 1e6,
+		 (double)(u.t_pinged_ns - u.pause_ns) / 1e6,
+		 (double)(u.t_commit_ns - u.pause_ns) / 1e6);
+	for (unsigned i = 0; i < s->n; i++)
+		if (strcmp(s->part[i].p->vmm_version, u.vmm_version))
+			log_info("%s still runs vmm %s until its next start",
+				 s->part[i].p->name, s->part[i].p->vmm_version);
+	return rc;
+}
+
 static void teardown(struct serve *s)
 {
 	for (unsigned i = 0; i < s->n; i++)
@@ -333,7 +491,7 @@ static void teardown(struct serve *s)
 	upd_stage_close(&s->upd);
 	if (s->tick)
 		event_free(s->tick);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (s->sig[i])
 			event_free(s->sig[i]);
 	if (s->audit.out)
@@ -345,10 +503,8 @@ int serve_main(const struct serve_opts *o)
 {
 	static struct serve s;
 	struct parley_err err = { 0 };
-	char host[128];
-	int port;
 	signal(SIGPIPE, SIG_IGN);
-	if (hostport_split(o->server, host, sizeof(host), &port) < 0) {
+	if (hostport_split(o->server, s.host, sizeof(s.host), &s.port) < 0) {
 		fprintf(stderr, "parley-agent: --server \"%s\" is not HOST:PORT\n",
 			o->server);
 		return 2;
@@ -368,34 +524,45 @@ int serve_main(const struct serve_opts *o)
 		backend_describe(o->backend, why, sizeof(why));
 		log_info("%s", why);
 	}
-	if (agent_link_init(&s.link, s.base, o->state_dir, host, port, &s.cm,
-			    &err) < 0) {
-		log_error("%s", perr_msg(&err));
-		return 2;
-	}
 	if (upd_stage_open(&s.upd, o->state_dir, &s.audit, &err) < 0) {
 		log_error("%s", perr_msg(&err));
 		return 2;
 	}
 	s.upd.policy = &s.cm.grants;
-	s.audit.sink = agent_link_audit;
-	s.audit.sink_ctx = &s.link;
-	s.link.on_ready = resume_all;
-	s.link.on_command = on_command;
-	s.link.ready_ctx = &s;
+	s.upd.commit = commit_stage;
+	s.upd.commit_ctx = &s;
 	serve_o = o;
-	int rc = start_parts(&s, o);
-	if (rc == 0)
+	int rc = 0;
+	bool linked = true;
+	if (o->handover_fd >= 0 && adopt_all(&s, &err) < 0) {
+		/* The partitions are ours now: served without the link. */
+		log_error("daemon link: %s", perr_msg(&err));
+		linked = false;
+	} else if (o->handover_fd < 0) {
+		if (link_up(&s, &err) < 0) {
+			log_error("%s", perr_msg(&err));
+			return 2;
+		}
+		rc = start_parts(&s, o);
+	}
+	if (rc == 0 && linked)
 		agent_link_start(&s.link);
 	s.tick = event_new(s.base, -1, EV_PERSIST, on_tick, &s);
 	struct timeval tv = { 0, 100000 };
 	event_add(s.tick, &tv);
 	s.sig[0] = evsignal_new(s.base, SIGTERM, on_signal, &s);
 	s.sig[1] = evsignal_new(s.base, SIGINT, on_signal, &s);
+	s.sig[2] = evsignal_new(s.base, SIGUSR1, on_usr1, &s);
 	event_add(s.sig[0], NULL);
 	event_add(s.sig[1], NULL);
-	if (rc == 0)
+	event_add(s.sig[2], NULL);
+	while (rc == 0) {
 		event_base_dispatch(s.base);
+		if (!s.upgrade_requested)
+			break;
+		s.upgrade_requested = false;
+		upgrade(&s);
+	}
 	teardown(&s);
 	return rc < 0 ? 2 : 0;
 }

@@ -19,6 +19,14 @@ struct serve_opts {
 	uint32_t backend;          /* BACKEND_AUTO (0) unless --backend */
 	char **specs;
 	int nspecs;
+	/* Updating by hand-over (agent/update_commit.h): SIGUSR1 commits
+	 * what update_stage holds; argv is ours, for the new binary. */
+	const char *update_stage;
+	int update_timeout_ms;
+	char **argv;
+	const char *version;
+	int handover_fd;           /* >= 0: we are the new binary */
+	int fault;                 /* enum update_fault; test builds only */
 };
 
 int serve_main(const struct serve_opts *o);

@@ -104,6 +104,10 @@ static void on_signal(struct supervisor *s, int sig)
 		s->on_reload(s->owner);
 		return;
 	}
+	if (sig == SIGUSR1 && s->on_upgrade) {
+		s->upgrade_requested = true;
+		return;
+	}
 	if (sig == SIGINT || sig == SIGTERM)
 		for (unsigned i = 0; i < s->n; i++)
 			partition_stop(s->e[i].p);
@@ -138,6 +142,7 @@ static void sup_sigset(sigset_t *set)
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGUSR2);
 	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGUSR1);
 }
 
 void sup_block_signals(void)
@@ -229,7 +234,10 @@ int sup_run(struct supervisor *s)
 	int sfd = signal_fd();
 	s->last_tick_ns = mono_now_ns();
 	while (sup_step(s, sfd, -1) > 0)
-		;
+		if (s->upgrade_requested) {
+			s->upgrade_requested = false;
+			s->on_upgrade(s->owner);
+		}
 	if (sfd >= 0)
 		close(sfd);
 	report_new_finishes(s);

@@ -31,6 +31,10 @@ struct supervisor {
 	bool (*on_tick)(void *owner);    /* every tick_ms while running */
 	int tick_ms;
 	uint64_t last_tick_ns;
+	/* SIGUSR1: called from sup_run between rounds (never inside one),
+	 * so that it may run rounds itself (agent/update_commit.c). */
+	void (*on_upgrade)(void *owner);
+	bool upgrade_requested;
 };
 
 /* Console callback for part_opts.on_console with ctx = the supervisor. */
@@ -41,7 +45,7 @@ int sup_add(struct supervisor *s, struct partition *p);
 
 /* Run until every partition has stopped. SIGINT/SIGTERM stop them all;
  * SIGUSR2 suspends each to snapshot_dir/NAME.snap and stops it; SIGHUP
- * calls on_reload. Prints a
+ * calls on_reload; SIGUSR1 on_upgrade. Prints a
  * summary; returns 0 if every partition exited with code 0. */
 int sup_run(struct supervisor *s);
 

@@ -148,6 +148,49 @@ static int uid_take(uint32_t *uid)
 	return 0;
 }
 
+int vmm_jail_adopt_uid(uint32_t uid, int pidfd, struct parley_err *err)
+{
+	pthread_mutex_lock(&jail_mu);
+	int rc = 0;
+	uint32_t count = uids.last - uids.first + 1;
+	if (uid < uids.first || uid > uids.last) {
+		rc = perr(err, -ERANGE, "vmm uid %u is outside this agent's "
+			  "range %u-%u", uid, uids.first, uids.last);
+		goto out;
+	}
+	uint32_t i = uid - uids.first;
+	if (i >= uids.nslot) {
+		uint32_t n = uids.nslot ? uids.nslot : 64;
+		while (n <= i)
+			n *= 2;
+		if (n > count)
+			n = count;
+		int *sl = realloc(uids.slot, n * sizeof(*sl));
+		if (!sl) {
+			rc = perr(err, -ENOMEM, "out of memory");
+			goto out;
+		}
+		for (uint32_t k = uids.nslot; k < n; k++)
+			sl[k] = -1;
+		uids.slot = sl;
+		uids.nslot = n;
+	}
+	if (uids.slot[i] != -1) {
+		rc = perr(err, -EEXIST, "vmm uid %u is held twice", uid);
+		goto out;
+	}
+	uids.slot[i] = fcntl(pidfd, F_DUPFD_CLOEXEC, 0);
+	if (uids.slot[i] < 0) {
+		uids.slot[i] = -1;
+		rc = perr(err, -errno, "dup of a pidfd: %s", strerror(errno));
+		goto out;
+	}
+	uids.live++;
+out:
+	pthread_mutex_unlock(&jail_mu);
+	return rc;
+}
+
 /* The spawn succeeded (pidfd >= 0: the slot is the vmm's) or failed. */
 static void uid_settle(uint32_t uid, int pidfd)
 {
@@ -286,10 +329,12 @@ static int child_ids(uint32_t id, bool userns)
 	    syscall(SYS_setresuid, id, id, id) < 0 ||
 	    syscall(SYS_capset, &h, d) < 0)
 		return -1;
-	/* After the uid switch: a credential change clears it. If the agent
-	 * is already gone, the control socket's peer is closed and the vmm
-	 * ends at its first read. */
-	return (int)syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	/* No PDEATHSIG: a vmm outlives the agent that started it when that
+	 * agent hands it over to its successor (agent/update_commit.c). It
+	 * ends when the last agent holding its control socket is gone: the
+	 * socket's peer is then closed and its control thread, which always
+	 * waits on it, kills the partition ("agent went away"). */
+	return 0;
 }
 
 static __attribute__((noreturn)) void jail_child(const struct jail_plan *p)

@@ -4,7 +4,8 @@
  * fresh PID, mount, IPC, UTS and network namespaces, a root that holds
  * nothing but the vmm's own loader and libraries (read-only; nothing at
  * all for a static vmm) and no /proc, no capabilities in any set,
- * no_new_privs, SIGKILL when the agent dies, and exactly the fds it is
+ * no_new_privs, its end when its control socket's last holder (the
+ * agent, or the one it handed it over to) is gone, and exactly the fds it is
  * handed (CTL_FD_SOCK..CTL_FD_MEM_RO, stdin/stdout on /dev/null, the
  * agent's stderr). The vmm binary is opened by the agent and exec'd by fd,
  * since the jail's root does not hold it.
@@ -53,5 +54,10 @@ struct vmm_jail_req {
  * err naming the step that failed. */
 int vmm_jail_spawn(const struct vmm_jail_req *r, pid_t *pid, uint32_t *uid,
 		   struct parley_err *err);
+
+/* A vmm taken over from the agent before us (agent/update_adopt.c): its
+ * uid is held until its pidfd says it is gone, as for one we started.
+ * -ERANGE outside the range, -EEXIST if another vmm holds it. */
+int vmm_jail_adopt_uid(uint32_t uid, int pidfd, struct parley_err *err);
 
 #endif

@@ -722,6 +722,7 @@ static void bf_map_mem(void *p) { map_base(p); ((struct ctl_map *)p)->seg[0].mem
 static void bf_map_ro(void *p) { map_base(p); ((struct ctl_map *)p)->seg[0].readonly = 2; }
 static void bf_map_res(void *p) { map_base(p); ((struct ctl_map *)p)->reserved = 1; }
 static void bf_reply_detail(void *p) { memset(((struct ctl_open_reply *)p)->detail, 'd', 64); }
+static void bf_ping_res(void *p) { ((struct ctl_ping *)p)->reserved = 1; }
 
 static void bf_upd_op(void *p) { ((struct ctl_update_req *)p)->op = CTL_UPD_STATUS + 1; }
 static void bf_upd_len0(void *p) { ((struct ctl_update_req *)p)->op = CTL_UPD_WRITE; }
@@ -786,6 +787,8 @@ static const struct bad_field bad_fields[] = {
 	{ "UPDATE_REPLY unknown state", CTL_UPDATE_REPLY, CTL_FROM_AGENT, bf_ureply_state, 0 },
 	{ "UPDATE_REPLY reserved set", CTL_UPDATE_REPLY, CTL_FROM_AGENT, bf_ureply_res, 0 },
 	{ "UPDATE_REPLY detail unterminated", CTL_UPDATE_REPLY, CTL_FROM_AGENT, bf_ureply_detail, 0 },
+	{ "PING reserved set", CTL_PING, CTL_FROM_AGENT, bf_ping_res, 0 },
+	{ "PONG reserved set", CTL_PONG, CTL_FROM_VMM, bf_ping_res, 0 },
 };
 
 Test(ctl, typed_reader_refuses_fields_out_of_range)
@@ -852,5 +855,47 @@ Test(ctl, typed_reader_refuses_a_descriptor_flood)
 	cr_expect_eq(read_from(sv[1], CTL_FROM_VMM, &m), -EPROTO);
 	cr_expect_eq(count_fds(), before);
 	expect_good_after(sv, "descriptor flood");
+	unpair(sv);
+}
+
+/* The hand-over's health check (CTL_PING 28 agent -> vmm, CTL_PONG 60
+ * back): each only from its side, exactly its size, the nonce returned. */
+Test(ctl, ping_and_pong_each_from_its_side_only)
+{
+	int sv[2];
+	static struct ctl_msg m;
+	struct ctl_ping p = { .nonce = 0x1122334455667788ull };
+	uint64_t longer[3] = { 1, 0, 0 };
+
+	pair(sv);
+	cr_expect_eq(ctl_payload_size(CTL_PING), sizeof(struct ctl_ping));
+	cr_expect_eq(ctl_payload_size(CTL_PONG), sizeof(struct ctl_ping));
+	cr_expect_str_eq(ctl_type_name(CTL_PING), "CTL_PING");
+	cr_expect_str_eq(ctl_type_name(CTL_PONG), "CTL_PONG");
+	cr_assert_eq(ctl_send(sv[0], CTL_PONG, &p, sizeof(p)), 0);
+	cr_assert_eq(read_from(sv[1], CTL_FROM_VMM, &m), 0);
+	cr_expect_eq(m.type, CTL_PONG);
+	cr_expect_eq(m.u.ping.nonce, p.nonce);
+	cr_assert_eq(ctl_send(sv[0], CTL_PING, &p, sizeof(p)), 0);
+	cr_assert_eq(read_from(sv[1], CTL_FROM_AGENT, &m), 0);
+	cr_expect_eq(m.u.ping.nonce, p.nonce);
+	/* the wrong side */
+	cr_assert_eq(ctl_send(sv[0], CTL_PING, &p, sizeof(p)), 0);
+	cr_expect_eq(read_from(sv[1], CTL_FROM_VMM, &m), -EPROTO);
+	cr_assert_eq(ctl_send(sv[0], CTL_PONG, &p, sizeof(p)), 0);
+	cr_expect_eq(read_from(sv[1], CTL_FROM_AGENT, &m), -EPROTO);
+	/* the wrong size, either way */
+	cr_assert_eq(ctl_send(sv[0], CTL_PONG, &p, 8), 0);
+	cr_expect_eq(read_from(sv[1], CTL_FROM_VMM, &m), -EPROTO);
+	cr_assert_eq(ctl_send(sv[0], CTL_PONG, longer, sizeof(longer)), 0);
+	cr_expect_eq(read_from(sv[1], CTL_FROM_VMM, &m), -EPROTO);
+	cr_assert_eq(ctl_send(sv[0], CTL_PING, NULL, 0), 0);
+	cr_expect_eq(read_from(sv[1], CTL_FROM_AGENT, &m), -EPROTO);
+	/* the neighbours of the new numbers stay unknown */
+	cr_expect_lt(ctl_payload_size(CTL_PING - 1), 0);
+	cr_expect_lt(ctl_payload_size(CTL_PING + 1), 0);
+	cr_expect_lt(ctl_payload_size(CTL_PONG - 1), 0);
+	cr_expect_lt(ctl_payload_size(CTL_PONG + 1), 0);
+	expect_good_after(sv, "ping/pong");
 	unpair(sv);
 }

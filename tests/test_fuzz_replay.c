@@ -33,6 +33,7 @@ static const struct target targets[] = {
 	{ "frame", NULL },
 	{ "keyd", NULL },
 	{ "grant", PARLEY_SOURCE_DIR "/examples" },
+	{ "handover", NULL },
 	{ "join_csr", NULL },
 	{ "outbox", NULL },
 	{ "ring", NULL },

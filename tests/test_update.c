@@ -243,10 +243,14 @@ static void staged(struct rig *r)
 {
 	char want[96], ver[32];
 	version_plus(ver, sizeof(ver), 1);
+	/* Verified and staged, then handed over from the agent's loop: the
+	 * staged "agent" is /bin/false, so the hand-over rolls back and the
+	 * old agent answers the updater's STATUS with the reason. */
 	snprintf(want, sizeof(want), "updater| updater: commit 0 state "
-		 "staged: staged %s\n", ver);
+		 "staged: handing over to %s\n", ver);
 	OUT_HAS(r, want);
-	OUT_HAS(r, "updater| updater: status 0 state staged");
+	OUT_HAS(r, "updater| updater: status 0 state failed");
+	OUT_HAS(r, "the new agent exited with status 1 at start");
 	cr_expect_eq(mode_of(r, "update"), 0700);
 	cr_expect_eq(mode_of(r, "update/stage"), 0700);
 	cr_expect_eq(mode_of(r, "update/stage/parley-agent"), 0755);
@@ -261,6 +265,8 @@ static void staged(struct rig *r)
 	cr_expect(!exists(r, "update/incoming.pkg"));
 	audit_has(r, "\"event\":\"update_begin\",\"partition\":\"updater\"");
 	audit_has(r, "\"event\":\"update_staged\",\"partition\":\"updater\"");
+	audit_has(r, "\"event\":\"update_handover\",\"partition\":\"updater\"");
+	audit_has(r, "\"event\":\"update_rollback\"");
 }
 
 /* ---- from a partition ---------------------------------------------------- */
@@ -307,6 +313,55 @@ T_BACKEND_TEST(update, good_package_over_a_channel_then_down, .timeout = 120)
 	OUT_HAS(&r, sent);
 	staged(&r);
 	free(pkg);
+	rig_free(&r);
+}
+
+/* The whole way from a partition: the package holds a real new agent
+ * (parley-agent-next: this build, a version saying "+next") and vmm; the
+ * updater streams it down, the old agent hands its partitions over, and
+ * the updater, still running, hears from the new one. */
+T_BACKEND_TEST(update, good_package_from_a_partition_takes_over, .timeout = 180)
+{
+	struct rig r;
+	rig_init(&r);
+	uint8_t *ab, *vb;
+	size_t al, vl, len;
+	struct parley_err err = { 0 };
+	cr_assert_eq(file_read_all(T_BIN("parley-agent-next"), 256 << 20, &ab,
+				   &al, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(file_read_all(T_VMM, 256 << 20, &vb, &vl, &err), 0,
+		     "%s", perr_msg(&err));
+	char ver[32], abi_max[16];
+	version_plus(ver, sizeof(ver), 1);
+	snprintf(abi_max, sizeof(abi_max), "%u.%u", PARLEY_ABI_MAJOR,
+		 PARLEY_ABI_MINOR);
+	struct updpkg_input in[] = { { "parley-agent", ab, al },
+				     { "parley-vmm", vb, vl } };
+	uint8_t *pkg;
+	cr_assert_eq(updpkg_build(ver, "0.0.0", "1.0", abi_max, in, 2, &pkg,
+				  &len, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(updpkg_sign(pkg, len, r.release, &err), 0, "%s",
+		     perr_msg(&err));
+	put_pkg(&r, pkg, len);
+	char spec[1024];
+	snprintf(spec, sizeof(spec),
+		 "{\"name\":\"updater\",\"image\":\"updater.elf\","
+		 "\"memory\":\"64M\",\"cmdline\":\"source=config "
+		 "chunk=65536\",\"config\":[{\"name\":\"package\","
+		 "\"path\":\"update.pkg\"}],\"capabilities\":[\"update\"]}");
+	free(t_write(r.dir, "updater.json", spec, strlen(spec)));
+	run_agent(&r, NULL, NULL);
+	cr_assert_eq(r.rc, 0, "exit %d:\n%s", r.rc, r.out);
+	OUT_HAS(&r, "+next took over from");
+	OUT_HAS(&r, "updater| updater: status 0 state committed received 0 of 0: running ");
+	audit_has(&r, "\"event\":\"update_staged\",\"partition\":\"updater\"");
+	audit_has(&r, "\"event\":\"update_committed\"");
+	char *a = audit_of(&r);
+	cr_expect(!strstr(a, "update_rollback"), "%s", a);
+	free(a);
+	free(pkg);
+	free(ab);
+	free(vb);
 	rig_free(&r);
 }
 

@@ -38,6 +38,9 @@ long ctl_payload_size(uint32_t type)
 		return sizeof(struct ctl_chan_ref);
 	case CTL_DIRTY:
 		return sizeof(struct ctl_dirty);
+	case CTL_PING:
+	case CTL_PONG:
+		return sizeof(struct ctl_ping);
 	case CTL_DIRTY_REQ:
 	case CTL_PAUSE:
 	case CTL_RESUME:
@@ -243,6 +246,10 @@ const char *ctl_type_name(uint32_t type)
 	};
 	if (type < sizeof(agent) / sizeof(agent[0]) && agent[type])
 		return agent[type];
+	if (type == CTL_PING)
+		return "CTL_PING";
+	if (type == CTL_PONG)
+		return "CTL_PONG";
 	if (type >= CTL_READY && type - CTL_READY < sizeof(vmm) / sizeof(vmm[0]) &&
 	    vmm[type - CTL_READY])
 		return vmm[type - CTL_READY];
@@ -317,6 +324,9 @@ static bool fields_ok(const struct ctl_msg *m)
 		       m->u.update_reply.reserved == 0 &&
 		       terminated(m->u.update_reply.detail,
 				  sizeof(m->u.update_reply.detail));
+	case CTL_PING:
+	case CTL_PONG:
+		return m->u.ping.reserved == 0;
 	default:
 		return true;
 	}

@@ -40,6 +40,9 @@ enum ctl_type {
 			    * answer PEER_DOWN; no reply */
 	CTL_UPDATE_REPLY = 24, /* answer to CTL_UPDATE_REQ (24..27 are the
 				* update's) */
+	/* 25..27 free; 28..31 the hand-over's (agent/update_*.c) */
+	CTL_PING = 28,     /* u64 nonce: answer CTL_PONG with it, nothing
+			    * else (an agent taking over checks the link) */
 	/* vmm -> agent */
 	CTL_READY = 32,    /* set up, sandboxed, vCPUs released */
 	CTL_CONSOLE,
@@ -55,6 +58,8 @@ enum ctl_type {
 	CTL_CLOSED,        /* the partition closed a handle */
 	CTL_UPDATE_REQ = 56, /* a vCPU's update hypercall, and it waits
 			      * (56..59 are the update's) */
+	/* 57..59 free; 60..63 the hand-over's */
+	CTL_PONG = 60,     /* the nonce of the CTL_PING it answers */
 };
 
 /* Requests from a vmm that need the grant manager's decision: never
@@ -229,6 +234,12 @@ struct ctl_chan_ref {
 	uint64_t handle;
 };
 
+/* CTL_PING and CTL_PONG. reserved is zero. */
+struct ctl_ping {
+	uint64_t nonce;
+	uint64_t reserved;
+};
+
 #define CTL_DIRTY_BYTES 4096
 
 struct ctl_dirty {
@@ -315,6 +326,7 @@ struct ctl_msg {
 		struct ctl_update_req update_req;
 		struct ctl_dirty dirty;
 		struct ctl_chan_ref ref;   /* MAP/UNMAP replies, UNMAP, CLOSED */
+		struct ctl_ping ping;      /* PING, PONG */
 		_Alignas(8) char raw[CTL_PAYLOAD_MAX];
 	} u;
 };
@@ -334,6 +346,7 @@ struct ctl_msg {
  *             others: gpa and len 0, and arg 0 but for BEGIN
  *   update_reply state a known enum parley_update_state; reserved zero;
  *             detail NUL-terminated
+ *   ping, pong reserved zero
  * Bounds that need the reader's state (a dirty chunk against the config
  * region, a vCPU index against the partition) stay with the caller. */
 

@@ -346,14 +346,21 @@ static void commit(struct upd_stage *s, struct partition *p,
 	snprintf(dir, sizeof(dir), "%s/%s", s->dir, UPD_STAGE);
 	err = (struct parley_err){ 0 };
 	if (s->commit(s->commit_ctx, dir, &err) == 0) {
-		s->state = PARLEY_UPDATE_COMMITTED;
-		emit(s, "update_committed", who, NULL, pk.version_s);
+		snprintf(s->detail, sizeof(s->detail), "handing over to %s",
+			 pk.version_s);
+		emit(s, "update_handover", who, NULL, pk.version_s);
 	} else {
 		s->state = PARLEY_UPDATE_FAILED;
 		set_detail(s, perr_msg(&err));
 		r->status = PARLEY_E_LIMIT;
 		emit(s, "update_failed", who, "HANDOVER", perr_msg(&err));
 	}
+}
+
+void upd_stage_failed(struct upd_stage *s, const char *why)
+{
+	s->state = PARLEY_UPDATE_FAILED;
+	set_detail(s, why);
 }
 
 void upd_answer(struct upd_stage *s, struct partition *p,

@@ -29,8 +29,11 @@
 struct partition;
 struct grant_set;
 
-/* Hands a verified stage over (update_commit, agent/update_commit.h):
- * 0 once the new agent serves. */
+/* Asks for a verified stage to be handed over (agent/update_commit.h).
+ * The hand-over runs from the agent's loop once the partition has its
+ * answer (a vCPU waiting on a grant manager that is leaving would never
+ * get one): 0 = scheduled; the new agent reports COMMITTED, a rollback
+ * sets FAILED (upd_stage_failed). */
 typedef int (*upd_commit_fn)(void *ctx, const char *stage_dir,
 			     struct parley_err *err);
 
@@ -52,6 +55,10 @@ struct upd_stage {
 	upd_commit_fn commit;      /* NULL: stop at a verified stage */
 	void *commit_ctx;
 };
+
+/* The hand-over of a stage failed and the old agent serves on: STATUS
+ * answers FAILED with the reason. */
+void upd_stage_failed(struct upd_stage *s, const char *why);
 
 /* No updates (no state directory): every request gets NOSYS. */
 void upd_stage_none(struct upd_stage *s, struct audit *audit);

@@ -191,6 +191,12 @@ static void handle_request(struct vmx_vm *vm)
 		/* The window may already be gone (closed meanwhile): fine. */
 		win_peer_gone(vm, ((const struct ctl_chan_ref *)buf)->chan);
 		break;
+	case CTL_PING: {
+		/* An agent taking over asks whether this link answers. */
+		struct ctl_ping pong = { .nonce = ((const struct ctl_ping *)buf)->nonce };
+		ctl_send(CTL_FD_SOCK, CTL_PONG, &pong, sizeof(pong));
+		break;
+	}
 	case CTL_DIRTY_REQ:
 		if (vmx_send_dirty(vm) < 0)
 			kill_partition(vm, "reading the dirty log failed");

@@ -1,6 +1,9 @@
 /* ping: sends `count` messages of mixed sizes over the both-way channel
  * `chan` (default "pingpong"), keeps up to `window` in flight, and checks
- * every reply pong sends back. Exit 0 when all came back intact. */
+ * every reply pong sends back. Exit 0 when all came back intact.
+ * window=0 sends nothing and waits (an idle partition, for benchmarks). With
+ * report=N it says "ping: K ok" after every N replies (K checked so far):
+ * a counter that keeps rising while the agent is replaced beneath it. */
 #include "pingpong.h"
 
 #define SALT_PING 0x70696e67ull
@@ -11,9 +14,10 @@ int main(const struct parley_boot_info *bi)
 {
 	long count = parley_cmdline_int(bi, "count", 100000);
 	long window = parley_cmdline_int(bi, "window", 16);
+	long report = parley_cmdline_int(bi, "report", 0);
 	struct parley_chan c;
 	char detail[64];
-	int64_t rc = pp_open(&c, detail);
+	int64_t rc = pp_open(bi, &c, detail);
 	if (rc != PARLEY_OK) {
 		parley_printf("ping: open failed: %ld %s\n", (long)rc, detail);
 		return 2;
@@ -41,6 +45,8 @@ int main(const struct parley_boot_info *bi)
 		}
 		bytes += len;
 		got++;
+		if (report > 0 && got % report == 0)
+			parley_printf("ping: %ld ok\n", got);
 	}
 	uint64_t ms = (parley_clock_ns() - t0) / 1000000;
 	parley_printf("ping: %ld messages each way, %lu bytes, checksums ok, "

@@ -11,7 +11,7 @@ int main(const struct parley_boot_info *bi)
 	long count = parley_cmdline_int(bi, "count", 100000);
 	struct parley_chan c;
 	char detail[64];
-	int64_t rc = pp_open(&c, detail);
+	int64_t rc = pp_open(bi, &c, detail);
 	if (rc != PARLEY_OK) {
 		parley_printf("pong: open failed: %ld %s\n", (long)rc, detail);
 		return 2;

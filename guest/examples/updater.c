@@ -44,10 +44,17 @@ static int64_t put(uint64_t off, const void *p, uint64_t len)
 	return a.ret;
 }
 
+static uint64_t quiet_status(struct parley_hc_update_status *a)
+{
+	*a = (struct parley_hc_update_status){ 0 };
+	parley_hypercall(PARLEY_HC_UPDATE_STATUS, a);
+	return a->state;
+}
+
 static void status(void)
 {
-	struct parley_hc_update_status a = { 0 };
-	parley_hypercall(PARLEY_HC_UPDATE_STATUS, &a);
+	struct parley_hc_update_status a;
+	quiet_status(&a);
 	parley_printf("updater: status %ld state %s received %lu of %lu%s%s\n",
 		      (long)a.ret, state_name(a.state),
 		      (unsigned long)a.received, (unsigned long)a.size,
@@ -166,6 +173,15 @@ int main(const struct parley_boot_info *bi)
 	parley_hypercall(PARLEY_HC_UPDATE_COMMIT, &a);
 	parley_printf("updater: commit %ld state %s: %s\n", (long)a.ret,
 		      state_name(a.state), a.detail);
+	/* A verified stage is handed over from the agent's loop after this
+	 * answer: wait (30 s at most) until the new agent serves or the old
+	 * one rolled back. */
+	uint64_t until = parley_clock_ns() + 30000000000ull;
+	struct parley_hc_update_status st;
+	while (a.ret == PARLEY_OK && a.state == PARLEY_UPDATE_STAGED &&
+	       quiet_status(&st) == PARLEY_UPDATE_STAGED &&
+	       parley_clock_ns() < until)
+		parley_sleep_ns(20000000);
 	status();
 	if (a.ret == PARLEY_OK)
 		return 0;

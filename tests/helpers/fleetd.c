@@ -215,12 +215,20 @@ struct fd_agent *fd_host(struct fleetd *f, const char *name,
 void fd_start_agent(struct fleetd *f, struct fd_agent *a,
 		    const char *const *specs)
 {
+	fd_start_agent_with(f, a, specs, NULL);
+}
+
+void fd_start_agent_with(struct fleetd *f, struct fd_agent *a,
+			 const char *const *specs, const char *const *extra)
+{
 	char server[64];
 	snprintf(server, sizeof(server), "127.0.0.1:%d", f->port);
 	char *argv[32] = { T_AGENT, "serve", "--state-dir", a->dir, "--server",
 			   server, "--vmm", T_VMM, "--image-dir",
 			   PARLEY_BUILD_DIR "/guest", "--rehash-interval", "0" };
 	int n = 12;
+	for (int i = 0; extra && extra[i] && n < 20; i++)
+		argv[n++] = strdup(extra[i]);
 	for (int i = 0; specs && specs[i] && n < 30; i++) {
 		char name[64];
 		snprintf(name, sizeof(name), "spec%d.json", i);

@@ -44,6 +44,9 @@ struct fd_agent *fd_host(struct fleetd *f, const char *name,
 /* Start `parley-agent serve` for a host with spec JSON documents. */
 void fd_start_agent(struct fleetd *f, struct fd_agent *a,
 		    const char *const *specs);
+/* The same with more options (NULL-terminated) before the specs. */
+void fd_start_agent_with(struct fleetd *f, struct fd_agent *a,
+			 const char *const *specs, const char *const *extra);
 void fd_stop_agent(struct fd_agent *a);
 /* kill -9 the agent and reap it (its outbox file stays as it was). */
 void fd_kill_agent(struct fd_agent *a);
