@@ -524,6 +524,7 @@ static const struct route routes[] = {
 	{ EVHTTP_REQ_GET, "/v1/audit/checkpoints", 200, false },
 	{ EVHTTP_REQ_POST, "/v1/audit/checkpoints", 201, true },
 	{ EVHTTP_REQ_POST, "/v1/tokens", 201, true },
+	{ EVHTTP_REQ_GET, "/v1/events", 200, false },
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -789,6 +790,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else if (ok && rt && !strcmp(rt->pattern, "/metrics")) {
 		if (strncmp(ans.ctype, "text/plain", 10))
 			fail("metrics not text", method, target, &ans);
+	} else if (ok && rt && !strcmp(rt->pattern, "/v1/events")) {
+		/* The stream's first bytes; on a connection it stays open
+		 * (api_stream.c, tests/test_api_stream.c). */
+		if (strcmp(ans.ctype, "text/event-stream") ||
+		    strncmp(ans.body, "retry: ", 7))
+			fail("events not an event stream", method, target,
+			     &ans);
 	} else {
 		json_error_t je;
 		json_t *j = json_loads(ans.body, JSON_REJECT_DUPLICATES, &je);

@@ -6,6 +6,7 @@
  */
 #include "daemon/rpc/api_int.h"
 #include "daemon/rpc/api_gate.h"
+#include "daemon/rpc/api_stream.h"
 #include "daemon/rpc/link.h"
 #include "common/jsonv.h"
 #include "common/log.h"
@@ -72,6 +73,7 @@ static const struct route routes[] = {
 	{ EVHTTP_REQ_POST, "/v1/audit/checkpoints", SCOPE_ADMIN,
 	  api_checkpoints_add },
 	{ EVHTTP_REQ_POST, "/v1/tokens", SCOPE_ADMIN, api_tokens_add },
+	{ EVHTTP_REQ_GET, "/v1/events", SCOPE_READ, api_events },
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -401,7 +403,14 @@ static void on_request(struct evhttp_request *r, void *arg)
 	} else {
 		api_route(&q, path, qs);
 	}
-	send_reply(&q);
+	if (q.stream && q.status == 200) {
+		/* The one answer that stays open: not JSON, not held
+		 * (api_stream.h); logged as its start. */
+		api_stream_attach(a, r, q.stream_after, q.stream_head, q.id,
+				  q.body, q.body_len);
+	} else {
+		send_reply(&q);
+	}
 	api_run_after(&q);
 	double ms = now_ms() - t0;
 	/* The path only: tokens travel in a header, never logged. */
@@ -469,12 +478,17 @@ int api_start(struct api_server *a, const char *host, int port,
 	a->port = ntohs(ss.ss_family == AF_INET6
 				? ((struct sockaddr_in6 *)&ss)->sin6_port
 				: ((struct sockaddr_in *)&ss)->sin_port);
+	int rc = api_stream_start(a);
+	if (rc < 0)
+		return perr(err, rc, "api: the event stream cannot start");
 	return bootstrap(a, err);
 }
 
 void api_stop(struct api_server *a)
 {
+	/* Closing the connections ends the stream clients first. */
 	if (a->http)
 		evhttp_free(a->http);
 	a->http = NULL;
+	api_stream_stop(a);
 }

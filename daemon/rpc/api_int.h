@@ -45,6 +45,10 @@ struct api_req {
 		au_chan[STORE_NAME_MAX];
 	struct api_after after[API_AFTER_MAX];
 	unsigned nafter;
+	/* GET /v1/events accepted: the held body is the stream's first
+	 * bytes, and on_request keeps the request open (api_stream.h). */
+	bool stream;
+	uint64_t stream_after, stream_head;
 };
 
 /* Every handler answers exactly once through one of these. The answer is
@@ -127,5 +131,6 @@ void api_audit_list(struct api_req *q);
 void api_audit_verify(struct api_req *q);
 void api_checkpoints_list(struct api_req *q);
 void api_checkpoints_add(struct api_req *q);
+void api_events(struct api_req *q);
 
 #endif
