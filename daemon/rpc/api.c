@@ -290,6 +290,16 @@ static void dispatch(struct api_req *q, const char *path)
 {
 	enum evhttp_cmd_type m = evhttp_request_get_command(q->r);
 	int sc = SCOPE_NONE;
+	/* The console's static files: the one other thing answered without
+	 * a token (they hold no data; api_ui.c keeps the names narrow). */
+	if (!strcmp(path, "/ui")) {
+		api_ui(q, NULL);
+		return;
+	}
+	if (!strncmp(path, "/ui/", 4)) {
+		api_ui(q, path + 4);
+		return;
+	}
 	if (strcmp(path, "/healthz") && (sc = caller_scope(q)) < 0) {
 		api_error(q, 401, "UNAUTHENTICATED", "missing or unknown "
 			  "bearer token");
@@ -348,6 +358,7 @@ static const struct api_gate_refusal *gate_refusal(struct api_server *a,
 static const char *reason(int status)
 {
 	switch (status) {
+	case 308: return "Permanent Redirect";
 	case 431: return "Request Header Fields Too Large";
 	case 503: return "Service Unavailable";
 	default: return NULL;
@@ -368,6 +379,17 @@ static void send_reply(struct api_req *q)
 	if (!q->status)
 		api_error(q, 500, "INTERNAL", "the handler gave no answer");
 	evhttp_add_header(h, "X-Request-Id", q->id);
+	/* No answer is to be sniffed, framed or run as a page, except the
+	 * console's, which may run its own scripts only. */
+	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+	evhttp_add_header(h, "Content-Security-Policy", q->csp ? q->csp :
+			  "default-src 'none'; frame-ancestors 'none'");
+	if (q->csp) {
+		evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+		evhttp_add_header(h, "Cache-Control", "no-cache");
+	}
+	if (q->location)
+		evhttp_add_header(h, "Location", q->location);
 	if (q->body) {
 		evhttp_add_header(h, "Content-Type", q->ctype);
 		/* The held text goes out as it is, not copied: the evbuffer

@@ -65,6 +65,8 @@ struct api_server {
 	struct api_hooks hooks;
 	struct ckpt *ckpt;          /* audit checkpoints (daemon/checkpoint.h) */
 	SSL_CTX *tls;               /* HTTPS when set (not owned) */
+	const char *ui_dir;         /* the console's files, or NULL: /ui/
+				     * answers 404 (api_ui.c) */
 	/* OUT */
 	int port;                   /* bound (for --api-listen :0) */
 	struct api_metrics metrics;

@@ -49,6 +49,10 @@ struct api_req {
 	 * bytes, and on_request keeps the request open (api_stream.h). */
 	bool stream;
 	uint64_t stream_after, stream_head;
+	/* Headers of the answer beyond the usual: the console's policy
+	 * (api_ui.c) instead of the API's, a redirect's target. */
+	const char *csp;
+	const char *location;
 };
 
 /* Every handler answers exactly once through one of these. The answer is
@@ -132,5 +136,8 @@ void api_audit_verify(struct api_req *q);
 void api_checkpoints_list(struct api_req *q);
 void api_checkpoints_add(struct api_req *q);
 void api_events(struct api_req *q);
+/* /ui (rest NULL) and /ui/REST: the console's files, without a token. */
+void api_ui(struct api_req *q, const char *rest);
+extern const char api_ui_csp[];
 
 #endif
