@@ -32,6 +32,8 @@
 
 enum api_scope { SCOPE_NONE, SCOPE_READ, SCOPE_ADMIN };
 
+static const char *method_name(enum evhttp_cmd_type m);
+
 struct route {
 	enum evhttp_cmd_type method;
 	const char *pattern;        /* '*' = one path segment, the {name} */
@@ -74,8 +76,21 @@ static const struct route routes[] = {
 	  api_checkpoints_add },
 	{ EVHTTP_REQ_POST, "/v1/tokens", SCOPE_ADMIN, api_tokens_add },
 	{ EVHTTP_REQ_GET, "/v1/events", SCOPE_READ, api_events },
+	{ EVHTTP_REQ_GET, "/v1/openapi.json", SCOPE_READ, api_openapi },
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+bool api_route_info(size_t i, const char **method, const char **pattern,
+		    const char **scope)
+{
+	static const char *const scopes[] = { "none", "read", "admin" };
+	if (i >= NROUTES)
+		return false;
+	*method = method_name(routes[i].method);
+	*pattern = routes[i].pattern;
+	*scope = scopes[routes[i].scope];
+	return true;
+}
 
 /* ---- tokens ----------------------------------------------------------- */
 

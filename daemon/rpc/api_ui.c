@@ -151,3 +151,20 @@ void api_ui(struct api_req *q, const char *rest)
 	q->body = body;
 	q->body_len = len;
 }
+
+/* GET /v1/openapi.json: the document kept in the repository, built in so
+ * that it is the one of this very build. */
+void api_openapi(struct api_req *q)
+{
+	char *body = malloc(api_openapi_len);
+	if (!body) {
+		api_error(q, 500, "INTERNAL", "out of memory");
+		return;
+	}
+	memcpy(body, api_openapi_doc, api_openapi_len);
+	free(q->body);
+	q->status = 200;
+	q->ctype = "application/json";
+	q->body = body;
+	q->body_len = api_openapi_len;
+}
