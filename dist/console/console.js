@@ -404,9 +404,12 @@
       edgeRows.push(row([gr.channel, gr.endpoint_a, gr.endpoint_b, gr.direction,
         { text: s, attrs: { class: `state-${s}` } }]));
     }
-    // Refused opens without a grant: a stub from the partition, named.
+    // Refused opens of a channel the partition has no grant for: a stub
+    // from the partition, named.
     for (const dn of denied) {
-      if (st.grants.some((gr) => gr.channel === dn.channel)) continue;
+      // One of the grant's own ends refused: its edge shows it.
+      if (st.grants.some((gr) => gr.channel === dn.channel &&
+        (gr.endpoint_a === dn.partition || gr.endpoint_b === dn.partition))) continue;
       const p = pos.get(dn.partition);
       if (!p) continue;
       const path = svg('path', {
