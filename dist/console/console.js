@@ -319,7 +319,12 @@
     for (const g of grants) { want.add(g.endpoint_a); want.add(g.endpoint_b); }
     const denied = [...st.denied.values()].filter((d) => matches(f, d.partition, d.channel, d.host));
     for (const d of denied) want.add(d.partition);
-    const parts = st.parts.filter((p) => want.has(p.name));
+    // Endpoints the store has no partition row for (a policy imported for
+    // agents that run their own partitions): drawn under an unknown host.
+    const known = new Set(st.parts.map((p) => p.name));
+    const extra = [...want].filter((n) => n && !known.has(n)).map((n) =>
+      ({ name: n, host: '(host unknown)', state: 'unknown', backend: '' }));
+    const parts = st.parts.filter((p) => want.has(p.name)).concat(extra);
     const g = $('#graph');
     const count = $('#graph-count');
     if (parts.length > GRAPH_MAX) {
