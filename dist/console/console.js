@@ -438,6 +438,8 @@
     if (first) first.setAttribute('tabindex', '0');
     if (st.selected) select(st.selected, false);
     document.body.dataset.graph = `${parts.length}/${grants.length}`;
+    // When this drawing was done, from the page's start (bench/).
+    document.body.dataset.graphAt = String(Math.round(performance.now()));
   }
 
   function arrow(dir) {
