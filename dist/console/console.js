@@ -226,6 +226,27 @@
     tbody.replaceChildren(...rows);
   }
 
+  // A long table: the first rows now, the rest in slices after the frame
+  // is painted (the graph beside it is not kept waiting); a newer call
+  // cancels the slices of an older one.
+  let sliceGen = 0;
+  function fillSliced(tbody, rows) {
+    const gen = ++sliceGen;
+    tbody.replaceChildren(...rows.slice(0, 200));
+    let i = 200;
+    const more = () => {
+      if (gen !== sliceGen || i >= rows.length) {
+        if (gen === sliceGen) tbody.dataset.complete = 'yes';
+        return;
+      }
+      tbody.append(...rows.slice(i, i + 500));
+      i += 500;
+      setTimeout(more, 0);
+    };
+    tbody.dataset.complete = rows.length <= 200 ? 'yes' : 'no';
+    setTimeout(more, 0);
+  }
+
   function integrity(p) {
     if (p.state === 'quarantined' || st.quarantined.has(p.name)) {
       const f = st.quarantined.get(p.name);
@@ -432,7 +453,7 @@
     g.replaceChildren(...frag);
     g.setAttribute('width', Math.max(x + 120, 300));
     g.setAttribute('height', height + 20);
-    fill($('#edges tbody'), edgeRows);
+    fillSliced($('#edges tbody'), edgeRows);
     // The first node takes Tab; arrows move from there.
     const first = g.querySelector('.node');
     if (first) first.setAttribute('tabindex', '0');

@@ -55,6 +55,7 @@ async function main() {
     check(sameSet(nodes, EXPECT.nodes), `graph nodes ${JSON.stringify(nodes)}, want ${JSON.stringify(EXPECT.nodes)}`);
     const edges = await page.eval(`[...document.querySelectorAll('#graph .edge')].map((e) => e.dataset.channel + ':' + e.dataset.a + '>' + e.dataset.b)`);
     check(sameSet(edges, EXPECT.edges), `graph edges ${JSON.stringify(edges)}, want ${JSON.stringify(EXPECT.edges)}`);
+    await page.until(`document.querySelector('#edges tbody').dataset.complete === 'yes'`, 10000, 'the edge table');
     const rows = await page.eval(`document.querySelectorAll('#edges tbody tr').length`);
     check(rows === EXPECT.edges.length, `edge table has ${rows} rows`);
     const open = await page.eval(`[...document.querySelectorAll('#graph .edge.open')].map((e) => e.dataset.channel)`);
