@@ -20,12 +20,18 @@ async function main() {
     await page.init(1600, 1000);
     await page.goto(`${URL_}/ui/`);
     await page.eval(`sessionStorage.setItem('parley.token', ${JSON.stringify(TOKEN)}), true`);
+    await page.send('Performance.enable', { timeDomain: 'threadTicks' });
+    const metrics = async () => Object.fromEntries((await page.send('Performance.getMetrics')).metrics.map((m) => [m.name, m.value]));
     for (let i = 0; i <= RUNS; i++) {
       await page.goto(`${URL_}/ui/`);
       await page.until(`document.body.dataset.graph === '${WANT}'`, 60000, `the graph ${WANT}`);
       const t = await page.eval(`new Promise((r) => requestAnimationFrame(() =>
         requestAnimationFrame(() => r(performance.now()))))`);
       const drawn = await page.eval(`Number(document.body.dataset.graphAt)`);
+      const m1 = await metrics();
+      // The counters start again with each document.
+      const d = (k) => (m1[k] * 1000).toFixed(0);
+      console.error(`bench: main thread so far: script ${d('ScriptDuration')} ms, style ${d('RecalcStyleDuration')} ms, layout ${d('LayoutDuration')} ms, all tasks ${d('TaskDuration')} ms`);
       if (i === 0) { console.error(`bench: warm-up ${t.toFixed(1)} ms`); continue; }
       console.error(`bench: run ${i}: painted at ${t.toFixed(1)} ms (drawn at ${drawn} ms)`);
       times.push(t);
