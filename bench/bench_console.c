@@ -18,6 +18,7 @@
  *
  *   bench_console [--clients N] [--events N] [--keep]
  */
+#include "bench/bench.h"
 #include "bench/fleet_bench.h"
 #include "common/grant.h"
 #include "db/store.h"
@@ -27,7 +28,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,34 +43,9 @@
 #define GAP_MS 20
 #define WAIT_MS 10000
 
-static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void note(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("bench: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
 static double now_ms(void)
 {
 	return (double)fleet_now_ns() / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double pct(double *v, size_t n, double p)
-{
-	qsort(v, n, sizeof(*v), cmp_double);
-	double r = p / 100.0 * (double)(n - 1);
-	size_t i = (size_t)r;
-	return i + 1 < n ? v[i] + (r - (double)i) * (v[i + 1] - v[i]) : v[i];
 }
 
 /* ---- the store ----------------------------------------------------------- */
@@ -300,16 +275,15 @@ static int sse_latency(int port, const char *token, unsigned nclients,
 		usleep(GAP_MS * 1000);
 	}
 	if (rc == 0) {
-		note("sse: %u clients x %u events", nclients, events);
-		double p50 = pct(after, k, 50), p99a = pct(after, k, 99);
-		note("sse: from the response's arrival: p50 %.2f p99 %.2f ms",
+		bench_note("sse: %u clients x %u events", nclients, events);
+		double p50 = bench_pct(after, k, 50), p99a = bench_pct(after, k, 99);
+		bench_note("sse: from the response's arrival: p50 %.2f p99 %.2f ms",
 		     p50, p99a);
-		double med = pct(lat, k, 50), p90 = pct(lat, k, 90),
-		       p99 = pct(lat, k, 99);
-		note("sse: from the request sent: p50 %.2f p90 %.2f p99 %.2f "
+		double med = bench_pct(lat, k, 50), p90 = bench_pct(lat, k, 90),
+		       p99 = bench_pct(lat, k, 99);
+		bench_note("sse: from the request sent: p50 %.2f p90 %.2f p99 %.2f "
 		     "max %.2f ms", med, p90, p99, lat[k - 1]);
-		printf("BENCH sse_event_latency_ms %.2f ms\n", p99);
-		fflush(stdout);
+		bench_figure("sse_event_latency_ms", p99, "ms");
 	} else {
 		printf("NOFIGURE sse_event_latency_ms: %s\n", strerror(-rc));
 	}
@@ -388,7 +362,7 @@ int main(int argc, char **argv)
 	if (rc == 0)
 		rc = fleet_daemon_start(&e, &err);
 	if (rc < 0) {
-		note("setup: %s", perr_msg(&err));
+		bench_note("setup: %s", perr_msg(&err));
 		fleet_daemon_stop(&e);
 		return 1;
 	}
@@ -397,10 +371,10 @@ int main(int argc, char **argv)
 			       sizeof(port_s)) < 0 ||
 		     read_file(e.dir, "admin.token", token, sizeof(token)) < 0;
 	if (failed) {
-		note("parleyd's API did not come up (%s)", e.log);
+		bench_note("parleyd's API did not come up (%s)", e.log);
 	} else {
 		int port = atoi(port_s);
-		note("parleyd up in %.0f ms: %u partitions, %u grants, API on "
+		bench_note("parleyd up in %.0f ms: %u partitions, %u grants, API on "
 		     "%d", now_ms() - t0, HOSTS * PER_HOST, GRANTS, port);
 		failed |= sse_latency(port, token, clients, events) < 0;
 		failed |= graph_render(port, token) < 0;
@@ -410,6 +384,6 @@ int main(int argc, char **argv)
 	if (!keep)
 		fleet_env_remove(&e);
 	else
-		note("kept %s", e.dir);
+		bench_note("kept %s", e.dir);
 	return failed ? 1 : 0;
 }
