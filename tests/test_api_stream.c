@@ -14,6 +14,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "daemon/rpc/api_stream.h"
 #include "tests/helpers/apiclient.h"
 
@@ -376,5 +378,58 @@ Test(api_stream, a_client_that_does_not_read_is_dropped_and_blocks_nobody,
 	sc_until(&slow, "\n\n\n\n\n"); /* to EOF */
 	cr_expect(slow.eof);
 	sc_close(&slow);
+	ac_stop(&c);
+}
+
+/* Over HTTPS (--api-cert/--api-key), the stream is the same. */
+Test(api_stream, over_tls)
+{
+	struct api_client c;
+	ac_start_tls(&c);
+	char ca[700];
+	snprintf(ca, sizeof(ca), "%s/ca/ca.crt", c.f.dir);
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	cr_assert(ctx);
+	cr_assert_eq(SSL_CTX_load_verify_locations(ctx, ca, NULL), 1);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	int fd = ac_connect(c.port);
+	cr_assert_geq(fd, 0);
+	SSL *ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	cr_assert_eq(SSL_connect(ssl), 1, "TLS handshake");
+	char req[256];
+	int n = snprintf(req, sizeof(req), "GET /v1/events HTTP/1.1\r\nHost: x"
+			 "\r\nAuthorization: Bearer %s\r\n\r\n", c.admin);
+	cr_assert_eq(SSL_write(ssl, req, n), n);
+	static char buf[65536];
+	size_t len = 0;
+	bool added = false;
+	while (len + 1 < sizeof(buf) && !strstr(buf, "\"host\":\"h-tls\"")) {
+		int k = SSL_read(ssl, buf + len, (int)(sizeof(buf) - len - 1));
+		if (k <= 0)
+			break;
+		len += (size_t)k;
+		buf[len] = '\0';
+		if (!added && strstr(buf, "event: ready\n")) {
+			char post[512];
+			int m = snprintf(post, sizeof(post), "POST /v1/hosts "
+					 "HTTP/1.1\r\nHost: x\r\nConnection: "
+					 "close\r\nAuthorization: Bearer %s\r\n"
+					 "Content-Length: 16\r\n\r\n"
+					 "{\"name\":\"h-tls\"}", c.admin);
+			struct ac_resp r;
+			ac_raw_tls(&c, post, (size_t)m, &r);
+			cr_assert_eq(r.status, 201, "%s", r.raw);
+			ac_free(&r);
+			added = true;
+		}
+	}
+	cr_expect(added, "%s", buf);
+	cr_expect(strstr(buf, "\"host\":\"h-tls\""), "%s", buf);
+	cr_expect(strcasestr(buf, "Content-Type: text/event-stream"), "%s",
+		  buf);
+	SSL_free(ssl);
+	close(fd);
+	SSL_CTX_free(ctx);
 	ac_stop(&c);
 }

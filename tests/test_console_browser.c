@@ -129,8 +129,8 @@ Test(console_browser, graph_live_refusal_quarantine_login_origin,
 		setenv("PARLEY_EXPECT", "{\"nodes\":[\"ping\",\"pong\",\"rogue\","
 		       "\"hello\"],\"edges\":[\"pingpong:ping>pong\","
 		       "\"telemetry:rogue>pong\"],\"quarantined\":[\"rogue\"],"
-		       "\"open\":[\"pingpong\"],\"rogue\":{\"partition\":\"rogue\",\"channel\":"
-		       "\"pingpong\"}}", 1);
+		       "\"open\":[\"pingpong\"],\"rogue\":{\"partition\":"
+		       "\"rogue\",\"channel\":\"pingpong\"}}", 1);
 		execlp("node", "node", PARLEY_SOURCE_DIR
 		       "/tests/browser/console_e2e.js", (char *)NULL);
 		_exit(127);
