@@ -8,6 +8,7 @@
   const GRAPH_MAX = 2000;       // nodes drawn without a filter
   const AUDIT_KEEP = 5000;      // rows kept in memory
   const AUDIT_SHOW = 500;       // rows shown in the audit table
+  const TABLE_NOW = 400;        // edge table rows made at once
   const SVGNS = 'http://www.w3.org/2000/svg';
   const $ = (s) => document.querySelector(s);
 
@@ -19,7 +20,7 @@
     revoked: new Set(),      // channels revoked since
     quarantined: new Map(),  // partition -> file ('' when none named)
     tampered: new Map(),     // partition -> file
-    stream: null, refreshTimer: 0, selected: null,
+    stream: null, refreshTimer: 0, selected: null, tableAll: false,
   };
 
   // ---- the API ---------------------------------------------------------
@@ -367,7 +368,10 @@
     }
     const NW = 150, NH = 26, GAP = 10, PER = 40, COLW = NW + 70, TOP = 40;
     const pos = new Map();
-    let x = 20, height = 0;
+    // Hosts side by side, wrapped into rows as wide as the figure, so
+    // that edges stay short (long ones cost the most to paint).
+    const maxW = Math.max(($('#graph-fig').clientWidth || 900) - 20, 600);
+    let x = 20, top = TOP, rowH = 0, width = 0;
     const frag = [];
     frag.push(svg('title', { id: 'graph-title' },
       `Channel graph: ${parts.length} partitions on ${hosts.size} hosts, ${grants.length} grants`));
@@ -385,27 +389,34 @@
       const ps = hosts.get(h).sort((a, b) => a.name.localeCompare(b.name));
       const cols = Math.ceil(ps.length / PER);
       const w = cols * COLW - 40, hh = Math.min(ps.length, PER) * (NH + GAP) + 30;
+      if (x > 20 && x + w > maxW) {
+        x = 20;
+        top += rowH + 30;
+        rowH = 0;
+      }
       const box = svg('g', { class: 'host', 'data-host': h });
-      box.append(svg('rect', { class: 'hostbox', x: x - 10, y: TOP - 30, width: w + 20, height: hh + 10, rx: 6 }));
-      box.append(svg('text', { class: 'hostlabel', x, y: TOP - 12 }, h));
+      box.append(svg('rect', { class: 'hostbox', x: x - 10, y: top - 30, width: w + 20, height: hh + 10, rx: 6 }));
+      box.append(svg('text', { class: 'hostlabel', x, y: top - 12 }, h));
       frag.push(box);
       ps.forEach((p, i) => {
-        const cx = x + Math.floor(i / PER) * COLW, cy = TOP + (i % PER) * (NH + GAP);
-        pos.set(p.name, { x: cx, y: cy, col: hostNames.indexOf(h), i });
-        const [icls] = integrity(p);
+        const cx = x + Math.floor(i / PER) * COLW, cy = top + (i % PER) * (NH + GAP);
+        pos.set(p.name, { x: cx, y: cy });
+        const [icls, itext] = integrity(p);
         const quar = icls === 'quarantined';
         const n = svg('g', {
           class: `node${quar ? ' quarantined' : ''}`, tabindex: '-1', role: 'button',
           'data-partition': p.name, 'data-host': h,
-          'aria-label': `partition ${p.name} on ${h}, ${p.state}, integrity ${integrity(p)[1]}`,
+          'aria-label': `partition ${p.name} on ${h}, ${p.state}, integrity ${itext}`,
         });
         n.append(svg('rect', { x: cx, y: cy, width: NW, height: NH, rx: 4 }));
         n.append(svg('text', { x: cx + 8, y: cy + 17 }, (quar ? '⚠ ' : '') + p.name));
         nodes.push(n);
       });
       x += cols * COLW + 20;
-      height = Math.max(height, TOP + hh);
+      width = Math.max(width, x);
+      rowH = Math.max(rowH, hh);
     });
+    const height = top + rowH;
     const edgeRows = [];
     const edges = svg('g', { class: 'edges' });
     const link = (a, b) => {
@@ -451,9 +462,16 @@
     }
     frag.push(edges, ...nodes);
     g.replaceChildren(...frag);
-    g.setAttribute('width', Math.max(x + 120, 300));
+    g.setAttribute('width', Math.max(width + 120, 300));
     g.setAttribute('height', height + 20);
-    fillSliced($('#edges tbody'), edgeRows);
+    // A large graph's table is made when asked for: thousands of rows
+    // cost more to lay out than the graph itself.
+    const big = edgeRows.length > TABLE_NOW;
+    g.classList.toggle('large', grants.length > TABLE_NOW);
+    const more = $('#edges-more');
+    more.hidden = !big || st.tableAll;
+    more.textContent = `Show all ${edgeRows.length} edges in the table`;
+    fillSliced($('#edges tbody'), big && !st.tableAll ? edgeRows.slice(0, TABLE_NOW) : edgeRows);
     // The first node takes Tab; arrows move from there.
     const first = g.querySelector('.node');
     if (first) first.setAttribute('tabindex', '0');
@@ -606,6 +624,7 @@
     $('#login-form').addEventListener('submit', login);
     $('#logout').addEventListener('click', () => logout(''));
     $('#graph-filter').addEventListener('input', renderGraph);
+    $('#edges-more').addEventListener('click', () => { st.tableAll = true; renderGraph(); });
     $('#graph').addEventListener('keydown', graphKeys);
     $('#audit-filter').addEventListener('input', () => renderAudit());
     $('#verify').addEventListener('click', verify);
