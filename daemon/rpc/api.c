@@ -440,14 +440,14 @@ static void on_request(struct evhttp_request *r, void *arg)
 	} else {
 		api_route(&q, path, qs);
 	}
-	if (q.stream && q.status == 200) {
-		/* The one answer that stays open: not JSON, not held
-		 * (api_stream.h); logged as its start. */
-		api_stream_attach(a, r, q.stream_after, q.stream_head, q.id,
-				  q.body, q.body_len);
-	} else {
+	/* The one answer that stays open: not JSON, not held
+	 * (api_stream.h); logged as its start. */
+	if (q.stream && q.status == 200 &&
+	    api_stream_attach(a, r, q.stream_after, q.stream_head, q.id,
+			      q.body, q.body_len) < 0)
+		api_error(&q, 500, "INTERNAL", "out of memory");
+	if (!q.stream || q.status != 200)
 		send_reply(&q);
-	}
 	api_run_after(&q);
 	double ms = now_ms() - t0;
 	/* The path only: tokens travel in a header, never logged. */

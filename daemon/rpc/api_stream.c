@@ -388,9 +388,9 @@ void api_stream_stop(struct api_server *a)
 
 /* ---- a new client ------------------------------------------------------ */
 
-void api_stream_attach(struct api_server *a, struct evhttp_request *r,
-		       uint64_t after, uint64_t head, const char *id,
-		       const char *first, size_t first_len)
+int api_stream_attach(struct api_server *a, struct evhttp_request *r,
+		      uint64_t after, uint64_t head, const char *id,
+		      const char *first, size_t first_len)
 {
 	struct stream_hub *h = a->stream;
 	struct evhttp_connection *evcon = evhttp_request_get_connection(r);
@@ -399,9 +399,7 @@ void api_stream_attach(struct api_server *a, struct evhttp_request *r,
 		c->more = event_new(a->base, -1, 0, on_more, c);
 	if (!c || !c->more) {
 		free(c);
-		/* Nothing was sent yet: evhttp answers and closes. */
-		evhttp_send_error(r, 500, NULL);
-		return;
+		return -ENOMEM; /* nothing sent: the caller answers */
 	}
 	c->h = h;
 	c->r = r;
@@ -446,6 +444,7 @@ void api_stream_attach(struct api_server *a, struct evhttp_request *r,
 		 after, h->n);
 	/* The rows it missed, as it reads them; then `event: ready`. */
 	fill(c);
+	return 0;
 }
 
 /* ---- the route ---------------------------------------------------------- */

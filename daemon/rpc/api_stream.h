@@ -52,9 +52,10 @@ unsigned api_stream_clients(const struct api_server *a);
  * response head and the held first bytes are sent, rows after `after`
  * up to `head` (the trail's head the handler saw) are replayed as the
  * client reads them (then `event: ready`), and the
- * request stays open. `id` is the request id. */
-void api_stream_attach(struct api_server *a, struct evhttp_request *r,
-		       uint64_t after, uint64_t head, const char *id,
-		       const char *first, size_t first_len);
+ * request stays open. `id` is the request id. -ENOMEM before anything
+ * was sent: the caller answers. */
+int api_stream_attach(struct api_server *a, struct evhttp_request *r,
+		      uint64_t after, uint64_t head, const char *id,
+		      const char *first, size_t first_len);
 
 #endif
