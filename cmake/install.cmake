@@ -33,3 +33,8 @@ configure_file(${CMAKE_SOURCE_DIR}/cmake/ParleyGuestConfigVersion.cmake.in
 install(FILES ${CMAKE_BINARY_DIR}/ParleyGuestConfig.cmake
   ${CMAKE_BINARY_DIR}/ParleyGuestConfigVersion.cmake
   DESTINATION ${PARLEY_GUEST_CMAKE_DIR})
+
+# The web console (daemon/CMakeLists.txt, daemon/rpc/api_ui.c): parleyd
+# finds it at ../share/parley/console from its own directory.
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/dist/console/
+  DESTINATION ${CMAKE_INSTALL_DATADIR}/parley/console)

@@ -14,7 +14,7 @@
 
 static const char *const fields[] = {
 	"listen", "api_listen", "api_cert", "api_key", "state_dir", "ca", "cert", "key", "policy_key", "store",
-	"log_level", "heartbeat_ms", "frame_max", NULL
+	"ui_dir", "log_level", "heartbeat_ms", "frame_max", NULL
 };
 
 static void defaults(struct daemon_config *c)
@@ -56,6 +56,8 @@ static int set(struct daemon_config *c, const char *name, const char *v,
 		return set_str(c->api_listen, sizeof(c->api_listen), v, name,
 			       err);
 	}
+	if (!strcmp(name, "ui_dir"))
+		return set_str(c->ui_dir, sizeof(c->ui_dir), v, name, err);
 	if (!strcmp(name, "state_dir"))
 		return set_str(c->state_dir, sizeof(c->state_dir), v, name, err);
 	if (!strcmp(name, "ca"))
@@ -146,7 +148,7 @@ static int finish(struct daemon_config *c, struct parley_err *err)
 	if (!c->api_cert[0] != !c->api_key[0])
 		return perr(err, -EINVAL, "api_cert and api_key go together");
 	char *paths[] = { c->ca, c->cert, c->key, c->policy_key, c->store,
-			  c->api_cert, c->api_key };
+			  c->api_cert, c->api_key, c->ui_dir };
 	for (size_t i = 0; i < sizeof(paths) / sizeof(*paths); i++)
 		if (resolve(paths[i], PATH_MAX, c->state_dir) < 0)
 			return perr(err, -ENAMETOOLONG, "path too long");
@@ -177,13 +179,14 @@ int daemon_config_parse(int argc, char **argv, struct daemon_config *c,
 		{ "api-listen", required_argument, NULL, 'A' },
 		{ "api-cert", required_argument, NULL, 'C' },
 		{ "api-key", required_argument, NULL, 'K' },
+		{ "ui-dir", required_argument, NULL, 'U' },
 		{ 0 },
 	};
 	static const char *const names[128] = {
 		['l'] = "listen", ['s'] = "state_dir", ['a'] = "ca",
 		['e'] = "cert", ['k'] = "key", ['p'] = "policy_key",
 		['d'] = "store", ['v'] = "log_level", ['A'] = "api_listen",
-		['C'] = "api_cert", ['K'] = "api_key",
+		['C'] = "api_cert", ['K'] = "api_key", ['U'] = "ui_dir",
 	};
 	defaults(c);
 	/* The file first, so that flags override it whatever their order. */

@@ -32,6 +32,9 @@ struct daemon_config {
 	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
 	char policy_key[PATH_MAX];
 	char store[PATH_MAX];      /* default state_dir/parley.db */
+	/* The console's files (/ui/); "" = found beside the program,
+	 * ../share/parley/console from its directory (main.c). */
+	char ui_dir[PATH_MAX];
 	enum log_level log_level;
 	uint32_t heartbeat_ms;
 	size_t frame_max;

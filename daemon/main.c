@@ -24,6 +24,7 @@
 #include "db/store.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,6 +40,7 @@ static const char usage_text[] =
 	"               [--ca FILE] [--cert FILE] [--key FILE] [--policy-key FILE]\n"
 	"               [--store FILE] [--log-level debug|info|warn|error]\n"
 	"               [--api-listen HOST:PORT] [--api-cert FILE] [--api-key FILE]\n"
+	"               [--ui-dir DIR]\n"
 	"               [--join-listen HOST:PORT] [--ca-key FILE] [--user NAME]\n"
 	"               [--checkpoint-key FILE] [--checkpoint-interval SECS]\n"
 	"       parleyd import --store FILE --host NAME POLICY.json\n"
@@ -57,6 +59,8 @@ static const char usage_text[] =
 	"  --api-listen HOST:PORT  HTTP API (default 127.0.0.1:7421)\n"
 	"  --api-cert FILE       with --api-key: serve the API over HTTPS\n"
 	"  --api-key FILE        the API certificate's private key\n"
+	"  --ui-dir DIR          the web console's files, served at /ui/ (default\n"
+	"                        ../share/parley/console from parleyd's directory)\n"
 	"  --join-listen HOST:PORT  join listener (default 127.0.0.1:7422)\n"
 	"  --ca-key FILE         CA private key for joins (default STATE_DIR/ca.key)\n"
 	"  --user NAME           started as root: the network process drops to this\n"
@@ -87,6 +91,7 @@ struct daemon {
 	struct join_server join;
 	struct orch *orch;         /* libvirt partitions; NULL if unavailable */
 	SSL_CTX *api_tls;          /* HTTPS for the API, or NULL */
+	char ui_path[PATH_MAX];    /* the console's files (api.ui_dir) */
 };
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -203,6 +208,32 @@ static void setup_orch(struct daemon *d)
 	}
 }
 
+/* The console's directory: --ui-dir, else ../share/parley/console from
+ * the program's own directory (the build tree's bin/ and an installed
+ * /usr/bin/ alike); NULL if it has no index.html. */
+static const char *ui_dir(const char *given, char *buf, size_t cap)
+{
+	char exe[PATH_MAX];
+	if (given[0]) {
+		snprintf(buf, cap, "%s", given);
+	} else {
+		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+		if (n <= 0)
+			return NULL;
+		exe[n] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (!slash)
+			return NULL;
+		*slash = '\0';
+		if (snprintf(buf, cap, "%s/../share/parley/console", exe) >=
+		    (int)cap)
+			return NULL;
+	}
+	char index[PATH_MAX + 16];
+	snprintf(index, sizeof(index), "%s/index.html", buf);
+	return access(index, R_OK) == 0 ? buf : NULL;
+}
+
 /* A busy default address is not fatal: the link alone still serves the
  * agents. One the operator asked for is. */
 static int setup_api(struct daemon *d, struct parley_err *err)
@@ -216,6 +247,11 @@ static int setup_api(struct daemon *d, struct parley_err *err)
 		.hooks = { .ctx = d, .thin_changed = thin_changed,
 			   .thin_command = thin_command },
 	};
+	d->api.ui_dir = ui_dir(d->cfg.ui_dir, d->ui_path, sizeof(d->ui_path));
+	if (d->api.ui_dir)
+		log_info("console files in %s", d->api.ui_dir);
+	else
+		log_warn("no console files (--ui-dir): /ui/ answers 404");
 	if (d->cfg.api_cert[0]) {
 		d->api_tls = tls_server_ctx_noclient(d->cfg.ca, d->cfg.api_cert,
 						     d->cfg.api_key, err);

@@ -541,6 +541,7 @@ static const struct route routes[] = {
 	{ EVHTTP_REQ_GET, "/v1/audit/checkpoints", 200, false },
 	{ EVHTTP_REQ_POST, "/v1/audit/checkpoints", 201, true },
 	{ EVHTTP_REQ_POST, "/v1/tokens", 201, true },
+	{ EVHTTP_REQ_GET, "/v1/events", 200, false },
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -787,12 +788,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fail("a 500/503", method, target, &ans);
 	if (ok && (!rt || (ans.status != rt->ok && ans.status != rt->ok_too)))
 		fail("success status not the route's", method, target, &ans);
-	if (path && strcmp(path, "/healthz") && !authed &&
+	/* The console's files (api_ui.c): no token, their own answers
+	 * (404 here: the harness has no console directory; 308 for /ui,
+	 * 405 for other methods); checked in tests/test_api_ui.c. */
+	bool ui = path && (!strcmp(path, "/ui") || !strncmp(path, "/ui/", 4));
+	if (ui) {
+		if (ans.status != 404 && ans.status != 308 &&
+		    ans.status != 405 && !bad_uri)
+			fail("a console path's answer", method, target, &ans);
+		path_known = true;
+		rt = NULL;
+	}
+	if (path && !ui && strcmp(path, "/healthz") && !authed &&
 	    ans.status != 401 && !bad_uri)
 		fail("not 401 without a valid token", method, target, &ans);
 	if (authed && !path_known && ans.status != 404 && !bad_uri)
 		fail("an unknown path not 404", method, target, &ans);
-	if (authed && path_known && !rt && ans.status != 405 && !bad_uri)
+	if (authed && path_known && !rt && !ui && ans.status != 405 &&
+	    !bad_uri)
 		fail("a known path's other method not 405", method, target,
 		     &ans);
 	if (is_read && rt && rt->admin && ans.status != 403 && !bad_uri)
@@ -806,6 +819,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else if (ok && rt && !strcmp(rt->pattern, "/metrics")) {
 		if (strncmp(ans.ctype, "text/plain", 10))
 			fail("metrics not text", method, target, &ans);
+	} else if (ok && rt && !strcmp(rt->pattern, "/v1/events")) {
+		/* The stream's first bytes; on a connection it stays open
+		 * (api_stream.c, tests/test_api_stream.c). */
+		if (strcmp(ans.ctype, "text/event-stream") ||
+		    strncmp(ans.body, "retry: ", 7))
+			fail("events not an event stream", method, target,
+			     &ans);
 	} else {
 		json_error_t je;
 		json_t *j = json_loads(ans.body, JSON_REJECT_DUPLICATES, &je);

@@ -6,6 +6,7 @@
  */
 #include "daemon/rpc/api_int.h"
 #include "daemon/rpc/api_gate.h"
+#include "daemon/rpc/api_stream.h"
 #include "daemon/rpc/link.h"
 #include "common/jsonv.h"
 #include "common/log.h"
@@ -30,6 +31,8 @@
 #include <unistd.h>
 
 enum api_scope { SCOPE_NONE, SCOPE_READ, SCOPE_ADMIN };
+
+static const char *method_name(enum evhttp_cmd_type m);
 
 struct route {
 	enum evhttp_cmd_type method;
@@ -81,8 +84,22 @@ static const struct route routes[] = {
 	{ EVHTTP_REQ_POST, "/v1/audit/checkpoints", SCOPE_ADMIN,
 	  api_checkpoints_add },
 	{ EVHTTP_REQ_POST, "/v1/tokens", SCOPE_ADMIN, api_tokens_add },
+	{ EVHTTP_REQ_GET, "/v1/events", SCOPE_READ, api_events },
+	{ EVHTTP_REQ_GET, "/v1/openapi.json", SCOPE_READ, api_openapi },
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+bool api_route_info(size_t i, const char **method, const char **pattern,
+		    const char **scope)
+{
+	static const char *const scopes[] = { "none", "read", "admin" };
+	if (i >= NROUTES)
+		return false;
+	*method = method_name(routes[i].method);
+	*pattern = routes[i].pattern;
+	*scope = scopes[routes[i].scope];
+	return true;
+}
 
 /* ---- tokens ----------------------------------------------------------- */
 
@@ -297,6 +314,16 @@ static void dispatch(struct api_req *q, const char *path)
 {
 	enum evhttp_cmd_type m = evhttp_request_get_command(q->r);
 	int sc = SCOPE_NONE;
+	/* The console's static files: the one other thing answered without
+	 * a token (they hold no data; api_ui.c keeps the names narrow). */
+	if (!strcmp(path, "/ui")) {
+		api_ui(q, NULL);
+		return;
+	}
+	if (!strncmp(path, "/ui/", 4)) {
+		api_ui(q, path + 4);
+		return;
+	}
 	if (strcmp(path, "/healthz") && (sc = caller_scope(q)) < 0) {
 		api_error(q, 401, "UNAUTHENTICATED", "missing or unknown "
 			  "bearer token");
@@ -355,6 +382,7 @@ static const struct api_gate_refusal *gate_refusal(struct api_server *a,
 static const char *reason(int status)
 {
 	switch (status) {
+	case 308: return "Permanent Redirect";
 	case 431: return "Request Header Fields Too Large";
 	case 503: return "Service Unavailable";
 	default: return NULL;
@@ -375,6 +403,17 @@ static void send_reply(struct api_req *q)
 	if (!q->status)
 		api_error(q, 500, "INTERNAL", "the handler gave no answer");
 	evhttp_add_header(h, "X-Request-Id", q->id);
+	/* No answer is to be sniffed, framed or run as a page, except the
+	 * console's, which may run its own scripts only. */
+	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+	evhttp_add_header(h, "Content-Security-Policy", q->csp ? q->csp :
+			  "default-src 'none'; frame-ancestors 'none'");
+	if (q->csp) {
+		evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+		evhttp_add_header(h, "Cache-Control", "no-cache");
+	}
+	if (q->location)
+		evhttp_add_header(h, "Location", q->location);
 	if (q->body) {
 		evhttp_add_header(h, "Content-Type", q->ctype);
 		/* The held text goes out as it is, not copied: the evbuffer
@@ -410,7 +449,14 @@ static void on_request(struct evhttp_request *r, void *arg)
 	} else {
 		api_route(&q, path, qs);
 	}
-	send_reply(&q);
+	/* The one answer that stays open: not JSON, not held
+	 * (api_stream.h); logged as its start. */
+	if (q.stream && q.status == 200 &&
+	    api_stream_attach(a, r, q.stream_after, q.stream_head, q.id,
+			      q.body, q.body_len) < 0)
+		api_error(&q, 500, "INTERNAL", "out of memory");
+	if (!q.stream || q.status != 200)
+		send_reply(&q);
 	api_run_after(&q);
 	double ms = now_ms() - t0;
 	/* The path only: tokens travel in a header, never logged. */
@@ -478,12 +524,17 @@ int api_start(struct api_server *a, const char *host, int port,
 	a->port = ntohs(ss.ss_family == AF_INET6
 				? ((struct sockaddr_in6 *)&ss)->sin6_port
 				: ((struct sockaddr_in *)&ss)->sin_port);
+	int rc = api_stream_start(a);
+	if (rc < 0)
+		return perr(err, rc, "api: the event stream cannot start");
 	return bootstrap(a, err);
 }
 
 void api_stop(struct api_server *a)
 {
+	/* Closing the connections ends the stream clients first. */
 	if (a->http)
 		evhttp_free(a->http);
 	a->http = NULL;
+	api_stream_stop(a);
 }

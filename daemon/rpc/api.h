@@ -21,6 +21,7 @@
 struct link_server;
 struct evhttp;
 struct evhttp_bound_socket;
+struct stream_hub;
 
 /* Bodies larger than this are refused with 413 TOO_LARGE. */
 #define API_BODY_MAX (64 * 1024)
@@ -64,6 +65,8 @@ struct api_server {
 	struct api_hooks hooks;
 	struct ckpt *ckpt;          /* audit checkpoints (daemon/checkpoint.h) */
 	SSL_CTX *tls;               /* HTTPS when set (not owned) */
+	const char *ui_dir;         /* the console's files, or NULL: /ui/
+				     * answers 404 (api_ui.c) */
 	/* OUT */
 	int port;                   /* bound (for --api-listen :0) */
 	struct api_metrics metrics;
@@ -72,6 +75,7 @@ struct api_server {
 	char gate_path[48];         /* api_gate.h: "/.gate-<random>" */
 	uint32_t id_boot;           /* request ids: boot random, sequence */
 	uint64_t id_seq;
+	struct stream_hub *stream;  /* GET /v1/events (api_stream.h) */
 };
 
 /* Bind host:port (an IP address), and create the bootstrap admin token if

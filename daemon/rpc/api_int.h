@@ -45,6 +45,14 @@ struct api_req {
 		au_chan[STORE_NAME_MAX];
 	struct api_after after[API_AFTER_MAX];
 	unsigned nafter;
+	/* GET /v1/events accepted: the held body is the stream's first
+	 * bytes, and on_request keeps the request open (api_stream.h). */
+	bool stream;
+	uint64_t stream_after, stream_head;
+	/* Headers of the answer beyond the usual: the console's policy
+	 * (api_ui.c) instead of the API's, a redirect's target. */
+	const char *csp;
+	const char *location;
 };
 
 /* Every handler answers exactly once through one of these. The answer is
@@ -134,5 +142,19 @@ void api_audit_list(struct api_req *q);
 void api_audit_verify(struct api_req *q);
 void api_checkpoints_list(struct api_req *q);
 void api_checkpoints_add(struct api_req *q);
+void api_events(struct api_req *q);
+void api_openapi(struct api_req *q);
+
+/* Route i of the table (false past the end): its method ("GET"), pattern
+ * ('*' for the {name} segment) and scope ("none", "read", "admin"). The
+ * OpenAPI document is checked against it (tests/test_api_openapi.c). */
+bool api_route_info(size_t i, const char **method, const char **pattern,
+		    const char **scope);
+/* daemon/rpc/openapi.json, built in (api_openapi_doc.c, generated). */
+extern const unsigned char api_openapi_doc[];
+extern const size_t api_openapi_len;
+/* /ui (rest NULL) and /ui/REST: the console's files, without a token. */
+void api_ui(struct api_req *q, const char *rest);
+extern const char api_ui_csp[];
 
 #endif

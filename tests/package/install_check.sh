@@ -192,6 +192,17 @@ ctl -o json host add h1 | grep -q '"join_token": *"prj_' || fail "host add h1"
 j=$(hosts_json) || fail "host list -o json"
 has_host "$j" h1 || fail "h1 not in: $j"
 say "health ok, host add h1, host list -o json: $j"
+# The console's files come with the daemon and are found beside it.
+[ -f "$R/usr/share/parley/console/index.html" ] ||
+  fail "the console's files are not installed in /usr/share/parley/console"
+python3 - "$API/ui/" <<'PY' || fail "the installed parleyd does not serve its console at /ui/"
+import sys, urllib.request
+r = urllib.request.urlopen(sys.argv[1])
+b = r.read().decode()
+csp = r.headers.get("Content-Security-Policy", "")
+sys.exit(0 if r.status == 200 and "console.js" in b and "script-src 'self'" in csp else 1)
+PY
+say "the console is served at $API/ui/ from /usr/share/parley/console"
 stop_daemon || fail "parleyd left processes behind"
 
 sums() { (cd "$R/var/lib/parley" && sha256sum ca.crt ca.key parleyd.crt parleyd.key policy.key); }

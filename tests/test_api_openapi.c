@@ -1,0 +1,359 @@
+/* daemon/rpc/openapi.json cannot drift: every route of api.c's table is in
+ * it with its scope and no other; parleyd serves exactly that file; and a
+ * real parleyd's answers to a call of every operation (its success and
+ * its errors) each have a documented status and a body valid against the
+ * documented schema (tests/helpers/jschema.c). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "daemon/rpc/api_int.h"
+#include "tests/helpers/apiclient.h"
+#include "tests/helpers/jschema.h"
+
+#define HEX64 "00112233445566778899aabbccddeeff" \
+	"00112233445566778899aabbccddeeff"
+
+static json_t *load_doc(void)
+{
+	json_error_t e;
+	json_t *d = json_load_file(PARLEY_SOURCE_DIR "/daemon/rpc/openapi.json",
+				   JSON_REJECT_DUPLICATES, &e);
+	cr_assert(d, "openapi.json: %s line %d", e.text, e.line);
+	return d;
+}
+
+/* A path "/v1/hosts/{name}" as api.c writes it, the segment a star. */
+static void to_pattern(const char *path, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (const char *p = path; *p && n + 1 < cap; p++) {
+		if (*p == '{') {
+			out[n++] = '*';
+			p = strchr(p, '}');
+			cr_assert(p, "%s", path);
+		} else {
+			out[n++] = *p;
+		}
+	}
+	out[n] = '\0';
+}
+
+static void lower(const char *s, char *out, size_t cap)
+{
+	size_t i = 0;
+	for (; s[i] && i + 1 < cap; i++)
+		out[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
+	out[i] = '\0';
+}
+
+/* The operation documented for method and pattern, or NULL. */
+static json_t *operation(json_t *doc, const char *method, const char *pat)
+{
+	const char *path;
+	json_t *item;
+	char m[16], p[256];
+	lower(method, m, sizeof(m));
+	json_object_foreach(json_object_get(doc, "paths"), path, item) {
+		to_pattern(path, p, sizeof(p));
+		if (!strcmp(p, pat))
+			return json_object_get(item, m);
+	}
+	return NULL;
+}
+
+Test(api_openapi, document_and_route_table_agree)
+{
+	json_t *doc = load_doc();
+	cr_expect_str_eq(json_string_value(json_object_get(doc, "openapi")),
+			 "3.1.0");
+	const char *method, *pat, *scope;
+	unsigned routes = 0;
+	for (size_t i = 0; api_route_info(i, &method, &pat, &scope); i++) {
+		routes++;
+		json_t *op = operation(doc, method, pat);
+		cr_expect(op, "%s %s is not in openapi.json", method, pat);
+		if (!op)
+			continue;
+		cr_expect_str_eq(json_string_value(json_object_get(
+			op, "x-parley-scope")) ?: "", scope, "%s %s", method,
+			pat);
+		/* Every operation documents 401 but the open one. */
+		json_t *res = json_object_get(op, "responses");
+		cr_expect(!strcmp(scope, "none") || json_object_get(res, "401"),
+			  "%s %s: 401 undocumented", method, pat);
+		if (!strcmp(scope, "admin"))
+			cr_expect(json_object_get(res, "403"),
+				  "%s %s: 403 undocumented", method, pat);
+	}
+	/* And nothing more: each documented operation is a route. */
+	const char *path;
+	json_t *item;
+	unsigned ops = 0;
+	json_object_foreach(json_object_get(doc, "paths"), path, item) {
+		const char *m;
+		json_t *op;
+		char pp[256];
+		to_pattern(path, pp, sizeof(pp));
+		json_object_foreach(item, m, op) {
+			ops++;
+			bool found = false;
+			for (size_t i = 0; api_route_info(i, &method, &pat,
+							  &scope); i++) {
+				char lm[16];
+				lower(method, lm, sizeof(lm));
+				found |= !strcmp(lm, m) && !strcmp(pat, pp);
+			}
+			cr_expect(found, "openapi.json: %s %s is no route", m,
+				  path);
+		}
+	}
+	cr_expect_eq(ops, routes);
+	json_decref(doc);
+}
+
+/* ---- real answers against the document -------------------------------- */
+
+struct run {
+	struct api_client c;
+	json_t *doc;
+	json_t *seen;      /* "METHOD pattern" -> [statuses] */
+};
+
+/* One call: its status documented for the operation, its JSON body
+ * valid against that status's schema. */
+static void check(struct run *t, const char *method, const char *pat,
+		  const char *target, const char *token, const char *body,
+		  int want)
+{
+	struct ac_resp r;
+	ac_call(&t->c, method, target, token, body, &r);
+	cr_expect_eq(r.status, want, "%s %s: %.400s", method, target, r.raw);
+	json_t *op = operation(t->doc, method, pat);
+	cr_assert(op, "%s %s undocumented", method, pat);
+	char st[8];
+	snprintf(st, sizeof(st), "%d", r.status);
+	json_t *resp = json_object_get(json_object_get(op, "responses"), st);
+	cr_expect(resp, "%s %s: status %d undocumented", method, pat,
+		  r.status);
+	if (resp && json_object_get(resp, "$ref"))
+		resp = json_object_get(json_object_get(json_object_get(
+			t->doc, "components"), "responses"), "Error");
+	json_t *content = json_object_get(resp, "content");
+	json_t *js = json_object_get(json_object_get(content,
+						     "application/json"),
+				     "schema");
+	if (r.status == 204) {
+		cr_expect(!content && !(r.body && r.body[0]), "%s %s", method,
+			  target);
+	} else if (js) {
+		char why[512];
+		cr_expect(r.json, "%s %s: not JSON", method, target);
+		cr_expect(strcasestr(r.raw, "Content-Type: application/json"),
+			  "%s %s", method, target);
+		if (r.json)
+			cr_expect(js_valid(t->doc, js, r.json, "", why,
+					   sizeof(why)),
+				  "%s %s -> %d: %s\n%.600s", method, target,
+				  r.status, why, r.body);
+	} else if (resp) {
+		cr_expect(content, "%s %s: no content documented", method,
+			  pat);
+	}
+	char key[300];
+	snprintf(key, sizeof(key), "%s %s", method, pat);
+	json_t *l = json_object_get(t->seen, key);
+	if (!l)
+		json_object_set_new(t->seen, key, l = json_array());
+	json_array_append_new(l, json_integer(r.status));
+	ac_free(&r);
+}
+
+Test(api_openapi, every_operation_answers_as_documented, .timeout = 120)
+{
+	struct run t = { .doc = load_doc(), .seen = json_object() };
+	ac_start(&t.c);
+	const char *A = t.c.admin;
+	char read[128];
+	struct ac_resp r;
+	ac_call(&t.c, "POST", "/v1/tokens", A,
+		"{\"scope\":\"read\",\"name\":\"ro\"}", &r);
+	cr_assert_eq(r.status, 201);
+	snprintf(read, sizeof(read), "%s", json_string_value(
+		json_object_get(r.json, "token")));
+	ac_free(&r);
+	const char *R = read;
+
+	check(&t, "GET", "/healthz", "/healthz", NULL, NULL, 200);
+	check(&t, "GET", "/metrics", "/metrics", R, NULL, 200);
+	check(&t, "GET", "/metrics", "/metrics", NULL, NULL, 401);
+	/* hosts */
+	check(&t, "POST", "/v1/hosts", "/v1/hosts", A,
+	      "{\"name\":\"h1\",\"libvirt_uri\":\"test:///default\"}", 201);
+	check(&t, "POST", "/v1/hosts", "/v1/hosts", A, "{\"name\":\"h2\"}",
+	      201);
+	check(&t, "POST", "/v1/hosts", "/v1/hosts", A, "{\"name\":\"h2\"}",
+	      409);
+	check(&t, "POST", "/v1/hosts", "/v1/hosts", A, "{\"name\":7}", 400);
+	check(&t, "POST", "/v1/hosts", "/v1/hosts", R, "{\"name\":\"h3\"}",
+	      403);
+	check(&t, "GET", "/v1/hosts", "/v1/hosts?limit=1", R, NULL, 200);
+	check(&t, "GET", "/v1/hosts", "/v1/hosts?limit=0", R, NULL, 400);
+	check(&t, "GET", "/v1/hosts", "/v1/hosts", NULL, NULL, 401);
+	check(&t, "GET", "/v1/hosts/*", "/v1/hosts/h1", R, NULL, 200);
+	check(&t, "GET", "/v1/hosts/*", "/v1/hosts/nope", R, NULL, 404);
+	check(&t, "GET", "/v1/hosts/*", "/v1/hosts/%2e%2e", R, NULL, 400);
+	/* partitions */
+	check(&t, "POST", "/v1/partitions", "/v1/partitions", A,
+	      "{\"host\":\"h1\",\"backend\":\"thin\",\"spec\":{\"name\":"
+	      "\"p1\",\"image\":\"hello.elf\"}}", 201);
+	check(&t, "POST", "/v1/partitions", "/v1/partitions", A,
+	      "{\"host\":\"h2\",\"backend\":\"thin\",\"spec\":{\"name\":"
+	      "\"p2\"}}", 201);
+	check(&t, "POST", "/v1/partitions", "/v1/partitions", A,
+	      "{\"host\":\"h2\",\"backend\":\"qemu\",\"spec\":{}}", 400);
+	check(&t, "POST", "/v1/partitions", "/v1/partitions", A,
+	      "{\"host\":\"h2\",\"backend\":\"thin\",\"spec\":{\"name\":"
+	      "\"p2\"}}", 409);
+	check(&t, "GET", "/v1/partitions", "/v1/partitions?host=h2", R, NULL,
+	      200);
+	check(&t, "GET", "/v1/partitions/*", "/v1/partitions/p1", R, NULL,
+	      200);
+	check(&t, "GET", "/v1/partitions/*", "/v1/partitions/zz", R, NULL,
+	      404);
+	check(&t, "POST", "/v1/partitions/*/stop", "/v1/partitions/p1/stop",
+	      A, NULL, 200);
+	check(&t, "POST", "/v1/partitions/*/stop", "/v1/partitions/p1/stop",
+	      A, NULL, 409);
+	check(&t, "POST", "/v1/partitions/*/start", "/v1/partitions/p1/start",
+	      A, NULL, 200);
+	check(&t, "POST", "/v1/partitions/*/start", "/v1/partitions/zz/start",
+	      A, NULL, 404);
+	/* grants, policy */
+	check(&t, "POST", "/v1/grants", "/v1/grants", A,
+	      "{\"channel\":\"tel\",\"endpoint_a\":\"p1\",\"endpoint_b\":"
+	      "\"p2\",\"direction\":\"a_to_b\",\"ring_bytes\":\"64K\"}", 201);
+	check(&t, "POST", "/v1/grants", "/v1/grants", A,
+	      "{\"channel\":\"x\"}", 400);
+	check(&t, "GET", "/v1/grants", "/v1/grants", R, NULL, 200);
+	check(&t, "GET", "/v1/policy", "/v1/policy", R, NULL, 200);
+	check(&t, "DELETE", "/v1/partitions/*", "/v1/partitions/p1", A, NULL,
+	      409);
+	check(&t, "DELETE", "/v1/grants/*", "/v1/grants/tel", A, NULL, 200);
+	check(&t, "DELETE", "/v1/grants/*", "/v1/grants/tel", A, NULL, 404);
+	/* baselines, measurements */
+	check(&t, "PUT", "/v1/baselines/*", "/v1/baselines/p1", A,
+	      "{\"digest\":\"" HEX64 "\",\"files\":{\"motd\":\"" HEX64 "\"},"
+	      "\"segments\":[\"" HEX64 "\"]}", 200);
+	check(&t, "PUT", "/v1/baselines/*", "/v1/baselines/p1", A,
+	      "{\"digest\":\"zz\"}", 400);
+	check(&t, "GET", "/v1/baselines", "/v1/baselines", R, NULL, 200);
+	check(&t, "GET", "/v1/baselines/*", "/v1/baselines/p1", R, NULL, 200);
+	check(&t, "DELETE", "/v1/baselines/*", "/v1/baselines/p1", A, NULL,
+	      204);
+	check(&t, "GET", "/v1/baselines/*", "/v1/baselines/p1", R, NULL, 404);
+	check(&t, "DELETE", "/v1/baselines/*", "/v1/baselines/p1", A, NULL,
+	      404);
+	check(&t, "GET", "/v1/measurements", "/v1/measurements", R, NULL,
+	      200);
+	/* audit */
+	check(&t, "GET", "/v1/audit", "/v1/audit?limit=5", R, NULL, 200);
+	check(&t, "GET", "/v1/audit", "/v1/audit?after=x", R, NULL, 400);
+	check(&t, "POST", "/v1/audit/verify", "/v1/audit/verify", R, NULL,
+	      200);
+	check(&t, "POST", "/v1/audit/verify", "/v1/audit/verify?seq=1", R,
+	      NULL, 400);
+	check(&t, "POST", "/v1/audit/checkpoints", "/v1/audit/checkpoints", A,
+	      NULL, 201);
+	check(&t, "GET", "/v1/audit/checkpoints", "/v1/audit/checkpoints", R,
+	      NULL, 200);
+	check(&t, "GET", "/v1/audit/checkpoints",
+	      "/v1/audit/checkpoints?list=1", R, NULL, 200);
+	check(&t, "POST", "/v1/tokens", "/v1/tokens", A,
+	      "{\"scope\":\"root\",\"name\":\"x\"}", 400);
+	check(&t, "POST", "/v1/tokens", "/v1/tokens", A,
+	      "{\"scope\":\"admin\",\"name\":\"ci\"}", 201);
+	check(&t, "POST", "/v1/tokens", "/v1/tokens", R,
+	      "{\"scope\":\"admin\",\"name\":\"ci2\"}", 403);
+	check(&t, "GET", "/v1/events", "/v1/events?after=x", R, NULL, 400);
+	check(&t, "GET", "/v1/events", "/v1/events?after=99999999", R, NULL,
+	      400);
+	check(&t, "GET", "/v1/openapi.json", "/v1/openapi.json", NULL, NULL,
+	      401);
+	/* tear down */
+	check(&t, "DELETE", "/v1/partitions/*", "/v1/partitions/p1", A, NULL,
+	      204);
+	check(&t, "DELETE", "/v1/partitions/*", "/v1/partitions/p1", A, NULL,
+	      404);
+	check(&t, "DELETE", "/v1/hosts/*", "/v1/hosts/h1", A, NULL, 204);
+	check(&t, "DELETE", "/v1/hosts/*", "/v1/hosts/h1", A, NULL, 404);
+
+	/* The document served is the file, byte for byte. */
+	ac_call(&t.c, "GET", "/v1/openapi.json", R, NULL, &r);
+	cr_expect_eq(r.status, 200);
+	FILE *f = fopen(PARLEY_SOURCE_DIR "/daemon/rpc/openapi.json", "r");
+	static char file[1 << 20];
+	size_t n = fread(file, 1, sizeof(file) - 1, f);
+	fclose(f);
+	file[n] = '\0';
+	cr_expect(r.body && !strcmp(r.body, file), "served document differs");
+	ac_free(&r);
+
+	/* Every operation was called and answered its success status (the
+	 * event stream's 200 is tests/test_api_stream.c's). */
+	const char *method, *pat, *scope;
+	for (size_t i = 0; api_route_info(i, &method, &pat, &scope); i++) {
+		char key[300];
+		snprintf(key, sizeof(key), "%s %s", method, pat);
+		json_t *l = json_object_get(t.seen, key);
+		bool ok = false;
+		size_t k;
+		json_t *v;
+		json_array_foreach(l, k, v)
+			ok |= json_integer_value(v) < 300;
+		cr_expect(ok || !strcmp(pat, "/v1/events") ||
+			  !strcmp(pat, "/v1/openapi.json"),
+			  "%s never answered with success here", key);
+	}
+	ac_stop(&t.c);
+	json_decref(t.seen);
+	json_decref(t.doc);
+}
+
+/* The validator refuses what it should, so the checks above can fail. */
+Test(api_openapi, validator_refuses_wrong_bodies)
+{
+	json_t *doc = load_doc();
+	json_t *host = json_pack("{s:s}", "$ref", "#/components/schemas/Host");
+	static const char *const bad[] = {
+		"{\"name\":\"h1\",\"libvirt_uri\":\"\",\"connected\":true,"
+		"\"policy_acked\":1}",                         /* missing */
+		"{\"name\":\"h1\",\"libvirt_uri\":\"\",\"connected\":true,"
+		"\"policy_acked\":1,\"agent_seq\":2,\"x\":1}", /* extra */
+		"{\"name\":\"h 1\",\"libvirt_uri\":\"\",\"connected\":true,"
+		"\"policy_acked\":1,\"agent_seq\":2}",         /* pattern */
+		"{\"name\":\"h1\",\"libvirt_uri\":\"\",\"connected\":1,"
+		"\"policy_acked\":1,\"agent_seq\":2}",         /* type */
+		"[]",
+	};
+	char why[256];
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		json_t *v = json_loads(bad[i], 0, NULL);
+		cr_expect(!js_valid(doc, host, v, "", why, sizeof(why)),
+			  "%s", bad[i]);
+		json_decref(v);
+	}
+	json_t *ok = json_loads("{\"name\":\"h1\",\"libvirt_uri\":\"\","
+				"\"connected\":true,\"policy_acked\":1,"
+				"\"agent_seq\":2}", 0, NULL);
+	cr_expect(js_valid(doc, host, ok, "", why, sizeof(why)), "%s", why);
+	json_t *odd = json_pack("{s:s}", "format", "date");
+	cr_expect(!js_valid(doc, odd, ok, "", why, sizeof(why)),
+		  "an unknown keyword must not pass");
+	json_decref(odd);
+	json_decref(ok);
+	json_decref(host);
+	json_decref(doc);
+}

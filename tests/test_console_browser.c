@@ -1,0 +1,166 @@
+/* The web console in headless Chromium (tests/browser/console_e2e.js over
+ * the DevTools protocol): parleyd with the demo's host, partitions and
+ * grants (examples/grants.json), rogue quarantined by its agent; login
+ * with a wrong token, then the right one; the graph's nodes and edges; a
+ * rogue open refused by the agent (sent over the agent link, as a host)
+ * shown live in the graph and the audit view; keyboard navigation; no
+ * request outside the daemon's origin; a screenshot in the build tree. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/wire.h"
+#include "tests/helpers/apiclient.h"
+#include "tests/helpers/linkpeer.h"
+#include "tests/helpers/testutil.h"
+
+#define BUF 8192
+
+static void call_ok(struct api_client *c, const char *method,
+		    const char *path, const char *body, int want)
+{
+	struct ac_resp r;
+	ac_call(c, method, path, c->admin, body, &r);
+	cr_assert_eq(r.status, want, "%s %s: %s", method, path, r.raw);
+	ac_free(&r);
+}
+
+/* What the agent of host-1 reports: one event in an audit batch, after
+ * its hello. */
+static void agent_event(struct api_client *c, const char *dir, uint64_t seq,
+			const char *event, const char *part,
+			const char *chan, const char *reason, const char *file)
+{
+	uint8_t b[BUF];
+	size_t n = 0;
+	lp_add_hello(b, BUF, &n, "host-1");
+	Parley__V1__Envelope e;
+	Parley__V1__AuditBatch ab;
+	Parley__V1__AuditEvent ev, *evp = &ev;
+	wire_init_envelope(&e, 200 + seq);
+	parley__v1__audit_batch__init(&ab);
+	parley__v1__audit_event__init(&ev);
+	ev.seq = seq;
+	ev.event = (char *)event;
+	ev.partition = (char *)part;
+	ev.channel = (char *)(chan ? chan : "");
+	ev.reason = (char *)(reason ? reason : "");
+	ev.file = (char *)(file ? file : "");
+	ab.events = &evp;
+	ab.n_events = 1;
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_AUDIT;
+	e.audit = &ab;
+	lp_add(b, BUF, &n, &e);
+	struct lp_result r;
+	/* Welcome, the policy bundle, the Ack: then it may go. */
+	lp_session(c->f.port, dir, b, n, 3, &r);
+	cr_assert(r.handshake, "the agent link refused host-1's certificate");
+	cr_assert_geq(r.acks, 1, "%s not acknowledged (%u frames, error %s)",
+		      event, r.frames, r.error_code);
+}
+
+static bool have(const char *exe)
+{
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1", exe);
+	return system(cmd) == 0;
+}
+
+Test(console_browser, graph_live_refusal_quarantine_login_origin,
+     .timeout = 240)
+{
+	cr_assert(have("node") && (have("chromium") || getenv("CHROMIUM")),
+		  "node and chromium are needed (./dev deps installs Debian's "
+		  "nodejs and chromium)");
+	struct api_client c;
+	ac_start(&c);
+	call_ok(&c, "POST", "/v1/hosts", "{\"name\":\"host-1\"}", 201);
+	call_ok(&c, "POST", "/v1/hosts", "{\"name\":\"host-2\"}", 201);
+	static const char *const parts[][2] = {
+		{ "ping", "host-1" }, { "pong", "host-1" },
+		{ "rogue", "host-1" }, { "hello", "host-2" },
+	};
+	for (size_t i = 0; i < 4; i++) {
+		char body[256];
+		snprintf(body, sizeof(body), "{\"host\":\"%s\",\"backend\":"
+			 "\"thin\",\"spec\":{\"name\":\"%s\",\"image\":"
+			 "\"%s.elf\"}}", parts[i][1], parts[i][0],
+			 parts[i][0]);
+		call_ok(&c, "POST", "/v1/partitions", body, 201);
+	}
+	/* examples/grants.json */
+	call_ok(&c, "POST", "/v1/grants", "{\"channel\":\"pingpong\","
+		"\"endpoint_a\":\"ping\",\"endpoint_b\":\"pong\",\"direction\":"
+		"\"both\",\"ring_bytes\":\"64K\",\"require_integrity\":true}",
+		201);
+	call_ok(&c, "POST", "/v1/grants", "{\"channel\":\"telemetry\","
+		"\"endpoint_a\":\"rogue\",\"endpoint_b\":\"pong\","
+		"\"direction\":\"a_to_b\",\"ring_bytes\":\"4K\"}", 201);
+	struct fd_agent *host = fd_host(&c.f, "host-1", NULL);
+	/* rogue tampered with its config: its agent quarantined it. */
+	agent_event(&c, host->dir, 1, "quarantine", "rogue", NULL,
+		    "INTEGRITY", "app.conf");
+	/* ping opened its channel: drawn as open, not merely granted. */
+	agent_event(&c, host->dir, 2, "open_allowed", "ping", "pingpong",
+		    NULL, NULL);
+
+	char url[64], shot[600];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", c.port);
+	snprintf(shot, sizeof(shot), "%s/console/graph.png", PARLEY_BUILD_DIR);
+	unlink(shot);
+	int to[2], from[2];
+	cr_assert_eq(pipe(to), 0);
+	cr_assert_eq(pipe(from), 0);
+	pid_t parent = getpid(), pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		t_child_dies_with_parent(parent);
+		dup2(to[0], 0);
+		dup2(from[1], 1);
+		close(to[1]);
+		close(from[0]);
+		setenv("PARLEY_URL", url, 1);
+		setenv("PARLEY_TOKEN", c.admin, 1);
+		setenv("PARLEY_SHOT", shot, 1);
+		setenv("PARLEY_EXPECT", "{\"nodes\":[\"ping\",\"pong\",\"rogue\","
+		       "\"hello\"],\"edges\":[\"pingpong:ping>pong\","
+		       "\"telemetry:rogue>pong\"],\"quarantined\":[\"rogue\"],"
+		       "\"open\":[\"pingpong\"],\"rogue\":{\"partition\":"
+		       "\"rogue\",\"channel\":\"pingpong\"}}", 1);
+		execlp("node", "node", PARLEY_SOURCE_DIR
+		       "/tests/browser/console_e2e.js", (char *)NULL);
+		_exit(127);
+	}
+	close(to[0]);
+	close(from[1]);
+	FILE *in = fdopen(from[0], "r"), *out = fdopen(to[1], "w");
+	char line[4096], log[16384] = "";
+	bool injected = false;
+	while (fgets(line, sizeof(line), in)) {
+		strncat(log, line, sizeof(log) - strlen(log) - 1);
+		if (!strcmp(line, "INJECT\n")) {
+			/* The refused open, as the agent reports it. */
+			agent_event(&c, host->dir, 3, "open_denied", "rogue",
+				    "pingpong", "NO_GRANT", NULL);
+			fputs("INJECTED\n", out);
+			fflush(out);
+			injected = true;
+		}
+	}
+	fclose(out);
+	fclose(in);
+	int st;
+	waitpid(pid, &st, 0);
+	cr_log_info("console_e2e.js:\n%s", log);
+	cr_expect(injected, "the driver never asked for the refused open");
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "console_e2e.js "
+		  "failed:\n%s", log);
+	cr_expect(strstr(log, "\nPASS\n") || !strncmp(log, "PASS\n", 5),
+		  "%s", log);
+	cr_expect_eq(access(shot, R_OK), 0, "no screenshot at %s", shot);
+	ac_stop(&c);
+}
