@@ -434,7 +434,8 @@ struct store_segset {
 
 /* Add one set (its JSON object as in the data set's "segsets" array).
  * Errors name the field ("segset (\"bus\").segments[1].writer: ...");
- * -EEXIST if the name is taken (remove it first). name (may be NULL,
+ * -EEXIST only if the name is taken (remove it first): a name twice
+ * within the set is -EINVAL. name (may be NULL,
  * else STORE_NAME_MAX bytes) gets the set's name, *version the new
  * policy version. */
 int store_put_segset(struct store *s, const char *set_json, size_t len,

@@ -79,6 +79,12 @@ static int parse_one(const char *json, size_t len, struct segset_def *def,
 	int rc = !arr || json_array_append(arr, o) < 0
 			 ? perr(err, -ENOMEM, "out of memory")
 			 : segset_doc_from_json(arr, NULL, &doc, err);
+	/* The parser's -EEXIST is a name twice within the set (a member, a
+	 * reader, a segment): the set itself is malformed. Here -EEXIST
+	 * means only "the name is taken in the store" (409 through the API,
+	 * where a bad body is 400). */
+	if (rc == -EEXIST)
+		rc = -EINVAL;
 	if (rc == 0 && json_is_object(o))
 		*def = doc.s[0];
 	else if (rc == 0)

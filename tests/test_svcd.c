@@ -242,6 +242,21 @@ Test(svcd, store_segsets)
 		  "\"size\":\"4K\"}]}", -EINVAL, "segset (\"s4\").segments[0]" },
 		{ "[1]", -EINVAL, "segset" },
 		{ "{\"name\":", -EINVAL, "not JSON" },
+		/* A name twice within the set is a bad set, not a taken
+		 * name (-EEXIST, 409 through the API). */
+		{ "{\"name\":\"s5\",\"members\":[\"a\",\"a\"],\"segments\":[{"
+		  "\"name\":\"p\",\"kind\":\"pipe\",\"writer\":\"a\","
+		  "\"size\":\"4K\"}]}", -EINVAL, "members[1]: \"a\" is listed "
+		  "twice" },
+		{ "{\"name\":\"s6\",\"members\":[\"a\",\"b\"],\"segments\":[{"
+		  "\"name\":\"p\",\"kind\":\"pipe\",\"writer\":\"a\","
+		  "\"size\":\"4K\"},{\"name\":\"p\",\"kind\":\"pipe\","
+		  "\"writer\":\"b\",\"size\":\"4K\"}]}", -EINVAL,
+		  "duplicate segment" },
+		{ "{\"name\":\"s7\",\"members\":[\"a\",\"b\",\"c\"],"
+		  "\"segments\":[{\"name\":\"p\",\"kind\":\"pipe\",\"writer\":"
+		  "\"a\",\"size\":\"4K\",\"readers\":[\"b\",\"b\"]}]}", -EINVAL,
+		  "readers[1]: \"b\" is listed twice" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int rc = store_put_segset(f.s, bad[i].json, strlen(bad[i].json),
