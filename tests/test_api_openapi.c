@@ -123,10 +123,11 @@ struct run {
 };
 
 /* One call: its status documented for the operation, its JSON body
- * valid against that status's schema. */
-static void check(struct run *t, const char *method, const char *pat,
-		  const char *target, const char *token, const char *body,
-		  int want)
+ * valid against that status's schema. Returns the body parsed (a new
+ * reference, NULL if not JSON). */
+static json_t *check_json(struct run *t, const char *method, const char *pat,
+			  const char *target, const char *token,
+			  const char *body, int want)
 {
 	struct ac_resp r;
 	ac_call(&t->c, method, target, token, body, &r);
@@ -168,7 +169,36 @@ static void check(struct run *t, const char *method, const char *pat,
 	if (!l)
 		json_object_set_new(t->seen, key, l = json_array());
 	json_array_append_new(l, json_integer(r.status));
+	json_t *got = json_incref(r.json);
 	ac_free(&r);
+	return got;
+}
+
+static void check(struct run *t, const char *method, const char *pat,
+		  const char *target, const char *token, const char *body,
+		  int want)
+{
+	json_decref(check_json(t, method, pat, target, token, body, want));
+}
+
+/* A set of p1 and p3 (both on h1): a ring p1 writes, a page the agent
+ * writes and p3 reads. */
+#define SET_BUS                                                              \
+	"{\"name\":\"bus\",\"members\":[\"p1\",\"p3\"],\"segments\":["     \
+	"{\"name\":\"cmd\",\"kind\":\"pipe\",\"writer\":\"p1\",\"size\":"  \
+	"\"64K\"},{\"name\":\"st\",\"kind\":\"area\",\"writer\":\"agent\"," \
+	"\"size\":4096,\"readers\":[\"p3\"]}]}"
+
+/* A JSON object a little over the API's body limit (413). */
+static char *big_body(void)
+{
+	size_t n = API_BODY_MAX + 100;
+	char *b = malloc(n + 1);
+	cr_assert(b);
+	memset(b, ' ', n);
+	b[0] = '{';
+	memcpy(b + n - 1, "}", 2);
+	return b;
 }
 
 Test(api_openapi, every_operation_answers_as_documented, .timeout = 120)
@@ -243,6 +273,86 @@ Test(api_openapi, every_operation_answers_as_documented, .timeout = 120)
 	      409);
 	check(&t, "DELETE", "/v1/grants/*", "/v1/grants/tel", A, NULL, 200);
 	check(&t, "DELETE", "/v1/grants/*", "/v1/grants/tel", A, NULL, 404);
+	/* segment sets (members on one host: p1 and p3 on h1, p2 on h2) */
+	check(&t, "POST", "/v1/partitions", "/v1/partitions", A,
+	      "{\"host\":\"h1\",\"backend\":\"thin\",\"spec\":{\"name\":"
+	      "\"p3\"}}", 201);
+	check(&t, "POST", "/v1/segsets", "/v1/segsets", A, SET_BUS, 201);
+	check(&t, "POST", "/v1/segsets", "/v1/segsets", A, SET_BUS, 409);
+	check(&t, "POST", "/v1/segsets", "/v1/segsets", R, SET_BUS, 403);
+	check(&t, "POST", "/v1/segsets", "/v1/segsets", A,
+	      "{\"name\":\"w\",\"members\":[\"p1\",\"p2\"],\"segments\":"
+	      "[{\"name\":\"c\",\"kind\":\"pipe\",\"writer\":\"p1\","
+	      "\"size\":4096}]}", 400);
+	check(&t, "POST", "/v1/segsets", "/v1/segsets", A,
+	      "{\"name\":\"w\",\"members\":[\"p1\",\"p1\"],\"segments\":"
+	      "[{\"name\":\"c\",\"kind\":\"pipe\",\"writer\":\"p1\","
+	      "\"size\":4096}]}", 400);
+	check(&t, "POST", "/v1/segsets", "/v1/segsets", A,
+	      "{\"name\":\"w\",\"members\":[\"p1\",\"zz\"],\"segments\":"
+	      "[{\"name\":\"c\",\"kind\":\"pipe\",\"writer\":\"p1\","
+	      "\"size\":4096}]}", 404);
+	char *big = big_body();
+	check(&t, "POST", "/v1/segsets", "/v1/segsets", A, big, 413);
+	check(&t, "GET", "/v1/segsets", "/v1/segsets", R, NULL, 200);
+	check(&t, "GET", "/v1/segsets", "/v1/segsets?host=h2", R, NULL, 200);
+	check(&t, "GET", "/v1/segsets", "/v1/segsets?host=%2e%2e", R, NULL,
+	      400);
+	check(&t, "GET", "/v1/segsets/*", "/v1/segsets/bus", R, NULL, 200);
+	check(&t, "GET", "/v1/segsets/*", "/v1/segsets/nope", R, NULL, 404);
+	check(&t, "GET", "/v1/segsets/*", "/v1/segsets/%2e%2e", R, NULL, 400);
+	check(&t, "DELETE", "/v1/partitions/*", "/v1/partitions/p3", A, NULL,
+	      409);
+	/* service rules: created, changed, already that; by id and triple */
+	json_t *j = check_json(&t, "POST", "/v1/services", "/v1/services", A,
+			       "{\"source\":\"p1\",\"target\":\"p3\","
+			       "\"service\":\"auth\",\"action\":\"allow\"}",
+			       201);
+	char by_id[64];
+	snprintf(by_id, sizeof(by_id), "/v1/services/%lld", (long long)
+		 json_integer_value(json_object_get(json_object_get(j,
+							"rule"), "id")));
+	json_decref(j);
+	check(&t, "POST", "/v1/services", "/v1/services", A,
+	      "{\"source\":\"p1\",\"target\":\"p3\",\"service\":\"auth\","
+	      "\"action\":\"deny\"}", 200);
+	check(&t, "POST", "/v1/services", "/v1/services", A,
+	      "{\"source\":\"p1\",\"target\":\"p3\",\"service\":\"auth\","
+	      "\"action\":\"deny\"}", 200);
+	check(&t, "POST", "/v1/services", "/v1/services", A,
+	      "{\"source\":\"p3\",\"target\":\"p1\",\"service\":\"log\","
+	      "\"action\":\"allow\"}", 201);
+	check(&t, "POST", "/v1/services", "/v1/services", R,
+	      "{\"source\":\"p1\",\"target\":\"p3\",\"service\":\"x\","
+	      "\"action\":\"allow\"}", 403);
+	check(&t, "POST", "/v1/services", "/v1/services", A,
+	      "{\"source\":\"p1\",\"target\":\"p2\",\"service\":\"x\","
+	      "\"action\":\"allow\"}", 400);
+	check(&t, "POST", "/v1/services", "/v1/services", A,
+	      "{\"source\":\"p1\",\"target\":\"zz\",\"service\":\"x\","
+	      "\"action\":\"allow\"}", 404);
+	check(&t, "POST", "/v1/services", "/v1/services", A, big, 413);
+	free(big);
+	check(&t, "GET", "/v1/services", "/v1/services", R, NULL, 200);
+	check(&t, "GET", "/v1/services", "/v1/services?host=h1", R, NULL, 200);
+	check(&t, "GET", "/v1/services", "/v1/services?host=a%20b", R, NULL,
+	      400);
+	check(&t, "DELETE", "/v1/services/*", by_id, R, NULL, 403);
+	check(&t, "DELETE", "/v1/services/*", by_id, A, NULL, 200);
+	check(&t, "DELETE", "/v1/services/*", by_id, A, NULL, 404);
+	check(&t, "DELETE", "/v1/services/*", "/v1/services/p3:p1:log", A,
+	      NULL, 200);
+	check(&t, "DELETE", "/v1/services/*", "/v1/services/p3:p1:log", A,
+	      NULL, 404);
+	check(&t, "DELETE", "/v1/services/*", "/v1/services/p3:p1", A, NULL,
+	      400);
+	check(&t, "DELETE", "/v1/segsets/*", "/v1/segsets/bus", R, NULL, 403);
+	check(&t, "DELETE", "/v1/segsets/*", "/v1/segsets/bus", A, NULL, 200);
+	check(&t, "DELETE", "/v1/segsets/*", "/v1/segsets/bus", A, NULL, 404);
+	check(&t, "DELETE", "/v1/segsets/*", "/v1/segsets/%2e%2e", A, NULL,
+	      400);
+	check(&t, "DELETE", "/v1/partitions/*", "/v1/partitions/p3", A, NULL,
+	      204);
 	/* baselines, measurements */
 	check(&t, "PUT", "/v1/baselines/*", "/v1/baselines/p1", A,
 	      "{\"digest\":\"" HEX64 "\",\"files\":{\"motd\":\"" HEX64 "\"},"
