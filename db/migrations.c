@@ -215,7 +215,9 @@ static const char m7_segsets[] =
 	" ON segset_members (partition);";
 
 /* 8: service rules (issue 14; db/store_services.c): who may call which
- * partition's named service. ids by the store (max + 1); one rule per
+ * partition's named service. ids from svc_rule_seq, never reused (a
+ * client holding the id of a deleted rule must not delete another); one
+ * rule per
  * (source, target, service), since an agent takes the first that names a
  * call. */
 static const char m8_services[] =
@@ -228,7 +230,9 @@ static const char m8_services[] =
 	" version INTEGER NOT NULL REFERENCES policy_versions (version),"
 	" UNIQUE (source, target, service),"
 	" CHECK (source <> target));"
-	"CREATE INDEX svc_rules_by_target ON svc_rules (target);";
+	"CREATE INDEX svc_rules_by_target ON svc_rules (target);"
+	"CREATE TABLE svc_rule_seq (last INTEGER NOT NULL);"
+	"INSERT INTO svc_rule_seq (last) VALUES (0);";
 
 static const char *const migrations[] = { m1_tables, m2_indexes, m3_tokens,
 					  m4_backend, m5_revoked,

@@ -159,17 +159,20 @@ static int write_rule(struct store *s, uint64_t id, const struct svc_rule *r,
 	return db_run(s, st, "write service rule", err);
 }
 
-/* The next id: max + 1, under the write lock (a second writer taking the
- * same one first fails the insert on the primary key). */
+/* The next id, from a counter that only grows (under the write lock), so
+ * an id is never given twice, even after its rule was deleted. */
 static int next_id(struct store *s, uint64_t *id, struct parley_err *err)
 {
-	static const char q[] = "SELECT COALESCE(MAX(id), 0) FROM svc_rules";
+	int rc = db_exec(s, "UPDATE svc_rule_seq SET last = last + 1", err);
+	if (rc < 0)
+		return rc;
+	static const char q[] = "SELECT last FROM svc_rule_seq";
 	sqlite3_stmt *st;
 	int64_t n = 0;
-	int rc = db_prep(s, q, &st, err);
+	rc = db_prep(s, q, &st, err);
 	if (rc == 0)
 		rc = db_int(s, st, "service rule id", &n, err);
-	*id = (uint64_t)n + 1;
+	*id = (uint64_t)n;
 	return rc;
 }
 

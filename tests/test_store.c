@@ -330,9 +330,9 @@ Test(store, migrate_from_empty)
 	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM schema_version"),
 		     store_schema_latest());
 	/* 17 with revoked_certs (migration 5) and audit_checkpoints (6);
-	 * 20 with segsets, segset_members (7) and svc_rules (8) */
+	 * 21 with segsets, segset_members (7), svc_rules and svc_rule_seq (8) */
 	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM sqlite_master "
-			     "WHERE type = 'table'"), 20);
+			     "WHERE type = 'table'"), 21);
 	char *mode = raw_text(f.path, "PRAGMA journal_mode");
 	cr_expect_str_eq(mode, "wal");
 	free(mode);

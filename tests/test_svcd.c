@@ -162,6 +162,13 @@ Test(svcd, store_service_rules)
 	cr_expect_eq(v, 5);
 	cr_expect_eq(store_del_svc_rule(f.s, 2, &v, &e), -ENOENT);
 	cr_expect_eq(store_del_svc_rule(f.s, 0, &v, &e), -EINVAL);
+	/* Ids are never given twice: the rule made after the newest (2) was
+	 * deleted is 3, so a client still holding 2 deletes nothing. */
+	cr_assert_eq(store_put_svc_rule(f.s, &r2, &id, NULL, &v, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_expect_eq(id, 3, "id %llu reused", (unsigned long long)id);
+	cr_expect_eq(store_del_svc_rule(f.s, 2, &v, &e), -ENOENT);
+	cr_expect_eq(store_del_svc_rule(f.s, 3, &v, &e), 0);
 	cr_expect_eq(store_partition_delete(f.s, "b", &e), 0, "%s",
 		     perr_msg(&e));
 	fx_close(&f);
