@@ -244,6 +244,28 @@ int ctl_call(struct ctl *c, const char *method, const char *path,
 	return rc;
 }
 
+int ctl_call_bytes(struct ctl *c, const char *method, const char *path,
+		   const void *body, size_t len, const char *ctype,
+		   json_t **out)
+{
+	if (out)
+		*out = NULL;
+	struct http_resp r;
+	struct parley_err err = { 0 };
+	int rc = http_request_bytes(&c->url, c->token, method, path, body, len,
+				    ctype, &r, &err);
+	if (rc < 0 && http_unreachable(rc))
+		return ctl_fail(CTL_UNREACH, "UNREACHABLE", "%s", perr_msg(&err));
+	if (rc < 0)
+		return ctl_fail(CTL_ERR, "HTTP", "%s", perr_msg(&err));
+	if (r.status / 100 == 2)
+		rc = take_ok(&r, method, path, out);
+	else
+		rc = take_error(&r);
+	free(r.body);
+	return rc;
+}
+
 /* The cursor as text ("next" may be a string or, for audit, an id). */
 static int cursor_text(const json_t *next, char *buf, size_t cap)
 {
