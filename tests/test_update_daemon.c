@@ -30,6 +30,7 @@
 #include "db/store_updates.h"
 #include "common/grant.h"
 #include "common/version.h"
+#include "common/wire.h"
 #include "tests/helpers/apiclient.h"
 #include "tests/helpers/testutil.h"
 
@@ -544,4 +545,163 @@ T_BACKEND_TEST(update_daemon, agent_that_cannot_start_rolls_back,
 	cr_expect_geq(audited(e.s, "update_failed", "host-a"), 1);
 	cr_expect_eq(audited(e.s, "update_committed", "host-a"), 0);
 	e2e_stop(&e);
+}
+
+/* ---- the frames (common/wire.c), hostile ones included ----------------- */
+
+static const uint8_t zsha[32] = { 1, 2, 3 };
+
+static int check_offer(const char *version, uint64_t size, size_t shalen,
+		       struct parley_err *err)
+{
+	Parley__V1__Envelope e;
+	Parley__V1__UpdateOffer o;
+	wire_init_envelope(&e, 0);
+	parley__v1__update_offer__init(&o);
+	o.version = (char *)version;
+	o.size = size;
+	wire_bytes(&o.sha256, zsha, shalen);
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_UPDATE_OFFER;
+	e.update_offer = &o;
+	return wire_check(&e, err);
+}
+
+static int check_chunk(uint64_t off, size_t len, size_t shalen,
+		       struct parley_err *err)
+{
+	static uint8_t data[WIRE_UPDATE_CHUNK_MAX + 1];
+	Parley__V1__Envelope e;
+	Parley__V1__UpdateChunk c;
+	wire_init_envelope(&e, 0);
+	parley__v1__update_chunk__init(&c);
+	wire_bytes(&c.sha256, zsha, shalen);
+	c.offset = off;
+	wire_bytes(&c.data, data, len);
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_UPDATE_CHUNK;
+	e.update_chunk = &c;
+	return wire_check(&e, err);
+}
+
+static int check_progress(const char *state, uint64_t rx, const char *reason,
+			  size_t shalen, struct parley_err *err)
+{
+	Parley__V1__Envelope e;
+	Parley__V1__UpdateProgress p;
+	wire_init_envelope(&e, 0);
+	parley__v1__update_progress__init(&p);
+	wire_bytes(&p.sha256, shalen ? zsha : NULL, shalen);
+	p.state = (char *)state;
+	p.received = rx;
+	p.reason = (char *)reason;
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS;
+	e.update_progress = &p;
+	return wire_check(&e, err);
+}
+
+Test(update_daemon, update_frames_checked_field_by_field)
+{
+	struct parley_err err = { 0 };
+	cr_expect_eq(check_offer("0.5.0", 1000, 32, &err), 0, "%s", err.msg);
+	cr_expect_eq(check_offer("0.5.0", 79, 32, &err), -EINVAL);
+	cr_expect(strstr(err.msg, "update_offer.size"), "%s", err.msg);
+	cr_expect_eq(check_offer("0.5.0", (256ull << 20) + 1, 32, &err),
+		     -EINVAL);
+	cr_expect_eq(check_offer("0.5.0-rc1", 1000, 32, &err), -EINVAL);
+	cr_expect(strstr(err.msg, "update_offer.version"), "%s", err.msg);
+	cr_expect_eq(check_offer("0.5", 1000, 32, &err), -EINVAL);
+	cr_expect_eq(check_offer("", 1000, 32, &err), -EINVAL);
+	cr_expect_eq(check_offer("0.5.0", 1000, 31, &err), -EINVAL);
+	cr_expect(strstr(err.msg, "update_offer.sha256"), "%s", err.msg);
+
+	cr_expect_eq(check_chunk(0, 1, 32, &err), 0, "%s", err.msg);
+	cr_expect_eq(check_chunk(0, WIRE_UPDATE_CHUNK_MAX, 32, &err), 0);
+	cr_expect_eq(check_chunk(0, WIRE_UPDATE_CHUNK_MAX + 1, 32, &err),
+		     -EINVAL);
+	cr_expect(strstr(err.msg, "update_chunk.data"), "%s", err.msg);
+	cr_expect_eq(check_chunk(0, 0, 32, &err), -EINVAL);
+	cr_expect_eq(check_chunk((256ull << 20) - 1, 2, 32, &err), -EINVAL);
+	cr_expect(strstr(err.msg, "update_chunk.offset"), "%s", err.msg);
+	cr_expect_eq(check_chunk(UINT64_MAX - 1, 4, 32, &err), -EINVAL);
+	cr_expect_eq(check_chunk(0, 1, 0, &err), -EINVAL);
+
+	cr_expect_eq(check_progress("receiving", 100, "", 32, &err), 0, "%s",
+		     err.msg);
+	cr_expect_eq(check_progress("committed", 0, "", 0, &err), 0, "%s",
+		     err.msg);
+	cr_expect_eq(check_progress("done", 0, "", 32, &err), -EINVAL);
+	cr_expect(strstr(err.msg, "update_progress.state"), "%s", err.msg);
+	cr_expect_eq(check_progress(NULL, 0, "", 32, &err), -EINVAL);
+	cr_expect_eq(check_progress("failed", 0, "why\x1b[31m", 32, &err),
+		     -EINVAL);
+	cr_expect(strstr(err.msg, "update_progress.reason"), "%s", err.msg);
+	cr_expect_eq(check_progress("failed", (256ull << 20) + 1, "", 32,
+				    &err), -EINVAL);
+	cr_expect_eq(check_progress("failed", 0, "", 5, &err), -EINVAL);
+}
+
+/* The store checks what it keeps (db/store_updates.c). */
+Test(update_daemon, store_refuses_hostile_arguments, .timeout = 60)
+{
+	char *dir = t_tmpdir();
+	char path[600];
+	snprintf(path, sizeof(path), "%s/s.db", dir);
+	struct store *s = NULL;
+	struct parley_err err = { 0 };
+	cr_assert_eq(store_open(path, &s, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(store_host_put(s, "h", "", (struct store_blob){ 0 },
+				    NULL), 0);
+	uint8_t sha[32] = { 9 }, other[32] = { 8 };
+	struct store_blob d = { sha, 32 }, o = { other, 32 };
+	static const uint8_t pkg[100] = { 'P' };
+	cr_expect_eq(store_update_put_package(s, d, "1.2", pkg, 100, &err),
+		     -EINVAL);
+	cr_expect_eq(store_update_put_package(s, d, "1.2.3x", pkg, 100, &err),
+		     -EINVAL);
+	cr_expect_eq(store_update_put_package(s, (struct store_blob){ sha, 31 },
+					      "1.2.3", pkg, 100, &err),
+		     -EINVAL);
+	cr_expect_eq(store_update_request(s, "h", d, &err), -ENOENT);
+	cr_assert_eq(store_update_put_package(s, d, "1.2.3", pkg, 100, &err),
+		     0, "%s", perr_msg(&err));
+	cr_expect_eq(store_update_request(s, "nohost", d, &err), -ENOENT);
+	cr_expect_eq(store_update_request(s, "../h", d, &err), -EINVAL);
+	cr_assert_eq(store_update_request(s, "h", d, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_expect_eq(store_update_set(s, "h", d, "bogus", 0, "", &err),
+		     -EINVAL);
+	cr_expect_eq(store_update_set(s, "h", d, "receiving", 101, "", &err),
+		     -ENOENT, "beyond the size");
+	cr_expect_eq(store_update_set(s, "h", o, "receiving", 1, "", &err),
+		     -ENOENT, "another package");
+	cr_expect_eq(store_update_set(s, "h", d, "failed", 1, "a\xff", &err),
+		     -EINVAL);
+	cr_expect_eq(store_update_set(s, "h", d, "failed", 100, "gone", &err),
+		     0, "%s", perr_msg(&err));
+	struct store_update u;
+	cr_assert_eq(store_update_get(s, "h", &u, &err), 0);
+	cr_expect_str_eq(u.state, "failed");
+	cr_expect_str_eq(u.reason, "gone");
+	cr_expect_eq(u.received, 100);
+	uint8_t buf[200];
+	size_t got;
+	cr_expect_eq(store_update_read(s, d, 90, buf, sizeof(buf), &got,
+				       &err), 0);
+	cr_expect_eq(got, 10);
+	cr_expect_eq(store_update_read(s, d, 1000, buf, sizeof(buf), &got,
+				       &err), 0);
+	cr_expect_eq(got, 0);
+	cr_expect_eq(store_update_read(s, o, 0, buf, sizeof(buf), &got, &err),
+		     -ENOENT);
+	cr_expect_eq(store_host_agent_set(s, "h", "v\x01", &err), 0,
+		     "control bytes are UTF-8; the wire refuses them first");
+	char big[100];
+	memset(big, 'x', sizeof(big) - 1);
+	big[99] = 0;
+	cr_expect_eq(store_host_agent_set(s, "h", big, &err), -E2BIG);
+	/* Deleting the host takes its rows along. */
+	cr_expect_eq(store_host_delete(s, "h", &err), 0, "%s", perr_msg(&err));
+	cr_expect_eq(store_update_get(s, "h", &u, NULL), -ENOENT);
+	store_close(s);
+	t_rmtree(dir);
+	free(dir);
 }
