@@ -705,3 +705,115 @@ Test(update_daemon, store_refuses_hostile_arguments, .timeout = 60)
 	t_rmtree(dir);
 	free(dir);
 }
+
+/* ---- the agent's side of the daemon's stream (agent/update/stage.c) ---- */
+
+#include "agent/partition.h"
+#include "agent/spec.h"
+#include "agent/update/stage.h"
+
+static void feed(struct upd_stage *st, const uint8_t *sha, const uint8_t *p,
+		 size_t len, size_t from, struct upd_report *r)
+{
+	for (size_t off = from; off < len; off += WIRE_UPDATE_CHUNK_MAX) {
+		size_t n = len - off < WIRE_UPDATE_CHUNK_MAX
+				   ? len - off : WIRE_UPDATE_CHUNK_MAX;
+		cr_assert(upd_daemon_chunk(st, sha, off, p + off, n, r));
+		if (off + n < len)
+			cr_assert_str_eq(r->state, "receiving", "%s",
+					 r->reason);
+	}
+}
+
+/* One stage at a time, a reconnect goes on from what is held, a chunk
+ * out of order is not written, the last one verifies and stages. */
+Test(update_daemon, agent_stages_the_daemons_stream, .timeout = 60)
+{
+	char *dir = t_tmpdir();
+	EVP_PKEY *rel = new_key(), *other = new_key();
+	char pub[600];
+	snprintf(pub, sizeof(pub), "%s/release.pub", dir);
+	cr_assert_eq(sign_write_pub(pub, rel, NULL), 0);
+	struct upd_stage st;
+	struct parley_err err = { 0 };
+	cr_assert_eq(upd_stage_open(&st, dir, NULL, &err), 0, "%s",
+		     perr_msg(&err));
+	size_t len, olen;
+	uint8_t *pkg = package(T_BIN("parley-agent-next"), 1, rel, &len);
+	uint8_t *oth = package(T_AGENT, 1, other, &olen);
+	uint8_t sha[32], osha[32];
+	unsigned sl;
+	EVP_Digest(pkg, len, sha, &sl, EVP_sha256(), NULL);
+	EVP_Digest(oth, olen, osha, &sl, EVP_sha256(), NULL);
+	struct upd_report r;
+
+	/* A partition streaming: the daemon's offer is busy, nothing
+	 * touched; the partition's stream goes on. */
+	struct partition p = { 0 };
+	snprintf(p.name, sizeof(p.name), "updater");
+	p.caps = SPEC_CAP_UPDATE;
+	struct ctl_update_req q = { .op = CTL_UPD_BEGIN, .arg = 1000 };
+	struct ctl_update_reply rep;
+	upd_answer(&st, &p, &q, &rep);
+	cr_assert_eq(rep.status, PARLEY_OK, "%s", rep.detail);
+	upd_daemon_offer(&st, sha, len, "0.5.0", &r);
+	cr_expect_str_eq(r.state, "busy");
+	cr_expect(strstr(r.reason, "updater"), "%s", r.reason);
+	cr_expect_str_eq(st.owner, "updater");
+	upd_stage_gone(&st, "updater");
+
+	/* The daemon's stream: a partition's BEGIN is refused meanwhile. */
+	upd_daemon_offer(&st, sha, len, "0.5.0", &r);
+	cr_assert_str_eq(r.state, "receiving", "%s", r.reason);
+	cr_expect_eq(r.received, 0);
+	upd_answer(&st, &p, &q, &rep);
+	cr_expect_eq(rep.status, PARLEY_E_LIMIT);
+	cr_expect(strstr(rep.detail, "the daemon is staging"), "%s",
+		  rep.detail);
+	/* Half of it, then a chunk from elsewhere: not written. */
+	size_t half = 2 * WIRE_UPDATE_CHUNK_MAX;
+	cr_assert_gt(len, half + WIRE_UPDATE_CHUNK_MAX);
+	for (size_t off = 0; off < half; off += WIRE_UPDATE_CHUNK_MAX)
+		cr_assert(upd_daemon_chunk(&st, sha, off, pkg + off,
+					   WIRE_UPDATE_CHUNK_MAX, &r));
+	cr_expect_eq(r.received, half);
+	cr_assert(upd_daemon_chunk(&st, sha, half + 8, pkg + half, 8, &r));
+	cr_expect_str_eq(r.state, "receiving");
+	cr_expect_eq(r.received, half, "an out-of-order chunk was written");
+	/* A chunk of another package: not ours, no answer. */
+	cr_expect(!upd_daemon_chunk(&st, osha, half, pkg + half, 8, &r));
+	/* The link came back: the same offer goes on from what is held. */
+	upd_daemon_offer(&st, sha, len, "0.5.0", &r);
+	cr_expect_str_eq(r.state, "receiving");
+	cr_expect_eq(r.received, half);
+	feed(&st, sha, pkg, len, half, &r);
+	cr_expect_str_eq(r.state, "staged", "%s", r.reason);
+	cr_expect_eq(r.received, len);
+	char staged[700];
+	snprintf(staged, sizeof(staged), "%s/update/stage/parley-agent", dir);
+	cr_expect_eq(access(staged, X_OK), 0);
+	char inc[700];
+	snprintf(inc, sizeof(inc), "%s/update/incoming.pkg", dir);
+	cr_expect_neq(access(inc, F_OK), 0);
+
+	/* Another key: refused with the reason, nothing new staged. */
+	st.state = PARLEY_UPDATE_IDLE; /* as after a hand-over */
+	upd_daemon_offer(&st, osha, olen, "0.5.0", &r);
+	cr_assert_str_eq(r.state, "receiving", "%s", r.reason);
+	feed(&st, osha, oth, olen, 0, &r);
+	cr_expect_str_eq(r.state, "refused");
+	cr_expect(!strncmp(r.reason, "bad-signature", 13), "%s", r.reason);
+	/* A chunk beyond the offered size ends the stream. */
+	upd_daemon_offer(&st, osha, 100, "0.5.0", &r);
+	cr_assert_str_eq(r.state, "receiving", "%s", r.reason);
+	cr_assert(upd_daemon_chunk(&st, osha, 0, oth, 101, &r));
+	cr_expect_str_eq(r.state, "failed");
+	cr_expect_neq(access(inc, F_OK), 0);
+	upd_stage_close(&st);
+	free(pkg);
+	free(oth);
+	EVP_PKEY_free(rel);
+	EVP_PKEY_free(other);
+	t_rmtree(dir);
+	free(dir);
+}
