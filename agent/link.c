@@ -520,12 +520,14 @@ static void dispatch(struct agent_link *l, const Parley__V1__Envelope *e)
 	case PARLEY__V1__ENVELOPE__BODY_ERROR:
 		on_error(l, e->error);
 		break;
+	/* Updates only from a daemon that welcomed us (its answers go back
+	 * on this connection). */
 	case PARLEY__V1__ENVELOPE__BODY_UPDATE_OFFER:
-		if (l->on_update_offer)
+		if (l->up && l->on_update_offer)
 			l->on_update_offer(l->ready_ctx, e->update_offer);
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_UPDATE_CHUNK:
-		if (l->on_update_chunk)
+		if (l->up && l->on_update_chunk)
 			l->on_update_chunk(l->ready_ctx, e->update_chunk);
 		break;
 	default:

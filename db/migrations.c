@@ -233,14 +233,22 @@ static const char m8_services[] =
 /* 9: agent updates from the daemon (issue 12; db/store_updates.c): each
  * package stored once by its SHA-256; one row per host for the update it
  * was last asked to take, with where it stands; the agent version each
- * host last said hello with. */
+ * host last said hello with. The bytes are kept in parts (below). */
 static const char m9_updates[] =
 	"CREATE TABLE update_packages ("
 	" sha256 BLOB PRIMARY KEY,"
 	" version TEXT NOT NULL,"
 	" size INTEGER NOT NULL,"
-	" data BLOB NOT NULL,"
 	" created_ms INTEGER NOT NULL);"
+
+	/* The bytes in parts of STORE_UPD_PART: a chunk for the link reads
+	 * one or two parts, never the whole package (SQLite hands a
+	 * function like substr the whole blob). */
+	"CREATE TABLE update_package_parts ("
+	" sha256 BLOB NOT NULL REFERENCES update_packages (sha256),"
+	" idx INTEGER NOT NULL,"
+	" data BLOB NOT NULL,"
+	" PRIMARY KEY (sha256, idx));"
 
 	"CREATE TABLE host_updates ("
 	" host TEXT PRIMARY KEY REFERENCES hosts (name) ON DELETE CASCADE,"

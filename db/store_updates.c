@@ -1,7 +1,9 @@
 /*
  * Agent updates from the daemon (store_updates.h, migration 9). Package
- * bytes go in once and are read back in chunks (substr on the blob: the
- * daemon holds no whole package in memory while it sends one).
+ * bytes go in once, in parts of STORE_UPD_PART, and are read back a
+ * chunk at a time from the parts that hold it: the daemon holds no whole
+ * package in memory while it sends one, and a read costs the chunk, not
+ * the package.
  */
 #include "db/store_int.h"
 #include "db/store_updates.h"
@@ -40,30 +42,68 @@ static int check_version(const char *v, struct parley_err *err)
 				    "is not X.Y.Z", v);
 }
 
+/* The bytes as parts 0..n-1 (inside the caller's operation). */
+static int put_parts(struct store *s, struct store_blob sha256,
+		     const uint8_t *data, size_t len, struct parley_err *err)
+{
+	static const char q[] =
+		"INSERT INTO update_package_parts (sha256, idx, data) "
+		"VALUES (?1, ?2, ?3)";
+	int rc = 0;
+	for (size_t off = 0, i = 0; rc == 0 && off < len;
+	     off += STORE_UPD_PART, i++) {
+		size_t n = len - off < STORE_UPD_PART ? len - off
+						      : STORE_UPD_PART;
+		sqlite3_stmt *st;
+		rc = db_prep(s, q, &st, err);
+		if (rc < 0)
+			break;
+		db_bind_blob(st, 1, sha256.p, sha256.len);
+		db_bind_i64(st, 2, (int64_t)i);
+		db_bind_blob(st, 3, data + off, n);
+		rc = db_run(s, st, "store package part", err);
+	}
+	return rc;
+}
+
 int store_update_put_package(struct store *s, struct store_blob sha256,
 			     const char *version, const void *data,
 			     size_t len, struct parley_err *err)
 {
+	static const char q_has[] =
+		"SELECT COUNT(*) FROM update_packages WHERE sha256 = ?1";
 	static const char q[] =
-		"INSERT INTO update_packages (sha256, version, size, data, "
-		"created_ms) VALUES (?1, ?2, ?3, ?4, ?5) "
-		"ON CONFLICT (sha256) DO NOTHING";
+		"INSERT INTO update_packages (sha256, version, size, "
+		"created_ms) VALUES (?1, ?2, ?3, ?4)";
 	int rc = db_check_digest("package digest", sha256, err);
 	if (rc == 0)
 		rc = check_version(version, err);
 	if (rc == 0 && (!data || !len || len > INT32_MAX))
 		rc = perr(err, -EINVAL, "package: %zu bytes", len);
-	sqlite3_stmt *st;
-	if (rc == 0)
-		rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
-	db_bind_blob(st, 1, sha256.p, sha256.len);
-	db_bind_text(st, 2, version);
-	db_bind_i64(st, 3, (int64_t)len);
-	db_bind_blob(st, 4, data, len);
-	db_bind_i64(st, 5, db_now_ms());
-	return db_run(s, st, "store package", err);
+	rc = db_op_begin(s, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st;
+	int64_t n = 0;
+	rc = db_prep(s, q_has, &st, err);
+	if (rc == 0) {
+		db_bind_blob(st, 1, sha256.p, sha256.len);
+		rc = db_int(s, st, "find package", &n, err);
+	}
+	if (rc == 0 && n == 0) /* stored once */
+		rc = db_prep(s, q, &st, err);
+	if (rc == 0 && n == 0) {
+		db_bind_blob(st, 1, sha256.p, sha256.len);
+		db_bind_text(st, 2, version);
+		db_bind_i64(st, 3, (int64_t)len);
+		db_bind_i64(st, 4, db_now_ms());
+		rc = db_run(s, st, "store package", err);
+		if (rc == 0)
+			rc = put_parts(s, sha256, data, len, err);
+	}
+	return db_op_end(s, rc, err);
 }
 
 static int need_package(struct store *s, struct store_blob sha256,
@@ -199,40 +239,66 @@ int store_update_read(struct store *s, struct store_blob sha256,
 		      uint64_t offset, void *buf, size_t cap, size_t *got,
 		      struct parley_err *err)
 {
-	/* substr counts from 1; PostgreSQL has substr(bytea, int, int). */
-	static const char q[] =
-		"SELECT substr(data, ?2, ?3) FROM update_packages "
-		"WHERE sha256 = ?1";
+	static const char q_size[] =
+		"SELECT size FROM update_packages WHERE sha256 = ?1";
+	static const char q_part[] =
+		"SELECT data FROM update_package_parts "
+		"WHERE sha256 = ?1 AND idx = ?2";
 	*got = 0;
 	int rc = db_check_digest("package digest", sha256, err);
 	if (rc == 0 && (offset > INT32_MAX || cap > INT32_MAX || !cap))
 		rc = perr(err, -EINVAL, "package read: %llu + %zu out of "
 			  "range", (unsigned long long)offset, cap);
-	sqlite3_stmt *st;
-	if (rc == 0)
-		rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
-	db_bind_blob(st, 1, sha256.p, sha256.len);
-	db_bind_i64(st, 2, (int64_t)offset + 1);
-	db_bind_i64(st, 3, (int64_t)cap);
-	rc = db_step(s, st, "read package", err);
-	if (rc == 1) {
-		const void *p = sqlite3_column_blob(st, 0);
-		int n = sqlite3_column_bytes(st, 0);
-		if (n < 0 || (size_t)n > cap)
-			rc = perr(err, -EBADMSG, "package read: %d bytes", n);
-		else {
-			if (n)
-				memcpy(buf, p, (size_t)n);
-			*got = (size_t)n;
-			rc = 0;
-		}
-	} else if (rc == 0) {
-		rc = perr(err, -ENOENT, "no such package");
+	rc = db_rd_begin(s, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st;
+	int64_t size = -1;
+	rc = db_prep(s, q_size, &st, err);
+	if (rc == 0) {
+		db_bind_blob(st, 1, sha256.p, sha256.len);
+		rc = db_step(s, st, "read package", err);
+		if (rc == 1)
+			size = sqlite3_column_int64(st, 0);
+		db_reset(st);
+		rc = rc < 0 ? rc : size < 0 ? perr(err, -ENOENT, "no such "
+						   "package") : 0;
 	}
-	db_reset(st);
-	return rc;
+	uint64_t off = offset;
+	while (rc == 0 && *got < cap && off < (uint64_t)size) {
+		uint64_t idx = off / STORE_UPD_PART, in = off % STORE_UPD_PART;
+		rc = db_prep(s, q_part, &st, err);
+		if (rc < 0)
+			break;
+		db_bind_blob(st, 1, sha256.p, sha256.len);
+		db_bind_i64(st, 2, (int64_t)idx);
+		rc = db_step(s, st, "read package part", err);
+		if (rc == 1) {
+			const uint8_t *p = sqlite3_column_blob(st, 0);
+			int n = sqlite3_column_bytes(st, 0);
+			if (!p || n <= 0 || (uint64_t)n <= in ||
+			    (uint64_t)n > STORE_UPD_PART) {
+				rc = perr(err, -EBADMSG, "store %s: package "
+					  "part %llu holds %d bytes", s->path,
+					  (unsigned long long)idx, n);
+			} else {
+				size_t take = (size_t)((uint64_t)n - in);
+				if (take > cap - *got)
+					take = cap - *got;
+				memcpy((uint8_t *)buf + *got, p + in, take);
+				*got += take;
+				off += take;
+				rc = 0;
+			}
+		} else if (rc == 0) {
+			rc = perr(err, -EBADMSG, "store %s: package part %llu "
+				  "missing", s->path, (unsigned long long)idx);
+		}
+		db_reset(st);
+	}
+	return db_rd_end(s, rc, err);
 }
 
 int store_host_agent_set(struct store *s, const char *host,

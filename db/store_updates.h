@@ -11,6 +11,8 @@
 #include "db/store.h"
 
 #define STORE_UPD_VERSION_MAX 32     /* "X.Y.Z" */
+/* Package bytes are stored in parts of this size (the last shorter). */
+#define STORE_UPD_PART (256u * 1024)
 #define STORE_UPD_STATE_MAX 16
 #define STORE_UPD_REASON_MAX 256
 #define STORE_AGENT_VERSION_MAX 65   /* Hello.agent_version, 64 bytes */
@@ -57,7 +59,8 @@ int store_update_set(struct store *s, const char *host,
 		     struct parley_err *err);
 
 /* Up to cap bytes of the package from offset into buf; *got the count
- * (less than cap only at the end). -ENOENT: no such package. */
+ * (less than cap only at the end; 0 at or past it). Reads only the parts
+ * that hold them. -ENOENT: no such package. */
 int store_update_read(struct store *s, struct store_blob sha256,
 		      uint64_t offset, void *buf, size_t cap, size_t *got,
 		      struct parley_err *err);

@@ -330,10 +330,11 @@ Test(store, migrate_from_empty)
 	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM schema_version"),
 		     store_schema_latest());
 	/* 17 with revoked_certs (migration 5) and audit_checkpoints (6);
-	 * 20 with segsets, segset_members (7) and svc_rules (8); 23 with
-	 * update_packages, host_updates, host_agents (9) */
+	 * 20 with segsets, segset_members (7) and svc_rules (8); 24 with
+	 * update_packages, update_package_parts, host_updates, host_agents
+	 * (9) */
 	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM sqlite_master "
-			     "WHERE type = 'table'"), 23);
+			     "WHERE type = 'table'"), 24);
 	char *mode = raw_text(f.path, "PRAGMA journal_mode");
 	cr_expect_str_eq(mode, "wal");
 	free(mode);
