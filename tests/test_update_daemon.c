@@ -841,3 +841,82 @@ Test(update_daemon, agent_stages_the_daemons_stream, .timeout = 60)
 	t_rmtree(dir);
 	free(dir);
 }
+
+/* ---- the daemon's side of the link (daemon/rpc/link_update.c) ---------- */
+
+#include "tests/helpers/linkpeer.h"
+
+static void add_progress(uint8_t *buf, size_t cap, size_t *len,
+			 const uint8_t *sha, const char *state, uint64_t rx)
+{
+	Parley__V1__Envelope e;
+	Parley__V1__UpdateProgress p;
+	wire_init_envelope(&e, 0);
+	parley__v1__update_progress__init(&p);
+	wire_bytes(&p.sha256, sha, 32);
+	p.state = (char *)state;
+	p.received = rx;
+	p.reason = "";
+	p.version = "";
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS;
+	e.update_progress = &p;
+	lp_add(buf, cap, len, &e);
+}
+
+/* An agent's progress moves only its own host's row, and only for the
+ * package offered: another package's is ignored; one claiming more bytes
+ * than the package has is refused. The hello's version is stored. */
+Test(update_daemon, progress_checked_against_the_hosts_own_update,
+     .timeout = 60)
+{
+	struct fleetd f;
+	fd_init(&f);
+	struct store *s = fd_store(&f);
+	struct parley_err err = { 0 };
+	cr_assert_eq(store_host_put(s, "host-a", "", (struct store_blob){ 0 },
+				    NULL), 0);
+	cr_assert_eq(store_host_put(s, "host-b", "", (struct store_blob){ 0 },
+				    NULL), 0);
+	uint8_t sha[32] = { 7 }, other[32] = { 6 };
+	static uint8_t pkg[1000];
+	struct store_blob d = { sha, 32 };
+	cr_assert_eq(store_update_put_package(s, d, "9.9.9", pkg, sizeof(pkg),
+					      &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(store_update_request(s, "host-a", d, &err), 0);
+	cr_assert_eq(store_update_request(s, "host-b", d, &err), 0);
+	fd_start_daemon(&f);
+	struct fd_agent *a = fd_host(&f, "host-a", NULL);
+	uint8_t buf[4096];
+	size_t n = 0;
+	lp_add_hello(buf, sizeof(buf), &n, "host-a");
+	add_progress(buf, sizeof(buf), &n, other, "failed", 0);
+	add_progress(buf, sizeof(buf), &n, sha, "receiving", 1001);
+	struct lp_result r;
+	lp_session(f.port, a->dir, buf, n, 0, &r);
+	cr_expect(r.handshake);
+	cr_expect_str_eq(r.error_code, "BAD_UPDATE_PROGRESS", "%s: %s",
+			 r.error_code, r.error_msg);
+	struct store_update u;
+	cr_assert_eq(store_update_get(s, "host-a", &u, &err), 0);
+	cr_expect_str_eq(u.state, "pending", "the foreign package's failure "
+			 "was taken");
+	/* host-b's row is host-b's: host-a's words never reached it. */
+	cr_assert_eq(store_update_get(s, "host-b", &u, &err), 0);
+	cr_expect_str_eq(u.state, "pending");
+	/* A good one moves the row. */
+	n = 0;
+	lp_add_hello(buf, sizeof(buf), &n, "host-a");
+	add_progress(buf, sizeof(buf), &n, sha, "refused", 0);
+	lp_session(f.port, a->dir, buf, n, 4, &r);
+	/* Waiting for the daemon's write, not timing it. */
+	for (int i = 0; i < 50; i++) {
+		if (store_update_get(s, "host-a", &u, NULL) == 0 &&
+		    !strcmp(u.state, "refused"))
+			break;
+		usleep(100000);
+	}
+	cr_expect_str_eq(u.state, "refused");
+	cr_expect_eq(audited(s, "update_refused", "host-a"), 1);
+	store_close(s);
+	fd_stop(&f);
+}
