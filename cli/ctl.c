@@ -225,22 +225,10 @@ static int take_ok(const struct http_resp *r, const char *method,
 int ctl_call(struct ctl *c, const char *method, const char *path,
 	     json_t *body, json_t **out)
 {
-	if (out)
-		*out = NULL;
 	char *txt = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	struct http_resp r;
-	struct parley_err err = { 0 };
-	int rc = http_request(&c->url, c->token, method, path, txt, &r, &err);
+	int rc = ctl_call_bytes(c, method, path, txt, txt ? strlen(txt) : 0,
+				txt ? "application/json" : NULL, out);
 	free(txt);
-	if (rc < 0 && http_unreachable(rc))
-		return ctl_fail(CTL_UNREACH, "UNREACHABLE", "%s", perr_msg(&err));
-	if (rc < 0)
-		return ctl_fail(CTL_ERR, "HTTP", "%s", perr_msg(&err));
-	if (r.status / 100 == 2)
-		rc = take_ok(&r, method, path, out);
-	else
-		rc = take_error(&r);
-	free(r.body);
 	return rc;
 }
 

@@ -152,6 +152,27 @@ static void set_detail(struct upd_stage *s, const char *msg)
 	snprintf(s->detail, sizeof(s->detail), "%s", msg);
 }
 
+/* A fresh incoming.pkg of `size` bytes (space reserved) for `owner`,
+ * dropping whatever stream was held: 0 or a positive errno. */
+static int start_incoming(struct upd_stage *s, const char *owner,
+			  uint64_t size)
+{
+	drop_incoming(s);
+	s->fd = openat(s->dirfd, UPD_INCOMING, O_RDWR | O_CREAT | O_TRUNC |
+				  O_NOFOLLOW | O_CLOEXEC, 0600);
+	int rc = s->fd < 0 ? errno : posix_fallocate(s->fd, 0, (off_t)size);
+	if (rc != 0) {
+		drop_incoming(s);
+		return rc;
+	}
+	snprintf(s->owner, sizeof(s->owner), "%s", owner);
+	s->size = size;
+	s->received = 0;
+	s->state = PARLEY_UPDATE_RECEIVING;
+	s->detail[0] = 0;
+	return 0;
+}
+
 static void begin(struct upd_stage *s, struct partition *p, uint64_t size,
 		  struct ctl_update_reply *r)
 {
@@ -174,23 +195,13 @@ static void begin(struct upd_stage *s, struct partition *p, uint64_t size,
 			 "update", s->from_daemon ? "the daemon" : s->owner);
 		return;
 	}
-	drop_incoming(s); /* the same partition starting over */
-	s->fd = openat(s->dirfd, UPD_INCOMING, O_RDWR | O_CREAT | O_TRUNC |
-				  O_NOFOLLOW | O_CLOEXEC, 0600);
-	int rc = s->fd < 0 ? -errno : posix_fallocate(s->fd, 0, (off_t)size);
+	int rc = start_incoming(s, p->name, size);
 	if (rc != 0) {
-		rc = rc < 0 ? -rc : rc;
-		drop_incoming(s);
 		r->status = PARLEY_E_LIMIT;
 		snprintf(r->detail, sizeof(r->detail), "staging: %s",
 			 strerror(rc));
 		return;
 	}
-	snprintf(s->owner, sizeof(s->owner), "%s", p->name);
-	s->size = size;
-	s->received = 0;
-	s->state = PARLEY_UPDATE_RECEIVING;
-	s->detail[0] = 0;
 	r->status = PARLEY_OK;
 	char d[64];
 	snprintf(d, sizeof(d), "%llu bytes", (unsigned long long)size);
@@ -420,24 +431,15 @@ void upd_daemon_offer(struct upd_stage *s, const uint8_t sha256[32],
 		report(s, "receiving", r); /* a reconnect: go on */
 		return;
 	}
-	drop_incoming(s);
-	s->fd = openat(s->dirfd, UPD_INCOMING, O_RDWR | O_CREAT | O_TRUNC |
-				  O_NOFOLLOW | O_CLOEXEC, 0600);
-	int rc = s->fd < 0 ? errno : posix_fallocate(s->fd, 0, (off_t)size);
+	int rc = start_incoming(s, UPD_DAEMON, size);
 	if (rc != 0) {
-		drop_incoming(s);
 		snprintf(r->reason, sizeof(r->reason), "staging: %s",
 			 strerror(rc));
 		return;
 	}
-	snprintf(s->owner, sizeof(s->owner), "%s", UPD_DAEMON);
 	s->from_daemon = true;
 	memcpy(s->sha256, sha256, 32);
 	snprintf(s->version, sizeof(s->version), "%s", version);
-	s->size = size;
-	s->received = 0;
-	s->state = PARLEY_UPDATE_RECEIVING;
-	s->detail[0] = 0;
 	s->report_due = false;
 	char d[96];
 	snprintf(d, sizeof(d), "%llu bytes of %s from the daemon",
