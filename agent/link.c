@@ -5,6 +5,7 @@
 #include "common/pki.h"
 #include "common/sign.h"
 #include "common/tls.h"
+#include "common/version.h"
 #include "common/wire.h"
 
 #include <errno.h>
@@ -417,6 +418,16 @@ static void disconnect(struct agent_link *l, const char *why)
 	schedule_retry(l);
 }
 
+/* The daemon's words, printable and bounded: they go into our log. */
+static void printable(char *out, size_t cap, const char *s)
+{
+	size_t n = 0;
+	for (; s && *s && n + 1 < cap; s++)
+		out[n++] = (unsigned char)*s >= 0x20 && (unsigned char)*s < 0x7f
+				   ? *s : '?';
+	out[n] = 0;
+}
+
 static void on_welcome(struct agent_link *l, const Parley__V1__Envelope *e)
 {
 	const Parley__V1__Welcome *w = e->welcome;
@@ -440,16 +451,38 @@ static void on_welcome(struct agent_link *l, const Parley__V1__Envelope *e)
 	l->want_version = w->policy_version;
 	if (w->policy_version <= l->policy.version)
 		become_ready(l); /* nothing newer is coming */
+	if (l->on_welcome)
+		l->on_welcome(l->ready_ctx);
 }
 
-/* The daemon's words, printable and bounded: they go into our log. */
-static void printable(char *out, size_t cap, const char *s)
+bool agent_link_update_progress(struct agent_link *l, const uint8_t *sha256,
+				const char *state, uint64_t received,
+				const char *reason, const char *version)
 {
-	size_t n = 0;
-	for (; s && *s && n + 1 < cap; s++)
-		out[n++] = (unsigned char)*s >= 0x20 && (unsigned char)*s < 0x7f
-				   ? *s : '?';
-	out[n] = 0;
+	if (!l->up || !l->bev)
+		return false;
+	Parley__V1__Envelope e;
+	Parley__V1__UpdateProgress p;
+	wire_init_envelope(&e, 0);
+	parley__v1__update_progress__init(&p);
+	if (sha256)
+		wire_bytes(&p.sha256, sha256, 32);
+	p.state = (char *)state;
+	p.received = received;
+	/* Our own words, but bounded and printable as the daemon checks. */
+	char r[WIRE_DETAIL_MAX + 1];
+	printable(r, sizeof(r), reason);
+	p.reason = r;
+	p.version = (char *)(version ? version : "");
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS;
+	e.update_progress = &p;
+	struct parley_err err = { 0 };
+	if (wire_check(&e, &err) < 0) {
+		log_error("update progress not sent: %s", perr_msg(&err));
+		return false;
+	}
+	send_env(l, &e);
+	return true;
 }
 
 /* A refusal (the daemon closes the connection after it): say which and
@@ -487,6 +520,16 @@ static void dispatch(struct agent_link *l, const Parley__V1__Envelope *e)
 	case PARLEY__V1__ENVELOPE__BODY_ERROR:
 		on_error(l, e->error);
 		break;
+	/* Updates only from a daemon that welcomed us (its answers go back
+	 * on this connection). */
+	case PARLEY__V1__ENVELOPE__BODY_UPDATE_OFFER:
+		if (l->up && l->on_update_offer)
+			l->on_update_offer(l->ready_ctx, e->update_offer);
+		break;
+	case PARLEY__V1__ENVELOPE__BODY_UPDATE_CHUNK:
+		if (l->up && l->on_update_chunk)
+			l->on_update_chunk(l->ready_ctx, e->update_chunk);
+		break;
 	default:
 		log_warn("daemon sent an unexpected %s",
 			 wire_body_name(e->body_case));
@@ -522,7 +565,7 @@ static void send_hello(struct agent_link *l)
 	parley__v1__hello__init(&h);
 	h.host = l->host;
 	h.policy_version = l->policy.version;
-	h.agent_version = (char *)"parley-agent 0.4";
+	h.agent_version = (char *)(l->version ? l->version : parley_version());
 	h.next_seq = l->ob.next_seq;
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_HELLO;
 	e.hello = &h;

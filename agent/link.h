@@ -56,6 +56,13 @@ struct agent_link {
 	/* PartitionCommand from the daemon. */
 	void (*on_command)(void *ctx, const Parley__V1__PartitionCommand *c);
 	uint64_t want_version;     /* what the welcome said we should get */
+	/* Updates from the daemon (agent/update/stage.h): an offer, a
+	 * chunk; and each welcome (an outcome the daemon is owed goes out
+	 * then). All with ready_ctx; may be NULL. */
+	void (*on_update_offer)(void *ctx, const Parley__V1__UpdateOffer *o);
+	void (*on_update_chunk)(void *ctx, const Parley__V1__UpdateChunk *c);
+	void (*on_welcome)(void *ctx);
+	const char *version;       /* Hello.agent_version (NULL: this build) */
 	/* counters */
 	uint64_t n_bundles, n_refused_bundles, n_connects, n_refusals;
 	char last_error[64];       /* the daemon's last refusal code */
@@ -79,6 +86,13 @@ void agent_link_measurement(struct agent_link *l, const char *partition,
 void agent_link_status(struct agent_link *l, const char *partition,
 		       const char *backend, const char *state,
 		       const char *reason, int64_t code);
+
+/* Where the daemon's update stands (UpdateProgress), sent now if the
+ * link is up (not a record: the daemon asks again by offering). sha256
+ * NULL: no offer known (the new agent's "committed"). false if not up. */
+bool agent_link_update_progress(struct agent_link *l, const uint8_t *sha256,
+				const char *state, uint64_t received,
+				const char *reason, const char *version);
 
 /* Before a partition starts: a baseline in the bundle must match. */
 int agent_link_admit(struct agent_link *l, const char *partition,

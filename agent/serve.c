@@ -369,6 +369,50 @@ static int commit_stage(void *ctx, const char *stage_dir,
 	return 0;
 }
 
+/* ---- updates from the daemon ------------------------------------------- */
+
+static void send_report(struct serve *s, const struct upd_report *r)
+{
+	agent_link_update_progress(&s->link, s->upd.sha256, r->state,
+				   r->received, r->reason, NULL);
+}
+
+static void on_update_offer(void *arg, const Parley__V1__UpdateOffer *o)
+{
+	struct serve *s = arg;
+	struct upd_report r;
+	upd_daemon_offer(&s->upd, o->sha256.data, o->size, o->version, &r);
+	/* A refusal of the offer names the offer, not what we hold. */
+	agent_link_update_progress(&s->link, o->sha256.data, r.state,
+				   r.received, r.reason, NULL);
+}
+
+static void on_update_chunk(void *arg, const Parley__V1__UpdateChunk *c)
+{
+	struct serve *s = arg;
+	struct upd_report r;
+	if (upd_daemon_chunk(&s->upd, c->sha256.data, c->offset, c->data.data,
+			     c->data.len, &r))
+		send_report(s, &r);
+	drain(s);
+}
+
+/* Each welcome: the outcome the daemon is owed, if any -- the new
+ * agent's "committed", or a rollback's "failed" once the link is back. */
+static void on_link_welcome(void *arg)
+{
+	struct serve *s = arg;
+	struct upd_stage *u = &s->upd;
+	if (!u->report_due)
+		return;
+	bool done = u->state == PARLEY_UPDATE_COMMITTED;
+	if (agent_link_update_progress(&s->link, done ? NULL : u->sha256,
+				       done ? "committed" : "failed", 0,
+				       done ? "" : u->detail,
+				       done ? serve_o->version : NULL))
+		u->report_due = false;
+}
+
 static void serve_round(void *ctx, int max_ms)
 {
 	struct serve *s = ctx;
@@ -387,6 +431,10 @@ static int link_up(struct serve *s, struct parley_err *err)
 	s->audit.sink_ctx = &s->link;
 	s->link.on_ready = resume_all;
 	s->link.on_command = on_command;
+	s->link.on_update_offer = on_update_offer;
+	s->link.on_update_chunk = on_update_chunk;
+	s->link.on_welcome = on_link_welcome;
+	s->link.version = serve_o->version;
 	s->link.ready_ctx = s;
 	return 0;
 }
@@ -421,6 +469,12 @@ static void upgrade(struct serve *s)
 		update_leave();
 	if (theirs)
 		upd_stage_failed(&s->upd, perr_msg(&err));
+	/* The daemon's update: it hears of the rollback now, or at the
+	 * next welcome if the link went for the commit. */
+	if (theirs && s->upd.from_daemon) {
+		s->upd.report_due = true;
+		on_link_welcome(s);
+	}
 	s->pending_stage[0] = 0;
 	if (s->link_down) {
 		/* The commit itself failed after the link went: back up. */
@@ -464,6 +518,7 @@ static int adopt_all(struct serve *s, struct parley_err *err)
 	struct audit_event e = { .event = "update_committed", .detail = detail };
 	audit_emit(&s->audit, &e);
 	s->upd.state = PARLEY_UPDATE_COMMITTED;
+	s->upd.report_due = true; /* the daemon, if it sent it, learns so */
 	snprintf(s->upd.detail, sizeof(s->upd.detail), "running %s",
 		 serve_o->version);
 	log_info("%s", detail);

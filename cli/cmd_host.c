@@ -1,5 +1,6 @@
 /* parleyctl host: the hosts parleyd knows (GET/POST/DELETE /v1/hosts). */
 #include "cli/ctl.h"
+#include "common/fileio.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,8 +10,12 @@ static const char usage[] =
 	"       parleyctl host show NAME\n"
 	"       parleyctl host add NAME [--libvirt-uri URI]\n"
 	"       parleyctl host remove NAME\n"
+	"       parleyctl host update NAME --package FILE\n"
 	"\n"
-	"add prints the host's one-time join token.\n";
+	"add prints the host's one-time join token.\n"
+	"update sends a signed agent package (parley-pkg) to the daemon, which\n"
+	"checks it, stores it and hands it to the host's agent; host list and\n"
+	"host show say how far it is (update_state, update.reason).\n";
 
 static const struct ctl_col cols[] = {
 	{ "NAME", "name" },
@@ -18,6 +23,8 @@ static const struct ctl_col cols[] = {
 	{ "CONNECTED", "connected" },
 	{ "POLICY_ACKED", "policy_acked" },
 	{ "AGENT_SEQ", "agent_seq" },
+	{ "AGENT_VERSION", "agent_version" },
+	{ "UPDATE", "update_state" },
 	{ NULL, NULL },
 };
 
@@ -110,11 +117,59 @@ static int host_add(struct ctl *c, int argc, char **argv)
 	return rc ? rc : host_added(c, r);
 }
 
+/* The package goes as it is (application/octet-stream): the daemon
+ * checks it and refuses with the reason (API.md). */
+static int host_update(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "package", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *file = NULL;
+	int o;
+	while ((o = ctl_opt(argc, argv, opts, usage)) != -1) {
+		if (o != 'p')
+			return CTL_USAGE;
+		file = optarg;
+	}
+	if (ctl_args(argc, argv, 1, usage))
+		return CTL_USAGE;
+	if (!file)
+		return ctl_usage_error(usage, "host update: --package FILE "
+				       "is required");
+	uint8_t *pkg = NULL;
+	size_t len = 0;
+	struct parley_err err = { 0 };
+	/* The daemon's cap and a little more, so it is the one to say 413. */
+	if (file_read_all(file, (64u << 20) + 1, &pkg, &len, &err) < 0)
+		return ctl_fail(CTL_ERR, "PACKAGE", "%s", perr_msg(&err));
+	char *path = ctl_path("/v1/hosts", argv[optind], "/update");
+	json_t *r;
+	int rc = ctl_call_bytes(c, "POST", path, pkg, len,
+				"application/octet-stream", &r);
+	free(path);
+	free(pkg);
+	if (rc)
+		return rc;
+	if (c->json)
+		return ctl_show_object(c, r);
+	const char *v = json_string_value(json_object_get(r, "version"));
+	const char *sha = json_string_value(json_object_get(r, "sha256"));
+	printf("host %s: update to %s requested (%" JSON_INTEGER_FORMAT
+	       " bytes, sha256 %s)\n", argv[optind], v ? v : "?",
+	       json_integer_value(json_object_get(r, "size")),
+	       sha ? sha : "?");
+	json_decref(r);
+	return CTL_OK;
+}
+
 static const struct ctl_verb verbs[] = {
 	{ "list", host_list },
 	{ "show", host_show },
 	{ "add", host_add },
 	{ "remove", host_remove },
+	{ "update", host_update },
 	{ NULL, NULL },
 };
 

@@ -225,13 +225,23 @@ static int take_ok(const struct http_resp *r, const char *method,
 int ctl_call(struct ctl *c, const char *method, const char *path,
 	     json_t *body, json_t **out)
 {
+	char *txt = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	int rc = ctl_call_bytes(c, method, path, txt, txt ? strlen(txt) : 0,
+				txt ? "application/json" : NULL, out);
+	free(txt);
+	return rc;
+}
+
+int ctl_call_bytes(struct ctl *c, const char *method, const char *path,
+		   const void *body, size_t len, const char *ctype,
+		   json_t **out)
+{
 	if (out)
 		*out = NULL;
-	char *txt = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	struct http_resp r;
 	struct parley_err err = { 0 };
-	int rc = http_request(&c->url, c->token, method, path, txt, &r, &err);
-	free(txt);
+	int rc = http_request_bytes(&c->url, c->token, method, path, body, len,
+				    ctype, &r, &err);
 	if (rc < 0 && http_unreachable(rc))
 		return ctl_fail(CTL_UNREACH, "UNREACHABLE", "%s", perr_msg(&err));
 	if (rc < 0)

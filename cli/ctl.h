@@ -102,6 +102,10 @@ int ctl_call(struct ctl *c, const char *method, const char *path,
  * (0 = all). `query` is "" or "&k=v&..." (from ctl_qadd). *out gets
  * {"items":[...],"next":CURSOR|null} with next the cursor where we stopped.
  */
+/* ctl_call with a body that is not JSON (a package upload). */
+int ctl_call_bytes(struct ctl *c, const char *method, const char *path,
+		   const void *body, size_t len, const char *ctype,
+		   json_t **out);
 int ctl_list(struct ctl *c, const char *path, const char *query, long limit,
 	     json_t **out);
 

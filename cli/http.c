@@ -167,16 +167,19 @@ static char *url_of(const struct http_url *u, const char *path)
 	return s;
 }
 
-static struct curl_slist *headers_of(const char *token, const char *body,
+static struct curl_slist *headers_of(const char *token, const char *ctype,
 				     bool *ok)
 {
+	char ct[80];
+	snprintf(ct, sizeof(ct), "Content-Type:%s%s", ctype ? " " : "",
+		 ctype ? ctype : "");
 	struct curl_slist *h = NULL, *t;
 	char *auth = NULL;
 	const char *fixed[] = {
 		"Accept: application/json",
 		/* Bodies are small JSON; no 100-continue round trip. */
 		"Expect:",
-		body ? "Content-Type: application/json" : "Content-Type:",
+		ct,
 	};
 	*ok = true;
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) && *ok; i++) {
@@ -270,7 +273,7 @@ static int map_error(CURLcode c, CURL *k, const struct http_url *u,
 /* Options that cannot fail on a libcurl built with HTTP and TLS; any
  * CURLE_* from one is still reported. */
 static CURLcode set_opts(CURL *k, const struct http_url *u, const char *url,
-			 const char *method, const char *body,
+			 const char *method, const char *body, size_t blen,
 			 struct curl_slist *hdr, struct xfer *x, char *ebuf)
 {
 	CURLcode c = CURLE_OK;
@@ -299,8 +302,7 @@ static CURLcode set_opts(CURL *k, const struct http_url *u, const char *url,
 	if (body || (strcmp(method, "GET") && strcmp(method, "DELETE"))) {
 		/* Content-Length always, 0 for a bodiless POST. */
 		SET(CURLOPT_POSTFIELDS, body ? body : "");
-		SET(CURLOPT_POSTFIELDSIZE_LARGE,
-		    (curl_off_t)(body ? strlen(body) : 0));
+		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? blen : 0));
 	}
 	if (strcmp(method, "GET") && strcmp(method, "POST"))
 		SET(CURLOPT_CUSTOMREQUEST, method);
@@ -312,6 +314,16 @@ int http_request(const struct http_url *u, const char *token,
 		 const char *method, const char *path, const char *body,
 		 struct http_resp *r, struct parley_err *err)
 {
+	return http_request_bytes(u, token, method, path, body,
+				  body ? strlen(body) : 0,
+				  body ? "application/json" : NULL, r, err);
+}
+
+int http_request_bytes(const struct http_url *u, const char *token,
+		       const char *method, const char *path, const void *body,
+		       size_t len, const char *ctype, struct http_resp *r,
+		       struct parley_err *err)
+{
 	memset(r, 0, sizeof(*r));
 	if (curl_ready() < 0)
 		return perr(err, -ENOMEM, "libcurl: cannot initialise");
@@ -319,14 +331,14 @@ int http_request(const struct http_url *u, const char *token,
 	char ebuf[CURL_ERROR_SIZE] = "";
 	bool hok;
 	char *url = url_of(u, path);
-	struct curl_slist *hdr = headers_of(token, body, &hok);
+	struct curl_slist *hdr = headers_of(token, ctype, &hok);
 	CURL *k = url && hok ? curl_easy_init() : NULL;
 	int rc = 0;
 	if (!k) {
 		rc = perr(err, -ENOMEM, "libcurl: out of memory");
 		goto out;
 	}
-	CURLcode c = set_opts(k, u, url, method, body, hdr, &x, ebuf);
+	CURLcode c = set_opts(k, u, url, method, body, len, hdr, &x, ebuf);
 	if (c == CURLE_OK)
 		c = curl_easy_perform(k);
 	if (c != CURLE_OK) {

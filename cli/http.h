@@ -56,6 +56,13 @@ int http_request(const struct http_url *u, const char *token,
 		 const char *method, const char *path, const char *body,
 		 struct http_resp *r, struct parley_err *err);
 
+/* The same with a body of len bytes of any type (ctype, e.g.
+ * "application/octet-stream"; NULL: no Content-Type). */
+int http_request_bytes(const struct http_url *u, const char *token,
+		       const char *method, const char *path, const void *body,
+		       size_t len, const char *ctype, struct http_resp *r,
+		       struct parley_err *err);
+
 /* Whether an http_request error means "no server answered". */
 int http_unreachable(int rc);
 

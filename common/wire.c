@@ -765,10 +765,93 @@ static int chk_join_response(const Parley__V1__JoinResponse *r,
 	return rc;
 }
 
+/* X.Y.Z as digits and dots only; the numbers are updpkg's to parse. */
+static int chk_update_version(const char *s, struct parley_err *err)
+{
+	size_t len = slen(s), dots = 0;
+	if (!len || len >= 32)
+		return perr(err, -EINVAL, "update_offer.version: %zu bytes, "
+			    "1..31", len);
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '.')
+			dots++;
+		else if (s[i] < '0' || s[i] > '9')
+			return perr(err, -EINVAL, "update_offer.version: not "
+				    "X.Y.Z at offset %zu", i);
+	}
+	if (dots != 2)
+		return perr(err, -EINVAL, "update_offer.version: not X.Y.Z");
+	return 0;
+}
+
+static int chk_update_offer(const Parley__V1__UpdateOffer *o,
+			    struct parley_err *err)
+{
+	int rc = chk_update_version(o->version, err);
+	if (rc == 0 && (o->size < WIRE_UPDATE_MIN || o->size > WIRE_UPDATE_MAX))
+		rc = perr(err, -EINVAL, "update_offer.size: %llu not in "
+			  "%u..%llu", (unsigned long long)o->size,
+			  WIRE_UPDATE_MIN, (unsigned long long)WIRE_UPDATE_MAX);
+	if (rc == 0)
+		rc = chk_bytes("update_offer", "sha256", &o->sha256,
+			       WIRE_DIGEST_LEN, err);
+	return rc;
+}
+
+static int chk_update_chunk(const Parley__V1__UpdateChunk *c,
+			    struct parley_err *err)
+{
+	int rc = chk_bytes("update_chunk", "sha256", &c->sha256,
+			   WIRE_DIGEST_LEN, err);
+	if (rc == 0 && (!c->data.len || c->data.len > WIRE_UPDATE_CHUNK_MAX))
+		rc = perr(err, -EINVAL, "update_chunk.data: %zu bytes, 1..%u",
+			  c->data.len, WIRE_UPDATE_CHUNK_MAX);
+	if (rc == 0 && (c->offset > WIRE_UPDATE_MAX ||
+			c->data.len > WIRE_UPDATE_MAX - c->offset))
+		rc = perr(err, -EINVAL, "update_chunk.offset: %llu + %zu "
+			  "beyond %llu", (unsigned long long)c->offset,
+			  c->data.len, (unsigned long long)WIRE_UPDATE_MAX);
+	return rc;
+}
+
+static const char *const update_states[] = { "receiving", "staged",
+					      "refused", "failed",
+					      "committed", "busy", NULL };
+
+static int chk_update_progress(const Parley__V1__UpdateProgress *p,
+			       struct parley_err *err)
+{
+	int rc = 0;
+	if (p->sha256.len)
+		rc = chk_bytes("update_progress", "sha256", &p->sha256,
+			       WIRE_DIGEST_LEN, err);
+	bool known = false;
+	for (const char *const *k = update_states; *k; k++)
+		known = known || !strcmp(sstr(p->state), *k);
+	if (rc == 0 && !known) {
+		struct jv_quoted q;
+		rc = perr(err, -EINVAL, "update_progress.state: %s is not "
+			  "receiving, staged, refused, failed, committed or "
+			  "busy", jv_quote(&q, sstr(p->state),
+					   slen(p->state)));
+	}
+	if (rc == 0 && p->received > WIRE_UPDATE_MAX)
+		rc = perr(err, -EINVAL, "update_progress.received: %llu "
+			  "beyond %llu", (unsigned long long)p->received,
+			  (unsigned long long)WIRE_UPDATE_MAX);
+	if (rc == 0)
+		rc = chk_text("update_progress", "reason", p->reason,
+			      WIRE_DETAIL_MAX, false, err);
+	if (rc == 0)
+		rc = chk_text("update_progress", "version", p->version,
+			      WIRE_AGENT_VERSION_MAX, false, err);
+	return rc;
+}
+
 static bool body_known(Parley__V1__Envelope__BodyCase c)
 {
 	return c >= PARLEY__V1__ENVELOPE__BODY_HELLO &&
-	       c <= PARLEY__V1__ENVELOPE__BODY_JOIN_RESPONSE;
+	       c <= PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS;
 }
 
 int wire_check(const Parley__V1__Envelope *e, struct parley_err *err)
@@ -808,6 +891,12 @@ int wire_check(const Parley__V1__Envelope *e, struct parley_err *err)
 		return chk_join_request(e->join_request, err);
 	case PARLEY__V1__ENVELOPE__BODY_JOIN_RESPONSE:
 		return chk_join_response(e->join_response, err);
+	case PARLEY__V1__ENVELOPE__BODY_UPDATE_OFFER:
+		return chk_update_offer(e->update_offer, err);
+	case PARLEY__V1__ENVELOPE__BODY_UPDATE_CHUNK:
+		return chk_update_chunk(e->update_chunk, err);
+	case PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS:
+		return chk_update_progress(e->update_progress, err);
 	case PARLEY__V1__ENVELOPE__BODY_ACK:       /* any seq */
 	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT: /* any time */
 		return 0;
@@ -847,6 +936,10 @@ const char *wire_body_name(Parley__V1__Envelope__BodyCase c)
 	case PARLEY__V1__ENVELOPE__BODY_ERROR: return "error";
 	case PARLEY__V1__ENVELOPE__BODY_JOIN_REQUEST: return "join_request";
 	case PARLEY__V1__ENVELOPE__BODY_JOIN_RESPONSE: return "join_response";
+	case PARLEY__V1__ENVELOPE__BODY_UPDATE_OFFER: return "update_offer";
+	case PARLEY__V1__ENVELOPE__BODY_UPDATE_CHUNK: return "update_chunk";
+	case PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS:
+		return "update_progress";
 	default: return "unknown";
 	}
 }

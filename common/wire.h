@@ -47,6 +47,11 @@
 #define WIRE_CODE_MAX 64            /* Error.code (token, required) */
 #define WIRE_SPEC_MAX (64 * 1024)   /* PartitionCommand.spec_json */
 #define WIRE_AGENT_VERSION_MAX 64   /* Hello.agent_version */
+/* UpdateChunk.data: 1..this many bytes (a frame with room to spare). */
+#define WIRE_UPDATE_CHUNK_MAX (256u * 1024)
+/* UpdateOffer.size: a package (common/updpkg.h UPDPKG_HDR..UPDPKG_MAX). */
+#define WIRE_UPDATE_MIN 80u
+#define WIRE_UPDATE_MAX (256ull << 20)
 /* Exact sizes of binary fields. */
 #define WIRE_DIGEST_LEN 32          /* SHA-256: digests, files, segments */
 #define WIRE_SIG_LEN 64             /* Ed25519 signature */
@@ -89,6 +94,14 @@
  *                running, paused, stopped, destroyed; reason text
  *   heartbeat    nothing to check
  *   error        code a token; message text
+ *   update_offer version X.Y.Z (1..31 bytes of digits and dots); size in
+ *                WIRE_UPDATE_MIN..WIRE_UPDATE_MAX; sha256 32 bytes
+ *   update_chunk sha256 32 bytes; data 1..WIRE_UPDATE_CHUNK_MAX bytes;
+ *                offset + len within WIRE_UPDATE_MAX
+ *   update_progress sha256 empty or 32 bytes; state one of receiving,
+ *                staged, refused, failed, committed, busy; received within
+ *                WIRE_UPDATE_MAX; reason text (WIRE_DETAIL_MAX); version
+ *                text (WIRE_AGENT_VERSION_MAX)
  * Returns 0, or a negative errno with *err naming the field.
  */
 int wire_check(const Parley__V1__Envelope *e, struct parley_err *err);

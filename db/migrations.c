@@ -234,10 +234,45 @@ static const char m8_services[] =
 	"CREATE TABLE svc_rule_seq (last INTEGER NOT NULL);"
 	"INSERT INTO svc_rule_seq (last) VALUES (0);";
 
+/* 9: agent updates from the daemon (issue 12; db/store_updates.c): each
+ * package stored once by its SHA-256; one row per host for the update it
+ * was last asked to take, with where it stands; the agent version each
+ * host last said hello with. The bytes are kept in parts (below). */
+static const char m9_updates[] =
+	"CREATE TABLE update_packages ("
+	" sha256 BLOB PRIMARY KEY,"
+	" version TEXT NOT NULL,"
+	" size INTEGER NOT NULL,"
+	" created_ms INTEGER NOT NULL);"
+
+	/* The bytes in parts of STORE_UPD_PART: a chunk for the link reads
+	 * one or two parts, never the whole package (SQLite hands a
+	 * function like substr the whole blob). */
+	"CREATE TABLE update_package_parts ("
+	" sha256 BLOB NOT NULL REFERENCES update_packages (sha256),"
+	" idx INTEGER NOT NULL,"
+	" data BLOB NOT NULL,"
+	" PRIMARY KEY (sha256, idx));"
+
+	"CREATE TABLE host_updates ("
+	" host TEXT PRIMARY KEY REFERENCES hosts (name) ON DELETE CASCADE,"
+	" sha256 BLOB NOT NULL REFERENCES update_packages (sha256),"
+	" state TEXT NOT NULL CHECK (state IN ('pending', 'receiving',"
+	"  'staged', 'committed', 'failed', 'refused')),"
+	" received INTEGER NOT NULL,"
+	" reason TEXT NOT NULL,"
+	" requested_ms INTEGER NOT NULL,"
+	" updated_ms INTEGER NOT NULL);"
+
+	"CREATE TABLE host_agents ("
+	" host TEXT PRIMARY KEY REFERENCES hosts (name) ON DELETE CASCADE,"
+	" agent_version TEXT NOT NULL,"
+	" seen_ms INTEGER NOT NULL);";
+
 static const char *const migrations[] = { m1_tables, m2_indexes, m3_tokens,
 					  m4_backend, m5_revoked,
 					  m6_checkpoints, m7_segsets,
-					  m8_services };
+					  m8_services, m9_updates };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
 unsigned store_schema_latest(void)

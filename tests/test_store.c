@@ -330,9 +330,11 @@ Test(store, migrate_from_empty)
 	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM schema_version"),
 		     store_schema_latest());
 	/* 17 with revoked_certs (migration 5) and audit_checkpoints (6);
-	 * 21 with segsets, segset_members (7), svc_rules and svc_rule_seq (8) */
+	 * 21 with segsets, segset_members (7), svc_rules and svc_rule_seq (8);
+	 * 25 with update_packages, update_package_parts, host_updates,
+	 * host_agents (9) */
 	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM sqlite_master "
-			     "WHERE type = 'table'"), 21);
+			     "WHERE type = 'table'"), 25);
 	char *mode = raw_text(f.path, "PRAGMA journal_mode");
 	cr_expect_str_eq(mode, "wal");
 	free(mode);
@@ -393,15 +395,20 @@ Test(store, newer_schema_refused)
 	fx_open(&f);
 	store_close(f.s);
 	f.s = NULL;
-	raw_exec(f.path, "INSERT INTO schema_version VALUES (9, 0)");
+	char ins[128];
+	unsigned next = store_schema_latest() + 1;
+	snprintf(ins, sizeof(ins), "INSERT INTO schema_version VALUES (%u, 0)",
+		 next);
+	raw_exec(f.path, ins);
 	struct parley_err e = { 0 };
 	struct store *s = (void *)1;
 	int rc = store_open(f.path, &s, &e);
 	cr_expect_eq(rc, -ENOTSUP);
 	cr_expect_null(s);
 	char want[700];
-	snprintf(want, sizeof(want), "store %s has schema version 9; this "
-		 "parleyd knows up to %u", f.path, store_schema_latest());
+	snprintf(want, sizeof(want), "store %s has schema version %u; this "
+		 "parleyd knows up to %u", f.path, next,
+		 store_schema_latest());
 	cr_expect_str_eq(e.msg, want);
 	fx_close(&f);
 }

@@ -134,6 +134,7 @@ static void drop_incoming(struct upd_stage *s)
 	}
 	s->owner[0] = 0;
 	s->size = s->received = 0;
+	s->from_daemon = false;
 }
 
 void upd_stage_gone(struct upd_stage *s, const char *name)
@@ -149,6 +150,27 @@ void upd_stage_gone(struct upd_stage *s, const char *name)
 static void set_detail(struct upd_stage *s, const char *msg)
 {
 	snprintf(s->detail, sizeof(s->detail), "%s", msg);
+}
+
+/* A fresh incoming.pkg of `size` bytes (space reserved) for `owner`,
+ * dropping whatever stream was held: 0 or a positive errno. */
+static int start_incoming(struct upd_stage *s, const char *owner,
+			  uint64_t size)
+{
+	drop_incoming(s);
+	s->fd = openat(s->dirfd, UPD_INCOMING, O_RDWR | O_CREAT | O_TRUNC |
+				  O_NOFOLLOW | O_CLOEXEC, 0600);
+	int rc = s->fd < 0 ? errno : posix_fallocate(s->fd, 0, (off_t)size);
+	if (rc != 0) {
+		drop_incoming(s);
+		return rc;
+	}
+	snprintf(s->owner, sizeof(s->owner), "%s", owner);
+	s->size = size;
+	s->received = 0;
+	s->state = PARLEY_UPDATE_RECEIVING;
+	s->detail[0] = 0;
+	return 0;
 }
 
 static void begin(struct upd_stage *s, struct partition *p, uint64_t size,
@@ -170,26 +192,16 @@ static void begin(struct upd_stage *s, struct partition *p, uint64_t size,
 	if (s->fd >= 0 && strcmp(s->owner, p->name)) {
 		r->status = PARLEY_E_LIMIT;
 		snprintf(r->detail, sizeof(r->detail), "%s is staging an "
-			 "update", s->owner);
+			 "update", s->from_daemon ? "the daemon" : s->owner);
 		return;
 	}
-	drop_incoming(s); /* the same partition starting over */
-	s->fd = openat(s->dirfd, UPD_INCOMING, O_RDWR | O_CREAT | O_TRUNC |
-				  O_NOFOLLOW | O_CLOEXEC, 0600);
-	int rc = s->fd < 0 ? -errno : posix_fallocate(s->fd, 0, (off_t)size);
+	int rc = start_incoming(s, p->name, size);
 	if (rc != 0) {
-		rc = rc < 0 ? -rc : rc;
-		drop_incoming(s);
 		r->status = PARLEY_E_LIMIT;
 		snprintf(r->detail, sizeof(r->detail), "staging: %s",
 			 strerror(rc));
 		return;
 	}
-	snprintf(s->owner, sizeof(s->owner), "%s", p->name);
-	s->size = size;
-	s->received = 0;
-	s->state = PARLEY_UPDATE_RECEIVING;
-	s->detail[0] = 0;
 	r->status = PARLEY_OK;
 	char d[64];
 	snprintf(d, sizeof(d), "%llu bytes", (unsigned long long)size);
@@ -299,17 +311,13 @@ static int write_stage(struct upd_stage *s, const uint8_t *buf,
 	return 0;
 }
 
-/* Verify the whole package, stage it, hand it over if we can. */
-static void commit(struct upd_stage *s, struct partition *p,
-		   struct ctl_update_reply *r)
+/* Verify the complete incoming.pkg, stage it, hand it over if we can:
+ * 0, or negative with *whyp the refusal (UPDPKG_OK: a failure); the
+ * state, the detail and the audit records say which. `who` is the
+ * partition, or NULL for the daemon. */
+static int finish(struct upd_stage *s, const char *who,
+		  enum updpkg_refusal *whyp)
 {
-	if (s->fd < 0 || strcmp(s->owner, p->name) ||
-	    s->received != s->size) {
-		r->status = PARLEY_E_INVAL;
-		snprintf(r->detail, sizeof(r->detail), s->fd < 0 ? "no stage"
-			 : "stage incomplete");
-		return;
-	}
 	struct parley_err err = { 0 };
 	enum updpkg_refusal why = UPDPKG_OK;
 	struct updpkg pk;
@@ -324,24 +332,23 @@ static void commit(struct upd_stage *s, struct partition *p,
 			rc = write_stage(s, map, &pk, &err);
 		munmap(map, s->size);
 	}
-	char who[64];
-	snprintf(who, sizeof(who), "%s", s->owner);
+	*whyp = why;
+	bool daemon = s->from_daemon;
 	drop_incoming(s);
+	s->from_daemon = daemon; /* the outcome is still the daemon's */
 	set_detail(s, perr_msg(&err));
 	if (rc < 0) {
 		s->state = why ? PARLEY_UPDATE_REFUSED : PARLEY_UPDATE_FAILED;
-		r->status = why ? PARLEY_E_INTEGRITY : PARLEY_E_LIMIT;
 		emit(s, why ? "update_refused" : "update_failed", who,
 		     why ? updpkg_refusal_name(why) : "STAGING",
 		     perr_msg(&err));
-		return;
+		return rc;
 	}
 	s->state = PARLEY_UPDATE_STAGED;
 	snprintf(s->detail, sizeof(s->detail), "staged %s", pk.version_s);
 	emit(s, "update_staged", who, NULL, s->detail);
-	r->status = PARLEY_OK;
 	if (!s->commit)
-		return;
+		return 0;
 	char dir[PATH_MAX + 8];
 	snprintf(dir, sizeof(dir), "%s/%s", s->dir, UPD_STAGE);
 	err = (struct parley_err){ 0 };
@@ -349,12 +356,138 @@ static void commit(struct upd_stage *s, struct partition *p,
 		snprintf(s->detail, sizeof(s->detail), "handing over to %s",
 			 pk.version_s);
 		emit(s, "update_handover", who, NULL, pk.version_s);
-	} else {
-		s->state = PARLEY_UPDATE_FAILED;
-		set_detail(s, perr_msg(&err));
-		r->status = PARLEY_E_LIMIT;
-		emit(s, "update_failed", who, "HANDOVER", perr_msg(&err));
+		return 0;
 	}
+	s->state = PARLEY_UPDATE_FAILED;
+	set_detail(s, perr_msg(&err));
+	emit(s, "update_failed", who, "HANDOVER", perr_msg(&err));
+	return -EIO;
+}
+
+/* A partition's COMMIT. */
+static void commit(struct upd_stage *s, struct partition *p,
+		   struct ctl_update_reply *r)
+{
+	if (s->fd < 0 || strcmp(s->owner, p->name) ||
+	    s->received != s->size) {
+		r->status = PARLEY_E_INVAL;
+		snprintf(r->detail, sizeof(r->detail), s->fd < 0 ? "no stage"
+			 : "stage incomplete");
+		return;
+	}
+	char who[64];
+	snprintf(who, sizeof(who), "%s", s->owner);
+	enum updpkg_refusal why = UPDPKG_OK;
+	int rc = finish(s, who, &why);
+	r->status = rc == 0 ? PARLEY_OK : why ? PARLEY_E_INTEGRITY
+					      : PARLEY_E_LIMIT;
+}
+
+/* ---- the daemon's stream (serve) ---------------------------------------- */
+
+static void report(const struct upd_stage *s, const char *state,
+		   struct upd_report *r)
+{
+	r->state = state;
+	r->received = s->received;
+	snprintf(r->reason, sizeof(r->reason), "%s",
+		 strcmp(state, "receiving") ? s->detail : "");
+}
+
+void upd_daemon_offer(struct upd_stage *s, const uint8_t sha256[32],
+		      uint64_t size, const char *version,
+		      struct upd_report *r)
+{
+	*r = (struct upd_report){ .state = "failed" };
+	if (s->dirfd < 0) {
+		snprintf(r->reason, sizeof(r->reason), "this agent has no "
+			 "state directory");
+		return;
+	}
+	if (!s->release) {
+		snprintf(r->reason, sizeof(r->reason), "no %s: this agent "
+			 "trusts no release key", UPD_RELEASE_PUB);
+		return;
+	}
+	if (size < UPDPKG_HDR || size > UPDPKG_MAX) {
+		snprintf(r->reason, sizeof(r->reason), "size %llu not in "
+			 "%u..%llu", (unsigned long long)size, UPDPKG_HDR,
+			 (unsigned long long)UPDPKG_MAX);
+		return;
+	}
+	if (s->fd >= 0 && !s->from_daemon) {
+		r->state = "busy";
+		snprintf(r->reason, sizeof(r->reason), "partition %s is "
+			 "staging an update", s->owner);
+		return;
+	}
+	if (s->state == PARLEY_UPDATE_STAGED) {
+		r->state = "busy";
+		snprintf(r->reason, sizeof(r->reason), "a stage is being "
+			 "handed over");
+		return;
+	}
+	if (s->fd >= 0 && s->size == size && !memcmp(s->sha256, sha256, 32)) {
+		report(s, "receiving", r); /* a reconnect: go on */
+		return;
+	}
+	int rc = start_incoming(s, UPD_DAEMON, size);
+	if (rc != 0) {
+		snprintf(r->reason, sizeof(r->reason), "staging: %s",
+			 strerror(rc));
+		return;
+	}
+	s->from_daemon = true;
+	memcpy(s->sha256, sha256, 32);
+	snprintf(s->version, sizeof(s->version), "%s", version);
+	s->report_due = false;
+	char d[96];
+	snprintf(d, sizeof(d), "%llu bytes of %s from the daemon",
+		 (unsigned long long)size, version);
+	emit(s, "update_begin", NULL, NULL, d);
+	report(s, "receiving", r);
+}
+
+bool upd_daemon_chunk(struct upd_stage *s, const uint8_t sha256[32],
+		      uint64_t offset, const uint8_t *data, size_t len,
+		      struct upd_report *r)
+{
+	if (s->fd < 0 || !s->from_daemon || memcmp(s->sha256, sha256, 32))
+		return false;
+	if (offset != s->received) {
+		report(s, "receiving", r); /* go on from what we hold */
+		return true;
+	}
+	if (len > s->size - s->received) {
+		drop_incoming(s);
+		s->state = PARLEY_UPDATE_FAILED;
+		set_detail(s, "a chunk beyond the offered size");
+		s->received = 0;
+		report(s, "failed", r);
+		return true;
+	}
+	if (pwrite(s->fd, data, len, (off_t)offset) != (ssize_t)len) {
+		char m[64];
+		snprintf(m, sizeof(m), "staging: %s", strerror(errno));
+		drop_incoming(s);
+		s->state = PARLEY_UPDATE_FAILED;
+		set_detail(s, m);
+		report(s, "failed", r);
+		return true;
+	}
+	s->received += len;
+	if (s->received < s->size) {
+		report(s, "receiving", r);
+		return true;
+	}
+	uint64_t got = s->received;
+	enum updpkg_refusal why = UPDPKG_OK;
+	int rc = finish(s, NULL, &why);
+	report(s, rc == 0 ? "staged" : why ? "refused" : "failed", r);
+	r->received = got;
+	if (rc == 0)
+		r->reason[0] = 0;
+	return true;
 }
 
 void upd_stage_failed(struct upd_stage *s, const char *why)

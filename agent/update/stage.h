@@ -54,7 +54,44 @@ struct upd_stage {
 	char detail[64];           /* the last refusal or failure */
 	upd_commit_fn commit;      /* NULL: stop at a verified stage */
 	void *commit_ctx;
+	/* The daemon's stream (owner UPD_DAEMON): the offer's digest, and
+	 * whether the daemon is still owed the outcome (a rollback after
+	 * the link went, or the new agent's "committed"). */
+	bool from_daemon;
+	uint8_t sha256[32];
+	char version[32];
+	bool report_due;
 };
+
+/* Where the daemon's stream stands, for an UpdateProgress (wire.h's
+ * states: receiving, staged, refused, failed, committed, busy). */
+struct upd_report {
+	const char *state;
+	uint64_t received;
+	char reason[256];
+};
+
+/* The owner of the stage while the daemon streams: not a partition name
+ * (no parentheses in names), so neither side takes it for the other. */
+#define UPD_DAEMON "(daemon)"
+
+/* An offer from the daemon (serve): starts a stream into the same
+ * incoming.pkg a partition's goes to, or goes on with the one held for
+ * the same digest and size (a reconnect mid-transfer: r->received says
+ * from where). A partition streaming, or a stage being handed over,
+ * answers busy; no release key or state directory, failed. */
+void upd_daemon_offer(struct upd_stage *s, const uint8_t sha256[32],
+		      uint64_t size, const char *version,
+		      struct upd_report *r);
+
+/* A chunk of the daemon's stream: only at the offset held (else r says
+ * where to go on from); the last one verifies the whole package with the
+ * same checks as a partition's COMMIT and, if good, stages it and asks
+ * for the hand-over (r: staged, refused or failed with the reason).
+ * false: not about the stream held (a stale chunk): no answer. */
+bool upd_daemon_chunk(struct upd_stage *s, const uint8_t sha256[32],
+		      uint64_t offset, const uint8_t *data, size_t len,
+		      struct upd_report *r);
 
 /* The hand-over of a stage failed and the old agent serves on: STATUS
  * answers FAILED with the reason. */

@@ -48,6 +48,8 @@ static const struct route routes[] = {
 	{ EVHTTP_REQ_POST, "/v1/hosts", SCOPE_ADMIN, api_hosts_add },
 	{ EVHTTP_REQ_GET, "/v1/hosts/*", SCOPE_READ, api_hosts_get },
 	{ EVHTTP_REQ_DELETE, "/v1/hosts/*", SCOPE_ADMIN, api_hosts_delete },
+	{ EVHTTP_REQ_POST, "/v1/hosts/*/update", SCOPE_ADMIN,
+	  api_hosts_update },
 	{ EVHTTP_REQ_GET, "/v1/partitions", SCOPE_READ, api_parts_list },
 	{ EVHTTP_REQ_POST, "/v1/partitions", SCOPE_ADMIN, api_parts_add },
 	{ EVHTTP_REQ_GET, "/v1/partitions/*", SCOPE_READ, api_parts_get },
@@ -484,8 +486,8 @@ static struct bufferevent *conn_bev(struct event_base *base, void *arg)
 	}
 	if (!under)
 		return NULL;
-	return api_gate_new(under, API_HEADERS_MAX, API_BODY_MAX,
-			    a->gate_path);
+	return api_gate_new_upload(under, API_HEADERS_MAX, API_BODY_MAX,
+				   API_UPDATE_BODY_MAX, a->gate_path);
 }
 
 int api_start(struct api_server *a, const char *host, int port,
@@ -507,7 +509,7 @@ int api_start(struct api_server *a, const char *host, int port,
 	evhttp_set_allowed_methods(a->http, 0xffff);
 	/* The gate refuses (as JSON) what is beyond our limits; evhttp's
 	 * own, which would answer in HTML, are kept above them. */
-	evhttp_set_max_body_size(a->http, 4 * API_BODY_MAX);
+	evhttp_set_max_body_size(a->http, 2 * (size_t)API_UPDATE_BODY_MAX);
 	evhttp_set_max_headers_size(a->http, 4 * API_HEADERS_MAX);
 	evhttp_set_timeout(a->http, 30);
 	evhttp_set_gencb(a->http, on_request, a);

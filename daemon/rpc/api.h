@@ -25,6 +25,9 @@ struct stream_hub;
 
 /* Bodies larger than this are refused with 413 TOO_LARGE. */
 #define API_BODY_MAX (64 * 1024)
+/* The one exception: a package for `POST /v1/hosts/{host}/update`, sent
+ * as application/octet-stream (API.md says why not base64 in JSON). */
+#define API_UPDATE_BODY_MAX (64u << 20)
 /* Request line + headers larger than this are refused with 431. */
 #define API_HEADERS_MAX (16 * 1024)
 /* Token secrets: 32 random bytes shown as PREFIX + 64 hex digits. */

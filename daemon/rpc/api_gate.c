@@ -70,6 +70,11 @@ enum presult { P_MORE, P_DONE, P_REFUSE };
 struct parse {
 	enum pstate st;
 	size_t head_max, body_max;
+	/* The one exception to body_max (api_gate_new_upload): a package
+	 * upload, up to upload_max bytes; 0: none. `upload` says the request
+	 * being read is one (set by head()). */
+	size_t upload_max;
+	bool upload;
 	size_t pos;            /* bytes of the current request parsed */
 	size_t line;           /* P_HEAD: start of the line being scanned */
 	uint64_t left;         /* P_BODY, P_CDATA: bytes to go */
@@ -80,13 +85,15 @@ struct parse {
 
 static void parse_reset(struct parse *ps)
 {
-	size_t h = ps->head_max, b = ps->body_max;
-	*ps = (struct parse){ .head_max = h, .body_max = b };
+	size_t h = ps->head_max, b = ps->body_max, u = ps->upload_max;
+	*ps = (struct parse){ .head_max = h, .body_max = b, .upload_max = u };
 }
 
 /* Chunked bodies carry overhead: at most this many raw bytes. */
 static size_t raw_max(const struct parse *ps)
 {
+	if (ps->upload) /* Content-Length only: no chunk overhead */
+		return ps->head_max + ps->upload_max + 64;
 	return ps->head_max + 8 * ps->body_max + 64;
 }
 
@@ -121,8 +128,22 @@ static bool method_known(const char *p, size_t n)
 	return false;
 }
 
+/* POST /v1/hosts/NAME/update exactly (no query): the package upload. */
+static bool upload_target(const char *m, size_t mn, const char *t, size_t tn)
+{
+	static const char pre[] = "/v1/hosts/", suf[] = "/update";
+	size_t pl = sizeof(pre) - 1, sl = sizeof(suf) - 1;
+	if (!is(m, mn, "POST") || tn <= pl + sl || memcmp(t, pre, pl) ||
+	    memcmp(t + tn - sl, suf, sl))
+		return false;
+	for (size_t i = pl; i < tn - sl; i++)
+		if (t[i] == '/' || t[i] == '?' || t[i] == '#')
+			return false;
+	return true;
+}
+
 static unsigned request_line(const char *p, size_t n, bool *nobody,
-			     bool *http11)
+			     bool *http11, bool *upload)
 {
 	const char *sp1 = memchr(p, ' ', n);
 	if (!sp1)
@@ -157,12 +178,15 @@ static unsigned request_line(const char *p, size_t n, bool *nobody,
 		return R_TARGET;
 	evhttp_uri_free(u);
 	*nobody = is(p, mn, "HEAD") || is(p, mn, "TRACE");
+	*upload = upload_target(p, mn, t, tn);
 	*http11 = v[7] == '1';
 	return 0;
 }
 
 struct framing {
 	bool has_cl, chunked, expect;
+	bool octets, auth;     /* Content-Type: application/octet-stream;
+				* an Authorization header (checked later) */
 	uint64_t cl;
 };
 
@@ -200,6 +224,10 @@ static unsigned header_line(const char *p, size_t n, struct framing *f)
 		if (!is(v, vn, "chunked"))
 			return R_CODING;
 		f->chunked = true;
+	} else if (is(p, nn, "Content-Type")) {
+		f->octets = is(v, vn, "application/octet-stream");
+	} else if (is(p, nn, "Authorization")) {
+		f->auth = vn > 0;
 	} else if (is(p, nn, "Expect")) {
 		if (!is(v, vn, "100-continue"))
 			return R_EXPECT;
@@ -212,7 +240,7 @@ static unsigned header_line(const char *p, size_t n, struct framing *f)
 static unsigned head(struct parse *ps, const char *p, size_t n)
 {
 	struct framing f = { 0 };
-	bool nobody = false, http11 = false;
+	bool nobody = false, http11 = false, upload = false;
 	unsigned count = 0, r = 0;
 	size_t a = 0;
 	while (a < n && r == 0) {
@@ -223,7 +251,8 @@ static unsigned head(struct parse *ps, const char *p, size_t n)
 		if (memchr(p + a, '\r', e - a))
 			r = count == 0 ? R_LINE : R_HEADER;
 		else if (count == 0)
-			r = request_line(p + a, e - a, &nobody, &http11);
+			r = request_line(p + a, e - a, &nobody, &http11,
+					 &upload);
 		else if (e == a)
 			break; /* the blank line */
 		else if (count > HEADERS_MAX_COUNT)
@@ -239,7 +268,12 @@ static unsigned head(struct parse *ps, const char *p, size_t n)
 		return R_FRAMING;
 	if (nobody && (f.chunked || f.cl > 0))
 		return R_NOBODY;
-	if (f.has_cl && f.cl > ps->body_max)
+	/* The upload exception: a package for one host, as octets with a
+	 * Content-Length, from a caller with credentials (whether they are
+	 * good is api.c's to say); anything else has the JSON cap. */
+	ps->upload = ps->upload_max && upload && f.octets && f.auth &&
+		     f.has_cl && !f.chunked;
+	if (f.has_cl && f.cl > (ps->upload ? ps->upload_max : ps->body_max))
 		return R_BODY_BIG;
 	ps->st = f.chunked ? P_CSIZE : f.cl > 0 ? P_BODY : P_HEAD;
 	ps->left = f.cl;
@@ -371,7 +405,16 @@ static enum presult step_capped(struct parse *ps, const char *p, size_t n)
 size_t api_gate_scan(const char *p, size_t n, size_t head_max,
 		     size_t body_max, size_t piece, unsigned *refusal)
 {
-	struct parse ps = { .head_max = head_max, .body_max = body_max };
+	return api_gate_scan_upload(p, n, head_max, body_max, 0, piece,
+				    refusal);
+}
+
+size_t api_gate_scan_upload(const char *p, size_t n, size_t head_max,
+			    size_t body_max, size_t upload_max, size_t piece,
+			    unsigned *refusal)
+{
+	struct parse ps = { .head_max = head_max, .body_max = body_max,
+			    .upload_max = upload_max };
 	size_t done = 0, avail = 0;
 	*refusal = 0;
 	/* As gate_in sees it: `piece` bytes more at a time, the buffer never
@@ -535,6 +578,14 @@ static void on_drained(struct evbuffer *b, const struct evbuffer_cb_info *i,
 struct bufferevent *api_gate_new(struct bufferevent *under, size_t head_max,
 				 size_t body_max, const char *reject_path)
 {
+	return api_gate_new_upload(under, head_max, body_max, 0, reject_path);
+}
+
+struct bufferevent *api_gate_new_upload(struct bufferevent *under,
+					size_t head_max, size_t body_max,
+					size_t upload_max,
+					const char *reject_path)
+{
 	struct gate *g = calloc(1, sizeof(*g));
 	if (!g) {
 		bufferevent_free(under);
@@ -542,6 +593,7 @@ struct bufferevent *api_gate_new(struct bufferevent *under, size_t head_max,
 	}
 	g->ps.head_max = head_max;
 	g->ps.body_max = body_max;
+	g->ps.upload_max = upload_max;
 	g->reject = reject_path;
 	g->under = under;
 	g->bev = bufferevent_filter_new(under, gate_in, gate_out,

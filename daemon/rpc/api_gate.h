@@ -35,11 +35,23 @@ const struct api_gate_refusal *api_gate_refusal(unsigned n);
 struct bufferevent *api_gate_new(struct bufferevent *under, size_t head_max,
 				 size_t body_max, const char *reject_path);
 
+/* The same with one exception (daemon/rpc/API.md): `POST
+ * /v1/hosts/NAME/update` with `Content-Type: application/octet-stream`, a
+ * Content-Length (not chunked) and an Authorization header may carry up
+ * to upload_max bytes; every other request keeps body_max. */
+struct bufferevent *api_gate_new_upload(struct bufferevent *under,
+					size_t head_max, size_t body_max,
+					size_t upload_max,
+					const char *reject_path);
+
 /* Tests and the fuzz target: run the checks over one buffer as the filter
  * would see it arrive, `piece` bytes at a time (0: all at once). Returns
  * the number of bytes of whole valid requests at its start (*refusal 0),
  * or stops at the first refused request (*refusal its number). */
 size_t api_gate_scan(const char *p, size_t n, size_t head_max,
 		     size_t body_max, size_t piece, unsigned *refusal);
+size_t api_gate_scan_upload(const char *p, size_t n, size_t head_max,
+			    size_t body_max, size_t upload_max, size_t piece,
+			    unsigned *refusal);
 
 #endif

@@ -6,6 +6,7 @@
 #include "daemon/rpc/link.h"
 #include "common/jsonv.h"
 #include "db/store.h"
+#include "db/store_updates.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -62,13 +63,47 @@ void api_metrics(struct api_req *q)
 	evbuffer_free(b);
 }
 
+/* The agent version the host last said hello with ("" never), and its
+ * update (null: none asked for). A read error leaves them out rather
+ * than fail the list. */
+static void host_agent_json(struct api_server *a, const char *host,
+			    json_t *o)
+{
+	char v[STORE_AGENT_VERSION_MAX];
+	struct store_update u;
+	if (store_host_agent_get(a->store, host, v, NULL) == 0)
+		json_object_set_new(o, "agent_version", json_string(v));
+	int rc = store_update_get(a->store, host, &u, NULL);
+	if (rc == -ENOENT) {
+		json_object_set_new(o, "update", json_null());
+		json_object_set_new(o, "update_state", json_null());
+	} else if (rc == 0) {
+		char st[STORE_UPD_VERSION_MAX + STORE_UPD_STATE_MAX + 2];
+		snprintf(st, sizeof(st), "%s %s", u.version, u.state);
+		json_object_set_new(o, "update_state", json_string(st));
+		char hx[2 * STORE_DIGEST + 1];
+		for (unsigned i = 0; i < STORE_DIGEST; i++)
+			snprintf(hx + 2 * i, 3, "%02x", u.sha256[i]);
+		json_object_set_new(o, "update", json_pack(
+			"{s:s,s:s,s:s,s:I,s:I,s:s,s:I,s:I}", "version",
+			u.version, "sha256", hx, "state", u.state, "received",
+			(json_int_t)u.received, "size", (json_int_t)u.size,
+			"reason", u.reason, "requested_ms",
+			(json_int_t)u.requested_ms, "updated_ms",
+			(json_int_t)u.updated_ms));
+	}
+}
+
 static json_t *host_json(struct api_server *a, const struct store_host *h)
 {
-	return json_pack("{s:s,s:s,s:b,s:I,s:I}", "name", h->name,
-			 "libvirt_uri", h->libvirt_uri, "connected",
-			 connected(a, h->name), "policy_acked",
-			 (json_int_t)h->policy_acked, "agent_seq",
-			 (json_int_t)h->agent_seq);
+	json_t *o = json_pack("{s:s,s:s,s:b,s:I,s:I}", "name", h->name,
+			      "libvirt_uri", h->libvirt_uri, "connected",
+			      connected(a, h->name), "policy_acked",
+			      (json_int_t)h->policy_acked, "agent_seq",
+			      (json_int_t)h->agent_seq);
+	if (o)
+		host_agent_json(a, h->name, o);
+	return o;
 }
 
 void api_hosts_list(struct api_req *q)

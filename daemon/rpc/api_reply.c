@@ -131,6 +131,11 @@ void api_after_host_deleted(struct api_req *q, const char *host)
 	after(q, API_AFTER_HOST_DELETED, host, NULL, 0);
 }
 
+void api_after_update(struct api_req *q, const char *host)
+{
+	after(q, API_AFTER_UPDATE, host, NULL, 0);
+}
+
 void api_run_after(struct api_req *q)
 {
 	struct api_hooks *h = &q->a->hooks;
@@ -142,6 +147,8 @@ void api_run_after(struct api_req *q)
 			h->thin_changed(h->ctx, x->host);
 		else if (x->kind == API_AFTER_HOST_DELETED && q->a->link)
 			link_host_deleted(q->a->link, x->host);
+		else if (x->kind == API_AFTER_UPDATE && q->a->link)
+			link_update_offer(q->a->link, x->host);
 	}
 	q->nafter = 0;
 }

@@ -151,6 +151,11 @@ static struct link_conn *find_host(struct link_server *ls, const char *host)
 	return NULL;
 }
 
+struct link_conn *link_find_host(struct link_server *ls, const char *host)
+{
+	return find_host(ls, host);
+}
+
 bool link_host_connected(struct link_server *ls, const char *host)
 {
 	return find_host(ls, host) != NULL;
@@ -235,6 +240,7 @@ static void welcome(struct link_conn *c, const Parley__V1__Envelope *e)
 		 (unsigned long long)seq);
 	link_push_one(c);
 	send_commands(c);
+	link_update_hello(c, h);
 }
 
 /* A host an operator created without a join (no certificate pinned):
@@ -347,6 +353,9 @@ static void dispatch(struct link_conn *c, Parley__V1__Envelope *e)
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_POLICY_ACK:
 		on_policy_ack(c, e);
+		break;
+	case PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS:
+		link_on_update_progress(c, e);
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT:
 		link_send_env(c, e); /* echoed: the agent measures the round trip */

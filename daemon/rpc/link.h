@@ -73,4 +73,8 @@ int link_send_commands(struct link_server *ls, const char *host);
 int link_send_command(struct link_server *ls, const char *host,
 		      const char *partition, int action);
 
+/* Offer `host`'s agent its pending update (daemon/rpc/link_update.c), if
+ * it is connected; otherwise it is offered at its next hello. */
+void link_update_offer(struct link_server *ls, const char *host);
+
 #endif

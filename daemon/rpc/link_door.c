@@ -74,6 +74,10 @@ static const struct door_rule rules[] = {
 	  audit_part },
 	{ PARLEY__V1__ENVELOPE__BODY_STATUS, "partition status", one,
 	  status_part },
+	/* Names no partition: it concerns the sender's own host's update,
+	 * which is all the daemon applies it to (link_update.c). */
+	{ PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS, "update progress", none,
+	  NULL },
 };
 
 static const struct door_rule *rule_for(Parley__V1__Envelope__BodyCase b)

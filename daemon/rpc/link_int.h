@@ -28,6 +28,12 @@ struct link_conn {
 				     * processed any more */
 	uint64_t pushed;            /* bundle version sent last */
 	uint64_t last_rx_ms;        /* for dead-peer detection */
+	/* An update being sent (link_update.c): the package, how far the
+	 * agent says it is, how far we sent, what the store last heard. */
+	bool upd_on;
+	uint8_t upd_sha[32];
+	uint64_t upd_size, upd_acked, upd_sent, upd_stored;
+	char agent_version[65];     /* from its hello */
 };
 
 /* Refuse: count, log and audit (reason = code, partition may be NULL),
@@ -50,6 +56,14 @@ int link_door(struct link_conn *c, const Parley__V1__Envelope *e);
 void link_on_measurements(struct link_conn *c, const Parley__V1__Envelope *e);
 void link_on_audit(struct link_conn *c, const Parley__V1__Envelope *e);
 void link_on_status(struct link_conn *c, const Parley__V1__Envelope *e);
+
+/* Updates (link_update.c): on hello, the agent's version is stored and a
+ * pending update offered; progress moves the host's update row and
+ * draws the next chunks. */
+void link_update_hello(struct link_conn *c, const Parley__V1__Hello *h);
+void link_on_update_progress(struct link_conn *c,
+			     const Parley__V1__Envelope *e);
+struct link_conn *link_find_host(struct link_server *ls, const char *host);
 
 /* Bundles (link_push.c): c's bundle now if its version moved past
  * c->pushed (signed synchronously; on hello); the push event. */
