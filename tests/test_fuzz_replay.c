@@ -21,6 +21,7 @@ struct target {
 /* Criterion hands parameters to a test process of their own: indexes into
  * this table, never pointers. */
 static const struct target targets[] = {
+	{ "agent_dispatch", NULL },
 	{ "api", NULL },
 	{ "api_grant", NULL },
 	{ "api_gate", NULL },
