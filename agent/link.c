@@ -355,12 +355,15 @@ static void on_read(struct bufferevent *bev, void *arg)
 			disconnect(l, perr_msg(&err));
 			return;
 		}
+		bool was_up = l->up;
 		rc = agent_link_dispatch(l, e, &err);
-		/* A refused bundle is answered (a negative PolicyAck) and the
-		 * link goes on; any other refusal is a daemon that broke the
-		 * protocol: drop the link, the next welcome resyncs. */
+		/* A bundle refused after the welcome is answered (a negative
+		 * PolicyAck) and the link goes on; any other refusal is a
+		 * daemon that broke the protocol: drop the link, the next
+		 * welcome resyncs. */
 		bool drop = rc < 0 &&
-			    e->body_case != PARLEY__V1__ENVELOPE__BODY_POLICY;
+			    !(was_up && e->body_case ==
+					PARLEY__V1__ENVELOPE__BODY_POLICY);
 		parley__v1__envelope__free_unpacked(e, NULL);
 		if (drop) {
 			log_warn("daemon frame refused: %s", perr_msg(&err));

@@ -80,7 +80,8 @@ void agent_link_free(struct agent_link *l);
  * welcome; a body only an agent sends), -EPERM (a welcome for another
  * host), -ERANGE (an ack for a seq not sent yet; a welcome's seq beyond
  * belief), or bundle_accept's code (answered by a negative PolicyAck).
- * The link drops the connection on any refusal but a bundle's. */
+ * The link drops the connection on any refusal but that of a bundle
+ * after the welcome. */
 int agent_link_dispatch(struct agent_link *l, const Parley__V1__Envelope *e,
 			struct parley_err *err);
 

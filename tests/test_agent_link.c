@@ -119,8 +119,9 @@ Test(agent_link, daemon_refusal_is_logged_with_its_code, .timeout = 60)
 }
 
 /* The agent's door (agent/link_dispatch.c) on a real agent: a daemon that
- * acks before its welcome, or welcomes another host, is refused and the
- * link dropped; the agent says why and comes back. (Every refusal of the
+ * acks before its welcome, welcomes another host, or sends a bundle before
+ * its welcome is refused and the link dropped; the agent says why and
+ * comes back. (Every refusal of the
  * door, with its state left as it was, is fuzz_agent_dispatch's oracle.) */
 Test(agent_link, frames_the_door_refuses_drop_the_link, .timeout = 60)
 {
@@ -161,8 +162,28 @@ Test(agent_link, frames_the_door_refuses_drop_the_link, .timeout = 60)
 	want = "daemon frame refused: welcome for host \"host-b\", not us";
 	cr_assert(fd_wait(agent_log_has, &f, (void *)want, 15000),
 		  "not logged:\n%s", fd_agent_log(h));
+	/* A bundle before the welcome: refused unread, the link dropped
+	 * (after the welcome a refused bundle is answered and kept). */
+	Parley__V1__PolicyBundle b;
+	uint8_t body[8] = { 0x0a, 0x06, 'h', 'o', 's', 't', '-', 'a' };
+	uint8_t sig[64] = { 0 };
+	wire_init_envelope(&out, 2);
+	parley__v1__policy_bundle__init(&b);
+	b.body.data = body;
+	b.body.len = sizeof(body);
+	b.signature.data = sig;
+	b.signature.len = sizeof(sig);
+	b.key_id = (char *)"00000000000000000000000000000000"
+			   "00000000000000000000000000000000";
+	out.body_case = PARLEY__V1__ENVELOPE__BODY_POLICY;
+	out.policy = &b;
+	answer_one(ctx, lfd, &out);
+	want = "daemon frame refused: daemon sent a policy before its welcome";
+	cr_assert(fd_wait(agent_log_has, &f, (void *)want, 15000),
+		  "not logged:\n%s", fd_agent_log(h));
 	char *log = fd_agent_log(h);
 	cr_assert(!strstr(log, "daemon link up"), "taken:\n%s", log);
+	cr_assert(!strstr(log, "policy bundle refused"), "read:\n%s", log);
 	free(log);
 	close(lfd);
 	SSL_CTX_free(ctx);
