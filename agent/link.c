@@ -1,4 +1,5 @@
 #include "agent/link.h"
+#include "agent/link_int.h"
 #include "common/fileio.h"
 #include "common/frame.h"
 #include "common/log.h"
@@ -18,9 +19,6 @@
 #include <unistd.h>
 #include <openssl/x509.h>
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
-
 static uint64_t now_ms(void)
 {
 	struct timespec ts;
@@ -28,7 +26,7 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void state_path(const struct agent_link *l, const char *name,
+void link_state_path(const struct agent_link *l, const char *name,
 		       char *out, size_t cap)
 {
 	if (path_join(out, cap, l->state_dir, name) < 0)
@@ -41,14 +39,14 @@ static void send_frame(struct agent_link *l, const uint8_t *f, size_t len)
 		evbuffer_add(bufferevent_get_output(l->bev), f, len);
 }
 
-static void send_env(struct agent_link *l, const Parley__V1__Envelope *e)
+void link_send_env(struct agent_link *l, const Parley__V1__Envelope *e)
 {
 	if (l->bev)
 		frame_push(bufferevent_get_output(l->bev), e);
 }
 
 /* Synced records not yet sent on this connection, in seq order. */
-static void send_synced(struct agent_link *l)
+void link_send_synced(struct agent_link *l)
 {
 	if (!l->up)
 		return;
@@ -78,7 +76,7 @@ static void start_sync(struct agent_link *l)
 		if (outbox_sync(&l->ob, &err) < 0)
 			log_error("outbox not synced, records held back: %s",
 				  perr_msg(&err));
-		send_synced(l);
+		link_send_synced(l);
 	}
 }
 
@@ -93,7 +91,7 @@ static void on_sync_done(evutil_socket_t fd, short what, void *arg)
 	if (outbox_sync_done(&l->ob, &err) < 0)
 		log_error("outbox not synced, records held back: %s",
 			  perr_msg(&err));
-	send_synced(l);
+	link_send_synced(l);
 	start_sync(l);
 }
 
@@ -327,80 +325,6 @@ int agent_link_admit(struct agent_link *l, const char *partition,
 	return 0;
 }
 
-/* ---- policy ------------------------------------------------------------ */
-
-/* The channel manager gets its own copy of everything a policy file
- * would give it: grants, service rules, segment sets. */
-static void apply_policy(struct agent_link *l)
-{
-	struct grant_set g;
-	if (grant_set_copy(&g, &l->policy.grants) < 0) {
-		log_error("policy version %llu: out of memory; the previous "
-			  "one stays enforced",
-			  (unsigned long long)l->policy.version);
-		return;
-	}
-	chanmgr_set_grants(l->cm, &g);
-}
-
-static void become_ready(struct agent_link *l)
-{
-	if (l->ready)
-		return;
-	l->ready = true;
-	if (l->on_ready)
-		l->on_ready(l->ready_ctx);
-}
-
-static void send_policy_ack(struct agent_link *l, uint64_t rid, uint64_t v,
-			    const char *error)
-{
-	Parley__V1__Envelope e;
-	Parley__V1__PolicyAck a;
-	wire_init_envelope(&e, rid);
-	parley__v1__policy_ack__init(&a);
-	a.version = v;
-	a.ok = error == NULL;
-	a.error = (char *)(error ? error : "");
-	e.body_case = PARLEY__V1__ENVELOPE__BODY_POLICY_ACK;
-	e.policy_ack = &a;
-	send_env(l, &e);
-}
-
-static void on_bundle(struct agent_link *l, const Parley__V1__Envelope *e)
-{
-	struct agent_policy np;
-	struct parley_err err = { 0 };
-	int rc = bundle_accept(l->policy_pub, l->host, l->policy.version,
-			       e->policy, &np, &err);
-	if (rc < 0) {
-		l->n_refused_bundles++;
-		log_warn("policy bundle refused: %s", perr_msg(&err));
-		struct audit_event ev = { .event = "policy_refused",
-					  .reason = rc == -ESTALE ? "STALE"
-								  : "INVALID",
-					  .detail = perr_msg(&err) };
-		agent_link_audit(&ev, l);
-		send_policy_ack(l, e->request_id, 0, perr_msg(&err));
-		return;
-	}
-	char p[4200];
-	state_path(l, "bundle.pb", p, sizeof(p));
-	/* Persist before enforcing: what we enforce survives a restart. */
-	if (bundle_save(p, e->policy, &err) < 0)
-		log_error("%s", perr_msg(&err));
-	agent_policy_free(&l->policy);
-	l->policy = np;
-	l->n_bundles++;
-	apply_policy(l);
-	log_info("enforcing policy version %llu (%u grants, %u service "
-		 "rules, %u segment sets)", (unsigned long long)np.version,
-		 np.grants.n, np.grants.nsvc, np.grants.seg.n);
-	send_policy_ack(l, e->request_id, np.version, NULL);
-	if (np.version >= l->want_version)
-		become_ready(l);
-}
-
 /* ---- connection ---------------------------------------------------------- */
 
 static void schedule_retry(struct agent_link *l);
@@ -426,33 +350,6 @@ static void printable(char *out, size_t cap, const char *s)
 		out[n++] = (unsigned char)*s >= 0x20 && (unsigned char)*s < 0x7f
 				   ? *s : '?';
 	out[n] = 0;
-}
-
-static void on_welcome(struct agent_link *l, const Parley__V1__Envelope *e)
-{
-	const Parley__V1__Welcome *w = e->welcome;
-	l->up = true;
-	l->backoff_ms = BACKOFF_MIN_MS;
-	l->last_error[0] = 0;
-	l->heartbeat_ms = w->heartbeat_ms;
-	struct parley_err err = { 0 };
-	if (outbox_raise_seq(&l->ob, w->acked_seq, &err) < 0)
-		log_error("%s", perr_msg(&err));
-	outbox_ack(&l->ob, w->acked_seq);
-	/* Everything the daemon does not hold yet, again, in order. */
-	outbox_rewind(&l->ob);
-	send_synced(l);
-	struct timeval tv = { w->heartbeat_ms / 1000,
-			      (w->heartbeat_ms % 1000) * 1000 };
-	event_add(l->hb_ev, &tv);
-	log_info("daemon link up (daemon holds seq %llu, policy %llu)",
-		 (unsigned long long)w->acked_seq,
-		 (unsigned long long)w->policy_version);
-	l->want_version = w->policy_version;
-	if (w->policy_version <= l->policy.version)
-		become_ready(l); /* nothing newer is coming */
-	if (l->on_welcome)
-		l->on_welcome(l->ready_ctx);
 }
 
 bool agent_link_update_progress(struct agent_link *l, const uint8_t *sha256,
@@ -485,57 +382,6 @@ bool agent_link_update_progress(struct agent_link *l, const uint8_t *sha256,
 	return true;
 }
 
-/* A refusal (the daemon closes the connection after it): say which and
- * why, and come back slowly — an operator has something to fix first
- * (HOST_MISMATCH, an unknown or deleted host, a bad record). */
-static void on_error(struct agent_link *l, const Parley__V1__Error *er)
-{
-	char code[64], msg[512];
-	printable(code, sizeof(code), er->code);
-	printable(msg, sizeof(msg), er->message);
-	l->n_refusals++;
-	snprintf(l->last_error, sizeof(l->last_error), "%s", code);
-	log_error("the daemon refused this agent: code %s: %s", code, msg);
-	l->backoff_ms = BACKOFF_MAX_MS;
-}
-
-static void dispatch(struct agent_link *l, const Parley__V1__Envelope *e)
-{
-	switch (e->body_case) {
-	case PARLEY__V1__ENVELOPE__BODY_WELCOME:
-		on_welcome(l, e);
-		break;
-	case PARLEY__V1__ENVELOPE__BODY_POLICY:
-		on_bundle(l, e);
-		break;
-	case PARLEY__V1__ENVELOPE__BODY_ACK:
-		outbox_ack(&l->ob, e->ack->seq);
-		break;
-	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT:
-		break;
-	case PARLEY__V1__ENVELOPE__BODY_COMMAND:
-		if (l->on_command)
-			l->on_command(l->ready_ctx, e->command);
-		break;
-	case PARLEY__V1__ENVELOPE__BODY_ERROR:
-		on_error(l, e->error);
-		break;
-	/* Updates only from a daemon that welcomed us (its answers go back
-	 * on this connection). */
-	case PARLEY__V1__ENVELOPE__BODY_UPDATE_OFFER:
-		if (l->up && l->on_update_offer)
-			l->on_update_offer(l->ready_ctx, e->update_offer);
-		break;
-	case PARLEY__V1__ENVELOPE__BODY_UPDATE_CHUNK:
-		if (l->up && l->on_update_chunk)
-			l->on_update_chunk(l->ready_ctx, e->update_chunk);
-		break;
-	default:
-		log_warn("daemon sent an unexpected %s",
-			 wire_body_name(e->body_case));
-	}
-}
-
 static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct agent_link *l = arg;
@@ -550,8 +396,21 @@ static void on_read(struct bufferevent *bev, void *arg)
 			disconnect(l, perr_msg(&err));
 			return;
 		}
-		dispatch(l, e);
+		bool was_up = l->up;
+		rc = agent_link_dispatch(l, e, &err);
+		/* A bundle refused after the welcome is answered (a negative
+		 * PolicyAck) and the link goes on; any other refusal is a
+		 * daemon that broke the protocol: drop the link, the next
+		 * welcome resyncs. */
+		bool drop = rc < 0 &&
+			    !(was_up && e->body_case ==
+					PARLEY__V1__ENVELOPE__BODY_POLICY);
 		parley__v1__envelope__free_unpacked(e, NULL);
+		if (drop) {
+			log_warn("daemon frame refused: %s", perr_msg(&err));
+			disconnect(l, perr_msg(&err));
+			return;
+		}
 		if (!l->bev)
 			return;
 	}
@@ -569,7 +428,7 @@ static void send_hello(struct agent_link *l)
 	h.next_seq = l->ob.next_seq;
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_HELLO;
 	e.hello = &h;
-	send_env(l, &e);
+	link_send_env(l, &e);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -632,7 +491,7 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 	h.sent_unix_ms = now_ms();
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_HEARTBEAT;
 	e.heartbeat = &h;
-	send_env(l, &e);
+	link_send_env(l, &e);
 }
 
 static int host_from_cert(struct agent_link *l, const char *crt,
@@ -663,11 +522,11 @@ int agent_link_init(struct agent_link *l, struct event_base *base,
 	snprintf(l->server, sizeof(l->server), "%s", server);
 	snprintf(l->state_dir, sizeof(l->state_dir), "%s", state_dir);
 	char ca[4200], crt[4200], key[4200], pub[4200], bundle[4200];
-	state_path(l, "ca.crt", ca, sizeof(ca));
-	state_path(l, "host.crt", crt, sizeof(crt));
-	state_path(l, "host.key", key, sizeof(key));
-	state_path(l, "policy.pub", pub, sizeof(pub));
-	state_path(l, "bundle.pb", bundle, sizeof(bundle));
+	link_state_path(l, "ca.crt", ca, sizeof(ca));
+	link_state_path(l, "host.crt", crt, sizeof(crt));
+	link_state_path(l, "host.key", key, sizeof(key));
+	link_state_path(l, "policy.pub", pub, sizeof(pub));
+	link_state_path(l, "bundle.pb", bundle, sizeof(bundle));
 	int rc = host_from_cert(l, crt, err);
 	if (rc == 0)
 		rc = sign_read_pub(pub, &l->policy_pub, err);
@@ -683,7 +542,7 @@ int agent_link_init(struct agent_link *l, struct event_base *base,
 		if (bundle_load(bundle, l->policy_pub, l->host, &l->policy,
 				err) < 0)
 			return -EINVAL;
-		apply_policy(l);
+		link_apply_policy(l);
 		log_info("enforcing persisted policy version %llu",
 			 (unsigned long long)l->policy.version);
 	}
@@ -697,7 +556,7 @@ int agent_link_init(struct agent_link *l, struct event_base *base,
 void agent_link_start(struct agent_link *l)
 {
 	if (l->policy.version)
-		become_ready(l); /* the persisted bundle holds until told more */
+		link_become_ready(l); /* the persisted bundle holds until told more */
 	connect_now(l);
 }
 

@@ -78,6 +78,20 @@ int agent_link_init(struct agent_link *l, struct event_base *base,
 void agent_link_start(struct agent_link *l);
 void agent_link_free(struct agent_link *l);
 
+/* One frame from the daemon, decoded and wire_check'ed (common/frame.h):
+ * on_read hands each here; without a connection (fuzz_agent_dispatch)
+ * every effect happens but the bytes sent. Returns 0 when taken, or
+ * refuses with the state as it was (policy, outbox, welcome values,
+ * readiness; counters and the audit of a refused bundle aside): -EPROTO
+ * (anything but a welcome, heartbeat or error before the welcome; a second
+ * welcome; a body only an agent sends), -EPERM (a welcome for another
+ * host), -ERANGE (an ack for a seq not sent yet; a welcome's seq beyond
+ * belief), or bundle_accept's code (answered by a negative PolicyAck).
+ * The link drops the connection on any refusal but that of a bundle
+ * after the welcome. */
+int agent_link_dispatch(struct agent_link *l, const Parley__V1__Envelope *e,
+			struct parley_err *err);
+
 /* Queue records for the daemon (sent now if connected). */
 void agent_link_audit(const struct audit_event *e, void *link);
 void agent_link_measurement(struct agent_link *l, const char *partition,

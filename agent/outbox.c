@@ -726,6 +726,11 @@ const struct outbox_rec *outbox_next_unsent(struct outbox *o)
 	return r;
 }
 
+bool outbox_handed_out(const struct outbox *o, uint64_t seq)
+{
+	return !o->cursor || seq < o->cursor->seq;
+}
+
 void outbox_rewind(struct outbox *o)
 {
 	o->cursor = o->head;

@@ -171,6 +171,10 @@ int outbox_append(struct outbox *o, uint64_t seq, uint8_t *frame, size_t len,
 /* The daemon holds every seq up to `seq`: forget those records; compact
  * the file when worth it. */
 void outbox_ack(struct outbox *o, uint64_t seq);
+/* Whether every record up to `seq` has been handed out since the last
+ * rewind (on a connection: sent on it). The daemon can acknowledge only
+ * what it was sent; an ack beyond that would drop records it never got. */
+bool outbox_handed_out(const struct outbox *o, uint64_t seq);
 /* The next synced record not handed out since the last rewind, or NULL. */
 const struct outbox_rec *outbox_next_unsent(struct outbox *o);
 /* A new connection: every record not acknowledged goes out again. */

@@ -1,10 +1,10 @@
 /*
  * libFuzzer target for the policy bundles the agent's link takes from the
- * daemon (agent/link.c's dispatch hands a POLICY envelope to on_bundle,
- * which calls bundle_accept; the dispatch itself is static behind the TLS
- * link and not reachable without a network, the frame reader before it is
- * fuzz_frame's). The target holds a policy key, as the agent holds its
- * public half. The bytes are tried:
+ * daemon (agent_link_dispatch hands a POLICY envelope to on_bundle, which
+ * calls bundle_accept; the dispatch around it, state and all, is
+ * fuzz_agent_dispatch's, the frame reader before it fuzz_frame's). This
+ * target goes deeper into the body. It holds a policy key, as the agent
+ * holds its public half. The bytes are tried:
  *  1. as a whole PolicyBundle (body, signature, key id) for
  *     bundle_accept: a bad signature nearly always, what a forger without
  *     the key gets; nothing of the body may be decoded then;

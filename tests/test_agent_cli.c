@@ -128,11 +128,15 @@ Test(agent_cli, suspend_to_disk_then_restore, .timeout = 90)
 	cr_assert(asprintf(&cmd,
 		"%s run --vmm %s --image-dir %s/guest --baselines %s/bl.json "
 		"--snapshot-dir %s %s > "
-		"%s/run.out 2>&1 & pid=$!; sleep 0.2; kill -USR2 $pid; "
+		"%s/run.out 2>&1 & pid=$!; "
+		/* Saved once it has ticked (not after a fixed sleep: on a
+		 * loaded machine the first tick may come later). */
+		"i=0; until grep -q 'long| tick ' %s/run.out || [ $i -ge 400 ]; "
+		"do sleep 0.05; i=$((i+1)); done; kill -USR2 $pid; "
 		"wait $pid; %s restore --vmm %s --baselines %s/bl.json "
 		"%s/long.snap > %s/restore.out 2>&1",
-		T_AGENT, T_VMM, PARLEY_BUILD_DIR, dir, dir, spec, dir, T_AGENT,
-		T_VMM, dir, dir, dir) > 0);
+		T_AGENT, T_VMM, PARLEY_BUILD_DIR, dir, dir, spec, dir, dir,
+		T_AGENT, T_VMM, dir, dir, dir) > 0);
 	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
 	char *out;
 	int rc = t_run(argv, &out, 60);

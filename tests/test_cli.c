@@ -1,7 +1,8 @@
 /* parleyctl against a real parleyd on loopback, driven only through the
  * binary (exit codes and -o json output, as an operator or script sees
- * them). Tests that need API routes the daemon does not serve yet skip
- * with the reason. */
+ * them). A route the daemon does not serve, a parleyd that does not start
+ * or dies serving a request: each is a failure naming which side is
+ * wrong, never a skip. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -135,10 +136,10 @@ static int ctl_as(const char *server, const char *token, char **out, ...)
 	return rc;
 }
 
-/* The test's fleet, stopped before a skip leaves the test early. */
+/* The test's fleet, stopped before a failure ends the test early. */
 static struct cli *cur;
 
-static void skip_cleanup(bool died)
+static void stop_before_failing(bool died)
 {
 	if (!cur)
 		return;
@@ -156,14 +157,14 @@ static void need_route(int rc, const char *out, const char *what)
 	if (rc == 1 && strstr(out, "connection closed before any response") &&
 	    cur && cur->f.daemon > 0 &&
 	    waitpid(cur->f.daemon, NULL, WNOHANG) == cur->f.daemon) {
-		skip_cleanup(true);
+		stop_before_failing(true);
 		cr_assert_fail("SERVER BUG: parleyd died serving %s: %s", what,
 			       out);
 	}
 	if ((rc == 1 && strstr(out, "not a parley error object")) ||
 	    (rc == 3 && strstr(what, "list")) ||
 	    strstr(out, "METHOD_NOT_ALLOWED")) {
-		skip_cleanup(false);
+		stop_before_failing(false);
 		cr_assert_fail("parleyd does not serve %s: %s", what, out);
 	}
 }

@@ -5,6 +5,7 @@
  * a parser keeps being tried, under the sanitizers, on every ./dev test. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@ struct target {
 /* Criterion hands parameters to a test process of their own: indexes into
  * this table, never pointers. */
 static const struct target targets[] = {
+	{ "agent_dispatch", NULL },
 	{ "api", NULL },
 	{ "api_grant", NULL },
 	{ "api_gate", NULL },
@@ -90,4 +92,32 @@ ParameterizedTest(unsigned *i, fuzz_replay, stored_inputs_pass,
 		  "%s replayed nothing:\n%.2000s", t->name, out);
 	cr_log_info("%s: %lu inputs", t->name, n);
 	free(out);
+}
+
+/* Every target in fuzz/ has its line above: a target left out would never
+ * be replayed, and nothing else would say so. */
+Test(fuzz_replay, every_target_is_in_the_table)
+{
+	DIR *d = opendir(PARLEY_SOURCE_DIR "/fuzz");
+	cr_assert(d);
+	unsigned n = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (strncmp(de->d_name, "fuzz_", 5) || len < 8 ||
+		    strcmp(de->d_name + len - 2, ".c"))
+			continue;
+		char name[256];
+		snprintf(name, sizeof(name), "%.*s", (int)(len - 7),
+			 de->d_name + 5);
+		bool found = false;
+		for (unsigned i = 0; i < NTARGETS; i++)
+			found |= !strcmp(targets[i].name, name);
+		cr_expect(found, "fuzz/%s has no line in test_fuzz_replay.c's "
+			  "table", de->d_name);
+		n++;
+	}
+	closedir(d);
+	cr_assert_eq(n, NTARGETS, "%u targets in fuzz/, %zu in the table", n,
+		     NTARGETS);
 }

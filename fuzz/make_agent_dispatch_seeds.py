@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Seeds for fuzz_agent_dispatch: sequences of daemon->agent frames (u32
+big-endian length + parley.v1.Envelope, proto/parley.proto), written from
+the proto, not by parley's code. The target's host is "host-a", its
+persisted policy version 5, its outbox seqs 1-3 synced and 4-5 not; a
+POLICY frame's request_id % 3 picks its signature (0 as sent, 1 the key
+the target holds, 2 a key it does not hold).
+Run: python3 fuzz/make_agent_dispatch_seeds.py fuzz/seeds/agent_dispatch"""
+import os
+import struct
+import sys
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(num, wire, payload):
+    key = varint(num << 3 | wire)
+    if wire == 0:
+        return key + varint(payload)
+    return key + varint(len(payload)) + payload
+
+
+def s(num, text):
+    return field(num, 2, text.encode())
+
+
+def frame(body_field, body, rid=0):
+    env = (field(1, 0, rid) if rid else b"") + field(body_field, 2, body)
+    return struct.pack(">I", len(env)) + env
+
+
+def welcome(host="host-a", version=6, acked=0, hb=1000):
+    return frame(11, s(1, host) + field(2, 0, version) + field(3, 0, acked) +
+                 field(4, 0, hb), rid=1)
+
+
+def grant(channel="telemetry", a="a", b="b", direction=0, ring=65536):
+    return (s(1, channel) + s(2, a) + s(3, b) + field(4, 0, direction) +
+            field(5, 0, ring))
+
+
+def body(host="host-a", version=6, grants=(grant(),)):
+    out = s(1, host) + field(2, 0, version) + field(3, 0, 1700000000000)
+    for g in grants:
+        out += field(4, 2, g)
+    return out
+
+
+def policy(b, rid=1):
+    bundle = (field(1, 2, b) + field(2, 2, b"\x00" * 64) +
+              s(3, "0" * 64))
+    return frame(12, bundle, rid)
+
+
+def ack(seq):
+    return frame(16, field(1, 0, seq))
+
+
+def command(part, action, spec=""):
+    return frame(17, s(1, part) + field(2, 0, action) +
+                 (s(3, spec) if spec else b""))
+
+
+def heartbeat():
+    return frame(19, field(1, 0, 1700000000000))
+
+
+def error(code="HOST_MISMATCH", msg="certificate names another host"):
+    return frame(20, s(1, code) + s(2, msg))
+
+
+SPEC = '{"name":"p2","image":"hello.elf","memory_mib":16}'
+
+SEEDS = {
+    # The ordinary session: welcome, the newer bundle, acks, commands.
+    "session": welcome() + policy(body()) + ack(2) + heartbeat() +
+    command("p2", 0, SPEC) + command("p2", 1) + command("nope", 2) + ack(3),
+    "welcome-current": welcome(version=5) + ack(3),
+    "welcome-holds-some": welcome(acked=2) + ack(3),
+    "welcome-other-host": welcome(host="host-b") + policy(body()),
+    "welcome-twice": welcome() + welcome(acked=5),
+    "welcome-seq-beyond": welcome(acked=1 << 63),
+    "welcome-seq-ahead": welcome(acked=100) + ack(100),
+    "before-welcome": policy(body()) + ack(1) + command("p", 2) +
+    heartbeat() + error() + welcome(),
+    "ack-unsent": welcome() + ack(4) + ack(5) + ack((1 << 64) - 1),
+    "ack-before-any-send": ack(1) + welcome(acked=0) + ack(0),
+    "bundle-other-key": welcome() + policy(body(), rid=2),
+    "bundle-forged": welcome() + policy(body(), rid=3),
+    "bundle-stale": welcome() + policy(body(version=5)) +
+    policy(body(version=4), rid=4),
+    "bundle-other-host": welcome() + policy(body(host="host-b")),
+    "bundle-bad-grant": welcome() + policy(body(grants=(
+        grant(ring=3000), grant(a="x", b="x")))),
+    "bundle-two-grants": welcome(version=7) + policy(body(version=7, grants=(
+        grant(), grant("ctl", "b", "c", 2, 4096)))) +
+    policy(body(version=7), rid=4),
+    "bundle-no-grants": welcome() + policy(body(grants=())),
+    "agent-bodies": welcome() + frame(10, s(1, "host-a") + field(4, 0, 1)) +
+    frame(13, field(1, 0, 6) + field(2, 0, 1)),
+    "error-not-ascii": error("X", "caf\u00e9 \u2603") + welcome(),
+    "commands-unknown-partition": welcome() + command("ghost", 1) +
+    command("ghost", 3) + command("ghost", 4, '{"config":[]}'),
+}
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    for name, data in SEEDS.items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+
+
+if __name__ == "__main__":
+    main()
