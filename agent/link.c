@@ -378,7 +378,7 @@ bool agent_link_update_progress(struct agent_link *l, const uint8_t *sha256,
 		log_error("update progress not sent: %s", perr_msg(&err));
 		return false;
 	}
-	send_env(l, &e);
+	link_send_env(l, &e);
 	return true;
 }
 
