@@ -4,12 +4,20 @@
  * its errors) each have a documented status and a body valid against the
  * documented schema (tests/helpers/jschema.c). */
 #include <criterion/criterion.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <parley/abi.h>
+
+#include "common/pki.h"
+#include "common/sign.h"
+#include "common/updpkg.h"
+#include "common/version.h"
 #include "daemon/rpc/api_int.h"
+#include "db/store_updates.h"
 #include "tests/helpers/apiclient.h"
 #include "tests/helpers/jschema.h"
 
@@ -122,15 +130,12 @@ struct run {
 	json_t *seen;      /* "METHOD pattern" -> [statuses] */
 };
 
-/* One call: its status documented for the operation, its JSON body
- * valid against that status's schema. Returns the body parsed (a new
- * reference, NULL if not JSON). */
-static json_t *check_json(struct run *t, const char *method, const char *pat,
-			  const char *target, const char *token,
-			  const char *body, int want)
+/* One answer r (freed here): its status documented for the operation,
+ * its JSON body valid against that status's schema. Returns the body
+ * parsed (a new reference, NULL if not JSON). */
+static json_t *judge(struct run *t, const char *method, const char *pat,
+		     const char *target, struct ac_resp r, int want)
 {
-	struct ac_resp r;
-	ac_call(&t->c, method, target, token, body, &r);
 	cr_expect_eq(r.status, want, "%s %s: %.400s", method, target, r.raw);
 	json_t *op = operation(t->doc, method, pat);
 	cr_assert(op, "%s %s undocumented", method, pat);
@@ -174,11 +179,71 @@ static json_t *check_json(struct run *t, const char *method, const char *pat,
 	return got;
 }
 
+/* One JSON call (body NULL: none), judged. */
+static json_t *check_json(struct run *t, const char *method, const char *pat,
+			  const char *target, const char *token,
+			  const char *body, int want)
+{
+	struct ac_resp r;
+	ac_call(&t->c, method, target, token, body, &r);
+	return judge(t, method, pat, target, r, want);
+}
+
 static void check(struct run *t, const char *method, const char *pat,
 		  const char *target, const char *token, const char *body,
 		  int want)
 {
 	json_decref(check_json(t, method, pat, target, token, body, want));
+}
+
+/* POST /v1/hosts/HOST/update with these bytes as they are and this
+ * Content-Type, judged. The request body is not validated: it is not
+ * JSON (jschema checks JSON only). */
+static void check_update(struct run *t, const char *host, const char *token,
+			 const char *ctype, const void *body, size_t len,
+			 int want)
+{
+	char target[128];
+	snprintf(target, sizeof(target), "/v1/hosts/%s/update", host);
+	size_t cap = len + 1024;
+	char *req = malloc(cap);
+	cr_assert(req);
+	int n = snprintf(req, cap, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+			 "Connection: close\r\nAuthorization: Bearer %s\r\n"
+			 "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+			 target, token, ctype, len);
+	memcpy(req + n, body, len);
+	struct ac_resp r;
+	ac_raw(t->c.port, req, (size_t)n + len, &r);
+	free(req);
+	json_decref(judge(t, "POST", "/v1/hosts/*/update", target, r, want));
+}
+
+/* An agent package one minor version newer than this build, signed with
+ * key (NULL: unsigned). Its two files are a few bytes: the daemon checks
+ * the manifest, hashes and signature, never runs them (the real
+ * programs' way through an agent is tests/test_update_daemon.c's). */
+static uint8_t *package(EVP_PKEY *key, size_t *len)
+{
+	static const uint8_t agent[] = "not run: the daemon only stores it";
+	static const uint8_t vmm[] = "nor this";
+	struct updpkg_running run;
+	updpkg_running_self(&run);
+	char ver[32], abi_max[16];
+	snprintf(ver, sizeof(ver), "%u.%u.%u", run.version.v[0],
+		 run.version.v[1] + 1, run.version.v[2]);
+	snprintf(abi_max, sizeof(abi_max), "%u.%u", PARLEY_ABI_MAJOR,
+		 PARLEY_ABI_MINOR);
+	struct updpkg_input in[] = { { "parley-agent", agent, sizeof(agent) },
+				     { "parley-vmm", vmm, sizeof(vmm) } };
+	uint8_t *pkg;
+	struct parley_err err = { 0 };
+	cr_assert_eq(updpkg_build(ver, "0.0.0", "1.0", abi_max, in, 2, &pkg,
+				  len, &err), 0, "%s", perr_msg(&err));
+	if (key)
+		cr_assert_eq(updpkg_sign(pkg, *len, key, &err), 0, "%s",
+			     perr_msg(&err));
+	return pkg;
 }
 
 /* A set of p1 and p3 (both on h1): a ring p1 writes, a page the agent
@@ -199,6 +264,71 @@ static char *big_body(void)
 	b[0] = '{';
 	memcpy(b + n - 1, "}", 2);
 	return b;
+}
+
+/* Agent updates against h1 (h2 never said hello): each refusal the
+ * handler gives, then the success, and the Host fields it shows before
+ * and after. The release key is written where parleyd reads it
+ * (STATE/release.pub); the version h1's agent said hello with is set in
+ * the store as the link records it (store_host_agent_set), as
+ * tests/test_update_daemon.c's refusal test does. */
+static void exercise_update(struct run *t, const char *R)
+{
+	const char *A = t->c.admin, *oct = "application/octet-stream";
+	struct parley_err err = { 0 };
+	EVP_PKEY *rel = NULL, *other = NULL;
+	cr_assert_eq(pki_key_new(&rel, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(pki_key_new(&other, &err), 0, "%s", perr_msg(&err));
+	size_t len, olen, ulen;
+	uint8_t *good = package(rel, &len), *oth = package(other, &olen);
+	uint8_t *unsig = package(NULL, &ulen);
+
+	/* Never said hello: no agent_version yet, no update. */
+	json_t *h = check_json(t, "GET", "/v1/hosts/*", "/v1/hosts/h1", R,
+			       NULL, 200);
+	cr_expect_str_eq(json_string_value(json_object_get(h,
+				"agent_version")) ?: "?", "");
+	cr_expect(json_is_null(json_object_get(h, "update")));
+	cr_expect(json_is_null(json_object_get(h, "update_state")));
+	json_decref(h);
+
+	check_update(t, "h1", A, oct, good, len, 409);    /* no release.pub */
+	char pub[700];
+	snprintf(pub, sizeof(pub), "%s/release.pub", t->c.f.dir);
+	cr_assert_eq(sign_write_pub(pub, rel, &err), 0, "%s", perr_msg(&err));
+	struct store *s = fd_store(&t->c.f);
+	cr_assert_eq(store_host_agent_set(s, "h1", parley_version(), &err), 0,
+		     "%s", perr_msg(&err));
+	store_close(s);
+
+	check_update(t, "h2", A, oct, good, len, 409);    /* no hello */
+	check_update(t, "nope", A, oct, good, len, 404);
+	check_update(t, "%2e%2e", A, oct, good, len, 400);
+	check_update(t, "h1", R, oct, good, len, 403);
+	check_update(t, "h1", A, "application/json", "{}", 2, 415);
+	char *big = big_body(); /* not octets: the JSON cap */
+	check_update(t, "h1", A, "application/json", big, strlen(big), 413);
+	free(big);
+	check_update(t, "h1", A, oct, good, 40, 400);      /* no header */
+	check_update(t, "h1", A, oct, oth, olen, 422);     /* bad signature */
+	check_update(t, "h1", A, oct, unsig, ulen, 422);   /* unsigned */
+	check_update(t, "h1", A, oct, good, len, 202);
+
+	/* And the host shows it, valid against Host (update not null). */
+	h = check_json(t, "GET", "/v1/hosts/*", "/v1/hosts/h1", R, NULL, 200);
+	cr_expect_str_eq(json_string_value(json_object_get(h,
+				"agent_version")) ?: "?", parley_version());
+	cr_expect_str_eq(json_string_value(json_object_get(json_object_get(
+				h, "update"), "state")) ?: "?", "pending");
+	cr_expect(strstr(json_string_value(json_object_get(h,
+				"update_state")) ?: "", " pending"));
+	json_decref(h);
+	check(t, "GET", "/v1/hosts", "/v1/hosts", R, NULL, 200);
+	free(good);
+	free(oth);
+	free(unsig);
+	EVP_PKEY_free(rel);
+	EVP_PKEY_free(other);
 }
 
 Test(api_openapi, every_operation_answers_as_documented, .timeout = 120)
@@ -235,6 +365,7 @@ Test(api_openapi, every_operation_answers_as_documented, .timeout = 120)
 	check(&t, "GET", "/v1/hosts/*", "/v1/hosts/h1", R, NULL, 200);
 	check(&t, "GET", "/v1/hosts/*", "/v1/hosts/nope", R, NULL, 404);
 	check(&t, "GET", "/v1/hosts/*", "/v1/hosts/%2e%2e", R, NULL, 400);
+	exercise_update(&t, R);
 	/* partitions */
 	check(&t, "POST", "/v1/partitions", "/v1/partitions", A,
 	      "{\"host\":\"h1\",\"backend\":\"thin\",\"spec\":{\"name\":"
@@ -447,6 +578,15 @@ Test(api_openapi, validator_refuses_wrong_bodies)
 		"{\"name\":\"h1\",\"libvirt_uri\":\"\",\"connected\":1,"
 		"\"policy_acked\":1,\"agent_seq\":2}",         /* type */
 		"[]",
+		"{\"name\":\"h1\",\"libvirt_uri\":\"\",\"connected\":true,"
+		"\"policy_acked\":1,\"agent_seq\":2,\"update_state\":7}",
+		"{\"name\":\"h1\",\"libvirt_uri\":\"\",\"connected\":true,"
+		"\"policy_acked\":1,\"agent_seq\":2,\"update\":{}}",
+		"{\"name\":\"h1\",\"libvirt_uri\":\"\",\"connected\":true,"
+		"\"policy_acked\":1,\"agent_seq\":2,\"update\":{\"version\":"
+		"\"1.2.3\",\"sha256\":\"" HEX64 "\",\"state\":\"done\","
+		"\"received\":0,\"size\":9,\"reason\":\"\",\"requested_ms\":1,"
+		"\"updated_ms\":1}}",                        /* state */
 	};
 	char why[256];
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
@@ -459,6 +599,13 @@ Test(api_openapi, validator_refuses_wrong_bodies)
 				"\"connected\":true,\"policy_acked\":1,"
 				"\"agent_seq\":2}", 0, NULL);
 	cr_expect(js_valid(doc, host, ok, "", why, sizeof(why)), "%s", why);
+	json_t *up = json_loads("{\"name\":\"h1\",\"libvirt_uri\":\"\","
+				"\"connected\":true,\"policy_acked\":1,"
+				"\"agent_seq\":2,\"agent_version\":\"\","
+				"\"update_state\":null,\"update\":null}", 0,
+				NULL);
+	cr_expect(js_valid(doc, host, up, "", why, sizeof(why)), "%s", why);
+	json_decref(up);
 	json_t *odd = json_pack("{s:s}", "format", "date");
 	cr_expect(!js_valid(doc, odd, ok, "", why, sizeof(why)),
 		  "an unknown keyword must not pass");
