@@ -14,6 +14,7 @@
 
   const st = {
     hosts: [], policy: { version: 0, hosts: [] }, parts: [], grants: [],
+    segsets: [], services: [],
     baselines: new Set(), audit: [], lastId: 0,
     open: new Map(),         // channel -> Set of partitions that opened it
     denied: new Map(),       // partition|channel -> audit row
@@ -107,9 +108,11 @@
 
   // ---- loading -----------------------------------------------------------
   async function loadLists() {
-    const [hosts, policy, parts, grants, baselines] = await Promise.all([
+    const [hosts, policy, parts, grants, baselines, segsets, services] = await Promise.all([
       all('/v1/hosts'), api('/v1/policy'), all('/v1/partitions'),
-      all('/v1/grants'), all('/v1/baselines')]);
+      all('/v1/grants'), all('/v1/baselines'), all('/v1/segsets'), all('/v1/services')]);
+    st.segsets = segsets;
+    st.services = services;
     st.hosts = hosts;
     st.policy = policy;
     st.parts = parts;
@@ -271,7 +274,54 @@
       return row([h.name, h.connected ? 'connected' : 'not connected',
         String(p.acked), String(p.version),
         { text: lag ? `${lag} behind` : 'up to date', attrs: lag ? { class: 'state-revoked' } : {} },
+        // "" until its agent says hello with a version.
+        h.agent_version ? h.agent_version : { text: 'unknown', attrs: { class: 'unknown' } },
+        updateCell(h),
         h.libvirt_uri || '—']);
+    }));
+  }
+
+  function updateCell(h) {
+    const u = h.update;
+    if (!u) return { text: 'none asked for', attrs: { class: 'unknown' } };
+    const text = (h.update_state || `${u.version} ${u.state}`) +
+      (u.state === 'receiving' && u.size ? ` (${Math.floor(100 * u.received / u.size)}%)` : '') +
+      (u.reason ? `: ${u.reason}` : '');
+    return { text, attrs: { class: `update-${u.state}` } };
+  }
+
+  // ---- segment sets and service rules -------------------------------------
+  // A segment's readers: those named, else every member but the writer
+  // (common/segset.c's default).
+  function readers(set, seg) {
+    if (Array.isArray(seg.readers) && seg.readers.length) return seg.readers;
+    return (set.members || []).filter((m) => m !== seg.writer);
+  }
+
+  function renderSegsets() {
+    fill($('#segsets tbody'), st.segsets.map((s) => {
+      const set = s.set || {};
+      const list = el('ul');
+      for (const seg of set.segments || []) {
+        const what = [seg.kind, seg.queue ? `queue ${seg.queue}` : '', String(seg.size)]
+          .filter(Boolean).join(', ');
+        const rd = readers(set, seg);
+        list.append(el('li', { 'data-segment': seg.name },
+          `${seg.name} (${what}): ${seg.writer} → ${rd.join(', ') || 'no reader'}`));
+      }
+      const tr = row([s.name, s.host, (set.members || []).join(', '), '', String(s.version)]);
+      tr.dataset.segset = s.name;
+      tr.children[3].append(list);
+      return tr;
+    }));
+  }
+
+  function renderServices() {
+    fill($('#services tbody'), st.services.map((r) => {
+      const tr = row([String(r.id), r.source, r.target, r.service,
+        { text: r.action, attrs: { class: `action-${r.action}` } }, String(r.version)]);
+      tr.dataset.service = `${r.service}:${r.source}>${r.target}`;
+      return tr;
     }));
   }
 
@@ -339,6 +389,9 @@
     const want = new Set();
     for (const p of st.parts) if (matches(f, p.name, p.host)) want.add(p.name);
     for (const g of grants) { want.add(g.endpoint_a); want.add(g.endpoint_b); }
+    const rules = st.services.filter((r) => matches(f, r.service, r.source, r.target,
+      (byName.get(r.source) || {}).host));
+    for (const r of rules) { want.add(r.source); want.add(r.target); }
     const denied = [...st.denied.values()].filter((d) => matches(f, d.partition, d.channel, d.host));
     for (const d of denied) want.add(d.partition);
     // Endpoints the store has no partition row for (a policy imported for
@@ -357,7 +410,7 @@
       fill($('#edges tbody'), []);
       return;
     }
-    count.textContent = `${parts.length} partitions, ${grants.length} grants`;
+    count.textContent = `${parts.length} partitions, ${grants.length} grants, ${rules.length} service rules`;
 
     // Layout: a column per host (wrapped every 40 partitions), partitions
     // stacked in it.
@@ -374,9 +427,9 @@
     let x = 20, top = TOP, rowH = 0, width = 0;
     const frag = [];
     frag.push(svg('title', { id: 'graph-title' },
-      `Channel graph: ${parts.length} partitions on ${hosts.size} hosts, ${grants.length} grants`));
+      `Channel graph: ${parts.length} partitions on ${hosts.size} hosts, ${grants.length} grants, ${rules.length} service rules`));
     const defs = svg('defs');
-    for (const k of ['granted', 'open', 'denied', 'revoked']) {
+    for (const k of ['granted', 'open', 'denied', 'revoked', 'service-allow', 'service-deny']) {
       const m = svg('marker', { id: `arrow-${k}`, viewBox: '0 0 10 10', refX: 10, refY: 5,
         markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' });
       m.append(svg('path', { d: 'M0,0 L10,5 L0,10 z', class: `arrowhead ${k}` }));
@@ -419,12 +472,14 @@
     const height = top + rowH;
     const edgeRows = [];
     const edges = svg('g', { class: 'edges' });
-    const link = (a, b) => {
+    const link = (a, b, other) => {
       const pa = pos.get(a), pb = pos.get(b);
       if (!pa || !pb) return null;
       const ax = pa.x + (pb.x > pa.x ? NW : pb.x < pa.x ? 0 : NW), ay = pa.y + NH / 2;
       const bx = pb.x + (pb.x > pa.x ? 0 : pb.x < pa.x ? NW : NW), by = pb.y + NH / 2;
-      const bend = pa.x === pb.x ? 60 + Math.abs(ay - by) / 4 : 0;
+      let bend = pa.x === pb.x ? 60 + Math.abs(ay - by) / 4 : 0;
+      if (other) bend = pa.x === pb.x ? bend + 40 : 0;
+      if (other && pa.x !== pb.x) return `M${ax},${ay + 6} C${(ax + bx) / 2},${ay + 40} ${(ax + bx) / 2},${by + 40} ${bx},${by + 6}`;
       return `M${ax},${ay} C${ax + bend + (bx - ax) / 3},${ay} ${bx + bend - (bx - ax) / 3},${by} ${bx},${by}`;
     };
     for (const gr of grants) {
@@ -440,6 +495,20 @@
       edges.append(path);
       edgeRows.push(row([gr.channel, gr.endpoint_a, gr.endpoint_b, gr.direction,
         { text: s, attrs: { class: `state-${s}` } }]));
+    }
+    // Service rules: source -> target, their own style; the edge bends the
+    // other way from a grant between the same two, so both stay visible.
+    for (const r of rules) {
+      const d = link(r.source, r.target, true);
+      if (!d) continue;
+      const path = svg('path', { d, class: `edge service ${r.action}`, 'data-kind': 'service',
+        'data-channel': r.service, 'data-a': r.source, 'data-b': r.target, 'data-state': r.action,
+        'marker-end': `url(#arrow-service-${r.action})` });
+      path.append(svg('title', {}, `service ${r.service}: ${r.source} → ${r.target}, ${r.action}`));
+      edges.append(path);
+      edgeRows.push(row([`service ${r.service}`, r.source, r.target, 'a_to_b',
+        { text: r.action === 'allow' ? 'service allowed' : 'service denied',
+          attrs: { class: `action-${r.action}` } }]));
     }
     // Refused opens of a channel the partition has no grant for: a stub
     // from the partition, named.
@@ -558,6 +627,8 @@
   function renderAll(fresh) {
     renderHosts();
     renderParts();
+    renderSegsets();
+    renderServices();
     renderGraph();
     renderAudit(fresh);
   }
