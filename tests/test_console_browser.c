@@ -3,7 +3,10 @@
  * grants (examples/grants.json), rogue quarantined by its agent; login
  * with a wrong token, then the right one; the graph's nodes and edges; a
  * rogue open refused by the agent (sent over the agent link, as a host)
- * shown live in the graph and the audit view; keyboard navigation; no
+ * shown live in the graph and the audit view; a service rule and a segment
+ * set in their views and the rule as an edge, a rule added while the page
+ * is open shown without reload; host-1's agent version, host-2's unknown;
+ * keyboard navigation (graph and tabs); no
  * request outside the daemon's origin; a screenshot in the build tree. */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -29,6 +32,25 @@ static void call_ok(struct api_client *c, const char *method,
 	ac_free(&r);
 }
 
+/* host-1's agent says hello with a version (the hosts view shows it;
+ * host-2's never does: shown as unknown). Every session says it, as the
+ * daemon stores what the last hello said. */
+#define AGENT_VERSION "0.9.1"
+
+static void hello_v(uint8_t *b, size_t *n, const char *host)
+{
+	Parley__V1__Envelope e;
+	Parley__V1__Hello h;
+	wire_init_envelope(&e, 1);
+	parley__v1__hello__init(&h);
+	h.host = (char *)host;
+	h.next_seq = 1;
+	h.agent_version = (char *)AGENT_VERSION;
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_HELLO;
+	e.hello = &h;
+	lp_add(b, BUF, n, &e);
+}
+
 /* What the agent of host-1 reports: one event in an audit batch, after
  * its hello. */
 static void agent_event(struct api_client *c, const char *dir, uint64_t seq,
@@ -37,7 +59,7 @@ static void agent_event(struct api_client *c, const char *dir, uint64_t seq,
 {
 	uint8_t b[BUF];
 	size_t n = 0;
-	lp_add_hello(b, BUF, &n, "host-1");
+	hello_v(b, &n, "host-1");
 	Parley__V1__Envelope e;
 	Parley__V1__AuditBatch ab;
 	Parley__V1__AuditEvent ev, *evp = &ev;
@@ -100,6 +122,16 @@ Test(console_browser, graph_live_refusal_quarantine_login_origin,
 	call_ok(&c, "POST", "/v1/grants", "{\"channel\":\"telemetry\","
 		"\"endpoint_a\":\"rogue\",\"endpoint_b\":\"pong\","
 		"\"direction\":\"a_to_b\",\"ring_bytes\":\"4K\"}", 201);
+	/* A service rule and a segment set (both on host-1). */
+	call_ok(&c, "POST", "/v1/services", "{\"source\":\"ping\","
+		"\"target\":\"pong\",\"service\":\"metrics\","
+		"\"action\":\"allow\"}", 201);
+	call_ok(&c, "POST", "/v1/segsets", "{\"name\":\"bus\",\"members\":"
+		"[\"ping\",\"pong\",\"rogue\"],\"segments\":[{\"name\":"
+		"\"cmd\",\"kind\":\"pipe\",\"writer\":\"ping\",\"size\":"
+		"\"64K\"},{\"name\":\"ev\",\"kind\":\"queue\",\"queue\":"
+		"\"events\",\"writer\":\"pong\",\"size\":\"16K\","
+		"\"readers\":[\"ping\"]}]}", 201);
 	struct fd_agent *host = fd_host(&c.f, "host-1", NULL);
 	/* rogue tampered with its config: its agent quarantined it. */
 	agent_event(&c, host->dir, 1, "quarantine", "rogue", NULL,
@@ -128,7 +160,16 @@ Test(console_browser, graph_live_refusal_quarantine_login_origin,
 		setenv("PARLEY_SHOT", shot, 1);
 		setenv("PARLEY_EXPECT", "{\"nodes\":[\"ping\",\"pong\",\"rogue\","
 		       "\"hello\"],\"edges\":[\"pingpong:ping>pong\","
-		       "\"telemetry:rogue>pong\"],\"quarantined\":[\"rogue\"],"
+		       "\"telemetry:rogue>pong\",\"metrics:ping>pong\"],"
+		       "\"services\":[\"metrics:ping>pong\"],\"segset\":"
+		       "{\"name\":\"bus\",\"host\":\"host-1\",\"members\":"
+		       "\"ping, pong, rogue\",\"segments\":[\"cmd (pipe, "
+		       "64K): ping → pong, rogue\",\"ev (queue, queue events, "
+		       "16K): pong → ping\"]},\"versions\":{\"host-1\":\""
+		       AGENT_VERSION "\",\"host-2\":\"unknown\"},"
+		       "\"live_rule\":{\"service\":\"logs\",\"source\":"
+		       "\"pong\",\"target\":\"ping\",\"action\":\"deny\"},"
+		       "\"quarantined\":[\"rogue\"],"
 		       "\"open\":[\"pingpong\"],\"rogue\":{\"partition\":"
 		       "\"rogue\",\"channel\":\"pingpong\"}}", 1);
 		execlp("node", "node", PARLEY_SOURCE_DIR
@@ -139,7 +180,7 @@ Test(console_browser, graph_live_refusal_quarantine_login_origin,
 	close(from[1]);
 	FILE *in = fdopen(from[0], "r"), *out = fdopen(to[1], "w");
 	char line[4096], log[16384] = "";
-	bool injected = false;
+	bool injected = false, added = false;
 	while (fgets(line, sizeof(line), in)) {
 		strncat(log, line, sizeof(log) - strlen(log) - 1);
 		if (!strcmp(line, "INJECT\n")) {
@@ -149,6 +190,14 @@ Test(console_browser, graph_live_refusal_quarantine_login_origin,
 			fputs("INJECTED\n", out);
 			fflush(out);
 			injected = true;
+		} else if (!strcmp(line, "ADDRULE\n")) {
+			/* A rule added while the page is open. */
+			call_ok(&c, "POST", "/v1/services", "{\"source\":"
+				"\"pong\",\"target\":\"ping\",\"service\":"
+				"\"logs\",\"action\":\"deny\"}", 201);
+			fputs("ADDED\n", out);
+			fflush(out);
+			added = true;
 		}
 	}
 	fclose(out);
@@ -157,6 +206,7 @@ Test(console_browser, graph_live_refusal_quarantine_login_origin,
 	waitpid(pid, &st, 0);
 	cr_log_info("console_e2e.js:\n%s", log);
 	cr_expect(injected, "the driver never asked for the refused open");
+	cr_expect(added, "the driver never asked for the live rule");
 	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "console_e2e.js "
 		  "failed:\n%s", log);
 	cr_expect(strstr(log, "\nPASS\n") || !strncmp(log, "PASS\n", 5),

@@ -2,7 +2,8 @@
 // (which starts parleyd and tells us its URL, a token and what the graph
 // must show). Prints "ok STEP" per step, "INJECT" when it wants the test to
 // make the agent's refused open happen (and reads "INJECTED" back), and
-// "FAIL why" then exits 1 on the first failure.
+// "ADDRULE" when it wants a service rule added through the API (and reads
+// "ADDED"), "FAIL why" then exits 1 on the first failure.
 'use strict';
 const readline = require('readline');
 const { Browser, chromiumPath } = require('./cdp.js');
@@ -68,6 +69,50 @@ async function main() {
     check(/quarantined \(/.test(label), `the quarantined node's label does not name the file: ${label}`);
     ok('quarantined partition marked');
 
+    // Hosts: the agent version its hello said, or unknown.
+    const versions = await page.eval(`Object.fromEntries([...document.querySelectorAll('#hosts tbody tr')].map((tr) => [tr.cells[0].textContent, tr.cells[5].textContent]))`);
+    check(sameSet(Object.keys(versions), Object.keys(EXPECT.versions)) &&
+      Object.keys(EXPECT.versions).every((k) => versions[k] === EXPECT.versions[k]),
+      `agent versions ${JSON.stringify(versions)}, want ${JSON.stringify(EXPECT.versions)}`);
+    const upd = await page.eval(`[...document.querySelectorAll('#hosts tbody tr')].map((tr) => tr.cells[6].textContent)`);
+    check(upd.every((u) => u === 'none asked for'), `update cells ${JSON.stringify(upd)}`);
+    ok(`hosts: agent versions ${JSON.stringify(versions)}`);
+
+    // Service rules: in their table and as edges of their own style.
+    const svcs = await page.eval(`[...document.querySelectorAll('#services tbody tr')].map((tr) => tr.dataset.service)`);
+    check(sameSet(svcs, EXPECT.services), `service rows ${JSON.stringify(svcs)}, want ${JSON.stringify(EXPECT.services)}`);
+    const svcEdges = await page.eval(`[...document.querySelectorAll('#graph .edge.service')].map((e) => e.dataset.channel + ':' + e.dataset.a + '>' + e.dataset.b)`);
+    check(sameSet(svcEdges, EXPECT.services), `service edges ${JSON.stringify(svcEdges)}`);
+    check(await page.eval(`(() => { const e = document.querySelector('#graph .edge.service');
+      const s = getComputedStyle(e), g = getComputedStyle(document.querySelector('#graph .edge:not(.service)'));
+      return s.stroke !== g.stroke && e.querySelector('title').textContent.startsWith('service '); })()`),
+    'a service edge is drawn like a grant, or has no text alternative');
+    check(await page.eval(`[...document.querySelectorAll('#edges tbody tr')].some((tr) => tr.cells[0].textContent === 'service metrics' && tr.cells[4].textContent === 'service allowed')`),
+      'the edge table does not list the service rule');
+    ok('service rule in its table, the graph and the edge table');
+
+    // The segment set: name, host, members, segments with writer and readers.
+    const ss = EXPECT.segset;
+    const set = await page.eval(`(() => { const tr = document.querySelector('#segsets tbody tr[data-segset="${ss.name}"]');
+      return tr && { host: tr.cells[1].textContent, members: tr.cells[2].textContent,
+        segments: [...tr.cells[3].querySelectorAll('li')].map((li) => li.textContent) }; })()`);
+    check(set && set.host === ss.host && set.members === ss.members && sameSet(set.segments, ss.segments),
+      `segment set ${JSON.stringify(set)}, want ${JSON.stringify(ss)}`);
+    ok('segment set shown');
+
+    // Keyboard on the tabs: arrows reach the new views, Home goes back.
+    await page.eval(`document.querySelector('#tab-graph').focus()`);
+    for (let i = 0; i < 3; i++) await page.key('ArrowRight', 'ArrowRight', 39);
+    check(await page.eval(`document.activeElement.id === 'tab-segsets' && !document.querySelector('#view-segsets').hidden && document.querySelector('#view-graph').hidden`),
+      'ArrowRight did not reach the segment sets view');
+    await page.key('ArrowRight', 'ArrowRight', 39);
+    check(await page.eval(`document.activeElement.id === 'tab-services' && !document.querySelector('#view-services').hidden`),
+      'ArrowRight did not reach the services view');
+    await page.key('Home', 'Home', 36);
+    check(await page.eval(`document.activeElement.id === 'tab-graph' && !document.querySelector('#view-graph').hidden`),
+      'Home did not go back to the graph');
+    ok('tabs by keyboard (segment sets, services, back)');
+
     // Keyboard: Tab reaches the graph's first node, arrows move.
     await page.eval(`document.querySelector('#graph-filter').focus()`);
     await page.key('Tab', 'Tab', 9);
@@ -96,6 +141,23 @@ async function main() {
       15000, 'the refused open in the audit view');
     check(await page.eval(`document.querySelectorAll('#audit tbody tr').length`) > audits, 'no new audit row');
     ok(`refused open shown live (graph ${inGraph} ms after the agent sent it)`);
+
+    // A rule added through the API while the page is open: its api_change
+    // event brings it, no reload.
+    const lr = EXPECT.live_rule;
+    // A mark on this document: a reload would lose it.
+    await page.eval(`(window.parleyNoReload = 1)`);
+    console.log('ADDRULE');
+    check((await readLine()) === 'ADDED', 'the test did not add the rule');
+    await page.until(`!!document.querySelector('#graph .edge.service.${lr.action}[data-channel="${lr.service}"][data-a="${lr.source}"][data-b="${lr.target}"]')`,
+      15000, 'the new rule in the graph');
+    await page.until(`!!document.querySelector('#services tbody tr[data-service="${lr.service}:${lr.source}>${lr.target}"] .action-${lr.action}')`,
+      15000, 'the new rule in the services table');
+    await page.until(`[...document.querySelectorAll('#edges tbody tr')].some((tr) => tr.cells[0].textContent === 'service ${lr.service}' && tr.cells[4].textContent === 'service denied')`,
+      15000, 'the new rule in the edge table');
+    check(await page.eval(`window.parleyNoReload === 1 && document.body.dataset.loaded === 'yes'`),
+      'the page was reloaded');
+    ok('service rule added live, shown without reload');
 
     // Chain verified.
     await page.until(`document.querySelector('#chain').textContent.startsWith('chain verified')`, 10000, 'the chain verdict');
