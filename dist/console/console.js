@@ -478,7 +478,9 @@
       const ax = pa.x + (pb.x > pa.x ? NW : pb.x < pa.x ? 0 : NW), ay = pa.y + NH / 2;
       const bx = pb.x + (pb.x > pa.x ? 0 : pb.x < pa.x ? NW : NW), by = pb.y + NH / 2;
       let bend = pa.x === pb.x ? 60 + Math.abs(ay - by) / 4 : 0;
-      if (other) bend = pa.x === pb.x ? bend + 40 : 0;
+      // Service rules bend further out than grants, each pair of ends
+      // apart from the other direction's, so none hides another.
+      if (other) bend = pa.x === pb.x ? bend + (a < b ? 30 : 55) : 0;
       if (other && pa.x !== pb.x) return `M${ax},${ay + 6} C${(ax + bx) / 2},${ay + 40} ${(ax + bx) / 2},${by + 40} ${bx},${by + 6}`;
       return `M${ax},${ay} C${ax + bend + (bx - ax) / 3},${ay} ${bx + bend - (bx - ax) / 3},${by} ${bx},${by}`;
     };

@@ -171,6 +171,17 @@ async function main() {
     check(foreign.length === 0, `requests outside ${origin}: ${JSON.stringify(foreign)}`);
     check(page.requests.length > 0, 'no request seen at all');
     ok(`${page.requests.length} requests, all to ${origin}`);
+    // The console reads only documented routes: every /v1/ path it asked
+    // for is one of openapi.json's (kept in the repository).
+    const doc = JSON.parse(require('fs').readFileSync(
+      require('path').join(__dirname, '..', '..', 'daemon', 'rpc', 'openapi.json'), 'utf8'));
+    const routes = Object.keys(doc.paths).map((t) =>
+      new RegExp('^' + t.replace(/[.]/g, '\\.').replace(/\{[^}]+\}/g, '[^/]+') + '$'));
+    const asked = [...new Set(page.requests.map((u) => new URL(u).pathname).filter((p) => p.startsWith('/v1/')))];
+    const undocumented = asked.filter((p) => !routes.some((r) => r.test(p)));
+    check(asked.includes('/v1/segsets') && asked.includes('/v1/services'), `segsets/services not read: ${JSON.stringify(asked)}`);
+    check(undocumented.length === 0, `undocumented routes asked for: ${JSON.stringify(undocumented)}`);
+    ok(`${asked.length} API routes asked for, all in openapi.json`);
     // The wrong token's 401s are expected; nothing else may fail (the
     // browser's own /favicon.ico would: the page names its icon).
     const errors = page.consoleErrors.filter((e) => !/status of 401/.test(e) ||
