@@ -268,6 +268,8 @@ static struct ctl_msg *msg_new(void)
 	return malloc(sizeof(struct ctl_msg));
 }
 
+static int poll_one(int fd, int timeout_ms);
+
 int partition_handle(struct partition *p)
 {
 	if (p->finished)
@@ -289,6 +291,12 @@ int partition_handle(struct partition *p)
 		else
 			m->u.ref = d.u.ref;
 		rc = on_message(p, m);
+	} else if (poll_one(p->ctl, 0) == 0) {
+		/* Nothing there any more: handling another partition since
+		 * the caller's poll (a re-measurement takes this vmm's console
+		 * output on its way to the dirty report) may have read it
+		 * empty. A blocking read would hang the whole agent. */
+		rc = -EAGAIN;
 	} else {
 		rc = ctl_read(p->ctl, CTL_FROM_VMM, m);
 		if (rc == 0 && (m->type == CTL_OPEN_REQ ||
