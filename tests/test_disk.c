@@ -1,0 +1,430 @@
+/* Block devices of thin partitions (include/parley/blk.h) with real
+ * partitions on every backend: the blktest partition
+ * (guest/examples/blktest.c) on a disk file in a fresh directory. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/ctl/stop.h"
+#include "agent/disk/keys.h"
+#include "tests/helpers/testutil.h"
+
+struct disk_env {
+	char *dir;
+	const char *dirs[2];
+	struct t_console out;
+	char events[1024];         /* on_disk_key reports, one a line */
+	unsigned key_asks;         /* calls of the counting key source */
+	bool refuse_admission;
+	int64_t code;              /* of the last run's exit */
+};
+
+static void env_init(struct disk_env *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->dir = t_tmpdir();
+	e->dirs[0] = e->dir;
+}
+
+static void env_free(struct disk_env *e)
+{
+	t_console_free(&e->out);
+	t_rmtree(e->dir);
+	free(e->dir);
+}
+
+static struct disk_env *cur;
+
+static void on_key_cur(struct partition *p, const char *disk,
+		       const char *event, const char *detail, void *ctx)
+{
+	(void)ctx;
+	(void)p;
+	size_t n = strlen(cur->events);
+	snprintf(cur->events + n, sizeof(cur->events) - n, "%s %s %s\n",
+		 event, disk, detail ? detail : "");
+}
+
+static int refuse(struct partition *p, void *ctx, struct parley_err *err)
+{
+	(void)ctx;
+	if (!cur->refuse_admission)
+		return 0;
+	return perr(err, -EPERM, "%s: baseline mismatch (test)", p->name);
+}
+
+static int counting_key(void *ctx, const char *part,
+			const struct part_disk_spec *d,
+			uint8_t key[CTL_DISK_KEY_BYTES], struct parley_err *err)
+{
+	cur->key_asks++;
+	return disk_key_file(ctx, part, d, key, err);
+}
+
+/* A spec of blktest with one disk `disk_json` (the object's fields). */
+static int start(struct disk_env *e, const char *cmdline,
+		 const char *disk_json, bool paused, struct partition **p,
+		 struct parley_err *err)
+{
+	char json[2048];
+	snprintf(json, sizeof(json), "{\"name\":\"blk\",\"image\":"
+		 "\"blktest.elf\",\"memory\":\"8M\",\"cmdline\":\"%s\","
+		 "\"disks\":[{%s}]}", cmdline, disk_json);
+	struct part_spec s;
+	int rc = spec_parse(json, strlen(json), e->dir, &s, err);
+	cr_assert_eq(rc, 0, "spec: %s", perr_msg(err));
+	struct beneath_dirs kd = { 0 };
+	beneath_add(&kd, e->dir);
+	struct disk_key_source keys = { counting_key, &kd };
+	struct part_opts o = t_opts(&e->out);
+	o.disk_dirs = e->dirs;
+	o.keys = &keys;
+	o.on_disk_key = on_key_cur;
+	o.on_measured = refuse;
+	o.start_paused = paused;
+	cur = e;
+	rc = partition_create(&s, &o, p, err);
+	spec_free(&s);
+	return rc;
+}
+
+/* Run to the end; the partition's stop reason. */
+static unsigned run(struct disk_env *e, const char *cmdline,
+		    const char *disk_json)
+{
+	struct partition *p = NULL;
+	struct parley_err err = { 0 };
+	cr_assert_eq(start(e, cmdline, disk_json, false, &p, &err), 0,
+		     "create: %s", perr_msg(&err));
+	cr_assert_eq(partition_wait(p, 60000), 0, "did not finish:\n%s",
+		     e->out.buf ? e->out.buf : "");
+	unsigned r = p->fin.reason;
+	e->code = p->fin.code;
+	cr_log_info("%s: %s", vmx_stop_name(r), p->fin.detail);
+	partition_destroy(p);
+	return r;
+}
+
+#define PLAIN "\"name\":\"data\",\"path\":\"data.img\",\"size\":\"1M\""
+
+static void exits_ok(struct disk_env *e, const char *cmdline,
+		     const char *disk)
+{
+	unsigned r = run(e, cmdline, disk);
+	cr_assert_eq(r, VMX_STOP_EXIT, "%s:\n%s", vmx_stop_name(r),
+		     e->out.buf);
+	cr_assert(strstr(e->out.buf, "blk ok\n"), "%s", e->out.buf);
+	cr_assert_eq(e->code, 0);
+	t_console_free(&e->out);
+}
+
+static off_t file_size(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	cr_assert_eq(stat(path, &st), 0, "%s: %m", path);
+	return st.st_size;
+}
+
+T_BACKEND_TEST(disk, write_flush_read_survives_restart, .timeout = 60)
+{
+	struct disk_env e;
+	env_init(&e);
+	exits_ok(&e, "mode=write seed=5 sectors=2048", PLAIN);
+	cr_assert_eq(file_size(e.dir, "data.img"), 1 << 20);
+	/* A new partition, a new vmm: the data is on the disk file. */
+	exits_ok(&e, "mode=check seed=5 sectors=2048", PLAIN);
+	unsigned r = run(&e, "mode=check seed=6 sectors=2048", PLAIN);
+	cr_assert_eq(r, VMX_STOP_EXIT);
+	cr_assert_eq(e.code, 1);
+	cr_assert(strstr(e.out.buf, "blk differs"), "%s", e.out.buf);
+	env_free(&e);
+}
+
+T_BACKEND_TEST(disk, batched_requests_in_one_exit, .timeout = 60)
+{
+	struct disk_env e;
+	env_init(&e);
+	exits_ok(&e, "mode=batch seed=9 sectors=2048", PLAIN);
+	exits_ok(&e, "mode=check seed=9 sectors=2048", PLAIN);
+	env_free(&e);
+}
+
+T_BACKEND_TEST(disk, out_of_range_request_stops_the_partition, .timeout = 30)
+{
+	struct disk_env e;
+	env_init(&e);
+	cr_assert_eq(run(&e, "mode=range", PLAIN), VMX_STOP_BLK_RANGE,
+		     "%s", e.out.buf);
+	cr_assert_null(strstr(e.out.buf, "blk ok"));
+	env_free(&e);
+}
+
+T_BACKEND_TEST(disk, misaligned_buffer_stops_the_partition, .timeout = 30)
+{
+	struct disk_env e;
+	env_init(&e);
+	cr_assert_eq(run(&e, "mode=misalign", PLAIN), VMX_STOP_BLK_ALIGN,
+		     "%s", e.out.buf);
+	env_free(&e);
+}
+
+/* The vmm's descriptor for a read-only disk is O_RDONLY (the kernel
+ * refuses a write whatever the vmm does), and the request check refuses
+ * the write before it reaches the kernel. */
+T_BACKEND_TEST(disk, read_only_disk_refuses_writes, .timeout = 30)
+{
+	struct disk_env e;
+	env_init(&e);
+	exits_ok(&e, "mode=write seed=3 sectors=64", PLAIN);
+	struct partition *p = NULL;
+	struct parley_err err = { 0 };
+	cr_assert_eq(start(&e, "mode=rowrite", PLAIN ",\"read_only\":true",
+			   true, &p, &err), 0, "%s", perr_msg(&err));
+	char fddir[64], link[PATH_MAX], target[PATH_MAX];
+	snprintf(fddir, sizeof(fddir), "/proc/%d/fd", (int)p->pid);
+	snprintf(target, sizeof(target), "%s/data.img", e.dir);
+	int found = 0;
+	for (int fd = 0; fd < 64; fd++) {
+		char path[96];
+		snprintf(path, sizeof(path), "%s/%d", fddir, fd);
+		ssize_t n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		if (strcmp(link, target))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)p->pid,
+			 fd);
+		FILE *f = fopen(path, "r");
+		cr_assert(f, "%s: %m", path);
+		unsigned flags = 0;
+		char line[128];
+		while (fgets(line, sizeof(line), f))
+			sscanf(line, "flags: %o", &flags);
+		fclose(f);
+		cr_assert_eq(flags & O_ACCMODE, O_RDONLY, "flags 0%o", flags);
+		found++;
+	}
+	cr_assert_eq(found, 1, "the vmm holds the disk %d times", found);
+	cr_assert_eq(partition_resume(p, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(partition_wait(p, 20000), 0);
+	cr_assert_eq(p->fin.reason, VMX_STOP_BLK_READONLY, "%s: %s",
+		     vmx_stop_name(p->fin.reason), p->fin.detail);
+	partition_destroy(p);
+	/* What was there is still there. */
+	exits_ok(&e, "mode=check seed=3 sectors=64",
+		 PLAIN ",\"read_only\":true");
+	env_free(&e);
+}
+
+/* ---- encrypted disks (aes-xts-plain64) ---- */
+
+#define ENC PLAIN ",\"encryption\":{\"cipher\":\"aes-xts-plain64\"," \
+	"\"key\":\"data.key\"}"
+#define TEXT "parley-known-plaintext--"
+
+static void key_file(const struct disk_env *e, mode_t mode)
+{
+	uint8_t key[64];
+	for (int i = 0; i < 64; i++)
+		key[i] = (uint8_t)(i * 37 + 11);
+	char *path = t_write(e->dir, "data.key", key, sizeof(key));
+	cr_assert_eq(chmod(path, mode), 0);
+	free(path);
+}
+
+static uint8_t *read_file(const char *dir, const char *name, size_t *len)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "rb");
+	cr_assert(f, "%s: %m", path);
+	uint8_t *b = malloc(2 << 20);
+	*len = fread(b, 1, 2 << 20, f);
+	fclose(f);
+	return b;
+}
+
+static bool has_text(const uint8_t *b, size_t len)
+{
+	return memmem(b, len, TEXT, strlen(TEXT)) != NULL;
+}
+
+T_BACKEND_TEST(disk, encrypted_file_holds_no_plaintext, .timeout = 60)
+{
+	struct disk_env e;
+	env_init(&e);
+	/* The check can fail: a plain disk holds the text. */
+	exits_ok(&e, "mode=text sectors=256", PLAIN);
+	size_t len;
+	uint8_t *b = read_file(e.dir, "data.img", &len);
+	cr_assert(has_text(b, len));
+	free(b);
+	unlink(strcat(strcpy((char[PATH_MAX]){ 0 }, e.dir), "/data.img"));
+	key_file(&e, 0600);
+	exits_ok(&e, "mode=text sectors=256", ENC);
+	cr_assert_eq(e.key_asks, 1);
+	cr_assert(strstr(e.events, "disk_key_released data"), "%s", e.events);
+	b = read_file(e.dir, "data.img", &len);
+	cr_assert_eq(len, 1 << 20);
+	cr_assert_not(has_text(b, len), "plaintext in the encrypted file");
+	free(b);
+	/* Written and read back through the cipher, across a restart. */
+	exits_ok(&e, "mode=write seed=11 sectors=2048", ENC);
+	exits_ok(&e, "mode=check seed=11 sectors=2048", ENC);
+	exits_ok(&e, "mode=batch seed=12 sectors=512", ENC);
+	env_free(&e);
+}
+
+T_BACKEND_TEST(disk, key_file_others_may_read_is_refused, .timeout = 30)
+{
+	struct disk_env e;
+	env_init(&e);
+	key_file(&e, 0644);
+	struct partition *p = NULL;
+	struct parley_err err = { 0 };
+	cr_assert_lt(start(&e, "mode=check", ENC, false, &p, &err), 0);
+	cr_assert(strstr(perr_msg(&err), "mode 0644"), "%s", perr_msg(&err));
+	cr_assert(strstr(e.events, "disk_key_refused data"), "%s", e.events);
+	env_free(&e);
+}
+
+/* A partition that fails its baseline check is never asked a key for:
+ * the disk is not even opened. */
+T_BACKEND_TEST(disk, tampered_partition_never_gets_its_key, .timeout = 30)
+{
+	struct disk_env e;
+	env_init(&e);
+	key_file(&e, 0600);
+	e.refuse_admission = true;
+	struct partition *p = NULL;
+	struct parley_err err = { 0 };
+	cr_assert_lt(start(&e, "mode=check", ENC, false, &p, &err), 0);
+	cr_assert_eq(e.key_asks, 0);
+	cr_assert(strstr(e.events, "disk_key_refused data"), "%s", e.events);
+	cr_assert(strstr(e.events, "baseline mismatch"), "%s", e.events);
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/data.img", e.dir);
+	cr_assert_neq(access(path, F_OK), 0, "the disk was opened");
+	env_free(&e);
+}
+
+/* Why dm-crypt cannot be asked here, or NULL. */
+static const char *no_cryptsetup(void)
+{
+	if (geteuid() != 0)
+		return "not root (dm-crypt needs CAP_SYS_ADMIN)";
+	if (access("/sbin/cryptsetup", X_OK) && access("/usr/sbin/cryptsetup",
+						       X_OK))
+		return "cryptsetup is not installed (./dev deps)";
+	if (access("/dev/loop-control", R_OK | W_OK))
+		return "no /dev/loop-control";
+	/* The kernel's, not a node libdevmapper may make on its own. */
+	if (access("/sys/class/misc/device-mapper", F_OK))
+		return "this kernel has no device-mapper (dm-crypt)";
+	return NULL;
+}
+
+/* The disk file is a dm-crypt plain volume: cryptsetup, with the same
+ * key, reads back what the partition wrote. */
+T_BACKEND_TEST(disk, cryptsetup_reads_what_the_partition_wrote, .timeout = 60)
+{
+	struct disk_env e;
+	env_init(&e);
+	key_file(&e, 0600);
+	exits_ok(&e, "mode=text sectors=256", ENC);
+	const char *why = no_cryptsetup();
+	if (why) {
+		env_free(&e);
+		cr_skip_test("cryptsetup check: %s", why);
+	}
+	char img[PATH_MAX], key[PATH_MAX], name[64], dev[96];
+	snprintf(img, sizeof(img), "%s/data.img", e.dir);
+	snprintf(key, sizeof(key), "%s/data.key", e.dir);
+	snprintf(name, sizeof(name), "parley-test-%d", (int)getpid());
+	snprintf(dev, sizeof(dev), "/dev/mapper/%s", name);
+	char *open_argv[] = { "cryptsetup", "open", "--type", "plain",
+			      "--cipher", "aes-xts-plain64", "--key-size",
+			      "512", "--key-file", key, "--readonly", img,
+			      name, NULL };
+	char *out = NULL;
+	int st = t_run(open_argv, &out, 30);
+	if (st != 0 && out && (strstr(out, "loop") || strstr(out, "kernel"))) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "%s", out);
+		free(out);
+		env_free(&e);
+		cr_skip_test("cryptsetup cannot attach here: %s", msg);
+	}
+	cr_assert_eq(st, 0, "cryptsetup open: %s", out);
+	free(out);
+	FILE *f = fopen(dev, "rb");
+	uint8_t buf[256 * 512];
+	size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
+	if (f)
+		fclose(f);
+	char *close_argv[] = { "cryptsetup", "close", name, NULL };
+	out = NULL;
+	int cst = t_run(close_argv, &out, 30);
+	free(out);
+	cr_assert_eq(n, sizeof(buf), "reading %s", dev);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(buf[i], (uint8_t)TEXT[i % 24], "byte %zu", i);
+	cr_assert_eq(cst, 0, "cryptsetup close");
+	env_free(&e);
+}
+
+/* Where dm-crypt is missing (no device-mapper in this kernel): the same
+ * construction read by another implementation — Python's cryptography
+ * package, AES-256-XTS with the sector number little-endian as tweak, as
+ * dm-crypt's plain64 makes it. */
+static const char xts_py[] =
+	"import sys\n"
+	"from cryptography.hazmat.primitives.ciphers import Cipher, "
+	"algorithms, modes\n"
+	"img = open(sys.argv[1], 'rb').read()\n"
+	"key = open(sys.argv[2], 'rb').read()\n"
+	"out = b''\n"
+	"for s in range(int(sys.argv[3])):\n"
+	"    d = Cipher(algorithms.AES(key), modes.XTS(s.to_bytes(16, "
+	"'little'))).decryptor()\n"
+	"    out += d.update(img[s * 512:(s + 1) * 512]) + d.finalize()\n"
+	"t = b'" TEXT "'\n"
+	"want = (t * (len(out) // len(t) + 1))[:len(out)]\n"
+	"print('match' if out == want else 'differ')\n";
+
+T_BACKEND_TEST(disk, xts_sectors_read_by_another_implementation,
+	       .timeout = 60)
+{
+	struct disk_env e;
+	env_init(&e);
+	key_file(&e, 0600);
+	exits_ok(&e, "mode=text sectors=64", ENC);
+	char *probe[] = { "python3", "-c", "import cryptography", NULL };
+	char *out = NULL;
+	int st = t_run(probe, &out, 30);
+	free(out);
+	if (st != 0) {
+		env_free(&e);
+		cr_skip_test("python3 cryptography is not installed");
+	}
+	char img[PATH_MAX], key[PATH_MAX];
+	snprintf(img, sizeof(img), "%s/data.img", e.dir);
+	snprintf(key, sizeof(key), "%s/data.key", e.dir);
+	char *argv[] = { "python3", "-c", (char *)xts_py, img, key, "64",
+			 NULL };
+	out = NULL;
+	st = t_run(argv, &out, 30);
+	cr_assert_eq(st, 0, "%s", out);
+	cr_assert(strstr(out, "match\n"), "%s", out);
+	free(out);
+	env_free(&e);
+}
