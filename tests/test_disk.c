@@ -13,6 +13,7 @@
 
 #include "agent/ctl/stop.h"
 #include "agent/disk/keys.h"
+#include "tests/helpers/fleet.h"
 #include "tests/helpers/testutil.h"
 
 struct disk_env {
@@ -427,4 +428,57 @@ T_BACKEND_TEST(disk, xts_sectors_read_by_another_implementation,
 	cr_assert(strstr(out, "match\n"), "%s", out);
 	free(out);
 	env_free(&e);
+}
+
+/* ---- quarantine ---- */
+
+#define BOTH(ch, a, b)                                                     \
+	"{\"channel\":\"" ch "\",\"endpoint_a\":\"" a "\",\"endpoint_b\":\"" \
+	b "\",\"direction\":\"both\",\"ring_bytes\":\"64K\"}"
+
+/* A partition holding a disk key that stops matching its baseline while
+ * it runs (a config file changed in its memory, caught when it opens a
+ * channel) is quarantined: its vmm, the only holder of the key, is
+ * stopped, and the wipe is audited. */
+T_BACKEND_TEST(disk, quarantined_while_running_is_stopped_key_wiped,
+	       .timeout = 60)
+{
+	static const char *const cfg[] = { "motd=hello, operator\n",
+					   "app.conf=mode=strict\n", NULL };
+	struct t_fleet f;
+	t_fleet_init(&f, "{\"grants\":[" BOTH("c1", "a", "b") ","
+		     BOTH("c2", "b", "a") "]}");
+	uint8_t key[64];
+	for (int i = 0; i < 64; i++)
+		key[i] = (uint8_t)(i * 7 + 1);
+	char *kp = t_write(f.dir, "b.key", key, sizeof(key));
+	cr_assert_eq(chmod(kp, 0600), 0);
+	free(kp);
+	struct partition *a = t_fleet_add(&f, "a", "chantest.elf",
+		"steps=open:c1,recvall:0", cfg, false, NULL);
+	f.disks = "{\"name\":\"data\",\"path\":\"b.img\",\"size\":\"1M\","
+		  "\"encryption\":{\"cipher\":\"aes-xts-plain64\","
+		  "\"key\":\"b.key\"}}";
+	struct partition *b = t_fleet_add(&f, "b", "chantest.elf",
+		"steps=open:c1,sleep:50,tamper:app.conf,open:c2,"
+		"sleep:3000,open:c1", cfg, false, NULL);
+	f.disks = NULL;
+	cr_assert_eq(b->nkeyed, 1);
+	cr_assert_eq(a->nkeyed, 0);
+	t_fleet_go(&f);
+	cr_assert_eq(t_fleet_run(&f, 20000), 0, "still running:\n%s",
+		     t_fleet_out(&f));
+	cr_assert_eq(b->fin.reason, VMX_STOP_KILLED, "b: %s (%s)\n%s",
+		     vmx_stop_name(b->fin.reason), b->fin.detail,
+		     t_fleet_out(&f));
+	cr_assert_eq(b->nkeyed, 0);
+	const char *aud = t_fleet_audit(&f);
+	cr_assert(strstr(aud, "\"event\":\"quarantine\",\"partition\":\"b\""),
+		  "%s", aud);
+	cr_assert(strstr(aud, "\"event\":\"disk_key_wiped\",\"partition\":"
+			      "\"b\""), "%s", aud);
+	/* Stopped before its next step: never opened c1 again. */
+	cr_assert_null(strstr(t_fleet_out(&f), "b| open c1 -9"), "%s",
+		       t_fleet_out(&f));
+	t_fleet_free(&f);
 }
