@@ -482,3 +482,47 @@ T_BACKEND_TEST(disk, quarantined_while_running_is_stopped_key_wiped,
 		       t_fleet_out(&f));
 	t_fleet_free(&f);
 }
+
+/* ---- the kvlog example ---- */
+
+static const char *kvlog(struct disk_env *e, const char *put)
+{
+	char json[512];
+	snprintf(json, sizeof(json), "{\"name\":\"kvlog\",\"image\":"
+		 "\"kvlog.elf\",\"memory\":\"4M\",\"cmdline\":\"%s\","
+		 "\"disks\":[{\"name\":\"log\",\"path\":\"kvlog.img\","
+		 "\"size\":\"1M\"}]}", put);
+	struct part_spec s;
+	struct parley_err err = { 0 };
+	cr_assert_eq(spec_parse(json, strlen(json), e->dir, &s, &err), 0);
+	struct part_opts o = t_opts(&e->out);
+	o.disk_dirs = e->dirs;
+	struct partition *p = NULL;
+	t_console_free(&e->out);
+	cr_assert_eq(partition_create(&s, &o, &p, &err), 0, "%s",
+		     perr_msg(&err));
+	spec_free(&s);
+	cr_assert_eq(partition_wait(p, 20000), 0);
+	cr_assert_eq(p->fin.reason, VMX_STOP_EXIT, "%s", p->fin.detail);
+	cr_assert_eq(p->fin.code, 0, "%s", e->out.buf);
+	partition_destroy(p);
+	return e->out.buf;
+}
+
+T_BACKEND_TEST(disk, kvlog_keeps_its_log_across_restarts, .timeout = 60)
+{
+	struct disk_env e;
+	env_init(&e);
+	const char *out = kvlog(&e, "put=colour:blue");
+	cr_assert(strstr(out, "kvlog: formatted log\n"), "%s", out);
+	cr_assert(strstr(out, "kvlog: 1 records, 1 keys\n"), "%s", out);
+	out = kvlog(&e, "put=size:7");
+	cr_assert_null(strstr(out, "formatted"), "%s", out);
+	out = kvlog(&e, "put=colour:green");
+	cr_assert(strstr(out, "kvlog: 3 records, 2 keys\n"), "%s", out);
+	cr_assert(strstr(out, "kvlog| colour=green\n"), "%s", out);
+	cr_assert(strstr(out, "kvlog| size=7\n"), "%s", out);
+	out = kvlog(&e, "");
+	cr_assert(strstr(out, "kvlog: 3 records, 2 keys\n"), "%s", out);
+	env_free(&e);
+}
