@@ -103,26 +103,28 @@ static int whiten(struct blk_xts *x, const uint8_t *in, uint8_t *out,
 			x->tin[u * 16 + i] = (uint8_t)((first + u) >> (8 * i));
 	if (ecb(x->tweak, x->tin, x->tin, units * 16) < 0)
 		return -EIO;
+	/* One pass: each block's tweak kept for the second XOR and applied
+	 * to the data now. */
 	for (size_t u = 0; u < units; u++) {
 		uint64_t lo, hi;
 		memcpy(&lo, x->tin + u * 16, 8);
 		memcpy(&hi, x->tin + u * 16 + 8, 8);
-		uint8_t *t = x->tw + u * XTS_UNIT;
-		for (unsigned b = 0; b < XTS_UNIT / 16; b++) {
-			memcpy(t + b * 16, &lo, 8);
-			memcpy(t + b * 16 + 8, &hi, 8);
+		size_t base = u * XTS_UNIT;
+		for (unsigned b = 0; b < XTS_UNIT; b += 16) {
+			uint64_t d0, d1;
+			memcpy(x->tw + base + b, &lo, 8);
+			memcpy(x->tw + base + b + 8, &hi, 8);
+			memcpy(&d0, in + base + b, 8);
+			memcpy(&d1, in + base + b + 8, 8);
+			d0 ^= lo;
+			d1 ^= hi;
+			memcpy(out + base + b, &d0, 8);
+			memcpy(out + base + b + 8, &d1, 8);
 			/* times x in GF(2^128), little-endian (IEEE 1619). */
 			uint64_t carry = hi >> 63;
 			hi = (hi << 1) | (lo >> 63);
 			lo = (lo << 1) ^ (carry * 0x87);
 		}
-	}
-	for (size_t i = 0; i < len; i += 8) {
-		uint64_t a, b;
-		memcpy(&a, in + i, 8);
-		memcpy(&b, x->tw + i, 8);
-		a ^= b;
-		memcpy(out + i, &a, 8);
 	}
 	return 0;
 }
