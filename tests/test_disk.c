@@ -320,13 +320,16 @@ T_BACKEND_TEST(disk, tampered_partition_never_gets_its_key, .timeout = 30)
 	env_free(&e);
 }
 
+/* t_run execs without a PATH search. */
+#define CRYPTSETUP "/usr/sbin/cryptsetup"
+#define PYTHON3 "/usr/bin/python3"
+
 /* Why dm-crypt cannot be asked here, or NULL. */
 static const char *no_cryptsetup(void)
 {
 	if (geteuid() != 0)
 		return "not root (dm-crypt needs CAP_SYS_ADMIN)";
-	if (access("/sbin/cryptsetup", X_OK) && access("/usr/sbin/cryptsetup",
-						       X_OK))
+	if (access(CRYPTSETUP, X_OK))
 		return "cryptsetup is not installed (./dev deps)";
 	if (access("/dev/loop-control", R_OK | W_OK))
 		return "no /dev/loop-control";
@@ -354,7 +357,7 @@ T_BACKEND_TEST(disk, cryptsetup_reads_what_the_partition_wrote, .timeout = 60)
 	snprintf(key, sizeof(key), "%s/data.key", e.dir);
 	snprintf(name, sizeof(name), "parley-test-%d", (int)getpid());
 	snprintf(dev, sizeof(dev), "/dev/mapper/%s", name);
-	char *open_argv[] = { "cryptsetup", "open", "--type", "plain",
+	char *open_argv[] = { CRYPTSETUP, "open", "--type", "plain",
 			      "--cipher", "aes-xts-plain64", "--key-size",
 			      "512", "--key-file", key, "--readonly", img,
 			      name, NULL };
@@ -374,7 +377,7 @@ T_BACKEND_TEST(disk, cryptsetup_reads_what_the_partition_wrote, .timeout = 60)
 	size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
 	if (f)
 		fclose(f);
-	char *close_argv[] = { "cryptsetup", "close", name, NULL };
+	char *close_argv[] = { CRYPTSETUP, "close", name, NULL };
 	out = NULL;
 	int cst = t_run(close_argv, &out, 30);
 	free(out);
@@ -411,18 +414,20 @@ T_BACKEND_TEST(disk, xts_sectors_read_by_another_implementation,
 	env_init(&e);
 	key_file(&e, 0600);
 	exits_ok(&e, "mode=text sectors=64", ENC);
-	char *probe[] = { "python3", "-c", "import cryptography", NULL };
+	char *probe[] = { PYTHON3, "-c", "import cryptography", NULL };
 	char *out = NULL;
 	int st = t_run(probe, &out, 30);
 	free(out);
 	if (st != 0) {
 		env_free(&e);
-		cr_skip_test("python3 cryptography is not installed");
+		cr_skip_test("%s with cryptography: %s", PYTHON3,
+			     st == 127 ? "no such program"
+				       : "the package is not installed");
 	}
 	char img[PATH_MAX], key[PATH_MAX];
 	snprintf(img, sizeof(img), "%s/data.img", e.dir);
 	snprintf(key, sizeof(key), "%s/data.key", e.dir);
-	char *argv[] = { "python3", "-c", (char *)xts_py, img, key, "64",
+	char *argv[] = { PYTHON3, "-c", (char *)xts_py, img, key, "64",
 			 NULL };
 	out = NULL;
 	st = t_run(argv, &out, 30);

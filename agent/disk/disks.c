@@ -82,9 +82,9 @@ int part_disks_open(struct partition *p, const struct part_spec *s,
 		int rc = 0;
 		if (d->encrypted) {
 			rc = keys->get(keys->ctx, p->name, d, k->msg.key, err);
-			report(p, o, d->name, rc < 0 ? "disk_key_refused"
-						     : "disk_key_released",
-			       rc < 0 ? perr_msg(err) : NULL);
+			if (rc < 0)
+				report(p, o, d->name, "disk_key_refused",
+				       perr_msg(err));
 		}
 		if (rc == 0)
 			rc = open_file(&dirs, d, err);
@@ -111,8 +111,12 @@ int part_disks_send(struct partition *p)
 	for (unsigned i = 0; rc == 0 && i < p->ndisk; i++) {
 		rc = partition_send(p, CTL_DISK, &p->disk[i].msg,
 				    sizeof(p->disk[i].msg), &p->disk[i].fd, 1);
-		if (rc == 0 && (p->disk[i].msg.flags & CTL_DISK_XTS))
+		/* Released once it is the vmm's, not before. */
+		if (rc == 0 && (p->disk[i].msg.flags & CTL_DISK_XTS)) {
 			p->nkeyed++;
+			report(p, &p->opts, p->disk[i].msg.name,
+			       "disk_key_released", NULL);
+		}
 	}
 	part_disks_drop(p);
 	return rc;

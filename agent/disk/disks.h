@@ -13,11 +13,11 @@
 #include "agent/spec.h"
 
 /* Open every disk of s for p (p->disk[]); on failure nothing stays open
- * and err names the disk. Calls o->on_disk_key for each key released or
- * refused. */
+ * and err names the disk. Calls o->on_disk_key for each key refused. */
 int part_disks_open(struct partition *p, const struct part_spec *s,
 		    const struct part_opts *o, struct parley_err *err);
-/* Send p->disk[] (after CTL_LAUNCH), then close and wipe them. */
+/* Send p->disk[] (after CTL_LAUNCH), then close and wipe them; each key
+ * sent is reported released (p->opts.on_disk_key). */
 int part_disks_send(struct partition *p);
 /* Close and wipe what is still held (failed starts). */
 void part_disks_drop(struct partition *p);
