@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -53,10 +54,11 @@ int beneath_check(const char *path, const char *field,
 	return 0;
 }
 
-static int openat2_beneath(int dirfd, const char *path)
+static int openat2_beneath(int dirfd, const char *path, int flags)
 {
 	struct open_how how = {
-		.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+		.flags = (uint64_t)(flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK),
+		.mode = (flags & O_CREAT) ? 0600 : 0,
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
 			   RESOLVE_NO_MAGICLINKS,
 	};
@@ -69,12 +71,12 @@ static int openat2_beneath(int dirfd, const char *path)
 
 /* One directory: the fd, -ENOENT to try the next, or a refusal. */
 static int open_in(const char *dir, const char *path, const char *field,
-		   struct parley_err *err)
+		   int flags, struct parley_err *err)
 {
 	int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return -ENOENT; /* a configured directory that is not there */
-	int fd = openat2_beneath(dfd, path);
+	int fd = openat2_beneath(dfd, path, flags);
 	close(dfd);
 	if (fd >= 0 || fd == -ENOENT || fd == -ENOTDIR)
 		return fd == -ENOTDIR ? -ENOENT : fd;
@@ -98,12 +100,40 @@ int beneath_open(const struct beneath_dirs *d, const char *path,
 	if (rc < 0)
 		return rc;
 	for (unsigned i = 0; i < d->n; i++) {
-		int fd = open_in(d->dir[i], path, field, err);
+		int fd = open_in(d->dir[i], path, field, O_RDONLY, err);
 		if (fd != -ENOENT)
 			return fd;
 	}
 	return perr(err, -ENOENT, "%s: \"%s\" not found in %u allowed "
 		    "director%s", field, path, d->n, d->n == 1 ? "y" : "ies");
+}
+
+int beneath_open_rw(const struct beneath_dirs *d, const char *path,
+		    const char *field, bool write, bool create, bool *created,
+		    struct parley_err *err)
+{
+	*created = false;
+	int rc = beneath_check(path, field, err);
+	if (rc < 0)
+		return rc;
+	int flags = write ? O_RDWR : O_RDONLY;
+	for (unsigned i = 0; i < d->n; i++) {
+		int fd = open_in(d->dir[i], path, field, flags, err);
+		if (fd != -ENOENT)
+			return fd;
+	}
+	if (!create || d->n == 0)
+		return perr(err, -ENOENT, "%s: \"%s\" not found in %u allowed "
+			    "director%s", field, path, d->n,
+			    d->n == 1 ? "y" : "ies");
+	/* O_EXCL: a file that appeared meanwhile is not taken over. */
+	int fd = open_in(d->dir[0], path, field, O_RDWR | O_CREAT | O_EXCL,
+			 err);
+	if (fd == -ENOENT)
+		return perr(err, -ENOENT, "%s: cannot create \"%s\" in %s "
+			    "(missing directory)", field, path, d->dir[0]);
+	*created = fd >= 0;
+	return fd;
 }
 
 int beneath_read(const struct beneath_dirs *d, const char *path,

@@ -13,6 +13,7 @@
 #ifndef PARLEY_AGENT_BENEATH_H
 #define PARLEY_AGENT_BENEATH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "common/err.h"
@@ -41,6 +42,13 @@ int beneath_check(const char *path, const char *field,
  * way, an escape), or another negative errno; err names field and path. */
 int beneath_open(const struct beneath_dirs *d, const char *path,
 		 const char *field, struct parley_err *err);
+
+/* The same for a file the agent hands on for reading and writing (write)
+ * or reading only: a disk's backing file. Missing everywhere and create:
+ * made (O_EXCL, mode 0600) beneath the first directory, *created set. */
+int beneath_open_rw(const struct beneath_dirs *d, const char *path,
+		    const char *field, bool write, bool create, bool *created,
+		    struct parley_err *err);
 
 /* beneath_open, then read the whole regular file (at most max bytes)
  * through that fd into a new buffer the caller frees (NUL appended). */

@@ -58,6 +58,8 @@ struct cli {
 	unsigned nimage_dirs;
 	const char *config_dirs[IMAGE_DIRS_MAX + 1];
 	unsigned nconfig_dirs;
+	const char *disk_dirs[IMAGE_DIRS_MAX + 1];
+	unsigned ndisk_dirs;
 	const char *vmm;
 	const char *snapshot_dir;
 	const char *policy;
@@ -83,7 +85,7 @@ static const char usage_text[] =
 	"[--baseline-mode enroll|golden]]\n"
 	"           [--audit FILE] [--rehash-interval SECONDS] "
 	"[--snapshot-dir DIR]\n"
-	"           [--snapshot-key FILE] [--state-dir DIR]\n"
+	"           [--snapshot-key FILE] [--state-dir DIR] [--disk-dir DIR]\n"
 	"           [--update-stage DIR [--update-timeout SECONDS]] SPEC...\n"
 	"       parley-agent restore [--vmm PATH] --baselines FILE "
 	"[--snapshot-key FILE]\n"
@@ -169,6 +171,9 @@ static int opt_one(struct cli *c, int o)
 	case 'c':
 		return opt_dir(c->config_dirs, &c->nconfig_dirs, optarg,
 			       "--config-dir");
+	case 'd':
+		return opt_dir(c->disk_dirs, &c->ndisk_dirs, optarg,
+			       "--disk-dir");
 	case 'v':
 		c->vmm = optarg;
 		return 0;
@@ -236,6 +241,7 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 	static const struct option opts[] = {
 		{ "image-dir", required_argument, NULL, 'i' },
 		{ "config-dir", required_argument, NULL, 'c' },
+		{ "disk-dir", required_argument, NULL, 'd' },
 		{ "vmm", required_argument, NULL, 'v' },
 		{ "snapshot-dir", required_argument, NULL, 's' },
 		{ "policy", required_argument, NULL, 'p' },
@@ -314,6 +320,19 @@ static int admit(struct partition *p, void *ctx, struct parley_err *err)
 				 .detail = rc < 0 ? perr_msg(err) : NULL };
 	audit_emit(&a->audit, &e);
 	return rc;
+}
+
+/* Every disk key released to a partition's vmm or refused, audited. */
+static void on_disk_key(struct partition *p, const char *disk,
+			const char *event, const char *detail, void *ctx)
+{
+	struct agent *a = ((struct supervisor *)ctx)->owner;
+	char d[400];
+	snprintf(d, sizeof(d), "disk %s%s%s", disk, detail ? ": " : "",
+		 detail ? detail : "");
+	struct audit_event e = { .event = event, .partition = p->name,
+				 .detail = d };
+	audit_emit(&a->audit, &e);
 }
 
 static void on_request(struct partition *p, const struct ctl_msg *m,
@@ -502,6 +521,8 @@ static int start_all(struct agent *a, int restore, char **args, int n,
 		.vmm_path = a->cli.vmm, .image_dirs = a->cli.image_dirs,
 		.config_dirs = a->cli.config_dirs, .on_console = sup_console, .ctx = &a->sup,
 		.on_measured = admit, .on_request = on_request,
+		.disk_dirs = a->cli.ndisk_dirs ? a->cli.disk_dirs : NULL,
+		.on_disk_key = on_disk_key,
 		.start_paused = true, .backend = a->cli.backend,
 		.snap_key = a->have_key ? &a->key : NULL,
 	};

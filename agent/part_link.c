@@ -10,6 +10,7 @@
  * without blocking) and stops the partition with a named reason.
  */
 #include "agent/partition.h"
+#include "agent/disk/disks.h"
 #include "agent/partition_int.h"
 #include "agent/ctl/stop.h"
 #include "agent/ctl/clock.h"
@@ -549,6 +550,7 @@ void partition_destroy(struct partition *p)
 	if (p->mem_fd >= 0)
 		close(p->mem_fd);
 	measure_free(&p->measure);
+	part_disks_drop(p);
 	free(p);
 }
 

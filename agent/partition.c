@@ -1,4 +1,5 @@
 #include "agent/partition.h"
+#include "agent/disk/disks.h"
 #include "common/version.h"
 #include "agent/partition_int.h"
 #include "agent/backend.h"
@@ -252,6 +253,7 @@ int part_launch(struct partition *p, uint32_t flags,
 		.ram_size = p->ram_size, .cfg_size = p->cfg_size,
 		.entry = p->entry, .boot_info = PARLEY_BOOT_INFO_GPA,
 		.vcpus = p->vcpus, .flags = flags, .backend = p->backend,
+		.ndisk = p->ndisk,
 	};
 	/* Each process-backend partition gets CPUs of its own, in turn, for
 	 * its tracer/stub pairs (see ctl_launch.home_cpu). */
@@ -277,6 +279,8 @@ int part_launch(struct partition *p, uint32_t flags,
 	for (unsigned i = 0; rc == 0 && st && i < p->vcpus; i++)
 		rc = partition_send(p, CTL_VCPU_STATE, &st[i], sizeof(st[i]),
 				    NULL, 0);
+	if (rc == 0)
+		rc = part_disks_send(p);
 	if (rc < 0)
 		return perr(err, rc, "sending launch to vmm: %s", strerror(-rc));
 	rc = part_await(p, CTL_READY, NULL, 0, err);
@@ -357,8 +361,18 @@ int partition_create(const struct part_spec *s, const struct part_opts *o,
 	if (rc == 0)
 		rc = measure_now(p, &l, err);
 	loaded_free(&l);
-	if (rc == 0 && o->on_measured)
+	if (rc == 0 && o->on_measured) {
 		rc = o->on_measured(p, o->ctx, err);
+		/* Not admitted: no disk is opened, no key asked for. */
+		for (unsigned i = 0; rc < 0 && o->on_disk_key && i < s->ndisk;
+		     i++)
+			if (s->disk[i].encrypted)
+				o->on_disk_key(p, s->disk[i].name,
+					       "disk_key_refused",
+					       perr_msg(err), o->ctx);
+	}
+	if (rc == 0)
+		rc = part_disks_open(p, s, o, err);
 	if (rc == 0)
 		rc = part_spawn_vmm(p, err);
 	if (rc == 0)

@@ -27,6 +27,7 @@ enum part_state {
 
 struct partition;
 struct snap_key;
+struct disk_key_source;
 
 struct part_opts {
 	const char *vmm_path;      /* parley-vmm; NULL: beside this program */
@@ -57,6 +58,21 @@ struct part_opts {
 	 * partition or revokes a channel. */
 	void (*on_request)(struct partition *p, const struct ctl_msg *m,
 			   void *ctx);
+	/* Disks (agent/disk/): where backing files and key files lie
+	 * (NULL-terminated; NULL: the spec's own directory only, and none
+	 * for a daemon's spec), where keys come from (NULL: key files
+	 * beneath those directories), and a report of each key released
+	 * ("disk_key_released") or refused ("disk_key_refused"). */
+	const char *const *disk_dirs;
+	const struct disk_key_source *keys;
+	void (*on_disk_key)(struct partition *p, const char *disk,
+			    const char *event, const char *detail, void *ctx);
+};
+
+/* A disk between its open and the launch that hands it to the vmm. */
+struct part_disk {
+	int fd;
+	struct ctl_disk msg;       /* key[] only for an encrypted disk */
 };
 
 #define PART_DEFER_MAX 16
@@ -106,6 +122,10 @@ struct partition {
 	void *owner;               /* for the grant manager's bookkeeping */
 	bool adopted;              /* taken over from the agent before us:
 				    * not our child (partition_reap) */
+	unsigned ndisk;            /* disks held until the launch */
+	struct part_disk disk[PARLEY_DISKS_MAX];
+	unsigned nkeyed;           /* encrypted disks whose key its vmm holds
+				    * (stopping the vmm wipes them) */
 	char vmm_version[64];      /* of the vmm process running it: a vmm
 				    * is replaced only at the next start */
 };

@@ -19,6 +19,7 @@
 #include "common/fileio.h"
 #include "common/jsonv.h"
 #include "common/size.h"
+#include "agent/disk/disk_spec.h"
 
 /* Room for "config[31].name" or "field \"cmdline\"". */
 #define LABEL_MAX 40
@@ -27,7 +28,7 @@
 
 static const char *const top_fields[] = {
 	"name", "image", "memory", "vcpus", "config", "cmdline",
-	"capabilities", NULL
+	"capabilities", "disks", NULL
 };
 static const char *const config_fields[] = { "name", "path", NULL };
 
@@ -401,7 +402,7 @@ typedef int (*field_parser)(json_t *root, struct part_spec *out,
  * first one they see. */
 static const field_parser field_parsers[] = {
 	parse_name, parse_image, parse_memory, parse_vcpus, parse_config,
-	parse_cmdline, parse_caps,
+	parse_cmdline, parse_caps, spec_parse_disks,
 };
 
 static int spec_from_json(json_t *root, const char *base_dir,
@@ -503,5 +504,9 @@ void spec_free(struct part_spec *s)
 	 * right however far a failed parse got. */
 	for (size_t i = 0; i < PARLEY_CONFIG_FILES_MAX; i++)
 		free(s->config[i].path);
+	for (size_t i = 0; i < PARLEY_DISKS_MAX; i++) {
+		free(s->disk[i].path);
+		free(s->disk[i].key);
+	}
 	memset(s, 0, sizeof(*s));
 }

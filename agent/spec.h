@@ -20,14 +20,23 @@
  *     "cmdline": "exit=0",
  *     "capabilities": ["update"]        optional: may stream agent
  *                                       updates (agent/update)
+ *     "disks": [ {"name": "data",       optional: block devices
+ *                 "path": "data.img",   beneath --disk-dir (made at size
+ *                 "size": "64M",        if missing), or the spec's dir
+ *                 "sector_size": 512,   512 (default) or 4096
+ *                 "read_only": false,
+ *                 "encryption": {"cipher": "aes-xts-plain64",
+ *                                "key": "data.key"}} ]   a key file
  *   }
  */
 #ifndef PARLEY_AGENT_SPEC_H
 #define PARLEY_AGENT_SPEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <parley/abi.h>
+#include <parley/blk.h>
 #include "common/err.h"
 
 /* Specs are a few hundred bytes; the cap keeps a hostile file from making the
@@ -47,6 +56,19 @@ struct part_config_spec {
 	char *path;                        /* as written: relative, no ".." */
 };
 
+/* Largest disk: 1 TiB. */
+#define SPEC_DISK_SIZE_MAX (1ull << 40)
+
+struct part_disk_spec {
+	char name[PARLEY_DISK_NAME_MAX];  /* as the partition sees it */
+	char *path;               /* relative, no "..": the backing file */
+	uint64_t size;            /* bytes, a multiple of sector_size */
+	uint32_t sector_size;     /* 512 or 4096 */
+	bool read_only;
+	bool encrypted;           /* aes-xts-plain64 */
+	char *key;                /* encrypted: the key file, relative */
+};
+
 struct part_spec {
 	char name[64];            /* 1..63 chars of [A-Za-z0-9_.-], not starting with '.' or '-' */
 	char *image;              /* as written: relative, no ".." */
@@ -58,6 +80,8 @@ struct part_spec {
 	struct part_config_spec config[PARLEY_CONFIG_FILES_MAX];
 	char cmdline[PARLEY_CMDLINE_MAX]; /* default "" */
 	uint32_t caps;            /* SPEC_CAP_*, default none */
+	unsigned ndisk;           /* 0..PARLEY_DISKS_MAX */
+	struct part_disk_spec disk[PARLEY_DISKS_MAX];
 };
 
 /*

@@ -35,7 +35,7 @@ Test(agent_cli, runs_examples_with_prefixed_consoles_and_summary,
 	int rc = agent(&out, PARLEY_SOURCE_DIR "/examples/hello.json",
 		       PARLEY_SOURCE_DIR "/examples/counter.json", NULL);
 	cr_assert_eq(rc, 0, "exit %d:\n%s", rc, out);
-	cr_assert(strstr(out, "hello| hello, world (abi 1.2, 16 MiB, 1 vcpu)\n"),
+	cr_assert(strstr(out, "hello| hello, world (abi 1.3, 16 MiB, 1 vcpu)\n"),
 		  "%s", out);
 	cr_assert(strstr(out, "hello| config motd: "), "%s", out);
 	cr_assert_eq(t_count_lines(out, "counter| tick "), 5, "%s", out);

@@ -753,6 +753,22 @@ static void bf_upd_arg_commit(void *p)
 }
 static void bf_ureply_state(void *p) { ((struct ctl_update_reply *)p)->state = PARLEY_UPDATE_FAILED + 1; }
 static void bf_ureply_res(void *p) { ((struct ctl_update_reply *)p)->reserved = 1; }
+/* A disk that passes every rule; each row breaks one. */
+static void disk_base(void *p)
+{
+	struct ctl_disk *d = p;
+	*d = (struct ctl_disk){ .index = 0, .sectors = 8, .sector_size = 512 };
+	memcpy(d->name, "data", 5);
+}
+static void bf_disk_index(void *p) { disk_base(p); ((struct ctl_disk *)p)->index = PARLEY_DISKS_MAX; }
+static void bf_disk_flags(void *p) { disk_base(p); ((struct ctl_disk *)p)->flags = 0x4; }
+static void bf_disk_ssize(void *p) { disk_base(p); ((struct ctl_disk *)p)->sector_size = 1024; }
+static void bf_disk_empty(void *p) { disk_base(p); ((struct ctl_disk *)p)->sectors = 0; }
+static void bf_disk_huge(void *p) { disk_base(p); ((struct ctl_disk *)p)->sectors = 1ull << 60; }
+static void bf_disk_name(void *p) { disk_base(p); memset(((struct ctl_disk *)p)->name, 'n', PARLEY_DISK_NAME_MAX); }
+static void bf_disk_noname(void *p) { disk_base(p); ((struct ctl_disk *)p)->name[0] = 0; }
+static void bf_disk_res(void *p) { disk_base(p); ((struct ctl_disk *)p)->reserved = 1; }
+static void bf_disk_key(void *p) { disk_base(p); ((struct ctl_disk *)p)->key[5] = 1; }
 static void bf_ureply_detail(void *p) { memset(((struct ctl_update_reply *)p)->detail, 'd', 64); }
 
 static const struct bad_field bad_fields[] = {
@@ -788,6 +804,17 @@ static const struct bad_field bad_fields[] = {
 	{ "UPDATE_REPLY reserved set", CTL_UPDATE_REPLY, CTL_FROM_AGENT, bf_ureply_res, 0 },
 	{ "UPDATE_REPLY detail unterminated", CTL_UPDATE_REPLY, CTL_FROM_AGENT, bf_ureply_detail, 0 },
 	{ "PING reserved set", CTL_PING, CTL_FROM_AGENT, bf_ping_res, 0 },
+	{ "DISK index past the last", CTL_DISK, CTL_FROM_AGENT, bf_disk_index, 1 },
+	{ "DISK unknown flag", CTL_DISK, CTL_FROM_AGENT, bf_disk_flags, 1 },
+	{ "DISK sector size 1024", CTL_DISK, CTL_FROM_AGENT, bf_disk_ssize, 1 },
+	{ "DISK of no sectors", CTL_DISK, CTL_FROM_AGENT, bf_disk_empty, 1 },
+	{ "DISK of 2^69 bytes", CTL_DISK, CTL_FROM_AGENT, bf_disk_huge, 1 },
+	{ "DISK name unterminated", CTL_DISK, CTL_FROM_AGENT, bf_disk_name, 1 },
+	{ "DISK name empty", CTL_DISK, CTL_FROM_AGENT, bf_disk_noname, 1 },
+	{ "DISK reserved set", CTL_DISK, CTL_FROM_AGENT, bf_disk_res, 1 },
+	{ "DISK key on a plain disk", CTL_DISK, CTL_FROM_AGENT, bf_disk_key, 1 },
+	{ "DISK without its descriptor", CTL_DISK, CTL_FROM_AGENT, disk_base, 0 },
+	{ "DISK from the vmm", CTL_DISK, CTL_FROM_VMM, disk_base, 1 },
 	{ "PONG reserved set", CTL_PONG, CTL_FROM_VMM, bf_ping_res, 0 },
 };
 
@@ -897,5 +924,28 @@ Test(ctl, ping_and_pong_each_from_its_side_only)
 	cr_expect_lt(ctl_payload_size(CTL_PONG - 1), 0);
 	cr_expect_lt(ctl_payload_size(CTL_PONG + 1), 0);
 	expect_good_after(sv, "ping/pong");
+	unpair(sv);
+}
+
+/* The disk the rows above break, whole: read, its descriptor with it. */
+Test(ctl, typed_reader_takes_a_good_disk)
+{
+	static struct ctl_msg m;
+	struct ctl_disk d;
+	int sv[2];
+	pair(sv);
+	disk_base(&d);
+	d.flags = CTL_DISK_XTS | CTL_DISK_READ_ONLY;
+	d.key[0] = 1;
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	cr_assert_eq(ctl_send_fds(sv[0], CTL_DISK, &d, sizeof(d), &fd, 1), 0);
+	close(fd);
+	cr_assert_eq(read_from(sv[1], CTL_FROM_AGENT, &m), 0);
+	cr_assert_eq(m.type, CTL_DISK);
+	cr_assert_eq(m.nfds, 1);
+	cr_expect_eq(m.u.disk.sectors, 8);
+	cr_expect_str_eq(m.u.disk.name, "data");
+	cr_expect_str_eq(ctl_type_name(CTL_DISK), "CTL_DISK");
+	close(m.fds[0]);
 	unpair(sv);
 }

@@ -29,6 +29,7 @@ static const struct target targets[] = {
 	{ "api_json", NULL },
 	{ "baseline", NULL },
 	{ "beneath", NULL },
+	{ "blk", NULL },
 	{ "bundle", NULL },
 	{ "ctl", NULL },
 	{ "elf", PARLEY_BUILD_DIR "/guest", 1 },

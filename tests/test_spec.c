@@ -54,6 +54,10 @@ static void expect_zeroed(const struct part_spec *s, const char *what)
 	for (int i = 0; i < PARLEY_CONFIG_FILES_MAX; i++)
 		cr_expect_null(s->config[i].path, "%s: config[%d].path left",
 			       what, i);
+	cr_expect_eq(s->ndisk, 0, "%s: ndisk %u", what, s->ndisk);
+	for (int i = 0; i < PARLEY_DISKS_MAX; i++)
+		cr_expect(!s->disk[i].path && !s->disk[i].key,
+			  "%s: disk[%d] left allocated", what, i);
 }
 
 /* Criterion takes a test's verdict before its worker exits, so a leak that
@@ -88,6 +92,34 @@ Test(spec, full)
 	expect_zeroed(&s, "after spec_free");
 	spec_free(&s); /* twice is harmless */
 	spec_free(NULL);
+	expect_no_leaks();
+}
+
+Test(spec, disks)
+{
+	static const char json[] = "{" REQ ",\"disks\":["
+		"{\"name\":\"data\",\"path\":\"d/data.img\",\"size\":\"64M\"},"
+		"{\"name\":\"ro\",\"path\":\"ro.img\",\"size\":8192,"
+		"\"sector_size\":4096,\"read_only\":true},"
+		"{\"name\":\"sec\",\"path\":\"sec.img\",\"size\":\"1M\","
+		"\"encryption\":{\"cipher\":\"aes-xts-plain64\","
+		"\"key\":\"keys/sec.key\"}}]}";
+	struct part_spec s;
+	struct parley_err e = { 0 };
+	cr_assert_eq(spec_parse(json, strlen(json), NULL, &s, &e), 0, "%s",
+		     e.msg);
+	cr_assert_eq(s.ndisk, 3);
+	cr_expect_str_eq(s.disk[0].name, "data");
+	cr_expect_str_eq(s.disk[0].path, "d/data.img");
+	cr_expect_eq(s.disk[0].size, 64ull << 20);
+	cr_expect_eq(s.disk[0].sector_size, 512);
+	cr_expect(!s.disk[0].read_only && !s.disk[0].encrypted);
+	cr_expect_eq(s.disk[1].sector_size, 4096);
+	cr_expect(s.disk[1].read_only);
+	cr_expect(s.disk[2].encrypted);
+	cr_expect_str_eq(s.disk[2].key, "keys/sec.key");
+	spec_free(&s);
+	expect_zeroed(&s, "after spec_free");
 	expect_no_leaks();
 }
 
@@ -379,6 +411,29 @@ static const struct bad_case bad_cases[] = {
 	{ "cmdline DEL", "{" REQ ",\"cmdline\":\"x\\u007f\"}", 0, NULL, -EINVAL, "byte 0x7f at offset 1" },
 	{ "cmdline with NUL", "{" REQ ",\"cmdline\":\"exit=0\\u0000rm\"}", 0, NULL, -EINVAL, "field \"cmdline\": contains a NUL byte" },
 	{ "cmdline 1024 bytes", NULL, 0, gen_long_cmdline, -EINVAL, "field \"cmdline\": 1024 bytes, at most 1023" },
+
+	/* Disks. */
+	{ "disks not an array", "{" REQ ",\"disks\":{}}", 0, NULL, -EINVAL, "field \"disks\": expected an array" },
+	{ "disk not an object", "{" REQ ",\"disks\":[1]}", 0, NULL, -EINVAL, "disks[0]: expected an object" },
+	{ "disk unknown field", "{" REQ ",\"disks\":[{\"name\":\"d\",\"path\":\"d.img\",\"size\":512,\"mode\":1}]}", 0, NULL, -EINVAL, "disks[0]: unknown field \"mode\"" },
+	{ "disk without name", "{" REQ ",\"disks\":[{\"path\":\"d.img\",\"size\":512}]}", 0, NULL, -EINVAL, "disks[0].name: missing" },
+	{ "disk name with slash", "{" REQ ",\"disks\":[{\"name\":\"a/b\",\"path\":\"d.img\",\"size\":512}]}", 0, NULL, -EINVAL, "disks[0].name: must be 1..31" },
+	{ "disk name twice", "{" REQ ",\"disks\":[{\"name\":\"d\",\"path\":\"a.img\",\"size\":512},{\"name\":\"d\",\"path\":\"b.img\",\"size\":512}]}", 0, NULL, -EINVAL, "disks[1].name: \"d\" twice" },
+	{ "disk file twice", "{" REQ ",\"disks\":[{\"name\":\"a\",\"path\":\"d.img\",\"size\":512},{\"name\":\"b\",\"path\":\"d.img\",\"size\":512}]}", 0, NULL, -EINVAL, "disks[1].path: the file of disks[0] too" },
+	{ "disk path escapes", "{" REQ ",\"disks\":[{\"name\":\"d\",\"path\":\"../etc/shadow\",\"size\":512}]}", 0, NULL, -EINVAL, "disks[0].path: \"../etc/shadow\" has a \"..\" component" },
+	{ "disk path absolute", "{" REQ ",\"disks\":[{\"name\":\"d\",\"path\":\"/dev/sda\",\"size\":512}]}", 0, NULL, -EINVAL, "disks[0].path" },
+	{ "disk without size", "{" REQ ",\"disks\":[{\"name\":\"d\",\"path\":\"d.img\"}]}", 0, NULL, -EINVAL, "disks[0].size: missing" },
+	{ "disk size not sectors", "{" REQ ",\"disks\":[{\"name\":\"d\",\"path\":\"d.img\",\"size\":1000}]}", 0, NULL, -EINVAL, "disks[0].size: 1000 bytes, must be a multiple of 512" },
+	{ "disk size negative", "{" REQ ",\"disks\":[{\"name\":\"d\",\"path\":\"d.img\",\"size\":-512}]}", 0, NULL, -EINVAL, "disks[0].size: not a positive number" },
+	{ "disk size 2T", "{" REQ ",\"disks\":[{\"name\":\"d\",\"path\":\"d.img\",\"size\":\"2048G\"}]}", 0, NULL, -EINVAL, "disks[0].size" },
+	{ "disk size word", "{" REQ ",\"disks\":[{\"name\":\"d\",\"path\":\"d.img\",\"size\":\"big\"}]}", 0, NULL, -EINVAL, "disks[0].size: \"big\" is not a size" },
+	{ "disk sector size 1024", "{" REQ ",\"disks\":[{\"name\":\"d\",\"path\":\"d.img\",\"size\":4096,\"sector_size\":1024}]}", 0, NULL, -EINVAL, "disks[0].sector_size: must be 512 or 4096" },
+	{ "disk read_only string", "{" REQ ",\"disks\":[{\"name\":\"d\",\"path\":\"d.img\",\"size\":512,\"read_only\":\"yes\"}]}", 0, NULL, -EINVAL, "disks[0].read_only: expected true or false" },
+	{ "disk cipher unknown", "{" REQ ",\"disks\":[{\"name\":\"d\",\"path\":\"d.img\",\"size\":512,\"encryption\":{\"cipher\":\"rot13\",\"key\":\"k\"}}]}", 0, NULL, -EINVAL, "disks[0].encryption.cipher: \"rot13\" is not supported" },
+	{ "disk key missing", "{" REQ ",\"disks\":[{\"name\":\"d\",\"path\":\"d.img\",\"size\":512,\"encryption\":{\"cipher\":\"aes-xts-plain64\"}}]}", 0, NULL, -EINVAL, "disks[0].encryption.key: missing" },
+	{ "disk key escapes", "{" REQ ",\"disks\":[{\"name\":\"d\",\"path\":\"d.img\",\"size\":512,\"encryption\":{\"cipher\":\"aes-xts-plain64\",\"key\":\"../k\"}}]}", 0, NULL, -EINVAL, "disks[0].encryption.key" },
+	{ "disk encryption unknown field", "{" REQ ",\"disks\":[{\"name\":\"d\",\"path\":\"d.img\",\"size\":512,\"encryption\":{\"cipher\":\"aes-xts-plain64\",\"key\":\"k\",\"iv\":1}}]}", 0, NULL, -EINVAL, "disks[0].encryption: unknown field \"iv\"" },
+	{ "nine disks", "{" REQ ",\"disks\":[{\"name\":\"d0\",\"path\":\"d0\",\"size\":512},{\"name\":\"d1\",\"path\":\"d1\",\"size\":512},{\"name\":\"d2\",\"path\":\"d2\",\"size\":512},{\"name\":\"d3\",\"path\":\"d3\",\"size\":512},{\"name\":\"d4\",\"path\":\"d4\",\"size\":512},{\"name\":\"d5\",\"path\":\"d5\",\"size\":512},{\"name\":\"d6\",\"path\":\"d6\",\"size\":512},{\"name\":\"d7\",\"path\":\"d7\",\"size\":512},{\"name\":\"d8\",\"path\":\"d8\",\"size\":512}]}", 0, NULL, -EINVAL, "field \"disks\": 9 entries, at most 8" },
 };
 
 Test(spec, hostile_inputs)

@@ -42,7 +42,7 @@ T_BACKEND_TEST(vmx, hello_runs_and_exits_with_its_code, .timeout = 30)
 	cr_assert_eq(p->fin.reason, VMX_STOP_EXIT, "reason %s: %s",
 		     vmx_stop_name(p->fin.reason), p->fin.detail);
 	cr_assert_eq(p->fin.code, 7);
-	cr_assert(strstr(out.buf, "hello, world (abi 1.2, 8 MiB, 1 vcpu)\n"),
+	cr_assert(strstr(out.buf, "hello, world (abi 1.3, 8 MiB, 1 vcpu)\n"),
 		  "output: %s", out.buf);
 	cr_assert_eq(p->state, PART_STOPPED);
 	partition_destroy(p);

@@ -30,6 +30,8 @@ long ctl_payload_size(uint32_t type)
 		return sizeof(struct ctl_update_reply);
 	case CTL_MAP:
 		return sizeof(struct ctl_map);
+	case CTL_DISK:
+		return sizeof(struct ctl_disk);
 	case CTL_UNMAP:
 	case CTL_PEER_GONE:
 	case CTL_MAPPED:
@@ -63,6 +65,8 @@ long ctl_payload_size(uint32_t type)
  * itself is out of range. */
 static int fds_of(const struct ctl_hdr *h)
 {
+	if (h->type == CTL_DISK)
+		return 1;
 	if (h->type != CTL_MAP)
 		return 0;
 	struct ctl_map m;
@@ -236,6 +240,7 @@ const char *ctl_type_name(uint32_t type)
 		NULL, "CTL_LAUNCH", "CTL_VCPU_STATE", "CTL_PAUSE", "CTL_RESUME",
 		"CTL_GET_STATE", "CTL_STOP", "CTL_OPEN_REPLY", "CTL_MAP",
 		"CTL_UNMAP", "CTL_DIRTY_REQ", "CTL_PEER_GONE",
+		[CTL_DISK] = "CTL_DISK",
 		[CTL_UPDATE_REPLY] = "CTL_UPDATE_REPLY",
 	};
 	static const char *const vmm[] = {
@@ -290,6 +295,19 @@ static bool update_req_ok(const struct ctl_update_req *u)
 	       (u->op == CTL_UPD_BEGIN || u->arg == 0);
 }
 
+static bool disk_ok(const struct ctl_disk *d)
+{
+	uint8_t any = 0;
+	for (size_t i = 0; i < sizeof(d->key); i++)
+		any |= d->key[i];
+	return d->index < PARLEY_DISKS_MAX &&
+	       !(d->flags & ~(CTL_DISK_READ_ONLY | CTL_DISK_XTS)) &&
+	       (d->sector_size == 512 || d->sector_size == 4096) &&
+	       d->sectors >= 1 && d->sectors <= (1ull << 63) / d->sector_size &&
+	       d->name[0] && memchr(d->name, 0, sizeof(d->name)) &&
+	       d->reserved == 0 && ((d->flags & CTL_DISK_XTS) || any == 0);
+}
+
 /* The per-type rules ctl.h lists; the size is already right. */
 static bool fields_ok(const struct ctl_msg *m)
 {
@@ -314,6 +332,8 @@ static bool fields_ok(const struct ctl_msg *m)
 		       m->u.dirty.last <= 1 && m->u.dirty.reserved == 0;
 	case CTL_MAP:
 		return map_ok(&m->u.map);
+	case CTL_DISK:
+		return m->nfds == 1 && disk_ok(&m->u.disk);
 	case CTL_OPEN_REPLY:
 		return terminated(m->u.open_reply.detail,
 				  sizeof(m->u.open_reply.detail));

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <linux/kvm.h>
+#include <parley/blk.h>
 #include <parley/hypercall.h>
 
 /* Fixed descriptors a vmm process is exec'd with; nothing else crosses
@@ -38,6 +39,10 @@ enum ctl_type {
 	CTL_PEER_GONE,     /* the channel's other end stopped: the window stays
 			    * (what was sent can be read), waits and notifies
 			    * answer PEER_DOWN; no reply */
+	CTL_DISK = 16,     /* + 1 descriptor: disk `index` of the launch's
+			    * ndisk, sent after CTL_LAUNCH (and the vCPU
+			    * states), before the vmm's sandbox (16..23 are
+			    * the disks') */
 	CTL_UPDATE_REPLY = 24, /* answer to CTL_UPDATE_REQ (24..27 are the
 				* update's) */
 	/* 25..27 free; 28..31 the hand-over's (agent/update_*.c) */
@@ -107,10 +112,27 @@ struct ctl_launch {
 	 * allowed CPU after home_cpu (the agent spreads partitions out);
 	 * CTL_NO_CPU: wherever the scheduler puts them. */
 	uint32_t home_cpu;
-	uint32_t reserved;
+	uint32_t ndisk;    /* CTL_DISK messages that follow, 0..DISKS_MAX */
 };
 
 #define CTL_NO_CPU 0xffffffffu
+
+#define CTL_DISK_READ_ONLY 0x1u  /* the descriptor is O_RDONLY too */
+#define CTL_DISK_XTS       0x2u  /* aes-xts-plain64, key[] holds it */
+#define CTL_DISK_KEY_BYTES 64    /* AES-256-XTS: two 256-bit keys */
+
+/* One disk (include/parley/blk.h), with its backing file's descriptor. A
+ * key crosses only here, only after the partition's admission, and only
+ * for CTL_DISK_XTS (else all zero). */
+struct ctl_disk {
+	uint32_t index;    /* 0..ndisk-1, in order */
+	uint32_t flags;    /* CTL_DISK_* */
+	uint64_t sectors;  /* >= 1; the file holds sectors * sector_size */
+	uint32_t sector_size; /* 512 or 4096 */
+	uint32_t reserved;
+	char name[PARLEY_DISK_NAME_MAX]; /* NUL-terminated, non-empty */
+	uint8_t key[CTL_DISK_KEY_BYTES];
+};
 
 struct ctl_vcpu_state {
 	uint32_t index;
@@ -316,6 +338,7 @@ struct ctl_msg {
 		struct ctl_open_reply open_reply;
 		struct ctl_update_reply update_reply;
 		struct ctl_map map;
+		struct ctl_disk disk;
 		/* both ways */
 		struct ctl_vcpu_state vcpu_state;
 		/* vmm -> agent */
@@ -347,6 +370,10 @@ struct ctl_msg {
  *   update_reply state a known enum parley_update_state; reserved zero;
  *             detail NUL-terminated
  *   ping, pong reserved zero
+ *   disk      one descriptor; index < PARLEY_DISKS_MAX; flags known;
+ *             sector_size 512 or 4096; sectors >= 1 and its bytes below
+ *             2^63; name NUL-terminated, non-empty; reserved zero; key
+ *             all zero unless CTL_DISK_XTS
  * Bounds that need the reader's state (a dirty chunk against the config
  * region, a vCPU index against the partition) stay with the caller. */
 

@@ -23,6 +23,14 @@ enum vmx_stop {
 				   * in time (killed) */
 	VMX_STOP_VMM_PROTOCOL,    /* its vmm sent a malformed, unexpected or
 				   * out-of-range message (killed) */
+	/* Block requests (include/parley/blk.h) that fail a check: */
+	VMX_STOP_BLK_DEVICE,      /* names no disk of this partition */
+	VMX_STOP_BLK_REQUEST,     /* unknown op, zero or oversized count,
+				   * a non-zero reserved field, a bad batch */
+	VMX_STOP_BLK_RANGE,       /* sectors past the end of the disk */
+	VMX_STOP_BLK_ALIGN,       /* buffer not PARLEY_BLK_BUF_ALIGN-aligned */
+	VMX_STOP_BLK_READONLY,    /* a write to a read-only disk */
+	VMX_STOP_BLK_BUFFER,      /* buffer not memory it may use so */
 	VMX_STOP_MAX_,
 };
 
@@ -32,7 +40,8 @@ static inline const char *vmx_stop_name(unsigned r)
 		"exit", "halted", "triple-fault", "bad-port", "bad-hypercall",
 		"bad-access", "killed", "internal", "vmm-died",
 		"revoked-access", "readonly-write", "compromised", "syscall",
-		"vmm-timeout", "vmm-protocol",
+		"vmm-timeout", "vmm-protocol", "blk-device", "blk-request",
+		"blk-range", "blk-misaligned", "blk-readonly", "blk-buffer",
 	};
 	_Static_assert(sizeof(n) / sizeof(n[0]) == VMX_STOP_MAX_,
 		       "a name for every stop reason");

@@ -359,6 +359,14 @@ void chanmgr_quarantine(struct chanmgr *cm, struct partition *p,
 		return;
 	cp->quarantined = true;
 	cm_emit(cm, "quarantine", p->name, NULL, "INTEGRITY", file, NULL);
+	/* A partition that no longer matches its baseline keeps no disk
+	 * key: its vmm (which alone holds them) is stopped. */
+	if (p->nkeyed && !p->finished) {
+		partition_stop(p);
+		p->nkeyed = 0;
+		cm_emit(cm, "disk_key_wiped", p->name, NULL, "INTEGRITY", file,
+			"partition stopped, its vmm and disk keys gone");
+	}
 	segmgr_quarantine(cm, cp);
 	for (unsigned i = cm->nchans; i-- > 0;) {
 		if (i >= cm->nchans)

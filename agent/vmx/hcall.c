@@ -106,6 +106,11 @@ _Static_assert(offsetof(struct parley_hc_update_write, ret) >=
 	       offsetof(struct parley_hc_update_write, len) + 8, "upd write");
 _Static_assert(offsetof(struct parley_hc_seg_attach, handle) >=
 	       PARLEY_CHAN_NAME_MAX, "seg attach: name before OUT fields");
+_Static_assert(offsetof(struct parley_hc_blk_info, sectors) == 8 &&
+	       offsetof(struct parley_hc_blk_io, ret) == 32 &&
+	       offsetof(struct parley_hc_blk_flush, ret) == 8 &&
+	       offsetof(struct parley_hc_blk_submit, ret) == 16 &&
+	       sizeof(struct parley_blk_desc) == 40, "blk: OUT after IN");
 _Static_assert(offsetof(struct parley_hc_seg_detach, ret) >=
 	       PARLEY_CHAN_NAME_MAX, "seg detach: name before OUT fields");
 
@@ -146,6 +151,21 @@ static const struct hc_desc hc_table[PARLEY_HC_MAX + 1] = {
 		offsetof(struct parley_hc_update_commit, ret), reserved),
 	[PARLEY_HC_UPDATE_STATUS] = HC_OUT(vmx_hc_update_status,
 		"update status", struct parley_hc_update_status, state),
+	[PARLEY_HC_BLK_INFO] = HC_RSV(vmx_hc_blk_info, "blk info",
+		struct parley_hc_blk_info,
+		offsetof(struct parley_hc_blk_info, sectors), reserved),
+	[PARLEY_HC_BLK_READ] = HC_RSV(vmx_hc_blk_read, "blk read",
+		struct parley_hc_blk_io,
+		offsetof(struct parley_hc_blk_io, ret), reserved),
+	[PARLEY_HC_BLK_WRITE] = HC_RSV(vmx_hc_blk_write, "blk write",
+		struct parley_hc_blk_io,
+		offsetof(struct parley_hc_blk_io, ret), reserved),
+	[PARLEY_HC_BLK_FLUSH] = HC_RSV(vmx_hc_blk_flush, "blk flush",
+		struct parley_hc_blk_flush,
+		offsetof(struct parley_hc_blk_flush, ret), reserved),
+	[PARLEY_HC_BLK_SUBMIT] = HC_RSV(vmx_hc_blk_submit, "blk submit",
+		struct parley_hc_blk_submit,
+		offsetof(struct parley_hc_blk_submit, ret), reserved),
 };
 
 /* The private copy a handler works on: room for the largest struct (every
@@ -168,6 +188,10 @@ union hc_arg {
 	struct parley_hc_update_status update_status;
 	struct parley_hc_seg_attach seg_attach;
 	struct parley_hc_seg_detach seg_detach;
+	struct parley_hc_blk_info blk_info;
+	struct parley_hc_blk_io blk_io;
+	struct parley_hc_blk_flush blk_flush;
+	struct parley_hc_blk_submit blk_submit;
 };
 
 static bool all_zero(const uint8_t *p, size_t n)

@@ -177,6 +177,26 @@ static int add_proc(scmp_filter_ctx ctx, const struct vmx_vm *vm)
 	return rc;
 }
 
+/* Disks: positioned reads and writes and flushes on each disk's own
+ * descriptor, nothing else on it; no pwrite at all on a read-only disk
+ * (whose descriptor is O_RDONLY as well: the kernel refuses twice). */
+static int add_disks(scmp_filter_ctx ctx, const struct vmx_vm *vm)
+{
+	int rc = 0;
+	for (unsigned i = 0; rc == 0 && vm && i < vm->disks.n; i++) {
+		uint64_t fd = (uint64_t)vm->disks.d[i].fd;
+		const struct rule r[] = {
+			R1(pread64, SCMP_A0(SCMP_CMP_EQ, fd), "BLK_READ"),
+			R1(fdatasync, SCMP_A0(SCMP_CMP_EQ, fd), "BLK_FLUSH"),
+			R1(pwrite64, SCMP_A0(SCMP_CMP_EQ, fd), "BLK_WRITE"),
+		};
+		size_t n = vm->disks.geom[i].read_only ? 2 : 3;
+		for (size_t k = 0; rc == 0 && k < n; k++)
+			rc = add_rule(ctx, &r[k]);
+	}
+	return rc;
+}
+
 int vmx_sandbox_enter(const struct vmx_vm *vm, struct parley_err *err)
 {
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
@@ -196,6 +216,8 @@ int vmx_sandbox_enter(const struct vmx_vm *vm, struct parley_err *err)
 	bool proc = vm && vm->eng == &vmx_proc_engine;
 	if (rc == 0)
 		rc = proc ? add_proc(ctx, vm) : add_kvm(ctx, vm);
+	if (rc == 0)
+		rc = add_disks(ctx, vm);
 	if (rc == 0)
 		rc = seccomp_load(ctx);
 	seccomp_release(ctx);

@@ -15,6 +15,7 @@
 #include <sys/user.h>
 #include <linux/kvm.h>
 #include <parley/abi.h>
+#include "agent/ctl/blkreq.h"
 #include "agent/ctl/clock.h"
 #include "agent/ctl/ctl.h"
 #include "agent/ctl/gmem.h"
@@ -182,6 +183,22 @@ struct proc_vm {
 
 struct vmx_engine;
 
+/* One disk the partition's spec declared (blk.c): its backing file, and
+ * for an encrypted one the cipher state (blk_xts.c), key mlock'd. */
+struct blk_xts;
+struct vmx_disk {
+	int fd;
+	char name[PARLEY_DISK_NAME_MAX];
+	struct blk_xts *xts;      /* NULL: plain */
+};
+
+struct vmx_disks {
+	unsigned n;
+	struct blk_geom geom[PARLEY_DISKS_MAX]; /* what requests are checked
+						 * against (blkreq.h) */
+	struct vmx_disk d[PARLEY_DISKS_MAX];
+};
+
 struct vmx_vm {
 	const struct vmx_engine *eng; /* kvm or process */
 	int kvm_fd, vm_fd;            /* kvm_fd: the backend fd (kvm or stub) */
@@ -207,6 +224,7 @@ struct vmx_vm {
 	bool finished;            /* guarded by lock: fin is final */
 	struct ctl_finished fin;
 	struct proc_vm proc;      /* process backend only */
+	struct vmx_disks disks;   /* fixed before the sandbox, never after */
 };
 
 /* ---- engines (kvm_*.c, proc_*.c) ---- */
@@ -389,6 +407,17 @@ bool vmx_ask_agent(struct vmx_vcpu *c, uint32_t type, const void *req,
  * arrive as channel windows (CTL_MAP) before the answer. */
 bool vmx_hc_seg_attach(struct vmx_vcpu *c, void *arg);
 bool vmx_hc_seg_detach(struct vmx_vcpu *c, void *arg);
+/* Block devices (blk.c): add disk i from its CTL_DISK message (before
+ * the sandbox; takes fd, wipes d->key), the handlers, and the wipe of
+ * every key when the partition has stopped. */
+int vmx_disk_add(struct vmx_vm *vm, struct ctl_disk *d, int fd,
+		 struct parley_err *err);
+bool vmx_hc_blk_info(struct vmx_vcpu *c, void *arg);
+bool vmx_hc_blk_read(struct vmx_vcpu *c, void *arg);
+bool vmx_hc_blk_write(struct vmx_vcpu *c, void *arg);
+bool vmx_hc_blk_flush(struct vmx_vcpu *c, void *arg);
+bool vmx_hc_blk_submit(struct vmx_vcpu *c, void *arg);
+void vmx_disks_wipe(struct vmx_vm *vm);
 /* A doorbell OUT that KVM did not catch (no ioeventfd for the value). */
 bool vmx_doorbell_slow(struct vmx_vcpu *c, uint32_t value);
 

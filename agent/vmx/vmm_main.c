@@ -58,8 +58,8 @@ static int launch_check(const struct ctl_launch *l, struct parley_err *err)
 		return perr(err, -EINVAL, "flags 0x%x", l->flags);
 	if (l->backend != CTL_BACKEND_KVM && l->backend != CTL_BACKEND_PROCESS)
 		return perr(err, -ENOTSUP, "backend %u", l->backend);
-	if (l->reserved)
-		return perr(err, -EINVAL, "reserved launch field 0x%x", l->reserved);
+	if (l->ndisk > PARLEY_DISKS_MAX)
+		return perr(err, -EINVAL, "%u disks", l->ndisk);
 	if (l->nro > CTL_RO_RANGES_MAX)
 		return perr(err, -EINVAL, "%u read-only ranges", l->nro);
 	for (uint32_t i = 0; i < l->nro; i++) {
@@ -97,6 +97,27 @@ static void restore_vcpus(struct vmx_vm *vm)
 			die("restore", "vCPU states out of order");
 		if (vmx_vcpu_restore(&vm->vcpu[i], &s, &err) < 0)
 			die("restore", perr_msg(&err));
+	}
+}
+
+/* The disks, each a CTL_DISK with its descriptor, checked by ctl_read;
+ * a key is in memory only from here to the disk's cipher context. */
+static void recv_disks(struct vmx_vm *vm, uint32_t n)
+{
+	static struct ctl_msg m;
+	for (uint32_t i = 0; i < n; i++) {
+		struct parley_err err = { 0 };
+		int rc = ctl_read(CTL_FD_SOCK, CTL_FROM_AGENT, &m);
+		if (rc < 0)
+			die("control link", strerror(-rc));
+		if (m.type != CTL_DISK) {
+			for (unsigned k = 0; k < m.nfds; k++)
+				close(m.fds[k]);
+			die("control link", "unexpected message during set-up");
+		}
+		rc = vmx_disk_add(vm, &m.u.disk, m.fds[0], &err);
+		if (rc < 0)
+			die("disk", perr_msg(&err));
 	}
 }
 
@@ -287,6 +308,7 @@ int main(int argc, char **argv)
 						       sizeof(*bi), 8);
 		bi->tsc_khz = vm.tsc_khz;
 	}
+	recv_disks(&vm, l.ndisk);
 	vm.sink.console = send_console;
 	vm.ctl_fd = CTL_FD_SOCK;
 	/* vCPU threads start parked: no guest instruction before the filter. */
@@ -303,6 +325,7 @@ int main(int argc, char **argv)
 		vmx_vm_resume(&vm);
 	main_loop(&vm);
 	vmx_vm_join(&vm);
+	vmx_disks_wipe(&vm);
 	ctl_send(CTL_FD_SOCK, CTL_FINISHED, &vm.fin, sizeof(vm.fin));
 	_exit(0);
 }

@@ -73,6 +73,10 @@ static const char *const hc_names[PARLEY_HC_MAX + 1] = {
 	[PARLEY_HC_UPDATE_STATUS] = "upd_status",
 	[PARLEY_HC_SEG_ATTACH] = "seg_attach",
 	[PARLEY_HC_SEG_DETACH] = "seg_detach",
+	[PARLEY_HC_BLK_INFO] = "blk_info", [PARLEY_HC_BLK_READ] = "blk_read",
+	[PARLEY_HC_BLK_WRITE] = "blk_write",
+	[PARLEY_HC_BLK_FLUSH] = "blk_flush",
+	[PARLEY_HC_BLK_SUBMIT] = "blk_submit",
 };
 
 static unsigned hc_named(const struct parley_boot_info *bi)

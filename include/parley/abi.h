@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #define PARLEY_ABI_MAJOR 1
-#define PARLEY_ABI_MINOR 2 /* 2: SEG_ATTACH, SEG_DETACH */
+#define PARLEY_ABI_MINOR 3 /* 2: SEG_ATTACH, SEG_DETACH; 3: BLK_* */
 
 typedef uint64_t parley_gpa_t;
 

@@ -47,7 +47,12 @@ enum parley_hc_nr {
 	PARLEY_HC_UPDATE_WRITE = 17,
 	PARLEY_HC_UPDATE_COMMIT = 18,
 	PARLEY_HC_UPDATE_STATUS = 19,
-	PARLEY_HC_MAX = 19,
+	PARLEY_HC_BLK_INFO = 20,   /* block devices (include/parley/blk.h) */
+	PARLEY_HC_BLK_READ = 21,
+	PARLEY_HC_BLK_WRITE = 22,
+	PARLEY_HC_BLK_FLUSH = 23,
+	PARLEY_HC_BLK_SUBMIT = 24, /* a batch of requests in one exit */
+	PARLEY_HC_MAX = 24,
 };
 
 /* Status returned in `ret`; negative, so >= 0 can carry a count. */
@@ -63,6 +68,8 @@ enum parley_status {
 	PARLEY_E_TIMEOUT = -8,
 	PARLEY_E_QUARANTINED = -9,
 	PARLEY_E_NOSYS = -10,      /* known number, not served by this agent */
+	PARLEY_E_IO = -11,         /* the host's storage failed (not the
+				    * partition's fault) */
 };
 
 /* Longest console write served in one call; a longer one is cut short and

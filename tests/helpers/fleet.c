@@ -81,8 +81,8 @@ static char *spec_json(struct t_fleet *f, const char *name,
 		snprintf(vcpus, sizeof(vcpus), "\"vcpus\":%u,", f->vcpus);
 	cr_assert(asprintf(&json, "{\"name\":\"%s\",\"image\":\"%s\","
 			   "\"memory\":\"8M\",%s\"cmdline\":\"%s\","
-			   "\"config\":[%s]}", name, image, vcpus, cmdline,
-			   cfg) > 0);
+			   "\"config\":[%s],\"disks\":[%s]}", name, image,
+			   vcpus, cmdline, cfg, f->disks ? f->disks : "") > 0);
 	free(cfg);
 	return json;
 }

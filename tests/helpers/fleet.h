@@ -24,6 +24,8 @@ struct t_fleet {
 	int timeout_ms;             /* part_opts.timeout_ms, 0: 10000 */
 	char *dir;                  /* for config files */
 	uint32_t vcpus;             /* for t_fleet_add; 0: the spec's default */
+	const char *disks;          /* for t_fleet_add: the "disks" array's
+				     * entries (files in dir), or NULL */
 };
 
 /* grants: a policy document (JSON), or NULL for none. */
