@@ -8,6 +8,7 @@
 #include "agent/update/stage.h"
 #include "agent/ctl/stop.h"
 #include "agent/update_adopt.h"
+#include "agent/update/keep.h"
 #include "agent/update_commit.h"
 #include "agent/ctl/clock.h"
 #include "common/log.h"
@@ -509,6 +510,11 @@ static int adopt_all(struct serve *s, struct parley_err *err)
 	};
 	update_adopt(serve_o->handover_fd, &u, err);
 	free(u.policy);
+	/* (serve starts new partitions from its own --vmm, which is not in
+	 * the stage: the path it would get back is not needed.) */
+	char vmm[1024];
+	upd_keep_audited(&s->audit, serve_o->state_dir, serve_o->argv[0], vmm,
+			 sizeof(vmm));
 	int rc = link_up(s, err);
 	double pause_ms = (double)(mono_now_ns() - u.pause_ns) / 1e6;
 	char detail[512];
