@@ -563,6 +563,15 @@ static void on_upgrade(void *ctx)
 				"nothing to update from\n");
 		return;
 	}
+	if (upd_keep_before(&a->audit, a->cli.state_dir, dir, a->cli.vmm,
+			    agent_version(), &err) < 0) {
+		if (theirs)
+			upd_stage_failed(&a->upd, perr_msg(&err));
+		a->pending_stage[0] = 0;
+		fprintf(stderr, "parley-agent: update refused, this agent (%s) "
+				"serves on: %s\n", agent_version(), perr_msg(&err));
+		return;
+	}
 	struct update_host h = {
 		.cm = &a->cm, .policy = a->policy, .policy_len = a->policy_len,
 		.argv = a->argv, .version = agent_version(), .out = stdout,

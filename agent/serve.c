@@ -461,6 +461,15 @@ static void upgrade(struct serve *s)
 		log_error("SIGUSR1: no --update-stage, nothing to update from");
 		return;
 	}
+	if (upd_keep_before(&s->audit, serve_o->state_dir, dir, serve_o->vmm,
+			    serve_o->version, &err) < 0) {
+		if (theirs)
+			upd_stage_failed(&s->upd, perr_msg(&err));
+		s->pending_stage[0] = 0;
+		log_error("update refused, this agent (%s) serves on: %s",
+			  serve_o->version, perr_msg(&err));
+		return;
+	}
 	struct update_host h = {
 		.cm = &s->cm, .argv = serve_o->argv, .version = serve_o->version,
 		.out = stdout, .timeout_ms = serve_o->update_timeout_ms,

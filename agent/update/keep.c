@@ -11,8 +11,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <jansson.h>
 
 #include "agent/ipc/audit.h"
+#include "agent/partition.h"
 #include "common/fileio.h"
 
 int upd_rm_dir(int dirfd, const char *name)
@@ -181,4 +183,153 @@ void upd_keep_audited(struct audit *audit, const char *state_dir,
 				 .detail = detail };
 	audit_emit(audit, &e);
 	fprintf(stderr, "parley-agent: versions kept: %s\n", detail);
+}
+
+/* Copy the file at src to NAME under dfd (mode 0755), fsynced. */
+static int copy_into(int dfd, const char *name, const char *src,
+		     struct parley_err *err)
+{
+	int in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return perr(err, -errno, "%s: %s", src, strerror(errno));
+	int out = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
+					    O_NOFOLLOW, 0755);
+	int rc = 0;
+	if (out < 0)
+		rc = perr(err, -errno, "%s: %s", name, strerror(errno));
+	char buf[65536];
+	ssize_t n;
+	while (rc == 0 && (n = read(in, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || fd_write_all(out, buf, (size_t)n) < 0)
+			rc = perr(err, -EIO, "copying %s: %s", src,
+				  strerror(errno));
+	}
+	if (rc == 0 && fsync(out) < 0)
+		rc = perr(err, -errno, "fsync %s: %s", name, strerror(errno));
+	if (out >= 0)
+		close(out);
+	close(in);
+	return rc;
+}
+
+int upd_keep_seed(const char *state_dir, const char *self_exe,
+		  const char *vmm, const char *version,
+		  struct parley_err *err)
+{
+	char dir[PATH_MAX];
+	if (!state_dir)
+		return 0;
+	if (path_join(dir, sizeof(dir), state_dir, UPD_DIR) < 0)
+		return perr(err, -ENAMETOOLONG, "%s: path too long", state_dir);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return perr(err, -errno, "%s: %s", dir, strerror(errno));
+	int rc = exists(dfd, UPD_CURRENT);
+	if (rc != 0) {
+		close(dfd);
+		return rc < 0 ? perr(err, rc, "%s: %s", dir, strerror(-rc)) : 0;
+	}
+	json_t *m = json_pack("{s:s}", "version", version);
+	char *text = m ? json_dumps(m, JSON_COMPACT) : NULL;
+	json_decref(m);
+	rc = upd_rm_dir(dfd, UPD_CURRENT_TMP);
+	if (rc >= 0 && mkdirat(dfd, UPD_CURRENT_TMP, 0700) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		rc = perr(err, rc, "%s/%s: %s", dir, UPD_CURRENT_TMP,
+			  strerror(-rc));
+		goto out;
+	}
+	int cfd = openat(dfd, UPD_CURRENT_TMP, O_RDONLY | O_DIRECTORY |
+						       O_NOFOLLOW | O_CLOEXEC);
+	rc = cfd < 0 ? perr(err, -errno, "%s: %s", UPD_CURRENT_TMP,
+			    strerror(errno)) : 0;
+	if (rc == 0)
+		rc = copy_into(cfd, "parley-agent", self_exe, err);
+	if (rc == 0)
+		rc = copy_into(cfd, "parley-vmm", vmm, err);
+	int mfd = rc == 0 ? openat(cfd, "manifest.json", O_WRONLY | O_CREAT |
+				   O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644) : -1;
+	if (rc == 0 && (mfd < 0 || !text ||
+			fd_write_all(mfd, text, strlen(text)) < 0 ||
+			fsync(mfd) < 0))
+		rc = perr(err, -EIO, "writing the manifest");
+	if (mfd >= 0)
+		close(mfd);
+	if (rc == 0 && fsync(cfd) < 0)
+		rc = perr(err, -errno, "fsync: %s", strerror(errno));
+	if (cfd >= 0)
+		close(cfd);
+	if (rc == 0 && renameat(dfd, UPD_CURRENT_TMP, dfd, UPD_CURRENT) < 0)
+		rc = perr(err, -errno, "rename: %s", strerror(errno));
+	if (rc == 0 && fsync(dfd) < 0)
+		rc = perr(err, -errno, "fsync: %s", strerror(errno));
+	if (rc < 0)
+		upd_rm_dir(dfd, UPD_CURRENT_TMP);
+	else
+		rc = 1;
+out:
+	free(text);
+	close(dfd);
+	return rc;
+}
+
+bool upd_keep_is_previous(const char *stage_dir)
+{
+	size_t n = strlen(stage_dir);
+	while (n > 1 && stage_dir[n - 1] == '/')
+		n--;
+	size_t k = strlen(UPD_PREVIOUS);
+	return n >= k && !strncmp(stage_dir + n - k, UPD_PREVIOUS, k) &&
+	       (n == k || stage_dir[n - k - 1] == '/');
+}
+
+int upd_keep_check(const char *stage_dir, struct parley_err *err)
+{
+	if (!upd_keep_is_previous(stage_dir))
+		return 0;
+	char manifest[PATH_MAX];
+	if (path_join(manifest, sizeof(manifest), stage_dir,
+		      "manifest.json") < 0)
+		return perr(err, -ENAMETOOLONG, "stage path too long");
+	if (access(manifest, R_OK) < 0)
+		return perr(err, -ENOENT, "no previous version to roll back "
+			    "to (%s holds none: one is kept from the first "
+			    "update on)", stage_dir);
+	return 0;
+}
+
+int upd_keep_before(struct audit *audit, const char *state_dir,
+		    const char *stage_dir, const char *vmm,
+		    const char *version, struct parley_err *err)
+{
+	int rc = upd_keep_check(stage_dir, err);
+	if (rc < 0) {
+		struct audit_event e = { .event = "update_rollback_refused",
+					 .detail = perr_msg(err) };
+		audit_emit(audit, &e);
+		return rc;
+	}
+	if (upd_keep_is_previous(stage_dir)) {
+		char detail[512];
+		snprintf(detail, sizeof(detail), "%s asks to hand over to %s",
+			 version, stage_dir);
+		struct audit_event e = { .event = "update_rollback_requested",
+					 .detail = detail };
+		audit_emit(audit, &e);
+	}
+	char dflt[PATH_MAX];
+	if (!vmm && part_default_vmm(dflt, sizeof(dflt)) == 0)
+		vmm = dflt;
+	struct parley_err serr = { 0 };
+	if (vmm && upd_keep_seed(state_dir, "/proc/self/exe", vmm, version,
+				 &serr) < 0) {
+		/* Not fatal: the update goes on, only without a previous. */
+		struct audit_event e = { .event = "update_keep_failed",
+					 .detail = perr_msg(&serr) };
+		audit_emit(audit, &e);
+	}
+	return 0;
 }

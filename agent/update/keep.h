@@ -18,12 +18,14 @@
 #ifndef PARLEY_AGENT_UPDATE_KEEP_H
 #define PARLEY_AGENT_UPDATE_KEEP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "common/err.h"
 
 #define UPD_CURRENT "current"
 #define UPD_PREVIOUS "previous"
 #define UPD_PREVIOUS_OLD "previous.old"  /* only between two renames */
+#define UPD_CURRENT_TMP "current.tmp"    /* being seeded */
 
 enum upd_keep_how {
 	UPD_KEPT_NONE,      /* we run from elsewhere: nothing moved */
@@ -52,6 +54,34 @@ int upd_keep_served(const char *state_dir, const char *argv0, char *vmm_out,
 struct audit;
 void upd_keep_audited(struct audit *audit, const char *state_dir,
 		      const char *argv0, char *vmm, size_t cap);
+
+/* Before the first hand-over: if STATE/update/current does not exist,
+ * make it from what runs now (a copy of self_exe, normally /proc/self/exe,
+ * and of vmm, with a manifest giving version), through current.tmp and
+ * one rename, so that the update that follows keeps it as previous.
+ * Called by the OLD agent before it starts the new one: what it writes
+ * describes what runs, whether the hand-over then commits or rolls back.
+ * 1 made, 0 already there (or no state_dir), -errno. */
+int upd_keep_seed(const char *state_dir, const char *self_exe,
+		  const char *vmm, const char *version,
+		  struct parley_err *err);
+
+/* A hand-over to a directory named "previous" is an explicit rollback:
+ * -ENOENT with "no previous version to roll back to ..." when it holds no
+ * manifest, 0 otherwise (and for any other directory). */
+int upd_keep_check(const char *stage_dir, struct parley_err *err);
+
+/* Is stage_dir a directory named "previous"? */
+bool upd_keep_is_previous(const char *stage_dir);
+
+/* What the running agent does before a hand-over to stage_dir: refuse a
+ * rollback with no previous (audited "update_rollback_refused", -ENOENT,
+ * err says why), audit an explicit one ("update_rollback_requested"), and
+ * seed current (upd_keep_seed; vmm NULL: the default beside us; a failure
+ * there is audited "update_keep_failed" and not fatal). 0 or -errno. */
+int upd_keep_before(struct audit *audit, const char *state_dir,
+		    const char *stage_dir, const char *vmm,
+		    const char *version, struct parley_err *err);
 
 /* Remove a leftover previous.old (an agent killed between the renames
  * above). 1 if there was one, 0 if not, -errno. */

@@ -52,6 +52,10 @@ static int discard_partial(struct upd_stage *s)
 	/* previous.old is "previous" between two renames (update/keep.c):
 	 * current and previous are whole by then, so it is dropped. */
 	rc = upd_keep_tidy(s->dirfd);
+	if (rc < 0)
+		return rc;
+	n += rc;
+	rc = upd_rm_dir(s->dirfd, UPD_CURRENT_TMP);
 	return rc < 0 ? rc : n + rc;
 }
 
