@@ -78,11 +78,19 @@ static int forward(int dfd, struct parley_err *err)
 	if (rc >= 0 && (rc = exists(dfd, UPD_CURRENT)) > 0 &&
 	    renameat(dfd, UPD_CURRENT, dfd, UPD_PREVIOUS) < 0)
 		rc = -errno;
-	if (rc >= 0 && renameat(dfd, UPD_STAGE, dfd, UPD_CURRENT) < 0)
+	if (rc >= 0 && renameat(dfd, UPD_STAGE, dfd, UPD_CURRENT) < 0) {
 		rc = -errno;
-	if (rc < 0)
+		/* current stays current: put it back where it was */
+		renameat(dfd, UPD_PREVIOUS, dfd, UPD_CURRENT);
+	}
+	if (rc < 0) {
+		/* previous.old would be dropped at the next start: put it
+		 * back unless previous has been taken meanwhile */
+		if (exists(dfd, UPD_PREVIOUS) == 0)
+			renameat(dfd, UPD_PREVIOUS_OLD, dfd, UPD_PREVIOUS);
 		return perr(err, rc, "keeping the versions: %s",
 			    strerror(-rc));
+	}
 	if (fsync(dfd) < 0)
 		return perr(err, -errno, "fsync: %s", strerror(errno));
 	upd_keep_tidy(dfd);
