@@ -31,6 +31,7 @@
 #include "agent/spec.h"
 #include "agent/supervisor.h"
 #include "agent/update/stage.h"
+#include "agent/update/keep.h"
 #include "agent/update_commit.h"
 #include "common/fileio.h"
 #include "common/version.h"
@@ -41,9 +42,11 @@
 #include "common/grant.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
+#include <sys/resource.h>
 
 #include <getopt.h>
 #include <libgen.h>
@@ -581,6 +584,15 @@ static void on_upgrade(void *ctx)
 				"nothing to update from\n");
 		return;
 	}
+	if (upd_keep_before(&a->audit, a->cli.state_dir, dir, a->cli.vmm,
+			    agent_version(), &err) < 0) {
+		if (theirs)
+			upd_stage_failed(&a->upd, perr_msg(&err));
+		a->pending_stage[0] = 0;
+		fprintf(stderr, "parley-agent: update refused, this agent (%s) "
+				"serves on: %s\n", agent_version(), perr_msg(&err));
+		return;
+	}
 	struct update_host h = {
 		.cm = &a->cm, .policy = a->policy, .policy_len = a->policy_len,
 		.argv = a->argv, .version = agent_version(), .out = stdout,
@@ -647,6 +659,10 @@ static void adopt_all(struct agent *a)
 	snprintf(vmm_path, sizeof(vmm_path), "%s", u.vmm_path);
 	if (vmm_path[0])
 		a->cli.vmm = vmm_path;
+	upd_keep_audited(&a->audit, a->cli.state_dir, a->argv[0], vmm_path,
+		      sizeof(vmm_path));
+	if (vmm_path[0])
+		a->cli.vmm = vmm_path;
 	for (unsigned i = 0; i < a->sup.n; i++)
 		if (strcmp(a->sup.e[i].p->vmm_version, u.vmm_version))
 			fprintf(stderr, "parley-agent: %s still runs vmm %s "
@@ -689,10 +705,27 @@ static int handover_fd(void)
 	char *end;
 	long fd = strtol(v, &end, 10);
 	unsetenv(UPD_ENV_FD);
-	if (*end || fd < 3 || fd > 1024 || fcntl((int)fd, F_GETFD) < 0)
+	if (*end || fd < 3 || fd > INT_MAX || fcntl((int)fd, F_GETFD) < 0)
 		return -1;
 	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
 	return (int)fd;
+}
+
+_Static_assert(SUP_MAX == CM_PARTS_MAX,
+	       "run supervises exactly the partitions the grant manager knows");
+
+/* Each partition holds 3 descriptors here (pidfd, control socket, memory)
+ * and each channel up to 2 + 2 * CM_SECTIONS_MAX: with CM_PARTS_MAX
+ * partitions and channels between them the usual soft limit of 1024 is
+ * too few, so take the hard limit. Failure is not fatal: a partition that
+ * cannot get a descriptor is refused with the reason when it starts. */
+static void raise_nofile(void)
+{
+	struct rlimit r;
+	if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+		r.rlim_cur = r.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &r);
+	}
 }
 
 static int serve(int argc, char **argv, char **all)
@@ -719,6 +752,7 @@ static int serve(int argc, char **argv, char **all)
 		.handover_fd = handover_fd(),
 	};
 	o.fault = test_faults(o.handover_fd);
+	raise_nofile();
 	return serve_main(&o);
 }
 
@@ -757,9 +791,11 @@ int main(int argc, char **argv)
 	char **args = argv + first + 1;
 	int n = argc - first - 1;
 	if (n > SUP_MAX) {
-		fprintf(stderr, "parley-agent: at most %d partitions\n", SUP_MAX);
+		fprintf(stderr, "parley-agent: %d partitions given, at most %d\n",
+			n, SUP_MAX);
 		return 2;
 	}
+	raise_nofile();
 	struct part_spec *specs = calloc((size_t)n, sizeof(*specs));
 	int bad = setup(&a, restore, args, n, specs) < 0;
 	if (!bad && a.handover_fd >= 0)

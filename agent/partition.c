@@ -86,7 +86,7 @@ static int read_config(const struct part_spec *s, const struct part_opts *o,
 			    &l->cfg_buf[i], len, err);
 }
 
-static int default_vmm(char *out, size_t cap)
+int part_default_vmm(char *out, size_t cap)
 {
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -210,7 +210,7 @@ int part_spawn_vmm(struct partition *p, struct parley_err *err)
 		if ((size_t)snprintf(vmm, sizeof(vmm), "%s", p->opts.vmm_path) >=
 		    sizeof(vmm))
 			return perr(err, -ENAMETOOLONG, "vmm path too long");
-	} else if (default_vmm(vmm, sizeof(vmm)) < 0)
+	} else if (part_default_vmm(vmm, sizeof(vmm)) < 0)
 		return perr(err, -ENOENT, "cannot find parley-vmm");
 	int rc = backend_resolve(p->opts.backend, &p->backend, err);
 	if (rc < 0)

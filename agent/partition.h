@@ -235,4 +235,8 @@ int partition_adopt(const struct ho_part *hp, const int fds[3],
 int partition_read_held(struct partition *p, uint64_t nonce,
 			struct parley_err *err);
 
+/* The vmm a partition starts without --vmm: parley-vmm beside the agent
+ * binary that runs. 0 or -errno. */
+int part_default_vmm(char *out, size_t cap);
+
 #endif

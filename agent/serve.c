@@ -8,6 +8,7 @@
 #include "agent/update/stage.h"
 #include "agent/ctl/stop.h"
 #include "agent/update_adopt.h"
+#include "agent/update/keep.h"
 #include "agent/update_commit.h"
 #include "agent/ctl/clock.h"
 #include "common/log.h"
@@ -460,6 +461,15 @@ static void upgrade(struct serve *s)
 		log_error("SIGUSR1: no --update-stage, nothing to update from");
 		return;
 	}
+	if (upd_keep_before(&s->audit, serve_o->state_dir, dir, serve_o->vmm,
+			    serve_o->version, &err) < 0) {
+		if (theirs)
+			upd_stage_failed(&s->upd, perr_msg(&err));
+		s->pending_stage[0] = 0;
+		log_error("update refused, this agent (%s) serves on: %s",
+			  serve_o->version, perr_msg(&err));
+		return;
+	}
 	struct update_host h = {
 		.cm = &s->cm, .argv = serve_o->argv, .version = serve_o->version,
 		.out = stdout, .timeout_ms = serve_o->update_timeout_ms,
@@ -509,6 +519,11 @@ static int adopt_all(struct serve *s, struct parley_err *err)
 	};
 	update_adopt(serve_o->handover_fd, &u, err);
 	free(u.policy);
+	/* (serve starts new partitions from its own --vmm, which is not in
+	 * the stage: the path it would get back is not needed.) */
+	char vmm[1024];
+	upd_keep_audited(&s->audit, serve_o->state_dir, serve_o->argv[0], vmm,
+			 sizeof(vmm));
 	int rc = link_up(s, err);
 	double pause_ms = (double)(mono_now_ns() - u.pause_ns) / 1e6;
 	char detail[512];

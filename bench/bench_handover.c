@@ -202,7 +202,7 @@ static int run_one(const struct bench_env *e, const char *agent, int idle)
 	if (symlink(e->vmm, path) < 0)
 		return -1;
 	put("stage/manifest.json", "{\"version\":\"bench\"}");
-	char *specs[64];
+	char *specs[128];
 	int nspecs = 2 * (idle + 1);
 	if (write_setup(idle, specs) < 0)
 		return -1;
@@ -292,8 +292,8 @@ int main(void)
 	}
 	const char *ie = getenv("BENCH_HANDOVER_IDLE");
 	int idle = ie ? atoi(ie) : 9;
-	if (idle < 0 || idle > 31) {
-		bench_note("BENCH_HANDOVER_IDLE is 0..31 (run mode holds 64 "
+	if (idle < 0 || idle > 63) {
+		bench_note("BENCH_HANDOVER_IDLE is 0..63 (run mode holds 128 "
 			   "partitions)");
 		return 1;
 	}

@@ -115,6 +115,29 @@ Test(agent_cli, usage_errors_exit_2)
 	free(out);
 }
 
+/* run holds 128 partitions (SUP_MAX = CM_PARTS_MAX): 129 are refused with
+ * the count and the limit before any spec is read, 128 get past the count
+ * (and fail on the first spec, which does not exist). */
+Test(agent_cli, too_many_partitions_refused_with_limit, .timeout = 30)
+{
+	char *argv[4 + 129 + 1] = { T_AGENT, "run", "--vmm" };
+	argv[3] = T_VMM;
+	for (int i = 0; i < 129; i++)
+		argv[4 + i] = "/nonexistent/p.json";
+	char *out;
+	argv[4 + 129] = NULL;
+	cr_assert_eq(t_run(argv, &out, 10), 2, "%s", out);
+	cr_assert(strstr(out, "129 partitions given, at most 128\n"), "%s",
+		  out);
+	free(out);
+	argv[4 + 128] = NULL;
+	int rc = t_run(argv, &out, 10);
+	cr_assert_neq(rc, 0, "%s", out);
+	cr_assert_null(strstr(out, "at most"), "%s", out);
+	cr_assert(strstr(out, "/nonexistent/p.json"), "%s", out);
+	free(out);
+}
+
 Test(agent_cli, suspend_to_disk_then_restore, .timeout = 90)
 {
 	/* Left to the library test (save_restore_...) for exact output; here

@@ -24,6 +24,7 @@
 
 #include "agent/ctl/ctl.h"
 #include "common/fileio.h"
+#include "common/version.h"
 #include "tests/helpers/fleetd.h"
 #include "tests/helpers/testutil.h"
 
@@ -77,29 +78,46 @@ static void write_file(const char *dir, const char *name, const char *text)
 	free(t_write(dir, name, text, strlen(text)));
 }
 
-static void stage(struct run *r, const char *agent)
+/* The stage at DIR/at (its parent directories made 0700). */
+static void stage_at(struct run *r, const char *at, const char *agent)
 {
 	char path[600];
-	snprintf(path, sizeof(path), "%s/stage", r->dir);
+	snprintf(path, sizeof(path), "%s/%s", r->dir, at);
+	for (char *p = path + strlen(r->dir) + 1; (p = strchr(p, '/')); p++) {
+		*p = 0;
+		mkdir(path, 0700);
+		*p = '/';
+	}
 	cr_assert_eq(mkdir(path, 0700), 0);
-	snprintf(path, sizeof(path), "%s/stage/parley-agent", r->dir);
+	snprintf(path, sizeof(path), "%s/%s/parley-agent", r->dir, at);
 	cr_assert_eq(symlink(agent, path), 0);
-	snprintf(path, sizeof(path), "%s/stage/parley-vmm", r->dir);
+	snprintf(path, sizeof(path), "%s/%s/parley-vmm", r->dir, at);
 	cr_assert_eq(symlink(T_VMM, path), 0);
-	snprintf(path, sizeof(path), "%s/stage", r->dir);
+	snprintf(path, sizeof(path), "%s/%s", r->dir, at);
 	write_file(path, "manifest.json", "{\"version\":\"9.9.9-test\"}");
+}
+
+static void stage(struct run *r, const char *agent)
+{
+	stage_at(r, "stage", agent);
 }
 
 /* ping and pong for ever, ping saying "ping: N ok" every 20000 replies;
  * with spam, a third partition asking SPAM times for a channel it has no
  * grant for (each a CHAN_OPEN the grant manager answers and audits). */
 #define SPAM 20000
+/* keep: with --state-dir state and --update-stage state/update/previous
+ * (an operator's explicit rollback), +next there and no stage. */
 static void start_with(struct run *r, const char *fault, const char *timeout,
-		       bool spam)
+		       bool spam, bool keep)
 {
 	cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
 	r->dir = t_tmpdir();
-	stage(r, T_BIN("parley-agent-next"));
+	if (keep)
+		stage_at(r, "state/update/previous",
+			 T_BIN("parley-agent-next"));
+	else
+		stage(r, T_BIN("parley-agent-next"));
 	char src[600];
 	snprintf(src, sizeof(src), "%s/ping.conf", r->dir);
 	static const char *const conf[] = { "ping.conf", "pong.conf" };
@@ -149,14 +167,20 @@ static void start_with(struct run *r, const char *fault, const char *timeout,
 			"--update-stage", "stage", "--update-timeout",
 			(char *)(timeout ? timeout : "20"), "ping.json",
 			"pong.json", spam ? "spam.json" : NULL, NULL };
-		execv(T_AGENT, argv);
+		char *kargv[] = { T_AGENT, "run", "--backend", "process",
+			"--vmm", T_VMM, "--image-dir", PARLEY_BUILD_DIR "/guest",
+			"--policy", "grants.json", "--audit", "audit.jsonl",
+			"--state-dir", "state", "--update-stage",
+			"state/update/previous", "ping.json", "pong.json",
+			NULL };
+		execv(T_AGENT, keep ? kargv : argv);
 		_exit(127);
 	}
 }
 
 static void start(struct run *r, const char *fault, const char *timeout)
 {
-	start_with(r, fault, timeout, false);
+	start_with(r, fault, timeout, false, false);
 }
 
 /* Stop an agent by SIGTERM (its partitions with it) and reap it, and the
@@ -199,7 +223,7 @@ Test(handover, pingpong_keeps_running_across_the_hand_over,
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
 	cr_assert_eq(bind(nfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	setenv("NOTIFY_SOCKET", sock_path, 1);
-	start_with(&r, NULL, NULL, true);
+	start_with(&r, NULL, NULL, true, false);
 	unsetenv("NOTIFY_SOCKET");
 	char *s = await_out(&r, 0, "ping| ping: ", 1, 60);
 	size_t before = strlen(s);
@@ -260,6 +284,116 @@ Test(handover, pingpong_keeps_running_across_the_hand_over,
 	cr_expect_eq(count_of(s, "\"event\":\"open_allowed\",\"partition\":"
 				 "\"ping\""), 1, "%s", s);
 	cr_expect_eq(count_of(s, "\"event\":\"update_rollback\""), 0, "%s", s);
+	free(s);
+	finish(&r);
+}
+
+static char *slurp_in(struct run *r, const char *rel)
+{
+	char p[700];
+	snprintf(p, sizeof(p), "%s/%s", r->dir, rel);
+	return slurp(p);
+}
+
+/* An operator's explicit rollback (agent/update/keep.h): the agent runs
+ * with --state-dir and --update-stage STATE/update/previous. previous
+ * holds +next: the first SIGUSR1 hands over to it (current is seeded from
+ * the running build first, then current and previous swap: +next current,
+ * this build previous); the second rolls back to this build, with the
+ * ping/pong pair running through both and its vmm processes untouched. */
+Test(handover, explicit_rollback_to_the_previous_version, .timeout = 120)
+{
+	struct run r;
+	start_with(&r, NULL, NULL, false, true);
+	char *s = await_out(&r, 0, "ping| ping: ", 1, 60);
+	free(s);
+	kill(r.old, SIGUSR1);
+	s = await_out(&r, 0, "versions kept: ", 1, 60);
+	pid_t next = new_pid_of(s);
+	size_t at = strstr(s, "versions kept: ") - s;
+	cr_expect(strstr(s, "+next took over from"), "%s", s);
+	free(s);
+	cr_assert_eq(waitpid(r.old, NULL, 0), r.old);
+	char *m = slurp_in(&r, "state/update/current/manifest.json");
+	cr_expect(strstr(m, "9.9.9-test"), "current: %s", m);
+	free(m);
+	m = slurp_in(&r, "state/update/previous/manifest.json");
+	char want[200];
+	snprintf(want, sizeof(want), "{\"version\":\"%s\"}", parley_version());
+	cr_expect_str_eq(m, want, "previous: the build that ran");
+	free(m);
+	/* ping/pong rises under +next, then the operator rolls back. */
+	s = await_out(&r, at, "ping| ping: ", 2, 60);
+	at = strlen(s);
+	free(s);
+	kill(next, SIGUSR1);
+	s = await_out(&r, at, "versions kept: ", 1, 60);
+	const char *hand = strstr(s + at, "handed over to pid ");
+	cr_assert(hand, "%s", s + at);
+	pid_t back = (pid_t)atoi(hand + strlen("handed over to pid "));
+	char took[200];
+	snprintf(took, sizeof(took), "%s took over from %s+next",
+		 parley_version(), parley_version());
+	cr_expect(strstr(s + at, took), "wanted \"%s\":\n%s", took, s + at);
+	cr_expect(strstr(s + at, "versions kept: rolled back"), "%s", s + at);
+	size_t at2 = strlen(s);
+	free(s);
+	cr_assert_eq(waitpid(next, NULL, 0), next);
+	s = await_out(&r, at2, "ping| ping: ", 2, 60);
+	cr_expect_null(strstr(s, "damaged"), "%s", s);
+	cr_expect_null(strstr(s, "stopped:"), "%s", s);
+	free(s);
+	m = slurp_in(&r, "state/update/current/manifest.json");
+	cr_expect_str_eq(m, want, "current: this build again");
+	free(m);
+	m = slurp_in(&r, "state/update/previous/manifest.json");
+	cr_expect(strstr(m, "9.9.9-test"), "previous: +next's stage: %s", m);
+	free(m);
+	int st = stop(back);
+	cr_expect(WIFEXITED(st), "back: %#x", st);
+	s = slurp(r.out);
+	/* The partitions ran through both hand-overs: killed only now. */
+	cr_expect(strstr(s, "  ping                 process  killed"), "%s", s);
+	free(s);
+	s = slurp(r.audit);
+	cr_expect_eq(count_of(s, "\"event\":\"update_rollback_requested\""),
+		     2, "%s", s);
+	cr_expect_eq(count_of(s, "\"event\":\"update_committed\""), 2, "%s",
+		     s);
+	cr_expect_eq(count_of(s, "\"event\":\"update_kept\""), 2, "%s", s);
+	cr_expect_eq(count_of(s, "\"event\":\"update_rollback\""), 0, "%s",
+		     s);
+	free(s);
+	finish(&r);
+}
+
+/* No previous kept: SIGUSR1 with --update-stage STATE/update/previous is
+ * refused with the reason, audited, and the agent serves on. */
+Test(handover, explicit_rollback_without_previous_refused, .timeout = 120)
+{
+	struct run r;
+	start_with(&r, NULL, NULL, false, true);
+	char p[700];
+	snprintf(p, sizeof(p), "%s/state/update/previous", r.dir);
+	t_rmtree(p);
+	char *s = await_out(&r, 0, "ping| ping: ", 1, 60);
+	free(s);
+	kill(r.old, SIGUSR1);
+	s = await_out(&r, 0, "update refused", 1, 60);
+	size_t at = strstr(s, "update refused") - s;
+	cr_expect(strstr(s + at, "no previous version to roll back to"), "%s",
+		  s + at);
+	cr_expect_null(strstr(s, "handed over"), "%s", s);
+	free(s);
+	s = await_out(&r, at, "ping| ping: ", 2, 60);
+	cr_expect_null(strstr(s, "stopped:"), "%s", s);
+	free(s);
+	int st = stop(r.old);
+	cr_expect(WIFEXITED(st), "old: %#x", st);
+	s = slurp(r.audit);
+	cr_expect_eq(count_of(s, "\"event\":\"update_rollback_refused\""),
+		     1, "%s", s);
+	cr_expect(strstr(s, "no previous version"), "%s", s);
 	free(s);
 	finish(&r);
 }

@@ -4,6 +4,7 @@
  * partition's memory after the guest-pointer check, and nothing of the
  * package is believed before updpkg_verify() passed on the complete file. */
 #include "agent/update/stage.h"
+#include "agent/update/keep.h"
 #include "agent/ctl/gmem.h"
 #include "agent/ctl/stop.h"
 #include "agent/partition.h"
@@ -37,27 +38,6 @@ void upd_stage_none(struct upd_stage *s, struct audit *audit)
 	updpkg_running_self(&s->run);
 }
 
-/* Remove NAME (a directory of plain files, as stage.tmp is) under dirfd.
- * 1 if it was there, 0 if not, -errno. Never follows a symlink. */
-static int rm_dir(int dirfd, const char *name)
-{
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-					     O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	struct dirent *e;
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			unlinkat(fd, e->d_name, 0);
-	closedir(d);
-	return unlinkat(dirfd, name, AT_REMOVEDIR) < 0 ? -errno : 1;
-}
-
 static int discard_partial(struct upd_stage *s)
 {
 	int n = 0;
@@ -65,10 +45,18 @@ static int discard_partial(struct upd_stage *s)
 		n++;
 	else if (errno != ENOENT)
 		return -errno;
-	int rc = rm_dir(s->dirfd, UPD_STAGE_TMP);
+	int rc = upd_rm_dir(s->dirfd, UPD_STAGE_TMP);
 	if (rc < 0)
 		return rc;
-	return n + rc;
+	n += rc;
+	/* previous.old is "previous" between two renames (update/keep.c):
+	 * current and previous are whole by then, so it is dropped. */
+	rc = upd_keep_tidy(s->dirfd);
+	if (rc < 0)
+		return rc;
+	n += rc;
+	rc = upd_rm_dir(s->dirfd, UPD_CURRENT_TMP);
+	return rc < 0 ? rc : n + rc;
 }
 
 int upd_stage_open(struct upd_stage *s, const char *state_dir,
@@ -276,7 +264,7 @@ static int put_file(int dfd, const char *name, const uint8_t *b, size_t n,
 static int write_stage(struct upd_stage *s, const uint8_t *buf,
 		       const struct updpkg *pk, struct parley_err *err)
 {
-	int rc = rm_dir(s->dirfd, UPD_STAGE_TMP);
+	int rc = upd_rm_dir(s->dirfd, UPD_STAGE_TMP);
 	if (rc >= 0 && mkdirat(s->dirfd, UPD_STAGE_TMP, 0700) < 0)
 		rc = -errno;
 	int dfd = rc < 0 ? -1 : openat(s->dirfd, UPD_STAGE_TMP, O_RDONLY |
@@ -298,14 +286,14 @@ static int write_stage(struct upd_stage *s, const uint8_t *buf,
 	if (dfd >= 0)
 		close(dfd);
 	if (rc >= 0)
-		rc = rm_dir(s->dirfd, UPD_STAGE);
+		rc = upd_rm_dir(s->dirfd, UPD_STAGE);
 	if (rc >= 0 && renameat(s->dirfd, UPD_STAGE_TMP, s->dirfd,
 				UPD_STAGE) < 0)
 		rc = -errno;
 	if (rc >= 0 && fsync(s->dirfd) < 0)
 		rc = -errno;
 	if (rc < 0) {
-		rm_dir(s->dirfd, UPD_STAGE_TMP);
+		upd_rm_dir(s->dirfd, UPD_STAGE_TMP);
 		return perr(err, rc, "writing the stage: %s", strerror(-rc));
 	}
 	return 0;
