@@ -80,6 +80,13 @@ static const char *number(const char *s, double *v, int *places)
 	return s;
 }
 
+/* " M" as in "4.14 M/s" (millions), not "MiB/s" (a unit). */
+static bool millions(const char *p)
+{
+	return !strncmp(p, " M", 2) && !(p[2] >= 'a' && p[2] <= 'z') &&
+	       !(p[2] >= 'A' && p[2] <= 'Z');
+}
+
 /* Shown and recorded agree to the digits shown. */
 static bool agrees(double shown, int places, double scale, double rec)
 {
@@ -188,7 +195,7 @@ Test(readme, benchmark_table_agrees_with_its_records)
 			int pm, pl = 0, ph = 0;
 			const char *p = number(val, &med, &pm);
 			cr_assert(p, "%s: no median in \"%s\"", name, val);
-			double mscale = !strncmp(p, " M", 2) ? 1e6 : 1;
+			double mscale = millions(p) ? 1e6 : 1;
 			const char *open = strchr(p, '(');
 			bool ranged = open != NULL;
 			if (ranged) {
@@ -197,7 +204,7 @@ Test(readme, benchmark_table_agrees_with_its_records)
 					  "%s: range \"%s\"", name, val);
 				q = number(q + 3, &hi, &ph);
 				cr_assert(q, "%s: range \"%s\"", name, val);
-				double rscale = !strncmp(q, " M", 2) ? 1e6 : 1;
+				double rscale = millions(q) ? 1e6 : 1;
 				/* Which record: the footnote's for a row
 				 * marked so, else the first that has it. */
 				double rm, rl, rh;
