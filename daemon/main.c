@@ -24,6 +24,7 @@
 #include "db/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <event2/event.h>
 #include <signal.h>
@@ -248,6 +249,12 @@ static int setup_api(struct daemon *d, struct parley_err *err)
 			   .thin_command = thin_command },
 	};
 	d->api.ui_dir = ui_dir(d->cfg.ui_dir, d->ui_path, sizeof(d->ui_path));
+	if (d->api.ui_dir) {
+		d->api.ui_fd = open(d->api.ui_dir, O_RDONLY | O_DIRECTORY |
+						   O_CLOEXEC);
+		if (d->api.ui_fd < 0)
+			d->api.ui_dir = NULL;
+	}
 	if (d->api.ui_dir)
 		log_info("console files in %s", d->api.ui_dir);
 	else
@@ -370,6 +377,8 @@ static int setup(struct daemon *d, struct parley_err *err)
 static void teardown(struct daemon *d)
 {
 	api_stop(&d->api);
+	if (d->api.ui_dir)
+		close(d->api.ui_fd);
 	if (d->orch)
 		orch_free(d->orch);
 	if (d->api_tls)

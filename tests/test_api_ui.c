@@ -131,10 +131,14 @@ Test(api_ui, hostile_names_and_methods_refused)
 /* A directory of our own with things that are not plain files. */
 Test(api_ui, only_regular_files_of_the_directory)
 {
-	char *dir = strdup("/tmp/parley-ui-XXXXXX");
-	cr_assert(mkdtemp(dir));
-	/* parleyd reads as the user it dropped to. */
-	cr_assert_eq(chmod(dir, 0755), 0);
+	char *outer = strdup("/tmp/parley-ui-XXXXXX");
+	cr_assert(mkdtemp(outer));
+	/* Beneath a directory only root may search (mkdtemp's 0700), as a
+	 * clone of the source under a private directory is: parleyd opened
+	 * the console's directory before it dropped to its user. */
+	char dir[256];
+	snprintf(dir, sizeof(dir), "%s/ui", outer);
+	cr_assert_eq(mkdir(dir, 0755), 0);
 	char p[512], q[512];
 	snprintf(p, sizeof(p), "%s/index.html", dir);
 	FILE *f = fopen(p, "w");
@@ -177,9 +181,9 @@ Test(api_ui, only_regular_files_of_the_directory)
 	ac_free(&r);
 	ac_stop(&c);
 	char cmd[600];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", outer);
 	cr_expect_eq(system(cmd), 0);
-	free(dir);
+	free(outer);
 }
 
 /* The files as committed: a policy of 'self' only holds if they need

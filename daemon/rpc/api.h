@@ -70,6 +70,10 @@ struct api_server {
 	SSL_CTX *tls;               /* HTTPS when set (not owned) */
 	const char *ui_dir;         /* the console's files, or NULL: /ui/
 				     * answers 404 (api_ui.c) */
+	int ui_fd;                  /* when ui_dir: that directory, opened
+				     * before privileges are dropped (the
+				     * parley user may not search the path
+				     * to it); files are opened beneath it */
 	/* OUT */
 	int port;                   /* bound (for --api-listen :0) */
 	struct api_metrics metrics;

@@ -70,10 +70,12 @@ static void not_found(struct api_req *q)
 	api_error(q, 404, "NOT_FOUND", "no such console file");
 }
 
-/* The whole of a regular file (not a link), or NULL with errno set. */
-static char *slurp(const char *path, size_t *len)
+/* The whole of a regular file (not a link) in the console's directory,
+ * or NULL with errno set. */
+static char *slurp(int dirfd, const char *name, size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+				     O_CLOEXEC);
 	if (fd < 0)
 		return NULL;
 	struct stat st;
@@ -121,7 +123,6 @@ void api_ui(struct api_req *q, const char *rest)
 	const char *name = rest[0] ? rest : "index.html";
 	const char *ctype = ctype_of(name);
 	const char *dir = q->a->ui_dir;
-	char path[PATH_MAX];
 	if (!name_ok(name) || !ctype) {
 		not_found(q);
 		return;
@@ -131,13 +132,8 @@ void api_ui(struct api_req *q, const char *rest)
 			  "installed (parleyd --ui-dir)");
 		return;
 	}
-	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >=
-	    (int)sizeof(path)) {
-		not_found(q);
-		return;
-	}
 	size_t len = 0;
-	char *body = slurp(path, &len);
+	char *body = slurp(q->a->ui_fd, name, &len);
 	if (!body) {
 		if (errno == ENOMEM)
 			api_error(q, 500, "INTERNAL", "out of memory");
