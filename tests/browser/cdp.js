@@ -151,9 +151,12 @@ class Page {
     }
   }
 
-  async key(key, code, keyCode) {
-    for (const type of ['rawKeyDown', 'keyUp'])
-      await this.send('Input.dispatchKeyEvent', { type, key, code: code || key, windowsVirtualKeyCode: keyCode });
+  // A key pressed and let go; with text (e.g. '\r' for Enter) it also
+  // types that character, as activating a focused button needs.
+  async key(key, code, keyCode, text) {
+    for (const type of [text ? 'keyDown' : 'rawKeyDown', 'keyUp'])
+      await this.send('Input.dispatchKeyEvent', { type, key, code: code || key, windowsVirtualKeyCode: keyCode,
+        ...(text && type === 'keyDown' ? { text } : {}) });
   }
 
   async screenshot(file) {
