@@ -82,14 +82,31 @@ static int put_parts(struct store *s, unsigned hosts, unsigned per_host,
 	return rc;
 }
 
-static int populate(const struct fleet_env *e, struct parley_err *err)
+/* fill(s, arg) on e's store in one transaction, before parleyd starts. */
+typedef int (*fill_fn)(struct store *s, const void *arg,
+		       struct parley_err *err);
+
+static int fill_store(const struct fleet_env *e, fill_fn fill,
+		      const void *arg, struct parley_err *err)
 {
 	struct store *s = NULL;
 	int rc = store_open(e->store, &s, err);
 	if (rc == 0)
 		rc = store_begin(s, err);
 	if (rc == 0)
-		rc = put_parts(s, HOSTS, PER_HOST, err);
+		rc = fill(s, arg, err);
+	if (rc == 0)
+		rc = store_commit(s, err);
+	else if (s)
+		store_rollback(s, NULL);
+	store_close(s);
+	return rc;
+}
+
+static int populate(struct store *s, const void *arg, struct parley_err *err)
+{
+	(void)arg;
+	int rc = put_parts(s, HOSTS, PER_HOST, err);
 	/* Two grants a partition: to its neighbour in the host, and to one
 	 * on another host. */
 	const unsigned n = HOSTS * PER_HOST;
@@ -106,11 +123,6 @@ static int populate(const struct fleet_env *e, struct parley_err *err)
 			 b % PER_HOST);
 		rc = store_grant_add(s, &gr, NULL, err);
 	}
-	if (rc == 0)
-		rc = store_commit(s, err);
-	else if (s)
-		store_rollback(s, NULL);
-	store_close(s);
 	return rc;
 }
 
@@ -318,15 +330,16 @@ static int sse_latency(int port, const char *token, unsigned nclients,
 
 /* The fleet of the load figure: hosts x per_host partitions, each
  * granted a channel to its neighbour on its host. */
-static int populate_load(const struct fleet_env *e, unsigned hosts,
-			 unsigned per_host, struct parley_err *err)
+struct shape {
+	unsigned hosts, per_host;
+};
+
+static int populate_load(struct store *s, const void *arg,
+			 struct parley_err *err)
 {
-	struct store *s = NULL;
-	int rc = store_open(e->store, &s, err);
-	if (rc == 0)
-		rc = store_begin(s, err);
-	if (rc == 0)
-		rc = put_parts(s, hosts, per_host, err);
+	const struct shape *sh = arg;
+	unsigned hosts = sh->hosts, per_host = sh->per_host;
+	int rc = put_parts(s, hosts, per_host, err);
 	for (unsigned h = 0; rc == 0 && h < hosts; h++)
 		for (unsigned i = 0; rc == 0 && i < per_host; i++) {
 			struct grant gr = { .dir = GRANT_A_TO_B,
@@ -338,11 +351,6 @@ static int populate_load(const struct fleet_env *e, unsigned hosts,
 				 (i + 1) % per_host);
 			rc = store_grant_add(s, &gr, NULL, err);
 		}
-	if (rc == 0)
-		rc = store_commit(s, err);
-	else if (s)
-		store_rollback(s, NULL);
-	store_close(s);
 	return rc;
 }
 
@@ -409,7 +417,8 @@ static int load_fleet(unsigned hosts, unsigned per_host, double *ms)
 	if (rc == 0)
 		rc = fleet_pki(&e, 0, &ids, &err);
 	if (rc == 0)
-		rc = populate_load(&e, hosts, per_host, &err);
+		rc = fill_store(&e, populate_load,
+				&(struct shape){ hosts, per_host }, &err);
 	if (rc == 0)
 		rc = fleet_daemon_start(&e, &err);
 	if (rc < 0)
@@ -492,7 +501,7 @@ int main(int argc, char **argv)
 	if (rc == 0)
 		rc = fleet_pki(&e, 0, &ids, &err);
 	if (rc == 0)
-		rc = populate(&e, &err);
+		rc = fill_store(&e, populate, NULL, &err);
 	double t0 = now_ms();
 	if (rc == 0)
 		rc = fleet_daemon_start(&e, &err);

@@ -328,20 +328,14 @@ static int audit_row(struct store *s, sqlite3_stmt *st, struct store_audit *r,
 				  (unsigned long long)r->id) : 0;
 }
 
-int store_audit_list(struct store *s, uint64_t after_id, unsigned limit,
+/* Each row of a prepared statement to cb until it says stop; the number
+ * passed, or -errno. Resets the statement. */
+static int pass_rows(struct store *s, sqlite3_stmt *st, const char *what,
 		     store_audit_cb cb, void *ctx, struct parley_err *err)
 {
-	sqlite3_stmt *st;
 	struct store_audit r;
-	if (after_id > INT64_MAX)
-		return 0;
-	int rc = db_prep(s, q_walk, &st, err);
-	if (rc < 0)
-		return rc;
-	db_bind_i64(st, 1, (int64_t)after_id);
-	db_bind_i64(st, 2, limit ? (int64_t)limit : INT64_MAX);
-	int n = 0;
-	while ((rc = db_step(s, st, "list audit", err)) == 1) {
+	int n = 0, rc;
+	while ((rc = db_step(s, st, what, err)) == 1) {
 		if ((rc = audit_row(s, st, &r, err)) < 0)
 			break;
 		n++;
@@ -350,6 +344,20 @@ int store_audit_list(struct store *s, uint64_t after_id, unsigned limit,
 	}
 	db_reset(st);
 	return rc < 0 ? rc : n;
+}
+
+int store_audit_list(struct store *s, uint64_t after_id, unsigned limit,
+		     store_audit_cb cb, void *ctx, struct parley_err *err)
+{
+	sqlite3_stmt *st;
+	if (after_id > INT64_MAX)
+		return 0;
+	int rc = db_prep(s, q_walk, &st, err);
+	if (rc < 0)
+		return rc;
+	db_bind_i64(st, 1, (int64_t)after_id);
+	db_bind_i64(st, 2, limit ? (int64_t)limit : INT64_MAX);
+	return pass_rows(s, st, "list audit", cb, ctx, err);
 }
 
 /* ---- reading, filtered ---- */
@@ -385,7 +393,6 @@ int store_audit_find(struct store *s, const struct store_audit_filter *f,
 		     struct parley_err *err)
 {
 	sqlite3_stmt *st;
-	struct store_audit r;
 	int rc = check_filter(f, limit, err);
 	if (rc < 0)
 		return rc;
@@ -404,16 +411,7 @@ int store_audit_find(struct store *s, const struct store_audit_filter *f,
 	db_bind_i64(st, 7, f->since_ms);
 	db_bind_i64(st, 8, f->until_ms ? f->until_ms : INT64_MAX);
 	db_bind_i64(st, 9, limit);
-	int n = 0;
-	while ((rc = db_step(s, st, "find audit", err)) == 1) {
-		if ((rc = audit_row(s, st, &r, err)) < 0)
-			break;
-		n++;
-		if (cb(&r, ctx))
-			break;
-	}
-	db_reset(st);
-	return rc < 0 ? rc : n;
+	return pass_rows(s, st, "find audit", cb, ctx, err);
 }
 
 /* ---- verification ---- */

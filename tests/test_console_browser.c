@@ -90,6 +90,92 @@ static void agent_event(struct api_client *c, const char *dir, uint64_t seq,
 		      event, r.frames, r.error_code);
 }
 
+/* What console_e2e.js must find. */
+#define E2E_EXPECT "{\"nodes\":[\"ping\",\"pong\",\"rogue\"," \
+	"\"hello\"],\"edges\":[\"pingpong:ping>pong\"," \
+	"\"telemetry:rogue>pong\",\"metrics:ping>pong\"]," \
+	"\"services\":[\"metrics:ping>pong\"],\"segset\":" \
+	"{\"name\":\"bus\",\"host\":\"host-1\",\"members\":" \
+	"\"ping, pong, rogue\",\"segments\":[\"cmd (pipe, " \
+	"64K): ping → pong, rogue\",\"ev (queue, queue events, " \
+	"16K): pong → ping\"]},\"versions\":{\"host-1\":\"" \
+	AGENT_VERSION "\",\"host-2\":\"unknown\"}," \
+	"\"live_rule\":{\"service\":\"logs\",\"source\":" \
+	"\"pong\",\"target\":\"ping\",\"action\":\"deny\"}," \
+	"\"quarantined\":[\"rogue\"]," \
+	"\"open\":[\"pingpong\"],\"rogue\":{\"partition\":" \
+	"\"rogue\",\"channel\":\"pingpong\"}}"
+
+/* Starts tests/browser/SCRIPT under node with env set, hands each line it
+ * prints to cb (which may answer on out), keeps them in log; returns its
+ * wait status. */
+typedef void (*driver_cb)(const char *line, FILE *out, void *ctx);
+
+static int run_driver(const char *script, const char *const env[][2],
+		      size_t nenv, driver_cb cb, void *ctx, char *log,
+		      size_t cap)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/tests/browser/%s", PARLEY_SOURCE_DIR,
+		 script);
+	int to[2], from[2];
+	cr_assert_eq(pipe(to), 0);
+	cr_assert_eq(pipe(from), 0);
+	pid_t parent = getpid(), pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		t_child_dies_with_parent(parent);
+		dup2(to[0], 0);
+		dup2(from[1], 1);
+		close(to[1]);
+		close(from[0]);
+		for (size_t i = 0; i < nenv; i++)
+			setenv(env[i][0], env[i][1], 1);
+		execlp("node", "node", path, (char *)NULL);
+		_exit(127);
+	}
+	close(to[0]);
+	close(from[1]);
+	FILE *in = fdopen(from[0], "r"), *out = fdopen(to[1], "w");
+	char line[4096];
+	log[0] = 0;
+	while (fgets(line, sizeof(line), in)) {
+		strncat(log, line, cap - strlen(log) - 1);
+		cb(line, out, ctx);
+	}
+	fclose(out);
+	fclose(in);
+	int st;
+	waitpid(pid, &st, 0);
+	cr_log_info("%s:\n%s", script, log);
+	return st;
+}
+
+/* The tests' answers to a driver's requests: INJECT, a refused open of
+ * rogue's as host-1's agent reports it; ADDRULE, the rule added through
+ * the API while the page is open. */
+struct e2e {
+	struct api_client *c;
+	const char *dir, *rule;
+	bool injected, added;
+};
+
+static void e2e_line(const char *line, FILE *out, void *ctx)
+{
+	struct e2e *e = ctx;
+	if (!strcmp(line, "INJECT\n") && e->dir) {
+		agent_event(e->c, e->dir, 3, "open_denied", "rogue",
+			    "pingpong", "NO_GRANT", NULL);
+		fputs("INJECTED\n", out);
+		e->injected = true;
+	} else if (!strcmp(line, "ADDRULE\n")) {
+		call_ok(e->c, "POST", "/v1/services", e->rule, 201);
+		fputs("ADDED\n", out);
+		e->added = true;
+	}
+	fflush(out);
+}
+
 static bool have(const char *exe)
 {
 	char cmd[256];
@@ -149,67 +235,19 @@ Test(console_browser, graph_live_refusal_quarantine_login_origin,
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", c.port);
 	snprintf(shot, sizeof(shot), "%s/console/graph.png", PARLEY_BUILD_DIR);
 	unlink(shot);
-	int to[2], from[2];
-	cr_assert_eq(pipe(to), 0);
-	cr_assert_eq(pipe(from), 0);
-	pid_t parent = getpid(), pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		t_child_dies_with_parent(parent);
-		dup2(to[0], 0);
-		dup2(from[1], 1);
-		close(to[1]);
-		close(from[0]);
-		setenv("PARLEY_URL", url, 1);
-		setenv("PARLEY_TOKEN", c.admin, 1);
-		setenv("PARLEY_SHOT", shot, 1);
-		setenv("PARLEY_EXPECT", "{\"nodes\":[\"ping\",\"pong\",\"rogue\","
-		       "\"hello\"],\"edges\":[\"pingpong:ping>pong\","
-		       "\"telemetry:rogue>pong\",\"metrics:ping>pong\"],"
-		       "\"services\":[\"metrics:ping>pong\"],\"segset\":"
-		       "{\"name\":\"bus\",\"host\":\"host-1\",\"members\":"
-		       "\"ping, pong, rogue\",\"segments\":[\"cmd (pipe, "
-		       "64K): ping → pong, rogue\",\"ev (queue, queue events, "
-		       "16K): pong → ping\"]},\"versions\":{\"host-1\":\""
-		       AGENT_VERSION "\",\"host-2\":\"unknown\"},"
-		       "\"live_rule\":{\"service\":\"logs\",\"source\":"
-		       "\"pong\",\"target\":\"ping\",\"action\":\"deny\"},"
-		       "\"quarantined\":[\"rogue\"],"
-		       "\"open\":[\"pingpong\"],\"rogue\":{\"partition\":"
-		       "\"rogue\",\"channel\":\"pingpong\"}}", 1);
-		execlp("node", "node", PARLEY_SOURCE_DIR
-		       "/tests/browser/console_e2e.js", (char *)NULL);
-		_exit(127);
-	}
-	close(to[0]);
-	close(from[1]);
-	FILE *in = fdopen(from[0], "r"), *out = fdopen(to[1], "w");
-	char line[4096], log[16384] = "";
-	bool injected = false, added = false;
-	while (fgets(line, sizeof(line), in)) {
-		strncat(log, line, sizeof(log) - strlen(log) - 1);
-		if (!strcmp(line, "INJECT\n")) {
-			/* The refused open, as the agent reports it. */
-			agent_event(&c, host->dir, 3, "open_denied", "rogue",
-				    "pingpong", "NO_GRANT", NULL);
-			fputs("INJECTED\n", out);
-			fflush(out);
-			injected = true;
-		} else if (!strcmp(line, "ADDRULE\n")) {
-			/* A rule added while the page is open. */
-			call_ok(&c, "POST", "/v1/services", "{\"source\":"
-				"\"pong\",\"target\":\"ping\",\"service\":"
-				"\"logs\",\"action\":\"deny\"}", 201);
-			fputs("ADDED\n", out);
-			fflush(out);
-			added = true;
-		}
-	}
-	fclose(out);
-	fclose(in);
-	int st;
-	waitpid(pid, &st, 0);
-	cr_log_info("console_e2e.js:\n%s", log);
+	struct e2e e = {
+		.c = &c, .dir = host->dir,
+		.rule = "{\"source\":\"pong\",\"target\":\"ping\","
+			"\"service\":\"logs\",\"action\":\"deny\"}",
+	};
+	const char *env[][2] = {
+		{ "PARLEY_URL", url }, { "PARLEY_TOKEN", c.admin },
+		{ "PARLEY_SHOT", shot }, { "PARLEY_EXPECT", E2E_EXPECT },
+	};
+	char log[16384];
+	int st = run_driver("console_e2e.js", env, 4, e2e_line, &e, log,
+			    sizeof(log));
+	bool injected = e.injected, added = e.added;
 	cr_expect(injected, "the driver never asked for the refused open");
 	cr_expect(added, "the driver never asked for the live rule");
 	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "console_e2e.js "
@@ -304,46 +342,19 @@ Test(console_browser, ten_thousand_partitions, .timeout = 480)
 		 S_HOSTS, S_PER_HOST, S_PER_HOST, S_PER_HOST + S_AUDIT_PARTS,
 		 S_AUDIT_EACH,
 		 (S_AUDIT_EACH + 2) / 3);
-	int to[2], from[2];
-	cr_assert_eq(pipe(to), 0);
-	cr_assert_eq(pipe(from), 0);
-	pid_t parent = getpid(), pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		t_child_dies_with_parent(parent);
-		dup2(to[0], 0);
-		dup2(from[1], 1);
-		close(to[1]);
-		close(from[0]);
-		setenv("PARLEY_URL", url, 1);
-		setenv("PARLEY_TOKEN", c.admin, 1);
-		setenv("PARLEY_EXPECT", expect, 1);
-		execlp("node", "node", PARLEY_SOURCE_DIR
-		       "/tests/browser/console_scale.js", (char *)NULL);
-		_exit(127);
-	}
-	close(to[0]);
-	close(from[1]);
-	FILE *in = fdopen(from[0], "r"), *out = fdopen(to[1], "w");
-	char line[4096], log[16384] = "";
-	bool added = false;
-	while (fgets(line, sizeof(line), in)) {
-		strncat(log, line, sizeof(log) - strlen(log) - 1);
-		if (!strcmp(line, "ADDRULE\n")) {
-			call_ok(&c, "POST", "/v1/services", "{\"source\":"
-				"\"p-042-03\",\"target\":\"p-042-04\","
-				"\"service\":\"stats\",\"action\":\"allow\"}",
-				201);
-			fputs("ADDED\n", out);
-			fflush(out);
-			added = true;
-		}
-	}
-	fclose(out);
-	fclose(in);
-	int st;
-	waitpid(pid, &st, 0);
-	cr_log_info("console_scale.js:\n%s", log);
+	struct e2e e = {
+		.c = &c,
+		.rule = "{\"source\":\"p-042-03\",\"target\":\"p-042-04\","
+			"\"service\":\"stats\",\"action\":\"allow\"}",
+	};
+	const char *env[][2] = {
+		{ "PARLEY_URL", url }, { "PARLEY_TOKEN", c.admin },
+		{ "PARLEY_EXPECT", expect },
+	};
+	char log[16384];
+	int st = run_driver("console_scale.js", env, 3, e2e_line, &e, log,
+			    sizeof(log));
+	bool added = e.added;
 	cr_expect(added, "the driver never asked for the live rule");
 	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "console_scale.js "
 		  "failed:\n%s", log);

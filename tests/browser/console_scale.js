@@ -4,20 +4,13 @@
 // through the API (reads "ADDED" back), "FAIL why" then exits 1 on the
 // first failure. Nothing here is timed: speed is bench/'s.
 'use strict';
-const readline = require('readline');
-const { Browser, chromiumPath } = require('./cdp.js');
+const { Browser, chromiumPath, driverIO } = require('./cdp.js');
 
 const URL_ = process.env.PARLEY_URL;
 const TOKEN = process.env.PARLEY_TOKEN;
 const X = JSON.parse(process.env.PARLEY_EXPECT || '{}');
 
-const lines = readline.createInterface({ input: process.stdin });
-const waiting = [];
-lines.on('line', (l) => { const w = waiting.shift(); if (w) w(l); });
-const readLine = () => new Promise((r) => waiting.push(r));
-
-const ok = (s) => console.log(`ok ${s}`);
-function check(cond, why) { if (!cond) throw new Error(why); }
+const { readLine, ok, check } = driverIO();
 const J = JSON.stringify;
 
 // Set an input's value as typing would, and let the page see it.
