@@ -15,6 +15,13 @@
  *      Chromium (node + Debian's chromium): navigation start to the first
  *      frame painted with all 1,000 nodes and 2,000 edges drawn; median of
  *      5 runs after a warm-up.
+ *   3. `BENCH console_load_10k_vs_10`: the page loaded (every list read,
+ *      every view drawn: `data-loaded`) and painted, from navigation start,
+ *      over a parleyd of 10,000 partitions (100 hosts of 100, a grant
+ *      each to a neighbour) against one of 10 (one host), each its own
+ *      fresh store and daemon in this run; the ratio of the medians (5
+ *      loads after a warm-up each), the two times as
+ *      `console_load_10k_ms` and `console_load_10_ms`.
  *
  *   bench_console [--clients N] [--events N] [--keep]
  */
@@ -50,19 +57,18 @@ static double now_ms(void)
 
 /* ---- the store ----------------------------------------------------------- */
 
-static int populate(const struct fleet_env *e, struct parley_err *err)
+/* hosts x per_host partitions on a store not yet in use. */
+static int put_parts(struct store *s, unsigned hosts, unsigned per_host,
+		     struct parley_err *err)
 {
-	struct store *s = NULL;
-	int rc = store_open(e->store, &s, err);
-	if (rc == 0)
-		rc = store_begin(s, err);
 	static const char spec[] = "{}";
 	char host[32], part[40];
-	for (unsigned h = 0; rc == 0 && h < HOSTS; h++) {
+	int rc = 0;
+	for (unsigned h = 0; rc == 0 && h < hosts; h++) {
 		snprintf(host, sizeof(host), "host-%02u", h);
 		rc = store_host_put(s, host, "", (struct store_blob){ NULL, 0 },
 				    err);
-		for (unsigned i = 0; rc == 0 && i < PER_HOST; i++) {
+		for (unsigned i = 0; rc == 0 && i < per_host; i++) {
 			snprintf(part, sizeof(part), "p-%02u-%02u", h, i);
 			struct store_part_in p = {
 				.name = part, .host = host,
@@ -73,6 +79,34 @@ static int populate(const struct fleet_env *e, struct parley_err *err)
 			rc = store_partition_put(s, &p, NULL, err);
 		}
 	}
+	return rc;
+}
+
+/* fill(s, arg) on e's store in one transaction, before parleyd starts. */
+typedef int (*fill_fn)(struct store *s, const void *arg,
+		       struct parley_err *err);
+
+static int fill_store(const struct fleet_env *e, fill_fn fill,
+		      const void *arg, struct parley_err *err)
+{
+	struct store *s = NULL;
+	int rc = store_open(e->store, &s, err);
+	if (rc == 0)
+		rc = store_begin(s, err);
+	if (rc == 0)
+		rc = fill(s, arg, err);
+	if (rc == 0)
+		rc = store_commit(s, err);
+	else if (s)
+		store_rollback(s, NULL);
+	store_close(s);
+	return rc;
+}
+
+static int populate(struct store *s, const void *arg, struct parley_err *err)
+{
+	(void)arg;
+	int rc = put_parts(s, HOSTS, PER_HOST, err);
 	/* Two grants a partition: to its neighbour in the host, and to one
 	 * on another host. */
 	const unsigned n = HOSTS * PER_HOST;
@@ -89,11 +123,6 @@ static int populate(const struct fleet_env *e, struct parley_err *err)
 			 b % PER_HOST);
 		rc = store_grant_add(s, &gr, NULL, err);
 	}
-	if (rc == 0)
-		rc = store_commit(s, err);
-	else if (s)
-		store_rollback(s, NULL);
-	store_close(s);
 	return rc;
 }
 
@@ -299,27 +328,142 @@ static int sse_latency(int port, const char *token, unsigned nclients,
 	return rc;
 }
 
-/* bench/console_bench.js, its figure line passed on. */
-static int graph_render(int port, const char *token)
+/* The fleet of the load figure: hosts x per_host partitions, each
+ * granted a channel to its neighbour on its host. */
+struct shape {
+	unsigned hosts, per_host;
+};
+
+static int populate_load(struct store *s, const void *arg,
+			 struct parley_err *err)
+{
+	const struct shape *sh = arg;
+	unsigned hosts = sh->hosts, per_host = sh->per_host;
+	int rc = put_parts(s, hosts, per_host, err);
+	for (unsigned h = 0; rc == 0 && h < hosts; h++)
+		for (unsigned i = 0; rc == 0 && i < per_host; i++) {
+			struct grant gr = { .dir = GRANT_A_TO_B,
+					    .ring_bytes = 4096 };
+			snprintf(gr.channel, sizeof(gr.channel), "c-%02u-%02u",
+				 h, i);
+			snprintf(gr.a, sizeof(gr.a), "p-%02u-%02u", h, i);
+			snprintf(gr.b, sizeof(gr.b), "p-%02u-%02u", h,
+				 (i + 1) % per_host);
+			rc = store_grant_add(s, &gr, NULL, err);
+		}
+	return rc;
+}
+
+/* bench/console_bench.js in mode `mode`; its figure line (median ms) is
+ * read back into *ms when out is set, else passed on. */
+static int run_js(int port, const char *token, const char *mode,
+		  const char *want, double *ms)
 {
 	char url[64];
+	int p[2];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	if (ms && pipe(p) < 0)
+		return -errno;
+	fflush(stdout);
 	pid_t pid = fork();
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
+		if (ms) {
+			dup2(p[1], 1);
+			close(p[0]);
+			close(p[1]);
+		}
 		setenv("PARLEY_URL", url, 1);
 		setenv("PARLEY_TOKEN", token, 1);
-		char want[32];
-		snprintf(want, sizeof(want), "%u/%u", HOSTS * PER_HOST, GRANTS);
 		setenv("PARLEY_WANT", want, 1);
+		setenv("PARLEY_MODE", mode, 1);
 		execlp("node", "node", PARLEY_SOURCE_DIR
 		       "/bench/console_bench.js", (char *)NULL);
 		_exit(127);
 	}
+	char line[256] = "";
+	if (ms) {
+		close(p[1]);
+		FILE *f = fdopen(p[0], "r");
+		char l[256];
+		while (f && fgets(l, sizeof(l), f))
+			if (!strncmp(l, "BENCH ", 6))
+				snprintf(line, sizeof(line), "%s", l);
+		if (f)
+			fclose(f);
+	}
 	int st;
 	waitpid(pid, &st, 0);
-	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		return -EIO;
+	if (ms) {
+		char name[64];
+		if (sscanf(line, "BENCH %63s %lf", name, ms) != 2)
+			return -EIO;
+	}
+	return 0;
+}
+
+/* One fleet of hosts x per_host, its own store and daemon: the median
+ * load in *ms. */
+static int load_fleet(unsigned hosts, unsigned per_host, double *ms)
+{
+	struct fleet_env e;
+	struct fleet_id *ids = NULL;
+	struct parley_err err = { 0 };
+	char want[32], port_s[16], token[128];
+	int rc = fleet_env_init(&e, &err);
+	if (rc == 0)
+		rc = fleet_pki(&e, 0, &ids, &err);
+	if (rc == 0)
+		rc = fill_store(&e, populate_load,
+				&(struct shape){ hosts, per_host }, &err);
+	if (rc == 0)
+		rc = fleet_daemon_start(&e, &err);
+	if (rc < 0)
+		bench_note("load %u: %s", hosts * per_host, perr_msg(&err));
+	if (rc == 0 && (read_file(e.dir, "parleyd.api-port", port_s,
+				  sizeof(port_s)) < 0 ||
+			read_file(e.dir, "admin.token", token,
+				  sizeof(token)) < 0))
+		rc = -EIO;
+	snprintf(want, sizeof(want), "%u", hosts * per_host);
+	if (rc == 0)
+		rc = run_js(atoi(port_s), token, "load", want, ms);
+	if (rc == 0)
+		bench_note("load: %u partitions, %u grants: %.1f ms",
+			   hosts * per_host, hosts * per_host, *ms);
+	fleet_daemon_stop(&e);
+	fleet_ids_free(ids, 0);
+	fleet_env_remove(&e);
+	return rc;
+}
+
+/* console_load_10k_vs_10: the same page over 10 and 10,000 partitions. */
+static int console_load(void)
+{
+	double small = 0, big = 0;
+	int rc = load_fleet(1, 10, &small);
+	if (rc == 0)
+		rc = load_fleet(100, 100, &big);
+	if (rc < 0 || small <= 0) {
+		printf("NOFIGURE console_load_10k_vs_10: console_bench.js "
+		       "failed (node and chromium: ./dev deps)\n");
+		return -EIO;
+	}
+	bench_figure("console_load_10_ms", small, "ms");
+	bench_figure("console_load_10k_ms", big, "ms");
+	bench_figure("console_load_10k_vs_10", big / small, "x");
+	return 0;
+}
+
+/* bench/console_bench.js, its figure line passed on. */
+static int graph_render(int port, const char *token)
+{
+	char want[32];
+	snprintf(want, sizeof(want), "%u/%u", HOSTS * PER_HOST, GRANTS);
+	if (run_js(port, token, "graph", want, NULL) < 0) {
 		printf("NOFIGURE ui_graph_render_ms: console_bench.js failed "
 		       "(node and chromium: ./dev deps)\n");
 		return -EIO;
@@ -357,7 +501,7 @@ int main(int argc, char **argv)
 	if (rc == 0)
 		rc = fleet_pki(&e, 0, &ids, &err);
 	if (rc == 0)
-		rc = populate(&e, &err);
+		rc = fill_store(&e, populate, NULL, &err);
 	double t0 = now_ms();
 	if (rc == 0)
 		rc = fleet_daemon_start(&e, &err);
@@ -385,5 +529,7 @@ int main(int argc, char **argv)
 		fleet_env_remove(&e);
 	else
 		bench_note("kept %s", e.dir);
+	/* Its own daemons, one at a time (the first is gone). */
+	failed |= console_load() < 0;
 	return failed ? 1 : 0;
 }

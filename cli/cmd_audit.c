@@ -11,7 +11,7 @@
 
 static const char usage[] =
 	"usage: parleyctl audit list [--host H] [--partition P] [--event E]\n"
-	"           [--since T] [--until T] [--limit N]\n"
+	"           [--reason R] [--since T] [--until T] [--limit N]\n"
 	"       parleyctl audit verify [--checkpoint FILE --pubkey FILE]\n"
 	"\n"
 	"T is unix milliseconds, or an age: 30s, 10m, 2h, 7d (that long ago).\n"
@@ -74,6 +74,7 @@ static int filter_opt(char *q, size_t cap, int o, const char *arg)
 {
 	static const char *const keys[128] = {
 		['H'] = "host", ['p'] = "partition", ['e'] = "event",
+		['r'] = "reason",
 		['s'] = "since_ms", ['u'] = "until_ms",
 	};
 	char t[32];
@@ -94,6 +95,7 @@ static int audit_list(struct ctl *c, int argc, char **argv)
 		{ "host", required_argument, NULL, 'H' },
 		{ "partition", required_argument, NULL, 'p' },
 		{ "event", required_argument, NULL, 'e' },
+		{ "reason", required_argument, NULL, 'r' },
 		{ "since", required_argument, NULL, 's' },
 		{ "until", required_argument, NULL, 'u' },
 		{ "limit", required_argument, NULL, 'l' },

@@ -537,6 +537,24 @@ typedef int (*store_audit_cb)(const struct store_audit *row, void *ctx);
 int store_audit_list(struct store *s, uint64_t after_id, unsigned limit,
 		     store_audit_cb cb, void *ctx, struct parley_err *err);
 
+/* Which rows store_audit_find passes: every field set must match exactly
+ * (NULL or "": any), ids strictly between after_id and before_id (0: no
+ * bound), times within since_ms..until_ms inclusive (0: no bound). */
+struct store_audit_filter {
+	uint64_t after_id, before_id;
+	const char *host, *partition, *event, *reason;
+	int64_t since_ms, until_ms;
+	bool newest_first;     /* id order descending, else ascending */
+};
+
+/* At most `limit` (1..STORE_LIST_MAX) rows matching f, in f's order, each
+ * passed to cb (as store_audit_list). The filter is applied by the query,
+ * so a page is full whenever that many rows match. Returns the number of
+ * rows passed; -EINVAL for a bad limit, name or negative time. */
+int store_audit_find(struct store *s, const struct store_audit_filter *f,
+		     unsigned limit, store_audit_cb cb, void *ctx,
+		     struct parley_err *err);
+
 /* Recompute the whole chain. 0 if every row's hash matches its contents,
  * links to its predecessor, ids run 1..N without gaps and the head agrees
  * (*first_bad = 0); -EBADMSG naming the first bad id otherwise (a deleted

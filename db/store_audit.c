@@ -328,20 +328,14 @@ static int audit_row(struct store *s, sqlite3_stmt *st, struct store_audit *r,
 				  (unsigned long long)r->id) : 0;
 }
 
-int store_audit_list(struct store *s, uint64_t after_id, unsigned limit,
+/* Each row of a prepared statement to cb until it says stop; the number
+ * passed, or -errno. Resets the statement. */
+static int pass_rows(struct store *s, sqlite3_stmt *st, const char *what,
 		     store_audit_cb cb, void *ctx, struct parley_err *err)
 {
-	sqlite3_stmt *st;
 	struct store_audit r;
-	if (after_id > INT64_MAX)
-		return 0;
-	int rc = db_prep(s, q_walk, &st, err);
-	if (rc < 0)
-		return rc;
-	db_bind_i64(st, 1, (int64_t)after_id);
-	db_bind_i64(st, 2, limit ? (int64_t)limit : INT64_MAX);
-	int n = 0;
-	while ((rc = db_step(s, st, "list audit", err)) == 1) {
+	int n = 0, rc;
+	while ((rc = db_step(s, st, what, err)) == 1) {
 		if ((rc = audit_row(s, st, &r, err)) < 0)
 			break;
 		n++;
@@ -350,6 +344,74 @@ int store_audit_list(struct store *s, uint64_t after_id, unsigned limit,
 	}
 	db_reset(st);
 	return rc < 0 ? rc : n;
+}
+
+int store_audit_list(struct store *s, uint64_t after_id, unsigned limit,
+		     store_audit_cb cb, void *ctx, struct parley_err *err)
+{
+	sqlite3_stmt *st;
+	if (after_id > INT64_MAX)
+		return 0;
+	int rc = db_prep(s, q_walk, &st, err);
+	if (rc < 0)
+		return rc;
+	db_bind_i64(st, 1, (int64_t)after_id);
+	db_bind_i64(st, 2, limit ? (int64_t)limit : INT64_MAX);
+	return pass_rows(s, st, "list audit", cb, ctx, err);
+}
+
+/* ---- reading, filtered ---- */
+
+/* One statement per order; an empty text or a zero bound matches all, so
+ * the filter needs no SQL built at run time. */
+#define AUDIT_FIND "SELECT " AUDIT_COLS " FROM audit WHERE id > ?1 " \
+	"AND id < ?2 AND (?3 = '' OR host = ?3) " \
+	"AND (?4 = '' OR partition = ?4) AND (?5 = '' OR event = ?5) " \
+	"AND (?6 = '' OR reason = ?6) AND time_ms >= ?7 AND time_ms <= ?8 "
+static const char q_find_asc[] = AUDIT_FIND "ORDER BY id LIMIT ?9";
+static const char q_find_desc[] = AUDIT_FIND "ORDER BY id DESC LIMIT ?9";
+
+static int check_filter(const struct store_audit_filter *f, unsigned limit,
+			struct parley_err *err)
+{
+	const struct {
+		const char *what, *v;
+	} names[] = {
+		{ "filter.host", f->host }, { "filter.partition", f->partition },
+		{ "filter.event", f->event }, { "filter.reason", f->reason },
+	};
+	int rc = db_check_limit(limit, err);
+	for (size_t i = 0; rc == 0 && i < sizeof(names) / sizeof(*names); i++)
+		rc = db_check_opt_name(names[i].what, names[i].v, err);
+	if (rc == 0 && (f->since_ms < 0 || f->until_ms < 0))
+		rc = perr(err, -EINVAL, "filter: a negative time");
+	return rc;
+}
+
+int store_audit_find(struct store *s, const struct store_audit_filter *f,
+		     unsigned limit, store_audit_cb cb, void *ctx,
+		     struct parley_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = check_filter(f, limit, err);
+	if (rc < 0)
+		return rc;
+	if (f->after_id > INT64_MAX)
+		return 0;
+	rc = db_prep(s, f->newest_first ? q_find_desc : q_find_asc, &st, err);
+	if (rc < 0)
+		return rc;
+	db_bind_i64(st, 1, (int64_t)f->after_id);
+	db_bind_i64(st, 2, f->before_id && f->before_id <= INT64_MAX
+				   ? (int64_t)f->before_id : INT64_MAX);
+	db_bind_text(st, 3, nz(f->host));
+	db_bind_text(st, 4, nz(f->partition));
+	db_bind_text(st, 5, nz(f->event));
+	db_bind_text(st, 6, nz(f->reason));
+	db_bind_i64(st, 7, f->since_ms);
+	db_bind_i64(st, 8, f->until_ms ? f->until_ms : INT64_MAX);
+	db_bind_i64(st, 9, limit);
+	return pass_rows(s, st, "find audit", cb, ctx, err);
 }
 
 /* ---- verification ---- */

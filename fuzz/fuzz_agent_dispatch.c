@@ -32,7 +32,19 @@
  *    persisted (bundle.pb loads to the same version), acked;
  *  - an ack is taken iff every record at or below its seq was sent (it
  *    never drops a record the daemon was not sent); then none is left;
- *  - a command reaches on_command once, and only after the welcome.
+ *  - a command reaches on_command once, and only after the welcome;
+ *  - an update offer or chunk reaches the agent's staging area (a real
+ *    upd_stage, as agent/serve.c wires it, trusting a release key the
+ *    target holds) only after the welcome, once; an offer answers
+ *    receiving, failed or busy with a printable reason, and receiving
+ *    means a stream of that digest and size from offset 0 (or, the same
+ *    one offered again, from where it was); a chunk of another digest is
+ *    dropped unanswered and changes nothing; one at the offset held
+ *    either moves the stream on by its length, ends it (staged, refused
+ *    or failed: the whole package checked), or fails it; one elsewhere
+ *    answers where to go on from and changes nothing.
+ * The staging area is a directory of its own under /var/tmp (a disk, not
+ * tmpfs: an offer fallocates up to 256 MiB), emptied before each input.
  * FUZZ_AGENT_DISPATCH_TRACE=1 prints each frame's answer (to see what the
  * seeds reach).
  */
@@ -48,6 +60,8 @@
 #include "agent/bundle.h"
 #include "agent/link.h"
 #include "agent/ipc/chanmgr.h"
+#include "agent/update/keep.h"
+#include "agent/update/stage.h"
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/frame.h"
@@ -62,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define BASE_VERSION 5
 #define FRAMES_MAX 64
 
-static char dir[256];
+static char dir[256], updir[256];
 static struct event_base *base;
 static EVP_PKEY *held, *other;
 static uint8_t *base_bundle;
@@ -74,6 +88,21 @@ static const char *const files[] = { "ca.crt", "host.crt", "host.key",
 				     "outbox", "outbox.tmp", "outbox.bad",
 				     "seq", "seq.tmp" };
 
+/* The staging area as upd_stage_open finds it after a clean stop: the
+ * update directory empty (nothing partial to discard and audit). */
+static void empty_updir(void)
+{
+	char p[512];
+	PARLEY_ASSERT(path_join(p, sizeof(p), updir, UPD_DIR) == 0);
+	int fd = open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	unlinkat(fd, UPD_INCOMING, 0);
+	upd_rm_dir(fd, UPD_STAGE_TMP);
+	upd_rm_dir(fd, UPD_STAGE);
+	close(fd);
+}
+
 static void cleanup(void)
 {
 	char p[512];
@@ -81,6 +110,12 @@ static void cleanup(void)
 		if (path_join(p, sizeof(p), dir, files[i]) == 0)
 			unlink(p);
 	rmdir(dir);
+	empty_updir();
+	if (path_join(p, sizeof(p), updir, UPD_DIR) == 0)
+		rmdir(p);
+	if (path_join(p, sizeof(p), updir, UPD_RELEASE_PUB) == 0)
+		unlink(p);
+	rmdir(updir);
 	EVP_PKEY_free(held);
 	EVP_PKEY_free(other);
 	free(base_bundle);
@@ -108,6 +143,10 @@ static void write_pki(void)
 		      pki_key_new(&other, &err) == 0);
 	PARLEY_ASSERT(path_join(p, sizeof(p), dir, "policy.pub") == 0 &&
 		      sign_write_pub(p, held, &err) == 0);
+	/* The release key the staging area trusts (any key will do: no
+	 * input carries a signature made with it). */
+	PARLEY_ASSERT(path_join(p, sizeof(p), updir, UPD_RELEASE_PUB) == 0 &&
+		      sign_write_pub(p, other, &err) == 0);
 	EVP_PKEY_free(ca_k);
 	EVP_PKEY_free(k);
 	X509_free(ca_x);
@@ -155,6 +194,12 @@ static void setup(void)
 			: getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	snprintf(dir, sizeof(dir), "%s/fuzz-agent-dispatch-XXXXXX", t);
 	PARLEY_ASSERT(mkdtemp(dir));
+	snprintf(updir, sizeof(updir), "/var/tmp/fuzz-agent-update-XXXXXX");
+	if (!mkdtemp(updir)) {
+		snprintf(updir, sizeof(updir), "%s/fuzz-agent-update-XXXXXX",
+			 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+		PARLEY_ASSERT(mkdtemp(updir));
+	}
 	PARLEY_ASSERT((base = event_base_new()));
 	write_pki();
 	make_base_bundle();
@@ -176,8 +221,9 @@ static void reset_dir(void)
 }
 
 struct rec {
-	unsigned ready, commands;
+	unsigned ready, commands, offers, chunks;
 	const Parley__V1__PartitionCommand *last;
+	struct upd_stage *upd;
 };
 
 static void on_ready(void *ctx)
@@ -190,6 +236,89 @@ static void on_command(void *ctx, const Parley__V1__PartitionCommand *c)
 	struct rec *r = ctx;
 	r->commands++;
 	r->last = c;
+}
+
+static const char *const report_states[] = { "receiving", "staged",
+					     "refused", "failed", "busy" };
+
+static void check_report(const struct upd_report *rep)
+{
+	bool known = false;
+	for (size_t i = 0; i < sizeof(report_states) / sizeof(*report_states);
+	     i++)
+		known |= !strcmp(rep->state, report_states[i]);
+	PARLEY_ASSERT(known);
+	for (const char *c = rep->reason; *c; c++)
+		PARLEY_ASSERT(*c >= 0x20 && *c < 0x7f);
+	/* Only a refusal or failure says why. */
+	PARLEY_ASSERT(!!strcmp(rep->state, "receiving") || !rep->reason[0]);
+}
+
+/* What agent/serve.c does with an offer, and what it must have done. */
+static void on_update_offer(void *ctx, const Parley__V1__UpdateOffer *o)
+{
+	struct rec *r = ctx;
+	struct upd_stage *u = r->upd;
+	struct upd_report rep;
+	bool same = u->fd >= 0 && u->from_daemon && u->size == o->size &&
+		    !memcmp(u->sha256, o->sha256.data, 32);
+	uint64_t had = u->received;
+	r->offers++;
+	upd_daemon_offer(u, o->sha256.data, o->size, o->version, &rep);
+	check_report(&rep);
+	if (trace)
+		fprintf(stderr, "  offer: %s %llu %s\n", rep.state,
+			(unsigned long long)rep.received, rep.reason);
+	PARLEY_ASSERT(!strcmp(rep.state, "receiving") ||
+		      !strcmp(rep.state, "failed") ||
+		      !strcmp(rep.state, "busy"));
+	if (strcmp(rep.state, "receiving"))
+		return;
+	PARLEY_ASSERT(u->fd >= 0 && u->from_daemon && u->size == o->size &&
+		      !memcmp(u->sha256, o->sha256.data, 32));
+	PARLEY_ASSERT(rep.received == u->received &&
+		      u->received == (same ? had : 0));
+}
+
+static void on_update_chunk(void *ctx, const Parley__V1__UpdateChunk *c)
+{
+	struct rec *r = ctx;
+	struct upd_stage *u = r->upd;
+	struct upd_report rep;
+	bool ours = u->fd >= 0 && u->from_daemon &&
+		    !memcmp(u->sha256, c->sha256.data, 32);
+	uint64_t had = u->received, size = u->size;
+	r->chunks++;
+	bool answered = upd_daemon_chunk(u, c->sha256.data, c->offset,
+					 c->data.data, c->data.len, &rep);
+	PARLEY_ASSERT(answered == ours);
+	if (!answered) {
+		PARLEY_ASSERT(u->received == had);
+		return;
+	}
+	check_report(&rep);
+	if (trace)
+		fprintf(stderr, "  chunk: %s %llu %s\n", rep.state,
+			(unsigned long long)rep.received, rep.reason);
+	if (c->offset != had) {
+		PARLEY_ASSERT(!strcmp(rep.state, "receiving") &&
+			      u->received == had && rep.received == had);
+		return;
+	}
+	if (c->data.len > size - had) {
+		PARLEY_ASSERT(!strcmp(rep.state, "failed") && u->fd < 0);
+		return;
+	}
+	if (!strcmp(rep.state, "receiving")) {
+		PARLEY_ASSERT(had + c->data.len < size &&
+			      u->received == had + c->data.len);
+		return;
+	}
+	/* The stream is over: the whole package was checked, or writing
+	 * it failed; nothing is held open either way. */
+	PARLEY_ASSERT(u->fd < 0);
+	PARLEY_ASSERT(strcmp(rep.state, "staged") ||
+		      had + c->data.len == size);
 }
 
 /* What a frame may change, taken before it. */
@@ -242,7 +371,9 @@ static void unchanged(const struct snap *s, const struct agent_link *l,
 		      (audited ? l->ob.next_seq == s->next_seq + 1
 			       : l->ob.next_seq == s->next_seq));
 	PARLEY_ASSERT(r->ready == s->rec.ready &&
-		      r->commands == s->rec.commands);
+		      r->commands == s->rec.commands &&
+		      r->offers == s->rec.offers &&
+		      r->chunks == s->rec.chunks);
 }
 
 /* Whether some record at or below seq is still there (the outbox is in
@@ -399,6 +530,14 @@ static void dispatch_one(struct agent_link *l, struct chanmgr *cm,
 		PARLEY_ASSERT(rc == 0 && r->commands == s.rec.commands + 1 &&
 			      r->last == e.command);
 		break;
+	case PARLEY__V1__ENVELOPE__BODY_UPDATE_OFFER:
+		PARLEY_ASSERT(rc == 0 && r->offers == s.rec.offers + 1 &&
+			      r->chunks == s.rec.chunks);
+		break;
+	case PARLEY__V1__ENVELOPE__BODY_UPDATE_CHUNK:
+		PARLEY_ASSERT(rc == 0 && r->chunks == s.rec.chunks + 1 &&
+			      r->offers == s.rec.offers);
+		break;
 	case PARLEY__V1__ENVELOPE__BODY_ERROR:
 		PARLEY_ASSERT(rc == 0 && l->n_refusals == s.n_refusals + 1);
 		for (const char *x = l->last_error; *x; x++)
@@ -417,9 +556,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static struct agent_link l;
 	static struct chanmgr cm;
 	static struct audit audit;
-	struct rec r = { 0 };
+	static struct upd_stage upd;
+	struct rec r = { .upd = &upd };
 	struct parley_err err = { 0 };
 	chanmgr_init(&cm, &audit);
+	empty_updir();
 	PARLEY_ASSERT(agent_link_init(&l, base, dir, "127.0.0.1", 9, &cm,
 				      &err) == 0);
 	PARLEY_ASSERT(l.policy.version == BASE_VERSION && cm.grants.n == 1);
@@ -427,7 +568,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	audit.sink_ctx = &l;
 	l.on_ready = on_ready;
 	l.on_command = on_command;
+	l.on_update_offer = on_update_offer;
+	l.on_update_chunk = on_update_chunk;
 	l.ready_ctx = &r;
+	/* After the link: what it audits goes to the link's batch. */
+	PARLEY_ASSERT(upd_stage_open(&upd, updir, &audit, &err) == 0 &&
+		      upd.release);
 	/* Records 1-3 on disk, 4-5 not yet. */
 	for (int i = 0; i < 5; i++) {
 		agent_link_status(&l, "p", "process", "created", NULL, 0);
@@ -450,6 +596,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		parley__v1__envelope__free_unpacked(e, NULL);
 		PARLEY_ASSERT(r.ready == (l.ready ? 1u : 0u));
 	}
+	upd_stage_close(&upd);
 	agent_link_free(&l);
 	chanmgr_free(&cm);
 	return 0;

@@ -77,6 +77,15 @@ def error(code="HOST_MISMATCH", msg="certificate names another host"):
     return frame(20, s(1, code) + s(2, msg))
 
 
+def offer(size, digest=b"\x11" * 32, version="1.2.3"):
+    return frame(23, s(1, version) + field(2, 0, size) + field(3, 2, digest))
+
+
+def chunk(offset, data, digest=b"\x11" * 32):
+    return frame(24, field(1, 2, digest) + field(2, 0, offset) +
+                 field(3, 2, data))
+
+
 SPEC = '{"name":"p2","image":"hello.elf","memory_mib":16}'
 
 SEEDS = {
@@ -107,6 +116,25 @@ SEEDS = {
     "agent-bodies": welcome() + frame(10, s(1, "host-a") + field(4, 0, 1)) +
     frame(13, field(1, 0, 6) + field(2, 0, 1)),
     "error-not-ascii": error("X", "caf\u00e9 \u2603") + welcome(),
+    # The daemon's update stream (agent/update/stage.c behind the link):
+    # a package of 100 bytes in two chunks, checked when whole (refused:
+    # not a package); a resumed offer, chunks at the wrong offset and of
+    # another digest; a chunk beyond the size; a second offer replacing
+    # the first; an offer too small; before a welcome.
+    "update-stream": welcome() + offer(100) + chunk(0, b"P" * 60) +
+    chunk(60, b"Q" * 40) + offer(100, b"\x22" * 32),
+    "update-resume": welcome() + offer(4096) + chunk(0, b"x" * 100) +
+    offer(4096) + chunk(50, b"y" * 10) + chunk(100, b"z" * 100,
+                                               b"\x33" * 32) +
+    chunk(100, b"z" * 100) + heartbeat(),
+    "update-beyond": welcome() + offer(100) + chunk(0, b"x" * 200) +
+    chunk(0, b"x" * 10),
+    "update-replaced": welcome() + offer(1000) + chunk(0, b"a" * 10) +
+    offer(2000, b"\x44" * 32) + chunk(10, b"b" * 10) +
+    chunk(0, b"c" * 10, b"\x44" * 32),
+    # wire_check refuses an offer of 79 bytes: the link closes there.
+    "update-too-small": welcome() + offer(79) + offer(100),
+    "update-before-welcome": offer(100) + chunk(0, b"x" * 100) + welcome(),
     "commands-unknown-partition": welcome() + command("ghost", 1) +
     command("ghost", 3) + command("ghost", 4, '{"config":[]}'),
 }

@@ -301,6 +301,8 @@ static void grants_happy(struct api_client *c)
 	expect(c, "DELETE", "/v1/grants/tel", c->admin, NULL, 404);
 }
 
+/* One byte too long for a name (STORE_NAME_MAX - 1 is the most). */
+#define LONG_NAME "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define HEX64 "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 static void baselines_happy(struct api_client *c)
@@ -326,6 +328,67 @@ static void baselines_happy(struct api_client *c)
 	b = get_json(c, "/v1/measurements?host=h1", 200);
 	cr_expect_eq(json_array_size(json_object_get(b, "items")), 0);
 	json_decref(b);
+}
+
+/* The reason of every item of a /v1/audit page, comma-separated, and its
+ * next cursor ("" when null). */
+static void audit_reasons(struct api_client *c, const char *path, char *out,
+			  size_t cap, char *next, size_t ncap)
+{
+	json_t *a = get_json(c, path, 200);
+	json_t *items = json_object_get(a, "items"), *it;
+	size_t i, n = 0;
+	out[0] = 0;
+	json_array_foreach(items, i, it)
+		n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? "," : "",
+				      json_string_value(json_object_get(it,
+								 "reason")));
+	const char *nx = json_string_value(json_object_get(a, "next"));
+	snprintf(next, ncap, "%s", nx ? nx : "");
+	json_decref(a);
+}
+
+/* Filters by reason, partition and time, newest first and paged by
+ * before; a page is full when that many rows match, however many rows
+ * between them do not. */
+static void audit_filters(struct api_client *c)
+{
+	struct store *s = fd_store(&c->f);
+	struct store_audit_in ev[40];
+	for (int i = 0; i < 40; i++)
+		ev[i] = (struct store_audit_in){
+			.host = "h3", .event = "open_denied",
+			.partition = i % 10 ? "p9" : "p8",
+			.reason = i % 10 ? "NO_GRANT" : "QUOTA",
+			.time_ms = 1000 + i };
+	cr_assert_eq(store_audit_append(s, ev, 40, NULL, NULL), 0);
+	store_close(s);
+	char got[512], next[32], path[256];
+	audit_reasons(c, "/v1/audit?reason=QUOTA&limit=1000", got,
+		      sizeof(got), next, sizeof(next));
+	cr_expect_str_eq(got, "QUOTA,QUOTA,QUOTA,QUOTA");
+	cr_expect_str_eq(next, "");
+	/* Two a page, newest first, the cursor in before. */
+	audit_reasons(c, "/v1/audit?partition=p8&order=desc&limit=2", got,
+		      sizeof(got), next, sizeof(next));
+	cr_expect_str_eq(got, "QUOTA,QUOTA");
+	cr_assert_neq(next[0], 0);
+	snprintf(path, sizeof(path),
+		 "/v1/audit?partition=p8&order=desc&limit=2&before=%s", next);
+	audit_reasons(c, path, got, sizeof(got), next, sizeof(next));
+	cr_expect_str_eq(got, "QUOTA,QUOTA");
+	snprintf(path, sizeof(path),
+		 "/v1/audit?partition=p8&order=desc&limit=2&before=%s", next);
+	audit_reasons(c, path, got, sizeof(got), next, sizeof(next));
+	cr_expect_str_eq(got, "");
+	/* Times 1010..1019 inclusive: ten rows, one of them QUOTA. */
+	audit_reasons(c, "/v1/audit?host=h3&since_ms=1010&until_ms=1019", got,
+		      sizeof(got), next, sizeof(next));
+	cr_expect_str_eq(got, "QUOTA,NO_GRANT,NO_GRANT,NO_GRANT,NO_GRANT,"
+		       "NO_GRANT,NO_GRANT,NO_GRANT,NO_GRANT,NO_GRANT");
+	audit_reasons(c, "/v1/audit?event=open_denied&reason=QUOTA&"
+		      "partition=p9", got, sizeof(got), next, sizeof(next));
+	cr_expect_str_eq(got, "");
 }
 
 static void audit_happy(struct api_client *c)
@@ -374,6 +437,7 @@ static void audit_happy(struct api_client *c)
 	cr_expect(strstr(r.body, "parley_api_requests_total{class=\"4xx\"}"),
 		  "%s", r.body);
 	ac_free(&r);
+	audit_filters(c);
 }
 
 Test(api, every_route_happy_path, .timeout = 90)
@@ -431,6 +495,27 @@ static const struct hostile hostile[] = {
 	{ "GET", "/v1/hosts?after=%00", NULL, 400, "BAD_REQUEST", "after" },
 	{ "GET", "/v1/audit?after=x", NULL, 400, "BAD_REQUEST", "after" },
 	{ "GET", "/v1/audit?since_ms=-5", NULL, 400, "BAD_REQUEST", "since_ms" },
+	/* The audit filters (applied by the store's query). */
+	{ "GET", "/v1/audit?since_ms=yesterday", NULL, 400, "BAD_REQUEST",
+	  "since_ms: \"yesterday\" is not a non-negative integer" },
+	{ "GET", "/v1/audit?until_ms=99999999999999999999", NULL, 400,
+	  "BAD_REQUEST", "until_ms" },
+	{ "GET", "/v1/audit?since_ms=20&until_ms=10", NULL, 400, "BAD_REQUEST",
+	  "since_ms 20 is after until_ms 10" },
+	{ "GET", "/v1/audit?before=-1", NULL, 400, "BAD_REQUEST", "before" },
+	{ "GET", "/v1/audit?partition=" LONG_NAME, NULL, 400, "BAD_REQUEST",
+	  "partition: " },
+	{ "GET", "/v1/audit?reason=a%20b", NULL, 400, "BAD_REQUEST",
+	  "reason: \"a b\" is not a valid name" },
+	{ "GET", "/v1/audit?event=", NULL, 400, "BAD_REQUEST", "event: " },
+	{ "GET", "/v1/audit?colour=red", NULL, 400, "BAD_REQUEST",
+	  "unknown parameter \"colour\"" },
+	{ "GET", "/v1/audit?Partition=p1", NULL, 400, "BAD_REQUEST",
+	  "unknown parameter \"Partition\"" },
+	{ "GET", "/v1/audit?event=a&event=b", NULL, 400, "BAD_REQUEST",
+	  "parameter \"event\" given twice" },
+	{ "GET", "/v1/audit?order=sideways", NULL, 400, "BAD_REQUEST",
+	  "order: asc or desc" },
 	{ "POST", "/v1/tokens", "{\"scope\":\"root\"}", 400, "BAD_REQUEST",
 	  "scope" },
 	{ "POST", "/v1/tokens", "{\"scope\":\"read\",\"name\":\"a/b\"}", 400,

@@ -72,6 +72,22 @@ static json_t *operation(json_t *doc, const char *method, const char *pat)
 	return NULL;
 }
 
+/* The routes whose handler reads a request body. */
+static bool body_route(const char *method, const char *pat)
+{
+	static const char *const with_body[] = {
+		"POST /v1/hosts", "POST /v1/hosts/*/update",
+		"POST /v1/partitions", "POST /v1/grants", "POST /v1/segsets",
+		"POST /v1/services", "PUT /v1/baselines/*", "POST /v1/tokens",
+	};
+	char key[300];
+	snprintf(key, sizeof(key), "%s %s", method, pat);
+	for (size_t i = 0; i < sizeof(with_body) / sizeof(*with_body); i++)
+		if (!strcmp(key, with_body[i]))
+			return true;
+	return false;
+}
+
 Test(api_openapi, document_and_route_table_agree)
 {
 	json_t *doc = load_doc();
@@ -95,6 +111,19 @@ Test(api_openapi, document_and_route_table_agree)
 		if (!strcmp(scope, "admin"))
 			cr_expect(json_object_get(res, "403"),
 				  "%s %s: 403 undocumented", method, pat);
+		/* api_fail's last resort, and api.c's own. */
+		cr_expect(json_object_get(res, "500"),
+			  "%s %s: 500 undocumented", method, pat);
+		/* A change (api.c's is_change): the store busy (503), its
+		 * conflicts (api_fail: 409). */
+		if (strcmp(method, "GET") && strcmp(pat, "/v1/audit/verify"))
+			cr_expect(json_object_get(res, "503") &&
+					  json_object_get(res, "409"),
+				  "%s %s: 503/409 undocumented", method, pat);
+		/* A body read by api_body (or the update's octets): 413. */
+		if (body_route(method, pat))
+			cr_expect(json_object_get(res, "413"),
+				  "%s %s: 413 undocumented", method, pat);
 	}
 	/* And nothing more: each documented operation is a route. */
 	const char *path;
@@ -331,6 +360,22 @@ static void exercise_update(struct run *t, const char *R)
 	EVP_PKEY_free(other);
 }
 
+/* Changes while another process holds the store's write lock: 503, and
+ * nothing changed (each waits out the store's busy timeout, 5 s). */
+static void exercise_busy(struct run *t)
+{
+	const char *A = t->c.admin;
+	struct parley_err err = { 0 };
+	struct store *s = fd_store(&t->c.f);
+	cr_assert_eq(store_begin(s, &err), 0, "%s", perr_msg(&err));
+	check(t, "POST", "/v1/hosts", "/v1/hosts", A, "{\"name\":\"hb\"}",
+	      503);
+	check(t, "DELETE", "/v1/grants/*", "/v1/grants/nope", A, NULL, 503);
+	store_rollback(s, NULL);
+	store_close(s);
+	check(t, "GET", "/v1/hosts/*", "/v1/hosts/hb", t->c.admin, NULL, 404);
+}
+
 Test(api_openapi, every_operation_answers_as_documented, .timeout = 120)
 {
 	struct run t = { .doc = load_doc(), .seen = json_object() };
@@ -502,6 +547,13 @@ Test(api_openapi, every_operation_answers_as_documented, .timeout = 120)
 	/* audit */
 	check(&t, "GET", "/v1/audit", "/v1/audit?limit=5", R, NULL, 200);
 	check(&t, "GET", "/v1/audit", "/v1/audit?after=x", R, NULL, 400);
+	check(&t, "GET", "/v1/audit", "/v1/audit?event=api_change&reason=x&"
+	      "partition=p1&host=h1&since_ms=1&until_ms=99999999999999&"
+	      "order=desc&before=1000&limit=3", R, NULL, 200);
+	check(&t, "GET", "/v1/audit", "/v1/audit?colour=red", R, NULL, 400);
+	check(&t, "GET", "/v1/audit", "/v1/audit?since_ms=9&until_ms=1", R,
+	      NULL, 400);
+	exercise_busy(&t);
 	check(&t, "POST", "/v1/audit/verify", "/v1/audit/verify", R, NULL,
 	      200);
 	check(&t, "POST", "/v1/audit/verify", "/v1/audit/verify?seq=1", R,

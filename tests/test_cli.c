@@ -632,6 +632,16 @@ Test(cli, audit_list_and_verify, .timeout = 60)
 		cr_assert(!json_is_null(json_object_get(l, "next")),
 			  "stopped at --limit 1 of %zu, but next is null", n);
 	json_decref(l);
+	/* Filters the server applies: no api_change has a reason. */
+	l = jparse(ok(&c, "GET /v1/audit list --reason", "-o", "json", "audit",
+		      "list", "--event", "api_change", "--reason", "NO_GRANT",
+		      NULL));
+	cr_assert_eq(json_array_size(json_object_get(l, "items")), 0);
+	json_decref(l);
+	l = jparse(ok(&c, "GET /v1/audit list --event", "-o", "json", "audit",
+		      "list", "--event", "api_change", NULL));
+	cr_assert_geq(json_array_size(json_object_get(l, "items")), 2);
+	json_decref(l);
 	json_t *v = jparse(ok(&c, "POST /v1/audit/verify", "-o", "json",
 			      "audit", "verify", NULL));
 	cr_assert(json_is_true(json_object_get(v, "ok")));

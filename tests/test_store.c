@@ -1040,6 +1040,49 @@ Test(store, audit_chain_and_list)
 	expect_no_leaks();
 }
 
+/* The filtered page: bounds by id and time, newest first; bad arguments
+ * refused before any SQL. */
+Test(store, audit_find_filters_and_refuses)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	audit_fill(f.s, 50);     /* ids 1..50, time 1700000000000 + id - 1 */
+	struct collect c = { 0 };
+	struct store_audit_filter fl = {
+		.after_id = 10, .before_id = 40, .partition = "pa",
+		.reason = "INTEGRITY", .since_ms = 1700000000000ll + 19,
+		.until_ms = 1700000000000ll + 29, .newest_first = true,
+	};
+	/* ids 20..30 within the times; newest first, three of them. */
+	cr_expect_eq(store_audit_find(f.s, &fl, 3, collect_cb, &c, &e), 3,
+		     "%s", perr_msg(&e));
+	cr_expect(c.ids[0] == 30 && c.ids[1] == 29 && c.ids[2] == 28);
+	c.n = 0;
+	fl.newest_first = false;
+	cr_expect_eq(store_audit_find(f.s, &fl, 1000, collect_cb, &c, &e), 11);
+	cr_expect(c.ids[0] == 20 && c.ids[10] == 30);
+	c.n = 0;
+	fl.event = "open_allowed";
+	cr_expect_eq(store_audit_find(f.s, &fl, 1000, collect_cb, &c, &e), 0);
+	struct store_audit_filter bad[] = {
+		{ .partition = "a b" }, { .host = "../x" },
+		{ .reason = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+			    "aaaaaaaaaaaaaaaaaaaa" },
+		{ .since_ms = -1 }, { .until_ms = -5 },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+		cr_expect_eq(store_audit_find(f.s, &bad[i], 10, collect_cb, &c,
+					      &e), -EINVAL, "filter %zu", i);
+	struct store_audit_filter none = { 0 };
+	cr_expect_eq(store_audit_find(f.s, &none, 0, collect_cb, &c, &e),
+		     -EINVAL);
+	cr_expect_eq(store_audit_find(f.s, &none, STORE_LIST_MAX + 1,
+				      collect_cb, &c, &e), -EINVAL);
+	fx_close(&f);
+}
+
 Test(store, audit_empty_verifies)
 {
 	struct fx f;

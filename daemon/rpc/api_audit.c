@@ -5,37 +5,30 @@
 #include "daemon/rpc/api_int.h"
 #include "daemon/checkpoint.h"
 #include "common/checkpoint.h"
+#include "common/jsonv.h"
 #include "db/store.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct audit_filter {
-	const char *host, *partition, *event;
-	int64_t since_ms, until_ms;     /* 0: unbounded */
+struct audit_page {
 	unsigned limit;
 	json_t *items;
-	uint64_t last;                  /* last id looked at */
+	uint64_t last;                  /* the last id passed */
 };
 
 static int audit_row(const struct store_audit *r, void *ctx)
 {
-	struct audit_filter *f = ctx;
-	f->last = r->id;
-	if ((f->host && strcmp(f->host, r->host)) ||
-	    (f->partition && strcmp(f->partition, r->partition)) ||
-	    (f->event && strcmp(f->event, r->event)) ||
-	    (f->since_ms && r->time_ms < f->since_ms) ||
-	    (f->until_ms && r->time_ms > f->until_ms))
-		return 0;
-	json_array_append_new(f->items, json_pack(
+	struct audit_page *p = ctx;
+	p->last = r->id;
+	json_array_append_new(p->items, json_pack(
 		"{s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "id",
 		(json_int_t)r->id, "time_ms", (json_int_t)r->time_ms, "host",
 		r->host, "event", r->event, "partition", r->partition,
 		"channel", r->channel, "reason", r->reason, "file", r->file,
 		"detail", r->detail));
-	return json_array_size(f->items) >= f->limit;
+	return 0;
 }
 
 /* A non-negative integer query parameter; false after answering 400. */
@@ -49,58 +42,80 @@ static bool query_u64(struct api_req *q, const char *key, uint64_t *v)
 	errno = 0;
 	unsigned long long n = strtoull(s, &end, 10);
 	if (s[0] < '0' || s[0] > '9' || *end || errno || n > INT64_MAX) {
-		api_error(q, 400, "BAD_REQUEST", "%s: expected a non-negative "
-			  "integer", key);
+		struct jv_quoted qt;
+		api_error(q, 400, "BAD_REQUEST", "%s: %s is not a non-negative "
+			  "integer", key, jv_quote(&qt, s, strlen(s)));
 		return false;
 	}
 	*v = n;
 	return true;
 }
 
-static bool audit_args(struct api_req *q, struct audit_filter *f,
-		       uint64_t *after)
+/* The filters /v1/audit takes; anything else is a mistake worth a 400
+ * (a misspelt filter would otherwise list everything). */
+static const char *const audit_params[] = {
+	"limit", "after", "before", "order", "host", "partition", "event",
+	"reason", "since_ms", "until_ms", NULL,
+};
+
+static bool audit_args(struct api_req *q, struct store_audit_filter *f,
+		       unsigned *limit)
 {
 	uint64_t since, until;
-	f->host = api_query(q, "host");
-	f->partition = api_query(q, "partition");
-	f->event = api_query(q, "event");
-	if (!api_limit(q, &f->limit) || !query_u64(q, "after", after) ||
+	const char *order = api_query(q, "order");
+	const char *const names[] = { "host", "partition", "event", "reason" };
+	const char **slot[] = { &f->host, &f->partition, &f->event,
+				&f->reason };
+	if (!api_query_only(q, audit_params) || !api_limit(q, limit) ||
+	    !query_u64(q, "after", &f->after_id) ||
+	    !query_u64(q, "before", &f->before_id) ||
 	    !query_u64(q, "since_ms", &since) ||
-	    !query_u64(q, "until_ms", &until) ||
-	    (f->host && !api_name_ok(q, "host", f->host)) ||
-	    (f->partition && !api_name_ok(q, "partition", f->partition)) ||
-	    (f->event && !api_name_ok(q, "event", f->event)))
+	    !query_u64(q, "until_ms", &until))
 		return false;
+	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
+		*slot[i] = api_query(q, names[i]);
+		if (*slot[i] && !api_name_ok(q, names[i], *slot[i]))
+			return false;
+	}
+	if (order && strcmp(order, "asc") && strcmp(order, "desc")) {
+		api_error(q, 400, "BAD_REQUEST", "order: asc or desc");
+		return false;
+	}
+	if (until && since > until) {
+		api_error(q, 400, "BAD_REQUEST", "since_ms %llu is after "
+			  "until_ms %llu", (unsigned long long)since,
+			  (unsigned long long)until);
+		return false;
+	}
+	f->newest_first = order && !strcmp(order, "desc");
 	f->since_ms = (int64_t)since;
 	f->until_ms = (int64_t)until;
 	return true;
 }
 
+/* Filtered by the store's query, one page of it: oldest first from
+ * ?after= (next: the id to pass as after), or with ?order=desc newest
+ * first from ?before= (next: the id to pass as before). */
 void api_audit_list(struct api_req *q)
 {
-	struct audit_filter f = { 0 };
-	uint64_t after;
+	struct store_audit_filter f = { 0 };
+	struct audit_page p = { 0 };
 	struct parley_err err = { 0 };
-	if (!audit_args(q, &f, &after))
+	if (!audit_args(q, &f, &p.limit))
 		return;
-	f.items = json_array();
-	f.last = after;
-	/* Filters are applied here, so walk pages until the page is full
-	 * or the trail ends. */
-	int n;
-	do
-		n = store_audit_list(q->a->store, f.last, STORE_LIST_MAX,
-				     audit_row, &f, &err);
-	while (n == STORE_LIST_MAX && json_array_size(f.items) < f.limit);
+	p.items = json_array();
+	int n = store_audit_find(q->a->store, &f, p.limit, audit_row, &p,
+				 &err);
 	if (n < 0) {
-		json_decref(f.items);
+		json_decref(p.items);
 		api_fail(q, n, &err);
 		return;
 	}
 	char next[24];
-	snprintf(next, sizeof(next), "%llu", (unsigned long long)f.last);
-	api_reply(q, 200, api_page(f.items, json_array_size(f.items) >= f.limit
-						    ? next : NULL));
+	snprintf(next, sizeof(next), "%llu", (unsigned long long)p.last);
+	/* Newest first, row 1 is the end. */
+	bool more = (unsigned)n == p.limit && !(f.newest_first && p.last <= 1);
+	api_reply(q, 200, api_page(p.items, more ? next : NULL));
 }
 
 /* ?seq=N&hash=HEX (both or neither): verify rows 1..N and that row N has

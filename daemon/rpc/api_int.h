@@ -98,6 +98,9 @@ json_t *api_body(struct api_req *q, const char *const *known);
 const char *api_query(struct api_req *q, const char *key);
 /* ?limit= (1..STORE_LIST_MAX, default 100); false after answering 400. */
 bool api_limit(struct api_req *q, unsigned *limit);
+/* false after answering 400 when the query has a parameter not in known
+ * (NULL-terminated) or one twice. */
+bool api_query_only(struct api_req *q, const char *const *known);
 /* A name from the path, body or query: false after answering 400. */
 bool api_name_ok(struct api_req *q, const char *what, const char *v);
 /* {"items": items, "next": next or null} (steals items). */

@@ -11,10 +11,12 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <event2/keyvalq_struct.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 /* ---- replies ---------------------------------------------------------- */
 
@@ -210,6 +212,31 @@ json_t *api_body(struct api_req *q, const char *const *known)
 const char *api_query(struct api_req *q, const char *key)
 {
 	return evhttp_find_header(&q->query, key);
+}
+
+bool api_query_only(struct api_req *q, const char *const *known)
+{
+	struct evkeyval *kv;
+	TAILQ_FOREACH(kv, &q->query, next) {
+		size_t i = 0;
+		while (known[i] && strcmp(known[i], kv->key))
+			i++;
+		struct jv_quoted qt;
+		if (!known[i]) {
+			api_error(q, 400, "BAD_REQUEST", "unknown parameter %s",
+				  jv_quote(&qt, kv->key, strlen(kv->key)));
+			return false;
+		}
+		/* evhttp_find_header takes the first: a second one would
+		 * be silently ignored. */
+		if (evhttp_find_header(&q->query, kv->key) != kv->value) {
+			api_error(q, 400, "BAD_REQUEST", "parameter %s given "
+				  "twice", jv_quote(&qt, kv->key,
+						    strlen(kv->key)));
+			return false;
+		}
+	}
+	return true;
 }
 
 bool api_limit(struct api_req *q, unsigned *limit)

@@ -5,10 +5,14 @@
 'use strict';
 (() => {
   const TOKEN_KEY = 'parley.token';
-  const GRAPH_MAX = 2000;       // nodes drawn without a filter
+  // Nodes drawn at once: beyond it (a fleet of thousands) the graph asks
+  // for a filter by host or name; 1,000 partitions still draw whole.
+  const GRAPH_MAX = 2000;
   const AUDIT_KEEP = 5000;      // rows kept in memory
   const AUDIT_SHOW = 500;       // rows shown in the audit table
   const TABLE_NOW = 400;        // edge table rows made at once
+  const PARTS_PAGE = 200;       // partitions table rows a page
+  const TYPING_MS = 200;        // a filter waits this long after a key
   const SVGNS = 'http://www.w3.org/2000/svg';
   const $ = (s) => document.querySelector(s);
 
@@ -22,6 +26,13 @@
     quarantined: new Map(),  // partition -> file ('' when none named)
     tampered: new Map(),     // partition -> file
     stream: null, refreshTimer: 0, selected: null, tableAll: false,
+    refreshWant: new Set(),  // lists to read again
+    dirty: new Set(), renderTimer: 0,
+    // How often each view was drawn (tests: an event redraws only what it
+    // changes).
+    renders: { hosts: 0, parts: 0, segsets: 0, services: 0, graph: 0, audit: 0 },
+    partsPage: 0,
+    auditRows: [], auditGen: 0,  // the audit view: the server's answer
   };
 
   // ---- the API ---------------------------------------------------------
@@ -93,6 +104,28 @@
     }
   }
 
+  // What a live row changes: the graph's state (drawn from the trail),
+  // lists to read again (api_change names its route), and the audit view.
+  const GRAPH_EVENTS = new Set(['open_allowed', 'open_denied', 'quarantine', 'revoke', 'partition_state']);
+  const LIST_EVENTS = {
+    partition_state: ['parts'], quarantine: ['parts'], orch_defined: ['parts'],
+    host_joined: ['hosts', 'policy'], baseline_enrolled: ['baselines'],
+  };
+  // An api_change's detail is "METHOD /v1/ROUTE... -> STATUS ...".
+  function changedLists(detail) {
+    const m = /^[A-Z]+ \/v1\/([a-z]+)/.exec(detail || '');
+    switch (m && m[1]) {
+      case 'hosts': return ['hosts', 'policy', 'parts'];
+      case 'partitions': return ['parts', 'policy'];
+      case 'grants': return ['grants', 'policy'];
+      case 'segsets': return ['segsets', 'policy'];
+      case 'services': return ['services', 'policy'];
+      case 'baselines': return ['baselines'];
+      case 'tokens': case 'audit': return [];
+      default: return LISTS;
+    }
+  }
+
   function takeRow(row, live) {
     if (row.id <= st.lastId) return;
     st.lastId = row.id;
@@ -100,24 +133,36 @@
     if (st.audit.length > AUDIT_KEEP) st.audit.splice(0, st.audit.length - AUDIT_KEEP);
     apply(row);
     if (!live) return;
-    // Rows that change what the lists say: read them again, once.
-    if (['api_change', 'partition_state', 'host_joined', 'quarantine',
-      'baseline_enrolled', 'orch_defined'].includes(row.event)) scheduleRefresh();
-    renderAll(row.id);
+    if (GRAPH_EVENTS.has(row.event)) {
+      st.dirty.add('graph');
+      st.dirty.add('parts');    // integrity and state
+    }
+    const lists = row.event === 'api_change' ? changedLists(row.detail) : LIST_EVENTS[row.event];
+    if (lists && lists.length) scheduleRefresh(lists);
+    auditLive(row);
+    scheduleRender();
   }
 
   // ---- loading -----------------------------------------------------------
-  async function loadLists() {
-    const [hosts, policy, parts, grants, baselines, segsets, services] = await Promise.all([
-      all('/v1/hosts'), api('/v1/policy'), all('/v1/partitions'),
-      all('/v1/grants'), all('/v1/baselines'), all('/v1/segsets'), all('/v1/services')]);
-    st.segsets = segsets;
-    st.services = services;
-    st.hosts = hosts;
-    st.policy = policy;
-    st.parts = parts;
-    st.grants = grants;
-    st.baselines = new Set(baselines.map((b) => b.partition));
+  const LISTS = ['hosts', 'policy', 'parts', 'grants', 'baselines', 'segsets', 'services'];
+  const LOAD = {
+    hosts: async () => { st.hosts = await all('/v1/hosts'); },
+    policy: async () => { st.policy = await api('/v1/policy'); },
+    parts: async () => { st.parts = await all('/v1/partitions'); },
+    grants: async () => { st.grants = await all('/v1/grants'); },
+    baselines: async () => { st.baselines = new Set((await all('/v1/baselines')).map((b) => b.partition)); },
+    segsets: async () => { st.segsets = await all('/v1/segsets'); },
+    services: async () => { st.services = await all('/v1/services'); },
+  };
+  // The views drawn from each list.
+  const VIEWS_OF = {
+    hosts: ['hosts'], policy: ['hosts'], parts: ['parts', 'graph'], grants: ['graph'],
+    baselines: ['parts', 'graph'], segsets: ['segsets'], services: ['services', 'graph'],
+  };
+
+  async function loadLists(names = LISTS) {
+    await Promise.all(names.map((n) => LOAD[n]()));
+    for (const n of names) for (const v of VIEWS_OF[n]) st.dirty.add(v);
   }
 
   async function loadAudit() {
@@ -128,17 +173,32 @@
     }
   }
 
-  function scheduleRefresh() {
+  // Read the lists named again, once for a burst of rows.
+  function scheduleRefresh(names) {
+    for (const n of names) st.refreshWant.add(n);
     if (st.refreshTimer) return;
     st.refreshTimer = setTimeout(async () => {
       st.refreshTimer = 0;
+      const want = [...st.refreshWant];
+      st.refreshWant.clear();
       try {
-        await loadLists();
-        renderAll();
+        await loadLists(want);
+        scheduleRender();
       } catch (e) {
         failed(e);
       }
     }, 150);
+  }
+
+  // Draw what changed, once for a burst of rows.
+  function scheduleRender() {
+    if (st.renderTimer) return;
+    st.renderTimer = setTimeout(() => {
+      st.renderTimer = 0;
+      const views = st.dirty;
+      st.dirty = new Set();
+      render(views);
+    }, 30);
   }
 
   // ---- the event stream ----------------------------------------------
@@ -325,33 +385,85 @@
     }));
   }
 
+  // A page of the partitions that match the filter (name, host or state):
+  // ten thousand rows at once would cost seconds to lay out.
   function renderParts() {
-    fill($('#parts tbody'), st.parts.map((p) => {
+    const f = $('#parts-filter').value.trim().toLowerCase();
+    const list = f ? st.parts.filter((p) => matches(f, p.name, p.host, p.state)) : st.parts;
+    const pages = Math.max(1, Math.ceil(list.length / PARTS_PAGE));
+    st.partsPage = Math.min(Math.max(st.partsPage, 0), pages - 1);
+    const from = st.partsPage * PARTS_PAGE;
+    const shown = list.slice(from, from + PARTS_PAGE);
+    fill($('#parts tbody'), shown.map((p) => {
       const [cls, text] = integrity(p);
-      return row([p.name, p.host, p.backend + (p.vmm_backend ? ` (${p.vmm_backend})` : ''),
+      const tr = row([p.name, p.host, p.backend + (p.vmm_backend ? ` (${p.vmm_backend})` : ''),
         { text: p.state, attrs: { class: `state-${p.state}` } },
         { text, attrs: { class: `integrity-${cls}` } }]);
+      tr.dataset.partition = p.name;
+      return tr;
     }));
+    $('#parts-count').textContent = list.length
+      ? `${from + 1}–${from + shown.length} of ${list.length} partitions (page ${st.partsPage + 1} of ${pages})`
+      : (f ? 'no partition matches' : 'no partitions');
+    $('#parts-prev').disabled = st.partsPage === 0;
+    $('#parts-next').disabled = st.partsPage >= pages - 1;
   }
 
   // ---- the audit trail ------------------------------------------------------
-  function renderAudit(fresh) {
+  // The audit view's filters, as GET /v1/audit takes them (exact names;
+  // the server applies them, daemon/rpc/API.md).
+  function auditFilter() {
     const f = new FormData($('#audit-filter'));
-    const part = f.get('partition').trim(), ev = f.get('event').trim();
-    const reason = f.get('reason').trim(), since = f.get('since');
-    const sinceMs = since ? new Date(since).getTime() : 0;
-    const rows = [];
-    for (let i = st.audit.length - 1; i >= 0 && rows.length < AUDIT_SHOW; i--) {
-      const a = st.audit[i];
-      if ((part && !a.partition.includes(part)) || (ev && !a.event.includes(ev)) ||
-        (reason && !a.reason.includes(reason)) || (sinceMs && a.time_ms < sinceMs)) continue;
-      rows.push(row([String(a.id), new Date(a.time_ms).toISOString(), a.host,
-        a.event, a.partition, a.channel,
-        { text: a.reason, attrs: a.reason ? { class: 'state-denied' } : {} },
-        a.file, { text: a.detail, attrs: { class: 'detail' } }],
-      fresh && a.id === fresh ? 'fresh' : ''));
+    const ms = (k) => { const v = f.get(k); return v ? new Date(v).getTime() : 0; };
+    return {
+      partition: f.get('partition').trim(), event: f.get('event').trim(),
+      reason: f.get('reason').trim(), since_ms: ms('since'), until_ms: ms('until'),
+    };
+  }
+
+  function auditMatches(f, a) {
+    return (!f.partition || a.partition === f.partition) && (!f.event || a.event === f.event) &&
+      (!f.reason || a.reason === f.reason) && (!f.since_ms || a.time_ms >= f.since_ms) &&
+      (!f.until_ms || a.time_ms <= f.until_ms);
+  }
+
+  // The newest AUDIT_SHOW rows that match, asked of the server.
+  async function auditQuery() {
+    const f = auditFilter(), gen = ++st.auditGen;
+    const q = new URLSearchParams({ order: 'desc', limit: String(AUDIT_SHOW) });
+    for (const [k, v] of Object.entries(f)) if (v) q.set(k, String(v));
+    const out = $('#audit-status');
+    try {
+      const page = await api(`/v1/audit?${q}`);
+      if (gen !== st.auditGen) return;   // a newer query went out
+      st.auditRows = page.items;
+      out.textContent = `${page.items.length}${page.next !== null ? '+' : ''} rows`;
+      out.classList.remove('error');
+    } catch (e) {
+      if (e instanceof Refused) throw e;
+      if (gen !== st.auditGen) return;
+      st.auditRows = [];
+      out.textContent = e.message;
+      out.classList.add('error');
     }
-    fill($('#audit tbody'), rows);
+    renderAudit();
+  }
+
+  // A live row: on top of the view when the filters take it.
+  function auditLive(a) {
+    if (!auditMatches(auditFilter(), a) || st.auditRows.some((r) => r.id >= a.id)) return;
+    st.auditRows.unshift(a);
+    if (st.auditRows.length > AUDIT_SHOW) st.auditRows.length = AUDIT_SHOW;
+    st.auditFresh = a.id;
+    st.dirty.add('audit');
+  }
+
+  function renderAudit() {
+    fill($('#audit tbody'), st.auditRows.map((a) => row([String(a.id),
+      new Date(a.time_ms).toISOString(), a.host, a.event, a.partition, a.channel,
+      { text: a.reason, attrs: a.reason ? { class: 'state-denied' } : {} },
+      a.file, { text: a.detail, attrs: { class: 'detail' } }],
+    st.auditFresh && a.id === st.auditFresh ? 'fresh' : '')));
   }
 
   async function verify() {
@@ -380,19 +492,36 @@
     return 'granted';
   }
 
+  // The host chosen in the graph's host list ('' = every host).
+  function renderHostChoice() {
+    const sel = $('#graph-host'), was = sel.value;
+    const names = [...new Set(st.parts.map((p) => p.host).concat(st.hosts.map((h) => h.name)))].sort();
+    if (sel.options.length === names.length + 1 &&
+      names.every((n, i) => sel.options[i + 1].value === n)) return;
+    sel.replaceChildren(el('option', { value: '' }, 'every host'),
+      ...names.map((n) => el('option', { value: n }, n)));
+    sel.value = names.includes(was) ? was : '';
+  }
+
   function renderGraph() {
+    renderHostChoice();
     const f = $('#graph-filter').value.trim().toLowerCase();
+    const host = $('#graph-host').value;
     const byName = new Map(st.parts.map((p) => [p.name, p]));
-    const grants = st.grants.filter((g) => matches(f, g.channel, g.endpoint_a, g.endpoint_b,
-      (byName.get(g.endpoint_a) || {}).host, (byName.get(g.endpoint_b) || {}).host));
+    const hostOf = (n) => (byName.get(n) || {}).host;
+    // On a chosen host: what touches one of its partitions.
+    const onHost = (...ends) => !host || ends.some((n) => hostOf(n) === host);
+    const grants = st.grants.filter((g) => onHost(g.endpoint_a, g.endpoint_b) &&
+      matches(f, g.channel, g.endpoint_a, g.endpoint_b, hostOf(g.endpoint_a), hostOf(g.endpoint_b)));
     // A partition is drawn if it matches, or an edge drawn touches it.
     const want = new Set();
-    for (const p of st.parts) if (matches(f, p.name, p.host)) want.add(p.name);
+    for (const p of st.parts) if ((!host || p.host === host) && matches(f, p.name, p.host)) want.add(p.name);
     for (const g of grants) { want.add(g.endpoint_a); want.add(g.endpoint_b); }
-    const rules = st.services.filter((r) => matches(f, r.service, r.source, r.target,
-      (byName.get(r.source) || {}).host));
+    const rules = st.services.filter((r) => onHost(r.source, r.target) &&
+      matches(f, r.service, r.source, r.target, hostOf(r.source)));
     for (const r of rules) { want.add(r.source); want.add(r.target); }
-    const denied = [...st.denied.values()].filter((d) => matches(f, d.partition, d.channel, d.host));
+    const denied = [...st.denied.values()].filter((d) => onHost(d.partition) &&
+      matches(f, d.partition, d.channel, d.host));
     for (const d of denied) want.add(d.partition);
     // Endpoints the store has no partition row for (a policy imported for
     // agents that run their own partitions): drawn under an unknown host.
@@ -406,8 +535,12 @@
       g.replaceChildren(svg('title', { id: 'graph-title' }, 'Channel graph (too large to draw)'));
       g.setAttribute('width', 0);
       g.setAttribute('height', 0);
-      count.textContent = `${parts.length} partitions: filter by host or channel to draw them`;
-      fill($('#edges tbody'), []);
+      count.textContent = `${parts.length} partitions, ${grants.length} grants: ` +
+        `choose a host or filter by name or channel to draw at most ${GRAPH_MAX}`;
+      fillSliced($('#edges tbody'), []);
+      $('#edges-more').hidden = true;
+      document.body.dataset.graph = `over/${parts.length}/${grants.length}`;
+      document.body.dataset.graphAt = String(Math.round(performance.now()));
       return;
     }
     count.textContent = `${parts.length} partitions, ${grants.length} grants, ${rules.length} service rules`;
@@ -514,10 +647,14 @@
     }
     // Refused opens of a channel the partition has no grant for: a stub
     // from the partition, named.
+    const granted = new Set();
+    for (const gr of st.grants) {
+      granted.add(`${gr.endpoint_a}|${gr.channel}`);
+      granted.add(`${gr.endpoint_b}|${gr.channel}`);
+    }
     for (const dn of denied) {
       // One of the grant's own ends refused: its edge shows it.
-      if (st.grants.some((gr) => gr.channel === dn.channel &&
-        (gr.endpoint_a === dn.partition || gr.endpoint_b === dn.partition))) continue;
+      if (granted.has(`${dn.partition}|${dn.channel}`)) continue;
       const p = pos.get(dn.partition);
       if (!p) continue;
       const path = svg('path', {
@@ -626,13 +763,32 @@
     }
   }
 
-  function renderAll(fresh) {
-    renderHosts();
-    renderParts();
-    renderSegsets();
-    renderServices();
-    renderGraph();
-    renderAudit(fresh);
+  const RENDER = {
+    hosts: renderHosts, parts: renderParts, segsets: renderSegsets,
+    services: renderServices, graph: renderGraph, audit: renderAudit,
+  };
+
+  function render(views) {
+    for (const v of Object.keys(RENDER)) {
+      if (!views.has(v)) continue;
+      st.dirty.delete(v);
+      RENDER[v]();
+      st.renders[v]++;
+    }
+    document.body.dataset.renders = JSON.stringify(st.renders);
+  }
+
+  function renderAll() {
+    render(new Set(Object.keys(RENDER)));
+  }
+
+  // Input that redraws a view: once typing pauses.
+  function onTyping(input, fn) {
+    let t = 0;
+    input.addEventListener('input', () => {
+      clearTimeout(t);
+      t = setTimeout(fn, TYPING_MS);
+    });
   }
 
   // ---- login ---------------------------------------------------------------
@@ -649,6 +805,7 @@
     try {
       await loadLists();
       await loadAudit();
+      await auditQuery();
       renderAll();
       document.body.dataset.loaded = 'yes';
       verify();
@@ -663,7 +820,7 @@
     st.stream = null;
     sessionStorage.removeItem(TOKEN_KEY);
     Object.assign(st, { audit: [], lastId: 0, open: new Map(), denied: new Map(),
-      revoked: new Set(), quarantined: new Map(), tampered: new Map() });
+      revoked: new Set(), quarantined: new Map(), tampered: new Map(), auditRows: [] });
     $('#app').hidden = true;
     $('#logout').hidden = true;
     $('#login').hidden = false;
@@ -696,10 +853,15 @@
     tabs();
     $('#login-form').addEventListener('submit', login);
     $('#logout').addEventListener('click', () => logout(''));
-    $('#graph-filter').addEventListener('input', renderGraph);
+    onTyping($('#graph-filter'), renderGraph);
+    $('#graph-host').addEventListener('change', renderGraph);
     $('#edges-more').addEventListener('click', () => { st.tableAll = true; renderGraph(); });
     $('#graph').addEventListener('keydown', graphKeys);
-    $('#audit-filter').addEventListener('input', () => renderAudit());
+    onTyping($('#parts-filter'), () => { st.partsPage = 0; renderParts(); });
+    $('#parts-prev').addEventListener('click', () => { st.partsPage--; renderParts(); });
+    $('#parts-next').addEventListener('click', () => { st.partsPage++; renderParts(); });
+    onTyping($('#audit-filter'), () => auditQuery().catch(failed));
+    $('#audit-filter').addEventListener('submit', (e) => e.preventDefault());
     $('#verify').addEventListener('click', verify);
     if (token()) start();
     else logout('');

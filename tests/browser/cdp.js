@@ -151,9 +151,12 @@ class Page {
     }
   }
 
-  async key(key, code, keyCode) {
-    for (const type of ['rawKeyDown', 'keyUp'])
-      await this.send('Input.dispatchKeyEvent', { type, key, code: code || key, windowsVirtualKeyCode: keyCode });
+  // A key pressed and let go; with text (e.g. '\r' for Enter) it also
+  // types that character, as activating a focused button needs.
+  async key(key, code, keyCode, text) {
+    for (const type of [text ? 'keyDown' : 'rawKeyDown', 'keyUp'])
+      await this.send('Input.dispatchKeyEvent', { type, key, code: code || key, windowsVirtualKeyCode: keyCode,
+        ...(text && type === 'keyDown' ? { text } : {}) });
   }
 
   async screenshot(file) {
@@ -170,4 +173,18 @@ function chromiumPath() {
   throw new Error('no chromium (./dev deps installs Debian\'s chromium)');
 }
 
-module.exports = { Browser, chromiumPath };
+// For a driver of tests/test_console_browser.c: the test's answers read
+// line by line from stdin (readLine() waits for the next), "ok STEP"
+// printed, and a check that throws with its reason.
+function driverIO() {
+  const rl = require('readline').createInterface({ input: process.stdin });
+  const waiting = [];
+  rl.on('line', (l) => { const w = waiting.shift(); if (w) w(l); });
+  return {
+    readLine: () => new Promise((r) => waiting.push(r)),
+    ok: (s) => console.log(`ok ${s}`),
+    check: (cond, why) => { if (!cond) throw new Error(why); },
+  };
+}
+
+module.exports = { Browser, chromiumPath, driverIO };

@@ -5,8 +5,7 @@
 // "ADDRULE" when it wants a service rule added through the API (and reads
 // "ADDED"), "FAIL why" then exits 1 on the first failure.
 'use strict';
-const readline = require('readline');
-const { Browser, chromiumPath } = require('./cdp.js');
+const { Browser, chromiumPath, driverIO } = require('./cdp.js');
 
 const URL_ = process.env.PARLEY_URL;
 const TOKEN = process.env.PARLEY_TOKEN;
@@ -14,13 +13,7 @@ const SHOT = process.env.PARLEY_SHOT;
 const EXPECT = JSON.parse(process.env.PARLEY_EXPECT || '{}');
 const origin = new URL(URL_).origin;
 
-const lines = readline.createInterface({ input: process.stdin });
-const waiting = [];
-lines.on('line', (l) => { const w = waiting.shift(); if (w) w(l); });
-const readLine = () => new Promise((r) => waiting.push(r));
-
-const ok = (s) => console.log(`ok ${s}`);
-function check(cond, why) { if (!cond) throw new Error(why); }
+const { readLine, ok, check } = driverIO();
 const sameSet = (a, b) => a.length === b.length && [...a].sort().join('\n') === [...b].sort().join('\n');
 
 async function login(page, token) {
