@@ -86,12 +86,18 @@ void store_names_free(struct store_names *l);
 
 /* ---- opening, batches ---------------------------------------------- */
 
-/* Open (creating if absent) the store at `path`, apply the migrations it
- * lacks (each in its own transaction) and prepare it for use. A file whose
- * schema is newer than this binary is refused with -ENOTSUP ("store X has
- * schema version 7; this parleyd knows up to 2"); a file that is not a
- * parley store with -EINVAL. *out is the caller's until store_close. */
-int store_open(const char *path, struct store **out, struct parley_err *err);
+/* Open the store `uri` names -- `sqlite:PATH` or a bare PATH (created if
+ * absent), or `postgresql://...` / `postgres://...` / `postgresql:` + a
+ * libpq keyword string (db/store_uri.c; libpq reads sslmode, service
+ * files...) -- apply the migrations it lacks (each in its own
+ * transaction) and prepare it for use. A store whose schema is newer than
+ * this binary is refused with -ENOTSUP ("store X has schema version 7;
+ * this parleyd knows up to 2"); one that is not a parley store with
+ * -EINVAL; a database that cannot be reached with -ECONNREFUSED. *out is
+ * the caller's until store_close. */
+int store_open(const char *uri, struct store **out, struct parley_err *err);
+/* Which backend an open store is on: "sqlite" or "postgresql". */
+const char *store_backend(const struct store *s);
 /* Finalize, roll back an open batch, close. NULL is fine. */
 void store_close(struct store *s);
 
