@@ -42,6 +42,7 @@ struct store {
 	bool batch;              /* a caller's store_begin is open */
 	bool reading;            /* a caller's store_read_begin is open */
 	bool rd_own;             /* db_rd_begin opened the transaction (PG) */
+	bool in_op;              /* between db_op_begin and db_op_end */
 	EVP_MD_CTX *md;          /* reused for the audit chain */
 	EVP_MD *sha256;          /* fetched once, not per event */
 	void (*hook)(void *ctx); /* store_watch_commits */

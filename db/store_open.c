@@ -216,9 +216,10 @@ int db_op_begin(struct store *s, struct parley_err *err)
 	if (s->reading)
 		return perr(err, -EBUSY, "store %s: a write inside a read "
 			    "snapshot", s->path);
-	if (s->batch)
-		return db_exec(s, "SAVEPOINT store_op", err);
-	return s->ops->begin_write(s, err);
+	int rc = s->batch ? db_exec(s, "SAVEPOINT store_op", err)
+			  : s->ops->begin_write(s, err);
+	s->in_op = rc == 0;
+	return rc;
 }
 
 static int op_end_batch(struct store *s, int rc, struct parley_err *err)
@@ -236,6 +237,7 @@ static int op_end_batch(struct store *s, int rc, struct parley_err *err)
 
 int db_op_end(struct store *s, int rc, struct parley_err *err)
 {
+	s->in_op = false;
 	if (s->batch)
 		return op_end_batch(s, rc, err);
 	if (rc < 0) {

@@ -275,11 +275,27 @@ static int execute(struct store *s, struct pg_stmt *p, const char *what,
 		lens[i] = p->p[i].len;
 		fmts[i] = p->p[i].fmt;
 	}
+	/* A lone write inside a caller's batch, outside any operation's
+	 * savepoint: SQLite lets the batch go on after it fails, PostgreSQL
+	 * aborts the whole transaction, so give it a savepoint of its own. */
+	bool guard = s->batch && !s->in_op && p->write;
+	if (guard && (rc = pg_exec(s, "SAVEPOINT store_st", err)) < 0)
+		return rc;
 	PGresult *r = PQexecPrepared(pc(s)->c, p->name, p->nparams, vals, lens,
 				     fmts, 0);
 	ExecStatusType st = PQresultStatus(r);
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 		rc = pgerr(s, r, what, err);
+		PQclear(r);
+		/* Likewise inside a read snapshot (a write refused there):
+		 * back to its start, which keeps the snapshot. */
+		if (guard)
+			pg_exec(s, "ROLLBACK TO store_st", NULL);
+		else if (s->reading && in_tx(s))
+			pg_exec(s, "ROLLBACK TO store_read", NULL);
+		return rc;
+	}
+	if (guard && (rc = pg_exec(s, "RELEASE store_st", err)) < 0) {
 		PQclear(r);
 		return rc;
 	}
@@ -456,10 +472,12 @@ static int pg_begin_write(struct store *s, struct parley_err *err)
 	return rc;
 }
 
+/* The savepoint lets a statement that fails inside (a write refused)
+ * leave the snapshot usable, as it stays on SQLite. */
 static int pg_begin_read(struct store *s, struct parley_err *err)
 {
-	return pg_exec(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-		       err);
+	return pg_exec(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+		       "SAVEPOINT store_read", err);
 }
 
 static void pg_end_read(struct store *s)
