@@ -74,3 +74,22 @@ int db_uri_parse(const char *uri, enum db_kind *kind, char **target,
 	}
 	return 0;
 }
+
+int store_uri_file(const char *uri, char *path, size_t cap,
+		   struct parley_err *err)
+{
+	enum db_kind kind;
+	char *target, *shown;
+	int rc = db_uri_parse(uri ? uri : "", &kind, &target, &shown, err);
+	if (rc < 0)
+		return rc;
+	rc = kind == DB_SQLITE;
+	if (rc && strlen(target) >= cap)
+		rc = perr(err, -ENAMETOOLONG, "store %s: path too long",
+			  shown);
+	else if (rc)
+		memcpy(path, target, strlen(target) + 1);
+	free(target);
+	free(shown);
+	return rc;
+}
