@@ -250,7 +250,7 @@ static int need_known(struct store *from, struct parley_err *err)
 {
 	struct db_stmt *st;
 	int64_t n = 0;
-	int rc = db_prep(from, from->ops->q_any, &st, err);
+	int rc = db_prep(from, from->ops->q_tables, &st, err);
 	if (rc == 0)
 		rc = db_int(from, st, "tables", &n, err);
 	if (rc == 0 && n != (int64_t)NTABLES + 1)
@@ -269,6 +269,26 @@ static int copy_all(struct store *from, struct store *to,
 	if (rc == 0)
 		cs->tables = (unsigned)NTABLES;
 	return rc;
+}
+
+/* On arrival, before the commit (a copy that does not verify leaves the
+ * target as empty as it was): the chain from row 1, ending at the
+ * source's head. */
+static int verify(struct store *to, uint64_t head, const uint8_t *want,
+		  uint64_t *rows, struct parley_err *err)
+{
+	uint64_t bad = 0;
+	int rc = store_audit_verify(to, &bad, rows, err);
+	if (rc == 0 && head)
+		rc = store_audit_verify_to(to, head, want, &bad, err);
+	if (rc == 0 && *rows != head)
+		rc = perr(err, -EBADMSG, "store %s: %llu audit rows arrived, "
+			  "the source's head is %llu", to->path,
+			  (unsigned long long)*rows, (unsigned long long)head);
+	if (rc < 0)
+		return db_prefix(err, rc, "the copy in %s does not verify",
+				 to->path);
+	return 0;
 }
 
 int store_copy(struct store *from, struct store *to,
@@ -295,25 +315,12 @@ int store_copy(struct store *from, struct store *to,
 	if (rc == 0 && (rc = store_begin(to, err)) == 0) {
 		rc = copy_all(from, to, cs, err);
 		if (rc == 0)
+			rc = verify(to, head, want, &cs->audit_rows, err);
+		if (rc == 0)
 			rc = store_commit(to, err);
 		else
 			store_rollback(to, NULL);
 	}
 	store_read_end(from);
-	if (rc < 0)
-		return rc;
-	/* On arrival: the chain from row 1, ending at the source's head. */
-	uint64_t bad = 0, rows = 0;
-	rc = store_audit_verify(to, &bad, &rows, err);
-	if (rc == 0 && head)
-		rc = store_audit_verify_to(to, head, want, &bad, err);
-	if (rc == 0 && rows != head)
-		rc = perr(err, -EBADMSG, "store %s: %llu audit rows arrived, "
-			  "the source's head is %llu", to->path,
-			  (unsigned long long)rows, (unsigned long long)head);
-	if (rc < 0)
-		return db_prefix(err, rc, "the copy in %s does not verify",
-				 to->path);
-	cs->audit_rows = rows;
-	return 0;
+	return rc;
 }

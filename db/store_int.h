@@ -92,6 +92,8 @@ struct db_ops {
 	/* The file's identity: the parley id (0 when unmarked), any table at
 	 * all; and the statement that marks a fresh store (NULL: none). */
 	const char *q_app, *q_any, *app_set;
+	/* How many tables (store_copy.c: it must know each). */
+	const char *q_tables;
 };
 
 extern const struct db_ops db_sqlite_ops;

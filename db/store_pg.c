@@ -668,4 +668,7 @@ const struct db_ops db_pg_ops = {
 	.q_any = "SELECT COUNT(*) FROM information_schema.tables "
 		 "WHERE table_schema = current_schema()",
 	.app_set = "COMMENT ON TABLE schema_version IS 'parley store'",
+	.q_tables = "SELECT COUNT(*) FROM information_schema.tables "
+		    "WHERE table_schema = current_schema() "
+		    "AND table_type = 'BASE TABLE'",
 };

@@ -348,4 +348,5 @@ const struct db_ops db_sqlite_ops = {
 	.q_app = "PRAGMA application_id",
 	.q_any = "SELECT COUNT(*) FROM sqlite_master",
 	.app_set = "PRAGMA application_id = 1349676153",
+	.q_tables = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'",
 };
