@@ -114,7 +114,8 @@ static int join_use(struct store *s, struct store_blob sha256, int64_t now_ms,
 		"SELECT host, expires_ms, used_ms FROM join_tokens "
 		"WHERE sha256 = ?1";
 	static const char q_use[] =
-		"UPDATE join_tokens SET used_ms = ?2 WHERE sha256 = ?1";
+		"UPDATE join_tokens SET used_ms = ?2 WHERE sha256 = ?1 "
+		"AND used_ms IS NULL";
 	struct db_stmt *st;
 	int rc = db_prep(s, q_get, &st, err);
 	if (rc < 0)
@@ -139,7 +140,13 @@ static int join_use(struct store *s, struct store_blob sha256, int64_t now_ms,
 		return rc;
 	db_bind_blob(st, 1, sha256.p, sha256.len);
 	db_bind_i64(st, 2, now_ms);
-	return db_run(s, st, "use join token", err);
+	rc = db_run(s, st, "use join token", err);
+	/* The write lock makes this impossible; the guard in the statement
+	 * keeps a token single-use even for a writer without it. */
+	if (rc == 0 && db_changes(s) != 1)
+		rc = perr(err, -EEXIST, "join token for host \"%s\" was used "
+			  "already", host_out);
+	return rc;
 }
 
 int store_join_token_use(struct store *s, struct store_blob sha256,
