@@ -77,6 +77,10 @@ struct db_ops {
 	bool (*col_isnull)(struct db_stmt *st, int i);
 	const char *(*col_name)(struct db_stmt *st, int i);
 	int64_t (*changes)(struct store *s);
+	/* db_run_deferred (NULL: db_run): may return before the statement
+	 * ran; its error then comes from the connection's next statement. */
+	int (*run_deferred)(struct store *s, struct db_stmt *st,
+			    const char *what, struct parley_err *err);
 	int (*exec)(struct store *s, const char *sql, struct parley_err *err);
 	bool (*in_tx)(struct store *s);
 	/* A write transaction that holds the store's write lock from its
@@ -123,6 +127,13 @@ int db_step(struct store *s, struct db_stmt *st, const char *what,
 /* Step to completion and reset: for statements that return no rows. */
 int db_run(struct store *s, struct db_stmt *st, const char *what,
 	   struct parley_err *err);
+/* db_run for a write whose outcome nothing reads before the operation
+ * goes on (no db_changes, no -EEXIST to act on): on PostgreSQL it is
+ * pipelined (sent without waiting for its answer), and a failure is
+ * returned by the next statement or by the commit, so the operation
+ * still fails as a whole. Inside a transaction only; else db_run. */
+int db_run_deferred(struct store *s, struct db_stmt *st, const char *what,
+		    struct parley_err *err);
 /* Step a single-integer query (e.g. SELECT COUNT(*)) and reset. */
 int db_int(struct store *s, struct db_stmt *st, const char *what, int64_t *v,
 	   struct parley_err *err);

@@ -79,6 +79,14 @@ int db_run(struct store *s, struct db_stmt *st, const char *what,
 	return rc;
 }
 
+int db_run_deferred(struct store *s, struct db_stmt *st, const char *what,
+		    struct parley_err *err)
+{
+	if (!s->ops->run_deferred || db_autocommit(s))
+		return db_run(s, st, what, err);
+	return s->ops->run_deferred(s, st, what, err);
+}
+
 int db_int(struct store *s, struct db_stmt *st, const char *what, int64_t *v,
 	   struct parley_err *err)
 {

@@ -39,10 +39,17 @@
  * timeout in store_sqlite.c). */
 #define LOCK_TIMEOUT "5s"
 
+/* Writes sent in pipeline mode and not answered yet (run_deferred); a
+ * bound keeps the server's answers well inside the socket's buffer, so
+ * neither side blocks writing while the other is not reading. */
+#define PIPE_MAX 256
+
 struct pg_conn {
 	PGconn *c;
 	unsigned next_name;
 	int64_t changes;
+	unsigned pending;
+	const char *pending_what[PIPE_MAX];
 };
 
 struct pg_param {
@@ -125,8 +132,53 @@ static bool in_tx(struct store *s)
 	       t == PQTRANS_ACTIVE;
 }
 
+/* Collect the answers to the pipelined writes and leave pipeline mode:
+ * the first failure, or 0. */
+static int flush(struct store *s, struct parley_err *err)
+{
+	struct pg_conn *c = pc(s);
+	if (!c->pending)
+		return 0;
+	int rc = 0;
+	if (PQpipelineSync(c->c) != 1)
+		rc = pgerr(s, NULL, "pipeline", err);
+	for (unsigned i = 0; i < c->pending; i++) {
+		PGresult *r = PQgetResult(c->c);
+		ExecStatusType st = PQresultStatus(r);
+		if (rc == 0 && st != PGRES_COMMAND_OK)
+			rc = st == PGRES_PIPELINE_ABORTED
+				? perr(err, -EIO, "store %s: %s: not run",
+				       s->path, c->pending_what[i])
+				: pgerr(s, r, c->pending_what[i], err);
+		else if (st == PGRES_COMMAND_OK)
+			c->changes = strtoll(PQcmdTuples(r), NULL, 10);
+		PQclear(r);
+		/* each query's results end with a NULL */
+		while ((r = PQgetResult(c->c)) != NULL)
+			PQclear(r);
+	}
+	PGresult *r;
+	/* the sync's own result, then nothing */
+	while ((r = PQgetResult(c->c)) != NULL) {
+		ExecStatusType st = PQresultStatus(r);
+		PQclear(r);
+		if (st == PGRES_PIPELINE_SYNC)
+			break;
+	}
+	c->pending = 0;
+	if (PQexitPipelineMode(c->c) != 1 && rc == 0)
+		rc = pgerr(s, NULL, "pipeline", err);
+	return rc;
+}
+
 static int pg_exec(struct store *s, const char *sql, struct parley_err *err)
 {
+	/* Pipelined writes answer first; a failure among them fails
+	 * whatever comes next -- except a rollback, which undoes them. */
+	bool undo = !strncmp(sql, "ROLLBACK", 8);
+	int f = flush(s, undo ? NULL : err);
+	if (f < 0 && !undo)
+		return f;
 	PGresult *r = PQexec(pc(s)->c, sql);
 	ExecStatusType st = PQresultStatus(r);
 	int rc = 0;
@@ -262,19 +314,80 @@ static int ensure_prepared(struct store *s, struct pg_stmt *p,
 	return rc;
 }
 
-static int execute(struct store *s, struct pg_stmt *p, const char *what,
-		   struct parley_err *err)
+#define PARAMS(p) ((p)->nparams ? (p)->nparams : 1)
+
+static void param_arrays(struct pg_stmt *p, const char **vals, int *lens,
+			 int *fmts)
 {
-	int rc = ensure_prepared(s, p, err);
-	if (rc < 0)
-		return rc;
-	const char *vals[p->nparams ? p->nparams : 1];
-	int lens[p->nparams ? p->nparams : 1], fmts[p->nparams ? p->nparams : 1];
 	for (int i = 0; i < p->nparams; i++) {
 		vals[i] = p->p[i].v;
 		lens[i] = p->p[i].len;
 		fmts[i] = p->p[i].fmt;
 	}
+}
+
+static int pg_step(struct store *s, struct db_stmt *st, const char *what,
+		   struct parley_err *err);
+
+/* Send without waiting (pipeline mode), inside a transaction. */
+static int pg_run_deferred(struct store *s, struct db_stmt *st,
+			   const char *what, struct parley_err *err)
+{
+	struct pg_stmt *p = ps(st);
+	struct pg_conn *c = pc(s);
+	/* Preparing waits for its answer: before the pipeline opens. A lone
+	 * write in a batch wants its own savepoint: the plain path. */
+	bool ready = p->name[0];
+	for (int i = 0; ready && i < p->nparams; i++)
+		if (p->p[i].v && p->p[i].type != p->ptypes[i])
+			ready = false;
+	if (!ready || (s->batch && !s->in_op) || c->pending >= PIPE_MAX) {
+		int rc = flush(s, err);
+		if (rc == 0 && !ready)
+			rc = ensure_prepared(s, p, err);
+		if (rc < 0) {
+			pg_reset(st);
+			return rc;
+		}
+		if (s->batch && !s->in_op) {
+			int r = pg_step(s, st, what, err);
+			pg_reset(st);
+			return r < 0 ? r : 0;
+		}
+	}
+	for (int i = 0; i < p->nparams; i++)
+		if (!p->p[i].v)
+			p->p[i].type = p->ptypes[i];
+	if (!c->pending && PQenterPipelineMode(c->c) != 1) {
+		pg_reset(st);
+		return pgerr(s, NULL, "pipeline", err);
+	}
+	const char *vals[PARAMS(p)];
+	int lens[PARAMS(p)], fmts[PARAMS(p)];
+	param_arrays(p, vals, lens, fmts);
+	int ok = PQsendQueryPrepared(c->c, p->name, p->nparams, vals, lens,
+				     fmts, 0);
+	pg_reset(st);
+	if (ok != 1) {
+		int rc = pgerr(s, NULL, what, err);
+		flush(s, NULL);
+		return rc;
+	}
+	c->pending_what[c->pending++] = what;
+	return 0;
+}
+
+static int execute(struct store *s, struct pg_stmt *p, const char *what,
+		   struct parley_err *err)
+{
+	int rc = flush(s, err);
+	if (rc == 0)
+		rc = ensure_prepared(s, p, err);
+	if (rc < 0)
+		return rc;
+	const char *vals[PARAMS(p)];
+	int lens[PARAMS(p)], fmts[PARAMS(p)];
+	param_arrays(p, vals, lens, fmts);
 	/* A lone write inside a caller's batch, outside any operation's
 	 * savepoint: SQLite lets the batch go on after it fails, PostgreSQL
 	 * aborts the whole transaction, so give it a savepoint of its own. */
@@ -448,6 +561,7 @@ static const char *pg_col_name(struct db_stmt *st, int i)
 
 static int64_t pg_changes(struct store *s)
 {
+	flush(s, NULL);
 	return pc(s)->changes;
 }
 
@@ -524,6 +638,8 @@ static void pg_close(struct store *s)
 	struct pg_conn *c = pc(s);
 	if (!c)
 		return;
+	if (c->c)
+		flush(s, NULL);
 	if (c->c)
 		PQfinish(c->c);
 	free(c);
@@ -653,6 +769,7 @@ const struct db_ops db_pg_ops = {
 	.col_isnull = pg_col_isnull,
 	.col_name = pg_col_name,
 	.changes = pg_changes,
+	.run_deferred = pg_run_deferred,
 	.exec = pg_exec,
 	.in_tx = pg_in_tx,
 	.begin_write = pg_begin_write,

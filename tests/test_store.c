@@ -1231,6 +1231,48 @@ Test(store, audit_rehashed_edit_caught_by_the_next_row)
 	fx_close(&f);
 }
 
+/* A row put in the chain's way behind the store's back: the append that
+ * meets it fails as a whole -- on PostgreSQL the inserts are pipelined,
+ * so the failure of the third comes back later and must still undo the
+ * first two, the head and the host's seq -- and a batch it was in goes
+ * on. */
+STORE_TEST(store, audit_append_failing_midway_leaves_nothing)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	audit_fill(f.s, 10);
+	char q[400];
+	snprintf(q, sizeof(q), "INSERT INTO audit VALUES (13, 0, 'x', 'x', "
+		 "'', '', '', '', '', %s, %s)", t_store_pg ? "'\\x00'" :
+		 "X'00'", t_store_pg ? "'\\x00'" : "X'00'");
+	raw_exec(f.path, q);
+	struct store_audit_in ev[5];
+	mkevents(ev, 5, 1);
+	struct parley_err e = { 0 };
+	uint64_t seq = 9, head = 0;
+	uint8_t h[32];
+	cr_expect_eq(store_ingest_audit(f.s, "h1", ev, 5, NULL, &e), -EEXIST,
+		     "%s", perr_msg(&e));
+	cr_expect(strstr(perr_msg(&e), "append audit"), "%s", perr_msg(&e));
+	cr_expect_eq(store_host_seq(f.s, "h1", &seq, &e), 0);
+	cr_expect_eq(seq, 0);
+	cr_expect_eq(store_audit_head(f.s, &head, h, &e), 0);
+	cr_expect_eq(head, 10);
+	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM audit"), 11);
+	/* inside a batch: the failed call leaves nothing, the batch goes on */
+	cr_assert_eq(store_begin(f.s, &e), 0, "%s", perr_msg(&e));
+	cr_expect_eq(store_ingest_audit(f.s, "h1", ev, 5, NULL, &e), -EEXIST);
+	cr_expect_eq(store_ingest_audit(f.s, "h1", ev, 2, NULL, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_expect_eq(store_commit(f.s, &e), 0, "%s", perr_msg(&e));
+	cr_expect_eq(store_audit_head(f.s, &head, h, &e), 0);
+	cr_expect_eq(head, 12);
+	cr_expect_eq(store_host_seq(f.s, "h1", &seq, &e), 0);
+	cr_expect_eq(seq, 2);
+	fx_close(&f);
+}
+
 STORE_TEST(store, audit_after_append_continues_chain)
 {
 	struct fx f;
