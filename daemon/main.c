@@ -375,7 +375,7 @@ static int setup(struct daemon *d, struct parley_err *err)
 	if (rc < 0)
 		return rc;
 	log_info("listening on %s:%d (store %s, policy key %.16s...)", host,
-		 d->link.port, d->cfg.store, d->link.key_id);
+		 d->link.port, store_name(d->store), d->link.key_id);
 	return 0;
 }
 

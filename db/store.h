@@ -98,6 +98,9 @@ void store_names_free(struct store_names *l);
 int store_open(const char *uri, struct store **out, struct parley_err *err);
 /* Which backend an open store is on: "sqlite" or "postgresql". */
 const char *store_backend(const struct store *s);
+/* The store for messages and logs: the file, or the database as
+ * postgresql://user@host:port/db -- never a password. */
+const char *store_name(const struct store *s);
 /* The file a --store value names, for those that own or look at it
  * before opening (privilege separation, `parleyd audit`): 1 with *path
  * (SQLite), 0 for a database server (nothing here on disk), or the

@@ -421,6 +421,11 @@ const char *store_backend(const struct store *s)
 	return s->ops->name;
 }
 
+const char *store_name(const struct store *s)
+{
+	return s->path;
+}
+
 void store_close(struct store *s)
 {
 	if (!s)

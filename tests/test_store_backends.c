@@ -7,7 +7,8 @@
  *    arrival), refuses a non-empty target and a source whose chain does
  *    not verify; several processes racing for one join token on
  *    PostgreSQL: exactly one wins; several processes appending audit
- *    events one at a time on PostgreSQL: one chain, ids without gaps.
+ *    events one at a time on PostgreSQL: one chain, ids without gaps;
+ *    a real parleyd on a PostgreSQL store serving agents.
  */
 #include <criterion/criterion.h>
 
@@ -21,6 +22,7 @@
 
 #include "db/store.h"
 #include "db/store_updates.h"
+#include "tests/helpers/fleetd.h"
 #include "tests/helpers/pgtmp.h"
 #include "tests/helpers/testutil.h"
 
@@ -98,6 +100,32 @@ Test(store_uri, kinds_and_no_password_shown)
 	cr_expect(strstr(perr_msg(&e), "postgresql://parley@"), "%s",
 		  perr_msg(&e));
 	cr_expect_null(strstr(perr_msg(&e), "s3cret"), "%s", perr_msg(&e));
+	t_rmtree(dir);
+	free(dir);
+}
+
+/* parleyd refuses a bad --store before it does anything, and takes a
+ * database's URI as it is (not as a path under --state-dir). */
+Test(store_uri, parleyd_refuses_a_bad_store_at_once)
+{
+	char *dir = t_tmpdir();
+	char *argv[] = { T_BIN("parleyd"), "--state-dir", dir, "--store",
+			 "mysql://h/db", NULL };
+	char *out = NULL;
+	cr_expect_eq(t_run(argv, &out, 30), 2, "%s", out);
+	cr_expect(strstr(out, "store") && strstr(out, "unknown kind of store"),
+		  "%s", out);
+	free(out);
+	char *mig[] = { T_BIN("parleyd"), "store", "migrate", "--from",
+			"/nonexistent/a.db", "--to", "sqlite:", NULL };
+	cr_expect_eq(t_run(mig, &out, 30), 1, "%s", out);
+	cr_expect(strstr(out, "/nonexistent/a.db"), "%s", out);
+	free(out);
+	char *use[] = { T_BIN("parleyd"), "store", "migrate", "--from", "a",
+			NULL };
+	cr_expect_eq(t_run(use, &out, 30), 2, "%s", out);
+	cr_expect(strstr(out, "usage: parleyd store migrate"), "%s", out);
+	free(out);
 	t_rmtree(dir);
 	free(dir);
 }
@@ -456,4 +484,48 @@ Test(store_pg, interleaved_audit_appends_keep_one_chain, .timeout = 90)
 	t_store_uri_drop(pg);
 	t_rmtree(dir);
 	free(dir);
+}
+
+/* ---- parleyd on PostgreSQL ---- */
+
+/* The daemon with --store postgresql:...: bundles reach the agents and
+ * their acknowledgements reach the database; the log names the store
+ * without a password. */
+Test(store_pg, daemon_serves_agents_from_postgresql, .timeout = 90)
+{
+	t_store_pg = true;
+	struct fleetd f;
+	fd_init(&f);
+	t_store_uri(f.dir, "parley.db", f.store, sizeof(f.store));
+	struct store *s = fd_store(&f);
+	cr_expect_str_eq(store_backend(s), "postgresql");
+	const char *hosts[] = { "host-a", "host-b" };
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(store_host_put(s, hosts[i], "", NOCERT, NULL), 0);
+	const char *parts[][2] = { { "p1", "host-a" }, { "p2", "host-a" },
+				   { "q1", "host-b" }, { "q2", "host-b" } };
+	for (int i = 0; i < 4; i++) {
+		struct store_part_in in = {
+			.name = parts[i][0], .host = parts[i][1],
+			.kind = STORE_PART_THIN, .spec_json = "{}",
+			.spec_len = 2, .state = "defined" };
+		cr_assert_eq(store_partition_put(s, &in, NULL, NULL), 0);
+	}
+	uint64_t v[2];
+	for (int i = 0; i < 2; i++) {
+		struct grant g = { .dir = GRANT_BOTH, .ring_bytes = 65536 };
+		snprintf(g.channel, sizeof(g.channel), "g%d", i);
+		snprintf(g.a, sizeof(g.a), "%s", parts[2 * i][0]);
+		snprintf(g.b, sizeof(g.b), "%s", parts[2 * i + 1][0]);
+		cr_assert_eq(store_grant_add(s, &g, &v[i], NULL), 0);
+	}
+	store_close(s);
+	fd_start_daemon(&f);
+	for (int i = 0; i < 2; i++)
+		fd_start_agent(&f, fd_host(&f, hosts[i], NULL), NULL);
+	struct fd_ack wa = { "host-a", v[0] }, wb = { "host-b", v[1] };
+	cr_expect(fd_wait(fd_acked, &f, &wa, 20000), "host-a never acked");
+	cr_expect(fd_wait(fd_acked, &f, &wb, 20000), "host-b never acked");
+	fd_stop(&f);
+	t_store_uri_drop(f.store);
 }

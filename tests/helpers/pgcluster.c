@@ -87,7 +87,7 @@ const char *pgc_start(const char *dir, bool fsync, char *why, size_t cap)
 			 "postgresql)", PGC_BIN);
 		rc = -1;
 	}
-	if (rc == 0 && ((mkdir(sock, 0700) < 0 && errno != EEXIST) ||
+	if (rc == 0 && ((mkdir(sock, 0755) < 0 && errno != EEXIST) ||
 			chown_pg(dir) < 0 || chown_pg(sock) < 0)) {
 		snprintf(why, cap, "%s: %s", sock, strerror(errno));
 		rc = -1;
