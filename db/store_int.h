@@ -109,6 +109,12 @@ extern const struct db_ops db_pg_ops;
 int db_uri_parse(const char *uri, enum db_kind *kind, char **target,
 		 char **shown, struct parley_err *err);
 
+/* A libpq conninfo (URI or keywords) libpq accepts (-EINVAL with its
+ * reason otherwise), and its printable form postgresql://user@host:port/db
+ * (malloc'd, never the password) (store_pg.c). */
+int db_pg_conninfo_check(const char *conninfo, char **shown,
+			 struct parley_err *err);
+
 /* Call the commit watch, if any (backends without a commit hook call it
  * after each commit). */
 void db_commit_notify(struct store *s);

@@ -709,8 +709,6 @@ static char *pg_ddl(const char *sql)
 /* A conninfo libpq accepts, and a printable form: the URI's host, port,
  * database and user, never its password. */
 int db_pg_conninfo_check(const char *conninfo, char **shown,
-			 struct parley_err *err);
-int db_pg_conninfo_check(const char *conninfo, char **shown,
 			 struct parley_err *err)
 {
 	char *msg = NULL;

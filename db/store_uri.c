@@ -16,9 +16,6 @@
 /* Longer than any path or connection string anyone writes. */
 #define STORE_NAME_LEN_MAX 4096
 
-int db_pg_conninfo_check(const char *conninfo, char **shown,
-			 struct parley_err *err);
-
 static bool has_prefix(const char *s, const char *p)
 {
 	return strncmp(s, p, strlen(p)) == 0;
