@@ -529,3 +529,79 @@ Test(store_pg, daemon_serves_agents_from_postgresql, .timeout = 90)
 	fd_stop(&f);
 	t_store_uri_drop(f.store);
 }
+
+/* ---- schema on PostgreSQL ---- */
+
+/* A database at migration 1 is brought to the latest on open, each
+ * migration's DDL in PostgreSQL's types (BIGINT, BYTEA, TEXT COLLATE
+ * "C"). */
+Test(store_pg, migrate_from_an_older_database, .timeout = 60)
+{
+	t_store_pg = true;
+	char *dir = t_tmpdir(), pg[600];
+	t_store_uri(dir, "b", pg, sizeof(pg));
+	struct store *s = NULL;
+	struct parley_err e = { 0 };
+	cr_assert_eq(store_open_upto(pg, 1, &s, &e), 0, "%s", perr_msg(&e));
+	unsigned v = 0;
+	cr_assert_eq(store_schema_version(s, &v, &e), 0);
+	cr_expect_eq(v, 1);
+	cr_expect_eq(store_host_put(s, "h1", "", NOCERT, &e), 0, "%s",
+		     perr_msg(&e));
+	store_close(s);
+	char *n = t_pg_text(pg, "SELECT COUNT(*) FROM pg_indexes WHERE "
+			    "indexname = 'grants_by_a'");
+	cr_expect_str_eq(n, "0");
+	free(n);
+	s = open_ok(pg);
+	cr_assert_eq(store_schema_version(s, &v, &e), 0);
+	cr_expect_eq(v, store_schema_latest());
+	struct store_host h;
+	cr_expect_eq(store_host_get(s, "h1", &h, &e), 0, "%s", perr_msg(&e));
+	store_close(s);
+	n = t_pg_text(pg, "SELECT COUNT(*) FROM pg_indexes WHERE "
+		      "indexname = 'grants_by_a'");
+	cr_expect_str_eq(n, "1");
+	free(n);
+	/* the translated types, and names in byte order */
+	n = t_pg_text(pg, "SELECT data_type || ',' || COALESCE(collation_name,"
+		      " '') FROM information_schema.columns WHERE table_name"
+		      " = 'audit' AND column_name = 'detail'");
+	cr_expect_str_eq(n, "text,C");
+	free(n);
+	n = t_pg_text(pg, "SELECT string_agg(data_type, ',' ORDER BY "
+		      "column_name) FROM information_schema.columns WHERE "
+		      "table_name = 'audit' AND column_name IN ('id', 'hash')");
+	cr_expect_str_eq(n, "bytea,bigint");
+	free(n);
+	t_store_uri_drop(pg);
+	t_rmtree(dir);
+	free(dir);
+}
+
+/* A database holding anything else -- even a table called
+ * schema_version -- is not taken for a store. */
+Test(store_pg, foreign_databases_refused, .timeout = 60)
+{
+	t_store_pg = true;
+	char *dir = t_tmpdir(), pg[600];
+	const char *other[] = {
+		"CREATE TABLE other (x INTEGER)",
+		"CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+		"applied_ms INTEGER NOT NULL)",
+	};
+	for (int i = 0; i < 2; i++) {
+		t_store_uri(dir, "b", pg, sizeof(pg));
+		t_pg_exec(pg, other[i]);
+		struct parley_err e = { 0 };
+		struct store *s = (void *)1;
+		cr_expect_eq(store_open(pg, &s, &e), -EINVAL, "[%d] %s", i,
+			     perr_msg(&e));
+		cr_expect_null(s);
+		cr_expect(strstr(perr_msg(&e), "not a parley store"), "%s",
+			  perr_msg(&e));
+		t_store_uri_drop(pg);
+	}
+	t_rmtree(dir);
+	free(dir);
+}
