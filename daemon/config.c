@@ -2,6 +2,7 @@
 #include "common/fileio.h"
 #include "common/hostport.h"
 #include "common/jsonv.h"
+#include "db/store.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -147,10 +148,19 @@ static int finish(struct daemon_config *c, struct parley_err *err)
 		snprintf(c->store, sizeof(c->store), "parley.db");
 	if (!c->api_cert[0] != !c->api_key[0])
 		return perr(err, -EINVAL, "api_cert and api_key go together");
-	char *paths[] = { c->ca, c->cert, c->key, c->policy_key, c->store,
-			  c->api_cert, c->api_key, c->ui_dir };
+	/* The store is a file (sqlite:FILE or FILE: relative to the state
+	 * directory like the others) or a database (left as it is). */
+	char file[PATH_MAX];
+	int kind = store_uri_file(c->store, file, sizeof(file), err);
+	if (kind < 0)
+		return perr_prefix(err, "store");
+	if (kind == 1)
+		snprintf(c->store, sizeof(c->store), "%s", file);
+	char *paths[] = { c->ca, c->cert, c->key, c->policy_key,
+			  kind == 1 ? c->store : NULL, c->api_cert, c->api_key,
+			  c->ui_dir };
 	for (size_t i = 0; i < sizeof(paths) / sizeof(*paths); i++)
-		if (resolve(paths[i], PATH_MAX, c->state_dir) < 0)
+		if (paths[i] && resolve(paths[i], PATH_MAX, c->state_dir) < 0)
 			return perr(err, -ENAMETOOLONG, "path too long");
 	char host[128];
 	int port;

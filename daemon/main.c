@@ -21,6 +21,7 @@
 #include "daemon/join.h"
 #include "daemon/rpc/api.h"
 #include "daemon/rpc/link.h"
+#include "daemon/store_cli.h"
 #include "db/store.h"
 
 #include <errno.h>
@@ -39,13 +40,14 @@
 static const char usage_text[] =
 	"usage: parleyd [--config FILE] [--listen HOST:PORT] [--state-dir DIR]\n"
 	"               [--ca FILE] [--cert FILE] [--key FILE] [--policy-key FILE]\n"
-	"               [--store FILE] [--log-level debug|info|warn|error]\n"
+	"               [--store STORE] [--log-level debug|info|warn|error]\n"
 	"               [--api-listen HOST:PORT] [--api-cert FILE] [--api-key FILE]\n"
 	"               [--ui-dir DIR]\n"
 	"               [--join-listen HOST:PORT] [--ca-key FILE] [--user NAME]\n"
 	"               [--checkpoint-key FILE] [--checkpoint-interval SECS]\n"
 	"       parleyd import --store FILE --host NAME POLICY.json\n"
 	"       parleyd audit --store FILE [--checkpoint FILE --pubkey FILE]\n"
+	"       parleyd store migrate --from STORE --to STORE\n"
 	"       parleyd --help | --version\n"
 	"\n"
 	"  --config FILE         JSON settings; flags override them\n"
@@ -55,7 +57,8 @@ static const char usage_text[] =
 	"  --cert FILE           server certificate (default parleyd.crt)\n"
 	"  --key FILE            its private key (default parleyd.key)\n"
 	"  --policy-key FILE     policy signing key (default policy.key)\n"
-	"  --store FILE          SQLite store (default parley.db)\n"
+	"  --store STORE         sqlite:FILE or FILE (default parley.db), or\n"
+	"                        postgresql://... (libpq URI or postgresql:KEY=V..)\n"
 	"  --log-level LEVEL     debug, info, warn or error (default info)\n"
 	"  --api-listen HOST:PORT  HTTP API (default 127.0.0.1:7421)\n"
 	"  --api-cert FILE       with --api-key: serve the API over HTTPS\n"
@@ -73,6 +76,8 @@ static const char usage_text[] =
 	"                        moved (default 60)\n"
 	"  --checkpoint FILE     audit: also check this signed checkpoint\n"
 	"  --pubkey FILE         audit: the checkpoint public key (checkpoint.pub)\n"
+	"  --from STORE          store migrate: the store to copy\n"
+	"  --to STORE            store migrate: the new, empty store\n"
 	"  --help                this text\n"
 	"  --version             the version\n";
 
@@ -370,7 +375,7 @@ static int setup(struct daemon *d, struct parley_err *err)
 	if (rc < 0)
 		return rc;
 	log_info("listening on %s:%d (store %s, policy key %.16s...)", host,
-		 d->link.port, d->cfg.store, d->link.key_id);
+		 d->link.port, store_name(d->store), d->link.key_id);
 	return 0;
 }
 
@@ -460,7 +465,11 @@ static int audit_main(int argc, char **argv)
 		printf("CHECKPOINT REFUSED: %s\n", perr_msg(&err));
 		return 1;
 	}
-	if (access(store, F_OK) != 0 || store_open(store, &s, &err) < 0) {
+	/* A file that is not there would be created empty: refuse it. */
+	char file[PATH_MAX];
+	int kind = store_uri_file(store, file, sizeof(file), &err);
+	if (kind < 0 || (kind == 1 && access(file, F_OK) != 0) ||
+	    store_open(store, &s, &err) < 0) {
 		fprintf(stderr, "parleyd: %s\n", err.code ? perr_msg(&err) :
 			strerror(errno));
 		return 1;
@@ -497,6 +506,8 @@ int main(int argc, char **argv)
 		return import_main(argc, argv);
 	if (argc > 1 && !strcmp(argv[1], "audit"))
 		return audit_main(argc, argv);
+	if (argc > 1 && !strcmp(argv[1], "store"))
+		return store_cli_main(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
 	static struct daemon d;
 	struct parley_err err = { 0 };

@@ -7,14 +7,17 @@
  *
  * The SQL stays portable (PostgreSQL has all of it): INTEGER, TEXT and
  * BLOB columns, explicit keys, ON CONFLICT ... DO UPDATE rather than
- * INSERT OR REPLACE, no rowid. Only the identification of the file
- * (application_id, sqlite_master) is SQLite's own, and lives here.
+ * INSERT OR REPLACE, no rowid. Each backend turns the text into its own
+ * types (db_ops.ddl: PostgreSQL's BIGINT, BYTEA, TEXT COLLATE "C") and
+ * identifies its stores its own way (db_ops.q_app, q_any, app_set).
  */
 #include "db/store_int.h"
 
 #include <errno.h>
+#include <stdlib.h>
 
-/* "Prly" in the SQLite header: a parley store, not some other database. */
+/* "Prly": a parley store, not some other database (SQLite keeps it in
+ * the file's header; store_pg.c answers it when schema_version exists). */
 #define STORE_APPLICATION_ID 0x50726c79
 
 /* 1: every table. */
@@ -283,7 +286,7 @@ unsigned store_schema_latest(void)
 static int count(struct store *s, const char *sql, int64_t *v,
 		 struct parley_err *err)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, sql, &st, err);
 	return rc < 0 ? rc : db_int(s, st, "identify", v, err);
 }
@@ -292,8 +295,7 @@ static int count(struct store *s, const char *sql, int64_t *v,
  * version), or something else (refused). */
 static int file_version(struct store *s, unsigned *v, struct parley_err *err)
 {
-	static const char q_app[] = "PRAGMA application_id";
-	static const char q_any[] = "SELECT COUNT(*) FROM sqlite_master";
+	const char *q_app = s->ops->q_app, *q_any = s->ops->q_any;
 	static const char q_ver[] = "SELECT MAX(version) FROM schema_version";
 	int64_t app, any, ver;
 	int rc = count(s, q_app, &app, err);
@@ -321,12 +323,16 @@ static int apply(struct store *s, unsigned v, struct parley_err *err)
 	static const char q_rec[] =
 		"INSERT INTO schema_version (version, applied_ms) "
 		"VALUES (?1, ?2)";
-	int rc = db_exec(s, migrations[v - 1], err);
-	if (rc == 0 && v == 1)
-		rc = db_exec(s, "PRAGMA application_id = 1349676153", err);
+	char *ddl = s->ops->ddl(migrations[v - 1]);
+	if (!ddl)
+		return perr(err, -ENOMEM, "store: out of memory");
+	int rc = db_exec(s, ddl, err);
+	free(ddl);
+	if (rc == 0 && v == 1 && s->ops->app_set)
+		rc = db_exec(s, s->ops->app_set, err);
 	if (rc < 0)
 		return db_prefix(err, rc, "migration %u", v);
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	rc = db_prep(s, q_rec, &st, err);
 	if (rc < 0)
 		return rc;
@@ -359,7 +365,7 @@ static int migrate_step(struct store *s, unsigned upto, bool *done,
 int db_migrate(struct store *s, unsigned upto, struct parley_err *err)
 {
 	_Static_assert(STORE_APPLICATION_ID == 1349676153,
-		       "the PRAGMA in apply() spells the id in decimal");
+		       "db_ops.app_set and q_app spell the id in decimal");
 	bool done = false;
 	int rc = 0;
 	if (upto > NMIGRATIONS)

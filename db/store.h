@@ -86,12 +86,39 @@ void store_names_free(struct store_names *l);
 
 /* ---- opening, batches ---------------------------------------------- */
 
-/* Open (creating if absent) the store at `path`, apply the migrations it
- * lacks (each in its own transaction) and prepare it for use. A file whose
- * schema is newer than this binary is refused with -ENOTSUP ("store X has
- * schema version 7; this parleyd knows up to 2"); a file that is not a
- * parley store with -EINVAL. *out is the caller's until store_close. */
-int store_open(const char *path, struct store **out, struct parley_err *err);
+/* Open the store `uri` names -- `sqlite:PATH` or a bare PATH (created if
+ * absent), or `postgresql://...` / `postgres://...` / `postgresql:` + a
+ * libpq keyword string (db/store_uri.c; libpq reads sslmode, service
+ * files...) -- apply the migrations it lacks (each in its own
+ * transaction) and prepare it for use. A store whose schema is newer than
+ * this binary is refused with -ENOTSUP ("store X has schema version 7;
+ * this parleyd knows up to 2"); one that is not a parley store with
+ * -EINVAL; a database that cannot be reached with -ECONNREFUSED. *out is
+ * the caller's until store_close. */
+int store_open(const char *uri, struct store **out, struct parley_err *err);
+/* Which backend an open store is on: "sqlite" or "postgresql". */
+const char *store_backend(const struct store *s);
+/* The store for messages and logs: the file, or the database as
+ * postgresql://user@host:port/db -- never a password. */
+const char *store_name(const struct store *s);
+/* The file a --store value names, for those that own or look at it
+ * before opening (privilege separation, `parleyd audit`): 1 with *path
+ * (SQLite), 0 for a database server (nothing here on disk), or the
+ * negative errno store_open would refuse the value with. */
+int store_uri_file(const char *uri, char *path, size_t cap,
+		   struct parley_err *err);
+
+/* Copy every row of `from` into `to` (`parleyd store migrate`): `to` must
+ * be empty (-ENOTEMPTY), both at one schema version; one read snapshot of
+ * `from`, one transaction of `to`. On arrival `to`'s audit chain is
+ * verified from row 1 and must end at `from`'s head (-EBADMSG). */
+struct store_copy_stats {
+	unsigned tables;
+	uint64_t rows;        /* all tables */
+	uint64_t audit_rows;  /* verified */
+};
+int store_copy(struct store *from, struct store *to,
+	       struct store_copy_stats *st, struct parley_err *err);
 /* Finalize, roll back an open batch, close. NULL is fine. */
 void store_close(struct store *s);
 

@@ -139,7 +139,7 @@ static int head_load(struct store *s, struct chain *c, struct parley_err *err)
 {
 	static const char q[] = "SELECT last_id, last_hash FROM audit_head "
 				"WHERE one = 1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -149,7 +149,7 @@ static int head_load(struct store *s, struct chain *c, struct parley_err *err)
 		rc = perr(err, -EBADMSG, "store %s: the audit head is missing",
 			  s->path);
 	if (rc == 1)
-		c->id = (uint64_t)sqlite3_column_int64(st, 0);
+		c->id = (uint64_t)db_col_i64(st, 0);
 	if (rc == 1 && c->id)
 		rc = db_col_digest(s, st, 1, c->hash, err);
 	db_reset(st);
@@ -162,7 +162,7 @@ static int head_store(struct store *s, uint64_t was, const struct chain *c,
 {
 	static const char q[] = "UPDATE audit_head SET last_id = ?1, "
 				"last_hash = ?2 WHERE one = 1 AND last_id = ?3";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -170,7 +170,7 @@ static int head_store(struct store *s, uint64_t was, const struct chain *c,
 	db_bind_blob(st, 2, c->hash, STORE_DIGEST);
 	db_bind_i64(st, 3, (int64_t)was);
 	rc = db_run(s, st, "move audit head", err);
-	if (rc == 0 && sqlite3_changes(s->db) != 1)
+	if (rc == 0 && db_changes(s) != 1)
 		rc = perr(err, -EAGAIN, "store %s: another writer extended the "
 			  "audit chain; retry", s->path);
 	return rc;
@@ -190,7 +190,7 @@ static int audit_insert(struct store *s, struct chain *c, const char *host,
 	};
 	int64_t t = e->time_ms ? e->time_ms : db_now_ms();
 	uint8_t h[STORE_DIGEST];
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	if (audit_hash(s, c->hash, c->id + 1, t, f, h) < 0)
 		return perr(err, -EIO, "store: SHA-256 failed");
 	int rc = db_prep(s, q, &st, err);
@@ -202,7 +202,9 @@ static int audit_insert(struct store *s, struct chain *c, const char *host,
 		db_bind_text(st, 3 + i, f[i]);
 	db_bind_blob(st, 10, c->hash, STORE_DIGEST);
 	db_bind_blob(st, 11, h, STORE_DIGEST);
-	rc = db_run(s, st, "append audit", err);
+	/* The hot path of ingest: pipelined on PostgreSQL (one round trip
+	 * per batch, not per event); head_store's answer comes after. */
+	rc = db_run_deferred(s, st, "append audit", err);
 	if (rc == 0) {
 		c->id++;
 		memcpy(c->hash, h, STORE_DIGEST);
@@ -311,11 +313,11 @@ int store_ingest_audit(struct store *s, const char *host,
 static const char q_walk[] = "SELECT " AUDIT_COLS " FROM audit "
 			     "WHERE id > ?1 ORDER BY id LIMIT ?2";
 
-static int audit_row(struct store *s, sqlite3_stmt *st, struct store_audit *r,
+static int audit_row(struct store *s, struct db_stmt *st, struct store_audit *r,
 		     struct parley_err *err)
 {
-	r->id = (uint64_t)sqlite3_column_int64(st, 0);
-	r->time_ms = sqlite3_column_int64(st, 1);
+	r->id = (uint64_t)db_col_i64(st, 0);
+	r->time_ms = db_col_i64(st, 1);
 	const char **f[AUDIT_NFIELDS] = { &r->host, &r->event, &r->partition,
 					  &r->channel, &r->reason, &r->file,
 					  &r->detail };
@@ -330,7 +332,7 @@ static int audit_row(struct store *s, sqlite3_stmt *st, struct store_audit *r,
 
 /* Each row of a prepared statement to cb until it says stop; the number
  * passed, or -errno. Resets the statement. */
-static int pass_rows(struct store *s, sqlite3_stmt *st, const char *what,
+static int pass_rows(struct store *s, struct db_stmt *st, const char *what,
 		     store_audit_cb cb, void *ctx, struct parley_err *err)
 {
 	struct store_audit r;
@@ -349,7 +351,7 @@ static int pass_rows(struct store *s, sqlite3_stmt *st, const char *what,
 int store_audit_list(struct store *s, uint64_t after_id, unsigned limit,
 		     store_audit_cb cb, void *ctx, struct parley_err *err)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	if (after_id > INT64_MAX)
 		return 0;
 	int rc = db_prep(s, q_walk, &st, err);
@@ -392,7 +394,7 @@ int store_audit_find(struct store *s, const struct store_audit_filter *f,
 		     unsigned limit, store_audit_cb cb, void *ctx,
 		     struct parley_err *err)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = check_filter(f, limit, err);
 	if (rc < 0)
 		return rc;
@@ -478,7 +480,7 @@ static int verify_head(struct store *s, const struct walk *w,
 static int walk_rows(struct store *s, int64_t limit, struct walk *w,
 		     uint64_t *first_bad, struct parley_err *err)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	struct store_audit r;
 	int rc = db_prep(s, q_walk, &st, err);
 	if (rc < 0)

@@ -20,7 +20,7 @@ int db_cert_revoke_pinned(struct store *s, const char *host, const char *why,
 		"SELECT cert_sha256, name, ?2, ?3 FROM hosts "
 		"WHERE name = ?1 AND cert_sha256 IS NOT NULL "
 		"ON CONFLICT (sha256) DO NOTHING";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -35,7 +35,7 @@ static int revoked(struct store *s, struct store_blob fp, bool *out,
 {
 	static const char q[] = "SELECT host FROM revoked_certs "
 				"WHERE sha256 = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -84,7 +84,7 @@ static int enrol(struct store *s, const char *name, struct store_blob fp,
 		rc = db_cert_revoke_pinned(s, name, "rejoined", err);
 	else if (rc == -ENOENT)
 		rc = 0;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	if (rc == 0)
 		rc = db_prep(s, *created ? q_new : q_pin, &st, err);
 	if (rc < 0)
@@ -140,7 +140,7 @@ static int pin_first(struct store *s, const char *name, struct store_blob fp,
 		return memcmp(h.cert_sha256, fp.p, STORE_DIGEST) == 0
 			? 0 : perr(err, -ESTALE, "host \"%s\" has another "
 				   "certificate pinned", name);
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;

@@ -38,7 +38,7 @@ int store_checkpoint_add(struct store *s, const struct store_checkpoint *c,
 	int rc = db_op_begin(s, err);
 	if (rc < 0)
 		return rc;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	rc = db_prep(s, q, &st, err);
 	if (rc == 0) {
 		db_bind_i64(st, 1, (int64_t)c->seq);
@@ -59,21 +59,21 @@ int store_checkpoint_add(struct store *s, const struct store_checkpoint *c,
 	return rc;
 }
 
-static int row(struct store *s, sqlite3_stmt *st, struct store_checkpoint *c,
+static int row(struct store *s, struct db_stmt *st, struct store_checkpoint *c,
 	       struct parley_err *err)
 {
 	memset(c, 0, sizeof(*c));
-	c->id = (uint64_t)sqlite3_column_int64(st, 0);
-	c->seq = (uint64_t)sqlite3_column_int64(st, 1);
-	c->time_ms = sqlite3_column_int64(st, 3);
+	c->id = (uint64_t)db_col_i64(st, 0);
+	c->seq = (uint64_t)db_col_i64(st, 1);
+	c->time_ms = db_col_i64(st, 3);
 	snprintf(c->key_id, sizeof(c->key_id), "%s", db_col_str(st, 4));
 	int rc = db_col_digest(s, st, 2, c->hash, err);
-	if (rc == 0 && sqlite3_column_bytes(st, 5) != (int)sizeof(c->sig))
+	if (rc == 0 && db_col_bytes(st, 5) != sizeof(c->sig))
 		rc = perr(err, -EBADMSG, "store %s: checkpoint %llu: signature "
-			  "of %d bytes", s->path, (unsigned long long)c->id,
-			  sqlite3_column_bytes(st, 5));
+			  "of %zu bytes", s->path, (unsigned long long)c->id,
+			  db_col_bytes(st, 5));
 	if (rc == 0)
-		memcpy(c->sig, sqlite3_column_blob(st, 5), sizeof(c->sig));
+		memcpy(c->sig, db_col_blob(st, 5), sizeof(c->sig));
 	return rc;
 }
 
@@ -90,7 +90,7 @@ int store_checkpoint_list(struct store *s, uint64_t before, unsigned limit,
 		return rc;
 	if (before == 0 || before > INT64_MAX)
 		before = INT64_MAX;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	rc = db_rd_begin(s, err);
 	if (rc < 0)
 		return rc;

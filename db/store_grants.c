@@ -18,7 +18,7 @@ int db_grants_naming(struct store *s, const char *p, int64_t *n,
 {
 	static const char q[] = "SELECT COUNT(*) FROM grants "
 				"WHERE endpoint_a = ?1 OR endpoint_b = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -32,7 +32,7 @@ int db_policy_current(struct store *s, uint64_t *v, struct parley_err *err)
 {
 	static const char q[] =
 		"SELECT COALESCE(MAX(version), 0) FROM policy_versions";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t n = 0;
 	int rc = db_prep(s, q, &st, err);
 	if (rc == 0)
@@ -50,7 +50,7 @@ int db_policy_new_version(struct store *s, const char *change, uint64_t *v,
 	static const char q[] =
 		"INSERT INTO policy_versions (version, time_ms, change) "
 		"VALUES (?1, ?2, ?3)";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_policy_current(s, v, err);
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
@@ -74,7 +74,7 @@ int db_policy_note_parts(struct store *s, uint64_t v, const char *a,
 		"INSERT INTO policy_hosts (version, host) "
 		"SELECT DISTINCT ?1, host FROM partitions "
 		"WHERE name = ?2 OR name = ?3 ON CONFLICT DO NOTHING";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -93,7 +93,7 @@ int db_policy_note_grants_of(struct store *s, uint64_t v, const char *p,
 		"ON pt.name = g.endpoint_a OR pt.name = g.endpoint_b "
 		"WHERE g.endpoint_a = ?2 OR g.endpoint_b = ?2 "
 		"ON CONFLICT DO NOTHING";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -121,7 +121,7 @@ static int parse_dir(const char *d, enum grant_dir *out)
 	return -EBADMSG;
 }
 
-static int grant_row(struct store *s, sqlite3_stmt *st, struct grant *g,
+static int grant_row(struct store *s, struct db_stmt *st, struct grant *g,
 		     struct parley_err *err)
 {
 	memset(g, 0, sizeof(*g));
@@ -133,8 +133,8 @@ static int grant_row(struct store *s, sqlite3_stmt *st, struct grant *g,
 	if (rc == 0 && parse_dir(db_col_str(st, 3), &g->dir) < 0)
 		rc = perr(err, -EBADMSG, "store %s: grant \"%s\" has direction "
 			  "\"%.16s\"", s->path, g->channel, db_col_str(st, 3));
-	g->ring_bytes = (uint64_t)sqlite3_column_int64(st, 4);
-	g->require_integrity = sqlite3_column_int64(st, 5) != 0;
+	g->ring_bytes = (uint64_t)db_col_i64(st, 4);
+	g->require_integrity = db_col_i64(st, 5) != 0;
 	return rc;
 }
 
@@ -144,7 +144,7 @@ static int grant_load(struct store *s, const char *channel, struct grant *g,
 {
 	static const char q[] = "SELECT " GRANT_COLS " FROM grants "
 				"WHERE channel = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -171,7 +171,7 @@ static int grant_write(struct store *s, const struct grant *g, uint64_t v,
 		"ring_bytes = excluded.ring_bytes, "
 		"require_integrity = excluded.require_integrity, "
 		"version = excluded.version";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -189,7 +189,7 @@ static int grant_delete(struct store *s, const char *channel,
 			struct parley_err *err)
 {
 	static const char q[] = "DELETE FROM grants WHERE channel = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -304,7 +304,7 @@ int store_grant_remove(struct store *s, const char *channel,
 
 /* ---- lists ---- */
 
-static int grants_query(struct store *s, sqlite3_stmt *st,
+static int grants_query(struct store *s, struct db_stmt *st,
 			struct grant_set *out, struct parley_err *err)
 {
 	unsigned cap = 0;
@@ -333,7 +333,7 @@ static int grants_all(struct store *s, struct grant_set *out,
 {
 	static const char q[] = "SELECT " GRANT_COLS " FROM grants "
 				"ORDER BY channel";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	memset(out, 0, sizeof(*out));
 	int rc = db_prep(s, q, &st, err);
 	return rc < 0 ? rc : grants_query(s, st, out, err);
@@ -373,7 +373,7 @@ static int for_host(struct store *s, const char *host, struct grant_set *out,
 		"g.ring_bytes, g.require_integrity FROM grants g "
 		"JOIN partitions pb ON pb.name = g.endpoint_b "
 		"WHERE pb.host = ?1 ORDER BY 1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_need_host(s, host, err);
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);

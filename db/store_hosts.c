@@ -16,7 +16,7 @@
 int db_need_host(struct store *s, const char *name, struct parley_err *err)
 {
 	static const char q[] = "SELECT COUNT(*) FROM hosts WHERE name = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t n;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
@@ -54,7 +54,7 @@ int store_host_put(struct store *s, const char *name, const char *libvirt_uri,
 		rc = db_check_uri(libvirt_uri, err);
 	if (rc == 0)
 		rc = check_cert(name, cert_sha256, err);
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
 	if (rc < 0)
@@ -67,7 +67,7 @@ int store_host_put(struct store *s, const char *name, const char *libvirt_uri,
 	return db_run(s, st, "put host", err);
 }
 
-static int host_row(struct store *s, sqlite3_stmt *st, struct store_host *h,
+static int host_row(struct store *s, struct db_stmt *st, struct store_host *h,
 		    struct parley_err *err)
 {
 	memset(h, 0, sizeof(*h));
@@ -75,14 +75,14 @@ static int host_row(struct store *s, sqlite3_stmt *st, struct store_host *h,
 	if (rc == 0)
 		rc = db_col_name(s, st, 1, h->libvirt_uri,
 				 sizeof(h->libvirt_uri), err);
-	if (rc == 0 && sqlite3_column_type(st, 2) != SQLITE_NULL) {
+	if (rc == 0 && !db_col_isnull(st, 2)) {
 		h->has_cert = true;
 		rc = db_col_digest(s, st, 2, h->cert_sha256, err);
 	}
-	h->agent_seq = (uint64_t)sqlite3_column_int64(st, 3);
-	h->policy_acked = (uint64_t)sqlite3_column_int64(st, 4);
-	h->created_ms = sqlite3_column_int64(st, 5);
-	h->updated_ms = sqlite3_column_int64(st, 6);
+	h->agent_seq = (uint64_t)db_col_i64(st, 3);
+	h->policy_acked = (uint64_t)db_col_i64(st, 4);
+	h->created_ms = db_col_i64(st, 5);
+	h->updated_ms = db_col_i64(st, 6);
 	return rc;
 }
 
@@ -91,7 +91,7 @@ int store_host_get(struct store *s, const char *name, struct store_host *out,
 {
 	static const char q[] = "SELECT " HOST_COLS " FROM hosts "
 				"WHERE name = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_check_name("host name", name, err);
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
@@ -114,7 +114,7 @@ int store_host_list(struct store *s, const char *after, unsigned limit,
 {
 	static const char q[] = "SELECT " HOST_COLS " FROM hosts "
 				"WHERE name > ?1 ORDER BY name LIMIT ?2";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	*out = NULL;
 	int rc = db_check_limit(limit, err);
 	if (rc == 0)
@@ -145,7 +145,7 @@ static int host_delete(struct store *s, const char *name,
 	static const char q_parts[] =
 		"SELECT COUNT(*) FROM partitions WHERE host = ?1";
 	static const char q_del[] = "DELETE FROM hosts WHERE name = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t n;
 	int rc = db_need_host(s, name, err);
 	if (rc == 0)
@@ -186,14 +186,14 @@ int db_seq_load(struct store *s, const char *host, uint64_t *seq,
 		struct parley_err *err)
 {
 	static const char q[] = "SELECT agent_seq FROM hosts WHERE name = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
 	db_bind_text(st, 1, host);
 	rc = db_step(s, st, "load seq", err);
 	if (rc == 1)
-		*seq = (uint64_t)sqlite3_column_int64(st, 0);
+		*seq = (uint64_t)db_col_i64(st, 0);
 	else if (rc == 0)
 		rc = perr(err, -ENOENT, "host \"%s\": no such host", host);
 	db_reset(st);
@@ -207,7 +207,7 @@ int db_seq_raise(struct store *s, const char *host, uint64_t seq,
 {
 	static const char q[] = "UPDATE hosts SET agent_seq = ?2 "
 				"WHERE name = ?1 AND agent_seq < ?2";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;

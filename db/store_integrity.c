@@ -20,10 +20,10 @@ struct dkey {
 	int64_t num;
 };
 
-static void bind_key(sqlite3_stmt *st, int first, const struct dkey *k)
+static void bind_key(struct db_stmt *st, int first, const struct dkey *k)
 {
 	db_bind_text(st, first, k->text);
-	if (sqlite3_bind_parameter_count(st) > first)
+	if (db_bind_count(st) > first)
 		db_bind_i64(st, first + 1, k->num);
 }
 
@@ -31,7 +31,7 @@ static int digest_row(struct store *s, const char *sql, const struct dkey *k,
 		      const char *kind, unsigned pos, const char *name,
 		      const void *sha, struct parley_err *err)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, sql, &st, err);
 	if (rc < 0)
 		return rc;
@@ -56,7 +56,7 @@ static int digests_write(struct store *s, const char *sql,
 	return rc;
 }
 
-static int digest_take(struct store *s, sqlite3_stmt *st,
+static int digest_take(struct store *s, struct db_stmt *st,
 		       struct store_digests *d, struct parley_err *err)
 {
 	bool file = strcmp(db_col_str(st, 0), "file") == 0;
@@ -74,7 +74,7 @@ static int digest_take(struct store *s, sqlite3_stmt *st,
 static int digests_read(struct store *s, const char *sql, const struct dkey *k,
 			struct store_digests *d, struct parley_err *err)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, sql, &st, err);
 	if (rc < 0)
 		return rc;
@@ -101,7 +101,7 @@ static int baseline_kind(struct store *s, const char *p, int *golden,
 {
 	static const char q[] = "SELECT golden FROM baselines "
 				"WHERE partition = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_need_partition(s, p, NULL, err);
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
@@ -109,7 +109,7 @@ static int baseline_kind(struct store *s, const char *p, int *golden,
 		return rc;
 	db_bind_text(st, 1, p);
 	rc = db_step(s, st, "find baseline", err);
-	*golden = rc == 1 ? sqlite3_column_int(st, 0) != 0 : -1;
+	*golden = rc == 1 ? db_col_int(st, 0) != 0 : -1;
 	db_reset(st);
 	return rc < 0 ? rc : 0;
 }
@@ -118,7 +118,7 @@ static int baseline_remove(struct store *s, const char *p,
 			   struct parley_err *err)
 {
 	static const char q[] = "DELETE FROM baselines WHERE partition = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -158,7 +158,7 @@ static int baseline_insert(struct store *s, const char *p,
 	static const char q[] = "INSERT INTO baselines "
 				"(partition, digest, golden, time_ms) "
 				"VALUES (?1, ?2, ?3, ?4)";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -211,7 +211,7 @@ static int baseline_get(struct store *s, const char *p,
 {
 	static const char q[] = "SELECT digest, golden, time_ms FROM baselines "
 				"WHERE partition = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_need_partition(s, p, NULL, err);
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
@@ -220,8 +220,8 @@ static int baseline_get(struct store *s, const char *p,
 	db_bind_text(st, 1, p);
 	rc = db_step(s, st, "get baseline", err);
 	if (rc == 1) {
-		out->golden = sqlite3_column_int(st, 1) != 0;
-		out->time_ms = sqlite3_column_int64(st, 2);
+		out->golden = db_col_int(st, 1) != 0;
+		out->time_ms = db_col_i64(st, 2);
 		rc = db_col_digest(s, st, 0, out->d.digest, err);
 	} else if (rc == 0) {
 		rc = perr(err, -ENOENT, "partition \"%s\" has no baseline", p);
@@ -312,7 +312,7 @@ static int measurement_one(struct store *s, const char *host,
 				"(host, seq, partition, time_ms, digest) "
 				"VALUES (?1, ?2, ?3, ?4, ?5)";
 	char on[STORE_NAME_MAX];
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_need_partition(s, m->partition, on, err);
 	if (rc < 0)
 		return db_prefix(err, rc, "measurements[%u]", i);
@@ -370,7 +370,7 @@ int store_ingest_measurements(struct store *s, const char *host,
 	return rc;
 }
 
-static int latest_row(struct store *s, sqlite3_stmt *st,
+static int latest_row(struct store *s, struct db_stmt *st,
 		      struct store_measurement *m, struct parley_err *err)
 {
 	memset(m, 0, sizeof(*m));
@@ -380,12 +380,12 @@ static int latest_row(struct store *s, sqlite3_stmt *st,
 				 err);
 	if (rc == 0)
 		rc = db_col_digest(s, st, 4, m->d.digest, err);
-	m->seq = (uint64_t)sqlite3_column_int64(st, 2);
-	m->time_ms = sqlite3_column_int64(st, 3);
+	m->seq = (uint64_t)db_col_i64(st, 2);
+	m->time_ms = db_col_i64(st, 3);
 	return rc;
 }
 
-static int latest_rows(struct store *s, sqlite3_stmt *st,
+static int latest_rows(struct store *s, struct db_stmt *st,
 		       struct store_measurement **out, unsigned *n,
 		       struct parley_err *err)
 {
@@ -421,7 +421,7 @@ static int latest(struct store *s, const char *host,
 		"(SELECT MAX(x.seq) FROM measurements x "
 		" WHERE x.host = m.host AND x.partition = m.partition) "
 		"ORDER BY m.partition";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;

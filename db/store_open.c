@@ -1,6 +1,8 @@
 /*
- * Opening and closing the store, the statement cache, SQLite results as
- * errno values, and the transaction discipline every operation follows.
+ * Opening and closing the store (either backend, by its URI), the
+ * statement cache, the db_* helpers every area calls, and the transaction
+ * discipline every operation follows. Engine-neutral: the engines are
+ * store_sqlite.c and store_pg.c.
  */
 #include "db/store_int.h"
 
@@ -10,10 +12,6 @@
 #include <string.h>
 #include <time.h>
 
-/* A writer waiting for another (a second parleyd, a checkpoint) gives up
- * after this long with -EAGAIN; long enough for any batch we write. */
-#define BUSY_TIMEOUT_MS 5000
-
 int64_t db_now_ms(void)
 {
 	struct timespec ts;
@@ -21,62 +19,12 @@ int64_t db_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- errors ---- */
-
-static int errno_of(struct store *s, int rc)
-{
-	switch (rc) {
-	case SQLITE_CONSTRAINT_PRIMARYKEY:
-	case SQLITE_CONSTRAINT_UNIQUE:
-		return -EEXIST;
-	case SQLITE_CONSTRAINT_FOREIGNKEY:
-		return -ENOENT;
-	}
-	switch (rc & 0xff) {
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EAGAIN;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_READONLY:
-		return -EROFS;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_PERM:
-	case SQLITE_AUTH:
-		return -EACCES;
-	case SQLITE_CORRUPT:
-	case SQLITE_NOTADB:
-	case SQLITE_MISMATCH:
-		return -EBADMSG;
-	case SQLITE_CONSTRAINT:
-		return -EINVAL;
-	case SQLITE_CANTOPEN: {
-		int e = s && s->db ? sqlite3_system_errno(s->db) : 0;
-		return e > 0 ? -e : -EACCES;
-	}
-	}
-	return -EIO;
-}
-
-int db_sqlerr(struct store *s, int rc, const char *what,
-	      struct parley_err *err)
-{
-	const char *msg = s && s->db ? sqlite3_errmsg(s->db)
-				     : sqlite3_errstr(rc);
-	return perr(err, errno_of(s, rc), "store %s: %s: %s",
-		    s && s->path ? s->path : "?", what, msg);
-}
+/* ---- statements ---- */
 
 int db_exec(struct store *s, const char *sql, struct parley_err *err)
 {
-	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		return db_sqlerr(s, rc, sql, err);
-	return 0;
+	return s->ops->exec(s, sql, err);
 }
-
-/* ---- statements ---- */
 
 static unsigned slot_of(const char *sql)
 {
@@ -84,7 +32,7 @@ static unsigned slot_of(const char *sql)
 	return (unsigned)(h >> 56) % STORE_STMT_SLOTS;
 }
 
-int db_prep(struct store *s, const char *sql, sqlite3_stmt **st,
+int db_prep(struct store *s, const char *sql, struct db_stmt **st,
 	    struct parley_err *err)
 {
 	unsigned i = slot_of(sql);
@@ -96,12 +44,10 @@ int db_prep(struct store *s, const char *sql, sqlite3_stmt **st,
 		}
 		if (e->sql)
 			continue;
-		int rc = sqlite3_prepare_v3(s->db, sql, -1,
-					    SQLITE_PREPARE_PERSISTENT,
-					    &e->st, NULL);
-		if (rc != SQLITE_OK) {
+		int rc = s->ops->prepare(s, sql, &e->st, err);
+		if (rc < 0) {
 			e->st = NULL;
-			return db_sqlerr(s, rc, "prepare", err);
+			return rc;
 		}
 		e->sql = sql;
 		*st = e->st;
@@ -112,24 +58,18 @@ int db_prep(struct store *s, const char *sql, sqlite3_stmt **st,
 	return -ENOMEM;
 }
 
-void db_reset(sqlite3_stmt *st)
+void db_reset(struct db_stmt *st)
 {
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
+	st->ops->reset(st);
 }
 
-int db_step(struct store *s, sqlite3_stmt *st, const char *what,
+int db_step(struct store *s, struct db_stmt *st, const char *what,
 	    struct parley_err *err)
 {
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	return db_sqlerr(s, sqlite3_extended_errcode(s->db), what, err);
+	return s->ops->step(s, st, what, err);
 }
 
-int db_run(struct store *s, sqlite3_stmt *st, const char *what,
+int db_run(struct store *s, struct db_stmt *st, const char *what,
 	   struct parley_err *err)
 {
 	int rc;
@@ -139,44 +79,113 @@ int db_run(struct store *s, sqlite3_stmt *st, const char *what,
 	return rc;
 }
 
-int db_int(struct store *s, sqlite3_stmt *st, const char *what, int64_t *v,
+int db_run_deferred(struct store *s, struct db_stmt *st, const char *what,
+		    struct parley_err *err)
+{
+	if (!s->ops->run_deferred || db_autocommit(s))
+		return db_run(s, st, what, err);
+	return s->ops->run_deferred(s, st, what, err);
+}
+
+int db_int(struct store *s, struct db_stmt *st, const char *what, int64_t *v,
 	   struct parley_err *err)
 {
 	int rc = db_step(s, st, what, err);
 	if (rc == 1)
-		*v = sqlite3_column_int64(st, 0);
+		*v = db_col_i64(st, 0);
 	else if (rc == 0)
 		*v = 0;
 	db_reset(st);
 	return rc < 0 ? rc : 0;
 }
 
-void db_bind_text(sqlite3_stmt *st, int i, const char *v)
+void db_bind_text(struct db_stmt *st, int i, const char *v)
 {
-	int rc = sqlite3_bind_text(st, i, v ? v : "", -1, SQLITE_STATIC);
-	PARLEY_ASSERT(rc == SQLITE_OK);
+	v = v ? v : "";
+	st->ops->bind_text(st, i, v, strlen(v));
 }
 
-void db_bind_blob(sqlite3_stmt *st, int i, const void *p, size_t len)
+void db_bind_textn(struct db_stmt *st, int i, const char *v, size_t len)
 {
-	int rc = p ? sqlite3_bind_blob(st, i, p, (int)len, SQLITE_STATIC)
-		   : sqlite3_bind_null(st, i);
-	PARLEY_ASSERT(rc == SQLITE_OK);
+	st->ops->bind_text(st, i, v ? v : "", v ? len : 0);
 }
 
-void db_bind_i64(sqlite3_stmt *st, int i, int64_t v)
+void db_bind_blob(struct db_stmt *st, int i, const void *p, size_t len)
 {
-	int rc = sqlite3_bind_int64(st, i, v);
-	PARLEY_ASSERT(rc == SQLITE_OK);
+	if (p)
+		st->ops->bind_blob(st, i, p, len);
+	else
+		st->ops->bind_null(st, i);
 }
 
-const char *db_col_str(sqlite3_stmt *st, int i)
+void db_bind_i64(struct db_stmt *st, int i, int64_t v)
 {
-	const char *v = (const char *)sqlite3_column_text(st, i);
+	st->ops->bind_i64(st, i, v);
+}
+
+void db_bind_null(struct db_stmt *st, int i)
+{
+	st->ops->bind_null(st, i);
+}
+
+int db_bind_count(struct db_stmt *st)
+{
+	return st->ops->bind_count(st);
+}
+
+const char *db_col_str(struct db_stmt *st, int i)
+{
+	const char *v = st->ops->col_text(st, i);
 	return v ? v : "";
 }
 
-int db_col_name(struct store *s, sqlite3_stmt *st, int i, char *buf,
+int64_t db_col_i64(struct db_stmt *st, int i)
+{
+	return st->ops->col_i64(st, i);
+}
+
+int db_col_int(struct db_stmt *st, int i)
+{
+	return (int)st->ops->col_i64(st, i);
+}
+
+const void *db_col_blob(struct db_stmt *st, int i)
+{
+	return st->ops->col_blob(st, i);
+}
+
+size_t db_col_bytes(struct db_stmt *st, int i)
+{
+	return st->ops->col_bytes(st, i);
+}
+
+bool db_col_isnull(struct db_stmt *st, int i)
+{
+	return st->ops->col_isnull(st, i);
+}
+
+const char *db_col_label(struct db_stmt *st, int i)
+{
+	return st->ops->col_name(st, i);
+}
+
+int64_t db_changes(struct store *s)
+{
+	return s->ops->changes(s);
+}
+
+bool db_autocommit(struct store *s)
+{
+	return !s->ops->in_tx(s);
+}
+
+void db_commit_notify(struct store *s)
+{
+	if (s->hook)
+		s->hook(s->hook_ctx);
+}
+
+int db_col_name(struct store *s, struct db_stmt *st, int i, char *buf,
 		size_t cap, struct parley_err *err)
 {
 	const char *v = db_col_str(st, i);
@@ -184,20 +193,20 @@ int db_col_name(struct store *s, sqlite3_stmt *st, int i, char *buf,
 	if (len >= cap)
 		return perr(err, -EBADMSG, "store %s: column %s holds %zu "
 			    "bytes, at most %zu", s->path,
-			    sqlite3_column_name(st, i), len, cap - 1);
+			    db_col_label(st, i), len, cap - 1);
 	memcpy(buf, v, len + 1);
 	return 0;
 }
 
-int db_col_digest(struct store *s, sqlite3_stmt *st, int i, uint8_t *out,
+int db_col_digest(struct store *s, struct db_stmt *st, int i, uint8_t *out,
 		  struct parley_err *err)
 {
-	const void *p = sqlite3_column_blob(st, i);
-	int len = sqlite3_column_bytes(st, i);
+	const void *p = db_col_blob(st, i);
+	size_t len = db_col_bytes(st, i);
 	if (!p || len != STORE_DIGEST)
-		return perr(err, -EBADMSG, "store %s: column %s holds %d "
+		return perr(err, -EBADMSG, "store %s: column %s holds %zu "
 			    "bytes, not a SHA-256", s->path,
-			    sqlite3_column_name(st, i), len);
+			    db_col_label(st, i), len);
 	memcpy(out, p, STORE_DIGEST);
 	return 0;
 }
@@ -207,7 +216,7 @@ int db_col_digest(struct store *s, sqlite3_stmt *st, int i, uint8_t *out,
 /* Undo after a failure; its own error would hide the one that matters. */
 static void exec_quiet(struct store *s, const char *sql)
 {
-	sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+	s->ops->exec(s, sql, NULL);
 }
 
 int db_op_begin(struct store *s, struct parley_err *err)
@@ -215,15 +224,17 @@ int db_op_begin(struct store *s, struct parley_err *err)
 	if (s->reading)
 		return perr(err, -EBUSY, "store %s: a write inside a read "
 			    "snapshot", s->path);
-	return db_exec(s, s->batch ? "SAVEPOINT store_op" : "BEGIN IMMEDIATE",
-		       err);
+	int rc = s->batch ? db_exec(s, "SAVEPOINT store_op", err)
+			  : s->ops->begin_write(s, err);
+	s->in_op = rc == 0;
+	return rc;
 }
 
 static int op_end_batch(struct store *s, int rc, struct parley_err *err)
 {
 	/* SQLite abandons the whole transaction on some errors (disk full,
 	 * I/O): the savepoint is gone too; store_commit reports it. */
-	if (sqlite3_get_autocommit(s->db))
+	if (db_autocommit(s))
 		return rc < 0 ? rc : perr(err, -EIO, "store %s: the batch "
 					  "was rolled back", s->path);
 	if (rc < 0)
@@ -234,6 +245,7 @@ static int op_end_batch(struct store *s, int rc, struct parley_err *err)
 
 int db_op_end(struct store *s, int rc, struct parley_err *err)
 {
+	s->in_op = false;
 	if (s->batch)
 		return op_end_batch(s, rc, err);
 	if (rc < 0) {
@@ -248,15 +260,35 @@ int db_op_end(struct store *s, int rc, struct parley_err *err)
 	return rc;
 }
 
+/* SQLite: a savepoint, which opens a transaction when none is. PG: a
+ * savepoint only exists inside one, so outside it opens a snapshot of
+ * its own (rd_begin_sql) and db_rd_end closes it. */
 int db_rd_begin(struct store *s, struct parley_err *err)
 {
+	if (s->ops->rd_begin_sql && db_autocommit(s)) {
+		int rc = db_exec(s, s->ops->rd_begin_sql, err);
+		s->rd_own = rc == 0;
+		return rc;
+	}
 	return db_exec(s, "SAVEPOINT store_rd", err);
 }
 
 int db_rd_end(struct store *s, int rc, struct parley_err *err)
 {
-	if (sqlite3_get_autocommit(s->db))
+	if (db_autocommit(s)) {
+		s->rd_own = false;
 		return rc;
+	}
+	if (s->rd_own) {
+		s->rd_own = false;
+		/* Nothing was written: ending it cannot lose anything. */
+		exec_quiet(s, rc < 0 ? "ROLLBACK" : "COMMIT");
+		return rc;
+	}
+	/* After an error PG refuses everything until the savepoint is
+	 * rolled back to; on SQLite this undoes nothing (a read). */
+	if (rc < 0)
+		exec_quiet(s, "ROLLBACK TO store_rd");
 	int r = db_exec(s, "RELEASE store_rd", rc < 0 ? NULL : err);
 	return rc < 0 ? rc : r < 0 ? r : rc;
 }
@@ -269,7 +301,7 @@ int store_begin(struct store *s, struct parley_err *err)
 	if (s->batch)
 		return perr(err, -EBUSY, "store %s: a batch is already open "
 			    "(batches do not nest)", s->path);
-	int rc = db_exec(s, "BEGIN IMMEDIATE", err);
+	int rc = s->ops->begin_write(s, err);
 	if (rc == 0)
 		s->batch = true;
 	return rc;
@@ -280,12 +312,7 @@ int store_read_begin(struct store *s, struct parley_err *err)
 	if (s->batch || s->reading)
 		return perr(err, -EBUSY, "store %s: a read snapshot inside a "
 			    "%s", s->path, s->batch ? "batch" : "snapshot");
-	/* query_only: a write inside (one-statement writes do not pass
-	 * db_op_begin) fails with -EROFS rather than turning the snapshot
-	 * into a write transaction that holds the lock. */
-	int rc = db_exec(s, "PRAGMA query_only = 1", err);
-	if (rc == 0 && (rc = db_exec(s, "BEGIN DEFERRED", err)) < 0)
-		exec_quiet(s, "PRAGMA query_only = 0");
+	int rc = s->ops->begin_read(s, err);
 	if (rc == 0)
 		s->reading = true;
 	return rc;
@@ -296,13 +323,8 @@ void store_read_end(struct store *s)
 	if (!s->reading)
 		return;
 	s->reading = false;
-	/* Nothing was written: ending it cannot lose anything. */
-	if (!sqlite3_get_autocommit(s->db) &&
-	    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		exec_quiet(s, "ROLLBACK");
-	exec_quiet(s, "PRAGMA query_only = 0");
+	s->ops->end_read(s);
 }
-
 
 int store_commit(struct store *s, struct parley_err *err)
 {
@@ -310,7 +332,7 @@ int store_commit(struct store *s, struct parley_err *err)
 		return perr(err, -EINVAL, "store %s: commit without a batch",
 			    s->path);
 	s->batch = false;
-	if (sqlite3_get_autocommit(s->db))
+	if (db_autocommit(s))
 		return perr(err, -EIO, "store %s: the batch was rolled back "
 			    "by an earlier error; nothing was committed",
 			    s->path);
@@ -326,7 +348,7 @@ int store_rollback(struct store *s, struct parley_err *err)
 		return perr(err, -EINVAL, "store %s: rollback without a batch",
 			    s->path);
 	s->batch = false;
-	if (sqlite3_get_autocommit(s->db))
+	if (db_autocommit(s))
 		return 0;
 	return db_exec(s, "ROLLBACK", err);
 }
@@ -349,77 +371,36 @@ int store_join_end(struct store *s, bool own, int rc, struct parley_err *err)
 
 /* ---- open / close ---- */
 
-static int pragma_wal(struct store *s, struct parley_err *err)
-{
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st,
-				    NULL);
-	if (rc != SQLITE_OK)
-		return db_sqlerr(s, rc, "journal_mode", err);
-	rc = db_step(s, st, "journal_mode", err);
-	const char *mode = rc == 1 ? db_col_str(st, 0) : "";
-	if (rc == 1 && strcmp(mode, "wal") != 0)
-		rc = perr(err, -ENOTSUP, "store %s: cannot use WAL here "
-			  "(journal mode stays \"%s\")", s->path, mode);
-	sqlite3_finalize(st);
-	return rc < 0 ? rc : 0;
-}
-
-/* Foreign keys are off by default in SQLite and can only change outside
- * a transaction: set once per connection. synchronous=FULL makes every
- * commit durable before it returns (acknowledged = on disk). */
-static int configure(struct store *s, struct parley_err *err)
-{
-	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
-	sqlite3_extended_result_codes(s->db, 1);
-	int rc = db_exec(s, "PRAGMA foreign_keys=ON", err);
-	if (rc == 0)
-		rc = pragma_wal(s, err);
-	if (rc == 0)
-		rc = db_exec(s, "PRAGMA synchronous=FULL", err);
-	return rc;
-}
-
-static int open_db(struct store *s, const char *path, struct parley_err *err)
-{
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-		    SQLITE_OPEN_NOMUTEX;
-	int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
-	if (rc != SQLITE_OK)
-		return db_sqlerr(s, rc, "open", err);
-	rc = configure(s, err);
-	/* SQLite reads the header at the first statement. */
-	if (rc < 0 && sqlite3_errcode(s->db) == SQLITE_NOTADB)
-		rc = perr(err, -EINVAL, "store %s: not a parley store (not "
-			  "an SQLite database)", path);
-	return rc;
-}
-
-static struct store *store_alloc(const char *path)
+static struct store *store_alloc(void)
 {
 	struct store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	s->path = strdup(path);
 	s->md = EVP_MD_CTX_new();
 	s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-	if (!s->path || !s->md || !s->sha256) {
+	if (!s->md || !s->sha256) {
 		store_close(s);
 		return NULL;
 	}
 	return s;
 }
 
-int store_open_upto(const char *path, unsigned upto, struct store **out,
+int store_open_upto(const char *uri, unsigned upto, struct store **out,
 		    struct parley_err *err)
 {
 	*out = NULL;
-	if (!path || !path[0])
+	if (!uri || !uri[0])
 		return perr(err, -EINVAL, "store: empty path");
-	struct store *s = store_alloc(path);
+	struct store *s = store_alloc();
 	if (!s)
-		return perr(err, -ENOMEM, "store %s: out of memory", path);
-	int rc = open_db(s, path, err);
+		return perr(err, -ENOMEM, "store %s: out of memory", uri);
+	char *target = NULL;
+	int rc = db_uri_parse(uri, &s->kind, &target, &s->path, err);
+	if (rc == 0) {
+		s->ops = s->kind == DB_PG ? &db_pg_ops : &db_sqlite_ops;
+		rc = s->ops->open(s, target, err);
+	}
+	free(target);
 	if (rc == 0)
 		rc = db_migrate(s, upto, err);
 	if (rc < 0) {
@@ -430,9 +411,19 @@ int store_open_upto(const char *path, unsigned upto, struct store **out,
 	return 0;
 }
 
-int store_open(const char *path, struct store **out, struct parley_err *err)
+int store_open(const char *uri, struct store **out, struct parley_err *err)
 {
-	return store_open_upto(path, store_schema_latest(), out, err);
+	return store_open_upto(uri, store_schema_latest(), out, err);
+}
+
+const char *store_backend(const struct store *s)
+{
+	return s->ops->name;
+}
+
+const char *store_name(const struct store *s)
+{
+	return s->path;
 }
 
 void store_close(struct store *s)
@@ -440,18 +431,17 @@ void store_close(struct store *s)
 	if (!s)
 		return;
 	for (unsigned i = 0; i < STORE_STMT_SLOTS; i++)
-		sqlite3_finalize(s->stmt[i].st);
-	if (s->db && !sqlite3_get_autocommit(s->db))
-		exec_quiet(s, "ROLLBACK");
-	if (s->db)
-		sqlite3_close_v2(s->db);
+		if (s->stmt[i].st)
+			s->stmt[i].st->ops->finalize(s->stmt[i].st);
+	if (s->ops)
+		s->ops->close(s);
 	EVP_MD_CTX_free(s->md);
 	EVP_MD_free(s->sha256);
 	free(s->path);
 	free(s);
 }
 
-int db_rows(struct store *s, sqlite3_stmt *st, const char *what, size_t elem,
+int db_rows(struct store *s, struct db_stmt *st, const char *what, size_t elem,
 	    db_row_fn row, void (*drop)(void *elem), void **out,
 	    struct parley_err *err)
 {
@@ -485,7 +475,7 @@ int db_rows(struct store *s, sqlite3_stmt *st, const char *what, size_t elem,
 }
 
 int db_prep_host(struct store *s, const char *host, const char *all,
-		 const char *by_host, sqlite3_stmt **st,
+		 const char *by_host, struct db_stmt **st,
 		 struct parley_err *err)
 {
 	int rc = host ? db_check_name("host name", host, err) : 0;

@@ -30,7 +30,7 @@ int db_need_partition(struct store *s, const char *name, char *host_out,
 		      struct parley_err *err)
 {
 	static const char q[] = "SELECT host FROM partitions WHERE name = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -135,7 +135,7 @@ static int part_version(struct store *s, const char *name, uint64_t *v,
 {
 	static const char q[] =
 		"SELECT version FROM partitions WHERE name = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t n;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
@@ -156,7 +156,7 @@ static int part_put(struct store *s, const struct store_part_in *in,
 		"kind = excluded.kind, spec_json = excluded.spec_json, "
 		"state = excluded.state, version = partitions.version + 1, "
 		"updated_ms = excluded.updated_ms";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_need_host(s, in->host, err);
 	if (rc == 0)
 		rc = check_move(s, in, err);
@@ -167,8 +167,7 @@ static int part_put(struct store *s, const struct store_part_in *in,
 	db_bind_text(st, 1, in->name);
 	db_bind_text(st, 2, in->host);
 	db_bind_text(st, 3, store_part_kind_name(in->kind));
-	sqlite3_bind_text(st, 4, in->spec_json, (int)in->spec_len,
-			  SQLITE_STATIC);
+	db_bind_textn(st, 4, in->spec_json, in->spec_len);
 	db_bind_text(st, 5, in->state);
 	db_bind_i64(st, 6, db_now_ms());
 	rc = db_run(s, st, "put partition", err);
@@ -202,7 +201,7 @@ static int parse_kind(const char *k, enum store_part_kind *out)
 	return -EBADMSG;
 }
 
-static int part_row(struct store *s, sqlite3_stmt *st,
+static int part_row(struct store *s, struct db_stmt *st,
 		    struct store_partition *p, struct parley_err *err)
 {
 	memset(p, 0, sizeof(*p));
@@ -219,10 +218,10 @@ static int part_row(struct store *s, sqlite3_stmt *st,
 				 sizeof(p->vmm_backend), err);
 	if (rc < 0)
 		return rc;
-	p->spec_len = (size_t)sqlite3_column_bytes(st, 3);
+	p->spec_len = (size_t)db_col_bytes(st, 3);
 	p->spec_json = strndup(db_col_str(st, 3), p->spec_len);
-	p->version = (uint64_t)sqlite3_column_int64(st, 5);
-	p->updated_ms = sqlite3_column_int64(st, 6);
+	p->version = (uint64_t)db_col_i64(st, 5);
+	p->updated_ms = db_col_i64(st, 6);
 	return p->spec_json ? 0 : perr(err, -ENOMEM, "store: out of memory");
 }
 
@@ -231,7 +230,7 @@ int store_partition_get(struct store *s, const char *name,
 {
 	static const char q[] = "SELECT " PART_COLS_READ " FROM partitions "
 				"WHERE name = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	memset(out, 0, sizeof(*out));
 	int rc = db_check_name("partition name", name, err);
 	if (rc == 0)
@@ -275,7 +274,7 @@ void store_partition_list_free(struct store_partition *p, unsigned n)
 	free(p);
 }
 
-static int part_list(struct store *s, sqlite3_stmt *st, unsigned limit,
+static int part_list(struct store *s, struct db_stmt *st, unsigned limit,
 		     struct store_partition *p, struct parley_err *err)
 {
 	unsigned n = 0;
@@ -305,7 +304,7 @@ int store_partition_list(struct store *s, const char *host, const char *after,
 				     "WHERE host = ?2 AND name > ?1 "
 				     "ORDER BY name LIMIT ?3";
 	const char *q = host && host[0] ? q_host : q_all;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	*out = NULL;
 	int rc = db_check_limit(limit, err);
 	if (rc == 0)
@@ -339,7 +338,7 @@ static int set_state(struct store *s, const char *name, const char *state,
 				"version = version + 1, updated_ms = ?3 "
 				"WHERE name = ?1 AND version = ?4";
 	uint64_t v = 0;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_need_partition(s, name, NULL, err);
 	if (rc == 0)
 		rc = part_version(s, name, &v, err);
@@ -357,7 +356,7 @@ static int set_state(struct store *s, const char *name, const char *state,
 	db_bind_i64(st, 3, db_now_ms());
 	db_bind_i64(st, 4, (int64_t)v);
 	rc = db_run(s, st, "set state", err);
-	if (rc == 0 && sqlite3_changes(s->db) != 1)
+	if (rc == 0 && db_changes(s) != 1)
 		rc = perr(err, -ESTALE, "partition \"%s\" changed meanwhile",
 			  name);
 	*version = v + 1;
@@ -388,7 +387,7 @@ static int set_backend(struct store *s, const char *name, const char *backend,
 {
 	static const char q[] = "UPDATE partitions SET vmm_backend = ?2 "
 				"WHERE name = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	if (!backend || !backend[0])
 		return 0;
 	int rc = db_prep(s, q, &st, err);
@@ -466,7 +465,7 @@ static int part_delete(struct store *s, const char *name,
 		       struct parley_err *err)
 {
 	static const char q[] = "DELETE FROM partitions WHERE name = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t n;
 	int rc = db_need_partition(s, name, NULL, err);
 	if (rc == 0)
@@ -528,7 +527,7 @@ static int set_files(struct store *s, const char *partition,
 	static const char q_ins[] =
 		"INSERT INTO partition_files (partition, pos, name) "
 		"VALUES (?1, ?2, ?3)";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_need_partition(s, partition, NULL, err);
 	if (rc == 0)
 		rc = db_prep(s, q_del, &st, err);
@@ -567,7 +566,7 @@ static int get_files(struct store *s, const char *partition,
 {
 	static const char q[] = "SELECT name FROM partition_files "
 				"WHERE partition = ?1 ORDER BY pos";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_need_partition(s, partition, NULL, err);
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);

@@ -20,7 +20,7 @@ static int host_version(struct store *s, const char *host, uint64_t *v,
 {
 	static const char q[] = "SELECT COALESCE(MAX(version), 0) "
 				"FROM policy_hosts WHERE host = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t n = 0;
 	int rc = db_need_host(s, host, err);
 	if (rc == 0)
@@ -48,7 +48,7 @@ static int affected(struct store *s, uint64_t v, struct store_names *out,
 		"SELECT COUNT(*) FROM policy_versions WHERE version = ?1";
 	static const char q[] = "SELECT host FROM policy_hosts "
 				"WHERE version = ?1 ORDER BY host";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t n;
 	int rc = db_prep(s, q_has, &st, err);
 	if (rc < 0)
@@ -98,7 +98,7 @@ static int ack(struct store *s, const char *host, uint64_t v,
 	static const char q[] = "UPDATE hosts SET policy_acked = ?2 "
 				"WHERE name = ?1 AND policy_acked < ?2";
 	uint64_t want;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = host_version(s, host, &want, err);
 	if (rc == 0 && v > want)
 		rc = perr(err, -EINVAL, "host \"%s\" acknowledged policy "
@@ -134,13 +134,13 @@ int store_policy_acked(struct store *s, const char *host, uint64_t *version,
 	return rc;
 }
 
-static int lag_row(struct store *s, sqlite3_stmt *st, void *elem,
+static int lag_row(struct store *s, struct db_stmt *st, void *elem,
 		   struct parley_err *err)
 {
 	struct store_lag *e = elem;
 	int rc = db_col_name(s, st, 0, e->host, sizeof(e->host), err);
-	e->acked = (uint64_t)sqlite3_column_int64(st, 1);
-	e->want = (uint64_t)sqlite3_column_int64(st, 2);
+	e->acked = (uint64_t)db_col_i64(st, 1);
+	e->want = (uint64_t)db_col_i64(st, 2);
 	return rc;
 }
 
@@ -152,7 +152,7 @@ int store_policy_lagging(struct store *s, struct store_lag **out,
 		"FROM hosts h JOIN policy_hosts p ON p.host = h.name "
 		"GROUP BY h.name, h.policy_acked "
 		"HAVING MAX(p.version) > h.policy_acked ORDER BY h.name";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	*out = NULL;
 	int rc = db_prep(s, q, &st, err);
 	return rc < 0 ? rc : db_rows(s, st, "lagging hosts", sizeof(**out),

@@ -35,7 +35,7 @@ int db_policy_note_host(struct store *s, uint64_t v, const char *host,
 {
 	static const char q[] = "INSERT INTO policy_hosts (version, host) "
 				"VALUES (?1, ?2) ON CONFLICT DO NOTHING";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -125,7 +125,7 @@ static int members_host(struct store *s, const struct segset_def *d,
 static int count_q(struct store *s, const char *q, const char *a,
 		   int64_t *n, struct parley_err *err)
 {
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -166,7 +166,7 @@ static int insert(struct store *s, const struct segset_def *d,
 	static const char q_mem[] =
 		"INSERT INTO segset_members (segset, pos, partition) "
 		"VALUES (?1, ?2, ?3)";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q_set, &st, err);
 	if (rc < 0)
 		return rc;
@@ -238,7 +238,7 @@ int store_put_segset(struct store *s, const char *set_json, size_t len,
 
 #define SET_COLS "name, host, version, set_json"
 
-static int set_row(struct store *s, sqlite3_stmt *st, void *elem,
+static int set_row(struct store *s, struct db_stmt *st, void *elem,
 		   struct parley_err *err)
 {
 	struct store_segset *o = elem;
@@ -246,7 +246,7 @@ static int set_row(struct store *s, sqlite3_stmt *st, void *elem,
 	int rc = db_col_name(s, st, 0, o->name, sizeof(o->name), err);
 	if (rc == 0)
 		rc = db_col_name(s, st, 1, o->host, sizeof(o->host), err);
-	o->version = (uint64_t)sqlite3_column_int64(st, 2);
+	o->version = (uint64_t)db_col_i64(st, 2);
 	if (rc == 0 && !(o->json = strdup(db_col_str(st, 3))))
 		rc = perr(err, -ENOMEM, "store: out of memory");
 	return rc;
@@ -264,7 +264,7 @@ int store_list_segsets(struct store *s, const char *host,
 				    "ORDER BY name";
 	static const char q_host[] = "SELECT " SET_COLS " FROM segsets "
 				     "WHERE host = ?1 ORDER BY name";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	*out = NULL;
 	int rc = db_prep_host(s, host, q_all, q_host, &st, err);
 	return rc < 0 ? rc : db_rows(s, st, "list segsets", sizeof(**out),
@@ -276,7 +276,7 @@ static int get(struct store *s, const char *name, struct store_segset *out,
 {
 	static const char q[] = "SELECT " SET_COLS " FROM segsets "
 				"WHERE name = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	memset(out, 0, sizeof(*out));
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
@@ -315,7 +315,7 @@ static int del(struct store *s, const char *name, uint64_t *v,
 		rc = db_policy_new_version(s, change, v, err);
 	if (rc == 0)
 		rc = db_policy_note_host(s, *v, old.host, err);
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
 	if (rc == 0) {

@@ -32,12 +32,12 @@ static int check_rule(const struct svc_rule *r, struct parley_err *err)
 	return rc;
 }
 
-static int rule_row(struct store *s, sqlite3_stmt *st, void *elem,
+static int rule_row(struct store *s, struct db_stmt *st, void *elem,
 		    struct parley_err *err)
 {
 	struct store_svc_rule *o = elem;
 	memset(o, 0, sizeof(*o));
-	o->id = (uint64_t)sqlite3_column_int64(st, 0);
+	o->id = (uint64_t)db_col_i64(st, 0);
 	int rc = db_col_name(s, st, 1, o->r.source, sizeof(o->r.source), err);
 	if (rc == 0)
 		rc = db_col_name(s, st, 2, o->r.target, sizeof(o->r.target),
@@ -51,12 +51,12 @@ static int rule_row(struct store *s, sqlite3_stmt *st, void *elem,
 			  "action \"%.16s\"", s->path,
 			  (unsigned long long)o->id, a);
 	o->r.allow = !strcmp(a, "allow");
-	o->version = (uint64_t)sqlite3_column_int64(st, 5);
+	o->version = (uint64_t)db_col_i64(st, 5);
 	return rc;
 }
 
 /* 1 and *o if the rule exists, 0 if not. */
-static int load(struct store *s, sqlite3_stmt *st, struct store_svc_rule *o,
+static int load(struct store *s, struct db_stmt *st, struct store_svc_rule *o,
 		struct parley_err *err)
 {
 	int rc = db_step(s, st, "get service rule", err);
@@ -74,7 +74,7 @@ static int load_triple(struct store *s, const struct svc_rule *r,
 	static const char q[] = "SELECT " RULE_COLS " FROM svc_rules r "
 				"WHERE r.source = ?1 AND r.target = ?2 "
 				"AND r.service = ?3";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -89,7 +89,7 @@ static int load_id(struct store *s, uint64_t id, struct store_svc_rule *o,
 {
 	static const char q[] = "SELECT " RULE_COLS " FROM svc_rules r "
 				"WHERE r.id = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -124,7 +124,7 @@ static int host_room(struct store *s, const char *host,
 	static const char q[] = "SELECT COUNT(*) FROM svc_rules r "
 				"JOIN partitions p ON p.name = r.source "
 				"WHERE p.host = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t n = 0;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
@@ -146,7 +146,7 @@ static int write_rule(struct store *s, uint64_t id, const struct svc_rule *r,
 		"VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
 		"ON CONFLICT (id) DO UPDATE SET action = excluded.action, "
 		"version = excluded.version";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
@@ -167,7 +167,7 @@ static int next_id(struct store *s, uint64_t *id, struct parley_err *err)
 	if (rc < 0)
 		return rc;
 	static const char q[] = "SELECT last FROM svc_rule_seq";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t n = 0;
 	rc = db_prep(s, q, &st, err);
 	if (rc == 0)
@@ -239,7 +239,7 @@ int store_list_svc_rules(struct store *s, const char *host,
 	static const char q_host[] = "SELECT " RULE_COLS " FROM svc_rules r "
 				     "JOIN partitions p ON p.name = r.source "
 				     "WHERE p.host = ?1 ORDER BY r.id";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	*out = NULL;
 	int rc = db_prep_host(s, host, q_all, q_host, &st, err);
 	return rc < 0 ? rc : db_rows(s, st, "list service rules",
@@ -281,7 +281,7 @@ static int del(struct store *s, uint64_t id, const struct svc_rule *by,
 		rc = db_policy_new_version(s, change, v, err);
 	if (rc == 0)
 		rc = db_policy_note_host(s, *v, host, err);
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
 	if (rc == 0) {

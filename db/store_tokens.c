@@ -27,7 +27,7 @@ int store_token_add(struct store *s, const char *name, enum store_scope scope,
 	int rc = db_check_name("token name", name, err);
 	if (rc == 0)
 		rc = db_check_digest("token digest", sha256, err);
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
 	if (rc < 0)
@@ -45,7 +45,7 @@ int store_token_find(struct store *s, struct store_blob sha256,
 {
 	static const char q[] =
 		"SELECT scope, name FROM api_tokens WHERE sha256 = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int rc = db_check_digest("token digest", sha256, err);
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
@@ -76,7 +76,7 @@ int store_token_scope(struct store *s, struct store_blob sha256,
 int store_token_count(struct store *s, uint64_t *n, struct parley_err *err)
 {
 	static const char q[] = "SELECT COUNT(*) FROM api_tokens";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t v = 0;
 	int rc = db_prep(s, q, &st, err);
 	if (rc == 0)
@@ -95,7 +95,7 @@ int store_join_token_add(struct store *s, const char *host,
 	int rc = db_check_name("host name", host, err);
 	if (rc == 0)
 		rc = db_check_digest("join token digest", sha256, err);
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
 	if (rc < 0)
@@ -114,8 +114,9 @@ static int join_use(struct store *s, struct store_blob sha256, int64_t now_ms,
 		"SELECT host, expires_ms, used_ms FROM join_tokens "
 		"WHERE sha256 = ?1";
 	static const char q_use[] =
-		"UPDATE join_tokens SET used_ms = ?2 WHERE sha256 = ?1";
-	sqlite3_stmt *st;
+		"UPDATE join_tokens SET used_ms = ?2 WHERE sha256 = ?1 "
+		"AND used_ms IS NULL";
+	struct db_stmt *st;
 	int rc = db_prep(s, q_get, &st, err);
 	if (rc < 0)
 		return rc;
@@ -125,10 +126,10 @@ static int join_use(struct store *s, struct store_blob sha256, int64_t now_ms,
 		rc = perr(err, -ENOENT, "no such join token");
 	if (rc == 1)
 		rc = db_col_name(s, st, 0, host_out, STORE_NAME_MAX, err);
-	if (rc == 0 && sqlite3_column_type(st, 2) != SQLITE_NULL)
+	if (rc == 0 && !db_col_isnull(st, 2))
 		rc = perr(err, -EEXIST, "join token for host \"%s\" was used "
 			  "already", host_out);
-	else if (rc == 0 && now_ms >= sqlite3_column_int64(st, 1))
+	else if (rc == 0 && now_ms >= db_col_i64(st, 1))
 		rc = perr(err, -ETIMEDOUT, "join token for host \"%s\" has "
 			  "expired", host_out);
 	db_reset(st);
@@ -139,7 +140,13 @@ static int join_use(struct store *s, struct store_blob sha256, int64_t now_ms,
 		return rc;
 	db_bind_blob(st, 1, sha256.p, sha256.len);
 	db_bind_i64(st, 2, now_ms);
-	return db_run(s, st, "use join token", err);
+	rc = db_run(s, st, "use join token", err);
+	/* The write lock makes this impossible; the guard in the statement
+	 * keeps a token single-use even for a writer without it. */
+	if (rc == 0 && db_changes(s) != 1)
+		rc = perr(err, -EEXIST, "join token for host \"%s\" was used "
+			  "already", host_out);
+	return rc;
 }
 
 int store_join_token_use(struct store *s, struct store_blob sha256,

@@ -54,7 +54,7 @@ static int put_parts(struct store *s, struct store_blob sha256,
 	     off += STORE_UPD_PART, i++) {
 		size_t n = len - off < STORE_UPD_PART ? len - off
 						      : STORE_UPD_PART;
-		sqlite3_stmt *st;
+		struct db_stmt *st;
 		rc = db_prep(s, q, &st, err);
 		if (rc < 0)
 			break;
@@ -85,7 +85,7 @@ int store_update_put_package(struct store *s, struct store_blob sha256,
 	rc = db_op_begin(s, err);
 	if (rc < 0)
 		return rc;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t n = 0;
 	rc = db_prep(s, q_has, &st, err);
 	if (rc == 0) {
@@ -111,7 +111,7 @@ static int need_package(struct store *s, struct store_blob sha256,
 {
 	static const char q[] =
 		"SELECT COUNT(*) FROM update_packages WHERE sha256 = ?1";
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t n = 0;
 	int rc = db_prep(s, q, &st, err);
 	if (rc < 0)
@@ -144,7 +144,7 @@ int store_update_request(struct store *s, const char *host,
 	rc = db_need_host(s, host, err);
 	if (rc == 0)
 		rc = need_package(s, sha256, err);
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
 	if (rc == 0) {
@@ -166,7 +166,7 @@ int store_update_get(struct store *s, const char *host,
 		"ON p.sha256 = u.sha256 WHERE u.host = ?1";
 	memset(out, 0, sizeof(*out));
 	int rc = db_check_name("host name", host, err);
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
 	if (rc < 0)
@@ -179,16 +179,16 @@ int store_update_get(struct store *s, const char *host,
 		if (rc == 0)
 			rc = db_col_name(s, st, 1, out->version,
 					 sizeof(out->version), err);
-		out->size = (uint64_t)sqlite3_column_int64(st, 2);
-		out->received = (uint64_t)sqlite3_column_int64(st, 3);
+		out->size = (uint64_t)db_col_i64(st, 2);
+		out->received = (uint64_t)db_col_i64(st, 3);
 		if (rc == 0)
 			rc = db_col_name(s, st, 4, out->state,
 					 sizeof(out->state), err);
 		if (rc == 0)
 			rc = db_col_name(s, st, 5, out->reason,
 					 sizeof(out->reason), err);
-		out->requested_ms = sqlite3_column_int64(st, 6);
-		out->updated_ms = sqlite3_column_int64(st, 7);
+		out->requested_ms = db_col_i64(st, 6);
+		out->updated_ms = db_col_i64(st, 7);
 	} else if (rc == 0) {
 		rc = perr(err, -ENOENT, "host \"%s\": no update", host);
 	}
@@ -217,7 +217,7 @@ int store_update_set(struct store *s, const char *host,
 				   STORE_UPD_REASON_MAX, err);
 	if (rc == 0 && received > INT64_MAX)
 		rc = perr(err, -EINVAL, "update received: out of range");
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
 	if (rc < 0)
@@ -229,7 +229,7 @@ int store_update_set(struct store *s, const char *host,
 	db_bind_text(st, 5, r);
 	db_bind_i64(st, 6, db_now_ms());
 	rc = db_run(s, st, "set update", err);
-	if (rc == 0 && sqlite3_changes(s->db) == 0)
+	if (rc == 0 && db_changes(s) == 0)
 		rc = perr(err, -ENOENT, "host \"%s\": no update of that "
 			  "package (or received beyond its size)", host);
 	return rc;
@@ -254,14 +254,14 @@ int store_update_read(struct store *s, struct store_blob sha256,
 	rc = db_rd_begin(s, err);
 	if (rc < 0)
 		return rc;
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	int64_t size = -1;
 	rc = db_prep(s, q_size, &st, err);
 	if (rc == 0) {
 		db_bind_blob(st, 1, sha256.p, sha256.len);
 		rc = db_step(s, st, "read package", err);
 		if (rc == 1)
-			size = sqlite3_column_int64(st, 0);
+			size = db_col_i64(st, 0);
 		db_reset(st);
 		rc = rc < 0 ? rc : size < 0 ? perr(err, -ENOENT, "no such "
 						   "package") : 0;
@@ -276,8 +276,8 @@ int store_update_read(struct store *s, struct store_blob sha256,
 		db_bind_i64(st, 2, (int64_t)idx);
 		rc = db_step(s, st, "read package part", err);
 		if (rc == 1) {
-			const uint8_t *p = sqlite3_column_blob(st, 0);
-			int n = sqlite3_column_bytes(st, 0);
+			const uint8_t *p = db_col_blob(st, 0);
+			int n = (int)db_col_bytes(st, 0);
 			if (!p || n <= 0 || (uint64_t)n <= in ||
 			    (uint64_t)n > STORE_UPD_PART) {
 				rc = perr(err, -EBADMSG, "store %s: package "
@@ -313,7 +313,7 @@ int store_host_agent_set(struct store *s, const char *host,
 	if (rc == 0)
 		rc = db_check_text("agent version", v, strlen(v),
 				   STORE_AGENT_VERSION_MAX, err);
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
 	if (rc < 0)
@@ -332,7 +332,7 @@ int store_host_agent_get(struct store *s, const char *host,
 		"SELECT agent_version FROM host_agents WHERE host = ?1";
 	out[0] = 0;
 	int rc = db_check_name("host name", host, err);
-	sqlite3_stmt *st;
+	struct db_stmt *st;
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
 	if (rc < 0)

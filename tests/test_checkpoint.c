@@ -17,12 +17,13 @@
 #include "db/store.h"
 #include "tests/helpers/apiclient.h"
 #include "tests/helpers/audit_rewrite.h"
+#include "tests/helpers/pgtmp.h"
 #include "tests/helpers/testutil.h"
 
 static struct store *fresh(char **dir, char *path, size_t cap)
 {
 	*dir = t_tmpdir();
-	snprintf(path, cap, "%s/s.db", *dir);
+	t_store_uri(*dir, "s.db", path, cap);
 	struct store *s = NULL;
 	struct parley_err err = { 0 };
 	cr_assert_eq(store_open(path, &s, &err), 0, "%s", perr_msg(&err));
@@ -40,7 +41,8 @@ static void append(struct store *s, unsigned n)
 	}
 }
 
-Test(checkpoint, store_keeps_them_newest_first)
+/* On SQLite (checkpoint) and PostgreSQL (checkpoint_pg). */
+STORE_TEST(checkpoint, store_keeps_them_newest_first)
 {
 	char *dir, path[600];
 	struct store *s = fresh(&dir, path, sizeof(path));
@@ -73,6 +75,7 @@ Test(checkpoint, store_keeps_them_newest_first)
 	c.key_id[5] = 0;
 	cr_expect_eq(store_checkpoint_add(s, &c, NULL, &err), -EINVAL);
 	store_close(s);
+	t_store_uri_drop(path);
 	t_rmtree(dir);
 	free(dir);
 }

@@ -8,6 +8,8 @@
  *    other).
  *  - several processes appending audit events and adding grants on one
  *    file at once: ids without gaps, one version per change.
+ *  Both run on SQLite (suite store) and PostgreSQL (store_pg: several
+ *  connections to one database, one verifiable chain).
  *  - the audit ingest rate at several batch sizes, printed (BENCH-style
  *    figures, never asserted).
  */
@@ -24,6 +26,7 @@
 #include <unistd.h>
 
 #include "db/store.h"
+#include "tests/helpers/pgtmp.h"
 #include "tests/helpers/testutil.h"
 
 #define NOCERT ((struct store_blob){ NULL, 0 })
@@ -43,11 +46,12 @@ struct cfx {
 static void cfx_new(struct cfx *f)
 {
 	f->dir = t_tmpdir();
-	snprintf(f->path, sizeof(f->path), "%s/parley.db", f->dir);
+	t_store_uri(f->dir, "parley.db", f->path, sizeof(f->path));
 }
 
 static void cfx_free(struct cfx *f)
 {
+	t_store_uri_drop(f->path);
 	t_rmtree(f->dir);
 	free(f->dir);
 }
@@ -194,7 +198,7 @@ static void crash_round(int round, unsigned delay_ms)
 	cfx_free(&f);
 }
 
-Test(store, crash_kill9_loses_nothing_committed, .timeout = 30)
+STORE_TEST(store, crash_kill9_loses_nothing_committed, .timeout = 60)
 {
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
 	for (int round = 0; round < 5; round++) {
@@ -250,7 +254,7 @@ static void writers_fleet(const struct cfx *f)
 	store_close(s);
 }
 
-Test(store, concurrent_writers_share_one_file, .timeout = 60)
+STORE_TEST(store, concurrent_writers_share_one_file, .timeout = 60)
 {
 	struct cfx f;
 	cfx_new(&f);

@@ -1,5 +1,6 @@
 #include "daemon/keys/privsep.h"
 #include "common/log.h"
+#include "db/store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -134,7 +135,11 @@ int privsep_drop(const struct privsep_config *pc, const char *store,
 	gid_t g = pw->pw_gid;
 	char name[64];
 	snprintf(name, sizeof(name), "%s", pw->pw_name);
-	int rc = own_store(store, u, g, err);
+	/* A database server's store is no file of ours to own. */
+	char file[PATH_MAX];
+	int rc = store_uri_file(store, file, sizeof(file), err);
+	if (rc == 1)
+		rc = own_store(file, u, g, err);
 	if (rc < 0)
 		return rc;
 	if (setgroups(1, &g) != 0 || setresgid(g, g, g) != 0 ||

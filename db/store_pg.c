@@ -1,0 +1,789 @@
+/*
+ * The PostgreSQL backend (`--store postgresql://...`), through libpq. The
+ * only file that speaks libpq. What it adds to the portable SQL:
+ *
+ *  - `?N` parameters become `$N` when a statement is prepared; each store
+ *    connection prepares a statement once (named p1, p2, ...) at its
+ *    first execution, with the parameter types of that execution (BIGINT,
+ *    TEXT, BYTEA), so `?1 + 1` and COALESCE(?2, ...) type-check.
+ *  - Parameters go in binary (no escaping, no copies); results come back
+ *    as text and are read as SQLite would hand them (BYTEA decoded).
+ *  - Writers serialise on one transaction-scoped advisory lock taken at
+ *    BEGIN: the exact counterpart of SQLite's BEGIN IMMEDIATE, so every
+ *    read-then-write the store does (audit head, host sequence, policy
+ *    version, join token) sees the last committed state and no other
+ *    writer can slip in between. db/README.md says why this rather than
+ *    SERIALIZABLE with retries.
+ *  - The migrations' types become BIGINT, BYTEA and TEXT COLLATE "C"
+ *    (names order by bytes, which the pagination cursors rely on).
+ */
+#include "db/store_int.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Type OIDs (catalog/pg_type_d.h is in the server headers). */
+#define OID_BOOL 16
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_TEXT 25
+
+/* The write lock: "Prly". */
+#define WRITE_LOCK_KEY 1349676153
+/* A writer waits this long for another before -EAGAIN (SQLite's busy
+ * timeout in store_sqlite.c). */
+#define LOCK_TIMEOUT "5s"
+
+/* Writes sent in pipeline mode and not answered yet (run_deferred); a
+ * bound keeps the server's answers well inside the socket's buffer, so
+ * neither side blocks writing while the other is not reading. */
+#define PIPE_MAX 256
+
+struct pg_conn {
+	PGconn *c;
+	unsigned next_name;
+	int64_t changes;
+	unsigned pending;
+	const char *pending_what[PIPE_MAX];
+};
+
+struct pg_param {
+	const char *v;
+	int len;
+	int fmt;
+	Oid type;
+	uint8_t i64[8];
+};
+
+struct pg_stmt {
+	struct db_stmt base;
+	struct store *s;
+	char *sql;             /* translated: $N */
+	char name[16];         /* "" until prepared */
+	bool write;            /* not a SELECT: commits when alone */
+	int nparams;
+	struct pg_param *p;
+	Oid *ptypes;           /* as prepared */
+	PGresult *res;
+	int row, nrows, ncols;
+	unsigned char **blob;  /* this row's decoded BYTEA columns */
+	size_t *bloblen;
+};
+
+static struct pg_conn *pc(struct store *s)
+{
+	return s->conn;
+}
+
+static struct pg_stmt *ps(struct db_stmt *st)
+{
+	return (struct pg_stmt *)st;
+}
+
+/* ---- errors ---- */
+
+static int errno_of_state(const char *state)
+{
+	if (!state || strlen(state) != 5)
+		return -EIO;
+	if (!strcmp(state, "23505"))
+		return -EEXIST;
+	if (!strcmp(state, "23503"))
+		return -ENOENT;
+	if (!strncmp(state, "23", 2) || !strncmp(state, "22", 2))
+		return -EINVAL;
+	if (!strcmp(state, "40001") || !strcmp(state, "40P01") ||
+	    !strcmp(state, "55P03") || !strcmp(state, "57014"))
+		return -EAGAIN;
+	if (!strcmp(state, "25006"))
+		return -EROFS;
+	if (!strncmp(state, "53", 2))
+		return !strcmp(state, "53100") ? -ENOSPC : -ENOMEM;
+	if (!strcmp(state, "42501") || !strncmp(state, "28", 2))
+		return -EACCES;
+	if (!strncmp(state, "08", 2))
+		return -ECONNRESET;
+	return -EIO;
+}
+
+/* The message without libpq's trailing newline. */
+static int pgerr(struct store *s, const PGresult *r, const char *what,
+		 struct parley_err *err)
+{
+	const char *msg = r ? PQresultErrorMessage(r) : "";
+	if (!msg[0])
+		msg = PQerrorMessage(pc(s)->c);
+	int len = (int)strcspn(msg, "\n");
+	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	int code = state ? errno_of_state(state)
+		   : PQstatus(pc(s)->c) == CONNECTION_BAD ? -ECONNRESET : -EIO;
+	return perr(err, code, "store %s: %s: %.*s", s->path, what, len, msg);
+}
+
+static bool in_tx(struct store *s)
+{
+	PGTransactionStatusType t = PQtransactionStatus(pc(s)->c);
+	return t == PQTRANS_INTRANS || t == PQTRANS_INERROR ||
+	       t == PQTRANS_ACTIVE;
+}
+
+/* Collect the answers to the pipelined writes and leave pipeline mode:
+ * the first failure, or 0. */
+static int flush(struct store *s, struct parley_err *err)
+{
+	struct pg_conn *c = pc(s);
+	if (!c->pending)
+		return 0;
+	int rc = 0;
+	if (PQpipelineSync(c->c) != 1)
+		rc = pgerr(s, NULL, "pipeline", err);
+	for (unsigned i = 0; i < c->pending; i++) {
+		PGresult *r = PQgetResult(c->c);
+		ExecStatusType st = PQresultStatus(r);
+		if (rc == 0 && st != PGRES_COMMAND_OK)
+			rc = st == PGRES_PIPELINE_ABORTED
+				? perr(err, -EIO, "store %s: %s: not run",
+				       s->path, c->pending_what[i])
+				: pgerr(s, r, c->pending_what[i], err);
+		else if (st == PGRES_COMMAND_OK)
+			c->changes = strtoll(PQcmdTuples(r), NULL, 10);
+		PQclear(r);
+		/* each query's results end with a NULL */
+		while ((r = PQgetResult(c->c)) != NULL)
+			PQclear(r);
+	}
+	PGresult *r;
+	/* the sync's own result, then nothing */
+	while ((r = PQgetResult(c->c)) != NULL) {
+		ExecStatusType st = PQresultStatus(r);
+		PQclear(r);
+		if (st == PGRES_PIPELINE_SYNC)
+			break;
+	}
+	c->pending = 0;
+	if (PQexitPipelineMode(c->c) != 1 && rc == 0)
+		rc = pgerr(s, NULL, "pipeline", err);
+	return rc;
+}
+
+static int pg_exec(struct store *s, const char *sql, struct parley_err *err)
+{
+	/* Pipelined writes answer first; a failure among them fails
+	 * whatever comes next -- except a rollback, which undoes them. */
+	bool undo = !strncmp(sql, "ROLLBACK", 8);
+	int f = flush(s, undo ? NULL : err);
+	if (f < 0 && !undo)
+		return f;
+	PGresult *r = PQexec(pc(s)->c, sql);
+	ExecStatusType st = PQresultStatus(r);
+	int rc = 0;
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+		rc = pgerr(s, r, sql, err);
+	/* COMMIT of a transaction an error had aborted answers ROLLBACK:
+	 * nothing was committed, and the caller must hear it. */
+	else if (!strcmp(sql, "COMMIT") &&
+		 !strcmp(PQcmdStatus(r), "ROLLBACK"))
+		rc = perr(err, -EIO, "store %s: the transaction was rolled "
+			  "back by an earlier error; nothing was committed",
+			  s->path);
+	else if (!strcmp(sql, "COMMIT"))
+		db_commit_notify(s);
+	PQclear(r);
+	return rc;
+}
+
+/* ---- statements ---- */
+
+/* `?N` to `$N` outside quotes; the highest N. */
+static char *translate(const char *sql, int *nparams)
+{
+	size_t n = strlen(sql);
+	char *out = malloc(n + 1), *o = out;
+	if (!out)
+		return NULL;
+	char quote = 0;
+	*nparams = 0;
+	for (const char *p = sql; *p; p++) {
+		if (quote) {
+			if (*p == quote)
+				quote = 0;
+		} else if (*p == '\'' || *p == '"') {
+			quote = *p;
+		} else if (*p == '?') {
+			/* Every statement numbers its parameters. */
+			PARLEY_ASSERT(isdigit((unsigned char)p[1]));
+			int v = atoi(p + 1);
+			if (v > *nparams)
+				*nparams = v;
+			*o++ = '$';
+			continue;
+		}
+		*o++ = *p;
+	}
+	*o = 0;
+	return out;
+}
+
+static void drop_row(struct pg_stmt *p)
+{
+	for (int i = 0; p->blob && i < p->ncols; i++) {
+		PQfreemem(p->blob[i]);
+		p->blob[i] = NULL;
+	}
+}
+
+static void pg_reset(struct db_stmt *st)
+{
+	struct pg_stmt *p = ps(st);
+	drop_row(p);
+	free(p->blob);
+	free(p->bloblen);
+	p->blob = NULL;
+	p->bloblen = NULL;
+	PQclear(p->res);
+	p->res = NULL;
+	p->row = p->nrows = p->ncols = 0;
+	for (int i = 0; i < p->nparams; i++)
+		p->p[i] = (struct pg_param){ 0 };
+}
+
+static void pg_finalize(struct db_stmt *st)
+{
+	if (!st)
+		return;
+	struct pg_stmt *p = ps(st);
+	pg_reset(st);
+	free(p->sql);
+	free(p->p);
+	free(p->ptypes);
+	free(p);
+}
+
+static int pg_prepare(struct store *s, const char *sql, struct db_stmt **out,
+		      struct parley_err *err)
+{
+	struct pg_stmt *p = calloc(1, sizeof(*p));
+	if (!p)
+		return perr(err, -ENOMEM, "store: out of memory");
+	p->base.ops = &db_pg_ops;
+	p->s = s;
+	p->sql = translate(sql, &p->nparams);
+	int np = p->nparams ? p->nparams : 1;
+	p->p = calloc((size_t)np, sizeof(*p->p));
+	p->ptypes = calloc((size_t)np, sizeof(*p->ptypes));
+	if (!p->sql || !p->p || !p->ptypes) {
+		pg_finalize(&p->base);
+		return perr(err, -ENOMEM, "store: out of memory");
+	}
+	const char *w = sql + strspn(sql, " \t\n");
+	p->write = strncasecmp(w, "SELECT", 6) != 0;
+	*out = &p->base;
+	return 0;
+}
+
+/* Prepare on first use, and again if a parameter's type changed (a
+ * statement bound with a NULL keeps the type it was prepared with). */
+static int ensure_prepared(struct store *s, struct pg_stmt *p,
+			   struct parley_err *err)
+{
+	bool same = p->name[0] != 0;
+	for (int i = 0; i < p->nparams; i++) {
+		if (!p->p[i].v && p->name[0])
+			p->p[i].type = p->ptypes[i];
+		if (p->p[i].type != p->ptypes[i])
+			same = false;
+	}
+	if (same)
+		return 0;
+	for (int i = 0; i < p->nparams; i++)
+		p->ptypes[i] = p->p[i].type;
+	snprintf(p->name, sizeof(p->name), "p%u", ++pc(s)->next_name);
+	PGresult *r = PQprepare(pc(s)->c, p->name, p->sql, p->nparams,
+				p->ptypes);
+	int rc = 0;
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		rc = pgerr(s, r, "prepare", err);
+		p->name[0] = 0;
+	}
+	PQclear(r);
+	return rc;
+}
+
+#define PARAMS(p) ((p)->nparams ? (p)->nparams : 1)
+
+static void param_arrays(struct pg_stmt *p, const char **vals, int *lens,
+			 int *fmts)
+{
+	for (int i = 0; i < p->nparams; i++) {
+		vals[i] = p->p[i].v;
+		lens[i] = p->p[i].len;
+		fmts[i] = p->p[i].fmt;
+	}
+}
+
+static int pg_step(struct store *s, struct db_stmt *st, const char *what,
+		   struct parley_err *err);
+
+/* Send without waiting (pipeline mode), inside a transaction. */
+static int pg_run_deferred(struct store *s, struct db_stmt *st,
+			   const char *what, struct parley_err *err)
+{
+	struct pg_stmt *p = ps(st);
+	struct pg_conn *c = pc(s);
+	/* Preparing waits for its answer: before the pipeline opens. A lone
+	 * write in a batch wants its own savepoint: the plain path. */
+	bool ready = p->name[0];
+	for (int i = 0; ready && i < p->nparams; i++)
+		if (p->p[i].v && p->p[i].type != p->ptypes[i])
+			ready = false;
+	if (!ready || (s->batch && !s->in_op) || c->pending >= PIPE_MAX) {
+		int rc = flush(s, err);
+		if (rc == 0 && !ready)
+			rc = ensure_prepared(s, p, err);
+		if (rc < 0) {
+			pg_reset(st);
+			return rc;
+		}
+		if (s->batch && !s->in_op) {
+			int r = pg_step(s, st, what, err);
+			pg_reset(st);
+			return r < 0 ? r : 0;
+		}
+	}
+	for (int i = 0; i < p->nparams; i++)
+		if (!p->p[i].v)
+			p->p[i].type = p->ptypes[i];
+	if (!c->pending && PQenterPipelineMode(c->c) != 1) {
+		pg_reset(st);
+		return pgerr(s, NULL, "pipeline", err);
+	}
+	const char *vals[PARAMS(p)];
+	int lens[PARAMS(p)], fmts[PARAMS(p)];
+	param_arrays(p, vals, lens, fmts);
+	int ok = PQsendQueryPrepared(c->c, p->name, p->nparams, vals, lens,
+				     fmts, 0);
+	pg_reset(st);
+	if (ok != 1) {
+		int rc = pgerr(s, NULL, what, err);
+		flush(s, NULL);
+		return rc;
+	}
+	c->pending_what[c->pending++] = what;
+	return 0;
+}
+
+static int execute(struct store *s, struct pg_stmt *p, const char *what,
+		   struct parley_err *err)
+{
+	int rc = flush(s, err);
+	if (rc == 0)
+		rc = ensure_prepared(s, p, err);
+	if (rc < 0)
+		return rc;
+	const char *vals[PARAMS(p)];
+	int lens[PARAMS(p)], fmts[PARAMS(p)];
+	param_arrays(p, vals, lens, fmts);
+	/* A lone write inside a caller's batch, outside any operation's
+	 * savepoint: SQLite lets the batch go on after it fails, PostgreSQL
+	 * aborts the whole transaction, so give it a savepoint of its own. */
+	bool guard = s->batch && !s->in_op && p->write;
+	if (guard && (rc = pg_exec(s, "SAVEPOINT store_st", err)) < 0)
+		return rc;
+	PGresult *r = PQexecPrepared(pc(s)->c, p->name, p->nparams, vals, lens,
+				     fmts, 0);
+	ExecStatusType st = PQresultStatus(r);
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		rc = pgerr(s, r, what, err);
+		PQclear(r);
+		/* Likewise inside a read snapshot (a write refused there):
+		 * back to its start, which keeps the snapshot. */
+		if (guard)
+			pg_exec(s, "ROLLBACK TO store_st", NULL);
+		else if (s->reading && in_tx(s))
+			pg_exec(s, "ROLLBACK TO store_read", NULL);
+		return rc;
+	}
+	if (guard && (rc = pg_exec(s, "RELEASE store_st", err)) < 0) {
+		PQclear(r);
+		return rc;
+	}
+	pc(s)->changes = strtoll(PQcmdTuples(r), NULL, 10);
+	p->res = r;
+	p->nrows = st == PGRES_TUPLES_OK ? PQntuples(r) : 0;
+	p->ncols = st == PGRES_TUPLES_OK ? PQnfields(r) : 0;
+	p->row = -1;
+	if (p->ncols) {
+		p->blob = calloc((size_t)p->ncols, sizeof(*p->blob));
+		p->bloblen = calloc((size_t)p->ncols, sizeof(*p->bloblen));
+		if (!p->blob || !p->bloblen)
+			return perr(err, -ENOMEM, "store: out of memory");
+	}
+	if (p->write && !in_tx(s))
+		db_commit_notify(s);
+	return 0;
+}
+
+/* The whole result is fetched at the first step; later steps walk it. */
+static int pg_step(struct store *s, struct db_stmt *st, const char *what,
+		   struct parley_err *err)
+{
+	struct pg_stmt *p = ps(st);
+	if (!p->res) {
+		int rc = execute(s, p, what, err);
+		if (rc < 0)
+			return rc;
+	}
+	drop_row(p);
+	if (p->row < p->nrows)
+		p->row++;
+	return p->row < p->nrows ? 1 : 0;
+}
+
+static struct pg_param *param(struct db_stmt *st, int i)
+{
+	struct pg_stmt *p = ps(st);
+	/* As sqlite3_bind_*: an index out of range is a programming error. */
+	PARLEY_ASSERT(i >= 1 && i <= p->nparams);
+	return &p->p[i - 1];
+}
+
+static void pg_bind_text(struct db_stmt *st, int i, const char *v, size_t len)
+{
+	PARLEY_ASSERT(len <= INT32_MAX);
+	*param(st, i) = (struct pg_param){ .v = v, .len = (int)len, .fmt = 1,
+					   .type = OID_TEXT };
+}
+
+static void pg_bind_blob(struct db_stmt *st, int i, const void *p, size_t len)
+{
+	PARLEY_ASSERT(len <= INT32_MAX);
+	/* A zero-length blob still needs a non-NULL pointer (NULL is SQL
+	 * NULL to libpq). */
+	*param(st, i) = (struct pg_param){ .v = len ? p : "", .len = (int)len,
+					   .fmt = 1, .type = OID_BYTEA };
+}
+
+static void pg_bind_i64(struct db_stmt *st, int i, int64_t v)
+{
+	struct pg_param *p = param(st, i);
+	*p = (struct pg_param){ .len = 8, .fmt = 1, .type = OID_INT8 };
+	uint64_t u = (uint64_t)v;
+	for (int k = 7; k >= 0; k--, u >>= 8)
+		p->i64[k] = (uint8_t)u;
+	p->v = (const char *)p->i64;
+}
+
+static void pg_bind_null(struct db_stmt *st, int i)
+{
+	*param(st, i) = (struct pg_param){ 0 };
+}
+
+static int pg_bind_count(struct db_stmt *st)
+{
+	return ps(st)->nparams;
+}
+
+static bool on_row(struct pg_stmt *p, int i)
+{
+	return p->res && p->row >= 0 && p->row < p->nrows && i >= 0 &&
+	       i < p->ncols;
+}
+
+static bool pg_col_isnull(struct db_stmt *st, int i)
+{
+	struct pg_stmt *p = ps(st);
+	return !on_row(p, i) || PQgetisnull(p->res, p->row, i);
+}
+
+static const char *pg_col_text(struct db_stmt *st, int i)
+{
+	struct pg_stmt *p = ps(st);
+	return pg_col_isnull(st, i) ? NULL : PQgetvalue(p->res, p->row, i);
+}
+
+static int64_t pg_col_i64(struct db_stmt *st, int i)
+{
+	struct pg_stmt *p = ps(st);
+	const char *v = pg_col_text(st, i);
+	if (!v)
+		return 0;
+	if (PQftype(p->res, i) == OID_BOOL)
+		return v[0] == 't';
+	return strtoll(v, NULL, 10);
+}
+
+/* BYTEA comes as text (\x hex): decoded once per row and column. */
+static bool decode(struct pg_stmt *p, int i)
+{
+	if (p->blob[i])
+		return true;
+	p->blob[i] = PQunescapeBytea((const unsigned char *)
+				     PQgetvalue(p->res, p->row, i),
+				     &p->bloblen[i]);
+	return p->blob[i] != NULL;
+}
+
+static const void *pg_col_blob(struct db_stmt *st, int i)
+{
+	struct pg_stmt *p = ps(st);
+	if (pg_col_isnull(st, i))
+		return NULL;
+	if (PQftype(p->res, i) != OID_BYTEA)
+		return PQgetvalue(p->res, p->row, i);
+	if (!decode(p, i))
+		return NULL;
+	/* SQLite hands a zero-length blob as NULL too. */
+	return p->bloblen[i] ? p->blob[i] : NULL;
+}
+
+static size_t pg_col_bytes(struct db_stmt *st, int i)
+{
+	struct pg_stmt *p = ps(st);
+	if (pg_col_isnull(st, i))
+		return 0;
+	if (PQftype(p->res, i) != OID_BYTEA)
+		return (size_t)PQgetlength(p->res, p->row, i);
+	return decode(p, i) ? p->bloblen[i] : 0;
+}
+
+static const char *pg_col_name(struct db_stmt *st, int i)
+{
+	struct pg_stmt *p = ps(st);
+	const char *n = p->res && i >= 0 && i < p->ncols
+		? PQfname(p->res, i) : NULL;
+	return n ? n : "?";
+}
+
+static int64_t pg_changes(struct store *s)
+{
+	flush(s, NULL);
+	return pc(s)->changes;
+}
+
+static bool pg_in_tx(struct store *s)
+{
+	return in_tx(s);
+}
+
+/* ---- transactions ---- */
+
+/* READ COMMITTED, so that each statement after the lock sees what the
+ * previous holder committed (a REPEATABLE READ snapshot would be taken
+ * before the wait and miss it). */
+static int pg_begin_write(struct store *s, struct parley_err *err)
+{
+	static const char q[] = "BEGIN ISOLATION LEVEL READ COMMITTED";
+	static const char lock[] = "SELECT pg_advisory_xact_lock(1349676153)";
+	_Static_assert(WRITE_LOCK_KEY == 1349676153, "the lock's key");
+	int rc = pg_exec(s, q, err);
+	if (rc == 0 && (rc = pg_exec(s, lock, err)) < 0)
+		pg_exec(s, "ROLLBACK", NULL);
+	return rc;
+}
+
+/* The savepoint lets a statement that fails inside (a write refused)
+ * leave the snapshot usable, as it stays on SQLite. */
+static int pg_begin_read(struct store *s, struct parley_err *err)
+{
+	return pg_exec(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+		       "SAVEPOINT store_read", err);
+}
+
+static void pg_end_read(struct store *s)
+{
+	if (in_tx(s))
+		pg_exec(s, PQtransactionStatus(pc(s)->c) == PQTRANS_INERROR
+			? "ROLLBACK" : "COMMIT", NULL);
+}
+
+/* ---- open / close ---- */
+
+/* libpq prints NOTICEs (e.g. "relation exists, skipping") on stderr by
+ * default; the store reports what matters through its errors. */
+static void quiet(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+static int pg_open(struct store *s, const char *conninfo,
+		   struct parley_err *err)
+{
+	struct pg_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return perr(err, -ENOMEM, "store: out of memory");
+	s->conn = c;
+	c->c = PQconnectdb(conninfo);
+	if (!c->c)
+		return perr(err, -ENOMEM, "store: out of memory");
+	if (PQstatus(c->c) != CONNECTION_OK) {
+		const char *m = PQerrorMessage(c->c);
+		int len = (int)strcspn(m, "\n");
+		return perr(err, -ECONNREFUSED, "store %s: cannot connect: "
+			    "%.*s", s->path, len, m);
+	}
+	PQsetNoticeProcessor(c->c, quiet, NULL);
+	return pg_exec(s, "SET lock_timeout = '" LOCK_TIMEOUT "'; "
+		       "SET client_min_messages = warning; "
+		       "SET synchronous_commit = on", err);
+}
+
+static void pg_close(struct store *s)
+{
+	struct pg_conn *c = pc(s);
+	if (!c)
+		return;
+	if (c->c)
+		flush(s, NULL);
+	if (c->c)
+		PQfinish(c->c);
+	free(c);
+	s->conn = NULL;
+}
+
+/* The portable schema in PostgreSQL's types, word by word outside
+ * quotes: INTEGER -> BIGINT (SQLite's INTEGER is 64-bit), BLOB -> BYTEA,
+ * TEXT -> TEXT COLLATE "C" (byte order, as SQLite compares). */
+static char *pg_ddl(const char *sql)
+{
+	static const struct {
+		const char *from, *to;
+	} map[] = { { "INTEGER", "BIGINT" }, { "BLOB", "BYTEA" },
+		    { "TEXT", "TEXT COLLATE \"C\"" } };
+	size_t cap = strlen(sql) * 2 + 64, n = 0;
+	char *out = malloc(cap);
+	if (!out)
+		return NULL;
+	char quote = 0;
+	for (const char *p = sql; *p;) {
+		if (n + 32 > cap) {
+			char *o = realloc(out, cap *= 2);
+			if (!o) {
+				free(out);
+				return NULL;
+			}
+			out = o;
+		}
+		if (quote || *p == '\'' || *p == '"') {
+			if (quote && *p == quote)
+				quote = 0;
+			else if (!quote)
+				quote = *p;
+			out[n++] = *p++;
+			continue;
+		}
+		if (isalpha((unsigned char)*p) || *p == '_') {
+			const char *e = p;
+			while (isalnum((unsigned char)*e) || *e == '_')
+				e++;
+			const char *w = NULL;
+			for (size_t k = 0; k < sizeof(map) / sizeof(map[0]); k++)
+				if ((size_t)(e - p) == strlen(map[k].from) &&
+				    !strncmp(p, map[k].from, (size_t)(e - p)))
+					w = map[k].to;
+			size_t wl = w ? strlen(w) : (size_t)(e - p);
+			while (n + wl + 32 > cap) {
+				char *o = realloc(out, cap *= 2);
+				if (!o) {
+					free(out);
+					return NULL;
+				}
+				out = o;
+			}
+			memcpy(out + n, w ? w : p, wl);
+			n += wl;
+			p = e;
+			continue;
+		}
+		out[n++] = *p++;
+	}
+	out[n] = 0;
+	return out;
+}
+
+/* A conninfo libpq accepts, and a printable form: the URI's host, port,
+ * database and user, never its password. */
+int db_pg_conninfo_check(const char *conninfo, char **shown,
+			 struct parley_err *err)
+{
+	char *msg = NULL;
+	PQconninfoOption *o = PQconninfoParse(conninfo, &msg);
+	if (!o) {
+		int rc = perr(err, msg ? -EINVAL : -ENOMEM, "store: bad "
+			      "PostgreSQL connection string: %.*s",
+			      msg ? (int)strcspn(msg, "\n") : 13,
+			      msg ? msg : "out of memory");
+		PQfreemem(msg);
+		return rc;
+	}
+	const char *host = "", *port = "", *db = "", *user = "",
+		   *service = "";
+	for (PQconninfoOption *k = o; k->keyword; k++) {
+		const char *v = k->val ? k->val : "";
+		if (!strcmp(k->keyword, "host"))
+			host = v;
+		else if (!strcmp(k->keyword, "port"))
+			port = v;
+		else if (!strcmp(k->keyword, "dbname"))
+			db = v;
+		else if (!strcmp(k->keyword, "user"))
+			user = v;
+		else if (!strcmp(k->keyword, "service"))
+			service = v;
+	}
+	int n = asprintf(shown, "postgresql://%s%s%s%s%s/%s%s%s", user,
+			 user[0] ? "@" : "", host, port[0] ? ":" : "", port,
+			 db, service[0] ? "?service=" : "", service);
+	PQconninfoFree(o);
+	if (n < 0) {
+		*shown = NULL;
+		return perr(err, -ENOMEM, "store: out of memory");
+	}
+	return 0;
+}
+
+const struct db_ops db_pg_ops = {
+	.name = "postgresql",
+	.open = pg_open,
+	.close = pg_close,
+	.prepare = pg_prepare,
+	.finalize = pg_finalize,
+	.reset = pg_reset,
+	.step = pg_step,
+	.bind_text = pg_bind_text,
+	.bind_blob = pg_bind_blob,
+	.bind_i64 = pg_bind_i64,
+	.bind_null = pg_bind_null,
+	.bind_count = pg_bind_count,
+	.col_i64 = pg_col_i64,
+	.col_text = pg_col_text,
+	.col_blob = pg_col_blob,
+	.col_bytes = pg_col_bytes,
+	.col_isnull = pg_col_isnull,
+	.col_name = pg_col_name,
+	.changes = pg_changes,
+	.run_deferred = pg_run_deferred,
+	.exec = pg_exec,
+	.in_tx = pg_in_tx,
+	.begin_write = pg_begin_write,
+	.begin_read = pg_begin_read,
+	.end_read = pg_end_read,
+	.rd_begin_sql = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+	.ddl = pg_ddl,
+	/* A parley store is marked by the comment on schema_version (a
+	 * database with some other schema_version is not one). */
+	.q_app = "SELECT CASE WHEN obj_description(to_regclass("
+		 "'schema_version'), 'pg_class') = 'parley store' "
+		 "THEN 1349676153 ELSE 0 END",
+	.q_any = "SELECT COUNT(*) FROM information_schema.tables "
+		 "WHERE table_schema = current_schema()",
+	.app_set = "COMMENT ON TABLE schema_version IS 'parley store'",
+	.q_tables = "SELECT COUNT(*) FROM information_schema.tables "
+		    "WHERE table_schema = current_schema() "
+		    "AND table_type = 'BASE TABLE'",
+};
