@@ -1,5 +1,6 @@
 #include "agent/link.h"
 #include "agent/link_int.h"
+#include "common/hostport.h"
 #include "common/fileio.h"
 #include "common/frame.h"
 #include "common/log.h"
@@ -472,6 +473,14 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
  * back all in the same millisecond. */
 static void schedule_retry(struct agent_link *l)
 {
+	/* The next replica: the one just lost or refused may be down for
+	 * good; a welcome anywhere resets the backoff. */
+	if (l->nservers > 1) {
+		l->cur = (l->cur + 1) % l->nservers;
+		snprintf(l->server, sizeof(l->server), "%s",
+			 l->servers[l->cur]);
+		l->port = l->ports[l->cur];
+	}
 	unsigned ms = l->backoff_ms / 2 + (unsigned)(random() % (l->backoff_ms + 1));
 	l->backoff_ms = l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
 							  : l->backoff_ms * 2;
@@ -520,6 +529,9 @@ int agent_link_init(struct agent_link *l, struct event_base *base,
 	l->port = port;
 	l->backoff_ms = BACKOFF_MIN_MS;
 	snprintf(l->server, sizeof(l->server), "%s", server);
+	snprintf(l->servers[0], sizeof(l->servers[0]), "%s", server);
+	l->ports[0] = port;
+	l->nservers = 1;
 	snprintf(l->state_dir, sizeof(l->state_dir), "%s", state_dir);
 	char ca[4200], crt[4200], key[4200], pub[4200], bundle[4200];
 	link_state_path(l, "ca.crt", ca, sizeof(ca));
@@ -550,6 +562,26 @@ int agent_link_init(struct agent_link *l, struct event_base *base,
 	l->flush_ev = event_new(base, -1, 0, on_flush, l);
 	l->sync_ev = event_new(base, -1, 0, on_sync, l);
 	l->hb_ev = event_new(base, -1, EV_PERSIST, on_heartbeat, l);
+	return 0;
+}
+
+int agent_link_add_server(struct agent_link *l, const char *hostport,
+			  struct parley_err *err)
+{
+	char host[128];
+	int port;
+	if (hostport_split(hostport, host, sizeof(host), &port) < 0 ||
+	    port <= 0 || !host[0])
+		return perr(err, -EINVAL, "server \"%.80s\" is not HOST:PORT",
+			    hostport);
+	for (unsigned i = 0; i < l->nservers; i++)
+		if (l->ports[i] == port && !strcmp(l->servers[i], host))
+			return 0;
+	if (l->nservers == AGENT_LINK_SERVERS_MAX)
+		return perr(err, -E2BIG, "more than %d servers",
+			    AGENT_LINK_SERVERS_MAX);
+	snprintf(l->servers[l->nservers], sizeof(l->servers[0]), "%s", host);
+	l->ports[l->nservers++] = port;
 	return 0;
 }
 

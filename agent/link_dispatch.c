@@ -129,8 +129,8 @@ static int on_welcome(struct agent_link *l, const Parley__V1__Envelope *e,
 				      (w->heartbeat_ms % 1000) * 1000 };
 		event_add(l->hb_ev, &tv);
 	}
-	log_info("daemon link up (daemon holds seq %llu, policy %llu)",
-		 (unsigned long long)w->acked_seq,
+	log_info("daemon link up to %s:%d (daemon holds seq %llu, policy "
+		 "%llu)", l->server, l->port, (unsigned long long)w->acked_seq,
 		 (unsigned long long)w->policy_version);
 	l->want_version = w->policy_version;
 	if (w->policy_version <= l->policy.version)

@@ -1,4 +1,5 @@
 #include "common/wire.h"
+#include "common/hostport.h"
 #include "common/jsonv.h"
 
 #include <errno.h>
@@ -762,6 +763,20 @@ static int chk_join_response(const Parley__V1__JoinResponse *r,
 	if (rc == 0)
 		rc = chk_pem("join_response", "policy_pub_pem",
 			     r->policy_pub_pem, err);
+	if (rc == 0 && r->n_servers > WIRE_JOIN_SERVERS_MAX)
+		rc = perr(err, -E2BIG, "join_response.servers: %zu, at most %d",
+			  r->n_servers, WIRE_JOIN_SERVERS_MAX);
+	for (size_t i = 0; rc == 0 && i < r->n_servers; i++) {
+		char host[128];
+		int port;
+		rc = chk_text("join_response", "servers", r->servers[i], 127,
+			      true, err);
+		if (rc == 0 && (hostport_split(r->servers[i], host,
+					       sizeof(host), &port) < 0 ||
+				port <= 0))
+			rc = perr(err, -EINVAL, "join_response.servers[%zu]: "
+				  "not HOST:PORT", i);
+	}
 	return rc;
 }
 

@@ -52,6 +52,8 @@ void api_metrics(struct api_req *q)
 		l.revoked = ls->n_revoked;
 		l.foreign = ls->n_foreign;
 		l.bundles_pushed = ls->n_pushed;
+		l.replica = ls->replica;
+		l.relayed = ls->n_relayed;
 	}
 	int rc = metrics_render(&q->a->metrics, q->a->store, &l, b);
 	if (rc < 0) {

@@ -1,0 +1,130 @@
+/*
+ * Replicas: several parleyd processes on one store, each holding some of
+ * the agents. The store is the only thing they share, so every replica
+ *   - says it is alive (its row's seen_ms, every REPLICA_BEAT_MS),
+ *   - records which hosts it holds (on a hello; released on the close,
+ *     only if still its own -- the agent may have moved on),
+ *   - polls the store (link_store_changed, every poll_ms): a policy
+ *     version that moved is pushed to its agents (link_push.c), and the
+ *     partition commands another replica's API stored for the hosts it
+ *     holds are delivered and deleted.
+ * Whichever replica's API takes a change commits it; the replica holding
+ * the host does the talking.
+ */
+#include "daemon/rpc/link_int.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define REPLICA_BEAT_MS 1000
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void link_replica_beat(struct link_server *ls)
+{
+	struct parley_err err = { 0 };
+	uint64_t now = mono_ms();
+	if (ls->last_beat_ms && now - ls->last_beat_ms < REPLICA_BEAT_MS)
+		return;
+	ls->last_beat_ms = now;
+	if (store_replica_beat(ls->store, ls->replica, ls->advertise,
+			       ls->started_ms, &err) < 0)
+		log_warn("replica %s: %s", ls->replica, perr_msg(&err));
+}
+
+void link_replica_hold(struct link_conn *c)
+{
+	struct parley_err err = { 0 };
+	if (store_replica_hold(c->ls->store, c->host, c->ls->replica, &err) < 0)
+		log_warn("agent %s: recording replica %s as its holder: %s",
+			 c->host, c->ls->replica, perr_msg(&err));
+}
+
+void link_replica_release(struct link_conn *c)
+{
+	struct parley_err err = { 0 };
+	/* Another connection of ours for the same host (a reconnect that
+	 * arrived before this one's close was seen) keeps the claim. */
+	for (struct link_conn *o = c->ls->conns; o; o = o->next)
+		if (o != c && o->hello && !strcmp(o->host, c->host))
+			return;
+	if (store_replica_release(c->ls->store, c->host, c->ls->replica,
+				  &err) < 0)
+		log_warn("agent %s: releasing it: %s", c->host, perr_msg(&err));
+}
+
+/* One stored command to its agent, if it is here; 1 if sent. */
+static int deliver(struct link_server *ls, const struct store_replica_cmd *k)
+{
+	int rc = k->action == STORE_REPLICA_CMD_CHANGED
+		? link_send_commands(ls, k->host)
+		: link_send_command(ls, k->host, k->partition, k->action);
+	if (rc == 0) {
+		ls->n_relayed++;
+		log_info("agent %s: command %d for %s from the store", k->host,
+			 k->action, k->partition[0] ? k->partition : "its "
+			 "partitions");
+	}
+	return rc == 0;
+}
+
+static void take_commands(struct link_server *ls)
+{
+	struct store_replica_cmd *k = NULL;
+	struct parley_err err = { 0 };
+	int n = store_replica_cmd_list(ls->store, ls->replica, &k, &err);
+	if (n < 0)
+		log_warn("replica %s: stored commands: %s", ls->replica,
+			 perr_msg(&err));
+	for (int i = 0; i < n; i++) {
+		/* A host the store says we hold but that is not connected
+		 * here (its close is being recorded): left for whoever
+		 * holds it next. */
+		if (!deliver(ls, &k[i]))
+			continue;
+		if (store_replica_cmd_delete(ls->store, k[i].id, &err) < 0)
+			log_warn("command %lld: %s", (long long)k[i].id,
+				 perr_msg(&err));
+	}
+	free(k);
+}
+
+void link_store_changed(struct link_server *ls)
+{
+	link_push_policy(ls);
+	take_commands(ls);
+	link_replica_beat(ls);
+}
+
+int link_route_command(struct link_server *ls, const char *host,
+		       const char *partition, int action)
+{
+	int rc = action == STORE_REPLICA_CMD_CHANGED
+		? link_send_commands(ls, host)
+		: link_send_command(ls, host, partition, action);
+	if (rc != -ENOTCONN)
+		return rc;
+	char holder[STORE_NAME_MAX];
+	struct parley_err err = { 0 };
+	rc = store_replica_holder(ls->store, host, holder, &err);
+	if (rc == -ENOENT || (rc == 0 && !strcmp(holder, ls->replica)))
+		return -ENOTCONN; /* nobody holds it: its hello resyncs it */
+	if (rc == 0)
+		rc = store_replica_cmd_put(ls->store, host, partition, action,
+					   &err);
+	if (rc < 0)
+		log_error("agent %s: storing a command for its replica: %s",
+			  host, perr_msg(&err));
+	else
+		log_info("agent %s is held by replica %s: command %d stored "
+			 "for it", host, holder, action);
+	return rc;
+}
