@@ -771,6 +771,9 @@ static int chk_join_response(const Parley__V1__JoinResponse *r,
 		int port;
 		rc = chk_text("join_response", "servers", r->servers[i], 127,
 			      true, err);
+		if (rc == 0 && strpbrk(r->servers[i], " \t"))
+			rc = perr(err, -EINVAL, "join_response.servers[%zu]: "
+				  "a blank", i);
 		if (rc == 0 && (hostport_split(r->servers[i], host,
 					       sizeof(host), &port) < 0 ||
 				port <= 0))

@@ -232,6 +232,7 @@ static int cmd_row(struct store *s, sqlite3_stmt *st, void *elem,
 	c->id = col_i64(st, 0);
 	int rc = db_col_name(s, st, 1, c->host, sizeof(c->host), err);
 	const char *p = db_col_str(st, 2);
+	c->partition[0] = 0;
 	if (rc == 0 && p[0])
 		rc = db_col_name(s, st, 2, c->partition, sizeof(c->partition),
 				 err);
