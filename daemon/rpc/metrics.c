@@ -143,10 +143,10 @@ static int render_replicas(struct store *s, const struct metrics_link *l,
 		evbuffer_add_printf(o, "parley_replica_agents{replica=\"%s\"} "
 				    "%llu\n", r[i].name,
 				    (unsigned long long)r[i].hosts);
-	family(o, "parley_replica_last_seen_seconds", "gauge",
+	family(o, "parley_replica_last_seen_timestamp_seconds", "gauge",
 	       "When each replica last said it is alive (Unix seconds).");
 	for (int i = 0; i < n; i++)
-		evbuffer_add_printf(o, "parley_replica_last_seen_seconds"
+		evbuffer_add_printf(o, "parley_replica_last_seen_timestamp_seconds"
 				    "{replica=\"%s\"} %.3f\n", r[i].name,
 				    (double)r[i].seen_ms / 1000.0);
 	free(r);
