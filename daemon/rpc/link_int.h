@@ -82,6 +82,8 @@ void link_replica_release(struct link_conn *c);
  * of this loop turn. */
 void link_batch_policy_ack(struct link_server *ls, const char *host,
 			   const Parley__V1__PolicyAck *a);
+/* This replica holds host's agent now (hold) or no longer (!hold). */
+void link_batch_hold(struct link_server *ls, const char *host, bool hold);
 int link_batch_start(struct link_server *ls);
 void link_batch_stop(struct link_server *ls);
 

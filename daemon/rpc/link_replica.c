@@ -3,7 +3,8 @@
  * the agents. The store is the only thing they share, so every replica
  *   - says it is alive (its row's seen_ms, every REPLICA_BEAT_MS),
  *   - records which hosts it holds (on a hello; released on the close,
- *     only if still its own -- the agent may have moved on),
+ *     only if still its own -- the agent may have moved on), in the
+ *     loop turn's batch of small writes (link_batch.c),
  *   - polls the store (link_store_changed, every poll_ms): a policy
  *     version that moved is pushed to its agents (link_push.c), and the
  *     partition commands another replica's API stored for the hosts it
@@ -42,23 +43,17 @@ void link_replica_beat(struct link_server *ls)
 
 void link_replica_hold(struct link_conn *c)
 {
-	struct parley_err err = { 0 };
-	if (store_replica_hold(c->ls->store, c->host, c->ls->replica, &err) < 0)
-		log_warn("agent %s: recording replica %s as its holder: %s",
-			 c->host, c->ls->replica, perr_msg(&err));
+	link_batch_hold(c->ls, c->host, true);
 }
 
 void link_replica_release(struct link_conn *c)
 {
-	struct parley_err err = { 0 };
 	/* Another connection of ours for the same host (a reconnect that
 	 * arrived before this one's close was seen) keeps the claim. */
 	for (struct link_conn *o = c->ls->conns; o; o = o->next)
 		if (o != c && o->hello && !strcmp(o->host, c->host))
 			return;
-	if (store_replica_release(c->ls->store, c->host, c->ls->replica,
-				  &err) < 0)
-		log_warn("agent %s: releasing it: %s", c->host, perr_msg(&err));
+	link_batch_hold(c->ls, c->host, false);
 }
 
 /* One stored command to its agent, if it is here; 1 if sent. */
