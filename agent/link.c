@@ -1,6 +1,5 @@
 #include "agent/link.h"
 #include "agent/link_int.h"
-#include "common/hostport.h"
 #include "common/fileio.h"
 #include "common/frame.h"
 #include "common/log.h"
@@ -562,26 +561,6 @@ int agent_link_init(struct agent_link *l, struct event_base *base,
 	l->flush_ev = event_new(base, -1, 0, on_flush, l);
 	l->sync_ev = event_new(base, -1, 0, on_sync, l);
 	l->hb_ev = event_new(base, -1, EV_PERSIST, on_heartbeat, l);
-	return 0;
-}
-
-int agent_link_add_server(struct agent_link *l, const char *hostport,
-			  struct parley_err *err)
-{
-	char host[128];
-	int port;
-	if (hostport_split(hostport, host, sizeof(host), &port) < 0 ||
-	    port <= 0 || !host[0])
-		return perr(err, -EINVAL, "server \"%.80s\" is not HOST:PORT",
-			    hostport);
-	for (unsigned i = 0; i < l->nservers; i++)
-		if (l->ports[i] == port && !strcmp(l->servers[i], host))
-			return 0;
-	if (l->nservers == AGENT_LINK_SERVERS_MAX)
-		return perr(err, -E2BIG, "more than %d servers",
-			    AGENT_LINK_SERVERS_MAX);
-	snprintf(l->servers[l->nservers], sizeof(l->servers[0]), "%s", host);
-	l->ports[l->nservers++] = port;
 	return 0;
 }
 

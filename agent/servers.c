@@ -10,6 +10,32 @@
 #include <string.h>
 #include <unistd.h>
 
+/* In link.h, kept here with the list's parsing: it touches only the
+ * list, and whatever uses the list need not take the whole link. */
+int agent_link_add_server(struct agent_link *l, const char *hostport,
+			  struct parley_err *err)
+{
+	char host[128];
+	int port;
+	if (hostport_split(hostport, host, sizeof(host), &port) < 0 ||
+	    port <= 0 || !host[0])
+		return perr(err, -EINVAL, "server \"%.80s\" is not HOST:PORT",
+			    hostport);
+	for (const char *p = host; *p; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+			return perr(err, -EINVAL, "server: byte 0x%02x in its "
+				    "host", (unsigned char)*p);
+	for (unsigned i = 0; i < l->nservers; i++)
+		if (l->ports[i] == port && !strcmp(l->servers[i], host))
+			return 0;
+	if (l->nservers == AGENT_LINK_SERVERS_MAX)
+		return perr(err, -E2BIG, "more than %d servers",
+			    AGENT_LINK_SERVERS_MAX);
+	snprintf(l->servers[l->nservers], sizeof(l->servers[0]), "%s", host);
+	l->ports[l->nservers++] = port;
+	return 0;
+}
+
 /* The file's text ("" when there is none); NULL on a read error. */
 static char *file_text(const char *state_dir, struct parley_err *err)
 {
@@ -76,6 +102,9 @@ static int take_first(const char *hp, void *ctx)
 		return 0;
 	if (hostport_split(hp, f->host, f->cap, f->port) < 0 || *f->port <= 0)
 		return -EINVAL;
+	for (const char *p = f->host; *p; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+			return -EINVAL;
 	f->found = true;
 	return 0;
 }

@@ -19,6 +19,8 @@
 #include "common/pki.h"
 #include "common/wire.h"
 #include "daemon/join.h"
+#include "agent/link.h"
+#include "agent/servers.h"
 #include "tests/helpers/apiclient.h"
 #include "tests/helpers/fleetd.h"
 #include "tests/helpers/testutil.h"
@@ -608,7 +610,110 @@ Test(replicas, join_token_used_on_a_is_refused_on_b, .timeout = 120)
 			  (char *)buf);
 	}
 	free(buf);
+	/* `serve` without --server takes them from there. */
+	cr_assert_lt(x.f.n, FD_AGENTS_MAX);
+	struct fd_agent *a = &x.f.agent[x.f.n++];
+	snprintf(a->name, sizeof(a->name), "host-j");
+	snprintf(a->dir, sizeof(a->dir), "%s", dir_a);
+	snprintf(a->log, sizeof(a->log), "%s/agent-j.log", x.f.dir);
+	char *sargv[] = { T_AGENT, "serve", "--state-dir", dir_a, "--vmm",
+			  T_VMM, "--image-dir", PARLEY_BUILD_DIR "/guest",
+			  NULL };
+	pid_t parent = getpid();
+	a->pid = fork();
+	cr_assert_geq(a->pid, 0);
+	if (a->pid == 0) {
+		t_child_dies_with_parent(parent);
+		int fd = open(a->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+			      0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execv(sargv[0], sargv);
+		_exit(127);
+	}
+	struct held hw = { .host = "host-j" };
+	cr_assert(fd_wait(is_held, &x.f, &hw, 30000), "host-j never served:\n%s",
+		  fd_agent_log(a));
 	stop_all(&x);
+}
+
+/* The agent's list of servers: --server and the state file, hostile
+ * entries refused. */
+Test(replicas, agent_server_list_and_its_file)
+{
+	char *dir = t_tmpdir();
+	char host[128];
+	int port = 0;
+	struct parley_err err = { 0 };
+	cr_expect_eq(agent_servers_first(NULL, dir, host, sizeof(host), &port,
+					 &err), -ENOENT);
+	cr_expect_eq(agent_servers_first("a:1,b", dir, host, sizeof(host),
+					 &port, &err), 0);
+	cr_expect_str_eq(host, "a");
+	cr_expect_eq(port, 1);
+	err = (struct parley_err){ 0 };
+	cr_expect_eq(agent_servers_first("nope", dir, host, sizeof(host),
+					 &port, &err), -EINVAL);
+	char *list[] = { "127.0.0.1:7", "[::1]:8" };
+	cr_assert_eq(agent_servers_save(dir, list, 2, &err), 0, "%s",
+		     perr_msg(&err));
+	char *badlist[] = { "127.0.0.1" };
+	cr_expect_eq(agent_servers_save(dir, badlist, 1, NULL), -EINVAL);
+	cr_assert_eq(agent_servers_first(NULL, dir, host, sizeof(host), &port,
+					 &err), 0, "%s", perr_msg(&err));
+	cr_expect_str_eq(host, "127.0.0.1");
+	cr_expect_eq(port, 7);
+	static struct agent_link l;
+	memset(&l, 0, sizeof(l));
+	snprintf(l.servers[0], sizeof(l.servers[0]), "127.0.0.1");
+	l.ports[0] = 7;
+	l.nservers = 1;
+	cr_assert_eq(agent_servers_add(&l, "10.0.0.1:9,127.0.0.1:7", dir,
+				       &err), 0, "%s", perr_msg(&err));
+	cr_expect_eq(l.nservers, 3); /* 127.0.0.1:7 once */
+	cr_expect_str_eq(l.servers[2], "::1");
+	/* A hostile file: refused, not half taken. */
+	static const char ctl[] = "127.0.0.1:7\nx\x01y:3\n";
+	free(t_write(dir, "servers", ctl, strlen(ctl)));
+	cr_expect_lt(agent_servers_add(&l, NULL, dir, &err), 0);
+	free(t_write(dir, "servers", "127.0.0.1:7\n\0:3\n", 16));
+	cr_expect_lt(agent_servers_first(NULL, dir, host, sizeof(host), &port,
+					 &err), 0);
+	for (int i = 0; i < AGENT_LINK_SERVERS_MAX + 2; i++) {
+		char hp[32];
+		snprintf(hp, sizeof(hp), "127.0.0.%d:1", i + 2);
+		int rc = agent_link_add_server(&l, hp, &err);
+		if (l.nservers == AGENT_LINK_SERVERS_MAX && rc < 0)
+			cr_expect_eq(rc, -E2BIG);
+	}
+	cr_expect_eq(l.nservers, AGENT_LINK_SERVERS_MAX);
+	t_rmtree(dir);
+	free(dir);
+}
+
+/* parleyd's replica flags: a name that is not a store name, a poll out of
+ * range, an advertise address that is not HOST:PORT. */
+Test(replicas, daemon_refuses_bad_replica_flags)
+{
+	const char *bad[][2] = { { "--replica-name", "a:b" },
+				 { "--replica-name", "" },
+				 { "--poll-ms", "5" },
+				 { "--poll-ms", "x" },
+				 { "--advertise", "nohost" } };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *argv[] = { T_BIN("parleyd"), (char *)bad[i][0],
+				 (char *)bad[i][1], "--state-dir", "/nonexistent",
+				 NULL };
+		char *out;
+		int rc = t_run(argv, &out, 30);
+		cr_expect_neq(rc, 0, "%s %s accepted", bad[i][0], bad[i][1]);
+		cr_expect(strstr(out, bad[i][0] + 2) ||
+			  strstr(out, "replica_name") || strstr(out, "poll_ms"),
+			  "%s %s: %s", bad[i][0], bad[i][1], out);
+		free(out);
+	}
 }
 
 /* ---- one audit chain, appended to by every replica at once ---- */
