@@ -648,6 +648,10 @@ int store_replica_hold(struct store *s, const char *host, const char *replica,
 /* `replica` no longer holds `host` -- only if it was the holder. */
 int store_replica_release(struct store *s, const char *host,
 			  const char *replica, struct parley_err *err);
+/* `replica` holds no host any more (it starts: what it held before a
+ * crash is void). */
+int store_replica_forget(struct store *s, const char *replica,
+			 struct parley_err *err);
 /* The replica holding `host`; -ENOENT when none. */
 int store_replica_holder(struct store *s, const char *host,
 			 char replica[STORE_NAME_MAX], struct parley_err *err);

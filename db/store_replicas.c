@@ -158,6 +158,24 @@ int store_replica_release(struct store *s, const char *host,
 	return db_op_end(s, rc, err);
 }
 
+int store_replica_forget(struct store *s, const char *replica,
+			 struct parley_err *err)
+{
+	static const char q[] = "DELETE FROM replica_hosts WHERE replica = ?1";
+	sqlite3_stmt *st;
+	int rc = db_check_name("replica name", replica, err);
+	if (rc == 0)
+		rc = db_op_begin(s, err);
+	if (rc < 0)
+		return rc;
+	rc = db_prep(s, q, &st, err);
+	if (rc == 0) {
+		db_bind_text(st, 1, replica);
+		rc = db_run(s, st, "forget replica's hosts", err);
+	}
+	return db_op_end(s, rc, err);
+}
+
 int store_replica_holder(struct store *s, const char *host,
 			 char replica[STORE_NAME_MAX], struct parley_err *err)
 {

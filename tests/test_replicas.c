@@ -281,6 +281,11 @@ Test(replicas, store_rows_and_malformed_input)
 	free(k);
 	cr_assert_eq(store_replica_release(s, "h1", "b", NULL), 0);
 	cr_expect_eq(store_replica_holder(s, "h1", who, NULL), -ENOENT);
+	/* A replica starting again forgets what it held. */
+	cr_assert_eq(store_replica_hold(s, "h1", "c", NULL), 0);
+	cr_assert_eq(store_replica_forget(s, "c", NULL), 0);
+	cr_expect_eq(store_replica_holder(s, "h1", who, NULL), -ENOENT);
+	cr_expect_eq(store_replica_forget(s, "c:", NULL), -EINVAL);
 	store_close(s);
 	t_rmtree(dir);
 	free(dir);

@@ -582,6 +582,11 @@ int link_start(struct link_server *ls, const char *host, int port,
 	if (!ls->advertise[0] && strcmp(host, "0.0.0.0") && strcmp(host, "::"))
 		snprintf(ls->advertise, sizeof(ls->advertise),
 			 strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, ls->port);
+	/* Whatever this name held before (a replica killed and started
+	 * again) is void: its agents say hello again. */
+	struct parley_err ferr = { 0 };
+	if (store_replica_forget(ls->store, ls->replica, &ferr) < 0)
+		log_warn("replica %s: %s", ls->replica, perr_msg(&ferr));
 	link_replica_beat(ls);
 	if (link_batch_start(ls) < 0)
 		return perr(err, -ENOMEM, "link: out of memory");
@@ -596,6 +601,13 @@ int link_start(struct link_server *ls, const char *host, int port,
 
 void link_stop(struct link_server *ls)
 {
+	/* Every agent released in the last batch: one transaction, not one
+	 * per agent, for a replica shutting down with a fleet. */
+	for (struct link_conn *c = ls->conns; ls->batch && c; c = c->next)
+		if (c->held) {
+			link_batch_hold(ls, c->host, false);
+			c->held = false;
+		}
 	link_batch_stop(ls); /* commits what is queued */
 	while (ls->conns)
 		conn_free(ls->conns);
