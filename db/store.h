@@ -652,9 +652,11 @@ int store_replica_release(struct store *s, const char *host,
  * crash is void). */
 int store_replica_forget(struct store *s, const char *replica,
 			 struct parley_err *err);
-/* The replica holding `host`; -ENOENT when none. */
+/* The replica holding `host`, and when that replica last beat (*seen_ms,
+ * Unix ms; 0 if it has no row; seen_ms may be NULL); -ENOENT when none. */
 int store_replica_holder(struct store *s, const char *host,
-			 char replica[STORE_NAME_MAX], struct parley_err *err);
+			 char replica[STORE_NAME_MAX], int64_t *seen_ms,
+			 struct parley_err *err);
 
 /* A partition command stored for whichever replica holds the host: one
  * of the wire's PartitionCommand actions (0..STORE_REPLICA_CMD_ACTION_MAX)

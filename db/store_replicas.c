@@ -177,12 +177,16 @@ int store_replica_forget(struct store *s, const char *replica,
 }
 
 int store_replica_holder(struct store *s, const char *host,
-			 char replica[STORE_NAME_MAX], struct parley_err *err)
+			 char replica[STORE_NAME_MAX], int64_t *seen_ms,
+			 struct parley_err *err)
 {
 	static const char q[] =
-		"SELECT replica FROM replica_hosts WHERE host = ?1";
+		"SELECT h.replica, COALESCE(r.seen_ms, 0) FROM replica_hosts h "
+		"LEFT JOIN replicas r ON r.name = h.replica WHERE h.host = ?1";
 	sqlite3_stmt *st;
 	replica[0] = 0;
+	if (seen_ms)
+		*seen_ms = 0;
 	int rc = db_check_name("host name", host, err);
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
@@ -190,11 +194,14 @@ int store_replica_holder(struct store *s, const char *host,
 		return rc;
 	db_bind_text(st, 1, host);
 	rc = db_step(s, st, "find holder", err);
-	if (rc == 1)
+	if (rc == 1) {
 		rc = db_col_name(s, st, 0, replica, STORE_NAME_MAX, err);
-	else if (rc == 0)
+		if (seen_ms)
+			*seen_ms = col_i64(st, 1);
+	} else if (rc == 0) {
 		rc = perr(err, -ENOENT, "host \"%s\": held by no replica",
 			  host);
+	}
 	db_reset(st);
 	return rc;
 }

@@ -195,7 +195,7 @@ static bool is_held(struct fleetd *f, void *ctx)
 {
 	struct held *h = ctx;
 	struct store *s = fd_store(f);
-	int rc = store_replica_holder(s, h->host, h->got, NULL);
+	int rc = store_replica_holder(s, h->host, h->got, NULL, NULL);
 	store_close(s);
 	if (rc < 0)
 		return false;
@@ -275,16 +275,16 @@ Test(replicas, store_rows_and_malformed_input)
 	cr_assert_eq(store_replica_hold(s, "h1", "b", NULL), 0);
 	cr_assert_eq(store_replica_release(s, "h1", "a", NULL), 0);
 	char who[STORE_NAME_MAX];
-	cr_assert_eq(store_replica_holder(s, "h1", who, NULL), 0);
+	cr_assert_eq(store_replica_holder(s, "h1", who, NULL, NULL), 0);
 	cr_expect_str_eq(who, "b");
 	cr_assert_eq(store_replica_cmd_list(s, "b", &k, NULL), 1);
 	free(k);
 	cr_assert_eq(store_replica_release(s, "h1", "b", NULL), 0);
-	cr_expect_eq(store_replica_holder(s, "h1", who, NULL), -ENOENT);
+	cr_expect_eq(store_replica_holder(s, "h1", who, NULL, NULL), -ENOENT);
 	/* A replica starting again forgets what it held. */
 	cr_assert_eq(store_replica_hold(s, "h1", "c", NULL), 0);
 	cr_assert_eq(store_replica_forget(s, "c", NULL), 0);
-	cr_expect_eq(store_replica_holder(s, "h1", who, NULL), -ENOENT);
+	cr_expect_eq(store_replica_holder(s, "h1", who, NULL, NULL), -ENOENT);
 	cr_expect_eq(store_replica_forget(s, "c:", NULL), -EINVAL);
 	store_close(s);
 	t_rmtree(dir);
@@ -439,6 +439,15 @@ Test(replicas, grant_through_a_opens_a_channel_on_b, .timeout = 180)
 		  "%s", r.body);
 	cr_expect(strstr(r.body, "parley_replica_info{replica=\"r0\"} 1"),
 		  "%s", r.body);
+	ac_free(&r);
+	/* A's host list says where host-1's agent is. */
+	cr_assert_eq(api(&x, 0, "GET", "/v1/hosts", NULL, &r), 200, "%s", r.raw);
+	json_t *it = json_array_get(json_object_get(r.json, "items"), 0);
+	cr_expect_str_eq(json_string_value(json_object_get(it, "name")),
+			 "host-1");
+	cr_expect(json_is_true(json_object_get(it, "connected")), "%s", r.body);
+	cr_expect_str_eq(json_string_value(json_object_get(it, "replica")),
+			 "r1");
 	ac_free(&r);
 	cr_assert_eq(api(&x, 1, "GET", "/metrics", NULL, &r), 200);
 	cr_expect(strstr(r.body, "parley_replica_commands_relayed_total 1") ||

@@ -109,7 +109,7 @@ int link_route_command(struct link_server *ls, const char *host,
 		return rc;
 	char holder[STORE_NAME_MAX];
 	struct parley_err err = { 0 };
-	rc = store_replica_holder(ls->store, host, holder, &err);
+	rc = store_replica_holder(ls->store, host, holder, NULL, &err);
 	if (rc == -ENOENT || (rc == 0 && !strcmp(holder, ls->replica)))
 		return -ENOTCONN; /* nobody holds it: its hello resyncs it */
 	if (rc == 0)
