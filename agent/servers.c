@@ -198,3 +198,23 @@ int agent_servers_save(const char *state_dir, char *const *servers, size_t n,
 	}
 	return 0;
 }
+
+int agent_servers_take(struct agent_link *l, char *const *servers, size_t n,
+		       struct parley_err *err)
+{
+	unsigned before = l->nservers;
+	for (size_t i = 0; i < n; i++)
+		if (agent_link_add_server(l, servers[i], err) == -E2BIG)
+			break; /* full: keep what we have */
+	if (l->nservers == before)
+		return 0;
+	char text[AGENT_LINK_SERVERS_MAX][160];
+	char *list[AGENT_LINK_SERVERS_MAX];
+	for (unsigned i = 0; i < l->nservers; i++) {
+		snprintf(text[i], sizeof(text[i]),
+			 strchr(l->servers[i], ':') ? "[%s]:%d" : "%s:%d",
+			 l->servers[i], l->ports[i]);
+		list[i] = text[i];
+	}
+	return agent_servers_save(l->state_dir, list, l->nservers, err);
+}

@@ -28,4 +28,10 @@ int agent_servers_add(struct agent_link *l, const char *list,
 int agent_servers_save(const char *state_dir, char *const *servers, size_t n,
 		       struct parley_err *err);
 
+/* Servers a daemon named (ServerList, after its welcome) into l's list;
+ * if any was new, the whole list into the state directory's file. A full
+ * list keeps what it has. */
+int agent_servers_take(struct agent_link *l, char *const *servers, size_t n,
+		       struct parley_err *err);
+
 #endif

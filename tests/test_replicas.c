@@ -323,6 +323,50 @@ Test(replicas, join_response_servers_checked)
 	r.servers = many;
 	r.n_servers = WIRE_JOIN_SERVERS_MAX + 1;
 	cr_expect_eq(wire_check(&e, NULL), -E2BIG);
+	/* The same rules for a replica's ServerList (Envelope field 27). */
+	Parley__V1__ServerList sl;
+	parley__v1__server_list__init(&sl);
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_SERVERS;
+	e.servers = &sl;
+	sl.servers = ok;
+	sl.n_servers = 2;
+	cr_assert_eq(wire_check(&e, &err), 0, "%s", perr_msg(&err));
+	cr_expect_str_eq(wire_body_name(e.body_case), "servers");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		sl.servers = bad[i];
+		sl.n_servers = 1;
+		cr_expect_lt(wire_check(&e, NULL), 0, "accepted \"%s\"",
+			     bad[i][0]);
+	}
+	sl.servers = many;
+	sl.n_servers = WIRE_JOIN_SERVERS_MAX + 1;
+	cr_expect_eq(wire_check(&e, NULL), -E2BIG);
+}
+
+/* Whether the agent's servers file names both links. */
+struct told {
+	const char *dir;
+	int port[2];
+};
+
+static bool told_of(struct fleetd *f, void *ctx)
+{
+	(void)f;
+	struct told *t = ctx;
+	char path[700];
+	uint8_t *buf;
+	size_t len;
+	snprintf(path, sizeof(path), "%s/servers", t->dir);
+	if (file_read_all(path, 4096, &buf, &len, NULL) < 0)
+		return false;
+	bool all = true;
+	for (int i = 0; i < 2; i++) {
+		char want[64];
+		snprintf(want, sizeof(want), "127.0.0.1:%d\n", t->port[i]);
+		all = all && strstr((char *)buf, want);
+	}
+	free(buf);
+	return all;
 }
 
 /* ---- change propagation ---- */
@@ -330,13 +374,15 @@ Test(replicas, join_response_servers_checked)
 struct audit_want {
 	const char *event, *partition;
 	unsigned n;
+	const char *reason;        /* NULL: any */
 };
 
 static int count_event(const struct store_audit *row, void *ctx)
 {
 	struct audit_want *w = ctx;
 	if (!strcmp(row->event, w->event) &&
-	    (!w->partition || !strcmp(row->partition, w->partition)))
+	    (!w->partition || !strcmp(row->partition, w->partition)) &&
+	    (!w->reason || !strcmp(row->reason, w->reason)))
 		w->n++;
 	return 0;
 }
@@ -425,9 +471,11 @@ Test(replicas, grant_through_a_opens_a_channel_on_b, .timeout = 180)
 		  fd_agent_log(h), l1);
 	struct audit_want aw = { "open_allowed", "a", 0 };
 	cr_assert(fd_wait(audited, &x.f, &aw, 30000));
-	struct audit_want dw = { "open_denied", NULL, 0 };
+	/* Never for want of the grant (PEER_DOWN, while the other end
+	 * starts, is how an open waits). */
+	struct audit_want dw = { "open_denied", NULL, 0, "NO_GRANT" };
 	audited(&x.f, &dw);
-	cr_expect_eq(dw.n, 0, "a channel was denied");
+	cr_expect_eq(dw.n, 0, "c1 was denied for want of its grant");
 	/* B delivered what A stored; A's metrics say who holds host-1. */
 	char *log = rep_log(&x.r[1]);
 	cr_expect(strstr(log, "from the store"), "%s", log);
@@ -440,6 +488,9 @@ Test(replicas, grant_through_a_opens_a_channel_on_b, .timeout = 180)
 	cr_expect(strstr(r.body, "parley_replica_info{replica=\"r0\"} 1"),
 		  "%s", r.body);
 	ac_free(&r);
+	/* B's welcome told the agent of A too. */
+	struct told tw = { h->dir, { x.r[0].link, x.r[1].link } };
+	cr_expect(fd_wait(told_of, &x.f, &tw, 30000), "never told of r0");
 	/* A's host list says where host-1's agent is. */
 	cr_assert_eq(api(&x, 0, "GET", "/v1/hosts", NULL, &r), 200, "%s", r.raw);
 	json_t *it = json_array_get(json_object_get(r.json, "items"), 0);
@@ -458,6 +509,7 @@ Test(replicas, grant_through_a_opens_a_channel_on_b, .timeout = 180)
 }
 
 /* ---- failover: exactly once ---- */
+
 
 #define SPAM 3000
 
@@ -515,9 +567,10 @@ Test(replicas, kill9_of_the_holder_fails_over_and_every_record_arrives_once,
 	reader = fd_store(&x.f);
 	start_all(&x, 3);
 	struct fd_agent *h = fd_host(&x.f, "host-a", NULL);
+	/* It is told only of r0; r0's welcome names the others
+	 * (ServerList), which is how it finds one after the kill. */
 	char servers[160];
-	server_list(&x, (const int[]){ 0, 1, 2, -1 }, servers,
-		    sizeof(servers));
+	server_list(&x, (const int[]){ 0, -1 }, servers, sizeof(servers));
 	const char *extra[] = { "--server", servers, NULL };
 	char spec[256];
 	snprintf(spec, sizeof(spec),
@@ -540,6 +593,9 @@ Test(replicas, kill9_of_the_holder_fails_over_and_every_record_arrives_once,
 	static struct spam_wait w;
 	w = (struct spam_wait){ .want = 200 };
 	cr_assert(fd_wait(spam_stored, &x.f, &w, 60000), "nothing stored:\n%s",
+		  fd_agent_log(h));
+	struct told tw = { h->dir, { x.r[1].link, x.r[2].link } };
+	cr_assert(fd_wait(told_of, &x.f, &tw, 30000), "never told of r1, r2:\n%s",
 		  fd_agent_log(h));
 	kill_replica(&x.r[0]);
 	unsigned at_kill = w.t.total;

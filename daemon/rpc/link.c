@@ -248,6 +248,7 @@ static void welcome(struct link_conn *c, const Parley__V1__Envelope *e)
 	link_push_one(c);
 	send_commands(c);
 	link_update_hello(c, h);
+	link_replica_tell(c);
 }
 
 /* A host an operator created without a join (no certificate pinned):

@@ -77,6 +77,9 @@ int link_push_start(struct link_server *ls);
 void link_replica_beat(struct link_server *ls);
 void link_replica_hold(struct link_conn *c);
 void link_replica_release(struct link_conn *c);
+/* After c's welcome: the replicas alive on the store (ServerList), for
+ * its agent to fail over between. */
+void link_replica_tell(struct link_conn *c);
 
 /* Small writes (link_batch.c): queued now, committed together at the end
  * of this loop turn. */

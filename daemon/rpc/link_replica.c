@@ -14,6 +14,7 @@
  */
 #include "daemon/rpc/link_int.h"
 #include "common/log.h"
+#include "common/version.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -21,6 +22,9 @@
 #include <time.h>
 
 #define REPLICA_BEAT_MS 1000
+/* Replicas told to agents: those that beat within this long (the margin
+ * is for other machines' clocks), as the join listener does. */
+#define REPLICA_FRESH_MS 30000
 
 static uint64_t mono_ms(void)
 {
@@ -54,6 +58,44 @@ void link_replica_release(struct link_conn *c)
 		if (o != c && o->hello && !strcmp(o->host, c->host))
 			return;
 	link_batch_hold(c->ls, c->host, false);
+}
+
+/* Whether c's agent knows ServerList: an agent decodes a body it does not
+ * know as none and drops the link, so only agents of this daemon's
+ * version or newer are told. */
+static bool knows_servers(const struct link_conn *c)
+{
+	unsigned mine[3], theirs[3];
+	return parley_version_parse(parley_version(), true, mine) == 0 &&
+	       parley_version_parse(c->agent_version, true, theirs) == 0 &&
+	       parley_version_cmp(theirs, mine) >= 0;
+}
+
+void link_replica_tell(struct link_conn *c)
+{
+	if (!knows_servers(c))
+		return;
+	struct store_replica *r = NULL;
+	int n = store_replica_list(c->ls->store, &r, NULL);
+	char *servers[WIRE_JOIN_SERVERS_MAX];
+	size_t k = 0;
+	int64_t now = (int64_t)time(NULL) * 1000;
+	for (int i = 0; i < n && k < WIRE_JOIN_SERVERS_MAX; i++)
+		if (r[i].link[0] && now - r[i].seen_ms <= REPLICA_FRESH_MS)
+			servers[k++] = r[i].link;
+	/* One daemon alone has nothing to add to what the agent has. */
+	if (k > 1) {
+		Parley__V1__Envelope e;
+		Parley__V1__ServerList sl;
+		wire_init_envelope(&e, 0);
+		parley__v1__server_list__init(&sl);
+		sl.servers = servers;
+		sl.n_servers = k;
+		e.body_case = PARLEY__V1__ENVELOPE__BODY_SERVERS;
+		e.servers = &sl;
+		link_send_env(c, &e);
+	}
+	free(r);
 }
 
 /* One stored command to its agent, if it is here; 1 if sent. */
