@@ -648,6 +648,9 @@ int store_replica_hold(struct store *s, const char *host, const char *replica,
 /* `replica` no longer holds `host` -- only if it was the holder. */
 int store_replica_release(struct store *s, const char *host,
 			  const char *replica, struct parley_err *err);
+/* How many hosts `replica` holds. */
+int store_replica_count(struct store *s, const char *replica, uint64_t *n,
+			struct parley_err *err);
 /* `replica` holds no host any more (it starts: what it held before a
  * crash is void). */
 int store_replica_forget(struct store *s, const char *replica,

@@ -158,6 +158,25 @@ int store_replica_release(struct store *s, const char *host,
 	return db_op_end(s, rc, err);
 }
 
+int store_replica_count(struct store *s, const char *replica, uint64_t *n,
+			struct parley_err *err)
+{
+	static const char q[] =
+		"SELECT COUNT(*) FROM replica_hosts WHERE replica = ?1";
+	sqlite3_stmt *st;
+	int64_t v = 0;
+	*n = 0;
+	int rc = db_check_name("replica name", replica, err);
+	if (rc == 0)
+		rc = db_prep(s, q, &st, err);
+	if (rc < 0)
+		return rc;
+	db_bind_text(st, 1, replica);
+	rc = db_int(s, st, "count held hosts", &v, err);
+	*n = v < 0 ? 0 : (uint64_t)v;
+	return rc;
+}
+
 int store_replica_forget(struct store *s, const char *replica,
 			 struct parley_err *err)
 {

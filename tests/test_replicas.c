@@ -632,6 +632,21 @@ Test(replicas, kill9_of_the_holder_fails_over_and_every_record_arrives_once,
 
 /* ---- joins on every replica ---- */
 
+struct log_has {
+	const struct fd_agent *a;
+	const char *text;
+};
+
+static bool agent_log_has(struct fleetd *f, void *ctx)
+{
+	(void)f;
+	struct log_has *l = ctx;
+	char *log = fd_agent_log(l->a);
+	bool yes = strstr(log, l->text) != NULL;
+	free(log);
+	return yes;
+}
+
 Test(replicas, join_token_used_on_a_is_refused_on_b, .timeout = 120)
 {
 	static struct reps x;
@@ -705,6 +720,17 @@ Test(replicas, join_token_used_on_a_is_refused_on_b, .timeout = 120)
 	}
 	struct held hw = { .host = "host-j" };
 	cr_assert(fd_wait(is_held, &x.f, &hw, 30000), "host-j never served:\n%s",
+		  fd_agent_log(a));
+	/* Deleted through the other replica's API: the one holding it cuts
+	 * its agent off (its claim vanished with the host's row). */
+	unsigned other = strcmp(hw.got, "r0") ? 0 : 1;
+	struct ac_resp r;
+	cr_assert_eq(api(&x, other, "DELETE", "/v1/hosts/host-j", NULL, &r),
+		     204, "%s", r.raw);
+	ac_free(&r);
+	struct log_has lh = { a, "HOST_DELETED" };
+	cr_assert(fd_wait(agent_log_has, &x.f, &lh, 30000),
+		  "the agent on %s was not cut off:\n%s", hw.got,
 		  fd_agent_log(a));
 	stop_all(&x);
 }

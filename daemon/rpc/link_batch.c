@@ -194,6 +194,11 @@ void link_batch_policy_ack(struct link_server *ls, const char *host,
 	arm(ls, 0);
 }
 
+bool link_batch_idle(const struct link_server *ls)
+{
+	return !ls->batch || ls->batch->n == 0;
+}
+
 int link_batch_start(struct link_server *ls)
 {
 	struct link_batch *b = calloc(1, sizeof(*b));

@@ -87,6 +87,8 @@ void link_batch_policy_ack(struct link_server *ls, const char *host,
 			   const Parley__V1__PolicyAck *a);
 /* This replica holds host's agent now (hold) or no longer (!hold). */
 void link_batch_hold(struct link_server *ls, const char *host, bool hold);
+/* Nothing queued (every hold and release is in the store). */
+bool link_batch_idle(const struct link_server *ls);
 int link_batch_start(struct link_server *ls);
 void link_batch_stop(struct link_server *ls);
 

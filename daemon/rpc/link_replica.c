@@ -134,10 +134,33 @@ static void take_commands(struct link_server *ls)
 	free(k);
 }
 
+/* A host deleted through another replica's API: its row, and with it our
+ * claim, is gone from the store, but its agent is connected here. One
+ * count per poll notices that claims went missing; only then is each
+ * agent's host looked up, and those deleted are cut off as the API of
+ * this replica would (HOST_DELETED). */
+static void drop_deleted(struct link_server *ls)
+{
+	uint64_t mine = 0, held = 0;
+	for (struct link_conn *c = ls->conns; c; c = c->next)
+		held += c->held && c->hello;
+	if (!held || !link_batch_idle(ls) ||
+	    store_replica_count(ls->store, ls->replica, &mine, NULL) < 0 ||
+	    mine >= held)
+		return;
+	for (struct link_conn *c = ls->conns; c; c = c->next) {
+		struct store_host h;
+		if (c->held && c->hello && !c->closing &&
+		    store_host_get(ls->store, c->host, &h, NULL) == -ENOENT)
+			link_host_deleted(ls, c->host);
+	}
+}
+
 void link_store_changed(struct link_server *ls)
 {
 	link_push_policy(ls);
 	take_commands(ls);
+	drop_deleted(ls);
 	link_replica_beat(ls);
 }
 
