@@ -252,13 +252,15 @@ int store_replica_cmd_put(struct store *s, const char *host,
 			  const char *partition, int action,
 			  struct parley_err *err)
 {
+	bool whole = action == STORE_REPLICA_CMD_CHANGED ||
+		     action == STORE_REPLICA_CMD_UPDATE;
 	int rc = db_check_name("host name", host, err);
-	if (rc == 0 && action == STORE_REPLICA_CMD_CHANGED && partition &&
-	    partition[0])
-		rc = perr(err, -EINVAL, "a CHANGED command names no partition");
-	else if (rc == 0 && action != STORE_REPLICA_CMD_CHANGED)
+	if (rc == 0 && whole && partition && partition[0])
+		rc = perr(err, -EINVAL, "a CHANGED or UPDATE command names no "
+			  "partition");
+	else if (rc == 0 && !whole)
 		rc = db_check_name("partition name", partition, err);
-	if (rc == 0 && (action < STORE_REPLICA_CMD_CHANGED ||
+	if (rc == 0 && (action < STORE_REPLICA_CMD_UPDATE ||
 			action > STORE_REPLICA_CMD_ACTION_MAX))
 		rc = perr(err, -EINVAL, "command action %d unknown", action);
 	if (rc == 0)
@@ -281,7 +283,7 @@ static int cmd_row(struct store *s, sqlite3_stmt *st, void *elem,
 		rc = db_col_name(s, st, 2, c->partition, sizeof(c->partition),
 				 err);
 	int64_t a = col_i64(st, 3);
-	if (rc == 0 && (a < STORE_REPLICA_CMD_CHANGED ||
+	if (rc == 0 && (a < STORE_REPLICA_CMD_UPDATE ||
 			a > STORE_REPLICA_CMD_ACTION_MAX))
 		rc = perr(err, -EBADMSG, "command %lld: action %lld",
 			  (long long)c->id, (long long)a);

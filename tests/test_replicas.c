@@ -17,6 +17,10 @@
 
 #include "common/fileio.h"
 #include "common/pki.h"
+#include "common/sign.h"
+#include "common/updpkg.h"
+#include "db/store_updates.h"
+#include <parley/abi.h>
 #include "common/wire.h"
 #include "daemon/join.h"
 #include "agent/link.h"
@@ -70,7 +74,7 @@ static void start_replica(struct reps *x, unsigned i)
 	const char *d = x->f.dir;
 	snprintf(r->name, sizeof(r->name), "r%u", i);
 	snprintf(r->dir, sizeof(r->dir), "%s/r%u", d, i);
-	mkdir(r->dir, 0700);
+	mkdir(r->dir, 0755); /* as fd_init's: the daemon reads it unprivileged */
 	char ca[600], crt[600], key[600], pol[600], cakey[600], log[700];
 	snprintf(ca, sizeof(ca), "%s/ca/ca.crt", d);
 	snprintf(crt, sizeof(crt), "%s/ca/parleyd.crt", d);
@@ -238,7 +242,10 @@ Test(replicas, store_rows_and_malformed_input)
 	cr_expect_eq(store_replica_hold(s, "nohost", "a", NULL), -ENOENT);
 	cr_expect_eq(store_replica_hold(s, "h1", "../x", NULL), -EINVAL);
 	cr_expect_eq(store_replica_cmd_put(s, "h1", "p", 99, NULL), -EINVAL);
-	cr_expect_eq(store_replica_cmd_put(s, "h1", "p", -2, NULL), -EINVAL);
+	cr_expect_eq(store_replica_cmd_put(s, "h1", "p", -3, NULL), -EINVAL);
+	cr_expect_eq(store_replica_cmd_put(s, "h1", "p",
+					   STORE_REPLICA_CMD_UPDATE, NULL),
+		     -EINVAL);
 	cr_expect_eq(store_replica_cmd_put(s, "h1", "p",
 					   STORE_REPLICA_CMD_CHANGED, NULL),
 		     -EINVAL);
@@ -869,5 +876,100 @@ Test(replicas, concurrent_audit_appends_keep_one_chain, .timeout = 240)
 	cr_log_info("%llu audit rows, one chain, from %d replicas",
 		    (unsigned long long)rows, NREP);
 	store_close(s);
+	stop_all(&x);
+}
+
+/* ---- an agent update asked for on one replica, offered by another ---- */
+
+struct upd_moved {
+	const char *host;
+	char state[64];
+};
+
+static bool update_moved(struct fleetd *f, void *ctx)
+{
+	struct upd_moved *m = ctx;
+	struct store *s = fd_store(f);
+	struct store_update u;
+	int rc = store_update_get(s, m->host, &u, NULL);
+	store_close(s);
+	if (rc == 0)
+		snprintf(m->state, sizeof(m->state), "%s", u.state);
+	return rc == 0 && strcmp(u.state, "pending");
+}
+
+Test(replicas, update_asked_on_a_is_offered_by_b, .timeout = 180)
+{
+	static struct reps x;
+	memset(&x, 0, sizeof(x));
+	fd_init(&x.f);
+	host_put(&x, "host-u");
+	/* Replica 0 reads STATE/release.pub at its start. */
+	EVP_PKEY *k = NULL;
+	struct parley_err err = { 0 };
+	cr_assert_eq(pki_key_new(&k, &err), 0, "%s", perr_msg(&err));
+	char pub[700];
+	snprintf(pub, sizeof(pub), "%s/r0", x.f.dir);
+	cr_assert_eq(mkdir(pub, 0755), 0);
+	snprintf(pub, sizeof(pub), "%s/r0/release.pub", x.f.dir);
+	cr_assert_eq(sign_write_pub(pub, k, &err), 0, "%s", perr_msg(&err));
+	/* Read after the daemon dropped its privileges (parley or nobody). */
+	chmod(pub, 0644);
+	start_all(&x, 2);
+	struct fd_agent *h = fd_host(&x.f, "host-u", NULL);
+	char servers[64];
+	server_list(&x, (const int[]){ 1, -1 }, servers, sizeof(servers));
+	const char *extra[] = { "--server", servers, NULL };
+	x.f.port = x.r[1].link;
+	fd_start_agent_with(&x.f, h, NULL, extra);
+	struct held hw = { .host = "host-u", .by = "r1" };
+	cr_assert(fd_wait(is_held, &x.f, &hw, 30000), "held by %s:\n%s",
+		  hw.got, fd_agent_log(h));
+	/* A signed package of this build, one minor version up, through
+	 * replica 0's API (its release.pub checks it). */
+	uint8_t *ab, *vb, *pkg;
+	size_t al, vl, len;
+	cr_assert_eq(file_read_all(T_AGENT, 256 << 20, &ab, &al, &err), 0);
+	cr_assert_eq(file_read_all(T_VMM, 256 << 20, &vb, &vl, &err), 0);
+	struct updpkg_running run;
+	updpkg_running_self(&run);
+	char ver[32], abi_max[16];
+	snprintf(ver, sizeof(ver), "%u.%u.%u", run.version.v[0],
+		 run.version.v[1] + 1, run.version.v[2]);
+	snprintf(abi_max, sizeof(abi_max), "%u.%u", PARLEY_ABI_MAJOR,
+		 PARLEY_ABI_MINOR);
+	struct updpkg_input in[] = { { "parley-agent", ab, al },
+				     { "parley-vmm", vb, vl } };
+	cr_assert_eq(updpkg_build(ver, "0.0.0", "1.0", abi_max, in, 2, &pkg,
+				  &len, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(updpkg_sign(pkg, len, k, &err), 0, "%s", perr_msg(&err));
+	free(ab);
+	free(vb);
+	EVP_PKEY_free(k);
+	size_t cap = len + 1024;
+	char *req = malloc(cap);
+	int n = snprintf(req, cap, "POST /v1/hosts/host-u/update HTTP/1.1\r\n"
+			 "Host: 127.0.0.1\r\nConnection: close\r\n"
+			 "Authorization: Bearer %s\r\nContent-Type: "
+			 "application/octet-stream\r\nContent-Length: %zu\r\n"
+			 "\r\n", x.admin, len);
+	memcpy(req + n, pkg, len);
+	struct ac_resp r;
+	ac_raw(x.r[0].api, req, (size_t)n + len, &r);
+	free(req);
+	free(pkg);
+	cr_assert_eq(r.status, 202, "%s", r.raw);
+	ac_free(&r);
+	/* Replica 1, holding host-u, offers it: the agent answers and the
+	 * host's row moves on from "pending" (whatever the agent then does
+	 * with it: this agent has no update stage). */
+	struct upd_moved m = { "host-u", "" };
+	char *l1 = NULL;
+	bool moved = fd_wait(update_moved, &x.f, &m, 60000);
+	if (!moved)
+		l1 = rep_log(&x.r[1]);
+	cr_assert(moved, "still %s:\nagent:\n%s\nreplica 1:\n%s", m.state,
+		  fd_agent_log(h), l1);
+	cr_log_info("host-u's update: %s", m.state);
 	stop_all(&x);
 }

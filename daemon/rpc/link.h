@@ -89,8 +89,9 @@ int link_send_command(struct link_server *ls, const char *host,
  * call it sooner. */
 void link_store_changed(struct link_server *ls);
 
-/* A partition command (action as link_send_command, or
- * STORE_REPLICA_CMD_CHANGED for link_send_commands) for `host`: sent if
+/* A partition command (action as link_send_command,
+ * STORE_REPLICA_CMD_CHANGED for link_send_commands, or
+ * STORE_REPLICA_CMD_UPDATE for link_update_offer) for `host`: sent if
  * its agent is connected here; stored for the replica holding it if
  * another does (it delivers it within its poll). -ENOTCONN if no
  * replica holds the host (it gets what it needs at its hello). */

@@ -99,11 +99,23 @@ void link_replica_tell(struct link_conn *c)
 }
 
 /* One stored command to its agent, if it is here; 1 if sent. */
+/* The command here: -ENOTCONN if its host's agent is not connected. */
+static int send_here(struct link_server *ls, const char *host,
+		     const char *partition, int action)
+{
+	if (action == STORE_REPLICA_CMD_CHANGED)
+		return link_send_commands(ls, host);
+	if (action != STORE_REPLICA_CMD_UPDATE)
+		return link_send_command(ls, host, partition, action);
+	if (!link_host_connected(ls, host))
+		return -ENOTCONN;
+	link_update_offer(ls, host);
+	return 0;
+}
+
 static int deliver(struct link_server *ls, const struct store_replica_cmd *k)
 {
-	int rc = k->action == STORE_REPLICA_CMD_CHANGED
-		? link_send_commands(ls, k->host)
-		: link_send_command(ls, k->host, k->partition, k->action);
+	int rc = send_here(ls, k->host, k->partition, k->action);
 	if (rc == 0) {
 		ls->n_relayed++;
 		log_info("agent %s: command %d for %s from the store", k->host,
@@ -167,9 +179,7 @@ void link_store_changed(struct link_server *ls)
 int link_route_command(struct link_server *ls, const char *host,
 		       const char *partition, int action)
 {
-	int rc = action == STORE_REPLICA_CMD_CHANGED
-		? link_send_commands(ls, host)
-		: link_send_command(ls, host, partition, action);
+	int rc = send_here(ls, host, partition, action);
 	if (rc != -ENOTCONN)
 		return rc;
 	char holder[STORE_NAME_MAX];
