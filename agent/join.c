@@ -1,4 +1,5 @@
 #include "agent/join.h"
+#include "agent/servers.h"
 #include "common/fileio.h"
 #include "common/frame.h"
 #include "common/hostport.h"
@@ -347,6 +348,12 @@ static int finish(struct join_run *r)
 		rc = check_release(e->join_response, &rel);
 	if (rc == 0)
 		rc = save(r, cert, ca, pub, rel);
+	/* The daemon replicas to fail over between, for `serve`. */
+	struct parley_err serr = { 0 };
+	if (rc == 0 &&
+	    agent_servers_save(r->a.state_dir, e->join_response->servers,
+			       e->join_response->n_servers, &serr) < 0)
+		rc = fail("%s", perr_msg(&serr));
 	if (rc == 0)
 		printf("joined as host %s; identity in %s\n",
 		       e->join_response->host, r->a.state_dir);

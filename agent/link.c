@@ -472,6 +472,14 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
  * back all in the same millisecond. */
 static void schedule_retry(struct agent_link *l)
 {
+	/* The next replica: the one just lost or refused may be down for
+	 * good; a welcome anywhere resets the backoff. */
+	if (l->nservers > 1) {
+		l->cur = (l->cur + 1) % l->nservers;
+		snprintf(l->server, sizeof(l->server), "%s",
+			 l->servers[l->cur]);
+		l->port = l->ports[l->cur];
+	}
 	unsigned ms = l->backoff_ms / 2 + (unsigned)(random() % (l->backoff_ms + 1));
 	l->backoff_ms = l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
 							  : l->backoff_ms * 2;
@@ -520,6 +528,9 @@ int agent_link_init(struct agent_link *l, struct event_base *base,
 	l->port = port;
 	l->backoff_ms = BACKOFF_MIN_MS;
 	snprintf(l->server, sizeof(l->server), "%s", server);
+	snprintf(l->servers[0], sizeof(l->servers[0]), "%s", server);
+	l->ports[0] = port;
+	l->nservers = 1;
 	snprintf(l->state_dir, sizeof(l->state_dir), "%s", state_dir);
 	char ca[4200], crt[4200], key[4200], pub[4200], bundle[4200];
 	link_state_path(l, "ca.crt", ca, sizeof(ca));

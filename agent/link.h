@@ -21,13 +21,23 @@
 
 struct agent_audit_pending;
 
+/* Daemon replicas an agent knows: --server A,B,C and the state
+ * directory's "servers" file (from the join) together. */
+#define AGENT_LINK_SERVERS_MAX 8
+
 struct agent_link {
 	struct event_base *base;
 	SSL_CTX *ctx;
 	EVP_PKEY *policy_pub;
 	char host[64];             /* our certificate's CN */
-	char server[128];
+	char server[128];          /* the one connected or tried last */
 	int port;
+	/* Every daemon replica to try (server/port is servers[cur]): on a
+	 * lost or failed connection the next one, round the list, with
+	 * jittered exponential backoff (reset by a welcome). */
+	char servers[AGENT_LINK_SERVERS_MAX][128];
+	int ports[AGENT_LINK_SERVERS_MAX];
+	unsigned nservers, cur;
 	char state_dir[4096];
 	struct bufferevent *bev;
 	bool up;                   /* welcomed */
@@ -74,6 +84,10 @@ struct agent_link {
 int agent_link_init(struct agent_link *l, struct event_base *base,
 		    const char *state_dir, const char *server, int port,
 		    struct chanmgr *cm, struct parley_err *err);
+/* Another daemon replica to fail over to, "HOST:PORT" (a duplicate is
+ * ignored). -EINVAL if malformed, -E2BIG past AGENT_LINK_SERVERS_MAX. */
+int agent_link_add_server(struct agent_link *l, const char *hostport,
+			  struct parley_err *err);
 /* Start connecting (and keep reconnecting). */
 void agent_link_start(struct agent_link *l);
 void agent_link_free(struct agent_link *l);

@@ -9,6 +9,7 @@
  */
 #include "agent/link.h"
 #include "agent/link_int.h"
+#include "agent/servers.h"
 #include "common/jsonv.h"
 #include "common/log.h"
 #include "common/wire.h"
@@ -129,8 +130,8 @@ static int on_welcome(struct agent_link *l, const Parley__V1__Envelope *e,
 				      (w->heartbeat_ms % 1000) * 1000 };
 		event_add(l->hb_ev, &tv);
 	}
-	log_info("daemon link up (daemon holds seq %llu, policy %llu)",
-		 (unsigned long long)w->acked_seq,
+	log_info("daemon link up to %s:%d (daemon holds seq %llu, policy "
+		 "%llu)", l->server, l->port, (unsigned long long)w->acked_seq,
 		 (unsigned long long)w->policy_version);
 	l->want_version = w->policy_version;
 	if (w->policy_version <= l->policy.version)
@@ -211,6 +212,17 @@ int agent_link_dispatch(struct agent_link *l, const Parley__V1__Envelope *e,
 		if (l->on_update_chunk)
 			l->on_update_chunk(l->ready_ctx, e->update_chunk);
 		return 0;
+	/* The replicas to fail over between (issue 15): kept for the next
+	 * loss and the next start; a file that cannot be written is only
+	 * logged (the list in memory holds). */
+	case PARLEY__V1__ENVELOPE__BODY_SERVERS: {
+		struct parley_err e2 = { 0 };
+		if (agent_servers_take(l, e->servers->servers,
+				       e->servers->n_servers, &e2) < 0)
+			log_warn("keeping the daemon's servers: %s",
+				 perr_msg(&e2));
+		return 0;
+	}
 	default:
 		return perr(err, -EPROTO, "daemon sent a %s, which only an "
 			    "agent sends", wire_body_name(c));

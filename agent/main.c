@@ -95,7 +95,7 @@ static const char usage_text[] =
 	"           [--backend kvm|process|auto] "
 	"[--vmm-uid-range FIRST-LAST] [--name NAME]\n"
 	"           SNAPSHOT...\n"
-	"       parley-agent serve --state-dir DIR --server HOST:PORT "
+	"       parley-agent serve --state-dir DIR [--server HOST:PORT[,...]] "
 	"[--image-dir DIR]\n"
 	"           [--config-dir DIR] [--audit FILE] "
 	"[--backend kvm|process|auto]\n"
@@ -734,9 +734,10 @@ static int serve(int argc, char **argv, char **all)
 	int first = parse_opts(argc, argv, &a.cli);
 	if (first < 0)
 		return 2;
-	if (!a.cli.state_dir || !a.cli.server) {
-		fprintf(stderr, "parley-agent serve: --state-dir and --server "
-				"are required\n");
+	if (!a.cli.state_dir) {
+		fprintf(stderr, "parley-agent serve: --state-dir is required "
+				"(and --server, unless the state directory "
+				"has a servers file from its join)\n");
 		return 2;
 	}
 	struct serve_opts o = {

@@ -13,6 +13,7 @@
 #include "agent/ctl/clock.h"
 #include "common/log.h"
 #include "common/hostport.h"
+#include "agent/servers.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -426,8 +427,15 @@ static int link_up(struct serve *s, struct parley_err *err)
 {
 	int rc = agent_link_init(&s->link, s->base, serve_o->state_dir,
 				 s->host, s->port, &s->cm, err);
+	/* The other replicas, to fail over to. */
+	if (rc == 0)
+		rc = agent_servers_add(&s->link, serve_o->server,
+				       serve_o->state_dir, err);
 	if (rc < 0)
 		return rc;
+	if (s->link.nservers > 1)
+		log_info("%u daemon replicas to fail over between",
+			 s->link.nservers);
 	s->audit.sink = agent_link_audit;
 	s->audit.sink_ctx = &s->link;
 	s->link.on_ready = resume_all;
@@ -574,9 +582,9 @@ int serve_main(const struct serve_opts *o)
 	static struct serve s;
 	struct parley_err err = { 0 };
 	signal(SIGPIPE, SIG_IGN);
-	if (hostport_split(o->server, s.host, sizeof(s.host), &s.port) < 0) {
-		fprintf(stderr, "parley-agent: --server \"%s\" is not HOST:PORT\n",
-			o->server);
+	if (agent_servers_first(o->server, o->state_dir, s.host, sizeof(s.host),
+				&s.port, &err) < 0) {
+		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
 		return 2;
 	}
 	log_init("parley-agent", LOG_INFO);

@@ -10,7 +10,8 @@
 
 struct serve_opts {
 	const char *state_dir;
-	const char *server;        /* HOST:PORT */
+	const char *server;        /* HOST:PORT[,HOST:PORT...], or NULL:
+				    * the state dir's servers file */
 	const char *vmm;
 	const char *const *image_dirs;  /* the only places images of */
 	const char *const *config_dirs; /* daemon-sent specs come from */

@@ -86,6 +86,10 @@ int fleet_populate(const struct fleet_env *e, struct fleet_id *ids,
 /* Start parleyd on 127.0.0.1, a free port; wait (at most 10 s) for it to
  * write the port file. */
 int fleet_daemon_start(struct fleet_env *e, struct parley_err *err);
+/* Another parleyd on the same certificates, keys and store (a replica,
+ * issue 15): state directory and log e->dir/NAME(.log). */
+int fleet_replica_start(const struct fleet_env *e, const char *name,
+			pid_t *pid, int *port, struct parley_err *err);
 /* SIGTERM, wait up to 10 s, then SIGKILL; reap. */
 void fleet_daemon_stop(struct fleet_env *e);
 bool fleet_daemon_alive(struct fleet_env *e);

@@ -87,19 +87,31 @@ int fleet_env_init(struct fleet_env *e, struct parley_err *err)
 	return rc;
 }
 
+/* dir's files, and those of its subdirectories (a replica's state). */
+static void remove_tree(const char *dir, int depth)
+{
+	DIR *d = opendir(dir);
+	if (d) {
+		struct dirent *de;
+		while ((de = readdir(d))) {
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			if (unlinkat(dirfd(d), de->d_name, 0) == 0 || depth > 2)
+				continue;
+			char sub[PATH_MAX];
+			if (path_join(sub, sizeof(sub), dir, de->d_name) == 0)
+				remove_tree(sub, depth + 1);
+		}
+		closedir(d);
+	}
+	rmdir(dir);
+}
+
 void fleet_env_remove(struct fleet_env *e)
 {
 	if (!e->dir[0])
 		return;
-	DIR *d = opendir(e->dir);
-	if (d) {
-		struct dirent *de;
-		while ((de = readdir(d)))
-			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-				unlinkat(dirfd(d), de->d_name, 0);
-		closedir(d);
-	}
-	rmdir(e->dir);
+	remove_tree(e->dir, 0);
 	e->dir[0] = 0;
 }
 
@@ -296,12 +308,12 @@ int fleet_populate(const struct fleet_env *e, struct fleet_id *ids,
 
 /* ---- parleyd ------------------------------------------------------------ */
 
-static int read_port(const struct fleet_env *e)
+static int read_port(const char *dir)
 {
 	char path[PATH_MAX];
 	uint8_t *buf;
 	size_t len;
-	if (join(path, e->dir, "parleyd.port", NULL) < 0 ||
+	if (join(path, dir, "parleyd.port", NULL) < 0 ||
 	    file_read_all(path, 64, &buf, &len, NULL) < 0)
 		return 0;
 	int port = atoi((char *)buf);
@@ -309,7 +321,22 @@ static int read_port(const struct fleet_env *e)
 	return port;
 }
 
-int fleet_daemon_start(struct fleet_env *e, struct parley_err *err)
+static bool alive(pid_t *pid)
+{
+	if (*pid <= 0)
+		return false;
+	if (waitpid(*pid, NULL, WNOHANG) == *pid) {
+		*pid = 0;
+		return false;
+	}
+	return true;
+}
+
+/* parleyd on e's certificates, keys and store, with `state` as its state
+ * directory and `log` as its log; *pid and *port once it wrote the port. */
+static int start_in(const struct fleet_env *e, const char *state,
+		    const char *log, pid_t *pid, int *port,
+		    struct parley_err *err)
 {
 	char crt[PATH_MAX], key[PATH_MAX], pol[PATH_MAX];
 	int rc = join(crt, e->dir, "parleyd.crt", err);
@@ -320,16 +347,16 @@ int fleet_daemon_start(struct fleet_env *e, struct parley_err *err)
 	if (rc < 0)
 		return rc;
 	/* Free ports for everything: tests and other benches may run. */
-	char *argv[] = { e->parleyd, "--listen", "127.0.0.1:0",
+	char *argv[] = { (char *)e->parleyd, "--listen", "127.0.0.1:0",
 			 "--api-listen", "127.0.0.1:0",
-			 "--state-dir", e->dir, "--ca", e->ca, "--cert", crt,
-			 "--key", key, "--policy-key", pol, "--store",
-			 e->store, NULL };
-	pid_t pid = fork();
-	if (pid < 0)
+			 "--state-dir", (char *)state, "--ca", (char *)e->ca,
+			 "--cert", crt, "--key", key, "--policy-key", pol,
+			 "--store", (char *)e->store, NULL };
+	*pid = fork();
+	if (*pid < 0)
 		return perr(err, -errno, "fork: %m");
-	if (pid == 0) {
-		int fd = open(e->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	if (*pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		if (fd >= 0) {
 			dup2(fd, 1);
 			dup2(fd, 2);
@@ -337,17 +364,34 @@ int fleet_daemon_start(struct fleet_env *e, struct parley_err *err)
 		execv(argv[0], argv);
 		_exit(127);
 	}
-	e->pid = pid;
 	for (int waited = 0; waited < DAEMON_START_MS; waited += 10) {
-		if ((e->port = read_port(e)) > 0)
+		if ((*port = read_port(state)) > 0)
 			return 0;
-		if (!fleet_daemon_alive(e))
+		if (!alive(pid))
 			return perr(err, -ECHILD, "parleyd exited at start "
-				    "(see %s)", e->log);
+				    "(see %s)", log);
 		usleep(10000);
 	}
 	return perr(err, -ETIMEDOUT, "parleyd did not write its port in "
-		    "%d ms (see %s)", DAEMON_START_MS, e->log);
+		    "%d ms (see %s)", DAEMON_START_MS, log);
+}
+
+int fleet_daemon_start(struct fleet_env *e, struct parley_err *err)
+{
+	return start_in(e, e->dir, e->log, &e->pid, &e->port, err);
+}
+
+int fleet_replica_start(const struct fleet_env *e, const char *name,
+			pid_t *pid, int *port, struct parley_err *err)
+{
+	char state[PATH_MAX], log[PATH_MAX + 8];
+	int rc = join(state, e->dir, name, err);
+	if (rc < 0)
+		return rc;
+	if (mkdir(state, 0700) < 0 && errno != EEXIST)
+		return perr(err, -errno, "%s: %m", state);
+	snprintf(log, sizeof(log), "%s.log", state);
+	return start_in(e, state, log, pid, port, err);
 }
 
 bool fleet_daemon_alive(struct fleet_env *e)

@@ -1,4 +1,5 @@
 #include "common/wire.h"
+#include "common/hostport.h"
 #include "common/jsonv.h"
 
 #include <errno.h>
@@ -751,6 +752,31 @@ static int chk_join_request(const Parley__V1__JoinRequest *r,
 	return rc;
 }
 
+/* Daemon replicas' link addresses: at most WIRE_JOIN_SERVERS_MAX, each
+ * HOST:PORT of printable text without blanks. */
+static int chk_servers(const char *w, char *const *servers, size_t n,
+		       struct parley_err *err)
+{
+	int rc = 0;
+	if (n > WIRE_JOIN_SERVERS_MAX)
+		rc = perr(err, -E2BIG, "%s.servers: %zu, at most %d", w, n,
+			  WIRE_JOIN_SERVERS_MAX);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		char host[128];
+		int port;
+		rc = chk_text(w, "servers", servers[i], 127, true, err);
+		if (rc == 0 && strpbrk(servers[i], " \t"))
+			rc = perr(err, -EINVAL, "%s.servers[%zu]: a blank", w,
+				  i);
+		if (rc == 0 && (hostport_split(servers[i], host, sizeof(host),
+					       &port) < 0 ||
+				port <= 0))
+			rc = perr(err, -EINVAL, "%s.servers[%zu]: not "
+				  "HOST:PORT", w, i);
+	}
+	return rc;
+}
+
 static int chk_join_response(const Parley__V1__JoinResponse *r,
 			     struct parley_err *err)
 {
@@ -762,6 +788,9 @@ static int chk_join_response(const Parley__V1__JoinResponse *r,
 	if (rc == 0)
 		rc = chk_pem("join_response", "policy_pub_pem",
 			     r->policy_pub_pem, err);
+	if (rc == 0)
+		rc = chk_servers("join_response", r->servers, r->n_servers,
+				 err);
 	return rc;
 }
 
@@ -850,8 +879,9 @@ static int chk_update_progress(const Parley__V1__UpdateProgress *p,
 
 static bool body_known(Parley__V1__Envelope__BodyCase c)
 {
-	return c >= PARLEY__V1__ENVELOPE__BODY_HELLO &&
-	       c <= PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS;
+	return (c >= PARLEY__V1__ENVELOPE__BODY_HELLO &&
+		c <= PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS) ||
+	       c == PARLEY__V1__ENVELOPE__BODY_SERVERS;
 }
 
 int wire_check(const Parley__V1__Envelope *e, struct parley_err *err)
@@ -897,6 +927,9 @@ int wire_check(const Parley__V1__Envelope *e, struct parley_err *err)
 		return chk_update_chunk(e->update_chunk, err);
 	case PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS:
 		return chk_update_progress(e->update_progress, err);
+	case PARLEY__V1__ENVELOPE__BODY_SERVERS:
+		return chk_servers("servers", e->servers->servers,
+				   e->servers->n_servers, err);
 	case PARLEY__V1__ENVELOPE__BODY_ACK:       /* any seq */
 	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT: /* any time */
 		return 0;
@@ -940,6 +973,7 @@ const char *wire_body_name(Parley__V1__Envelope__BodyCase c)
 	case PARLEY__V1__ENVELOPE__BODY_UPDATE_CHUNK: return "update_chunk";
 	case PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS:
 		return "update_progress";
+	case PARLEY__V1__ENVELOPE__BODY_SERVERS: return "servers";
 	default: return "unknown";
 	}
 }

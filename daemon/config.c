@@ -15,7 +15,8 @@
 
 static const char *const fields[] = {
 	"listen", "api_listen", "api_cert", "api_key", "state_dir", "ca", "cert", "key", "policy_key", "store",
-	"ui_dir", "log_level", "heartbeat_ms", "frame_max", NULL
+	"ui_dir", "log_level", "heartbeat_ms", "frame_max", "replica_name",
+	"poll_ms", "advertise", NULL
 };
 
 static void defaults(struct daemon_config *c)
@@ -31,6 +32,7 @@ static void defaults(struct daemon_config *c)
 	c->log_level = LOG_INFO;
 	c->heartbeat_ms = 5000;
 	c->frame_max = 1u << 20;
+	c->poll_ms = 200;
 }
 
 static int set_str(char *dst, size_t cap, const char *v, const char *name,
@@ -71,6 +73,17 @@ static int set(struct daemon_config *c, const char *name, const char *v,
 		return set_str(c->policy_key, sizeof(c->policy_key), v, name, err);
 	if (!strcmp(name, "store"))
 		return set_str(c->store, sizeof(c->store), v, name, err);
+	if (!strcmp(name, "replica_name")) {
+		if (!jv_name_valid(v, strlen(v), sizeof(c->replica_name)))
+			return perr(err, -EINVAL, "replica_name: \"%.80s\" is "
+				    "not a name (A-Z a-z 0-9 _ . -, at most "
+				    "63 bytes)", v);
+		return set_str(c->replica_name, sizeof(c->replica_name), v,
+			       name, err);
+	}
+	if (!strcmp(name, "advertise"))
+		return set_str(c->advertise, sizeof(c->advertise), v, name,
+			       err);
 	if (!strcmp(name, "log_level")) {
 		int l = log_level_parse(v);
 		if (l < 0)
@@ -84,6 +97,10 @@ static int set(struct daemon_config *c, const char *name, const char *v,
 		return perr(err, -EINVAL, "%s: \"%s\" is not a number", name, v);
 	if (!strcmp(name, "heartbeat_ms") && n >= 100 && n <= 600000) {
 		c->heartbeat_ms = (uint32_t)n;
+		return 0;
+	}
+	if (!strcmp(name, "poll_ms") && n >= 10 && n <= 60000) {
+		c->poll_ms = (uint32_t)n;
 		return 0;
 	}
 	if (!strcmp(name, "frame_max") && n >= 4096 && n <= (64u << 20)) {
@@ -170,6 +187,11 @@ static int finish(struct daemon_config *c, struct parley_err *err)
 	if (hostport_split(c->api_listen, host, sizeof(host), &port) < 0)
 		return perr(err, -EINVAL, "api_listen: \"%s\" is not "
 			    "HOST:PORT", c->api_listen);
+	if (c->advertise[0] &&
+	    (hostport_split(c->advertise, host, sizeof(host), &port) < 0 ||
+	     port <= 0))
+		return perr(err, -EINVAL, "advertise: \"%s\" is not "
+			    "HOST:PORT", c->advertise);
 	return 0;
 }
 
@@ -190,6 +212,9 @@ int daemon_config_parse(int argc, char **argv, struct daemon_config *c,
 		{ "api-cert", required_argument, NULL, 'C' },
 		{ "api-key", required_argument, NULL, 'K' },
 		{ "ui-dir", required_argument, NULL, 'U' },
+		{ "replica-name", required_argument, NULL, 'R' },
+		{ "poll-ms", required_argument, NULL, 'P' },
+		{ "advertise", required_argument, NULL, 'V' },
 		{ 0 },
 	};
 	static const char *const names[128] = {
@@ -197,6 +222,8 @@ int daemon_config_parse(int argc, char **argv, struct daemon_config *c,
 		['e'] = "cert", ['k'] = "key", ['p'] = "policy_key",
 		['d'] = "store", ['v'] = "log_level", ['A'] = "api_listen",
 		['C'] = "api_cert", ['K'] = "api_key", ['U'] = "ui_dir",
+		['R'] = "replica_name", ['P'] = "poll_ms",
+		['V'] = "advertise",
 	};
 	defaults(c);
 	/* The file first, so that flags override it whatever their order. */

@@ -5,7 +5,9 @@
  *     "state_dir": "/var/lib/parley",
  *     "ca": "ca.crt", "cert": "parleyd.crt", "key": "parleyd.key",
  *     "policy_key": "policy.key", "log_level": "info",
- *     "heartbeat_ms": 5000, "frame_max": 1048576 }
+ *     "heartbeat_ms": 5000, "frame_max": 1048576,
+ *     "replica_name": "east-1", "poll_ms": 200,
+ *     "advertise": "10.0.0.5:7420" }
  *
  * Relative paths are taken from state_dir.
  */
@@ -38,6 +40,14 @@ struct daemon_config {
 	enum log_level log_level;
 	uint32_t heartbeat_ms;
 	size_t frame_max;
+	/* Replicas (several parleyd on one store): this one's name (a store
+	 * name; "" = HOSTNAME-PORT of the link, main.c), how often the store
+	 * is polled for changes other replicas made, and the HOST:PORT
+	 * agents are told to reach this replica's link on ("" = the listen
+	 * address, unless it is a wildcard). */
+	char replica_name[64];
+	uint32_t poll_ms;
+	char advertise[128];
 };
 
 /* Defaults, then the file named by --config (if any), then flags. */

@@ -194,13 +194,35 @@ static const char *token_why(int rc)
 	}
 }
 
+/* A replica that has not beaten for this long is not offered to joiners
+ * (they beat every second; the margin is for clocks of other machines). */
+#define JOIN_REPLICA_FRESH_MS 30000
+
+/* The link addresses of the replicas alive on the store (this one among
+ * them), for the agent to fail over between; *n = 0 if none is known. */
+static void live_replicas(struct store *s, char *out[WIRE_JOIN_SERVERS_MAX],
+			  size_t *n, struct store_replica **rows)
+{
+	*n = 0;
+	int k = store_replica_list(s, rows, NULL);
+	int64_t now = (int64_t)time(NULL) * 1000;
+	for (int i = 0; i < k && *n < WIRE_JOIN_SERVERS_MAX; i++)
+		if ((*rows)[i].link[0] &&
+		    now - (*rows)[i].seen_ms <= JOIN_REPLICA_FRESH_MS)
+			out[(*n)++] = (*rows)[i].link;
+}
+
 static void respond(struct join_conn *c, const char *host, const char *pem)
 {
 	struct join_server *js = c->js;
 	Parley__V1__Envelope e;
 	Parley__V1__JoinResponse r;
+	char *servers[WIRE_JOIN_SERVERS_MAX];
+	struct store_replica *rows = NULL;
 	wire_init_envelope(&e, 0);
 	parley__v1__join_response__init(&r);
+	live_replicas(js->store, servers, &r.n_servers, &rows);
+	r.servers = servers;
 	r.host = (char *)host;
 	r.cert_pem = (char *)pem;
 	r.ca_pem = js->ca_pem;
@@ -209,6 +231,7 @@ static void respond(struct join_conn *c, const char *host, const char *pem)
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_JOIN_RESPONSE;
 	e.join_response = &r;
 	send_last(c, &e);
+	free(rows);
 }
 
 /* In the open batch: the host's record (created if need be) pins the new

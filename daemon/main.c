@@ -45,6 +45,7 @@ static const char usage_text[] =
 	"               [--ui-dir DIR]\n"
 	"               [--join-listen HOST:PORT] [--ca-key FILE] [--user NAME]\n"
 	"               [--checkpoint-key FILE] [--checkpoint-interval SECS]\n"
+	"               [--replica-name NAME] [--advertise HOST:PORT] [--poll-ms MS]\n"
 	"       parleyd import --store FILE --host NAME POLICY.json\n"
 	"       parleyd audit --store FILE [--checkpoint FILE --pubkey FILE]\n"
 	"       parleyd store migrate --from STORE --to STORE\n"
@@ -74,6 +75,12 @@ static const char usage_text[] =
 	"                        STATE_DIR/checkpoint.key, made if absent)\n"
 	"  --checkpoint-interval SECS  sign the audit head this often when it\n"
 	"                        moved (default 60)\n"
+	"  --replica-name NAME   this parleyd's name among replicas sharing the\n"
+	"                        store (default HOSTNAME-PORT of the link)\n"
+	"  --advertise HOST:PORT the link address agents are told to fail over\n"
+	"                        to (default --listen unless it is a wildcard)\n"
+	"  --poll-ms MS          how often the store is polled for changes other\n"
+	"                        replicas made (default 200, 10..60000)\n"
 	"  --checkpoint FILE     audit: also check this signed checkpoint\n"
 	"  --pubkey FILE         audit: the checkpoint public key (checkpoint.pub)\n"
 	"  --from STORE          store migrate: the store to copy\n"
@@ -169,14 +176,14 @@ static void write_api_port(const struct daemon *d)
 static void thin_changed(void *ctx, const char *host)
 {
 	struct daemon *d = ctx;
-	link_send_commands(&d->link, host);
+	link_route_command(&d->link, host, NULL, STORE_REPLICA_CMD_CHANGED);
 }
 
 static void thin_command(void *ctx, const char *host, const char *name,
 			 int action)
 {
 	struct daemon *d = ctx;
-	link_send_command(&d->link, host, name, action);
+	link_route_command(&d->link, host, name, action);
 }
 
 /* The API's way to libvirt partitions. */
@@ -346,7 +353,12 @@ static int setup(struct daemon *d, struct parley_err *err)
 		.base = d->base, .ctx = d->ctx, .store = d->store,
 		.policy_key = &d->keys, .frame_max = d->cfg.frame_max,
 		.heartbeat_ms = d->cfg.heartbeat_ms,
+		.poll_ms = d->cfg.poll_ms,
 	};
+	snprintf(d->link.replica, sizeof(d->link.replica), "%s",
+		 d->cfg.replica_name);
+	snprintf(d->link.advertise, sizeof(d->link.advertise), "%s",
+		 d->cfg.advertise);
 	memcpy(d->link.key_id, d->keys.policy_id, sizeof(d->link.key_id));
 	char host[128];
 	int port;
@@ -374,8 +386,9 @@ static int setup(struct daemon *d, struct parley_err *err)
 	rc = privsep_drop(&d->priv, d->cfg.store, &uid, err);
 	if (rc < 0)
 		return rc;
-	log_info("listening on %s:%d (store %s, policy key %.16s...)", host,
-		 d->link.port, store_name(d->store), d->link.key_id);
+	log_info("listening on %s:%d (store %s, policy key %.16s..., "
+		 "replica %s)", host, d->link.port, store_name(d->store),
+		 d->link.key_id, d->link.replica);
 	return 0;
 }
 

@@ -272,10 +272,42 @@ static const char m9_updates[] =
 	" agent_version TEXT NOT NULL,"
 	" seen_ms INTEGER NOT NULL);";
 
+/* 10: not this branch's (issue 15 gave number 10 to the PostgreSQL
+ * backend's work). A placeholder that changes nothing keeps replicas at
+ * its assigned number 11; the merge puts the real migration 10 here. */
+static const char m10_reserved[] = "SELECT 1;";
+
+/* 11: several parleyd replicas on one store (issue 15; db/store_replicas.c):
+ * each replica's name, where agents reach it and when it last said it is
+ * alive; which replica holds each host's agent connection; partition
+ * commands an API on one replica stored for a host held by another,
+ * which the holding replica delivers and deletes. */
+static const char m11_replicas[] =
+	"CREATE TABLE replicas ("
+	" name TEXT PRIMARY KEY,"
+	" link TEXT NOT NULL,"                    /* HOST:PORT or '' */
+	" started_ms INTEGER NOT NULL,"
+	" seen_ms INTEGER NOT NULL);"
+
+	"CREATE TABLE replica_hosts ("
+	" host TEXT PRIMARY KEY REFERENCES hosts (name) ON DELETE CASCADE,"
+	" replica TEXT NOT NULL,"
+	" since_ms INTEGER NOT NULL);"
+	"CREATE INDEX replica_hosts_by_replica ON replica_hosts (replica);"
+
+	"CREATE TABLE replica_commands ("
+	" id INTEGER PRIMARY KEY,"
+	" host TEXT NOT NULL REFERENCES hosts (name) ON DELETE CASCADE,"
+	" partition TEXT NOT NULL,"               /* '' for CHANGED */
+	" action INTEGER NOT NULL,"
+	" created_ms INTEGER NOT NULL);"
+	"CREATE INDEX replica_commands_by_host ON replica_commands (host);";
+
 static const char *const migrations[] = { m1_tables, m2_indexes, m3_tokens,
 					  m4_backend, m5_revoked,
 					  m6_checkpoints, m7_segsets,
-					  m8_services, m9_updates };
+					  m8_services, m9_updates,
+					  m10_reserved, m11_replicas };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
 unsigned store_schema_latest(void)

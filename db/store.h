@@ -668,4 +668,68 @@ int store_join_token_use(struct store *s, struct store_blob sha256,
 			 int64_t now_ms, char *host_out,
 			 struct parley_err *err);
 
+/* ---- replicas (db/store_replicas.c) --------------------------------- */
+
+/* Several parleyd processes may serve one store. Each has a name (a
+ * store name), the address agents reach its link on ("HOST:PORT", or ""),
+ * and says it is alive every few seconds. */
+#define STORE_REPLICA_LINK_MAX 128
+struct store_replica {
+	char name[STORE_NAME_MAX];
+	char link[STORE_REPLICA_LINK_MAX];
+	int64_t started_ms, seen_ms;         /* Unix ms */
+	uint64_t hosts;                      /* agents it holds */
+};
+/* Insert or refresh this replica's row (seen_ms = now). */
+int store_replica_beat(struct store *s, const char *name, const char *link,
+		       int64_t started_ms, struct parley_err *err);
+/* Every replica that ever beat, by name; count, *out malloc'd. */
+int store_replica_list(struct store *s, struct store_replica **out,
+		       struct parley_err *err);
+/* Host `host`'s agent is now held by `replica` (whoever held it before).
+ * -ENOENT if the host does not exist. */
+int store_replica_hold(struct store *s, const char *host, const char *replica,
+		       struct parley_err *err);
+/* `replica` no longer holds `host` -- only if it was the holder. */
+int store_replica_release(struct store *s, const char *host,
+			  const char *replica, struct parley_err *err);
+/* How many hosts `replica` holds. */
+int store_replica_count(struct store *s, const char *replica, uint64_t *n,
+			struct parley_err *err);
+/* `replica` holds no host any more (it starts: what it held before a
+ * crash is void). */
+int store_replica_forget(struct store *s, const char *replica,
+			 struct parley_err *err);
+/* The replica holding `host`, and when that replica last beat (*seen_ms,
+ * Unix ms; 0 if it has no row; seen_ms may be NULL); -ENOENT when none. */
+int store_replica_holder(struct store *s, const char *host,
+			 char replica[STORE_NAME_MAX], int64_t *seen_ms,
+			 struct parley_err *err);
+
+/* A partition command stored for whichever replica holds the host: one
+ * of the wire's PartitionCommand actions (0..STORE_REPLICA_CMD_ACTION_MAX)
+ * for `partition`, or CHANGED (partition NULL or ""): "send the host the
+ * commands its defined thin partitions need", as on its hello; or UPDATE
+ * (partition NULL or ""). */
+#define STORE_REPLICA_CMD_CHANGED (-1)
+/* "Offer the host its pending agent update" (partition NULL or ""). */
+#define STORE_REPLICA_CMD_UPDATE (-2)
+#define STORE_REPLICA_CMD_ACTION_MAX 15
+struct store_replica_cmd {
+	int64_t id;
+	char host[STORE_NAME_MAX];
+	char partition[STORE_NAME_MAX];      /* "" for CHANGED */
+	int action;
+};
+int store_replica_cmd_put(struct store *s, const char *host,
+			  const char *partition, int action,
+			  struct parley_err *err);
+/* Commands for the hosts `replica` holds, oldest first, at most 1000;
+ * count, *out malloc'd. Delete each once delivered. */
+int store_replica_cmd_list(struct store *s, const char *replica,
+			   struct store_replica_cmd **out,
+			   struct parley_err *err);
+int store_replica_cmd_delete(struct store *s, int64_t id,
+			     struct parley_err *err);
+
 #endif

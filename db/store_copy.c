@@ -171,6 +171,23 @@ static const struct copy_table tables[] = {
 	  "INSERT INTO host_agents (host, agent_version, seen_ms) "
 	  "VALUES (?1, ?2, ?3)",
 	  "SELECT COUNT(*) FROM host_agents" },
+	{ "replicas", "TTII", false,
+	  "SELECT name, link, started_ms, seen_ms FROM replicas ORDER BY "
+	  "name",
+	  "INSERT INTO replicas (name, link, started_ms, seen_ms) VALUES "
+	  "(?1, ?2, ?3, ?4)",
+	  "SELECT COUNT(*) FROM replicas" },
+	{ "replica_hosts", "TTI", false,
+	  "SELECT host, replica, since_ms FROM replica_hosts ORDER BY host",
+	  "INSERT INTO replica_hosts (host, replica, since_ms) VALUES "
+	  "(?1, ?2, ?3)",
+	  "SELECT COUNT(*) FROM replica_hosts" },
+	{ "replica_commands", "ITTII", false,
+	  "SELECT id, host, partition, action, created_ms FROM "
+	  "replica_commands ORDER BY id",
+	  "INSERT INTO replica_commands (id, host, partition, action, "
+	  "created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+	  "SELECT COUNT(*) FROM replica_commands" },
 };
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
 

@@ -538,6 +538,11 @@ static void dispatch_one(struct agent_link *l, struct chanmgr *cm,
 		PARLEY_ASSERT(rc == 0 && r->chunks == s.rec.chunks + 1 &&
 			      r->offers == s.rec.offers);
 		break;
+	case PARLEY__V1__ENVELOPE__BODY_SERVERS:
+		/* Taken after the welcome: the list only grows, bounded. */
+		PARLEY_ASSERT(rc == 0 && l->nservers >= 1 &&
+			      l->nservers <= AGENT_LINK_SERVERS_MAX);
+		break;
 	case PARLEY__V1__ENVELOPE__BODY_ERROR:
 		PARLEY_ASSERT(rc == 0 && l->n_refusals == s.n_refusals + 1);
 		for (const char *x = l->last_error; *x; x++)

@@ -21,6 +21,10 @@ static unsigned agents(struct api_server *a)
 	return a->link ? a->link->nconns : 0;
 }
 
+/* A replica that has not beaten for this long holds nothing (they beat
+ * every second). */
+#define API_REPLICA_FRESH_MS 5000
+
 static bool connected(struct api_server *a, const char *host)
 {
 	return a->link && link_host_connected(a->link, host);
@@ -52,6 +56,8 @@ void api_metrics(struct api_req *q)
 		l.revoked = ls->n_revoked;
 		l.foreign = ls->n_foreign;
 		l.bundles_pushed = ls->n_pushed;
+		l.replica = ls->replica;
+		l.relayed = ls->n_relayed;
 	}
 	int rc = metrics_render(&q->a->metrics, q->a->store, &l, b);
 	if (rc < 0) {
@@ -94,13 +100,32 @@ static void host_agent_json(struct api_server *a, const char *host,
 	}
 }
 
+/* The replica serving host's agent: this one if it is connected here,
+ * else the one the store names if that replica beat lately (one killed
+ * holds its hosts in the store until they say hello elsewhere); NULL for
+ * none. */
+static const char *holder(struct api_server *a, const char *host,
+			  char buf[STORE_NAME_MAX])
+{
+	if (connected(a, host))
+		return a->link->replica;
+	int64_t seen = 0;
+	if (store_replica_holder(a->store, host, buf, &seen, NULL) < 0 ||
+	    (a->link && !strcmp(buf, a->link->replica)))
+		return NULL;
+	int64_t now = (int64_t)time(NULL) * 1000;
+	return now - seen <= API_REPLICA_FRESH_MS ? buf : NULL;
+}
+
 static json_t *host_json(struct api_server *a, const struct store_host *h)
 {
-	json_t *o = json_pack("{s:s,s:s,s:b,s:I,s:I}", "name", h->name,
+	char buf[STORE_NAME_MAX];
+	const char *rep = holder(a, h->name, buf);
+	json_t *o = json_pack("{s:s,s:s,s:b,s:I,s:I,s:s?}", "name", h->name,
 			      "libvirt_uri", h->libvirt_uri, "connected",
-			      connected(a, h->name), "policy_acked",
+			      rep != NULL, "policy_acked",
 			      (json_int_t)h->policy_acked, "agent_seq",
-			      (json_int_t)h->agent_seq);
+			      (json_int_t)h->agent_seq, "replica", rep);
 	if (o)
 		host_agent_json(a, h->name, o);
 	return o;

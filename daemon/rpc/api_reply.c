@@ -150,7 +150,9 @@ void api_run_after(struct api_req *q)
 		else if (x->kind == API_AFTER_HOST_DELETED && q->a->link)
 			link_host_deleted(q->a->link, x->host);
 		else if (x->kind == API_AFTER_UPDATE && q->a->link)
-			link_update_offer(q->a->link, x->host);
+			/* here, or through the replica holding it */
+			link_route_command(q->a->link, x->host, NULL,
+					   STORE_REPLICA_CMD_UPDATE);
 	}
 	q->nafter = 0;
 }

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <arpa/inet.h>
 #include <time.h>
+#include <unistd.h>
 
 #define POLL_MS 200
 /* An agent heartbeats every heartbeat_ms; silence for this many is death. */
@@ -32,6 +33,8 @@ static void conn_free(struct link_conn *c)
 	struct link_server *ls = c->ls;
 	if (ls->push_cursor == c)
 		ls->push_cursor = c->next;
+	if (c->held)
+		link_replica_release(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -224,6 +227,10 @@ static void welcome(struct link_conn *c, const Parley__V1__Envelope *e)
 	store_policy_host_version(ls->store, c->host, &version, NULL);
 	c->hello = true;
 	c->pushed = h->policy_version;
+	/* Ours now, in the store: commands other replicas' APIs take for
+	 * this host are left there for us. */
+	link_replica_hold(c);
+	c->held = true;
 	Parley__V1__Envelope w;
 	Parley__V1__Welcome wb;
 	wire_init_envelope(&w, e->request_id);
@@ -241,6 +248,7 @@ static void welcome(struct link_conn *c, const Parley__V1__Envelope *e)
 	link_push_one(c);
 	send_commands(c);
 	link_update_hello(c, h);
+	link_replica_tell(c);
 }
 
 /* A host an operator created without a join (no certificate pinned):
@@ -501,7 +509,8 @@ static void sweep_dead(struct link_server *ls)
 					  DEAD_AFTER_BEATS;
 	/* After a turn of the loop that took long, silence may be ours: the
 	 * sockets were not read. Judge again next time. */
-	bool late = ls->last_sweep_ms && now - ls->last_sweep_ms > 4 * POLL_MS;
+	bool late = ls->last_sweep_ms &&
+		    now - ls->last_sweep_ms > 4 * (uint64_t)ls->poll_ms;
 	ls->last_sweep_ms = now;
 	if (late || ls->push_cursor)
 		return;
@@ -520,8 +529,27 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	link_push_policy(arg);
+	/* The safety net for changes other replicas made; a notification
+	 * from the store may call link_store_changed sooner. */
+	link_store_changed(arg);
 	sweep_dead(arg);
+}
+
+/* HOSTNAME-PORT (a store name: no ':'), the hostname cut to fit. */
+static void default_replica_name(struct link_server *ls)
+{
+	char hn[256] = "parleyd";
+	if (gethostname(hn, sizeof(hn) - 1) < 0 || !hn[0])
+		snprintf(hn, sizeof(hn), "parleyd");
+	for (char *p = hn; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' ||
+		      *p == '_'))
+			*p = '_';
+	char port[16];
+	int pl = snprintf(port, sizeof(port), "-%d", ls->port);
+	int room = (int)sizeof(ls->replica) - 1 - pl;
+	snprintf(ls->replica, sizeof(ls->replica), "%.*s%s", room, hn, port);
 }
 
 int link_start(struct link_server *ls, const char *host, int port,
@@ -547,18 +575,40 @@ int link_start(struct link_server *ls, const char *host, int port,
 				 ? ((struct sockaddr_in *)&got)->sin_port
 				 : ((struct sockaddr_in6 *)&got)->sin6_port);
 	store_policy_version(ls->store, &ls->seen_version, NULL);
+	if (!ls->poll_ms)
+		ls->poll_ms = POLL_MS;
+	ls->started_ms = (int64_t)time(NULL) * 1000;
+	if (!ls->replica[0])
+		default_replica_name(ls);
+	if (!ls->advertise[0] && strcmp(host, "0.0.0.0") && strcmp(host, "::"))
+		snprintf(ls->advertise, sizeof(ls->advertise),
+			 strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, ls->port);
+	/* Whatever this name held before (a replica killed and started
+	 * again) is void: its agents say hello again. */
+	struct parley_err ferr = { 0 };
+	if (store_replica_forget(ls->store, ls->replica, &ferr) < 0)
+		log_warn("replica %s: %s", ls->replica, perr_msg(&ferr));
+	link_replica_beat(ls);
 	if (link_batch_start(ls) < 0)
 		return perr(err, -ENOMEM, "link: out of memory");
 	if (link_push_start(ls) < 0)
 		return perr(err, -ENOMEM, "link: out of memory");
 	ls->poll_ev = event_new(ls->base, -1, EV_PERSIST, on_poll, ls);
-	struct timeval tv = { 0, POLL_MS * 1000 };
+	struct timeval tv = { ls->poll_ms / 1000,
+			      (ls->poll_ms % 1000) * 1000 };
 	event_add(ls->poll_ev, &tv);
 	return 0;
 }
 
 void link_stop(struct link_server *ls)
 {
+	/* Every agent released in the last batch: one transaction, not one
+	 * per agent, for a replica shutting down with a fleet. */
+	for (struct link_conn *c = ls->conns; ls->batch && c; c = c->next)
+		if (c->held) {
+			link_batch_hold(ls, c->host, false);
+			c->held = false;
+		}
 	link_batch_stop(ls); /* commits what is queued */
 	while (ls->conns)
 		conn_free(ls->conns);

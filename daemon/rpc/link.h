@@ -41,6 +41,15 @@ struct link_server {
 	struct link_conn *push_cursor; /* next link to push to, or NULL */
 	uint64_t last_sweep_ms;
 	struct link_batch *batch;  /* this turn's small writes (link_batch.c) */
+	/* Replicas (link_replica.c): this parleyd's name among those that
+	 * share the store, the HOST:PORT agents reach this link on ("" if
+	 * not known), how often the store is polled (0: 200 ms). */
+	char replica[64];
+	char advertise[128];
+	uint32_t poll_ms;
+	int64_t started_ms;
+	uint64_t last_beat_ms;
+	uint64_t n_relayed;        /* commands taken from the store, sent */
 	/* counters for logs and /metrics: every refusal; of them, hellos
 	 * from a certificate whose host is not enrolled (or was deleted),
 	 * revoked certificates, messages about another host's partition */
@@ -72,6 +81,22 @@ int link_send_commands(struct link_server *ls, const char *host);
  * value) without a spec. -ENOTCONN if the host is not connected. */
 int link_send_command(struct link_server *ls, const char *host,
 		      const char *partition, int action);
+
+/* Something in the store may have changed (another replica's write):
+ * push bundles whose version moved, deliver partition commands stored
+ * for the hosts this replica holds. The poll calls it every poll_ms; a
+ * change notification from the store (PostgreSQL LISTEN/NOTIFY) may
+ * call it sooner. */
+void link_store_changed(struct link_server *ls);
+
+/* A partition command (action as link_send_command,
+ * STORE_REPLICA_CMD_CHANGED for link_send_commands, or
+ * STORE_REPLICA_CMD_UPDATE for link_update_offer) for `host`: sent if
+ * its agent is connected here; stored for the replica holding it if
+ * another does (it delivers it within its poll). -ENOTCONN if no
+ * replica holds the host (it gets what it needs at its hello). */
+int link_route_command(struct link_server *ls, const char *host,
+		       const char *partition, int action);
 
 /* Offer `host`'s agent its pending update (daemon/rpc/link_update.c), if
  * it is connected; otherwise it is offered at its next hello. */

@@ -7,6 +7,9 @@
  * the lot -- with the audit events some of them cause (a refused bundle:
  * policy_refused). Nothing is answered to the agent for an ack, so
  * nothing waits on the commit; a commit that fails is retried on a timer.
+ * A replica's note that it holds a host's agent (at its hello) or no longer
+ * does (at its close) is such a write too: a fleet connecting at once is
+ * one transaction per loop turn, not one per agent.
  */
 #include "daemon/rpc/link_int.h"
 #include "common/log.h"
@@ -20,7 +23,10 @@
 #define BATCH_MAX 65536
 #define RETRY_MS 200
 
+enum batch_kind { BATCH_ACK, BATCH_HOLD, BATCH_RELEASE };
+
 struct batch_ack {
+	enum batch_kind kind;
 	char host[STORE_NAME_MAX];
 	uint64_t version;
 	char *refused;              /* ok = NULL; else why, malloc'd */
@@ -40,9 +46,14 @@ static void drop(struct link_batch *b)
 	b->n = 0;
 }
 
-static int write_one(struct store *s, const struct batch_ack *a,
+static int write_one(struct link_server *ls, const struct batch_ack *a,
 		     struct parley_err *err)
 {
+	struct store *s = ls->store;
+	if (a->kind == BATCH_HOLD)
+		return store_replica_hold(s, a->host, ls->replica, err);
+	if (a->kind == BATCH_RELEASE)
+		return store_replica_release(s, a->host, ls->replica, err);
 	if (!a->refused)
 		return store_policy_ack(s, a->host, a->version, err);
 	char detail[STORE_DETAIL_MAX];
@@ -85,10 +96,12 @@ static int flush(struct link_server *ls)
 	int rc = store_begin(ls->store, &err);
 	for (size_t i = 0; rc == 0 && i < b->n; i++) {
 		struct parley_err e1 = { 0 };
-		if (write_one(ls->store, &b->a[i], &e1) < 0)
+		if (write_one(ls, &b->a[i], &e1) < 0)
 			log_warn("agent %s: %s of policy %llu: %s",
 				 b->a[i].host,
-				 b->a[i].refused ? "refusal" : "ack",
+				 b->a[i].kind == BATCH_HOLD ? "holding"
+				 : b->a[i].kind == BATCH_RELEASE ? "release"
+				 : b->a[i].refused ? "refusal" : "ack",
 				 (unsigned long long)b->a[i].version,
 				 perr_msg(&e1));
 	}
@@ -113,29 +126,62 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 		arm(ls, RETRY_MS);
 }
 
-void link_batch_policy_ack(struct link_server *ls, const char *host,
-			   const Parley__V1__PolicyAck *pa)
+/* The next free slot, or NULL (logged: `what` for `host` dropped). */
+static struct batch_ack *slot(struct link_batch *b, const char *host,
+			      const char *what)
 {
-	struct link_batch *b = ls->batch;
 	if (b->n == BATCH_MAX) {
-		log_error("agent %s: ack of policy %llu dropped: %d writes "
-			  "queued", host, (unsigned long long)pa->version,
+		log_error("agent %s: %s dropped: %d writes queued", host, what,
 			  BATCH_MAX);
-		return;
+		return NULL;
 	}
 	if (b->n == b->cap) {
 		size_t cap = b->cap ? 2 * b->cap : 64;
 		void *p = realloc(b->a, cap * sizeof(*b->a));
 		if (!p) {
-			log_error("agent %s: ack of policy %llu dropped: out "
-				  "of memory", host,
-				  (unsigned long long)pa->version);
-			return;
+			log_error("agent %s: %s dropped: out of memory", host,
+				  what);
+			return NULL;
 		}
 		b->a = p;
 		b->cap = cap;
 	}
-	struct batch_ack *a = &b->a[b->n];
+	return &b->a[b->n];
+}
+
+void link_batch_hold(struct link_server *ls, const char *host, bool hold)
+{
+	struct parley_err err = { 0 };
+	struct link_batch *b = ls->batch;
+	if (!b) { /* stopping: the batch is gone, write it now */
+		int rc = hold ? store_replica_hold(ls->store, host,
+						   ls->replica, &err)
+			      : store_replica_release(ls->store, host,
+						      ls->replica, &err);
+		if (rc < 0)
+			log_warn("agent %s: %s", host, perr_msg(&err));
+		return;
+	}
+	struct batch_ack *a = slot(b, host, hold ? "holding" : "release");
+	if (!a)
+		return;
+	*a = (struct batch_ack){ .kind = hold ? BATCH_HOLD : BATCH_RELEASE };
+	snprintf(a->host, sizeof(a->host), "%s", host);
+	b->n++;
+	arm(ls, 0);
+}
+
+void link_batch_policy_ack(struct link_server *ls, const char *host,
+			   const Parley__V1__PolicyAck *pa)
+{
+	struct link_batch *b = ls->batch;
+	char what[48];
+	snprintf(what, sizeof(what), "ack of policy %llu",
+		 (unsigned long long)pa->version);
+	struct batch_ack *a = slot(b, host, what);
+	if (!a)
+		return;
+	a->kind = BATCH_ACK;
 	snprintf(a->host, sizeof(a->host), "%s", host);
 	a->version = pa->version;
 	a->refused = NULL;
@@ -146,6 +192,11 @@ void link_batch_policy_ack(struct link_server *ls, const char *host,
 	}
 	b->n++;
 	arm(ls, 0);
+}
+
+bool link_batch_idle(const struct link_server *ls)
+{
+	return !ls->batch || ls->batch->n == 0;
 }
 
 int link_batch_start(struct link_server *ls)

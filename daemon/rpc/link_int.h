@@ -34,6 +34,7 @@ struct link_conn {
 	uint8_t upd_sha[32];
 	uint64_t upd_size, upd_acked, upd_sent, upd_stored;
 	char agent_version[65];     /* from its hello */
+	bool held;                  /* recorded in the store as ours */
 };
 
 /* Refuse: count, log and audit (reason = code, partition may be NULL),
@@ -70,10 +71,24 @@ struct link_conn *link_find_host(struct link_server *ls, const char *host);
 void link_push_one(struct link_conn *c);
 int link_push_start(struct link_server *ls);
 
+/* Replicas (link_replica.c): this replica's row refreshed (at most once
+ * a second); c's host recorded as held by this replica (on its hello),
+ * and released (on its close, if still ours). */
+void link_replica_beat(struct link_server *ls);
+void link_replica_hold(struct link_conn *c);
+void link_replica_release(struct link_conn *c);
+/* After c's welcome: the replicas alive on the store (ServerList), for
+ * its agent to fail over between. */
+void link_replica_tell(struct link_conn *c);
+
 /* Small writes (link_batch.c): queued now, committed together at the end
  * of this loop turn. */
 void link_batch_policy_ack(struct link_server *ls, const char *host,
 			   const Parley__V1__PolicyAck *a);
+/* This replica holds host's agent now (hold) or no longer (!hold). */
+void link_batch_hold(struct link_server *ls, const char *host, bool hold);
+/* Nothing queued (every hold and release is in the store). */
+bool link_batch_idle(const struct link_server *ls);
 int link_batch_start(struct link_server *ls);
 void link_batch_stop(struct link_server *ls);
 

@@ -3,6 +3,7 @@
 
 #include <event2/buffer.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Kept in ms (what the API measures); printed in seconds. */
@@ -121,6 +122,40 @@ void metrics_render_link(const struct metrics_link *l, struct evbuffer *o)
 	    "Signed policy bundles sent to agents.", l->bundles_pushed);
 }
 
+/* Replicas on the store (db/store_replicas.c): which one this is, and how
+ * many agents each holds, as the store records it -- one series per
+ * replica, so the scrape of any replica shows the whole split. */
+static int render_replicas(struct store *s, const struct metrics_link *l,
+			   struct evbuffer *o)
+{
+	struct store_replica *r = NULL;
+	int n = store_replica_list(s, &r, NULL);
+	if (n < 0)
+		return n;
+	family(o, "parley_replica_info", "gauge",
+	       "This daemon's replica name (always 1).");
+	if (l->replica)
+		evbuffer_add_printf(o, "parley_replica_info{replica=\"%s\"} 1\n",
+				    l->replica);
+	family(o, "parley_replica_agents", "gauge",
+	       "Agents each daemon replica on the store holds.");
+	for (int i = 0; i < n; i++)
+		evbuffer_add_printf(o, "parley_replica_agents{replica=\"%s\"} "
+				    "%llu\n", r[i].name,
+				    (unsigned long long)r[i].hosts);
+	family(o, "parley_replica_last_seen_timestamp_seconds", "gauge",
+	       "When each replica last said it is alive (Unix seconds).");
+	for (int i = 0; i < n; i++)
+		evbuffer_add_printf(o, "parley_replica_last_seen_timestamp_seconds"
+				    "{replica=\"%s\"} %.3f\n", r[i].name,
+				    (double)r[i].seen_ms / 1000.0);
+	free(r);
+	one(o, "parley_replica_commands_relayed_total", "counter",
+	    "Partition commands another replica stored for an agent this "
+	    "one holds, delivered.", l->relayed);
+	return 0;
+}
+
 int metrics_render(struct api_metrics *m, struct store *s,
 		   const struct metrics_link *link, struct evbuffer *o)
 {
@@ -148,5 +183,5 @@ int metrics_render(struct api_metrics *m, struct store *s,
 				    (unsigned long long)r->n);
 	}
 	render_requests(m, o);
-	return 0;
+	return render_replicas(s, link, o);
 }

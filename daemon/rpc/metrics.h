@@ -49,6 +49,8 @@ struct metrics_link {
 	uint64_t unknown_host;      /* of those: host not enrolled */
 	uint64_t revoked;           /* certificate revoked */
 	uint64_t foreign;           /* a message about another host's partition */
+	const char *replica;        /* this replica's name (NULL: no link) */
+	uint64_t relayed;           /* commands taken from the store, sent */
 };
 
 struct evbuffer;

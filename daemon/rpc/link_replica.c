@@ -1,0 +1,200 @@
+/*
+ * Replicas: several parleyd processes on one store, each holding some of
+ * the agents. The store is the only thing they share, so every replica
+ *   - says it is alive (its row's seen_ms, every REPLICA_BEAT_MS),
+ *   - records which hosts it holds (on a hello; released on the close,
+ *     only if still its own -- the agent may have moved on), in the
+ *     loop turn's batch of small writes (link_batch.c),
+ *   - polls the store (link_store_changed, every poll_ms): a policy
+ *     version that moved is pushed to its agents (link_push.c), and the
+ *     partition commands another replica's API stored for the hosts it
+ *     holds are delivered and deleted.
+ * Whichever replica's API takes a change commits it; the replica holding
+ * the host does the talking.
+ */
+#include "daemon/rpc/link_int.h"
+#include "common/log.h"
+#include "common/version.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define REPLICA_BEAT_MS 1000
+/* Replicas told to agents: those that beat within this long (the margin
+ * is for other machines' clocks), as the join listener does. */
+#define REPLICA_FRESH_MS 30000
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void link_replica_beat(struct link_server *ls)
+{
+	struct parley_err err = { 0 };
+	uint64_t now = mono_ms();
+	if (ls->last_beat_ms && now - ls->last_beat_ms < REPLICA_BEAT_MS)
+		return;
+	ls->last_beat_ms = now;
+	if (store_replica_beat(ls->store, ls->replica, ls->advertise,
+			       ls->started_ms, &err) < 0)
+		log_warn("replica %s: %s", ls->replica, perr_msg(&err));
+}
+
+void link_replica_hold(struct link_conn *c)
+{
+	link_batch_hold(c->ls, c->host, true);
+}
+
+void link_replica_release(struct link_conn *c)
+{
+	/* Another connection of ours for the same host (a reconnect that
+	 * arrived before this one's close was seen) keeps the claim. */
+	for (struct link_conn *o = c->ls->conns; o; o = o->next)
+		if (o != c && o->hello && !strcmp(o->host, c->host))
+			return;
+	link_batch_hold(c->ls, c->host, false);
+}
+
+/* Whether c's agent knows ServerList: an agent decodes a body it does not
+ * know as none and drops the link, so only agents of this daemon's
+ * version or newer are told. */
+static bool knows_servers(const struct link_conn *c)
+{
+	unsigned mine[3], theirs[3];
+	return parley_version_parse(parley_version(), true, mine) == 0 &&
+	       parley_version_parse(c->agent_version, true, theirs) == 0 &&
+	       parley_version_cmp(theirs, mine) >= 0;
+}
+
+void link_replica_tell(struct link_conn *c)
+{
+	if (!knows_servers(c))
+		return;
+	struct store_replica *r = NULL;
+	int n = store_replica_list(c->ls->store, &r, NULL);
+	char *servers[WIRE_JOIN_SERVERS_MAX];
+	size_t k = 0;
+	int64_t now = (int64_t)time(NULL) * 1000;
+	for (int i = 0; i < n && k < WIRE_JOIN_SERVERS_MAX; i++)
+		if (r[i].link[0] && now - r[i].seen_ms <= REPLICA_FRESH_MS)
+			servers[k++] = r[i].link;
+	/* One daemon alone has nothing to add to what the agent has. */
+	if (k > 1) {
+		Parley__V1__Envelope e;
+		Parley__V1__ServerList sl;
+		wire_init_envelope(&e, 0);
+		parley__v1__server_list__init(&sl);
+		sl.servers = servers;
+		sl.n_servers = k;
+		e.body_case = PARLEY__V1__ENVELOPE__BODY_SERVERS;
+		e.servers = &sl;
+		link_send_env(c, &e);
+	}
+	free(r);
+}
+
+/* One stored command to its agent, if it is here; 1 if sent. */
+/* The command here: -ENOTCONN if its host's agent is not connected. */
+static int send_here(struct link_server *ls, const char *host,
+		     const char *partition, int action)
+{
+	if (action == STORE_REPLICA_CMD_CHANGED)
+		return link_send_commands(ls, host);
+	if (action != STORE_REPLICA_CMD_UPDATE)
+		return link_send_command(ls, host, partition, action);
+	if (!link_host_connected(ls, host))
+		return -ENOTCONN;
+	link_update_offer(ls, host);
+	return 0;
+}
+
+static int deliver(struct link_server *ls, const struct store_replica_cmd *k)
+{
+	int rc = send_here(ls, k->host, k->partition, k->action);
+	if (rc == 0) {
+		ls->n_relayed++;
+		log_info("agent %s: command %d for %s from the store", k->host,
+			 k->action, k->partition[0] ? k->partition : "its "
+			 "partitions");
+	}
+	return rc == 0;
+}
+
+static void take_commands(struct link_server *ls)
+{
+	struct store_replica_cmd *k = NULL;
+	struct parley_err err = { 0 };
+	int n = store_replica_cmd_list(ls->store, ls->replica, &k, &err);
+	if (n < 0)
+		log_warn("replica %s: stored commands: %s", ls->replica,
+			 perr_msg(&err));
+	for (int i = 0; i < n; i++) {
+		/* A host the store says we hold but that is not connected
+		 * here (its close is being recorded): left for whoever
+		 * holds it next. */
+		if (!deliver(ls, &k[i]))
+			continue;
+		if (store_replica_cmd_delete(ls->store, k[i].id, &err) < 0)
+			log_warn("command %lld: %s", (long long)k[i].id,
+				 perr_msg(&err));
+	}
+	free(k);
+}
+
+/* A host deleted through another replica's API: its row, and with it our
+ * claim, is gone from the store, but its agent is connected here. One
+ * count per poll notices that claims went missing; only then is each
+ * agent's host looked up, and those deleted are cut off as the API of
+ * this replica would (HOST_DELETED). */
+static void drop_deleted(struct link_server *ls)
+{
+	uint64_t mine = 0, held = 0;
+	for (struct link_conn *c = ls->conns; c; c = c->next)
+		held += c->held && c->hello;
+	if (!held || !link_batch_idle(ls) ||
+	    store_replica_count(ls->store, ls->replica, &mine, NULL) < 0 ||
+	    mine >= held)
+		return;
+	for (struct link_conn *c = ls->conns; c; c = c->next) {
+		struct store_host h;
+		if (c->held && c->hello && !c->closing &&
+		    store_host_get(ls->store, c->host, &h, NULL) == -ENOENT)
+			link_host_deleted(ls, c->host);
+	}
+}
+
+void link_store_changed(struct link_server *ls)
+{
+	link_push_policy(ls);
+	take_commands(ls);
+	drop_deleted(ls);
+	link_replica_beat(ls);
+}
+
+int link_route_command(struct link_server *ls, const char *host,
+		       const char *partition, int action)
+{
+	int rc = send_here(ls, host, partition, action);
+	if (rc != -ENOTCONN)
+		return rc;
+	char holder[STORE_NAME_MAX];
+	struct parley_err err = { 0 };
+	rc = store_replica_holder(ls->store, host, holder, NULL, &err);
+	if (rc == -ENOENT || (rc == 0 && !strcmp(holder, ls->replica)))
+		return -ENOTCONN; /* nobody holds it: its hello resyncs it */
+	if (rc == 0)
+		rc = store_replica_cmd_put(ls->store, host, partition, action,
+					   &err);
+	if (rc < 0)
+		log_error("agent %s: storing a command for its replica: %s",
+			  host, perr_msg(&err));
+	else
+		log_info("agent %s is held by replica %s: command %d stored "
+			 "for it", host, holder, action);
+	return rc;
+}
