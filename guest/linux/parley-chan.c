@@ -1,0 +1,273 @@
+/*
+ * parley-chan: parley channels from a shell inside a Linux VM.
+ *
+ *   parley-chan [-p PORT] [-s SYSFS] open NAME      open, map, keep the
+ *                                                   handle in /run/parley
+ *   parley-chan send NAME TEXT                      one message
+ *   parley-chan recv NAME [-w]                      one message (-w: sleep
+ *                                                   until one comes)
+ *   parley-chan close NAME
+ *   parley-chan pong NAME COUNT [-w]                answer COUNT checksummed
+ *                                                   messages of the ping
+ *                                                   partition (pingpong)
+ *   parley-chan poke NAME SECTION                   write junk into a section
+ *                                                   (read-only ones: dropped)
+ *
+ * Prints one result line: "OPEN NAME handle=H side=S", "SENT N",
+ * "RECV TEXT", "CLOSED", or "ERROR STATUS [detail]" (exit 1). The control
+ * port is held only while a command runs (virtio-serial ports have one
+ * opener), so the handle lives in the agent, named in /run/parley/NAME.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "libparley.h"
+#include "ppmsg.h"
+
+static const char *port, *sysfs = "/sys";
+static struct pl_ctl ctl = { -1, 0 };
+
+static int fail(const char *what, int rc, const char *detail)
+{
+	if (rc > 0)
+		printf("ERROR %s%s%s\n", pl_status_name(rc), detail ? " " : "",
+		       detail ? detail : "");
+	else
+		printf("ERROR %s: %s\n", what, strerror(-rc));
+	fflush(stdout);
+	return 1;
+}
+
+static void state_path(const char *name, char *p, size_t cap)
+{
+	snprintf(p, cap, "/run/parley/%s", name);
+}
+
+static int ctl_up(void)
+{
+	int rc = pl_ctl_open(&ctl, port);
+	return rc ? fail("control port", rc, NULL) : 0;
+}
+
+/* The channel opened earlier: its reply from /run/parley, mapped. */
+static int load(const char *name, struct pl_chan *ch)
+{
+	char p[128];
+	state_path(name, p, sizeof(p));
+	memset(ch, 0, sizeof(*ch));
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail("not open", -errno, NULL);
+	ssize_t n = read(fd, &ch->rep, sizeof(ch->rep));
+	close(fd);
+	if (n != (ssize_t)sizeof(ch->rep))
+		return fail("state", -EIO, NULL);
+	int rc = pl_chan_map(ch, sysfs, 5000);
+	return rc ? fail("map", rc, NULL) : 0;
+}
+
+static int cmd_open(const char *name)
+{
+	struct pl_chan ch;
+	if (ctl_up())
+		return 1;
+	int rc = pl_chan_open(&ctl, name, &ch);
+	if (rc)
+		return fail("open", rc, ch.rep.detail[0] ? ch.rep.detail : NULL);
+	if ((rc = pl_chan_map(&ch, sysfs, 5000)))
+		return fail("map", rc, NULL);
+	char p[128];
+	mkdir("/run/parley", 0700);
+	state_path(name, p, sizeof(p));
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, &ch.rep, sizeof(ch.rep)) != (ssize_t)sizeof(ch.rep))
+		return fail("state", -errno, NULL);
+	close(fd);
+	printf("OPEN %s handle=%u side=%u\n", name, ch.rep.handle, ch.rep.side);
+	return 0;
+}
+
+/* A ring result other than OK/EMPTY/FULL, or a wait that ended: ask the
+ * agent what became of the channel (a revoked one reads zeros). */
+static int channel_state(struct pl_chan *ch)
+{
+	int rc = pl_chan_notify(&ctl, ch);
+	return rc == 0 ? PL_STATUS(PARLEY_E_IO) : rc;
+}
+
+static int cmd_send(const char *name, const char *text)
+{
+	struct pl_chan ch;
+	if (ctl_up() || load(name, &ch))
+		return 1;
+	int rc = pl_chan_send(&ch, text, (uint32_t)strlen(text));
+	if (rc != PARLEY_RING_OK)
+		return rc == PARLEY_RING_FULL ? fail("full", -EAGAIN, NULL)
+					      : fail("send", channel_state(&ch), NULL);
+	if (pl_chan_peer_waiting(&ch) && (rc = pl_chan_notify(&ctl, &ch)))
+		return fail("notify", rc, NULL);
+	printf("SENT %zu\n", strlen(text));
+	return 0;
+}
+
+static int recv_one(struct pl_chan *ch, void *buf, uint32_t cap,
+		    uint32_t *len, int wait)
+{
+	for (unsigned spins = 0;; spins++) {
+		int rc = pl_chan_recv(ch, buf, cap, len);
+		if (rc == PARLEY_RING_OK)
+			return 0;
+		if (rc != PARLEY_RING_EMPTY)
+			return channel_state(ch);
+		if (wait) {
+			if ((rc = pl_chan_wait(&ctl, ch)))
+				return rc;
+		} else if (spins % 100000 == 99999) {
+			/* polling: now and then, is the channel still there? */
+			if ((rc = pl_chan_notify(&ctl, ch)))
+				return rc;
+		}
+	}
+}
+
+static int cmd_recv(const char *name, int wait)
+{
+	struct pl_chan ch;
+	static char buf[65536];
+	uint32_t len;
+	if (ctl_up() || load(name, &ch))
+		return 1;
+	int rc = recv_one(&ch, buf, sizeof(buf) - 1, &len, wait);
+	if (rc)
+		return fail("recv", rc, NULL);
+	buf[len] = 0;
+	printf("RECV %s\n", buf);
+	return 0;
+}
+
+static int cmd_close(const char *name)
+{
+	struct pl_chan ch;
+	char p[128];
+	if (ctl_up() || load(name, &ch))
+		return 1;
+	int rc = pl_chan_close(&ctl, &ch);
+	pl_chan_unmap(&ch);
+	state_path(name, p, sizeof(p));
+	unlink(p);
+	if (rc)
+		return fail("close", rc, NULL);
+	printf("CLOSED\n");
+	return 0;
+}
+
+static int cmd_pong(const char *name, long count, int wait)
+{
+	struct pl_chan ch;
+	static struct pp_msg in, out;
+	if (ctl_up() || load(name, &ch))
+		return 1;
+	for (long i = 0; i < count; i++) {
+		uint32_t len;
+		int rc = recv_one(&ch, &in, sizeof(in), &len, wait);
+		if (rc)
+			return fail("recv", rc, NULL);
+		if (pp_check(&in, len, (uint32_t)i)) {
+			printf("ERROR message %ld damaged\n", i);
+			return 1;
+		}
+		uint32_t n = pp_fill(&out, (uint32_t)i, PP_SALT_PONG);
+		while ((rc = pl_chan_send(&ch, &out, n)) == PARLEY_RING_FULL)
+			;
+		if (rc != PARLEY_RING_OK)
+			return fail("send", channel_state(&ch), NULL);
+		if (pl_chan_peer_waiting(&ch) && (rc = pl_chan_notify(&ctl, &ch)))
+			return fail("notify", rc, NULL);
+	}
+	printf("PONG %ld messages checked and answered\n", count);
+	return 0;
+}
+
+static int cmd_poke(const char *name, unsigned section)
+{
+	struct pl_chan ch;
+	if (ctl_up() || load(name, &ch))
+		return 1;
+	if (section >= PARLEY_VMCTL_DEVS_MAX || !ch.map[section])
+		return fail("no such section", -EINVAL, NULL);
+	/* Map it writable whatever the agent said: a read-only backend must
+	 * drop the writes, not this tool refrain from them. */
+	for (unsigned i = 0; i < ch.rep.ndev; i++) {
+		const struct parley_vmctl_dev *d = &ch.rep.dev[i];
+		if (d->section != section)
+			continue;
+		char p[256];
+		snprintf(p, sizeof(p), "%s/bus/pci/devices/%s/resource2", sysfs,
+			 d->pci);
+		int fd = open(p, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return fail("open resource2", -errno, NULL);
+		static char junk[4096];
+		memset(junk, 0xa5, sizeof(junk));
+		/* sysfs resource files take no write(); map and store */
+		void *m = mmap(NULL, d->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			       fd, 0);
+		close(fd);
+		if (m == MAP_FAILED)
+			return fail("mmap writable", -errno, NULL);
+		for (uint64_t off = 0; off < d->size; off += sizeof(junk))
+			memcpy((char *)m + off, junk, sizeof(junk));
+		printf("POKED %u %llu\n", section, (unsigned long long)d->size);
+		munmap(m, d->size);
+		return 0;
+	}
+	return fail("no such section", -EINVAL, NULL);
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: parley-chan [-p PORT] [-s SYSFS] "
+		"open|send|recv|close|pong|poke NAME [ARGS]\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (; i + 1 < argc && argv[i][0] == '-'; i += 2) {
+		if (!strcmp(argv[i], "-p"))
+			port = argv[i + 1];
+		else if (!strcmp(argv[i], "-s"))
+			sysfs = argv[i + 1];
+		else
+			return usage();
+	}
+	if (argc - i < 2)
+		return usage();
+	const char *cmd = argv[i], *name = argv[i + 1];
+	int wait = argc - i > 2 && !strcmp(argv[argc - 1], "-w");
+	int rc;
+	if (!strcmp(cmd, "open"))
+		rc = cmd_open(name);
+	else if (!strcmp(cmd, "send") && argc - i == 3)
+		rc = cmd_send(name, argv[i + 2]);
+	else if (!strcmp(cmd, "recv"))
+		rc = cmd_recv(name, wait);
+	else if (!strcmp(cmd, "close"))
+		rc = cmd_close(name);
+	else if (!strcmp(cmd, "pong") && argc - i >= 3)
+		rc = cmd_pong(name, strtol(argv[i + 2], NULL, 10), wait);
+	else if (!strcmp(cmd, "poke") && argc - i == 3)
+		rc = cmd_poke(name, (unsigned)strtoul(argv[i + 2], NULL, 10));
+	else
+		return usage();
+	pl_ctl_close(&ctl);
+	return rc;
+}
