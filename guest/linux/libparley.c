@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -25,19 +26,31 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-static int read_all(int fd, void *p, size_t n)
+/* Read exactly n bytes; timeout_ms < 0: no limit. While the host end is
+ * not connected (an agent restarting) virtio-serial reads 0 and polls
+ * POLLHUP: wait for it, up to the limit. */
+static int read_all(int fd, void *p, size_t n, int timeout_ms)
 {
+	int waited = 0;
 	while (n) {
-		ssize_t r = read(fd, p, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		int pr = poll(&pfd, 1, 10);
+		if (pr < 0 && errno != EINTR)
 			return -errno;
-		if (r == 0) {
-			/* virtio-serial reads 0 while the host end is not
-			 * connected: wait for it rather than fail. */
-			struct timespec ts = { 0, 10000000 };
-			nanosleep(&ts, NULL);
+		ssize_t r = 0;
+		if (pr > 0 && (pfd.revents & POLLIN)) {
+			r = read(fd, p, n);
+			if (r < 0 && errno != EINTR && errno != EAGAIN)
+				return -errno;
+		}
+		if (r <= 0) {
+			if (pfd.revents & POLLHUP) {
+				struct timespec ts = { 0, 10000000 };
+				nanosleep(&ts, NULL);
+			}
+			waited += 10;
+			if (timeout_ms >= 0 && waited >= timeout_ms)
+				return -ETIMEDOUT;
 			continue;
 		}
 		p = (char *)p + r;
@@ -83,6 +96,7 @@ int pl_ctl_open(struct pl_ctl *c, const char *path)
 	char found[300];
 	c->fd = -1;
 	c->seq = 0;
+	c->timeout_ms = 5000;
 	if (!path) {
 		int rc = find_port(found, sizeof(found));
 		if (rc)
@@ -92,6 +106,16 @@ int pl_ctl_open(struct pl_ctl *c, const char *path)
 	c->fd = open(path, O_RDWR | O_CLOEXEC);
 	if (c->fd < 0)
 		return -errno;
+	/* Replies meant for an earlier opener that gave up (its agent was
+	 * restarting) may still be queued: drop them, or they would answer
+	 * our requests. */
+	for (;;) {
+		struct pollfd pfd = { c->fd, POLLIN, 0 };
+		char junk[512];
+		if (poll(&pfd, 1, 0) <= 0 || !(pfd.revents & POLLIN) ||
+		    read(c->fd, junk, sizeof(junk)) <= 0)
+			break;
+	}
 	struct parley_vmctl_hello he = { PARLEY_VMCTL_VERSION, 0 }, back;
 	int rc = pl_ctl_call(c, PARLEY_VMCTL_HELLO, &he, sizeof(he),
 			     PARLEY_VMCTL_HELLO_REPLY, &back, sizeof(back));
@@ -124,14 +148,17 @@ int pl_ctl_call(struct pl_ctl *c, uint16_t type, const void *pl, uint32_t len,
 	int rc = write_all(c->fd, buf, sizeof(h) + len);
 	if (rc)
 		return rc;
+	/* A WAIT may sleep as long as the peer is quiet; anything else is
+	 * answered at once by a live agent. */
+	int limit = type == PARLEY_VMCTL_WAIT ? -1 : c->timeout_ms;
 	struct parley_vmctl_hdr r;
-	if ((rc = read_all(c->fd, &r, sizeof(r))))
+	if ((rc = read_all(c->fd, &r, sizeof(r), limit)))
 		return rc;
 	if (r.magic != PARLEY_VMCTL_MAGIC || r.version != PARLEY_VMCTL_VERSION ||
 	    r.type != want || r.len != want_len || r.seq != h.seq ||
 	    want_len != parley_vmctl_payload_len(want))
 		return -EPROTO;
-	return read_all(c->fd, reply, want_len);
+	return read_all(c->fd, reply, want_len, limit);
 }
 
 int pl_chan_open(struct pl_ctl *c, const char *name, struct pl_chan *ch)

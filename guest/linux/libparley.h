@@ -19,6 +19,7 @@
 struct pl_ctl {
 	int fd;
 	uint32_t seq;
+	int timeout_ms;   /* for a reply other than WAKE (pl_ctl_open: 5 s) */
 };
 
 struct pl_chan {

@@ -31,7 +31,7 @@
 #include "ppmsg.h"
 
 static const char *port, *sysfs = "/sys";
-static struct pl_ctl ctl = { -1, 0 };
+static struct pl_ctl ctl = { -1, 0, 5000 };
 
 static int fail(const char *what, int rc, const char *detail)
 {
