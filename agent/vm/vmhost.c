@@ -50,11 +50,6 @@ static void *loop_main(void *arg)
 static void loop_start(void)
 {
 	pthread_t t;
-	/* The embedded driver logs to stderr at its default level (every
-	 * domain "tainted: high-privileges" as root): errors only, unless the
-	 * operator set LIBVIRT_LOG_OUTPUTS. (Read once, at the first
-	 * connection: before any thread of libvirt's exists.) */
-	setenv("LIBVIRT_LOG_OUTPUTS", "4:stderr", 0);
 	loop_rc = virEventRegisterDefaultImpl() < 0 ? -EIO
 		: -pthread_create(&t, NULL, loop_main, NULL);
 	if (!loop_rc)
@@ -81,6 +76,13 @@ int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 	char root[PATH_MAX], etc[PATH_MAX], conf[PATH_MAX];
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	memset(vh, 0, sizeof(*vh));
+	/* The embedded driver logs to stderr at its default level (every
+	 * domain "tainted: high-privileges" as root, every lookup of a VM
+	 * that does not run): none of it, unless the operator set
+	 * LIBVIRT_LOG_OUTPUTS; errors reach the caller through
+	 * virGetLastError. (Read when libvirt initialises: before the first
+	 * call into it.) */
+	setenv("LIBVIRT_LOG_OUTPUTS", "4:file:/dev/null", 0);
 	virSetErrorFunc(NULL, quiet);
 	pthread_once(&once, loop_start);
 	if (loop_rc)

@@ -157,8 +157,9 @@ static int cmd_close(const char *name)
 	char p[128];
 	if (ctl_up() || load(name, &ch))
 		return 1;
-	int rc = pl_chan_close(&ctl, &ch);
+	/* Let go of the devices first: the agent unplugs them at CLOSE. */
 	pl_chan_unmap(&ch);
+	int rc = pl_chan_close(&ctl, &ch);
 	state_path(name, p, sizeof(p));
 	unlink(p);
 	if (rc)
