@@ -128,6 +128,36 @@ static char *console(struct t_vm *t)
 	return strdup(buf);
 }
 
+/* One round of the agent's event loop as parley-agent runs it: the VM's
+ * port and doorbells, the thin partitions, and chanmgr's tick (deadlines)
+ * every 20 ms — also when no thin partition is left. Returns what
+ * vmmgr_serve did. */
+static bool thin_live(struct t_vm *t)
+{
+	for (unsigned i = 0; i < t->f.sup.n; i++)
+		if (!t->f.sup.e[i].p->finished)
+			return true;
+	return false;
+}
+
+static int pump(struct t_vm *t, int wait_ms)
+{
+	static uint64_t last;
+	struct timespec ts;
+	int rc = vmmgr_serve(&t->m, 0);
+	if (thin_live(t))
+		sup_step(&t->f.sup, -1, rc == -EAGAIN ? wait_ms : 0);
+	else if (rc == -EAGAIN || rc == -EPIPE)
+		nanosleep(&(struct timespec){ 0, wait_ms * 1000000L }, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	if (now - last >= 20) {
+		chanmgr_tick(&t->f.cm);
+		last = now;
+	}
+	return rc;
+}
+
 /* Serve the VM and the thin partitions until the VM's console shows
  * `until` (or limit_s passes: a failure naming what was seen). */
 static void serve_until(struct t_vm *t, const char *until, int limit_s)
@@ -135,11 +165,7 @@ static void serve_until(struct t_vm *t, const char *until, int limit_s)
 	time_t end = time(NULL) + limit_s;
 	unsigned rounds = 0;
 	for (;;) {
-		int rc = vmmgr_serve(&t->m, 0);
-		if (t->f.sup.n)
-			sup_step(&t->f.sup, -1, rc == -EAGAIN ? 1 : 0);
-		else if (rc == -EAGAIN || rc == -EPIPE)
-			nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+		int rc = pump(t, 1);
 		if (++rounds % 64 && rc != -EAGAIN)
 			continue; /* busy: look at the console now and then */
 		char *c = console(t);
@@ -304,10 +330,8 @@ Test(vm_chan, revocation_mid_stream_is_closed, .timeout = 400,
 	t_fleet_go(&t.f);
 	serve_until(&t, "STREAMING", 240);
 	/* let some messages flow, then take the grant away */
-	for (int i = 0; i < 2000; i++) {
-		vmmgr_serve(&t.m, 0);
-		sup_step(&t.f.sup, -1, 1);
-	}
+	for (int i = 0; i < 2000; i++)
+		pump(&t, 1);
 	t_fleet_set_grants(&t.f, "{\"grants\":[]}");
 	serve_until(&t, "SCRIPT-END", 120);
 	CONSOLE_HAS(&t, "ERROR CLOSED");
@@ -315,10 +339,8 @@ Test(vm_chan, revocation_mid_stream_is_closed, .timeout = 400,
 		      "\"reason\":\"GRANT_REMOVED\"");
 	AUDIT_HAS(&t, "\"event\":\"vm_revoke_punched\",\"partition\":\"guest\"");
 	/* the guest ejects the devices: the unplug completes */
-	for (int i = 0; i < 5000 && !strstr(t_fleet_audit(&t.f), "vm_unplugged"); i++) {
-		vmmgr_serve(&t.m, 0);
-		sup_step(&t.f.sup, -1, 1);
-	}
+	for (int i = 0; i < 5000 && !strstr(t_fleet_audit(&t.f), "vm_unplugged"); i++)
+		pump(&t, 1);
 	AUDIT_HAS(&t, "\"event\":\"vm_unplugged\",\"partition\":\"guest\"");
 	t_vm_teardown(&t);
 	no_shm_left();
@@ -387,6 +409,39 @@ Test(vm_chan, kill9_agent_then_adopt, .timeout = 300, .fini = t_vm_fini)
 	CONSOLE_HAS(&t, "ADOPTED-ANSWER ERROR NO_GRANT");
 	AUDIT_HAS(&t, "\"event\":\"vm_adopted\",\"partition\":\"guest\"");
 	cr_assert_eq(vmhost_destroy(&t.m.host, "guest", &err), 0, "%s", err.msg);
+	cr_assert_eq(vmhost_running(&t.m.host, "guest"), 0);
+	t_vm_teardown(&t);
+	no_shm_left();
+}
+
+/* A VM that keeps touching the channel after its revocation deadline: the
+ * memory is truncated (chanmgr's rule for late vmms), its QEMU dies at the
+ * next access (SIGBUS), and the audit says so. */
+Test(vm_chan, late_vm_touching_revoked_memory_is_stopped, .timeout = 300,
+     .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("false"),
+		   "parley-chan open pingpong || exit 1\n"
+		   "parley-chan touch pingpong\n", "x\n");
+	/* A guest that ignores hot-unplug: no ACPI hot-plug in its kernel
+	 * (it finds plugged devices by a PCI rescan). */
+	snprintf(t.spec.cmdline_extra, sizeof(t.spec.cmdline_extra),
+		 "acpiphp.disable=1");
+	t.f.cm.unmap_ms = 2000;
+	t_fleet_add(&t.f, "ping", "ping.elf", "count=1000000", NULL, false,
+		    NULL);
+	t_vm_start(&t);
+	t_fleet_go(&t.f);
+	serve_until(&t, "TOUCHING", 240);
+	t_fleet_set_grants(&t.f, "{\"grants\":[]}");
+	time_t end = time(NULL) + 120;
+	while (!strstr(t_fleet_audit(&t.f), "\"vm_stopped\"") &&
+	       time(NULL) < end)
+		pump(&t, 5);
+	AUDIT_HAS(&t, "\"event\":\"vm_unplug_late\",\"partition\":\"guest\"");
+	AUDIT_HAS(&t, "\"event\":\"vm_stopped\",\"partition\":\"guest\","
+		      "\"reason\":\"revoked-access\"");
 	cr_assert_eq(vmhost_running(&t.m.host, "guest"), 0);
 	t_vm_teardown(&t);
 	no_shm_left();

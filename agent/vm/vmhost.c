@@ -180,6 +180,11 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 				    s->name);
 		fl += (size_t)n;
 	}
+	for (const char *c = s->cmdline_extra; *c; c++)
+		if (*c < 0x20 || *c > 0x7e || strchr("<>&'\"", *c))
+			return perr(err, -EINVAL, "VM %s: kernel parameters "
+				    "must be printable, without quotes or <>&",
+				    s->name);
 	sock_path(vh, s->name, sock, sizeof(sock));
 	vmhost_console_path(vh, s->name, con, sizeof(con));
 	if (!xml_path_ok(sock))
@@ -193,7 +198,7 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 		"<memory unit='MiB'>%u</memory><vcpu>1</vcpu>"
 		"<os><type arch='x86_64' machine='pc'>hvm</type>"
 		"<kernel>%s</kernel><initrd>%s</initrd>"
-		"<cmdline>console=ttyS0 quiet panic=-1</cmdline></os>"
+		"<cmdline>console=ttyS0 quiet panic=-1 %s</cmdline></os>"
 		"%s%s%s"
 		/* acpi: the embedded driver needs it, and the guest's
 		 * acpiphp is what sees hot-plugged channel devices */
@@ -209,7 +214,7 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 		s->accel == VM_ACCEL_KVM || (s->accel == VM_ACCEL_AUTO &&
 			access("/dev/kvm", R_OK | W_OK) == 0) ? "kvm" : "qemu",
 		s->name, s->name, s->mem_mib ? s->mem_mib : 192, s->kernel,
-		s->initrd, fl ? "<sysinfo type='fwcfg'>" : "", fw,
+		s->initrd, s->cmdline_extra, fl ? "<sysinfo type='fwcfg'>" : "", fw,
 		fl ? "</sysinfo>" : "", sock, con);
 	if (n < 0 || (size_t)n >= cap)
 		return perr(err, -ENOSPC, "VM %s: domain XML too long", s->name);

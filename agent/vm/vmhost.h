@@ -34,6 +34,9 @@ struct vm_spec {
 	unsigned ncfg;
 	struct { char name[32]; char path[PATH_MAX]; } cfg[VMHOST_CFG_MAX];
 	unsigned mem_mib;           /* 0: 192 */
+	char cmdline_extra[128];    /* more kernel parameters (tests: a
+				     * guest that ignores hot-unplug boots
+				     * with acpiphp.disable=1) */
 	/* VM_ACCEL_AUTO: KVM where /dev/kvm is usable, else TCG. A host's
 	 * KVM may run parley's thin partitions and still not boot Linux
 	 * (a nested KVM that refuses the MSRs Linux sets): say tcg there. */

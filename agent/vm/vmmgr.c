@@ -295,6 +295,7 @@ static void ext_fault(void *ctx, uint32_t reason, const char *detail)
 		 * (SIGBUS in QEMU); until then it runs. */
 		emit(v->m, "vm_unplug_late", v->spec.name, detail, "UNMAP_TIMEOUT",
 		     NULL, "memory truncated: the VM's next access stops it");
+		v->late = true;
 		return;
 	}
 	struct parley_err err = { 0 };
@@ -551,6 +552,30 @@ static bool housekeep(struct vmmgr *m, struct vm_part *v)
 	return did;
 }
 
+/* The control port closed: QEMU is gone (the guest powered off, or a
+ * late VM touched truncated channel memory and QEMU died of SIGBUS). The
+ * grant manager learns the endpoint stopped; its peers see PEER_DOWN. */
+static void vm_gone(struct vmmgr *m, struct vm_part *v)
+{
+	close(v->ctl);
+	v->ctl = -1;
+	if (vmhost_running(&m->host, v->spec.name) > 0)
+		return; /* the port closed, the VM runs: nothing to stop */
+	bool late = v->late;
+	v->shell.finished = true;
+	v->shell.state = PART_STOPPED;
+	v->shell.fin.reason = late ? VMX_STOP_REVOKED_ACCESS : VMX_STOP_EXIT;
+	snprintf(v->shell.fin.detail, sizeof(v->shell.fin.detail), "%s",
+		 late ? "touched channel memory after its revocation deadline"
+		      : "the VM stopped");
+	emit(m, "vm_stopped", v->spec.name, NULL,
+	     late ? "revoked-access" : NULL, NULL, v->shell.fin.detail);
+	for (unsigned k = 0; k < VMMGR_CHANS; k++)
+		if (v->ch[k].used)
+			vc_release(v, &v->ch[k]);
+	chanmgr_gone(m->cm, &v->shell);
+}
+
 int vmmgr_serve(struct vmmgr *m, unsigned i)
 {
 	struct vm_part *v = &m->vm[i];
@@ -559,11 +584,12 @@ int vmmgr_serve(struct vmmgr *m, unsigned i)
 	if (v->ctl < 0)
 		return -EPIPE;
 	ssize_t n = recv(v->ctl, buf, sizeof(buf), MSG_DONTWAIT);
-	if (n < 0)
-		return errno == EAGAIN || errno == EINTR ? (did ? 0 : -EAGAIN)
-							 : -EPIPE;
-	if (n == 0)
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return did ? 0 : -EAGAIN;
+	if (n <= 0) {
+		vm_gone(m, v);
 		return -EPIPE;
+	}
 	for (size_t off = 0; off < (size_t)n;) {
 		struct vmctl_msg msg;
 		struct parley_err err = { 0 };

@@ -69,6 +69,8 @@ struct vm_part {
 	struct partition shell;     /* chanmgr's view: name, state */
 	uint8_t cfg_digest[VMHOST_CFG_MAX][32];
 	bool adopted;               /* was running before this agent */
+	bool late;                  /* kept a channel past its revocation
+				     * deadline: its memory was truncated */
 	int ctl;                    /* control port connection, or -1 */
 	struct vmctl_dec dec;
 	uint32_t next_handle;

@@ -218,6 +218,18 @@ static int map_dev(struct pl_chan *ch, unsigned i, const char *sysfs,
 	for (int t = 0; stat(p, &st) < 0; t += 10) {
 		if (t >= timeout_ms)
 			return -ENODEV;
+		if (t == 500) {
+			/* A kernel without ACPI hot-plug (acpiphp.disable=1)
+			 * finds the device only when asked to look. */
+			char rs[256];
+			snprintf(rs, sizeof(rs), "%s/bus/pci/rescan", sysfs);
+			int fd = open(rs, O_WRONLY | O_CLOEXEC);
+			if (fd >= 0) {
+				if (write(fd, "1", 1) < 0)
+					(void)0; /* then we time out */
+				close(fd);
+			}
+		}
 		sleep_ms(10);
 	}
 	if ((uint64_t)st.st_size < d->size)

@@ -12,6 +12,9 @@
  *                                                   partition (pingpong)
  *   parley-chan poke NAME SECTION                   write junk into a section
  *                                                   (read-only ones: dropped)
+ *   parley-chan touch NAME                          read the sections for ever,
+ *                                                   whatever happens (a guest
+ *                                                   that ignores revocation)
  *
  * Prints one result line: "OPEN NAME handle=H side=S", "SENT N",
  * "RECV TEXT", "CLOSED", or "ERROR STATUS [detail]" (exit 1). The control
@@ -231,10 +234,29 @@ static int cmd_poke(const char *name, unsigned section)
 	return fail("no such section", -EINVAL, NULL);
 }
 
+static int cmd_touch(const char *name)
+{
+	struct pl_chan ch;
+	if (ctl_up() || load(name, &ch))
+		return 1;
+	pl_ctl_close(&ctl);
+	/* Keep a second mapping of every section, so the kernel's eject
+	 * cannot be the end of it: this guest touches the memory until the
+	 * host stops it. */
+	printf("TOUCHING\n");
+	volatile uint64_t sum = 0;
+	for (;;)
+		for (unsigned i = 0; i < PARLEY_VMCTL_DEVS_MAX; i++)
+			if (ch.map[i])
+				for (uint64_t o = 0; o < ch.maplen[i]; o += 4096)
+					sum += *(volatile uint8_t *)((char *)ch.map[i] + o);
+	return 0;
+}
+
 static int usage(void)
 {
 	fprintf(stderr, "usage: parley-chan [-p PORT] [-s SYSFS] "
-		"open|send|recv|close|pong|poke NAME [ARGS]\n");
+		"open|send|recv|close|pong|poke|touch NAME [ARGS]\n");
 	return 2;
 }
 
@@ -265,6 +287,8 @@ int main(int argc, char **argv)
 		rc = cmd_close(name);
 	else if (!strcmp(cmd, "pong") && argc - i >= 3)
 		rc = cmd_pong(name, strtol(argv[i + 2], NULL, 10), wait);
+	else if (!strcmp(cmd, "touch"))
+		rc = cmd_touch(name);
 	else if (!strcmp(cmd, "poke") && argc - i == 3)
 		rc = cmd_poke(name, (unsigned)strtoul(argv[i + 2], NULL, 10));
 	else
