@@ -100,10 +100,12 @@ static int hmp(struct vm_part *v, const char *cmd, struct parley_err *err)
 	return rc;
 }
 
+/* The VM's live end of channel `chan` (closed ones may linger while
+ * their devices are unplugged, or as tombstones). */
 static struct vm_chan *vc_by_chan(struct vm_part *v, uint32_t chan)
 {
 	for (unsigned i = 0; i < VMMGR_CHANS; i++)
-		if (v->ch[i].used && v->ch[i].chan == chan)
+		if (v->ch[i].used && !v->ch[i].closed && v->ch[i].chan == chan)
 			return &v->ch[i];
 	return NULL;
 }
@@ -148,7 +150,7 @@ static void unplug(struct vm_part *v, struct vm_chan *c)
 	for (unsigned i = 0; i < c->nsec; i++) {
 		char cmd[128];
 		struct parley_err err = { 0 };
-		snprintf(cmd, sizeof(cmd), "device_del pld%us%u", c->chan, i);
+		snprintf(cmd, sizeof(cmd), "device_del pld%us%u", c->handle, i);
 		if (hmp(v, cmd, &err))
 			log_warn("%s", err.msg);
 	}
@@ -164,7 +166,7 @@ static bool objects_gone(struct vm_part *v, struct vm_chan *c)
 			continue;
 		char cmd[128];
 		struct parley_err err = { 0 };
-		snprintf(cmd, sizeof(cmd), "object_del plm%us%u", c->chan, i);
+		snprintf(cmd, sizeof(cmd), "object_del plm%us%u", c->handle, i);
 		if (hmp(v, cmd, &err) == 0)
 			c->obj_gone[i] = true;
 		else
@@ -207,21 +209,24 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 		char cmd[512];
 		struct parley_err err = { 0 };
 		/* QEMU opens the agent's own descriptor through /proc: the
-		 * same memfd the thin partition maps, nothing in /dev/shm. */
+		 * same memfd the thin partition maps, nothing in /dev/shm.
+		 * Ids by handle: a channel reopened while its old devices
+		 * are still being unplugged gets new ones. */
 		snprintf(cmd, sizeof(cmd), "object_add memory-backend-file,"
 			 "id=plm%us%u,mem-path=/proc/%d/fd/%d,size=%llu,"
-			 "share=on,readonly=%s", ch->id, i, (int)getpid(), fd,
+			 "share=on,readonly=%s", c->handle, i, (int)getpid(), fd,
 			 (unsigned long long)ch->sec_size[i], rw ? "off" : "on");
 		if ((rc = hmp(v, cmd, &err))) {
 			log_warn("%s", err.msg);
 			break;
 		}
 		snprintf(cmd, sizeof(cmd), "device_add ivshmem-plain,id=pld%us%u,"
-			 "memdev=plm%us%u,bus=pci.0,addr=0x%x", ch->id, i, ch->id,
-			 i, VMMGR_SLOT0 + n);
+			 "memdev=plm%us%u,bus=pci.0,addr=0x%x", c->handle, i,
+			 c->handle, i, VMMGR_SLOT0 + n);
 		if ((rc = hmp(v, cmd, &err))) {
 			log_warn("%s", err.msg);
-			snprintf(cmd, sizeof(cmd), "object_del plm%us%u", ch->id, i);
+			snprintf(cmd, sizeof(cmd), "object_del plm%us%u", c->handle,
+				 i);
 			hmp(v, cmd, &err);
 			break;
 		}

@@ -10,6 +10,10 @@
  *   parley-chan pong NAME COUNT [-w]                answer COUNT checksummed
  *                                                   messages of the ping
  *                                                   partition (pingpong)
+ *   parley-chan ping NAME COUNT                     send COUNT checksummed messages
+ *                                                   to the pong partition, one at
+ *                                                   a time, polling for each
+ *                                                   answer: round trips timed
  *   parley-chan poke NAME SECTION                   write junk into a section
  *                                                   (read-only ones: dropped)
  *   parley-chan touch NAME                          read the sections for ever,
@@ -28,6 +32,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "libparley.h"
@@ -75,16 +80,26 @@ static int load(const char *name, struct pl_chan *ch)
 	return rc ? fail("map", rc, NULL) : 0;
 }
 
+static double now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
 static int cmd_open(const char *name)
 {
 	struct pl_chan ch;
 	if (ctl_up())
 		return 1;
+	double t0 = now_us();
 	int rc = pl_chan_open(&ctl, name, &ch);
 	if (rc)
 		return fail("open", rc, ch.rep.detail[0] ? ch.rep.detail : NULL);
 	if ((rc = pl_chan_map(&ch, sysfs, 5000)))
 		return fail("map", rc, NULL);
+	double ms = (now_us() - t0) / 1e3; /* the agent's decision, its
+					    * hot-plug, our mapping */
 	char p[128];
 	mkdir("/run/parley", 0700);
 	state_path(name, p, sizeof(p));
@@ -92,7 +107,8 @@ static int cmd_open(const char *name)
 	if (fd < 0 || write(fd, &ch.rep, sizeof(ch.rep)) != (ssize_t)sizeof(ch.rep))
 		return fail("state", -errno, NULL);
 	close(fd);
-	printf("OPEN %s handle=%u side=%u\n", name, ch.rep.handle, ch.rep.side);
+	printf("OPEN %s handle=%u side=%u ms=%.1f\n", name, ch.rep.handle,
+	       ch.rep.side, ms);
 	return 0;
 }
 
@@ -198,6 +214,50 @@ static int cmd_pong(const char *name, long count, int wait)
 	return 0;
 }
 
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cmd_ping(const char *name, long count)
+{
+	struct pl_chan ch;
+	static struct pp_msg in, out;
+	static double rtt[100000];
+	unsigned notifies = 0;
+	if (count < 1 || count > 100000)
+		return fail("count", -EINVAL, NULL);
+	if (ctl_up() || load(name, &ch))
+		return 1;
+	for (long i = 0; i < count; i++) {
+		uint32_t n = pp_fill(&out, (uint32_t)i, PP_SALT_PING), len;
+		double t0 = now_us();
+		int rc;
+		while ((rc = pl_chan_send(&ch, &out, n)) == PARLEY_RING_FULL)
+			;
+		if (rc != PARLEY_RING_OK)
+			return fail("send", channel_state(&ch), NULL);
+		/* the thin partition sleeps in CHAN_WAIT when idle: ring it */
+		if (pl_chan_peer_waiting(&ch)) {
+			notifies++;
+			if ((rc = pl_chan_notify(&ctl, &ch)))
+				return fail("notify", rc, NULL);
+		}
+		if ((rc = recv_one(&ch, &in, sizeof(in), &len, 0)))
+			return fail("recv", rc, NULL);
+		rtt[i] = now_us() - t0;
+		if (len < 16 || in.seq != (uint32_t)i) {
+			printf("ERROR answer %ld damaged\n", i);
+			return 1;
+		}
+	}
+	qsort(rtt, (size_t)count, sizeof(rtt[0]), cmp_d);
+	printf("PING %ld median_us=%.2f p99_us=%.2f notifies=%u\n", count,
+	       rtt[count / 2], rtt[count * 99 / 100], notifies);
+	return 0;
+}
+
 static int cmd_poke(const char *name, unsigned section)
 {
 	struct pl_chan ch;
@@ -287,6 +347,8 @@ int main(int argc, char **argv)
 		rc = cmd_close(name);
 	else if (!strcmp(cmd, "pong") && argc - i >= 3)
 		rc = cmd_pong(name, strtol(argv[i + 2], NULL, 10), wait);
+	else if (!strcmp(cmd, "ping") && argc - i >= 3)
+		rc = cmd_ping(name, strtol(argv[i + 2], NULL, 10));
 	else if (!strcmp(cmd, "touch"))
 		rc = cmd_touch(name);
 	else if (!strcmp(cmd, "poke") && argc - i == 3)
