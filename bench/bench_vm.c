@@ -15,13 +15,18 @@
  *                         VM then rings it through the control port);
  *                         median of 2,000 round trips, the guest's clock
  *
- * Not measured here: the sleeping round trip against a bare virtio-serial
- * echo (vm_chan_notify_rtt_vs_vport_echo).
+ *   vm_chan_notify_rtt_vs_vport_echo
+ *                         the median sleeping round trip (the VM WAITs
+ *                         through the control port for each answer; pong
+ *                         rings it) divided by the median one-byte round
+ *                         trip through a bare virtio-serial port this
+ *                         bench echoes (org.parley.echo.0), same run
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +36,7 @@
 #include "common/fileio.h"
 
 #define PINGS 2000
+#define WAITS 1000
 #define OPENS 5
 
 static const char grants[] =
@@ -47,6 +53,8 @@ static const char script[] =
 	"done\n"
 	"parley-chan open pingpong || exit 1\n"
 	"parley-chan ping pingpong 2000\n"
+	"parley-chan ping pingpong 1000 2000 -w\n"
+	"parley-chan vport-echo org.parley.echo.0 1000\n"
 	"echo SCRIPT-END\n";
 
 struct vm_bench {
@@ -55,6 +63,7 @@ struct vm_bench {
 	struct vmmgr m;
 	bool vm_added;
 	double boot_s;
+	int echo;                  /* the echo port's host end */
 };
 
 static double now_s(void)
@@ -89,6 +98,9 @@ static int add_vm(struct cb_run *r, struct parley_err *err)
 	if ((rc = vmmgr_add(&b->m, &b->spec, err)))
 		return rc;
 	b->vm_added = true;
+	b->echo = vmhost_echo_connect(&b->m.host, "guest", 5000, err);
+	if (b->echo < 0)
+		return b->echo;
 	/* Boot: until the guest's init speaks (the partitions are still
 	 * paused: nothing else competes for the CPUs). */
 	while (!strstr(console(b), "PARLEY-GUEST up")) {
@@ -143,7 +155,9 @@ int main(void)
 		       sizeof(s->cfg[0].path)))
 		return 1;
 	char pong_cmd[32];
-	snprintf(pong_cmd, sizeof(pong_cmd), "count=%d", PINGS);
+	snprintf(pong_cmd, sizeof(pong_cmd), "count=%d", PINGS + WAITS);
+	s->echo_port = true;
+	b.echo = -1;
 	const struct cb_part parts[] = {
 		{ "pong", pong_cmd, NULL, false, "pong.elf" },
 		{ "peer", "mode=idle", NULL, true, NULL },
@@ -163,6 +177,14 @@ int main(void)
 			break;
 		}
 		int v = vmmgr_serve(&b.m, 0);
+		/* the bare echo: each byte straight back */
+		char eb[64];
+		ssize_t en = b.echo >= 0 ? recv(b.echo, eb, sizeof(eb),
+						MSG_DONTWAIT) : -1;
+		if (en > 0 && send(b.echo, eb, (size_t)en, MSG_NOSIGNAL) != en)
+			bench_note("echo: short write");
+		if (en > 0)
+			v = 0;
 		cb_serve_once(r, v == -EAGAIN ? 1 : 0);
 	}
 	const char *c = console(&b);
@@ -174,6 +196,13 @@ int main(void)
 			open_ms[nopen++] = strtod(ms + 3, NULL);
 	}
 	const char *pg = strstr(c, "PING ");
+	const char *pw = strstr(c, "PING-WAIT "), *ec = strstr(c, "ECHO ");
+	double wmed = 0, emed = 0;
+	if (rc == 0 && (!pw || !ec ||
+			sscanf(pw, "PING-WAIT %*d median_us=%lf", &wmed) != 1 ||
+			sscanf(ec, "ECHO %*d median_us=%lf", &emed) != 1 ||
+			emed <= 0))
+		rc = perr(&err, -EPROTO, "the VM's script failed:\n%s", c);
 	if (rc == 0 && (nopen != OPENS || !pg ||
 			sscanf(pg, "PING %*d median_us=%lf p99_us=%lf", &med,
 			       &p99) != 2))
@@ -185,11 +214,16 @@ int main(void)
 			     bench_summary("vm_chan_open", open_ms, nopen, 1, "ms"),
 			     "ms");
 		bench_figure("vm_chan_rtt_poll_us", med, "us");
+		bench_note("sleeping round trip %.1f us, bare virtio-serial echo "
+			   "%.1f us", wmed, emed);
+		bench_figure("vm_chan_notify_rtt_vs_vport_echo", wmed / emed, "x");
 		bench_note("vm_chan_rtt_poll p99 %.2f us (%s)", p99,
 			   s->accel == VM_ACCEL_KVM ? "KVM" : "TCG");
 	} else {
 		fprintf(stderr, "bench_vm: %s\n", perr_msg(&err));
 	}
+	if (b.echo >= 0)
+		close(b.echo);
 	if (b.vm_added)
 		vmhost_destroy(&b.m.host, "guest", &err);
 	vmmgr_free(&b.m);

@@ -128,10 +128,16 @@ void vmhost_close(struct vmhost *vh)
 	vh->conn = NULL;
 }
 
+static void sock_path_ext(const struct vmhost *vh, const char *name,
+			  const char *ext, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/%s.%s", vh->dir, name, ext);
+}
+
 static void sock_path(const struct vmhost *vh, const char *name, char *out,
 		      size_t cap)
 {
-	snprintf(out, cap, "%s/%s.ctl", vh->dir, name);
+	sock_path_ext(vh, name, "ctl", out, cap);
 }
 
 void vmhost_console_path(const struct vmhost *vh, const char *name, char *out,
@@ -156,7 +162,8 @@ static bool xml_path_ok(const char *p)
 int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 	       size_t cap, struct parley_err *err)
 {
-	char sock[PATH_MAX + 64], con[PATH_MAX + 64], fw[2048] = "";
+	char sock[PATH_MAX + 64], con[PATH_MAX + 64], echo[PATH_MAX + 64],
+		fw[2048] = "";
 	size_t fl = 0;
 	if (!jv_name_valid(s->name, strlen(s->name), sizeof(s->name)))
 		return perr(err, -EINVAL, "VM name '%s' not allowed", s->name);
@@ -186,6 +193,7 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 				    "must be printable, without quotes or <>&",
 				    s->name);
 	sock_path(vh, s->name, sock, sizeof(sock));
+	sock_path_ext(vh, s->name, "echo", echo, sizeof(echo));
 	vmhost_console_path(vh, s->name, con, sizeof(con));
 	if (!xml_path_ok(sock))
 		return perr(err, -EINVAL, "state directory %s cannot go into "
@@ -209,13 +217,19 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 		"<controller type='virtio-serial' index='0'/>"
 		"<channel type='unix'><source mode='bind' path='%s'/>"
 		"<target type='virtio' name='" PARLEY_VMCTL_PORT "'/></channel>"
+		"%s%s%s"
 		"<serial type='file'><source path='%s'/><target port='0'/></serial>"
 		"<memballoon model='none'/></devices></domain>",
 		s->accel == VM_ACCEL_KVM || (s->accel == VM_ACCEL_AUTO &&
 			access("/dev/kvm", R_OK | W_OK) == 0) ? "kvm" : "qemu",
 		s->name, s->name, s->mem_mib ? s->mem_mib : 192, s->kernel,
 		s->initrd, s->cmdline_extra, fl ? "<sysinfo type='fwcfg'>" : "", fw,
-		fl ? "</sysinfo>" : "", sock, con);
+		fl ? "</sysinfo>" : "", sock,
+		s->echo_port ? "<channel type='unix'><source mode='bind' path='" : "",
+		s->echo_port ? echo : "",
+		s->echo_port ? "'/><target type='virtio' name='org.parley.echo.0'/>"
+			       "</channel>" : "",
+		con);
 	if (n < 0 || (size_t)n >= cap)
 		return perr(err, -ENOSPC, "VM %s: domain XML too long", s->name);
 	return 0;
@@ -290,12 +304,27 @@ int vmhost_destroy(struct vmhost *vh, const char *name, struct parley_err *err)
 	return rc;
 }
 
+static int connect_ext(struct vmhost *vh, const char *name, const char *ext,
+		       int timeout_ms, struct parley_err *err);
+
 int vmhost_ctl_connect(struct vmhost *vh, const char *name, int timeout_ms,
 		       struct parley_err *err)
 {
+	return connect_ext(vh, name, "ctl", timeout_ms, err);
+}
+
+int vmhost_echo_connect(struct vmhost *vh, const char *name, int timeout_ms,
+			struct parley_err *err)
+{
+	return connect_ext(vh, name, "echo", timeout_ms, err);
+}
+
+static int connect_ext(struct vmhost *vh, const char *name, const char *ext,
+		       int timeout_ms, struct parley_err *err)
+{
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char p[PATH_MAX + 64];
-	sock_path(vh, name, p, sizeof(p));
+	sock_path_ext(vh, name, ext, p, sizeof(p));
 	if (strlen(p) >= sizeof(sa.sun_path))
 		return perr(err, -ENAMETOOLONG, "%s: too long for a socket", p);
 	memcpy(sa.sun_path, p, strlen(p) + 1);

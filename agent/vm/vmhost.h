@@ -41,6 +41,9 @@ struct vm_spec {
 	 * KVM may run parley's thin partitions and still not boot Linux
 	 * (a nested KVM that refuses the MSRs Linux sets): say tcg there. */
 	unsigned accel;
+	/* A second virtio-serial port, org.parley.echo.0 (STATE/vm/NAME.echo):
+	 * the bench's bare echo, the baseline of a notify round trip. */
+	bool echo_port;
 };
 
 enum { VM_ACCEL_AUTO = 0, VM_ACCEL_KVM = 1, VM_ACCEL_TCG = 2 };
@@ -81,6 +84,10 @@ int vmhost_destroy(struct vmhost *vh, const char *name, struct parley_err *err);
  * timeout_ms for QEMU to listen. The fd (O_CLOEXEC, blocking), or -errno. */
 int vmhost_ctl_connect(struct vmhost *vh, const char *name, int timeout_ms,
 		       struct parley_err *err);
+
+/* The same for the echo port (spec.echo_port). */
+int vmhost_echo_connect(struct vmhost *vh, const char *name, int timeout_ms,
+			struct parley_err *err);
 
 /* The VM's serial console log (STATE/vm/NAME.console). */
 void vmhost_console_path(const struct vmhost *vh, const char *name, char *out,

@@ -59,11 +59,13 @@ static int read_all(int fd, void *p, size_t n, int timeout_ms)
 	return 0;
 }
 
-/* /sys/class/virtio-ports/vportNpM/name == PARLEY_VMCTL_PORT: /dev/vportNpM */
-static int find_port(char *out, size_t cap)
+/* /sys/class/virtio-ports/vportNpM/name == want: /dev/vportNpM */
+int pl_find_port(const char *want, char *out, size_t cap)
 {
-	if (access("/dev/virtio-ports/" PARLEY_VMCTL_PORT, F_OK) == 0) {
-		snprintf(out, cap, "/dev/virtio-ports/%s", PARLEY_VMCTL_PORT);
+	char link[300];
+	snprintf(link, sizeof(link), "/dev/virtio-ports/%s", want);
+	if (access(link, F_OK) == 0) {
+		snprintf(out, cap, "%s", link);
 		return 0;
 	}
 	DIR *d = opendir("/sys/class/virtio-ports");
@@ -82,7 +84,7 @@ static int find_port(char *out, size_t cap)
 		if (fgets(name, sizeof(name), f))
 			name[strcspn(name, "\n")] = 0;
 		fclose(f);
-		if (!strcmp(name, PARLEY_VMCTL_PORT)) {
+		if (!strcmp(name, want)) {
 			snprintf(out, cap, "/dev/%s", e->d_name);
 			rc = 0;
 		}
@@ -98,7 +100,7 @@ int pl_ctl_open(struct pl_ctl *c, const char *path)
 	c->seq = 0;
 	c->timeout_ms = 5000;
 	if (!path) {
-		int rc = find_port(found, sizeof(found));
+		int rc = pl_find_port(PARLEY_VMCTL_PORT, found, sizeof(found));
 		if (rc)
 			return rc;
 		path = found;

@@ -36,6 +36,9 @@ struct pl_chan {
 int pl_ctl_open(struct pl_ctl *c, const char *path);
 void pl_ctl_close(struct pl_ctl *c);
 
+/* The device of the virtio-serial port named `want`. 0 or -ENOENT. */
+int pl_find_port(const char *want, char *out, size_t cap);
+
 /* One request and its reply (type want, exactly want_len payload bytes,
  * the request's seq); anything else from the agent is -EPROTO. */
 int pl_ctl_call(struct pl_ctl *c, uint16_t type, const void *pl, uint32_t len,

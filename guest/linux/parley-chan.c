@@ -10,10 +10,15 @@
  *   parley-chan pong NAME COUNT [-w]                answer COUNT checksummed
  *                                                   messages of the ping
  *                                                   partition (pingpong)
- *   parley-chan ping NAME COUNT                     send COUNT checksummed messages
+ *   parley-chan ping NAME COUNT [FIRST]             send COUNT checksummed messages
  *                                                   to the pong partition, one at
  *                                                   a time, polling for each
  *                                                   answer: round trips timed
+ *   parley-chan ping NAME COUNT [FIRST] -w          the same, sleeping (WAIT) for
+ *                                                   each answer
+ *   parley-chan vport-echo PORT [COUNT]             one byte round trips through
+ *                                                   the virtio-serial port PORT
+ *                                                   (the host echoes): baseline
  *   parley-chan poke NAME SECTION                   write junk into a section
  *                                                   (read-only ones: dropped)
  *   parley-chan touch NAME                          read the sections for ever,
@@ -220,7 +225,7 @@ static int cmp_d(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int cmd_ping(const char *name, long count)
+static int cmd_ping(const char *name, long count, long first, int wait)
 {
 	struct pl_chan ch;
 	static struct pp_msg in, out;
@@ -231,7 +236,8 @@ static int cmd_ping(const char *name, long count)
 	if (ctl_up() || load(name, &ch))
 		return 1;
 	for (long i = 0; i < count; i++) {
-		uint32_t n = pp_fill(&out, (uint32_t)i, PP_SALT_PING), len;
+		uint32_t seq = (uint32_t)(first + i);
+		uint32_t n = pp_fill(&out, seq, PP_SALT_PING), len;
 		double t0 = now_us();
 		int rc;
 		while ((rc = pl_chan_send(&ch, &out, n)) == PARLEY_RING_FULL)
@@ -244,17 +250,50 @@ static int cmd_ping(const char *name, long count)
 			if ((rc = pl_chan_notify(&ctl, &ch)))
 				return fail("notify", rc, NULL);
 		}
-		if ((rc = recv_one(&ch, &in, sizeof(in), &len, 0)))
+		if ((rc = recv_one(&ch, &in, sizeof(in), &len, wait)))
 			return fail("recv", rc, NULL);
 		rtt[i] = now_us() - t0;
-		if (len < 16 || in.seq != (uint32_t)i) {
+		if (len < 16 || in.seq != seq) {
 			printf("ERROR answer %ld damaged\n", i);
 			return 1;
 		}
 	}
 	qsort(rtt, (size_t)count, sizeof(rtt[0]), cmp_d);
-	printf("PING %ld median_us=%.2f p99_us=%.2f notifies=%u\n", count,
-	       rtt[count / 2], rtt[count * 99 / 100], notifies);
+	printf("PING%s %ld median_us=%.2f p99_us=%.2f notifies=%u\n",
+	       wait ? "-WAIT" : "", count, rtt[count / 2], rtt[count * 99 / 100],
+	       notifies);
+	return 0;
+}
+
+/* The bare virtio-serial round trip, the baseline of a notify: one byte
+ * to the port named `port` and the host's echo of it, COUNT times. */
+static int cmd_echo(const char *port_name, long count)
+{
+	static double rtt[100000];
+	char dev[300];
+	if (count < 1 || count > 100000)
+		return fail("count", -EINVAL, NULL);
+	int rc = pl_find_port(port_name, dev, sizeof(dev));
+	if (rc)
+		return fail("port", rc, NULL);
+	int fd = open(dev, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return fail("port", -errno, NULL);
+	for (long i = 0; i < count; i++) {
+		char b = (char)i, r;
+		double t0 = now_us();
+		if (write(fd, &b, 1) != 1)
+			return fail("write", -errno, NULL);
+		ssize_t n;
+		while ((n = read(fd, &r, 1)) == 0)
+			;
+		if (n != 1 || r != b)
+			return fail("echo", n < 0 ? -errno : -EPROTO, NULL);
+		rtt[i] = now_us() - t0;
+	}
+	close(fd);
+	qsort(rtt, (size_t)count, sizeof(rtt[0]), cmp_d);
+	printf("ECHO %ld median_us=%.2f\n", count, rtt[count / 2]);
 	return 0;
 }
 
@@ -348,7 +387,13 @@ int main(int argc, char **argv)
 	else if (!strcmp(cmd, "pong") && argc - i >= 3)
 		rc = cmd_pong(name, strtol(argv[i + 2], NULL, 10), wait);
 	else if (!strcmp(cmd, "ping") && argc - i >= 3)
-		rc = cmd_ping(name, strtol(argv[i + 2], NULL, 10));
+		rc = cmd_ping(name, strtol(argv[i + 2], NULL, 10),
+			      argc - i >= 4 && strcmp(argv[i + 3], "-w")
+				      ? strtol(argv[i + 3], NULL, 10) : 0,
+			      wait);
+	else if (!strcmp(cmd, "vport-echo"))
+		rc = cmd_echo(name, argc - i >= 3 ? strtol(argv[i + 2], NULL, 10)
+						  : 1000);
 	else if (!strcmp(cmd, "touch"))
 		rc = cmd_touch(name);
 	else if (!strcmp(cmd, "poke") && argc - i == 3)
