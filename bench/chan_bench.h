@@ -80,6 +80,11 @@ int cb_wait(struct cb_run *r, int timeout_ms, struct parley_err *err);
  * serve them, run chanmgr's tick. For a bench that serves more (the vm
  * suite: a Linux VM too) between rounds. */
 void cb_serve_once(struct cb_run *r, int timeout_ms);
+/* The same, waking also when one of extra[] (at most CB_EXTRA_MAX) is
+ * readable: the caller serves those after it returns. */
+#define CB_EXTRA_MAX 16
+void cb_serve_once_with(struct cb_run *r, int timeout_ms, const int *extra,
+			unsigned nextra);
 
 void cb_free(struct cb_run *r);
 

@@ -214,7 +214,13 @@ static void reap_finished(struct cb_run *r, bool all)
 
 void cb_serve_once(struct cb_run *r, int timeout_ms)
 {
-	struct pollfd pf[CB_PARTS_MAX];
+	cb_serve_once_with(r, timeout_ms, NULL, 0);
+}
+
+void cb_serve_once_with(struct cb_run *r, int timeout_ms, const int *extra,
+			unsigned nextra)
+{
+	struct pollfd pf[CB_PARTS_MAX + CB_EXTRA_MAX];
 	unsigned map[CB_PARTS_MAX], n = 0;
 	int timeout = timeout_ms;
 	for (unsigned i = 0; i < r->n; i++) {
@@ -225,7 +231,11 @@ void cb_serve_once(struct cb_run *r, int timeout_ms)
 		if (partition_has_deferred(r->p[i]))
 			timeout = 0;
 	}
-	if (poll(pf, n, timeout) < 0 && errno != EINTR)
+	if (nextra > CB_EXTRA_MAX)
+		nextra = CB_EXTRA_MAX;
+	for (unsigned k = 0; k < nextra; k++)
+		pf[n + k] = (struct pollfd){ .fd = extra[k], .events = POLLIN };
+	if (poll(pf, n + nextra, timeout) < 0 && errno != EINTR)
 		return;
 	for (unsigned k = 0; k < n; k++) {
 		struct partition *p = r->p[map[k]];

@@ -405,6 +405,19 @@ int vmmgr_add(struct vmmgr *m, const struct vm_spec *s, struct parley_err *err)
 	return 0;
 }
 
+unsigned vmmgr_fds(const struct vmmgr *m, unsigned i, int *fds, unsigned cap)
+{
+	const struct vm_part *v = &m->vm[i];
+	unsigned n = 0;
+	if (v->ctl >= 0 && n < cap)
+		fds[n++] = v->ctl;
+	for (unsigned k = 0; k < VMMGR_CHANS && n < cap; k++)
+		if (v->ch[k].used && v->ch[k].wait_pending &&
+		    v->ch[k].bell_mine >= 0)
+			fds[n++] = v->ch[k].bell_mine;
+	return n;
+}
+
 static bool keep(const char *name, void *ctx)
 {
 	return vmmgr_find(ctx, name) != NULL;

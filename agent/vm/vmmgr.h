@@ -109,4 +109,9 @@ int vmmgr_serve(struct vmmgr *m, unsigned i);
 
 struct vm_part *vmmgr_find(struct vmmgr *m, const char *name);
 
+/* The descriptors an event loop watches for VM i (readable: call
+ * vmmgr_serve): its control port, and the doorbells of the channels it
+ * waits on. Returns how many (at most cap). */
+unsigned vmmgr_fds(const struct vmmgr *m, unsigned i, int *fds, unsigned cap);
+
 #endif
