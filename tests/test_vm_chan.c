@@ -446,3 +446,43 @@ Test(vm_chan, late_vm_touching_revoked_memory_is_stopped, .timeout = 300,
 	t_vm_teardown(&t);
 	no_shm_left();
 }
+
+/* ---- a hostile guest on the control port ------------------------------------ */
+
+/* The guest writes bytes that are no frame into its control port: the
+ * agent's decoder refuses them, the port is closed for good (audited with
+ * the reason), and the guest's next request gets no answer. */
+Test(vm_chan, garbage_on_the_control_port_closes_it, .timeout = 240,
+     .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("false"),
+		   "for d in /sys/class/virtio-ports/*; do\n"
+		   "  [ \"$(cat $d/name)\" = org.parley.ctl.0 ] && p=/dev/${d##*/}\n"
+		   "done\n"
+		   "printf 'GARBAGE-GARBAGE-GARBAGE-' > $p\n"
+		   "echo WROTE\n"
+		   "sleep 1\n"
+		   "parley-chan open pingpong\n"
+		   "echo SCRIPT-END\n", "x\n");
+	t_vm_start(&t);
+	time_t end = time(NULL) + 180;
+	while (!strstr(t_fleet_audit(&t.f), "vm_ctl_violation") &&
+	       time(NULL) < end)
+		pump(&t, 5);
+	AUDIT_HAS(&t, "\"event\":\"vm_ctl_violation\",\"partition\":\"guest\","
+		      "\"reason\":\"EPROTO\",\"detail\":\"bad magic 0x42524147\"");
+	cr_assert_lt(t.m.vm[0].ctl, 0, "the port is still served");
+	/* the guest's open after that: no answer, its tool gives up */
+	end = time(NULL) + 60;
+	char *c = NULL;
+	do {
+		free(c);
+		pump(&t, 5);
+		c = console(&t);
+	} while (!strstr(c, "SCRIPT-END") && time(NULL) < end);
+	cr_assert(strstr(c, "ERROR control port"), "%s", c);
+	cr_assert(!strstr(c, "OPEN pingpong"), "%s", c);
+	free(c);
+	t_vm_teardown(&t);
+}

@@ -12,12 +12,28 @@
 #include <time.h>
 #include <unistd.h>
 
-static int write_all(int fd, const void *p, size_t n)
+/* The port is non-blocking: virtio-serial blocks a write for as long as
+ * the host end is not connected (an agent that closed the port, or is
+ * restarting), so a write waits here, up to timeout_ms (< 0: no limit). */
+static int write_all(int fd, const void *p, size_t n, int timeout_ms)
 {
+	int waited = 0;
 	while (n) {
 		ssize_t w = write(fd, p, n);
 		if (w < 0 && errno == EINTR)
 			continue;
+		if (w < 0 && errno == EAGAIN) {
+			struct pollfd pfd = { fd, POLLOUT, 0 };
+			if (poll(&pfd, 1, 10) == 0 || (pfd.revents & POLLHUP)) {
+				if (pfd.revents & POLLHUP)
+					nanosleep(&(struct timespec){ 0, 10000000 },
+						  NULL);
+				waited += 10;
+			}
+			if (timeout_ms >= 0 && waited >= timeout_ms)
+				return -ETIMEDOUT;
+			continue;
+		}
 		if (w <= 0)
 			return w < 0 ? -errno : -EIO;
 		p = (const char *)p + w;
@@ -105,7 +121,7 @@ int pl_ctl_open(struct pl_ctl *c, const char *path)
 			return rc;
 		path = found;
 	}
-	c->fd = open(path, O_RDWR | O_CLOEXEC);
+	c->fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (c->fd < 0)
 		return -errno;
 	/* Replies meant for an earlier opener that gave up (its agent was
@@ -147,12 +163,12 @@ int pl_ctl_call(struct pl_ctl *c, uint16_t type, const void *pl, uint32_t len,
 		return -EINVAL;
 	memcpy(buf, &h, sizeof(h));
 	memcpy(buf + sizeof(h), pl, len);
-	int rc = write_all(c->fd, buf, sizeof(h) + len);
-	if (rc)
-		return rc;
 	/* A WAIT may sleep as long as the peer is quiet; anything else is
 	 * answered at once by a live agent. */
 	int limit = type == PARLEY_VMCTL_WAIT ? -1 : c->timeout_ms;
+	int rc = write_all(c->fd, buf, sizeof(h) + len, c->timeout_ms);
+	if (rc)
+		return rc;
 	struct parley_vmctl_hdr r;
 	if ((rc = read_all(c->fd, &r, sizeof(r), limit)))
 		return rc;
