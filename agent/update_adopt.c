@@ -188,6 +188,17 @@ static int adopt_chan(struct adopt *a, const struct ho_chan *hc,
 		    check_section(ch->mem_ro[i], ch->sec_size[i]) < 0)
 			return perr(err, -EBADF, "channel %s: section %u is not "
 				    "its memory", hc->g.channel, i);
+	/* An agent before issue 11 made each producer's section PAGE +
+	 * ring_bytes, not 2 * ring_bytes: keep the size it was made with,
+	 * or chanmgr_tick would take the difference for its writer's
+	 * truncation. A section shorter than a thin window needs is still
+	 * refused (the window maps PAGE + ring_bytes of it). */
+	for (unsigned i = 1; i < ch->nsec; i += 2) {
+		struct stat st;
+		if (fstat(ch->mem[i], &st) == 0 &&
+		    (uint64_t)st.st_size == PARLEY_PAGE_SIZE + ch->g.ring_bytes)
+			ch->sec_size[i] = (uint64_t)st.st_size;
+	}
 	ch->svc = hc->svc;
 	ch->revoking = hc->revoking;
 	ch->revoke_deadline_ns = mono_now_ns() +

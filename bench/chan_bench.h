@@ -54,6 +54,12 @@ struct cb_run {
 	struct cb_out out[CB_PARTS_MAX];
 	bool gone[CB_PARTS_MAX];   /* chanmgr_gone() called */
 	struct cb_series open_ns;  /* the grant manager's time per CHAN_OPEN */
+	/* Called by cb_start once the grant manager and the (paused)
+	 * partitions exist, before they run: the vm suite adds its VM here,
+	 * so the partitions find it up at their first open. */
+	int (*before_resume)(struct cb_run *r, struct parley_err *err);
+	void *ctx;
+	const char *extra_name;    /* another endpoint grants may name */
 };
 
 /* Create the partitions paused (image chanbench.elf, 16 MiB), give them to
@@ -69,6 +75,16 @@ int cb_start(struct cb_run *r, const struct bench_env *e,
  * others exited with code 0; a partition that fails has its channels
  * revoked at once, so its peers do not wait for it. */
 int cb_wait(struct cb_run *r, int timeout_ms, struct parley_err *err);
+
+/* One round of cb_wait's loop: wait up to timeout_ms for the partitions,
+ * serve them, run chanmgr's tick. For a bench that serves more (the vm
+ * suite: a Linux VM too) between rounds. */
+void cb_serve_once(struct cb_run *r, int timeout_ms);
+/* The same, waking also when one of extra[] (at most CB_EXTRA_MAX) is
+ * readable: the caller serves those after it returns. */
+#define CB_EXTRA_MAX 16
+void cb_serve_once_with(struct cb_run *r, int timeout_ms, const int *extra,
+			unsigned nextra);
 
 void cb_free(struct cb_run *r);
 

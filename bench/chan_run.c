@@ -136,9 +136,11 @@ static int spec_of(const struct cb_part *d, struct part_spec *s,
 static int grants_of(struct cb_run *r, const char *json,
 		     struct parley_err *err)
 {
-	const char *names[CB_PARTS_MAX + 1] = { 0 };
+	const char *names[CB_PARTS_MAX + 2] = { 0 };
 	for (unsigned i = 0; i < r->n; i++)
 		names[i] = r->def[i].name;
+	names[r->n] = r->extra_name; /* NULL, or an endpoint that is no
+				      * partition here (the vm suite's VM) */
 	struct grant_set g;
 	int rc = grant_set_parse(json, strlen(json), names, &g, err);
 	if (rc == 0)
@@ -175,6 +177,8 @@ int cb_start(struct cb_run *r, const struct bench_env *e,
 	int rc = grants_of(r, grants_json, err);
 	for (unsigned i = 0; rc == 0 && i < n; i++)
 		rc = create_one(r, e, i, err);
+	if (rc == 0 && r->before_resume)
+		rc = r->before_resume(r, err);
 	for (unsigned i = 0; rc == 0 && i < n; i++)
 		rc = partition_resume(r->p[i], err);
 	return rc;
@@ -208,11 +212,17 @@ static void reap_finished(struct cb_run *r, bool all)
 	}
 }
 
-static void serve_once(struct cb_run *r)
+void cb_serve_once(struct cb_run *r, int timeout_ms)
 {
-	struct pollfd pf[CB_PARTS_MAX];
+	cb_serve_once_with(r, timeout_ms, NULL, 0);
+}
+
+void cb_serve_once_with(struct cb_run *r, int timeout_ms, const int *extra,
+			unsigned nextra)
+{
+	struct pollfd pf[CB_PARTS_MAX + CB_EXTRA_MAX];
 	unsigned map[CB_PARTS_MAX], n = 0;
-	int timeout = TICK_MS;
+	int timeout = timeout_ms;
 	for (unsigned i = 0; i < r->n; i++) {
 		if (r->p[i]->finished)
 			continue;
@@ -221,7 +231,11 @@ static void serve_once(struct cb_run *r)
 		if (partition_has_deferred(r->p[i]))
 			timeout = 0;
 	}
-	if (poll(pf, n, timeout) < 0 && errno != EINTR)
+	if (nextra > CB_EXTRA_MAX)
+		nextra = CB_EXTRA_MAX;
+	for (unsigned k = 0; k < nextra; k++)
+		pf[n + k] = (struct pollfd){ .fd = extra[k], .events = POLLIN };
+	if (poll(pf, n + nextra, timeout) < 0 && errno != EINTR)
 		return;
 	for (unsigned k = 0; k < n; k++) {
 		struct partition *p = r->p[map[k]];
@@ -251,7 +265,7 @@ int cb_wait(struct cb_run *r, int timeout_ms, struct parley_err *err)
 {
 	uint64_t deadline = mono_now_ns() + (uint64_t)timeout_ms * 1000000;
 	while (!primaries_done(r) && mono_now_ns() < deadline)
-		serve_once(r);
+		cb_serve_once(r, TICK_MS);
 	bool late = !primaries_done(r);
 	for (unsigned i = 0; i < r->n; i++)
 		partition_stop(r->p[i]);

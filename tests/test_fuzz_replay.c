@@ -47,6 +47,7 @@ static const struct target targets[] = {
 	{ "store_audit", NULL },
 	{ "svc", NULL },
 	{ "update_pkg", NULL },
+	{ "vmctl", NULL },
 };
 
 #define NTARGETS (sizeof(targets) / sizeof(targets[0]))

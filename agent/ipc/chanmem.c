@@ -38,8 +38,13 @@ void chanmem_layout(struct cm_chan *ch)
 				       ? PARLEY_RING_FROM_B
 				       : PARLEY_RING_FROM_A;
 		off += 2 * PAGE + ch->g.ring_bytes;
-		/* the producer's section, then the consumer's */
-		ch->sec_size[ch->nsec] = PAGE + ch->g.ring_bytes;
+		/* the producer's section, then the consumer's. The
+		 * producer's (its index page, then the data) is made a
+		 * power of two: a Linux VM's end maps each section as a PCI
+		 * BAR (ivshmem-plain), and BARs are powers of two. The rest
+		 * is padding nobody maps (thin partitions' windows take
+		 * PAGE + ring_bytes of it). */
+		ch->sec_size[ch->nsec] = 2 * ch->g.ring_bytes;
 		ch->sec_writer[ch->nsec++] = (int)h->q[q].from;
 		ch->sec_size[ch->nsec] = PAGE;
 		ch->sec_writer[ch->nsec++] = 1 - (int)h->q[q].from;

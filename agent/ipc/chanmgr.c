@@ -64,6 +64,17 @@ int chanmgr_add(struct chanmgr *cm, struct partition *p)
 	return 0;
 }
 
+int chanmgr_add_ext(struct chanmgr *cm, struct partition *shell,
+		    const struct cm_ext_ops *ops, void *ctx)
+{
+	int rc = chanmgr_add(cm, shell);
+	if (rc == 0) {
+		cm->parts[cm->nparts - 1].ext = ops;
+		cm->parts[cm->nparts - 1].ext_ctx = ctx;
+	}
+	return rc;
+}
+
 void cm_emit(struct chanmgr *cm, const char *event, const char *part,
 		 const char *chan, const char *reason, const char *file,
 		 const char *detail)
@@ -191,6 +202,15 @@ int cm_map_end(struct cm_chan *ch, int side)
 	struct cm_part *cp = e->ep;
 	if (e->mapped)
 		return 0;
+	if (cp->ext) {
+		struct cm_end ne = { .ep = cp };
+		int rc = cp->ext->map(cp->ext_ctx, ch, side, &ne);
+		if (rc < 0)
+			return rc;
+		ne.mapped = true;
+		*e = ne;
+		return 0;
+	}
 	unsigned slot;
 	uint64_t gpa;
 	if (cm_slot_alloc(cp, &slot) < 0 ||
@@ -215,7 +235,7 @@ int cm_map_end(struct cm_chan *ch, int side)
 
 static void end_forget(struct cm_end *e)
 {
-	if (e->ep && e->mapped)
+	if (e->ep && e->mapped && !e->ep->ext)
 		e->ep->slot[e->slot] = NULL;
 	e->mapped = false;
 	e->unmapping = false;
@@ -245,8 +265,11 @@ void cm_chan_revoke(struct chanmgr *cm, struct cm_chan *ch, const char *why)
 		if (!e->mapped)
 			continue;
 		struct ctl_chan_ref ref = { .chan = ch->id, .handle = e->handle };
-		if (partition_send(e->ep->p, CTL_UNMAP, &ref, sizeof(ref), NULL,
-				   0) == 0)
+		if (e->ep->ext) {
+			e->unmapping = true;
+			e->ep->ext->unmap(e->ep->ext_ctx, ch, s);
+		} else if (partition_send(e->ep->p, CTL_UNMAP, &ref, sizeof(ref),
+					  NULL, 0) == 0)
 			e->unmapping = true;
 		else
 			end_forget(e); /* stopped: its vmm holds nothing */
@@ -265,8 +288,13 @@ static void revoke_overdue(struct chanmgr *cm, struct cm_chan *ch)
 		struct partition *p = e->ep->p;
 		cm_emit(cm, "fault", p->name, ch->g.channel, "UNMAP_TIMEOUT", NULL,
 		     "the vmm did not confirm the unmap in time");
-		partition_fault(p, VMX_STOP_VMM_TIMEOUT, "did not confirm the "
-				"unmap of channel %s in time", ch->g.channel);
+		if (e->ep->ext)
+			e->ep->ext->fault(e->ep->ext_ctx, VMX_STOP_VMM_TIMEOUT,
+					  ch->g.channel);
+		else
+			partition_fault(p, VMX_STOP_VMM_TIMEOUT, "did not "
+					"confirm the unmap of channel %s in time",
+					ch->g.channel);
 		end_forget(e);
 	}
 	chan_settle(cm, ch);
@@ -291,7 +319,9 @@ static bool sections_intact(struct chanmgr *cm, struct cm_chan *ch)
 	     detail);
 	if (peer)
 		snprintf(peer->blame, sizeof(peer->blame), "%s", detail);
-	if (bad)
+	if (bad && bad->ext)
+		bad->ext->fault(bad->ext_ctx, VMX_STOP_COMPROMISED, detail);
+	else if (bad)
 		partition_fault(bad->p, VMX_STOP_COMPROMISED, "%s", detail);
 	cm_chan_revoke(cm, ch, "SECTION_TRUNCATED");
 	return false;
@@ -393,8 +423,10 @@ static void chan_peer_gone(struct chanmgr *cm, struct cm_chan *ch,
 		if (!e->mapped || e->unmapping)
 			continue;
 		struct ctl_chan_ref ref = { .chan = ch->id, .handle = e->handle };
-		if (partition_send(e->ep->p, CTL_PEER_GONE, &ref, sizeof(ref),
-				   NULL, 0) < 0)
+		if (e->ep->ext)
+			e->ep->ext->peer_gone(e->ep->ext_ctx, ch, s);
+		else if (partition_send(e->ep->p, CTL_PEER_GONE, &ref,
+					sizeof(ref), NULL, 0) < 0)
 			end_forget(e); /* stopped as well: holds nothing */
 	}
 	chan_settle(cm, ch);
@@ -496,6 +528,8 @@ static int cm_verify(struct chanmgr *cm, struct cm_part *cp, char *file,
 	struct partition *p = cp->p;
 	int64_t page = -1;
 	int rc;
+	if (cp->ext)
+		return cp->ext->verify(cp->ext_ctx, file, cap);
 	if (p->cfg_size <= MEASURE_FULL_REHASH_MAX) {
 		rc = verify_whole(cm, cp, &page, file, cap);
 		if (rc == -EBADMSG)
@@ -751,8 +785,8 @@ bool chanmgr_full_check(struct chanmgr *cm, bool force)
 	struct cm_part *oldest = NULL;
 	for (unsigned i = 0; i < cm->nparts; i++) {
 		struct cm_part *cp = &cm->parts[i];
-		if (!cp->p || cp->p->finished)
-			continue;
+		if (!cp->p || cp->p->finished || cp->ext)
+			continue; /* an external endpoint is checked at opens */
 		if (force) {
 			full_check_one(cm, cp);
 			ran = true;
@@ -767,6 +801,61 @@ bool chanmgr_full_check(struct chanmgr *cm, bool force)
 		ran = true;
 	}
 	return ran;
+}
+
+/* ---- external endpoints (a Linux VM: agent/vm/vmmgr.c) ------------------ */
+
+int chanmgr_ext_open(struct chanmgr *cm, struct partition *shell,
+		     const char *name, struct ctl_open_reply *r,
+		     struct cm_chan **out, int *side)
+{
+	struct ctl_open_req req = { .op = CTL_OP_CHAN_OPEN };
+	memset(r, 0, sizeof(*r));
+	snprintf(req.name, sizeof(req.name), "%s", name);
+	struct cm_part *cp = cm_part_of(shell);
+	struct open_ctx o = { cm, cp, &req, r };
+	*out = NULL;
+	if (!cp || !cp->ext)
+		return r->status = PARLEY_E_NO_GRANT;
+	if (decide(&o) != 0)
+		return r->status;
+	const struct grant *g = grant_find(&cm->grants, name, shell->name);
+	*side = strcmp(g->a, shell->name) == 0 ? 0 : 1;
+	*out = chan_named(cm, name);
+	return r->status;
+}
+
+struct cm_chan *chanmgr_ext_chan(struct chanmgr *cm, struct partition *shell,
+				 uint32_t chan, uint64_t handle, int *side)
+{
+	struct cm_chan *ch = chan_by_id(cm, chan);
+	if (!ch)
+		return NULL;
+	*side = side_of(ch, shell);
+	const struct cm_end *e = &ch->end[*side];
+	if (e->ep != cm_part_of(shell) || !e->mapped || e->handle != handle)
+		return NULL;
+	return ch;
+}
+
+void chanmgr_ext_close(struct chanmgr *cm, struct partition *shell,
+		       uint32_t chan, uint64_t handle)
+{
+	struct ctl_chan_ref ref = { .chan = chan, .handle = handle };
+	on_end_gone(cm, shell, &ref, NULL);
+}
+
+void chanmgr_ext_unmapped(struct chanmgr *cm, struct partition *shell,
+			  uint32_t chan)
+{
+	struct cm_chan *ch = chan_by_id(cm, chan);
+	if (!ch)
+		return;
+	struct cm_end *e = &ch->end[side_of(ch, shell)];
+	if (e->ep != cm_part_of(shell) || !e->unmapping)
+		return;
+	end_forget(e);
+	chan_settle(cm, ch);
 }
 
 void chanmgr_free(struct chanmgr *cm)

@@ -31,9 +31,32 @@ struct segmgr;
  * attached to; segmgr.c). */
 #define CM_SEGRES_MAX 8
 
+struct cm_chan;
+struct cm_end;
+
+/* An endpoint that is not a vmm process (a Linux VM, agent/vm/vmmgr.c):
+ * what chanmgr would send its vmm it asks these instead. Its struct
+ * partition is a shell holding the name and state chanmgr reads. */
+struct cm_ext_ops {
+	/* Give the VM end `side` of ch (sections, doorbells): 0 or -errno;
+	 * e->handle set by the callee. */
+	int (*map)(void *ctx, struct cm_chan *ch, int side, struct cm_end *e);
+	/* Take it back (revocation): done at once or later, then
+	 * chanmgr_ext_unmapped(); the deadline (unmap_ms) is chanmgr's. */
+	void (*unmap)(void *ctx, struct cm_chan *ch, int side);
+	/* The peer stopped: the VM's waits learn PEER_DOWN. */
+	void (*peer_gone)(void *ctx, struct cm_chan *ch, int side);
+	/* chanmgr's verdict on the VM (reason: agent/ctl/stop.h). */
+	void (*fault)(void *ctx, uint32_t reason, const char *detail);
+	/* Re-measure: 0, or -EBADMSG with the file that changed. */
+	int (*verify)(void *ctx, char *file, size_t cap);
+};
+
 /* What the grant manager keeps per partition. */
 struct cm_part {
 	struct partition *p;
+	const struct cm_ext_ops *ext;  /* NULL: a thin partition */
+	void *ext_ctx;
 	bool quarantined;
 	uint16_t gen[CTL_WIN_SLOTS];       /* generation per handle slot */
 	struct cm_chan *slot[CTL_WIN_SLOTS]; /* channel mapped in that slot */
@@ -131,6 +154,26 @@ void chanmgr_set_grants(struct chanmgr *cm, struct grant_set *g);
 
 /* A partition the grant manager now answers for. */
 int chanmgr_add(struct chanmgr *cm, struct partition *p);
+
+/* An endpoint without a vmm (cm_ext_ops), e.g. a Linux VM: shell is its
+ * struct partition (name, state), kept by the caller. */
+int chanmgr_add_ext(struct chanmgr *cm, struct partition *shell,
+		    const struct cm_ext_ops *ops, void *ctx);
+/* The external endpoint asks to open `name`: the same decision as a thin
+ * partition's (grant, integrity of both, peer up, map both ends); *r as
+ * CTL_OPEN_REPLY would carry it. On PARLEY_OK *out is the channel, *side
+ * the endpoint's side. Returns r->status. */
+int chanmgr_ext_open(struct chanmgr *cm, struct partition *shell,
+		     const char *name, struct ctl_open_reply *r,
+		     struct cm_chan **out, int *side);
+/* It closed its handle; it confirms an unmap chanmgr asked for. */
+void chanmgr_ext_close(struct chanmgr *cm, struct partition *shell,
+		       uint32_t chan, uint64_t handle);
+void chanmgr_ext_unmapped(struct chanmgr *cm, struct partition *shell,
+			  uint32_t chan);
+/* Is channel id `chan` still there with `shell` mapped under `handle`? */
+struct cm_chan *chanmgr_ext_chan(struct chanmgr *cm, struct partition *shell,
+				 uint32_t chan, uint64_t handle, int *side);
 
 /* part_opts.on_request with ctx = the chanmgr. */
 void chanmgr_on_request(struct partition *p, const struct ctl_msg *m,

@@ -6,7 +6,7 @@
  * a counter that keeps rising while the agent is replaced beneath it. */
 #include "pingpong.h"
 
-#define SALT_PING 0x70696e67ull
+#define SALT_PING PP_SALT_PING
 
 static struct pp_msg out, in;
 

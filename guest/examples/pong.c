@@ -2,7 +2,7 @@
  * own, after checking the checksum and the sequence. */
 #include "pingpong.h"
 
-#define SALT_PONG 0x706f6e67ull
+#define SALT_PONG PP_SALT_PONG
 
 static struct pp_msg out, in;
 

@@ -1,0 +1,422 @@
+/* The agent's libvirt VMs (vmhost.h). */
+#include "agent/vm/vmhost.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libvirt/libvirt-qemu.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <parley/vmctl.h>
+
+#include "common/jsonv.h"
+#include "common/log.h"
+
+static int lv_err(struct parley_err *err, const char *what, const char *name)
+{
+	const char *m = virGetLastErrorMessage();
+	return perr(err, -EIO, "%s %s: %s", what, name ? name : "",
+		    m ? m : "libvirt error");
+}
+
+/* libvirt prints its errors to stderr by default; they reach the caller
+ * through virGetLastError instead. */
+static void quiet(void *ud, virErrorPtr e)
+{
+	(void)ud;
+	(void)e;
+}
+
+/* The embedded driver needs an event loop registered and running (it
+ * watches QEMU's monitor through it). libvirt's default one, on a thread
+ * of its own for the life of the process: the agent's libevent loop never
+ * blocks on it, nor it on the agent. */
+static int loop_rc;
+static void *loop_main(void *arg)
+{
+	(void)arg;
+	for (;;)
+		virEventRunDefaultImpl();
+	return NULL;
+}
+static void loop_start(void)
+{
+	pthread_t t;
+	loop_rc = virEventRegisterDefaultImpl() < 0 ? -EIO
+		: -pthread_create(&t, NULL, loop_main, NULL);
+	if (!loop_rc)
+		pthread_detach(t);
+}
+
+static int mkdir_one(const char *p)
+{
+	return mkdir(p, 0700) == 0 || errno == EEXIST ? 0 : -errno;
+}
+
+static int write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "we");
+	if (!f)
+		return -errno;
+	int ok = fputs(text, f) >= 0;
+	return fclose(f) == 0 && ok ? 0 : -EIO;
+}
+
+int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
+		struct parley_err *err)
+{
+	char root[PATH_MAX], etc[PATH_MAX], conf[PATH_MAX];
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	memset(vh, 0, sizeof(*vh));
+	/* The embedded driver logs to stderr at its default level (every
+	 * domain "tainted: high-privileges" as root, every lookup of a VM
+	 * that does not run): none of it, unless the operator set
+	 * LIBVIRT_LOG_OUTPUTS; errors reach the caller through
+	 * virGetLastError. (Read when libvirt initialises: before the first
+	 * call into it.) */
+	setenv("LIBVIRT_LOG_OUTPUTS", "4:file:/dev/null", 0);
+	virSetErrorFunc(NULL, quiet);
+	pthread_once(&once, loop_start);
+	if (loop_rc)
+		return perr(err, loop_rc, "libvirt's event loop: %s",
+			    strerror(-loop_rc));
+	if (snprintf(vh->dir, sizeof(vh->dir), "%s/vm", state_dir) >=
+		    (int)sizeof(vh->dir) ||
+	    snprintf(root, sizeof(root), "%s/libvirt", state_dir) >=
+		    (int)sizeof(root))
+		return perr(err, -ENAMETOOLONG, "state directory too long");
+	int rc = mkdir_one(vh->dir);
+	if (rc)
+		return perr(err, rc, "%s: %s", vh->dir, strerror(-rc));
+	if (uri) {
+		snprintf(vh->uri, sizeof(vh->uri), "%s", uri);
+	} else {
+		/* The embedded driver reads ROOT/etc/qemu.conf. As root it
+		 * would run QEMU as libvirt-qemu under a security driver;
+		 * the agent's VMs run as the agent does, their files in
+		 * the agent's own directories. */
+		snprintf(etc, sizeof(etc), "%s/etc", root);
+		snprintf(conf, sizeof(conf), "%s/qemu.conf", etc);
+		if ((rc = mkdir_one(root)) || (rc = mkdir_one(etc)))
+			return perr(err, rc, "%s: %s", etc, strerror(-rc));
+		rc = write_file(conf, geteuid() == 0
+			? "security_driver = \"none\"\nstdio_handler = \"file\"\n"
+			  "user = \"+0\"\ngroup = \"+0\"\n"
+			: "security_driver = \"none\"\nstdio_handler = \"file\"\n");
+		if (rc)
+			return perr(err, rc, "%s: %s", conf, strerror(-rc));
+		snprintf(vh->uri, sizeof(vh->uri), "qemu:///embed?root=%s", root);
+	}
+	vh->conn = virConnectOpen(vh->uri);
+	if (!vh->conn)
+		return lv_err(err, "cannot connect to", vh->uri);
+	return 0;
+}
+
+void vmhost_close(struct vmhost *vh)
+{
+	if (vh->conn)
+		virConnectClose(vh->conn);
+	vh->conn = NULL;
+}
+
+static void sock_path_ext(const struct vmhost *vh, const char *name,
+			  const char *ext, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/%s.%s", vh->dir, name, ext);
+}
+
+static void sock_path(const struct vmhost *vh, const char *name, char *out,
+		      size_t cap)
+{
+	sock_path_ext(vh, name, "ctl", out, cap);
+}
+
+void vmhost_console_path(const struct vmhost *vh, const char *name, char *out,
+			 size_t cap)
+{
+	snprintf(out, cap, "%s/%s.console", vh->dir, name);
+}
+
+/* Paths go into XML attributes and elements as written: only the bytes
+ * that need no escaping, and absolute. */
+static bool xml_path_ok(const char *p)
+{
+	if (p[0] != '/')
+		return false;
+	for (; *p; p++)
+		if (*p < 0x20 || *p == '<' || *p == '>' || *p == '&' ||
+		    *p == '\'' || *p == '"' || *p == 0x7f)
+			return false;
+	return true;
+}
+
+int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
+	       size_t cap, struct parley_err *err)
+{
+	char sock[PATH_MAX + 64], con[PATH_MAX + 64], echo[PATH_MAX + 64],
+		fw[2048] = "";
+	size_t fl = 0;
+	if (!jv_name_valid(s->name, strlen(s->name), sizeof(s->name)))
+		return perr(err, -EINVAL, "VM name '%s' not allowed", s->name);
+	if (!xml_path_ok(s->kernel) || !xml_path_ok(s->initrd))
+		return perr(err, -EINVAL, "VM %s: kernel and initrd must be "
+			    "absolute paths without quotes or <>&", s->name);
+	if (s->ncfg > VMHOST_CFG_MAX)
+		return perr(err, -EINVAL, "VM %s: too many config files",
+			    s->name);
+	for (unsigned i = 0; i < s->ncfg; i++) {
+		if (!jv_name_valid(s->cfg[i].name, strlen(s->cfg[i].name),
+				   sizeof(s->cfg[i].name)) ||
+		    !xml_path_ok(s->cfg[i].path))
+			return perr(err, -EINVAL, "VM %s: config file %u: bad "
+				    "name or path", s->name, i);
+		int n = snprintf(fw + fl, sizeof(fw) - fl,
+				 "<entry name='opt/parley/%s' file='%s'/>",
+				 s->cfg[i].name, s->cfg[i].path);
+		if (n < 0 || (size_t)n >= sizeof(fw) - fl)
+			return perr(err, -ENOSPC, "VM %s: config too long",
+				    s->name);
+		fl += (size_t)n;
+	}
+	for (const char *c = s->cmdline_extra; *c; c++)
+		if (*c < 0x20 || *c > 0x7e || strchr("<>&'\"", *c))
+			return perr(err, -EINVAL, "VM %s: kernel parameters "
+				    "must be printable, without quotes or <>&",
+				    s->name);
+	sock_path(vh, s->name, sock, sizeof(sock));
+	sock_path_ext(vh, s->name, "echo", echo, sizeof(echo));
+	vmhost_console_path(vh, s->name, con, sizeof(con));
+	if (!xml_path_ok(sock))
+		return perr(err, -EINVAL, "state directory %s cannot go into "
+			    "XML as written", vh->dir);
+	int n = snprintf(out, cap,
+		"<domain type='%s'>"
+		"<name>" VMHOST_PREFIX "%s</name>"
+		"<metadata><parley:vm xmlns:parley='" VMHOST_NS "' "
+		"name='%s'/></metadata>"
+		"<memory unit='MiB'>%u</memory><vcpu>1</vcpu>"
+		"<os><type arch='x86_64' machine='pc'>hvm</type>"
+		"<kernel>%s</kernel><initrd>%s</initrd>"
+		"<cmdline>console=ttyS0 quiet panic=-1 %s</cmdline></os>"
+		"%s%s%s"
+		/* acpi: the embedded driver needs it, and the guest's
+		 * acpiphp is what sees hot-plugged channel devices */
+		"<features><acpi/></features>"
+		"<on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot>"
+		"<on_crash>destroy</on_crash>"
+		"<devices><emulator>/usr/bin/qemu-system-x86_64</emulator>"
+		"<controller type='virtio-serial' index='0'/>"
+		"<channel type='unix'><source mode='bind' path='%s'/>"
+		"<target type='virtio' name='" PARLEY_VMCTL_PORT "'/></channel>"
+		"%s%s%s"
+		"<serial type='file'><source path='%s'/><target port='0'/></serial>"
+		"<memballoon model='none'/></devices></domain>",
+		s->accel == VM_ACCEL_KVM || (s->accel == VM_ACCEL_AUTO &&
+			access("/dev/kvm", R_OK | W_OK) == 0) ? "kvm" : "qemu",
+		s->name, s->name, s->mem_mib ? s->mem_mib : 192, s->kernel,
+		s->initrd, s->cmdline_extra, fl ? "<sysinfo type='fwcfg'>" : "", fw,
+		fl ? "</sysinfo>" : "", sock,
+		s->echo_port ? "<channel type='unix'><source mode='bind' path='" : "",
+		s->echo_port ? echo : "",
+		s->echo_port ? "'/><target type='virtio' name='org.parley.echo.0'/>"
+			       "</channel>" : "",
+		con);
+	if (n < 0 || (size_t)n >= cap)
+		return perr(err, -ENOSPC, "VM %s: domain XML too long", s->name);
+	return 0;
+}
+
+int vm_accel_parse(const char *s)
+{
+	if (!strcmp(s, "auto"))
+		return VM_ACCEL_AUTO;
+	if (!strcmp(s, "kvm"))
+		return VM_ACCEL_KVM;
+	if (!strcmp(s, "tcg"))
+		return VM_ACCEL_TCG;
+	return -EINVAL;
+}
+
+static virDomainPtr lookup(struct vmhost *vh, const char *name)
+{
+	char dn[128];
+	snprintf(dn, sizeof(dn), VMHOST_PREFIX "%s", name);
+	return virDomainLookupByName(vh->conn, dn);
+}
+
+int vmhost_start(struct vmhost *vh, const struct vm_spec *s,
+		 struct parley_err *err)
+{
+	static char xml[16384];
+	char sock[PATH_MAX + 64], con[PATH_MAX + 64];
+	int rc = vmhost_xml(vh, s, xml, sizeof(xml), err);
+	if (rc)
+		return rc;
+	/* A socket or console of an earlier run of the same VM. */
+	sock_path(vh, s->name, sock, sizeof(sock));
+	vmhost_console_path(vh, s->name, con, sizeof(con));
+	unlink(sock);
+	unlink(con);
+	virDomainPtr d = virDomainCreateXML(vh->conn, xml, 0);
+	if (!d)
+		return lv_err(err, "cannot start VM", s->name);
+	virDomainFree(d);
+	return 0;
+}
+
+int vmhost_running(struct vmhost *vh, const char *name)
+{
+	virDomainPtr d = lookup(vh, name);
+	if (!d)
+		return 0;
+	int r = virDomainIsActive(d);
+	virDomainFree(d);
+	return r < 0 ? -EIO : r;
+}
+
+/* Destroyed, or gone by itself meanwhile (it powered off, or the driver's
+ * reconnection found it dead): either way no VM is left. */
+static int destroy_dom(virDomainPtr d)
+{
+	if (virDomainDestroy(d) == 0)
+		return 0;
+	return virGetLastErrorCode() == VIR_ERR_NO_DOMAIN ||
+		       virGetLastErrorCode() == VIR_ERR_OPERATION_INVALID
+		       ? 0 : -1;
+}
+
+int vmhost_destroy(struct vmhost *vh, const char *name, struct parley_err *err)
+{
+	virDomainPtr d = lookup(vh, name);
+	if (!d)
+		return perr(err, -ENOENT, "no VM %s", name);
+	int rc = destroy_dom(d) < 0 ? lv_err(err, "cannot destroy VM", name) : 0;
+	virDomainFree(d);
+	return rc;
+}
+
+static int connect_ext(struct vmhost *vh, const char *name, const char *ext,
+		       int timeout_ms, struct parley_err *err);
+
+int vmhost_ctl_connect(struct vmhost *vh, const char *name, int timeout_ms,
+		       struct parley_err *err)
+{
+	return connect_ext(vh, name, "ctl", timeout_ms, err);
+}
+
+int vmhost_echo_connect(struct vmhost *vh, const char *name, int timeout_ms,
+			struct parley_err *err)
+{
+	return connect_ext(vh, name, "echo", timeout_ms, err);
+}
+
+static int connect_ext(struct vmhost *vh, const char *name, const char *ext,
+		       int timeout_ms, struct parley_err *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char p[PATH_MAX + 64];
+	sock_path_ext(vh, name, ext, p, sizeof(p));
+	if (strlen(p) >= sizeof(sa.sun_path))
+		return perr(err, -ENAMETOOLONG, "%s: too long for a socket", p);
+	memcpy(sa.sun_path, p, strlen(p) + 1);
+	for (int t = 0;; t += 10) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return perr(err, -errno, "socket: %s", strerror(errno));
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			return fd;
+		int e = errno;
+		close(fd);
+		if (t >= timeout_ms)
+			return perr(err, -e, "VM %s control port %s: %s", name, p,
+				    strerror(e));
+		struct timespec ts = { 0, 10000000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+int vmhost_hmp(struct vmhost *vh, const char *name, const char *cmd,
+	       char **reply, struct parley_err *err)
+{
+	char *r = NULL;
+	virDomainPtr d = lookup(vh, name);
+	if (reply)
+		*reply = NULL;
+	if (!d)
+		return perr(err, -ENOENT, "no VM %s", name);
+	int rc = virDomainQemuMonitorCommand(d, cmd, &r,
+			VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP) < 0
+		? lv_err(err, "monitor command failed on VM", name) : 0;
+	virDomainFree(d);
+	if (reply)
+		*reply = r;
+	else
+		free(r);
+	return rc;
+}
+
+/* Our VM's name if the domain carries our metadata, else NULL. */
+static char *owned_name(virDomainPtr d)
+{
+	char *md = virDomainGetMetadata(d, VIR_DOMAIN_METADATA_ELEMENT,
+					VMHOST_NS, 0);
+	if (!md)
+		return NULL;
+	/* <vm name='NAME'/> as we wrote it (libvirt may re-quote) */
+	char *s = strstr(md, "name=");
+	char *out = NULL;
+	if (s && (s[5] == '\'' || s[5] == '"')) {
+		char q = s[5], *e = strchr(s + 6, q);
+		if (e && e - (s + 6) < 48) {
+			out = strndup(s + 6, (size_t)(e - (s + 6)));
+			if (out && !jv_name_valid(out, strlen(out), 48)) {
+				free(out);
+				out = NULL;
+			}
+		}
+	}
+	free(md);
+	return out;
+}
+
+int vmhost_reconcile(struct vmhost *vh, bool (*keep)(const char *name, void *ctx),
+		     void *ctx, unsigned *adopted, unsigned *destroyed,
+		     struct parley_err *err)
+{
+	virDomainPtr *doms = NULL;
+	*adopted = *destroyed = 0;
+	int n = virConnectListAllDomains(vh->conn, &doms,
+					 VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+	if (n < 0)
+		return lv_err(err, "cannot list domains of", vh->uri);
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		char *name = owned_name(doms[i]);
+		if (name && keep(name, ctx)) {
+			(*adopted)++;
+			log_info("VM %s: adopted (running since before this agent)",
+				 name);
+		} else if (name) {
+			if (destroy_dom(doms[i]) < 0) {
+				rc = lv_err(err, "cannot destroy VM", name);
+			} else {
+				(*destroyed)++;
+				log_info("VM %s: destroyed (no spec for it any "
+					 "more)", name);
+			}
+		}
+		free(name);
+		virDomainFree(doms[i]);
+	}
+	free(doms);
+	return rc;
+}

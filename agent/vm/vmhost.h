@@ -1,0 +1,108 @@
+/*
+ * The agent's Linux VMs (issue 11): libvirt domains it defines, starts,
+ * adopts and destroys on its own host, by default through the embedded
+ * QEMU driver (qemu:///embed?root=STATE/libvirt: no libvirtd), each with
+ * a virtio-serial port PARLEY_VMCTL_PORT whose host end is a unix socket
+ * in the agent's state directory (QEMU listens on it, the agent connects,
+ * so an agent that restarts connects again to the same VM).
+ *
+ * The domains it owns carry the metadata element VMHOST_NS: at start-up
+ * (vmhost_reconcile) an owned domain the agent still has a spec for is
+ * adopted, any other owned one destroyed — QEMU outlives the agent, so a
+ * VM nobody answers for would otherwise leak. Domains without the element
+ * are not ours and are never touched.
+ */
+#ifndef PARLEY_AGENT_VM_VMHOST_H
+#define PARLEY_AGENT_VM_VMHOST_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "common/err.h"
+
+#define VMHOST_NS "https://parley.invalid/ns/vm/1"
+#define VMHOST_PREFIX "parley-vm-"   /* domain name: prefix + VM name */
+#define VMHOST_CFG_MAX 4
+
+struct vm_spec {
+	char name[48];              /* jv_name_valid */
+	char kernel[PATH_MAX];
+	char initrd[PATH_MAX];
+	/* Key configuration files, measured by the agent on the host and
+	 * handed to the guest read-only as fw_cfg entries opt/parley/NAME
+	 * (cfg[0] is `run`, the script init runs). */
+	unsigned ncfg;
+	struct { char name[32]; char path[PATH_MAX]; } cfg[VMHOST_CFG_MAX];
+	unsigned mem_mib;           /* 0: 192 */
+	char cmdline_extra[128];    /* more kernel parameters (tests: a
+				     * guest that ignores hot-unplug boots
+				     * with acpiphp.disable=1) */
+	/* VM_ACCEL_AUTO: KVM where /dev/kvm is usable, else TCG. A host's
+	 * KVM may run parley's thin partitions and still not boot Linux
+	 * (a nested KVM that refuses the MSRs Linux sets): say tcg there. */
+	unsigned accel;
+	/* A second virtio-serial port, org.parley.echo.0 (STATE/vm/NAME.echo):
+	 * the bench's bare echo, the baseline of a notify round trip. */
+	bool echo_port;
+};
+
+enum { VM_ACCEL_AUTO = 0, VM_ACCEL_KVM = 1, VM_ACCEL_TCG = 2 };
+
+/* "auto", "kvm", "tcg" -> VM_ACCEL_*, or -EINVAL. */
+int vm_accel_parse(const char *s);
+
+struct vmhost {
+	void *conn;                 /* virConnectPtr */
+	char uri[PATH_MAX + 64];
+	char dir[PATH_MAX];         /* STATE/vm: sockets, consoles */
+};
+
+/* Connect: uri, or NULL for qemu:///embed?root=STATE/libvirt (its
+ * qemu.conf written first: no security driver, stdio to files, and when
+ * run as root QEMU as root, as the embedded driver needs). */
+int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
+		struct parley_err *err);
+void vmhost_close(struct vmhost *vh);
+
+/* The domain XML for s (for the tests and the log). -ENOSPC if cap is too
+ * small, -EINVAL for a path XML cannot carry as written. */
+int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
+	       size_t cap, struct parley_err *err);
+
+/* Start s as a transient domain (gone once it stops: nothing to clean in
+ * libvirt's definitions). */
+int vmhost_start(struct vmhost *vh, const struct vm_spec *s,
+		 struct parley_err *err);
+
+/* Is s->name's domain running? 1, 0, or -errno. */
+int vmhost_running(struct vmhost *vh, const char *name);
+
+/* Destroy (kill) the domain: 0, -ENOENT if there is none. */
+int vmhost_destroy(struct vmhost *vh, const char *name, struct parley_err *err);
+
+/* Connect to the host end of the VM's control port, waiting up to
+ * timeout_ms for QEMU to listen. The fd (O_CLOEXEC, blocking), or -errno. */
+int vmhost_ctl_connect(struct vmhost *vh, const char *name, int timeout_ms,
+		       struct parley_err *err);
+
+/* The same for the echo port (spec.echo_port). */
+int vmhost_echo_connect(struct vmhost *vh, const char *name, int timeout_ms,
+			struct parley_err *err);
+
+/* The VM's serial console log (STATE/vm/NAME.console). */
+void vmhost_console_path(const struct vmhost *vh, const char *name, char *out,
+			 size_t cap);
+
+/* One HMP command through the QEMU monitor (virDomainQemuMonitorCommand);
+ * *reply (malloc'd, may be NULL) is QEMU's text: an HMP error is in it. */
+int vmhost_hmp(struct vmhost *vh, const char *name, const char *cmd,
+	       char **reply, struct parley_err *err);
+
+/* Start-up: every running domain carrying our metadata is adopted if
+ * keep(name) says so (its name without VMHOST_PREFIX), else destroyed.
+ * Counts in *adopted and *destroyed. */
+int vmhost_reconcile(struct vmhost *vh, bool (*keep)(const char *name, void *ctx),
+		     void *ctx, unsigned *adopted, unsigned *destroyed,
+		     struct parley_err *err);
+
+#endif

@@ -1,0 +1,629 @@
+/* The agent's Linux VM partitions (vmmgr.h). */
+#include "agent/vm/vmmgr.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <parley/hypercall.h>
+
+#include "agent/ctl/stop.h"
+#include "common/log.h"
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void emit(struct vmmgr *m, const char *event, const char *part,
+		 const char *chan, const char *reason, const char *file,
+		 const char *detail)
+{
+	struct audit_event e = { event, part, chan, reason, file, detail };
+	if (m->audit)
+		audit_emit(m->audit, &e);
+}
+
+static int file_sha256(const char *path, uint8_t out[32])
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	int rc = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) ? 0 : -ENOMEM;
+	uint8_t buf[65536];
+	ssize_t n;
+	while (!rc && (n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n < 0)
+			rc = -errno;
+		else if (!EVP_DigestUpdate(c, buf, (size_t)n))
+			rc = -EIO;
+	}
+	unsigned len = 0;
+	if (!rc && (!EVP_DigestFinal_ex(c, out, &len) || len != 32))
+		rc = -EIO;
+	EVP_MD_CTX_free(c);
+	close(fd);
+	return rc;
+}
+
+/* ---- the control port ---------------------------------------------------- */
+
+static int send_frame(struct vm_part *v, uint16_t type, uint32_t seq,
+		      const void *pl, size_t len)
+{
+	if (v->ctl < 0)
+		return -EPIPE;
+	int n = vmctl_encode(type, seq, pl, len, v->out, sizeof(v->out));
+	if (n < 0)
+		return n;
+	/* Replies are small; a blocking send keeps them whole and in order
+	 * (QEMU drains the socket into the guest's port). */
+	for (size_t off = 0; off < (size_t)n;) {
+		ssize_t w = send(v->ctl, v->out + off, (size_t)n - off,
+				 MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -EPIPE;
+		off += (size_t)w;
+	}
+	return 0;
+}
+
+static void send_status(struct vm_part *v, uint16_t type, uint32_t seq,
+			int status, uint32_t handle)
+{
+	struct parley_vmctl_status st = { status, handle };
+	send_frame(v, type, seq, &st, sizeof(st));
+}
+
+/* ---- hot-plug ------------------------------------------------------------ */
+
+static int hmp(struct vm_part *v, const char *cmd, struct parley_err *err)
+{
+	char *reply = NULL;
+	int rc = vmhost_hmp(&v->m->host, v->spec.name, cmd, &reply, err);
+	/* HMP answers a success with nothing; anything else is QEMU's
+	 * error text. */
+	if (rc == 0 && reply && reply[strspn(reply, " \r\n")])
+		rc = perr(err, -EIO, "VM %s: '%s': %.200s", v->spec.name, cmd,
+			  reply);
+	free(reply);
+	return rc;
+}
+
+/* The VM's live end of channel `chan` (closed ones may linger while
+ * their devices are unplugged, or as tombstones). */
+static struct vm_chan *vc_by_chan(struct vm_part *v, uint32_t chan)
+{
+	for (unsigned i = 0; i < VMMGR_CHANS; i++)
+		if (v->ch[i].used && !v->ch[i].closed && v->ch[i].chan == chan)
+			return &v->ch[i];
+	return NULL;
+}
+
+static struct vm_chan *vc_by_handle(struct vm_part *v, uint32_t handle)
+{
+	for (unsigned i = 0; i < VMMGR_CHANS; i++)
+		if (v->ch[i].used && v->ch[i].handle == handle)
+			return &v->ch[i];
+	return NULL;
+}
+
+/* The devices are gone: their slots and the doorbells go; the record
+ * stays as a tombstone (gone) for the guest's handle. */
+static void vc_unplugged(struct vm_part *v, struct vm_chan *c)
+{
+	for (unsigned i = 0; i < c->nsec; i++)
+		v->slots_used &= ~(1u << (c->slot[i] - VMMGR_SLOT0));
+	c->nsec = 0;
+	if (c->bell_mine >= 0)
+		close(c->bell_mine);
+	if (c->bell_peer >= 0)
+		close(c->bell_peer);
+	c->bell_mine = c->bell_peer = -1;
+	c->unplugging = false;
+	c->closed = c->gone = true;
+}
+
+static void vc_release(struct vm_part *v, struct vm_chan *c)
+{
+	vc_unplugged(v, c);
+	memset(c, 0, sizeof(*c));
+}
+
+/* device_del for every section still plugged; the objects go once QEMU
+ * has let go of the devices (vmmgr_serve retries). */
+static void unplug(struct vm_part *v, struct vm_chan *c)
+{
+	if (c->unplugging)
+		return;
+	c->unplugging = true;
+	for (unsigned i = 0; i < c->nsec; i++) {
+		char cmd[128];
+		struct parley_err err = { 0 };
+		snprintf(cmd, sizeof(cmd), "device_del pld%us%u", c->handle, i);
+		if (hmp(v, cmd, &err))
+			log_warn("%s", err.msg);
+	}
+}
+
+/* Try to delete the memory objects of an unplugging channel: true once
+ * all are gone (QEMU holds the memfds no more). */
+static bool objects_gone(struct vm_part *v, struct vm_chan *c)
+{
+	bool all = true;
+	for (unsigned i = 0; i < c->nsec; i++) {
+		if (c->obj_gone[i])
+			continue;
+		char cmd[128];
+		struct parley_err err = { 0 };
+		snprintf(cmd, sizeof(cmd), "object_del plm%us%u", c->handle, i);
+		if (hmp(v, cmd, &err) == 0)
+			c->obj_gone[i] = true;
+		else
+			all = false; /* still in use: the guest has not ejected */
+	}
+	return all;
+}
+
+static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
+{
+	struct vm_part *v = ctx;
+	struct vm_chan *c = NULL;
+	for (unsigned i = 0; i < VMMGR_CHANS && !c; i++)
+		if (!v->ch[i].used)
+			c = &v->ch[i];
+	for (unsigned i = 0; i < VMMGR_CHANS && !c; i++)
+		if (v->ch[i].gone)
+			c = &v->ch[i]; /* a tombstone the guest never closed */
+	if (!c || ch->nsec > PARLEY_VMCTL_DEVS_MAX)
+		return -ENOSPC;
+	uint64_t t0 = now_ns();
+	memset(c, 0, sizeof(*c));
+	c->used = true;
+	c->chan = ch->id;
+	c->side = side;
+	c->handle = ++v->next_handle;
+	c->bell_mine = dup(ch->bell[side]);
+	c->bell_peer = dup(ch->bell[1 - side]);
+	int rc = c->bell_mine < 0 || c->bell_peer < 0 ? -errno : 0;
+	for (unsigned i = 0; i < ch->nsec && !rc; i++) {
+		unsigned n = 0;
+		while (n < 16 && (v->slots_used & (1u << n)))
+			n++;
+		if (n == 16) {
+			rc = -ENOSPC;
+			break;
+		}
+		bool rw = ch->sec_writer[i] == side;
+		int fd = rw ? ch->mem[i] : ch->mem_ro[i];
+		char cmd[512];
+		struct parley_err err = { 0 };
+		/* QEMU opens the agent's own descriptor through /proc: the
+		 * same memfd the thin partition maps, nothing in /dev/shm.
+		 * Ids by handle: a channel reopened while its old devices
+		 * are still being unplugged gets new ones. */
+		snprintf(cmd, sizeof(cmd), "object_add memory-backend-file,"
+			 "id=plm%us%u,mem-path=/proc/%d/fd/%d,size=%llu,"
+			 "share=on,readonly=%s", c->handle, i, (int)getpid(), fd,
+			 (unsigned long long)ch->sec_size[i], rw ? "off" : "on");
+		if ((rc = hmp(v, cmd, &err))) {
+			log_warn("%s", err.msg);
+			break;
+		}
+		snprintf(cmd, sizeof(cmd), "device_add ivshmem-plain,id=pld%us%u,"
+			 "memdev=plm%us%u,bus=pci.0,addr=0x%x", c->handle, i,
+			 c->handle, i, VMMGR_SLOT0 + n);
+		if ((rc = hmp(v, cmd, &err))) {
+			log_warn("%s", err.msg);
+			snprintf(cmd, sizeof(cmd), "object_del plm%us%u", c->handle,
+				 i);
+			hmp(v, cmd, &err);
+			break;
+		}
+		v->slots_used |= 1u << n;
+		c->slot[i] = (uint8_t)(VMMGR_SLOT0 + n);
+		struct parley_vmctl_dev *d = &c->dev[i];
+		snprintf(d->pci, sizeof(d->pci), "0000:00:%02x.0", VMMGR_SLOT0 + n);
+		d->size = ch->sec_size[i];
+		d->section = i;
+		d->writable = rw;
+		c->nsec = i + 1;
+	}
+	if (rc) {
+		unplug(v, c);
+		c->closed = true;  /* objects go on later serves */
+		return rc;
+	}
+	v->m->plug_ns_last = now_ns() - t0;
+	e->handle = c->handle;
+	return 0;
+}
+
+static void wake(struct vm_part *v, struct vm_chan *c, int status)
+{
+	if (!c->wait_pending)
+		return;
+	c->wait_pending = false;
+	send_status(v, PARLEY_VMCTL_WAKE, c->wait_seq, status, c->handle);
+}
+
+static void ext_unmap(void *ctx, struct cm_chan *ch, int side)
+{
+	struct vm_part *v = ctx;
+	(void)side;
+	struct vm_chan *c = vc_by_chan(v, ch->id);
+	if (!c) {
+		chanmgr_ext_unmapped(v->m->cm, &v->shell, ch->id);
+		return;
+	}
+	/* At once: the data is punched out (the guest reads zeros, QEMU
+	 * survives), whatever the guest does with the devices. */
+	for (unsigned i = 0; i < ch->nsec; i++)
+		if (fallocate(ch->mem[i], FALLOC_FL_PUNCH_HOLE |
+			      FALLOC_FL_KEEP_SIZE, 0, (off_t)ch->sec_size[i]) < 0)
+			log_warn("VM %s: punching channel %s: %s", v->spec.name,
+				 ch->g.channel, strerror(errno));
+	emit(v->m, "vm_revoke_punched", v->spec.name, ch->g.channel, NULL, NULL,
+	     "sections punched; devices being unplugged");
+	c->closed = true;
+	wake(v, c, PARLEY_E_CLOSED);
+	unplug(v, c);
+}
+
+static void ext_peer_gone(void *ctx, struct cm_chan *ch, int side)
+{
+	struct vm_part *v = ctx;
+	(void)side;
+	struct vm_chan *c = vc_by_chan(v, ch->id);
+	if (!c)
+		return;
+	c->peer_gone = true;
+	wake(v, c, PARLEY_E_PEER_DOWN);
+}
+
+static void ext_fault(void *ctx, uint32_t reason, const char *detail)
+{
+	struct vm_part *v = ctx;
+	if (reason == VMX_STOP_VMM_TIMEOUT) {
+		/* The guest kept the device past the deadline: chanmgr now
+		 * truncates the memory, so its next access stops the VM
+		 * (SIGBUS in QEMU); until then it runs. */
+		emit(v->m, "vm_unplug_late", v->spec.name, detail, "UNMAP_TIMEOUT",
+		     NULL, "memory truncated: the VM's next access stops it");
+		v->late = true;
+		return;
+	}
+	struct parley_err err = { 0 };
+	emit(v->m, "vm_stopped", v->spec.name, NULL, vmx_stop_name(reason), NULL,
+	     detail);
+	vmhost_destroy(&v->m->host, v->spec.name, &err);
+}
+
+static int ext_verify(void *ctx, char *file, size_t cap)
+{
+	struct vm_part *v = ctx;
+	for (unsigned i = 0; i < v->spec.ncfg; i++) {
+		uint8_t d[32];
+		if (file_sha256(v->spec.cfg[i].path, d) ||
+		    memcmp(d, v->cfg_digest[i], 32)) {
+			snprintf(file, cap, "%s", v->spec.cfg[i].name);
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+static const struct cm_ext_ops vm_ops = {
+	.map = ext_map, .unmap = ext_unmap, .peer_gone = ext_peer_gone,
+	.fault = ext_fault, .verify = ext_verify,
+};
+
+/* ---- set-up ------------------------------------------------------------- */
+
+int vmmgr_init(struct vmmgr *m, const char *state_dir, const char *uri,
+	       struct chanmgr *cm, struct audit *audit, struct parley_err *err)
+{
+	memset(m, 0, sizeof(*m));
+	m->cm = cm;
+	m->audit = audit;
+	return vmhost_open(&m->host, state_dir, uri, err);
+}
+
+void vmmgr_free(struct vmmgr *m)
+{
+	for (unsigned i = 0; i < m->nvm; i++) {
+		struct vm_part *v = &m->vm[i];
+		if (v->ctl >= 0)
+			close(v->ctl);
+		for (unsigned k = 0; k < VMMGR_CHANS; k++)
+			if (v->ch[k].used)
+				vc_release(v, &v->ch[k]);
+	}
+	vmhost_close(&m->host);
+}
+
+struct vm_part *vmmgr_find(struct vmmgr *m, const char *name)
+{
+	for (unsigned i = 0; i < m->nvm; i++)
+		if (!strcmp(m->vm[i].spec.name, name))
+			return &m->vm[i];
+	return NULL;
+}
+
+int vmmgr_add(struct vmmgr *m, const struct vm_spec *s, struct parley_err *err)
+{
+	if (m->nvm == VMMGR_MAX)
+		return perr(err, -ENOSPC, "more than %d VMs", VMMGR_MAX);
+	if (vmmgr_find(m, s->name))
+		return perr(err, -EEXIST, "VM %s twice", s->name);
+	struct vm_part *v = &m->vm[m->nvm];
+	memset(v, 0, sizeof(*v));
+	v->m = m;
+	v->spec = *s;
+	v->ctl = -1;
+	vmctl_dec_init(&v->dec);
+	for (unsigned i = 0; i < s->ncfg; i++) {
+		int rc = file_sha256(s->cfg[i].path, v->cfg_digest[i]);
+		if (rc)
+			return perr(err, rc, "VM %s: config file %s: %s", s->name,
+				    s->cfg[i].path, strerror(-rc));
+	}
+	int r = vmhost_running(&m->host, s->name);
+	if (r < 0)
+		return perr(err, r, "VM %s: cannot ask libvirt", s->name);
+	if (r) {
+		v->adopted = true;
+		emit(m, "vm_adopted", s->name, NULL, NULL, NULL, NULL);
+	} else {
+		int rc = vmhost_start(&m->host, s, err);
+		if (rc)
+			return rc;
+		emit(m, "vm_started", s->name, NULL, NULL, NULL, NULL);
+	}
+	v->ctl = vmhost_ctl_connect(&m->host, s->name, 5000, err);
+	if (v->ctl < 0)
+		return v->ctl;
+	snprintf(v->shell.name, sizeof(v->shell.name), "%s", s->name);
+	v->shell.state = PART_RUNNING;
+	v->shell.pidfd = v->shell.ctl = v->shell.mem_fd = -1;
+	int rc = chanmgr_add_ext(m->cm, &v->shell, &vm_ops, v);
+	if (rc) {
+		close(v->ctl);
+		return perr(err, rc, "VM %s: grant manager full", s->name);
+	}
+	m->nvm++;
+	return 0;
+}
+
+unsigned vmmgr_fds(const struct vmmgr *m, unsigned i, int *fds, unsigned cap)
+{
+	const struct vm_part *v = &m->vm[i];
+	unsigned n = 0;
+	if (v->ctl >= 0 && n < cap)
+		fds[n++] = v->ctl;
+	for (unsigned k = 0; k < VMMGR_CHANS && n < cap; k++)
+		if (v->ch[k].used && v->ch[k].wait_pending &&
+		    v->ch[k].bell_mine >= 0)
+			fds[n++] = v->ch[k].bell_mine;
+	return n;
+}
+
+static bool keep(const char *name, void *ctx)
+{
+	return vmmgr_find(ctx, name) != NULL;
+}
+
+int vmmgr_reconcile(struct vmmgr *m, unsigned *adopted, unsigned *destroyed,
+		    struct parley_err *err)
+{
+	int rc = vmhost_reconcile(&m->host, keep, m, adopted, destroyed, err);
+	if (*destroyed) {
+		char d[64];
+		snprintf(d, sizeof(d), "%u VM(s) without a spec", *destroyed);
+		emit(m, "vm_destroyed", NULL, NULL, "NO_SPEC", NULL, d);
+	}
+	return rc;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static void on_open(struct vmmgr *m, struct vm_part *v,
+		    const struct vmctl_msg *msg)
+{
+	struct parley_vmctl_open_reply r;
+	struct ctl_open_reply cr;
+	struct cm_chan *ch;
+	int side;
+	memset(&r, 0, sizeof(r));
+	r.status = chanmgr_ext_open(m->cm, &v->shell, msg->u.open.name, &cr,
+				    &ch, &side);
+	snprintf(r.detail, sizeof(r.detail), "%s", cr.detail);
+	struct vm_chan *c = ch ? vc_by_chan(v, ch->id) : NULL;
+	if (r.status == PARLEY_OK && c && !c->closed) {
+		r.handle = c->handle;
+		r.side = (uint32_t)side;
+		r.ndev = c->nsec;
+		memcpy(r.dev, c->dev, sizeof(r.dev));
+	} else if (r.status == PARLEY_OK) {
+		r.status = PARLEY_E_LIMIT;
+	}
+	send_frame(v, PARLEY_VMCTL_OPEN_REPLY, msg->h.seq, &r, sizeof(r));
+}
+
+/* The channel behind a handle, and the status a request on it gets. */
+static int handle_state(struct vmmgr *m, struct vm_part *v, uint32_t handle,
+			struct vm_chan **out, struct cm_chan **ch)
+{
+	int side;
+	struct vm_chan *c = vc_by_handle(v, handle);
+	*out = c;
+	*ch = NULL;
+	if (!c)
+		return PARLEY_E_BAD_HANDLE;
+	if (c->closed)
+		return PARLEY_E_CLOSED;
+	*ch = chanmgr_ext_chan(m->cm, &v->shell, c->chan, c->handle, &side);
+	if (!*ch || (*ch)->revoking)
+		return PARLEY_E_CLOSED;
+	return c->peer_gone ? PARLEY_E_PEER_DOWN : PARLEY_OK;
+}
+
+static void on_msg(struct vmmgr *m, struct vm_part *v,
+		   const struct vmctl_msg *msg)
+{
+	struct vm_chan *c;
+	struct cm_chan *ch;
+	int st;
+	switch (msg->h.type) {
+	case PARLEY_VMCTL_HELLO: {
+		struct parley_vmctl_hello he = { PARLEY_VMCTL_VERSION, 0 };
+		send_frame(v, PARLEY_VMCTL_HELLO_REPLY, msg->h.seq, &he,
+			   sizeof(he));
+		return;
+	}
+	case PARLEY_VMCTL_OPEN:
+		on_open(m, v, msg);
+		return;
+	case PARLEY_VMCTL_DIGEST: {
+		/* The guest's word only: audited as guest-reported. */
+		char hex[65];
+		for (int i = 0; i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", msg->u.digest.sha256[i]);
+		emit(m, "guest_reported_digest", v->spec.name, NULL,
+		     "guest-reported", msg->u.digest.path, hex);
+		send_status(v, PARLEY_VMCTL_STATUS, msg->h.seq, PARLEY_OK, 0);
+		return;
+	}
+	case PARLEY_VMCTL_NOTIFY: {
+		st = handle_state(m, v, msg->u.handle.handle, &c, &ch);
+		if (st == PARLEY_OK) {
+			uint64_t one = 1;
+			if (write(c->bell_peer, &one, sizeof(one)) < 0 &&
+			    errno != EAGAIN)
+				st = PARLEY_E_CLOSED;
+		}
+		send_status(v, PARLEY_VMCTL_STATUS, msg->h.seq, st,
+			    msg->u.handle.handle);
+		return;
+	}
+	case PARLEY_VMCTL_WAIT:
+		st = handle_state(m, v, msg->u.handle.handle, &c, &ch);
+		if (st == PARLEY_OK && !c->wait_pending) {
+			c->wait_pending = true;
+			c->wait_seq = msg->h.seq;
+			return; /* WAKE when the doorbell rings */
+		}
+		send_status(v, PARLEY_VMCTL_WAKE, msg->h.seq,
+			    st == PARLEY_OK ? PARLEY_E_INVAL : st,
+			    msg->u.handle.handle);
+		return;
+	case PARLEY_VMCTL_CLOSE:
+		st = handle_state(m, v, msg->u.handle.handle, &c, &ch);
+		if (c && c->gone) {
+			vc_release(v, c);
+		} else if (c && !c->closed) {
+			c->closed = true;
+			wake(v, c, PARLEY_E_CLOSED);
+			unplug(v, c);
+			chanmgr_ext_close(m->cm, &v->shell, c->chan, c->handle);
+			st = PARLEY_OK;
+		}
+		send_status(v, PARLEY_VMCTL_STATUS, msg->h.seq,
+			    st == PARLEY_E_BAD_HANDLE ? st : PARLEY_OK,
+			    msg->u.handle.handle);
+		return;
+	}
+}
+
+/* Doorbells rung for waiting VMs, and unplugs that completed. */
+static bool housekeep(struct vmmgr *m, struct vm_part *v)
+{
+	bool did = false;
+	for (unsigned i = 0; i < VMMGR_CHANS; i++) {
+		struct vm_chan *c = &v->ch[i];
+		if (!c->used)
+			continue;
+		uint64_t n;
+		if (c->wait_pending &&
+		    read(c->bell_mine, &n, sizeof(n)) == (ssize_t)sizeof(n)) {
+			wake(v, c, PARLEY_OK);
+			did = true;
+		}
+		if (c->unplugging && objects_gone(v, c)) {
+			emit(m, "vm_unplugged", v->spec.name, NULL, NULL, NULL,
+			     NULL);
+			vc_unplugged(v, c);
+			chanmgr_ext_unmapped(m->cm, &v->shell, c->chan);
+			did = true;
+		}
+	}
+	return did;
+}
+
+/* The control port closed: QEMU is gone (the guest powered off, or a
+ * late VM touched truncated channel memory and QEMU died of SIGBUS). The
+ * grant manager learns the endpoint stopped; its peers see PEER_DOWN. */
+static void vm_gone(struct vmmgr *m, struct vm_part *v)
+{
+	close(v->ctl);
+	v->ctl = -1;
+	if (vmhost_running(&m->host, v->spec.name) > 0)
+		return; /* the port closed, the VM runs: nothing to stop */
+	bool late = v->late;
+	v->shell.finished = true;
+	v->shell.state = PART_STOPPED;
+	v->shell.fin.reason = late ? VMX_STOP_REVOKED_ACCESS : VMX_STOP_EXIT;
+	snprintf(v->shell.fin.detail, sizeof(v->shell.fin.detail), "%s",
+		 late ? "touched channel memory after its revocation deadline"
+		      : "the VM stopped");
+	emit(m, "vm_stopped", v->spec.name, NULL,
+	     late ? "revoked-access" : NULL, NULL, v->shell.fin.detail);
+	for (unsigned k = 0; k < VMMGR_CHANS; k++)
+		if (v->ch[k].used)
+			vc_release(v, &v->ch[k]);
+	chanmgr_gone(m->cm, &v->shell);
+}
+
+int vmmgr_serve(struct vmmgr *m, unsigned i)
+{
+	struct vm_part *v = &m->vm[i];
+	uint8_t buf[4096];
+	bool did = housekeep(m, v);
+	if (v->ctl < 0)
+		return -EPIPE;
+	ssize_t n = recv(v->ctl, buf, sizeof(buf), MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return did ? 0 : -EAGAIN;
+	if (n <= 0) {
+		vm_gone(m, v);
+		return -EPIPE;
+	}
+	for (size_t off = 0; off < (size_t)n;) {
+		struct vmctl_msg msg;
+		struct parley_err err = { 0 };
+		size_t used;
+		int rc = vmctl_dec_feed(&v->dec, buf + off, (size_t)n - off,
+					&used, &msg, &err);
+		off += used;
+		if (rc < 0) {
+			emit(m, "vm_ctl_violation", v->spec.name, NULL, "EPROTO",
+			     NULL, err.msg);
+			close(v->ctl);
+			v->ctl = -1;
+			return -EPROTO;
+		}
+		if (rc == 1)
+			on_msg(m, v, &msg);
+	}
+	return 0;
+}

@@ -1,0 +1,117 @@
+/*
+ * The agent's Linux VM partitions (issue 11): each VM started (or adopted)
+ * through vmhost.h, its control port served here — every byte through the
+ * hostile-input decoder (vmctl.h) — and its channels decided and made by
+ * the same grant manager as thin partitions' (agent/ipc/chanmgr.h, as an
+ * external endpoint: struct cm_ext_ops), so a thin partition and a VM
+ * share one channel's memfds:
+ *
+ * - open: chanmgr's decision (quarantine, grant, integrity of both ends —
+ *   a VM's is its key configuration files re-measured on the host against
+ *   the SHA-256 taken when the agent took the VM on; a changed one is
+ *   INTEGRITY naming it, and the VM quarantined — peer up), then every
+ *   section hot-plugged into the VM as an ivshmem-plain device through
+ *   the QEMU monitor: a memory-backend-file on /proc/AGENT/fd/N of the
+ *   section's memfd, read-only (readonly=on, and the read-only re-open)
+ *   unless the VM is that section's writer. The reply names each device's
+ *   PCI address; the guest maps its BAR 2.
+ * - notify: the peer's doorbell (its eventfd) rung; wait: answered WAKE
+ *   when the VM's doorbell rings (the peer's vmm writes it), or CLOSED /
+ *   PEER_DOWN.
+ * - revocation (chanmgr's): the sections are punched at once (the guest
+ *   reads zeros), the devices hot-unplugged; the unplug confirmed when
+ *   QEMU lets go of the memory objects. A VM that has not let go by
+ *   chanmgr's deadline keeps running but the memory is truncated: its
+ *   next access kills its QEMU (SIGBUS). Audited: `vm_revoke_punched`,
+ *   `vm_unplugged`, `vm_unplug_late`.
+ */
+#ifndef PARLEY_AGENT_VM_VMMGR_H
+#define PARLEY_AGENT_VM_VMMGR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "agent/ipc/audit.h"
+#include "agent/ipc/chanmgr.h"
+#include "agent/partition.h"
+#include "agent/vm/vmctl.h"
+#include "agent/vm/vmhost.h"
+
+#define VMMGR_MAX 8
+#define VMMGR_CHANS 8
+#define VMMGR_SLOT0 0x10      /* PCI slots 0x10.. on pci.0 for sections */
+
+struct vm_chan {
+	bool used;
+	uint32_t chan;              /* chanmgr's channel id */
+	uint32_t handle;            /* the VM's */
+	int side;
+	unsigned nsec;
+	struct parley_vmctl_dev dev[PARLEY_VMCTL_DEVS_MAX];
+	uint8_t slot[PARLEY_VMCTL_DEVS_MAX];
+	bool unplugging;            /* device_del sent; objects to delete */
+	bool obj_gone[PARLEY_VMCTL_DEVS_MAX];
+	bool closed;                /* revoked or closed: CLOSED from now */
+	bool gone;                  /* unplugged: kept only so the guest's
+				     * handle answers CLOSED, not BAD_HANDLE,
+				     * until it closes it (or the record is
+				     * needed) */
+	bool peer_gone;
+	bool wait_pending;
+	uint32_t wait_seq;
+	int bell_mine, bell_peer;   /* dups of the channel's doorbells */
+};
+
+struct vmmgr;
+
+struct vm_part {
+	struct vmmgr *m;
+	struct vm_spec spec;
+	struct partition shell;     /* chanmgr's view: name, state */
+	uint8_t cfg_digest[VMHOST_CFG_MAX][32];
+	bool adopted;               /* was running before this agent */
+	bool late;                  /* kept a channel past its revocation
+				     * deadline: its memory was truncated */
+	int ctl;                    /* control port connection, or -1 */
+	struct vmctl_dec dec;
+	uint32_t next_handle;
+	uint32_t slots_used;        /* bit n: PCI slot VMMGR_SLOT0 + n */
+	struct vm_chan ch[VMMGR_CHANS];
+	uint8_t out[sizeof(struct parley_vmctl_hdr) + PARLEY_VMCTL_PAYLOAD_MAX];
+};
+
+struct vmmgr {
+	struct vmhost host;
+	struct chanmgr *cm;         /* the agent's grant manager */
+	struct audit *audit;
+	unsigned nvm;
+	struct vm_part vm[VMMGR_MAX];
+	uint64_t plug_ns_last;      /* the last open's hot-plug, for benches */
+};
+
+int vmmgr_init(struct vmmgr *m, const char *state_dir, const char *uri,
+	       struct chanmgr *cm, struct audit *audit, struct parley_err *err);
+void vmmgr_free(struct vmmgr *m);
+
+/* Take on a VM: measure its config files (the baseline), adopt its domain
+ * if it runs (an agent before us started it) or start it, connect to its
+ * control port, and make it a chanmgr endpoint. */
+int vmmgr_add(struct vmmgr *m, const struct vm_spec *s, struct parley_err *err);
+
+/* Start-up reconciliation: owned domains without a spec here are
+ * destroyed (call after every vmmgr_add). */
+int vmmgr_reconcile(struct vmmgr *m, unsigned *adopted, unsigned *destroyed,
+		    struct parley_err *err);
+
+/* Serve VM i: what it sent (non-blocking), its doorbells, its unplugs.
+ * 0, -EAGAIN when nothing happened, -EPIPE when the port closed, -EPROTO
+ * on a violation (the port is closed, audited). */
+int vmmgr_serve(struct vmmgr *m, unsigned i);
+
+struct vm_part *vmmgr_find(struct vmmgr *m, const char *name);
+
+/* The descriptors an event loop watches for VM i (readable: call
+ * vmmgr_serve): its control port, and the doorbells of the channels it
+ * waits on. Returns how many (at most cap). */
+unsigned vmmgr_fds(const struct vmmgr *m, unsigned i, int *fds, unsigned cap);
+
+#endif

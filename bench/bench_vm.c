@@ -1,0 +1,245 @@
+/*
+ * The vm suite (issue 11): a Linux VM (the Debian cloud kernel, the
+ * build's initramfs, under the embedded libvirt QEMU driver, TCG unless
+ * PARLEY_VM_ACCEL says kvm) beside thin partitions under one grant manager.
+ *
+ *   vm_boot_s             vmmgr_add (define + start) until the guest's init
+ *                         prints on its console
+ *   vm_chan_open_ms       the guest's `parley-chan open` of a channel whose
+ *                         peer (a thin partition, idle) never opened it:
+ *                         the decision, the hot-plug of every section, the
+ *                         guest's mapping (median of 5, the guest's clock)
+ *   vm_chan_rtt_poll_us   64..2 KiB checksummed messages, the VM's
+ *                         `parley-chan ping` polling for each answer of the
+ *                         thin partition pong (which sleeps when idle: the
+ *                         VM then rings it through the control port);
+ *                         median of 2,000 round trips, the guest's clock
+ *
+ *   vm_chan_notify_rtt_vs_vport_echo
+ *                         the median sleeping round trip (the VM WAITs
+ *                         through the control port for each answer; pong
+ *                         rings it) divided by the median one-byte round
+ *                         trip through a bare virtio-serial port this
+ *                         bench echoes (org.parley.echo.0), same run
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/vm/vmmgr.h"
+#include "bench/bench.h"
+#include "bench/chan_bench.h"
+#include "common/fileio.h"
+
+#define PINGS 2000
+#define WAITS 1000
+#define OPENS 5
+
+static const char grants[] =
+	"{\"grants\":["
+	"{\"channel\":\"pingpong\",\"endpoint_a\":\"guest\",\"endpoint_b\":"
+	"\"pong\",\"direction\":\"both\",\"ring_bytes\":\"64K\"},"
+	"{\"channel\":\"openb\",\"endpoint_a\":\"guest\",\"endpoint_b\":"
+	"\"peer\",\"direction\":\"both\",\"ring_bytes\":\"64K\"}]}";
+
+static const char script[] =
+	"for i in 1 2 3 4 5; do\n"
+	"  parley-chan open openb || exit 1\n"
+	"  parley-chan close openb\n"
+	"done\n"
+	"parley-chan open pingpong || exit 1\n"
+	"parley-chan ping pingpong 2000\n"
+	"parley-chan ping pingpong 1000 2000 -w\n"
+	"parley-chan vport-echo org.parley.echo.0 1000\n"
+	"echo SCRIPT-END\n";
+
+struct vm_bench {
+	char dir[64];
+	struct vm_spec spec;
+	struct vmmgr m;
+	bool vm_added;
+	double boot_s;
+	int echo;                  /* the echo port's host end */
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static char *console(struct vm_bench *b)
+{
+	static char buf[1 << 16];
+	char p[PATH_MAX + 64];
+	vmhost_console_path(&b->m.host, "guest", p, sizeof(p));
+	FILE *f = fopen(p, "r");
+	buf[0] = 0;
+	if (f) {
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = 0;
+		fclose(f);
+	}
+	return buf;
+}
+
+static int add_vm(struct cb_run *r, struct parley_err *err)
+{
+	struct vm_bench *b = r->ctx;
+	int rc = vmmgr_init(&b->m, b->dir, NULL, &r->cm, &r->audit, err);
+	if (rc)
+		return rc;
+	double t0 = now_s();
+	if ((rc = vmmgr_add(&b->m, &b->spec, err)))
+		return rc;
+	b->vm_added = true;
+	b->echo = vmhost_echo_connect(&b->m.host, "guest", 5000, err);
+	if (b->echo < 0)
+		return b->echo;
+	/* Boot: until the guest's init speaks (the partitions are still
+	 * paused: nothing else competes for the CPUs). */
+	while (!strstr(console(b), "PARLEY-GUEST up")) {
+		if (now_s() - t0 > 300)
+			return perr(err, -ETIMEDOUT, "the VM did not boot in "
+				    "300 s:\n%s", console(b));
+		vmmgr_serve(&b->m, 0);
+		nanosleep(&(struct timespec){ 0, 5000000 }, NULL);
+	}
+	b->boot_s = now_s() - t0;
+	return 0;
+}
+
+static int write_file(const char *dir, const char *name, const char *text,
+		      char *path, size_t cap)
+{
+	snprintf(path, cap, "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return -errno;
+	fputs(text, f);
+	return fclose(f) ? -EIO : 0;
+}
+
+int main(void)
+{
+	struct bench_env e;
+	struct parley_err err = { 0 };
+	static struct vm_bench b;
+	if (bench_env_init(&e, &err)) {
+		fprintf(stderr, "bench_vm: %s\n", perr_msg(&err));
+		return 1;
+	}
+	snprintf(b.dir, sizeof(b.dir), "/tmp/parley-benchvm-XXXXXX");
+	if (!mkdtemp(b.dir))
+		return 1;
+	char build[PATH_MAX];
+	snprintf(build, sizeof(build), "%s", e.image_dir);
+	char *slash = strrchr(build, '/');
+	if (slash)
+		*slash = 0; /* <build>/guest -> <build> */
+	struct vm_spec *s = &b.spec;
+	snprintf(s->name, sizeof(s->name), "guest");
+	const char *acc = getenv("PARLEY_VM_ACCEL");
+	s->accel = (unsigned)(vm_accel_parse(acc ? acc : "tcg") < 0
+		? VM_ACCEL_TCG : vm_accel_parse(acc ? acc : "tcg"));
+	snprintf(s->kernel, sizeof(s->kernel), "%s/vm/vmlinuz", build);
+	snprintf(s->initrd, sizeof(s->initrd), "%s/vm/initramfs.gz", build);
+	s->ncfg = 1;
+	snprintf(s->cfg[0].name, sizeof(s->cfg[0].name), "run");
+	if (write_file(b.dir, "run.sh", script, s->cfg[0].path,
+		       sizeof(s->cfg[0].path)))
+		return 1;
+	char pong_cmd[32];
+	snprintf(pong_cmd, sizeof(pong_cmd), "count=%d", PINGS + WAITS);
+	s->echo_port = true;
+	b.echo = -1;
+	const struct cb_part parts[] = {
+		{ "pong", pong_cmd, NULL, false, "pong.elf" },
+		{ "peer", "mode=idle", NULL, true, NULL },
+	};
+	struct cb_run *r = calloc(1, sizeof(*r));
+	if (!r)
+		return 1;
+	r->before_resume = add_vm;
+	r->extra_name = "guest";
+	r->ctx = &b;
+	int rc = cb_start(r, &e, grants, parts, 2, &err);
+	double t0 = now_s();
+	while (rc == 0 && !strstr(console(&b), "SCRIPT-END") &&
+	       !strstr(console(&b), "PARLEY-GUEST done")) {
+		if (now_s() - t0 > 600) {
+			rc = perr(&err, -ETIMEDOUT, "the VM's script did not end");
+			break;
+		}
+		int v = vmmgr_serve(&b.m, 0);
+		/* the bare echo: each byte straight back */
+		char eb[64];
+		ssize_t en = b.echo >= 0 ? recv(b.echo, eb, sizeof(eb),
+						MSG_DONTWAIT) : -1;
+		if (en > 0 && send(b.echo, eb, (size_t)en, MSG_NOSIGNAL) != en)
+			bench_note("echo: short write");
+		if (en > 0)
+			v = 0;
+		/* wake for the VM's port and doorbells and the echo as for
+		 * the partitions: no polling interval in any round trip */
+		int fds[CB_EXTRA_MAX];
+		unsigned nf = vmmgr_fds(&b.m, 0, fds, CB_EXTRA_MAX - 1);
+		if (b.echo >= 0)
+			fds[nf++] = b.echo;
+		cb_serve_once_with(r, v == -EAGAIN ? 20 : 0, fds, nf);
+	}
+	const char *c = console(&b);
+	double open_ms[OPENS], med = 0, p99 = 0;
+	unsigned nopen = 0;
+	for (const char *p = c; (p = strstr(p, "OPEN openb ")); p++) {
+		const char *ms = strstr(p, "ms=");
+		if (ms && nopen < OPENS)
+			open_ms[nopen++] = strtod(ms + 3, NULL);
+	}
+	const char *pg = strstr(c, "PING ");
+	const char *pw = strstr(c, "PING-WAIT "), *ec = strstr(c, "ECHO ");
+	double wmed = 0, emed = 0;
+	if (rc == 0 && (!pw || !ec ||
+			sscanf(pw, "PING-WAIT %*d median_us=%lf", &wmed) != 1 ||
+			sscanf(ec, "ECHO %*d median_us=%lf", &emed) != 1 ||
+			emed <= 0))
+		rc = perr(&err, -EPROTO, "the VM's script failed:\n%s", c);
+	if (rc == 0 && (nopen != OPENS || !pg ||
+			sscanf(pg, "PING %*d median_us=%lf p99_us=%lf", &med,
+			       &p99) != 2))
+		rc = perr(&err, -EPROTO, "the VM's script failed:\n%s", c);
+	if (rc == 0) {
+		bench_note("VM console:\n%s", c);
+		bench_figure("vm_boot_s", b.boot_s, "s");
+		bench_figure("vm_chan_open_ms",
+			     bench_summary("vm_chan_open", open_ms, nopen, 1, "ms"),
+			     "ms");
+		bench_figure("vm_chan_rtt_poll_us", med, "us");
+		bench_note("sleeping round trip %.1f us, bare virtio-serial echo "
+			   "%.1f us", wmed, emed);
+		bench_figure("vm_chan_notify_rtt_vs_vport_echo", wmed / emed, "x");
+		bench_note("vm_chan_rtt_poll p99 %.2f us (%s)", p99,
+			   s->accel == VM_ACCEL_KVM ? "KVM" : "TCG");
+	} else {
+		fprintf(stderr, "bench_vm: %s\n", perr_msg(&err));
+	}
+	if (b.echo >= 0)
+		close(b.echo);
+	if (b.vm_added)
+		vmhost_destroy(&b.m.host, "guest", &err);
+	vmmgr_free(&b.m);
+	if (r->n && r->p[r->n - 1])
+		cb_wait(r, 1000, &err);
+	cb_free(r);
+	free(r);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", b.dir);
+	if (system(cmd) != 0)
+		bench_note("could not remove %s", b.dir);
+	return rc ? 1 : 0;
+}

@@ -1,0 +1,399 @@
+/* libparley (libparley.h): the control port and the channel's devices. */
+#include "libparley.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The port is non-blocking: virtio-serial blocks a write for as long as
+ * the host end is not connected (an agent that closed the port, or is
+ * restarting), so a write waits here, up to timeout_ms (< 0: no limit). */
+static int write_all(int fd, const void *p, size_t n, int timeout_ms)
+{
+	int waited = 0;
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN) {
+			struct pollfd pfd = { fd, POLLOUT, 0 };
+			if (poll(&pfd, 1, 10) == 0 || (pfd.revents & POLLHUP)) {
+				if (pfd.revents & POLLHUP)
+					nanosleep(&(struct timespec){ 0, 10000000 },
+						  NULL);
+				waited += 10;
+			}
+			if (timeout_ms >= 0 && waited >= timeout_ms)
+				return -ETIMEDOUT;
+			continue;
+		}
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		p = (const char *)p + w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Read exactly n bytes; timeout_ms < 0: no limit. While the host end is
+ * not connected (an agent restarting) virtio-serial reads 0 and polls
+ * POLLHUP: wait for it, up to the limit. */
+static int read_all(int fd, void *p, size_t n, int timeout_ms)
+{
+	int waited = 0;
+	while (n) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		int pr = poll(&pfd, 1, 10);
+		if (pr < 0 && errno != EINTR)
+			return -errno;
+		ssize_t r = 0;
+		if (pr > 0 && (pfd.revents & POLLIN)) {
+			r = read(fd, p, n);
+			if (r < 0 && errno != EINTR && errno != EAGAIN)
+				return -errno;
+		}
+		if (r <= 0) {
+			if (pfd.revents & POLLHUP) {
+				struct timespec ts = { 0, 10000000 };
+				nanosleep(&ts, NULL);
+			}
+			waited += 10;
+			if (timeout_ms >= 0 && waited >= timeout_ms)
+				return -ETIMEDOUT;
+			continue;
+		}
+		p = (char *)p + r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* /sys/class/virtio-ports/vportNpM/name == want: /dev/vportNpM */
+int pl_find_port(const char *want, char *out, size_t cap)
+{
+	char link[300];
+	snprintf(link, sizeof(link), "/dev/virtio-ports/%s", want);
+	if (access(link, F_OK) == 0) {
+		snprintf(out, cap, "%s", link);
+		return 0;
+	}
+	DIR *d = opendir("/sys/class/virtio-ports");
+	if (!d)
+		return -ENOENT;
+	struct dirent *e;
+	int rc = -ENOENT;
+	while (rc && (e = readdir(d))) {
+		char p[300], name[64] = "";
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "/sys/class/virtio-ports/%s/name", e->d_name);
+		FILE *f = fopen(p, "r");
+		if (!f)
+			continue;
+		if (fgets(name, sizeof(name), f))
+			name[strcspn(name, "\n")] = 0;
+		fclose(f);
+		if (!strcmp(name, want)) {
+			snprintf(out, cap, "/dev/%s", e->d_name);
+			rc = 0;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+int pl_ctl_open(struct pl_ctl *c, const char *path)
+{
+	char found[300];
+	c->fd = -1;
+	c->seq = 0;
+	c->timeout_ms = 5000;
+	if (!path) {
+		int rc = pl_find_port(PARLEY_VMCTL_PORT, found, sizeof(found));
+		if (rc)
+			return rc;
+		path = found;
+	}
+	c->fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (c->fd < 0)
+		return -errno;
+	/* Replies meant for an earlier opener that gave up (its agent was
+	 * restarting) may still be queued: drop them, or they would answer
+	 * our requests. */
+	for (;;) {
+		struct pollfd pfd = { c->fd, POLLIN, 0 };
+		char junk[512];
+		if (poll(&pfd, 1, 0) <= 0 || !(pfd.revents & POLLIN) ||
+		    read(c->fd, junk, sizeof(junk)) <= 0)
+			break;
+	}
+	struct parley_vmctl_hello he = { PARLEY_VMCTL_VERSION, 0 }, back;
+	int rc = pl_ctl_call(c, PARLEY_VMCTL_HELLO, &he, sizeof(he),
+			     PARLEY_VMCTL_HELLO_REPLY, &back, sizeof(back));
+	if (rc == 0 && back.version < 1)
+		rc = -EPROTO;
+	if (rc) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	return rc;
+}
+
+void pl_ctl_close(struct pl_ctl *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+int pl_ctl_call(struct pl_ctl *c, uint16_t type, const void *pl, uint32_t len,
+		uint16_t want, void *reply, uint32_t want_len)
+{
+	uint8_t buf[sizeof(struct parley_vmctl_hdr) + PARLEY_VMCTL_PAYLOAD_MAX];
+	struct parley_vmctl_hdr h = { PARLEY_VMCTL_MAGIC, PARLEY_VMCTL_VERSION,
+				      type, len, ++c->seq };
+	if (len > PARLEY_VMCTL_PAYLOAD_MAX)
+		return -EINVAL;
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), pl, len);
+	/* A WAIT may sleep as long as the peer is quiet; anything else is
+	 * answered at once by a live agent. */
+	int limit = type == PARLEY_VMCTL_WAIT ? -1 : c->timeout_ms;
+	int rc = write_all(c->fd, buf, sizeof(h) + len, c->timeout_ms);
+	if (rc)
+		return rc;
+	struct parley_vmctl_hdr r;
+	if ((rc = read_all(c->fd, &r, sizeof(r), limit)))
+		return rc;
+	if (r.magic != PARLEY_VMCTL_MAGIC || r.version != PARLEY_VMCTL_VERSION ||
+	    r.type != want || r.len != want_len || r.seq != h.seq ||
+	    want_len != parley_vmctl_payload_len(want))
+		return -EPROTO;
+	return read_all(c->fd, reply, want_len, limit);
+}
+
+int pl_chan_open(struct pl_ctl *c, const char *name, struct pl_chan *ch)
+{
+	struct parley_vmctl_open o;
+	memset(ch, 0, sizeof(*ch));
+	memset(&o, 0, sizeof(o));
+	if (!*name || strlen(name) >= sizeof(o.name))
+		return -EINVAL;
+	memcpy(o.name, name, strlen(name));
+	int rc = pl_ctl_call(c, PARLEY_VMCTL_OPEN, &o, sizeof(o),
+			     PARLEY_VMCTL_OPEN_REPLY, &ch->rep, sizeof(ch->rep));
+	if (rc)
+		return rc;
+	struct parley_vmctl_open_reply *r = &ch->rep;
+	r->detail[sizeof(r->detail) - 1] = 0;
+	if (r->status > 0 || (r->status == PARLEY_OK &&
+			      (r->ndev < 2 || r->ndev > PARLEY_VMCTL_DEVS_MAX ||
+			       r->side > 1)))
+		return -EPROTO;
+	return PL_STATUS(r->status);
+}
+
+static int sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	return nanosleep(&ts, NULL);
+}
+
+/* "0000:00:10.0": the only shape of PCI address accepted, so a reply
+ * cannot point the mapping anywhere else in sysfs. */
+static int pci_ok(const char *s)
+{
+	static const char shape[] = "hhhh:hh:hh.h";
+	if (!memchr(s, 0, PARLEY_VMCTL_PCI_MAX) || strlen(s) != 12)
+		return 0;
+	for (int i = 0; i < 12; i++) {
+		int hex = (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f');
+		if (shape[i] == 'h' ? !hex : s[i] != shape[i])
+			return 0;
+	}
+	return 1;
+}
+
+static int map_dev(struct pl_chan *ch, unsigned i, const char *sysfs,
+		   int timeout_ms)
+{
+	const struct parley_vmctl_dev *d = &ch->rep.dev[i];
+	char p[256];
+	struct stat st;
+	if (!pci_ok(d->pci) || d->section >= PARLEY_VMCTL_DEVS_MAX ||
+	    d->size < PARLEY_RING_PAGE || d->size > 2 * PARLEY_RING_MAX)
+		return -EPROTO;
+	snprintf(p, sizeof(p), "%s/bus/pci/devices/%s/resource2", sysfs, d->pci);
+	/* Hot-plug: the guest kernel's acpiphp adds the device a little
+	 * after the agent's device_add returned. */
+	for (int t = 0; stat(p, &st) < 0; t += 10) {
+		if (t >= timeout_ms)
+			return -ENODEV;
+		if (t == 500) {
+			/* A kernel without ACPI hot-plug (acpiphp.disable=1)
+			 * finds the device only when asked to look. */
+			char rs[256];
+			snprintf(rs, sizeof(rs), "%s/bus/pci/rescan", sysfs);
+			int fd = open(rs, O_WRONLY | O_CLOEXEC);
+			if (fd >= 0) {
+				if (write(fd, "1", 1) < 0)
+					(void)0; /* then we time out */
+				close(fd);
+			}
+		}
+		sleep_ms(10);
+	}
+	if ((uint64_t)st.st_size < d->size)
+		return -EPROTO;
+	int fd = open(p, (d->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	void *m = mmap(NULL, d->size, PROT_READ | (d->writable ? PROT_WRITE : 0),
+		       MAP_SHARED, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED)
+		return -errno;
+	ch->map[d->section] = m;
+	ch->maplen[d->section] = d->size;
+	return 0;
+}
+
+int pl_chan_map(struct pl_chan *ch, const char *sysfs, int timeout_ms)
+{
+	const struct parley_vmctl_open_reply *r = &ch->rep;
+	int rc = 0;
+	for (unsigned i = 0; i < r->ndev && !rc; i++) {
+		if (ch->map[r->dev[i].section])
+			rc = -EPROTO; /* a section twice */
+		else
+			rc = map_dev(ch, i, sysfs, timeout_ms);
+	}
+	if (rc)
+		goto fail;
+	/* The header is the agent's, read-only here; check a private copy. */
+	rc = -EPROTO;
+	if (!ch->map[0])
+		goto fail;
+	memcpy(&ch->hdr, ch->map[0], sizeof(ch->hdr));
+	struct parley_chan_hdr *h = &ch->hdr;
+	if (h->magic != PARLEY_RING_MAGIC || h->version != PARLEY_RING_VERSION ||
+	    h->nqueues < 1 || h->nqueues > PARLEY_RING_QUEUES_MAX ||
+	    h->ring_bytes < PARLEY_RING_MIN || h->ring_bytes > PARLEY_RING_MAX ||
+	    (h->ring_bytes & (h->ring_bytes - 1)) || r->ndev != 1 + 2 * h->nqueues)
+		goto fail;
+	for (unsigned q = 0; q < h->nqueues; q++) {
+		unsigned ps = 1 + 2 * q, cs = 2 + 2 * q;
+		uint32_t from = h->q[q].from;
+		if (from > 1 || !ch->map[ps] || !ch->map[cs] ||
+		    ch->maplen[ps] < PARLEY_RING_PAGE + h->ring_bytes)
+			goto fail;
+		struct parley_ring ring = {
+			.prod = ch->map[ps],
+			.cons = ch->map[cs],
+			.data = (uint8_t *)ch->map[ps] + PARLEY_RING_PAGE,
+			.size = h->ring_bytes,
+		};
+		if (from == r->side)
+			ch->tx = ring;
+		else
+			ch->rx = ring;
+	}
+	return 0;
+fail:
+	pl_chan_unmap(ch);
+	return rc;
+}
+
+void pl_chan_unmap(struct pl_chan *ch)
+{
+	for (unsigned i = 0; i < PARLEY_VMCTL_DEVS_MAX; i++) {
+		if (ch->map[i])
+			munmap(ch->map[i], ch->maplen[i]);
+		ch->map[i] = NULL;
+	}
+	memset(&ch->tx, 0, sizeof(ch->tx));
+	memset(&ch->rx, 0, sizeof(ch->rx));
+}
+
+int pl_chan_send(struct pl_chan *ch, const void *msg, uint32_t len)
+{
+	if (!ch->tx.size)
+		return PARLEY_RING_TOOBIG; /* this side may not send */
+	return parley_ring_push(&ch->tx, msg, len);
+}
+
+int pl_chan_recv(struct pl_chan *ch, void *buf, uint32_t cap, uint32_t *len)
+{
+	if (!ch->rx.size)
+		return PARLEY_RING_EMPTY;
+	return parley_ring_pop(&ch->rx, buf, cap, len);
+}
+
+int pl_chan_peer_waiting(const struct pl_chan *ch)
+{
+	return ch->tx.size &&
+	       __atomic_load_n(&ch->tx.cons->waiting, __ATOMIC_ACQUIRE);
+}
+
+static int handle_call(struct pl_ctl *c, uint16_t type, uint16_t want,
+		       const struct pl_chan *ch)
+{
+	struct parley_vmctl_handle hd = { ch->rep.handle, 0 };
+	struct parley_vmctl_status st;
+	int rc = pl_ctl_call(c, type, &hd, sizeof(hd), want, &st, sizeof(st));
+	if (rc)
+		return rc;
+	if (st.status > 0 || st.handle != ch->rep.handle)
+		return -EPROTO;
+	return PL_STATUS(st.status);
+}
+
+int pl_chan_notify(struct pl_ctl *c, const struct pl_chan *ch)
+{
+	return handle_call(c, PARLEY_VMCTL_NOTIFY, PARLEY_VMCTL_STATUS, ch);
+}
+
+int pl_chan_wait(struct pl_ctl *c, struct pl_chan *ch)
+{
+	/* Message-pending: set our flag, look again, only then sleep (the
+	 * peer notifies only while it is set). */
+	if (!ch->rx.size)
+		return PL_STATUS(PARLEY_E_INVAL);
+	__atomic_store_n(&ch->rx.cons->waiting, 1, __ATOMIC_SEQ_CST);
+	int rc = 0;
+	if (!parley_ring_readable(&ch->rx))
+		rc = handle_call(c, PARLEY_VMCTL_WAIT, PARLEY_VMCTL_WAKE, ch);
+	__atomic_store_n(&ch->rx.cons->waiting, 0, __ATOMIC_SEQ_CST);
+	return rc;
+}
+
+int pl_chan_close(struct pl_ctl *c, const struct pl_chan *ch)
+{
+	return handle_call(c, PARLEY_VMCTL_CLOSE, PARLEY_VMCTL_STATUS, ch);
+}
+
+const char *pl_status_name(int st)
+{
+	switch (-st) {
+	case PARLEY_OK: return "OK";
+	case PARLEY_E_INVAL: return "INVAL";
+	case PARLEY_E_NO_GRANT: return "NO_GRANT";
+	case PARLEY_E_INTEGRITY: return "INTEGRITY";
+	case PARLEY_E_PEER_DOWN: return "PEER_DOWN";
+	case PARLEY_E_LIMIT: return "LIMIT";
+	case PARLEY_E_BAD_HANDLE: return "BAD_HANDLE";
+	case PARLEY_E_CLOSED: return "CLOSED";
+	case PARLEY_E_TIMEOUT: return "TIMEOUT";
+	case PARLEY_E_QUARANTINED: return "QUARANTINED";
+	case PARLEY_E_NOSYS: return "NOSYS";
+	case PARLEY_E_IO: return "IO";
+	}
+	return "?";
+}

@@ -1,0 +1,77 @@
+/*
+ * libparley: parley channels for Linux userspace inside a VM. The control
+ * path is the VM's virtio-serial port PARLEY_VMCTL_PORT (include/parley/
+ * vmctl.h); the channel's memory is ivshmem-plain PCI devices the agent
+ * hot-plugs, one per section, mapped through sysfs (resource2), with the
+ * rings of include/parley/ring.h on top. Every reply and every shared
+ * index is checked before it is used: the agent is trusted no more than
+ * it has to be, the peer not at all.
+ */
+#ifndef PARLEY_LINUX_LIBPARLEY_H
+#define PARLEY_LINUX_LIBPARLEY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <parley/hypercall.h>
+#include <parley/ring.h>
+#include <parley/vmctl.h>
+
+struct pl_ctl {
+	int fd;
+	uint32_t seq;
+	int timeout_ms;   /* for a reply other than WAKE (pl_ctl_open: 5 s) */
+};
+
+struct pl_chan {
+	struct parley_vmctl_open_reply rep;
+	void *map[PARLEY_VMCTL_DEVS_MAX];
+	uint64_t maplen[PARLEY_VMCTL_DEVS_MAX];
+	struct parley_chan_hdr hdr;      /* a checked private copy */
+	struct parley_ring tx, rx;       /* tx.size 0: this side cannot send */
+};
+
+/* Open the control port: path, or (NULL) the port named PARLEY_VMCTL_PORT
+ * found through /dev/virtio-ports or /sys/class/virtio-ports. Says HELLO.
+ * 0 or -errno. */
+int pl_ctl_open(struct pl_ctl *c, const char *path);
+void pl_ctl_close(struct pl_ctl *c);
+
+/* The device of the virtio-serial port named `want`. 0 or -ENOENT. */
+int pl_find_port(const char *want, char *out, size_t cap);
+
+/* One request and its reply (type want, exactly want_len payload bytes,
+ * the request's seq); anything else from the agent is -EPROTO. */
+int pl_ctl_call(struct pl_ctl *c, uint16_t type, const void *pl, uint32_t len,
+		uint16_t want, void *reply, uint32_t want_len);
+
+/* Results of the calls that ask the agent: -errno when the control path
+ * failed, else the agent's answer as PL_STATUS(enum parley_status), so 0
+ * is PARLEY_OK and errno values never pass for a status. */
+#define PL_STATUS(s) (-(s))
+
+/* OPEN name. The agent's status as PL_STATUS (rep->detail says more), or
+ * -errno. On 0, ch->rep holds the devices; map them with pl_chan_map. */
+int pl_chan_open(struct pl_ctl *c, const char *name, struct pl_chan *ch);
+
+/* Map the devices of ch->rep (waiting up to timeout_ms for hot-plug to
+ * show them) and set up the rings; sysfs: the sysfs root ("/sys"). 0 or
+ * -errno. */
+int pl_chan_map(struct pl_chan *ch, const char *sysfs, int timeout_ms);
+void pl_chan_unmap(struct pl_chan *ch);
+
+/* Ring operations: a parley_ring_result. */
+int pl_chan_send(struct pl_chan *ch, const void *msg, uint32_t len);
+int pl_chan_recv(struct pl_chan *ch, void *buf, uint32_t cap, uint32_t *len);
+
+/* The peer sleeps waiting for a message (its message-pending flag). */
+int pl_chan_peer_waiting(const struct pl_chan *ch);
+
+/* NOTIFY / WAIT / CLOSE through the control port: PL_STATUS or -errno. */
+int pl_chan_notify(struct pl_ctl *c, const struct pl_chan *ch);
+int pl_chan_wait(struct pl_ctl *c, struct pl_chan *ch);
+int pl_chan_close(struct pl_ctl *c, const struct pl_chan *ch);
+
+/* A PL_STATUS as its name ("OK", "NO_GRANT", ...). */
+const char *pl_status_name(int status);
+
+#endif

@@ -1,0 +1,405 @@
+/*
+ * parley-chan: parley channels from a shell inside a Linux VM.
+ *
+ *   parley-chan [-p PORT] [-s SYSFS] open NAME      open, map, keep the
+ *                                                   handle in /run/parley
+ *   parley-chan send NAME TEXT                      one message
+ *   parley-chan recv NAME [-w]                      one message (-w: sleep
+ *                                                   until one comes)
+ *   parley-chan close NAME
+ *   parley-chan pong NAME COUNT [-w]                answer COUNT checksummed
+ *                                                   messages of the ping
+ *                                                   partition (pingpong)
+ *   parley-chan ping NAME COUNT [FIRST]             send COUNT checksummed messages
+ *                                                   to the pong partition, one at
+ *                                                   a time, polling for each
+ *                                                   answer: round trips timed
+ *   parley-chan ping NAME COUNT [FIRST] -w          the same, sleeping (WAIT) for
+ *                                                   each answer
+ *   parley-chan vport-echo PORT [COUNT]             one byte round trips through
+ *                                                   the virtio-serial port PORT
+ *                                                   (the host echoes): baseline
+ *   parley-chan poke NAME SECTION                   write junk into a section
+ *                                                   (read-only ones: dropped)
+ *   parley-chan touch NAME                          read the sections for ever,
+ *                                                   whatever happens (a guest
+ *                                                   that ignores revocation)
+ *
+ * Prints one result line: "OPEN NAME handle=H side=S", "SENT N",
+ * "RECV TEXT", "CLOSED", or "ERROR STATUS [detail]" (exit 1). The control
+ * port is held only while a command runs (virtio-serial ports have one
+ * opener), so the handle lives in the agent, named in /run/parley/NAME.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libparley.h"
+#include "ppmsg.h"
+
+static const char *port, *sysfs = "/sys";
+static struct pl_ctl ctl = { -1, 0, 5000 };
+
+static int fail(const char *what, int rc, const char *detail)
+{
+	if (rc > 0)
+		printf("ERROR %s%s%s\n", pl_status_name(rc), detail ? " " : "",
+		       detail ? detail : "");
+	else
+		printf("ERROR %s: %s\n", what, strerror(-rc));
+	fflush(stdout);
+	return 1;
+}
+
+static void state_path(const char *name, char *p, size_t cap)
+{
+	snprintf(p, cap, "/run/parley/%s", name);
+}
+
+static int ctl_up(void)
+{
+	int rc = pl_ctl_open(&ctl, port);
+	return rc ? fail("control port", rc, NULL) : 0;
+}
+
+/* The channel opened earlier: its reply from /run/parley, mapped. */
+static int load(const char *name, struct pl_chan *ch)
+{
+	char p[128];
+	state_path(name, p, sizeof(p));
+	memset(ch, 0, sizeof(*ch));
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail("not open", -errno, NULL);
+	ssize_t n = read(fd, &ch->rep, sizeof(ch->rep));
+	close(fd);
+	if (n != (ssize_t)sizeof(ch->rep))
+		return fail("state", -EIO, NULL);
+	int rc = pl_chan_map(ch, sysfs, 5000);
+	return rc ? fail("map", rc, NULL) : 0;
+}
+
+static double now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int cmd_open(const char *name)
+{
+	struct pl_chan ch;
+	if (ctl_up())
+		return 1;
+	double t0 = now_us();
+	int rc = pl_chan_open(&ctl, name, &ch);
+	if (rc)
+		return fail("open", rc, ch.rep.detail[0] ? ch.rep.detail : NULL);
+	if ((rc = pl_chan_map(&ch, sysfs, 5000)))
+		return fail("map", rc, NULL);
+	double ms = (now_us() - t0) / 1e3; /* the agent's decision, its
+					    * hot-plug, our mapping */
+	char p[128];
+	mkdir("/run/parley", 0700);
+	state_path(name, p, sizeof(p));
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, &ch.rep, sizeof(ch.rep)) != (ssize_t)sizeof(ch.rep))
+		return fail("state", -errno, NULL);
+	close(fd);
+	printf("OPEN %s handle=%u side=%u ms=%.1f\n", name, ch.rep.handle,
+	       ch.rep.side, ms);
+	return 0;
+}
+
+/* A ring result other than OK/EMPTY/FULL, or a wait that ended: ask the
+ * agent what became of the channel (a revoked one reads zeros). */
+static int channel_state(struct pl_chan *ch)
+{
+	int rc = pl_chan_notify(&ctl, ch);
+	return rc == 0 ? PL_STATUS(PARLEY_E_IO) : rc;
+}
+
+static int cmd_send(const char *name, const char *text)
+{
+	struct pl_chan ch;
+	if (ctl_up() || load(name, &ch))
+		return 1;
+	int rc = pl_chan_send(&ch, text, (uint32_t)strlen(text));
+	if (rc != PARLEY_RING_OK)
+		return rc == PARLEY_RING_FULL ? fail("full", -EAGAIN, NULL)
+					      : fail("send", channel_state(&ch), NULL);
+	if (pl_chan_peer_waiting(&ch) && (rc = pl_chan_notify(&ctl, &ch)))
+		return fail("notify", rc, NULL);
+	printf("SENT %zu\n", strlen(text));
+	return 0;
+}
+
+static int recv_one(struct pl_chan *ch, void *buf, uint32_t cap,
+		    uint32_t *len, int wait)
+{
+	for (unsigned spins = 0;; spins++) {
+		int rc = pl_chan_recv(ch, buf, cap, len);
+		if (rc == PARLEY_RING_OK)
+			return 0;
+		if (rc != PARLEY_RING_EMPTY)
+			return channel_state(ch);
+		if (wait) {
+			if ((rc = pl_chan_wait(&ctl, ch)))
+				return rc;
+		} else if (spins % 100000 == 99999) {
+			/* polling: now and then, is the channel still there? */
+			if ((rc = pl_chan_notify(&ctl, ch)))
+				return rc;
+		}
+	}
+}
+
+static int cmd_recv(const char *name, int wait)
+{
+	struct pl_chan ch;
+	static char buf[65536];
+	uint32_t len;
+	if (ctl_up() || load(name, &ch))
+		return 1;
+	int rc = recv_one(&ch, buf, sizeof(buf) - 1, &len, wait);
+	if (rc)
+		return fail("recv", rc, NULL);
+	buf[len] = 0;
+	printf("RECV %s\n", buf);
+	return 0;
+}
+
+static int cmd_close(const char *name)
+{
+	struct pl_chan ch;
+	char p[128];
+	if (ctl_up() || load(name, &ch))
+		return 1;
+	/* Let go of the devices first: the agent unplugs them at CLOSE. */
+	pl_chan_unmap(&ch);
+	int rc = pl_chan_close(&ctl, &ch);
+	state_path(name, p, sizeof(p));
+	unlink(p);
+	if (rc)
+		return fail("close", rc, NULL);
+	printf("CLOSED\n");
+	return 0;
+}
+
+static int cmd_pong(const char *name, long count, int wait)
+{
+	struct pl_chan ch;
+	static struct pp_msg in, out;
+	if (ctl_up() || load(name, &ch))
+		return 1;
+	for (long i = 0; i < count; i++) {
+		uint32_t len;
+		int rc = recv_one(&ch, &in, sizeof(in), &len, wait);
+		if (rc)
+			return fail("recv", rc, NULL);
+		if (pp_check(&in, len, (uint32_t)i)) {
+			printf("ERROR message %ld damaged\n", i);
+			return 1;
+		}
+		uint32_t n = pp_fill(&out, (uint32_t)i, PP_SALT_PONG);
+		while ((rc = pl_chan_send(&ch, &out, n)) == PARLEY_RING_FULL)
+			;
+		if (rc != PARLEY_RING_OK)
+			return fail("send", channel_state(&ch), NULL);
+		if (pl_chan_peer_waiting(&ch) && (rc = pl_chan_notify(&ctl, &ch)))
+			return fail("notify", rc, NULL);
+	}
+	printf("PONG %ld messages checked and answered\n", count);
+	return 0;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cmd_ping(const char *name, long count, long first, int wait)
+{
+	struct pl_chan ch;
+	static struct pp_msg in, out;
+	static double rtt[100000];
+	unsigned notifies = 0;
+	if (count < 1 || count > 100000)
+		return fail("count", -EINVAL, NULL);
+	if (ctl_up() || load(name, &ch))
+		return 1;
+	for (long i = 0; i < count; i++) {
+		uint32_t seq = (uint32_t)(first + i);
+		uint32_t n = pp_fill(&out, seq, PP_SALT_PING), len;
+		double t0 = now_us();
+		int rc;
+		while ((rc = pl_chan_send(&ch, &out, n)) == PARLEY_RING_FULL)
+			;
+		if (rc != PARLEY_RING_OK)
+			return fail("send", channel_state(&ch), NULL);
+		/* the thin partition sleeps in CHAN_WAIT when idle: ring it */
+		if (pl_chan_peer_waiting(&ch)) {
+			notifies++;
+			if ((rc = pl_chan_notify(&ctl, &ch)))
+				return fail("notify", rc, NULL);
+		}
+		if ((rc = recv_one(&ch, &in, sizeof(in), &len, wait)))
+			return fail("recv", rc, NULL);
+		rtt[i] = now_us() - t0;
+		if (len < 16 || in.seq != seq) {
+			printf("ERROR answer %ld damaged\n", i);
+			return 1;
+		}
+	}
+	qsort(rtt, (size_t)count, sizeof(rtt[0]), cmp_d);
+	printf("PING%s %ld median_us=%.2f p99_us=%.2f notifies=%u\n",
+	       wait ? "-WAIT" : "", count, rtt[count / 2], rtt[count * 99 / 100],
+	       notifies);
+	return 0;
+}
+
+/* The bare virtio-serial round trip, the baseline of a notify: one byte
+ * to the port named `port` and the host's echo of it, COUNT times. */
+static int cmd_echo(const char *port_name, long count)
+{
+	static double rtt[100000];
+	char dev[300];
+	if (count < 1 || count > 100000)
+		return fail("count", -EINVAL, NULL);
+	int rc = pl_find_port(port_name, dev, sizeof(dev));
+	if (rc)
+		return fail("port", rc, NULL);
+	int fd = open(dev, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return fail("port", -errno, NULL);
+	for (long i = 0; i < count; i++) {
+		char b = (char)i, r;
+		double t0 = now_us();
+		if (write(fd, &b, 1) != 1)
+			return fail("write", -errno, NULL);
+		ssize_t n;
+		while ((n = read(fd, &r, 1)) == 0)
+			;
+		if (n != 1 || r != b)
+			return fail("echo", n < 0 ? -errno : -EPROTO, NULL);
+		rtt[i] = now_us() - t0;
+	}
+	close(fd);
+	qsort(rtt, (size_t)count, sizeof(rtt[0]), cmp_d);
+	printf("ECHO %ld median_us=%.2f\n", count, rtt[count / 2]);
+	return 0;
+}
+
+static int cmd_poke(const char *name, unsigned section)
+{
+	struct pl_chan ch;
+	if (ctl_up() || load(name, &ch))
+		return 1;
+	if (section >= PARLEY_VMCTL_DEVS_MAX || !ch.map[section])
+		return fail("no such section", -EINVAL, NULL);
+	/* Map it writable whatever the agent said: a read-only backend must
+	 * drop the writes, not this tool refrain from them. */
+	for (unsigned i = 0; i < ch.rep.ndev; i++) {
+		const struct parley_vmctl_dev *d = &ch.rep.dev[i];
+		if (d->section != section)
+			continue;
+		char p[256];
+		snprintf(p, sizeof(p), "%s/bus/pci/devices/%s/resource2", sysfs,
+			 d->pci);
+		int fd = open(p, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return fail("open resource2", -errno, NULL);
+		static char junk[4096];
+		memset(junk, 0xa5, sizeof(junk));
+		/* sysfs resource files take no write(); map and store */
+		void *m = mmap(NULL, d->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			       fd, 0);
+		close(fd);
+		if (m == MAP_FAILED)
+			return fail("mmap writable", -errno, NULL);
+		for (uint64_t off = 0; off < d->size; off += sizeof(junk))
+			memcpy((char *)m + off, junk, sizeof(junk));
+		printf("POKED %u %llu\n", section, (unsigned long long)d->size);
+		munmap(m, d->size);
+		return 0;
+	}
+	return fail("no such section", -EINVAL, NULL);
+}
+
+static int cmd_touch(const char *name)
+{
+	struct pl_chan ch;
+	if (ctl_up() || load(name, &ch))
+		return 1;
+	pl_ctl_close(&ctl);
+	/* Keep a second mapping of every section, so the kernel's eject
+	 * cannot be the end of it: this guest touches the memory until the
+	 * host stops it. */
+	printf("TOUCHING\n");
+	volatile uint64_t sum = 0;
+	for (;;)
+		for (unsigned i = 0; i < PARLEY_VMCTL_DEVS_MAX; i++)
+			if (ch.map[i])
+				for (uint64_t o = 0; o < ch.maplen[i]; o += 4096)
+					sum += *(volatile uint8_t *)((char *)ch.map[i] + o);
+	return 0;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: parley-chan [-p PORT] [-s SYSFS] "
+		"open|send|recv|close|pong|poke|touch NAME [ARGS]\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (; i + 1 < argc && argv[i][0] == '-'; i += 2) {
+		if (!strcmp(argv[i], "-p"))
+			port = argv[i + 1];
+		else if (!strcmp(argv[i], "-s"))
+			sysfs = argv[i + 1];
+		else
+			return usage();
+	}
+	if (argc - i < 2)
+		return usage();
+	const char *cmd = argv[i], *name = argv[i + 1];
+	int wait = argc - i > 2 && !strcmp(argv[argc - 1], "-w");
+	int rc;
+	if (!strcmp(cmd, "open"))
+		rc = cmd_open(name);
+	else if (!strcmp(cmd, "send") && argc - i == 3)
+		rc = cmd_send(name, argv[i + 2]);
+	else if (!strcmp(cmd, "recv"))
+		rc = cmd_recv(name, wait);
+	else if (!strcmp(cmd, "close"))
+		rc = cmd_close(name);
+	else if (!strcmp(cmd, "pong") && argc - i >= 3)
+		rc = cmd_pong(name, strtol(argv[i + 2], NULL, 10), wait);
+	else if (!strcmp(cmd, "ping") && argc - i >= 3)
+		rc = cmd_ping(name, strtol(argv[i + 2], NULL, 10),
+			      argc - i >= 4 && strcmp(argv[i + 3], "-w")
+				      ? strtol(argv[i + 3], NULL, 10) : 0,
+			      wait);
+	else if (!strcmp(cmd, "vport-echo"))
+		rc = cmd_echo(name, argc - i >= 3 ? strtol(argv[i + 2], NULL, 10)
+						  : 1000);
+	else if (!strcmp(cmd, "touch"))
+		rc = cmd_touch(name);
+	else if (!strcmp(cmd, "poke") && argc - i == 3)
+		rc = cmd_poke(name, (unsigned)strtoul(argv[i + 2], NULL, 10));
+	else
+		return usage();
+	pl_ctl_close(&ctl);
+	return rc;
+}

@@ -1,0 +1,132 @@
+/*
+ * The control protocol between a Linux VM (guest/linux/: libparley and
+ * parley-chan) and the agent, over the VM's virtio-serial port
+ * PARLEY_VMCTL_PORT (guest: /dev/virtio-ports/org.parley.ctl.0 or
+ * /dev/vportNpM; host: a unix socket the agent owns).
+ *
+ * A byte stream of frames: a fixed 16-byte header, then exactly the payload
+ * length the message type fixes (every type has one size; a frame of any
+ * other length is a protocol violation, never truncated or padded). Strings
+ * are NUL-terminated inside their field. Little-endian, as both ends are
+ * x86-64.
+ *
+ * The agent treats every byte as hostile (agent/vm/vmctl.c decodes, checks
+ * and stops at the first violation: the port is closed and the VM's control
+ * path is gone until the VM is restarted — a stream cannot be trusted to
+ * re-synchronise). The guest checks the agent's replies as strictly.
+ *
+ * Freestanding: only <stdint.h>.
+ */
+#ifndef PARLEY_VMCTL_H
+#define PARLEY_VMCTL_H
+
+#include <stdint.h>
+
+#define PARLEY_VMCTL_PORT    "org.parley.ctl.0"
+#define PARLEY_VMCTL_MAGIC   0x31435650u /* "PVC1" */
+#define PARLEY_VMCTL_VERSION 1
+#define PARLEY_VMCTL_NAME_MAX 64         /* channel names, with the NUL */
+#define PARLEY_VMCTL_PATH_MAX 128        /* guest-reported file paths */
+#define PARLEY_VMCTL_DEVS_MAX 5          /* header + 2 queues x 2 sections */
+#define PARLEY_VMCTL_PCI_MAX 16          /* "0000:00:1f.0" + NUL */
+
+struct parley_vmctl_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t len;   /* payload bytes after this header */
+	uint32_t seq;   /* the guest's number; a reply carries the request's */
+};
+
+enum parley_vmctl_type {
+	/* guest -> agent */
+	PARLEY_VMCTL_HELLO = 1,   /* struct parley_vmctl_hello */
+	PARLEY_VMCTL_OPEN = 2,    /* struct parley_vmctl_open */
+	PARLEY_VMCTL_NOTIFY = 3,  /* struct parley_vmctl_handle: ring the peer */
+	PARLEY_VMCTL_WAIT = 4,    /* struct parley_vmctl_handle: WAKE when rung */
+	PARLEY_VMCTL_CLOSE = 5,   /* struct parley_vmctl_handle */
+	PARLEY_VMCTL_DIGEST = 6,  /* struct parley_vmctl_digest (guest-reported) */
+	/* agent -> guest */
+	PARLEY_VMCTL_HELLO_REPLY = 0x81, /* struct parley_vmctl_hello */
+	PARLEY_VMCTL_OPEN_REPLY = 0x82,  /* struct parley_vmctl_open_reply */
+	PARLEY_VMCTL_STATUS = 0x83,      /* struct parley_vmctl_status: the
+					  * answer to NOTIFY, CLOSE, DIGEST */
+	PARLEY_VMCTL_WAKE = 0x84,        /* struct parley_vmctl_status: the
+					  * answer to WAIT (status OK or
+					  * CLOSED), seq of the WAIT */
+};
+
+struct parley_vmctl_hello {
+	uint32_t version;   /* the highest the sender speaks */
+	uint32_t reserved;  /* 0 */
+};
+
+struct parley_vmctl_open {
+	char name[PARLEY_VMCTL_NAME_MAX];
+};
+
+struct parley_vmctl_handle {
+	uint32_t handle;
+	uint32_t reserved;  /* 0 */
+};
+
+struct parley_vmctl_digest {
+	char path[PARLEY_VMCTL_PATH_MAX];
+	uint8_t sha256[32];
+};
+
+struct parley_vmctl_status {
+	int32_t status;     /* enum parley_status (parley/hypercall.h) */
+	uint32_t handle;
+};
+
+/* One section of the channel as a PCI device in the guest: map its BAR 2
+ * (/sys/bus/pci/devices/PCI/resource2), size bytes, writable only where
+ * `writable` says (the others are read-only memory backends on the host:
+ * a write is dropped). `section` is ring.h's: 0 header, 1 + 2q the
+ * producer's section of queue q, 2 + 2q its consumer's. */
+struct parley_vmctl_dev {
+	char pci[PARLEY_VMCTL_PCI_MAX];
+	uint64_t size;
+	uint32_t section;
+	uint32_t writable;
+};
+
+struct parley_vmctl_open_reply {
+	int32_t status;     /* PARLEY_OK or enum parley_status */
+	uint32_t handle;
+	uint32_t side;      /* 0: endpoint a, 1: endpoint b */
+	uint32_t ndev;
+	struct parley_vmctl_dev dev[PARLEY_VMCTL_DEVS_MAX];
+	char detail[96];    /* e.g. the file INTEGRITY names */
+};
+
+/* The one payload size of each type, or 0 for an unknown type. */
+static inline uint32_t parley_vmctl_payload_len(uint16_t type)
+{
+	switch (type) {
+	case PARLEY_VMCTL_HELLO:
+	case PARLEY_VMCTL_HELLO_REPLY:
+		return sizeof(struct parley_vmctl_hello);
+	case PARLEY_VMCTL_OPEN:
+		return sizeof(struct parley_vmctl_open);
+	case PARLEY_VMCTL_NOTIFY:
+	case PARLEY_VMCTL_WAIT:
+	case PARLEY_VMCTL_CLOSE:
+		return sizeof(struct parley_vmctl_handle);
+	case PARLEY_VMCTL_DIGEST:
+		return sizeof(struct parley_vmctl_digest);
+	case PARLEY_VMCTL_OPEN_REPLY:
+		return sizeof(struct parley_vmctl_open_reply);
+	case PARLEY_VMCTL_STATUS:
+	case PARLEY_VMCTL_WAKE:
+		return sizeof(struct parley_vmctl_status);
+	default:
+		return 0;
+	}
+}
+
+/* The largest payload of any type: a receiver's buffer. */
+#define PARLEY_VMCTL_PAYLOAD_MAX sizeof(struct parley_vmctl_open_reply)
+
+#endif

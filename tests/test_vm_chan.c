@@ -1,0 +1,488 @@
+/*
+ * Linux VMs on channels (issue 11) with REAL VMs: the Debian cloud kernel
+ * and the initramfs the build makes (busybox + parley-chan), under the
+ * embedded libvirt QEMU driver, beside thin partitions under the same
+ * grant manager (tests/helpers/fleet.h). QEMU that cannot start is a
+ * failure, never a skip: ./dev deps installs it and unpacks the kernel.
+ * The VMs run on TCG unless PARLEY_VM_ACCEL says otherwise (a KVM that
+ * runs thin partitions may not boot Linux: agent/vm/README.md).
+ *
+ * Few VMs (one per test; Criterion runs two tests at a time), each driven
+ * by the script its spec names (fw_cfg opt/parley/run), which prints what
+ * parley-chan answered on the serial console the test reads.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/ctl/stop.h"
+#include "agent/ipc/chanmgr.h"
+#include "agent/vm/vmmgr.h"
+#include "tests/helpers/fleet.h"
+#include "tests/helpers/testutil.h"
+
+#define VM_DIR PARLEY_BUILD_DIR "/vm"
+
+#define POLICY(integrity)                                                  \
+	"{\"grants\":[{\"channel\":\"pingpong\",\"endpoint_a\":\"ping\","  \
+	"\"endpoint_b\":\"guest\",\"direction\":\"both\",\"ring_bytes\":"  \
+	"\"64K\",\"require_integrity\":" integrity "}]}"
+
+struct t_vm {
+	struct t_fleet f;
+	struct vmmgr m;
+	struct vm_spec spec;
+	/* the test's move at an audit event (called from the audit sink,
+	 * before the decision's reply is sent) */
+	void (*on_event)(struct t_vm *t, const struct audit_event *e);
+	bool revoked;
+};
+
+static void sink(const struct audit_event *e, void *ctx)
+{
+	struct t_vm *t = ctx;
+	if (t->on_event)
+		t->on_event(t, e);
+}
+
+/* The test's state dir, for the clean-up that runs even when an assertion
+ * ended the test early: no VM outlives its test. */
+static char *cur_dir;
+
+static void t_vm_fini(void)
+{
+	struct vmhost vh;
+	struct parley_err err = { 0 };
+	if (!cur_dir || vmhost_open(&vh, cur_dir, NULL, &err))
+		return;
+	vmhost_destroy(&vh, "guest", &err);
+	vmhost_destroy(&vh, "orphan", &err);
+	vmhost_close(&vh);
+}
+
+static unsigned vm_accel(void)
+{
+	const char *acc = getenv("PARLEY_VM_ACCEL");
+	int a = vm_accel_parse(acc ? acc : "tcg");
+	cr_assert_geq(a, 0, "PARLEY_VM_ACCEL=%s: auto, kvm or tcg", acc);
+	return (unsigned)a;
+}
+
+static void t_vm_setup(struct t_vm *t, const char *policy, const char *script,
+		       const char *app)
+{
+	memset(t, 0, sizeof(*t));
+	cr_assert(access(VM_DIR "/initramfs.gz", R_OK) == 0 &&
+		  access(VM_DIR "/vmlinuz", R_OK) == 0,
+		  "no VM kernel/initramfs in " VM_DIR " (./dev deps, then build)");
+	cr_assert(access("/usr/bin/qemu-system-x86_64", X_OK) == 0,
+		  "no qemu-system-x86_64 (./dev deps)");
+	t_fleet_init(&t->f, policy);
+	t->f.backend = t_kvm_missing() ? CTL_BACKEND_PROCESS : CTL_BACKEND_KVM;
+	t->f.timeout_ms = 600000;
+	t->f.audit.sink = sink;
+	t->f.audit.sink_ctx = t;
+	cur_dir = t->f.dir;
+	struct vm_spec *s = &t->spec;
+	snprintf(s->name, sizeof(s->name), "guest");
+	s->accel = vm_accel();
+	snprintf(s->kernel, sizeof(s->kernel), "%s", VM_DIR "/vmlinuz");
+	snprintf(s->initrd, sizeof(s->initrd), "%s", VM_DIR "/initramfs.gz");
+	char *run = t_write(t->f.dir, "run.sh", script, strlen(script));
+	char *cfg = t_write(t->f.dir, "app.conf", app, strlen(app));
+	s->ncfg = 2;
+	snprintf(s->cfg[0].name, sizeof(s->cfg[0].name), "run");
+	snprintf(s->cfg[0].path, sizeof(s->cfg[0].path), "%s", run);
+	snprintf(s->cfg[1].name, sizeof(s->cfg[1].name), "app.conf");
+	snprintf(s->cfg[1].path, sizeof(s->cfg[1].path), "%s", cfg);
+	free(run);
+	free(cfg);
+}
+
+static void t_vm_start(struct t_vm *t)
+{
+	struct parley_err err = { 0 };
+	cr_assert_eq(vmmgr_init(&t->m, t->f.dir, NULL, &t->f.cm, &t->f.audit,
+				&err), 0, "%s", err.msg);
+	cr_assert_eq(vmmgr_add(&t->m, &t->spec, &err), 0, "%s", err.msg);
+}
+
+static char *console(struct t_vm *t)
+{
+	char p[PATH_MAX + 64];
+	vmhost_console_path(&t->m.host, t->spec.name, p, sizeof(p));
+	FILE *f = fopen(p, "r");
+	if (!f)
+		return strdup("");
+	static char buf[1 << 16];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	return strdup(buf);
+}
+
+/* One round of the agent's event loop as parley-agent runs it: the VM's
+ * port and doorbells, the thin partitions, and chanmgr's tick (deadlines)
+ * every 20 ms — also when no thin partition is left. Returns what
+ * vmmgr_serve did. */
+static bool thin_live(struct t_vm *t)
+{
+	for (unsigned i = 0; i < t->f.sup.n; i++)
+		if (!t->f.sup.e[i].p->finished)
+			return true;
+	return false;
+}
+
+static int pump(struct t_vm *t, int wait_ms)
+{
+	static uint64_t last;
+	struct timespec ts;
+	int rc = vmmgr_serve(&t->m, 0);
+	if (thin_live(t))
+		sup_step(&t->f.sup, -1, rc == -EAGAIN ? wait_ms : 0);
+	else if (rc == -EAGAIN || rc == -EPIPE)
+		nanosleep(&(struct timespec){ 0, wait_ms * 1000000L }, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	if (now - last >= 20) {
+		chanmgr_tick(&t->f.cm);
+		last = now;
+	}
+	return rc;
+}
+
+/* Serve the VM and the thin partitions until the VM's console shows
+ * `until` (or limit_s passes: a failure naming what was seen). */
+static void serve_until(struct t_vm *t, const char *until, int limit_s)
+{
+	time_t end = time(NULL) + limit_s;
+	unsigned rounds = 0;
+	for (;;) {
+		int rc = pump(t, 1);
+		if (++rounds % 64 && rc != -EAGAIN)
+			continue; /* busy: look at the console now and then */
+		char *c = console(t);
+		bool done = strstr(c, until) != NULL;
+		if (!done && (time(NULL) > end || rc == -EPROTO))
+			cr_assert_fail("no '%s' within %d s (serve %d); console:\n"
+				       "%s\nthin partitions:\n%s\naudit:\n%s",
+				       until, limit_s, rc, c, t_fleet_out(&t->f),
+				       t_fleet_audit(&t->f));
+		free(c);
+		if (done)
+			return;
+	}
+}
+
+#define CONSOLE_HAS(t, s)                                                  \
+	do {                                                               \
+		char *c_ = console(t);                                     \
+		cr_assert(strstr(c_, s), "no '%s' on the console:\n%s", s, c_); \
+		free(c_);                                                  \
+	} while (0)
+#define AUDIT_HAS(t, s)                                                    \
+	cr_assert(strstr(t_fleet_audit(&(t)->f), s), "no %s in audit:\n%s", s, \
+		  t_fleet_audit(&(t)->f))
+
+static void t_vm_teardown(struct t_vm *t)
+{
+	struct parley_err err = { 0 };
+	vmhost_destroy(&t->m.host, t->spec.name, &err);
+	vmmgr_free(&t->m);
+	cur_dir = NULL;
+	t_fleet_free(&t->f);
+}
+
+/* Nothing of parley's in /dev/shm: channel memory is memfds QEMU opens
+ * through /proc/AGENT/fd. */
+static void no_shm_left(void)
+{
+	DIR *d = opendir("/dev/shm");
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		cr_assert(!strstr(e->d_name, "parley"), "/dev/shm/%s left",
+			  e->d_name);
+	closedir(d);
+}
+
+/* ---- grant and integrity --------------------------------------------------- */
+
+/* The VM's config file is changed on the host while it runs: at its first
+ * refused open (an ungranted channel), so the next open finds it. */
+static void tamper_after_first(struct t_vm *t, const struct audit_event *e)
+{
+	if (strcmp(e->event, "open_denied") || !e->reason ||
+	    strcmp(e->reason, "NO_GRANT"))
+		return;
+	FILE *f = fopen(t->spec.cfg[1].path, "a");
+	cr_assert(f);
+	fputs("mode=evil\n", f);
+	fclose(f);
+}
+
+Test(vm_chan, ungranted_then_tampered_config, .timeout = 240, .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("true"),
+		   "parley-chan open secret\n"
+		   "parley-chan open pingpong\n"
+		   "parley-chan open pingpong\n"
+		   "echo SCRIPT-END\n", "mode=calm\n");
+	t.on_event = tamper_after_first;
+	t_vm_start(&t);
+	serve_until(&t, "SCRIPT-END", 180);
+	char *c = console(&t);
+	/* In order: refused without a grant; refused naming the changed
+	 * file, and quarantined; then refused as quarantined. */
+	char *a = strstr(c, "ERROR NO_GRANT");
+	cr_assert(a, "%s", c);
+	char *b = strstr(a, "ERROR INTEGRITY guest/app.conf");
+	cr_assert(b, "no INTEGRITY naming the file after NO_GRANT:\n%s", c);
+	cr_assert(strstr(b, "ERROR QUARANTINED"), "%s", c);
+	free(c);
+	AUDIT_HAS(&t, "\"event\":\"open_denied\",\"partition\":\"guest\","
+		      "\"channel\":\"secret\",\"reason\":\"NO_GRANT\"");
+	AUDIT_HAS(&t, "\"event\":\"quarantine\",\"partition\":\"guest\","
+		      "\"reason\":\"INTEGRITY\",\"file\":\"app.conf\"");
+	t_vm_teardown(&t);
+}
+
+/* ---- a VM and a thin partition on one channel ------------------------------ */
+
+/* ping (a thin partition) sends 10,000 checksummed messages; the VM's
+ * parley-chan pong checks and answers each. Then the VM writes junk into
+ * the sections it may only read — the header and ping's producer
+ * section — and nothing of it reaches the memory ping maps. */
+Test(vm_chan, vm_and_thin_partition_ping_pong_10000, .timeout = 400,
+     .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("true"),
+		   "parley-chan open pingpong || exit 1\n"
+		   "parley-chan pong pingpong 10000\n"
+		   "parley-chan poke pingpong 0\n"
+		   "parley-chan poke pingpong 1\n"
+		   "echo SCRIPT-END\n", "mode=calm\n");
+	struct partition *ping = t_fleet_add(&t.f, "ping", "ping.elf",
+					     "count=10000", NULL, false, NULL);
+	t_vm_start(&t);
+	t_fleet_go(&t.f);
+	serve_until(&t, "SCRIPT-END", 360);
+	CONSOLE_HAS(&t, "OPEN pingpong handle=");
+	CONSOLE_HAS(&t, "PONG 10000 messages checked and answered");
+	CONSOLE_HAS(&t, "POKED 0 4096");
+	CONSOLE_HAS(&t, "POKED 1 131072");
+	cr_assert_eq(t_fleet_run(&t.f, 10000), 0, "%s", t_fleet_out(&t.f));
+	cr_assert_eq(ping->fin.reason, VMX_STOP_EXIT, "%s", t_fleet_out(&t.f));
+	cr_assert_eq(ping->fin.code, 0, "%s", t_fleet_out(&t.f));
+	cr_assert(strstr(t_fleet_out(&t.f), "ping: 10000 messages each way"),
+		  "%s", t_fleet_out(&t.f));
+	cr_assert(strstr(t_fleet_out(&t.f), "checksums ok"), "%s",
+		  t_fleet_out(&t.f));
+	AUDIT_HAS(&t, "\"event\":\"open_allowed\",\"partition\":\"guest\"");
+	/* The memory the thin partition maps (the same memfds) never saw the
+	 * VM's junk in the sections it may only read. */
+	cr_assert_eq(t.f.cm.nchans, 1);
+	struct cm_chan *ch = t.f.cm.chans[0];
+	struct parley_chan_hdr h;
+	cr_assert_eq(pread(ch->mem[0], &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	cr_assert_eq(h.magic, PARLEY_RING_MAGIC, "the header changed");
+	static uint8_t buf[1 << 17];
+	ssize_t n = pread(ch->mem[1], buf, sizeof(buf), 0);
+	cr_assert_eq(n, (ssize_t)ch->sec_size[1]);
+	unsigned junk = 0;
+	for (ssize_t i = 0; i < n; i++)
+		junk += buf[i] == 0xa5;
+	/* ping's own data may hold the odd 0xa5; the VM's poke wrote all
+	 * 131072 bytes of it */
+	cr_assert_lt(junk, 4096, "%u bytes of the VM's junk in ping's section",
+		     junk);
+	t_vm_teardown(&t);
+	no_shm_left();
+}
+
+/* ---- revocation ------------------------------------------------------------- */
+
+/* The grant is removed while ping and the VM exchange messages: the
+ * sections are punched (the VM reads zeros), the devices unplugged, the
+ * VM's tool sees CLOSED; the audit says what happened. */
+Test(vm_chan, revocation_mid_stream_is_closed, .timeout = 400,
+     .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("false"),
+		   "parley-chan open pingpong || exit 1\n"
+		   "echo STREAMING\n"
+		   "parley-chan pong pingpong 1000000\n"
+		   "echo SCRIPT-END\n", "x\n");
+	t_fleet_add(&t.f, "ping", "ping.elf", "count=1000000", NULL, false,
+		    NULL);
+	t_vm_start(&t);
+	t_fleet_go(&t.f);
+	serve_until(&t, "STREAMING", 240);
+	/* let some messages flow, then take the grant away */
+	for (int i = 0; i < 2000; i++)
+		pump(&t, 1);
+	t_fleet_set_grants(&t.f, "{\"grants\":[]}");
+	serve_until(&t, "SCRIPT-END", 120);
+	CONSOLE_HAS(&t, "ERROR CLOSED");
+	AUDIT_HAS(&t, "\"event\":\"revoke\",\"channel\":\"pingpong\","
+		      "\"reason\":\"GRANT_REMOVED\"");
+	AUDIT_HAS(&t, "\"event\":\"vm_revoke_punched\",\"partition\":\"guest\"");
+	/* the guest ejects the devices: the unplug completes */
+	for (int i = 0; i < 5000 && !strstr(t_fleet_audit(&t.f), "vm_unplugged"); i++)
+		pump(&t, 1);
+	AUDIT_HAS(&t, "\"event\":\"vm_unplugged\",\"partition\":\"guest\"");
+	t_vm_teardown(&t);
+	no_shm_left();
+}
+
+/* ---- the agent killed -9 ---------------------------------------------------- */
+
+/* The agent's side in a child process that is killed -9 once the VM
+ * runs; a new one adopts the VM, serves it, and destroys a VM of its own
+ * it has no spec for any more. */
+Test(vm_chan, kill9_agent_then_adopt, .timeout = 300, .fini = t_vm_fini)
+{
+	struct t_vm t;
+	struct parley_err err = { 0 };
+	t_vm_setup(&t, POLICY("true"),
+		   "for i in $(seq 200); do\n"
+		   "  out=$(parley-chan open secret)\n"
+		   "  case \"$out\" in *NO_GRANT*) echo \"ADOPTED-ANSWER $out\"; break;; esac\n"
+		   "  sleep 0.3\n"
+		   "done\n"
+		   "echo SCRIPT-END\n", "x\n");
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* The first agent: starts the VM and an orphan-to-be. */
+		struct vm_spec other = t.spec;
+		snprintf(other.name, sizeof(other.name), "orphan");
+		other.ncfg = 1;  /* a script that keeps it running */
+		char *sl = t_write(t.f.dir, "sleep.sh", "sleep 600\n", 10);
+		snprintf(other.cfg[0].path, sizeof(other.cfg[0].path), "%s", sl);
+		free(sl);
+		if (vmmgr_init(&t.m, t.f.dir, NULL, &t.f.cm, NULL, &err) ||
+		    vmmgr_add(&t.m, &t.spec, &err) || vmmgr_add(&t.m, &other, &err)) {
+			fprintf(stderr, "first agent: %s\n", err.msg);
+			_exit(1);
+		}
+		if (write(pfd[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(pfd[1]);
+	char r;
+	cr_assert_eq(read(pfd[0], &r, 1), 1, "the first agent failed");
+	close(pfd[0]);
+	kill(pid, SIGKILL);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	/* The second agent: only "guest" has a spec now. */
+	cr_assert_eq(vmmgr_init(&t.m, t.f.dir, NULL, &t.f.cm, &t.f.audit, &err),
+		     0, "%s", err.msg);
+	cr_assert_eq(vmhost_running(&t.m.host, "guest"), 1,
+		     "the VM did not outlive its agent");
+	cr_assert_eq(vmhost_running(&t.m.host, "orphan"), 1);
+	cr_assert_eq(vmmgr_add(&t.m, &t.spec, &err), 0, "%s", err.msg);
+	cr_assert(vmmgr_find(&t.m, "guest")->adopted);
+	unsigned adopted, destroyed;
+	cr_assert_eq(vmmgr_reconcile(&t.m, &adopted, &destroyed, &err), 0,
+		     "%s", err.msg);
+	cr_assert_eq(adopted, 1);
+	cr_assert_eq(destroyed, 1);
+	cr_assert_eq(vmhost_running(&t.m.host, "orphan"), 0);
+	serve_until(&t, "SCRIPT-END", 200);
+	CONSOLE_HAS(&t, "ADOPTED-ANSWER ERROR NO_GRANT");
+	AUDIT_HAS(&t, "\"event\":\"vm_adopted\",\"partition\":\"guest\"");
+	cr_assert_eq(vmhost_destroy(&t.m.host, "guest", &err), 0, "%s", err.msg);
+	cr_assert_eq(vmhost_running(&t.m.host, "guest"), 0);
+	t_vm_teardown(&t);
+	no_shm_left();
+}
+
+/* A VM that keeps touching the channel after its revocation deadline: the
+ * memory is truncated (chanmgr's rule for late vmms), its QEMU dies at the
+ * next access (SIGBUS), and the audit says so. */
+Test(vm_chan, late_vm_touching_revoked_memory_is_stopped, .timeout = 300,
+     .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("false"),
+		   "parley-chan open pingpong || exit 1\n"
+		   "parley-chan touch pingpong\n", "x\n");
+	/* A guest that ignores hot-unplug: no ACPI hot-plug in its kernel
+	 * (it finds plugged devices by a PCI rescan). */
+	snprintf(t.spec.cmdline_extra, sizeof(t.spec.cmdline_extra),
+		 "acpiphp.disable=1");
+	t.f.cm.unmap_ms = 2000;
+	t_fleet_add(&t.f, "ping", "ping.elf", "count=1000000", NULL, false,
+		    NULL);
+	t_vm_start(&t);
+	t_fleet_go(&t.f);
+	serve_until(&t, "TOUCHING", 240);
+	t_fleet_set_grants(&t.f, "{\"grants\":[]}");
+	time_t end = time(NULL) + 120;
+	while (!strstr(t_fleet_audit(&t.f), "\"vm_stopped\"") &&
+	       time(NULL) < end)
+		pump(&t, 5);
+	AUDIT_HAS(&t, "\"event\":\"vm_unplug_late\",\"partition\":\"guest\"");
+	AUDIT_HAS(&t, "\"event\":\"vm_stopped\",\"partition\":\"guest\","
+		      "\"reason\":\"revoked-access\"");
+	cr_assert_eq(vmhost_running(&t.m.host, "guest"), 0);
+	t_vm_teardown(&t);
+	no_shm_left();
+}
+
+/* ---- a hostile guest on the control port ------------------------------------ */
+
+/* The guest writes bytes that are no frame into its control port: the
+ * agent's decoder refuses them, the port is closed for good (audited with
+ * the reason), and the guest's next request gets no answer. */
+Test(vm_chan, garbage_on_the_control_port_closes_it, .timeout = 240,
+     .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("false"),
+		   "for d in /sys/class/virtio-ports/*; do\n"
+		   "  [ \"$(cat $d/name)\" = org.parley.ctl.0 ] && p=/dev/${d##*/}\n"
+		   "done\n"
+		   "printf 'GARBAGE-GARBAGE-GARBAGE-' > $p\n"
+		   "echo WROTE\n"
+		   "sleep 1\n"
+		   "parley-chan open pingpong\n"
+		   "echo SCRIPT-END\n", "x\n");
+	t_vm_start(&t);
+	time_t end = time(NULL) + 180;
+	while (!strstr(t_fleet_audit(&t.f), "vm_ctl_violation") &&
+	       time(NULL) < end)
+		pump(&t, 5);
+	AUDIT_HAS(&t, "\"event\":\"vm_ctl_violation\",\"partition\":\"guest\","
+		      "\"reason\":\"EPROTO\",\"detail\":\"bad magic 0x42524147\"");
+	cr_assert_lt(t.m.vm[0].ctl, 0, "the port is still served");
+	/* the guest's open after that: no answer, its tool gives up */
+	end = time(NULL) + 60;
+	char *c = NULL;
+	do {
+		free(c);
+		pump(&t, 5);
+		c = console(&t);
+	} while (!strstr(c, "SCRIPT-END") && time(NULL) < end);
+	cr_assert(strstr(c, "ERROR control port"), "%s", c);
+	cr_assert(!strstr(c, "OPEN pingpong"), "%s", c);
+	free(c);
+	t_vm_teardown(&t);
+}
