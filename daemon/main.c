@@ -309,6 +309,9 @@ static int key_paths(struct daemon *d, struct keyd_paths *p,
 	else if (path_join(p->ckpt_key, sizeof(p->ckpt_key), sd,
 			   "checkpoint.key") < 0)
 		return perr(err, -ENAMETOOLONG, "state_dir: too long");
+	if (path_join(p->disk_key, sizeof(p->disk_key), sd,
+		      "disk-wrap.key") < 0)
+		return perr(err, -ENAMETOOLONG, "state_dir: too long");
 	return 0;
 }
 
