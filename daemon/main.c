@@ -244,6 +244,7 @@ static int setup_api(struct daemon *d, struct parley_err *err)
 	hostport_split(d->cfg.api_listen, host, sizeof(host), &port);
 	d->api = (struct api_server){
 		.base = d->base, .store = d->store, .link = &d->link,
+		.keys = &d->keys,
 		.state_dir = d->cfg.state_dir, .ckpt = &d->ckpt,
 		.hooks = { .ctx = d, .thin_changed = thin_changed,
 			   .thin_command = thin_command },

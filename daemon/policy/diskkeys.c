@@ -26,6 +26,8 @@ static int make_key(struct store *s, struct keyd *k, const char *host,
 		    const char *event, struct parley_err *err)
 {
 	uint8_t wrapped[STORE_WRAPPED_LEN];
+	if (!k)
+		return perr(err, -ENOKEY, "no key process for disk keys");
 	int rc = keyd_disk_key_new(k, partition, disk, version, wrapped, err);
 	if (rc == 0)
 		rc = store_disk_key_add(s, partition, disk, version,
@@ -61,6 +63,9 @@ int diskkeys_define(struct store *s, struct keyd *k, const char *host,
 		}
 		uint64_t have = 0;
 		rc = store_disk_key_version(s, partition, name, &have, err);
+		if (rc == 0 && have == 0 && !k)
+			rc = perr(err, -ENOKEY, "disk %s: no key process to "
+				  "make its key", name);
 		if (rc == 0 && have == 0)
 			rc = make_key(s, k, host, partition, name, 1,
 				      "disk_key_created", err);

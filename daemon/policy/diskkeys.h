@@ -27,6 +27,7 @@ struct keyd;
 /* Keys for every encrypted disk of spec_json ("disks": [{"name",
  * "encryption": {...}}]) that has none yet; each audited
  * disk_key_created. Call inside the change's transaction. */
+/* k NULL: -ENOKEY if a key is needed. */
 int diskkeys_define(struct store *s, struct keyd *k, const char *host,
 		    const char *partition, const char *spec_json,
 		    struct parley_err *err);

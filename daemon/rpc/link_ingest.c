@@ -7,6 +7,7 @@
  */
 #include "daemon/rpc/link_int.h"
 #include "common/log.h"
+#include "daemon/policy/diskkeys.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -81,6 +82,12 @@ static int ingest_measurements(struct link_conn *c,
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		if (m[i].seq > held)
 			rc = enrol(c, &m[i], err);
+	/* A partition that stopped (or started again) matching its
+	 * baseline: its disk keys are withheld (released) in the host's
+	 * next bundle, in this transaction. */
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		if (m[i].seq > held)
+			rc = diskkeys_refresh(s, m[i].partition, err);
 	return rc;
 }
 
