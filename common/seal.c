@@ -229,3 +229,21 @@ int seal_open(EVP_PKEY *priv, const struct seal_ctx *c, const uint8_t *in,
 	}
 	return 0;
 }
+
+size_t seal_wrap_aad(const char *partition, const char *disk,
+		     uint64_t version, uint8_t *a)
+{
+	size_t n = 16, l;
+	memcpy(a, "parley-disk-wrap", 16);
+	l = strnlen(partition, 63);
+	memcpy(a + n, partition, l);
+	n += l;
+	a[n++] = 0;
+	l = strnlen(disk, 63);
+	memcpy(a + n, disk, l);
+	n += l;
+	a[n++] = 0;
+	for (int i = 7; i >= 0; i--)
+		a[n++] = (uint8_t)(version >> (8 * i));
+	return n;
+}

@@ -54,4 +54,11 @@ int seal_gcm(const uint8_t k[32], const uint8_t *aad, size_t aadlen,
 int seal_gcm_open(const uint8_t k[32], const uint8_t *aad, size_t aadlen,
 		  const uint8_t *in, size_t len, uint8_t *out);
 
+/* What the daemon binds a wrapped disk key to (daemon/keys/): moved to
+ * another (partition, disk, version) it does not unwrap. out holds at
+ * least SEAL_WRAP_AAD_MAX bytes; names are at most 63 bytes. */
+#define SEAL_WRAP_AAD_MAX (16 + 2 * 64 + 8)
+size_t seal_wrap_aad(const char *partition, const char *disk,
+		     uint64_t version, uint8_t *out);
+
 #endif

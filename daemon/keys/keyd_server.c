@@ -384,22 +384,9 @@ static int on_ckpt(int fd, struct keys *K, const struct keyd_req *q)
 	return reply(fd, 0, NULL, sig, sizeof(sig));
 }
 
-/* What a wrapped key is bound to: moved to another row it does not
- * unwrap. */
 static size_t wrap_aad(const struct keyd_req *q, uint8_t *a)
 {
-	size_t n = 0, l;
-	memcpy(a, "parley-disk-wrap", 16);
-	n = 16;
-	l = strlen(q->part);
-	memcpy(a + n, q->part, l + 1);
-	n += l + 1;
-	l = strlen(q->disk);
-	memcpy(a + n, q->disk, l + 1);
-	n += l + 1;
-	for (int i = 7; i >= 0; i--)
-		a[n++] = (uint8_t)(q->version >> (8 * i));
-	return n;
+	return seal_wrap_aad(q->part, q->disk, q->version, a);
 }
 
 /* A new XTS key: random, two halves that differ (XTS refuses equal
@@ -408,7 +395,7 @@ static int on_disk_new(int fd, struct keys *K, const struct keyd_req *q)
 {
 	struct parley_err err = { 0 };
 	uint8_t key[SEAL_KEY_LEN], out[KEYD_WRAPPED_LEN];
-	uint8_t aad[16 + 2 * KEYD_NAME_MAX + 8];
+	uint8_t aad[SEAL_WRAP_AAD_MAX];
 	int rc = 0;
 	if (!K->has_wrap)
 		rc = perr(&err, -ENOKEY, "no disk key wrapping key");
@@ -433,7 +420,7 @@ static int on_disk_seal(int fd, struct keys *K, const struct keyd_req *q)
 {
 	struct parley_err err = { 0 };
 	uint8_t key[SEAL_KEY_LEN], out[SEAL_LEN];
-	uint8_t aad[16 + 2 * KEYD_NAME_MAX + 8];
+	uint8_t aad[SEAL_WRAP_AAD_MAX];
 	const uint8_t *p = q->data2;
 	EVP_PKEY *pub = NULL;
 	int rc = 0;

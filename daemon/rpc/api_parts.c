@@ -42,7 +42,8 @@ static void part_fail(struct api_req *q, int rc, const struct parley_err *err)
 /* The fields of a partition spec (agent/spec.h); the agent checks the
  * values again when it creates the partition. */
 static const char *const spec_fields[] = {
-	"name", "image", "memory", "vcpus", "config", "cmdline", NULL
+	"name", "image", "memory", "vcpus", "config", "cmdline", "disks",
+	NULL
 };
 
 /* A partition as JSON, written straight into b (api_json.h): this is most
