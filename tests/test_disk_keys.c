@@ -363,3 +363,304 @@ Test(disk_keys, bad_disk_name_in_a_spec_is_refused, .timeout = 60)
 	call_ok(&t, "GET", "/v1/partitions/p", NULL, 404, NULL);
 	teardown(&t);
 }
+
+/* ---- the pieces, without processes ---- */
+
+#include "agent/disk/keyring.h"
+#include "common/pki.h"
+#include "common/wire.h"
+
+static const uint8_t K64[64] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+				  14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+				  25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35,
+				  36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46,
+				  47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57,
+				  58, 59, 60, 61, 62, 63, 64 };
+
+/* The X25519 key the agent derives from its Ed25519 key has the public
+ * half the daemon derives from the certificate: a sealed key opens, for
+ * exactly its entry and host, and with no other key. */
+Test(disk_keys, seal_opens_only_for_its_host_and_entry)
+{
+	EVP_PKEY *h1 = NULL, *h2 = NULL;
+	struct parley_err err = { 0 };
+	cr_assert_eq(pki_key_new(&h1, &err), 0);
+	cr_assert_eq(pki_key_new(&h2, &err), 0);
+	for (int round = 0; round < 16; round++) {
+		EVP_PKEY *k = NULL;
+		cr_assert_eq(pki_key_new(&k, &err), 0);
+		uint8_t s[SEAL_LEN], out[64];
+		struct seal_ctx c = { "h1", "p", "data", 3 };
+		cr_assert_eq(seal_key(k, &c, K64, s, &err), 0, "%s",
+			     perr_msg(&err));
+		cr_assert_eq(seal_open(k, &c, s, sizeof(s), out, &err), 0,
+			     "%s", perr_msg(&err));
+		cr_assert_eq(memcmp(out, K64, 64), 0);
+		EVP_PKEY_free(k);
+	}
+	uint8_t s[SEAL_LEN], out[64];
+	struct seal_ctx c = { "h1", "p", "data", 3 };
+	cr_assert_eq(seal_key(h1, &c, K64, s, &err), 0);
+	cr_assert_eq(seal_open(h2, &c, s, sizeof(s), out, &err), -EBADMSG);
+	static const struct seal_ctx other[] = {
+		{ "h2", "p", "data", 3 }, { "h1", "q", "data", 3 },
+		{ "h1", "p", "logs", 3 }, { "h1", "p", "data", 4 },
+	};
+	for (size_t i = 0; i < 4; i++) {
+		cr_assert_eq(seal_open(h1, &other[i], s, sizeof(s), out, &err),
+			     -EBADMSG, "entry %zu", i);
+		cr_assert(strstr(perr_msg(&err), "does not open"), "%s",
+			  perr_msg(&err));
+		for (int b = 0; b < 64; b++)
+			cr_assert_eq(out[b], 0, "a failed open left key bytes");
+	}
+	cr_assert_eq(seal_open(h1, &c, s, sizeof(s) - 1, out, &err), -EBADMSG);
+	s[0] = 2;
+	cr_assert_eq(seal_open(h1, &c, s, sizeof(s), out, &err), -EBADMSG);
+	cr_assert(strstr(perr_msg(&err), "kind 2"), "%s", perr_msg(&err));
+	s[0] = 1;
+	for (size_t i = 1; i < sizeof(s); i += 7) {
+		s[i] ^= 0x40;
+		cr_assert_eq(seal_open(h1, &c, s, sizeof(s), out, &err),
+			     -EBADMSG, "byte %zu flipped", i);
+		s[i] ^= 0x40;
+	}
+	cr_assert_eq(seal_open(h1, &c, s, sizeof(s), out, &err), 0);
+	EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	cr_assert_eq(seal_key(ec, &c, K64, s, &err), -EKEYREJECTED);
+	EVP_PKEY_free(ec);
+	EVP_PKEY_free(h1);
+	EVP_PKEY_free(h2);
+}
+
+static Parley__V1__PolicyBody *body_with(Parley__V1__DiskKey *k, size_t n)
+{
+	static Parley__V1__PolicyBody b;
+	static Parley__V1__DiskKey *kp[8];
+	parley__v1__policy_body__init(&b);
+	b.host = "h1";
+	b.version = 1;
+	for (size_t i = 0; i < n; i++)
+		kp[i] = &k[i];
+	b.disk_keys = kp;
+	b.n_disk_keys = n;
+	return &b;
+}
+
+static void dkey(Parley__V1__DiskKey *k, const char *part, const char *disk,
+		 uint64_t v, uint8_t *sealed, size_t len)
+{
+	parley__v1__disk_key__init(k);
+	k->partition = (char *)part;
+	k->disk = (char *)disk;
+	k->key_version = v;
+	k->sealed.data = sealed;
+	k->sealed.len = len;
+}
+
+/* Hostile entries in a bundle's body: each refused with its field
+ * named, so the whole bundle is refused (policy_refused). */
+Test(disk_keys, hostile_bundle_entries_are_refused_with_their_field)
+{
+	uint8_t sealed[SEAL_LEN + 1] = { 1 };
+	struct {
+		const char *part, *disk;
+		uint64_t v;
+		size_t len;
+		const char *why;
+	} bad[] = {
+		{ "p", "data", 1, SEAL_LEN - 1, "disk_keys[0].sealed: 124 bytes" },
+		{ "p", "data", 1, SEAL_LEN + 1, "disk_keys[0].sealed: 126 bytes" },
+		{ "p", "data", 1, 0, "disk_keys[0].sealed: 0 bytes" },
+		{ "p", "data", 0, SEAL_LEN, "disk_keys[0].key_version: 0" },
+		{ "", "data", 1, SEAL_LEN, "disk_keys[0].partition" },
+		{ "p/../x", "data", 1, SEAL_LEN, "disk_keys[0].partition" },
+		{ "p", "", 1, SEAL_LEN, "disk_keys[0].disk" },
+		{ "p", "0123456789012345678901234567890123", 1, SEAL_LEN,
+		  "disk_keys[0].disk: 34 bytes" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		Parley__V1__DiskKey k;
+		dkey(&k, bad[i].part, bad[i].disk, bad[i].v, sealed,
+		     bad[i].len);
+		struct parley_err err = { 0 };
+		cr_assert_lt(wire_check_policy_body(body_with(&k, 1), NULL,
+						    &err), 0, "case %zu", i);
+		cr_assert(strstr(perr_msg(&err), bad[i].why), "case %zu: %s",
+			  i, perr_msg(&err));
+	}
+	Parley__V1__DiskKey two[2];
+	dkey(&two[0], "p", "data", 1, sealed, SEAL_LEN);
+	dkey(&two[1], "p", "data", 2, sealed, SEAL_LEN);
+	struct parley_err err = { 0 };
+	cr_assert_eq(wire_check_policy_body(body_with(two, 2), NULL, &err),
+		     -EEXIST, "%s", perr_msg(&err));
+	cr_assert(strstr(perr_msg(&err), "disk_keys[1]: duplicate"), "%s",
+		  perr_msg(&err));
+	cr_assert_eq(wire_check_policy_body(body_with(two, 1), NULL, &err), 0,
+		     "%s", perr_msg(&err));
+}
+
+struct reports {
+	char text[2048];
+};
+
+static void rep(void *ctx, const char *event, const char *part,
+		const char *disk, const char *detail)
+{
+	struct reports *r = ctx;
+	size_t n = strlen(r->text);
+	snprintf(r->text + n, sizeof(r->text) - n, "%s %s/%s: %s\n", event,
+		 part, disk, detail);
+}
+
+/* The agent's ring: entries that do not open are refused one by one (the
+ * others are taken), a key moved to another entry does not open, a key
+ * gone from the next bundle is reported withdrawn; the key the source
+ * hands out is the one sealed. */
+Test(disk_keys, keyring_takes_what_opens_and_reports_withdrawals)
+{
+	EVP_PKEY *h = NULL, *other = NULL;
+	struct parley_err err = { 0 };
+	cr_assert_eq(pki_key_new(&h, &err), 0);
+	cr_assert_eq(pki_key_new(&other, &err), 0);
+	uint8_t s_ok[SEAL_LEN], s_moved[SEAL_LEN], s_other[SEAL_LEN];
+	struct seal_ctx c1 = { "h1", "p", "data", 1 };
+	struct seal_ctx c2 = { "h1", "q", "data", 1 };
+	cr_assert_eq(seal_key(h, &c1, K64, s_ok, &err), 0);
+	cr_assert_eq(seal_key(h, &c1, K64, s_moved, &err), 0);
+	cr_assert_eq(seal_key(other, &c2, K64, s_other, &err), 0);
+	Parley__V1__DiskKey k[3];
+	dkey(&k[0], "p", "data", 1, s_ok, SEAL_LEN);
+	dkey(&k[1], "q", "logs", 1, s_moved, SEAL_LEN);  /* p's, moved */
+	dkey(&k[2], "q", "data", 1, s_other, SEAL_LEN);  /* another host's */
+	struct disk_keyring ring;
+	cr_assert_eq(disk_keyring_init(&ring, &err), 0);
+	struct reports r = { "" };
+	cr_assert_eq(disk_keyring_load(&ring, body_with(k, 3), "h1", h, rep,
+				       &r), 2, "%s", r.text);
+	cr_assert(strstr(r.text, "disk_key_refused q/logs"), "%s", r.text);
+	cr_assert(strstr(r.text, "disk_key_refused q/data"), "%s", r.text);
+	cr_assert(disk_keyring_has(&ring, "p", "data"));
+	cr_assert_not(disk_keyring_has(&ring, "q", "data"));
+	struct part_disk_spec d = { .name = "data" };
+	uint8_t key[64];
+	cr_assert_eq(disk_keyring_get(&ring, "p", &d, key, &err), 0);
+	cr_assert_eq(memcmp(key, K64, 64), 0);
+	cr_assert_eq(disk_keyring_get(&ring, "q", &d, key, &err), -ENOKEY);
+	cr_assert(strstr(perr_msg(&err), "no key for disk"), "%s",
+		  perr_msg(&err));
+	/* The next bundle has none: p's key is withdrawn. */
+	r.text[0] = 0;
+	cr_assert_eq(disk_keyring_load(&ring, body_with(k, 0), "h1", h, rep,
+				       &r), 0);
+	cr_assert(strstr(r.text, "disk_key_withdrawn p/data"), "%s", r.text);
+	cr_assert_not(disk_keyring_has(&ring, "p", "data"));
+	/* Wiped: nothing of the key is left in the ring's memory. */
+	for (size_t i = 0; i < KEYRING_MAX; i++)
+		cr_assert_not(has_bytes(ring.e[i].key, 64, K64, 32));
+	disk_keyring_free(&ring);
+	EVP_PKEY_free(h);
+	EVP_PKEY_free(other);
+}
+
+/* The store's side: wrapped keys of the right size only, versions only
+ * up, a withheld state that follows measurement and baseline, and a
+ * policy version each time the host's bundle changes. */
+Test(disk_keys, store_keeps_wrapped_keys_and_their_release_state)
+{
+	char *dir = t_tmpdir();
+	char path[600];
+	snprintf(path, sizeof(path), "%s/s.db", dir);
+	struct store *s;
+	struct parley_err err = { 0 };
+	cr_assert_eq(store_open(path, &s, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(store_host_put(s, "h1", NULL, (struct store_blob){ 0 },
+				    &err), 0);
+	struct store_part_in in = { .name = "p", .host = "h1",
+				    .kind = STORE_PART_THIN, .spec_json = "{}",
+				    .spec_len = 2, .state = "defined" };
+	cr_assert_eq(store_partition_put(s, &in, NULL, &err), 0);
+	uint8_t w[STORE_WRAPPED_LEN];
+	memset(w, 7, sizeof(w));
+	uint64_t pv = 0, v0 = 0, v = 0;
+	store_policy_host_version(s, "h1", &v0, NULL);
+	cr_assert_eq(store_disk_key_add(s, "p", "data", 1,
+					(struct store_blob){ w, 91 }, &pv,
+					&err), -EINVAL);
+	cr_assert_eq(store_disk_key_add(s, "nope", "data", 1,
+					(struct store_blob){ w, sizeof(w) },
+					&pv, &err), -ENOENT);
+	cr_assert_eq(store_disk_key_add(s, "p", "a/b", 1,
+					(struct store_blob){ w, sizeof(w) },
+					&pv, &err), -EINVAL);
+	cr_assert_eq(store_disk_key_add(s, "p", "data", 1,
+					(struct store_blob){ w, sizeof(w) },
+					&pv, &err), 0, "%s", perr_msg(&err));
+	store_policy_host_version(s, "h1", &v, NULL);
+	cr_assert_eq(v, pv);
+	cr_assert_gt(v, v0);
+	cr_assert_eq(store_disk_key_add(s, "p", "data", 1,
+					(struct store_blob){ w, sizeof(w) },
+					&pv, &err), -EEXIST);
+	struct store_disk_key *l = NULL;
+	cr_assert_eq(store_disk_keys_list(s, "h1", NULL, &l, &err), 1);
+	cr_assert_str_eq(l[0].withheld, "");
+	cr_assert_eq(l[0].version, 1);
+	cr_assert_eq(memcmp(l[0].wrapped, w, sizeof(w)), 0);
+	free(l);
+	/* A measurement, then a baseline that differs: withheld. */
+	uint8_t d1[32], d2[32];
+	memset(d1, 1, 32);
+	memset(d2, 2, 32);
+	struct store_measure_in m = { .seq = 1, .partition = "p",
+				      .d = { .digest = { d1, 32 } } };
+	cr_assert_eq(store_ingest_measurements(s, "h1", &m, 1, NULL, &err), 0);
+	bool changed = false;
+	char why[STORE_WITHHELD_MAX];
+	cr_assert_eq(store_disk_keys_refresh(s, "p", &changed, why,
+					     sizeof(why), &pv, &err), 0);
+	cr_assert_not(changed, "no baseline: released as before");
+	struct store_digests_in bd = { .digest = { d2, 32 } };
+	cr_assert_eq(store_baseline_put(s, "p", &bd, true, NULL, &err), 0);
+	cr_assert_eq(store_disk_keys_refresh(s, "p", &changed, why,
+					     sizeof(why), &pv, &err), 0);
+	cr_assert(changed);
+	cr_assert(strstr(why, "INTEGRITY"), "%s", why);
+	cr_assert_gt(pv, v);
+	cr_assert_eq(store_disk_keys_refresh(s, "p", &changed, why,
+					     sizeof(why), &pv, &err), 0);
+	cr_assert_not(changed, "the same state twice is one change");
+	/* It measures as its baseline again: released. */
+	m.seq = 2;
+	m.d.digest.p = d2;
+	cr_assert_eq(store_ingest_measurements(s, "h1", &m, 1, NULL, &err), 0);
+	cr_assert_eq(store_disk_keys_refresh(s, "p", &changed, why,
+					     sizeof(why), &pv, &err), 0);
+	cr_assert(changed);
+	cr_assert_str_eq(why, "");
+	/* Rekey: version 2 beside 1 until the old one is retired. */
+	cr_assert_eq(store_disk_key_add(s, "p", "data", 2,
+					(struct store_blob){ w, sizeof(w) },
+					&pv, &err), 0);
+	cr_assert_eq(store_disk_keys_list(s, NULL, "p", &l, &err), 1);
+	cr_assert_eq(l[0].version, 2);
+	cr_assert_eq(l[0].versions, 2);
+	free(l);
+	unsigned removed = 9;
+	cr_assert_eq(store_disk_key_retire(s, "p", "data", 1, &removed, &err),
+		     -ESTALE);
+	cr_assert_eq(store_disk_key_retire(s, "p", "data", 2, &removed, &err),
+		     0);
+	cr_assert_eq(removed, 1);
+	struct store_disk_key one;
+	cr_assert_eq(store_disk_key_get(s, "p", "data", 1, &one, &err),
+		     -ENOENT);
+	/* The partition goes, its keys with it. */
+	cr_assert_eq(store_partition_delete(s, "p", &err), 0, "%s",
+		     perr_msg(&err));
+	cr_assert_eq(store_disk_keys_list(s, NULL, NULL, &l, &err), 0);
+	store_close(s);
+	t_rmtree(dir);
+	free(dir);
+}

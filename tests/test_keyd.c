@@ -17,6 +17,7 @@
 #include "common/checkpoint.h"
 #include "common/pki.h"
 #include "common/pki_join.h"
+#include "common/seal.h"
 #include "common/sign.h"
 #include "daemon/keys/keyd.h"
 #include "daemon/keys/keyd_proto.h"
@@ -631,4 +632,99 @@ Test(keyd, main_process_is_not_root_and_cannot_open_the_keys, .timeout = 60)
 	cr_expect_eq(r.status, 201, "%s", r.raw);
 	ac_free(&r);
 	ac_stop(&c);
+}
+
+/* Disk keys (issue 13): made and wrapped in the key process, sealed to a
+ * host there; a wrapped key moved to another (partition, disk, version)
+ * or cut short does not unwrap, and no disk wrapping key means no disk
+ * keys at all. */
+Test(keyd, disk_keys_are_wrapped_and_sealed_only_for_their_entry)
+{
+	struct kt t;
+	kt_paths(&t);
+	snprintf(t.p.disk_key, PATH_MAX, "%s/disk-wrap.key", t.dir);
+	struct parley_err err = { 0 };
+	cr_assert_eq(keyd_spawn(&t.k, &t.p, &err), 0, "%s", perr_msg(&err));
+	struct stat st;
+	cr_assert_eq(stat(t.p.disk_key, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+	cr_assert_eq(st.st_size, 32);
+	uint8_t w[92], w2[92], sealed[256];
+	size_t len = 0;
+	cr_assert_eq(keyd_disk_key_new(&t.k, "p1", "data", 1, w, &err), 0,
+		     "%s", perr_msg(&err));
+	cr_assert_eq(keyd_disk_key_new(&t.k, "p1", "data", 1, w2, &err), 0);
+	cr_assert_neq(memcmp(w, w2, sizeof(w)), 0, "two keys the same");
+	EVP_PKEY *host = NULL;
+	cr_assert_eq(pki_key_new(&host, &err), 0);
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 1, w, host,
+					sealed, sizeof(sealed), &len, &err), 0,
+		     "%s", perr_msg(&err));
+	cr_assert_eq(len, SEAL_LEN);
+	uint8_t key[64];
+	struct seal_ctx c = { "h1", "p1", "data", 1 };
+	cr_assert_eq(seal_open(host, &c, sealed, len, key, &err), 0, "%s",
+		     perr_msg(&err));
+	/* The wrapped key of p1 asked for as p2's, or as version 2: the
+	 * key process refuses, the stream goes on. */
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p2", "data", 1, w, host,
+					sealed, sizeof(sealed), &len, &err),
+		     -EBADMSG);
+	cr_assert(strstr(perr_msg(&err), "does not unwrap"), "%s",
+		  perr_msg(&err));
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 2, w, host,
+					sealed, sizeof(sealed), &len, &err),
+		     -EBADMSG);
+	w[50] ^= 1;
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 1, w, host,
+					sealed, sizeof(sealed), &len, &err),
+		     -EBADMSG);
+	w[50] ^= 1;
+	/* A host key that is not Ed25519: refused with why. */
+	EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 1, w, ec,
+					sealed, sizeof(sealed), &len, &err),
+		     -EKEYREJECTED);
+	EVP_PKEY_free(ec);
+	/* Hostile requests: version 0, a wrapped key of 91 bytes. */
+	struct keyd_req q = { .type = KEYD_DISK_KEY_NEW, .version = 0 };
+	snprintf(q.part, sizeof(q.part), "p1");
+	snprintf(q.disk, sizeof(q.disk), "data");
+	uint8_t *req, *rep;
+	size_t rl, pl;
+	cr_assert_eq(keyd_req_encode(&q, &req, &rl), 0);
+	cr_assert_eq(keyd_call_raw(&t.k, req, rl, &rep, &pl, &err), 0);
+	struct keyd_rep r;
+	cr_assert_eq(keyd_rep_parse(rep, pl, &r, &err), 0);
+	cr_assert_eq(r.status, -EBADMSG, "%d %s", r.status, r.msg);
+	free(req);
+	free(rep);
+	q = (struct keyd_req){ .type = KEYD_DISK_KEY_SEAL, .version = 1,
+			       .data = w, .len = 91, .data2 = w, .len2 = 4 };
+	snprintf(q.host, sizeof(q.host), "h1");
+	snprintf(q.part, sizeof(q.part), "p1");
+	snprintf(q.disk, sizeof(q.disk), "data");
+	cr_assert_eq(keyd_req_encode(&q, &req, &rl), 0);
+	cr_assert_eq(keyd_call_raw(&t.k, req, rl, &rep, &pl, &err), 0);
+	cr_assert_eq(keyd_rep_parse(rep, pl, &r, &err), 0);
+	cr_assert_eq(r.status, -EBADMSG, "%d %s", r.status, r.msg);
+	free(req);
+	free(rep);
+	/* Still serving. */
+	cr_assert_eq(keyd_disk_key_new(&t.k, "p1", "data", 2, w2, &err), 0);
+	EVP_PKEY_free(host);
+	keyd_stop(&t.k);
+	/* Without a wrapping key configured: no disk keys. */
+	t.p.disk_key[0] = 0;
+	cr_assert_eq(keyd_spawn(&t.k, &t.p, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(keyd_disk_key_new(&t.k, "p1", "data", 1, w, &err),
+		     -ENOKEY);
+	keyd_stop(&t.k);
+	/* A wrapping key others may read: the key process refuses to start. */
+	snprintf(t.p.disk_key, PATH_MAX, "%s/disk-wrap.key", t.dir);
+	chmod(t.p.disk_key, 0640);
+	cr_assert_lt(keyd_spawn(&t.k, &t.p, &err), 0);
+	cr_assert(strstr(perr_msg(&err), "chmod 600"), "%s", perr_msg(&err));
+	t_rmtree(t.dir);
+	free(t.dir);
 }
