@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
 
 #define SERVE_PARTS_MAX 64
 
@@ -29,6 +30,8 @@ struct serve_part {
 	struct partition *p;
 	struct event *ev;
 	bool reported;
+	char *spec_json;           /* the daemon's spec (its disks, for a
+				    * rekey once it stopped) */
 };
 
 struct serve {
@@ -177,8 +180,10 @@ static void on_key_report(void *ctx, const char *event, const char *part,
 	struct serve *s = ctx;
 	char d[400];
 	snprintf(d, sizeof(d), "disk %s: %s", disk, detail);
+	bool rekeyed = !strcmp(event, "disk_key_rekeyed");
 	struct audit_event e = { .event = event, .partition = part,
-				 .reason = "POLICY", .detail = d };
+				 .reason = rekeyed ? "REKEY" : "POLICY",
+				 .detail = d };
 	audit_emit(&s->audit, &e);
 	if (strcmp(event, "disk_key_withdrawn"))
 		return;
@@ -198,6 +203,38 @@ static void on_key_report(void *ctx, const char *event, const char *part,
 	}
 }
 
+/* A stopped partition whose disk has two key versions in the bundle (an
+ * operator's rekey): re-encrypted now, offline (agent/disk/rekey.h);
+ * the ring reports disk_key_rekeyed, after which the daemon drops the
+ * old version. A running one waits: the daemon refuses a rekey then. */
+static void rekey_stopped(struct serve *s)
+{
+	for (unsigned i = 0; i < s->n; i++) {
+		struct serve_part *sp = &s->part[i];
+		if (!sp->p->finished || !sp->spec_json)
+			continue;
+		struct part_spec spec;
+		struct parley_err err = { 0 };
+		if (spec_parse_daemon(sp->spec_json, strlen(sp->spec_json),
+				      &spec, &err) < 0)
+			continue;
+		for (unsigned k = 0; k < spec.ndisk; k++) {
+			const struct part_disk_spec *d = &spec.disk[k];
+			uint8_t key[CTL_DISK_KEY_BYTES];
+			if (!d->encrypted || disk_keyring_versions(
+				    &s->keys, spec.name, d->name) < 2)
+				continue;
+			if (disk_keyring_get(&s->keys, spec.name, d, key,
+					     &err) < 0)
+				on_key_report(s, "disk_key_rekey_failed",
+					      spec.name, d->name,
+					      perr_msg(&err));
+			OPENSSL_cleanse(key, sizeof(key));
+		}
+		spec_free(&spec);
+	}
+}
+
 /* The bundle in force changed (or was loaded): its disk keys replace the
  * ring's, opened with our certificate's key. */
 static void load_keys(void *arg)
@@ -208,6 +245,7 @@ static void load_keys(void *arg)
 	disk_keyring_load(&s->keys, s->link.policy.body, s->link.host, priv,
 			  on_key_report, s);
 	report_finished(s);
+	rekey_stopped(s);
 }
 
 static int add_part(struct serve *s, const struct part_spec *spec,
@@ -333,6 +371,8 @@ static int create_from_daemon(struct serve *s,
 			  spec.name, c->partition);
 	if (rc == 0)
 		rc = add_part(s, &spec, err);
+	if (rc == 0)
+		s->part[s->n - 1].spec_json = strdup(c->spec_json);
 	spec_free(&spec);
 	if (rc < 0) {
 		struct audit_event e = { .event = "spec_refused",
@@ -618,9 +658,11 @@ static int adopt_all(struct serve *s, struct parley_err *err)
 
 static void teardown(struct serve *s)
 {
-	for (unsigned i = 0; i < s->n; i++)
+	for (unsigned i = 0; i < s->n; i++) {
 		if (s->part[i].ev)
 			event_free(s->part[i].ev);
+		free(s->part[i].spec_json);
+	}
 	sup_free(&s->sup);
 	chanmgr_free(&s->cm);
 	agent_link_free(&s->link);
@@ -660,6 +702,9 @@ int serve_main(const struct serve_opts *o)
 		return 2;
 	}
 	s.key_src = (struct disk_key_source){ disk_keyring_get, &s.keys };
+	s.keys.dirs = o->disk_dirs;
+	s.keys.report = on_key_report;
+	s.keys.report_ctx = &s;
 	s.cm.rehash_interval_ns = (uint64_t)(o->rehash_s * 1e9);
 	if (o->backend == BACKEND_AUTO) {
 		char why[160];

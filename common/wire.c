@@ -412,8 +412,8 @@ static int chk_baselines(const Parley__V1__PolicyBody *b, const char *w,
 }
 
 /* disk_keys[i]: partition a name, disk a disk name (1..31 bytes),
- * key_version >= 1, sealed exactly SEAL_LEN bytes; (partition, disk)
- * once. Whether it opens is the agent's to find (agent/disk/). */
+ * key_version >= 1, sealed exactly SEAL_LEN bytes; (partition, disk,
+ * key_version) once (a rekey in progress sends two versions). Whether it opens is the agent's to find (agent/disk/). */
 static int chk_disk_keys(const Parley__V1__PolicyBody *b, const char *w,
 			 struct parley_err *err)
 {
@@ -422,8 +422,8 @@ static int chk_disk_keys(const Parley__V1__PolicyBody *b, const char *w,
 	if (rc < 0 || !b->n_disk_keys)
 		return rc;
 	struct keyed *keys = calloc(b->n_disk_keys, sizeof(*keys));
-	char (*pair)[2 * WIRE_NAME_MAX] = calloc(b->n_disk_keys,
-						 sizeof(*pair));
+	char (*pair)[2 * WIRE_NAME_MAX + 24] = calloc(b->n_disk_keys,
+						      sizeof(*pair));
 	if (!keys || !pair)
 		rc = perr(err, -ENOMEM, "%s.disk_keys: out of memory", w);
 	char iw[WHERE_MAX];
@@ -448,8 +448,9 @@ static int chk_disk_keys(const Parley__V1__PolicyBody *b, const char *w,
 				  iw, k->sealed.len, SEAL_LEN);
 		if (rc < 0)
 			break;
-		snprintf(pair[i], sizeof(pair[i]), "%s/%s", k->partition,
-			 k->disk);
+		snprintf(pair[i], sizeof(pair[i]), "%s/%s v%llu",
+			 k->partition, k->disk,
+			 (unsigned long long)k->key_version);
 		keys[i] = (struct keyed){ pair[i], i };
 	}
 	if (rc == 0)

@@ -116,7 +116,7 @@ int wire_check(const Parley__V1__Envelope *e, struct parley_err *err);
  * segments of 32 bytes), at most WIRE_SERVICES_MAX service rules (names,
  * source != target, each (source, target, service) once) and a
  * disk_keys (names, key_version >= 1, sealed SEAL_LEN bytes, (partition,
- * disk) once; at most WIRE_DISK_KEYS_MAX), a
+ * disk, key_version) once; at most WIRE_DISK_KEYS_MAX), a
  * segsets_json of at most WIRE_SEGSETS_JSON_MAX bytes (its contents are
  * the agent's to parse: agent/bundle.c). `where` prefixes the field names in messages
  * (NULL: "body"). For the daemon before it signs, and wire_body_decode.

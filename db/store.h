@@ -673,7 +673,8 @@ int store_disk_keys_refresh(struct store *s, const char *partition,
 			    bool *changed, char *why, size_t cap,
 			    uint64_t *policy_version, struct parley_err *err);
 /* Drop the versions of a disk's key below `keep`, which must be the
- * latest (-ESTALE otherwise): its agent re-encrypted the disk. */
+ * latest (-ESTALE otherwise): its agent re-encrypted the disk. Dropping
+ * any is a policy version for the partition's host. */
 int store_disk_key_retire(struct store *s, const char *partition,
 			  const char *disk, uint64_t keep,
 			  unsigned *removed, struct parley_err *err);

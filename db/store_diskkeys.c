@@ -382,6 +382,14 @@ int store_disk_key_retire(struct store *s, const char *partition,
 		db_bind_i64(st, 3, (int64_t)keep);
 		rc = db_run(s, st, "retire disk keys", err);
 	}
+	char host[STORE_NAME_MAX], change[160];
+	snprintf(change, sizeof(change), "disk key %s/%s: versions below %llu "
+		 "retired", partition, disk, (unsigned long long)keep);
+	/* The host's bundle carried them: it changes. */
+	if (rc == 0 && n > 0)
+		rc = db_need_partition(s, partition, host, err);
+	if (rc == 0 && n > 0)
+		rc = bump(s, host, change, NULL, err);
 	if (rc == 0)
 		*removed = (unsigned)n;
 	return db_op_end(s, rc, err);

@@ -327,6 +327,9 @@ Test(disk_keys, key_withdrawn_while_running_stops_and_wipes, .timeout = 120)
 	cr_assert(wait_audit(&t, "disk_key_released", "disk data", 60000),
 		  "%s", fd_agent_log(t.a));
 	cr_assert(wait_log(&t, "tick 1 ", 30000), "%s", fd_agent_log(t.a));
+	/* A running partition's disk is not rekeyed (offline only). */
+	call_ok(&t, "POST", "/v1/partitions/cnt/disk-keys/rekey",
+		"{\"disk\":\"data\"}", 409, NULL);
 	/* Its measurement was enrolled as its baseline; a golden one that
 	 * differs makes the latest measurement a mismatch. */
 	call_ok(&t, "PUT", "/v1/baselines/cnt", "{\"digest\":\""
@@ -361,6 +364,76 @@ Test(disk_keys, bad_disk_name_in_a_spec_is_refused, .timeout = 60)
 	cr_assert(strstr(r.body, "disks[0].name"), "%s", r.body);
 	ac_free(&r);
 	call_ok(&t, "GET", "/v1/partitions/p", NULL, 404, NULL);
+	teardown(&t);
+}
+
+struct statewait {
+	struct dk *t;
+	const char *part, *state;
+};
+
+static bool state_is(struct fleetd *f, void *ctx)
+{
+	(void)f;
+	struct statewait *w = ctx;
+	char path[128], want[64];
+	snprintf(path, sizeof(path), "/v1/partitions/%s", w->part);
+	snprintf(want, sizeof(want), "\"state\":\"%s\"", w->state);
+	struct ac_resp r;
+	ac_call(&w->t->c, "GET", path, w->t->c.admin, NULL, &r);
+	bool y = r.status == 200 && strstr(r.body, want);
+	ac_free(&r);
+	return y;
+}
+
+/* parleyctl disk rekey, through the API: refused while the partition
+ * runs; once it stopped, a new version; its agent re-encrypts the image
+ * offline and says so; the daemon drops the old version. The data is
+ * intact under the new key, and the old key no longer opens it. */
+Test(disk_keys, rekey_round_trip_keeps_the_data_under_the_new_key,
+     .timeout = 120)
+{
+	struct dk t;
+	setup(&t);
+	define(&t, "blk", "blktest.elf", "mode=text sectors=64");
+	agent_up(&t);
+	cr_assert(wait_log(&t, "blk ok", 60000), "%s", fd_agent_log(t.a));
+	struct statewait sw = { &t, "blk", "stopped" };
+	cr_assert(fd_wait(state_is, &t.c.f, &sw, 30000));
+	uint8_t k1[64], k2[64];
+	plain_key(&t, "blk", 1, k1);
+	char img[700];
+	snprintf(img, sizeof(img), "%s/blk.img", t.disks);
+	cr_assert(decrypts_to_text(img, k1));
+
+	struct ac_resp r;
+	call_ok(&t, "POST", "/v1/partitions/blk/disk-keys/rekey",
+		"{\"disk\":\"nope\"}", 404, NULL);
+	call_ok(&t, "POST", "/v1/partitions/blk/disk-keys/rekey",
+		"{\"disk\":\"data\"}", 200, &r);
+	cr_assert(strstr(r.body, "\"key_version\":2"), "%s", r.body);
+	ac_free(&r);
+	cr_assert(wait_audit(&t, "disk_key_rekey", "version 2", 5000));
+	cr_assert(wait_audit(&t, "disk_key_rekeyed", "from key version 1 to 2",
+			     30000), "%s\n%s", fd_agent_log(t.a),
+		  fd_daemon_log(&t.c.f));
+	cr_assert(wait_audit(&t, "disk_key_retired", "below 2", 30000));
+	call_ok(&t, "GET", "/v1/partitions/blk/disk-keys", NULL, 200, &r);
+	cr_assert(strstr(r.body, "\"key_version\":2"), "%s", r.body);
+	cr_assert(strstr(r.body, "\"versions_held\":1"), "%s", r.body);
+	ac_free(&r);
+	plain_key(&t, "blk", 2, k2);
+	cr_assert(decrypts_to_text(img, k2), "data not intact under the new "
+		  "key");
+	cr_assert_not(decrypts_to_text(img, k1), "the old key still opens it");
+	/* Nothing left beside the image but its version marker. */
+	char p[800];
+	snprintf(p, sizeof(p), "%s.rekey", img);
+	cr_assert_neq(access(p, F_OK), 0);
+	snprintf(p, sizeof(p), "%s.keyver", img);
+	cr_assert_eq(access(p, F_OK), 0);
+	OPENSSL_cleanse(k1, sizeof(k1));
+	OPENSSL_cleanse(k2, sizeof(k2));
 	teardown(&t);
 }
 
@@ -491,13 +564,15 @@ Test(disk_keys, hostile_bundle_entries_are_refused_with_their_field)
 	}
 	Parley__V1__DiskKey two[2];
 	dkey(&two[0], "p", "data", 1, sealed, SEAL_LEN);
-	dkey(&two[1], "p", "data", 2, sealed, SEAL_LEN);
+	dkey(&two[1], "p", "data", 1, sealed, SEAL_LEN);
 	struct parley_err err = { 0 };
 	cr_assert_eq(wire_check_policy_body(body_with(two, 2), NULL, &err),
 		     -EEXIST, "%s", perr_msg(&err));
 	cr_assert(strstr(perr_msg(&err), "disk_keys[1]: duplicate"), "%s",
 		  perr_msg(&err));
-	cr_assert_eq(wire_check_policy_body(body_with(two, 1), NULL, &err), 0,
+	/* Two versions of one disk's key: a rekey in progress. */
+	two[1].key_version = 2;
+	cr_assert_eq(wire_check_policy_body(body_with(two, 2), NULL, &err), 0,
 		     "%s", perr_msg(&err));
 }
 

@@ -1,5 +1,6 @@
 /* Disk keys from the daemon, in locked memory (keyring.h). */
 #include "agent/disk/keyring.h"
+#include "agent/disk/rekey.h"
 #include "common/log.h"
 #include "common/seal.h"
 
@@ -52,6 +53,15 @@ static const struct keyring_entry *find(const struct keyring_entry *e,
 		    (!best || e[i].version < best->version))
 			best = &e[i];
 	return best;
+}
+
+unsigned disk_keyring_versions(const struct disk_keyring *r, const char *part,
+			       const char *disk)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; r->e && i < r->n; i++)
+		n += !strcmp(r->e[i].part, part) && !strcmp(r->e[i].disk, disk);
+	return n;
 }
 
 bool disk_keyring_has(const struct disk_keyring *r, const char *part,
@@ -133,6 +143,33 @@ int disk_keyring_get(void *ctx, const char *part,
 		return perr(err, -ENOKEY, "no key for disk \"%s\" in the "
 			    "daemon's policy bundle (not released to this "
 			    "partition, or withheld)", d->name);
+	const struct keyring_entry *hi = e;
+	for (unsigned i = 0; i < r->n; i++)
+		if (!strcmp(r->e[i].part, part) &&
+		    !strcmp(r->e[i].disk, d->name) &&
+		    r->e[i].version > hi->version)
+			hi = &r->e[i];
+	if (hi != e) {
+		struct beneath_dirs dirs = { 0 };
+		if (r->dirs)
+			beneath_add_all(&dirs, r->dirs);
+		uint64_t in_use = e->version;
+		bool done = false;
+		int rc = disk_rekey(&dirs, d, e->version, e->key, hi->version,
+				    hi->key, &in_use, &done, err);
+		if (rc < 0)
+			return rc;
+		if (r->report) {
+			char detail[96];
+			snprintf(detail, sizeof(detail), "re-encrypted from key "
+				 "version %llu to %llu",
+				 (unsigned long long)e->version,
+				 (unsigned long long)hi->version);
+			r->report(r->report_ctx, "disk_key_rekeyed", part,
+				  d->name, detail);
+		}
+		e = hi;
+	}
 	memcpy(key, e->key, CTL_DISK_KEY_BYTES);
 	return 0;
 }

@@ -30,18 +30,24 @@ struct keyring_entry {
 	uint8_t key[CTL_DISK_KEY_BYTES];
 };
 
+/* Reports: a key that did not open (event "disk_key_refused", detail
+ * why), one withdrawn ("disk_key_withdrawn"), a disk re-encrypted to a
+ * newer version ("disk_key_rekeyed", detail "re-encrypted from key
+ * version A to B": the daemon then drops A). */
+typedef void (*keyring_report)(void *ctx, const char *event,
+			       const char *partition, const char *disk,
+			       const char *detail);
+
 struct disk_keyring {
 	struct keyring_entry *e;       /* KEYRING_MAX, mmap'd and locked */
 	unsigned n;
 	bool locked;                   /* mlock succeeded (else logged) */
+	/* For a rekey (agent/disk/rekey.h) at the next open: where disks
+	 * are (NULL-terminated), and who hears of it. */
+	const char *const *dirs;
+	keyring_report report;
+	void *report_ctx;
 };
-
-/* Reports from a load: a key that did not open (event
- * "disk_key_refused", detail why) or that was withdrawn
- * ("disk_key_withdrawn"). */
-typedef void (*keyring_report)(void *ctx, const char *event,
-			       const char *partition, const char *disk,
-			       const char *detail);
 
 int disk_keyring_init(struct disk_keyring *r, struct parley_err *err);
 /* Wipe, unlock, unmap. */
@@ -56,14 +62,20 @@ int disk_keyring_load(struct disk_keyring *r, const Parley__V1__PolicyBody *b,
 		      const char *host, EVP_PKEY *priv, keyring_report report,
 		      void *ctx);
 
+/* How many versions of this disk's key the ring holds (2+: a rekey). */
+unsigned disk_keyring_versions(const struct disk_keyring *r, const char *part,
+			       const char *disk);
+
 /* Whether the ring holds a key for this disk. */
 bool disk_keyring_has(const struct disk_keyring *r, const char *part,
 		      const char *disk);
 
-/* The disk_key_source call (ctx: the ring): the lowest version held for
- * (part, d->name) -- during a rekey the disk is still under the old one
- * until it is re-encrypted. -ENOKEY when the bundle carries none (never
- * released to this partition, or withheld by the daemon). */
+/* The disk_key_source call (ctx: the ring): the key held for
+ * (part, d->name); with two versions (a rekey pending) the image is first
+ * re-encrypted from the lower to the higher (rekey.h; reported
+ * disk_key_rekeyed) and the higher is handed out. -ENOKEY when the
+ * bundle carries none (never released to this partition, or withheld by
+ * the daemon). */
 int disk_keyring_get(void *ctx, const char *part,
 		     const struct part_disk_spec *d,
 		     uint8_t key[CTL_DISK_KEY_BYTES], struct parley_err *err);

@@ -123,6 +123,38 @@ int diskkeys_refresh(struct store *s, const char *partition,
 		     why[0] ? why : "matches its baseline again", err);
 }
 
+int diskkeys_rekeyed(struct store *s, const char *host, const char *partition,
+		     const char *detail, struct parley_err *err)
+{
+	char disk[STORE_DISK_NAME_MAX];
+	unsigned long long from = 0, to = 0;
+	if (!partition || !detail ||
+	    sscanf(detail, "disk %31[A-Za-z0-9_.-]: re-encrypted from key "
+			   "version %llu to %llu", disk, &from, &to) != 3) {
+		log_warn("disk_key_rekeyed from %s: detail not understood",
+			 host);
+		return 0;
+	}
+	unsigned removed = 0;
+	struct parley_err e2 = { 0 };
+	int rc = store_disk_key_retire(s, partition, disk, to, &removed, &e2);
+	if (rc == -ESTALE || rc == -EINVAL || rc == -ENOENT) {
+		log_warn("disk_key_rekeyed from %s: %s", host, perr_msg(&e2));
+		return 0;
+	}
+	if (rc < 0) {
+		*err = e2;
+		return rc;
+	}
+	if (!removed)
+		return 0;
+	char d[160];
+	snprintf(d, sizeof(d), "disk %s: key versions below %llu dropped "
+		 "(%u), the agent re-encrypted from %llu", disk, to, removed,
+		 from);
+	return audit(s, host, "disk_key_retired", partition, "REKEY", d, err);
+}
+
 void diskkeys_mem_free(struct diskkeys_mem *m)
 {
 	if (m->sealed)

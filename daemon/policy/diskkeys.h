@@ -45,6 +45,13 @@ int diskkeys_rekey(struct store *s, struct keyd *k, const char *partition,
 int diskkeys_refresh(struct store *s, const char *partition,
 		     struct parley_err *err);
 
+/* An agent's disk_key_rekeyed event (detail "disk D: re-encrypted from
+ * key version A to B"): the disk is under B now, so the versions below B
+ * are dropped (audited disk_key_retired). A detail that does not parse,
+ * or B not the latest version, changes nothing (logged). */
+int diskkeys_rekeyed(struct store *s, const char *host, const char *partition,
+		     const char *detail, struct parley_err *err);
+
 /* What a body's disk keys point into. */
 struct diskkeys_mem {
 	Parley__V1__DiskKey *keys, **kp;

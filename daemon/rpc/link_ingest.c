@@ -154,14 +154,27 @@ void link_on_audit(struct link_conn *c, const Parley__V1__Envelope *e)
 	}
 	struct store_ingest res = { 0 };
 	struct parley_err err = { 0 };
-	/* One call, one transaction: the events are the audit rows. */
-	int rc = store_ingest_audit(c->ls->store, c->host, ev,
-				    (unsigned)b->n_events, &res, &err);
-	free(ev);
-	if (rc < 0)
+	struct store *s = c->ls->store;
+	/* One transaction: the events are the audit rows, with what the
+	 * daemon does about them (a disk re-encrypted: its old key goes). */
+	uint64_t held = 0;
+	int rc = store_begin(s, &err);
+	if (rc < 0) {
+		free(ev);
 		link_refuse(c, "BAD_AUDIT", perr_msg(&err), NULL);
-	else
-		link_send_ack(c, e->request_id, res.seq);
+		return;
+	}
+	rc = store_host_seq(s, c->host, &held, &err);
+	if (rc == 0)
+		rc = store_ingest_audit(s, c->host, ev, (unsigned)b->n_events,
+					&res, &err);
+	for (size_t i = 0; rc == 0 && i < b->n_events; i++)
+		if (ev[i].seq > held &&
+		    !strcmp(ev[i].event, "disk_key_rekeyed"))
+			rc = diskkeys_rekeyed(s, c->host, ev[i].partition,
+					      ev[i].detail, &err);
+	free(ev);
+	finish(c, rc, &err, "BAD_AUDIT", e->request_id, res.seq);
 }
 
 /* The state the agent reports, and a partition_state event when it
