@@ -672,6 +672,13 @@ int store_disk_key_get(struct store *s, const char *partition,
 int store_disk_keys_refresh(struct store *s, const char *partition,
 			    bool *changed, char *why, size_t cap,
 			    uint64_t *policy_version, struct parley_err *err);
+/* Withhold a partition's released keys now, for `why` (its agent
+ * quarantined it): a policy version for its host, *changed. Already
+ * withheld, or no keys: nothing. The next refresh (a measurement that
+ * matches the baseline) may release them again. */
+int store_disk_keys_withhold(struct store *s, const char *partition,
+			     const char *why, bool *changed,
+			     struct parley_err *err);
 /* Drop the versions of a disk's key below `keep`, which must be the
  * latest (-ESTALE otherwise): its agent re-encrypted the disk. Dropping
  * any is a policy version for the partition's host. */

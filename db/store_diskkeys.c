@@ -394,3 +394,55 @@ int store_disk_key_retire(struct store *s, const char *partition,
 		*removed = (unsigned)n;
 	return db_op_end(s, rc, err);
 }
+
+static int withhold(struct store *s, const char *partition, const char *why,
+		    bool *changed, struct parley_err *err)
+{
+	static const char qn[] =
+		"SELECT COUNT(*) FROM disk_keys WHERE partition = ?1 AND "
+		"withheld = ''";
+	static const char q[] =
+		"UPDATE disk_keys SET withheld = ?2 WHERE partition = ?1";
+	char host[STORE_NAME_MAX];
+	sqlite3_stmt *st;
+	int64_t n = 0;
+	int rc = db_need_partition(s, partition, host, err);
+	if (rc == 0 && (rc = db_prep(s, qn, &st, err)) == 0) {
+		db_bind_text(st, 1, partition);
+		rc = db_int(s, st, "released disk keys", &n, err);
+	}
+	if (rc < 0 || n == 0)
+		return rc;   /* none, or withheld already */
+	if ((rc = db_prep(s, q, &st, err)) < 0)
+		return rc;
+	db_bind_text(st, 1, partition);
+	db_bind_text(st, 2, why);
+	rc = db_run(s, st, "withhold disk keys", err);
+	char change[160];
+	snprintf(change, sizeof(change), "disk keys of %s withheld",
+		 partition);
+	if (rc == 0)
+		rc = bump(s, host, change, NULL, err);
+	if (rc == 0)
+		*changed = true;
+	return rc;
+}
+
+int store_disk_keys_withhold(struct store *s, const char *partition,
+			     const char *why, bool *changed,
+			     struct parley_err *err)
+{
+	*changed = false;
+	int rc = db_check_name("partition name", partition, err);
+	if (rc == 0 && (!why || !why[0] || strlen(why) >= STORE_WITHHELD_MAX))
+		rc = perr(err, -EINVAL, "disk key withhold: a reason of "
+			  "1..%d bytes", STORE_WITHHELD_MAX - 1);
+	if (rc == 0)
+		rc = db_op_begin(s, err);
+	if (rc < 0)
+		return rc;
+	rc = withhold(s, partition, why, changed, err);
+	if (rc < 0)
+		*changed = false;
+	return db_op_end(s, rc, err);
+}

@@ -19,6 +19,7 @@
 #include "common/seal.h"
 #include "db/store.h"
 #include "tests/helpers/apiclient.h"
+#include "tests/helpers/linkpeer.h"
 #include "tests/helpers/testutil.h"
 
 struct dk {
@@ -434,6 +435,49 @@ Test(disk_keys, rekey_round_trip_keeps_the_data_under_the_new_key,
 	cr_assert_eq(access(p, F_OK), 0);
 	OPENSSL_cleanse(k1, sizeof(k1));
 	OPENSSL_cleanse(k2, sizeof(k2));
+	teardown(&t);
+}
+
+/* An agent that quarantined a partition says so (its audit event): the
+ * daemon withholds the partition's keys from the next bundle at once,
+ * audited with the reason, without waiting for a measurement. */
+Test(disk_keys, quarantine_reported_by_the_agent_withholds_the_key,
+     .timeout = 60)
+{
+	struct dk t;
+	setup(&t);
+	define(&t, "blk", "blktest.elf", "mode=text sectors=64");
+	struct fd_agent *h = fd_host(&t.c.f, "h1", NULL);
+	uint8_t b[8192];
+	size_t n = 0;
+	lp_add_hello(b, sizeof(b), &n, "h1");
+	Parley__V1__Envelope e;
+	Parley__V1__AuditBatch ab;
+	Parley__V1__AuditEvent ev, *evp = &ev;
+	wire_init_envelope(&e, 7);
+	parley__v1__audit_batch__init(&ab);
+	parley__v1__audit_event__init(&ev);
+	ev.seq = 1;
+	ev.event = "quarantine";
+	ev.partition = "blk";
+	ev.reason = "INTEGRITY";
+	ev.file = "app.conf";
+	ab.events = &evp;
+	ab.n_events = 1;
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_AUDIT;
+	e.audit = &ab;
+	lp_add(b, sizeof(b), &n, &e);
+	struct lp_result r;
+	lp_session(t.c.f.port, h->dir, b, n, 4, &r);
+	cr_assert(r.handshake);
+	cr_assert_geq(r.acks, 1, "not acknowledged: %s %s", r.error_code,
+		      r.error_msg);
+	cr_assert(wait_audit(&t, "disk_key_withheld", "QUARANTINE", 5000));
+	struct ac_resp a;
+	call_ok(&t, "GET", "/v1/partitions/blk/disk-keys", NULL, 200, &a);
+	cr_assert(strstr(a.body, "\"released\":false"), "%s", a.body);
+	cr_assert(strstr(a.body, "app.conf"), "%s", a.body);
+	ac_free(&a);
 	teardown(&t);
 }
 

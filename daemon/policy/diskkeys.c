@@ -155,6 +155,30 @@ int diskkeys_rekeyed(struct store *s, const char *host, const char *partition,
 	return audit(s, host, "disk_key_retired", partition, "REKEY", d, err);
 }
 
+int diskkeys_quarantined(struct store *s, const char *host,
+			 const char *partition, const char *reason,
+			 const char *file, struct parley_err *err)
+{
+	char why[STORE_WITHHELD_MAX];
+	snprintf(why, sizeof(why), "QUARANTINE: its agent quarantined it "
+		 "(%.24s%s%.40s)", reason && reason[0] ? reason : "-",
+		 file && file[0] ? ", " : "", file ? file : "");
+	bool changed = false;
+	if (!partition || !partition[0])
+		return 0;
+	struct parley_err e2 = { 0 };
+	int rc = store_disk_keys_withhold(s, partition, why, &changed, &e2);
+	if (rc == -ENOENT)   /* not (or no more) in the store: no keys */
+		return 0;
+	if (rc < 0)
+		*err = e2;
+	if (rc < 0 || !changed)
+		return rc;
+	log_info("disk keys of %s: withheld: %s", partition, why);
+	return audit(s, host, "disk_key_withheld", partition, "QUARANTINE",
+		     why, err);
+}
+
 void diskkeys_mem_free(struct diskkeys_mem *m)
 {
 	if (m->sealed)

@@ -52,6 +52,13 @@ int diskkeys_refresh(struct store *s, const char *partition,
 int diskkeys_rekeyed(struct store *s, const char *host, const char *partition,
 		     const char *detail, struct parley_err *err);
 
+/* An agent's quarantine event for `partition` (reason, file as it
+ * reported them): its keys are withheld from the next bundle, audited
+ * disk_key_withheld with reason QUARANTINE. */
+int diskkeys_quarantined(struct store *s, const char *host,
+			 const char *partition, const char *reason,
+			 const char *file, struct parley_err *err);
+
 /* What a body's disk keys point into. */
 struct diskkeys_mem {
 	Parley__V1__DiskKey *keys, **kp;

@@ -168,11 +168,17 @@ void link_on_audit(struct link_conn *c, const Parley__V1__Envelope *e)
 	if (rc == 0)
 		rc = store_ingest_audit(s, c->host, ev, (unsigned)b->n_events,
 					&res, &err);
-	for (size_t i = 0; rc == 0 && i < b->n_events; i++)
-		if (ev[i].seq > held &&
-		    !strcmp(ev[i].event, "disk_key_rekeyed"))
+	for (size_t i = 0; rc == 0 && i < b->n_events; i++) {
+		if (ev[i].seq <= held)
+			continue;
+		if (!strcmp(ev[i].event, "disk_key_rekeyed"))
 			rc = diskkeys_rekeyed(s, c->host, ev[i].partition,
 					      ev[i].detail, &err);
+		else if (!strcmp(ev[i].event, "quarantine"))
+			rc = diskkeys_quarantined(s, c->host, ev[i].partition,
+						  ev[i].reason, ev[i].file,
+						  &err);
+	}
 	free(ev);
 	finish(c, rc, &err, "BAD_AUDIT", e->request_id, res.seq);
 }
