@@ -251,6 +251,16 @@ int diskkeys_fill(struct store *s, struct keyd *k, const char *host,
 	if (total && !host_pub)
 		rc = perr(err, -ENOKEY, "host %s: no key to seal its disk "
 			  "keys to", host);
+	/* Keys are sealed to Ed25519 host keys only (common/seal.h): a host
+	 * with another certificate gets its bundle without them (and so
+	 * never a key) rather than no bundle at all. */
+	if (rc == 0 && total && EVP_PKEY_get_base_id(host_pub) !=
+					EVP_PKEY_ED25519) {
+		log_warn("host %s: its certificate key is not Ed25519; its "
+			 "%u disk keys are not released to it", host, total);
+		free(l);
+		return 0;
+	}
 	if (rc == 0 && total > WIRE_DISK_KEYS_MAX)
 		rc = perr(err, -E2BIG, "host %s: %u disk keys, at most %d",
 			  host, total, WIRE_DISK_KEYS_MAX);
