@@ -655,9 +655,32 @@ Test(keyd, disk_keys_are_wrapped_and_sealed_only_for_their_entry)
 		     "%s", perr_msg(&err));
 	cr_assert_eq(keyd_disk_key_new(&t.k, "p1", "data", 1, w2, &err), 0);
 	cr_assert_neq(memcmp(w, w2, sizeof(w)), 0, "two keys the same");
+	/* h1's certificate and key from the fleet CA; h2's; and an h1
+	 * from another CA. */
+	char ca[600], other[600], path[700];
+	snprintf(ca, sizeof(ca), "%s/ca", t.dir);
+	snprintf(other, sizeof(other), "%s/other", t.dir);
+	char *out;
+	char *a1[] = { T_BIN("parley-pki"), "issue", ca, "h1", NULL };
+	char *a2[] = { T_BIN("parley-pki"), "issue", ca, "h2", NULL };
+	char *a3[] = { T_BIN("parley-pki"), "ca", other, NULL };
+	char *a4[] = { T_BIN("parley-pki"), "issue", other, "h1", NULL };
+	char **runs[] = { a1, a2, a3, a4 };
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(t_run(runs[i], &out, 30), 0, "%s", out);
+		free(out);
+	}
 	EVP_PKEY *host = NULL;
-	cr_assert_eq(pki_key_new(&host, &err), 0);
-	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 1, w, host,
+	X509 *c1 = NULL, *c2 = NULL, *cx = NULL;
+	snprintf(path, sizeof(path), "%s/h1.key", ca);
+	cr_assert_eq(pki_read_key(path, &host, &err), 0, "%s", perr_msg(&err));
+	snprintf(path, sizeof(path), "%s/h1.crt", ca);
+	cr_assert_eq(pki_read_cert(path, &c1, &err), 0, "%s", perr_msg(&err));
+	snprintf(path, sizeof(path), "%s/h2.crt", ca);
+	cr_assert_eq(pki_read_cert(path, &c2, &err), 0);
+	snprintf(path, sizeof(path), "%s/h1.crt", other);
+	cr_assert_eq(pki_read_cert(path, &cx, &err), 0);
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 1, w, c1,
 					sealed, sizeof(sealed), &len, &err), 0,
 		     "%s", perr_msg(&err));
 	cr_assert_eq(len, SEAL_LEN);
@@ -667,25 +690,31 @@ Test(keyd, disk_keys_are_wrapped_and_sealed_only_for_their_entry)
 		     perr_msg(&err));
 	/* The wrapped key of p1 asked for as p2's, or as version 2: the
 	 * key process refuses, the stream goes on. */
-	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p2", "data", 1, w, host,
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p2", "data", 1, w, c1,
 					sealed, sizeof(sealed), &len, &err),
 		     -EBADMSG);
 	cr_assert(strstr(perr_msg(&err), "does not unwrap"), "%s",
 		  perr_msg(&err));
-	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 2, w, host,
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 2, w, c1,
 					sealed, sizeof(sealed), &len, &err),
 		     -EBADMSG);
 	w[50] ^= 1;
-	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 1, w, host,
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 1, w, c1,
 					sealed, sizeof(sealed), &len, &err),
 		     -EBADMSG);
 	w[50] ^= 1;
-	/* A host key that is not Ed25519: refused with why. */
-	EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 1, w, ec,
+	/* Sealed only to a key the fleet CA certified for that host: h2's
+	 * certificate asked as h1's, or an h1 from another CA, refused. */
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 1, w, c2,
+					sealed, sizeof(sealed), &len, &err),
+		     -EPERM);
+	cr_assert(strstr(perr_msg(&err), "a certificate for h2"), "%s",
+		  perr_msg(&err));
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 1, w, cx,
 					sealed, sizeof(sealed), &len, &err),
 		     -EKEYREJECTED);
-	EVP_PKEY_free(ec);
+	cr_assert(strstr(perr_msg(&err), "certificate refused"), "%s",
+		  perr_msg(&err));
 	/* Hostile requests: version 0, a wrapped key of 91 bytes. */
 	struct keyd_req q = { .type = KEYD_DISK_KEY_NEW, .version = 0 };
 	snprintf(q.part, sizeof(q.part), "p1");
@@ -713,6 +742,9 @@ Test(keyd, disk_keys_are_wrapped_and_sealed_only_for_their_entry)
 	/* Still serving. */
 	cr_assert_eq(keyd_disk_key_new(&t.k, "p1", "data", 2, w2, &err), 0);
 	EVP_PKEY_free(host);
+	X509_free(c1);
+	X509_free(c2);
+	X509_free(cx);
 	keyd_stop(&t.k);
 	/* Without a wrapping key configured: no disk keys. */
 	t.p.disk_key[0] = 0;

@@ -93,12 +93,15 @@ int keyd_sign_checkpoint(struct keyd *k, uint64_t seq, const uint8_t hash[32],
 int keyd_disk_key_new(struct keyd *k, const char *partition, const char *disk,
 		      uint64_t version, uint8_t wrapped[92],
 		      struct parley_err *err);
-/* The key unwrapped and sealed to `host`'s public key (common/seal.h), in
- * the key process: the plain key never reaches this process. */
+/* The key unwrapped and sealed to the key of `host`'s certificate
+ * (common/seal.h), in the key process, which first checks that the
+ * certificate chains to the fleet CA (ca_cert) for client use and names
+ * `host`: the plain key never reaches this process, and a sealed one only
+ * a key the CA certified for that host. */
 int keyd_disk_key_seal(struct keyd *k, const char *host,
 		       const char *partition, const char *disk,
 		       uint64_t version, const uint8_t wrapped[92],
-		       EVP_PKEY *host_pub, uint8_t *sealed, size_t cap,
+		       X509 *host_cert, uint8_t *sealed, size_t cap,
 		       size_t *len, struct parley_err *err);
 
 /* One request, raw (tests: hostile requests). *rep_msg malloc'd. */

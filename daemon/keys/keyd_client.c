@@ -223,15 +223,15 @@ int keyd_disk_key_new(struct keyd *k, const char *partition, const char *disk,
 int keyd_disk_key_seal(struct keyd *k, const char *host,
 		       const char *partition, const char *disk,
 		       uint64_t version, const uint8_t wrapped[92],
-		       EVP_PKEY *host_pub, uint8_t *sealed, size_t cap,
+		       X509 *host_cert, uint8_t *sealed, size_t cap,
 		       size_t *len, struct parley_err *err)
 {
 	uint8_t *der = NULL;
-	int n = i2d_PUBKEY(host_pub, &der);
-	if (n <= 0 || (size_t)n > KEYD_PUB_MAX) {
+	int n = host_cert ? i2d_X509(host_cert, &der) : 0;
+	if (n <= 0 || (size_t)n > KEYD_CERT_MAX) {
 		OPENSSL_free(der);
-		return perr(err, -EINVAL, "host %s: its key does not encode",
-			    host);
+		return perr(err, -EINVAL, "host %s: no certificate to seal "
+			    "to", host);
 	}
 	struct keyd_req q = { .type = KEYD_DISK_KEY_SEAL, .version = version,
 			      .data = wrapped, .len = KEYD_WRAPPED_LEN,

@@ -175,8 +175,8 @@ int keyd_req_parse(const uint8_t *msg, size_t len, struct keyd_req *q,
 			rc = rd_blob(&r, KEYD_WRAPPED_LEN, &q->data, &q->len,
 				     "wrapped key", err);
 		if (rc == 0 && type == KEYD_DISK_KEY_SEAL)
-			rc = rd_blob(&r, KEYD_PUB_MAX, &q->data2, &q->len2,
-				     "host key", err);
+			rc = rd_blob(&r, KEYD_CERT_MAX, &q->data2, &q->len2,
+				     "host certificate", err);
 		if (rc == 0 && !r.bad && q->version == 0)
 			rc = perr(err, -EBADMSG, "keyd: key version 0");
 		break;

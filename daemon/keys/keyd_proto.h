@@ -17,7 +17,7 @@
  *   DISK_KEY_NEW     u64 key_version, name partition, name disk
  *                                          -> a new disk key, wrapped
  *   DISK_KEY_SEAL    u64 key_version, name host, name partition,
- *                    name disk, blob wrapped, blob host key (DER)
+ *                    name disk, blob wrapped, blob host certificate (DER)
  *                                          -> that key sealed to the host
  *
  * name = u16 length | bytes (a jv_name_valid name), blob = u32 length |
@@ -42,9 +42,9 @@
 #define KEYD_MSG_MAX (KEYD_BODY_MAX + 256)
 #define KEYD_REPLY_MSG_MAX 256
 #define KEYD_DAYS_MAX 36500
-/* A wrapped disk key (nonce | 64 | tag) and a host's public key (DER). */
+/* A wrapped disk key (nonce | 64 | tag) and a host's certificate (DER). */
 #define KEYD_WRAPPED_LEN (12 + 64 + 16)
-#define KEYD_PUB_MAX 1024
+#define KEYD_CERT_MAX (8u << 10)
 
 enum keyd_type {
 	KEYD_INFO = 1,
@@ -63,7 +63,8 @@ struct keyd_req {
 	uint64_t version;               /* SIGN_BUNDLE, DISK_KEY_*: > 0 */
 	char part[KEYD_NAME_MAX];       /* DISK_KEY_* */
 	char disk[KEYD_NAME_MAX];
-	const uint8_t *data2;           /* DISK_KEY_SEAL: the host key */
+	const uint8_t *data2;           /* DISK_KEY_SEAL: the host's
+					 * certificate */
 	size_t len2;
 	uint32_t days;                  /* ISSUE_CERT, 1..KEYD_DAYS_MAX */
 	const uint8_t *data;            /* body / CSR: points into the msg */

@@ -47,6 +47,7 @@ struct keys {
 	uint64_t last_seq;          /* checkpoints never go backwards */
 	uint8_t wrap[32];           /* disk keys are wrapped under it */
 	bool has_wrap;
+	X509 *fleet_ca;             /* host certificates sealed to chain to it */
 	struct parley_err load_err; /* code != 0: keys not loaded */
 };
 
@@ -202,6 +203,12 @@ static int load(struct keys *K, const struct keyd_paths *p,
 		rc = load_ckpt(K, p->ckpt_key, err);
 	if (rc == 0 && p->disk_key[0])
 		rc = load_wrap(K, p->disk_key, err);
+	/* The fleet CA's certificate, to check what disk keys are sealed
+	 * to (without it, none are). */
+	if (rc == 0 && K->has_wrap && p->ca_cert[0] &&
+	    pki_read_cert(p->ca_cert, &K->fleet_ca, NULL) < 0)
+		log_warn("no fleet CA certificate at %s: disk keys are not "
+			 "released", p->ca_cert);
 	if (rc < 0 || !p->ca_key[0])
 		return rc;
 	if (p->ca_optional && access(p->ca_key, F_OK) != 0) {
@@ -422,16 +429,29 @@ static int on_disk_seal(int fd, struct keys *K, const struct keyd_req *q)
 	uint8_t key[SEAL_KEY_LEN], out[SEAL_LEN];
 	uint8_t aad[SEAL_WRAP_AAD_MAX];
 	const uint8_t *p = q->data2;
+	X509 *cert = NULL;
 	EVP_PKEY *pub = NULL;
+	char cn[KEYD_NAME_MAX];
 	int rc = 0;
 	if (!K->has_wrap)
 		rc = perr(&err, -ENOKEY, "no disk key wrapping key");
+	else if (!K->fleet_ca)
+		rc = perr(&err, -ENOKEY, "no fleet CA certificate to check "
+			  "host certificates against");
 	else if (q->len != KEYD_WRAPPED_LEN)
 		rc = perr(&err, -EBADMSG, "wrapped key of %zu bytes", q->len);
-	else if (!(pub = d2i_PUBKEY(NULL, &p, (long)q->len2)) ||
+	else if (!(cert = d2i_X509(NULL, &p, (long)q->len2)) ||
 		 p != q->data2 + q->len2)
-		rc = perr(&err, -EBADMSG, "host %s: not one DER public key",
+		rc = perr(&err, -EBADMSG, "host %s: not one DER certificate",
 			  q->host);
+	else if ((rc = pki_verify(K->fleet_ca, cert, false, &err)) < 0)
+		perr_prefix(&err, "host %s", q->host);
+	else if ((rc = pki_cert_cn(cert, cn, sizeof(cn), &err)) < 0 ||
+		 strcmp(cn, q->host))
+		rc = perr(&err, -EPERM, "a certificate for %.64s, not host %s",
+			  rc < 0 ? "(no CN)" : cn, q->host);
+	else if (!(pub = X509_get0_pubkey(cert)))
+		rc = perr(&err, -EBADMSG, "host %s: no public key", q->host);
 	else if (seal_gcm_open(K->wrap, aad, wrap_aad(q, aad), q->data,
 			       q->len, key) < 0)
 		rc = perr(&err, -EBADMSG, "disk key %s/%s version %llu does "
@@ -442,7 +462,7 @@ static int on_disk_seal(int fd, struct keys *K, const struct keyd_req *q)
 		rc = seal_key(pub, &c, key, out, &err);
 	}
 	OPENSSL_cleanse(key, sizeof(key));
-	EVP_PKEY_free(pub);
+	X509_free(cert);
 	if (rc < 0)
 		return reply_err(fd, &err, rc);
 	return reply(fd, 0, NULL, out, sizeof(out));
@@ -573,6 +593,7 @@ void keyd_main(int fd, const struct keyd_paths *p)
 	EVP_PKEY_free(K.ca);
 	EVP_PKEY_free(K.ckpt);
 	OPENSSL_cleanse(K.wrap, sizeof(K.wrap));
+	X509_free(K.fleet_ca);
 	X509_free(K.ca_cert);
 	/* _exit: no atexit work (sanitizer leak scans need ptrace, which the
 	 * filter forbids). */

@@ -256,7 +256,7 @@ int policy_body_build(struct store *s, const char *host, uint64_t after,
 }
 
 int policy_body_build_keys(struct store *s, struct keyd *keys,
-			   EVP_PKEY *host_pub, const char *host,
+			   X509 *host_cert, const char *host,
 			   uint64_t after, uint64_t *version, uint8_t **body,
 			   size_t *len, struct parley_err *err)
 {
@@ -279,7 +279,7 @@ int policy_body_build_keys(struct store *s, struct keyd *keys,
 	if (rc == 0)
 		rc = fill_segsets(s, host, &g, &b, &m, err);
 	if (rc == 0)
-		rc = diskkeys_fill(s, keys, host, host_pub, &b, &m.dk, err);
+		rc = diskkeys_fill(s, keys, host, host_cert, &b, &m.dk, err);
 	if (rc == 0)
 		rc = fill_baselines(s, &g, &b, &m, err);
 	b.host = (char *)host;
@@ -330,7 +330,7 @@ int policy_bundle_build(struct store *s, struct keyd *keys,
 }
 
 int policy_bundle_build_keys(struct store *s, struct keyd *keys,
-			     EVP_PKEY *host_pub, const char *key_id,
+			     X509 *host_cert, const char *key_id,
 			     const char *host, uint64_t after,
 			     Parley__V1__PolicyBundle *out, uint64_t *version,
 			     struct parley_err *err)
@@ -338,7 +338,7 @@ int policy_bundle_build_keys(struct store *s, struct keyd *keys,
 	uint8_t *body, sig[SIGN_LEN];
 	size_t len;
 	parley__v1__policy_bundle__init(out);
-	int rc = policy_body_build_keys(s, keys, host_pub, host, after,
+	int rc = policy_body_build_keys(s, keys, host_cert, host, after,
 					version, &body, &len, err);
 	if (rc < 0 || !body)
 		return rc;

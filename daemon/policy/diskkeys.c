@@ -200,7 +200,7 @@ bool diskkeys_host_has(struct store *s, const char *host)
 
 /* One version of one disk's key, sealed to the host. */
 static int seal_one(struct store *s, struct keyd *k, const char *host,
-		    EVP_PKEY *pub, const struct store_disk_key *l,
+		    X509 *cert, const struct store_disk_key *l,
 		    uint64_t version, struct diskkeys_mem *m,
 		    struct parley_err *err)
 {
@@ -215,7 +215,7 @@ static int seal_one(struct store *s, struct keyd *k, const char *host,
 	size_t len = 0;
 	if (rc == 0)
 		rc = keyd_disk_key_seal(k, host, l->partition, l->disk,
-					version, use->wrapped, pub,
+					version, use->wrapped, cert,
 					m->sealed[m->n], sizeof(m->sealed[0]),
 					&len, err);
 	if (rc == 0 && len != SEAL_LEN)
@@ -235,7 +235,7 @@ static int seal_one(struct store *s, struct keyd *k, const char *host,
 }
 
 int diskkeys_fill(struct store *s, struct keyd *k, const char *host,
-		  EVP_PKEY *host_pub, Parley__V1__PolicyBody *b,
+		  X509 *host_cert, Parley__V1__PolicyBody *b,
 		  struct diskkeys_mem *m, struct parley_err *err)
 {
 	struct store_disk_key *l = NULL;
@@ -248,13 +248,14 @@ int diskkeys_fill(struct store *s, struct keyd *k, const char *host,
 		if (!l[i].withheld[0])
 			total += l[i].versions ? l[i].versions : 1;
 	int rc = 0;
-	if (total && !host_pub)
+	if (total && !host_cert)
 		rc = perr(err, -ENOKEY, "host %s: no key to seal its disk "
 			  "keys to", host);
 	/* Keys are sealed to Ed25519 host keys only (common/seal.h): a host
 	 * with another certificate gets its bundle without them (and so
 	 * never a key) rather than no bundle at all. */
-	if (rc == 0 && total && EVP_PKEY_get_base_id(host_pub) !=
+	if (rc == 0 && total && EVP_PKEY_get_base_id(
+					X509_get0_pubkey(host_cert)) !=
 					EVP_PKEY_ED25519) {
 		log_warn("host %s: its certificate key is not Ed25519; its "
 			 "%u disk keys are not released to it", host, total);
@@ -277,7 +278,7 @@ int diskkeys_fill(struct store *s, struct keyd *k, const char *host,
 			continue;
 		unsigned nv = l[i].versions ? l[i].versions : 1;
 		for (unsigned v = 0; rc == 0 && v < nv; v++)
-			rc = seal_one(s, k, host, host_pub, &l[i],
+			rc = seal_one(s, k, host, host_cert, &l[i],
 				      l[i].version - (nv - 1) + v, m, err);
 	}
 	if (rc < 0) {

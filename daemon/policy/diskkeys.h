@@ -18,6 +18,7 @@
 #define PARLEY_DAEMON_DISKKEYS_H
 
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 #include "common/err.h"
 #include "db/store.h"
 #include "parley.pb-c.h"
@@ -68,12 +69,12 @@ struct diskkeys_mem {
 };
 
 /* The released keys of `host`'s partitions (each version held: a rekey
- * in progress sends both), sealed to host_pub, into b->disk_keys (the
+ * in progress sends both), sealed to host_cert's key, into b->disk_keys (the
  * bundle carries the baselines of the partitions named, for the agent's
- * own check). With host_pub NULL: -ENOKEY if there are keys
+ * own check). With host_cert NULL: -ENOKEY if there are keys
  * (a bundle without them would withdraw them). */
 int diskkeys_fill(struct store *s, struct keyd *k, const char *host,
-		  EVP_PKEY *host_pub, Parley__V1__PolicyBody *b,
+		  X509 *host_cert, Parley__V1__PolicyBody *b,
 		  struct diskkeys_mem *m, struct parley_err *err);
 void diskkeys_mem_free(struct diskkeys_mem *m);
 

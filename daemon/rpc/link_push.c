@@ -27,13 +27,12 @@
  * bundles reach their agents while the last are still being built. */
 #define PUSH_SLICE 256
 
-/* The key of the certificate the agent proved it holds on this link:
- * its disk keys are sealed to it. */
-static EVP_PKEY *peer_key(struct link_conn *c)
+/* The certificate the agent proved it holds on this link: its disk keys
+ * are sealed to its key (the key process checks it against the CA). */
+static X509 *peer_key(struct link_conn *c)
 {
 	SSL *ssl = c->bev ? bufferevent_openssl_get_ssl(c->bev) : NULL;
-	X509 *x = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
-	return x ? X509_get0_pubkey(x) : NULL;
+	return ssl ? SSL_get0_peer_certificate(ssl) : NULL;
 }
 
 static void send_bundle(struct link_conn *c, Parley__V1__PolicyBundle *b,
