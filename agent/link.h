@@ -72,6 +72,8 @@ struct agent_link {
 	void (*on_update_offer)(void *ctx, const Parley__V1__UpdateOffer *o);
 	void (*on_update_chunk)(void *ctx, const Parley__V1__UpdateChunk *c);
 	void (*on_welcome)(void *ctx);
+	/* A new bundle is enforced (l->policy): its disk keys, for one. */
+	void (*on_policy)(void *ctx);
 	const char *version;       /* Hello.agent_version (NULL: this build) */
 	/* counters */
 	uint64_t n_bundles, n_refused_bundles, n_connects, n_refusals;

@@ -91,6 +91,12 @@ static int on_bundle(struct agent_link *l, const Parley__V1__Envelope *e,
 	log_info("enforcing policy version %llu (%u grants, %u service "
 		 "rules, %u segment sets)", (unsigned long long)np.version,
 		 np.grants.n, np.grants.nsvc, np.grants.seg.n);
+	if (np.body && np.body->n_disk_keys)
+		log_info("policy version %llu carries %zu disk keys",
+			 (unsigned long long)np.version,
+			 np.body->n_disk_keys);
+	if (l->on_policy)
+		l->on_policy(l->ready_ctx);
 	send_policy_ack(l, e->request_id, np.version, NULL);
 	if (np.version >= l->want_version)
 		link_become_ready(l);

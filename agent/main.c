@@ -101,7 +101,7 @@ static const char usage_text[] =
 	"[--backend kvm|process|auto]\n"
 	"           [--vmm-uid-range FIRST-LAST] [--update-stage DIR "
 	"[--update-timeout SECONDS]]\n"
-	"           [SPEC...]\n"
+	"           [--disk-dir DIR] [SPEC...]\n"
 	"       parley-agent join --server HOST:PORT --token prj_... "
 	"--ca-sha256 HEX --state-dir DIR\n"
 	"       parley-agent --help | --version\n"
@@ -744,6 +744,7 @@ static int serve(int argc, char **argv, char **all)
 		.state_dir = a.cli.state_dir, .server = a.cli.server,
 		.vmm = a.cli.vmm, .image_dirs = a.cli.image_dirs,
 		.config_dirs = a.cli.config_dirs,
+		.disk_dirs = a.cli.ndisk_dirs ? a.cli.disk_dirs : NULL,
 		.audit = a.cli.audit, .rehash_s = a.cli.rehash_s,
 		.backend = a.cli.backend,
 		.specs = argv + first, .nspecs = argc - first,

@@ -2,6 +2,7 @@
 #include "agent/backend.h"
 #include "agent/ipc/chanmgr.h"
 #include "agent/link.h"
+#include "agent/disk/keyring.h"
 #include "agent/partition.h"
 #include "agent/spec.h"
 #include "agent/supervisor.h"
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
 
 #define SERVE_PARTS_MAX 64
 
@@ -29,6 +31,8 @@ struct serve_part {
 	struct partition *p;
 	struct event *ev;
 	bool reported;
+	char *spec_json;           /* the daemon's spec (its disks, for a
+				    * rekey once it stopped) */
 };
 
 struct serve {
@@ -47,6 +51,10 @@ struct serve {
 	char host[128];
 	int port;
 	char pending_stage[PATH_MAX + 16]; /* a partition's verified stage */
+	/* Disk keys from the bundle (agent/disk/keyring.h), the only place
+	 * this process holds them; the source partitions open disks from. */
+	struct disk_keyring keys;
+	struct disk_key_source key_src;
 };
 
 static void report_finished(struct serve *s)
@@ -151,6 +159,96 @@ static int admit(struct partition *p, void *ctx, struct parley_err *err)
 
 static const struct serve_opts *serve_o;
 
+/* Every disk key released to a partition's vmm or refused, audited. */
+static void on_disk_key(struct partition *p, const char *disk,
+			const char *event, const char *detail, void *ctx)
+{
+	struct serve *s = ((struct supervisor *)ctx)->owner;
+	char d[400];
+	snprintf(d, sizeof(d), "disk %s%s%s", disk, detail ? ": " : "",
+		 detail ? detail : "");
+	struct audit_event e = { .event = event, .partition = p->name,
+				 .detail = d };
+	audit_emit(&s->audit, &e);
+}
+
+/* A bundle's key that did not open, or one withdrawn: audited; a
+ * partition whose key was withdrawn while its vmm holds it is stopped,
+ * which is what wipes the key (only its vmm has it). */
+static void on_key_report(void *ctx, const char *event, const char *part,
+			  const char *disk, const char *detail)
+{
+	struct serve *s = ctx;
+	char d[400];
+	snprintf(d, sizeof(d), "disk %s: %s", disk, detail);
+	bool rekeyed = !strcmp(event, "disk_key_rekeyed");
+	struct audit_event e = { .event = event, .partition = part,
+				 .reason = rekeyed ? "REKEY" : "POLICY",
+				 .detail = d };
+	audit_emit(&s->audit, &e);
+	if (strcmp(event, "disk_key_withdrawn"))
+		return;
+	for (unsigned i = 0; i < s->n; i++) {
+		struct partition *p = s->part[i].p;
+		if (strcmp(p->name, part) || !p->nkeyed || p->finished)
+			continue;
+		partition_stop(p);
+		p->nkeyed = 0;
+		struct audit_event w = { .event = "disk_key_wiped",
+					 .partition = part,
+					 .reason = "WITHDRAWN",
+					 .detail = "key withdrawn by the daemon: "
+						   "partition stopped, its vmm "
+						   "and disk keys gone" };
+		audit_emit(&s->audit, &w);
+	}
+}
+
+/* A stopped partition whose disk has two key versions in the bundle (an
+ * operator's rekey): re-encrypted now, offline (agent/disk/rekey.h);
+ * the ring reports disk_key_rekeyed, after which the daemon drops the
+ * old version. A running one waits: the daemon refuses a rekey then. */
+static void rekey_stopped(struct serve *s)
+{
+	for (unsigned i = 0; i < s->n; i++) {
+		struct serve_part *sp = &s->part[i];
+		if (!sp->p->finished || !sp->spec_json)
+			continue;
+		struct part_spec spec;
+		struct parley_err err = { 0 };
+		if (spec_parse_daemon(sp->spec_json, strlen(sp->spec_json),
+				      &spec, &err) < 0)
+			continue;
+		for (unsigned k = 0; k < spec.ndisk; k++) {
+			const struct part_disk_spec *d = &spec.disk[k];
+			uint8_t key[CTL_DISK_KEY_BYTES];
+			if (!d->encrypted || disk_keyring_versions(
+				    &s->keys, spec.name, d->name) < 2)
+				continue;
+			if (disk_keyring_get(&s->keys, spec.name, d, key,
+					     &err) < 0)
+				on_key_report(s, "disk_key_rekey_failed",
+					      spec.name, d->name,
+					      perr_msg(&err));
+			OPENSSL_cleanse(key, sizeof(key));
+		}
+		spec_free(&spec);
+	}
+}
+
+/* The bundle in force changed (or was loaded): its disk keys replace the
+ * ring's, opened with our certificate's key. */
+static void load_keys(void *arg)
+{
+	struct serve *s = arg;
+	EVP_PKEY *priv = s->link.ctx ? SSL_CTX_get0_privatekey(s->link.ctx)
+				     : NULL;
+	disk_keyring_load(&s->keys, s->link.policy.body, s->link.host, priv,
+			  on_key_report, s);
+	report_finished(s);
+	rekey_stopped(s);
+}
+
 static int add_part(struct serve *s, const struct part_spec *spec,
 		    struct parley_err *err)
 {
@@ -160,6 +258,8 @@ static int add_part(struct serve *s, const struct part_spec *spec,
 		.on_console = sup_console, .ctx = &s->sup,
 		.on_measured = admit, .on_request = on_request,
 		.start_paused = true, .backend = serve_o->backend,
+		.disk_dirs = serve_o->disk_dirs, .keys = &s->key_src,
+		.on_disk_key = on_disk_key,
 	};
 	struct partition *p = NULL;
 	if (s->n == SERVE_PARTS_MAX)
@@ -272,6 +372,8 @@ static int create_from_daemon(struct serve *s,
 			  spec.name, c->partition);
 	if (rc == 0)
 		rc = add_part(s, &spec, err);
+	if (rc == 0)
+		s->part[s->n - 1].spec_json = strdup(c->spec_json);
 	spec_free(&spec);
 	if (rc < 0) {
 		struct audit_event e = { .event = "spec_refused",
@@ -443,8 +545,10 @@ static int link_up(struct serve *s, struct parley_err *err)
 	s->link.on_update_offer = on_update_offer;
 	s->link.on_update_chunk = on_update_chunk;
 	s->link.on_welcome = on_link_welcome;
+	s->link.on_policy = load_keys;
 	s->link.version = serve_o->version;
 	s->link.ready_ctx = s;
+	load_keys(s); /* the persisted bundle's */
 	return 0;
 }
 
@@ -523,6 +627,8 @@ static int adopt_all(struct serve *s, struct parley_err *err)
 			.on_console = sup_console, .ctx = &s->sup,
 			.on_measured = admit, .on_request = on_request,
 			.start_paused = true, .backend = serve_o->backend,
+			.disk_dirs = serve_o->disk_dirs, .keys = &s->key_src,
+			.on_disk_key = on_disk_key,
 		},
 	};
 	update_adopt(serve_o->handover_fd, &u, err);
@@ -560,9 +666,11 @@ static int adopt_all(struct serve *s, struct parley_err *err)
 
 static void teardown(struct serve *s)
 {
-	for (unsigned i = 0; i < s->n; i++)
+	for (unsigned i = 0; i < s->n; i++) {
 		if (s->part[i].ev)
 			event_free(s->part[i].ev);
+		free(s->part[i].spec_json);
+	}
 	sup_free(&s->sup);
 	chanmgr_free(&s->cm);
 	agent_link_free(&s->link);
@@ -574,6 +682,7 @@ static void teardown(struct serve *s)
 			event_free(s->sig[i]);
 	if (s->audit.out)
 		fclose(s->audit.out);
+	disk_keyring_free(&s->keys);
 	event_base_free(s->base);
 }
 
@@ -596,6 +705,14 @@ int serve_main(const struct serve_opts *o)
 		return 2;
 	}
 	chanmgr_init(&s.cm, &s.audit);
+	if (disk_keyring_init(&s.keys, &err) < 0) {
+		log_error("%s", perr_msg(&err));
+		return 2;
+	}
+	s.key_src = (struct disk_key_source){ disk_keyring_get, &s.keys };
+	s.keys.dirs = o->disk_dirs;
+	s.keys.report = on_key_report;
+	s.keys.report_ctx = &s;
 	s.cm.rehash_interval_ns = (uint64_t)(o->rehash_s * 1e9);
 	if (o->backend == BACKEND_AUTO) {
 		char why[160];

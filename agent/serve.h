@@ -15,6 +15,7 @@ struct serve_opts {
 	const char *vmm;
 	const char *const *image_dirs;  /* the only places images of */
 	const char *const *config_dirs; /* daemon-sent specs come from */
+	const char *const *disk_dirs;   /* disks' backing files (NULL: none) */
 	const char *audit;         /* JSON lines file, or NULL */
 	double rehash_s;
 	uint32_t backend;          /* BACKEND_AUTO (0) unless --backend */

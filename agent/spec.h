@@ -27,6 +27,8 @@
  *                 "read_only": false,
  *                 "encryption": {"cipher": "aes-xts-plain64",
  *                                "key": "data.key"}} ]   a key file
+ *                                (run; under serve the daemon's
+ *                                bundle has the key: no "key")
  *   }
  */
 #ifndef PARLEY_AGENT_SPEC_H
@@ -66,7 +68,8 @@ struct part_disk_spec {
 	uint32_t sector_size;     /* 512 or 4096 */
 	bool read_only;
 	bool encrypted;           /* aes-xts-plain64 */
-	char *key;                /* encrypted: the key file, relative */
+	char *key;                /* encrypted: the key file, relative;
+				   * NULL: the key comes from the daemon */
 };
 
 struct part_spec {

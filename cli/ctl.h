@@ -47,6 +47,7 @@ int cmd_host(struct ctl *c, int argc, char **argv);
 int cmd_partition(struct ctl *c, int argc, char **argv);
 int cmd_grant(struct ctl *c, int argc, char **argv);
 int cmd_segset(struct ctl *c, int argc, char **argv);
+int cmd_disk(struct ctl *c, int argc, char **argv);
 int cmd_service(struct ctl *c, int argc, char **argv);
 int cmd_baseline(struct ctl *c, int argc, char **argv);
 int cmd_audit(struct ctl *c, int argc, char **argv);

@@ -20,6 +20,7 @@ static const char usage[] =
 	"  grant      add --channel C --a A --b B --direction D --ring-bytes SIZE\n"
 	"             [--no-integrity] | remove C | list\n"
 	"  segset     add FILE | list [--host H] | show NAME | remove NAME\n"
+	"  disk       keys PARTITION | rekey PARTITION DISK\n"
 	"  service    allow SRC TGT SVC | deny SRC TGT SVC | list [--host H]\n"
 	"             | remove ID | remove SRC TGT SVC\n"
 	"  baseline   list | show P | enroll P\n"
@@ -48,6 +49,7 @@ static const struct ctl_verb nouns[] = {
 	{ "partition", cmd_partition },
 	{ "grant", cmd_grant },
 	{ "segset", cmd_segset },
+	{ "disk", cmd_disk },
 	{ "service", cmd_service },
 	{ "baseline", cmd_baseline },
 	{ "audit", cmd_audit },

@@ -1,5 +1,6 @@
 #include "common/wire.h"
 #include "common/hostport.h"
+#include "common/seal.h"
 #include "common/jsonv.h"
 
 #include <errno.h>
@@ -411,6 +412,55 @@ static int chk_baselines(const Parley__V1__PolicyBody *b, const char *w,
 	return rc;
 }
 
+/* disk_keys[i]: partition a name, disk a disk name (1..31 bytes),
+ * key_version >= 1, sealed exactly SEAL_LEN bytes; (partition, disk,
+ * key_version) once (a rekey in progress sends two versions). Whether it opens is the agent's to find (agent/disk/). */
+static int chk_disk_keys(const Parley__V1__PolicyBody *b, const char *w,
+			 struct parley_err *err)
+{
+	int rc = chk_count(w, "disk_keys", b->n_disk_keys, WIRE_DISK_KEYS_MAX,
+			   err);
+	if (rc < 0 || !b->n_disk_keys)
+		return rc;
+	struct keyed *keys = calloc(b->n_disk_keys, sizeof(*keys));
+	char (*pair)[2 * WIRE_NAME_MAX + 24] = calloc(b->n_disk_keys,
+						      sizeof(*pair));
+	if (!keys || !pair)
+		rc = perr(err, -ENOMEM, "%s.disk_keys: out of memory", w);
+	char iw[WHERE_MAX];
+	for (size_t i = 0; rc == 0 && i < b->n_disk_keys; i++) {
+		const Parley__V1__DiskKey *k = b->disk_keys[i];
+		snprintf(iw, sizeof(iw), "%s.disk_keys[%zu]", w, i);
+		if (!k) {
+			rc = perr(err, -EINVAL, "%s: missing", iw);
+			break;
+		}
+		rc = chk_name(iw, "partition", k->partition, false, err);
+		if (rc == 0)
+			rc = chk_name(iw, "disk", k->disk, false, err);
+		if (rc == 0 && slen(k->disk) > WIRE_DISK_NAME_MAX)
+			rc = perr(err, -EINVAL, "%s.disk: %zu bytes, at most "
+				  "%d", iw, slen(k->disk), WIRE_DISK_NAME_MAX);
+		if (rc == 0 && !k->key_version)
+			rc = perr(err, -EINVAL, "%s.key_version: 0 (versions "
+				  "start at 1)", iw);
+		if (rc == 0 && k->sealed.len != SEAL_LEN)
+			rc = perr(err, -EINVAL, "%s.sealed: %zu bytes, not %d",
+				  iw, k->sealed.len, SEAL_LEN);
+		if (rc < 0)
+			break;
+		snprintf(pair[i], sizeof(pair[i]), "%s/%s v%llu",
+			 k->partition, k->disk,
+			 (unsigned long long)k->key_version);
+		keys[i] = (struct keyed){ pair[i], i };
+	}
+	if (rc == 0)
+		rc = chk_unique(keys, b->n_disk_keys, w, "disk_keys", err);
+	free(keys);
+	free(pair);
+	return rc;
+}
+
 /* services[i]: names, source != target; (source, target, service)
  * unique, since an agent takes the first rule naming a call. */
 static int chk_svc(const Parley__V1__ServiceRule *r, const char *w,
@@ -478,6 +528,8 @@ int wire_check_policy_body(const Parley__V1__PolicyBody *b, const char *where,
 		rc = chk_baselines(b, w, err);
 	if (rc == 0)
 		rc = chk_services(b, w, err);
+	if (rc == 0)
+		rc = chk_disk_keys(b, w, err);
 	if (rc == 0 && slen(b->segsets_json) > WIRE_SEGSETS_JSON_MAX)
 		rc = perr(err, -EINVAL, "%s.segsets_json: %zu bytes, at most "
 			  "%u", w, slen(b->segsets_json),

@@ -65,6 +65,8 @@
 #define WIRE_GRANTS_MAX 4096        /* per PolicyBody */
 #define WIRE_BASELINES_MAX 1024     /* per PolicyBody */
 #define WIRE_SERVICES_MAX 1024      /* = SVC_RULES_MAX, per PolicyBody */
+#define WIRE_DISK_KEYS_MAX 1024     /* per PolicyBody */
+#define WIRE_DISK_NAME_MAX 31       /* a disk's name (agent/disk/disk_spec.c) */
 /* PolicyBody.segsets_json: the sets' JSON text (parsed by the agent with
  * common/segset.c, after this bound). */
 #define WIRE_SEGSETS_JSON_MAX (512u * 1024)
@@ -115,6 +117,8 @@ int wire_check(const Parley__V1__Envelope *e, struct parley_err *err);
  * at most 32 files with unique names and 32-byte digests; at most 16
  * segments of 32 bytes), at most WIRE_SERVICES_MAX service rules (names,
  * source != target, each (source, target, service) once) and a
+ * disk_keys (names, key_version >= 1, sealed SEAL_LEN bytes, (partition,
+ * disk, key_version) once; at most WIRE_DISK_KEYS_MAX), a
  * segsets_json of at most WIRE_SEGSETS_JSON_MAX bytes (its contents are
  * the agent's to parse: agent/bundle.c). `where` prefixes the field names in messages
  * (NULL: "body"). For the daemon before it signs, and wire_body_decode.

@@ -256,6 +256,7 @@ static int setup_api(struct daemon *d, struct parley_err *err)
 	hostport_split(d->cfg.api_listen, host, sizeof(host), &port);
 	d->api = (struct api_server){
 		.base = d->base, .store = d->store, .link = &d->link,
+		.keys = &d->keys,
 		.state_dir = d->cfg.state_dir, .ckpt = &d->ckpt,
 		.hooks = { .ctx = d, .thin_changed = thin_changed,
 			   .thin_command = thin_command },
@@ -320,6 +321,9 @@ static int key_paths(struct daemon *d, struct keyd_paths *p,
 			 d->priv.ckpt_key);
 	else if (path_join(p->ckpt_key, sizeof(p->ckpt_key), sd,
 			   "checkpoint.key") < 0)
+		return perr(err, -ENAMETOOLONG, "state_dir: too long");
+	if (path_join(p->disk_key, sizeof(p->disk_key), sd,
+		      "disk-wrap.key") < 0)
 		return perr(err, -ENAMETOOLONG, "state_dir: too long");
 	return 0;
 }

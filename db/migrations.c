@@ -272,10 +272,20 @@ static const char m9_updates[] =
 	" agent_version TEXT NOT NULL,"
 	" seen_ms INTEGER NOT NULL);";
 
-/* 10: not this branch's (issue 15 gave number 10 to the PostgreSQL
- * backend's work). A placeholder that changes nothing keeps replicas at
- * its assigned number 11; the merge puts the real migration 10 here. */
-static const char m10_reserved[] = "SELECT 1;";
+/* 10: disk keys (issue 13; db/store_diskkeys.c): each encrypted disk's
+ * XTS key wrapped by the key process (AES-256-GCM under its
+ * disk-wrap.key, bound to partition, disk and version), one row per
+ * version; `withheld` is why the partition gets no key ("" = released). */
+static const char m10_disk_keys[] =
+	"CREATE TABLE disk_keys ("
+	" partition TEXT NOT NULL REFERENCES partitions (name)"
+	"  ON DELETE CASCADE,"
+	" disk TEXT NOT NULL,"
+	" key_version INTEGER NOT NULL CHECK (key_version >= 1),"
+	" wrapped BLOB NOT NULL,"
+	" withheld TEXT NOT NULL,"
+	" created_ms INTEGER NOT NULL,"
+	" PRIMARY KEY (partition, disk, key_version));";
 
 /* 11: several parleyd replicas on one store (issue 15; db/store_replicas.c):
  * each replica's name, where agents reach it and when it last said it is
@@ -307,7 +317,7 @@ static const char *const migrations[] = { m1_tables, m2_indexes, m3_tokens,
 					  m4_backend, m5_revoked,
 					  m6_checkpoints, m7_segsets,
 					  m8_services, m9_updates,
-					  m10_reserved, m11_replicas };
+					  m10_disk_keys, m11_replicas };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
 unsigned store_schema_latest(void)

@@ -732,4 +732,66 @@ int store_replica_cmd_list(struct store *s, const char *replica,
 int store_replica_cmd_delete(struct store *s, int64_t id,
 			     struct parley_err *err);
 
+/* ---- disk keys (migration 10; db/store_diskkeys.c) ------------------- */
+
+#define STORE_WRAPPED_LEN 92     /* nonce | 64-byte key | tag (keyd.h) */
+#define STORE_DISK_NAME_MAX 32   /* a disk's name: 1..31 bytes */
+#define STORE_WITHHELD_MAX 128
+
+/* The latest version of one disk's key, as the store holds it: wrapped
+ * by the key process, never plain. */
+struct store_disk_key {
+	char partition[STORE_NAME_MAX], host[STORE_NAME_MAX];
+	char disk[STORE_DISK_NAME_MAX];
+	uint64_t version;                    /* 1, 2, ... (rekey) */
+	uint8_t wrapped[STORE_WRAPPED_LEN];
+	char withheld[STORE_WITHHELD_MAX];   /* "" released, else why not */
+	int64_t created_ms;
+	unsigned versions;                   /* rows held (> 1: an old one
+					      * awaits its agent's rekey) */
+};
+
+/* Add version `version` (above any held: else -EEXIST) of a disk's
+ * wrapped key; the partition must exist. Its host's bundle changes: a
+ * policy version (*policy_version, may be NULL). */
+int store_disk_key_add(struct store *s, const char *partition,
+		       const char *disk, uint64_t version,
+		       struct store_blob wrapped, uint64_t *policy_version,
+		       struct parley_err *err);
+/* The latest version held (0: none). */
+int store_disk_key_version(struct store *s, const char *partition,
+			   const char *disk, uint64_t *v,
+			   struct parley_err *err);
+/* The latest key of each disk, of partitions on `host` and/or of
+ * `partition` (NULL or "": any), in (partition, disk) order. Returns the
+ * count; *out malloc'd (NULL for none), the caller frees. */
+int store_disk_keys_list(struct store *s, const char *host,
+			 const char *partition, struct store_disk_key **out,
+			 struct parley_err *err);
+/* One version (-ENOENT if not held). */
+int store_disk_key_get(struct store *s, const char *partition,
+		       const char *disk, uint64_t version,
+		       struct store_disk_key *out, struct parley_err *err);
+/* Recompute whether a partition's keys are released: withheld (why[] says
+ * why, cap >= STORE_WITHHELD_MAX) when its latest measurement differs
+ * from its baseline. *changed when that differs from the last refresh:
+ * then its host's bundle changed (a policy version). A partition without
+ * disk keys is left alone (*changed false). */
+int store_disk_keys_refresh(struct store *s, const char *partition,
+			    bool *changed, char *why, size_t cap,
+			    uint64_t *policy_version, struct parley_err *err);
+/* Withhold a partition's released keys now, for `why` (its agent
+ * quarantined it): a policy version for its host, *changed. Already
+ * withheld, or no keys: nothing. The next refresh (a measurement that
+ * matches the baseline) may release them again. */
+int store_disk_keys_withhold(struct store *s, const char *partition,
+			     const char *why, bool *changed,
+			     struct parley_err *err);
+/* Drop the versions of a disk's key below `keep`, which must be the
+ * latest (-ESTALE otherwise): its agent re-encrypted the disk. Dropping
+ * any is a policy version for the partition's host. */
+int store_disk_key_retire(struct store *s, const char *partition,
+			  const char *disk, uint64_t keep,
+			  unsigned *removed, struct parley_err *err);
+
 #endif

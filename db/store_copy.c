@@ -171,6 +171,12 @@ static const struct copy_table tables[] = {
 	  "INSERT INTO host_agents (host, agent_version, seen_ms) "
 	  "VALUES (?1, ?2, ?3)",
 	  "SELECT COUNT(*) FROM host_agents" },
+	{ "disk_keys", "TTIBTI", false,
+	  "SELECT partition, disk, key_version, wrapped, withheld, "
+	  "created_ms FROM disk_keys ORDER BY partition, disk, key_version",
+	  "INSERT INTO disk_keys (partition, disk, key_version, wrapped, "
+	  "withheld, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	  "SELECT COUNT(*) FROM disk_keys" },
 	{ "replicas", "TTII", false,
 	  "SELECT name, link, started_ms, seen_ms FROM replicas ORDER BY "
 	  "name",

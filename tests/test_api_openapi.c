@@ -437,6 +437,29 @@ Test(api_openapi, every_operation_answers_as_documented, .timeout = 120)
 	      A, NULL, 200);
 	check(&t, "POST", "/v1/partitions/*/start", "/v1/partitions/zz/start",
 	      A, NULL, 404);
+	/* disk keys (issue 13): made with the partition, shown, rekeyed */
+	check(&t, "POST", "/v1/partitions", "/v1/partitions", A,
+	      "{\"host\":\"h1\",\"backend\":\"thin\",\"spec\":{\"name\":"
+	      "\"p9\",\"image\":\"hello.elf\",\"disks\":[{\"name\":"
+	      "\"data\",\"path\":\"p9.img\",\"size\":\"1M\","
+	      "\"encryption\":{\"cipher\":\"aes-xts-plain64\"}}]}}", 201);
+	check(&t, "GET", "/v1/partitions/*/disk-keys",
+	      "/v1/partitions/p9/disk-keys", R, NULL, 200);
+	check(&t, "GET", "/v1/partitions/*/disk-keys",
+	      "/v1/partitions/zz/disk-keys", R, NULL, 404);
+	check(&t, "POST", "/v1/partitions/*/disk-keys/rekey",
+	      "/v1/partitions/p9/disk-keys/rekey", A, "{\"disk\":\"data\"}",
+	      200);
+	check(&t, "POST", "/v1/partitions/*/disk-keys/rekey",
+	      "/v1/partitions/p9/disk-keys/rekey", A, "{\"disk\":\"nope\"}",
+	      404);
+	check(&t, "POST", "/v1/partitions/*/disk-keys/rekey",
+	      "/v1/partitions/p9/disk-keys/rekey", A, "{\"disk\":7}", 400);
+	check(&t, "POST", "/v1/partitions/*/disk-keys/rekey",
+	      "/v1/partitions/p9/disk-keys/rekey", R, "{\"disk\":\"data\"}",
+	      403);
+	check(&t, "DELETE", "/v1/partitions/*", "/v1/partitions/p9", A, NULL,
+	      204);
 	/* grants, policy */
 	check(&t, "POST", "/v1/grants", "/v1/grants", A,
 	      "{\"channel\":\"tel\",\"endpoint_a\":\"p1\",\"endpoint_b\":"

@@ -32,6 +32,7 @@ static const struct target targets[] = {
 	{ "blk", NULL },
 	{ "bundle", NULL },
 	{ "ctl", NULL },
+	{ "diskkeys", NULL },
 	{ "elf", PARLEY_BUILD_DIR "/guest", 1 },
 	{ "frame", NULL },
 	{ "keyd", NULL },

@@ -17,6 +17,7 @@
 #include "common/checkpoint.h"
 #include "common/pki.h"
 #include "common/pki_join.h"
+#include "common/seal.h"
 #include "common/sign.h"
 #include "daemon/keys/keyd.h"
 #include "daemon/keys/keyd_proto.h"
@@ -631,4 +632,131 @@ Test(keyd, main_process_is_not_root_and_cannot_open_the_keys, .timeout = 60)
 	cr_expect_eq(r.status, 201, "%s", r.raw);
 	ac_free(&r);
 	ac_stop(&c);
+}
+
+/* Disk keys (issue 13): made and wrapped in the key process, sealed to a
+ * host there; a wrapped key moved to another (partition, disk, version)
+ * or cut short does not unwrap, and no disk wrapping key means no disk
+ * keys at all. */
+Test(keyd, disk_keys_are_wrapped_and_sealed_only_for_their_entry)
+{
+	struct kt t;
+	kt_paths(&t);
+	snprintf(t.p.disk_key, PATH_MAX, "%s/disk-wrap.key", t.dir);
+	struct parley_err err = { 0 };
+	cr_assert_eq(keyd_spawn(&t.k, &t.p, &err), 0, "%s", perr_msg(&err));
+	struct stat st;
+	cr_assert_eq(stat(t.p.disk_key, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+	cr_assert_eq(st.st_size, 32);
+	uint8_t w[92], w2[92], sealed[256];
+	size_t len = 0;
+	cr_assert_eq(keyd_disk_key_new(&t.k, "p1", "data", 1, w, &err), 0,
+		     "%s", perr_msg(&err));
+	cr_assert_eq(keyd_disk_key_new(&t.k, "p1", "data", 1, w2, &err), 0);
+	cr_assert_neq(memcmp(w, w2, sizeof(w)), 0, "two keys the same");
+	/* h1's certificate and key from the fleet CA; h2's; and an h1
+	 * from another CA. */
+	char ca[600], other[600], path[700];
+	snprintf(ca, sizeof(ca), "%s/ca", t.dir);
+	snprintf(other, sizeof(other), "%s/other", t.dir);
+	char *out;
+	char *a1[] = { T_BIN("parley-pki"), "issue", ca, "h1", NULL };
+	char *a2[] = { T_BIN("parley-pki"), "issue", ca, "h2", NULL };
+	char *a3[] = { T_BIN("parley-pki"), "ca", other, NULL };
+	char *a4[] = { T_BIN("parley-pki"), "issue", other, "h1", NULL };
+	char **runs[] = { a1, a2, a3, a4 };
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(t_run(runs[i], &out, 30), 0, "%s", out);
+		free(out);
+	}
+	EVP_PKEY *host = NULL;
+	X509 *c1 = NULL, *c2 = NULL, *cx = NULL;
+	snprintf(path, sizeof(path), "%s/h1.key", ca);
+	cr_assert_eq(pki_read_key(path, &host, &err), 0, "%s", perr_msg(&err));
+	snprintf(path, sizeof(path), "%s/h1.crt", ca);
+	cr_assert_eq(pki_read_cert(path, &c1, &err), 0, "%s", perr_msg(&err));
+	snprintf(path, sizeof(path), "%s/h2.crt", ca);
+	cr_assert_eq(pki_read_cert(path, &c2, &err), 0);
+	snprintf(path, sizeof(path), "%s/h1.crt", other);
+	cr_assert_eq(pki_read_cert(path, &cx, &err), 0);
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 1, w, c1,
+					sealed, sizeof(sealed), &len, &err), 0,
+		     "%s", perr_msg(&err));
+	cr_assert_eq(len, SEAL_LEN);
+	uint8_t key[64];
+	struct seal_ctx c = { "h1", "p1", "data", 1 };
+	cr_assert_eq(seal_open(host, &c, sealed, len, key, &err), 0, "%s",
+		     perr_msg(&err));
+	/* The wrapped key of p1 asked for as p2's, or as version 2: the
+	 * key process refuses, the stream goes on. */
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p2", "data", 1, w, c1,
+					sealed, sizeof(sealed), &len, &err),
+		     -EBADMSG);
+	cr_assert(strstr(perr_msg(&err), "does not unwrap"), "%s",
+		  perr_msg(&err));
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 2, w, c1,
+					sealed, sizeof(sealed), &len, &err),
+		     -EBADMSG);
+	w[50] ^= 1;
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 1, w, c1,
+					sealed, sizeof(sealed), &len, &err),
+		     -EBADMSG);
+	w[50] ^= 1;
+	/* Sealed only to a key the fleet CA certified for that host: h2's
+	 * certificate asked as h1's, or an h1 from another CA, refused. */
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 1, w, c2,
+					sealed, sizeof(sealed), &len, &err),
+		     -EPERM);
+	cr_assert(strstr(perr_msg(&err), "a certificate for h2"), "%s",
+		  perr_msg(&err));
+	cr_assert_eq(keyd_disk_key_seal(&t.k, "h1", "p1", "data", 1, w, cx,
+					sealed, sizeof(sealed), &len, &err),
+		     -EKEYREJECTED);
+	cr_assert(strstr(perr_msg(&err), "certificate refused"), "%s",
+		  perr_msg(&err));
+	/* Hostile requests: version 0, a wrapped key of 91 bytes. */
+	struct keyd_req q = { .type = KEYD_DISK_KEY_NEW, .version = 0 };
+	snprintf(q.part, sizeof(q.part), "p1");
+	snprintf(q.disk, sizeof(q.disk), "data");
+	uint8_t *req, *rep;
+	size_t rl, pl;
+	cr_assert_eq(keyd_req_encode(&q, &req, &rl), 0);
+	cr_assert_eq(keyd_call_raw(&t.k, req, rl, &rep, &pl, &err), 0);
+	struct keyd_rep r;
+	cr_assert_eq(keyd_rep_parse(rep, pl, &r, &err), 0);
+	cr_assert_eq(r.status, -EBADMSG, "%d %s", r.status, r.msg);
+	free(req);
+	free(rep);
+	q = (struct keyd_req){ .type = KEYD_DISK_KEY_SEAL, .version = 1,
+			       .data = w, .len = 91, .data2 = w, .len2 = 4 };
+	snprintf(q.host, sizeof(q.host), "h1");
+	snprintf(q.part, sizeof(q.part), "p1");
+	snprintf(q.disk, sizeof(q.disk), "data");
+	cr_assert_eq(keyd_req_encode(&q, &req, &rl), 0);
+	cr_assert_eq(keyd_call_raw(&t.k, req, rl, &rep, &pl, &err), 0);
+	cr_assert_eq(keyd_rep_parse(rep, pl, &r, &err), 0);
+	cr_assert_eq(r.status, -EBADMSG, "%d %s", r.status, r.msg);
+	free(req);
+	free(rep);
+	/* Still serving. */
+	cr_assert_eq(keyd_disk_key_new(&t.k, "p1", "data", 2, w2, &err), 0);
+	EVP_PKEY_free(host);
+	X509_free(c1);
+	X509_free(c2);
+	X509_free(cx);
+	keyd_stop(&t.k);
+	/* Without a wrapping key configured: no disk keys. */
+	t.p.disk_key[0] = 0;
+	cr_assert_eq(keyd_spawn(&t.k, &t.p, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(keyd_disk_key_new(&t.k, "p1", "data", 1, w, &err),
+		     -ENOKEY);
+	keyd_stop(&t.k);
+	/* A wrapping key others may read: the key process refuses to start. */
+	snprintf(t.p.disk_key, PATH_MAX, "%s/disk-wrap.key", t.dir);
+	chmod(t.p.disk_key, 0640);
+	cr_assert_lt(keyd_spawn(&t.k, &t.p, &err), 0);
+	cr_assert(strstr(perr_msg(&err), "chmod 600"), "%s", perr_msg(&err));
+	t_rmtree(t.dir);
+	free(t.dir);
 }

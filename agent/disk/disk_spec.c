@@ -1,5 +1,6 @@
 /* "disks": [{"name", "path", "size", "sector_size", "read_only",
- * "encryption": {"cipher": "aes-xts-plain64", "key": PATH}}]. Names are
+ * "encryption": {"cipher": "aes-xts-plain64", "key": PATH}}] ("key" may
+ * be left out under a daemon, which releases the key). Names are
  * 1..31 bytes of [A-Za-z0-9_.-], unique; paths (disk and key) relative
  * without ".." (agent/beneath.h); two disks never share a file. */
 #include "agent/disk/disk_spec.h"
@@ -95,7 +96,9 @@ static int enc_field(json_t *e, int i, struct part_disk_spec *d,
 			  "\"aes-xts-plain64\")", lbl, jv_quote(&q, s, len));
 	}
 	snprintf(lbl, sizeof(lbl), "disks[%d].encryption.key", i);
-	if (!rc)
+	/* No key file: the key comes from the daemon's bundle
+	 * (agent/disk/keyring.h); without a daemon the open says so. */
+	if (!rc && json_object_get(v, "key"))
 		rc = path_field(v, "key", lbl, &d->key, err);
 	d->encrypted = rc == 0;
 	return rc;

@@ -12,6 +12,10 @@ int disk_key_file(void *ctx, const char *part, const struct part_disk_spec *d,
 {
 	(void)part;
 	const struct beneath_dirs *dirs = ctx;
+	if (!d->key)
+		return perr(err, -ENOKEY, "disk \"%s\": no key file "
+			    "(encryption.key); its key comes from a daemon "
+			    "only under parley-agent serve", d->name);
 	int fd = beneath_open(dirs, d->key, "disk key", err);
 	if (fd < 0)
 		return fd;

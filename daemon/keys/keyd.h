@@ -32,6 +32,9 @@ struct keyd_paths {
 	char ca_key[PATH_MAX], ca_cert[PATH_MAX];
 	bool ca_optional;
 	char ckpt_key[PATH_MAX];
+	/* The key disk keys are wrapped under at rest (32 random bytes,
+	 * 0600, made when absent); "" = no disk keys (DISK_KEY_* refused). */
+	char disk_key[PATH_MAX];
 };
 
 struct keyd {
@@ -82,6 +85,24 @@ int keyd_issue_cert(struct keyd *k, const char *host, X509_REQ *csr,
 int keyd_sign_checkpoint(struct keyd *k, uint64_t seq, const uint8_t hash[32],
 			 int64_t time_ms, uint8_t sig[64],
 			 struct parley_err *err);
+
+/* Disk keys (issue 13). A new 64-byte XTS key for (partition, disk,
+ * version), made and wrapped (AES-256-GCM, bound to those three) in the
+ * key process: *wrapped (KEYD_WRAPPED_LEN bytes) is all this process
+ * ever holds of it, and what the store keeps. */
+int keyd_disk_key_new(struct keyd *k, const char *partition, const char *disk,
+		      uint64_t version, uint8_t wrapped[92],
+		      struct parley_err *err);
+/* The key unwrapped and sealed to the key of `host`'s certificate
+ * (common/seal.h), in the key process, which first checks that the
+ * certificate chains to the fleet CA (ca_cert) for client use and names
+ * `host`: the plain key never reaches this process, and a sealed one only
+ * a key the CA certified for that host. */
+int keyd_disk_key_seal(struct keyd *k, const char *host,
+		       const char *partition, const char *disk,
+		       uint64_t version, const uint8_t wrapped[92],
+		       X509 *host_cert, uint8_t *sealed, size_t cap,
+		       size_t *len, struct parley_err *err);
 
 /* One request, raw (tests: hostile requests). *rep_msg malloc'd. */
 int keyd_call_raw(struct keyd *k, const uint8_t *req, size_t len,

@@ -193,6 +193,67 @@ int keyd_issue_cert(struct keyd *k, const char *host, X509_REQ *csr,
 	return rc;
 }
 
+/* A reply that parsed must carry exactly `want` bytes. */
+static int take_exact(struct keyd *k, const struct keyd_req *q,
+		      uint8_t *out, size_t want, struct parley_err *err)
+{
+	struct keyd_rep rep;
+	uint8_t *m = NULL;
+	int rc = call(k, q, &rep, &m, err);
+	if (rc == 0 && rep.len != want)
+		rc = perr(err, -EBADMSG, "key process: %zu bytes, not %zu",
+			  rep.len, want);
+	if (rc == 0)
+		memcpy(out, rep.data, want);
+	free(m);
+	return rc;
+}
+
+int keyd_disk_key_new(struct keyd *k, const char *partition, const char *disk,
+		      uint64_t version, uint8_t wrapped[92],
+		      struct parley_err *err)
+{
+	_Static_assert(KEYD_WRAPPED_LEN == 92, "keyd.h spells it");
+	struct keyd_req q = { .type = KEYD_DISK_KEY_NEW, .version = version };
+	snprintf(q.part, sizeof(q.part), "%s", partition);
+	snprintf(q.disk, sizeof(q.disk), "%s", disk);
+	return take_exact(k, &q, wrapped, KEYD_WRAPPED_LEN, err);
+}
+
+int keyd_disk_key_seal(struct keyd *k, const char *host,
+		       const char *partition, const char *disk,
+		       uint64_t version, const uint8_t wrapped[92],
+		       X509 *host_cert, uint8_t *sealed, size_t cap,
+		       size_t *len, struct parley_err *err)
+{
+	uint8_t *der = NULL;
+	int n = host_cert ? i2d_X509(host_cert, &der) : 0;
+	if (n <= 0 || (size_t)n > KEYD_CERT_MAX) {
+		OPENSSL_free(der);
+		return perr(err, -EINVAL, "host %s: no certificate to seal "
+			    "to", host);
+	}
+	struct keyd_req q = { .type = KEYD_DISK_KEY_SEAL, .version = version,
+			      .data = wrapped, .len = KEYD_WRAPPED_LEN,
+			      .data2 = der, .len2 = (size_t)n };
+	snprintf(q.host, sizeof(q.host), "%s", host);
+	snprintf(q.part, sizeof(q.part), "%s", partition);
+	snprintf(q.disk, sizeof(q.disk), "%s", disk);
+	struct keyd_rep rep;
+	uint8_t *m = NULL;
+	int rc = call(k, &q, &rep, &m, err);
+	OPENSSL_free(der);
+	if (rc == 0 && (rep.len == 0 || rep.len > cap))
+		rc = perr(err, -EBADMSG, "key process: a sealed key of %zu "
+			  "bytes", rep.len);
+	if (rc == 0) {
+		memcpy(sealed, rep.data, rep.len);
+		*len = rep.len;
+	}
+	free(m);
+	return rc;
+}
+
 static int pub_from_der(const uint8_t *p, size_t len, EVP_PKEY **out,
 			char id[65], struct parley_err *err)
 {

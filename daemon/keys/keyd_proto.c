@@ -162,6 +162,24 @@ int keyd_req_parse(const uint8_t *msg, size_t len, struct keyd_req *q,
 				  "out of range");
 		break;
 	}
+	case KEYD_DISK_KEY_NEW:
+	case KEYD_DISK_KEY_SEAL:
+		q->version = rd_be(&r, 8);
+		if (type == KEYD_DISK_KEY_SEAL)
+			rc = rd_name(&r, q->host, err);
+		if (rc == 0)
+			rc = rd_name(&r, q->part, err);
+		if (rc == 0)
+			rc = rd_name(&r, q->disk, err);
+		if (rc == 0 && type == KEYD_DISK_KEY_SEAL)
+			rc = rd_blob(&r, KEYD_WRAPPED_LEN, &q->data, &q->len,
+				     "wrapped key", err);
+		if (rc == 0 && type == KEYD_DISK_KEY_SEAL)
+			rc = rd_blob(&r, KEYD_CERT_MAX, &q->data2, &q->len2,
+				     "host certificate", err);
+		if (rc == 0 && !r.bad && q->version == 0)
+			rc = perr(err, -EBADMSG, "keyd: key version 0");
+		break;
 	default:
 		return perr(err, -EBADMSG, "keyd: request type %u unknown",
 			    type);
@@ -259,6 +277,8 @@ int keyd_req_encode(const struct keyd_req *q, uint8_t **out, size_t *len)
 {
 	struct wr w;
 	size_t hl = strnlen(q->host, KEYD_NAME_MAX);
+	size_t pl = strnlen(q->part, KEYD_NAME_MAX);
+	size_t dl = strnlen(q->disk, KEYD_NAME_MAX);
 	size_t pay;
 	switch (q->type) {
 	case KEYD_INFO: pay = 0; break;
@@ -266,9 +286,13 @@ int keyd_req_encode(const struct keyd_req *q, uint8_t **out, size_t *len)
 	case KEYD_ISSUE_CERT: pay = (q->type == KEYD_SIGN_BUNDLE ? 8 : 4) +
 				    2 + hl + 4 + q->len; break;
 	case KEYD_SIGN_CHECKPOINT: pay = 8 + 32 + 8; break;
+	case KEYD_DISK_KEY_NEW: pay = 8 + 2 + pl + 2 + dl; break;
+	case KEYD_DISK_KEY_SEAL: pay = 8 + 2 + hl + 2 + pl + 2 + dl + 4 +
+				       q->len + 4 + q->len2; break;
 	default: return -EINVAL;
 	}
-	if (pay > KEYD_MSG_MAX || hl >= KEYD_NAME_MAX)
+	if (pay > KEYD_MSG_MAX || hl >= KEYD_NAME_MAX ||
+	    pl >= KEYD_NAME_MAX || dl >= KEYD_NAME_MAX)
 		return -EMSGSIZE;
 	if (wr_open(&w, pay, q->type) < 0)
 		return -ENOMEM;
@@ -285,6 +309,23 @@ int keyd_req_encode(const struct keyd_req *q, uint8_t **out, size_t *len)
 		wr_be(&w, q->seq, 8);
 		wr_bytes(&w, q->hash, 32);
 		wr_be(&w, (uint64_t)q->time_ms, 8);
+	} else if (q->type == KEYD_DISK_KEY_NEW ||
+		   q->type == KEYD_DISK_KEY_SEAL) {
+		wr_be(&w, q->version, 8);
+		if (q->type == KEYD_DISK_KEY_SEAL) {
+			wr_be(&w, hl, 2);
+			wr_bytes(&w, q->host, hl);
+		}
+		wr_be(&w, pl, 2);
+		wr_bytes(&w, q->part, pl);
+		wr_be(&w, dl, 2);
+		wr_bytes(&w, q->disk, dl);
+		if (q->type == KEYD_DISK_KEY_SEAL) {
+			wr_be(&w, q->len, 4);
+			wr_bytes(&w, q->data, q->len);
+			wr_be(&w, q->len2, 4);
+			wr_bytes(&w, q->data2, q->len2);
+		}
 	}
 	return wr_close(&w, out, len);
 }

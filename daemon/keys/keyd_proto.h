@@ -14,6 +14,11 @@
  *                                          -> certificate (DER)
  *   SIGN_CHECKPOINT  u64 seq, 32-byte hash, i64 time_ms
  *                                          -> 64-byte Ed25519 signature
+ *   DISK_KEY_NEW     u64 key_version, name partition, name disk
+ *                                          -> a new disk key, wrapped
+ *   DISK_KEY_SEAL    u64 key_version, name host, name partition,
+ *                    name disk, blob wrapped, blob host certificate (DER)
+ *                                          -> that key sealed to the host
  *
  * name = u16 length | bytes (a jv_name_valid name), blob = u32 length |
  * bytes. A reply is i32 status (0 or -errno) | name-like u16-prefixed
@@ -37,19 +42,30 @@
 #define KEYD_MSG_MAX (KEYD_BODY_MAX + 256)
 #define KEYD_REPLY_MSG_MAX 256
 #define KEYD_DAYS_MAX 36500
+/* A wrapped disk key (nonce | 64 | tag) and a host's certificate (DER). */
+#define KEYD_WRAPPED_LEN (12 + 64 + 16)
+#define KEYD_CERT_MAX (8u << 10)
 
 enum keyd_type {
 	KEYD_INFO = 1,
 	KEYD_SIGN_BUNDLE = 2,
 	KEYD_ISSUE_CERT = 3,
 	KEYD_SIGN_CHECKPOINT = 4,
+	KEYD_DISK_KEY_NEW = 5,
+	KEYD_DISK_KEY_SEAL = 6,
 	KEYD_REPLY = 0x80,
 };
 
 struct keyd_req {
 	enum keyd_type type;
-	char host[KEYD_NAME_MAX];       /* SIGN_BUNDLE, ISSUE_CERT */
-	uint64_t version;               /* SIGN_BUNDLE, > 0 */
+	char host[KEYD_NAME_MAX];       /* SIGN_BUNDLE, ISSUE_CERT,
+					 * DISK_KEY_SEAL */
+	uint64_t version;               /* SIGN_BUNDLE, DISK_KEY_*: > 0 */
+	char part[KEYD_NAME_MAX];       /* DISK_KEY_* */
+	char disk[KEYD_NAME_MAX];
+	const uint8_t *data2;           /* DISK_KEY_SEAL: the host's
+					 * certificate */
+	size_t len2;
 	uint32_t days;                  /* ISSUE_CERT, 1..KEYD_DAYS_MAX */
 	const uint8_t *data;            /* body / CSR: points into the msg */
 	size_t len;

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/pki.h"
 #include "common/pki_join.h"
+#include "common/seal.h"
 #include "common/sign.h"
 #include "parley.pb-c.h"
 
@@ -44,6 +45,9 @@ struct keys {
 	EVP_PKEY *policy, *ca, *ckpt;
 	X509 *ca_cert;
 	uint64_t last_seq;          /* checkpoints never go backwards */
+	uint8_t wrap[32];           /* disk keys are wrapped under it */
+	bool has_wrap;
+	X509 *fleet_ca;             /* host certificates sealed to chain to it */
 	struct parley_err load_err; /* code != 0: keys not loaded */
 };
 
@@ -138,6 +142,57 @@ static int load_ckpt(struct keys *K, const char *path, struct parley_err *err)
 	return rc < 0 ? rc : need_ed25519(K->ckpt, path, err);
 }
 
+/* The disk wrapping key: 32 random bytes, made at the first start (0600,
+ * O_EXCL), else read as strictly as a private key file (a regular file,
+ * ours, 0600, exactly 32 bytes). */
+static int load_wrap(struct keys *K, const char *path, struct parley_err *err)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+			    O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		int rc = RAND_priv_bytes(K->wrap, 32) == 1 ? 0 : -EIO;
+		if (rc == 0 && write(fd, K->wrap, 32) != 32)
+			rc = -EIO;
+		if (rc == 0 && fsync(fd) < 0)
+			rc = -errno;
+		close(fd);
+		if (rc < 0) {
+			unlink(path);
+			return perr(err, rc, "%s: %s", path, strerror(-rc));
+		}
+		K->has_wrap = true;
+		log_info("made the disk key wrapping key %s", path);
+		return 0;
+	}
+	if (errno != EEXIST)
+		return perr(err, -errno, "%s: %m", path);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return perr(err, -errno, "%s: %m", path);
+	struct stat st;
+	int rc = 0;
+	if (fstat(fd, &st) < 0)
+		rc = perr(err, -errno, "%s: %m", path);
+	else if (!S_ISREG(st.st_mode) || st.st_size != 32)
+		rc = perr(err, -EINVAL, "%s: not a regular file of 32 bytes",
+			  path);
+	else if (st.st_uid != geteuid())
+		rc = perr(err, -EPERM, "%s: owned by uid %u, not by the key "
+			  "process's uid %u", path, (unsigned)st.st_uid,
+			  (unsigned)geteuid());
+	else if (st.st_mode & 077)
+		rc = perr(err, -EPERM, "%s: mode %03o; a key must be "
+			  "readable by its owner only (chmod 600)", path,
+			  (unsigned)(st.st_mode & 0777));
+	else if (read(fd, K->wrap, 32) != 32)
+		rc = perr(err, -EIO, "%s: short read", path);
+	close(fd);
+	if (rc < 0)
+		OPENSSL_cleanse(K->wrap, sizeof(K->wrap));
+	K->has_wrap = rc == 0;
+	return rc;
+}
+
 static int load(struct keys *K, const struct keyd_paths *p,
 		struct parley_err *err)
 {
@@ -146,6 +201,14 @@ static int load(struct keys *K, const struct keyd_paths *p,
 		rc = need_ed25519(K->policy, p->policy_key, err);
 	if (rc == 0)
 		rc = load_ckpt(K, p->ckpt_key, err);
+	if (rc == 0 && p->disk_key[0])
+		rc = load_wrap(K, p->disk_key, err);
+	/* The fleet CA's certificate, to check what disk keys are sealed
+	 * to (without it, none are). */
+	if (rc == 0 && K->has_wrap && p->ca_cert[0] &&
+	    pki_read_cert(p->ca_cert, &K->fleet_ca, NULL) < 0)
+		log_warn("no fleet CA certificate at %s: disk keys are not "
+			 "released", p->ca_cert);
 	if (rc < 0 || !p->ca_key[0])
 		return rc;
 	if (p->ca_optional && access(p->ca_key, F_OK) != 0) {
@@ -328,6 +391,83 @@ static int on_ckpt(int fd, struct keys *K, const struct keyd_req *q)
 	return reply(fd, 0, NULL, sig, sizeof(sig));
 }
 
+static size_t wrap_aad(const struct keyd_req *q, uint8_t *a)
+{
+	return seal_wrap_aad(q->part, q->disk, q->version, a);
+}
+
+/* A new XTS key: random, two halves that differ (XTS refuses equal
+ * ones), wrapped at once; the plain key is wiped before the reply. */
+static int on_disk_new(int fd, struct keys *K, const struct keyd_req *q)
+{
+	struct parley_err err = { 0 };
+	uint8_t key[SEAL_KEY_LEN], out[KEYD_WRAPPED_LEN];
+	uint8_t aad[SEAL_WRAP_AAD_MAX];
+	int rc = 0;
+	if (!K->has_wrap)
+		rc = perr(&err, -ENOKEY, "no disk key wrapping key");
+	while (rc == 0) {
+		if (RAND_priv_bytes(key, sizeof(key)) != 1)
+			rc = perr(&err, -EIO, "no randomness");
+		else if (memcmp(key, key + 32, 32))
+			break;
+	}
+	if (rc == 0 && seal_gcm(K->wrap, aad, wrap_aad(q, aad), key,
+				sizeof(key), out) < 0)
+		rc = perr(&err, -EIO, "wrapping the key");
+	OPENSSL_cleanse(key, sizeof(key));
+	if (rc < 0)
+		return reply_err(fd, &err, rc);
+	log_info("made disk key %s/%s version %llu", q->part, q->disk,
+		 (unsigned long long)q->version);
+	return reply(fd, 0, NULL, out, sizeof(out));
+}
+
+static int on_disk_seal(int fd, struct keys *K, const struct keyd_req *q)
+{
+	struct parley_err err = { 0 };
+	uint8_t key[SEAL_KEY_LEN], out[SEAL_LEN];
+	uint8_t aad[SEAL_WRAP_AAD_MAX];
+	const uint8_t *p = q->data2;
+	X509 *cert = NULL;
+	EVP_PKEY *pub = NULL;
+	char cn[KEYD_NAME_MAX];
+	int rc = 0;
+	if (!K->has_wrap)
+		rc = perr(&err, -ENOKEY, "no disk key wrapping key");
+	else if (!K->fleet_ca)
+		rc = perr(&err, -ENOKEY, "no fleet CA certificate to check "
+			  "host certificates against");
+	else if (q->len != KEYD_WRAPPED_LEN)
+		rc = perr(&err, -EBADMSG, "wrapped key of %zu bytes", q->len);
+	else if (!(cert = d2i_X509(NULL, &p, (long)q->len2)) ||
+		 p != q->data2 + q->len2)
+		rc = perr(&err, -EBADMSG, "host %s: not one DER certificate",
+			  q->host);
+	else if ((rc = pki_verify(K->fleet_ca, cert, false, &err)) < 0)
+		perr_prefix(&err, "host %s", q->host);
+	else if ((rc = pki_cert_cn(cert, cn, sizeof(cn), &err)) < 0 ||
+		 strcmp(cn, q->host))
+		rc = perr(&err, -EPERM, "a certificate for %.64s, not host %s",
+			  rc < 0 ? "(no CN)" : cn, q->host);
+	else if (!(pub = X509_get0_pubkey(cert)))
+		rc = perr(&err, -EBADMSG, "host %s: no public key", q->host);
+	else if (seal_gcm_open(K->wrap, aad, wrap_aad(q, aad), q->data,
+			       q->len, key) < 0)
+		rc = perr(&err, -EBADMSG, "disk key %s/%s version %llu does "
+			  "not unwrap (not ours, or moved)", q->part, q->disk,
+			  (unsigned long long)q->version);
+	else {
+		struct seal_ctx c = { q->host, q->part, q->disk, q->version };
+		rc = seal_key(pub, &c, key, out, &err);
+	}
+	OPENSSL_cleanse(key, sizeof(key));
+	X509_free(cert);
+	if (rc < 0)
+		return reply_err(fd, &err, rc);
+	return reply(fd, 0, NULL, out, sizeof(out));
+}
+
 /* One request. A message that cannot be framed (over its cap) leaves the
  * stream out of step: answered, then the end (-EPIPE). */
 static int serve_one(int fd, struct keys *K)
@@ -356,6 +496,10 @@ static int serve_one(int fd, struct keys *K)
 		rc = on_bundle(fd, K, &q);
 	else if (q.type == KEYD_ISSUE_CERT)
 		rc = on_cert(fd, K, &q);
+	else if (q.type == KEYD_DISK_KEY_NEW)
+		rc = on_disk_new(fd, K, &q);
+	else if (q.type == KEYD_DISK_KEY_SEAL)
+		rc = on_disk_seal(fd, K, &q);
 	else
 		rc = on_ckpt(fd, K, &q);
 	free(m);
@@ -448,6 +592,8 @@ void keyd_main(int fd, const struct keyd_paths *p)
 	EVP_PKEY_free(K.policy);
 	EVP_PKEY_free(K.ca);
 	EVP_PKEY_free(K.ckpt);
+	OPENSSL_cleanse(K.wrap, sizeof(K.wrap));
+	X509_free(K.fleet_ca);
 	X509_free(K.ca_cert);
 	/* _exit: no atexit work (sanitizer leak scans need ptrace, which the
 	 * filter forbids). */

@@ -2,6 +2,7 @@
 #include "common/sign.h"
 #include "common/wire.h"
 #include "daemon/keys/keyd.h"
+#include "daemon/policy/diskkeys.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -25,6 +26,7 @@ struct body_mem {
 	Parley__V1__FileDigest *files, **fp;
 	ProtobufCBinaryData *segs;
 	struct store_baseline *sb;
+	struct diskkeys_mem dk;
 };
 
 static void body_mem_free(struct body_mem *m)
@@ -40,6 +42,7 @@ static void body_mem_free(struct body_mem *m)
 	free(m->fp);
 	free(m->segs);
 	free(m->sb);
+	diskkeys_mem_free(&m->dk);
 }
 
 static bool seen(char (*names)[STORE_NAME_MAX], unsigned n, const char *x)
@@ -96,7 +99,12 @@ static int fill_baselines(struct store *s, const struct grant_set *g,
 			  struct parley_err *err)
 {
 	struct names l = { 0 };
-	if (named(g, &l) < 0) {
+	int nrc = named(g, &l);
+	/* A partition with disk keys: the agent checks it against this
+	 * baseline before its key is used. */
+	for (size_t i = 0; nrc == 0 && i < b->n_disk_keys; i++)
+		nrc = names_add(&l, b->disk_keys[i]->partition);
+	if (nrc < 0) {
 		free(l.v);
 		return perr(err, -ENOMEM, "out of memory");
 	}
@@ -243,6 +251,15 @@ int policy_body_build(struct store *s, const char *host, uint64_t after,
 		      uint64_t *version, uint8_t **body, size_t *len,
 		      struct parley_err *err)
 {
+	return policy_body_build_keys(s, NULL, NULL, host, after, version,
+				      body, len, err);
+}
+
+int policy_body_build_keys(struct store *s, struct keyd *keys,
+			   X509 *host_cert, const char *host,
+			   uint64_t after, uint64_t *version, uint8_t **body,
+			   size_t *len, struct parley_err *err)
+{
 	struct grant_set g = { 0 };
 	struct body_mem m = { 0 };
 	Parley__V1__PolicyBody b;
@@ -261,6 +278,8 @@ int policy_body_build(struct store *s, const char *host, uint64_t after,
 		rc = fill_services(s, host, &g, &b, &m, err);
 	if (rc == 0)
 		rc = fill_segsets(s, host, &g, &b, &m, err);
+	if (rc == 0)
+		rc = diskkeys_fill(s, keys, host, host_cert, &b, &m.dk, err);
 	if (rc == 0)
 		rc = fill_baselines(s, &g, &b, &m, err);
 	b.host = (char *)host;
@@ -306,10 +325,21 @@ int policy_bundle_build(struct store *s, struct keyd *keys,
 			Parley__V1__PolicyBundle *out, uint64_t *version,
 			struct parley_err *err)
 {
+	return policy_bundle_build_keys(s, keys, NULL, key_id, host, after,
+					out, version, err);
+}
+
+int policy_bundle_build_keys(struct store *s, struct keyd *keys,
+			     X509 *host_cert, const char *key_id,
+			     const char *host, uint64_t after,
+			     Parley__V1__PolicyBundle *out, uint64_t *version,
+			     struct parley_err *err)
+{
 	uint8_t *body, sig[SIGN_LEN];
 	size_t len;
 	parley__v1__policy_bundle__init(out);
-	int rc = policy_body_build(s, host, after, version, &body, &len, err);
+	int rc = policy_body_build_keys(s, keys, host_cert, host, after,
+					version, &body, &len, err);
 	if (rc < 0 || !body)
 		return rc;
 	rc = keyd_sign_bundle(keys, host, *version, body, len, sig, err);

@@ -9,6 +9,7 @@
 #define PARLEY_DAEMON_BUNDLE_H
 
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <stdint.h>
 #include "common/err.h"
 #include "db/store.h"
@@ -36,6 +37,20 @@ int policy_body_build(struct store *s, const char *host, uint64_t after,
 int policy_bundle_wrap(uint8_t *body, size_t len, const uint8_t sig[64],
 		       const char *key_id, Parley__V1__PolicyBundle *out,
 		       struct parley_err *err);
+/* The same with the host's disk keys (daemon/policy/diskkeys.h) sealed to
+ * the key of host_cert (the agent's certificate, checked against the
+ * fleet CA by the key process); the calls above pass NULL, and fail
+ * (-ENOKEY) for a host that has released disk keys: a bundle without
+ * them would withdraw them. */
+int policy_body_build_keys(struct store *s, struct keyd *keys,
+			   X509 *host_cert, const char *host,
+			   uint64_t after, uint64_t *version, uint8_t **body,
+			   size_t *len, struct parley_err *err);
+int policy_bundle_build_keys(struct store *s, struct keyd *keys,
+			     X509 *host_cert, const char *key_id,
+			     const char *host, uint64_t after,
+			     Parley__V1__PolicyBundle *out, uint64_t *version,
+			     struct parley_err *err);
 void policy_bundle_free(Parley__V1__PolicyBundle *b);
 
 #endif

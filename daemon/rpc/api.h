@@ -19,6 +19,7 @@
 #include "db/store.h"
 
 struct link_server;
+struct keyd;
 struct evhttp;
 struct evhttp_bound_socket;
 struct stream_hub;
@@ -64,6 +65,9 @@ struct api_server {
 	struct event_base *base;
 	struct store *store;
 	struct link_server *link;
+	struct keyd *keys;          /* the key process: disk keys (may be
+				     * NULL: a spec with encrypted disks is
+				     * then refused) */
 	const char *state_dir;
 	struct api_hooks hooks;
 	struct ckpt *ckpt;          /* audit checkpoints (daemon/checkpoint.h) */

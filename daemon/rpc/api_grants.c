@@ -3,6 +3,7 @@
  * measurements, the audit trail.
  */
 #include "daemon/rpc/api_int.h"
+#include "daemon/policy/diskkeys.h"
 #include "common/grant.h"
 #include "common/jsonv.h"
 #include "common/pki.h"
@@ -259,6 +260,8 @@ void api_baselines_put(struct api_req *q)
 	if (rc == 0)
 		rc = store_baseline_put(q->a->store, q->arg, &d, true, NULL,
 					&err);
+	if (rc == 0)
+		rc = diskkeys_refresh(q->a->store, q->arg, &err);
 	free(b);
 	json_decref(body);
 	if (rc < 0)
@@ -274,6 +277,8 @@ void api_baselines_delete(struct api_req *q)
 		return;
 	api_subject(q, NULL, q->arg, NULL);
 	int rc = store_baseline_delete(q->a->store, q->arg, NULL, &err);
+	if (rc == 0)
+		rc = diskkeys_refresh(q->a->store, q->arg, &err);
 	if (rc < 0)
 		api_fail(q, rc, &err);
 	else

@@ -130,6 +130,8 @@ void api_parts_get(struct api_req *q);
 void api_parts_start(struct api_req *q);
 void api_parts_stop(struct api_req *q);
 void api_parts_delete(struct api_req *q);
+void api_diskkeys_list(struct api_req *q);
+void api_diskkeys_rekey(struct api_req *q);
 void api_grants_list(struct api_req *q);
 void api_grants_add(struct api_req *q);
 void api_grants_delete(struct api_req *q);

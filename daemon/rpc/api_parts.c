@@ -6,6 +6,7 @@
  */
 #include "daemon/rpc/api_int.h"
 #include "daemon/rpc/api_json.h"
+#include "daemon/policy/diskkeys.h"
 #include "common/jsonv.h"
 #include "db/store.h"
 #include "parley.pb-c.h"
@@ -41,7 +42,8 @@ static void part_fail(struct api_req *q, int rc, const struct parley_err *err)
 /* The fields of a partition spec (agent/spec.h); the agent checks the
  * values again when it creates the partition. */
 static const char *const spec_fields[] = {
-	"name", "image", "memory", "vcpus", "config", "cmdline", NULL
+	"name", "image", "memory", "vcpus", "config", "cmdline", "disks",
+	NULL
 };
 
 /* A partition as JSON, written straight into b (api_json.h): this is most
@@ -167,7 +169,11 @@ static int part_define(struct api_server *a, const char *host,
 	struct store_part_in in = { .name = name, .host = host, .kind = kind,
 				    .spec_json = spec, .spec_len = strlen(spec),
 				    .state = "defined" };
-	return store_partition_put(a->store, &in, NULL, err);
+	int rc = store_partition_put(a->store, &in, NULL, err);
+	/* Its encrypted disks' keys, made with the row (same transaction). */
+	if (rc == 0)
+		rc = diskkeys_define(a->store, a->keys, host, name, spec, err);
+	return rc;
 }
 
 void api_parts_add(struct api_req *q)

@@ -169,6 +169,10 @@ bool link_host_connected(struct link_server *ls, const char *host)
 static void send_commands(struct link_conn *c)
 {
 	struct store_partition *p = NULL;
+	/* The bundle first, if it moved: a new partition's disk keys must
+	 * be at the agent before its CREATE (the agent opens its disks as
+	 * it creates it). */
+	link_push_one(c);
 	int n = store_partition_list(c->ls->store, c->host, NULL,
 				     STORE_LIST_MAX, &p, NULL);
 	for (int i = 0; i < n; i++) {

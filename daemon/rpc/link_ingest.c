@@ -7,6 +7,7 @@
  */
 #include "daemon/rpc/link_int.h"
 #include "common/log.h"
+#include "daemon/policy/diskkeys.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -81,6 +82,12 @@ static int ingest_measurements(struct link_conn *c,
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		if (m[i].seq > held)
 			rc = enrol(c, &m[i], err);
+	/* A partition that stopped (or started again) matching its
+	 * baseline: its disk keys are withheld (released) in the host's
+	 * next bundle, in this transaction. */
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		if (m[i].seq > held)
+			rc = diskkeys_refresh(s, m[i].partition, err);
 	return rc;
 }
 
@@ -147,14 +154,33 @@ void link_on_audit(struct link_conn *c, const Parley__V1__Envelope *e)
 	}
 	struct store_ingest res = { 0 };
 	struct parley_err err = { 0 };
-	/* One call, one transaction: the events are the audit rows. */
-	int rc = store_ingest_audit(c->ls->store, c->host, ev,
-				    (unsigned)b->n_events, &res, &err);
-	free(ev);
-	if (rc < 0)
+	struct store *s = c->ls->store;
+	/* One transaction: the events are the audit rows, with what the
+	 * daemon does about them (a disk re-encrypted: its old key goes). */
+	uint64_t held = 0;
+	int rc = store_begin(s, &err);
+	if (rc < 0) {
+		free(ev);
 		link_refuse(c, "BAD_AUDIT", perr_msg(&err), NULL);
-	else
-		link_send_ack(c, e->request_id, res.seq);
+		return;
+	}
+	rc = store_host_seq(s, c->host, &held, &err);
+	if (rc == 0)
+		rc = store_ingest_audit(s, c->host, ev, (unsigned)b->n_events,
+					&res, &err);
+	for (size_t i = 0; rc == 0 && i < b->n_events; i++) {
+		if (ev[i].seq <= held)
+			continue;
+		if (!strcmp(ev[i].event, "disk_key_rekeyed"))
+			rc = diskkeys_rekeyed(s, c->host, ev[i].partition,
+					      ev[i].detail, &err);
+		else if (!strcmp(ev[i].event, "quarantine"))
+			rc = diskkeys_quarantined(s, c->host, ev[i].partition,
+						  ev[i].reason, ev[i].file,
+						  &err);
+	}
+	free(ev);
+	finish(c, rc, &err, "BAD_AUDIT", e->request_id, res.seq);
 }
 
 /* The state the agent reports, and a partition_state event when it

@@ -11,6 +11,9 @@
 #include "daemon/rpc/link_int.h"
 #include "daemon/keys/keyd.h"
 #include "daemon/policy/bundle.h"
+#include "daemon/policy/diskkeys.h"
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
 #include "common/log.h"
 #include "common/sign.h"
 
@@ -23,6 +26,14 @@
  * long as it takes to build and sign every host's bundle, and the first
  * bundles reach their agents while the last are still being built. */
 #define PUSH_SLICE 256
+
+/* The certificate the agent proved it holds on this link: its disk keys
+ * are sealed to its key (the key process checks it against the CA). */
+static X509 *peer_key(struct link_conn *c)
+{
+	SSL *ssl = c->bev ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+	return ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+}
 
 static void send_bundle(struct link_conn *c, Parley__V1__PolicyBundle *b,
 			uint64_t version)
@@ -44,8 +55,9 @@ void link_push_one(struct link_conn *c)
 	Parley__V1__PolicyBundle b;
 	struct parley_err err = { 0 };
 	uint64_t version = 0;
-	if (policy_bundle_build(ls->store, ls->policy_key, ls->key_id, c->host,
-				c->pushed, &b, &version, &err) < 0) {
+	if (policy_bundle_build_keys(ls->store, ls->policy_key, peer_key(c),
+				     ls->key_id, c->host, c->pushed, &b,
+				     &version, &err) < 0) {
 		log_error("bundle for %s: %s", c->host, perr_msg(&err));
 		return;
 	}
@@ -95,8 +107,9 @@ static int start(struct link_conn *c, struct pending *p)
 	struct link_server *ls = c->ls;
 	struct parley_err err = { 0 };
 	*p = (struct pending){ .c = c };
-	int rc = policy_body_build(ls->store, c->host, c->pushed, &p->version,
-				   &p->body, &p->len, &err);
+	int rc = policy_body_build_keys(ls->store, ls->policy_key,
+					peer_key(c), c->host, c->pushed,
+					&p->version, &p->body, &p->len, &err);
 	if (rc == 0 && p->body)
 		rc = keyd_sign_bundle_send(ls->policy_key, c->host, p->version,
 					   p->body, p->len, &err);
@@ -128,7 +141,10 @@ static void on_push_slice(evutil_socket_t fd, short what, void *arg)
 		ls->push_cursor = c->next;
 		if (!c->hello)
 			continue;
-		if (n == KEYD_WINDOW) {
+		/* Sealing its disk keys is a call to the key process,
+		 * which answers in order: the window is read empty first. */
+		bool drain = n && diskkeys_host_has(ls->store, c->host);
+		while (n == KEYD_WINDOW || (drain && n)) {
 			finish(ls, &ring[head]);
 			head = (head + 1) % KEYD_WINDOW;
 			n--;
