@@ -1,4 +1,5 @@
 #include "agent/partition.h"
+#include "agent/plugin/plugdir.h"
 #include "agent/disk/disks.h"
 #include "common/version.h"
 #include "agent/partition_int.h"
@@ -254,6 +255,7 @@ int part_launch(struct partition *p, uint32_t flags,
 		.entry = p->entry, .boot_info = PARLEY_BOOT_INFO_GPA,
 		.vcpus = p->vcpus, .flags = flags, .backend = p->backend,
 		.ndisk = p->ndisk,
+		.nplugin = p->opts.plugins ? p->opts.plugins->n : 0,
 	};
 	/* Each process-backend partition gets CPUs of its own, in turn, for
 	 * its tracer/stub pairs (see ctl_launch.home_cpu). */
@@ -279,6 +281,16 @@ int part_launch(struct partition *p, uint32_t flags,
 	for (unsigned i = 0; rc == 0 && st && i < p->vcpus; i++)
 		rc = partition_send(p, CTL_VCPU_STATE, &st[i], sizeof(st[i]),
 				    NULL, 0);
+	/* The verified copies (sealed memfds): the vmm loads exactly what
+	 * was hashed against the manifests. */
+	for (unsigned i = 0; rc == 0 && i < l.nplugin; i++) {
+		const struct plugin_verified *v = &p->opts.plugins->p[i];
+		struct ctl_plugin m = { .index = i,
+					.plugin_class = v->m.plugin_class };
+		snprintf(m.name, sizeof(m.name), "%s", v->m.name);
+		int fd = v->fd;
+		rc = partition_send(p, CTL_PLUGIN, &m, sizeof(m), &fd, 1);
+	}
 	if (rc == 0)
 		rc = part_disks_send(p);
 	if (rc < 0)

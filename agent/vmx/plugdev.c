@@ -99,16 +99,17 @@ static int answer(struct plugdev *d, const char *op, int rc,
 {
 	if (rc == 0)
 		return 0;
-	enter(d, PLUGDEV_FAILED);
 	char safe[128];
 	size_t i = 0;
 	/* The plugin's text goes into stop reasons and audit: printable. */
 	for (; why[i] && i < sizeof(safe) - 1; i++)
 		safe[i] = why[i] >= 0x20 && why[i] < 0x7f ? why[i] : '?';
 	safe[i] = 0;
-	return perr(err, rc < 0 ? rc : -EIO, "device %s (plugin %s) refused "
-		    "%s: %s", d->device, d->p->name, op,
-		    safe[0] ? safe : "no reason given");
+	snprintf(d->why, sizeof(d->why), "device %s (plugin %s) refused %s: "
+		 "%s", d->device, d->p->name, op,
+		 safe[0] ? safe : "no reason given");
+	enter(d, PLUGDEV_FAILED);
+	return perr(err, rc < 0 ? rc : -EIO, "%s", d->why);
 }
 
 static int order(const struct plugdev *d, const char *op,
@@ -127,6 +128,7 @@ int plugdev_create(struct plugdev *d, const struct parley_plugin *p,
 {
 	d->p = p;
 	d->dev = NULL;
+	d->why[0] = 0;
 	snprintf(d->device, sizeof(d->device), "%s",
 		 c->device ? c->device : "");
 	int rc = order(d, "init", PLUGDEV_NONE, err);

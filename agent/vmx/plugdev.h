@@ -44,6 +44,7 @@ struct plugdev {
 	char device[PARLEY_PLUGIN_NAME_MAX];
 	void *dev;                         /* the plugin's instance */
 	enum plugdev_state state;
+	char why[160];                     /* failed: the refusal, named */
 	void (*on_state)(void *ctx, const struct plugdev *d);
 	void *ctx;
 };

@@ -3,9 +3,11 @@
  * installed): it refuses the lifecycle operation its device is named
  * after ("refuse-power_up", "refuse-save_state", ...), keeps a counter of
  * the bytes it transformed as its saved state (version 7), and its
- * "transform" is a copy. Built twice: as fickle.so and, with
- * FICKLE_ABI=99, as fickle-abi99.so, a plugin of an ABI this vmm does not
- * load.
+ * "transform" is a copy. Built as fickle.so; with FICKLE_ABI=99 as
+ * fickle-abi99.so, a plugin of an ABI this vmm does not load; named "xts"
+ * (FICKLE_NAME) as fickle-xts.so, which a vmm takes for its encryption;
+ * and so named with FICKLE_CRASH as fickle-xts-crash.so, whose transform
+ * dies of SIGILL.
  */
 #include "agent/plugin/plugin.h"
 
@@ -13,6 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef FICKLE_NAME
+#define FICKLE_NAME "fickle"
+#endif
 #ifndef FICKLE_ABI
 #define FICKLE_ABI PARLEY_PLUGIN_ABI
 #endif
@@ -98,6 +103,10 @@ static int copy(void *dev, const uint8_t *in, uint8_t *out, size_t len,
 		uint64_t off)
 {
 	(void)off;
+#ifdef FICKLE_CRASH
+	if (len)
+		__builtin_trap();
+#endif
 	memmove(out, in, len);
 	((struct dev *)dev)->bytes += len;
 	return 0;
@@ -108,7 +117,7 @@ const struct parley_plugin parley_plugin_v1 = {
 	.abi = FICKLE_ABI,
 	.size = sizeof(struct parley_plugin),
 	.plugin_class = PARLEY_PLUGIN_TRANSFORM,
-	.name = "fickle",
+	.name = FICKLE_NAME,
 	.ops = { .init = init, .power_up = power_up, .load_state = load_state,
 		 .run = run, .save_state = save_state,
 		 .power_down = power_down, .teardown = teardown },
