@@ -233,6 +233,12 @@ int part_spawn_vmm(struct partition *p, struct parley_err *err)
 	/* In CTL_FD_SOCK, CTL_FD_MEM, CTL_FD_BACKEND, CTL_FD_MEM_RO order. */
 	struct vmm_jail_req jr = { .vmm_path = vmm, .name = p->name,
 				   .fds = { sv[1], p->mem_fd, bfd, rofd } };
+	int pfd[PLUGIN_SET_MAX];
+	const struct plugin_set *ps = p->opts.plugins;
+	for (unsigned i = 0; ps && i < ps->n; i++)
+		pfd[i] = ps->p[i].fd;
+	jr.plugin_fds = pfd;
+	jr.nplugin = ps ? ps->n : 0;
 	rc = vmm_jail_spawn(&jr, &p->pid, &p->vmm_uid, err);
 	close(sv[1]);
 	close(bfd);

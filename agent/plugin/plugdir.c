@@ -2,6 +2,7 @@
 #include "agent/plugin/plugdir.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -34,10 +35,11 @@ static int write_all(int fd, const uint8_t *p, size_t len)
 	return 0;
 }
 
-int plugin_copy_sealed(int dirfd, const char *file, uint8_t sha256[32],
-		       int *memfd, struct parley_err *err)
+int plugin_copy_private(int dirfd, const char *file, int todir,
+			const char *to, uint8_t sha256[32], int *out,
+			struct parley_err *err)
 {
-	*memfd = -1;
+	*out = -1;
 	int fd = openat(dirfd, file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
 					     O_NONBLOCK);
 	if (fd < 0)
@@ -54,10 +56,13 @@ int plugin_copy_sealed(int dirfd, const char *file, uint8_t sha256[32],
 			  file, PLUGIN_FILE_BYTES_MAX >> 20);
 	int mfd = -1;
 	if (rc == 0) {
-		mfd = memfd_create("parley-plugin",
-				   MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		/* In our own 0700 directory (the kernel binds only files
+		 * with a name into the vmm's jail); 0444, as the vmm reads
+		 * it under its own uid through that bind. */
+		mfd = openat(todir, to, O_WRONLY | O_CREAT | O_EXCL |
+					      O_NOFOLLOW | O_CLOEXEC, 0444);
 		if (mfd < 0)
-			rc = perr(err, -errno, "memfd: %m");
+			rc = perr(err, -errno, "a private copy: %m");
 	}
 	EVP_MD_CTX *md = rc == 0 ? EVP_MD_CTX_new() : NULL;
 	if (rc == 0 && (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1))
@@ -84,25 +89,32 @@ int plugin_copy_sealed(int dirfd, const char *file, uint8_t sha256[32],
 		else if (EVP_DigestUpdate(md, buf, (size_t)n) != 1)
 			rc = perr(err, -EIO, "SHA-256 failed");
 		else if (write_all(mfd, buf, (size_t)n) < 0)
-			rc = perr(err, -EIO, "memfd: %m");
+			rc = perr(err, -EIO, "a private copy: %m");
 	}
 	unsigned dl = 0;
 	if (rc == 0 && EVP_DigestFinal_ex(md, sha256, &dl) != 1)
 		rc = perr(err, -EIO, "SHA-256 failed");
-	/* Sealed: neither we nor the vmm can change what was hashed. */
-	if (rc == 0 && fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW |
-						       F_SEAL_SHRINK |
-						       F_SEAL_SEAL) < 0)
-		rc = perr(err, -errno, "sealing the copy of \"%s\": %m", file);
+	/* Kept read-only only: the writable descriptor goes, and with it
+	 * any way for us or the vmm to change what was hashed. */
+	if (mfd >= 0)
+		close(mfd);
+	mfd = -1;
+	if (rc == 0) {
+		mfd = openat(todir, to, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (mfd < 0)
+			rc = perr(err, -errno, "re-opening the copy of \"%s\": "
+				  "%m", file);
+	}
 	EVP_MD_CTX_free(md);
 	free(buf);
 	close(fd);
 	if (rc < 0) {
 		if (mfd >= 0)
 			close(mfd);
+		unlinkat(todir, to, 0);
 		return rc;
 	}
-	*memfd = mfd;
+	*out = mfd;
 	return 0;
 }
 
@@ -183,19 +195,36 @@ int plugin_set_load(const char *manifest_dir, const char *plugin_dir,
 			    manifest_dir);
 	int rc = read_manifests(mdir, manifest_dir, s, err);
 	close(mdir);
-	int pdir = -1;
+	int pdir = -1, cdir = -1;
 	if (rc == 0) {
 		pdir = open(plugin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (pdir < 0)
 			rc = perr(err, -errno, "plugin directory %s: %m",
 				  plugin_dir);
 	}
+	if (rc == 0) {
+		const char *tmp = getenv("TMPDIR");
+		if (!tmp || tmp[0] != '/')
+			tmp = "/tmp";
+		snprintf(s->copies, sizeof(s->copies),
+			 "%s/parley-plugins.XXXXXX", tmp);
+		if (!mkdtemp(s->copies)) {
+			rc = perr(err, -errno, "%s: %m", s->copies);
+			s->copies[0] = 0;
+		} else if ((cdir = open(s->copies, O_RDONLY | O_DIRECTORY |
+						      O_CLOEXEC)) < 0) {
+			rc = perr(err, -errno, "%s: %m", s->copies);
+		}
+	}
 	if (rc == 0)
 		qsort(s->p, s->n, sizeof(s->p[0]), by_name);
 	for (unsigned i = 0; rc == 0 && i < s->n; i++) {
 		struct plugin_verified *v = &s->p[i];
 		uint8_t got[32];
-		rc = plugin_copy_sealed(pdir, v->m.file, got, &v->fd, err);
+		char to[PARLEY_PLUGIN_NAME_MAX + 4];
+		snprintf(to, sizeof(to), "%s.so", v->m.name);
+		rc = plugin_copy_private(pdir, v->m.file, cdir, to, got,
+					 &v->fd, err);
 		if (rc < 0) {
 			perr_prefix(err, "plugin %s", v->m.name);
 			break;
@@ -211,6 +240,8 @@ int plugin_set_load(const char *manifest_dir, const char *plugin_dir,
 	}
 	if (pdir >= 0)
 		close(pdir);
+	if (cdir >= 0)
+		close(cdir);
 	if (rc < 0)
 		plugin_set_free(s);
 	return rc;
@@ -230,5 +261,16 @@ void plugin_set_free(struct plugin_set *s)
 	for (unsigned i = 0; i < s->n; i++)
 		if (s->p[i].fd >= 0)
 			close(s->p[i].fd);
+	if (s->copies[0]) {
+		/* A vmm that loaded a copy keeps its mapping (and its
+		 * bind, which keeps the file). */
+		for (unsigned i = 0; i < s->n; i++) {
+			char path[PATH_MAX];
+			snprintf(path, sizeof(path), "%s/%s.so", s->copies,
+				 s->p[i].m.name);
+			unlink(path);
+		}
+		rmdir(s->copies);
+	}
 	memset(s, 0, sizeof(*s));
 }

@@ -2,9 +2,11 @@
  * The manifest directory and the plugin directory, checked: every
  * `*.json` file of the manifest directory parsed (manifest.h), and each
  * plugin's file read from the plugin directory (O_NOFOLLOW, a regular
- * file) into a sealed memfd while it is hashed. What the vmm loads is that
- * memfd (dlopen of /proc/self/fd/N): exactly the bytes whose SHA-256 was
- * compared with the manifest, whatever happens to the file afterwards.
+ * file) into a file of our own while it is hashed: 0444 in a fresh 0700
+ * directory under $TMPDIR or /tmp (removed by plugin_set_free), kept only
+ * through a read-only descriptor. What the vmm loads is that file (bound into its jail,
+ * agent/vmm_jail.h): exactly the bytes whose SHA-256 was compared with
+ * the manifest, whatever happens to the plugin directory afterwards.
  *
  * A digest that differs from the manifest refuses the whole set (-EPERM,
  * naming the plugin and both digests); so does an unreadable or
@@ -22,10 +24,11 @@
 
 struct plugin_verified {
 	struct plugin_manifest m;
-	int fd;                    /* sealed memfd with the file's bytes */
+	int fd;                    /* read-only: the private copy */
 };
 
 struct plugin_set {
+	char copies[256];          /* the private directory of the copies */
 	unsigned n;                /* sorted by name */
 	struct plugin_verified p[PLUGIN_SET_MAX];
 };
@@ -37,10 +40,11 @@ int plugin_set_load(const char *manifest_dir, const char *plugin_dir,
 /* The one called name, or NULL. */
 const struct plugin_verified *plugin_set_find(const struct plugin_set *s,
 					      const char *name);
-/* Hash a file as plugin_set_load would, into a sealed memfd: 0 or
- * -errno. For one plugin (re-checked at enrolment and by the baseline). */
-int plugin_copy_sealed(int dirfd, const char *file, uint8_t sha256[32],
-		       int *memfd, struct parley_err *err);
+/* Copy dirfd/file to todir/to (made, 0444) while hashing it, as
+ * plugin_set_load does: 0 or -errno; *fd read-only. */
+int plugin_copy_private(int dirfd, const char *file, int todir,
+			const char *to, uint8_t sha256[32], int *fd,
+			struct parley_err *err);
 void plugin_set_free(struct plugin_set *s);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * Device plugins in the vmm process: the plugins the agent verified
- * (CTL_PLUGIN, each a sealed memfd, loaded before the sandbox so the
- * filter never has to allow mmap of new code), the devices made from
+ * (CTL_PLUGIN, each the agent's private copy, bound into the jail at
+ * /plugins/<i>, loaded before the sandbox so the filter never has to
+ * allow mapping new code), the devices made from
  * them, their lifecycle states reported to the agent (CTL_DEVICE_STATE),
  * and the crash guard: a fatal signal inside a plugin's operation ends
  * this partition's vmm with a report naming the plugin, and nothing else.
@@ -13,6 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
+#include "agent/vmm_jail.h"
 
 int vmx_plugin_add(struct vmx_vm *vm, const struct ctl_plugin *m, int fd,
 		   struct parley_err *err)
@@ -21,8 +24,19 @@ int vmx_plugin_add(struct vmx_vm *vm, const struct ctl_plugin *m, int fd,
 	int rc = 0;
 	if (m->index != ps->n || ps->n >= CTL_PLUGINS_MAX)
 		rc = perr(err, -EPROTO, "plugin %u out of order", m->index);
+	/* The jail has no /proc: the copy is bound at /plugins/<i>; that it
+	 * is the very file we were handed is checked (device and inode). */
+	char path[64];
+	snprintf(path, sizeof(path), VMM_JAIL_PLUGIN_DIR "/%02u", m->index);
+	struct stat a, b;
+	if (rc == 0 && stat(path, &b) < 0)
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	else if (rc == 0 && (fstat(fd, &a) < 0 || a.st_dev != b.st_dev ||
+			     a.st_ino != b.st_ino))
+		rc = perr(err, -EPERM, "plugin %s: %s is not the file the "
+			  "agent verified", m->name, path);
 	if (rc == 0)
-		rc = plugin_lib_open(fd, m->name, m->plugin_class,
+		rc = plugin_lib_open(path, m->name, m->plugin_class,
 				     &ps->lib[ps->n], err);
 	/* Mapped now: the descriptor is not needed any more. */
 	close(fd);

@@ -36,12 +36,11 @@ static bool class_ops(const struct parley_plugin *p)
 	return false;
 }
 
-int plugin_lib_open(int fd, const char *name, uint32_t plugin_class,
-		    struct plugin_lib *lib, struct parley_err *err)
+int plugin_lib_open(const char *path, const char *name,
+		    uint32_t plugin_class, struct plugin_lib *lib,
+		    struct parley_err *err)
 {
 	memset(lib, 0, sizeof(*lib));
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	/* RTLD_LOCAL: two plugins' symbols never resolve to each other;
 	 * RTLD_NOW: an unresolved symbol fails here, before the sandbox,
 	 * not in the middle of a request. */

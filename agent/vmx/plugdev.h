@@ -49,12 +49,14 @@ struct plugdev {
 	void *ctx;
 };
 
-/* dlopen the plugin in fd (through /proc/self/fd), find its symbol and
- * check it: ABI, struct size, class and name as the manifest says, every
- * operation of the lifecycle and of its class present. The fd stays the
- * caller's. 0 or -errno with err naming the plugin. */
-int plugin_lib_open(int fd, const char *name, uint32_t plugin_class,
-		    struct plugin_lib *lib, struct parley_err *err);
+/* dlopen the plugin at path (the verified copy: in the vmm's jail its
+ * bind, else /proc/self/fd/N), find its symbol and check it: ABI, struct
+ * size, class and name as the manifest says, every operation of the
+ * lifecycle and of its class present. 0 or -errno with err naming the
+ * plugin. */
+int plugin_lib_open(const char *path, const char *name,
+		    uint32_t plugin_class, struct plugin_lib *lib,
+		    struct parley_err *err);
 void plugin_lib_close(struct plugin_lib *lib);
 
 const char *plugdev_state_name(enum plugdev_state s);
