@@ -1,4 +1,5 @@
 #include "agent/serve.h"
+#include "agent/plugin/agentset.h"
 #include "agent/backend.h"
 #include "agent/ipc/chanmgr.h"
 #include "agent/link.h"
@@ -46,6 +47,8 @@ struct serve {
 	char host[128];
 	int port;
 	char pending_stage[PATH_MAX + 16]; /* a partition's verified stage */
+	struct plugin_set plugins; /* handed to every new vmm (agentset.h) */
+	bool have_plugins;
 };
 
 static void report_finished(struct serve *s)
@@ -150,6 +153,15 @@ static int admit(struct partition *p, void *ctx, struct parley_err *err)
 
 static const struct serve_opts *serve_o;
 
+/* Every lifecycle state of a partition's devices, audited. */
+static void on_device_state(struct partition *p, const char *device,
+			    const char *plugin, const char *state,
+			    const char *detail, void *ctx)
+{
+	struct serve *s = ((struct supervisor *)ctx)->owner;
+	plugin_audit_state(&s->audit, p->name, device, plugin, state, detail);
+}
+
 static int add_part(struct serve *s, const struct part_spec *spec,
 		    struct parley_err *err)
 {
@@ -159,6 +171,8 @@ static int add_part(struct serve *s, const struct part_spec *spec,
 		.on_console = sup_console, .ctx = &s->sup,
 		.on_measured = admit, .on_request = on_request,
 		.start_paused = true, .backend = serve_o->backend,
+		.plugins = s->have_plugins ? &s->plugins : NULL,
+		.on_device_state = on_device_state,
 	};
 	struct partition *p = NULL;
 	if (s->n == SERVE_PARTS_MAX)
@@ -595,6 +609,11 @@ int serve_main(const struct serve_opts *o)
 		log_info("%s", why);
 	}
 	if (upd_stage_open(&s.upd, o->state_dir, &s.audit, &err) < 0) {
+		log_error("%s", perr_msg(&err));
+		return 2;
+	}
+	if (plugin_set_for_agent(o->plugin_dir, &s.plugins, &s.have_plugins,
+				 &err) < 0) {
 		log_error("%s", perr_msg(&err));
 		return 2;
 	}
