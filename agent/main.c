@@ -325,9 +325,12 @@ static int admit(struct partition *p, void *ctx, struct parley_err *err)
 	if (!a->have_db)
 		return 0;
 	int rc = baseline_admit(&a->db, p->name, &p->measure, err);
+	/* A mismatch (-EBADMSG: a file, segment or plugin differs) is an
+	 * integrity failure. */
 	struct audit_event e = { .event = rc < 0 ? "baseline_refused"
 						   : "baseline_ok",
 				 .partition = p->name,
+				 .reason = rc == -EBADMSG ? "INTEGRITY" : NULL,
 				 .detail = rc < 0 ? perr_msg(err) : NULL };
 	audit_emit(&a->audit, &e);
 	return rc;

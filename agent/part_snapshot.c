@@ -186,6 +186,8 @@ int partition_restore_prepare(const char *path, const char *name,
 		p->mem = ro;
 	if (rc == 0)
 		rc = measure_restored(p, err);
+	if (rc == 0)
+		part_measure_plugins(p, o);
 	if (rc == 0 && o->on_measured)
 		rc = o->on_measured(p, o->ctx, err);
 	if (rc < 0) {

@@ -339,6 +339,21 @@ static int measure_now(struct partition *p, const struct loaded *l,
 	return part_measure_files(p, files, l->ncfg, err);
 }
 
+void part_measure_plugins(struct partition *p, const struct part_opts *o)
+{
+	/* The plugins its vmm will load are part of what it is. */
+	p->measure.nplugin = 0;
+	for (unsigned i = 0; o->plugins && i < o->plugins->n &&
+			     i < MEASURE_PLUGINS_MAX; i++) {
+		struct measure_plugin *mp = &p->measure.plugin[i];
+		snprintf(mp->name, sizeof(mp->name), "%s",
+			 o->plugins->p[i].m.name);
+		memcpy(mp->digest, o->plugins->p[i].m.sha256,
+		       sizeof(mp->digest));
+		p->measure.nplugin = i + 1;
+	}
+}
+
 struct partition *part_new(const char *name, const struct part_opts *o)
 {
 	struct partition *p = calloc(1, sizeof(*p));
@@ -378,6 +393,8 @@ int partition_create(const struct part_spec *s, const struct part_opts *o,
 	}
 	if (rc == 0)
 		rc = measure_now(p, &l, err);
+	if (rc == 0)
+		part_measure_plugins(p, o);
 	loaded_free(&l);
 	if (rc == 0 && o->on_measured) {
 		rc = o->on_measured(p, o->ctx, err);

@@ -739,3 +739,128 @@ T_BACKEND_TEST(plugin, refusing_device_fails_the_start, .timeout = 60)
 	t_rmtree(dir);
 	free(dir);
 }
+
+/* ---- the agent: --plugin-dir, baselines, audit ---- */
+
+/* A plugin directory as the package lays it out (plugins in D, their
+ * manifests in D/manifests), from the build's; xts_so, if given, replaces
+ * the xts plugin (with a manifest of its own hash). */
+static char *agent_plugin_dir(const char *xts_so)
+{
+	char *d = t_tmpdir();
+	char m[PATH_MAX], src[PATH_MAX], n[64];
+	snprintf(m, sizeof(m), "%s/manifests", d);
+	cr_assert_eq(mkdir(m, 0700), 0);
+	static const char *const names[] = { "file", "console", "xts" };
+	for (int i = 0; i < 3; i++) {
+		size_t len;
+		snprintf(src, sizeof(src), PLUGINS "/parley-plugin-%s.so",
+			 names[i]);
+		if (i == 2 && xts_so)
+			snprintf(src, sizeof(src), "%s", xts_so);
+		char *b = slurp(src, &len), hex[65], json[512];
+		snprintf(n, sizeof(n), "parley-plugin-%s.so", names[i]);
+		free(t_write(d, n, b, len));
+		sha256_hex(b, len, hex);
+		free(b);
+		snprintf(json, sizeof(json), "{\"name\":\"%s\",\"class\":\"%s\","
+			 "\"abi\":1,\"file\":\"%s\",\"sha256\":\"%s\"}",
+			 names[i], i == 0 ? "block" : i == 1 ? "console"
+							     : "transform",
+			 n, hex);
+		snprintf(n, sizeof(n), "%s.json", names[i]);
+		free(t_write(m, n, json, strlen(json)));
+	}
+	return d;
+}
+
+static int agent_run(const char *pdir, const char *state, char **out)
+{
+	char bl[PATH_MAX], au[PATH_MAX];
+	snprintf(bl, sizeof(bl), "%s/bl.json", state);
+	snprintf(au, sizeof(au), "%s/audit.jsonl", state);
+	char *argv[] = { T_AGENT, "run", "--vmm", T_VMM, "--image-dir",
+			 PARLEY_BUILD_DIR "/guest", "--plugin-dir",
+			 (char *)pdir, "--baselines", bl, "--audit", au,
+			 PARLEY_SOURCE_DIR "/examples/hello.json", NULL };
+	return t_run(argv, out, 60);
+}
+
+static char *read_text(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	size_t len;
+	return slurp(path, &len);
+}
+
+/* Enrolled with its plugins; the xts plugin then replaced by another
+ * (with a manifest that matches it: the set verifies): the partition is
+ * refused, an INTEGRITY failure naming the plugin. */
+Test(plugin, plugin_swapped_after_enrolment_is_integrity_failure,
+     .timeout = 120)
+{
+	char *state = t_tmpdir();
+	char *good = agent_plugin_dir(NULL);
+	char *out;
+	int rc = agent_run(good, state, &out);
+	cr_assert_eq(rc, 0, "exit %d:\n%s", rc, out);
+	cr_assert(strstr(out, "hello: exited with code 0"), "%s", out);
+	free(out);
+	char *bl = read_text(state, "bl.json");
+	cr_assert(strstr(bl, "\"plugins\""), "%s", bl);
+	cr_assert(strstr(bl, "\"xts\""), "%s", bl);
+	free(bl);
+	char *au = read_text(state, "audit.jsonl");
+	cr_assert(strstr(au, "\"event\":\"device_state\""), "%s", au);
+	cr_assert(strstr(au, "device console (plugin console): running"),
+		  "%s", au);
+	cr_assert(strstr(au, "device console (plugin console): torn-down"),
+		  "%s", au);
+	free(au);
+	/* Again with the same plugins: admitted. */
+	rc = agent_run(good, state, &out);
+	cr_assert_eq(rc, 0, "exit %d:\n%s", rc, out);
+	free(out);
+	char *swapped = agent_plugin_dir(TPLUGINS "/fickle-xts.so");
+	rc = agent_run(swapped, state, &out);
+	cr_assert_neq(rc, 0, "%s", out);
+	cr_assert(strstr(out, "device plugin \"xts\" differs from its "
+			 "baseline"), "%s", out);
+	free(out);
+	au = read_text(state, "audit.jsonl");
+	cr_assert(strstr(au, "\"reason\":\"INTEGRITY\""), "%s", au);
+	cr_assert(strstr(au, "device plugin \\\"xts\\\" differs"), "%s", au);
+	free(au);
+	t_rmtree(swapped);
+	t_rmtree(good);
+	t_rmtree(state);
+	free(swapped);
+	free(good);
+	free(state);
+}
+
+/* A plugin file changed under its manifest: the agent does not start. */
+Test(plugin, agent_refuses_a_plugin_its_manifest_does_not_match,
+     .timeout = 60)
+{
+	char *state = t_tmpdir();
+	char *d = agent_plugin_dir(NULL);
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/parley-plugin-file.so", d);
+	FILE *f = fopen(path, "ab");
+	cr_assert_not_null(f);
+	fputc(0, f);
+	fclose(f);
+	char *out;
+	int rc = agent_run(d, state, &out);
+	cr_assert_neq(rc, 0, "%s", out);
+	cr_assert(strstr(out, "plugin file: parley-plugin-file.so has SHA-256"),
+		  "%s", out);
+	cr_assert_null(strstr(out, "hello|"), "%s", out);
+	free(out);
+	t_rmtree(d);
+	t_rmtree(state);
+	free(d);
+	free(state);
+}
