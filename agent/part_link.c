@@ -219,8 +219,11 @@ static void on_device_state(struct partition *p,
 			 "%s", d->plugin);
 		p->ndevice++;
 	}
-	if (i < p->ndevice)
+	if (i < p->ndevice) {
 		p->device[i].state = d->state;
+		snprintf(p->device[i].why, sizeof(p->device[i].why), "%s",
+			 d->detail);
+	}
 	char detail[sizeof(d->detail)];
 	size_t n = 0;
 	for (; d->detail[n]; n++)
@@ -390,6 +393,11 @@ static int await_other(struct partition *p, const struct ctl_msg *m,
 	}
 	if (m->type == CTL_DEVICE_STATE) {
 		on_device_state(p, &m->u.device_state);
+		return 0;
+	}
+	if (m->type == CTL_DEVICE_SAVED && want == CTL_STATE_DONE &&
+	    p->saving && p->nsaving < CTL_DEVICES_MAX) {
+		p->saving[p->nsaving++] = m->u.device_blob;
 		return 0;
 	}
 	if (m->type == CTL_PONG)
@@ -601,6 +609,8 @@ void partition_destroy(struct partition *p)
 		close(p->mem_fd);
 	measure_free(&p->measure);
 	part_disks_drop(p);
+	free((void *)p->devload);
+	free(p->saving);
 	free(p);
 }
 

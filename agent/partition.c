@@ -262,6 +262,7 @@ int part_launch(struct partition *p, uint32_t flags,
 		.vcpus = p->vcpus, .flags = flags, .backend = p->backend,
 		.ndisk = p->ndisk,
 		.nplugin = p->opts.plugins ? p->opts.plugins->n : 0,
+		.ndevload = (flags & CTL_LAUNCH_RESTORE) ? p->ndevload : 0,
 	};
 	/* Each process-backend partition gets CPUs of its own, in turn, for
 	 * its tracer/stub pairs (see ctl_launch.home_cpu). */
@@ -299,6 +300,9 @@ int part_launch(struct partition *p, uint32_t flags,
 	}
 	if (rc == 0)
 		rc = part_disks_send(p);
+	for (unsigned i = 0; rc == 0 && i < l.ndevload; i++)
+		rc = partition_send(p, CTL_DEVICE_LOAD, &p->devload[i],
+				    sizeof(p->devload[i]), NULL, 0);
 	if (rc < 0)
 		return perr(err, rc, "sending launch to vmm: %s", strerror(-rc));
 	rc = part_await(p, CTL_READY, NULL, 0, err);

@@ -82,6 +82,7 @@ struct part_device {
 	char device[CTL_PLUGIN_NAME_MAX];
 	char plugin[CTL_PLUGIN_NAME_MAX];
 	uint32_t state;            /* enum plugdev_state */
+	char why[160];             /* failed: the refusal, named */
 };
 
 #define PART_DEVICES_MAX (1 + 2 * PARLEY_DISKS_MAX)
@@ -126,6 +127,13 @@ struct partition {
 	struct part_opts opts;
 	unsigned ndevice;
 	struct part_device device[PART_DEVICES_MAX];
+	/* Device states: collected while a snapshot asks for them
+	 * (CTL_DEVICE_SAVED; saving NULL otherwise: then a protocol error),
+	 * and those a restore hands the new vmm (CTL_DEVICE_LOAD). */
+	struct ctl_device_blob *saving;
+	unsigned nsaving;
+	const struct ctl_device_blob *devload;
+	unsigned ndevload;
 	bool finished;
 	struct ctl_finished fin;   /* valid once finished */
 	int wait_status;           /* of the vmm process, once reaped */

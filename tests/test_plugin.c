@@ -566,6 +566,8 @@ struct run {
 	struct partition *p;
 };
 
+static bool start_paused; /* the next start() holds its vCPUs */
+
 static int start(const char *dir, const struct plugin_set *ps,
 		 const char *name, const char *cmdline, const char *disk,
 		 struct run *r, struct parley_err *err)
@@ -590,6 +592,7 @@ static int start(const char *dir, const struct plugin_set *ps,
 	o.keys = &keys;
 	o.plugins = ps;
 	o.on_device_state = on_dev;
+	o.start_paused = start_paused;
 	int rc = partition_create(&s, &o, &r->p, err);
 	spec_free(&s);
 	return rc;
@@ -863,4 +866,115 @@ Test(plugin, agent_refuses_a_plugin_its_manifest_does_not_match,
 	t_rmtree(state);
 	free(d);
 	free(state);
+}
+
+/* ---- snapshot and restore ---- */
+
+static void run_until_ticks(struct partition *p, struct t_console *out,
+			    int n)
+{
+	for (int i = 0; i < 2000 && t_count_lines(out->buf, "tick ") < n; i++) {
+		cr_assert_eq(p->finished, false, "finished early: %s",
+			     p->fin.detail);
+		if (partition_wait(p, 10) == 0)
+			break;
+	}
+	cr_assert_geq(t_count_lines(out->buf, "tick "), n);
+}
+
+/* Snapshot: each device saves its state (saving-state, then running);
+ * restore: each loads it (loading-state) before running, the console's
+ * byte count going on from the snapshot's; in order, as the audit would
+ * show them (on_device_state is what the agent audits). */
+T_BACKEND_TEST(plugin, snapshot_restore_carries_device_state, .timeout = 90)
+{
+	char *dir = plugin_dirs();
+	struct plugin_set ps;
+	struct parley_err err = { 0 };
+	cr_assert_eq(load(dir, &ps, &err), 0, "%s", perr_msg(&err));
+	struct t_console before = { 0 }, after = { 0 };
+	struct part_spec s;
+	t_spec(&s, "counter", "counter.elf", "count=12 work=3000000", NULL);
+	struct part_opts o = t_opts(&before);
+	o.plugins = &ps;
+	o.on_device_state = on_dev;
+	states[0] = 0;
+	struct partition *p = NULL;
+	cr_assert_eq(partition_create(&s, &o, &p, &err), 0, "%s",
+		     perr_msg(&err));
+	spec_free(&s);
+	run_until_ticks(p, &before, 3);
+	cr_assert_eq(partition_pause(p, &err), 0, "%s", perr_msg(&err));
+	char snap[PATH_MAX];
+	snprintf(snap, sizeof(snap), "%s/counter.snap", dir);
+	cr_assert_eq(partition_save(p, snap, &err), 0, "%s", perr_msg(&err));
+	partition_destroy(p);
+	char t[512];
+	/* partition_destroy kills the vmm (as an agent's stop does): no
+	 * power-down for devices that die with it. */
+	trail_of("counter", "console/console", t, sizeof(t));
+	cr_assert_str_eq(t, "initialising powering-up running saving-state "
+			 "running", "%s", states);
+
+	states[0] = 0;
+	o = t_opts(&after);
+	o.plugins = &ps;
+	o.on_device_state = on_dev;
+	cr_assert_eq(partition_restore(snap, "counter", &o, &p, &err), 0,
+		     "%s", perr_msg(&err));
+	cr_assert_eq(partition_wait(p, 30000), 0);
+	cr_assert_eq(p->fin.reason, VMX_STOP_EXIT, "%s", p->fin.detail);
+	trail_of("counter", "console/console", t, sizeof(t));
+	cr_assert_str_eq(t, "initialising powering-up loading-state running "
+			 "powering-down torn-down", "%s", states);
+	cr_assert_gt(after.len, 0);
+	partition_destroy(p);
+	t_console_free(&before);
+	t_console_free(&after);
+	plugin_set_free(&ps);
+	t_rmtree(dir);
+	free(dir);
+}
+
+/* A partition with an encrypted disk: the snapshot holds the disk's
+ * devices' states too (each through saving-state); a restore, which
+ * re-opens no disk, is refused naming the device whose state has nowhere
+ * to go rather than resuming without its disk. */
+T_BACKEND_TEST(plugin, snapshot_of_disk_partition_names_its_devices,
+	       .timeout = 90)
+{
+	char *dir = plugin_dirs();
+	struct plugin_set ps;
+	struct parley_err err = { 0 };
+	cr_assert_eq(load(dir, &ps, &err), 0, "%s", perr_msg(&err));
+	key_file(dir);
+	states[0] = 0;
+	struct run r;
+	start_paused = true; /* created, its devices running, never resumed */
+	cr_assert_eq(start(dir, &ps, "blk", "mode=write seed=4 sectors=2048",
+			   ENC, &r, &err), 0, "%s", perr_msg(&err));
+	char snap[PATH_MAX];
+	snprintf(snap, sizeof(snap), "%s/blk.snap", dir);
+	cr_assert_eq(partition_save(r.p, snap, &err), 0, "%s", perr_msg(&err));
+	partition_destroy(r.p);
+	char t[512];
+	trail_of("blk", "data/xts", t, sizeof(t));
+	cr_assert_str_eq(t, "initialising powering-up running saving-state "
+			 "running", "%s", states);
+	trail_of("blk", "data/file", t, sizeof(t));
+	cr_assert_str_eq(t, "initialising powering-up running saving-state "
+			 "running", "%s", states);
+	struct t_console out = { 0 };
+	struct part_opts o = t_opts(&out);
+	o.plugins = &ps;
+	struct partition *p = NULL;
+	cr_assert_lt(partition_restore(snap, "blk", &o, &p, &err), 0);
+	cr_assert(strstr(perr_msg(&err), "holds the state of device data "
+			 "(plugin file), which this partition does not have"),
+		  "%s", perr_msg(&err));
+	t_console_free(&out);
+	t_console_free(&r.out);
+	plugin_set_free(&ps);
+	t_rmtree(dir);
+	free(dir);
 }

@@ -36,6 +36,9 @@ long ctl_payload_size(uint32_t type)
 		return sizeof(struct ctl_plugin);
 	case CTL_DEVICE_STATE:
 		return sizeof(struct ctl_device_state);
+	case CTL_DEVICE_SAVED:
+	case CTL_DEVICE_LOAD:
+		return sizeof(struct ctl_device_blob);
 	case CTL_UNMAP:
 	case CTL_PEER_GONE:
 	case CTL_MAPPED:
@@ -246,6 +249,7 @@ const char *ctl_type_name(uint32_t type)
 		"CTL_UNMAP", "CTL_DIRTY_REQ", "CTL_PEER_GONE",
 		[CTL_DISK] = "CTL_DISK",
 		[CTL_PLUGIN] = "CTL_PLUGIN",
+		[CTL_DEVICE_LOAD] = "CTL_DEVICE_LOAD",
 		[CTL_UPDATE_REPLY] = "CTL_UPDATE_REPLY",
 	};
 	static const char *const vmm[] = {
@@ -253,6 +257,7 @@ const char *ctl_type_name(uint32_t type)
 		"CTL_STATE_DONE", "CTL_FINISHED", "CTL_REFUSED", "CTL_OPEN_REQ",
 		"CTL_DIRTY", "CTL_MAPPED", "CTL_UNMAPPED", "CTL_CLOSED",
 		[CTL_DEVICE_STATE - CTL_READY] = "CTL_DEVICE_STATE",
+		[CTL_DEVICE_SAVED - CTL_READY] = "CTL_DEVICE_SAVED",
 		[CTL_UPDATE_REQ - CTL_READY] = "CTL_UPDATE_REQ",
 	};
 	if (type < sizeof(agent) / sizeof(agent[0]) && agent[type])
@@ -345,6 +350,13 @@ static bool fields_ok(const struct ctl_msg *m)
 		       m->u.plugin.plugin_class >= 1 &&
 		       m->u.plugin.plugin_class <= 3 && m->u.plugin.name[0] &&
 		       terminated(m->u.plugin.name, sizeof(m->u.plugin.name));
+	case CTL_DEVICE_SAVED:
+	case CTL_DEVICE_LOAD: {
+		const struct ctl_device_blob *b = &m->u.device_blob;
+		return b->device[0] && terminated(b->device, sizeof(b->device)) &&
+		       b->plugin[0] && terminated(b->plugin, sizeof(b->plugin)) &&
+		       b->len <= CTL_DEVICE_STATE_MAX;
+	}
 	case CTL_DEVICE_STATE: {
 		const struct ctl_device_state *d = &m->u.device_state;
 		return d->device[0] && terminated(d->device, sizeof(d->device)) &&

@@ -139,6 +139,44 @@ int vmx_devices_run(struct vmx_vm *vm, struct parley_err *err)
 	return rc;
 }
 
+int vmx_devices_save(struct vmx_vm *vm, struct parley_err *err)
+{
+	int rc = 0;
+	static struct ctl_device_blob b;
+	EACH_DEVICE(vm, d, if (rc == 0) {
+		memset(&b, 0, sizeof(b));
+		snprintf(b.device, sizeof(b.device), "%s", d->device);
+		snprintf(b.plugin, sizeof(b.plugin), "%s", d->p->name);
+		size_t len = 0;
+		vmx_plugin_enter(d->p->name, "save_state");
+		rc = plugdev_save(d, b.data, sizeof(b.data), &len, &b.version,
+				  err);
+		vmx_plugin_leave();
+		b.len = (uint32_t)len;
+		if (rc == 0)
+			ctl_send(vm->ctl_fd, CTL_DEVICE_SAVED, &b, sizeof(b));
+	});
+	return rc;
+}
+
+int vmx_device_load(struct vmx_vm *vm, const struct ctl_device_blob *b,
+		    struct parley_err *err)
+{
+	int rc = -ENOENT;
+	EACH_DEVICE(vm, d, if (rc == -ENOENT && !strcmp(d->device, b->device) &&
+			       !strcmp(d->p->name, b->plugin) &&
+			       d->state == PLUGDEV_POWERING_UP) {
+		vmx_plugin_enter(d->p->name, "load_state");
+		rc = plugdev_load(d, b->data, b->len, b->version, err);
+		vmx_plugin_leave();
+	});
+	if (rc == -ENOENT)
+		return perr(err, -ENOENT, "the snapshot holds the state of "
+			    "device %s (plugin %s), which this partition does "
+			    "not have", b->device, b->plugin);
+	return rc;
+}
+
 int vmx_devices_stop(struct vmx_vm *vm, struct parley_err *err)
 {
 	int rc = 0;

@@ -452,6 +452,13 @@ int vmx_device_create(struct vmx_vm *vm, struct plugdev *d,
  * partition's console output (vm->sink) goes through it to what vm->sink
  * was. */
 int vmx_console_device(struct vmx_vm *vm, struct parley_err *err);
+/* A snapshot: every device's state (saving-state, then running again)
+ * sent to the agent as CTL_DEVICE_SAVED; 0, or the first refusal (the
+ * rest are not asked). */
+int vmx_devices_save(struct vmx_vm *vm, struct parley_err *err);
+/* A restore: the saved state b given to its device (loading-state). */
+int vmx_device_load(struct vmx_vm *vm, const struct ctl_device_blob *b,
+		    struct parley_err *err);
 /* Every device to running (after the sandbox): 0, or the first refusal. */
 int vmx_devices_run(struct vmx_vm *vm, struct parley_err *err);
 /* Every device powered down and torn down (the partition has stopped):

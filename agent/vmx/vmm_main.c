@@ -63,6 +63,9 @@ static int launch_check(const struct ctl_launch *l, struct parley_err *err)
 		return perr(err, -EINVAL, "%u disks", l->ndisk);
 	if (l->nplugin > CTL_PLUGINS_MAX)
 		return perr(err, -EINVAL, "%u plugins", l->nplugin);
+	if (l->ndevload > CTL_DEVICES_MAX ||
+	    (l->ndevload && !(l->flags & CTL_LAUNCH_RESTORE)))
+		return perr(err, -EINVAL, "%u device states", l->ndevload);
 	if (l->nro > CTL_RO_RANGES_MAX)
 		return perr(err, -EINVAL, "%u read-only ranges", l->nro);
 	for (uint32_t i = 0; i < l->nro; i++) {
@@ -170,6 +173,15 @@ static void send_state(struct vmx_vm *vm)
 		if (vmx_vcpu_save(&vm->vcpu[i], &s) < 0)
 			die("save", "reading vCPU state failed");
 		ctl_send(CTL_FD_SOCK, CTL_VCPU_STATE, &s, sizeof(s));
+	}
+	/* A device that refuses fails the snapshot (its state, failed with
+	 * the reason, has gone to the agent already). */
+	struct parley_err err = { 0 };
+	if (vmx_devices_save(vm, &err) < 0) {
+		struct ctl_refused r = { .type = CTL_GET_STATE,
+					 .code = -ECANCELED };
+		ctl_send(CTL_FD_SOCK, CTL_REFUSED, &r, sizeof(r));
+		return;
 	}
 	ctl_send(CTL_FD_SOCK, CTL_STATE_DONE, NULL, 0);
 }
@@ -351,6 +363,12 @@ int main(int argc, char **argv)
 	recv_disks(&vm, l.ndisk);
 	if (vmx_console_device(&vm, &err) < 0)
 		plugin_failed(perr_msg(&err));
+	/* A restore: each device's saved state, before it runs. */
+	for (uint32_t i = 0; i < l.ndevload; i++) {
+		struct ctl_msg *m = recv_fd_msg(CTL_DEVICE_LOAD);
+		if (vmx_device_load(&vm, &m->u.device_blob, &err) < 0)
+			plugin_failed(perr_msg(&err));
+	}
 	vmx_plugin_guard(&vm);
 	/* vCPU threads start parked: no guest instruction before the filter. */
 	atomic_store(&vm.state, VMX_PAUSE);
