@@ -47,8 +47,9 @@ struct parley_plugin_config {
 	void *emit_ctx;
 };
 
-/* The lifecycle, driven by the partition's (agent/plugin/lifecycle.h). */
+/* The lifecycle, driven by the partition's (agent/vmx/plugdev.h). */
 struct parley_plugin_ops {
+	/* *dev set only on success; a failing init frees what it made */
 	int (*init)(const struct parley_plugin_config *c, void **dev,
 		    char *why, size_t n);
 	int (*power_up)(void *dev, char *why, size_t n);

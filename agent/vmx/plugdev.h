@@ -1,12 +1,11 @@
 /*
- * Device plugins in the vmm: loading a verified plugin (the sealed memfd
- * the agent made, agent/plugin/plugdir.h) and driving one device instance
- * through its lifecycle.
+ * Device plugins in the vmm: loading a verified plugin (the private copy
+ * the agent made, agent/plugin/plugdir.h, bound into the jail) and
+ * driving one device instance through its lifecycle.
  *
  *   create:   (none) -> initialising -> powering-up -> running
  *   snapshot: running -> saving-state -> running
- *   restore:  initialising -> loading-state -> running
- *             (after powering-up, in place of the first run)
+ *   restore:  initialising -> powering-up -> loading-state -> running
  *   stop:     running -> powering-down -> torn-down
  *
  * Each transition calls the plugin's operation of the same name; a refusal
