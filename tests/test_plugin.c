@@ -223,11 +223,12 @@ Test(plugin, set_verifies_and_loads)
 	/* A manifest naming a class other than the plugin's own. */
 	struct plugin_lib lib;
 	const struct plugin_verified *x = plugin_set_find(&s, "xts");
-	cr_assert_eq(plugin_lib_open(fdpath(x->fd), "xts", PARLEY_PLUGIN_BLOCK, &lib,
-				     &err), -EINVAL);
+	cr_assert_eq(plugin_lib_open(fdpath(x->fd), "xts", PARLEY_PLUGIN_BLOCK,
+				     &lib, &err), -EINVAL);
 	cr_assert(strstr(perr_msg(&err), "plugin xts"), "%s", perr_msg(&err));
-	cr_assert_eq(plugin_lib_open(fdpath(x->fd), "xts", PARLEY_PLUGIN_TRANSFORM,
-				     &lib, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(plugin_lib_open(fdpath(x->fd), "xts",
+				     PARLEY_PLUGIN_TRANSFORM, &lib, &err), 0,
+		     "%s", perr_msg(&err));
 	uint8_t key[64], in[8192], a[8192], b[8192];
 	for (int i = 0; i < 64; i++)
 		key[i] = (uint8_t)(i * 37 + 1);
@@ -300,8 +301,9 @@ Test(plugin, file_swapped_after_check_is_not_what_loads)
 	free(b);
 	struct plugin_lib lib;
 	const struct plugin_verified *x = plugin_set_find(&s, "xts");
-	cr_assert_eq(plugin_lib_open(fdpath(x->fd), "xts", PARLEY_PLUGIN_TRANSFORM,
-				     &lib, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(plugin_lib_open(fdpath(x->fd), "xts",
+				     PARLEY_PLUGIN_TRANSFORM, &lib, &err), 0,
+		     "%s", perr_msg(&err));
 	cr_assert_str_eq(lib.p->name, "xts");
 	plugin_lib_close(&lib);
 	/* The copy is held read-only: not even its holder can change it. */
@@ -356,8 +358,9 @@ Test(plugin, other_abi_refused_at_load)
 	cr_assert_eq(load(dir, &s, &err), 0, "%s", perr_msg(&err));
 	struct plugin_lib lib;
 	const struct plugin_verified *f = plugin_set_find(&s, "fickle");
-	cr_assert_eq(plugin_lib_open(fdpath(f->fd), "fickle", PARLEY_PLUGIN_TRANSFORM,
-				     &lib, &err), -ENOTSUP);
+	cr_assert_eq(plugin_lib_open(fdpath(f->fd), "fickle",
+				     PARLEY_PLUGIN_TRANSFORM, &lib, &err),
+		     -ENOTSUP);
 	cr_assert(strstr(perr_msg(&err), "plugin fickle: built for ABI 99"),
 		  "%s", perr_msg(&err));
 	plugin_set_free(&s);
@@ -396,8 +399,8 @@ static void open_lib(struct plugin_set *s, const char *name,
 	const struct plugin_verified *v = plugin_set_find(s, name);
 	cr_assert_not_null(v, "%s", name);
 	struct parley_err err = { 0 };
-	cr_assert_eq(plugin_lib_open(fdpath(v->fd), name, v->m.plugin_class, lib,
-				     &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(plugin_lib_open(fdpath(v->fd), name, v->m.plugin_class,
+				     lib, &err), 0, "%s", perr_msg(&err));
 }
 
 /* create, snapshot, stop; then restore from the saved state: the states

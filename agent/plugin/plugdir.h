@@ -4,9 +4,10 @@
  * plugin's file read from the plugin directory (O_NOFOLLOW, a regular
  * file) into a file of our own while it is hashed: 0444 in a fresh 0700
  * directory under $TMPDIR or /tmp (removed by plugin_set_free), kept only
- * through a read-only descriptor. What the vmm loads is that file (bound into its jail,
- * agent/vmm_jail.h): exactly the bytes whose SHA-256 was compared with
- * the manifest, whatever happens to the plugin directory afterwards.
+ * through a read-only descriptor. What the vmm loads is that file (bound
+ * into its jail, agent/vmm_jail.h): exactly the bytes whose SHA-256 was
+ * compared with the manifest, whatever happens to the plugin directory
+ * afterwards.
  *
  * A digest that differs from the manifest refuses the whole set (-EPERM,
  * naming the plugin and both digests); so does an unreadable or

@@ -32,36 +32,21 @@ static int init(const struct parley_plugin_config *c, void **out, char *why,
 	return 0;
 }
 
-static int nothing(void *dev, char *why, size_t n)
-{
-	(void)dev, (void)why, (void)n;
-	return 0;
-}
-
 static int load_state(void *dev, const void *state, size_t len,
 		      uint32_t version, char *why, size_t n)
 {
-	struct dev *d = dev;
 	uint64_t b;
-	if (version != 1 || len != sizeof(b))
-		return plug_why(why, n, "saved state version %u, %zu bytes "
-				"(version 1, 8 bytes wanted)", version, len);
-	memcpy(&b, state, sizeof(b));
-	atomic_store(&d->bytes, b);
+	if (plug_load_u64(&b, state, len, version, why, n))
+		return -1;
+	atomic_store(&((struct dev *)dev)->bytes, b);
 	return 0;
 }
 
 static int save_state(void *dev, void *buf, size_t cap, size_t *len,
 		      uint32_t *version, char *why, size_t n)
 {
-	struct dev *d = dev;
-	uint64_t b = atomic_load(&d->bytes);
-	if (cap < sizeof(b))
-		return plug_why(why, n, "no room for the state");
-	memcpy(buf, &b, sizeof(b));
-	*len = sizeof(b);
-	*version = 1;
-	return 0;
+	return plug_save_u64(atomic_load(&((struct dev *)dev)->bytes), buf,
+			     cap, len, version, why, n);
 }
 
 static void teardown(void *dev)
@@ -83,8 +68,9 @@ const struct parley_plugin parley_plugin_v1 = {
 	.size = sizeof(struct parley_plugin),
 	.plugin_class = PARLEY_PLUGIN_CONSOLE,
 	.name = "console",
-	.ops = { .init = init, .power_up = nothing, .load_state = load_state,
-		 .run = nothing, .save_state = save_state,
-		 .power_down = nothing, .teardown = teardown },
+	.ops = { .init = init, .power_up = plug_nothing,
+		 .load_state = load_state, .run = plug_nothing,
+		 .save_state = save_state, .power_down = plug_nothing,
+		 .teardown = teardown },
 	.u.console = { .write = cwrite },
 };

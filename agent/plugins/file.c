@@ -40,21 +40,13 @@ static int init(const struct parley_plugin_config *c, void **out, char *why,
 	return 0;
 }
 
-static int nothing(void *dev, char *why, size_t n)
-{
-	(void)dev, (void)why, (void)n;
-	return 0;
-}
-
 static int load_state(void *dev, const void *state, size_t len,
 		      uint32_t version, char *why, size_t n)
 {
 	struct dev *d = dev;
 	uint64_t bytes;
-	if (version != 1 || len != sizeof(bytes))
-		return plug_why(why, n, "saved state version %u, %zu bytes "
-				"(version 1, 8 bytes wanted)", version, len);
-	memcpy(&bytes, state, sizeof(bytes));
+	if (plug_load_u64(&bytes, state, len, version, why, n))
+		return -1;
 	if (bytes != d->bytes)
 		return plug_why(why, n, "saved with a %llu-byte disk, now %llu",
 				(unsigned long long)bytes,
@@ -65,13 +57,8 @@ static int load_state(void *dev, const void *state, size_t len,
 static int save_state(void *dev, void *buf, size_t cap, size_t *len,
 		      uint32_t *version, char *why, size_t n)
 {
-	struct dev *d = dev;
-	if (cap < sizeof(d->bytes))
-		return plug_why(why, n, "no room for the state");
-	memcpy(buf, &d->bytes, sizeof(d->bytes));
-	*len = sizeof(d->bytes);
-	*version = 1;
-	return 0;
+	return plug_save_u64(((struct dev *)dev)->bytes, buf, cap, len,
+			     version, why, n);
 }
 
 static int power_down(void *dev, char *why, size_t n)
@@ -127,8 +114,9 @@ const struct parley_plugin parley_plugin_v1 = {
 	.size = sizeof(struct parley_plugin),
 	.plugin_class = PARLEY_PLUGIN_BLOCK,
 	.name = "file",
-	.ops = { .init = init, .power_up = nothing, .load_state = load_state,
-		 .run = nothing, .save_state = save_state,
-		 .power_down = power_down, .teardown = teardown },
+	.ops = { .init = init, .power_up = plug_nothing,
+		 .load_state = load_state, .run = plug_nothing,
+		 .save_state = save_state, .power_down = power_down,
+		 .teardown = teardown },
 	.u.block = { .read = bread, .write = bwrite, .flush = flush },
 };

@@ -3,8 +3,8 @@
  * dm-crypt aes-xts-plain64 construction (agent/vmx/blk_xts.c, VAES where
  * the CPU has it). The key is copied into the cipher's mlock'd page at
  * init and wiped at teardown; it is never part of the saved state, which
- * holds only the unit size (version 1) so a restore with another layout
- * is refused.
+ * holds only the unit size (version 1, 8 bytes) so a restore with another
+ * layout is refused.
  */
 #include "agent/plugin/plugin.h"
 #include "agent/plugins/common.h"
@@ -43,37 +43,24 @@ static int init(const struct parley_plugin_config *c, void **out, char *why,
 	return 0;
 }
 
-static int nothing(void *dev, char *why, size_t n)
-{
-	(void)dev, (void)why, (void)n;
-	return 0;
-}
-
 static int load_state(void *dev, const void *state, size_t len,
 		      uint32_t version, char *why, size_t n)
 {
 	struct dev *d = dev;
-	uint32_t unit;
-	if (version != 1 || len != sizeof(unit))
-		return plug_why(why, n, "saved state version %u, %zu bytes "
-				"(version 1, 4 bytes wanted)", version, len);
-	memcpy(&unit, state, sizeof(unit));
+	uint64_t unit;
+	if (plug_load_u64(&unit, state, len, version, why, n))
+		return -1;
 	if (unit != d->unit)
-		return plug_why(why, n, "saved with %u-byte units, now %u",
-				unit, d->unit);
+		return plug_why(why, n, "saved with %llu-byte units, now %u",
+				(unsigned long long)unit, d->unit);
 	return 0;
 }
 
 static int save_state(void *dev, void *buf, size_t cap, size_t *len,
 		      uint32_t *version, char *why, size_t n)
 {
-	struct dev *d = dev;
-	if (cap < sizeof(d->unit))
-		return plug_why(why, n, "no room for the state");
-	memcpy(buf, &d->unit, sizeof(d->unit));
-	*len = sizeof(d->unit);
-	*version = 1;
-	return 0;
+	return plug_save_u64(((struct dev *)dev)->unit, buf, cap, len,
+			     version, why, n);
 }
 
 static void teardown(void *dev)
@@ -101,8 +88,9 @@ const struct parley_plugin parley_plugin_v1 = {
 	.size = sizeof(struct parley_plugin),
 	.plugin_class = PARLEY_PLUGIN_TRANSFORM,
 	.name = "xts",
-	.ops = { .init = init, .power_up = nothing, .load_state = load_state,
-		 .run = nothing, .save_state = save_state,
-		 .power_down = nothing, .teardown = teardown },
+	.ops = { .init = init, .power_up = plug_nothing,
+		 .load_state = load_state, .run = plug_nothing,
+		 .save_state = save_state, .power_down = plug_nothing,
+		 .teardown = teardown },
 	.u.transform = { .encrypt = encrypt, .decrypt = decrypt },
 };
