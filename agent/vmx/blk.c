@@ -53,25 +53,24 @@ int vmx_disk_add(struct vmx_vm *vm, struct ctl_disk *d, int fd,
 		 struct parley_err *err)
 {
 	struct vmx_disks *ds = &vm->disks;
-	int rc = 0;
-	if (d->index != ds->n || ds->n >= PARLEY_DISKS_MAX)
-		rc = perr(err, -EPROTO, "disk %u out of order", d->index);
+	if (d->index != ds->n || ds->n >= PARLEY_DISKS_MAX) {
+		OPENSSL_cleanse(d->key, sizeof(d->key));
+		close(fd);
+		return perr(err, -EPROTO, "disk %u out of order", d->index);
+	}
 	struct vmx_disk *k = &ds->d[ds->n];
 	*k = (struct vmx_disk){ .fd = fd };
 	memcpy(k->name, d->name, sizeof(k->name));
-	if (rc == 0 && vm->plugins.n)
-		rc = plug_disk(vm, k, d, fd, err);
-	else if (rc == 0 && (d->flags & CTL_DISK_XTS))
-		rc = xts_new(d->key, PARLEY_BLK_XFER_MAX, &k->xts, err);
+	int rc = vm->plugins.n ? plug_disk(vm, k, d, fd, err)
+	       : (d->flags & CTL_DISK_XTS)
+		       ? xts_new(d->key, PARLEY_BLK_XFER_MAX, &k->xts, err)
+		       : 0;
 	OPENSSL_cleanse(d->key, sizeof(d->key));
 	/* Counted even when a device refused: its teardown is owed. */
 	ds->geom[ds->n] = (struct blk_geom){
 		.sectors = d->sectors, .sector_size = d->sector_size,
 		.read_only = (d->flags & CTL_DISK_READ_ONLY) != 0 };
-	if (d->index == ds->n && ds->n < PARLEY_DISKS_MAX)
-		ds->n++;
-	else
-		close(fd);
+	ds->n++;
 	return rc;
 }
 
