@@ -841,6 +841,8 @@ int main(int argc, char **argv)
 	sup_free(&a.sup);
 	chanmgr_free(&a.cm);
 	upd_stage_close(&a.upd);
+	/* The private copies go (a vmm that loaded one keeps its bind). */
+	plugin_set_free(&a.plugins);
 	if (a.have_db)
 		baseline_free(&a.db);
 	if (a.audit.out)

@@ -571,6 +571,7 @@ static void teardown(struct serve *s)
 			event_free(s->part[i].ev);
 	sup_free(&s->sup);
 	chanmgr_free(&s->cm);
+	plugin_set_free(&s->plugins);
 	agent_link_free(&s->link);
 	upd_stage_close(&s->upd);
 	if (s->tick)

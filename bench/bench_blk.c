@@ -58,6 +58,15 @@ static double field(const char *out, const char *name)
 	return s ? strtod(s + strlen(name), NULL) : -1;
 }
 
+static struct plugin_set *bench_plugins;
+
+/* The private copies of the plugins (agent/plugin/plugdir.h) go. */
+static void free_plugins(void)
+{
+	if (bench_plugins)
+		plugin_set_free(bench_plugins);
+}
+
 /* One run of blktest mode=bench: read, write MiB/s, IOPS. */
 static int run_once(const struct bench_env *e, const char *dir, bool enc,
 		    double r[3])
@@ -88,6 +97,7 @@ static int run_once(const struct bench_env *e, const char *dir, bool enc,
 	static bool have = false, tried = false;
 	if (!tried) {
 		tried = true;
+		atexit(free_plugins);
 		if (plugin_set_for_agent(NULL, &ps, &have, &err) < 0) {
 			bench_note("plugins: %s", perr_msg(&err));
 			return -1;
@@ -96,6 +106,7 @@ static int run_once(const struct bench_env *e, const char *dir, bool enc,
 			bench_note("no plugins found: built-in devices");
 	}
 	po.plugins = have ? &ps : NULL;
+	bench_plugins = &ps;
 	struct partition *p = NULL;
 	int rc = partition_create(&s, &po, &p, &err);
 	spec_free(&s);
