@@ -35,7 +35,7 @@ static int init(const struct parley_plugin_config *c, void **out, char *why,
 static int load_state(void *dev, const void *state, size_t len,
 		      uint32_t version, char *why, size_t n)
 {
-	uint64_t b;
+	uint64_t b = 0;
 	if (plug_load_u64(&b, state, len, version, why, n))
 		return -1;
 	atomic_store(&((struct dev *)dev)->bytes, b);

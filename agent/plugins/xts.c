@@ -47,7 +47,7 @@ static int load_state(void *dev, const void *state, size_t len,
 		      uint32_t version, char *why, size_t n)
 {
 	struct dev *d = dev;
-	uint64_t unit;
+	uint64_t unit = 0;
 	if (plug_load_u64(&unit, state, len, version, why, n))
 		return -1;
 	if (unit != d->unit)
