@@ -28,6 +28,7 @@
 #include "agent/join.h"
 #include "agent/partition.h"
 #include "agent/serve.h"
+#include "agent/plugin/agentset.h"
 #include "agent/spec.h"
 #include "agent/supervisor.h"
 #include "agent/update/stage.h"
@@ -77,6 +78,7 @@ struct cli {
 	const char *name;          /* restore: the name the operator asks */
 	const char *update_stage;  /* SIGUSR1 commits what is staged here */
 	double update_timeout_s;
+	const char *plugin_dir;    /* NULL: agent/plugin/agentset.h */
 };
 
 static const char usage_text[] =
@@ -89,6 +91,7 @@ static const char usage_text[] =
 	"           [--audit FILE] [--rehash-interval SECONDS] "
 	"[--snapshot-dir DIR]\n"
 	"           [--snapshot-key FILE] [--state-dir DIR] [--disk-dir DIR]\n"
+	"           [--plugin-dir DIR]\n"
 	"           [--update-stage DIR [--update-timeout SECONDS]] SPEC...\n"
 	"       parley-agent restore [--vmm PATH] --baselines FILE "
 	"[--snapshot-key FILE]\n"
@@ -230,6 +233,9 @@ static int opt_one(struct cli *c, int o)
 		return 0;
 	case 'u':
 		return opt_uid_range(optarg);
+	case 'P':
+		c->plugin_dir = optarg;
+		return 0;
 	case 'h':
 		usage(stdout);
 		exit(0);
@@ -260,6 +266,7 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 		{ "vmm-uid-range", required_argument, NULL, 'u' },
 		{ "update-stage", required_argument, NULL, 'U' },
 		{ "update-timeout", required_argument, NULL, 'T' },
+		{ "plugin-dir", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -279,6 +286,7 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 struct agent {
 	struct cli cli;
 	struct supervisor sup;
+	struct plugin_set plugins;   /* handed to every vmm (agentset.h) */
 	struct chanmgr cm;
 	struct audit audit;
 	struct baseline_db db;
@@ -317,9 +325,12 @@ static int admit(struct partition *p, void *ctx, struct parley_err *err)
 	if (!a->have_db)
 		return 0;
 	int rc = baseline_admit(&a->db, p->name, &p->measure, err);
+	/* A mismatch (-EBADMSG: a file, segment or plugin differs) is an
+	 * integrity failure. */
 	struct audit_event e = { .event = rc < 0 ? "baseline_refused"
 						   : "baseline_ok",
 				 .partition = p->name,
+				 .reason = rc == -EBADMSG ? "INTEGRITY" : NULL,
 				 .detail = rc < 0 ? perr_msg(err) : NULL };
 	audit_emit(&a->audit, &e);
 	return rc;
@@ -336,6 +347,15 @@ static void on_disk_key(struct partition *p, const char *disk,
 	struct audit_event e = { .event = event, .partition = p->name,
 				 .detail = d };
 	audit_emit(&a->audit, &e);
+}
+
+/* Every lifecycle state of a partition's devices, audited. */
+static void on_device_state(struct partition *p, const char *device,
+			    const char *plugin, const char *state,
+			    const char *detail, void *ctx)
+{
+	struct agent *a = ((struct supervisor *)ctx)->owner;
+	plugin_audit_state(&a->audit, p->name, device, plugin, state, detail);
 }
 
 static void on_request(struct partition *p, const struct ctl_msg *m,
@@ -528,7 +548,16 @@ static int start_all(struct agent *a, int restore, char **args, int n,
 		.on_disk_key = on_disk_key,
 		.start_paused = true, .backend = a->cli.backend,
 		.snap_key = a->have_key ? &a->key : NULL,
+		.on_device_state = on_device_state,
 	};
+	struct parley_err perr_ = { 0 };
+	bool have = false;
+	if (plugin_set_for_agent(a->cli.plugin_dir, &a->plugins, &have,
+				 &perr_) < 0) {
+		fprintf(stderr, "parley-agent: %s\n", perr_msg(&perr_));
+		return -1;
+	}
+	o.plugins = have ? &a->plugins : NULL;
 	int bad = 0;
 	for (int i = 0; !bad && i < n; i++) {
 		struct parley_err err = { 0 };
@@ -751,6 +780,7 @@ static int serve(int argc, char **argv, char **all)
 		.update_stage = a.cli.update_stage,
 		.update_timeout_ms = (int)(a.cli.update_timeout_s * 1000),
 		.argv = all, .version = agent_version(),
+		.plugin_dir = a.cli.plugin_dir,
 		.handover_fd = handover_fd(),
 	};
 	o.fault = test_faults(o.handover_fd);
@@ -813,6 +843,8 @@ int main(int argc, char **argv)
 	sup_free(&a.sup);
 	chanmgr_free(&a.cm);
 	upd_stage_close(&a.upd);
+	/* The private copies go (a vmm that loaded one keeps its bind). */
+	plugin_set_free(&a.plugins);
 	if (a.have_db)
 		baseline_free(&a.db);
 	if (a.audit.out)

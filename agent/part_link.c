@@ -192,6 +192,50 @@ static void on_console(struct partition *p, const struct ctl_console *c)
 		p->opts.on_console(p, c->buf, c->len, p->opts.ctx);
 }
 
+/* CTL_DEVICE_STATE: kept for the partition's status, and reported. The
+ * names are the vmm's (checked printable here: they reach the audit). */
+static void on_device_state(struct partition *p,
+			    const struct ctl_device_state *d)
+{
+	static const char *const names[] = {
+		"none", "initialising", "powering-up", "loading-state",
+		"running", "saving-state", "powering-down", "torn-down",
+		"failed" };
+	for (const char *c = d->device; *c; c++)
+		if (*c < 0x20 || *c > 0x7e)
+			return;
+	for (const char *c = d->plugin; *c; c++)
+		if (*c < 0x20 || *c > 0x7e)
+			return;
+	unsigned i;
+	for (i = 0; i < p->ndevice; i++)
+		if (!strcmp(p->device[i].device, d->device) &&
+		    !strcmp(p->device[i].plugin, d->plugin))
+			break;
+	if (i == p->ndevice && p->ndevice < PART_DEVICES_MAX) {
+		snprintf(p->device[i].device, sizeof(p->device[i].device),
+			 "%s", d->device);
+		snprintf(p->device[i].plugin, sizeof(p->device[i].plugin),
+			 "%s", d->plugin);
+		p->ndevice++;
+	}
+	if (i < p->ndevice) {
+		p->device[i].state = d->state;
+		snprintf(p->device[i].why, sizeof(p->device[i].why), "%s",
+			 d->detail);
+	}
+	char detail[sizeof(d->detail)];
+	size_t n = 0;
+	for (; d->detail[n]; n++)
+		detail[n] = d->detail[n] >= 0x20 && d->detail[n] < 0x7f
+				    ? d->detail[n] : '?';
+	detail[n] = 0;
+	if (p->opts.on_device_state)
+		p->opts.on_device_state(p, d->device, d->plugin,
+					names[d->state], n ? detail : NULL,
+					p->opts.ctx);
+}
+
 /* CTL_FINISHED: the vmm's last word. Its process has no business running
  * after it, so it is killed rather than waited for. */
 static void on_finished(struct partition *p, const struct ctl_finished *f)
@@ -241,6 +285,9 @@ static int on_message(struct partition *p, const struct ctl_msg *m)
 	switch (m->type) {
 	case CTL_CONSOLE:
 		on_console(p, &m->u.console);
+		return 0;
+	case CTL_DEVICE_STATE:
+		on_device_state(p, &m->u.device_state);
 		return 0;
 	case CTL_OPEN_REQ:
 	case CTL_UPDATE_REQ:
@@ -342,6 +389,15 @@ static int await_other(struct partition *p, const struct ctl_msg *m,
 {
 	if (m->type == CTL_CONSOLE) {
 		on_console(p, &m->u.console);
+		return 0;
+	}
+	if (m->type == CTL_DEVICE_STATE) {
+		on_device_state(p, &m->u.device_state);
+		return 0;
+	}
+	if (m->type == CTL_DEVICE_SAVED && want == CTL_STATE_DONE &&
+	    p->saving && p->nsaving < CTL_DEVICES_MAX) {
+		p->saving[p->nsaving++] = m->u.device_blob;
 		return 0;
 	}
 	if (m->type == CTL_PONG)
@@ -504,6 +560,8 @@ static void drain_after_kill(struct partition *p, bool believe_finished)
 			close(m->fds[k]);
 		if (m->type == CTL_CONSOLE)
 			on_console(p, &m->u.console);
+		else if (m->type == CTL_DEVICE_STATE)
+			on_device_state(p, &m->u.device_state);
 		else if (m->type == CTL_FINISHED && believe_finished)
 			p->fin = m->u.finished;
 	}
@@ -551,6 +609,8 @@ void partition_destroy(struct partition *p)
 		close(p->mem_fd);
 	measure_free(&p->measure);
 	part_disks_drop(p);
+	free((void *)p->devload);
+	free(p->saving);
 	free(p);
 }
 
@@ -664,6 +724,8 @@ int partition_read_held(struct partition *p, uint64_t nonce,
 		rc = m->u.ping.nonce == nonce;
 	} else if (m->type == CTL_CONSOLE) {
 		on_console(p, &m->u.console);
+	} else if (m->type == CTL_DEVICE_STATE) {
+		on_device_state(p, &m->u.device_state);
 	} else if (m->type == CTL_FINISHED) {
 		/* It ended on its own: nothing to wait for. */
 		p->fin = m->u.finished;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 /* The restored memory as the one door sees it: RAM and the config region
@@ -107,8 +108,16 @@ static int get_states(struct partition *p, struct ctl_vcpu_state *st,
 			rc = perr(err, -EPROTO, "vmm sent vCPU states out of "
 				  "order");
 	}
+	/* The devices' states come between (CTL_DEVICE_SAVED, collected
+	 * into p->saving by part_await); a device that refuses makes the
+	 * vmm refuse the request, and we name the device. */
 	if (rc >= 0)
 		rc = part_await(p, CTL_STATE_DONE, NULL, 0, err);
+	for (unsigned i = 0; rc == -ECANCELED && i < p->ndevice; i++)
+		if (p->device[i].state == 8 /* failed */ &&
+		    p->device[i].why[0])
+			rc = perr(err, -EIO, "%s: snapshot refused: %s",
+				  p->name, p->device[i].why);
 	return rc < 0 ? rc : 0;
 }
 
@@ -125,12 +134,21 @@ int partition_save(struct partition *p, const char *path,
 	if (rc < 0)
 		return rc;
 	struct ctl_vcpu_state st[PARLEY_VCPUS_MAX];
+	p->saving = calloc(CTL_DEVICES_MAX, sizeof(*p->saving));
+	if (!p->saving)
+		return perr(err, -ENOMEM, "out of memory");
+	p->nsaving = 0;
 	rc = get_states(p, st, err);
-	if (rc < 0)
-		return rc;
 	struct snap_header h;
 	header_of(p, host, &h);
-	return snap_write(path, p->opts.snap_key, &h, st, p->mem, err);
+	h.ndevice = p->nsaving;
+	if (rc == 0)
+		rc = snap_write(path, p->opts.snap_key, &h, st, p->saving,
+				p->mem, err);
+	free(p->saving);
+	p->saving = NULL;
+	p->nsaving = 0;
+	return rc;
 }
 
 static void adopt_image(struct partition *p, const struct snap_image *img)
@@ -178,6 +196,10 @@ int partition_restore_prepare(const char *path, const char *name,
 	}
 	adopt_image(p, &img);
 	memcpy(st, img.vcpu, p->vcpus * sizeof(*st));
+	/* The devices' saved states go to the new vmm with the launch. */
+	p->devload = img.dev;
+	p->ndevload = img.h.ndevice;
+	img.dev = NULL;
 	void *ro = mmap(NULL, p->ram_size + p->cfg_size, PROT_READ, MAP_SHARED,
 			p->mem_fd, 0);
 	if (ro == MAP_FAILED)
@@ -186,6 +208,8 @@ int partition_restore_prepare(const char *path, const char *name,
 		p->mem = ro;
 	if (rc == 0)
 		rc = measure_restored(p, err);
+	if (rc == 0)
+		part_measure_plugins(p, o);
 	if (rc == 0 && o->on_measured)
 		rc = o->on_measured(p, o->ctx, err);
 	if (rc < 0) {

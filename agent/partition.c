@@ -1,4 +1,5 @@
 #include "agent/partition.h"
+#include "agent/plugin/plugdir.h"
 #include "agent/disk/disks.h"
 #include "common/version.h"
 #include "agent/partition_int.h"
@@ -232,6 +233,12 @@ int part_spawn_vmm(struct partition *p, struct parley_err *err)
 	/* In CTL_FD_SOCK, CTL_FD_MEM, CTL_FD_BACKEND, CTL_FD_MEM_RO order. */
 	struct vmm_jail_req jr = { .vmm_path = vmm, .name = p->name,
 				   .fds = { sv[1], p->mem_fd, bfd, rofd } };
+	int pfd[PLUGIN_SET_MAX];
+	const struct plugin_set *ps = p->opts.plugins;
+	for (unsigned i = 0; ps && i < ps->n; i++)
+		pfd[i] = ps->p[i].fd;
+	jr.plugin_fds = pfd;
+	jr.nplugin = ps ? ps->n : 0;
 	rc = vmm_jail_spawn(&jr, &p->pid, &p->vmm_uid, err);
 	close(sv[1]);
 	close(bfd);
@@ -254,6 +261,8 @@ int part_launch(struct partition *p, uint32_t flags,
 		.entry = p->entry, .boot_info = PARLEY_BOOT_INFO_GPA,
 		.vcpus = p->vcpus, .flags = flags, .backend = p->backend,
 		.ndisk = p->ndisk,
+		.nplugin = p->opts.plugins ? p->opts.plugins->n : 0,
+		.ndevload = (flags & CTL_LAUNCH_RESTORE) ? p->ndevload : 0,
 	};
 	/* Each process-backend partition gets CPUs of its own, in turn, for
 	 * its tracer/stub pairs (see ctl_launch.home_cpu). */
@@ -279,8 +288,21 @@ int part_launch(struct partition *p, uint32_t flags,
 	for (unsigned i = 0; rc == 0 && st && i < p->vcpus; i++)
 		rc = partition_send(p, CTL_VCPU_STATE, &st[i], sizeof(st[i]),
 				    NULL, 0);
+	/* The verified copies (sealed memfds): the vmm loads exactly what
+	 * was hashed against the manifests. */
+	for (unsigned i = 0; rc == 0 && i < l.nplugin; i++) {
+		const struct plugin_verified *v = &p->opts.plugins->p[i];
+		struct ctl_plugin m = { .index = i,
+					.plugin_class = v->m.plugin_class };
+		snprintf(m.name, sizeof(m.name), "%s", v->m.name);
+		int fd = v->fd;
+		rc = partition_send(p, CTL_PLUGIN, &m, sizeof(m), &fd, 1);
+	}
 	if (rc == 0)
 		rc = part_disks_send(p);
+	for (unsigned i = 0; rc == 0 && i < l.ndevload; i++)
+		rc = partition_send(p, CTL_DEVICE_LOAD, &p->devload[i],
+				    sizeof(p->devload[i]), NULL, 0);
 	if (rc < 0)
 		return perr(err, rc, "sending launch to vmm: %s", strerror(-rc));
 	rc = part_await(p, CTL_READY, NULL, 0, err);
@@ -319,6 +341,21 @@ static int measure_now(struct partition *p, const struct loaded *l,
 		off += (span + PARLEY_PAGE_SIZE - 1) & ~(PARLEY_PAGE_SIZE - 1);
 	}
 	return part_measure_files(p, files, l->ncfg, err);
+}
+
+void part_measure_plugins(struct partition *p, const struct part_opts *o)
+{
+	/* The plugins its vmm will load are part of what it is. */
+	p->measure.nplugin = 0;
+	for (unsigned i = 0; o->plugins && i < o->plugins->n &&
+			     i < MEASURE_PLUGINS_MAX; i++) {
+		struct measure_plugin *mp = &p->measure.plugin[i];
+		snprintf(mp->name, sizeof(mp->name), "%s",
+			 o->plugins->p[i].m.name);
+		memcpy(mp->digest, o->plugins->p[i].m.sha256,
+		       sizeof(mp->digest));
+		p->measure.nplugin = i + 1;
+	}
 }
 
 struct partition *part_new(const char *name, const struct part_opts *o)
@@ -360,6 +397,8 @@ int partition_create(const struct part_spec *s, const struct part_opts *o,
 	}
 	if (rc == 0)
 		rc = measure_now(p, &l, err);
+	if (rc == 0)
+		part_measure_plugins(p, o);
 	loaded_free(&l);
 	if (rc == 0 && o->on_measured) {
 		rc = o->on_measured(p, o->ctx, err);

@@ -28,6 +28,7 @@ enum part_state {
 struct partition;
 struct snap_key;
 struct disk_key_source;
+struct plugin_set;
 
 struct part_opts {
 	const char *vmm_path;      /* parley-vmm; NULL: beside this program */
@@ -67,7 +68,24 @@ struct part_opts {
 	const struct disk_key_source *keys;
 	void (*on_disk_key)(struct partition *p, const char *disk,
 			    const char *event, const char *detail, void *ctx);
+	/* Device plugins (agent/plugin/): the verified set handed to the vmm
+	 * (NULL: the vmm's built-in devices), and each lifecycle state a
+	 * device enters (agent/vmx/plugdev.h; detail: a refusal's reason). */
+	const struct plugin_set *plugins;
+	void (*on_device_state)(struct partition *p, const char *device,
+				const char *plugin, const char *state,
+				const char *detail, void *ctx);
 };
+
+/* A device's latest lifecycle state, as its vmm reported it. */
+struct part_device {
+	char device[CTL_PLUGIN_NAME_MAX];
+	char plugin[CTL_PLUGIN_NAME_MAX];
+	uint32_t state;            /* enum plugdev_state */
+	char why[160];             /* failed: the refusal, named */
+};
+
+#define PART_DEVICES_MAX (1 + 2 * PARLEY_DISKS_MAX)
 
 /* A disk between its open and the launch that hands it to the vmm. */
 struct part_disk {
@@ -107,6 +125,15 @@ struct partition {
 	struct layout_range range[16];
 	uint64_t image_hi;
 	struct part_opts opts;
+	unsigned ndevice;
+	struct part_device device[PART_DEVICES_MAX];
+	/* Device states: collected while a snapshot asks for them
+	 * (CTL_DEVICE_SAVED; saving NULL otherwise: then a protocol error),
+	 * and those a restore hands the new vmm (CTL_DEVICE_LOAD). */
+	struct ctl_device_blob *saving;
+	unsigned nsaving;
+	const struct ctl_device_blob *devload;
+	unsigned ndevload;
 	bool finished;
 	struct ctl_finished fin;   /* valid once finished */
 	int wait_status;           /* of the vmm process, once reaped */

@@ -17,6 +17,8 @@ void part_watch(struct partition *p);
  * opts.timeout_ms, or breaks the protocol, is killed (part_link.c). */
 int part_await(struct partition *p, uint32_t want, void *out, size_t cap,
 	       struct parley_err *err);
+/* The device plugins o hands the vmm, into p->measure (the baseline). */
+void part_measure_plugins(struct partition *p, const struct part_opts *o);
 int part_measure_files(struct partition *p,
 		       const struct measure_input_file *files, unsigned n,
 		       struct parley_err *err);

@@ -1,4 +1,5 @@
 #include "agent/serve.h"
+#include "agent/plugin/agentset.h"
 #include "agent/backend.h"
 #include "agent/ipc/chanmgr.h"
 #include "agent/link.h"
@@ -55,6 +56,8 @@ struct serve {
 	 * this process holds them; the source partitions open disks from. */
 	struct disk_keyring keys;
 	struct disk_key_source key_src;
+	struct plugin_set plugins; /* handed to every new vmm (agentset.h) */
+	bool have_plugins;
 };
 
 static void report_finished(struct serve *s)
@@ -249,6 +252,15 @@ static void load_keys(void *arg)
 	rekey_stopped(s);
 }
 
+/* Every lifecycle state of a partition's devices, audited. */
+static void on_device_state(struct partition *p, const char *device,
+			    const char *plugin, const char *state,
+			    const char *detail, void *ctx)
+{
+	struct serve *s = ((struct supervisor *)ctx)->owner;
+	plugin_audit_state(&s->audit, p->name, device, plugin, state, detail);
+}
+
 static int add_part(struct serve *s, const struct part_spec *spec,
 		    struct parley_err *err)
 {
@@ -260,6 +272,8 @@ static int add_part(struct serve *s, const struct part_spec *spec,
 		.start_paused = true, .backend = serve_o->backend,
 		.disk_dirs = serve_o->disk_dirs, .keys = &s->key_src,
 		.on_disk_key = on_disk_key,
+		.plugins = s->have_plugins ? &s->plugins : NULL,
+		.on_device_state = on_device_state,
 	};
 	struct partition *p = NULL;
 	if (s->n == SERVE_PARTS_MAX)
@@ -673,6 +687,7 @@ static void teardown(struct serve *s)
 	}
 	sup_free(&s->sup);
 	chanmgr_free(&s->cm);
+	plugin_set_free(&s->plugins);
 	agent_link_free(&s->link);
 	upd_stage_close(&s->upd);
 	if (s->tick)
@@ -720,6 +735,11 @@ int serve_main(const struct serve_opts *o)
 		log_info("%s", why);
 	}
 	if (upd_stage_open(&s.upd, o->state_dir, &s.audit, &err) < 0) {
+		log_error("%s", perr_msg(&err));
+		return 2;
+	}
+	if (plugin_set_for_agent(o->plugin_dir, &s.plugins, &s.have_plugins,
+				 &err) < 0) {
 		log_error("%s", perr_msg(&err));
 		return 2;
 	}

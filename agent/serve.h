@@ -29,6 +29,7 @@ struct serve_opts {
 	const char *version;
 	int handover_fd;           /* >= 0: we are the new binary */
 	int fault;                 /* enum update_fault; test builds only */
+	const char *plugin_dir;    /* --plugin-dir, or NULL (agentset.h) */
 };
 
 int serve_main(const struct serve_opts *o);

@@ -140,7 +140,8 @@ static int tagged_write(int fd, EVP_MAC_CTX *c, const void *buf, size_t len)
 
 static int write_body(int fd, const struct snap_key *k,
 		      const struct snap_header *hdr,
-		      const struct ctl_vcpu_state *st, const uint8_t *mem)
+		      const struct ctl_vcpu_state *st,
+		      const struct ctl_device_blob *dev, const uint8_t *mem)
 {
 	EVP_MAC_CTX *c = tag_begin(k);
 	if (!c)
@@ -148,6 +149,8 @@ static int write_body(int fd, const struct snap_key *k,
 	int rc = tagged_write(fd, c, hdr, sizeof(*hdr));
 	if (rc == 0)
 		rc = tagged_write(fd, c, st, hdr->vcpus * sizeof(*st));
+	if (rc == 0 && hdr->ndevice)
+		rc = tagged_write(fd, c, dev, hdr->ndevice * sizeof(*dev));
 	if (rc == 0)
 		rc = tagged_write(fd, c, mem, hdr->ram_size + hdr->cfg_size);
 	uint8_t tag[SNAP_TAG_LEN];
@@ -163,7 +166,8 @@ static int write_body(int fd, const struct snap_key *k,
 
 int snap_write(const char *path, const struct snap_key *k,
 	       const struct snap_header *hdr, const struct ctl_vcpu_state *st,
-	       const uint8_t *mem, struct parley_err *err)
+	       const struct ctl_device_blob *dev, const uint8_t *mem,
+	       struct parley_err *err)
 {
 	char tmp[4096];
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
@@ -172,7 +176,7 @@ int snap_write(const char *path, const struct snap_key *k,
 				   O_CLOEXEC, 0600);
 	if (fd < 0)
 		return perr(err, -errno, "%s: %m", tmp);
-	int rc = write_body(fd, k, hdr, st, mem);
+	int rc = write_body(fd, k, hdr, st, dev, mem);
 	close(fd);
 	if (rc == 0 && rename(tmp, path) < 0)
 		rc = -errno;
@@ -188,12 +192,12 @@ int snap_write(const char *path, const struct snap_key *k,
 
 static int check_version(const struct snap_header *h, struct parley_err *err)
 {
-	if (h->version < SNAP_VERSION)
+	if (h->version < SNAP_VERSION_MIN)
 		return perr(err, -EINVAL, "snapshot version %u, expected %u: "
 			    "written by an older parley with no key to check "
 			    "it by; take a new snapshot", h->version,
 			    SNAP_VERSION);
-	if (h->version != SNAP_VERSION)
+	if (h->version > SNAP_VERSION)
 		return perr(err, -EINVAL, "snapshot version %u, expected %u",
 			    h->version, SNAP_VERSION);
 	return 0;
@@ -231,6 +235,9 @@ int snap_check_header(const struct snap_header *h, struct parley_err *err)
 	if (h->nrange > SNAP_RANGES_MAX)
 		return perr(err, -EINVAL, "snapshot has %u image ranges",
 			    h->nrange);
+	if (h->ndevice > (h->version >= 3 ? CTL_DEVICES_MAX : 0))
+		return perr(err, -EINVAL, "snapshot has %u device states",
+			    h->ndevice);
 	if (h->image_hi > LAYOUT_IMAGE_MAX || h->image_hi < PARLEY_IMAGE_MIN)
 		return perr(err, -EINVAL, "snapshot image end 0x%llx",
 			    (unsigned long long)h->image_hi);
@@ -287,6 +294,25 @@ static int read_body(int fd, EVP_MAC_CTX *c, struct snap_image *img,
 	int rc = tagged_read(fd, c, img->vcpu, h->vcpus * sizeof(img->vcpu[0]));
 	if (rc < 0)
 		return perr(err, -EINVAL, "snapshot truncated in vCPU state");
+	if (h->ndevice) {
+		img->dev = calloc(h->ndevice, sizeof(*img->dev));
+		if (!img->dev)
+			return perr(err, -ENOMEM, "out of memory");
+		if (tagged_read(fd, c, img->dev, h->ndevice *
+						     sizeof(*img->dev)) < 0)
+			return perr(err, -EINVAL, "snapshot truncated in "
+				    "device state");
+		/* Untrusted until the tag is checked, and shaped now. */
+		for (uint32_t i = 0; i < h->ndevice; i++) {
+			const struct ctl_device_blob *b = &img->dev[i];
+			if (!b->device[0] || !b->plugin[0] ||
+			    !memchr(b->device, 0, sizeof(b->device)) ||
+			    !memchr(b->plugin, 0, sizeof(b->plugin)) ||
+			    b->len > CTL_DEVICE_STATE_MAX)
+				return perr(err, -EINVAL, "snapshot device "
+					    "state %u malformed", i);
+		}
+	}
 	uint64_t total = h->ram_size + h->cfg_size;
 	img->mem_fd = memfd_create("parley:restore", MFD_CLOEXEC |
 					     MFD_ALLOW_SEALING);
@@ -347,6 +373,7 @@ static int check_size(int fd, const struct snap_header *h,
 	if (fstat(fd, &st) < 0)
 		return perr(err, -errno, "fstat: %m");
 	uint64_t want = sizeof(*h) + h->vcpus * sizeof(struct ctl_vcpu_state) +
+			h->ndevice * sizeof(struct ctl_device_blob) +
 			h->ram_size + h->cfg_size + SNAP_TAG_LEN;
 	if ((uint64_t)st.st_size != want)
 		return perr(err, -EINVAL, "snapshot is %lld bytes, its header "
@@ -398,7 +425,14 @@ int snap_read(const char *path, const struct snap_key *k,
 		if (img->mem_fd >= 0)
 			close(img->mem_fd);
 		img->mem_fd = -1;
+		snap_image_free(img);
 		perr_prefix(err, "%s", path);
 	}
 	return rc;
+}
+
+void snap_image_free(struct snap_image *img)
+{
+	free(img->dev);
+	img->dev = NULL;
 }

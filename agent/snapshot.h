@@ -7,7 +7,12 @@
  * whole file before anything in it is used, and the privileged CPU state
  * and system tables are re-derived rather than taken from it.
  *
- *   header | vcpus x struct ctl_vcpu_state | RAM | config region | tag
+ *   header | vcpus x struct ctl_vcpu_state |
+ *   ndevice x struct ctl_device_blob | RAM | config region | tag
+ *
+ * (version 3; a version 2 file has no devices.) Each device's state is
+ * what its plugin saved, with the plugin's own version of it: the plugin
+ * checks that version when the restored device loads it.
  *
  * The tag binds everything in the header: the host the snapshot was taken
  * on, the partition's name, the ABI version its image was started with and
@@ -27,8 +32,10 @@
 
 #define SNAP_MAGIC "PRLYSNAP"
 /* 1: SHA-256 trailer, no host/ABI/backend (refused: anyone could forge
- * one). 2: HMAC-SHA256 tag with the agent's key. */
-#define SNAP_VERSION 2
+ * one). 2: HMAC-SHA256 tag with the agent's key (still read). 3: and the
+ * devices' saved states. */
+#define SNAP_VERSION 3
+#define SNAP_VERSION_MIN 2
 #define SNAP_RANGES_MAX 16
 #define SNAP_KEY_LEN 32        /* HMAC-SHA256 key: 256 random bits */
 #define SNAP_TAG_LEN 32        /* HMAC-SHA256 output */
@@ -45,7 +52,8 @@ struct snap_header {
 	uint64_t entry;
 	uint64_t image_hi;
 	uint32_t nrange;
-	uint32_t reserved;
+	uint32_t ndevice;          /* version 3: device states, 0..
+				    * CTL_DEVICES_MAX; version 2: 0 */
 	struct {
 		uint64_t gpa, size;
 		uint32_t flags, reserved;
@@ -72,8 +80,13 @@ struct snap_expect {
 struct snap_image {
 	struct snap_header h;
 	struct ctl_vcpu_state vcpu[PARLEY_VCPUS_MAX];
+	struct ctl_device_blob *dev;   /* h.ndevice of them (malloc'd;
+					* snap_image_free) */
 	int mem_fd;
 };
+
+/* Free what snap_read allocated besides mem_fd. */
+void snap_image_free(struct snap_image *img);
 
 /*
  * Load the key from path: a regular file (not a symlink) of exactly
@@ -92,7 +105,8 @@ int snap_host(char out[SNAP_HOST_MAX], struct parley_err *err);
  * path atomically (a temporary file renamed into place), mode 0600. */
 int snap_write(const char *path, const struct snap_key *k,
 	       const struct snap_header *hdr, const struct ctl_vcpu_state *st,
-	       const uint8_t *mem, struct parley_err *err);
+	       const struct ctl_device_blob *dev, const uint8_t *mem,
+	       struct parley_err *err);
 
 /* Read and check a snapshot: its shape, then its tag with key k, then
  * host, name and ABI against want. Memory goes into a new sealed memfd

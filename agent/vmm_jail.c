@@ -206,7 +206,7 @@ static void uid_settle(uint32_t uid, int pidfd)
 
 enum jail_step {
 	STEP_MOUNT_NS = 1, STEP_FDS, STEP_SIGNALS, STEP_CAPS, STEP_IDS,
-	STEP_NNP, STEP_EXEC,
+	STEP_NNP, STEP_PLUGINS, STEP_EXEC,
 };
 
 static const char *const step_name[] = {
@@ -216,6 +216,7 @@ static const char *const step_name[] = {
 	[STEP_CAPS] = "dropping capabilities",
 	[STEP_IDS] = "switching uid/gid",
 	[STEP_NNP] = "setting no_new_privs",
+	[STEP_PLUGINS] = "binding the device plugins",
 	[STEP_EXEC] = "exec",
 };
 
@@ -226,6 +227,9 @@ struct jail_plan {
 				    * are written */
 	const struct jail_libs *libs; /* unprivileged: to build the root */
 	int src[4];
+	unsigned ntree;
+	int tree[VMM_JAIL_PLUGINS_MAX]; /* detached read-only binds of the
+					 * plugins (open_tree) */
 	uint32_t uid;
 	char *argv[3];
 	char *envp[JAIL_ENV_MAX];
@@ -337,10 +341,27 @@ static int child_ids(uint32_t id, bool userns)
 	return 0;
 }
 
+/* Each plugin's bind into the copy of the root: the files were made
+ * there (vmm_root.c), read-only, as the mount points. */
+static int child_plugins(const struct jail_plan *p)
+{
+	char pp[] = VMM_JAIL_PLUGIN_DIR "/00";
+	for (unsigned i = 0; i < p->ntree; i++) {
+		pp[sizeof(pp) - 3] = (char)('0' + i / 10);
+		pp[sizeof(pp) - 2] = (char)('0' + i % 10);
+		if (syscall(SYS_move_mount, p->tree[i], "", AT_FDCWD, pp,
+			    MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static __attribute__((noreturn)) void jail_child(const struct jail_plan *p)
 {
 	if (child_root(p) < 0)
 		child_fail(p, STEP_MOUNT_NS);
+	if (child_plugins(p) < 0)
+		child_fail(p, STEP_PLUGINS);
 	if (child_fds(p) < 0)
 		child_fail(p, STEP_FDS);
 	if (child_signals() < 0)
@@ -519,6 +540,9 @@ static int plan_fds(struct jail_plan *p, const struct vmm_jail_req *r,
 
 static void plan_close(struct jail_plan *p)
 {
+	for (unsigned i = 0; i < p->ntree; i++)
+		close(p->tree[i]);
+	p->ntree = 0;
 	for (int i = 0; i < 4; i++)
 		if (p->src[i] >= 0)
 			close(p->src[i]);
@@ -542,6 +566,30 @@ static int jail_start(struct jail_plan *p, const struct vmm_jail_req *r,
 		build_env(root, p->ld, sizeof(p->ld), p->envp);
 	}
 	pthread_mutex_unlock(&jail_mu);
+	if (rc == 0 && r->nplugin && p->libs)
+		rc = perr(err, -ENOTSUP, "device plugins need a root agent (an "
+			  "unprivileged agent's vmm cannot be given them)");
+	if (rc == 0 && r->nplugin > VMM_JAIL_PLUGINS_MAX)
+		rc = perr(err, -E2BIG, "%u plugins", r->nplugin);
+	/* Detached binds of the verified copies, read-only, executable
+	 * (whatever the mount they lie on says): moved into the vmm's root
+	 * by the child. */
+	for (unsigned i = 0; rc == 0 && i < r->nplugin; i++) {
+		int t = open_tree(r->plugin_fds[i], "", OPEN_TREE_CLONE |
+				  OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+		struct mount_attr a = {
+			.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+				    MOUNT_ATTR_NODEV,
+			.attr_clr = MOUNT_ATTR_NOEXEC };
+		if (t < 0)
+			rc = perr(err, -errno, "plugin %u: open_tree: %m", i);
+		else
+			p->tree[p->ntree++] = t;
+		if (rc == 0 && mount_setattr(t, "", AT_EMPTY_PATH, &a,
+					     sizeof(a)) < 0)
+			rc = perr(err, -errno, "plugin %u: mount_setattr: %m",
+				  i);
+	}
 	if (rc == 0) {
 		p->devnull = devnull_fd(err);
 		rc = p->devnull < 0 ? p->devnull : plan_fds(p, r, err);

@@ -46,7 +46,16 @@ struct vmm_jail_req {
 	const char *vmm_path;
 	const char *name;
 	int fds[4];
+	/* Device plugins' verified copies (agent/plugin/plugdir.h), read-only
+	 * fds of files on a real mount: each is bound, read-only, at
+	 * VMM_JAIL_PLUGIN_DIR "/<i>" in the vmm's root, the only way a vmm
+	 * without /proc can dlopen it. Not for an unprivileged agent. */
+	const int *plugin_fds;
+	unsigned nplugin;
 };
+
+#define VMM_JAIL_PLUGIN_DIR "/plugins"
+#define VMM_JAIL_PLUGINS_MAX 16
 
 /* Start the vmm in a new jail. On success *pid is its pid (in our PID
  * namespace; the caller waits for it), and *uid the uid it runs as, owned

@@ -1,5 +1,6 @@
 /* The jail's root: see vmm_root.h. */
 #include "agent/vmm_root.h"
+#include "agent/vmm_jail.h"
 #include "agent/ctl/ctl.h"
 
 #include <elf.h>
@@ -252,6 +253,19 @@ int vmm_root_enter(const struct jail_libs *l)
 	for (unsigned i = 0; i < l->n; i++)
 		if (stage_lib(l->path[i], l->dst[i]) < 0)
 			return -1;
+	/* Where a vmm's device plugins are bound (vmm_jail.c), made now:
+	 * the root is read-only from here on. */
+	char pp[] = STAGE_DIR VMM_JAIL_PLUGIN_DIR "/00";
+	if (mkdir(STAGE_DIR VMM_JAIL_PLUGIN_DIR, 0755) < 0)
+		return -1;
+	for (int i = 0; i < VMM_JAIL_PLUGINS_MAX; i++) {
+		pp[sizeof(pp) - 3] = (char)('0' + i / 10);
+		pp[sizeof(pp) - 2] = (char)('0' + i % 10);
+		int f = open(pp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+		if (f < 0)
+			return -1;
+		close(f);
+	}
 	if (mount(NULL, STAGE_DIR, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY |
 		  MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
 	    chdir(STAGE_DIR) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||

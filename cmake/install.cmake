@@ -38,3 +38,28 @@ install(FILES ${CMAKE_BINARY_DIR}/ParleyGuestConfig.cmake
 # finds it at ../share/parley/console from its own directory.
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/dist/console/
   DESTINATION ${CMAKE_INSTALL_DATADIR}/parley/console)
+
+# Device plugins (agent/plugin/README.md) where parley-agent looks by
+# default: /usr/lib/parley/plugins, not the multiarch LIBDIR (the path is
+# fixed in agent/plugin/agentset.h). Their manifests are written from the
+# installed files themselves, so that a hash always names the file that
+# ships (debian/rules keeps dh_strip and dh_dwz off them afterwards).
+set(PARLEY_PLUGIN_INSTALL_DIR lib/parley/plugins)
+install(TARGETS parley-plugin-file parley-plugin-console parley-plugin-xts
+  LIBRARY DESTINATION ${PARLEY_PLUGIN_INSTALL_DIR})
+foreach(p file:block console:console xts:transform)
+  string(REPLACE ":" ";" pc ${p})
+  list(GET pc 0 name)
+  list(GET pc 1 class)
+  install(CODE "
+    set(dir \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${PARLEY_PLUGIN_INSTALL_DIR}\")
+    execute_process(COMMAND \${CMAKE_COMMAND}
+      -DSO=\${dir}/parley-plugin-${name}.so -DNAME=${name} -DCLASS=${class}
+      -DOUT=\${dir}/manifests/${name}.json
+      -P ${CMAKE_SOURCE_DIR}/cmake/plugin_manifest.cmake
+      RESULT_VARIABLE rc)
+    if(rc)
+      message(FATAL_ERROR \"manifest of plugin ${name}: \${rc}\")
+    endif()
+    message(STATUS \"Manifest: \${dir}/manifests/${name}.json\")")
+endforeach()

@@ -99,13 +99,18 @@ static bool segs_match(json_t *segs, unsigned n)
 
 /* Admitted if and only if everything the entry lists is the
  * measurement's: the files exactly; the segments, when listed, all of
- * them in order and no others; the partition digest, when given. */
+ * them in order and no others; the partition digest, when given; the
+ * plugins, when listed, exactly its (none). */
 static void check_verdict(json_t *e, int rc)
 {
 	const struct measure *m = fixed();
 	json_t *segs = json_object_get(e, "segments");
 	json_t *dig = json_object_get(e, "digest");
-	bool match = files_equal(e) &&
+	json_t *plg = json_object_get(e, "plugins");
+	/* The fixed measurement loads no plugin: a listed set must be
+	 * empty. */
+	bool match = (!plg || json_object_size(plg) == 0) &&
+		     files_equal(e) &&
 		     (!segs || (json_array_size(segs) == m->nseg &&
 				segs_match(segs, m->nseg))) &&
 		     (!dig || hex_is(dig, m->digest));

@@ -105,6 +105,7 @@ static void try_read(void)
 	    strcmp(img.h.host, host))
 		abort();
 	close(img.mem_fd);
+	snap_image_free(&img);
 }
 
 static int admit(struct partition *p, void *ctx, struct parley_err *err)
@@ -157,6 +158,7 @@ static void try_tagged(const uint8_t *data, size_t size)
 	struct snap_header h;
 	take(&data, &size, &h, sizeof(h));
 	fix_header(&h);
+	h.ndevice = 0; /* (device states: step 2's files) */
 	if (snap_check_header(&h, NULL) < 0)
 		return;
 	static struct ctl_vcpu_state st[2];
@@ -172,7 +174,7 @@ static void try_tagged(const uint8_t *data, size_t size)
 	memcpy(mem + PARLEY_BOOT_INFO_GPA, boot, sizeof(boot));
 	memcpy(mem + RAM, cfg, h.cfg_size);
 	struct parley_err err = { 0 };
-	if (snap_write(tagged_path, &key, &h, st, mem, &err) < 0)
+	if (snap_write(tagged_path, &key, &h, st, NULL, mem, &err) < 0)
 		abort();
 	free(mem);
 	restore_prepared();

@@ -14,6 +14,7 @@
 #include "agent/ctl/stop.h"
 #include "agent/disk/keys.h"
 #include "agent/vmx/blk_xts.h"
+#include "agent/vmx/blk_xts_vaes.h"
 #include <openssl/evp.h>
 #include "tests/helpers/fleet.h"
 #include "tests/helpers/testutil.h"
@@ -539,14 +540,15 @@ T_BACKEND_TEST(disk, kvlog_keeps_its_log_across_restarts, .timeout = 60)
 /* blk_xts.c builds XTS on AES-ECB (one call per request); OpenSSL's
  * EVP_aes_256_xts, one data unit at a time with plain64 tweaks, must give
  * the same bytes, at offsets from 0 to far past 2^32 units. */
-Test(disk, xts_equals_openssl_xts_per_unit)
+static void xts_against_openssl(bool vaes)
 {
 	uint8_t key[64];
 	for (int i = 0; i < 64; i++)
 		key[i] = (uint8_t)(i * 131 + 7);
 	struct blk_xts *x;
 	struct parley_err err = { 0 };
-	cr_assert_eq(xts_new(key, 1 << 20, &x, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(xts_new_with(key, 1 << 20, vaes, &x, &err), 0, "%s",
+		     perr_msg(&err));
 	size_t cap = 1 << 20;
 	uint8_t *in = malloc(cap), *ours = malloc(cap), *ref = malloc(cap);
 	uint64_t r = 88172645463325252ull;
@@ -589,5 +591,19 @@ Test(disk, xts_equals_openssl_xts_per_unit)
 	free(ref);
 	/* Equal halves are refused, as OpenSSL's XTS refuses them. */
 	memcpy(key + 32, key, 32);
-	cr_assert_eq(xts_new(key, 4096, &x, NULL), -EINVAL);
+	cr_assert_eq(xts_new_with(key, 4096, vaes, &x, NULL), -EINVAL);
+}
+
+Test(disk, xts_equals_openssl_xts_per_unit)
+{
+	xts_against_openssl(false);
+}
+
+/* The VAES path (blk_xts_vaes.c) that xts_new picks where the CPU has it:
+ * the same bytes as OpenSSL, including in place and across 2^32 units. */
+Test(disk, xts_vaes_equals_openssl_xts_per_unit)
+{
+	if (!xts_vaes_usable())
+		cr_skip_test("this CPU has no AVX-512 VAES");
+	xts_against_openssl(true);
 }

@@ -40,6 +40,7 @@ static const struct target targets[] = {
 	{ "handover", NULL },
 	{ "join_csr", NULL },
 	{ "outbox", NULL },
+	{ "plugin_manifest", NULL },
 	{ "ring", NULL },
 	{ "segset", PARLEY_SOURCE_DIR "/examples" },
 	{ "segtab", NULL },

@@ -264,7 +264,7 @@ Test(snapshot, write_then_read)
 	good_states(st, VCPUS);
 	cr_assert(asprintf(&path, "%s/web.snap", dir) > 0);
 	cr_assert(asprintf(&tmp, "%s.tmp", path) > 0);
-	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, mem, &e), 0, "%s", perr_msg(&e));
+	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, NULL, mem, &e), 0, "%s", perr_msg(&e));
 	cr_assert_eq(stat(path, &sb), 0);
 	cr_expect_eq((uint64_t)sb.st_size, sizeof(h) + sizeof(st) + MEM_SIZE +
 						   HASH_LEN);
@@ -314,7 +314,7 @@ Test(snapshot, system_area_relaid_not_taken)
 		memcpy(mem + i, &pte, 8);
 	}
 	cr_assert(asprintf(&path, "%s/evil.snap", dir) > 0);
-	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, mem, &e), 0, "%s", perr_msg(&e));
+	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, NULL, mem, &e), 0, "%s", perr_msg(&e));
 	expect_restores(path, &h, st, mem);
 	free(path);
 	free(mem);
@@ -338,7 +338,7 @@ Test(snapshot, other_shapes_restore)
 	h.nrange = 0;
 	good_states(st, 1);
 	cr_assert(asprintf(&path, "%s/a.snap", dir) > 0);
-	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, mem, &e), 0, "%s", perr_msg(&e));
+	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, NULL, mem, &e), 0, "%s", perr_msg(&e));
 	expect_restores(path, &h, st, mem);
 	free(path);
 
@@ -356,7 +356,7 @@ Test(snapshot, other_shapes_restore)
 	h.name[sizeof(h.name) - 1] = 0;
 	good_states(st, PARLEY_VCPUS_MAX);
 	cr_assert(asprintf(&path, "%s/b.snap", dir) > 0);
-	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, mem, &e), 0, "%s", perr_msg(&e));
+	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, NULL, mem, &e), 0, "%s", perr_msg(&e));
 	expect_restores(path, &h, st, mem);
 	free(path);
 	free(mem);
@@ -373,7 +373,7 @@ Test(snapshot, write_into_missing_dir)
 
 	good_header(&h);
 	good_states(st, VCPUS);
-	cr_expect_eq(snap_write("/nonexistent-parley/x.snap", t_snap_key(), &h, st,
+	cr_expect_eq(snap_write("/nonexistent-parley/x.snap", t_snap_key(), &h, st, NULL,
 				 mem, &e),
 		     -ENOENT);
 	cr_expect_eq(e.code, -ENOENT);
@@ -390,7 +390,13 @@ static void m_magic_zero(struct snap_header *h)
 }
 static void m_version0(struct snap_header *h) { h->version = 0; }
 static void m_version1(struct snap_header *h) { h->version = 1; }
-static void m_version3(struct snap_header *h) { h->version = 3; }
+static void m_version4(struct snap_header *h) { h->version = 4; }
+static void m_dev_v2(struct snap_header *h)
+{
+	h->version = 2;
+	h->ndevice = 1;
+}
+static void m_dev_many(struct snap_header *h) { h->ndevice = 34; }
 static void m_vcpus0(struct snap_header *h) { h->vcpus = 0; }
 static void m_vcpus9(struct snap_header *h) { h->vcpus = 9; }
 static void m_vcpus_max(struct snap_header *h) { h->vcpus = UINT32_MAX; }
@@ -517,11 +523,15 @@ static const struct hostile hostile[] = {
 	{ "bad magic", m_magic, -EINVAL, "not a parley snapshot (bad magic)" },
 	{ "magic last byte", m_magic_last, -EINVAL, "bad magic" },
 	{ "magic zero", m_magic_zero, -EINVAL, "bad magic" },
-	{ "version 0", m_version0, -EINVAL, "snapshot version 0, expected 2" },
+	{ "version 0", m_version0, -EINVAL, "snapshot version 0, expected 3" },
 	{ "version 1 (unkeyed)", m_version1, -EINVAL,
-	  "snapshot version 1, expected 2: written by an older parley with no "
+	  "snapshot version 1, expected 3: written by an older parley with no "
 	  "key to check it by; take a new snapshot" },
-	{ "version 3", m_version3, -EINVAL, "snapshot version 3, expected 2" },
+	{ "version 4", m_version4, -EINVAL, "snapshot version 4, expected 3" },
+	{ "device states in version 2", m_dev_v2, -EINVAL,
+	  "snapshot has 1 device states" },
+	{ "device states 34", m_dev_many, -EINVAL,
+	  "snapshot has 34 device states" },
 	{ "vcpus 0", m_vcpus0, -EINVAL, "snapshot has 0 vCPUs" },
 	{ "vcpus 9", m_vcpus9, -EINVAL, "snapshot has 9 vCPUs" },
 	{ "vcpus 2^32-1", m_vcpus_max, -EINVAL, "snapshot has 4294967295 vCPUs" },
@@ -653,7 +663,6 @@ static void ok_process(struct snap_header *h)
 }
 static void ok_reserved(struct snap_header *h)
 {
-	h->reserved = 0xffffffff;
 	h->range[0].reserved = 7;
 }
 
@@ -797,7 +806,8 @@ Test(snapshot, flipped_byte_is_tag_mismatch)
 		const char *what;
 		size_t off;
 	} flips[] = {
-		{ "header reserved", offsetof(struct snap_header, reserved) },
+		{ "range reserved",
+		  offsetof(struct snap_header, range[0].reserved) },
 		{ "range flags", offsetof(struct snap_header, range[0].flags) },
 		{ "unused range", offsetof(struct snap_header, range[9].gpa) },
 		{ "entry", offsetof(struct snap_header, entry) },
@@ -991,7 +1001,7 @@ Test(snapshot, wrapping_config_table_refused_by_restore, .timeout = 30)
 	boot_info_in(mem, 0xffffffffffffff00ull, 1);
 	restore_inputs(dir);
 	cr_assert(asprintf(&path, "%s/wrap.snap", dir) > 0);
-	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, mem, &e), 0, "%s",
+	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, NULL, mem, &e), 0, "%s",
 		     perr_msg(&e));
 	int rc = agent_restore(dir, path, NULL, NULL, &out);
 	cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);
@@ -1004,7 +1014,7 @@ Test(snapshot, wrapping_config_table_refused_by_restore, .timeout = 30)
 	memcpy(mem + PARLEY_BOOT_INFO_GPA + 0x100 +
 		       offsetof(struct parley_config_file, size),
 	       &(uint64_t){ UINT64_MAX - 0x100 }, 8);
-	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, mem, &e), 0, "%s",
+	cr_assert_eq(snap_write(path, t_snap_key(), &h, st, NULL, mem, &e), 0, "%s",
 		     perr_msg(&e));
 	rc = agent_restore(dir, path, NULL, NULL, &out);
 	cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);

@@ -32,6 +32,13 @@ long ctl_payload_size(uint32_t type)
 		return sizeof(struct ctl_map);
 	case CTL_DISK:
 		return sizeof(struct ctl_disk);
+	case CTL_PLUGIN:
+		return sizeof(struct ctl_plugin);
+	case CTL_DEVICE_STATE:
+		return sizeof(struct ctl_device_state);
+	case CTL_DEVICE_SAVED:
+	case CTL_DEVICE_LOAD:
+		return sizeof(struct ctl_device_blob);
 	case CTL_UNMAP:
 	case CTL_PEER_GONE:
 	case CTL_MAPPED:
@@ -65,7 +72,7 @@ long ctl_payload_size(uint32_t type)
  * itself is out of range. */
 static int fds_of(const struct ctl_hdr *h)
 {
-	if (h->type == CTL_DISK)
+	if (h->type == CTL_DISK || h->type == CTL_PLUGIN)
 		return 1;
 	if (h->type != CTL_MAP)
 		return 0;
@@ -241,12 +248,16 @@ const char *ctl_type_name(uint32_t type)
 		"CTL_GET_STATE", "CTL_STOP", "CTL_OPEN_REPLY", "CTL_MAP",
 		"CTL_UNMAP", "CTL_DIRTY_REQ", "CTL_PEER_GONE",
 		[CTL_DISK] = "CTL_DISK",
+		[CTL_PLUGIN] = "CTL_PLUGIN",
+		[CTL_DEVICE_LOAD] = "CTL_DEVICE_LOAD",
 		[CTL_UPDATE_REPLY] = "CTL_UPDATE_REPLY",
 	};
 	static const char *const vmm[] = {
 		"CTL_READY", "CTL_CONSOLE", "CTL_PAUSED", "CTL_RESUMED",
 		"CTL_STATE_DONE", "CTL_FINISHED", "CTL_REFUSED", "CTL_OPEN_REQ",
 		"CTL_DIRTY", "CTL_MAPPED", "CTL_UNMAPPED", "CTL_CLOSED",
+		[CTL_DEVICE_STATE - CTL_READY] = "CTL_DEVICE_STATE",
+		[CTL_DEVICE_SAVED - CTL_READY] = "CTL_DEVICE_SAVED",
 		[CTL_UPDATE_REQ - CTL_READY] = "CTL_UPDATE_REQ",
 	};
 	if (type < sizeof(agent) / sizeof(agent[0]) && agent[type])
@@ -334,6 +345,25 @@ static bool fields_ok(const struct ctl_msg *m)
 		return map_ok(&m->u.map);
 	case CTL_DISK:
 		return m->nfds == 1 && disk_ok(&m->u.disk);
+	case CTL_PLUGIN:
+		return m->nfds == 1 && m->u.plugin.index < CTL_PLUGINS_MAX &&
+		       m->u.plugin.plugin_class >= 1 &&
+		       m->u.plugin.plugin_class <= 3 && m->u.plugin.name[0] &&
+		       terminated(m->u.plugin.name, sizeof(m->u.plugin.name));
+	case CTL_DEVICE_SAVED:
+	case CTL_DEVICE_LOAD: {
+		const struct ctl_device_blob *b = &m->u.device_blob;
+		return b->device[0] && terminated(b->device, sizeof(b->device)) &&
+		       b->plugin[0] && terminated(b->plugin, sizeof(b->plugin)) &&
+		       b->len <= CTL_DEVICE_STATE_MAX;
+	}
+	case CTL_DEVICE_STATE: {
+		const struct ctl_device_state *d = &m->u.device_state;
+		return d->device[0] && terminated(d->device, sizeof(d->device)) &&
+		       d->plugin[0] && terminated(d->plugin, sizeof(d->plugin)) &&
+		       d->state >= 1 && d->state <= 8 && d->reserved == 0 &&
+		       terminated(d->detail, sizeof(d->detail));
+	}
 	case CTL_OPEN_REPLY:
 		return terminated(m->u.open_reply.detail,
 				  sizeof(m->u.open_reply.detail));

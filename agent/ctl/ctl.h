@@ -43,6 +43,13 @@ enum ctl_type {
 			    * ndisk, sent after CTL_LAUNCH (and the vCPU
 			    * states), before the vmm's sandbox (16..23 are
 			    * the disks') */
+	CTL_PLUGIN = 18,   /* + 1 descriptor: verified device plugin `index`
+			    * of the launch's nplugin (the agent's private
+			    * copy, bound into the jail), sent before the
+			    * disks */
+	CTL_DEVICE_LOAD = 19, /* restore: one device's saved state
+			       * (ctl_device_blob), ndevload of them after
+			       * the disks */
 	CTL_UPDATE_REPLY = 24, /* answer to CTL_UPDATE_REQ (24..27 are the
 				* update's) */
 	/* 25..27 free; 28..31 the hand-over's (agent/update_*.c) */
@@ -61,6 +68,11 @@ enum ctl_type {
 	CTL_MAPPED,
 	CTL_UNMAPPED,
 	CTL_CLOSED,        /* the partition closed a handle */
+	CTL_DEVICE_STATE = 48, /* a device entered a lifecycle state
+				* (agent/vmx/plugdev.h); no reply */
+	CTL_DEVICE_SAVED = 49, /* in reply to CTL_GET_STATE, after the vCPU
+				* states: one device's state
+				* (ctl_device_blob) */
 	CTL_UPDATE_REQ = 56, /* a vCPU's update hypercall, and it waits
 			      * (56..59 are the update's) */
 	/* 57..59 free; 60..63 the hand-over's */
@@ -113,6 +125,46 @@ struct ctl_launch {
 	 * CTL_NO_CPU: wherever the scheduler puts them. */
 	uint32_t home_cpu;
 	uint32_t ndisk;    /* CTL_DISK messages that follow, 0..DISKS_MAX */
+	uint32_t nplugin;  /* CTL_PLUGIN messages before them, 0..
+			    * CTL_PLUGINS_MAX; 0: the built-in devices */
+	uint32_t ndevload; /* restore: CTL_DEVICE_LOAD messages after the
+			    * disks, 0..CTL_DEVICES_MAX */
+	uint32_t reserved2;
+};
+
+
+#define CTL_PLUGINS_MAX 16
+#define CTL_PLUGIN_NAME_MAX 32
+
+/* One verified plugin (agent/plugin/plugdir.h), its private copy attached.
+ * The vmm checks its symbol against name and class (plugdev.c). */
+struct ctl_plugin {
+	uint32_t index;       /* 0..nplugin-1, in order */
+	uint32_t plugin_class; /* enum parley_plugin_class */
+	char name[CTL_PLUGIN_NAME_MAX]; /* NUL-terminated, non-empty */
+};
+
+/* A device's new lifecycle state: state an enum plugdev_state, detail
+ * the refusal's reason when it is `failed`. */
+struct ctl_device_state {
+	char device[CTL_PLUGIN_NAME_MAX];  /* NUL-terminated, non-empty */
+	char plugin[CTL_PLUGIN_NAME_MAX];  /* NUL-terminated, non-empty */
+	uint32_t state;
+	uint32_t reserved;
+	char detail[160];                  /* NUL-terminated */
+};
+
+#define CTL_DEVICES_MAX 33       /* the console, two per disk */
+#define CTL_DEVICE_STATE_MAX 1024
+
+/* One device's saved state, as its plugin wrote it (save_state) with the
+ * version it gave; into the snapshot and back (agent/snapshot.h). */
+struct ctl_device_blob {
+	char device[CTL_PLUGIN_NAME_MAX];  /* NUL-terminated, non-empty */
+	char plugin[CTL_PLUGIN_NAME_MAX];  /* NUL-terminated, non-empty */
+	uint32_t version;
+	uint32_t len;                      /* <= CTL_DEVICE_STATE_MAX */
+	uint8_t data[CTL_DEVICE_STATE_MAX];
 };
 
 #define CTL_NO_CPU 0xffffffffu
@@ -339,6 +391,7 @@ struct ctl_msg {
 		struct ctl_update_reply update_reply;
 		struct ctl_map map;
 		struct ctl_disk disk;
+		struct ctl_plugin plugin;
 		/* both ways */
 		struct ctl_vcpu_state vcpu_state;
 		/* vmm -> agent */
@@ -350,6 +403,8 @@ struct ctl_msg {
 		struct ctl_dirty dirty;
 		struct ctl_chan_ref ref;   /* MAP/UNMAP replies, UNMAP, CLOSED */
 		struct ctl_ping ping;      /* PING, PONG */
+		struct ctl_device_state device_state;
+		struct ctl_device_blob device_blob; /* SAVED, LOAD */
 		_Alignas(8) char raw[CTL_PAYLOAD_MAX];
 	} u;
 };
@@ -374,6 +429,12 @@ struct ctl_msg {
  *             sector_size 512 or 4096; sectors >= 1 and its bytes below
  *             2^63; name NUL-terminated, non-empty; reserved zero; key
  *             all zero unless CTL_DISK_XTS
+ *   plugin    one descriptor; index < CTL_PLUGINS_MAX; class 1..3; name
+ *             NUL-terminated, non-empty
+ *   device_state device and plugin NUL-terminated, non-empty; state a
+ *             known one (1..8); reserved zero; detail NUL-terminated
+ *   device_blob (SAVED, LOAD) device and plugin NUL-terminated,
+ *             non-empty; len <= CTL_DEVICE_STATE_MAX
  * Bounds that need the reader's state (a dirty chunk against the config
  * region, a vCPU index against the partition) stay with the caller. */
 

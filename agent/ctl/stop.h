@@ -31,6 +31,8 @@ enum vmx_stop {
 	VMX_STOP_BLK_ALIGN,       /* buffer not PARLEY_BLK_BUF_ALIGN-aligned */
 	VMX_STOP_BLK_READONLY,    /* a write to a read-only disk */
 	VMX_STOP_BLK_BUFFER,      /* buffer not memory it may use so */
+	VMX_STOP_PLUGIN,          /* a device plugin failed or crashed (the
+				   * detail names it); not the partition's */
 	VMX_STOP_MAX_,
 };
 
@@ -42,6 +44,7 @@ static inline const char *vmx_stop_name(unsigned r)
 		"revoked-access", "readonly-write", "compromised", "syscall",
 		"vmm-timeout", "vmm-protocol", "blk-device", "blk-request",
 		"blk-range", "blk-misaligned", "blk-readonly", "blk-buffer",
+		"plugin",
 	};
 	_Static_assert(sizeof(n) / sizeof(n[0]) == VMX_STOP_MAX_,
 		       "a name for every stop reason");

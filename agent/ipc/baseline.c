@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 static const char *const part_fields[] = { "digest", "files", "segments",
-					   NULL };
+					   "plugins", NULL };
 
 static bool is_hex64(const json_t *v)
 {
@@ -65,6 +65,27 @@ static int check_part(const char *name, json_t *p, struct parley_err *err)
 		return perr(err, -EINVAL, "partitions.%s: missing \"files\"",
 			    name);
 	rc = check_files(name, files, err);
+	json_t *plugins = json_object_get(p, "plugins");
+	if (rc == 0 && plugins) {
+		if (!json_is_object(plugins) ||
+		    json_object_size(plugins) > MEASURE_PLUGINS_MAX)
+			return perr(err, -EINVAL, "partitions.%s.plugins: "
+				    "expected an object of at most %d", name,
+				    MEASURE_PLUGINS_MAX);
+		const char *k;
+		json_t *v;
+		json_object_foreach(plugins, k, v) {
+			struct jv_quoted q;
+			if (!jv_name_valid(k, strlen(k), 32))
+				return perr(err, -EINVAL, "partitions.%s."
+					    "plugins: bad plugin name %s", name,
+					    jv_quote(&q, k, strlen(k)));
+			if (!is_hex64(v))
+				return perr(err, -EINVAL, "partitions.%s."
+					    "plugins.%s: not a SHA-256 in "
+					    "lower-case hex", name, k);
+		}
+	}
 	json_t *segs = json_object_get(p, "segments");
 	if (rc == 0 && segs) {
 		if (!json_is_array(segs) || json_array_size(segs) > MEASURE_SEGS_MAX)
@@ -160,8 +181,18 @@ static json_t *entry_of(const struct measure *m)
 		json_array_append_new(segs, json_string(hex));
 	}
 	measure_hex(m->digest, hex);
-	return json_pack("{s:s,s:o,s:o}", "digest", hex, "files", files,
-			 "segments", segs);
+	json_t *e = json_pack("{s:s,s:o,s:o}", "digest", hex, "files", files,
+			      "segments", segs);
+	if (m->nplugin) {
+		json_t *plugins = json_object();
+		for (unsigned i = 0; i < m->nplugin; i++) {
+			measure_hex(m->plugin[i].digest, hex);
+			json_object_set_new(plugins, m->plugin[i].name,
+					    json_string(hex));
+		}
+		json_object_set_new(e, "plugins", plugins);
+	}
+	return e;
 }
 
 /* Compare a measurement with a stored entry, naming what differs. */
@@ -182,6 +213,21 @@ static int compare(const char *name, json_t *e, const struct measure *m,
 	if (json_object_size(files) != m->nfile)
 		return perr(err, -EBADMSG, "partition %s: its baseline lists "
 			    "config files it no longer has", name);
+	/* Plugins, when the entry lists them (enrolled with plugins):
+	 * exactly the same set, each the same file. */
+	json_t *plugins = json_object_get(e, "plugins");
+	for (unsigned i = 0; plugins && i < m->nplugin; i++) {
+		json_t *want = json_object_get(plugins, m->plugin[i].name);
+		measure_hex(m->plugin[i].digest, hex);
+		if (!want || strcmp(json_string_value(want), hex))
+			return perr(err, -EBADMSG, "partition %s: device plugin "
+				    "\"%s\" %s its baseline", name,
+				    m->plugin[i].name,
+				    want ? "differs from" : "is not in");
+	}
+	if (plugins && json_object_size(plugins) != m->nplugin)
+		return perr(err, -EBADMSG, "partition %s: its baseline lists "
+			    "device plugins it no longer has", name);
 	json_t *segs = json_object_get(e, "segments");
 	if (segs && json_array_size(segs) != m->nseg)
 		return perr(err, -EBADMSG, "partition %s: %u image segments, "

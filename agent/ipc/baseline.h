@@ -4,7 +4,13 @@
  *
  *   { "partitions": { "ping": { "digest": "<hex>",
  *                               "files": { "motd": "<hex>" },
- *                               "segments": [ "<hex>", ... ] } } }
+ *                               "segments": [ "<hex>", ... ],
+ *                               "plugins": { "xts": "<hex>" } } } }
+ *
+ * "plugins" (the device plugins the vmm loads, agent/plugin/): recorded
+ * at enrolment when there are any; when listed, the partition's must be
+ * exactly those files (a plugin swapped, added or dropped since is a
+ * mismatch naming it); an entry without it does not check them.
  *
  * `enroll`: a partition with no entry gets its first measurement recorded;
  * one with an entry must match it. `golden`: the operator wrote the entries;

@@ -35,7 +35,17 @@ struct measure_seg {
 	uint8_t digest[MEASURE_DIGEST];
 };
 
+/* A device plugin the partition's vmm loads (agent/plugin/plugdir.h):
+ * part of what is measured, as its manifest's verified SHA-256. */
+#define MEASURE_PLUGINS_MAX 16
+struct measure_plugin {
+	char name[32];
+	uint8_t digest[MEASURE_DIGEST];
+};
+
 struct measure {
+	unsigned nplugin;
+	struct measure_plugin plugin[MEASURE_PLUGINS_MAX];
 	unsigned nfile;
 	struct measure_file file[PARLEY_CONFIG_FILES_MAX];
 	unsigned nseg;

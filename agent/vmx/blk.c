@@ -9,41 +9,82 @@
 #include "agent/vmx/blk_xts.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
 
+/* The disk's devices from the plugins: the block backend "file" and,
+ * for an encrypted disk, the transform "xts" (the cipher's name). */
+static int plug_disk(struct vmx_vm *vm, struct vmx_disk *k,
+		     const struct ctl_disk *d, int fd, struct parley_err *err)
+{
+	const struct parley_plugin *b = vmx_plugin_find(vm, "file");
+	const struct parley_plugin *x = (d->flags & CTL_DISK_XTS)
+						? vmx_plugin_find(vm, "xts")
+						: NULL;
+	if (!b || b->plugin_class != PARLEY_PLUGIN_BLOCK)
+		return perr(err, -ENOENT, "disk %s: no block plugin \"file\"",
+			    d->name);
+	if ((d->flags & CTL_DISK_XTS) &&
+	    (!x || x->plugin_class != PARLEY_PLUGIN_TRANSFORM))
+		return perr(err, -ENOENT, "disk %s: no transform plugin "
+			    "\"xts\"", d->name);
+	k->plug = true;
+	pthread_mutex_init(&k->lock, NULL);
+	struct parley_plugin_config c = {
+		.device = d->name, .fd = fd,
+		.bytes = d->sectors * d->sector_size };
+	int rc = vmx_device_create(vm, &k->blk, b, &c, err);
+	if (rc == 0 && x) {
+		k->bounce = malloc(PARLEY_BLK_XFER_MAX);
+		if (!k->bounce)
+			return perr(err, -ENOMEM, "out of memory");
+		c = (struct parley_plugin_config){
+			.device = d->name, .fd = -1, .unit = 512,
+			.key = d->key, .key_len = sizeof(d->key) };
+		rc = vmx_device_create(vm, &k->xf, x, &c, err);
+	}
+	return rc;
+}
+
 int vmx_disk_add(struct vmx_vm *vm, struct ctl_disk *d, int fd,
 		 struct parley_err *err)
 {
 	struct vmx_disks *ds = &vm->disks;
-	int rc = 0;
-	if (d->index != ds->n || ds->n >= PARLEY_DISKS_MAX)
-		rc = perr(err, -EPROTO, "disk %u out of order", d->index);
-	struct vmx_disk *k = &ds->d[ds->n];
-	k->xts = NULL;
-	if (rc == 0 && (d->flags & CTL_DISK_XTS))
-		rc = xts_new(d->key, PARLEY_BLK_XFER_MAX, &k->xts, err);
-	OPENSSL_cleanse(d->key, sizeof(d->key));
-	if (rc < 0) {
+	if (d->index != ds->n || ds->n >= PARLEY_DISKS_MAX) {
+		OPENSSL_cleanse(d->key, sizeof(d->key));
 		close(fd);
-		return rc;
+		return perr(err, -EPROTO, "disk %u out of order", d->index);
 	}
-	k->fd = fd;
+	struct vmx_disk *k = &ds->d[ds->n];
+	*k = (struct vmx_disk){ .fd = fd };
 	memcpy(k->name, d->name, sizeof(k->name));
+	int rc = vm->plugins.n ? plug_disk(vm, k, d, fd, err)
+	       : (d->flags & CTL_DISK_XTS)
+		       ? xts_new(d->key, PARLEY_BLK_XFER_MAX, &k->xts, err)
+		       : 0;
+	OPENSSL_cleanse(d->key, sizeof(d->key));
+	/* Counted even when a device refused: its teardown is owed. */
 	ds->geom[ds->n] = (struct blk_geom){
 		.sectors = d->sectors, .sector_size = d->sector_size,
 		.read_only = (d->flags & CTL_DISK_READ_ONLY) != 0 };
 	ds->n++;
-	return 0;
+	return rc;
 }
 
 void vmx_disks_wipe(struct vmx_vm *vm)
 {
 	for (unsigned i = 0; i < vm->disks.n; i++) {
-		xts_free(vm->disks.d[i].xts);
-		vm->disks.d[i].xts = NULL;
+		struct vmx_disk *k = &vm->disks.d[i];
+		xts_free(k->xts);
+		k->xts = NULL;
+		if (k->bounce) {
+			OPENSSL_cleanse(k->bounce, PARLEY_BLK_XFER_MAX);
+			free(k->bounce);
+			k->bounce = NULL;
+		}
 	}
 }
 
@@ -58,7 +99,8 @@ bool vmx_hc_blk_info(struct vmx_vcpu *c, void *arg)
 	a->sectors = ds->geom[a->dev].sectors;
 	a->sector_size = ds->geom[a->dev].sector_size;
 	a->flags = (ds->geom[a->dev].read_only ? PARLEY_BLK_F_READ_ONLY : 0) |
-		   (ds->d[a->dev].xts ? PARLEY_BLK_F_ENCRYPTED : 0);
+		   (ds->d[a->dev].xts || ds->d[a->dev].xf.p
+			    ? PARLEY_BLK_F_ENCRYPTED : 0);
 	memcpy(a->name, ds->d[a->dev].name, sizeof(a->name));
 	a->ret = PARLEY_OK;
 	return true;
@@ -80,12 +122,65 @@ static int full_io(int fd, bool write, uint8_t *p, size_t len, uint64_t off)
 	return 0;
 }
 
+/* A request through the disk's plugins. The backend's failure is the
+ * host's I/O error (PARLEY_E_IO, as without plugins); the transform's
+ * stops the partition naming the plugin: its data would be wrong. */
+static int64_t plug_io(struct vmx_vcpu *c, struct vmx_disk *k, bool wr,
+		       uint8_t *buf, uint64_t len, uint64_t off, bool *stop)
+{
+	const struct parley_plugin *b = k->blk.p, *x = k->xf.p;
+	int rc = 0, xrc = 0;
+	if (wr && x) {
+		/* Encrypted into our bounce buffer: the partition's memory
+		 * never holds ciphertext, and a change to it mid-request
+		 * cannot reach the file unencrypted. */
+		pthread_mutex_lock(&k->lock);
+		vmx_plugin_enter(x->name, "encrypt");
+		xrc = x->u.transform.encrypt(k->xf.dev, buf, k->bounce, len,
+					     off);
+		vmx_plugin_enter(b->name, "write");
+		if (xrc == 0)
+			rc = b->u.block.write(k->blk.dev, k->bounce, len, off);
+		vmx_plugin_leave();
+		pthread_mutex_unlock(&k->lock);
+	} else if (wr) {
+		vmx_plugin_enter(b->name, "write");
+		rc = b->u.block.write(k->blk.dev, buf, len, off);
+		vmx_plugin_leave();
+	} else {
+		vmx_plugin_enter(b->name, "read");
+		rc = b->u.block.read(k->blk.dev, buf, len, off);
+		if (rc == 0 && x) {
+			vmx_plugin_enter(x->name, "decrypt");
+			xrc = x->u.transform.decrypt(k->xf.dev, buf, buf, len,
+						     off);
+		}
+		vmx_plugin_leave();
+	}
+	if (xrc) {
+		vmx_vcpu_fault(c, VMX_STOP_PLUGIN, 0, "plugin %s failed to %s "
+			       "%llu bytes of disk %s: %s", x->name,
+			       wr ? "encrypt" : "decrypt",
+			       (unsigned long long)len, k->name,
+			       strerror(xrc < 0 ? -xrc : EIO));
+		*stop = true;
+		return 0;
+	}
+	return rc < 0 ? PARLEY_E_IO : (int64_t)len;
+}
+
 /* Run one checked request; its status (bytes or PARLEY_E_IO), or 1 with
  * the partition stopped (a buffer not backed). */
 static int64_t run(struct vmx_vcpu *c, const struct blk_plan *p, bool *stop)
 {
-	const struct vmx_disk *k = &c->vm->disks.d[p->dev];
+	struct vmx_disk *k = &c->vm->disks.d[p->dev];
 	*stop = false;
+	if (p->op == PARLEY_BLK_OP_FLUSH && k->plug) {
+		vmx_plugin_enter(k->blk.p->name, "flush");
+		int rc = k->blk.p->u.block.flush(k->blk.dev);
+		vmx_plugin_leave();
+		return rc < 0 ? PARLEY_E_IO : PARLEY_OK;
+	}
 	if (p->op == PARLEY_BLK_OP_FLUSH)
 		return fdatasync(k->fd) < 0 ? PARLEY_E_IO : PARLEY_OK;
 	bool wr = p->op == PARLEY_BLK_OP_WRITE;
@@ -104,6 +199,8 @@ static int64_t run(struct vmx_vcpu *c, const struct blk_plan *p, bool *stop)
 		return 0;
 	}
 	int rc;
+	if (k->plug)
+		return plug_io(c, k, wr, buf, p->bytes, p->off, stop);
 	if (k->xts)
 		rc = wr ? xts_pwrite(k->xts, k->fd, buf, p->bytes, p->off)
 			: xts_pread(k->xts, k->fd, buf, p->bytes, p->off);

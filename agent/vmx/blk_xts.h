@@ -11,6 +11,7 @@
 #ifndef PARLEY_VMX_BLK_XTS_H
 #define PARLEY_VMX_BLK_XTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "common/err.h"
@@ -24,6 +25,11 @@ struct blk_xts;
  * halves must differ (OpenSSL refuses equal halves: -EINVAL). */
 int xts_new(const uint8_t *key, size_t bounce_bytes, struct blk_xts **out,
 	    struct parley_err *err);
+/* The same, choosing the implementation: vaes (only where
+ * xts_vaes_usable()) or the portable one on OpenSSL's AES-ECB; xts_new
+ * takes VAES whenever the CPU has it. Tests check both. */
+int xts_new_with(const uint8_t *key, size_t bounce_bytes, bool vaes,
+		 struct blk_xts **out, struct parley_err *err);
 /* Encrypt len bytes (a multiple of XTS_UNIT) at disk byte offset off
  * from in into the bounce buffer, pwrite them to fd. 0 or -errno. */
 int xts_pwrite(struct blk_xts *x, int fd, const uint8_t *in, size_t len,

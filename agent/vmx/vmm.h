@@ -21,6 +21,7 @@
 #include "agent/ctl/gmem.h"
 #include "agent/ctl/stop.h"
 #include "agent/ctl/sysmap.h"
+#include "agent/vmx/plugdev.h"
 #include "common/err.h"
 
 /* ---- channel windows (window.c) ---- */
@@ -189,7 +190,13 @@ struct blk_xts;
 struct vmx_disk {
 	int fd;
 	char name[PARLEY_DISK_NAME_MAX];
-	struct blk_xts *xts;      /* NULL: plain */
+	struct blk_xts *xts;      /* NULL: plain (built-in devices) */
+	/* With plugins (devices.c): the block backend, and the transform of
+	 * an encrypted disk (xf.p NULL: plain) with its bounce buffer. */
+	bool plug;
+	struct plugdev blk, xf;
+	uint8_t *bounce;
+	pthread_mutex_t lock;     /* the bounce buffer's */
 };
 
 struct vmx_disks {
@@ -197,6 +204,15 @@ struct vmx_disks {
 	struct blk_geom geom[PARLEY_DISKS_MAX]; /* what requests are checked
 						 * against (blkreq.h) */
 	struct vmx_disk d[PARLEY_DISKS_MAX];
+};
+
+/* Device plugins handed over by the agent (CTL_PLUGIN, devices.c) and the
+ * console device made from one. n == 0: the built-in devices. */
+struct vmx_plugins {
+	unsigned n;
+	struct plugin_lib lib[CTL_PLUGINS_MAX];
+	struct plugdev console;   /* console.p NULL: the built-in console */
+	struct vmx_sink out;      /* where the console device's output goes */
 };
 
 struct vmx_vm {
@@ -211,6 +227,7 @@ struct vmx_vm {
 	unsigned nvcpu;
 	struct vmx_vcpu vcpu[PARLEY_VCPUS_MAX];
 	struct vmx_sink sink;
+	struct vmx_plugins plugins;
 	int ctl_fd;               /* to the grant manager; -1 standalone */
 	struct vmx_windows win;
 	pthread_mutex_t win_lock; /* changes to windows (lookups take none) */
@@ -418,6 +435,41 @@ bool vmx_hc_blk_write(struct vmx_vcpu *c, void *arg);
 bool vmx_hc_blk_flush(struct vmx_vcpu *c, void *arg);
 bool vmx_hc_blk_submit(struct vmx_vcpu *c, void *arg);
 void vmx_disks_wipe(struct vmx_vm *vm);
+/* Device plugins (devices.c). Plugin i from its CTL_PLUGIN (before the
+ * sandbox; takes fd). */
+int vmx_plugin_add(struct vmx_vm *vm, const struct ctl_plugin *m, int fd,
+		   struct parley_err *err);
+/* The loaded plugin called name, or NULL. */
+const struct parley_plugin *vmx_plugin_find(struct vmx_vm *vm,
+					    const char *name);
+/* A device of this vm: reports its states to the agent (CTL_DEVICE_STATE)
+ * and runs its operations under the crash guard. */
+int vmx_device_create(struct vmx_vm *vm, struct plugdev *d,
+		      const struct parley_plugin *p,
+		      const struct parley_plugin_config *c,
+		      struct parley_err *err);
+/* The console device, when there are plugins (before the sandbox): the
+ * partition's console output (vm->sink) goes through it to what vm->sink
+ * was. */
+int vmx_console_device(struct vmx_vm *vm, struct parley_err *err);
+/* A snapshot: every device's state (saving-state, then running again)
+ * sent to the agent as CTL_DEVICE_SAVED; 0, or the first refusal (the
+ * rest are not asked). */
+int vmx_devices_save(struct vmx_vm *vm, struct parley_err *err);
+/* A restore: the saved state b given to its device (loading-state). */
+int vmx_device_load(struct vmx_vm *vm, const struct ctl_device_blob *b,
+		    struct parley_err *err);
+/* Every device to running (after the sandbox): 0, or the first refusal. */
+int vmx_devices_run(struct vmx_vm *vm, struct parley_err *err);
+/* Every device powered down and torn down (the partition has stopped):
+ * 0, or the first refusal (the rest are still torn down). */
+int vmx_devices_stop(struct vmx_vm *vm, struct parley_err *err);
+/* Around a plugin's operation on a vCPU thread: a fatal signal meanwhile
+ * ends the partition with VMX_STOP_PLUGIN naming plugin and op. */
+void vmx_plugin_enter(const char *plugin, const char *op);
+void vmx_plugin_leave(void);
+/* Install the crash guard (before the sandbox; needs vm->ctl_fd). */
+void vmx_plugin_guard(struct vmx_vm *vm);
 /* A doorbell OUT that KVM did not catch (no ioeventfd for the value). */
 bool vmx_doorbell_slow(struct vmx_vcpu *c, uint32_t value);
 

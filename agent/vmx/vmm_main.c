@@ -20,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 
 static const char *vmm_name = "?";
 
@@ -60,6 +61,11 @@ static int launch_check(const struct ctl_launch *l, struct parley_err *err)
 		return perr(err, -ENOTSUP, "backend %u", l->backend);
 	if (l->ndisk > PARLEY_DISKS_MAX)
 		return perr(err, -EINVAL, "%u disks", l->ndisk);
+	if (l->nplugin > CTL_PLUGINS_MAX)
+		return perr(err, -EINVAL, "%u plugins", l->nplugin);
+	if (l->ndevload > CTL_DEVICES_MAX ||
+	    (l->ndevload && !(l->flags & CTL_LAUNCH_RESTORE)))
+		return perr(err, -EINVAL, "%u device states", l->ndevload);
 	if (l->nro > CTL_RO_RANGES_MAX)
 		return perr(err, -EINVAL, "%u read-only ranges", l->nro);
 	for (uint32_t i = 0; i < l->nro; i++) {
@@ -100,22 +106,55 @@ static void restore_vcpus(struct vmx_vm *vm)
 	}
 }
 
+/* A device plugin refused or failed during set-up: the partition stops
+ * with the reason naming it (the agent is waiting for CTL_READY and takes
+ * this in its place). */
+__attribute__((noreturn)) static void plugin_failed(const char *msg)
+{
+	struct ctl_finished f = { .reason = VMX_STOP_PLUGIN };
+	snprintf(f.detail, sizeof(f.detail), "%s", msg);
+	ctl_send(CTL_FD_SOCK, CTL_FINISHED, &f, sizeof(f));
+	die("plugin", msg);
+}
+
+/* One set-up message of type want, with its descriptor. */
+static struct ctl_msg *recv_fd_msg(uint32_t want)
+{
+	static struct ctl_msg m;
+	int rc = ctl_read(CTL_FD_SOCK, CTL_FROM_AGENT, &m);
+	if (rc < 0)
+		die("control link", strerror(-rc));
+	if (m.type != want) {
+		for (unsigned k = 0; k < m.nfds; k++)
+			close(m.fds[k]);
+		die("control link", "unexpected message during set-up");
+	}
+	return &m;
+}
+
+/* The verified plugins, loaded now: before the sandbox, which would not
+ * let new code be mapped. */
+static void recv_plugins(struct vmx_vm *vm, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		struct parley_err err = { 0 };
+		struct ctl_msg *m = recv_fd_msg(CTL_PLUGIN);
+		if (vmx_plugin_add(vm, &m->u.plugin, m->fds[0], &err) < 0)
+			plugin_failed(perr_msg(&err));
+	}
+}
+
 /* The disks, each a CTL_DISK with its descriptor, checked by ctl_read;
  * a key is in memory only from here to the disk's cipher context. */
 static void recv_disks(struct vmx_vm *vm, uint32_t n)
 {
-	static struct ctl_msg m;
 	for (uint32_t i = 0; i < n; i++) {
 		struct parley_err err = { 0 };
-		int rc = ctl_read(CTL_FD_SOCK, CTL_FROM_AGENT, &m);
-		if (rc < 0)
-			die("control link", strerror(-rc));
-		if (m.type != CTL_DISK) {
-			for (unsigned k = 0; k < m.nfds; k++)
-				close(m.fds[k]);
-			die("control link", "unexpected message during set-up");
-		}
-		rc = vmx_disk_add(vm, &m.u.disk, m.fds[0], &err);
+		struct ctl_msg *m = recv_fd_msg(CTL_DISK);
+		int rc = vmx_disk_add(vm, &m->u.disk, m->fds[0], &err);
+		OPENSSL_cleanse(m->u.disk.key, sizeof(m->u.disk.key));
+		if (rc < 0 && vm->plugins.n)
+			plugin_failed(perr_msg(&err));
 		if (rc < 0)
 			die("disk", perr_msg(&err));
 	}
@@ -134,6 +173,15 @@ static void send_state(struct vmx_vm *vm)
 		if (vmx_vcpu_save(&vm->vcpu[i], &s) < 0)
 			die("save", "reading vCPU state failed");
 		ctl_send(CTL_FD_SOCK, CTL_VCPU_STATE, &s, sizeof(s));
+	}
+	/* A device that refuses fails the snapshot (its state, failed with
+	 * the reason, has gone to the agent already). */
+	struct parley_err err = { 0 };
+	if (vmx_devices_save(vm, &err) < 0) {
+		struct ctl_refused r = { .type = CTL_GET_STATE,
+					 .code = -ECANCELED };
+		ctl_send(CTL_FD_SOCK, CTL_REFUSED, &r, sizeof(r));
+		return;
 	}
 	ctl_send(CTL_FD_SOCK, CTL_STATE_DONE, NULL, 0);
 }
@@ -308,9 +356,20 @@ int main(int argc, char **argv)
 						       sizeof(*bi), 8);
 		bi->tsc_khz = vm.tsc_khz;
 	}
-	recv_disks(&vm, l.ndisk);
-	vm.sink.console = send_console;
+	/* Devices report their states from their first one on. */
 	vm.ctl_fd = CTL_FD_SOCK;
+	vm.sink.console = send_console;
+	recv_plugins(&vm, l.nplugin);
+	recv_disks(&vm, l.ndisk);
+	if (vmx_console_device(&vm, &err) < 0)
+		plugin_failed(perr_msg(&err));
+	/* A restore: each device's saved state, before it runs. */
+	for (uint32_t i = 0; i < l.ndevload; i++) {
+		struct ctl_msg *m = recv_fd_msg(CTL_DEVICE_LOAD);
+		if (vmx_device_load(&vm, &m->u.device_blob, &err) < 0)
+			plugin_failed(perr_msg(&err));
+	}
+	vmx_plugin_guard(&vm);
 	/* vCPU threads start parked: no guest instruction before the filter. */
 	atomic_store(&vm.state, VMX_PAUSE);
 	if (vmx_vm_start(&vm) < 0)
@@ -320,11 +379,18 @@ int main(int argc, char **argv)
 	vmx_vm_pause(&vm);
 	if (vmx_sandbox_enter(&vm, &err) < 0)
 		die("sandbox", perr_msg(&err));
+	/* Devices run before the first guest instruction, inside the
+	 * filter: what they do from here on it allows, or they fail. */
+	if (vmx_devices_run(&vm, &err) < 0)
+		plugin_failed(perr_msg(&err));
 	ctl_send(CTL_FD_SOCK, CTL_READY, NULL, 0);
 	if (!(l.flags & CTL_LAUNCH_PAUSED))
 		vmx_vm_resume(&vm);
 	main_loop(&vm);
 	vmx_vm_join(&vm);
+	/* A refusal to power down is reported (CTL_DEVICE_STATE, failed,
+	 * with the reason); the partition has stopped either way. */
+	vmx_devices_stop(&vm, NULL);
 	vmx_disks_wipe(&vm);
 	ctl_send(CTL_FD_SOCK, CTL_FINISHED, &vm.fin, sizeof(vm.fin));
 	_exit(0);
