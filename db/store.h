@@ -680,7 +680,9 @@ struct store_replica {
 	int64_t started_ms, seen_ms;         /* Unix ms */
 	uint64_t hosts;                      /* agents it holds */
 };
-/* Insert or refresh this replica's row (seen_ms = now). */
+/* Insert or refresh this replica's row (seen_ms = now). Never waits for
+ * another writer: -EBUSY at once while one holds the store's write lock
+ * (the caller beats again later). */
 int store_replica_beat(struct store *s, const char *name, const char *link,
 		       int64_t started_ms, struct parley_err *err);
 /* Every replica that ever beat, by name; count, *out malloc'd. */

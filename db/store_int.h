@@ -86,6 +86,10 @@ struct db_ops {
 	/* A write transaction that holds the store's write lock from its
 	 * first statement (SQLite: BEGIN IMMEDIATE; PG: see store_pg.c). */
 	int (*begin_write)(struct store *s, struct parley_err *err);
+	/* begin_write that does not wait: -EBUSY at once when another
+	 * writer holds the lock (SQLite: busy timeout 0 for the BEGIN; PG:
+	 * pg_try_advisory_xact_lock). */
+	int (*try_write)(struct store *s, struct parley_err *err);
 	/* A read-only snapshot; end_read closes it (nothing to lose). */
 	int (*begin_read)(struct store *s, struct parley_err *err);
 	void (*end_read)(struct store *s);
@@ -203,6 +207,11 @@ int db_exec(struct store *s, const char *sql, struct parley_err *err);
  * according to rc and returns rc (or the commit's error). */
 int db_op_begin(struct store *s, struct parley_err *err);
 int db_op_end(struct store *s, int rc, struct parley_err *err);
+/* db_op_begin for background bookkeeping (a replica's heartbeat) run in
+ * the daemon's event loop: it never waits for another writer, -EBUSY at
+ * once instead, and the caller tries again on its next turn. Inside a
+ * caller's batch the lock is held already: as db_op_begin. */
+int db_op_try_begin(struct store *s, struct parley_err *err);
 /* Reads that take several statements: a consistent snapshot. */
 int db_rd_begin(struct store *s, struct parley_err *err);
 int db_rd_end(struct store *s, int rc, struct parley_err *err);

@@ -230,6 +230,15 @@ int db_op_begin(struct store *s, struct parley_err *err)
 	return rc;
 }
 
+int db_op_try_begin(struct store *s, struct parley_err *err)
+{
+	if (s->batch || s->reading)
+		return db_op_begin(s, err);
+	int rc = s->ops->try_write(s, err);
+	s->in_op = rc == 0;
+	return rc;
+}
+
 static int op_end_batch(struct store *s, int rc, struct parley_err *err)
 {
 	/* SQLite abandons the whole transaction on some errors (disk full,

@@ -586,6 +586,27 @@ static int pg_begin_write(struct store *s, struct parley_err *err)
 	return rc;
 }
 
+/* The lock if free, else -EBUSY at once (no lock_timeout wait). */
+static int pg_try_write(struct store *s, struct parley_err *err)
+{
+	static const char q[] = "BEGIN ISOLATION LEVEL READ COMMITTED";
+	static const char lock[] =
+		"SELECT pg_try_advisory_xact_lock(1349676153)";
+	int rc = pg_exec(s, q, err);
+	if (rc < 0)
+		return rc;
+	PGresult *r = PQexec(pc(s)->c, lock);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+		rc = pgerr(s, r, lock, err);
+	else if (strcmp(PQgetvalue(r, 0, 0), "t") != 0)
+		rc = perr(err, -EBUSY, "store %s: another writer holds the "
+			  "lock", s->path);
+	PQclear(r);
+	if (rc < 0)
+		pg_exec(s, "ROLLBACK", NULL);
+	return rc;
+}
+
 /* The savepoint lets a statement that fails inside (a write refused)
  * leave the snapshot usable, as it stays on SQLite. */
 static int pg_begin_read(struct store *s, struct parley_err *err)
@@ -771,6 +792,7 @@ const struct db_ops db_pg_ops = {
 	.exec = pg_exec,
 	.in_tx = pg_in_tx,
 	.begin_write = pg_begin_write,
+	.try_write = pg_try_write,
 	.begin_read = pg_begin_read,
 	.end_read = pg_end_read,
 	.rd_begin_sql = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",

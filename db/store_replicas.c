@@ -51,7 +51,9 @@ int store_replica_beat(struct store *s, const char *name, const char *link,
 		rc = check_link(link, err);
 	if (rc < 0)
 		return rc;
-	rc = db_op_begin(s, err);
+	/* The event loop calls this every second: it must not wait behind
+	 * another writer (an API batch, a checkpoint, another replica). */
+	rc = db_op_try_begin(s, err);
 	return rc < 0 ? rc
 		      : db_op_end(s, beat(s, name, link, started_ms, err), err);
 }

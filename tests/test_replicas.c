@@ -27,6 +27,7 @@
 #include "agent/servers.h"
 #include "tests/helpers/apiclient.h"
 #include "tests/helpers/fleetd.h"
+#include "tests/helpers/pgtmp.h"
 #include "tests/helpers/testutil.h"
 
 #define NREP 3
@@ -217,6 +218,43 @@ static int api(struct reps *x, unsigned i, const char *method,
 }
 
 /* ---- store level: the replica rows and their refusals ---- */
+
+/* The heartbeat runs in the daemon's event loop: while another writer
+ * holds the store it must come back with -EBUSY rather than wait the busy
+ * timeout (-EAGAIN after it), which stalled API clients and agents; once
+ * the writer is done the beat goes through. Other writes still wait. */
+STORE_TEST(replicas, beat_never_waits_for_another_writer, .timeout = 60)
+{
+	char *dir = t_tmpdir();
+	char uri[600];
+	t_store_uri(dir, "s.db", uri, sizeof(uri));
+	struct store *a = NULL, *b = NULL;
+	struct parley_err err = { 0 };
+	cr_assert_eq(store_open(uri, &a, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(store_open(uri, &b, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(store_begin(a, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(store_host_put(a, "h1", "", (struct store_blob){ 0 },
+				    NULL), 0);
+	cr_expect_eq(store_replica_beat(b, "r1", "127.0.0.1:1", 1, &err),
+		     -EBUSY, "%s", perr_msg(&err));
+	/* b is left usable: no transaction of its own is open. */
+	struct store_replica *r = NULL;
+	cr_expect_eq(store_replica_list(b, &r, NULL), 0);
+	free(r);
+	/* Inside the holder's own batch it is an ordinary write. */
+	cr_expect_eq(store_replica_beat(a, "r0", "127.0.0.1:2", 1, &err), 0,
+		     "%s", perr_msg(&err));
+	cr_assert_eq(store_commit(a, &err), 0, "%s", perr_msg(&err));
+	cr_expect_eq(store_replica_beat(b, "r1", "127.0.0.1:1", 1, &err), 0,
+		     "%s", perr_msg(&err));
+	cr_expect_eq(store_replica_list(b, &r, NULL), 2);
+	free(r);
+	store_close(a);
+	store_close(b);
+	t_store_uri_drop(uri);
+	t_rmtree(dir);
+	free(dir);
+}
 
 Test(replicas, store_rows_and_malformed_input)
 {

@@ -40,8 +40,14 @@ void link_replica_beat(struct link_server *ls)
 	if (ls->last_beat_ms && now - ls->last_beat_ms < REPLICA_BEAT_MS)
 		return;
 	ls->last_beat_ms = now;
-	if (store_replica_beat(ls->store, ls->replica, ls->advertise,
-			       ls->started_ms, &err) < 0)
+	int rc = store_replica_beat(ls->store, ls->replica, ls->advertise,
+				    ls->started_ms, &err);
+	/* Another writer holds the store: the beat does not wait for it in
+	 * the event loop (API clients and agents would), it comes again at
+	 * the next poll. REPLICA_FRESH_MS is many beats long. */
+	if (rc == -EBUSY)
+		ls->last_beat_ms = 0;
+	else if (rc < 0)
 		log_warn("replica %s: %s", ls->replica, perr_msg(&err));
 }
 
