@@ -680,6 +680,18 @@ struct store_replica {
 	int64_t started_ms, seen_ms;         /* Unix ms */
 	uint64_t hosts;                      /* agents it holds */
 };
+/* Change notifications: other replicas' commits that changed policy or
+ * stored commands, as they happen (PostgreSQL LISTEN/NOTIFY on a second
+ * connection of this handle). store_listen gives the socket to watch for
+ * reading (-ENOTSUP on SQLite: poll instead); when it is readable,
+ * store_listen_take says 1 (something changed: look), 0 (nothing yet) or
+ * -ECONNRESET (the listener's connection is lost: stop watching the
+ * socket, store_unlisten, store_listen again later). A change is only a
+ * hint: the reader compares versions as its poll does. */
+int store_listen(struct store *s, int *fd, struct parley_err *err);
+int store_listen_take(struct store *s, struct parley_err *err);
+void store_unlisten(struct store *s);
+
 /* Insert or refresh this replica's row (seen_ms = now). Never waits for
  * another writer: -EBUSY at once while one holds the store's write lock
  * (the caller beats again later). */

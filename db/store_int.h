@@ -90,6 +90,13 @@ struct db_ops {
 	 * writer holds the lock (SQLite: busy timeout 0 for the BEGIN; PG:
 	 * pg_try_advisory_xact_lock). */
 	int (*try_write)(struct store *s, struct parley_err *err);
+	/* Change notifications (NULL: none, the daemon polls): notify inside
+	 * a write transaction, delivered to listeners at its commit;
+	 * store_listen & co. (store.h). */
+	int (*notify)(struct store *s, struct parley_err *err);
+	int (*listen)(struct store *s, int *fd, struct parley_err *err);
+	int (*listen_take)(struct store *s, struct parley_err *err);
+	void (*unlisten)(struct store *s);
 	/* A read-only snapshot; end_read closes it (nothing to lose). */
 	int (*begin_read)(struct store *s, struct parley_err *err);
 	void (*end_read)(struct store *s);
@@ -217,6 +224,11 @@ int db_rd_begin(struct store *s, struct parley_err *err);
 int db_rd_end(struct store *s, int rc, struct parley_err *err);
 
 int64_t db_now_ms(void);
+
+/* This transaction changes what replicas push to agents (a policy
+ * version, a stored command): other replicas' listeners hear of it at its
+ * commit (PostgreSQL's NOTIFY; nothing on SQLite, where they poll). */
+int db_note_changed(struct store *s, struct parley_err *err);
 
 /* ---- argument checks (store_check.c) ---- */
 

@@ -240,7 +240,8 @@ static int cmd_put(struct store *s, const char *host, const char *partition,
 	db_bind_text(st, 2, partition);
 	db_bind_i64(st, 3, action);
 	db_bind_i64(st, 4, db_now_ms());
-	return db_run(s, st, "store command", err);
+	rc = db_run(s, st, "store command", err);
+	return rc < 0 ? rc : db_note_changed(s, err);
 }
 
 int store_replica_cmd_put(struct store *s, const char *host,

@@ -1,7 +1,8 @@
 /* Several parleyd replicas on one store (issue 15): two or three real
  * parleyd processes on one SQLite file (WAL lets several processes write;
- * nothing here is SQLite's own), each with its own state directory and
- * ports chosen at run time, real agents failing over between them. Every
+ * nothing here is SQLite's own) -- and, for the STORE_TESTs, the same
+ * bodies again on one PostgreSQL database (suite `replicas_pg`) -- each
+ * with its own state directory and ports chosen at run time, real agents failing over between them. Every
  * process started is killed and reaped by PID. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -28,6 +29,7 @@
 #include "tests/helpers/apiclient.h"
 #include "tests/helpers/fleetd.h"
 #include "tests/helpers/pgtmp.h"
+#include "tests/helpers/pgcluster.h"
 #include "tests/helpers/testutil.h"
 
 #define NREP 3
@@ -44,6 +46,7 @@ struct reps {
 	struct replica r[NREP];
 	unsigned n;
 	char admin[160];
+	char poll_ms[16];          /* --poll-ms; "": 100 */
 };
 
 static int read_port(const char *dir, const char *name)
@@ -91,7 +94,8 @@ static void start_replica(struct reps *x, unsigned i)
 			 "127.0.0.1:0", "--ca-key", cakey, "--state-dir",
 			 r->dir, "--ca", ca, "--cert", crt, "--key", key,
 			 "--policy-key", pol, "--store", x->f.store,
-			 "--replica-name", r->name, "--poll-ms", "100",
+			 "--replica-name", r->name, "--poll-ms",
+			 x->poll_ms[0] ? x->poll_ms : "100",
 			 "--checkpoint-interval", "0", NULL };
 	pid_t parent = getpid();
 	r->pid = fork();
@@ -109,6 +113,22 @@ static void start_replica(struct reps *x, unsigned i)
 	}
 	cr_assert(fd_wait(rep_up, &x->f, r, 20000), "replica %s did not start",
 		  r->name);
+}
+
+/* The fleet's CA and an empty store: a file in its directory on SQLite
+ * (suite `replicas`), a database of the run's throw-away cluster on
+ * PostgreSQL (suite `replicas_pg`), which every replica shares. */
+static void rep_init(struct reps *x)
+{
+	fd_init(&x->f);
+	if (!t_store_pg)
+		return;
+	/* On SQLite the daemon takes the store's directory over (privsep
+	 * own_store); here nothing does, and it must still read its state
+	 * directory in it after dropping to an unprivileged user. */
+	chmod(x->f.dir, 0755);
+	t_store_uri(x->f.dir, "parley.db", x->f.store, sizeof(x->f.store));
+	store_close(fd_store(&x->f));
 }
 
 /* Replicas 0..n-1; the first writes the bootstrap admin token (the store
@@ -156,6 +176,8 @@ static void stop_all(struct reps *x)
 		}
 		kill_replica(&x->r[i]);
 	}
+	if (t_store_pg)
+		t_store_uri_drop(x->f.store);
 	fd_stop(&x->f);
 }
 
@@ -449,11 +471,11 @@ static const char spec_b[] =
 	"{\"name\":\"b\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
 	"\"cmdline\":\"steps=open:c1,recv:0:10,sleep:60000\"}";
 
-Test(replicas, grant_through_a_opens_a_channel_on_b, .timeout = 180)
+STORE_TEST(replicas, grant_through_a_opens_a_channel_on_b, .timeout = 180)
 {
 	static struct reps x;
 	memset(&x, 0, sizeof(x));
-	fd_init(&x.f);
+	rep_init(&x);
 	host_put(&x, "host-1");
 	/* Partitions a and b on host-1, neither created yet: their rows
 	 * wait ("stopped"), so the agent's hello does not start them. */
@@ -602,12 +624,12 @@ static bool spam_stored(struct fleetd *f, void *ctx)
 	return distinct >= w->want;
 }
 
-Test(replicas, kill9_of_the_holder_fails_over_and_every_record_arrives_once,
+STORE_TEST(replicas, kill9_of_the_holder_fails_over_and_every_record_arrives_once,
      .timeout = 300)
 {
 	static struct reps x;
 	memset(&x, 0, sizeof(x));
-	fd_init(&x.f);
+	rep_init(&x);
 	host_put(&x, "host-a");
 	reader = fd_store(&x.f);
 	start_all(&x, 3);
@@ -692,11 +714,11 @@ static bool agent_log_has(struct fleetd *f, void *ctx)
 	return yes;
 }
 
-Test(replicas, join_token_used_on_a_is_refused_on_b, .timeout = 120)
+STORE_TEST(replicas, join_token_used_on_a_is_refused_on_b, .timeout = 120)
 {
 	static struct reps x;
 	memset(&x, 0, sizeof(x));
-	fd_init(&x.f);
+	rep_init(&x);
 	start_all(&x, 2);
 	char tok[69];
 	uint8_t d[32];
@@ -862,11 +884,11 @@ Test(replicas, daemon_refuses_bad_replica_flags)
 #define WRITES 150
 #define WRITERS (2 * NREP)  /* two per replica */
 
-Test(replicas, concurrent_audit_appends_keep_one_chain, .timeout = 240)
+STORE_TEST(replicas, concurrent_audit_appends_keep_one_chain, .timeout = 240)
 {
 	static struct reps x;
 	memset(&x, 0, sizeof(x));
-	fd_init(&x.f);
+	rep_init(&x);
 	start_all(&x, 3);
 	/* Two writers per replica, all at once: each host added is an
 	 * api_change event appended by that replica. */
@@ -936,11 +958,11 @@ static bool update_moved(struct fleetd *f, void *ctx)
 	return rc == 0 && strcmp(u.state, "pending");
 }
 
-Test(replicas, update_asked_on_a_is_offered_by_b, .timeout = 180)
+STORE_TEST(replicas, update_asked_on_a_is_offered_by_b, .timeout = 180)
 {
 	static struct reps x;
 	memset(&x, 0, sizeof(x));
-	fd_init(&x.f);
+	rep_init(&x);
 	host_put(&x, "host-u");
 	/* Replica 0 reads STATE/release.pub at its start. */
 	EVP_PKEY *k = NULL;
@@ -1010,4 +1032,165 @@ Test(replicas, update_asked_on_a_is_offered_by_b, .timeout = 180)
 		  fd_agent_log(h), l1);
 	cr_log_info("host-u's update: %s", m.state);
 	stop_all(&x);
+}
+
+/* ---- PostgreSQL only: notifications and a lost connection ---- */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool log_has(struct fleetd *f, void *ctx)
+{
+	(void)f;
+	const struct replica *r = ((const struct replica **)ctx)[0];
+	const char *what = ((const char **)ctx)[1];
+	char *log = rep_log(r);
+	bool yes = strstr(log, what) != NULL;
+	free(log);
+	return yes;
+}
+
+/* The value of an unlabelled counter in replica i's /metrics (0: none). */
+static uint64_t counter(struct reps *x, unsigned i, const char *name)
+{
+	struct ac_resp r;
+	cr_assert_eq(api(x, i, "GET", "/metrics", NULL, &r), 200);
+	char key[128];
+	snprintf(key, sizeof(key), "\n%s ", name);
+	const char *p = strstr(r.body, key);
+	uint64_t v = p ? strtoull(p + strlen(key), NULL, 10) : 0;
+	ac_free(&r);
+	return v;
+}
+
+/* Both replicas poll once a minute: a grant and a partition made through
+ * A reach the agent on B through B's LISTEN connection, before B's first
+ * poll could have run (it is due a minute after B started, and t0 is
+ * taken before). Without notifications the waits below time out. */
+Test(replicas_pg, change_reaches_another_replica_before_its_poll,
+     .timeout = 180)
+{
+	static struct reps x;
+	memset(&x, 0, sizeof(x));
+	t_store_pg = true;
+	rep_init(&x);
+	snprintf(x.poll_ms, sizeof(x.poll_ms), "60000");
+	host_put(&x, "host-1");
+	struct store *s = fd_store(&x.f);
+	const char *specs[] = { spec_a, spec_b };
+	const char *names[] = { "a", "b" };
+	for (int i = 0; i < 2; i++) {
+		struct store_part_in in = { .name = names[i], .host = "host-1",
+					    .kind = STORE_PART_THIN,
+					    .spec_json = specs[i],
+					    .spec_len = strlen(specs[i]),
+					    .state = "defined" };
+		cr_assert_eq(store_partition_put(s, &in, NULL, NULL), 0);
+	}
+	store_close(s);
+	uint64_t t0 = now_ms();
+	start_all(&x, 2);
+	struct fd_agent *h = fd_host(&x.f, "host-1", NULL);
+	char servers[128];
+	server_list(&x, (const int[]){ 1, -1 }, servers, sizeof(servers));
+	const char *extra[] = { "--server", servers, NULL };
+	x.f.port = x.r[1].link;
+	fd_start_agent_with(&x.f, h, NULL, extra);
+	struct held hw = { .host = "host-1", .by = "r1" };
+	cr_assert(fd_wait(is_held, &x.f, &hw, 20000), "host-1 held by %s:\n%s",
+		  hw.got, fd_agent_log(h));
+	struct ac_resp r;
+	cr_assert_eq(api(&x, 0, "POST", "/v1/grants",
+			 "{\"channel\":\"c1\",\"endpoint_a\":\"a\","
+			 "\"endpoint_b\":\"b\",\"direction\":\"both\","
+			 "\"ring_bytes\":\"64K\"}", &r), 201, "%s", r.raw);
+	struct fd_ack ack = { "host-1",
+			      (uint64_t)json_integer_value(json_object_get(
+				      r.json, "policy_version")) };
+	ac_free(&r);
+	cr_assert(fd_wait(fd_acked, &x.f, &ack, 15000),
+		  "host-1 (on B) never acked version %llu:\n%s",
+		  (unsigned long long)ack.want, fd_agent_log(h));
+	/* A partition through A: B is told to send its commands. */
+	cr_assert_eq(api(&x, 0, "POST", "/v1/partitions",
+			 "{\"host\":\"host-1\",\"backend\":\"thin\",\"spec\":"
+			 "{\"name\":\"c\",\"image\":\"chantest.elf\","
+			 "\"memory\":\"4M\",\"cmdline\":\"steps=sleep:60000\"}}",
+			 &r), 201, "%s", r.raw);
+	ac_free(&r);
+	const void *lw[] = { &x.r[1], "from the store" };
+	cr_assert(fd_wait(log_has, &x.f, lw, 15000), "B never delivered the "
+		  "stored command");
+	uint64_t took = now_ms() - t0;
+	cr_assert_lt(took, 60000, "inconclusive: %llu ms, B may have polled",
+		     (unsigned long long)took);
+	cr_expect_gt(counter(&x, 1, "parley_replica_notifications_total"), 0);
+	stop_all(&x);
+}
+
+/* The cluster restarted (every session ended) under two running
+ * replicas: the next API call on each is served on a new connection,
+ * and B listens again and is woken by a change made after the restart
+ * (the poll is a minute: it is not what finds it). */
+Test(replicas_pg, store_restart_under_running_replicas, .timeout = 180)
+{
+	static struct reps x;
+	memset(&x, 0, sizeof(x));
+	char why[512];
+	char *cdir = t_tmpdir();
+	chmod(cdir, 0755);
+	/* A cluster of this test's own: the run's is shared with others. */
+	const char *no = pgc_start(cdir, false, why, sizeof(why));
+	if (no && t_required("postgresql"))
+		cr_assert_fail("PARLEY_REQUIRE=postgresql: %s", no);
+	if (no) {
+		pgc_stop(cdir);
+		free(cdir);
+		cr_skip_test("needs a PostgreSQL cluster: %s", no);
+	}
+	t_store_pg = false; /* the database is the cluster's own: not dropped */
+	fd_init(&x.f);
+	chmod(x.f.dir, 0755);
+	char ci[400];
+	pgc_conninfo(cdir, ci, sizeof(ci));
+	snprintf(x.f.store, sizeof(x.f.store), "postgresql:%s dbname=postgres",
+		 ci);
+	store_close(fd_store(&x.f));
+	snprintf(x.poll_ms, sizeof(x.poll_ms), "60000");
+	start_all(&x, 2);
+	struct ac_resp r;
+	cr_assert_eq(api(&x, 0, "POST", "/v1/hosts", "{\"name\":\"h1\"}", &r),
+		     201, "%s", r.raw);
+	ac_free(&r);
+	const char *again = pgc_restart(cdir, why, sizeof(why));
+	cr_assert_null(again, "%s", again);
+	cr_assert_eq(api(&x, 0, "POST", "/v1/hosts", "{\"name\":\"h2\"}", &r),
+		     201, "%s", r.raw);
+	ac_free(&r);
+	cr_assert_eq(api(&x, 1, "GET", "/v1/hosts/h2", NULL, &r), 200, "%s",
+		     r.raw);
+	ac_free(&r);
+	/* B's listener was cut too; it listens again within a second or
+	 * so, and a command stored for h2 (no replica holds it) wakes it. */
+	uint64_t before = counter(&x, 1, "parley_replica_notifications_total");
+	bool woke = false;
+	for (int i = 0; i < 40 && !woke; i++) {
+		struct store *s = fd_store(&x.f);
+		cr_assert_eq(store_replica_cmd_put(s, "h2", NULL,
+						   STORE_REPLICA_CMD_CHANGED,
+						   NULL), 0);
+		store_close(s);
+		usleep(250000);
+		woke = counter(&x, 1, "parley_replica_notifications_total") >
+		       before;
+	}
+	char *l1 = woke ? NULL : rep_log(&x.r[1]);
+	cr_assert(woke, "B was never woken after the restart:\n%s", l1);
+	stop_all(&x);
+	pgc_stop(cdir);
+	free(cdir);
 }

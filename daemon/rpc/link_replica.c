@@ -5,7 +5,10 @@
  *   - records which hosts it holds (on a hello; released on the close,
  *     only if still its own -- the agent may have moved on), in the
  *     loop turn's batch of small writes (link_batch.c),
- *   - polls the store (link_store_changed, every poll_ms): a policy
+ *   - hears of other replicas' changes as they commit (PostgreSQL
+ *     LISTEN/NOTIFY: the listener's socket is in the event loop) and
+ *   - polls the store all the same, the safety net for a notification
+ *     lost with its connection (link_store_changed, every poll_ms): a policy
  *     version that moved is pushed to its agents (link_push.c), and the
  *     partition commands another replica's API stored for the hosts it
  *     holds are delivered and deleted.
@@ -22,6 +25,9 @@
 #include <time.h>
 
 #define REPLICA_BEAT_MS 1000
+/* A lost listener is made again this often: connecting blocks the loop,
+ * and a database that is down refuses at once or times out. */
+#define RELISTEN_MS 1000
 /* Replicas told to agents: those that beat within this long (the margin
  * is for other machines' clocks), as the join listener does. */
 #define REPLICA_FRESH_MS 30000
@@ -49,6 +55,91 @@ void link_replica_beat(struct link_server *ls)
 		ls->last_beat_ms = 0;
 	else if (rc < 0)
 		log_warn("replica %s: %s", ls->replica, perr_msg(&err));
+}
+
+static void relisten_later(struct link_server *ls)
+{
+	struct timeval tv = { RELISTEN_MS / 1000, (RELISTEN_MS % 1000) * 1000 };
+	if (ls->relisten_ev)
+		evtimer_add(ls->relisten_ev, &tv);
+}
+
+static void unlisten(struct link_server *ls)
+{
+	/* Out of the loop before its socket closes. */
+	if (ls->listen_ev)
+		event_free(ls->listen_ev);
+	ls->listen_ev = NULL;
+	store_unlisten(ls->store);
+}
+
+static void on_notified(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct link_server *ls = arg;
+	struct parley_err err = { 0 };
+	int rc = store_listen_take(ls->store, &err);
+	if (rc > 0) {
+		ls->n_notified++;
+		link_store_changed(ls);
+	} else if (rc < 0) {
+		log_warn("replica %s: %s; listening again in %d ms (the "
+			 "poll goes on)", ls->replica, perr_msg(&err),
+			 RELISTEN_MS);
+		unlisten(ls);
+		relisten_later(ls);
+	}
+}
+
+static void listen_now(struct link_server *ls)
+{
+	struct parley_err err = { 0 };
+	int fd = -1;
+	int rc = store_listen(ls->store, &fd, &err);
+	if (rc == -ENOTSUP) {
+		ls->listen_off = true;
+		return;
+	}
+	if (rc == 0) {
+		ls->listen_ev = event_new(ls->base, fd, EV_READ | EV_PERSIST,
+					  on_notified, ls);
+		if (ls->listen_ev && event_add(ls->listen_ev, NULL) == 0) {
+			log_info("replica %s: listening for other replicas' "
+				 "changes", ls->replica);
+			return;
+		}
+		rc = perr(&err, -ENOMEM, "link: out of memory");
+	}
+	log_warn("replica %s: %s; listening again in %d ms (the poll goes "
+		 "on)", ls->replica, perr_msg(&err), RELISTEN_MS);
+	unlisten(ls);
+	relisten_later(ls);
+}
+
+static void on_relisten(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct link_server *ls = arg;
+	listen_now(ls);
+	/* What committed while nobody listened. */
+	if (ls->listen_ev)
+		link_store_changed(ls);
+}
+
+void link_listen_start(struct link_server *ls)
+{
+	ls->relisten_ev = evtimer_new(ls->base, on_relisten, ls);
+	listen_now(ls);
+}
+
+void link_listen_stop(struct link_server *ls)
+{
+	unlisten(ls);
+	if (ls->relisten_ev)
+		event_free(ls->relisten_ev);
+	ls->relisten_ev = NULL;
 }
 
 void link_replica_hold(struct link_conn *c)
