@@ -29,6 +29,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,6 +214,17 @@ static int session(struct store *s, PGconn *conn, struct parley_err *err)
 static int revive(struct store *s, struct parley_err *err)
 {
 	struct pg_conn *c = pc(s);
+	/* An idle session the server ended (restart, terminate) has its
+	 * goodbye waiting on the socket: read it now, so that the loss is
+	 * known before a statement is sent rather than after (when a write
+	 * could not be told from one that committed). */
+	/* (Its FATAL message first, the end of the stream at a later read.) */
+	for (int i = 0; i < 4 && PQstatus(c->c) == CONNECTION_OK; i++) {
+		struct pollfd pf = { .fd = PQsocket(c->c), .events = POLLIN };
+		if (pf.fd < 0 || poll(&pf, 1, 0) != 1 ||
+		    PQconsumeInput(c->c) != 1)
+			break;
+	}
 	if (PQstatus(c->c) == CONNECTION_OK)
 		return 0;
 	c->pending = 0;
