@@ -155,7 +155,9 @@ static int flush(struct store *s, struct parley_err *err)
 	for (unsigned i = 0; i < c->pending; i++) {
 		PGresult *r = PQgetResult(c->c);
 		ExecStatusType st = PQresultStatus(r);
-		if (rc == 0 && st != PGRES_COMMAND_OK)
+		/* pg_notify() is a SELECT: its row is its success */
+		if (rc == 0 && st != PGRES_COMMAND_OK &&
+		    st != PGRES_TUPLES_OK)
 			rc = st == PGRES_PIPELINE_ABORTED
 				? perr(err, -EIO, "store %s: %s: not run",
 				       s->path, c->pending_what[i])
@@ -785,11 +787,16 @@ static void pg_close(struct store *s)
 #define CHANNEL "parley_changed"
 
 /* Sent inside the writer's transaction: PostgreSQL delivers it at the
- * commit, and not at all if the transaction (or the operation's
- * savepoint) rolls back. */
+ * commit (one per transaction: identical ones are merged), and not at all
+ * if the transaction (or the operation's savepoint) rolls back. A SELECT,
+ * so that it is prepared and pipelined like the writes around it (NOTIFY
+ * itself cannot be prepared). */
 static int pg_notify(struct store *s, struct parley_err *err)
 {
-	return pg_exec(s, "NOTIFY " CHANNEL, err);
+	static const char q[] = "SELECT pg_notify('" CHANNEL "', '')";
+	struct db_stmt *st;
+	int rc = db_prep(s, q, &st, err);
+	return rc < 0 ? rc : db_run_deferred(s, st, "notify", err);
 }
 
 static void pg_unlisten(struct store *s)
