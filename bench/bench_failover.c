@@ -20,7 +20,6 @@
  */
 #include "bench/fleet_bench.h"
 #include "db/store.h"
-#include "tests/helpers/pgcluster.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -29,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -117,27 +115,6 @@ static int parse(int argc, char **argv, struct opts *o)
 	return optind < argc ? -EINVAL : 0;
 }
 
-/* A throw-away cluster in e->dir/pg, the store its `postgres` database. */
-static int pg_store(struct opts *o, struct fleet_env *e,
-		    struct parley_err *err)
-{
-	char why[512], ci[PATH_MAX + 64];
-	snprintf(o->pg, sizeof(o->pg), "%s/pg", e->dir);
-	/* The daemons reach the socket after dropping privileges. */
-	if (chmod(e->dir, 0755) < 0 || mkdir(o->pg, 0755) < 0)
-		return perr(err, -errno, "%s: %m", o->pg);
-	const char *no = pgc_start(o->pg, false, why, sizeof(why));
-	if (no) {
-		o->pg[0] = 0;
-		return perr(err, -ENOTSUP, "no PostgreSQL cluster (--store "
-			    "sqlite runs without): %s", no);
-	}
-	pgc_conninfo(o->pg, ci, sizeof(ci));
-	snprintf(e->store, sizeof(e->store), "postgresql:%s dbname=postgres",
-		 ci);
-	return 0;
-}
-
 static int run(struct opts *o, struct fleet_env *e, struct fleet *f,
 	       struct fleet_id **ids, pid_t *b_pid)
 {
@@ -149,7 +126,7 @@ static int run(struct opts *o, struct fleet_env *e, struct fleet *f,
 	}
 	int rc = fleet_env_init(e, &err);
 	if (rc == 0 && !o->sqlite)
-		rc = pg_store(o, e, &err);
+		rc = fleet_pg_store(e, o->pg, sizeof(o->pg), &err);
 	if (rc == 0)
 		rc = fleet_pki(e, o->agents, ids, &err);
 	if (rc == 0)
@@ -157,13 +134,8 @@ static int run(struct opts *o, struct fleet_env *e, struct fleet *f,
 	if (rc == 0)
 		rc = fleet_daemon_start(e, &err);
 	int b_port = 0;
-	/* Its state directory, read by the daemon after it dropped to an
-	 * unprivileged user (on SQLite, privsep hands over the store's
-	 * directory; nothing does on PostgreSQL). */
-	char bdir[PATH_MAX + 16];
-	snprintf(bdir, sizeof(bdir), "%s/replica-b", e->dir);
-	if (rc == 0 && !o->sqlite && mkdir(bdir, 0755) < 0)
-		rc = perr(&err, -errno, "%s: %m", bdir);
+	if (rc == 0 && !o->sqlite)
+		rc = fleet_pg_replica_dir(e, "replica-b", &err);
 	if (rc == 0)
 		rc = fleet_replica_start(e, "replica-b", b_pid, &b_port, &err);
 	if (rc == 0)
@@ -241,8 +213,8 @@ int main(int argc, char **argv)
 	}
 	fleet_client_free(&f);
 	fleet_ids_free(ids, o.agents);
-	if (o.pg[0] && !o.keep)
-		pgc_stop(o.pg);
+	if (!o.keep)
+		fleet_pg_stop(o.pg);
 	if (o.keep)
 		note("kept %s", e.dir);
 	else
