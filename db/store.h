@@ -743,6 +743,8 @@ int store_replica_cmd_put(struct store *s, const char *host,
 int store_replica_cmd_list(struct store *s, const char *replica,
 			   struct store_replica_cmd **out,
 			   struct parley_err *err);
+/* Never waits for another writer: -EBUSY at once while one holds the
+ * store (the caller deletes it later, without delivering it again). */
 int store_replica_cmd_delete(struct store *s, int64_t id,
 			     struct parley_err *err);
 

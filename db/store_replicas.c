@@ -315,7 +315,8 @@ int store_replica_cmd_delete(struct store *s, int64_t id,
 {
 	static const char q[] = "DELETE FROM replica_commands WHERE id = ?1";
 	struct db_stmt *st;
-	int rc = db_op_begin(s, err);
+	/* Run from the daemon's poll, like the heartbeat: never waits. */
+	int rc = db_op_try_begin(s, err);
 	if (rc < 0)
 		return rc;
 	rc = db_prep(s, q, &st, err);

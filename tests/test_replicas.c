@@ -241,11 +241,12 @@ static int api(struct reps *x, unsigned i, const char *method,
 
 /* ---- store level: the replica rows and their refusals ---- */
 
-/* The heartbeat runs in the daemon's event loop: while another writer
- * holds the store it must come back with -EBUSY rather than wait the busy
- * timeout (-EAGAIN after it), which stalled API clients and agents; once
- * the writer is done the beat goes through. Other writes still wait. */
-STORE_TEST(replicas, beat_never_waits_for_another_writer, .timeout = 60)
+/* The heartbeat and the deletion of a delivered command run in the
+ * daemon's event loop: while another writer holds the store they come
+ * back with -EBUSY rather than wait the busy timeout (-EAGAIN after it),
+ * which stalled API clients and agents; once the writer is done they go
+ * through. */
+STORE_TEST(replicas, poll_writes_never_wait_for_another_writer, .timeout = 60)
 {
 	char *dir = t_tmpdir();
 	char uri[600];
@@ -254,11 +255,23 @@ STORE_TEST(replicas, beat_never_waits_for_another_writer, .timeout = 60)
 	struct parley_err err = { 0 };
 	cr_assert_eq(store_open(uri, &a, &err), 0, "%s", perr_msg(&err));
 	cr_assert_eq(store_open(uri, &b, &err), 0, "%s", perr_msg(&err));
+	/* A command delivered by b, whose deletion comes while a writes. */
+	cr_assert_eq(store_host_put(b, "h0", "", (struct store_blob){ 0 },
+				    NULL), 0);
+	cr_assert_eq(store_replica_cmd_put(b, "h0", "p", 1, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_assert_eq(store_replica_hold(b, "h0", "r1", NULL), 0);
+	struct store_replica_cmd *k = NULL;
+	cr_assert_eq(store_replica_cmd_list(b, "r1", &k, NULL), 1);
+	int64_t id = k[0].id;
+	free(k);
 	cr_assert_eq(store_begin(a, &err), 0, "%s", perr_msg(&err));
 	cr_assert_eq(store_host_put(a, "h1", "", (struct store_blob){ 0 },
 				    NULL), 0);
 	cr_expect_eq(store_replica_beat(b, "r1", "127.0.0.1:1", 1, &err),
 		     -EBUSY, "%s", perr_msg(&err));
+	cr_expect_eq(store_replica_cmd_delete(b, id, &err), -EBUSY, "%s",
+		     perr_msg(&err));
 	/* b is left usable: no transaction of its own is open. */
 	struct store_replica *r = NULL;
 	cr_expect_eq(store_replica_list(b, &r, NULL), 0);
@@ -271,6 +284,10 @@ STORE_TEST(replicas, beat_never_waits_for_another_writer, .timeout = 60)
 		     "%s", perr_msg(&err));
 	cr_expect_eq(store_replica_list(b, &r, NULL), 2);
 	free(r);
+	cr_expect_eq(store_replica_cmd_delete(b, id, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_expect_eq(store_replica_cmd_list(b, "r1", &k, NULL), 0);
+	free(k);
 	store_close(a);
 	store_close(b);
 	t_store_uri_drop(uri);

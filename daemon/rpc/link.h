@@ -56,6 +56,10 @@ struct link_server {
 	struct event *listen_ev, *relisten_ev;
 	bool listen_off;
 	uint64_t n_notified;       /* notifications that woke the loop */
+	/* Stored commands delivered whose deletion found the store busy:
+	 * deleted at a later poll, not delivered again. */
+	struct store_replica_cmd *undeleted;
+	unsigned n_undeleted;
 	/* counters for logs and /metrics: every refusal; of them, hellos
 	 * from a certificate whose host is not enrolled (or was deleted),
 	 * revoked certificates, messages about another host's partition */

@@ -136,6 +136,9 @@ void link_listen_start(struct link_server *ls)
 
 void link_listen_stop(struct link_server *ls)
 {
+	free(ls->undeleted);
+	ls->undeleted = NULL;
+	ls->n_undeleted = 0;
 	unlisten(ls);
 	if (ls->relisten_ev)
 		event_free(ls->relisten_ev);
@@ -222,6 +225,35 @@ static int deliver(struct link_server *ls, const struct store_replica_cmd *k)
 	return rc == 0;
 }
 
+/* The deletion of a delivered command: 0 done (or gone), -EBUSY when
+ * another writer holds the store (the poll must not wait for it), which
+ * keeps the id to delete at a later poll rather than deliver again. */
+static int forget_cmd(struct link_server *ls, int64_t id)
+{
+	struct parley_err err = { 0 };
+	int rc = store_replica_cmd_delete(ls->store, id, &err);
+	if (rc == -EBUSY)
+		return rc;
+	if (rc < 0)
+		log_warn("command %lld: %s", (long long)id, perr_msg(&err));
+	return 0;
+}
+
+/* The same command, not merely the same id (an id freed by a host's
+ * deletion could be taken by a new command). */
+static bool undeleted(const struct link_server *ls,
+		      const struct store_replica_cmd *k)
+{
+	for (unsigned i = 0; i < ls->n_undeleted; i++) {
+		const struct store_replica_cmd *u = &ls->undeleted[i];
+		if (u->id == k->id && u->action == k->action &&
+		    !strcmp(u->host, k->host) &&
+		    !strcmp(u->partition, k->partition))
+			return true;
+	}
+	return false;
+}
+
 static void take_commands(struct link_server *ls)
 {
 	struct store_replica_cmd *k = NULL;
@@ -230,17 +262,28 @@ static void take_commands(struct link_server *ls)
 	if (n < 0)
 		log_warn("replica %s: stored commands: %s", ls->replica,
 			 perr_msg(&err));
+	/* At most one list's worth (1,000) is ever kept. */
+	struct store_replica_cmd *left =
+		n > 0 ? calloc((size_t)n, sizeof(*left)) : NULL;
+	unsigned nleft = 0;
 	for (int i = 0; i < n; i++) {
+		if (undeleted(ls, &k[i])) {
+			if (forget_cmd(ls, k[i].id) == -EBUSY && left)
+				left[nleft++] = k[i];
+			continue;
+		}
 		/* A host the store says we hold but that is not connected
 		 * here (its close is being recorded): left for whoever
 		 * holds it next. */
 		if (!deliver(ls, &k[i]))
 			continue;
-		if (store_replica_cmd_delete(ls->store, k[i].id, &err) < 0)
-			log_warn("command %lld: %s", (long long)k[i].id,
-				 perr_msg(&err));
+		if (forget_cmd(ls, k[i].id) == -EBUSY && left)
+			left[nleft++] = k[i];
 	}
 	free(k);
+	free(ls->undeleted);
+	ls->undeleted = left;
+	ls->n_undeleted = nleft;
 }
 
 /* A host deleted through another replica's API: its row, and with it our
