@@ -488,6 +488,55 @@ static const char spec_b[] =
 	"{\"name\":\"b\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
 	"\"cmdline\":\"steps=open:c1,recv:0:10,sleep:60000\"}";
 
+/* Partitions a and b on host-1 in `state` ("stopped": their rows wait, so
+ * the agent's hello does not start them). */
+static void put_ab(struct reps *x, const char *state)
+{
+	struct store *s = fd_store(&x->f);
+	const char *specs[] = { spec_a, spec_b };
+	const char *names[] = { "a", "b" };
+	for (int i = 0; i < 2; i++) {
+		struct store_part_in in = { .name = names[i], .host = "host-1",
+					    .kind = STORE_PART_THIN,
+					    .spec_json = specs[i],
+					    .spec_len = strlen(specs[i]),
+					    .state = state };
+		cr_assert_eq(store_partition_put(s, &in, NULL, NULL), 0);
+	}
+	store_close(s);
+}
+
+/* host-1's agent, knowing only replica i, once the store says i holds
+ * it. */
+static struct fd_agent *agent_on(struct reps *x, unsigned i, int wait_ms)
+{
+	struct fd_agent *h = fd_host(&x->f, "host-1", NULL);
+	char servers[128];
+	server_list(x, (const int[]){ (int)i, -1 }, servers, sizeof(servers));
+	const char *extra[] = { "--server", servers, NULL };
+	x->f.port = x->r[i].link;
+	fd_start_agent_with(&x->f, h, NULL, extra);
+	struct held hw = { .host = "host-1", .by = x->r[i].name };
+	cr_assert(fd_wait(is_held, &x->f, &hw, wait_ms), "host-1 held by "
+		  "%s:\n%s", hw.got, fd_agent_log(h));
+	return h;
+}
+
+/* Grant c1 between a and b through replica i's API: its policy version. */
+static uint64_t grant_c1(struct reps *x, unsigned i)
+{
+	struct ac_resp r;
+	cr_assert_eq(api(x, i, "POST", "/v1/grants",
+			 "{\"channel\":\"c1\",\"endpoint_a\":\"a\","
+			 "\"endpoint_b\":\"b\",\"direction\":\"both\","
+			 "\"ring_bytes\":\"64K\"}", &r), 201, "%s", r.raw);
+	uint64_t v = (uint64_t)json_integer_value(json_object_get(
+		r.json, "policy_version"));
+	ac_free(&r);
+	cr_assert_gt(v, 0);
+	return v;
+}
+
 STORE_TEST(replicas, grant_through_a_opens_a_channel_on_b, .timeout = 180)
 {
 	static struct reps x;
@@ -496,46 +545,20 @@ STORE_TEST(replicas, grant_through_a_opens_a_channel_on_b, .timeout = 180)
 	host_put(&x, "host-1");
 	/* Partitions a and b on host-1, neither created yet: their rows
 	 * wait ("stopped"), so the agent's hello does not start them. */
-	struct store *s = fd_store(&x.f);
-	const char *specs[] = { spec_a, spec_b };
-	const char *names[] = { "a", "b" };
-	for (int i = 0; i < 2; i++) {
-		struct store_part_in in = { .name = names[i], .host = "host-1",
-					    .kind = STORE_PART_THIN,
-					    .spec_json = specs[i],
-					    .spec_len = strlen(specs[i]),
-					    .state = "stopped" };
-		cr_assert_eq(store_partition_put(s, &in, NULL, NULL), 0);
-	}
-	store_close(s);
+	put_ab(&x, "stopped");
 	start_all(&x, 2);
 	/* The agent knows only replica 1 (B). */
-	struct fd_agent *h = fd_host(&x.f, "host-1", NULL);
-	char servers[128];
-	server_list(&x, (const int[]){ 1, -1 }, servers, sizeof(servers));
-	const char *extra[] = { "--server", servers, NULL };
-	x.f.port = x.r[1].link;
-	fd_start_agent_with(&x.f, h, NULL, extra);
-	struct held hw = { .host = "host-1", .by = "r1" };
-	cr_assert(fd_wait(is_held, &x.f, &hw, 30000), "host-1 held by %s:\n%s",
-		  hw.got, fd_agent_log(h));
+	struct fd_agent *h = agent_on(&x, 1, 30000);
 	/* A grant through replica 0 (A) reaches the agent through B. */
 	struct ac_resp r;
-	cr_assert_eq(api(&x, 0, "POST", "/v1/grants",
-			 "{\"channel\":\"c1\",\"endpoint_a\":\"a\","
-			 "\"endpoint_b\":\"b\",\"direction\":\"both\","
-			 "\"ring_bytes\":\"64K\"}", &r), 201, "%s", r.raw);
-	struct fd_ack ack = { "host-1",
-			      (uint64_t)json_integer_value(json_object_get(
-				      r.json, "policy_version")) };
-	ac_free(&r);
-	cr_assert_gt(ack.want, 0);
+	struct fd_ack ack = { "host-1", grant_c1(&x, 0) };
 	cr_assert(fd_wait(fd_acked, &x.f, &ack, 30000),
 		  "host-1 never acked version %llu:\n%s",
 		  (unsigned long long)ack.want, fd_agent_log(h));
 	/* Now a and b may be created: through A's API, a third partition
 	 * on host-1 -- its agent, on B, gets every defined one. */
-	s = fd_store(&x.f);
+	struct store *s = fd_store(&x.f);
+	const char *names[] = { "a", "b" };
 	for (int i = 0; i < 2; i++)
 		cr_assert_eq(store_partition_set_state(s, names[i], "defined",
 						       0, NULL, NULL), 0);
@@ -1097,42 +1120,16 @@ Test(replicas_pg, change_reaches_another_replica_before_its_poll,
 	rep_init(&x);
 	snprintf(x.poll_ms, sizeof(x.poll_ms), "60000");
 	host_put(&x, "host-1");
-	struct store *s = fd_store(&x.f);
-	const char *specs[] = { spec_a, spec_b };
-	const char *names[] = { "a", "b" };
-	for (int i = 0; i < 2; i++) {
-		struct store_part_in in = { .name = names[i], .host = "host-1",
-					    .kind = STORE_PART_THIN,
-					    .spec_json = specs[i],
-					    .spec_len = strlen(specs[i]),
-					    .state = "defined" };
-		cr_assert_eq(store_partition_put(s, &in, NULL, NULL), 0);
-	}
-	store_close(s);
+	put_ab(&x, "defined");
 	uint64_t t0 = now_ms();
 	start_all(&x, 2);
-	struct fd_agent *h = fd_host(&x.f, "host-1", NULL);
-	char servers[128];
-	server_list(&x, (const int[]){ 1, -1 }, servers, sizeof(servers));
-	const char *extra[] = { "--server", servers, NULL };
-	x.f.port = x.r[1].link;
-	fd_start_agent_with(&x.f, h, NULL, extra);
-	struct held hw = { .host = "host-1", .by = "r1" };
-	cr_assert(fd_wait(is_held, &x.f, &hw, 20000), "host-1 held by %s:\n%s",
-		  hw.got, fd_agent_log(h));
-	struct ac_resp r;
-	cr_assert_eq(api(&x, 0, "POST", "/v1/grants",
-			 "{\"channel\":\"c1\",\"endpoint_a\":\"a\","
-			 "\"endpoint_b\":\"b\",\"direction\":\"both\","
-			 "\"ring_bytes\":\"64K\"}", &r), 201, "%s", r.raw);
-	struct fd_ack ack = { "host-1",
-			      (uint64_t)json_integer_value(json_object_get(
-				      r.json, "policy_version")) };
-	ac_free(&r);
+	struct fd_agent *h = agent_on(&x, 1, 20000);
+	struct fd_ack ack = { "host-1", grant_c1(&x, 0) };
 	cr_assert(fd_wait(fd_acked, &x.f, &ack, 15000),
 		  "host-1 (on B) never acked version %llu:\n%s",
 		  (unsigned long long)ack.want, fd_agent_log(h));
 	/* A partition through A: B is told to send its commands. */
+	struct ac_resp r;
 	cr_assert_eq(api(&x, 0, "POST", "/v1/partitions",
 			 "{\"host\":\"host-1\",\"backend\":\"thin\",\"spec\":"
 			 "{\"name\":\"c\",\"image\":\"chantest.elf\","
