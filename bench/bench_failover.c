@@ -1,18 +1,22 @@
 /*
  * bench_failover: the failover suite (`./dev bench failover`, issue 15).
- * Two parleyd replicas on one SQLite store (fleet_setup.c), N simulated
+ * Two parleyd replicas on one store -- PostgreSQL, a throw-away cluster
+ * the bench starts (tests/helpers/pgcluster.c), or with --store sqlite one
+ * SQLite file -- (fleet_setup.c), N simulated
  * agents (fleet_client.c) all connected to the first; kill -9 of it; each
  * agent, on its lost link, connects to the second. The figure is the time
  * from the kill to the last agent welcomed again:
  *
- *   BENCH failover_all_reconnected_s <s> s
+ *   BENCH failover_all_reconnected_s <s> s          (PostgreSQL)
+ *   BENCH failover_sqlite_all_reconnected_s <s> s   (--store sqlite)
  *
  * The simulated agents reconnect at once (at most W handshakes in flight);
  * a real agent first waits its jittered backoff (50-150 ms for the first
  * retry), which spreads the same work over a little more time. Nothing here
  * asserts on time: the exit status says only whether every agent came back.
  *
- *   bench_failover [--agents N] [--window W] [--keep]
+ *   bench_failover [--agents N] [--window W] [--store sqlite|postgresql]
+ *                  [--keep]
  */
 #include "bench/fleet_bench.h"
 #include "db/store.h"
@@ -71,6 +75,8 @@ static uint64_t held_by_port(struct store *s, int port)
 struct opts {
 	unsigned agents, window;
 	bool keep;
+	bool sqlite;
+	char pg[PATH_MAX];         /* the cluster's directory, "" if none */
 };
 
 static int parse(int argc, char **argv, struct opts *o)
@@ -79,13 +85,20 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "agents", required_argument, NULL, 'n' },
 		{ "window", required_argument, NULL, 'w' },
 		{ "keep", no_argument, NULL, 'k' },
+		{ "store", required_argument, NULL, 's' },
 		{ 0 },
 	};
-	*o = (struct opts){ AGENTS_DEFAULT, WINDOW_DEFAULT, false };
+	*o = (struct opts){ AGENTS_DEFAULT, WINDOW_DEFAULT, false, false,
+			    "" };
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		if (c == 'k') {
 			o->keep = true;
+			continue;
+		}
+		if (c == 's' && (!strcmp(optarg, "sqlite") ||
+				 !strcmp(optarg, "postgresql"))) {
+			o->sqlite = !strcmp(optarg, "sqlite");
 			continue;
 		}
 		if (c == '?' || !optarg)
@@ -112,6 +125,8 @@ static int run(struct opts *o, struct fleet_env *e, struct fleet *f,
 		note("too few file descriptors: %u agents", o->agents);
 	}
 	int rc = fleet_env_init(e, &err);
+	if (rc == 0 && !o->sqlite)
+		rc = fleet_pg_store(e, o->pg, sizeof(o->pg), &err);
 	if (rc == 0)
 		rc = fleet_pki(e, o->agents, ids, &err);
 	if (rc == 0)
@@ -119,6 +134,8 @@ static int run(struct opts *o, struct fleet_env *e, struct fleet *f,
 	if (rc == 0)
 		rc = fleet_daemon_start(e, &err);
 	int b_port = 0;
+	if (rc == 0 && !o->sqlite)
+		rc = fleet_pg_replica_dir(e, "replica-b", &err);
 	if (rc == 0)
 		rc = fleet_replica_start(e, "replica-b", b_pid, &b_port, &err);
 	if (rc == 0)
@@ -154,7 +171,8 @@ static int run(struct opts *o, struct fleet_env *e, struct fleet *f,
 		return -ETIMEDOUT;
 	char v[32];
 	snprintf(v, sizeof(v), "%.2f", s);
-	printf("BENCH failover_all_reconnected_s %s s\n", v);
+	printf("BENCH failover_%sall_reconnected_s %s s\n",
+	       o->sqlite ? "sqlite_" : "", v);
 	fflush(stdout);
 
 	/* Cross-check: the store says B holds them all (the holds are
@@ -179,7 +197,7 @@ int main(int argc, char **argv)
 	struct opts o;
 	if (parse(argc, argv, &o) < 0) {
 		fprintf(stderr, "usage: bench_failover [--agents N] "
-			"[--window W] [--keep]\n");
+			"[--window W] [--store sqlite|postgresql] [--keep]\n");
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -195,6 +213,8 @@ int main(int argc, char **argv)
 	}
 	fleet_client_free(&f);
 	fleet_ids_free(ids, o.agents);
+	if (!o.keep)
+		fleet_pg_stop(o.pg);
 	if (o.keep)
 		note("kept %s", e.dir);
 	else

@@ -9,6 +9,13 @@
  *
  *   bench_fleet [--agents N] [--window W] [--audit-agents M]
  *               [--audit-batch B] [--audit-secs S] [--keep]
+ *
+ * Built a second time as bench_fleet_pg (FLEET_PG): the store on a
+ * throw-away PostgreSQL cluster, two replicas on it, the agents split
+ * between them (even to A, odd to B), the policy change committed by the
+ * bench (as through either's API) and pushed by each to its half;
+ * figures fleet_pg_agents_connected and fleet_pg_policy_ack_all_s. The
+ * audit and memory figures are the SQLite suite's alone.
  */
 #include "bench/fleet_bench.h"
 #include "db/store.h"
@@ -20,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define AGENTS_DEFAULT 10000
@@ -39,6 +47,8 @@
 struct opts {
 	unsigned agents, window, audit_agents, audit_batch, audit_secs;
 	bool keep;
+	char pg[PATH_MAX];         /* FLEET_PG: the cluster's directory */
+	pid_t b_pid;               /* FLEET_PG: replica B */
 };
 
 /* CPU used by parleyd and by this process over a phase. */
@@ -63,9 +73,18 @@ static void note(const char *fmt, ...)
 	va_end(ap);
 }
 
+#ifdef FLEET_PG
+#define PG 1
+#else
+#define PG 0
+#endif
+
 static void figure(const char *name, const char *value, const char *unit)
 {
-	printf("BENCH %s %s %s\n", name, value, unit);
+	if (PG && !strncmp(name, "fleet_", 6))
+		printf("BENCH fleet_pg_%s %s %s\n", name + 6, value, unit);
+	else
+		printf("BENCH %s %s %s\n", name, value, unit);
 	fflush(stdout);
 }
 
@@ -495,7 +514,7 @@ static int parse(int argc, char **argv, struct opts *o)
 	};
 	*o = (struct opts){ AGENTS_DEFAULT, WINDOW_DEFAULT,
 			    AUDIT_AGENTS_DEFAULT, AUDIT_BATCH_DEFAULT,
-			    AUDIT_SECS_DEFAULT, false };
+			    AUDIT_SECS_DEFAULT, false, "", 0 };
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		char *end;
@@ -536,6 +555,8 @@ static int run(struct opts *o, struct fleet_env *e, struct fleet *f,
 	if (rc < 0)
 		return note("%s", perr_msg(&err)), rc;
 	note("state in %s, parleyd %s", e->dir, e->parleyd);
+	if (PG && (rc = fleet_pg_store(e, o->pg, sizeof(o->pg), &err)) < 0)
+		return note("%s", perr_msg(&err)), rc;
 	uint64_t t = fleet_now_ns();
 	rc = fleet_pki(e, o->agents, ids, &err);
 	if (rc < 0)
@@ -554,19 +575,46 @@ static int run(struct opts *o, struct fleet_env *e, struct fleet *f,
 		return note("%s", perr_msg(&err)), rc;
 	note("parleyd pid %d listening on 127.0.0.1:%d (log %s)", (int)e->pid,
 	     e->port, e->log);
+	int b_port = 0;
+	if (PG) {
+		rc = fleet_pg_replica_dir(e, "replica-b", &err);
+		if (rc == 0)
+			rc = fleet_replica_start(e, "replica-b", &o->b_pid,
+						 &b_port, &err);
+		if (rc < 0)
+			return note("%s", perr_msg(&err)), rc;
+		note("replica B pid %d on 127.0.0.1:%d: odd agents there; "
+		     "store %s", (int)o->b_pid, b_port, e->store);
+	}
 	rc = store_open(e->store, s, &err);
 	if (rc < 0)
 		return note("store: %s", perr_msg(&err)), rc;
 	rc = fleet_client_init(f, e, *ids, o->agents, o->window, &err);
 	if (rc < 0)
 		return note("client: %s", perr_msg(&err)), rc;
+	if (PG) {
+		f->addr2 = f->addr;
+		f->addr2.sin_port = htons((uint16_t)b_port);
+	}
 
 	int bad = 0;
 	double rss0 = rss_note(e, "before any agent");
 	if (ramp(f, e, *s) < 0)
 		bad = 1;
 	double rss1 = rss_note(e, "with the fleet connected");
-	if (f->connected && rss0 > 0 && rss1 > 0) {
+	if (PG) {
+		/* Cross-check: each replica holds its half (the holds are
+		 * written in the loop turn's batch). */
+		struct store_replica *r = NULL;
+		int nr = store_replica_list(*s, &r, NULL);
+		for (int i = 0; i < nr; i++)
+			note("replica %s holds %llu agents", r[i].name,
+			     (unsigned long long)r[i].hosts);
+		free(r);
+	}
+	if (PG) {
+		/* parleyd's memory is the SQLite suite's figure. */
+	} else if (f->connected && rss0 > 0 && rss1 > 0) {
 		char v[32];
 		snprintf(v, sizeof(v), "%.1f", (rss1 - rss0) / f->connected);
 		figure("daemon_kib_per_agent", v, "KiB");
@@ -578,6 +626,8 @@ static int run(struct opts *o, struct fleet_env *e, struct fleet *f,
 	if (!f->connected || push_all(f, e, *s, *ids) < 0)
 		bad = 1;
 	rss_note(e, "after the fleet-wide push");
+	if (PG) /* store_pg_audit_events_per_s is the store suite's */
+		return bad ? -EIO : 0;
 	/* Per-commit cost first (one event a batch), on stderr only. */
 	if (audit(f, e, *s, o->audit_agents, 1, 1, NULL) < 0)
 		bad = 1;
@@ -612,8 +662,14 @@ int main(int argc, char **argv)
 	fleet_daemon_stop(&e);
 	if (e.dir[0])
 		log_summary(&e);
+	if (o.b_pid > 0) {
+		kill(o.b_pid, SIGTERM);
+		waitpid(o.b_pid, NULL, 0);
+	}
 	fleet_client_free(&f);
 	fleet_ids_free(ids, o.agents);
+	if (!o.keep)
+		fleet_pg_stop(o.pg);
 	if (o.keep)
 		note("kept %s", e.dir);
 	else

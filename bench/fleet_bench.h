@@ -105,6 +105,19 @@ double fleet_family_cpu_s(void);
  * the latter). */
 int fleet_host_cpu(double *proc_s, double *irq_s);
 
+/* ---- fleet_pg.c (with tests/helpers/pgcluster.c) -------------------- */
+
+/* A throw-away PostgreSQL cluster in e->dir/pg (its path in pgdir, "" if
+ * none), e->store its database. */
+int fleet_pg_store(struct fleet_env *e, char *pgdir, size_t cap,
+		   struct parley_err *err);
+/* A replica's state directory, readable by the daemon once unprivileged
+ * (before fleet_replica_start). */
+int fleet_pg_replica_dir(const struct fleet_env *e, const char *name,
+			 struct parley_err *err);
+/* Stop the cluster and remove its directory (nothing if pgdir is ""). */
+void fleet_pg_stop(const char *pgdir);
+
 /* ---- fleet_client.c ------------------------------------------------- */
 
 enum fleet_state { FA_IDLE, FA_CONNECTING, FA_UP, FA_FAILED };
@@ -137,6 +150,9 @@ struct fleet {
 	struct event_base *base;
 	SSL_CTX *ctx;
 	struct sockaddr_in addr;
+	/* Port 0: every agent connects to addr; else the odd-numbered ones
+	 * connect here (a second replica). */
+	struct sockaddr_in addr2;
 	struct event *tick;        /* wakes the loop so deadlines are seen */
 	unsigned n;
 	struct fleet_agent *a;

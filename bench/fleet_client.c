@@ -390,8 +390,10 @@ static int start(struct fleet_agent *a)
 	bufferevent_enable(a->bev, EV_READ | EV_WRITE);
 	/* A refusal found later arrives as an error event (lost()); one
 	 * found at once is not reported at all. */
-	if (bufferevent_socket_connect(a->bev, (struct sockaddr *)&f->addr,
-				       sizeof(f->addr)) < 0) {
+	const struct sockaddr_in *to =
+		f->addr2.sin_port && a->idx % 2 ? &f->addr2 : &f->addr;
+	if (bufferevent_socket_connect(a->bev, (struct sockaddr *)to,
+				       sizeof(*to)) < 0) {
 		note_error(f, "%s: connect: %s", a->id->name, strerror(errno));
 		bufferevent_free(a->bev);
 		a->bev = NULL;

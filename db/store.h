@@ -680,7 +680,21 @@ struct store_replica {
 	int64_t started_ms, seen_ms;         /* Unix ms */
 	uint64_t hosts;                      /* agents it holds */
 };
-/* Insert or refresh this replica's row (seen_ms = now). */
+/* Change notifications: other replicas' commits that changed policy or
+ * stored commands, as they happen (PostgreSQL LISTEN/NOTIFY on a second
+ * connection of this handle). store_listen gives the socket to watch for
+ * reading (-ENOTSUP on SQLite: poll instead); when it is readable,
+ * store_listen_take says 1 (something changed: look), 0 (nothing yet) or
+ * -ECONNRESET (the listener's connection is lost: stop watching the
+ * socket, store_unlisten, store_listen again later). A change is only a
+ * hint: the reader compares versions as its poll does. */
+int store_listen(struct store *s, int *fd, struct parley_err *err);
+int store_listen_take(struct store *s, struct parley_err *err);
+void store_unlisten(struct store *s);
+
+/* Insert or refresh this replica's row (seen_ms = now). Never waits for
+ * another writer: -EBUSY at once while one holds the store's write lock
+ * (the caller beats again later). */
 int store_replica_beat(struct store *s, const char *name, const char *link,
 		       int64_t started_ms, struct parley_err *err);
 /* Every replica that ever beat, by name; count, *out malloc'd. */
@@ -729,6 +743,8 @@ int store_replica_cmd_put(struct store *s, const char *host,
 int store_replica_cmd_list(struct store *s, const char *replica,
 			   struct store_replica_cmd **out,
 			   struct parley_err *err);
+/* Never waits for another writer: -EBUSY at once while one holds the
+ * store (the caller deletes it later, without delivering it again). */
 int store_replica_cmd_delete(struct store *s, int64_t id,
 			     struct parley_err *err);
 

@@ -61,6 +61,8 @@ int db_policy_new_version(struct store *s, const char *change, uint64_t *v,
 	db_bind_i64(st, 2, db_now_ms());
 	db_bind_text(st, 3, change);
 	rc = db_run(s, st, "new policy version", err);
+	if (rc == 0)
+		rc = db_note_changed(s, err);
 	if (rc == -EEXIST)
 		rc = perr(err, -EAGAIN, "policy version %llu was taken by "
 			  "another writer; retry", (unsigned long long)*v);

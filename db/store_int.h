@@ -86,6 +86,17 @@ struct db_ops {
 	/* A write transaction that holds the store's write lock from its
 	 * first statement (SQLite: BEGIN IMMEDIATE; PG: see store_pg.c). */
 	int (*begin_write)(struct store *s, struct parley_err *err);
+	/* begin_write that does not wait: -EBUSY at once when another
+	 * writer holds the lock (SQLite: busy timeout 0 for the BEGIN; PG:
+	 * pg_try_advisory_xact_lock). */
+	int (*try_write)(struct store *s, struct parley_err *err);
+	/* Change notifications (NULL: none, the daemon polls): notify inside
+	 * a write transaction, delivered to listeners at its commit;
+	 * store_listen & co. (store.h). */
+	int (*notify)(struct store *s, struct parley_err *err);
+	int (*listen)(struct store *s, int *fd, struct parley_err *err);
+	int (*listen_take)(struct store *s, struct parley_err *err);
+	void (*unlisten)(struct store *s);
 	/* A read-only snapshot; end_read closes it (nothing to lose). */
 	int (*begin_read)(struct store *s, struct parley_err *err);
 	void (*end_read)(struct store *s);
@@ -203,11 +214,21 @@ int db_exec(struct store *s, const char *sql, struct parley_err *err);
  * according to rc and returns rc (or the commit's error). */
 int db_op_begin(struct store *s, struct parley_err *err);
 int db_op_end(struct store *s, int rc, struct parley_err *err);
+/* db_op_begin for background bookkeeping (a replica's heartbeat) run in
+ * the daemon's event loop: it never waits for another writer, -EBUSY at
+ * once instead, and the caller tries again on its next turn. Inside a
+ * caller's batch the lock is held already: as db_op_begin. */
+int db_op_try_begin(struct store *s, struct parley_err *err);
 /* Reads that take several statements: a consistent snapshot. */
 int db_rd_begin(struct store *s, struct parley_err *err);
 int db_rd_end(struct store *s, int rc, struct parley_err *err);
 
 int64_t db_now_ms(void);
+
+/* This transaction changes what replicas push to agents (a policy
+ * version, a stored command): other replicas' listeners hear of it at its
+ * commit (PostgreSQL's NOTIFY; nothing on SQLite, where they poll). */
+int db_note_changed(struct store *s, struct parley_err *err);
 
 /* ---- argument checks (store_check.c) ---- */
 

@@ -230,6 +230,43 @@ int db_op_begin(struct store *s, struct parley_err *err)
 	return rc;
 }
 
+int db_note_changed(struct store *s, struct parley_err *err)
+{
+	return s->ops->notify ? s->ops->notify(s, err) : 0;
+}
+
+int store_listen(struct store *s, int *fd, struct parley_err *err)
+{
+	*fd = -1;
+	if (!s->ops->listen)
+		return perr(err, -ENOTSUP, "store %s: %s has no change "
+			    "notifications (the daemon polls)", s->path,
+			    s->ops->name);
+	return s->ops->listen(s, fd, err);
+}
+
+int store_listen_take(struct store *s, struct parley_err *err)
+{
+	if (!s->ops->listen_take)
+		return perr(err, -ENOTSUP, "store %s: not listening", s->path);
+	return s->ops->listen_take(s, err);
+}
+
+void store_unlisten(struct store *s)
+{
+	if (s && s->ops->unlisten)
+		s->ops->unlisten(s);
+}
+
+int db_op_try_begin(struct store *s, struct parley_err *err)
+{
+	if (s->batch || s->reading)
+		return db_op_begin(s, err);
+	int rc = s->ops->try_write(s, err);
+	s->in_op = rc == 0;
+	return rc;
+}
+
 static int op_end_batch(struct store *s, int rc, struct parley_err *err)
 {
 	/* SQLite abandons the whole transaction on some errors (disk full,

@@ -16,12 +16,20 @@
  *    SERIALIZABLE with retries.
  *  - The migrations' types become BIGINT, BYTEA and TEXT COLLATE "C"
  *    (names order by bytes, which the pagination cursors rely on).
+ *  - A commit that changes policy or stored commands NOTIFYs channel
+ *    parley_changed; a second connection (pg_listen) LISTENs for other
+ *    replicas' and hands its socket to the daemon's event loop.
+ *  - A connection lost (server restart, network cut) is made again at the
+ *    next transaction or lone statement, its statements prepared again;
+ *    the operation it broke fails (-ECONNRESET), nothing is retried that
+ *    may have committed.
  */
 #include "db/store_int.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +54,8 @@
 
 struct pg_conn {
 	PGconn *c;
+	PGconn *lc;            /* the LISTEN connection, or NULL */
+	char *conninfo;        /* to connect again */
 	unsigned next_name;
 	int64_t changes;
 	unsigned pending;
@@ -145,7 +155,9 @@ static int flush(struct store *s, struct parley_err *err)
 	for (unsigned i = 0; i < c->pending; i++) {
 		PGresult *r = PQgetResult(c->c);
 		ExecStatusType st = PQresultStatus(r);
-		if (rc == 0 && st != PGRES_COMMAND_OK)
+		/* pg_notify() is a SELECT: its row is its success */
+		if (rc == 0 && st != PGRES_COMMAND_OK &&
+		    st != PGRES_TUPLES_OK)
 			rc = st == PGRES_PIPELINE_ABORTED
 				? perr(err, -EIO, "store %s: %s: not run",
 				       s->path, c->pending_what[i])
@@ -171,7 +183,97 @@ static int flush(struct store *s, struct parley_err *err)
 	return rc;
 }
 
+/* libpq prints NOTICEs (e.g. "relation exists, skipping") on stderr by
+ * default; the store reports what matters through its errors. */
+static void quiet(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+/* What every connection of the store sets (a new one after a loss too). */
+static int session(struct store *s, PGconn *conn, struct parley_err *err)
+{
+	static const char q[] = "SET lock_timeout = '" LOCK_TIMEOUT "'; "
+				"SET client_min_messages = warning; "
+				"SET synchronous_commit = on";
+	PQsetNoticeProcessor(conn, quiet, NULL);
+	PGresult *r = PQexec(conn, q);
+	int rc = 0;
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		const char *m = PQerrorMessage(conn);
+		rc = perr(err, -ECONNRESET, "store %s: session: %.*s", s->path,
+			  (int)strcspn(m, "\n"), m);
+	}
+	PQclear(r);
+	return rc;
+}
+
+/* The connection back if it was lost, before a transaction or a lone
+ * statement starts (never inside one: what it did is gone with the
+ * server's session, and its caller must hear that). Every statement
+ * prepared on the old session is prepared again at its next use. */
+static int revive(struct store *s, struct parley_err *err)
+{
+	struct pg_conn *c = pc(s);
+	/* An idle session the server ended (restart, terminate) has its
+	 * goodbye waiting on the socket: read it now, so that the loss is
+	 * known before a statement is sent rather than after (when a write
+	 * could not be told from one that committed). */
+	/* (Its FATAL message first, the end of the stream at a later read.) */
+	for (int i = 0; i < 4 && PQstatus(c->c) == CONNECTION_OK; i++) {
+		struct pollfd pf = { .fd = PQsocket(c->c), .events = POLLIN };
+		if (pf.fd < 0 || poll(&pf, 1, 0) != 1 ||
+		    PQconsumeInput(c->c) != 1)
+			break;
+	}
+	if (PQstatus(c->c) == CONNECTION_OK)
+		return 0;
+	c->pending = 0;
+	PQexitPipelineMode(c->c);
+	PQreset(c->c);
+	if (PQstatus(c->c) != CONNECTION_OK) {
+		const char *m = PQerrorMessage(c->c);
+		return perr(err, -ECONNRESET, "store %s: connection lost, and "
+			    "connecting again failed: %.*s", s->path,
+			    (int)strcspn(m, "\n"), m);
+	}
+	for (unsigned i = 0; i < STORE_STMT_SLOTS; i++)
+		if (s->stmt[i].st)
+			((struct pg_stmt *)s->stmt[i].st)->name[0] = 0;
+	return session(s, c->c, err);
+}
+
+/* No transaction of the store's is open: a lost connection loses
+ * nothing by being made again. (libpq's own transaction status says
+ * "unknown" once the connection is lost, so it cannot tell.) */
+static bool outside(struct store *s)
+{
+	return !s->batch && !s->in_op && !s->reading && !s->rd_own;
+}
+
+static bool lost(struct store *s)
+{
+	return PQstatus(pc(s)->c) == CONNECTION_BAD;
+}
+
+static int exec_once(struct store *s, const char *sql, struct parley_err *err);
+
 static int pg_exec(struct store *s, const char *sql, struct parley_err *err)
+{
+	/* A BEGIN has nothing behind it yet: on a connection found lost
+	 * (before or by the BEGIN itself) it is made again and the BEGIN
+	 * sent once more. */
+	bool begin = !strncmp(sql, "BEGIN", 5) && outside(s);
+	if (begin && revive(s, err) < 0)
+		return -ECONNRESET;
+	int rc = exec_once(s, sql, err);
+	if (begin && rc < 0 && lost(s) && revive(s, err) == 0)
+		rc = exec_once(s, sql, err);
+	return rc;
+}
+
+static int exec_once(struct store *s, const char *sql, struct parley_err *err)
 {
 	/* Pipelined writes answer first; a failure among them fails
 	 * whatever comes next -- except a rollback, which undoes them. */
@@ -377,8 +479,26 @@ static int pg_run_deferred(struct store *s, struct db_stmt *st,
 	return 0;
 }
 
+static int execute_once(struct store *s, struct pg_stmt *p,
+			const char *what, struct parley_err *err);
+
+/* A lone statement (autocommit) on a lost connection: made again first;
+ * a read that found it lost is sent once more (a write is not: it may
+ * have committed before the loss). */
 static int execute(struct store *s, struct pg_stmt *p, const char *what,
 		   struct parley_err *err)
+{
+	bool alone = outside(s);
+	if (alone && revive(s, err) < 0)
+		return -ECONNRESET;
+	int rc = execute_once(s, p, what, err);
+	if (rc < 0 && alone && !p->write && lost(s) && revive(s, err) == 0)
+		rc = execute_once(s, p, what, err);
+	return rc;
+}
+
+static int execute_once(struct store *s, struct pg_stmt *p,
+			const char *what, struct parley_err *err)
 {
 	int rc = flush(s, err);
 	if (rc == 0)
@@ -586,6 +706,27 @@ static int pg_begin_write(struct store *s, struct parley_err *err)
 	return rc;
 }
 
+/* The lock if free, else -EBUSY at once (no lock_timeout wait). */
+static int pg_try_write(struct store *s, struct parley_err *err)
+{
+	static const char q[] = "BEGIN ISOLATION LEVEL READ COMMITTED";
+	static const char lock[] =
+		"SELECT pg_try_advisory_xact_lock(1349676153)";
+	int rc = pg_exec(s, q, err);
+	if (rc < 0)
+		return rc;
+	PGresult *r = PQexec(pc(s)->c, lock);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+		rc = pgerr(s, r, lock, err);
+	else if (strcmp(PQgetvalue(r, 0, 0), "t") != 0)
+		rc = perr(err, -EBUSY, "store %s: another writer holds the "
+			  "lock", s->path);
+	PQclear(r);
+	if (rc < 0)
+		pg_exec(s, "ROLLBACK", NULL);
+	return rc;
+}
+
 /* The savepoint lets a statement that fails inside (a write refused)
  * leave the snapshot usable, as it stays on SQLite. */
 static int pg_begin_read(struct store *s, struct parley_err *err)
@@ -603,14 +744,6 @@ static void pg_end_read(struct store *s)
 
 /* ---- open / close ---- */
 
-/* libpq prints NOTICEs (e.g. "relation exists, skipping") on stderr by
- * default; the store reports what matters through its errors. */
-static void quiet(void *arg, const char *msg)
-{
-	(void)arg;
-	(void)msg;
-}
-
 static int pg_open(struct store *s, const char *conninfo,
 		   struct parley_err *err)
 {
@@ -627,10 +760,10 @@ static int pg_open(struct store *s, const char *conninfo,
 		return perr(err, -ECONNREFUSED, "store %s: cannot connect: "
 			    "%.*s", s->path, len, m);
 	}
-	PQsetNoticeProcessor(c->c, quiet, NULL);
-	return pg_exec(s, "SET lock_timeout = '" LOCK_TIMEOUT "'; "
-		       "SET client_min_messages = warning; "
-		       "SET synchronous_commit = on", err);
+	c->conninfo = strdup(conninfo);
+	if (!c->conninfo)
+		return perr(err, -ENOMEM, "store: out of memory");
+	return session(s, c->c, err);
 }
 
 static void pg_close(struct store *s)
@@ -642,8 +775,93 @@ static void pg_close(struct store *s)
 		flush(s, NULL);
 	if (c->c)
 		PQfinish(c->c);
+	if (c->lc)
+		PQfinish(c->lc);
+	free(c->conninfo);
 	free(c);
 	s->conn = NULL;
+}
+
+/* ---- change notifications ---- */
+
+#define CHANNEL "parley_changed"
+
+/* Sent inside the writer's transaction: PostgreSQL delivers it at the
+ * commit (one per transaction: identical ones are merged), and not at all
+ * if the transaction (or the operation's savepoint) rolls back. A SELECT,
+ * so that it is prepared and pipelined like the writes around it (NOTIFY
+ * itself cannot be prepared). */
+static int pg_notify(struct store *s, struct parley_err *err)
+{
+	static const char q[] = "SELECT pg_notify('" CHANNEL "', '')";
+	struct db_stmt *st;
+	int rc = db_prep(s, q, &st, err);
+	return rc < 0 ? rc : db_run_deferred(s, st, "notify", err);
+}
+
+static void pg_unlisten(struct store *s)
+{
+	struct pg_conn *c = pc(s);
+	if (c && c->lc) {
+		PQfinish(c->lc);
+		c->lc = NULL;
+	}
+}
+
+/* A connection of its own: the store's is busy with transactions, and a
+ * notification is read only between them. */
+static int pg_listen(struct store *s, int *fd, struct parley_err *err)
+{
+	struct pg_conn *c = pc(s);
+	pg_unlisten(s);
+	c->lc = PQconnectdb(c->conninfo);
+	if (!c->lc)
+		return perr(err, -ENOMEM, "store: out of memory");
+	int rc = 0;
+	if (PQstatus(c->lc) != CONNECTION_OK) {
+		const char *m = PQerrorMessage(c->lc);
+		rc = perr(err, -ECONNREFUSED, "store %s: listener cannot "
+			  "connect: %.*s", s->path, (int)strcspn(m, "\n"), m);
+	} else if ((rc = session(s, c->lc, err)) == 0) {
+		PGresult *r = PQexec(c->lc, "LISTEN " CHANNEL);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			const char *m = PQerrorMessage(c->lc);
+			rc = perr(err, -ECONNRESET, "store %s: LISTEN: %.*s",
+				  s->path, (int)strcspn(m, "\n"), m);
+		}
+		PQclear(r);
+	}
+	if (rc == 0 && PQsetnonblocking(c->lc, 1) != 0)
+		rc = perr(err, -EIO, "store %s: listener: cannot set "
+			  "non-blocking", s->path);
+	if (rc < 0) {
+		pg_unlisten(s);
+		return rc;
+	}
+	*fd = PQsocket(c->lc);
+	return 0;
+}
+
+/* Read what arrived: 1 if any notification, 0 if none, -ECONNRESET if
+ * the listener's connection is lost (pg_listen again). */
+static int pg_listen_take(struct store *s, struct parley_err *err)
+{
+	struct pg_conn *c = pc(s);
+	if (!c->lc)
+		return perr(err, -ENOTCONN, "store %s: not listening",
+			    s->path);
+	if (PQconsumeInput(c->lc) != 1 || PQstatus(c->lc) != CONNECTION_OK) {
+		const char *m = PQerrorMessage(c->lc);
+		return perr(err, -ECONNRESET, "store %s: listener: %.*s",
+			    s->path, (int)strcspn(m, "\n"), m);
+	}
+	int n = 0;
+	PGnotify *nt;
+	while ((nt = PQnotifies(c->lc)) != NULL) {
+		n++;
+		PQfreemem(nt);
+	}
+	return n > 0;
 }
 
 /* The portable schema in PostgreSQL's types, word by word outside
@@ -771,6 +989,11 @@ const struct db_ops db_pg_ops = {
 	.exec = pg_exec,
 	.in_tx = pg_in_tx,
 	.begin_write = pg_begin_write,
+	.try_write = pg_try_write,
+	.notify = pg_notify,
+	.listen = pg_listen,
+	.listen_take = pg_listen_take,
+	.unlisten = pg_unlisten,
 	.begin_read = pg_begin_read,
 	.end_read = pg_end_read,
 	.rd_begin_sql = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",

@@ -51,7 +51,9 @@ int store_replica_beat(struct store *s, const char *name, const char *link,
 		rc = check_link(link, err);
 	if (rc < 0)
 		return rc;
-	rc = db_op_begin(s, err);
+	/* The event loop calls this every second: it must not wait behind
+	 * another writer (an API batch, a checkpoint, another replica). */
+	rc = db_op_try_begin(s, err);
 	return rc < 0 ? rc
 		      : db_op_end(s, beat(s, name, link, started_ms, err), err);
 }
@@ -238,7 +240,8 @@ static int cmd_put(struct store *s, const char *host, const char *partition,
 	db_bind_text(st, 2, partition);
 	db_bind_i64(st, 3, action);
 	db_bind_i64(st, 4, db_now_ms());
-	return db_run(s, st, "store command", err);
+	rc = db_run(s, st, "store command", err);
+	return rc < 0 ? rc : db_note_changed(s, err);
 }
 
 int store_replica_cmd_put(struct store *s, const char *host,
@@ -312,7 +315,8 @@ int store_replica_cmd_delete(struct store *s, int64_t id,
 {
 	static const char q[] = "DELETE FROM replica_commands WHERE id = ?1";
 	struct db_stmt *st;
-	int rc = db_op_begin(s, err);
+	/* Run from the daemon's poll, like the heartbeat: never waits. */
+	int rc = db_op_try_begin(s, err);
 	if (rc < 0)
 		return rc;
 	rc = db_prep(s, q, &st, err);

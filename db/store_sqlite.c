@@ -210,6 +210,19 @@ static int lite_begin_write(struct store *s, struct parley_err *err)
 	return lite_exec(s, "BEGIN IMMEDIATE", err);
 }
 
+/* The BEGIN alone without a busy timeout: once it holds the write lock,
+ * nothing else in the transaction waits for another writer (WAL). */
+static int lite_try_write(struct store *s, struct parley_err *err)
+{
+	sqlite3_busy_timeout(conn(s), 0);
+	int rc = sqlite3_exec(conn(s), "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	sqlite3_busy_timeout(conn(s), BUSY_TIMEOUT_MS);
+	if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+		return perr(err, -EBUSY, "store %s: another writer holds "
+			    "the lock", s->path);
+	return rc == SQLITE_OK ? 0 : sqlerr(s, rc, "BEGIN IMMEDIATE", err);
+}
+
 /* query_only: a write inside (one-statement writes do not pass
  * db_op_begin) fails with -EROFS rather than turning the snapshot into a
  * write transaction that holds the lock. */
@@ -339,6 +352,7 @@ const struct db_ops db_sqlite_ops = {
 	.exec = lite_exec,
 	.in_tx = lite_in_tx,
 	.begin_write = lite_begin_write,
+	.try_write = lite_try_write,
 	.begin_read = lite_begin_read,
 	.end_read = lite_end_read,
 	.rd_begin_sql = NULL, /* a savepoint opens one */

@@ -1,7 +1,8 @@
 /* Several parleyd replicas on one store (issue 15): two or three real
  * parleyd processes on one SQLite file (WAL lets several processes write;
- * nothing here is SQLite's own), each with its own state directory and
- * ports chosen at run time, real agents failing over between them. Every
+ * nothing here is SQLite's own) -- and, for the STORE_TESTs, the same
+ * bodies again on one PostgreSQL database (suite `replicas_pg`) -- each
+ * with its own state directory and ports chosen at run time, real agents failing over between them. Every
  * process started is killed and reaped by PID. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -27,6 +28,8 @@
 #include "agent/servers.h"
 #include "tests/helpers/apiclient.h"
 #include "tests/helpers/fleetd.h"
+#include "tests/helpers/pgtmp.h"
+#include "tests/helpers/pgcluster.h"
 #include "tests/helpers/testutil.h"
 
 #define NREP 3
@@ -43,6 +46,7 @@ struct reps {
 	struct replica r[NREP];
 	unsigned n;
 	char admin[160];
+	char poll_ms[16];          /* --poll-ms; "": 100 */
 };
 
 static int read_port(const char *dir, const char *name)
@@ -90,7 +94,8 @@ static void start_replica(struct reps *x, unsigned i)
 			 "127.0.0.1:0", "--ca-key", cakey, "--state-dir",
 			 r->dir, "--ca", ca, "--cert", crt, "--key", key,
 			 "--policy-key", pol, "--store", x->f.store,
-			 "--replica-name", r->name, "--poll-ms", "100",
+			 "--replica-name", r->name, "--poll-ms",
+			 x->poll_ms[0] ? x->poll_ms : "100",
 			 "--checkpoint-interval", "0", NULL };
 	pid_t parent = getpid();
 	r->pid = fork();
@@ -108,6 +113,22 @@ static void start_replica(struct reps *x, unsigned i)
 	}
 	cr_assert(fd_wait(rep_up, &x->f, r, 20000), "replica %s did not start",
 		  r->name);
+}
+
+/* The fleet's CA and an empty store: a file in its directory on SQLite
+ * (suite `replicas`), a database of the run's throw-away cluster on
+ * PostgreSQL (suite `replicas_pg`), which every replica shares. */
+static void rep_init(struct reps *x)
+{
+	fd_init(&x->f);
+	if (!t_store_pg)
+		return;
+	/* On SQLite the daemon takes the store's directory over (privsep
+	 * own_store); here nothing does, and it must still read its state
+	 * directory in it after dropping to an unprivileged user. */
+	chmod(x->f.dir, 0755);
+	t_store_uri(x->f.dir, "parley.db", x->f.store, sizeof(x->f.store));
+	store_close(fd_store(&x->f));
 }
 
 /* Replicas 0..n-1; the first writes the bootstrap admin token (the store
@@ -155,6 +176,8 @@ static void stop_all(struct reps *x)
 		}
 		kill_replica(&x->r[i]);
 	}
+	if (t_store_pg)
+		t_store_uri_drop(x->f.store);
 	fd_stop(&x->f);
 }
 
@@ -217,6 +240,60 @@ static int api(struct reps *x, unsigned i, const char *method,
 }
 
 /* ---- store level: the replica rows and their refusals ---- */
+
+/* The heartbeat and the deletion of a delivered command run in the
+ * daemon's event loop: while another writer holds the store they come
+ * back with -EBUSY rather than wait the busy timeout (-EAGAIN after it),
+ * which stalled API clients and agents; once the writer is done they go
+ * through. */
+STORE_TEST(replicas, poll_writes_never_wait_for_another_writer, .timeout = 60)
+{
+	char *dir = t_tmpdir();
+	char uri[600];
+	t_store_uri(dir, "s.db", uri, sizeof(uri));
+	struct store *a = NULL, *b = NULL;
+	struct parley_err err = { 0 };
+	cr_assert_eq(store_open(uri, &a, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(store_open(uri, &b, &err), 0, "%s", perr_msg(&err));
+	/* A command delivered by b, whose deletion comes while a writes. */
+	cr_assert_eq(store_host_put(b, "h0", "", (struct store_blob){ 0 },
+				    NULL), 0);
+	cr_assert_eq(store_replica_cmd_put(b, "h0", "p", 1, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_assert_eq(store_replica_hold(b, "h0", "r1", NULL), 0);
+	struct store_replica_cmd *k = NULL;
+	cr_assert_eq(store_replica_cmd_list(b, "r1", &k, NULL), 1);
+	int64_t id = k[0].id;
+	free(k);
+	cr_assert_eq(store_begin(a, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(store_host_put(a, "h1", "", (struct store_blob){ 0 },
+				    NULL), 0);
+	cr_expect_eq(store_replica_beat(b, "r1", "127.0.0.1:1", 1, &err),
+		     -EBUSY, "%s", perr_msg(&err));
+	cr_expect_eq(store_replica_cmd_delete(b, id, &err), -EBUSY, "%s",
+		     perr_msg(&err));
+	/* b is left usable: no transaction of its own is open. */
+	struct store_replica *r = NULL;
+	cr_expect_eq(store_replica_list(b, &r, NULL), 0);
+	free(r);
+	/* Inside the holder's own batch it is an ordinary write. */
+	cr_expect_eq(store_replica_beat(a, "r0", "127.0.0.1:2", 1, &err), 0,
+		     "%s", perr_msg(&err));
+	cr_assert_eq(store_commit(a, &err), 0, "%s", perr_msg(&err));
+	cr_expect_eq(store_replica_beat(b, "r1", "127.0.0.1:1", 1, &err), 0,
+		     "%s", perr_msg(&err));
+	cr_expect_eq(store_replica_list(b, &r, NULL), 2);
+	free(r);
+	cr_expect_eq(store_replica_cmd_delete(b, id, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_expect_eq(store_replica_cmd_list(b, "r1", &k, NULL), 0);
+	free(k);
+	store_close(a);
+	store_close(b);
+	t_store_uri_drop(uri);
+	t_rmtree(dir);
+	free(dir);
+}
 
 Test(replicas, store_rows_and_malformed_input)
 {
@@ -411,15 +488,11 @@ static const char spec_b[] =
 	"{\"name\":\"b\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
 	"\"cmdline\":\"steps=open:c1,recv:0:10,sleep:60000\"}";
 
-Test(replicas, grant_through_a_opens_a_channel_on_b, .timeout = 180)
+/* Partitions a and b on host-1 in `state` ("stopped": their rows wait, so
+ * the agent's hello does not start them). */
+static void put_ab(struct reps *x, const char *state)
 {
-	static struct reps x;
-	memset(&x, 0, sizeof(x));
-	fd_init(&x.f);
-	host_put(&x, "host-1");
-	/* Partitions a and b on host-1, neither created yet: their rows
-	 * wait ("stopped"), so the agent's hello does not start them. */
-	struct store *s = fd_store(&x.f);
+	struct store *s = fd_store(&x->f);
 	const char *specs[] = { spec_a, spec_b };
 	const char *names[] = { "a", "b" };
 	for (int i = 0; i < 2; i++) {
@@ -427,38 +500,65 @@ Test(replicas, grant_through_a_opens_a_channel_on_b, .timeout = 180)
 					    .kind = STORE_PART_THIN,
 					    .spec_json = specs[i],
 					    .spec_len = strlen(specs[i]),
-					    .state = "stopped" };
+					    .state = state };
 		cr_assert_eq(store_partition_put(s, &in, NULL, NULL), 0);
 	}
 	store_close(s);
-	start_all(&x, 2);
-	/* The agent knows only replica 1 (B). */
-	struct fd_agent *h = fd_host(&x.f, "host-1", NULL);
+}
+
+/* host-1's agent, knowing only replica i, once the store says i holds
+ * it. */
+static struct fd_agent *agent_on(struct reps *x, unsigned i, int wait_ms)
+{
+	struct fd_agent *h = fd_host(&x->f, "host-1", NULL);
 	char servers[128];
-	server_list(&x, (const int[]){ 1, -1 }, servers, sizeof(servers));
+	server_list(x, (const int[]){ (int)i, -1 }, servers, sizeof(servers));
 	const char *extra[] = { "--server", servers, NULL };
-	x.f.port = x.r[1].link;
-	fd_start_agent_with(&x.f, h, NULL, extra);
-	struct held hw = { .host = "host-1", .by = "r1" };
-	cr_assert(fd_wait(is_held, &x.f, &hw, 30000), "host-1 held by %s:\n%s",
-		  hw.got, fd_agent_log(h));
-	/* A grant through replica 0 (A) reaches the agent through B. */
+	x->f.port = x->r[i].link;
+	fd_start_agent_with(&x->f, h, NULL, extra);
+	struct held hw = { .host = "host-1", .by = x->r[i].name };
+	cr_assert(fd_wait(is_held, &x->f, &hw, wait_ms), "host-1 held by "
+		  "%s:\n%s", hw.got, fd_agent_log(h));
+	return h;
+}
+
+/* Grant c1 between a and b through replica i's API: its policy version. */
+static uint64_t grant_c1(struct reps *x, unsigned i)
+{
 	struct ac_resp r;
-	cr_assert_eq(api(&x, 0, "POST", "/v1/grants",
+	cr_assert_eq(api(x, i, "POST", "/v1/grants",
 			 "{\"channel\":\"c1\",\"endpoint_a\":\"a\","
 			 "\"endpoint_b\":\"b\",\"direction\":\"both\","
 			 "\"ring_bytes\":\"64K\"}", &r), 201, "%s", r.raw);
-	struct fd_ack ack = { "host-1",
-			      (uint64_t)json_integer_value(json_object_get(
-				      r.json, "policy_version")) };
+	uint64_t v = (uint64_t)json_integer_value(json_object_get(
+		r.json, "policy_version"));
 	ac_free(&r);
-	cr_assert_gt(ack.want, 0);
+	cr_assert_gt(v, 0);
+	return v;
+}
+
+STORE_TEST(replicas, grant_through_a_opens_a_channel_on_b, .timeout = 180)
+{
+	static struct reps x;
+	memset(&x, 0, sizeof(x));
+	rep_init(&x);
+	host_put(&x, "host-1");
+	/* Partitions a and b on host-1, neither created yet: their rows
+	 * wait ("stopped"), so the agent's hello does not start them. */
+	put_ab(&x, "stopped");
+	start_all(&x, 2);
+	/* The agent knows only replica 1 (B). */
+	struct fd_agent *h = agent_on(&x, 1, 30000);
+	/* A grant through replica 0 (A) reaches the agent through B. */
+	struct ac_resp r;
+	struct fd_ack ack = { "host-1", grant_c1(&x, 0) };
 	cr_assert(fd_wait(fd_acked, &x.f, &ack, 30000),
 		  "host-1 never acked version %llu:\n%s",
 		  (unsigned long long)ack.want, fd_agent_log(h));
 	/* Now a and b may be created: through A's API, a third partition
 	 * on host-1 -- its agent, on B, gets every defined one. */
-	s = fd_store(&x.f);
+	struct store *s = fd_store(&x.f);
+	const char *names[] = { "a", "b" };
 	for (int i = 0; i < 2; i++)
 		cr_assert_eq(store_partition_set_state(s, names[i], "defined",
 						       0, NULL, NULL), 0);
@@ -564,12 +664,12 @@ static bool spam_stored(struct fleetd *f, void *ctx)
 	return distinct >= w->want;
 }
 
-Test(replicas, kill9_of_the_holder_fails_over_and_every_record_arrives_once,
+STORE_TEST(replicas, kill9_of_the_holder_fails_over_and_every_record_arrives_once,
      .timeout = 300)
 {
 	static struct reps x;
 	memset(&x, 0, sizeof(x));
-	fd_init(&x.f);
+	rep_init(&x);
 	host_put(&x, "host-a");
 	reader = fd_store(&x.f);
 	start_all(&x, 3);
@@ -654,11 +754,11 @@ static bool agent_log_has(struct fleetd *f, void *ctx)
 	return yes;
 }
 
-Test(replicas, join_token_used_on_a_is_refused_on_b, .timeout = 120)
+STORE_TEST(replicas, join_token_used_on_a_is_refused_on_b, .timeout = 120)
 {
 	static struct reps x;
 	memset(&x, 0, sizeof(x));
-	fd_init(&x.f);
+	rep_init(&x);
 	start_all(&x, 2);
 	char tok[69];
 	uint8_t d[32];
@@ -824,11 +924,11 @@ Test(replicas, daemon_refuses_bad_replica_flags)
 #define WRITES 150
 #define WRITERS (2 * NREP)  /* two per replica */
 
-Test(replicas, concurrent_audit_appends_keep_one_chain, .timeout = 240)
+STORE_TEST(replicas, concurrent_audit_appends_keep_one_chain, .timeout = 240)
 {
 	static struct reps x;
 	memset(&x, 0, sizeof(x));
-	fd_init(&x.f);
+	rep_init(&x);
 	start_all(&x, 3);
 	/* Two writers per replica, all at once: each host added is an
 	 * api_change event appended by that replica. */
@@ -898,11 +998,11 @@ static bool update_moved(struct fleetd *f, void *ctx)
 	return rc == 0 && strcmp(u.state, "pending");
 }
 
-Test(replicas, update_asked_on_a_is_offered_by_b, .timeout = 180)
+STORE_TEST(replicas, update_asked_on_a_is_offered_by_b, .timeout = 180)
 {
 	static struct reps x;
 	memset(&x, 0, sizeof(x));
-	fd_init(&x.f);
+	rep_init(&x);
 	host_put(&x, "host-u");
 	/* Replica 0 reads STATE/release.pub at its start. */
 	EVP_PKEY *k = NULL;
@@ -972,4 +1072,139 @@ Test(replicas, update_asked_on_a_is_offered_by_b, .timeout = 180)
 		  fd_agent_log(h), l1);
 	cr_log_info("host-u's update: %s", m.state);
 	stop_all(&x);
+}
+
+/* ---- PostgreSQL only: notifications and a lost connection ---- */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool log_has(struct fleetd *f, void *ctx)
+{
+	(void)f;
+	const struct replica *r = ((const struct replica **)ctx)[0];
+	const char *what = ((const char **)ctx)[1];
+	char *log = rep_log(r);
+	bool yes = strstr(log, what) != NULL;
+	free(log);
+	return yes;
+}
+
+/* The value of an unlabelled counter in replica i's /metrics (0: none). */
+static uint64_t counter(struct reps *x, unsigned i, const char *name)
+{
+	struct ac_resp r;
+	cr_assert_eq(api(x, i, "GET", "/metrics", NULL, &r), 200);
+	char key[128];
+	snprintf(key, sizeof(key), "\n%s ", name);
+	const char *p = strstr(r.body, key);
+	uint64_t v = p ? strtoull(p + strlen(key), NULL, 10) : 0;
+	ac_free(&r);
+	return v;
+}
+
+/* Both replicas poll once a minute: a grant and a partition made through
+ * A reach the agent on B through B's LISTEN connection, before B's first
+ * poll could have run (it is due a minute after B started, and t0 is
+ * taken before). Without notifications the waits below time out. */
+Test(replicas_pg, change_reaches_another_replica_before_its_poll,
+     .timeout = 180)
+{
+	static struct reps x;
+	memset(&x, 0, sizeof(x));
+	t_store_pg = true;
+	rep_init(&x);
+	snprintf(x.poll_ms, sizeof(x.poll_ms), "60000");
+	host_put(&x, "host-1");
+	put_ab(&x, "defined");
+	uint64_t t0 = now_ms();
+	start_all(&x, 2);
+	struct fd_agent *h = agent_on(&x, 1, 20000);
+	struct fd_ack ack = { "host-1", grant_c1(&x, 0) };
+	cr_assert(fd_wait(fd_acked, &x.f, &ack, 15000),
+		  "host-1 (on B) never acked version %llu:\n%s",
+		  (unsigned long long)ack.want, fd_agent_log(h));
+	/* A partition through A: B is told to send its commands. */
+	struct ac_resp r;
+	cr_assert_eq(api(&x, 0, "POST", "/v1/partitions",
+			 "{\"host\":\"host-1\",\"backend\":\"thin\",\"spec\":"
+			 "{\"name\":\"c\",\"image\":\"chantest.elf\","
+			 "\"memory\":\"4M\",\"cmdline\":\"steps=sleep:60000\"}}",
+			 &r), 201, "%s", r.raw);
+	ac_free(&r);
+	const void *lw[] = { &x.r[1], "from the store" };
+	cr_assert(fd_wait(log_has, &x.f, lw, 15000), "B never delivered the "
+		  "stored command");
+	uint64_t took = now_ms() - t0;
+	cr_assert_lt(took, 60000, "inconclusive: %llu ms, B may have polled",
+		     (unsigned long long)took);
+	cr_expect_gt(counter(&x, 1, "parley_replica_notifications_total"), 0);
+	stop_all(&x);
+}
+
+/* The cluster restarted (every session ended) under two running
+ * replicas: the next API call on each is served on a new connection,
+ * and B listens again and is woken by a change made after the restart
+ * (the poll is a minute: it is not what finds it). */
+Test(replicas_pg, store_restart_under_running_replicas, .timeout = 180)
+{
+	static struct reps x;
+	memset(&x, 0, sizeof(x));
+	char why[512];
+	char *cdir = t_tmpdir();
+	chmod(cdir, 0755);
+	/* A cluster of this test's own: the run's is shared with others. */
+	const char *no = pgc_start(cdir, false, why, sizeof(why));
+	if (no && t_required("postgresql"))
+		cr_assert_fail("PARLEY_REQUIRE=postgresql: %s", no);
+	if (no) {
+		pgc_stop(cdir);
+		free(cdir);
+		cr_skip_test("needs a PostgreSQL cluster: %s", no);
+	}
+	t_store_pg = false; /* the database is the cluster's own: not dropped */
+	fd_init(&x.f);
+	chmod(x.f.dir, 0755);
+	char ci[400];
+	pgc_conninfo(cdir, ci, sizeof(ci));
+	snprintf(x.f.store, sizeof(x.f.store), "postgresql:%s dbname=postgres",
+		 ci);
+	store_close(fd_store(&x.f));
+	snprintf(x.poll_ms, sizeof(x.poll_ms), "60000");
+	start_all(&x, 2);
+	struct ac_resp r;
+	cr_assert_eq(api(&x, 0, "POST", "/v1/hosts", "{\"name\":\"h1\"}", &r),
+		     201, "%s", r.raw);
+	ac_free(&r);
+	const char *again = pgc_restart(cdir, why, sizeof(why));
+	cr_assert_null(again, "%s", again);
+	cr_assert_eq(api(&x, 0, "POST", "/v1/hosts", "{\"name\":\"h2\"}", &r),
+		     201, "%s", r.raw);
+	ac_free(&r);
+	cr_assert_eq(api(&x, 1, "GET", "/v1/hosts/h2", NULL, &r), 200, "%s",
+		     r.raw);
+	ac_free(&r);
+	/* B's listener was cut too; it listens again within a second or
+	 * so, and a command stored for h2 (no replica holds it) wakes it. */
+	uint64_t before = counter(&x, 1, "parley_replica_notifications_total");
+	bool woke = false;
+	for (int i = 0; i < 40 && !woke; i++) {
+		struct store *s = fd_store(&x.f);
+		cr_assert_eq(store_replica_cmd_put(s, "h2", NULL,
+						   STORE_REPLICA_CMD_CHANGED,
+						   NULL), 0);
+		store_close(s);
+		usleep(250000);
+		woke = counter(&x, 1, "parley_replica_notifications_total") >
+		       before;
+	}
+	char *l1 = woke ? NULL : rep_log(&x.r[1]);
+	cr_assert(woke, "B was never woken after the restart:\n%s", l1);
+	stop_all(&x);
+	pgc_stop(cdir);
+	free(cdir);
 }

@@ -277,6 +277,11 @@ static void change_failed(struct api_req *q, int rc,
 	if (rc == -EBUSY || rc == -EAGAIN)
 		api_error(q, 503, "UNAVAILABLE", "the store is busy; nothing "
 			  "was changed, retry");
+	/* The database's connection lost under the change (it is made
+	 * again at the next one): an uncommitted change is gone with it. */
+	else if (rc == -ECONNRESET || rc == -ECONNREFUSED)
+		api_error(q, 503, "UNAVAILABLE", "the store's database was "
+			  "unreachable; retry");
 	else
 		api_error(q, 500, "INTERNAL", "the change could not be "
 			  "stored; nothing was changed");

@@ -58,6 +58,7 @@ void api_metrics(struct api_req *q)
 		l.bundles_pushed = ls->n_pushed;
 		l.replica = ls->replica;
 		l.relayed = ls->n_relayed;
+		l.notified = ls->n_notified;
 	}
 	int rc = metrics_render(&q->a->metrics, q->a->store, &l, b);
 	if (rc < 0) {

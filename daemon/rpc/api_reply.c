@@ -175,6 +175,10 @@ void api_fail(struct api_req *q, int rc, const struct parley_err *err)
 	case -EAGAIN:
 		api_error(q, 409, "CONFLICT", "%s", m);
 		return;
+	case -ECONNRESET:
+	case -ECONNREFUSED:
+		api_error(q, 503, "UNAVAILABLE", "%s", m);
+		return;
 	}
 	log_error("api: %s", m);
 	api_error(q, 500, "INTERNAL", "%s", m);

@@ -601,6 +601,7 @@ int link_start(struct link_server *ls, const char *host, int port,
 	struct timeval tv = { ls->poll_ms / 1000,
 			      (ls->poll_ms % 1000) * 1000 };
 	event_add(ls->poll_ev, &tv);
+	link_listen_start(ls);
 	return 0;
 }
 
@@ -616,6 +617,7 @@ void link_stop(struct link_server *ls)
 	link_batch_stop(ls); /* commits what is queued */
 	while (ls->conns)
 		conn_free(ls->conns);
+	link_listen_stop(ls);
 	if (ls->poll_ev)
 		event_free(ls->poll_ev);
 	if (ls->push_ev)

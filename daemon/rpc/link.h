@@ -50,6 +50,16 @@ struct link_server {
 	int64_t started_ms;
 	uint64_t last_beat_ms;
 	uint64_t n_relayed;        /* commands taken from the store, sent */
+	/* Change notifications from the store (PostgreSQL): the listener's
+	 * socket in the loop, a timer to listen again after a loss, and
+	 * whether the store has none at all (SQLite: the poll alone). */
+	struct event *listen_ev, *relisten_ev;
+	bool listen_off;
+	uint64_t n_notified;       /* notifications that woke the loop */
+	/* Stored commands delivered whose deletion found the store busy:
+	 * deleted at a later poll, not delivered again. */
+	struct store_replica_cmd *undeleted;
+	unsigned n_undeleted;
 	/* counters for logs and /metrics: every refusal; of them, hellos
 	 * from a certificate whose host is not enrolled (or was deleted),
 	 * revoked certificates, messages about another host's partition */

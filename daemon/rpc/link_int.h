@@ -75,6 +75,11 @@ int link_push_start(struct link_server *ls);
  * a second); c's host recorded as held by this replica (on its hello),
  * and released (on its close, if still ours). */
 void link_replica_beat(struct link_server *ls);
+/* Listen for other replicas' changes (store_listen), or go on polling
+ * alone where the store has no notifications; link_listen_stop undoes it
+ * (link_stop). */
+void link_listen_start(struct link_server *ls);
+void link_listen_stop(struct link_server *ls);
 void link_replica_hold(struct link_conn *c);
 void link_replica_release(struct link_conn *c);
 /* After c's welcome: the replicas alive on the store (ServerList), for

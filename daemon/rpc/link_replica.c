@@ -5,7 +5,10 @@
  *   - records which hosts it holds (on a hello; released on the close,
  *     only if still its own -- the agent may have moved on), in the
  *     loop turn's batch of small writes (link_batch.c),
- *   - polls the store (link_store_changed, every poll_ms): a policy
+ *   - hears of other replicas' changes as they commit (PostgreSQL
+ *     LISTEN/NOTIFY: the listener's socket is in the event loop) and
+ *   - polls the store all the same, the safety net for a notification
+ *     lost with its connection (link_store_changed, every poll_ms): a policy
  *     version that moved is pushed to its agents (link_push.c), and the
  *     partition commands another replica's API stored for the hosts it
  *     holds are delivered and deleted.
@@ -22,6 +25,9 @@
 #include <time.h>
 
 #define REPLICA_BEAT_MS 1000
+/* A lost listener is made again this often: connecting blocks the loop,
+ * and a database that is down refuses at once or times out. */
+#define RELISTEN_MS 1000
 /* Replicas told to agents: those that beat within this long (the margin
  * is for other machines' clocks), as the join listener does. */
 #define REPLICA_FRESH_MS 30000
@@ -40,9 +46,103 @@ void link_replica_beat(struct link_server *ls)
 	if (ls->last_beat_ms && now - ls->last_beat_ms < REPLICA_BEAT_MS)
 		return;
 	ls->last_beat_ms = now;
-	if (store_replica_beat(ls->store, ls->replica, ls->advertise,
-			       ls->started_ms, &err) < 0)
+	int rc = store_replica_beat(ls->store, ls->replica, ls->advertise,
+				    ls->started_ms, &err);
+	/* Another writer holds the store: the beat does not wait for it in
+	 * the event loop (API clients and agents would), it comes again at
+	 * the next poll. REPLICA_FRESH_MS is many beats long. */
+	if (rc == -EBUSY)
+		ls->last_beat_ms = 0;
+	else if (rc < 0)
 		log_warn("replica %s: %s", ls->replica, perr_msg(&err));
+}
+
+static void relisten_later(struct link_server *ls)
+{
+	struct timeval tv = { RELISTEN_MS / 1000, (RELISTEN_MS % 1000) * 1000 };
+	if (ls->relisten_ev)
+		evtimer_add(ls->relisten_ev, &tv);
+}
+
+static void unlisten(struct link_server *ls)
+{
+	/* Out of the loop before its socket closes. */
+	if (ls->listen_ev)
+		event_free(ls->listen_ev);
+	ls->listen_ev = NULL;
+	store_unlisten(ls->store);
+}
+
+static void on_notified(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct link_server *ls = arg;
+	struct parley_err err = { 0 };
+	int rc = store_listen_take(ls->store, &err);
+	if (rc > 0) {
+		ls->n_notified++;
+		link_store_changed(ls);
+	} else if (rc < 0) {
+		log_warn("replica %s: %s; listening again in %d ms (the "
+			 "poll goes on)", ls->replica, perr_msg(&err),
+			 RELISTEN_MS);
+		unlisten(ls);
+		relisten_later(ls);
+	}
+}
+
+static void listen_now(struct link_server *ls)
+{
+	struct parley_err err = { 0 };
+	int fd = -1;
+	int rc = store_listen(ls->store, &fd, &err);
+	if (rc == -ENOTSUP) {
+		ls->listen_off = true;
+		return;
+	}
+	if (rc == 0) {
+		ls->listen_ev = event_new(ls->base, fd, EV_READ | EV_PERSIST,
+					  on_notified, ls);
+		if (ls->listen_ev && event_add(ls->listen_ev, NULL) == 0) {
+			log_info("replica %s: listening for other replicas' "
+				 "changes", ls->replica);
+			return;
+		}
+		rc = perr(&err, -ENOMEM, "link: out of memory");
+	}
+	log_warn("replica %s: %s; listening again in %d ms (the poll goes "
+		 "on)", ls->replica, perr_msg(&err), RELISTEN_MS);
+	unlisten(ls);
+	relisten_later(ls);
+}
+
+static void on_relisten(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct link_server *ls = arg;
+	listen_now(ls);
+	/* What committed while nobody listened. */
+	if (ls->listen_ev)
+		link_store_changed(ls);
+}
+
+void link_listen_start(struct link_server *ls)
+{
+	ls->relisten_ev = evtimer_new(ls->base, on_relisten, ls);
+	listen_now(ls);
+}
+
+void link_listen_stop(struct link_server *ls)
+{
+	free(ls->undeleted);
+	ls->undeleted = NULL;
+	ls->n_undeleted = 0;
+	unlisten(ls);
+	if (ls->relisten_ev)
+		event_free(ls->relisten_ev);
+	ls->relisten_ev = NULL;
 }
 
 void link_replica_hold(struct link_conn *c)
@@ -125,6 +225,35 @@ static int deliver(struct link_server *ls, const struct store_replica_cmd *k)
 	return rc == 0;
 }
 
+/* The deletion of a delivered command: 0 done (or gone), -EBUSY when
+ * another writer holds the store (the poll must not wait for it), which
+ * keeps the id to delete at a later poll rather than deliver again. */
+static int forget_cmd(struct link_server *ls, int64_t id)
+{
+	struct parley_err err = { 0 };
+	int rc = store_replica_cmd_delete(ls->store, id, &err);
+	if (rc == -EBUSY)
+		return rc;
+	if (rc < 0)
+		log_warn("command %lld: %s", (long long)id, perr_msg(&err));
+	return 0;
+}
+
+/* The same command, not merely the same id (an id freed by a host's
+ * deletion could be taken by a new command). */
+static bool undeleted(const struct link_server *ls,
+		      const struct store_replica_cmd *k)
+{
+	for (unsigned i = 0; i < ls->n_undeleted; i++) {
+		const struct store_replica_cmd *u = &ls->undeleted[i];
+		if (u->id == k->id && u->action == k->action &&
+		    !strcmp(u->host, k->host) &&
+		    !strcmp(u->partition, k->partition))
+			return true;
+	}
+	return false;
+}
+
 static void take_commands(struct link_server *ls)
 {
 	struct store_replica_cmd *k = NULL;
@@ -133,17 +262,28 @@ static void take_commands(struct link_server *ls)
 	if (n < 0)
 		log_warn("replica %s: stored commands: %s", ls->replica,
 			 perr_msg(&err));
+	/* At most one list's worth (1,000) is ever kept. */
+	struct store_replica_cmd *left =
+		n > 0 ? calloc((size_t)n, sizeof(*left)) : NULL;
+	unsigned nleft = 0;
 	for (int i = 0; i < n; i++) {
+		if (undeleted(ls, &k[i])) {
+			if (forget_cmd(ls, k[i].id) == -EBUSY && left)
+				left[nleft++] = k[i];
+			continue;
+		}
 		/* A host the store says we hold but that is not connected
 		 * here (its close is being recorded): left for whoever
 		 * holds it next. */
 		if (!deliver(ls, &k[i]))
 			continue;
-		if (store_replica_cmd_delete(ls->store, k[i].id, &err) < 0)
-			log_warn("command %lld: %s", (long long)k[i].id,
-				 perr_msg(&err));
+		if (forget_cmd(ls, k[i].id) == -EBUSY && left)
+			left[nleft++] = k[i];
 	}
 	free(k);
+	free(ls->undeleted);
+	ls->undeleted = left;
+	ls->n_undeleted = nleft;
 }
 
 /* A host deleted through another replica's API: its row, and with it our

@@ -153,6 +153,10 @@ static int render_replicas(struct store *s, const struct metrics_link *l,
 	one(o, "parley_replica_commands_relayed_total", "counter",
 	    "Partition commands another replica stored for an agent this "
 	    "one holds, delivered.", l->relayed);
+	one(o, "parley_replica_notifications_total", "counter",
+	    "Changes committed through any replica that the store announced "
+	    "(PostgreSQL NOTIFY) and woke this one; 0 on SQLite, which is "
+	    "polled.", l->notified);
 	return 0;
 }
 

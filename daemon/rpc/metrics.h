@@ -51,6 +51,7 @@ struct metrics_link {
 	uint64_t foreign;           /* a message about another host's partition */
 	const char *replica;        /* this replica's name (NULL: no link) */
 	uint64_t relayed;           /* commands taken from the store, sent */
+	uint64_t notified;          /* store notifications that woke it */
 };
 
 struct evbuffer;

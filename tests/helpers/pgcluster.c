@@ -118,6 +118,15 @@ const char *pgc_start(const char *dir, bool fsync, char *why, size_t cap)
 	return rc == 0 ? NULL : why;
 }
 
+const char *pgc_restart(const char *dir, char *why, size_t cap)
+{
+	char data[256], log[256];
+	snprintf(data, sizeof(data), "%s/data", dir);
+	snprintf(log, sizeof(log), "%s/log", dir);
+	char *argv[] = { PGC_BIN "/pg_ctl", "-D", data, "-l", log, "-w",
+			 "-t", "60", "-m", "fast", "restart", NULL };
+	return run_as_pg(argv, log, why, cap) == 0 ? NULL : why;
+}
 
 void pgc_conninfo(const char *dir, char *out, size_t cap)
 {

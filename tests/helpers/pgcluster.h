@@ -22,6 +22,9 @@
 const char *pgc_start(const char *dir, bool fsync, char *why, size_t cap);
 /* "host=DIR/sock port=5432 user=postgres" */
 void pgc_conninfo(const char *dir, char *out, size_t cap);
+/* pg_ctl restart (fast: every session is ended) with the options it was
+ * started with; NULL when up again, else why not. */
+const char *pgc_restart(const char *dir, char *why, size_t cap);
 /* Stop the postmaster by PID (fast shutdown, then SIGKILL after 10 s) and
  * remove dir. */
 void pgc_stop(const char *dir);
