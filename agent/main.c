@@ -693,6 +693,17 @@ static void on_upgrade(void *ctx)
 	struct parley_err err = { 0 };
 	bool theirs = a->pending_stage[0] != 0;
 	const char *dir = theirs ? a->pending_stage : a->cli.update_stage;
+	/* A hand-over passes thin partitions only: the new binary would not
+	 * serve the VMs, which outlive us. Refused while any runs. */
+	if (vmrun_live(&a->vms)) {
+		if (theirs)
+			upd_stage_failed(&a->upd, "VMs run here: no hand-over");
+		a->pending_stage[0] = 0;
+		fprintf(stderr, "parley-agent: update refused, this agent (%s) "
+				"serves on: VMs run here, and a hand-over "
+				"does not pass them\n", agent_version());
+		return;
+	}
 	if (!dir) {
 		fprintf(stderr, "parley-agent: SIGUSR1: no --update-stage, "
 				"nothing to update from\n");

@@ -105,7 +105,13 @@ void vmrun_serve(struct vmrun *r)
 		for (int k = 0; k < 64 && (rc = vmmgr_serve(&r->m, i)) == 0; k++)
 			;
 		console(r, i);
-		if (rc == -EPIPE || rc == -EPROTO) {
+		if (rc == -EPROTO) {
+			/* No control port any more (vm_ctl_violation
+			 * audited): a run cannot serve it, nor wait for it. */
+			struct parley_err err = { 0 };
+			vmhost_destroy(&r->m.host, r->m.vm[i].spec.name, &err);
+		}
+		if ((rc == -EPIPE || rc == -EPROTO) && vmmgr_reap(&r->m, i)) {
 			r->con[i].stopped = true;
 			console(r, i);
 		}
