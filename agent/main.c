@@ -37,6 +37,8 @@
 #include "common/fileio.h"
 #include "common/version.h"
 #include "agent/vmm_jail.h"
+#include "agent/vm/vmrun.h"
+#include "agent/vm/vmspec.h"
 #include "agent/update_adopt.h"
 #include "agent/update_commit.h"
 #include "agent/ctl/clock.h"
@@ -302,6 +304,9 @@ struct agent {
 	char **argv;                /* ours: the new binary gets the same */
 	int handover_fd;            /* we are the new binary: -1 otherwise */
 	enum update_fault fault;    /* test builds only */
+	struct vm_spec vm_specs[VMMGR_MAX]; /* run's VM specs (vmspec.h) */
+	unsigned nvm;
+	struct vmrun vms;
 };
 
 /* The version this agent reports and hands over. A test build of the
@@ -488,8 +493,22 @@ static int restore_checks(struct agent *a, int n)
 	return 0;
 }
 
+/* The accelerator of VMs whose spec names none: PARLEY_VM_ACCEL
+ * (auto|kvm|tcg), else auto (KVM where /dev/kvm is usable). */
+static unsigned vm_accel_default(void)
+{
+	const char *e = getenv("PARLEY_VM_ACCEL");
+	int acc = e ? vm_accel_parse(e) : VM_ACCEL_AUTO;
+	if (acc < 0) {
+		fprintf(stderr, "parley-agent: PARLEY_VM_ACCEL=%s is not auto, "
+			"kvm or tcg: auto\n", e);
+		acc = VM_ACCEL_AUTO;
+	}
+	return (unsigned)acc;
+}
+
 static int setup(struct agent *a, int restore, char **args, int n,
-		 struct part_spec *specs)
+		 struct part_spec *specs, int *nthin)
 {
 	struct parley_err err = { 0 };
 	if (a->cli.audit && !(a->audit.out = fopen(a->cli.audit, "ae"))) {
@@ -512,13 +531,51 @@ static int setup(struct agent *a, int restore, char **args, int n,
 		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
 		bad = 1;
 	}
+	/* Thin specs compacted into specs[0..*nthin), VM specs (kind "vm")
+	 * into a->vm_specs. */
+	*nthin = restore ? n : 0;
 	for (int i = 0; !bad && !restore && i < n; i++) {
-		if (spec_load(args[i], &specs[i], &err) < 0) {
+		int vm = vmspec_file_is_vm(args[i], &err);
+		if (vm == 1 && a->nvm == VMMGR_MAX) {
+			perr(&err, -E2BIG, "%s: more than %d VMs", args[i],
+			     VMMGR_MAX);
+			vm = -E2BIG;
+		}
+		if (vm == 1)
+			vm = vmspec_load(args[i], a->cli.image_dirs,
+					 a->cli.config_dirs, vm_accel_default(),
+					 &a->vm_specs[a->nvm], &err) ?: 1;
+		if (vm == 1 && !a->cli.state_dir)
+			vm = perr(&err, -EINVAL, "%s: a VM needs --state-dir "
+				  "(its libvirt root, control sockets and "
+				  "console)", args[i]);
+		if (vm < 0) {
 			fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
 			bad = 1;
 			continue;
 		}
-		a->names[i] = specs[i].name;
+		if (vm == 1) {
+			a->nvm++;
+			continue;
+		}
+		if (spec_load(args[i], &specs[*nthin], &err) < 0) {
+			fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
+			bad = 1;
+			continue;
+		}
+		a->names[*nthin] = specs[*nthin].name;
+		(*nthin)++;
+	}
+	/* The VMs are endpoints of the policy's grants too; one name, one
+	 * endpoint. */
+	for (unsigned k = 0; !bad && k < a->nvm; k++) {
+		for (int j = 0; j < *nthin + (int)k; j++)
+			if (!strcmp(a->names[j], a->vm_specs[k].name)) {
+				fprintf(stderr, "parley-agent: two partitions "
+					"named %s\n", a->vm_specs[k].name);
+				bad = 1;
+			}
+		a->names[*nthin + (int)k] = a->vm_specs[k].name;
 	}
 	if (!bad && a->handover_fd < 0 && load_policy(a, &err) < 0) {
 		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
@@ -576,10 +633,38 @@ static int start_all(struct agent *a, int restore, char **args, int n,
 	struct parley_err err = { 0 };
 	if (a->have_db && baseline_save(&a->db, &err) < 0)
 		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
+	/* The VMs before any thin partition runs: a thin partition's first
+	 * open finds its VM peer registered. */
+	if (!bad && a->nvm &&
+	    vmrun_start(&a->vms, a->cli.state_dir, &a->cm, &a->audit,
+			a->vm_specs, a->nvm, stdout, &err) < 0) {
+		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
+		bad = 1;
+	}
 	for (unsigned i = 0; !bad && i < a->sup.n; i++)
 		if (partition_resume(a->sup.e[i].p, &err) < 0)
 			fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
 	return bad ? -1 : 0;
+}
+
+static unsigned vms_fds(void *ctx, int *fds, unsigned cap)
+{
+	return vmrun_fds(&((struct agent *)ctx)->vms, fds, cap);
+}
+
+static void vms_serve(void *ctx)
+{
+	vmrun_serve(&((struct agent *)ctx)->vms);
+}
+
+static unsigned vms_live(void *ctx)
+{
+	return vmrun_live(&((struct agent *)ctx)->vms);
+}
+
+static void vms_stop(void *ctx)
+{
+	vmrun_stop(&((struct agent *)ctx)->vms);
 }
 
 static void on_gone(struct partition *p, void *ctx)
@@ -608,6 +693,17 @@ static void on_upgrade(void *ctx)
 	struct parley_err err = { 0 };
 	bool theirs = a->pending_stage[0] != 0;
 	const char *dir = theirs ? a->pending_stage : a->cli.update_stage;
+	/* A hand-over passes thin partitions only: the new binary would not
+	 * serve the VMs, which outlive us. Refused while any runs. */
+	if (vmrun_live(&a->vms)) {
+		if (theirs)
+			upd_stage_failed(&a->upd, "VMs run here: no hand-over");
+		a->pending_stage[0] = 0;
+		fprintf(stderr, "parley-agent: update refused, this agent (%s) "
+				"serves on: VMs run here, and a hand-over "
+				"does not pass them\n", agent_version());
+		return;
+	}
 	if (!dir) {
 		fprintf(stderr, "parley-agent: SIGUSR1: no --update-stage, "
 				"nothing to update from\n");
@@ -820,6 +916,10 @@ int main(int argc, char **argv)
 	a.sup.on_tick = on_tick;
 	a.sup.tick_ms = 100;
 	a.sup.on_upgrade = on_upgrade;
+	a.sup.extra_fds = vms_fds;
+	a.sup.extra_serve = vms_serve;
+	a.sup.extra_live = vms_live;
+	a.sup.extra_stop = vms_stop;
 	char **args = argv + first + 1;
 	int n = argc - first - 1;
 	if (n > SUP_MAX) {
@@ -829,14 +929,18 @@ int main(int argc, char **argv)
 	}
 	raise_nofile();
 	struct part_spec *specs = calloc((size_t)n, sizeof(*specs));
-	int bad = setup(&a, restore, args, n, specs) < 0;
+	int nthin = 0;
+	int bad = setup(&a, restore, args, n, specs, &nthin) < 0;
 	if (!bad && a.handover_fd >= 0)
 		adopt_all(&a);
 	else if (!bad)
-		bad = start_all(&a, restore, args, n, specs) < 0;
+		bad = start_all(&a, restore, args, nthin, specs) < 0;
 	/* A partition that could not start ends the run: the others were
 	 * never resumed and would wait for ever. */
-	int rc = a.sup.n && !bad ? sup_run(&a.sup) : 0;
+	int rc = (a.sup.n || a.vms.n) && !bad ? sup_run(&a.sup) : 0;
+	if (a.vms.n && !bad)
+		rc |= vmrun_summary(&a.vms);
+	vmrun_free(&a.vms);
 	for (int i = 0; i < n; i++)
 		spec_free(&specs[i]);
 	free(specs);

@@ -27,7 +27,7 @@
 #define TOP_LEVEL (-1)
 
 static const char *const top_fields[] = {
-	"name", "image", "memory", "vcpus", "config", "cmdline",
+	"kind", "name", "image", "memory", "vcpus", "config", "cmdline",
 	"capabilities", "disks", NULL
 };
 static const char *const config_fields[] = { "name", "path", NULL };
@@ -395,13 +395,36 @@ static int parse_caps(json_t *root, struct part_spec *out,
 	return 0;
 }
 
+/* "kind": optional, "thin" (a VM's spec, "vm", has its own parser:
+ * agent/vm/vmspec.h; `run` sends it there before this one). */
+static int parse_kind(json_t *root, struct part_spec *out,
+		      struct parley_err *err)
+{
+	(void)out;
+	json_t *v = json_object_get(root, "kind");
+	const char *s = NULL;
+	size_t len = 0;
+	if (!v)
+		return 0;
+	int rc = get_string(v, "field \"kind\"", &s, &len, err);
+	if (rc)
+		return rc;
+	if (strcmp(s, "thin")) {
+		struct jv_quoted q;
+		return perr(err, -EINVAL, "field \"kind\": %s is not \"thin\" "
+			    "(a VM's spec, \"vm\", is for parley-agent run)",
+			    jv_quote(&q, s, len));
+	}
+	return 0;
+}
+
 typedef int (*field_parser)(json_t *root, struct part_spec *out,
 			    struct parley_err *err);
 
 /* In the order a person reads a spec, so the first error reported is the
  * first one they see. */
 static const field_parser field_parsers[] = {
-	parse_name, parse_image, parse_memory, parse_vcpus, parse_config,
+	parse_kind, parse_name, parse_image, parse_memory, parse_vcpus, parse_config,
 	parse_cmdline, parse_caps, spec_parse_disks,
 };
 

@@ -108,9 +108,12 @@ static void on_signal(struct supervisor *s, int sig)
 		s->upgrade_requested = true;
 		return;
 	}
-	if (sig == SIGINT || sig == SIGTERM)
+	if (sig == SIGINT || sig == SIGTERM) {
 		for (unsigned i = 0; i < s->n; i++)
 			partition_stop(s->e[i].p);
+		if (s->extra_stop)
+			s->extra_stop(s->owner);
+	}
 }
 
 static int summary(struct supervisor *s)
@@ -181,7 +184,7 @@ static bool still_ready(const struct partition *p)
 
 int sup_step(struct supervisor *s, int sfd, int max_ms)
 {
-	struct pollfd pf[SUP_MAX + 1];
+	struct pollfd pf[SUP_MAX + 1 + SUP_EXTRA_FDS_MAX];
 	unsigned n = 0, map[SUP_MAX];
 	/* vmm processes are killed, never waited for: reap what has ended. */
 	for (unsigned i = 0; i < s->n; i++)
@@ -193,17 +196,25 @@ int sup_step(struct supervisor *s, int sfd, int max_ms)
 		map[n] = i;
 		pf[n++] = (struct pollfd){ .fd = s->e[i].p->ctl, .events = POLLIN };
 	}
-	if (!n)
+	unsigned live = s->extra_live ? s->extra_live(s->owner) : 0;
+	if (!n && !live)
 		return 0;
 	pf[n] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+	int xfd[SUP_EXTRA_FDS_MAX];
+	unsigned nx = s->extra_fds ? s->extra_fds(s->owner, xfd,
+						  SUP_EXTRA_FDS_MAX) : 0;
+	for (unsigned k = 0; k < nx; k++)
+		pf[n + 1 + k] = (struct pollfd){ .fd = xfd[k], .events = POLLIN };
 	int timeout = s->on_tick && (max_ms < 0 || s->tick_ms < max_ms)
 			      ? s->tick_ms : max_ms;
 	for (unsigned k = 0; k < n; k++)
 		if (partition_has_deferred(s->e[map[k]].p))
 			timeout = 0;
-	int ready = poll(pf, n + 1, timeout);
+	int ready = poll(pf, n + 1 + nx, timeout);
 	if (ready < 0 && errno != EINTR)
 		return -errno;
+	if (s->extra_serve)
+		s->extra_serve(s->owner);
 
 	for (unsigned k = 0; k < n; k++) {
 		struct partition *p = s->e[map[k]].p;
@@ -226,7 +237,7 @@ int sup_step(struct supervisor *s, int sfd, int max_ms)
 		on_signal(s, (int)si.ssi_signo);
 	/* Also those that finished inside a request (stop, save). */
 	report_new_finishes(s);
-	return (int)n;
+	return (int)(n + live);
 }
 
 int sup_run(struct supervisor *s)

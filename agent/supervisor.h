@@ -37,7 +37,17 @@ struct supervisor {
 	 * so that it may run rounds itself (agent/update_commit.c). */
 	void (*on_upgrade)(void *owner);
 	bool upgrade_requested;
+	/* Endpoints served in the same loop that are not partitions (the
+	 * VMs of `run`, agent/vm/vmrun.h): their descriptors join the poll
+	 * (extra_fds, at most cap), extra_serve is called every round
+	 * (non-blocking), the loop goes on while extra_live says some run,
+	 * and SIGINT/SIGTERM call extra_stop. All NULL: none. */
+	unsigned (*extra_fds)(void *owner, int *fds, unsigned cap);
+	void (*extra_serve)(void *owner);
+	unsigned (*extra_live)(void *owner);
+	void (*extra_stop)(void *owner);
 };
+#define SUP_EXTRA_FDS_MAX 64
 
 /* Console callback for part_opts.on_console with ctx = the supervisor. */
 void sup_console(struct partition *p, const char *buf, size_t len, void *ctx);

@@ -50,6 +50,7 @@ static const struct target targets[] = {
 	{ "svc", NULL },
 	{ "update_pkg", NULL },
 	{ "vmctl", NULL },
+	{ "vmspec", PARLEY_SOURCE_DIR "/examples", 1 },
 };
 
 #define NTARGETS (sizeof(targets) / sizeof(targets[0]))

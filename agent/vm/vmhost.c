@@ -203,7 +203,7 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 		"<name>" VMHOST_PREFIX "%s</name>"
 		"<metadata><parley:vm xmlns:parley='" VMHOST_NS "' "
 		"name='%s'/></metadata>"
-		"<memory unit='MiB'>%u</memory><vcpu>1</vcpu>"
+		"<memory unit='MiB'>%u</memory><vcpu>%u</vcpu>"
 		"<os><type arch='x86_64' machine='pc'>hvm</type>"
 		"<kernel>%s</kernel><initrd>%s</initrd>"
 		"<cmdline>console=ttyS0 quiet panic=-1 %s</cmdline></os>"
@@ -222,7 +222,8 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 		"<memballoon model='none'/></devices></domain>",
 		s->accel == VM_ACCEL_KVM || (s->accel == VM_ACCEL_AUTO &&
 			access("/dev/kvm", R_OK | W_OK) == 0) ? "kvm" : "qemu",
-		s->name, s->name, s->mem_mib ? s->mem_mib : 192, s->kernel,
+		s->name, s->name, s->mem_mib ? s->mem_mib : 192,
+		s->vcpus ? s->vcpus : 1, s->kernel,
 		s->initrd, s->cmdline_extra, fl ? "<sysinfo type='fwcfg'>" : "", fw,
 		fl ? "</sysinfo>" : "", sock,
 		s->echo_port ? "<channel type='unix'><source mode='bind' path='" : "",
@@ -403,8 +404,7 @@ int vmhost_reconcile(struct vmhost *vh, bool (*keep)(const char *name, void *ctx
 		char *name = owned_name(doms[i]);
 		if (name && keep(name, ctx)) {
 			(*adopted)++;
-			log_info("VM %s: adopted (running since before this agent)",
-				 name);
+			log_info("VM %s: ours, with a spec here: kept", name);
 		} else if (name) {
 			if (destroy_dom(doms[i]) < 0) {
 				rc = lv_err(err, "cannot destroy VM", name);

@@ -34,6 +34,7 @@ struct vm_spec {
 	unsigned ncfg;
 	struct { char name[32]; char path[PATH_MAX]; } cfg[VMHOST_CFG_MAX];
 	unsigned mem_mib;           /* 0: 192 */
+	unsigned vcpus;             /* 0: 1 */
 	char cmdline_extra[128];    /* more kernel parameters (tests: a
 				     * guest that ignores hot-unplug boots
 				     * with acpiphp.disable=1) */

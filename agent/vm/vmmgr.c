@@ -573,12 +573,33 @@ static bool housekeep(struct vmmgr *m, struct vm_part *v)
 /* The control port closed: QEMU is gone (the guest powered off, or a
  * late VM touched truncated channel memory and QEMU died of SIGBUS). The
  * grant manager learns the endpoint stopped; its peers see PEER_DOWN. */
+static void vm_stopped(struct vmmgr *m, struct vm_part *v);
+
 static void vm_gone(struct vmmgr *m, struct vm_part *v)
 {
 	close(v->ctl);
 	v->ctl = -1;
+	/* The port closed, the VM runs: nothing to stop (yet: QEMU closes
+	 * the port on its way out before libvirt sees the domain gone;
+	 * vmmgr_reap looks again). */
 	if (vmhost_running(&m->host, v->spec.name) > 0)
-		return; /* the port closed, the VM runs: nothing to stop */
+		return;
+	vm_stopped(m, v);
+}
+
+int vmmgr_reap(struct vmmgr *m, unsigned i)
+{
+	struct vm_part *v = &m->vm[i];
+	if (v->shell.finished)
+		return 1;
+	if (v->ctl >= 0 || vmhost_running(&m->host, v->spec.name) > 0)
+		return 0;
+	vm_stopped(m, v);
+	return 1;
+}
+
+static void vm_stopped(struct vmmgr *m, struct vm_part *v)
+{
 	bool late = v->late;
 	v->shell.finished = true;
 	v->shell.state = PART_STOPPED;

@@ -107,6 +107,12 @@ int vmmgr_reconcile(struct vmmgr *m, unsigned *adopted, unsigned *destroyed,
  * on a violation (the port is closed, audited). */
 int vmmgr_serve(struct vmmgr *m, unsigned i);
 
+/* VM i's port has closed (vmmgr_serve said -EPIPE or -EPROTO): once its
+ * domain is gone too, report it stopped (`vm_stopped`, chanmgr told) and
+ * return 1; 0 while it still runs. QEMU closes the port on its way out a
+ * moment before libvirt sees the domain gone, so look again later. */
+int vmmgr_reap(struct vmmgr *m, unsigned i);
+
 struct vm_part *vmmgr_find(struct vmmgr *m, const char *name);
 
 /* The descriptors an event loop watches for VM i (readable: call

@@ -1,0 +1,165 @@
+/*
+ * The VMs of `parley-agent run` (vmrun.h).
+ */
+#include "agent/vm/vmrun.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int vmrun_start(struct vmrun *r, const char *state_dir, struct chanmgr *cm,
+		struct audit *audit, const struct vm_spec *specs, unsigned n,
+		FILE *out, struct parley_err *err)
+{
+	memset(r, 0, sizeof(*r));
+	r->out = out;
+	if (n > VMMGR_MAX)
+		return perr(err, -E2BIG, "%u VMs given, at most %d", n,
+			    VMMGR_MAX);
+	int rc = vmmgr_init(&r->m, state_dir, NULL, cm, audit, err);
+	if (rc)
+		return rc;
+	r->on = true;
+	for (unsigned i = 0; i < n; i++) {
+		r->con[i].rc = -1;
+		rc = vmmgr_add(&r->m, &specs[i], err);
+		if (rc) {
+			struct parley_err e2 = { 0 };
+			perr_prefix(err, "VM %s", specs[i].name);
+			/* It may have started before the failure. */
+			vmhost_destroy(&r->m.host, specs[i].name, &e2);
+			vmrun_free(r);
+			return rc;
+		}
+		r->n++;
+	}
+	unsigned adopted = 0, destroyed = 0;
+	rc = vmmgr_reconcile(&r->m, &adopted, &destroyed, err);
+	if (rc) {
+		vmrun_free(r);
+		return rc;
+	}
+	for (unsigned i = 0; i < r->n; i++)
+		fprintf(out, "%s| (VM %s, %u MiB, %s)\n", specs[i].name,
+			r->m.vm[i].adopted ? "adopted" : "started",
+			specs[i].mem_mib ? specs[i].mem_mib : 192,
+			specs[i].accel == VM_ACCEL_TCG ? "tcg"
+			: specs[i].accel == VM_ACCEL_KVM ? "kvm" : "auto");
+	if (destroyed)
+		fprintf(out, "parley-agent: destroyed %u VM(s) of an earlier "
+			"run without a spec here\n", destroyed);
+	fflush(out);
+	return 0;
+}
+
+unsigned vmrun_fds(struct vmrun *r, int *fds, unsigned cap)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; r->on && i < r->n && n < cap; i++)
+		n += vmmgr_fds(&r->m, i, fds + n, cap - n);
+	return n;
+}
+
+/* New whole lines of VM i's console, prefixed with its name; the init's
+ * `PARLEY-GUEST done rc=N` kept as the result. */
+static void console(struct vmrun *r, unsigned i)
+{
+	struct vmrun_con *c = &r->con[i];
+	const char *name = r->m.vm[i].spec.name;
+	char path[PATH_MAX + 64];
+	vmhost_console_path(&r->m.host, name, path, sizeof(path));
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return;
+	if (fseek(f, c->off, SEEK_SET) == 0) {
+		int ch;
+		while ((ch = fgetc(f)) != EOF) {
+			c->off++;
+			if (ch == '\r')
+				continue;
+			if (ch != '\n' && c->len < sizeof(c->line) - 1) {
+				c->line[c->len++] = (char)ch;
+				continue;
+			}
+			if (ch != '\n')
+				continue; /* over-long: the rest dropped */
+			c->line[c->len] = 0;
+			int rc;
+			if (sscanf(c->line, "PARLEY-GUEST done rc=%d", &rc) == 1)
+				c->rc = rc;
+			fprintf(r->out, "%s| %s\n", name, c->line);
+			c->len = 0;
+		}
+	}
+	fclose(f);
+	fflush(r->out);
+}
+
+void vmrun_serve(struct vmrun *r)
+{
+	for (unsigned i = 0; r->on && i < r->n; i++) {
+		if (r->con[i].stopped)
+			continue;
+		int rc;
+		/* Drain: each call handles what one recv brought. */
+		for (int k = 0; k < 64 && (rc = vmmgr_serve(&r->m, i)) == 0; k++)
+			;
+		console(r, i);
+		if (rc == -EPROTO) {
+			/* No control port any more (vm_ctl_violation
+			 * audited): a run cannot serve it, nor wait for it. */
+			struct parley_err err = { 0 };
+			vmhost_destroy(&r->m.host, r->m.vm[i].spec.name, &err);
+		}
+		if ((rc == -EPIPE || rc == -EPROTO) && vmmgr_reap(&r->m, i)) {
+			r->con[i].stopped = true;
+			console(r, i);
+		}
+	}
+}
+
+unsigned vmrun_live(const struct vmrun *r)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; r->on && i < r->n; i++)
+		n += !r->con[i].stopped;
+	return n;
+}
+
+void vmrun_stop(struct vmrun *r)
+{
+	struct parley_err err = { 0 };
+	for (unsigned i = 0; r->on && i < r->n; i++)
+		if (!r->con[i].stopped)
+			vmhost_destroy(&r->m.host, r->m.vm[i].spec.name, &err);
+}
+
+int vmrun_summary(struct vmrun *r)
+{
+	int bad = 0;
+	for (unsigned i = 0; r->on && i < r->n; i++) {
+		const struct vm_part *v = &r->m.vm[i];
+		const struct vmrun_con *c = &r->con[i];
+		if (v->late)
+			fprintf(r->out, "  %-20s %-8s revoked-access\n",
+				v->spec.name, "vm");
+		else if (c->rc >= 0)
+			fprintf(r->out, "  %-20s %-8s exit %d\n", v->spec.name,
+				"vm", c->rc);
+		else
+			fprintf(r->out, "  %-20s %-8s %s\n", v->spec.name, "vm",
+				c->stopped ? "stopped (no result)" : "running");
+		bad |= v->late || c->rc != 0;
+	}
+	fflush(r->out);
+	return bad;
+}
+
+void vmrun_free(struct vmrun *r)
+{
+	if (!r->on)
+		return;
+	vmrun_stop(r);
+	vmmgr_free(&r->m);
+	r->on = false;
+}

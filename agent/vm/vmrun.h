@@ -1,0 +1,53 @@
+/*
+ * The VMs of `parley-agent run` (issue 11): VM specs (vmspec.h) started
+ * through the VM manager (vmmgr.h) under the run's own grant manager, so
+ * that a thin partition and a VM of one run share a channel granted by
+ * --policy. The supervisor's loop serves them (struct supervisor's extra_*
+ * hooks); each VM's serial console is streamed like a thin partition's,
+ * `NAME| line`, and its result read from the init's last line
+ * (`PARLEY-GUEST done rc=N`).
+ */
+#ifndef PARLEY_AGENT_VM_VMRUN_H
+#define PARLEY_AGENT_VM_VMRUN_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include "agent/vm/vmmgr.h"
+
+struct vmrun_con {
+	long off;                   /* read so far in the console file */
+	char line[1024];
+	size_t len;
+	bool stopped;               /* its port closed: the VM is gone */
+	int rc;                     /* the guest's script, -1 unknown */
+};
+
+struct vmrun {
+	bool on;                    /* vmmgr initialised */
+	FILE *out;
+	unsigned n;
+	struct vmmgr m;
+	struct vmrun_con con[VMMGR_MAX];
+};
+
+/* Start the n VMs (n <= VMMGR_MAX) under cm, their libvirt root and
+ * sockets beneath state_dir; then destroy owned domains without a spec
+ * (an earlier run's). On failure the ones started are destroyed. */
+int vmrun_start(struct vmrun *r, const char *state_dir, struct chanmgr *cm,
+		struct audit *audit, const struct vm_spec *specs, unsigned n,
+		FILE *out, struct parley_err *err);
+
+/* The supervisor's hooks (owner: the struct vmrun). */
+unsigned vmrun_fds(struct vmrun *r, int *fds, unsigned cap);
+void vmrun_serve(struct vmrun *r);
+unsigned vmrun_live(const struct vmrun *r);
+void vmrun_stop(struct vmrun *r);
+
+/* Print each VM's result under the supervisor's summary; 0 when every
+ * guest's script ended with 0. */
+int vmrun_summary(struct vmrun *r);
+
+/* Destroy what still runs, free everything. */
+void vmrun_free(struct vmrun *r);
+
+#endif
