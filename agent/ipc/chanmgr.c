@@ -258,8 +258,14 @@ void cm_chan_revoke(struct chanmgr *cm, struct cm_chan *ch, const char *why)
 	if (ch->revoking)
 		return;
 	ch->revoking = true;
-	ch->revoke_deadline_ns = mono_now_ns() +
-		(uint64_t)(cm->unmap_ms > 0 ? cm->unmap_ms : 1000) * 1000000;
+	uint64_t ms = cm->unmap_ms > 0 ? (uint64_t)cm->unmap_ms : 1000;
+	for (int s = 0; s < 2; s++) {
+		const struct cm_ext_ops *x = ch->end[s].ep ? ch->end[s].ep->ext
+							   : NULL;
+		if (ch->end[s].mapped && x && x->unmap_ms > ms)
+			ms = x->unmap_ms;
+	}
+	ch->revoke_deadline_ns = mono_now_ns() + ms * 1000000;
 	for (int s = 0; s < 2; s++) {
 		struct cm_end *e = &ch->end[s];
 		if (!e->mapped)

@@ -42,8 +42,15 @@ struct cm_ext_ops {
 	 * e->handle set by the callee. */
 	int (*map)(void *ctx, struct cm_chan *ch, int side, struct cm_end *e);
 	/* Take it back (revocation): done at once or later, then
-	 * chanmgr_ext_unmapped(); the deadline (unmap_ms) is chanmgr's. */
+	 * chanmgr_ext_unmapped(), by chanmgr's deadline: its unmap_ms, or
+	 * unmap_ms below when that is longer. */
 	void (*unmap)(void *ctx, struct cm_chan *ch, int side);
+	/* The least time this kind of endpoint gets to let go (0: chanmgr's
+	 * unmap_ms). A VM's unplug is an ACPI eject its guest kernel must
+	 * act on, far slower than a vmm's munmap under TCG; its memory is
+	 * punched out at the revocation itself, so waiting longer for the
+	 * unplug exposes no data. */
+	unsigned unmap_ms;
 	/* The peer stopped: the VM's waits learn PEER_DOWN. */
 	void (*peer_gone)(void *ctx, struct cm_chan *ch, int side);
 	/* chanmgr's verdict on the VM (reason: agent/ctl/stop.h). */
