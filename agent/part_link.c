@@ -192,15 +192,20 @@ static void on_console(struct partition *p, const struct ctl_console *c)
 		p->opts.on_console(p, c->buf, c->len, p->opts.ctx);
 }
 
-/* CTL_DEVICE_STATE: kept for the partition's status, and reported. The
- * names are the vmm's (checked printable here: they reach the audit). */
-static void on_device_state(struct partition *p,
-			    const struct ctl_device_state *d)
+const char *part_device_state_name(uint32_t state)
 {
 	static const char *const names[] = {
 		"none", "initialising", "powering-up", "loading-state",
 		"running", "saving-state", "powering-down", "torn-down",
 		"failed" };
+	return state < sizeof(names) / sizeof(names[0]) ? names[state] : "?";
+}
+
+/* CTL_DEVICE_STATE: kept for the partition's status, and reported. The
+ * names are the vmm's (checked printable here: they reach the audit). */
+static void on_device_state(struct partition *p,
+			    const struct ctl_device_state *d)
+{
 	for (const char *c = d->device; *c; c++)
 		if (*c < 0x20 || *c > 0x7e)
 			return;
@@ -232,7 +237,8 @@ static void on_device_state(struct partition *p,
 	detail[n] = 0;
 	if (p->opts.on_device_state)
 		p->opts.on_device_state(p, d->device, d->plugin,
-					names[d->state], n ? detail : NULL,
+					part_device_state_name(d->state),
+					n ? detail : NULL,
 					p->opts.ctx);
 }
 

@@ -94,6 +94,9 @@ struct part_device {
 
 #define PART_DEVICES_MAX (1 + 2 * PARLEY_DISKS_MAX)
 
+/* A device state's name ("running", "torn-down", ...; "?" unknown). */
+const char *part_device_state_name(uint32_t state);
+
 /* A disk between its open and the launch that hands it to the vmm. */
 struct part_disk {
 	int fd;
