@@ -1,4 +1,6 @@
 #include "agent/link.h"
+#include "agent/partition.h"
+#include "agent/backend.h"
 #include "agent/link_int.h"
 #include "common/fileio.h"
 #include "common/frame.h"
@@ -279,10 +281,29 @@ void agent_link_measurement(struct agent_link *l, const char *partition,
 	enqueue(l, x.seq, &e);
 }
 
+static void status(struct agent_link *l, const char *partition,
+		   const char *backend, const char *state, const char *reason,
+		   int64_t code, const struct partition *p);
+
 void agent_link_status(struct agent_link *l, const char *partition,
 		       const char *backend, const char *state,
 		       const char *reason, int64_t code)
 {
+	status(l, partition, backend, state, reason, code, NULL);
+}
+
+void agent_link_status_of(struct agent_link *l, const struct partition *p,
+			  const char *state, const char *reason, int64_t code)
+{
+	status(l, p->name, backend_name(p->backend), state, reason, code, p);
+}
+
+static void status(struct agent_link *l, const char *partition,
+		   const char *backend, const char *state, const char *reason,
+		   int64_t code, const struct partition *p)
+{
+	Parley__V1__DeviceState dv[PART_DEVICES_MAX];
+	Parley__V1__DeviceState *dp[PART_DEVICES_MAX];
 	Parley__V1__Envelope e;
 	Parley__V1__PartitionStatus st;
 	flush_audit(l);
@@ -296,6 +317,17 @@ void agent_link_status(struct agent_link *l, const char *partition,
 	st.exit_code = code;
 	st.time_unix_ms = now_ms();
 	st.backend = (char *)(backend ? backend : "");
+	for (unsigned i = 0; p && i < p->ndevice && i < WIRE_DEVICES_MAX;
+	     i++) {
+		parley__v1__device_state__init(&dv[i]);
+		dv[i].device = (char *)p->device[i].device;
+		dv[i].plugin = (char *)p->device[i].plugin;
+		dv[i].state = (char *)part_device_state_name(
+			p->device[i].state);
+		dp[i] = &dv[i];
+		st.n_devices = i + 1;
+	}
+	st.devices = dp;
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_STATUS;
 	e.status = &st;
 	enqueue(l, st.seq, &e);

@@ -116,6 +116,11 @@ void agent_link_measurement(struct agent_link *l, const char *partition,
 void agent_link_status(struct agent_link *l, const char *partition,
 		       const char *backend, const char *state,
 		       const char *reason, int64_t code);
+/* The same for a partition we run: its backend, and each of its devices'
+ * latest lifecycle states (PartitionStatus.devices). */
+struct partition;
+void agent_link_status_of(struct agent_link *l, const struct partition *p,
+			  const char *state, const char *reason, int64_t code);
 
 /* Where the daemon's update stands (UpdateProgress), sent now if the
  * link is up (not a record: the daemon asks again by offering). sha256

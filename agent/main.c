@@ -78,6 +78,7 @@ struct cli {
 	const char *snapshot_key;
 	uint32_t backend;          /* enum ctl_backend or BACKEND_AUTO */
 	const char *name;          /* restore: the name the operator asks */
+	const char *spec;          /* restore: the spec whose disks it re-opens */
 	const char *update_stage;  /* SIGUSR1 commits what is staged here */
 	double update_timeout_s;
 	const char *plugin_dir;    /* NULL: agent/plugin/agentset.h */
@@ -99,7 +100,8 @@ static const char usage_text[] =
 	"[--snapshot-key FILE]\n"
 	"           [--backend kvm|process|auto] "
 	"[--vmm-uid-range FIRST-LAST] [--name NAME]\n"
-	"           SNAPSHOT...\n"
+	"           [--plugin-dir DIR] [--disk-dir DIR] [--spec SPEC] "
+	"SNAPSHOT...\n"
 	"       parley-agent serve --state-dir DIR [--server HOST:PORT[,...]] "
 	"[--image-dir DIR]\n"
 	"           [--config-dir DIR] [--audit FILE] "
@@ -235,6 +237,9 @@ static int opt_one(struct cli *c, int o)
 		return 0;
 	case 'u':
 		return opt_uid_range(optarg);
+	case 'X':
+		c->spec = optarg;
+		return 0;
 	case 'P':
 		c->plugin_dir = optarg;
 		return 0;
@@ -269,6 +274,7 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 		{ "update-stage", required_argument, NULL, 'U' },
 		{ "update-timeout", required_argument, NULL, 'T' },
 		{ "plugin-dir", required_argument, NULL, 'P' },
+		{ "spec", required_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -489,6 +495,11 @@ static int restore_checks(struct agent *a, int n)
 				"snapshot\n");
 		return -1;
 	}
+	if (a->cli.spec && n != 1) {
+		fprintf(stderr, "parley-agent restore: --spec takes one "
+				"snapshot\n");
+		return -1;
+	}
 	a->cli.mode = BASELINE_GOLDEN;
 	return 0;
 }
@@ -534,6 +545,13 @@ static int setup(struct agent *a, int restore, char **args, int n,
 	/* Thin specs compacted into specs[0..*nthin), VM specs (kind "vm")
 	 * into a->vm_specs. */
 	*nthin = restore ? n : 0;
+	/* restore --spec: the partition's disks come from its spec (checked
+	 * against the snapshot's name when it is read). */
+	if (!bad && restore && a->cli.spec &&
+	    spec_load(a->cli.spec, &specs[0], &err) < 0) {
+		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
+		bad = 1;
+	}
 	for (int i = 0; !bad && !restore && i < n; i++) {
 		int vm = vmspec_file_is_vm(args[i], &err);
 		if (vm == 1 && a->nvm == VMMGR_MAX) {
@@ -615,6 +633,7 @@ static int start_all(struct agent *a, int restore, char **args, int n,
 		return -1;
 	}
 	o.plugins = have ? &a->plugins : NULL;
+	o.restore_spec = restore && a->cli.spec ? &specs[0] : NULL;
 	int bad = 0;
 	for (int i = 0; !bad && i < n; i++) {
 		struct parley_err err = { 0 };

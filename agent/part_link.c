@@ -192,15 +192,20 @@ static void on_console(struct partition *p, const struct ctl_console *c)
 		p->opts.on_console(p, c->buf, c->len, p->opts.ctx);
 }
 
-/* CTL_DEVICE_STATE: kept for the partition's status, and reported. The
- * names are the vmm's (checked printable here: they reach the audit). */
-static void on_device_state(struct partition *p,
-			    const struct ctl_device_state *d)
+const char *part_device_state_name(uint32_t state)
 {
 	static const char *const names[] = {
 		"none", "initialising", "powering-up", "loading-state",
 		"running", "saving-state", "powering-down", "torn-down",
 		"failed" };
+	return state < sizeof(names) / sizeof(names[0]) ? names[state] : "?";
+}
+
+/* CTL_DEVICE_STATE: kept for the partition's status, and reported. The
+ * names are the vmm's (checked printable here: they reach the audit). */
+static void on_device_state(struct partition *p,
+			    const struct ctl_device_state *d)
+{
 	for (const char *c = d->device; *c; c++)
 		if (*c < 0x20 || *c > 0x7e)
 			return;
@@ -232,7 +237,8 @@ static void on_device_state(struct partition *p,
 	detail[n] = 0;
 	if (p->opts.on_device_state)
 		p->opts.on_device_state(p, d->device, d->plugin,
-					names[d->state], n ? detail : NULL,
+					part_device_state_name(d->state),
+					n ? detail : NULL,
 					p->opts.ctx);
 }
 
@@ -568,14 +574,63 @@ static void drain_after_kill(struct partition *p, bool believe_finished)
 	free(m);
 }
 
+/* A stop first asks the vmm to power its devices down (CTL_STOP: each
+ * device through powering-down to torn-down, the file disk flushing) and
+ * gives it this long to report its end; one that does not is killed as
+ * it would have been without asking. Short: a stop must not wait on a
+ * vmm that lies or hangs. */
+#define POWER_DOWN_MS 1000
+
+/* Ask, then read what the vmm sends until its CTL_FINISHED or the
+ * deadline: console output and device states are delivered, requests
+ * dropped (the grant manager is not called back while it stops a
+ * partition). True if the vmm reported its end. */
+static bool power_down(struct partition *p)
+{
+	if (p->state != PART_RUNNING && p->state != PART_PAUSED)
+		return false; /* not launched: nothing powered up */
+	if (partition_send(p, CTL_STOP, NULL, 0, NULL, 0) < 0)
+		return false;
+	struct ctl_msg *m = msg_new();
+	uint64_t until = mono_now_ns() + POWER_DOWN_MS * 1000000ull;
+	bool done = false;
+	while (m && !done) {
+		int t = remaining(until);
+		if (!t || poll_one(p->ctl, t) <= 0)
+			break;
+		int rc = ctl_read(p->ctl, CTL_FROM_VMM, m);
+		if (rc == -EINTR)
+			continue;
+		if (rc < 0)
+			break;
+		for (unsigned k = 0; k < m->nfds; k++)
+			close(m->fds[k]);
+		if (m->type == CTL_CONSOLE)
+			on_console(p, &m->u.console);
+		else if (m->type == CTL_DEVICE_STATE)
+			on_device_state(p, &m->u.device_state);
+		else if (m->type == CTL_FINISHED) {
+			p->fin = m->u.finished;
+			done = true;
+		}
+	}
+	free(m);
+	return done;
+}
+
 int partition_stop(struct partition *p)
 {
 	if (p->finished || p->pid <= 0)
 		return 0;
+	bool reported = power_down(p);
 	vmm_kill(p);
-	p->fin = (struct ctl_finished){ .reason = VMX_STOP_KILLED };
-	snprintf(p->fin.detail, sizeof(p->fin.detail), "stopped by the agent");
-	drain_after_kill(p, true);
+	if (!reported) {
+		p->fin = (struct ctl_finished){ .reason = VMX_STOP_KILLED };
+		snprintf(p->fin.detail, sizeof(p->fin.detail),
+			 "stopped by the agent");
+	}
+	p->fin.detail[sizeof(p->fin.detail) - 1] = 0;
+	drain_after_kill(p, !reported);
 	stopped(p);
 	partition_reap(p);
 	return 0;
@@ -589,6 +644,10 @@ void partition_destroy(struct partition *p)
 {
 	if (!p)
 		return;
+	/* The destroy path stops as partition_stop does: devices powered
+	 * down first, if the vmm answers in time. */
+	if (p->pid > 0 && !p->finished)
+		partition_stop(p);
 	if (p->pid > 0) {
 		vmm_kill(p);
 		uint64_t until = mono_now_ns() + REAP_AFTER_KILL_MS * 1000000ull;

@@ -3,6 +3,7 @@
 #include "agent/partition.h"
 #include "agent/partition_int.h"
 #include "agent/snapshot.h"
+#include "agent/disk/disks.h"
 #include "agent/ctl/gmem.h"
 
 #include <errno.h>
@@ -181,6 +182,19 @@ static int read_snapshot(const char *path, const char *name,
 	return snap_read(path, o->snap_key, &want, img, err);
 }
 
+/* The disks of the spec it was created from, re-opened as a start opens
+ * them: after the restored memory passed its baseline check, the keys
+ * through the same key source (never from the snapshot). */
+static int restored_disks(struct partition *p, const struct part_opts *o,
+			  struct parley_err *err)
+{
+	const struct part_spec *s = o->restore_spec;
+	if (strcmp(s->name, p->name))
+		return perr(err, -EINVAL, "the spec given for its disks is "
+			    "%s's, not %s's", s->name, p->name);
+	return part_disks_open(p, s, o, err);
+}
+
 int partition_restore_prepare(const char *path, const char *name,
 			      const struct part_opts *o, struct partition **out,
 			      struct ctl_vcpu_state *st, struct parley_err *err)
@@ -210,8 +224,19 @@ int partition_restore_prepare(const char *path, const char *name,
 		rc = measure_restored(p, err);
 	if (rc == 0)
 		part_measure_plugins(p, o);
-	if (rc == 0 && o->on_measured)
+	if (rc == 0 && o->on_measured) {
 		rc = o->on_measured(p, o->ctx, err);
+		/* Not admitted: no disk is opened, no key asked for. */
+		const struct part_spec *s = o->restore_spec;
+		for (unsigned i = 0; rc < 0 && s && o->on_disk_key &&
+				     i < s->ndisk; i++)
+			if (s->disk[i].encrypted)
+				o->on_disk_key(p, s->disk[i].name,
+					       "disk_key_refused",
+					       perr_msg(err), o->ctx);
+	}
+	if (rc == 0 && o->restore_spec)
+		rc = restored_disks(p, o, err);
 	if (rc < 0) {
 		perr_prefix(err, "%s", path);
 		partition_destroy(p);

@@ -72,6 +72,13 @@ struct part_opts {
 	 * (NULL: the vmm's built-in devices), and each lifecycle state a
 	 * device enters (agent/vmx/plugdev.h; detail: a refusal's reason). */
 	const struct plugin_set *plugins;
+	/* A restore: the spec the partition was created from, whose disks
+	 * the restored partition re-opens (same checks beneath disk_dirs,
+	 * keys from `keys`), only after its baseline check (on_measured);
+	 * its name must be the snapshot's. NULL: a restore with no disks (a
+	 * snapshot holding a disk's device states is then refused). Keys
+	 * are never in a snapshot: they come from the key source again. */
+	const struct part_spec *restore_spec;
 	void (*on_device_state)(struct partition *p, const char *device,
 				const char *plugin, const char *state,
 				const char *detail, void *ctx);
@@ -86,6 +93,9 @@ struct part_device {
 };
 
 #define PART_DEVICES_MAX (1 + 2 * PARLEY_DISKS_MAX)
+
+/* A device state's name ("running", "torn-down", ...; "?" unknown). */
+const char *part_device_state_name(uint32_t state);
 
 /* A disk between its open and the launch that hands it to the vmm. */
 struct part_disk {

@@ -71,9 +71,8 @@ static void report_finished(struct serve *s)
 		const struct ctl_finished *f = &sp->p->fin;
 		log_info("partition %s stopped: %s (%s)", sp->p->name,
 			 vmx_stop_name(f->reason), f->detail);
-		agent_link_status(&s->link, sp->p->name,
-				  backend_name(sp->p->backend), "stopped",
-				  vmx_stop_name(f->reason), f->code);
+		agent_link_status_of(&s->link, sp->p, "stopped",
+				     vmx_stop_name(f->reason), f->code);
 		chanmgr_gone(&s->cm, sp->p);
 		upd_stage_gone(&s->upd, sp->p->name);
 	}
@@ -287,8 +286,7 @@ static int add_part(struct serve *s, const struct part_spec *spec,
 	event_add(sp->ev, NULL);
 	sup_add(&s->sup, p);
 	chanmgr_add(&s->cm, p);
-	agent_link_status(&s->link, p->name, backend_name(p->backend),
-			  "created", NULL, 0);
+	agent_link_status_of(&s->link, p, "created", NULL, 0);
 	return 0;
 }
 
@@ -416,9 +414,8 @@ static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 		if (sp && sp->p->state == PART_PAUSED && s->link.ready)
 			rc = partition_resume(sp->p, &err);
 		if (rc == 0 && sp)
-			agent_link_status(&s->link, sp->p->name,
-					  backend_name(sp->p->backend),
-					  "running", NULL, 0);
+			agent_link_status_of(&s->link, sp->p, "running",
+					     NULL, 0);
 		break;
 	case PARLEY__V1__PARTITION_COMMAND__ACTION__MEASURE:
 		rc = measure_beside(s, c, &err);
@@ -456,9 +453,8 @@ static void resume_all(void *arg)
 		if (partition_resume(s->part[i].p, &err) < 0)
 			log_error("%s", perr_msg(&err));
 		else
-			agent_link_status(&s->link, s->part[i].p->name,
-					  backend_name(s->part[i].p->backend),
-					  "running", NULL, 0);
+			agent_link_status_of(&s->link, s->part[i].p,
+					     "running", NULL, 0);
 	}
 }
 

@@ -734,6 +734,48 @@ static int chk_state(const char *s, struct parley_err *err)
 		    jv_quote(&q, sstr(s), slen(s)));
 }
 
+/* The device lifecycle states (agent/vmx/plugdev.h's names, "none"
+ * excepted: a device reported has entered one). */
+static const char *const device_states[] = {
+	"initialising", "powering-up", "loading-state", "running",
+	"saving-state", "powering-down", "torn-down", "failed", NULL
+};
+
+static int chk_devices(const Parley__V1__PartitionStatus *s,
+		       struct parley_err *err)
+{
+	if (s->n_devices > WIRE_DEVICES_MAX)
+		return perr(err, -EINVAL, "status.devices: %zu, at most %d",
+			    s->n_devices, WIRE_DEVICES_MAX);
+	for (size_t i = 0; i < s->n_devices; i++) {
+		const Parley__V1__DeviceState *d = s->devices[i];
+		char w[32];
+		snprintf(w, sizeof(w), "status.devices[%zu]", i);
+		int rc = chk_name(w, "device", d->device, false, err);
+		if (rc == 0)
+			rc = chk_name(w, "plugin", d->plugin, false, err);
+		if (rc < 0)
+			return rc;
+		const char *const *k = device_states;
+		while (*k && strcmp(sstr(d->state), *k))
+			k++;
+		if (!*k) {
+			struct jv_quoted q;
+			return perr(err, -EINVAL, "%s.state: %s is not a "
+				    "device state", w,
+				    jv_quote(&q, sstr(d->state),
+					     slen(d->state)));
+		}
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(s->devices[j]->device, d->device) &&
+			    !strcmp(s->devices[j]->plugin, d->plugin))
+				return perr(err, -EINVAL, "%s: device %s "
+					    "(plugin %s) twice", w, d->device,
+					    d->plugin);
+	}
+	return 0;
+}
+
 static int chk_status(const Parley__V1__PartitionStatus *s,
 		      struct parley_err *err)
 {
@@ -746,6 +788,8 @@ static int chk_status(const Parley__V1__PartitionStatus *s,
 	if (rc == 0)
 		rc = chk_text("status", "reason", s->reason, WIRE_REASON_MAX,
 			      false, err);
+	if (rc == 0)
+		rc = chk_devices(s, err);
 	return rc;
 }
 

@@ -41,6 +41,8 @@
 #define WIRE_FILE_NAME_MAX 64
 /* Upper bounds, in bytes, of strings (inclusive). */
 #define WIRE_EVENT_MAX 64           /* AuditEvent.event (token, required) */
+#define WIRE_DEVICES_MAX 17          /* PartitionStatus.devices: the
+					* console and two per disk */
 #define WIRE_REASON_MAX 64          /* AuditEvent / PartitionStatus.reason */
 #define WIRE_DETAIL_MAX 256         /* AuditEvent.detail */
 #define WIRE_ERRMSG_MAX 512         /* Error.message, PolicyAck.error */

@@ -313,11 +313,21 @@ static const char m11_replicas[] =
 	" created_ms INTEGER NOT NULL);"
 	"CREATE INDEX replica_commands_by_host ON replica_commands (host);";
 
+/* 12: each
+ * device's latest lifecycle state as the agent's PartitionStatus.devices
+ * says, one "device plugin state" line each (names only: checked on the
+ * way in); '' none reported. Not in spec_json: that is the operator's
+ * spec, which agents get back and parse strictly. */
+static const char m12_devices[] =
+	"ALTER TABLE partitions ADD COLUMN devices TEXT NOT NULL "
+	"DEFAULT '';";
+
 static const char *const migrations[] = { m1_tables, m2_indexes, m3_tokens,
 					  m4_backend, m5_revoked,
 					  m6_checkpoints, m7_segsets,
 					  m8_services, m9_updates,
-					  m10_disk_keys, m11_replicas };
+					  m10_disk_keys, m11_replicas,
+					  m12_devices };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
 unsigned store_schema_latest(void)

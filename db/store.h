@@ -233,6 +233,9 @@ struct store_partition {
 					   * reported (yet) */
 	char *spec_json;                  /* NUL-terminated, malloc'd */
 	size_t spec_len;
+	char *devices;                    /* its devices' latest states, a
+					   * "device plugin state\n" line each
+					   * ("" none); malloc'd */
 	uint64_t version;                 /* bumped by every change */
 	int64_t updated_ms;
 };
@@ -364,8 +367,16 @@ int store_ingest_status(struct store *s, const char *host, uint64_t seq,
 			struct store_ingest *res, struct parley_err *err);
 /* The same with what the agent said runs it: backend NULL or "" leaves
  * the stored one (an agent that does not say). */
+struct store_device {
+	const char *device, *plugin, *state;   /* names */
+};
+#define STORE_DEVICES_MAX 17
 struct store_status_in {
 	const char *partition, *state, *backend;
+	/* Each device's latest lifecycle state: replaces what is stored
+	 * (none: a partition without device plugins, or an older agent). */
+	const struct store_device *devices;
+	unsigned ndevices;
 };
 int store_ingest_status_in(struct store *s, const char *host, uint64_t seq,
 			   const struct store_status_in *in,

@@ -33,12 +33,12 @@ static const struct copy_table tables[] = {
 	  "agent_seq, policy_acked, created_ms, updated_ms) VALUES "
 	  "(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	  "SELECT COUNT(*) FROM hosts" },
-	{ "partitions", "TTTTTIIT", false,
+	{ "partitions", "TTTTTIITT", false,
 	  "SELECT name, host, kind, spec_json, state, version, "
-	  "updated_ms, vmm_backend FROM partitions ORDER BY name",
+	  "updated_ms, vmm_backend, devices FROM partitions ORDER BY name",
 	  "INSERT INTO partitions (name, host, kind, spec_json, "
-	  "state, version, updated_ms, vmm_backend) VALUES (?1, ?2, "
-	  "?3, ?4, ?5, ?6, ?7, ?8)",
+	  "state, version, updated_ms, vmm_backend, devices) VALUES (?1, "
+	  "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	  "SELECT COUNT(*) FROM partitions" },
 	{ "partition_files", "TIT", false,
 	  "SELECT partition, pos, name FROM partition_files ORDER BY "

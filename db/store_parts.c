@@ -13,7 +13,7 @@
 
 /* Written by put; read back with what only a status sets. */
 #define PART_COLS "name, host, kind, spec_json, state, version, updated_ms"
-#define PART_COLS_READ PART_COLS ", vmm_backend"
+#define PART_COLS_READ PART_COLS ", vmm_backend, devices"
 
 const char *store_part_kind_name(enum store_part_kind k)
 {
@@ -220,6 +220,11 @@ static int part_row(struct store *s, struct db_stmt *st,
 		return rc;
 	p->spec_len = (size_t)db_col_bytes(st, 3);
 	p->spec_json = strndup(db_col_str(st, 3), p->spec_len);
+	p->devices = strndup(db_col_str(st, 8), (size_t)db_col_bytes(st, 8));
+	if (!p->devices) {
+		free(p->spec_json);
+		p->spec_json = NULL;
+	}
 	p->version = (uint64_t)db_col_i64(st, 5);
 	p->updated_ms = db_col_i64(st, 6);
 	return p->spec_json ? 0 : perr(err, -ENOMEM, "store: out of memory");
@@ -265,6 +270,8 @@ void store_partition_free(struct store_partition *p)
 	free(p->spec_json);
 	p->spec_json = NULL;
 	p->spec_len = 0;
+	free(p->devices);
+	p->devices = NULL;
 }
 
 void store_partition_list_free(struct store_partition *p, unsigned n)
@@ -381,6 +388,48 @@ int store_partition_set_state(struct store *s, const char *name,
 	return rc;
 }
 
+/* The devices' states as one text, a "device plugin state" line each
+ * (every field a name: no space or newline can shift them). */
+static int devices_text(const struct store_status_in *in, char *out,
+			size_t cap, struct parley_err *err)
+{
+	size_t n = 0;
+	out[0] = 0;
+	if (in->ndevices > STORE_DEVICES_MAX)
+		return perr(err, -EINVAL, "status: %u devices, at most %d",
+			    in->ndevices, STORE_DEVICES_MAX);
+	for (unsigned i = 0; i < in->ndevices; i++) {
+		const struct store_device *d = &in->devices[i];
+		int rc = db_check_name("device name", d->device, err);
+		if (rc == 0)
+			rc = db_check_name("device plugin", d->plugin, err);
+		if (rc == 0)
+			rc = db_check_name("device state", d->state, err);
+		if (rc < 0)
+			return rc;
+		int k = snprintf(out + n, cap - n, "%s %s %s\n", d->device,
+				 d->plugin, d->state);
+		if (k < 0 || (size_t)k >= cap - n)
+			return perr(err, -EINVAL, "status: devices too long");
+		n += (size_t)k;
+	}
+	return 0;
+}
+
+static int set_devices(struct store *s, const char *name, const char *text,
+		       struct parley_err *err)
+{
+	static const char q[] = "UPDATE partitions SET devices = ?2 "
+				"WHERE name = ?1";
+	struct db_stmt *st;
+	int rc = db_prep(s, q, &st, err);
+	if (rc < 0)
+		return rc;
+	db_bind_text(st, 1, name);
+	db_bind_text(st, 2, text);
+	return db_run(s, st, "set devices", err);
+}
+
 /* Only when the agent named one: an older agent's status keeps it. */
 static int set_backend(struct store *s, const char *name, const char *backend,
 		       struct parley_err *err)
@@ -418,6 +467,11 @@ static int status(struct store *s, const char *host, uint64_t seq,
 		rc = set_state(s, in->partition, in->state, 0, &v, err);
 	if (rc == 0)
 		rc = set_backend(s, in->partition, in->backend, err);
+	char text[STORE_DEVICES_MAX * 3 * STORE_NAME_MAX];
+	if (rc == 0)
+		rc = devices_text(in, text, sizeof(text), err);
+	if (rc == 0)
+		rc = set_devices(s, in->partition, text, err);
 	if (rc == 0)
 		rc = db_seq_raise(s, host, seq, err);
 	if (rc == 0) {

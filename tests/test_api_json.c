@@ -281,7 +281,37 @@ Test(api, partitions_json_text, .timeout = 60)
 	json_decref(j);
 	free(body);
 	body = get_body(&c, "/v1/partitions/p1");
-	json_decref(as_jansson("/v1/partitions/p1", body));
+	j = as_jansson("/v1/partitions/p1", body);
+	cr_expect(json_is_array(json_object_get(j, "devices")) &&
+		  json_array_size(json_object_get(j, "devices")) == 0, "%s",
+		  body);
+	json_decref(j);
+	free(body);
+
+	/* The devices' states the store keeps (PartitionStatus.devices, a
+	 * "device plugin state" line each): one object each; a line that is
+	 * not three fields (an edit behind parleyd's back) is left out, and
+	 * what is shown stays JSON. */
+	raw_sql(c.f.store, "UPDATE partitions SET devices = 'data xts "
+			   "running' || char(10) || 'two fields' || char(10) "
+			   "|| 'con\"sole console torn-down' || char(10) "
+			   "WHERE name = 'p1'");
+	body = get_body(&c, "/v1/partitions/p1");
+	j = as_jansson("/v1/partitions/p1 with devices", body);
+	json_t *dv = json_object_get(j, "devices");
+	cr_assert_eq(json_array_size(dv), 2, "%s", body);
+	json_t *d0 = json_array_get(dv, 0), *d1 = json_array_get(dv, 1);
+	cr_expect_str_eq(json_string_value(json_object_get(d0, "device")),
+			 "data");
+	cr_expect_str_eq(json_string_value(json_object_get(d0, "plugin")),
+			 "xts");
+	cr_expect_str_eq(json_string_value(json_object_get(d0, "state")),
+			 "running");
+	cr_expect_str_eq(json_string_value(json_object_get(d1, "device")),
+			 "con\"sole");
+	cr_expect_str_eq(json_string_value(json_object_get(d1, "state")),
+			 "torn-down");
+	json_decref(j);
 	free(body);
 
 	/* The store edited behind parleyd's back: a spec that is not one

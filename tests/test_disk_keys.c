@@ -783,3 +783,54 @@ Test(disk_keys, store_keeps_wrapped_keys_and_their_release_state)
 	t_rmtree(dir);
 	free(dir);
 }
+
+struct devwait {
+	struct dk *t;
+	const char *text;
+};
+
+static bool partition_shows(struct fleetd *f, void *ctx)
+{
+	(void)f;
+	struct devwait *w = ctx;
+	struct ac_resp r;
+	ac_call(&w->t->c, "GET", "/v1/partitions/blk", w->t->c.admin, NULL,
+		&r);
+	bool y = r.status == 200 && r.body && strstr(r.body, w->text);
+	ac_free(&r);
+	return y;
+}
+
+/* The agent's status carries each device's lifecycle state
+ * (PartitionStatus.devices); the daemon keeps it with the partition and
+ * GET /v1/partitions/{name} shows it: torn-down, each, once the
+ * partition ended (the vmm powers its devices down at its end). */
+Test(disk_keys, device_states_reach_the_api, .timeout = 120)
+{
+	struct dk t;
+	setup(&t);
+	define(&t, "blk", "blktest.elf", "mode=write seed=3 sectors=64");
+	cr_assert(wait_audit(&t, "disk_key_created", "\"blk\"", 10000));
+	t.a = fd_host(&t.c.f, "h1", NULL);
+	const char *extra[] = { "--disk-dir", t.disks, "--plugin-dir",
+				PARLEY_BUILD_DIR "/plugins", NULL };
+	fd_start_agent_with(&t.c.f, t.a, NULL, extra);
+	cr_assert(wait_log(&t, "blk ok", 60000), "the partition did not "
+		  "write its disk:\n%s", fd_agent_log(t.a));
+	struct devwait w = { &t, "{\"device\":\"data\",\"plugin\":\"xts\","
+				 "\"state\":\"torn-down\"}" };
+	cr_assert(fd_wait(partition_shows, &t.c.f, &w, 20000),
+		  "no torn-down xts device:\n%s", fd_agent_log(t.a));
+	struct ac_resp r;
+	call_ok(&t, "GET", "/v1/partitions/blk", NULL, 200, &r);
+	cr_assert(strstr(r.body, "\"state\":\"stopped\""), "%s", r.body);
+	/* In the order the vmm made them: the disk's, then the console. */
+	cr_assert(strstr(r.body, "\"devices\":[{\"device\":\"data\","
+			 "\"plugin\":\"file\",\"state\":\"torn-down\"},"
+			 "{\"device\":\"data\",\"plugin\":\"xts\",\"state\":"
+			 "\"torn-down\"},{\"device\":\"console\",\"plugin\":"
+			 "\"console\",\"state\":\"torn-down\"}]"), "%s",
+		  r.body);
+	ac_free(&r);
+	teardown(&t);
+}

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -913,11 +914,11 @@ T_BACKEND_TEST(plugin, snapshot_restore_carries_device_state, .timeout = 90)
 	cr_assert_eq(partition_save(p, snap, &err), 0, "%s", perr_msg(&err));
 	partition_destroy(p);
 	char t[512];
-	/* partition_destroy kills the vmm (as an agent's stop does): no
-	 * power-down for devices that die with it. */
+	/* partition_destroy stops it as an agent's stop does: its devices
+	 * are powered down before the vmm goes. */
 	trail_of("counter", "console/console", t, sizeof(t));
 	cr_assert_str_eq(t, "initialising powering-up running saving-state "
-			 "running", "%s", states);
+			 "running powering-down torn-down", "%s", states);
 
 	states[0] = 0;
 	o = t_opts(&after);
@@ -939,12 +940,155 @@ T_BACKEND_TEST(plugin, snapshot_restore_carries_device_state, .timeout = 90)
 	free(dir);
 }
 
-/* A partition with an encrypted disk: the snapshot holds the disk's
- * devices' states too (each through saving-state); a restore, which
- * re-opens no disk, is refused naming the device whose state has nowhere
- * to go rather than resuming without its disk. */
-T_BACKEND_TEST(plugin, snapshot_of_disk_partition_names_its_devices,
-	       .timeout = 90)
+/* The spec start() makes, for a restore to re-open its disks from. */
+static void disk_spec(const char *dir, const char *name, const char *cmdline,
+		      const char *disk, struct part_spec *s)
+{
+	char json[2048];
+	struct parley_err err = { 0 };
+	snprintf(json, sizeof(json), "{\"name\":\"%s\",\"image\":"
+		 "\"blktest.elf\",\"memory\":\"8M\",\"cmdline\":\"%s\","
+		 "\"disks\":[{%s}]}", name, cmdline, disk);
+	cr_assert_eq(spec_parse(json, strlen(json), dir, s, &err), 0, "%s",
+		     perr_msg(&err));
+}
+
+/* Restore options like start()'s: the disks beneath dir, key files. */
+static struct part_opts restore_opts(const char *dir, struct t_console *out,
+				     const struct plugin_set *ps,
+				     const struct part_spec *s)
+{
+	static const char *dirs[2];
+	dirs[0] = dir;
+	static struct beneath_dirs kd;
+	memset(&kd, 0, sizeof(kd));
+	beneath_add(&kd, dir);
+	static struct disk_key_source keys;
+	keys = (struct disk_key_source){ disk_key_file, &kd };
+	struct part_opts o = t_opts(out);
+	o.disk_dirs = dirs;
+	o.keys = &keys;
+	o.plugins = ps;
+	o.on_device_state = on_dev;
+	o.restore_spec = s;
+	return o;
+}
+
+/* Does the file hold these bytes anywhere? */
+static bool file_holds(const char *path, const void *pat, size_t n)
+{
+	size_t len;
+	char *b = slurp(path, &len);
+	bool found = false;
+	for (size_t i = 0; !found && i + n <= len; i++)
+		found = !memcmp(b + i, pat, n);
+	free(b);
+	return found;
+}
+
+#define RESUME "mode=resume seed=5 sectors=256 ticks=40 work=3000000"
+
+/* A partition with an encrypted disk writes, is paused mid-run and
+ * snapshotted (each device through saving-state; no key byte in the
+ * file), stopped, and restored with the spec it was created from: its
+ * disks re-opened, the key fetched again after the baseline check, each
+ * device loading its saved state before running. It reads back what it
+ * wrote before the snapshot and writes more, which a later run reads. */
+T_BACKEND_TEST(plugin, snapshot_restore_of_encrypted_disk, .timeout = 150)
+{
+	char *dir = plugin_dirs();
+	struct plugin_set ps;
+	struct parley_err err = { 0 };
+	cr_assert_eq(load(dir, &ps, &err), 0, "%s", perr_msg(&err));
+	key_file(dir);
+	states[0] = 0;
+	struct run r;
+	cr_assert_eq(start(dir, &ps, "blk", RESUME, ENC, &r, &err), 0, "%s",
+		     perr_msg(&err));
+	run_until_ticks(r.p, &r.out, 2);
+	cr_assert(strstr(r.out.buf, "blk written\n"), "%s", r.out.buf);
+	cr_assert_eq(partition_pause(r.p, &err), 0, "%s", perr_msg(&err));
+	char snap[PATH_MAX];
+	snprintf(snap, sizeof(snap), "%s/blk.snap", dir);
+	cr_assert_eq(partition_save(r.p, snap, &err), 0, "%s", perr_msg(&err));
+	partition_destroy(r.p);
+	t_console_free(&r.out);
+	char t[512];
+	static const char *const devs[] = { "console/console", "data/file",
+					    "data/xts" };
+	for (int i = 0; i < 3; i++) {
+		trail_of("blk", devs[i], t, sizeof(t));
+		cr_assert_str_eq(t, "initialising powering-up running "
+				 "saving-state running powering-down "
+				 "torn-down", "%s: %s", devs[i], states);
+	}
+	/* Keys are never written into a snapshot: neither the whole key nor
+	 * either XTS half is anywhere in the file. */
+	uint8_t key[64];
+	for (int i = 0; i < 64; i++)
+		key[i] = (uint8_t)(i * 37 + 11);
+	cr_assert(!file_holds(snap, key, 64));
+	cr_assert(!file_holds(snap, key, 32));
+	cr_assert(!file_holds(snap, key + 32, 32));
+
+	states[0] = 0;
+	struct part_spec s;
+	disk_spec(dir, "blk", RESUME, ENC, &s);
+	struct t_console out = { 0 };
+	struct part_opts o = restore_opts(dir, &out, &ps, &s);
+	struct partition *p = NULL;
+	cr_assert_eq(partition_restore(snap, "blk", &o, &p, &err), 0, "%s",
+		     perr_msg(&err));
+	spec_free(&s);
+	cr_assert_eq(partition_wait(p, 60000), 0);
+	cr_assert_eq(p->fin.reason, VMX_STOP_EXIT, "%s: %s\n%s",
+		     vmx_stop_name(p->fin.reason), p->fin.detail, out.buf);
+	cr_assert_eq(p->fin.code, 0, "%s", out.buf);
+	cr_assert(strstr(out.buf, "blk ok\n"), "%s", out.buf);
+	cr_assert_null(strstr(out.buf, "blk written"), "%s", out.buf);
+	for (int i = 0; i < 3; i++) {
+		trail_of("blk", devs[i], t, sizeof(t));
+		cr_assert_str_eq(t, "initialising powering-up loading-state "
+				 "running powering-down torn-down", "%s: %s",
+				 devs[i], states);
+	}
+	partition_destroy(p);
+	t_console_free(&out);
+	/* What the restored partition wrote is on the disk, with the key. */
+	runs_ok(dir, &ps, "mode=check seed=6 sectors=256", ENC);
+	plugin_set_free(&ps);
+	t_rmtree(dir);
+	free(dir);
+}
+
+static char key_events[1024];
+
+static void on_key(struct partition *p, const char *disk, const char *event,
+		   const char *detail, void *ctx)
+{
+	(void)ctx;
+	size_t n = strlen(key_events);
+	snprintf(key_events + n, sizeof(key_events) - n, "%s %s %s: %s\n",
+		 p->name, disk, event, detail ? detail : "");
+}
+
+/* A key source that withholds every key, as the daemon's does for a
+ * partition that failed its integrity check. */
+static int withhold(void *ctx, const char *part,
+		    const struct part_disk_spec *d,
+		    uint8_t key[CTL_DISK_KEY_BYTES], struct parley_err *err)
+{
+	(void)ctx;
+	(void)key;
+	return perr(err, -EACCES, "key of %s/%s withheld: INTEGRITY", part,
+		    d->name);
+}
+
+/* A snapshot holding a disk's device states: restored without its spec,
+ * refused naming the device whose state has nowhere to go; with another
+ * partition's spec, refused; with its key refused, refused naming the
+ * disk, the refusal reported, and no vmm ever started. */
+T_BACKEND_TEST(plugin, restore_of_disk_partition_refusals, .timeout = 90)
 {
 	char *dir = plugin_dirs();
 	struct plugin_set ps;
@@ -956,17 +1100,12 @@ T_BACKEND_TEST(plugin, snapshot_of_disk_partition_names_its_devices,
 	start_paused = true; /* created, its devices running, never resumed */
 	cr_assert_eq(start(dir, &ps, "blk", "mode=write seed=4 sectors=2048",
 			   ENC, &r, &err), 0, "%s", perr_msg(&err));
+	start_paused = false;
 	char snap[PATH_MAX];
 	snprintf(snap, sizeof(snap), "%s/blk.snap", dir);
 	cr_assert_eq(partition_save(r.p, snap, &err), 0, "%s", perr_msg(&err));
 	partition_destroy(r.p);
-	char t[512];
-	trail_of("blk", "data/xts", t, sizeof(t));
-	cr_assert_str_eq(t, "initialising powering-up running saving-state "
-			 "running", "%s", states);
-	trail_of("blk", "data/file", t, sizeof(t));
-	cr_assert_str_eq(t, "initialising powering-up running saving-state "
-			 "running", "%s", states);
+	t_console_free(&r.out);
 	struct t_console out = { 0 };
 	struct part_opts o = t_opts(&out);
 	o.plugins = &ps;
@@ -975,7 +1114,88 @@ T_BACKEND_TEST(plugin, snapshot_of_disk_partition_names_its_devices,
 	cr_assert(strstr(perr_msg(&err), "holds the state of device data "
 			 "(plugin file), which this partition does not have"),
 		  "%s", perr_msg(&err));
+
+	struct part_spec other;
+	disk_spec(dir, "other", "mode=check", ENC, &other);
+	o = restore_opts(dir, &out, &ps, &other);
+	cr_assert_lt(partition_restore(snap, "blk", &o, &p, &err), 0);
+	cr_assert(strstr(perr_msg(&err), "the spec given for its disks is "
+			 "other's, not blk's"), "%s", perr_msg(&err));
+	spec_free(&other);
+
+	struct part_spec s;
+	disk_spec(dir, "blk", "mode=write seed=4 sectors=2048", ENC, &s);
+	o = restore_opts(dir, &out, &ps, &s);
+	struct disk_key_source refuse = { withhold, NULL };
+	o.keys = &refuse;
+	o.on_disk_key = on_key;
+	key_events[0] = 0;
+	states[0] = 0;
+	cr_assert_lt(partition_restore(snap, "blk", &o, &p, &err), 0);
+	cr_assert(strstr(perr_msg(&err), "disk data: key of blk/data "
+			 "withheld: INTEGRITY"), "%s", perr_msg(&err));
+	cr_assert_str_eq(key_events, "blk data disk_key_refused: key of "
+			 "blk/data withheld: INTEGRITY\n");
+	cr_assert_str_eq(states, "", "a vmm ran: %s", states);
+	spec_free(&s);
 	t_console_free(&out);
+	plugin_set_free(&ps);
+	t_rmtree(dir);
+	free(dir);
+}
+
+/* ---- stop ---- */
+
+/* A stop asks the vmm to power its devices down before it goes: each
+ * device through powering-down to torn-down (the file disk's power_down
+ * is its fdatasync: torn-down means the flush succeeded), the end the
+ * vmm's own report. A vmm that does not answer (stopped with SIGSTOP) is
+ * killed after the short deadline, as before: no device powered down. */
+T_BACKEND_TEST(plugin, stop_powers_devices_down, .timeout = 120)
+{
+	char *dir = plugin_dirs();
+	struct plugin_set ps;
+	struct parley_err err = { 0 };
+	cr_assert_eq(load(dir, &ps, &err), 0, "%s", perr_msg(&err));
+	key_file(dir);
+	states[0] = 0;
+	struct run r;
+	cr_assert_eq(start(dir, &ps, "blk", RESUME, ENC, &r, &err), 0, "%s",
+		     perr_msg(&err));
+	run_until_ticks(r.p, &r.out, 1);
+	cr_assert_eq(partition_stop(r.p), 0);
+	cr_assert(r.p->finished);
+	cr_assert_eq(r.p->fin.reason, VMX_STOP_KILLED, "%s",
+		     vmx_stop_name(r.p->fin.reason));
+	cr_assert_str_eq(r.p->fin.detail, "stopped by the agent");
+	char t[512];
+	static const char *const devs[] = { "console/console", "data/file",
+					    "data/xts" };
+	for (int i = 0; i < 3; i++) {
+		trail_of("blk", devs[i], t, sizeof(t));
+		cr_assert_str_eq(t, LIFE, "%s: %s", devs[i], states);
+	}
+	partition_destroy(r.p);
+	t_console_free(&r.out);
+	/* What it wrote before the stop is there. */
+	runs_ok(dir, &ps, "mode=check seed=5 sectors=256", ENC);
+
+	states[0] = 0;
+	cr_assert_eq(start(dir, &ps, "blk", RESUME, ENC, &r, &err), 0, "%s",
+		     perr_msg(&err));
+	run_until_ticks(r.p, &r.out, 1);
+	cr_assert_gt(r.p->pid, 0);
+	cr_assert_eq(kill(r.p->pid, SIGSTOP), 0);
+	cr_assert_eq(partition_stop(r.p), 0);
+	cr_assert(r.p->finished);
+	cr_assert_eq(r.p->fin.reason, VMX_STOP_KILLED);
+	cr_assert_str_eq(r.p->fin.detail, "stopped by the agent");
+	for (int i = 0; i < 3; i++) {
+		trail_of("blk", devs[i], t, sizeof(t));
+		cr_assert_str_eq(t, "initialising powering-up running",
+				 "%s: %s", devs[i], states);
+	}
+	partition_destroy(r.p);
 	t_console_free(&r.out);
 	plugin_set_free(&ps);
 	t_rmtree(dir);

@@ -1034,6 +1034,66 @@ STORE_TEST(store, status_records_the_vmm_backend)
 	fx_close(&f);
 }
 
+/* Each device's latest state, as the agent's status says: stored with
+ * the partition (a line each), replaced by the next status (none: none),
+ * refused as a whole when a field is not a name or there are too many. */
+STORE_TEST(store, status_records_device_states)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	struct store_ingest r;
+	struct store_partition p;
+	cr_assert_eq(store_partition_get(f.s, "pa", &p, &e), 0);
+	cr_expect_str_eq(p.devices, "");
+	store_partition_free(&p);
+	struct store_device d[2] = { { "data", "xts", "running" },
+				     { "console", "console", "running" } };
+	struct store_status_in in = { .partition = "pa", .state = "running",
+				      .devices = d, .ndevices = 2 };
+	cr_assert_eq(store_ingest_status_in(f.s, "h1", 1, &in, &r, &e), 0,
+		     "%s", perr_msg(&e));
+	cr_assert_eq(store_partition_get(f.s, "pa", &p, &e), 0);
+	cr_expect_str_eq(p.devices, "data xts running\n"
+				    "console console running\n");
+	store_partition_free(&p);
+	d[0].state = "torn down";
+	in.state = "stopped";
+	cr_expect_eq(store_ingest_status_in(f.s, "h1", 2, &in, &r, &e),
+		     -EINVAL);
+	cr_expect(strstr(perr_msg(&e), "device state"), "%s", perr_msg(&e));
+	d[0].state = "torn-down";
+	d[1].plugin = "con\nsole";
+	cr_expect_eq(store_ingest_status_in(f.s, "h1", 2, &in, &r, &e),
+		     -EINVAL);
+	d[1].plugin = "console";
+	in.ndevices = STORE_DEVICES_MAX + 1;
+	cr_expect_eq(store_ingest_status_in(f.s, "h1", 2, &in, &r, &e),
+		     -EINVAL);
+	/* Nothing of the refused ones was kept. */
+	cr_assert_eq(store_partition_get(f.s, "pa", &p, &e), 0);
+	cr_expect_str_eq(p.state, "running");
+	cr_expect_str_eq(p.devices, "data xts running\n"
+				    "console console running\n");
+	store_partition_free(&p);
+	in.ndevices = 1;
+	cr_assert_eq(store_ingest_status_in(f.s, "h1", 2, &in, &r, &e), 0,
+		     "%s", perr_msg(&e));
+	struct store_partition *list;
+	int n = store_partition_list(f.s, "h1", NULL, 10, &list, &e);
+	cr_assert_eq(n, 2, "%s", perr_msg(&e));
+	cr_expect_str_eq(list[0].devices, "data xts torn-down\n");
+	cr_expect_str_eq(list[1].devices, "");
+	store_partition_list_free(list, (unsigned)n);
+	in.ndevices = 0;
+	cr_assert_eq(store_ingest_status_in(f.s, "h1", 3, &in, &r, &e), 0);
+	cr_assert_eq(store_partition_get(f.s, "pa", &p, &e), 0);
+	cr_expect_str_eq(p.devices, "");
+	store_partition_free(&p);
+	fx_close(&f);
+}
+
 STORE_TEST(store, audit_chain_and_list)
 {
 	struct fx f;

@@ -61,6 +61,8 @@ struct sample {
 	Parley__V1__Ack ack;
 	Parley__V1__PartitionCommand command;
 	Parley__V1__PartitionStatus status;
+	Parley__V1__DeviceState devs[WIRE_DEVICES_MAX + 1];
+	Parley__V1__DeviceState *devs_p[WIRE_DEVICES_MAX + 1];
 	Parley__V1__Heartbeat heartbeat;
 	Parley__V1__Error error;
 	Parley__V1__PolicyBody body; /* packed into bundle.body */
@@ -264,6 +266,15 @@ static void fill_partition(struct sample *s)
 	s->status.reason = "triple fault at rip 0x401000";
 	s->status.exit_code = -1;
 	s->status.time_unix_ms = 1700000000456ull;
+	for (unsigned i = 0; i <= WIRE_DEVICES_MAX; i++) {
+		parley__v1__device_state__init(&s->devs[i]);
+		s->devs[i].device = i ? "data" : "console";
+		s->devs[i].plugin = i == 0 ? "console" : i == 1 ? "file" : "xts";
+		s->devs[i].state = "torn-down";
+		s->devs_p[i] = &s->devs[i];
+	}
+	s->status.devices = s->devs_p;
+	s->status.n_devices = 3;
 }
 
 static void set_body(struct sample *s, Parley__V1__Envelope__BodyCase c)
@@ -558,6 +569,12 @@ SPOIL(cmd_stop_spec, s->command.action =
 SPOIL(cmd_spec_big, s->command.spec_json = big(s, WIRE_SPEC_MAX + 1))
 /* status */
 SPOIL(status_state, s->status.state = "zombie")
+SPOIL(status_dev_state, s->devs[1].state = "zombie")
+SPOIL(status_dev_state_none, s->devs[2].state = "none")
+SPOIL(status_dev_name, s->devs[1].device = "a/b")
+SPOIL(status_dev_plugin_none, s->devs[0].plugin = "")
+SPOIL(status_dev_twice, s->devs[2].plugin = "file")
+SPOIL(status_devs_18, s->status.n_devices = WIRE_DEVICES_MAX + 1)
 SPOIL(status_state_none, s->status.state = "")
 SPOIL(status_seq_0, s->status.seq = 0)
 SPOIL(status_reason_nl, s->status.reason = "stopped\r\n")
@@ -722,6 +739,17 @@ static const struct hostile hostile[] = {
 	  "status.state: \"zombie\" is not created, running, paused, stopped "
 	  "or destroyed"),
 	E(STATUS, status_state_none, -EINVAL, "status.state: \"\" is not"),
+	E(STATUS, status_dev_state, -EINVAL,
+	  "status.devices[1].state: \"zombie\" is not a device state"),
+	E(STATUS, status_dev_state_none, -EINVAL,
+	  "status.devices[2].state: \"none\" is not a device state"),
+	E(STATUS, status_dev_name, -EINVAL,
+	  "status.devices[1].device: \"a/b\" is not a valid name"),
+	E(STATUS, status_dev_plugin_none, -EINVAL,
+	  "status.devices[0].plugin: missing"),
+	E(STATUS, status_dev_twice, -EINVAL,
+	  "status.devices[2]: device data (plugin file) twice"),
+	E(STATUS, status_devs_18, -EINVAL, "status.devices: 18, at most 17"),
 	E(STATUS, status_seq_0, -EINVAL, "status.seq: 0"),
 	E(STATUS, status_reason_nl, -EINVAL,
 	  "status.reason: control character U+000D at offset 7"),

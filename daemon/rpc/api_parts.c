@@ -12,6 +12,7 @@
 #include "parley.pb-c.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,36 @@ static const char *const spec_fields[] = {
 	NULL
 };
 
+/* Its devices' latest states as its agent reported them, from the
+ * store's "device plugin state" lines: {"device","plugin","state"} each.
+ * A line that is not three fields (edited behind parleyd's back) is
+ * left out. */
+static void devices_write(struct api_jbuf *b, const char *text)
+{
+	bool first = true;
+	for (const char *l = text ? text : ""; *l;) {
+		const char *e = strchr(l, '\n');
+		size_t n = e ? (size_t)(e - l) : strlen(l);
+		char line[3 * STORE_NAME_MAX + 4], f[3][STORE_NAME_MAX];
+		snprintf(line, sizeof(line), "%.*s", (int)n, l);
+		char extra;
+		if (n < sizeof(line) &&
+		    sscanf(line, "%63s %63s %63s %c", f[0], f[1], f[2],
+			   &extra) == 3) {
+			api_jb_lit(b, first ? "{\"device\":"
+					    : ",{\"device\":");
+			api_jb_str(b, f[0]);
+			api_jb_lit(b, ",\"plugin\":");
+			api_jb_str(b, f[1]);
+			api_jb_lit(b, ",\"state\":");
+			api_jb_str(b, f[2]);
+			api_jb_lit(b, "}");
+			first = false;
+		}
+		l += n + (e != NULL);
+	}
+}
+
 /* A partition as JSON, written straight into b (api_json.h): this is most
  * of what GET /v1/partitions does, so no jansson tree is built. The keys
  * and their order are those of the tree this replaced. A spec the store
@@ -64,7 +95,9 @@ static void part_write(struct api_jbuf *b, const struct store_partition *p)
 	api_jb_str(b, p->state);
 	api_jb_lit(b, ",\"vmm_backend\":");
 	api_jb_str_or_null(b, p->vmm_backend);
-	api_jb_lit(b, ",\"spec\":");
+	api_jb_lit(b, ",\"devices\":[");
+	devices_write(b, p->devices);
+	api_jb_lit(b, "],\"spec\":");
 	if (!p->spec_json || !api_jb_object(b, p->spec_json, p->spec_len))
 		api_jb_lit(b, "{}");
 	api_jb_lit(b, "}");

@@ -196,9 +196,18 @@ static int ingest_status(struct link_conn *c,
 		snprintf(was, sizeof(was), "%s", p.state);
 		store_partition_free(&p);
 	}
+	/* The devices (checked by wire_check: names, known states, at most
+	 * WIRE_DEVICES_MAX) are stored with the partition. */
+	struct store_device dev[STORE_DEVICES_MAX];
+	unsigned ndev = 0;
+	for (size_t i = 0; i < st->n_devices && ndev < STORE_DEVICES_MAX; i++)
+		dev[ndev++] = (struct store_device){ st->devices[i]->device,
+						     st->devices[i]->plugin,
+						     st->devices[i]->state };
 	struct store_status_in in = { .partition = st->partition,
 				      .state = st->state,
-				      .backend = st->backend };
+				      .backend = st->backend,
+				      .devices = dev, .ndevices = ndev };
 	int rc = store_ingest_status_in(s, c->host, st->seq, &in, res, err);
 	if (rc < 0 || res->stored == 0 || !strcmp(was, st->state))
 		return rc;

@@ -7,6 +7,11 @@
  *   range    read one sector past the end (the partition is stopped)
  *   misalign read into a buffer 8 bytes off alignment (stopped)
  *   rowrite  write sector 0 (stopped when the disk is read-only)
+ *   resume   write [0, N) from S, print "blk written", then `ticks` lines
+ *            ("tick I") with `work` iterations between them (a test pauses
+ *            and snapshots it there), then check [0, N) and write and check
+ *            it again from S+1: across a snapshot and restore, the disk
+ *            reads back what was written before and takes more writes
  *   bench    sequential 64 KiB reads and writes over [0, N), then batched
  *            random 4 KiB reads; prints MiB/s and IOPS (guest clock)
  * and prints "blk ok" (or the first difference) and exits 0 or 1. */
@@ -165,6 +170,24 @@ static void bench(const struct parley_disk *d, uint64_t n)
 		      (unsigned long)(ops * 1000000000ull / (t3 - t2)));
 }
 
+static int do_resume(const struct parley_boot_info *bi,
+		     const struct parley_disk *d, uint64_t n, uint64_t seed)
+{
+	if (do_write(d, n, seed, 0) || do_check(d, n, seed))
+		return 1;
+	parley_printf("blk written\n");
+	long ticks = parley_cmdline_int(bi, "ticks", 40);
+	long work = parley_cmdline_int(bi, "work", 3000000);
+	volatile uint64_t v = 1;
+	for (long t = 0; t < ticks; t++) {
+		for (long i = 0; i < work; i++)
+			v = v * 6364136223846793005ull + 1;
+		parley_printf("tick %ld\n", t);
+	}
+	return do_check(d, n, seed) || do_write(d, n, seed + 1, 0) ||
+	       do_check(d, n, seed + 1);
+}
+
 int main(const struct parley_boot_info *bi)
 {
 	struct parley_disk d;
@@ -193,6 +216,8 @@ int main(const struct parley_boot_info *bi)
 		parley_blk_read(d.dev, 0, 1, buf + 8);
 	else if (mode_is(bi, "rowrite"))
 		rc = parley_blk_write(d.dev, 0, 1, buf) < 0;
+	else if (mode_is(bi, "resume"))
+		rc = do_resume(bi, &d, n, seed);
 	else if (mode_is(bi, "bench"))
 		bench(&d, n);
 	else {
