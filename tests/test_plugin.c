@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 
@@ -204,6 +205,53 @@ Test(plugin, manifest_hostile)
 
 /* The built plugins load from their verified copies, and the xts plugin
  * is the vmm's XTS. */
+/* Copies an agent left when it died without freeing its set (kill -9)
+ * are removed by the next load: a dead PID's directory goes, files and
+ * all; a live PID's, a symlink named like one, and other names stay. */
+Test(plugin, copies_of_dead_agents_are_swept)
+{
+	char *dir = plugin_dirs(), *tmp = t_tmpdir(), path[512];
+	pid_t dead = fork();
+	cr_assert_geq(dead, 0);
+	if (dead == 0)
+		_exit(0);
+	cr_assert_eq(waitpid(dead, NULL, 0), dead);
+	snprintf(path, sizeof(path), "%s/parley-plugins.%d.abcdef", tmp,
+		 (int)dead);
+	cr_assert_eq(mkdir(path, 0700), 0);
+	char f[600];
+	snprintf(f, sizeof(f), "%s/xts.so", path);
+	cr_assert_eq(close(open(f, O_WRONLY | O_CREAT, 0600)), 0);
+	char live[512], other[512], link[512], target[512];
+	snprintf(live, sizeof(live), "%s/parley-plugins.%d.ghijkl", tmp,
+		 (int)getpid());
+	snprintf(other, sizeof(other), "%s/parley-plugins.XYZabc", tmp);
+	snprintf(target, sizeof(target), "%s/target", tmp);
+	snprintf(link, sizeof(link), "%s/parley-plugins.%d.mnopqr", tmp,
+		 (int)dead);
+	cr_assert_eq(mkdir(live, 0700), 0);
+	cr_assert_eq(mkdir(other, 0700), 0);
+	cr_assert_eq(mkdir(target, 0700), 0);
+	cr_assert_eq(symlink(target, link), 0);
+	setenv("TMPDIR", tmp, 1);
+	struct plugin_set s;
+	struct parley_err err = { 0 };
+	cr_assert_eq(load(dir, &s, &err), 0, "%s", perr_msg(&err));
+	unsetenv("TMPDIR");
+	struct stat st;
+	cr_expect_eq(lstat(path, &st), -1, "%s was not swept", path);
+	cr_expect_eq(stat(live, &st), 0, "a live agent's copies went");
+	cr_expect_eq(stat(other, &st), 0);
+	cr_expect_eq(lstat(link, &st), 0, "the symlink was removed");
+	cr_expect_eq(stat(target, &st), 0);
+	cr_expect(strstr(s.copies, tmp) == s.copies, "%s", s.copies);
+	plugin_set_free(&s);
+	t_rmtree(tmp);
+	free(tmp);
+	t_rmtree(dir);
+	free(dir);
+}
+
 Test(plugin, set_verifies_and_loads)
 {
 	char *dir = plugin_dirs();

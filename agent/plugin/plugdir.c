@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <signal.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -185,6 +186,49 @@ static int read_manifests(int dfd, const char *dir, struct plugin_set *s,
 	return rc;
 }
 
+/* Copies left by agents that died without plugin_set_free (kill -9, a
+ * crash): "parley-plugins.PID.XXXXXX" of a PID no longer alive, owned by
+ * us, emptied and removed. Nothing is followed: a name that is not our
+ * own real directory is left alone, and unlinkat removes links, never
+ * what they point to. A reused PID only means a stale copy stays. */
+static void sweep_dead_copies(const char *tmp)
+{
+	int t = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = t >= 0 ? fdopendir(t) : NULL;
+	if (!d) {
+		if (t >= 0)
+			close(t);
+		return;
+	}
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		long pid;
+		char tail[16];
+		if (sscanf(e->d_name, "parley-plugins.%ld.%15s", &pid,
+			   tail) != 2 || pid <= 1 || pid > INT_MAX ||
+		    kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		int c = openat(t, e->d_name, O_RDONLY | O_DIRECTORY |
+			       O_NOFOLLOW | O_CLOEXEC);
+		struct stat st;
+		if (c < 0)
+			continue;
+		DIR *cd = fstat(c, &st) == 0 && st.st_uid == geteuid()
+				  ? fdopendir(c) : NULL;
+		if (!cd) {
+			close(c);
+			continue;
+		}
+		struct dirent *f;
+		while ((f = readdir(cd)))
+			if (strcmp(f->d_name, ".") && strcmp(f->d_name, ".."))
+				unlinkat(c, f->d_name, 0);
+		closedir(cd);
+		unlinkat(t, e->d_name, AT_REMOVEDIR);
+	}
+	closedir(d);
+}
+
 int plugin_set_load(const char *manifest_dir, const char *plugin_dir,
 		    struct plugin_set *s, struct parley_err *err)
 {
@@ -206,8 +250,9 @@ int plugin_set_load(const char *manifest_dir, const char *plugin_dir,
 		const char *tmp = getenv("TMPDIR");
 		if (!tmp || tmp[0] != '/')
 			tmp = "/tmp";
+		sweep_dead_copies(tmp);
 		snprintf(s->copies, sizeof(s->copies),
-			 "%s/parley-plugins.XXXXXX", tmp);
+			 "%s/parley-plugins.%d.XXXXXX", tmp, (int)getpid());
 		if (!mkdtemp(s->copies)) {
 			rc = perr(err, -errno, "%s: %m", s->copies);
 			s->copies[0] = 0;
