@@ -18,12 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int col_blob(struct db_stmt *st, int i, const void **p)
-{
-	*p = db_col_blob(st, i);
-	return (int)db_col_bytes(st, i);
-}
-
 static int check_disk(const char *disk, struct parley_err *err)
 {
 	int rc = db_check_name("disk name", disk, err);
@@ -202,7 +196,8 @@ static int key_row(struct store *s, struct db_stmt *st, void *elem,
 	if (rc == 0)
 		rc = db_col_name(s, st, 5, k->withheld, sizeof(k->withheld),
 				 err);
-	if (rc == 0 && col_blob(st, 4, &p) != STORE_WRAPPED_LEN)
+	if (rc == 0 && ((p = db_col_blob(st, 4)) == NULL ||
+			db_col_bytes(st, 4) != STORE_WRAPPED_LEN))
 		rc = perr(err, -EBADMSG, "store %s: a wrapped disk key of the "
 			  "wrong size", s->path);
 	if (rc == 0)
