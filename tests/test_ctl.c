@@ -306,6 +306,63 @@ static void h_64k(struct raw *r)
 	raw_msg(r, CTL_CONSOLE, RAW_MAX - 8, RAW_MAX - 8);
 }
 
+/* Device messages (vmm -> agent), each with one field wrong: 0xcc fill
+ * leaves names without their NUL. */
+static void raw_devstate(struct raw *r, const struct ctl_device_state *d)
+{
+	struct ctl_hdr h = { .type = CTL_DEVICE_STATE, .len = sizeof(*d) };
+	memcpy(r->b, &h, sizeof(h));
+	memcpy(r->b + sizeof(h), d, sizeof(*d));
+	r->len = sizeof(h) + sizeof(*d);
+}
+static struct ctl_device_state good_devstate(void)
+{
+	struct ctl_device_state d = { .state = 1 };
+	snprintf(d.device, sizeof(d.device), "disk0");
+	snprintf(d.plugin, sizeof(d.plugin), "file");
+	return d;
+}
+static void h_dev_unterminated(struct raw *r)
+{
+	raw_msg(r, CTL_DEVICE_STATE, sizeof(struct ctl_device_state),
+		sizeof(struct ctl_device_state));
+}
+static void h_dev_state0(struct raw *r)
+{
+	struct ctl_device_state d = good_devstate();
+	d.state = 0;
+	raw_devstate(r, &d);
+}
+static void h_dev_state9(struct raw *r)
+{
+	struct ctl_device_state d = good_devstate();
+	d.state = 9;
+	raw_devstate(r, &d);
+}
+static void h_dev_reserved(struct raw *r)
+{
+	struct ctl_device_state d = good_devstate();
+	d.reserved = 1;
+	raw_devstate(r, &d);
+}
+static void h_dev_noname(struct raw *r)
+{
+	struct ctl_device_state d = good_devstate();
+	d.device[0] = 0;
+	raw_devstate(r, &d);
+}
+static void h_dev_detail(struct raw *r)
+{
+	struct ctl_device_state d = good_devstate();
+	memset(d.detail, 'x', sizeof(d.detail));
+	raw_devstate(r, &d);
+}
+static void h_devsaved_short(struct raw *r)
+{
+	raw_msg(r, CTL_DEVICE_SAVED, sizeof(struct ctl_device_blob) - 1,
+		sizeof(struct ctl_device_blob) - 1);
+}
+
 struct hostile {
 	const char *name;
 	void (*build)(struct raw *);
@@ -620,6 +677,39 @@ Test(ctl, typed_reader_gives_each_vmm_message_back)
 	cr_expect_eq(m.u.console.len, 3);
 	cr_expect_eq(m.u.console.buf[3], 0);
 	cr_expect_eq(m.u.console.buf[PARLEY_CONSOLE_MAX - 1], 0);
+	unpair(sv);
+}
+
+/* A vmm's device reports (CTL_DEVICE_STATE, CTL_DEVICE_SAVED) through
+ * the typed reader, the one door: each with one field wrong is refused
+ * (-EPROTO, nothing kept); a well-formed one passes. */
+Test(ctl, typed_reader_refuses_hostile_device_reports)
+{
+	static const struct hostile dev[] = {
+		{ "DEVICE_STATE names without NUL", h_dev_unterminated, 0 },
+		{ "DEVICE_STATE state 0", h_dev_state0, 0 },
+		{ "DEVICE_STATE state past the last", h_dev_state9, 0 },
+		{ "DEVICE_STATE reserved set", h_dev_reserved, 0 },
+		{ "DEVICE_STATE empty device name", h_dev_noname, 0 },
+		{ "DEVICE_STATE detail without NUL", h_dev_detail, 0 },
+		{ "DEVICE_SAVED one byte short", h_devsaved_short, 0 },
+	};
+	static struct ctl_msg m;
+	static struct raw r;
+	int sv[2];
+	pair(sv);
+	for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++) {
+		memset(&r, 0, sizeof(r));
+		dev[i].build(&r);
+		cr_assert_eq(send(sv[0], r.b, r.len, 0), (ssize_t)r.len);
+		cr_expect_eq(read_from(sv[1], CTL_FROM_VMM, &m), -EPROTO,
+			     "%s accepted", dev[i].name);
+	}
+	struct ctl_device_state good = good_devstate();
+	raw_devstate(&r, &good);
+	cr_assert_eq(send(sv[0], r.b, r.len, 0), (ssize_t)r.len);
+	cr_expect_eq(read_from(sv[1], CTL_FROM_VMM, &m), 0);
+	cr_expect_str_eq(m.u.device_state.plugin, "file");
 	unpair(sv);
 }
 
