@@ -323,7 +323,10 @@ Test(vm_chan, revocation_mid_stream_is_closed, .timeout = 400,
 		   "parley-chan open pingpong || exit 1\n"
 		   "echo STREAMING\n"
 		   "parley-chan pong pingpong 1000000\n"
-		   "echo SCRIPT-END\n", "x\n");
+		   "echo SCRIPT-END\n"
+		   /* alive while its kernel ejects the devices: a VM that
+		    * powers off first never finishes the unplug */
+		   "sleep 60\n", "x\n");
 	t_fleet_add(&t.f, "ping", "ping.elf", "count=1000000", NULL, false,
 		    NULL);
 	t_vm_start(&t);
@@ -428,7 +431,10 @@ Test(vm_chan, late_vm_touching_revoked_memory_is_stopped, .timeout = 300,
 	 * (it finds plugged devices by a PCI rescan). */
 	snprintf(t.spec.cmdline_extra, sizeof(t.spec.cmdline_extra),
 		 "acpiphp.disable=1");
-	t.f.cm.unmap_ms = 2000;
+	/* Shorter than a VM's default 5 s: this guest's kernel may still
+	 * eject the device by ACPI's own path a few seconds on, which would
+	 * take the memory out of its reach before the truncation does. */
+	t.f.cm.ext_unmap_ms = 2000;
 	t_fleet_add(&t.f, "ping", "ping.elf", "count=1000000", NULL, false,
 		    NULL);
 	t_vm_start(&t);

@@ -259,12 +259,12 @@ void cm_chan_revoke(struct chanmgr *cm, struct cm_chan *ch, const char *why)
 		return;
 	ch->revoking = true;
 	uint64_t ms = cm->unmap_ms > 0 ? (uint64_t)cm->unmap_ms : 1000;
-	for (int s = 0; s < 2; s++) {
-		const struct cm_ext_ops *x = ch->end[s].ep ? ch->end[s].ep->ext
-							   : NULL;
-		if (ch->end[s].mapped && x && x->unmap_ms > ms)
-			ms = x->unmap_ms;
-	}
+	uint64_t ext = cm->ext_unmap_ms > 0 ? (uint64_t)cm->ext_unmap_ms
+					    : 5000;
+	for (int s = 0; s < 2; s++)
+		if (ch->end[s].mapped && ch->end[s].ep &&
+		    ch->end[s].ep->ext && ext > ms)
+			ms = ext;
 	ch->revoke_deadline_ns = mono_now_ns() + ms * 1000000;
 	for (int s = 0; s < 2; s++) {
 		struct cm_end *e = &ch->end[s];

@@ -42,15 +42,8 @@ struct cm_ext_ops {
 	 * e->handle set by the callee. */
 	int (*map)(void *ctx, struct cm_chan *ch, int side, struct cm_end *e);
 	/* Take it back (revocation): done at once or later, then
-	 * chanmgr_ext_unmapped(), by chanmgr's deadline: its unmap_ms, or
-	 * unmap_ms below when that is longer. */
+	 * chanmgr_ext_unmapped(); the deadline is chanmgr's ext_unmap_ms. */
 	void (*unmap)(void *ctx, struct cm_chan *ch, int side);
-	/* The least time this kind of endpoint gets to let go (0: chanmgr's
-	 * unmap_ms). A VM's unplug is an ACPI eject its guest kernel must
-	 * act on, far slower than a vmm's munmap under TCG; its memory is
-	 * punched out at the revocation itself, so waiting longer for the
-	 * unplug exposes no data. */
-	unsigned unmap_ms;
 	/* The peer stopped: the VM's waits learn PEER_DOWN. */
 	void (*peer_gone)(void *ctx, struct cm_chan *ch, int side);
 	/* chanmgr's verdict on the VM (reason: agent/ctl/stop.h). */
@@ -144,6 +137,12 @@ struct chanmgr {
 	struct cm_chan *chans[CM_CHANS_MAX];
 	uint32_t next_id;
 	uint64_t rehash_interval_ns;   /* background full re-hash; 0: off */
+	/* An external endpoint's (a VM's) time to let go (0: 5000 ms, and
+	 * never less than unmap_ms). A VM's unplug is an ACPI eject its
+	 * guest kernel must act on, far slower than a vmm's munmap under
+	 * TCG on a loaded host; its memory is punched out at the
+	 * revocation itself, so waiting longer exposes no data. */
+	int ext_unmap_ms;
 	int unmap_ms;                  /* a vmm's time to confirm an unmap
 					* before it is killed; 0: 1000 */
 	struct segmgr *seg;            /* segment sets in use (segmgr.c),

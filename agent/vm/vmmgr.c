@@ -326,10 +326,6 @@ static int ext_verify(void *ctx, char *file, size_t cap)
 static const struct cm_ext_ops vm_ops = {
 	.map = ext_map, .unmap = ext_unmap, .peer_gone = ext_peer_gone,
 	.fault = ext_fault, .verify = ext_verify,
-	/* The guest's eject of a hot-unplugged device: ~80 ms on an idle
-	 * machine under TCG (issue 11's figures), seconds when the host is
-	 * loaded; QEMU gives up on a guest that ignores it after 5 s. */
-	.unmap_ms = 5000,
 };
 
 /* ---- set-up ------------------------------------------------------------- */

@@ -21,7 +21,8 @@
  * - revocation (chanmgr's): the sections are punched at once (the guest
  *   reads zeros), the devices hot-unplugged; the unplug confirmed when
  *   QEMU lets go of the memory objects. A VM that has not let go by
- *   chanmgr's deadline (its unmap_ms, at least 5 s for a VM) keeps running but the memory is truncated: its
+ *   chanmgr's deadline (its ext_unmap_ms, 5 s by default) keeps
+ *   running but the memory is truncated: its
  *   next access kills its QEMU (SIGBUS). Audited: `vm_revoke_punched`,
  *   `vm_unplugged`, `vm_unplug_late`.
  */
