@@ -5,10 +5,12 @@
  */
 #include "tests/helpers/pgcluster.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -144,6 +146,21 @@ static int rm_one(const char *path, const struct stat *sb, int flag,
 	return 0;
 }
 
+/* A stale postmaster.pid (its postmaster gone, the PID reused) must not
+ * get another process signalled. */
+static bool is_postgres(pid_t pid)
+{
+	char p[64], comm[32] = "";
+	snprintf(p, sizeof(p), "/proc/%d/comm", (int)pid);
+	FILE *f = fopen(p, "r");
+	if (!f)
+		return false;
+	bool ok = fgets(comm, sizeof(comm), f) &&
+		  strncmp(comm, "postgres", 8) == 0;
+	fclose(f);
+	return ok;
+}
+
 /* The postmaster's PID is the first line of postmaster.pid; it is not
  * our child (pg_ctl detached it), so poll for it to go. */
 void pgc_stop(const char *dir)
@@ -157,11 +174,42 @@ void pgc_stop(const char *dir)
 			pid = 0;
 		fclose(f);
 	}
-	if (pid > 1 && kill((pid_t)pid, SIGINT) == 0) {
+	if (pid > 1 && is_postgres((pid_t)pid) &&
+	    kill((pid_t)pid, SIGINT) == 0) {
 		for (int i = 0; i < 200 && kill((pid_t)pid, 0) == 0; i++)
 			nanosleep(&(struct timespec){ 0, 50000000 }, NULL);
 		if (kill((pid_t)pid, 0) == 0)
 			kill((pid_t)pid, SIGKILL);
 	}
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int pgc_reap_dead(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	size_t plen = strlen(prefix);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, prefix, plen) != 0)
+			continue;
+		char *end;
+		errno = 0;
+		long pid = strtol(e->d_name + plen, &end, 10);
+		if (errno || end == e->d_name + plen || *end || pid <= 1 ||
+		    pid > INT_MAX)
+			continue; /* not a run's cluster (e.g. its .lock) */
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char p[512];
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		pgc_stop(p);
+		snprintf(p, sizeof(p), "%s/%s.lock", dir, e->d_name);
+		unlink(p);
+		n++;
+	}
+	closedir(d);
+	return n;
 }

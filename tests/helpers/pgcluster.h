@@ -28,5 +28,10 @@ const char *pgc_restart(const char *dir, char *why, size_t cap);
 /* Stop the postmaster by PID (fast shutdown, then SIGKILL after 10 s) and
  * remove dir. */
 void pgc_stop(const char *dir);
+/* Stop and remove every cluster DIR/PREFIX<pid> whose <pid> is not alive
+ * (a run killed before its clean-up left it running); its DIR/PREFIX<pid>
+ * .lock too. A live PID (another run, or a reused PID) is left alone.
+ * Answers how many were reaped. */
+int pgc_reap_dead(const char *dir, const char *prefix);
 
 #endif

@@ -164,6 +164,11 @@ char *t_pg_text(const char *uri, const char *sql)
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
 	(void)set;
+	/* Runs killed before their POST_ALL left clusters running. */
+	int n = pgc_reap_dead("/tmp", "parley-pg-");
+	if (n > 0)
+		fprintf(stderr, "pgtmp: stopped %d cluster(s) of dead runs\n",
+			n);
 	char buf[32];
 	snprintf(buf, sizeof(buf), "%d", (int)getpid());
 	setenv(RUN_ENV, buf, 1);
