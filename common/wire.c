@@ -1,6 +1,7 @@
 #include "common/wire.h"
 #include "common/hostport.h"
 #include "common/seal.h"
+#include "common/version.h"
 #include "common/jsonv.h"
 
 #include <errno.h>
@@ -973,10 +974,28 @@ static int chk_update_progress(const Parley__V1__UpdateProgress *p,
 	return rc;
 }
 
+/* An operator's rollback (issue 12): the version previous should hold is
+ * an agent's version text ("0.4.0 (abc)", "0.5.0") or empty; the request
+ * an id the daemon took, never 0. */
+static int chk_update_rollback(const Parley__V1__UpdateRollback *r,
+			       struct parley_err *err)
+{
+	int rc = chk_text("update_rollback", "expect_version",
+			  r->expect_version, WIRE_AGENT_VERSION_MAX, false, err);
+	unsigned v[3];
+	if (rc == 0 && slen(r->expect_version) &&
+	    parley_version_parse(r->expect_version, true, v) < 0)
+		rc = perr(err, -EINVAL, "update_rollback.expect_version: not "
+			  "X.Y.Z (with an optional \" (...)\" after it)");
+	if (rc == 0 && !r->request)
+		rc = perr(err, -EINVAL, "update_rollback.request: 0");
+	return rc;
+}
+
 static bool body_known(Parley__V1__Envelope__BodyCase c)
 {
 	return (c >= PARLEY__V1__ENVELOPE__BODY_HELLO &&
-		c <= PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS) ||
+		c <= PARLEY__V1__ENVELOPE__BODY_UPDATE_ROLLBACK) ||
 	       c == PARLEY__V1__ENVELOPE__BODY_SERVERS;
 }
 
@@ -1023,6 +1042,8 @@ int wire_check(const Parley__V1__Envelope *e, struct parley_err *err)
 		return chk_update_chunk(e->update_chunk, err);
 	case PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS:
 		return chk_update_progress(e->update_progress, err);
+	case PARLEY__V1__ENVELOPE__BODY_UPDATE_ROLLBACK:
+		return chk_update_rollback(e->update_rollback, err);
 	case PARLEY__V1__ENVELOPE__BODY_SERVERS:
 		return chk_servers("servers", e->servers->servers,
 				   e->servers->n_servers, err);
@@ -1069,6 +1090,8 @@ const char *wire_body_name(Parley__V1__Envelope__BodyCase c)
 	case PARLEY__V1__ENVELOPE__BODY_UPDATE_CHUNK: return "update_chunk";
 	case PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS:
 		return "update_progress";
+	case PARLEY__V1__ENVELOPE__BODY_UPDATE_ROLLBACK:
+		return "update_rollback";
 	case PARLEY__V1__ENVELOPE__BODY_SERVERS: return "servers";
 	default: return "unknown";
 	}

@@ -108,6 +108,9 @@
  *                staged, refused, failed, committed, busy; received within
  *                WIRE_UPDATE_MAX; reason text (WIRE_DETAIL_MAX); version
  *                text (WIRE_AGENT_VERSION_MAX)
+ *   update_rollback expect_version empty or text (WIRE_AGENT_VERSION_MAX)
+ *                starting X.Y.Z (parley_version_parse with a prefix);
+ *                request >= 1
  * Returns 0, or a negative errno with *err naming the field.
  */
 int wire_check(const Parley__V1__Envelope *e, struct parley_err *err);

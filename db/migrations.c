@@ -322,12 +322,43 @@ static const char m12_devices[] =
 	"ALTER TABLE partitions ADD COLUMN devices TEXT NOT NULL "
 	"DEFAULT '';";
 
+/* 13 and 14: RESERVED for two other branches of issue 12's round (their
+ * migrations are appended in those numbers). This branch was told to use
+ * 15, and a migration's number is its position here: until those branches
+ * are merged, 13 and 14 hold a statement that changes nothing. WHOEVER
+ * MERGES: replace these two placeholders with the real migrations 13 and
+ * 14 (in that order) and keep m15_rollbacks third; do not append 13/14
+ * after it. A store that ran a placeholder is a development store only
+ * (no release ships one). */
+static const char m13_reserved[] = "SELECT 13;";
+static const char m14_reserved[] = "SELECT 14;";
+
+/* 15: an operator's rollback of a host's agent through the daemon (issue
+ * 12; db/store_updates.c, store_rollback_*): one row per host for the
+ * rollback last asked of it -- the request id the agent answers to, the
+ * version previous should hold ('' any), the agent version when it was
+ * asked (a hello with another version means it happened), where it stands
+ * and why. */
+static const char m15_rollbacks[] =
+	"CREATE TABLE host_rollbacks ("
+	" host TEXT PRIMARY KEY REFERENCES hosts (name) ON DELETE CASCADE,"
+	" request INTEGER NOT NULL CHECK (request >= 1),"
+	" state TEXT NOT NULL CHECK (state IN ('requested', 'committed',"
+	"  'refused', 'failed')),"
+	" expect_version TEXT NOT NULL,"
+	" from_version TEXT NOT NULL,"
+	" version TEXT NOT NULL,"
+	" reason TEXT NOT NULL,"
+	" requested_ms INTEGER NOT NULL,"
+	" updated_ms INTEGER NOT NULL);";
+
 static const char *const migrations[] = { m1_tables, m2_indexes, m3_tokens,
 					  m4_backend, m5_revoked,
 					  m6_checkpoints, m7_segsets,
 					  m8_services, m9_updates,
 					  m10_disk_keys, m11_replicas,
-					  m12_devices };
+					  m12_devices, m13_reserved,
+					  m14_reserved, m15_rollbacks };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
 unsigned store_schema_latest(void)

@@ -735,10 +735,13 @@ int store_replica_holder(struct store *s, const char *host,
  * of the wire's PartitionCommand actions (0..STORE_REPLICA_CMD_ACTION_MAX)
  * for `partition`, or CHANGED (partition NULL or ""): "send the host the
  * commands its defined thin partitions need", as on its hello; or UPDATE
- * (partition NULL or ""). */
+ * or ROLLBACK (partition NULL or ""). */
 #define STORE_REPLICA_CMD_CHANGED (-1)
 /* "Offer the host its pending agent update" (partition NULL or ""). */
 #define STORE_REPLICA_CMD_UPDATE (-2)
+/* "Send the host its requested rollback" (partition NULL or ""). */
+#define STORE_REPLICA_CMD_ROLLBACK (-3)
+#define STORE_REPLICA_CMD_MIN STORE_REPLICA_CMD_ROLLBACK
 #define STORE_REPLICA_CMD_ACTION_MAX 15
 struct store_replica_cmd {
 	int64_t id;

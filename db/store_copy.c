@@ -171,6 +171,14 @@ static const struct copy_table tables[] = {
 	  "INSERT INTO host_agents (host, agent_version, seen_ms) "
 	  "VALUES (?1, ?2, ?3)",
 	  "SELECT COUNT(*) FROM host_agents" },
+	{ "host_rollbacks", "TITTTTTII", false,
+	  "SELECT host, request, state, expect_version, from_version, "
+	  "version, reason, requested_ms, updated_ms FROM host_rollbacks "
+	  "ORDER BY host",
+	  "INSERT INTO host_rollbacks (host, request, state, "
+	  "expect_version, from_version, version, reason, requested_ms, "
+	  "updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	  "SELECT COUNT(*) FROM host_rollbacks" },
 	{ "disk_keys", "TTIBTI", false,
 	  "SELECT partition, disk, key_version, wrapped, withheld, "
 	  "created_ms FROM disk_keys ORDER BY partition, disk, key_version",

@@ -249,14 +249,15 @@ int store_replica_cmd_put(struct store *s, const char *host,
 			  struct parley_err *err)
 {
 	bool whole = action == STORE_REPLICA_CMD_CHANGED ||
-		     action == STORE_REPLICA_CMD_UPDATE;
+		     action == STORE_REPLICA_CMD_UPDATE ||
+		     action == STORE_REPLICA_CMD_ROLLBACK;
 	int rc = db_check_name("host name", host, err);
 	if (rc == 0 && whole && partition && partition[0])
-		rc = perr(err, -EINVAL, "a CHANGED or UPDATE command names no "
-			  "partition");
+		rc = perr(err, -EINVAL, "a CHANGED, UPDATE or ROLLBACK command "
+			  "names no partition");
 	else if (rc == 0 && !whole)
 		rc = db_check_name("partition name", partition, err);
-	if (rc == 0 && (action < STORE_REPLICA_CMD_UPDATE ||
+	if (rc == 0 && (action < STORE_REPLICA_CMD_MIN ||
 			action > STORE_REPLICA_CMD_ACTION_MAX))
 		rc = perr(err, -EINVAL, "command action %d unknown", action);
 	if (rc == 0)
@@ -279,7 +280,7 @@ static int cmd_row(struct store *s, struct db_stmt *st, void *elem,
 		rc = db_col_name(s, st, 2, c->partition, sizeof(c->partition),
 				 err);
 	int64_t a = db_col_i64(st, 3);
-	if (rc == 0 && (a < STORE_REPLICA_CMD_UPDATE ||
+	if (rc == 0 && (a < STORE_REPLICA_CMD_MIN ||
 			a > STORE_REPLICA_CMD_ACTION_MAX))
 		rc = perr(err, -EBADMSG, "command %lld: action %lld",
 			  (long long)c->id, (long long)a);

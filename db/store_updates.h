@@ -73,4 +73,41 @@ int store_host_agent_get(struct store *s, const char *host,
 			 char out[STORE_AGENT_VERSION_MAX],
 			 struct parley_err *err);
 
+/* An operator's rollback through the daemon (migration 15,
+ * db/store_rollbacks.c): one row per host, the rollback last asked of it.
+ *   requested  waiting for the agent's answer (sent at each hello of an
+ *              agent still running from_version, and when asked)
+ *   committed  the agent that took over runs `version`
+ *   refused    the agent would not (reason: no previous, another version)
+ *   failed     the hand-over to previous rolled back (reason) */
+#define STORE_RB_STATE_MAX 16
+struct store_rollback {
+	char host[STORE_NAME_MAX];
+	uint64_t request;                         /* >= 1 */
+	char state[STORE_RB_STATE_MAX];
+	char expect_version[STORE_AGENT_VERSION_MAX]; /* "" any */
+	char from_version[STORE_AGENT_VERSION_MAX];   /* when asked */
+	char version[STORE_AGENT_VERSION_MAX];        /* committed */
+	char reason[STORE_UPD_REASON_MAX];
+	int64_t requested_ms, updated_ms;
+};
+
+/* Ask host for a rollback: its row becomes requested with the next
+ * request id (*request; 1 for the first), replacing any earlier one.
+ * expect_version and from_version: text (< 65 bytes, may be ""). -ENOENT:
+ * no such host. */
+int store_rollback_request(struct store *s, const char *host,
+			   const char *expect_version,
+			   const char *from_version, uint64_t *request,
+			   struct parley_err *err);
+/* The host's rollback row. -ENOENT when it has none. */
+int store_rollback_get(struct store *s, const char *host,
+		       struct store_rollback *out, struct parley_err *err);
+/* The agent's answer to `request`: state committed (version the one now
+ * running), refused or failed (reason). -ENOENT unless the host's row is
+ * still requested for that very request. */
+int store_rollback_set(struct store *s, const char *host, uint64_t request,
+		       const char *state, const char *version,
+		       const char *reason, struct parley_err *err);
+
 #endif

@@ -77,6 +77,7 @@ static bool body_route(const char *method, const char *pat)
 {
 	static const char *const with_body[] = {
 		"POST /v1/hosts", "POST /v1/hosts/*/update",
+		"POST /v1/hosts/*/rollback",
 		"POST /v1/partitions", "POST /v1/grants", "POST /v1/segsets",
 		"POST /v1/services", "PUT /v1/baselines/*", "POST /v1/tokens",
 	};

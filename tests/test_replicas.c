@@ -319,7 +319,11 @@ Test(replicas, store_rows_and_malformed_input)
 	cr_expect_eq(store_replica_hold(s, "nohost", "a", NULL), -ENOENT);
 	cr_expect_eq(store_replica_hold(s, "h1", "../x", NULL), -EINVAL);
 	cr_expect_eq(store_replica_cmd_put(s, "h1", "p", 99, NULL), -EINVAL);
-	cr_expect_eq(store_replica_cmd_put(s, "h1", "p", -3, NULL), -EINVAL);
+	cr_expect_eq(store_replica_cmd_put(s, "h1", "p", -4, NULL), -EINVAL);
+	cr_expect_eq(store_replica_cmd_put(s, "h1", "", -4, NULL), -EINVAL);
+	cr_expect_eq(store_replica_cmd_put(s, "h1", "p",
+					   STORE_REPLICA_CMD_ROLLBACK, NULL),
+		     -EINVAL);
 	cr_expect_eq(store_replica_cmd_put(s, "h1", "p",
 					   STORE_REPLICA_CMD_UPDATE, NULL),
 		     -EINVAL);

@@ -50,6 +50,8 @@ static const struct route routes[] = {
 	{ EVHTTP_REQ_DELETE, "/v1/hosts/*", SCOPE_ADMIN, api_hosts_delete },
 	{ EVHTTP_REQ_POST, "/v1/hosts/*/update", SCOPE_ADMIN,
 	  api_hosts_update },
+	{ EVHTTP_REQ_POST, "/v1/hosts/*/rollback", SCOPE_ADMIN,
+	  api_hosts_rollback },
 	{ EVHTTP_REQ_GET, "/v1/partitions", SCOPE_READ, api_parts_list },
 	{ EVHTTP_REQ_POST, "/v1/partitions", SCOPE_ADMIN, api_parts_add },
 	{ EVHTTP_REQ_GET, "/v1/partitions/*", SCOPE_READ, api_parts_get },

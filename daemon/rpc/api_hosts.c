@@ -70,17 +70,22 @@ void api_metrics(struct api_req *q)
 	evbuffer_free(b);
 }
 
-/* The agent version the host last said hello with ("" never), and its
- * update (null: none asked for). A read error leaves them out rather
- * than fail the list. */
+/* The agent version the host last said hello with ("" never), its
+ * update (null: none asked for) and its rollback (null: none asked for).
+ * update_state says the later of the two: "VERSION STATE" for an update,
+ * "rollback-STATE" for a rollback ("rollback-committed VERSION" with the
+ * version it runs now). A read error leaves them out rather than fail
+ * the list. */
 static void host_agent_json(struct api_server *a, const char *host,
 			    json_t *o)
 {
 	char v[STORE_AGENT_VERSION_MAX];
 	struct store_update u;
+	struct store_rollback rb;
 	if (store_host_agent_get(a->store, host, v, NULL) == 0)
 		json_object_set_new(o, "agent_version", json_string(v));
 	int rc = store_update_get(a->store, host, &u, NULL);
+	int rrc = store_rollback_get(a->store, host, &rb, NULL);
 	if (rc == -ENOENT) {
 		json_object_set_new(o, "update", json_null());
 		json_object_set_new(o, "update_state", json_null());
@@ -98,6 +103,25 @@ static void host_agent_json(struct api_server *a, const char *host,
 			"reason", u.reason, "requested_ms",
 			(json_int_t)u.requested_ms, "updated_ms",
 			(json_int_t)u.updated_ms));
+	}
+	if (rrc == -ENOENT) {
+		json_object_set_new(o, "rollback", json_null());
+	} else if (rrc == 0) {
+		json_object_set_new(o, "rollback", json_pack(
+			"{s:I,s:s,s:s,s:s,s:s,s:I,s:I}", "request",
+			(json_int_t)rb.request, "state", rb.state,
+			"expect_version", rb.expect_version, "version",
+			rb.version, "reason", rb.reason, "requested_ms",
+			(json_int_t)rb.requested_ms, "updated_ms",
+			(json_int_t)rb.updated_ms));
+		if (rc == -ENOENT || (rc == 0 &&
+				      rb.requested_ms >= u.requested_ms)) {
+			char st[STORE_AGENT_VERSION_MAX + 32];
+			snprintf(st, sizeof(st), "rollback-%s%s%s", rb.state,
+				 rb.version[0] ? " " : "", rb.version);
+			json_object_set_new(o, "update_state",
+					    json_string(st));
+		}
 	}
 }
 

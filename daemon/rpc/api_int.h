@@ -19,6 +19,7 @@ enum api_after_kind {
 	API_AFTER_COMMAND,          /* hooks.thin_command */
 	API_AFTER_HOST_DELETED,     /* link_host_deleted: cut its agent off */
 	API_AFTER_UPDATE,           /* link_update_offer: a package to send */
+	API_AFTER_ROLLBACK,         /* link_rollback_send: a rollback to ask */
 };
 struct api_after {
 	enum api_after_kind kind;
@@ -87,6 +88,8 @@ void api_after_command(struct api_req *q, const char *host,
 void api_after_host_deleted(struct api_req *q, const char *host);
 /* The host's agent is offered its update after the commit. */
 void api_after_update(struct api_req *q, const char *host);
+/* The host's agent is sent its rollback after the commit. */
+void api_after_rollback(struct api_req *q, const char *host);
 /* api.c, after the commit and the reply: run what was queued. */
 void api_run_after(struct api_req *q);
 
@@ -122,6 +125,7 @@ void api_hosts_add(struct api_req *q);
 void api_hosts_get(struct api_req *q);
 void api_hosts_delete(struct api_req *q);
 void api_hosts_update(struct api_req *q);
+void api_hosts_rollback(struct api_req *q);
 void api_tokens_add(struct api_req *q);
 void api_policy_get(struct api_req *q);
 void api_parts_list(struct api_req *q);

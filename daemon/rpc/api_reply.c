@@ -138,6 +138,11 @@ void api_after_update(struct api_req *q, const char *host)
 	after(q, API_AFTER_UPDATE, host, NULL, 0);
 }
 
+void api_after_rollback(struct api_req *q, const char *host)
+{
+	after(q, API_AFTER_ROLLBACK, host, NULL, 0);
+}
+
 void api_run_after(struct api_req *q)
 {
 	struct api_hooks *h = &q->a->hooks;
@@ -153,6 +158,9 @@ void api_run_after(struct api_req *q)
 			/* here, or through the replica holding it */
 			link_route_command(q->a->link, x->host, NULL,
 					   STORE_REPLICA_CMD_UPDATE);
+		else if (x->kind == API_AFTER_ROLLBACK && q->a->link)
+			link_route_command(q->a->link, x->host, NULL,
+					   STORE_REPLICA_CMD_ROLLBACK);
 	}
 	q->nafter = 0;
 }

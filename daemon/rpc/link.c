@@ -252,6 +252,7 @@ static void welcome(struct link_conn *c, const Parley__V1__Envelope *e)
 	link_push_one(c);
 	send_commands(c);
 	link_update_hello(c, h);
+	link_rollback_hello(c);
 	link_replica_tell(c);
 }
 

@@ -101,7 +101,8 @@ void link_store_changed(struct link_server *ls);
 
 /* A partition command (action as link_send_command,
  * STORE_REPLICA_CMD_CHANGED for link_send_commands, or
- * STORE_REPLICA_CMD_UPDATE for link_update_offer) for `host`: sent if
+ * STORE_REPLICA_CMD_UPDATE for link_update_offer,
+ * STORE_REPLICA_CMD_ROLLBACK for link_rollback_send) for `host`: sent if
  * its agent is connected here; stored for the replica holding it if
  * another does (it delivers it within its poll). -ENOTCONN if no
  * replica holds the host (it gets what it needs at its hello). */
@@ -111,5 +112,9 @@ int link_route_command(struct link_server *ls, const char *host,
 /* Offer `host`'s agent its pending update (daemon/rpc/link_update.c), if
  * it is connected; otherwise it is offered at its next hello. */
 void link_update_offer(struct link_server *ls, const char *host);
+
+/* Send `host`'s agent its requested rollback (daemon/rpc/link_rollback.c),
+ * if it is connected here; otherwise it is sent at its next hello. */
+void link_rollback_send(struct link_server *ls, const char *host);
 
 #endif

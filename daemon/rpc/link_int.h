@@ -66,6 +66,16 @@ void link_on_update_progress(struct link_conn *c,
 			     const Parley__V1__Envelope *e);
 struct link_conn *link_find_host(struct link_server *ls, const char *host);
 
+/* An operator's rollback (link_rollback.c): on hello (after
+ * link_update_hello, which sets c->agent_version), the requested rollback
+ * is sent, or marked committed when the agent runs another version than
+ * it was asked of; an UpdateProgress without sha256 about a rollback
+ * moves the host's rollback row (true: handled, the update code must not
+ * look at it). */
+void link_rollback_hello(struct link_conn *c);
+bool link_rollback_progress(struct link_conn *c,
+			    const Parley__V1__UpdateProgress *p);
+
 /* Bundles (link_push.c): c's bundle now if its version moved past
  * c->pushed (signed synchronously; on hello); the push event. */
 void link_push_one(struct link_conn *c);

@@ -205,11 +205,15 @@ static int send_here(struct link_server *ls, const char *host,
 {
 	if (action == STORE_REPLICA_CMD_CHANGED)
 		return link_send_commands(ls, host);
-	if (action != STORE_REPLICA_CMD_UPDATE)
+	if (action != STORE_REPLICA_CMD_UPDATE &&
+	    action != STORE_REPLICA_CMD_ROLLBACK)
 		return link_send_command(ls, host, partition, action);
 	if (!link_host_connected(ls, host))
 		return -ENOTCONN;
-	link_update_offer(ls, host);
+	if (action == STORE_REPLICA_CMD_ROLLBACK)
+		link_rollback_send(ls, host);
+	else
+		link_update_offer(ls, host);
 	return 0;
 }
 

@@ -181,6 +181,9 @@ static const char *terminal_event(const char *state)
 void link_on_update_progress(struct link_conn *c, const Parley__V1__Envelope *e)
 {
 	const Parley__V1__UpdateProgress *p = e->update_progress;
+	/* Without a digest it may be about a rollback (link_rollback.c). */
+	if (link_rollback_progress(c, p))
+		return;
 	struct store_update u;
 	if (store_update_get(c->ls->store, c->host, &u, NULL) < 0) {
 		log_info("agent %s: update progress %s with no update asked "
