@@ -71,6 +71,9 @@ struct agent_link {
 	 * then). All with ready_ctx; may be NULL. */
 	void (*on_update_offer)(void *ctx, const Parley__V1__UpdateOffer *o);
 	void (*on_update_chunk)(void *ctx, const Parley__V1__UpdateChunk *c);
+	/* An operator's rollback (agent/update/rollback.h). */
+	void (*on_update_rollback)(void *ctx,
+				   const Parley__V1__UpdateRollback *r);
 	void (*on_welcome)(void *ctx);
 	/* A new bundle is enforced (l->policy): its disk keys, for one. */
 	void (*on_policy)(void *ctx);

@@ -218,6 +218,11 @@ int agent_link_dispatch(struct agent_link *l, const Parley__V1__Envelope *e,
 		if (l->on_update_chunk)
 			l->on_update_chunk(l->ready_ctx, e->update_chunk);
 		return 0;
+	case PARLEY__V1__ENVELOPE__BODY_UPDATE_ROLLBACK:
+		if (l->on_update_rollback)
+			l->on_update_rollback(l->ready_ctx,
+					      e->update_rollback);
+		return 0;
 	/* The replicas to fail over between (issue 15): kept for the next
 	 * loss and the next start; a file that cannot be written is only
 	 * logged (the list in memory holds). */

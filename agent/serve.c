@@ -11,6 +11,7 @@
 #include "agent/ctl/stop.h"
 #include "agent/update_adopt.h"
 #include "agent/update/keep.h"
+#include "agent/update/rollback.h"
 #include "agent/update_commit.h"
 #include "agent/ctl/clock.h"
 #include "common/log.h"
@@ -48,6 +49,7 @@ struct serve {
 	struct upd_stage upd;      /* updates from partitions, to a
 				    * verified stage (hand-over: run only) */
 	bool upgrade_requested;    /* SIGUSR1: run between dispatches */
+	struct upd_rollback rb;    /* the daemon's rollback request */
 	bool link_down;            /* freed for a commit that then failed */
 	char host[128];
 	int port;
@@ -511,12 +513,36 @@ static void on_update_chunk(void *arg, const Parley__V1__UpdateChunk *c)
 	drain(s);
 }
 
+/* The daemon asks for a rollback: handed over between dispatches as
+ * SIGUSR1 with --update-stage STATE/update/previous would be, or
+ * answered at once (agent/update/rollback.h). */
+static void on_update_rollback(void *arg, const Parley__V1__UpdateRollback *m)
+{
+	struct serve *s = arg;
+	const char *busy = upd_rollback_busy(&s->upd, s->upgrade_requested ||
+					     s->pending_stage[0]);
+	switch (upd_rollback_take(&s->rb, &s->audit, serve_o->state_dir,
+				  m->expect_version, m->request, busy)) {
+	case UPD_RB_HAND_OVER:
+		s->upgrade_requested = true;
+		event_base_loopbreak(s->base);
+		break;
+	case UPD_RB_ANSWER:
+		upd_rollback_report(&s->rb, &s->link);
+		break;
+	case UPD_RB_NOTHING:
+		break;
+	}
+}
+
 /* Each welcome: the outcome the daemon is owed, if any -- the new
  * agent's "committed", or a rollback's "failed" once the link is back. */
 static void on_link_welcome(void *arg)
 {
 	struct serve *s = arg;
 	struct upd_stage *u = &s->upd;
+	if (s->rb.report_due)
+		upd_rollback_report(&s->rb, &s->link);
 	if (!u->report_due)
 		return;
 	bool done = u->state == PARLEY_UPDATE_COMMITTED;
@@ -554,6 +580,7 @@ static int link_up(struct serve *s, struct parley_err *err)
 	s->link.on_command = on_command;
 	s->link.on_update_offer = on_update_offer;
 	s->link.on_update_chunk = on_update_chunk;
+	s->link.on_update_rollback = on_update_rollback;
 	s->link.on_welcome = on_link_welcome;
 	s->link.on_policy = load_keys;
 	s->link.version = serve_o->version;
@@ -577,8 +604,11 @@ static void before_commit(void *ctx)
 static void upgrade(struct serve *s)
 {
 	struct parley_err err = { 0 };
-	bool theirs = s->pending_stage[0] != 0;
-	const char *dir = theirs ? s->pending_stage : serve_o->update_stage;
+	/* The daemon's rollback first: its previous/, as by SIGUSR1. */
+	bool rb = s->rb.dir[0] != 0;
+	bool theirs = !rb && s->pending_stage[0] != 0;
+	const char *dir = rb ? s->rb.dir : theirs ? s->pending_stage
+						  : serve_o->update_stage;
 	if (!dir) {
 		log_error("SIGUSR1: no --update-stage, nothing to update from");
 		return;
@@ -587,6 +617,10 @@ static void upgrade(struct serve *s)
 			    serve_o->version, &err) < 0) {
 		if (theirs)
 			upd_stage_failed(&s->upd, perr_msg(&err));
+		if (rb) {
+			upd_rollback_done(&s->rb, "refused", perr_msg(&err));
+			upd_rollback_report(&s->rb, &s->link);
+		}
 		s->pending_stage[0] = 0;
 		log_error("update refused, this agent (%s) serves on: %s",
 			  serve_o->version, perr_msg(&err));
@@ -605,6 +639,11 @@ static void upgrade(struct serve *s)
 	 * next welcome if the link went for the commit. */
 	if (theirs && s->upd.from_daemon) {
 		s->upd.report_due = true;
+		on_link_welcome(s);
+	}
+	if (rb) {
+		upd_rollback_done(&s->rb, "failed", perr_msg(&err));
+		s->rb.report_due = true;
 		on_link_welcome(s);
 	}
 	s->pending_stage[0] = 0;

@@ -11,11 +11,16 @@ static const char usage[] =
 	"       parleyctl host add NAME [--libvirt-uri URI]\n"
 	"       parleyctl host remove NAME\n"
 	"       parleyctl host update NAME --package FILE\n"
+	"       parleyctl host rollback NAME [--expect VERSION]\n"
 	"\n"
 	"add prints the host's one-time join token.\n"
 	"update sends a signed agent package (parley-pkg) to the daemon, which\n"
 	"checks it, stores it and hands it to the host's agent; host list and\n"
-	"host show say how far it is (update_state, update.reason).\n";
+	"host show say how far it is (update_state, update.reason).\n"
+	"rollback asks the host's agent to hand over to the version it keeps as\n"
+	"previous (with --expect, only if previous holds VERSION); host list\n"
+	"shows rollback-requested, then rollback-committed VERSION, or\n"
+	"rollback-refused / rollback-failed (host show: rollback.reason).\n";
 
 static const struct ctl_col cols[] = {
 	{ "NAME", "name" },
@@ -164,12 +169,50 @@ static int host_update(struct ctl *c, int argc, char **argv)
 	return CTL_OK;
 }
 
+/* The answer comes later, from the agent: host list shows it. */
+static int host_rollback(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "expect", required_argument, NULL, 'e' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *expect = NULL;
+	int o;
+	while ((o = ctl_opt(argc, argv, opts, usage)) != -1) {
+		if (o != 'e')
+			return CTL_USAGE;
+		expect = optarg;
+	}
+	if (ctl_args(argc, argv, 1, usage))
+		return CTL_USAGE;
+	json_t *body = expect ? json_pack("{s:s}", "expect_version", expect)
+			      : json_object();
+	char *path = ctl_path("/v1/hosts", argv[optind], "/rollback");
+	json_t *r;
+	int rc = ctl_call(c, "POST", path, body, &r);
+	free(path);
+	json_decref(body);
+	if (rc)
+		return rc;
+	if (c->json)
+		return ctl_show_object(c, r);
+	const char *from = json_string_value(json_object_get(r,
+							     "agent_version"));
+	printf("host %s: rollback from %s requested (request %"
+	       JSON_INTEGER_FORMAT ")\n", argv[optind], from ? from : "?",
+	       json_integer_value(json_object_get(r, "request")));
+	json_decref(r);
+	return CTL_OK;
+}
+
 static const struct ctl_verb verbs[] = {
 	{ "list", host_list },
 	{ "show", host_show },
 	{ "add", host_add },
 	{ "remove", host_remove },
 	{ "update", host_update },
+	{ "rollback", host_rollback },
 	{ NULL, NULL },
 };
 

@@ -43,6 +43,12 @@
  *    either moves the stream on by its length, ends it (staged, refused
  *    or failed: the whole package checked), or fails it; one elsewhere
  *    answers where to go on from and changes nothing.
+ *  - a rollback request reaches upd_rollback_take (agent/update/rollback.h,
+ *    as agent/serve.c wires it, with the staging area's state directory,
+ *    which keeps no previous version) only after the welcome, once: it is
+ *    never handed over, it is answered refused (or busy while a stream is
+ *    held) with a printable reason, and the same request again is
+ *    answered with the same outcome.
  * The staging area is a directory of its own under /var/tmp (a disk, not
  * tmpfs: an offer fallocates up to 256 MiB), emptied before each input.
  * FUZZ_AGENT_DISPATCH_TRACE=1 prints each frame's answer (to see what the
@@ -61,6 +67,7 @@
 #include "agent/link.h"
 #include "agent/ipc/chanmgr.h"
 #include "agent/update/keep.h"
+#include "agent/update/rollback.h"
 #include "agent/update/stage.h"
 #include "common/err.h"
 #include "common/fileio.h"
@@ -221,9 +228,10 @@ static void reset_dir(void)
 }
 
 struct rec {
-	unsigned ready, commands, offers, chunks;
+	unsigned ready, commands, offers, chunks, rollbacks;
 	const Parley__V1__PartitionCommand *last;
 	struct upd_stage *upd;
+	struct upd_rollback *rb;
 };
 
 static void on_ready(void *ctx)
@@ -321,6 +329,35 @@ static void on_update_chunk(void *ctx, const Parley__V1__UpdateChunk *c)
 		      had + c->data.len == size);
 }
 
+/* What agent/serve.c does with a rollback request: the state directory
+ * keeps no previous version, so never a hand-over. */
+static void on_update_rollback(void *ctx, const Parley__V1__UpdateRollback *m)
+{
+	struct rec *r = ctx;
+	struct upd_rollback *rb = r->rb;
+	bool repeat = m->request == rb->request;
+	char was[sizeof(rb->state)], why[sizeof(rb->reason)];
+	memcpy(was, rb->state, sizeof(was));
+	memcpy(why, rb->reason, sizeof(why));
+	r->rollbacks++;
+	enum upd_rb_do d = upd_rollback_take(rb, r->upd->audit, updir,
+					     m->expect_version, m->request,
+					     upd_rollback_busy(r->upd, false));
+	if (trace)
+		fprintf(stderr, "  rollback: %d %s %s\n", (int)d, rb->state,
+			rb->reason);
+	PARLEY_ASSERT(d == UPD_RB_ANSWER && !rb->dir[0]);
+	PARLEY_ASSERT(rb->request == m->request);
+	PARLEY_ASSERT(!strcmp(rb->state, "refused") ||
+		      !strcmp(rb->state, "busy"));
+	PARLEY_ASSERT(rb->reason[0]);
+	for (const char *c = rb->reason; *c; c++)
+		PARLEY_ASSERT(*c >= 0x20 && *c < 0x7f);
+	if (repeat && was[0])
+		PARLEY_ASSERT(!strcmp(was, rb->state) &&
+			      !strcmp(why, rb->reason));
+}
+
 /* What a frame may change, taken before it. */
 struct snap {
 	bool up, ready;
@@ -373,7 +410,8 @@ static void unchanged(const struct snap *s, const struct agent_link *l,
 	PARLEY_ASSERT(r->ready == s->rec.ready &&
 		      r->commands == s->rec.commands &&
 		      r->offers == s->rec.offers &&
-		      r->chunks == s->rec.chunks);
+		      r->chunks == s->rec.chunks &&
+		      r->rollbacks == s->rec.rollbacks);
 }
 
 /* Whether some record at or below seq is still there (the outbox is in
@@ -538,6 +576,11 @@ static void dispatch_one(struct agent_link *l, struct chanmgr *cm,
 		PARLEY_ASSERT(rc == 0 && r->chunks == s.rec.chunks + 1 &&
 			      r->offers == s.rec.offers);
 		break;
+	case PARLEY__V1__ENVELOPE__BODY_UPDATE_ROLLBACK:
+		PARLEY_ASSERT(rc == 0 && r->rollbacks == s.rec.rollbacks + 1 &&
+			      r->offers == s.rec.offers &&
+			      r->chunks == s.rec.chunks);
+		break;
 	case PARLEY__V1__ENVELOPE__BODY_SERVERS:
 		/* Taken after the welcome: the list only grows, bounded. */
 		PARLEY_ASSERT(rc == 0 && l->nservers >= 1 &&
@@ -562,7 +605,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static struct chanmgr cm;
 	static struct audit audit;
 	static struct upd_stage upd;
-	struct rec r = { .upd = &upd };
+	static struct upd_rollback rb;
+	rb = (struct upd_rollback){ 0 };
+	struct rec r = { .upd = &upd, .rb = &rb };
 	struct parley_err err = { 0 };
 	chanmgr_init(&cm, &audit);
 	empty_updir();
@@ -575,6 +620,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	l.on_command = on_command;
 	l.on_update_offer = on_update_offer;
 	l.on_update_chunk = on_update_chunk;
+	l.on_update_rollback = on_update_rollback;
 	l.ready_ctx = &r;
 	/* After the link: what it audits goes to the link's batch. */
 	PARLEY_ASSERT(upd_stage_open(&upd, updir, &audit, &err) == 0 &&

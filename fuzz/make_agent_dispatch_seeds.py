@@ -86,6 +86,11 @@ def chunk(offset, data, digest=b"\x11" * 32):
                  field(3, 2, data))
 
 
+def rollback(request, expect=""):
+    return frame(26, (s(1, expect) if expect else b"") +
+                 field(2, 0, request))
+
+
 SPEC = '{"name":"p2","image":"hello.elf","memory_mib":16}'
 
 SEEDS = {
@@ -135,6 +140,17 @@ SEEDS = {
     # wire_check refuses an offer of 79 bytes: the link closes there.
     "update-too-small": welcome() + offer(79) + offer(100),
     "update-before-welcome": offer(100) + chunk(0, b"x" * 100) + welcome(),
+    # An operator's rollback (agent/update/rollback.c behind the link):
+    # no previous kept, so refused; the same request again (answered the
+    # same), another one expecting a version; one during a stream (busy);
+    # request 0 and a version that is not X.Y.Z (wire_check: the link
+    # closes there); before a welcome.
+    "rollback": welcome() + rollback(1) + rollback(1) +
+    rollback(2, "0.4.0 (abc)") + offer(100) + rollback(3) +
+    chunk(0, b"x" * 100) + rollback(3),
+    "rollback-hostile": welcome() + rollback(0) + rollback(4),
+    "rollback-bad-version": welcome() + rollback(5, "v1") + rollback(6),
+    "rollback-before-welcome": rollback(1) + welcome() + rollback(1),
     "commands-unknown-partition": welcome() + command("ghost", 1) +
     command("ghost", 3) + command("ghost", 4, '{"config":[]}'),
 }

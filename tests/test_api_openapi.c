@@ -354,6 +354,34 @@ static void exercise_update(struct run *t, const char *R)
 				"update_state")) ?: "", " pending"));
 	json_decref(h);
 	check(t, "GET", "/v1/hosts", "/v1/hosts", R, NULL, 200);
+
+	/* Rollbacks: h1's update is pending (409), h2 never said hello
+	 * (409) until it does (202); the host shows it (rollback not null,
+	 * update_state "rollback-requested"). */
+	const char *RB = "/v1/hosts/*/rollback";
+	check(t, "POST", RB, "/v1/hosts/h1/rollback", A, NULL, 409);
+	check(t, "POST", RB, "/v1/hosts/h2/rollback", A, NULL, 409);
+	check(t, "POST", RB, "/v1/hosts/nope/rollback", A, NULL, 404);
+	check(t, "POST", RB, "/v1/hosts/%2e%2e/rollback", A, NULL, 400);
+	check(t, "POST", RB, "/v1/hosts/h2/rollback", R, NULL, 403);
+	check(t, "POST", RB, "/v1/hosts/h2/rollback", A,
+	      "{\"expect_version\":\"x\"}", 400);
+	big = big_body();
+	check(t, "POST", RB, "/v1/hosts/h2/rollback", A, big, 413);
+	free(big);
+	s = fd_store(&t->c.f);
+	cr_assert_eq(store_host_agent_set(s, "h2", parley_version(), &err), 0,
+		     "%s", perr_msg(&err));
+	store_close(s);
+	check(t, "POST", RB, "/v1/hosts/h2/rollback", A,
+	      "{\"expect_version\":\"0.1.0\"}", 202);
+	h = check_json(t, "GET", "/v1/hosts/*", "/v1/hosts/h2", R, NULL, 200);
+	cr_expect_str_eq(json_string_value(json_object_get(json_object_get(
+				h, "rollback"), "state")) ?: "?", "requested");
+	cr_expect_str_eq(json_string_value(json_object_get(h,
+				"update_state")) ?: "", "rollback-requested");
+	json_decref(h);
+	check(t, "GET", "/v1/hosts", "/v1/hosts", R, NULL, 200);
 	free(good);
 	free(oth);
 	free(unsig);

@@ -920,3 +920,481 @@ Test(update_daemon, progress_checked_against_the_hosts_own_update,
 	store_close(s);
 	fd_stop(&f);
 }
+
+/* ---- an operator's rollback through the daemon -------------------------- */
+
+#include <jansson.h>
+
+/* parleyctl host rollback HOST [--expect V]: its exit code, out and err
+ * (the caller frees). */
+static int ctl_rollback(struct api_client *c, const char *host,
+			const char *expect, char **out, char **er)
+{
+	char server[64];
+	snprintf(server, sizeof(server), "http://127.0.0.1:%d", c->port);
+	char *argv[] = { T_BIN("parleyctl"), "--server", server, "--token",
+			 c->admin, "host", "rollback", (char *)host,
+			 expect ? "--expect" : NULL, (char *)expect, NULL };
+	return t_exec(argv, NULL, out, er);
+}
+
+static void post_rollback(struct api_client *c, const char *host,
+			  const char *token, const char *body,
+			  struct ac_resp *r)
+{
+	char target[128];
+	snprintf(target, sizeof(target), "/v1/hosts/%s/rollback", host);
+	ac_call(c, "POST", target, token, body, r);
+}
+
+/* The API's refusals, each before anything is stored; then a request,
+ * recorded, audited, shown; asked again, it takes the next id. */
+Test(update_daemon, rollback_api_refusals_and_request, .timeout = 120)
+{
+	struct api_client c;
+	ac_start(&c);
+	struct store *s = fd_store(&c.f);
+	struct parley_err err = { 0 };
+	static const char *const hosts[] = { "host-a", "host-b", "host-c",
+					     "host-d" };
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(store_host_put(s, hosts[i], "",
+					    (struct store_blob){ 0 }, NULL), 0);
+	cr_assert_eq(store_host_agent_set(s, "host-a", parley_version(),
+					  &err), 0, "%s", perr_msg(&err));
+	/* host-b never said hello; host-c's agent predates rollbacks;
+	 * host-d has an update under way. */
+	cr_assert_eq(store_host_agent_set(s, "host-c", "0.0.1", &err), 0);
+	cr_assert_eq(store_host_agent_set(s, "host-d", parley_version(),
+					  &err), 0);
+	uint8_t sha[32] = { 5 };
+	static uint8_t pkg[200];
+	struct store_blob d = { sha, 32 };
+	cr_assert_eq(store_update_put_package(s, d, "99.0.0", pkg, sizeof(pkg),
+					      &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(store_update_request(s, "host-d", d, &err), 0);
+	struct ac_resp r;
+	post_rollback(&c, "nohost", c.admin, NULL, &r);
+	refused(&r, 404, "UNKNOWN_HOST", "nohost");
+	post_rollback(&c, "host-b", c.admin, NULL, &r);
+	refused(&r, 409, "AGENT_VERSION_UNKNOWN", "host-b");
+	post_rollback(&c, "host-c", c.admin, NULL, &r);
+	refused(&r, 409, "AGENT_TOO_OLD", "0.0.1");
+	post_rollback(&c, "host-d", c.admin, NULL, &r);
+	refused(&r, 409, "UPDATE_IN_PROGRESS", "pending");
+	post_rollback(&c, "host-a", c.admin, "{\"expect_version\":\"v1\"}",
+		      &r);
+	refused(&r, 400, "BAD_REQUEST", "expect_version");
+	post_rollback(&c, "host-a", c.admin, "{\"expect_version\":7}", &r);
+	refused(&r, 400, "BAD_REQUEST", "expect_version");
+	post_rollback(&c, "host-a", c.admin,
+		      "{\"expect_version\":\"1.2.3 \\u001b[31m\"}", &r);
+	refused(&r, 400, "BAD_REQUEST", "control");
+	post_rollback(&c, "host-a", c.admin, "{\"other\":1}", &r);
+	refused(&r, 400, "BAD_REQUEST", NULL);
+	post_rollback(&c, "..", c.admin, NULL, &r);
+	cr_expect_eq(r.status, 400, "%s", r.raw);
+	ac_free(&r);
+	/* The read token may look, not ask. */
+	ac_call(&c, "POST", "/v1/tokens", c.admin,
+		"{\"scope\":\"read\",\"name\":\"ro\"}", &r);
+	cr_assert_eq(r.status, 201);
+	char ro[128];
+	snprintf(ro, sizeof(ro), "%s", json_string_value(json_object_get(
+		r.json, "token")));
+	ac_free(&r);
+	post_rollback(&c, "host-a", ro, NULL, &r);
+	cr_expect_eq(r.status, 403, "%s", r.raw);
+	ac_free(&r);
+	struct store_rollback rb;
+	for (int i = 0; i < 4; i++)
+		cr_expect_eq(store_rollback_get(s, hosts[i], &rb, NULL),
+			     -ENOENT, "%s", hosts[i]);
+	cr_expect_eq(audited(s, "update_rollback_requested", "host-a"), 0);
+
+	/* The request: recorded, audited; shown by host list and show. */
+	char *out = NULL, *er = NULL;
+	cr_expect_eq(ctl_rollback(&c, "host-a", "0.4.0", &out, &er), 0,
+		     "%s%s", out, er);
+	cr_expect(strstr(out, "host host-a: rollback from "), "%s", out);
+	cr_expect(strstr(out, "(request 1)"), "%s", out);
+	free(out);
+	free(er);
+	cr_assert_eq(store_rollback_get(s, "host-a", &rb, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_expect_str_eq(rb.state, "requested");
+	cr_expect_eq(rb.request, 1);
+	cr_expect_str_eq(rb.expect_version, "0.4.0");
+	cr_expect_str_eq(rb.from_version, parley_version());
+	cr_expect_eq(audited(s, "update_rollback_requested", "host-a"), 1);
+	char *list = host_list(&(struct e2e){ .c = c });
+	cr_expect(strstr(list, "rollback-requested"), "%s", list);
+	free(list);
+	ac_call(&c, "GET", "/v1/hosts/host-a", c.admin, NULL, &r);
+	json_t *j = json_object_get(r.json, "rollback");
+	cr_expect_str_eq(json_string_value(json_object_get(j, "state")),
+			 "requested", "%s", r.raw);
+	cr_expect_str_eq(json_string_value(json_object_get(r.json,
+							   "update_state")),
+			 "rollback-requested");
+	ac_free(&r);
+	/* Asked again (no body at all): the next id, nothing expected. */
+	post_rollback(&c, "host-a", c.admin, NULL, &r);
+	cr_expect_eq(r.status, 202, "%s", r.raw);
+	cr_expect_eq(json_integer_value(json_object_get(r.json, "request")),
+		     2, "%s", r.raw);
+	ac_free(&r);
+	cr_assert_eq(store_rollback_get(s, "host-a", &rb, &err), 0);
+	cr_expect_eq(rb.request, 2);
+	cr_expect_str_eq(rb.expect_version, "");
+	/* parleyctl says a refusal on stderr with a failing exit. */
+	cr_expect_neq(ctl_rollback(&c, "nohost", NULL, &out, &er), 0);
+	cr_expect(strstr(er, "UNKNOWN_HOST") || strstr(er, "no such host"),
+		  "%s", er);
+	free(out);
+	free(er);
+	store_close(s);
+	ac_stop(&c);
+}
+
+/* The store checks what it keeps (db/store_rollbacks.c); an answer moves
+ * only the row still waiting for that very request. */
+Test(update_daemon, rollback_store_refuses_hostile_arguments, .timeout = 60)
+{
+	char *dir = t_tmpdir();
+	char path[600];
+	snprintf(path, sizeof(path), "%s/s.db", dir);
+	struct store *s = NULL;
+	struct parley_err err = { 0 };
+	cr_assert_eq(store_open(path, &s, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(store_host_put(s, "h", "", (struct store_blob){ 0 },
+				    NULL), 0);
+	uint64_t id = 9;
+	char big[100];
+	memset(big, 'x', sizeof(big) - 1);
+	big[99] = 0;
+	cr_expect_eq(store_rollback_request(s, "nohost", "", "1.0.0", &id,
+					    &err), -ENOENT);
+	cr_expect_eq(id, 0);
+	cr_expect_eq(store_rollback_request(s, "../h", "", "1.0.0", &id,
+					    &err), -EINVAL);
+	cr_expect_eq(store_rollback_request(s, "h", big, "1.0.0", &id, &err),
+		     -E2BIG);
+	cr_expect_eq(store_rollback_request(s, "h", "a\xff", "1.0.0", &id,
+					    &err), -EINVAL);
+	cr_assert_eq(store_rollback_request(s, "h", "1.0.0", "2.0.0", &id,
+					    &err), 0, "%s", perr_msg(&err));
+	cr_expect_eq(id, 1);
+	cr_expect_eq(store_rollback_set(s, "h", 1, "bogus", "", "", &err),
+		     -EINVAL);
+	cr_expect_eq(store_rollback_set(s, "h", 1, "requested", "", "", &err),
+		     -EINVAL);
+	cr_expect_eq(store_rollback_set(s, "h", 0, "failed", "", "x", &err),
+		     -EINVAL);
+	cr_expect_eq(store_rollback_set(s, "h", 2, "failed", "", "x", &err),
+		     -ENOENT, "another request's answer");
+	cr_expect_eq(store_rollback_set(s, "h", 1, "failed", "", "a\xff",
+					&err), -EINVAL);
+	cr_expect_eq(store_rollback_set(s, "h", 1, "failed", "", "gone",
+					&err), 0, "%s", perr_msg(&err));
+	cr_expect_eq(store_rollback_set(s, "h", 1, "committed", "1.0.0", "",
+					&err), -ENOENT, "answered already");
+	struct store_rollback rb;
+	cr_assert_eq(store_rollback_get(s, "h", &rb, &err), 0);
+	cr_expect_str_eq(rb.state, "failed");
+	cr_expect_str_eq(rb.reason, "gone");
+	cr_expect_str_eq(rb.from_version, "2.0.0");
+	cr_assert_eq(store_rollback_request(s, "h", "", "2.0.0", &id, &err), 0);
+	cr_expect_eq(id, 2);
+	cr_assert_eq(store_rollback_get(s, "h", &rb, &err), 0);
+	cr_expect_str_eq(rb.state, "requested");
+	cr_expect_str_eq(rb.reason, "");
+	cr_expect_eq(store_host_delete(s, "h", &err), 0, "%s", perr_msg(&err));
+	cr_expect_eq(store_rollback_get(s, "h", &rb, NULL), -ENOENT);
+	store_close(s);
+	t_rmtree(dir);
+	free(dir);
+}
+
+static void add_rb_progress(uint8_t *buf, size_t cap, size_t *len,
+			    const char *state, const char *reason)
+{
+	Parley__V1__Envelope e;
+	Parley__V1__UpdateProgress p;
+	wire_init_envelope(&e, 0);
+	parley__v1__update_progress__init(&p);
+	p.state = (char *)state;
+	p.reason = (char *)reason;
+	p.version = "";
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS;
+	e.update_progress = &p;
+	lp_add(buf, cap, len, &e);
+}
+
+struct want_rb {
+	struct store *s;
+	const char *host, *state;
+	struct store_rollback r;
+};
+
+static bool rb_is(struct fleetd *f, void *ctx)
+{
+	(void)f;
+	struct want_rb *w = ctx;
+	return store_rollback_get(w->s, w->host, &w->r, NULL) == 0 &&
+	       !strcmp(w->r.state, w->state);
+}
+
+/* An UpdateProgress without a digest about a rollback: taken for the
+ * sender's own host while it waits for an answer; from a host never
+ * asked for one it is refused and moves nobody's row; a repeat after the
+ * answer is only logged. */
+Test(update_daemon, rollback_progress_only_for_a_rollback_asked_for,
+     .timeout = 60)
+{
+	struct fleetd f;
+	fd_init(&f);
+	struct store *s = fd_store(&f);
+	struct parley_err err = { 0 };
+	cr_assert_eq(store_host_put(s, "host-a", "", (struct store_blob){ 0 },
+				    NULL), 0);
+	cr_assert_eq(store_host_put(s, "host-b", "", (struct store_blob){ 0 },
+				    NULL), 0);
+	uint64_t id = 0;
+	/* The linkpeer says hello with no version: asked of that. */
+	cr_assert_eq(store_rollback_request(s, "host-b", "", "", &id, &err), 0,
+		     "%s", perr_msg(&err));
+	fd_start_daemon(&f);
+	struct fd_agent *a = fd_host(&f, "host-a", NULL);
+	struct fd_agent *b = fd_host(&f, "host-b", NULL);
+	uint8_t buf[4096];
+	size_t n = 0;
+	struct lp_result r;
+	/* host-a: a "committed" without a digest is any new agent's (not a
+	 * refusal); a "failed" one is about a rollback nobody asked for. */
+	lp_add_hello(buf, sizeof(buf), &n, "host-a");
+	add_rb_progress(buf, sizeof(buf), &n, "committed", "");
+	add_rb_progress(buf, sizeof(buf), &n, "failed", "made up");
+	lp_session(f.port, a->dir, buf, n, 0, &r);
+	cr_expect(r.handshake);
+	cr_expect_str_eq(r.error_code, "BAD_UPDATE_PROGRESS", "%s: %s",
+			 r.error_code, r.error_msg);
+	cr_expect(strstr(r.error_msg, "no rollback was asked"), "%s",
+		  r.error_msg);
+	struct store_rollback rb;
+	cr_expect_eq(store_rollback_get(s, "host-a", &rb, NULL), -ENOENT);
+	cr_assert_eq(store_rollback_get(s, "host-b", &rb, &err), 0);
+	cr_expect_str_eq(rb.state, "requested", "host-a's words moved "
+			 "host-b's row");
+	cr_expect_eq(audited(s, "update_rollback_sent", "host-b"), 0);
+	/* host-b: sent its request at hello; its refusal is taken. */
+	n = 0;
+	lp_add_hello(buf, sizeof(buf), &n, "host-b");
+	add_rb_progress(buf, sizeof(buf), &n, "refused", "no previous");
+	add_rb_progress(buf, sizeof(buf), &n, "refused", "again");
+	lp_session(f.port, b->dir, buf, n, 0, &r);
+	cr_expect_eq(r.errors, 0, "%s: %s", r.error_code, r.error_msg);
+	cr_expect_geq(r.frames, 2, "welcome and the rollback");
+	struct want_rb w = { .s = s, .host = "host-b", .state = "refused" };
+	cr_expect(fd_wait(rb_is, &f, &w, 10000), "row %s", w.r.state);
+	cr_expect_str_eq(w.r.reason, "no previous", "the repeat moved it");
+	cr_expect_eq(audited(s, "update_rollback_sent", "host-b"), 1);
+	cr_expect_eq(audited(s, "update_rollback_refused", "host-b"), 1);
+	/* Asked again, and host-b comes back running another version:
+	 * committed at its hello. */
+	cr_assert_eq(store_rollback_request(s, "host-b", "", "9.9.9", &id,
+					    &err), 0);
+	n = 0;
+	lp_add_hello(buf, sizeof(buf), &n, "host-b");
+	lp_session(f.port, b->dir, buf, n, 1, &r);
+	w.state = "committed";
+	cr_expect(fd_wait(rb_is, &f, &w, 10000), "row %s", w.r.state);
+	cr_expect_eq(audited(s, "update_rollback_committed", "host-b"), 1);
+	store_close(s);
+	fd_stop(&f);
+}
+
+/* The frame itself (common/wire.c), hostile ones included. */
+static int check_rollback(const char *expect, uint64_t request,
+			  struct parley_err *err)
+{
+	Parley__V1__Envelope e;
+	Parley__V1__UpdateRollback m;
+	wire_init_envelope(&e, 0);
+	parley__v1__update_rollback__init(&m);
+	m.expect_version = (char *)expect;
+	m.request = request;
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_UPDATE_ROLLBACK;
+	e.update_rollback = &m;
+	return wire_check(&e, err);
+}
+
+Test(update_daemon, rollback_frame_checked_field_by_field)
+{
+	struct parley_err err = { 0 };
+	cr_expect_eq(check_rollback("", 1, &err), 0, "%s", err.msg);
+	cr_expect_eq(check_rollback(NULL, 1, &err), 0, "%s", err.msg);
+	cr_expect_eq(check_rollback("0.4.0", 7, &err), 0, "%s", err.msg);
+	cr_expect_eq(check_rollback("0.4.0 (36e23e5-dirty)", 7, &err), 0,
+		     "%s", err.msg);
+	cr_expect_eq(check_rollback("0.4.0", 0, &err), -EINVAL);
+	cr_expect(strstr(err.msg, "update_rollback.request"), "%s", err.msg);
+	cr_expect_eq(check_rollback("v0.4.0", 1, &err), -EINVAL);
+	cr_expect(strstr(err.msg, "update_rollback.expect_version"), "%s",
+		  err.msg);
+	cr_expect_eq(check_rollback("0.4", 1, &err), -EINVAL);
+	cr_expect_eq(check_rollback("0.4.0 \x1b[31m", 1, &err), -EINVAL);
+	cr_expect_eq(check_rollback("0.4.0 \xff", 1, &err), -EINVAL);
+	char big[100];
+	memset(big, '1', sizeof(big) - 1);
+	big[99] = 0;
+	big[1] = big[3] = '.';
+	cr_expect_eq(check_rollback(big, 1, &err), -EINVAL);
+	cr_expect(strstr(err.msg, "bytes"), "%s", err.msg);
+}
+
+/* The version a kept directory of host-a's agent names. */
+static void kept_version(struct e2e *e, const char *which, char *out,
+			 size_t cap)
+{
+	char p[700];
+	snprintf(p, sizeof(p), "%s/update/%s/manifest.json", e->h->dir, which);
+	json_error_t je;
+	json_t *m = json_load_file(p, 0, &je);
+	cr_assert(m, "%s: %s", p, je.text);
+	snprintf(out, cap, "%s",
+		 json_string_value(json_object_get(m, "version")) ?: "");
+	json_decref(m);
+}
+
+/* The pid the last "handed over to pid N" of the agents' log names: the
+ * agent now serving, ours to stop at the end. */
+static pid_t handed_to(struct e2e *e)
+{
+	char *log = fd_agent_log(e->h);
+	const char *at = NULL, *k = "handed over to pid ";
+	for (const char *p = log; (p = strstr(p, k)); p++)
+		at = p;
+	cr_assert(at, "%s", log);
+	pid_t pid = (pid_t)atoi(at + strlen(k));
+	free(log);
+	return pid;
+}
+
+/* The old agent handed over and left: reap it, follow the new one. */
+static void follow_handover(struct e2e *e)
+{
+	int st = 0;
+	cr_expect_eq(waitpid(e->h->pid, &st, 0), e->h->pid);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "old: %#x", st);
+	e->h->pid = handed_to(e);
+}
+
+/* An update from the daemon to "+next", then `parleyctl host rollback`:
+ * the agent hands over to the version it keeps as previous (the one it
+ * ran first), partitions untouched; the daemon marks the rollback
+ * committed with that version; current and previous swapped. */
+T_BACKEND_TEST(update_daemon, rollback_through_the_daemon_runs_previous,
+	       .timeout = 300)
+{
+	struct e2e e;
+	e2e_start(&e);
+	counters_rise(&e, 1);
+	cr_assert(fd_wait(connected_again, &e.c.f, &e, 30000));
+	e2e_update(&e, T_BIN("parley-agent-next"));
+	struct want_row w = { .s = e.s, .state = "committed" };
+	cr_assert(fd_wait(row_is, &e.c.f, &w, 120000), "update %s (%s):\n%s",
+		  w.u.state, w.u.reason, fd_agent_log(e.h));
+	struct want_log nl = { e.h, "+next took over from", 1 };
+	cr_assert(fd_wait(log_has, &e.c.f, &nl, 10000), "%s",
+		  fd_agent_log(e.h));
+	follow_handover(&e);
+	cr_assert(fd_wait(connected_again, &e.c.f, &e, 30000));
+	/* The daemon's view before: the "+next" agent runs. */
+	char *list = host_list(&e);
+	cr_expect(strstr(list, "+next"), "%s", list);
+	free(list);
+	char cur[128], prev[128];
+	kept_version(&e, "current", cur, sizeof(cur));
+	kept_version(&e, "previous", prev, sizeof(prev));
+	cr_expect_str_eq(prev, parley_version(), "previous is the first");
+	cr_expect_str_neq(cur, prev);
+
+	/* The rollback, expecting what previous holds. */
+	char *out = NULL, *er = NULL;
+	cr_assert_eq(ctl_rollback(&e.c, "host-a", parley_version(), &out,
+				  &er), 0, "%s%s", out, er);
+	free(out);
+	free(er);
+	struct want_rb rb = { .s = e.s, .host = "host-a",
+			      .state = "committed" };
+	cr_assert(fd_wait(rb_is, &e.c.f, &rb, 120000), "rollback %s (%s):\n"
+		  "%s\ndaemon:\n%s", rb.r.state, rb.r.reason,
+		  fd_agent_log(e.h), fd_daemon_log(&e.c.f));
+	cr_expect_str_eq(rb.r.version, parley_version());
+	struct want_log tl = { e.h, "took over from", 2 };
+	cr_assert(fd_wait(log_has, &e.c.f, &tl, 10000), "%s",
+		  fd_agent_log(e.h));
+	follow_handover(&e);
+	/* Partitions untouched: the same ping goes on counting, every
+	 * reply's bytes checked, under the agent rolled back to. */
+	cr_expect_eq(log_count(e.h, "ping| ping: open failed"), 0);
+	counters_rise(&e, 2);
+	cr_assert(fd_wait(connected_again, &e.c.f, &e, 30000));
+	list = host_list(&e);
+	cr_expect(!strstr(list, "+next"), "%s", list);
+	cr_expect(strstr(list, "rollback-committed"), "%s", list);
+	free(list);
+	char cur2[128], prev2[128];
+	kept_version(&e, "current", cur2, sizeof(cur2));
+	kept_version(&e, "previous", prev2, sizeof(prev2));
+	cr_expect_str_eq(cur2, prev, "current and previous swapped");
+	cr_expect_str_eq(prev2, cur, "current and previous swapped");
+	/* Every step audited: the daemon's records and the agents' own. */
+	cr_expect_geq(audited(e.s, "update_rollback_requested", "host-a"), 2);
+	cr_expect_geq(audited(e.s, "update_rollback_sent", "host-a"), 1);
+	cr_expect_geq(audited(e.s, "update_rollback_received", "host-a"), 1);
+	cr_expect_geq(audited(e.s, "update_rollback_committed", "host-a"), 1);
+	cr_expect_eq(audited(e.s, "update_rollback_refused", "host-a"), 0);
+	e2e_stop(&e);
+}
+
+/* A rollback of an agent that keeps no previous version (it was never
+ * updated): refused with the reason, shown and audited; the agent serves
+ * on (same process, partitions counting, link up). */
+T_BACKEND_TEST(update_daemon, rollback_with_no_previous_is_refused,
+	       .timeout = 240)
+{
+	struct e2e e;
+	e2e_start(&e);
+	counters_rise(&e, 1);
+	cr_assert(fd_wait(connected_again, &e.c.f, &e, 30000));
+	char *out = NULL, *er = NULL;
+	cr_assert_eq(ctl_rollback(&e.c, "host-a", NULL, &out, &er), 0,
+		     "%s%s", out, er);
+	free(out);
+	free(er);
+	struct want_rb rb = { .s = e.s, .host = "host-a",
+			      .state = "refused" };
+	cr_assert(fd_wait(rb_is, &e.c.f, &rb, 60000), "rollback %s (%s):\n%s",
+		  rb.r.state, rb.r.reason, fd_agent_log(e.h));
+	cr_expect(strstr(rb.r.reason, "no previous version"), "%s",
+		  rb.r.reason);
+	cr_expect_eq(kill(e.h->pid, 0), 0);
+	cr_expect_eq(log_count(e.h, "handed over to pid"), 0);
+	counters_rise(&e, 2);
+	cr_expect(fd_wait(connected_again, &e.c.f, &e, 30000));
+	char *list = host_list(&e);
+	cr_expect(strstr(list, "rollback-refused"), "%s", list);
+	free(list);
+	struct ac_resp r;
+	ac_call(&e.c, "GET", "/v1/hosts/host-a", e.c.admin, NULL, &r);
+	cr_expect(strstr(json_string_value(json_object_get(json_object_get(
+		  r.json, "rollback"), "reason")) ?: "", "no previous version"),
+		  "%s", r.raw);
+	ac_free(&r);
+	/* The daemon's refusal record and the agent's own. */
+	cr_expect_geq(audited(e.s, "update_rollback_refused", "host-a"), 1);
+	cr_expect_geq(audited(e.s, "update_rollback_sent", "host-a"), 1);
+	e2e_stop(&e);
+}
