@@ -957,3 +957,71 @@ Test(wire, grant_to_model_refuses)
 	cr_expect_eq(wire_grant_to_model(&w, "grants[5]", &g, &err), -EINVAL);
 	cr_expect(strstr(err.msg, "grants[5].ring_bytes: 4097"), "%s", err.msg);
 }
+
+/* UpdateRollback (Envelope field 26, daemon -> agent): each hostile field
+ * refused by wire_check and again after a trip through a real frame (the
+ * agent's reader), with the field named; good ones pass both. */
+static int rollback_framed(const char *expect, uint64_t request,
+			   struct parley_err *err)
+{
+	Parley__V1__Envelope e;
+	Parley__V1__UpdateRollback m;
+	wire_init_envelope(&e, 0);
+	parley__v1__update_rollback__init(&m);
+	m.expect_version = (char *)(expect ? expect : "");
+	m.request = request;
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_UPDATE_ROLLBACK;
+	e.update_rollback = &m;
+	int rc = wire_check(&e, err);
+	/* Packed as protobuf-c would (frame_encode checks first). */
+	size_t len = parley__v1__envelope__get_packed_size(&e);
+	uint8_t *buf = malloc(len + 4);
+	cr_assert(buf);
+	buf[0] = (uint8_t)(len >> 24);
+	buf[1] = (uint8_t)(len >> 16);
+	buf[2] = (uint8_t)(len >> 8);
+	buf[3] = (uint8_t)len;
+	parley__v1__envelope__pack(&e, buf + 4);
+	Parley__V1__Envelope *out = NULL;
+	size_t used = 0;
+	struct parley_err e2 = { 0 };
+	int frc = frame_decode(buf, len + 4, 0, &used, &out, &e2);
+	free(buf);
+	cr_expect_eq(frc < 0, rc < 0, "framed %d, checked %d: %s / %s", frc,
+		     rc, e2.msg, err->msg);
+	if (frc > 0) {
+		cr_expect_eq(out->body_case,
+			     PARLEY__V1__ENVELOPE__BODY_UPDATE_ROLLBACK);
+		cr_expect_eq(out->update_rollback->request, request);
+		parley__v1__envelope__free_unpacked(out, NULL);
+	} else {
+		cr_expect_null(out);
+		cr_expect(strstr(e2.msg, "update_rollback."), "%s", e2.msg);
+	}
+	return rc;
+}
+
+Test(wire, update_rollback_hostile_framed)
+{
+	struct parley_err err = { 0 };
+	cr_expect_eq(rollback_framed("", 1, &err), 0, "%s", err.msg);
+	cr_expect_eq(rollback_framed("0.4.0", UINT64_MAX, &err), 0, "%s",
+		     err.msg);
+	cr_expect_eq(rollback_framed("0.4.0 (36e23e5-dirty)+next", 2, &err),
+		     0, "%s", err.msg);
+	cr_expect_eq(rollback_framed("", 0, &err), -EINVAL);
+	cr_expect(strstr(err.msg, "update_rollback.request"), "%s", err.msg);
+	static const char *const bad[] = {
+		"x", "0.4", "0.4.0.1", "-1.0.0", "0.4.0\n", "0.4.0 \x7f",
+		"0.4.0 \xc3", "999999.0.0",
+		"1.2.3 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		cr_expect_eq(rollback_framed(bad[i], 1, &err), -EINVAL, "%s",
+			     bad[i]);
+		cr_expect(strstr(err.msg, "update_rollback.expect_version"),
+			  "%s: %s", bad[i], err.msg);
+	}
+	cr_expect_str_eq(wire_body_name(
+		PARLEY__V1__ENVELOPE__BODY_UPDATE_ROLLBACK), "update_rollback");
+}
