@@ -62,6 +62,9 @@ void link_on_status(struct link_conn *c, const Parley__V1__Envelope *e);
  * pending update offered; progress moves the host's update row and
  * draws the next chunks. */
 void link_update_hello(struct link_conn *c, const Parley__V1__Hello *h);
+/* One audit event about c's host, appended now (a failure is logged). */
+void link_audit_host(struct link_conn *c, const char *event,
+		     const char *reason, const char *detail);
 void link_on_update_progress(struct link_conn *c,
 			     const Parley__V1__Envelope *e);
 struct link_conn *link_find_host(struct link_server *ls, const char *host);

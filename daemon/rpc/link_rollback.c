@@ -34,17 +34,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static void audit(struct link_conn *c, const char *event, const char *reason,
-		  const char *detail)
-{
-	struct store_audit_in ev = { .host = c->host, .event = event,
-				     .reason = reason, .detail = detail };
-	struct parley_err err = { 0 };
-	if (store_audit_append(c->ls->store, &ev, 1, NULL, &err) < 0)
-		log_error("agent %s: auditing %s: %s", c->host, event,
-			  perr_msg(&err));
-}
-
 static void send_rollback(struct link_conn *c, const struct store_rollback *r)
 {
 	Parley__V1__Envelope e;
@@ -70,7 +59,7 @@ static void send_rollback(struct link_conn *c, const struct store_rollback *r)
 		 (unsigned long long)r->request, c->agent_version,
 		 r->expect_version[0] ? ", previous expected to be " : "",
 		 r->expect_version);
-	audit(c, "update_rollback_sent", NULL, d);
+	link_audit_host(c, "update_rollback_sent", NULL, d);
 	log_info("agent %s: rollback %llu sent", c->host,
 		 (unsigned long long)r->request);
 }
@@ -106,7 +95,7 @@ static void answer(struct link_conn *c, const struct store_rollback *r,
 	else
 		snprintf(d, sizeof(d), "request %llu: %s",
 			 (unsigned long long)r->request, reason);
-	audit(c, event, audit_reason, d);
+	link_audit_host(c, event, audit_reason, d);
 	log_info("agent %s: rollback %llu %s: %s", c->host,
 		 (unsigned long long)r->request, state, d);
 }

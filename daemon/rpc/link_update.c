@@ -38,8 +38,8 @@
  * change of state): a write is a synced commit. */
 #define LINK_UPD_STORE_EVERY (4u << 20)
 
-static void audit(struct link_conn *c, const char *event, const char *reason,
-		  const char *detail)
+void link_audit_host(struct link_conn *c, const char *event,
+		     const char *reason, const char *detail)
 {
 	struct store_audit_in ev = { .host = c->host, .event = event,
 				     .reason = reason, .detail = detail };
@@ -150,7 +150,7 @@ void link_update_hello(struct link_conn *c, const Parley__V1__Hello *h)
 		snprintf(d, sizeof(d), "host came back running %s",
 			 c->agent_version);
 		set_row(c, u.sha256, "committed", u.size, "");
-		audit(c, "update_committed", NULL, d);
+		link_audit_host(c, "update_committed", NULL, d);
 		return;
 	}
 	if (!strcmp(u.state, "pending") || !strcmp(u.state, "receiving"))
@@ -246,7 +246,7 @@ void link_on_update_progress(struct link_conn *c, const Parley__V1__Envelope *e)
 		 !strcmp(state, "committed") ? ": running " : "",
 		 !strcmp(state, "committed") ? p->version : "",
 		 reason[0] ? ": " : "", reason);
-	audit(c, terminal_event(p->state), !strcmp(p->state, "busy") ? "BUSY"
+	link_audit_host(c, terminal_event(p->state), !strcmp(p->state, "busy") ? "BUSY"
 	      : NULL, d);
 	log_info("agent %s: update %s %s %s", c->host, u.version, state,
 		 reason);
