@@ -246,8 +246,8 @@ void link_on_update_progress(struct link_conn *c, const Parley__V1__Envelope *e)
 		 !strcmp(state, "committed") ? ": running " : "",
 		 !strcmp(state, "committed") ? p->version : "",
 		 reason[0] ? ": " : "", reason);
-	link_audit_host(c, terminal_event(p->state), !strcmp(p->state, "busy") ? "BUSY"
-	      : NULL, d);
+	link_audit_host(c, terminal_event(p->state),
+			!strcmp(p->state, "busy") ? "BUSY" : NULL, d);
 	log_info("agent %s: update %s %s %s", c->host, u.version, state,
 		 reason);
 }
