@@ -513,6 +513,15 @@ static void on_update_chunk(void *arg, const Parley__V1__UpdateChunk *c)
 	drain(s);
 }
 
+/* A rollback's outcome to the daemon (no sha256: not an update's), now
+ * or at the next welcome. */
+static void rollback_report(struct serve *s)
+{
+	if (s->rb.state[0])
+		s->rb.report_due = !agent_link_update_progress(
+			&s->link, NULL, s->rb.state, 0, s->rb.reason, NULL);
+}
+
 /* The daemon asks for a rollback: handed over between dispatches as
  * SIGUSR1 with --update-stage STATE/update/previous would be, or
  * answered at once (agent/update/rollback.h). */
@@ -528,7 +537,7 @@ static void on_update_rollback(void *arg, const Parley__V1__UpdateRollback *m)
 		event_base_loopbreak(s->base);
 		break;
 	case UPD_RB_ANSWER:
-		upd_rollback_report(&s->rb, &s->link);
+		rollback_report(s);
 		break;
 	case UPD_RB_NOTHING:
 		break;
@@ -542,7 +551,7 @@ static void on_link_welcome(void *arg)
 	struct serve *s = arg;
 	struct upd_stage *u = &s->upd;
 	if (s->rb.report_due)
-		upd_rollback_report(&s->rb, &s->link);
+		rollback_report(s);
 	if (!u->report_due)
 		return;
 	bool done = u->state == PARLEY_UPDATE_COMMITTED;
@@ -619,7 +628,7 @@ static void upgrade(struct serve *s)
 			upd_stage_failed(&s->upd, perr_msg(&err));
 		if (rb) {
 			upd_rollback_done(&s->rb, "refused", perr_msg(&err));
-			upd_rollback_report(&s->rb, &s->link);
+			rollback_report(s);
 		}
 		s->pending_stage[0] = 0;
 		log_error("update refused, this agent (%s) serves on: %s",

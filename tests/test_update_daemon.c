@@ -1398,3 +1398,126 @@ T_BACKEND_TEST(update_daemon, rollback_with_no_previous_is_refused,
 	cr_expect_geq(audited(e.s, "update_rollback_sent", "host-a"), 1);
 	e2e_stop(&e);
 }
+
+/* A rollback whose hand-over fails (previous's agent is /bin/false): the
+ * running agent serves on and says failed with the reason once its link
+ * is back; the daemon sends the same request again at that hello and the
+ * agent answers it again, without handing over a second time. */
+T_BACKEND_TEST(update_daemon, rollback_that_cannot_start_fails_and_serves_on,
+	       .timeout = 300)
+{
+	struct e2e e;
+	e2e_start(&e);
+	counters_rise(&e, 1);
+	cr_assert(fd_wait(connected_again, &e.c.f, &e, 30000));
+	e2e_update(&e, T_BIN("parley-agent-next"));
+	struct want_row w = { .s = e.s, .state = "committed" };
+	cr_assert(fd_wait(row_is, &e.c.f, &w, 120000), "update %s (%s):\n%s",
+		  w.u.state, w.u.reason, fd_agent_log(e.h));
+	struct want_log nl = { e.h, "+next took over from", 1 };
+	cr_assert(fd_wait(log_has, &e.c.f, &nl, 10000), "%s",
+		  fd_agent_log(e.h));
+	follow_handover(&e);
+	cr_assert(fd_wait(connected_again, &e.c.f, &e, 30000));
+	/* What previous keeps cannot run. */
+	char p[700];
+	snprintf(p, sizeof(p), "%s/update/previous/parley-agent", e.h->dir);
+	uint8_t *b;
+	size_t n;
+	cr_assert_eq(file_read_all("/bin/false", 16 << 20, &b, &n, NULL), 0);
+	cr_assert_eq(unlink(p), 0, "%s", p);
+	snprintf(p, sizeof(p), "%s/update/previous", e.h->dir);
+	free(t_write(p, "parley-agent", b, n));
+	free(b);
+	snprintf(p, sizeof(p), "%s/update/previous/parley-agent", e.h->dir);
+	cr_assert_eq(chmod(p, 0755), 0);
+	pid_t serving = e.h->pid;
+
+	char *out = NULL, *er = NULL;
+	cr_assert_eq(ctl_rollback(&e.c, "host-a", NULL, &out, &er), 0,
+		     "%s%s", out, er);
+	free(out);
+	free(er);
+	struct want_rb rb = { .s = e.s, .host = "host-a", .state = "failed" };
+	cr_assert(fd_wait(rb_is, &e.c.f, &rb, 120000), "rollback %s (%s):\n%s",
+		  rb.r.state, rb.r.reason, fd_agent_log(e.h));
+	cr_expect(rb.r.reason[0], "no reason");
+	/* /bin/false fails before the commit: the link stayed up and the
+	 * answer went at once. */
+	cr_expect_geq(audited(e.s, "update_rollback_sent", "host-a"), 1);
+	cr_expect_eq(kill(serving, 0), 0);
+	cr_expect_eq(e.h->pid, serving);
+	counters_rise(&e, 2);
+	cr_assert(fd_wait(connected_again, &e.c.f, &e, 30000));
+	cr_expect_eq(log_count(e.h, "update rolled back"), 1, "%s",
+		     fd_agent_log(e.h));
+	char *list = host_list(&e);
+	cr_expect(strstr(list, "+next"), "%s", list);
+	cr_expect(strstr(list, "rollback-failed"), "%s", list);
+	free(list);
+	cr_expect_geq(audited(e.s, "update_rollback_failed", "host-a"), 1);
+	cr_expect_eq(audited(e.s, "update_rollback_committed", "host-a"), 0);
+	e2e_stop(&e);
+}
+
+/* The agent's side of a request (agent/update/rollback.c): refused with
+ * the reason (no previous, another version), busy, a hand-over only with
+ * a previous of the version expected; the same request answered the same
+ * and never handed over twice. */
+#include "agent/update/keep.h"
+#include "agent/update/rollback.h"
+
+Test(update_daemon, agent_takes_a_rollback_request_once, .timeout = 60)
+{
+	char *dir = t_tmpdir();
+	struct upd_rollback rb = { 0 };
+	enum upd_rb_do d = upd_rollback_take(&rb, NULL, dir, "", 1, NULL);
+	cr_expect_eq(d, UPD_RB_ANSWER);
+	cr_expect_str_eq(rb.state, "refused");
+	cr_expect(strstr(rb.reason, "no previous version"), "%s", rb.reason);
+	/* The same request: the same answer, nothing looked at again. */
+	char prev[700];
+	snprintf(prev, sizeof(prev), "%s/update", dir);
+	cr_assert_eq(mkdir(prev, 0700), 0);
+	snprintf(prev, sizeof(prev), "%s/update/previous", dir);
+	cr_assert_eq(mkdir(prev, 0700), 0);
+	free(t_write(prev, "manifest.json", "{\"version\":\"1.2.3 (abc)\"}",
+		     25));
+	d = upd_rollback_take(&rb, NULL, dir, "", 1, NULL);
+	cr_expect_eq(d, UPD_RB_ANSWER);
+	cr_expect_str_eq(rb.state, "refused");
+	/* Another version expected than previous holds. */
+	d = upd_rollback_take(&rb, NULL, dir, "1.2.4", 2, NULL);
+	cr_expect_eq(d, UPD_RB_ANSWER);
+	cr_expect(strstr(rb.reason, "previous holds 1.2.3 (abc), not 1.2.4"),
+		  "%s", rb.reason);
+	/* Busy: an update under way. */
+	d = upd_rollback_take(&rb, NULL, dir, "", 3, "a stream");
+	cr_expect_eq(d, UPD_RB_ANSWER);
+	cr_expect_str_eq(rb.state, "busy");
+	cr_expect_str_eq(rb.reason, "a stream");
+	/* The version as numbers: a hand-over to previous. */
+	d = upd_rollback_take(&rb, NULL, dir, "1.2.3", 4, NULL);
+	cr_expect_eq(d, UPD_RB_HAND_OVER);
+	cr_expect_str_eq(rb.dir, prev);
+	cr_expect_str_eq(rb.state, "");
+	/* Sent again while it is handed over: nothing; after it failed:
+	 * the failure again, no second hand-over. */
+	cr_expect_eq(upd_rollback_take(&rb, NULL, dir, "1.2.3", 4, NULL),
+		     UPD_RB_NOTHING);
+	upd_rollback_done(&rb, "failed", "the new agent exited");
+	cr_expect_str_eq(rb.dir, "");
+	cr_expect_eq(upd_rollback_take(&rb, NULL, dir, "1.2.3", 4, NULL),
+		     UPD_RB_ANSWER);
+	cr_expect_str_eq(rb.state, "failed");
+	cr_expect_str_eq(rb.reason, "the new agent exited");
+	/* No state directory: nothing kept. */
+	d = upd_rollback_take(&rb, NULL, NULL, "", 5, NULL);
+	cr_expect_eq(d, UPD_RB_ANSWER);
+	cr_expect_str_eq(rb.state, "refused");
+	char v[64];
+	cr_expect_eq(upd_rollback_version(prev, v, sizeof(v), NULL), 0);
+	cr_expect_str_eq(v, "1.2.3 (abc)");
+	t_rmtree(dir);
+	free(dir);
+}

@@ -9,7 +9,6 @@
 #include <jansson.h>
 
 #include "agent/ipc/audit.h"
-#include "agent/link.h"
 #include "common/fileio.h"
 #include "common/version.h"
 
@@ -127,12 +126,4 @@ void upd_rollback_done(struct upd_rollback *rb, const char *state,
 	snprintf(rb->state, sizeof(rb->state), "%s", state);
 	snprintf(rb->reason, sizeof(rb->reason), "%s", reason);
 	rb->dir[0] = 0;
-}
-
-void upd_rollback_report(struct upd_rollback *rb, struct agent_link *l)
-{
-	if (!rb->state[0])
-		return;
-	rb->report_due = !agent_link_update_progress(l, NULL, rb->state, 0,
-						     rb->reason, NULL);
 }

@@ -28,7 +28,6 @@
 #include "common/err.h"
 
 struct audit;
-struct agent_link;
 struct upd_stage;
 
 struct upd_rollback {
@@ -42,7 +41,7 @@ struct upd_rollback {
 
 enum upd_rb_do {
 	UPD_RB_NOTHING,         /* the same request, being handled now */
-	UPD_RB_ANSWER,          /* tell rb's outcome (upd_rollback_report) */
+	UPD_RB_ANSWER,          /* tell rb's outcome to the daemon */
 	UPD_RB_HAND_OVER,       /* hand over to rb->dir */
 };
 
@@ -63,9 +62,9 @@ enum upd_rb_do upd_rollback_take(struct upd_rollback *rb,
 void upd_rollback_done(struct upd_rollback *rb, const char *state,
 		       const char *reason);
 
-/* Tell the daemon rb's outcome if the link is up; report_due otherwise
- * (the next welcome tells it). */
-void upd_rollback_report(struct upd_rollback *rb, struct agent_link *l);
+/* (serve.c tells the daemon rb's outcome: an UpdateProgress without
+ * sha256 if the link is up, else report_due and at the next welcome. Not
+ * here: this file stays free of the link, for tests and fuzzing.) */
 
 /* The version a kept directory's manifest.json names, into out. */
 int upd_rollback_version(const char *kept_dir, char *out, size_t cap,
