@@ -340,6 +340,8 @@ Test(replicas, store_rows_and_malformed_input)
 	cr_assert_eq(store_replica_cmd_put(s, "h1", "p", 1, NULL), 0);
 	cr_assert_eq(store_replica_cmd_put(s, "h1", NULL,
 					   STORE_REPLICA_CMD_CHANGED, NULL), 0);
+	cr_assert_eq(store_replica_cmd_put(s, "h1", "",
+					   STORE_REPLICA_CMD_ROLLBACK, NULL), 0);
 	struct store_replica *r = NULL;
 	cr_assert_eq(store_replica_list(s, &r, NULL), 2);
 	cr_expect_str_eq(r[0].name, "a");
@@ -351,11 +353,13 @@ Test(replicas, store_rows_and_malformed_input)
 	struct store_replica_cmd *k = NULL;
 	cr_assert_eq(store_replica_cmd_list(s, "b", &k, NULL), 0);
 	free(k);
-	cr_assert_eq(store_replica_cmd_list(s, "a", &k, NULL), 2);
+	cr_assert_eq(store_replica_cmd_list(s, "a", &k, NULL), 3);
 	cr_expect_str_eq(k[0].partition, "p");
 	cr_expect_eq(k[0].action, 1);
 	cr_expect_eq(k[1].action, STORE_REPLICA_CMD_CHANGED);
 	cr_expect_str_eq(k[1].partition, "");
+	cr_expect_eq(k[2].action, STORE_REPLICA_CMD_ROLLBACK);
+	cr_expect_str_eq(k[2].partition, "");
 	cr_assert_eq(store_replica_cmd_delete(s, k[0].id, NULL), 0);
 	free(k);
 	/* A late release by a replica that no longer holds the host keeps
@@ -365,7 +369,7 @@ Test(replicas, store_rows_and_malformed_input)
 	char who[STORE_NAME_MAX];
 	cr_assert_eq(store_replica_holder(s, "h1", who, NULL, NULL), 0);
 	cr_expect_str_eq(who, "b");
-	cr_assert_eq(store_replica_cmd_list(s, "b", &k, NULL), 1);
+	cr_assert_eq(store_replica_cmd_list(s, "b", &k, NULL), 2);
 	free(k);
 	cr_assert_eq(store_replica_release(s, "h1", "b", NULL), 0);
 	cr_expect_eq(store_replica_holder(s, "h1", who, NULL, NULL), -ENOENT);
@@ -1075,6 +1079,64 @@ STORE_TEST(replicas, update_asked_on_a_is_offered_by_b, .timeout = 180)
 	cr_assert(moved, "still %s:\nagent:\n%s\nreplica 1:\n%s", m.state,
 		  fd_agent_log(h), l1);
 	cr_log_info("host-u's update: %s", m.state);
+	stop_all(&x);
+}
+
+/* ---- a rollback asked for on one replica, sent by another ---- */
+
+struct rb_moved {
+	const char *host;
+	struct store_rollback r;
+};
+
+static bool rollback_answered(struct fleetd *f, void *ctx)
+{
+	struct rb_moved *m = ctx;
+	struct store *s = fd_store(f);
+	int rc = store_rollback_get(s, m->host, &m->r, NULL);
+	store_close(s);
+	return rc == 0 && strcmp(m->r.state, "requested");
+}
+
+/* The API of replica 0 records it; replica 1, holding the host, sends it
+ * through the stored command (STORE_REPLICA_CMD_ROLLBACK); the agent,
+ * which keeps no previous version, refuses with the reason, and replica
+ * 1 stores the answer. */
+STORE_TEST(replicas, rollback_asked_on_a_is_sent_by_b, .timeout = 180)
+{
+	static struct reps x;
+	memset(&x, 0, sizeof(x));
+	rep_init(&x);
+	host_put(&x, "host-r");
+	start_all(&x, 2);
+	struct fd_agent *h = fd_host(&x.f, "host-r", NULL);
+	char servers[64];
+	server_list(&x, (const int[]){ 1, -1 }, servers, sizeof(servers));
+	const char *extra[] = { "--server", servers, NULL };
+	x.f.port = x.r[1].link;
+	fd_start_agent_with(&x.f, h, NULL, extra);
+	struct held hw = { .host = "host-r", .by = "r1" };
+	cr_assert(fd_wait(is_held, &x.f, &hw, 30000), "held by %s:\n%s",
+		  hw.got, fd_agent_log(h));
+	struct ac_resp r;
+	cr_assert_eq(api(&x, 0, "POST", "/v1/hosts/host-r/rollback", "{}",
+			 &r), 202, "%s", r.raw);
+	ac_free(&r);
+	struct rb_moved m = { "host-r" };
+	char *l1 = NULL;
+	bool moved = fd_wait(rollback_answered, &x.f, &m, 60000);
+	if (!moved)
+		l1 = rep_log(&x.r[1]);
+	cr_assert(moved, "still %s:\nagent:\n%s\nreplica 1:\n%s", m.r.state,
+		  fd_agent_log(h), l1);
+	cr_expect_str_eq(m.r.state, "refused");
+	cr_expect(strstr(m.r.reason, "no previous version"), "%s",
+		  m.r.reason);
+	struct audit_want aw = { "update_rollback_sent", NULL, 0 };
+	struct store *s = fd_store(&x.f);
+	store_audit_list(s, 0, 0, count_event, &aw, NULL);
+	store_close(s);
+	cr_expect_eq(aw.n, 1);
 	stop_all(&x);
 }
 
