@@ -1047,6 +1047,18 @@ Test(update_daemon, rollback_api_refusals_and_request, .timeout = 120)
 	cr_assert_eq(store_rollback_get(s, "host-a", &rb, &err), 0);
 	cr_expect_eq(rb.request, 2);
 	cr_expect_str_eq(rb.expect_version, "");
+	/* While it waits for the agent's answer, no update: the updated
+	 * agent's hello would be taken for the rollback's outcome. */
+	EVP_PKEY *rel = new_key();
+	put_release(&c, rel, NULL);
+	size_t len;
+	uint8_t *good = package(T_AGENT, 1, rel, &len);
+	post_pkg(&c, "host-a", "application/octet-stream", good, len, &r);
+	refused(&r, 409, "ROLLBACK_IN_PROGRESS", "request 2");
+	cr_expect_eq(store_update_get(s, "host-a", &(struct store_update){ 0 },
+				      NULL), -ENOENT);
+	free(good);
+	EVP_PKEY_free(rel);
 	/* parleyctl says a refusal on stderr with a failing exit. */
 	cr_expect_neq(ctl_rollback(&c, "nohost", NULL, &out, &er), 0);
 	cr_expect(strstr(er, "UNKNOWN_HOST") || strstr(er, "no such host"),

@@ -93,6 +93,21 @@ void api_hosts_update(struct api_req *q)
 			  "it must connect first", host, running);
 		return;
 	}
+	/* A rollback waiting for its answer would take the updated agent's
+	 * hello for its own outcome (link_rollback.c): one at a time. */
+	struct store_rollback rb;
+	rc = store_rollback_get(q->a->store, host, &rb, &err);
+	if (rc < 0 && rc != -ENOENT) {
+		api_fail(q, rc, &err);
+		return;
+	}
+	if (rc == 0 && !strcmp(rb.state, "requested")) {
+		api_error(q, 409, "ROLLBACK_IN_PROGRESS", "host \"%s\": a "
+			  "rollback (request %llu) waits for its agent's "
+			  "answer; update once it is over", host,
+			  (unsigned long long)rb.request);
+		return;
+	}
 	EVP_PKEY *pub = release_key(q);
 	if (!pub) {
 		api_error(q, 409, "NO_RELEASE_KEY", "this daemon has no "
