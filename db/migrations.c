@@ -322,12 +322,22 @@ static const char m12_devices[] =
 	"ALTER TABLE partitions ADD COLUMN devices TEXT NOT NULL "
 	"DEFAULT '';";
 
+/* 13: partition commands delivered at least once (issue 15): a command
+ * stays in replica_commands until its agent says it was carried out, and
+ * the agent skips an id it has carried out already -- so ids must only
+ * grow, also after every row was deleted (MAX(id) + 1 would give an id
+ * again). The counter starts where the commands stored so far end. */
+static const char m13_command_seq[] =
+	"CREATE TABLE replica_command_seq (last INTEGER NOT NULL);"
+	"INSERT INTO replica_command_seq (last) "
+	"SELECT COALESCE(MAX(id), 0) FROM replica_commands;";
+
 static const char *const migrations[] = { m1_tables, m2_indexes, m3_tokens,
 					  m4_backend, m5_revoked,
 					  m6_checkpoints, m7_segsets,
 					  m8_services, m9_updates,
 					  m10_disk_keys, m11_replicas,
-					  m12_devices };
+					  m12_devices, m13_command_seq };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
 unsigned store_schema_latest(void)

@@ -141,6 +141,15 @@ int store_open_upto(const char *path, unsigned upto, struct store **out,
  * abandoned the transaction (disk full, I/O error), store_commit says so
  * (-EIO) and the batch is over. */
 int store_begin(struct store *s, struct parley_err *err);
+/* A number that moves whenever anything was committed to the store, by
+ * this handle or any other connection: a poll that finds it where it was
+ * has nothing to look at. Cheap (SQLite: PRAGMA data_version, no page
+ * read); -ENOTSUP where the backend cannot tell (PostgreSQL: listen for
+ * notifications, and poll). */
+int store_mark(struct store *s, uint64_t *mark, struct parley_err *err);
+/* store_begin that never waits for another writer: -EBUSY at once while
+ * one holds the store's write lock (the event loop's periodic writes). */
+int store_try_begin(struct store *s, struct parley_err *err);
 int store_commit(struct store *s, struct parley_err *err);
 int store_rollback(struct store *s, struct parley_err *err);
 /* A writer that must commit with its caller when the caller has a batch
@@ -725,17 +734,29 @@ int store_replica_count(struct store *s, const char *replica, uint64_t *n,
  * crash is void). */
 int store_replica_forget(struct store *s, const char *replica,
 			 struct parley_err *err);
+/* Replicas other than `self` that last beat before `before_ms` (Unix ms)
+ * are dead: their rows and their claims on hosts are deleted, and they
+ * are returned (count, *dead malloc'd, each with the hosts it held), so
+ * that the caller audits each once -- in the same batch: a second
+ * replica doing the same after the commit finds none. A write (joins a
+ * batch). */
+int store_replica_reap(struct store *s, const char *self, int64_t before_ms,
+		       struct store_replica **dead, struct parley_err *err);
 /* The replica holding `host`, and when that replica last beat (*seen_ms,
  * Unix ms; 0 if it has no row; seen_ms may be NULL); -ENOENT when none. */
 int store_replica_holder(struct store *s, const char *host,
 			 char replica[STORE_NAME_MAX], int64_t *seen_ms,
 			 struct parley_err *err);
 
-/* A partition command stored for whichever replica holds the host: one
- * of the wire's PartitionCommand actions (0..STORE_REPLICA_CMD_ACTION_MAX)
- * for `partition`, or CHANGED (partition NULL or ""): "send the host the
- * commands its defined thin partitions need", as on its hello; or UPDATE
- * (partition NULL or ""). */
+/* A partition command stored for the host's agent, whichever replica it
+ * is connected to: one of the wire's PartitionCommand actions
+ * (0..STORE_REPLICA_CMD_ACTION_MAX) for `partition`, kept until the
+ * agent says it carried it out (store_replica_cmd_done; agents too old
+ * to say so: deleted once delivered); or CHANGED (partition NULL or ""):
+ * "send the host the commands its defined thin partitions need", as on
+ * its hello; or UPDATE (partition NULL or ""), both deleted once
+ * delivered. Ids come from a counter that only grows (migration 13), in
+ * commit order: an agent skips one at or below the last it carried out. */
 #define STORE_REPLICA_CMD_CHANGED (-1)
 /* "Offer the host its pending agent update" (partition NULL or ""). */
 #define STORE_REPLICA_CMD_UPDATE (-2)
@@ -753,6 +774,17 @@ int store_replica_cmd_put(struct store *s, const char *host,
  * count, *out malloc'd. Delete each once delivered. */
 int store_replica_cmd_list(struct store *s, const char *replica,
 			   struct store_replica_cmd **out,
+			   struct parley_err *err);
+/* Host `host`'s commands with an id above `after`, oldest first, at most
+ * 1000 (what its agent has not confirmed; sent again after a reconnect
+ * to any replica); count, *out malloc'd. */
+int store_replica_cmd_pending(struct store *s, const char *host,
+			      int64_t after, struct store_replica_cmd **out,
+			      struct parley_err *err);
+/* Host `host`'s agent carried out command `id`: it is deleted -- only if
+ * it is that host's (0 otherwise, nothing deleted); a write (joins a
+ * batch). -EINVAL for an id <= 0. */
+int store_replica_cmd_done(struct store *s, const char *host, int64_t id,
 			   struct parley_err *err);
 /* Never waits for another writer: -EBUSY at once while one holds the
  * store (the caller deletes it later, without delivering it again). */

@@ -130,20 +130,26 @@ void link_send_ack(struct link_conn *c, uint64_t rid, uint64_t seq)
 	link_send_env(c, &e);
 }
 
-static void send_command(struct link_conn *c, const char *partition,
-			 Parley__V1__PartitionCommand__Action action,
-			 const char *spec)
+void link_send_command_to(struct link_conn *c, const char *partition,
+			  int action, const char *spec, uint64_t id)
 {
 	Parley__V1__Envelope e;
 	Parley__V1__PartitionCommand pc;
-	wire_init_envelope(&e, 0);
+	wire_init_envelope(&e, id);
 	parley__v1__partition_command__init(&pc);
 	pc.partition = (char *)partition;
-	pc.action = action;
+	pc.action = (Parley__V1__PartitionCommand__Action)action;
 	pc.spec_json = (char *)(spec ? spec : "");
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_COMMAND;
 	e.command = &pc;
 	link_send_env(c, &e);
+}
+
+static void send_command(struct link_conn *c, const char *partition,
+			 Parley__V1__PartitionCommand__Action action,
+			 const char *spec)
+{
+	link_send_command_to(c, partition, action, spec, 0);
 }
 
 static struct link_conn *find_host(struct link_server *ls, const char *host)
@@ -251,6 +257,10 @@ static void welcome(struct link_conn *c, const Parley__V1__Envelope *e)
 		 (unsigned long long)seq);
 	link_push_one(c);
 	send_commands(c);
+	/* Commands stored for this host and not confirmed by its agent:
+	 * issued while it was away, or sent on a connection that was lost
+	 * before the confirmation came. */
+	link_cmd_flush(c);
 	link_update_hello(c, h);
 	link_replica_tell(c);
 }
@@ -368,6 +378,9 @@ static void dispatch(struct link_conn *c, Parley__V1__Envelope *e)
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS:
 		link_on_update_progress(c, e);
+		break;
+	case PARLEY__V1__ENVELOPE__BODY_COMMAND_DONE:
+		link_batch_cmd_done(c->ls, c->host, e->command_done->seq);
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT:
 		link_send_env(c, e); /* echoed: the agent measures the round trip */
@@ -533,10 +546,24 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
+	struct link_server *ls = arg;
 	/* The safety net for changes other replicas made; a notification
-	 * from the store may call link_store_changed sooner. */
-	link_store_changed(arg);
-	sweep_dead(arg);
+	 * from the store may call link_store_changed sooner. Where the
+	 * store tells cheaply that nothing was committed since the last
+	 * look (SQLite), the poll only beats: a lone daemon reads nothing
+	 * every poll_ms. PostgreSQL cannot tell: it looks every time. */
+	uint64_t mark = 0;
+	if (ls->marked && store_mark(ls->store, &mark, NULL) == 0 &&
+	    mark == ls->mark) {
+		link_replica_beat(ls);
+	} else {
+		ls->n_polls_looked++;
+		link_store_changed(ls);
+	}
+	/* After the look: what it committed itself (a beat, a deleted
+	 * command) needs no second look. */
+	ls->marked = store_mark(ls->store, &ls->mark, NULL) == 0;
+	sweep_dead(ls);
 }
 
 /* HOSTNAME-PORT (a store name: no ':'), the hostname cut to fit. */
