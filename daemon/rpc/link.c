@@ -237,6 +237,10 @@ static void welcome(struct link_conn *c, const Parley__V1__Envelope *e)
 	store_policy_host_version(ls->store, c->host, &version, NULL);
 	c->hello = true;
 	c->pushed = h->policy_version;
+	/* Before anything is sent: what this agent understands
+	 * (link_agent_current). */
+	snprintf(c->agent_version, sizeof(c->agent_version), "%s",
+		 h->agent_version ? h->agent_version : "");
 	/* Ours now, in the store: commands other replicas' APIs take for
 	 * this host are left there for us. */
 	link_replica_hold(c);
