@@ -707,7 +707,9 @@ struct store_replica {
  * store_listen_take says 1 (something changed: look), 0 (nothing yet) or
  * -ECONNRESET (the listener's connection is lost: stop watching the
  * socket, store_unlisten, store_listen again later). A change is only a
- * hint: the reader compares versions as its poll does. */
+ * hint: the reader compares versions as its poll does. store_listen never
+ * blocks: while its connection is being made it is -EINPROGRESS (call it
+ * again soon; each call takes the steps the socket allows). */
 int store_listen(struct store *s, int *fd, struct parley_err *err);
 int store_listen_take(struct store *s, struct parley_err *err);
 void store_unlisten(struct store *s);

@@ -1526,3 +1526,112 @@ Test(replicas_pg, store_restart_under_running_replicas, .timeout = 180)
 	pgc_stop(cdir);
 	free(cdir);
 }
+
+/* The store away under a running replica, in the worst way: its sessions
+ * ended and the postmaster stopped (SIGSTOP), so a new connection is
+ * accepted by the kernel and never answered -- libpq's blocking connect
+ * would wait for ever. Meanwhile the replica answers /healthz at once
+ * (degraded), a request that needs the store 503, and its agent's link
+ * stays up (heartbeats answered); once the postmaster runs again, a
+ * change made through the API lands in the store. */
+Test(replicas_pg, store_away_does_not_block_the_loop, .timeout = 240)
+{
+	static struct reps x;
+	memset(&x, 0, sizeof(x));
+	char why[512];
+	char *cdir = t_tmpdir();
+	chmod(cdir, 0755);
+	const char *no = pgc_start(cdir, false, why, sizeof(why));
+	if (no && t_required("postgresql"))
+		cr_assert_fail("PARLEY_REQUIRE=postgresql: %s", no);
+	if (no) {
+		pgc_stop(cdir);
+		free(cdir);
+		cr_skip_test("needs a PostgreSQL cluster: %s", no);
+	}
+	t_store_pg = false; /* the database is the cluster's own: not dropped */
+	fd_init(&x.f);
+	chmod(x.f.dir, 0755);
+	char ci[400];
+	pgc_conninfo(cdir, ci, sizeof(ci));
+	snprintf(x.f.store, sizeof(x.f.store), "postgresql:%s dbname=postgres",
+		 ci);
+	store_close(fd_store(&x.f));
+	host_put(&x, "host-1");
+	start_all(&x, 1);
+	struct fd_agent *h = agent_on(&x, 0, 30000);
+	/* Every session of the replica's (store and listener), then no
+	 * postmaster to make new ones. */
+	char *pids = t_pg_text(x.f.store,
+			       "SELECT COALESCE(string_agg(pid::text, ' '), '') "
+			       "FROM pg_stat_activity WHERE pid <> "
+			       "pg_backend_pid() AND backend_type = "
+			       "'client backend'");
+	long pm = pgc_postmaster(cdir);
+	cr_assert_gt(pm, 1);
+	cr_assert_eq(kill((pid_t)pm, SIGSTOP), 0);
+	unsigned ended = 0;
+	for (char *p = pids, *end; *p; p = end) {
+		long pid = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		ended += pid > 1 && kill((pid_t)pid, SIGTERM) == 0;
+	}
+	free(pids);
+	cr_assert_geq(ended, 1);
+	/* Store calls now find the session gone and try to connect: each
+	 * /healthz is answered (the client gives up after 10 s, which a
+	 * loop blocked in libpq's connect would exceed). Several, spread
+	 * over more than the agent's dead-peer time (3 heartbeats). */
+	struct ac_resp r;
+	bool degraded = false;
+	for (int i = 0; i < 12; i++) {
+		struct api_client c = { .port = x.r[0].api };
+		ac_call(&c, "GET", "/healthz", NULL, NULL, &r);
+		cr_assert_eq(r.status, 200, "healthz %d: %d %s", i, r.status,
+			     r.raw);
+		const char *st = json_string_value(json_object_get(r.json,
+								   "status"));
+		degraded |= st && !strcmp(st, "degraded");
+		cr_expect_eq(json_integer_value(json_object_get(r.json,
+								"agents")),
+			     1, "%s", r.body);
+		ac_free(&r);
+		usleep(500000);
+	}
+	cr_expect(degraded, "the store was never reported away");
+	/* A request that needs the store: 503, at once. */
+	cr_assert_eq(api(&x, 0, "GET", "/v1/hosts", NULL, &r), 503, "%s",
+		     r.raw);
+	ac_free(&r);
+	char *log = fd_agent_log(h);
+	cr_expect_null(strstr(log, "link down"), "the agent's link went "
+		       "down while the store was away:\n%s", log);
+	free(log);
+	/* Back: a change through the API lands (after the replica's
+	 * connection is made again: 503 until then). */
+	cr_assert_eq(kill((pid_t)pm, SIGCONT), 0);
+	int st = 0;
+	for (int i = 0; i < 120 && st != 201; i++) {
+		st = api(&x, 0, "POST", "/v1/hosts", "{\"name\":\"h-after\"}",
+			 &r);
+		cr_assert(st == 201 || st == 503, "%d %s", st, r.raw);
+		ac_free(&r);
+		if (st != 201)
+			usleep(250000);
+	}
+	cr_assert_eq(st, 201, "the replica never wrote to the store again");
+	struct store *s = fd_store(&x.f);
+	struct store_host sh;
+	cr_expect_eq(store_host_get(s, "h-after", &sh, NULL), 0);
+	store_close(s);
+	/* Its beat and its listener are back too: a healthz says ok. */
+	struct api_client c = { .port = x.r[0].api };
+	ac_call(&c, "GET", "/healthz", NULL, NULL, &r);
+	cr_expect_str_eq(json_string_value(json_object_get(r.json, "status")),
+			 "ok");
+	ac_free(&r);
+	stop_all(&x);
+	pgc_stop(cdir);
+	free(cdir);
+}

@@ -55,6 +55,7 @@ struct link_server {
 	 * others dead -- after an outage of the store every replica's beat
 	 * is old, and none of them is dead. */
 	uint64_t beating_since_ms;
+	bool beat_failed;          /* the last beat failed (not busy) */
 	uint64_t n_reaped;         /* replicas this one found dead */
 	/* store_mark after the last poll that looked (marked: one was
 	 * taken): a poll that finds the store where it was only beats. */

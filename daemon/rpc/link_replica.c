@@ -111,10 +111,16 @@ void link_replica_beat(struct link_server *ls)
 		return;
 	}
 	if (rc < 0) {
+		/* Said once per outage, not every second of it. */
+		if (ls->beating_since_ms || !ls->beat_failed)
+			log_warn("replica %s: %s", ls->replica, perr_msg(&err));
 		ls->beating_since_ms = 0;
-		log_warn("replica %s: %s", ls->replica, perr_msg(&err));
+		ls->beat_failed = true;
 		return;
 	}
+	if (ls->beat_failed)
+		log_info("replica %s: the store answers again", ls->replica);
+	ls->beat_failed = false;
 	if (!ls->beating_since_ms)
 		ls->beating_since_ms = now;
 	else if (now - ls->beating_since_ms >= REPLICA_DEAD_MS)
@@ -156,6 +162,10 @@ static void on_notified(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* While the listener's connection is being made (in steps that never
+ * block the loop), its next step comes this soon. */
+#define LISTEN_STEP_MS 50
+
 static void listen_now(struct link_server *ls)
 {
 	struct parley_err err = { 0 };
@@ -163,6 +173,12 @@ static void listen_now(struct link_server *ls)
 	int rc = store_listen(ls->store, &fd, &err);
 	if (rc == -ENOTSUP) {
 		ls->listen_off = true;
+		return;
+	}
+	if (rc == -EINPROGRESS) {
+		struct timeval tv = { 0, LISTEN_STEP_MS * 1000 };
+		if (ls->relisten_ev)
+			evtimer_add(ls->relisten_ev, &tv);
 		return;
 	}
 	if (rc == 0) {

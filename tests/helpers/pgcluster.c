@@ -144,9 +144,8 @@ static int rm_one(const char *path, const struct stat *sb, int flag,
 	return 0;
 }
 
-/* The postmaster's PID is the first line of postmaster.pid; it is not
- * our child (pg_ctl detached it), so poll for it to go. */
-void pgc_stop(const char *dir)
+/* The postmaster's PID is the first line of postmaster.pid. */
+long pgc_postmaster(const char *dir)
 {
 	char p[512];
 	snprintf(p, sizeof(p), "%s/data/postmaster.pid", dir);
@@ -157,6 +156,13 @@ void pgc_stop(const char *dir)
 			pid = 0;
 		fclose(f);
 	}
+	return pid;
+}
+
+/* It is not our child (pg_ctl detached it), so poll for it to go. */
+void pgc_stop(const char *dir)
+{
+	long pid = pgc_postmaster(dir);
 	if (pid > 1 && kill((pid_t)pid, SIGINT) == 0) {
 		for (int i = 0; i < 200 && kill((pid_t)pid, 0) == 0; i++)
 			nanosleep(&(struct timespec){ 0, 50000000 }, NULL);
