@@ -147,6 +147,10 @@ int store_begin(struct store *s, struct parley_err *err);
  * read); -ENOTSUP where the backend cannot tell (PostgreSQL: listen for
  * notifications, and poll). */
 int store_mark(struct store *s, uint64_t *mark, struct parley_err *err);
+/* How many transactions this handle committed (part of store_mark): a
+ * caller that takes a mark, then writes itself, adds its own commits to
+ * the mark it keeps -- and still sees what others committed meanwhile. */
+uint64_t store_own_commits(const struct store *s);
 /* store_begin that never waits for another writer: -EBUSY at once while
  * one holds the store's write lock (the event loop's periodic writes). */
 int store_try_begin(struct store *s, struct parley_err *err);

@@ -359,6 +359,11 @@ int store_mark(struct store *s, uint64_t *mark, struct parley_err *err)
 	return rc;
 }
 
+uint64_t store_own_commits(const struct store *s)
+{
+	return s->commits;
+}
+
 int store_try_begin(struct store *s, struct parley_err *err)
 {
 	if (s->reading || s->batch)

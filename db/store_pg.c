@@ -61,6 +61,12 @@
 /* After a failed attempt the next starts no sooner than this: each
  * operation on a store that is away must not be a connection attempt. */
 #define CONNECT_RETRY_MS 250
+/* The call that starts an attempt waits this long for it (a server that
+ * is there answers in a few ms, and the operation then goes through as
+ * with a blocking connect); later calls only take the steps ready now.
+ * The most a store that is away costs the event loop: this, once per
+ * attempt (every CONNECT_WAIT_MS when it accepts and never answers). */
+#define CONNECT_FIRST_WAIT_MS 500
 
 /* A connection being made in steps that never block (PQconnectPoll):
  * what the last step waits for on its socket, since when, and when the
@@ -238,13 +244,14 @@ static int64_t mono_ms(void)
 }
 
 /* The steps of a connection being made (PQconnectPoll, or PQresetPoll
- * for one made again), as far as its socket allows right now: a step is
- * taken only when the socket is ready for what the last one waits for
- * (poll with no timeout), so nothing here blocks. 1 made, 0 not yet
- * (*why: what it waits for), -1 failed or out of time. */
+ * for one made again), as far as its socket allows within wait_ms: a
+ * step is taken only when the socket is ready for what the last one
+ * waits for, so nothing here waits longer. 1 made, 0 not yet (*why: what
+ * it waits for), -1 failed or out of time. */
 static int dial_step(PGconn *pg, struct pg_dial *d, bool reset,
-		     const char **why)
+		     int wait_ms, const char **why)
 {
+	int64_t until = mono_ms() + wait_ms;
 	for (;;) {
 		struct pollfd pf = {
 			.fd = PQsocket(pg),
@@ -253,7 +260,8 @@ static int dial_step(PGconn *pg, struct pg_dial *d, bool reset,
 		};
 		if (pf.fd < 0)
 			return -1;
-		int n = poll(&pf, 1, 0);
+		int64_t left = until - mono_ms();
+		int n = poll(&pf, 1, left > 0 ? (int)left : 0);
 		if (n < 0)
 			return -1;
 		if (n == 0) {
@@ -312,6 +320,7 @@ static int revive(struct store *s, struct parley_err *err)
 	if (!c->dial.on && PQstatus(c->c) == CONNECTION_OK)
 		return 0;
 	const char *why = NULL;
+	bool first = false;
 	if (!c->dial.on) {
 		if (mono_ms() < c->dial.retry_ms)
 			return perr(err, -ECONNRESET, "store %s: connection "
@@ -326,8 +335,10 @@ static int revive(struct store *s, struct parley_err *err)
 				    s->path, (int)strcspn(m, "\n"), m);
 		}
 		dial_start(&c->dial);
+		first = true;
 	}
-	int r = dial_step(c->c, &c->dial, true, &why);
+	int r = dial_step(c->c, &c->dial, true,
+			  first ? CONNECT_FIRST_WAIT_MS : 0, &why);
 	if (r == 0)
 		return perr(err, -ECONNRESET, "store %s: connection lost; "
 			    "connecting again (%s)", s->path, why);
@@ -922,15 +933,18 @@ static int pg_listen(struct store *s, int *fd, struct parley_err *err)
 	const char *why = NULL;
 	if (c->lc_ready)
 		pg_unlisten(s);
+	bool first = false;
 	if (!c->lc) {
 		c->lc = PQconnectStart(c->conninfo);
 		if (!c->lc)
 			return perr(err, -ENOMEM, "store: out of memory");
 		dial_start(&c->ldial);
+		first = true;
 	}
 	int rc = 0;
 	int r = PQstatus(c->lc) == CONNECTION_BAD
-		? -1 : dial_step(c->lc, &c->ldial, false, &why);
+		? -1 : dial_step(c->lc, &c->ldial, false,
+				 first ? CONNECT_FIRST_WAIT_MS : 0, &why);
 	if (r == 0)
 		return perr(err, -EINPROGRESS, "store %s: listener: "
 			    "connecting (%s)", s->path, why);

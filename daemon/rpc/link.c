@@ -556,17 +556,19 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 	 * store tells cheaply that nothing was committed since the last
 	 * look (SQLite), the poll only beats: a lone daemon reads nothing
 	 * every poll_ms. PostgreSQL cannot tell: it looks every time. */
-	uint64_t mark = 0;
-	if (ls->marked && store_mark(ls->store, &mark, NULL) == 0 &&
-	    mark == ls->mark) {
+	uint64_t mark = 0, own = store_own_commits(ls->store);
+	bool known = store_mark(ls->store, &mark, NULL) == 0;
+	if (known && ls->marked && mark == ls->mark) {
 		link_replica_beat(ls);
 	} else {
 		ls->n_polls_looked++;
 		link_store_changed(ls);
 	}
-	/* After the look: what it committed itself (a beat, a deleted
-	 * command) needs no second look. */
-	ls->marked = store_mark(ls->store, &ls->mark, NULL) == 0;
+	/* The mark from before the look, plus what the look committed
+	 * itself (a beat, a deleted command): no second look for those,
+	 * but another writer's commit during the look is seen next time. */
+	ls->marked = known;
+	ls->mark = mark + (store_own_commits(ls->store) - own);
 	sweep_dead(ls);
 }
 
