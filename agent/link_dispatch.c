@@ -17,12 +17,10 @@
 #include "common/fileio.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* ---- policy ------------------------------------------------------------ */
 
@@ -222,27 +220,13 @@ int agent_link_cmd_load(struct agent_link *l, struct parley_err *err)
  * target), memory only. */
 static int cmd_save(struct agent_link *l, struct parley_err *err)
 {
-	char path[4200], tmp[4300], text[32];
+	char path[4200], text[32];
 	if (!l->state_dir[0])
 		return 0;
 	link_state_path(l, CMD_FILE, path, sizeof(path));
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	int n = snprintf(text, sizeof(text), "%llu\n",
 			 (unsigned long long)l->cmd_done);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return perr(err, -errno, "%s: %m", tmp);
-	int rc = fd_write_all(fd, text, (size_t)n);
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		unlink(tmp);
-		return perr(err, rc, "%s: %s", path, strerror(-rc));
-	}
-	return 0;
+	return file_replace(path, text, (size_t)n, err);
 }
 
 static void send_command_done(struct agent_link *l, uint64_t id)

@@ -1464,18 +1464,14 @@ Test(replicas_pg, change_reaches_another_replica_before_its_poll,
 	stop_all(&x);
 }
 
-/* The cluster restarted (every session ended) under two running
- * replicas: the next API call on each is served on a new connection,
- * and B listens again and is woken by a change made after the restart
- * (the poll is a minute: it is not what finds it). */
-Test(replicas_pg, store_restart_under_running_replicas, .timeout = 180)
+/* A cluster of the test's own (restarted or stopped: the run's is
+ * shared with others) and x's store in its database; its directory, or
+ * the test skipped with the reason. */
+static char *own_cluster(struct reps *x)
 {
-	static struct reps x;
-	memset(&x, 0, sizeof(x));
 	char why[512];
 	char *cdir = t_tmpdir();
 	chmod(cdir, 0755);
-	/* A cluster of this test's own: the run's is shared with others. */
 	const char *no = pgc_start(cdir, false, why, sizeof(why));
 	if (no && t_required("postgresql"))
 		cr_assert_fail("PARLEY_REQUIRE=postgresql: %s", no);
@@ -1485,13 +1481,26 @@ Test(replicas_pg, store_restart_under_running_replicas, .timeout = 180)
 		cr_skip_test("needs a PostgreSQL cluster: %s", no);
 	}
 	t_store_pg = false; /* the database is the cluster's own: not dropped */
-	fd_init(&x.f);
-	chmod(x.f.dir, 0755);
+	fd_init(&x->f);
+	chmod(x->f.dir, 0755);
 	char ci[400];
 	pgc_conninfo(cdir, ci, sizeof(ci));
-	snprintf(x.f.store, sizeof(x.f.store), "postgresql:%s dbname=postgres",
-		 ci);
-	store_close(fd_store(&x.f));
+	snprintf(x->f.store, sizeof(x->f.store),
+		 "postgresql:%s dbname=postgres", ci);
+	store_close(fd_store(&x->f));
+	return cdir;
+}
+
+/* The cluster restarted (every session ended) under two running
+ * replicas: the next API call on each is served on a new connection,
+ * and B listens again and is woken by a change made after the restart
+ * (the poll is a minute: it is not what finds it). */
+Test(replicas_pg, store_restart_under_running_replicas, .timeout = 180)
+{
+	static struct reps x;
+	memset(&x, 0, sizeof(x));
+	char why[512];
+	char *cdir = own_cluster(&x);
 	snprintf(x.poll_ms, sizeof(x.poll_ms), "60000");
 	start_all(&x, 2);
 	struct ac_resp r;
@@ -1538,25 +1547,7 @@ Test(replicas_pg, store_away_does_not_block_the_loop, .timeout = 240)
 {
 	static struct reps x;
 	memset(&x, 0, sizeof(x));
-	char why[512];
-	char *cdir = t_tmpdir();
-	chmod(cdir, 0755);
-	const char *no = pgc_start(cdir, false, why, sizeof(why));
-	if (no && t_required("postgresql"))
-		cr_assert_fail("PARLEY_REQUIRE=postgresql: %s", no);
-	if (no) {
-		pgc_stop(cdir);
-		free(cdir);
-		cr_skip_test("needs a PostgreSQL cluster: %s", no);
-	}
-	t_store_pg = false; /* the database is the cluster's own: not dropped */
-	fd_init(&x.f);
-	chmod(x.f.dir, 0755);
-	char ci[400];
-	pgc_conninfo(cdir, ci, sizeof(ci));
-	snprintf(x.f.store, sizeof(x.f.store), "postgresql:%s dbname=postgres",
-		 ci);
-	store_close(fd_store(&x.f));
+	char *cdir = own_cluster(&x);
 	host_put(&x, "host-1");
 	start_all(&x, 1);
 	struct fd_agent *h = agent_on(&x, 0, 30000);
