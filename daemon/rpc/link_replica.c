@@ -87,9 +87,15 @@ static void reap_dead(struct link_server *ls)
 			 ls->replica, perr_msg(&err));
 	for (int i = 0; rc == 0 && i < n; i++) {
 		ls->n_reaped++;
-		log_warn("replica %s: replica %s silent for more than %d ms: "
-			 "its %llu hosts released", ls->replica, d[i].name,
-			 REPLICA_DEAD_MS, (unsigned long long)d[i].hosts);
+		if (d[i].hosts)
+			log_warn("replica %s: replica %s silent for more than "
+				 "%d ms: its %llu hosts released", ls->replica,
+				 d[i].name, REPLICA_DEAD_MS,
+				 (unsigned long long)d[i].hosts);
+		else
+			log_info("replica %s: replica %s gone (silent, held "
+				 "nothing): its row removed", ls->replica,
+				 d[i].name);
 	}
 	free(d);
 }
