@@ -579,6 +579,8 @@ int agent_link_init(struct agent_link *l, struct event_base *base,
 		return rc;
 	if (outbox_open(&l->ob, state_dir, err) < 0)
 		return -EIO;
+	if ((rc = agent_link_cmd_load(l, err)) < 0)
+		return rc;
 	l->ob_open = true;
 	if (access(bundle, R_OK) == 0) {
 		/* Enforce the last good bundle until the daemon says more. */

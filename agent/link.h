@@ -65,6 +65,13 @@ struct agent_link {
 	bool ready;
 	/* PartitionCommand from the daemon. */
 	void (*on_command)(void *ctx, const Parley__V1__PartitionCommand *c);
+	/* The highest stored command id (Envelope.request_id of a command,
+	 * issue 15) carried out: one at or below it is a resend after a
+	 * lost confirmation, confirmed again and not run. Kept in the state
+	 * directory (commands-done), so an agent restarted meanwhile does
+	 * not run it twice either. */
+	uint64_t cmd_done;
+	uint64_t n_cmd_skipped;
 	uint64_t want_version;     /* what the welcome said we should get */
 	/* Updates from the daemon (agent/update/stage.h): an offer, a
 	 * chunk; and each welcome (an outcome the daemon is owed goes out
@@ -108,6 +115,10 @@ void agent_link_free(struct agent_link *l);
  * belief), or bundle_accept's code (answered by a negative PolicyAck).
  * The link drops the connection on any refusal but that of a bundle
  * after the welcome. */
+/* Load cmd_done from the state directory (0 when there is none yet; a
+ * file that is not one decimal number is -EBADMSG). agent_link_init
+ * calls it. */
+int agent_link_cmd_load(struct agent_link *l, struct parley_err *err);
 int agent_link_dispatch(struct agent_link *l, const Parley__V1__Envelope *e,
 			struct parley_err *err);
 

@@ -14,7 +14,10 @@
 #include "common/log.h"
 #include "common/wire.h"
 
+#include "common/fileio.h"
+
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +184,96 @@ static void on_error(struct agent_link *l, const Parley__V1__Error *er)
 	l->backoff_ms = BACKOFF_MAX_MS;
 }
 
+/* ---- commands ------------------------------------------------------------ */
+
+#define CMD_FILE "commands-done"
+
+int agent_link_cmd_load(struct agent_link *l, struct parley_err *err)
+{
+	char path[4200];
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	l->cmd_done = 0;
+	link_state_path(l, CMD_FILE, path, sizeof(path));
+	int rc = file_read_all(path, 32, &buf, &len, err);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	/* "N\n", N a decimal command id; anything else is not ours. */
+	uint64_t v = 0;
+	size_t i = 0;
+	for (; i < len && buf[i] >= '0' && buf[i] <= '9' && v <= INT64_MAX / 10;
+	     i++)
+		v = v * 10 + (uint64_t)(buf[i] - '0');
+	bool ok = i > 0 && i < len && buf[i] == '\n' && i + 1 == len &&
+		  v <= INT64_MAX;
+	free(buf);
+	if (!ok)
+		return perr(err, -EBADMSG, "%s: not a command id", path);
+	l->cmd_done = v;
+	return 0;
+}
+
+/* Written before the confirmation goes out: a command confirmed is one a
+ * restarted agent skips too. Without a state directory (the fuzz
+ * target), memory only. */
+static int cmd_save(struct agent_link *l, struct parley_err *err)
+{
+	char path[4200], text[32];
+	if (!l->state_dir[0])
+		return 0;
+	link_state_path(l, CMD_FILE, path, sizeof(path));
+	int n = snprintf(text, sizeof(text), "%llu\n",
+			 (unsigned long long)l->cmd_done);
+	return file_replace(path, text, (size_t)n, err);
+}
+
+static void send_command_done(struct agent_link *l, uint64_t id)
+{
+	Parley__V1__Envelope e;
+	Parley__V1__Ack a;
+	wire_init_envelope(&e, 0);
+	parley__v1__ack__init(&a);
+	a.seq = id;
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_COMMAND_DONE;
+	e.command_done = &a;
+	link_send_env(l, &e);
+}
+
+/* A stored command (request_id > 0) is carried out once: the daemon
+ * sends it again after every reconnect until it is confirmed, and the
+ * daemon sends a host's commands in id order, so one at or below
+ * cmd_done was carried out already. request_id 0: a command derived
+ * from the store's state on each hello (create what is defined, measure
+ * what has no baseline), which the agent's handler takes as often as it
+ * comes. */
+static void on_command(struct agent_link *l, const Parley__V1__Envelope *e)
+{
+	uint64_t id = e->request_id;
+	if (id && id <= l->cmd_done) {
+		l->n_cmd_skipped++;
+		log_info("command %llu for %s: carried out already; confirmed "
+			 "again", (unsigned long long)id, e->command->partition);
+		send_command_done(l, id);
+		return;
+	}
+	if (l->on_command)
+		l->on_command(l->ready_ctx, e->command);
+	if (!id)
+		return;
+	log_info("command %llu (action %d) for %s: carried out",
+		 (unsigned long long)id, (int)e->command->action,
+		 e->command->partition);
+	l->cmd_done = id;
+	struct parley_err err = { 0 };
+	/* Not kept: confirmed all the same (the daemon must not resend it to
+	 * this process); only a restart before the next one could repeat. */
+	if (cmd_save(l, &err) < 0)
+		log_warn("keeping the last command id: %s", perr_msg(&err));
+	send_command_done(l, id);
+}
+
 int agent_link_dispatch(struct agent_link *l, const Parley__V1__Envelope *e,
 			struct parley_err *err)
 {
@@ -202,8 +295,7 @@ int agent_link_dispatch(struct agent_link *l, const Parley__V1__Envelope *e,
 	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT:
 		return 0;
 	case PARLEY__V1__ENVELOPE__BODY_COMMAND:
-		if (l->on_command)
-			l->on_command(l->ready_ctx, e->command);
+		on_command(l, e);
 		return 0;
 	case PARLEY__V1__ENVELOPE__BODY_ERROR:
 		on_error(l, e->error);

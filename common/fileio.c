@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,6 +45,28 @@ int file_read_all(const char *path, size_t max, uint8_t **buf, size_t *len,
 	int rc = fd_read_all(fd, path, max, buf, len, err);
 	close(fd);
 	return rc;
+}
+
+int file_replace(const char *path, const void *buf, size_t len,
+		 struct parley_err *err)
+{
+	char tmp[4300];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return perr(err, -ENAMETOOLONG, "%s: too long", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return perr(err, -errno, "%s: %m", tmp);
+	int rc = fd_write_all(fd, buf, len);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmp);
+		return perr(err, rc, "%s: %s", path, strerror(-rc));
+	}
+	return 0;
 }
 
 int fd_write_all(int fd, const void *buf, size_t len)

@@ -19,6 +19,11 @@ int fd_read_all(int fd, const char *what, size_t max, uint8_t **buf,
 
 /* Write all of `len` bytes, retrying short writes and EINTR. */
 int fd_write_all(int fd, const void *buf, size_t len);
+/* Replace `path` with `len` bytes as a whole (mode 0600): written to
+ * path.tmp, fsync'ed, renamed over it -- a crash leaves the old file or
+ * the new one, never a part. */
+int file_replace(const char *path, const void *buf, size_t len,
+		 struct parley_err *err);
 /* Read exactly `len` bytes; -EIO on early end of file. */
 int fd_read_exact(int fd, void *buf, size_t len);
 

@@ -992,11 +992,22 @@ static int chk_update_rollback(const Parley__V1__UpdateRollback *r,
 	return rc;
 }
 
+/* A stored command's id: 1 .. INT64_MAX (the store's INTEGER). */
+static int chk_command_done(const Parley__V1__Ack *a, struct parley_err *err)
+{
+	int rc = chk_unknown(&a->base, 0, err);
+	if (rc == 0 && (a->seq == 0 || a->seq > (uint64_t)INT64_MAX))
+		rc = perr(err, -EINVAL, "command_done.seq: %llu is no "
+			  "command id", (unsigned long long)a->seq);
+	return rc;
+}
+
 static bool body_known(Parley__V1__Envelope__BodyCase c)
 {
 	return (c >= PARLEY__V1__ENVELOPE__BODY_HELLO &&
 		c <= PARLEY__V1__ENVELOPE__BODY_UPDATE_ROLLBACK) ||
-	       c == PARLEY__V1__ENVELOPE__BODY_SERVERS;
+	       c == PARLEY__V1__ENVELOPE__BODY_SERVERS ||
+	       c == PARLEY__V1__ENVELOPE__BODY_COMMAND_DONE;
 }
 
 int wire_check(const Parley__V1__Envelope *e, struct parley_err *err)
@@ -1047,6 +1058,8 @@ int wire_check(const Parley__V1__Envelope *e, struct parley_err *err)
 	case PARLEY__V1__ENVELOPE__BODY_SERVERS:
 		return chk_servers("servers", e->servers->servers,
 				   e->servers->n_servers, err);
+	case PARLEY__V1__ENVELOPE__BODY_COMMAND_DONE:
+		return chk_command_done(e->command_done, err);
 	case PARLEY__V1__ENVELOPE__BODY_ACK:       /* any seq */
 	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT: /* any time */
 		return 0;
@@ -1093,6 +1106,7 @@ const char *wire_body_name(Parley__V1__Envelope__BodyCase c)
 	case PARLEY__V1__ENVELOPE__BODY_UPDATE_ROLLBACK:
 		return "update_rollback";
 	case PARLEY__V1__ENVELOPE__BODY_SERVERS: return "servers";
+	case PARLEY__V1__ENVELOPE__BODY_COMMAND_DONE: return "command_done";
 	default: return "unknown";
 	}
 }

@@ -322,24 +322,23 @@ static const char m12_devices[] =
 	"ALTER TABLE partitions ADD COLUMN devices TEXT NOT NULL "
 	"DEFAULT '';";
 
-/* 13 and 14: RESERVED for two other branches of issue 12's round (their
- * migrations are appended in those numbers). This branch was told to use
- * 15, and a migration's number is its position here: until those branches
- * are merged, 13 and 14 hold a statement that changes nothing. WHOEVER
- * MERGES: replace these two placeholders with the real migrations 13 and
- * 14 (in that order) and keep m15_rollbacks third; do not append 13/14
- * after it. A store that ran a placeholder is a development store only
- * (no release ships one). */
-static const char m13_reserved[] = "SELECT 13;";
-static const char m14_reserved[] = "SELECT 14;";
+/* 13: partition commands delivered at least once (issue 15): a command
+ * stays in replica_commands until its agent says it was carried out, and
+ * the agent skips an id it has carried out already -- so ids must only
+ * grow, also after every row was deleted (MAX(id) + 1 would give an id
+ * again). The counter starts where the commands stored so far end. */
+static const char m13_command_seq[] =
+	"CREATE TABLE replica_command_seq (last INTEGER NOT NULL);"
+	"INSERT INTO replica_command_seq (last) "
+	"SELECT COALESCE(MAX(id), 0) FROM replica_commands;";
 
-/* 15: an operator's rollback of a host's agent through the daemon (issue
+/* 14: an operator's rollback of a host's agent through the daemon (issue
  * 12; db/store_updates.c, store_rollback_*): one row per host for the
  * rollback last asked of it -- the request id the agent answers to, the
  * version previous should hold ('' any), the agent version when it was
  * asked (a hello with another version means it happened), where it stands
  * and why. */
-static const char m15_rollbacks[] =
+static const char m14_rollbacks[] =
 	"CREATE TABLE host_rollbacks ("
 	" host TEXT PRIMARY KEY REFERENCES hosts (name) ON DELETE CASCADE,"
 	" request INTEGER NOT NULL CHECK (request >= 1),"
@@ -357,8 +356,8 @@ static const char *const migrations[] = { m1_tables, m2_indexes, m3_tokens,
 					  m6_checkpoints, m7_segsets,
 					  m8_services, m9_updates,
 					  m10_disk_keys, m11_replicas,
-					  m12_devices, m13_reserved,
-					  m14_reserved, m15_rollbacks };
+					  m12_devices, m13_command_seq,
+					  m14_rollbacks };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
 unsigned store_schema_latest(void)

@@ -141,6 +141,19 @@ int store_open_upto(const char *path, unsigned upto, struct store **out,
  * abandoned the transaction (disk full, I/O error), store_commit says so
  * (-EIO) and the batch is over. */
 int store_begin(struct store *s, struct parley_err *err);
+/* A number that moves whenever anything was committed to the store, by
+ * this handle or any other connection: a poll that finds it where it was
+ * has nothing to look at. Cheap (SQLite: PRAGMA data_version, no page
+ * read); -ENOTSUP where the backend cannot tell (PostgreSQL: listen for
+ * notifications, and poll). */
+int store_mark(struct store *s, uint64_t *mark, struct parley_err *err);
+/* How many transactions this handle committed (part of store_mark): a
+ * caller that takes a mark, then writes itself, adds its own commits to
+ * the mark it keeps -- and still sees what others committed meanwhile. */
+uint64_t store_own_commits(const struct store *s);
+/* store_begin that never waits for another writer: -EBUSY at once while
+ * one holds the store's write lock (the event loop's periodic writes). */
+int store_try_begin(struct store *s, struct parley_err *err);
 int store_commit(struct store *s, struct parley_err *err);
 int store_rollback(struct store *s, struct parley_err *err);
 /* A writer that must commit with its caller when the caller has a batch
@@ -698,7 +711,9 @@ struct store_replica {
  * store_listen_take says 1 (something changed: look), 0 (nothing yet) or
  * -ECONNRESET (the listener's connection is lost: stop watching the
  * socket, store_unlisten, store_listen again later). A change is only a
- * hint: the reader compares versions as its poll does. */
+ * hint: the reader compares versions as its poll does. store_listen never
+ * blocks: while its connection is being made it is -EINPROGRESS (call it
+ * again soon; each call takes the steps the socket allows). */
 int store_listen(struct store *s, int *fd, struct parley_err *err);
 int store_listen_take(struct store *s, struct parley_err *err);
 void store_unlisten(struct store *s);
@@ -725,17 +740,29 @@ int store_replica_count(struct store *s, const char *replica, uint64_t *n,
  * crash is void). */
 int store_replica_forget(struct store *s, const char *replica,
 			 struct parley_err *err);
+/* Replicas other than `self` that last beat before `before_ms` (Unix ms)
+ * are dead: their rows and their claims on hosts are deleted, and they
+ * are returned (count, *dead malloc'd, each with the hosts it held), so
+ * that the caller audits each once -- in the same batch: a second
+ * replica doing the same after the commit finds none. A write (joins a
+ * batch). */
+int store_replica_reap(struct store *s, const char *self, int64_t before_ms,
+		       struct store_replica **dead, struct parley_err *err);
 /* The replica holding `host`, and when that replica last beat (*seen_ms,
  * Unix ms; 0 if it has no row; seen_ms may be NULL); -ENOENT when none. */
 int store_replica_holder(struct store *s, const char *host,
 			 char replica[STORE_NAME_MAX], int64_t *seen_ms,
 			 struct parley_err *err);
 
-/* A partition command stored for whichever replica holds the host: one
- * of the wire's PartitionCommand actions (0..STORE_REPLICA_CMD_ACTION_MAX)
- * for `partition`, or CHANGED (partition NULL or ""): "send the host the
- * commands its defined thin partitions need", as on its hello; or UPDATE
- * or ROLLBACK (partition NULL or ""). */
+/* A partition command stored for the host's agent, whichever replica it
+ * is connected to: one of the wire's PartitionCommand actions
+ * (0..STORE_REPLICA_CMD_ACTION_MAX) for `partition`, kept until the
+ * agent says it carried it out (store_replica_cmd_done; agents too old
+ * to say so: deleted once delivered); or CHANGED (partition NULL or ""):
+ * "send the host the commands its defined thin partitions need", as on
+ * its hello; or UPDATE or ROLLBACK (partition NULL or ""), deleted once
+ * delivered. Ids come from a counter that only grows (migration 13), in
+ * commit order: an agent skips one at or below the last it carried out. */
 #define STORE_REPLICA_CMD_CHANGED (-1)
 /* "Offer the host its pending agent update" (partition NULL or ""). */
 #define STORE_REPLICA_CMD_UPDATE (-2)
@@ -756,6 +783,17 @@ int store_replica_cmd_put(struct store *s, const char *host,
  * count, *out malloc'd. Delete each once delivered. */
 int store_replica_cmd_list(struct store *s, const char *replica,
 			   struct store_replica_cmd **out,
+			   struct parley_err *err);
+/* Host `host`'s commands with an id above `after`, oldest first, at most
+ * 1000 (what its agent has not confirmed; sent again after a reconnect
+ * to any replica); count, *out malloc'd. */
+int store_replica_cmd_pending(struct store *s, const char *host,
+			      int64_t after, struct store_replica_cmd **out,
+			      struct parley_err *err);
+/* Host `host`'s agent carried out command `id`: it is deleted -- only if
+ * it is that host's (0 otherwise, nothing deleted); a write (joins a
+ * batch). -EINVAL for an id <= 0. */
+int store_replica_cmd_done(struct store *s, const char *host, int64_t id,
 			   struct parley_err *err);
 /* Never waits for another writer: -EBUSY at once while one holds the
  * store (the caller deletes it later, without delivering it again). */

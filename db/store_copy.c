@@ -202,6 +202,10 @@ static const struct copy_table tables[] = {
 	  "INSERT INTO replica_commands (id, host, partition, action, "
 	  "created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
 	  "SELECT COUNT(*) FROM replica_commands" },
+	{ "replica_command_seq", "I", true,
+	  "SELECT last FROM replica_command_seq",
+	  "UPDATE replica_command_seq SET last = ?1",
+	  "SELECT COUNT(*) FROM replica_command_seq WHERE last <> 0" },
 };
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
 

@@ -45,6 +45,7 @@ struct store {
 	bool in_op;              /* between db_op_begin and db_op_end */
 	EVP_MD_CTX *md;          /* reused for the audit chain */
 	EVP_MD *sha256;          /* fetched once, not per event */
+	uint64_t commits;        /* this connection's commits (store_mark) */
 	void (*hook)(void *ctx); /* store_watch_commits */
 	void *hook_ctx;
 	struct store_stmt stmt[STORE_STMT_SLOTS];
@@ -97,6 +98,11 @@ struct db_ops {
 	int (*listen)(struct store *s, int *fd, struct parley_err *err);
 	int (*listen_take)(struct store *s, struct parley_err *err);
 	void (*unlisten)(struct store *s);
+	/* A number that moves whenever another connection committed
+	 * (SQLite: PRAGMA data_version, which reads no page); NULL: the
+	 * backend cannot tell (store_mark is -ENOTSUP). */
+	int (*data_version)(struct store *s, uint64_t *v,
+			    struct parley_err *err);
 	/* A read-only snapshot; end_read closes it (nothing to lose). */
 	int (*begin_read)(struct store *s, struct parley_err *err);
 	void (*end_read)(struct store *s);

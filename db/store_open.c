@@ -181,6 +181,7 @@ bool db_autocommit(struct store *s)
 
 void db_commit_notify(struct store *s)
 {
+	s->commits++;
 	if (s->hook)
 		s->hook(s->hook_ctx);
 }
@@ -339,6 +340,36 @@ int store_begin(struct store *s, struct parley_err *err)
 		return perr(err, -EBUSY, "store %s: a batch is already open "
 			    "(batches do not nest)", s->path);
 	int rc = s->ops->begin_write(s, err);
+	if (rc == 0)
+		s->batch = true;
+	return rc;
+}
+
+int store_mark(struct store *s, uint64_t *mark, struct parley_err *err)
+{
+	uint64_t v = 0;
+	*mark = 0;
+	if (!s->ops->data_version)
+		return perr(err, -ENOTSUP, "store %s: %s cannot tell whether "
+			    "anything changed", s->path, s->ops->name);
+	int rc = s->ops->data_version(s, &v, err);
+	/* Both only grow: their sum moves when either does. */
+	if (rc == 0)
+		*mark = v + s->commits;
+	return rc;
+}
+
+uint64_t store_own_commits(const struct store *s)
+{
+	return s->commits;
+}
+
+int store_try_begin(struct store *s, struct parley_err *err)
+{
+	if (s->reading || s->batch)
+		return perr(err, -EBUSY, "store %s: a batch inside a batch or "
+			    "read snapshot", s->path);
+	int rc = s->ops->try_write(s, err);
 	if (rc == 0)
 		s->batch = true;
 	return rc;

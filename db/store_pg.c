@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* Type OIDs (catalog/pg_type_d.h is in the server headers). */
 #define OID_BOOL 16
@@ -52,9 +53,35 @@
  * neither side blocks writing while the other is not reading. */
 #define PIPE_MAX 256
 
+/* A connection being made again is given this long to answer (a server
+ * that accepts and then says nothing: a stopped postmaster, a network
+ * that drops packets); then it is started afresh. libpq's connect_timeout
+ * is its blocking connect's only: in the steps below it never fires. */
+#define CONNECT_WAIT_MS 10000
+/* After a failed attempt the next starts no sooner than this: each
+ * operation on a store that is away must not be a connection attempt. */
+#define CONNECT_RETRY_MS 250
+/* The call that starts an attempt waits this long for it (a server that
+ * is there answers in a few ms, and the operation then goes through as
+ * with a blocking connect); later calls only take the steps ready now.
+ * The most a store that is away costs the event loop: this, once per
+ * attempt (every CONNECT_WAIT_MS when it accepts and never answers). */
+#define CONNECT_FIRST_WAIT_MS 500
+
+/* A connection being made in steps that never block (PQconnectPoll):
+ * what the last step waits for on its socket, since when, and when the
+ * next attempt may start after a failure. */
+struct pg_dial {
+	bool on;
+	PostgresPollingStatusType want;
+	int64_t since_ms, retry_ms;
+};
+
 struct pg_conn {
 	PGconn *c;
 	PGconn *lc;            /* the LISTEN connection, or NULL */
+	bool lc_ready;         /* lc connected and LISTENing */
+	struct pg_dial dial, ldial;
 	char *conninfo;        /* to connect again */
 	unsigned next_name;
 	int64_t changes;
@@ -209,10 +236,72 @@ static int session(struct store *s, PGconn *conn, struct parley_err *err)
 	return rc;
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The steps of a connection being made (PQconnectPoll, or PQresetPoll
+ * for one made again), as far as its socket allows within wait_ms: a
+ * step is taken only when the socket is ready for what the last one
+ * waits for, so nothing here waits longer. 1 made, 0 not yet (*why: what
+ * it waits for), -1 failed or out of time. */
+static int dial_step(PGconn *pg, struct pg_dial *d, bool reset,
+		     int wait_ms, const char **why)
+{
+	int64_t until = mono_ms() + wait_ms;
+	for (;;) {
+		struct pollfd pf = {
+			.fd = PQsocket(pg),
+			.events = d->want == PGRES_POLLING_READING ? POLLIN
+								   : POLLOUT
+		};
+		if (pf.fd < 0)
+			return -1;
+		int64_t left = until - mono_ms();
+		int n = poll(&pf, 1, left > 0 ? (int)left : 0);
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			*why = "the server has not answered yet";
+			if (mono_ms() - d->since_ms < CONNECT_WAIT_MS)
+				return 0;
+			*why = "no answer within 10 s";
+			return -1;
+		}
+		d->want = reset ? PQresetPoll(pg) : PQconnectPoll(pg);
+		if (d->want == PGRES_POLLING_OK)
+			return 1;
+		if (d->want == PGRES_POLLING_FAILED)
+			return -1;
+	}
+}
+
+/* A new dial starts as libpq says: as if the last step asked to write. */
+static void dial_start(struct pg_dial *d)
+{
+	d->on = true;
+	d->want = PGRES_POLLING_WRITING;
+	d->since_ms = mono_ms();
+}
+
+static void dial_failed(struct pg_dial *d)
+{
+	d->on = false;
+	d->retry_ms = mono_ms() + CONNECT_RETRY_MS;
+}
+
 /* The connection back if it was lost, before a transaction or a lone
  * statement starts (never inside one: what it did is gone with the
  * server's session, and its caller must hear that). Every statement
- * prepared on the old session is prepared again at its next use. */
+ * prepared on the old session is prepared again at its next use.
+ * Never blocks (the daemon's event loop calls this): the new connection
+ * is made in steps, one call after another; until it is made each call
+ * is -ECONNRESET at once (the API answers 503), and a server that
+ * accepts but does not answer is given up on after CONNECT_WAIT_MS and
+ * tried again. */
 static int revive(struct store *s, struct parley_err *err)
 {
 	struct pg_conn *c = pc(s);
@@ -221,23 +310,46 @@ static int revive(struct store *s, struct parley_err *err)
 	 * known before a statement is sent rather than after (when a write
 	 * could not be told from one that committed). */
 	/* (Its FATAL message first, the end of the stream at a later read.) */
-	for (int i = 0; i < 4 && PQstatus(c->c) == CONNECTION_OK; i++) {
+	for (int i = 0; i < 4 && !c->dial.on &&
+			PQstatus(c->c) == CONNECTION_OK; i++) {
 		struct pollfd pf = { .fd = PQsocket(c->c), .events = POLLIN };
 		if (pf.fd < 0 || poll(&pf, 1, 0) != 1 ||
 		    PQconsumeInput(c->c) != 1)
 			break;
 	}
-	if (PQstatus(c->c) == CONNECTION_OK)
+	if (!c->dial.on && PQstatus(c->c) == CONNECTION_OK)
 		return 0;
-	c->pending = 0;
-	PQexitPipelineMode(c->c);
-	PQreset(c->c);
-	if (PQstatus(c->c) != CONNECTION_OK) {
-		const char *m = PQerrorMessage(c->c);
+	const char *why = NULL;
+	bool first = false;
+	if (!c->dial.on) {
+		if (mono_ms() < c->dial.retry_ms)
+			return perr(err, -ECONNRESET, "store %s: connection "
+				    "lost; connecting again shortly", s->path);
+		c->pending = 0;
+		PQexitPipelineMode(c->c);
+		if (PQresetStart(c->c) != 1) {
+			const char *m = PQerrorMessage(c->c);
+			dial_failed(&c->dial);
+			return perr(err, -ECONNRESET, "store %s: connection "
+				    "lost, and connecting again failed: %.*s",
+				    s->path, (int)strcspn(m, "\n"), m);
+		}
+		dial_start(&c->dial);
+		first = true;
+	}
+	int r = dial_step(c->c, &c->dial, true,
+			  first ? CONNECT_FIRST_WAIT_MS : 0, &why);
+	if (r == 0)
+		return perr(err, -ECONNRESET, "store %s: connection lost; "
+			    "connecting again (%s)", s->path, why);
+	if (r < 0) {
+		const char *m = why ? why : PQerrorMessage(c->c);
+		dial_failed(&c->dial);
 		return perr(err, -ECONNRESET, "store %s: connection lost, and "
 			    "connecting again failed: %.*s", s->path,
 			    (int)strcspn(m, "\n"), m);
 	}
+	c->dial.on = false;
 	for (unsigned i = 0; i < STORE_STMT_SLOTS; i++)
 		if (s->stmt[i].st)
 			((struct pg_stmt *)s->stmt[i].st)->name[0] = 0;
@@ -806,30 +918,49 @@ static void pg_unlisten(struct store *s)
 		PQfinish(c->lc);
 		c->lc = NULL;
 	}
+	if (c) {
+		c->lc_ready = false;
+		c->ldial.on = false;
+	}
 }
 
 /* A connection of its own: the store's is busy with transactions, and a
- * notification is read only between them. */
+ * notification is read only between them. Made in steps like revive's:
+ * -EINPROGRESS until it is (call again soon); never blocks. */
 static int pg_listen(struct store *s, int *fd, struct parley_err *err)
 {
 	struct pg_conn *c = pc(s);
-	pg_unlisten(s);
-	c->lc = PQconnectdb(c->conninfo);
-	if (!c->lc)
-		return perr(err, -ENOMEM, "store: out of memory");
+	const char *why = NULL;
+	if (c->lc_ready)
+		pg_unlisten(s);
+	bool first = false;
+	if (!c->lc) {
+		c->lc = PQconnectStart(c->conninfo);
+		if (!c->lc)
+			return perr(err, -ENOMEM, "store: out of memory");
+		dial_start(&c->ldial);
+		first = true;
+	}
 	int rc = 0;
-	if (PQstatus(c->lc) != CONNECTION_OK) {
-		const char *m = PQerrorMessage(c->lc);
+	int r = PQstatus(c->lc) == CONNECTION_BAD
+		? -1 : dial_step(c->lc, &c->ldial, false,
+				 first ? CONNECT_FIRST_WAIT_MS : 0, &why);
+	if (r == 0)
+		return perr(err, -EINPROGRESS, "store %s: listener: "
+			    "connecting (%s)", s->path, why);
+	c->ldial.on = false;
+	if (r < 0) {
+		const char *m = why ? why : PQerrorMessage(c->lc);
 		rc = perr(err, -ECONNREFUSED, "store %s: listener cannot "
 			  "connect: %.*s", s->path, (int)strcspn(m, "\n"), m);
 	} else if ((rc = session(s, c->lc, err)) == 0) {
-		PGresult *r = PQexec(c->lc, "LISTEN " CHANNEL);
-		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		PGresult *res = PQexec(c->lc, "LISTEN " CHANNEL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			const char *m = PQerrorMessage(c->lc);
 			rc = perr(err, -ECONNRESET, "store %s: LISTEN: %.*s",
 				  s->path, (int)strcspn(m, "\n"), m);
 		}
-		PQclear(r);
+		PQclear(res);
 	}
 	if (rc == 0 && PQsetnonblocking(c->lc, 1) != 0)
 		rc = perr(err, -EIO, "store %s: listener: cannot set "
@@ -838,6 +969,7 @@ static int pg_listen(struct store *s, int *fd, struct parley_err *err)
 		pg_unlisten(s);
 		return rc;
 	}
+	c->lc_ready = true;
 	*fd = PQsocket(c->lc);
 	return 0;
 }
@@ -847,7 +979,7 @@ static int pg_listen(struct store *s, int *fd, struct parley_err *err)
 static int pg_listen_take(struct store *s, struct parley_err *err)
 {
 	struct pg_conn *c = pc(s);
-	if (!c->lc)
+	if (!c->lc || !c->lc_ready)
 		return perr(err, -ENOTCONN, "store %s: not listening",
 			    s->path);
 	if (PQconsumeInput(c->lc) != 1 || PQstatus(c->lc) != CONNECTION_OK) {

@@ -190,6 +190,65 @@ int store_replica_forget(struct store *s, const char *replica,
 	return db_op_end(s, rc, err);
 }
 
+static int reap_list(struct store *s, const char *self, int64_t before_ms,
+		     struct store_replica **dead, struct parley_err *err)
+{
+	static const char q[] =
+		"SELECT r.name, r.link, r.started_ms, r.seen_ms, "
+		"(SELECT COUNT(*) FROM replica_hosts h WHERE h.replica = r.name) "
+		"FROM replicas r WHERE r.seen_ms < ?1 AND r.name <> ?2 "
+		"ORDER BY r.name LIMIT 64";
+	struct db_stmt *st;
+	int rc = db_prep(s, q, &st, err);
+	if (rc < 0)
+		return rc;
+	db_bind_i64(st, 1, before_ms);
+	db_bind_text(st, 2, self);
+	return db_rows(s, st, "dead replicas", sizeof(**dead), replica_row,
+		       NULL, (void **)dead, err);
+}
+
+static int reap_one(struct store *s, const char *name, struct parley_err *err)
+{
+	static const char qh[] = "DELETE FROM replica_hosts WHERE replica = ?1";
+	static const char qr[] = "DELETE FROM replicas WHERE name = ?1";
+	const char *const qs[] = { qh, qr };
+	for (int i = 0; i < 2; i++) {
+		struct db_stmt *st;
+		int rc = db_prep(s, qs[i], &st, err);
+		if (rc < 0)
+			return rc;
+		db_bind_text(st, 1, name);
+		if ((rc = db_run(s, st, "reap replica", err)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int store_replica_reap(struct store *s, const char *self, int64_t before_ms,
+		       struct store_replica **dead, struct parley_err *err)
+{
+	*dead = NULL;
+	int rc = db_check_name("replica name", self, err);
+	if (rc == 0)
+		rc = db_op_begin(s, err);
+	if (rc < 0)
+		return rc;
+	/* Read and deleted under the write lock: two replicas reaping at
+	 * once find the dead one once between them. */
+	int n = reap_list(s, self, before_ms, dead, err);
+	for (int i = 0; n > 0 && i < n; i++)
+		if ((rc = reap_one(s, (*dead)[i].name, err)) < 0)
+			n = rc;
+	rc = db_op_end(s, n < 0 ? n : 0, err);
+	if (rc < 0) {
+		free(*dead);
+		*dead = NULL;
+		return rc;
+	}
+	return n;
+}
+
 int store_replica_holder(struct store *s, const char *host,
 			 char replica[STORE_NAME_MAX], int64_t *seen_ms,
 			 struct parley_err *err)
@@ -220,26 +279,42 @@ int store_replica_holder(struct store *s, const char *host,
 	return rc;
 }
 
+/* Command ids from replica_command_seq (migration 13): they only grow,
+ * also after every command was deleted -- an agent skips an id at or
+ * below the last one it carried out. Taken inside the write lock, so
+ * ids are in commit order. */
+static int cmd_next_id(struct store *s, int64_t *id, struct parley_err *err)
+{
+	static const char q[] = "SELECT last FROM replica_command_seq";
+	int rc = db_exec(s, "UPDATE replica_command_seq SET last = last + 1",
+			 err);
+	struct db_stmt *st;
+	if (rc == 0)
+		rc = db_prep(s, q, &st, err);
+	return rc < 0 ? rc : db_int(s, st, "command id", id, err);
+}
+
 static int cmd_put(struct store *s, const char *host, const char *partition,
 		   int action, struct parley_err *err)
 {
-	/* id = max + 1 inside the statement, as for tokens: portable, and
-	 * a second writer taking the same id fails rather than merges. */
 	static const char q[] =
 		"INSERT INTO replica_commands "
 		"(id, host, partition, action, created_ms) "
-		"SELECT COALESCE(MAX(id), 0) + 1, ?1, ?2, ?3, ?4 "
-		"FROM replica_commands";
+		"VALUES (?1, ?2, ?3, ?4, ?5)";
 	struct db_stmt *st;
+	int64_t id = 0;
 	int rc = db_need_host(s, host, err);
+	if (rc == 0)
+		rc = cmd_next_id(s, &id, err);
 	if (rc == 0)
 		rc = db_prep(s, q, &st, err);
 	if (rc < 0)
 		return rc;
-	db_bind_text(st, 1, host);
-	db_bind_text(st, 2, partition);
-	db_bind_i64(st, 3, action);
-	db_bind_i64(st, 4, db_now_ms());
+	db_bind_i64(st, 1, id);
+	db_bind_text(st, 2, host);
+	db_bind_text(st, 3, partition);
+	db_bind_i64(st, 4, action);
+	db_bind_i64(st, 5, db_now_ms());
 	rc = db_run(s, st, "store command", err);
 	return rc < 0 ? rc : db_note_changed(s, err);
 }
@@ -309,6 +384,51 @@ int store_replica_cmd_list(struct store *s, const char *replica,
 	db_bind_text(st, 1, replica);
 	return db_rows(s, st, "list commands", sizeof(**out), cmd_row, NULL,
 		       (void **)out, err);
+}
+
+int store_replica_cmd_pending(struct store *s, const char *host,
+			      int64_t after, struct store_replica_cmd **out,
+			      struct parley_err *err)
+{
+	static const char q[] =
+		"SELECT id, host, partition, action FROM replica_commands "
+		"WHERE host = ?1 AND id > ?2 AND action >= 0 "
+		"ORDER BY id LIMIT 1000";
+	struct db_stmt *st;
+	*out = NULL;
+	int rc = db_check_name("host name", host, err);
+	if (rc == 0)
+		rc = db_prep(s, q, &st, err);
+	if (rc < 0)
+		return rc;
+	db_bind_text(st, 1, host);
+	db_bind_i64(st, 2, after);
+	return db_rows(s, st, "pending commands", sizeof(**out), cmd_row, NULL,
+		       (void **)out, err);
+}
+
+int store_replica_cmd_done(struct store *s, const char *host, int64_t id,
+			   struct parley_err *err)
+{
+	/* The host's own command only: an agent's word about another
+	 * host's command (or a made-up id) deletes nothing. */
+	static const char q[] =
+		"DELETE FROM replica_commands WHERE id = ?1 AND host = ?2";
+	struct db_stmt *st;
+	int rc = db_check_name("host name", host, err);
+	if (rc == 0 && id <= 0)
+		rc = perr(err, -EINVAL, "command id %lld", (long long)id);
+	if (rc == 0)
+		rc = db_op_begin(s, err);
+	if (rc < 0)
+		return rc;
+	rc = db_prep(s, q, &st, err);
+	if (rc == 0) {
+		db_bind_i64(st, 1, id);
+		db_bind_text(st, 2, host);
+		rc = db_run(s, st, "command done", err);
+	}
+	return db_op_end(s, rc, err);
 }
 
 int store_replica_cmd_delete(struct store *s, int64_t id,

@@ -1,6 +1,6 @@
 /*
  * An operator's rollback of a host's agent through the daemon (issue 12,
- * migration 15; store_updates.h): one row per host, the rollback last
+ * migration 14; store_updates.h): one row per host, the rollback last
  * asked of it. A request replaces the row and takes the next request id
  * (the agent answers a request it already handled with that outcome
  * again: the id tells a repeat from a new request); an answer moves only

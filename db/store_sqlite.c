@@ -223,6 +223,22 @@ static int lite_try_write(struct store *s, struct parley_err *err)
 	return rc == SQLITE_OK ? 0 : sqlerr(s, rc, "BEGIN IMMEDIATE", err);
 }
 
+/* Moves when another connection (another process, another replica, a
+ * second handle) committed; this connection's own commits leave it. */
+static int lite_data_version(struct store *s, uint64_t *v,
+			     struct parley_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(conn(s), "PRAGMA data_version", -1, &st,
+				    NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*v = (uint64_t)sqlite3_column_int64(st, 0);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_OK ? 0 : sqlerr(s, rc, "PRAGMA data_version", err);
+}
+
 /* query_only: a write inside (one-statement writes do not pass
  * db_op_begin) fails with -EROFS rather than turning the snapshot into a
  * write transaction that holds the lock. */
@@ -353,6 +369,7 @@ const struct db_ops db_sqlite_ops = {
 	.in_tx = lite_in_tx,
 	.begin_write = lite_begin_write,
 	.try_write = lite_try_write,
+	.data_version = lite_data_version,
 	.begin_read = lite_begin_read,
 	.end_read = lite_end_read,
 	.rd_begin_sql = NULL, /* a savepoint opens one */

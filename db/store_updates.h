@@ -73,7 +73,7 @@ int store_host_agent_get(struct store *s, const char *host,
 			 char out[STORE_AGENT_VERSION_MAX],
 			 struct parley_err *err);
 
-/* An operator's rollback through the daemon (migration 15,
+/* An operator's rollback through the daemon (migration 14,
  * db/store_rollbacks.c): one row per host, the rollback last asked of it.
  *   requested  waiting for the agent's answer (sent at each hello of an
  *              agent still running from_version, and when asked)

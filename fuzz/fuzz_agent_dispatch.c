@@ -32,7 +32,11 @@
  *    persisted (bundle.pb loads to the same version), acked;
  *  - an ack is taken iff every record at or below its seq was sent (it
  *    never drops a record the daemon was not sent); then none is left;
- *  - a command reaches on_command once, and only after the welcome;
+ *  - a command reaches on_command once, and only after the welcome --
+ *    unless its request_id (a stored command's id) is at or below the
+ *    last one carried out, which is confirmed again and not run; a
+ *    command carried out with an id moves that mark to it, and the file
+ *    a restarted agent loads (commands-done) says the same;
  *  - an update offer or chunk reaches the agent's staging area (a real
  *    upd_stage, as agent/serve.c wires it, trusting a release key the
  *    target holds) only after the welcome, once; an offer answers
@@ -93,7 +97,8 @@ static size_t base_bundle_len;
 static const char *const files[] = { "ca.crt", "host.crt", "host.key",
 				     "policy.pub", "bundle.pb", "bundle.pb.tmp",
 				     "outbox", "outbox.tmp", "outbox.bad",
-				     "seq", "seq.tmp" };
+				     "seq", "seq.tmp", "commands-done",
+				     "commands-done.tmp" };
 
 /* The staging area as upd_stage_open finds it after a clean stop: the
  * update directory empty (nothing partial to discard and audit). */
@@ -362,6 +367,7 @@ static void on_update_rollback(void *ctx, const Parley__V1__UpdateRollback *m)
 struct snap {
 	bool up, ready;
 	uint64_t want, version, next_seq, n_bundles, n_refused, n_refusals;
+	uint64_t cmd_done, n_cmd_skipped;
 	uint32_t heartbeat_ms;
 	const Parley__V1__PolicyBody *body;
 	const struct grant *cm_g;
@@ -381,6 +387,7 @@ static void take(struct snap *s, const struct agent_link *l,
 		.body = l->policy.body, .cm_g = cm->grants.g,
 		.cm_n = cm->grants.n, .ob_n = l->ob.n, .head = l->ob.head,
 		.cursor = l->ob.cursor, .rec = *r,
+		.cmd_done = l->cmd_done, .n_cmd_skipped = l->n_cmd_skipped,
 	};
 }
 
@@ -428,6 +435,28 @@ static bool all_sent_upto(const struct outbox *o, uint64_t seq)
 		if (r->seq <= seq)
 			return false;
 	return true;
+}
+
+/* Run iff it carries no id or one above the mark; the mark follows what
+ * ran, in memory and in the file. */
+static void check_command(uint64_t id, const struct snap *s,
+			  const struct agent_link *l, const struct rec *r,
+			  const Parley__V1__PartitionCommand *c)
+{
+	if (id && id <= s->cmd_done) {
+		PARLEY_ASSERT(r->commands == s->rec.commands &&
+			      l->cmd_done == s->cmd_done &&
+			      l->n_cmd_skipped == s->n_cmd_skipped + 1);
+		return;
+	}
+	PARLEY_ASSERT(r->commands == s->rec.commands + 1 && r->last == c &&
+		      l->n_cmd_skipped == s->n_cmd_skipped);
+	PARLEY_ASSERT(l->cmd_done == (id ? id : s->cmd_done));
+	struct agent_link again;
+	memset(&again, 0, sizeof(again));
+	memcpy(again.state_dir, l->state_dir, sizeof(again.state_dir));
+	PARLEY_ASSERT(agent_link_cmd_load(&again, NULL) == 0 &&
+		      again.cmd_done == l->cmd_done);
 }
 
 static void check_welcome(const Parley__V1__Welcome *w, int rc,
@@ -565,8 +594,8 @@ static void dispatch_one(struct agent_link *l, struct chanmgr *cm,
 		unchanged(&s, l, cm, r, false);
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_COMMAND:
-		PARLEY_ASSERT(rc == 0 && r->commands == s.rec.commands + 1 &&
-			      r->last == e.command);
+		PARLEY_ASSERT(rc == 0);
+		check_command(e.request_id, &s, l, r, e.command);
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_UPDATE_OFFER:
 		PARLEY_ASSERT(rc == 0 && r->offers == s.rec.offers + 1 &&

@@ -64,9 +64,9 @@ def ack(seq):
     return frame(16, field(1, 0, seq))
 
 
-def command(part, action, spec=""):
+def command(part, action, spec="", rid=0):
     return frame(17, s(1, part) + field(2, 0, action) +
-                 (s(3, spec) if spec else b""))
+                 (s(3, spec) if spec else b""), rid)
 
 
 def heartbeat():
@@ -151,6 +151,13 @@ SEEDS = {
     "rollback-hostile": welcome() + rollback(0) + rollback(4),
     "rollback-bad-version": welcome() + rollback(5, "v1") + rollback(6),
     "rollback-before-welcome": rollback(1) + welcome() + rollback(1),
+    # Stored commands (issue 15): an id runs once; a resend of it, or of
+    # an older one, is confirmed and not run; one without an id always
+    # runs; ids as high as a store's INTEGER.
+    "commands-stored-resent": welcome() + command("p2", 2, rid=7) +
+    command("p2", 2, rid=7) + command("p2", 1, rid=5) +
+    command("p2", 1) + command("p2", 1) + command("p2", 3, rid=8) +
+    command("p2", 3, rid=(1 << 63) - 1) + command("p2", 1, rid=9),
     "commands-unknown-partition": welcome() + command("ghost", 1) +
     command("ghost", 3) + command("ghost", 4, '{"config":[]}'),
 }

@@ -24,20 +24,6 @@ static pid_t dead_pid(void)
 	return p;
 }
 
-static long postmaster_of(const char *dir)
-{
-	char p[512];
-	snprintf(p, sizeof(p), "%s/data/postmaster.pid", dir);
-	FILE *f = fopen(p, "r");
-	long pid = 0;
-	if (f) {
-		if (fscanf(f, "%ld", &pid) != 1)
-			pid = 0;
-		fclose(f);
-	}
-	return pid;
-}
-
 Test(pgtmp, clusters_of_dead_runs_are_stopped_live_ones_kept,
      .timeout = 120)
 {
@@ -57,7 +43,7 @@ Test(pgtmp, clusters_of_dead_runs_are_stopped_live_ones_kept,
 		free(top);
 		cr_skip_test("needs a PostgreSQL cluster: %s", no);
 	}
-	long pm = postmaster_of(dead);
+	long pm = pgc_postmaster(dead);
 	cr_assert_gt(pm, 1);
 	char lock[640], other[640];
 	snprintf(lock, sizeof(lock), "%s.lock", dead);

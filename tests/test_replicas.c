@@ -39,6 +39,7 @@ struct replica {
 	char dir[640];
 	pid_t pid;
 	int link, api, join;       /* ports */
+	int relink;                /* started again: on this link port */
 };
 
 struct reps {
@@ -86,10 +87,15 @@ static void start_replica(struct reps *x, unsigned i)
 	snprintf(pol, sizeof(pol), "%s/ca/policy.key", d);
 	snprintf(cakey, sizeof(cakey), "%s/ca/ca.key", d);
 	snprintf(log, sizeof(log), "%s/parleyd.log", r->dir);
-	char path[700];
+	char path[700], listen[32];
 	snprintf(path, sizeof(path), "%s/parleyd.port", r->dir);
 	unlink(path);
-	char *argv[] = { T_BIN("parleyd"), "--listen", "127.0.0.1:0",
+	snprintf(path, sizeof(path), "%s/parleyd.api-port", r->dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/parleyd.join-port", r->dir);
+	unlink(path);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", r->relink);
+	char *argv[] = { T_BIN("parleyd"), "--listen", listen,
 			 "--api-listen", "127.0.0.1:0", "--join-listen",
 			 "127.0.0.1:0", "--ca-key", cakey, "--state-dir",
 			 r->dir, "--ca", ca, "--cert", crt, "--key", key,
@@ -1140,6 +1146,318 @@ STORE_TEST(replicas, rollback_asked_on_a_is_sent_by_b, .timeout = 180)
 	stop_all(&x);
 }
 
+/* ---- a dead replica, commands across a cut link ---- */
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Store level: command ids only grow (also after every command was
+ * deleted), a host's agent confirms only its own, and a dead replica is
+ * reaped by exactly one of two handles that try. */
+STORE_TEST(replicas, command_ids_confirmations_and_one_reaper, .timeout = 60)
+{
+	char *dir = t_tmpdir();
+	char uri[600];
+	t_store_uri(dir, "s.db", uri, sizeof(uri));
+	struct store *a = NULL, *b = NULL;
+	struct parley_err err = { 0 };
+	cr_assert_eq(store_open(uri, &a, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(store_open(uri, &b, &err), 0, "%s", perr_msg(&err));
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(store_host_put(a, i ? "h2" : "h1", "",
+					    (struct store_blob){ 0 }, NULL), 0);
+	/* Commands: kept until confirmed by their own host. */
+	cr_assert_eq(store_replica_cmd_put(a, "h1", "p", 2, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_assert_eq(store_replica_cmd_put(a, "h1", NULL,
+					   STORE_REPLICA_CMD_CHANGED, NULL), 0);
+	struct store_replica_cmd *k = NULL;
+	cr_assert_eq(store_replica_cmd_pending(b, "h1", 0, &k, NULL), 1,
+		     "CHANGED is not a command to confirm");
+	int64_t id1 = k[0].id;
+	cr_expect_str_eq(k[0].partition, "p");
+	cr_expect_eq(k[0].action, 2);
+	free(k);
+	cr_expect_eq(store_replica_cmd_pending(b, "h1", id1, &k, NULL), 0);
+	free(k);
+	/* Hostile confirmations: another host's id, no id. */
+	cr_expect_eq(store_replica_cmd_done(b, "h2", id1, NULL), 0);
+	cr_expect_eq(store_replica_cmd_done(b, "h1", 0, NULL), -EINVAL);
+	cr_expect_eq(store_replica_cmd_done(b, "h1", -5, NULL), -EINVAL);
+	cr_expect_eq(store_replica_cmd_done(b, "../h1", id1, NULL), -EINVAL);
+	cr_assert_eq(store_replica_cmd_pending(b, "h1", 0, &k, NULL), 1);
+	free(k);
+	cr_assert_eq(store_replica_cmd_done(b, "h1", id1, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_assert_eq(store_replica_cmd_pending(b, "h1", 0, &k, NULL), 0);
+	free(k);
+	/* Every row gone: the next id is still above the last. */
+	cr_assert_eq(store_replica_cmd_list(a, "nobody", &k, NULL), 0);
+	free(k);
+	cr_assert_eq(store_host_delete(a, "h1", NULL), 0);
+	cr_assert_eq(store_replica_cmd_put(b, "h2", "q", 1, NULL), 0);
+	cr_assert_eq(store_replica_cmd_pending(a, "h2", 0, &k, NULL), 1);
+	cr_expect_gt(k[0].id, id1);
+	free(k);
+	/* r2 beat before the cutoff, r0 and r1 after it; r2 holds h2. */
+	cr_assert_eq(store_replica_beat(a, "r2", "127.0.0.1:3", 1, NULL), 0);
+	cr_assert_eq(store_replica_hold(a, "h2", "r2", NULL), 0);
+	usleep(20000);
+	int64_t cutoff = wall_ms();
+	usleep(20000);
+	cr_assert_eq(store_replica_beat(a, "r0", "127.0.0.1:1", 1, NULL), 0);
+	cr_assert_eq(store_replica_beat(b, "r1", "127.0.0.1:2", 1, NULL), 0);
+	struct store_replica *d = NULL;
+	cr_assert_eq(store_begin(a, &err), 0, "%s", perr_msg(&err));
+	/* b tries while a holds the lock: not now, and no waiting. */
+	cr_expect_eq(store_try_begin(b, &err), -EBUSY, "%s", perr_msg(&err));
+	cr_assert_eq(store_replica_reap(a, "r0", cutoff, &d, &err), 1, "%s",
+		     perr_msg(&err));
+	cr_expect_str_eq(d[0].name, "r2");
+	cr_expect_eq(d[0].hosts, 1);
+	free(d);
+	cr_assert_eq(store_commit(a, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(store_try_begin(b, &err), 0, "%s", perr_msg(&err));
+	cr_expect_eq(store_replica_reap(b, "r1", cutoff, &d, &err), 0, "%s",
+		     perr_msg(&err));
+	free(d);
+	cr_assert_eq(store_commit(b, &err), 0, "%s", perr_msg(&err));
+	char who[STORE_NAME_MAX];
+	cr_expect_eq(store_replica_holder(b, "h2", who, NULL, NULL), -ENOENT);
+	struct store_replica *r = NULL;
+	cr_assert_eq(store_replica_list(b, &r, NULL), 2);
+	cr_expect_str_eq(r[0].name, "r0");
+	cr_expect_str_eq(r[1].name, "r1");
+	free(r);
+	cr_expect_eq(store_replica_reap(b, "r:1", cutoff, &d, NULL), -EINVAL);
+	/* What a poll asks first: did anything commit since the last look?
+	 * SQLite says cheaply; PostgreSQL cannot (it listens and polls). */
+	uint64_t m0 = 0, m1 = 0;
+	int rc = store_mark(a, &m0, &err);
+	if (t_store_pg) {
+		cr_expect_eq(rc, -ENOTSUP);
+	} else {
+		cr_assert_eq(rc, 0, "%s", perr_msg(&err));
+		cr_assert_eq(store_mark(a, &m1, NULL), 0);
+		cr_expect_eq(m1, m0, "nothing committed, the mark moved");
+		cr_assert_eq(store_replica_beat(b, "r1", "127.0.0.1:2", 1,
+						NULL), 0);
+		cr_assert_eq(store_mark(a, &m1, NULL), 0);
+		cr_expect_neq(m1, m0, "another handle's commit not seen");
+		cr_assert_eq(store_replica_beat(a, "r0", "127.0.0.1:1", 1,
+						NULL), 0);
+		cr_assert_eq(store_mark(a, &m0, NULL), 0);
+		cr_expect_neq(m1, m0, "this handle's own commit not seen");
+	}
+	store_close(a);
+	store_close(b);
+	t_store_uri_drop(uri);
+	t_rmtree(dir);
+	free(dir);
+}
+
+struct nobody {
+	const char *host;
+};
+
+static bool held_by_nobody(struct fleetd *f, void *ctx)
+{
+	struct nobody *n = ctx;
+	char who[STORE_NAME_MAX];
+	struct store *s = fd_store(f);
+	int rc = store_replica_holder(s, n->host, who, NULL, NULL);
+	store_close(s);
+	return rc == -ENOENT;
+}
+
+/* kill -9 of a replica whose agent cannot go elsewhere (stopped with
+ * SIGSTOP, so its connection is not closed and it does not reconnect):
+ * a survivor releases the host within seconds and one audit event says
+ * so, though two survivors look; the agent, woken, is served again. */
+STORE_TEST(replicas, dead_replica_releases_its_hosts_once, .timeout = 180)
+{
+	static struct reps x;
+	memset(&x, 0, sizeof(x));
+	rep_init(&x);
+	host_put(&x, "host-1");
+	start_all(&x, 3);
+	struct fd_agent *h = agent_on(&x, 2, 30000);
+	cr_assert_eq(kill(h->pid, SIGSTOP), 0);
+	kill_replica(&x.r[2]);
+	struct nobody nb = { "host-1" };
+	cr_assert(fd_wait(held_by_nobody, &x.f, &nb, 60000),
+		  "host-1 still held by the dead r2");
+	struct audit_want dw = { "replica_dead", NULL, 0, "SILENT" };
+	cr_assert(audited(&x.f, &dw), "no replica_dead event");
+	/* Released in the transaction that audited it: the other survivor,
+	 * looking after the commit, found nothing to release. */
+	struct store_replica *r = NULL;
+	char *l0 = rep_log(&x.r[0]), *l1 = rep_log(&x.r[1]);
+	unsigned said = (strstr(l0, "replica r2 silent") != NULL) +
+			(strstr(l1, "replica r2 silent") != NULL);
+	free(l0);
+	free(l1);
+	cr_expect_eq(said, 1, "released by %u replicas", said);
+	struct store *s = fd_store(&x.f);
+	cr_assert_eq(store_replica_list(s, &r, NULL), 2);
+	store_close(s);
+	free(r);
+	audited(&x.f, &dw);
+	cr_expect_eq(dw.n, 1, "%u replica_dead events", dw.n);
+	/* Neither survivor shows host-1 as connected or r2 holding agents. */
+	for (unsigned i = 0; i < 2; i++) {
+		struct ac_resp q;
+		cr_assert_eq(api(&x, i, "GET", "/v1/hosts/host-1", NULL, &q),
+			     200, "%s", q.raw);
+		cr_expect(json_is_false(json_object_get(q.json, "connected")),
+			  "%s", q.body);
+		cr_expect(json_is_null(json_object_get(q.json, "replica")) ||
+			  !json_object_get(q.json, "replica"), "%s", q.body);
+		ac_free(&q);
+		cr_assert_eq(api(&x, i, "GET", "/metrics", NULL, &q), 200);
+		cr_expect_null(strstr(q.body, "{replica=\"r2\"}"), "%s",
+			       q.body);
+		ac_free(&q);
+	}
+	/* Woken, the agent finds a survivor (r2's welcome named them). */
+	cr_assert_eq(kill(h->pid, SIGCONT), 0);
+	struct held hw = { .host = "host-1", .not_by = "r2" };
+	cr_assert(fd_wait(is_held, &x.f, &hw, 60000), "host-1 not served "
+		  "again:\n%s", fd_agent_log(h));
+	stop_all(&x);
+}
+
+struct part_wait {
+	const char *name, *want;
+	char got[64];
+};
+
+static bool part_in(struct fleetd *f, void *ctx)
+{
+	struct part_wait *p = ctx;
+	struct store_partition sp = { 0 };
+	struct store *s = fd_store(f);
+	int rc = store_partition_get(s, p->name, &sp, NULL);
+	store_close(s);
+	if (rc < 0)
+		return false;
+	snprintf(p->got, sizeof(p->got), "%s", sp.state);
+	store_partition_free(&sp);
+	return !strcmp(p->got, p->want);
+}
+
+struct pending {
+	const char *host;
+	int n;
+};
+
+static bool pending_is(struct fleetd *f, void *ctx)
+{
+	struct pending *p = ctx;
+	struct store_replica_cmd *k = NULL;
+	struct store *s = fd_store(f);
+	int n = store_replica_cmd_pending(s, p->host, 0, &k, NULL);
+	store_close(s);
+	free(k);
+	return n == p->n;
+}
+
+static unsigned occurrences(const char *hay, const char *needle)
+{
+	unsigned n = 0;
+	for (const char *p = hay; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+/* A STOP issued while the agent's link is cut (its only replica killed;
+ * issued through another it does not know) reaches it once it is back;
+ * then a delivery whose confirmation is lost (the store's write lock held
+ * by the test, so the replica cannot commit it, and the replica killed)
+ * is sent again and carried out once. */
+STORE_TEST(replicas, command_across_a_cut_link_runs_once, .timeout = 240)
+{
+	static struct reps x;
+	memset(&x, 0, sizeof(x));
+	rep_init(&x);
+	host_put(&x, "host-1");
+	struct store *s = fd_store(&x.f);
+	static const char spec[] =
+		"{\"name\":\"p\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
+		"\"cmdline\":\"steps=sleep:600000\"}";
+	struct store_part_in in = { .name = "p", .host = "host-1",
+				    .kind = STORE_PART_THIN, .spec_json = spec,
+				    .spec_len = strlen(spec),
+				    .state = "defined" };
+	cr_assert_eq(store_partition_put(s, &in, NULL, NULL), 0);
+	store_close(s);
+	/* r0 alone: its welcome names no other replica. */
+	start_all(&x, 1);
+	struct fd_agent *h = agent_on(&x, 0, 30000);
+	struct part_wait ps = { "p", "running" };
+	cr_assert(fd_wait(part_in, &x.f, &ps, 60000), "p is %s:\n%s", ps.got,
+		  fd_agent_log(h));
+	start_replica(&x, 1);
+	x.n = 2;
+	x.r[0].relink = x.r[0].link;
+	kill_replica(&x.r[0]);
+	/* Cut: the agent knows only r0. The STOP goes through r1. */
+	struct ac_resp r;
+	cr_assert_eq(api(&x, 1, "POST", "/v1/partitions/p/stop", NULL, &r),
+		     200, "%s", r.raw);
+	ac_free(&r);
+	struct pending pw = { "host-1", 1 };
+	cr_assert(pending_is(&x.f, &pw), "the STOP is not stored");
+	struct store_replica_cmd *k = NULL;
+	s = fd_store(&x.f);
+	cr_assert_eq(store_replica_cmd_pending(s, "host-1", 0, &k, NULL), 1);
+	store_close(s);
+	char ran[96], skipped[96];
+	snprintf(ran, sizeof(ran), "command %lld (action 2) for p: carried "
+		 "out", (long long)k[0].id);
+	snprintf(skipped, sizeof(skipped), "command %lld for p: carried out "
+		 "already", (long long)k[0].id);
+	free(k);
+	/* r0 back on its port: the agent reconnects, gets the STOP, runs
+	 * it, and its confirmation cannot be committed: the test holds the
+	 * store's write lock. */
+	cr_assert_eq(kill(h->pid, SIGSTOP), 0);
+	start_replica(&x, 0);
+	struct store *lock = fd_store(&x.f);
+	struct parley_err err = { 0 };
+	cr_assert_eq(store_begin(lock, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(store_replica_beat(lock, "test-lock", "", 1, &err), 0,
+		     "%s", perr_msg(&err));
+	cr_assert_eq(kill(h->pid, SIGCONT), 0);
+	struct log_has lh = { h, ran };
+	cr_assert(fd_wait(agent_log_has, &x.f, &lh, 60000), "never ran:\n%s",
+		  fd_agent_log(h));
+	kill_replica(&x.r[0]);
+	store_rollback(lock, NULL);
+	store_close(lock);
+	cr_assert(pending_is(&x.f, &pw), "the lost confirmation was stored");
+	/* Again: sent once more, skipped, confirmed. */
+	start_replica(&x, 0);
+	lh.text = skipped;
+	cr_assert(fd_wait(agent_log_has, &x.f, &lh, 60000), "never resent:\n%s",
+		  fd_agent_log(h));
+	pw.n = 0;
+	cr_assert(fd_wait(pending_is, &x.f, &pw, 30000), "never confirmed");
+	ps.want = "stopped";
+	cr_assert(fd_wait(part_in, &x.f, &ps, 30000), "p is %s", ps.got);
+	char *log = fd_agent_log(h);
+	cr_expect_eq(occurrences(log, ran), 1, "%s", log);
+	/* At least once: a reconnect while the lock was held (the replica's
+	 * loop waited on it, heartbeats went unanswered) resends it too. */
+	cr_expect_geq(occurrences(log, skipped), 1, "%s", log);
+	free(log);
+	stop_all(&x);
+}
+
 /* ---- PostgreSQL only: notifications and a lost connection ---- */
 
 static uint64_t now_ms(void)
@@ -1212,18 +1530,14 @@ Test(replicas_pg, change_reaches_another_replica_before_its_poll,
 	stop_all(&x);
 }
 
-/* The cluster restarted (every session ended) under two running
- * replicas: the next API call on each is served on a new connection,
- * and B listens again and is woken by a change made after the restart
- * (the poll is a minute: it is not what finds it). */
-Test(replicas_pg, store_restart_under_running_replicas, .timeout = 180)
+/* A cluster of the test's own (restarted or stopped: the run's is
+ * shared with others) and x's store in its database; its directory, or
+ * the test skipped with the reason. */
+static char *own_cluster(struct reps *x)
 {
-	static struct reps x;
-	memset(&x, 0, sizeof(x));
 	char why[512];
 	char *cdir = t_tmpdir();
 	chmod(cdir, 0755);
-	/* A cluster of this test's own: the run's is shared with others. */
 	const char *no = pgc_start(cdir, false, why, sizeof(why));
 	if (no && t_required("postgresql"))
 		cr_assert_fail("PARLEY_REQUIRE=postgresql: %s", no);
@@ -1233,13 +1547,26 @@ Test(replicas_pg, store_restart_under_running_replicas, .timeout = 180)
 		cr_skip_test("needs a PostgreSQL cluster: %s", no);
 	}
 	t_store_pg = false; /* the database is the cluster's own: not dropped */
-	fd_init(&x.f);
-	chmod(x.f.dir, 0755);
+	fd_init(&x->f);
+	chmod(x->f.dir, 0755);
 	char ci[400];
 	pgc_conninfo(cdir, ci, sizeof(ci));
-	snprintf(x.f.store, sizeof(x.f.store), "postgresql:%s dbname=postgres",
-		 ci);
-	store_close(fd_store(&x.f));
+	snprintf(x->f.store, sizeof(x->f.store),
+		 "postgresql:%s dbname=postgres", ci);
+	store_close(fd_store(&x->f));
+	return cdir;
+}
+
+/* The cluster restarted (every session ended) under two running
+ * replicas: the next API call on each is served on a new connection,
+ * and B listens again and is woken by a change made after the restart
+ * (the poll is a minute: it is not what finds it). */
+Test(replicas_pg, store_restart_under_running_replicas, .timeout = 180)
+{
+	static struct reps x;
+	memset(&x, 0, sizeof(x));
+	char why[512];
+	char *cdir = own_cluster(&x);
 	snprintf(x.poll_ms, sizeof(x.poll_ms), "60000");
 	start_all(&x, 2);
 	struct ac_resp r;
@@ -1270,6 +1597,97 @@ Test(replicas_pg, store_restart_under_running_replicas, .timeout = 180)
 	}
 	char *l1 = woke ? NULL : rep_log(&x.r[1]);
 	cr_assert(woke, "B was never woken after the restart:\n%s", l1);
+	stop_all(&x);
+	pgc_stop(cdir);
+	free(cdir);
+}
+
+/* The store away under a running replica, in the worst way: its sessions
+ * ended and the postmaster stopped (SIGSTOP), so a new connection is
+ * accepted by the kernel and never answered -- libpq's blocking connect
+ * would wait for ever. Meanwhile the replica answers /healthz at once
+ * (degraded), a request that needs the store 503, and its agent's link
+ * stays up (heartbeats answered); once the postmaster runs again, a
+ * change made through the API lands in the store. */
+Test(replicas_pg, store_away_does_not_block_the_loop, .timeout = 240)
+{
+	static struct reps x;
+	memset(&x, 0, sizeof(x));
+	char *cdir = own_cluster(&x);
+	host_put(&x, "host-1");
+	start_all(&x, 1);
+	struct fd_agent *h = agent_on(&x, 0, 30000);
+	/* Every session of the replica's (store and listener), then no
+	 * postmaster to make new ones. */
+	char *pids = t_pg_text(x.f.store,
+			       "SELECT COALESCE(string_agg(pid::text, ' '), '') "
+			       "FROM pg_stat_activity WHERE pid <> "
+			       "pg_backend_pid() AND backend_type = "
+			       "'client backend'");
+	long pm = pgc_postmaster(cdir);
+	cr_assert_gt(pm, 1);
+	cr_assert_eq(kill((pid_t)pm, SIGSTOP), 0);
+	unsigned ended = 0;
+	for (char *p = pids, *end; *p; p = end) {
+		long pid = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		ended += pid > 1 && kill((pid_t)pid, SIGTERM) == 0;
+	}
+	free(pids);
+	cr_assert_geq(ended, 1);
+	/* Store calls now find the session gone and try to connect: each
+	 * /healthz is answered (the client gives up after 10 s, which a
+	 * loop blocked in libpq's connect would exceed). Several, spread
+	 * over more than the agent's dead-peer time (3 heartbeats). */
+	struct ac_resp r;
+	bool degraded = false;
+	for (int i = 0; i < 12; i++) {
+		struct api_client c = { .port = x.r[0].api };
+		ac_call(&c, "GET", "/healthz", NULL, NULL, &r);
+		cr_assert_eq(r.status, 200, "healthz %d: %d %s", i, r.status,
+			     r.raw);
+		const char *st = json_string_value(json_object_get(r.json,
+								   "status"));
+		degraded |= st && !strcmp(st, "degraded");
+		cr_expect_eq(json_integer_value(json_object_get(r.json,
+								"agents")),
+			     1, "%s", r.body);
+		ac_free(&r);
+		usleep(500000);
+	}
+	cr_expect(degraded, "the store was never reported away");
+	/* A request that needs the store: 503, at once. */
+	cr_assert_eq(api(&x, 0, "GET", "/v1/hosts", NULL, &r), 503, "%s",
+		     r.raw);
+	ac_free(&r);
+	char *log = fd_agent_log(h);
+	cr_expect_null(strstr(log, "link down"), "the agent's link went "
+		       "down while the store was away:\n%s", log);
+	free(log);
+	/* Back: a change through the API lands (after the replica's
+	 * connection is made again: 503 until then). */
+	cr_assert_eq(kill((pid_t)pm, SIGCONT), 0);
+	int st = 0;
+	for (int i = 0; i < 120 && st != 201; i++) {
+		st = api(&x, 0, "POST", "/v1/hosts", "{\"name\":\"h-after\"}",
+			 &r);
+		cr_assert(st == 201 || st == 503, "%d %s", st, r.raw);
+		ac_free(&r);
+		if (st != 201)
+			usleep(250000);
+	}
+	cr_assert_eq(st, 201, "the replica never wrote to the store again");
+	struct store *s = fd_store(&x.f);
+	struct store_host sh;
+	cr_expect_eq(store_host_get(s, "h-after", &sh, NULL), 0);
+	store_close(s);
+	/* Its beat and its listener are back too: a healthz says ok. */
+	struct api_client c = { .port = x.r[0].api };
+	ac_call(&c, "GET", "/healthz", NULL, NULL, &r);
+	cr_expect_str_eq(json_string_value(json_object_get(r.json, "status")),
+			 "ok");
+	ac_free(&r);
 	stop_all(&x);
 	pgc_stop(cdir);
 	free(cdir);

@@ -352,10 +352,10 @@ Test(store, migrate_from_empty)
 	 * 21 with segsets, segset_members (7), svc_rules and svc_rule_seq (8);
 	 * 25 with update_packages, update_package_parts, host_updates,
 	 * host_agents (9); 26 with disk_keys (10); 29 with replicas,
-	 * replica_hosts, replica_commands (11); 30 with host_rollbacks
-	 * (15) */
+	 * replica_hosts, replica_commands (11); 31 with replica_command_seq
+	 * (13) and host_rollbacks (14) */
 	cr_expect_eq(raw_int(f.path, "SELECT COUNT(*) FROM sqlite_master "
-			     "WHERE type = 'table'"), 30);
+			     "WHERE type = 'table'"), 31);
 	char *mode = raw_text(f.path, "PRAGMA journal_mode");
 	cr_expect_str_eq(mode, "wal");
 	free(mode);

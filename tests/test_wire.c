@@ -91,6 +91,7 @@ const Parley__V1__Envelope__BodyCase wiretest_bodies[] = {
 	PARLEY__V1__ENVELOPE__BODY_STATUS,
 	PARLEY__V1__ENVELOPE__BODY_HEARTBEAT,
 	PARLEY__V1__ENVELOPE__BODY_ERROR,
+	PARLEY__V1__ENVELOPE__BODY_COMMAND_DONE,
 };
 const size_t wiretest_nbodies =
 	sizeof(wiretest_bodies) / sizeof(wiretest_bodies[0]);
@@ -297,6 +298,8 @@ static void set_body(struct sample *s, Parley__V1__Envelope__BodyCase c)
 	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT:
 		s->env.heartbeat = &s->heartbeat; break;
 	case PARLEY__V1__ENVELOPE__BODY_ERROR: s->env.error = &s->error; break;
+	case PARLEY__V1__ENVELOPE__BODY_COMMAND_DONE:
+		s->env.command_done = &s->ack; break;
 	default: s->env.hello = NULL; break;
 	}
 }
@@ -597,6 +600,9 @@ SPOIL(grant_channel_64, s->grants[1].channel = big(s, 64))
 SPOIL(grant_ep_a, s->grants[0].endpoint_a = "")
 SPOIL(grant_ep_b, s->grants[0].endpoint_b = "-p")
 SPOIL(grant_same_ends, s->grants[0].endpoint_b = "ping")
+SPOIL(cdone_seq_0, s->ack.seq = 0)
+SPOIL(cdone_seq_big, s->ack.seq = (uint64_t)INT64_MAX + 1)
+SPOIL(cdone_seq_max, s->ack.seq = UINT64_MAX)
 SPOIL(grant_dir_3, s->grants[0].direction = 3)
 SPOIL(grant_dir_neg, s->grants[0].direction = -2)
 SPOIL(grant_ring_3000, s->grants[0].ring_bytes = 3000)
@@ -622,6 +628,7 @@ SPOIL(base_segs_17, s->baselines[0].n_segments = WIRE_SEGMENTS_MAX + 1)
 #define CMD PARLEY__V1__ENVELOPE__BODY_COMMAND
 #define STATUS PARLEY__V1__ENVELOPE__BODY_STATUS
 #define ERROR PARLEY__V1__ENVELOPE__BODY_ERROR
+#define CDONE PARLEY__V1__ENVELOPE__BODY_COMMAND_DONE
 
 /* An envelope row, a row that cannot be packed, a PolicyBody row. */
 #define E(b, fn, code, msg) { #fn, b, false, false, fn, code, msg }
@@ -762,6 +769,12 @@ static const struct hostile hostile[] = {
 	  "error.code: \"NOT YOURS\" is not a token"),
 	E(ERROR, error_msg_513, -EINVAL,
 	  "error.message: 513 bytes, at most 512"),
+	/* A confirmed command's id: a store id, 1..INT64_MAX. */
+	E(CDONE, cdone_seq_0, -EINVAL, "command_done.seq: 0 is no command id"),
+	E(CDONE, cdone_seq_big, -EINVAL,
+	  "command_done.seq: 9223372036854775808 is no command id"),
+	E(CDONE, cdone_seq_max, -EINVAL,
+	  "command_done.seq: 18446744073709551615 is no command id"),
 	E(HELLO, env_no_body, -EPROTO, "envelope: no body"),
 	N(HELLO, env_case_99, -EPROTO, "envelope: body case 99 is not known"),
 	N(HELLO, env_case_null, -EPROTO, "envelope.hello: set but missing"),

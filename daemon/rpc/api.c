@@ -142,17 +142,25 @@ int api_token_new(const char *prefix, char *text, uint8_t out[STORE_DIGEST])
 
 /* The caller's scope from "Authorization: Bearer prl_...", or -1; the
  * token's name goes to q->token (never the token itself). */
-static int caller_scope(struct api_req *q)
+/* The caller's scope; -EACCES for no token or an unknown one, another
+ * error when the store could not be asked (away: the API answers 503,
+ * not 401 -- the token may be good). */
+static int caller_scope(struct api_req *q, struct parley_err *err)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(q->r);
 	const char *v = evhttp_find_header(h, "Authorization");
 	uint8_t d[STORE_DIGEST];
 	enum store_scope sc;
 	if (!v || strncmp(v, "Bearer ", 7) ||
-	    api_token_digest(v + 7, "prl_", d) < 0 ||
-	    store_token_find(q->a->store, (struct store_blob){ d, sizeof(d) },
-			     &sc, q->token, NULL) < 0)
-		return -1;
+	    api_token_digest(v + 7, "prl_", d) < 0)
+		return -EACCES;
+	int rc = store_token_find(q->a->store,
+				  (struct store_blob){ d, sizeof(d) }, &sc,
+				  q->token, err);
+	if (rc == -ECONNRESET || rc == -ECONNREFUSED)
+		return rc;
+	if (rc < 0)
+		return -EACCES;
 	return sc == STORE_SCOPE_ADMIN ? SCOPE_ADMIN : SCOPE_READ;
 }
 
@@ -337,9 +345,13 @@ static void dispatch(struct api_req *q, const char *path)
 		api_ui(q, path + 4);
 		return;
 	}
-	if (strcmp(path, "/healthz") && (sc = caller_scope(q)) < 0) {
-		api_error(q, 401, "UNAUTHENTICATED", "missing or unknown "
-			  "bearer token");
+	struct parley_err aerr = { 0 };
+	if (strcmp(path, "/healthz") && (sc = caller_scope(q, &aerr)) < 0) {
+		if (sc != -EACCES)
+			api_fail(q, sc, &aerr);
+		else
+			api_error(q, 401, "UNAUTHENTICATED", "missing or "
+				  "unknown bearer token");
 		return;
 	}
 	bool path_known = false;

@@ -35,6 +35,16 @@ void api_healthz(struct api_req *q)
 	uint64_t v = 0;
 	struct parley_err err = { 0 };
 	int rc = store_policy_version(q->a->store, &v, &err);
+	/* The store away (PostgreSQL restarting, unreachable): this daemon
+	 * still serves its agents' links and says so at once; what needs
+	 * the store answers 503 meanwhile. */
+	if (rc == -ECONNRESET || rc == -ECONNREFUSED) {
+		api_reply(q, 200, json_pack("{s:s,s:s,s:i}", "status",
+					    "degraded", "store",
+					    perr_msg(&err), "agents",
+					    (int)agents(q->a)));
+		return;
+	}
 	if (rc < 0) {
 		api_fail(q, rc, &err);
 		return;

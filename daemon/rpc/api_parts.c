@@ -273,6 +273,11 @@ static void part_action(struct api_req *q, int action, orch_fn fn,
 	if (rc == 0 && !libvirt)
 		rc = store_partition_set_state(q->a->store, p.name, state, 0,
 					       NULL, &err);
+	/* Stored with the change: sent until its agent confirms it, through
+	 * whichever replica it is connected to (link_route_command). */
+	if (rc == 0 && !libvirt)
+		rc = store_replica_cmd_put(q->a->store, p.host, p.name, action,
+					   &err);
 	if (rc == 0 && !libvirt)
 		api_after_command(q, p.host, p.name, action);
 	if (rc < 0)
@@ -317,6 +322,10 @@ void api_parts_delete(struct api_req *q)
 		rc = libvirt_rc(h->orch_destroy(h->ctx, p.name, &err));
 	else if (rc == 0)
 		rc = store_partition_delete(q->a->store, p.name, &err);
+	if (rc == 0 && !libvirt)
+		rc = store_replica_cmd_put(q->a->store, p.host, p.name,
+					   PARLEY__V1__PARTITION_COMMAND__ACTION__DESTROY,
+					   &err);
 	if (rc == 0 && !libvirt)
 		api_after_command(q, p.host, p.name,
 				  PARLEY__V1__PARTITION_COMMAND__ACTION__DESTROY);

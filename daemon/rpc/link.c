@@ -130,20 +130,26 @@ void link_send_ack(struct link_conn *c, uint64_t rid, uint64_t seq)
 	link_send_env(c, &e);
 }
 
-static void send_command(struct link_conn *c, const char *partition,
-			 Parley__V1__PartitionCommand__Action action,
-			 const char *spec)
+void link_send_command_to(struct link_conn *c, const char *partition,
+			  int action, const char *spec, uint64_t id)
 {
 	Parley__V1__Envelope e;
 	Parley__V1__PartitionCommand pc;
-	wire_init_envelope(&e, 0);
+	wire_init_envelope(&e, id);
 	parley__v1__partition_command__init(&pc);
 	pc.partition = (char *)partition;
-	pc.action = action;
+	pc.action = (Parley__V1__PartitionCommand__Action)action;
 	pc.spec_json = (char *)(spec ? spec : "");
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_COMMAND;
 	e.command = &pc;
 	link_send_env(c, &e);
+}
+
+static void send_command(struct link_conn *c, const char *partition,
+			 Parley__V1__PartitionCommand__Action action,
+			 const char *spec)
+{
+	link_send_command_to(c, partition, action, spec, 0);
 }
 
 static struct link_conn *find_host(struct link_server *ls, const char *host)
@@ -231,6 +237,10 @@ static void welcome(struct link_conn *c, const Parley__V1__Envelope *e)
 	store_policy_host_version(ls->store, c->host, &version, NULL);
 	c->hello = true;
 	c->pushed = h->policy_version;
+	/* Before anything is sent: what this agent understands
+	 * (link_agent_current). */
+	snprintf(c->agent_version, sizeof(c->agent_version), "%s",
+		 h->agent_version ? h->agent_version : "");
 	/* Ours now, in the store: commands other replicas' APIs take for
 	 * this host are left there for us. */
 	link_replica_hold(c);
@@ -251,6 +261,10 @@ static void welcome(struct link_conn *c, const Parley__V1__Envelope *e)
 		 (unsigned long long)seq);
 	link_push_one(c);
 	send_commands(c);
+	/* Commands stored for this host and not confirmed by its agent:
+	 * issued while it was away, or sent on a connection that was lost
+	 * before the confirmation came. */
+	link_cmd_flush(c);
 	link_update_hello(c, h);
 	link_rollback_hello(c);
 	link_replica_tell(c);
@@ -369,6 +383,9 @@ static void dispatch(struct link_conn *c, Parley__V1__Envelope *e)
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS:
 		link_on_update_progress(c, e);
+		break;
+	case PARLEY__V1__ENVELOPE__BODY_COMMAND_DONE:
+		link_batch_cmd_done(c->ls, c->host, e->command_done->seq);
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT:
 		link_send_env(c, e); /* echoed: the agent measures the round trip */
@@ -534,10 +551,26 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
+	struct link_server *ls = arg;
 	/* The safety net for changes other replicas made; a notification
-	 * from the store may call link_store_changed sooner. */
-	link_store_changed(arg);
-	sweep_dead(arg);
+	 * from the store may call link_store_changed sooner. Where the
+	 * store tells cheaply that nothing was committed since the last
+	 * look (SQLite), the poll only beats: a lone daemon reads nothing
+	 * every poll_ms. PostgreSQL cannot tell: it looks every time. */
+	uint64_t mark = 0, own = store_own_commits(ls->store);
+	bool known = store_mark(ls->store, &mark, NULL) == 0;
+	if (known && ls->marked && mark == ls->mark) {
+		link_replica_beat(ls);
+	} else {
+		ls->n_polls_looked++;
+		link_store_changed(ls);
+	}
+	/* The mark from before the look, plus what the look committed
+	 * itself (a beat, a deleted command): no second look for those,
+	 * but another writer's commit during the look is seen next time. */
+	ls->marked = known;
+	ls->mark = mark + (store_own_commits(ls->store) - own);
+	sweep_dead(ls);
 }
 
 /* HOSTNAME-PORT (a store name: no ':'), the hostname cut to fit. */

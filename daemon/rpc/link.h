@@ -49,7 +49,21 @@ struct link_server {
 	uint32_t poll_ms;
 	int64_t started_ms;
 	uint64_t last_beat_ms;
+	/* Since when this replica's beats have gone through without a
+	 * failure (monotonic ms; 0: the last one failed): only a replica
+	 * that has reached the store for a whole REPLICA_DEAD_MS judges
+	 * others dead -- after an outage of the store every replica's beat
+	 * is old, and none of them is dead. */
+	uint64_t beating_since_ms;
+	bool beat_failed;          /* the last beat failed (not busy) */
+	uint64_t n_reaped;         /* replicas this one found dead */
+	/* store_mark after the last poll that looked (marked: one was
+	 * taken): a poll that finds the store where it was only beats. */
+	uint64_t mark;
+	bool marked;
+	uint64_t n_polls_looked;   /* polls that looked at the store */
 	uint64_t n_relayed;        /* commands taken from the store, sent */
+	uint64_t n_cmd_sent;       /* stored commands sent (resends too) */
 	/* Change notifications from the store (PostgreSQL): the listener's
 	 * socket in the loop, a timer to listen again after a loss, and
 	 * whether the store has none at all (SQLite: the poll alone). */
@@ -99,13 +113,17 @@ int link_send_command(struct link_server *ls, const char *host,
  * call it sooner. */
 void link_store_changed(struct link_server *ls);
 
-/* A partition command (action as link_send_command,
- * STORE_REPLICA_CMD_CHANGED for link_send_commands, or
- * STORE_REPLICA_CMD_UPDATE for link_update_offer,
- * STORE_REPLICA_CMD_ROLLBACK for link_rollback_send) for `host`: sent if
- * its agent is connected here; stored for the replica holding it if
- * another does (it delivers it within its poll). -ENOTCONN if no
- * replica holds the host (it gets what it needs at its hello). */
+/* A command for `host`: a partition command (action as
+ * link_send_command), which the caller stored first (store_replica_cmd_put
+ * in its change's transaction): sent now if its agent is connected here
+ * (-ENOTCONN otherwise: the replica it connects to sends it), and sent
+ * again on every connection until the agent confirms it;
+ * STORE_REPLICA_CMD_CHANGED (link_send_commands),
+ * STORE_REPLICA_CMD_UPDATE (link_update_offer) or
+ * STORE_REPLICA_CMD_ROLLBACK (link_rollback_send): sent if its agent is
+ * connected here; stored for the replica holding it if another does (it
+ * delivers it within its poll); -ENOTCONN if no replica holds the host
+ * (it gets what it needs at its hello). */
 int link_route_command(struct link_server *ls, const char *host,
 		       const char *partition, int action);
 

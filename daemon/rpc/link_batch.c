@@ -23,12 +23,12 @@
 #define BATCH_MAX 65536
 #define RETRY_MS 200
 
-enum batch_kind { BATCH_ACK, BATCH_HOLD, BATCH_RELEASE };
+enum batch_kind { BATCH_ACK, BATCH_HOLD, BATCH_RELEASE, BATCH_CMD_DONE };
 
 struct batch_ack {
 	enum batch_kind kind;
 	char host[STORE_NAME_MAX];
-	uint64_t version;
+	uint64_t version;           /* BATCH_CMD_DONE: the command's id */
 	char *refused;              /* ok = NULL; else why, malloc'd */
 };
 
@@ -54,6 +54,9 @@ static int write_one(struct link_server *ls, const struct batch_ack *a,
 		return store_replica_hold(s, a->host, ls->replica, err);
 	if (a->kind == BATCH_RELEASE)
 		return store_replica_release(s, a->host, ls->replica, err);
+	if (a->kind == BATCH_CMD_DONE)
+		return store_replica_cmd_done(s, a->host, (int64_t)a->version,
+					      err);
 	if (!a->refused)
 		return store_policy_ack(s, a->host, a->version, err);
 	char detail[STORE_DETAIL_MAX];
@@ -101,6 +104,8 @@ static int flush(struct link_server *ls)
 				 b->a[i].host,
 				 b->a[i].kind == BATCH_HOLD ? "holding"
 				 : b->a[i].kind == BATCH_RELEASE ? "release"
+				 : b->a[i].kind == BATCH_CMD_DONE
+					 ? "command done"
 				 : b->a[i].refused ? "refusal" : "ack",
 				 (unsigned long long)b->a[i].version,
 				 perr_msg(&e1));
@@ -166,6 +171,19 @@ void link_batch_hold(struct link_server *ls, const char *host, bool hold)
 	if (!a)
 		return;
 	*a = (struct batch_ack){ .kind = hold ? BATCH_HOLD : BATCH_RELEASE };
+	snprintf(a->host, sizeof(a->host), "%s", host);
+	b->n++;
+	arm(ls, 0);
+}
+
+void link_batch_cmd_done(struct link_server *ls, const char *host,
+			 uint64_t id)
+{
+	struct link_batch *b = ls->batch;
+	struct batch_ack *a = b ? slot(b, host, "command done") : NULL;
+	if (!a)
+		return; /* not deleted: sent again at its next hello, skipped */
+	*a = (struct batch_ack){ .kind = BATCH_CMD_DONE, .version = id };
 	snprintf(a->host, sizeof(a->host), "%s", host);
 	b->n++;
 	arm(ls, 0);

@@ -78,6 +78,10 @@ static const struct door_rule rules[] = {
 	 * which is all the daemon applies it to (link_update.c). */
 	{ PARLEY__V1__ENVELOPE__BODY_UPDATE_PROGRESS, "update progress", none,
 	  NULL },
+	/* Names no partition: a command id, deleted only if it is the
+	 * sender's own host's (store_replica_cmd_done). */
+	{ PARLEY__V1__ENVELOPE__BODY_COMMAND_DONE, "command done", none,
+	  NULL },
 };
 
 static const struct door_rule *rule_for(Parley__V1__Envelope__BodyCase b)

@@ -35,6 +35,11 @@ struct link_conn {
 	uint64_t upd_size, upd_acked, upd_sent, upd_stored;
 	char agent_version[65];     /* from its hello */
 	bool held;                  /* recorded in the store as ours */
+	/* Stored commands (link_replica.c): the highest id sent on this
+	 * connection; those above it are sent at the next look, in id
+	 * order. An agent's confirmation deletes one; a new connection
+	 * starts from 0, so what was not confirmed is sent again. */
+	int64_t cmd_sent;
 };
 
 /* Refuse: count, log and audit (reason = code, partition may be NULL),
@@ -98,11 +103,25 @@ void link_replica_release(struct link_conn *c);
 /* After c's welcome: the replicas alive on the store (ServerList), for
  * its agent to fail over between. */
 void link_replica_tell(struct link_conn *c);
+/* Whether c's agent is of this daemon's version or newer (it knows
+ * ServerList and confirms stored commands). */
+bool link_agent_current(const struct link_conn *c);
+/* c's stored commands not sent on this connection yet, in id order
+ * (on its welcome, after a command was stored, at a look at the store);
+ * agents too old to confirm get them from the poll, deleted as sent. */
+void link_cmd_flush(struct link_conn *c);
+/* One PartitionCommand to c, request_id = id (0: wants no answer). */
+void link_send_command_to(struct link_conn *c, const char *partition,
+			  int action, const char *spec, uint64_t id);
 
 /* Small writes (link_batch.c): queued now, committed together at the end
  * of this loop turn. */
 void link_batch_policy_ack(struct link_server *ls, const char *host,
 			   const Parley__V1__PolicyAck *a);
+/* host's agent carried out its stored command `id`: deleted in the
+ * turn's batch. */
+void link_batch_cmd_done(struct link_server *ls, const char *host,
+			 uint64_t id);
 /* This replica holds host's agent now (hold) or no longer (!hold). */
 void link_batch_hold(struct link_server *ls, const char *host, bool hold);
 /* Nothing queued (every hold and release is in the store). */

@@ -31,12 +31,73 @@
 /* Replicas told to agents: those that beat within this long (the margin
  * is for other machines' clocks), as the join listener does. */
 #define REPLICA_FRESH_MS 30000
+/* A replica that has not beaten for this long is dead: its hosts are
+ * released (api_hosts.c shows a holder only while it beat within the
+ * same time). Five beats: a beat that found the store busy is tried
+ * again at the next poll, so five are missed only by a replica that is
+ * gone, stopped, or cut off from the store. */
+#define REPLICA_DEAD_MS 5000
 
 static uint64_t mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Replicas that stopped beating: their hosts released and each audited
+ * once, in one transaction that does not wait for the write lock (the
+ * store's lock makes exactly one replica find each dead one). */
+static void reap_dead(struct link_server *ls)
+{
+	struct parley_err err = { 0 };
+	struct store_replica *d = NULL;
+	int64_t before = wall_ms() - REPLICA_DEAD_MS;
+	int rc = store_try_begin(ls->store, &err);
+	if (rc < 0)
+		return; /* busy: at the next beat */
+	int n = store_replica_reap(ls->store, ls->replica, before, &d, &err);
+	rc = n < 0 ? n : 0;
+	for (int i = 0; rc == 0 && i < n; i++) {
+		char detail[192];
+		if (!d[i].hosts)
+			continue; /* stopped cleanly: released its own */
+		snprintf(detail, sizeof(detail), "replica %s silent since "
+			 "%lld (Unix ms); %llu hosts it held released by %s",
+			 d[i].name, (long long)d[i].seen_ms,
+			 (unsigned long long)d[i].hosts, ls->replica);
+		struct store_audit_in ev = { .event = "replica_dead",
+					     .reason = "SILENT",
+					     .detail = detail };
+		rc = store_audit_append(ls->store, &ev, 1, NULL, &err);
+	}
+	if (rc == 0)
+		rc = store_commit(ls->store, &err);
+	else
+		store_rollback(ls->store, NULL);
+	if (rc < 0)
+		log_warn("replica %s: releasing dead replicas' hosts: %s",
+			 ls->replica, perr_msg(&err));
+	for (int i = 0; rc == 0 && i < n; i++) {
+		ls->n_reaped++;
+		if (d[i].hosts)
+			log_warn("replica %s: replica %s silent for more than "
+				 "%d ms: its %llu hosts released", ls->replica,
+				 d[i].name, REPLICA_DEAD_MS,
+				 (unsigned long long)d[i].hosts);
+		else
+			log_info("replica %s: replica %s gone (silent, held "
+				 "nothing): its row removed", ls->replica,
+				 d[i].name);
+	}
+	free(d);
 }
 
 void link_replica_beat(struct link_server *ls)
@@ -51,10 +112,25 @@ void link_replica_beat(struct link_server *ls)
 	/* Another writer holds the store: the beat does not wait for it in
 	 * the event loop (API clients and agents would), it comes again at
 	 * the next poll. REPLICA_FRESH_MS is many beats long. */
-	if (rc == -EBUSY)
+	if (rc == -EBUSY) {
 		ls->last_beat_ms = 0;
-	else if (rc < 0)
-		log_warn("replica %s: %s", ls->replica, perr_msg(&err));
+		return;
+	}
+	if (rc < 0) {
+		/* Said once per outage, not every second of it. */
+		if (ls->beating_since_ms || !ls->beat_failed)
+			log_warn("replica %s: %s", ls->replica, perr_msg(&err));
+		ls->beating_since_ms = 0;
+		ls->beat_failed = true;
+		return;
+	}
+	if (ls->beat_failed)
+		log_info("replica %s: the store answers again", ls->replica);
+	ls->beat_failed = false;
+	if (!ls->beating_since_ms)
+		ls->beating_since_ms = now;
+	else if (now - ls->beating_since_ms >= REPLICA_DEAD_MS)
+		reap_dead(ls);
 }
 
 static void relisten_later(struct link_server *ls)
@@ -92,6 +168,10 @@ static void on_notified(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* While the listener's connection is being made (in steps that never
+ * block the loop), its next step comes this soon. */
+#define LISTEN_STEP_MS 50
+
 static void listen_now(struct link_server *ls)
 {
 	struct parley_err err = { 0 };
@@ -99,6 +179,12 @@ static void listen_now(struct link_server *ls)
 	int rc = store_listen(ls->store, &fd, &err);
 	if (rc == -ENOTSUP) {
 		ls->listen_off = true;
+		return;
+	}
+	if (rc == -EINPROGRESS) {
+		struct timeval tv = { 0, LISTEN_STEP_MS * 1000 };
+		if (ls->relisten_ev)
+			evtimer_add(ls->relisten_ev, &tv);
 		return;
 	}
 	if (rc == 0) {
@@ -160,10 +246,10 @@ void link_replica_release(struct link_conn *c)
 	link_batch_hold(c->ls, c->host, false);
 }
 
-/* Whether c's agent knows ServerList: an agent decodes a body it does not
- * know as none and drops the link, so only agents of this daemon's
- * version or newer are told. */
-static bool knows_servers(const struct link_conn *c)
+/* Whether c's agent knows ServerList and confirms stored commands: an
+ * agent decodes a body it does not know as none and drops the link, so
+ * only agents of this daemon's version or newer are told. */
+bool link_agent_current(const struct link_conn *c)
 {
 	unsigned mine[3], theirs[3];
 	return parley_version_parse(parley_version(), true, mine) == 0 &&
@@ -173,7 +259,7 @@ static bool knows_servers(const struct link_conn *c)
 
 void link_replica_tell(struct link_conn *c)
 {
-	if (!knows_servers(c))
+	if (!link_agent_current(c))
 		return;
 	struct store_replica *r = NULL;
 	int n = store_replica_list(c->ls->store, &r, NULL);
@@ -198,7 +284,29 @@ void link_replica_tell(struct link_conn *c)
 	free(r);
 }
 
-/* One stored command to its agent, if it is here; 1 if sent. */
+void link_cmd_flush(struct link_conn *c)
+{
+	struct store_replica_cmd *k = NULL;
+	struct parley_err err = { 0 };
+	if (!c->hello || c->closing || !link_agent_current(c))
+		return;
+	int n = store_replica_cmd_pending(c->ls->store, c->host, c->cmd_sent,
+					  &k, &err);
+	if (n < 0)
+		log_warn("agent %s: stored commands: %s", c->host,
+			 perr_msg(&err));
+	for (int i = 0; i < n; i++) {
+		link_send_command_to(c, k[i].partition, k[i].action, NULL,
+				     (uint64_t)k[i].id);
+		c->cmd_sent = k[i].id;
+		c->ls->n_cmd_sent++;
+		log_info("agent %s: stored command %lld (action %d) for %s "
+			 "sent", c->host, (long long)k[i].id, k[i].action,
+			 k[i].partition);
+	}
+	free(k);
+}
+
 /* The command here: -ENOTCONN if its host's agent is not connected. */
 static int send_here(struct link_server *ls, const char *host,
 		     const char *partition, int action)
@@ -271,6 +379,15 @@ static void take_commands(struct link_server *ls)
 		n > 0 ? calloc((size_t)n, sizeof(*left)) : NULL;
 	unsigned nleft = 0;
 	for (int i = 0; i < n; i++) {
+		/* Kept until its agent confirms it: sent once per
+		 * connection, by link_cmd_flush. */
+		struct link_conn *c = k[i].action >= 0
+			? link_find_host(ls, k[i].host) : NULL;
+		if (c && link_agent_current(c)) {
+			if (k[i].id > c->cmd_sent)
+				link_cmd_flush(c);
+			continue;
+		}
 		if (undeleted(ls, &k[i])) {
 			if (forget_cmd(ls, k[i].id) == -EBUSY && left)
 				left[nleft++] = k[i];
@@ -290,11 +407,14 @@ static void take_commands(struct link_server *ls)
 	ls->n_undeleted = nleft;
 }
 
-/* A host deleted through another replica's API: its row, and with it our
- * claim, is gone from the store, but its agent is connected here. One
- * count per poll notices that claims went missing; only then is each
- * agent's host looked up, and those deleted are cut off as the API of
- * this replica would (HOST_DELETED). */
+/* Claims of ours that went missing from the store: a host deleted
+ * through another replica's API (its row, and with it our claim, is
+ * gone, but its agent is connected here: cut off as the API of this
+ * replica would, HOST_DELETED), or this replica taken for dead by
+ * another (it did not beat for REPLICA_DEAD_MS -- a stopped process, a
+ * store away): the claims of agents still connected here are made
+ * again, unless another replica holds the host by now. One count per
+ * poll notices; only then is each agent's host looked up. */
 static void drop_deleted(struct link_server *ls)
 {
 	uint64_t mine = 0, held = 0;
@@ -306,9 +426,20 @@ static void drop_deleted(struct link_server *ls)
 		return;
 	for (struct link_conn *c = ls->conns; c; c = c->next) {
 		struct store_host h;
-		if (c->held && c->hello && !c->closing &&
-		    store_host_get(ls->store, c->host, &h, NULL) == -ENOENT)
+		char by[STORE_NAME_MAX];
+		if (!c->held || !c->hello || c->closing ||
+		    store_replica_holder(ls->store, c->host, by, NULL,
+					 NULL) != -ENOENT)
+			continue;
+		int rc = store_host_get(ls->store, c->host, &h, NULL);
+		if (rc == -ENOENT) {
 			link_host_deleted(ls, c->host);
+		} else if (rc == 0) {
+			log_warn("agent %s: this replica's claim on it was "
+				 "released (taken for dead?); held again",
+				 c->host);
+			link_batch_hold(ls, c->host, true);
+		}
 	}
 }
 
@@ -323,6 +454,17 @@ void link_store_changed(struct link_server *ls)
 int link_route_command(struct link_server *ls, const char *host,
 		       const char *partition, int action)
 {
+	/* A partition command is in the store already (the API stored it
+	 * in its change's transaction): sent now if the agent is here, else
+	 * by whichever replica it is or will be connected to (at its
+	 * hello, or at that replica's next look at the store). */
+	if (action >= 0) {
+		struct link_conn *c = link_find_host(ls, host);
+		if (!c)
+			return -ENOTCONN;
+		link_cmd_flush(c);
+		return 0;
+	}
 	int rc = send_here(ls, host, partition, action);
 	if (rc != -ENOTCONN)
 		return rc;

@@ -161,9 +161,8 @@ static bool is_postgres(pid_t pid)
 	return ok;
 }
 
-/* The postmaster's PID is the first line of postmaster.pid; it is not
- * our child (pg_ctl detached it), so poll for it to go. */
-void pgc_stop(const char *dir)
+/* The postmaster's PID is the first line of postmaster.pid. */
+long pgc_postmaster(const char *dir)
 {
 	char p[512];
 	snprintf(p, sizeof(p), "%s/data/postmaster.pid", dir);
@@ -174,6 +173,13 @@ void pgc_stop(const char *dir)
 			pid = 0;
 		fclose(f);
 	}
+	return pid;
+}
+
+/* It is not our child (pg_ctl detached it), so poll for it to go. */
+void pgc_stop(const char *dir)
+{
+	long pid = pgc_postmaster(dir);
 	if (pid > 1 && is_postgres((pid_t)pid) &&
 	    kill((pid_t)pid, SIGINT) == 0) {
 		for (int i = 0; i < 200 && kill((pid_t)pid, 0) == 0; i++)

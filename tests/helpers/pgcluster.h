@@ -25,6 +25,8 @@ void pgc_conninfo(const char *dir, char *out, size_t cap);
 /* pg_ctl restart (fast: every session is ended) with the options it was
  * started with; NULL when up again, else why not. */
 const char *pgc_restart(const char *dir, char *why, size_t cap);
+/* The postmaster's PID (0: none found). */
+long pgc_postmaster(const char *dir);
 /* Stop the postmaster by PID (fast shutdown, then SIGKILL after 10 s) and
  * remove dir. */
 void pgc_stop(const char *dir);
