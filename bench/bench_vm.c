@@ -47,6 +47,7 @@ static const char grants[] =
 	"\"peer\",\"direction\":\"both\",\"ring_bytes\":\"64K\"}]}";
 
 static const char script[] =
+	"echo CLOCKSOURCE $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)\n"
 	"for i in 1 2 3 4 5; do\n"
 	"  parley-chan open openb || exit 1\n"
 	"  parley-chan close openb\n"

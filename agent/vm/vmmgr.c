@@ -2,6 +2,7 @@
 #include "agent/vm/vmmgr.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -129,7 +130,9 @@ static void vc_unplugged(struct vm_part *v, struct vm_chan *c)
 		close(c->bell_mine);
 	if (c->bell_peer >= 0)
 		close(c->bell_peer);
-	c->bell_mine = c->bell_peer = -1;
+	if (c->flag_fd >= 0)
+		close(c->flag_fd);
+	c->bell_mine = c->bell_peer = c->flag_fd = -1;
 	c->unplugging = false;
 	c->closed = c->gone = true;
 }
@@ -195,7 +198,17 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 	c->handle = ++v->next_handle;
 	c->bell_mine = dup(ch->bell[side]);
 	c->bell_peer = dup(ch->bell[1 - side]);
+	c->flag_fd = -1;
 	int rc = c->bell_mine < 0 || c->bell_peer < 0 ? -errno : 0;
+	/* The queue this VM reads: its consumer section holds the flag the
+	 * guest sets before it sleeps (the header is the agent's own copy,
+	 * not the guest's word). */
+	for (unsigned q = 0; q < ch->hdr.nqueues && !rc; q++) {
+		unsigned cs = 2 + 2 * q;
+		if (ch->hdr.q[q].from != (uint32_t)side && cs < ch->nsec &&
+		    c->flag_fd < 0 && (c->flag_fd = dup(ch->mem[cs])) < 0)
+			rc = -errno;
+	}
 	for (unsigned i = 0; i < ch->nsec && !rc; i++) {
 		unsigned n = 0;
 		while (n < 16 && (v->slots_used & (1u << n)))
@@ -249,12 +262,25 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 	return 0;
 }
 
+/* Unprompted (version 2): the guest may be waiting or not; a WAKE it did
+ * not need only makes it look at its ring again. */
 static void wake(struct vm_part *v, struct vm_chan *c, int status)
 {
-	if (!c->wait_pending)
-		return;
-	c->wait_pending = false;
-	send_status(v, PARLEY_VMCTL_WAKE, c->wait_seq, status, c->handle);
+	send_status(v, PARLEY_VMCTL_WAKE, 0, status, c->handle);
+}
+
+/* The guest's message-pending flag, as the section's file holds it now
+ * (0 once punched or truncated: a revoked channel is woken CLOSED
+ * instead). The guest writes it: its only power is to get a WAKE it asked
+ * for, one per doorbell. */
+static bool guest_waiting(const struct vm_chan *c)
+{
+	uint32_t w = 0;
+	if (c->flag_fd < 0)
+		return false;
+	return pread(c->flag_fd, &w, sizeof(w),
+		     offsetof(struct parley_ring_cons, waiting)) ==
+	       (ssize_t)sizeof(w) && w != 0;
 }
 
 static void ext_unmap(void *ctx, struct cm_chan *ch, int side)
@@ -411,8 +437,10 @@ unsigned vmmgr_fds(const struct vmmgr *m, unsigned i, int *fds, unsigned cap)
 	unsigned n = 0;
 	if (v->ctl >= 0 && n < cap)
 		fds[n++] = v->ctl;
+	/* Every open channel's doorbell: the guest says it waits in shared
+	 * memory, not through the port. */
 	for (unsigned k = 0; k < VMMGR_CHANS && n < cap; k++)
-		if (v->ch[k].used && v->ch[k].wait_pending &&
+		if (v->ch[k].used && !v->ch[k].closed &&
 		    v->ch[k].bell_mine >= 0)
 			fds[n++] = v->ch[k].bell_mine;
 	return n;
@@ -504,27 +532,21 @@ static void on_msg(struct vmmgr *m, struct vm_part *v,
 		send_status(v, PARLEY_VMCTL_STATUS, msg->h.seq, PARLEY_OK, 0);
 		return;
 	}
-	case PARLEY_VMCTL_NOTIFY: {
+	case PARLEY_VMCTL_NOTIFY:
+		/* No answer: a guest learns of a channel that ended from its
+		 * WAKE (CLOSED, PEER_DOWN) or by asking STATE. */
 		st = handle_state(m, v, msg->u.handle.handle, &c, &ch);
 		if (st == PARLEY_OK) {
 			uint64_t one = 1;
 			if (write(c->bell_peer, &one, sizeof(one)) < 0 &&
 			    errno != EAGAIN)
-				st = PARLEY_E_CLOSED;
+				log_warn("VM %s: doorbell: %s", v->spec.name,
+					 strerror(errno));
 		}
-		send_status(v, PARLEY_VMCTL_STATUS, msg->h.seq, st,
-			    msg->u.handle.handle);
 		return;
-	}
-	case PARLEY_VMCTL_WAIT:
+	case PARLEY_VMCTL_STATE:
 		st = handle_state(m, v, msg->u.handle.handle, &c, &ch);
-		if (st == PARLEY_OK && !c->wait_pending) {
-			c->wait_pending = true;
-			c->wait_seq = msg->h.seq;
-			return; /* WAKE when the doorbell rings */
-		}
-		send_status(v, PARLEY_VMCTL_WAKE, msg->h.seq,
-			    st == PARLEY_OK ? PARLEY_E_INVAL : st,
+		send_status(v, PARLEY_VMCTL_STATUS, msg->h.seq, st,
 			    msg->u.handle.handle);
 		return;
 	case PARLEY_VMCTL_CLOSE:
@@ -533,7 +555,6 @@ static void on_msg(struct vmmgr *m, struct vm_part *v,
 			vc_release(v, c);
 		} else if (c && !c->closed) {
 			c->closed = true;
-			wake(v, c, PARLEY_E_CLOSED);
 			unplug(v, c);
 			chanmgr_ext_close(m->cm, &v->shell, c->chan, c->handle);
 			st = PARLEY_OK;
@@ -554,9 +575,14 @@ static bool housekeep(struct vmmgr *m, struct vm_part *v)
 		if (!c->used)
 			continue;
 		uint64_t n;
-		if (c->wait_pending &&
+		/* Rung: the peer published and saw the guest's flag. Read
+		 * the flag after the doorbell, so a guest that set it before
+		 * the peer looked is woken; one that cleared it (it found the
+		 * message itself) is not. */
+		if (!c->closed && c->bell_mine >= 0 &&
 		    read(c->bell_mine, &n, sizeof(n)) == (ssize_t)sizeof(n)) {
-			wake(v, c, PARLEY_OK);
+			if (guest_waiting(c))
+				wake(v, c, PARLEY_OK);
 			did = true;
 		}
 		if (c->unplugging && objects_gone(v, c)) {

@@ -57,9 +57,13 @@ struct vm_chan {
 				     * until it closes it (or the record is
 				     * needed) */
 	bool peer_gone;
-	bool wait_pending;
-	uint32_t wait_seq;
 	int bell_mine, bell_peer;   /* dups of the channel's doorbells */
+	int flag_fd;                /* a dup of the memfd holding the VM's
+				     * consumer page (the queue it reads;
+				     * -1: it reads none): its `waiting`
+				     * flag, read with pread on a doorbell
+				     * (never mapped: a truncated section
+				     * must not SIGBUS the agent) */
 };
 
 struct vmmgr;

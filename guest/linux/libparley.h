@@ -19,7 +19,9 @@
 struct pl_ctl {
 	int fd;
 	uint32_t seq;
-	int timeout_ms;   /* for a reply other than WAKE (pl_ctl_open: 5 s) */
+	int timeout_ms;   /* for a reply (pl_ctl_open: 5 s) */
+	uint32_t ended_handle;  /* the last channel a WAKE said ended ... */
+	int32_t ended_status;   /* ... and how (CLOSED, PEER_DOWN); 0: none */
 };
 
 struct pl_chan {
@@ -40,7 +42,8 @@ void pl_ctl_close(struct pl_ctl *c);
 int pl_find_port(const char *want, char *out, size_t cap);
 
 /* One request and its reply (type want, exactly want_len payload bytes,
- * the request's seq); anything else from the agent is -EPROTO. */
+ * the request's seq); WAKEs that come first are noted (an ended channel
+ * in c->ended_*), anything else from the agent is -EPROTO. */
 int pl_ctl_call(struct pl_ctl *c, uint16_t type, const void *pl, uint32_t len,
 		uint16_t want, void *reply, uint32_t want_len);
 
@@ -66,9 +69,17 @@ int pl_chan_recv(struct pl_chan *ch, void *buf, uint32_t cap, uint32_t *len);
 /* The peer sleeps waiting for a message (its message-pending flag). */
 int pl_chan_peer_waiting(const struct pl_chan *ch);
 
-/* NOTIFY / WAIT / CLOSE through the control port: PL_STATUS or -errno. */
+/* NOTIFY: one frame to the agent, no answer (0, -errno, or the end a
+ * WAKE already reported). */
 int pl_chan_notify(struct pl_ctl *c, const struct pl_chan *ch);
+/* Sleep until a message is readable: sets the ring's message-pending
+ * flag and reads the port for the agent's unprompted WAKE (protocol 2: no
+ * request). Asks STATE after each quiet second. 0 (look at the ring),
+ * PL_STATUS(CLOSED, PEER_DOWN, BAD_HANDLE: an agent that restarted), or
+ * -errno. */
 int pl_chan_wait(struct pl_ctl *c, struct pl_chan *ch);
+/* STATE: what the agent says of the channel now (PL_STATUS or -errno). */
+int pl_chan_state(struct pl_ctl *c, const struct pl_chan *ch);
 int pl_chan_close(struct pl_ctl *c, const struct pl_chan *ch);
 
 /* A PL_STATUS as its name ("OK", "NO_GRANT", ...). */

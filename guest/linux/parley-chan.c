@@ -44,7 +44,7 @@
 #include "ppmsg.h"
 
 static const char *port, *sysfs = "/sys";
-static struct pl_ctl ctl = { -1, 0, 5000 };
+static struct pl_ctl ctl = { -1, 0, 5000, 0, 0 };
 
 static int fail(const char *what, int rc, const char *detail)
 {
@@ -121,7 +121,7 @@ static int cmd_open(const char *name)
  * agent what became of the channel (a revoked one reads zeros). */
 static int channel_state(struct pl_chan *ch)
 {
-	int rc = pl_chan_notify(&ctl, ch);
+	int rc = pl_chan_state(&ctl, ch);
 	return rc == 0 ? PL_STATUS(PARLEY_E_IO) : rc;
 }
 
@@ -154,7 +154,7 @@ static int recv_one(struct pl_chan *ch, void *buf, uint32_t cap,
 				return rc;
 		} else if (spins % 100000 == 99999) {
 			/* polling: now and then, is the channel still there? */
-			if ((rc = pl_chan_notify(&ctl, ch)))
+			if ((rc = pl_chan_state(&ctl, ch)))
 				return rc;
 		}
 	}
