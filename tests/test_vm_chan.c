@@ -310,6 +310,43 @@ Test(vm_chan, vm_and_thin_partition_ping_pong_10000, .timeout = 400,
 	no_shm_left();
 }
 
+/* Both ends sleep when idle: the VM's `pong -w` waits through its ring's
+ * message-pending flag (protocol 2: no WAIT request, the agent WAKEs it
+ * when ping rings while the flag is set), ping sleeps in CHAN_WAIT and the
+ * VM rings it with NOTIFY. 3,000 round trips cross the flag/doorbell race
+ * in both orders (the VM is slow under TCG, so ping often publishes while
+ * the VM is between setting its flag and looking at its ring); a lost
+ * wake-up would leave a message unanswered until the guest's quiet-second
+ * check, which counts it. Then ping exits: the VM's next sleeping recv
+ * ends PEER_DOWN (WAKE, or STATE if that went to the port's earlier
+ * opener). */
+Test(vm_chan, sleeping_both_ways_no_lost_wake_up_then_peer_down,
+     .timeout = 400, .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("true"),
+		   "parley-chan open pingpong || exit 1\n"
+		   "parley-chan pong pingpong 3000 -w\n"
+		   "parley-chan recv pingpong -w\n"
+		   "echo SCRIPT-END\n", "mode=calm\n");
+	struct partition *ping = t_fleet_add(&t.f, "ping", "ping.elf",
+					     "count=3000", NULL, false, NULL);
+	t_vm_start(&t);
+	t_fleet_go(&t.f);
+	serve_until(&t, "SCRIPT-END", 360);
+	CONSOLE_HAS(&t, "PONG 3000 messages checked and answered (lost "
+			"wake-ups: 0)");
+	CONSOLE_HAS(&t, "ERROR PEER_DOWN");
+	cr_assert_eq(t_fleet_run(&t.f, 10000), 0, "%s", t_fleet_out(&t.f));
+	cr_assert_eq(ping->fin.code, 0, "%s", t_fleet_out(&t.f));
+	cr_assert(strstr(t_fleet_out(&t.f), "ping: 3000 messages each way"),
+		  "%s", t_fleet_out(&t.f));
+	cr_assert(strstr(t_fleet_out(&t.f), "checksums ok"), "%s",
+		  t_fleet_out(&t.f));
+	t_vm_teardown(&t);
+	no_shm_left();
+}
+
 /* ---- revocation ------------------------------------------------------------- */
 
 /* The grant is removed while ping and the VM exchange messages: the

@@ -22,6 +22,9 @@ struct pl_ctl {
 	int timeout_ms;   /* for a reply (pl_ctl_open: 5 s) */
 	uint32_t ended_handle;  /* the last channel a WAKE said ended ... */
 	int32_t ended_status;   /* ... and how (CLOSED, PEER_DOWN); 0: none */
+	unsigned lost_wakes;    /* waits that found a message in the ring
+				 * and no WAKE for it within 3 s (should
+				 * stay 0: the tests say so) */
 };
 
 struct pl_chan {

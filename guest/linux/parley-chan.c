@@ -44,7 +44,7 @@
 #include "ppmsg.h"
 
 static const char *port, *sysfs = "/sys";
-static struct pl_ctl ctl = { -1, 0, 5000, 0, 0 };
+static struct pl_ctl ctl = { -1, 0, 5000, 0, 0, 0 };
 
 static int fail(const char *what, int rc, const char *detail)
 {
@@ -215,7 +215,8 @@ static int cmd_pong(const char *name, long count, int wait)
 		if (pl_chan_peer_waiting(&ch) && (rc = pl_chan_notify(&ctl, &ch)))
 			return fail("notify", rc, NULL);
 	}
-	printf("PONG %ld messages checked and answered\n", count);
+	printf("PONG %ld messages checked and answered (lost wake-ups: %u)\n",
+	       count, ctl.lost_wakes);
 	return 0;
 }
 
@@ -259,9 +260,9 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 		}
 	}
 	qsort(rtt, (size_t)count, sizeof(rtt[0]), cmp_d);
-	printf("PING%s %ld median_us=%.2f p99_us=%.2f notifies=%u\n",
+	printf("PING%s %ld median_us=%.2f p99_us=%.2f notifies=%u lost_wakes=%u\n",
 	       wait ? "-WAIT" : "", count, rtt[count / 2], rtt[count * 99 / 100],
-	       notifies);
+	       notifies, ctl.lost_wakes);
 	return 0;
 }
 
