@@ -256,6 +256,55 @@ Test(vm_chan, ungranted_then_tampered_config, .timeout = 240, .fini = t_vm_fini)
 	t_vm_teardown(&t);
 }
 
+/* Guest-reported digests against baselines: the first report of a path
+ * is enrolled (audited guest-reported), the same digest again matches and
+ * an open passes integrity (PEER_DOWN: ping is not there), a different
+ * one is answered INTEGRITY and the next open is refused INTEGRITY naming
+ * the path as guest-reported; the VM is quarantined. */
+Test(vm_chan, guest_reported_digest_enrolled_then_changed_is_integrity,
+     .timeout = 240, .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("true"),
+		   "echo calm > /run/app.conf\n"
+		   "parley-chan digest /run/app.conf\n"
+		   "parley-chan open pingpong\n"
+		   "parley-chan digest /run/app.conf\n"
+		   "echo evil > /run/app.conf\n"
+		   "parley-chan digest /run/app.conf\n"
+		   "parley-chan open pingpong\n"
+		   "echo SCRIPT-END\n", "x\n");
+	t_vm_start(&t);
+	serve_until(&t, "SCRIPT-END", 180);
+	char *c = console(&t);
+	/* the guest tool's SHA-256 of "calm\n" (sha256sum's) */
+	char *a = strstr(c, "DIGEST /run/app.conf "
+			 "43cc99483cd1d06fd875527f27b57f7c"
+			 "b6b2e4efd7d30ee1845ca60421024170");
+	cr_assert(a, "%s", c);
+	char *b = strstr(a, "ERROR PEER_DOWN");
+	cr_assert(b, "integrity did not pass after the enrolment:\n%s", c);
+	b = strstr(b, "DIGEST /run/app.conf ");
+	cr_assert(b, "the same digest again did not match:\n%s", c);
+	b = strstr(b, "ERROR INTEGRITY /run/app.conf");
+	cr_assert(b, "a changed digest was not refused:\n%s", c);
+	cr_assert(strstr(b, "ERROR INTEGRITY guest/guest-reported:/run/app.conf"),
+		  "the next open was not refused naming the path:\n%s", c);
+	free(c);
+	AUDIT_HAS(&t, "\"event\":\"guest_reported_digest\",\"partition\":"
+		      "\"guest\",\"reason\":\"guest-reported\",\"file\":"
+		      "\"/run/app.conf\"");
+	AUDIT_HAS(&t, "enrolled as its baseline");
+	AUDIT_HAS(&t, "matches its baseline");
+	AUDIT_HAS(&t, "\"event\":\"guest_digest_mismatch\",\"partition\":"
+		      "\"guest\",\"reason\":\"guest-reported\",\"file\":"
+		      "\"/run/app.conf\"");
+	AUDIT_HAS(&t, "\"event\":\"quarantine\",\"partition\":\"guest\","
+		      "\"reason\":\"INTEGRITY\",\"file\":"
+		      "\"guest-reported:/run/app.conf\"");
+	t_vm_teardown(&t);
+}
+
 /* ---- a VM and a thin partition on one channel ------------------------------ */
 
 /* ping (a thin partition) sends 10,000 checksummed messages; the VM's

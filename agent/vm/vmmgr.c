@@ -346,6 +346,12 @@ static int ext_verify(void *ctx, char *file, size_t cap)
 			return -EBADMSG;
 		}
 	}
+	/* The host's own measurements first; then what the guest said of
+	 * its files, marked as the guest's word. */
+	if (v->guest_bad[0]) {
+		snprintf(file, cap, "guest-reported:%s", v->guest_bad);
+		return -EBADMSG;
+	}
 	return 0;
 }
 
@@ -362,7 +368,18 @@ int vmmgr_init(struct vmmgr *m, const char *state_dir, const char *uri,
 	memset(m, 0, sizeof(*m));
 	m->cm = cm;
 	m->audit = audit;
-	return vmhost_open(&m->host, state_dir, uri, err);
+	if (baseline_memory(&m->own_db))
+		return perr(err, -ENOMEM, "guest-reported baselines");
+	m->db = &m->own_db;
+	int rc = vmhost_open(&m->host, state_dir, uri, err);
+	if (rc)
+		baseline_free(&m->own_db);
+	return rc;
+}
+
+void vmmgr_set_baselines(struct vmmgr *m, struct baseline_db *db)
+{
+	m->db = db ? db : &m->own_db;
 }
 
 void vmmgr_free(struct vmmgr *m)
@@ -376,6 +393,7 @@ void vmmgr_free(struct vmmgr *m)
 				vc_release(v, &v->ch[k]);
 	}
 	vmhost_close(&m->host);
+	baseline_free(&m->own_db);
 }
 
 struct vm_part *vmmgr_find(struct vmmgr *m, const char *name)
@@ -488,6 +506,47 @@ static void on_open(struct vmmgr *m, struct vm_part *v,
 	send_frame(v, PARLEY_VMCTL_OPEN_REPLY, msg->h.seq, &r, sizeof(r));
 }
 
+/* A guest-reported digest: the guest's word of a file inside it (weaker
+ * than the host's measurement of its config files, and audited as such),
+ * compared with its baseline like any other — enrolled at the path's
+ * first report, and a later different one makes every open after it
+ * INTEGRITY naming the path (ext_verify). Answered INTEGRITY at once too. */
+static void on_digest(struct vmmgr *m, struct vm_part *v,
+		      const struct vmctl_msg *msg)
+{
+	const char *path = msg->u.digest.path;
+	char hex[65], detail[160];
+	struct parley_err err = { 0 };
+	bool enrolled = false;
+	measure_hex(msg->u.digest.sha256, hex);
+	int rc = baseline_guest_report(m->db, v->spec.name, path,
+				       msg->u.digest.sha256, &enrolled, &err);
+	int st = PARLEY_OK;
+	if (rc == -EBADMSG) {
+		if (!v->guest_bad[0])
+			snprintf(v->guest_bad, sizeof(v->guest_bad), "%s", path);
+		snprintf(detail, sizeof(detail), "%s: %s (the guest's word)",
+			 hex, err.msg);
+		emit(m, "guest_digest_mismatch", v->spec.name, NULL,
+		     "guest-reported", path, detail);
+		st = PARLEY_E_INTEGRITY;
+	} else if (rc < 0) {
+		snprintf(detail, sizeof(detail), "%s: %s", hex, err.msg);
+		emit(m, "guest_reported_digest", v->spec.name, NULL,
+		     "guest-reported", path, detail);
+		st = PARLEY_E_LIMIT;
+	} else {
+		snprintf(detail, sizeof(detail), "%s %s", hex,
+			 enrolled ? "enrolled as its baseline"
+				  : "matches its baseline");
+		emit(m, "guest_reported_digest", v->spec.name, NULL,
+		     "guest-reported", path, detail);
+		if (enrolled && baseline_save(m->db, &err) < 0)
+			log_warn("VM %s: %s", v->spec.name, err.msg);
+	}
+	send_status(v, PARLEY_VMCTL_STATUS, msg->h.seq, st, 0);
+}
+
 /* The channel behind a handle, and the status a request on it gets. */
 static int handle_state(struct vmmgr *m, struct vm_part *v, uint32_t handle,
 			struct vm_chan **out, struct cm_chan **ch)
@@ -522,16 +581,9 @@ static void on_msg(struct vmmgr *m, struct vm_part *v,
 	case PARLEY_VMCTL_OPEN:
 		on_open(m, v, msg);
 		return;
-	case PARLEY_VMCTL_DIGEST: {
-		/* The guest's word only: audited as guest-reported. */
-		char hex[65];
-		for (int i = 0; i < 32; i++)
-			snprintf(hex + 2 * i, 3, "%02x", msg->u.digest.sha256[i]);
-		emit(m, "guest_reported_digest", v->spec.name, NULL,
-		     "guest-reported", msg->u.digest.path, hex);
-		send_status(v, PARLEY_VMCTL_STATUS, msg->h.seq, PARLEY_OK, 0);
+	case PARLEY_VMCTL_DIGEST:
+		on_digest(m, v, msg);
 		return;
-	}
 	case PARLEY_VMCTL_NOTIFY:
 		/* No answer: a guest learns of a channel that ended from its
 		 * WAKE (CLOSED, PEER_DOWN) or by asking STATE. */

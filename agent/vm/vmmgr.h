@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "agent/ipc/audit.h"
+#include "agent/ipc/baseline.h"
 #include "agent/ipc/chanmgr.h"
 #include "agent/partition.h"
 #include "agent/vm/vmctl.h"
@@ -76,6 +77,10 @@ struct vm_part {
 	bool adopted;               /* was running before this agent */
 	bool late;                  /* kept a channel past its revocation
 				     * deadline: its memory was truncated */
+	char guest_bad[BASELINE_GUEST_PATH_MAX]; /* the first guest-reported
+				     * path whose digest differed from its
+				     * baseline: every later open is refused
+				     * INTEGRITY naming it */
 	int ctl;                    /* control port connection, or -1 */
 	struct vmctl_dec dec;
 	uint32_t next_handle;
@@ -88,6 +93,9 @@ struct vmmgr {
 	struct vmhost host;
 	struct chanmgr *cm;         /* the agent's grant manager */
 	struct audit *audit;
+	struct baseline_db *db;     /* guest-reported digests' baselines:
+				     * own_db unless vmmgr_set_baselines */
+	struct baseline_db own_db;  /* in memory, enroll mode */
 	unsigned nvm;
 	struct vm_part vm[VMMGR_MAX];
 	uint64_t plug_ns_last;      /* the last open's hot-plug, for benches */
@@ -96,6 +104,10 @@ struct vmmgr {
 int vmmgr_init(struct vmmgr *m, const char *state_dir, const char *uri,
 	       struct chanmgr *cm, struct audit *audit, struct parley_err *err);
 void vmmgr_free(struct vmmgr *m);
+
+/* Keep guest-reported digests in db (parley-agent's --baselines file, its
+ * mode: enroll or golden) rather than in memory. db outlives m. */
+void vmmgr_set_baselines(struct vmmgr *m, struct baseline_db *db);
 
 /* Take on a VM: measure its config files (the baseline), adopt its domain
  * if it runs (an agent before us started it) or start it, connect to its

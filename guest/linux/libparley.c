@@ -487,6 +487,22 @@ int pl_chan_close(struct pl_ctl *c, const struct pl_chan *ch)
 	return handle_call(c, PARLEY_VMCTL_CLOSE, ch);
 }
 
+int pl_digest(struct pl_ctl *c, const char *path, const uint8_t sha256[32])
+{
+	struct parley_vmctl_digest d;
+	struct parley_vmctl_status st;
+	memset(&d, 0, sizeof(d));
+	if (path[0] != '/' || strlen(path) >= sizeof(d.path))
+		return -EINVAL;
+	memcpy(d.path, path, strlen(path));
+	memcpy(d.sha256, sha256, 32);
+	int rc = pl_ctl_call(c, PARLEY_VMCTL_DIGEST, &d, sizeof(d),
+			     PARLEY_VMCTL_STATUS, &st, sizeof(st));
+	if (rc)
+		return rc;
+	return st.status > 0 ? -EPROTO : PL_STATUS(st.status);
+}
+
 const char *pl_status_name(int st)
 {
 	switch (-st) {

@@ -85,6 +85,12 @@ int pl_chan_wait(struct pl_ctl *c, struct pl_chan *ch);
 int pl_chan_state(struct pl_ctl *c, const struct pl_chan *ch);
 int pl_chan_close(struct pl_ctl *c, const struct pl_chan *ch);
 
+/* DIGEST: report the SHA-256 of the guest's file `path` (absolute). The
+ * agent enrols it as the baseline of that path at its first report and
+ * compares later ones (PL_STATUS(INTEGRITY) when it differs: every open
+ * after is refused INTEGRITY naming the path, marked guest-reported). */
+int pl_digest(struct pl_ctl *c, const char *path, const uint8_t sha256[32]);
+
 /* A PL_STATUS as its name ("OK", "NO_GRANT", ...). */
 const char *pl_status_name(int status);
 

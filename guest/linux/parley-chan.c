@@ -19,6 +19,11 @@
  *   parley-chan vport-echo PORT [COUNT]             one byte round trips through
  *                                                   the virtio-serial port PORT
  *                                                   (the host echoes): baseline
+ *   parley-chan digest PATH                         report the SHA-256 of
+ *                                                   the guest's file PATH
+ *                                                   (guest-reported: the
+ *                                                   agent enrols, then
+ *                                                   compares)
  *   parley-chan poke NAME SECTION                   write junk into a section
  *                                                   (read-only ones: dropped)
  *   parley-chan touch NAME                          read the sections for ever,
@@ -26,6 +31,7 @@
  *                                                   that ignores revocation)
  *
  * Prints one result line: "OPEN NAME handle=H side=S", "SENT N",
+ * "DIGEST PATH HEX",
  * "RECV TEXT", "CLOSED", or "ERROR STATUS [detail]" (exit 1). The control
  * port is held only while a command runs (virtio-serial ports have one
  * opener), so the handle lives in the agent, named in /run/parley/NAME.
@@ -41,6 +47,7 @@
 #include <unistd.h>
 
 #include "libparley.h"
+#include "sha256.h"
 #include "ppmsg.h"
 
 static const char *port, *sysfs = "/sys";
@@ -298,6 +305,23 @@ static int cmd_echo(const char *port_name, long count)
 	return 0;
 }
 
+static int cmd_digest(const char *path)
+{
+	uint8_t d[32];
+	char hex[65];
+	int rc = pl_sha256_file(path, d);
+	if (rc)
+		return fail("read", rc, NULL);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+	if (ctl_up())
+		return 1;
+	if ((rc = pl_digest(&ctl, path, d)))
+		return fail("digest", rc, path);
+	printf("DIGEST %s %s\n", path, hex);
+	return 0;
+}
+
 static int cmd_poke(const char *name, unsigned section)
 {
 	struct pl_chan ch;
@@ -356,7 +380,7 @@ static int cmd_touch(const char *name)
 static int usage(void)
 {
 	fprintf(stderr, "usage: parley-chan [-p PORT] [-s SYSFS] "
-		"open|send|recv|close|pong|poke|touch NAME [ARGS]\n");
+		"open|send|recv|close|pong|ping|digest|poke|touch NAME [ARGS]\n");
 	return 2;
 }
 
@@ -395,6 +419,8 @@ int main(int argc, char **argv)
 	else if (!strcmp(cmd, "vport-echo"))
 		rc = cmd_echo(name, argc - i >= 3 ? strtol(argv[i + 2], NULL, 10)
 						  : 1000);
+	else if (!strcmp(cmd, "digest"))
+		rc = cmd_digest(name);
 	else if (!strcmp(cmd, "touch"))
 		rc = cmd_touch(name);
 	else if (!strcmp(cmd, "poke") && argc - i == 3)
