@@ -503,6 +503,116 @@ Test(vm_chan, kill9_agent_then_adopt, .timeout = 300, .fini = t_vm_fini)
 	no_shm_left();
 }
 
+/* Descriptors of this process that are memfds (channel memory): none may
+ * be left once the agent's side is torn down. */
+static unsigned memfds_held(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	unsigned n = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char p[64], target[256];
+		snprintf(p, sizeof(p), "/proc/self/fd/%s", e->d_name);
+		ssize_t len = readlink(p, target, sizeof(target) - 1);
+		if (len > 0) {
+			target[len] = 0;
+			n += strncmp(target, "/memfd:", 7) == 0;
+		}
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* The VM's console file, read without a vmhost (the first agent is gone
+ * and the second not yet up). */
+static bool console_file_has(struct t_vm *t, const char *what)
+{
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/vm/%s.console", t->f.dir, t->spec.name);
+	FILE *f = fopen(p, "r");
+	static char buf[1 << 16];
+	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	buf[n] = 0;
+	return strstr(buf, what) != NULL;
+}
+
+/* The agent's side (grant manager, the thin partition ping, the VM's
+ * manager) killed -9 while the VM's `pong -w -r` answers ping: its wait
+ * sees the port's host end go (POLLHUP) and lets go of the channel; a new
+ * agent adopts the VM, a new ping starts, the guest says HELLO again (the
+ * new agent unplugs the devices of the old channel), opens the channel
+ * anew and answers 3,000 checksummed messages. Nothing left in /dev/shm,
+ * no memfd held once the new agent is torn down. */
+Test(vm_chan, kill9_agent_mid_stream_guest_reopens, .timeout = 400,
+     .fini = t_vm_fini)
+{
+	struct t_vm t;
+	struct parley_err err = { 0 };
+	t_vm_setup(&t, POLICY("true"),
+		   "parley-chan open pingpong || exit 1\n"
+		   "parley-chan pong pingpong 3000 -w -r\n"
+		   "echo SCRIPT-END\n"
+		   "sleep 60\n", "mode=calm\n");
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* The first agent: ping streams for ever, served until it
+		 * is killed. */
+		t_fleet_add(&t.f, "ping", "ping.elf", "count=1000000", NULL,
+			    false, NULL);
+		if (vmmgr_init(&t.m, t.f.dir, NULL, &t.f.cm, NULL, &err) ||
+		    vmmgr_add(&t.m, &t.spec, &err)) {
+			fprintf(stderr, "first agent: %s\n", err.msg);
+			_exit(1);
+		}
+		t_fleet_go(&t.f);
+		for (;;)
+			pump(&t, 5);
+	}
+	time_t end = time(NULL) + 240;
+	while (!console_file_has(&t, "PONG-AT 300 session 0") && time(NULL) < end)
+		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "the first agent ended");
+	kill(pid, SIGKILL);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(console_file_has(&t, "PONG-AT 300 session 0"),
+		  "the VM never streamed under the first agent");
+	cr_assert_not(console_file_has(&t, "SCRIPT-END"),
+		      "pong ended before the first agent was killed");
+	/* The second agent. */
+	struct partition *ping = t_fleet_add(&t.f, "ping", "ping.elf",
+					     "count=3000", NULL, false, NULL);
+	t_vm_start(&t);
+	cr_assert(vmmgr_find(&t.m, "guest")->adopted);
+	t_fleet_go(&t.f);
+	serve_until(&t, "SCRIPT-END", 300);
+	CONSOLE_HAS(&t, "REOPENED pingpong handle=");
+	CONSOLE_HAS(&t, "PONG 3000 messages checked and answered (lost "
+			"wake-ups: 0)");
+	CONSOLE_HAS(&t, "PONG reopened 1");
+	cr_assert_eq(t_fleet_run(&t.f, 10000), 0, "%s", t_fleet_out(&t.f));
+	cr_assert_eq(ping->fin.code, 0, "%s", t_fleet_out(&t.f));
+	cr_assert(strstr(t_fleet_out(&t.f), "ping: 3000 messages each way"),
+		  "%s", t_fleet_out(&t.f));
+	cr_assert(strstr(t_fleet_out(&t.f), "checksums ok"), "%s",
+		  t_fleet_out(&t.f));
+	AUDIT_HAS(&t, "\"event\":\"vm_adopted\",\"partition\":\"guest\"");
+	/* The old channel's devices: unplugged once the guest said HELLO. */
+	for (int i = 0; i < 5000 && !strstr(t_fleet_audit(&t.f),
+					     "\"reason\":\"ADOPTED\""); i++)
+		pump(&t, 1);
+	AUDIT_HAS(&t, "\"event\":\"vm_unplugged\",\"partition\":\"guest\","
+		      "\"reason\":\"ADOPTED\"");
+	cr_assert_eq(vmmgr_find(&t.m, "guest")->nstale, 0);
+	t_vm_teardown(&t);
+	cr_assert_eq(memfds_held(), 0, "channel memory still held");
+	no_shm_left();
+}
+
 /* A VM that keeps touching the channel after its revocation deadline: the
  * memory is truncated (chanmgr's rule for late vmms), its QEMU dies at the
  * next access (SIGBUS), and the audit says so. */

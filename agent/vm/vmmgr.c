@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -362,6 +363,8 @@ static const struct cm_ext_ops vm_ops = {
 
 /* ---- set-up ------------------------------------------------------------- */
 
+static void find_stale(struct vm_part *v);
+
 int vmmgr_init(struct vmmgr *m, const char *state_dir, const char *uri,
 	       struct chanmgr *cm, struct audit *audit, struct parley_err *err)
 {
@@ -425,9 +428,15 @@ int vmmgr_add(struct vmmgr *m, const struct vm_spec *s, struct parley_err *err)
 	int r = vmhost_running(&m->host, s->name);
 	if (r < 0)
 		return perr(err, r, "VM %s: cannot ask libvirt", s->name);
+	if (getrandom(&v->next_handle, sizeof(v->next_handle), 0) !=
+	    (ssize_t)sizeof(v->next_handle))
+		v->next_handle = (uint32_t)now_ns();
+	v->next_handle &= 0xffffff; /* far from wrapping; unlike an earlier
+				     * agent's (a guest's stale handle) */
 	if (r) {
 		v->adopted = true;
 		emit(m, "vm_adopted", s->name, NULL, NULL, NULL, NULL);
+		find_stale(v);
 	} else {
 		int rc = vmhost_start(&m->host, s, err);
 		if (rc)
@@ -462,6 +471,99 @@ unsigned vmmgr_fds(const struct vmmgr *m, unsigned i, int *fds, unsigned cap)
 		    v->ch[k].bell_mine >= 0)
 			fds[n++] = v->ch[k].bell_mine;
 	return n;
+}
+
+/* ---- an adopted VM's devices from an earlier agent ---------------------- */
+
+/* QEMU's `info pci`: "Bus  0, device  16, function 0:" opens a device,
+ * `id "pld3s1"` names it. Our section devices (pld<handle>s<sec>) on the
+ * slots we use are the earlier agent's: their channels died with it. */
+static void find_stale(struct vm_part *v)
+{
+	char *reply = NULL;
+	struct parley_err err = { 0 };
+	if (vmhost_hmp(&v->m->host, v->spec.name, "info pci", &reply, &err)) {
+		log_warn("%s", err.msg);
+		return;
+	}
+	int dev = -1;
+	uint32_t maxh = 0;
+	for (char *l = reply; l && *l;) {
+		char *nl = strchr(l, '\n');
+		if (nl)
+			*nl = 0;
+		unsigned bus, d, fn, h, sec;
+		char tail;
+		if (sscanf(l, " Bus %u, device %u, function %u%c", &bus, &d, &fn,
+			   &tail) == 4 && tail == ':')
+			dev = bus == 0 && fn == 0 ? (int)d : -1;
+		else if (sscanf(l, " id \"pld%us%u\"", &h, &sec) == 2 && dev >= 0 &&
+			 dev >= VMMGR_SLOT0 && dev < VMMGR_SLOT0 + 16 &&
+			 v->nstale < 16) {
+			struct vm_stale *st = &v->stale[v->nstale++];
+			st->handle = h;
+			st->sec = sec;
+			st->slot = (uint8_t)dev;
+			v->slots_used |= 1u << (dev - VMMGR_SLOT0);
+			if (h > maxh)
+				maxh = h;
+		}
+		l = nl ? nl + 1 : NULL;
+	}
+	free(reply);
+	/* New handles above the old ones: a guest that still names an old
+	 * handle gets BAD_HANDLE, never another channel, and new device
+	 * ids do not meet ones QEMU still holds. */
+	if (maxh >= v->next_handle)
+		v->next_handle = maxh;
+}
+
+/* The guest said HELLO: whoever holds its port now has let go of the
+ * old channels (libparley unmaps before it re-opens), so their devices
+ * go. */
+static void unplug_stale(struct vm_part *v)
+{
+	for (unsigned i = 0; i < v->nstale; i++) {
+		struct vm_stale *st = &v->stale[i];
+		char cmd[64];
+		struct parley_err err = { 0 };
+		if (st->unplugging)
+			continue;
+		st->unplugging = true;
+		snprintf(cmd, sizeof(cmd), "device_del pld%us%u", st->handle,
+			 st->sec);
+		if (hmp(v, cmd, &err))
+			log_warn("%s", err.msg);
+	}
+}
+
+/* Their memory objects, once QEMU let go of the devices: true if any
+ * went. */
+static bool stale_gone(struct vmmgr *m, struct vm_part *v)
+{
+	unsigned before = v->nstale;
+	/* Asking QEMU costs a monitor round trip: not on every serve. */
+	uint64_t now = now_ns();
+	if (now - v->stale_try_ns < 50000000ull)
+		return false;
+	v->stale_try_ns = now;
+	for (unsigned i = 0; i < v->nstale;) {
+		struct vm_stale *st = &v->stale[i];
+		char cmd[64];
+		struct parley_err err = { 0 };
+		snprintf(cmd, sizeof(cmd), "object_del plm%us%u", st->handle,
+			 st->sec);
+		if (!st->unplugging || hmp(v, cmd, &err)) {
+			i++;
+			continue;
+		}
+		v->slots_used &= ~(1u << (st->slot - VMMGR_SLOT0));
+		*st = v->stale[--v->nstale];
+	}
+	if (before && !v->nstale)
+		emit(m, "vm_unplugged", v->spec.name, NULL, "ADOPTED", NULL,
+		     "the devices of the previous agent's channels");
+	return v->nstale != before;
 }
 
 static bool keep(const char *name, void *ctx)
@@ -574,6 +676,7 @@ static void on_msg(struct vmmgr *m, struct vm_part *v,
 	switch (msg->h.type) {
 	case PARLEY_VMCTL_HELLO: {
 		struct parley_vmctl_hello he = { PARLEY_VMCTL_VERSION, 0 };
+		unplug_stale(v);
 		send_frame(v, PARLEY_VMCTL_HELLO_REPLY, msg->h.seq, &he,
 			   sizeof(he));
 		return;
@@ -621,7 +724,7 @@ static void on_msg(struct vmmgr *m, struct vm_part *v,
 /* Doorbells rung for waiting VMs, and unplugs that completed. */
 static bool housekeep(struct vmmgr *m, struct vm_part *v)
 {
-	bool did = false;
+	bool did = v->nstale && stale_gone(m, v);
 	for (unsigned i = 0; i < VMMGR_CHANS; i++) {
 		struct vm_chan *c = &v->ch[i];
 		if (!c->used)

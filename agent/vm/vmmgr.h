@@ -67,6 +67,14 @@ struct vm_chan {
 				     * must not SIGBUS the agent) */
 };
 
+/* A section device an earlier agent plugged into a VM this agent
+ * adopted: its channel died with that agent. */
+struct vm_stale {
+	uint32_t handle, sec;       /* its ids: pld<handle>s<sec>, plm... */
+	uint8_t slot;
+	bool unplugging;            /* device_del sent */
+};
+
 struct vmmgr;
 
 struct vm_part {
@@ -86,6 +94,13 @@ struct vm_part {
 	uint32_t next_handle;
 	uint32_t slots_used;        /* bit n: PCI slot VMMGR_SLOT0 + n */
 	struct vm_chan ch[VMMGR_CHANS];
+	unsigned nstale;            /* adopted: devices of an earlier agent's
+				     * channels, unplugged at the guest's
+				     * first HELLO (it re-opens after it
+				     * let go of their mappings), their
+				     * slots taken until QEMU has let go */
+	struct vm_stale stale[16];
+	uint64_t stale_try_ns;      /* the last object_del round */
 	uint8_t out[sizeof(struct parley_vmctl_hdr) + PARLEY_VMCTL_PAYLOAD_MAX];
 };
 

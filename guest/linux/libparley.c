@@ -149,6 +149,12 @@ int pl_ctl_open(struct pl_ctl *c, const char *path)
 	return rc;
 }
 
+int pl_ctl_connected(const struct pl_ctl *c)
+{
+	struct pollfd pfd = { c->fd, POLLOUT, 0 };
+	return c->fd >= 0 && poll(&pfd, 1, 0) >= 0 && !(pfd.revents & POLLHUP);
+}
+
 void pl_ctl_close(struct pl_ctl *c)
 {
 	if (c->fd >= 0)
@@ -170,9 +176,12 @@ static void note_wake(struct pl_ctl *c, const struct parley_vmctl_status *st)
  * agent-to-guest type and exactly its payload length (up to cap bytes
  * into pl). first_ms bounds the wait for its first byte (< 0: none);
  * once it began, the rest comes within c->timeout_ms or the stream is
- * lost (-ETIMEDOUT). */
+ * lost (-ETIMEDOUT). While the agent is away (the port's host end
+ * closed: POLLHUP) a call waits for it to come back; a wait (hup_ends)
+ * returns -ENOTCONN at once, so the caller lets go of its channel before
+ * a new agent unplugs the old devices. */
 static int read_frame(struct pl_ctl *c, struct parley_vmctl_hdr *h, void *pl,
-		      uint32_t cap, int first_ms)
+		      uint32_t cap, int first_ms, int hup_ends)
 {
 	int waited = 0;
 	for (;;) {
@@ -182,6 +191,8 @@ static int read_frame(struct pl_ctl *c, struct parley_vmctl_hdr *h, void *pl,
 			return -errno;
 		if (pr > 0 && (pfd.revents & POLLIN))
 			break;
+		if (pr > 0 && (pfd.revents & POLLHUP) && hup_ends)
+			return -ENOTCONN;
 		if (pr > 0 && (pfd.revents & POLLHUP))
 			nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
 		waited += first_ms < 0 ? 0 : 10;
@@ -216,7 +227,7 @@ int pl_ctl_call(struct pl_ctl *c, uint16_t type, const void *pl, uint32_t len,
 	for (;;) {
 		struct parley_vmctl_hdr r;
 		if ((rc = read_frame(c, &r, buf, sizeof(buf) - sizeof(r),
-				     c->timeout_ms)))
+				     c->timeout_ms, 0)))
 			return rc;
 		if (r.type == PARLEY_VMCTL_WAKE) {
 			struct parley_vmctl_status st;
@@ -443,13 +454,13 @@ int pl_chan_wait(struct pl_ctl *c, struct pl_chan *ch)
 	while (!parley_ring_readable(&ch->rx)) {
 		struct parley_vmctl_hdr h;
 		struct parley_vmctl_status st;
-		int r = read_frame(c, &h, &st, sizeof(st), 1000);
+		int r = read_frame(c, &h, &st, sizeof(st), 1000, 1);
 		if (r == -ETIMEDOUT && parley_ring_readable(&ch->rx)) {
 			/* A message came and no WAKE for a second: late, or
 			 * lost (the flag/doorbell protocol failed). Counted
 			 * as lost if none comes in two more; either way the
 			 * message is there to read. */
-			r = read_frame(c, &h, &st, sizeof(st), 2000);
+			r = read_frame(c, &h, &st, sizeof(st), 2000, 1);
 			if (r == -ETIMEDOUT) {
 				c->lost_wakes++;
 				break;

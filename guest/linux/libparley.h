@@ -41,6 +41,12 @@ struct pl_chan {
 int pl_ctl_open(struct pl_ctl *c, const char *path);
 void pl_ctl_close(struct pl_ctl *c);
 
+/* Is an agent at the port's host end now? (0 while it is away: killed or
+ * restarting. A new agent knows none of the old handles — STATE says
+ * BAD_HANDLE — and unplugs the old devices once the guest says HELLO
+ * again: let go of the channel, pl_ctl_open, open it again.) */
+int pl_ctl_connected(const struct pl_ctl *c);
+
 /* The device of the virtio-serial port named `want`. 0 or -ENOENT. */
 int pl_find_port(const char *want, char *out, size_t cap);
 
@@ -78,8 +84,8 @@ int pl_chan_notify(struct pl_ctl *c, const struct pl_chan *ch);
 /* Sleep until a message is readable: sets the ring's message-pending
  * flag and reads the port for the agent's unprompted WAKE (protocol 2: no
  * request). Asks STATE after each quiet second. 0 (look at the ring),
- * PL_STATUS(CLOSED, PEER_DOWN, BAD_HANDLE: an agent that restarted), or
- * -errno. */
+ * PL_STATUS(CLOSED, PEER_DOWN, BAD_HANDLE: an agent that restarted),
+ * -ENOTCONN (the agent went away: see pl_ctl_connected), or -errno. */
 int pl_chan_wait(struct pl_ctl *c, struct pl_chan *ch);
 /* STATE: what the agent says of the channel now (PL_STATUS or -errno). */
 int pl_chan_state(struct pl_ctl *c, const struct pl_chan *ch);

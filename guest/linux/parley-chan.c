@@ -7,9 +7,13 @@
  *   parley-chan recv NAME [-w]                      one message (-w: sleep
  *                                                   until one comes)
  *   parley-chan close NAME
- *   parley-chan pong NAME COUNT [-w]                answer COUNT checksummed
+ *   parley-chan pong NAME COUNT [-w] [-r]           answer COUNT checksummed
  *                                                   messages of the ping
- *                                                   partition (pingpong)
+ *                                                   partition (pingpong);
+ *                                                   -r: a channel lost with
+ *                                                   its agent (kill -9,
+ *                                                   restart) is opened again
+ *                                                   and COUNT starts over
  *   parley-chan ping NAME COUNT [FIRST]             send COUNT checksummed messages
  *                                                   to the pong partition, one at
  *                                                   a time, polling for each
@@ -99,6 +103,21 @@ static double now_us(void)
 	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
+/* The open channel's reply, for the commands after this one. */
+static int save(const char *name, const struct pl_chan *ch)
+{
+	char p[128];
+	mkdir("/run/parley", 0700);
+	state_path(name, p, sizeof(p));
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	int rc = write(fd, &ch->rep, sizeof(ch->rep)) == (ssize_t)sizeof(ch->rep)
+		 ? 0 : -EIO;
+	close(fd);
+	return rc;
+}
+
 static int cmd_open(const char *name)
 {
 	struct pl_chan ch;
@@ -112,13 +131,8 @@ static int cmd_open(const char *name)
 		return fail("map", rc, NULL);
 	double ms = (now_us() - t0) / 1e3; /* the agent's decision, its
 					    * hot-plug, our mapping */
-	char p[128];
-	mkdir("/run/parley", 0700);
-	state_path(name, p, sizeof(p));
-	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, &ch.rep, sizeof(ch.rep)) != (ssize_t)sizeof(ch.rep))
-		return fail("state", -errno, NULL);
-	close(fd);
+	if ((rc = save(name, &ch)))
+		return fail("state", rc, NULL);
 	printf("OPEN %s handle=%u side=%u ms=%.1f\n", name, ch.rep.handle,
 	       ch.rep.side, ms);
 	return 0;
@@ -160,7 +174,11 @@ static int recv_one(struct pl_chan *ch, void *buf, uint32_t cap,
 			if ((rc = pl_chan_wait(&ctl, ch)))
 				return rc;
 		} else if (spins % 100000 == 99999) {
-			/* polling: now and then, is the channel still there? */
+			/* polling: now and then, is the agent there (if it
+			 * went, let go of the channel before a new one
+			 * unplugs its devices), and the channel? */
+			if (!pl_ctl_connected(&ctl))
+				return -ENOTCONN;
 			if ((rc = pl_chan_state(&ctl, ch)))
 				return rc;
 		}
@@ -199,17 +217,62 @@ static int cmd_close(const char *name)
 	return 0;
 }
 
-static int cmd_pong(const char *name, long count, int wait)
+/* The agent went away (killed, restarting) or came back knowing none of
+ * our handles. */
+static int agent_lost(int rc)
+{
+	return rc == -ENOTCONN || rc == -ETIMEDOUT || rc == -EPIPE ||
+	       rc == PL_STATUS(PARLEY_E_BAD_HANDLE);
+}
+
+/* Open the channel again under a new agent: let go of the old mapping
+ * (the new agent unplugs the old devices once we say HELLO), wait for the
+ * agent and for the peer, map the new devices. 0 or an error. */
+static int reopen_chan(const char *name, struct pl_chan *ch)
+{
+	pl_chan_unmap(ch);
+	pl_ctl_close(&ctl);
+	for (int t = 0; t < 1200; t++) {
+		nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
+		if (pl_ctl_open(&ctl, port))
+			continue; /* no agent yet */
+		int rc = pl_chan_open(&ctl, name, ch);
+		if (rc == PL_STATUS(PARLEY_E_PEER_DOWN)) {
+			pl_ctl_close(&ctl);
+			continue; /* its peer is not up yet */
+		}
+		if (rc == 0 && !(rc = pl_chan_map(ch, sysfs, 5000)))
+			rc = save(name, ch);
+		if (rc == 0)
+			printf("REOPENED %s handle=%u\n", name, ch->rep.handle);
+		return rc;
+	}
+	return -ETIMEDOUT;
+}
+
+/* Answer COUNT messages; with `reopen`, a channel lost with its agent is
+ * opened again and COUNT counts from its new peer's first message. */
+static int cmd_pong(const char *name, long count, int wait, int reopen)
 {
 	struct pl_chan ch;
 	static struct pp_msg in, out;
+	unsigned reopened = 0;
 	if (ctl_up() || load(name, &ch))
 		return 1;
 	for (long i = 0; i < count; i++) {
 		uint32_t len;
 		int rc = recv_one(&ch, &in, sizeof(in), &len, wait);
+		if (rc && reopen && agent_lost(rc)) {
+			if ((rc = reopen_chan(name, &ch)))
+				return fail("reopen", rc, NULL);
+			reopened++;
+			i = -1;
+			continue;
+		}
 		if (rc)
 			return fail("recv", rc, NULL);
+		if (reopen && i == 300)
+			printf("PONG-AT 300 session %u\n", reopened);
 		if (pp_check(&in, len, (uint32_t)i)) {
 			printf("ERROR message %ld damaged\n", i);
 			return 1;
@@ -224,6 +287,8 @@ static int cmd_pong(const char *name, long count, int wait)
 	}
 	printf("PONG %ld messages checked and answered (lost wake-ups: %u)\n",
 	       count, ctl.lost_wakes);
+	if (reopen)
+		printf("PONG reopened %u\n", reopened);
 	return 0;
 }
 
@@ -399,7 +464,16 @@ int main(int argc, char **argv)
 	if (argc - i < 2)
 		return usage();
 	const char *cmd = argv[i], *name = argv[i + 1];
-	int wait = argc - i > 2 && !strcmp(argv[argc - 1], "-w");
+	/* trailing flags: -w (sleep for messages), -r (re-open a channel
+	 * lost with its agent) */
+	int wait = 0, reopen = 0;
+	while (argc - i > 2 && (!strcmp(argv[argc - 1], "-w") ||
+				!strcmp(argv[argc - 1], "-r"))) {
+		if (!strcmp(argv[--argc], "-w"))
+			wait = 1;
+		else
+			reopen = 1;
+	}
 	int rc;
 	if (!strcmp(cmd, "open"))
 		rc = cmd_open(name);
@@ -410,7 +484,7 @@ int main(int argc, char **argv)
 	else if (!strcmp(cmd, "close"))
 		rc = cmd_close(name);
 	else if (!strcmp(cmd, "pong") && argc - i >= 3)
-		rc = cmd_pong(name, strtol(argv[i + 2], NULL, 10), wait);
+		rc = cmd_pong(name, strtol(argv[i + 2], NULL, 10), wait, reopen);
 	else if (!strcmp(cmd, "ping") && argc - i >= 3)
 		rc = cmd_ping(name, strtol(argv[i + 2], NULL, 10),
 			      argc - i >= 4 && strcmp(argv[i + 3], "-w")
