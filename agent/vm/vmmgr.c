@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -66,6 +68,20 @@ static int send_frame(struct vm_part *v, uint16_t type, uint32_t seq,
 	int n = vmctl_encode(type, seq, pl, len, v->out, sizeof(v->out));
 	if (n < 0)
 		return n;
+	/* A guest that does not read its port (WAKEs now come unasked, one
+	 * per doorbell while its flag is set) must not block the agent: past
+	 * VMMGR_OUTQ_MAX unread bytes its frames are dropped whole (the
+	 * socket's buffer, ~200 KiB, always takes one more below that). It
+	 * loses only what it did not read. */
+	int queued = 0;
+	if (ioctl(v->ctl, SIOCOUTQ, &queued) == 0 && queued > VMMGR_OUTQ_MAX) {
+		if (!v->outq_full)
+			log_warn("VM %s: reads nothing from its control port; "
+				 "dropping frames", v->spec.name);
+		v->outq_full = true;
+		return -EAGAIN;
+	}
+	v->outq_full = false;
 	/* Replies are small; a blocking send keeps them whole and in order
 	 * (QEMU drains the socket into the guest's port). */
 	for (size_t off = 0; off < (size_t)n;) {

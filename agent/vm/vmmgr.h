@@ -41,6 +41,8 @@
 #define VMMGR_MAX 8
 #define VMMGR_CHANS 8
 #define VMMGR_SLOT0 0x10      /* PCI slots 0x10.. on pci.0 for sections */
+#define VMMGR_OUTQ_MAX 65536  /* unread bytes on a VM's port: more, and
+			       * frames to it are dropped */
 
 struct vm_chan {
 	bool used;
@@ -90,6 +92,7 @@ struct vm_part {
 				     * baseline: every later open is refused
 				     * INTEGRITY naming it */
 	int ctl;                    /* control port connection, or -1 */
+	bool outq_full;             /* frames being dropped (VMMGR_OUTQ_MAX) */
 	struct vmctl_dec dec;
 	uint32_t next_handle;
 	uint32_t slots_used;        /* bit n: PCI slot VMMGR_SLOT0 + n */
