@@ -401,6 +401,11 @@ int pl_chan_recv(struct pl_chan *ch, void *buf, uint32_t cap, uint32_t *len)
 
 int pl_chan_peer_waiting(const struct pl_chan *ch)
 {
+	/* The index we just published must be visible before we read the
+	 * peer's flag, or both sides can miss each other: x86 lets a load
+	 * pass an earlier store, and the peer does the mirror image (sets
+	 * its flag, fences, reads our index) before it sleeps. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return ch->tx.size &&
 	       __atomic_load_n(&ch->tx.cons->waiting, __ATOMIC_ACQUIRE);
 }

@@ -75,7 +75,8 @@ void pl_chan_unmap(struct pl_chan *ch);
 int pl_chan_send(struct pl_chan *ch, const void *msg, uint32_t len);
 int pl_chan_recv(struct pl_chan *ch, void *buf, uint32_t cap, uint32_t *len);
 
-/* The peer sleeps waiting for a message (its message-pending flag). */
+/* The peer sleeps waiting for a message (its message-pending flag); call
+ * after a send (a full fence first: see libparley.c), NOTIFY if so. */
 int pl_chan_peer_waiting(const struct pl_chan *ch);
 
 /* NOTIFY: one frame to the agent, no answer (0, -errno, or the end a

@@ -103,6 +103,33 @@ static double now_us(void)
 	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
+/* Round trips are timed with the TSC, scaled by CLOCK_MONOTONIC over the
+ * whole run: a guest kernel may pick a clocksource (hpet: under TCG with
+ * more than one possible vCPU) whose every read is a syscall and an
+ * emulated device access, microseconds each — the clock, not the
+ * channel. */
+struct tsc_clock {
+	double t0_us;
+	uint64_t c0;
+};
+
+static void tsc_start(struct tsc_clock *k)
+{
+	k->t0_us = now_us();
+	k->c0 = __builtin_ia32_rdtsc();
+}
+
+/* Microseconds per TSC tick, from the run's length (>= 10 ms of it). */
+static double tsc_us_per_tick(const struct tsc_clock *k)
+{
+	double t;
+	uint64_t c;
+	while ((t = now_us()) - k->t0_us < 10000)
+		;
+	c = __builtin_ia32_rdtsc();
+	return c > k->c0 ? (t - k->t0_us) / (double)(c - k->c0) : 0;
+}
+
 /* The open channel's reply, for the commands after this one. */
 static int save(const char *name, const struct pl_chan *ch)
 {
@@ -308,10 +335,12 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 		return fail("count", -EINVAL, NULL);
 	if (ctl_up() || load(name, &ch))
 		return 1;
+	struct tsc_clock k;
+	tsc_start(&k);
 	for (long i = 0; i < count; i++) {
 		uint32_t seq = (uint32_t)(first + i);
 		uint32_t n = pp_fill(&out, seq, PP_SALT_PING), len;
-		double t0 = now_us();
+		uint64_t t0 = __builtin_ia32_rdtsc();
 		int rc;
 		while ((rc = pl_chan_send(&ch, &out, n)) == PARLEY_RING_FULL)
 			;
@@ -325,12 +354,15 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 		}
 		if ((rc = recv_one(&ch, &in, sizeof(in), &len, wait)))
 			return fail("recv", rc, NULL);
-		rtt[i] = now_us() - t0;
+		rtt[i] = (double)(__builtin_ia32_rdtsc() - t0);
 		if (len < 16 || in.seq != seq) {
 			printf("ERROR answer %ld damaged\n", i);
 			return 1;
 		}
 	}
+	double scale = tsc_us_per_tick(&k);
+	for (long i = 0; i < count; i++)
+		rtt[i] *= scale;
 	qsort(rtt, (size_t)count, sizeof(rtt[0]), cmp_d);
 	printf("PING%s %ld median_us=%.2f p99_us=%.2f notifies=%u lost_wakes=%u\n",
 	       wait ? "-WAIT" : "", count, rtt[count / 2], rtt[count * 99 / 100],
@@ -352,9 +384,11 @@ static int cmd_echo(const char *port_name, long count)
 	int fd = open(dev, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return fail("port", -errno, NULL);
+	struct tsc_clock k;
+	tsc_start(&k);
 	for (long i = 0; i < count; i++) {
 		char b = (char)i, r;
-		double t0 = now_us();
+		uint64_t t0 = __builtin_ia32_rdtsc();
 		if (write(fd, &b, 1) != 1)
 			return fail("write", -errno, NULL);
 		ssize_t n;
@@ -362,9 +396,12 @@ static int cmd_echo(const char *port_name, long count)
 			;
 		if (n != 1 || r != b)
 			return fail("echo", n < 0 ? -errno : -EPROTO, NULL);
-		rtt[i] = now_us() - t0;
+		rtt[i] = (double)(__builtin_ia32_rdtsc() - t0);
 	}
 	close(fd);
+	double scale = tsc_us_per_tick(&k);
+	for (long i = 0; i < count; i++)
+		rtt[i] *= scale;
 	qsort(rtt, (size_t)count, sizeof(rtt[0]), cmp_d);
 	printf("ECHO %ld median_us=%.2f\n", count, rtt[count / 2]);
 	return 0;
