@@ -435,6 +435,40 @@ Test(vm_chan, revocation_mid_stream_is_closed, .timeout = 400,
 	no_shm_left();
 }
 
+/* A guest that writes requests and never reads the answers: 786 KB of
+ * STATE frames into its port (32,768 answers due), read by nobody. The
+ * agent must keep reading (the guest's write completes) rather than block
+ * on a full socket: past 64 KiB unread, frames to the guest are dropped,
+ * audited once. */
+Test(vm_chan, guest_not_reading_its_port_does_not_block_the_agent,
+     .timeout = 300, .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("false"),
+		   "for d in /sys/class/virtio-ports/*; do\n"
+		   "  [ \"$(cat $d/name)\" = org.parley.ctl.0 ] && p=/dev/${d##*/}\n"
+		   "done\n"
+		   /* STATE, version 2, handle 1: magic PVC1, 2, 7, len 8, seq 1 */
+		   "echo -ne '\\0120\\0126\\0103\\0061\\0002\\0000\\0007\\0000"
+		   "\\0010\\0000\\0000\\0000\\0001\\0000\\0000\\0000"
+		   "\\0001\\0000\\0000\\0000\\0000\\0000\\0000\\0000' > /run/f\n"
+		   "[ $(wc -c < /run/f) = 24 ] || echo BADFRAME\n"
+		   "for i in $(seq 15); do cat /run/f /run/f > /run/g; "
+		   "mv /run/g /run/f; done\n"
+		   "cat /run/f > $p\n"
+		   "echo FLOODED\n", "x\n");
+	t_vm_start(&t);
+	serve_until(&t, "FLOODED", 240);
+	CONSOLE_HAS(&t, "FLOODED");
+	char *c = console(&t);
+	cr_assert_null(strstr(c, "BADFRAME"), "%s", c);
+	free(c);
+	AUDIT_HAS(&t, "\"event\":\"vm_ctl_overflow\",\"partition\":\"guest\","
+		      "\"reason\":\"NOT_READING\"");
+	cr_assert_geq(t.m.vm[0].ctl, 0, "the port was closed, not served");
+	t_vm_teardown(&t);
+}
+
 /* ---- the agent killed -9 ---------------------------------------------------- */
 
 /* The agent's side in a child process that is killed -9 once the VM

@@ -69,15 +69,18 @@ static int send_frame(struct vm_part *v, uint16_t type, uint32_t seq,
 	if (n < 0)
 		return n;
 	/* A guest that does not read its port (WAKEs now come unasked, one
-	 * per doorbell while its flag is set) must not block the agent: past
-	 * VMMGR_OUTQ_MAX unread bytes its frames are dropped whole (the
-	 * socket's buffer, ~200 KiB, always takes one more below that). It
-	 * loses only what it did not read. */
+	 * per doorbell while its flag is set; answers to requests it never
+	 * reads) must not block the agent: past VMMGR_OUTQ_MAX of unread
+	 * frames, as the socket accounts them (SIOCOUTQ: with their buffers'
+	 * overhead, so well below the send buffer's ~200 KiB, which then
+	 * always takes one more), its frames are dropped whole. It loses
+	 * only what it did not read. */
 	int queued = 0;
 	if (ioctl(v->ctl, SIOCOUTQ, &queued) == 0 && queued > VMMGR_OUTQ_MAX) {
 		if (!v->outq_full)
-			log_warn("VM %s: reads nothing from its control port; "
-				 "dropping frames", v->spec.name);
+			emit(v->m, "vm_ctl_overflow", v->spec.name, NULL,
+			     "NOT_READING", NULL, "the guest reads nothing "
+			     "from its control port: frames to it dropped");
 		v->outq_full = true;
 		return -EAGAIN;
 	}
