@@ -435,11 +435,13 @@ Test(vm_chan, revocation_mid_stream_is_closed, .timeout = 400,
 	no_shm_left();
 }
 
-/* A guest that writes requests and never reads the answers: 786 KB of
- * STATE frames into its port (32,768 answers due), read by nobody. The
- * agent must keep reading (the guest's write completes) rather than block
- * on a full socket: past 64 KiB unread, frames to the guest are dropped,
- * audited once. */
+/* A guest that writes requests and never reads the answers: 3 MB of
+ * STATE frames into its port (131,072 answers due, 3 MB, far more than
+ * the guest's port buffers take while the writer holds the port open —
+ * once it closes, the guest's kernel discards what comes). The agent must
+ * keep reading (the guest's write completes) rather than block on a full
+ * socket: past 64 KiB unread, frames to the guest are dropped, audited
+ * once. */
 Test(vm_chan, guest_not_reading_its_port_does_not_block_the_agent,
      .timeout = 300, .fini = t_vm_fini)
 {
@@ -453,7 +455,7 @@ Test(vm_chan, guest_not_reading_its_port_does_not_block_the_agent,
 		   "\\0010\\0000\\0000\\0000\\0001\\0000\\0000\\0000"
 		   "\\0001\\0000\\0000\\0000\\0000\\0000\\0000\\0000' > /run/f\n"
 		   "[ $(wc -c < /run/f) = 24 ] || echo BADFRAME\n"
-		   "for i in $(seq 15); do cat /run/f /run/f > /run/g; "
+		   "for i in $(seq 17); do cat /run/f /run/f > /run/g; "
 		   "mv /run/g /run/f; done\n"
 		   "cat /run/f > $p\n"
 		   "echo FLOODED\n", "x\n");
