@@ -656,7 +656,8 @@ static int start_all(struct agent *a, int restore, char **args, int n,
 	 * open finds its VM peer registered. */
 	if (!bad && a->nvm &&
 	    vmrun_start(&a->vms, a->cli.state_dir, &a->cm, &a->audit,
-			a->vm_specs, a->nvm, stdout, &err) < 0) {
+			a->have_db ? &a->db : NULL, a->vm_specs, a->nvm,
+			stdout, &err) < 0) {
 		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
 		bad = 1;
 	}

@@ -16,11 +16,19 @@
  *                         median of 2,000 round trips, the guest's clock
  *
  *   vm_chan_notify_rtt_vs_vport_echo
- *                         the median sleeping round trip (the VM WAITs
- *                         through the control port for each answer; pong
- *                         rings it) divided by the median one-byte round
- *                         trip through a bare virtio-serial port this
- *                         bench echoes (org.parley.echo.0), same run
+ *                         the median sleeping round trip (the VM sleeps on
+ *                         its ring's message-pending flag for each answer
+ *                         and the agent WAKEs it when pong rings: protocol
+ *                         2, two crossings of the port with the NOTIFY
+ *                         that wakes pong) divided by the median one-byte
+ *                         round trip through a bare virtio-serial port
+ *                         this bench echoes (org.parley.echo.0), same run
+ *
+ * pong (guest/examples/pong.c) makes each answer before the message comes
+ * and checks the message after answering it: the round trip is the
+ * channel's, not two checksums over up to 2 KiB on the thin side. The
+ * guest's clocksource is printed (a VM without a TSC clocksource would
+ * time each round trip with two syscalls).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -47,6 +55,7 @@ static const char grants[] =
 	"\"peer\",\"direction\":\"both\",\"ring_bytes\":\"64K\"}]}";
 
 static const char script[] =
+	"echo CLOCKSOURCE $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)\n"
 	"for i in 1 2 3 4 5; do\n"
 	"  parley-chan open openb || exit 1\n"
 	"  parley-chan close openb\n"

@@ -25,6 +25,9 @@ static void check(const struct vmctl_msg *m)
 	if (m->h.type == PARLEY_VMCTL_OPEN &&
 	    !memchr(m->u.open.name, 0, sizeof(m->u.open.name)))
 		abort();
+	if ((m->h.type == PARLEY_VMCTL_NOTIFY || m->h.type == PARLEY_VMCTL_STATE ||
+	     m->h.type == PARLEY_VMCTL_CLOSE) && m->u.handle.reserved)
+		abort();
 	if (m->h.type == PARLEY_VMCTL_DIGEST &&
 	    (!memchr(m->u.digest.path, 0, sizeof(m->u.digest.path)) ||
 	     m->u.digest.path[0] != '/'))

@@ -232,6 +232,14 @@ static const struct bad_case bad_cases[] = {
 	{ "segment integer", DOC1(",\"segments\":[0]"), NULL, -EINVAL, "partitions.ping.segments[0]: not a SHA-256" },
 	{ "segment nested array", DOC1(",\"segments\":[[\"" HEX "\"]]"), NULL, -EINVAL, "partitions.ping.segments[0]: not a SHA-256" },
 	{ "segments and bad files", DOC("{\"files\":[],\"segments\":[0]}"), NULL, -EINVAL, "partitions.ping.files: expected an object" },
+	/* Guest-reported digests (Linux VMs). */
+	{ "guest_reported not an object", "{\"partitions\":{},\"guest_reported\":[]}", NULL, -EINVAL, "\"guest_reported\": expected an object" },
+	{ "guest_reported bad partition", "{\"partitions\":{},\"guest_reported\":{\"a/b\":{}}}", NULL, -EINVAL, "guest_reported: bad partition name" },
+	{ "guest_reported entry array", "{\"partitions\":{},\"guest_reported\":{\"vm\":[]}}", NULL, -EINVAL, "guest_reported.vm: expected an object" },
+	{ "guest_reported relative path", "{\"partitions\":{},\"guest_reported\":{\"vm\":{\"etc/x\":\"" HEX "\"}}}", NULL, -EINVAL, "guest_reported.vm: bad path" },
+	{ "guest_reported dotdot path", "{\"partitions\":{},\"guest_reported\":{\"vm\":{\"/etc/../x\":\"" HEX "\"}}}", NULL, -EINVAL, "guest_reported.vm: bad path" },
+	{ "guest_reported space in path", "{\"partitions\":{},\"guest_reported\":{\"vm\":{\"/a b\":\"" HEX "\"}}}", NULL, -EINVAL, "guest_reported.vm: bad path" },
+	{ "guest_reported not hex", "{\"partitions\":{},\"guest_reported\":{\"vm\":{\"/x\":\"00\"}}}", NULL, -EINVAL, NOT_HEX("guest_reported.vm./x") },
 };
 
 Test(baseline, hostile_documents)
@@ -598,6 +606,83 @@ Test(baseline, enroll_save_reload_admit)
 		     3);
 	cr_expect_eq(baseline_admit(&db, "mon", &q, &e), 0, "%s", e.msg);
 	cr_expect_eq(baseline_admit(&db, "ping", &m, &e), 0, "%s", e.msg);
+	baseline_free(&db);
+
+	unlink(path);
+	free(path);
+	t_rmtree(dir);
+	free(dir);
+	expect_no_leaks();
+}
+
+/* Guest-reported digests: enrolled at a path's first report, then
+ * compared (a different one names the path); golden mode enrols nothing;
+ * kept through save and reload; hostile names and paths refused. */
+Test(baseline, guest_reported_enrol_compare_save_reload)
+{
+	char *dir = t_tmpdir();
+	char *path = path_in(dir, "baselines.json");
+	struct baseline_db db;
+	struct parley_err e = { 0 };
+	uint8_t d[MEASURE_DIGEST], other[MEASURE_DIGEST];
+	bool enrolled;
+	memset(d, 0x5a, sizeof(d));
+	memcpy(other, d, sizeof(d));
+	other[31] ^= 1;
+
+	cr_assert_eq(baseline_load(&db, path, BASELINE_ENROLL, &e), 0);
+	cr_expect_eq(baseline_guest_report(&db, "vm", "/etc/app.conf", d,
+					   &enrolled, &e), 0, "%s", e.msg);
+	cr_expect(enrolled);
+	cr_expect_eq(baseline_guest_report(&db, "vm", "/etc/app.conf", d,
+					   &enrolled, &e), 0, "%s", e.msg);
+	cr_expect_not(enrolled, "a match is not enrolled again");
+	cr_expect_eq(baseline_guest_report(&db, "vm", "/etc/app.conf", other,
+					   &enrolled, &e), -EBADMSG);
+	cr_expect(strstr(e.msg, "guest-reported file /etc/app.conf differs"),
+		  "%s", e.msg);
+	cr_expect_not(enrolled);
+	/* Another VM's same path is its own. */
+	cr_expect_eq(baseline_guest_report(&db, "vm2", "/etc/app.conf", other,
+					   &enrolled, &e), 0, "%s", e.msg);
+	cr_expect_eq(baseline_guest_report(&db, "vm", "relative", d, &enrolled,
+					   &e), -EINVAL);
+	cr_expect_eq(baseline_guest_report(&db, "vm", "/a/../b", d, &enrolled,
+					   &e), -EINVAL);
+	cr_expect_eq(baseline_guest_report(&db, "../vm", "/a", d, &enrolled,
+					   &e), -EINVAL);
+	/* At most BASELINE_GUEST_FILES_MAX paths per VM. */
+	for (int i = 1; i < BASELINE_GUEST_FILES_MAX; i++) {
+		char p[32];
+		snprintf(p, sizeof(p), "/f%d", i);
+		cr_assert_eq(baseline_guest_report(&db, "vm", p, d, &enrolled,
+						   &e), 0, "%s", e.msg);
+	}
+	cr_expect_eq(baseline_guest_report(&db, "vm", "/one-too-many", d,
+					   &enrolled, &e), -ENOSPC);
+	cr_expect_eq(baseline_save(&db, &e), 0, "%s", e.msg);
+	baseline_free(&db);
+
+	/* Reloaded golden: the enrolled digests compare, nothing new is
+	 * taken. */
+	cr_assert_eq(baseline_load(&db, path, BASELINE_GOLDEN, &e), 0, "%s",
+		     e.msg);
+	cr_expect_eq(baseline_guest_report(&db, "vm", "/etc/app.conf", d,
+					   &enrolled, &e), 0, "%s", e.msg);
+	cr_expect_eq(baseline_guest_report(&db, "vm", "/etc/app.conf", other,
+					   &enrolled, &e), -EBADMSG);
+	cr_expect_eq(baseline_guest_report(&db, "vm", "/etc/new", d, &enrolled,
+					   &e), -EBADMSG);
+	cr_expect(strstr(e.msg, "/etc/new is not in its golden baseline"),
+		  "%s", e.msg);
+	cr_expect_not(db.changed);
+	baseline_free(&db);
+
+	/* In memory: never written. */
+	cr_assert_eq(baseline_memory(&db), 0);
+	cr_expect_eq(baseline_guest_report(&db, "vm", "/x", d, &enrolled, &e),
+		     0);
+	cr_expect_eq(baseline_save(&db, &e), 0);
 	baseline_free(&db);
 
 	unlink(path);

@@ -256,6 +256,55 @@ Test(vm_chan, ungranted_then_tampered_config, .timeout = 240, .fini = t_vm_fini)
 	t_vm_teardown(&t);
 }
 
+/* Guest-reported digests against baselines: the first report of a path
+ * is enrolled (audited guest-reported), the same digest again matches and
+ * an open passes integrity (PEER_DOWN: ping is not there), a different
+ * one is answered INTEGRITY and the next open is refused INTEGRITY naming
+ * the path as guest-reported; the VM is quarantined. */
+Test(vm_chan, guest_reported_digest_enrolled_then_changed_is_integrity,
+     .timeout = 240, .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("true"),
+		   "echo calm > /run/app.conf\n"
+		   "parley-chan digest /run/app.conf\n"
+		   "parley-chan open pingpong\n"
+		   "parley-chan digest /run/app.conf\n"
+		   "echo evil > /run/app.conf\n"
+		   "parley-chan digest /run/app.conf\n"
+		   "parley-chan open pingpong\n"
+		   "echo SCRIPT-END\n", "x\n");
+	t_vm_start(&t);
+	serve_until(&t, "SCRIPT-END", 180);
+	char *c = console(&t);
+	/* the guest tool's SHA-256 of "calm\n" (sha256sum's) */
+	char *a = strstr(c, "DIGEST /run/app.conf "
+			 "43cc99483cd1d06fd875527f27b57f7c"
+			 "b6b2e4efd7d30ee1845ca60421024170");
+	cr_assert(a, "%s", c);
+	char *b = strstr(a, "ERROR PEER_DOWN");
+	cr_assert(b, "integrity did not pass after the enrolment:\n%s", c);
+	b = strstr(b, "DIGEST /run/app.conf ");
+	cr_assert(b, "the same digest again did not match:\n%s", c);
+	b = strstr(b, "ERROR INTEGRITY /run/app.conf");
+	cr_assert(b, "a changed digest was not refused:\n%s", c);
+	cr_assert(strstr(b, "ERROR INTEGRITY guest/guest-reported:/run/app.conf"),
+		  "the next open was not refused naming the path:\n%s", c);
+	free(c);
+	AUDIT_HAS(&t, "\"event\":\"guest_reported_digest\",\"partition\":"
+		      "\"guest\",\"reason\":\"guest-reported\",\"file\":"
+		      "\"/run/app.conf\"");
+	AUDIT_HAS(&t, "enrolled as its baseline");
+	AUDIT_HAS(&t, "matches its baseline");
+	AUDIT_HAS(&t, "\"event\":\"guest_digest_mismatch\",\"partition\":"
+		      "\"guest\",\"reason\":\"guest-reported\",\"file\":"
+		      "\"/run/app.conf\"");
+	AUDIT_HAS(&t, "\"event\":\"quarantine\",\"partition\":\"guest\","
+		      "\"reason\":\"INTEGRITY\",\"file\":"
+		      "\"guest-reported:/run/app.conf\"");
+	t_vm_teardown(&t);
+}
+
 /* ---- a VM and a thin partition on one channel ------------------------------ */
 
 /* ping (a thin partition) sends 10,000 checksummed messages; the VM's
@@ -310,6 +359,43 @@ Test(vm_chan, vm_and_thin_partition_ping_pong_10000, .timeout = 400,
 	no_shm_left();
 }
 
+/* Both ends sleep when idle: the VM's `pong -w` waits through its ring's
+ * message-pending flag (protocol 2: no WAIT request, the agent WAKEs it
+ * when ping rings while the flag is set), ping sleeps in CHAN_WAIT and the
+ * VM rings it with NOTIFY. 3,000 round trips cross the flag/doorbell race
+ * in both orders (the VM is slow under TCG, so ping often publishes while
+ * the VM is between setting its flag and looking at its ring); a lost
+ * wake-up would leave a message unanswered until the guest's quiet-second
+ * check, which counts it. Then ping exits: the VM's next sleeping recv
+ * ends PEER_DOWN (WAKE, or STATE if that went to the port's earlier
+ * opener). */
+Test(vm_chan, sleeping_both_ways_no_lost_wake_up_then_peer_down,
+     .timeout = 400, .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("true"),
+		   "parley-chan open pingpong || exit 1\n"
+		   "parley-chan pong pingpong 3000 -w\n"
+		   "parley-chan recv pingpong -w\n"
+		   "echo SCRIPT-END\n", "mode=calm\n");
+	struct partition *ping = t_fleet_add(&t.f, "ping", "ping.elf",
+					     "count=3000", NULL, false, NULL);
+	t_vm_start(&t);
+	t_fleet_go(&t.f);
+	serve_until(&t, "SCRIPT-END", 360);
+	CONSOLE_HAS(&t, "PONG 3000 messages checked and answered (lost "
+			"wake-ups: 0)");
+	CONSOLE_HAS(&t, "ERROR PEER_DOWN");
+	cr_assert_eq(t_fleet_run(&t.f, 10000), 0, "%s", t_fleet_out(&t.f));
+	cr_assert_eq(ping->fin.code, 0, "%s", t_fleet_out(&t.f));
+	cr_assert(strstr(t_fleet_out(&t.f), "ping: 3000 messages each way"),
+		  "%s", t_fleet_out(&t.f));
+	cr_assert(strstr(t_fleet_out(&t.f), "checksums ok"), "%s",
+		  t_fleet_out(&t.f));
+	t_vm_teardown(&t);
+	no_shm_left();
+}
+
 /* ---- revocation ------------------------------------------------------------- */
 
 /* The grant is removed while ping and the VM exchange messages: the
@@ -347,6 +433,42 @@ Test(vm_chan, revocation_mid_stream_is_closed, .timeout = 400,
 	AUDIT_HAS(&t, "\"event\":\"vm_unplugged\",\"partition\":\"guest\"");
 	t_vm_teardown(&t);
 	no_shm_left();
+}
+
+/* A guest that writes requests and never reads the answers: 3 MB of
+ * STATE frames into its port (131,072 answers due, 3 MB, far more than
+ * the guest's port buffers take while the writer holds the port open —
+ * once it closes, the guest's kernel discards what comes). The agent must
+ * keep reading (the guest's write completes) rather than block on a full
+ * socket: past 64 KiB unread, frames to the guest are dropped, audited
+ * once. */
+Test(vm_chan, guest_not_reading_its_port_does_not_block_the_agent,
+     .timeout = 300, .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("false"),
+		   "for d in /sys/class/virtio-ports/*; do\n"
+		   "  [ \"$(cat $d/name)\" = org.parley.ctl.0 ] && p=/dev/${d##*/}\n"
+		   "done\n"
+		   /* STATE, version 2, handle 1: magic PVC1, 2, 7, len 8, seq 1 */
+		   "echo -ne '\\0120\\0126\\0103\\0061\\0002\\0000\\0007\\0000"
+		   "\\0010\\0000\\0000\\0000\\0001\\0000\\0000\\0000"
+		   "\\0001\\0000\\0000\\0000\\0000\\0000\\0000\\0000' > /run/f\n"
+		   "[ $(wc -c < /run/f) = 24 ] || echo BADFRAME\n"
+		   "for i in $(seq 17); do cat /run/f /run/f > /run/g; "
+		   "mv /run/g /run/f; done\n"
+		   "cat /run/f > $p\n"
+		   "echo FLOODED\n", "x\n");
+	t_vm_start(&t);
+	serve_until(&t, "FLOODED", 240);
+	CONSOLE_HAS(&t, "FLOODED");
+	char *c = console(&t);
+	cr_assert_null(strstr(c, "BADFRAME"), "%s", c);
+	free(c);
+	AUDIT_HAS(&t, "\"event\":\"vm_ctl_overflow\",\"partition\":\"guest\","
+		      "\"reason\":\"NOT_READING\"");
+	cr_assert_geq(t.m.vm[0].ctl, 0, "the port was closed, not served");
+	t_vm_teardown(&t);
 }
 
 /* ---- the agent killed -9 ---------------------------------------------------- */
@@ -414,6 +536,116 @@ Test(vm_chan, kill9_agent_then_adopt, .timeout = 300, .fini = t_vm_fini)
 	cr_assert_eq(vmhost_destroy(&t.m.host, "guest", &err), 0, "%s", err.msg);
 	cr_assert_eq(vmhost_running(&t.m.host, "guest"), 0);
 	t_vm_teardown(&t);
+	no_shm_left();
+}
+
+/* Descriptors of this process that are memfds (channel memory): none may
+ * be left once the agent's side is torn down. */
+static unsigned memfds_held(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	unsigned n = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char p[64], target[256];
+		snprintf(p, sizeof(p), "/proc/self/fd/%s", e->d_name);
+		ssize_t len = readlink(p, target, sizeof(target) - 1);
+		if (len > 0) {
+			target[len] = 0;
+			n += strncmp(target, "/memfd:", 7) == 0;
+		}
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* The VM's console file, read without a vmhost (the first agent is gone
+ * and the second not yet up). */
+static bool console_file_has(struct t_vm *t, const char *what)
+{
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/vm/%s.console", t->f.dir, t->spec.name);
+	FILE *f = fopen(p, "r");
+	static char buf[1 << 16];
+	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	buf[n] = 0;
+	return strstr(buf, what) != NULL;
+}
+
+/* The agent's side (grant manager, the thin partition ping, the VM's
+ * manager) killed -9 while the VM's `pong -w -r` answers ping: its wait
+ * sees the port's host end go (POLLHUP) and lets go of the channel; a new
+ * agent adopts the VM, a new ping starts, the guest says HELLO again (the
+ * new agent unplugs the devices of the old channel), opens the channel
+ * anew and answers 3,000 checksummed messages. Nothing left in /dev/shm,
+ * no memfd held once the new agent is torn down. */
+Test(vm_chan, kill9_agent_mid_stream_guest_reopens, .timeout = 400,
+     .fini = t_vm_fini)
+{
+	struct t_vm t;
+	struct parley_err err = { 0 };
+	t_vm_setup(&t, POLICY("true"),
+		   "parley-chan open pingpong || exit 1\n"
+		   "parley-chan pong pingpong 3000 -w -r\n"
+		   "echo SCRIPT-END\n"
+		   "sleep 60\n", "mode=calm\n");
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* The first agent: ping streams for ever, served until it
+		 * is killed. */
+		t_fleet_add(&t.f, "ping", "ping.elf", "count=1000000", NULL,
+			    false, NULL);
+		if (vmmgr_init(&t.m, t.f.dir, NULL, &t.f.cm, NULL, &err) ||
+		    vmmgr_add(&t.m, &t.spec, &err)) {
+			fprintf(stderr, "first agent: %s\n", err.msg);
+			_exit(1);
+		}
+		t_fleet_go(&t.f);
+		for (;;)
+			pump(&t, 5);
+	}
+	time_t end = time(NULL) + 240;
+	while (!console_file_has(&t, "PONG-AT 300 session 0") && time(NULL) < end)
+		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "the first agent ended");
+	kill(pid, SIGKILL);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(console_file_has(&t, "PONG-AT 300 session 0"),
+		  "the VM never streamed under the first agent");
+	cr_assert_not(console_file_has(&t, "SCRIPT-END"),
+		      "pong ended before the first agent was killed");
+	/* The second agent. */
+	struct partition *ping = t_fleet_add(&t.f, "ping", "ping.elf",
+					     "count=3000", NULL, false, NULL);
+	t_vm_start(&t);
+	cr_assert(vmmgr_find(&t.m, "guest")->adopted);
+	t_fleet_go(&t.f);
+	serve_until(&t, "SCRIPT-END", 300);
+	CONSOLE_HAS(&t, "REOPENED pingpong handle=");
+	CONSOLE_HAS(&t, "PONG 3000 messages checked and answered (lost "
+			"wake-ups: 0)");
+	CONSOLE_HAS(&t, "PONG reopened 1");
+	cr_assert_eq(t_fleet_run(&t.f, 10000), 0, "%s", t_fleet_out(&t.f));
+	cr_assert_eq(ping->fin.code, 0, "%s", t_fleet_out(&t.f));
+	cr_assert(strstr(t_fleet_out(&t.f), "ping: 3000 messages each way"),
+		  "%s", t_fleet_out(&t.f));
+	cr_assert(strstr(t_fleet_out(&t.f), "checksums ok"), "%s",
+		  t_fleet_out(&t.f));
+	AUDIT_HAS(&t, "\"event\":\"vm_adopted\",\"partition\":\"guest\"");
+	/* The old channel's devices: unplugged once the guest said HELLO. */
+	for (int i = 0; i < 5000 && !strstr(t_fleet_audit(&t.f),
+					     "\"reason\":\"ADOPTED\""); i++)
+		pump(&t, 1);
+	AUDIT_HAS(&t, "\"event\":\"vm_unplugged\",\"partition\":\"guest\","
+		      "\"reason\":\"ADOPTED\"");
+	cr_assert_eq(vmmgr_find(&t.m, "guest")->nstale, 0);
+	t_vm_teardown(&t);
+	cr_assert_eq(memfds_held(), 0, "channel memory still held");
 	no_shm_left();
 }
 

@@ -59,6 +59,7 @@ Test(vmctl, frames_decode_under_every_chunking)
 	n += open_frame(buf + n, "pingpong", 2);
 	n += frame(buf + n, PARLEY_VMCTL_NOTIFY, &hd, sizeof(hd), 3);
 	n += frame(buf + n, PARLEY_VMCTL_DIGEST, &dg, sizeof(dg), 4);
+	n += frame(buf + n, PARLEY_VMCTL_STATE, &hd, sizeof(hd), 5);
 	for (size_t chunk = 0; chunk <= 40; chunk++) {
 		struct vmctl_dec d;
 		struct vmctl_msg m[8];
@@ -67,13 +68,15 @@ Test(vmctl, frames_decode_under_every_chunking)
 		vmctl_dec_init(&d);
 		cr_assert_geq(feed_all(&d, buf, n, chunk, m, &nm, &err), 0,
 			      "chunk %zu: %s", chunk, err.msg);
-		cr_assert_eq(nm, 4, "chunk %zu", chunk);
+		cr_assert_eq(nm, 5, "chunk %zu", chunk);
 		cr_assert_eq(m[0].h.type, PARLEY_VMCTL_HELLO);
 		cr_assert_str_eq(m[1].u.open.name, "pingpong");
 		cr_assert_eq(m[1].h.seq, 2);
 		cr_assert_eq(m[2].u.handle.handle, 7);
 		cr_assert_str_eq(m[3].u.digest.path, "/etc/app.conf");
 		cr_assert_eq(m[3].u.digest.sha256[0], 0xab);
+		cr_assert_eq(m[4].h.type, PARLEY_VMCTL_STATE);
+		cr_assert_eq(m[4].u.handle.handle, 7);
 		cr_assert_eq(d.have, 0);
 	}
 }
@@ -105,8 +108,10 @@ Test(vmctl, bad_magic_version_type_length_refused)
 	buf[0] ^= 1;
 	refused(buf, n, "magic");
 	n = frame(buf, PARLEY_VMCTL_HELLO, &he, sizeof(he), 1);
-	buf[4] = 2;
-	refused(buf, n, "version 2");
+	buf[4] = 1;  /* version 1 (WAIT, answered NOTIFY): not spoken */
+	refused(buf, n, "version 1 (this agent speaks 2)");
+	buf[4] = 3;
+	refused(buf, n, "version 3");
 	/* An agent-to-guest type and an unknown one from the guest. */
 	n = frame(buf, PARLEY_VMCTL_OPEN_REPLY, &he, sizeof(he), 1);
 	refused(buf, n, "type 130");
@@ -114,11 +119,20 @@ Test(vmctl, bad_magic_version_type_length_refused)
 	refused(buf, n, "type 77");
 	n = frame(buf, 0, &he, sizeof(he), 1);
 	refused(buf, n, "type 0");
+	/* Version 1's WAIT, with its old payload: gone in version 2. */
+	struct parley_vmctl_handle hd = { 1, 0 };
+	n = frame(buf, 4, &hd, sizeof(hd), 1);
+	refused(buf, n, "type 4");
+	/* WAKE is the agent's: a guest may not send it. */
+	struct parley_vmctl_status st = { 0, 1 };
+	n = frame(buf, PARLEY_VMCTL_WAKE, &st, sizeof(st), 1);
+	refused(buf, n, "type 132");
 	/* Lengths other than the type's: shorter, longer, huge (the header
 	 * alone is refused; no payload is waited for). */
 	n = frame(buf, PARLEY_VMCTL_HELLO, &he, sizeof(he) - 1, 1);
 	refused(buf, n, "7 payload bytes");
-	struct parley_vmctl_hdr h = { PARLEY_VMCTL_MAGIC, 1, PARLEY_VMCTL_OPEN,
+	struct parley_vmctl_hdr h = { PARLEY_VMCTL_MAGIC, PARLEY_VMCTL_VERSION,
+				      PARLEY_VMCTL_OPEN,
 				      0xffffffffu, 1 };
 	refused((uint8_t *)&h, sizeof(h), "4294967295 payload bytes");
 }
@@ -133,7 +147,9 @@ Test(vmctl, payload_rules_refused)
 	refused(buf, frame(buf, PARLEY_VMCTL_HELLO, &he, sizeof(he), 1),
 		"version 0");
 	struct parley_vmctl_handle hd = { 1, 1 };
-	refused(buf, frame(buf, PARLEY_VMCTL_WAIT, &hd, sizeof(hd), 1),
+	refused(buf, frame(buf, PARLEY_VMCTL_STATE, &hd, sizeof(hd), 1),
+		"reserved");
+	refused(buf, frame(buf, PARLEY_VMCTL_NOTIFY, &hd, sizeof(hd), 1),
 		"reserved");
 	struct parley_vmctl_open o;
 	memset(&o, 'a', sizeof(o)); /* no NUL */

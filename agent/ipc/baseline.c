@@ -103,9 +103,59 @@ static int check_part(const char *name, json_t *p, struct parley_err *err)
 	return rc;
 }
 
+/* A guest-reported path as the VM control protocol admits it
+ * (agent/vm/vmctl.c): absolute, printable ASCII, no ".." component. */
+static bool guest_path_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (s[0] != '/' || n >= BASELINE_GUEST_PATH_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 0x21 || s[i] > 0x7e)
+			return false;
+	for (const char *p = s; (p = strstr(p, "..")); p += 2)
+		if (p[-1] == '/' && (p[2] == '/' || p[2] == '\0'))
+			return false;
+	return true;
+}
+
+static int check_guest(json_t *g, struct parley_err *err)
+{
+	if (!json_is_object(g))
+		return perr(err, -EINVAL, "\"guest_reported\": expected an "
+			    "object");
+	const char *k;
+	json_t *v;
+	json_object_foreach(g, k, v) {
+		if (!jv_name_valid(k, strlen(k), PARLEY_CONFIG_NAME_MAX))
+			return perr(err, -EINVAL, "guest_reported: bad "
+				    "partition name");
+		if (!json_is_object(v) ||
+		    json_object_size(v) > BASELINE_GUEST_FILES_MAX)
+			return perr(err, -EINVAL, "guest_reported.%s: expected "
+				    "an object of at most %d", k,
+				    BASELINE_GUEST_FILES_MAX);
+		const char *path;
+		json_t *d;
+		json_object_foreach(v, path, d) {
+			struct jv_quoted q;
+			if (!guest_path_ok(path))
+				return perr(err, -EINVAL, "guest_reported.%s: "
+					    "bad path %s", k,
+					    jv_quote(&q, path, strlen(path)));
+			if (!is_hex64(d))
+				return perr(err, -EINVAL, "guest_reported.%s."
+					    "%s: not a SHA-256 in lower-case "
+					    "hex", k, path);
+		}
+	}
+	return 0;
+}
+
 static int check_root(json_t *root, struct parley_err *err)
 {
-	static const char *const top[] = { "partitions", NULL };
+	static const char *const top[] = { "partitions", "guest_reported",
+					   NULL };
 	if (!json_is_object(root))
 		return perr(err, -EINVAL, "expected an object");
 	int rc = jv_check_known(root, top, "", err);
@@ -121,7 +171,8 @@ static int check_root(json_t *root, struct parley_err *err)
 		if (rc < 0)
 			return rc;
 	}
-	return 0;
+	json_t *g = json_object_get(root, "guest_reported");
+	return g ? check_guest(g, err) : 0;
 }
 
 int baseline_parse(struct baseline_db *db, const char *json, size_t len,
@@ -265,6 +316,54 @@ int baseline_admit(struct baseline_db *db, const char *name,
 	return 0;
 }
 
+int baseline_guest_report(struct baseline_db *db, const char *name,
+			  const char *path, const uint8_t digest[MEASURE_DIGEST],
+			  bool *enrolled, struct parley_err *err)
+{
+	char hex[2 * MEASURE_DIGEST + 1];
+	*enrolled = false;
+	if (!jv_name_valid(name, strlen(name), PARLEY_CONFIG_NAME_MAX) ||
+	    !guest_path_ok(path))
+		return perr(err, -EINVAL, "guest-reported digest: bad name or "
+			    "path");
+	measure_hex(digest, hex);
+	json_t *g = json_object_get(db->root, "guest_reported");
+	json_t *mine = g ? json_object_get(g, name) : NULL;
+	json_t *want = mine ? json_object_get(mine, path) : NULL;
+	if (want)
+		return strcmp(json_string_value(want), hex)
+			? perr(err, -EBADMSG, "partition %s: guest-reported "
+			       "file %s differs from its baseline", name, path)
+			: 0;
+	if (db->mode == BASELINE_GOLDEN)
+		return perr(err, -EBADMSG, "partition %s: guest-reported file "
+			    "%s is not in its golden baseline", name, path);
+	if (mine && json_object_size(mine) >= BASELINE_GUEST_FILES_MAX)
+		return perr(err, -ENOSPC, "partition %s: more than %d "
+			    "guest-reported files", name,
+			    BASELINE_GUEST_FILES_MAX);
+	if (!g) {
+		g = json_object();
+		json_object_set_new(db->root, "guest_reported", g);
+	}
+	if (!mine) {
+		mine = json_object();
+		json_object_set_new(g, name, mine);
+	}
+	json_object_set_new(mine, path, json_string(hex));
+	db->changed = true;
+	*enrolled = true;
+	return 0;
+}
+
+int baseline_memory(struct baseline_db *db)
+{
+	memset(db, 0, sizeof(*db));
+	db->mode = BASELINE_ENROLL;
+	db->root = json_pack("{s:{}}", "partitions");
+	return db->root ? 0 : -ENOMEM;
+}
+
 static int dump_to_fd(const char *buf, size_t len, void *data)
 {
 	return fd_write_all(*(const int *)data, buf, len) < 0 ? -1 : 0;
@@ -285,8 +384,8 @@ static int dump_file(json_t *root, const char *path)
 
 int baseline_save(struct baseline_db *db, struct parley_err *err)
 {
-	if (!db->changed)
-		return 0;
+	if (!db->changed || !db->path)
+		return 0; /* unchanged, or kept in memory only */
 	char tmp[4096];
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", db->path) >= sizeof(tmp))
 		return perr(err, -ENAMETOOLONG, "baseline path too long");

@@ -56,8 +56,8 @@ static int check_payload(const struct vmctl_msg *m, struct parley_err *err)
 			return perr(err, -EPROTO, "OPEN: not a channel name");
 		return 0;
 	case PARLEY_VMCTL_NOTIFY:
-	case PARLEY_VMCTL_WAIT:
 	case PARLEY_VMCTL_CLOSE:
+	case PARLEY_VMCTL_STATE:
 		if (m->u.handle.reserved)
 			return perr(err, -EPROTO, "type %u: reserved field set",
 				    m->h.type);

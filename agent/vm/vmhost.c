@@ -203,7 +203,12 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 		"<name>" VMHOST_PREFIX "%s</name>"
 		"<metadata><parley:vm xmlns:parley='" VMHOST_NS "' "
 		"name='%s'/></metadata>"
-		"<memory unit='MiB'>%u</memory><vcpu>%u</vcpu>"
+		/* At least 2 possible vCPUs: TCG translates the guest's
+		 * fences and locked instructions into the host's only when
+		 * the machine may run more than one vCPU (CF_PARALLEL), and
+		 * channel memory is shared with other host processes (thin
+		 * partitions) whose flag/index handshake needs them. */
+		"<memory unit='MiB'>%u</memory><vcpu current='%u'>%u</vcpu>"
 		"<os><type arch='x86_64' machine='pc'>hvm</type>"
 		"<kernel>%s</kernel><initrd>%s</initrd>"
 		"<cmdline>console=ttyS0 quiet panic=-1 %s</cmdline></os>"
@@ -223,7 +228,8 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 		s->accel == VM_ACCEL_KVM || (s->accel == VM_ACCEL_AUTO &&
 			access("/dev/kvm", R_OK | W_OK) == 0) ? "kvm" : "qemu",
 		s->name, s->name, s->mem_mib ? s->mem_mib : 192,
-		s->vcpus ? s->vcpus : 1, s->kernel,
+		s->vcpus ? s->vcpus : 1,
+		s->vcpus > 2 ? s->vcpus : 2, s->kernel,
 		s->initrd, s->cmdline_extra, fl ? "<sysinfo type='fwcfg'>" : "", fw,
 		fl ? "</sysinfo>" : "", sock,
 		s->echo_port ? "<channel type='unix'><source mode='bind' path='" : "",

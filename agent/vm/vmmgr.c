@@ -2,11 +2,15 @@
 #include "agent/vm/vmmgr.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,6 +68,23 @@ static int send_frame(struct vm_part *v, uint16_t type, uint32_t seq,
 	int n = vmctl_encode(type, seq, pl, len, v->out, sizeof(v->out));
 	if (n < 0)
 		return n;
+	/* A guest that does not read its port (WAKEs now come unasked, one
+	 * per doorbell while its flag is set; answers to requests it never
+	 * reads) must not block the agent: past VMMGR_OUTQ_MAX of unread
+	 * frames, as the socket accounts them (SIOCOUTQ: with their buffers'
+	 * overhead, so well below the send buffer's ~200 KiB, which then
+	 * always takes one more), its frames are dropped whole. It loses
+	 * only what it did not read. */
+	int queued = 0;
+	if (ioctl(v->ctl, SIOCOUTQ, &queued) == 0 && queued > VMMGR_OUTQ_MAX) {
+		if (!v->outq_full)
+			emit(v->m, "vm_ctl_overflow", v->spec.name, NULL,
+			     "NOT_READING", NULL, "the guest reads nothing "
+			     "from its control port: frames to it dropped");
+		v->outq_full = true;
+		return -EAGAIN;
+	}
+	v->outq_full = false;
 	/* Replies are small; a blocking send keeps them whole and in order
 	 * (QEMU drains the socket into the guest's port). */
 	for (size_t off = 0; off < (size_t)n;) {
@@ -129,7 +150,9 @@ static void vc_unplugged(struct vm_part *v, struct vm_chan *c)
 		close(c->bell_mine);
 	if (c->bell_peer >= 0)
 		close(c->bell_peer);
-	c->bell_mine = c->bell_peer = -1;
+	if (c->flag_fd >= 0)
+		close(c->flag_fd);
+	c->bell_mine = c->bell_peer = c->flag_fd = -1;
 	c->unplugging = false;
 	c->closed = c->gone = true;
 }
@@ -195,7 +218,17 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 	c->handle = ++v->next_handle;
 	c->bell_mine = dup(ch->bell[side]);
 	c->bell_peer = dup(ch->bell[1 - side]);
+	c->flag_fd = -1;
 	int rc = c->bell_mine < 0 || c->bell_peer < 0 ? -errno : 0;
+	/* The queue this VM reads: its consumer section holds the flag the
+	 * guest sets before it sleeps (the header is the agent's own copy,
+	 * not the guest's word). */
+	for (unsigned q = 0; q < ch->hdr.nqueues && !rc; q++) {
+		unsigned cs = 2 + 2 * q;
+		if (ch->hdr.q[q].from != (uint32_t)side && cs < ch->nsec &&
+		    c->flag_fd < 0 && (c->flag_fd = dup(ch->mem[cs])) < 0)
+			rc = -errno;
+	}
 	for (unsigned i = 0; i < ch->nsec && !rc; i++) {
 		unsigned n = 0;
 		while (n < 16 && (v->slots_used & (1u << n)))
@@ -249,12 +282,25 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 	return 0;
 }
 
+/* Unprompted (version 2): the guest may be waiting or not; a WAKE it did
+ * not need only makes it look at its ring again. */
 static void wake(struct vm_part *v, struct vm_chan *c, int status)
 {
-	if (!c->wait_pending)
-		return;
-	c->wait_pending = false;
-	send_status(v, PARLEY_VMCTL_WAKE, c->wait_seq, status, c->handle);
+	send_status(v, PARLEY_VMCTL_WAKE, 0, status, c->handle);
+}
+
+/* The guest's message-pending flag, as the section's file holds it now
+ * (0 once punched or truncated: a revoked channel is woken CLOSED
+ * instead). The guest writes it: its only power is to get a WAKE it asked
+ * for, one per doorbell. */
+static bool guest_waiting(const struct vm_chan *c)
+{
+	uint32_t w = 0;
+	if (c->flag_fd < 0)
+		return false;
+	return pread(c->flag_fd, &w, sizeof(w),
+		     offsetof(struct parley_ring_cons, waiting)) ==
+	       (ssize_t)sizeof(w) && w != 0;
 }
 
 static void ext_unmap(void *ctx, struct cm_chan *ch, int side)
@@ -320,6 +366,12 @@ static int ext_verify(void *ctx, char *file, size_t cap)
 			return -EBADMSG;
 		}
 	}
+	/* The host's own measurements first; then what the guest said of
+	 * its files, marked as the guest's word. */
+	if (v->guest_bad[0]) {
+		snprintf(file, cap, "guest-reported:%s", v->guest_bad);
+		return -EBADMSG;
+	}
 	return 0;
 }
 
@@ -330,13 +382,26 @@ static const struct cm_ext_ops vm_ops = {
 
 /* ---- set-up ------------------------------------------------------------- */
 
+static void find_stale(struct vm_part *v);
+
 int vmmgr_init(struct vmmgr *m, const char *state_dir, const char *uri,
 	       struct chanmgr *cm, struct audit *audit, struct parley_err *err)
 {
 	memset(m, 0, sizeof(*m));
 	m->cm = cm;
 	m->audit = audit;
-	return vmhost_open(&m->host, state_dir, uri, err);
+	if (baseline_memory(&m->own_db))
+		return perr(err, -ENOMEM, "guest-reported baselines");
+	m->db = &m->own_db;
+	int rc = vmhost_open(&m->host, state_dir, uri, err);
+	if (rc)
+		baseline_free(&m->own_db);
+	return rc;
+}
+
+void vmmgr_set_baselines(struct vmmgr *m, struct baseline_db *db)
+{
+	m->db = db ? db : &m->own_db;
 }
 
 void vmmgr_free(struct vmmgr *m)
@@ -350,6 +415,7 @@ void vmmgr_free(struct vmmgr *m)
 				vc_release(v, &v->ch[k]);
 	}
 	vmhost_close(&m->host);
+	baseline_free(&m->own_db);
 }
 
 struct vm_part *vmmgr_find(struct vmmgr *m, const char *name)
@@ -381,9 +447,15 @@ int vmmgr_add(struct vmmgr *m, const struct vm_spec *s, struct parley_err *err)
 	int r = vmhost_running(&m->host, s->name);
 	if (r < 0)
 		return perr(err, r, "VM %s: cannot ask libvirt", s->name);
+	if (getrandom(&v->next_handle, sizeof(v->next_handle), 0) !=
+	    (ssize_t)sizeof(v->next_handle))
+		v->next_handle = (uint32_t)now_ns();
+	v->next_handle &= 0xffffff; /* far from wrapping; unlike an earlier
+				     * agent's (a guest's stale handle) */
 	if (r) {
 		v->adopted = true;
 		emit(m, "vm_adopted", s->name, NULL, NULL, NULL, NULL);
+		find_stale(v);
 	} else {
 		int rc = vmhost_start(&m->host, s, err);
 		if (rc)
@@ -411,11 +483,106 @@ unsigned vmmgr_fds(const struct vmmgr *m, unsigned i, int *fds, unsigned cap)
 	unsigned n = 0;
 	if (v->ctl >= 0 && n < cap)
 		fds[n++] = v->ctl;
+	/* Every open channel's doorbell: the guest says it waits in shared
+	 * memory, not through the port. */
 	for (unsigned k = 0; k < VMMGR_CHANS && n < cap; k++)
-		if (v->ch[k].used && v->ch[k].wait_pending &&
+		if (v->ch[k].used && !v->ch[k].closed &&
 		    v->ch[k].bell_mine >= 0)
 			fds[n++] = v->ch[k].bell_mine;
 	return n;
+}
+
+/* ---- an adopted VM's devices from an earlier agent ---------------------- */
+
+/* QEMU's `info pci`: "Bus  0, device  16, function 0:" opens a device,
+ * `id "pld3s1"` names it. Our section devices (pld<handle>s<sec>) on the
+ * slots we use are the earlier agent's: their channels died with it. */
+static void find_stale(struct vm_part *v)
+{
+	char *reply = NULL;
+	struct parley_err err = { 0 };
+	if (vmhost_hmp(&v->m->host, v->spec.name, "info pci", &reply, &err)) {
+		log_warn("%s", err.msg);
+		return;
+	}
+	int dev = -1;
+	uint32_t maxh = 0;
+	for (char *l = reply; l && *l;) {
+		char *nl = strchr(l, '\n');
+		if (nl)
+			*nl = 0;
+		unsigned bus, d, fn, h, sec;
+		char tail;
+		if (sscanf(l, " Bus %u, device %u, function %u%c", &bus, &d, &fn,
+			   &tail) == 4 && tail == ':')
+			dev = bus == 0 && fn == 0 ? (int)d : -1;
+		else if (sscanf(l, " id \"pld%us%u\"", &h, &sec) == 2 && dev >= 0 &&
+			 dev >= VMMGR_SLOT0 && dev < VMMGR_SLOT0 + 16 &&
+			 v->nstale < 16) {
+			struct vm_stale *st = &v->stale[v->nstale++];
+			st->handle = h;
+			st->sec = sec;
+			st->slot = (uint8_t)dev;
+			v->slots_used |= 1u << (dev - VMMGR_SLOT0);
+			if (h > maxh)
+				maxh = h;
+		}
+		l = nl ? nl + 1 : NULL;
+	}
+	free(reply);
+	/* New handles above the old ones: a guest that still names an old
+	 * handle gets BAD_HANDLE, never another channel, and new device
+	 * ids do not meet ones QEMU still holds. */
+	if (maxh >= v->next_handle)
+		v->next_handle = maxh;
+}
+
+/* The guest said HELLO: whoever holds its port now has let go of the
+ * old channels (libparley unmaps before it re-opens), so their devices
+ * go. */
+static void unplug_stale(struct vm_part *v)
+{
+	for (unsigned i = 0; i < v->nstale; i++) {
+		struct vm_stale *st = &v->stale[i];
+		char cmd[64];
+		struct parley_err err = { 0 };
+		if (st->unplugging)
+			continue;
+		st->unplugging = true;
+		snprintf(cmd, sizeof(cmd), "device_del pld%us%u", st->handle,
+			 st->sec);
+		if (hmp(v, cmd, &err))
+			log_warn("%s", err.msg);
+	}
+}
+
+/* Their memory objects, once QEMU let go of the devices: true if any
+ * went. */
+static bool stale_gone(struct vmmgr *m, struct vm_part *v)
+{
+	unsigned before = v->nstale;
+	/* Asking QEMU costs a monitor round trip: not on every serve. */
+	uint64_t now = now_ns();
+	if (now - v->stale_try_ns < 50000000ull)
+		return false;
+	v->stale_try_ns = now;
+	for (unsigned i = 0; i < v->nstale;) {
+		struct vm_stale *st = &v->stale[i];
+		char cmd[64];
+		struct parley_err err = { 0 };
+		snprintf(cmd, sizeof(cmd), "object_del plm%us%u", st->handle,
+			 st->sec);
+		if (!st->unplugging || hmp(v, cmd, &err)) {
+			i++;
+			continue;
+		}
+		v->slots_used &= ~(1u << (st->slot - VMMGR_SLOT0));
+		*st = v->stale[--v->nstale];
+	}
+	if (before && !v->nstale)
+		emit(m, "vm_unplugged", v->spec.name, NULL, "ADOPTED", NULL,
+		     "the devices of the previous agent's channels");
+	return v->nstale != before;
 }
 
 static bool keep(const char *name, void *ctx)
@@ -460,6 +627,47 @@ static void on_open(struct vmmgr *m, struct vm_part *v,
 	send_frame(v, PARLEY_VMCTL_OPEN_REPLY, msg->h.seq, &r, sizeof(r));
 }
 
+/* A guest-reported digest: the guest's word of a file inside it (weaker
+ * than the host's measurement of its config files, and audited as such),
+ * compared with its baseline like any other — enrolled at the path's
+ * first report, and a later different one makes every open after it
+ * INTEGRITY naming the path (ext_verify). Answered INTEGRITY at once too. */
+static void on_digest(struct vmmgr *m, struct vm_part *v,
+		      const struct vmctl_msg *msg)
+{
+	const char *path = msg->u.digest.path;
+	char hex[65], detail[160];
+	struct parley_err err = { 0 };
+	bool enrolled = false;
+	measure_hex(msg->u.digest.sha256, hex);
+	int rc = baseline_guest_report(m->db, v->spec.name, path,
+				       msg->u.digest.sha256, &enrolled, &err);
+	int st = PARLEY_OK;
+	if (rc == -EBADMSG) {
+		if (!v->guest_bad[0])
+			snprintf(v->guest_bad, sizeof(v->guest_bad), "%s", path);
+		snprintf(detail, sizeof(detail), "%s: %s (the guest's word)",
+			 hex, err.msg);
+		emit(m, "guest_digest_mismatch", v->spec.name, NULL,
+		     "guest-reported", path, detail);
+		st = PARLEY_E_INTEGRITY;
+	} else if (rc < 0) {
+		snprintf(detail, sizeof(detail), "%s: %s", hex, err.msg);
+		emit(m, "guest_reported_digest", v->spec.name, NULL,
+		     "guest-reported", path, detail);
+		st = PARLEY_E_LIMIT;
+	} else {
+		snprintf(detail, sizeof(detail), "%s %s", hex,
+			 enrolled ? "enrolled as its baseline"
+				  : "matches its baseline");
+		emit(m, "guest_reported_digest", v->spec.name, NULL,
+		     "guest-reported", path, detail);
+		if (enrolled && baseline_save(m->db, &err) < 0)
+			log_warn("VM %s: %s", v->spec.name, err.msg);
+	}
+	send_status(v, PARLEY_VMCTL_STATUS, msg->h.seq, st, 0);
+}
+
 /* The channel behind a handle, and the status a request on it gets. */
 static int handle_state(struct vmmgr *m, struct vm_part *v, uint32_t handle,
 			struct vm_chan **out, struct cm_chan **ch)
@@ -487,6 +695,7 @@ static void on_msg(struct vmmgr *m, struct vm_part *v,
 	switch (msg->h.type) {
 	case PARLEY_VMCTL_HELLO: {
 		struct parley_vmctl_hello he = { PARLEY_VMCTL_VERSION, 0 };
+		unplug_stale(v);
 		send_frame(v, PARLEY_VMCTL_HELLO_REPLY, msg->h.seq, &he,
 			   sizeof(he));
 		return;
@@ -494,37 +703,24 @@ static void on_msg(struct vmmgr *m, struct vm_part *v,
 	case PARLEY_VMCTL_OPEN:
 		on_open(m, v, msg);
 		return;
-	case PARLEY_VMCTL_DIGEST: {
-		/* The guest's word only: audited as guest-reported. */
-		char hex[65];
-		for (int i = 0; i < 32; i++)
-			snprintf(hex + 2 * i, 3, "%02x", msg->u.digest.sha256[i]);
-		emit(m, "guest_reported_digest", v->spec.name, NULL,
-		     "guest-reported", msg->u.digest.path, hex);
-		send_status(v, PARLEY_VMCTL_STATUS, msg->h.seq, PARLEY_OK, 0);
+	case PARLEY_VMCTL_DIGEST:
+		on_digest(m, v, msg);
 		return;
-	}
-	case PARLEY_VMCTL_NOTIFY: {
+	case PARLEY_VMCTL_NOTIFY:
+		/* No answer: a guest learns of a channel that ended from its
+		 * WAKE (CLOSED, PEER_DOWN) or by asking STATE. */
 		st = handle_state(m, v, msg->u.handle.handle, &c, &ch);
 		if (st == PARLEY_OK) {
 			uint64_t one = 1;
 			if (write(c->bell_peer, &one, sizeof(one)) < 0 &&
 			    errno != EAGAIN)
-				st = PARLEY_E_CLOSED;
+				log_warn("VM %s: doorbell: %s", v->spec.name,
+					 strerror(errno));
 		}
-		send_status(v, PARLEY_VMCTL_STATUS, msg->h.seq, st,
-			    msg->u.handle.handle);
 		return;
-	}
-	case PARLEY_VMCTL_WAIT:
+	case PARLEY_VMCTL_STATE:
 		st = handle_state(m, v, msg->u.handle.handle, &c, &ch);
-		if (st == PARLEY_OK && !c->wait_pending) {
-			c->wait_pending = true;
-			c->wait_seq = msg->h.seq;
-			return; /* WAKE when the doorbell rings */
-		}
-		send_status(v, PARLEY_VMCTL_WAKE, msg->h.seq,
-			    st == PARLEY_OK ? PARLEY_E_INVAL : st,
+		send_status(v, PARLEY_VMCTL_STATUS, msg->h.seq, st,
 			    msg->u.handle.handle);
 		return;
 	case PARLEY_VMCTL_CLOSE:
@@ -533,7 +729,6 @@ static void on_msg(struct vmmgr *m, struct vm_part *v,
 			vc_release(v, c);
 		} else if (c && !c->closed) {
 			c->closed = true;
-			wake(v, c, PARLEY_E_CLOSED);
 			unplug(v, c);
 			chanmgr_ext_close(m->cm, &v->shell, c->chan, c->handle);
 			st = PARLEY_OK;
@@ -548,15 +743,20 @@ static void on_msg(struct vmmgr *m, struct vm_part *v,
 /* Doorbells rung for waiting VMs, and unplugs that completed. */
 static bool housekeep(struct vmmgr *m, struct vm_part *v)
 {
-	bool did = false;
+	bool did = v->nstale && stale_gone(m, v);
 	for (unsigned i = 0; i < VMMGR_CHANS; i++) {
 		struct vm_chan *c = &v->ch[i];
 		if (!c->used)
 			continue;
 		uint64_t n;
-		if (c->wait_pending &&
+		/* Rung: the peer published and saw the guest's flag. Read
+		 * the flag after the doorbell, so a guest that set it before
+		 * the peer looked is woken; one that cleared it (it found the
+		 * message itself) is not. */
+		if (!c->closed && c->bell_mine >= 0 &&
 		    read(c->bell_mine, &n, sizeof(n)) == (ssize_t)sizeof(n)) {
-			wake(v, c, PARLEY_OK);
+			if (guest_waiting(c))
+				wake(v, c, PARLEY_OK);
 			did = true;
 		}
 		if (c->unplugging && objects_gone(v, c)) {

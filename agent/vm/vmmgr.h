@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "agent/ipc/audit.h"
+#include "agent/ipc/baseline.h"
 #include "agent/ipc/chanmgr.h"
 #include "agent/partition.h"
 #include "agent/vm/vmctl.h"
@@ -40,6 +41,8 @@
 #define VMMGR_MAX 8
 #define VMMGR_CHANS 8
 #define VMMGR_SLOT0 0x10      /* PCI slots 0x10.. on pci.0 for sections */
+#define VMMGR_OUTQ_MAX 65536  /* unread bytes on a VM's port: more, and
+			       * frames to it are dropped */
 
 struct vm_chan {
 	bool used;
@@ -57,9 +60,21 @@ struct vm_chan {
 				     * until it closes it (or the record is
 				     * needed) */
 	bool peer_gone;
-	bool wait_pending;
-	uint32_t wait_seq;
 	int bell_mine, bell_peer;   /* dups of the channel's doorbells */
+	int flag_fd;                /* a dup of the memfd holding the VM's
+				     * consumer page (the queue it reads;
+				     * -1: it reads none): its `waiting`
+				     * flag, read with pread on a doorbell
+				     * (never mapped: a truncated section
+				     * must not SIGBUS the agent) */
+};
+
+/* A section device an earlier agent plugged into a VM this agent
+ * adopted: its channel died with that agent. */
+struct vm_stale {
+	uint32_t handle, sec;       /* its ids: pld<handle>s<sec>, plm... */
+	uint8_t slot;
+	bool unplugging;            /* device_del sent */
 };
 
 struct vmmgr;
@@ -72,11 +87,23 @@ struct vm_part {
 	bool adopted;               /* was running before this agent */
 	bool late;                  /* kept a channel past its revocation
 				     * deadline: its memory was truncated */
+	char guest_bad[BASELINE_GUEST_PATH_MAX]; /* the first guest-reported
+				     * path whose digest differed from its
+				     * baseline: every later open is refused
+				     * INTEGRITY naming it */
 	int ctl;                    /* control port connection, or -1 */
+	bool outq_full;             /* frames being dropped (VMMGR_OUTQ_MAX) */
 	struct vmctl_dec dec;
 	uint32_t next_handle;
 	uint32_t slots_used;        /* bit n: PCI slot VMMGR_SLOT0 + n */
 	struct vm_chan ch[VMMGR_CHANS];
+	unsigned nstale;            /* adopted: devices of an earlier agent's
+				     * channels, unplugged at the guest's
+				     * first HELLO (it re-opens after it
+				     * let go of their mappings), their
+				     * slots taken until QEMU has let go */
+	struct vm_stale stale[16];
+	uint64_t stale_try_ns;      /* the last object_del round */
 	uint8_t out[sizeof(struct parley_vmctl_hdr) + PARLEY_VMCTL_PAYLOAD_MAX];
 };
 
@@ -84,6 +111,9 @@ struct vmmgr {
 	struct vmhost host;
 	struct chanmgr *cm;         /* the agent's grant manager */
 	struct audit *audit;
+	struct baseline_db *db;     /* guest-reported digests' baselines:
+				     * own_db unless vmmgr_set_baselines */
+	struct baseline_db own_db;  /* in memory, enroll mode */
 	unsigned nvm;
 	struct vm_part vm[VMMGR_MAX];
 	uint64_t plug_ns_last;      /* the last open's hot-plug, for benches */
@@ -92,6 +122,10 @@ struct vmmgr {
 int vmmgr_init(struct vmmgr *m, const char *state_dir, const char *uri,
 	       struct chanmgr *cm, struct audit *audit, struct parley_err *err);
 void vmmgr_free(struct vmmgr *m);
+
+/* Keep guest-reported digests in db (parley-agent's --baselines file, its
+ * mode: enroll or golden) rather than in memory. db outlives m. */
+void vmmgr_set_baselines(struct vmmgr *m, struct baseline_db *db);
 
 /* Take on a VM: measure its config files (the baseline), adopt its domain
  * if it runs (an agent before us started it) or start it, connect to its

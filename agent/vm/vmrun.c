@@ -8,8 +8,9 @@
 #include <string.h>
 
 int vmrun_start(struct vmrun *r, const char *state_dir, struct chanmgr *cm,
-		struct audit *audit, const struct vm_spec *specs, unsigned n,
-		FILE *out, struct parley_err *err)
+		struct audit *audit, struct baseline_db *db,
+		const struct vm_spec *specs, unsigned n, FILE *out,
+		struct parley_err *err)
 {
 	memset(r, 0, sizeof(*r));
 	r->out = out;
@@ -19,6 +20,7 @@ int vmrun_start(struct vmrun *r, const char *state_dir, struct chanmgr *cm,
 	int rc = vmmgr_init(&r->m, state_dir, NULL, cm, audit, err);
 	if (rc)
 		return rc;
+	vmmgr_set_baselines(&r->m, db);
 	r->on = true;
 	for (unsigned i = 0; i < n; i++) {
 		r->con[i].rc = -1;

@@ -32,10 +32,13 @@ struct vmrun {
 
 /* Start the n VMs (n <= VMMGR_MAX) under cm, their libvirt root and
  * sockets beneath state_dir; then destroy owned domains without a spec
- * (an earlier run's). On failure the ones started are destroyed. */
+ * (an earlier run's). On failure the ones started are destroyed. db: the
+ * --baselines file their guest-reported digests are enrolled in and
+ * compared with (NULL: kept in memory for the run). */
 int vmrun_start(struct vmrun *r, const char *state_dir, struct chanmgr *cm,
-		struct audit *audit, const struct vm_spec *specs, unsigned n,
-		FILE *out, struct parley_err *err);
+		struct audit *audit, struct baseline_db *db,
+		const struct vm_spec *specs, unsigned n, FILE *out,
+		struct parley_err *err);
 
 /* The supervisor's hooks (owner: the struct vmrun). */
 unsigned vmrun_fds(struct vmrun *r, int *fds, unsigned cap);

@@ -115,6 +115,9 @@ int pl_ctl_open(struct pl_ctl *c, const char *path)
 	c->fd = -1;
 	c->seq = 0;
 	c->timeout_ms = 5000;
+	c->ended_handle = 0;
+	c->ended_status = 0;
+	c->lost_wakes = 0;
 	if (!path) {
 		int rc = pl_find_port(PARLEY_VMCTL_PORT, found, sizeof(found));
 		if (rc)
@@ -146,11 +149,64 @@ int pl_ctl_open(struct pl_ctl *c, const char *path)
 	return rc;
 }
 
+int pl_ctl_connected(const struct pl_ctl *c)
+{
+	struct pollfd pfd = { c->fd, POLLOUT, 0 };
+	return c->fd >= 0 && poll(&pfd, 1, 0) >= 0 && !(pfd.revents & POLLHUP);
+}
+
 void pl_ctl_close(struct pl_ctl *c)
 {
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+}
+
+/* A WAKE that is not (or no longer) waited for: a channel that ended is
+ * remembered, so the next wait or call on its handle says so. */
+static void note_wake(struct pl_ctl *c, const struct parley_vmctl_status *st)
+{
+	if (st->status < 0) {
+		c->ended_handle = st->handle;
+		c->ended_status = st->status;
+	}
+}
+
+/* One frame from the agent, whole and checked: magic, version, an
+ * agent-to-guest type and exactly its payload length (up to cap bytes
+ * into pl). first_ms bounds the wait for its first byte (< 0: none);
+ * once it began, the rest comes within c->timeout_ms or the stream is
+ * lost (-ETIMEDOUT). While the agent is away (the port's host end
+ * closed: POLLHUP) a call waits for it to come back; a wait (hup_ends)
+ * returns -ENOTCONN at once, so the caller lets go of its channel before
+ * a new agent unplugs the old devices. */
+static int read_frame(struct pl_ctl *c, struct parley_vmctl_hdr *h, void *pl,
+		      uint32_t cap, int first_ms, int hup_ends)
+{
+	int waited = 0;
+	for (;;) {
+		struct pollfd pfd = { c->fd, POLLIN, 0 };
+		int pr = poll(&pfd, 1, first_ms < 0 ? 100 : 10);
+		if (pr < 0 && errno != EINTR)
+			return -errno;
+		if (pr > 0 && (pfd.revents & POLLIN))
+			break;
+		if (pr > 0 && (pfd.revents & POLLHUP) && hup_ends)
+			return -ENOTCONN;
+		if (pr > 0 && (pfd.revents & POLLHUP))
+			nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+		waited += first_ms < 0 ? 0 : 10;
+		if (first_ms >= 0 && waited >= first_ms)
+			return -ETIMEDOUT;
+	}
+	int rc = read_all(c->fd, h, sizeof(*h), c->timeout_ms);
+	if (rc)
+		return rc;
+	if (h->magic != PARLEY_VMCTL_MAGIC || h->version != PARLEY_VMCTL_VERSION ||
+	    h->type < 0x80 || !parley_vmctl_payload_len(h->type) ||
+	    h->len != parley_vmctl_payload_len(h->type) || h->len > cap)
+		return -EPROTO;
+	return read_all(c->fd, pl, h->len, c->timeout_ms);
 }
 
 int pl_ctl_call(struct pl_ctl *c, uint16_t type, const void *pl, uint32_t len,
@@ -159,24 +215,31 @@ int pl_ctl_call(struct pl_ctl *c, uint16_t type, const void *pl, uint32_t len,
 	uint8_t buf[sizeof(struct parley_vmctl_hdr) + PARLEY_VMCTL_PAYLOAD_MAX];
 	struct parley_vmctl_hdr h = { PARLEY_VMCTL_MAGIC, PARLEY_VMCTL_VERSION,
 				      type, len, ++c->seq };
-	if (len > PARLEY_VMCTL_PAYLOAD_MAX)
+	if (len > PARLEY_VMCTL_PAYLOAD_MAX ||
+	    want_len != parley_vmctl_payload_len(want))
 		return -EINVAL;
 	memcpy(buf, &h, sizeof(h));
 	memcpy(buf + sizeof(h), pl, len);
-	/* A WAIT may sleep as long as the peer is quiet; anything else is
-	 * answered at once by a live agent. */
-	int limit = type == PARLEY_VMCTL_WAIT ? -1 : c->timeout_ms;
 	int rc = write_all(c->fd, buf, sizeof(h) + len, c->timeout_ms);
 	if (rc)
 		return rc;
-	struct parley_vmctl_hdr r;
-	if ((rc = read_all(c->fd, &r, sizeof(r), limit)))
-		return rc;
-	if (r.magic != PARLEY_VMCTL_MAGIC || r.version != PARLEY_VMCTL_VERSION ||
-	    r.type != want || r.len != want_len || r.seq != h.seq ||
-	    want_len != parley_vmctl_payload_len(want))
-		return -EPROTO;
-	return read_all(c->fd, reply, want_len, limit);
+	/* The answer; WAKEs (unprompted) may come first. */
+	for (;;) {
+		struct parley_vmctl_hdr r;
+		if ((rc = read_frame(c, &r, buf, sizeof(buf) - sizeof(r),
+				     c->timeout_ms, 0)))
+			return rc;
+		if (r.type == PARLEY_VMCTL_WAKE) {
+			struct parley_vmctl_status st;
+			memcpy(&st, buf, sizeof(st));
+			note_wake(c, &st);
+			continue;
+		}
+		if (r.type != want || r.seq != h.seq)
+			return -EPROTO;
+		memcpy(reply, buf, want_len);
+		return 0;
+	}
 }
 
 int pl_chan_open(struct pl_ctl *c, const char *name, struct pl_chan *ch)
@@ -338,16 +401,21 @@ int pl_chan_recv(struct pl_chan *ch, void *buf, uint32_t cap, uint32_t *len)
 
 int pl_chan_peer_waiting(const struct pl_chan *ch)
 {
+	/* The index we just published must be visible before we read the
+	 * peer's flag, or both sides can miss each other: x86 lets a load
+	 * pass an earlier store, and the peer does the mirror image (sets
+	 * its flag, fences, reads our index) before it sleeps. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return ch->tx.size &&
 	       __atomic_load_n(&ch->tx.cons->waiting, __ATOMIC_ACQUIRE);
 }
 
-static int handle_call(struct pl_ctl *c, uint16_t type, uint16_t want,
-		       const struct pl_chan *ch)
+static int handle_call(struct pl_ctl *c, uint16_t type, const struct pl_chan *ch)
 {
 	struct parley_vmctl_handle hd = { ch->rep.handle, 0 };
 	struct parley_vmctl_status st;
-	int rc = pl_ctl_call(c, type, &hd, sizeof(hd), want, &st, sizeof(st));
+	int rc = pl_ctl_call(c, type, &hd, sizeof(hd), PARLEY_VMCTL_STATUS, &st,
+			     sizeof(st));
 	if (rc)
 		return rc;
 	if (st.status > 0 || st.handle != ch->rep.handle)
@@ -357,26 +425,98 @@ static int handle_call(struct pl_ctl *c, uint16_t type, uint16_t want,
 
 int pl_chan_notify(struct pl_ctl *c, const struct pl_chan *ch)
 {
-	return handle_call(c, PARLEY_VMCTL_NOTIFY, PARLEY_VMCTL_STATUS, ch);
+	/* One frame, no answer (version 2): ringing a channel that ended
+	 * does nothing, and the next wait or STATE says it ended. */
+	struct {
+		struct parley_vmctl_hdr h;
+		struct parley_vmctl_handle hd;
+	} f = { { PARLEY_VMCTL_MAGIC, PARLEY_VMCTL_VERSION, PARLEY_VMCTL_NOTIFY,
+		  sizeof(struct parley_vmctl_handle), ++c->seq },
+		{ ch->rep.handle, 0 } };
+	if (c->ended_handle == ch->rep.handle && c->ended_status)
+		return PL_STATUS(c->ended_status);
+	return write_all(c->fd, &f, sizeof(f), c->timeout_ms);
+}
+
+int pl_chan_state(struct pl_ctl *c, const struct pl_chan *ch)
+{
+	return handle_call(c, PARLEY_VMCTL_STATE, ch);
 }
 
 int pl_chan_wait(struct pl_ctl *c, struct pl_chan *ch)
 {
-	/* Message-pending: set our flag, look again, only then sleep (the
-	 * peer notifies only while it is set). */
 	if (!ch->rx.size)
 		return PL_STATUS(PARLEY_E_INVAL);
+	if (c->ended_handle == ch->rep.handle && c->ended_status)
+		return PL_STATUS(c->ended_status);
+	/* Message-pending: set our flag, then look at the ring; only an
+	 * empty ring lets us sleep. The producer publishes, then reads the
+	 * flag (both with full barriers), so one of us sees the other: it
+	 * rings and the agent, seeing the flag after the doorbell, WAKEs
+	 * us; or we see its message here. */
 	__atomic_store_n(&ch->rx.cons->waiting, 1, __ATOMIC_SEQ_CST);
 	int rc = 0;
-	if (!parley_ring_readable(&ch->rx))
-		rc = handle_call(c, PARLEY_VMCTL_WAIT, PARLEY_VMCTL_WAKE, ch);
+	while (!parley_ring_readable(&ch->rx)) {
+		struct parley_vmctl_hdr h;
+		struct parley_vmctl_status st;
+		int r = read_frame(c, &h, &st, sizeof(st), 1000, 1);
+		if (r == -ETIMEDOUT && parley_ring_readable(&ch->rx)) {
+			/* A message came and no WAKE for a second: late, or
+			 * lost (the flag/doorbell protocol failed). Counted
+			 * as lost if none comes in two more; either way the
+			 * message is there to read. */
+			r = read_frame(c, &h, &st, sizeof(st), 2000, 1);
+			if (r == -ETIMEDOUT) {
+				c->lost_wakes++;
+				break;
+			}
+		} else if (r == -ETIMEDOUT) {
+			/* Quiet for a second: is the channel still there (a
+			 * WAKE CLOSED may have gone to an earlier opener of
+			 * the port; a restarted agent knows no handle)? */
+			if ((r = pl_chan_state(c, ch))) {
+				rc = r;
+				break;
+			}
+			continue;
+		}
+		if (r == 0 && (h.type != PARLEY_VMCTL_WAKE || st.status > 0))
+			r = -EPROTO; /* nothing was asked */
+		if (r) {
+			rc = r;
+			break;
+		}
+		note_wake(c, &st);
+		/* OK: look at the ring again (a stale WAKE only costs a
+		 * look); an end of this channel ends the wait. */
+		if (st.handle == ch->rep.handle && st.status != PARLEY_OK) {
+			rc = PL_STATUS(st.status);
+			break;
+		}
+	}
 	__atomic_store_n(&ch->rx.cons->waiting, 0, __ATOMIC_SEQ_CST);
 	return rc;
 }
 
 int pl_chan_close(struct pl_ctl *c, const struct pl_chan *ch)
 {
-	return handle_call(c, PARLEY_VMCTL_CLOSE, PARLEY_VMCTL_STATUS, ch);
+	return handle_call(c, PARLEY_VMCTL_CLOSE, ch);
+}
+
+int pl_digest(struct pl_ctl *c, const char *path, const uint8_t sha256[32])
+{
+	struct parley_vmctl_digest d;
+	struct parley_vmctl_status st;
+	memset(&d, 0, sizeof(d));
+	if (path[0] != '/' || strlen(path) >= sizeof(d.path))
+		return -EINVAL;
+	memcpy(d.path, path, strlen(path));
+	memcpy(d.sha256, sha256, 32);
+	int rc = pl_ctl_call(c, PARLEY_VMCTL_DIGEST, &d, sizeof(d),
+			     PARLEY_VMCTL_STATUS, &st, sizeof(st));
+	if (rc)
+		return rc;
+	return st.status > 0 ? -EPROTO : PL_STATUS(st.status);
 }
 
 const char *pl_status_name(int st)

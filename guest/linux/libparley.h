@@ -19,7 +19,12 @@
 struct pl_ctl {
 	int fd;
 	uint32_t seq;
-	int timeout_ms;   /* for a reply other than WAKE (pl_ctl_open: 5 s) */
+	int timeout_ms;   /* for a reply (pl_ctl_open: 5 s) */
+	uint32_t ended_handle;  /* the last channel a WAKE said ended ... */
+	int32_t ended_status;   /* ... and how (CLOSED, PEER_DOWN); 0: none */
+	unsigned lost_wakes;    /* waits that found a message in the ring
+				 * and no WAKE for it within 3 s (should
+				 * stay 0: the tests say so) */
 };
 
 struct pl_chan {
@@ -36,11 +41,18 @@ struct pl_chan {
 int pl_ctl_open(struct pl_ctl *c, const char *path);
 void pl_ctl_close(struct pl_ctl *c);
 
+/* Is an agent at the port's host end now? (0 while it is away: killed or
+ * restarting. A new agent knows none of the old handles — STATE says
+ * BAD_HANDLE — and unplugs the old devices once the guest says HELLO
+ * again: let go of the channel, pl_ctl_open, open it again.) */
+int pl_ctl_connected(const struct pl_ctl *c);
+
 /* The device of the virtio-serial port named `want`. 0 or -ENOENT. */
 int pl_find_port(const char *want, char *out, size_t cap);
 
 /* One request and its reply (type want, exactly want_len payload bytes,
- * the request's seq); anything else from the agent is -EPROTO. */
+ * the request's seq); WAKEs that come first are noted (an ended channel
+ * in c->ended_*), anything else from the agent is -EPROTO. */
 int pl_ctl_call(struct pl_ctl *c, uint16_t type, const void *pl, uint32_t len,
 		uint16_t want, void *reply, uint32_t want_len);
 
@@ -63,13 +75,28 @@ void pl_chan_unmap(struct pl_chan *ch);
 int pl_chan_send(struct pl_chan *ch, const void *msg, uint32_t len);
 int pl_chan_recv(struct pl_chan *ch, void *buf, uint32_t cap, uint32_t *len);
 
-/* The peer sleeps waiting for a message (its message-pending flag). */
+/* The peer sleeps waiting for a message (its message-pending flag); call
+ * after a send (a full fence first: see libparley.c), NOTIFY if so. */
 int pl_chan_peer_waiting(const struct pl_chan *ch);
 
-/* NOTIFY / WAIT / CLOSE through the control port: PL_STATUS or -errno. */
+/* NOTIFY: one frame to the agent, no answer (0, -errno, or the end a
+ * WAKE already reported). */
 int pl_chan_notify(struct pl_ctl *c, const struct pl_chan *ch);
+/* Sleep until a message is readable: sets the ring's message-pending
+ * flag and reads the port for the agent's unprompted WAKE (protocol 2: no
+ * request). Asks STATE after each quiet second. 0 (look at the ring),
+ * PL_STATUS(CLOSED, PEER_DOWN, BAD_HANDLE: an agent that restarted),
+ * -ENOTCONN (the agent went away: see pl_ctl_connected), or -errno. */
 int pl_chan_wait(struct pl_ctl *c, struct pl_chan *ch);
+/* STATE: what the agent says of the channel now (PL_STATUS or -errno). */
+int pl_chan_state(struct pl_ctl *c, const struct pl_chan *ch);
 int pl_chan_close(struct pl_ctl *c, const struct pl_chan *ch);
+
+/* DIGEST: report the SHA-256 of the guest's file `path` (absolute). The
+ * agent enrols it as the baseline of that path at its first report and
+ * compares later ones (PL_STATUS(INTEGRITY) when it differs: every open
+ * after is refused INTEGRITY naming the path, marked guest-reported). */
+int pl_digest(struct pl_ctl *c, const char *path, const uint8_t sha256[32]);
 
 /* A PL_STATUS as its name ("OK", "NO_GRANT", ...). */
 const char *pl_status_name(int status);

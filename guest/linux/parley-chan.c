@@ -7,9 +7,13 @@
  *   parley-chan recv NAME [-w]                      one message (-w: sleep
  *                                                   until one comes)
  *   parley-chan close NAME
- *   parley-chan pong NAME COUNT [-w]                answer COUNT checksummed
+ *   parley-chan pong NAME COUNT [-w] [-r]           answer COUNT checksummed
  *                                                   messages of the ping
- *                                                   partition (pingpong)
+ *                                                   partition (pingpong);
+ *                                                   -r: a channel lost with
+ *                                                   its agent (kill -9,
+ *                                                   restart) is opened again
+ *                                                   and COUNT starts over
  *   parley-chan ping NAME COUNT [FIRST]             send COUNT checksummed messages
  *                                                   to the pong partition, one at
  *                                                   a time, polling for each
@@ -19,6 +23,11 @@
  *   parley-chan vport-echo PORT [COUNT]             one byte round trips through
  *                                                   the virtio-serial port PORT
  *                                                   (the host echoes): baseline
+ *   parley-chan digest PATH                         report the SHA-256 of
+ *                                                   the guest's file PATH
+ *                                                   (guest-reported: the
+ *                                                   agent enrols, then
+ *                                                   compares)
  *   parley-chan poke NAME SECTION                   write junk into a section
  *                                                   (read-only ones: dropped)
  *   parley-chan touch NAME                          read the sections for ever,
@@ -26,6 +35,7 @@
  *                                                   that ignores revocation)
  *
  * Prints one result line: "OPEN NAME handle=H side=S", "SENT N",
+ * "DIGEST PATH HEX",
  * "RECV TEXT", "CLOSED", or "ERROR STATUS [detail]" (exit 1). The control
  * port is held only while a command runs (virtio-serial ports have one
  * opener), so the handle lives in the agent, named in /run/parley/NAME.
@@ -41,10 +51,11 @@
 #include <unistd.h>
 
 #include "libparley.h"
+#include "sha256.h"
 #include "ppmsg.h"
 
 static const char *port, *sysfs = "/sys";
-static struct pl_ctl ctl = { -1, 0, 5000 };
+static struct pl_ctl ctl = { -1, 0, 5000, 0, 0, 0 };
 
 static int fail(const char *what, int rc, const char *detail)
 {
@@ -92,6 +103,48 @@ static double now_us(void)
 	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
+/* Round trips are timed with the TSC, scaled by CLOCK_MONOTONIC over the
+ * whole run: a guest kernel may pick a clocksource (hpet: under TCG with
+ * more than one possible vCPU) whose every read is a syscall and an
+ * emulated device access, microseconds each — the clock, not the
+ * channel. */
+struct tsc_clock {
+	double t0_us;
+	uint64_t c0;
+};
+
+static void tsc_start(struct tsc_clock *k)
+{
+	k->t0_us = now_us();
+	k->c0 = __builtin_ia32_rdtsc();
+}
+
+/* Microseconds per TSC tick, from the run's length (>= 10 ms of it). */
+static double tsc_us_per_tick(const struct tsc_clock *k)
+{
+	double t;
+	uint64_t c;
+	while ((t = now_us()) - k->t0_us < 10000)
+		;
+	c = __builtin_ia32_rdtsc();
+	return c > k->c0 ? (t - k->t0_us) / (double)(c - k->c0) : 0;
+}
+
+/* The open channel's reply, for the commands after this one. */
+static int save(const char *name, const struct pl_chan *ch)
+{
+	char p[128];
+	mkdir("/run/parley", 0700);
+	state_path(name, p, sizeof(p));
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	int rc = write(fd, &ch->rep, sizeof(ch->rep)) == (ssize_t)sizeof(ch->rep)
+		 ? 0 : -EIO;
+	close(fd);
+	return rc;
+}
+
 static int cmd_open(const char *name)
 {
 	struct pl_chan ch;
@@ -105,13 +158,8 @@ static int cmd_open(const char *name)
 		return fail("map", rc, NULL);
 	double ms = (now_us() - t0) / 1e3; /* the agent's decision, its
 					    * hot-plug, our mapping */
-	char p[128];
-	mkdir("/run/parley", 0700);
-	state_path(name, p, sizeof(p));
-	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, &ch.rep, sizeof(ch.rep)) != (ssize_t)sizeof(ch.rep))
-		return fail("state", -errno, NULL);
-	close(fd);
+	if ((rc = save(name, &ch)))
+		return fail("state", rc, NULL);
 	printf("OPEN %s handle=%u side=%u ms=%.1f\n", name, ch.rep.handle,
 	       ch.rep.side, ms);
 	return 0;
@@ -121,7 +169,7 @@ static int cmd_open(const char *name)
  * agent what became of the channel (a revoked one reads zeros). */
 static int channel_state(struct pl_chan *ch)
 {
-	int rc = pl_chan_notify(&ctl, ch);
+	int rc = pl_chan_state(&ctl, ch);
 	return rc == 0 ? PL_STATUS(PARLEY_E_IO) : rc;
 }
 
@@ -153,8 +201,12 @@ static int recv_one(struct pl_chan *ch, void *buf, uint32_t cap,
 			if ((rc = pl_chan_wait(&ctl, ch)))
 				return rc;
 		} else if (spins % 100000 == 99999) {
-			/* polling: now and then, is the channel still there? */
-			if ((rc = pl_chan_notify(&ctl, ch)))
+			/* polling: now and then, is the agent there (if it
+			 * went, let go of the channel before a new one
+			 * unplugs its devices), and the channel? */
+			if (!pl_ctl_connected(&ctl))
+				return -ENOTCONN;
+			if ((rc = pl_chan_state(&ctl, ch)))
 				return rc;
 		}
 	}
@@ -192,17 +244,62 @@ static int cmd_close(const char *name)
 	return 0;
 }
 
-static int cmd_pong(const char *name, long count, int wait)
+/* The agent went away (killed, restarting) or came back knowing none of
+ * our handles. */
+static int agent_lost(int rc)
+{
+	return rc == -ENOTCONN || rc == -ETIMEDOUT || rc == -EPIPE ||
+	       rc == PL_STATUS(PARLEY_E_BAD_HANDLE);
+}
+
+/* Open the channel again under a new agent: let go of the old mapping
+ * (the new agent unplugs the old devices once we say HELLO), wait for the
+ * agent and for the peer, map the new devices. 0 or an error. */
+static int reopen_chan(const char *name, struct pl_chan *ch)
+{
+	pl_chan_unmap(ch);
+	pl_ctl_close(&ctl);
+	for (int t = 0; t < 1200; t++) {
+		nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
+		if (pl_ctl_open(&ctl, port))
+			continue; /* no agent yet */
+		int rc = pl_chan_open(&ctl, name, ch);
+		if (rc == PL_STATUS(PARLEY_E_PEER_DOWN)) {
+			pl_ctl_close(&ctl);
+			continue; /* its peer is not up yet */
+		}
+		if (rc == 0 && !(rc = pl_chan_map(ch, sysfs, 5000)))
+			rc = save(name, ch);
+		if (rc == 0)
+			printf("REOPENED %s handle=%u\n", name, ch->rep.handle);
+		return rc;
+	}
+	return -ETIMEDOUT;
+}
+
+/* Answer COUNT messages; with `reopen`, a channel lost with its agent is
+ * opened again and COUNT counts from its new peer's first message. */
+static int cmd_pong(const char *name, long count, int wait, int reopen)
 {
 	struct pl_chan ch;
 	static struct pp_msg in, out;
+	unsigned reopened = 0;
 	if (ctl_up() || load(name, &ch))
 		return 1;
 	for (long i = 0; i < count; i++) {
 		uint32_t len;
 		int rc = recv_one(&ch, &in, sizeof(in), &len, wait);
+		if (rc && reopen && agent_lost(rc)) {
+			if ((rc = reopen_chan(name, &ch)))
+				return fail("reopen", rc, NULL);
+			reopened++;
+			i = -1;
+			continue;
+		}
 		if (rc)
 			return fail("recv", rc, NULL);
+		if (reopen && i == 300)
+			printf("PONG-AT 300 session %u\n", reopened);
 		if (pp_check(&in, len, (uint32_t)i)) {
 			printf("ERROR message %ld damaged\n", i);
 			return 1;
@@ -215,7 +312,10 @@ static int cmd_pong(const char *name, long count, int wait)
 		if (pl_chan_peer_waiting(&ch) && (rc = pl_chan_notify(&ctl, &ch)))
 			return fail("notify", rc, NULL);
 	}
-	printf("PONG %ld messages checked and answered\n", count);
+	printf("PONG %ld messages checked and answered (lost wake-ups: %u)\n",
+	       count, ctl.lost_wakes);
+	if (reopen)
+		printf("PONG reopened %u\n", reopened);
 	return 0;
 }
 
@@ -235,10 +335,12 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 		return fail("count", -EINVAL, NULL);
 	if (ctl_up() || load(name, &ch))
 		return 1;
+	struct tsc_clock k;
+	tsc_start(&k);
 	for (long i = 0; i < count; i++) {
 		uint32_t seq = (uint32_t)(first + i);
 		uint32_t n = pp_fill(&out, seq, PP_SALT_PING), len;
-		double t0 = now_us();
+		uint64_t t0 = __builtin_ia32_rdtsc();
 		int rc;
 		while ((rc = pl_chan_send(&ch, &out, n)) == PARLEY_RING_FULL)
 			;
@@ -252,16 +354,19 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 		}
 		if ((rc = recv_one(&ch, &in, sizeof(in), &len, wait)))
 			return fail("recv", rc, NULL);
-		rtt[i] = now_us() - t0;
+		rtt[i] = (double)(__builtin_ia32_rdtsc() - t0);
 		if (len < 16 || in.seq != seq) {
 			printf("ERROR answer %ld damaged\n", i);
 			return 1;
 		}
 	}
+	double scale = tsc_us_per_tick(&k);
+	for (long i = 0; i < count; i++)
+		rtt[i] *= scale;
 	qsort(rtt, (size_t)count, sizeof(rtt[0]), cmp_d);
-	printf("PING%s %ld median_us=%.2f p99_us=%.2f notifies=%u\n",
+	printf("PING%s %ld median_us=%.2f p99_us=%.2f notifies=%u lost_wakes=%u\n",
 	       wait ? "-WAIT" : "", count, rtt[count / 2], rtt[count * 99 / 100],
-	       notifies);
+	       notifies, ctl.lost_wakes);
 	return 0;
 }
 
@@ -279,9 +384,11 @@ static int cmd_echo(const char *port_name, long count)
 	int fd = open(dev, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return fail("port", -errno, NULL);
+	struct tsc_clock k;
+	tsc_start(&k);
 	for (long i = 0; i < count; i++) {
 		char b = (char)i, r;
-		double t0 = now_us();
+		uint64_t t0 = __builtin_ia32_rdtsc();
 		if (write(fd, &b, 1) != 1)
 			return fail("write", -errno, NULL);
 		ssize_t n;
@@ -289,11 +396,31 @@ static int cmd_echo(const char *port_name, long count)
 			;
 		if (n != 1 || r != b)
 			return fail("echo", n < 0 ? -errno : -EPROTO, NULL);
-		rtt[i] = now_us() - t0;
+		rtt[i] = (double)(__builtin_ia32_rdtsc() - t0);
 	}
 	close(fd);
+	double scale = tsc_us_per_tick(&k);
+	for (long i = 0; i < count; i++)
+		rtt[i] *= scale;
 	qsort(rtt, (size_t)count, sizeof(rtt[0]), cmp_d);
 	printf("ECHO %ld median_us=%.2f\n", count, rtt[count / 2]);
+	return 0;
+}
+
+static int cmd_digest(const char *path)
+{
+	uint8_t d[32];
+	char hex[65];
+	int rc = pl_sha256_file(path, d);
+	if (rc)
+		return fail("read", rc, NULL);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+	if (ctl_up())
+		return 1;
+	if ((rc = pl_digest(&ctl, path, d)))
+		return fail("digest", rc, path);
+	printf("DIGEST %s %s\n", path, hex);
 	return 0;
 }
 
@@ -355,7 +482,7 @@ static int cmd_touch(const char *name)
 static int usage(void)
 {
 	fprintf(stderr, "usage: parley-chan [-p PORT] [-s SYSFS] "
-		"open|send|recv|close|pong|poke|touch NAME [ARGS]\n");
+		"open|send|recv|close|pong|ping|digest|poke|touch NAME [ARGS]\n");
 	return 2;
 }
 
@@ -374,7 +501,16 @@ int main(int argc, char **argv)
 	if (argc - i < 2)
 		return usage();
 	const char *cmd = argv[i], *name = argv[i + 1];
-	int wait = argc - i > 2 && !strcmp(argv[argc - 1], "-w");
+	/* trailing flags: -w (sleep for messages), -r (re-open a channel
+	 * lost with its agent) */
+	int wait = 0, reopen = 0;
+	while (argc - i > 2 && (!strcmp(argv[argc - 1], "-w") ||
+				!strcmp(argv[argc - 1], "-r"))) {
+		if (!strcmp(argv[--argc], "-w"))
+			wait = 1;
+		else
+			reopen = 1;
+	}
 	int rc;
 	if (!strcmp(cmd, "open"))
 		rc = cmd_open(name);
@@ -385,7 +521,7 @@ int main(int argc, char **argv)
 	else if (!strcmp(cmd, "close"))
 		rc = cmd_close(name);
 	else if (!strcmp(cmd, "pong") && argc - i >= 3)
-		rc = cmd_pong(name, strtol(argv[i + 2], NULL, 10), wait);
+		rc = cmd_pong(name, strtol(argv[i + 2], NULL, 10), wait, reopen);
 	else if (!strcmp(cmd, "ping") && argc - i >= 3)
 		rc = cmd_ping(name, strtol(argv[i + 2], NULL, 10),
 			      argc - i >= 4 && strcmp(argv[i + 3], "-w")
@@ -394,6 +530,8 @@ int main(int argc, char **argv)
 	else if (!strcmp(cmd, "vport-echo"))
 		rc = cmd_echo(name, argc - i >= 3 ? strtol(argv[i + 2], NULL, 10)
 						  : 1000);
+	else if (!strcmp(cmd, "digest"))
+		rc = cmd_digest(name);
 	else if (!strcmp(cmd, "touch"))
 		rc = cmd_touch(name);
 	else if (!strcmp(cmd, "poke") && argc - i == 3)

@@ -24,7 +24,10 @@
 
 #define PARLEY_VMCTL_PORT    "org.parley.ctl.0"
 #define PARLEY_VMCTL_MAGIC   0x31435650u /* "PVC1" */
-#define PARLEY_VMCTL_VERSION 1
+/* 2: WAIT is gone (a guest says it waits through its ring's
+ * message-pending flag and the agent sends WAKE unprompted), NOTIFY has no
+ * answer, STATE asks what NOTIFY's answer used to say. */
+#define PARLEY_VMCTL_VERSION 2
 #define PARLEY_VMCTL_NAME_MAX 64         /* channel names, with the NUL */
 #define PARLEY_VMCTL_PATH_MAX 128        /* guest-reported file paths */
 #define PARLEY_VMCTL_DEVS_MAX 5          /* header + 2 queues x 2 sections */
@@ -42,19 +45,36 @@ enum parley_vmctl_type {
 	/* guest -> agent */
 	PARLEY_VMCTL_HELLO = 1,   /* struct parley_vmctl_hello */
 	PARLEY_VMCTL_OPEN = 2,    /* struct parley_vmctl_open */
-	PARLEY_VMCTL_NOTIFY = 3,  /* struct parley_vmctl_handle: ring the peer */
-	PARLEY_VMCTL_WAIT = 4,    /* struct parley_vmctl_handle: WAKE when rung */
+	PARLEY_VMCTL_NOTIFY = 3,  /* struct parley_vmctl_handle: ring the peer;
+				   * no answer (one crossing) */
+	/* 4 was version 1's WAIT: refused */
 	PARLEY_VMCTL_CLOSE = 5,   /* struct parley_vmctl_handle */
 	PARLEY_VMCTL_DIGEST = 6,  /* struct parley_vmctl_digest (guest-reported) */
+	PARLEY_VMCTL_STATE = 7,   /* struct parley_vmctl_handle: the channel's
+				   * state, answered STATUS */
 	/* agent -> guest */
 	PARLEY_VMCTL_HELLO_REPLY = 0x81, /* struct parley_vmctl_hello */
 	PARLEY_VMCTL_OPEN_REPLY = 0x82,  /* struct parley_vmctl_open_reply */
 	PARLEY_VMCTL_STATUS = 0x83,      /* struct parley_vmctl_status: the
-					  * answer to NOTIFY, CLOSE, DIGEST */
-	PARLEY_VMCTL_WAKE = 0x84,        /* struct parley_vmctl_status: the
-					  * answer to WAIT (status OK or
-					  * CLOSED), seq of the WAIT */
+					  * answer to STATE, CLOSE, DIGEST */
+	PARLEY_VMCTL_WAKE = 0x84,        /* struct parley_vmctl_status, seq 0,
+					  * unprompted: OK when the VM's
+					  * doorbell rang while its consumer
+					  * page's `waiting` flag was set;
+					  * CLOSED or PEER_DOWN when the
+					  * channel ends. May arrive between
+					  * a request and its answer, and
+					  * may be stale (the guest looks at
+					  * its ring again). */
 };
+
+/* Waiting (version 2): the guest sets `waiting` in its consumer page of
+ * the queue it reads (include/parley/ring.h, the message-pending flag),
+ * looks at the ring again, and only then reads the port. A producer that
+ * published a message and then sees the flag rings the VM's doorbell; the
+ * agent, on that doorbell, reads the flag from the section's file and
+ * sends WAKE if it is set. A sleeping round trip is thus two crossings of
+ * the port: the guest's NOTIFY out, the agent's WAKE back. */
 
 struct parley_vmctl_hello {
 	uint32_t version;   /* the highest the sender speaks */
@@ -111,8 +131,8 @@ static inline uint32_t parley_vmctl_payload_len(uint16_t type)
 	case PARLEY_VMCTL_OPEN:
 		return sizeof(struct parley_vmctl_open);
 	case PARLEY_VMCTL_NOTIFY:
-	case PARLEY_VMCTL_WAIT:
 	case PARLEY_VMCTL_CLOSE:
+	case PARLEY_VMCTL_STATE:
 		return sizeof(struct parley_vmctl_handle);
 	case PARLEY_VMCTL_DIGEST:
 		return sizeof(struct parley_vmctl_digest);
