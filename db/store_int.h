@@ -294,6 +294,21 @@ int db_policy_refs(struct store *s, const char *p, int64_t *sets,
 int db_grants_naming(struct store *s, const char *p, int64_t *n,
 		     struct parley_err *err);
 
+/* Row readers the areas share with store_push.c (the same row, read for
+ * one host or for many): columns from 0 as each area's own SELECT has
+ * them. */
+int db_grant_row(struct store *s, struct db_stmt *st, struct grant *g,
+		 struct parley_err *err);
+int db_rule_row(struct store *s, struct db_stmt *st, void *elem,
+		struct parley_err *err);      /* struct store_svc_rule */
+int db_set_row(struct store *s, struct db_stmt *st, void *elem,
+	       struct parley_err *err);       /* struct store_segset */
+int db_key_row(struct store *s, struct db_stmt *st, void *elem,
+	       struct parley_err *err);       /* struct store_disk_key */
+/* One baseline_digests row (kind, name, sha256) into d. */
+int db_digest_take(struct store *s, struct db_stmt *st,
+		   struct store_digests *d, struct parley_err *err);
+
 /* Put host's pinned certificate, if any, on the revocation list
  * (store_certs.c); `why` says "deleted" or "rejoined". */
 int db_cert_revoke_pinned(struct store *s, const char *host, const char *why,
