@@ -1673,6 +1673,65 @@ STORE_TEST(store, audit_after_append_continues_chain)
 	fx_close(&f);
 }
 
+/* Rows go several to an INSERT (32, then 4, then 1 at a time): appends
+ * of every mix of sizes chain on, row after row, with their own fields. */
+struct listed {
+	uint64_t next;
+	unsigned bad;
+};
+
+static int list_check(const struct store_audit *a, void *ctx)
+{
+	struct listed *l = ctx;
+	char want[32];
+	snprintf(want, sizeof(want), "event %llu",
+		 (unsigned long long)l->next);
+	if (a->id != l->next || strcmp(a->detail, want) ||
+	    strcmp(a->host, "h1"))
+		l->bad++;
+	l->next++;
+	return 0;
+}
+
+STORE_TEST(store, audit_appends_of_every_statement_size_chain)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	static const unsigned sizes[] = { 1, 3, 4, 5, 31, 32, 33, 37, 70,
+					  100 };
+	struct parley_err e = { 0 };
+	uint64_t total = 0, last = 0;
+	struct store_audit_in ev[100];
+	static char d[100][32];
+	for (unsigned k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		for (unsigned i = 0; i < sizes[k]; i++) {
+			snprintf(d[i], sizeof(d[i]), "event %llu",
+				 (unsigned long long)(total + i + 1));
+			ev[i] = (struct store_audit_in){
+				.host = "h1", .event = "open_denied",
+				.partition = i % 2 ? "pa" : "", .detail = d[i],
+				.time_ms = 1700000000000ll + (int64_t)i,
+			};
+		}
+		cr_assert_eq(store_audit_append(f.s, ev, sizes[k], &last, &e),
+			     0, "%u events: %s", sizes[k], perr_msg(&e));
+		total += sizes[k];
+		cr_expect_eq(last, total);
+	}
+	uint64_t bad = 0, rows = 0;
+	cr_expect_eq(store_audit_verify(f.s, &bad, &rows, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_expect_eq(rows, total);
+	struct listed l = { .next = 1 };
+	int n = store_audit_list(f.s, 0, 1000, list_check, &l, &e);
+	cr_assert_geq(n, 0, "%s", perr_msg(&e));
+	cr_expect_eq(l.next, total + 1);
+	cr_expect_eq(l.bad, 0, "%u rows not as appended", l.bad);
+	fx_close(&f);
+	expect_no_leaks();
+}
+
 /* ---- batches ---- */
 
 STORE_TEST(store, batches)
