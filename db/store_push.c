@@ -6,79 +6,135 @@
  * each is a function call, on PostgreSQL each is a round trip to the
  * server, and two replicas pushing to 5,000 agents each spent seconds
  * waiting on them. Here every table is read with one statement per
- * STORE_IN_MAX hosts, the names bound as a list (`IN (?1, ..., ?128)`,
- * the unused places bound to '', which is no name), the rows of all the
- * hosts coming back in (host, ...) order. The rows are the ones the
+ * STORE_IN_MAX (16) hosts, the names bound as a list (`IN (?1, ...,
+ * ?16)`, and lists of 4 and 1 for the rest), the rows of all the hosts
+ * coming back in (host, ...) order. The rows are the ones the
  * per-host reads give, read by the same row readers (db_grant_row & co.).
  */
 #include "db/store_int.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-_Static_assert(STORE_IN_MAX == 128, "IN_LIST has 128 places");
-#define IN_LIST                                                             \
-	"(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, " \
-	"?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, "   \
-	"?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, "   \
-	"?42, ?43, ?44, ?45, ?46, ?47, ?48, ?49, ?50, ?51, ?52, ?53, ?54, "   \
-	"?55, ?56, ?57, ?58, ?59, ?60, ?61, ?62, ?63, ?64, ?65, ?66, ?67, "   \
-	"?68, ?69, ?70, ?71, ?72, ?73, ?74, ?75, ?76, ?77, ?78, ?79, ?80, "   \
-	"?81, ?82, ?83, ?84, ?85, ?86, ?87, ?88, ?89, ?90, ?91, ?92, ?93, "   \
-	"?94, ?95, ?96, ?97, ?98, ?99, ?100, ?101, ?102, ?103, ?104, ?105, "  \
-	"?106, ?107, ?108, ?109, ?110, ?111, ?112, ?113, ?114, ?115, ?116, "  \
-	"?117, ?118, ?119, ?120, ?121, ?122, ?123, ?124, ?125, ?126, ?127, "  \
-	"?128)"
+/* The list of names goes where a template has '@': "(?1, ?2, ..., ?k)"
+ * for k of list_sizes[], made once per process. n names are read with
+ * the largest lists that fit, then smaller ones, never padded. Why 16 at
+ * most, measured on PostgreSQL 15 with 10,000 hosts (20,000 partitions,
+ * 10,000 grants), the grants statement: a list of 16 is planned as index
+ * lookups, 0.2-0.6 ms for the 16 hosts; a list of 128 as sequential scans
+ * of partitions and grants with hash joins (each row compared with the
+ * 128 names), 15-38 ms for 128 hosts, more per host than one at a time;
+ * 32 flips between the two plans. And a list padded with unused places
+ * (one host and 127 '') got the 128-host plan: 12-22 ms, against 0.1-0.2
+ * ms for a list of one -- an agent's hello read that way slowed the
+ * fleet's ramp-up. */
+static const unsigned list_sizes[] = { STORE_IN_MAX, 4, 1 };
+#define NSIZES 3
+enum { Q_VERSIONS, Q_GRANTS, Q_RULES, Q_SETS, Q_KEYS, Q_BASES,
+       Q_BASE_DIGESTS, NQ };
 
 /* Each statement's host column comes last, after the columns its area's
  * row reader reads. */
-static const char q_versions[] =
+static const char *const templates[NQ] = {
+[Q_VERSIONS] =
 	"SELECT h.name, (SELECT COALESCE(MAX(p.version), 0) "
 	"FROM policy_hosts p WHERE p.host = h.name) "
-	"FROM hosts h WHERE h.name IN " IN_LIST;
+	"FROM hosts h WHERE h.name IN @",
 /* As store_grants_for_host: two indexed joins, not an OR over both ends;
  * a grant with both ends on one host is one row for it (UNION). */
-static const char q_grants[] =
+[Q_GRANTS] =
 	"SELECT g.channel, g.endpoint_a, g.endpoint_b, g.direction, "
 	"g.ring_bytes, g.require_integrity, pa.host FROM grants g "
 	"JOIN partitions pa ON pa.name = g.endpoint_a "
-	"WHERE pa.host IN " IN_LIST " "
+	"WHERE pa.host IN @ "
 	"UNION "
 	"SELECT g.channel, g.endpoint_a, g.endpoint_b, g.direction, "
 	"g.ring_bytes, g.require_integrity, pb.host FROM grants g "
 	"JOIN partitions pb ON pb.name = g.endpoint_b "
-	"WHERE pb.host IN " IN_LIST " ORDER BY 7, 1";
-static const char q_rules[] =
+	"WHERE pb.host IN @ ORDER BY 7, 1",
+[Q_RULES] =
 	"SELECT r.id, r.source, r.target, r.service, r.action, r.version, "
 	"p.host FROM svc_rules r JOIN partitions p ON p.name = r.source "
-	"WHERE p.host IN " IN_LIST " ORDER BY p.host, r.id";
-static const char q_sets[] =
+	"WHERE p.host IN @ ORDER BY p.host, r.id",
+[Q_SETS] =
 	"SELECT name, host, version, set_json, host FROM segsets "
-	"WHERE host IN " IN_LIST " ORDER BY host, name";
-static const char q_keys[] =
+	"WHERE host IN @ ORDER BY host, name",
+[Q_KEYS] =
 	"SELECT k.partition, p.host, k.disk, k.key_version, k.wrapped,"
 	" k.withheld, k.created_ms,"
 	" (SELECT COUNT(*) FROM disk_keys o WHERE o.partition ="
 	"  k.partition AND o.disk = k.disk), p.host "
 	"FROM disk_keys k JOIN partitions p ON p.name = k.partition "
-	"WHERE p.host IN " IN_LIST " AND k.key_version = (SELECT "
+	"WHERE p.host IN @ AND k.key_version = (SELECT "
 	"MAX(x.key_version) FROM disk_keys x WHERE x.partition = "
 	"k.partition AND x.disk = k.disk) ORDER BY p.host, k.partition, "
-	"k.disk";
-static const char q_bases[] =
+	"k.disk",
+[Q_BASES] =
 	"SELECT digest, golden, time_ms, partition FROM baselines "
-	"WHERE partition IN " IN_LIST;
-static const char q_base_digests[] =
+	"WHERE partition IN @",
+[Q_BASE_DIGESTS] =
 	"SELECT kind, name, sha256, partition FROM baseline_digests "
-	"WHERE partition IN " IN_LIST " ORDER BY partition, kind, pos";
+	"WHERE partition IN @ ORDER BY partition, kind, pos",
+};
+
+static char *built[NQ][NSIZES];
+static pthread_once_t built_once = PTHREAD_ONCE_INIT;
+
+/* templates[q] with each '@' replaced by a list of k places. */
+static char *build(const char *tpl, unsigned k)
+{
+	size_t ats = 0;
+	for (const char *p = tpl; *p; p++)
+		ats += *p == '@';
+	/* "(" + k * "?NNN, " + ")" */
+	size_t cap = strlen(tpl) + ats * (k * 6 + 2) + 1;
+	char *q = malloc(cap), *o = q;
+	if (!q)
+		return NULL;
+	for (const char *p = tpl; *p; p++) {
+		if (*p != '@') {
+			*o++ = *p;
+			continue;
+		}
+		*o++ = '(';
+		for (unsigned i = 0; i < k; i++)
+			o += sprintf(o, "%s?%u", i ? ", " : "", i + 1);
+		*o++ = ')';
+	}
+	*o = 0;
+	return q;
+}
+
+static void build_all(void)
+{
+	for (int q = 0; q < NQ; q++)
+		for (int z = 0; z < NSIZES; z++)
+			built[q][z] = build(templates[q], list_sizes[z]);
+}
+
+/* The statement of kind q for the next names: the largest list that
+ * the n names left fill; *k gets its size. */
+static int prep_list(struct store *s, int q, unsigned n, unsigned *k,
+		     struct db_stmt **st, struct parley_err *err)
+{
+	int z = 0;
+	while (list_sizes[z] > n)
+		z++;
+	*k = list_sizes[z];
+	pthread_once(&built_once, build_all);
+	if (!built[q][z])
+		return perr(err, -ENOMEM, "store: out of memory");
+	return db_prep(s, built[q][z], st, err);
+}
 
 static void bind_in(struct db_stmt *st, const char *const *names,
 		    unsigned n)
 {
-	for (unsigned i = 0; i < STORE_IN_MAX; i++)
-		db_bind_text(st, (int)i + 1, i < n ? names[i] : "");
+	for (unsigned i = 0; i < n; i++)
+		db_bind_text(st, (int)i + 1, names[i]);
 }
 
 static int by_name(const void *a, const void *b)
@@ -191,17 +247,16 @@ static void spans(const struct flat *f, unsigned *from, unsigned *count)
 	}
 }
 
-/* Run `sql` over the names in chunks of STORE_IN_MAX, its rows into f. */
-static int chunks(struct store *s, const char *sql, const char *what,
+/* Run statement kind q over the names in lists, its rows into f. */
+static int chunks(struct store *s, int q, const char *what,
 		  const char *const *names, unsigned n, struct flat *f,
 		  db_row_fn row, int host_col,
 		  const struct store_policy_read *r, struct parley_err *err)
 {
 	int rc = 0;
-	for (unsigned at = 0; rc == 0 && at < n; at += STORE_IN_MAX) {
+	for (unsigned at = 0, k = 0; rc == 0 && at < n; at += k) {
 		struct db_stmt *st;
-		unsigned k = n - at < STORE_IN_MAX ? n - at : STORE_IN_MAX;
-		rc = db_prep(s, sql, &st, err);
+		rc = prep_list(s, q, n - at, &k, &st, err);
 		if (rc == 0) {
 			bind_in(st, names + at, k);
 			rc = flat_rows(s, st, what, f, row, host_col, r, err);
@@ -214,10 +269,9 @@ static int versions(struct store *s, const char *const *names, unsigned n,
 		    struct store_policy_read *r, struct parley_err *err)
 {
 	int rc = 0;
-	for (unsigned at = 0; rc == 0 && at < n; at += STORE_IN_MAX) {
+	for (unsigned at = 0, k = 0; rc == 0 && at < n; at += k) {
 		struct db_stmt *st;
-		unsigned k = n - at < STORE_IN_MAX ? n - at : STORE_IN_MAX;
-		rc = db_prep(s, q_versions, &st, err);
+		rc = prep_list(s, Q_VERSIONS, n - at, &k, &st, err);
 		if (rc < 0)
 			break;
 		bind_in(st, names + at, k);
@@ -253,16 +307,16 @@ static int read_all(struct store *s, const uint64_t *after_u,
 			names[w++] = r->h[i].host;
 		}
 	if (rc == 0)
-		rc = chunks(s, q_grants, "grants of hosts", names, w, &fl[0],
+		rc = chunks(s, Q_GRANTS, "grants of hosts", names, w, &fl[0],
 			    grant_row, 6, r, err);
 	if (rc == 0)
-		rc = chunks(s, q_rules, "service rules of hosts", names, w,
+		rc = chunks(s, Q_RULES, "service rules of hosts", names, w,
 			    &fl[1], db_rule_row, 6, r, err);
 	if (rc == 0)
-		rc = chunks(s, q_sets, "segment sets of hosts", names, w,
+		rc = chunks(s, Q_SETS, "segment sets of hosts", names, w,
 			    &fl[2], db_set_row, 4, r, err);
 	if (rc == 0)
-		rc = chunks(s, q_keys, "disk keys of hosts", names, w, &fl[3],
+		rc = chunks(s, Q_KEYS, "disk keys of hosts", names, w, &fl[3],
 			    db_key_row, 8, r, err);
 	free(names);
 	return rc;
@@ -374,10 +428,9 @@ static int bases(struct store *s, const char *const *u, unsigned m,
 {
 	unsigned cap = 0;
 	int rc = 0;
-	for (unsigned at = 0; rc == 0 && at < m; at += STORE_IN_MAX) {
+	for (unsigned at = 0, k = 0; rc == 0 && at < m; at += k) {
 		struct db_stmt *st;
-		unsigned k = m - at < STORE_IN_MAX ? m - at : STORE_IN_MAX;
-		rc = db_prep(s, q_bases, &st, err);
+		rc = prep_list(s, Q_BASES, m - at, &k, &st, err);
 		if (rc < 0)
 			break;
 		bind_in(st, u + at, k);
@@ -411,10 +464,9 @@ static int bases(struct store *s, const char *const *u, unsigned m,
 	if (*nb)
 		qsort(*out, *nb, sizeof(**out), base_sort);
 	/* Their file and segment digests, into the baseline each is of. */
-	for (unsigned at = 0; rc == 0 && *nb && at < m; at += STORE_IN_MAX) {
+	for (unsigned at = 0, k = 0; rc == 0 && *nb && at < m; at += k) {
 		struct db_stmt *st;
-		unsigned k = m - at < STORE_IN_MAX ? m - at : STORE_IN_MAX;
-		rc = db_prep(s, q_base_digests, &st, err);
+		rc = prep_list(s, Q_BASE_DIGESTS, m - at, &k, &st, err);
 		if (rc < 0)
 			break;
 		bind_in(st, u + at, k);
