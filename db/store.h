@@ -456,10 +456,10 @@ int store_policy_lagging(struct store *s, struct store_lag **out,
  * grants, service rules, segment sets, disk keys, a baseline per
  * partition named), each a round trip on PostgreSQL. These read the same
  * rows for many hosts at once, one statement per kind per STORE_IN_MAX
- * hosts (names bound as a list: `IN (?1, ..., ?16)`; store_push.c says
- * why not longer), in one snapshot.
+ * hosts (the names bound as one JSON array; store_push.c says why), in
+ * one snapshot.
  */
-#define STORE_IN_MAX 16
+#define STORE_IN_MAX 256
 
 /* One host's part: what store_policy_host_version, store_grants_for_host,
  * store_list_svc_rules, store_list_segsets and store_disk_keys_list give

@@ -100,6 +100,9 @@ struct db_ops {
 	/* A read-only snapshot; end_read closes it (nothing to lose). */
 	int (*begin_read)(struct store *s, struct parley_err *err);
 	void (*end_read)(struct store *s);
+	/* "matches one of the names in the JSON array ?1", after a column
+	 * (store_push.c: many hosts' rows in one statement). */
+	const char *name_list;
 	/* db_rd_begin outside any transaction: a snapshot of its own. */
 	const char *rd_begin_sql;
 	/* A migration's DDL in this dialect: malloc'd, or NULL (ENOMEM). */

@@ -6,9 +6,8 @@
  * each is a function call, on PostgreSQL each is a round trip to the
  * server, and two replicas pushing to 5,000 agents each spent seconds
  * waiting on them. Here every table is read with one statement per
- * STORE_IN_MAX (16) hosts, the names bound as a list (`IN (?1, ...,
- * ?16)`, and lists of 4 and 1 for the rest), the rows of all the hosts
- * coming back in (host, ...) order. The rows are the ones the
+ * STORE_IN_MAX (256) hosts, the names bound as one JSON array (below),
+ * the rows of all the hosts coming back in (host, ...) order. The rows are the ones the
  * per-host reads give, read by the same row readers (db_grant_row & co.).
  */
 #include "db/store_int.h"
@@ -19,20 +18,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The list of names goes where a template has '@': "(?1, ?2, ..., ?k)"
- * for k of list_sizes[], made once per process. n names are read with
- * the largest lists that fit, then smaller ones, never padded. Why 16 at
- * most, measured on PostgreSQL 15 with 10,000 hosts (20,000 partitions,
- * 10,000 grants), the grants statement: a list of 16 is planned as index
- * lookups, 0.2-0.6 ms for the 16 hosts; a list of 128 as sequential scans
- * of partitions and grants with hash joins (each row compared with the
- * 128 names), 15-38 ms for 128 hosts, more per host than one at a time;
- * 32 flips between the two plans. And a list padded with unused places
- * (one host and 127 '') got the 128-host plan: 12-22 ms, against 0.1-0.2
- * ms for a list of one -- an agent's hello read that way slowed the
- * fleet's ramp-up. */
-static const unsigned list_sizes[] = { STORE_IN_MAX, 4, 1 };
-#define NSIZES 3
+/* The names go to the engine as one parameter, a JSON array, where a
+ * template has '@': the backend's `name_list` (SQLite: IN (SELECT value
+ * FROM json_each(?1)); PostgreSQL: = ANY (ARRAY(SELECT
+ * jsonb_array_elements_text(...)))), STORE_IN_MAX names a statement.
+ * Measured on PostgreSQL 15, 10,000 hosts (20,000 partitions, 10,000
+ * grants), the grants statement: with the array, index lookups, 3.3 ms
+ * for 256 hosts and 0.3 ms for one, planned once. A list of parameters
+ * instead (`IN (?1, ..., ?k)`) is planned by the values: 128 names as
+ * sequential scans with hash joins, each row compared with every name,
+ * 15-38 ms; 16 names as index lookups (0.2-0.6 ms), but then a push slice
+ * is ~100 round trips, and on a machine whose CPUs are taken by others
+ * each round trip waits to be scheduled (one such run: 17 s for the
+ * fleet's push); a list padded with unused places was planned as the
+ * 128-name one even for one host (12-22 ms, an agent's hello). Names
+ * are checked (A-Z a-z 0-9 _ . -): the JSON needs no escapes. */
 enum { Q_VERSIONS, Q_GRANTS, Q_RULES, Q_SETS, Q_KEYS, Q_BASES,
        Q_BASE_DIGESTS, NQ };
 
@@ -42,55 +42,55 @@ static const char *const templates[NQ] = {
 [Q_VERSIONS] =
 	"SELECT h.name, (SELECT COALESCE(MAX(p.version), 0) "
 	"FROM policy_hosts p WHERE p.host = h.name) "
-	"FROM hosts h WHERE h.name IN @",
+	"FROM hosts h WHERE h.name@",
 /* As store_grants_for_host: two indexed joins, not an OR over both ends;
  * a grant with both ends on one host is one row for it (UNION). */
 [Q_GRANTS] =
 	"SELECT g.channel, g.endpoint_a, g.endpoint_b, g.direction, "
 	"g.ring_bytes, g.require_integrity, pa.host FROM grants g "
 	"JOIN partitions pa ON pa.name = g.endpoint_a "
-	"WHERE pa.host IN @ "
+	"WHERE pa.host@ "
 	"UNION "
 	"SELECT g.channel, g.endpoint_a, g.endpoint_b, g.direction, "
 	"g.ring_bytes, g.require_integrity, pb.host FROM grants g "
 	"JOIN partitions pb ON pb.name = g.endpoint_b "
-	"WHERE pb.host IN @ ORDER BY 7, 1",
+	"WHERE pb.host@ ORDER BY 7, 1",
 [Q_RULES] =
 	"SELECT r.id, r.source, r.target, r.service, r.action, r.version, "
 	"p.host FROM svc_rules r JOIN partitions p ON p.name = r.source "
-	"WHERE p.host IN @ ORDER BY p.host, r.id",
+	"WHERE p.host@ ORDER BY p.host, r.id",
 [Q_SETS] =
 	"SELECT name, host, version, set_json, host FROM segsets "
-	"WHERE host IN @ ORDER BY host, name",
+	"WHERE host@ ORDER BY host, name",
 [Q_KEYS] =
 	"SELECT k.partition, p.host, k.disk, k.key_version, k.wrapped,"
 	" k.withheld, k.created_ms,"
 	" (SELECT COUNT(*) FROM disk_keys o WHERE o.partition ="
 	"  k.partition AND o.disk = k.disk), p.host "
 	"FROM disk_keys k JOIN partitions p ON p.name = k.partition "
-	"WHERE p.host IN @ AND k.key_version = (SELECT "
+	"WHERE p.host@ AND k.key_version = (SELECT "
 	"MAX(x.key_version) FROM disk_keys x WHERE x.partition = "
 	"k.partition AND x.disk = k.disk) ORDER BY p.host, k.partition, "
 	"k.disk",
 [Q_BASES] =
 	"SELECT digest, golden, time_ms, partition FROM baselines "
-	"WHERE partition IN @",
+	"WHERE partition@",
 [Q_BASE_DIGESTS] =
 	"SELECT kind, name, sha256, partition FROM baseline_digests "
-	"WHERE partition IN @ ORDER BY partition, kind, pos",
+	"WHERE partition@ ORDER BY partition, kind, pos",
 };
 
-static char *built[NQ][NSIZES];
+/* The statements in each engine's spelling, made once per process. */
+static char *built[NQ][2];
 static pthread_once_t built_once = PTHREAD_ONCE_INIT;
 
-/* templates[q] with each '@' replaced by a list of k places. */
-static char *build(const char *tpl, unsigned k)
+/* templates[q] with each '@' replaced by `list`. */
+static char *build(const char *tpl, const char *list)
 {
 	size_t ats = 0;
 	for (const char *p = tpl; *p; p++)
 		ats += *p == '@';
-	/* "(" + k * "?NNN, " + ")" */
-	size_t cap = strlen(tpl) + ats * (k * 6 + 2) + 1;
+	size_t cap = strlen(tpl) + ats * (strlen(list) + 1) + 1;
 	char *q = malloc(cap), *o = q;
 	if (!q)
 		return NULL;
@@ -99,10 +99,8 @@ static char *build(const char *tpl, unsigned k)
 			*o++ = *p;
 			continue;
 		}
-		*o++ = '(';
-		for (unsigned i = 0; i < k; i++)
-			o += sprintf(o, "%s?%u", i ? ", " : "", i + 1);
-		*o++ = ')';
+		*o++ = ' ';
+		o = stpcpy(o, list);
 	}
 	*o = 0;
 	return q;
@@ -110,31 +108,40 @@ static char *build(const char *tpl, unsigned k)
 
 static void build_all(void)
 {
-	for (int q = 0; q < NQ; q++)
-		for (int z = 0; z < NSIZES; z++)
-			built[q][z] = build(templates[q], list_sizes[z]);
+	for (int q = 0; q < NQ; q++) {
+		built[q][DB_SQLITE] = build(templates[q],
+					    db_sqlite_ops.name_list);
+		built[q][DB_PG] = build(templates[q], db_pg_ops.name_list);
+	}
 }
 
-/* The statement of kind q for the next names: the largest list that
- * the n names left fill; *k gets its size. */
-static int prep_list(struct store *s, int q, unsigned n, unsigned *k,
+/* The statement of kind q with its one parameter: the JSON array of the
+ * next names (up to STORE_IN_MAX of the n left; *k gets how many) in
+ * *json (malloc'd; freed by the caller after the statement ran). */
+static int prep_list(struct store *s, int q, const char *const *names,
+		     unsigned n, unsigned *k, char **json,
 		     struct db_stmt **st, struct parley_err *err)
 {
-	int z = 0;
-	while (list_sizes[z] > n)
-		z++;
-	*k = list_sizes[z];
+	*k = n < STORE_IN_MAX ? n : STORE_IN_MAX;
+	*json = NULL;
 	pthread_once(&built_once, build_all);
-	if (!built[q][z])
+	if (!built[q][s->kind])
 		return perr(err, -ENOMEM, "store: out of memory");
-	return db_prep(s, built[q][z], st, err);
-}
-
-static void bind_in(struct db_stmt *st, const char *const *names,
-		    unsigned n)
-{
-	for (unsigned i = 0; i < n; i++)
-		db_bind_text(st, (int)i + 1, names[i]);
+	size_t len = 3;
+	for (unsigned i = 0; i < *k; i++)
+		len += strlen(names[i]) + 3;
+	char *j = *json = malloc(len), *o = j;
+	if (!j)
+		return perr(err, -ENOMEM, "store: out of memory");
+	*o++ = '[';
+	for (unsigned i = 0; i < *k; i++)
+		o += sprintf(o, "%s\"%s\"", i ? "," : "", names[i]);
+	*o++ = ']';
+	*o = 0;
+	int rc = db_prep(s, built[q][s->kind], st, err);
+	if (rc == 0)
+		db_bind_text(*st, 1, j);
+	return rc;
 }
 
 static int by_name(const void *a, const void *b)
@@ -256,11 +263,11 @@ static int chunks(struct store *s, int q, const char *what,
 	int rc = 0;
 	for (unsigned at = 0, k = 0; rc == 0 && at < n; at += k) {
 		struct db_stmt *st;
-		rc = prep_list(s, q, n - at, &k, &st, err);
-		if (rc == 0) {
-			bind_in(st, names + at, k);
+		char *json;
+		rc = prep_list(s, q, names + at, n - at, &k, &json, &st, err);
+		if (rc == 0)
 			rc = flat_rows(s, st, what, f, row, host_col, r, err);
-		}
+		free(json);
 	}
 	return rc;
 }
@@ -271,10 +278,13 @@ static int versions(struct store *s, const char *const *names, unsigned n,
 	int rc = 0;
 	for (unsigned at = 0, k = 0; rc == 0 && at < n; at += k) {
 		struct db_stmt *st;
-		rc = prep_list(s, Q_VERSIONS, n - at, &k, &st, err);
-		if (rc < 0)
+		char *json;
+		rc = prep_list(s, Q_VERSIONS, names + at, n - at, &k, &json,
+			       &st, err);
+		if (rc < 0) {
+			free(json);
 			break;
-		bind_in(st, names + at, k);
+		}
 		while ((rc = db_step(s, st, "host versions", err)) == 1) {
 			struct store_policy_host *h =
 				find(r, db_col_str(st, 0));
@@ -284,6 +294,7 @@ static int versions(struct store *s, const char *const *names, unsigned n,
 			}
 		}
 		db_reset(st);
+		free(json);
 	}
 	return rc < 0 ? rc : 0;
 }
@@ -430,10 +441,12 @@ static int bases(struct store *s, const char *const *u, unsigned m,
 	int rc = 0;
 	for (unsigned at = 0, k = 0; rc == 0 && at < m; at += k) {
 		struct db_stmt *st;
-		rc = prep_list(s, Q_BASES, m - at, &k, &st, err);
-		if (rc < 0)
+		char *json;
+		rc = prep_list(s, Q_BASES, u + at, m - at, &k, &json, &st, err);
+		if (rc < 0) {
+			free(json);
 			break;
-		bind_in(st, u + at, k);
+		}
 		while ((rc = db_step(s, st, "baselines", err)) == 1) {
 			if (*nb == cap) {
 				cap = cap ? 2 * cap : 16;
@@ -458,6 +471,7 @@ static int bases(struct store *s, const char *const *u, unsigned m,
 			(*nb)++;
 		}
 		db_reset(st);
+		free(json);
 	}
 	if (rc < 0)
 		return rc;
@@ -466,10 +480,13 @@ static int bases(struct store *s, const char *const *u, unsigned m,
 	/* Their file and segment digests, into the baseline each is of. */
 	for (unsigned at = 0, k = 0; rc == 0 && *nb && at < m; at += k) {
 		struct db_stmt *st;
-		rc = prep_list(s, Q_BASE_DIGESTS, m - at, &k, &st, err);
-		if (rc < 0)
+		char *json;
+		rc = prep_list(s, Q_BASE_DIGESTS, u + at, m - at, &k, &json,
+			       &st, err);
+		if (rc < 0) {
+			free(json);
 			break;
-		bind_in(st, u + at, k);
+		}
 		while ((rc = db_step(s, st, "baseline digests", err)) == 1) {
 			struct store_baseline *b =
 				bsearch(db_col_str(st, 3), *out, *nb,
@@ -487,6 +504,7 @@ static int bases(struct store *s, const char *const *u, unsigned m,
 				break;
 		}
 		db_reset(st);
+		free(json);
 	}
 	return rc < 0 ? rc : 0;
 }

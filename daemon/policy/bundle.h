@@ -56,7 +56,7 @@ void policy_bundle_free(Parley__V1__PolicyBundle *b);
 /* What the bundles of many hosts are built from, read at once: their
  * versions, grants, service rules, segment sets and disk keys
  * (store_policy_read) and the baselines of every partition they name
- * (store_baselines_read) -- a statement per kind per 16 hosts where host by
+ * (store_baselines_read) -- a statement per kind per 256 hosts where host by
  * host took some 20 per host (daemon/rpc/link_push.c: a push slice).
  * after[i] is what host i's agent holds: only hosts above it are read in
  * full. The bodies built from it are the ones policy_body_build_keys
