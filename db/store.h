@@ -461,6 +461,79 @@ struct store_lag {
 int store_policy_lagging(struct store *s, struct store_lag **out,
 			 struct parley_err *err);
 
+/* ---- what many hosts' bundles are built from (db/store_push.c) ------- */
+
+/*
+ * A fleet-wide change has the daemon build a bundle for every connected
+ * host. Read host by host that is some 20 statements each (its version,
+ * grants, service rules, segment sets, disk keys, a baseline per
+ * partition named), each a round trip on PostgreSQL. These read the same
+ * rows for many hosts at once, one statement per kind per STORE_IN_MAX
+ * hosts (the names bound as one JSON array; store_push.c says why), in
+ * one snapshot.
+ */
+#define STORE_IN_MAX 256
+
+/* One host's part: what store_policy_host_version, store_grants_for_host,
+ * store_list_svc_rules, store_list_segsets and store_disk_keys_list give
+ * for it, in their orders. The lists point into the store_policy_read. */
+struct store_policy_host {
+	char host[STORE_NAME_MAX];
+	bool found;                       /* false: no such host */
+	uint64_t version;                 /* as store_policy_host_version */
+	bool read;                        /* version above `after`: the
+					   * lists below were read */
+	const struct grant *grants;
+	unsigned ngrants;
+	const struct store_svc_rule *rules;
+	unsigned nrules;
+	const struct store_segset *sets;
+	unsigned nsets;
+	const struct store_disk_key *keys;
+	unsigned nkeys;
+};
+
+struct store_policy_read {
+	unsigned n;
+	struct store_policy_host *h;      /* each host once, in name order */
+	/* What the hosts' lists point into (owned). */
+	struct grant *grants;
+	struct store_svc_rule *rules;
+	struct store_segset *sets;
+	unsigned nsets;
+	struct store_disk_key *keys;
+};
+
+/* The versions of `hosts` (n of them, any order, repeats allowed), and the
+ * lists of each whose version is above its after[i] (after NULL: of
+ * all; a host named twice: the lower after). A name that is not a name
+ * fails the whole call (-EINVAL); a host that does not exist is
+ * found = false. Free with store_policy_read_free (also after a
+ * failure). */
+int store_policy_read(struct store *s, const char *const *hosts,
+		      const uint64_t *after, unsigned n,
+		      struct store_policy_read *out, struct parley_err *err);
+/* `host`'s part of r, or NULL if r does not hold it. */
+const struct store_policy_host *
+store_policy_read_find(const struct store_policy_read *r, const char *host);
+void store_policy_read_free(struct store_policy_read *r);
+
+/* The baselines of the partitions `names` (n, any order, repeats
+ * allowed) that have one, as store_baseline_get gives each, in name
+ * order (byte order): the count, *out malloc'd (NULL for none). */
+int store_baselines_read(struct store *s, const char *const *names,
+			 unsigned n, struct store_baseline **out,
+			 struct parley_err *err);
+
+/* Acknowledgements of many hosts in one go (the daemon's loop turn), each
+ * as store_policy_ack: rc[i] gets 0 or its error (-ENOENT no such host,
+ * -EINVAL a version above the host's bundle; nothing written for it), and
+ * the others are written. Returns 0, or an error that wrote nothing (the
+ * rc[] then mean nothing). */
+int store_policy_ack_many(struct store *s, const char *const *hosts,
+			  const uint64_t *versions, unsigned n, int *rc,
+			  struct parley_err *err);
+
 /* ---- segment sets (migration 7) -------------------------------------- */
 
 /*

@@ -181,8 +181,8 @@ int store_disk_key_add(struct store *s, const char *partition,
 				policy_version, err), err);
 }
 
-static int key_row(struct store *s, struct db_stmt *st, void *elem,
-		   struct parley_err *err)
+int db_key_row(struct store *s, struct db_stmt *st, void *elem,
+	       struct parley_err *err)
 {
 	struct store_disk_key *k = elem;
 	const void *p;
@@ -235,7 +235,7 @@ int store_disk_keys_list(struct store *s, const char *host,
 	if (rc == 0) {
 		db_bind_text(st, 1, host ? host : "");
 		db_bind_text(st, 2, partition ? partition : "");
-		rc = db_rows(s, st, "disk keys", sizeof(**out), key_row, NULL,
+		rc = db_rows(s, st, "disk keys", sizeof(**out), db_key_row, NULL,
 			     (void **)out, err);
 	}
 	return db_rd_end(s, rc, err);
@@ -271,7 +271,7 @@ int store_disk_key_get(struct store *s, const char *partition,
 				  "none", partition, disk,
 				  (unsigned long long)version);
 		else if (rc == 1)
-			rc = key_row(s, st, out, err);
+			rc = db_key_row(s, st, out, err);
 		db_reset(st);
 	}
 	return db_rd_end(s, rc, err);

@@ -123,7 +123,7 @@ static int parse_dir(const char *d, enum grant_dir *out)
 	return -EBADMSG;
 }
 
-static int grant_row(struct store *s, struct db_stmt *st, struct grant *g,
+int db_grant_row(struct store *s, struct db_stmt *st, struct grant *g,
 		     struct parley_err *err)
 {
 	memset(g, 0, sizeof(*g));
@@ -153,7 +153,7 @@ static int grant_load(struct store *s, const char *channel, struct grant *g,
 	db_bind_text(st, 1, channel);
 	rc = db_step(s, st, "get grant", err);
 	if (rc == 1) {
-		int r = grant_row(s, st, g, err);
+		int r = db_grant_row(s, st, g, err);
 		rc = r < 0 ? r : 1;
 	}
 	db_reset(st);
@@ -321,7 +321,7 @@ static int grants_query(struct store *s, struct db_stmt *st,
 			}
 			out->g = p;
 		}
-		if ((rc = grant_row(s, st, &out->g[out->n++], err)) < 0)
+		if ((rc = db_grant_row(s, st, &out->g[out->n++], err)) < 0)
 			break;
 	}
 	db_reset(st);

@@ -106,6 +106,9 @@ struct db_ops {
 	/* A read-only snapshot; end_read closes it (nothing to lose). */
 	int (*begin_read)(struct store *s, struct parley_err *err);
 	void (*end_read)(struct store *s);
+	/* "matches one of the names in the JSON array ?1", after a column
+	 * (store_push.c: many hosts' rows in one statement). */
+	const char *name_list;
 	/* db_rd_begin outside any transaction: a snapshot of its own. */
 	const char *rd_begin_sql;
 	/* A migration's DDL in this dialect: malloc'd, or NULL (ENOMEM). */
@@ -299,6 +302,21 @@ int db_policy_refs(struct store *s, const char *p, int64_t *sets,
 /* Number of grants naming partition p. */
 int db_grants_naming(struct store *s, const char *p, int64_t *n,
 		     struct parley_err *err);
+
+/* Row readers the areas share with store_push.c (the same row, read for
+ * one host or for many): columns from 0 as each area's own SELECT has
+ * them. */
+int db_grant_row(struct store *s, struct db_stmt *st, struct grant *g,
+		 struct parley_err *err);
+int db_rule_row(struct store *s, struct db_stmt *st, void *elem,
+		struct parley_err *err);      /* struct store_svc_rule */
+int db_set_row(struct store *s, struct db_stmt *st, void *elem,
+	       struct parley_err *err);       /* struct store_segset */
+int db_key_row(struct store *s, struct db_stmt *st, void *elem,
+	       struct parley_err *err);       /* struct store_disk_key */
+/* One baseline_digests row (kind, name, sha256) into d. */
+int db_digest_take(struct store *s, struct db_stmt *st,
+		   struct store_digests *d, struct parley_err *err);
 
 /* Put host's pinned certificate, if any, on the revocation list
  * (store_certs.c); `why` says "deleted" or "rejoined". */

@@ -56,8 +56,8 @@ static int digests_write(struct store *s, const char *sql,
 	return rc;
 }
 
-static int digest_take(struct store *s, struct db_stmt *st,
-		       struct store_digests *d, struct parley_err *err)
+int db_digest_take(struct store *s, struct db_stmt *st,
+		   struct store_digests *d, struct parley_err *err)
 {
 	bool file = strcmp(db_col_str(st, 0), "file") == 0;
 	if (file && d->nfile < STORE_FILES_MAX) {
@@ -80,7 +80,7 @@ static int digests_read(struct store *s, const char *sql, const struct dkey *k,
 		return rc;
 	bind_key(st, 1, k);
 	while ((rc = db_step(s, st, "read digests", err)) == 1)
-		if ((rc = digest_take(s, st, d, err)) < 0)
+		if ((rc = db_digest_take(s, st, d, err)) < 0)
 			break;
 	db_reset(st);
 	return rc;

@@ -1129,6 +1129,11 @@ const struct db_ops db_pg_ops = {
 	.begin_read = pg_begin_read,
 	.end_read = pg_end_read,
 	.rd_begin_sql = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+	/* An array made once (an InitPlan): planned as index lookups with
+	 * the array's names as keys, whatever their number (store_push.c
+	 * has the measurements). */
+	.name_list = "= ANY (ARRAY(SELECT jsonb_array_elements_text("
+		     "CAST(?1 AS jsonb))))",
 	.ddl = pg_ddl,
 	/* A parley store is marked by the comment on schema_version (a
 	 * database with some other schema_version is not one). */

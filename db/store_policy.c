@@ -125,6 +125,73 @@ int store_policy_ack(struct store *s, const char *host, uint64_t version,
 	return db_op_end(s, ack(s, host, version, err), err);
 }
 
+/* Every host's version read at once (store_policy_read, no lists), then
+ * the updates: on PostgreSQL pipelined (db_run_deferred), so the lot is
+ * a few round trips rather than four per ack. Inside one operation: an
+ * update that fails fails them all (nothing written), as one ack's
+ * failure would have failed the batch's commit. */
+static int ack_many(struct store *s, const char *const *hosts,
+		    const uint64_t *versions, unsigned n, int *res,
+		    struct parley_err *err)
+{
+	static const char q[] = "UPDATE hosts SET policy_acked = ?2 "
+				"WHERE name = ?1 AND policy_acked < ?2";
+	const char **ok = malloc((n ? n : 1) * sizeof(*ok));
+	uint64_t *never = malloc((n ? n : 1) * sizeof(*never));
+	struct store_policy_read r;
+	unsigned k = 0;
+	if (!ok || !never) {
+		free(ok);
+		free(never);
+		return perr(err, -ENOMEM, "store: out of memory");
+	}
+	for (unsigned i = 0; i < n; i++) {
+		res[i] = db_check_name("host name", hosts[i], NULL);
+		if (res[i] == 0) {
+			never[k] = UINT64_MAX;   /* versions only */
+			ok[k++] = hosts[i];
+		}
+	}
+	int rc = store_policy_read(s, ok, never, k, &r, err);
+	free(ok);
+	free(never);
+	for (unsigned i = 0; rc == 0 && i < n; i++) {
+		if (res[i] < 0)
+			continue;
+		const struct store_policy_host *h =
+			store_policy_read_find(&r, hosts[i]);
+		if (!h || !h->found) {
+			res[i] = -ENOENT;
+		} else if (versions[i] > h->version) {
+			res[i] = -EINVAL;
+		} else {
+			struct db_stmt *st;
+			rc = db_prep(s, q, &st, err);
+			if (rc < 0)
+				break;
+			db_bind_text(st, 1, hosts[i]);
+			db_bind_i64(st, 2, (int64_t)versions[i]);
+			rc = db_run_deferred(s, st, "ack", err);
+		}
+	}
+	store_policy_read_free(&r);
+	return rc;
+}
+
+int store_policy_ack_many(struct store *s, const char *const *hosts,
+			  const uint64_t *versions, unsigned n, int *rc,
+			  struct parley_err *err)
+{
+	if (n && (!hosts || !versions || !rc))
+		return perr(err, -EINVAL, "acknowledgements: missing");
+	if (!n)
+		return 0;
+	int r = db_op_begin(s, err);
+	if (r < 0)
+		return r;
+	return db_op_end(s, ack_many(s, hosts, versions, n, rc, err), err);
+}
+
 int store_policy_acked(struct store *s, const char *host, uint64_t *version,
 		       struct parley_err *err)
 {

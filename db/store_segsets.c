@@ -238,8 +238,8 @@ int store_put_segset(struct store *s, const char *set_json, size_t len,
 
 #define SET_COLS "name, host, version, set_json"
 
-static int set_row(struct store *s, struct db_stmt *st, void *elem,
-		   struct parley_err *err)
+int db_set_row(struct store *s, struct db_stmt *st, void *elem,
+	       struct parley_err *err)
 {
 	struct store_segset *o = elem;
 	memset(o, 0, sizeof(*o));
@@ -268,7 +268,7 @@ int store_list_segsets(struct store *s, const char *host,
 	*out = NULL;
 	int rc = db_prep_host(s, host, q_all, q_host, &st, err);
 	return rc < 0 ? rc : db_rows(s, st, "list segsets", sizeof(**out),
-				     set_row, set_drop, (void **)out, err);
+				     db_set_row, set_drop, (void **)out, err);
 }
 
 static int get(struct store *s, const char *name, struct store_segset *out,
@@ -284,7 +284,7 @@ static int get(struct store *s, const char *name, struct store_segset *out,
 	db_bind_text(st, 1, name);
 	rc = db_step(s, st, "get segset", err);
 	if (rc == 1)
-		rc = set_row(s, st, out, err);
+		rc = db_set_row(s, st, out, err);
 	else if (rc == 0)
 		rc = perr(err, -ENOENT, "segset \"%s\": no such set", name);
 	db_reset(st);

@@ -32,8 +32,8 @@ static int check_rule(const struct svc_rule *r, struct parley_err *err)
 	return rc;
 }
 
-static int rule_row(struct store *s, struct db_stmt *st, void *elem,
-		    struct parley_err *err)
+int db_rule_row(struct store *s, struct db_stmt *st, void *elem,
+		struct parley_err *err)
 {
 	struct store_svc_rule *o = elem;
 	memset(o, 0, sizeof(*o));
@@ -61,7 +61,7 @@ static int load(struct store *s, struct db_stmt *st, struct store_svc_rule *o,
 {
 	int rc = db_step(s, st, "get service rule", err);
 	if (rc == 1) {
-		int r = rule_row(s, st, o, err);
+		int r = db_rule_row(s, st, o, err);
 		rc = r < 0 ? r : 1;
 	}
 	db_reset(st);
@@ -243,7 +243,7 @@ int store_list_svc_rules(struct store *s, const char *host,
 	*out = NULL;
 	int rc = db_prep_host(s, host, q_all, q_host, &st, err);
 	return rc < 0 ? rc : db_rows(s, st, "list service rules",
-				     sizeof(**out), rule_row, NULL,
+				     sizeof(**out), db_rule_row, NULL,
 				     (void **)out, err);
 }
 

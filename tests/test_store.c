@@ -833,6 +833,271 @@ STORE_TEST(store, grants_per_host)
 	expect_no_leaks();
 }
 
+/* ---- many hosts at once (db/store_push.c) ---- */
+
+#define SET_H1                                                              \
+	"{\"name\":\"bus\",\"members\":[\"pa\",\"pb\"],\"segments\":["         \
+	"{\"name\":\"cmd\",\"kind\":\"pipe\",\"writer\":\"pa\","               \
+	"\"size\":\"64K\"}]}"
+
+/* Grants, a service rule, a segment set, disk keys (one in a rekey:
+ * two versions held) and baselines on the small fleet. */
+static void fleet_policy(struct store *s, struct dg *d)
+{
+	struct parley_err e = { 0 };
+	struct grant gs[] = { mkgrant("ab", "pa", "pb"),
+			      mkgrant("ac", "pa", "pc"),
+			      mkgrant("bd", "pb", "pd") };
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(store_grant_add(s, &gs[i], NULL, &e), 0, "%s",
+			     perr_msg(&e));
+	struct svc_rule r = { .allow = true };
+	snprintf(r.source, sizeof(r.source), "pb");
+	snprintf(r.target, sizeof(r.target), "pa");
+	snprintf(r.service, sizeof(r.service), "auth");
+	cr_assert_eq(store_put_svc_rule(s, &r, NULL, NULL, NULL, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_assert_eq(store_put_segset(s, SET_H1, strlen(SET_H1), NULL, NULL,
+				      &e), 0, "%s", perr_msg(&e));
+	uint8_t w[STORE_WRAPPED_LEN];
+	memset(w, 7, sizeof(w));
+	struct store_blob wb = { w, sizeof(w) };
+	cr_assert_eq(store_disk_key_add(s, "pb", "data", 1, wb, NULL, &e), 0,
+		     "%s", perr_msg(&e));
+	cr_assert_eq(store_disk_key_add(s, "pb", "data", 2, wb, NULL, &e), 0,
+		     "%s", perr_msg(&e));
+	cr_assert_eq(store_disk_key_add(s, "pd", "log", 1, wb, NULL, &e), 0,
+		     "%s", perr_msg(&e));
+	dg_make(&d[0], 2, 1, 0x10);
+	dg_make(&d[1], 0, 0, 0x40);
+	cr_assert_eq(store_baseline_put(s, "pa", &d[0].in, true, NULL, &e), 0,
+		     "%s", perr_msg(&e));
+	cr_assert_eq(store_baseline_put(s, "pd", &d[1].in, false, NULL, &e),
+		     0, "%s", perr_msg(&e));
+}
+
+/* One host's part equals what the per-host reads give. */
+static void expect_host_read(struct store *s, const struct store_policy_host *h)
+{
+	struct parley_err e = { 0 };
+	uint64_t v;
+	cr_assert_eq(store_policy_host_version(s, h->host, &v, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_expect(h->found);
+	cr_expect_eq(h->version, v, "%s: version %llu, alone %llu", h->host,
+		     (unsigned long long)h->version, (unsigned long long)v);
+	struct grant_set gs;
+	cr_assert_eq(store_grants_for_host(s, h->host, &gs, &e), 0);
+	cr_assert_eq(h->ngrants, gs.n, "%s: %u grants, alone %u", h->host,
+		     h->ngrants, gs.n);
+	for (unsigned i = 0; i < gs.n; i++)
+		cr_expect(grant_eq(&h->grants[i], &gs.g[i]), "%s: grant %u",
+			  h->host, i);
+	grant_set_free(&gs);
+	struct store_svc_rule *r;
+	int n = store_list_svc_rules(s, h->host, &r, &e);
+	cr_assert_eq((int)h->nrules, n);
+	for (int i = 0; i < n; i++)
+		cr_expect_eq(memcmp(&h->rules[i], &r[i], sizeof(*r)), 0);
+	free(r);
+	struct store_segset *l;
+	n = store_list_segsets(s, h->host, &l, &e);
+	cr_assert_eq((int)h->nsets, n);
+	for (int i = 0; i < n; i++) {
+		cr_expect_str_eq(h->sets[i].name, l[i].name);
+		cr_expect_str_eq(h->sets[i].host, l[i].host);
+		cr_expect_eq(h->sets[i].version, l[i].version);
+		cr_expect_str_eq(h->sets[i].json, l[i].json);
+	}
+	store_segsets_free(l, (unsigned)n);
+	struct store_disk_key *k;
+	n = store_disk_keys_list(s, h->host, NULL, &k, &e);
+	cr_assert_eq((int)h->nkeys, n);
+	for (int i = 0; i < n; i++)
+		cr_expect_eq(memcmp(&h->keys[i], &k[i], sizeof(*k)), 0,
+			     "%s: disk key %d", h->host, i);
+	free(k);
+}
+
+STORE_TEST(store, policy_read_of_many_hosts_is_the_per_host_reads)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct dg d[2];
+	fleet_policy(f.s, d);
+	struct parley_err e = { 0 };
+	struct store_policy_read r;
+	/* Any order, a repeat, a host that does not exist. */
+	const char *hosts[] = { "h3", "h1", "nohost", "h2", "h1" };
+	cr_assert_eq(store_policy_read(f.s, hosts, NULL, 5, &r, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_assert_eq(r.n, 4);
+	cr_expect_str_eq(r.h[0].host, "h1");
+	cr_expect_str_eq(r.h[3].host, "nohost");
+	cr_expect(!r.h[3].found);
+	cr_expect(!r.h[3].read && !r.h[3].ngrants);
+	for (unsigned i = 0; i < 3; i++) {
+		cr_expect(r.h[i].read);
+		expect_host_read(f.s, &r.h[i]);
+	}
+	const struct store_policy_host *h1 = store_policy_read_find(&r, "h1");
+	cr_assert(h1);
+	cr_expect_eq(h1->ngrants, 3);
+	cr_expect_eq(h1->nrules, 1);
+	cr_expect_eq(h1->nsets, 1);
+	cr_expect_eq(h1->nkeys, 1);
+	cr_expect_eq(h1->keys[0].versions, 2);
+	cr_expect_null(store_policy_read_find(&r, "h4"));
+	store_policy_read_free(&r);
+
+	/* A host whose agent holds its version: the version, no lists. */
+	uint64_t v1;
+	cr_assert_eq(store_policy_host_version(f.s, "h1", &v1, &e), 0);
+	const char *two[] = { "h1", "h2" };
+	uint64_t after[] = { v1, 0 };
+	cr_assert_eq(store_policy_read(f.s, two, after, 2, &r, &e), 0);
+	cr_expect_eq(r.h[0].version, v1);
+	cr_expect(!r.h[0].read);
+	cr_expect_eq(r.h[0].ngrants + r.h[0].nrules + r.h[0].nkeys, 0);
+	cr_expect(r.h[1].read);
+	expect_host_read(f.s, &r.h[1]);
+	store_policy_read_free(&r);
+
+	/* Baselines: those that exist, in name order, as one by one. */
+	struct store_baseline *b;
+	const char *parts[] = { "pd", "pa", "pb", "pa", "nopart" };
+	int n = store_baselines_read(f.s, parts, 5, &b, &e);
+	cr_assert_eq(n, 2, "%d %s", n, perr_msg(&e));
+	cr_expect_str_eq(b[0].partition, "pa");
+	cr_expect_str_eq(b[1].partition, "pd");
+	for (int i = 0; i < 2; i++) {
+		struct store_baseline one;
+		cr_assert_eq(store_baseline_get(f.s, b[i].partition, &one, &e),
+			     0);
+		cr_expect_eq(memcmp(&one, &b[i], sizeof(one)), 0);
+		dg_expect(&b[i].d, &d[i]);
+	}
+	free(b);
+	cr_expect_eq(store_baselines_read(f.s, parts, 0, &b, &e), 0);
+	cr_expect_null(b);
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+/* More hosts than one statement's list (STORE_IN_MAX): grants in a ring
+ * across them, each host's read as by itself. */
+STORE_TEST(store, policy_read_across_list_chunks)
+{
+	enum { N = 2 * STORE_IN_MAX + 7 };
+	struct fx f;
+	fx_open(&f);
+	struct parley_err e = { 0 };
+	static char names[N][16], parts[N][16];
+	const char *hosts[N];
+	cr_assert_eq(store_begin(f.s, &e), 0);
+	for (unsigned i = 0; i < N; i++) {
+		snprintf(names[i], sizeof(names[i]), "host%03u", (i * 37) % N);
+		snprintf(parts[i], sizeof(parts[i]), "part%03u", (i * 37) % N);
+		hosts[i] = names[i];
+		cr_assert_eq(store_host_put(f.s, names[i], "test:///default",
+					    NOCERT, &e), 0, "%s", perr_msg(&e));
+		struct store_part_in p = part_in(parts[i], names[i],
+						 STORE_PART_THIN);
+		cr_assert_eq(store_partition_put(f.s, &p, NULL, &e), 0);
+	}
+	for (unsigned i = 0; i < N; i++) {
+		char ch[16];
+		snprintf(ch, sizeof(ch), "ch%03u", i);
+		struct grant g = mkgrant(ch, parts[i], parts[(i + 1) % N]);
+		cr_assert_eq(store_grant_add(f.s, &g, NULL, &e), 0, "%s",
+			     perr_msg(&e));
+	}
+	cr_assert_eq(store_commit(f.s, &e), 0, "%s", perr_msg(&e));
+	struct store_policy_read r;
+	cr_assert_eq(store_policy_read(f.s, hosts, NULL, N, &r, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_assert_eq(r.n, N);
+	for (unsigned i = 0; i < N; i++) {
+		cr_expect_eq(r.h[i].ngrants, 2, "%s", r.h[i].host);
+		expect_host_read(f.s, &r.h[i]);
+	}
+	store_policy_read_free(&r);
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+STORE_TEST(store, acks_of_many_hosts_each_as_alone)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	struct grant g1 = mkgrant("ac", "pa", "pc");
+	struct grant g2 = mkgrant("bd", "pb", "pd");
+	cr_assert_eq(store_grant_add(f.s, &g1, NULL, &e), 0);
+	cr_assert_eq(store_grant_add(f.s, &g2, NULL, &e), 0);
+	/* h1 and h3 are at 2, h2 at 1. */
+	cr_assert_eq(store_policy_ack(f.s, "h3", 2, &e), 0);
+	const char *hosts[] = { "h1", "h2", "nohost", "h3", "bad name!",
+				"h2" };
+	uint64_t vs[] = { 2, 2, 1, 1, 1, 1 };
+	int rc[6];
+	cr_assert_eq(store_policy_ack_many(f.s, hosts, vs, 6, rc, &e), 0,
+		     "%s", perr_msg(&e));
+	cr_expect_eq(rc[0], 0);
+	cr_expect_eq(rc[1], -EINVAL, "a version above h2's bundle");
+	cr_expect_eq(rc[2], -ENOENT);
+	cr_expect_eq(rc[3], 0, "an older ack is no error, and no step back");
+	cr_expect_eq(rc[4], -EINVAL);
+	cr_expect_eq(rc[5], 0);
+	uint64_t v;
+	cr_expect_eq(store_policy_acked(f.s, "h1", &v, &e), 0);
+	cr_expect_eq(v, 2);
+	cr_expect_eq(store_policy_acked(f.s, "h2", &v, &e), 0);
+	cr_expect_eq(v, 1);
+	cr_expect_eq(store_policy_acked(f.s, "h3", &v, &e), 0);
+	cr_expect_eq(v, 2);
+	/* Inside a batch too, and the batch goes on. */
+	cr_assert_eq(store_begin(f.s, &e), 0);
+	cr_expect_eq(store_policy_ack_many(f.s, hosts + 1, vs + 1, 1, rc, &e),
+		     0);
+	cr_expect_eq(rc[0], -EINVAL);
+	cr_expect_eq(store_policy_ack(f.s, "h2", 1, &e), 0);
+	cr_assert_eq(store_commit(f.s, &e), 0, "%s", perr_msg(&e));
+	fx_close(&f);
+	expect_no_leaks();
+}
+
+STORE_TEST(store, many_hosts_reads_refuse_hostile_names)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	struct parley_err e = { 0 };
+	struct store_policy_read r;
+	const char *bad[] = { "h1", "h1' OR '1'='1", NULL };
+	cr_expect_eq(store_policy_read(f.s, bad, NULL, 2, &r, &e), -EINVAL);
+	cr_expect_eq(r.n, 0);
+	cr_expect_eq(store_policy_read(f.s, bad + 1, NULL, 2, &r, &e),
+		     -EINVAL);
+	cr_expect_eq(store_policy_read(f.s, NULL, NULL, 1, &r, &e), -EINVAL);
+	store_policy_read_free(&r);
+	struct store_baseline *b;
+	cr_expect_eq(store_baselines_read(f.s, bad, 2, &b, &e), -EINVAL);
+	cr_expect_null(b);
+	cr_expect_eq(store_baselines_read(f.s, NULL, 3, &b, &e), -EINVAL);
+	uint64_t vs[] = { 1 };
+	cr_expect_eq(store_policy_ack_many(f.s, bad, vs, 1, NULL, &e),
+		     -EINVAL);
+	/* Nothing read is nothing: no hosts, no rows. */
+	cr_expect_eq(store_policy_read(f.s, bad, NULL, 0, &r, &e), 0);
+	cr_expect_eq(r.n, 0);
+	store_policy_read_free(&r);
+	fx_close(&f);
+	expect_no_leaks();
+}
+
 STORE_TEST(store, grant_replace_is_one_version)
 {
 	struct fx f;
@@ -1407,6 +1672,65 @@ STORE_TEST(store, audit_after_append_continues_chain)
 		     perr_msg(&e));
 	cr_expect_eq(rows, 13);
 	fx_close(&f);
+}
+
+/* Rows go several to an INSERT (32, then 4, then 1 at a time): appends
+ * of every mix of sizes chain on, row after row, with their own fields. */
+struct listed {
+	uint64_t next;
+	unsigned bad;
+};
+
+static int list_check(const struct store_audit *a, void *ctx)
+{
+	struct listed *l = ctx;
+	char want[32];
+	snprintf(want, sizeof(want), "event %llu",
+		 (unsigned long long)l->next);
+	if (a->id != l->next || strcmp(a->detail, want) ||
+	    strcmp(a->host, "h1"))
+		l->bad++;
+	l->next++;
+	return 0;
+}
+
+STORE_TEST(store, audit_appends_of_every_statement_size_chain)
+{
+	struct fx f;
+	fx_open(&f);
+	fleet(f.s);
+	static const unsigned sizes[] = { 1, 3, 4, 5, 31, 32, 33, 37, 70,
+					  100 };
+	struct parley_err e = { 0 };
+	uint64_t total = 0, last = 0;
+	struct store_audit_in ev[100];
+	static char d[100][32];
+	for (unsigned k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		for (unsigned i = 0; i < sizes[k]; i++) {
+			snprintf(d[i], sizeof(d[i]), "event %llu",
+				 (unsigned long long)(total + i + 1));
+			ev[i] = (struct store_audit_in){
+				.host = "h1", .event = "open_denied",
+				.partition = i % 2 ? "pa" : "", .detail = d[i],
+				.time_ms = 1700000000000ll + (int64_t)i,
+			};
+		}
+		cr_assert_eq(store_audit_append(f.s, ev, sizes[k], &last, &e),
+			     0, "%u events: %s", sizes[k], perr_msg(&e));
+		total += sizes[k];
+		cr_expect_eq(last, total);
+	}
+	uint64_t bad = 0, rows = 0;
+	cr_expect_eq(store_audit_verify(f.s, &bad, &rows, &e), 0, "%s",
+		     perr_msg(&e));
+	cr_expect_eq(rows, total);
+	struct listed l = { .next = 1 };
+	int n = store_audit_list(f.s, 0, 1000, list_check, &l, &e);
+	cr_assert_geq(n, 0, "%s", perr_msg(&e));
+	cr_expect_eq(l.next, total + 1);
+	cr_expect_eq(l.bad, 0, "%u rows not as appended", l.bad);
+	fx_close(&f);
+	expect_no_leaks();
 }
 
 /* ---- batches ---- */

@@ -94,9 +94,12 @@ static int named(const struct grant_set *g, struct names *l)
 /* The baselines of every partition the bundle names (those the store
  * has): a channel's, a call's and a set's ends are re-measured against
  * them. */
-static int fill_baselines(struct store *s, const struct grant_set *g,
-			  Parley__V1__PolicyBody *b, struct body_mem *m,
-			  struct parley_err *err)
+static const struct store_baseline *base_find(const struct policy_slice *sl,
+					      const char *partition);
+
+static int fill_baselines(const struct policy_slice *sl,
+			  const struct grant_set *g, Parley__V1__PolicyBody *b,
+			  struct body_mem *m, struct parley_err *err)
 {
 	struct names l = { 0 };
 	int nrc = named(g, &l);
@@ -123,8 +126,10 @@ static int fill_baselines(struct store *s, const struct grant_set *g,
 	unsigned nb = 0;
 	for (unsigned i = 0; i < l.n; i++) {
 		struct store_baseline *sb = &m->sb[nb];
-		if (store_baseline_get(s, l.v[i], sb, NULL) < 0)
+		const struct store_baseline *have = base_find(sl, l.v[i]);
+		if (!have)
 			continue;
+		*sb = *have;
 		Parley__V1__Baseline *w = &m->bases[nb];
 		parley__v1__baseline__init(w);
 		w->partition = sb->partition;
@@ -173,32 +178,27 @@ static int fill_grants(const struct grant_set *g, Parley__V1__PolicyBody *b,
 
 /* The host's service rules, into g->svc (for the baselines) and the
  * body. */
-static int fill_services(struct store *s, const char *host,
+static int fill_services(const struct store_policy_host *h,
 			 struct grant_set *g, Parley__V1__PolicyBody *b,
 			 struct body_mem *m, struct parley_err *err)
 {
 	_Static_assert(SVC_RULES_MAX <= WIRE_SERVICES_MAX,
 		       "a host's rules fit its bundle");
-	struct store_svc_rule *r = NULL;
-	int n = store_list_svc_rules(s, host, &r, err);
-	if (n < 0)
-		return n;
-	g->svc = calloc(n ? (unsigned)n : 1, sizeof(*g->svc));
-	m->rules = calloc(n ? (unsigned)n : 1, sizeof(*m->rules));
-	m->rp = calloc(n ? (unsigned)n : 1, sizeof(*m->rp));
-	if (!g->svc || !m->rules || !m->rp) {
-		free(r);
+	const struct store_svc_rule *r = h->rules;
+	unsigned n = h->nrules;
+	g->svc = calloc(n ? n : 1, sizeof(*g->svc));
+	m->rules = calloc(n ? n : 1, sizeof(*m->rules));
+	m->rp = calloc(n ? n : 1, sizeof(*m->rp));
+	if (!g->svc || !m->rules || !m->rp)
 		return perr(err, -ENOMEM, "out of memory");
-	}
-	for (int i = 0; i < n; i++) {
+	for (unsigned i = 0; i < n; i++) {
 		g->svc[i] = r[i].r;
 		wire_svc_from_model(&m->rules[i], &g->svc[i]);
 		m->rp[i] = &m->rules[i];
 	}
-	g->nsvc = (unsigned)n;
-	free(r);
+	g->nsvc = n;
 	b->services = m->rp;
-	b->n_services = (size_t)n;
+	b->n_services = n;
 	return 0;
 }
 
@@ -206,26 +206,25 @@ static int fill_services(struct store *s, const char *host,
  * array (each was checked by common/segset.c when it was stored; the
  * agent checks the whole again), and parsed back into g->seg for the
  * baselines. */
-static int fill_segsets(struct store *s, const char *host,
-			struct grant_set *g, Parley__V1__PolicyBody *b,
-			struct body_mem *m, struct parley_err *err)
+static int segsets_parse(const char *host, const struct store_segset *l,
+			 unsigned n, char **json, struct segset_doc *doc,
+			 struct parley_err *err)
 {
 	_Static_assert(STORE_SEGSETS_HOST_JSON_MAX + 2 * SEGSETS_MAX <=
 			       WIRE_SEGSETS_JSON_MAX,
 		       "a host's sets fit its bundle");
-	struct store_segset *l = NULL;
-	int n = store_list_segsets(s, host, &l, err);
-	if (n <= 0)
-		return n;
+	*json = NULL;
+	if (!n)
+		return 0;
 	size_t len = 3;
-	for (int i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++)
 		len += strlen(l[i].json) + 1;
-	char *t = m->segsets_json = malloc(len);
+	char *t = *json = malloc(len);
 	int rc = t ? 0 : perr(err, -ENOMEM, "out of memory");
 	if (rc == 0) {
 		size_t at = 0;
 		t[at++] = '[';
-		for (int i = 0; i < n; i++) {
+		for (unsigned i = 0; i < n; i++) {
 			size_t k = strlen(l[i].json);
 			if (i)
 				t[at++] = ',';
@@ -234,16 +233,25 @@ static int fill_segsets(struct store *s, const char *host,
 		}
 		t[at++] = ']';
 		t[at] = '\0';
-		b->segsets_json = t;
 		json_t *arr = json_loads(t, JSON_REJECT_DUPLICATES, NULL);
-		rc = arr ? segset_doc_from_json(arr, NULL, &g->seg, err)
+		rc = arr ? segset_doc_from_json(arr, NULL, doc, err)
 			 : perr(err, -EBADMSG, "stored segment sets of host "
 				"\"%s\" are not JSON", host);
 		json_decref(arr);
 		if (rc < 0)
 			perr_prefix(err, "segment sets of host \"%s\"", host);
 	}
-	store_segsets_free(l, (unsigned)n);
+	return rc;
+}
+
+static int fill_segsets(const struct store_policy_host *h,
+			struct grant_set *g, Parley__V1__PolicyBody *b,
+			struct body_mem *m, struct parley_err *err)
+{
+	int rc = segsets_parse(h->host, h->sets, h->nsets, &m->segsets_json,
+			       &g->seg, err);
+	if (rc == 0 && m->segsets_json)
+		b->segsets_json = m->segsets_json;
 	return rc;
 }
 
@@ -255,10 +263,102 @@ int policy_body_build(struct store *s, const char *host, uint64_t after,
 				      body, len, err);
 }
 
-int policy_body_build_keys(struct store *s, struct keyd *keys,
-			   X509 *host_cert, const char *host,
-			   uint64_t after, uint64_t *version, uint8_t **body,
-			   size_t *len, struct parley_err *err)
+/* ---- a slice of hosts' inputs, read at once ---- */
+
+static const struct store_baseline *base_find(const struct policy_slice *sl,
+					      const char *partition)
+{
+	unsigned lo = 0, hi = sl->nbase;
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		int c = strcmp(partition, sl->base[mid].partition);
+		if (!c)
+			return &sl->base[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* Every partition any host's bundle may name (a superset: the bundle
+ * names only the disk keys it seals), into l. A host whose sets do not
+ * parse adds none of theirs: its bundle fails at the same parse. */
+static int slice_names(const struct store_policy_read *rd, struct names *l)
+{
+	int rc = 0;
+	for (unsigned i = 0; rc == 0 && i < rd->n; i++) {
+		const struct store_policy_host *h = &rd->h[i];
+		struct grant_set g = { 0 };
+		char *json = NULL;
+		if (!h->read)
+			continue;
+		g.g = (struct grant *)h->grants;
+		g.n = h->ngrants;
+		if (segsets_parse(h->host, h->sets, h->nsets, &json, &g.seg,
+				  NULL) < 0)
+			segset_doc_free(&g.seg);
+		free(json);
+		rc = named(&g, l);
+		for (unsigned k = 0; rc == 0 && k < h->nrules; k++)
+			if ((rc = names_add(l, h->rules[k].r.source)) == 0)
+				rc = names_add(l, h->rules[k].r.target);
+		for (unsigned k = 0; rc == 0 && k < h->nkeys; k++)
+			rc = names_add(l, h->keys[k].partition);
+		segset_doc_free(&g.seg);
+	}
+	return rc;
+}
+
+int policy_slice_load(struct store *s, const char *const *hosts,
+		      const uint64_t *after, unsigned n,
+		      struct policy_slice *out, struct parley_err *err)
+{
+	struct names l = { 0 };
+	memset(out, 0, sizeof(*out));
+	int rc = store_policy_read(s, hosts, after, n, &out->rd, err);
+	if (rc == 0 && slice_names(&out->rd, &l) < 0)
+		rc = perr(err, -ENOMEM, "out of memory");
+	const char **v = NULL;
+	if (rc == 0 && l.n && !(v = malloc(l.n * sizeof(*v))))
+		rc = perr(err, -ENOMEM, "out of memory");
+	for (unsigned i = 0; rc == 0 && i < l.n; i++)
+		v[i] = l.v[i];
+	if (rc == 0 && l.n) {
+		int nb = store_baselines_read(s, v, l.n, &out->base, err);
+		if (nb < 0)
+			rc = nb;
+		else
+			out->nbase = (unsigned)nb;
+	}
+	free(v);
+	free(l.v);
+	if (rc < 0)
+		policy_slice_free(out);
+	return rc;
+}
+
+void policy_slice_free(struct policy_slice *sl)
+{
+	store_policy_read_free(&sl->rd);
+	free(sl->base);
+	sl->base = NULL;
+	sl->nbase = 0;
+}
+
+bool policy_slice_has_disk_keys(const struct policy_slice *sl,
+				const char *host)
+{
+	const struct store_policy_host *h =
+		store_policy_read_find(&sl->rd, host);
+	return h && h->nkeys;
+}
+
+int policy_slice_body(const struct policy_slice *sl, struct store *s,
+		      struct keyd *keys, X509 *host_cert, const char *host,
+		      uint64_t after, uint64_t *version, uint8_t **body,
+		      size_t *len, struct parley_err *err)
 {
 	struct grant_set g = { 0 };
 	struct body_mem m = { 0 };
@@ -266,22 +366,37 @@ int policy_body_build_keys(struct store *s, struct keyd *keys,
 	parley__v1__policy_body__init(&b);
 	*body = NULL;
 	*len = 0;
-	int rc = store_policy_host_version(s, host, version, err);
+	*version = 0;
+	const struct store_policy_host *h =
+		store_policy_read_find(&sl->rd, host);
+	if (!h || !h->found)
+		return perr(err, -ENOENT, "host \"%s\": no such host", host);
+	*version = h->version;
 	/* Nothing newer than what the agent holds: nothing to build (a
 	 * fleet-wide push asks every link; most may be up to date). */
-	if (rc < 0 || *version <= after)
-		return rc;
-	rc = store_grants_for_host(s, host, &g, err);
+	if (*version <= after)
+		return 0;
+	if (!h->read)
+		return perr(err, -ESTALE, "host \"%s\": read for a version "
+			    "above %llu", host, (unsigned long long)after);
+	int rc = 0;
+	if (h->ngrants && !(g.g = malloc(h->ngrants * sizeof(*g.g))))
+		rc = perr(err, -ENOMEM, "out of memory");
+	if (rc == 0 && h->ngrants) {
+		memcpy(g.g, h->grants, h->ngrants * sizeof(*g.g));
+		g.n = h->ngrants;
+	}
 	if (rc == 0)
 		rc = fill_grants(&g, &b, &m, err);
 	if (rc == 0)
-		rc = fill_services(s, host, &g, &b, &m, err);
+		rc = fill_services(h, &g, &b, &m, err);
 	if (rc == 0)
-		rc = fill_segsets(s, host, &g, &b, &m, err);
+		rc = fill_segsets(h, &g, &b, &m, err);
 	if (rc == 0)
-		rc = diskkeys_fill(s, keys, host, host_cert, &b, &m.dk, err);
+		rc = diskkeys_fill(s, keys, host, host_cert, h->keys, h->nkeys,
+				   &b, &m.dk, err);
 	if (rc == 0)
-		rc = fill_baselines(s, &g, &b, &m, err);
+		rc = fill_baselines(sl, &g, &b, &m, err);
 	b.host = (char *)host;
 	b.version = *version;
 	/* Refuse our own bad output rather than have the agent refuse it. */
@@ -297,6 +412,24 @@ int policy_body_build_keys(struct store *s, struct keyd *keys,
 	}
 	body_mem_free(&m);
 	grant_set_free(&g);
+	return rc;
+}
+
+/* One host: a slice of one. */
+int policy_body_build_keys(struct store *s, struct keyd *keys,
+			   X509 *host_cert, const char *host,
+			   uint64_t after, uint64_t *version, uint8_t **body,
+			   size_t *len, struct parley_err *err)
+{
+	struct policy_slice sl;
+	*body = NULL;
+	*len = 0;
+	*version = 0;
+	int rc = policy_slice_load(s, &host, &after, 1, &sl, err);
+	if (rc == 0)
+		rc = policy_slice_body(&sl, s, keys, host_cert, host, after,
+				       version, body, len, err);
+	policy_slice_free(&sl);
 	return rc;
 }
 

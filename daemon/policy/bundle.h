@@ -53,4 +53,32 @@ int policy_bundle_build_keys(struct store *s, struct keyd *keys,
 			     struct parley_err *err);
 void policy_bundle_free(Parley__V1__PolicyBundle *b);
 
+/* What the bundles of many hosts are built from, read at once: their
+ * versions, grants, service rules, segment sets and disk keys
+ * (store_policy_read) and the baselines of every partition they name
+ * (store_baselines_read) -- a statement per kind per 256 hosts where host by
+ * host took some 20 per host (daemon/rpc/link_push.c: a push slice).
+ * after[i] is what host i's agent holds: only hosts above it are read in
+ * full. The bodies built from it are the ones policy_body_build_keys
+ * builds (which is a slice of one). */
+struct policy_slice {
+	struct store_policy_read rd;
+	struct store_baseline *base;       /* by partition name */
+	unsigned nbase;
+};
+int policy_slice_load(struct store *s, const char *const *hosts,
+		      const uint64_t *after, unsigned n,
+		      struct policy_slice *out, struct parley_err *err);
+void policy_slice_free(struct policy_slice *sl);
+/* policy_body_build_keys for `host` of the slice, `after` as at the load
+ * (or above). s: for a disk key's older version (a rekey in progress). */
+int policy_slice_body(const struct policy_slice *sl, struct store *s,
+		      struct keyd *keys, X509 *host_cert, const char *host,
+		      uint64_t after, uint64_t *version, uint8_t **body,
+		      size_t *len, struct parley_err *err);
+/* Whether `host` has disk keys (its bundle calls the key process to
+ * seal them: link_push drains its signing window first). */
+bool policy_slice_has_disk_keys(const struct policy_slice *sl,
+				const char *host);
+
 #endif

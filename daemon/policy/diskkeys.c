@@ -235,14 +235,18 @@ static int seal_one(struct store *s, struct keyd *k, const char *host,
 }
 
 int diskkeys_fill(struct store *s, struct keyd *k, const char *host,
-		  X509 *host_cert, Parley__V1__PolicyBody *b,
+		  X509 *host_cert, const struct store_disk_key *rows,
+		  unsigned nrows, Parley__V1__PolicyBody *b,
 		  struct diskkeys_mem *m, struct parley_err *err)
 {
-	struct store_disk_key *l = NULL;
 	*m = (struct diskkeys_mem){ 0 };
-	int n = store_disk_keys_list(s, host, NULL, &l, err);
-	if (n <= 0)
-		return n;
+	if (!nrows)
+		return 0;
+	int n = (int)nrows;
+	struct store_disk_key *l = malloc(nrows * sizeof(*l));
+	if (!l)
+		return perr(err, -ENOMEM, "out of memory");
+	memcpy(l, rows, nrows * sizeof(*l));
 	unsigned total = 0;
 	for (int i = 0; i < n; i++)
 		if (!l[i].withheld[0])

@@ -73,8 +73,10 @@ struct diskkeys_mem {
  * bundle carries the baselines of the partitions named, for the agent's
  * own check). With host_cert NULL: -ENOKEY if there are keys
  * (a bundle without them would withdraw them). */
+/* rows: the host's keys as store_disk_keys_list gives them (copied). */
 int diskkeys_fill(struct store *s, struct keyd *k, const char *host,
-		  X509 *host_cert, Parley__V1__PolicyBody *b,
+		  X509 *host_cert, const struct store_disk_key *rows,
+		  unsigned nrows, Parley__V1__PolicyBody *b,
 		  struct diskkeys_mem *m, struct parley_err *err);
 void diskkeys_mem_free(struct diskkeys_mem *m);
 

@@ -87,6 +87,57 @@ static void arm(struct link_server *ls, int delay_ms)
 	}
 }
 
+static bool plain_ack(const struct batch_ack *a)
+{
+	return a->kind == BATCH_ACK && !a->refused;
+}
+
+/* The plain acks of the batch in one store call (store_policy_ack_many:
+ * their hosts' versions read at once, the updates pipelined on
+ * PostgreSQL), not four statements each. done[i] says which were
+ * written or refused on their own; if the call fails as a whole, none
+ * is, and each goes through write_one. */
+static void acks_at_once(struct link_server *ls, bool *done)
+{
+	struct link_batch *b = ls->batch;
+	struct parley_err err = { 0 };
+	const char **hosts = malloc(b->n * sizeof(*hosts));
+	uint64_t *versions = malloc(b->n * sizeof(*versions));
+	int *res = malloc(b->n * sizeof(*res));
+	size_t *at = malloc(b->n * sizeof(*at));
+	unsigned k = 0;
+	if (hosts && versions && res && at)
+		for (size_t i = 0; i < b->n; i++)
+			if (plain_ack(&b->a[i])) {
+				hosts[k] = b->a[i].host;
+				versions[k] = b->a[i].version;
+				at[k++] = i;
+			}
+	if (k > 1 && store_policy_ack_many(ls->store, hosts, versions, k,
+					   res, &err) == 0) {
+		for (unsigned j = 0; j < k; j++) {
+			done[at[j]] = true;
+			/* Refused alone: the single call says why (and
+			 * refuses it again, writing nothing). */
+			if (res[j] < 0 && store_policy_ack(ls->store,
+							   hosts[j],
+							   versions[j],
+							   &err) < 0)
+				log_warn("agent %s: ack of policy %llu: %s",
+					 hosts[j],
+					 (unsigned long long)versions[j],
+					 perr_msg(&err));
+		}
+	} else if (k > 1) {
+		log_warn("policy acknowledgements (%u) at once: %s; one by "
+			 "one", k, perr_msg(&err));
+	}
+	free(hosts);
+	free(versions);
+	free(res);
+	free(at);
+}
+
 /* One transaction for everything queued. A write that fails on its own
  * (an ack of a version the host was never given, a host deleted since)
  * leaves nothing behind and is logged; the rest commit. */
@@ -96,9 +147,15 @@ static int flush(struct link_server *ls)
 	struct parley_err err = { 0 };
 	if (!b->n)
 		return 0;
-	int rc = store_begin(ls->store, &err);
+	bool *done = calloc(b->n, sizeof(*done));
+	int rc = done ? store_begin(ls->store, &err)
+		      : perr(&err, -ENOMEM, "out of memory");
+	if (rc == 0)
+		acks_at_once(ls, done);
 	for (size_t i = 0; rc == 0 && i < b->n; i++) {
 		struct parley_err e1 = { 0 };
+		if (done[i])
+			continue;
 		if (write_one(ls, &b->a[i], &e1) < 0)
 			log_warn("agent %s: %s of policy %llu: %s",
 				 b->a[i].host,
@@ -110,6 +167,7 @@ static int flush(struct link_server *ls)
 				 (unsigned long long)b->a[i].version,
 				 perr_msg(&e1));
 	}
+	free(done);
 	if (rc == 0)
 		rc = store_commit(ls->store, &err);
 	if (rc < 0) {

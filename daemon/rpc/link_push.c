@@ -102,14 +102,19 @@ static void finish(struct link_server *ls, struct pending *p)
 /* Build c's bundle if it moved and ask for its signature: 1 if a request
  * is in flight for it (p filled), 0 if there is nothing to send or it
  * failed (logged). */
-static int start(struct link_conn *c, struct pending *p)
+static int start(struct link_conn *c, const struct policy_slice *sl,
+		 struct pending *p)
 {
 	struct link_server *ls = c->ls;
 	struct parley_err err = { 0 };
 	*p = (struct pending){ .c = c };
-	int rc = policy_body_build_keys(ls->store, ls->policy_key,
+	int rc = sl ? policy_slice_body(sl, ls->store, ls->policy_key,
 					peer_key(c), c->host, c->pushed,
-					&p->version, &p->body, &p->len, &err);
+					&p->version, &p->body, &p->len, &err)
+		    : policy_body_build_keys(ls->store, ls->policy_key,
+					     peer_key(c), c->host, c->pushed,
+					     &p->version, &p->body, &p->len,
+					     &err);
 	if (rc == 0 && p->body)
 		rc = keyd_sign_bundle_send(ls->policy_key, c->host, p->version,
 					   p->body, p->len, &err);
@@ -121,37 +126,74 @@ static int start(struct link_conn *c, struct pending *p)
 	return p->body != NULL;
 }
 
+/* The slice's store rows in a few statements for all its hosts
+ * (policy_slice_load), not some 20 per host: on PostgreSQL each is a
+ * round trip, and host by host a fleet-wide push spent most of its time
+ * waiting on them. If that read fails, each bundle is built by itself
+ * as before (one host's bad row then fails only its own bundle). */
+static bool slice_load(struct link_conn **l, unsigned n,
+		       struct policy_slice *sl)
+{
+	const char *hosts[PUSH_SLICE];
+	uint64_t after[PUSH_SLICE];
+	struct parley_err err = { 0 };
+	if (!n)
+		return false;
+	for (unsigned i = 0; i < n; i++) {
+		hosts[i] = l[i]->host;
+		after[i] = l[i]->pushed;
+	}
+	if (policy_slice_load(l[0]->ls->store, hosts, after, n, sl,
+			      &err) == 0)
+		return true;
+	log_warn("policy push: reading %u hosts at once: %s; host by host",
+		 n, perr_msg(&err));
+	return false;
+}
+
 static void on_push_slice(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	struct link_server *ls = arg;
 	struct pending ring[KEYD_WINDOW];
-	unsigned head = 0, n = 0;
+	struct link_conn *l[PUSH_SLICE];
+	unsigned head = 0, n = 0, nl = 0;
 	struct parley_err err = { 0 };
-	/* One read transaction for the slice's ~1,000 statements (SQLite
-	 * would take and drop its WAL read lock for each); the bundles of a
-	 * slice are built from one state of the store. Without it (store
-	 * busy), each read is its own, as before. */
-	bool snap = store_read_begin(ls->store, &err) == 0;
-	if (!snap)
-		log_warn("policy push: no read snapshot: %s", perr_msg(&err));
 	for (unsigned k = 0; ls->push_cursor && k < PUSH_SLICE; k++) {
 		struct link_conn *c = ls->push_cursor;
 		ls->push_cursor = c->next;
-		if (!c->hello)
-			continue;
+		if (c->hello)
+			l[nl++] = c;
+	}
+	/* One read transaction for the slice's reads (SQLite would take
+	 * and drop its WAL read lock for each); the bundles of a slice are
+	 * built from one state of the store. Without it (store busy), each
+	 * read is its own, as before. */
+	bool snap = store_read_begin(ls->store, &err) == 0;
+	if (!snap)
+		log_warn("policy push: no read snapshot: %s", perr_msg(&err));
+	struct policy_slice sl;
+	bool have = slice_load(l, nl, &sl);
+	for (unsigned k = 0; k < nl; k++) {
+		struct link_conn *c = l[k];
 		/* Sealing its disk keys is a call to the key process,
 		 * which answers in order: the window is read empty first. */
-		bool drain = n && diskkeys_host_has(ls->store, c->host);
+		bool drain = n && (have ? policy_slice_has_disk_keys(&sl,
+								     c->host)
+					: diskkeys_host_has(ls->store,
+							    c->host));
 		while (n == KEYD_WINDOW || (drain && n)) {
 			finish(ls, &ring[head]);
 			head = (head + 1) % KEYD_WINDOW;
 			n--;
 		}
-		if (start(c, &ring[(head + n) % KEYD_WINDOW]))
+		if (start(c, have ? &sl : NULL,
+			  &ring[(head + n) % KEYD_WINDOW]))
 			n++;
 	}
+	if (have)
+		policy_slice_free(&sl);
 	/* Nothing stays in flight past this callback: the key process's
 	 * other calls (certificates, checkpoints) need the stream. */
 	if (snap)
