@@ -1,4 +1,5 @@
 #include "daemon/rpc/link_int.h"
+#include "daemon/agentvm.h"
 #include "common/frame.h"
 #include "common/hostport.h"
 #include "common/log.h"
@@ -164,6 +165,33 @@ bool link_host_connected(struct link_server *ls, const char *host)
 	return find_host(ls, host) != NULL;
 }
 
+/* An agent's VM (daemon/agentvm.h): what its stored state asks for
+ * that the agent has not reported yet -- defined: CREATE (which starts
+ * it); start-, stop-, destroy-requested: START, STOP, DESTROY. Sent again
+ * at each hello and change until the agent reports; it takes repeats. */
+static void send_vm(struct link_conn *c, const struct store_partition *p)
+{
+	static const struct {
+		const char *state;
+		Parley__V1__PartitionCommand__Action action;
+	} asks[] = {
+		{ "defined", PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE },
+		{ "start-requested", PARLEY__V1__PARTITION_COMMAND__ACTION__START },
+		{ "stop-requested", PARLEY__V1__PARTITION_COMMAND__ACTION__STOP },
+		{ AGENTVM_DESTROY_REQUESTED,
+		  PARLEY__V1__PARTITION_COMMAND__ACTION__DESTROY },
+	};
+	for (size_t k = 0; k < sizeof(asks) / sizeof(asks[0]); k++) {
+		if (strcmp(p->state, asks[k].state))
+			continue;
+		bool create = asks[k].action ==
+			      PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE;
+		send_command(c, p->name, asks[k].action,
+			     create ? p->spec_json : NULL);
+		log_info("asked %s: %s VM %s", c->host, asks[k].state, p->name);
+	}
+}
+
 /* Thin partitions the store holds for this host with a spec and not yet
  * created there: the agent creates and starts them. */
 static void send_commands(struct link_conn *c)
@@ -175,6 +203,9 @@ static void send_commands(struct link_conn *c)
 	link_push_one(c);
 	int n = store_partition_list(c->ls->store, c->host, NULL,
 				     STORE_LIST_MAX, &p, NULL);
+	for (int i = 0; i < n; i++)
+		if (agentvm_part(&p[i]))
+			send_vm(c, &p[i]);
 	for (int i = 0; i < n; i++) {
 		if (p[i].kind != STORE_PART_THIN || p[i].spec_len <= 2 ||
 		    strcmp(p[i].state, "defined"))
@@ -191,6 +222,7 @@ static void send_commands(struct link_conn *c)
 	for (int i = 0; i < n; i++) {
 		struct store_baseline b;
 		if (p[i].kind != STORE_PART_LIBVIRT || p[i].spec_len <= 2 ||
+		    agentvm_part(&p[i]) ||
 		    store_baseline_get(c->ls->store, p[i].name, &b, NULL) == 0)
 			continue;
 		send_command(c, p[i].name,
