@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "agent/vm/vmhost.h"
-#include "common/fileio.h"
 #include "tests/helpers/apiclient.h"
 #include "tests/helpers/testutil.h"
 
@@ -233,19 +232,22 @@ static int qemu_of(const char *state_dir, const char *name, pid_t *pids,
 			continue;
 		char path[64];
 		snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
-		uint8_t *buf;
-		size_t len;
-		if (file_read_all(path, 1 << 20, &buf, &len, NULL) < 0)
+		/* (/proc files say size 0: read them to the end) */
+		FILE *f = fopen(path, "re");
+		if (!f)
 			continue;
+		static char buf[1 << 16];
+		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[len] = 0;
 		bool dir = false, vm = false;
-		for (size_t off = 0; off < len; off += strlen((char *)buf + off) + 1) {
-			const char *arg = (const char *)buf + off;
+		for (size_t off = 0; off < len; off += strlen(buf + off) + 1) {
+			const char *arg = buf + off;
 			dir |= strstr(arg, state_dir) != NULL;
 			vm |= strstr(arg, dom) != NULL;
 		}
-		if (len && buf[len - 1] == 0 && dir && vm && n < cap)
+		if (dir && vm && n < cap)
 			pids[n++] = (pid_t)pid;
-		free(buf);
 	}
 	if (d)
 		closedir(d);
