@@ -226,10 +226,13 @@ static int ingest_status(struct link_conn *c,
 		snprintf(detail, sizeof(detail), "%s -> %s%s%s%s", was,
 			 st->state, why ? " (" : "", why ? why : "",
 			 why ? ")" : "");
-	/* An agent's VM destroyed as the API asked: its row goes now, in
-	 * this transaction (a grant added since keeps it, "destroyed"). */
-	if (vm && !strcmp(st->state, "destroyed") &&
-	    !strcmp(was, AGENTVM_DESTROY_REQUESTED)) {
+	/* An agent's VM destroyed (its agent destroys one only on our
+	 * DESTROY): its row goes now, in this transaction; a grant added
+	 * since keeps it, "destroyed". Until then a destroy asked for stays
+	 * asked for, whatever else the agent reports meanwhile (a VM that
+	 * stopped on its own, the agent's start-up): each hello sends the
+	 * DESTROY again. */
+	if (vm && !strcmp(st->state, "destroyed")) {
 		struct parley_err e2 = { 0 };
 		rc = store_partition_delete(s, st->partition, &e2);
 		if (rc == -EBUSY)
@@ -237,6 +240,12 @@ static int ingest_status(struct link_conn *c,
 		else if (rc < 0)
 			return *err = e2, rc;
 		rc = 0;
+	} else if (vm && !strcmp(was, AGENTVM_DESTROY_REQUESTED)) {
+		rc = store_partition_set_state(s, st->partition,
+					       AGENTVM_DESTROY_REQUESTED, 0,
+					       NULL, err);
+		if (rc < 0)
+			return rc;
 	}
 	struct store_audit_in ev = { .host = c->host,
 				     .event = "partition_state",
