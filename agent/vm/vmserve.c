@@ -144,13 +144,18 @@ static void on_fd(evutil_socket_t fd, short what, void *arg)
 
 static void events_off(struct vmserve_vm *r)
 {
-	for (unsigned i = 0; i < r->nev; i++)
+	for (unsigned i = 0; i < r->nev; i++) {
 		event_free(r->ev[i]);
+		close(r->evfd[i]);
+	}
 	r->nev = 0;
 }
 
 /* The VM's descriptors change with what it waits on: made again after
- * every serve (a closed descriptor's number may come back as another). */
+ * every serve. The events watch dups of our own, removed from the loop
+ * before they are closed: vmmgr closes its descriptors whenever it likes,
+ * and epoll would keep watching a closed one's description (still open
+ * in chanmgr) under a number that may since name another. */
 static void events_on(struct vmserve *vs, struct vmserve_vm *r)
 {
 	events_off(r);
@@ -160,15 +165,20 @@ static void events_on(struct vmserve *vs, struct vmserve_vm *r)
 	int fds[VMSERVE_FDS];
 	unsigned n = vmmgr_fds(&vs->m, (unsigned)slot, fds, VMSERVE_FDS);
 	for (unsigned i = 0; i < n; i++) {
-		struct event *e = event_new(vs->base, fds[i],
-					    EV_READ | EV_PERSIST, on_fd, r);
+		int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+		struct event *e = fd < 0 ? NULL
+			: event_new(vs->base, fd, EV_READ | EV_PERSIST, on_fd,
+				    r);
 		if (!e || event_add(e, NULL) < 0) {
 			if (e)
 				event_free(e);
+			if (fd >= 0)
+				close(fd);
 			log_error("VM %s: no event for descriptor %d (the tick "
 				  "serves it)", r->name, fds[i]);
 			continue;
 		}
+		r->evfd[r->nev] = fd;
 		r->ev[r->nev++] = e;
 	}
 }
@@ -316,8 +326,8 @@ static void stop_vm(struct vmserve *vs, struct vmserve_vm *r)
 /* ---- the daemon's commands ----------------------------------------------- */
 
 /* A VM spec is kept (and the VM known here) even when it is refused: the
- * daemon's DESTROY then finds it, and the refusal is said again at each
- * start-up rather than forgotten. */
+ * daemon's DESTROY then finds it (and each start-up reports it stopped),
+ * and a START tries it again. */
 static void create(struct vmserve *vs, const Parley__V1__PartitionCommand *c)
 {
 	struct parley_err err = { 0 };

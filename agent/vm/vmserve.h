@@ -61,6 +61,7 @@ struct vmserve_vm {
 	bool running;
 	struct vmrun_con con;
 	struct event *ev[VMSERVE_FDS];
+	int evfd[VMSERVE_FDS];      /* our own dups of what the events watch */
 	unsigned nev;
 };
 
