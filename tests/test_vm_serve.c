@@ -215,6 +215,35 @@ static void wait_audit(struct vs *t, const char *event, const char *part,
 		  event, part);
 }
 
+struct detail_want {
+	struct vs *t;
+	const char *event, *part, *text;
+};
+
+static bool detail_has(struct fleetd *f, void *ctx)
+{
+	(void)f;
+	struct detail_want *w = ctx;
+	static char d[8192];
+	audit_count(w->t, w->event, w->part, d, sizeof(d));
+	return strstr(d, w->text) != NULL;
+}
+
+/* Until an audit event `event` of `part` has `text` in its detail. */
+static void wait_detail(struct vs *t, const char *event, const char *part,
+			const char *text, int ms)
+{
+	struct detail_want w = { t, event, part, text };
+	if (fd_wait(detail_has, &t->c.f, &w, ms))
+		return;
+	char d[4096];
+	audit_count(t, event, part, d, sizeof(d));
+	char *l = fd_agent_log(t->a);
+	cr_assert_fail("no %s of %s saying \"%s\": %s\nagent:\n%s", event,
+		       part, text, d, l ? l : "");
+	free(l);
+}
+
 /* The QEMU processes of VM `name` under the agent's state dir: their PIDs
  * into pids[] (at most cap), the count returned. */
 static int qemu_of(const char *state_dir, const char *name, pid_t *pids,
@@ -340,6 +369,15 @@ Test(vm_serve, daemon_vm_channel_stop_adopt_destroy, .timeout = 600,
 		  strstr(d, "stop-requested -> stopped (exit 0, killed)"),
 		  "%s", d);
 	call_ok(&t, "POST", "/v1/partitions/vmpong/stop", NULL, 409, NULL);
+
+	/* Started again: a new QEMU in the same slot. Its script finds ping
+	 * gone and exits 1, the guest powers off: reported stopped on its
+	 * own, with the script's exit code. */
+	call_ok(&t, "POST", "/v1/partitions/vmpong/start", NULL, 200, NULL);
+	wait_audit(&t, "vm_started", "vmpong", 2, 60000);
+	wait_detail(&t, "partition_state", "vmpong", "-> stopped (exit 1, exit)",
+		    180000);
+	cr_assert_eq(qemu_of(t.a->dir, "vmpong", q2, 4), 0);
 
 	/* Destroy: refused while a grant names it; then 202, the agent
 	 * destroys it and the row goes with its report; nothing left of it
