@@ -244,8 +244,8 @@ static void wait_detail(struct vs *t, const char *event, const char *part,
 	free(l);
 }
 
-/* The QEMU processes of VM `name` under the agent's state dir: their PIDs
- * into pids[] (at most cap), the count returned. */
+/* The QEMU processes of VM `name` under the agent's state dir: all
+ * counted, the first cap PIDs into pids[]. */
 static int qemu_of(const char *state_dir, const char *name, pid_t *pids,
 		   int cap)
 {
@@ -276,7 +276,8 @@ static int qemu_of(const char *state_dir, const char *name, pid_t *pids,
 			vm |= strstr(arg, dom) != NULL;
 		}
 		if (dir && vm && n < cap)
-			pids[n++] = (pid_t)pid;
+			pids[n] = (pid_t)pid;
+		n += dir && vm;
 	}
 	if (d)
 		closedir(d);
@@ -475,4 +476,51 @@ Test(vm_serve, hostile_daemon_vm_specs_refused_and_audited, .timeout = 120,
 		cr_assert(e->d_name[0] == '.', "%s left in %s", e->d_name,
 			  specs);
 	closedir(d);
+}
+
+/* The bundle's baseline applies to a VM's key configuration files as to
+ * any partition's: a golden baseline its run script does not match
+ * refuses the VM before it starts (audited baseline_refused, reported
+ * stopped, baseline-refused); its measurement still reaches the daemon.
+ * The grant is what puts the baseline into the host's bundle. No QEMU. */
+Test(vm_serve, golden_baseline_mismatch_refuses_the_vm, .timeout = 120,
+     .fini = vs_fini)
+{
+	static struct vs t;
+	setup(&t, true);
+	free(t_write(t.conf, "run.sh", "true\n", 5));
+	for (int i = 0; i < 2; i++) {
+		char body[512];
+		snprintf(body, sizeof(body), "{\"host\":\"h1\",\"backend\":"
+			 "\"libvirt\",\"spec\":{\"kind\":\"vm\",\"name\":"
+			 "\"%s\",\"kernel\":\"vmlinuz\",\"initramfs\":"
+			 "\"initramfs.gz\",\"config\":[{\"name\":\"run\","
+			 "\"path\":\"%s\"}]}}", i ? "other" : "gold",
+			 i ? "../run.sh" : "run.sh");
+		call_ok(&t, "POST", "/v1/partitions", body, 201, NULL);
+	}
+	const char *z = "0000000000000000000000000000000000000000000000000000"
+			"000000000000";
+	char golden[400];
+	snprintf(golden, sizeof(golden), "{\"files\":{\"run\":\"%s\"},"
+		 "\"segments\":[],\"digest\":\"%s\"}", z, z);
+	call_ok(&t, "PUT", "/v1/baselines/gold", golden, 200, NULL);
+	call_ok(&t, "POST", "/v1/grants", "{\"channel\":\"gc\","
+		"\"endpoint_a\":\"gold\",\"endpoint_b\":\"other\","
+		"\"direction\":\"both\",\"ring_bytes\":\"64K\"}", 201, NULL);
+	agent_up(&t);
+	wait_detail(&t, "partition_state", "gold", "baseline-refused", 60000);
+	char d[2048];
+	cr_assert_eq(audit_count(&t, "baseline_refused", "gold", d, sizeof(d)),
+		     1, "%s", d);
+	cr_assert(strstr(d, "\"run\" differs from its baseline"), "%s", d);
+	cr_assert_eq(audit_count(&t, "vm_started", "gold", NULL, 0), 0);
+	cr_assert_eq(qemu_of(t.a->dir, "gold", NULL, 0), 0);
+	/* (the other one: its ../ refused, as in the test above) */
+	wait_audit(&t, "spec_refused", "other", 1, 30000);
+	/* Its measurement reached the daemon all the same. */
+	struct ac_resp r;
+	call_ok(&t, "GET", "/v1/measurements?host=h1", NULL, 200, &r);
+	cr_assert(strstr(r.body, "\"gold\""), "%s", r.body);
+	ac_free(&r);
 }
