@@ -183,20 +183,7 @@ int agent_servers_save(const char *state_dir, char *const *servers, size_t n,
 	if (path_join(path, sizeof(path), state_dir, "servers") < 0)
 		return perr(err, -ENAMETOOLONG, "state dir: too long");
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return perr(err, -errno, "%s: %m", tmp);
-	int rc = fd_write_all(fd, text, len);
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		unlink(tmp);
-		return perr(err, rc, "%s: %s", path, strerror(-rc));
-	}
-	return 0;
+	return file_write_replace(path, tmp, text, len, err);
 }
 
 int agent_servers_take(struct agent_link *l, char *const *servers, size_t n,

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -57,6 +58,26 @@ int fd_write_all(int fd, const void *buf, size_t len)
 			return -errno;
 		p += n;
 		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int file_write_replace(const char *path, const char *tmp, const void *buf,
+		       size_t len, struct parley_err *err)
+{
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+			   O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return perr(err, -errno, "%s: %s", tmp, strerror(errno));
+	int rc = fd_write_all(fd, buf, len);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmp);
+		return perr(err, rc, "%s: %s", path, strerror(-rc));
 	}
 	return 0;
 }

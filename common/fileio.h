@@ -19,6 +19,12 @@ int fd_read_all(int fd, const char *what, size_t max, uint8_t **buf,
 
 /* Write all of `len` bytes, retrying short writes and EINTR. */
 int fd_write_all(int fd, const void *buf, size_t len);
+/* Replace `path` with buf[0..len), crash-safe: written whole to `tmp`
+ * (0600, not through a symbolic link), synced, renamed over `path` (a
+ * reader sees the old file or the new one); tmp removed on failure. The
+ * directory is not synced. */
+int file_write_replace(const char *path, const char *tmp, const void *buf,
+		       size_t len, struct parley_err *err);
 /* Read exactly `len` bytes; -EIO on early end of file. */
 int fd_read_exact(int fd, void *buf, size_t len);
 

@@ -130,8 +130,10 @@ static void add_audit(uint8_t *b, size_t *n, uint64_t seq,
 	lp_add(b, BUF, n, &e);
 }
 
-static void add_status(uint8_t *b, size_t *n, uint64_t seq, const char *part,
-		       const char *state)
+/* reason and backend: NULL leaves them empty. */
+static void add_status_why(uint8_t *b, size_t *n, uint64_t seq,
+			   const char *part, const char *state,
+			   const char *reason, const char *backend)
 {
 	Parley__V1__Envelope e;
 	Parley__V1__PartitionStatus st;
@@ -140,9 +142,19 @@ static void add_status(uint8_t *b, size_t *n, uint64_t seq, const char *part,
 	st.seq = seq;
 	st.partition = (char *)part;
 	st.state = (char *)state;
+	if (reason)
+		st.reason = (char *)reason;
+	if (backend)
+		st.backend = (char *)backend;
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_STATUS;
 	e.status = &st;
 	lp_add(b, BUF, n, &e);
+}
+
+static void add_status(uint8_t *b, size_t *n, uint64_t seq, const char *part,
+		       const char *state)
+{
+	add_status_why(b, n, seq, part, state, NULL, NULL);
 }
 
 static void add_policy_ack(uint8_t *b, size_t *n, uint64_t v, bool ok,
@@ -489,24 +501,6 @@ static void put_vm(struct fleetd *f, const char *name, const char *host,
 	store_close(s);
 }
 
-static void add_status_why(uint8_t *b, size_t *n, uint64_t seq,
-			   const char *part, const char *state,
-			   const char *reason)
-{
-	Parley__V1__Envelope e;
-	Parley__V1__PartitionStatus st;
-	wire_init_envelope(&e, 300 + seq);
-	parley__v1__partition_status__init(&st);
-	st.seq = seq;
-	st.partition = (char *)part;
-	st.state = (char *)state;
-	st.reason = (char *)reason;
-	st.backend = "vm";
-	e.body_case = PARLEY__V1__ENVELOPE__BODY_STATUS;
-	e.status = &st;
-	lp_add(b, BUF, n, &e);
-}
-
 static void state_of(struct fleetd *f, const char *name, char *out,
 		     size_t cap)
 {
@@ -536,9 +530,9 @@ Test(link, agent_vm_rows_go_with_destroyed_only, .timeout = 60)
 	static uint8_t b[BUF];
 	size_t n = 0;
 	lp_add_hello(b, BUF, &n, "host-x");
-	add_status_why(b, &n, 1, "vm1", "destroyed", "");
-	add_status_why(b, &n, 2, "vm2", "stopped", "killed");
-	add_status_why(b, &n, 3, "xp", "destroyed", "");
+	add_status_why(b, &n, 1, "vm1", "destroyed", NULL, "vm");
+	add_status_why(b, &n, 2, "vm2", "stopped", "killed", "vm");
+	add_status_why(b, &n, 3, "xp", "destroyed", NULL, NULL);
 	struct lp_result r;
 	lp_session(f.port, dir_of(&f, "host-x"), b, n, 0, &r);
 	cr_assert_eq(r.errors, 0, "%s: %s", r.error_code, r.error_msg);

@@ -86,20 +86,9 @@ static int keep_spec(struct vmserve *vs, const char *name, const char *json,
 	char tmp[PATH_MAX + 80], path[PATH_MAX + 80];
 	spec_path(vs, name, ".new-", tmp, sizeof(tmp));
 	spec_path(vs, name, "", path, sizeof(path));
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
-			   O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return perr(err, -errno, "%s: %s", tmp, strerror(errno));
-	int rc = fd_write_all(fd, json, strlen(json));
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		unlink(tmp);
-		return perr(err, rc, "%s: %s", path, strerror(-rc));
-	}
+	int rc = file_write_replace(path, tmp, json, strlen(json), err);
+	if (rc < 0)
+		return rc;
 	int d = open(vs->spec_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (d >= 0) {
 		fsync(d);
