@@ -20,6 +20,10 @@
  * "destroyed" report (which deletes the row). */
 #define AGENTVM_DESTROY_REQUESTED "destroy-requested"
 
+/* A VM's name is shorter than a partition's (agent/vm/vmhost.h's struct
+ * vm_spec: 48 bytes with its NUL; the agent checks it too). */
+#define AGENTVM_NAME_MAX 48
+
 /* Is this spec (JSON text) an agent VM's: an object with "kind": "vm"? */
 bool agentvm_spec(const char *json, size_t len);
 /* Is p a libvirt partition with such a spec? */

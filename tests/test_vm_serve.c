@@ -446,6 +446,10 @@ Test(vm_serve, hostile_daemon_vm_specs_refused_and_audited, .timeout = 120,
 		NULL);
 	call_ok(&t, "POST", "/v1/partitions", "{\"host\":\"h1\",\"backend\":"
 		"\"libvirt\",\"spec\":{\"kind\":7,\"name\":\"x\"}}", 400, NULL);
+	call_ok(&t, "POST", "/v1/partitions", "{\"host\":\"h1\",\"backend\":"
+		"\"libvirt\",\"spec\":{\"kind\":\"vm\",\"name\":"
+		"\"a123456789b123456789c123456789d123456789e1234567\"}}", 400,
+		NULL);
 	agent_up(&t);
 	for (size_t i = 0; i < nbad; i++) {
 		wait_state(&t, bad[i].name, "stopped", 30000);

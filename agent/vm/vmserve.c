@@ -320,9 +320,17 @@ static void stop_vm(struct vmserve *vs, struct vmserve_vm *r)
 static void create(struct vmserve *vs, const Parley__V1__PartitionCommand *c)
 {
 	struct parley_err err = { 0 };
-	struct vmserve_vm *r = vs->spec_dir[0]
+	/* The name is a file name here (and a domain name): checked again
+	 * whatever the link checked, and short enough for a VM's. */
+	bool named = jv_name_valid(c->partition, strlen(c->partition),
+				   sizeof(((struct vm_spec *)0)->name));
+	struct vmserve_vm *r = vs->spec_dir[0] && named
 		? rec_new(vs, c->partition, c->spec_json) : NULL;
-	int rc = !vs->spec_dir[0]
+	int rc = !named
+		? perr(&err, -EINVAL, "not a valid VM name (at most %zu of "
+		       "A-Z a-z 0-9 _ . -)",
+		       sizeof(((struct vm_spec *)0)->name) - 1)
+		: !vs->spec_dir[0]
 		? perr(&err, -ENODEV, "this agent serves no VMs (no state "
 		       "dir for their specs)")
 		: r ? 0 : perr(&err, -ENOSPC, "more than %d VMs on this host",
@@ -401,11 +409,13 @@ int vmserve_command(struct vmserve *vs, const Parley__V1__PartitionCommand *c)
 
 /* ---- start-up, tick, end ------------------------------------------------- */
 
-/* "NAME.json" with a valid partition name: the name into out. */
+/* "NAME.json" with a valid partition name: the name into out. Not a
+ * dot file (".new-NAME.json": a write a crash cut short). */
 static bool spec_file_name(const char *f, char *out, size_t cap)
 {
 	size_t n = strlen(f);
-	if (n <= 5 || strcmp(f + n - 5, ".json") || n - 5 >= cap)
+	if (f[0] == '.' || n <= 5 || strcmp(f + n - 5, ".json") ||
+	    n - 5 >= cap)
 		return false;
 	memcpy(out, f, n - 5);
 	out[n - 5] = 0;

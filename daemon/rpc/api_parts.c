@@ -203,7 +203,16 @@ static bool part_args(struct api_req *q, json_t *b, const char **host,
 		return false;
 	}
 	*name = json_string_value(json_object_get(*spec, "name"));
-	return api_name_ok(q, "spec.name", *name);
+	if (!api_name_ok(q, "spec.name", *name))
+		return false;
+	/* A VM's name is its domain's and a file's on its host: shorter
+	 * (agent/vm/vmhost.h, struct vm_spec). */
+	if (jk && strlen(*name) >= AGENTVM_NAME_MAX) {
+		api_error(q, 400, "BAD_REQUEST", "spec.name: a VM's name is at "
+			  "most %d characters", AGENTVM_NAME_MAX - 1);
+		return false;
+	}
+	return true;
 }
 
 static int part_define(struct api_server *a, const char *host,
