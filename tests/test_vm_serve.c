@@ -464,6 +464,13 @@ Test(vm_serve, hostile_daemon_vm_specs_refused_and_audited, .timeout = 120,
 	char root[700];
 	snprintf(root, sizeof(root), "%s/libvirt", t.a->dir);
 	cr_assert_neq(access(root, F_OK), 0, "%s exists", root);
+	/* The agent loses one kept spec (as with a state dir lost): its
+	 * DESTROY still ends (PartitionCommand.vm: nothing of it here). */
+	fd_stop_agent(t.a);
+	char lost[700];
+	snprintf(lost, sizeof(lost), "%s/vm-specs/abs.json", t.a->dir);
+	cr_assert_eq(unlink(lost), 0, "%s", lost);
+	agent_up(&t);
 	for (size_t i = 0; i < nbad; i++) {
 		char path[128];
 		snprintf(path, sizeof(path), "/v1/partitions/%s", bad[i].name);
@@ -471,6 +478,8 @@ Test(vm_serve, hostile_daemon_vm_specs_refused_and_audited, .timeout = 120,
 	}
 	for (size_t i = 0; i < nbad; i++)
 		wait_state(&t, bad[i].name, "", 30000);
+	wait_log(&t, "VM abs: not here (no spec kept); reported destroyed",
+		 10000);
 	char specs[700];
 	snprintf(specs, sizeof(specs), "%s/vm-specs", t.a->dir);
 	DIR *d = opendir(specs);

@@ -370,6 +370,22 @@ static void destroy(struct vmserve *vs, struct vmserve_vm *r)
 	memset(r, 0, sizeof(*r)); /* the slot stays, for the name again */
 }
 
+/* A command for a VM the daemon says we run (PartitionCommand.vm) that
+ * we do not have -- our state dir lost, a spec refused before this
+ * version kept it: nothing of it is here, said so (a DESTROY is then
+ * done, and its row can go). Not the daemon's word on a VM: a thin
+ * partition's (serve's own). */
+static int unknown(struct vmserve *vs, const Parley__V1__PartitionCommand *c,
+		   const char *state)
+{
+	if (!c->vm)
+		return 0;
+	log_warn("VM %s: not here (no spec kept); reported %s", c->partition,
+		 state);
+	status(vs, c->partition, state, "no-such-vm", 0);
+	return 1;
+}
+
 int vmserve_command(struct vmserve *vs, const Parley__V1__PartitionCommand *c)
 {
 	struct vmserve_vm *r = rec_named(vs, c->partition);
@@ -386,7 +402,7 @@ int vmserve_command(struct vmserve *vs, const Parley__V1__PartitionCommand *c)
 		return 1;
 	case ACTION(START):
 		if (!r)
-			return 0;
+			return unknown(vs, c, "stopped");
 		if (r->running)
 			status(vs, r->name, "running", NULL, 0);
 		else
@@ -394,12 +410,12 @@ int vmserve_command(struct vmserve *vs, const Parley__V1__PartitionCommand *c)
 		return 1;
 	case ACTION(STOP):
 		if (!r)
-			return 0;
+			return unknown(vs, c, "stopped");
 		stop_vm(vs, r);
 		return 1;
 	case ACTION(DESTROY):
 		if (!r)
-			return 0;
+			return unknown(vs, c, "destroyed");
 		destroy(vs, r);
 		return 1;
 	default:

@@ -131,9 +131,10 @@ void link_send_ack(struct link_conn *c, uint64_t rid, uint64_t seq)
 	link_send_env(c, &e);
 }
 
+/* vm: the partition is a VM its agent runs (PartitionCommand.vm). */
 static void send_command(struct link_conn *c, const char *partition,
 			 Parley__V1__PartitionCommand__Action action,
-			 const char *spec)
+			 const char *spec, bool vm)
 {
 	Parley__V1__Envelope e;
 	Parley__V1__PartitionCommand pc;
@@ -142,6 +143,7 @@ static void send_command(struct link_conn *c, const char *partition,
 	pc.partition = (char *)partition;
 	pc.action = action;
 	pc.spec_json = (char *)(spec ? spec : "");
+	pc.vm = vm;
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_COMMAND;
 	e.command = &pc;
 	link_send_env(c, &e);
@@ -187,7 +189,7 @@ static void send_vm(struct link_conn *c, const struct store_partition *p)
 		bool create = asks[k].action ==
 			      PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE;
 		send_command(c, p->name, asks[k].action,
-			     create ? p->spec_json : NULL);
+			     create ? p->spec_json : NULL, true);
 		log_info("asked %s: %s VM %s", c->host, asks[k].state, p->name);
 	}
 }
@@ -211,9 +213,9 @@ static void send_commands(struct link_conn *c)
 		    strcmp(p[i].state, "defined"))
 			continue;
 		send_command(c, p[i].name, PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE,
-			     p[i].spec_json);
+			     p[i].spec_json, false);
 		send_command(c, p[i].name, PARLEY__V1__PARTITION_COMMAND__ACTION__START,
-			     NULL);
+			     NULL, false);
 		log_info("asked %s to create and start %s", c->host, p[i].name);
 	}
 	/* libvirt partitions run beside the agent, not under it; it still
@@ -227,7 +229,7 @@ static void send_commands(struct link_conn *c)
 			continue;
 		send_command(c, p[i].name,
 			     PARLEY__V1__PARTITION_COMMAND__ACTION__MEASURE,
-			     p[i].spec_json);
+			     p[i].spec_json, false);
 		log_info("asked %s to measure %s", c->host, p[i].name);
 	}
 	if (n > 0)
@@ -249,8 +251,16 @@ int link_send_command(struct link_server *ls, const char *host,
 	struct link_conn *c = find_host(ls, host);
 	if (!c)
 		return -ENOTCONN;
+	/* A thin partition's row is gone before its DESTROY; a VM's stays
+	 * until its agent says it is destroyed. */
+	struct store_partition p;
+	bool vm = false;
+	if (store_partition_get(ls->store, partition, &p, NULL) == 0) {
+		vm = agentvm_part(&p);
+		store_partition_free(&p);
+	}
 	send_command(c, partition,
-		     (Parley__V1__PartitionCommand__Action)action, NULL);
+		     (Parley__V1__PartitionCommand__Action)action, NULL, vm);
 	return 0;
 }
 
