@@ -450,6 +450,9 @@ Test(vm_serve, hostile_daemon_vm_specs_refused_and_audited, .timeout = 120,
 		"\"libvirt\",\"spec\":{\"kind\":\"vm\",\"name\":"
 		"\"a123456789b123456789c123456789d123456789e1234567\"}}", 400,
 		NULL);
+	/* One is started before its agent ever had it: the start brings
+	 * its CREATE along (and it is refused like the others). */
+	call_ok(&t, "POST", "/v1/partitions/nofile/start", NULL, 200, NULL);
 	agent_up(&t);
 	for (size_t i = 0; i < nbad; i++) {
 		wait_state(&t, bad[i].name, "stopped", 30000);

@@ -178,6 +178,9 @@ static void send_vm(struct link_conn *c, const struct store_partition *p)
 		Parley__V1__PartitionCommand__Action action;
 	} asks[] = {
 		{ "defined", PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE },
+		/* (a start asked for before its agent had it: CREATE too,
+		 * which the agent takes as a repeat if it has it) */
+		{ "start-requested", PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE },
 		{ "start-requested", PARLEY__V1__PARTITION_COMMAND__ACTION__START },
 		{ "stop-requested", PARLEY__V1__PARTITION_COMMAND__ACTION__STOP },
 		{ AGENTVM_DESTROY_REQUESTED,
@@ -257,6 +260,12 @@ int link_send_command(struct link_server *ls, const char *host,
 	bool vm = false;
 	if (store_partition_get(ls->store, partition, &p, NULL) == 0) {
 		vm = agentvm_part(&p);
+		/* A VM's start may come before its agent had it (defined,
+		 * the agent away): its CREATE first, a repeat if not. */
+		if (vm && action == PARLEY__V1__PARTITION_COMMAND__ACTION__START)
+			send_command(c, partition,
+				     PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE,
+				     p.spec_json, true);
 		store_partition_free(&p);
 	}
 	send_command(c, partition,
