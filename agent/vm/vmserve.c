@@ -288,7 +288,8 @@ static void start_reported(struct vmserve *vs, struct vmserve_vm *r)
 		return;
 	}
 	const char *why = !parsed ? "create-failed"
-			  : rc == -EBADMSG ? "baseline-refused" : "start-failed";
+			  : rc == -EBADMSG ? "baseline-refused"
+			  : "start-failed";
 	log_error("VM %s: %s", r->name, perr_msg(&err));
 	emit(vs, parsed ? "vm_start_failed" : "spec_refused", r->name, why,
 	     perr_msg(&err));
@@ -453,8 +454,8 @@ static void load_specs(struct vmserve *vs)
 		struct parley_err err = { 0 };
 		if (file_read_all(path, VMSERVE_SPEC_MAX, &buf, &len, &err) ||
 		    memchr(buf, 0, len)) {
-			log_error("VM spec %s: %s", path, err.code ? perr_msg(&err)
-				  : "a NUL byte");
+			log_error("VM spec %s: %s", path,
+				  err.code ? perr_msg(&err) : "a NUL byte");
 			free(buf);
 			continue;
 		}

@@ -224,7 +224,8 @@ static int part_define(struct api_server *a, const char *host,
 		store_partition_free(&p);
 		return perr(err, -EEXIST, "partition \"%s\" exists", name);
 	}
-	bool vm = kind == STORE_PART_LIBVIRT && agentvm_spec(spec, strlen(spec));
+	bool vm = kind == STORE_PART_LIBVIRT &&
+		  agentvm_spec(spec, strlen(spec));
 	if (kind == STORE_PART_LIBVIRT && !vm)
 		/* The orchestrator stores the row with the domain, and
 		 * neither without the other. */
@@ -304,7 +305,7 @@ static void part_action(struct api_req *q, int action, orch_fn fn,
 	if (rc == 0 && !strcmp(p.state, AGENTVM_DESTROY_REQUESTED))
 		rc = perr(&err, -EALREADY, "partition %s is being destroyed",
 			  p.name);
-	else if (libvirt) /* the orchestrator records the state libvirt reports */
+	else if (libvirt) /* the orchestrator records what libvirt reports */
 		rc = !fn ? -ENOSYS : libvirt_rc(fn(h->ctx, p.name, &err));
 	else if (rc == 0)
 		rc = thin_conflict(&p, busy, &err);

@@ -173,19 +173,20 @@ bool link_host_connected(struct link_server *ls, const char *host)
  * at each hello and change until the agent reports; it takes repeats. */
 static void send_vm(struct link_conn *c, const struct store_partition *p)
 {
+#define A(x) PARLEY__V1__PARTITION_COMMAND__ACTION__##x
 	static const struct {
 		const char *state;
 		Parley__V1__PartitionCommand__Action action;
 	} asks[] = {
-		{ "defined", PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE },
+		{ "defined", A(CREATE) },
 		/* (a start asked for before its agent had it: CREATE too,
 		 * which the agent takes as a repeat if it has it) */
-		{ "start-requested", PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE },
-		{ "start-requested", PARLEY__V1__PARTITION_COMMAND__ACTION__START },
-		{ "stop-requested", PARLEY__V1__PARTITION_COMMAND__ACTION__STOP },
-		{ AGENTVM_DESTROY_REQUESTED,
-		  PARLEY__V1__PARTITION_COMMAND__ACTION__DESTROY },
+		{ "start-requested", A(CREATE) },
+		{ "start-requested", A(START) },
+		{ "stop-requested", A(STOP) },
+		{ AGENTVM_DESTROY_REQUESTED, A(DESTROY) },
 	};
+#undef A
 	for (size_t k = 0; k < sizeof(asks) / sizeof(asks[0]); k++) {
 		if (strcmp(p->state, asks[k].state))
 			continue;
@@ -262,10 +263,12 @@ int link_send_command(struct link_server *ls, const char *host,
 		vm = agentvm_part(&p);
 		/* A VM's start may come before its agent had it (defined,
 		 * the agent away): its CREATE first, a repeat if not. */
-		if (vm && action == PARLEY__V1__PARTITION_COMMAND__ACTION__START)
-			send_command(c, partition,
-				     PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE,
-				     p.spec_json, true);
+		if (vm &&
+		    action == PARLEY__V1__PARTITION_COMMAND__ACTION__START)
+			send_command(
+				c, partition,
+				PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE,
+				p.spec_json, true);
 		store_partition_free(&p);
 	}
 	send_command(c, partition,
