@@ -504,20 +504,6 @@ static int restore_checks(struct agent *a, int n)
 	return 0;
 }
 
-/* The accelerator of VMs whose spec names none: PARLEY_VM_ACCEL
- * (auto|kvm|tcg), else auto (KVM where /dev/kvm is usable). */
-static unsigned vm_accel_default(void)
-{
-	const char *e = getenv("PARLEY_VM_ACCEL");
-	int acc = e ? vm_accel_parse(e) : VM_ACCEL_AUTO;
-	if (acc < 0) {
-		fprintf(stderr, "parley-agent: PARLEY_VM_ACCEL=%s is not auto, "
-			"kvm or tcg: auto\n", e);
-		acc = VM_ACCEL_AUTO;
-	}
-	return (unsigned)acc;
-}
-
 static int setup(struct agent *a, int restore, char **args, int n,
 		 struct part_spec *specs, int *nthin)
 {

@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/hostport.h"
 #include "agent/servers.h"
+#include "agent/vm/vmserve.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -60,6 +61,7 @@ struct serve {
 	struct disk_key_source key_src;
 	struct plugin_set plugins; /* handed to every new vmm (agentset.h) */
 	bool have_plugins;
+	struct vmserve vms;        /* the daemon's Linux VMs (vmserve.h) */
 };
 
 static void report_finished(struct serve *s)
@@ -123,6 +125,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	for (unsigned i = 0; i < s->n; i++)
 		if (s->part[i].p->finished)
 			partition_reap(s->part[i].p);
+	vmserve_tick(&s->vms);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -133,6 +136,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	for (unsigned i = 0; i < s->n; i++)
 		partition_stop(s->part[i].p);
 	report_finished(s);
+	vmserve_stop_all(&s->vms);
 	event_base_loopexit(s->base, NULL);
 }
 
@@ -146,22 +150,59 @@ static void on_request(struct partition *p, const struct ctl_msg *m,
 		chanmgr_on_request(p, m, &s->cm);
 }
 
-/* Before the first instruction: the bundle's baseline for this partition,
- * if it has one; the measurement goes to the daemon either way. */
-static int admit(struct partition *p, void *ctx, struct parley_err *err)
+/* Before the first instruction (a VM: before it starts): the bundle's
+ * baseline for this partition, if it has one; the measurement goes to the
+ * daemon either way. */
+static int admit_measure(struct serve *s, const char *name,
+			 const struct measure *m, struct parley_err *err)
 {
-	struct serve *s = ((struct supervisor *)ctx)->owner;
-	agent_link_measurement(&s->link, p->name, &p->measure);
-	int rc = agent_link_admit(&s->link, p->name, &p->measure, err);
+	agent_link_measurement(&s->link, name, m);
+	int rc = agent_link_admit(&s->link, name, m, err);
 	struct audit_event e = { .event = rc < 0 ? "baseline_refused"
 						 : "baseline_ok",
-				 .partition = p->name,
+				 .partition = name,
 				 .detail = rc < 0 ? perr_msg(err) : NULL };
 	audit_emit(&s->audit, &e);
 	return rc;
 }
 
+static int admit(struct partition *p, void *ctx, struct parley_err *err)
+{
+	struct serve *s = ((struct supervisor *)ctx)->owner;
+	return admit_measure(s, p->name, &p->measure, err);
+}
+
 static const struct serve_opts *serve_o;
+
+/* ---- the daemon's VMs (agent/vm/vmserve.h) ------------------------------ */
+
+static int vm_admit(void *ctx, const char *name, const struct measure *m,
+		    struct parley_err *err)
+{
+	return admit_measure(ctx, name, m, err);
+}
+
+static void vm_status(void *ctx, const char *name, const char *state,
+		      const char *reason, int64_t code)
+{
+	struct serve *s = ctx;
+	agent_link_status(&s->link, name, "vm", state, reason, code);
+}
+
+/* After the link (its persisted bundle: the baselines VMs are admitted
+ * against) and before it starts: the VMs an agent before us left running
+ * are adopted or destroyed. A host whose libvirt cannot be opened still
+ * serves its thin partitions (each VM command tries again). */
+static void vms_up(struct serve *s)
+{
+	struct vmserve_ops ops = { .status = vm_status, .admit = vm_admit,
+				   .ctx = s };
+	struct parley_err err = { 0 };
+	if (vmserve_init(&s->vms, s->base, &s->cm, &s->audit,
+			 serve_o->state_dir, serve_o->image_dirs,
+			 serve_o->config_dirs, &ops, stdout, &err) < 0)
+		log_error("VMs: %s", perr_msg(&err));
+}
 
 /* Every disk key released to a partition's vmm or refused, audited. */
 static void on_disk_key(struct partition *p, const char *disk,
@@ -398,13 +439,18 @@ static int create_from_daemon(struct serve *s,
 	return rc;
 }
 
-/* The daemon's word on a thin partition. */
+/* The daemon's word on a partition: a VM's goes to vmserve, the rest is
+ * a thin partition's. */
 static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 {
 	struct serve *s = arg;
 	struct parley_err err = { 0 };
 	struct serve_part *sp = part_named(s, c->partition);
 	int rc = 0;
+	if (!sp && vmserve_command(&s->vms, c)) {
+		drain(s);
+		return;
+	}
 	switch (c->action) {
 	case PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE: {
 		if (sp)
@@ -730,6 +776,7 @@ static void teardown(struct serve *s)
 		free(s->part[i].spec_json);
 	}
 	sup_free(&s->sup);
+	vmserve_free(&s->vms);
 	chanmgr_free(&s->cm);
 	plugin_set_free(&s->plugins);
 	agent_link_free(&s->link);
@@ -804,6 +851,8 @@ int serve_main(const struct serve_opts *o)
 		}
 		rc = start_parts(&s, o);
 	}
+	if (rc == 0 && linked)
+		vms_up(&s);
 	if (rc == 0 && linked)
 		agent_link_start(&s.link);
 	s.tick = event_new(s.base, -1, EV_PERSIST, on_tick, &s);

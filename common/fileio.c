@@ -53,7 +53,8 @@ int file_replace(const char *path, const void *buf, size_t len,
 	char tmp[4300];
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
 		return perr(err, -ENAMETOOLONG, "%s: too long", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+			   O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return perr(err, -errno, "%s: %m", tmp);
 	int rc = fd_write_all(fd, buf, len);

@@ -20,8 +20,9 @@ int fd_read_all(int fd, const char *what, size_t max, uint8_t **buf,
 /* Write all of `len` bytes, retrying short writes and EINTR. */
 int fd_write_all(int fd, const void *buf, size_t len);
 /* Replace `path` with `len` bytes as a whole (mode 0600): written to
- * path.tmp, fsync'ed, renamed over it -- a crash leaves the old file or
- * the new one, never a part. */
+ * path.tmp (not through a symbolic link), fsync'ed, renamed over it -- a
+ * crash leaves the old file or the new one, never a part. The directory
+ * is not synced. */
 int file_replace(const char *path, const void *buf, size_t len,
 		 struct parley_err *err);
 /* Read exactly `len` bytes; -EIO on early end of file. */

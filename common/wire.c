@@ -721,6 +721,10 @@ static int chk_command(const Parley__V1__PartitionCommand *c,
 	if (len > WIRE_SPEC_MAX)
 		return perr(err, -EINVAL, "command.spec_json: %zu bytes, at "
 			    "most %d", len, WIRE_SPEC_MAX);
+	if (c->vm && c->action == ACTION(MEASURE))
+		return perr(err, -EINVAL, "command.vm: a libvirt partition "
+			    "the daemon runs is measured, never a VM its "
+			    "agent runs");
 	return 0;
 }
 

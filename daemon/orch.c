@@ -6,6 +6,7 @@
  * the contract.
  */
 #include "daemon/orch.h"
+#include "daemon/agentvm.h"
 #include "common/jsonv.h"
 #include "common/log.h"
 
@@ -460,16 +461,7 @@ int orch_stop(struct orch *o, const char *name, struct parley_err *err)
 static int check_no_grant(struct orch *o, const char *name,
 			  struct parley_err *err)
 {
-	struct grant_set gs;
-	int rc = store_grant_list(o->store, &gs, err);
-	if (rc < 0)
-		return rc;
-	for (unsigned i = 0; i < gs.n && rc == 0; i++)
-		if (!strcmp(gs.g[i].a, name) || !strcmp(gs.g[i].b, name))
-			rc = perr(err, -EBUSY, "partition %s: grant %s names "
-				  "it", name, gs.g[i].channel);
-	grant_set_free(&gs);
-	return rc;
+	return agentvm_no_grant(o->store, name, err);
 }
 
 /* Stop and undefine; a domain libvirt does not have is gone already. */

@@ -16,6 +16,7 @@
  * libvirt calls these from that thread too; nothing here locks.
  */
 #include "daemon/orch.h"
+#include "daemon/agentvm.h"
 #include "common/log.h"
 
 #include <event2/event.h>
@@ -342,7 +343,7 @@ static const char *state_after(int event, const char *now)
 static bool ours(struct orch_conn *c, const struct store_partition *p)
 {
 	struct store_host h;
-	if (p->kind != STORE_PART_LIBVIRT ||
+	if (p->kind != STORE_PART_LIBVIRT || agentvm_part(p) ||
 	    store_host_get(c->o->store, p->host, &h, NULL) < 0)
 		return false;
 	return !strcmp(h.libvirt_uri, c->uri);

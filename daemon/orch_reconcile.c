@@ -9,6 +9,7 @@
  * it, and every correction is a `libvirt_reconciled` audit event.
  */
 #include "daemon/orch.h"
+#include "daemon/agentvm.h"
 #include "common/log.h"
 
 #include <libvirt/virterror.h>
@@ -157,8 +158,9 @@ static int reconcile_host(struct orch_conn *c, const char *host,
 		if (n < 0)
 			return n;
 		for (int i = 0; i < n; i++) {
-			if (p[i].kind != STORE_PART_LIBVIRT)
-				continue;
+			if (p[i].kind != STORE_PART_LIBVIRT ||
+			    agentvm_part(&p[i]))
+				continue; /* thin, or its agent's VM */
 			struct parley_err e1 = { 0 };
 			int r = orch_reconcile_one(c, &p[i], &e1);
 			if (r > 0)

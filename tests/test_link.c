@@ -130,8 +130,10 @@ static void add_audit(uint8_t *b, size_t *n, uint64_t seq,
 	lp_add(b, BUF, n, &e);
 }
 
-static void add_status(uint8_t *b, size_t *n, uint64_t seq, const char *part,
-		       const char *state)
+/* reason and backend: NULL leaves them empty. */
+static void add_status_why(uint8_t *b, size_t *n, uint64_t seq,
+			   const char *part, const char *state,
+			   const char *reason, const char *backend)
 {
 	Parley__V1__Envelope e;
 	Parley__V1__PartitionStatus st;
@@ -140,9 +142,19 @@ static void add_status(uint8_t *b, size_t *n, uint64_t seq, const char *part,
 	st.seq = seq;
 	st.partition = (char *)part;
 	st.state = (char *)state;
+	if (reason)
+		st.reason = (char *)reason;
+	if (backend)
+		st.backend = (char *)backend;
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_STATUS;
 	e.status = &st;
 	lp_add(b, BUF, n, &e);
+}
+
+static void add_status(uint8_t *b, size_t *n, uint64_t seq, const char *part,
+		       const char *state)
+{
+	add_status_why(b, n, seq, part, state, NULL, NULL);
 }
 
 static void add_policy_ack(uint8_t *b, size_t *n, uint64_t v, bool ok,
@@ -467,6 +479,80 @@ Test(link, enrolment_and_state_changes_audited_with_their_rows,
 	cr_expect_eq(events(&f, &en), 1);
 	cr_expect_eq(events(&f, &st), 2);
 	cr_expect_eq(events(&f, &pin), 1);
+	fd_stop(&f);
+}
+
+/* ---- an agent's VM (daemon/agentvm.h) ---- */
+
+static void put_vm(struct fleetd *f, const char *name, const char *host,
+		   const char *state)
+{
+	char spec[128];
+	snprintf(spec, sizeof(spec), "{\"kind\":\"vm\",\"name\":\"%s\"}",
+		 name);
+	struct store *s = fd_store(f);
+	struct store_part_in in = { .name = name, .host = host,
+				    .kind = STORE_PART_LIBVIRT,
+				    .spec_json = spec, .spec_len = strlen(spec),
+				    .state = state };
+	struct parley_err err = { 0 };
+	cr_assert_eq(store_partition_put(s, &in, NULL, &err), 0, "%s",
+		     perr_msg(&err));
+	store_close(s);
+}
+
+static void state_of(struct fleetd *f, const char *name, char *out,
+		     size_t cap)
+{
+	struct store *s = fd_store(f);
+	struct store_partition p;
+	int rc = store_partition_get(s, name, &p, NULL);
+	snprintf(out, cap, "%s", rc == 0 ? p.state : "(none)");
+	if (rc == 0)
+		store_partition_free(&p);
+	store_close(s);
+}
+
+/* A VM's row goes with its agent's "destroyed" (and only a VM's: a thin
+ * partition's report only sets its state); a destroy asked for stays
+ * asked for whatever else the agent reports first; the reason of each
+ * change is in its partition_state event. */
+Test(link, agent_vm_rows_go_with_destroyed_only, .timeout = 60)
+{
+	struct fleetd f;
+	fd_init(&f);
+	put_host(&f, "host-x");
+	put_vm(&f, "vm1", "host-x", "running");
+	put_vm(&f, "vm2", "host-x", "destroy-requested");
+	put_part(&f, "xp", "host-x");
+	fd_start_daemon(&f);
+	fd_host(&f, "host-x", NULL);
+	static uint8_t b[BUF];
+	size_t n = 0;
+	lp_add_hello(b, BUF, &n, "host-x");
+	add_status_why(b, &n, 1, "vm1", "destroyed", NULL, "vm");
+	add_status_why(b, &n, 2, "vm2", "stopped", "killed", "vm");
+	add_status_why(b, &n, 3, "xp", "destroyed", NULL, NULL);
+	struct lp_result r;
+	lp_session(f.port, dir_of(&f, "host-x"), b, n, 0, &r);
+	cr_assert_eq(r.errors, 0, "%s: %s", r.error_code, r.error_msg);
+	cr_assert_eq(r.last_ack, 3);
+	char st[64];
+	state_of(&f, "vm1", st, sizeof(st));
+	cr_expect_str_eq(st, "(none)");
+	state_of(&f, "vm2", st, sizeof(st));
+	cr_expect_str_eq(st, "destroy-requested");
+	state_of(&f, "xp", st, sizeof(st));
+	cr_expect_str_eq(st, "destroyed");
+	struct ev_count e2 = { .host = "host-x", .event = "partition_state",
+			       .partition = "vm2" };
+	cr_expect_eq(events(&f, &e2), 1);
+	cr_expect_str_eq(e2.detail,
+			 "destroy-requested -> stopped (exit 0, killed)");
+	struct ev_count e1 = { .host = "host-x", .event = "partition_state",
+			       .partition = "vm1" };
+	cr_expect_eq(events(&f, &e1), 1);
+	cr_expect_str_eq(e1.detail, "running -> destroyed");
 	fd_stop(&f);
 }
 

@@ -381,14 +381,24 @@ Test(wire, limits_accepted)
 	s->ack.seq = 0;
 	set_body(s, PARLEY__V1__ENVELOPE__BODY_ACK);
 	cr_expect_eq(wire_check(e, &err), 0, "%s", err.msg);
-	/* Every action but CREATE, without a spec. */
+	/* Every action but CREATE, without a spec; each of them, and
+	 * CREATE, for an agent's VM too. */
 	s->command.spec_json = NULL;
 	set_body(s, PARLEY__V1__ENVELOPE__BODY_COMMAND);
 	for (int a = 1; a <= 3; a++) {
 		s->command.action = a;
 		cr_expect_eq(wire_check(e, &err), 0, "action %d: %s", a,
 			     err.msg);
+		s->command.vm = true;
+		cr_expect_eq(wire_check(e, &err), 0, "vm action %d: %s", a,
+			     err.msg);
+		s->command.vm = false;
 	}
+	s->command.action = PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE;
+	s->command.spec_json = "{\"kind\":\"vm\",\"name\":\"ping\"}";
+	s->command.vm = true;
+	cr_expect_eq(wire_check(e, &err), 0, "vm create: %s", err.msg);
+	s->command.vm = false;
 	wiretest_sample_free(e);
 	expect_no_leaks();
 }
@@ -570,6 +580,9 @@ SPOIL(cmd_create_no_spec, s->command.spec_json = "")
 SPOIL(cmd_stop_spec, s->command.action =
       PARLEY__V1__PARTITION_COMMAND__ACTION__STOP)
 SPOIL(cmd_spec_big, s->command.spec_json = big(s, WIRE_SPEC_MAX + 1))
+SPOIL(cmd_vm_measure, (s->command.action =
+		       PARLEY__V1__PARTITION_COMMAND__ACTION__MEASURE,
+		       s->command.vm = true))
 /* status */
 SPOIL(status_state, s->status.state = "zombie")
 SPOIL(status_dev_state, s->devs[1].state = "zombie")
@@ -742,6 +755,7 @@ static const struct hostile hostile[] = {
 	  "command.spec_json: only CREATE and MEASURE take a spec"),
 	E(CMD, cmd_spec_big, -EINVAL,
 	  "command.spec_json: 65537 bytes, at most 65536"),
+	E(CMD, cmd_vm_measure, -EINVAL, "command.vm: a libvirt partition"),
 	E(STATUS, status_state, -EINVAL,
 	  "status.state: \"zombie\" is not created, running, paused, stopped "
 	  "or destroyed"),

@@ -773,7 +773,13 @@ static bool housekeep(struct vmmgr *m, struct vm_part *v)
 /* The control port closed: QEMU is gone (the guest powered off, or a
  * late VM touched truncated channel memory and QEMU died of SIGBUS). The
  * grant manager learns the endpoint stopped; its peers see PEER_DOWN. */
-static void vm_stopped(struct vmmgr *m, struct vm_part *v);
+static void vm_stopped_as(struct vmmgr *m, struct vm_part *v, uint32_t reason,
+			  const char *detail);
+
+static void vm_stopped(struct vmmgr *m, struct vm_part *v)
+{
+	vm_stopped_as(m, v, VMX_STOP_EXIT, NULL);
+}
 
 static void vm_gone(struct vmmgr *m, struct vm_part *v)
 {
@@ -798,21 +804,84 @@ int vmmgr_reap(struct vmmgr *m, unsigned i)
 	return 1;
 }
 
-static void vm_stopped(struct vmmgr *m, struct vm_part *v)
+/* reason VMX_STOP_EXIT: the VM went on its own (revoked-access if it
+ * was late); anything else is why the agent stopped it. */
+static void vm_stopped_as(struct vmmgr *m, struct vm_part *v, uint32_t reason,
+			  const char *detail)
 {
-	bool late = v->late;
+	bool late = v->late && reason == VMX_STOP_EXIT;
 	v->shell.finished = true;
 	v->shell.state = PART_STOPPED;
-	v->shell.fin.reason = late ? VMX_STOP_REVOKED_ACCESS : VMX_STOP_EXIT;
+	v->shell.fin.reason = late ? VMX_STOP_REVOKED_ACCESS : reason;
 	snprintf(v->shell.fin.detail, sizeof(v->shell.fin.detail), "%s",
 		 late ? "touched channel memory after its revocation deadline"
-		      : "the VM stopped");
+		 : detail ? detail : "the VM stopped");
 	emit(m, "vm_stopped", v->spec.name, NULL,
-	     late ? "revoked-access" : NULL, NULL, v->shell.fin.detail);
+	     late ? "revoked-access"
+	     : reason != VMX_STOP_EXIT ? vmx_stop_name(reason) : NULL, NULL,
+	     v->shell.fin.detail);
 	for (unsigned k = 0; k < VMMGR_CHANS; k++)
 		if (v->ch[k].used)
 			vc_release(v, &v->ch[k]);
 	chanmgr_gone(m->cm, &v->shell);
+}
+
+int vmmgr_stop(struct vmmgr *m, unsigned i, uint32_t reason,
+	       const char *detail)
+{
+	struct vm_part *v = &m->vm[i];
+	if (v->shell.finished)
+		return 0;
+	struct parley_err err = { 0 };
+	int rc = vmhost_destroy(&m->host, v->spec.name, &err);
+	if (rc && rc != -ENOENT)
+		return rc;
+	if (v->ctl >= 0)
+		close(v->ctl);
+	v->ctl = -1;
+	vm_stopped_as(m, v, reason, detail);
+	return 0;
+}
+
+int vmmgr_restart(struct vmmgr *m, unsigned i, const struct vm_spec *s,
+		  struct parley_err *err)
+{
+	struct vm_part *v = &m->vm[i];
+	if (!v->shell.finished || strcmp(v->spec.name, s->name))
+		return perr(err, -EBUSY, "VM %s is not a stopped VM here",
+			    s->name);
+	uint8_t digest[VMHOST_CFG_MAX][32];
+	for (unsigned k = 0; k < s->ncfg; k++) {
+		int rc = file_sha256(s->cfg[k].path, digest[k]);
+		if (rc)
+			return perr(err, rc, "VM %s: config file %s: %s",
+				    s->name, s->cfg[k].path, strerror(-rc));
+	}
+	int rc = vmhost_start(&m->host, s, err);
+	if (rc)
+		return rc;
+	emit(m, "vm_started", s->name, NULL, NULL, NULL, NULL);
+	int ctl = vmhost_ctl_connect(&m->host, s->name, 5000, err);
+	if (ctl < 0) {
+		struct parley_err e2 = { 0 };
+		vmhost_destroy(&m->host, s->name, &e2);
+		return ctl;
+	}
+	/* The same slot, so the same endpoint for chanmgr (it finds
+	 * endpoints by name: a second one would shadow it). A new start
+	 * is a new measurement: the quarantine of the old one goes. */
+	v->spec = *s;
+	memcpy(v->cfg_digest, digest, sizeof(digest));
+	v->ctl = ctl;
+	v->adopted = v->late = false;
+	vmctl_dec_init(&v->dec);
+	v->shell.finished = false;
+	v->shell.state = PART_RUNNING;
+	memset(&v->shell.fin, 0, sizeof(v->shell.fin));
+	struct cm_part *cp = v->shell.owner; /* chanmgr's record of it */
+	if (cp)
+		cp->quarantined = false;
+	return 0;
 }
 
 int vmmgr_serve(struct vmmgr *m, unsigned i)

@@ -148,6 +148,20 @@ int vmmgr_serve(struct vmmgr *m, unsigned i);
  * moment before libvirt sees the domain gone, so look again later. */
 int vmmgr_reap(struct vmmgr *m, unsigned i);
 
+/* Stop VM i now (serve's STOP and DESTROY, a port that broke, SIGTERM):
+ * its domain destroyed, the VM reported stopped to chanmgr with `reason`
+ * (agent/ctl/stop.h; audited `vm_stopped`). Nothing for a stopped one.
+ * 0, or -errno when libvirt would not destroy it. */
+int vmmgr_stop(struct vmmgr *m, unsigned i, uint32_t reason,
+	       const char *detail);
+
+/* Start stopped VM i again from s (the same name; serve's START, or a
+ * CREATE of a name destroyed before): re-measured, started, its port
+ * connected, in the same slot — the same chanmgr endpoint, whose
+ * quarantine ends with the new start. */
+int vmmgr_restart(struct vmmgr *m, unsigned i, const struct vm_spec *s,
+		  struct parley_err *err);
+
 struct vm_part *vmmgr_find(struct vmmgr *m, const char *name);
 
 /* The descriptors an event loop watches for VM i (readable: call

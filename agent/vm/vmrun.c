@@ -64,12 +64,11 @@ unsigned vmrun_fds(struct vmrun *r, int *fds, unsigned cap)
 
 /* New whole lines of VM i's console, prefixed with its name; the init's
  * `PARLEY-GUEST done rc=N` kept as the result. */
-static void console(struct vmrun *r, unsigned i)
+void vmrun_console(struct vmhost *h, const char *name, struct vmrun_con *c,
+		   FILE *out)
 {
-	struct vmrun_con *c = &r->con[i];
-	const char *name = r->m.vm[i].spec.name;
 	char path[PATH_MAX + 64];
-	vmhost_console_path(&r->m.host, name, path, sizeof(path));
+	vmhost_console_path(h, name, path, sizeof(path));
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return;
@@ -89,12 +88,17 @@ static void console(struct vmrun *r, unsigned i)
 			int rc;
 			if (sscanf(c->line, "PARLEY-GUEST done rc=%d", &rc) == 1)
 				c->rc = rc;
-			fprintf(r->out, "%s| %s\n", name, c->line);
+			fprintf(out, "%s| %s\n", name, c->line);
 			c->len = 0;
 		}
 	}
 	fclose(f);
-	fflush(r->out);
+	fflush(out);
+}
+
+static void console(struct vmrun *r, unsigned i)
+{
+	vmrun_console(&r->m.host, r->m.vm[i].spec.name, &r->con[i], r->out);
 }
 
 void vmrun_serve(struct vmrun *r)

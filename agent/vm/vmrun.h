@@ -30,6 +30,12 @@ struct vmrun {
 	struct vmrun_con con[VMMGR_MAX];
 };
 
+/* New whole lines of VM `name`'s console to out as `NAME| line`; the
+ * init's `PARLEY-GUEST done rc=N` kept in c->rc (serve streams its VMs'
+ * consoles the same way). */
+void vmrun_console(struct vmhost *h, const char *name, struct vmrun_con *c,
+		   FILE *out);
+
 /* Start the n VMs (n <= VMMGR_MAX) under cm, their libvirt root and
  * sockets beneath state_dir; then destroy owned domains without a spec
  * (an earlier run's). On failure the ones started are destroyed. db: the

@@ -398,3 +398,15 @@ int vmspec_file_is_vm(const char *path, struct parley_err *err)
 	free(buf);
 	return rc;
 }
+
+unsigned vm_accel_default(void)
+{
+	const char *e = getenv("PARLEY_VM_ACCEL");
+	int acc = e ? vm_accel_parse(e) : VM_ACCEL_AUTO;
+	if (acc < 0) {
+		fprintf(stderr, "parley-agent: PARLEY_VM_ACCEL=%s is not auto, "
+			"kvm or tcg: auto\n", e);
+		acc = VM_ACCEL_AUTO;
+	}
+	return (unsigned)acc;
+}

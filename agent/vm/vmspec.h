@@ -59,6 +59,11 @@ int vmspec_load(const char *path, const char *const *image_dirs,
 		const char *const *config_dirs, unsigned accel_default,
 		struct vm_spec *out, struct parley_err *err);
 
+/* The accelerator of VMs whose spec names none (run and serve):
+ * PARLEY_VM_ACCEL (auto|kvm|tcg; anything else said on stderr), else
+ * auto (KVM where /dev/kvm is usable). */
+unsigned vm_accel_default(void);
+
 /* Read a spec file and say whether it is a VM's (vmspec_is_vm). */
 int vmspec_file_is_vm(const char *path, struct parley_err *err);
 

@@ -2,11 +2,16 @@
  * API routes: partitions. Thin partitions live in the store and reach
  * their host's agent as PartitionCommands (hooks.thin_*, sent after the
  * change committed); libvirt ones go through the orchestration hooks
- * (501 until main.c provides them), inside the change's transaction.
+ * (501 until main.c provides them), inside the change's transaction --
+ * except a libvirt one whose spec says "kind": "vm" (daemon/agentvm.h):
+ * its host's agent runs it, so it goes the thin way, and its DELETE asks
+ * the agent first (202, "destroy-requested"; the row goes with the
+ * agent's "destroyed").
  */
 #include "daemon/rpc/api_int.h"
 #include "daemon/rpc/api_json.h"
 #include "daemon/policy/diskkeys.h"
+#include "daemon/agentvm.h"
 #include "common/jsonv.h"
 #include "db/store.h"
 #include "parley.pb-c.h"
@@ -45,6 +50,12 @@ static void part_fail(struct api_req *q, int rc, const struct parley_err *err)
 static const char *const spec_fields[] = {
 	"name", "image", "memory", "vcpus", "config", "cmdline", "disks",
 	NULL
+};
+/* An agent VM's (agent/vm/vmspec.h); its paths are checked by the agent,
+ * beneath its --image-dir and --config-dir only. */
+static const char *const vm_fields[] = {
+	"kind", "name", "kernel", "initramfs", "memory", "vcpus", "config",
+	"cmdline", "accel", NULL
 };
 
 /* Its devices' latest states as its agent reported them, from the
@@ -177,12 +188,31 @@ static bool part_args(struct api_req *q, json_t *b, const char **host,
 			  "got %s", *spec ? jv_type_name(*spec) : "nothing");
 		return false;
 	}
-	if (jv_check_known(*spec, spec_fields, "spec: ", &err) < 0) {
+	json_t *jk = json_object_get(*spec, "kind");
+	const char *kind_s = json_string_value(jk);
+	if (jk && (!kind_s || strcmp(kind_s, "vm") ||
+		   *kind != STORE_PART_LIBVIRT)) {
+		api_error(q, 400, "BAD_REQUEST", "spec.kind: only \"vm\" (a "
+			  "Linux VM its host's agent runs), with backend "
+			  "\"libvirt\"");
+		return false;
+	}
+	if (jv_check_known(*spec, jk ? vm_fields : spec_fields, "spec: ",
+			   &err) < 0) {
 		api_error(q, 400, "BAD_REQUEST", "%s", perr_msg(&err));
 		return false;
 	}
 	*name = json_string_value(json_object_get(*spec, "name"));
-	return api_name_ok(q, "spec.name", *name);
+	if (!api_name_ok(q, "spec.name", *name))
+		return false;
+	/* A VM's name is its domain's and a file's on its host: shorter
+	 * (agent/vm/vmhost.h, struct vm_spec). */
+	if (jk && strlen(*name) >= AGENTVM_NAME_MAX) {
+		api_error(q, 400, "BAD_REQUEST", "spec.name: a VM's name is at "
+			  "most %d characters", AGENTVM_NAME_MAX - 1);
+		return false;
+	}
+	return true;
 }
 
 static int part_define(struct api_server *a, const char *host,
@@ -194,7 +224,9 @@ static int part_define(struct api_server *a, const char *host,
 		store_partition_free(&p);
 		return perr(err, -EEXIST, "partition \"%s\" exists", name);
 	}
-	if (kind == STORE_PART_LIBVIRT)
+	bool vm = kind == STORE_PART_LIBVIRT &&
+		  agentvm_spec(spec, strlen(spec));
+	if (kind == STORE_PART_LIBVIRT && !vm)
 		/* The orchestrator stores the row with the domain, and
 		 * neither without the other. */
 		return libvirt_rc(a->hooks.orch_define(a->hooks.ctx, host, name,
@@ -204,7 +236,7 @@ static int part_define(struct api_server *a, const char *host,
 				    .state = "defined" };
 	int rc = store_partition_put(a->store, &in, NULL, err);
 	/* Its encrypted disks' keys, made with the row (same transaction). */
-	if (rc == 0)
+	if (rc == 0 && !vm)
 		rc = diskkeys_define(a->store, a->keys, host, name, spec, err);
 	return rc;
 }
@@ -223,14 +255,16 @@ void api_parts_add(struct api_req *q)
 	api_subject(q, host, name, NULL);
 	char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
 	struct parley_err err = { 0 };
-	int rc = kind == STORE_PART_LIBVIRT && !h->orch_define
+	bool vm = kind == STORE_PART_LIBVIRT &&
+		  agentvm_spec(text, strlen(text));
+	int rc = kind == STORE_PART_LIBVIRT && !vm && !h->orch_define
 		? -ENOSYS : part_define(q->a, host, name, kind, text, &err);
 	if (rc < 0)
 		part_fail(q, rc, &err);
 	else
 		reply_part(q, 201, name);
-	/* Its agent creates a thin one, or measures a libvirt one's key
-	 * configuration files -- once the row is committed. */
+	/* Its agent creates a thin one or a VM, or measures a libvirt
+	 * one's key configuration files -- once the row is committed. */
 	if (rc == 0)
 		api_after_changed(q, host);
 	free(text);
@@ -263,10 +297,15 @@ static void part_action(struct api_req *q, int action, orch_fn fn,
 	if (!api_name_ok(q, "partition name", q->arg))
 		return;
 	int rc = store_partition_get(q->a->store, q->arg, &p, &err);
-	bool libvirt = rc == 0 && p.kind == STORE_PART_LIBVIRT;
+	/* An agent's VM is commanded as a thin partition is. */
+	bool libvirt = rc == 0 && p.kind == STORE_PART_LIBVIRT &&
+		       !agentvm_part(&p);
 	if (rc == 0)
 		api_subject(q, p.host, p.name, NULL);
-	if (libvirt) /* the orchestrator records the state libvirt reports */
+	if (rc == 0 && !strcmp(p.state, AGENTVM_DESTROY_REQUESTED))
+		rc = perr(&err, -EALREADY, "partition %s is being destroyed",
+			  p.name);
+	else if (libvirt) /* the orchestrator records what libvirt reports */
 		rc = !fn ? -ENOSYS : libvirt_rc(fn(h->ctx, p.name, &err));
 	else if (rc == 0)
 		rc = thin_conflict(&p, busy, &err);
@@ -301,6 +340,34 @@ void api_parts_stop(struct api_req *q)
 		    q->a->hooks.orch_stop, "stop-requested", busy);
 }
 
+/* An agent's VM: refused while a grant names it, else its agent is asked
+ * to destroy it (again, if asked already: the command may have found no
+ * agent) and the row kept, "destroy-requested", until the agent says
+ * "destroyed" -- so that a VM is never left running without a row that
+ * says so. 202 with the partition. */
+static void vm_delete(struct api_req *q, const struct store_partition *p)
+{
+	struct parley_err err = { 0 };
+	api_subject(q, p->host, p->name, NULL);
+	int rc = agentvm_no_grant(q->a->store, p->name, &err);
+	if (rc == 0 && strcmp(p->state, AGENTVM_DESTROY_REQUESTED))
+		rc = store_partition_set_state(q->a->store, p->name,
+					       AGENTVM_DESTROY_REQUESTED, 0,
+					       NULL, &err);
+	/* Sent until its agent confirms it, as any partition command. */
+	if (rc == 0)
+		rc = store_replica_cmd_put(q->a->store, p->host, p->name,
+					   PARLEY__V1__PARTITION_COMMAND__ACTION__DESTROY,
+					   &err);
+	if (rc < 0) {
+		part_fail(q, rc, &err);
+		return;
+	}
+	api_after_command(q, p->host, p->name,
+			  PARLEY__V1__PARTITION_COMMAND__ACTION__DESTROY);
+	reply_part(q, 202, p->name);
+}
+
 /* The row goes first for thin partitions (it refuses while grants name the
  * partition), then the running thing; the orchestrator does both for
  * libvirt ones. */
@@ -312,6 +379,11 @@ void api_parts_delete(struct api_req *q)
 	if (!api_name_ok(q, "partition name", q->arg))
 		return;
 	int rc = store_partition_get(q->a->store, q->arg, &p, &err);
+	if (rc == 0 && agentvm_part(&p)) {
+		vm_delete(q, &p);
+		store_partition_free(&p);
+		return;
+	}
 	bool libvirt = rc == 0 && p.kind == STORE_PART_LIBVIRT;
 	if (rc == 0)
 		api_subject(q, p.host, p.name, NULL);

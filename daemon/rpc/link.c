@@ -1,4 +1,5 @@
 #include "daemon/rpc/link_int.h"
+#include "daemon/agentvm.h"
 #include "common/frame.h"
 #include "common/hostport.h"
 #include "common/log.h"
@@ -130,16 +131,21 @@ void link_send_ack(struct link_conn *c, uint64_t rid, uint64_t seq)
 	link_send_env(c, &e);
 }
 
-void link_send_command_to(struct link_conn *c, const char *partition,
-			  int action, const char *spec, uint64_t id)
+/* vm: the partition is a VM its agent runs (PartitionCommand.vm). id:
+ * a stored command's (link_cmd_flush), 0 for one derived from the stored
+ * state (sent again at each hello: the agent takes repeats). */
+static void send_command_id(struct link_conn *c, const char *partition,
+			    Parley__V1__PartitionCommand__Action action,
+			    const char *spec, bool vm, uint64_t id)
 {
 	Parley__V1__Envelope e;
 	Parley__V1__PartitionCommand pc;
 	wire_init_envelope(&e, id);
 	parley__v1__partition_command__init(&pc);
 	pc.partition = (char *)partition;
-	pc.action = (Parley__V1__PartitionCommand__Action)action;
+	pc.action = action;
 	pc.spec_json = (char *)(spec ? spec : "");
+	pc.vm = vm;
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_COMMAND;
 	e.command = &pc;
 	link_send_env(c, &e);
@@ -147,9 +153,34 @@ void link_send_command_to(struct link_conn *c, const char *partition,
 
 static void send_command(struct link_conn *c, const char *partition,
 			 Parley__V1__PartitionCommand__Action action,
-			 const char *spec)
+			 const char *spec, bool vm)
 {
-	link_send_command_to(c, partition, action, spec, 0);
+	send_command_id(c, partition, action, spec, vm, 0);
+}
+
+/* Whether it is one of the agent's VMs is the store's word: a thin
+ * partition's row is gone before its DESTROY, a VM's stays until its
+ * agent says it is destroyed. A VM's start may come before its agent had
+ * it (defined while the agent was away): its CREATE first, a repeat if
+ * the agent has it. */
+void link_send_command_to(struct link_conn *c, const char *partition,
+			  int action, const char *spec, uint64_t id)
+{
+	struct store_partition p;
+	bool vm = false;
+	if (store_partition_get(c->ls->store, partition, &p, NULL) == 0) {
+		vm = agentvm_part(&p);
+		if (vm && !spec &&
+		    action == PARLEY__V1__PARTITION_COMMAND__ACTION__START)
+			send_command(
+				c, partition,
+				PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE,
+				p.spec_json, true);
+		store_partition_free(&p);
+	}
+	send_command_id(c, partition,
+			(Parley__V1__PartitionCommand__Action)action, spec, vm,
+			id);
 }
 
 static struct link_conn *find_host(struct link_server *ls, const char *host)
@@ -170,6 +201,37 @@ bool link_host_connected(struct link_server *ls, const char *host)
 	return find_host(ls, host) != NULL;
 }
 
+/* An agent's VM (daemon/agentvm.h): what its stored state asks for
+ * that the agent has not reported yet -- defined: CREATE (which starts
+ * it); start-, stop-, destroy-requested: START, STOP, DESTROY. Sent again
+ * at each hello and change until the agent reports; it takes repeats. */
+static void send_vm(struct link_conn *c, const struct store_partition *p)
+{
+#define A(x) PARLEY__V1__PARTITION_COMMAND__ACTION__##x
+	static const struct {
+		const char *state;
+		Parley__V1__PartitionCommand__Action action;
+	} asks[] = {
+		{ "defined", A(CREATE) },
+		/* (a start asked for before its agent had it: CREATE too,
+		 * which the agent takes as a repeat if it has it) */
+		{ "start-requested", A(CREATE) },
+		{ "start-requested", A(START) },
+		{ "stop-requested", A(STOP) },
+		{ AGENTVM_DESTROY_REQUESTED, A(DESTROY) },
+	};
+#undef A
+	for (size_t k = 0; k < sizeof(asks) / sizeof(asks[0]); k++) {
+		if (strcmp(p->state, asks[k].state))
+			continue;
+		bool create = asks[k].action ==
+			      PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE;
+		send_command(c, p->name, asks[k].action,
+			     create ? p->spec_json : NULL, true);
+		log_info("asked %s: %s VM %s", c->host, asks[k].state, p->name);
+	}
+}
+
 /* Thin partitions the store holds for this host with a spec and not yet
  * created there: the agent creates and starts them. */
 static void send_commands(struct link_conn *c)
@@ -181,14 +243,17 @@ static void send_commands(struct link_conn *c)
 	link_push_one(c);
 	int n = store_partition_list(c->ls->store, c->host, NULL,
 				     STORE_LIST_MAX, &p, NULL);
+	for (int i = 0; i < n; i++)
+		if (agentvm_part(&p[i]))
+			send_vm(c, &p[i]);
 	for (int i = 0; i < n; i++) {
 		if (p[i].kind != STORE_PART_THIN || p[i].spec_len <= 2 ||
 		    strcmp(p[i].state, "defined"))
 			continue;
 		send_command(c, p[i].name, PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE,
-			     p[i].spec_json);
+			     p[i].spec_json, false);
 		send_command(c, p[i].name, PARLEY__V1__PARTITION_COMMAND__ACTION__START,
-			     NULL);
+			     NULL, false);
 		log_info("asked %s to create and start %s", c->host, p[i].name);
 	}
 	/* libvirt partitions run beside the agent, not under it; it still
@@ -197,11 +262,12 @@ static void send_commands(struct link_conn *c)
 	for (int i = 0; i < n; i++) {
 		struct store_baseline b;
 		if (p[i].kind != STORE_PART_LIBVIRT || p[i].spec_len <= 2 ||
+		    agentvm_part(&p[i]) ||
 		    store_baseline_get(c->ls->store, p[i].name, &b, NULL) == 0)
 			continue;
 		send_command(c, p[i].name,
 			     PARLEY__V1__PARTITION_COMMAND__ACTION__MEASURE,
-			     p[i].spec_json);
+			     p[i].spec_json, false);
 		log_info("asked %s to measure %s", c->host, p[i].name);
 	}
 	if (n > 0)
@@ -223,8 +289,7 @@ int link_send_command(struct link_server *ls, const char *host,
 	struct link_conn *c = find_host(ls, host);
 	if (!c)
 		return -ENOTCONN;
-	send_command(c, partition,
-		     (Parley__V1__PartitionCommand__Action)action, NULL);
+	link_send_command_to(c, partition, action, NULL, 0);
 	return 0;
 }
 

@@ -6,6 +6,8 @@
  * After a crash the rows and the audit trail agree: both or neither.
  */
 #include "daemon/rpc/link_int.h"
+#include "daemon/agentvm.h"
+#include "common/wire.h"
 #include "common/log.h"
 #include "daemon/policy/diskkeys.h"
 
@@ -192,8 +194,10 @@ static int ingest_status(struct link_conn *c,
 	struct store *s = c->ls->store;
 	struct store_partition p;
 	char was[STORE_NAME_MAX] = "";
+	bool vm = false;
 	if (store_partition_get(s, st->partition, &p, NULL) == 0) {
 		snprintf(was, sizeof(was), "%s", p.state);
+		vm = agentvm_part(&p);
 		store_partition_free(&p);
 	}
 	/* The devices (checked by wire_check: names, known states, at most
@@ -211,13 +215,38 @@ static int ingest_status(struct link_conn *c,
 	int rc = store_ingest_status_in(s, c->host, st->seq, &in, res, err);
 	if (rc < 0 || res->stored == 0 || !strcmp(was, st->state))
 		return rc;
-	char detail[2 * STORE_NAME_MAX + 48];
+	char detail[2 * STORE_NAME_MAX + WIRE_REASON_MAX + 64];
+	const char *why = st->reason && st->reason[0] ? st->reason : NULL;
 	/* The exit code means something once it stopped. */
 	if (!strcmp(st->state, "stopped") || st->exit_code)
-		snprintf(detail, sizeof(detail), "%s -> %s (exit %lld)", was,
-			 st->state, (long long)st->exit_code);
+		snprintf(detail, sizeof(detail), "%s -> %s (exit %lld%s%s)",
+			 was, st->state, (long long)st->exit_code,
+			 why ? ", " : "", why ? why : "");
 	else
-		snprintf(detail, sizeof(detail), "%s -> %s", was, st->state);
+		snprintf(detail, sizeof(detail), "%s -> %s%s%s%s", was,
+			 st->state, why ? " (" : "", why ? why : "",
+			 why ? ")" : "");
+	/* An agent's VM destroyed (its agent destroys one only on our
+	 * DESTROY): its row goes now, in this transaction; a grant added
+	 * since keeps it, "destroyed". Until then a destroy asked for stays
+	 * asked for, whatever else the agent reports meanwhile (a VM that
+	 * stopped on its own, the agent's start-up): each hello sends the
+	 * DESTROY again. */
+	if (vm && !strcmp(st->state, "destroyed")) {
+		struct parley_err e2 = { 0 };
+		rc = store_partition_delete(s, st->partition, &e2);
+		if (rc == -EBUSY)
+			log_warn("%s", perr_msg(&e2));
+		else if (rc < 0)
+			return *err = e2, rc;
+		rc = 0;
+	} else if (vm && !strcmp(was, AGENTVM_DESTROY_REQUESTED)) {
+		rc = store_partition_set_state(s, st->partition,
+					       AGENTVM_DESTROY_REQUESTED, 0,
+					       NULL, err);
+		if (rc < 0)
+			return rc;
+	}
 	struct store_audit_in ev = { .host = c->host,
 				     .event = "partition_state",
 				     .partition = st->partition,
