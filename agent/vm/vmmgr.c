@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <parley/hypercall.h>
@@ -87,17 +88,19 @@ static void send_status(struct vm_part *v, uint16_t type, uint32_t seq,
 
 /* ---- hot-plug ------------------------------------------------------------ */
 
-static int hmp(struct vm_part *v, const char *cmd, struct parley_err *err)
+static int qmp(struct vm_part *v, const char *cmd, const int *fds,
+	       unsigned nfds, char **reply, struct parley_err *err)
 {
-	char *reply = NULL;
-	int rc = vmhost_hmp(&v->m->host, v->spec.name, cmd, &reply, err);
-	/* HMP answers a success with nothing; anything else is QEMU's
-	 * error text. */
-	if (rc == 0 && reply && reply[strspn(reply, " \r\n")])
-		rc = perr(err, -EIO, "VM %s: '%s': %.200s", v->spec.name, cmd,
-			  reply);
-	free(reply);
-	return rc;
+	return vmhost_qmp(&v->m->host, v->spec.name, cmd, fds, nfds, reply, err);
+}
+
+/* The monitor's names for channel c's section i: the agent's pid in them,
+ * so an agent that adopts a VM never collides with what its predecessor
+ * left plugged. */
+static void qid(char *out, size_t cap, char kind, const struct vm_chan *c,
+		unsigned i)
+{
+	snprintf(out, cap, "pl%c%dh%us%u", kind, (int)getpid(), c->handle, i);
 }
 
 /* The VM's live end of channel `chan` (closed ones may linger while
@@ -118,13 +121,19 @@ static struct vm_chan *vc_by_handle(struct vm_part *v, uint32_t handle)
 	return NULL;
 }
 
-/* The devices are gone: their slots and the doorbells go; the record
+/* The devices are gone: their slots, sockets and doorbells go; the record
  * stays as a tombstone (gone) for the guest's handle. */
 static void vc_unplugged(struct vm_part *v, struct vm_chan *c)
 {
-	for (unsigned i = 0; i < c->nsec; i++)
-		v->slots_used &= ~(1u << (c->slot[i] - VMMGR_SLOT0));
+	for (unsigned i = 0; i < c->nsec; i++) {
+		if (c->devs & (1u << i))
+			v->slots_used &= ~(1u << (c->slot[i] - VMMGR_SLOT0));
+		if (c->srv[i] >= 0)
+			close(c->srv[i]);
+		c->srv[i] = -1;
+	}
 	c->nsec = 0;
+	c->devs = 0;
 	if (c->bell_mine >= 0)
 		close(c->bell_mine);
 	if (c->bell_peer >= 0)
@@ -140,7 +149,7 @@ static void vc_release(struct vm_part *v, struct vm_chan *c)
 	memset(c, 0, sizeof(*c));
 }
 
-/* device_del for every section still plugged; the objects go once QEMU
+/* device_del for every section still plugged; the backends go once QEMU
  * has let go of the devices (vmmgr_serve retries). */
 static void unplug(struct vm_part *v, struct vm_chan *c)
 {
@@ -148,31 +157,194 @@ static void unplug(struct vm_part *v, struct vm_chan *c)
 		return;
 	c->unplugging = true;
 	for (unsigned i = 0; i < c->nsec; i++) {
-		char cmd[128];
+		char id[48], cmd[160];
 		struct parley_err err = { 0 };
-		snprintf(cmd, sizeof(cmd), "device_del pld%us%u", c->handle, i);
-		if (hmp(v, cmd, &err))
+		if (!(c->devs & (1u << i)))
+			continue;
+		qid(id, sizeof(id), 'd', c, i);
+		snprintf(cmd, sizeof(cmd), "{\"execute\":\"device_del\","
+			 "\"arguments\":{\"id\":\"%s\"}}", id);
+		if (qmp(v, cmd, NULL, 0, NULL, &err))
 			log_warn("%s", err.msg);
 	}
 }
 
-/* Try to delete the memory objects of an unplugging channel: true once
- * all are gone (QEMU holds the memfds no more). */
+/* Try to delete the backends of an unplugging channel: true once all are
+ * gone (QEMU holds the memfds no more). A backend in use by its device
+ * (the guest has not ejected it yet) refuses to go. */
 static bool objects_gone(struct vm_part *v, struct vm_chan *c)
 {
 	bool all = true;
 	for (unsigned i = 0; i < c->nsec; i++) {
 		if (c->obj_gone[i])
 			continue;
-		char cmd[128];
+		char id[48], cmd[160];
 		struct parley_err err = { 0 };
-		snprintf(cmd, sizeof(cmd), "object_del plm%us%u", c->handle, i);
-		if (hmp(v, cmd, &err) == 0)
-			c->obj_gone[i] = true;
-		else
-			all = false; /* still in use: the guest has not ejected */
+		bool rw = c->srv[i] >= 0;
+		qid(id, sizeof(id), rw ? 'c' : 'm', c, i);
+		snprintf(cmd, sizeof(cmd), rw
+			 ? "{\"execute\":\"chardev-remove\",\"arguments\":"
+			   "{\"id\":\"%s\"}}"
+			 : "{\"execute\":\"object-del\",\"arguments\":"
+			   "{\"id\":\"%s\"}}", id);
+		if (qmp(v, cmd, NULL, 0, NULL, &err)) {
+			all = false;
+			continue;
+		}
+		c->obj_gone[i] = true;
+		if (rw) {
+			close(c->srv[i]);
+			c->srv[i] = -1;
+		} else if (c->fdset[i] >= 0) {
+			/* the descriptor add-fd gave QEMU for the backend */
+			snprintf(cmd, sizeof(cmd), "{\"execute\":\"remove-fd\","
+				 "\"arguments\":{\"fdset-id\":%d}}", c->fdset[i]);
+			if (qmp(v, cmd, NULL, 0, NULL, &err))
+				log_warn("%s", err.msg);
+			c->fdset[i] = -1;
+		}
 	}
 	return all;
+}
+
+/* ivshmem's server protocol (QEMU's docs/specs/ivshmem-spec): little-
+ * endian int64 messages — the protocol version (0), the VM's peer id,
+ * then -1 with the shared memory's descriptor. QEMU reads them when the
+ * device is realized (device_add): they wait in the socket. */
+static int ivshmem_serve(int sock, int memfd)
+{
+	int64_t msg[3] = { 0, 0, -1 };
+	for (int k = 0; k < 3; k++) {
+		struct iovec iov = { &msg[k], sizeof(msg[k]) };
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		if (k == 2) {
+			mh.msg_control = u.buf;
+			mh.msg_controllen = sizeof(u.buf);
+			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &memfd, sizeof(int));
+		}
+		if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(msg[k]))
+			return errno ? -errno : -EIO;
+	}
+	return 0;
+}
+
+/* A section the VM writes: QEMU gets the writable memfd through an
+ * ivshmem "server" socket (getfd + chardev-add on the socket's other
+ * end), and maps it itself: no path to open. */
+static int backend_rw(struct vm_part *v, struct vm_chan *c, unsigned i,
+		      int memfd, struct parley_err *err)
+{
+	int sv[2];
+	char fdn[48], chr[48], cmd[320];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return perr(err, -errno, "socketpair: %s", strerror(errno));
+	qid(fdn, sizeof(fdn), 'f', c, i);
+	qid(chr, sizeof(chr), 'c', c, i);
+	snprintf(cmd, sizeof(cmd), "{\"execute\":\"getfd\",\"arguments\":"
+		 "{\"fdname\":\"%s\"}}", fdn);
+	int rc = qmp(v, cmd, &sv[1], 1, NULL, err);
+	close(sv[1]);
+	if (!rc) {
+		snprintf(cmd, sizeof(cmd), "{\"execute\":\"chardev-add\","
+			 "\"arguments\":{\"id\":\"%s\",\"backend\":{\"type\":"
+			 "\"socket\",\"data\":{\"addr\":{\"type\":\"fd\","
+			 "\"data\":{\"str\":\"%s\"}},\"server\":false}}}}",
+			 chr, fdn);
+		if ((rc = qmp(v, cmd, NULL, 0, NULL, err))) {
+			snprintf(cmd, sizeof(cmd), "{\"execute\":\"closefd\","
+				 "\"arguments\":{\"fdname\":\"%s\"}}", fdn);
+			qmp(v, cmd, NULL, 0, NULL, &(struct parley_err){ 0 });
+		}
+	}
+	if (!rc && (rc = ivshmem_serve(sv[0], memfd)))
+		perr(err, rc, "ivshmem socket: %s", strerror(-rc));
+	if (rc) {
+		close(sv[0]);
+		return rc;
+	}
+	c->srv[i] = sv[0];
+	return 0;
+}
+
+/* "fd": N and "fdset-id": M out of add-fd's answer (QEMU's word: checked
+ * to be plain small numbers). */
+static int json_int(const char *r, const char *key, int *out)
+{
+	const char *p = strstr(r, key);
+	if (!p)
+		return -EPROTO;
+	p += strlen(key);
+	while (*p == ' ')
+		p++;
+	if (*p < '0' || *p > '9')
+		return -EPROTO;
+	long n = 0;
+	while (*p >= '0' && *p <= '9' && n < 1 << 24)
+		n = n * 10 + (*p++ - '0');
+	if (n >= 1 << 24)
+		return -EPROTO;
+	*out = (int)n;
+	return 0;
+}
+
+/* A section the VM may only read: the read-only re-open (O_RDONLY) into
+ * a QEMU fdset, and a read-only memory-backend-file on the number it has
+ * there (/proc/self/fd/N: QEMU re-opens its own descriptor; the memfd's
+ * mode lets QEMU's group read it, nobody but the agent write it). */
+static int backend_ro(struct vm_part *v, struct vm_chan *c, unsigned i,
+		      int rofd, uint64_t size, struct parley_err *err)
+{
+	char mem[48], cmd[400], *r = NULL;
+	gid_t g = v->m->host.qemu_gid;
+	if (g != (gid_t)-1 && (fchown(rofd, (uid_t)-1, g) < 0 ||
+			       fchmod(rofd, 0440) < 0))
+		return perr(err, -errno, "section for QEMU: %s", strerror(errno));
+	int rc = qmp(v, "{\"execute\":\"add-fd\"}", &rofd, 1, &r, err);
+	int qfd = -1, set = -1;
+	if (!rc && (json_int(r, "\"fd\":", &qfd) ||
+		    json_int(r, "\"fdset-id\":", &set)))
+		rc = perr(err, -EPROTO, "VM %s: add-fd answered %.100s",
+			  v->spec.name, r);
+	free(r);
+	if (rc)
+		return rc;
+	c->fdset[i] = set;
+	qid(mem, sizeof(mem), 'm', c, i);
+	snprintf(cmd, sizeof(cmd), "{\"execute\":\"object-add\",\"arguments\":"
+		 "{\"qom-type\":\"memory-backend-file\",\"id\":\"%s\","
+		 "\"mem-path\":\"/proc/self/fd/%d\",\"size\":%llu,"
+		 "\"share\":true,\"readonly\":true}}", mem, qfd,
+		 (unsigned long long)size);
+	if ((rc = qmp(v, cmd, NULL, 0, NULL, err))) {
+		snprintf(cmd, sizeof(cmd), "{\"execute\":\"remove-fd\","
+			 "\"arguments\":{\"fdset-id\":%d}}", set);
+		qmp(v, cmd, NULL, 0, NULL, &(struct parley_err){ 0 });
+		c->fdset[i] = -1;
+	}
+	return rc;
+}
+
+static int device_add(struct vm_part *v, struct vm_chan *c, unsigned i,
+		      struct parley_err *err)
+{
+	char id[48], be[48], cmd[320];
+	bool rw = c->srv[i] >= 0;
+	qid(id, sizeof(id), 'd', c, i);
+	qid(be, sizeof(be), rw ? 'c' : 'm', c, i);
+	snprintf(cmd, sizeof(cmd), "{\"execute\":\"device_add\",\"arguments\":"
+		 "{\"driver\":\"%s\",\"id\":\"%s\",\"%s\":\"%s\","
+		 "\"bus\":\"pci.0\",\"addr\":\"0x%x\"}}",
+		 rw ? "ivshmem-doorbell" : "ivshmem-plain", id,
+		 rw ? "chardev" : "memdev", be, c->slot[i]);
+	return qmp(v, cmd, NULL, 0, NULL, err);
 }
 
 static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
@@ -196,52 +368,48 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 	c->bell_mine = dup(ch->bell[side]);
 	c->bell_peer = dup(ch->bell[1 - side]);
 	int rc = c->bell_mine < 0 || c->bell_peer < 0 ? -errno : 0;
+	struct parley_err err = { 0 };
+	/* The backends, one by one (each takes its descriptor along)... */
+	uint32_t slots = v->slots_used;
 	for (unsigned i = 0; i < ch->nsec && !rc; i++) {
 		unsigned n = 0;
-		while (n < 16 && (v->slots_used & (1u << n)))
+		while (n < 16 && (slots & (1u << n)))
 			n++;
 		if (n == 16) {
 			rc = -ENOSPC;
 			break;
 		}
-		bool rw = ch->sec_writer[i] == side;
-		int fd = rw ? ch->mem[i] : ch->mem_ro[i];
-		char cmd[512];
-		struct parley_err err = { 0 };
-		/* QEMU opens the agent's own descriptor through /proc: the
-		 * same memfd the thin partition maps, nothing in /dev/shm.
-		 * Ids by handle: a channel reopened while its old devices
-		 * are still being unplugged gets new ones. */
-		snprintf(cmd, sizeof(cmd), "object_add memory-backend-file,"
-			 "id=plm%us%u,mem-path=/proc/%d/fd/%d,size=%llu,"
-			 "share=on,readonly=%s", c->handle, i, (int)getpid(), fd,
-			 (unsigned long long)ch->sec_size[i], rw ? "off" : "on");
-		if ((rc = hmp(v, cmd, &err))) {
-			log_warn("%s", err.msg);
-			break;
-		}
-		snprintf(cmd, sizeof(cmd), "device_add ivshmem-plain,id=pld%us%u,"
-			 "memdev=plm%us%u,bus=pci.0,addr=0x%x", c->handle, i,
-			 c->handle, i, VMMGR_SLOT0 + n);
-		if ((rc = hmp(v, cmd, &err))) {
-			log_warn("%s", err.msg);
-			snprintf(cmd, sizeof(cmd), "object_del plm%us%u", c->handle,
-				 i);
-			hmp(v, cmd, &err);
-			break;
-		}
-		v->slots_used |= 1u << n;
+		slots |= 1u << n;
 		c->slot[i] = (uint8_t)(VMMGR_SLOT0 + n);
+		c->srv[i] = c->fdset[i] = -1;
+		bool rw = ch->sec_writer[i] == side;
+		rc = rw ? backend_rw(v, c, i, ch->mem[i], &err)
+			: backend_ro(v, c, i, ch->mem_ro[i], ch->sec_size[i], &err);
+		if (rc) {
+			log_warn("%s", err.msg);
+			break;
+		}
+		c->nsec = i + 1;
 		struct parley_vmctl_dev *d = &c->dev[i];
-		snprintf(d->pci, sizeof(d->pci), "0000:00:%02x.0", VMMGR_SLOT0 + n);
+		snprintf(d->pci, sizeof(d->pci), "0000:00:%02x.0", c->slot[i]);
 		d->size = ch->sec_size[i];
 		d->section = i;
 		d->writable = rw;
-		c->nsec = i + 1;
+	}
+	v->m->plug_backends_ns_last = now_ns() - t0;
+	/* ...then the devices back to back: the guest's ACPI hot-plug
+	 * handler finds the ones already added when it scans the bus. */
+	for (unsigned i = 0; i < c->nsec && !rc; i++) {
+		if ((rc = device_add(v, c, i, &err))) {
+			log_warn("%s", err.msg);
+			break;
+		}
+		c->devs |= 1u << i;
+		v->slots_used |= 1u << (c->slot[i] - VMMGR_SLOT0);
 	}
 	if (rc) {
 		unplug(v, c);
-		c->closed = true;  /* objects go on later serves */
+		c->closed = true;  /* backends go on later serves */
 		return rc;
 	}
 	v->m->plug_ns_last = now_ns() - t0;
