@@ -90,13 +90,18 @@ static int write_file(const char *path, const char *text)
 	return fclose(f) == 0 && ok ? 0 : -EIO;
 }
 
-/* The embedded driver's qemu.conf. No security driver (no SELinux or
- * AppArmor labels, no chown of the agent's files: QEMU gets what it may
- * use by descriptor or as copies it may read); QEMU without capabilities
- * and under its seccomp sandbox (no spawning, no privilege elevation);
- * as root, QEMU as VMHOST_QEMU_USER. */
+/* The embedded driver's qemu.conf. No SELinux or AppArmor labels; as
+ * root libvirt still stacks its DAC driver (QEMU's uid and gid), but
+ * without dynamic ownership it chowns none of the agent's files (nor
+ * remembers owners in xattrs): QEMU gets what it may use by descriptor
+ * (console, control socket: libvirt passes them; channel sections: the
+ * agent) or as copies its group may read. QEMU without capabilities and
+ * under its seccomp sandbox (no spawning, no privilege elevation); as
+ * root, QEMU as VMHOST_QEMU_USER. */
 static const char conf_common[] =
 	"security_driver = \"none\"\n"
+	"dynamic_ownership = 0\n"
+	"remember_owner = 0\n"
 	"stdio_handler = \"file\"\n"
 	"clear_emulator_capabilities = 1\n"
 	"seccomp_sandbox = 1\n";
@@ -190,6 +195,12 @@ static void sock_path(const struct vmhost *vh, const char *name, char *out,
 	sock_path_ext(vh, name, "ctl", out, cap);
 }
 
+void vmhost_mon_path(const struct vmhost *vh, const char *name, char *out,
+		     size_t cap)
+{
+	snprintf(out, cap, "%s/%s.mon/qmp", vh->dir, name);
+}
+
 void vmhost_console_path(const struct vmhost *vh, const char *name, char *out,
 			 size_t cap)
 {
@@ -213,7 +224,7 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 	       size_t cap, struct parley_err *err)
 {
 	char sock[PATH_MAX + 64], con[PATH_MAX + 64], echo[PATH_MAX + 64],
-		fw[2048] = "";
+		mon[PATH_MAX + 64], fw[2048] = "";
 	size_t fl = 0;
 	if (!jv_name_valid(s->name, strlen(s->name), sizeof(s->name)))
 		return perr(err, -EINVAL, "VM name '%s' not allowed", s->name);
@@ -245,11 +256,15 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 	sock_path(vh, s->name, sock, sizeof(sock));
 	sock_path_ext(vh, s->name, "echo", echo, sizeof(echo));
 	vmhost_console_path(vh, s->name, con, sizeof(con));
-	if (!xml_path_ok(sock))
+	vmhost_mon_path(vh, s->name, mon, sizeof(mon));
+	/* The monitor's path goes into a QEMU option: commas would split
+	 * it (QEMU's escape, ",,", is not worth the risk). */
+	if (!xml_path_ok(sock) || strchr(mon, ','))
 		return perr(err, -EINVAL, "state directory %s cannot go into "
-			    "XML as written", vh->dir);
+			    "XML or a QEMU option as written", vh->dir);
 	int n = snprintf(out, cap,
-		"<domain type='%s'>"
+		"<domain type='%s' xmlns:qemu='http://libvirt.org/schemas/"
+		"domain/qemu/1.0'>"
 		"<name>" VMHOST_PREFIX "%s</name>"
 		"<metadata><parley:vm xmlns:parley='" VMHOST_NS "' "
 		"name='%s'/></metadata>"
@@ -269,7 +284,13 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 		"<target type='virtio' name='" PARLEY_VMCTL_PORT "'/></channel>"
 		"%s%s%s"
 		"<serial type='file'><source path='%s'/><target port='0'/></serial>"
-		"<memballoon model='none'/></devices></domain>",
+		"<memballoon model='none'/></devices>"
+		/* the agent's own QMP monitor (agent/vm/qmp.h) */
+		"<qemu:commandline><qemu:arg value='-chardev'/>"
+		"<qemu:arg value='socket,id=parleymon,path=%s,server=on,"
+		"wait=off'/><qemu:arg value='-mon'/>"
+		"<qemu:arg value='chardev=parleymon,mode=control'/>"
+		"</qemu:commandline></domain>",
 		s->accel == VM_ACCEL_KVM || (s->accel == VM_ACCEL_AUTO &&
 			access("/dev/kvm", R_OK | W_OK) == 0) ? "kvm" : "qemu",
 		s->name, s->name, s->mem_mib ? s->mem_mib : 192,
@@ -280,7 +301,7 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 		s->echo_port ? echo : "",
 		s->echo_port ? "'/><target type='virtio' name='org.parley.echo.0'/>"
 			       "</channel>" : "",
-		con);
+		con, mon);
 	if (n < 0 || (size_t)n >= cap)
 		return perr(err, -ENOSPC, "VM %s: domain XML too long", s->name);
 	return 0;
@@ -387,6 +408,17 @@ int vmhost_start(struct vmhost *vh, const struct vm_spec *spec,
 	int rc = vh->qemu_gid != (gid_t)-1 ? boot_copies(vh, &s, err) : 0;
 	if (rc || (rc = vmhost_xml(vh, &s, xml, sizeof(xml), err)))
 		return rc;
+	/* QEMU makes its monitor socket in a directory of its own (its
+	 * user's, 0700: the agent, root, gets in anyway). */
+	char mdir[PATH_MAX + 64];
+	snprintf(mdir, sizeof(mdir), "%s/%s.mon", vh->dir, s.name);
+	vmhost_mon_path(vh, s.name, sock, sizeof(sock));
+	unlink(sock);
+	if ((mkdir(mdir, 0700) < 0 && errno != EEXIST) ||
+	    (vh->qemu_uid != (uid_t)-1 &&
+	     chown(mdir, vh->qemu_uid, vh->qemu_gid) < 0) ||
+	    chmod(mdir, 0700) < 0)
+		return perr(err, -errno, "%s: %s", mdir, strerror(errno));
 	/* A socket or console of an earlier run of the same VM. */
 	sock_path(vh, s.name, sock, sizeof(sock));
 	vmhost_console_path(vh, s.name, con, sizeof(con));

@@ -104,6 +104,11 @@ int vmhost_ctl_connect(struct vmhost *vh, const char *name, int timeout_ms,
 int vmhost_echo_connect(struct vmhost *vh, const char *name, int timeout_ms,
 			struct parley_err *err);
 
+/* The agent's own QMP monitor socket of the VM (STATE/vm/NAME.mon/qmp,
+ * QEMU listening: agent/vm/qmp.h). */
+void vmhost_mon_path(const struct vmhost *vh, const char *name, char *out,
+		     size_t cap);
+
 /* The VM's serial console log (STATE/vm/NAME.console). */
 void vmhost_console_path(const struct vmhost *vh, const char *name, char *out,
 			 size_t cap);

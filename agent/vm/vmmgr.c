@@ -14,6 +14,7 @@
 #include <parley/hypercall.h>
 
 #include "agent/ctl/stop.h"
+#include "agent/vm/qmp.h"
 #include "common/log.h"
 
 static uint64_t now_ns(void)
@@ -88,10 +89,46 @@ static void send_status(struct vm_part *v, uint16_t type, uint32_t seq,
 
 /* ---- hot-plug ------------------------------------------------------------ */
 
-static int qmp(struct vm_part *v, const char *cmd, const int *fds,
-	       unsigned nfds, char **reply, struct parley_err *err)
+/* Commands through the agent's own monitor, pipelined (qmp.h), or one by
+ * one through libvirt's where there is none (a VM started by an agent
+ * without it). 0 when each command got its answer (c[i].rc), or -errno
+ * when the monitor broke (then libvirt's from now on: the batch's fate is
+ * unknown, the caller fails it). */
+static int mon_run(struct vm_part *v, struct qmp_cmd *c, unsigned n,
+		   struct parley_err *err)
 {
-	return vmhost_qmp(&v->m->host, v->spec.name, cmd, fds, nfds, reply, err);
+	if (v->mon >= 0) {
+		int rc = qmp_batch(v->mon, c, n, 5000, err);
+		if (rc) {
+			log_warn("VM %s: own monitor: %s (libvirt's from now)",
+				 v->spec.name, err->msg);
+			close(v->mon);
+			v->mon = -1;
+		}
+		return rc;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		char *r = NULL;
+		struct parley_err e = { 0 };
+		c[i].rc = vmhost_qmp(&v->m->host, v->spec.name, c[i].json,
+				     c[i].fd >= 0 ? &c[i].fd : NULL,
+				     c[i].fd >= 0 ? 1 : 0, &r, &e);
+		snprintf(c[i].reply, sizeof(c[i].reply), "%s",
+			 r ? r : e.msg);
+		free(r);
+	}
+	return 0;
+}
+
+/* One command, no descriptor: 0 or -errno (err says QEMU's answer). */
+static int mon_one(struct vm_part *v, const char *json, struct parley_err *err)
+{
+	struct qmp_cmd c = { json, -1, 0, "" };
+	int rc = mon_run(v, &c, 1, err);
+	if (!rc && c.rc)
+		rc = perr(err, c.rc, "VM %s: %.100s: %s", v->spec.name, json,
+			  c.reply);
+	return rc;
 }
 
 /* The monitor's names for channel c's section i: the agent's pid in them,
@@ -149,24 +186,33 @@ static void vc_release(struct vm_part *v, struct vm_chan *c)
 	memset(c, 0, sizeof(*c));
 }
 
-/* device_del for every section still plugged; the backends go once QEMU
- * has let go of the devices (vmmgr_serve retries). */
+/* device_del for every section still plugged (one batch); the backends
+ * go once QEMU has let go of the devices (vmmgr_serve retries). */
 static void unplug(struct vm_part *v, struct vm_chan *c)
 {
 	if (c->unplugging)
 		return;
 	c->unplugging = true;
+	char json[PARLEY_VMCTL_DEVS_MAX][128];
+	struct qmp_cmd cmd[PARLEY_VMCTL_DEVS_MAX];
+	unsigned n = 0;
 	for (unsigned i = 0; i < c->nsec; i++) {
-		char id[48], cmd[160];
-		struct parley_err err = { 0 };
+		char id[48];
 		if (!(c->devs & (1u << i)))
 			continue;
 		qid(id, sizeof(id), 'd', c, i);
-		snprintf(cmd, sizeof(cmd), "{\"execute\":\"device_del\","
+		snprintf(json[n], sizeof(json[n]), "{\"execute\":\"device_del\","
 			 "\"arguments\":{\"id\":\"%s\"}}", id);
-		if (qmp(v, cmd, NULL, 0, NULL, &err))
-			log_warn("%s", err.msg);
+		cmd[n] = (struct qmp_cmd){ json[n], -1, 0, "" };
+		n++;
 	}
+	struct parley_err err = { 0 };
+	if (n && mon_run(v, cmd, n, &err))
+		log_warn("%s", err.msg);
+	for (unsigned i = 0; i < n; i++)
+		if (cmd[i].rc)
+			log_warn("VM %s: device_del: %s", v->spec.name,
+				 cmd[i].reply);
 }
 
 /* Try to delete the backends of an unplugging channel: true once all are
@@ -187,7 +233,7 @@ static bool objects_gone(struct vm_part *v, struct vm_chan *c)
 			   "{\"id\":\"%s\"}}"
 			 : "{\"execute\":\"object-del\",\"arguments\":"
 			   "{\"id\":\"%s\"}}", id);
-		if (qmp(v, cmd, NULL, 0, NULL, &err)) {
+		if (mon_one(v, cmd, &err)) {
 			all = false;
 			continue;
 		}
@@ -199,7 +245,7 @@ static bool objects_gone(struct vm_part *v, struct vm_chan *c)
 			/* the descriptor add-fd gave QEMU for the backend */
 			snprintf(cmd, sizeof(cmd), "{\"execute\":\"remove-fd\","
 				 "\"arguments\":{\"fdset-id\":%d}}", c->fdset[i]);
-			if (qmp(v, cmd, NULL, 0, NULL, &err))
+			if (mon_one(v, cmd, &err))
 				log_warn("%s", err.msg);
 			c->fdset[i] = -1;
 		}
@@ -236,44 +282,6 @@ static int ivshmem_serve(int sock, int memfd)
 	return 0;
 }
 
-/* A section the VM writes: QEMU gets the writable memfd through an
- * ivshmem "server" socket (getfd + chardev-add on the socket's other
- * end), and maps it itself: no path to open. */
-static int backend_rw(struct vm_part *v, struct vm_chan *c, unsigned i,
-		      int memfd, struct parley_err *err)
-{
-	int sv[2];
-	char fdn[48], chr[48], cmd[320];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-		return perr(err, -errno, "socketpair: %s", strerror(errno));
-	qid(fdn, sizeof(fdn), 'f', c, i);
-	qid(chr, sizeof(chr), 'c', c, i);
-	snprintf(cmd, sizeof(cmd), "{\"execute\":\"getfd\",\"arguments\":"
-		 "{\"fdname\":\"%s\"}}", fdn);
-	int rc = qmp(v, cmd, &sv[1], 1, NULL, err);
-	close(sv[1]);
-	if (!rc) {
-		snprintf(cmd, sizeof(cmd), "{\"execute\":\"chardev-add\","
-			 "\"arguments\":{\"id\":\"%s\",\"backend\":{\"type\":"
-			 "\"socket\",\"data\":{\"addr\":{\"type\":\"fd\","
-			 "\"data\":{\"str\":\"%s\"}},\"server\":false}}}}",
-			 chr, fdn);
-		if ((rc = qmp(v, cmd, NULL, 0, NULL, err))) {
-			snprintf(cmd, sizeof(cmd), "{\"execute\":\"closefd\","
-				 "\"arguments\":{\"fdname\":\"%s\"}}", fdn);
-			qmp(v, cmd, NULL, 0, NULL, &(struct parley_err){ 0 });
-		}
-	}
-	if (!rc && (rc = ivshmem_serve(sv[0], memfd)))
-		perr(err, rc, "ivshmem socket: %s", strerror(-rc));
-	if (rc) {
-		close(sv[0]);
-		return rc;
-	}
-	c->srv[i] = sv[0];
-	return 0;
-}
-
 /* "fd": N and "fdset-id": M out of add-fd's answer (QEMU's word: checked
  * to be plain small numbers). */
 static int json_int(const char *r, const char *key, int *out)
@@ -295,56 +303,171 @@ static int json_int(const char *r, const char *key, int *out)
 	return 0;
 }
 
-/* A section the VM may only read: the read-only re-open (O_RDONLY) into
- * a QEMU fdset, and a read-only memory-backend-file on the number it has
- * there (/proc/self/fd/N: QEMU re-opens its own descriptor; the memfd's
- * mode lets QEMU's group read it, nobody but the agent write it). */
-static int backend_ro(struct vm_part *v, struct vm_chan *c, unsigned i,
-		      int rofd, uint64_t size, struct parley_err *err)
+/* The hot-plug of channel c's sections, as two pipelined batches:
+ *
+ * 1. the descriptors: a section the VM writes — the agent's end of a
+ *    socketpair (getfd), a chardev on it (chardev-add), and the writable
+ *    memfd sent through the socket as ivshmem's server would (QEMU maps
+ *    it itself: no path to open); a section it may only read — the
+ *    read-only re-open (add-fd, into a fdset of its own), its memfd's
+ *    mode letting QEMU's group read it and nobody but the agent write;
+ * 2. the read-only sections' memory-backend-file (readonly=on) on QEMU's
+ *    own /proc/self/fd/N, then every device back to back (ivshmem-
+ *    doorbell on the chardev, ivshmem-plain on the backend), so the
+ *    guest's ACPI hot-plug finds them in one scan. */
+static int plug(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
+		int side, struct parley_err *err)
 {
-	char mem[48], cmd[400], *r = NULL;
+	enum { N = PARLEY_VMCTL_DEVS_MAX };
+	static char json[2 * N][400];
+	struct qmp_cmd a[2 * N], b[2 * N];
+	int sv[N][2], qfd[N];
+	unsigned na = 0, nb = 0, ia[2 * N], ib[2 * N];
 	gid_t g = v->m->host.qemu_gid;
-	if (g != (gid_t)-1 && (fchown(rofd, (uid_t)-1, g) < 0 ||
-			       fchmod(rofd, 0440) < 0))
-		return perr(err, -errno, "section for QEMU: %s", strerror(errno));
-	int rc = qmp(v, "{\"execute\":\"add-fd\"}", &rofd, 1, &r, err);
-	int qfd = -1, set = -1;
-	if (!rc && (json_int(r, "\"fd\":", &qfd) ||
-		    json_int(r, "\"fdset-id\":", &set)))
-		rc = perr(err, -EPROTO, "VM %s: add-fd answered %.100s",
-			  v->spec.name, r);
-	free(r);
+	int rc = 0;
+	for (unsigned i = 0; i < c->nsec; i++) {
+		char fdn[48], chr[48];
+		sv[i][0] = sv[i][1] = -1;
+		c->obj_gone[i] = true;  /* nothing to delete yet */
+		if (ch->sec_writer[i] == side) {
+			if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+				       sv[i]) < 0) {
+				rc = perr(err, -errno, "socketpair: %s",
+					  strerror(errno));
+				break;
+			}
+			qid(fdn, sizeof(fdn), 'f', c, i);
+			qid(chr, sizeof(chr), 'c', c, i);
+			snprintf(json[na], sizeof(json[na]), "{\"execute\":"
+				 "\"getfd\",\"arguments\":{\"fdname\":\"%s\"}}",
+				 fdn);
+			ia[na] = i;
+			a[na] = (struct qmp_cmd){ json[na], sv[i][1], 0, "" };
+			na++;
+			snprintf(json[na], sizeof(json[na]), "{\"execute\":"
+				 "\"chardev-add\",\"arguments\":{\"id\":\"%s\","
+				 "\"backend\":{\"type\":\"socket\",\"data\":"
+				 "{\"addr\":{\"type\":\"fd\",\"data\":{\"str\":"
+				 "\"%s\"}},\"server\":false}}}}", chr, fdn);
+			ia[na] = i;
+			a[na] = (struct qmp_cmd){ json[na], -1, 0, "" };
+			na++;
+		} else {
+			int ro = ch->mem_ro[i];
+			if (g != (gid_t)-1 && (fchown(ro, (uid_t)-1, g) < 0 ||
+					       fchmod(ro, 0440) < 0)) {
+				rc = perr(err, -errno, "section for QEMU: %s",
+					  strerror(errno));
+				break;
+			}
+			snprintf(json[na], sizeof(json[na]),
+				 "{\"execute\":\"add-fd\"}");
+			ia[na] = i;
+			a[na] = (struct qmp_cmd){ json[na], ro, 0, "" };
+			na++;
+		}
+	}
+	uint64_t t0 = now_ns();
+	bool sent = false;
+	if (!rc)
+		sent = (rc = mon_run(v, a, na, err)) == 0;
+	for (unsigned i = 0; i < c->nsec; i++)
+		if (sv[i][1] >= 0)
+			close(sv[i][1]);
+	/* What QEMU now holds, for the clean-up whatever happens next. */
+	for (unsigned k = 0; sent && k < na; k++) {
+		unsigned i = ia[k];
+		bool rw = sv[i][0] >= 0 || c->srv[i] >= 0;
+		if (a[k].rc) {
+			if (!rc)
+				rc = perr(err, a[k].rc, "VM %s: %.60s: %s",
+					  v->spec.name, a[k].json, a[k].reply);
+		} else if (rw && strstr(a[k].json, "chardev-add")) {
+			c->srv[i] = sv[i][0];
+			sv[i][0] = -1;
+			c->obj_gone[i] = false;
+		} else if (!rw && (json_int(a[k].reply, "\"fd\":", &qfd[i]) ||
+				   json_int(a[k].reply, "\"fdset-id\":",
+					    &c->fdset[i]))) {
+			if (!rc)
+				rc = perr(err, -EPROTO, "VM %s: add-fd answered "
+					  "%.100s", v->spec.name, a[k].reply);
+		}
+	}
+	for (unsigned i = 0; i < c->nsec; i++) {
+		if (sv[i][0] >= 0 && sent && !rc) {
+			/* getfd without its chardev: QEMU keeps the name */
+			char fdn[48], cmd[160];
+			qid(fdn, sizeof(fdn), 'f', c, i);
+			snprintf(cmd, sizeof(cmd), "{\"execute\":\"closefd\","
+				 "\"arguments\":{\"fdname\":\"%s\"}}", fdn);
+			mon_one(v, cmd, &(struct parley_err){ 0 });
+		}
+		if (sv[i][0] >= 0)
+			close(sv[i][0]);
+	}
+	v->m->plug_backends_ns_last = now_ns() - t0;
+	for (unsigned i = 0; i < c->nsec && !rc; i++)
+		if (c->srv[i] >= 0 && (rc = ivshmem_serve(c->srv[i], ch->mem[i])))
+			perr(err, rc, "ivshmem socket: %s", strerror(-rc));
 	if (rc)
 		return rc;
-	c->fdset[i] = set;
-	qid(mem, sizeof(mem), 'm', c, i);
-	snprintf(cmd, sizeof(cmd), "{\"execute\":\"object-add\",\"arguments\":"
-		 "{\"qom-type\":\"memory-backend-file\",\"id\":\"%s\","
-		 "\"mem-path\":\"/proc/self/fd/%d\",\"size\":%llu,"
-		 "\"share\":true,\"readonly\":true}}", mem, qfd,
-		 (unsigned long long)size);
-	if ((rc = qmp(v, cmd, NULL, 0, NULL, err))) {
-		snprintf(cmd, sizeof(cmd), "{\"execute\":\"remove-fd\","
-			 "\"arguments\":{\"fdset-id\":%d}}", set);
-		qmp(v, cmd, NULL, 0, NULL, &(struct parley_err){ 0 });
-		c->fdset[i] = -1;
+	for (unsigned i = 0; i < c->nsec; i++) {
+		char mem[48];
+		if (c->srv[i] >= 0)
+			continue;
+		qid(mem, sizeof(mem), 'm', c, i);
+		snprintf(json[nb], sizeof(json[nb]), "{\"execute\":\"object-add\","
+			 "\"arguments\":{\"qom-type\":\"memory-backend-file\","
+			 "\"id\":\"%s\",\"mem-path\":\"/proc/self/fd/%d\","
+			 "\"size\":%llu,\"share\":true,\"readonly\":true}}", mem,
+			 qfd[i], (unsigned long long)ch->sec_size[i]);
+		ib[nb] = i;
+		b[nb] = (struct qmp_cmd){ json[nb], -1, 0, "" };
+		nb++;
+	}
+	for (unsigned i = 0; i < c->nsec; i++) {
+		char id[48], be[48];
+		bool rw = c->srv[i] >= 0;
+		qid(id, sizeof(id), 'd', c, i);
+		qid(be, sizeof(be), rw ? 'c' : 'm', c, i);
+		snprintf(json[nb], sizeof(json[nb]), "{\"execute\":\"device_add\","
+			 "\"arguments\":{\"driver\":\"%s\",\"id\":\"%s\",\"%s\":"
+			 "\"%s\",\"bus\":\"pci.0\",\"addr\":\"0x%x\"}}",
+			 rw ? "ivshmem-doorbell" : "ivshmem-plain", id,
+			 rw ? "chardev" : "memdev", be, c->slot[i]);
+		ib[nb] = N + i;
+		b[nb] = (struct qmp_cmd){ json[nb], -1, 0, "" };
+		nb++;
+	}
+	if ((rc = mon_run(v, b, nb, err)))
+		return rc;
+	for (unsigned k = 0; k < nb; k++) {
+		unsigned i = ib[k] % N;
+		if (!b[k].rc && ib[k] < N)
+			c->obj_gone[i] = false;     /* a backend to delete */
+		else if (!b[k].rc)
+			c->devs |= 1u << i;
+		else if (!rc)
+			rc = perr(err, b[k].rc, "VM %s: %.60s: %s", v->spec.name,
+				  b[k].json, b[k].reply);
 	}
 	return rc;
 }
 
-static int device_add(struct vm_part *v, struct vm_chan *c, unsigned i,
-		      struct parley_err *err)
+/* A failed plug: the descriptors QEMU got into fdsets for backends that
+ * were never made (objects_gone removes the others with their backend). */
+static void plug_undo(struct vm_part *v, struct vm_chan *c)
 {
-	char id[48], be[48], cmd[320];
-	bool rw = c->srv[i] >= 0;
-	qid(id, sizeof(id), 'd', c, i);
-	qid(be, sizeof(be), rw ? 'c' : 'm', c, i);
-	snprintf(cmd, sizeof(cmd), "{\"execute\":\"device_add\",\"arguments\":"
-		 "{\"driver\":\"%s\",\"id\":\"%s\",\"%s\":\"%s\","
-		 "\"bus\":\"pci.0\",\"addr\":\"0x%x\"}}",
-		 rw ? "ivshmem-doorbell" : "ivshmem-plain", id,
-		 rw ? "chardev" : "memdev", be, c->slot[i]);
-	return qmp(v, cmd, NULL, 0, NULL, err);
+	for (unsigned i = 0; i < c->nsec; i++) {
+		char cmd[128];
+		if (c->srv[i] >= 0 || c->fdset[i] < 0 || !c->obj_gone[i])
+			continue;
+		snprintf(cmd, sizeof(cmd), "{\"execute\":\"remove-fd\","
+			 "\"arguments\":{\"fdset-id\":%d}}", c->fdset[i]);
+		mon_one(v, cmd, &(struct parley_err){ 0 });
+		c->fdset[i] = -1;
+	}
 }
 
 static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
@@ -368,8 +491,7 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 	c->bell_mine = dup(ch->bell[side]);
 	c->bell_peer = dup(ch->bell[1 - side]);
 	int rc = c->bell_mine < 0 || c->bell_peer < 0 ? -errno : 0;
-	struct parley_err err = { 0 };
-	/* The backends, one by one (each takes its descriptor along)... */
+	/* The slots, free ones on pci.0 from VMMGR_SLOT0 */
 	uint32_t slots = v->slots_used;
 	for (unsigned i = 0; i < ch->nsec && !rc; i++) {
 		unsigned n = 0;
@@ -382,32 +504,23 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 		slots |= 1u << n;
 		c->slot[i] = (uint8_t)(VMMGR_SLOT0 + n);
 		c->srv[i] = c->fdset[i] = -1;
-		bool rw = ch->sec_writer[i] == side;
-		rc = rw ? backend_rw(v, c, i, ch->mem[i], &err)
-			: backend_ro(v, c, i, ch->mem_ro[i], ch->sec_size[i], &err);
-		if (rc) {
-			log_warn("%s", err.msg);
-			break;
-		}
-		c->nsec = i + 1;
 		struct parley_vmctl_dev *d = &c->dev[i];
 		snprintf(d->pci, sizeof(d->pci), "0000:00:%02x.0", c->slot[i]);
 		d->size = ch->sec_size[i];
 		d->section = i;
-		d->writable = rw;
+		d->writable = ch->sec_writer[i] == side;
 	}
-	v->m->plug_backends_ns_last = now_ns() - t0;
-	/* ...then the devices back to back: the guest's ACPI hot-plug
-	 * handler finds the ones already added when it scans the bus. */
-	for (unsigned i = 0; i < c->nsec && !rc; i++) {
-		if ((rc = device_add(v, c, i, &err))) {
+	struct parley_err err = { 0 };
+	if (!rc) {
+		c->nsec = ch->nsec;
+		if ((rc = plug(v, c, ch, side, &err)))
 			log_warn("%s", err.msg);
-			break;
-		}
-		c->devs |= 1u << i;
-		v->slots_used |= 1u << (c->slot[i] - VMMGR_SLOT0);
 	}
+	for (unsigned i = 0; i < c->nsec; i++)
+		if (c->devs & (1u << i))
+			v->slots_used |= 1u << (c->slot[i] - VMMGR_SLOT0);
 	if (rc) {
+		plug_undo(v, c);
 		unplug(v, c);
 		c->closed = true;  /* backends go on later serves */
 		return rc;
@@ -513,6 +626,8 @@ void vmmgr_free(struct vmmgr *m)
 		struct vm_part *v = &m->vm[i];
 		if (v->ctl >= 0)
 			close(v->ctl);
+		if (v->mon >= 0)
+			close(v->mon);
 		for (unsigned k = 0; k < VMMGR_CHANS; k++)
 			if (v->ch[k].used)
 				vc_release(v, &v->ch[k]);
@@ -538,7 +653,7 @@ int vmmgr_add(struct vmmgr *m, const struct vm_spec *s, struct parley_err *err)
 	memset(v, 0, sizeof(*v));
 	v->m = m;
 	v->spec = *s;
-	v->ctl = -1;
+	v->ctl = v->mon = -1;
 	vmctl_dec_init(&v->dec);
 	for (unsigned i = 0; i < s->ncfg; i++) {
 		int rc = file_sha256(s->cfg[i].path, v->cfg_digest[i]);
@@ -561,6 +676,15 @@ int vmmgr_add(struct vmmgr *m, const struct vm_spec *s, struct parley_err *err)
 	v->ctl = vmhost_ctl_connect(&m->host, s->name, 5000, err);
 	if (v->ctl < 0)
 		return v->ctl;
+	/* The agent's own monitor (a VM an agent without it started has
+	 * none: libvirt's then, command by command). */
+	char mp[PATH_MAX + 64];
+	struct parley_err me = { 0 };
+	vmhost_mon_path(&m->host, s->name, mp, sizeof(mp));
+	v->mon = qmp_open(mp, v->adopted ? 0 : 5000, &me);
+	if (v->mon < 0)
+		log_warn("VM %s: %s: hot-plug through libvirt's monitor",
+			 s->name, me.msg);
 	snprintf(v->shell.name, sizeof(v->shell.name), "%s", s->name);
 	v->shell.state = PART_RUNNING;
 	v->shell.pidfd = v->shell.ctl = v->shell.mem_fd = -1;
@@ -780,6 +904,9 @@ static void vm_stopped(struct vmmgr *m, struct vm_part *v)
 	for (unsigned k = 0; k < VMMGR_CHANS; k++)
 		if (v->ch[k].used)
 			vc_release(v, &v->ch[k]);
+	if (v->mon >= 0)
+		close(v->mon);
+	v->mon = -1;
 	chanmgr_gone(m->cm, &v->shell);
 }
 

@@ -87,6 +87,8 @@ struct vm_part {
 	bool late;                  /* kept a channel past its revocation
 				     * deadline: its memory was truncated */
 	int ctl;                    /* control port connection, or -1 */
+	int mon;                    /* the agent's own QMP monitor (qmp.h),
+				     * or -1: libvirt's */
 	struct vmctl_dec dec;
 	uint32_t next_handle;
 	uint32_t slots_used;        /* bit n: PCI slot VMMGR_SLOT0 + n */
