@@ -157,3 +157,22 @@ int qmp_open(const char *path, int timeout_ms, struct parley_err *err)
 	}
 	return fd;
 }
+
+int qmp_int(const char *reply, const char *key, int *out)
+{
+	const char *p = strstr(reply, key);
+	if (!p)
+		return -EPROTO;
+	p += strlen(key);
+	while (*p == ' ')
+		p++;
+	if (*p < '0' || *p > '9')
+		return -EPROTO;
+	long n = 0;
+	while (*p >= '0' && *p <= '9' && n < QMP_INT_MAX)
+		n = n * 10 + (*p++ - '0');
+	if (n >= QMP_INT_MAX || (*p >= '0' && *p <= '9'))
+		return -EPROTO;
+	*out = (int)n;
+	return 0;
+}

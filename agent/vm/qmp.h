@@ -7,9 +7,12 @@
  * QEMU is not trusted: its answers are read line by line with a size cap
  * and a deadline, events skipped, and a stream that breaks either is
  * closed for good (the caller reconnects or falls back to libvirt).
- * Commands go in order, each with at most one descriptor (SCM_RIGHTS);
- * without out-of-band execution QEMU reads the next command only once the
- * previous one is done, so each descriptor reaches its own command.
+ * Commands go in order, each with at most one descriptor (SCM_RIGHTS)
+ * sent with its text in one sendmsg: the kernel hands the descriptor over
+ * with that text's first byte and glues nothing after it into the same
+ * read, and QEMU (no out-of-band execution negotiated) reads its monitor
+ * a byte at a time and not past a command it has not answered, so each
+ * descriptor is there for its own command and no other's.
  */
 #ifndef PARLEY_AGENT_VM_QMP_H
 #define PARLEY_AGENT_VM_QMP_H
@@ -36,5 +39,10 @@ int qmp_open(const char *path, int timeout_ms, struct parley_err *err);
  * or -errno when the stream broke (close fd: it is out of step). */
 int qmp_batch(int fd, struct qmp_cmd *c, unsigned n, int timeout_ms,
 	      struct parley_err *err);
+
+/* The number after key (e.g. "\"fd\":") in an answer: a plain decimal
+ * below QMP_INT_MAX (descriptor and fdset numbers), else -EPROTO. */
+#define QMP_INT_MAX (1 << 24)
+int qmp_int(const char *reply, const char *key, int *out);
 
 #endif

@@ -282,27 +282,6 @@ static int ivshmem_serve(int sock, int memfd)
 	return 0;
 }
 
-/* "fd": N and "fdset-id": M out of add-fd's answer (QEMU's word: checked
- * to be plain small numbers). */
-static int json_int(const char *r, const char *key, int *out)
-{
-	const char *p = strstr(r, key);
-	if (!p)
-		return -EPROTO;
-	p += strlen(key);
-	while (*p == ' ')
-		p++;
-	if (*p < '0' || *p > '9')
-		return -EPROTO;
-	long n = 0;
-	while (*p >= '0' && *p <= '9' && n < 1 << 24)
-		n = n * 10 + (*p++ - '0');
-	if (n >= 1 << 24)
-		return -EPROTO;
-	*out = (int)n;
-	return 0;
-}
-
 /* The hot-plug of channel c's sections, as two pipelined batches:
  *
  * 1. the descriptors: a section the VM writes — the agent's end of a
@@ -386,8 +365,8 @@ static int plug(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
 			c->srv[i] = sv[i][0];
 			sv[i][0] = -1;
 			c->obj_gone[i] = false;
-		} else if (!rw && (json_int(a[k].reply, "\"fd\":", &qfd[i]) ||
-				   json_int(a[k].reply, "\"fdset-id\":",
+		} else if (!rw && (qmp_int(a[k].reply, "\"fd\":", &qfd[i]) ||
+				   qmp_int(a[k].reply, "\"fdset-id\":",
 					    &c->fdset[i]))) {
 			if (!rc)
 				rc = perr(err, -EPROTO, "VM %s: add-fd answered "
