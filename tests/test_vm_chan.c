@@ -149,6 +149,10 @@ static int pump(struct t_vm *t, int wait_ms)
 	static uint64_t last;
 	struct timespec ts;
 	int rc = vmmgr_serve(&t->m, 0);
+	/* as parley-agent's loop: a closed port, then the VM stopped once
+	 * libvirt sees it gone (QEMU closes its sockets a moment before) */
+	if (rc == -EPIPE || rc == -EPROTO)
+		vmmgr_reap(&t->m, 0);
 	if (thin_live(t))
 		sup_step(&t->f.sup, -1, rc == -EAGAIN ? wait_ms : 0);
 	else if (rc == -EAGAIN || rc == -EPIPE)

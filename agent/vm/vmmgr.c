@@ -305,9 +305,11 @@ static int plug(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
 	gid_t g = v->m->host.qemu_gid;
 	int rc = 0;
 	for (unsigned i = 0; i < c->nsec; i++) {
-		char fdn[48], chr[48];
 		sv[i][0] = sv[i][1] = -1;
 		c->obj_gone[i] = true;  /* nothing to delete yet */
+	}
+	for (unsigned i = 0; i < c->nsec; i++) {
+		char fdn[48], chr[48];
 		if (ch->sec_writer[i] == side) {
 			if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
 				       sv[i]) < 0) {
@@ -374,7 +376,7 @@ static int plug(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
 		}
 	}
 	for (unsigned i = 0; i < c->nsec; i++) {
-		if (sv[i][0] >= 0 && sent && !rc) {
+		if (sv[i][0] >= 0 && sent) {
 			/* getfd without its chardev: QEMU keeps the name */
 			char fdn[48], cmd[160];
 			qid(fdn, sizeof(fdn), 'f', c, i);
