@@ -271,7 +271,10 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 		"<memory unit='MiB'>%u</memory><vcpu>%u</vcpu>"
 		"<os><type arch='x86_64' machine='pc'>hvm</type>"
 		"<kernel>%s</kernel><initrd>%s</initrd>"
-		"<cmdline>console=ttyS0 quiet panic=-1 %s</cmdline></os>"
+		/* no_timer_check: under TCG on a busy host the kernel's
+		 * IO-APIC timer check can fail and panic the boot */
+		"<cmdline>console=ttyS0 quiet panic=-1 no_timer_check %s"
+		"</cmdline></os>"
 		"%s%s%s"
 		/* acpi: the embedded driver needs it, and the guest's
 		 * acpiphp is what sees hot-plugged channel devices */
