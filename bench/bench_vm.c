@@ -8,7 +8,9 @@
  *   vm_chan_open_ms       the guest's `parley-chan open` of a channel whose
  *                         peer (a thin partition, idle) never opened it:
  *                         the decision, the hot-plug of every section, the
- *                         guest's mapping (median of 5, the guest's clock)
+ *                         guest's mapping (median of 5, the guest's clock;
+ *                         noted: the agent's hot-plug, of which its
+ *                         backends, and the guest's wait for the reply)
  *   vm_chan_rtt_poll_us   64..2 KiB checksummed messages, the VM's
  *                         `parley-chan ping` polling for each answer of the
  *                         thin partition pong (which sleeps when idle: the
@@ -120,6 +122,17 @@ static int add_vm(struct cb_run *r, struct parley_err *err)
 		nanosleep(&(struct timespec){ 0, 5000000 }, NULL);
 	}
 	b->boot_s = now_s() - t0;
+	/* One QMP round trip through libvirt (the hot-plug's unit of cost) */
+	double rt[20];
+	for (int i = 0; i < 20; i++) {
+		double t1 = now_s();
+		if ((rc = vmhost_qmp(&b->m.host, "guest",
+				     "{\"execute\":\"query-version\"}", NULL, 0,
+				     NULL, err)))
+			return rc;
+		rt[i] = (now_s() - t1) * 1e3;
+	}
+	bench_summary("vm_monitor_rtt", rt, 20, 1, "ms");
 	return 0;
 }
 
@@ -179,6 +192,9 @@ int main(void)
 	r->ctx = &b;
 	int rc = cb_start(r, &e, grants, parts, 2, &err);
 	double t0 = now_s();
+	double plug_ms[OPENS], be_ms[OPENS];
+	unsigned nplug = 0;
+	uint64_t plug_seen = 0;
 	while (rc == 0 && !strstr(console(&b), "SCRIPT-END") &&
 	       !strstr(console(&b), "PARLEY-GUEST done")) {
 		if (now_s() - t0 > 600) {
@@ -186,6 +202,11 @@ int main(void)
 			break;
 		}
 		int v = vmmgr_serve(&b.m, 0);
+		if (b.m.plug_ns_last != plug_seen && nplug < OPENS) {
+			plug_seen = b.m.plug_ns_last;
+			plug_ms[nplug] = (double)plug_seen / 1e6;
+			be_ms[nplug++] = (double)b.m.plug_backends_ns_last / 1e6;
+		}
 		/* the bare echo: each byte straight back */
 		char eb[64];
 		ssize_t en = b.echo >= 0 ? recv(b.echo, eb, sizeof(eb),
@@ -203,12 +224,14 @@ int main(void)
 		cb_serve_once_with(r, v == -EAGAIN ? 20 : 0, fds, nf);
 	}
 	const char *c = console(&b);
-	double open_ms[OPENS], med = 0, p99 = 0;
+	double open_ms[OPENS], reply_ms[OPENS], med = 0, p99 = 0;
 	unsigned nopen = 0;
 	for (const char *p = c; (p = strstr(p, "OPEN openb ")); p++) {
-		const char *ms = strstr(p, "ms=");
-		if (ms && nopen < OPENS)
+		const char *ms = strstr(p, "ms="), *rp = strstr(p, "reply=");
+		if (ms && rp && nopen < OPENS) {
+			reply_ms[nopen] = strtod(rp + 6, NULL);
 			open_ms[nopen++] = strtod(ms + 3, NULL);
+		}
 	}
 	const char *pg = strstr(c, "PING ");
 	const char *pw = strstr(c, "PING-WAIT "), *ec = strstr(c, "ECHO ");
@@ -228,6 +251,13 @@ int main(void)
 		bench_figure("vm_chan_open_ms",
 			     bench_summary("vm_chan_open", open_ms, nopen, 1, "ms"),
 			     "ms");
+		bench_summary("vm_chan_open_reply", reply_ms, nopen, 1, "ms");
+		if (nplug) {
+			bench_summary("vm_chan_open_agent_plug", plug_ms, nplug,
+				      1, "ms");
+			bench_summary("vm_chan_open_agent_backends", be_ms, nplug,
+				      1, "ms");
+		}
 		bench_figure("vm_chan_rtt_poll_us", med, "us");
 		bench_note("sleeping round trip %.1f us, bare virtio-serial echo "
 			   "%.1f us", wmed, emed);

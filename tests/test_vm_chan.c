@@ -14,10 +14,14 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -145,6 +149,10 @@ static int pump(struct t_vm *t, int wait_ms)
 	static uint64_t last;
 	struct timespec ts;
 	int rc = vmmgr_serve(&t->m, 0);
+	/* as parley-agent's loop: a closed port, then the VM stopped once
+	 * libvirt sees it gone (QEMU closes its sockets a moment before) */
+	if (rc == -EPIPE || rc == -EPROTO)
+		vmmgr_reap(&t->m, 0);
 	if (thin_live(t))
 		sup_step(&t->f.sup, -1, rc == -EAGAIN ? wait_ms : 0);
 	else if (rc == -EAGAIN || rc == -EPIPE)
@@ -200,8 +208,8 @@ static void t_vm_teardown(struct t_vm *t)
 	t_fleet_free(&t->f);
 }
 
-/* Nothing of parley's in /dev/shm: channel memory is memfds QEMU opens
- * through /proc/AGENT/fd. */
+/* Nothing of parley's in /dev/shm: channel memory is memfds the agent
+ * hands QEMU as descriptors. */
 static void no_shm_left(void)
 {
 	DIR *d = opendir("/dev/shm");
@@ -396,6 +404,181 @@ Test(vm_chan, sleeping_both_ways_no_lost_wake_up_then_peer_down,
 	no_shm_left();
 }
 
+/* ---- QEMU confined ------------------------------------------------------- */
+
+/* What a helper running as QEMU's uid and gid (a compromised QEMU: any
+ * syscall it likes, its own /proc) could do. */
+struct as_qemu {
+	int agent_ro, agent_rw;     /* open /proc/AGENT/fd/N: 0 or errno */
+	int own_ro, own_rw;         /* re-open its own read-only section */
+	int map_rw;                 /* mmap it PROT_WRITE|MAP_SHARED */
+};
+
+static void run_as_qemu(uid_t uid, gid_t gid, pid_t agent, int agent_fd,
+			pid_t qemu, int qemu_fd, struct as_qemu *out)
+{
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct as_qemu r = { 0 };
+		char p[96];
+		if (setgroups(0, NULL) || setgid(gid) || setuid(uid) ||
+		    getuid() != uid)
+			_exit(2);
+		snprintf(p, sizeof(p), "/proc/%d/fd/%d", (int)agent, agent_fd);
+		int fd = open(p, O_RDONLY | O_CLOEXEC);
+		r.agent_ro = fd < 0 ? errno : 0;
+		fd = open(p, O_RDWR | O_CLOEXEC);
+		r.agent_rw = fd < 0 ? errno : 0;
+		snprintf(p, sizeof(p), "/proc/%d/fd/%d", (int)qemu, qemu_fd);
+		fd = open(p, O_RDWR | O_CLOEXEC);
+		r.own_rw = fd < 0 ? errno : 0;
+		fd = open(p, O_RDONLY | O_CLOEXEC);
+		r.own_ro = fd < 0 ? errno : 0;
+		void *m = fd < 0 ? MAP_FAILED : mmap(NULL, 4096, PROT_READ |
+			PROT_WRITE, MAP_SHARED, fd, 0);
+		r.map_rw = m == MAP_FAILED ? errno : 0;
+		_exit(write(pfd[1], &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 3);
+	}
+	close(pfd[1]);
+	cr_assert_eq(read(pfd[0], out, sizeof(*out)), (ssize_t)sizeof(*out),
+		     "the helper could not become QEMU's user");
+	close(pfd[0]);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+}
+
+/* "Uid:\t1\t2\t3\t4" of /proc/PID/status: all four, and CapEff. */
+static void qemu_status(pid_t pid, unsigned uid[4], unsigned long long *capeff)
+{
+	char p[64], line[256];
+	snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(p, "r");
+	cr_assert(f, "%s: %s", p, strerror(errno));
+	int got = 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "Uid:\t%u\t%u\t%u\t%u", &uid[0], &uid[1], &uid[2],
+			   &uid[3]) == 4)
+			got |= 1;
+		if (sscanf(line, "CapEff:\t%llx", capeff) == 1)
+			got |= 2;
+	}
+	fclose(f);
+	cr_assert_eq(got, 3, "%s: no Uid/CapEff", p);
+}
+
+/* QEMU (the VMM of a hostile guest, maybe hostile itself) runs as its own
+ * unprivileged user, cannot open the agent's descriptors through /proc,
+ * and holds the sections the VM may only read through O_RDONLY
+ * descriptors it cannot re-open writable: a QEMU that ignores readonly=on
+ * still cannot write them. */
+Test(vm_chan, qemu_unprivileged_and_sections_read_only_by_descriptor,
+     .timeout = 300, .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("false"),
+		   "parley-chan open pingpong || exit 1\n"
+		   "echo OPENED\n"
+		   "sleep 120\n", "x\n");
+	t_fleet_add(&t.f, "ping", "ping.elf", "count=1000000", NULL, false,
+		    NULL);
+	t_vm_start(&t);
+	t_fleet_go(&t.f);
+	serve_until(&t, "OPENED", 240);
+	struct passwd *pw = getpwnam(VMHOST_QEMU_USER);
+	cr_assert(pw, "no user " VMHOST_QEMU_USER " (./dev deps)");
+	/* QEMU's pid: libvirt's pid file in the embedded root */
+	char pp[PATH_MAX + 64];
+	snprintf(pp, sizeof(pp), "%s/libvirt/run/qemu/" VMHOST_PREFIX
+		 "guest.pid", t.f.dir);
+	FILE *f = fopen(pp, "r");
+	cr_assert(f, "%s: %s", pp, strerror(errno));
+	int qpid = 0;
+	cr_assert_eq(fscanf(f, "%d", &qpid), 1);
+	fclose(f);
+	/* (a) not root, no capabilities */
+	unsigned uid[4];
+	unsigned long long cap = ~0ull;
+	qemu_status(qpid, uid, &cap);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(uid[i], (unsigned)pw->pw_uid, "QEMU's uid %u", uid[i]);
+	cr_assert_neq(uid[0], 0u);
+	cr_assert_eq(cap, 0ull, "QEMU's effective capabilities %llx", cap);
+	/* (c) every descriptor QEMU holds on a section: read-only unless
+	 * the VM writes that section; each section held */
+	cr_assert_eq(t.f.cm.nchans, 1);
+	struct cm_chan *ch = t.f.cm.chans[0];
+	struct vm_chan *vc = NULL;
+	for (unsigned k = 0; k < VMMGR_CHANS; k++)
+		if (t.m.vm[0].ch[k].used && !t.m.vm[0].ch[k].closed)
+			vc = &t.m.vm[0].ch[k];
+	cr_assert(vc);
+	unsigned held = 0, ro_seen = 0;
+	int ro_fd = -1;
+	char d[64];
+	snprintf(d, sizeof(d), "/proc/%d/fd", qpid);
+	DIR *dir = opendir(d);
+	cr_assert(dir, "%s: %s", d, strerror(errno));
+	struct dirent *e;
+	while ((e = readdir(dir))) {
+		char lp[128], link[256], info[4096];
+		unsigned sec;
+		snprintf(lp, sizeof(lp), "%s/%s", d, e->d_name);
+		ssize_t n = readlink(lp, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		if (sscanf(link, "/memfd:parley-chan:pingpong:%u", &sec) != 1)
+			continue;
+		cr_assert_lt(sec, ch->nsec);
+		snprintf(lp, sizeof(lp), "/proc/%d/fdinfo/%s", qpid, e->d_name);
+		int fi = open(lp, O_RDONLY);
+		cr_assert_geq(fi, 0);
+		n = read(fi, info, sizeof(info) - 1);
+		close(fi);
+		cr_assert_gt(n, 0);
+		info[n] = 0;
+		char *fl = strstr(info, "flags:");
+		cr_assert(fl, "%s", info);
+		unsigned long flags = strtoul(fl + 6, NULL, 8);
+		bool writer = ch->sec_writer[sec] == vc->side;
+		if (writer)
+			continue; /* the VM's own: QEMU may write it */
+		cr_assert_eq(flags & O_ACCMODE, (unsigned long)O_RDONLY,
+			     "QEMU holds read-only section %u with flags %lo",
+			     sec, flags);
+		held |= 1u << sec;
+		ro_seen++;
+		ro_fd = atoi(e->d_name);
+	}
+	closedir(dir);
+	for (unsigned i = 0; i < ch->nsec; i++)
+		if (ch->sec_writer[i] != vc->side)
+			cr_assert(held & (1u << i), "QEMU holds no descriptor "
+				  "of read-only section %u", i);
+	cr_assert_gt(ro_seen, 0);
+	/* (b) as QEMU's user: the agent's descriptors are out of reach
+	 * (/proc/AGENT/fd), its own read-only section cannot be re-opened
+	 * writable nor mapped writable — only read */
+	struct as_qemu r;
+	run_as_qemu(pw->pw_uid, pw->pw_gid, getpid(), ch->mem[1], qpid, ro_fd,
+		    &r);
+	cr_assert(r.agent_ro == EACCES || r.agent_ro == EPERM,
+		  "QEMU's user opened /proc/AGENT/fd/N: %s", strerror(r.agent_ro));
+	cr_assert(r.agent_rw == EACCES || r.agent_rw == EPERM,
+		  "QEMU's user opened /proc/AGENT/fd/N writable: %s",
+		  strerror(r.agent_rw));
+	cr_assert_eq(r.own_ro, 0, "QEMU's user cannot even read its own "
+		     "section: %s", strerror(r.own_ro));
+	cr_assert_eq(r.own_rw, EACCES, "QEMU re-opened a read-only section "
+		     "writable: %s", strerror(r.own_rw));
+	cr_assert_eq(r.map_rw, EACCES, "QEMU mapped a read-only section "
+		     "writable: %s", strerror(r.map_rw));
+	t_vm_teardown(&t);
+	no_shm_left();
+}
 /* ---- revocation ------------------------------------------------------------- */
 
 /* The grant is removed while ping and the VM exchange messages: the

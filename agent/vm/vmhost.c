@@ -6,7 +6,9 @@
 #include <libvirt/libvirt-qemu.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <grp.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +63,24 @@ static int mkdir_one(const char *p)
 	return mkdir(p, 0700) == 0 || errno == EEXIST ? 0 : -errno;
 }
 
+/* A directory QEMU (group gid) must pass through on its way to the files
+ * it opens. One of the agent's own (STATE/vm, the libvirt root): group
+ * gid, search permission only (0710). The state directory the operator
+ * (or a test) made keeps its owner, group and mode, plus search
+ * permission for others: additive, and it lists nothing. */
+static int share_dir(const char *p, gid_t gid, bool own)
+{
+	struct stat st;
+	if (stat(p, &st) < 0)
+		return -errno;
+	if (own)
+		return chown(p, (uid_t)-1, gid) < 0 || chmod(p, 0710) < 0
+			? -errno : 0;
+	if ((st.st_mode & 001) || (st.st_gid == gid && (st.st_mode & 010)))
+		return 0;
+	return chmod(p, (st.st_mode & 07777) | 001) < 0 ? -errno : 0;
+}
+
 static int write_file(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "we");
@@ -70,15 +90,33 @@ static int write_file(const char *path, const char *text)
 	return fclose(f) == 0 && ok ? 0 : -EIO;
 }
 
+/* The embedded driver's qemu.conf. No SELinux or AppArmor labels; as
+ * root libvirt still stacks its DAC driver (QEMU's uid and gid), but
+ * without dynamic ownership it chowns none of the agent's files (nor
+ * remembers owners in xattrs): QEMU gets what it may use by descriptor
+ * (console, control socket: libvirt passes them; channel sections: the
+ * agent) or as copies its group may read. QEMU without capabilities and
+ * under its seccomp sandbox (no spawning, no privilege elevation); as
+ * root, QEMU as VMHOST_QEMU_USER. */
+static const char conf_common[] =
+	"security_driver = \"none\"\n"
+	"dynamic_ownership = 0\n"
+	"remember_owner = 0\n"
+	"stdio_handler = \"file\"\n"
+	"clear_emulator_capabilities = 1\n"
+	"seccomp_sandbox = 1\n";
+
 int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 		struct parley_err *err)
 {
 	char root[PATH_MAX], etc[PATH_MAX], conf[PATH_MAX];
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	memset(vh, 0, sizeof(*vh));
+	vh->qemu_uid = (uid_t)-1;
+	vh->qemu_gid = (gid_t)-1;
 	/* The embedded driver logs to stderr at its default level (every
-	 * domain "tainted: high-privileges" as root, every lookup of a VM
-	 * that does not run): none of it, unless the operator set
+	 * domain "tainted: custom-monitor", every lookup of a VM that does
+	 * not run): none of it, unless the operator set
 	 * LIBVIRT_LOG_OUTPUTS; errors reach the caller through
 	 * virGetLastError. (Read when libvirt initialises: before the first
 	 * call into it.) */
@@ -99,19 +137,36 @@ int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 	if (uri) {
 		snprintf(vh->uri, sizeof(vh->uri), "%s", uri);
 	} else {
-		/* The embedded driver reads ROOT/etc/qemu.conf. As root it
-		 * would run QEMU as libvirt-qemu under a security driver;
-		 * the agent's VMs run as the agent does, their files in
-		 * the agent's own directories. */
+		/* The embedded driver reads ROOT/etc/qemu.conf. */
+		char text[1024];
 		snprintf(etc, sizeof(etc), "%s/etc", root);
 		snprintf(conf, sizeof(conf), "%s/qemu.conf", etc);
 		if ((rc = mkdir_one(root)) || (rc = mkdir_one(etc)))
 			return perr(err, rc, "%s: %s", etc, strerror(-rc));
-		rc = write_file(conf, geteuid() == 0
-			? "security_driver = \"none\"\nstdio_handler = \"file\"\n"
-			  "user = \"+0\"\ngroup = \"+0\"\n"
-			: "security_driver = \"none\"\nstdio_handler = \"file\"\n");
-		if (rc)
+		if (geteuid() == 0) {
+			struct passwd *pw = getpwnam(VMHOST_QEMU_USER);
+			if (!pw || pw->pw_uid == 0 || pw->pw_gid == 0)
+				return perr(err, -ENOENT, "no user "
+					    VMHOST_QEMU_USER " (not root) to run "
+					    "QEMU as: ./dev deps or the "
+					    "parley-agent package creates it");
+			vh->qemu_uid = pw->pw_uid;
+			vh->qemu_gid = pw->pw_gid;
+			/* QEMU reaches its boot copies in STATE/vm/NAME.boot
+			 * and libvirt's per-domain files under ROOT: search
+			 * (not read) permission on the way, for its group. */
+			if ((rc = share_dir(state_dir, vh->qemu_gid, false)) ||
+			    (rc = share_dir(vh->dir, vh->qemu_gid, true)) ||
+			    (rc = share_dir(root, vh->qemu_gid, true)))
+				return perr(err, rc, "%s: %s", state_dir,
+					    strerror(-rc));
+			snprintf(text, sizeof(text), "%suser = \"+%u\"\n"
+				 "group = \"+%u\"\n", conf_common,
+				 (unsigned)vh->qemu_uid, (unsigned)vh->qemu_gid);
+		} else {
+			snprintf(text, sizeof(text), "%s", conf_common);
+		}
+		if ((rc = write_file(conf, text)))
 			return perr(err, rc, "%s: %s", conf, strerror(-rc));
 		snprintf(vh->uri, sizeof(vh->uri), "qemu:///embed?root=%s", root);
 	}
@@ -140,6 +195,12 @@ static void sock_path(const struct vmhost *vh, const char *name, char *out,
 	sock_path_ext(vh, name, "ctl", out, cap);
 }
 
+void vmhost_mon_path(const struct vmhost *vh, const char *name, char *out,
+		     size_t cap)
+{
+	snprintf(out, cap, "%s/%s.mon/qmp", vh->dir, name);
+}
+
 void vmhost_console_path(const struct vmhost *vh, const char *name, char *out,
 			 size_t cap)
 {
@@ -163,7 +224,7 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 	       size_t cap, struct parley_err *err)
 {
 	char sock[PATH_MAX + 64], con[PATH_MAX + 64], echo[PATH_MAX + 64],
-		fw[2048] = "";
+		mon[PATH_MAX + 64], fw[2048] = "";
 	size_t fl = 0;
 	if (!jv_name_valid(s->name, strlen(s->name), sizeof(s->name)))
 		return perr(err, -EINVAL, "VM name '%s' not allowed", s->name);
@@ -195,11 +256,15 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 	sock_path(vh, s->name, sock, sizeof(sock));
 	sock_path_ext(vh, s->name, "echo", echo, sizeof(echo));
 	vmhost_console_path(vh, s->name, con, sizeof(con));
-	if (!xml_path_ok(sock))
+	vmhost_mon_path(vh, s->name, mon, sizeof(mon));
+	/* The monitor's path goes into a QEMU option: commas would split
+	 * it (QEMU's escape, ",,", is not worth the risk). */
+	if (!xml_path_ok(sock) || strchr(mon, ','))
 		return perr(err, -EINVAL, "state directory %s cannot go into "
-			    "XML as written", vh->dir);
+			    "XML or a QEMU option as written", vh->dir);
 	int n = snprintf(out, cap,
-		"<domain type='%s'>"
+		"<domain type='%s' xmlns:qemu='http://libvirt.org/schemas/"
+		"domain/qemu/1.0'>"
 		"<name>" VMHOST_PREFIX "%s</name>"
 		"<metadata><parley:vm xmlns:parley='" VMHOST_NS "' "
 		"name='%s'/></metadata>"
@@ -211,7 +276,10 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 		"<memory unit='MiB'>%u</memory><vcpu current='%u'>%u</vcpu>"
 		"<os><type arch='x86_64' machine='pc'>hvm</type>"
 		"<kernel>%s</kernel><initrd>%s</initrd>"
-		"<cmdline>console=ttyS0 quiet panic=-1 %s</cmdline></os>"
+		/* no_timer_check: under TCG on a busy host the kernel's
+		 * IO-APIC timer check can fail and panic the boot */
+		"<cmdline>console=ttyS0 quiet panic=-1 no_timer_check %s"
+		"</cmdline></os>"
 		"%s%s%s"
 		/* acpi: the embedded driver needs it, and the guest's
 		 * acpiphp is what sees hot-plugged channel devices */
@@ -224,7 +292,13 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 		"<target type='virtio' name='" PARLEY_VMCTL_PORT "'/></channel>"
 		"%s%s%s"
 		"<serial type='file'><source path='%s'/><target port='0'/></serial>"
-		"<memballoon model='none'/></devices></domain>",
+		"<memballoon model='none'/></devices>"
+		/* the agent's own QMP monitor (agent/vm/qmp.h) */
+		"<qemu:commandline><qemu:arg value='-chardev'/>"
+		"<qemu:arg value='socket,id=parleymon,path=%s,server=on,"
+		"wait=off'/><qemu:arg value='-mon'/>"
+		"<qemu:arg value='chardev=parleymon,mode=control'/>"
+		"</qemu:commandline></domain>",
 		s->accel == VM_ACCEL_KVM || (s->accel == VM_ACCEL_AUTO &&
 			access("/dev/kvm", R_OK | W_OK) == 0) ? "kvm" : "qemu",
 		s->name, s->name, s->mem_mib ? s->mem_mib : 192,
@@ -236,7 +310,7 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 		s->echo_port ? echo : "",
 		s->echo_port ? "'/><target type='virtio' name='org.parley.echo.0'/>"
 			       "</channel>" : "",
-		con);
+		con, mon);
 	if (n < 0 || (size_t)n >= cap)
 		return perr(err, -ENOSPC, "VM %s: domain XML too long", s->name);
 	return 0;
@@ -260,22 +334,108 @@ static virDomainPtr lookup(struct vmhost *vh, const char *name)
 	return virDomainLookupByName(vh->conn, dn);
 }
 
-int vmhost_start(struct vmhost *vh, const struct vm_spec *s,
+/* One file QEMU opens itself, copied to dst readable by its group only
+ * (0640): the agent's own files stay where they are, with their modes. */
+static int copy_for_qemu(const char *src, const char *dst, gid_t gid)
+{
+	int in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return -errno;
+	unlink(dst);
+	int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		       0600);
+	int rc = out < 0 ? -errno : 0;
+	char buf[65536];
+	ssize_t n;
+	while (!rc && (n = read(in, buf, sizeof(buf))) != 0) {
+		if (n < 0) {
+			rc = errno == EINTR ? 0 : -errno;
+			continue;
+		}
+		for (ssize_t off = 0; !rc && off < n;) {
+			ssize_t w = write(out, buf + off, (size_t)(n - off));
+			if (w < 0 && errno != EINTR)
+				rc = -errno;
+			else if (w > 0)
+				off += w;
+		}
+	}
+	if (!rc && (fchown(out, (uid_t)-1, gid) < 0 || fchmod(out, 0640) < 0))
+		rc = -errno;
+	if (out >= 0 && close(out) < 0 && !rc)
+		rc = -errno;
+	close(in);
+	return rc;
+}
+
+/* QEMU runs as another user: the files it opens by path (kernel, initrd,
+ * fw_cfg entries) as copies in STATE/vm/NAME.boot (group QEMU's, 0750),
+ * and the spec QEMU is started with names those. */
+static int boot_copies(const struct vmhost *vh, struct vm_spec *s,
+		       struct parley_err *err)
+{
+	char dir[PATH_MAX + 64], dst[PATH_MAX + 128];
+	snprintf(dir, sizeof(dir), "%s/%s.boot", vh->dir, s->name);
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+		return perr(err, -errno, "%s: %s", dir, strerror(errno));
+	if (chown(dir, 0, vh->qemu_gid) < 0 || chmod(dir, 0750) < 0)
+		return perr(err, -errno, "%s: %s", dir, strerror(errno));
+	struct boot_file { char *path; const char *as; } f[2 + VMHOST_CFG_MAX] = {
+		{ s->kernel, "kernel" }, { s->initrd, "initrd" } };
+	unsigned n = 2;
+	for (unsigned i = 0; i < s->ncfg && i < VMHOST_CFG_MAX; i++)
+		f[n++] = (struct boot_file){ s->cfg[i].path, s->cfg[i].name };
+	for (unsigned i = 0; i < n; i++) {
+		/* cfg names are jv_name_valid (vmhost_xml checks again) */
+		if (snprintf(dst, sizeof(dst), "%s/%s%s", dir, i < 2 ? "" : "cfg-",
+			     f[i].as) >= (int)sizeof(dst) ||
+		    strlen(dst) >= PATH_MAX)
+			return perr(err, -ENAMETOOLONG, "%s: too long", dir);
+		int rc = copy_for_qemu(f[i].path, dst, vh->qemu_gid);
+		if (rc)
+			return perr(err, rc, "VM %s: copying %s for QEMU: %s",
+				    s->name, f[i].path, strerror(-rc));
+		snprintf(f[i].path, PATH_MAX, "%s", dst);
+	}
+	return 0;
+}
+
+int vmhost_start(struct vmhost *vh, const struct vm_spec *spec,
 		 struct parley_err *err)
 {
 	static char xml[16384];
+	static struct vm_spec s;
 	char sock[PATH_MAX + 64], con[PATH_MAX + 64];
-	int rc = vmhost_xml(vh, s, xml, sizeof(xml), err);
-	if (rc)
+	s = *spec;
+	if (!jv_name_valid(s.name, strlen(s.name), sizeof(s.name)))
+		return perr(err, -EINVAL, "VM name '%s' not allowed", s.name);
+	for (unsigned i = 0; i < s.ncfg && i < VMHOST_CFG_MAX; i++)
+		if (!jv_name_valid(s.cfg[i].name, strlen(s.cfg[i].name),
+				   sizeof(s.cfg[i].name)))
+			return perr(err, -EINVAL, "VM %s: config file %u: bad "
+				    "name", s.name, i);
+	int rc = vh->qemu_gid != (gid_t)-1 ? boot_copies(vh, &s, err) : 0;
+	if (rc || (rc = vmhost_xml(vh, &s, xml, sizeof(xml), err)))
 		return rc;
+	/* QEMU makes its monitor socket in a directory of its own (its
+	 * user's, 0700: the agent, root, gets in anyway). */
+	char mdir[PATH_MAX + 64];
+	snprintf(mdir, sizeof(mdir), "%s/%s.mon", vh->dir, s.name);
+	vmhost_mon_path(vh, s.name, sock, sizeof(sock));
+	unlink(sock);
+	if ((mkdir(mdir, 0700) < 0 && errno != EEXIST) ||
+	    (vh->qemu_uid != (uid_t)-1 &&
+	     chown(mdir, vh->qemu_uid, vh->qemu_gid) < 0) ||
+	    chmod(mdir, 0700) < 0)
+		return perr(err, -errno, "%s: %s", mdir, strerror(errno));
 	/* A socket or console of an earlier run of the same VM. */
-	sock_path(vh, s->name, sock, sizeof(sock));
-	vmhost_console_path(vh, s->name, con, sizeof(con));
+	sock_path(vh, s.name, sock, sizeof(sock));
+	vmhost_console_path(vh, s.name, con, sizeof(con));
 	unlink(sock);
 	unlink(con);
 	virDomainPtr d = virDomainCreateXML(vh->conn, xml, 0);
 	if (!d)
-		return lv_err(err, "cannot start VM", s->name);
+		return lv_err(err, "cannot start VM", s.name);
 	virDomainFree(d);
 	return 0;
 }
@@ -351,8 +511,9 @@ static int connect_ext(struct vmhost *vh, const char *name, const char *ext,
 	}
 }
 
-int vmhost_hmp(struct vmhost *vh, const char *name, const char *cmd,
-	       char **reply, struct parley_err *err)
+int vmhost_qmp(struct vmhost *vh, const char *name, const char *cmd,
+	       const int *fds, unsigned nfds, char **reply,
+	       struct parley_err *err)
 {
 	char *r = NULL;
 	virDomainPtr d = lookup(vh, name);
@@ -360,10 +521,15 @@ int vmhost_hmp(struct vmhost *vh, const char *name, const char *cmd,
 		*reply = NULL;
 	if (!d)
 		return perr(err, -ENOENT, "no VM %s", name);
-	int rc = virDomainQemuMonitorCommand(d, cmd, &r,
-			VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP) < 0
+	int rc = virDomainQemuMonitorCommandWithFiles(d, cmd, nfds,
+			(int *)fds, NULL, NULL, &r, 0) < 0
 		? lv_err(err, "monitor command failed on VM", name) : 0;
 	virDomainFree(d);
+	/* QEMU answers {"return": ...} or {"error": {"class": ...,
+	 * "desc": "..."}} */
+	if (!rc && (!r || strncmp(r, "{\"return\"", 9)))
+		rc = perr(err, -EIO, "VM %s: %.120s: %.200s", name, cmd,
+			  r ? r : "no answer");
 	if (reply)
 		*reply = r;
 	else

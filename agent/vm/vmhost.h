@@ -18,11 +18,17 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "common/err.h"
 
 #define VMHOST_NS "https://parley.invalid/ns/vm/1"
 #define VMHOST_PREFIX "parley-vm-"   /* domain name: prefix + VM name */
 #define VMHOST_CFG_MAX 4
+/* The user and group QEMU runs as when the agent runs as root (created by
+ * ./dev deps and the parley-agent package): not root, so a compromised
+ * QEMU cannot open the agent's descriptors through /proc/AGENT/fd, nor
+ * re-open a read-only section writable. */
+#define VMHOST_QEMU_USER "parley-qemu"
 
 struct vm_spec {
 	char name[48];              /* jv_name_valid */
@@ -56,11 +62,19 @@ struct vmhost {
 	void *conn;                 /* virConnectPtr */
 	char uri[PATH_MAX + 64];
 	char dir[PATH_MAX];         /* STATE/vm: sockets, consoles */
+	/* QEMU's uid and gid when it runs as another user than the agent
+	 * (the agent is root: VMHOST_QEMU_USER); else both -1. Files QEMU
+	 * opens itself (kernel, initrd, config files: copied into
+	 * STATE/vm/NAME.boot) and read-only sections it re-opens are made
+	 * readable to this group, nothing writable. */
+	uid_t qemu_uid;
+	gid_t qemu_gid;
 };
 
 /* Connect: uri, or NULL for qemu:///embed?root=STATE/libvirt (its
- * qemu.conf written first: no security driver, stdio to files, and when
- * run as root QEMU as root, as the embedded driver needs). */
+ * qemu.conf written first: no security driver, stdio to files, QEMU's
+ * capabilities cleared, its seccomp sandbox on, and when the agent runs
+ * as root QEMU as VMHOST_QEMU_USER — an error if that user is missing). */
 int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 		struct parley_err *err);
 void vmhost_close(struct vmhost *vh);
@@ -90,14 +104,23 @@ int vmhost_ctl_connect(struct vmhost *vh, const char *name, int timeout_ms,
 int vmhost_echo_connect(struct vmhost *vh, const char *name, int timeout_ms,
 			struct parley_err *err);
 
+/* The agent's own QMP monitor socket of the VM (STATE/vm/NAME.mon/qmp,
+ * QEMU listening: agent/vm/qmp.h). */
+void vmhost_mon_path(const struct vmhost *vh, const char *name, char *out,
+		     size_t cap);
+
 /* The VM's serial console log (STATE/vm/NAME.console). */
 void vmhost_console_path(const struct vmhost *vh, const char *name, char *out,
 			 size_t cap);
 
-/* One HMP command through the QEMU monitor (virDomainQemuMonitorCommand);
- * *reply (malloc'd, may be NULL) is QEMU's text: an HMP error is in it. */
-int vmhost_hmp(struct vmhost *vh, const char *name, const char *cmd,
-	       char **reply, struct parley_err *err);
+/* One QMP command (JSON text) through the QEMU monitor, with nfds
+ * descriptors passed along (SCM_RIGHTS: virDomainQemuMonitorCommandWithFiles,
+ * for getfd and add-fd). *reply (malloc'd, may be NULL) is QEMU's JSON
+ * answer as it came; a QMP error ({"error": ...}) is -EIO with its text
+ * in err. */
+int vmhost_qmp(struct vmhost *vh, const char *name, const char *cmd,
+	       const int *fds, unsigned nfds, char **reply,
+	       struct parley_err *err);
 
 /* Start-up: every running domain carrying our metadata is adopted if
  * keep(name) says so (its name without VMHOST_PREFIX), else destroyed.

@@ -2,6 +2,7 @@
 #include "agent/vm/vmmgr.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stddef.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -12,11 +13,13 @@
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <parley/hypercall.h>
 
 #include "agent/ctl/stop.h"
+#include "agent/vm/qmp.h"
 #include "common/log.h"
 
 static uint64_t now_ns(void)
@@ -108,17 +111,55 @@ static void send_status(struct vm_part *v, uint16_t type, uint32_t seq,
 
 /* ---- hot-plug ------------------------------------------------------------ */
 
-static int hmp(struct vm_part *v, const char *cmd, struct parley_err *err)
+/* Commands through the agent's own monitor, pipelined (qmp.h), or one by
+ * one through libvirt's where there is none (a VM started by an agent
+ * without it). 0 when each command got its answer (c[i].rc), or -errno
+ * when the monitor broke (then libvirt's from now on: the batch's fate is
+ * unknown, the caller fails it). */
+static int mon_run(struct vm_part *v, struct qmp_cmd *c, unsigned n,
+		   struct parley_err *err)
 {
-	char *reply = NULL;
-	int rc = vmhost_hmp(&v->m->host, v->spec.name, cmd, &reply, err);
-	/* HMP answers a success with nothing; anything else is QEMU's
-	 * error text. */
-	if (rc == 0 && reply && reply[strspn(reply, " \r\n")])
-		rc = perr(err, -EIO, "VM %s: '%s': %.200s", v->spec.name, cmd,
-			  reply);
-	free(reply);
+	if (v->mon >= 0) {
+		int rc = qmp_batch(v->mon, c, n, 5000, err);
+		if (rc) {
+			log_warn("VM %s: own monitor: %s (libvirt's from now)",
+				 v->spec.name, err->msg);
+			close(v->mon);
+			v->mon = -1;
+		}
+		return rc;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		char *r = NULL;
+		struct parley_err e = { 0 };
+		c[i].rc = vmhost_qmp(&v->m->host, v->spec.name, c[i].json,
+				     c[i].fd >= 0 ? &c[i].fd : NULL,
+				     c[i].fd >= 0 ? 1 : 0, &r, &e);
+		snprintf(c[i].reply, sizeof(c[i].reply), "%s",
+			 r ? r : e.msg);
+		free(r);
+	}
+	return 0;
+}
+
+/* One command, no descriptor: 0 or -errno (err says QEMU's answer). */
+static int mon_one(struct vm_part *v, const char *json, struct parley_err *err)
+{
+	struct qmp_cmd c = { json, -1, 0, "" };
+	int rc = mon_run(v, &c, 1, err);
+	if (!rc && c.rc)
+		rc = perr(err, c.rc, "VM %s: %.100s: %s", v->spec.name, json,
+			  c.reply);
 	return rc;
+}
+
+/* The monitor's names for channel c's section i: the agent's pid in them,
+ * so an agent that adopts a VM never collides with what its predecessor
+ * left plugged. */
+static void qid(char *out, size_t cap, char kind, const struct vm_chan *c,
+		unsigned i)
+{
+	snprintf(out, cap, "pl%c%dh%us%u", kind, (int)getpid(), c->handle, i);
 }
 
 /* The VM's live end of channel `chan` (closed ones may linger while
@@ -139,13 +180,19 @@ static struct vm_chan *vc_by_handle(struct vm_part *v, uint32_t handle)
 	return NULL;
 }
 
-/* The devices are gone: their slots and the doorbells go; the record
+/* The devices are gone: their slots, sockets and doorbells go; the record
  * stays as a tombstone (gone) for the guest's handle. */
 static void vc_unplugged(struct vm_part *v, struct vm_chan *c)
 {
-	for (unsigned i = 0; i < c->nsec; i++)
-		v->slots_used &= ~(1u << (c->slot[i] - VMMGR_SLOT0));
+	for (unsigned i = 0; i < c->nsec; i++) {
+		if (c->devs & (1u << i))
+			v->slots_used &= ~(1u << (c->slot[i] - VMMGR_SLOT0));
+		if (c->srv[i] >= 0)
+			close(c->srv[i]);
+		c->srv[i] = -1;
+	}
 	c->nsec = 0;
+	c->devs = 0;
 	if (c->bell_mine >= 0)
 		close(c->bell_mine);
 	if (c->bell_peer >= 0)
@@ -163,39 +210,272 @@ static void vc_release(struct vm_part *v, struct vm_chan *c)
 	memset(c, 0, sizeof(*c));
 }
 
-/* device_del for every section still plugged; the objects go once QEMU
- * has let go of the devices (vmmgr_serve retries). */
+/* device_del for every section still plugged (one batch); the backends
+ * go once QEMU has let go of the devices (vmmgr_serve retries). */
 static void unplug(struct vm_part *v, struct vm_chan *c)
 {
 	if (c->unplugging)
 		return;
 	c->unplugging = true;
+	char json[PARLEY_VMCTL_DEVS_MAX][128];
+	struct qmp_cmd cmd[PARLEY_VMCTL_DEVS_MAX];
+	unsigned n = 0;
 	for (unsigned i = 0; i < c->nsec; i++) {
-		char cmd[128];
-		struct parley_err err = { 0 };
-		snprintf(cmd, sizeof(cmd), "device_del pld%us%u", c->handle, i);
-		if (hmp(v, cmd, &err))
-			log_warn("%s", err.msg);
+		char id[48];
+		if (!(c->devs & (1u << i)))
+			continue;
+		qid(id, sizeof(id), 'd', c, i);
+		snprintf(json[n], sizeof(json[n]), "{\"execute\":\"device_del\","
+			 "\"arguments\":{\"id\":\"%s\"}}", id);
+		cmd[n] = (struct qmp_cmd){ json[n], -1, 0, "" };
+		n++;
 	}
+	struct parley_err err = { 0 };
+	if (n && mon_run(v, cmd, n, &err))
+		log_warn("%s", err.msg);
+	for (unsigned i = 0; i < n; i++)
+		if (cmd[i].rc)
+			log_warn("VM %s: device_del: %s", v->spec.name,
+				 cmd[i].reply);
 }
 
-/* Try to delete the memory objects of an unplugging channel: true once
- * all are gone (QEMU holds the memfds no more). */
+/* Try to delete the backends of an unplugging channel: true once all are
+ * gone (QEMU holds the memfds no more). A backend in use by its device
+ * (the guest has not ejected it yet) refuses to go. */
 static bool objects_gone(struct vm_part *v, struct vm_chan *c)
 {
 	bool all = true;
 	for (unsigned i = 0; i < c->nsec; i++) {
 		if (c->obj_gone[i])
 			continue;
-		char cmd[128];
+		char id[48], cmd[160];
 		struct parley_err err = { 0 };
-		snprintf(cmd, sizeof(cmd), "object_del plm%us%u", c->handle, i);
-		if (hmp(v, cmd, &err) == 0)
-			c->obj_gone[i] = true;
-		else
-			all = false; /* still in use: the guest has not ejected */
+		bool rw = c->srv[i] >= 0;
+		qid(id, sizeof(id), rw ? 'c' : 'm', c, i);
+		snprintf(cmd, sizeof(cmd), rw
+			 ? "{\"execute\":\"chardev-remove\",\"arguments\":"
+			   "{\"id\":\"%s\"}}"
+			 : "{\"execute\":\"object-del\",\"arguments\":"
+			   "{\"id\":\"%s\"}}", id);
+		if (mon_one(v, cmd, &err)) {
+			all = false;
+			continue;
+		}
+		c->obj_gone[i] = true;
+		if (rw) {
+			close(c->srv[i]);
+			c->srv[i] = -1;
+		} else if (c->fdset[i] >= 0) {
+			/* the descriptor add-fd gave QEMU for the backend */
+			snprintf(cmd, sizeof(cmd), "{\"execute\":\"remove-fd\","
+				 "\"arguments\":{\"fdset-id\":%d}}", c->fdset[i]);
+			if (mon_one(v, cmd, &err))
+				log_warn("%s", err.msg);
+			c->fdset[i] = -1;
+		}
 	}
 	return all;
+}
+
+/* ivshmem's server protocol (QEMU's docs/specs/ivshmem-spec): little-
+ * endian int64 messages — the protocol version (0), the VM's peer id,
+ * then -1 with the shared memory's descriptor. QEMU reads them when the
+ * device is realized (device_add): they wait in the socket. */
+static int ivshmem_serve(int sock, int memfd)
+{
+	int64_t msg[3] = { 0, 0, -1 };
+	for (int k = 0; k < 3; k++) {
+		struct iovec iov = { &msg[k], sizeof(msg[k]) };
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		if (k == 2) {
+			mh.msg_control = u.buf;
+			mh.msg_controllen = sizeof(u.buf);
+			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &memfd, sizeof(int));
+		}
+		if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(msg[k]))
+			return errno ? -errno : -EIO;
+	}
+	return 0;
+}
+
+/* The hot-plug of channel c's sections, as two pipelined batches:
+ *
+ * 1. the descriptors: a section the VM writes — the agent's end of a
+ *    socketpair (getfd), a chardev on it (chardev-add), and the writable
+ *    memfd sent through the socket as ivshmem's server would (QEMU maps
+ *    it itself: no path to open); a section it may only read — the
+ *    read-only re-open (add-fd, into a fdset of its own), its memfd's
+ *    mode letting QEMU's group read it and nobody but the agent write;
+ * 2. the read-only sections' memory-backend-file (readonly=on) on QEMU's
+ *    own /proc/self/fd/N, then every device back to back (ivshmem-
+ *    doorbell on the chardev, ivshmem-plain on the backend), so the
+ *    guest's ACPI hot-plug finds them in one scan. */
+static int plug(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
+		int side, struct parley_err *err)
+{
+	enum { N = PARLEY_VMCTL_DEVS_MAX };
+	static char json[2 * N][400];
+	struct qmp_cmd a[2 * N], b[2 * N];
+	int sv[N][2], qfd[N];
+	unsigned na = 0, nb = 0, ia[2 * N], ib[2 * N];
+	gid_t g = v->m->host.qemu_gid;
+	int rc = 0;
+	for (unsigned i = 0; i < c->nsec; i++) {
+		sv[i][0] = sv[i][1] = -1;
+		c->obj_gone[i] = true;  /* nothing to delete yet */
+	}
+	for (unsigned i = 0; i < c->nsec; i++) {
+		char fdn[48], chr[48];
+		if (ch->sec_writer[i] == side) {
+			if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+				       sv[i]) < 0) {
+				rc = perr(err, -errno, "socketpair: %s",
+					  strerror(errno));
+				break;
+			}
+			qid(fdn, sizeof(fdn), 'f', c, i);
+			qid(chr, sizeof(chr), 'c', c, i);
+			snprintf(json[na], sizeof(json[na]), "{\"execute\":"
+				 "\"getfd\",\"arguments\":{\"fdname\":\"%s\"}}",
+				 fdn);
+			ia[na] = i;
+			a[na] = (struct qmp_cmd){ json[na], sv[i][1], 0, "" };
+			na++;
+			snprintf(json[na], sizeof(json[na]), "{\"execute\":"
+				 "\"chardev-add\",\"arguments\":{\"id\":\"%s\","
+				 "\"backend\":{\"type\":\"socket\",\"data\":"
+				 "{\"addr\":{\"type\":\"fd\",\"data\":{\"str\":"
+				 "\"%s\"}},\"server\":false}}}}", chr, fdn);
+			ia[na] = i;
+			a[na] = (struct qmp_cmd){ json[na], -1, 0, "" };
+			na++;
+		} else {
+			int ro = ch->mem_ro[i];
+			if (g != (gid_t)-1 && (fchown(ro, (uid_t)-1, g) < 0 ||
+					       fchmod(ro, 0440) < 0)) {
+				rc = perr(err, -errno, "section for QEMU: %s",
+					  strerror(errno));
+				break;
+			}
+			/* opaque: the name an adopting agent finds it by */
+			qid(fdn, sizeof(fdn), 'f', c, i);
+			snprintf(json[na], sizeof(json[na]), "{\"execute\":"
+				 "\"add-fd\",\"arguments\":{\"opaque\":\"%s\"}}",
+				 fdn);
+			ia[na] = i;
+			a[na] = (struct qmp_cmd){ json[na], ro, 0, "" };
+			na++;
+		}
+	}
+	uint64_t t0 = now_ns();
+	bool sent = false;
+	if (!rc)
+		sent = (rc = mon_run(v, a, na, err)) == 0;
+	for (unsigned i = 0; i < c->nsec; i++)
+		if (sv[i][1] >= 0)
+			close(sv[i][1]);
+	/* What QEMU now holds, for the clean-up whatever happens next. */
+	for (unsigned k = 0; sent && k < na; k++) {
+		unsigned i = ia[k];
+		bool rw = sv[i][0] >= 0 || c->srv[i] >= 0;
+		if (a[k].rc) {
+			if (!rc)
+				rc = perr(err, a[k].rc, "VM %s: %.60s: %s",
+					  v->spec.name, a[k].json, a[k].reply);
+		} else if (rw && strstr(a[k].json, "chardev-add")) {
+			c->srv[i] = sv[i][0];
+			sv[i][0] = -1;
+			c->obj_gone[i] = false;
+		} else if (!rw && (qmp_int(a[k].reply, "\"fd\":", &qfd[i]) ||
+				   qmp_int(a[k].reply, "\"fdset-id\":",
+					    &c->fdset[i]))) {
+			if (!rc)
+				rc = perr(err, -EPROTO, "VM %s: add-fd answered "
+					  "%.100s", v->spec.name, a[k].reply);
+		}
+	}
+	for (unsigned i = 0; i < c->nsec; i++) {
+		if (sv[i][0] >= 0 && sent) {
+			/* getfd without its chardev: QEMU keeps the name */
+			char fdn[48], cmd[160];
+			qid(fdn, sizeof(fdn), 'f', c, i);
+			snprintf(cmd, sizeof(cmd), "{\"execute\":\"closefd\","
+				 "\"arguments\":{\"fdname\":\"%s\"}}", fdn);
+			mon_one(v, cmd, &(struct parley_err){ 0 });
+		}
+		if (sv[i][0] >= 0)
+			close(sv[i][0]);
+	}
+	v->m->plug_backends_ns_last = now_ns() - t0;
+	for (unsigned i = 0; i < c->nsec && !rc; i++)
+		if (c->srv[i] >= 0 && (rc = ivshmem_serve(c->srv[i], ch->mem[i])))
+			perr(err, rc, "ivshmem socket: %s", strerror(-rc));
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i < c->nsec; i++) {
+		char mem[48];
+		if (c->srv[i] >= 0)
+			continue;
+		qid(mem, sizeof(mem), 'm', c, i);
+		snprintf(json[nb], sizeof(json[nb]), "{\"execute\":\"object-add\","
+			 "\"arguments\":{\"qom-type\":\"memory-backend-file\","
+			 "\"id\":\"%s\",\"mem-path\":\"/proc/self/fd/%d\","
+			 "\"size\":%llu,\"share\":true,\"readonly\":true}}", mem,
+			 qfd[i], (unsigned long long)ch->sec_size[i]);
+		ib[nb] = i;
+		b[nb] = (struct qmp_cmd){ json[nb], -1, 0, "" };
+		nb++;
+	}
+	for (unsigned i = 0; i < c->nsec; i++) {
+		char id[48], be[48];
+		bool rw = c->srv[i] >= 0;
+		qid(id, sizeof(id), 'd', c, i);
+		qid(be, sizeof(be), rw ? 'c' : 'm', c, i);
+		snprintf(json[nb], sizeof(json[nb]), "{\"execute\":\"device_add\","
+			 "\"arguments\":{\"driver\":\"%s\",\"id\":\"%s\",\"%s\":"
+			 "\"%s\",\"bus\":\"pci.0\",\"addr\":\"0x%x\"}}",
+			 rw ? "ivshmem-doorbell" : "ivshmem-plain", id,
+			 rw ? "chardev" : "memdev", be, c->slot[i]);
+		ib[nb] = N + i;
+		b[nb] = (struct qmp_cmd){ json[nb], -1, 0, "" };
+		nb++;
+	}
+	if ((rc = mon_run(v, b, nb, err)))
+		return rc;
+	for (unsigned k = 0; k < nb; k++) {
+		unsigned i = ib[k] % N;
+		if (!b[k].rc && ib[k] < N)
+			c->obj_gone[i] = false;     /* a backend to delete */
+		else if (!b[k].rc)
+			c->devs |= 1u << i;
+		else if (!rc)
+			rc = perr(err, b[k].rc, "VM %s: %.60s: %s", v->spec.name,
+				  b[k].json, b[k].reply);
+	}
+	return rc;
+}
+
+/* A failed plug: the descriptors QEMU got into fdsets for backends that
+ * were never made (objects_gone removes the others with their backend). */
+static void plug_undo(struct vm_part *v, struct vm_chan *c)
+{
+	for (unsigned i = 0; i < c->nsec; i++) {
+		char cmd[128];
+		if (c->srv[i] >= 0 || c->fdset[i] < 0 || !c->obj_gone[i])
+			continue;
+		snprintf(cmd, sizeof(cmd), "{\"execute\":\"remove-fd\","
+			 "\"arguments\":{\"fdset-id\":%d}}", c->fdset[i]);
+		mon_one(v, cmd, &(struct parley_err){ 0 });
+		c->fdset[i] = -1;
+	}
 }
 
 static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
@@ -229,52 +509,38 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 		    c->flag_fd < 0 && (c->flag_fd = dup(ch->mem[cs])) < 0)
 			rc = -errno;
 	}
+	/* The slots, free ones on pci.0 from VMMGR_SLOT0 */
+	uint32_t slots = v->slots_used;
 	for (unsigned i = 0; i < ch->nsec && !rc; i++) {
 		unsigned n = 0;
-		while (n < 16 && (v->slots_used & (1u << n)))
+		while (n < 16 && (slots & (1u << n)))
 			n++;
 		if (n == 16) {
 			rc = -ENOSPC;
 			break;
 		}
-		bool rw = ch->sec_writer[i] == side;
-		int fd = rw ? ch->mem[i] : ch->mem_ro[i];
-		char cmd[512];
-		struct parley_err err = { 0 };
-		/* QEMU opens the agent's own descriptor through /proc: the
-		 * same memfd the thin partition maps, nothing in /dev/shm.
-		 * Ids by handle: a channel reopened while its old devices
-		 * are still being unplugged gets new ones. */
-		snprintf(cmd, sizeof(cmd), "object_add memory-backend-file,"
-			 "id=plm%us%u,mem-path=/proc/%d/fd/%d,size=%llu,"
-			 "share=on,readonly=%s", c->handle, i, (int)getpid(), fd,
-			 (unsigned long long)ch->sec_size[i], rw ? "off" : "on");
-		if ((rc = hmp(v, cmd, &err))) {
-			log_warn("%s", err.msg);
-			break;
-		}
-		snprintf(cmd, sizeof(cmd), "device_add ivshmem-plain,id=pld%us%u,"
-			 "memdev=plm%us%u,bus=pci.0,addr=0x%x", c->handle, i,
-			 c->handle, i, VMMGR_SLOT0 + n);
-		if ((rc = hmp(v, cmd, &err))) {
-			log_warn("%s", err.msg);
-			snprintf(cmd, sizeof(cmd), "object_del plm%us%u", c->handle,
-				 i);
-			hmp(v, cmd, &err);
-			break;
-		}
-		v->slots_used |= 1u << n;
+		slots |= 1u << n;
 		c->slot[i] = (uint8_t)(VMMGR_SLOT0 + n);
+		c->srv[i] = c->fdset[i] = -1;
 		struct parley_vmctl_dev *d = &c->dev[i];
-		snprintf(d->pci, sizeof(d->pci), "0000:00:%02x.0", VMMGR_SLOT0 + n);
+		snprintf(d->pci, sizeof(d->pci), "0000:00:%02x.0", c->slot[i]);
 		d->size = ch->sec_size[i];
 		d->section = i;
-		d->writable = rw;
-		c->nsec = i + 1;
+		d->writable = ch->sec_writer[i] == side;
 	}
+	struct parley_err err = { 0 };
+	if (!rc) {
+		c->nsec = ch->nsec;
+		if ((rc = plug(v, c, ch, side, &err)))
+			log_warn("%s", err.msg);
+	}
+	for (unsigned i = 0; i < c->nsec; i++)
+		if (c->devs & (1u << i))
+			v->slots_used |= 1u << (c->slot[i] - VMMGR_SLOT0);
 	if (rc) {
+		plug_undo(v, c);
 		unplug(v, c);
-		c->closed = true;  /* objects go on later serves */
+		c->closed = true;  /* backends go on later serves */
 		return rc;
 	}
 	v->m->plug_ns_last = now_ns() - t0;
@@ -410,6 +676,8 @@ void vmmgr_free(struct vmmgr *m)
 		struct vm_part *v = &m->vm[i];
 		if (v->ctl >= 0)
 			close(v->ctl);
+		if (v->mon >= 0)
+			close(v->mon);
 		for (unsigned k = 0; k < VMMGR_CHANS; k++)
 			if (v->ch[k].used)
 				vc_release(v, &v->ch[k]);
@@ -436,7 +704,7 @@ int vmmgr_add(struct vmmgr *m, const struct vm_spec *s, struct parley_err *err)
 	memset(v, 0, sizeof(*v));
 	v->m = m;
 	v->spec = *s;
-	v->ctl = -1;
+	v->ctl = v->mon = -1;
 	vmctl_dec_init(&v->dec);
 	for (unsigned i = 0; i < s->ncfg; i++) {
 		int rc = file_sha256(s->cfg[i].path, v->cfg_digest[i]);
@@ -465,6 +733,15 @@ int vmmgr_add(struct vmmgr *m, const struct vm_spec *s, struct parley_err *err)
 	v->ctl = vmhost_ctl_connect(&m->host, s->name, 5000, err);
 	if (v->ctl < 0)
 		return v->ctl;
+	/* The agent's own monitor (a VM an agent without it started has
+	 * none: libvirt's then, command by command). */
+	char mp[PATH_MAX + 64];
+	struct parley_err me = { 0 };
+	vmhost_mon_path(&m->host, s->name, mp, sizeof(mp));
+	v->mon = qmp_open(mp, v->adopted ? 0 : 5000, &me);
+	if (v->mon < 0)
+		log_warn("VM %s: %s: hot-plug through libvirt's monitor",
+			 s->name, me.msg);
 	snprintf(v->shell.name, sizeof(v->shell.name), "%s", s->name);
 	v->shell.state = PART_RUNNING;
 	v->shell.pidfd = v->shell.ctl = v->shell.mem_fd = -1;
@@ -494,47 +771,72 @@ unsigned vmmgr_fds(const struct vmmgr *m, unsigned i, int *fds, unsigned cap)
 
 /* ---- an adopted VM's devices from an earlier agent ---------------------- */
 
-/* QEMU's `info pci`: "Bus  0, device  16, function 0:" opens a device,
- * `id "pld3s1"` names it. Our section devices (pld<handle>s<sec>) on the
- * slots we use are the earlier agent's: their channels died with it. */
+/* A section device of another agent (pld<pid>h<handle>s<sec>, qid): its
+ * pid, handle and section, or false. */
+static bool stale_id(const char *id, struct vm_stale *st)
+{
+	int pid, used = 0;
+	unsigned h, sec;
+	if (!id || sscanf(id, "pld%dh%us%u%n", &pid, &h, &sec, &used) != 3 ||
+	    id[used] || pid <= 0 || pid == (int)getpid() ||
+	    sec >= PARLEY_VMCTL_DEVS_MAX)
+		return false;
+	st->pid = pid;
+	st->handle = h;
+	st->sec = sec;
+	return true;
+}
+
+/* QEMU's query-pci (QEMU is not trusted: parsed by jansson, each field
+ * checked): the section devices of an earlier agent on the slots we use;
+ * their channels died with it. */
 static void find_stale(struct vm_part *v)
 {
 	char *reply = NULL;
 	struct parley_err err = { 0 };
-	if (vmhost_hmp(&v->m->host, v->spec.name, "info pci", &reply, &err)) {
+	if (vmhost_qmp(&v->m->host, v->spec.name, "{\"execute\":\"query-pci\"}",
+		       NULL, 0, &reply, &err)) {
 		log_warn("%s", err.msg);
 		return;
 	}
-	int dev = -1;
-	uint32_t maxh = 0;
-	for (char *l = reply; l && *l;) {
-		char *nl = strchr(l, '\n');
-		if (nl)
-			*nl = 0;
-		unsigned bus, d, fn, h, sec;
-		char tail;
-		if (sscanf(l, " Bus %u, device %u, function %u%c", &bus, &d, &fn,
-			   &tail) == 4 && tail == ':')
-			dev = bus == 0 && fn == 0 ? (int)d : -1;
-		else if (sscanf(l, " id \"pld%us%u\"", &h, &sec) == 2 && dev >= 0 &&
-			 dev >= VMMGR_SLOT0 && dev < VMMGR_SLOT0 + 16 &&
-			 v->nstale < 16) {
-			struct vm_stale *st = &v->stale[v->nstale++];
-			st->handle = h;
-			st->sec = sec;
-			st->slot = (uint8_t)dev;
-			v->slots_used |= 1u << (dev - VMMGR_SLOT0);
-			if (h > maxh)
-				maxh = h;
-		}
-		l = nl ? nl + 1 : NULL;
-	}
+	json_t *j = json_loadb(reply, strnlen(reply, 1 << 20), 0, NULL);
 	free(reply);
+	json_t *buses = json_object_get(j, "return"), *bus, *d;
+	size_t bi, di;
+	uint32_t maxh = 0;
+	json_array_foreach(buses, bi, bus) {
+		json_t *n = json_object_get(bus, "bus");
+		if (!json_is_integer(n) || json_integer_value(n) != 0)
+			continue;
+		json_array_foreach(json_object_get(bus, "devices"), di, d) {
+			json_t *sl = json_object_get(d, "slot");
+			json_int_t slot = json_is_integer(sl)
+				? json_integer_value(sl) : -1;
+			struct vm_stale st = { 0 };
+			if (slot < VMMGR_SLOT0 || slot >= VMMGR_SLOT0 + 16 ||
+			    v->nstale >= 16 ||
+			    !stale_id(json_string_value(
+					json_object_get(d, "qdev_id")), &st))
+				continue;
+			st.slot = (uint8_t)slot;
+			v->stale[v->nstale++] = st;
+			v->slots_used |= 1u << (slot - VMMGR_SLOT0);
+			if (st.handle > maxh)
+				maxh = st.handle;
+		}
+	}
+	json_decref(j);
 	/* New handles above the old ones: a guest that still names an old
-	 * handle gets BAD_HANDLE, never another channel, and new device
-	 * ids do not meet ones QEMU still holds. */
+	 * handle gets BAD_HANDLE, never another channel. */
 	if (maxh >= v->next_handle)
 		v->next_handle = maxh;
+}
+
+static void stale_qid(char *out, size_t cap, char kind,
+		      const struct vm_stale *st)
+{
+	snprintf(out, cap, "pl%c%dh%us%u", kind, st->pid, st->handle,
+		 st->sec);
 }
 
 /* The guest said HELLO: whoever holds its port now has let go of the
@@ -544,20 +846,65 @@ static void unplug_stale(struct vm_part *v)
 {
 	for (unsigned i = 0; i < v->nstale; i++) {
 		struct vm_stale *st = &v->stale[i];
-		char cmd[64];
+		char id[48], cmd[128];
 		struct parley_err err = { 0 };
 		if (st->unplugging)
 			continue;
 		st->unplugging = true;
-		snprintf(cmd, sizeof(cmd), "device_del pld%us%u", st->handle,
-			 st->sec);
-		if (hmp(v, cmd, &err))
+		stale_qid(id, sizeof(id), 'd', st);
+		snprintf(cmd, sizeof(cmd), "{\"execute\":\"device_del\","
+			 "\"arguments\":{\"id\":\"%s\"}}", id);
+		if (mon_one(v, cmd, &err))
 			log_warn("%s", err.msg);
 	}
 }
 
-/* Their memory objects, once QEMU let go of the devices: true if any
- * went. */
+/* The descriptors an earlier agent gave QEMU for read-only backends
+ * (add-fd's opaque names them: plf<pid>h...), once every stale device
+ * and backend is gone: removed, so QEMU holds none of that memory. */
+static void stale_fdsets_go(struct vm_part *v)
+{
+	char *reply = NULL;
+	struct parley_err err = { 0 };
+	if (vmhost_qmp(&v->m->host, v->spec.name,
+		       "{\"execute\":\"query-fdsets\"}", NULL, 0, &reply, &err)) {
+		log_warn("%s", err.msg);
+		return;
+	}
+	json_t *j = json_loadb(reply, strnlen(reply, 1 << 20), 0, NULL);
+	free(reply);
+	json_t *set, *fd;
+	size_t si, fi;
+	json_array_foreach(json_object_get(j, "return"), si, set) {
+		json_t *id = json_object_get(set, "fdset-id");
+		bool stale = false;
+		json_array_foreach(json_object_get(set, "fds"), fi, fd) {
+			const char *o = json_string_value(
+				json_object_get(fd, "opaque"));
+			struct vm_stale st;
+			char d[48];
+			if (o && o[0] == 'p' && o[1] == 'l' && o[2] == 'f') {
+				snprintf(d, sizeof(d), "pld%s", o + 3);
+				stale = stale || stale_id(d, &st);
+			}
+		}
+		if (!stale || !json_is_integer(id) ||
+		    json_integer_value(id) < 0 ||
+		    json_integer_value(id) >= QMP_INT_MAX)
+			continue;
+		char cmd[96];
+		snprintf(cmd, sizeof(cmd), "{\"execute\":\"remove-fd\","
+			 "\"arguments\":{\"fdset-id\":%d}}",
+			 (int)json_integer_value(id));
+		if (mon_one(v, cmd, &err))
+			log_warn("%s", err.msg);
+	}
+	json_decref(j);
+}
+
+/* Their backends, once QEMU let go of the devices: true if any went. A
+ * section the VM wrote had a chardev (plc...), one it read a memory
+ * object (plm...); deleting either fails while its device is there. */
 static bool stale_gone(struct vmmgr *m, struct vm_part *v)
 {
 	unsigned before = v->nstale;
@@ -568,20 +915,32 @@ static bool stale_gone(struct vmmgr *m, struct vm_part *v)
 	v->stale_try_ns = now;
 	for (unsigned i = 0; i < v->nstale;) {
 		struct vm_stale *st = &v->stale[i];
-		char cmd[64];
+		char mid[48], cid[48], cmd[128];
 		struct parley_err err = { 0 };
-		snprintf(cmd, sizeof(cmd), "object_del plm%us%u", st->handle,
-			 st->sec);
-		if (!st->unplugging || hmp(v, cmd, &err)) {
+		stale_qid(mid, sizeof(mid), 'm', st);
+		stale_qid(cid, sizeof(cid), 'c', st);
+		bool gone = false;
+		if (st->unplugging) {
+			snprintf(cmd, sizeof(cmd), "{\"execute\":\"object-del\","
+				 "\"arguments\":{\"id\":\"%s\"}}", mid);
+			gone = mon_one(v, cmd, &err) == 0;
+			snprintf(cmd, sizeof(cmd), "{\"execute\":"
+				 "\"chardev-remove\",\"arguments\":{\"id\":"
+				 "\"%s\"}}", cid);
+			gone = (mon_one(v, cmd, &err) == 0) || gone;
+		}
+		if (!gone) {
 			i++;
 			continue;
 		}
 		v->slots_used &= ~(1u << (st->slot - VMMGR_SLOT0));
 		*st = v->stale[--v->nstale];
 	}
-	if (before && !v->nstale)
+	if (before && !v->nstale) {
+		stale_fdsets_go(v);
 		emit(m, "vm_unplugged", v->spec.name, NULL, "ADOPTED", NULL,
 		     "the devices of the previous agent's channels");
+	}
 	return v->nstale != before;
 }
 
@@ -823,6 +1182,9 @@ static void vm_stopped_as(struct vmmgr *m, struct vm_part *v, uint32_t reason,
 	for (unsigned k = 0; k < VMMGR_CHANS; k++)
 		if (v->ch[k].used)
 			vc_release(v, &v->ch[k]);
+	if (v->mon >= 0)
+		close(v->mon);
+	v->mon = -1;
 	chanmgr_gone(m->cm, &v->shell);
 }
 

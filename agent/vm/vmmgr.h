@@ -10,17 +10,24 @@
  *   a VM's is its key configuration files re-measured on the host against
  *   the SHA-256 taken when the agent took the VM on; a changed one is
  *   INTEGRITY naming it, and the VM quarantined — peer up), then every
- *   section hot-plugged into the VM as an ivshmem-plain device through
- *   the QEMU monitor: a memory-backend-file on /proc/AGENT/fd/N of the
- *   section's memfd, read-only (readonly=on, and the read-only re-open)
- *   unless the VM is that section's writer. The reply names each device's
- *   PCI address; the guest maps its BAR 2.
+ *   section hot-plugged into the VM through the QEMU monitor, its memfd
+ *   passed to QEMU as a descriptor (SCM_RIGHTS), never by a path QEMU
+ *   opens in the agent's /proc: a section the VM writes as an
+ *   ivshmem-doorbell device whose "server" is a socketpair the agent
+ *   holds (it hands QEMU the writable memfd the way ivshmem-server does);
+ *   a section the VM may only read as the read-only re-open (O_RDONLY)
+ *   through QMP add-fd, a memory-backend-file (readonly=on) on QEMU's own
+ *   /proc/self/fd/N and an ivshmem-plain device: QEMU's user may read
+ *   that memfd (group read), not write it, so a QEMU that ignores
+ *   readonly=on still cannot write. Backends first, then the devices back
+ *   to back, so the guest's ACPI hot-plug finds them in one scan. The
+ *   reply names each device's PCI address; the guest maps its BAR 2.
  * - notify: the peer's doorbell (its eventfd) rung; wait: answered WAKE
  *   when the VM's doorbell rings (the peer's vmm writes it), or CLOSED /
  *   PEER_DOWN.
  * - revocation (chanmgr's): the sections are punched at once (the guest
  *   reads zeros), the devices hot-unplugged; the unplug confirmed when
- *   QEMU lets go of the memory objects. A VM that has not let go by
+ *   QEMU lets go of the backends (object-del, chardev-remove succeed). A VM that has not let go by
  *   chanmgr's deadline (its ext_unmap_ms, 5 s by default) keeps
  *   running but the memory is truncated: its
  *   next access kills its QEMU (SIGBUS). Audited: `vm_revoke_punched`,
@@ -52,7 +59,14 @@ struct vm_chan {
 	unsigned nsec;
 	struct parley_vmctl_dev dev[PARLEY_VMCTL_DEVS_MAX];
 	uint8_t slot[PARLEY_VMCTL_DEVS_MAX];
-	bool unplugging;            /* device_del sent; objects to delete */
+	/* Section i: its backend made (nsec counts those), its device
+	 * added (bit i of devs); a writable one's ivshmem socket (the
+	 * agent's end, srv[i]) or a read-only one's QEMU fdset (fdset[i]),
+	 * else -1. */
+	uint32_t devs;
+	int srv[PARLEY_VMCTL_DEVS_MAX];
+	int fdset[PARLEY_VMCTL_DEVS_MAX];
+	bool unplugging;            /* device_del sent; backends to delete */
 	bool obj_gone[PARLEY_VMCTL_DEVS_MAX];
 	bool closed;                /* revoked or closed: CLOSED from now */
 	bool gone;                  /* unplugged: kept only so the guest's
@@ -72,7 +86,9 @@ struct vm_chan {
 /* A section device an earlier agent plugged into a VM this agent
  * adopted: its channel died with that agent. */
 struct vm_stale {
-	uint32_t handle, sec;       /* its ids: pld<handle>s<sec>, plm... */
+	int pid;                    /* the agent that plugged it */
+	uint32_t handle, sec;       /* its ids: pld<pid>h<handle>s<sec>,
+				     * plm..., plc..., fdset opaque plf... */
 	uint8_t slot;
 	bool unplugging;            /* device_del sent */
 };
@@ -93,6 +109,8 @@ struct vm_part {
 				     * INTEGRITY naming it */
 	int ctl;                    /* control port connection, or -1 */
 	bool outq_full;             /* frames being dropped (VMMGR_OUTQ_MAX) */
+	int mon;                    /* the agent's own QMP monitor (qmp.h),
+				     * or -1: libvirt's */
 	struct vmctl_dec dec;
 	uint32_t next_handle;
 	uint32_t slots_used;        /* bit n: PCI slot VMMGR_SLOT0 + n */
@@ -117,6 +135,7 @@ struct vmmgr {
 	unsigned nvm;
 	struct vm_part vm[VMMGR_MAX];
 	uint64_t plug_ns_last;      /* the last open's hot-plug, for benches */
+	uint64_t plug_backends_ns_last; /* of which the backends */
 };
 
 int vmmgr_init(struct vmmgr *m, const char *state_dir, const char *uri,

@@ -263,10 +263,11 @@ int pl_chan_open(struct pl_ctl *c, const char *name, struct pl_chan *ch)
 	return PL_STATUS(r->status);
 }
 
-static int sleep_ms(int ms)
+static uint64_t mono_ms(void)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	return nanosleep(&ts, NULL);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* "0000:00:10.0": the only shape of PCI address accepted, so a reply
@@ -294,14 +295,18 @@ static int map_dev(struct pl_chan *ch, unsigned i, const char *sysfs,
 	    d->size < PARLEY_RING_PAGE || d->size > 2 * PARLEY_RING_MAX)
 		return -EPROTO;
 	snprintf(p, sizeof(p), "%s/bus/pci/devices/%s/resource2", sysfs, d->pci);
-	/* Hot-plug: the guest kernel's acpiphp adds the device a little
-	 * after the agent's device_add returned. */
-	for (int t = 0; stat(p, &st) < 0; t += 10) {
-		if (t >= timeout_ms)
+	/* Hot-plug: the agent has added the devices before it answered, and
+	 * the kernel's acpiphp adds them when it has handled QEMU's ACPI
+	 * event. Not waiting for that: a PCI rescan finds them at once (and
+	 * is the only way for a kernel without ACPI hot-plug,
+	 * acpiphp.disable=1); the two are serialised in the kernel, the
+	 * second finds the device there. Then look every millisecond. */
+	uint64_t t0 = mono_ms();
+	for (int scans = 0; stat(p, &st) < 0;) {
+		uint64_t t = mono_ms() - t0;
+		if (t >= (uint64_t)timeout_ms)
 			return -ENODEV;
-		if (t == 500) {
-			/* A kernel without ACPI hot-plug (acpiphp.disable=1)
-			 * finds the device only when asked to look. */
+		if (scans == 0 || (scans == 1 && t >= 500)) {
 			char rs[256];
 			snprintf(rs, sizeof(rs), "%s/bus/pci/rescan", sysfs);
 			int fd = open(rs, O_WRONLY | O_CLOEXEC);
@@ -310,8 +315,10 @@ static int map_dev(struct pl_chan *ch, unsigned i, const char *sysfs,
 					(void)0; /* then we time out */
 				close(fd);
 			}
+			scans++;
+			continue;
 		}
-		sleep_ms(10);
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
 	}
 	if ((uint64_t)st.st_size < d->size)
 		return -EPROTO;

@@ -154,14 +154,16 @@ static int cmd_open(const char *name)
 	int rc = pl_chan_open(&ctl, name, &ch);
 	if (rc)
 		return fail("open", rc, ch.rep.detail[0] ? ch.rep.detail : NULL);
+	double reply_ms = (now_us() - t0) / 1e3; /* the agent's answer: its
+						  * decision and hot-plug */
 	if ((rc = pl_chan_map(&ch, sysfs, 5000)))
 		return fail("map", rc, NULL);
 	double ms = (now_us() - t0) / 1e3; /* the agent's decision, its
 					    * hot-plug, our mapping */
 	if ((rc = save(name, &ch)))
 		return fail("state", rc, NULL);
-	printf("OPEN %s handle=%u side=%u ms=%.1f\n", name, ch.rep.handle,
-	       ch.rep.side, ms);
+	printf("OPEN %s handle=%u side=%u ms=%.1f reply=%.1f\n", name,
+	       ch.rep.handle, ch.rep.side, ms, reply_ms);
 	return 0;
 }
 

@@ -138,6 +138,10 @@ in_root parley-agent --version >/dev/null || fail "parley-agent --version"
 in_root parleyctl --version >/dev/null || fail "parleyctl --version"
 in_root getent passwd parley | grep -q ':/var/lib/parley:/usr/sbin/nologin$' ||
   fail "no system user parley: $(in_root getent passwd parley || true)"
+# the user parley-agent's VMs' QEMU runs as (not root, no login)
+in_root getent passwd parley-qemu | grep -q ':/nonexistent:/usr/sbin/nologin$' ||
+  fail "no system user parley-qemu: $(in_root getent passwd parley-qemu || true)"
+[ "$(in_root id -u parley-qemu)" != 0 ] || fail "parley-qemu is uid 0"
 # Owners by the chroot's own user database.
 owner() { in_root stat -c '%U %a' "$1"; }
 [ "$(owner /var/lib/parley)" = "parley 700" ] ||
