@@ -8,6 +8,7 @@
  * started.
  */
 #include <criterion/criterion.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -296,4 +297,40 @@ Test(vm_agent, hostile_vm_specs_name_the_field_and_start_nothing,
 	free(r);
 	t_rmtree(dir);
 	free(dir);
+}
+
+/* A state directory QEMU's user cannot reach (a parent with no search
+ * permission for it) is refused when VMs are opened, naming that parent,
+ * before libvirt starts anything; after chmod o+x the same directory is
+ * taken. */
+Test(vm_agent, state_dir_qemu_cannot_reach_is_refused_naming_the_parent,
+     .timeout = 60)
+{
+	if (geteuid() != 0)
+		cr_skip_test("QEMU runs as its own user only when the agent "
+			     "is root");
+	char *top = t_tmpdir();
+	char mid[600], state[700];
+	snprintf(mid, sizeof(mid), "%s/closed", top);
+	snprintf(state, sizeof(state), "%s/state", mid);
+	cr_assert_eq(chmod(top, 0755), 0);
+	cr_assert_eq(mkdir(mid, 0700), 0);
+	cr_assert_eq(mkdir(state, 0700), 0);
+	struct vmhost vh;
+	struct parley_err err = { 0 };
+	cr_assert_eq(vmhost_open(&vh, state, NULL, &err), -EACCES, "%s",
+		     perr_msg(&err));
+	cr_expect(strstr(perr_msg(&err), mid) &&
+		  strstr(perr_msg(&err), "mode 0700"), "%s", perr_msg(&err));
+	char lib[800];
+	snprintf(lib, sizeof(lib), "%s/libvirt/lib", state);
+	cr_expect_neq(access(lib, F_OK), 0,
+		      "libvirt started under a refused state directory");
+	cr_assert_eq(chmod(mid, 0711), 0);
+	memset(&err, 0, sizeof(err));
+	cr_expect_eq(vmhost_open(&vh, state, NULL, &err), 0, "%s",
+		     perr_msg(&err));
+	vmhost_close(&vh);
+	t_rmtree(top);
+	free(top);
 }

@@ -81,6 +81,38 @@ static int share_dir(const char *p, gid_t gid, bool own)
 	return chmod(p, (st.st_mode & 07777) | 001) < 0 ? -errno : 0;
 }
 
+/* Every directory above the state directory must let QEMU's user pass
+ * (search permission for it as owner, group or other): the agent does not
+ * change directories it does not own, so one that does not is an error
+ * naming it, rather than QEMU failing later on a file it cannot reach. */
+static int parents_passable(const char *state_dir, uid_t uid, gid_t gid,
+			    struct parley_err *err)
+{
+	char p[PATH_MAX];
+	if (!realpath(state_dir, p))
+		return perr(err, -errno, "%s: %s", state_dir, strerror(errno));
+	for (char *slash = strrchr(p, '/'); slash; slash = strrchr(p, '/')) {
+		*slash = 0;
+		const char *d = p[0] ? p : "/";
+		struct stat st;
+		if (stat(d, &st) < 0)
+			return perr(err, -errno, "%s: %s", d, strerror(errno));
+		bool ok = st.st_uid == uid ? (st.st_mode & 0100) :
+			  st.st_gid == gid ? (st.st_mode & 0010) :
+			  (st.st_mode & 0001);
+		if (!ok)
+			return perr(err, -EACCES, "%s (mode %04o): QEMU's user "
+				    VMHOST_QEMU_USER " cannot pass through it to "
+				    "the state directory %s; give it search "
+				    "permission (chmod o+x) or use a state "
+				    "directory QEMU can reach", d,
+				    (unsigned)(st.st_mode & 07777), state_dir);
+		if (!p[0])
+			break;
+	}
+	return 0;
+}
+
 static int write_file(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "we");
@@ -155,6 +187,9 @@ int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 			/* QEMU reaches its boot copies in STATE/vm/NAME.boot
 			 * and libvirt's per-domain files under ROOT: search
 			 * (not read) permission on the way, for its group. */
+			if ((rc = parents_passable(state_dir, vh->qemu_uid,
+						   vh->qemu_gid, err)))
+				return rc;
 			if ((rc = share_dir(state_dir, vh->qemu_gid, false)) ||
 			    (rc = share_dir(vh->dir, vh->qemu_gid, true)) ||
 			    (rc = share_dir(root, vh->qemu_gid, true)))
