@@ -58,6 +58,35 @@ T_BACKEND_TEST(chan, ping_pong_100000_messages_with_checksums, .timeout = 120)
 	t_fleet_free(&f);
 }
 
+/* A pong that sleeps in CHAN_WAIT as soon as its ring is empty (spin 0):
+ * every message must still wake it (the flag/doorbell handshake with no
+ * spin to hide a lost wake-up), and it must really sleep. */
+T_BACKEND_TEST(chan, peer_sleeping_at_once_misses_no_message, .timeout = 60)
+{
+	struct t_fleet f, *f_ __attribute__((unused)) = &f;
+	t_fleet_init(&f, GRANTS(BOTH("pingpong", "ping", "pong")));
+	struct partition *a = t_fleet_add(&f, "ping", "ping.elf",
+					  "count=2000 window=1", NULL, false,
+					  NULL);
+	struct partition *b = t_fleet_add(&f, "pong", "pong.elf",
+					  "count=2000 sleep_from=0", NULL, false,
+					  NULL);
+	t_fleet_go(&f);
+	done(&f, 45000);
+	exit0(a);
+	exit0(b);
+	const char *out = t_fleet_out(&f);
+	const char *s = strstr(out, "pong| pong: 2000 messages checked and "
+				    "answered, asleep for ");
+	cr_assert(s, "%s", out);
+	unsigned slept = (unsigned)strtoul(s + strlen("pong| pong: 2000 "
+		"messages checked and answered, asleep for "), NULL, 10);
+	/* ping makes each message after the last answer: pong finds an
+	 * empty ring nearly every time */
+	cr_assert_gt(slept, 1000, "pong slept %u times\n%s", slept, out);
+	t_fleet_free(&f);
+}
+
 T_BACKEND_TEST(chan, no_grant_is_refused_and_audited, .timeout = 30)
 {
 	struct t_fleet f, *f_ __attribute__((unused)) = &f;

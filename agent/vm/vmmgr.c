@@ -1071,6 +1071,7 @@ static void on_msg(struct vmmgr *m, struct vm_part *v,
 		st = handle_state(m, v, msg->u.handle.handle, &c, &ch);
 		if (st == PARLEY_OK) {
 			uint64_t one = 1;
+			c->notified_ns = now_ns();
 			if (write(c->bell_peer, &one, sizeof(one)) < 0 &&
 			    errno != EAGAIN)
 				log_warn("VM %s: doorbell: %s", v->spec.name,
@@ -1114,6 +1115,11 @@ static bool housekeep(struct vmmgr *m, struct vm_part *v)
 		 * message itself) is not. */
 		if (!c->closed && c->bell_mine >= 0 &&
 		    read(c->bell_mine, &n, sizeof(n)) == (ssize_t)sizeof(n)) {
+			if (c->notified_ns) {
+				m->turn_ns_last = now_ns() - c->notified_ns;
+				m->turns++;
+				c->notified_ns = 0;
+			}
 			if (guest_waiting(c))
 				wake(v, c, PARLEY_OK);
 			did = true;

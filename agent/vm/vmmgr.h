@@ -75,6 +75,7 @@ struct vm_chan {
 				     * needed) */
 	bool peer_gone;
 	int bell_mine, bell_peer;   /* dups of the channel's doorbells */
+	uint64_t notified_ns;       /* when the guest last NOTIFYd the peer */
 	int flag_fd;                /* a dup of the memfd holding the VM's
 				     * consumer page (the queue it reads;
 				     * -1: it reads none): its `waiting`
@@ -136,6 +137,10 @@ struct vmmgr {
 	struct vm_part vm[VMMGR_MAX];
 	uint64_t plug_ns_last;      /* the last open's hot-plug, for benches */
 	uint64_t plug_backends_ns_last; /* of which the backends */
+	uint64_t turn_ns_last;      /* a NOTIFY to the peer's doorbell for the
+				     * VM: the peer's side of a sleeping round
+				     * trip, as the agent sees it (benches) */
+	uint64_t turns;             /* how many turn_ns_last were taken */
 };
 
 int vmmgr_init(struct vmmgr *m, const char *state_dir, const char *uri,

@@ -9,6 +9,10 @@ static struct pp_msg out, in;
 int main(const struct parley_boot_info *bi)
 {
 	long count = parley_cmdline_int(bi, "count", 100000);
+	/* From this message on, sleep at once when the ring is empty (no
+	 * spin): a peer that is asleep whenever a message comes, for the
+	 * benches' sleeping round trips. */
+	long sleep_from = parley_cmdline_int(bi, "sleep_from", -1);
 	struct parley_chan c;
 	char detail[64];
 	int64_t rc = pp_open(bi, &c, detail);
@@ -24,6 +28,8 @@ int main(const struct parley_boot_info *bi)
 	uint32_t n = pp_fill(&out, 0, SALT_PONG);
 	for (long i = 0; i < count; i++) {
 		uint32_t len;
+		if (i == sleep_from)
+			parley_chan_set_spin(&c, 0);
 		if ((rc = parley_chan_recv(&c, &in, sizeof(in), &len)) != PARLEY_OK) {
 			parley_printf("pong: recv: %ld\n", (long)rc);
 			return 1;
@@ -38,6 +44,11 @@ int main(const struct parley_boot_info *bi)
 		}
 		n = pp_fill(&out, (uint32_t)(i + 1), SALT_PONG);
 	}
-	parley_printf("pong: %ld messages checked and answered\n", count);
+	if (sleep_from >= 0)
+		parley_printf("pong: %ld messages checked and answered, "
+			      "asleep for %u\n", count, (unsigned)c.sleeps);
+	else
+		parley_printf("pong: %ld messages checked and answered\n",
+			      count);
 	return 0;
 }

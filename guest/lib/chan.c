@@ -3,9 +3,8 @@
  * that said it sleeps (the waiting flags), so a busy pair costs none. */
 #include <parley/guest.h>
 
-/* Spin this long on an empty or full ring before sleeping: waking from
- * the vmm's poll costs about 15 us here, a busy check about 2 us. */
-#define SPIN 4000
+/* PARLEY_CHAN_SPIN: waking from the vmm's poll costs about 15 us here, a
+ * busy check about 2 us. */
 
 static void ring_view(struct parley_ring *r, const struct parley_chan_hdr *h,
 		      unsigned q)
@@ -38,6 +37,7 @@ int64_t parley_chan_attach(struct parley_chan *c, uint64_t handle,
 {
 	memset(c, 0, sizeof(*c));
 	c->handle = handle;
+	c->spin = PARLEY_CHAN_SPIN;
 	c->hdr = (const struct parley_chan_hdr *)(uintptr_t)gpa;
 	if (c->hdr->magic != PARLEY_RING_MAGIC)
 		return PARLEY_E_INVAL;
@@ -50,6 +50,11 @@ int64_t parley_chan_attach(struct parley_chan *c, uint64_t handle,
 		c->has_rx = 1;
 	}
 	return PARLEY_OK;
+}
+
+void parley_chan_set_spin(struct parley_chan *c, uint32_t spins)
+{
+	c->spin = spins;
 }
 
 void parley_chan_doorbell(const struct parley_chan *c)
@@ -102,6 +107,7 @@ static void set_flag(uint32_t *f, uint32_t v)
 /* Sleep until the peer rings (or a spurious wake-up). */
 static int64_t sleep_on(struct parley_chan *c)
 {
+	c->sleeps++;
 	return parley_chan_wait(&c->handle, 1, UINT64_MAX, NULL);
 }
 
@@ -122,7 +128,7 @@ int64_t parley_chan_send(struct parley_chan *c, const void *buf, uint32_t len)
 		}
 		if (rc != PARLEY_RING_FULL)
 			return PARLEY_E_INVAL;
-		if (spin < SPIN) {
+		if (spin < c->spin) {
 			__builtin_ia32_pause();
 			continue;
 		}
@@ -163,7 +169,7 @@ int64_t parley_chan_recv(struct parley_chan *c, void *buf, uint32_t cap,
 		}
 		if (rc != PARLEY_RING_EMPTY)
 			return PARLEY_E_INVAL;
-		if (spin < SPIN) {
+		if (spin < c->spin) {
 			__builtin_ia32_pause();
 			continue;
 		}

@@ -463,6 +463,8 @@ int pl_chan_wait(struct pl_ctl *c, struct pl_chan *ch)
 	 * us; or we see its message here. */
 	__atomic_store_n(&ch->rx.cons->waiting, 1, __ATOMIC_SEQ_CST);
 	int rc = 0;
+	if (!parley_ring_readable(&ch->rx))
+		c->sleeps++;
 	while (!parley_ring_readable(&ch->rx)) {
 		struct parley_vmctl_hdr h;
 		struct parley_vmctl_status st;

@@ -25,6 +25,8 @@ struct pl_ctl {
 	unsigned lost_wakes;    /* waits that found a message in the ring
 				 * and no WAKE for it within 3 s (should
 				 * stay 0: the tests say so) */
+	unsigned sleeps;        /* waits that found the ring empty with
+				 * their flag set, and slept on the port */
 };
 
 struct pl_chan {

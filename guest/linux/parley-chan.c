@@ -55,7 +55,7 @@
 #include "ppmsg.h"
 
 static const char *port, *sysfs = "/sys";
-static struct pl_ctl ctl = { -1, 0, 5000, 0, 0, 0 };
+static struct pl_ctl ctl = { .fd = -1, .timeout_ms = 5000 };
 
 static int fail(const char *what, int rc, const char *detail)
 {
@@ -366,9 +366,9 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 	for (long i = 0; i < count; i++)
 		rtt[i] *= scale;
 	qsort(rtt, (size_t)count, sizeof(rtt[0]), cmp_d);
-	printf("PING%s %ld median_us=%.2f p99_us=%.2f notifies=%u lost_wakes=%u\n",
-	       wait ? "-WAIT" : "", count, rtt[count / 2], rtt[count * 99 / 100],
-	       notifies, ctl.lost_wakes);
+	printf("PING%s %ld median_us=%.2f p99_us=%.2f notifies=%u lost_wakes=%u "
+	       "sleeps=%u\n", wait ? "-WAIT" : "", count, rtt[count / 2],
+	       rtt[count * 99 / 100], notifies, ctl.lost_wakes, ctl.sleeps);
 	return 0;
 }
 

@@ -33,7 +33,17 @@ struct parley_chan {
 	const struct parley_chan_hdr *hdr;
 	struct parley_ring tx, rx;
 	int has_tx, has_rx;
+	uint32_t spin;      /* looks at the ring before sleeping (attach sets
+			     * PARLEY_CHAN_SPIN; parley_chan_set_spin) */
+	uint32_t sleeps;    /* CHAN_WAITs send/recv slept in */
 };
+
+/* How many times send/recv look at a full or empty ring (a pause between
+ * looks) before they sleep in CHAN_WAIT: a busy peer is then met without
+ * an exit; 0 sleeps at once (a partition that would rather give its CPU
+ * away than spend it). */
+#define PARLEY_CHAN_SPIN 4000u
+void parley_chan_set_spin(struct parley_chan *c, uint32_t spins);
 
 /* Open a granted channel; PARLEY_OK or a parley_status. detail (64 bytes,
  * may be NULL) gets the file that differed on PARLEY_E_INTEGRITY. */
