@@ -42,39 +42,6 @@ static int write_all(int fd, const void *p, size_t n, int timeout_ms)
 	return 0;
 }
 
-/* Read exactly n bytes; timeout_ms < 0: no limit. While the host end is
- * not connected (an agent restarting) virtio-serial reads 0 and polls
- * POLLHUP: wait for it, up to the limit. */
-static int read_all(int fd, void *p, size_t n, int timeout_ms)
-{
-	int waited = 0;
-	while (n) {
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		int pr = poll(&pfd, 1, 10);
-		if (pr < 0 && errno != EINTR)
-			return -errno;
-		ssize_t r = 0;
-		if (pr > 0 && (pfd.revents & POLLIN)) {
-			r = read(fd, p, n);
-			if (r < 0 && errno != EINTR && errno != EAGAIN)
-				return -errno;
-		}
-		if (r <= 0) {
-			if (pfd.revents & POLLHUP) {
-				struct timespec ts = { 0, 10000000 };
-				nanosleep(&ts, NULL);
-			}
-			waited += 10;
-			if (timeout_ms >= 0 && waited >= timeout_ms)
-				return -ETIMEDOUT;
-			continue;
-		}
-		p = (char *)p + r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
 /* /sys/class/virtio-ports/vportNpM/name == want: /dev/vportNpM */
 int pl_find_port(const char *want, char *out, size_t cap)
 {
@@ -118,6 +85,7 @@ int pl_ctl_open(struct pl_ctl *c, const char *path)
 	c->ended_handle = 0;
 	c->ended_status = 0;
 	c->lost_wakes = 0;
+	c->in_len = 0;
 	if (!path) {
 		int rc = pl_find_port(PARLEY_VMCTL_PORT, found, sizeof(found));
 		if (rc)
@@ -160,6 +128,7 @@ void pl_ctl_close(struct pl_ctl *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+	c->in_len = 0;
 }
 
 /* A WAKE that is not (or no longer) waited for: a channel that ended is
@@ -185,28 +154,54 @@ static int read_frame(struct pl_ctl *c, struct parley_vmctl_hdr *h, void *pl,
 {
 	int waited = 0;
 	for (;;) {
+		/* A whole frame buffered: check it, hand it out, keep the
+		 * rest. A bad header loses the stream (nothing after it can
+		 * be trusted to be a frame boundary). */
+		if (c->in_len >= sizeof(*h)) {
+			memcpy(h, c->in, sizeof(*h));
+			if (h->magic != PARLEY_VMCTL_MAGIC ||
+			    h->version != PARLEY_VMCTL_VERSION ||
+			    h->type < 0x80 || !parley_vmctl_payload_len(h->type) ||
+			    h->len != parley_vmctl_payload_len(h->type) ||
+			    h->len > cap) {
+				c->in_len = 0;
+				return -EPROTO;
+			}
+			uint32_t whole = (uint32_t)sizeof(*h) + h->len;
+			if (c->in_len >= whole) {
+				memcpy(pl, c->in + sizeof(*h), h->len);
+				memmove(c->in, c->in + whole, c->in_len - whole);
+				c->in_len -= whole;
+				return 0;
+			}
+		}
+		/* The first byte within first_ms (< 0: no limit, looking
+		 * every 100 ms); once a frame began, its rest within the
+		 * reply time. */
+		int limit = c->in_len ? c->timeout_ms : first_ms;
 		struct pollfd pfd = { c->fd, POLLIN, 0 };
-		int pr = poll(&pfd, 1, first_ms < 0 ? 100 : 10);
+		int pr = poll(&pfd, 1, limit < 0 ? 100 : 10);
 		if (pr < 0 && errno != EINTR)
 			return -errno;
-		if (pr > 0 && (pfd.revents & POLLIN))
-			break;
-		if (pr > 0 && (pfd.revents & POLLHUP) && hup_ends)
+		ssize_t r = 0;
+		if (pr > 0 && (pfd.revents & POLLIN)) {
+			r = read(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len);
+			if (r < 0 && errno != EINTR && errno != EAGAIN)
+				return -errno;
+		}
+		if (r > 0) {
+			c->in_len += (uint32_t)r;
+			waited = 0;
+			continue;
+		}
+		if (pr > 0 && (pfd.revents & POLLHUP) && hup_ends && !c->in_len)
 			return -ENOTCONN;
 		if (pr > 0 && (pfd.revents & POLLHUP))
 			nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
-		waited += first_ms < 0 ? 0 : 10;
-		if (first_ms >= 0 && waited >= first_ms)
+		waited += limit < 0 ? 0 : 10;
+		if (limit >= 0 && waited >= limit)
 			return -ETIMEDOUT;
 	}
-	int rc = read_all(c->fd, h, sizeof(*h), c->timeout_ms);
-	if (rc)
-		return rc;
-	if (h->magic != PARLEY_VMCTL_MAGIC || h->version != PARLEY_VMCTL_VERSION ||
-	    h->type < 0x80 || !parley_vmctl_payload_len(h->type) ||
-	    h->len != parley_vmctl_payload_len(h->type) || h->len > cap)
-		return -EPROTO;
-	return read_all(c->fd, pl, h->len, c->timeout_ms);
 }
 
 int pl_ctl_call(struct pl_ctl *c, uint16_t type, const void *pl, uint32_t len,

@@ -27,6 +27,12 @@ struct pl_ctl {
 				 * stay 0: the tests say so) */
 	unsigned sleeps;        /* waits that found the ring empty with
 				 * their flag set, and slept on the port */
+	/* What the port gave beyond the frame being read: one read takes
+	 * what is there, so a frame costs a poll and a read (each a guest
+	 * syscall, slow under TCG), not a read per header and payload. */
+	uint32_t in_len;
+	uint8_t in[2 * (sizeof(struct parley_vmctl_hdr) +
+			PARLEY_VMCTL_PAYLOAD_MAX)];
 };
 
 struct pl_chan {
