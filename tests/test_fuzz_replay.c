@@ -49,6 +49,7 @@ static const struct target targets[] = {
 	{ "store_audit", NULL },
 	{ "svc", NULL },
 	{ "update_pkg", NULL },
+	{ "qmp", NULL },
 	{ "vmctl", NULL },
 	{ "vmspec", PARLEY_SOURCE_DIR "/examples", 1 },
 };

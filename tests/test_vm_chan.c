@@ -868,6 +868,68 @@ Test(vm_chan, late_vm_touching_revoked_memory_is_stopped, .timeout = 300,
 	no_shm_left();
 }
 
+/* QEMU's pid: libvirt's pid file in the embedded root. */
+static pid_t qemu_pid(struct t_vm *t)
+{
+	char pp[PATH_MAX + 64];
+	snprintf(pp, sizeof(pp), "%s/libvirt/run/qemu/" VMHOST_PREFIX "%s.pid",
+		 t->f.dir, t->spec.name);
+	FILE *f = fopen(pp, "r");
+	cr_assert(f, "%s: %s", pp, strerror(errno));
+	int pid = 0;
+	cr_assert_eq(fscanf(f, "%d", &pid), 1);
+	fclose(f);
+	return (pid_t)pid;
+}
+
+/* A QEMU that stops answering the agent's monitor (here: stopped with
+ * SIGSTOP, as a compromised QEMU could stall its own loop) while the agent
+ * revokes its channel: the unplug's monitor batch is given up after
+ * QMP_ANSWER_MS, the VM is stopped as vmm-protocol — its QEMU killed
+ * through its pidfd, which SIGSTOP does not hold off — and the agent's
+ * loop goes on (it would hang for good in libvirt's monitor, which waits
+ * without a limit). */
+Test(vm_chan, qemu_stalling_its_monitor_is_killed_not_waited_for,
+     .timeout = 300, .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("false"),
+		   "parley-chan open pingpong || exit 1\n"
+		   "parley-chan touch pingpong\n", "x\n");
+	t_fleet_add(&t.f, "ping", "ping.elf", "count=1000000", NULL, false,
+		    NULL);
+	t_vm_start(&t);
+	t_fleet_go(&t.f);
+	serve_until(&t, "TOUCHING", 240);
+	pid_t q = qemu_pid(&t);
+	cr_assert_eq(kill(q, SIGSTOP), 0);
+	t_fleet_set_grants(&t.f, "{\"grants\":[]}");
+	time_t end = time(NULL) + 60;
+	while (!strstr(t_fleet_audit(&t.f), "\"vm_stopped\"") &&
+	       time(NULL) < end)
+		pump(&t, 5);
+	AUDIT_HAS(&t, "\"event\":\"vm_fault\",\"partition\":\"guest\","
+		      "\"reason\":\"vmm-protocol\"");
+	AUDIT_HAS(&t, "\"event\":\"vm_stopped\",\"partition\":\"guest\","
+		      "\"reason\":\"vmm-protocol\"");
+	cr_assert(strstr(t_fleet_audit(&t.f), "QMP monitor"), "%s",
+		  t_fleet_audit(&t.f));
+	cr_assert_eq(vmhost_running(&t.m.host, "guest"), 0);
+	/* gone, or a zombie nobody has reaped yet: not running */
+	char st[64], line[256];
+	snprintf(st, sizeof(st), "/proc/%d/status", (int)q);
+	FILE *f = fopen(st, "r");
+	bool running = false;
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "State:", 6))
+			running = !strchr(line, 'Z');
+	if (f)
+		fclose(f);
+	cr_assert(!running, "QEMU %d still there", (int)q);
+	t_vm_teardown(&t);
+	no_shm_left();
+}
+
 /* ---- a hostile guest on the control port ------------------------------------ */
 
 /* The guest writes bytes that are no frame into its control port: the

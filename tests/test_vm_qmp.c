@@ -216,3 +216,99 @@ Test(vm_qmp, open_needs_a_greeting_and_negotiation)
 	/* a greeting, then the negotiation refused */
 	cr_assert_eq(open_against("{\"QMP\": {\"version\": {}}}\r\n"), -EIO);
 }
+
+/* A listener that never accepts (its backlog full: a QEMU stalling on
+ * purpose, or another process on the path): the connect is given up, it
+ * never blocks (the criterion timeout would catch a hang). */
+Test(vm_qmp, open_never_accepted_gives_up, .timeout = 20)
+{
+	char *dir = t_tmpdir();
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/qmp", dir);
+	int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_eq(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(l, 0), 0);
+	int fill[64], nfill = 0;
+	while (nfill < 64) {
+		int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC |
+			       SOCK_NONBLOCK, 0);
+		if (connect(c, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			close(c);
+			break;
+		}
+		fill[nfill++] = c;
+	}
+	cr_assert_lt(nfill, 64, "the backlog never filled");
+	struct parley_err err = { 0 };
+	int rc = qmp_open(sa.sun_path, 300, &err);
+	cr_assert_lt(rc, 0, "connected to a listener that never accepts");
+	for (int i = 0; i < nfill; i++)
+		close(fill[i]);
+	close(l);
+	unlink(sa.sun_path);
+	rmdir(dir);
+	free(dir);
+}
+
+struct writer {
+	int fd;
+	const char *s;
+};
+
+/* QEMU's side writing more than a socket buffer holds. */
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	size_t n = strlen(w->s);
+	for (size_t off = 0; off < n;) {
+		ssize_t k = send(w->fd, w->s + off, n - off, MSG_NOSIGNAL);
+		if (k <= 0)
+			break;
+		off += (size_t)k;
+	}
+	return NULL;
+}
+
+/* A long answer (query-pci of a VM with many devices) comes whole; one
+ * longer than QMP_LONG_MAX, an error answer or silence is an error. */
+Test(vm_qmp, long_answers_whole_or_refused, .init = pair_up,
+     .fini = pair_down, .timeout = 30)
+{
+	struct parley_err err = { 0 };
+	size_t n = 100000;
+	char *big = malloc(n + 32);
+	int len = snprintf(big, 16, "{\"return\": \"");
+	memset(big + len, 'x', n);
+	snprintf(big + len + n, 16, "\"}\r\n");
+	/* a writer thread: the socket holds less than the answer */
+	struct writer w = { pair[1], big };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, writer_main, &w), 0);
+	char *out = NULL;
+	cr_assert_eq(qmp_call_long(pair[0], "{\"execute\":\"query-pci\"}", &out,
+				   5000, &err), 0, "%s", err.msg);
+	pthread_join(t, NULL);
+	cr_assert_eq(strlen(out), (size_t)len + n + 2);
+	free(out);
+	qemu_says("{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}}\r\n");
+	cr_assert_eq(qmp_call_long(pair[0], "{\"execute\":\"x\"}", &out, 1000,
+				   &err), -EPROTO);
+	cr_assert_null(out);
+	cr_assert_eq(qmp_call_long(pair[0], "{\"execute\":\"x\"}", &out, 200,
+				   &err), -ETIMEDOUT);
+	/* longer than QMP_LONG_MAX: refused at the cap, not read on */
+	free(big);
+	n = QMP_LONG_MAX + 10;
+	big = malloc(n + 32);
+	len = snprintf(big, 16, "{\"return\": \"");
+	memset(big + len, 'y', n);
+	snprintf(big + len + n, 16, "\"}\r\n");
+	w.s = big;
+	cr_assert_eq(pthread_create(&t, NULL, writer_main, &w), 0);
+	cr_assert_eq(qmp_call_long(pair[0], "{\"execute\":\"x\"}", &out, 5000,
+				   &err), -EMSGSIZE);
+	cr_assert_null(out);
+	shutdown(pair[0], SHUT_RDWR); /* the writer's rest fails */
+	pthread_join(t, NULL);
+	free(big);
+}

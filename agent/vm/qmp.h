@@ -22,6 +22,11 @@
 
 #define QMP_LINE_MAX 4096
 
+/* How long QEMU may take to answer anything (greeting, a batch): it
+ * answers a hot-plug batch in ~15 ms under TCG; past this the agent takes
+ * it for a QEMU that stalls its loop on purpose. */
+#define QMP_ANSWER_MS 3000
+
 struct qmp_cmd {
 	const char *json;           /* {"execute": ...} */
 	int fd;                     /* passed along, or -1 */
@@ -30,7 +35,8 @@ struct qmp_cmd {
 };
 
 /* Connect to the monitor socket at path (waiting up to timeout_ms for
- * QEMU to listen), read its greeting and leave capabilities negotiation
+ * QEMU to listen; a listener that does not accept within a second is
+ * given up: the connect never blocks), read its greeting and leave capabilities negotiation
  * mode. The fd (O_CLOEXEC), or -errno. */
 int qmp_open(const char *path, int timeout_ms, struct parley_err *err);
 
@@ -39,6 +45,14 @@ int qmp_open(const char *path, int timeout_ms, struct parley_err *err);
  * or -errno when the stream broke (close fd: it is out of step). */
 int qmp_batch(int fd, struct qmp_cmd *c, unsigned n, int timeout_ms,
 	      struct parley_err *err);
+
+/* One command whose answer may be long (query-pci, qom-list,
+ * query-fdsets): *out gets the whole {"return": ...} line (free it),
+ * up to QMP_LONG_MAX bytes; an error answer or a longer line is -EPROTO
+ * / -EMSGSIZE (the stream is then out of step: close fd). */
+#define QMP_LONG_MAX (256 * 1024)
+int qmp_call_long(int fd, const char *json, char **out, int timeout_ms,
+		  struct parley_err *err);
 
 /* The number after key (e.g. "\"fd\":") in an answer: a plain decimal
  * below QMP_INT_MAX (descriptor and fdset numbers), else -EPROTO. */

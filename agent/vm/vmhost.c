@@ -538,7 +538,13 @@ static int connect_ext(struct vmhost *vh, const char *name, const char *ext,
 		return perr(err, -ENAMETOOLONG, "%s: too long for a socket", p);
 	memcpy(sa.sun_path, p, strlen(p) + 1);
 	for (int t = 0;; t += 10) {
-		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		/* Non-blocking: QEMU listens, and one that never accepts
+		 * (its backlog full) must not hang the agent in connect();
+		 * a full backlog is EAGAIN here, tried again until the
+		 * limit. The agent reads and writes the port without
+		 * waiting anyway. */
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC |
+				SOCK_NONBLOCK, 0);
 		if (fd < 0)
 			return perr(err, -errno, "socket: %s", strerror(errno));
 		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)

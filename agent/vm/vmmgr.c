@@ -2,6 +2,7 @@
 #include "agent/vm/vmmgr.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -88,18 +90,13 @@ static int send_frame(struct vm_part *v, uint16_t type, uint32_t seq,
 		return -EAGAIN;
 	}
 	v->outq_full = false;
-	/* Replies are small; a blocking send keeps them whole and in order
-	 * (QEMU drains the socket into the guest's port). */
-	for (size_t off = 0; off < (size_t)n;) {
-		ssize_t w = send(v->ctl, v->out + off, (size_t)n - off,
-				 MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -EPIPE;
-		off += (size_t)w;
-	}
-	return 0;
+	/* Replies are small and the send buffer four times what is ever
+	 * queued (ctl_take): a frame goes whole at once, never waited for. */
+	ssize_t w;
+	do
+		w = send(v->ctl, v->out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (w < 0 && errno == EINTR);
+	return w == n ? 0 : -EPIPE;
 }
 
 static void send_status(struct vm_part *v, uint16_t type, uint32_t seq,
@@ -111,35 +108,42 @@ static void send_status(struct vm_part *v, uint16_t type, uint32_t seq,
 
 /* ---- hot-plug ------------------------------------------------------------ */
 
-/* Commands through the agent's own monitor, pipelined (qmp.h), or one by
- * one through libvirt's where there is none (a VM started by an agent
- * without it). 0 when each command got its answer (c[i].rc), or -errno
- * when the monitor broke (then libvirt's from now on: the batch's fate is
- * unknown, the caller fails it). */
+static void vm_fault(struct vm_part *v, uint32_t reason, const char *detail);
+
+/* Commands through the agent's own monitor, pipelined (qmp.h). A monitor
+ * that broke or answered late (QMP_ANSWER_MS) is a QEMU the agent cannot
+ * drive: the VM is stopped (vmm-protocol), never driven through
+ * libvirt's monitor, whose wait has no limit, from the agent's loop. */
 static int mon_run(struct vm_part *v, struct qmp_cmd *c, unsigned n,
 		   struct parley_err *err)
 {
-	if (v->mon >= 0) {
-		int rc = qmp_batch(v->mon, c, n, 5000, err);
-		if (rc) {
-			log_warn("VM %s: own monitor: %s (libvirt's from now)",
-				 v->spec.name, err->msg);
-			close(v->mon);
-			v->mon = -1;
-		}
-		return rc;
+	if (v->mon < 0)
+		return perr(err, -ENOTCONN, "VM %s: no monitor (stopped)",
+			    v->spec.name);
+	int rc = qmp_batch(v->mon, c, n, QMP_ANSWER_MS, err);
+	if (rc) {
+		char d[160];
+		snprintf(d, sizeof(d), "QMP monitor: %s", err->msg);
+		vm_fault(v, VMX_STOP_VMM_PROTOCOL, d);
 	}
-	for (unsigned i = 0; i < n; i++) {
-		char *r = NULL;
-		struct parley_err e = { 0 };
-		c[i].rc = vmhost_qmp(&v->m->host, v->spec.name, c[i].json,
-				     c[i].fd >= 0 ? &c[i].fd : NULL,
-				     c[i].fd >= 0 ? 1 : 0, &r, &e);
-		snprintf(c[i].reply, sizeof(c[i].reply), "%s",
-			 r ? r : e.msg);
-		free(r);
+	return rc;
+}
+
+/* A long answer (query-pci, query-fdsets) through the same monitor. */
+static int mon_long(struct vm_part *v, const char *json, char **out,
+		    struct parley_err *err)
+{
+	*out = NULL;
+	if (v->mon < 0)
+		return perr(err, -ENOTCONN, "VM %s: no monitor (stopped)",
+			    v->spec.name);
+	int rc = qmp_call_long(v->mon, json, out, QMP_ANSWER_MS, err);
+	if (rc) {
+		char d[160];
+		snprintf(d, sizeof(d), "QMP monitor: %s", err->msg);
+		vm_fault(v, VMX_STOP_VMM_PROTOCOL, d);
 	}
-	return 0;
+	return rc;
 }
 
 /* One command, no descriptor: 0 or -errno (err says QEMU's answer). */
@@ -156,10 +160,10 @@ static int mon_one(struct vm_part *v, const char *json, struct parley_err *err)
 /* The monitor's names for channel c's section i: the agent's pid in them,
  * so an agent that adopts a VM never collides with what its predecessor
  * left plugged. */
-static void qid(char *out, size_t cap, char kind, const struct vm_chan *c,
-		unsigned i)
+static void qid(char *out, size_t cap, char kind, const struct vm_part *v,
+		const struct vm_chan *c, unsigned i)
 {
-	snprintf(out, cap, "pl%c%dh%us%u", kind, (int)getpid(), c->handle, i);
+	snprintf(out, cap, "pl%c%dh%us%u", kind, v->m->nonce, c->handle, i);
 }
 
 /* The VM's live end of channel `chan` (closed ones may linger while
@@ -224,7 +228,7 @@ static void unplug(struct vm_part *v, struct vm_chan *c)
 		char id[48];
 		if (!(c->devs & (1u << i)))
 			continue;
-		qid(id, sizeof(id), 'd', c, i);
+		qid(id, sizeof(id), 'd', v, c, i);
 		snprintf(json[n], sizeof(json[n]), "{\"execute\":\"device_del\","
 			 "\"arguments\":{\"id\":\"%s\"}}", id);
 		cmd[n] = (struct qmp_cmd){ json[n], -1, 0, "" };
@@ -251,7 +255,7 @@ static bool objects_gone(struct vm_part *v, struct vm_chan *c)
 		char id[48], cmd[160];
 		struct parley_err err = { 0 };
 		bool rw = c->srv[i] >= 0;
-		qid(id, sizeof(id), rw ? 'c' : 'm', c, i);
+		qid(id, sizeof(id), rw ? 'c' : 'm', v, c, i);
 		snprintf(cmd, sizeof(cmd), rw
 			 ? "{\"execute\":\"chardev-remove\",\"arguments\":"
 			   "{\"id\":\"%s\"}}"
@@ -341,8 +345,8 @@ static int plug(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
 					  strerror(errno));
 				break;
 			}
-			qid(fdn, sizeof(fdn), 'f', c, i);
-			qid(chr, sizeof(chr), 'c', c, i);
+			qid(fdn, sizeof(fdn), 'f', v, c, i);
+			qid(chr, sizeof(chr), 'c', v, c, i);
 			snprintf(json[na], sizeof(json[na]), "{\"execute\":"
 				 "\"getfd\",\"arguments\":{\"fdname\":\"%s\"}}",
 				 fdn);
@@ -366,7 +370,7 @@ static int plug(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
 				break;
 			}
 			/* opaque: the name an adopting agent finds it by */
-			qid(fdn, sizeof(fdn), 'f', c, i);
+			qid(fdn, sizeof(fdn), 'f', v, c, i);
 			snprintf(json[na], sizeof(json[na]), "{\"execute\":"
 				 "\"add-fd\",\"arguments\":{\"opaque\":\"%s\"}}",
 				 fdn);
@@ -406,7 +410,7 @@ static int plug(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
 		if (sv[i][0] >= 0 && sent) {
 			/* getfd without its chardev: QEMU keeps the name */
 			char fdn[48], cmd[160];
-			qid(fdn, sizeof(fdn), 'f', c, i);
+			qid(fdn, sizeof(fdn), 'f', v, c, i);
 			snprintf(cmd, sizeof(cmd), "{\"execute\":\"closefd\","
 				 "\"arguments\":{\"fdname\":\"%s\"}}", fdn);
 			mon_one(v, cmd, &(struct parley_err){ 0 });
@@ -424,7 +428,7 @@ static int plug(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
 		char mem[48];
 		if (c->srv[i] >= 0)
 			continue;
-		qid(mem, sizeof(mem), 'm', c, i);
+		qid(mem, sizeof(mem), 'm', v, c, i);
 		snprintf(json[nb], sizeof(json[nb]), "{\"execute\":\"object-add\","
 			 "\"arguments\":{\"qom-type\":\"memory-backend-file\","
 			 "\"id\":\"%s\",\"mem-path\":\"/proc/self/fd/%d\","
@@ -437,8 +441,8 @@ static int plug(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
 	for (unsigned i = 0; i < c->nsec; i++) {
 		char id[48], be[48];
 		bool rw = c->srv[i] >= 0;
-		qid(id, sizeof(id), 'd', c, i);
-		qid(be, sizeof(be), rw ? 'c' : 'm', c, i);
+		qid(id, sizeof(id), 'd', v, c, i);
+		qid(be, sizeof(be), rw ? 'c' : 'm', v, c, i);
 		snprintf(json[nb], sizeof(json[nb]), "{\"execute\":\"device_add\","
 			 "\"arguments\":{\"driver\":\"%s\",\"id\":\"%s\",\"%s\":"
 			 "\"%s\",\"bus\":\"pci.0\",\"addr\":\"0x%x\"}}",
@@ -615,10 +619,78 @@ static void ext_fault(void *ctx, uint32_t reason, const char *detail)
 		v->late = true;
 		return;
 	}
+	vm_fault(v, reason, detail);
+}
+
+/* QEMU killed outright (SIGKILL through its pidfd: a QEMU that ignores
+ * SIGTERM cannot hold libvirt's destroy, and the agent's loop with it,
+ * for its 10 s), then the domain destroyed. */
+static void vm_kill(struct vm_part *v)
+{
 	struct parley_err err = { 0 };
-	emit(v->m, "vm_stopped", v->spec.name, NULL, vmx_stop_name(reason), NULL,
-	     detail);
-	vmhost_destroy(&v->m->host, v->spec.name, &err);
+	if (v->qemu_pidfd >= 0 &&
+	    syscall(SYS_pidfd_send_signal, v->qemu_pidfd, SIGKILL, NULL, 0) < 0 &&
+	    errno != ESRCH)
+		log_warn("VM %s: SIGKILL: %s", v->spec.name, strerror(errno));
+	if (vmhost_destroy(&v->m->host, v->spec.name, &err) && err.code != -ENOENT)
+		log_warn("%s", err.msg);
+}
+
+/* The agent stops the VM for a reason of its own: recorded (the stop
+ * that follows, when its port closes, carries it), audited once, its
+ * monitor closed, QEMU killed. */
+static void vm_fault(struct vm_part *v, uint32_t reason, const char *detail)
+{
+	if (v->fault)
+		return;
+	v->fault = reason;
+	snprintf(v->fault_detail, sizeof(v->fault_detail), "%s",
+		 detail ? detail : vmx_stop_name(reason));
+	emit(v->m, "vm_fault", v->spec.name, NULL, vmx_stop_name(reason), NULL,
+	     v->fault_detail);
+	if (v->mon >= 0)
+		close(v->mon);
+	v->mon = -1;
+	vm_kill(v);
+}
+
+/* QEMU's pidfd, from the control port's peer (QEMU listens on it): -1 if
+ * the kernel cannot say. */
+static int peer_pidfd(int sock)
+{
+	struct ucred uc;
+	socklen_t len = sizeof(uc);
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0 ||
+	    uc.pid <= 0)
+		return -1;
+	int fd = (int)syscall(SYS_pidfd_open, uc.pid, 0);
+	/* Still the peer (not a pid reused after QEMU died meanwhile). */
+	struct ucred again;
+	len = sizeof(again);
+	if (fd >= 0 && (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &again,
+				   &len) < 0 || again.pid != uc.pid ||
+			kill(uc.pid, 0) < 0)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* The control port as the agent keeps it: its send buffer well above
+ * what the agent ever queues (VMMGR_OUTQ_MAX), so a frame always goes
+ * whole without waiting (send_frame never blocks), and QEMU's pidfd. */
+static int ctl_take(struct vm_part *v, int ctl)
+{
+	int sz = 4 * VMMGR_OUTQ_MAX;
+	if (setsockopt(ctl, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)) < 0 &&
+	    setsockopt(ctl, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)) < 0)
+		log_warn("VM %s: control port buffer: %s", v->spec.name,
+			 strerror(errno));
+	v->ctl = ctl;
+	if (v->qemu_pidfd >= 0)
+		close(v->qemu_pidfd);
+	v->qemu_pidfd = peer_pidfd(ctl);
+	return 0;
 }
 
 static int ext_verify(void *ctx, char *file, size_t cap)
@@ -656,6 +728,13 @@ int vmmgr_init(struct vmmgr *m, const char *state_dir, const char *uri,
 	memset(m, 0, sizeof(*m));
 	m->cm = cm;
 	m->audit = audit;
+	/* This agent's mark in its devices' ids: random, not its pid (an
+	 * agent restarted as PID 1 of a container would have the same pid
+	 * as the one before, and take its devices for its own). */
+	uint32_t r = 0;
+	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r = (uint32_t)now_ns() ^ (uint32_t)getpid();
+	m->nonce = (int)(r & 0x7fffffff) | 1;
 	if (baseline_memory(&m->own_db))
 		return perr(err, -ENOMEM, "guest-reported baselines");
 	m->db = &m->own_db;
@@ -720,34 +799,48 @@ int vmmgr_add(struct vmmgr *m, const struct vm_spec *s, struct parley_err *err)
 		v->next_handle = (uint32_t)now_ns();
 	v->next_handle &= 0xffffff; /* far from wrapping; unlike an earlier
 				     * agent's (a guest's stale handle) */
+	v->qemu_pidfd = -1;
 	if (r) {
 		v->adopted = true;
+		v->adopted_ns = now_ns();
 		emit(m, "vm_adopted", s->name, NULL, NULL, NULL, NULL);
-		find_stale(v);
 	} else {
 		int rc = vmhost_start(&m->host, s, err);
 		if (rc)
 			return rc;
 		emit(m, "vm_started", s->name, NULL, NULL, NULL, NULL);
 	}
-	v->ctl = vmhost_ctl_connect(&m->host, s->name, 5000, err);
-	if (v->ctl < 0)
-		return v->ctl;
-	/* The agent's own monitor (a VM an agent without it started has
-	 * none: libvirt's then, command by command). */
+	int ctl = vmhost_ctl_connect(&m->host, s->name, 5000, err);
+	if (ctl < 0)
+		return ctl;
+	ctl_take(v, ctl);
+	/* The agent's own monitor: hot-plug goes through nothing else (a
+	 * VM without one, or whose monitor does not answer, is not one the
+	 * agent can drive: the caller destroys it). */
 	char mp[PATH_MAX + 64];
-	struct parley_err me = { 0 };
 	vmhost_mon_path(&m->host, s->name, mp, sizeof(mp));
-	v->mon = qmp_open(mp, v->adopted ? 0 : 5000, &me);
-	if (v->mon < 0)
-		log_warn("VM %s: %s: hot-plug through libvirt's monitor",
-			 s->name, me.msg);
+	v->mon = qmp_open(mp, v->adopted ? 1000 : 5000, err);
+	if (v->mon < 0) {
+		int rc = v->mon;
+		close(v->ctl);
+		v->ctl = -1;
+		if (v->qemu_pidfd >= 0)
+			close(v->qemu_pidfd);
+		v->qemu_pidfd = -1;
+		return perr(err, rc, "VM %s: the agent's monitor: %s", s->name,
+			    err->msg);
+	}
+	if (v->adopted)
+		find_stale(v);
 	snprintf(v->shell.name, sizeof(v->shell.name), "%s", s->name);
 	v->shell.state = PART_RUNNING;
 	v->shell.pidfd = v->shell.ctl = v->shell.mem_fd = -1;
 	int rc = chanmgr_add_ext(m->cm, &v->shell, &vm_ops, v);
 	if (rc) {
 		close(v->ctl);
+		close(v->mon);
+		if (v->qemu_pidfd >= 0)
+			close(v->qemu_pidfd);
 		return perr(err, rc, "VM %s: grant manager full", s->name);
 	}
 	m->nvm++;
@@ -773,13 +866,14 @@ unsigned vmmgr_fds(const struct vmmgr *m, unsigned i, int *fds, unsigned cap)
 
 /* A section device of another agent (pld<pid>h<handle>s<sec>, qid): its
  * pid, handle and section, or false. */
-static bool stale_id(const char *id, struct vm_stale *st)
+static bool stale_id(const struct vm_part *v, const char *id,
+		     struct vm_stale *st)
 {
 	int pid, used = 0;
 	unsigned h, sec;
 	if (!id || sscanf(id, "pld%dh%us%u%n", &pid, &h, &sec, &used) != 3 ||
-	    id[used] || pid <= 0 || pid == (int)getpid() ||
-	    sec >= PARLEY_VMCTL_DEVS_MAX)
+	    id[used] || pid <= 0 || pid == v->m->nonce ||
+	    sec >= PARLEY_VMCTL_DEVS_MAX || h > 0x7fffffffu)
 		return false;
 	st->pid = pid;
 	st->handle = h;
@@ -794,12 +888,11 @@ static void find_stale(struct vm_part *v)
 {
 	char *reply = NULL;
 	struct parley_err err = { 0 };
-	if (vmhost_qmp(&v->m->host, v->spec.name, "{\"execute\":\"query-pci\"}",
-		       NULL, 0, &reply, &err)) {
+	if (mon_long(v, "{\"execute\":\"query-pci\"}", &reply, &err)) {
 		log_warn("%s", err.msg);
 		return;
 	}
-	json_t *j = json_loadb(reply, strnlen(reply, 1 << 20), 0, NULL);
+	json_t *j = json_loadb(reply, strnlen(reply, QMP_LONG_MAX), 0, NULL);
 	free(reply);
 	json_t *buses = json_object_get(j, "return"), *bus, *d;
 	size_t bi, di;
@@ -815,7 +908,7 @@ static void find_stale(struct vm_part *v)
 			struct vm_stale st = { 0 };
 			if (slot < VMMGR_SLOT0 || slot >= VMMGR_SLOT0 + 16 ||
 			    v->nstale >= 16 ||
-			    !stale_id(json_string_value(
+			    !stale_id(v, json_string_value(
 					json_object_get(d, "qdev_id")), &st))
 				continue;
 			st.slot = (uint8_t)slot;
@@ -866,12 +959,11 @@ static void stale_fdsets_go(struct vm_part *v)
 {
 	char *reply = NULL;
 	struct parley_err err = { 0 };
-	if (vmhost_qmp(&v->m->host, v->spec.name,
-		       "{\"execute\":\"query-fdsets\"}", NULL, 0, &reply, &err)) {
+	if (mon_long(v, "{\"execute\":\"query-fdsets\"}", &reply, &err)) {
 		log_warn("%s", err.msg);
 		return;
 	}
-	json_t *j = json_loadb(reply, strnlen(reply, 1 << 20), 0, NULL);
+	json_t *j = json_loadb(reply, strnlen(reply, QMP_LONG_MAX), 0, NULL);
 	free(reply);
 	json_t *set, *fd;
 	size_t si, fi;
@@ -885,7 +977,7 @@ static void stale_fdsets_go(struct vm_part *v)
 			char d[48];
 			if (o && o[0] == 'p' && o[1] == 'l' && o[2] == 'f') {
 				snprintf(d, sizeof(d), "pld%s", o + 3);
-				stale = stale || stale_id(d, &st);
+				stale = stale || stale_id(v, d, &st);
 			}
 		}
 		if (!stale || !json_is_integer(id) ||
@@ -913,6 +1005,21 @@ static bool stale_gone(struct vmmgr *m, struct vm_part *v)
 	if (now - v->stale_try_ns < 50000000ull)
 		return false;
 	v->stale_try_ns = now;
+	/* This agent holds none of that memory, so it can neither punch
+	 * nor truncate it: devices the guest has not let go of by the
+	 * deadline (twice a revocation's: the guest must first see its
+	 * agent went) stop the VM, as a late revocation would. */
+	uint64_t ext = v->m->cm->ext_unmap_ms > 0
+		? (uint64_t)v->m->cm->ext_unmap_ms : 5000;
+	uint64_t limit = 2ull * ext * 1000000ull;
+	if (v->adopted_ns && now - v->adopted_ns > limit) {
+		char d[160];
+		snprintf(d, sizeof(d), "kept %u channel device(s) of the "
+			 "previous agent %llu ms after its adoption", v->nstale,
+			 (unsigned long long)(limit / 1000000));
+		vm_fault(v, VMX_STOP_REVOKED_ACCESS, d);
+		return false;
+	}
 	for (unsigned i = 0; i < v->nstale;) {
 		struct vm_stale *st = &v->stale[i];
 		char mid[48], cid[48], cmd[128];
@@ -1002,25 +1109,40 @@ static void on_digest(struct vmmgr *m, struct vm_part *v,
 	int rc = baseline_guest_report(m->db, v->spec.name, path,
 				       msg->u.digest.sha256, &enrolled, &err);
 	int st = PARLEY_OK;
+	/* The guest may report as often as it likes; the audit (hash-
+	 * chained, sent on to the daemon) takes the first mismatch always
+	 * and at most VMMGR_DIGEST_AUDITS reports of a VM's run in all,
+	 * then says once that it stopped. */
+	bool first_bad = rc == -EBADMSG && !v->guest_bad[0];
+	bool audit = first_bad || v->digest_audits < VMMGR_DIGEST_AUDITS;
+	if (audit)
+		v->digest_audits++;
+	else if (v->digest_audits++ == VMMGR_DIGEST_AUDITS)
+		emit(m, "guest_reported_digest", v->spec.name, NULL, "LIMIT",
+		     NULL, "further reports of this VM are answered, not "
+		     "audited");
 	if (rc == -EBADMSG) {
 		if (!v->guest_bad[0])
 			snprintf(v->guest_bad, sizeof(v->guest_bad), "%s", path);
 		snprintf(detail, sizeof(detail), "%s: %s (the guest's word)",
 			 hex, err.msg);
-		emit(m, "guest_digest_mismatch", v->spec.name, NULL,
-		     "guest-reported", path, detail);
+		if (audit)
+			emit(m, "guest_digest_mismatch", v->spec.name, NULL,
+			     "guest-reported", path, detail);
 		st = PARLEY_E_INTEGRITY;
 	} else if (rc < 0) {
 		snprintf(detail, sizeof(detail), "%s: %s", hex, err.msg);
-		emit(m, "guest_reported_digest", v->spec.name, NULL,
-		     "guest-reported", path, detail);
+		if (audit)
+			emit(m, "guest_reported_digest", v->spec.name, NULL,
+			     "guest-reported", path, detail);
 		st = PARLEY_E_LIMIT;
 	} else {
 		snprintf(detail, sizeof(detail), "%s %s", hex,
 			 enrolled ? "enrolled as its baseline"
 				  : "matches its baseline");
-		emit(m, "guest_reported_digest", v->spec.name, NULL,
-		     "guest-reported", path, detail);
+		if (audit)
+			emit(m, "guest_reported_digest", v->spec.name, NULL,
+			     "guest-reported", path, detail);
 		if (enrolled && baseline_save(m->db, &err) < 0)
 			log_warn("VM %s: %s", v->spec.name, err.msg);
 	}
@@ -1124,6 +1246,14 @@ static bool housekeep(struct vmmgr *m, struct vm_part *v)
 				wake(v, c, PARLEY_OK);
 			did = true;
 		}
+		/* A backend delete per section is a monitor round trip,
+		 * refused while the guest keeps its device: not on every
+		 * serve (a guest that never ejects would have the agent
+		 * ask QEMU in a loop). */
+		if (c->unplugging && now_ns() - v->obj_try_ns < 50000000ull)
+			continue;
+		if (c->unplugging)
+			v->obj_try_ns = now_ns();
 		if (c->unplugging && objects_gone(v, c)) {
 			emit(m, "vm_unplugged", v->spec.name, NULL, NULL, NULL,
 			     NULL);
@@ -1175,6 +1305,10 @@ static void vm_stopped_as(struct vmmgr *m, struct vm_part *v, uint32_t reason,
 			  const char *detail)
 {
 	bool late = v->late && reason == VMX_STOP_EXIT;
+	if (reason == VMX_STOP_EXIT && v->fault && !late) {
+		reason = v->fault;
+		detail = v->fault_detail;
+	}
 	v->shell.finished = true;
 	v->shell.state = PART_STOPPED;
 	v->shell.fin.reason = late ? VMX_STOP_REVOKED_ACCESS : reason;
@@ -1191,6 +1325,9 @@ static void vm_stopped_as(struct vmmgr *m, struct vm_part *v, uint32_t reason,
 	if (v->mon >= 0)
 		close(v->mon);
 	v->mon = -1;
+	if (v->qemu_pidfd >= 0)
+		close(v->qemu_pidfd);
+	v->qemu_pidfd = -1;
 	chanmgr_gone(m->cm, &v->shell);
 }
 
@@ -1230,17 +1367,29 @@ int vmmgr_restart(struct vmmgr *m, unsigned i, const struct vm_spec *s,
 		return rc;
 	emit(m, "vm_started", s->name, NULL, NULL, NULL, NULL);
 	int ctl = vmhost_ctl_connect(&m->host, s->name, 5000, err);
-	if (ctl < 0) {
+	char mp[PATH_MAX + 64];
+	vmhost_mon_path(&m->host, s->name, mp, sizeof(mp));
+	int mon = ctl < 0 ? -1 : qmp_open(mp, 5000, err);
+	if (ctl < 0 || mon < 0) {
 		struct parley_err e2 = { 0 };
+		if (ctl >= 0)
+			close(ctl);
 		vmhost_destroy(&m->host, s->name, &e2);
-		return ctl;
+		return ctl < 0 ? ctl : mon;
 	}
 	/* The same slot, so the same endpoint for chanmgr (it finds
 	 * endpoints by name: a second one would shadow it). A new start
-	 * is a new measurement: the quarantine of the old one goes. */
+	 * is a new measurement: the quarantine of the old one goes; so do
+	 * the old QEMU's devices and slots. */
 	v->spec = *s;
 	memcpy(v->cfg_digest, digest, sizeof(digest));
-	v->ctl = ctl;
+	ctl_take(v, ctl);
+	v->mon = mon;
+	v->fault = 0;
+	v->digest_audits = 0;
+	v->fault_detail[0] = 0;
+	v->nstale = 0;
+	v->slots_used = 0;
 	v->adopted = v->late = false;
 	vmctl_dec_init(&v->dec);
 	v->shell.finished = false;

@@ -87,14 +87,18 @@ struct vm_chan {
 /* A section device an earlier agent plugged into a VM this agent
  * adopted: its channel died with that agent. */
 struct vm_stale {
-	int pid;                    /* the agent that plugged it */
-	uint32_t handle, sec;       /* its ids: pld<pid>h<handle>s<sec>,
+	int pid;                    /* the agent that plugged it (its nonce) */
+	uint32_t handle, sec;       /* its ids: pld<nonce>h<handle>s<sec>,
 				     * plm..., plc..., fdset opaque plf... */
 	uint8_t slot;
 	bool unplugging;            /* device_del sent */
 };
 
 struct vmmgr;
+
+/* Guest-reported digests audited per VM run: a guest that reports in a
+ * loop must not fill the hash-chained audit. */
+#define VMMGR_DIGEST_AUDITS 256
 
 struct vm_part {
 	struct vmmgr *m;
@@ -110,8 +114,20 @@ struct vm_part {
 				     * INTEGRITY naming it */
 	int ctl;                    /* control port connection, or -1 */
 	bool outq_full;             /* frames being dropped (VMMGR_OUTQ_MAX) */
-	int mon;                    /* the agent's own QMP monitor (qmp.h),
-				     * or -1: libvirt's */
+	int mon;                    /* the agent's own QMP monitor (qmp.h);
+				     * -1 once it failed: the VM is then
+				     * stopped (never libvirt's monitor on
+				     * the loop: it waits without a limit) */
+	int qemu_pidfd;             /* QEMU (its control port's peer), for a
+				     * SIGKILL that does not wait on it */
+	uint32_t fault;             /* why the agent stopped it (VMX_STOP_*),
+				     * 0: it did not */
+	char fault_detail[160];
+	uint64_t adopted_ns;        /* adopted: when (its earlier agent's
+				     * devices must be gone by a deadline) */
+	uint64_t obj_try_ns;        /* the last round of backend deletes */
+	unsigned digest_audits;     /* guest-reported digests audited (at
+				     * most VMMGR_DIGEST_AUDITS) */
 	struct vmctl_dec dec;
 	uint32_t next_handle;
 	uint32_t slots_used;        /* bit n: PCI slot VMMGR_SLOT0 + n */
@@ -141,6 +157,7 @@ struct vmmgr {
 				     * VM: the peer's side of a sleeping round
 				     * trip, as the agent sees it (benches) */
 	uint64_t turns;             /* how many turn_ns_last were taken */
+	int nonce;                  /* in this agent's device ids (qid) */
 };
 
 int vmmgr_init(struct vmmgr *m, const char *state_dir, const char *uri,

@@ -4,8 +4,11 @@
 #include "agent/vm/vmrun.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int vmrun_start(struct vmrun *r, const char *state_dir, struct chanmgr *cm,
 		struct audit *audit, struct baseline_db *db,
@@ -62,37 +65,70 @@ unsigned vmrun_fds(struct vmrun *r, int *fds, unsigned cap)
 	return n;
 }
 
+/* One byte of a guest's console line as the agent prints it: the guest
+ * is hostile, so no terminal escape or control byte reaches the
+ * operator's terminal or log. */
+static char printable(unsigned char ch)
+{
+	return ch == '\t' || (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+}
+
 /* New whole lines of VM i's console, prefixed with its name; the init's
- * `PARLEY-GUEST done rc=N` kept as the result. */
+ * `PARLEY-GUEST done rc=N` kept as the result. A guest writes its console
+ * as fast as it likes (QEMU appends to the file): each call reads at most
+ * VMRUN_CON_READ bytes, skips past a backlog over VMRUN_CON_BACKLOG
+ * (saying how much it dropped), and gives back the disk space of what it
+ * has read, so neither the agent's loop nor the state directory's
+ * filesystem is the guest's to fill. */
 void vmrun_console(struct vmhost *h, const char *name, struct vmrun_con *c,
 		   FILE *out)
 {
 	char path[PATH_MAX + 64];
 	vmhost_console_path(h, name, path, sizeof(path));
-	FILE *f = fopen(path, "re");
-	if (!f)
+	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	if (fd < 0)
 		return;
-	if (fseek(f, c->off, SEEK_SET) == 0) {
-		int ch;
-		while ((ch = fgetc(f)) != EOF) {
-			c->off++;
-			if (ch == '\r')
-				continue;
-			if (ch != '\n' && c->len < sizeof(c->line) - 1) {
-				c->line[c->len++] = (char)ch;
-				continue;
-			}
-			if (ch != '\n')
-				continue; /* over-long: the rest dropped */
-			c->line[c->len] = 0;
-			int rc;
-			if (sscanf(c->line, "PARLEY-GUEST done rc=%d", &rc) == 1)
-				c->rc = rc;
-			fprintf(out, "%s| %s\n", name, c->line);
-			c->len = 0;
-		}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return;
 	}
-	fclose(f);
+	if (st.st_size - c->off > VMRUN_CON_BACKLOG) {
+		long skip = (long)st.st_size - c->off - VMRUN_CON_BACKLOG / 2;
+		fprintf(out, "%s| (console: %ld bytes dropped, written faster "
+			"than read)\n", name, skip);
+		c->off += skip;
+		c->len = 0;
+	}
+	static char buf[VMRUN_CON_READ];
+	ssize_t n = pread(fd, buf, sizeof(buf), c->off);
+	for (ssize_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)buf[i];
+		c->off++;
+		if (ch == '\r')
+			continue;
+		if (ch != '\n' && c->len < sizeof(c->line) - 1) {
+			c->line[c->len++] = printable(ch);
+			continue;
+		}
+		if (ch != '\n')
+			continue; /* over-long: the rest dropped */
+		c->line[c->len] = 0;
+		int rc;
+		if (sscanf(c->line, "PARLEY-GUEST done rc=%d", &rc) == 1)
+			c->rc = rc;
+		fprintf(out, "%s| %s\n", name, c->line);
+		c->len = 0;
+	}
+	/* Past the first MiB (a boot's and a script's lines stay whole for
+	 * whoever reads the file), what was read takes no disk any more
+	 * (the file keeps its size: QEMU's offset and ours stay). */
+	long done = c->off & ~4095L;
+	if (done > (1L << 20) && done > c->punched &&
+	    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+		      done) == 0)
+		c->punched = done;
+	close(fd);
 	fflush(out);
 }
 

@@ -14,8 +14,13 @@
 #include <stdio.h>
 #include "agent/vm/vmmgr.h"
 
+/* A console read at most this much a call, a backlog past this skipped */
+#define VMRUN_CON_READ (64 * 1024)
+#define VMRUN_CON_BACKLOG (16L * 1024 * 1024)
+
 struct vmrun_con {
 	long off;                   /* read so far in the console file */
+	long punched;               /* its disk space given back up to here */
 	char line[1024];
 	size_t len;
 	bool stopped;               /* its port closed: the VM is gone */

@@ -335,8 +335,9 @@ int pl_chan_map(struct pl_chan *ch, const char *sysfs, int timeout_ms)
 	const struct parley_vmctl_open_reply *r = &ch->rep;
 	int rc = 0;
 	for (unsigned i = 0; i < r->ndev && !rc; i++) {
-		if (ch->map[r->dev[i].section])
-			rc = -EPROTO; /* a section twice */
+		if (r->dev[i].section >= PARLEY_VMCTL_DEVS_MAX ||
+		    ch->map[r->dev[i].section])
+			rc = -EPROTO; /* no such section, or one twice */
 		else
 			rc = map_dev(ch, i, sysfs, timeout_ms);
 	}

@@ -303,6 +303,12 @@ static int cmd_pong(const char *name, long count, int wait, int reopen)
 		if (reopen && i == 300)
 			printf("PONG-AT 300 session %u\n", reopened);
 		if (pp_check(&in, len, (uint32_t)i)) {
+			/* Revoked while it was read (the agent punches the
+			 * memory: zeros)? Then the channel says CLOSED; only
+			 * on a live channel is the message damaged. */
+			int st = pl_chan_state(&ctl, &ch);
+			if (st)
+				return fail("recv", st, NULL);
 			printf("ERROR message %ld damaged\n", i);
 			return 1;
 		}
@@ -358,6 +364,9 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 			return fail("recv", rc, NULL);
 		rtt[i] = (double)(__builtin_ia32_rdtsc() - t0);
 		if (len < 16 || in.seq != seq) {
+			int st = pl_chan_state(&ctl, &ch);
+			if (st)
+				return fail("recv", st, NULL);
 			printf("ERROR answer %ld damaged\n", i);
 			return 1;
 		}

@@ -1,0 +1,91 @@
+/* A guest's console as the agent streams it (agent/vm/vmrun.c,
+ * vmrun_console): the guest is hostile — no control byte of its reaches
+ * the operator's terminal, a flood is skipped rather than read whole on
+ * the agent's loop, and what was read gives its disk space back. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/vm/vmrun.h"
+#include "tests/helpers/testutil.h"
+
+static struct vmhost host;
+static char path[PATH_MAX + 64];
+
+static void setup(void)
+{
+	memset(&host, 0, sizeof(host));
+	char *dir = t_tmpdir();
+	snprintf(host.dir, sizeof(host.dir), "%s", dir);
+	free(dir);
+	vmhost_console_path(&host, "g", path, sizeof(path));
+}
+
+static void teardown(void)
+{
+	unlink(path);
+	rmdir(host.dir);
+}
+
+static void append(const void *p, size_t n)
+{
+	FILE *f = fopen(path, "a");
+	cr_assert(f);
+	cr_assert_eq(fwrite(p, 1, n, f), n);
+	fclose(f);
+}
+
+/* What one call printed. */
+static char *stream(struct vmrun_con *c)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	vmrun_console(&host, "g", c, out);
+	fclose(out);
+	return buf;
+}
+
+Test(vm_console, control_bytes_never_reach_the_terminal, .init = setup,
+     .fini = teardown)
+{
+	struct vmrun_con c = { .rc = -1 };
+	static const char evil[] = "hi \x1b]0;owned\x07 \x1b[2J\x7f\x01 there\r\n"
+				   "PARLEY-GUEST done rc=3\n";
+	append(evil, sizeof(evil) - 1);
+	char *o = stream(&c);
+	cr_assert_str_eq(o, "g| hi ?]0;owned? ?[2J?? there\n"
+			    "g| PARLEY-GUEST done rc=3\n");
+	cr_assert_eq(c.rc, 3);
+	free(o);
+}
+
+Test(vm_console, a_flood_is_skipped_and_its_disk_given_back, .init = setup,
+     .fini = teardown, .timeout = 60)
+{
+	struct vmrun_con c = { .rc = -1 };
+	static char chunk[1 << 20];
+	memset(chunk, 'x', sizeof(chunk));
+	for (size_t i = 0; i < sizeof(chunk); i += 100)
+		chunk[i] = '\n';
+	for (int i = 0; i < 40; i++) /* 40 MiB, more than the backlog */
+		append(chunk, sizeof(chunk));
+	char *o = stream(&c);
+	cr_assert(strstr(o, "bytes dropped"), "%.200s", o);
+	free(o);
+	/* each call reads a bounded amount */
+	cr_assert_leq(c.off, 40L * (1 << 20) - VMRUN_CON_BACKLOG / 2 +
+				 VMRUN_CON_READ);
+	long before = c.off;
+	free(stream(&c));
+	cr_assert_leq(c.off - before, VMRUN_CON_READ);
+	/* what was read no longer takes disk: far less than the file */
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_size, 40L << 20);
+	cr_assert_lt((long)st.st_blocks * 512, 20L << 20,
+		     "%ld bytes on disk", (long)st.st_blocks * 512);
+}
