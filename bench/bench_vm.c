@@ -25,9 +25,9 @@
  *                         the agent WAKEs it (protocol 2: two crossings of
  *                         the port) — divided by the median one-byte round
  *                         trip through a bare virtio-serial port this bench
- *                         echoes (org.parley.echo.0), same run; fails when
- *                         fewer than 90% of the round trips slept on both
- *                         ends (the figure would be another one)
+ *                         echoes (org.parley.echo.0), same run; only the
+ *                         round trips in which both ends slept (the guest
+ *                         tells them apart), failing when under half did
  *   vm_chan_notify_rtt_less_peer_vs_vport_echo
  *                         the same less pong's turn as the agent sees it
  *                         (NOTIFY written to pong's doorbell until pong's
@@ -259,20 +259,26 @@ int main(void)
 	const char *pg = strstr(c, "PING ");
 	const char *pw = strstr(c, "PING-WAIT "), *ec = strstr(c, "ECHO ");
 	double wmed = 0, emed = 0;
-	unsigned wnot = 0, wsleep = 0;
+	unsigned wnot = 0, wsleep = 0, wboth = 0;
+	double wall = 0;
 	if (rc == 0 && (!pw || !ec ||
 			sscanf(pw, "PING-WAIT %*d median_us=%lf p99_us=%*f "
-			       "notifies=%u lost_wakes=%*u sleeps=%u", &wmed,
-			       &wnot, &wsleep) != 3 ||
+			       "notifies=%u lost_wakes=%*u sleeps=%u both=%u "
+			       "both_median_us=%lf", &wall, &wnot, &wsleep,
+			       &wboth, &wmed) != 5 ||
 			sscanf(ec, "ECHO %*d median_us=%lf", &emed) != 1 ||
 			emed <= 0))
 		rc = perr(&err, -EPROTO, "the VM's script failed:\n%s", c);
 	/* A sleeping round trip is one in which both ends slept: pong
-	 * rung by the VM's NOTIFY, the VM woken by the agent's WAKE. */
-	if (rc == 0 && (wnot < WAITS * 9 / 10 || wsleep < WAITS * 9 / 10))
-		rc = perr(&err, -EPROTO, "of %d sleeping round trips, pong "
-			  "slept in %u and the VM in %u (<90%%): not the "
-			  "figure's round trip\n%s", WAITS, wnot, wsleep, c);
+	 * rung by the VM's NOTIFY, the VM woken by the agent's WAKE. The
+	 * guest times those apart (a loaded host can let one end find the
+	 * other's message before it sleeps); fewer than half such, and the
+	 * run measured something else. */
+	if (rc == 0 && wboth < WAITS / 2)
+		rc = perr(&err, -EPROTO, "of %d sleeping round trips, %u had "
+			  "both ends asleep (pong in %u, the VM in %u): not "
+			  "the figure's round trip\n%s", WAITS, wboth, wnot,
+			  wsleep, c);
 	if (rc == 0 && (nopen != OPENS || !pg ||
 			sscanf(pg, "PING %*d median_us=%lf p99_us=%lf", &med,
 			       &p99) != 2))
@@ -299,8 +305,9 @@ int main(void)
 		 * two exits: what the round trip costs on the VM's side */
 		double tmed = nturn ? bench_summary("vm_chan_notify_peer_turn",
 						    turn_us, nturn, 1, "us") : 0;
-		bench_note("sleeping: pong slept in %u, the VM in %u of %d",
-			   wnot, wsleep, WAITS);
+		bench_note("sleeping: both ends asleep in %u of %d (pong in "
+			   "%u, the VM in %u); median of all %d: %.1f us",
+			   wboth, WAITS, wnot, wsleep, WAITS, wall);
 		if (nturn)
 			bench_figure("vm_chan_notify_rtt_less_peer_vs_vport_echo",
 				     (wmed - tmed) / emed, "x");

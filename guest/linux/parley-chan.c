@@ -42,6 +42,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -337,8 +338,8 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 {
 	struct pl_chan ch;
 	static struct pp_msg in, out;
-	static double rtt[100000];
-	unsigned notifies = 0;
+	static double rtt[100000], both[100000];
+	unsigned notifies = 0, nboth = 0;
 	if (count < 1 || count > 100000)
 		return fail("count", -EINVAL, NULL);
 	if (ctl_up() || load(name, &ch))
@@ -355,7 +356,10 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 		if (rc != PARLEY_RING_OK)
 			return fail("send", channel_state(&ch), NULL);
 		/* the thin partition sleeps in CHAN_WAIT when idle: ring it */
+		unsigned slept = ctl.sleeps;
+		bool rang = false;
 		if (pl_chan_peer_waiting(&ch)) {
+			rang = true;
 			notifies++;
 			if ((rc = pl_chan_notify(&ctl, &ch)))
 				return fail("notify", rc, NULL);
@@ -363,6 +367,9 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 		if ((rc = recv_one(&ch, &in, sizeof(in), &len, wait)))
 			return fail("recv", rc, NULL);
 		rtt[i] = (double)(__builtin_ia32_rdtsc() - t0);
+		/* both ends asleep: the peer rung, this side woken */
+		if (rang && ctl.sleeps != slept)
+			both[nboth++] = rtt[i];
 		if (len < 16 || in.seq != seq) {
 			int st = pl_chan_state(&ctl, &ch);
 			if (st)
@@ -374,10 +381,14 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 	double scale = tsc_us_per_tick(&k);
 	for (long i = 0; i < count; i++)
 		rtt[i] *= scale;
+	for (unsigned i = 0; i < nboth; i++)
+		both[i] *= scale;
 	qsort(rtt, (size_t)count, sizeof(rtt[0]), cmp_d);
+	qsort(both, nboth, sizeof(both[0]), cmp_d);
 	printf("PING%s %ld median_us=%.2f p99_us=%.2f notifies=%u lost_wakes=%u "
-	       "sleeps=%u\n", wait ? "-WAIT" : "", count, rtt[count / 2],
-	       rtt[count * 99 / 100], notifies, ctl.lost_wakes, ctl.sleeps);
+	       "sleeps=%u both=%u both_median_us=%.2f\n", wait ? "-WAIT" : "",
+	       count, rtt[count / 2], rtt[count * 99 / 100], notifies,
+	       ctl.lost_wakes, ctl.sleeps, nboth, nboth ? both[nboth / 2] : 0);
 	return 0;
 }
 
