@@ -197,6 +197,27 @@ static int audit_count(struct vs *t, const char *event, const char *part,
 	return n;
 }
 
+/* The daemon's id of the first audit event `event` of `part` (ids follow
+ * the order its agent emitted them in: one link, in sequence), or 0. */
+static long audit_first_id(struct vs *t, const char *event, const char *part)
+{
+	char path[200];
+	snprintf(path, sizeof(path), "/v1/audit?limit=1000&order=asc&event=%s"
+		 "&partition=%s", event, part);
+	struct ac_resp r;
+	call_ok(t, "GET", path, NULL, 200, &r);
+	json_t *items = json_object_get(r.json, "items"), *it;
+	size_t i;
+	long first = 0;
+	json_array_foreach(items, i, it) {
+		long id = (long)json_integer_value(json_object_get(it, "id"));
+		if (id > 0 && (!first || id < first))
+			first = id;
+	}
+	ac_free(&r);
+	return first;
+}
+
 struct audit_want {
 	struct vs *t;
 	const char *event, *part;
@@ -287,9 +308,12 @@ static int qemu_of(const char *state_dir, const char *name, pid_t *pids,
 	return n;
 }
 
-/* The guest answers ping's 1,000 checksummed messages, then stays up. */
+/* The guest answers ping's 1,000 checksummed messages, then stays up.
+ * ping is created once the VM runs: the guest asks again while ping is
+ * not up yet (PEER_DOWN), a few times. */
 static const char *pong_sh =
-	"parley-chan open pingpong || exit 1\n"
+	"n=0; until parley-chan open pingpong; do n=$((n+1));\n"
+	"  [ $n -lt 6 ] || exit 1; sleep 1; done\n"
 	"parley-chan pong pingpong 1000 || exit 1\n"
 	"parley-chan close pingpong\n"
 	"echo PONG-DONE\n"
@@ -302,9 +326,13 @@ Test(vm_serve, daemon_vm_channel_stop_adopt_destroy, .timeout = 600,
 	setup(&t, true);
 	free(t_write(t.conf, "pong.sh", pong_sh, strlen(pong_sh)));
 	free(t_write(t.conf, "app.conf", "role=pong\n", 10));
+	/* A thin partition the agent is sent right after the VM (the
+	 * daemon sends its VMs' commands first): it asks for a channel
+	 * nobody granted, so the agent's loop answers it NO_GRANT at once. */
 	call_ok(&t, "POST", "/v1/partitions", "{\"host\":\"h1\",\"backend\":"
-		"\"thin\",\"spec\":{\"name\":\"ping\",\"image\":\"ping.elf\","
-		"\"memory\":\"8M\",\"cmdline\":\"count=1000\"}}", 201, NULL);
+		"\"thin\",\"spec\":{\"name\":\"early\",\"image\":\"ping.elf\","
+		"\"memory\":\"8M\",\"cmdline\":\"count=1 chan=nochan\"}}", 201,
+		NULL);
 	struct ac_resp r;
 	call_ok(&t, "POST", "/v1/partitions", "{\"host\":\"h1\",\"backend\":"
 		"\"libvirt\",\"spec\":{\"kind\":\"vm\",\"name\":\"vmpong\","
@@ -323,9 +351,31 @@ Test(vm_serve, daemon_vm_channel_stop_adopt_destroy, .timeout = 600,
 		201, NULL);
 	agent_up(&t);
 
-	/* The VM runs on the agent's word, and the thin partition and the
-	 * VM exchange ping's messages, every one checksummed both ways. */
+	/* The VM starts off the agent's loop: reported "starting", and
+	 * while libvirt starts it the loop answered the thin partition's
+	 * open (NO_GRANT) — after the start began, before it finished (the
+	 * order the agent emitted them in; a loop that blocked in libvirt
+	 * would answer it after vm_started). */
 	wait_state(&t, "vmpong", "running", 120000);
+	wait_audit(&t, "open_denied", "early", 1, 30000);
+	long begun = audit_first_id(&t, "vm_starting", "vmpong"),
+	     denied = audit_first_id(&t, "open_denied", "early"),
+	     started = audit_first_id(&t, "vm_started", "vmpong");
+	cr_assert(begun > 0 && begun < denied && denied < started,
+		  "vm_starting %ld, early's open_denied %ld, vm_started %ld",
+		  begun, denied, started);
+	char d[2048];
+	audit_count(&t, "partition_state", "vmpong", d, sizeof(d));
+	cr_assert(strstr(d, "-> starting") && strstr(d, "starting -> running"),
+		  "%s", d);
+	audit_count(&t, "open_denied", "early", d, sizeof(d));
+	cr_assert(strstr(d, "NO_GRANT"), "%s", d);
+
+	/* The thin partition and the VM exchange ping's messages, every
+	 * one checksummed both ways. */
+	call_ok(&t, "POST", "/v1/partitions", "{\"host\":\"h1\",\"backend\":"
+		"\"thin\",\"spec\":{\"name\":\"ping\",\"image\":\"ping.elf\","
+		"\"memory\":\"8M\",\"cmdline\":\"count=1000\"}}", 201, NULL);
 	char st[64], vmm[64];
 	part_state(&t, "vmpong", st, sizeof(st), vmm, sizeof(vmm));
 	cr_assert_str_eq(vmm, "vm");
@@ -367,7 +417,6 @@ Test(vm_serve, daemon_vm_channel_stop_adopt_destroy, .timeout = 600,
 	ac_free(&r);
 	wait_state(&t, "vmpong", "stopped", 60000);
 	cr_assert_eq(qemu_of(t.a->dir, "vmpong", q2, 4), 0);
-	char d[2048];
 	audit_count(&t, "partition_state", "vmpong", d, sizeof(d));
 	cr_assert(strstr(d, "running -> stopped (exit 0, killed)") ||
 		  strstr(d, "stop-requested -> stopped (exit 0, killed)"),
@@ -382,6 +431,22 @@ Test(vm_serve, daemon_vm_channel_stop_adopt_destroy, .timeout = 600,
 	wait_detail(&t, "partition_state", "vmpong", "-> stopped (exit 1, exit)",
 		    180000);
 	cr_assert_eq(qemu_of(t.a->dir, "vmpong", q2, 4), 0);
+
+	/* A stop asked while the VM starts is not lost: its start (begun
+	 * a moment before; libvirt takes seconds) is cancelled when libvirt
+	 * returns — the domain destroyed, no QEMU left — and the VM is
+	 * reported stopped (killed), never running. */
+	int was_started = audit_count(&t, "vm_started", "vmpong", NULL, 0);
+	call_ok(&t, "POST", "/v1/partitions/vmpong/start", NULL, 200, NULL);
+	call_ok(&t, "POST", "/v1/partitions/vmpong/stop", NULL, 200, NULL);
+	wait_audit(&t, "vm_start_cancelled", "vmpong", 1, 120000);
+	wait_state(&t, "vmpong", "stopped", 60000);
+	cr_assert_eq(qemu_of(t.a->dir, "vmpong", q2, 4), 0);
+	cr_assert_eq(audit_count(&t, "vm_started", "vmpong", NULL, 0),
+		     was_started);
+	audit_count(&t, "partition_state", "vmpong", d, sizeof(d));
+	cr_assert(!strstr(strstr(d, "-> stopped (exit 1, exit)"), "-> running"),
+		  "%s", d);
 
 	/* Destroy: refused while a grant names it; then 202, the agent
 	 * destroys it and the row goes with its report; nothing left of it
