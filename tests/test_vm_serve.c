@@ -308,12 +308,9 @@ static int qemu_of(const char *state_dir, const char *name, pid_t *pids,
 	return n;
 }
 
-/* The guest answers ping's 1,000 checksummed messages, then stays up.
- * ping is created once the VM runs: the guest asks again while ping is
- * not up yet (PEER_DOWN), a few times. */
+/* The guest answers ping's 1,000 checksummed messages, then stays up. */
 static const char *pong_sh =
-	"n=0; until parley-chan open pingpong; do n=$((n+1));\n"
-	"  [ $n -lt 6 ] || exit 1; sleep 1; done\n"
+	"parley-chan open pingpong || exit 1\n"
 	"parley-chan pong pingpong 1000 || exit 1\n"
 	"parley-chan close pingpong\n"
 	"echo PONG-DONE\n"
@@ -333,6 +330,12 @@ Test(vm_serve, daemon_vm_channel_stop_adopt_destroy, .timeout = 600,
 		"\"thin\",\"spec\":{\"name\":\"early\",\"image\":\"ping.elf\","
 		"\"memory\":\"8M\",\"cmdline\":\"count=1 chan=nochan\"}}", 201,
 		NULL);
+	/* ping starts as soon, beside the VM that is starting: it waits
+	 * for its peer (peer_wait) rather than a second. */
+	call_ok(&t, "POST", "/v1/partitions", "{\"host\":\"h1\",\"backend\":"
+		"\"thin\",\"spec\":{\"name\":\"ping\",\"image\":\"ping.elf\","
+		"\"memory\":\"8M\",\"cmdline\":\"count=1000 peer_wait=120\"}}",
+		201, NULL);
 	struct ac_resp r;
 	call_ok(&t, "POST", "/v1/partitions", "{\"host\":\"h1\",\"backend\":"
 		"\"libvirt\",\"spec\":{\"kind\":\"vm\",\"name\":\"vmpong\","
@@ -373,9 +376,6 @@ Test(vm_serve, daemon_vm_channel_stop_adopt_destroy, .timeout = 600,
 
 	/* The thin partition and the VM exchange ping's messages, every
 	 * one checksummed both ways. */
-	call_ok(&t, "POST", "/v1/partitions", "{\"host\":\"h1\",\"backend\":"
-		"\"thin\",\"spec\":{\"name\":\"ping\",\"image\":\"ping.elf\","
-		"\"memory\":\"8M\",\"cmdline\":\"count=1000\"}}", 201, NULL);
 	char st[64], vmm[64];
 	part_state(&t, "vmpong", st, sizeof(st), vmm, sizeof(vmm));
 	cr_assert_str_eq(vmm, "vm");

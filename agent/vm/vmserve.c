@@ -361,7 +361,7 @@ static void start_finish(struct vmserve *vs, struct vmserve_vm *r)
 	} else if (r->then == VMS_THEN_DESTROY) {
 		destroy(vs, r);
 	} else if (r->then == VMS_THEN_STOP) {
-		log_info("VM %s: %s", r->name, perr_msg(&err));
+		log_info("%s", perr_msg(&err));
 		status(vs, r->name, "stopped", vmx_stop_name(VMX_STOP_KILLED),
 		       0);
 	} else {
