@@ -433,13 +433,28 @@ Test(vm_serve, daemon_vm_channel_stop_adopt_destroy, .timeout = 600,
 	cr_assert_eq(qemu_of(t.a->dir, "vmpong", q2, 4), 0);
 
 	/* A stop asked while the VM starts is not lost: its start (begun
-	 * a moment before; libvirt takes seconds) is cancelled when libvirt
-	 * returns — the domain destroyed, no QEMU left — and the VM is
-	 * reported stopped (killed), never running. */
+	 * a moment before; libvirt takes a second or more) is cancelled
+	 * when libvirt returns — the domain destroyed, no QEMU left — and
+	 * the VM is reported stopped (killed), never running. */
 	int was_started = audit_count(&t, "vm_started", "vmpong", NULL, 0);
+	/* The agent stopped (SIGTERM) while the VM starts: it waits for
+	 * libvirt's create, destroys the domain, joins the thread and
+	 * exits — nothing of the VM left running. */
+	call_ok(&t, "POST", "/v1/partitions/vmpong/start", NULL, 200, NULL);
+	wait_state(&t, "vmpong", "starting", 60000);
+	fd_stop_agent(t.a);
+	l = fd_agent_log(t.a);
+	cr_assert(strstr(l, "VM vmpong: stopped while it started"), "%s", l);
+	free(l);
+	cr_assert_eq(qemu_of(t.a->dir, "vmpong", q2, 4), 0);
+	agent_up(&t);
+	wait_state(&t, "vmpong", "stopped", 60000);
+	int was_cancelled = audit_count(&t, "vm_start_cancelled", "vmpong",
+					NULL, 0);
 	call_ok(&t, "POST", "/v1/partitions/vmpong/start", NULL, 200, NULL);
 	call_ok(&t, "POST", "/v1/partitions/vmpong/stop", NULL, 200, NULL);
-	wait_audit(&t, "vm_start_cancelled", "vmpong", 1, 120000);
+	wait_audit(&t, "vm_start_cancelled", "vmpong", was_cancelled + 1,
+		   120000);
 	wait_state(&t, "vmpong", "stopped", 60000);
 	cr_assert_eq(qemu_of(t.a->dir, "vmpong", q2, 4), 0);
 	cr_assert_eq(audit_count(&t, "vm_started", "vmpong", NULL, 0),
