@@ -171,9 +171,11 @@ static void wait_log(struct vs *t, const char *text, int ms)
 }
 
 /* The daemon's audit events named `event` for partition `part`, as the
- * API answers them; each one's detail (and reason) appended to out. */
-static int audit_count(struct vs *t, const char *event, const char *part,
-		       char *out, size_t cap)
+ * API answers them (oldest first); each one's detail (and reason)
+ * appended to out; the daemon's id of the first into *first (ids follow
+ * the order its agent emitted them in: one link, in sequence). */
+static int audit_query(struct vs *t, const char *event, const char *part,
+		       char *out, size_t cap, long *first)
 {
 	char path[200];
 	snprintf(path, sizeof(path), "/v1/audit?limit=1000&event=%s"
@@ -187,6 +189,9 @@ static int audit_count(struct vs *t, const char *event, const char *part,
 	json_array_foreach(items, i, it) {
 		const char *d = json_string_value(json_object_get(it, "detail"));
 		const char *re = json_string_value(json_object_get(it, "reason"));
+		long id = (long)json_integer_value(json_object_get(it, "id"));
+		if (first && id > 0 && (!*first || id < *first))
+			*first = id;
 		size_t n = out ? strlen(out) : 0;
 		if (out && n + 1 < cap)
 			snprintf(out + n, cap - n, "[%s|%s]", re ? re : "",
@@ -197,24 +202,17 @@ static int audit_count(struct vs *t, const char *event, const char *part,
 	return n;
 }
 
-/* The daemon's id of the first audit event `event` of `part` (ids follow
- * the order its agent emitted them in: one link, in sequence), or 0. */
+static int audit_count(struct vs *t, const char *event, const char *part,
+		       char *out, size_t cap)
+{
+	return audit_query(t, event, part, out, cap, NULL);
+}
+
+/* The id of the first such event, or 0. */
 static long audit_first_id(struct vs *t, const char *event, const char *part)
 {
-	char path[200];
-	snprintf(path, sizeof(path), "/v1/audit?limit=1000&order=asc&event=%s"
-		 "&partition=%s", event, part);
-	struct ac_resp r;
-	call_ok(t, "GET", path, NULL, 200, &r);
-	json_t *items = json_object_get(r.json, "items"), *it;
-	size_t i;
 	long first = 0;
-	json_array_foreach(items, i, it) {
-		long id = (long)json_integer_value(json_object_get(it, "id"));
-		if (id > 0 && (!first || id < first))
-			first = id;
-	}
-	ac_free(&r);
+	audit_query(t, event, part, NULL, 0, &first);
 	return first;
 }
 
