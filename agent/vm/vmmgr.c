@@ -777,18 +777,24 @@ static int adopt(struct vmmgr *m, const struct vm_spec *s,
 {
 	emit(m, "vm_adopted", s->name, NULL, NULL, NULL, NULL);
 	int ctl = vmhost_ctl_connect(&m->host, s->name, 5000, err);
-	if (ctl < 0)
-		return ctl;
-	/* The agent's own monitor (a VM an agent without it started has
-	 * none: libvirt's then, command by command). */
-	char mp[PATH_MAX + 64];
-	struct parley_err me = { 0 };
-	vmhost_mon_path(&m->host, s->name, mp, sizeof(mp));
-	int mon = qmp_open(mp, 0, &me);
-	if (mon < 0)
-		log_warn("VM %s: %s: hot-plug through libvirt's monitor",
-			 s->name, me.msg);
-	return take_on(m, s, digest, ctl, mon < 0 ? -1 : mon, true, err);
+	int rc = ctl < 0 ? ctl : 0;
+	if (rc == 0) {
+		/* The agent's own monitor (a VM an agent without it started
+		 * has none: libvirt's then, command by command). */
+		char mp[PATH_MAX + 64];
+		struct parley_err me = { 0 };
+		vmhost_mon_path(&m->host, s->name, mp, sizeof(mp));
+		int mon = qmp_open(mp, 0, &me);
+		if (mon < 0)
+			log_warn("VM %s: %s: hot-plug through libvirt's "
+				 "monitor", s->name, me.msg);
+		rc = take_on(m, s, digest, ctl, mon < 0 ? -1 : mon, true, err);
+	}
+	if (rc) { /* ours, and nobody would answer it: it goes */
+		struct parley_err e2 = { 0 };
+		vmhost_destroy(&m->host, s->name, &e2);
+	}
+	return rc;
 }
 
 static int measure_cfg(const struct vm_spec *s, uint8_t digest[][32],
