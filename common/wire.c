@@ -21,8 +21,11 @@
 #define JOIN_TOKEN_HEX 64
 #define JOIN_PEM_MAX (16 * 1024)
 
+/* "starting": an agent's VM whose domain is being started (its agent
+ * answers meanwhile: agent/vm/vmserve.h). */
 static const char *const part_states[] = {
-	"created", "running", "paused", "stopped", "destroyed", NULL
+	"created", "starting", "running", "paused", "stopped", "destroyed",
+	NULL
 };
 
 static size_t slen(const char *s)
@@ -734,8 +737,8 @@ static int chk_state(const char *s, struct parley_err *err)
 		if (strcmp(sstr(s), *p) == 0)
 			return 0;
 	struct jv_quoted q;
-	return perr(err, -EINVAL, "status.state: %s is not created, running, "
-		    "paused, stopped or destroyed",
+	return perr(err, -EINVAL, "status.state: %s is not created, "
+		    "starting, running, paused, stopped or destroyed",
 		    jv_quote(&q, sstr(s), slen(s)));
 }
 

@@ -115,7 +115,25 @@ static void t_vm_start(struct t_vm *t)
 	struct parley_err err = { 0 };
 	cr_assert_eq(vmmgr_init(&t->m, t->f.dir, NULL, &t->f.cm, &t->f.audit,
 				&err), 0, "%s", err.msg);
-	cr_assert_eq(vmmgr_add(&t->m, &t->spec, &err), 0, "%s", err.msg);
+	/* vmmgr_add as parley-agent serve does it: the domain started off
+	 * the caller's thread; a second start of the same VM meanwhile is
+	 * refused (-EBUSY), and so is taking it on again. (A VM an earlier
+	 * agent left running is adopted at once: 0.) */
+	int rc = vmmgr_start(&t->m, &t->spec, &err);
+	cr_assert(rc == 0 || rc == 1, "%d %s", rc, err.msg);
+	if (rc == 0) {
+		cr_assert(vmmgr_find(&t->m, t->spec.name)->adopted);
+		cr_assert_eq(vmmgr_start_fd(&t->m, t->spec.name), -1);
+		return;
+	}
+	cr_assert_geq(vmmgr_start_fd(&t->m, t->spec.name), 0);
+	cr_assert_eq(vmmgr_start(&t->m, &t->spec, &err), -EBUSY);
+	cr_assert_eq(vmmgr_add(&t->m, &t->spec, &err), -EBUSY);
+	cr_assert_eq(vmmgr_find(&t->m, t->spec.name), NULL);
+	cr_assert_eq(vmmgr_start_finish(&t->m, t->spec.name, false, &err), 0,
+		     "%s", err.msg);
+	cr_assert_eq(vmmgr_start_fd(&t->m, t->spec.name), -1);
+	cr_assert(vmmgr_find(&t->m, t->spec.name));
 }
 
 static char *console(struct t_vm *t)

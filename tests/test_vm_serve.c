@@ -171,9 +171,11 @@ static void wait_log(struct vs *t, const char *text, int ms)
 }
 
 /* The daemon's audit events named `event` for partition `part`, as the
- * API answers them; each one's detail (and reason) appended to out. */
-static int audit_count(struct vs *t, const char *event, const char *part,
-		       char *out, size_t cap)
+ * API answers them (oldest first); each one's detail (and reason)
+ * appended to out; the daemon's id of the first into *first (ids follow
+ * the order its agent emitted them in: one link, in sequence). */
+static int audit_query(struct vs *t, const char *event, const char *part,
+		       char *out, size_t cap, long *first)
 {
 	char path[200];
 	snprintf(path, sizeof(path), "/v1/audit?limit=1000&event=%s"
@@ -187,6 +189,9 @@ static int audit_count(struct vs *t, const char *event, const char *part,
 	json_array_foreach(items, i, it) {
 		const char *d = json_string_value(json_object_get(it, "detail"));
 		const char *re = json_string_value(json_object_get(it, "reason"));
+		long id = (long)json_integer_value(json_object_get(it, "id"));
+		if (first && id > 0 && (!*first || id < *first))
+			*first = id;
 		size_t n = out ? strlen(out) : 0;
 		if (out && n + 1 < cap)
 			snprintf(out + n, cap - n, "[%s|%s]", re ? re : "",
@@ -195,6 +200,20 @@ static int audit_count(struct vs *t, const char *event, const char *part,
 	int n = (int)json_array_size(items);
 	ac_free(&r);
 	return n;
+}
+
+static int audit_count(struct vs *t, const char *event, const char *part,
+		       char *out, size_t cap)
+{
+	return audit_query(t, event, part, out, cap, NULL);
+}
+
+/* The id of the first such event, or 0. */
+static long audit_first_id(struct vs *t, const char *event, const char *part)
+{
+	long first = 0;
+	audit_query(t, event, part, NULL, 0, &first);
+	return first;
 }
 
 struct audit_want {
@@ -302,9 +321,19 @@ Test(vm_serve, daemon_vm_channel_stop_adopt_destroy, .timeout = 600,
 	setup(&t, true);
 	free(t_write(t.conf, "pong.sh", pong_sh, strlen(pong_sh)));
 	free(t_write(t.conf, "app.conf", "role=pong\n", 10));
+	/* A thin partition the agent is sent right after the VM (the
+	 * daemon sends its VMs' commands first): it asks for a channel
+	 * nobody granted, so the agent's loop answers it NO_GRANT at once. */
+	call_ok(&t, "POST", "/v1/partitions", "{\"host\":\"h1\",\"backend\":"
+		"\"thin\",\"spec\":{\"name\":\"early\",\"image\":\"ping.elf\","
+		"\"memory\":\"8M\",\"cmdline\":\"count=1 chan=nochan\"}}", 201,
+		NULL);
+	/* ping starts as soon, beside the VM that is starting: it waits
+	 * for its peer (peer_wait) rather than a second. */
 	call_ok(&t, "POST", "/v1/partitions", "{\"host\":\"h1\",\"backend\":"
 		"\"thin\",\"spec\":{\"name\":\"ping\",\"image\":\"ping.elf\","
-		"\"memory\":\"8M\",\"cmdline\":\"count=1000\"}}", 201, NULL);
+		"\"memory\":\"8M\",\"cmdline\":\"count=1000 peer_wait=120\"}}",
+		201, NULL);
 	struct ac_resp r;
 	call_ok(&t, "POST", "/v1/partitions", "{\"host\":\"h1\",\"backend\":"
 		"\"libvirt\",\"spec\":{\"kind\":\"vm\",\"name\":\"vmpong\","
@@ -323,9 +352,28 @@ Test(vm_serve, daemon_vm_channel_stop_adopt_destroy, .timeout = 600,
 		201, NULL);
 	agent_up(&t);
 
-	/* The VM runs on the agent's word, and the thin partition and the
-	 * VM exchange ping's messages, every one checksummed both ways. */
+	/* The VM starts off the agent's loop: reported "starting", and
+	 * while libvirt starts it the loop answered the thin partition's
+	 * open (NO_GRANT) — after the start began, before it finished (the
+	 * order the agent emitted them in; a loop that blocked in libvirt
+	 * would answer it after vm_started). */
 	wait_state(&t, "vmpong", "running", 120000);
+	wait_audit(&t, "open_denied", "early", 1, 30000);
+	long begun = audit_first_id(&t, "vm_starting", "vmpong"),
+	     denied = audit_first_id(&t, "open_denied", "early"),
+	     started = audit_first_id(&t, "vm_started", "vmpong");
+	cr_assert(begun > 0 && begun < denied && denied < started,
+		  "vm_starting %ld, early's open_denied %ld, vm_started %ld",
+		  begun, denied, started);
+	char d[2048];
+	audit_count(&t, "partition_state", "vmpong", d, sizeof(d));
+	cr_assert(strstr(d, "-> starting") && strstr(d, "starting -> running"),
+		  "%s", d);
+	audit_count(&t, "open_denied", "early", d, sizeof(d));
+	cr_assert(strstr(d, "NO_GRANT"), "%s", d);
+
+	/* The thin partition and the VM exchange ping's messages, every
+	 * one checksummed both ways. */
 	char st[64], vmm[64];
 	part_state(&t, "vmpong", st, sizeof(st), vmm, sizeof(vmm));
 	cr_assert_str_eq(vmm, "vm");
@@ -367,7 +415,6 @@ Test(vm_serve, daemon_vm_channel_stop_adopt_destroy, .timeout = 600,
 	ac_free(&r);
 	wait_state(&t, "vmpong", "stopped", 60000);
 	cr_assert_eq(qemu_of(t.a->dir, "vmpong", q2, 4), 0);
-	char d[2048];
 	audit_count(&t, "partition_state", "vmpong", d, sizeof(d));
 	cr_assert(strstr(d, "running -> stopped (exit 0, killed)") ||
 		  strstr(d, "stop-requested -> stopped (exit 0, killed)"),
@@ -382,6 +429,37 @@ Test(vm_serve, daemon_vm_channel_stop_adopt_destroy, .timeout = 600,
 	wait_detail(&t, "partition_state", "vmpong", "-> stopped (exit 1, exit)",
 		    180000);
 	cr_assert_eq(qemu_of(t.a->dir, "vmpong", q2, 4), 0);
+
+	/* A stop asked while the VM starts is not lost: its start (begun
+	 * a moment before; libvirt takes a second or more) is cancelled
+	 * when libvirt returns — the domain destroyed, no QEMU left — and
+	 * the VM is reported stopped (killed), never running. */
+	int was_started = audit_count(&t, "vm_started", "vmpong", NULL, 0);
+	/* The agent stopped (SIGTERM) while the VM starts: it waits for
+	 * libvirt's create, destroys the domain, joins the thread and
+	 * exits — nothing of the VM left running. */
+	call_ok(&t, "POST", "/v1/partitions/vmpong/start", NULL, 200, NULL);
+	wait_state(&t, "vmpong", "starting", 60000);
+	fd_stop_agent(t.a);
+	l = fd_agent_log(t.a);
+	cr_assert(strstr(l, "VM vmpong: stopped while it started"), "%s", l);
+	free(l);
+	cr_assert_eq(qemu_of(t.a->dir, "vmpong", q2, 4), 0);
+	agent_up(&t);
+	wait_state(&t, "vmpong", "stopped", 60000);
+	int was_cancelled = audit_count(&t, "vm_start_cancelled", "vmpong",
+					NULL, 0);
+	call_ok(&t, "POST", "/v1/partitions/vmpong/start", NULL, 200, NULL);
+	call_ok(&t, "POST", "/v1/partitions/vmpong/stop", NULL, 200, NULL);
+	wait_audit(&t, "vm_start_cancelled", "vmpong", was_cancelled + 1,
+		   120000);
+	wait_state(&t, "vmpong", "stopped", 60000);
+	cr_assert_eq(qemu_of(t.a->dir, "vmpong", q2, 4), 0);
+	cr_assert_eq(audit_count(&t, "vm_started", "vmpong", NULL, 0),
+		     was_started);
+	audit_count(&t, "partition_state", "vmpong", d, sizeof(d));
+	cr_assert(!strstr(strstr(d, "-> stopped (exit 1, exit)"), "-> running"),
+		  "%s", d);
 
 	/* Destroy: refused while a grant names it; then 202, the agent
 	 * destroys it and the row goes with its report; nothing left of it

@@ -757,8 +757,8 @@ static const struct hostile hostile[] = {
 	  "command.spec_json: 65537 bytes, at most 65536"),
 	E(CMD, cmd_vm_measure, -EINVAL, "command.vm: a libvirt partition"),
 	E(STATUS, status_state, -EINVAL,
-	  "status.state: \"zombie\" is not created, running, paused, stopped "
-	  "or destroyed"),
+	  "status.state: \"zombie\" is not created, starting, running, "
+	  "paused, stopped or destroyed"),
 	E(STATUS, status_state_none, -EINVAL, "status.state: \"\" is not"),
 	E(STATUS, status_dev_state, -EINVAL,
 	  "status.devices[1].state: \"zombie\" is not a device state"),

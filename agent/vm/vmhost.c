@@ -445,8 +445,10 @@ static int boot_copies(const struct vmhost *vh, struct vm_spec *s,
 int vmhost_start(struct vmhost *vh, const struct vm_spec *spec,
 		 struct parley_err *err)
 {
-	static char xml[16384];
-	static struct vm_spec s;
+	/* Per call (41 KiB of stack): starts run on worker threads
+	 * (vmstart.h), several at once. */
+	char xml[16384];
+	struct vm_spec s;
 	char sock[PATH_MAX + 64], con[PATH_MAX + 64];
 	s = *spec;
 	if (!jv_name_valid(s.name, strlen(s.name), sizeof(s.name)))

@@ -749,14 +749,23 @@ void vmmgr_set_baselines(struct vmmgr *m, struct baseline_db *db)
 	m->db = db ? db : &m->own_db;
 }
 
+static void start_drop(struct vmmgr *m, struct vm_starting *st);
+
 void vmmgr_free(struct vmmgr *m)
 {
+	for (unsigned i = 0; i < VMMGR_MAX; i++)
+		if (m->starting[i].job) {
+			vmstart_cancel(m->starting[i].job);
+			start_drop(m, &m->starting[i]);
+		}
 	for (unsigned i = 0; i < m->nvm; i++) {
 		struct vm_part *v = &m->vm[i];
 		if (v->ctl >= 0)
 			close(v->ctl);
 		if (v->mon >= 0)
 			close(v->mon);
+		if (v->qemu_pidfd >= 0)
+			close(v->qemu_pidfd);
 		for (unsigned k = 0; k < VMMGR_CHANS; k++)
 			if (v->ch[k].used)
 				vc_release(v, &v->ch[k]);
@@ -773,78 +782,258 @@ struct vm_part *vmmgr_find(struct vmmgr *m, const char *name)
 	return NULL;
 }
 
-int vmmgr_add(struct vmmgr *m, const struct vm_spec *s, struct parley_err *err)
+static struct vm_starting *starting_named(const struct vmmgr *m,
+					  const char *name)
 {
-	if (m->nvm == VMMGR_MAX)
-		return perr(err, -ENOSPC, "more than %d VMs", VMMGR_MAX);
-	if (vmmgr_find(m, s->name))
-		return perr(err, -EEXIST, "VM %s twice", s->name);
+	for (unsigned i = 0; i < VMMGR_MAX; i++)
+		if (m->starting[i].job &&
+		    !strcmp(m->starting[i].job->spec.name, name))
+			return (struct vm_starting *)&m->starting[i];
+	return NULL;
+}
+
+/* A start that will not be finished: its thread joined, its domain (if
+ * the thread left one: it succeeded) destroyed, the entry freed. */
+static void start_drop(struct vmmgr *m, struct vm_starting *st)
+{
+	struct vmstart *j = st->job;
+	vmstart_join(j);
+	if (j->rc == 0) {
+		struct parley_err e2 = { 0 };
+		vmhost_destroy(&m->host, j->spec.name, &e2);
+	}
+	vmstart_free(j);
+	st->job = NULL;
+}
+
+/* A new slot for s, its domain running and its port connected (ctl, and
+ * mon or -1: both taken, closed on failure): a chanmgr endpoint. */
+static int take_on(struct vmmgr *m, const struct vm_spec *s,
+		   const uint8_t digest[][32], int ctl, int mon, bool adopted,
+		   struct parley_err *err)
+{
+	/* Hot-plug goes through the agent's own monitor and nothing else
+	 * (libvirt's waits without a limit): a VM without one is not taken
+	 * on (the caller destroys it). */
+	if (m->nvm == VMMGR_MAX || mon < 0) {
+		close(ctl);
+		if (mon >= 0)
+			close(mon);
+		return mon < 0
+			? perr(err, -ENOTCONN, "VM %s: the agent's monitor "
+			       "could not be opened", s->name)
+			: perr(err, -ENOSPC, "more than %d VMs", VMMGR_MAX);
+	}
 	struct vm_part *v = &m->vm[m->nvm];
 	memset(v, 0, sizeof(*v));
 	v->m = m;
 	v->spec = *s;
-	v->ctl = v->mon = -1;
+	v->ctl = ctl;
+	v->mon = -1;
 	vmctl_dec_init(&v->dec);
-	for (unsigned i = 0; i < s->ncfg; i++) {
-		int rc = file_sha256(s->cfg[i].path, v->cfg_digest[i]);
-		if (rc)
-			return perr(err, rc, "VM %s: config file %s: %s", s->name,
-				    s->cfg[i].path, strerror(-rc));
-	}
-	int r = vmhost_running(&m->host, s->name);
-	if (r < 0)
-		return perr(err, r, "VM %s: cannot ask libvirt", s->name);
+	memcpy(v->cfg_digest, digest, sizeof(v->cfg_digest));
 	if (getrandom(&v->next_handle, sizeof(v->next_handle), 0) !=
 	    (ssize_t)sizeof(v->next_handle))
 		v->next_handle = (uint32_t)now_ns();
 	v->next_handle &= 0xffffff; /* far from wrapping; unlike an earlier
 				     * agent's (a guest's stale handle) */
 	v->qemu_pidfd = -1;
-	if (r) {
+	ctl_take(v, ctl);
+	v->mon = mon;
+	if (adopted) {
 		v->adopted = true;
 		v->adopted_ns = now_ns();
-		emit(m, "vm_adopted", s->name, NULL, NULL, NULL, NULL);
-	} else {
-		int rc = vmhost_start(&m->host, s, err);
-		if (rc)
-			return rc;
-		emit(m, "vm_started", s->name, NULL, NULL, NULL, NULL);
+		find_stale(v); /* through the agent's own monitor */
 	}
-	int ctl = vmhost_ctl_connect(&m->host, s->name, 5000, err);
-	if (ctl < 0)
-		return ctl;
-	ctl_take(v, ctl);
-	/* The agent's own monitor: hot-plug goes through nothing else (a
-	 * VM without one, or whose monitor does not answer, is not one the
-	 * agent can drive: the caller destroys it). */
-	char mp[PATH_MAX + 64];
-	vmhost_mon_path(&m->host, s->name, mp, sizeof(mp));
-	v->mon = qmp_open(mp, v->adopted ? 1000 : 5000, err);
-	if (v->mon < 0) {
-		int rc = v->mon;
-		close(v->ctl);
-		v->ctl = -1;
-		if (v->qemu_pidfd >= 0)
-			close(v->qemu_pidfd);
-		v->qemu_pidfd = -1;
-		return perr(err, rc, "VM %s: the agent's monitor: %s", s->name,
-			    err->msg);
-	}
-	if (v->adopted)
-		find_stale(v);
 	snprintf(v->shell.name, sizeof(v->shell.name), "%s", s->name);
 	v->shell.state = PART_RUNNING;
 	v->shell.pidfd = v->shell.ctl = v->shell.mem_fd = -1;
 	int rc = chanmgr_add_ext(m->cm, &v->shell, &vm_ops, v);
 	if (rc) {
 		close(v->ctl);
-		close(v->mon);
+		if (v->mon >= 0)
+			close(v->mon);
 		if (v->qemu_pidfd >= 0)
 			close(v->qemu_pidfd);
+		v->ctl = v->mon = v->qemu_pidfd = -1;
 		return perr(err, rc, "VM %s: grant manager full", s->name);
 	}
 	m->nvm++;
 	return 0;
+}
+
+/* A new VM whose domain runs (an agent before us started it): taken on
+ * at once — its ports are there, nothing to wait for. */
+static int adopt(struct vmmgr *m, const struct vm_spec *s,
+		 const uint8_t digest[][32], struct parley_err *err)
+{
+	emit(m, "vm_adopted", s->name, NULL, NULL, NULL, NULL);
+	int ctl = vmhost_ctl_connect(&m->host, s->name, 5000, err);
+	int rc = ctl < 0 ? ctl : 0;
+	if (rc == 0) {
+		/* The agent's own monitor, which QEMU still listens on. */
+		char mp[PATH_MAX + 64];
+		struct parley_err me = { 0 };
+		vmhost_mon_path(&m->host, s->name, mp, sizeof(mp));
+		int mon = qmp_open(mp, 1000, &me);
+		if (mon < 0)
+			log_warn("VM %s: %s", s->name, me.msg);
+		rc = take_on(m, s, digest, ctl, mon < 0 ? -1 : mon, true, err);
+	}
+	if (rc) { /* ours, and nobody would answer it: it goes */
+		struct parley_err e2 = { 0 };
+		vmhost_destroy(&m->host, s->name, &e2);
+	}
+	return rc;
+}
+
+static int measure_cfg(const struct vm_spec *s, uint8_t digest[][32],
+		       struct parley_err *err)
+{
+	for (unsigned i = 0; i < s->ncfg; i++) {
+		int rc = file_sha256(s->cfg[i].path, digest[i]);
+		if (rc)
+			return perr(err, rc, "VM %s: config file %s: %s",
+				    s->name, s->cfg[i].path, strerror(-rc));
+	}
+	return 0;
+}
+
+int vmmgr_start(struct vmmgr *m, const struct vm_spec *s,
+		struct parley_err *err)
+{
+	if (starting_named(m, s->name))
+		return perr(err, -EBUSY, "VM %s is starting already", s->name);
+	struct vm_part *v = vmmgr_find(m, s->name);
+	if (v && !v->shell.finished)
+		return perr(err, -EEXIST, "VM %s runs already", s->name);
+	/* Room for it once every start in flight has its slot. */
+	unsigned want = m->nvm, k = VMMGR_MAX;
+	for (unsigned i = 0; i < VMMGR_MAX; i++) {
+		if (!m->starting[i].job)
+			k = k == VMMGR_MAX ? i : k;
+		else
+			want += m->starting[i].slot < 0;
+	}
+	if ((!v && want >= VMMGR_MAX) || k == VMMGR_MAX)
+		return perr(err, -ENOSPC, "more than %d VMs", VMMGR_MAX);
+	uint8_t digest[VMHOST_CFG_MAX][32] = { { 0 } };
+	int rc = measure_cfg(s, digest, err);
+	if (rc)
+		return rc;
+	if (!v) {
+		int r = vmhost_running(&m->host, s->name);
+		if (r < 0)
+			return perr(err, r, "VM %s: cannot ask libvirt", s->name);
+		if (r)
+			return adopt(m, s, digest, err);
+	}
+	struct vm_starting *st = &m->starting[k];
+	rc = vmstart_begin(&st->job, &m->host, s, err);
+	if (rc)
+		return rc;
+	st->slot = v ? (int)(v - m->vm) : -1;
+	memcpy(st->cfg_digest, digest, sizeof(digest));
+	emit(m, "vm_starting", s->name, NULL, NULL, NULL, NULL);
+	return 1;
+}
+
+int vmmgr_start_fd(const struct vmmgr *m, const char *name)
+{
+	const struct vm_starting *st = starting_named(m, name);
+	return st ? vmstart_fd(st->job) : -1;
+}
+
+bool vmmgr_start_done(const struct vmmgr *m, const char *name)
+{
+	const struct vm_starting *st = starting_named(m, name);
+	return st && vmstart_done(st->job);
+}
+
+/* Stopped VM i's slot taken by its new start: the same chanmgr endpoint,
+ * a new measurement (the old quarantine goes with it). */
+static void restarted(struct vm_part *v, const struct vm_spec *s,
+		      const uint8_t digest[][32], int ctl, int mon)
+{
+	v->spec = *s;
+	memcpy(v->cfg_digest, digest, sizeof(v->cfg_digest));
+	ctl_take(v, ctl);
+	v->mon = mon;
+	/* the old QEMU's verdicts, devices and slots went with it */
+	v->fault = 0;
+	v->fault_detail[0] = 0;
+	v->digest_audits = 0;
+	v->nstale = 0;
+	v->slots_used = 0;
+	v->adopted_ns = 0;
+	v->adopted = v->late = false;
+	vmctl_dec_init(&v->dec);
+	v->shell.finished = false;
+	v->shell.state = PART_RUNNING;
+	memset(&v->shell.fin, 0, sizeof(v->shell.fin));
+	struct cm_part *cp = v->shell.owner; /* chanmgr's record of it */
+	if (cp)
+		cp->quarantined = false;
+}
+
+int vmmgr_start_finish(struct vmmgr *m, const char *name, bool cancel,
+		       struct parley_err *err)
+{
+	struct vm_starting *st = starting_named(m, name);
+	if (!st)
+		return perr(err, -ENOENT, "VM %s is not starting", name);
+	struct vmstart *j = st->job;
+	if (cancel) {
+		vmstart_cancel(j);
+		start_drop(m, st); /* (a job done before it saw the cancel:
+				    * its domain destroyed here) */
+		emit(m, "vm_start_cancelled", name, NULL, NULL, NULL,
+		     "stopped while it started: its domain destroyed");
+		return perr(err, -ECANCELED, "VM %s: stopped while it "
+			    "started", name);
+	}
+	vmstart_join(j);
+	int rc = j->rc;
+	if (rc) {
+		*err = j->err;
+		vmstart_free(j);
+		st->job = NULL;
+		return rc;
+	}
+	if (j->mon < 0)
+		log_warn("VM %s: %s", name, j->mon_err.msg);
+	int ctl = j->ctl, mon = j->mon;
+	j->ctl = j->mon = -1; /* ours now */
+	if (st->slot >= 0 && mon < 0) {
+		close(ctl);
+		j->rc = 0; /* its domain runs: start_drop destroys it */
+		start_drop(m, st);
+		return perr(err, -ENOTCONN, "VM %s: the agent's monitor could "
+			    "not be opened", name);
+	} else if (st->slot >= 0) {
+		restarted(&m->vm[st->slot], &j->spec, st->cfg_digest, ctl, mon);
+	} else if ((rc = take_on(m, &j->spec, st->cfg_digest, ctl, mon, false,
+				 err))) {
+		j->rc = 0; /* its domain runs: start_drop destroys it */
+		start_drop(m, st);
+		return rc;
+	}
+	log_info("VM %s started in %.1f s (off the loop)", name,
+		 (double)(j->ended_ns - j->begun_ns) / 1e9);
+	emit(m, "vm_started", name, NULL, NULL, NULL, NULL);
+	vmstart_free(j);
+	st->job = NULL;
+	return 0;
+}
+
+int vmmgr_add(struct vmmgr *m, const struct vm_spec *s, struct parley_err *err)
+{
+	if (vmmgr_find(m, s->name))
+		return perr(err, -EEXIST, "VM %s twice", s->name);
+	int rc = vmmgr_start(m, s, err);
+	if (rc == 1)
+		rc = vmmgr_start_finish(m, s->name, false, err);
+	return rc < 0 ? rc : 0;
 }
 
 unsigned vmmgr_fds(const struct vmmgr *m, unsigned i, int *fds, unsigned cap)
@@ -1051,9 +1240,10 @@ static bool stale_gone(struct vmmgr *m, struct vm_part *v)
 	return v->nstale != before;
 }
 
+/* Ours: taken on, or being started (never destroyed under its start). */
 static bool keep(const char *name, void *ctx)
 {
-	return vmmgr_find(ctx, name) != NULL;
+	return vmmgr_find(ctx, name) || starting_named(ctx, name);
 }
 
 int vmmgr_reconcile(struct vmmgr *m, unsigned *adopted, unsigned *destroyed,
@@ -1355,50 +1545,10 @@ int vmmgr_restart(struct vmmgr *m, unsigned i, const struct vm_spec *s,
 	if (!v->shell.finished || strcmp(v->spec.name, s->name))
 		return perr(err, -EBUSY, "VM %s is not a stopped VM here",
 			    s->name);
-	uint8_t digest[VMHOST_CFG_MAX][32];
-	for (unsigned k = 0; k < s->ncfg; k++) {
-		int rc = file_sha256(s->cfg[k].path, digest[k]);
-		if (rc)
-			return perr(err, rc, "VM %s: config file %s: %s",
-				    s->name, s->cfg[k].path, strerror(-rc));
-	}
-	int rc = vmhost_start(&m->host, s, err);
-	if (rc)
-		return rc;
-	emit(m, "vm_started", s->name, NULL, NULL, NULL, NULL);
-	int ctl = vmhost_ctl_connect(&m->host, s->name, 5000, err);
-	char mp[PATH_MAX + 64];
-	vmhost_mon_path(&m->host, s->name, mp, sizeof(mp));
-	int mon = ctl < 0 ? -1 : qmp_open(mp, 5000, err);
-	if (ctl < 0 || mon < 0) {
-		struct parley_err e2 = { 0 };
-		if (ctl >= 0)
-			close(ctl);
-		vmhost_destroy(&m->host, s->name, &e2);
-		return ctl < 0 ? ctl : mon;
-	}
-	/* The same slot, so the same endpoint for chanmgr (it finds
-	 * endpoints by name: a second one would shadow it). A new start
-	 * is a new measurement: the quarantine of the old one goes; so do
-	 * the old QEMU's devices and slots. */
-	v->spec = *s;
-	memcpy(v->cfg_digest, digest, sizeof(digest));
-	ctl_take(v, ctl);
-	v->mon = mon;
-	v->fault = 0;
-	v->digest_audits = 0;
-	v->fault_detail[0] = 0;
-	v->nstale = 0;
-	v->slots_used = 0;
-	v->adopted = v->late = false;
-	vmctl_dec_init(&v->dec);
-	v->shell.finished = false;
-	v->shell.state = PART_RUNNING;
-	memset(&v->shell.fin, 0, sizeof(v->shell.fin));
-	struct cm_part *cp = v->shell.owner; /* chanmgr's record of it */
-	if (cp)
-		cp->quarantined = false;
-	return 0;
+	int rc = vmmgr_start(m, s, err);
+	if (rc == 1)
+		rc = vmmgr_start_finish(m, s->name, false, err);
+	return rc < 0 ? rc : 0;
 }
 
 int vmmgr_serve(struct vmmgr *m, unsigned i)

@@ -44,6 +44,7 @@
 #include "agent/partition.h"
 #include "agent/vm/vmctl.h"
 #include "agent/vm/vmhost.h"
+#include "agent/vm/vmstart.h"
 
 #define VMMGR_MAX 8
 #define VMMGR_CHANS 8
@@ -142,6 +143,15 @@ struct vm_part {
 	uint8_t out[sizeof(struct parley_vmctl_hdr) + PARLEY_VMCTL_PAYLOAD_MAX];
 };
 
+/* A VM whose domain is being started off the loop (vmstart.h): not a
+ * vm_part (nor a chanmgr endpoint) until vmmgr_start_finish. */
+struct vm_starting {
+	struct vmstart *job;        /* NULL: a free entry */
+	int slot;                   /* the stopped VM's slot it starts again
+				     * (vmmgr_restart), or -1: a new one */
+	uint8_t cfg_digest[VMHOST_CFG_MAX][32]; /* measured as it began */
+};
+
 struct vmmgr {
 	struct vmhost host;
 	struct chanmgr *cm;         /* the agent's grant manager */
@@ -158,10 +168,14 @@ struct vmmgr {
 				     * trip, as the agent sees it (benches) */
 	uint64_t turns;             /* how many turn_ns_last were taken */
 	int nonce;                  /* in this agent's device ids (qid) */
+	struct vm_starting starting[VMMGR_MAX];
 };
 
 int vmmgr_init(struct vmmgr *m, const char *state_dir, const char *uri,
 	       struct chanmgr *cm, struct audit *audit, struct parley_err *err);
+/* Starts still in flight are cancelled (their threads joined, their
+ * domains destroyed: nobody would finish them); running VMs are left
+ * running (the next agent adopts them). */
 void vmmgr_free(struct vmmgr *m);
 
 /* Keep guest-reported digests in db (parley-agent's --baselines file, its
@@ -170,8 +184,38 @@ void vmmgr_set_baselines(struct vmmgr *m, struct baseline_db *db);
 
 /* Take on a VM: measure its config files (the baseline), adopt its domain
  * if it runs (an agent before us started it) or start it, connect to its
- * control port, and make it a chanmgr endpoint. */
+ * control port, and make it a chanmgr endpoint. Waits for the start
+ * (vmmgr_start, then vmmgr_start_finish): `parley-agent run` and tests. */
 int vmmgr_add(struct vmmgr *m, const struct vm_spec *s, struct parley_err *err);
+
+/* The same without waiting (serve's loop): s's config files measured;
+ * a new VM whose domain runs is adopted at once (0: done, a vm_part);
+ * otherwise — a new VM, or a stopped one's slot (the same name) started
+ * again — its domain is started on a thread of its own (vmstart.h;
+ * audited `vm_starting`) and 1 returned: vmmgr_start_fd becomes readable
+ * when it is done, then vmmgr_start_finish. -EBUSY if s->name is
+ * starting already, -EEXIST if it runs here, -ENOSPC when full. */
+int vmmgr_start(struct vmmgr *m, const struct vm_spec *s,
+		struct parley_err *err);
+
+/* name's start in flight: the descriptor readable once its thread is done
+ * (an eventfd, vmmgr's: watch, never close), or -1 when none is. */
+int vmmgr_start_fd(const struct vmmgr *m, const char *name);
+
+/* Has name's start finished (vmmgr_start_finish will not wait)? False
+ * when none is in flight. */
+bool vmmgr_start_done(const struct vmmgr *m, const char *name);
+
+/* Finish name's start on the loop, waiting for its thread if it is not
+ * done: 0 — connected to its control port and its own QMP monitor, a
+ * chanmgr endpoint (a new slot, or its old one again: the same endpoint,
+ * its quarantine ended), audited `vm_started`; -errno — it failed, err
+ * says why, no domain left. cancel (stopped or destroyed while it
+ * started, the agent stopping): the domain is destroyed as soon as
+ * libvirt's create returns, -ECANCELED, audited `vm_start_cancelled`.
+ * -ENOENT: no start of name in flight. */
+int vmmgr_start_finish(struct vmmgr *m, const char *name, bool cancel,
+		       struct parley_err *err);
 
 /* Start-up reconciliation: owned domains without a spec here are
  * destroyed (call after every vmmgr_add). */
@@ -199,7 +243,8 @@ int vmmgr_stop(struct vmmgr *m, unsigned i, uint32_t reason,
 /* Start stopped VM i again from s (the same name; serve's START, or a
  * CREATE of a name destroyed before): re-measured, started, its port
  * connected, in the same slot — the same chanmgr endpoint, whose
- * quarantine ends with the new start. */
+ * quarantine ends with the new start. Waits (vmmgr_start, then
+ * vmmgr_start_finish). */
 int vmmgr_restart(struct vmmgr *m, unsigned i, const struct vm_spec *s,
 		  struct parley_err *err);
 

@@ -222,10 +222,38 @@ static int open_mgr(struct vmserve *vs, struct parley_err *err)
 	return rc;
 }
 
+/* It runs (adopted, or its start finished): served from now on. */
+static void running(struct vmserve *vs, struct vmserve_vm *r)
+{
+	r->running = true;
+	memset(&r->con, 0, sizeof(r->con));
+	r->con.rc = -1;
+	events_on(vs, r);
+	log_info("VM %s running", r->name);
+	status(vs, r->name, "running", NULL, 0);
+}
+
+/* The files the VM manager hashed for itself must be the ones admitted
+ * (a file changed in between is refused too): -EBADMSG, the VM stopped. */
+static int same_files(struct vmserve *vs, struct vmserve_vm *r,
+		      struct parley_err *err)
+{
+	struct vm_part *v = vmmgr_find(&vs->m, r->name);
+	for (unsigned i = 0; v && i < r->nadmitted; i++)
+		if (memcmp(v->cfg_digest[i], r->admitted[i], 32)) {
+			int rc = perr(err, -EBADMSG, "VM %s: config file %s "
+				      "changed while it started", r->name,
+				      v->spec.cfg[i].name);
+			vmmgr_stop(&vs->m, (unsigned)(v - vs->m.vm),
+				   VMX_STOP_KILLED, err->msg);
+			return rc;
+		}
+	return 0;
+}
+
 /* The key configuration files measured (to the daemon, against the
- * bundle's baseline), then the VM started or adopted. -EBADMSG: the
- * baseline refused it. The files the VM manager hashed for itself must be
- * the ones admitted (a file changed in between is refused too). */
+ * bundle's baseline), then the VM adopted (0: it runs) or its start begun
+ * (1: in flight, off the loop). -EBADMSG: the baseline refused it. */
 static int start_vm(struct vmserve *vs, struct vmserve_vm *r,
 		    const struct vm_spec *s, struct parley_err *err)
 {
@@ -241,36 +269,44 @@ static int start_vm(struct vmserve *vs, struct vmserve_vm *r,
 		rc = measure_host_files(&ms, names, paths, s->ncfg, err);
 	if (rc == 0 && vs->ops.admit)
 		rc = vs->ops.admit(vs->ops.ctx, r->name, &ms, err);
-	struct vm_part *v = rc == 0 ? vmmgr_find(&vs->m, r->name) : NULL;
-	if (rc == 0 && v) {
-		rc = vmmgr_restart(&vs->m, (unsigned)(v - vs->m.vm), s, err);
-	} else if (rc == 0) {
-		rc = vmmgr_add(&vs->m, s, err);
-		if (rc) { /* it may have started before the failure */
-			struct parley_err e2 = { 0 };
-			vmhost_destroy(&vs->m.host, r->name, &e2);
-		}
-		v = rc == 0 ? vmmgr_find(&vs->m, r->name) : NULL;
+	r->nadmitted = 0;
+	for (unsigned i = 0; rc == 0 && i < s->ncfg && i < VMHOST_CFG_MAX;
+	     i++) {
+		memcpy(r->admitted[i], ms.file[i].digest, 32);
+		r->nadmitted = i + 1;
 	}
-	for (unsigned i = 0; rc == 0 && i < s->ncfg; i++)
-		if (memcmp(v->cfg_digest[i], ms.file[i].digest, 32)) {
-			rc = perr(err, -EBADMSG, "VM %s: config file %s "
-				  "changed while it started", r->name,
-				  s->cfg[i].name);
-			vmmgr_stop(&vs->m, (unsigned)(v - vs->m.vm),
-				   VMX_STOP_KILLED, err->msg);
-		}
 	measure_free(&ms);
-	if (rc)
-		return rc;
-	r->running = true;
-	memset(&r->con, 0, sizeof(r->con));
-	r->con.rc = -1;
-	events_on(vs, r);
-	return 0;
+	if (rc == 0)
+		rc = vmmgr_start(&vs->m, s, err);
+	if (rc == 0) /* adopted: the same files? */
+		rc = same_files(vs, r, err);
+	return rc;
 }
 
-/* Start from the kept spec, reported either way. */
+static void start_finish(struct vmserve *vs, struct vmserve_vm *r);
+
+static void on_start_done(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct vmserve_vm *r = arg;
+	start_finish(r->vs, r);
+}
+
+static void start_failed(struct vmserve *vs, struct vmserve_vm *r, int rc,
+			 bool parsed, const struct parley_err *err)
+{
+	const char *why = !parsed ? "create-failed"
+			  : rc == -EBADMSG ? "baseline-refused"
+			  : "start-failed";
+	log_error("VM %s: %s", r->name, perr_msg(err));
+	emit(vs, parsed ? "vm_start_failed" : "spec_refused", r->name, why,
+	     perr_msg(err));
+	status(vs, r->name, "stopped", why, 0);
+}
+
+/* Start from the kept spec, reported either way ("starting" while its
+ * domain starts off the loop; start_finish reports the rest). */
 static void start_reported(struct vmserve *vs, struct vmserve_vm *r)
 {
 	struct parley_err err = { 0 };
@@ -282,21 +318,66 @@ static void start_reported(struct vmserve *vs, struct vmserve_vm *r)
 		rc = start_vm(vs, r, s, &err);
 	free(s);
 	if (rc == 0) {
-		log_info("VM %s running", r->name);
-		status(vs, r->name, "running", NULL, 0);
+		running(vs, r);
 		return;
 	}
-	const char *why = !parsed ? "create-failed"
-			  : rc == -EBADMSG ? "baseline-refused"
-			  : "start-failed";
-	log_error("VM %s: %s", r->name, perr_msg(&err));
-	emit(vs, parsed ? "vm_start_failed" : "spec_refused", r->name, why,
-	     perr_msg(&err));
-	status(vs, r->name, "stopped", why, 0);
+	if (rc < 0) {
+		start_failed(vs, r, rc, parsed, &err);
+		return;
+	}
+	r->starting = true;
+	r->then = VMS_THEN_RUN;
+	int fd = vmmgr_start_fd(&vs->m, r->name);
+	r->start_ev = event_new(vs->base, fd, EV_READ, on_start_done, r);
+	if (!r->start_ev || event_add(r->start_ev, NULL) < 0) {
+		if (r->start_ev)
+			event_free(r->start_ev);
+		r->start_ev = NULL;
+		log_error("VM %s: no event for its start (the tick finishes "
+			  "it)", r->name);
+	}
+	log_info("VM %s starting", r->name);
+	status(vs, r->name, "starting", NULL, 0);
+}
+
+static void destroy(struct vmserve *vs, struct vmserve_vm *r);
+
+/* Its start returned (or is cut short: the agent stops): running, or
+ * failed as any start fails, or — stopped or destroyed meanwhile —
+ * cancelled, its domain destroyed, and the stop or destroy done. */
+static void start_finish(struct vmserve *vs, struct vmserve_vm *r)
+{
+	if (r->start_ev)
+		event_free(r->start_ev);
+	r->start_ev = NULL;
+	r->starting = false;
+	struct parley_err err = { 0 };
+	bool cancel = r->then != VMS_THEN_RUN;
+	int rc = vmmgr_start_finish(&vs->m, r->name, cancel, &err);
+	if (rc == 0)
+		rc = same_files(vs, r, &err);
+	if (rc == 0) {
+		running(vs, r);
+	} else if (r->then == VMS_THEN_DESTROY) {
+		destroy(vs, r);
+	} else if (r->then == VMS_THEN_STOP) {
+		log_info("%s", perr_msg(&err));
+		status(vs, r->name, "stopped", vmx_stop_name(VMX_STOP_KILLED),
+		       0);
+	} else {
+		start_failed(vs, r, rc, true, &err);
+	}
 }
 
 static void stop_vm(struct vmserve *vs, struct vmserve_vm *r)
 {
+	if (r->starting) { /* done when its start returns */
+		if (r->then == VMS_THEN_RUN)
+			r->then = VMS_THEN_STOP;
+		log_info("VM %s: stop asked while it starts: its start is "
+			 "cancelled when libvirt returns", r->name);
+		return;
+	}
 	int slot = slot_of(vs, r);
 	if (!r->running || slot < 0) {
 		status(vs, r->name, "stopped", NULL, 0);
@@ -353,6 +434,12 @@ static void create(struct vmserve *vs, const Parley__V1__PartitionCommand *c)
 
 static void destroy(struct vmserve *vs, struct vmserve_vm *r)
 {
+	if (r->starting) { /* done when its start returns */
+		r->then = VMS_THEN_DESTROY;
+		log_info("VM %s: destroy asked while it starts: done when "
+			 "libvirt returns", r->name);
+		return;
+	}
 	int slot = slot_of(vs, r);
 	if (r->running && slot >= 0 &&
 	    vmmgr_stop(&vs->m, (unsigned)slot, VMX_STOP_KILLED,
@@ -395,16 +482,17 @@ int vmserve_command(struct vmserve *vs, const Parley__V1__PartitionCommand *c)
 			return 0; /* thin (or no spec at all: thin's parser
 				   * says what is wrong with it) */
 		if (r) /* a repeat after a reconnect: where it stands */
-			status(vs, r->name, r->running ? "running" : "stopped",
-			       NULL, 0);
+			status(vs, r->name, r->running ? "running"
+			       : r->starting ? "starting" : "stopped", NULL, 0);
 		else
 			create(vs, c);
 		return 1;
 	case ACTION(START):
 		if (!r)
 			return unknown(vs, c, "stopped");
-		if (r->running)
-			status(vs, r->name, "running", NULL, 0);
+		if (r->running || r->starting) /* one start at a time */
+			status(vs, r->name, r->running ? "running"
+			       : "starting", NULL, 0);
 		else
 			start_reported(vs, r);
 		return 1;
@@ -538,6 +626,10 @@ void vmserve_tick(struct vmserve *vs)
 {
 	for (unsigned i = 0; vs->on && i < VMMGR_MAX; i++) {
 		struct vmserve_vm *r = &vs->vm[i];
+		/* (a start without its event: finished here) */
+		if (r->used && r->starting && !r->start_ev &&
+		    vmmgr_start_done(&vs->m, r->name))
+			start_finish(vs, r);
 		if (!r->used || !r->running)
 			continue;
 		serve_one(r);
@@ -548,15 +640,27 @@ void vmserve_tick(struct vmserve *vs)
 
 void vmserve_stop_all(struct vmserve *vs)
 {
-	for (unsigned i = 0; i < VMMGR_MAX; i++)
-		if (vs->vm[i].used && vs->vm[i].running)
-			stop_vm(vs, &vs->vm[i]);
+	for (unsigned i = 0; i < VMMGR_MAX; i++) {
+		struct vmserve_vm *r = &vs->vm[i];
+		if (r->used && r->starting) {
+			/* cancelled; waits for libvirt's create */
+			if (r->then == VMS_THEN_RUN)
+				r->then = VMS_THEN_STOP;
+			start_finish(vs, r);
+		}
+		if (r->used && r->running)
+			stop_vm(vs, r);
+	}
 }
 
 void vmserve_free(struct vmserve *vs)
 {
 	for (unsigned i = 0; i < VMMGR_MAX; i++) {
 		events_off(&vs->vm[i]);
+		/* (a start still in flight: vmmgr_free cancels it) */
+		if (vs->vm[i].start_ev)
+			event_free(vs->vm[i].start_ev);
+		vs->vm[i].start_ev = NULL;
 		free(vs->vm[i].spec_json);
 		vs->vm[i].spec_json = NULL;
 	}

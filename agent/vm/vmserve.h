@@ -9,7 +9,7 @@
  * files before it starts (the measurement goes to the daemon either way,
  * which enrols the first). START, STOP and DESTROY name a VM the same way
  * they name a thin partition; each change is reported as PartitionStatus
- * with backend "vm": created, running, stopped (reason: killed — the
+ * with backend "vm": created, starting, running, stopped (reason: killed — the
  * daemon's stop —, exit, revoked-access, vmm-protocol, create-failed,
  * baseline-refused, start-failed, not-running), destroyed.
  *
@@ -22,6 +22,11 @@
  * Everything runs on serve's libevent loop: each VM's control port and
  * the doorbells of its waits are events; the tick serves every VM (unplugs
  * that complete, a port that closed) and streams consoles as `NAME| line`.
+ * Except a VM's start: libvirt's create and the wait for QEMU's ports run
+ * on a thread of the VM manager's (vmstart.h) — the VM reported
+ * "starting" meanwhile — and the loop finishes it when the thread is done
+ * (an event on its eventfd), so thin partitions, the daemon link and
+ * other VMs are answered while a VM starts.
  */
 #ifndef PARLEY_AGENT_VM_VMSERVE_H
 #define PARLEY_AGENT_VM_VMSERVE_H
@@ -59,6 +64,18 @@ struct vmserve_vm {
 	char name[48];
 	char *spec_json;            /* the daemon's, as kept on disk */
 	bool running;
+	/* Its domain being started off the loop (vmmgr_start): reported
+	 * "starting"; start_ev on the start's eventfd. A STOP or DESTROY
+	 * meanwhile is kept in `then` and done when the start returns (the
+	 * start cancelled: its domain destroyed); a START or CREATE again is
+	 * answered "starting". */
+	bool starting;
+	struct event *start_ev;
+	enum { VMS_THEN_RUN, VMS_THEN_STOP, VMS_THEN_DESTROY } then;
+	/* The config files' digests admitted against the bundle's baseline:
+	 * the ones the VM manager measured must be these. */
+	unsigned nadmitted;
+	uint8_t admitted[VMHOST_CFG_MAX][32];
 	struct vmrun_con con;
 	struct event *ev[VMSERVE_FDS];
 	int evfd[VMSERVE_FDS];      /* our own dups of what the events watch */
@@ -99,7 +116,10 @@ int vmserve_command(struct vmserve *vs, const Parley__V1__PartitionCommand *c);
 void vmserve_tick(struct vmserve *vs);
 
 /* SIGTERM: every running VM stopped (reported), as serve stops its thin
- * partitions; their specs stay (a restart reports them stopped). */
+ * partitions; their specs stay (a restart reports them stopped). A VM
+ * still starting is cancelled: this waits for libvirt's create to return
+ * (its thread joined), then its domain is destroyed, reported stopped
+ * (killed). */
 void vmserve_stop_all(struct vmserve *vs);
 
 void vmserve_free(struct vmserve *vs);

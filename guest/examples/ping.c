@@ -3,7 +3,9 @@
  * every reply pong sends back. Exit 0 when all came back intact.
  * window=0 sends nothing and waits (an idle partition, for benchmarks). With
  * report=N it says "ping: K ok" after every N replies (K checked so far):
- * a counter that keeps rising while the agent is replaced beneath it. */
+ * a counter that keeps rising while the agent is replaced beneath it.
+ * peer_wait=S: wait up to S seconds for the peer to come up (default 1; a
+ * Linux VM its agent is still starting takes seconds: pingpong.h). */
 #include "pingpong.h"
 
 #define SALT_PING PP_SALT_PING
