@@ -263,6 +263,34 @@ Test(vm_chan, ungranted_then_tampered_config, .timeout = 240, .fini = t_vm_fini)
 		   "parley-chan open pingpong\n"
 		   "parley-chan open pingpong\n"
 		   "echo SCRIPT-END\n", "mode=calm\n");
+	/* First, a config file changed between the agent's measurement and
+	 * the copy QEMU boots from (the start's thread copies the 14 MB
+	 * kernel and the initramfs first; the change lands meanwhile): the
+	 * start is refused when it ends, the domain destroyed. */
+	struct parley_err err = { 0 };
+	cr_assert_eq(vmmgr_init(&t.m, t.f.dir, NULL, &t.f.cm, &t.f.audit,
+				&err), 0, "%s", err.msg);
+	cr_assert_eq(vmmgr_start(&t.m, &t.spec, &err), 1, "%s", err.msg);
+	FILE *cf = fopen(t.spec.cfg[1].path, "a");
+	cr_assert(cf);
+	fputs("mode=evil\n", cf);
+	fclose(cf);
+	while (!vmmgr_start_done(&t.m, "guest"))
+		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+	cr_assert_eq(vmmgr_start_finish(&t.m, "guest", false, &err), -EBADMSG,
+		     "%s", err.msg);
+	cr_assert(strstr(err.msg, "app.conf changed while it started"), "%s",
+		  err.msg);
+	AUDIT_HAS(&t, "\"event\":\"vm_start_refused\",\"partition\":"
+		      "\"guest\",\"reason\":\"INTEGRITY\",\"file\":\"app.conf\"");
+	cr_assert_eq(vmhost_running(&t.m.host, "guest"), 0);
+	cr_assert_null(vmmgr_find(&t.m, "guest"));
+	vmmgr_free(&t.m);
+	cf = fopen(t.spec.cfg[1].path, "w");
+	cr_assert(cf);
+	fputs("mode=calm\n", cf);
+	fclose(cf);
+	/* Then the VM as measured. */
 	t.on_event = tamper_after_first;
 	t_vm_start(&t);
 	serve_until(&t, "SCRIPT-END", 180);

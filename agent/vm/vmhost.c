@@ -442,6 +442,16 @@ static int boot_copies(const struct vmhost *vh, struct vm_spec *s,
 	return 0;
 }
 
+void vmhost_boot_cfg_path(const struct vmhost *vh, const struct vm_spec *s,
+			  unsigned i, char *out, size_t cap)
+{
+	if (vh->qemu_gid == (gid_t)-1)
+		snprintf(out, cap, "%s", s->cfg[i].path);
+	else
+		snprintf(out, cap, "%s/%s.boot/cfg-%s", vh->dir, s->name,
+			 s->cfg[i].name);
+}
+
 int vmhost_start(struct vmhost *vh, const struct vm_spec *spec,
 		 struct parley_err *err)
 {

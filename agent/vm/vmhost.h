@@ -84,6 +84,14 @@ void vmhost_close(struct vmhost *vh);
 int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 	       size_t cap, struct parley_err *err);
 
+/* The file QEMU serves as VM s's config file i: its copy in
+ * STATE/vm/NAME.boot when QEMU runs as another user (vmhost_start makes
+ * it), else the spec's own path. What the VM boots with is measured
+ * there: the spec's file may change between the agent's measurement and
+ * the copy. */
+void vmhost_boot_cfg_path(const struct vmhost *vh, const struct vm_spec *s,
+			  unsigned i, char *out, size_t cap);
+
 /* Start s as a transient domain (gone once it stops: nothing to clean in
  * libvirt's definitions). */
 int vmhost_start(struct vmhost *vh, const struct vm_spec *s,

@@ -976,9 +976,12 @@ static void restarted(struct vm_part *v, const struct vm_spec *s,
 		cp->quarantined = false;
 }
 
-int vmmgr_start_finish(struct vmmgr *m, const char *name, bool cancel,
+int vmmgr_start_finish(struct vmmgr *m, const char *name_in, bool cancel,
 		       struct parley_err *err)
 {
+	/* A copy: the caller's name may be the job's own, freed below. */
+	char name[sizeof(((struct vm_spec *)0)->name)];
+	snprintf(name, sizeof(name), "%s", name_in);
 	struct vm_starting *st = starting_named(m, name);
 	if (!st)
 		return perr(err, -ENOENT, "VM %s is not starting", name);
@@ -1002,6 +1005,30 @@ int vmmgr_start_finish(struct vmmgr *m, const char *name, bool cancel,
 	}
 	if (j->mon < 0)
 		log_warn("VM %s: %s", name, j->mon_err.msg);
+	/* What it booted with is what was measured: the copies QEMU serves
+	 * hashed again (a config file changed between the measurement and
+	 * the copy would otherwise run unseen, and a later re-measurement
+	 * of the spec's file could even match again). */
+	for (unsigned i = 0; i < j->spec.ncfg; i++) {
+		char cp[PATH_MAX + 128];
+		uint8_t d[32];
+		vmhost_boot_cfg_path(&m->host, &j->spec, i, cp, sizeof(cp));
+		if (file_sha256(cp, d) == 0 && !memcmp(d, st->cfg_digest[i], 32))
+			continue;
+		char file[sizeof(j->spec.cfg[i].name)];
+		snprintf(file, sizeof(file), "%s", j->spec.cfg[i].name);
+		if (j->ctl >= 0)
+			close(j->ctl);
+		if (j->mon >= 0)
+			close(j->mon);
+		j->ctl = j->mon = -1;
+		start_drop(m, st); /* its domain destroyed, j freed */
+		emit(m, "vm_start_refused", name, NULL, "INTEGRITY", file,
+		     "config file changed while the VM started: what it "
+		     "would boot with is not what was measured");
+		return perr(err, -EBADMSG, "VM %s: config file %s changed "
+			    "while it started", name, file);
+	}
 	int ctl = j->ctl, mon = j->mon;
 	j->ctl = j->mon = -1; /* ours now */
 	if (st->slot >= 0 && mon < 0) {
