@@ -739,6 +739,10 @@ int vmmgr_add(struct vmmgr *m, const struct vm_spec *s, struct parley_err *err)
 	struct parley_err me = { 0 };
 	vmhost_mon_path(&m->host, s->name, mp, sizeof(mp));
 	v->mon = qmp_open(mp, v->adopted ? 0 : 5000, &me);
+	if (v->mon >= 0 && vmhost_mon_check(&m->host, s->name, v->mon, &me)) {
+		close(v->mon);  /* not the VM's QEMU behind it */
+		v->mon = -1;
+	}
 	if (v->mon < 0)
 		log_warn("VM %s: %s: hot-plug through libvirt's monitor",
 			 s->name, me.msg);
