@@ -428,6 +428,21 @@ Test(vm_agent, qemu_uids_one_per_vm_recorded_and_checked, .timeout = 60)
 	cr_assert_eq(vmhost_vm_uid(&vh, "two", true, &u3, &err), 0, "%s",
 		     perr_msg(&err));
 	cr_assert_eq(u3, 7000001u);
+	/* the domain carries the uid as a static DAC label, QEMU's group
+	 * with it; none for a QEMU that runs as the agent */
+	struct vm_spec sp = { .name = "one", .kernel = "/k", .initrd = "/i",
+			      .accel = VM_ACCEL_TCG };
+	static char xml[16384];
+	char want[160];
+	cr_assert_eq(vmhost_xml(&vh, &sp, 7000000, xml, sizeof(xml), &err), 0,
+		     "%s", perr_msg(&err));
+	snprintf(want, sizeof(want), "<seclabel type='static' model='dac' "
+		 "relabel='no'><label>+7000000:+%u</label></seclabel>",
+		 (unsigned)vh.qemu_gid);
+	cr_assert(strstr(xml, want), "%s", xml);
+	cr_assert_eq(vmhost_xml(&vh, &sp, (uid_t)-1, xml, sizeof(xml), &err),
+		     0, "%s", perr_msg(&err));
+	cr_assert_null(strstr(xml, "seclabel"), "%s", xml);
 	/* a monitor socket whose peer is not the VM's uid (here: the test,
 	 * root) is not the VM's QEMU */
 	int sv[2];

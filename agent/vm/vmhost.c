@@ -223,9 +223,21 @@ static int uid_write(int dfd, const char *name, uint32_t uid)
 	return rc;
 }
 
-/* The lowest uid of the range that no record holds and no host user
+/* The name of the host's user with uid u into name (cap bytes), or false
+ * when the host knows none (getpwuid_r: the agent has threads). */
+static bool host_user(uint32_t u, char *name, size_t cap)
+{
+	struct passwd pw, *r = NULL;
+	char buf[4096];
+	if (getpwuid_r((uid_t)u, &pw, buf, sizeof(buf), &r) != 0 || !r)
+		return false;
+	snprintf(name, cap, "%s", pw.pw_name);
+	return true;
+}
+
+/* The lowest uid of vh's range that no record holds and no host user
  * has. Called with uid_mu held. */
-static int uid_pick(int dfd, uint32_t *uid)
+static int uid_pick(const struct vmhost *vh, int dfd, uint32_t *uid)
 {
 	uint32_t *used = NULL, nused = 0, cap = 0;
 	int dup = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
@@ -254,11 +266,12 @@ static int uid_pick(int dfd, uint32_t *uid)
 	}
 	closedir(d);
 	int rc = -EAGAIN;
-	for (uint64_t u = uid_first; rc && u <= uid_last; u++) {
+	char who[64];
+	for (uint64_t u = vh->uid_first; rc && u <= vh->uid_last; u++) {
 		bool taken = false;
 		for (uint32_t i = 0; i < nused && !taken; i++)
 			taken = used[i] == u;
-		if (!taken && !getpwuid((uid_t)u)) {
+		if (!taken && !host_user((uint32_t)u, who, sizeof(who))) {
 			*uid = (uint32_t)u;
 			rc = 0;
 		}
@@ -274,7 +287,7 @@ int vmhost_vm_uid(struct vmhost *vh, const char *name, bool alloc, uid_t *uid,
 		return perr(err, -ENOTSUP, "QEMU runs as the agent's user");
 	if (!jv_name_valid(name, strlen(name), 48))
 		return perr(err, -EINVAL, "VM name '%s' not allowed", name);
-	char dir[PATH_MAX + 16];
+	char dir[PATH_MAX + 16], who[64];
 	snprintf(dir, sizeof(dir), "%s/uids", vh->dir);
 	pthread_mutex_lock(&uid_mu);
 	int rc = 0, dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
@@ -302,7 +315,7 @@ int vmhost_vm_uid(struct vmhost *vh, const char *name, bool alloc, uid_t *uid,
 			rc = perr(err, rc, "%s/%s: not a uid", dir, name);
 			goto out;
 		}
-		if ((rc = uid_pick(dfd, &u))) {
+		if ((rc = uid_pick(vh, dfd, &u))) {
 			rc = perr(err, rc, "VM %s: no free uid in QEMU's range "
 				  "%u-%u: %s", name, vh->uid_first,
 				  vh->uid_last, strerror(-rc));
@@ -314,11 +327,10 @@ int vmhost_vm_uid(struct vmhost *vh, const char *name, bool alloc, uid_t *uid,
 			goto out;
 		}
 		log_info("VM %s: its QEMU runs as uid %u", name, u);
-	} else if (alloc && getpwuid((uid_t)u)) {
+	} else if (alloc && host_user(u, who, sizeof(who))) {
 		/* the host gave a user this uid since: it is not QEMU's */
 		rc = perr(err, -EEXIST, "VM %s: its QEMU's uid %u (%s/%s) is "
-			  "now the host's user %s", name, u, dir, name,
-			  getpwuid((uid_t)u)->pw_name);
+			  "now the host's user %s", name, u, dir, name, who);
 		goto out;
 	}
 	*uid = (uid_t)u;
