@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <errno.h>
+#include <grp.h>
 #include <pwd.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -443,6 +444,30 @@ Test(vm_agent, qemu_uids_one_per_vm_recorded_and_checked, .timeout = 60)
 	cr_assert_eq(vmhost_xml(&vh, &sp, (uid_t)-1, xml, sizeof(xml), &err),
 		     0, "%s", perr_msg(&err));
 	cr_assert_null(strstr(xml, "seclabel"), "%s", xml);
+	/* auto: KVM exactly when the VM's uid with QEMU's group (and no
+	 * other) may open /dev/kvm read-write — asked here of a child that
+	 * becomes them and opens it */
+	bool usable = false;
+	if (access("/dev/kvm", R_OK | W_OK) == 0) {
+		pid_t pid = fork();
+		cr_assert_geq(pid, 0);
+		if (pid == 0) {
+			int fd = -1;
+			if (setgroups(0, NULL) == 0 && setgid(vh.qemu_gid) == 0 &&
+			    setuid(7000000) == 0)
+				fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+			_exit(fd >= 0 ? 0 : 1);
+		}
+		int st;
+		cr_assert_eq(waitpid(pid, &st, 0), pid);
+		usable = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+	}
+	sp.accel = VM_ACCEL_AUTO;
+	cr_assert_eq(vmhost_xml(&vh, &sp, 7000000, xml, sizeof(xml), &err), 0,
+		     "%s", perr_msg(&err));
+	cr_assert(strstr(xml, usable ? "<domain type='kvm'" :
+			 "<domain type='qemu'"), "/dev/kvm %s for uid 7000000: "
+		  "%.60s", usable ? "usable" : "not usable", xml);
 	/* a monitor socket whose peer is not the VM's uid (here: the test,
 	 * root) is not the VM's QEMU */
 	int sv[2];
