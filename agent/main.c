@@ -37,6 +37,7 @@
 #include "common/fileio.h"
 #include "common/version.h"
 #include "agent/vmm_jail.h"
+#include "agent/vm/vmhost.h"
 #include "agent/vm/vmrun.h"
 #include "agent/vm/vmspec.h"
 #include "agent/update_adopt.h"
@@ -94,7 +95,7 @@ static const char usage_text[] =
 	"           [--audit FILE] [--rehash-interval SECONDS] "
 	"[--snapshot-dir DIR]\n"
 	"           [--snapshot-key FILE] [--state-dir DIR] [--disk-dir DIR]\n"
-	"           [--plugin-dir DIR]\n"
+	"           [--plugin-dir DIR] [--qemu-uid-range FIRST-LAST]\n"
 	"           [--update-stage DIR [--update-timeout SECONDS]] SPEC...\n"
 	"       parley-agent restore [--vmm PATH] --baselines FILE "
 	"[--snapshot-key FILE]\n"
@@ -108,7 +109,7 @@ static const char usage_text[] =
 	"[--backend kvm|process|auto]\n"
 	"           [--vmm-uid-range FIRST-LAST] [--update-stage DIR "
 	"[--update-timeout SECONDS]]\n"
-	"           [--disk-dir DIR] [SPEC...]\n"
+	"           [--disk-dir DIR] [--qemu-uid-range FIRST-LAST] [SPEC...]\n"
 	"       parley-agent join --server HOST:PORT --token prj_... "
 	"--ca-sha256 HEX --state-dir DIR\n"
 	"       parley-agent --help | --version\n"
@@ -166,6 +167,25 @@ static int opt_uid_range(const char *r)
 	}
 	if (vmm_jail_set_uid_range(first, last, &err) < 0) {
 		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
+		return -1;
+	}
+	return 0;
+}
+
+/* Each VM's QEMU runs as a uid of this range, its own (agent/vm/vmhost.h):
+ * refused when it holds root, a host user or vmm uids. */
+static int opt_qemu_uid_range(const char *r)
+{
+	uint32_t first, last;
+	struct parley_err err = { 0 };
+	if (vmhost_parse_uid_range(r, &first, &last) < 0) {
+		fprintf(stderr, "parley-agent: --qemu-uid-range takes "
+				"FIRST-LAST, not \"%s\"\n", r);
+		return -1;
+	}
+	if (vmhost_set_uid_range(first, last, &err) < 0) {
+		fprintf(stderr, "parley-agent: --qemu-uid-range: %s\n",
+			perr_msg(&err));
 		return -1;
 	}
 	return 0;
@@ -237,6 +257,8 @@ static int opt_one(struct cli *c, int o)
 		return 0;
 	case 'u':
 		return opt_uid_range(optarg);
+	case 'Q':
+		return opt_qemu_uid_range(optarg);
 	case 'X':
 		c->spec = optarg;
 		return 0;
@@ -271,6 +293,7 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 		{ "backend", required_argument, NULL, 'B' },
 		{ "name", required_argument, NULL, 'n' },
 		{ "vmm-uid-range", required_argument, NULL, 'u' },
+		{ "qemu-uid-range", required_argument, NULL, 'Q' },
 		{ "update-stage", required_argument, NULL, 'U' },
 		{ "update-timeout", required_argument, NULL, 'T' },
 		{ "plugin-dir", required_argument, NULL, 'P' },

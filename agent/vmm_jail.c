@@ -105,6 +105,14 @@ int vmm_jail_set_uid_range(uint32_t first, uint32_t last,
 	return rc;
 }
 
+void vmm_jail_uid_range(uint32_t *first, uint32_t *last)
+{
+	pthread_mutex_lock(&jail_mu);
+	*first = uids.first;
+	*last = uids.last;
+	pthread_mutex_unlock(&jail_mu);
+}
+
 static bool slot_gone(int fd)
 {
 	struct pollfd pf = { .fd = fd, .events = POLLIN };

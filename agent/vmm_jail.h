@@ -39,6 +39,10 @@ int vmm_jail_parse_range(const char *s, uint32_t *first, uint32_t *last);
 int vmm_jail_set_uid_range(uint32_t first, uint32_t last,
 			   struct parley_err *err);
 
+/* The range in force (QEMU's per-VM uids, agent/vm/vmhost.h, must stay
+ * clear of it). */
+void vmm_jail_uid_range(uint32_t *first, uint32_t *last);
+
 /* What to start: the vmm at vmm_path with argv { vmm_path, name }, and the
  * four fds it receives as CTL_FD_SOCK, CTL_FD_MEM, CTL_FD_BACKEND,
  * CTL_FD_MEM_RO (the caller keeps and closes its own). */

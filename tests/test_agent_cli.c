@@ -312,6 +312,11 @@ Test(agent_cli, backend_and_uid_range_refused_when_malformed, .timeout = 30)
 		{ "--backend", "" },
 		{ "--vmm-uid-range", "1000-2000" },
 		{ "--vmm-uid-range", "7000000" },
+		/* QEMU's: root, a host user (nobody), the vmm range, junk */
+		{ "--qemu-uid-range", "0-100" },
+		{ "--qemu-uid-range", "65534-65534" },
+		{ "--qemu-uid-range", "6000000-6000001" },
+		{ "--qemu-uid-range", "7000000-" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		char *argv[] = { T_AGENT, "run", (char *)bad[i][0],

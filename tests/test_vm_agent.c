@@ -8,8 +8,11 @@
  * started.
  */
 #include <criterion/criterion.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -333,4 +336,148 @@ Test(vm_agent, state_dir_qemu_cannot_reach_is_refused_naming_the_parent,
 	vmhost_close(&vh);
 	t_rmtree(top);
 	free(top);
+}
+
+/* The uids each VM's QEMU may take: a range holding root, a host user or
+ * the vmm processes' uids is refused, saying which; the syntax is strict. */
+Test(vm_agent, qemu_uid_range_with_root_users_or_vmm_uids_refused,
+     .timeout = 30)
+{
+	static const char *const bad[] = {
+		"", "5", "5-", "-5", "+5-6", " 5-6", "5-6 ", "5--6", "5-6x",
+		"0x10-0x20", "99999999999-1", "4294967295-4294967295",
+		"12345678901-12345678902",
+	};
+	uint32_t a, b;
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(vmhost_parse_uid_range(bad[i], &a, &b), -EINVAL,
+			     "'%s' parsed as %u-%u", bad[i], a, b);
+	cr_assert_eq(vmhost_parse_uid_range("7000000-7000009", &a, &b), 0);
+	cr_assert(a == 7000000 && b == 7000009);
+	struct parley_err err = { 0 };
+	/* root */
+	cr_assert_eq(vmhost_set_uid_range(0, 100, &err), -EINVAL);
+	cr_expect(strstr(perr_msg(&err), "root"), "%s", perr_msg(&err));
+	/* backwards */
+	memset(&err, 0, sizeof(err));
+	cr_assert_eq(vmhost_set_uid_range(7000009, 7000000, &err), -EINVAL);
+	/* a user of the host: parley-qemu itself, and nobody (65534) */
+	struct passwd *pw = getpwnam(VMHOST_QEMU_USER);
+	cr_assert(pw, "no user " VMHOST_QEMU_USER " (./dev deps)");
+	memset(&err, 0, sizeof(err));
+	cr_assert_eq(vmhost_set_uid_range(pw->pw_uid, pw->pw_uid, &err),
+		     -EEXIST);
+	cr_expect(strstr(perr_msg(&err), VMHOST_QEMU_USER), "%s",
+		  perr_msg(&err));
+	struct passwd *nb = getpwuid(65534);
+	if (nb) {
+		memset(&err, 0, sizeof(err));
+		cr_assert_eq(vmhost_set_uid_range(60000, 70000, &err), -EEXIST);
+		cr_expect(strstr(perr_msg(&err), nb->pw_name), "%s",
+			  perr_msg(&err));
+	}
+	/* the vmm processes' default range */
+	memset(&err, 0, sizeof(err));
+	cr_assert_eq(vmhost_set_uid_range(6065535, 6100000, &err), -EINVAL);
+	cr_expect(strstr(perr_msg(&err), "vmm"), "%s", perr_msg(&err));
+	/* and a good one is taken */
+	cr_assert_eq(vmhost_set_uid_range(7000000, 7000009, &err), 0, "%s",
+		     perr_msg(&err));
+}
+
+/* Each VM name its own uid, lowest free first, kept across opens (an
+ * adopting agent finds it); the range used up is an error, a record that
+ * is not a uid is one too unless a new uid is being given, and a monitor
+ * whose peer is not the VM's uid is refused. */
+Test(vm_agent, qemu_uids_one_per_vm_recorded_and_checked, .timeout = 60)
+{
+	if (geteuid() != 0)
+		cr_skip_test("per-VM uids only when the agent is root");
+	struct parley_err err = { 0 };
+	cr_assert_eq(vmhost_set_uid_range(7000000, 7000001, &err), 0, "%s",
+		     perr_msg(&err));
+	char *dir = t_tmpdir();
+	cr_assert_eq(chmod(dir, 0711), 0);
+	struct vmhost vh;
+	cr_assert_eq(vmhost_open(&vh, dir, NULL, &err), 0, "%s", perr_msg(&err));
+	uid_t u1, u2, u3;
+	cr_assert_eq(vmhost_vm_uid(&vh, "one", false, &u1, &err), -ENOENT);
+	cr_assert_eq(vmhost_vm_uid(&vh, "one", true, &u1, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_assert_eq(vmhost_vm_uid(&vh, "two", true, &u2, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_assert_eq(u1, 7000000u);
+	cr_assert_eq(u2, 7000001u);
+	memset(&err, 0, sizeof(err));
+	cr_assert_eq(vmhost_vm_uid(&vh, "three", true, &u3, &err), -EAGAIN);
+	cr_expect(strstr(perr_msg(&err), "7000000-7000001"), "%s",
+		  perr_msg(&err));
+	cr_assert_eq(vmhost_vm_uid(&vh, "../x", true, &u3, &err), -EINVAL);
+	vmhost_close(&vh);
+	/* a new open (an agent that restarted) finds the same */
+	cr_assert_eq(vmhost_open(&vh, dir, NULL, &err), 0, "%s", perr_msg(&err));
+	cr_assert_eq(vmhost_vm_uid(&vh, "two", false, &u3, &err), 0);
+	cr_assert_eq(u3, u2);
+	/* a record that is not a uid: refused when looked up, replaced when
+	 * the VM starts (its QEMU is not running then) */
+	char rec[700];
+	snprintf(rec, sizeof(rec), "%s/vm/uids/two", dir);
+	free(t_write(dir, "vm/uids/two", "12ab\n", 5));
+	memset(&err, 0, sizeof(err));
+	cr_assert_eq(vmhost_vm_uid(&vh, "two", false, &u3, &err), -EBADMSG);
+	cr_expect(strstr(perr_msg(&err), rec), "%s", perr_msg(&err));
+	cr_assert_eq(vmhost_vm_uid(&vh, "two", true, &u3, &err), 0, "%s",
+		     perr_msg(&err));
+	cr_assert_eq(u3, 7000001u);
+	/* the domain carries the uid as a static DAC label, QEMU's group
+	 * with it; none for a QEMU that runs as the agent */
+	struct vm_spec sp = { .name = "one", .kernel = "/k", .initrd = "/i",
+			      .accel = VM_ACCEL_TCG };
+	static char xml[16384];
+	char want[160];
+	cr_assert_eq(vmhost_xml(&vh, &sp, 7000000, xml, sizeof(xml), &err), 0,
+		     "%s", perr_msg(&err));
+	snprintf(want, sizeof(want), "<seclabel type='static' model='dac' "
+		 "relabel='no'><label>+7000000:+%u</label></seclabel>",
+		 (unsigned)vh.qemu_gid);
+	cr_assert(strstr(xml, want), "%s", xml);
+	cr_assert_eq(vmhost_xml(&vh, &sp, (uid_t)-1, xml, sizeof(xml), &err),
+		     0, "%s", perr_msg(&err));
+	cr_assert_null(strstr(xml, "seclabel"), "%s", xml);
+	/* auto: KVM exactly when the VM's uid with QEMU's group (and no
+	 * other) may open /dev/kvm read-write — asked here of a child that
+	 * becomes them and opens it */
+	bool usable = false;
+	if (access("/dev/kvm", R_OK | W_OK) == 0) {
+		pid_t pid = fork();
+		cr_assert_geq(pid, 0);
+		if (pid == 0) {
+			int fd = -1;
+			if (setgroups(0, NULL) == 0 && setgid(vh.qemu_gid) == 0 &&
+			    setuid(7000000) == 0)
+				fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+			_exit(fd >= 0 ? 0 : 1);
+		}
+		int st;
+		cr_assert_eq(waitpid(pid, &st, 0), pid);
+		usable = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+	}
+	sp.accel = VM_ACCEL_AUTO;
+	cr_assert_eq(vmhost_xml(&vh, &sp, 7000000, xml, sizeof(xml), &err), 0,
+		     "%s", perr_msg(&err));
+	cr_assert(strstr(xml, usable ? "<domain type='kvm'" :
+			 "<domain type='qemu'"), "/dev/kvm %s for uid 7000000: "
+		  "%.60s", usable ? "usable" : "not usable", xml);
+	/* a monitor socket whose peer is not the VM's uid (here: the test,
+	 * root) is not the VM's QEMU */
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	memset(&err, 0, sizeof(err));
+	cr_assert_eq(vmhost_mon_check(&vh, "one", sv[0], &err), -EPERM);
+	cr_expect(strstr(perr_msg(&err), "uid 0"), "%s", perr_msg(&err));
+	close(sv[0]);
+	close(sv[1]);
+	vmhost_close(&vh);
+	t_rmtree(dir);
+	free(dir);
 }

@@ -21,7 +21,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <glob.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,6 +72,7 @@ static void t_vm_fini(void)
 		return;
 	vmhost_destroy(&vh, "guest", &err);
 	vmhost_destroy(&vh, "orphan", &err);
+	vmhost_destroy(&vh, "other", &err);
 	vmhost_close(&vh);
 }
 
@@ -515,6 +520,106 @@ static void qemu_status(pid_t pid, unsigned uid[4], unsigned long long *capeff)
 	cr_assert_eq(got, 3, "%s: no Uid/CapEff", p);
 }
 
+/* What a helper running as VM A's QEMU's uid and gid (A's QEMU
+ * compromised) can do to VM B: nothing through the kernel's uid checks
+ * (ptrace, /proc/PID/mem), nothing through a path B's QEMU or libvirt
+ * uses. Each field 0 (it worked) or the errno. */
+struct a_vs_b {
+	int own_mem;                /* open /proc/A/mem: the control */
+	int mem, attach;            /* /proc/B/mem, PTRACE_ATTACH B */
+	int ctl, mon, lv_mon;       /* connect: B's control port, the
+				     * agent's monitor, libvirt's monitor */
+	int console, boot, key;     /* open: console, boot copy, master key */
+};
+
+static int connect_path(const char *p)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", p);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
+	int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? errno : 0;
+	close(fd);
+	return rc;
+}
+
+static int open_path(const char *p)
+{
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	close(fd);
+	return 0;
+}
+
+static void run_as_a(uid_t uid, gid_t gid, pid_t qa, pid_t qb,
+		     const char *paths[6], struct a_vs_b *out)
+{
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct a_vs_b r = { 0 };
+		char p[64];
+		if (setgroups(0, NULL) || setgid(gid) || setuid(uid) ||
+		    getuid() != uid)
+			_exit(2);
+		snprintf(p, sizeof(p), "/proc/%d/mem", (int)qa);
+		r.own_mem = open_path(p);
+		snprintf(p, sizeof(p), "/proc/%d/mem", (int)qb);
+		r.mem = open_path(p);
+		if (ptrace(PTRACE_ATTACH, qb, NULL, NULL) < 0) {
+			r.attach = errno;
+		} else {
+			ptrace(PTRACE_DETACH, qb, NULL, NULL);
+		}
+		r.ctl = connect_path(paths[0]);
+		r.mon = connect_path(paths[1]);
+		r.lv_mon = connect_path(paths[2]);
+		r.console = open_path(paths[3]);
+		r.boot = open_path(paths[4]);
+		r.key = open_path(paths[5]);
+		_exit(write(pfd[1], &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 3);
+	}
+	close(pfd[1]);
+	cr_assert_eq(read(pfd[0], out, sizeof(*out)), (ssize_t)sizeof(*out),
+		     "the helper could not become A's QEMU's user");
+	close(pfd[0]);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+}
+
+/* QEMU's pid: libvirt's pid file in the embedded root. */
+static int qemu_pid(const char *dir, const char *name)
+{
+	char pp[PATH_MAX + 64];
+	snprintf(pp, sizeof(pp), "%s/libvirt/run/qemu/" VMHOST_PREFIX "%s.pid",
+		 dir, name);
+	FILE *f = fopen(pp, "r");
+	cr_assert(f, "%s: %s", pp, strerror(errno));
+	int qpid = 0;
+	cr_assert_eq(fscanf(f, "%d", &qpid), 1);
+	fclose(f);
+	return qpid;
+}
+
+/* "Gid:\t..." of /proc/PID/status: the real gid. */
+static unsigned qemu_gid_of(pid_t pid)
+{
+	char p[64], line[256];
+	unsigned g = ~0u;
+	snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(p, "r");
+	cr_assert(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Gid:\t%u", &g) == 1)
+			break;
+	fclose(f);
+	return g;
+}
+
 /* QEMU (the VMM of a hostile guest, maybe hostile itself) runs as its own
  * unprivileged user, cannot open the agent's descriptors through /proc,
  * and holds the sections the VM may only read through O_RDONLY
@@ -531,27 +636,83 @@ Test(vm_chan, qemu_unprivileged_and_sections_read_only_by_descriptor,
 	t_fleet_add(&t.f, "ping", "ping.elf", "count=1000000", NULL, false,
 		    NULL);
 	t_vm_start(&t);
+	/* a second VM beside it, booting meanwhile: B for A's QEMU */
+	struct parley_err err = { 0 };
+	struct vm_spec other = t.spec;
+	snprintf(other.name, sizeof(other.name), "other");
+	char *orun = t_write(t.f.dir, "other.sh", "sleep 200\n", 10);
+	snprintf(other.cfg[0].path, sizeof(other.cfg[0].path), "%s", orun);
+	free(orun);
+	cr_assert_eq(vmmgr_add(&t.m, &other, &err), 0, "%s", err.msg);
 	t_fleet_go(&t.f);
 	serve_until(&t, "OPENED", 240);
 	struct passwd *pw = getpwnam(VMHOST_QEMU_USER);
 	cr_assert(pw, "no user " VMHOST_QEMU_USER " (./dev deps)");
-	/* QEMU's pid: libvirt's pid file in the embedded root */
-	char pp[PATH_MAX + 64];
-	snprintf(pp, sizeof(pp), "%s/libvirt/run/qemu/" VMHOST_PREFIX
-		 "guest.pid", t.f.dir);
-	FILE *f = fopen(pp, "r");
-	cr_assert(f, "%s: %s", pp, strerror(errno));
-	int qpid = 0;
-	cr_assert_eq(fscanf(f, "%d", &qpid), 1);
-	fclose(f);
-	/* (a) not root, no capabilities */
+	int qpid = qemu_pid(t.f.dir, "guest"), qb = qemu_pid(t.f.dir, "other");
+	/* (a) each QEMU its own uid of the range (the one recorded for it),
+	 * not root, QEMU's group, no capabilities */
+	uid_t ua, ub;
+	cr_assert_eq(vmhost_vm_uid(&t.m.host, "guest", false, &ua, &err), 0,
+		     "%s", err.msg);
+	cr_assert_eq(vmhost_vm_uid(&t.m.host, "other", false, &ub, &err), 0,
+		     "%s", err.msg);
+	cr_assert_neq(ua, ub, "two VMs' QEMUs share uid %u", (unsigned)ua);
 	unsigned uid[4];
 	unsigned long long cap = ~0ull;
-	qemu_status(qpid, uid, &cap);
-	for (int i = 0; i < 4; i++)
-		cr_assert_eq(uid[i], (unsigned)pw->pw_uid, "QEMU's uid %u", uid[i]);
-	cr_assert_neq(uid[0], 0u);
-	cr_assert_eq(cap, 0ull, "QEMU's effective capabilities %llx", cap);
+	for (int k = 0; k < 2; k++) {
+		uid_t want = k ? ub : ua;
+		cap = ~0ull;
+		qemu_status(k ? qb : qpid, uid, &cap);
+		for (int i = 0; i < 4; i++)
+			cr_assert_eq(uid[i], (unsigned)want, "QEMU's uid %u, "
+				     "recorded %u", uid[i], (unsigned)want);
+		cr_assert(want >= VMHOST_UID_FIRST && want <= VMHOST_UID_LAST,
+			  "uid %u outside the range", (unsigned)want);
+		cr_assert_neq(uid[0], (unsigned)pw->pw_uid);
+		cr_assert_neq(uid[0], 0u);
+		cr_assert_eq(qemu_gid_of(k ? qb : qpid), (unsigned)pw->pw_gid);
+		cr_assert_eq(cap, 0ull, "QEMU's effective capabilities %llx",
+			     cap);
+	}
+	/* (d) A's uid against B: the kernel's uid checks and every path */
+	char bp[6][PATH_MAX + 128];
+	snprintf(bp[0], sizeof(bp[0]), "%s/vm/other.ctl", t.f.dir);
+	vmhost_mon_path(&t.m.host, "other", bp[1], sizeof(bp[1]));
+	vmhost_console_path(&t.m.host, "other", bp[3], sizeof(bp[3]));
+	snprintf(bp[4], sizeof(bp[4]), "%s/vm/other.boot/kernel", t.f.dir);
+	char pat[PATH_MAX + 128];
+	snprintf(pat, sizeof(pat), "%s/libvirt/lib/qemu/domain-*-"
+		 VMHOST_PREFIX "other", t.f.dir);
+	glob_t g;
+	cr_assert_eq(glob(pat, 0, NULL, &g), 0, "no %s", pat);
+	snprintf(bp[2], sizeof(bp[2]), "%s/monitor.sock", g.gl_pathv[0]);
+	snprintf(bp[5], sizeof(bp[5]), "%s/master-key.aes", g.gl_pathv[0]);
+	globfree(&g);
+	const char *paths[6];
+	for (int i = 0; i < 6; i++) {
+		cr_assert_eq(access(bp[i], F_OK), 0, "%s: %s", bp[i],
+			     strerror(errno));
+		paths[i] = bp[i];
+	}
+	struct a_vs_b ab;
+	run_as_a(ua, pw->pw_gid, qpid, qb, paths, &ab);
+	cr_assert_eq(ab.own_mem, 0, "A's uid cannot open its own QEMU's "
+		     "/proc/PID/mem: %s (the check below would prove nothing)",
+		     strerror(ab.own_mem));
+	cr_assert(ab.mem == EACCES || ab.mem == EPERM,
+		  "A's uid opened B's QEMU's /proc/PID/mem: %s",
+		  strerror(ab.mem));
+	cr_assert_eq(ab.attach, EPERM, "A's uid ptrace-attached B's QEMU: %s",
+		     strerror(ab.attach));
+	const char *what[] = { "control port", "monitor", "libvirt's monitor",
+			       "console", "boot copy", "master key" };
+	int got[] = { ab.ctl, ab.mon, ab.lv_mon, ab.console, ab.boot, ab.key };
+	for (int i = 0; i < 6; i++)
+		cr_assert_eq(got[i], EACCES, "A's uid and B's %s %s: %s",
+			     what[i], paths[i], got[i] ? strerror(got[i]) :
+			     "opened");
+	struct parley_err e2 = { 0 };
+	vmhost_destroy(&t.m.host, "other", &e2);
 	/* (c) every descriptor QEMU holds on a section: read-only unless
 	 * the VM writes that section; each section held */
 	cr_assert_eq(t.f.cm.nchans, 1);
@@ -609,8 +770,7 @@ Test(vm_chan, qemu_unprivileged_and_sections_read_only_by_descriptor,
 	 * (/proc/AGENT/fd), its own read-only section cannot be re-opened
 	 * writable nor mapped writable — only read */
 	struct as_qemu r;
-	run_as_qemu(pw->pw_uid, pw->pw_gid, getpid(), ch->mem[1], qpid, ro_fd,
-		    &r);
+	run_as_qemu(ua, pw->pw_gid, getpid(), ch->mem[1], qpid, ro_fd, &r);
 	cr_assert(r.agent_ro == EACCES || r.agent_ro == EPERM,
 		  "QEMU's user opened /proc/AGENT/fd/N: %s", strerror(r.agent_ro));
 	cr_assert(r.agent_rw == EACCES || r.agent_rw == EPERM,
@@ -914,20 +1074,6 @@ Test(vm_chan, late_vm_touching_revoked_memory_is_stopped, .timeout = 300,
 	no_shm_left();
 }
 
-/* QEMU's pid: libvirt's pid file in the embedded root. */
-static pid_t qemu_pid(struct t_vm *t)
-{
-	char pp[PATH_MAX + 64];
-	snprintf(pp, sizeof(pp), "%s/libvirt/run/qemu/" VMHOST_PREFIX "%s.pid",
-		 t->f.dir, t->spec.name);
-	FILE *f = fopen(pp, "r");
-	cr_assert(f, "%s: %s", pp, strerror(errno));
-	int pid = 0;
-	cr_assert_eq(fscanf(f, "%d", &pid), 1);
-	fclose(f);
-	return (pid_t)pid;
-}
-
 /* A QEMU that stops answering the agent's monitor (here: stopped with
  * SIGSTOP, as a compromised QEMU could stall its own loop) while the agent
  * revokes its channel: the unplug's monitor batch is given up after
@@ -947,7 +1093,7 @@ Test(vm_chan, qemu_stalling_its_monitor_is_killed_not_waited_for,
 	t_vm_start(&t);
 	t_fleet_go(&t.f);
 	serve_until(&t, "TOUCHING", 240);
-	pid_t q = qemu_pid(&t);
+	pid_t q = qemu_pid(t.f.dir, t.spec.name);
 	cr_assert_eq(kill(q, SIGSTOP), 0);
 	t_fleet_set_grants(&t.f, "{\"grants\":[]}");
 	time_t end = time(NULL) + 60;

@@ -1,6 +1,7 @@
 /* The agent's libvirt VMs (vmhost.h). */
 #include "agent/vm/vmhost.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libvirt/libvirt-qemu.h>
@@ -14,13 +15,16 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <parley/vmctl.h>
 
 #include "common/jsonv.h"
 #include "common/log.h"
+#include "agent/vmm_jail.h"
 
 static int lv_err(struct parley_err *err, const char *what, const char *name)
 {
@@ -81,11 +85,12 @@ static int share_dir(const char *p, gid_t gid, bool own)
 	return chmod(p, (st.st_mode & 07777) | 001) < 0 ? -errno : 0;
 }
 
-/* Every directory above the state directory must let QEMU's user pass
- * (search permission for it as owner, group or other): the agent does not
- * change directories it does not own, so one that does not is an error
- * naming it, rather than QEMU failing later on a file it cannot reach. */
-static int parents_passable(const char *state_dir, uid_t uid, gid_t gid,
+/* Every directory above the state directory must let QEMU pass (search
+ * permission for its group or for others: no per-VM uid owns any of
+ * them): the agent does not change directories it does not own, so one
+ * that does not is an error naming it, rather than QEMU failing later on
+ * a file it cannot reach. */
+static int parents_passable(const char *state_dir, gid_t gid,
 			    struct parley_err *err)
 {
 	char p[PATH_MAX];
@@ -97,20 +102,286 @@ static int parents_passable(const char *state_dir, uid_t uid, gid_t gid,
 		struct stat st;
 		if (stat(d, &st) < 0)
 			return perr(err, -errno, "%s: %s", d, strerror(errno));
-		bool ok = st.st_uid == uid ? (st.st_mode & 0100) :
-			  st.st_gid == gid ? (st.st_mode & 0010) :
+		bool ok = st.st_gid == gid ? (st.st_mode & 0010) :
 			  (st.st_mode & 0001);
 		if (!ok)
-			return perr(err, -EACCES, "%s (mode %04o): QEMU's user "
-				    VMHOST_QEMU_USER " cannot pass through it to "
-				    "the state directory %s; give it search "
-				    "permission (chmod o+x) or use a state "
-				    "directory QEMU can reach", d,
+			return perr(err, -EACCES, "%s (mode %04o): QEMU (its "
+				    "per-VM uids, group " VMHOST_QEMU_USER ") "
+				    "cannot pass through it to the state "
+				    "directory %s; give it search permission "
+				    "(chmod o+x) or use a state directory QEMU "
+				    "can reach", d,
 				    (unsigned)(st.st_mode & 07777), state_dir);
 		if (!p[0])
 			break;
 	}
 	return 0;
+}
+
+/* ---- per-VM uids --------------------------------------------------- */
+
+static pthread_mutex_t uid_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t uid_first = VMHOST_UID_FIRST, uid_last = VMHOST_UID_LAST;
+
+/* Digits only (strtoul alone takes signs and blanks), below 2^32-1. */
+static int parse_num(const char *s, const char **end, uint32_t *v)
+{
+	const char *p = s;
+	unsigned long long x = 0;
+	while (*p >= '0' && *p <= '9' && p - s < 11)
+		x = x * 10 + (unsigned)(*p++ - '0');
+	if (p == s || (*p >= '0' && *p <= '9') || x >= UINT32_MAX)
+		return -EINVAL;
+	*v = (uint32_t)x;
+	*end = p;
+	return 0;
+}
+
+int vmhost_parse_uid_range(const char *s, uint32_t *first, uint32_t *last)
+{
+	const char *e;
+	if (parse_num(s, &e, first) < 0 || *e != '-' ||
+	    parse_num(e + 1, &e, last) < 0 || *e)
+		return -EINVAL;
+	return 0;
+}
+
+/* A range each VM's QEMU may take a uid of: not root, nobody the host
+ * knows (a uid QEMU shared with a user could be ptraced by it, and own
+ * its files), not the vmm processes'. */
+static int range_check(uint32_t first, uint32_t last, struct parley_err *err)
+{
+	if (first == 0 || first > last || last >= UINT32_MAX)
+		return perr(err, -EINVAL, "QEMU uid range %u-%u: FIRST-LAST "
+			    "with 0 < FIRST <= LAST < 4294967295 (root is "
+			    "never QEMU's)", first, last);
+	uint32_t vf, vl;
+	vmm_jail_uid_range(&vf, &vl);
+	if (first <= vl && vf <= last)
+		return perr(err, -EINVAL, "QEMU uid range %u-%u overlaps the "
+			    "vmm processes' uid range %u-%u", first, last, vf,
+			    vl);
+	struct passwd pw, *r;
+	char buf[4096];
+	int rc = 0;
+	setpwent();
+	while (!rc && getpwent_r(&pw, buf, sizeof(buf), &r) == 0 && r)
+		if (pw.pw_uid >= first && pw.pw_uid <= last)
+			rc = perr(err, -EEXIST, "QEMU uid range %u-%u holds the "
+				  "host's user %s (uid %u): each VM's QEMU "
+				  "needs a uid nothing else on the host has",
+				  first, last, pw.pw_name, (unsigned)pw.pw_uid);
+	endpwent();
+	return rc;
+}
+
+int vmhost_set_uid_range(uint32_t first, uint32_t last,
+			 struct parley_err *err)
+{
+	pthread_mutex_lock(&uid_mu);
+	int rc = range_check(first, last, err);
+	if (!rc) {
+		uid_first = first;
+		uid_last = last;
+	}
+	pthread_mutex_unlock(&uid_mu);
+	return rc;
+}
+
+/* STATE/vm/uids/NAME: the uid in decimal and a newline, nothing else. */
+static int uid_read(int dfd, const char *name, uint32_t *uid)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	char b[16];
+	ssize_t n = read(fd, b, sizeof(b) - 1);
+	close(fd);
+	if (n < 2 || b[n - 1] != '\n')
+		return -EBADMSG;
+	b[n - 1] = 0;
+	const char *e;
+	return parse_num(b, &e, uid) < 0 || *e ? -EBADMSG : 0;
+}
+
+static int uid_write(int dfd, const char *name, uint32_t uid)
+{
+	char tmp[64], b[16];
+	snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
+	int n = snprintf(b, sizeof(b), "%u\n", uid);
+	unlinkat(dfd, tmp, 0);
+	int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+			O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	int rc = write(fd, b, (size_t)n) == n && fsync(fd) == 0 ? 0 : -EIO;
+	close(fd);
+	if (!rc && renameat(dfd, tmp, dfd, name) < 0)
+		rc = -errno;
+	if (rc)
+		unlinkat(dfd, tmp, 0);
+	return rc;
+}
+
+/* The name of the host's user with uid u into name (cap bytes), or false
+ * when the host knows none (getpwuid_r: the agent has threads). */
+static bool host_user(uint32_t u, char *name, size_t cap)
+{
+	struct passwd pw, *r = NULL;
+	char buf[4096];
+	if (getpwuid_r((uid_t)u, &pw, buf, sizeof(buf), &r) != 0 || !r)
+		return false;
+	snprintf(name, cap, "%s", pw.pw_name);
+	return true;
+}
+
+/* The lowest uid of vh's range that no record holds and no host user
+ * has. Called with uid_mu held. */
+static int uid_pick(const struct vmhost *vh, int dfd, uint32_t *uid)
+{
+	uint32_t *used = NULL, nused = 0, cap = 0;
+	int dup = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+	DIR *d = dup < 0 ? NULL : fdopendir(dup);
+	if (!d) {
+		if (dup >= 0)
+			close(dup);
+		return -errno;
+	}
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		uint32_t u;
+		if (e->d_name[0] == '.' || uid_read(dfd, e->d_name, &u) < 0)
+			continue;
+		if (nused == cap) {
+			cap = cap ? cap * 2 : 64;
+			uint32_t *n = realloc(used, cap * sizeof(*n));
+			if (!n) {
+				free(used);
+				closedir(d);
+				return -ENOMEM;
+			}
+			used = n;
+		}
+		used[nused++] = u;
+	}
+	closedir(d);
+	int rc = -EAGAIN;
+	char who[64];
+	for (uint64_t u = vh->uid_first; rc && u <= vh->uid_last; u++) {
+		bool taken = false;
+		for (uint32_t i = 0; i < nused && !taken; i++)
+			taken = used[i] == u;
+		if (!taken && !host_user((uint32_t)u, who, sizeof(who))) {
+			*uid = (uint32_t)u;
+			rc = 0;
+		}
+	}
+	free(used);
+	return rc;
+}
+
+int vmhost_vm_uid(struct vmhost *vh, const char *name, bool alloc, uid_t *uid,
+		  struct parley_err *err)
+{
+	if (vh->qemu_gid == (gid_t)-1)
+		return perr(err, -ENOTSUP, "QEMU runs as the agent's user");
+	if (!jv_name_valid(name, strlen(name), 48))
+		return perr(err, -EINVAL, "VM name '%s' not allowed", name);
+	char dir[PATH_MAX + 16], who[64];
+	snprintf(dir, sizeof(dir), "%s/uids", vh->dir);
+	pthread_mutex_lock(&uid_mu);
+	int rc = 0, dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+			       O_CLOEXEC);
+	uint32_t u = 0;
+	if (dfd < 0) {
+		rc = perr(err, -errno, "%s: %s", dir, strerror(errno));
+		goto out;
+	}
+	rc = uid_read(dfd, name, &u);
+	/* A record of a range no longer in force is given up at the next
+	 * start (its QEMU is not running then). */
+	if (!rc && alloc && (u < vh->uid_first || u > vh->uid_last))
+		rc = -ERANGE;
+	if (rc == -ENOENT && !alloc) {
+		rc = perr(err, rc, "VM %s: no uid recorded in %s", name, dir);
+		goto out;
+	}
+	if (rc && rc != -ENOENT && rc != -ERANGE && rc != -EBADMSG) {
+		rc = perr(err, rc, "%s/%s: %s", dir, name, strerror(-rc));
+		goto out;
+	}
+	if (rc) {
+		if (!alloc) {
+			rc = perr(err, rc, "%s/%s: not a uid", dir, name);
+			goto out;
+		}
+		if ((rc = uid_pick(vh, dfd, &u))) {
+			rc = perr(err, rc, "VM %s: no free uid in QEMU's range "
+				  "%u-%u: %s", name, vh->uid_first,
+				  vh->uid_last, strerror(-rc));
+			goto out;
+		}
+		if ((rc = uid_write(dfd, name, u))) {
+			rc = perr(err, rc, "%s/%s: %s", dir, name,
+				  strerror(-rc));
+			goto out;
+		}
+		log_info("VM %s: its QEMU runs as uid %u", name, u);
+	} else if (alloc && host_user(u, who, sizeof(who))) {
+		/* the host gave a user this uid since: it is not QEMU's */
+		rc = perr(err, -EEXIST, "VM %s: its QEMU's uid %u (%s/%s) is "
+			  "now the host's user %s", name, u, dir, name, who);
+		goto out;
+	}
+	*uid = (uid_t)u;
+out:
+	if (dfd >= 0)
+		close(dfd);
+	pthread_mutex_unlock(&uid_mu);
+	return rc;
+}
+
+int vmhost_mon_check(struct vmhost *vh, const char *name, int fd,
+		     struct parley_err *err)
+{
+	if (vh->qemu_gid == (gid_t)-1)
+		return 0;
+	uid_t want;
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	int rc = vmhost_vm_uid(vh, name, false, &want, err);
+	if (rc)
+		return rc;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return perr(err, -errno, "VM %s: monitor's peer: %s", name,
+			    strerror(errno));
+	if (cr.uid != want)
+		return perr(err, -EPERM, "VM %s: the process behind its monitor "
+			    "socket runs as uid %u, not its QEMU's %u", name,
+			    (unsigned)cr.uid, (unsigned)want);
+	return 0;
+}
+
+/* Can a process of uid and gid (no other groups: the DAC seclabel sets
+ * none) open /dev/kvm for reading and writing? Asked of the kernel in a
+ * child with those ids (ACLs count). */
+static bool kvm_usable_as(uid_t uid, gid_t gid)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return false;
+	if (pid == 0) {
+		/* system calls only: the agent has threads */
+		_exit(syscall(SYS_setgroups, 0, NULL) == 0 &&
+		      syscall(SYS_setresgid, gid, gid, gid) == 0 &&
+		      syscall(SYS_setresuid, uid, uid, uid) == 0 &&
+		      access("/dev/kvm", R_OK | W_OK) == 0 ? 0 : 1);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return false;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
 static int write_file(const char *path, const char *text)
@@ -123,13 +394,18 @@ static int write_file(const char *path, const char *text)
 }
 
 /* The embedded driver's qemu.conf. No SELinux or AppArmor labels; as
- * root libvirt still stacks its DAC driver (QEMU's uid and gid), but
- * without dynamic ownership it chowns none of the agent's files (nor
- * remembers owners in xattrs): QEMU gets what it may use by descriptor
+ * root libvirt still stacks its DAC driver (QEMU's uid and gid: each
+ * domain's own static seclabel, see vmhost_xml), but without dynamic
+ * ownership it chowns none of the agent's files (nor remembers owners in
+ * xattrs) — only the directories it makes for the domain (its master key
+ * in them), to the domain's uid: QEMU gets what it may use by descriptor
  * (console, control socket: libvirt passes them; channel sections: the
- * agent) or as copies its group may read. QEMU without capabilities and
- * under its seccomp sandbox (no spawning, no privilege elevation); as
- * root, QEMU as VMHOST_QEMU_USER. */
+ * agent) or as copies in a directory of its uid. QEMU without
+ * capabilities and under its seccomp sandbox (no spawning, no privilege
+ * elevation). As root, the default user is VMHOST_QEMU_USER (no domain
+ * of ours runs as it: it owns libvirt's shared directories) and the
+ * default group root, so that those directories (some group-writable)
+ * are nothing QEMU's group may write. */
 static const char conf_common[] =
 	"security_driver = \"none\"\n"
 	"dynamic_ownership = 0\n"
@@ -144,7 +420,6 @@ int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 	char root[PATH_MAX], etc[PATH_MAX], conf[PATH_MAX];
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	memset(vh, 0, sizeof(*vh));
-	vh->qemu_uid = (uid_t)-1;
 	vh->qemu_gid = (gid_t)-1;
 	/* The embedded driver logs to stderr at its default level (every
 	 * domain "tainted: custom-monitor", every lookup of a VM that does
@@ -179,25 +454,37 @@ int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 			struct passwd *pw = getpwnam(VMHOST_QEMU_USER);
 			if (!pw || pw->pw_uid == 0 || pw->pw_gid == 0)
 				return perr(err, -ENOENT, "no user "
-					    VMHOST_QEMU_USER " (not root) to run "
-					    "QEMU as: ./dev deps or the "
-					    "parley-agent package creates it");
-			vh->qemu_uid = pw->pw_uid;
+					    VMHOST_QEMU_USER " (not root) whose "
+					    "group QEMU runs with: ./dev deps or "
+					    "the parley-agent package creates it");
+			uid_t quid = pw->pw_uid;
 			vh->qemu_gid = pw->pw_gid;
+			/* the range again: the host may have users in it now */
+			pthread_mutex_lock(&uid_mu);
+			vh->uid_first = uid_first;
+			vh->uid_last = uid_last;
+			rc = range_check(vh->uid_first, vh->uid_last, err);
+			pthread_mutex_unlock(&uid_mu);
+			if (rc)
+				return rc;
 			/* QEMU reaches its boot copies in STATE/vm/NAME.boot
 			 * and libvirt's per-domain files under ROOT: search
 			 * (not read) permission on the way, for its group. */
-			if ((rc = parents_passable(state_dir, vh->qemu_uid,
-						   vh->qemu_gid, err)))
+			if ((rc = parents_passable(state_dir, vh->qemu_gid,
+						   err)))
 				return rc;
+			/* the uids given, root's only */
+			char uids[PATH_MAX + 16];
+			snprintf(uids, sizeof(uids), "%s/uids", vh->dir);
 			if ((rc = share_dir(state_dir, vh->qemu_gid, false)) ||
 			    (rc = share_dir(vh->dir, vh->qemu_gid, true)) ||
-			    (rc = share_dir(root, vh->qemu_gid, true)))
+			    (rc = share_dir(root, vh->qemu_gid, true)) ||
+			    (rc = mkdir_one(uids)))
 				return perr(err, rc, "%s: %s", state_dir,
 					    strerror(-rc));
 			snprintf(text, sizeof(text), "%suser = \"+%u\"\n"
-				 "group = \"+%u\"\n", conf_common,
-				 (unsigned)vh->qemu_uid, (unsigned)vh->qemu_gid);
+				 "group = \"+0\"\n", conf_common,
+				 (unsigned)quid);
 		} else {
 			snprintf(text, sizeof(text), "%s", conf_common);
 		}
@@ -255,8 +542,8 @@ static bool xml_path_ok(const char *p)
 	return true;
 }
 
-int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
-	       size_t cap, struct parley_err *err)
+int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, uid_t uid,
+	       char *out, size_t cap, struct parley_err *err)
 {
 	char sock[PATH_MAX + 64], con[PATH_MAX + 64], echo[PATH_MAX + 64],
 		mon[PATH_MAX + 64], fw[2048] = "";
@@ -297,8 +584,22 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 	if (!xml_path_ok(sock) || strchr(mon, ','))
 		return perr(err, -EINVAL, "state directory %s cannot go into "
 			    "XML or a QEMU option as written", vh->dir);
+	/* The VM's QEMU as its own uid, with QEMU's group and no other:
+	 * libvirt's DAC driver (stacked as root whatever security_driver
+	 * says) sets them when it starts QEMU, and gives the directories it
+	 * makes for the domain to them; relabel='no': it chowns nothing else
+	 * (the agent's files stay as they are). */
+	char seclabel[160] = "";
+	if (uid != (uid_t)-1)
+		snprintf(seclabel, sizeof(seclabel), "<seclabel type='static' "
+			 "model='dac' relabel='no'><label>+%u:+%u</label>"
+			 "</seclabel>", (unsigned)uid, (unsigned)vh->qemu_gid);
+	/* auto: KVM where QEMU itself may open /dev/kvm — as its own uid it
+	 * is in no group that /dev/kvm's mode names (root:kvm 0660 on
+	 * Debian) unless the host gave QEMU's group access (an ACL). */
 	bool kvm = s->accel == VM_ACCEL_KVM || (s->accel == VM_ACCEL_AUTO &&
-		    access("/dev/kvm", R_OK | W_OK) == 0);
+		    access("/dev/kvm", R_OK | W_OK) == 0 &&
+		    (uid == (uid_t)-1 || kvm_usable_as(uid, vh->qemu_gid)));
 	int n = snprintf(out, cap,
 		"<domain type='%s' xmlns:qemu='http://libvirt.org/schemas/"
 		"domain/qemu/1.0'>"
@@ -333,7 +634,7 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 		"<target type='virtio' name='" PARLEY_VMCTL_PORT "'/></channel>"
 		"%s%s%s"
 		"<serial type='file'><source path='%s'/><target port='0'/></serial>"
-		"<memballoon model='none'/></devices>"
+		"<memballoon model='none'/></devices>%s"
 		/* the agent's own QMP monitor (agent/vm/qmp.h) */
 		"<qemu:commandline><qemu:arg value='-chardev'/>"
 		"<qemu:arg value='socket,id=parleymon,path=%s,server=on,"
@@ -352,7 +653,7 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
 		s->echo_port ? echo : "",
 		s->echo_port ? "'/><target type='virtio' name='org.parley.echo.0'/>"
 			       "</channel>" : "",
-		con, mon);
+		con, seclabel, mon);
 	if (n < 0 || (size_t)n >= cap)
 		return perr(err, -ENOSPC, "VM %s: domain XML too long", s->name);
 	return 0;
@@ -411,16 +712,20 @@ static int copy_for_qemu(const char *src, const char *dst, gid_t gid)
 }
 
 /* QEMU runs as another user: the files it opens by path (kernel, initrd,
- * fw_cfg entries) as copies in STATE/vm/NAME.boot (group QEMU's, 0750),
- * and the spec QEMU is started with names those. */
-static int boot_copies(const struct vmhost *vh, struct vm_spec *s,
+ * fw_cfg entries) as copies in STATE/vm/NAME.boot, and the spec QEMU is
+ * started with names those. The directory is the VM's uid's (0500): its
+ * QEMU reads the copies (group QEMU's, 0640), no other VM's QEMU gets in.
+ * Its QEMU may change what is in it (it owns it): the copies are made
+ * anew each start (unlinked, created O_EXCL|O_NOFOLLOW), and the
+ * directory itself, an entry of STATE/vm (root's), stays where it is. */
+static int boot_copies(const struct vmhost *vh, struct vm_spec *s, uid_t uid,
 		       struct parley_err *err)
 {
 	char dir[PATH_MAX + 64], dst[PATH_MAX + 128];
 	snprintf(dir, sizeof(dir), "%s/%s.boot", vh->dir, s->name);
 	if (mkdir(dir, 0750) < 0 && errno != EEXIST)
 		return perr(err, -errno, "%s: %s", dir, strerror(errno));
-	if (chown(dir, 0, vh->qemu_gid) < 0 || chmod(dir, 0750) < 0)
+	if (chown(dir, uid, vh->qemu_gid) < 0 || chmod(dir, 0500) < 0)
 		return perr(err, -errno, "%s: %s", dir, strerror(errno));
 	struct boot_file { char *path; const char *as; } f[2 + VMHOST_CFG_MAX] = {
 		{ s->kernel, "kernel" }, { s->initrd, "initrd" } };
@@ -468,18 +773,22 @@ int vmhost_start(struct vmhost *vh, const struct vm_spec *spec,
 				   sizeof(s.cfg[i].name)))
 			return perr(err, -EINVAL, "VM %s: config file %u: bad "
 				    "name", s.name, i);
-	int rc = vh->qemu_gid != (gid_t)-1 ? boot_copies(vh, &s, err) : 0;
-	if (rc || (rc = vmhost_xml(vh, &s, xml, sizeof(xml), err)))
+	uid_t uid = (uid_t)-1;
+	int rc = vh->qemu_gid != (gid_t)-1 ? vmhost_vm_uid(vh, s.name, true,
+							   &uid, err) : 0;
+	if (rc || (vh->qemu_gid != (gid_t)-1 &&
+		   (rc = boot_copies(vh, &s, uid, err))) ||
+	    (rc = vmhost_xml(vh, &s, uid, xml, sizeof(xml), err)))
 		return rc;
-	/* QEMU makes its monitor socket in a directory of its own (its
-	 * user's, 0700: the agent, root, gets in anyway). */
+	/* QEMU makes its monitor socket in a directory of its own (the
+	 * VM's uid's, 0700: no other VM's QEMU gets in; the agent, root,
+	 * does anyway). */
 	char mdir[PATH_MAX + 64];
 	snprintf(mdir, sizeof(mdir), "%s/%s.mon", vh->dir, s.name);
 	vmhost_mon_path(vh, s.name, sock, sizeof(sock));
 	unlink(sock);
 	if ((mkdir(mdir, 0700) < 0 && errno != EEXIST) ||
-	    (vh->qemu_uid != (uid_t)-1 &&
-	     chown(mdir, vh->qemu_uid, vh->qemu_gid) < 0) ||
+	    (uid != (uid_t)-1 && chown(mdir, uid, vh->qemu_gid) < 0) ||
 	    chmod(mdir, 0700) < 0)
 		return perr(err, -errno, "%s: %s", mdir, strerror(errno));
 	/* A socket or console of an earlier run of the same VM. */

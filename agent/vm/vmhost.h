@@ -24,11 +24,20 @@
 #define VMHOST_NS "https://parley.invalid/ns/vm/1"
 #define VMHOST_PREFIX "parley-vm-"   /* domain name: prefix + VM name */
 #define VMHOST_CFG_MAX 4
-/* The user and group QEMU runs as when the agent runs as root (created by
- * ./dev deps and the parley-agent package): not root, so a compromised
- * QEMU cannot open the agent's descriptors through /proc/AGENT/fd, nor
- * re-open a read-only section writable. */
+/* When the agent runs as root, each VM's QEMU runs as a uid of its own
+ * (one per VM name, kept in STATE/vm/uids/NAME so an agent that restarts
+ * and adopts the VM knows it; never given to another VM) from the QEMU
+ * uid range, and with the group of VMHOST_QEMU_USER (created by ./dev deps
+ * and the parley-agent package; that user itself runs no QEMU: it owns
+ * libvirt's shared directories and is qemu.conf's default). Not root: a
+ * compromised QEMU cannot open the agent's descriptors through
+ * /proc/AGENT/fd, nor re-open a read-only section writable; a uid of its
+ * own: it cannot ptrace another VM's QEMU nor open its /proc/PID/mem.
+ * The default range is clear of /etc/passwd's ids, systemd's dynamic users
+ * and the vmm processes' default range (agent/vmm_jail.h). */
 #define VMHOST_QEMU_USER "parley-qemu"
+#define VMHOST_UID_FIRST 6100000u
+#define VMHOST_UID_LAST 6165535u
 
 struct vm_spec {
 	char name[48];              /* jv_name_valid */
@@ -62,27 +71,58 @@ struct vmhost {
 	void *conn;                 /* virConnectPtr */
 	char uri[PATH_MAX + 64];
 	char dir[PATH_MAX];         /* STATE/vm: sockets, consoles */
-	/* QEMU's uid and gid when it runs as another user than the agent
-	 * (the agent is root: VMHOST_QEMU_USER); else both -1. Files QEMU
-	 * opens itself (kernel, initrd, config files: copied into
-	 * STATE/vm/NAME.boot) and read-only sections it re-opens are made
-	 * readable to this group, nothing writable. */
-	uid_t qemu_uid;
+	/* QEMU's group when each VM's QEMU runs as a uid of its own (the
+	 * agent is root: VMHOST_QEMU_USER's group); else -1 (QEMU runs as the
+	 * agent's user). Files QEMU opens itself (kernel, initrd, config
+	 * files: copied into STATE/vm/NAME.boot, a directory of the VM's uid)
+	 * and read-only sections it re-opens are made readable to this group,
+	 * nothing writable; the per-VM directories keep other VMs' QEMUs out. */
 	gid_t qemu_gid;
+	uint32_t uid_first, uid_last;   /* the per-VM uids (qemu_gid != -1) */
 };
+
+/* The uids each VM's QEMU may take (the agent is root): "FIRST-LAST" as
+ * numbers, 0 < FIRST <= LAST < 2^32-1. Refused (-EINVAL, -EEXIST, the
+ * error naming why) when it holds root, a user the host knows (passwd,
+ * through NSS) or a uid of the vmm processes' range. Default
+ * VMHOST_UID_FIRST..LAST; vmhost_open checks the range again. */
+int vmhost_parse_uid_range(const char *s, uint32_t *first, uint32_t *last);
+int vmhost_set_uid_range(uint32_t first, uint32_t last,
+			 struct parley_err *err);
 
 /* Connect: uri, or NULL for qemu:///embed?root=STATE/libvirt (its
  * qemu.conf written first: no security driver, stdio to files, QEMU's
  * capabilities cleared, its seccomp sandbox on, and when the agent runs
- * as root QEMU as VMHOST_QEMU_USER — an error if that user is missing). */
+ * as root each VM's QEMU as a uid of its own (vmhost_vm_uid) with
+ * VMHOST_QEMU_USER's group — an error if that user is missing or the uid
+ * range holds a host user). */
 int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 		struct parley_err *err);
 void vmhost_close(struct vmhost *vh);
 
-/* The domain XML for s (for the tests and the log). -ENOSPC if cap is too
- * small, -EINVAL for a path XML cannot carry as written. */
-int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, char *out,
-	       size_t cap, struct parley_err *err);
+/* The uid VM name's QEMU runs as (the agent is root): its record
+ * STATE/vm/uids/NAME, made at the VM's first start when alloc (the lowest
+ * uid of the range no record holds and no host user has). -ENOENT without
+ * a record and !alloc, -EAGAIN when the range is used up, -EEXIST when
+ * the host has since given the uid to a user, -ENOTSUP when QEMU runs as
+ * the agent's user. */
+int vmhost_vm_uid(struct vmhost *vh, const char *name, bool alloc, uid_t *uid,
+		  struct parley_err *err);
+
+/* fd, connected to VM name's monitor (vmhost_mon_path): is the peer that
+ * VM's QEMU (its uid, SO_PEERCRED)? The monitor's directory is the VM's
+ * own, so its QEMU could put a symbolic link there in place of its socket
+ * (to another VM's monitor): 0, or -EPERM naming the uid found. 0 when
+ * QEMU runs as the agent's user (nothing to tell apart). */
+int vmhost_mon_check(struct vmhost *vh, const char *name, int fd,
+		     struct parley_err *err);
+
+/* The domain XML for s (for the tests and the log), its QEMU as uid
+ * (a static DAC seclabel with the group qemu_gid; none when uid is -1).
+ * -ENOSPC if cap is too small, -EINVAL for a path XML cannot carry as
+ * written. */
+int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, uid_t uid,
+	       char *out, size_t cap, struct parley_err *err);
 
 /* The file QEMU serves as VM s's config file i: its copy in
  * STATE/vm/NAME.boot when QEMU runs as another user (vmhost_start makes
@@ -113,7 +153,7 @@ int vmhost_echo_connect(struct vmhost *vh, const char *name, int timeout_ms,
 			struct parley_err *err);
 
 /* The agent's own QMP monitor socket of the VM (STATE/vm/NAME.mon/qmp,
- * QEMU listening: agent/vm/qmp.h). */
+ * QEMU listening: agent/vm/qmp.h; the directory the VM's uid's, 0700). */
 void vmhost_mon_path(const struct vmhost *vh, const char *name, char *out,
 		     size_t cap);
 

@@ -813,8 +813,16 @@ static int take_on(struct vmmgr *m, const struct vm_spec *s,
 		   struct parley_err *err)
 {
 	/* Hot-plug goes through the agent's own monitor and nothing else
-	 * (libvirt's waits without a limit): a VM without one is not taken
-	 * on (the caller destroys it). */
+	 * (libvirt's waits without a limit): a VM without one — or whose
+	 * monitor socket another uid's process is behind (QEMU owns the
+	 * directory it is in and could put another VM's there) — is not
+	 * taken on (the caller destroys it). */
+	struct parley_err me = { 0 };
+	if (mon >= 0 && vmhost_mon_check(&m->host, s->name, mon, &me)) {
+		log_warn("VM %s: %s", s->name, me.msg);
+		close(mon);
+		mon = -1;
+	}
 	if (m->nvm == VMMGR_MAX || mon < 0) {
 		close(ctl);
 		if (mon >= 0)
@@ -1031,6 +1039,12 @@ int vmmgr_start_finish(struct vmmgr *m, const char *name_in, bool cancel,
 	}
 	int ctl = j->ctl, mon = j->mon;
 	j->ctl = j->mon = -1; /* ours now */
+	struct parley_err me = { 0 };
+	if (mon >= 0 && vmhost_mon_check(&m->host, name, mon, &me)) {
+		log_warn("VM %s: %s", name, me.msg);
+		close(mon);
+		mon = -1;
+	}
 	if (st->slot >= 0 && mon < 0) {
 		close(ctl);
 		j->rc = 0; /* its domain runs: start_drop destroys it */
