@@ -287,16 +287,25 @@ Test(vm_agent, hand_over_with_a_vm_running, .timeout = 480, .fini = fini)
 	/* The guest re-joins its channel under the new agent; ping's
 	 * counter rises on (it checks every reply's sequence and checksum,
 	 * pong every message's: either stops at a damaged one). */
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	char *c = await_in(console, 0, "REOPENED pingpong", 1, 120);
 	free(c);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	/* For the record (not asserted): how long the guest's stream waited
+	 * after the new agent said it took over. */
+	fprintf(stderr, "RECORD guest re-opened %.1f s after the new agent "
+		"took over\n",
+		    (double)(t1.tv_sec - t0.tv_sec) +
+		    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	s = await_in(out, at, "ping| ping: ", 5, 180);
 	cr_expect_null(strstr(s, "damaged"), "%s", s);
 	cr_expect_null(strstr(s, "stopped:"), "%s", s);
 	free(s);
 	/* The thin pair went on beneath both hand-overs. */
 	s = await_in(out, at, "tb| received 1", 1, 120);
-	cr_expect_null(strstr(s, "failed"), "%s", s);
-	cr_expect_null(strstr(s, "bad message"), "%s", s);
+	cr_expect_null(strstr(s, "ta| send "), "%s", s);
+	cr_expect_null(strstr(s, "tb| recv "), "%s", s);
 	free(s);
 	c = slurp(console);
 	cr_expect_null(strstr(c, "ERROR"), "%s", c);

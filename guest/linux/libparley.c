@@ -137,6 +137,17 @@ int pl_ctl_open(struct pl_ctl *c, const char *path)
 		    read(c->fd, junk, sizeof(junk)) <= 0)
 			break;
 	}
+	/* No agent on the host end yet (one restarting, or taking over from
+	 * one that left): wait for one (up to the reply's timeout) before
+	 * saying HELLO, rather than write into a port nobody holds. */
+	for (int waited = 0; !pl_ctl_connected(c); waited += 10) {
+		if (waited >= c->timeout_ms) {
+			close(c->fd);
+			c->fd = -1;
+			return -ENOTCONN;
+		}
+		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+	}
 	struct parley_vmctl_hello he = { PARLEY_VMCTL_VERSION, 0 }, back;
 	int rc = pl_ctl_call(c, PARLEY_VMCTL_HELLO, &he, sizeof(he),
 			     PARLEY_VMCTL_HELLO_REPLY, &back, sizeof(back));
