@@ -711,7 +711,10 @@ static void on_upgrade(void *ctx)
 				"nothing to update from\n");
 		return;
 	}
-	if (upd_keep_before(&a->audit, a->cli.state_dir, dir, a->cli.vmm,
+	/* The VMs are adopted afresh by the new agent: none may carry a
+	 * verdict it would lose. */
+	if ((a->vms.on && vmmgr_handover_check(&a->vms.m, &err) < 0) ||
+	    upd_keep_before(&a->audit, a->cli.state_dir, dir, a->cli.vmm,
 			    agent_version(), &err) < 0) {
 		if (theirs)
 			upd_stage_failed(&a->upd, perr_msg(&err));

@@ -668,7 +668,10 @@ static void upgrade(struct serve *s)
 		log_error("SIGUSR1: no --update-stage, nothing to update from");
 		return;
 	}
-	if (upd_keep_before(&s->audit, serve_o->state_dir, dir, serve_o->vmm,
+	/* The VMs are adopted afresh by the new agent: none may carry a
+	 * verdict it would lose. */
+	if ((s->vms.on && vmmgr_handover_check(&s->vms.m, &err) < 0) ||
+	    upd_keep_before(&s->audit, serve_o->state_dir, dir, serve_o->vmm,
 			    serve_o->version, &err) < 0) {
 		if (theirs)
 			upd_stage_failed(&s->upd, perr_msg(&err));

@@ -261,6 +261,23 @@ Test(vm_chan, ungranted_then_tampered_config, .timeout = 240, .fini = t_vm_fini)
 		      "\"channel\":\"secret\",\"reason\":\"NO_GRANT\"");
 	AUDIT_HAS(&t, "\"event\":\"quarantine\",\"partition\":\"guest\","
 		      "\"reason\":\"INTEGRITY\",\"file\":\"app.conf\"");
+	/* A hand-over now would hand the VM to an agent that measures it
+	 * afresh: refused while it is quarantined, audited. */
+	struct parley_err err = { 0 };
+	cr_assert_eq(vmmgr_handover_check(&t.m, &err), -EPERM, "%s", err.msg);
+	cr_assert(strstr(err.msg, "VM guest is quarantined"), "%s", err.msg);
+	AUDIT_HAS(&t, "\"event\":\"update_refused\",\"partition\":\"guest\","
+		      "\"reason\":\"QUARANTINED\"");
+	/* The same agent before any open found the change (its file changed
+	 * since the VM's last open): the check finds it, quarantines the VM
+	 * as the open would have, and refuses naming the file. */
+	struct cm_part *cp = vmmgr_find(&t.m, "guest")->shell.owner;
+	cp->quarantined = false;
+	cr_assert_eq(vmmgr_handover_check(&t.m, &err), -EBADMSG, "%s", err.msg);
+	cr_assert(strstr(err.msg, "(app.conf)"), "%s", err.msg);
+	cr_assert(cp->quarantined);
+	AUDIT_HAS(&t, "\"event\":\"update_refused\",\"partition\":\"guest\","
+		      "\"reason\":\"INTEGRITY\",\"file\":\"app.conf\"");
 	t_vm_teardown(&t);
 }
 

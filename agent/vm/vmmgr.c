@@ -1285,3 +1285,36 @@ int vmmgr_serve(struct vmmgr *m, unsigned i)
 	}
 	return 0;
 }
+
+/* ---- before a hand-over ---------------------------------------------------- */
+
+int vmmgr_handover_check(struct vmmgr *m, struct parley_err *err)
+{
+	for (unsigned i = 0; i < m->nvm; i++) {
+		struct vm_part *v = &m->vm[i];
+		const struct cm_part *cp = v->shell.owner;
+		if (v->shell.finished)
+			continue;
+		int rc = 0;
+		char file[BASELINE_GUEST_PATH_MAX + 32] = "";
+		if (cp && cp->quarantined) {
+			rc = perr(err, -EPERM, "VM %s is quarantined, and the "
+				  "new agent would take it on measured afresh",
+				  v->spec.name);
+		} else if (ext_verify(v, file, sizeof(file)) != 0) {
+			/* As its next open would: quarantined. */
+			chanmgr_quarantine(m->cm, &v->shell, file);
+			rc = perr(err, -EBADMSG, "VM %s no longer matches its "
+				  "measurement (%s): quarantined, and the new "
+				  "agent would take it on measured afresh",
+				  v->spec.name, file);
+		}
+		if (rc == 0)
+			continue;
+		emit(m, "update_refused", v->spec.name, NULL,
+		     rc == -EPERM ? "QUARANTINED" : "INTEGRITY",
+		     file[0] ? file : NULL, err->msg);
+		return rc;
+	}
+	return 0;
+}

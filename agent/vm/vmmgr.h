@@ -188,6 +188,14 @@ int vmmgr_restart(struct vmmgr *m, unsigned i, const struct vm_spec *s,
 
 struct vm_part *vmmgr_find(struct vmmgr *m, const char *name);
 
+/* Before a hand-over (agent/update_commit.h): VMs are not passed, the new
+ * agent takes each on measured afresh (vmmgr_add), so what only this
+ * agent knows against one would be lost: -EPERM if a running VM is
+ * quarantined; -EBADMSG if one's config files (or a guest-reported
+ * digest) no longer match — it is quarantined now, as its next open would
+ * have it. err names the VM and why; 0: nothing to lose. */
+int vmmgr_handover_check(struct vmmgr *m, struct parley_err *err);
+
 /* The descriptors an event loop watches for VM i (readable: call
  * vmmgr_serve): its control port, and the doorbells of the channels it
  * waits on. Returns how many (at most cap). */
