@@ -47,25 +47,7 @@ static void fini(void)
 	vmhost_close(&vh);
 }
 
-static char *slurp(const char *path)
-{
-	uint8_t *buf;
-	size_t len;
-	struct parley_err err = { 0 };
-	if (file_read_all(path, 64 << 20, &buf, &len, &err) < 0)
-		return strdup("");
-	char *s = realloc(buf, len + 1);
-	s[len] = 0;
-	return s;
-}
 
-static int count_of(const char *text, const char *needle)
-{
-	int n = 0;
-	for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
-}
 
 /* Wait up to secs for `needle` n times in the file after byte `from`;
  * the text then (caller frees), or the test fails showing it. */
@@ -73,13 +55,13 @@ static char *await_in(const char *path, size_t from, const char *needle,
 		      int n, int secs)
 {
 	for (int i = 0; i < secs * 10; i++) {
-		char *s = slurp(path);
-		if (strlen(s) >= from && count_of(s + from, needle) >= n)
+		char *s = t_slurp(path);
+		if (strlen(s) >= from && t_count(s + from, needle) >= n)
 			return s;
 		free(s);
 		usleep(100000);
 	}
-	char *s = slurp(path);
+	char *s = t_slurp(path);
 	cr_assert_fail("no %d x \"%s\" in %s after byte %zu within %d s:\n%s",
 		       n, needle, path, from, secs, s);
 	return s;
@@ -204,11 +186,12 @@ Test(vm_agent, hand_over_with_a_vm_running, .timeout = 480, .fini = fini)
 	    "{\"name\":\"run\",\"path\":\"run.sh\"}]}");
 	put(dir, "ping.json", "{\"name\":\"ping\",\"image\":\"ping.elf\","
 	    "\"memory\":\"8M\",\"cmdline\":\"count=2000000000 report=200\"}");
-	/* ta sends tb one message every 1.5 s for about 75 s (no spinning
-	 * pair: the VM's TCG needs the CPUs); each one checked by tb. */
+	/* ta sends tb one message every 3 s for about 150 s (no spinning
+	 * pair: the VM's TCG needs the CPUs; the VM may take 90 s to boot on
+	 * a loaded machine); each one checked by tb. */
 	char steps[1100] = "open:tt";
 	for (int i = 0; i < 50; i++)
-		strcat(steps, ",send:0:1,sleep:1500");
+		strcat(steps, ",send:0:1,sleep:3000");
 	char spec[1300];
 	snprintf(spec, sizeof(spec), "{\"name\":\"ta\",\"image\":"
 		 "\"chantest.elf\",\"memory\":\"8M\",\"cmdline\":\"steps=%s\"}",
@@ -268,7 +251,7 @@ Test(vm_agent, hand_over_with_a_vm_running, .timeout = 480, .fini = fini)
 
 	/* The hand-over that commits. */
 	stage_agent(dir, T_BIN("parley-agent-next"));
-	s = slurp(out);
+	s = t_slurp(out);
 	at = strlen(s);
 	free(s);
 	kill(old, SIGUSR1);
@@ -307,7 +290,7 @@ Test(vm_agent, hand_over_with_a_vm_running, .timeout = 480, .fini = fini)
 	cr_expect_null(strstr(s, "ta| send "), "%s", s);
 	cr_expect_null(strstr(s, "tb| recv "), "%s", s);
 	free(s);
-	c = slurp(console);
+	c = t_slurp(console);
 	cr_expect_null(strstr(c, "ERROR"), "%s", c);
 	cr_expect_null(strstr(c, "SCRIPT-END"), "%s", c);
 	free(c);
@@ -317,10 +300,10 @@ Test(vm_agent, hand_over_with_a_vm_running, .timeout = 480, .fini = fini)
 	/* The old agent's devices: unplugged at the guest's HELLO. */
 	s = await_in(audit, 0, "\"event\":\"vm_unplugged\",\"partition\":"
 		     "\"guest\",\"reason\":\"ADOPTED\"", 1, 60);
-	cr_expect_eq(count_of(s, "\"event\":\"vm_adopted\",\"partition\":"
+	cr_expect_eq(t_count(s, "\"event\":\"vm_adopted\",\"partition\":"
 				 "\"guest\""), 1, "%s", s);
-	cr_expect_eq(count_of(s, "\"event\":\"update_rollback\""), 1, "%s", s);
-	cr_expect_eq(count_of(s, "\"event\":\"update_committed\""), 1, "%s", s);
+	cr_expect_eq(t_count(s, "\"event\":\"update_rollback\""), 1, "%s", s);
+	cr_expect_eq(t_count(s, "\"event\":\"update_committed\""), 1, "%s", s);
 	cr_expect(strstr(s, "1 adopted from libvirt"), "%s", s);
 	cr_expect_null(strstr(s, "\"event\":\"vm_stopped\""), "%s", s);
 	free(s);
