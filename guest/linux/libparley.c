@@ -234,11 +234,15 @@ int pl_ctl_call(struct pl_ctl *c, uint16_t type, const void *pl, uint32_t len,
 	int rc = write_all(c->fd, buf, sizeof(h) + len, c->timeout_ms);
 	if (rc)
 		return rc;
-	/* The answer; WAKEs (unprompted) may come first. */
+	/* The answer; WAKEs (unprompted) may come first. An agent that
+	 * leaves meanwhile (the host end hangs up) never answers: no new
+	 * agent answers what was asked of the one before (a hand-over's old
+	 * agent stops reading a while before it exits), so that ends the
+	 * wait now rather than at the timeout. */
 	for (;;) {
 		struct parley_vmctl_hdr r;
 		if ((rc = read_frame(c, &r, buf, sizeof(buf) - sizeof(r),
-				     c->timeout_ms, 0)))
+				     c->timeout_ms, 1)))
 			return rc;
 		if (r.type == PARLEY_VMCTL_WAKE) {
 			struct parley_vmctl_status st;

@@ -257,26 +257,42 @@ static int agent_lost(int rc)
 	       rc == PL_STATUS(PARLEY_E_BAD_HANDLE);
 }
 
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long)(t.tv_sec - t0->tv_sec) * 1000 +
+	       (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
 /* Open the channel again under a new agent: let go of the old mapping
  * (the new agent unplugs the old devices once we say HELLO), wait for the
- * agent and for the peer, map the new devices. 0 or an error. */
+ * agent and for the peer, map the new devices. 0 or an error. Says how
+ * long each step took: the agent found, the channel open, its devices
+ * mapped (ms from the start). */
 static int reopen_chan(const char *name, struct pl_chan *ch)
 {
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	pl_chan_unmap(ch);
 	pl_ctl_close(&ctl);
 	for (int t = 0; t < 1200; t++) {
 		nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
 		if (pl_ctl_open(&ctl, port))
 			continue; /* no agent yet */
+		long agent_ms = ms_since(&t0);
 		int rc = pl_chan_open(&ctl, name, ch);
 		if (rc == PL_STATUS(PARLEY_E_PEER_DOWN)) {
 			pl_ctl_close(&ctl);
 			continue; /* its peer is not up yet */
 		}
+		long open_ms = ms_since(&t0);
 		if (rc == 0 && !(rc = pl_chan_map(ch, sysfs, 5000)))
 			rc = save(name, ch);
 		if (rc == 0)
-			printf("REOPENED %s handle=%u\n", name, ch->rep.handle);
+			printf("REOPENED %s handle=%u agent=%ld open=%ld "
+			       "mapped=%ld ms\n", name, ch->rep.handle,
+			       agent_ms, open_ms, ms_since(&t0));
 		return rc;
 	}
 	return -ETIMEDOUT;
