@@ -801,9 +801,11 @@ static void adopt_all(struct agent *a)
 	update_adopt(a->handover_fd, &u, &err);
 	a->policy = u.policy;
 	a->policy_len = u.policy_len;
-	double pause_ms = (double)(mono_now_ns() - u.pause_ns) / 1e6;
+	/* (The VMs before the pause is taken: nothing is served while they
+	 * are adopted, a second or so for libvirt.) */
 	char detail[512], vms[256];
 	adopt_vms(a, &u, vms, sizeof(vms));
+	double pause_ms = (double)(mono_now_ns() - u.pause_ns) / 1e6;
 	snprintf(detail, sizeof(detail), "%s took over from %s: %u "
 		 "partitions, grant manager paused %.1f ms%s", agent_version(),
 		 u.old_version, u.nadopted, pause_ms, vms);

@@ -747,7 +747,7 @@ static int adopt_all(struct serve *s, struct parley_err *err)
 	bool vms = snprintf(specs, sizeof(specs), "%s/vm-specs",
 			    serve_o->state_dir) < (int)sizeof(specs) &&
 		   access(specs, F_OK) == 0;
-	if (update_old_gone(&u, vms ? 10000 : 0) < 0)
+	if (update_old_gone(&u, vms ? 10000 : 0) < 0 && vms)
 		log_error("the old agent has not exited 10 s after the commit: "
 			  "adopting its VMs anyway");
 	/* (serve starts new partitions from its own --vmm, which is not in
