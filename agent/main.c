@@ -716,29 +716,28 @@ static void serve_round(void *ctx, int max_ms)
 	sup_step(&((struct agent *)ctx)->sup, -1, max_ms);
 }
 
+/* Our VMs' consoles printed up to now: the new agent streams each from
+ * where the file ends when it adopts the VM (vmrun.h). */
+static void vms_console_flush(void *ctx)
+{
+	vmrun_console_all(&((struct agent *)ctx)->vms);
+}
+
 static void on_upgrade(void *ctx)
 {
 	struct agent *a = ctx;
 	struct parley_err err = { 0 };
 	bool theirs = a->pending_stage[0] != 0;
 	const char *dir = theirs ? a->pending_stage : a->cli.update_stage;
-	/* A hand-over passes thin partitions only: the new binary would not
-	 * serve the VMs, which outlive us. Refused while any runs. */
-	if (vmrun_live(&a->vms)) {
-		if (theirs)
-			upd_stage_failed(&a->upd, "VMs run here: no hand-over");
-		a->pending_stage[0] = 0;
-		fprintf(stderr, "parley-agent: update refused, this agent (%s) "
-				"serves on: VMs run here, and a hand-over "
-				"does not pass them\n", agent_version());
-		return;
-	}
 	if (!dir) {
 		fprintf(stderr, "parley-agent: SIGUSR1: no --update-stage, "
 				"nothing to update from\n");
 		return;
 	}
-	if (upd_keep_before(&a->audit, a->cli.state_dir, dir, a->cli.vmm,
+	/* The VMs are adopted afresh by the new agent: none may carry a
+	 * verdict it would lose. */
+	if ((a->vms.on && vmmgr_handover_check(&a->vms.m, &err) < 0) ||
+	    upd_keep_before(&a->audit, a->cli.state_dir, dir, a->cli.vmm,
 			    agent_version(), &err) < 0) {
 		if (theirs)
 			upd_stage_failed(&a->upd, perr_msg(&err));
@@ -751,7 +750,8 @@ static void on_upgrade(void *ctx)
 		.cm = &a->cm, .policy = a->policy, .policy_len = a->policy_len,
 		.argv = a->argv, .version = agent_version(), .out = stdout,
 		.timeout_ms = (int)(a->cli.update_timeout_s * 1000),
-		.serve = serve_round, .ctx = a,
+		.serve = serve_round, .before_commit = vms_console_flush,
+		.ctx = a,
 	};
 	if (update_commit(&h, dir, &err) == 0)
 		update_leave();
@@ -766,6 +766,42 @@ static void on_upgrade(void *ctx)
 static int add_adopted(void *ctx, struct partition *p)
 {
 	return sup_add(&((struct agent *)ctx)->sup, p);
+}
+
+/* The VMs of our command line, after the hand-over's commit: the old
+ * agent passed none (their QEMUs outlive it); each is adopted from
+ * libvirt as after a restart (vmmgr_add finds its domain running:
+ * `vm_adopted`, the old agent's section devices unplugged at the guest's
+ * next HELLO) once the old agent has exited, and its guest re-opens its
+ * channels. `said` gets what the hand-over's audit adds. */
+static void adopt_vms(struct agent *a, struct update_adopt *u, char *said,
+		      size_t cap)
+{
+	said[0] = 0;
+	if (!a->nvm) {
+		update_old_gone(u, 0);
+		return;
+	}
+	if (update_old_gone(u, 10000) < 0)
+		fprintf(stderr, "parley-agent: the old agent has not exited "
+				"10 s after the commit: adopting its VMs "
+				"anyway\n");
+	struct parley_err err = { 0 };
+	int rc = vmrun_start(&a->vms, a->cli.state_dir, &a->cm, &a->audit,
+			     a->have_db ? &a->db : NULL, a->vm_specs, a->nvm,
+			     stdout, &err);
+	size_t n = (size_t)snprintf(said, cap, "; %u VM(s) here, ", a->nvm);
+	if (rc < 0) {
+		fprintf(stderr, "parley-agent: VMs after the hand-over: %s\n",
+			perr_msg(&err));
+		snprintf(said + n, cap - n, "not adopted: %s", perr_msg(&err));
+		return;
+	}
+	unsigned adopted = 0;
+	for (unsigned i = 0; i < a->vms.n; i++)
+		adopted += a->vms.m.vm[i].adopted;
+	snprintf(said + n, cap - n, "%u adopted from libvirt (their guests "
+		 "re-open their channels)", adopted);
 }
 
 /* We are the new binary: take over what the old one runs. Never returns
@@ -788,11 +824,14 @@ static void adopt_all(struct agent *a)
 	update_adopt(a->handover_fd, &u, &err);
 	a->policy = u.policy;
 	a->policy_len = u.policy_len;
+	/* (The VMs before the pause is taken: nothing is served while they
+	 * are adopted, a second or so for libvirt.) */
+	char detail[512], vms[256];
+	adopt_vms(a, &u, vms, sizeof(vms));
 	double pause_ms = (double)(mono_now_ns() - u.pause_ns) / 1e6;
-	char detail[512];
 	snprintf(detail, sizeof(detail), "%s took over from %s: %u "
-		 "partitions, grant manager paused %.1f ms", agent_version(),
-		 u.old_version, u.nadopted, pause_ms);
+		 "partitions, grant manager paused %.1f ms%s", agent_version(),
+		 u.old_version, u.nadopted, pause_ms, vms);
 	struct audit_event e = { .event = "update_committed",
 				 .detail = detail };
 	audit_emit(&a->audit, &e);

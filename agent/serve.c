@@ -668,7 +668,10 @@ static void upgrade(struct serve *s)
 		log_error("SIGUSR1: no --update-stage, nothing to update from");
 		return;
 	}
-	if (upd_keep_before(&s->audit, serve_o->state_dir, dir, serve_o->vmm,
+	/* The VMs are adopted afresh by the new agent: none may carry a
+	 * verdict it would lose. */
+	if ((s->vms.on && vmmgr_handover_check(&s->vms.m, &err) < 0) ||
+	    upd_keep_before(&s->audit, serve_o->state_dir, dir, serve_o->vmm,
 			    serve_o->version, &err) < 0) {
 		if (theirs)
 			upd_stage_failed(&s->upd, perr_msg(&err));
@@ -737,6 +740,16 @@ static int adopt_all(struct serve *s, struct parley_err *err)
 	};
 	update_adopt(serve_o->handover_fd, &u, err);
 	free(u.policy);
+	/* The daemon's VMs were not handed over: vms_up adopts them from
+	 * libvirt, which needs the old agent gone (its control port and
+	 * monitor connections, the embedded driver's root). */
+	char specs[PATH_MAX];
+	bool vms = snprintf(specs, sizeof(specs), "%s/vm-specs",
+			    serve_o->state_dir) < (int)sizeof(specs) &&
+		   access(specs, F_OK) == 0;
+	if (update_old_gone(&u, vms ? 10000 : 0) < 0 && vms)
+		log_error("the old agent has not exited 10 s after the commit: "
+			  "adopting its VMs anyway");
 	/* (serve starts new partitions from its own --vmm, which is not in
 	 * the stage: the path it would get back is not needed.) */
 	char vmm[1024];
@@ -746,8 +759,10 @@ static int adopt_all(struct serve *s, struct parley_err *err)
 	double pause_ms = (double)(mono_now_ns() - u.pause_ns) / 1e6;
 	char detail[512];
 	snprintf(detail, sizeof(detail), "%s took over from %s: %u "
-		 "partitions, grant manager paused %.1f ms", serve_o->version,
-		 u.old_version, u.nadopted, pause_ms);
+		 "partitions, grant manager paused %.1f ms%s", serve_o->version,
+		 u.old_version, u.nadopted, pause_ms,
+		 vms ? "; kept VMs adopted from libvirt (their guests re-open "
+		       "their channels)" : "");
 	struct audit_event e = { .event = "update_committed", .detail = detail };
 	audit_emit(&s->audit, &e);
 	s->upd.state = PARLEY_UPDATE_COMMITTED;

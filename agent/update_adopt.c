@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 struct adopt {
@@ -302,6 +303,9 @@ static int ping_all(struct adopt *a, struct parley_err *err)
 int update_adopt(int sock, struct update_adopt *u, struct parley_err *err)
 {
 	struct adopt a = { .u = u, .sock = sock };
+	/* Our parent is the old agent (update_commit started us); it waits
+	 * for our hello, so the pid is still its. */
+	u->old_pidfd = (int)syscall(SYS_pidfd_open, getppid(), 0);
 	int timeout = u->timeout_ms > 0 ? u->timeout_ms : 5000;
 	a.deadline = mono_now_ns() + (uint64_t)timeout * 1000000;
 	if (upd_send(sock, UPD_HELLO, u->version, strlen(u->version), NULL,
@@ -357,4 +361,22 @@ int update_adopt(int sock, struct update_adopt *u, struct parley_err *err)
 	free(a.parts);
 	handover_free(&a.h);
 	return 0;
+}
+
+int update_old_gone(struct update_adopt *u, int timeout_ms)
+{
+	int rc = 0;
+	if (u->old_pidfd >= 0) {
+		struct pollfd pf = { .fd = u->old_pidfd, .events = POLLIN };
+		uint64_t deadline = mono_now_ns() +
+				    (uint64_t)timeout_ms * 1000000;
+		int n;
+		do
+			n = poll(&pf, 1, remaining_ms(deadline));
+		while (n < 0 && errno == EINTR);
+		rc = n > 0 ? 0 : -ETIMEDOUT;
+		close(u->old_pidfd);
+	}
+	u->old_pidfd = -1;
+	return rc;
 }

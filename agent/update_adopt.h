@@ -48,6 +48,8 @@ struct update_adopt {
 	/* When each step ended (CLOCK_MONOTONIC): the state received and
 	 * parsed, everything adopted, every vmm answered, commit received. */
 	uint64_t t_state_ns, t_adopted_ns, t_pinged_ns, t_commit_ns;
+	int old_pidfd;             /* the old agent (our parent), or -1:
+				    * for update_old_gone */
 };
 
 /* sock: the descriptor named by PARLEY_HANDOVER_FD. Returns 0 once the old
@@ -57,5 +59,14 @@ struct update_adopt {
  * old one why and exits with status 75, on an abort with status 0 (err
  * is for the log line before). */
 int update_adopt(int sock, struct update_adopt *u, struct parley_err *err);
+
+/* After update_adopt: wait up to timeout_ms for the old agent to have
+ * exited (its pidfd, taken while it waited for our hello). What it held
+ * that admits one holder at a time goes with its exit, not with its
+ * commit: a Linux VM's control port and QMP monitor (QEMU serves one
+ * client each) and the embedded libvirt driver's root (one process).
+ * 0, or -ETIMEDOUT (it still runs: the caller goes on, and what it
+ * needs of those may fail). Closes u->old_pidfd either way. */
+int update_old_gone(struct update_adopt *u, int timeout_ms);
 
 #endif

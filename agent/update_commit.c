@@ -285,6 +285,22 @@ static int gather_chan(struct commit *c, const struct cm_chan *ch)
 	return 0;
 }
 
+/* A channel whose every end still mapped is a VM's: nothing of it is
+ * handed over (see gather). */
+static bool vm_only(const struct cm_chan *ch)
+{
+	bool vm = false;
+	for (int s = 0; s < 2; s++) {
+		const struct cm_end *e = &ch->end[s];
+		if (!e->ep || !e->mapped || e->ep->p->finished)
+			continue;
+		if (!e->ep->ext)
+			return false;
+		vm = true;
+	}
+	return vm;
+}
+
 /* Requests read but not yet handled live only in our memory: handled now,
  * so that none is lost with us (a few passes: handling one may defer
  * more). -EBUSY if some remain. */
@@ -330,15 +346,38 @@ static int gather(struct commit *c, struct parley_err *err)
 	h->next_chan_id = cm->next_id;
 	h->policy = (uint8_t *)c->a->policy;
 	h->policy_len = (uint32_t)c->a->policy_len;
-	for (unsigned i = 0; i < cm->nparts; i++)
-		if (cm->parts[i].p && !cm->parts[i].p->finished &&
-		    gather_part(c, &cm->parts[i]) < 0)
+	/* A Linux VM (an external endpoint, agent/vm/vmmgr.c) is not
+	 * passed: its QEMU outlives us and the new agent adopts it from
+	 * libvirt once we have gone. Its channel ends go as closed ones
+	 * (part -1, not mapped: what chanmgr has after the VM closes a
+	 * handle), so its thin peers keep theirs and the guest re-joins the
+	 * same channel; a channel only a VM held is not passed at all (its
+	 * memory goes with us, its devices with the new agent's unplug of
+	 * them). */
+	c->a->vms = 0;
+	for (unsigned i = 0; i < cm->nparts; i++) {
+		const struct cm_part *cp = &cm->parts[i];
+		if (cp->ext && cp->p && !cp->p->finished)
+			c->a->vms++;
+		if (cp->p && !cp->p->finished && !cp->ext &&
+		    gather_part(c, cp) < 0)
 			return perr(err, -EBADF, "a partition without its "
 				    "descriptors");
-	for (unsigned i = 0; i < cm->nchans; i++)
-		if (gather_chan(c, cm->chans[i]) < 0)
+	}
+	int *at = calloc(cm->nchans ? cm->nchans : 1, sizeof(int));
+	if (!at)
+		return perr(err, -ENOMEM, "out of memory");
+	for (unsigned i = 0; i < cm->nchans; i++) {
+		at[i] = -1;
+		if (vm_only(cm->chans[i]))
+			continue;
+		at[i] = (int)c->h.nchan;
+		if (gather_chan(c, cm->chans[i]) < 0) {
+			free(at);
 			return perr(err, -EBADF, "a channel without its "
 				    "descriptors");
+		}
+	}
 	for (unsigned i = 0; i < cm->noffers; i++) {
 		int k = part_index(c, cm->offers[i].cp);
 		if (k < 0)
@@ -349,8 +388,9 @@ static int gather(struct commit *c, struct parley_err *err)
 	}
 	for (unsigned i = 0; i < cm->npending; i++)
 		for (unsigned k = 0; k < cm->nchans; k++)
-			if (cm->chans[k] == cm->pending[i].ch)
-				h->pending[h->npending++] = k;
+			if (cm->chans[k] == cm->pending[i].ch && at[k] >= 0)
+				h->pending[h->npending++] = (uint32_t)at[k];
+	free(at);
 	h->nfds = c->nfds;
 	return 0;
 }
@@ -493,6 +533,10 @@ int update_commit(struct update_host *a, const char *stage_dir,
 		if (a->out) {
 			fprintf(a->out, "parley-agent: handed over to pid %d "
 				"(%s)\n", (int)c.pid, c.vmm_version);
+			if (a->vms)
+				fprintf(a->out, "parley-agent: %u VM(s) left "
+					"running for pid %d to adopt\n",
+					a->vms, (int)c.pid);
 			fflush(a->out);
 		}
 	}

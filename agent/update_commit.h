@@ -9,7 +9,9 @@
  * channel table with its memory and doorbells, services) and waits for the
  * new one to adopt every partition and have each vmm answer a ping, within
  * one deadline. Then it tells the new one to go on and leaves without
- * touching any partition (update_leave). If the new one exits, fails to
+ * touching any partition (update_leave). Linux VMs are not passed: the
+ * new agent adopts them from libvirt after we have gone, and their
+ * guests re-open their channels (see struct update_host's vms). If the new one exits, fails to
  * adopt or does not confirm in time, it is killed and the old one goes on
  * serving (rollback); the reason is returned and audited
  * ("update_rollback").
@@ -64,6 +66,11 @@ struct update_host {
 	 * or rollback). */
 	pid_t new_pid;
 	uint64_t pause_ns;
+	/* Linux VMs running here (chanmgr's external endpoints): not in the
+	 * message. Their QEMUs outlive us (update_leave destroys nothing);
+	 * the new agent adopts them from libvirt once we have exited
+	 * (update_old_gone) and their guests re-open their channels. */
+	unsigned vms;
 };
 
 /* stage_dir holds verified parley-agent, parley-vmm and manifest.json.

@@ -34,25 +34,7 @@ struct run {
 	char out[512], audit[512];
 };
 
-static char *slurp(const char *path)
-{
-	uint8_t *buf;
-	size_t len;
-	struct parley_err err = { 0 };
-	if (file_read_all(path, 64 << 20, &buf, &len, &err) < 0)
-		return strdup("");
-	char *s = realloc(buf, len + 1);
-	s[len] = 0;
-	return s;
-}
 
-static int count_of(const char *text, const char *needle)
-{
-	int n = 0;
-	for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
-}
 
 /* Wait (up to secs) until the output holds `needle` at least n times
  * after byte `from`; returns the output then (caller frees) or fails the
@@ -61,13 +43,13 @@ static char *await_out(struct run *r, size_t from, const char *needle, int n,
 		       int secs)
 {
 	for (int i = 0; i < secs * 20; i++) {
-		char *s = slurp(r->out);
-		if (strlen(s) >= from && count_of(s + from, needle) >= n)
+		char *s = t_slurp(r->out);
+		if (strlen(s) >= from && t_count(s + from, needle) >= n)
 			return s;
 		free(s);
 		usleep(50000);
 	}
-	char *s = slurp(r->out);
+	char *s = t_slurp(r->out);
 	cr_assert_fail("no %d x \"%s\" after byte %zu within %d s:\n%s", n,
 		       needle, from, secs, s);
 	return s;
@@ -125,7 +107,7 @@ static void start_with(struct run *r, const char *fault, const char *timeout,
 		char *c;
 		snprintf(src, sizeof(src), PARLEY_SOURCE_DIR "/examples/%s",
 			 conf[i]);
-		c = slurp(src);
+		c = t_slurp(src);
 		write_file(r->dir, conf[i], c);
 		free(c);
 	}
@@ -268,22 +250,22 @@ Test(handover, pingpong_keeps_running_across_the_hand_over,
 	cr_expect_lt(strstr(s, "took over from"), strstr(s, "spammed"),
 		     "the spam ended before the hand-over: raise SPAM");
 	free(s);
-	s = slurp(r.audit);
-	cr_expect_eq(count_of(s, "\"event\":\"open_denied\",\"partition\":"
+	s = t_slurp(r.audit);
+	cr_expect_eq(t_count(s, "\"event\":\"open_denied\",\"partition\":"
 				 "\"spam\""), SPAM, "audit records lost or "
 		     "duplicated");
 	free(s);
 	st = stop(np);
 	cr_expect(WIFEXITED(st), "new: %#x", st);
-	s = slurp(r.out);
+	s = t_slurp(r.out);
 	cr_expect(strstr(s, "  ping                 process  killed"), "%s", s);
 	free(s);
 	/* Audit: each record once, the hand-over's from the new agent. */
-	s = slurp(r.audit);
-	cr_expect_eq(count_of(s, "\"event\":\"update_committed\""), 1, "%s", s);
-	cr_expect_eq(count_of(s, "\"event\":\"open_allowed\",\"partition\":"
+	s = t_slurp(r.audit);
+	cr_expect_eq(t_count(s, "\"event\":\"update_committed\""), 1, "%s", s);
+	cr_expect_eq(t_count(s, "\"event\":\"open_allowed\",\"partition\":"
 				 "\"ping\""), 1, "%s", s);
-	cr_expect_eq(count_of(s, "\"event\":\"update_rollback\""), 0, "%s", s);
+	cr_expect_eq(t_count(s, "\"event\":\"update_rollback\""), 0, "%s", s);
 	free(s);
 	finish(&r);
 }
@@ -292,7 +274,7 @@ static char *slurp_in(struct run *r, const char *rel)
 {
 	char p[700];
 	snprintf(p, sizeof(p), "%s/%s", r->dir, rel);
-	return slurp(p);
+	return t_slurp(p);
 }
 
 /* An operator's explicit rollback (agent/update/keep.h): the agent runs
@@ -351,17 +333,17 @@ Test(handover, explicit_rollback_to_the_previous_version, .timeout = 120)
 	free(m);
 	int st = stop(back);
 	cr_expect(WIFEXITED(st), "back: %#x", st);
-	s = slurp(r.out);
+	s = t_slurp(r.out);
 	/* The partitions ran through both hand-overs: killed only now. */
 	cr_expect(strstr(s, "  ping                 process  killed"), "%s", s);
 	free(s);
-	s = slurp(r.audit);
-	cr_expect_eq(count_of(s, "\"event\":\"update_rollback_requested\""),
+	s = t_slurp(r.audit);
+	cr_expect_eq(t_count(s, "\"event\":\"update_rollback_requested\""),
 		     2, "%s", s);
-	cr_expect_eq(count_of(s, "\"event\":\"update_committed\""), 2, "%s",
+	cr_expect_eq(t_count(s, "\"event\":\"update_committed\""), 2, "%s",
 		     s);
-	cr_expect_eq(count_of(s, "\"event\":\"update_kept\""), 2, "%s", s);
-	cr_expect_eq(count_of(s, "\"event\":\"update_rollback\""), 0, "%s",
+	cr_expect_eq(t_count(s, "\"event\":\"update_kept\""), 2, "%s", s);
+	cr_expect_eq(t_count(s, "\"event\":\"update_rollback\""), 0, "%s",
 		     s);
 	free(s);
 	finish(&r);
@@ -390,8 +372,8 @@ Test(handover, explicit_rollback_without_previous_refused, .timeout = 120)
 	free(s);
 	int st = stop(r.old);
 	cr_expect(WIFEXITED(st), "old: %#x", st);
-	s = slurp(r.audit);
-	cr_expect_eq(count_of(s, "\"event\":\"update_rollback_refused\""),
+	s = t_slurp(r.audit);
+	cr_expect_eq(t_count(s, "\"event\":\"update_rollback_refused\""),
 		     1, "%s", s);
 	cr_expect(strstr(s, "no previous version"), "%s", s);
 	free(s);
@@ -422,13 +404,13 @@ static void rollback_case(const char *fault, const char *timeout,
 	free(s);
 	int st = stop(r.old);
 	cr_expect(WIFEXITED(st), "old: %#x", st);
-	s = slurp(r.out);
+	s = t_slurp(r.out);
 	cr_expect(strstr(s, "  ping                 process  killed"), "%s", s);
 	free(s);
-	s = slurp(r.audit);
-	cr_expect_eq(count_of(s, "\"event\":\"update_rollback\""), 1, "%s", s);
+	s = t_slurp(r.audit);
+	cr_expect_eq(t_count(s, "\"event\":\"update_rollback\""), 1, "%s", s);
 	cr_expect(strstr(s, why), "wanted \"%s\" in the audit:\n%s", why, s);
-	cr_expect_eq(count_of(s, "\"event\":\"update_committed\""), 0, "%s", s);
+	cr_expect_eq(t_count(s, "\"event\":\"update_committed\""), 0, "%s", s);
 	free(s);
 	finish(&r);
 }

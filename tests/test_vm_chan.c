@@ -312,6 +312,23 @@ Test(vm_chan, ungranted_then_tampered_config, .timeout = 240, .fini = t_vm_fini)
 		      "\"channel\":\"secret\",\"reason\":\"NO_GRANT\"");
 	AUDIT_HAS(&t, "\"event\":\"quarantine\",\"partition\":\"guest\","
 		      "\"reason\":\"INTEGRITY\",\"file\":\"app.conf\"");
+	/* A hand-over now would hand the VM to an agent that measures it
+	 * afresh: refused while it is quarantined, audited. */
+	err = (struct parley_err){ 0 };
+	cr_assert_eq(vmmgr_handover_check(&t.m, &err), -EPERM, "%s", err.msg);
+	cr_assert(strstr(err.msg, "VM guest is quarantined"), "%s", err.msg);
+	AUDIT_HAS(&t, "\"event\":\"update_refused\",\"partition\":\"guest\","
+		      "\"reason\":\"QUARANTINED\"");
+	/* The same agent before any open found the change (its file changed
+	 * since the VM's last open): the check finds it, quarantines the VM
+	 * as the open would have, and refuses naming the file. */
+	struct cm_part *cp = vmmgr_find(&t.m, "guest")->shell.owner;
+	cp->quarantined = false;
+	cr_assert_eq(vmmgr_handover_check(&t.m, &err), -EBADMSG, "%s", err.msg);
+	cr_assert(strstr(err.msg, "(app.conf)"), "%s", err.msg);
+	cr_assert(cp->quarantined);
+	AUDIT_HAS(&t, "\"event\":\"update_refused\",\"partition\":\"guest\","
+		      "\"reason\":\"INTEGRITY\",\"file\":\"app.conf\"");
 	t_vm_teardown(&t);
 }
 
@@ -1019,6 +1036,12 @@ Test(vm_chan, kill9_agent_mid_stream_guest_reopens, .timeout = 400,
 	CONSOLE_HAS(&t, "PONG 3000 messages checked and answered (lost "
 			"wake-ups: 0)");
 	CONSOLE_HAS(&t, "PONG reopened 1");
+	/* ping ends once it has read the last answer; the VM's NOTIFY of it
+	 * may still be in the port when SCRIPT-END is on the console: the
+	 * VM is served until then too (t_fleet_run serves thin partitions
+	 * only). */
+	for (time_t until = time(NULL) + 60; thin_live(&t) && time(NULL) < until;)
+		pump(&t, 5);
 	cr_assert_eq(t_fleet_run(&t.f, 10000), 0, "%s", t_fleet_out(&t.f));
 	cr_assert_eq(ping->fin.code, 0, "%s", t_fleet_out(&t.f));
 	cr_assert(strstr(t_fleet_out(&t.f), "ping: 3000 messages each way"),

@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/vm/vmhost.h"
@@ -306,6 +309,48 @@ static int qemu_of(const char *state_dir, const char *name, pid_t *pids,
 	return n;
 }
 
+/* STATE/stage: the test build parley-agent-next (a version "+next") and
+ * this vmm, for a hand-over. */
+static void stage_next(const char *state, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/stage", state);
+	cr_assert_eq(mkdir(out, 0700), 0);
+	char p[800];
+	snprintf(p, sizeof(p), "%s/parley-agent", out);
+	cr_assert_eq(symlink(T_BIN("parley-agent-next"), p), 0);
+	snprintf(p, sizeof(p), "%s/parley-vmm", out);
+	cr_assert_eq(symlink(T_VMM, p), 0);
+	free(t_write(out, "manifest.json", "{\"version\":\"9.9.9-test\"}",
+		     strlen("{\"version\":\"9.9.9-test\"}")));
+}
+
+/* The agent handed over: the old one (ours) reaped, the new one (whose
+ * parent it was: now not ours) followed by its pid. */
+static void handed_over(struct fd_agent *a)
+{
+	char *log = fd_agent_log(a);
+	const char *at = strstr(log, "handed over to pid ");
+	cr_assert(at, "%s", log);
+	pid_t np = (pid_t)atoi(at + strlen("handed over to pid "));
+	free(log);
+	int st = 0;
+	cr_assert_eq(waitpid(a->pid, &st, 0), a->pid);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "old: %#x", st);
+	a->pid = np;
+}
+
+/* SIGTERM to an agent that is not our child, its end seen by its pidfd. */
+static void stop_handed_over(struct fd_agent *a)
+{
+	int fd = (int)syscall(SYS_pidfd_open, a->pid, 0);
+	cr_assert_geq(fd, 0, "pidfd_open %d: %s", a->pid, strerror(errno));
+	kill(a->pid, SIGTERM);
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	cr_assert_eq(poll(&pf, 1, 30000), 1, "the agent did not stop");
+	close(fd);
+	a->pid = 0;
+}
+
 /* The guest answers ping's 1,000 checksummed messages, then stays up. */
 static const char *pong_sh =
 	"parley-chan open pingpong || exit 1\n"
@@ -398,6 +443,12 @@ Test(vm_serve, daemon_vm_channel_stop_adopt_destroy, .timeout = 600,
 	 * not started again, not destroyed, not a second one. */
 	fd_kill_agent(t.a);
 	cr_assert_eq(qemu_of(t.a->dir, "vmpong", q2, 4), 1);
+	/* (this agent may be updated: a stage of the test build +next) */
+	char stage[700];
+	stage_next(t.a->dir, stage, sizeof(stage));
+	t.extra[4] = "--update-stage";
+	t.extra[5] = stage;
+	t.extra[6] = NULL;
 	agent_up(&t);
 	wait_audit(&t, "vm_adopted", "vmpong", 1, 60000);
 	wait_log(&t, "VMs at start-up: 1 adopted, 0 owned without a spec", 30000);
@@ -406,6 +457,23 @@ Test(vm_serve, daemon_vm_channel_stop_adopt_destroy, .timeout = 600,
 	cr_assert_eq(audit_count(&t, "vm_started", "vmpong", NULL, 0), 1);
 	part_state(&t, "vmpong", st, sizeof(st), NULL, 0);
 	cr_assert_str_eq(st, "running");
+
+	/* A live update (SIGUSR1, the stage) with the VM running: the old
+	 * agent hands over its thin partition and leaves the VM running;
+	 * the new one adopts it from libvirt once the old one has exited --
+	 * the same QEMU -- and serves it: the stop below goes through it. */
+	kill(t.a->pid, SIGUSR1);
+	wait_log(&t, "+next took over from", 60000);
+	wait_log(&t, "kept VMs adopted from libvirt", 1000);
+	wait_audit(&t, "vm_adopted", "vmpong", 2, 60000);
+	handed_over(t.a);
+	cr_assert_eq(qemu_of(t.a->dir, "vmpong", q2, 4), 1);
+	cr_assert_eq(q2[0], q1[0], "a new QEMU: %d, was %d", q2[0], q1[0]);
+	cr_assert_eq(audit_count(&t, "vm_started", "vmpong", NULL, 0), 1);
+	l = fd_agent_log(t.a);
+	cr_assert_null(strstr(l, "rolled back"), "%s", l);
+	free(l);
+	wait_state(&t, "vmpong", "running", 30000);
 
 	/* Stop through the API reaches the VM (QEMU gone) and is reported
 	 * with its reason. */
@@ -478,7 +546,7 @@ Test(vm_serve, daemon_vm_channel_stop_adopt_destroy, .timeout = 600,
 	cr_assert_eq(qemu_of(t.a->dir, "vmpong", q2, 4), 0);
 
 	/* A restart now finds nothing to adopt, and leaves nothing. */
-	fd_stop_agent(t.a);
+	stop_handed_over(t.a);
 	agent_up(&t);
 	wait_log(&t, "VMs at start-up: 0 adopted, 0 owned without a spec",
 		 30000);

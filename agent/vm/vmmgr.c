@@ -973,7 +973,7 @@ static void restarted(struct vm_part *v, const struct vm_spec *s,
 	v->digest_audits = 0;
 	v->nstale = 0;
 	v->slots_used = 0;
-	v->adopted_ns = 0;
+	v->adopted_ns = v->stale_hello_ns = 0;
 	v->adopted = v->late = false;
 	vmctl_dec_init(&v->dec);
 	v->shell.finished = false;
@@ -1167,6 +1167,8 @@ static void stale_qid(char *out, size_t cap, char kind,
  * go. */
 static void unplug_stale(struct vm_part *v)
 {
+	if (v->nstale && !v->stale_hello_ns)
+		v->stale_hello_ns = now_ns();
 	for (unsigned i = 0; i < v->nstale; i++) {
 		struct vm_stale *st = &v->stale[i];
 		char id[48], cmd[128];
@@ -1236,17 +1238,24 @@ static bool stale_gone(struct vmmgr *m, struct vm_part *v)
 		return false;
 	v->stale_try_ns = now;
 	/* This agent holds none of that memory, so it can neither punch
-	 * nor truncate it: devices the guest has not let go of by the
-	 * deadline (twice a revocation's: the guest must first see its
-	 * agent went) stop the VM, as a late revocation would. */
+	 * nor truncate it: devices the guest has not let go of by a
+	 * deadline stop the VM, as a late revocation would — a
+	 * revocation's (chanmgr's ext_unmap_ms) from the guest's HELLO,
+	 * when they were unplugged, and VMMGR_STALE_MS from the adoption
+	 * for a guest that never says HELLO (after a hand-over a guest
+	 * takes seconds to find its new agent). */
 	uint64_t ext = v->m->cm->ext_unmap_ms > 0
 		? (uint64_t)v->m->cm->ext_unmap_ms : 5000;
-	uint64_t limit = 2ull * ext * 1000000ull;
-	if (v->adopted_ns && now - v->adopted_ns > limit) {
+	bool late_eject = v->stale_hello_ns &&
+			  now - v->stale_hello_ns > ext * 1000000ull;
+	bool no_hello = v->adopted_ns &&
+			now - v->adopted_ns > VMMGR_STALE_MS * 1000000ull;
+	if (late_eject || no_hello) {
 		char d[160];
 		snprintf(d, sizeof(d), "kept %u channel device(s) of the "
-			 "previous agent %llu ms after its adoption", v->nstale,
-			 (unsigned long long)(limit / 1000000));
+			 "previous agent %s", v->nstale, late_eject
+			 ? "past the unplug deadline after its HELLO"
+			 : "without a HELLO since its adoption");
 		vm_fault(v, VMX_STOP_REVOKED_ACCESS, d);
 		return false;
 	}
@@ -1622,6 +1631,39 @@ int vmmgr_serve(struct vmmgr *m, unsigned i)
 		}
 		if (rc == 1)
 			on_msg(m, v, &msg);
+	}
+	return 0;
+}
+
+/* ---- before a hand-over ---------------------------------------------------- */
+
+int vmmgr_handover_check(struct vmmgr *m, struct parley_err *err)
+{
+	for (unsigned i = 0; i < m->nvm; i++) {
+		struct vm_part *v = &m->vm[i];
+		const struct cm_part *cp = v->shell.owner;
+		if (v->shell.finished)
+			continue;
+		int rc = 0;
+		char file[BASELINE_GUEST_PATH_MAX + 32] = "";
+		if (cp && cp->quarantined) {
+			rc = perr(err, -EPERM, "VM %s is quarantined, and the "
+				  "new agent would take it on measured afresh",
+				  v->spec.name);
+		} else if (ext_verify(v, file, sizeof(file)) != 0) {
+			/* As its next open would: quarantined. */
+			chanmgr_quarantine(m->cm, &v->shell, file);
+			rc = perr(err, -EBADMSG, "VM %s no longer matches its "
+				  "measurement (%s): quarantined, and the new "
+				  "agent would take it on measured afresh",
+				  v->spec.name, file);
+		}
+		if (rc == 0)
+			continue;
+		emit(m, "update_refused", v->spec.name, NULL,
+		     rc == -EPERM ? "QUARANTINED" : "INTEGRITY",
+		     file[0] ? file : NULL, err->msg);
+		return rc;
 	}
 	return 0;
 }

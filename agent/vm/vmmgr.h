@@ -101,6 +101,10 @@ struct vmmgr;
  * loop must not fill the hash-chained audit. */
 #define VMMGR_DIGEST_AUDITS 256
 
+/* An adopted VM's guest must say HELLO (and so let go of the earlier
+ * agent's channel devices) within this of its adoption. */
+#define VMMGR_STALE_MS 60000
+
 struct vm_part {
 	struct vmmgr *m;
 	struct vm_spec spec;
@@ -124,6 +128,7 @@ struct vm_part {
 	uint32_t fault;             /* why the agent stopped it (VMX_STOP_*),
 				     * 0: it did not */
 	char fault_detail[160];
+	uint64_t stale_hello_ns;    /* when those were unplugged (HELLO) */
 	uint64_t adopted_ns;        /* adopted: when (its earlier agent's
 				     * devices must be gone by a deadline) */
 	uint64_t obj_try_ns;        /* the last round of backend deletes */
@@ -249,6 +254,14 @@ int vmmgr_restart(struct vmmgr *m, unsigned i, const struct vm_spec *s,
 		  struct parley_err *err);
 
 struct vm_part *vmmgr_find(struct vmmgr *m, const char *name);
+
+/* Before a hand-over (agent/update_commit.h): VMs are not passed, the new
+ * agent takes each on measured afresh (vmmgr_add), so what only this
+ * agent knows against one would be lost: -EPERM if a running VM is
+ * quarantined; -EBADMSG if one's config files (or a guest-reported
+ * digest) no longer match — it is quarantined now, as its next open would
+ * have it. err names the VM and why; 0: nothing to lose. */
+int vmmgr_handover_check(struct vmmgr *m, struct parley_err *err);
 
 /* The descriptors an event loop watches for VM i (readable: call
  * vmmgr_serve): its control port, and the doorbells of the channels it

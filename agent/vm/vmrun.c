@@ -44,6 +44,16 @@ int vmrun_start(struct vmrun *r, const char *state_dir, struct chanmgr *cm,
 		vmrun_free(r);
 		return rc;
 	}
+	/* An adopted VM's console was streamed by the agent before us (a
+	 * hand-over's old agent printed it up to its commit): from its end. */
+	for (unsigned i = 0; i < r->n; i++) {
+		char path[PATH_MAX + 64];
+		struct stat st;
+		vmhost_console_path(&r->m.host, specs[i].name, path,
+				    sizeof(path));
+		if (r->m.vm[i].adopted && stat(path, &st) == 0)
+			r->con[i].off = (long)st.st_size;
+	}
 	for (unsigned i = 0; i < r->n; i++)
 		fprintf(out, "%s| (VM %s, %u MiB, %s)\n", specs[i].name,
 			r->m.vm[i].adopted ? "adopted" : "started",
@@ -135,6 +145,13 @@ void vmrun_console(struct vmhost *h, const char *name, struct vmrun_con *c,
 static void console(struct vmrun *r, unsigned i)
 {
 	vmrun_console(&r->m.host, r->m.vm[i].spec.name, &r->con[i], r->out);
+}
+
+void vmrun_console_all(struct vmrun *r)
+{
+	for (unsigned i = 0; r->on && i < r->n; i++)
+		if (!r->con[i].stopped)
+			console(r, i);
 }
 
 void vmrun_serve(struct vmrun *r)

@@ -42,14 +42,20 @@ void vmrun_console(struct vmhost *h, const char *name, struct vmrun_con *c,
 		   FILE *out);
 
 /* Start the n VMs (n <= VMMGR_MAX) under cm, their libvirt root and
- * sockets beneath state_dir; then destroy owned domains without a spec
- * (an earlier run's). On failure the ones started are destroyed. db: the
+ * sockets beneath state_dir (one that runs already is adopted, its
+ * console streamed from the file's end); then destroy owned domains
+ * without a spec (an earlier run's). On failure the ones started are destroyed. db: the
  * --baselines file their guest-reported digests are enrolled in and
  * compared with (NULL: kept in memory for the run). */
 int vmrun_start(struct vmrun *r, const char *state_dir, struct chanmgr *cm,
 		struct audit *audit, struct baseline_db *db,
 		const struct vm_spec *specs, unsigned n, FILE *out,
 		struct parley_err *err);
+
+/* Every running VM's console printed up to where its file ends now (a
+ * hand-over's commit: the new agent streams an adopted VM's console from
+ * the file's end when it adopts it). */
+void vmrun_console_all(struct vmrun *r);
 
 /* The supervisor's hooks (owner: the struct vmrun). */
 unsigned vmrun_fds(struct vmrun *r, int *fds, unsigned cap);

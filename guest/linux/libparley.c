@@ -105,6 +105,17 @@ int pl_ctl_open(struct pl_ctl *c, const char *path)
 		    read(c->fd, junk, sizeof(junk)) <= 0)
 			break;
 	}
+	/* No agent on the host end yet (one restarting, or taking over from
+	 * one that left): wait for one (up to the reply's timeout) before
+	 * saying HELLO, rather than write into a port nobody holds. */
+	for (int waited = 0; !pl_ctl_connected(c); waited += 10) {
+		if (waited >= c->timeout_ms) {
+			close(c->fd);
+			c->fd = -1;
+			return -ENOTCONN;
+		}
+		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+	}
 	struct parley_vmctl_hello he = { PARLEY_VMCTL_VERSION, 0 }, back;
 	int rc = pl_ctl_call(c, PARLEY_VMCTL_HELLO, &he, sizeof(he),
 			     PARLEY_VMCTL_HELLO_REPLY, &back, sizeof(back));
@@ -218,11 +229,15 @@ int pl_ctl_call(struct pl_ctl *c, uint16_t type, const void *pl, uint32_t len,
 	int rc = write_all(c->fd, buf, sizeof(h) + len, c->timeout_ms);
 	if (rc)
 		return rc;
-	/* The answer; WAKEs (unprompted) may come first. */
+	/* The answer; WAKEs (unprompted) may come first. An agent that
+	 * leaves meanwhile (the host end hangs up) never answers: no new
+	 * agent answers what was asked of the one before (a hand-over's old
+	 * agent stops reading a while before it exits), so that ends the
+	 * wait now rather than at the timeout. */
 	for (;;) {
 		struct parley_vmctl_hdr r;
 		if ((rc = read_frame(c, &r, buf, sizeof(buf) - sizeof(r),
-				     c->timeout_ms, 0)))
+				     c->timeout_ms, 1)))
 			return rc;
 		if (r.type == PARLEY_VMCTL_WAKE) {
 			struct parley_vmctl_status st;

@@ -12,8 +12,11 @@
  *                                                   partition (pingpong);
  *                                                   -r: a channel lost with
  *                                                   its agent (kill -9,
- *                                                   restart) is opened again
- *                                                   and COUNT starts over
+ *                                                   restart, hand-over) is
+ *                                                   opened again: a new one
+ *                                                   and COUNT starts over,
+ *                                                   the same one (handed
+ *                                                   over) and it goes on
  *   parley-chan ping NAME COUNT [FIRST]             send COUNT checksummed messages
  *                                                   to the pong partition, one at
  *                                                   a time, polling for each
@@ -255,33 +258,67 @@ static int agent_lost(int rc)
 	       rc == PL_STATUS(PARLEY_E_BAD_HANDLE);
 }
 
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long)(t.tv_sec - t0->tv_sec) * 1000 +
+	       (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
 /* Open the channel again under a new agent: let go of the old mapping
  * (the new agent unplugs the old devices once we say HELLO), wait for the
- * agent and for the peer, map the new devices. 0 or an error. */
+ * agent and for the peer, map the new devices. 0 or an error. Says how
+ * long each step took: the agent found, the channel open, its devices
+ * mapped (ms from the start). */
 static int reopen_chan(const char *name, struct pl_chan *ch)
 {
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	pl_chan_unmap(ch);
 	pl_ctl_close(&ctl);
 	for (int t = 0; t < 1200; t++) {
 		nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
 		if (pl_ctl_open(&ctl, port))
 			continue; /* no agent yet */
+		long agent_ms = ms_since(&t0);
 		int rc = pl_chan_open(&ctl, name, ch);
 		if (rc == PL_STATUS(PARLEY_E_PEER_DOWN)) {
 			pl_ctl_close(&ctl);
 			continue; /* its peer is not up yet */
 		}
+		long open_ms = ms_since(&t0);
 		if (rc == 0 && !(rc = pl_chan_map(ch, sysfs, 5000)))
 			rc = save(name, ch);
 		if (rc == 0)
-			printf("REOPENED %s handle=%u\n", name, ch->rep.handle);
+			printf("REOPENED %s handle=%u agent=%ld open=%ld "
+			       "mapped=%ld ms\n", name, ch->rep.handle,
+			       agent_ms, open_ms, ms_since(&t0));
 		return rc;
 	}
 	return -ETIMEDOUT;
 }
 
+/* After a re-open: the same channel (an agent's hand-over passed it on:
+ * its rings, in shared memory, hold what was in flight, and the stream
+ * goes on at message *i) or a new one (nothing of it read yet: its peer
+ * starts over, and so does the count). A wake-up the peer waited for may
+ * have been lost with the old agent: rung again. */
+static int resume(struct pl_chan *ch, long *i, long next)
+{
+	if (!ch->rx.cons || !__atomic_load_n(&ch->rx.cons->tail,
+					     __ATOMIC_ACQUIRE))
+		*i = -1;
+	else
+		*i = next - 1;
+	if (pl_chan_peer_waiting(ch))
+		return pl_chan_notify(&ctl, ch);
+	return 0;
+}
+
 /* Answer COUNT messages; with `reopen`, a channel lost with its agent is
- * opened again and COUNT counts from its new peer's first message. */
+ * opened again: on the same channel (a hand-over) the stream goes on, on
+ * a new one COUNT counts from its new peer's first message. */
 static int cmd_pong(const char *name, long count, int wait, int reopen)
 {
 	struct pl_chan ch;
@@ -293,10 +330,10 @@ static int cmd_pong(const char *name, long count, int wait, int reopen)
 		uint32_t len;
 		int rc = recv_one(&ch, &in, sizeof(in), &len, wait);
 		if (rc && reopen && agent_lost(rc)) {
-			if ((rc = reopen_chan(name, &ch)))
+			if ((rc = reopen_chan(name, &ch)) ||
+			    (rc = resume(&ch, &i, i)))
 				return fail("reopen", rc, NULL);
 			reopened++;
-			i = -1;
 			continue;
 		}
 		if (rc)
@@ -318,8 +355,16 @@ static int cmd_pong(const char *name, long count, int wait, int reopen)
 			;
 		if (rc != PARLEY_RING_OK)
 			return fail("send", channel_state(&ch), NULL);
-		if (pl_chan_peer_waiting(&ch) && (rc = pl_chan_notify(&ctl, &ch)))
-			return fail("notify", rc, NULL);
+		if (pl_chan_peer_waiting(&ch) && (rc = pl_chan_notify(&ctl, &ch))) {
+			if (!reopen || !agent_lost(rc))
+				return fail("notify", rc, NULL);
+			/* The answer is in the ring; its wake-up is rung
+			 * through the agent that answers the re-open. */
+			if ((rc = reopen_chan(name, &ch)) ||
+			    (rc = resume(&ch, &i, i + 1)))
+				return fail("reopen", rc, NULL);
+			reopened++;
+		}
 	}
 	printf("PONG %ld messages checked and answered (lost wake-ups: %u)\n",
 	       count, ctl.lost_wakes);

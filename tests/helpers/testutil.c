@@ -1,6 +1,7 @@
 #include "tests/helpers/testutil.h"
 #include "agent/snapshot.h"
 #include "agent/backend.h"
+#include "common/fileio.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -251,4 +252,24 @@ int t_exec(char *const argv[], const char *in, char **out, char **err)
 	*out = slurp_fd(fo);
 	*err = slurp_fd(fe);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+char *t_slurp(const char *path)
+{
+	uint8_t *buf;
+	size_t len;
+	struct parley_err err = { 0 };
+	if (file_read_all(path, 64 << 20, &buf, &len, &err) < 0)
+		return strdup("");
+	char *s = realloc(buf, len + 1);
+	s[len] = 0;
+	return s;
+}
+
+int t_count(const char *text, const char *needle)
+{
+	int n = 0;
+	for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
 }

@@ -107,4 +107,10 @@ int t_exec(char *const argv[], const char *in, char **out, char **err);
 /* Count of lines in text starting with prefix. */
 int t_count_lines(const char *text, const char *prefix);
 
+/* A file's whole text (up to 64 MiB), NUL-terminated; "" if it cannot be
+ * read. Caller frees. */
+char *t_slurp(const char *path);
+/* How many times needle occurs in text (not overlapping). */
+int t_count(const char *text, const char *needle);
+
 #endif
