@@ -612,6 +612,16 @@ static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 			not_here(s, c);
 			break;
 		}
+		if (sp->p->finished && !s->link.cmd_id) {
+			/* A derived START (the row still "defined" when the
+			 * daemon looked) repeats the one that came with its
+			 * CREATE: one that ran and stopped meanwhile is not
+			 * started again by it; where it stands is said. */
+			agent_link_status_of(&s->link, sp->p, "stopped",
+					     vmx_stop_name(sp->p->fin.reason),
+					     sp->p->fin.code);
+			break;
+		}
 		if (sp->p->finished) {
 			rc = restart_part(s, sp, &err);
 			sp = part_named(s, c->partition);

@@ -473,3 +473,33 @@ T_BACKEND_TEST(serve_parts, start_of_a_name_not_here_is_answered,
 	cr_assert(!strstr(dl, "BAD_STATUS"), "%s", dl);
 	free(dl);
 }
+
+/* The daemon repeats CREATE and START (request id 0) for every row still
+ * "defined" at each hello and change: such a START for a partition that
+ * ran and stopped meanwhile does not start it again -- only an
+ * operator's START (a stored command) does. The row is put back to
+ * "defined" by hand to make the daemon repeat them. */
+Test(serve_parts, repeated_start_does_not_restart_a_stopped_one,
+     .timeout = 120, .fini = sp_fini)
+{
+	static struct sp t;
+	setup(&t);
+	create(&t, "e", "sleep:1", false);
+	agent_up(&t);
+	wait_state(&t, "e", "stopped");
+	struct store *s = fd_store(&t.c.f);
+	struct parley_err err = { 0 };
+	cr_assert_eq(store_partition_set_state(s, "e", "defined", 0, NULL,
+					       &err), 0, "%s", perr_msg(&err));
+	store_close(s);
+	create(&t, "f", "sleep:600000", false); /* a change: the repeats */
+	wait_state(&t, "f", "running");
+	wait_state(&t, "e", "stopped");
+	cr_assert_eq(log_count(&t, "partition e started again"), 0);
+	/* (one admission: one vmm ever made for it) */
+	cr_assert_eq(audit_count(&t, "baseline_ok", "e", NULL, 0), 1);
+	/* The operator's START does. */
+	action(&t, "e", "start", 200);
+	wait_log(&t, "partition e started again", 1);
+	wait_audit(&t, "baseline_ok", "e", 2);
+}
