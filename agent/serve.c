@@ -594,7 +594,9 @@ static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 	struct serve *s = arg;
 	struct parley_err err = { 0 };
 	struct serve_part *sp = part_named(s, c->partition);
-	const char *failed = "create-failed";
+	const char *failed =
+		c->action == PARLEY__V1__PARTITION_COMMAND__ACTION__START
+			? "start-failed" : "create-failed";
 	int rc = 0;
 	if (!sp && vmserve_command(&s->vms, c)) {
 		drain(s);
@@ -625,8 +627,8 @@ static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 		if (sp->p->finished) {
 			rc = restart_part(s, sp, &err);
 			sp = part_named(s, c->partition);
-			failed = rc == -EBADMSG ? "baseline-refused"
-						: "start-failed";
+			if (rc == -EBADMSG)
+				failed = "baseline-refused";
 		}
 		/* Paused until the policy is known (resume_all), as at
 		 * create. */
