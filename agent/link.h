@@ -65,6 +65,11 @@ struct agent_link {
 	bool ready;
 	/* PartitionCommand from the daemon. */
 	void (*on_command)(void *ctx, const Parley__V1__PartitionCommand *c);
+	/* While on_command runs: the command's request id, 0 for one the
+	 * daemon derives from the store's state at each hello and change
+	 * (CREATE and START of a partition still "defined": repeats) --
+	 * never a fresh operator's request. */
+	uint64_t cmd_id;
 	/* The highest stored command id (Envelope.request_id of a command,
 	 * issue 15) carried out: one at or below it is a resend after a
 	 * lost confirmation, confirmed again and not run. Kept in the state

@@ -258,8 +258,10 @@ static void on_command(struct agent_link *l, const Parley__V1__Envelope *e)
 		send_command_done(l, id);
 		return;
 	}
+	l->cmd_id = id;
 	if (l->on_command)
 		l->on_command(l->ready_ctx, e->command);
+	l->cmd_id = 0;
 	if (!id)
 		return;
 	log_info("command %llu (action %d) for %s: carried out",

@@ -30,6 +30,8 @@
 
 #define SERVE_PARTS_MAX 64
 
+/* A slot of s->part: p NULL when free (a destroyed partition's, taken by
+ * the next one). Slots never move: each is its ctl event's argument. */
 struct serve_part {
 	struct partition *p;
 	struct event *ev;
@@ -43,7 +45,7 @@ struct serve {
 	struct chanmgr cm;
 	struct audit audit;
 	struct agent_link link;
-	unsigned n;
+	unsigned n;                /* slots in use or freed below it */
 	struct serve_part part[SERVE_PARTS_MAX];
 	struct event *tick, *sig[3];
 	struct supervisor sup;     /* only for its console line buffering */
@@ -68,7 +70,7 @@ static void report_finished(struct serve *s)
 {
 	for (unsigned i = 0; i < s->n; i++) {
 		struct serve_part *sp = &s->part[i];
-		if (!sp->p->finished || sp->reported)
+		if (!sp->p || !sp->p->finished || sp->reported)
 			continue;
 		sp->reported = true;
 		event_del(sp->ev);
@@ -91,7 +93,7 @@ static void drain(struct serve *s)
 {
 	unsigned queued[SERVE_PARTS_MAX];
 	for (unsigned i = 0; i < s->n; i++)
-		queued[i] = partition_has_deferred(s->part[i].p)
+		queued[i] = s->part[i].p && partition_has_deferred(s->part[i].p)
 				    ? s->part[i].p->ndefer : 0;
 	for (unsigned i = 0; i < s->n; i++)
 		for (unsigned k = 0; k < queued[i] &&
@@ -123,7 +125,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	chanmgr_full_check(&s->cm, false);
 	drain(s);
 	for (unsigned i = 0; i < s->n; i++)
-		if (s->part[i].p->finished)
+		if (s->part[i].p && s->part[i].p->finished)
 			partition_reap(s->part[i].p);
 	vmserve_tick(&s->vms);
 }
@@ -134,7 +136,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	struct serve *s = arg;
 	log_info("signal %d: stopping partitions", (int)sig);
 	for (unsigned i = 0; i < s->n; i++)
-		partition_stop(s->part[i].p);
+		if (s->part[i].p)
+			partition_stop(s->part[i].p);
 	report_finished(s);
 	vmserve_stop_all(&s->vms);
 	event_base_loopexit(s->base, NULL);
@@ -235,7 +238,7 @@ static void on_key_report(void *ctx, const char *event, const char *part,
 		return;
 	for (unsigned i = 0; i < s->n; i++) {
 		struct partition *p = s->part[i].p;
-		if (strcmp(p->name, part) || !p->nkeyed || p->finished)
+		if (!p || strcmp(p->name, part) || !p->nkeyed || p->finished)
 			continue;
 		partition_stop(p);
 		p->nkeyed = 0;
@@ -257,7 +260,7 @@ static void rekey_stopped(struct serve *s)
 {
 	for (unsigned i = 0; i < s->n; i++) {
 		struct serve_part *sp = &s->part[i];
-		if (!sp->p->finished || !sp->spec_json)
+		if (!sp->p || !sp->p->finished || !sp->spec_json)
 			continue;
 		struct part_spec spec;
 		struct parley_err err = { 0 };
@@ -303,10 +306,9 @@ static void on_device_state(struct partition *p, const char *device,
 	plugin_audit_state(&s->audit, p->name, device, plugin, state, detail);
 }
 
-static int add_part(struct serve *s, const struct part_spec *spec,
-		    struct parley_err *err)
+static struct part_opts part_opts_of(struct serve *s)
 {
-	struct part_opts po = {
+	return (struct part_opts){
 		.vmm_path = serve_o->vmm, .image_dirs = serve_o->image_dirs,
 		.config_dirs = serve_o->config_dirs,
 		.on_console = sup_console, .ctx = &s->sup,
@@ -317,18 +319,78 @@ static int add_part(struct serve *s, const struct part_spec *spec,
 		.plugins = s->have_plugins ? &s->plugins : NULL,
 		.on_device_state = on_device_state,
 	};
-	struct partition *p = NULL;
-	if (s->n == SERVE_PARTS_MAX)
-		return perr(err, -ENOSPC, "too many partitions");
-	int rc = partition_create(spec, &po, &p, err);
-	if (rc < 0)
-		return rc;
-	struct serve_part *sp = &s->part[s->n++];
-	sp->p = p;
+}
+
+/* A free slot (a destroyed partition's first), or NULL: only partitions
+ * here at once count against SERVE_PARTS_MAX. */
+static struct serve_part *slot_free(struct serve *s)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (!s->part[i].p)
+			return &s->part[i];
+	return s->n < SERVE_PARTS_MAX ? &s->part[s->n++] : NULL;
+}
+
+/* p into slot sp: its ctl on the loop, its console, its grant manager
+ * record (a slot, a record and an entry were freed for each one taken,
+ * so none of these can be full when the slot was not). */
+static int slot_take(struct serve *s, struct serve_part *sp,
+		     struct partition *p)
+{
+	*sp = (struct serve_part){ .p = p };
 	sp->ev = event_new(s->base, p->ctl, EV_READ | EV_PERSIST, on_ctl, sp);
-	event_add(sp->ev, NULL);
-	sup_add(&s->sup, p);
-	chanmgr_add(&s->cm, p);
+	int rc = sp->ev && event_add(sp->ev, NULL) == 0 ? 0 : -ENOMEM;
+	if (rc == 0)
+		rc = sup_add(&s->sup, p);
+	if (rc == 0 && !p->owner)
+		rc = chanmgr_add(&s->cm, p);
+	if (rc < 0) {
+		sup_remove(&s->sup, p);
+		if (sp->ev)
+			event_free(sp->ev);
+		*sp = (struct serve_part){ 0 };
+		while (s->n && !s->part[s->n - 1].p)
+			s->n--;
+	}
+	return rc;
+}
+
+/* The slot's partition goes: off the loop, out of the console, the grant
+ * manager and memory; the slot is free. It must have finished (and been
+ * reported: report_finished, which told chanmgr it is gone). */
+static void slot_free_part(struct serve *s, struct serve_part *sp)
+{
+	struct partition *p = sp->p;
+	if (sp->ev)
+		event_free(sp->ev);
+	chanmgr_remove(&s->cm, p);
+	sup_remove(&s->sup, p);
+	partition_destroy(p);
+	free(sp->spec_json);
+	*sp = (struct serve_part){ 0 };
+	while (s->n && !s->part[s->n - 1].p)
+		s->n--;
+}
+
+static int add_part(struct serve *s, const struct part_spec *spec,
+		    struct parley_err *err)
+{
+	struct part_opts po = part_opts_of(s);
+	struct partition *p = NULL;
+	struct serve_part *sp = slot_free(s);
+	if (!sp)
+		return perr(err, -ENOSPC, "too many partitions (%d here at "
+			    "once)", SERVE_PARTS_MAX);
+	int rc = partition_create(spec, &po, &p, err);
+	if (rc == 0 && (rc = slot_take(s, sp, p)) < 0) {
+		partition_destroy(p);
+		perr(err, rc, "%s: no room for it in the agent", spec->name);
+	}
+	if (rc < 0) {
+		while (s->n && !s->part[s->n - 1].p)
+			s->n--; /* the slot slot_free took, not used */
+		return rc;
+	}
 	agent_link_status_of(&s->link, p, "created", NULL, 0);
 	return 0;
 }
@@ -355,20 +417,17 @@ static int start_parts(struct serve *s, const struct serve_opts *o)
 static int adopt_part(void *ctx, struct partition *p)
 {
 	struct serve *s = ctx;
-	if (s->n == SERVE_PARTS_MAX)
+	struct serve_part *sp = slot_free(s);
+	if (!sp)
 		return -ENOSPC;
-	struct serve_part *sp = &s->part[s->n++];
-	sp->p = p;
-	sp->ev = event_new(s->base, p->ctl, EV_READ | EV_PERSIST, on_ctl, sp);
-	event_add(sp->ev, NULL);
-	sup_add(&s->sup, p);
-	return 0;
+	/* (update_adopt gave it its grant manager record already) */
+	return slot_take(s, sp, p);
 }
 
 static struct serve_part *part_named(struct serve *s, const char *name)
 {
 	for (unsigned i = 0; i < s->n; i++)
-		if (!strcmp(s->part[i].p->name, name))
+		if (s->part[i].p && !strcmp(s->part[i].p->name, name))
 			return &s->part[i];
 	return NULL;
 }
@@ -428,7 +487,7 @@ static int create_from_daemon(struct serve *s,
 	if (rc == 0)
 		rc = add_part(s, &spec, err);
 	if (rc == 0)
-		s->part[s->n - 1].spec_json = strdup(c->spec_json);
+		part_named(s, c->partition)->spec_json = strdup(c->spec_json);
 	spec_free(&spec);
 	if (rc < 0) {
 		struct audit_event e = { .event = "spec_refused",
@@ -439,6 +498,95 @@ static int create_from_daemon(struct serve *s,
 	return rc;
 }
 
+/* START of a partition that stopped (its vmm exited, a STOP): it runs
+ * again from the daemon's spec kept at its CREATE, as a first start does --
+ * a new vmm, measured again and admitted against its baseline (a config
+ * changed since is refused here as at create, audited baseline_refused),
+ * reported created, then running. Its grant manager record is replaced
+ * (chanmgr_remove, chanmgr_add): channels of the old run are gone already
+ * (chanmgr_gone at its stop), new opens find the new one. A quarantine of
+ * the old run is lifted, audited quarantine_lifted: a new start is a new
+ * measurement (as vmmgr_restart does for a VM), and the baseline check
+ * just passed. Refused, the old run stays as it was (stopped, a later
+ * START tries again). */
+static int restart_part(struct serve *s, struct serve_part *sp,
+			struct parley_err *err)
+{
+	report_finished(s); /* its stop told (channels gone) before it goes */
+	struct partition *old = sp->p, *p = NULL;
+	if (!sp->spec_json)
+		return perr(err, -ENOENT, "partition %s: no spec kept to start "
+			    "it again from (a local spec file's, or adopted "
+			    "at a hand-over)", old->name);
+	struct part_spec spec;
+	int rc = spec_parse_daemon(sp->spec_json, strlen(sp->spec_json),
+				   &spec, err);
+	if (rc < 0)
+		return rc;
+	struct part_opts po = part_opts_of(s);
+	rc = partition_create(&spec, &po, &p, err);
+	spec_free(&spec);
+	if (rc < 0)
+		return rc;
+	const struct cm_part *ocp = old->owner;
+	bool quarantined = ocp && ocp->quarantined;
+	char name[sizeof(old->name)];
+	snprintf(name, sizeof(name), "%s", old->name);
+	char *json = sp->spec_json;
+	sp->spec_json = NULL; /* kept for the new run */
+	slot_free_part(s, sp);
+	/* The slot just freed is the first free one. */
+	struct serve_part *nsp = slot_free(s);
+	if (!nsp || (rc = slot_take(s, nsp, p)) < 0) {
+		partition_destroy(p);
+		free(json);
+		return perr(err, rc < 0 ? rc : -ENOSPC, "partition %s: no room "
+			    "for it in the agent", name);
+	}
+	nsp->spec_json = json;
+	if (quarantined) {
+		struct audit_event e = {
+			.event = "quarantine_lifted", .partition = p->name,
+			.reason = "RESTART",
+			.detail = "started again: a new start is a new "
+				  "measurement, admitted against its baseline" };
+		audit_emit(&s->audit, &e);
+	}
+	log_info("partition %s started again", p->name);
+	agent_link_status_of(&s->link, p, "created", NULL, 0);
+	return 0;
+}
+
+/* DESTROY: stopped if it runs (reported stopped, its channels gone as
+ * at any stop), then freed -- its slot, console entry and grant manager
+ * record are the next partition's -- and reported destroyed. A CREATE of
+ * its name afterwards is a new partition. */
+static void destroy_part(struct serve *s, struct serve_part *sp)
+{
+	partition_stop(sp->p);
+	report_finished(s);
+	agent_link_status_of(&s->link, sp->p, "destroyed", NULL, 0);
+	struct audit_event e = { .event = "partition_destroyed",
+				 .partition = sp->p->name,
+				 .reason = "DESTROY",
+				 .detail = "destroyed by the daemon" };
+	audit_emit(&s->audit, &e);
+	log_info("partition %s destroyed", sp->p->name);
+	slot_free_part(s, sp);
+}
+
+/* A START, STOP or DESTROY for a thin partition not here (never created,
+ * destroyed, or lost with an agent before us): nothing to do, and the
+ * daemon is told where it stands rather than left waiting. */
+static void not_here(struct serve *s, const Parley__V1__PartitionCommand *c)
+{
+	bool destroy = c->action == PARLEY__V1__PARTITION_COMMAND__ACTION__DESTROY;
+	log_warn("command for %s: no such partition here", c->partition);
+	agent_link_status(&s->link, c->partition, NULL,
+			  destroy ? "destroyed" : "stopped", "no-such-partition",
+			  0);
+}
+
 /* The daemon's word on a partition: a VM's goes to vmserve, the rest is
  * a thin partition's. */
 static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
@@ -446,6 +594,9 @@ static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 	struct serve *s = arg;
 	struct parley_err err = { 0 };
 	struct serve_part *sp = part_named(s, c->partition);
+	const char *failed =
+		c->action == PARLEY__V1__PARTITION_COMMAND__ACTION__START
+			? "start-failed" : "create-failed";
 	int rc = 0;
 	if (!sp && vmserve_command(&s->vms, c)) {
 		drain(s);
@@ -459,9 +610,31 @@ static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 		break;
 	}
 	case PARLEY__V1__PARTITION_COMMAND__ACTION__START:
-		if (sp && sp->p->state == PART_PAUSED && s->link.ready)
+		if (!sp) {
+			not_here(s, c);
+			break;
+		}
+		if (sp->p->finished && !s->link.cmd_id) {
+			/* A derived START (the row still "defined" when the
+			 * daemon looked) repeats the one that came with its
+			 * CREATE: one that ran and stopped meanwhile is not
+			 * started again by it; where it stands is said. */
+			agent_link_status_of(&s->link, sp->p, "stopped",
+					     vmx_stop_name(sp->p->fin.reason),
+					     sp->p->fin.code);
+			break;
+		}
+		if (sp->p->finished) {
+			rc = restart_part(s, sp, &err);
+			sp = part_named(s, c->partition);
+			if (rc == -EBADMSG)
+				failed = "baseline-refused";
+		}
+		/* Paused until the policy is known (resume_all), as at
+		 * create. */
+		if (rc == 0 && sp->p->state == PART_PAUSED && s->link.ready)
 			rc = partition_resume(sp->p, &err);
-		if (rc == 0 && sp)
+		if (rc == 0 && sp->p->state != PART_PAUSED)
 			agent_link_status_of(&s->link, sp->p, "running",
 					     NULL, 0);
 		break;
@@ -469,9 +642,21 @@ static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 		rc = measure_beside(s, c, &err);
 		break;
 	case PARLEY__V1__PARTITION_COMMAND__ACTION__STOP:
+		if (!sp)
+			not_here(s, c);
+		else if (sp->p->finished)
+			/* where it stands: its stop was reported already */
+			agent_link_status_of(&s->link, sp->p, "stopped",
+					     vmx_stop_name(sp->p->fin.reason),
+					     sp->p->fin.code);
+		else
+			partition_stop(sp->p);
+		break;
 	case PARLEY__V1__PARTITION_COMMAND__ACTION__DESTROY:
 		if (sp)
-			partition_stop(sp->p);
+			destroy_part(s, sp);
+		else
+			not_here(s, c);
 		break;
 	default:
 		break;
@@ -483,8 +668,15 @@ static void on_command(void *arg, const Parley__V1__PartitionCommand *c)
 		audit_emit(&s->audit, &e);
 	} else if (rc < 0) {
 		log_error("command for %s: %s", c->partition, perr_msg(&err));
+		if (c->action == PARLEY__V1__PARTITION_COMMAND__ACTION__START) {
+			struct audit_event e = { .event = "start_failed",
+						 .partition = c->partition,
+						 .reason = failed,
+						 .detail = perr_msg(&err) };
+			audit_emit(&s->audit, &e);
+		}
 		agent_link_status(&s->link, c->partition, NULL, "stopped",
-				  "create-failed", 0);
+				  failed, 0);
 	}
 	drain(s);
 }
@@ -496,7 +688,7 @@ static void resume_all(void *arg)
 	struct serve *s = arg;
 	for (unsigned i = 0; i < s->n; i++) {
 		struct parley_err err = { 0 };
-		if (s->part[i].p->state != PART_PAUSED)
+		if (!s->part[i].p || s->part[i].p->state != PART_PAUSED)
 			continue;
 		if (partition_resume(s->part[i].p, &err) < 0)
 			log_error("%s", perr_msg(&err));
@@ -777,7 +969,8 @@ static int adopt_all(struct serve *s, struct parley_err *err)
 		 (double)(u.t_pinged_ns - u.pause_ns) / 1e6,
 		 (double)(u.t_commit_ns - u.pause_ns) / 1e6);
 	for (unsigned i = 0; i < s->n; i++)
-		if (strcmp(s->part[i].p->vmm_version, u.vmm_version))
+		if (s->part[i].p &&
+		    strcmp(s->part[i].p->vmm_version, u.vmm_version))
 			log_info("%s still runs vmm %s until its next start",
 				 s->part[i].p->name, s->part[i].p->vmm_version);
 	return rc;

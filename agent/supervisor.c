@@ -58,6 +58,18 @@ int sup_add(struct supervisor *s, struct partition *p)
 	return 0;
 }
 
+void sup_remove(struct supervisor *s, struct partition *p)
+{
+	struct sup_entry *e = entry_of(s, p);
+	if (!e)
+		return;
+	flush_line(s, e); /* its last words, before its name can be reused */
+	fflush(s->out);
+	/* Entries are looked up by partition, never kept by address: the
+	 * last one moves into the hole. */
+	*e = s->e[--s->n];
+}
+
 static void report_finish(struct supervisor *s, struct sup_entry *e)
 {
 	flush_line(s, e);

@@ -55,6 +55,11 @@ void sup_console(struct partition *p, const char *buf, size_t len, void *ctx);
 /* Take ownership of a started partition. */
 int sup_add(struct supervisor *s, struct partition *p);
 
+/* Give a partition back (not destroyed: the caller does that), its
+ * console line flushed; its entry is free for the next sup_add. Nothing
+ * if it is not here. */
+void sup_remove(struct supervisor *s, struct partition *p);
+
 /* Run until every partition has stopped. SIGINT/SIGTERM stop them all;
  * SIGUSR2 suspends each to snapshot_dir/NAME.snap and stops it; SIGHUP
  * calls on_reload; SIGUSR1 on_upgrade. Prints a

@@ -374,7 +374,10 @@ struct store_ingest {
 int store_ingest_measurements(struct store *s, const char *host,
 			      const struct store_measure_in *m, unsigned n,
 			      struct store_ingest *res, struct parley_err *err);
-/* A partition's state as its agent reports it (PartitionStatus). */
+/* A partition's state as its agent reports it (PartitionStatus). One
+ * the store has no row for (a thin partition's row is deleted before its
+ * agent hears the DESTROY and reports it stopped, destroyed) is taken and
+ * not stored: the seq raised, res->stored 0, no error. */
 int store_ingest_status(struct store *s, const char *host, uint64_t seq,
 			const char *partition, const char *state,
 			struct store_ingest *res, struct parley_err *err);

@@ -459,6 +459,16 @@ static int status(struct store *s, const char *host, uint64_t seq,
 		return rc;
 	}
 	rc = db_need_partition(s, in->partition, on, err);
+	if (rc == -ENOENT) {
+		/* No row: a thin partition's goes before its DESTROY reaches
+		 * the agent, which then reports it stopped and destroyed. Not
+		 * a bad record: taken (the seq raised), nothing stored, so
+		 * that the agent is not refused for ever over it. */
+		rc = db_seq_raise(s, host, seq, err);
+		if (rc == 0)
+			res->seq = seq;
+		return rc;
+	}
 	if (rc == 0 && strcmp(on, host) != 0)
 		rc = perr(err, -EPERM, "status from host \"%s\" for partition "
 			  "\"%s\", which is on host \"%s\"", host, in->partition,

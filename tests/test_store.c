@@ -1239,6 +1239,15 @@ STORE_TEST(store, seq_dedup)
 	cr_expect_eq(store_ingest_audit(f.s, "h1", ev, 2, &r, &e), -EINVAL);
 	cr_expect_eq(store_host_seq(f.s, "h1", &seq, &e), 0);
 	cr_expect_eq(seq, 8);
+	/* A status for a partition without a row (a thin one deleted, its
+	 * agent reporting the destroy): taken, nothing stored, no row. */
+	cr_assert_eq(store_ingest_status(f.s, "h1", 9, "gone", "destroyed",
+					 &r, &e), 0, "%s", perr_msg(&e));
+	cr_expect_eq(r.stored, 0);
+	cr_expect_eq(r.seq, 9);
+	cr_expect_eq(store_host_seq(f.s, "h1", &seq, &e), 0);
+	cr_expect_eq(seq, 9);
+	cr_expect_eq(store_partition_get(f.s, "gone", &p, &e), -ENOENT);
 	fx_close(&f);
 	expect_no_leaks();
 }

@@ -544,6 +544,82 @@ T_BACKEND_TEST(update_daemon, good_package_from_the_daemon_takes_over,
 	e2e_stop(&e);
 }
 
+struct want_part {
+	struct e2e *e;
+	const char *name;
+};
+
+static bool part_running(struct fleetd *f, void *ctx)
+{
+	(void)f;
+	struct want_part *w = ctx;
+	struct store_partition p;
+	bool yes = false;
+	if (store_partition_get(w->e->s, w->name, &p, NULL) == 0) {
+		yes = !strcmp(p.state, "running");
+		store_partition_free(&p);
+	}
+	return yes;
+}
+
+static void api_part(struct e2e *e, const char *name)
+{
+	char body[300];
+	snprintf(body, sizeof(body), "{\"host\":\"host-a\",\"backend\":"
+		 "\"thin\",\"spec\":{\"name\":\"%s\",\"image\":"
+		 "\"chantest.elf\",\"memory\":\"4M\",\"cmdline\":"
+		 "\"steps=sleep:600000\"}}", name);
+	struct ac_resp r;
+	ac_call(&e->c, "POST", "/v1/partitions", e->c.admin, body, &r);
+	cr_assert_eq(r.status, 201, "%s", r.body);
+	ac_free(&r);
+	struct want_part w = { e, name };
+	cr_assert(fd_wait(part_running, &e->c.f, &w, 60000), "%s not "
+		  "running:\n%s", name, fd_agent_log(e->h));
+}
+
+/* A partition destroyed before the hand-over leaves a free slot among
+ * the agent's and a free record in its grant manager: the hand-over
+ * carries only the partitions there (ping, pong, y), the new agent takes
+ * them over, and a partition created afterwards runs under it. */
+T_BACKEND_TEST(update_daemon, hand_over_after_a_destroy_skips_its_slot,
+	       .timeout = 240)
+{
+	struct e2e e;
+	e2e_start(&e);
+	counters_rise(&e, 1);
+	cr_assert(fd_wait(connected_again, &e.c.f, &e, 30000));
+	api_part(&e, "x");
+	api_part(&e, "y");
+	struct ac_resp r;
+	ac_call(&e.c, "DELETE", "/v1/partitions/x", e.c.admin, NULL, &r);
+	cr_assert_eq(r.status, 204, "%s", r.body);
+	ac_free(&r);
+	struct want_log gone = { e.h, "partition x destroyed", 1 };
+	cr_assert(fd_wait(log_has, &e.c.f, &gone, 30000), "%s",
+		  fd_agent_log(e.h));
+	e2e_update(&e, T_BIN("parley-agent-next"));
+	struct want_row w = { .s = e.s, .state = "committed" };
+	cr_assert(fd_wait(row_is, &e.c.f, &w, 120000), "update %s (%s):\n%s",
+		  w.u.state, w.u.reason, fd_agent_log(e.h));
+	struct want_log nl = { e.h, "+next took over from", 1 };
+	cr_assert(fd_wait(log_has, &e.c.f, &nl, 10000), "%s",
+		  fd_agent_log(e.h));
+	char *log = fd_agent_log(e.h);
+	cr_assert(strstr(log, ": 3 partitions, grant manager paused"), "%s",
+		  log);
+	waitpid(e.h->pid, NULL, 0);
+	const char *at = strstr(log, "handed over to pid ");
+	cr_assert(at, "%s", log);
+	e.h->pid = (pid_t)atoi(at + strlen("handed over to pid "));
+	free(log);
+	counters_rise(&e, 2);
+	cr_assert(fd_wait(connected_again, &e.c.f, &e, 30000));
+	api_part(&e, "z");
+	cr_expect_eq(log_count(e.h, "ping| ping: open failed"), 0);
+	e2e_stop(&e);
+}
+
 T_BACKEND_TEST(update_daemon, agent_that_cannot_start_rolls_back,
 	       .timeout = 240)
 {

@@ -53,11 +53,20 @@ struct cm_part *cm_part_named(struct chanmgr *cm, const char *name)
 	return NULL;
 }
 
+/* A record freed by chanmgr_remove (p NULL) is taken first: create and
+ * destroy cycles never run out of records, only partitions there at once
+ * count. Records never move, so p->owner and the channel ends' ep stay
+ * valid while their partition is here. */
 int chanmgr_add(struct chanmgr *cm, struct partition *p)
 {
-	if (cm->nparts == CM_PARTS_MAX)
+	struct cm_part *cp = NULL;
+	for (unsigned i = 0; i < cm->nparts && !cp; i++)
+		if (!cm->parts[i].p)
+			cp = &cm->parts[i];
+	if (!cp && cm->nparts == CM_PARTS_MAX)
 		return -ENOSPC;
-	struct cm_part *cp = &cm->parts[cm->nparts++];
+	if (!cp)
+		cp = &cm->parts[cm->nparts++];
 	memset(cp, 0, sizeof(*cp));
 	cp->p = p;
 	p->owner = cp;
@@ -69,8 +78,9 @@ int chanmgr_add_ext(struct chanmgr *cm, struct partition *shell,
 {
 	int rc = chanmgr_add(cm, shell);
 	if (rc == 0) {
-		cm->parts[cm->nparts - 1].ext = ops;
-		cm->parts[cm->nparts - 1].ext_ctx = ctx;
+		struct cm_part *cp = cm_part_of(shell);
+		cp->ext = ops;
+		cp->ext_ctx = ctx;
 	}
 	return rc;
 }
@@ -473,6 +483,48 @@ void chanmgr_gone(struct chanmgr *cm, struct partition *p)
 		else
 			chan_peer_gone(cm, ch, p);
 	}
+}
+
+/* Its record is freed: nothing of the grant manager's may point at it
+ * afterwards, since the caller frees the partition and chanmgr_add hands
+ * the record to the next one (which may have the same name: a stale end
+ * must not pass for its). Offers, calls not yet accepted and segment
+ * sets forget it (as at chanmgr_gone, idempotent); a channel it was an end
+ * of loses that end (ep NULL, unmapped: its vmm is gone); one that names
+ * it and was not told yet (chanmgr_gone was not called) goes the way
+ * chanmgr_gone takes it (the peer sees PEER_DOWN, a channel nobody
+ * holds goes at once). */
+int chanmgr_remove(struct chanmgr *cm, struct partition *p)
+{
+	struct cm_part *cp = cm_part_of(p);
+	if (!cp || cp < cm->parts || cp >= cm->parts + cm->nparts ||
+	    cp->p != p)
+		return -ENOENT;
+	if (!p->finished)
+		return -EBUSY; /* its vmm (its VM) may still map windows */
+	svcmgr_gone(cm, cp);
+	segmgr_gone(cm, cp);
+	for (unsigned i = cm->nchans; i-- > 0;) {
+		if (i >= cm->nchans)
+			continue;
+		struct cm_chan *ch = cm->chans[i];
+		for (int s = 0; s < 2; s++)
+			if (ch->end[s].ep == cp) {
+				end_forget(&ch->end[s]);
+				ch->end[s].ep = NULL;
+			}
+		if (!chan_of(ch, p))
+			continue;
+		if (ch->revoking || ch->peer_gone)
+			chan_settle(cm, ch);
+		else
+			chan_peer_gone(cm, ch, p);
+	}
+	memset(cp, 0, sizeof(*cp));
+	p->owner = NULL;
+	while (cm->nparts && !cm->parts[cm->nparts - 1].p)
+		cm->nparts--;
+	return 0;
 }
 
 /* ---- the open decision -------------------------------------------------- */

@@ -158,8 +158,16 @@ void chanmgr_free(struct chanmgr *cm);
  * truncated, so a vmm that kept its mapping faults on its next access. */
 void chanmgr_set_grants(struct chanmgr *cm, struct grant_set *g);
 
-/* A partition the grant manager now answers for. */
+/* A partition the grant manager now answers for (a record freed by
+ * chanmgr_remove is reused first). -ENOSPC past CM_PARTS_MAX at once. */
 int chanmgr_add(struct chanmgr *cm, struct partition *p);
+
+/* The partition is leaving for good (its owner frees it next; it must
+ * have finished: -EBUSY otherwise): its record is freed for reuse
+ * and nothing points at it any more -- channel ends, offers, pending
+ * calls, segment-set members. Channels naming it that chanmgr_gone has
+ * not seen go as there. -ENOENT if it is not ours. */
+int chanmgr_remove(struct chanmgr *cm, struct partition *p);
 
 /* An endpoint without a vmm (cm_ext_ops), e.g. a Linux VM: shell is its
  * struct partition (name, state), kept by the caller. */
