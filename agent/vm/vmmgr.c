@@ -1310,6 +1310,8 @@ int vmmgr_reconcile(struct vmmgr *m, unsigned *adopted, unsigned *destroyed,
 
 /* ---- requests ------------------------------------------------------------ */
 
+static bool reclaim(struct vmmgr *m, struct vm_part *v, struct vm_chan *c);
+
 static void on_open(struct vmmgr *m, struct vm_part *v,
 		    const struct vmctl_msg *msg)
 {
@@ -1320,8 +1322,23 @@ static void on_open(struct vmmgr *m, struct vm_part *v,
 	memset(&r, 0, sizeof(r));
 	r.status = chanmgr_ext_open(m->cm, &v->shell, msg->u.open.name, &cr,
 				    &ch, &side);
-	snprintf(r.detail, sizeof(r.detail), "%s", cr.detail);
 	struct vm_chan *c = ch ? vc_by_chan(v, ch->id) : NULL;
+	/* The channel's last end of this VM, closed a moment ago, may still
+	 * be unplugging (chanmgr then holds the end as mapped, and nothing
+	 * new is plugged): freed now if QEMU has let go of it, and opened
+	 * again. */
+	for (unsigned i = 0; r.status == PARLEY_OK && ch && !c &&
+			     i < VMMGR_CHANS; i++) {
+		struct vm_chan *old = &v->ch[i];
+		if (!old->used || !old->unplugging || old->chan != ch->id ||
+		    !reclaim(m, v, old))
+			continue;
+		r.status = chanmgr_ext_open(m->cm, &v->shell, msg->u.open.name,
+					    &cr, &ch, &side);
+		c = ch ? vc_by_chan(v, ch->id) : NULL;
+		break;
+	}
+	snprintf(r.detail, sizeof(r.detail), "%s", cr.detail);
 	if (r.status == PARLEY_OK && c && !c->closed) {
 		r.handle = c->handle;
 		r.side = (uint32_t)side;
@@ -1463,9 +1480,30 @@ static void on_msg(struct vmmgr *m, struct vm_part *v,
 }
 
 /* Doorbells rung for waiting VMs, and unplugs that completed. */
+/* Unplugging channel c's backends deleted if QEMU let go of them: its
+ * record and slots freed, chanmgr told. */
+static bool reclaim(struct vmmgr *m, struct vm_part *v, struct vm_chan *c)
+{
+	if (!c->unplugging || !objects_gone(v, c))
+		return false;
+	emit(m, "vm_unplugged", v->spec.name, NULL, NULL, NULL, NULL);
+	vc_unplugged(v, c);
+	chanmgr_ext_unmapped(m->cm, &v->shell, c->chan);
+	return true;
+}
+
 static bool housekeep(struct vmmgr *m, struct vm_part *v)
 {
 	bool did = v->nstale && stale_gone(m, v);
+	/* A backend delete per section is a monitor round trip, refused
+	 * while the guest keeps its device: a round for every unplugging
+	 * channel at most every 50 ms, not on every serve (a guest that
+	 * never ejects would have the agent ask QEMU in a loop). */
+	uint64_t now = now_ns();
+	bool try_objects = now - v->obj_try_ns >= 50000000ull;
+	for (unsigned i = 0; try_objects && i < VMMGR_CHANS; i++)
+		if (v->ch[i].used && v->ch[i].unplugging)
+			v->obj_try_ns = now;
 	for (unsigned i = 0; i < VMMGR_CHANS; i++) {
 		struct vm_chan *c = &v->ch[i];
 		if (!c->used)
@@ -1486,21 +1524,8 @@ static bool housekeep(struct vmmgr *m, struct vm_part *v)
 				wake(v, c, PARLEY_OK);
 			did = true;
 		}
-		/* A backend delete per section is a monitor round trip,
-		 * refused while the guest keeps its device: not on every
-		 * serve (a guest that never ejects would have the agent
-		 * ask QEMU in a loop). */
-		if (c->unplugging && now_ns() - v->obj_try_ns < 50000000ull)
-			continue;
-		if (c->unplugging)
-			v->obj_try_ns = now_ns();
-		if (c->unplugging && objects_gone(v, c)) {
-			emit(m, "vm_unplugged", v->spec.name, NULL, NULL, NULL,
-			     NULL);
-			vc_unplugged(v, c);
-			chanmgr_ext_unmapped(m->cm, &v->shell, c->chan);
+		if (try_objects && reclaim(m, v, c))
 			did = true;
-		}
 	}
 	return did;
 }
