@@ -1498,7 +1498,8 @@ static bool housekeep(struct vmmgr *m, struct vm_part *v)
 	/* A backend delete per section is a monitor round trip, refused
 	 * while the guest keeps its device: a round for every unplugging
 	 * channel at most every 50 ms, not on every serve (a guest that
-	 * never ejects would have the agent ask QEMU in a loop). */
+	 * never ejects would have the agent ask QEMU at its own frames'
+	 * pace). An OPEN of the same channel tries at once (on_open). */
 	uint64_t now = now_ns();
 	bool try_objects = now - v->obj_try_ns >= 50000000ull;
 	for (unsigned i = 0; try_objects && i < VMMGR_CHANS; i++)

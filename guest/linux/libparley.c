@@ -520,7 +520,26 @@ int pl_chan_wait(struct pl_ctl *c, struct pl_chan *ch)
 
 int pl_chan_close(struct pl_ctl *c, const struct pl_chan *ch)
 {
-	return handle_call(c, PARLEY_VMCTL_CLOSE, ch);
+	int rc = handle_call(c, PARLEY_VMCTL_CLOSE, ch);
+	if (rc)
+		return rc;
+	/* The agent unplugs the channel's devices at CLOSE; the kernel
+	 * ejects them a moment later (ACPI). Returning once they are gone
+	 * (or after a second) means an open right after this one finds
+	 * the old end freed, not half-gone. */
+	uint64_t t0 = mono_ms();
+	for (unsigned i = 0; i < ch->rep.ndev && i < PARLEY_VMCTL_DEVS_MAX;
+	     i++) {
+		char p[256];
+		struct stat st;
+		if (!pci_ok(ch->rep.dev[i].pci))
+			continue;
+		snprintf(p, sizeof(p), "/sys/bus/pci/devices/%s",
+			 ch->rep.dev[i].pci);
+		while (stat(p, &st) == 0 && mono_ms() - t0 < 1000)
+			nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+	return 0;
 }
 
 int pl_digest(struct pl_ctl *c, const char *path, const uint8_t sha256[32])
