@@ -248,36 +248,56 @@ static void unplug(struct vm_part *v, struct vm_chan *c)
  * (the guest has not ejected it yet) refuses to go. */
 static bool objects_gone(struct vm_part *v, struct vm_chan *c)
 {
-	bool all = true;
+	enum { N = PARLEY_VMCTL_DEVS_MAX };
+	char json[N][160], fdj[N][96];
+	struct qmp_cmd cmd[N], fdc[N];
+	unsigned n = 0, nf = 0, sec[N];
+	struct parley_err err = { 0 };
+	/* One pipelined batch for every backend left, then one for the
+	 * descriptors of those that went (each a monitor round trip). */
 	for (unsigned i = 0; i < c->nsec; i++) {
 		if (c->obj_gone[i])
 			continue;
-		char id[48], cmd[160];
-		struct parley_err err = { 0 };
+		char id[48];
 		bool rw = c->srv[i] >= 0;
 		qid(id, sizeof(id), rw ? 'c' : 'm', v, c, i);
-		snprintf(cmd, sizeof(cmd), rw
+		snprintf(json[n], sizeof(json[n]), rw
 			 ? "{\"execute\":\"chardev-remove\",\"arguments\":"
 			   "{\"id\":\"%s\"}}"
 			 : "{\"execute\":\"object-del\",\"arguments\":"
 			   "{\"id\":\"%s\"}}", id);
-		if (mon_one(v, cmd, &err)) {
+		cmd[n] = (struct qmp_cmd){ json[n], -1, 0, "" };
+		sec[n++] = i;
+	}
+	if (n && mon_run(v, cmd, n, &err))
+		return false;
+	bool all = true;
+	for (unsigned k = 0; k < n; k++) {
+		unsigned i = sec[k];
+		if (cmd[k].rc) {
 			all = false;
 			continue;
 		}
 		c->obj_gone[i] = true;
-		if (rw) {
+		if (c->srv[i] >= 0) {
 			close(c->srv[i]);
 			c->srv[i] = -1;
 		} else if (c->fdset[i] >= 0) {
 			/* the descriptor add-fd gave QEMU for the backend */
-			snprintf(cmd, sizeof(cmd), "{\"execute\":\"remove-fd\","
-				 "\"arguments\":{\"fdset-id\":%d}}", c->fdset[i]);
-			if (mon_one(v, cmd, &err))
-				log_warn("%s", err.msg);
+			snprintf(fdj[nf], sizeof(fdj[nf]), "{\"execute\":"
+				 "\"remove-fd\",\"arguments\":{\"fdset-id\":%d}}",
+				 c->fdset[i]);
+			fdc[nf] = (struct qmp_cmd){ fdj[nf], -1, 0, "" };
+			nf++;
 			c->fdset[i] = -1;
 		}
 	}
+	if (nf && mon_run(v, fdc, nf, &err))
+		log_warn("%s", err.msg);
+	for (unsigned k = 0; k < nf; k++)
+		if (fdc[k].rc)
+			log_warn("VM %s: remove-fd: %s", v->spec.name,
+				 fdc[k].reply);
 	return all;
 }
 
