@@ -40,18 +40,7 @@ static void sp_fini(void)
 	cur = NULL;
 }
 
-static void call_ok(struct sp *t, const char *method, const char *path,
-		    const char *body, int want, struct ac_resp *keep)
-{
-	struct ac_resp r;
-	ac_call(&t->c, method, path, t->c.admin, body, &r);
-	cr_assert_eq(r.status, want, "%s %s: %d %s", method, path, r.status,
-		     r.body ? r.body : "");
-	if (keep)
-		*keep = r;
-	else
-		ac_free(&r);
-}
+#define call_ok(t, m, p, b, w, k) ac_call_ok(&(t)->c, m, p, b, w, k)
 
 /* parleyd, host h1, the agent's config directory; the agent on the
  * running test's backend. */

@@ -482,40 +482,62 @@ struct as_qemu {
 	int map_rw;                 /* mmap it PROT_WRITE|MAP_SHARED */
 };
 
-static void run_as_qemu(uid_t uid, gid_t gid, pid_t agent, int agent_fd,
-			pid_t qemu, int qemu_fd, struct as_qemu *out)
+/* probe(ctx, out) run in a child that is uid:gid and nothing else (no
+ * supplementary groups), its size bytes of findings brought back. */
+static void as_uid(uid_t uid, gid_t gid, void (*probe)(const void *, void *),
+		   const void *ctx, void *out, size_t size)
 {
 	int pfd[2];
 	cr_assert_eq(pipe(pfd), 0);
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		struct as_qemu r = { 0 };
-		char p[96];
-		if (setgroups(0, NULL) || setgid(gid) || setuid(uid) ||
-		    getuid() != uid)
+		char r[256] = { 0 };
+		if (size > sizeof(r) || setgroups(0, NULL) || setgid(gid) ||
+		    setuid(uid) || getuid() != uid)
 			_exit(2);
-		snprintf(p, sizeof(p), "/proc/%d/fd/%d", (int)agent, agent_fd);
-		int fd = open(p, O_RDONLY | O_CLOEXEC);
-		r.agent_ro = fd < 0 ? errno : 0;
-		fd = open(p, O_RDWR | O_CLOEXEC);
-		r.agent_rw = fd < 0 ? errno : 0;
-		snprintf(p, sizeof(p), "/proc/%d/fd/%d", (int)qemu, qemu_fd);
-		fd = open(p, O_RDWR | O_CLOEXEC);
-		r.own_rw = fd < 0 ? errno : 0;
-		fd = open(p, O_RDONLY | O_CLOEXEC);
-		r.own_ro = fd < 0 ? errno : 0;
-		void *m = fd < 0 ? MAP_FAILED : mmap(NULL, 4096, PROT_READ |
-			PROT_WRITE, MAP_SHARED, fd, 0);
-		r.map_rw = m == MAP_FAILED ? errno : 0;
-		_exit(write(pfd[1], &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 3);
+		probe(ctx, r);
+		_exit(write(pfd[1], r, size) == (ssize_t)size ? 0 : 3);
 	}
 	close(pfd[1]);
-	cr_assert_eq(read(pfd[0], out, sizeof(*out)), (ssize_t)sizeof(*out),
-		     "the helper could not become QEMU's user");
+	cr_assert_eq(read(pfd[0], out, size), (ssize_t)size,
+		     "the helper could not become uid %u", (unsigned)uid);
 	close(pfd[0]);
 	int st;
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
+}
+
+struct qemu_probe {
+	pid_t agent, qemu;
+	int agent_fd, qemu_fd;
+};
+
+static void probe_qemu(const void *ctx, void *out)
+{
+	const struct qemu_probe *q = ctx;
+	struct as_qemu r = { 0 };
+	char p[96];
+	snprintf(p, sizeof(p), "/proc/%d/fd/%d", (int)q->agent, q->agent_fd);
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	r.agent_ro = fd < 0 ? errno : 0;
+	fd = open(p, O_RDWR | O_CLOEXEC);
+	r.agent_rw = fd < 0 ? errno : 0;
+	snprintf(p, sizeof(p), "/proc/%d/fd/%d", (int)q->qemu, q->qemu_fd);
+	fd = open(p, O_RDWR | O_CLOEXEC);
+	r.own_rw = fd < 0 ? errno : 0;
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	r.own_ro = fd < 0 ? errno : 0;
+	void *m = fd < 0 ? MAP_FAILED : mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+					    MAP_SHARED, fd, 0);
+	r.map_rw = m == MAP_FAILED ? errno : 0;
+	memcpy(out, &r, sizeof(r));
+}
+
+static void run_as_qemu(uid_t uid, gid_t gid, pid_t agent, int agent_fd,
+			pid_t qemu, int qemu_fd, struct as_qemu *out)
+{
+	struct qemu_probe q = { agent, qemu, agent_fd, qemu_fd };
+	as_uid(uid, gid, probe_qemu, &q, out, sizeof(*out));
 }
 
 /* "Uid:\t1\t2\t3\t4" of /proc/PID/status: all four, and CapEff. */
@@ -570,42 +592,38 @@ static int open_path(const char *p)
 	return 0;
 }
 
+struct a_probe {
+	pid_t qa, qb;
+	const char **paths;
+};
+
+static void probe_a(const void *ctx, void *out)
+{
+	const struct a_probe *q = ctx;
+	struct a_vs_b r = { 0 };
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/%d/mem", (int)q->qa);
+	r.own_mem = open_path(p);
+	snprintf(p, sizeof(p), "/proc/%d/mem", (int)q->qb);
+	r.mem = open_path(p);
+	if (ptrace(PTRACE_ATTACH, q->qb, NULL, NULL) < 0)
+		r.attach = errno;
+	else
+		ptrace(PTRACE_DETACH, q->qb, NULL, NULL);
+	r.ctl = connect_path(q->paths[0]);
+	r.mon = connect_path(q->paths[1]);
+	r.lv_mon = connect_path(q->paths[2]);
+	r.console = open_path(q->paths[3]);
+	r.boot = open_path(q->paths[4]);
+	r.key = open_path(q->paths[5]);
+	memcpy(out, &r, sizeof(r));
+}
+
 static void run_as_a(uid_t uid, gid_t gid, pid_t qa, pid_t qb,
 		     const char *paths[6], struct a_vs_b *out)
 {
-	int pfd[2];
-	cr_assert_eq(pipe(pfd), 0);
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		struct a_vs_b r = { 0 };
-		char p[64];
-		if (setgroups(0, NULL) || setgid(gid) || setuid(uid) ||
-		    getuid() != uid)
-			_exit(2);
-		snprintf(p, sizeof(p), "/proc/%d/mem", (int)qa);
-		r.own_mem = open_path(p);
-		snprintf(p, sizeof(p), "/proc/%d/mem", (int)qb);
-		r.mem = open_path(p);
-		if (ptrace(PTRACE_ATTACH, qb, NULL, NULL) < 0) {
-			r.attach = errno;
-		} else {
-			ptrace(PTRACE_DETACH, qb, NULL, NULL);
-		}
-		r.ctl = connect_path(paths[0]);
-		r.mon = connect_path(paths[1]);
-		r.lv_mon = connect_path(paths[2]);
-		r.console = open_path(paths[3]);
-		r.boot = open_path(paths[4]);
-		r.key = open_path(paths[5]);
-		_exit(write(pfd[1], &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 3);
-	}
-	close(pfd[1]);
-	cr_assert_eq(read(pfd[0], out, sizeof(*out)), (ssize_t)sizeof(*out),
-		     "the helper could not become A's QEMU's user");
-	close(pfd[0]);
-	int st;
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	struct a_probe q = { qa, qb, paths };
+	as_uid(uid, gid, probe_a, &q, out, sizeof(*out));
 }
 
 /* QEMU's pid: libvirt's pid file in the embedded root. */

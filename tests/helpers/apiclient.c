@@ -310,3 +310,16 @@ const char *ac_msg(const struct ac_resp *r)
 {
 	return err_field(r, "message");
 }
+
+void ac_call_ok(struct api_client *c, const char *method, const char *path,
+		const char *body, int want, struct ac_resp *keep)
+{
+	struct ac_resp r;
+	ac_call(c, method, path, c->admin, body, &r);
+	cr_assert_eq(r.status, want, "%s %s: %d %s", method, path, r.status,
+		     r.body ? r.body : r.raw ? r.raw : "");
+	if (keep)
+		*keep = r;
+	else
+		ac_free(&r);
+}

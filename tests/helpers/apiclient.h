@@ -55,6 +55,10 @@ void ac_raw(int port, const void *req, size_t len, struct ac_resp *r);
 void ac_call(struct api_client *c, const char *method, const char *path,
 	     const char *token, const char *body, struct ac_resp *r);
 void ac_free(struct ac_resp *r);
+/* ac_call with the admin token, asserting the status is `want`; the
+ * answer kept in *keep (ac_free it) or freed (keep NULL). */
+void ac_call_ok(struct api_client *c, const char *method, const char *path,
+		const char *body, int want, struct ac_resp *keep);
 /* r's error.code and error.message (or "" when absent). */
 const char *ac_code(const struct ac_resp *r);
 const char *ac_msg(const struct ac_resp *r);
