@@ -1,9 +1,9 @@
 /* The agent's Linux VM partitions (vmmgr.h). */
 #include "agent/vm/vmmgr.h"
+#include "agent/vm/vmmgr_int.h"
 
 #include <errno.h>
 #include <signal.h>
-#include <jansson.h>
 #include <stddef.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -24,16 +24,16 @@
 #include "agent/vm/qmp.h"
 #include "common/log.h"
 
-static uint64_t now_ns(void)
+uint64_t vm_now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void emit(struct vmmgr *m, const char *event, const char *part,
-		 const char *chan, const char *reason, const char *file,
-		 const char *detail)
+void vm_emit(struct vmmgr *m, const char *event, const char *part,
+	     const char *chan, const char *reason, const char *file,
+	     const char *detail)
 {
 	struct audit_event e = { event, part, chan, reason, file, detail };
 	if (m->audit)
@@ -83,7 +83,7 @@ static int send_frame(struct vm_part *v, uint16_t type, uint32_t seq,
 	int queued = 0;
 	if (ioctl(v->ctl, SIOCOUTQ, &queued) == 0 && queued > VMMGR_OUTQ_MAX) {
 		if (!v->outq_full)
-			emit(v->m, "vm_ctl_overflow", v->spec.name, NULL,
+			vm_emit(v->m, "vm_ctl_overflow", v->spec.name, NULL,
 			     "NOT_READING", NULL, "the guest reads nothing "
 			     "from its control port: frames to it dropped");
 		v->outq_full = true;
@@ -106,15 +106,14 @@ static void send_status(struct vm_part *v, uint16_t type, uint32_t seq,
 	send_frame(v, type, seq, &st, sizeof(st));
 }
 
-/* ---- hot-plug ------------------------------------------------------------ */
+/* ---- the monitor ----------------------------------------------------------- */
 
-static void vm_fault(struct vm_part *v, uint32_t reason, const char *detail);
 
 /* Commands through the agent's own monitor, pipelined (qmp.h). A monitor
  * that broke or answered late (QMP_ANSWER_MS) is a QEMU the agent cannot
  * drive: the VM is stopped (vmm-protocol), never driven through
  * libvirt's monitor, whose wait has no limit, from the agent's loop. */
-static int mon_run(struct vm_part *v, struct qmp_cmd *c, unsigned n,
+int vm_mon_run(struct vm_part *v, struct qmp_cmd *c, unsigned n,
 		   struct parley_err *err)
 {
 	if (v->mon < 0)
@@ -130,7 +129,7 @@ static int mon_run(struct vm_part *v, struct qmp_cmd *c, unsigned n,
 }
 
 /* A long answer (query-pci, query-fdsets) through the same monitor. */
-static int mon_long(struct vm_part *v, const char *json, char **out,
+int vm_mon_long(struct vm_part *v, const char *json, char **out,
 		    struct parley_err *err)
 {
 	*out = NULL;
@@ -147,23 +146,14 @@ static int mon_long(struct vm_part *v, const char *json, char **out,
 }
 
 /* One command, no descriptor: 0 or -errno (err says QEMU's answer). */
-static int mon_one(struct vm_part *v, const char *json, struct parley_err *err)
+int vm_mon_one(struct vm_part *v, const char *json, struct parley_err *err)
 {
 	struct qmp_cmd c = { json, -1, 0, "" };
-	int rc = mon_run(v, &c, 1, err);
+	int rc = vm_mon_run(v, &c, 1, err);
 	if (!rc && c.rc)
 		rc = perr(err, c.rc, "VM %s: %.100s: %s", v->spec.name, json,
 			  c.reply);
 	return rc;
-}
-
-/* The monitor's names for channel c's section i: the agent's pid in them,
- * so an agent that adopts a VM never collides with what its predecessor
- * left plugged. */
-static void qid(char *out, size_t cap, char kind, const struct vm_part *v,
-		const struct vm_chan *c, unsigned i)
-{
-	snprintf(out, cap, "pl%c%dh%us%u", kind, v->m->nonce, c->handle, i);
 }
 
 /* The VM's live end of channel `chan` (closed ones may linger while
@@ -184,324 +174,6 @@ static struct vm_chan *vc_by_handle(struct vm_part *v, uint32_t handle)
 	return NULL;
 }
 
-/* The devices are gone: their slots, sockets and doorbells go; the record
- * stays as a tombstone (gone) for the guest's handle. */
-static void vc_unplugged(struct vm_part *v, struct vm_chan *c)
-{
-	for (unsigned i = 0; i < c->nsec; i++) {
-		if (c->devs & (1u << i))
-			v->slots_used &= ~(1u << (c->slot[i] - VMMGR_SLOT0));
-		if (c->srv[i] >= 0)
-			close(c->srv[i]);
-		c->srv[i] = -1;
-	}
-	c->nsec = 0;
-	c->devs = 0;
-	if (c->bell_mine >= 0)
-		close(c->bell_mine);
-	if (c->bell_peer >= 0)
-		close(c->bell_peer);
-	if (c->flag_fd >= 0)
-		close(c->flag_fd);
-	c->bell_mine = c->bell_peer = c->flag_fd = -1;
-	c->unplugging = false;
-	c->closed = c->gone = true;
-}
-
-static void vc_release(struct vm_part *v, struct vm_chan *c)
-{
-	vc_unplugged(v, c);
-	memset(c, 0, sizeof(*c));
-}
-
-/* device_del for every section still plugged (one batch); the backends
- * go once QEMU has let go of the devices (vmmgr_serve retries). */
-static void unplug(struct vm_part *v, struct vm_chan *c)
-{
-	if (c->unplugging)
-		return;
-	c->unplugging = true;
-	char json[PARLEY_VMCTL_DEVS_MAX][128];
-	struct qmp_cmd cmd[PARLEY_VMCTL_DEVS_MAX];
-	unsigned n = 0;
-	for (unsigned i = 0; i < c->nsec; i++) {
-		char id[48];
-		if (!(c->devs & (1u << i)))
-			continue;
-		qid(id, sizeof(id), 'd', v, c, i);
-		snprintf(json[n], sizeof(json[n]), "{\"execute\":\"device_del\","
-			 "\"arguments\":{\"id\":\"%s\"}}", id);
-		cmd[n] = (struct qmp_cmd){ json[n], -1, 0, "" };
-		n++;
-	}
-	struct parley_err err = { 0 };
-	if (n && mon_run(v, cmd, n, &err))
-		log_warn("%s", err.msg);
-	for (unsigned i = 0; i < n; i++)
-		if (cmd[i].rc)
-			log_warn("VM %s: device_del: %s", v->spec.name,
-				 cmd[i].reply);
-}
-
-/* Try to delete the backends of an unplugging channel: true once all are
- * gone (QEMU holds the memfds no more). A backend in use by its device
- * (the guest has not ejected it yet) refuses to go. */
-static bool objects_gone(struct vm_part *v, struct vm_chan *c)
-{
-	enum { N = PARLEY_VMCTL_DEVS_MAX };
-	char json[N][160], fdj[N][96];
-	struct qmp_cmd cmd[N], fdc[N];
-	unsigned n = 0, nf = 0, sec[N];
-	struct parley_err err = { 0 };
-	/* One pipelined batch for every backend left, then one for the
-	 * descriptors of those that went (each a monitor round trip). */
-	for (unsigned i = 0; i < c->nsec; i++) {
-		if (c->obj_gone[i])
-			continue;
-		char id[48];
-		bool rw = c->srv[i] >= 0;
-		qid(id, sizeof(id), rw ? 'c' : 'm', v, c, i);
-		snprintf(json[n], sizeof(json[n]), rw
-			 ? "{\"execute\":\"chardev-remove\",\"arguments\":"
-			   "{\"id\":\"%s\"}}"
-			 : "{\"execute\":\"object-del\",\"arguments\":"
-			   "{\"id\":\"%s\"}}", id);
-		cmd[n] = (struct qmp_cmd){ json[n], -1, 0, "" };
-		sec[n++] = i;
-	}
-	if (n && mon_run(v, cmd, n, &err))
-		return false;
-	bool all = true;
-	for (unsigned k = 0; k < n; k++) {
-		unsigned i = sec[k];
-		if (cmd[k].rc) {
-			all = false;
-			continue;
-		}
-		c->obj_gone[i] = true;
-		if (c->srv[i] >= 0) {
-			close(c->srv[i]);
-			c->srv[i] = -1;
-		} else if (c->fdset[i] >= 0) {
-			/* the descriptor add-fd gave QEMU for the backend */
-			snprintf(fdj[nf], sizeof(fdj[nf]), "{\"execute\":"
-				 "\"remove-fd\",\"arguments\":{\"fdset-id\":%d}}",
-				 c->fdset[i]);
-			fdc[nf] = (struct qmp_cmd){ fdj[nf], -1, 0, "" };
-			nf++;
-			c->fdset[i] = -1;
-		}
-	}
-	if (nf && mon_run(v, fdc, nf, &err))
-		log_warn("%s", err.msg);
-	for (unsigned k = 0; k < nf; k++)
-		if (fdc[k].rc)
-			log_warn("VM %s: remove-fd: %s", v->spec.name,
-				 fdc[k].reply);
-	return all;
-}
-
-/* ivshmem's server protocol (QEMU's docs/specs/ivshmem-spec): little-
- * endian int64 messages — the protocol version (0), the VM's peer id,
- * then -1 with the shared memory's descriptor. QEMU reads them when the
- * device is realized (device_add): they wait in the socket. */
-static int ivshmem_serve(int sock, int memfd)
-{
-	int64_t msg[3] = { 0, 0, -1 };
-	for (int k = 0; k < 3; k++) {
-		struct iovec iov = { &msg[k], sizeof(msg[k]) };
-		union {
-			char buf[CMSG_SPACE(sizeof(int))];
-			struct cmsghdr align;
-		} u;
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-		if (k == 2) {
-			mh.msg_control = u.buf;
-			mh.msg_controllen = sizeof(u.buf);
-			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-			cm->cmsg_level = SOL_SOCKET;
-			cm->cmsg_type = SCM_RIGHTS;
-			cm->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(cm), &memfd, sizeof(int));
-		}
-		if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(msg[k]))
-			return errno ? -errno : -EIO;
-	}
-	return 0;
-}
-
-/* The hot-plug of channel c's sections, as two pipelined batches:
- *
- * 1. the descriptors: a section the VM writes — the agent's end of a
- *    socketpair (getfd), a chardev on it (chardev-add), and the writable
- *    memfd sent through the socket as ivshmem's server would (QEMU maps
- *    it itself: no path to open); a section it may only read — the
- *    read-only re-open (add-fd, into a fdset of its own), its memfd's
- *    mode letting QEMU's group read it and nobody but the agent write;
- * 2. the read-only sections' memory-backend-file (readonly=on) on QEMU's
- *    own /proc/self/fd/N, then every device back to back (ivshmem-
- *    doorbell on the chardev, ivshmem-plain on the backend), so the
- *    guest's ACPI hot-plug finds them in one scan. */
-static int plug(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
-		int side, struct parley_err *err)
-{
-	enum { N = PARLEY_VMCTL_DEVS_MAX };
-	static char json[2 * N][400];
-	struct qmp_cmd a[2 * N], b[2 * N];
-	int sv[N][2], qfd[N];
-	unsigned na = 0, nb = 0, ia[2 * N], ib[2 * N];
-	gid_t g = v->m->host.qemu_gid;
-	int rc = 0;
-	for (unsigned i = 0; i < c->nsec; i++) {
-		sv[i][0] = sv[i][1] = -1;
-		c->obj_gone[i] = true;  /* nothing to delete yet */
-	}
-	for (unsigned i = 0; i < c->nsec; i++) {
-		char fdn[48], chr[48];
-		if (ch->sec_writer[i] == side) {
-			if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
-				       sv[i]) < 0) {
-				rc = perr(err, -errno, "socketpair: %s",
-					  strerror(errno));
-				break;
-			}
-			qid(fdn, sizeof(fdn), 'f', v, c, i);
-			qid(chr, sizeof(chr), 'c', v, c, i);
-			snprintf(json[na], sizeof(json[na]), "{\"execute\":"
-				 "\"getfd\",\"arguments\":{\"fdname\":\"%s\"}}",
-				 fdn);
-			ia[na] = i;
-			a[na] = (struct qmp_cmd){ json[na], sv[i][1], 0, "" };
-			na++;
-			snprintf(json[na], sizeof(json[na]), "{\"execute\":"
-				 "\"chardev-add\",\"arguments\":{\"id\":\"%s\","
-				 "\"backend\":{\"type\":\"socket\",\"data\":"
-				 "{\"addr\":{\"type\":\"fd\",\"data\":{\"str\":"
-				 "\"%s\"}},\"server\":false}}}}", chr, fdn);
-			ia[na] = i;
-			a[na] = (struct qmp_cmd){ json[na], -1, 0, "" };
-			na++;
-		} else {
-			int ro = ch->mem_ro[i];
-			if (g != (gid_t)-1 && (fchown(ro, (uid_t)-1, g) < 0 ||
-					       fchmod(ro, 0440) < 0)) {
-				rc = perr(err, -errno, "section for QEMU: %s",
-					  strerror(errno));
-				break;
-			}
-			/* opaque: the name an adopting agent finds it by */
-			qid(fdn, sizeof(fdn), 'f', v, c, i);
-			snprintf(json[na], sizeof(json[na]), "{\"execute\":"
-				 "\"add-fd\",\"arguments\":{\"opaque\":\"%s\"}}",
-				 fdn);
-			ia[na] = i;
-			a[na] = (struct qmp_cmd){ json[na], ro, 0, "" };
-			na++;
-		}
-	}
-	uint64_t t0 = now_ns();
-	bool sent = false;
-	if (!rc)
-		sent = (rc = mon_run(v, a, na, err)) == 0;
-	for (unsigned i = 0; i < c->nsec; i++)
-		if (sv[i][1] >= 0)
-			close(sv[i][1]);
-	/* What QEMU now holds, for the clean-up whatever happens next. */
-	for (unsigned k = 0; sent && k < na; k++) {
-		unsigned i = ia[k];
-		bool rw = sv[i][0] >= 0 || c->srv[i] >= 0;
-		if (a[k].rc) {
-			if (!rc)
-				rc = perr(err, a[k].rc, "VM %s: %.60s: %s",
-					  v->spec.name, a[k].json, a[k].reply);
-		} else if (rw && strstr(a[k].json, "chardev-add")) {
-			c->srv[i] = sv[i][0];
-			sv[i][0] = -1;
-			c->obj_gone[i] = false;
-		} else if (!rw && (qmp_int(a[k].reply, "\"fd\":", &qfd[i]) ||
-				   qmp_int(a[k].reply, "\"fdset-id\":",
-					    &c->fdset[i]))) {
-			if (!rc)
-				rc = perr(err, -EPROTO, "VM %s: add-fd answered "
-					  "%.100s", v->spec.name, a[k].reply);
-		}
-	}
-	for (unsigned i = 0; i < c->nsec; i++) {
-		if (sv[i][0] >= 0 && sent) {
-			/* getfd without its chardev: QEMU keeps the name */
-			char fdn[48], cmd[160];
-			qid(fdn, sizeof(fdn), 'f', v, c, i);
-			snprintf(cmd, sizeof(cmd), "{\"execute\":\"closefd\","
-				 "\"arguments\":{\"fdname\":\"%s\"}}", fdn);
-			mon_one(v, cmd, &(struct parley_err){ 0 });
-		}
-		if (sv[i][0] >= 0)
-			close(sv[i][0]);
-	}
-	v->m->plug_backends_ns_last = now_ns() - t0;
-	for (unsigned i = 0; i < c->nsec && !rc; i++)
-		if (c->srv[i] >= 0 && (rc = ivshmem_serve(c->srv[i], ch->mem[i])))
-			perr(err, rc, "ivshmem socket: %s", strerror(-rc));
-	if (rc)
-		return rc;
-	for (unsigned i = 0; i < c->nsec; i++) {
-		char mem[48];
-		if (c->srv[i] >= 0)
-			continue;
-		qid(mem, sizeof(mem), 'm', v, c, i);
-		snprintf(json[nb], sizeof(json[nb]), "{\"execute\":\"object-add\","
-			 "\"arguments\":{\"qom-type\":\"memory-backend-file\","
-			 "\"id\":\"%s\",\"mem-path\":\"/proc/self/fd/%d\","
-			 "\"size\":%llu,\"share\":true,\"readonly\":true}}", mem,
-			 qfd[i], (unsigned long long)ch->sec_size[i]);
-		ib[nb] = i;
-		b[nb] = (struct qmp_cmd){ json[nb], -1, 0, "" };
-		nb++;
-	}
-	for (unsigned i = 0; i < c->nsec; i++) {
-		char id[48], be[48];
-		bool rw = c->srv[i] >= 0;
-		qid(id, sizeof(id), 'd', v, c, i);
-		qid(be, sizeof(be), rw ? 'c' : 'm', v, c, i);
-		snprintf(json[nb], sizeof(json[nb]), "{\"execute\":\"device_add\","
-			 "\"arguments\":{\"driver\":\"%s\",\"id\":\"%s\",\"%s\":"
-			 "\"%s\",\"bus\":\"pci.0\",\"addr\":\"0x%x\"}}",
-			 rw ? "ivshmem-doorbell" : "ivshmem-plain", id,
-			 rw ? "chardev" : "memdev", be, c->slot[i]);
-		ib[nb] = N + i;
-		b[nb] = (struct qmp_cmd){ json[nb], -1, 0, "" };
-		nb++;
-	}
-	if ((rc = mon_run(v, b, nb, err)))
-		return rc;
-	for (unsigned k = 0; k < nb; k++) {
-		unsigned i = ib[k] % N;
-		if (!b[k].rc && ib[k] < N)
-			c->obj_gone[i] = false;     /* a backend to delete */
-		else if (!b[k].rc)
-			c->devs |= 1u << i;
-		else if (!rc)
-			rc = perr(err, b[k].rc, "VM %s: %.60s: %s", v->spec.name,
-				  b[k].json, b[k].reply);
-	}
-	return rc;
-}
-
-/* A failed plug: the descriptors QEMU got into fdsets for backends that
- * were never made (objects_gone removes the others with their backend). */
-static void plug_undo(struct vm_part *v, struct vm_chan *c)
-{
-	for (unsigned i = 0; i < c->nsec; i++) {
-		char cmd[128];
-		if (c->srv[i] >= 0 || c->fdset[i] < 0 || !c->obj_gone[i])
-			continue;
-		snprintf(cmd, sizeof(cmd), "{\"execute\":\"remove-fd\","
-			 "\"arguments\":{\"fdset-id\":%d}}", c->fdset[i]);
-		mon_one(v, cmd, &(struct parley_err){ 0 });
-		c->fdset[i] = -1;
-	}
-}
-
 static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 {
 	struct vm_part *v = ctx;
@@ -514,7 +186,7 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 			c = &v->ch[i]; /* a tombstone the guest never closed */
 	if (!c || ch->nsec > PARLEY_VMCTL_DEVS_MAX)
 		return -ENOSPC;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = vm_now_ns();
 	memset(c, 0, sizeof(*c));
 	c->used = true;
 	c->chan = ch->id;
@@ -555,19 +227,19 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 	struct parley_err err = { 0 };
 	if (!rc) {
 		c->nsec = ch->nsec;
-		if ((rc = plug(v, c, ch, side, &err)))
+		if ((rc = vmplug_add(v, c, ch, side, &err)))
 			log_warn("%s", err.msg);
 	}
 	for (unsigned i = 0; i < c->nsec; i++)
 		if (c->devs & (1u << i))
 			v->slots_used |= 1u << (c->slot[i] - VMMGR_SLOT0);
 	if (rc) {
-		plug_undo(v, c);
-		unplug(v, c);
+		vmplug_undo(v, c);
+		vmplug_del(v, c);
 		c->closed = true;  /* backends go on later serves */
 		return rc;
 	}
-	v->m->plug_ns_last = now_ns() - t0;
+	v->m->plug_ns_last = vm_now_ns() - t0;
 	e->handle = c->handle;
 	return 0;
 }
@@ -609,11 +281,11 @@ static void ext_unmap(void *ctx, struct cm_chan *ch, int side)
 			      FALLOC_FL_KEEP_SIZE, 0, (off_t)ch->sec_size[i]) < 0)
 			log_warn("VM %s: punching channel %s: %s", v->spec.name,
 				 ch->g.channel, strerror(errno));
-	emit(v->m, "vm_revoke_punched", v->spec.name, ch->g.channel, NULL, NULL,
+	vm_emit(v->m, "vm_revoke_punched", v->spec.name, ch->g.channel, NULL, NULL,
 	     "sections punched; devices being unplugged");
 	c->closed = true;
 	wake(v, c, PARLEY_E_CLOSED);
-	unplug(v, c);
+	vmplug_del(v, c);
 }
 
 static void ext_peer_gone(void *ctx, struct cm_chan *ch, int side)
@@ -634,7 +306,7 @@ static void ext_fault(void *ctx, uint32_t reason, const char *detail)
 		/* The guest kept the device past the deadline: chanmgr now
 		 * truncates the memory, so its next access stops the VM
 		 * (SIGBUS in QEMU); until then it runs. */
-		emit(v->m, "vm_unplug_late", v->spec.name, detail, "UNMAP_TIMEOUT",
+		vm_emit(v->m, "vm_unplug_late", v->spec.name, detail, "UNMAP_TIMEOUT",
 		     NULL, "memory truncated: the VM's next access stops it");
 		v->late = true;
 		return;
@@ -659,14 +331,14 @@ static void vm_kill(struct vm_part *v)
 /* The agent stops the VM for a reason of its own: recorded (the stop
  * that follows, when its port closes, carries it), audited once, its
  * monitor closed, QEMU killed. */
-static void vm_fault(struct vm_part *v, uint32_t reason, const char *detail)
+void vm_fault(struct vm_part *v, uint32_t reason, const char *detail)
 {
 	if (v->fault)
 		return;
 	v->fault = reason;
 	snprintf(v->fault_detail, sizeof(v->fault_detail), "%s",
 		 detail ? detail : vmx_stop_name(reason));
-	emit(v->m, "vm_fault", v->spec.name, NULL, vmx_stop_name(reason), NULL,
+	vm_emit(v->m, "vm_fault", v->spec.name, NULL, vmx_stop_name(reason), NULL,
 	     v->fault_detail);
 	if (v->mon >= 0)
 		close(v->mon);
@@ -740,7 +412,6 @@ static const struct cm_ext_ops vm_ops = {
 
 /* ---- set-up ------------------------------------------------------------- */
 
-static void find_stale(struct vm_part *v);
 
 int vmmgr_init(struct vmmgr *m, const char *state_dir, const char *uri,
 	       struct chanmgr *cm, struct audit *audit, struct parley_err *err)
@@ -753,7 +424,7 @@ int vmmgr_init(struct vmmgr *m, const char *state_dir, const char *uri,
 	 * as the one before, and take its devices for its own). */
 	uint32_t r = 0;
 	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-		r = (uint32_t)now_ns() ^ (uint32_t)getpid();
+		r = (uint32_t)vm_now_ns() ^ (uint32_t)getpid();
 	m->nonce = (int)(r & 0x7fffffff) | 1;
 	if (baseline_memory(&m->own_db))
 		return perr(err, -ENOMEM, "guest-reported baselines");
@@ -788,7 +459,7 @@ void vmmgr_free(struct vmmgr *m)
 			close(v->qemu_pidfd);
 		for (unsigned k = 0; k < VMMGR_CHANS; k++)
 			if (v->ch[k].used)
-				vc_release(v, &v->ch[k]);
+				vmplug_release(v, &v->ch[k]);
 	}
 	vmhost_close(&m->host);
 	baseline_free(&m->own_db);
@@ -862,7 +533,7 @@ static int take_on(struct vmmgr *m, const struct vm_spec *s,
 	memcpy(v->cfg_digest, digest, sizeof(v->cfg_digest));
 	if (getrandom(&v->next_handle, sizeof(v->next_handle), 0) !=
 	    (ssize_t)sizeof(v->next_handle))
-		v->next_handle = (uint32_t)now_ns();
+		v->next_handle = (uint32_t)vm_now_ns();
 	v->next_handle &= 0xffffff; /* far from wrapping; unlike an earlier
 				     * agent's (a guest's stale handle) */
 	v->qemu_pidfd = -1;
@@ -870,8 +541,8 @@ static int take_on(struct vmmgr *m, const struct vm_spec *s,
 	v->mon = mon;
 	if (adopted) {
 		v->adopted = true;
-		v->adopted_ns = now_ns();
-		find_stale(v); /* through the agent's own monitor */
+		v->adopted_ns = vm_now_ns();
+		vmstale_find(v); /* through the agent's own monitor */
 	}
 	snprintf(v->shell.name, sizeof(v->shell.name), "%s", s->name);
 	v->shell.state = PART_RUNNING;
@@ -895,7 +566,7 @@ static int take_on(struct vmmgr *m, const struct vm_spec *s,
 static int adopt(struct vmmgr *m, const struct vm_spec *s,
 		 const uint8_t digest[][32], struct parley_err *err)
 {
-	emit(m, "vm_adopted", s->name, NULL, NULL, NULL, NULL);
+	vm_emit(m, "vm_adopted", s->name, NULL, NULL, NULL, NULL);
 	int ctl = vmhost_ctl_connect(&m->host, s->name, 5000, err);
 	int rc = ctl < 0 ? ctl : 0;
 	if (rc == 0) {
@@ -962,7 +633,7 @@ int vmmgr_start(struct vmmgr *m, const struct vm_spec *s,
 		return rc;
 	st->slot = v ? (int)(v - m->vm) : -1;
 	memcpy(st->cfg_digest, digest, sizeof(digest));
-	emit(m, "vm_starting", s->name, NULL, NULL, NULL, NULL);
+	vm_emit(m, "vm_starting", s->name, NULL, NULL, NULL, NULL);
 	return 1;
 }
 
@@ -1018,7 +689,7 @@ int vmmgr_start_finish(struct vmmgr *m, const char *name_in, bool cancel,
 		vmstart_cancel(j);
 		start_drop(m, st); /* (a job done before it saw the cancel:
 				    * its domain destroyed here) */
-		emit(m, "vm_start_cancelled", name, NULL, NULL, NULL,
+		vm_emit(m, "vm_start_cancelled", name, NULL, NULL, NULL,
 		     "stopped while it started: its domain destroyed");
 		return perr(err, -ECANCELED, "VM %s: stopped while it "
 			    "started", name);
@@ -1051,7 +722,7 @@ int vmmgr_start_finish(struct vmmgr *m, const char *name_in, bool cancel,
 			close(j->mon);
 		j->ctl = j->mon = -1;
 		start_drop(m, st); /* its domain destroyed, j freed */
-		emit(m, "vm_start_refused", name, NULL, "INTEGRITY", file,
+		vm_emit(m, "vm_start_refused", name, NULL, "INTEGRITY", file,
 		     "config file changed while the VM started: what it "
 		     "would boot with is not what was measured");
 		return perr(err, -EBADMSG, "VM %s: config file %s changed "
@@ -1081,7 +752,7 @@ int vmmgr_start_finish(struct vmmgr *m, const char *name_in, bool cancel,
 	}
 	log_info("VM %s started in %.1f s (off the loop)", name,
 		 (double)(j->ended_ns - j->begun_ns) / 1e9);
-	emit(m, "vm_started", name, NULL, NULL, NULL, NULL);
+	vm_emit(m, "vm_started", name, NULL, NULL, NULL, NULL);
 	vmstart_free(j);
 	st->job = NULL;
 	return 0;
@@ -1112,204 +783,6 @@ unsigned vmmgr_fds(const struct vmmgr *m, unsigned i, int *fds, unsigned cap)
 	return n;
 }
 
-/* ---- an adopted VM's devices from an earlier agent ---------------------- */
-
-/* A section device of another agent (pld<pid>h<handle>s<sec>, qid): its
- * pid, handle and section, or false. */
-static bool stale_id(const struct vm_part *v, const char *id,
-		     struct vm_stale *st)
-{
-	int pid, used = 0;
-	unsigned h, sec;
-	if (!id || sscanf(id, "pld%dh%us%u%n", &pid, &h, &sec, &used) != 3 ||
-	    id[used] || pid <= 0 || pid == v->m->nonce ||
-	    sec >= PARLEY_VMCTL_DEVS_MAX || h > 0x7fffffffu)
-		return false;
-	st->pid = pid;
-	st->handle = h;
-	st->sec = sec;
-	return true;
-}
-
-/* QEMU's query-pci (QEMU is not trusted: parsed by jansson, each field
- * checked): the section devices of an earlier agent on the slots we use;
- * their channels died with it. */
-static void find_stale(struct vm_part *v)
-{
-	char *reply = NULL;
-	struct parley_err err = { 0 };
-	if (mon_long(v, "{\"execute\":\"query-pci\"}", &reply, &err)) {
-		log_warn("%s", err.msg);
-		return;
-	}
-	json_t *j = json_loadb(reply, strnlen(reply, QMP_LONG_MAX), 0, NULL);
-	free(reply);
-	json_t *buses = json_object_get(j, "return"), *bus, *d;
-	size_t bi, di;
-	uint32_t maxh = 0;
-	json_array_foreach(buses, bi, bus) {
-		json_t *n = json_object_get(bus, "bus");
-		if (!json_is_integer(n) || json_integer_value(n) != 0)
-			continue;
-		json_array_foreach(json_object_get(bus, "devices"), di, d) {
-			json_t *sl = json_object_get(d, "slot");
-			json_int_t slot = json_is_integer(sl)
-				? json_integer_value(sl) : -1;
-			struct vm_stale st = { 0 };
-			if (slot < VMMGR_SLOT0 || slot >= VMMGR_SLOT0 + 16 ||
-			    v->nstale >= 16 ||
-			    !stale_id(v, json_string_value(
-					json_object_get(d, "qdev_id")), &st))
-				continue;
-			st.slot = (uint8_t)slot;
-			v->stale[v->nstale++] = st;
-			v->slots_used |= 1u << (slot - VMMGR_SLOT0);
-			if (st.handle > maxh)
-				maxh = st.handle;
-		}
-	}
-	json_decref(j);
-	/* New handles above the old ones: a guest that still names an old
-	 * handle gets BAD_HANDLE, never another channel. */
-	if (maxh >= v->next_handle)
-		v->next_handle = maxh;
-}
-
-static void stale_qid(char *out, size_t cap, char kind,
-		      const struct vm_stale *st)
-{
-	snprintf(out, cap, "pl%c%dh%us%u", kind, st->pid, st->handle,
-		 st->sec);
-}
-
-/* The guest said HELLO: whoever holds its port now has let go of the
- * old channels (libparley unmaps before it re-opens), so their devices
- * go. */
-static void unplug_stale(struct vm_part *v)
-{
-	if (v->nstale && !v->stale_hello_ns)
-		v->stale_hello_ns = now_ns();
-	for (unsigned i = 0; i < v->nstale; i++) {
-		struct vm_stale *st = &v->stale[i];
-		char id[48], cmd[128];
-		struct parley_err err = { 0 };
-		if (st->unplugging)
-			continue;
-		st->unplugging = true;
-		stale_qid(id, sizeof(id), 'd', st);
-		snprintf(cmd, sizeof(cmd), "{\"execute\":\"device_del\","
-			 "\"arguments\":{\"id\":\"%s\"}}", id);
-		if (mon_one(v, cmd, &err))
-			log_warn("%s", err.msg);
-	}
-}
-
-/* The descriptors an earlier agent gave QEMU for read-only backends
- * (add-fd's opaque names them: plf<pid>h...), once every stale device
- * and backend is gone: removed, so QEMU holds none of that memory. */
-static void stale_fdsets_go(struct vm_part *v)
-{
-	char *reply = NULL;
-	struct parley_err err = { 0 };
-	if (mon_long(v, "{\"execute\":\"query-fdsets\"}", &reply, &err)) {
-		log_warn("%s", err.msg);
-		return;
-	}
-	json_t *j = json_loadb(reply, strnlen(reply, QMP_LONG_MAX), 0, NULL);
-	free(reply);
-	json_t *set, *fd;
-	size_t si, fi;
-	json_array_foreach(json_object_get(j, "return"), si, set) {
-		json_t *id = json_object_get(set, "fdset-id");
-		bool stale = false;
-		json_array_foreach(json_object_get(set, "fds"), fi, fd) {
-			const char *o = json_string_value(
-				json_object_get(fd, "opaque"));
-			struct vm_stale st;
-			char d[48];
-			if (o && o[0] == 'p' && o[1] == 'l' && o[2] == 'f') {
-				snprintf(d, sizeof(d), "pld%s", o + 3);
-				stale = stale || stale_id(v, d, &st);
-			}
-		}
-		if (!stale || !json_is_integer(id) ||
-		    json_integer_value(id) < 0 ||
-		    json_integer_value(id) >= QMP_INT_MAX)
-			continue;
-		char cmd[96];
-		snprintf(cmd, sizeof(cmd), "{\"execute\":\"remove-fd\","
-			 "\"arguments\":{\"fdset-id\":%d}}",
-			 (int)json_integer_value(id));
-		if (mon_one(v, cmd, &err))
-			log_warn("%s", err.msg);
-	}
-	json_decref(j);
-}
-
-/* Their backends, once QEMU let go of the devices: true if any went. A
- * section the VM wrote had a chardev (plc...), one it read a memory
- * object (plm...); deleting either fails while its device is there. */
-static bool stale_gone(struct vmmgr *m, struct vm_part *v)
-{
-	unsigned before = v->nstale;
-	/* Asking QEMU costs a monitor round trip: not on every serve. */
-	uint64_t now = now_ns();
-	if (now - v->stale_try_ns < 50000000ull)
-		return false;
-	v->stale_try_ns = now;
-	/* This agent holds none of that memory, so it can neither punch
-	 * nor truncate it: devices the guest has not let go of by a
-	 * deadline stop the VM, as a late revocation would — a
-	 * revocation's (chanmgr's ext_unmap_ms) from the guest's HELLO,
-	 * when they were unplugged, and VMMGR_STALE_MS from the adoption
-	 * for a guest that never says HELLO (after a hand-over a guest
-	 * takes seconds to find its new agent). */
-	uint64_t ext = v->m->cm->ext_unmap_ms > 0
-		? (uint64_t)v->m->cm->ext_unmap_ms : 5000;
-	bool late_eject = v->stale_hello_ns &&
-			  now - v->stale_hello_ns > ext * 1000000ull;
-	bool no_hello = v->adopted_ns &&
-			now - v->adopted_ns > VMMGR_STALE_MS * 1000000ull;
-	if (late_eject || no_hello) {
-		char d[160];
-		snprintf(d, sizeof(d), "kept %u channel device(s) of the "
-			 "previous agent %s", v->nstale, late_eject
-			 ? "past the unplug deadline after its HELLO"
-			 : "without a HELLO since its adoption");
-		vm_fault(v, VMX_STOP_REVOKED_ACCESS, d);
-		return false;
-	}
-	for (unsigned i = 0; i < v->nstale;) {
-		struct vm_stale *st = &v->stale[i];
-		char mid[48], cid[48], cmd[128];
-		struct parley_err err = { 0 };
-		stale_qid(mid, sizeof(mid), 'm', st);
-		stale_qid(cid, sizeof(cid), 'c', st);
-		bool gone = false;
-		if (st->unplugging) {
-			snprintf(cmd, sizeof(cmd), "{\"execute\":\"object-del\","
-				 "\"arguments\":{\"id\":\"%s\"}}", mid);
-			gone = mon_one(v, cmd, &err) == 0;
-			snprintf(cmd, sizeof(cmd), "{\"execute\":"
-				 "\"chardev-remove\",\"arguments\":{\"id\":"
-				 "\"%s\"}}", cid);
-			gone = (mon_one(v, cmd, &err) == 0) || gone;
-		}
-		if (!gone) {
-			i++;
-			continue;
-		}
-		v->slots_used &= ~(1u << (st->slot - VMMGR_SLOT0));
-		*st = v->stale[--v->nstale];
-	}
-	if (before && !v->nstale) {
-		stale_fdsets_go(v);
-		emit(m, "vm_unplugged", v->spec.name, NULL, "ADOPTED", NULL,
-		     "the devices of the previous agent's channels");
-	}
-	return v->nstale != before;
-}
-
 /* Ours: taken on, or being started (never destroyed under its start). */
 static bool keep(const char *name, void *ctx)
 {
@@ -1323,7 +796,7 @@ int vmmgr_reconcile(struct vmmgr *m, unsigned *adopted, unsigned *destroyed,
 	if (*destroyed) {
 		char d[64];
 		snprintf(d, sizeof(d), "%u VM(s) without a spec", *destroyed);
-		emit(m, "vm_destroyed", NULL, NULL, "NO_SPEC", NULL, d);
+		vm_emit(m, "vm_destroyed", NULL, NULL, "NO_SPEC", NULL, d);
 	}
 	return rc;
 }
@@ -1395,7 +868,7 @@ static void on_digest(struct vmmgr *m, struct vm_part *v,
 	if (audit)
 		v->digest_audits++;
 	else if (v->digest_audits++ == VMMGR_DIGEST_AUDITS)
-		emit(m, "guest_reported_digest", v->spec.name, NULL, "LIMIT",
+		vm_emit(m, "guest_reported_digest", v->spec.name, NULL, "LIMIT",
 		     NULL, "further reports of this VM are answered, not "
 		     "audited");
 	if (rc == -EBADMSG) {
@@ -1404,13 +877,13 @@ static void on_digest(struct vmmgr *m, struct vm_part *v,
 		snprintf(detail, sizeof(detail), "%s: %s (the guest's word)",
 			 hex, err.msg);
 		if (audit)
-			emit(m, "guest_digest_mismatch", v->spec.name, NULL,
+			vm_emit(m, "guest_digest_mismatch", v->spec.name, NULL,
 			     "guest-reported", path, detail);
 		st = PARLEY_E_INTEGRITY;
 	} else if (rc < 0) {
 		snprintf(detail, sizeof(detail), "%s: %s", hex, err.msg);
 		if (audit)
-			emit(m, "guest_reported_digest", v->spec.name, NULL,
+			vm_emit(m, "guest_reported_digest", v->spec.name, NULL,
 			     "guest-reported", path, detail);
 		st = PARLEY_E_LIMIT;
 	} else {
@@ -1418,7 +891,7 @@ static void on_digest(struct vmmgr *m, struct vm_part *v,
 			 enrolled ? "enrolled as its baseline"
 				  : "matches its baseline");
 		if (audit)
-			emit(m, "guest_reported_digest", v->spec.name, NULL,
+			vm_emit(m, "guest_reported_digest", v->spec.name, NULL,
 			     "guest-reported", path, detail);
 		if (enrolled && baseline_save(m->db, &err) < 0)
 			log_warn("VM %s: %s", v->spec.name, err.msg);
@@ -1453,7 +926,7 @@ static void on_msg(struct vmmgr *m, struct vm_part *v,
 	switch (msg->h.type) {
 	case PARLEY_VMCTL_HELLO: {
 		struct parley_vmctl_hello he = { PARLEY_VMCTL_VERSION, 0 };
-		unplug_stale(v);
+		vmstale_unplug(v);
 		send_frame(v, PARLEY_VMCTL_HELLO_REPLY, msg->h.seq, &he,
 			   sizeof(he));
 		return;
@@ -1470,7 +943,7 @@ static void on_msg(struct vmmgr *m, struct vm_part *v,
 		st = handle_state(m, v, msg->u.handle.handle, &c, &ch);
 		if (st == PARLEY_OK) {
 			uint64_t one = 1;
-			c->notified_ns = now_ns();
+			c->notified_ns = vm_now_ns();
 			if (write(c->bell_peer, &one, sizeof(one)) < 0 &&
 			    errno != EAGAIN)
 				log_warn("VM %s: doorbell: %s", v->spec.name,
@@ -1485,10 +958,10 @@ static void on_msg(struct vmmgr *m, struct vm_part *v,
 	case PARLEY_VMCTL_CLOSE:
 		st = handle_state(m, v, msg->u.handle.handle, &c, &ch);
 		if (c && c->gone) {
-			vc_release(v, c);
+			vmplug_release(v, c);
 		} else if (c && !c->closed) {
 			c->closed = true;
-			unplug(v, c);
+			vmplug_del(v, c);
 			chanmgr_ext_close(m->cm, &v->shell, c->chan, c->handle);
 			st = PARLEY_OK;
 		}
@@ -1504,23 +977,23 @@ static void on_msg(struct vmmgr *m, struct vm_part *v,
  * record and slots freed, chanmgr told. */
 static bool reclaim(struct vmmgr *m, struct vm_part *v, struct vm_chan *c)
 {
-	if (!c->unplugging || !objects_gone(v, c))
+	if (!c->unplugging || !vmplug_backends_gone(v, c))
 		return false;
-	emit(m, "vm_unplugged", v->spec.name, NULL, NULL, NULL, NULL);
-	vc_unplugged(v, c);
+	vm_emit(m, "vm_unplugged", v->spec.name, NULL, NULL, NULL, NULL);
+	vmplug_unplugged(v, c);
 	chanmgr_ext_unmapped(m->cm, &v->shell, c->chan);
 	return true;
 }
 
 static bool housekeep(struct vmmgr *m, struct vm_part *v)
 {
-	bool did = v->nstale && stale_gone(m, v);
+	bool did = v->nstale && vmstale_gone(m, v);
 	/* A backend delete per section is a monitor round trip, refused
 	 * while the guest keeps its device: a round for every unplugging
 	 * channel at most every 50 ms, not on every serve (a guest that
 	 * never ejects would have the agent ask QEMU at its own frames'
 	 * pace). An OPEN of the same channel tries at once (on_open). */
-	uint64_t now = now_ns();
+	uint64_t now = vm_now_ns();
 	bool try_objects = now - v->obj_try_ns >= 50000000ull;
 	for (unsigned i = 0; try_objects && i < VMMGR_CHANS; i++)
 		if (v->ch[i].used && v->ch[i].unplugging)
@@ -1537,7 +1010,7 @@ static bool housekeep(struct vmmgr *m, struct vm_part *v)
 		if (!c->closed && c->bell_mine >= 0 &&
 		    read(c->bell_mine, &n, sizeof(n)) == (ssize_t)sizeof(n)) {
 			if (c->notified_ns) {
-				m->turn_ns_last = now_ns() - c->notified_ns;
+				m->turn_ns_last = vm_now_ns() - c->notified_ns;
 				m->turns++;
 				c->notified_ns = 0;
 			}
@@ -1601,13 +1074,13 @@ static void vm_stopped_as(struct vmmgr *m, struct vm_part *v, uint32_t reason,
 	snprintf(v->shell.fin.detail, sizeof(v->shell.fin.detail), "%s",
 		 late ? "touched channel memory after its revocation deadline"
 		 : detail ? detail : "the VM stopped");
-	emit(m, "vm_stopped", v->spec.name, NULL,
+	vm_emit(m, "vm_stopped", v->spec.name, NULL,
 	     late ? "revoked-access"
 	     : reason != VMX_STOP_EXIT ? vmx_stop_name(reason) : NULL, NULL,
 	     v->shell.fin.detail);
 	for (unsigned k = 0; k < VMMGR_CHANS; k++)
 		if (v->ch[k].used)
-			vc_release(v, &v->ch[k]);
+			vmplug_release(v, &v->ch[k]);
 	if (v->mon >= 0)
 		close(v->mon);
 	v->mon = -1;
@@ -1669,7 +1142,7 @@ int vmmgr_serve(struct vmmgr *m, unsigned i)
 					&used, &msg, &err);
 		off += used;
 		if (rc < 0) {
-			emit(m, "vm_ctl_violation", v->spec.name, NULL, "EPROTO",
+			vm_emit(m, "vm_ctl_violation", v->spec.name, NULL, "EPROTO",
 			     NULL, err.msg);
 			close(v->ctl);
 			v->ctl = -1;
@@ -1706,7 +1179,7 @@ int vmmgr_handover_check(struct vmmgr *m, struct parley_err *err)
 		}
 		if (rc == 0)
 			continue;
-		emit(m, "update_refused", v->spec.name, NULL,
+		vm_emit(m, "update_refused", v->spec.name, NULL,
 		     rc == -EPERM ? "QUARANTINED" : "INTEGRITY",
 		     file[0] ? file : NULL, err->msg);
 		return rc;

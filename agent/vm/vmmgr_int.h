@@ -1,0 +1,61 @@
+/*
+ * What vmmgr.c, vmplug.c and vmstale.c share: one VM's monitor, its
+ * audit and its faults (vmmgr.c), the hot-plug of a channel's sections
+ * (vmplug.c), an adopted VM's devices from an earlier agent (vmstale.c).
+ * Internal to agent/vm/: nothing outside includes it.
+ */
+#ifndef PARLEY_AGENT_VM_VMMGR_INT_H
+#define PARLEY_AGENT_VM_VMMGR_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/vm/qmp.h"
+#include "agent/vm/vmmgr.h"
+#include "common/err.h"
+
+/* ---- vmmgr.c ---- */
+uint64_t vm_now_ns(void);
+void vm_emit(struct vmmgr *m, const char *event, const char *part,
+	     const char *chan, const char *reason, const char *file,
+	     const char *detail);
+/* Stops the VM (SIGKILL of its QEMU, then libvirt's destroy), audited. */
+void vm_fault(struct vm_part *v, uint32_t reason, const char *detail);
+/* Commands through the agent's own monitor of the VM, pipelined; a
+ * monitor that broke or answered late faults the VM (vmm-protocol). */
+int vm_mon_run(struct vm_part *v, struct qmp_cmd *c, unsigned n,
+	       struct parley_err *err);
+int vm_mon_long(struct vm_part *v, const char *json, char **out,
+		struct parley_err *err);
+int vm_mon_one(struct vm_part *v, const char *json, struct parley_err *err);
+
+/* ---- vmplug.c: a channel end's devices in QEMU ---- */
+/* The monitor's id of kind 'd' (device), 'm' (memory backend), 'c'
+ * (chardev) or 'f' (descriptor) for section i of channel end c. */
+void vmplug_qid(char *out, size_t cap, char kind, const struct vm_part *v,
+		const struct vm_chan *c, unsigned i);
+/* Hot-plug every section of channel ch for `side` (read-only ones as
+ * read-only memory backends, the written ones through ivshmem's server
+ * protocol); on failure vmplug_undo, then vmplug_del. */
+int vmplug_add(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
+	       int side, struct parley_err *err);
+void vmplug_undo(struct vm_part *v, struct vm_chan *c);
+/* device_del of every plugged section (once; the guest ejects). */
+void vmplug_del(struct vm_part *v, struct vm_chan *c);
+/* The backends deleted where QEMU let go of them: true once all are. */
+bool vmplug_backends_gone(struct vm_part *v, struct vm_chan *c);
+/* The devices are gone: slots, sockets, doorbells freed; c stays as a
+ * tombstone (gone) — or, vmplug_release, is cleared. */
+void vmplug_unplugged(struct vm_part *v, struct vm_chan *c);
+void vmplug_release(struct vm_part *v, struct vm_chan *c);
+
+/* ---- vmstale.c: devices an earlier agent left in an adopted VM ---- */
+/* Parses one of them from its id (hostile: QEMU's answer); false if the
+ * id is not an earlier agent's section device. */
+bool vmstale_id(const struct vm_part *v, const char *id, struct vm_stale *st);
+void vmstale_find(struct vm_part *v);
+void vmstale_unplug(struct vm_part *v);
+bool vmstale_gone(struct vmmgr *m, struct vm_part *v);
+
+#endif

@@ -1,0 +1,339 @@
+/* A channel end's devices in a VM's QEMU: hot-plug and unplug through
+ * the agent's own monitor (vmmgr_int.h, vmmgr.h's open and revocation). */
+#include "agent/vm/vmmgr_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+/* The monitor's names for channel c's section i: this agent's random mark
+ * (nonce) in them, so an agent that adopts a VM never collides with what
+ * its predecessor left plugged. */
+void vmplug_qid(char *out, size_t cap, char kind, const struct vm_part *v,
+		const struct vm_chan *c, unsigned i)
+{
+	snprintf(out, cap, "pl%c%dh%us%u", kind, v->m->nonce, c->handle, i);
+}
+
+/* The devices are gone: their slots, sockets and doorbells go; the record
+ * stays as a tombstone (gone) for the guest's handle. */
+void vmplug_unplugged(struct vm_part *v, struct vm_chan *c)
+{
+	for (unsigned i = 0; i < c->nsec; i++) {
+		if (c->devs & (1u << i))
+			v->slots_used &= ~(1u << (c->slot[i] - VMMGR_SLOT0));
+		if (c->srv[i] >= 0)
+			close(c->srv[i]);
+		c->srv[i] = -1;
+	}
+	c->nsec = 0;
+	c->devs = 0;
+	if (c->bell_mine >= 0)
+		close(c->bell_mine);
+	if (c->bell_peer >= 0)
+		close(c->bell_peer);
+	if (c->flag_fd >= 0)
+		close(c->flag_fd);
+	c->bell_mine = c->bell_peer = c->flag_fd = -1;
+	c->unplugging = false;
+	c->closed = c->gone = true;
+}
+
+void vmplug_release(struct vm_part *v, struct vm_chan *c)
+{
+	vmplug_unplugged(v, c);
+	memset(c, 0, sizeof(*c));
+}
+
+/* device_del for every section still plugged (one batch); the backends
+ * go once QEMU has let go of the devices (vmmgr_serve retries). */
+void vmplug_del(struct vm_part *v, struct vm_chan *c)
+{
+	if (c->unplugging)
+		return;
+	c->unplugging = true;
+	char json[PARLEY_VMCTL_DEVS_MAX][128];
+	struct qmp_cmd cmd[PARLEY_VMCTL_DEVS_MAX];
+	unsigned n = 0;
+	for (unsigned i = 0; i < c->nsec; i++) {
+		char id[48];
+		if (!(c->devs & (1u << i)))
+			continue;
+		vmplug_qid(id, sizeof(id), 'd', v, c, i);
+		snprintf(json[n], sizeof(json[n]), "{\"execute\":\"device_del\","
+			 "\"arguments\":{\"id\":\"%s\"}}", id);
+		cmd[n] = (struct qmp_cmd){ json[n], -1, 0, "" };
+		n++;
+	}
+	struct parley_err err = { 0 };
+	if (n && vm_mon_run(v, cmd, n, &err))
+		log_warn("%s", err.msg);
+	for (unsigned i = 0; i < n; i++)
+		if (cmd[i].rc)
+			log_warn("VM %s: device_del: %s", v->spec.name,
+				 cmd[i].reply);
+}
+
+/* Try to delete the backends of an unplugging channel: true once all are
+ * gone (QEMU holds the memfds no more). A backend in use by its device
+ * (the guest has not ejected it yet) refuses to go. */
+bool vmplug_backends_gone(struct vm_part *v, struct vm_chan *c)
+{
+	enum { N = PARLEY_VMCTL_DEVS_MAX };
+	char json[N][160], fdj[N][96];
+	struct qmp_cmd cmd[N], fdc[N];
+	unsigned n = 0, nf = 0, sec[N];
+	struct parley_err err = { 0 };
+	/* One pipelined batch for every backend left, then one for the
+	 * descriptors of those that went (each a monitor round trip). */
+	for (unsigned i = 0; i < c->nsec; i++) {
+		if (c->obj_gone[i])
+			continue;
+		char id[48];
+		bool rw = c->srv[i] >= 0;
+		vmplug_qid(id, sizeof(id), rw ? 'c' : 'm', v, c, i);
+		snprintf(json[n], sizeof(json[n]), rw
+			 ? "{\"execute\":\"chardev-remove\",\"arguments\":"
+			   "{\"id\":\"%s\"}}"
+			 : "{\"execute\":\"object-del\",\"arguments\":"
+			   "{\"id\":\"%s\"}}", id);
+		cmd[n] = (struct qmp_cmd){ json[n], -1, 0, "" };
+		sec[n++] = i;
+	}
+	if (n && vm_mon_run(v, cmd, n, &err))
+		return false;
+	bool all = true;
+	for (unsigned k = 0; k < n; k++) {
+		unsigned i = sec[k];
+		if (cmd[k].rc) {
+			all = false;
+			continue;
+		}
+		c->obj_gone[i] = true;
+		if (c->srv[i] >= 0) {
+			close(c->srv[i]);
+			c->srv[i] = -1;
+		} else if (c->fdset[i] >= 0) {
+			/* the descriptor add-fd gave QEMU for the backend */
+			snprintf(fdj[nf], sizeof(fdj[nf]), "{\"execute\":"
+				 "\"remove-fd\",\"arguments\":{\"fdset-id\":%d}}",
+				 c->fdset[i]);
+			fdc[nf] = (struct qmp_cmd){ fdj[nf], -1, 0, "" };
+			nf++;
+			c->fdset[i] = -1;
+		}
+	}
+	if (nf && vm_mon_run(v, fdc, nf, &err))
+		log_warn("%s", err.msg);
+	for (unsigned k = 0; k < nf; k++)
+		if (fdc[k].rc)
+			log_warn("VM %s: remove-fd: %s", v->spec.name,
+				 fdc[k].reply);
+	return all;
+}
+
+/* ivshmem's server protocol (QEMU's docs/specs/ivshmem-spec): little-
+ * endian int64 messages — the protocol version (0), the VM's peer id,
+ * then -1 with the shared memory's descriptor. QEMU reads them when the
+ * device is realized (device_add): they wait in the socket. */
+static int ivshmem_serve(int sock, int memfd)
+{
+	int64_t msg[3] = { 0, 0, -1 };
+	for (int k = 0; k < 3; k++) {
+		struct iovec iov = { &msg[k], sizeof(msg[k]) };
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		if (k == 2) {
+			mh.msg_control = u.buf;
+			mh.msg_controllen = sizeof(u.buf);
+			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &memfd, sizeof(int));
+		}
+		if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(msg[k]))
+			return errno ? -errno : -EIO;
+	}
+	return 0;
+}
+
+/* The hot-plug of channel c's sections, as two pipelined batches:
+ *
+ * 1. the descriptors: a section the VM writes — the agent's end of a
+ *    socketpair (getfd), a chardev on it (chardev-add), and the writable
+ *    memfd sent through the socket as ivshmem's server would (QEMU maps
+ *    it itself: no path to open); a section it may only read — the
+ *    read-only re-open (add-fd, into a fdset of its own), its memfd's
+ *    mode letting QEMU's group read it and nobody but the agent write;
+ * 2. the read-only sections' memory-backend-file (readonly=on) on QEMU's
+ *    own /proc/self/fd/N, then every device back to back (ivshmem-
+ *    doorbell on the chardev, ivshmem-plain on the backend), so the
+ *    guest's ACPI hot-plug finds them in one scan. */
+int vmplug_add(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
+		int side, struct parley_err *err)
+{
+	enum { N = PARLEY_VMCTL_DEVS_MAX };
+	static char json[2 * N][400];
+	struct qmp_cmd a[2 * N], b[2 * N];
+	int sv[N][2], qfd[N];
+	unsigned na = 0, nb = 0, ia[2 * N], ib[2 * N];
+	gid_t g = v->m->host.qemu_gid;
+	int rc = 0;
+	for (unsigned i = 0; i < c->nsec; i++) {
+		sv[i][0] = sv[i][1] = -1;
+		c->obj_gone[i] = true;  /* nothing to delete yet */
+	}
+	for (unsigned i = 0; i < c->nsec; i++) {
+		char fdn[48], chr[48];
+		if (ch->sec_writer[i] == side) {
+			if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+				       sv[i]) < 0) {
+				rc = perr(err, -errno, "socketpair: %s",
+					  strerror(errno));
+				break;
+			}
+			vmplug_qid(fdn, sizeof(fdn), 'f', v, c, i);
+			vmplug_qid(chr, sizeof(chr), 'c', v, c, i);
+			snprintf(json[na], sizeof(json[na]), "{\"execute\":"
+				 "\"getfd\",\"arguments\":{\"fdname\":\"%s\"}}",
+				 fdn);
+			ia[na] = i;
+			a[na] = (struct qmp_cmd){ json[na], sv[i][1], 0, "" };
+			na++;
+			snprintf(json[na], sizeof(json[na]), "{\"execute\":"
+				 "\"chardev-add\",\"arguments\":{\"id\":\"%s\","
+				 "\"backend\":{\"type\":\"socket\",\"data\":"
+				 "{\"addr\":{\"type\":\"fd\",\"data\":{\"str\":"
+				 "\"%s\"}},\"server\":false}}}}", chr, fdn);
+			ia[na] = i;
+			a[na] = (struct qmp_cmd){ json[na], -1, 0, "" };
+			na++;
+		} else {
+			int ro = ch->mem_ro[i];
+			if (g != (gid_t)-1 && (fchown(ro, (uid_t)-1, g) < 0 ||
+					       fchmod(ro, 0440) < 0)) {
+				rc = perr(err, -errno, "section for QEMU: %s",
+					  strerror(errno));
+				break;
+			}
+			/* opaque: the name an adopting agent finds it by */
+			vmplug_qid(fdn, sizeof(fdn), 'f', v, c, i);
+			snprintf(json[na], sizeof(json[na]), "{\"execute\":"
+				 "\"add-fd\",\"arguments\":{\"opaque\":\"%s\"}}",
+				 fdn);
+			ia[na] = i;
+			a[na] = (struct qmp_cmd){ json[na], ro, 0, "" };
+			na++;
+		}
+	}
+	uint64_t t0 = vm_now_ns();
+	bool sent = false;
+	if (!rc)
+		sent = (rc = vm_mon_run(v, a, na, err)) == 0;
+	for (unsigned i = 0; i < c->nsec; i++)
+		if (sv[i][1] >= 0)
+			close(sv[i][1]);
+	/* What QEMU now holds, for the clean-up whatever happens next. */
+	for (unsigned k = 0; sent && k < na; k++) {
+		unsigned i = ia[k];
+		bool rw = sv[i][0] >= 0 || c->srv[i] >= 0;
+		if (a[k].rc) {
+			if (!rc)
+				rc = perr(err, a[k].rc, "VM %s: %.60s: %s",
+					  v->spec.name, a[k].json, a[k].reply);
+		} else if (rw && strstr(a[k].json, "chardev-add")) {
+			c->srv[i] = sv[i][0];
+			sv[i][0] = -1;
+			c->obj_gone[i] = false;
+		} else if (!rw && (qmp_int(a[k].reply, "\"fd\":", &qfd[i]) ||
+				   qmp_int(a[k].reply, "\"fdset-id\":",
+					    &c->fdset[i]))) {
+			if (!rc)
+				rc = perr(err, -EPROTO, "VM %s: add-fd answered "
+					  "%.100s", v->spec.name, a[k].reply);
+		}
+	}
+	for (unsigned i = 0; i < c->nsec; i++) {
+		if (sv[i][0] >= 0 && sent) {
+			/* getfd without its chardev: QEMU keeps the name */
+			char fdn[48], cmd[160];
+			vmplug_qid(fdn, sizeof(fdn), 'f', v, c, i);
+			snprintf(cmd, sizeof(cmd), "{\"execute\":\"closefd\","
+				 "\"arguments\":{\"fdname\":\"%s\"}}", fdn);
+			vm_mon_one(v, cmd, &(struct parley_err){ 0 });
+		}
+		if (sv[i][0] >= 0)
+			close(sv[i][0]);
+	}
+	v->m->plug_backends_ns_last = vm_now_ns() - t0;
+	for (unsigned i = 0; i < c->nsec && !rc; i++)
+		if (c->srv[i] >= 0 && (rc = ivshmem_serve(c->srv[i], ch->mem[i])))
+			perr(err, rc, "ivshmem socket: %s", strerror(-rc));
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i < c->nsec; i++) {
+		char mem[48];
+		if (c->srv[i] >= 0)
+			continue;
+		vmplug_qid(mem, sizeof(mem), 'm', v, c, i);
+		snprintf(json[nb], sizeof(json[nb]), "{\"execute\":\"object-add\","
+			 "\"arguments\":{\"qom-type\":\"memory-backend-file\","
+			 "\"id\":\"%s\",\"mem-path\":\"/proc/self/fd/%d\","
+			 "\"size\":%llu,\"share\":true,\"readonly\":true}}", mem,
+			 qfd[i], (unsigned long long)ch->sec_size[i]);
+		ib[nb] = i;
+		b[nb] = (struct qmp_cmd){ json[nb], -1, 0, "" };
+		nb++;
+	}
+	for (unsigned i = 0; i < c->nsec; i++) {
+		char id[48], be[48];
+		bool rw = c->srv[i] >= 0;
+		vmplug_qid(id, sizeof(id), 'd', v, c, i);
+		vmplug_qid(be, sizeof(be), rw ? 'c' : 'm', v, c, i);
+		snprintf(json[nb], sizeof(json[nb]), "{\"execute\":\"device_add\","
+			 "\"arguments\":{\"driver\":\"%s\",\"id\":\"%s\",\"%s\":"
+			 "\"%s\",\"bus\":\"pci.0\",\"addr\":\"0x%x\"}}",
+			 rw ? "ivshmem-doorbell" : "ivshmem-plain", id,
+			 rw ? "chardev" : "memdev", be, c->slot[i]);
+		ib[nb] = N + i;
+		b[nb] = (struct qmp_cmd){ json[nb], -1, 0, "" };
+		nb++;
+	}
+	if ((rc = vm_mon_run(v, b, nb, err)))
+		return rc;
+	for (unsigned k = 0; k < nb; k++) {
+		unsigned i = ib[k] % N;
+		if (!b[k].rc && ib[k] < N)
+			c->obj_gone[i] = false;     /* a backend to delete */
+		else if (!b[k].rc)
+			c->devs |= 1u << i;
+		else if (!rc)
+			rc = perr(err, b[k].rc, "VM %s: %.60s: %s", v->spec.name,
+				  b[k].json, b[k].reply);
+	}
+	return rc;
+}
+
+/* A failed plug: the descriptors QEMU got into fdsets for backends that
+ * were never made (vmplug_backends_gone removes the others with their backend). */
+void vmplug_undo(struct vm_part *v, struct vm_chan *c)
+{
+	for (unsigned i = 0; i < c->nsec; i++) {
+		char cmd[128];
+		if (c->srv[i] >= 0 || c->fdset[i] < 0 || !c->obj_gone[i])
+			continue;
+		snprintf(cmd, sizeof(cmd), "{\"execute\":\"remove-fd\","
+			 "\"arguments\":{\"fdset-id\":%d}}", c->fdset[i]);
+		vm_mon_one(v, cmd, &(struct parley_err){ 0 });
+		c->fdset[i] = -1;
+	}
+}
