@@ -3,6 +3,7 @@
  * a small payload per SEQPACKET message, descriptors alongside.
  */
 #include "agent/update_commit.h"
+#include "agent/ctl/fdpass.h"
 
 #include <errno.h>
 #include <string.h>
@@ -20,23 +21,8 @@ int upd_send(int sock, uint8_t type, const void *payload, size_t len,
 	if (len)
 		memcpy(buf + 1, payload, len);
 	struct iovec iov = { buf, 1 + len };
-	_Alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) *
-						      UPD_FDS_PER_MSG)];
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (nfds) {
-		m.msg_control = cbuf;
-		m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
-	ssize_t n;
-	do
-		n = sendmsg(sock, &m, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : 0;
+	ssize_t n = fdpass_send(sock, &iov, 1, fds, nfds, 0);
+	return n < 0 ? (int)n : 0;
 }
 
 int upd_recv(int sock, uint8_t *type, void *buf, size_t cap, int *fds,

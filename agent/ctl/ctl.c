@@ -1,4 +1,5 @@
 #include "agent/ctl/ctl.h"
+#include "agent/ctl/fdpass.h"
 #include "agent/ctl/stop.h"
 
 #include <errno.h>
@@ -111,27 +112,12 @@ static int send_fds(int sock, uint32_t type, const void *payload,
 		{ .iov_base = &h, .iov_len = sizeof(h) },
 		{ .iov_base = (void *)payload, .iov_len = len },
 	};
-	struct msghdr m = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
-	_Alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * CTL_FDS_MAX)];
 	if (nfds > CTL_FDS_MAX)
 		return -EINVAL;
-	if (nfds) {
-		m.msg_control = cbuf;
-		m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
-	for (;;) {
-		ssize_t n = sendmsg(sock, &m, MSG_NOSIGNAL | flags);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		return (size_t)n == sizeof(h) + len ? 0 : -EIO;
-	}
+	ssize_t n = fdpass_send(sock, iov, len ? 2 : 1, fds, nfds, flags);
+	if (n < 0)
+		return (int)n;
+	return (size_t)n == sizeof(h) + len ? 0 : -EIO;
 }
 
 static int ctl_check(const struct ctl_hdr *h, size_t got)

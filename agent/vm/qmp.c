@@ -1,5 +1,6 @@
 /* The agent's own QMP monitor on a VM's QEMU (qmp.h). */
 #include "agent/vm/qmp.h"
+#include "agent/ctl/fdpass.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -82,27 +83,10 @@ static int read_answer(int fd, char *line, int64_t deadline)
 static int send_cmd(int fd, const char *json, int pass)
 {
 	struct iovec iov = { (void *)json, strlen(json) };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (pass >= 0) {
-		mh.msg_control = u.buf;
-		mh.msg_controllen = sizeof(u.buf);
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &pass, sizeof(int));
-	}
 	/* Small commands into an empty socket buffer: whole, or the stream
 	 * is broken. */
-	ssize_t w;
-	do
-		w = sendmsg(fd, &mh, MSG_NOSIGNAL);
-	while (w < 0 && errno == EINTR);
-	return w == (ssize_t)iov.iov_len ? 0 : w < 0 ? -errno : -EIO;
+	ssize_t w = fdpass_send(fd, &iov, 1, &pass, pass >= 0 ? 1 : 0, 0);
+	return w == (ssize_t)iov.iov_len ? 0 : w < 0 ? (int)w : -EIO;
 }
 
 int qmp_batch(int fd, struct qmp_cmd *c, unsigned n, int timeout_ms,

@@ -1,6 +1,7 @@
 /* A channel end's devices in a VM's QEMU: hot-plug and unplug through
  * the agent's own monitor (vmmgr_int.h, vmmgr.h's open and revocation). */
 #include "agent/vm/vmmgr_int.h"
+#include "agent/ctl/fdpass.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -146,22 +147,9 @@ static int ivshmem_serve(int sock, int memfd)
 	int64_t msg[3] = { 0, 0, -1 };
 	for (int k = 0; k < 3; k++) {
 		struct iovec iov = { &msg[k], sizeof(msg[k]) };
-		union {
-			char buf[CMSG_SPACE(sizeof(int))];
-			struct cmsghdr align;
-		} u;
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-		if (k == 2) {
-			mh.msg_control = u.buf;
-			mh.msg_controllen = sizeof(u.buf);
-			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-			cm->cmsg_level = SOL_SOCKET;
-			cm->cmsg_type = SCM_RIGHTS;
-			cm->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(cm), &memfd, sizeof(int));
-		}
-		if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(msg[k]))
-			return errno ? -errno : -EIO;
+		ssize_t n = fdpass_send(sock, &iov, 1, &memfd, k == 2, 0);
+		if (n != (ssize_t)sizeof(msg[k]))
+			return n < 0 ? (int)n : -EIO;
 	}
 	return 0;
 }
