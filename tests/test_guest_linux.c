@@ -1,0 +1,331 @@
+/* The Linux guest library (guest/linux/libparley.c) trusting the agent no
+ * more than it must: frames from the port are checked whole (magic,
+ * version, an agent-to-guest type, its one length, the request's seq),
+ * an OPEN reply's counts and side, and every device it names before
+ * anything is mapped — the PCI address's one shape (no path into sysfs
+ * elsewhere), the section index, sizes against the file, the ring header
+ * read from the mapped memory. The port is a socketpair, sysfs a
+ * directory of plain files standing for each device's resource2. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "guest/linux/libparley.h"
+
+static int pair[2];
+static struct pl_ctl ctl;
+
+static void up(void)
+{
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.fd = pair[0];
+	ctl.timeout_ms = 300;
+}
+
+static void down(void)
+{
+	close(pair[0]);
+	close(pair[1]);
+}
+
+/* The agent's side: one frame as given (hostile ones too). */
+static void agent_says(uint32_t magic, uint16_t version, uint16_t type,
+		       uint32_t len, uint32_t seq, const void *pl, size_t n)
+{
+	struct parley_vmctl_hdr h = { magic, version, type, len, seq };
+	cr_assert_eq(write(pair[1], &h, sizeof(h)), (ssize_t)sizeof(h));
+	if (n)
+		cr_assert_eq(write(pair[1], pl, n), (ssize_t)n);
+}
+
+static void agent_status(uint16_t type, uint32_t seq, int32_t status,
+			 uint32_t handle)
+{
+	struct parley_vmctl_status st = { status, handle };
+	agent_says(PARLEY_VMCTL_MAGIC, PARLEY_VMCTL_VERSION, type, sizeof(st),
+		   seq, &st, sizeof(st));
+}
+
+/* STATE of handle 7: the call's result. */
+static int ask_state(struct parley_vmctl_status *out)
+{
+	struct parley_vmctl_handle q = { 7, 0 };
+	return pl_ctl_call(&ctl, PARLEY_VMCTL_STATE, &q, sizeof(q),
+			   PARLEY_VMCTL_STATUS, out, sizeof(*out));
+}
+
+Test(guest_linux, hostile_frames_refused, .init = up, .fini = down)
+{
+	struct parley_vmctl_status st;
+	struct parley_vmctl_status ok = { 0, 7 };
+	uint32_t slen = sizeof(ok);
+	struct {
+		uint32_t magic;
+		uint16_t version, type;
+		uint32_t len;
+		const char *what;
+	} bad[] = {
+		{ 0x31435651u, PARLEY_VMCTL_VERSION, PARLEY_VMCTL_STATUS, 8,
+		  "wrong magic" },
+		{ PARLEY_VMCTL_MAGIC, 1, PARLEY_VMCTL_STATUS, 8, "version 1" },
+		{ PARLEY_VMCTL_MAGIC, PARLEY_VMCTL_VERSION, PARLEY_VMCTL_STATE,
+		  8, "a guest-to-agent type" },
+		{ PARLEY_VMCTL_MAGIC, PARLEY_VMCTL_VERSION, 0x9f, 8,
+		  "an unknown type" },
+		{ PARLEY_VMCTL_MAGIC, PARLEY_VMCTL_VERSION, PARLEY_VMCTL_STATUS,
+		  9, "a longer payload" },
+		{ PARLEY_VMCTL_MAGIC, PARLEY_VMCTL_VERSION, PARLEY_VMCTL_STATUS,
+		  0xffffffffu, "a huge length" },
+		{ PARLEY_VMCTL_MAGIC, PARLEY_VMCTL_VERSION,
+		  PARLEY_VMCTL_OPEN_REPLY, 8, "the wrong reply's length" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		agent_says(bad[i].magic, bad[i].version, bad[i].type,
+			   bad[i].len, ctl.seq + 1, &ok, slen);
+		cr_assert_eq(ask_state(&st), -EPROTO, "%s taken", bad[i].what);
+		/* the stream is lost: whatever followed was dropped */
+		cr_assert_eq(ctl.in_len, 0);
+		char junk[256];
+		while (recv(pair[0], junk, sizeof(junk), MSG_DONTWAIT) > 0)
+			;
+	}
+	/* a well-formed answer to another request */
+	agent_status(PARLEY_VMCTL_STATUS, ctl.seq + 5, 0, 7);
+	cr_assert_eq(ask_state(&st), -EPROTO);
+	/* a header and then silence: the rest never comes */
+	agent_says(PARLEY_VMCTL_MAGIC, PARLEY_VMCTL_VERSION, PARLEY_VMCTL_STATUS,
+		   slen, ctl.seq + 1, NULL, 0);
+	cr_assert_eq(ask_state(&st), -ETIMEDOUT);
+	ctl.in_len = 0;
+	/* nothing at all */
+	cr_assert_eq(ask_state(&st), -ETIMEDOUT);
+}
+
+/* WAKEs before the answer are noted (an ended channel remembered), the
+ * answer then taken; two frames in one read are both used. */
+Test(guest_linux, wakes_first_then_the_answer, .init = up, .fini = down)
+{
+	struct parley_vmctl_status st;
+	agent_status(PARLEY_VMCTL_WAKE, 0, 0, 3);
+	agent_status(PARLEY_VMCTL_WAKE, 0, PARLEY_E_CLOSED, 4);
+	agent_status(PARLEY_VMCTL_STATUS, ctl.seq + 1, PARLEY_E_PEER_DOWN, 7);
+	cr_assert_eq(ask_state(&st), 0);
+	cr_assert_eq(st.status, PARLEY_E_PEER_DOWN);
+	cr_assert_eq(st.handle, 7);
+	cr_assert_eq(ctl.ended_handle, 4);
+	cr_assert_eq(ctl.ended_status, PARLEY_E_CLOSED);
+	/* a reply cut in pieces across reads */
+	struct parley_vmctl_hdr h = { PARLEY_VMCTL_MAGIC, PARLEY_VMCTL_VERSION,
+				      PARLEY_VMCTL_STATUS, 8, ctl.seq + 1 };
+	struct parley_vmctl_status s2 = { 0, 7 };
+	uint8_t all[sizeof(h) + sizeof(s2)];
+	memcpy(all, &h, sizeof(h));
+	memcpy(all + sizeof(h), &s2, sizeof(s2));
+	cr_assert_eq(write(pair[1], all, 5), 5);
+	pid_t pid = fork();
+	if (pid == 0) {
+		usleep(50000);
+		_exit(write(pair[1], all + 5, sizeof(all) - 5) ==
+		      (ssize_t)(sizeof(all) - 5) ? 0 : 1);
+	}
+	cr_assert_eq(ask_state(&st), 0);
+	cr_assert_eq(st.status, 0);
+	int ws;
+	cr_assert_eq(waitpid(pid, &ws, 0), pid);
+}
+
+static void open_reply(struct parley_vmctl_open_reply *r)
+{
+	agent_says(PARLEY_VMCTL_MAGIC, PARLEY_VMCTL_VERSION,
+		   PARLEY_VMCTL_OPEN_REPLY, sizeof(*r), ctl.seq + 1, r,
+		   sizeof(*r));
+}
+
+Test(guest_linux, open_reply_counts_checked, .init = up, .fini = down)
+{
+	struct parley_vmctl_open_reply r;
+	struct pl_chan ch;
+	memset(&r, 0, sizeof(r));
+	r.status = PARLEY_E_NO_GRANT;
+	memset(r.detail, 'x', sizeof(r.detail)); /* no NUL: cut */
+	open_reply(&r);
+	cr_assert_eq(pl_chan_open(&ctl, "c1", &ch), PL_STATUS(PARLEY_E_NO_GRANT));
+	cr_assert_eq(strlen(ch.rep.detail), sizeof(r.detail) - 1);
+	struct { int32_t status; uint32_t side, ndev; } bad[] = {
+		{ 5, 0, 5 },                      /* not a status */
+		{ 0, 0, 1 }, { 0, 0, 0 },         /* too few devices */
+		{ 0, 0, PARLEY_VMCTL_DEVS_MAX + 1 },
+		{ 0, 2, 5 },                      /* no such side */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&r, 0, sizeof(r));
+		r.status = bad[i].status;
+		r.side = bad[i].side;
+		r.ndev = bad[i].ndev;
+		open_reply(&r);
+		cr_assert_eq(pl_chan_open(&ctl, "c1", &ch), -EPROTO, "case %zu", i);
+	}
+	cr_assert_eq(pl_chan_open(&ctl, "", &ch), -EINVAL);
+}
+
+/* ---- mapping: a directory standing for sysfs ---------------------------- */
+
+static char sysfs[64];
+
+static void sys_up(void)
+{
+	snprintf(sysfs, sizeof(sysfs), "/tmp/parley-sysfs-XXXXXX");
+	cr_assert_not_null(mkdtemp(sysfs));
+	char p[256];
+	snprintf(p, sizeof(p), "%s/bus", sysfs);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/bus/pci", sysfs);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/bus/pci/devices", sysfs);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/bus/pci/rescan", sysfs);
+	int fd = open(p, O_WRONLY | O_CREAT, 0600);
+	cr_assert_geq(fd, 0);
+	close(fd);
+}
+
+static void sys_down(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", sysfs);
+	cr_assert_eq(system(cmd), 0);
+}
+
+/* A device: resource2 of `size` bytes, holding `head` at its start. */
+static void device(const char *pci, size_t size, const void *head, size_t n)
+{
+	char p[256];
+	snprintf(p, sizeof(p), "%s/bus/pci/devices/%s", sysfs, pci);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/bus/pci/devices/%s/resource2", sysfs, pci);
+	int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, (off_t)size), 0);
+	if (n)
+		cr_assert_eq(pwrite(fd, head, n, 0), (ssize_t)n);
+	close(fd);
+}
+
+#define RING 0x1000ull
+
+/* A well-formed channel: side 0 produces queue 0, consumes queue 1. */
+static void good(struct pl_chan *ch, struct parley_chan_hdr *h)
+{
+	memset(ch, 0, sizeof(*ch));
+	memset(h, 0, sizeof(*h));
+	h->magic = PARLEY_RING_MAGIC;
+	h->version = PARLEY_RING_VERSION;
+	h->nqueues = 2;
+	h->ring_bytes = RING;
+	h->q[0].from = 0;
+	h->q[1].from = 1;
+	struct parley_vmctl_open_reply *r = &ch->rep;
+	r->side = 0;
+	r->ndev = 5;
+	for (unsigned i = 0; i < 5; i++) {
+		snprintf(r->dev[i].pci, sizeof(r->dev[i].pci), "0000:00:1%u.0", i);
+		r->dev[i].section = i;
+		r->dev[i].size = (i == 1 || i == 3) ? 2 * RING : RING;
+		r->dev[i].writable = i == 1 || i == 4;
+	}
+}
+
+static void devices(const struct pl_chan *ch, const struct parley_chan_hdr *h)
+{
+	for (unsigned i = 0; i < ch->rep.ndev; i++)
+		device(ch->rep.dev[i].pci, ch->rep.dev[i].size,
+		       i == 0 ? h : NULL, i == 0 ? sizeof(*h) : 0);
+}
+
+Test(guest_linux, a_good_channel_maps, .init = sys_up, .fini = sys_down)
+{
+	struct pl_chan ch;
+	struct parley_chan_hdr h;
+	good(&ch, &h);
+	devices(&ch, &h);
+	cr_assert_eq(pl_chan_map(&ch, sysfs, 100), 0);
+	cr_assert_eq(ch.tx.size, RING);
+	cr_assert_eq(ch.rx.size, RING);
+	cr_assert_eq(ch.tx.prod, ch.map[1]);
+	cr_assert_eq(ch.rx.prod, ch.map[3]);
+	pl_chan_unmap(&ch);
+	cr_assert_null(ch.map[0]);
+}
+
+/* Each hostile reply or header: refused, nothing left mapped. */
+Test(guest_linux, hostile_devices_refused, .init = sys_up, .fini = sys_down)
+{
+	struct pl_chan ch;
+	struct parley_chan_hdr h;
+	static const char *bad_pci[] = {
+		"../../../../etc", "0000:00:10.0/..", "0000:00:10.00",
+		"0000:00:1G.0", "0000:00:10.0 ", "0000-00:10.0", "0000:00:1A.0",
+		"", "0000:00:10", "/000:00:10.0",
+	};
+	for (size_t k = 0; k < sizeof(bad_pci) / sizeof(bad_pci[0]); k++) {
+		good(&ch, &h);
+		devices(&ch, &h);
+		snprintf(ch.rep.dev[2].pci, sizeof(ch.rep.dev[2].pci), "%s",
+			 bad_pci[k]);
+		cr_assert_eq(pl_chan_map(&ch, sysfs, 50), -EPROTO, "%s",
+			     bad_pci[k]);
+		for (unsigned i = 0; i < PARLEY_VMCTL_DEVS_MAX; i++)
+			cr_assert_null(ch.map[i]);
+	}
+	/* no NUL in the address field */
+	good(&ch, &h);
+	devices(&ch, &h);
+	memset(ch.rep.dev[1].pci, '0', sizeof(ch.rep.dev[1].pci));
+	cr_assert_eq(pl_chan_map(&ch, sysfs, 50), -EPROTO);
+
+	enum { SEC_BIG, SEC_TWICE, SIZE_SMALL, SIZE_HUGE, FILE_SHORT, MAGIC,
+	       NQ0, NQ3, RING_ODD, RING_HUGE, NDEV, FROM, RING_SHORT, NO_DEV,
+	       CASES };
+	for (int c = 0; c < CASES; c++) {
+		good(&ch, &h);
+		int want = -EPROTO;
+		switch (c) {
+		case SEC_BIG: ch.rep.dev[4].section = PARLEY_VMCTL_DEVS_MAX; break;
+		case SEC_TWICE: ch.rep.dev[4].section = 1; break;
+		case SIZE_SMALL: ch.rep.dev[2].size = 512; break;
+		case SIZE_HUGE: ch.rep.dev[2].size = 4 * PARLEY_RING_MAX; break;
+		case MAGIC: h.magic ^= 1; break;
+		case NQ0: h.nqueues = 0; break;
+		case NQ3: h.nqueues = 3; break;
+		case RING_ODD: h.ring_bytes = 3 * RING; break;
+		case RING_HUGE: h.ring_bytes = 2 * PARLEY_RING_MAX; break;
+		case NDEV: h.nqueues = 1; break;     /* 5 devices, 3 needed */
+		case FROM: h.q[1].from = 2; break;
+		case RING_SHORT: break;               /* below */
+		case NO_DEV: want = -ENODEV; break;   /* below */
+		default: break;
+		}
+		devices(&ch, &h);
+		if (c == FILE_SHORT)    /* the file smaller than the reply says */
+			device(ch.rep.dev[3].pci, RING, NULL, 0);
+		if (c == RING_SHORT) {  /* a producer section without its data */
+			ch.rep.dev[3].size = RING;
+			device(ch.rep.dev[3].pci, RING, NULL, 0);
+		}
+		if (c == NO_DEV)        /* never plugged */
+			snprintf(ch.rep.dev[4].pci, sizeof(ch.rep.dev[4].pci),
+				 "0000:00:1f.0");
+		cr_assert_eq(pl_chan_map(&ch, sysfs, 50), want, "case %d", c);
+		for (unsigned i = 0; i < PARLEY_VMCTL_DEVS_MAX; i++)
+			cr_assert_null(ch.map[i], "case %d: section %u mapped",
+				       c, i);
+	}
+}
