@@ -1,10 +1,10 @@
 /* The Linux guest library (guest/linux/libparley.c) trusting the agent no
  * more than it must: frames from the port are checked whole (magic,
  * version, an agent-to-guest type, its one length, the request's seq),
- * an OPEN reply's counts and side, and every device it names before
- * anything is mapped — the PCI address's one shape (no path into sysfs
- * elsewhere), the section index, sizes against the file, the ring header
- * read from the mapped memory. The port is a socketpair, sysfs a
+ * an OPEN reply's counts and side, its copy of the channel's header
+ * (protocol 3), and every device it names before anything is mapped —
+ * the PCI address's one shape (no path into sysfs elsewhere), the section
+ * index (never the header's), sizes against the file. The port is a socketpair, sysfs a
  * directory of plain files standing for each device's resource2. */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -160,10 +160,10 @@ Test(guest_linux, open_reply_counts_checked, .init = up, .fini = down)
 	cr_assert_eq(pl_chan_open(&ctl, "c1", &ch), PL_STATUS(PARLEY_E_NO_GRANT));
 	cr_assert_eq(strlen(ch.rep.detail), sizeof(r.detail) - 1);
 	struct { int32_t status; uint32_t side, ndev; } bad[] = {
-		{ 5, 0, 5 },                      /* not a status */
+		{ 5, 0, 4 },                      /* not a status */
 		{ 0, 0, 1 }, { 0, 0, 0 },         /* too few devices */
-		{ 0, 0, PARLEY_VMCTL_DEVS_MAX + 1 },
-		{ 0, 2, 5 },                      /* no such side */
+		{ 0, 0, PARLEY_VMCTL_DEVS_MAX },  /* 4 at most: 2 queues x 2 */
+		{ 0, 2, 4 },                      /* no such side */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memset(&r, 0, sizeof(r));
@@ -221,41 +221,42 @@ static void device(const char *pci, size_t size, const void *head, size_t n)
 
 #define RING 0x1000ull
 
-/* A well-formed channel: side 0 produces queue 0, consumes queue 1. */
-static void good(struct pl_chan *ch, struct parley_chan_hdr *h)
+/* A well-formed channel: side 0 produces queue 0, consumes queue 1; the
+ * header in the reply (protocol 3), sections 1..4 as devices. */
+static void good(struct pl_chan *ch)
 {
 	memset(ch, 0, sizeof(*ch));
-	memset(h, 0, sizeof(*h));
+	struct parley_vmctl_open_reply *r = &ch->rep;
+	struct parley_chan_hdr *h = &r->hdr;
 	h->magic = PARLEY_RING_MAGIC;
 	h->version = PARLEY_RING_VERSION;
 	h->nqueues = 2;
 	h->ring_bytes = RING;
 	h->q[0].from = 0;
 	h->q[1].from = 1;
-	struct parley_vmctl_open_reply *r = &ch->rep;
 	r->side = 0;
-	r->ndev = 5;
-	for (unsigned i = 0; i < 5; i++) {
-		snprintf(r->dev[i].pci, sizeof(r->dev[i].pci), "0000:00:1%u.0", i);
-		r->dev[i].section = i;
-		r->dev[i].size = (i == 1 || i == 3) ? 2 * RING : RING;
-		r->dev[i].writable = i == 1 || i == 4;
+	r->ndev = 4;
+	for (unsigned i = 0; i < 4; i++) {
+		unsigned sec = i + 1;
+		snprintf(r->dev[i].pci, sizeof(r->dev[i].pci), "0000:00:1%u.0",
+			 sec);
+		r->dev[i].section = sec;
+		r->dev[i].size = (sec == 1 || sec == 3) ? 2 * RING : RING;
+		r->dev[i].writable = sec == 1 || sec == 4;
 	}
 }
 
-static void devices(const struct pl_chan *ch, const struct parley_chan_hdr *h)
+static void devices(const struct pl_chan *ch)
 {
 	for (unsigned i = 0; i < ch->rep.ndev; i++)
-		device(ch->rep.dev[i].pci, ch->rep.dev[i].size,
-		       i == 0 ? h : NULL, i == 0 ? sizeof(*h) : 0);
+		device(ch->rep.dev[i].pci, ch->rep.dev[i].size, NULL, 0);
 }
 
 Test(guest_linux, a_good_channel_maps, .init = sys_up, .fini = sys_down)
 {
 	struct pl_chan ch;
-	struct parley_chan_hdr h;
-	good(&ch, &h);
-	devices(&ch, &h);
+	good(&ch);
+	devices(&ch);
 	cr_assert_eq(pl_chan_map(&ch, sysfs, 100), 0);
 	cr_assert_eq(ch.tx.size, RING);
 	cr_assert_eq(ch.rx.size, RING);
@@ -269,16 +270,16 @@ Test(guest_linux, a_good_channel_maps, .init = sys_up, .fini = sys_down)
 Test(guest_linux, hostile_devices_refused, .init = sys_up, .fini = sys_down)
 {
 	struct pl_chan ch;
-	struct parley_chan_hdr h;
+	struct parley_chan_hdr *h = &ch.rep.hdr;
 	static const char *bad_pci[] = {
 		"../../../../etc", "0000:00:10.0/..", "0000:00:10.00",
 		"0000:00:1G.0", "0000:00:10.0 ", "0000-00:10.0", "0000:00:1A.0",
 		"", "0000:00:10", "/000:00:10.0",
 	};
 	for (size_t k = 0; k < sizeof(bad_pci) / sizeof(bad_pci[0]); k++) {
-		good(&ch, &h);
-		devices(&ch, &h);
-		snprintf(ch.rep.dev[2].pci, sizeof(ch.rep.dev[2].pci), "%s",
+		good(&ch);
+		devices(&ch);
+		snprintf(ch.rep.dev[1].pci, sizeof(ch.rep.dev[1].pci), "%s",
 			 bad_pci[k]);
 		cr_assert_eq(pl_chan_map(&ch, sysfs, 50), -EPROTO, "%s",
 			     bad_pci[k]);
@@ -286,43 +287,50 @@ Test(guest_linux, hostile_devices_refused, .init = sys_up, .fini = sys_down)
 			cr_assert_null(ch.map[i]);
 	}
 	/* no NUL in the address field */
-	good(&ch, &h);
-	devices(&ch, &h);
+	good(&ch);
+	devices(&ch);
 	memset(ch.rep.dev[1].pci, '0', sizeof(ch.rep.dev[1].pci));
 	cr_assert_eq(pl_chan_map(&ch, sysfs, 50), -EPROTO);
 
-	enum { SEC_BIG, SEC_TWICE, SIZE_SMALL, SIZE_HUGE, FILE_SHORT, MAGIC,
-	       NQ0, NQ3, RING_ODD, RING_HUGE, NDEV, FROM, RING_SHORT, NO_DEV,
+	enum { SEC_BIG, SEC_HEADER, SEC_TWICE, SIZE_SMALL, SIZE_HUGE,
+	       FILE_SHORT, MAGIC, VERSION, NQ0, NQ3, RING_ODD, RING_SMALL,
+	       RING_HUGE, NDEV, NDEV_BIG, FROM, FROM_TWICE, RING_SHORT, NO_DEV,
 	       CASES };
 	for (int c = 0; c < CASES; c++) {
-		good(&ch, &h);
+		good(&ch);
 		int want = -EPROTO;
+		struct parley_vmctl_dev *d3 = &ch.rep.dev[3];
 		switch (c) {
-		case SEC_BIG: ch.rep.dev[4].section = PARLEY_VMCTL_DEVS_MAX; break;
-		case SEC_TWICE: ch.rep.dev[4].section = 1; break;
-		case SIZE_SMALL: ch.rep.dev[2].size = 512; break;
-		case SIZE_HUGE: ch.rep.dev[2].size = 4 * PARLEY_RING_MAX; break;
-		case MAGIC: h.magic ^= 1; break;
-		case NQ0: h.nqueues = 0; break;
-		case NQ3: h.nqueues = 3; break;
-		case RING_ODD: h.ring_bytes = 3 * RING; break;
-		case RING_HUGE: h.ring_bytes = 2 * PARLEY_RING_MAX; break;
-		case NDEV: h.nqueues = 1; break;     /* 5 devices, 3 needed */
-		case FROM: h.q[1].from = 2; break;
+		case SEC_BIG: d3->section = PARLEY_VMCTL_DEVS_MAX; break;
+		case SEC_HEADER: d3->section = 0; break;
+		case SEC_TWICE: d3->section = 1; break;
+		case SIZE_SMALL: ch.rep.dev[1].size = 512; break;
+		case SIZE_HUGE: ch.rep.dev[1].size = 4 * PARLEY_RING_MAX; break;
+		case MAGIC: h->magic ^= 1; break;
+		case VERSION: h->version++; break;
+		case NQ0: h->nqueues = 0; break;
+		case NQ3: h->nqueues = 3; break;
+		case RING_ODD: h->ring_bytes = 3 * RING; break;
+		case RING_SMALL: h->ring_bytes = PARLEY_RING_MIN / 2; break;
+		case RING_HUGE: h->ring_bytes = 2 * PARLEY_RING_MAX; break;
+		case NDEV: h->nqueues = 1; break;    /* 4 devices, 2 needed */
+		case NDEV_BIG: ch.rep.ndev = 0xffffffffu; break;
+		case FROM: h->q[1].from = 2; break;
+		case FROM_TWICE: h->q[1].from = 0; break;
 		case RING_SHORT: break;               /* below */
 		case NO_DEV: want = -ENODEV; break;   /* below */
 		default: break;
 		}
-		devices(&ch, &h);
+		if (c != NDEV_BIG)
+			devices(&ch);
 		if (c == FILE_SHORT)    /* the file smaller than the reply says */
-			device(ch.rep.dev[3].pci, RING, NULL, 0);
+			device(ch.rep.dev[2].pci, RING, NULL, 0);
 		if (c == RING_SHORT) {  /* a producer section without its data */
-			ch.rep.dev[3].size = RING;
-			device(ch.rep.dev[3].pci, RING, NULL, 0);
+			ch.rep.dev[2].size = RING;
+			device(ch.rep.dev[2].pci, RING, NULL, 0);
 		}
 		if (c == NO_DEV)        /* never plugged */
-			snprintf(ch.rep.dev[4].pci, sizeof(ch.rep.dev[4].pci),
-				 "0000:00:1f.0");
+			snprintf(d3->pci, sizeof(d3->pci), "0000:00:1f.0");
 		cr_assert_eq(pl_chan_map(&ch, sysfs, 50), want, "case %d", c);
 		for (unsigned i = 0; i < PARLEY_VMCTL_DEVS_MAX; i++)
 			cr_assert_null(ch.map[i], "case %d: section %u mapped",

@@ -205,9 +205,11 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 		    c->flag_fd < 0 && (c->flag_fd = dup(ch->mem[cs])) < 0)
 			rc = -errno;
 	}
-	/* The slots, free ones on pci.0 from VMMGR_SLOT0 */
+	/* The slots, free ones on pci.0 from VMMGR_SLOT0, for every section
+	 * but the header (section 0: its copy goes in the OPEN reply) */
 	uint32_t slots = v->slots_used;
-	for (unsigned i = 0; i < ch->nsec && !rc; i++) {
+	c->srv[0] = c->fdset[0] = -1;
+	for (unsigned i = 1; i < ch->nsec && !rc; i++) {
 		unsigned n = 0;
 		while (n < 16 && (slots & (1u << n)))
 			n++;
@@ -218,7 +220,7 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 		slots |= 1u << n;
 		c->slot[i] = (uint8_t)(VMMGR_SLOT0 + n);
 		c->srv[i] = c->fdset[i] = -1;
-		struct parley_vmctl_dev *d = &c->dev[i];
+		struct parley_vmctl_dev *d = &c->dev[c->ndev++];
 		snprintf(d->pci, sizeof(d->pci), "0000:00:%02x.0", c->slot[i]);
 		d->size = ch->sec_size[i];
 		d->section = i;
@@ -835,8 +837,9 @@ static void on_open(struct vmmgr *m, struct vm_part *v,
 	if (r.status == PARLEY_OK && c && !c->closed) {
 		r.handle = c->handle;
 		r.side = (uint32_t)side;
-		r.ndev = c->nsec;
+		r.ndev = c->ndev;
 		memcpy(r.dev, c->dev, sizeof(r.dev));
+		r.hdr = ch->hdr;
 	} else if (r.status == PARLEY_OK) {
 		r.status = PARLEY_E_LIMIT;
 	}

@@ -58,12 +58,15 @@ struct vm_chan {
 	uint32_t handle;            /* the VM's */
 	int side;
 	unsigned nsec;
-	struct parley_vmctl_dev dev[PARLEY_VMCTL_DEVS_MAX];
+	/* The devices as the OPEN reply names them: sections 1.. (0, the
+	 * header, goes in the reply itself and is never plugged). */
+	struct parley_vmctl_dev dev[PARLEY_VMCTL_DEVS_MAX - 1];
+	unsigned ndev;
 	uint8_t slot[PARLEY_VMCTL_DEVS_MAX];
-	/* Section i: its backend made (nsec counts those), its device
-	 * added (bit i of devs); a writable one's ivshmem socket (the
-	 * agent's end, srv[i]) or a read-only one's QEMU fdset (fdset[i]),
-	 * else -1. */
+	/* Section i (from 1): its backend made (nsec counts the channel's
+	 * sections), its device added (bit i of devs); a writable one's
+	 * ivshmem socket (the agent's end, srv[i]) or a read-only one's
+	 * QEMU fdset (fdset[i]), else -1. */
 	uint32_t devs;
 	int srv[PARLEY_VMCTL_DEVS_MAX];
 	int fdset[PARLEY_VMCTL_DEVS_MAX];

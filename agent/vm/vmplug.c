@@ -180,7 +180,9 @@ int vmplug_add(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
 		sv[i][0] = sv[i][1] = -1;
 		c->obj_gone[i] = true;  /* nothing to delete yet */
 	}
-	for (unsigned i = 0; i < c->nsec; i++) {
+	/* Section 0, the header, is never plugged: the OPEN reply carries
+	 * its copy (it is written once, before any end maps it). */
+	for (unsigned i = 1; i < c->nsec; i++) {
 		char fdn[48], chr[48];
 		if (ch->sec_writer[i] == side) {
 			if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
@@ -268,7 +270,7 @@ int vmplug_add(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
 			perr(err, rc, "ivshmem socket: %s", strerror(-rc));
 	if (rc)
 		return rc;
-	for (unsigned i = 0; i < c->nsec; i++) {
+	for (unsigned i = 1; i < c->nsec; i++) {
 		char mem[48];
 		if (c->srv[i] >= 0)
 			continue;
@@ -282,7 +284,7 @@ int vmplug_add(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
 		b[nb] = (struct qmp_cmd){ json[nb], -1, 0, "" };
 		nb++;
 	}
-	for (unsigned i = 0; i < c->nsec; i++) {
+	for (unsigned i = 1; i < c->nsec; i++) {
 		char id[48], be[48];
 		bool rw = c->srv[i] >= 0;
 		vmplug_qid(id, sizeof(id), 'd', v, c, i);

@@ -267,7 +267,7 @@ int pl_chan_open(struct pl_ctl *c, const char *name, struct pl_chan *ch)
 	struct parley_vmctl_open_reply *r = &ch->rep;
 	r->detail[sizeof(r->detail) - 1] = 0;
 	if (r->status > 0 || (r->status == PARLEY_OK &&
-			      (r->ndev < 2 || r->ndev > PARLEY_VMCTL_DEVS_MAX ||
+			      (r->ndev < 2 || r->ndev > PARLEY_VMCTL_DEVS_MAX - 1 ||
 			       r->side > 1)))
 		return -EPROTO;
 	return PL_STATUS(r->status);
@@ -301,7 +301,8 @@ static int map_dev(struct pl_chan *ch, unsigned i, const char *sysfs,
 	const struct parley_vmctl_dev *d = &ch->rep.dev[i];
 	char p[256];
 	struct stat st;
-	if (!pci_ok(d->pci) || d->section >= PARLEY_VMCTL_DEVS_MAX ||
+	if (!pci_ok(d->pci) || !d->section ||
+	    d->section >= PARLEY_VMCTL_DEVS_MAX ||
 	    d->size < PARLEY_RING_PAGE || d->size > 2 * PARLEY_RING_MAX)
 		return -EPROTO;
 	snprintf(p, sizeof(p), "%s/bus/pci/devices/%s/resource2", sysfs, d->pci);
@@ -348,27 +349,30 @@ static int map_dev(struct pl_chan *ch, unsigned i, const char *sysfs,
 int pl_chan_map(struct pl_chan *ch, const char *sysfs, int timeout_ms)
 {
 	const struct parley_vmctl_open_reply *r = &ch->rep;
+	/* The header (protocol 3: in the reply, a private copy) checked
+	 * before anything is mapped: it says how many devices there are. */
+	ch->hdr = r->hdr;
+	struct parley_chan_hdr *h = &ch->hdr;
+	if (h->magic != PARLEY_RING_MAGIC || h->version != PARLEY_RING_VERSION ||
+	    h->nqueues < 1 || h->nqueues > PARLEY_RING_QUEUES_MAX ||
+	    h->ring_bytes < PARLEY_RING_MIN || h->ring_bytes > PARLEY_RING_MAX ||
+	    (h->ring_bytes & (h->ring_bytes - 1)) || r->ndev != 2 * h->nqueues ||
+	    r->ndev > PARLEY_VMCTL_DEVS_MAX - 1)
+		return -EPROTO;
 	int rc = 0;
 	for (unsigned i = 0; i < r->ndev && !rc; i++) {
-		if (r->dev[i].section >= PARLEY_VMCTL_DEVS_MAX ||
+		if (!r->dev[i].section ||
+		    r->dev[i].section >= PARLEY_VMCTL_DEVS_MAX ||
 		    ch->map[r->dev[i].section])
-			rc = -EPROTO; /* no such section, or one twice */
+			rc = -EPROTO; /* the header, no such section, or one twice */
 		else
 			rc = map_dev(ch, i, sysfs, timeout_ms);
 	}
 	if (rc)
 		goto fail;
-	/* The header is the agent's, read-only here; check a private copy. */
 	rc = -EPROTO;
-	if (!ch->map[0])
-		goto fail;
-	memcpy(&ch->hdr, ch->map[0], sizeof(ch->hdr));
-	struct parley_chan_hdr *h = &ch->hdr;
-	if (h->magic != PARLEY_RING_MAGIC || h->version != PARLEY_RING_VERSION ||
-	    h->nqueues < 1 || h->nqueues > PARLEY_RING_QUEUES_MAX ||
-	    h->ring_bytes < PARLEY_RING_MIN || h->ring_bytes > PARLEY_RING_MAX ||
-	    (h->ring_bytes & (h->ring_bytes - 1)) || r->ndev != 1 + 2 * h->nqueues)
-		goto fail;
+	if (h->nqueues == 2 && h->q[0].from == h->q[1].from)
+		goto fail; /* one direction twice */
 	for (unsigned q = 0; q < h->nqueues; q++) {
 		unsigned ps = 1 + 2 * q, cs = 2 + 2 * q;
 		uint32_t from = h->q[q].from;
@@ -528,7 +532,7 @@ int pl_chan_close(struct pl_ctl *c, const struct pl_chan *ch)
 	 * (or after a second) means an open right after this one finds
 	 * the old end freed, not half-gone. */
 	uint64_t t0 = mono_ms();
-	for (unsigned i = 0; i < ch->rep.ndev && i < PARLEY_VMCTL_DEVS_MAX;
+	for (unsigned i = 0; i < ch->rep.ndev && i < PARLEY_VMCTL_DEVS_MAX - 1;
 	     i++) {
 		char p[256];
 		struct stat st;

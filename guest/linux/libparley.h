@@ -1,9 +1,10 @@
 /*
  * libparley: parley channels for Linux userspace inside a VM. The control
  * path is the VM's virtio-serial port PARLEY_VMCTL_PORT (include/parley/
- * vmctl.h); the channel's memory is ivshmem-plain PCI devices the agent
- * hot-plugs, one per section, mapped through sysfs (resource2), with the
- * rings of include/parley/ring.h on top. Every reply and every shared
+ * vmctl.h); the channel's memory is ivshmem PCI devices the agent
+ * hot-plugs, one per ring section, mapped through sysfs (resource2), with
+ * the rings of include/parley/ring.h on top (the channel's header comes
+ * in the OPEN reply: protocol 3). Every reply and every shared
  * index is checked before it is used: the agent is trusted no more than
  * it has to be, the peer not at all.
  */

@@ -15,22 +15,28 @@
  * path is gone until the VM is restarted — a stream cannot be trusted to
  * re-synchronise). The guest checks the agent's replies as strictly.
  *
- * Freestanding: only <stdint.h>.
+ * Freestanding: only <stdint.h> (and <parley/ring.h>, itself freestanding).
  */
 #ifndef PARLEY_VMCTL_H
 #define PARLEY_VMCTL_H
 
 #include <stdint.h>
+#include <parley/ring.h>
 
 #define PARLEY_VMCTL_PORT    "org.parley.ctl.0"
 #define PARLEY_VMCTL_MAGIC   0x31435650u /* "PVC1" */
 /* 2: WAIT is gone (a guest says it waits through its ring's
  * message-pending flag and the agent sends WAKE unprompted), NOTIFY has no
- * answer, STATE asks what NOTIFY's answer used to say. */
-#define PARLEY_VMCTL_VERSION 2
+ * answer, STATE asks what NOTIFY's answer used to say.
+ * 3: the channel's header (section 0, written once by the agent and never
+ * again) comes in OPEN_REPLY, not as a device: one hot-plugged device
+ * fewer per channel (each costs the agent three monitor commands and the
+ * guest's kernel a PCI device's set-up). */
+#define PARLEY_VMCTL_VERSION 3
 #define PARLEY_VMCTL_NAME_MAX 64         /* channel names, with the NUL */
 #define PARLEY_VMCTL_PATH_MAX 128        /* guest-reported file paths */
-#define PARLEY_VMCTL_DEVS_MAX 5          /* header + 2 queues x 2 sections */
+#define PARLEY_VMCTL_DEVS_MAX 5          /* section numbers: the header (0,
+					  * in the reply) + 2 queues x 2 */
 #define PARLEY_VMCTL_PCI_MAX 16          /* "0000:00:1f.0" + NUL */
 
 struct parley_vmctl_hdr {
@@ -103,8 +109,9 @@ struct parley_vmctl_status {
 /* One section of the channel as a PCI device in the guest: map its BAR 2
  * (/sys/bus/pci/devices/PCI/resource2), size bytes, writable only where
  * `writable` says (the others are read-only memory backends on the host:
- * a write is dropped). `section` is ring.h's: 0 header, 1 + 2q the
- * producer's section of queue q, 2 + 2q its consumer's. */
+ * a write is dropped). `section` is ring.h's: 1 + 2q the producer's
+ * section of queue q, 2 + 2q its consumer's (0, the header, is never a
+ * device: OPEN_REPLY carries it). */
 struct parley_vmctl_dev {
 	char pci[PARLEY_VMCTL_PCI_MAX];
 	uint64_t size;
@@ -116,8 +123,10 @@ struct parley_vmctl_open_reply {
 	int32_t status;     /* PARLEY_OK or enum parley_status */
 	uint32_t handle;
 	uint32_t side;      /* 0: endpoint a, 1: endpoint b */
-	uint32_t ndev;
-	struct parley_vmctl_dev dev[PARLEY_VMCTL_DEVS_MAX];
+	uint32_t ndev;      /* 2 x the header's nqueues when OK */
+	struct parley_vmctl_dev dev[PARLEY_VMCTL_DEVS_MAX - 1];
+	struct parley_chan_hdr hdr; /* the channel's page 0, as the agent
+				     * wrote it (read-only to both ends) */
 	char detail[96];    /* e.g. the file INTEGRITY names */
 };
 
