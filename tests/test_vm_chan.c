@@ -332,6 +332,53 @@ Test(vm_chan, ungranted_then_tampered_config, .timeout = 240, .fini = t_vm_fini)
 	t_vm_teardown(&t);
 }
 
+/* A guest asking for a channel in a loop: past the OPEN bucket
+ * (VMMGR_OPEN_BURST, refilled VMMGR_OPENS_PER_S) it is answered LIMIT,
+ * undecided and unaudited but for vm_open_limited records (a start, then
+ * counts at most a second apart); after a pause its OPENs are decided
+ * again, and every LIMIT answer is in some count. */
+Test(vm_chan, guest_opening_in_a_loop_is_answered_limit, .timeout = 240,
+     .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("true"),
+		   "parley-chan spam-open secret 200\n"
+		   "sleep 3\n"
+		   "parley-chan spam-open secret 5\n"
+		   "echo SCRIPT-END\n", "mode=calm\n");
+	t_vm_start(&t);
+	serve_until(&t, "SCRIPT-END", 180);
+	char *c = console(&t);
+	long ok = -1, limit = -1, denied = -1;
+	char *sp = strstr(c, "SPAMMED 200 ");
+	cr_assert(sp && sscanf(sp, "SPAMMED 200 ok=%ld limit=%ld denied=%ld",
+			       &ok, &limit, &denied) == 3, "%s", c);
+	cr_assert_eq(ok, 0);
+	cr_assert_eq(ok + limit + denied, 200);
+	cr_assert_geq(denied, VMMGR_OPEN_BURST, "%s", c);
+	cr_assert_geq(limit, 100, "the bucket did not hold: %s", c);
+	cr_assert(strstr(c, "SPAMMED 5 ok=0 limit=0 denied=5"), "%s", c);
+	free(c);
+	/* Each decided OPEN audited, the undecided ones summed up once. */
+	const char *a = t_fleet_audit(&t.f);
+	cr_assert_eq(t_count(a, "\"event\":\"open_denied\",\"partition\":"
+			     "\"guest\",\"channel\":\"secret\""), denied + 5,
+		     "%s", a);
+	/* the episode's start, then its count once the guest paused (a
+	 * flood longer than a second would have more of both) */
+	cr_assert_geq(t_count(a, "\"event\":\"vm_open_limited\",\"partition\":"
+			      "\"guest\",\"reason\":\"LIMIT\""), 1, "%s", a);
+	long summed = 0;
+	for (const char *p = a; (p = strstr(p, " OPEN(s) answered LIMIT")); p++) {
+		const char *q = p;
+		while (q > a && q[-1] >= '0' && q[-1] <= '9')
+			q--;
+		summed += strtol(q, NULL, 10);
+	}
+	cr_assert_eq(summed, limit, "%s", a);
+	t_vm_teardown(&t);
+}
+
 /* Guest-reported digests against baselines: the first report of a path
  * is enrolled (audited guest-reported), the same digest again matches and
  * an open passes integrity (PEER_DOWN: ping is not there), a different
@@ -1077,6 +1124,87 @@ Test(vm_chan, kill9_agent_mid_stream_guest_reopens, .timeout = 400,
 		pump(&t, 1);
 	AUDIT_HAS(&t, "\"event\":\"vm_unplugged\",\"partition\":\"guest\","
 		      "\"reason\":\"ADOPTED\"");
+	cr_assert_eq(vmmgr_find(&t.m, "guest")->nstale, 0);
+	t_vm_teardown(&t);
+	cr_assert_eq(memfds_held(), 0, "channel memory still held");
+	no_shm_left();
+}
+
+/* An agent, streaming to the VM, killed; the next one adopts the VM and
+ * the guest re-opens; that one killed too while the first one's devices
+ * may still be going out (it unplugs them at the guest's HELLO); a third
+ * adopts the devices of both earlier agents (other marks than its own),
+ * the guest re-opens a second time and the stream ends checked, nothing
+ * of either earlier agent left in the VM or held on the host. */
+static pid_t streaming_agent(struct t_vm *t)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct parley_err err = { 0 };
+		t_fleet_add(&t->f, "ping", "ping.elf", "count=1000000", NULL,
+			    false, NULL);
+		if (vmmgr_init(&t->m, t->f.dir, NULL, &t->f.cm, NULL, &err) ||
+		    vmmgr_add(&t->m, &t->spec, &err)) {
+			fprintf(stderr, "agent: %s\n", err.msg);
+			_exit(1);
+		}
+		t_fleet_go(&t->f);
+		for (;;)
+			pump(t, 5);
+	}
+	return pid;
+}
+
+static void kill_when(struct t_vm *t, pid_t pid, const char *mark)
+{
+	time_t end = time(NULL) + 240;
+	int st;
+	while (!console_file_has(t, mark) && time(NULL) < end &&
+	       waitpid(pid, &st, WNOHANG) == 0)
+		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+	cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "the agent ended before "
+		     "'%s'", mark);
+	kill(pid, SIGKILL);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(console_file_has(t, mark), "no '%s' within 240 s", mark);
+}
+
+Test(vm_chan, kill9_agent_twice_guest_reopens_each_time, .timeout = 600,
+     .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("true"),
+		   "parley-chan open pingpong || exit 1\n"
+		   "parley-chan pong pingpong 3000 -w -r\n"
+		   "echo SCRIPT-END\n"
+		   "sleep 60\n", "mode=calm\n");
+	kill_when(&t, streaming_agent(&t), "PONG-AT 300 session 0");
+	kill_when(&t, streaming_agent(&t), "PONG-AT 300 session 1");
+	cr_assert_not(console_file_has(&t, "SCRIPT-END"),
+		      "pong ended before the second agent was killed");
+	struct partition *ping = t_fleet_add(&t.f, "ping", "ping.elf",
+					     "count=3000", NULL, false, NULL);
+	t_vm_start(&t);
+	cr_assert(vmmgr_find(&t.m, "guest")->adopted);
+	t_fleet_go(&t.f);
+	serve_until(&t, "SCRIPT-END", 300);
+	CONSOLE_HAS(&t, "PONG 3000 messages checked and answered (lost "
+			"wake-ups: 0)");
+	CONSOLE_HAS(&t, "PONG reopened 2");
+	for (time_t until = time(NULL) + 60; thin_live(&t) && time(NULL) < until;)
+		pump(&t, 5);
+	cr_assert_eq(t_fleet_run(&t.f, 10000), 0, "%s", t_fleet_out(&t.f));
+	cr_assert_eq(ping->fin.code, 0, "%s", t_fleet_out(&t.f));
+	cr_assert(strstr(t_fleet_out(&t.f), "checksums ok"), "%s",
+		  t_fleet_out(&t.f));
+	for (int i = 0; i < 5000 && !strstr(t_fleet_audit(&t.f),
+					     "\"reason\":\"ADOPTED\""); i++)
+		pump(&t, 1);
+	AUDIT_HAS(&t, "\"event\":\"vm_unplugged\",\"partition\":\"guest\","
+		      "\"reason\":\"ADOPTED\"");
+	cr_assert_null(strstr(t_fleet_audit(&t.f), "\"event\":\"vm_fault\""),
+		       "%s", t_fleet_audit(&t.f));
 	cr_assert_eq(vmmgr_find(&t.m, "guest")->nstale, 0);
 	t_vm_teardown(&t);
 	cr_assert_eq(memfds_held(), 0, "channel memory still held");

@@ -664,6 +664,8 @@ static void restarted(struct vm_part *v, const struct vm_spec *s,
 	v->fault = 0;
 	v->fault_detail[0] = 0;
 	v->digest_audits = 0;
+	v->open_credit_at_ns = v->opens_limited = 0;
+	v->limiting = false;
 	v->nstale = 0;
 	v->slots_used = 0;
 	v->adopted_ns = v->stale_hello_ns = 0;
@@ -807,6 +809,44 @@ int vmmgr_reconcile(struct vmmgr *m, unsigned *adopted, unsigned *destroyed,
 
 static bool reclaim(struct vmmgr *m, struct vm_part *v, struct vm_chan *c);
 
+/* The OPEN bucket (VMMGR_OPEN_BURST, VMMGR_OPENS_PER_S): true if this
+ * OPEN may go on. Refusals audited as vmmgr.h says. */
+static bool open_allowed(struct vmmgr *m, struct vm_part *v)
+{
+	const uint64_t cost = 1000000000ull / VMMGR_OPENS_PER_S;
+	const uint64_t cap = cost * VMMGR_OPEN_BURST;
+	uint64_t now = vm_now_ns();
+	if (!v->open_credit_at_ns)
+		v->open_credit_ns = cap;
+	else if (now - v->open_credit_at_ns >= cap - v->open_credit_ns)
+		v->open_credit_ns = cap;
+	else
+		v->open_credit_ns += now - v->open_credit_at_ns;
+	v->open_credit_at_ns = now;
+	if (v->open_credit_ns < cost) {
+		v->opens_limited++;
+		if (!v->limiting) {
+			vm_emit(m, "vm_open_limited", v->spec.name, NULL, "LIMIT",
+				NULL, "OPENs faster than the agent takes them: "
+				"answered LIMIT");
+			v->limiting = true;
+			v->limit_audit_ns = now;
+		}
+		return false;
+	}
+	v->open_credit_ns -= cost;
+	if (v->limiting && now - v->limit_audit_ns >= 1000000000ull) {
+		char d[96];
+		snprintf(d, sizeof(d), "%llu OPEN(s) answered LIMIT, undecided",
+			 (unsigned long long)v->opens_limited);
+		vm_emit(m, "vm_open_limited", v->spec.name, NULL, "ENDED", NULL,
+			d);
+		v->limiting = false;
+		v->opens_limited = 0;
+	}
+	return true;
+}
+
 static void on_open(struct vmmgr *m, struct vm_part *v,
 		    const struct vmctl_msg *msg)
 {
@@ -815,6 +855,13 @@ static void on_open(struct vmmgr *m, struct vm_part *v,
 	struct cm_chan *ch;
 	int side;
 	memset(&r, 0, sizeof(r));
+	if (!open_allowed(m, v)) {
+		r.status = PARLEY_E_LIMIT;
+		snprintf(r.detail, sizeof(r.detail), "at most %d OPENs a second",
+			 VMMGR_OPENS_PER_S);
+		send_frame(v, PARLEY_VMCTL_OPEN_REPLY, msg->h.seq, &r, sizeof(r));
+		return;
+	}
 	r.status = chanmgr_ext_open(m->cm, &v->shell, msg->u.open.name, &cr,
 				    &ch, &side);
 	struct vm_chan *c = ch ? vc_by_chan(v, ch->id) : NULL;

@@ -104,6 +104,19 @@ struct vmmgr;
  * loop must not fill the hash-chained audit. */
 #define VMMGR_DIGEST_AUDITS 256
 
+/* OPENs a VM may make: each one is work on the agent's loop (a decision,
+ * an integrity check, monitor commands for the hot-plug or the reclaim of
+ * an earlier end: milliseconds under TCG), so a guest that asks in a loop
+ * would hold every other partition's requests behind its own, and grow
+ * the audit by one record an OPEN. A bucket of VMMGR_OPEN_BURST refilled
+ * at VMMGR_OPENS_PER_S; an OPEN that finds it empty is answered LIMIT
+ * before anything is decided or audited: `vm_open_limited` LIMIT when
+ * that starts, and the count (ENDED) at the next OPEN let through a
+ * second or more later — a flood costs the audit at most the decided
+ * OPENs and two records a second. */
+#define VMMGR_OPEN_BURST 16
+#define VMMGR_OPENS_PER_S 8
+
 /* An adopted VM's guest must say HELLO (and so let go of the earlier
  * agent's channel devices) within this of its adoption. */
 #define VMMGR_STALE_MS 60000
@@ -137,6 +150,14 @@ struct vm_part {
 	uint64_t obj_try_ns;        /* the last round of backend deletes */
 	unsigned digest_audits;     /* guest-reported digests audited (at
 				     * most VMMGR_DIGEST_AUDITS) */
+	uint64_t open_credit_ns;    /* the OPEN bucket, as time owed: one
+				     * OPEN costs 1 s / VMMGR_OPENS_PER_S */
+	uint64_t open_credit_at_ns; /* when it was last topped up */
+	uint64_t opens_limited;     /* refused LIMIT since the last audit of
+				     * them */
+	uint64_t limit_audit_ns;    /* that audit: at most one a second */
+	bool limiting;              /* an episode's start audited, its
+				     * count not yet */
 	struct vmctl_dec dec;
 	uint32_t next_handle;
 	uint32_t slots_used;        /* bit n: PCI slot VMMGR_SLOT0 + n */

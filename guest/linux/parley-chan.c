@@ -33,6 +33,8 @@
  *                                                   compares)
  *   parley-chan poke NAME SECTION                   write junk into a section
  *                                                   (read-only ones: dropped)
+ *   parley-chan spam-open NAME COUNT                COUNT OPENs back to back
+ *                                                   (a guest asking in a loop)
  *   parley-chan touch NAME                          read the sections for ever,
  *                                                   whatever happens (a guest
  *                                                   that ignores revocation)
@@ -527,6 +529,30 @@ static int cmd_poke(const char *name, unsigned section)
 	return fail("no such section", -EINVAL, NULL);
 }
 
+/* COUNT OPENs of NAME back to back, nothing mapped: a guest asking in a
+ * loop (the agent answers LIMIT past its OPEN bucket). */
+static int cmd_spam_open(const char *name, long count)
+{
+	long ok = 0, limit = 0, denied = 0;
+	if (ctl_up())
+		return 1;
+	for (long k = 0; k < count; k++) {
+		struct pl_chan ch;
+		int rc = pl_chan_open(&ctl, name, &ch);
+		if (rc == 0)
+			ok++;
+		else if (rc == PL_STATUS(PARLEY_E_LIMIT))
+			limit++;
+		else if (rc < 0)
+			return fail("open", rc, NULL);
+		else
+			denied++;
+	}
+	printf("SPAMMED %ld ok=%ld limit=%ld denied=%ld\n", count, ok, limit,
+	       denied);
+	return 0;
+}
+
 static int cmd_touch(const char *name)
 {
 	struct pl_chan ch;
@@ -601,6 +627,8 @@ int main(int argc, char **argv)
 		rc = cmd_digest(name);
 	else if (!strcmp(cmd, "touch"))
 		rc = cmd_touch(name);
+	else if (!strcmp(cmd, "spam-open") && argc - i == 3)
+		rc = cmd_spam_open(name, strtol(argv[i + 2], NULL, 10));
 	else if (!strcmp(cmd, "poke") && argc - i == 3)
 		rc = cmd_poke(name, (unsigned)strtoul(argv[i + 2], NULL, 10));
 	else
