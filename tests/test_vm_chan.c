@@ -1247,6 +1247,48 @@ Test(vm_chan, late_vm_touching_revoked_memory_is_stopped, .timeout = 300,
 	no_shm_left();
 }
 
+/* QEMU killed (kill -9) while the VM streams to a thin partition: the
+ * agent sees the control port close, reports the VM stopped and tells the
+ * grant manager; the thin peer, asleep in its receive, is woken PEER_DOWN
+ * and ends; nothing of the channel is left held or in /dev/shm. */
+Test(vm_chan, qemu_killed_mid_stream_peer_sees_peer_down, .timeout = 300,
+     .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("true"),
+		   "parley-chan open pingpong || exit 1\n"
+		   "parley-chan pong pingpong 1000000 -w\n"
+		   "echo SCRIPT-END\n", "mode=calm\n");
+	struct partition *ping = t_fleet_add(&t.f, "ping", "ping.elf",
+					     "count=1000000", NULL, false,
+					     NULL);
+	t_vm_start(&t);
+	t_fleet_go(&t.f);
+	serve_until(&t, "OPEN pingpong handle=", 240);
+	for (time_t until = time(NULL) + 2; time(NULL) < until;)
+		pump(&t, 5);   /* the stream under way */
+	cr_assert(thin_live(&t), "ping ended before QEMU was killed:\n%s",
+		  t_fleet_out(&t.f));
+	int qpid = qemu_pid(t.f.dir, "guest");
+	cr_assert_eq(kill(qpid, SIGKILL), 0);
+	for (time_t until = time(NULL) + 60; thin_live(&t) && time(NULL) < until;)
+		pump(&t, 5);
+	cr_assert_not(thin_live(&t), "ping still waits on a dead VM:\n%s",
+		      t_fleet_out(&t.f));
+	cr_assert_eq(t_fleet_run(&t.f, 10000), 0, "%s", t_fleet_out(&t.f));
+	char want[64];
+	snprintf(want, sizeof(want), "ping: recv: %d", PARLEY_E_PEER_DOWN);
+	cr_assert(strstr(t_fleet_out(&t.f), want), "%s", t_fleet_out(&t.f));
+	cr_assert_eq(ping->fin.code, 1, "%s", t_fleet_out(&t.f));
+	AUDIT_HAS(&t, "\"event\":\"vm_stopped\",\"partition\":\"guest\"");
+	AUDIT_HAS(&t, "\"event\":\"peer_gone\",\"partition\":\"guest\","
+		      "\"channel\":\"pingpong\",\"reason\":\"PEER_DOWN\"");
+	cr_assert_eq(vmhost_running(&t.m.host, "guest"), 0);
+	t_vm_teardown(&t);
+	cr_assert_eq(memfds_held(), 0, "channel memory still held");
+	no_shm_left();
+}
+
 /* A QEMU that stops answering the agent's monitor (here: stopped with
  * SIGSTOP, as a compromised QEMU could stall its own loop) while the agent
  * revokes its channel: the unplug's monitor batch is given up after
