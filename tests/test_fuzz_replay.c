@@ -37,6 +37,7 @@ static const struct target targets[] = {
 	{ "frame", NULL },
 	{ "keyd", NULL },
 	{ "grant", PARLEY_SOURCE_DIR "/examples" },
+	{ "guest_ctl", NULL },
 	{ "handover", NULL },
 	{ "join_csr", NULL },
 	{ "outbox", NULL },
