@@ -295,14 +295,16 @@ Test(guest_linux, hostile_devices_refused, .init = sys_up, .fini = sys_down)
 	enum { SEC_BIG, SEC_HEADER, SEC_TWICE, SIZE_SMALL, SIZE_HUGE,
 	       FILE_SHORT, MAGIC, VERSION, NQ0, NQ3, RING_ODD, RING_SMALL,
 	       RING_HUGE, NDEV, NDEV_BIG, FROM, FROM_TWICE, RING_SHORT, NO_DEV,
-	       CASES };
+	       TX_READONLY, RX_WRITABLE, SAME_PCI, CASES };
 	for (int c = 0; c < CASES; c++) {
 		good(&ch);
 		int want = -EPROTO;
 		struct parley_vmctl_dev *d3 = &ch.rep.dev[3];
 		switch (c) {
 		case SEC_BIG: d3->section = PARLEY_VMCTL_DEVS_MAX; break;
-		case SEC_HEADER: d3->section = 0; break;
+		case SEC_HEADER:        /* refused before it is looked for */
+			d3->section = 0;
+			break;
 		case SEC_TWICE: d3->section = 1; break;
 		case SIZE_SMALL: ch.rep.dev[1].size = 512; break;
 		case SIZE_HUGE: ch.rep.dev[1].size = 4 * PARLEY_RING_MAX; break;
@@ -319,6 +321,12 @@ Test(guest_linux, hostile_devices_refused, .init = sys_up, .fini = sys_down)
 		case FROM_TWICE: h->q[1].from = 0; break;
 		case RING_SHORT: break;               /* below */
 		case NO_DEV: want = -ENODEV; break;   /* below */
+		case TX_READONLY: ch.rep.dev[0].writable = 0; break;
+		case RX_WRITABLE: ch.rep.dev[1].writable = 1; break;
+		case SAME_PCI:
+			memcpy(ch.rep.dev[2].pci, ch.rep.dev[1].pci,
+			       sizeof(ch.rep.dev[2].pci));
+			break;
 		default: break;
 		}
 		if (c != NDEV_BIG)
@@ -329,7 +337,7 @@ Test(guest_linux, hostile_devices_refused, .init = sys_up, .fini = sys_down)
 			ch.rep.dev[2].size = RING;
 			device(ch.rep.dev[2].pci, RING, NULL, 0);
 		}
-		if (c == NO_DEV)        /* never plugged */
+		if (c == NO_DEV || c == SEC_HEADER) /* never plugged */
 			snprintf(d3->pci, sizeof(d3->pci), "0000:00:1f.0");
 		cr_assert_eq(pl_chan_map(&ch, sysfs, 50), want, "case %d", c);
 		for (unsigned i = 0; i < PARLEY_VMCTL_DEVS_MAX; i++)

@@ -1131,11 +1131,12 @@ Test(vm_chan, kill9_agent_mid_stream_guest_reopens, .timeout = 400,
 }
 
 /* An agent, streaming to the VM, killed; the next one adopts the VM and
- * the guest re-opens; that one killed too while the first one's devices
- * may still be going out (it unplugs them at the guest's HELLO); a third
- * adopts the devices of both earlier agents (other marks than its own),
- * the guest re-opens a second time and the stream ends checked, nothing
- * of either earlier agent left in the VM or held on the host. */
+ * the guest re-opens (that agent unplugs the first one's devices at the
+ * guest's HELLO); that one killed too, mid-stream; a third adopts the VM
+ * again — the second agent's devices, and whatever of the first's the
+ * second had not finished deleting (vmstale.c's sweep: unit tests in
+ * vm_stale) — the guest re-opens a second time and the stream ends
+ * checked, nothing of an earlier agent left in the VM or held here. */
 static pid_t streaming_agent(struct t_vm *t)
 {
 	pid_t pid = fork();

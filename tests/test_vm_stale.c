@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "agent/vm/vmmgr_int.h"
+#include "tests/helpers/testutil.h"
 
 static struct vmmgr m;
 static struct vm_part v;
@@ -40,6 +41,25 @@ static void qemu_answers(const char *json)
 	cr_assert_eq(write(pair[1], "\r\n", 2), 2);
 }
 
+/* After query-pci the sweep asks for objects and chardevs, and, with no
+ * stale device, for fdsets: nothing in them here. */
+static void nothing_else(bool fdsets)
+{
+	qemu_answers("{\"return\": []}");
+	qemu_answers("{\"return\": []}");
+	if (fdsets)
+		qemu_answers("{\"return\": []}");
+}
+
+/* What the agent asked QEMU, in order (the commands it wrote). */
+static char *asked(void)
+{
+	static char buf[16384];
+	ssize_t n = recv(pair[1], buf, sizeof(buf) - 1, MSG_DONTWAIT);
+	buf[n > 0 ? n : 0] = 0;
+	return buf;
+}
+
 Test(vm_stale, ids_other_than_an_earlier_agents_sections_refused,
      .init = up, .fini = down)
 {
@@ -49,7 +69,8 @@ Test(vm_stale, ids_other_than_an_earlier_agents_sections_refused,
 		"pld7h1s0 ", " pld7h1s0", "plm7h1s0", "plc7h1s0", "pld-7h1s0",
 		"pld0h1s0", "pld4242h1s0" /* this agent's own */,
 		"pld7h1s99", "pld7h4294967295s0", "pld7h-1s0", "pld7hxs0",
-		"PLD7H1S0", "pld7h1s0\n",
+		"PLD7H1S0", "pld7h1s0\n", "pld 7h1s0", "pld07h1s0",
+		"pld7h+1s0", "pld7h01s0", "pld+7h1s0", "pld7h1s00",
 	};
 	cr_assert_not(vmstale_id(&v, NULL, &st));
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -76,6 +97,7 @@ Test(vm_stale, found_on_the_agents_slots_only, .init = up, .fini = down)
 		     "{\"slot\": 20}]},"
 		     "{\"bus\": 1, \"devices\": ["
 		     "{\"slot\": 21, \"qdev_id\": \"pld7h903s0\"}]}]}");
+	nothing_else(false);
 	vmstale_find(&v);
 	cr_assert_eq(v.nstale, 2);
 	cr_assert_eq(v.stale[0].slot, 16);
@@ -111,6 +133,7 @@ Test(vm_stale, hostile_shapes_take_nothing, .init = up, .fini = down)
 	};
 	for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
 		qemu_answers(answers[i]);
+		nothing_else(true);
 		vmstale_find(&v);
 		cr_assert_eq(v.nstale, 0, "answer %zu: %u taken", i, v.nstale);
 		cr_assert_eq(v.slots_used, 0);
@@ -131,7 +154,92 @@ Test(vm_stale, no_more_than_the_record_holds, .init = up, .fini = down)
 			      i ? "," : "", 16 + i % 16, 100 + i);
 	snprintf(json + n, sizeof(json) - (size_t)n, "]}]}");
 	qemu_answers(json);
+	nothing_else(false);
 	vmstale_find(&v);
 	cr_assert_eq(v.nstale, 16);
 	cr_assert_eq(v.slots_used, 0xffffu);
+}
+
+/* Backends and chardevs an earlier agent left without their device (it
+ * died between the guest's eject and its own delete): deleted at once,
+ * whichever earlier agent's mark they carry; those whose device is still
+ * there wait for it (vmstale_gone), this agent's own and QEMU's own are
+ * left alone. */
+Test(vm_stale, orphaned_backends_of_earlier_agents_deleted, .init = up,
+     .fini = down)
+{
+	qemu_answers("{\"return\": [{\"bus\": 0, \"devices\": ["
+		     "{\"slot\": 16, \"qdev_id\": \"pld7h900s1\"}]}]}");
+	qemu_answers("{\"return\": [{\"name\": \"type\", \"type\": \"string\"},"
+		     "{\"name\": \"plm7h900s1\"}, {\"name\": \"plm7h901s2\"},"
+		     "{\"name\": \"plm8h5s3\"}, {\"name\": \"plm4242h1s2\"},"
+		     "{\"name\": \"plm7h901s2x\"}, {\"name\": \"plm07h9s2\"},"
+		     "{\"name\": 7}, {\"name\": \"plc7h3s1\"}, {}]}");
+	qemu_answers("{\"return\": {}}");   /* object-del plm7h901s2 */
+	qemu_answers("{\"return\": {}}");   /* object-del plm8h5s3 */
+	qemu_answers("{\"return\": [{\"label\": \"charmonitor\"},"
+		     "{\"label\": \"plc7h900s1\"}, {\"label\": \"plc9h2s4\"},"
+		     "{\"label\": \"plm7h2s4\"}]}");
+	qemu_answers("{\"return\": {}}");   /* chardev-remove plc9h2s4 */
+	vmstale_find(&v);
+	cr_assert_eq(v.nstale, 1);
+	cr_assert_eq(v.fault, 0);
+	const char *a = asked();
+	const char *want[] = {
+		"\"query-pci\"", "\"qom-list\"",
+		"{\"execute\":\"object-del\",\"arguments\":{\"id\":\"plm7h901s2\"}}",
+		"{\"execute\":\"object-del\",\"arguments\":{\"id\":\"plm8h5s3\"}}",
+		"\"query-chardev\"",
+		"{\"execute\":\"chardev-remove\",\"arguments\":{\"id\":\"plc9h2s4\"}}",
+	};
+	const char *at = a;
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const char *p = strstr(at, want[i]);
+		cr_assert(p, "no %s (in order) in:\n%s", want[i], a);
+		at = p + 1;
+	}
+	cr_assert_null(strstr(a, "plm7h900s1\"}}"), "%s", a); /* its device is there */
+	cr_assert_null(strstr(a, "plm4242"), "%s", a);        /* our own */
+	cr_assert_null(strstr(a, "plc7h900s1\"}}"), "%s", a);
+	cr_assert_null(strstr(a, "query-fdsets"), "%s", a);   /* a device left */
+	cr_assert_eq(t_count(a, "\"execute\""), 6, "%s", a);
+}
+
+/* With no earlier device left, the earlier agents' fdsets go too (their
+ * descriptors for read-only backends); this agent's stay. */
+Test(vm_stale, no_device_left_fdsets_removed, .init = up, .fini = down)
+{
+	qemu_answers("{\"return\": [{\"bus\": 0, \"devices\": []}]}");
+	qemu_answers("{\"return\": [{\"name\": \"plm7h1s2\"}]}");
+	qemu_answers("{\"return\": {}}");   /* object-del plm7h1s2 */
+	qemu_answers("{\"return\": []}");   /* query-chardev */
+	qemu_answers("{\"return\": [{\"fdset-id\": 3, \"fds\": [{\"fd\": 30, "
+		     "\"opaque\": \"plf7h1s2\"}]}, {\"fdset-id\": 4, \"fds\": "
+		     "[{\"fd\": 31, \"opaque\": \"plf4242h1s2\"}]}]}");
+	qemu_answers("{\"return\": {}}");   /* remove-fd 3 */
+	vmstale_find(&v);
+	const char *a = asked();
+	cr_assert(strstr(a, "{\"execute\":\"remove-fd\",\"arguments\":"
+			    "{\"fdset-id\":3}}"), "%s", a);
+	cr_assert_null(strstr(a, "\"fdset-id\":4"), "%s", a);
+	cr_assert_eq(v.fault, 0);
+}
+
+/* A QEMU listing a thousand such objects gets a bounded sweep. */
+Test(vm_stale, the_sweep_is_bounded, .init = up, .fini = down, .timeout = 60)
+{
+	static char json[200000];
+	qemu_answers("{\"return\": []}");
+	int n = snprintf(json, sizeof(json), "{\"return\": [");
+	for (int i = 0; i < 1000; i++)
+		n += snprintf(json + n, sizeof(json) - (size_t)n,
+			      "%s{\"name\": \"plm7h%ds1\"}", i ? "," : "", i + 1);
+	snprintf(json + n, sizeof(json) - (size_t)n, "]}");
+	qemu_answers(json);
+	for (int i = 0; i < 64; i++)
+		qemu_answers("{\"return\": {}}");
+	nothing_else(true);
+	vmstale_find(&v);
+	cr_assert_eq(v.fault, 0);
+	cr_assert_eq(t_count(asked(), "object-del"), 64);
 }

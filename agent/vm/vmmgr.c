@@ -809,6 +809,22 @@ int vmmgr_reconcile(struct vmmgr *m, unsigned *adopted, unsigned *destroyed,
 
 static bool reclaim(struct vmmgr *m, struct vm_part *v, struct vm_chan *c);
 
+/* An episode of LIMIT answers audited with its count (ENDED): at an
+ * OPEN let through a second or more after it began, once a second has
+ * passed without one (housekeep), and when the VM stops (force). */
+static void open_limit_flush(struct vmmgr *m, struct vm_part *v, bool force)
+{
+	uint64_t now = vm_now_ns();
+	if (!v->limiting || (!force && now - v->limit_last_ns < 1000000000ull))
+		return;
+	char d[96];
+	snprintf(d, sizeof(d), "%llu OPEN(s) answered LIMIT, undecided",
+		 (unsigned long long)v->opens_limited);
+	vm_emit(m, "vm_open_limited", v->spec.name, NULL, "ENDED", NULL, d);
+	v->limiting = false;
+	v->opens_limited = 0;
+}
+
 /* The OPEN bucket (VMMGR_OPEN_BURST, VMMGR_OPENS_PER_S): true if this
  * OPEN may go on. Refusals audited as vmmgr.h says. */
 static bool open_allowed(struct vmmgr *m, struct vm_part *v)
@@ -825,6 +841,7 @@ static bool open_allowed(struct vmmgr *m, struct vm_part *v)
 	v->open_credit_at_ns = now;
 	if (v->open_credit_ns < cost) {
 		v->opens_limited++;
+		v->limit_last_ns = now;
 		if (!v->limiting) {
 			vm_emit(m, "vm_open_limited", v->spec.name, NULL, "LIMIT",
 				NULL, "OPENs faster than the agent takes them: "
@@ -835,15 +852,8 @@ static bool open_allowed(struct vmmgr *m, struct vm_part *v)
 		return false;
 	}
 	v->open_credit_ns -= cost;
-	if (v->limiting && now - v->limit_audit_ns >= 1000000000ull) {
-		char d[96];
-		snprintf(d, sizeof(d), "%llu OPEN(s) answered LIMIT, undecided",
-			 (unsigned long long)v->opens_limited);
-		vm_emit(m, "vm_open_limited", v->spec.name, NULL, "ENDED", NULL,
-			d);
-		v->limiting = false;
-		v->opens_limited = 0;
-	}
+	if (v->limiting && now - v->limit_audit_ns >= 1000000000ull)
+		open_limit_flush(m, v, true);
 	return true;
 }
 
@@ -1038,6 +1048,7 @@ static bool reclaim(struct vmmgr *m, struct vm_part *v, struct vm_chan *c)
 static bool housekeep(struct vmmgr *m, struct vm_part *v)
 {
 	bool did = v->nstale && vmstale_gone(m, v);
+	open_limit_flush(m, v, false);
 	/* A backend delete per section is a monitor round trip, refused
 	 * while the guest keeps its device: a round for every unplugging
 	 * channel at most every 50 ms, not on every serve (a guest that
@@ -1113,6 +1124,7 @@ int vmmgr_reap(struct vmmgr *m, unsigned i)
 static void vm_stopped_as(struct vmmgr *m, struct vm_part *v, uint32_t reason,
 			  const char *detail)
 {
+	open_limit_flush(m, v, true);
 	bool late = v->late && reason == VMX_STOP_EXIT;
 	if (reason == VMX_STOP_EXIT && v->fault && !late) {
 		reason = v->fault;

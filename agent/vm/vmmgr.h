@@ -10,7 +10,8 @@
  *   a VM's is its key configuration files re-measured on the host against
  *   the SHA-256 taken when the agent took the VM on; a changed one is
  *   INTEGRITY naming it, and the VM quarantined — peer up), then every
- *   section hot-plugged into the VM through the QEMU monitor, its memfd
+ *   ring section (not the header: its copy is in the reply) hot-plugged
+ *   into the VM through the QEMU monitor, its memfd
  *   passed to QEMU as a descriptor (SCM_RIGHTS), never by a path QEMU
  *   opens in the agent's /proc: a section the VM writes as an
  *   ivshmem-doorbell device whose "server" is a socketpair the agent
@@ -112,8 +113,9 @@ struct vmmgr;
  * at VMMGR_OPENS_PER_S; an OPEN that finds it empty is answered LIMIT
  * before anything is decided or audited: `vm_open_limited` LIMIT when
  * that starts, and the count (ENDED) at the next OPEN let through a
- * second or more later — a flood costs the audit at most the decided
- * OPENs and two records a second. */
+ * second or more later, after a second without LIMIT answers, or when
+ * the VM stops — a flood costs the audit at most the decided OPENs and
+ * two records a second. */
 #define VMMGR_OPEN_BURST 16
 #define VMMGR_OPENS_PER_S 8
 
@@ -156,6 +158,7 @@ struct vm_part {
 	uint64_t opens_limited;     /* refused LIMIT since the last audit of
 				     * them */
 	uint64_t limit_audit_ns;    /* that audit: at most one a second */
+	uint64_t limit_last_ns;     /* the last LIMIT answer */
 	bool limiting;              /* an episode's start audited, its
 				     * count not yet */
 	struct vmctl_dec dec;

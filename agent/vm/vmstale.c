@@ -21,15 +21,101 @@ bool vmstale_id(const struct vm_part *v, const char *id, struct vm_stale *st)
 	    id[used] || pid <= 0 || pid == v->m->nonce ||
 	    sec >= PARLEY_VMCTL_DEVS_MAX || h > 0x7fffffffu)
 		return false;
+	/* Only the one form vmplug_qid prints (sscanf skips blanks and
+	 * takes signs and leading zeros): the ids rebuilt from these
+	 * numbers (stale_qid) must name the same objects. */
+	char back[48];
+	snprintf(back, sizeof(back), "pld%dh%us%u", pid, h, sec);
+	if (strcmp(back, id))
+		return false;
 	st->pid = pid;
 	st->handle = h;
 	st->sec = sec;
 	return true;
 }
 
+static void stale_fdsets_go(struct vm_part *v);
+
+static bool has_device(const struct vm_part *v, const struct vm_stale *st)
+{
+	for (unsigned k = 0; k < v->nstale; k++)
+		if (v->stale[k].pid == st->pid &&
+		    v->stale[k].handle == st->handle && v->stale[k].sec == st->sec)
+			return true;
+	return false;
+}
+
+/* An earlier agent's backend ('m', object-del) or chardev ('c',
+ * chardev-remove) whose device is gone: that agent died between the
+ * guest's eject and its own delete, and nothing uses it now — left, QEMU
+ * would keep that channel's memory for the VM's life. One monitor command;
+ * false once the sweep's budget is spent. */
+static bool orphan_go(struct vm_part *v, const char *id, char kind,
+		      const char *command, unsigned *budget)
+{
+	struct vm_stale st;
+	char d[48], cmd[160];
+	if (!id || id[0] != 'p' || id[1] != 'l' || id[2] != kind ||
+	    strlen(id) >= sizeof(d))
+		return true;
+	snprintf(d, sizeof(d), "pld%s", id + 3);
+	/* the one canonical form (vmstale_id): the id is digits and
+	 * letters only, safe in the command's JSON */
+	if (!vmstale_id(v, d, &st) || has_device(v, &st))
+		return true;
+	if (!*budget)
+		return false;
+	--*budget;
+	struct parley_err err = { 0 };
+	snprintf(cmd, sizeof(cmd), "{\"execute\":\"%s\",\"arguments\":"
+		 "{\"id\":\"%s\"}}", command, id);
+	if (vm_mon_one(v, cmd, &err))
+		log_warn("%s", err.msg);
+	return true;
+}
+
+/* QEMU's list (a qom-list of /objects, or query-chardev), each entry's
+ * `key` an id to try: hostile, parsed by jansson, strings only. */
+static void orphans_in(struct vm_part *v, const char *query, const char *key,
+		       char kind, const char *command, unsigned *budget)
+{
+	char *reply = NULL;
+	struct parley_err err = { 0 };
+	if (vm_mon_long(v, query, &reply, &err)) {
+		log_warn("%s", err.msg);
+		return;
+	}
+	json_t *j = json_loadb(reply, strnlen(reply, QMP_LONG_MAX), 0, NULL);
+	free(reply);
+	json_t *e;
+	size_t i;
+	json_array_foreach(json_object_get(j, "return"), i, e)
+		if (!orphan_go(v, json_string_value(json_object_get(e, key)),
+			       kind, command, budget))
+			break;
+	json_decref(j);
+}
+
+/* After query-pci: the earlier agents' backends and chardevs without a
+ * device go now (at most VMSTALE_ORPHANS_MAX monitor commands: a QEMU
+ * listing thousands cannot hold the agent's loop), and, with no stale
+ * device left to wait for, the descriptors they were given. */
+#define VMSTALE_ORPHANS_MAX 64
+static void orphans_go(struct vm_part *v)
+{
+	unsigned budget = VMSTALE_ORPHANS_MAX;
+	orphans_in(v, "{\"execute\":\"qom-list\",\"arguments\":{\"path\":"
+		   "\"/objects\"}}", "name", 'm', "object-del", &budget);
+	orphans_in(v, "{\"execute\":\"query-chardev\"}", "label", 'c',
+		   "chardev-remove", &budget);
+	if (!v->nstale && v->mon >= 0)
+		stale_fdsets_go(v);
+}
+
 /* QEMU's query-pci (QEMU is not trusted: parsed by jansson, each field
  * checked): the section devices of an earlier agent on the slots we use;
- * their channels died with it. */
+ * their channels died with it. Then what such agents left without a
+ * device (orphans_go). */
 void vmstale_find(struct vm_part *v)
 {
 	char *reply = NULL;
@@ -69,6 +155,7 @@ void vmstale_find(struct vm_part *v)
 	 * handle gets BAD_HANDLE, never another channel. */
 	if (maxh >= v->next_handle)
 		v->next_handle = maxh;
+	orphans_go(v);
 }
 
 static void stale_qid(char *out, size_t cap, char kind,
@@ -168,10 +255,14 @@ bool vmstale_gone(struct vmmgr *m, struct vm_part *v)
 			now - v->adopted_ns > VMMGR_STALE_MS * 1000000ull;
 	if (late_eject || no_hello) {
 		char d[160];
+		/* (a guest whose port broke — e.g. a guest tool of another
+		 * protocol version, vm_ctl_violation — never says HELLO) */
 		snprintf(d, sizeof(d), "kept %u channel device(s) of the "
 			 "previous agent %s", v->nstale, late_eject
 			 ? "past the unplug deadline after its HELLO"
-			 : "without a HELLO since its adoption");
+			 : v->ctl < 0 ? "and its control port broke (see "
+				        "vm_ctl_violation)"
+				      : "without a HELLO since its adoption");
 		vm_fault(v, VMX_STOP_REVOKED_ACCESS, d);
 		return false;
 	}

@@ -361,11 +361,22 @@ int pl_chan_map(struct pl_chan *ch, const char *sysfs, int timeout_ms)
 		return -EPROTO;
 	int rc = 0;
 	for (unsigned i = 0; i < r->ndev && !rc; i++) {
-		if (!r->dev[i].section ||
-		    r->dev[i].section >= PARLEY_VMCTL_DEVS_MAX ||
-		    ch->map[r->dev[i].section])
-			rc = -EPROTO; /* the header, no such section, or one twice */
-		else
+		const struct parley_vmctl_dev *d = &r->dev[i];
+		/* The header, a section of no queue, or one twice; a section
+		 * mapped as its role says (a producer writes its own, a
+		 * consumer its own: mapped read-only, the first send or
+		 * wait would fault instead of failing here); one device
+		 * each. */
+		unsigned q = (d->section - 1) / 2;
+		int prod = d->section % 2 == 1;
+		if (!d->section || d->section >= PARLEY_VMCTL_DEVS_MAX ||
+		    q >= h->nqueues || ch->map[d->section] ||
+		    !d->writable != !(prod == (h->q[q].from == r->side)))
+			rc = -EPROTO;
+		for (unsigned k = 0; k < i && !rc; k++)
+			if (!strncmp(r->dev[k].pci, d->pci, sizeof(d->pci)))
+				rc = -EPROTO;
+		if (!rc)
 			rc = map_dev(ch, i, sysfs, timeout_ms);
 	}
 	if (rc)

@@ -71,7 +71,9 @@ int pl_ctl_call(struct pl_ctl *c, uint16_t type, const void *pl, uint32_t len,
 #define PL_STATUS(s) (-(s))
 
 /* OPEN name. The agent's status as PL_STATUS (rep->detail says more), or
- * -errno. On 0, ch->rep holds the devices; map them with pl_chan_map. */
+ * -errno. On 0, ch->rep holds the devices; map them with pl_chan_map.
+ * PL_STATUS(PARLEY_E_LIMIT): the agent takes a VM's OPENs at a bounded
+ * rate (or the VM has all the channels its PCI slots hold) — try later. */
 int pl_chan_open(struct pl_ctl *c, const char *name, struct pl_chan *ch);
 
 /* Map the devices of ch->rep (waiting up to timeout_ms for hot-plug to

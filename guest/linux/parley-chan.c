@@ -285,9 +285,15 @@ static int reopen_chan(const char *name, struct pl_chan *ch)
 			continue; /* no agent yet */
 		long agent_ms = ms_since(&t0);
 		int rc = pl_chan_open(&ctl, name, ch);
-		if (rc == PL_STATUS(PARLEY_E_PEER_DOWN)) {
+		if (rc == PL_STATUS(PARLEY_E_PEER_DOWN) ||
+		    rc == PL_STATUS(PARLEY_E_LIMIT)) {
+			/* its peer is not up yet; or the agent's OPEN bucket
+			 * is empty (a long wait for the peer drains it): later */
 			pl_ctl_close(&ctl);
-			continue; /* its peer is not up yet */
+			if (rc == PL_STATUS(PARLEY_E_LIMIT))
+				nanosleep(&(struct timespec){ 0, 400000000 },
+					  NULL);
+			continue;
 		}
 		long open_ms = ms_since(&t0);
 		if (rc == 0 && !(rc = pl_chan_map(ch, sysfs, 5000)))
