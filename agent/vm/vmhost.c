@@ -414,6 +414,71 @@ static const char conf_common[] =
 	"clear_emulator_capabilities = 1\n"
 	"seccomp_sandbox = 1\n";
 
+/* The URIs the agent takes besides its embedded default: a system
+ * libvirtd on this host (qemu:///system, or qemu+unix:///system with its
+ * socket named). Not another host's (the agent hands QEMU paths and
+ * descriptors of its own host), not a session daemon (it runs QEMU as its
+ * own user: no uid per VM), not an embedded root of the operator's (the
+ * agent's own is STATE/libvirt: leave the option out). */
+int vmhost_uri_check(const char *uri, struct parley_err *err)
+{
+	const char *rest = NULL;
+	if (!strncmp(uri, "qemu:///system", 14))
+		rest = uri + 14;
+	else if (!strncmp(uri, "qemu+unix:///system", 19))
+		rest = uri + 19;
+	if (!rest || (*rest && *rest != '?'))
+		return perr(err, -EINVAL, "libvirt URI \"%.200s\": the agent "
+			    "takes qemu:///system or qemu+unix:///system"
+			    "[?socket=PATH] (a system libvirtd on this host; "
+			    "no other host, no session daemon; without the "
+			    "option, its embedded driver)", uri);
+	for (const char *c = uri; *c; c++)
+		if (*c <= 0x20 || *c >= 0x7f)
+			return perr(err, -EINVAL, "libvirt URI: a blank or "
+				    "control character in it");
+	if (strlen(uri) >= sizeof(((struct vmhost *)0)->uri))
+		return perr(err, -ENAMETOOLONG, "libvirt URI too long");
+	return 0;
+}
+
+/* Root (any URI): each VM's QEMU runs as a uid of its own with
+ * VMHOST_QEMU_USER's group; the uid range checked again (the host may
+ * have users in it now), the directories QEMU passes through on the way
+ * to its files made passable for that group, the uid records' directory
+ * made. *quid: that user's uid (the embedded driver's default user). */
+static int root_prepare(struct vmhost *vh, const char *state_dir,
+			const char *root, uid_t *quid, struct parley_err *err)
+{
+	struct passwd *pw = getpwnam(VMHOST_QEMU_USER);
+	if (!pw || pw->pw_uid == 0 || pw->pw_gid == 0)
+		return perr(err, -ENOENT, "no user " VMHOST_QEMU_USER " (not "
+			    "root) whose group QEMU runs with: ./dev deps or "
+			    "the parley-agent package creates it");
+	*quid = pw->pw_uid;
+	vh->qemu_gid = pw->pw_gid;
+	pthread_mutex_lock(&uid_mu);
+	vh->uid_first = uid_first;
+	vh->uid_last = uid_last;
+	int rc = range_check(vh->uid_first, vh->uid_last, err);
+	pthread_mutex_unlock(&uid_mu);
+	if (rc)
+		return rc;
+	/* QEMU reaches its boot copies in STATE/vm/NAME.boot (and, embedded,
+	 * libvirt's per-domain files under ROOT): search (not read)
+	 * permission on the way, for its group. */
+	if ((rc = parents_passable(state_dir, vh->qemu_gid, err)))
+		return rc;
+	char uids[PATH_MAX + 16];
+	snprintf(uids, sizeof(uids), "%s/uids", vh->dir);
+	if ((rc = share_dir(state_dir, vh->qemu_gid, false)) ||
+	    (rc = share_dir(vh->dir, vh->qemu_gid, true)) ||
+	    (root && (rc = share_dir(root, vh->qemu_gid, true))) ||
+	    (rc = mkdir_one(uids)))
+		return perr(err, rc, "%s: %s", state_dir, strerror(-rc));
+	return 0;
+}
+
 int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 		struct parley_err *err)
 {
@@ -421,6 +486,16 @@ int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	memset(vh, 0, sizeof(*vh));
 	vh->qemu_gid = (gid_t)-1;
+	int rc = uri ? vmhost_uri_check(uri, err) : 0;
+	if (rc)
+		return rc;
+	/* Each VM's QEMU as a uid of its own needs a root agent; a system
+	 * libvirtd without that would run them all as its qemu.conf user,
+	 * which the agent's files are not given to. */
+	if (uri && geteuid() != 0)
+		return perr(err, -EPERM, "libvirt URI %s: a system libvirtd "
+			    "needs the agent to run as root (each VM's QEMU "
+			    "as a uid of its own)", uri);
 	/* The embedded driver logs to stderr at its default level (every
 	 * domain "tainted: custom-monitor", every lookup of a VM that does
 	 * not run): none of it, unless the operator set
@@ -438,56 +513,30 @@ int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 	    snprintf(root, sizeof(root), "%s/libvirt", state_dir) >=
 		    (int)sizeof(root))
 		return perr(err, -ENAMETOOLONG, "state directory too long");
-	int rc = mkdir_one(vh->dir);
+	rc = mkdir_one(vh->dir);
 	if (rc)
 		return perr(err, rc, "%s: %s", vh->dir, strerror(-rc));
+	uid_t quid = 0;
+	if (!uri) {
+		snprintf(etc, sizeof(etc), "%s/etc", root);
+		if ((rc = mkdir_one(root)) || (rc = mkdir_one(etc)))
+			return perr(err, rc, "%s: %s", etc, strerror(-rc));
+	}
+	if (geteuid() == 0 &&
+	    (rc = root_prepare(vh, state_dir, uri ? NULL : root, &quid, err)))
+		return rc;
 	if (uri) {
 		snprintf(vh->uri, sizeof(vh->uri), "%s", uri);
 	} else {
 		/* The embedded driver reads ROOT/etc/qemu.conf. */
 		char text[1024];
-		snprintf(etc, sizeof(etc), "%s/etc", root);
 		snprintf(conf, sizeof(conf), "%s/qemu.conf", etc);
-		if ((rc = mkdir_one(root)) || (rc = mkdir_one(etc)))
-			return perr(err, rc, "%s: %s", etc, strerror(-rc));
-		if (geteuid() == 0) {
-			struct passwd *pw = getpwnam(VMHOST_QEMU_USER);
-			if (!pw || pw->pw_uid == 0 || pw->pw_gid == 0)
-				return perr(err, -ENOENT, "no user "
-					    VMHOST_QEMU_USER " (not root) whose "
-					    "group QEMU runs with: ./dev deps or "
-					    "the parley-agent package creates it");
-			uid_t quid = pw->pw_uid;
-			vh->qemu_gid = pw->pw_gid;
-			/* the range again: the host may have users in it now */
-			pthread_mutex_lock(&uid_mu);
-			vh->uid_first = uid_first;
-			vh->uid_last = uid_last;
-			rc = range_check(vh->uid_first, vh->uid_last, err);
-			pthread_mutex_unlock(&uid_mu);
-			if (rc)
-				return rc;
-			/* QEMU reaches its boot copies in STATE/vm/NAME.boot
-			 * and libvirt's per-domain files under ROOT: search
-			 * (not read) permission on the way, for its group. */
-			if ((rc = parents_passable(state_dir, vh->qemu_gid,
-						   err)))
-				return rc;
-			/* the uids given, root's only */
-			char uids[PATH_MAX + 16];
-			snprintf(uids, sizeof(uids), "%s/uids", vh->dir);
-			if ((rc = share_dir(state_dir, vh->qemu_gid, false)) ||
-			    (rc = share_dir(vh->dir, vh->qemu_gid, true)) ||
-			    (rc = share_dir(root, vh->qemu_gid, true)) ||
-			    (rc = mkdir_one(uids)))
-				return perr(err, rc, "%s: %s", state_dir,
-					    strerror(-rc));
+		if (geteuid() == 0)
 			snprintf(text, sizeof(text), "%suser = \"+%u\"\n"
 				 "group = \"+0\"\n", conf_common,
 				 (unsigned)quid);
-		} else {
+		else
 			snprintf(text, sizeof(text), "%s", conf_common);
-		}
 		if ((rc = write_file(conf, text)))
 			return perr(err, rc, "%s: %s", conf, strerror(-rc));
 		snprintf(vh->uri, sizeof(vh->uri), "qemu:///embed?root=%s", root);
@@ -495,6 +544,10 @@ int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 	vh->conn = virConnectOpen(vh->uri);
 	if (!vh->conn)
 		return lv_err(err, "cannot connect to", vh->uri);
+	if (uri && (rc = vmhost_system_check(vh, err))) {
+		vmhost_close(vh);
+		return rc;
+	}
 	return 0;
 }
 
@@ -589,11 +642,17 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, uid_t uid,
 	 * says) sets them when it starts QEMU, and gives the directories it
 	 * makes for the domain to them; relabel='no': it chowns nothing else
 	 * (the agent's files stay as they are). */
-	char seclabel[160] = "";
+	char seclabel[320] = "";
 	if (uid != (uid_t)-1)
 		snprintf(seclabel, sizeof(seclabel), "<seclabel type='static' "
 			 "model='dac' relabel='no'><label>+%u:+%u</label>"
-			 "</seclabel>", (unsigned)uid, (unsigned)vh->qemu_gid);
+			 "</seclabel>%s%s", (unsigned)uid, (unsigned)vh->qemu_gid,
+			 /* a system libvirtd's confining drivers: none for
+			  * our domains (vmhost.h: unconfine) */
+			 vh->unconfine & VMHOST_SEC_SELINUX ?
+			 "<seclabel type='none' model='selinux'/>" : "",
+			 vh->unconfine & VMHOST_SEC_APPARMOR ?
+			 "<seclabel type='none' model='apparmor'/>" : "");
 	/* auto: KVM where QEMU itself may open /dev/kvm — as its own uid it
 	 * is in no group that /dev/kvm's mode names (root:kvm 0660 on
 	 * Debian) unless the host gave QEMU's group access (an ACL). */

@@ -79,7 +79,26 @@ struct vmhost {
 	 * nothing writable; the per-VM directories keep other VMs' QEMUs out. */
 	gid_t qemu_gid;
 	uint32_t uid_first, uid_last;   /* the per-VM uids (qemu_gid != -1) */
+	/* A system libvirtd (uri given): the security drivers it stacks
+	 * besides DAC that confine QEMU to the files its domain XML names
+	 * (VMHOST_SEC_*): each domain of ours says type='none' for them
+	 * (the agent's own monitor socket and boot copies are not in the
+	 * XML's devices; QEMU keeps its own uid, no capabilities, seccomp). */
+	unsigned unconfine;
 };
+
+enum { VMHOST_SEC_SELINUX = 1, VMHOST_SEC_APPARMOR = 2 };
+
+/* A URI the agent takes (--libvirt-uri): qemu:///system or
+ * qemu+unix:///system[?...] — a system libvirtd on this host. -EINVAL
+ * naming what it takes otherwise. */
+int vmhost_uri_check(const char *uri, struct parley_err *err);
+
+/* A connected system libvirtd (vmhost_open with a uri): what it does
+ * differently from the embedded driver, learnt from it and refused at
+ * once (naming the qemu.conf setting) when the agent's VMs cannot work
+ * under it. */
+int vmhost_system_check(struct vmhost *vh, struct parley_err *err);
 
 /* The uids each VM's QEMU may take (the agent is root): "FIRST-LAST" as
  * numbers, 0 < FIRST <= LAST < 2^32-1. Refused (-EINVAL, -EEXIST, the

@@ -10,7 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int vmrun_start(struct vmrun *r, const char *state_dir, struct chanmgr *cm,
+int vmrun_start(struct vmrun *r, const char *state_dir, const char *uri,
+		struct chanmgr *cm,
 		struct audit *audit, struct baseline_db *db,
 		const struct vm_spec *specs, unsigned n, FILE *out,
 		struct parley_err *err)
@@ -20,7 +21,7 @@ int vmrun_start(struct vmrun *r, const char *state_dir, struct chanmgr *cm,
 	if (n > VMMGR_MAX)
 		return perr(err, -E2BIG, "%u VMs given, at most %d", n,
 			    VMMGR_MAX);
-	int rc = vmmgr_init(&r->m, state_dir, NULL, cm, audit, err);
+	int rc = vmmgr_init(&r->m, state_dir, uri, cm, audit, err);
 	if (rc)
 		return rc;
 	vmmgr_set_baselines(&r->m, db);

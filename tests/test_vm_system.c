@@ -1,0 +1,348 @@
+/*
+ * The agent's VMs through a SYSTEM libvirtd (--libvirt-uri qemu:///system;
+ * issue 11): a private libvirtd and virtlogd the test starts as root
+ * (tests/helpers/sysvirt.h: their own mount namespace, so nothing of the
+ * host's /etc/libvirt, /run/libvirt or /var changes), with libvirt's
+ * stock settings (no qemu.conf: its built-in defaults — stdio through
+ * virtlogd, dynamic ownership, a mount namespace with a private /dev for
+ * QEMU, cgroups through cgroupfs). The agent's vmmgr connects with
+ * qemu+unix:///system?socket=DIR/libvirt-sock. A daemon that cannot start
+ * is a failure, never a skip: ./dev deps installs libvirt-daemon.
+ *
+ * The QEMU uids of this suite: 6200000-6200999 (vmhost_set_uid_range),
+ * clear of vm_chan's default range, so its VMs never meet another test's.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <glob.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <libvirt/libvirt.h>
+
+#include "agent/ctl/stop.h"
+#include "agent/ipc/chanmgr.h"
+#include "agent/vm/vmmgr.h"
+#include "tests/helpers/fleet.h"
+#include "tests/helpers/sysvirt.h"
+#include "tests/helpers/testutil.h"
+
+#define VM_DIR PARLEY_BUILD_DIR "/vm"
+#define UID_FIRST 6200000u
+#define UID_LAST 6200999u
+
+#define POLICY                                                             \
+	"{\"grants\":[{\"channel\":\"pingpong\",\"endpoint_a\":\"ping\","  \
+	"\"endpoint_b\":\"guest\",\"direction\":\"both\",\"ring_bytes\":"  \
+	"\"64K\",\"require_integrity\":true}]}"
+
+/* The daemons and the test's state, for the clean-up that runs even when
+ * an assertion ended the test: no VM and no daemon outlives its test. */
+static struct t_sysvirt sv;
+static char *cur_dir;
+
+static void sys_fini(void)
+{
+	struct vmhost vh;
+	struct parley_err err = { 0 };
+	if (cur_dir && sv.libvirtd && vmhost_open(&vh, cur_dir, sv.uri, &err) == 0) {
+		vmhost_destroy(&vh, "guest", &err);
+		vmhost_close(&vh);
+	}
+	t_sysvirt_stop(&sv);
+	if (cur_dir)
+		t_rmtree(cur_dir);
+	cur_dir = NULL;
+}
+
+static void sys_start(const char *qemu_conf)
+{
+	static char why[8192];
+	struct parley_err err = { 0 };
+	cr_assert_eq(vmhost_set_uid_range(UID_FIRST, UID_LAST, &err), 0, "%s",
+		     err.msg);
+	int rc = t_sysvirt_start(&sv, qemu_conf, why, sizeof(why));
+	cr_assert_eq(rc, 0, "a system libvirtd could not start here: %s", why);
+}
+
+static char *read_all(const char *p)
+{
+	FILE *f = fopen(p, "r");
+	if (!f)
+		return strdup("");
+	static char buf[1 << 16];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	return strdup(buf);
+}
+
+/* QEMU's pid: libvirt's pid file in the daemon's /run/libvirt. */
+static pid_t qemu_pid(const char *name)
+{
+	char rp[PATH_MAX], pp[PATH_MAX + 64];
+	snprintf(rp, sizeof(rp), "/run/libvirt/qemu/" VMHOST_PREFIX "%s.pid",
+		 name);
+	t_sysvirt_path(&sv, rp, pp, sizeof(pp));
+	FILE *f = fopen(pp, "r");
+	cr_assert(f, "%s: %s", pp, strerror(errno));
+	int qpid = 0;
+	cr_assert_eq(fscanf(f, "%d", &qpid), 1);
+	fclose(f);
+	return qpid;
+}
+
+/* "Uid:" and "Gid:" of /proc/PID/status (real ids). */
+static void ids_of(pid_t pid, unsigned *uid, unsigned *gid)
+{
+	char p[64], line[256];
+	*uid = *gid = ~0u;
+	snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(p, "r");
+	cr_assert(f);
+	while (fgets(line, sizeof(line), f)) {
+		sscanf(line, "Uid:\t%u", uid);
+		sscanf(line, "Gid:\t%u", gid);
+	}
+	fclose(f);
+}
+
+static bool pid_is_qemu(pid_t pid)
+{
+	char p[64], link[PATH_MAX];
+	snprintf(p, sizeof(p), "/proc/%d/exe", (int)pid);
+	ssize_t n = readlink(p, link, sizeof(link) - 1);
+	if (n <= 0)
+		return false;
+	link[n] = 0;
+	return strstr(link, "qemu-system") != NULL;
+}
+
+/* The domain's log in the daemon's /var/log (QEMU's stderr, through
+ * virtlogd), for a failure's message. */
+static char *domain_log(void)
+{
+	char p[PATH_MAX + 64];
+	t_sysvirt_path(&sv, "/var/log/libvirt/qemu/" VMHOST_PREFIX "guest.log",
+		       p, sizeof(p));
+	return read_all(p);
+}
+
+struct t_sys {
+	struct t_fleet f;
+	struct vmmgr m;
+	struct vm_spec spec;
+};
+
+static void t_sys_setup(struct t_sys *t, const char *script)
+{
+	memset(t, 0, sizeof(*t));
+	cr_assert(access(VM_DIR "/initramfs.gz", R_OK) == 0 &&
+		  access(VM_DIR "/vmlinuz", R_OK) == 0,
+		  "no VM kernel/initramfs in " VM_DIR " (./dev deps, then build)");
+	t_fleet_init(&t->f, POLICY);
+	t->f.backend = t_kvm_missing() ? CTL_BACKEND_PROCESS : CTL_BACKEND_KVM;
+	t->f.timeout_ms = 600000;
+	cur_dir = strdup(t->f.dir);
+	struct vm_spec *s = &t->spec;
+	snprintf(s->name, sizeof(s->name), "guest");
+	const char *acc = getenv("PARLEY_VM_ACCEL");
+	int a = vm_accel_parse(acc ? acc : "tcg");
+	cr_assert_geq(a, 0, "PARLEY_VM_ACCEL=%s: auto, kvm or tcg", acc);
+	s->accel = (unsigned)a;
+	snprintf(s->kernel, sizeof(s->kernel), "%s", VM_DIR "/vmlinuz");
+	snprintf(s->initrd, sizeof(s->initrd), "%s", VM_DIR "/initramfs.gz");
+	char *run = t_write(t->f.dir, "run.sh", script, strlen(script));
+	char *cfg = t_write(t->f.dir, "app.conf", "mode=calm\n", 10);
+	s->ncfg = 2;
+	snprintf(s->cfg[0].name, sizeof(s->cfg[0].name), "run");
+	snprintf(s->cfg[0].path, sizeof(s->cfg[0].path), "%s", run);
+	snprintf(s->cfg[1].name, sizeof(s->cfg[1].name), "app.conf");
+	snprintf(s->cfg[1].path, sizeof(s->cfg[1].path), "%s", cfg);
+	free(run);
+	free(cfg);
+}
+
+static char *console(struct t_sys *t)
+{
+	char p[PATH_MAX + 64];
+	vmhost_console_path(&t->m.host, t->spec.name, p, sizeof(p));
+	return read_all(p);
+}
+
+/* The agent's loop as parley-agent runs it (tests/test_vm_chan.c's pump):
+ * the VM's port and doorbells, the thin partitions, chanmgr's tick. */
+static int pump(struct t_sys *t)
+{
+	static time_t last;
+	int rc = vmmgr_serve(&t->m, 0);
+	if (rc == -EPIPE || rc == -EPROTO)
+		vmmgr_reap(&t->m, 0);
+	bool live = false;
+	for (unsigned i = 0; i < t->f.sup.n; i++)
+		live |= !t->f.sup.e[i].p->finished;
+	if (live)
+		sup_step(&t->f.sup, -1, rc == -EAGAIN ? 1 : 0);
+	else if (rc == -EAGAIN || rc == -EPIPE)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (ts.tv_nsec / 20000000 != last) {
+		chanmgr_tick(&t->f.cm);
+		last = ts.tv_nsec / 20000000;
+	}
+	return rc;
+}
+
+static void serve_until(struct t_sys *t, const char *until, int limit_s)
+{
+	time_t end = time(NULL) + limit_s;
+	unsigned rounds = 0;
+	for (;;) {
+		int rc = pump(t);
+		if (++rounds % 64 && rc != -EAGAIN)
+			continue;
+		char *c = console(t);
+		bool done = strstr(c, until) != NULL;
+		if (!done && (time(NULL) > end || rc == -EPROTO)) {
+			char *l = domain_log();
+			cr_assert_fail("no '%s' within %d s (serve %d); console:\n"
+				       "%s\nthin partitions:\n%s\naudit:\n%s\n"
+				       "domain log:\n%s", until, limit_s, rc, c,
+				       t_fleet_out(&t->f), t_fleet_audit(&t->f),
+				       l);
+		}
+		free(c);
+		if (done)
+			return;
+	}
+}
+
+#define CONSOLE_HAS(t, s)                                                  \
+	do {                                                               \
+		char *c_ = console(t);                                     \
+		cr_assert(strstr(c_, s), "no '%s' on the console:\n%s", s, c_); \
+		free(c_);                                                  \
+	} while (0)
+
+/* The cgroups QEMU is in (cgroupfs, v1 and v2: libvirtd without systemd
+ * makes machine/qemu-N-NAME.libvirt-qemu in each hierarchy): their
+ * directories, to be gone after the destroy. */
+static unsigned qemu_cgroups(pid_t pid, char dirs[][PATH_MAX], unsigned cap)
+{
+	char p[64], line[PATH_MAX];
+	unsigned n = 0;
+	snprintf(p, sizeof(p), "/proc/%d/cgroup", (int)pid);
+	FILE *f = fopen(p, "r");
+	cr_assert(f);
+	while (n < cap && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		if (!c2 || !strstr(c2, "qemu-"))
+			continue;
+		*c2 = 0;
+		char *ctl = c1 + 1, *comma = strchr(ctl, ',');
+		if (comma)
+			*comma = 0;
+		if (!strncmp(ctl, "name=", 5))
+			ctl += 5;
+		snprintf(dirs[n], PATH_MAX, "/sys/fs/cgroup/%.64s%.3900s",
+			 *ctl ? ctl : "unified", c2 + 1);
+		struct stat st;
+		if (stat(dirs[n], &st) == 0)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* Nothing of the VM left: no domain on the daemon, no QEMU, nothing of
+ * parley's in /dev/shm, none of its cgroups. */
+static void nothing_left(pid_t qpid, char cg[][PATH_MAX], unsigned ncg)
+{
+	virConnectPtr c = virConnectOpen(sv.uri);
+	cr_assert(c, "connect %s", sv.uri);
+	virDomainPtr *doms = NULL;
+	int n = virConnectListAllDomains(c, &doms, 0);
+	cr_assert_eq(n, 0, "%d domains left on the system libvirtd", n);
+	free(doms);
+	virConnectClose(c);
+	for (int i = 0; i < 500 && pid_is_qemu(qpid); i++)
+		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+	cr_assert(!pid_is_qemu(qpid), "QEMU %d still runs", (int)qpid);
+	DIR *d = opendir("/dev/shm");
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		cr_assert(!strstr(e->d_name, "parley"), "/dev/shm/%s left",
+			  e->d_name);
+	if (d)
+		closedir(d);
+	for (unsigned i = 0; i < ncg; i++) {
+		struct stat st;
+		cr_assert_neq(stat(cg[i], &st), 0, "cgroup %s left", cg[i]);
+	}
+}
+
+/* ping (a thin partition) and the VM's `parley-chan pong` over a granted
+ * channel, the VM started through the system libvirtd by the agent's
+ * vmmgr; its QEMU as the VM's own uid of the range; then the VM destroyed
+ * and nothing left. */
+Test(vm_system, vm_and_thin_partition_ping_pong_through_system_libvirtd,
+     .timeout = 400, .fini = sys_fini)
+{
+	struct t_sys t;
+	sys_start(NULL);
+	t_sys_setup(&t, "parley-chan open pingpong || exit 1\n"
+			"parley-chan pong pingpong 10000\n"
+			"echo SCRIPT-END\n");
+	struct parley_err err = { 0 };
+	cr_assert_eq(vmmgr_init(&t.m, t.f.dir, sv.uri, &t.f.cm, &t.f.audit,
+				&err), 0, "%s", err.msg);
+	struct partition *ping = t_fleet_add(&t.f, "ping", "ping.elf",
+					     "count=10000", NULL, false, NULL);
+	int rc = vmmgr_add(&t.m, &t.spec, &err);
+	if (rc) {
+		char *l = domain_log();
+		cr_assert_fail("vmmgr_add: %d %s\ndomain log:\n%s", rc, err.msg, l);
+	}
+	t_fleet_go(&t.f);
+	serve_until(&t, "SCRIPT-END", 360);
+	CONSOLE_HAS(&t, "OPEN pingpong handle=");
+	CONSOLE_HAS(&t, "PONG 10000 messages checked and answered");
+	cr_assert_eq(t_fleet_run(&t.f, 10000), 0, "%s", t_fleet_out(&t.f));
+	cr_assert_eq(ping->fin.reason, VMX_STOP_EXIT, "%s", t_fleet_out(&t.f));
+	cr_assert_eq(ping->fin.code, 0, "%s", t_fleet_out(&t.f));
+	cr_assert(strstr(t_fleet_out(&t.f), "ping: 10000 messages each way"),
+		  "%s", t_fleet_out(&t.f));
+	cr_assert(strstr(t_fleet_out(&t.f), "checksums ok"), "%s",
+		  t_fleet_out(&t.f));
+	cr_assert(strstr(t_fleet_audit(&t.f), "\"event\":\"open_allowed\","
+			 "\"partition\":\"guest\""), "%s", t_fleet_audit(&t.f));
+	/* QEMU as the VM's uid of the suite's range, QEMU's group */
+	pid_t qpid = qemu_pid("guest");
+	uid_t want;
+	cr_assert_eq(vmhost_vm_uid(&t.m.host, "guest", false, &want, &err), 0,
+		     "%s", err.msg);
+	unsigned uid, gid;
+	ids_of(qpid, &uid, &gid);
+	struct passwd *pw = getpwnam(VMHOST_QEMU_USER);
+	cr_assert(pw);
+	cr_assert_eq(uid, (unsigned)want);
+	cr_assert(uid >= UID_FIRST && uid <= UID_LAST, "uid %u", uid);
+	cr_assert_eq(gid, (unsigned)pw->pw_gid);
+	static char cg[16][PATH_MAX];
+	unsigned ncg = qemu_cgroups(qpid, cg, 16);
+	if (getenv("T_SYS_PAUSE"))
+		sleep(120);
+	/* the destroy, as the agent's stop does it */
+	cr_assert_eq(vmhost_destroy(&t.m.host, "guest", &err), 0, "%s", err.msg);
+	vmmgr_free(&t.m);
+	t_fleet_free(&t.f);
+	nothing_left(qpid, cg, ncg);
+}
