@@ -58,6 +58,7 @@ static void sys_fini(void)
 	t_sysvirt_stop(&sv);
 	if (cur_dir)
 		t_rmtree(cur_dir);
+	free(cur_dir);
 	cur_dir = NULL;
 }
 
@@ -111,6 +112,50 @@ static void ids_of(pid_t pid, unsigned *uid, unsigned *gid)
 		sscanf(line, "Gid:\t%u", gid);
 	}
 	fclose(f);
+}
+
+/* A number field of /proc/PID/status ("CapEff:" in hex). */
+static unsigned long long status_field(pid_t pid, const char *key)
+{
+	char p[64], line[256];
+	unsigned long long v = ~0ull;
+	snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(p, "r");
+	cr_assert(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, strlen(key)))
+			v = strtoull(line + strlen(key), NULL,
+				     strcmp(key, "CapEff:") ? 10 : 16);
+	fclose(f);
+	return v;
+}
+
+static unsigned long ino_of(const char *p)
+{
+	struct stat st;
+	cr_assert_eq(stat(p, &st), 0, "%s: %s", p, strerror(errno));
+	return (unsigned long)st.st_ino;
+}
+
+/* Does pid hold a descriptor of file path? */
+static bool holds_file(pid_t pid, const char *path)
+{
+	char d[64], l[PATH_MAX + 64], t[PATH_MAX];
+	snprintf(d, sizeof(d), "/proc/%d/fd", (int)pid);
+	DIR *dir = opendir(d);
+	cr_assert(dir);
+	struct dirent *e;
+	bool found = false;
+	while ((e = readdir(dir))) {
+		snprintf(l, sizeof(l), "%s/%s", d, e->d_name);
+		ssize_t n = readlink(l, t, sizeof(t) - 1);
+		if (n > 0) {
+			t[n] = 0;
+			found |= !strcmp(t, path);
+		}
+	}
+	closedir(dir);
+	return found;
 }
 
 static bool pid_is_qemu(pid_t pid)
@@ -300,7 +345,8 @@ Test(vm_system, vm_and_thin_partition_ping_pong_through_system_libvirtd,
 	sys_start(NULL);
 	t_sys_setup(&t, "parley-chan open pingpong || exit 1\n"
 			"parley-chan pong pingpong 10000\n"
-			"echo SCRIPT-END\n");
+			"echo SCRIPT-END\n"
+			"sleep 600\n");
 	struct parley_err err = { 0 };
 	cr_assert_eq(vmmgr_init(&t.m, t.f.dir, sv.uri, &t.f.cm, &t.f.audit,
 				&err), 0, "%s", err.msg);
@@ -336,13 +382,78 @@ Test(vm_system, vm_and_thin_partition_ping_pong_through_system_libvirtd,
 	cr_assert_eq(uid, (unsigned)want);
 	cr_assert(uid >= UID_FIRST && uid <= UID_LAST, "uid %u", uid);
 	cr_assert_eq(gid, (unsigned)pw->pw_gid);
+	/* as under the embedded driver: no capabilities, no_new_privs, its
+	 * seccomp filter; in the mount namespace libvirt gives it (a /dev
+	 * of its own), which the agent's paths (STATE/vm) did not need */
+	cr_assert_eq(status_field(qpid, "CapEff:"), 0);
+	cr_assert_eq(status_field(qpid, "NoNewPrivs:"), 1);
+	cr_assert_eq(status_field(qpid, "Seccomp:"), 2);
+	char a[64], b[64];
+	snprintf(a, sizeof(a), "/proc/%d/ns/mnt", (int)qpid);
+	snprintf(b, sizeof(b), "/proc/%d/ns/mnt", (int)sv.libvirtd);
+	cr_assert_neq(ino_of(a), ino_of(b), "QEMU in libvirtd's mount "
+		      "namespace: no private /dev");
+	/* dynamic ownership (stock: on) left the agent's files alone
+	 * (relabel='no'): the console is virtlogd's file (root's, 0600;
+	 * QEMU writes a pipe, no descriptor of the file), the control
+	 * socket root's, the config file the agent measured root's */
+	char con[PATH_MAX + 64];
+	vmhost_console_path(&t.m.host, "guest", con, sizeof(con));
+	struct stat st;
+	cr_assert_eq(stat(con, &st), 0);
+	cr_assert(st.st_uid == 0 && st.st_gid == 0 &&
+		  (st.st_mode & 0777) == 0600, "console %u:%u %o",
+		  (unsigned)st.st_uid, (unsigned)st.st_gid, st.st_mode & 0777);
+	cr_assert(!holds_file(qpid, con), "QEMU holds the console file");
+	cr_assert_eq(stat(t.spec.cfg[1].path, &st), 0);
+	cr_assert(st.st_uid == 0 && st.st_gid == 0);
 	static char cg[16][PATH_MAX];
 	unsigned ncg = qemu_cgroups(qpid, cg, 16);
-	if (getenv("T_SYS_PAUSE"))
-		sleep(120);
 	/* the destroy, as the agent's stop does it */
 	cr_assert_eq(vmhost_destroy(&t.m.host, "guest", &err), 0, "%s", err.msg);
 	vmmgr_free(&t.m);
 	t_fleet_free(&t.f);
 	nothing_left(qpid, cg, ncg);
+}
+
+/* A system libvirtd whose qemu.conf takes from QEMU what the agent's VMs
+ * rest on is refused when the agent connects — not at a VM's start, and
+ * naming each setting and the file. A URI the agent does not take never
+ * reaches libvirt. */
+Test(vm_system, qemu_conf_that_weakens_qemu_refused_at_open_naming_it,
+     .timeout = 120, .fini = sys_fini)
+{
+	/* (security_require_confined = 1 is refused too where SELinux or
+	 * AppArmor stack — there are neither here, and libvirtd itself
+	 * refuses to start with it then) */
+	sys_start("# the operator's\n"
+		  "seccomp_sandbox = 0\n"
+		  "  clear_emulator_capabilities=0   # no\n");
+	char *dir = t_tmpdir();
+	cur_dir = dir;
+	struct vmhost vh;
+	struct parley_err err = { 0 };
+	cr_assert_eq(vmhost_open(&vh, dir, sv.uri, &err), -EPERM, "%s",
+		     err.msg);
+	cr_assert(strstr(err.msg, "/etc/libvirt/qemu.conf"), "%s", err.msg);
+	cr_assert(strstr(err.msg, "seccomp_sandbox = 0"), "%s", err.msg);
+	cr_assert(strstr(err.msg, "clear_emulator_capabilities = 0"), "%s",
+		  err.msg);
+	/* the daemon's own settings, back to stock: accepted */
+	t_sysvirt_stop(&sv);
+	sys_start("seccomp_sandbox = 1\n# clear_emulator_capabilities = 0\n");
+	err = (struct parley_err){ 0 };
+	cr_assert_eq(vmhost_open(&vh, dir, sv.uri, &err), 0, "%s", err.msg);
+	vmhost_close(&vh);
+	/* URIs the agent does not take */
+	static const char *const bad[] = {
+		"qemu:///session", "qemu+ssh://h/system", "qemu:///embed?root=/",
+		"qemu:///system2", "test:///default",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		err = (struct parley_err){ 0 };
+		cr_assert_eq(vmhost_open(&vh, dir, bad[i], &err), -EINVAL,
+			     "%s", bad[i]);
+		cr_assert(strstr(err.msg, "qemu:///system"), "%s", err.msg);
+	}
 }

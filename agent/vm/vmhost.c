@@ -855,6 +855,13 @@ int vmhost_start(struct vmhost *vh, const struct vm_spec *spec,
 	vmhost_console_path(vh, s.name, con, sizeof(con));
 	unlink(sock);
 	unlink(con);
+	/* and the console's rotated copies (virtlogd's, under a system
+	 * libvirtd: NAME.console.0 ... .2 by default) */
+	for (int i = 0; i < 10; i++) {
+		char old[PATH_MAX + 80];
+		snprintf(old, sizeof(old), "%s.%d", con, i);
+		unlink(old);
+	}
 	virDomainPtr d = virDomainCreateXML(vh->conn, xml, 0);
 	if (!d)
 		return lv_err(err, "cannot start VM", s.name);

@@ -21,6 +21,11 @@
 struct vmrun_con {
 	long off;                   /* read so far in the console file */
 	long punched;               /* its disk space given back up to here */
+	/* The file read (0: none yet). Under a system libvirtd virtlogd
+	 * writes the console and rotates it (at 2 MiB by default: NAME.console
+	 * renamed NAME.console.0, a new one begun): the rest of the old one
+	 * is read there, then the new one from its start. */
+	unsigned long ino;
 	char line[1024];
 	size_t len;
 	bool stopped;               /* its port closed: the VM is gone */

@@ -16,6 +16,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
 
 #include "tests/helpers/testutil.h"
 
@@ -103,6 +105,26 @@ static bool sock_up(const char *path)
 	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
 	if (fd >= 0)
 		close(fd);
+	return ok;
+}
+
+/* libvirtd accepts on its socket before its drivers are up (a qemu.conf
+ * its QEMU driver refuses ends it then): up once a connection answers. */
+static void quiet(void *ud, virErrorPtr e)
+{
+	(void)ud;
+	(void)e;
+}
+
+static bool lv_up(const char *uri)
+{
+	virSetErrorFunc(NULL, quiet);
+	virConnectPtr c = virConnectOpen(uri);
+	if (!c)
+		return false;
+	unsigned long v = 0;
+	bool ok = virConnectGetLibVersion(c, &v) == 0 && v > 0;
+	virConnectClose(c);
 	return ok;
 }
 
@@ -208,7 +230,7 @@ int t_sysvirt_start(struct t_sysvirt *s, const char *qemu_conf, char *why,
 		}
 		if (!s->virtlogd)
 			s->virtlogd = read_pid(s->dir, "virtlogd.pid");
-		if (s->virtlogd && sock_up(sock))
+		if (s->virtlogd && sock_up(sock) && lv_up(s->uri))
 			return 0;
 		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
 	}
