@@ -334,6 +334,13 @@ static void nothing_left(pid_t qpid, char cg[][PATH_MAX], unsigned ncg)
 	}
 }
 
+static bool keep_none(const char *name, void *ctx)
+{
+	(void)name;
+	(void)ctx;
+	return false;
+}
+
 /* ping (a thin partition) and the VM's `parley-chan pong` over a granted
  * channel, the VM started through the system libvirtd by the agent's
  * vmmgr; its QEMU as the VM's own uid of the range; then the VM destroyed
@@ -409,6 +416,22 @@ Test(vm_system, vm_and_thin_partition_ping_pong_through_system_libvirtd,
 	cr_assert(st.st_uid == 0 && st.st_gid == 0);
 	static char cg[16][PATH_MAX];
 	unsigned ncg = qemu_cgroups(qpid, cg, 16);
+	/* Another agent on the same daemon (a state directory of its own)
+	 * neither adopts nor destroys this agent's VM, nor finds it by
+	 * name. */
+	char *odir = t_tmpdir();
+	struct vmhost other;
+	cr_assert_eq(vmhost_open(&other, odir, sv.uri, &err), 0, "%s", err.msg);
+	unsigned adopted = 9, destroyed = 9;
+	cr_assert_eq(vmhost_reconcile(&other, keep_none, NULL, &adopted,
+				      &destroyed, &err), 0, "%s", err.msg);
+	cr_assert(adopted == 0 && destroyed == 0, "%u %u", adopted, destroyed);
+	cr_assert_eq(vmhost_running(&other, "guest"), 0);
+	cr_assert_eq(vmhost_destroy(&other, "guest", &err), -ENOENT);
+	vmhost_close(&other);
+	t_rmtree(odir);
+	free(odir);
+	cr_assert_eq(vmhost_running(&t.m.host, "guest"), 1);
 	/* the destroy, as the agent's stop does it */
 	cr_assert_eq(vmhost_destroy(&t.m.host, "guest", &err), 0, "%s", err.msg);
 	vmmgr_free(&t.m);

@@ -516,6 +516,13 @@ int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 	rc = mkdir_one(vh->dir);
 	if (rc)
 		return perr(err, rc, "%s: %s", vh->dir, strerror(-rc));
+	/* STATE/vm as an absolute path: in QEMU's options and in our
+	 * domains' metadata, this agent's mark (owned_name) */
+	char abs[PATH_MAX];
+	if (!realpath(vh->dir, abs))
+		return perr(err, -errno, "%s: %s", vh->dir, strerror(errno));
+	snprintf(vh->dir, sizeof(vh->dir), "%s", abs);
+	vh->system = uri != NULL;
 	uid_t quid = 0;
 	if (!uri) {
 		snprintf(etc, sizeof(etc), "%s/etc", root);
@@ -664,7 +671,7 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, uid_t uid,
 		"domain/qemu/1.0'>"
 		"<name>" VMHOST_PREFIX "%s</name>"
 		"<metadata><parley:vm xmlns:parley='" VMHOST_NS "' "
-		"name='%s'/></metadata>"
+		"name='%s' agent='%s'/></metadata>"
 		/* At least 2 possible vCPUs: TCG translates the guest's
 		 * fences and locked instructions into the host's only when
 		 * the machine may run more than one vCPU (CF_PARALLEL), and
@@ -701,7 +708,7 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, uid_t uid,
 		"<qemu:arg value='chardev=parleymon,mode=control'/>"
 		"</qemu:commandline></domain>",
 		kvm ? "kvm" : "qemu",
-		s->name, s->name, s->mem_mib ? s->mem_mib : 192,
+		s->name, s->name, vh->dir, s->mem_mib ? s->mem_mib : 192,
 		s->vcpus ? s->vcpus : 1,
 		s->vcpus > 2 ? s->vcpus : 2,
 		kvm ? "<cpu mode='host-passthrough' check='none'/>"
@@ -729,11 +736,24 @@ int vm_accel_parse(const char *s)
 	return -EINVAL;
 }
 
+static char *owned_name(const struct vmhost *vh, virDomainPtr d);
+
+/* VM name's domain, if it is this agent's (owned_name: under a system
+ * libvirtd a domain of that name may be another agent's). */
 static virDomainPtr lookup(struct vmhost *vh, const char *name)
 {
 	char dn[128];
 	snprintf(dn, sizeof(dn), VMHOST_PREFIX "%s", name);
-	return virDomainLookupByName(vh->conn, dn);
+	virDomainPtr d = virDomainLookupByName(vh->conn, dn);
+	char *own = d ? owned_name(vh, d) : NULL;
+	if (d && (!own || strcmp(own, name))) {
+		log_warn("VM %s: domain %s is not this agent's (its metadata "
+			 "names another agent or none): left alone", name, dn);
+		virDomainFree(d);
+		d = NULL;
+	}
+	free(own);
+	return d;
 }
 
 /* One file QEMU opens itself, copied to dst readable by its group only
@@ -972,26 +992,47 @@ int vmhost_qmp(struct vmhost *vh, const char *name, const char *cmd,
 	return rc;
 }
 
-/* Our VM's name if the domain carries our metadata, else NULL. */
-static char *owned_name(virDomainPtr d)
+/* Attribute attr='...' of the metadata element md (libvirt may re-quote):
+ * its value (malloc'd), or NULL. */
+static char *md_attr(const char *md, const char *attr, size_t max)
+{
+	char key[16];
+	snprintf(key, sizeof(key), " %s=", attr);
+	const char *s = strstr(md, key);
+	if (!s)
+		return NULL;
+	s += strlen(key);
+	if (*s != '\'' && *s != '"')
+		return NULL;
+	const char *e = strchr(s + 1, *s);
+	if (!e || (size_t)(e - (s + 1)) >= max)
+		return NULL;
+	return strndup(s + 1, (size_t)(e - (s + 1)));
+}
+
+/* Our VM's name if the domain carries our metadata and is this agent's,
+ * else NULL. This agent's: its `agent` attribute is our STATE/vm. Under
+ * a system libvirtd other agents (their own state directories) may
+ * have domains of the same kind: never adopted nor destroyed by us. A
+ * domain without the attribute (an agent before it) is ours only under
+ * the embedded driver, whose root is this state directory's alone. */
+static char *owned_name(const struct vmhost *vh, virDomainPtr d)
 {
 	char *md = virDomainGetMetadata(d, VIR_DOMAIN_METADATA_ELEMENT,
 					VMHOST_NS, 0);
 	if (!md)
 		return NULL;
-	/* <vm name='NAME'/> as we wrote it (libvirt may re-quote) */
-	char *s = strstr(md, "name=");
-	char *out = NULL;
-	if (s && (s[5] == '\'' || s[5] == '"')) {
-		char q = s[5], *e = strchr(s + 6, q);
-		if (e && e - (s + 6) < 48) {
-			out = strndup(s + 6, (size_t)(e - (s + 6)));
-			if (out && !jv_name_valid(out, strlen(out), 48)) {
-				free(out);
-				out = NULL;
-			}
-		}
+	char *out = md_attr(md, "name", 48);
+	char *agent = md_attr(md, "agent", PATH_MAX);
+	if (out && !jv_name_valid(out, strlen(out), 48)) {
+		free(out);
+		out = NULL;
 	}
+	if (out && (agent ? strcmp(agent, vh->dir) != 0 : vh->system)) {
+		free(out);
+		out = NULL;
+	}
+	free(agent);
 	free(md);
 	return out;
 }
@@ -1008,7 +1049,7 @@ int vmhost_reconcile(struct vmhost *vh, bool (*keep)(const char *name, void *ctx
 		return lv_err(err, "cannot list domains of", vh->uri);
 	int rc = 0;
 	for (int i = 0; i < n; i++) {
-		char *name = owned_name(doms[i]);
+		char *name = owned_name(vh, doms[i]);
 		if (name && keep(name, ctx)) {
 			(*adopted)++;
 			log_info("VM %s: ours, with a spec here: kept", name);

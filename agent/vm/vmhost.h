@@ -6,7 +6,9 @@
  * in the agent's state directory (QEMU listens on it, the agent connects,
  * so an agent that restarts connects again to the same VM).
  *
- * The domains it owns carry the metadata element VMHOST_NS: at start-up
+ * The domains it owns carry the metadata element VMHOST_NS, naming the
+ * VM and the agent (its STATE/vm: several agents, each with a state
+ * directory of its own, may share a system libvirtd): at start-up
  * (vmhost_reconcile) an owned domain the agent still has a spec for is
  * adopted, any other owned one destroyed — QEMU outlives the agent, so a
  * VM nobody answers for would otherwise leak. Domains without the element
@@ -85,6 +87,7 @@ struct vmhost {
 	 * (the agent's own monitor socket and boot copies are not in the
 	 * XML's devices; QEMU keeps its own uid, no capabilities, seccomp). */
 	unsigned unconfine;
+	bool system;                /* a system libvirtd (uri given) */
 };
 
 enum { VMHOST_SEC_SELINUX = 1, VMHOST_SEC_APPARMOR = 2 };
