@@ -114,10 +114,12 @@ int vmhost_set_uid_range(uint32_t first, uint32_t last,
 
 /* Connect: uri, or NULL for qemu:///embed?root=STATE/libvirt (its
  * qemu.conf written first: no security driver, stdio to files, QEMU's
- * capabilities cleared, its seccomp sandbox on, and when the agent runs
- * as root each VM's QEMU as a uid of its own (vmhost_vm_uid) with
+ * capabilities cleared, its seccomp sandbox on). When the agent runs as
+ * root each VM's QEMU runs as a uid of its own (vmhost_vm_uid) with
  * VMHOST_QEMU_USER's group — an error if that user is missing or the uid
- * range holds a host user). */
+ * range holds a host user — under either. A uri (vmhost_uri_check: a
+ * system libvirtd of this host) needs root, and a daemon that passes
+ * vmhost_system_check. */
 int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 		struct parley_err *err);
 void vmhost_close(struct vmhost *vh);
