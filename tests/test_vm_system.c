@@ -53,6 +53,7 @@ static void sys_fini(void)
 	struct parley_err err = { 0 };
 	if (cur_dir && sv.libvirtd && vmhost_open(&vh, cur_dir, sv.uri, &err) == 0) {
 		vmhost_destroy(&vh, "guest", &err);
+		vmhost_destroy(&vh, "vmpong", &err);
 		vmhost_close(&vh);
 	}
 	t_sysvirt_stop(&sv);
@@ -484,4 +485,63 @@ Test(vm_system, qemu_conf_that_weakens_qemu_refused_at_open_naming_it,
 			     "%s", bad[i]);
 		cr_assert(strstr(err.msg, "qemu:///system"), "%s", err.msg);
 	}
+}
+
+/* parley-agent run with --libvirt-uri (the option down to vmmgr): the
+ * README's examples, thin ping's 1,000 checksummed messages answered by
+ * the VM vmpong, through the system libvirtd; its QEMU of the suite's
+ * range; nothing left on the daemon when the run ends. */
+Test(vm_system, agent_run_with_libvirt_uri_examples_exchange, .timeout = 400,
+     .fini = sys_fini)
+{
+	sys_start(NULL);
+	cr_assert(access(VM_DIR "/initramfs.gz", R_OK) == 0,
+		  "no VM initramfs in " VM_DIR " (./dev deps, then build)");
+	/* TCG unless said otherwise (tests/test_vm_agent.c: a nested KVM
+	 * may run thin partitions and not boot Linux) */
+	setenv("PARLEY_VM_ACCEL", getenv("PARLEY_VM_ACCEL") ?
+	       getenv("PARLEY_VM_ACCEL") : "tcg", 1);
+	char *dir = t_tmpdir();
+	cur_dir = strdup(dir);
+	char audit[512];
+	snprintf(audit, sizeof(audit), "%s/audit.jsonl", dir);
+	char range[32];
+	snprintf(range, sizeof(range), "%u-%u", UID_FIRST, UID_LAST);
+	char *argv[] = { T_AGENT, "run", "--vmm", T_VMM, "--image-dir",
+			 PARLEY_BUILD_DIR "/guest", "--image-dir", VM_DIR,
+			 "--state-dir", dir, "--libvirt-uri", sv.uri,
+			 "--qemu-uid-range", range,
+			 "--policy", PARLEY_SOURCE_DIR "/examples/vm-grants.json",
+			 "--audit", audit,
+			 PARLEY_SOURCE_DIR "/examples/vm-ping.json",
+			 PARLEY_SOURCE_DIR "/examples/vm-pong.json", NULL };
+	char *out;
+	int rc = t_run(argv, &out, 380);
+	cr_assert_eq(rc, 0, "exit %d:\n%s", rc, out);
+	cr_assert(strstr(out, "vmpong| PONG 1000 messages checked and "
+			      "answered"), "%s", out);
+	cr_assert(strstr(out, "ping| ping: 1000 messages each way"), "%s", out);
+	cr_assert(strstr(out, "checksums ok"), "%s", out);
+	cr_assert(strstr(out, "vmpong| PARLEY-GUEST done rc=0"), "%s", out);
+	char *a = read_all(audit);
+	cr_assert(strstr(a, "\"event\":\"open_allowed\",\"partition\":"
+			 "\"vmpong\""), "%s", a);
+	free(a);
+	/* its uid record: of the range */
+	char rec[PATH_MAX + 32];
+	snprintf(rec, sizeof(rec), "%s/vm/uids/vmpong", dir);
+	char *u = read_all(rec);
+	unsigned long uid = strtoul(u, NULL, 10);
+	cr_assert(uid >= UID_FIRST && uid <= UID_LAST, "uid record '%s'", u);
+	free(u);
+	virConnectPtr c = virConnectOpen(sv.uri);
+	cr_assert(c);
+	virDomainPtr *doms = NULL;
+	int n = virConnectListAllDomains(c, &doms, 0);
+	cr_assert_eq(n, 0, "%d domains left after the run", n);
+	free(doms);
+	virConnectClose(c);
+	free(out);
+	t_rmtree(dir);
+	free(dir);
 }

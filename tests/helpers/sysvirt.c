@@ -21,6 +21,8 @@
 
 #include "tests/helpers/testutil.h"
 
+#define SYSVIRT_CACHE PARLEY_BUILD_DIR "/sysvirt-cache"
+
 static int put(const char *dir, const char *name, const char *text)
 {
 	char p[PATH_MAX + 64];
@@ -72,11 +74,22 @@ static void child(const struct t_sysvirt *s, const char *qemu_conf)
 		perror("sysvirt: tmpfs /run/libvirt");
 		_exit(111);
 	}
+	/* libvirtd's cache of QEMU's capabilities (checked by libvirt
+	 * against QEMU's binary and libvirt's version) kept across tests:
+	 * probing QEMU takes most of a minute on a loaded TCG host */
+	if ((mkdir("/var/cache/libvirt", 0755) < 0 && errno != EEXIST) ||
+	    mount(SYSVIRT_CACHE, "/var/cache/libvirt", NULL, MS_BIND, NULL) < 0) {
+		perror("sysvirt: cache");
+		_exit(111);
+	}
 	if (qemu_conf && ((mkdir("/etc/libvirt", 0755) < 0 && errno != EEXIST) ||
 			  put("/etc/libvirt", "qemu.conf", qemu_conf) < 0)) {
 		perror("sysvirt: qemu.conf");
 		_exit(111);
 	}
+	/* Both daemons children of this one, which reaps them: stopped by
+	 * their PIDs, neither is left a zombie of the other. When libvirtd
+	 * ends, virtlogd is ended too, then this. */
 	pid_t lg = fork();
 	if (lg < 0)
 		_exit(111);
@@ -89,12 +102,29 @@ static void child(const struct t_sysvirt *s, const char *qemu_conf)
 		perror("sysvirt: virtlogd");
 		_exit(111);
 	}
-	snprintf(conf, sizeof(conf), "%s/libvirtd.conf", s->dir);
-	snprintf(pidf, sizeof(pidf), "%s/libvirtd.pid", s->dir);
-	execl("/usr/sbin/libvirtd", "libvirtd", "--config", conf, "--pid-file",
-	      pidf, (char *)NULL);
-	perror("sysvirt: libvirtd");
-	_exit(111);
+	pid_t lv = fork();
+	if (lv < 0)
+		_exit(111);
+	if (lv == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		snprintf(conf, sizeof(conf), "%s/libvirtd.conf", s->dir);
+		snprintf(pidf, sizeof(pidf), "%s/libvirtd.pid", s->dir);
+		execl("/usr/sbin/libvirtd", "libvirtd", "--config", conf,
+		      "--pid-file", pidf, (char *)NULL);
+		perror("sysvirt: libvirtd");
+		_exit(111);
+	}
+	int left = 2;
+	while (left) {
+		pid_t w = waitpid(-1, NULL, 0);
+		if (w < 0 && errno != EINTR)
+			break;
+		if (w == lv || w == lg)
+			left--;
+		if (w == lv && left)
+			kill(lg, SIGTERM);
+	}
+	_exit(0);
 }
 
 static bool sock_up(const char *path)
@@ -171,6 +201,10 @@ int t_sysvirt_start(struct t_sysvirt *s, const char *qemu_conf, char *why,
 			 "(./dev deps installs libvirt-daemon)");
 		return -ENOENT;
 	}
+	if (mkdir(SYSVIRT_CACHE, 0700) < 0 && errno != EEXIST) {
+		snprintf(why, cap, "%s: %s", SYSVIRT_CACHE, strerror(errno));
+		return -errno;
+	}
 	char *d = t_tmpdir();
 	snprintf(s->dir, sizeof(s->dir), "%s", d);
 	free(d);
@@ -214,7 +248,7 @@ int t_sysvirt_start(struct t_sysvirt *s, const char *qemu_conf, char *why,
 	}
 	if (ef >= 0)
 		close(ef);
-	s->libvirtd = pid;
+	s->ns = pid;
 	char sock[PATH_MAX + 64];
 	snprintf(sock, sizeof(sock), "%s/libvirt-sock", s->dir);
 	/* libvirtd probes QEMU's capabilities at its start (seconds under
@@ -222,7 +256,7 @@ int t_sysvirt_start(struct t_sysvirt *s, const char *qemu_conf, char *why,
 	for (int t = 0; t < 6000; t++) {
 		int st;
 		if (waitpid(pid, &st, WNOHANG) == pid) {
-			s->libvirtd = 0;
+			s->ns = s->libvirtd = s->virtlogd = 0;
 			snprintf(why, cap, "libvirtd exited (status %#x)", st);
 			tail_into(s->dir, "daemons.err", why, cap);
 			tail_into(s->dir, "libvirtd.log", why, cap);
@@ -230,7 +264,10 @@ int t_sysvirt_start(struct t_sysvirt *s, const char *qemu_conf, char *why,
 		}
 		if (!s->virtlogd)
 			s->virtlogd = read_pid(s->dir, "virtlogd.pid");
-		if (s->virtlogd && sock_up(sock) && lv_up(s->uri))
+		if (!s->libvirtd)
+			s->libvirtd = read_pid(s->dir, "libvirtd.pid");
+		if (s->virtlogd && s->libvirtd && sock_up(sock) &&
+		    lv_up(s->uri))
 			return 0;
 		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
 	}
@@ -248,8 +285,7 @@ void t_sysvirt_path(const struct t_sysvirt *s, const char *path, char *out,
 	snprintf(out, cap, "/proc/%d/root%s", (int)s->libvirtd, path);
 }
 
-/* Exited: no such process, or a zombie its parent (libvirtd) has not
- * reaped yet. */
+/* Exited: no such process, or a zombie its parent has not reaped yet. */
 static bool gone(pid_t pid)
 {
 	char p[64], st[256];
@@ -266,8 +302,9 @@ static bool gone(pid_t pid)
 	return !e || e[1] != ' ' || e[2] == 'Z' || e[2] == 'X';
 }
 
-/* pid is ours (its /proc/PID/exe the daemon we started) */
-static void stop_one(pid_t pid, const char *exe, bool child)
+/* pid is ours (its /proc/PID/exe the daemon we started): SIGTERM, then
+ * SIGKILL after 10 s. */
+static void stop_one(pid_t pid, const char *exe)
 {
 	char p[64], link[PATH_MAX];
 	snprintf(p, sizeof(p), "/proc/%d/exe", (int)pid);
@@ -279,25 +316,31 @@ static void stop_one(pid_t pid, const char *exe, bool child)
 		return;
 	kill(pid, SIGTERM);
 	for (int t = 0; t < 1000; t++) {
-		if (child ? waitpid(pid, NULL, WNOHANG) == pid : gone(pid))
+		if (gone(pid))
 			return;
 		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
 	}
 	kill(pid, SIGKILL);
-	if (child)
-		waitpid(pid, NULL, 0);
 }
 
 void t_sysvirt_stop(struct t_sysvirt *s)
 {
-	/* virtlogd first is its child's: when libvirtd is gone it is
-	 * reparented (and killed: PDEATHSIG), so stop it while known */
-	if (s->virtlogd)
-		stop_one(s->virtlogd, "/usr/sbin/virtlogd", false);
-	s->virtlogd = 0;
 	if (s->libvirtd)
-		stop_one(s->libvirtd, "/usr/sbin/libvirtd", true);
-	s->libvirtd = 0;
+		stop_one(s->libvirtd, "/usr/sbin/libvirtd");
+	if (s->virtlogd)
+		stop_one(s->virtlogd, "/usr/sbin/virtlogd");
+	s->libvirtd = s->virtlogd = 0;
+	/* the namespace's first process reaps both, then ends */
+	if (s->ns) {
+		int t = 0;
+		while (waitpid(s->ns, NULL, WNOHANG) == 0 && t++ < 1000)
+			nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+		if (t >= 1000) {
+			kill(s->ns, SIGKILL);
+			waitpid(s->ns, NULL, 0);
+		}
+	}
+	s->ns = 0;
 	if (s->dir[0])
 		t_rmtree(s->dir);
 	s->dir[0] = 0;

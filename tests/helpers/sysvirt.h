@@ -8,7 +8,10 @@
  * a test may give the daemon a qemu.conf. Its sockets (libvirtd.conf's
  * unix_sock_dir) are in the test's directory: the agent connects with
  * qemu+unix:///system?socket=DIR/libvirt-sock. Both daemons are the
- * test's children (they die with it) and are stopped by their PIDs. */
+ * test's children (they die with it) and are stopped by their PIDs.
+ * libvirtd's cache of QEMU's capabilities (/var/cache/libvirt) is the
+ * build tree's sysvirt-cache/, kept across tests (libvirt checks it
+ * against QEMU's binary and its own version). */
 #ifndef PARLEY_TEST_SYSVIRT_H
 #define PARLEY_TEST_SYSVIRT_H
 
@@ -20,6 +23,8 @@ struct t_sysvirt {
 				     * logs, the namespace's tmpfs */
 	char uri[PATH_MAX + 64];
 	pid_t libvirtd, virtlogd;   /* 0: not running */
+	pid_t ns;                   /* the namespace's first process: the
+				     * test's child, the daemons' parent */
 };
 
 /* Start both daemons; qemu_conf: the text of /etc/libvirt/qemu.conf in
