@@ -146,9 +146,11 @@ void vmrun_console(struct vmhost *h, const char *name, struct vmrun_con *c,
 	int fd = con_open(path, &st);
 	if (fd < 0)
 		return;
-	if (c->ino && st.st_ino != c->ino) {
-		/* rotated (virtlogd): the rest of the file we were reading,
-		 * now NAME.console.0, then the new one from its start */
+	/* rotated (virtlogd): the rest of the file we were reading, now
+	 * NAME.console.0, then the new one from its start. A new file may
+	 * get the inode number of one freed meanwhile: shorter than what we
+	 * read of ours, it is a new one too. */
+	if (c->ino && (st.st_ino != c->ino || st.st_size < c->off)) {
 		snprintf(old, sizeof(old), "%s.0", path);
 		int ofd = con_open(old, &ost);
 		if (ofd >= 0 && ost.st_ino == c->ino)
