@@ -747,8 +747,8 @@ static virDomainPtr lookup(struct vmhost *vh, const char *name)
 	virDomainPtr d = virDomainLookupByName(vh->conn, dn);
 	char *own = d ? owned_name(vh, d) : NULL;
 	if (d && (!own || strcmp(own, name))) {
-		log_warn("VM %s: domain %s is not this agent's (its metadata "
-			 "names another agent or none): left alone", name, dn);
+		/* (starting ours under that name then fails: libvirt says
+		 * the domain exists) */
 		virDomainFree(d);
 		d = NULL;
 	}
@@ -1011,11 +1011,12 @@ static char *md_attr(const char *md, const char *attr, size_t max)
 }
 
 /* Our VM's name if the domain carries our metadata and is this agent's,
- * else NULL. This agent's: its `agent` attribute is our STATE/vm. Under
- * a system libvirtd other agents (their own state directories) may
- * have domains of the same kind: never adopted nor destroyed by us. A
- * domain without the attribute (an agent before it) is ours only under
- * the embedded driver, whose root is this state directory's alone. */
+ * else NULL. Under a system libvirtd other agents (their own state
+ * directories) may have domains of the same kind, never adopted nor
+ * destroyed by us: this agent's say agent='STATE/vm' (ours, absolute).
+ * Under the embedded driver the root is this state directory's alone:
+ * every domain with the element is ours (one of an agent before the
+ * attribute, or of this state directory under an earlier path). */
 static char *owned_name(const struct vmhost *vh, virDomainPtr d)
 {
 	char *md = virDomainGetMetadata(d, VIR_DOMAIN_METADATA_ELEMENT,
@@ -1028,7 +1029,7 @@ static char *owned_name(const struct vmhost *vh, virDomainPtr d)
 		free(out);
 		out = NULL;
 	}
-	if (out && (agent ? strcmp(agent, vh->dir) != 0 : vh->system)) {
+	if (out && vh->system && (!agent || strcmp(agent, vh->dir))) {
 		free(out);
 		out = NULL;
 	}
