@@ -545,3 +545,36 @@ Test(vm_system, agent_run_with_libvirt_uri_examples_exchange, .timeout = 400,
 	t_rmtree(dir);
 	free(dir);
 }
+
+/* The domain XML under a system libvirtd whose security drivers confine
+ * QEMU (SELinux, AppArmor: none here to run it under): our domains are
+ * unconfined by them, DAC keeping each QEMU's own uid; the metadata
+ * names the agent (its STATE/vm) beside the VM. */
+Test(vm_system, xml_unconfined_by_selinux_apparmor_and_names_the_agent)
+{
+	struct vmhost vh;
+	memset(&vh, 0, sizeof(vh));
+	snprintf(vh.dir, sizeof(vh.dir), "/var/lib/parley/vm");
+	vh.qemu_gid = 994;
+	vh.system = true;
+	struct vm_spec s = { .name = "guest", .kernel = "/k", .initrd = "/i",
+			     .accel = VM_ACCEL_TCG };
+	static char xml[16384];
+	struct parley_err err = { 0 };
+	for (unsigned u = 0; u < 4; u++) {
+		vh.unconfine = u;
+		cr_assert_eq(vmhost_xml(&vh, &s, 6200007, xml, sizeof(xml), &err),
+			     0, "%s", err.msg);
+		cr_assert(strstr(xml, "<seclabel type='static' model='dac' "
+				 "relabel='no'><label>+6200007:+994</label>"
+				 "</seclabel>"), "%s", xml);
+		cr_assert_eq(strstr(xml, "<seclabel type='none' model='selinux'/>")
+			     != NULL, (u & VMHOST_SEC_SELINUX) != 0, "%u: %s", u,
+			     xml);
+		cr_assert_eq(strstr(xml, "<seclabel type='none' model='apparmor'/>")
+			     != NULL, (u & VMHOST_SEC_APPARMOR) != 0, "%u: %s", u,
+			     xml);
+		cr_assert(strstr(xml, "name='guest' agent='/var/lib/parley/vm'"),
+			  "%s", xml);
+	}
+}
