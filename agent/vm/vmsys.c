@@ -27,7 +27,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -149,6 +153,35 @@ static long conf_int(const char *text, const char *key, long dflt)
 	return v;
 }
 
+/* Can the daemon's QEMU user (its DAC base label "+UID:+GID", with that
+ * user's groups) open /dev/kvm? Asked of the kernel in a child with
+ * those ids, as libvirt asks it. */
+static bool kvm_for(const char *caps, unsigned *uid, unsigned *gid)
+{
+	const char *b = strstr(caps, "<baselabel type='kvm'>+");
+	if (!b || sscanf(b + 23, "%u:+%u", uid, gid) != 2)
+		return true; /* nothing to say */
+	gid_t groups[64];
+	int ng = 64;
+	struct passwd *pw = getpwuid(*uid);
+	if (!pw || getgrouplist(pw->pw_name, *gid, groups, &ng) < 0)
+		ng = 0;
+	pid_t pid = fork();
+	if (pid < 0)
+		return true;
+	if (pid == 0)
+		/* system calls only: the agent has threads */
+		_exit(syscall(SYS_setgroups, ng, groups) == 0 &&
+		      syscall(SYS_setresgid, *gid, *gid, *gid) == 0 &&
+		      syscall(SYS_setresuid, *uid, *uid, *uid) == 0 &&
+		      access("/dev/kvm", R_OK | W_OK) == 0 ? 0 : 1);
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return true;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
 int vmhost_system_check(struct vmhost *vh, struct parley_err *err)
 {
 	char *caps = virConnectGetCapabilities(vh->conn);
@@ -158,6 +191,16 @@ int vmhost_system_check(struct vmhost *vh, struct parley_err *err)
 			    m ? m : "libvirt error");
 	}
 	vh->unconfine = sec_models(caps);
+	/* Slow, not wrong: a daemon whose qemu.conf user cannot open
+	 * /dev/kvm on a host that has it probes QEMU's capabilities again
+	 * at every lookup (tens of seconds per VM start). Said, once. */
+	unsigned ku, kg;
+	if (access("/dev/kvm", F_OK) == 0 && !kvm_for(caps, &ku, &kg))
+		log_warn("libvirt %s: its QEMU user (uid %u, gid %u) cannot "
+			 "open /dev/kvm: libvirt probes QEMU again at every "
+			 "start of a VM (tens of seconds each); give it "
+			 "/dev/kvm (Debian's libvirt-daemon-system puts "
+			 "libvirt-qemu in group kvm)", vh->uri, ku, kg);
 	free(caps);
 	char sock[512], path[64];
 	struct ucred uc;

@@ -221,7 +221,11 @@ int t_sysvirt_start(struct t_sysvirt *s, const char *qemu_conf, char *why,
 		 "unix_sock_admin_perms = \"0700\"\n"
 		 "auth_unix_ro = \"none\"\n"
 		 "auth_unix_rw = \"none\"\n"
-		 "log_outputs = \"3:file:%s/libvirtd.log\"\n", s->dir, s->dir);
+		 "log_outputs = \"%s:file:%s/libvirtd.log\"\n%s", s->dir,
+		 /* PARLEY_SYSVIRT_DEBUG=1: libvirtd's debug log, kept */
+		 getenv("PARLEY_SYSVIRT_DEBUG") ? "1" : "3", s->dir,
+		 getenv("PARLEY_SYSVIRT_DEBUG") ? "log_level = 1\nlog_filters = "
+		 "\"3:rpc 3:event 3:remote 3:object 3:util.json 1:*\"\n" : "");
 	int rc;
 	if (mkdir(ns, 0755) < 0 || (rc = put(s->dir, "libvirtd.conf", text)))
 		return snprintf(why, cap, "%s: %s", s->dir, strerror(errno)), -EIO;
@@ -341,7 +345,7 @@ void t_sysvirt_stop(struct t_sysvirt *s)
 		}
 	}
 	s->ns = 0;
-	if (s->dir[0])
+	if (s->dir[0] && !getenv("PARLEY_SYSVIRT_DEBUG"))
 		t_rmtree(s->dir);
 	s->dir[0] = 0;
 }
