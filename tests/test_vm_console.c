@@ -26,7 +26,10 @@ static void setup(void)
 
 static void teardown(void)
 {
+	char old[PATH_MAX + 80];
+	snprintf(old, sizeof(old), "%s.0", path);
 	unlink(path);
+	unlink(old);
 	rmdir(host.dir);
 }
 
