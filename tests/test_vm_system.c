@@ -31,6 +31,7 @@
 #include "agent/vm/vmmgr.h"
 #include "tests/helpers/fleet.h"
 #include "tests/helpers/sysvirt.h"
+#include "tests/helpers/vmloop.h"
 #include "tests/helpers/testutil.h"
 
 #define VM_DIR PARLEY_BUILD_DIR "/vm"
@@ -71,18 +72,6 @@ static void sys_start(const char *qemu_conf)
 		     err.msg);
 	int rc = t_sysvirt_start(&sv, qemu_conf, why, sizeof(why));
 	cr_assert_eq(rc, 0, "a system libvirtd could not start here: %s", why);
-}
-
-static char *read_all(const char *p)
-{
-	FILE *f = fopen(p, "r");
-	if (!f)
-		return strdup("");
-	static char buf[1 << 16];
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = 0;
-	fclose(f);
-	return strdup(buf);
 }
 
 /* QEMU's pid: libvirt's pid file in the daemon's /run/libvirt. */
@@ -177,7 +166,7 @@ static char *domain_log(void)
 	char p[PATH_MAX + 64];
 	t_sysvirt_path(&sv, "/var/log/libvirt/qemu/" VMHOST_PREFIX "guest.log",
 		       p, sizeof(p));
-	return read_all(p);
+	return t_slurp(p);
 }
 
 struct t_sys {
@@ -217,57 +206,19 @@ static void t_sys_setup(struct t_sys *t, const char *script)
 
 static char *console(struct t_sys *t)
 {
-	char p[PATH_MAX + 64];
-	vmhost_console_path(&t->m.host, t->spec.name, p, sizeof(p));
-	return read_all(p);
+	return t_vm_console(&t->m, t->spec.name);
 }
 
-/* The agent's loop as parley-agent runs it (tests/test_vm_chan.c's pump):
- * the VM's port and doorbells, the thin partitions, chanmgr's tick. */
-static int pump(struct t_sys *t)
+static char *domain_log_of(void *ctx)
 {
-	static time_t last;
-	int rc = vmmgr_serve(&t->m, 0);
-	if (rc == -EPIPE || rc == -EPROTO)
-		vmmgr_reap(&t->m, 0);
-	bool live = false;
-	for (unsigned i = 0; i < t->f.sup.n; i++)
-		live |= !t->f.sup.e[i].p->finished;
-	if (live)
-		sup_step(&t->f.sup, -1, rc == -EAGAIN ? 1 : 0);
-	else if (rc == -EAGAIN || rc == -EPIPE)
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	if (ts.tv_nsec / 20000000 != last) {
-		chanmgr_tick(&t->f.cm);
-		last = ts.tv_nsec / 20000000;
-	}
-	return rc;
+	(void)ctx;
+	return domain_log();
 }
 
 static void serve_until(struct t_sys *t, const char *until, int limit_s)
 {
-	time_t end = time(NULL) + limit_s;
-	unsigned rounds = 0;
-	for (;;) {
-		int rc = pump(t);
-		if (++rounds % 64 && rc != -EAGAIN)
-			continue;
-		char *c = console(t);
-		bool done = strstr(c, until) != NULL;
-		if (!done && (time(NULL) > end || rc == -EPROTO)) {
-			char *l = domain_log();
-			cr_assert_fail("no '%s' within %d s (serve %d); console:\n"
-				       "%s\nthin partitions:\n%s\naudit:\n%s\n"
-				       "domain log:\n%s", until, limit_s, rc, c,
-				       t_fleet_out(&t->f), t_fleet_audit(&t->f),
-				       l);
-		}
-		free(c);
-		if (done)
-			return;
-	}
+	t_vm_serve_until(&t->f, &t->m, t->spec.name, until, limit_s,
+			 domain_log_of, NULL);
 }
 
 #define CONSOLE_HAS(t, s)                                                  \
@@ -523,14 +474,14 @@ Test(vm_system, agent_run_with_libvirt_uri_examples_exchange, .timeout = 400,
 	cr_assert(strstr(out, "ping| ping: 1000 messages each way"), "%s", out);
 	cr_assert(strstr(out, "checksums ok"), "%s", out);
 	cr_assert(strstr(out, "vmpong| PARLEY-GUEST done rc=0"), "%s", out);
-	char *a = read_all(audit);
+	char *a = t_slurp(audit);
 	cr_assert(strstr(a, "\"event\":\"open_allowed\",\"partition\":"
 			 "\"vmpong\""), "%s", a);
 	free(a);
 	/* its uid record: of the range */
 	char rec[PATH_MAX + 32];
 	snprintf(rec, sizeof(rec), "%s/vm/uids/vmpong", dir);
-	char *u = read_all(rec);
+	char *u = t_slurp(rec);
 	unsigned long uid = strtoul(u, NULL, 10);
 	cr_assert(uid >= UID_FIRST && uid <= UID_LAST, "uid record '%s'", u);
 	free(u);

@@ -34,12 +34,31 @@ static int put(const char *dir, const char *name, const char *text)
 	return fclose(f) == 0 && ok ? 0 : -EIO;
 }
 
+/* /usr/sbin/NAME --config DIR/NAME.conf --pid-file DIR/NAME.pid, a
+ * child of the caller's that dies with it. */
+static pid_t daemon_child(const struct t_sysvirt *s, const char *name)
+{
+	char exe[64], conf[PATH_MAX + 64], pidf[PATH_MAX + 64];
+	pid_t pid = fork();
+	if (pid < 0)
+		_exit(111);
+	if (pid > 0)
+		return pid;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	snprintf(exe, sizeof(exe), "/usr/sbin/%s", name);
+	snprintf(conf, sizeof(conf), "%s/%s.conf", s->dir, name);
+	snprintf(pidf, sizeof(pidf), "%s/%s.pid", s->dir, name);
+	execl(exe, name, "--config", conf, "--pid-file", pidf, (char *)NULL);
+	fprintf(stderr, "sysvirt: %s: %s\n", exe, strerror(errno));
+	_exit(111);
+}
+
 /* In the child: the namespace, then the daemons. Any failure exits with
  * a line on stderr (the test's log file). */
 static void child(const struct t_sysvirt *s, const char *qemu_conf)
 {
 	char ns[PATH_MAX + 8], up[PATH_MAX + 64], wk[PATH_MAX + 64],
-		opt[3 * PATH_MAX], conf[PATH_MAX + 64], pidf[PATH_MAX + 64];
+		opt[3 * PATH_MAX];
 	static const char *const over[] = { "/etc", "/var", "/run" };
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (unshare(CLONE_NEWNS) < 0 ||
@@ -90,30 +109,8 @@ static void child(const struct t_sysvirt *s, const char *qemu_conf)
 	/* Both daemons children of this one, which reaps them: stopped by
 	 * their PIDs, neither is left a zombie of the other. When libvirtd
 	 * ends, virtlogd is ended too, then this. */
-	pid_t lg = fork();
-	if (lg < 0)
-		_exit(111);
-	if (lg == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		snprintf(conf, sizeof(conf), "%s/virtlogd.conf", s->dir);
-		snprintf(pidf, sizeof(pidf), "%s/virtlogd.pid", s->dir);
-		execl("/usr/sbin/virtlogd", "virtlogd", "--config", conf,
-		      "--pid-file", pidf, (char *)NULL);
-		perror("sysvirt: virtlogd");
-		_exit(111);
-	}
-	pid_t lv = fork();
-	if (lv < 0)
-		_exit(111);
-	if (lv == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		snprintf(conf, sizeof(conf), "%s/libvirtd.conf", s->dir);
-		snprintf(pidf, sizeof(pidf), "%s/libvirtd.pid", s->dir);
-		execl("/usr/sbin/libvirtd", "libvirtd", "--config", conf,
-		      "--pid-file", pidf, (char *)NULL);
-		perror("sysvirt: libvirtd");
-		_exit(111);
-	}
+	pid_t lg = daemon_child(s, "virtlogd");
+	pid_t lv = daemon_child(s, "libvirtd");
 	int left = 2;
 	while (left) {
 		pid_t w = waitpid(-1, NULL, 0);
