@@ -83,6 +83,8 @@ struct cli {
 	const char *update_stage;  /* SIGUSR1 commits what is staged here */
 	double update_timeout_s;
 	const char *plugin_dir;    /* NULL: agent/plugin/agentset.h */
+	const char *libvirt_uri;   /* NULL: the embedded driver
+				    * (agent/vm/vmhost.h) */
 };
 
 static const char usage_text[] =
@@ -96,6 +98,7 @@ static const char usage_text[] =
 	"[--snapshot-dir DIR]\n"
 	"           [--snapshot-key FILE] [--state-dir DIR] [--disk-dir DIR]\n"
 	"           [--plugin-dir DIR] [--qemu-uid-range FIRST-LAST]\n"
+	"           [--libvirt-uri URI]\n"
 	"           [--update-stage DIR [--update-timeout SECONDS]] SPEC...\n"
 	"       parley-agent restore [--vmm PATH] --baselines FILE "
 	"[--snapshot-key FILE]\n"
@@ -109,7 +112,8 @@ static const char usage_text[] =
 	"[--backend kvm|process|auto]\n"
 	"           [--vmm-uid-range FIRST-LAST] [--update-stage DIR "
 	"[--update-timeout SECONDS]]\n"
-	"           [--disk-dir DIR] [--qemu-uid-range FIRST-LAST] [SPEC...]\n"
+	"           [--disk-dir DIR] [--qemu-uid-range FIRST-LAST]\n"
+	"           [--libvirt-uri URI] [SPEC...]\n"
 	"       parley-agent join --server HOST:PORT --token prj_... "
 	"--ca-sha256 HEX --state-dir DIR\n"
 	"       parley-agent --help | --version\n"
@@ -191,6 +195,20 @@ static int opt_qemu_uid_range(const char *r)
 	return 0;
 }
 
+/* The libvirt the agent's VMs run under (agent/vm/vmhost.h): a system
+ * libvirtd of this host; without the option, the embedded driver. */
+static int opt_libvirt_uri(struct cli *c, const char *uri)
+{
+	struct parley_err err = { 0 };
+	if (vmhost_uri_check(uri, &err) < 0) {
+		fprintf(stderr, "parley-agent: --libvirt-uri: %s\n",
+			perr_msg(&err));
+		return -1;
+	}
+	c->libvirt_uri = uri;
+	return 0;
+}
+
 static int opt_one(struct cli *c, int o)
 {
 	char *end;
@@ -262,6 +280,8 @@ static int opt_one(struct cli *c, int o)
 	case 'X':
 		c->spec = optarg;
 		return 0;
+	case 'L':
+		return opt_libvirt_uri(c, optarg);
 	case 'P':
 		c->plugin_dir = optarg;
 		return 0;
@@ -294,6 +314,7 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 		{ "name", required_argument, NULL, 'n' },
 		{ "vmm-uid-range", required_argument, NULL, 'u' },
 		{ "qemu-uid-range", required_argument, NULL, 'Q' },
+		{ "libvirt-uri", required_argument, NULL, 'L' },
 		{ "update-stage", required_argument, NULL, 'U' },
 		{ "update-timeout", required_argument, NULL, 'T' },
 		{ "plugin-dir", required_argument, NULL, 'P' },
@@ -664,8 +685,8 @@ static int start_all(struct agent *a, int restore, char **args, int n,
 	/* The VMs before any thin partition runs: a thin partition's first
 	 * open finds its VM peer registered. */
 	if (!bad && a->nvm &&
-	    vmrun_start(&a->vms, a->cli.state_dir, &a->cm, &a->audit,
-			a->have_db ? &a->db : NULL, a->vm_specs, a->nvm,
+	    vmrun_start(&a->vms, a->cli.state_dir, a->cli.libvirt_uri, &a->cm,
+			&a->audit, a->have_db ? &a->db : NULL, a->vm_specs, a->nvm,
 			stdout, &err) < 0) {
 		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
 		bad = 1;
@@ -787,8 +808,9 @@ static void adopt_vms(struct agent *a, struct update_adopt *u, char *said,
 				"10 s after the commit: adopting its VMs "
 				"anyway\n");
 	struct parley_err err = { 0 };
-	int rc = vmrun_start(&a->vms, a->cli.state_dir, &a->cm, &a->audit,
-			     a->have_db ? &a->db : NULL, a->vm_specs, a->nvm,
+	int rc = vmrun_start(&a->vms, a->cli.state_dir, a->cli.libvirt_uri,
+			     &a->cm, &a->audit, a->have_db ? &a->db : NULL,
+			     a->vm_specs, a->nvm,
 			     stdout, &err);
 	size_t n = (size_t)snprintf(said, cap, "; %u VM(s) here, ", a->nvm);
 	if (rc < 0) {
@@ -945,6 +967,7 @@ static int serve(int argc, char **argv, char **all)
 		.update_timeout_ms = (int)(a.cli.update_timeout_s * 1000),
 		.argv = all, .version = agent_version(),
 		.plugin_dir = a.cli.plugin_dir,
+		.libvirt_uri = a.cli.libvirt_uri,
 		.handover_fd = handover_fd(),
 	};
 	o.fault = test_faults(o.handover_fd);

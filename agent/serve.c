@@ -202,8 +202,9 @@ static void vms_up(struct serve *s)
 				   .ctx = s };
 	struct parley_err err = { 0 };
 	if (vmserve_init(&s->vms, s->base, &s->cm, &s->audit,
-			 serve_o->state_dir, serve_o->image_dirs,
-			 serve_o->config_dirs, &ops, stdout, &err) < 0)
+			 serve_o->state_dir, serve_o->libvirt_uri,
+			 serve_o->image_dirs, serve_o->config_dirs, &ops,
+			 stdout, &err) < 0)
 		log_error("VMs: %s", perr_msg(&err));
 }
 

@@ -30,6 +30,8 @@ struct serve_opts {
 	int handover_fd;           /* >= 0: we are the new binary */
 	int fault;                 /* enum update_fault; test builds only */
 	const char *plugin_dir;    /* --plugin-dir, or NULL (agentset.h) */
+	const char *libvirt_uri;   /* --libvirt-uri, or NULL: the embedded
+				    * driver (agent/vm/vmhost.h) */
 };
 
 int serve_main(const struct serve_opts *o);

@@ -305,7 +305,7 @@ Test(agent_cli, backend_auto_says_which_and_why, .timeout = 60)
 	free(out);
 }
 
-Test(agent_cli, backend_and_uid_range_refused_when_malformed, .timeout = 30)
+Test(agent_cli, backend_and_uid_range_refused_when_malformed, .timeout = 60)
 {
 	static const char *const bad[][2] = {
 		{ "--backend", "qemu" },
@@ -317,6 +317,20 @@ Test(agent_cli, backend_and_uid_range_refused_when_malformed, .timeout = 30)
 		{ "--qemu-uid-range", "65534-65534" },
 		{ "--qemu-uid-range", "6000000-6000001" },
 		{ "--qemu-uid-range", "7000000-" },
+		/* libvirt: another host's, a session daemon, an embedded
+		 * root of the operator's, other drivers, junk after the path,
+		 * blanks and control bytes */
+		{ "--libvirt-uri", "qemu+ssh://evil/system" },
+		{ "--libvirt-uri", "qemu+tcp://127.0.0.1/system" },
+		{ "--libvirt-uri", "qemu://host/system" },
+		{ "--libvirt-uri", "qemu:///session" },
+		{ "--libvirt-uri", "qemu:///embed?root=/tmp/x" },
+		{ "--libvirt-uri", "xen:///system" },
+		{ "--libvirt-uri", "qemu:///systemd" },
+		{ "--libvirt-uri", "qemu:///system/../session" },
+		{ "--libvirt-uri", "qemu:///system?socket=/tmp/a b" },
+		{ "--libvirt-uri", "qemu:///system?socket=/tmp/\x1b[2J" },
+		{ "--libvirt-uri", "" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		char *argv[] = { T_AGENT, "run", (char *)bad[i][0],

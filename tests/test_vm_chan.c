@@ -34,6 +34,7 @@
 #include "agent/ipc/chanmgr.h"
 #include "agent/vm/vmmgr.h"
 #include "tests/helpers/fleet.h"
+#include "tests/helpers/vmloop.h"
 #include "tests/helpers/testutil.h"
 
 #define VM_DIR PARLEY_BUILD_DIR "/vm"
@@ -143,73 +144,27 @@ static void t_vm_start(struct t_vm *t)
 
 static char *console(struct t_vm *t)
 {
-	char p[PATH_MAX + 64];
-	vmhost_console_path(&t->m.host, t->spec.name, p, sizeof(p));
-	FILE *f = fopen(p, "r");
-	if (!f)
-		return strdup("");
-	static char buf[1 << 16];
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = 0;
-	fclose(f);
-	return strdup(buf);
+	return t_vm_console(&t->m, t->spec.name);
 }
 
-/* One round of the agent's event loop as parley-agent runs it: the VM's
- * port and doorbells, the thin partitions, and chanmgr's tick (deadlines)
- * every 20 ms — also when no thin partition is left. Returns what
- * vmmgr_serve did. */
 static bool thin_live(struct t_vm *t)
 {
-	for (unsigned i = 0; i < t->f.sup.n; i++)
-		if (!t->f.sup.e[i].p->finished)
-			return true;
-	return false;
+	return t_vm_thin_live(&t->f);
 }
 
+/* One round of the agent's event loop as parley-agent runs it
+ * (tests/helpers/vmloop.h). */
 static int pump(struct t_vm *t, int wait_ms)
 {
-	static uint64_t last;
-	struct timespec ts;
-	int rc = vmmgr_serve(&t->m, 0);
-	/* as parley-agent's loop: a closed port, then the VM stopped once
-	 * libvirt sees it gone (QEMU closes its sockets a moment before) */
-	if (rc == -EPIPE || rc == -EPROTO)
-		vmmgr_reap(&t->m, 0);
-	if (thin_live(t))
-		sup_step(&t->f.sup, -1, rc == -EAGAIN ? wait_ms : 0);
-	else if (rc == -EAGAIN || rc == -EPIPE)
-		nanosleep(&(struct timespec){ 0, wait_ms * 1000000L }, NULL);
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	if (now - last >= 20) {
-		chanmgr_tick(&t->f.cm);
-		last = now;
-	}
-	return rc;
+	return t_vm_pump(&t->f, &t->m, wait_ms);
 }
 
 /* Serve the VM and the thin partitions until the VM's console shows
  * `until` (or limit_s passes: a failure naming what was seen). */
 static void serve_until(struct t_vm *t, const char *until, int limit_s)
 {
-	time_t end = time(NULL) + limit_s;
-	unsigned rounds = 0;
-	for (;;) {
-		int rc = pump(t, 1);
-		if (++rounds % 64 && rc != -EAGAIN)
-			continue; /* busy: look at the console now and then */
-		char *c = console(t);
-		bool done = strstr(c, until) != NULL;
-		if (!done && (time(NULL) > end || rc == -EPROTO))
-			cr_assert_fail("no '%s' within %d s (serve %d); console:\n"
-				       "%s\nthin partitions:\n%s\naudit:\n%s",
-				       until, limit_s, rc, c, t_fleet_out(&t->f),
-				       t_fleet_audit(&t->f));
-		free(c);
-		if (done)
-			return;
-	}
+	t_vm_serve_until(&t->f, &t->m, t->spec.name, until, limit_s, NULL,
+			 NULL);
 }
 
 #define CONSOLE_HAS(t, s)                                                  \

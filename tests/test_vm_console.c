@@ -26,7 +26,10 @@ static void setup(void)
 
 static void teardown(void)
 {
+	char old[PATH_MAX + 80];
+	snprintf(old, sizeof(old), "%s.0", path);
 	unlink(path);
+	unlink(old);
 	rmdir(host.dir);
 }
 
@@ -88,4 +91,51 @@ Test(vm_console, a_flood_is_skipped_and_its_disk_given_back, .init = setup,
 	cr_assert_eq(st.st_size, 40L << 20);
 	cr_assert_lt((long)st.st_blocks * 512, 20L << 20,
 		     "%ld bytes on disk", (long)st.st_blocks * 512);
+}
+
+/* Under a system libvirtd virtlogd writes the console and rotates it
+ * (NAME.console renamed NAME.console.0, a new one begun): the rest of
+ * the old file is read there — a line split across the two comes out
+ * whole — then the new one from its start; the result line is not lost. */
+Test(vm_console, rotated_by_virtlogd_read_on_in_the_new_file, .init = setup,
+     .fini = teardown)
+{
+	struct vmrun_con c = { .rc = -1 };
+	append("one\ntw", 6);
+	char *o = stream(&c);
+	cr_assert_str_eq(o, "g| one\n");
+	free(o);
+	append("o\nthree\n", 8);
+	char old[PATH_MAX + 80];
+	snprintf(old, sizeof(old), "%s.0", path);
+	cr_assert_eq(rename(path, old), 0);
+	append("four\nPARLEY-GUEST done rc=0\n", 28);
+	o = stream(&c);
+	cr_assert_str_eq(o, "g| two\ng| three\ng| four\n"
+			    "g| PARLEY-GUEST done rc=0\n");
+	cr_assert_eq(c.rc, 0);
+	free(o);
+	/* nothing twice */
+	o = stream(&c);
+	cr_assert(!o || !*o, "%s", o);
+	free(o);
+	/* a .0 that is not the file we read (replaced, not renamed) is not
+	 * read as its rest; the new file may get the freed inode number of
+	 * ours: shorter than what was read of ours, it is read as new */
+	cr_assert_eq(unlink(old), 0);
+	cr_assert_eq(rename(path, old), 0);
+	FILE *f = fopen(old, "a");
+	cr_assert(f);
+	fputs("nope\n", f);
+	fclose(f);
+	cr_assert_eq(unlink(old), 0);
+	f = fopen(old, "w");
+	cr_assert(f);
+	fputs("stale\n", f);
+	fclose(f);
+	append("five\n", 5);
+	o = stream(&c);
+	cr_assert_str_eq(o, "g| five\n");
+	free(o);
+	unlink(old);
 }

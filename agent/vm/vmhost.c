@@ -414,6 +414,71 @@ static const char conf_common[] =
 	"clear_emulator_capabilities = 1\n"
 	"seccomp_sandbox = 1\n";
 
+/* The URIs the agent takes besides its embedded default: a system
+ * libvirtd on this host (qemu:///system, or qemu+unix:///system with its
+ * socket named). Not another host's (the agent hands QEMU paths and
+ * descriptors of its own host), not a session daemon (it runs QEMU as its
+ * own user: no uid per VM), not an embedded root of the operator's (the
+ * agent's own is STATE/libvirt: leave the option out). */
+int vmhost_uri_check(const char *uri, struct parley_err *err)
+{
+	const char *rest = NULL;
+	if (!strncmp(uri, "qemu:///system", 14))
+		rest = uri + 14;
+	else if (!strncmp(uri, "qemu+unix:///system", 19))
+		rest = uri + 19;
+	if (!rest || (*rest && *rest != '?'))
+		return perr(err, -EINVAL, "libvirt URI \"%.200s\": the agent "
+			    "takes qemu:///system or qemu+unix:///system"
+			    "[?socket=PATH] (a system libvirtd on this host; "
+			    "no other host, no session daemon; without the "
+			    "option, its embedded driver)", uri);
+	for (const char *c = uri; *c; c++)
+		if (*c <= 0x20 || *c >= 0x7f)
+			return perr(err, -EINVAL, "libvirt URI: a blank or "
+				    "control character in it");
+	if (strlen(uri) >= sizeof(((struct vmhost *)0)->uri))
+		return perr(err, -ENAMETOOLONG, "libvirt URI too long");
+	return 0;
+}
+
+/* Root (any URI): each VM's QEMU runs as a uid of its own with
+ * VMHOST_QEMU_USER's group; the uid range checked again (the host may
+ * have users in it now), the directories QEMU passes through on the way
+ * to its files made passable for that group, the uid records' directory
+ * made. *quid: that user's uid (the embedded driver's default user). */
+static int root_prepare(struct vmhost *vh, const char *state_dir,
+			const char *root, uid_t *quid, struct parley_err *err)
+{
+	struct passwd *pw = getpwnam(VMHOST_QEMU_USER);
+	if (!pw || pw->pw_uid == 0 || pw->pw_gid == 0)
+		return perr(err, -ENOENT, "no user " VMHOST_QEMU_USER " (not "
+			    "root) whose group QEMU runs with: ./dev deps or "
+			    "the parley-agent package creates it");
+	*quid = pw->pw_uid;
+	vh->qemu_gid = pw->pw_gid;
+	pthread_mutex_lock(&uid_mu);
+	vh->uid_first = uid_first;
+	vh->uid_last = uid_last;
+	int rc = range_check(vh->uid_first, vh->uid_last, err);
+	pthread_mutex_unlock(&uid_mu);
+	if (rc)
+		return rc;
+	/* QEMU reaches its boot copies in STATE/vm/NAME.boot (and, embedded,
+	 * libvirt's per-domain files under ROOT): search (not read)
+	 * permission on the way, for its group. */
+	if ((rc = parents_passable(state_dir, vh->qemu_gid, err)))
+		return rc;
+	char uids[PATH_MAX + 16];
+	snprintf(uids, sizeof(uids), "%s/uids", vh->dir);
+	if ((rc = share_dir(state_dir, vh->qemu_gid, false)) ||
+	    (rc = share_dir(vh->dir, vh->qemu_gid, true)) ||
+	    (root && (rc = share_dir(root, vh->qemu_gid, true))) ||
+	    (rc = mkdir_one(uids)))
+		return perr(err, rc, "%s: %s", state_dir, strerror(-rc));
+	return 0;
+}
+
 int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 		struct parley_err *err)
 {
@@ -421,6 +486,16 @@ int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	memset(vh, 0, sizeof(*vh));
 	vh->qemu_gid = (gid_t)-1;
+	int rc = uri ? vmhost_uri_check(uri, err) : 0;
+	if (rc)
+		return rc;
+	/* Each VM's QEMU as a uid of its own needs a root agent; a system
+	 * libvirtd without that would run them all as its qemu.conf user,
+	 * which the agent's files are not given to. */
+	if (uri && geteuid() != 0)
+		return perr(err, -EPERM, "libvirt URI %s: a system libvirtd "
+			    "needs the agent to run as root (each VM's QEMU "
+			    "as a uid of its own)", uri);
 	/* The embedded driver logs to stderr at its default level (every
 	 * domain "tainted: custom-monitor", every lookup of a VM that does
 	 * not run): none of it, unless the operator set
@@ -438,56 +513,37 @@ int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 	    snprintf(root, sizeof(root), "%s/libvirt", state_dir) >=
 		    (int)sizeof(root))
 		return perr(err, -ENAMETOOLONG, "state directory too long");
-	int rc = mkdir_one(vh->dir);
+	rc = mkdir_one(vh->dir);
 	if (rc)
 		return perr(err, rc, "%s: %s", vh->dir, strerror(-rc));
+	/* STATE/vm as an absolute path: in QEMU's options and in our
+	 * domains' metadata, this agent's mark (owned_name) */
+	char abs[PATH_MAX];
+	if (!realpath(vh->dir, abs))
+		return perr(err, -errno, "%s: %s", vh->dir, strerror(errno));
+	snprintf(vh->dir, sizeof(vh->dir), "%s", abs);
+	vh->system = uri != NULL;
+	uid_t quid = 0;
+	if (!uri) {
+		snprintf(etc, sizeof(etc), "%s/etc", root);
+		if ((rc = mkdir_one(root)) || (rc = mkdir_one(etc)))
+			return perr(err, rc, "%s: %s", etc, strerror(-rc));
+	}
+	if (geteuid() == 0 &&
+	    (rc = root_prepare(vh, state_dir, uri ? NULL : root, &quid, err)))
+		return rc;
 	if (uri) {
 		snprintf(vh->uri, sizeof(vh->uri), "%s", uri);
 	} else {
 		/* The embedded driver reads ROOT/etc/qemu.conf. */
 		char text[1024];
-		snprintf(etc, sizeof(etc), "%s/etc", root);
 		snprintf(conf, sizeof(conf), "%s/qemu.conf", etc);
-		if ((rc = mkdir_one(root)) || (rc = mkdir_one(etc)))
-			return perr(err, rc, "%s: %s", etc, strerror(-rc));
-		if (geteuid() == 0) {
-			struct passwd *pw = getpwnam(VMHOST_QEMU_USER);
-			if (!pw || pw->pw_uid == 0 || pw->pw_gid == 0)
-				return perr(err, -ENOENT, "no user "
-					    VMHOST_QEMU_USER " (not root) whose "
-					    "group QEMU runs with: ./dev deps or "
-					    "the parley-agent package creates it");
-			uid_t quid = pw->pw_uid;
-			vh->qemu_gid = pw->pw_gid;
-			/* the range again: the host may have users in it now */
-			pthread_mutex_lock(&uid_mu);
-			vh->uid_first = uid_first;
-			vh->uid_last = uid_last;
-			rc = range_check(vh->uid_first, vh->uid_last, err);
-			pthread_mutex_unlock(&uid_mu);
-			if (rc)
-				return rc;
-			/* QEMU reaches its boot copies in STATE/vm/NAME.boot
-			 * and libvirt's per-domain files under ROOT: search
-			 * (not read) permission on the way, for its group. */
-			if ((rc = parents_passable(state_dir, vh->qemu_gid,
-						   err)))
-				return rc;
-			/* the uids given, root's only */
-			char uids[PATH_MAX + 16];
-			snprintf(uids, sizeof(uids), "%s/uids", vh->dir);
-			if ((rc = share_dir(state_dir, vh->qemu_gid, false)) ||
-			    (rc = share_dir(vh->dir, vh->qemu_gid, true)) ||
-			    (rc = share_dir(root, vh->qemu_gid, true)) ||
-			    (rc = mkdir_one(uids)))
-				return perr(err, rc, "%s: %s", state_dir,
-					    strerror(-rc));
+		if (geteuid() == 0)
 			snprintf(text, sizeof(text), "%suser = \"+%u\"\n"
 				 "group = \"+0\"\n", conf_common,
 				 (unsigned)quid);
-		} else {
+		else
 			snprintf(text, sizeof(text), "%s", conf_common);
-		}
 		if ((rc = write_file(conf, text)))
 			return perr(err, rc, "%s: %s", conf, strerror(-rc));
 		snprintf(vh->uri, sizeof(vh->uri), "qemu:///embed?root=%s", root);
@@ -495,6 +551,10 @@ int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 	vh->conn = virConnectOpen(vh->uri);
 	if (!vh->conn)
 		return lv_err(err, "cannot connect to", vh->uri);
+	if (uri && (rc = vmhost_system_check(vh, err))) {
+		vmhost_close(vh);
+		return rc;
+	}
 	return 0;
 }
 
@@ -589,11 +649,17 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, uid_t uid,
 	 * says) sets them when it starts QEMU, and gives the directories it
 	 * makes for the domain to them; relabel='no': it chowns nothing else
 	 * (the agent's files stay as they are). */
-	char seclabel[160] = "";
+	char seclabel[320] = "";
 	if (uid != (uid_t)-1)
 		snprintf(seclabel, sizeof(seclabel), "<seclabel type='static' "
 			 "model='dac' relabel='no'><label>+%u:+%u</label>"
-			 "</seclabel>", (unsigned)uid, (unsigned)vh->qemu_gid);
+			 "</seclabel>%s%s", (unsigned)uid, (unsigned)vh->qemu_gid,
+			 /* a system libvirtd's confining drivers: none for
+			  * our domains (vmhost.h: unconfine) */
+			 vh->unconfine & VMHOST_SEC_SELINUX ?
+			 "<seclabel type='none' model='selinux'/>" : "",
+			 vh->unconfine & VMHOST_SEC_APPARMOR ?
+			 "<seclabel type='none' model='apparmor'/>" : "");
 	/* auto: KVM where QEMU itself may open /dev/kvm — as its own uid it
 	 * is in no group that /dev/kvm's mode names (root:kvm 0660 on
 	 * Debian) unless the host gave QEMU's group access (an ACL). */
@@ -605,7 +671,7 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, uid_t uid,
 		"domain/qemu/1.0'>"
 		"<name>" VMHOST_PREFIX "%s</name>"
 		"<metadata><parley:vm xmlns:parley='" VMHOST_NS "' "
-		"name='%s'/></metadata>"
+		"name='%s' agent='%s'/></metadata>"
 		/* At least 2 possible vCPUs: TCG translates the guest's
 		 * fences and locked instructions into the host's only when
 		 * the machine may run more than one vCPU (CF_PARALLEL), and
@@ -642,7 +708,7 @@ int vmhost_xml(const struct vmhost *vh, const struct vm_spec *s, uid_t uid,
 		"<qemu:arg value='chardev=parleymon,mode=control'/>"
 		"</qemu:commandline></domain>",
 		kvm ? "kvm" : "qemu",
-		s->name, s->name, s->mem_mib ? s->mem_mib : 192,
+		s->name, s->name, vh->dir, s->mem_mib ? s->mem_mib : 192,
 		s->vcpus ? s->vcpus : 1,
 		s->vcpus > 2 ? s->vcpus : 2,
 		kvm ? "<cpu mode='host-passthrough' check='none'/>"
@@ -670,11 +736,24 @@ int vm_accel_parse(const char *s)
 	return -EINVAL;
 }
 
+static char *owned_name(const struct vmhost *vh, virDomainPtr d);
+
+/* VM name's domain, if it is this agent's (owned_name: under a system
+ * libvirtd a domain of that name may be another agent's). */
 static virDomainPtr lookup(struct vmhost *vh, const char *name)
 {
 	char dn[128];
 	snprintf(dn, sizeof(dn), VMHOST_PREFIX "%s", name);
-	return virDomainLookupByName(vh->conn, dn);
+	virDomainPtr d = virDomainLookupByName(vh->conn, dn);
+	char *own = d ? owned_name(vh, d) : NULL;
+	if (d && (!own || strcmp(own, name))) {
+		/* (starting ours under that name then fails: libvirt says
+		 * the domain exists) */
+		virDomainFree(d);
+		d = NULL;
+	}
+	free(own);
+	return d;
 }
 
 /* One file QEMU opens itself, copied to dst readable by its group only
@@ -796,6 +875,13 @@ int vmhost_start(struct vmhost *vh, const struct vm_spec *spec,
 	vmhost_console_path(vh, s.name, con, sizeof(con));
 	unlink(sock);
 	unlink(con);
+	/* and the console's rotated copies (virtlogd's, under a system
+	 * libvirtd: NAME.console.0 ... .2 by default) */
+	for (int i = 0; i < 10; i++) {
+		char old[PATH_MAX + 80];
+		snprintf(old, sizeof(old), "%s.%d", con, i);
+		unlink(old);
+	}
 	virDomainPtr d = virDomainCreateXML(vh->conn, xml, 0);
 	if (!d)
 		return lv_err(err, "cannot start VM", s.name);
@@ -906,26 +992,48 @@ int vmhost_qmp(struct vmhost *vh, const char *name, const char *cmd,
 	return rc;
 }
 
-/* Our VM's name if the domain carries our metadata, else NULL. */
-static char *owned_name(virDomainPtr d)
+/* Attribute attr='...' of the metadata element md (libvirt may re-quote):
+ * its value (malloc'd), or NULL. */
+static char *md_attr(const char *md, const char *attr, size_t max)
+{
+	char key[16];
+	snprintf(key, sizeof(key), " %s=", attr);
+	const char *s = strstr(md, key);
+	if (!s)
+		return NULL;
+	s += strlen(key);
+	if (*s != '\'' && *s != '"')
+		return NULL;
+	const char *e = strchr(s + 1, *s);
+	if (!e || (size_t)(e - (s + 1)) >= max)
+		return NULL;
+	return strndup(s + 1, (size_t)(e - (s + 1)));
+}
+
+/* Our VM's name if the domain carries our metadata and is this agent's,
+ * else NULL. Under a system libvirtd other agents (their own state
+ * directories) may have domains of the same kind, never adopted nor
+ * destroyed by us: this agent's say agent='STATE/vm' (ours, absolute).
+ * Under the embedded driver the root is this state directory's alone:
+ * every domain with the element is ours (one of an agent before the
+ * attribute, or of this state directory under an earlier path). */
+static char *owned_name(const struct vmhost *vh, virDomainPtr d)
 {
 	char *md = virDomainGetMetadata(d, VIR_DOMAIN_METADATA_ELEMENT,
 					VMHOST_NS, 0);
 	if (!md)
 		return NULL;
-	/* <vm name='NAME'/> as we wrote it (libvirt may re-quote) */
-	char *s = strstr(md, "name=");
-	char *out = NULL;
-	if (s && (s[5] == '\'' || s[5] == '"')) {
-		char q = s[5], *e = strchr(s + 6, q);
-		if (e && e - (s + 6) < 48) {
-			out = strndup(s + 6, (size_t)(e - (s + 6)));
-			if (out && !jv_name_valid(out, strlen(out), 48)) {
-				free(out);
-				out = NULL;
-			}
-		}
+	char *out = md_attr(md, "name", 48);
+	char *agent = md_attr(md, "agent", PATH_MAX);
+	if (out && !jv_name_valid(out, strlen(out), 48)) {
+		free(out);
+		out = NULL;
 	}
+	if (out && vh->system && (!agent || strcmp(agent, vh->dir))) {
+		free(out);
+		out = NULL;
+	}
+	free(agent);
 	free(md);
 	return out;
 }
@@ -942,7 +1050,7 @@ int vmhost_reconcile(struct vmhost *vh, bool (*keep)(const char *name, void *ctx
 		return lv_err(err, "cannot list domains of", vh->uri);
 	int rc = 0;
 	for (int i = 0; i < n; i++) {
-		char *name = owned_name(doms[i]);
+		char *name = owned_name(vh, doms[i]);
 		if (name && keep(name, ctx)) {
 			(*adopted)++;
 			log_info("VM %s: ours, with a spec here: kept", name);

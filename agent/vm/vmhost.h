@@ -6,7 +6,9 @@
  * in the agent's state directory (QEMU listens on it, the agent connects,
  * so an agent that restarts connects again to the same VM).
  *
- * The domains it owns carry the metadata element VMHOST_NS: at start-up
+ * The domains it owns carry the metadata element VMHOST_NS, naming the
+ * VM and the agent (its STATE/vm: several agents, each with a state
+ * directory of its own, may share a system libvirtd): at start-up
  * (vmhost_reconcile) an owned domain the agent still has a spec for is
  * adopted, any other owned one destroyed — QEMU outlives the agent, so a
  * VM nobody answers for would otherwise leak. Domains without the element
@@ -79,7 +81,27 @@ struct vmhost {
 	 * nothing writable; the per-VM directories keep other VMs' QEMUs out. */
 	gid_t qemu_gid;
 	uint32_t uid_first, uid_last;   /* the per-VM uids (qemu_gid != -1) */
+	/* A system libvirtd (uri given): the security drivers it stacks
+	 * besides DAC that confine QEMU to the files its domain XML names
+	 * (VMHOST_SEC_*): each domain of ours says type='none' for them
+	 * (the agent's own monitor socket and boot copies are not in the
+	 * XML's devices; QEMU keeps its own uid, no capabilities, seccomp). */
+	unsigned unconfine;
+	bool system;                /* a system libvirtd (uri given) */
 };
+
+enum { VMHOST_SEC_SELINUX = 1, VMHOST_SEC_APPARMOR = 2 };
+
+/* A URI the agent takes (--libvirt-uri): qemu:///system or
+ * qemu+unix:///system[?...] — a system libvirtd on this host. -EINVAL
+ * naming what it takes otherwise. */
+int vmhost_uri_check(const char *uri, struct parley_err *err);
+
+/* A connected system libvirtd (vmhost_open with a uri): what it does
+ * differently from the embedded driver, learnt from it and refused at
+ * once (naming the qemu.conf setting) when the agent's VMs cannot work
+ * under it. */
+int vmhost_system_check(struct vmhost *vh, struct parley_err *err);
 
 /* The uids each VM's QEMU may take (the agent is root): "FIRST-LAST" as
  * numbers, 0 < FIRST <= LAST < 2^32-1. Refused (-EINVAL, -EEXIST, the
@@ -92,10 +114,12 @@ int vmhost_set_uid_range(uint32_t first, uint32_t last,
 
 /* Connect: uri, or NULL for qemu:///embed?root=STATE/libvirt (its
  * qemu.conf written first: no security driver, stdio to files, QEMU's
- * capabilities cleared, its seccomp sandbox on, and when the agent runs
- * as root each VM's QEMU as a uid of its own (vmhost_vm_uid) with
+ * capabilities cleared, its seccomp sandbox on). When the agent runs as
+ * root each VM's QEMU runs as a uid of its own (vmhost_vm_uid) with
  * VMHOST_QEMU_USER's group — an error if that user is missing or the uid
- * range holds a host user). */
+ * range holds a host user — under either. A uri (vmhost_uri_check: a
+ * system libvirtd of this host) needs root, and a daemon that passes
+ * vmhost_system_check. */
 int vmhost_open(struct vmhost *vh, const char *state_dir, const char *uri,
 		struct parley_err *err);
 void vmhost_close(struct vmhost *vh);

@@ -10,7 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int vmrun_start(struct vmrun *r, const char *state_dir, struct chanmgr *cm,
+int vmrun_start(struct vmrun *r, const char *state_dir, const char *uri,
+		struct chanmgr *cm,
 		struct audit *audit, struct baseline_db *db,
 		const struct vm_spec *specs, unsigned n, FILE *out,
 		struct parley_err *err)
@@ -20,7 +21,7 @@ int vmrun_start(struct vmrun *r, const char *state_dir, struct chanmgr *cm,
 	if (n > VMMGR_MAX)
 		return perr(err, -E2BIG, "%u VMs given, at most %d", n,
 			    VMMGR_MAX);
-	int rc = vmmgr_init(&r->m, state_dir, NULL, cm, audit, err);
+	int rc = vmmgr_init(&r->m, state_dir, uri, cm, audit, err);
 	if (rc)
 		return rc;
 	vmmgr_set_baselines(&r->m, db);
@@ -90,21 +91,12 @@ static char printable(unsigned char ch)
  * (saying how much it dropped), and gives back the disk space of what it
  * has read, so neither the agent's loop nor the state directory's
  * filesystem is the guest's to fill. */
-void vmrun_console(struct vmhost *h, const char *name, struct vmrun_con *c,
-		   FILE *out)
+/* What fd (at c->off) holds, up to VMRUN_CON_READ bytes, as lines. */
+static void con_read(int fd, const struct stat *st, struct vmrun_con *c,
+		     const char *name, FILE *out)
 {
-	char path[PATH_MAX + 64];
-	vmhost_console_path(h, name, path, sizeof(path));
-	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	struct stat st;
-	if (fd < 0)
-		return;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return;
-	}
-	if (st.st_size - c->off > VMRUN_CON_BACKLOG) {
-		long skip = (long)st.st_size - c->off - VMRUN_CON_BACKLOG / 2;
+	if (st->st_size - c->off > VMRUN_CON_BACKLOG) {
+		long skip = (long)st->st_size - c->off - VMRUN_CON_BACKLOG / 2;
 		fprintf(out, "%s| (console: %ld bytes dropped, written faster "
 			"than read)\n", name, skip);
 		c->off += skip;
@@ -130,6 +122,46 @@ void vmrun_console(struct vmhost *h, const char *name, struct vmrun_con *c,
 		fprintf(out, "%s| %s\n", name, c->line);
 		c->len = 0;
 	}
+}
+
+/* The console file at path, O_NOFOLLOW, a regular file: fd or -1. */
+static int con_open(const char *path, struct stat *st)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+void vmrun_console(struct vmhost *h, const char *name, struct vmrun_con *c,
+		   FILE *out)
+{
+	char path[PATH_MAX + 64], old[PATH_MAX + 80];
+	vmhost_console_path(h, name, path, sizeof(path));
+	struct stat st, ost;
+	int fd = con_open(path, &st);
+	if (fd < 0)
+		return;
+	/* rotated (virtlogd): the rest of the file we were reading, now
+	 * NAME.console.0, then the new one from its start. A new file may
+	 * get the inode number of one freed meanwhile: shorter than what we
+	 * read of ours, it is a new one too. */
+	if (c->ino && (st.st_ino != c->ino || st.st_size < c->off)) {
+		snprintf(old, sizeof(old), "%s.0", path);
+		int ofd = con_open(old, &ost);
+		if (ofd >= 0 && ost.st_ino == c->ino)
+			for (int k = 0; k < 64 && c->off < ost.st_size; k++)
+				con_read(ofd, &ost, c, name, out);
+		if (ofd >= 0)
+			close(ofd);
+		c->off = c->punched = 0;
+	}
+	c->ino = st.st_ino;
+	con_read(fd, &st, c, name, out);
 	/* Past the first MiB (a boot's and a script's lines stay whole for
 	 * whoever reads the file), what was read takes no disk any more
 	 * (the file keeps its size: QEMU's offset and ours stay). */

@@ -21,6 +21,11 @@
 struct vmrun_con {
 	long off;                   /* read so far in the console file */
 	long punched;               /* its disk space given back up to here */
+	/* The file read (0: none yet). Under a system libvirtd virtlogd
+	 * writes the console and rotates it (at 2 MiB by default: NAME.console
+	 * renamed NAME.console.0, a new one begun): the rest of the old one
+	 * is read there, then the new one from its start. */
+	unsigned long ino;
 	char line[1024];
 	size_t len;
 	bool stopped;               /* its port closed: the VM is gone */
@@ -42,12 +47,14 @@ void vmrun_console(struct vmhost *h, const char *name, struct vmrun_con *c,
 		   FILE *out);
 
 /* Start the n VMs (n <= VMMGR_MAX) under cm, their libvirt root and
- * sockets beneath state_dir (one that runs already is adopted, its
+ * sockets beneath state_dir (uri: a system libvirtd's, vmhost_open; NULL:
+ * the embedded driver; one that runs already is adopted, its
  * console streamed from the file's end); then destroy owned domains
  * without a spec (an earlier run's). On failure the ones started are destroyed. db: the
  * --baselines file their guest-reported digests are enrolled in and
  * compared with (NULL: kept in memory for the run). */
-int vmrun_start(struct vmrun *r, const char *state_dir, struct chanmgr *cm,
+int vmrun_start(struct vmrun *r, const char *state_dir, const char *uri,
+		struct chanmgr *cm,
 		struct audit *audit, struct baseline_db *db,
 		const struct vm_spec *specs, unsigned n, FILE *out,
 		struct parley_err *err);

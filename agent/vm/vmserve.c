@@ -215,7 +215,7 @@ static int open_mgr(struct vmserve *vs, struct parley_err *err)
 {
 	if (vs->on)
 		return 0;
-	int rc = vmmgr_init(&vs->m, vs->state_dir, NULL, vs->cm, vs->audit,
+	int rc = vmmgr_init(&vs->m, vs->state_dir, vs->uri, vs->cm, vs->audit,
 			    err);
 	if (rc == 0)
 		vs->on = true;
@@ -589,7 +589,8 @@ static int reconcile(struct vmserve *vs, struct parley_err *err)
 
 int vmserve_init(struct vmserve *vs, struct event_base *base,
 		 struct chanmgr *cm, struct audit *audit,
-		 const char *state_dir, const char *const *image_dirs,
+		 const char *state_dir, const char *uri,
+		 const char *const *image_dirs,
 		 const char *const *config_dirs,
 		 const struct vmserve_ops *ops, FILE *out,
 		 struct parley_err *err)
@@ -599,6 +600,7 @@ int vmserve_init(struct vmserve *vs, struct event_base *base,
 	vs->cm = cm;
 	vs->audit = audit;
 	vs->state_dir = state_dir;
+	vs->uri = uri;
 	vs->image_dirs = image_dirs;
 	vs->config_dirs = config_dirs;
 	vs->ops = *ops;
@@ -613,10 +615,12 @@ int vmserve_init(struct vmserve *vs, struct event_base *base,
 	bool any = false;
 	for (unsigned i = 0; i < VMMGR_MAX; i++)
 		any |= vs->vm[i].used;
-	char root[PATH_MAX + 16];
+	char root[PATH_MAX + 16], vmdir[PATH_MAX + 16];
 	snprintf(root, sizeof(root), "%s/libvirt", state_dir);
-	/* An earlier libvirt root may hold an owned domain to destroy. */
-	if (!any && access(root, F_OK) != 0)
+	snprintf(vmdir, sizeof(vmdir), "%s/vm", state_dir);
+	/* An earlier libvirt root (or, under a system libvirtd, an earlier
+	 * STATE/vm) may mean an owned domain to destroy. */
+	if (!any && access(root, F_OK) != 0 && access(vmdir, F_OK) != 0)
 		return 0;
 	int rc = open_mgr(vs, err);
 	return rc ? rc : reconcile(vs, err);

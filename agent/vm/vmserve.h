@@ -87,6 +87,7 @@ struct vmserve {
 	struct chanmgr *cm;
 	struct audit *audit;
 	const char *state_dir;
+	const char *uri;            /* libvirt's; NULL: the embedded driver */
 	const char *const *image_dirs, *const *config_dirs;
 	struct vmserve_ops ops;
 	FILE *out;                  /* consoles */
@@ -98,11 +99,13 @@ struct vmserve {
 
 /* Set up, then the start-up reconciliation: the kept specs read, owned
  * domains adopted or destroyed (libvirt is opened only when there are
- * specs or an earlier libvirt root: a host without VMs never needs it).
+ * specs or an earlier STATE/vm or libvirt root: a host without VMs never
+ * needs it). uri: a system libvirtd's (vmhost_open), NULL: embedded.
  * A kept spec that no longer parses is a stopped VM (audited). */
 int vmserve_init(struct vmserve *vs, struct event_base *base,
 		 struct chanmgr *cm, struct audit *audit,
-		 const char *state_dir, const char *const *image_dirs,
+		 const char *state_dir, const char *uri,
+		 const char *const *image_dirs,
 		 const char *const *config_dirs,
 		 const struct vmserve_ops *ops, FILE *out,
 		 struct parley_err *err);
