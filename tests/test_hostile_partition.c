@@ -80,16 +80,20 @@ static void hp_start(struct hp *t, uint32_t backend, const char *h_cmdline,
 	t_fleet_go(&t->f);
 }
 
-/* Run until h stops; w must still be running then, and finish normally. */
+/* Run until h stops; w must not have been stopped with it, and finish
+ * normally. (w sleeps 300 ms: on a loaded machine h may take longer to
+ * reach its hostile call, and w may already have ended — then it must
+ * have ended by its own exit, 0, like every other run.) */
 static void hp_run(struct hp *t)
 {
 	for (int i = 0; i < 500 && !t->h->finished; i++)
 		t_fleet_run(&t->f, 20);
 	cr_assert(t->h->finished, "[%s] h still running:\n%s",
 		  backend_name(t->backend), t_fleet_out(&t->f));
-	cr_assert_not(t->w->finished, "[%s] w stopped with h: %s (%s)",
-		      backend_name(t->backend), vmx_stop_name(t->w->fin.reason),
-		      t->w->fin.detail);
+	cr_assert(!t->w->finished || (t->w->fin.reason == VMX_STOP_EXIT &&
+				      t->w->fin.code == 0),
+		  "[%s] w stopped with h: %s (%s)", backend_name(t->backend),
+		  vmx_stop_name(t->w->fin.reason), t->w->fin.detail);
 	cr_assert_eq(t_fleet_run(&t->f, 20000), 0, "still running:\n%s",
 		     t_fleet_out(&t->f));
 	cr_assert_eq(t->w->fin.reason, VMX_STOP_EXIT, "w: %s (%s)",
