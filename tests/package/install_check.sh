@@ -25,6 +25,9 @@ T0=$SECONDS
 say() { printf '\033[1m==> install_check: %s\033[0m\n' "$*" >&2; }
 skip() { say "SKIP: $*"; exit 77; }
 fail() { say "FAILED: $*"; exit 1; }
+# A command that ends the script through set -e says which one it was
+# (otherwise ./dev's "stage package: FAILED" is all one sees).
+trap 'say "FAILED: line $LINENO: $BASH_COMMAND (exit $?)"' ERR
 
 [ "$(id -u)" = 0 ] || skip "needs root (debootstrap, chroot, dpkg in the chroot)"
 for t in debootstrap chroot unshare; do
@@ -40,9 +43,12 @@ if [ -z "${PARLEY_INSTALL_CHECK_NS:-}" ]; then
   PARLEY_INSTALL_CHECK_NS=1 exec unshare --mount --propagation private "$0" "$@"
 fi
 
-# The same package source as this machine's apt.
-mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
-[ -n "$mirror" ] || mirror=$(sed -n 's/^deb \[*[^]]*\]* *\(http[^ ]*\) bookworm main.*/\1/p; s/^deb \(http[^ ]*\) bookworm main.*/\1/p' /etc/apt/sources.list 2>/dev/null | head -1)
+# The same package source as this machine's apt: deb822 .sources (Debian's
+# container images) or a one-line sources.list (Debian's installer); either
+# may be absent, and a sed on a missing file must not end the script
+# (set -e, pipefail).
+mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1 || true)
+[ -n "$mirror" ] || mirror=$(sed -n 's/^deb \[*[^]]*\]* *\(http[^ ]*\) bookworm main.*/\1/p; s/^deb \(http[^ ]*\) bookworm main.*/\1/p' /etc/apt/sources.list 2>/dev/null | head -1 || true)
 [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
 
 mkdir -p "$CACHE/archives" "$CACHE/lists"
