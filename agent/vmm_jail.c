@@ -231,6 +231,8 @@ static const char *const step_name[] = {
 /* Everything the child needs, prepared before the clone. */
 struct jail_plan {
 	int root_ns, net_ns, devnull, vmm_fd, status_fd;
+	dev_t root_dev;            /* where setns must have put it */
+	ino_t root_ino;
 	int go_fd;                 /* unprivileged: read until the id maps
 				    * are written */
 	const struct jail_libs *libs; /* unprivileged: to build the root */
@@ -272,10 +274,18 @@ static int child_root(const struct jail_plan *p)
 			return -1;
 		return (int)syscall(SYS_sethostname, "parley-vmm", 10);
 	}
+	struct stat st;
 	if (syscall(SYS_setns, p->net_ns, CLONE_NEWNET) < 0 ||
 	    syscall(SYS_setns, p->root_ns, CLONE_NEWNS) < 0 ||
-	    syscall(SYS_unshare, CLONE_NEWNS) < 0 || syscall(SYS_chdir, "/") < 0)
+	    syscall(SYS_unshare, CLONE_NEWNS) < 0 || syscall(SYS_chdir, "/") < 0 ||
+	    syscall(SYS_newfstatat, AT_FDCWD, "/", &st, 0) < 0)
 		return -1;
+	/* In the prepared root, not the namespace's root mount under it (an
+	 * agent chrooted below that mount: the host's whole tree). */
+	if (st.st_dev != p->root_dev || st.st_ino != p->root_ino) {
+		errno = EXDEV;
+		return -1;
+	}
 	return (int)syscall(SYS_sethostname, "parley-vmm", 10);
 }
 
@@ -569,6 +579,8 @@ static int jail_start(struct jail_plan *p, const struct vmm_jail_req *r,
 	int rc = vmm_root_get(p->vmm_fd, r->vmm_path, &root, err);
 	if (rc == 0) {
 		p->root_ns = root->ns_fd;
+		p->root_dev = root->root_dev;
+		p->root_ino = root->root_ino;
 		p->net_ns = vmm_root_net_ns();
 		p->libs = vmm_jail_unprivileged() ? &root->libs : NULL;
 		build_env(root, p->ld, sizeof(p->ld), p->envp);

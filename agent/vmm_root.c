@@ -283,7 +283,15 @@ static __attribute__((noreturn)) void template_child(
 	close(hold[1]); /* so that the agent's close is our EOF */
 	if (vmm_root_enter(l) < 0)
 		_exit(2);
-	if (write(ready, &c, 1) != 1)
+	/* The root a vmm joining this namespace must find itself in: setns
+	 * puts it at the namespace's root mount, which is this one only
+	 * where our pivot_root swapped that mount — not when the agent runs
+	 * chrooted below it (then it would be the host's whole tree). */
+	struct stat st;
+	if (stat("/", &st) < 0)
+		_exit(3);
+	uint64_t id[2] = { (uint64_t)st.st_dev, (uint64_t)st.st_ino };
+	if (write(ready, id, sizeof(id)) != (ssize_t)sizeof(id))
 		_exit(4);
 	while (read(hold[0], &c, 1) < 0 && errno == EINTR)
 		;
@@ -305,9 +313,10 @@ static int ns_open(long pid, const char *ns, struct parley_err *err)
 	return fd >= 0 ? fd : perr(err, -errno, "%s: %m", path);
 }
 
-static int template_spawn(const struct jail_libs *l, int *ns_fd,
+static int template_spawn(const struct jail_libs *l, struct jail_root *r,
 			  struct parley_err *err)
 {
+	int *ns_fd = &r->ns_fd;
 	int rp[2], hp[2];
 	if (pipe2(rp, O_CLOEXEC) < 0)
 		return perr(err, -errno, "pipe: %m");
@@ -325,17 +334,20 @@ static int template_spawn(const struct jail_libs *l, int *ns_fd,
 	int rc = pid < 0 ? perr(err, -errno, "clone3: %m") : 0;
 	close(rp[1]);
 	close(hp[0]);
-	char c;
+	uint64_t id[2];
 	int st = 0;
-	if (rc == 0 && read(rp[0], &c, 1) != 1) {
+	if (rc == 0 && read(rp[0], id, sizeof(id)) != (ssize_t)sizeof(id)) {
 		waitpid((pid_t)pid, &st, 0);
 		pid = -1;
 		rc = perr(err, -EPERM, "building the vmm root failed at step "
 			  "%d (needs root: mount namespaces, tmpfs, bind mounts)",
 			  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 	}
-	if (rc == 0)
+	if (rc == 0) {
+		r->root_dev = (dev_t)id[0];
+		r->root_ino = (ino_t)id[1];
 		rc = *ns_fd = ns_open(pid, "mnt", err);
+	}
 	if (rc >= 0 && net_ns < 0)
 		rc = net_ns = ns_open(pid, "net", err);
 	if (rc > 0)
@@ -363,7 +375,7 @@ static int root_build(int vmm_fd, const char *vmm, struct jail_root *r,
 	if (rc == 0)
 		rc = libs_stage_paths(&l, err);
 	if (rc == 0 && !vmm_jail_unprivileged())
-		rc = template_spawn(&l, &r->ns_fd, err);
+		rc = template_spawn(&l, r, err);
 	memcpy(r->ld_path, l.ld_path, sizeof(r->ld_path));
 	if (rc == 0 && vmm_jail_unprivileged())
 		r->libs = l; /* kept: each vmm binds them */

@@ -34,6 +34,8 @@ struct jail_root {
 	ino_t ino;
 	struct timespec mtime;
 	int ns_fd;                 /* the prepared root; -1 unprivileged */
+	dev_t root_dev;            /* that root as its template saw it after */
+	ino_t root_ino;            /* its pivot_root: where a vmm must land */
 	struct jail_libs libs;     /* unprivileged: each vmm builds its root */
 	char ld_path[1024];
 };

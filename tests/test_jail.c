@@ -8,10 +8,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/statvfs.h>
@@ -371,6 +374,58 @@ Test(jail, vmm_starts_from_an_agent_with_few_fds, .timeout = 30)
 	int st;
 	cr_assert_eq(waitpid(c, &st, 0), c);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
+}
+
+/* An agent chrooted below its mount namespace's root (a bind mount of the
+ * host's tree as its root): setns into the prepared root's namespace puts
+ * a vmm at that namespace's root mount — the host's whole tree, since the
+ * template's pivot_root swapped only the chroot's mount. The vmm must not
+ * start there. 0: refused as such; 1: a vmm ran; 2..: set-up failed. */
+static int spawn_chrooted(void)
+{
+	char dir[] = "/tmp/parley-chroot-XXXXXX";
+	if (unshare(CLONE_NEWNS) < 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    !mkdtemp(dir) || mount("/", dir, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+	    chroot(dir) < 0 || chdir("/") < 0)
+		return 2;
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return 3;
+	struct vmm_jail_req r = { .vmm_path = T_VMM, .name = "chrooted",
+				  .fds = { sv[1], sv[1], sv[1], sv[1] } };
+	pid_t pid;
+	uint32_t uid;
+	struct parley_err err = { 0 };
+	int rc = vmm_jail_spawn(&r, &pid, &uid, &err);
+	if (rc == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return 1;
+	}
+	fprintf(stderr, "chrooted: %s\n", perr_msg(&err));
+	return strstr(perr_msg(&err), "entering the jail's root") &&
+	       strstr(perr_msg(&err), strerror(EXDEV)) ? 0 : 4;
+}
+
+Test(jail, agent_chrooted_below_its_namespace_root_starts_no_vmm,
+     .timeout = 30)
+{
+	/* A capability of the runner (PARLEY_REQUIRE=root: a failure). */
+	if (geteuid() != 0 && t_required("root"))
+		cr_assert_fail("PARLEY_REQUIRE=root, but not run as root");
+	if (geteuid() != 0)
+		cr_skip_test("needs root (the root agent's jail and chroot)");
+	pid_t c = fork();
+	cr_assert_geq(c, 0);
+	if (c == 0)
+		_exit(spawn_chrooted());
+	int st;
+	cr_assert_eq(waitpid(c, &st, 0), c);
+	cr_assert(WIFEXITED(st), "status 0x%x", st);
+	cr_assert_eq(WEXITSTATUS(st), 0, "%s", WEXITSTATUS(st) == 1
+		     ? "a vmm started with the host's tree as its root"
+		     : "set-up or another error (see stderr)");
 }
 
 /* An agent that is not root (CI, a developer's shell): the vmm gets a user
