@@ -1005,93 +1005,6 @@ static bool console_file_has(struct t_vm *t, const char *what)
 	return strstr(buf, what) != NULL;
 }
 
-/* The agent's side (grant manager, the thin partition ping, the VM's
- * manager) killed -9 while the VM's `pong -w -r` answers ping: its wait
- * sees the port's host end go (POLLHUP) and lets go of the channel; a new
- * agent adopts the VM, a new ping starts, the guest says HELLO again (the
- * new agent unplugs the devices of the old channel), opens the channel
- * anew and answers 3,000 checksummed messages. Nothing left in /dev/shm,
- * no memfd held once the new agent is torn down. */
-Test(vm_chan, kill9_agent_mid_stream_guest_reopens, .timeout = 400,
-     .fini = t_vm_fini)
-{
-	struct t_vm t;
-	struct parley_err err = { 0 };
-	t_vm_setup(&t, POLICY("true"),
-		   "parley-chan open pingpong || exit 1\n"
-		   "parley-chan pong pingpong 3000 -w -r\n"
-		   "echo SCRIPT-END\n"
-		   "sleep 60\n", "mode=calm\n");
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		/* The first agent: ping streams for ever, served until it
-		 * is killed. */
-		t_fleet_add(&t.f, "ping", "ping.elf", "count=1000000", NULL,
-			    false, NULL);
-		if (vmmgr_init(&t.m, t.f.dir, NULL, &t.f.cm, NULL, &err) ||
-		    vmmgr_add(&t.m, &t.spec, &err)) {
-			fprintf(stderr, "first agent: %s\n", err.msg);
-			_exit(1);
-		}
-		t_fleet_go(&t.f);
-		for (;;)
-			pump(&t, 5);
-	}
-	time_t end = time(NULL) + 240;
-	while (!console_file_has(&t, "PONG-AT 300 session 0") && time(NULL) < end)
-		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
-	int st;
-	cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "the first agent ended");
-	kill(pid, SIGKILL);
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	cr_assert(console_file_has(&t, "PONG-AT 300 session 0"),
-		  "the VM never streamed under the first agent");
-	cr_assert_not(console_file_has(&t, "SCRIPT-END"),
-		      "pong ended before the first agent was killed");
-	/* The second agent. */
-	struct partition *ping = t_fleet_add(&t.f, "ping", "ping.elf",
-					     "count=3000", NULL, false, NULL);
-	t_vm_start(&t);
-	cr_assert(vmmgr_find(&t.m, "guest")->adopted);
-	t_fleet_go(&t.f);
-	serve_until(&t, "SCRIPT-END", 300);
-	CONSOLE_HAS(&t, "REOPENED pingpong handle=");
-	CONSOLE_HAS(&t, "PONG 3000 messages checked and answered (lost "
-			"wake-ups: 0)");
-	CONSOLE_HAS(&t, "PONG reopened 1");
-	/* ping ends once it has read the last answer; the VM's NOTIFY of it
-	 * may still be in the port when SCRIPT-END is on the console: the
-	 * VM is served until then too (t_fleet_run serves thin partitions
-	 * only). */
-	for (time_t until = time(NULL) + 60; thin_live(&t) && time(NULL) < until;)
-		pump(&t, 5);
-	cr_assert_eq(t_fleet_run(&t.f, 10000), 0, "%s", t_fleet_out(&t.f));
-	cr_assert_eq(ping->fin.code, 0, "%s", t_fleet_out(&t.f));
-	cr_assert(strstr(t_fleet_out(&t.f), "ping: 3000 messages each way"),
-		  "%s", t_fleet_out(&t.f));
-	cr_assert(strstr(t_fleet_out(&t.f), "checksums ok"), "%s",
-		  t_fleet_out(&t.f));
-	AUDIT_HAS(&t, "\"event\":\"vm_adopted\",\"partition\":\"guest\"");
-	/* The old channel's devices: unplugged once the guest said HELLO. */
-	for (int i = 0; i < 5000 && !strstr(t_fleet_audit(&t.f),
-					     "\"reason\":\"ADOPTED\""); i++)
-		pump(&t, 1);
-	AUDIT_HAS(&t, "\"event\":\"vm_unplugged\",\"partition\":\"guest\","
-		      "\"reason\":\"ADOPTED\"");
-	cr_assert_eq(vmmgr_find(&t.m, "guest")->nstale, 0);
-	t_vm_teardown(&t);
-	cr_assert_eq(memfds_held(), 0, "channel memory still held");
-	no_shm_left();
-}
-
-/* An agent, streaming to the VM, killed; the next one adopts the VM and
- * the guest re-opens (that agent unplugs the first one's devices at the
- * guest's HELLO); that one killed too, mid-stream; a third adopts the VM
- * again — the second agent's devices, and whatever of the first's the
- * second had not finished deleting (vmstale.c's sweep: unit tests in
- * vm_stale) — the guest re-opens a second time and the stream ends
- * checked, nothing of an earlier agent left in the VM or held here. */
 static pid_t streaming_agent(struct t_vm *t)
 {
 	pid_t pid = fork();
@@ -1126,6 +1039,76 @@ static void kill_when(struct t_vm *t, pid_t pid, const char *mark)
 	cr_assert(console_file_has(t, mark), "no '%s' within 240 s", mark);
 }
 
+/* The agent after the killed ones: adopts the VM, serves its re-opened
+ * stream to the end (ping's 3,000 checked), the earlier agents' devices
+ * unplugged once the guest said HELLO; nothing held or left after. */
+static void adopt_and_finish(struct t_vm *t, const char *reopened)
+{
+	struct partition *ping = t_fleet_add(&t->f, "ping", "ping.elf",
+					     "count=3000", NULL, false, NULL);
+	t_vm_start(t);
+	cr_assert(vmmgr_find(&t->m, "guest")->adopted);
+	t_fleet_go(&t->f);
+	serve_until(t, "SCRIPT-END", 300);
+	CONSOLE_HAS(t, "REOPENED pingpong handle=");
+	CONSOLE_HAS(t, "PONG 3000 messages checked and answered (lost "
+		       "wake-ups: 0)");
+	CONSOLE_HAS(t, reopened);
+	/* ping ends once it has read the last answer; the VM's NOTIFY of it
+	 * may still be in the port when SCRIPT-END is on the console: the
+	 * VM is served until then too (t_fleet_run serves thin partitions
+	 * only). */
+	for (time_t until = time(NULL) + 60; thin_live(t) && time(NULL) < until;)
+		pump(t, 5);
+	cr_assert_eq(t_fleet_run(&t->f, 10000), 0, "%s", t_fleet_out(&t->f));
+	cr_assert_eq(ping->fin.code, 0, "%s", t_fleet_out(&t->f));
+	cr_assert(strstr(t_fleet_out(&t->f), "ping: 3000 messages each way"),
+		  "%s", t_fleet_out(&t->f));
+	cr_assert(strstr(t_fleet_out(&t->f), "checksums ok"), "%s",
+		  t_fleet_out(&t->f));
+	AUDIT_HAS(t, "\"event\":\"vm_adopted\",\"partition\":\"guest\"");
+	for (int i = 0; i < 5000 && !strstr(t_fleet_audit(&t->f),
+					     "\"reason\":\"ADOPTED\""); i++)
+		pump(t, 1);
+	AUDIT_HAS(t, "\"event\":\"vm_unplugged\",\"partition\":\"guest\","
+		     "\"reason\":\"ADOPTED\"");
+	cr_assert_null(strstr(t_fleet_audit(&t->f), "\"event\":\"vm_fault\""),
+		       "%s", t_fleet_audit(&t->f));
+	cr_assert_eq(vmmgr_find(&t->m, "guest")->nstale, 0);
+	t_vm_teardown(t);
+	cr_assert_eq(memfds_held(), 0, "channel memory still held");
+	no_shm_left();
+}
+
+/* The agent's side (grant manager, the thin partition ping, the VM's
+ * manager) killed -9 while the VM's `pong -w -r` answers ping: its wait
+ * sees the port's host end go (POLLHUP) and lets go of the channel; a new
+ * agent adopts the VM, a new ping starts, the guest says HELLO again (the
+ * new agent unplugs the devices of the old channel), opens the channel
+ * anew and answers 3,000 checksummed messages. Nothing left in /dev/shm,
+ * no memfd held once the new agent is torn down. */
+Test(vm_chan, kill9_agent_mid_stream_guest_reopens, .timeout = 400,
+     .fini = t_vm_fini)
+{
+	struct t_vm t;
+	t_vm_setup(&t, POLICY("true"),
+		   "parley-chan open pingpong || exit 1\n"
+		   "parley-chan pong pingpong 3000 -w -r\n"
+		   "echo SCRIPT-END\n"
+		   "sleep 60\n", "mode=calm\n");
+	kill_when(&t, streaming_agent(&t), "PONG-AT 300 session 0");
+	cr_assert_not(console_file_has(&t, "SCRIPT-END"),
+		      "pong ended before the first agent was killed");
+	adopt_and_finish(&t, "PONG reopened 1");
+}
+
+/* An agent, streaming to the VM, killed; the next one adopts the VM and
+ * the guest re-opens (that agent unplugs the first one's devices at the
+ * guest's HELLO); that one killed too, mid-stream; a third adopts the VM
+ * again — the second agent's devices, and whatever of the first's the
+ * second had not finished deleting (vmstale.c's sweep: unit tests in
+ * vm_stale) — the guest re-opens a second time and the stream ends
+ * checked, nothing of an earlier agent left in the VM or held here. */
 Test(vm_chan, kill9_agent_twice_guest_reopens_each_time, .timeout = 600,
      .fini = t_vm_fini)
 {
@@ -1139,32 +1122,7 @@ Test(vm_chan, kill9_agent_twice_guest_reopens_each_time, .timeout = 600,
 	kill_when(&t, streaming_agent(&t), "PONG-AT 300 session 1");
 	cr_assert_not(console_file_has(&t, "SCRIPT-END"),
 		      "pong ended before the second agent was killed");
-	struct partition *ping = t_fleet_add(&t.f, "ping", "ping.elf",
-					     "count=3000", NULL, false, NULL);
-	t_vm_start(&t);
-	cr_assert(vmmgr_find(&t.m, "guest")->adopted);
-	t_fleet_go(&t.f);
-	serve_until(&t, "SCRIPT-END", 300);
-	CONSOLE_HAS(&t, "PONG 3000 messages checked and answered (lost "
-			"wake-ups: 0)");
-	CONSOLE_HAS(&t, "PONG reopened 2");
-	for (time_t until = time(NULL) + 60; thin_live(&t) && time(NULL) < until;)
-		pump(&t, 5);
-	cr_assert_eq(t_fleet_run(&t.f, 10000), 0, "%s", t_fleet_out(&t.f));
-	cr_assert_eq(ping->fin.code, 0, "%s", t_fleet_out(&t.f));
-	cr_assert(strstr(t_fleet_out(&t.f), "checksums ok"), "%s",
-		  t_fleet_out(&t.f));
-	for (int i = 0; i < 5000 && !strstr(t_fleet_audit(&t.f),
-					     "\"reason\":\"ADOPTED\""); i++)
-		pump(&t, 1);
-	AUDIT_HAS(&t, "\"event\":\"vm_unplugged\",\"partition\":\"guest\","
-		      "\"reason\":\"ADOPTED\"");
-	cr_assert_null(strstr(t_fleet_audit(&t.f), "\"event\":\"vm_fault\""),
-		       "%s", t_fleet_audit(&t.f));
-	cr_assert_eq(vmmgr_find(&t.m, "guest")->nstale, 0);
-	t_vm_teardown(&t);
-	cr_assert_eq(memfds_held(), 0, "channel memory still held");
-	no_shm_left();
+	adopt_and_finish(&t, "PONG reopened 2");
 }
 
 /* A VM that keeps touching the channel after its revocation deadline: the
