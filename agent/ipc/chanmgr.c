@@ -448,6 +448,34 @@ static void chan_peer_gone(struct chanmgr *cm, struct cm_chan *ch,
 	chan_settle(cm, ch);
 }
 
+/* Every channel p was an end of, p's vmm gone: its mapped ends forgotten
+ * (detach, its record going too: every end of it, and unlinked), then
+ * each such channel settled or its peer told PEER_DOWN. Backwards: a
+ * channel may go on the way. */
+static void chans_without(struct chanmgr *cm, struct cm_part *cp,
+			  struct partition *p, bool detach)
+{
+	for (unsigned i = cm->nchans; i-- > 0;) {
+		if (i >= cm->nchans)
+			continue;
+		struct cm_chan *ch = cm->chans[i];
+		for (int s = 0; s < 2; s++) {
+			if (!cp || ch->end[s].ep != cp ||
+			    (!detach && !ch->end[s].mapped))
+				continue;
+			end_forget(&ch->end[s]);
+			if (detach)
+				ch->end[s].ep = NULL;
+		}
+		if (!chan_of(ch, p))
+			continue;
+		if (ch->revoking || ch->peer_gone)
+			chan_settle(cm, ch);
+		else
+			chan_peer_gone(cm, ch, p);
+	}
+}
+
 void chanmgr_gone(struct chanmgr *cm, struct partition *p)
 {
 	struct cm_part *cp = cm_part_of(p);
@@ -469,20 +497,7 @@ void chanmgr_gone(struct chanmgr *cm, struct partition *p)
 		cm_emit(cm, "fault", p->name, NULL, vmx_stop_name(p->fin.reason),
 		     NULL, detail);
 	}
-	for (unsigned i = cm->nchans; i-- > 0;) {
-		if (i >= cm->nchans)
-			continue;
-		struct cm_chan *ch = cm->chans[i];
-		for (int s = 0; s < 2; s++)
-			if (cp && ch->end[s].ep == cp && ch->end[s].mapped)
-				end_forget(&ch->end[s]); /* its vmm is gone */
-		if (!chan_of(ch, p))
-			continue;
-		if (ch->revoking || ch->peer_gone)
-			chan_settle(cm, ch);
-		else
-			chan_peer_gone(cm, ch, p);
-	}
+	chans_without(cm, cp, p, false);
 }
 
 /* Its record is freed: nothing of the grant manager's may point at it
@@ -504,22 +519,7 @@ int chanmgr_remove(struct chanmgr *cm, struct partition *p)
 		return -EBUSY; /* its vmm (its VM) may still map windows */
 	svcmgr_gone(cm, cp);
 	segmgr_gone(cm, cp);
-	for (unsigned i = cm->nchans; i-- > 0;) {
-		if (i >= cm->nchans)
-			continue;
-		struct cm_chan *ch = cm->chans[i];
-		for (int s = 0; s < 2; s++)
-			if (ch->end[s].ep == cp) {
-				end_forget(&ch->end[s]);
-				ch->end[s].ep = NULL;
-			}
-		if (!chan_of(ch, p))
-			continue;
-		if (ch->revoking || ch->peer_gone)
-			chan_settle(cm, ch);
-		else
-			chan_peer_gone(cm, ch, p);
-	}
+	chans_without(cm, cp, p, true);
 	memset(cp, 0, sizeof(*cp));
 	p->owner = NULL;
 	while (cm->nparts && !cm->parts[cm->nparts - 1].p)
