@@ -195,6 +195,7 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 	c->bell_mine = dup(ch->bell[side]);
 	c->bell_peer = dup(ch->bell[1 - side]);
 	c->flag_fd = -1;
+	c->bell_dev = PARLEY_VMCTL_NO_BELL;
 	int rc = c->bell_mine < 0 || c->bell_peer < 0 ? -errno : 0;
 	/* The queue this VM reads: its consumer section holds the flag the
 	 * guest sets before it sleeps (the header is the agent's own copy,
@@ -229,7 +230,8 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 	struct parley_err err = { 0 };
 	if (!rc) {
 		c->nsec = ch->nsec;
-		if ((rc = vmplug_add(v, c, ch, side, &err)))
+		if ((rc = vmplug_add(v, c, ch, side, &err)) ||
+		    (rc = vmbell_add(v, c, &err)))
 			log_warn("%s", err.msg);
 	}
 	for (unsigned i = 0; i < c->nsec; i++)
@@ -782,7 +784,8 @@ unsigned vmmgr_fds(const struct vmmgr *m, unsigned i, int *fds, unsigned cap)
 	 * memory, not through the port. */
 	for (unsigned k = 0; k < VMMGR_CHANS && n < cap; k++)
 		if (v->ch[k].used && !v->ch[k].closed &&
-		    v->ch[k].bell_mine >= 0)
+		    v->ch[k].bell_mine >= 0 &&
+		    v->ch[k].bell_dev == PARLEY_VMCTL_NO_BELL)
 			fds[n++] = v->ch[k].bell_mine;
 	return n;
 }
@@ -897,6 +900,8 @@ static void on_open(struct vmmgr *m, struct vm_part *v,
 		r.ndev = c->ndev;
 		memcpy(r.dev, c->dev, sizeof(r.dev));
 		r.hdr = ch->hdr;
+		r.bell_dev = c->bell_dev;
+		memcpy(r.wake, c->wake, sizeof(r.wake));
 	} else if (r.status == PARLEY_OK) {
 		r.status = PARLEY_E_LIMIT;
 	}
@@ -1069,6 +1074,7 @@ static bool housekeep(struct vmmgr *m, struct vm_part *v)
 		 * the peer looked is woken; one that cleared it (it found the
 		 * message itself) is not. */
 		if (!c->closed && c->bell_mine >= 0 &&
+		    c->bell_dev == PARLEY_VMCTL_NO_BELL &&
 		    read(c->bell_mine, &n, sizeof(n)) == (ssize_t)sizeof(n)) {
 			if (c->notified_ns) {
 				m->turn_ns_last = vm_now_ns() - c->notified_ns;

@@ -80,6 +80,15 @@ struct vm_chan {
 				     * needed) */
 	bool peer_gone;
 	int bell_mine, bell_peer;   /* dups of the channel's doorbells */
+	/* Protocol 4 (vmbell.c): the section device the guest rings its
+	 * peer through (its ivshmem server holds the peer's doorbell; 0:
+	 * none), that device's index in dev[] (or PARLEY_VMCTL_NO_BELL),
+	 * and the wake port that carries bell_mine to the guest — QEMU
+	 * reads bell_mine then, the agent no more. */
+	unsigned bell_sec;
+	uint32_t bell_dev;
+	bool wake_port, wake_chr;   /* the port / its chardev in QEMU */
+	char wake[PARLEY_VMCTL_WAKE_MAX];
 	uint64_t notified_ns;       /* when the guest last NOTIFYd the peer */
 	int flag_fd;                /* a dup of the memfd holding the VM's
 				     * consumer page (the queue it reads;

@@ -32,7 +32,9 @@ int vm_mon_one(struct vm_part *v, const char *json, struct parley_err *err);
 
 /* ---- vmplug.c: a channel end's devices in QEMU ---- */
 /* The monitor's id of kind 'd' (device), 'm' (memory backend), 'c'
- * (chardev) or 'f' (descriptor) for section i of channel end c. */
+ * (chardev) or 'f' (descriptor) for section i of channel end c; 'p'
+ * (wake port), 'w' (its chardev) and 'f' with section 0 (its descriptor)
+ * for the end's wake port (vmbell.c). */
 void vmplug_qid(char *out, size_t cap, char kind, const struct vm_part *v,
 		const struct vm_chan *c, unsigned i);
 /* Hot-plug every section of channel ch for `side` (read-only ones as
@@ -49,6 +51,15 @@ bool vmplug_backends_gone(struct vm_part *v, struct vm_chan *c);
  * tombstone (gone) — or, vmplug_release, is cleared. */
 void vmplug_unplugged(struct vm_part *v, struct vm_chan *c);
 void vmplug_release(struct vm_part *v, struct vm_chan *c);
+
+/* ---- vmbell.c: the doorbells without the agent (protocol 4) ---- */
+/* After vmplug_add: the peer's doorbell to QEMU through the first
+ * section device the VM writes, the VM's through a wake port. 0 (bell_dev
+ * may still say PARLEY_VMCTL_NO_BELL: nothing written) or -errno; on
+ * failure vmplug_del takes back what was given. */
+int vmbell_add(struct vm_part *v, struct vm_chan *c, struct parley_err *err);
+/* The peer's doorbell taken back, the wake port unplugged (vmplug_del). */
+void vmbell_cut(struct vm_part *v, struct vm_chan *c);
 
 /* ---- vmstale.c: devices an earlier agent left in an adopted VM ---- */
 /* Parses one of them from its id (hostile: QEMU's answer); false if the

@@ -41,6 +41,9 @@ void vmplug_unplugged(struct vm_part *v, struct vm_chan *c)
 	if (c->flag_fd >= 0)
 		close(c->flag_fd);
 	c->bell_mine = c->bell_peer = c->flag_fd = -1;
+	c->bell_sec = 0;
+	c->bell_dev = PARLEY_VMCTL_NO_BELL;
+	c->wake_port = c->wake_chr = false;
 	c->unplugging = false;
 	c->closed = c->gone = true;
 }
@@ -58,6 +61,7 @@ void vmplug_del(struct vm_part *v, struct vm_chan *c)
 	if (c->unplugging)
 		return;
 	c->unplugging = true;
+	vmbell_cut(v, c);
 	char json[PARLEY_VMCTL_DEVS_MAX][128];
 	struct qmp_cmd cmd[PARLEY_VMCTL_DEVS_MAX];
 	unsigned n = 0;
@@ -85,7 +89,7 @@ void vmplug_del(struct vm_part *v, struct vm_chan *c)
  * (the guest has not ejected it yet) refuses to go. */
 bool vmplug_backends_gone(struct vm_part *v, struct vm_chan *c)
 {
-	enum { N = PARLEY_VMCTL_DEVS_MAX };
+	enum { N = PARLEY_VMCTL_DEVS_MAX + 1 };
 	char json[N][160], fdj[N][96];
 	struct qmp_cmd cmd[N], fdc[N];
 	unsigned n = 0, nf = 0, sec[N];
@@ -106,6 +110,15 @@ bool vmplug_backends_gone(struct vm_part *v, struct vm_chan *c)
 		cmd[n] = (struct qmp_cmd){ json[n], -1, 0, "" };
 		sec[n++] = i;
 	}
+	if (c->wake_chr) {
+		/* the wake port's (vmbell.c): its port went at once */
+		char id[48];
+		vmplug_qid(id, sizeof(id), 'w', v, c, 0);
+		snprintf(json[n], sizeof(json[n]), "{\"execute\":"
+			 "\"chardev-remove\",\"arguments\":{\"id\":\"%s\"}}", id);
+		cmd[n] = (struct qmp_cmd){ json[n], -1, 0, "" };
+		sec[n++] = N;
+	}
 	if (n && vm_mon_run(v, cmd, n, &err))
 		return false;
 	bool all = true;
@@ -113,6 +126,10 @@ bool vmplug_backends_gone(struct vm_part *v, struct vm_chan *c)
 		unsigned i = sec[k];
 		if (cmd[k].rc) {
 			all = false;
+			continue;
+		}
+		if (i == N) {
+			c->wake_chr = false;
 			continue;
 		}
 		c->obj_gone[i] = true;

@@ -45,8 +45,10 @@ static bool has_device(const struct vm_part *v, const struct vm_stale *st)
 	return false;
 }
 
-/* An earlier agent's backend ('m', object-del) or chardev ('c',
- * chardev-remove) whose device is gone: that agent died between the
+/* An earlier agent's backend ('m', object-del), chardev ('c',
+ * chardev-remove) whose device is gone, or wake port ('w', its chardev:
+ * the port and the chardev go, whatever the guest holds — its channel
+ * died with that agent): that agent died between the
  * guest's eject and its own delete, and nothing uses it now — left, QEMU
  * would keep that channel's memory for the VM's life. One monitor command;
  * false once the sweep's budget is spent. */
@@ -67,6 +69,14 @@ static bool orphan_go(struct vm_part *v, const char *id, char kind,
 		return false;
 	--*budget;
 	struct parley_err err = { 0 };
+	if (kind == 'w') {
+		/* a wake port's chardev (vmbell.c): its port first (a
+		 * virtio-serial port goes at once, no eject) */
+		snprintf(cmd, sizeof(cmd), "{\"execute\":\"device_del\","
+			 "\"arguments\":{\"id\":\"plp%s\"}}", id + 3);
+		if (vm_mon_one(v, cmd, &err))
+			log_warn("%s", err.msg);
+	}
 	snprintf(cmd, sizeof(cmd), "{\"execute\":\"%s\",\"arguments\":"
 		 "{\"id\":\"%s\"}}", command, id);
 	if (vm_mon_one(v, cmd, &err))
@@ -107,6 +117,8 @@ static void orphans_go(struct vm_part *v)
 	orphans_in(v, "{\"execute\":\"qom-list\",\"arguments\":{\"path\":"
 		   "\"/objects\"}}", "name", 'm', "object-del", &budget);
 	orphans_in(v, "{\"execute\":\"query-chardev\"}", "label", 'c',
+		   "chardev-remove", &budget);
+	orphans_in(v, "{\"execute\":\"query-chardev\"}", "label", 'w',
 		   "chardev-remove", &budget);
 	if (!v->nstale && v->mon >= 0)
 		stale_fdsets_go(v);

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,16 +52,24 @@ int pl_find_port(const char *want, char *out, size_t cap)
 		snprintf(out, cap, "%s", link);
 		return 0;
 	}
-	DIR *d = opendir("/sys/class/virtio-ports");
+	return pl_find_port_in("/sys", want, out, cap);
+}
+
+int pl_find_port_in(const char *sysfs, const char *want, char *out,
+		    size_t cap)
+{
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%s/class/virtio-ports", sysfs);
+	DIR *d = opendir(dir);
 	if (!d)
 		return -ENOENT;
 	struct dirent *e;
 	int rc = -ENOENT;
 	while (rc && (e = readdir(d))) {
-		char p[300], name[64] = "";
+		char p[640], name[64] = "";
 		if (e->d_name[0] == '.')
 			continue;
-		snprintf(p, sizeof(p), "/sys/class/virtio-ports/%s/name", e->d_name);
+		snprintf(p, sizeof(p), "%s/%s/name", dir, e->d_name);
 		FILE *f = fopen(p, "r");
 		if (!f)
 			continue;
@@ -256,6 +265,7 @@ int pl_chan_open(struct pl_ctl *c, const char *name, struct pl_chan *ch)
 {
 	struct parley_vmctl_open o;
 	memset(ch, 0, sizeof(*ch));
+	ch->wake_fd = -1;
 	memset(&o, 0, sizeof(o));
 	if (!*name || strlen(name) >= sizeof(o.name))
 		return -EINVAL;
@@ -346,6 +356,80 @@ static int map_dev(struct pl_chan *ch, unsigned i, const char *sysfs,
 	return 0;
 }
 
+/* The wake port's name: the prefix, then digits and dots only, so it
+ * names nothing else in sysfs. */
+static int wake_name_ok(const char *s)
+{
+	size_t pre = strlen(PARLEY_VMCTL_WAKE_PREFIX);
+	if (!memchr(s, 0, PARLEY_VMCTL_WAKE_MAX) || strncmp(s,
+	    PARLEY_VMCTL_WAKE_PREFIX, pre) || !s[pre])
+		return 0;
+	for (s += pre; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || *s == '.'))
+			return 0;
+	return 1;
+}
+
+/* Protocol 4: the register page of the device the reply names for
+ * ringing (one of the sections this side writes, mapped above: its BAR 0
+ * is the ivshmem register block), and the wake port — hot-plugged with
+ * the devices, seen by the guest's kernel a moment after the reply. */
+static int map_bell(struct pl_chan *ch, const char *sysfs, int timeout_ms)
+{
+	const struct parley_vmctl_open_reply *r = &ch->rep;
+	if (r->reserved)
+		return -EPROTO;
+	if (r->bell_dev == PARLEY_VMCTL_NO_BELL)
+		return 0;
+	if (r->bell_dev >= r->ndev || !r->dev[r->bell_dev].writable ||
+	    !wake_name_ok(r->wake))
+		return -EPROTO;
+	char p[300], port[300];
+	uint64_t start, end;
+	/* BAR 0 is 256 bytes: several share a page, and the mapping starts
+	 * at the page, so the register block is at the BAR's offset in it
+	 * (the first line of `resource` is BAR 0's start and end). */
+	snprintf(p, sizeof(p), "%s/bus/pci/devices/%s/resource", sysfs,
+		 r->dev[r->bell_dev].pci);
+	FILE *f = fopen(p, "re");
+	if (!f)
+		return -errno;
+	int got = fscanf(f, "%" SCNx64 " %" SCNx64, &start, &end);
+	fclose(f);
+	uint64_t off = start & (PARLEY_RING_PAGE - 1);
+	if (got != 2 || end < start + PARLEY_VMCTL_BELL_REG + 3 ||
+	    off + PARLEY_VMCTL_BELL_REG + 4 > PARLEY_RING_PAGE)
+		return -EPROTO;
+	snprintf(p, sizeof(p), "%s/bus/pci/devices/%s/resource0", sysfs,
+		 r->dev[r->bell_dev].pci);
+	int fd = open(p, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	void *m = mmap(NULL, PARLEY_RING_PAGE, PROT_READ | PROT_WRITE,
+		       MAP_SHARED, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED)
+		return -errno;
+	ch->bell_page = m;
+	ch->bell = (volatile uint32_t *)((uint8_t *)m + off);
+	uint64_t t0 = mono_ms();
+	int rc;
+	while ((rc = pl_find_port_in(sysfs, r->wake, port, sizeof(port)))) {
+		if (mono_ms() - t0 >= (uint64_t)timeout_ms)
+			return -ENODEV;
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+	/* The port's node: devtmpfs makes it with the port, a moment later */
+	while ((fd = open(port, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+		if (errno != ENOENT || mono_ms() - t0 >= (uint64_t)timeout_ms)
+			return -errno;
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+	ch->wake_fd = fd;
+	ch->has_wake = 1;
+	return 0;
+}
+
 int pl_chan_map(struct pl_chan *ch, const char *sysfs, int timeout_ms)
 {
 	const struct parley_vmctl_open_reply *r = &ch->rep;
@@ -401,6 +485,8 @@ int pl_chan_map(struct pl_chan *ch, const char *sysfs, int timeout_ms)
 		else
 			ch->rx = ring;
 	}
+	if ((rc = map_bell(ch, sysfs, timeout_ms)))
+		goto fail;
 	return 0;
 fail:
 	pl_chan_unmap(ch);
@@ -409,6 +495,14 @@ fail:
 
 void pl_chan_unmap(struct pl_chan *ch)
 {
+	if (ch->bell_page)
+		munmap(ch->bell_page, PARLEY_RING_PAGE);
+	ch->bell_page = NULL;
+	ch->bell = NULL;
+	if (ch->has_wake)
+		close(ch->wake_fd);
+	ch->has_wake = 0;
+	ch->wake_fd = -1;
 	for (unsigned i = 0; i < PARLEY_VMCTL_DEVS_MAX; i++) {
 		if (ch->map[i])
 			munmap(ch->map[i], ch->maplen[i]);
@@ -468,12 +562,90 @@ int pl_chan_notify(struct pl_ctl *c, const struct pl_chan *ch)
 		{ ch->rep.handle, 0 } };
 	if (c->ended_handle == ch->rep.handle && c->ended_status)
 		return PL_STATUS(c->ended_status);
+	if (ch->bell) {
+		/* QEMU (or KVM) rings the peer's doorbell: no frame */
+		ch->bell[PARLEY_VMCTL_BELL_REG / 4] = PARLEY_VMCTL_BELL_PEER;
+		return 0;
+	}
 	return write_all(c->fd, &f, sizeof(f), c->timeout_ms);
 }
 
 int pl_chan_state(struct pl_ctl *c, const struct pl_chan *ch)
 {
 	return handle_call(c, PARLEY_VMCTL_STATE, ch);
+}
+
+/* A WAKE on the control port while waiting on the wake port: the ends
+ * of channels (CLOSED, PEER_DOWN) still come that way. 1: it ends this
+ * wait (*rc says how), 0: look at the ring again. */
+static int ctl_wake(struct pl_ctl *c, const struct pl_chan *ch, int *rc)
+{
+	struct parley_vmctl_hdr h;
+	struct parley_vmctl_status st;
+	int r = read_frame(c, &h, &st, sizeof(st), 0, 1);
+	if (r == -ETIMEDOUT)
+		return 0; /* no whole frame yet */
+	if (r == 0 && (h.type != PARLEY_VMCTL_WAKE || st.status > 0))
+		r = -EPROTO; /* nothing was asked */
+	if (r) {
+		*rc = r;
+		return 1;
+	}
+	note_wake(c, &st);
+	if (st.handle == ch->rep.handle && st.status != PARLEY_OK) {
+		*rc = PL_STATUS(st.status);
+		return 1;
+	}
+	return 0;
+}
+
+/* Protocol 4: the peer's rings come on the wake port (8 bytes each, or
+ * fewer reads: QEMU passes on what the doorbell counted). */
+static int wait_bell(struct pl_ctl *c, struct pl_chan *ch)
+{
+	int rc = 0, quiet_ms = 0;
+	while (!parley_ring_readable(&ch->rx)) {
+		if (c->in_len && ctl_wake(c, ch, &rc))
+			return rc;
+		struct pollfd p[2] = { { ch->wake_fd, POLLIN, 0 },
+				       { c->fd, POLLIN, 0 } };
+		int pr = poll(p, 2, 1000);
+		if (pr < 0 && errno != EINTR)
+			return -errno;
+		if (pr == 0) {
+			quiet_ms += 1000;
+			if (parley_ring_readable(&ch->rx)) {
+				/* a message and no ring for a second: late,
+				 * or lost if none comes in two more */
+				if (quiet_ms >= 3000) {
+					c->lost_wakes++;
+					break;
+				}
+				continue;
+			}
+			/* is the channel still there (the agent restarted,
+			 * or its WAKE CLOSED went to an earlier opener)? */
+			if ((rc = pl_chan_state(c, ch)))
+				return rc;
+			quiet_ms = 0;
+			continue;
+		}
+		if (pr > 0 && (p[0].revents & POLLIN)) {
+			uint8_t drain[256];
+			while (read(ch->wake_fd, drain, sizeof(drain)) > 0)
+				;
+			quiet_ms = 0;
+		} else if (pr > 0 && (p[0].revents & (POLLHUP | POLLERR |
+						       POLLNVAL))) {
+			/* the port went (the channel closed): ask */
+			if ((rc = pl_chan_state(c, ch)))
+				return rc;
+			nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+		}
+		if (pr > 0 && p[1].revents && ctl_wake(c, ch, &rc))
+			return rc;
+	}
+	return 0;
 }
 
 int pl_chan_wait(struct pl_ctl *c, struct pl_chan *ch)
@@ -491,7 +663,9 @@ int pl_chan_wait(struct pl_ctl *c, struct pl_chan *ch)
 	int rc = 0;
 	if (!parley_ring_readable(&ch->rx))
 		c->sleeps++;
-	while (!parley_ring_readable(&ch->rx)) {
+	if (ch->has_wake && !parley_ring_readable(&ch->rx))
+		rc = wait_bell(c, ch);
+	while (!ch->has_wake && !parley_ring_readable(&ch->rx)) {
 		struct parley_vmctl_hdr h;
 		struct parley_vmctl_status st;
 		int r = read_frame(c, &h, &st, sizeof(st), 1000, 1);

@@ -42,6 +42,12 @@ struct pl_chan {
 	uint64_t maplen[PARLEY_VMCTL_DEVS_MAX];
 	struct parley_chan_hdr hdr;      /* a checked private copy */
 	struct parley_ring tx, rx;       /* tx.size 0: this side cannot send */
+	/* Protocol 4's doorbells (when the reply offers them): the register
+	 * page of the device that rings the peer, the wake port's fd. */
+	void *bell_page;                 /* the page mapped (BAR 0's) */
+	volatile uint32_t *bell;         /* BAR 0's registers in it */
+	int wake_fd;
+	int has_wake;
 };
 
 /* Open the control port: path, or (NULL) the port named PARLEY_VMCTL_PORT
@@ -58,6 +64,10 @@ int pl_ctl_connected(const struct pl_ctl *c);
 
 /* The device of the virtio-serial port named `want`. 0 or -ENOENT. */
 int pl_find_port(const char *want, char *out, size_t cap);
+/* The same under a sysfs root (the port's node is /dev/NAME whatever the
+ * root). */
+int pl_find_port_in(const char *sysfs, const char *want, char *out,
+		    size_t cap);
 
 /* One request and its reply (type want, exactly want_len payload bytes,
  * the request's seq); WAKEs that come first are noted (an ended channel

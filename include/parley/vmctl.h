@@ -31,13 +31,23 @@
  * 3: the channel's header (section 0, written once by the agent and never
  * again) comes in OPEN_REPLY, not as a device: one hot-plugged device
  * fewer per channel (each costs the agent three monitor commands and the
- * guest's kernel a PCI device's set-up). */
-#define PARLEY_VMCTL_VERSION 3
+ * guest's kernel a PCI device's set-up).
+ * 4: the doorbells skip the agent (OPEN_REPLY's bell_dev and wake): the
+ * guest rings its peer through a register of one of its own section
+ * devices, and is woken through a virtio-serial port of the channel's. */
+#define PARLEY_VMCTL_VERSION 4
 #define PARLEY_VMCTL_NAME_MAX 64         /* channel names, with the NUL */
 #define PARLEY_VMCTL_PATH_MAX 128        /* guest-reported file paths */
 #define PARLEY_VMCTL_DEVS_MAX 5          /* section numbers: the header (0,
 					  * in the reply) + 2 queues x 2 */
 #define PARLEY_VMCTL_PCI_MAX 16          /* "0000:00:1f.0" + NUL */
+#define PARLEY_VMCTL_WAKE_MAX 48         /* a wake port's name, with the NUL */
+#define PARLEY_VMCTL_WAKE_PREFIX "org.parley.wake."
+#define PARLEY_VMCTL_NO_BELL 0xffffffffu /* bell_dev: ring through NOTIFY */
+/* The doorbell register of an ivshmem-doorbell device (BAR 0) and the
+ * value that rings the channel's peer (peer id 1, vector 0). */
+#define PARLEY_VMCTL_BELL_REG 12
+#define PARLEY_VMCTL_BELL_PEER (1u << 16)
 
 struct parley_vmctl_hdr {
 	uint32_t magic;
@@ -79,8 +89,11 @@ enum parley_vmctl_type {
  * looks at the ring again, and only then reads the port. A producer that
  * published a message and then sees the flag rings the VM's doorbell; the
  * agent, on that doorbell, reads the flag from the section's file and
- * sends WAKE if it is set. A sleeping round trip is thus two crossings of
- * the port: the guest's NOTIFY out, the agent's WAKE back. */
+ * sends WAKE if it is set (version 2 and 3; in version 4 without a bell).
+ * Version 4, with a bell: the peer's ring goes to QEMU, which hands it to
+ * the guest through the channel's wake port, and the guest's ring goes
+ * from QEMU (or KVM) straight to the peer's doorbell — a sleeping round
+ * trip crosses no agent, as a bare virtio-serial echo crosses none. */
 
 struct parley_vmctl_hello {
 	uint32_t version;   /* the highest the sender speaks */
@@ -128,6 +141,19 @@ struct parley_vmctl_open_reply {
 	struct parley_chan_hdr hdr; /* the channel's page 0, as the agent
 				     * wrote it (read-only to both ends) */
 	char detail[96];    /* e.g. the file INTEGRITY names */
+	/* Version 4: the doorbells without the agent, when OK and bell_dev
+	 * is not PARLEY_VMCTL_NO_BELL. Notify: write PARLEY_VMCTL_BELL_PEER
+	 * to the register PARLEY_VMCTL_BELL_REG of dev[bell_dev]'s BAR 0 (a
+	 * section the guest writes: an ivshmem-doorbell device, whose ring
+	 * QEMU turns into a write of the peer's doorbell, or KVM does, with
+	 * no exit). Wait: read the virtio-serial port named `wake` (it starts
+	 * with PARLEY_VMCTL_WAKE_PREFIX), which carries the VM's doorbell:
+	 * 8 bytes each time the peer rang (their value means nothing).
+	 * CLOSED and PEER_DOWN still come as WAKE on the control port; a
+	 * guest waits on both. */
+	uint32_t bell_dev;
+	uint32_t reserved;  /* 0 */
+	char wake[PARLEY_VMCTL_WAKE_MAX];
 };
 
 /* The one payload size of each type, or 0 for an unknown type. */

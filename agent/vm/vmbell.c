@@ -1,0 +1,136 @@
+/* A VM channel end's doorbells without the agent (vmctl protocol 4;
+ * vmmgr_int.h): the agent plumbs them at the open and cuts them at the
+ * close or revocation, and is on neither path after that.
+ *
+ * - The guest rings its peer through the doorbell register of one of its
+ *   own ivshmem-doorbell section devices: the agent, as that device's
+ *   ivshmem server, hands QEMU the peer's doorbell (an eventfd) as peer
+ *   1's only vector, so a ring is QEMU's (or, with ioeventfd under KVM,
+ *   the kernel's) write of it.
+ * - The peer rings the VM's doorbell, an eventfd QEMU reads through a
+ *   `pipe` chardev on a descriptor the agent gave it (a fdset: QEMU never
+ *   opens anything of the agent's by path) behind a virtio-serial port of
+ *   the channel's, so the guest reads its wake-ups from that port.
+ *
+ * What QEMU could do with them, hostile: ring its own channel's peer (a
+ * spurious wake-up, which any end can cause), swallow its own wake-ups,
+ * or keep ringing a channel it lost — its peer's doorbell of a closed
+ * channel, which no one waits on any more. */
+#include "agent/vm/vmmgr_int.h"
+#include "agent/ctl/fdpass.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+/* The bus of the domain's virtio-serial controller (vmhost.c's domain
+ * XML has one, index 0: libvirt calls it virtio-serial0). */
+#define VMBELL_BUS "virtio-serial0.0"
+
+/* ivshmem's server protocol: an int64, with or without one descriptor. */
+static int ivshmem_msg(int sock, int64_t msg, int fd)
+{
+	struct iovec iov = { &msg, sizeof(msg) };
+	ssize_t n = fdpass_send(sock, &iov, 1, &fd, fd >= 0, 0);
+	if (n != (ssize_t)sizeof(msg))
+		return n < 0 ? (int)n : -EIO;
+	return 0;
+}
+
+/* The section device that carries the ring: the first the VM writes. */
+static int bell_section(const struct vm_chan *c)
+{
+	for (unsigned i = 1; i < c->nsec; i++)
+		if (c->srv[i] >= 0 && (c->devs & (1u << i)))
+			return (int)i;
+	return -1;
+}
+
+/* The wake port: the VM's doorbell into QEMU (add-fd), a pipe chardev on
+ * it, the port. The fdset goes at once: the chardev holds its own copy. */
+static int wake_plug(struct vm_part *v, struct vm_chan *c,
+		     struct parley_err *err)
+{
+	char fdn[48], chr[48], port[48], json[3][320];
+	int fdset = -1;
+	vmplug_qid(fdn, sizeof(fdn), 'f', v, c, 0);
+	vmplug_qid(chr, sizeof(chr), 'w', v, c, 0);
+	vmplug_qid(port, sizeof(port), 'p', v, c, 0);
+	snprintf(json[0], sizeof(json[0]), "{\"execute\":\"add-fd\","
+		 "\"arguments\":{\"opaque\":\"%s\"}}", fdn);
+	struct qmp_cmd a = { json[0], c->bell_mine, 0, "" };
+	int rc = vm_mon_run(v, &a, 1, err);
+	if (rc)
+		return rc;
+	if (a.rc || qmp_int(a.reply, "\"fdset-id\":", &fdset))
+		return perr(err, -EPROTO, "VM %s: add-fd answered %.100s",
+			    v->spec.name, a.reply);
+	snprintf(c->wake, sizeof(c->wake), PARLEY_VMCTL_WAKE_PREFIX "%d.%u",
+		 v->m->nonce, c->handle);
+	snprintf(json[0], sizeof(json[0]), "{\"execute\":\"chardev-add\","
+		 "\"arguments\":{\"id\":\"%s\",\"backend\":{\"type\":\"pipe\","
+		 "\"data\":{\"device\":\"/dev/fdset/%d\"}}}}", chr, fdset);
+	snprintf(json[1], sizeof(json[1]), "{\"execute\":\"remove-fd\","
+		 "\"arguments\":{\"fdset-id\":%d}}", fdset);
+	snprintf(json[2], sizeof(json[2]), "{\"execute\":\"device_add\","
+		 "\"arguments\":{\"driver\":\"virtserialport\",\"id\":\"%s\","
+		 "\"bus\":\"" VMBELL_BUS "\",\"chardev\":\"%s\",\"name\":\"%s\"}}",
+		 port, chr, c->wake);
+	struct qmp_cmd b[3] = { { json[0], -1, 0, "" }, { json[1], -1, 0, "" },
+				{ json[2], -1, 0, "" } };
+	if ((rc = vm_mon_run(v, b, 3, err)))
+		return rc;
+	c->wake_chr = b[0].rc == 0;
+	c->wake_port = b[2].rc == 0;
+	for (unsigned k = 0; k < 3; k++)
+		if (b[k].rc)
+			return perr(err, b[k].rc, "VM %s: %.60s: %s",
+				    v->spec.name, b[k].json, b[k].reply);
+	return 0;
+}
+
+int vmbell_add(struct vm_part *v, struct vm_chan *c, struct parley_err *err)
+{
+	c->bell_dev = PARLEY_VMCTL_NO_BELL;
+	int sec = bell_section(c);
+	if (sec < 0)
+		return 0; /* nothing the VM writes: NOTIFY */
+	int rc = ivshmem_msg(c->srv[sec], 1, c->bell_peer);
+	if (rc)
+		return perr(err, rc, "VM %s: the peer's doorbell to QEMU: %s",
+			    v->spec.name, strerror(-rc));
+	c->bell_sec = sec;
+	if ((rc = wake_plug(v, c, err)))
+		return rc;
+	for (unsigned k = 0; k < c->ndev; k++)
+		if (c->dev[k].section == (uint32_t)sec)
+			c->bell_dev = k;
+	return 0;
+}
+
+/* The close or revocation: QEMU told to let go of the peer's doorbell
+ * (ivshmem's "peer gone": it closes it), the port unplugged (at once: a
+ * virtio-serial port needs no eject); its chardev goes with the section
+ * backends (vmplug_backends_gone). */
+void vmbell_cut(struct vm_part *v, struct vm_chan *c)
+{
+	if (c->bell_sec > 0 && c->srv[c->bell_sec] >= 0 &&
+	    ivshmem_msg(c->srv[c->bell_sec], 1, -1))
+		log_warn("VM %s: the peer's doorbell not taken back from "
+			 "QEMU", v->spec.name);
+	c->bell_sec = 0;
+	c->bell_dev = PARLEY_VMCTL_NO_BELL;
+	if (!c->wake_port)
+		return;
+	char port[48], cmd[128];
+	struct parley_err err = { 0 };
+	vmplug_qid(port, sizeof(port), 'p', v, c, 0);
+	snprintf(cmd, sizeof(cmd), "{\"execute\":\"device_del\",\"arguments\":"
+		 "{\"id\":\"%s\"}}", port);
+	if (vm_mon_one(v, cmd, &err))
+		log_warn("VM %s: wake port: %s", v->spec.name, err.msg);
+	c->wake_port = false;
+}
