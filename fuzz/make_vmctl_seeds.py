@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Seeds for fuzz_vmctl (fuzz/seeds/vmctl): one chunking byte, then guest
-frames of protocol version 2 as include/parley/vmctl.h draws them: each
+frames of protocol version 4 as include/parley/vmctl.h draws them: each
 valid type, a session, and a few violations (bad magic, wrong length, unterminated name,
 version 1 and its retired WAIT)."""
 import os, struct, sys
 
-MAGIC, VER = 0x31435650, 2
+MAGIC, VER = 0x31435650, 4
 def frame(t, payload, seq=1, magic=MAGIC, ver=VER, ln=None):
     return struct.pack('<IHHII', magic, ver, t, len(payload) if ln is None else ln, seq) + payload
 def name(s, cap=64): return s.encode().ljust(cap, b'\0')

@@ -244,6 +244,57 @@ static void good(struct pl_chan *ch)
 		r->dev[i].size = (sec == 1 || sec == 3) ? 2 * RING : RING;
 		r->dev[i].writable = sec == 1 || sec == 4;
 	}
+	r->bell_dev = PARLEY_VMCTL_NO_BELL;
+}
+
+/* Protocol 4's bell: device dev[0] (section 1, written by side 0) rings,
+ * its BAR 0 at `start` (256 bytes: the page holds others), the wake port
+ * a node under /dev (a FIFO here: the test is root) named in sysfs. */
+#define WAKE "org.parley.wake.7.9"
+static char wake_node[64];
+
+static void bell(struct pl_chan *ch, uint64_t start)
+{
+	ch->rep.bell_dev = 0;
+	snprintf(ch->rep.wake, sizeof(ch->rep.wake), WAKE);
+	char p[256], line[160];
+	snprintf(p, sizeof(p), "%s/bus/pci/devices/%s/resource", sysfs,
+		 ch->rep.dev[0].pci);
+	FILE *f = fopen(p, "w");
+	cr_assert_not_null(f);
+	snprintf(line, sizeof(line), "0x%016llx 0x%016llx 0x0000000000040200\n",
+		 (unsigned long long)start, (unsigned long long)start + 0xff);
+	fputs(line, f);
+	fclose(f);
+	snprintf(p, sizeof(p), "%s/bus/pci/devices/%s/resource0", sysfs,
+		 ch->rep.dev[0].pci);
+	int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, 4096), 0);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/class", sysfs);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/class/virtio-ports", sysfs);
+	mkdir(p, 0700);
+	snprintf(wake_node, sizeof(wake_node), "vport%dp9", (int)getpid());
+	snprintf(p, sizeof(p), "%s/class/virtio-ports/%s", sysfs, wake_node);
+	mkdir(p, 0700);
+	snprintf(p, sizeof(p), "%s/class/virtio-ports/%s/name", sysfs,
+		 wake_node);
+	f = fopen(p, "w");
+	cr_assert_not_null(f);
+	fputs(WAKE "\n", f);
+	fclose(f);
+	snprintf(p, sizeof(p), "/dev/%s", wake_node);
+	unlink(p);
+	cr_assert_eq(mkfifo(p, 0600), 0, "%s: %s", p, strerror(errno));
+}
+
+static void bell_gone(void)
+{
+	char p[96];
+	snprintf(p, sizeof(p), "/dev/%s", wake_node);
+	unlink(p);
 }
 
 static void devices(const struct pl_chan *ch)
@@ -264,6 +315,91 @@ Test(guest_linux, a_good_channel_maps, .init = sys_up, .fini = sys_down)
 	cr_assert_eq(ch.rx.prod, ch.map[3]);
 	pl_chan_unmap(&ch);
 	cr_assert_null(ch.map[0]);
+}
+
+/* The bell's register block at BAR 0's offset in its page; the ring is
+ * one 32-bit write of PARLEY_VMCTL_BELL_PEER to the doorbell register. */
+Test(guest_linux, a_bell_maps_at_its_offset_in_the_page, .init = sys_up,
+     .fini = sys_down)
+{
+	struct pl_chan ch;
+	struct pl_ctl c = { .fd = -1 };
+	good(&ch);
+	devices(&ch);
+	bell(&ch, 0xc002300);
+	cr_assert_eq(pl_chan_map(&ch, sysfs, 100), 0);
+	cr_assert(ch.has_wake);
+	cr_assert_eq((uintptr_t)ch.bell - (uintptr_t)ch.bell_page, 0x300);
+	cr_assert_eq(pl_chan_notify(&c, &ch), 0);
+	uint32_t v = 0;
+	char p[256];
+	snprintf(p, sizeof(p), "%s/bus/pci/devices/%s/resource0", sysfs,
+		 ch.rep.dev[0].pci);
+	int fd = open(p, O_RDONLY);
+	cr_assert_eq(pread(fd, &v, 4, 0x300 + PARLEY_VMCTL_BELL_REG), 4);
+	close(fd);
+	cr_assert_eq(v, PARLEY_VMCTL_BELL_PEER);
+	pl_chan_unmap(&ch);
+	cr_assert_null(ch.bell);
+	cr_assert(!ch.has_wake);
+	bell_gone();
+}
+
+/* A reply's bell that points anywhere else: refused, nothing mapped. */
+Test(guest_linux, hostile_bells_refused, .init = sys_up, .fini = sys_down)
+{
+	static const char *bad_wake[] = {
+		"org.parley.wake.", "org.parley.ctl.0", "org.parley.wake.1/..",
+		"org.parley.wake.1 ", "../org.parley.wake.1", "org.parley.wakeX1",
+		"org.parley.wake.1\n",
+	};
+	enum { DEV_BIG, DEV_NONE_LIKE, DEV_READONLY, RESERVED, NO_NUL,
+	       OFF_PAST_PAGE, BAR_SMALL, RESOURCE_JUNK, NO_PORT, NAMES,
+	       CASES };
+	for (int k = 0; k < CASES; k++) {
+		unsigned names = k == NAMES ? sizeof(bad_wake) /
+					      sizeof(bad_wake[0]) : 1;
+		for (unsigned n = 0; n < names; n++) {
+			struct pl_chan ch;
+			good(&ch);
+			devices(&ch);
+			bell(&ch, k == OFF_PAST_PAGE ? 0xc002ff8 : 0xc002100);
+			int want = -EPROTO;
+			char p[256];
+			switch (k) {
+			case DEV_BIG: ch.rep.bell_dev = ch.rep.ndev; break;
+			case DEV_NONE_LIKE: ch.rep.bell_dev = 0xfffffffe; break;
+			case DEV_READONLY: ch.rep.bell_dev = 1; break;
+			case RESERVED: ch.rep.reserved = 1; break;
+			case NO_NUL:
+				memset(ch.rep.wake, '1', sizeof(ch.rep.wake));
+				break;
+			case BAR_SMALL:
+			case RESOURCE_JUNK: {
+				snprintf(p, sizeof(p), "%s/bus/pci/devices/%s/"
+					 "resource", sysfs, ch.rep.dev[0].pci);
+				FILE *f = fopen(p, "w");
+				fputs(k == BAR_SMALL ? "0xc002100 0xc002104 0\n"
+						     : "none\n", f);
+				fclose(f);
+				break;
+			}
+			case NO_PORT: bell_gone(); want = -ENOENT; break;
+			case NAMES:
+				snprintf(ch.rep.wake, sizeof(ch.rep.wake), "%s",
+					 bad_wake[n]);
+				break;
+			default: break;
+			}
+			cr_assert_eq(pl_chan_map(&ch, sysfs, 50), want,
+				     "case %d/%u", k, n);
+			cr_assert_null(ch.bell, "case %d", k);
+			cr_assert(!ch.has_wake, "case %d", k);
+			for (unsigned i = 0; i < PARLEY_VMCTL_DEVS_MAX; i++)
+				cr_assert_null(ch.map[i], "case %d", k);
+			bell_gone();
+		}
+	}
 }
 
 /* Each hostile reply or header: refused, nothing left mapped. */
