@@ -463,7 +463,7 @@ Test(vm_chan, sleeping_both_ways_no_lost_wake_up_then_peer_down,
 	t_fleet_go(&t.f);
 	serve_until(&t, "SCRIPT-END", 360);
 	CONSOLE_HAS(&t, "PONG 3000 messages checked and answered (lost "
-			"wake-ups: 0)");
+			"wake-ups: 0; doorbells direct)");
 	CONSOLE_HAS(&t, "ERROR PEER_DOWN");
 	cr_assert_eq(t_fleet_run(&t.f, 10000), 0, "%s", t_fleet_out(&t.f));
 	cr_assert_eq(ping->fin.code, 0, "%s", t_fleet_out(&t.f));

@@ -111,16 +111,17 @@ int vmbell_add(struct vm_part *v, struct vm_chan *c, struct parley_err *err)
 	return 0;
 }
 
-/* The close or revocation: QEMU told to let go of the peer's doorbell
- * (ivshmem's "peer gone": it closes it), the port unplugged (at once: a
- * virtio-serial port needs no eject); its chardev goes with the section
- * backends (vmplug_backends_gone). */
+/* The close or revocation: the port unplugged (at once: a virtio-serial
+ * port needs no eject); its chardev goes with the section backends
+ * (vmplug_backends_gone). The peer's doorbell goes with the section
+ * device that holds it, when the guest has ejected it — not with
+ * ivshmem's "peer gone" message: QEMU 7.2 frees that peer's table then
+ * and again when the device goes (its heap corrupted: found by
+ * vm_agent's example, QEMU aborting at the VM's next close). Until the
+ * eject (chanmgr's deadline at most) a ring reaches a doorbell of a
+ * channel that ended — a spurious wake-up of its former peer at worst. */
 void vmbell_cut(struct vm_part *v, struct vm_chan *c)
 {
-	if (c->bell_sec > 0 && c->srv[c->bell_sec] >= 0 &&
-	    ivshmem_msg(c->srv[c->bell_sec], 1, -1))
-		log_warn("VM %s: the peer's doorbell not taken back from "
-			 "QEMU", v->spec.name);
 	c->bell_sec = 0;
 	c->bell_dev = PARLEY_VMCTL_NO_BELL;
 	if (!c->wake_port)

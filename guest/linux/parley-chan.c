@@ -374,8 +374,11 @@ static int cmd_pong(const char *name, long count, int wait, int reopen)
 			reopened++;
 		}
 	}
-	printf("PONG %ld messages checked and answered (lost wake-ups: %u)\n",
-	       count, ctl.lost_wakes);
+	/* how the doorbells went: straight through QEMU (protocol 4's bell
+	 * and wake port) or through the agent (NOTIFY, WAKE) */
+	printf("PONG %ld messages checked and answered (lost wake-ups: %u; "
+	       "doorbells %s)\n", count, ctl.lost_wakes,
+	       ch.bell ? "direct" : "through the agent");
 	if (reopen)
 		printf("PONG reopened %u\n", reopened);
 	return 0;
