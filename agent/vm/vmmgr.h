@@ -23,9 +23,12 @@
  *   readonly=on still cannot write. Backends first, then the devices back
  *   to back, so the guest's ACPI hot-plug finds them in one scan. The
  *   reply names each device's PCI address; the guest maps its BAR 2.
- * - notify: the peer's doorbell (its eventfd) rung; wait: answered WAKE
- *   when the VM's doorbell rings (the peer's vmm writes it), or CLOSED /
- *   PEER_DOWN.
+ * - notify/wait (protocol 4, vmbell.c): the guest rings the peer's
+ *   doorbell through one of its own ivshmem-doorbell section devices and
+ *   is woken through the channel's wake port, QEMU reading the VM's
+ *   doorbell — the agent on neither path; without a bell, NOTIFY rings
+ *   the peer's doorbell and WAKE answers the VM's. CLOSED / PEER_DOWN
+ *   come as WAKE either way.
  * - revocation (chanmgr's): the sections are punched at once (the guest
  *   reads zeros), the devices hot-unplugged; the unplug confirmed when
  *   QEMU lets go of the backends (object-del, chardev-remove succeed). A VM that has not let go by
