@@ -14,16 +14,17 @@
  *   vm_chan_rtt_poll_us   64..2 KiB checksummed messages, the VM's
  *                         `parley-chan ping` polling for each answer of the
  *                         thin partition pong (which sleeps when idle: the
- *                         VM then rings it through the control port);
+ *                         VM then rings it through its bell);
  *                         median of 2,000 round trips, the guest's clock
  *
  *   vm_chan_notify_rtt_vs_vport_echo
  *                         the median sleeping round trip — both ends asleep
- *                         for every message: the VM NOTIFYs pong, asleep in
+ *                         for every message: the VM rings pong, asleep in
  *                         CHAN_WAIT (pong's spin is 0 for these), and
  *                         sleeps on its ring's message-pending flag until
- *                         the agent WAKEs it (protocol 2: two crossings of
- *                         the port) — divided by the median one-byte round
+ *                         pong's ring comes on its wake port (protocol 4:
+ *                         QEMU both ways, no agent; the guest prints which
+ *                         way its doorbells went) — divided by the median one-byte round
  *                         trip through a bare virtio-serial port this bench
  *                         echoes (org.parley.echo.0), same run; only the
  *                         round trips in which both ends slept (the guest
@@ -33,7 +34,9 @@
  *                         (NOTIFY written to pong's doorbell until pong's
  *                         doorbell for the VM: its wake-up, its answer, its
  *                         exit): the VM's side of the round trip, for the
- *                         record
+ *                         record — only when the doorbells go through the
+ *                         agent (a guest without the bell): with protocol
+ *                         4's the agent sees no turn
  *
  * pong (guest/examples/pong.c) makes each answer before the message comes
  * and checks the message after answering it: the round trip is the

@@ -243,3 +243,65 @@ Test(vm_stale, the_sweep_is_bounded, .init = up, .fini = down, .timeout = 60)
 	cr_assert_eq(v.fault, 0);
 	cr_assert_eq(t_count(asked(), "object-del"), 64);
 }
+
+/* An earlier agent's wake ports (vmbell.c: port plp..., chardev plw...):
+ * the port deleted, then its chardev; one QEMU still holds a moment
+ * (busy) is swept again once the earlier agent's devices are gone; this
+ * agent's own are left alone. */
+Test(vm_stale, earlier_wake_ports_deleted_busy_ones_again_later, .init = up,
+     .fini = down)
+{
+	qemu_answers("{\"return\": [{\"bus\": 0, \"devices\": ["
+		     "{\"slot\": 16, \"qdev_id\": \"pld7h900s1\"}]}]}");
+	qemu_answers("{\"return\": []}");                /* qom-list */
+	qemu_answers("{\"return\": [{\"label\": \"plw7h900s0\"},"
+		     "{\"label\": \"plw4242h3s0\"}, {\"label\": \"plw7h901s0\"},"
+		     "{\"label\": \"plw7h9s0 \"}]}");
+	qemu_answers("{\"return\": {}}");                /* device_del plp7h900s0 */
+	qemu_answers("{\"error\": {\"class\": \"GenericError\", \"desc\": "
+		     "\"Chardev 'plw7h900s0' is busy\"}}");
+	qemu_answers("{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": "
+		     "\"gone\"}}");                          /* plp7h901s0 */
+	qemu_answers("{\"return\": {}}");                /* chardev-remove */
+	vmstale_find(&v);
+	cr_assert_eq(v.nstale, 1);
+	cr_assert(v.stale_wake_left);
+	const char *a = asked();
+	const char *want[] = {
+		"{\"execute\":\"device_del\",\"arguments\":{\"id\":\"plp7h900s0\"}}",
+		"{\"execute\":\"chardev-remove\",\"arguments\":{\"id\":\"plw7h900s0\"}}",
+		"{\"execute\":\"device_del\",\"arguments\":{\"id\":\"plp7h901s0\"}}",
+		"{\"execute\":\"chardev-remove\",\"arguments\":{\"id\":\"plw7h901s0\"}}",
+	};
+	const char *at = a;
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const char *p = strstr(at, want[i]);
+		cr_assert(p, "no %s (in order) in:\n%s", want[i], a);
+		at = p + 1;
+	}
+	cr_assert_null(strstr(a, "4242"), "%s", a);
+	cr_assert_eq(t_count(a, "\"execute\""), 7, "%s", a);
+	/* the guest's HELLO: the stale device unplugged; ejected: its
+	 * backend goes, and the busy wake chardev is swept again */
+	qemu_answers("{\"return\": {}}");                /* device_del pld7h900s1 */
+	vmstale_unplug(&v);
+	qemu_answers("{\"return\": {}}");                /* object-del */
+	qemu_answers("{\"error\": {\"class\": \"GenericError\", \"desc\": "
+		     "\"no such chardev\"}}");              /* chardev-remove plc */
+	qemu_answers("{\"return\": [{\"label\": \"plw7h900s0\"}]}");
+	qemu_answers("{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": "
+		     "\"gone\"}}");                          /* plp7h900s0 */
+	qemu_answers("{\"return\": {}}");                /* chardev-remove */
+	qemu_answers("{\"return\": []}");                /* query-fdsets */
+	static struct chanmgr cm;    /* its revocation deadline: default */
+	m.cm = &cm;
+	v.stale_try_ns = 0;
+	cr_assert(vmstale_gone(&m, &v));
+	cr_assert_eq(v.nstale, 0);
+	cr_assert(!v.stale_wake_left);
+	a = asked();
+	cr_assert(strstr(a, "{\"execute\":\"chardev-remove\",\"arguments\":"
+			    "{\"id\":\"plw7h900s0\"}}"), "%s", a);
+	cr_assert(strstr(a, "\"query-fdsets\""), "%s", a);
+	cr_assert_eq(v.fault, 0);
+}

@@ -109,11 +109,13 @@ Test(vmctl, bad_magic_version_type_length_refused)
 	refused(buf, n, "magic");
 	n = frame(buf, PARLEY_VMCTL_HELLO, &he, sizeof(he), 1);
 	buf[4] = 1;  /* version 1 (WAIT, answered NOTIFY): not spoken */
-	refused(buf, n, "version 1 (this agent speaks 3)");
+	refused(buf, n, "version 1 (this agent speaks 4)");
 	buf[4] = 2;  /* version 2 (the header as a device): not spoken */
 	refused(buf, n, "version 2");
-	buf[4] = 4;
-	refused(buf, n, "version 4");
+	buf[4] = 3;  /* version 3 (doorbells through the agent only) */
+	refused(buf, n, "version 3");
+	buf[4] = 5;
+	refused(buf, n, "version 5");
 	/* An agent-to-guest type and an unknown one from the guest. */
 	n = frame(buf, PARLEY_VMCTL_OPEN_REPLY, &he, sizeof(he), 1);
 	refused(buf, n, "type 130");

@@ -184,6 +184,9 @@ struct vm_part {
 				     * slots taken until QEMU has let go */
 	struct vm_stale stale[16];
 	uint64_t stale_try_ns;      /* the last object_del round */
+	bool stale_wake_left;       /* an earlier agent's wake chardev was
+				     * busy at the sweep: swept again when
+				     * the stale devices are gone */
 	uint8_t out[sizeof(struct parley_vmctl_hdr) + PARLEY_VMCTL_PAYLOAD_MAX];
 };
 

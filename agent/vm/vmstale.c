@@ -70,24 +70,31 @@ static bool orphan_go(struct vm_part *v, const char *id, char kind,
 	--*budget;
 	struct parley_err err = { 0 };
 	if (kind == 'w') {
-		/* a wake port's chardev (vmbell.c): its port first (a
-		 * virtio-serial port goes at once, no eject) */
+		/* a wake port's chardev (vmbell.c): its port first (no eject
+		 * to wait for, but QEMU lets go of the chardev a moment
+		 * later: the first try may find it busy, so a failure here is
+		 * quiet — vmstale_gone sweeps again once the old devices
+		 * went). Gone already: nothing to delete. */
 		snprintf(cmd, sizeof(cmd), "{\"execute\":\"device_del\","
 			 "\"arguments\":{\"id\":\"plp%s\"}}", id + 3);
-		if (vm_mon_one(v, cmd, &err))
-			log_warn("%s", err.msg);
+		vm_mon_one(v, cmd, &err);
 	}
 	snprintf(cmd, sizeof(cmd), "{\"execute\":\"%s\",\"arguments\":"
 		 "{\"id\":\"%s\"}}", command, id);
-	if (vm_mon_one(v, cmd, &err))
-		log_warn("%s", err.msg);
+	struct parley_err e2 = { 0 };
+	if (vm_mon_one(v, cmd, &e2) == 0)
+		return true;
+	if (kind == 'w')
+		v->stale_wake_left = true; /* busy a moment: again later */
+	else
+		log_warn("%s", e2.msg);
 	return true;
 }
 
 /* QEMU's list (a qom-list of /objects, or query-chardev), each entry's
  * `key` an id to try: hostile, parsed by jansson, strings only. */
 static void orphans_in(struct vm_part *v, const char *query, const char *key,
-		       char kind, const char *command, unsigned *budget)
+		       const char *kinds, const char *command, unsigned *budget)
 {
 	char *reply = NULL;
 	struct parley_err err = { 0 };
@@ -99,10 +106,12 @@ static void orphans_in(struct vm_part *v, const char *query, const char *key,
 	free(reply);
 	json_t *e;
 	size_t i;
+	bool more = true;
 	json_array_foreach(json_object_get(j, "return"), i, e)
-		if (!orphan_go(v, json_string_value(json_object_get(e, key)),
-			       kind, command, budget))
-			break;
+		for (const char *k = kinds; more && *k; k++)
+			more = orphan_go(v, json_string_value(
+					 json_object_get(e, key)), *k, command,
+					 budget);
 	json_decref(j);
 }
 
@@ -115,10 +124,8 @@ static void orphans_go(struct vm_part *v)
 {
 	unsigned budget = VMSTALE_ORPHANS_MAX;
 	orphans_in(v, "{\"execute\":\"qom-list\",\"arguments\":{\"path\":"
-		   "\"/objects\"}}", "name", 'm', "object-del", &budget);
-	orphans_in(v, "{\"execute\":\"query-chardev\"}", "label", 'c',
-		   "chardev-remove", &budget);
-	orphans_in(v, "{\"execute\":\"query-chardev\"}", "label", 'w',
+		   "\"/objects\"}}", "name", "m", "object-del", &budget);
+	orphans_in(v, "{\"execute\":\"query-chardev\"}", "label", "cw",
 		   "chardev-remove", &budget);
 	if (!v->nstale && v->mon >= 0)
 		stale_fdsets_go(v);
@@ -301,7 +308,11 @@ bool vmstale_gone(struct vmmgr *m, struct vm_part *v)
 		v->slots_used &= ~(1u << (st->slot - VMMGR_SLOT0));
 		*st = v->stale[--v->nstale];
 	}
-	if (before && !v->nstale) {
+	if (before && !v->nstale && v->stale_wake_left) {
+		unsigned budget = VMSTALE_ORPHANS_MAX;
+		v->stale_wake_left = false;
+		orphans_in(v, "{\"execute\":\"query-chardev\"}", "label", "w",
+			   "chardev-remove", &budget);
 		stale_fdsets_go(v);
 		vm_emit(m, "vm_unplugged", v->spec.name, NULL, "ADOPTED", NULL,
 		     "the devices of the previous agent's channels");

@@ -376,8 +376,8 @@ static int cmd_pong(const char *name, long count, int wait, int reopen)
 	}
 	/* how the doorbells went: straight through QEMU (protocol 4's bell
 	 * and wake port) or through the agent (NOTIFY, WAKE) */
-	printf("PONG %ld messages checked and answered (lost wake-ups: %u; "
-	       "doorbells %s)\n", count, ctl.lost_wakes,
+	printf("PONG %ld messages checked and answered (lost wake-ups: %u) "
+	       "doorbells %s\n", count, ctl.lost_wakes,
 	       ch.bell ? "direct" : "through the agent");
 	if (reopen)
 		printf("PONG reopened %u\n", reopened);
@@ -442,9 +442,11 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 	qsort(rtt, (size_t)count, sizeof(rtt[0]), cmp_d);
 	qsort(both, nboth, sizeof(both[0]), cmp_d);
 	printf("PING%s %ld median_us=%.2f p99_us=%.2f notifies=%u lost_wakes=%u "
-	       "sleeps=%u both=%u both_median_us=%.2f\n", wait ? "-WAIT" : "",
-	       count, rtt[count / 2], rtt[count * 99 / 100], notifies,
-	       ctl.lost_wakes, ctl.sleeps, nboth, nboth ? both[nboth / 2] : 0);
+	       "sleeps=%u both=%u both_median_us=%.2f doorbells=%s\n",
+	       wait ? "-WAIT" : "", count, rtt[count / 2],
+	       rtt[count * 99 / 100], notifies, ctl.lost_wakes, ctl.sleeps,
+	       nboth, nboth ? both[nboth / 2] : 0,
+	       ch.bell ? "direct" : "agent");
 	return 0;
 }
 
