@@ -26,10 +26,6 @@
 
 #include "common/log.h"
 
-/* The bus of the domain's virtio-serial controller (vmhost.c's domain
- * XML has one, index 0: libvirt calls it virtio-serial0). */
-#define VMBELL_BUS "virtio-serial0.0"
-
 /* ivshmem's server protocol: an int64, with or without one descriptor. */
 static int ivshmem_msg(int sock, int64_t msg, int fd)
 {
@@ -49,62 +45,18 @@ static int bell_section(const struct vm_chan *c)
 	return -1;
 }
 
-/* The wake port: the VM's doorbell into QEMU (add-fd), a pipe chardev on
- * it, the port. The fdset goes at once: the chardev holds its own copy. */
-static int wake_plug(struct vm_part *v, struct vm_chan *c,
-		     struct parley_err *err)
-{
-	char fdn[48], chr[48], port[48], json[3][320];
-	int fdset = -1;
-	vmplug_qid(fdn, sizeof(fdn), 'f', v, c, 0);
-	vmplug_qid(chr, sizeof(chr), 'w', v, c, 0);
-	vmplug_qid(port, sizeof(port), 'p', v, c, 0);
-	snprintf(json[0], sizeof(json[0]), "{\"execute\":\"add-fd\","
-		 "\"arguments\":{\"opaque\":\"%s\"}}", fdn);
-	struct qmp_cmd a = { json[0], c->bell_mine, 0, "" };
-	int rc = vm_mon_run(v, &a, 1, err);
-	if (rc)
-		return rc;
-	if (a.rc || qmp_int(a.reply, "\"fdset-id\":", &fdset))
-		return perr(err, -EPROTO, "VM %s: add-fd answered %.100s",
-			    v->spec.name, a.reply);
-	snprintf(c->wake, sizeof(c->wake), PARLEY_VMCTL_WAKE_PREFIX "%d.%u",
-		 v->m->nonce, c->handle);
-	snprintf(json[0], sizeof(json[0]), "{\"execute\":\"chardev-add\","
-		 "\"arguments\":{\"id\":\"%s\",\"backend\":{\"type\":\"pipe\","
-		 "\"data\":{\"device\":\"/dev/fdset/%d\"}}}}", chr, fdset);
-	snprintf(json[1], sizeof(json[1]), "{\"execute\":\"remove-fd\","
-		 "\"arguments\":{\"fdset-id\":%d}}", fdset);
-	snprintf(json[2], sizeof(json[2]), "{\"execute\":\"device_add\","
-		 "\"arguments\":{\"driver\":\"virtserialport\",\"id\":\"%s\","
-		 "\"bus\":\"" VMBELL_BUS "\",\"chardev\":\"%s\",\"name\":\"%s\"}}",
-		 port, chr, c->wake);
-	struct qmp_cmd b[3] = { { json[0], -1, 0, "" }, { json[1], -1, 0, "" },
-				{ json[2], -1, 0, "" } };
-	if ((rc = vm_mon_run(v, b, 3, err)))
-		return rc;
-	c->wake_chr = b[0].rc == 0;
-	c->wake_port = b[2].rc == 0;
-	for (unsigned k = 0; k < 3; k++)
-		if (b[k].rc)
-			return perr(err, b[k].rc, "VM %s: %.60s: %s",
-				    v->spec.name, b[k].json, b[k].reply);
-	return 0;
-}
-
 int vmbell_add(struct vm_part *v, struct vm_chan *c, struct parley_err *err)
 {
 	c->bell_dev = PARLEY_VMCTL_NO_BELL;
 	int sec = bell_section(c);
-	if (sec < 0)
-		return 0; /* nothing the VM writes: NOTIFY */
+	if (sec < 0 || !c->wake_port)
+		return 0; /* nothing the VM writes, or no wake port (vmplug_add
+			   * plugs it): NOTIFY and WAKE */
 	int rc = ivshmem_msg(c->srv[sec], 1, c->bell_peer);
 	if (rc)
 		return perr(err, rc, "VM %s: the peer's doorbell to QEMU: %s",
 			    v->spec.name, strerror(-rc));
 	c->bell_sec = sec;
-	if ((rc = wake_plug(v, c, err)))
-		return rc;
 	for (unsigned k = 0; k < c->ndev; k++)
 		if (c->dev[k].section == (uint32_t)sec)
 			c->bell_dev = k;

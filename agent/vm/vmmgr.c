@@ -196,6 +196,7 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
 	c->bell_peer = dup(ch->bell[1 - side]);
 	c->flag_fd = -1;
 	c->bell_dev = PARLEY_VMCTL_NO_BELL;
+	c->wake_fdset = -1;
 	int rc = c->bell_mine < 0 || c->bell_peer < 0 ? -errno : 0;
 	/* The queue this VM reads: its consumer section holds the flag the
 	 * guest sets before it sleeps (the header is the agent's own copy,

@@ -91,6 +91,8 @@ struct vm_chan {
 	unsigned bell_sec;
 	uint32_t bell_dev;
 	bool wake_port, wake_chr;   /* the port / its chardev in QEMU */
+	int wake_fdset;             /* its descriptor's fdset until the
+				     * chardev has its copy, else -1 */
 	char wake[PARLEY_VMCTL_WAKE_MAX];
 	uint64_t notified_ns;       /* when the guest last NOTIFYd the peer */
 	int flag_fd;                /* a dup of the memfd holding the VM's

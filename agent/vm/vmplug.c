@@ -12,6 +12,10 @@
 
 #include "common/log.h"
 
+/* The bus of the domain's virtio-serial controller (vmhost.c's domain
+ * XML has one, index 0: libvirt calls it virtio-serial0). */
+#define VMPLUG_SERIAL_BUS "virtio-serial0.0"
+
 /* The monitor's names for channel c's section i: this agent's random mark
  * (nonce) in them, so an agent that adopts a VM never collides with what
  * its predecessor left plugged. */
@@ -179,18 +183,20 @@ static int ivshmem_serve(int sock, int memfd)
  *    it itself: no path to open); a section it may only read — the
  *    read-only re-open (add-fd, into a fdset of its own), its memfd's
  *    mode letting QEMU's group read it and nobody but the agent write;
+ *    — and the VM's doorbell for its wake port (vmbell.c), into a fdset;
  * 2. the read-only sections' memory-backend-file (readonly=on) on QEMU's
  *    own /proc/self/fd/N, then every device back to back (ivshmem-
  *    doorbell on the chardev, ivshmem-plain on the backend), so the
- *    guest's ACPI hot-plug finds them in one scan. */
+ *    guest's ACPI hot-plug finds them in one scan; then the wake port (a
+ *    pipe chardev on that fdset, the fdset removed, a virtserialport). */
 int vmplug_add(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
 		int side, struct parley_err *err)
 {
-	enum { N = PARLEY_VMCTL_DEVS_MAX };
-	static char json[2 * N][400];
-	struct qmp_cmd a[2 * N], b[2 * N];
-	int sv[N][2], qfd[N];
-	unsigned na = 0, nb = 0, ia[2 * N], ib[2 * N];
+	enum { N = PARLEY_VMCTL_DEVS_MAX, W = 2 * N + 3 };
+	static char json[W][400];
+	struct qmp_cmd a[W], b[W];
+	int sv[N][2], qfd[N], wake_fdset = -1;
+	unsigned na = 0, nb = 0, ia[W], ib[W], wa = W, wb = W;
 	gid_t g = v->m->host.qemu_gid;
 	int rc = 0;
 	for (unsigned i = 0; i < c->nsec; i++) {
@@ -242,15 +248,31 @@ int vmplug_add(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
 			na++;
 		}
 	}
+	/* the wake port's descriptor: the VM's doorbell (vmbell.c) */
+	if (!rc && c->bell_mine >= 0) {
+		char fdn[48];
+		vmplug_qid(fdn, sizeof(fdn), 'f', v, c, 0);
+		snprintf(json[na], sizeof(json[na]), "{\"execute\":\"add-fd\","
+			 "\"arguments\":{\"opaque\":\"%s\"}}", fdn);
+		wa = na;
+		a[na] = (struct qmp_cmd){ json[na], c->bell_mine, 0, "" };
+		na++;
+	}
 	uint64_t t0 = vm_now_ns();
 	bool sent = false;
 	if (!rc)
 		sent = (rc = vm_mon_run(v, a, na, err)) == 0;
+	if (sent && wa < W && (a[wa].rc || qmp_int(a[wa].reply, "\"fdset-id\":",
+						      &wake_fdset)))
+		wake_fdset = -1; /* no wake port: NOTIFY and WAKE */
+	c->wake_fdset = wake_fdset;
 	for (unsigned i = 0; i < c->nsec; i++)
 		if (sv[i][1] >= 0)
 			close(sv[i][1]);
 	/* What QEMU now holds, for the clean-up whatever happens next. */
 	for (unsigned k = 0; sent && k < na; k++) {
+		if (k == wa)
+			continue;
 		unsigned i = ia[k];
 		bool rw = sv[i][0] >= 0 || c->srv[i] >= 0;
 		if (a[k].rc) {
@@ -315,8 +337,44 @@ int vmplug_add(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
 		b[nb] = (struct qmp_cmd){ json[nb], -1, 0, "" };
 		nb++;
 	}
+	if (wake_fdset >= 0) {
+		/* the wake port: a pipe chardev on the fdset (its own copy:
+		 * the fdset goes at once), a virtio-serial port on it */
+		char chr[48], port[48];
+		vmplug_qid(chr, sizeof(chr), 'w', v, c, 0);
+		vmplug_qid(port, sizeof(port), 'p', v, c, 0);
+		snprintf(c->wake, sizeof(c->wake), PARLEY_VMCTL_WAKE_PREFIX
+			 "%d.%u", v->m->nonce, c->handle);
+		wb = nb;
+		snprintf(json[nb], sizeof(json[nb]), "{\"execute\":\"chardev-add\","
+			 "\"arguments\":{\"id\":\"%s\",\"backend\":{\"type\":"
+			 "\"pipe\",\"data\":{\"device\":\"/dev/fdset/%d\"}}}}",
+			 chr, wake_fdset);
+		b[nb] = (struct qmp_cmd){ json[nb], -1, 0, "" };
+		nb++;
+		snprintf(json[nb], sizeof(json[nb]), "{\"execute\":\"remove-fd\","
+			 "\"arguments\":{\"fdset-id\":%d}}", wake_fdset);
+		b[nb] = (struct qmp_cmd){ json[nb], -1, 0, "" };
+		nb++;
+		snprintf(json[nb], sizeof(json[nb]), "{\"execute\":\"device_add\","
+			 "\"arguments\":{\"driver\":\"virtserialport\",\"id\":"
+			 "\"%s\",\"bus\":\"" VMPLUG_SERIAL_BUS "\",\"chardev\":"
+			 "\"%s\",\"name\":\"%s\"}}", port, chr, c->wake);
+		b[nb] = (struct qmp_cmd){ json[nb], -1, 0, "" };
+		nb++;
+	}
 	if ((rc = vm_mon_run(v, b, nb, err)))
 		return rc;
+	if (wb < W) {
+		if (b[wb + 1].rc == 0)
+			c->wake_fdset = -1;
+		c->wake_chr = b[wb].rc == 0;
+		c->wake_port = b[wb + 2].rc == 0;
+		if (!c->wake_port)
+			log_warn("VM %s: wake port: %s", v->spec.name,
+				 b[wb].rc ? b[wb].reply : b[wb + 2].reply);
+		nb = wb; /* not section devices */
+	}
 	for (unsigned k = 0; k < nb; k++) {
 		unsigned i = ib[k] % N;
 		if (!b[k].rc && ib[k] < N)
@@ -334,6 +392,13 @@ int vmplug_add(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
  * were never made (vmplug_backends_gone removes the others with their backend). */
 void vmplug_undo(struct vm_part *v, struct vm_chan *c)
 {
+	if (c->wake_fdset >= 0) {
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd), "{\"execute\":\"remove-fd\","
+			 "\"arguments\":{\"fdset-id\":%d}}", c->wake_fdset);
+		vm_mon_one(v, cmd, &(struct parley_err){ 0 });
+		c->wake_fdset = -1;
+	}
 	for (unsigned i = 0; i < c->nsec; i++) {
 		char cmd[128];
 		if (c->srv[i] >= 0 || c->fdset[i] < 0 || !c->obj_gone[i])

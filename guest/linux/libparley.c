@@ -631,9 +631,18 @@ static int wait_bell(struct pl_ctl *c, struct pl_chan *ch)
 			continue;
 		}
 		if (pr > 0 && (p[0].revents & POLLIN)) {
-			uint8_t drain[256];
-			while (read(ch->wake_fd, drain, sizeof(drain)) > 0)
-				;
+			/* one read takes what the port holds (a syscall is
+			 * microseconds under TCG: no second one to see it
+			 * empty; rings left are a stale wake-up at worst) */
+			uint8_t drain[512];
+			if (read(ch->wake_fd, drain, sizeof(drain)) < 0 &&
+			    errno != EAGAIN && errno != EINTR) {
+				/* the port going (the channel closed): ask */
+				if ((rc = pl_chan_state(c, ch)))
+					return rc;
+				nanosleep(&(struct timespec){ 0, 10000000 },
+					  NULL);
+			}
 			quiet_ms = 0;
 		} else if (pr > 0 && (p[0].revents & (POLLHUP | POLLERR |
 						       POLLNVAL))) {
