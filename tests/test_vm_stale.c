@@ -51,6 +51,17 @@ static void nothing_else(bool fdsets)
 		qemu_answers("{\"return\": []}");
 }
 
+/* Each of want[] in a, in that order. */
+static void asked_in_order(const char *a, const char *const *want, size_t n)
+{
+	const char *at = a;
+	for (size_t i = 0; i < n; i++) {
+		const char *p = strstr(at, want[i]);
+		cr_assert(p, "no %s (in order) in:\n%s", want[i], a);
+		at = p + 1;
+	}
+}
+
 /* What the agent asked QEMU, in order (the commands it wrote). */
 static char *asked(void)
 {
@@ -192,12 +203,7 @@ Test(vm_stale, orphaned_backends_of_earlier_agents_deleted, .init = up,
 		"\"query-chardev\"",
 		"{\"execute\":\"chardev-remove\",\"arguments\":{\"id\":\"plc9h2s4\"}}",
 	};
-	const char *at = a;
-	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-		const char *p = strstr(at, want[i]);
-		cr_assert(p, "no %s (in order) in:\n%s", want[i], a);
-		at = p + 1;
-	}
+	asked_in_order(a, want, sizeof(want) / sizeof(want[0]));
 	cr_assert_null(strstr(a, "plm7h900s1\"}}"), "%s", a); /* its device is there */
 	cr_assert_null(strstr(a, "plm4242"), "%s", a);        /* our own */
 	cr_assert_null(strstr(a, "plc7h900s1\"}}"), "%s", a);
@@ -273,12 +279,7 @@ Test(vm_stale, earlier_wake_ports_deleted_busy_ones_again_later, .init = up,
 		"{\"execute\":\"device_del\",\"arguments\":{\"id\":\"plp7h901s0\"}}",
 		"{\"execute\":\"chardev-remove\",\"arguments\":{\"id\":\"plw7h901s0\"}}",
 	};
-	const char *at = a;
-	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-		const char *p = strstr(at, want[i]);
-		cr_assert(p, "no %s (in order) in:\n%s", want[i], a);
-		at = p + 1;
-	}
+	asked_in_order(a, want, sizeof(want) / sizeof(want[0]));
 	cr_assert_null(strstr(a, "4242"), "%s", a);
 	cr_assert_eq(t_count(a, "\"execute\""), 7, "%s", a);
 	/* the guest's HELLO: the stale device unplugged; ejected: its
