@@ -828,6 +828,38 @@ Test(vm_chan, qemu_unprivileged_and_sections_read_only_by_descriptor,
 }
 /* ---- revocation ------------------------------------------------------------- */
 
+/* An eventfd's id (fdinfo's eventfd-id: one per eventfd, whoever holds
+ * it), or 0 if fd is no eventfd. */
+static unsigned long eventfd_id(int pid, int fd)
+{
+	char p[96], info[1024];
+	snprintf(p, sizeof(p), "/proc/%d/fdinfo/%d", pid, fd);
+	int fi = open(p, O_RDONLY | O_CLOEXEC);
+	if (fi < 0)
+		return 0;
+	ssize_t n = read(fi, info, sizeof(info) - 1);
+	close(fi);
+	info[n > 0 ? n : 0] = 0;
+	char *id = strstr(info, "eventfd-id:");
+	return id ? strtoul(id + 11, NULL, 10) : 0;
+}
+
+/* Does process pid hold the eventfd of that id? */
+static bool holds_eventfd(int pid, unsigned long id)
+{
+	char d[64];
+	snprintf(d, sizeof(d), "/proc/%d/fd", pid);
+	DIR *dir = opendir(d);
+	cr_assert(dir, "%s: %s", d, strerror(errno));
+	struct dirent *e;
+	bool found = false;
+	while (!found && (e = readdir(dir)))
+		found = e->d_name[0] != '.' &&
+			eventfd_id(pid, atoi(e->d_name)) == id;
+	closedir(dir);
+	return found;
+}
+
 /* The grant is removed while ping and the VM exchange messages: the
  * sections are punched (the VM reads zeros), the devices unplugged, the
  * VM's tool sees CLOSED; the audit says what happened. */
@@ -851,6 +883,20 @@ Test(vm_chan, revocation_mid_stream_is_closed, .timeout = 400,
 	/* let some messages flow, then take the grant away */
 	for (int i = 0; i < 2000; i++)
 		pump(&t, 1);
+	/* protocol 4: QEMU holds both doorbells of the channel (the peer's,
+	 * which the guest rings; its own, which its wake port reads) */
+	struct vm_chan *vc = NULL;
+	for (unsigned k = 0; k < VMMGR_CHANS; k++)
+		if (t.m.vm[0].ch[k].used && !t.m.vm[0].ch[k].closed)
+			vc = &t.m.vm[0].ch[k];
+	cr_assert(vc);
+	cr_assert_neq(vc->bell_dev, PARLEY_VMCTL_NO_BELL);
+	int qpid = qemu_pid(t.f.dir, "guest");
+	unsigned long peer_id = eventfd_id(getpid(), vc->bell_peer);
+	unsigned long own_id = eventfd_id(getpid(), vc->bell_mine);
+	cr_assert(peer_id && own_id);
+	cr_assert(holds_eventfd(qpid, peer_id), "QEMU lacks the peer's doorbell");
+	cr_assert(holds_eventfd(qpid, own_id), "QEMU lacks the VM's doorbell");
 	t_fleet_set_grants(&t.f, "{\"grants\":[]}");
 	serve_until(&t, "SCRIPT-END", 120);
 	CONSOLE_HAS(&t, "ERROR CLOSED");
@@ -861,6 +907,12 @@ Test(vm_chan, revocation_mid_stream_is_closed, .timeout = 400,
 	for (int i = 0; i < 5000 && !strstr(t_fleet_audit(&t.f), "vm_unplugged"); i++)
 		pump(&t, 1);
 	AUDIT_HAS(&t, "\"event\":\"vm_unplugged\",\"partition\":\"guest\"");
+	/* unplugged: neither doorbell is QEMU's any more (the wake port's
+	 * chardev and the section device that held the peer's are gone) */
+	cr_assert_not(holds_eventfd(qpid, peer_id),
+		      "QEMU kept the peer's doorbell past the unplug");
+	cr_assert_not(holds_eventfd(qpid, own_id),
+		      "QEMU kept the VM's doorbell past the unplug");
 	t_vm_teardown(&t);
 	no_shm_left();
 }
