@@ -381,12 +381,11 @@ Test(jail, vmm_starts_from_an_agent_with_few_fds, .timeout = 30)
  * a vmm at that namespace's root mount — the host's whole tree, since the
  * template's pivot_root swapped only the chroot's mount. The vmm must not
  * start there. 0: refused as such; 1: a vmm ran; 2..: set-up failed. */
-static int spawn_chrooted(void)
+static int spawn_chrooted(const char *dir)
 {
-	char dir[] = "/tmp/parley-chroot-XXXXXX";
 	if (unshare(CLONE_NEWNS) < 0 ||
 	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    !mkdtemp(dir) || mount("/", dir, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+	    mount("/", dir, NULL, MS_BIND | MS_REC, NULL) < 0 ||
 	    chroot(dir) < 0 || chdir("/") < 0)
 		return 2;
 	int sv[2];
@@ -416,12 +415,17 @@ Test(jail, agent_chrooted_below_its_namespace_root_starts_no_vmm,
 		cr_assert_fail("PARLEY_REQUIRE=root, but not run as root");
 	if (geteuid() != 0)
 		cr_skip_test("needs root (the root agent's jail and chroot)");
+	/* made (and removed) out here: the child's mounts on it die with
+	 * its namespace, the directory would not */
+	char dir[] = "/tmp/parley-chroot-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
 	pid_t c = fork();
 	cr_assert_geq(c, 0);
 	if (c == 0)
-		_exit(spawn_chrooted());
+		_exit(spawn_chrooted(dir));
 	int st;
 	cr_assert_eq(waitpid(c, &st, 0), c);
+	cr_assert_eq(rmdir(dir), 0, "%s: %s", dir, strerror(errno));
 	cr_assert(WIFEXITED(st), "status 0x%x", st);
 	cr_assert_eq(WEXITSTATUS(st), 0, "%s", WEXITSTATUS(st) == 1
 		     ? "a vmm started with the host's tree as its root"
