@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -197,8 +198,11 @@ static void sys_up(void)
 	close(fd);
 }
 
+static void bell_gone(void);
+
 static void sys_down(void)
 {
+	bell_gone();   /* a FIFO under /dev, left by a test that failed */
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", sysfs);
 	cr_assert_eq(system(cmd), 0);
@@ -251,7 +255,7 @@ static void good(struct pl_chan *ch)
  * its BAR 0 at `start` (256 bytes: the page holds others), the wake port
  * a node under /dev (a FIFO here: the test is root) named in sysfs. */
 #define WAKE "org.parley.wake.7.9"
-static char wake_node[64];
+static char wake_node[64] = "";
 
 static void bell(struct pl_chan *ch, uint64_t start)
 {
@@ -293,6 +297,8 @@ static void bell(struct pl_chan *ch, uint64_t start)
 static void bell_gone(void)
 {
 	char p[96];
+	if (!wake_node[0])
+		return;
 	snprintf(p, sizeof(p), "/dev/%s", wake_node);
 	unlink(p);
 }
@@ -480,4 +486,80 @@ Test(guest_linux, hostile_devices_refused, .init = sys_up, .fini = sys_down)
 			cr_assert_null(ch.map[i], "case %d: section %u mapped",
 				       c, i);
 	}
+}
+
+static void bell_up(void)
+{
+	up();
+	sys_up();
+}
+
+static void bell_down(void)
+{
+	down();
+	sys_down();
+}
+
+/* A wait on protocol 4's wake port: a ring (8 bytes on the port) after a
+ * message ends it; the control port still ends it with WAKE CLOSED; a
+ * frame that is no WAKE, or one that begins and stalls, ends it with an
+ * error rather than a wait for ever. */
+Test(guest_linux, a_bell_wait_ends_on_a_ring_a_wake_or_a_broken_frame,
+     .init = bell_up, .fini = bell_down, .timeout = 30)
+{
+	struct pl_chan ch;
+	good(&ch);
+	devices(&ch);
+	bell(&ch, 0xc002100);
+	cr_assert_eq(pl_chan_map(&ch, sysfs, 100), 0);
+	char node[96];
+	snprintf(node, sizeof(node), "/dev/%s", wake_node);
+	int w = open(node, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	cr_assert_geq(w, 0, "%s: %s", node, strerror(errno));
+	/* the peer publishes, then rings, a moment after the wait began */
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		usleep(50000);
+		/* the peer's side: section 3 (queue 1's producer) writable */
+		char p[256];
+		snprintf(p, sizeof(p), "%s/bus/pci/devices/%s/resource2",
+			 sysfs, ch.rep.dev[2].pci);
+		int fd = open(p, O_RDWR);
+		void *m = fd < 0 ? MAP_FAILED
+				 : mmap(NULL, 2 * RING, PROT_READ | PROT_WRITE,
+					MAP_SHARED, fd, 0);
+		if (m == MAP_FAILED)
+			_exit(2);
+		struct parley_ring r = ch.rx;
+		r.prod = m;
+		r.data = (uint8_t *)m + PARLEY_RING_PAGE;
+		uint64_t one = 1;
+		_exit(parley_ring_push(&r, "hi", 2) == PARLEY_RING_OK &&
+		      write(w, &one, sizeof(one)) == sizeof(one) ? 0 : 1);
+	}
+	cr_assert_eq(pl_chan_wait(&ctl, &ch), 0);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert_eq(st, 0);
+	cr_assert_eq(ctl.lost_wakes, 0);
+	char buf[8];
+	uint32_t len;
+	cr_assert_eq(pl_chan_recv(&ch, buf, sizeof(buf), &len), PARLEY_RING_OK);
+	cr_assert_eq(len, 2);
+	/* the channel's end still comes on the control port */
+	agent_status(PARLEY_VMCTL_WAKE, 0, PARLEY_E_CLOSED, ch.rep.handle);
+	cr_assert_eq(pl_chan_wait(&ctl, &ch), PL_STATUS(PARLEY_E_CLOSED));
+	ctl.ended_status = 0;
+	/* a frame nothing asked for */
+	agent_status(PARLEY_VMCTL_STATUS, 0, 0, ch.rep.handle);
+	cr_assert_eq(pl_chan_wait(&ctl, &ch), -EPROTO);
+	/* a frame that begins and stalls: the stream is lost, said so */
+	struct parley_vmctl_hdr h = { PARLEY_VMCTL_MAGIC, PARLEY_VMCTL_VERSION,
+				      PARLEY_VMCTL_WAKE, 8, 0 };
+	cr_assert_eq(write(pair[1], &h, 5), 5);
+	cr_assert_eq(pl_chan_wait(&ctl, &ch), -ETIMEDOUT);
+	cr_assert_eq(ctl.in_len, 0);
+	close(w);
+	pl_chan_unmap(&ch);
 }

@@ -56,34 +56,8 @@ int vmbell_add(struct vm_part *v, struct vm_chan *c, struct parley_err *err)
 	if (rc)
 		return perr(err, rc, "VM %s: the peer's doorbell to QEMU: %s",
 			    v->spec.name, strerror(-rc));
-	c->bell_sec = sec;
 	for (unsigned k = 0; k < c->ndev; k++)
 		if (c->dev[k].section == (uint32_t)sec)
 			c->bell_dev = k;
 	return 0;
-}
-
-/* The close or revocation: the port unplugged (at once: a virtio-serial
- * port needs no eject); its chardev goes with the section backends
- * (vmplug_backends_gone). The peer's doorbell goes with the section
- * device that holds it, when the guest has ejected it — not with
- * ivshmem's "peer gone" message: QEMU 7.2 frees that peer's table then
- * and again when the device goes (its heap corrupted: found by
- * vm_agent's example, QEMU aborting at the VM's next close). Until the
- * eject (chanmgr's deadline at most) a ring reaches a doorbell of a
- * channel that ended — a spurious wake-up of its former peer at worst. */
-void vmbell_cut(struct vm_part *v, struct vm_chan *c)
-{
-	c->bell_sec = 0;
-	c->bell_dev = PARLEY_VMCTL_NO_BELL;
-	if (!c->wake_port)
-		return;
-	char port[48], cmd[128];
-	struct parley_err err = { 0 };
-	vmplug_qid(port, sizeof(port), 'p', v, c, 0);
-	snprintf(cmd, sizeof(cmd), "{\"execute\":\"device_del\",\"arguments\":"
-		 "{\"id\":\"%s\"}}", port);
-	if (vm_mon_one(v, cmd, &err))
-		log_warn("VM %s: wake port: %s", v->spec.name, err.msg);
-	c->wake_port = false;
 }

@@ -818,8 +818,10 @@ static bool reclaim(struct vmmgr *m, struct vm_part *v, struct vm_chan *c);
  * passed without one (housekeep), and when the VM stops (force). */
 static void open_limit_flush(struct vmmgr *m, struct vm_part *v, bool force)
 {
+	if (!v->limiting)
+		return; /* (every serve comes here: no clock read first) */
 	uint64_t now = vm_now_ns();
-	if (!v->limiting || (!force && now - v->limit_last_ns < 1000000000ull))
+	if (!force && now - v->limit_last_ns < 1000000000ull)
 		return;
 	char d[96];
 	snprintf(d, sizeof(d), "%llu OPEN(s) answered LIMIT, undecided",
@@ -902,7 +904,8 @@ static void on_open(struct vmmgr *m, struct vm_part *v,
 		memcpy(r.dev, c->dev, sizeof(r.dev));
 		r.hdr = ch->hdr;
 		r.bell_dev = c->bell_dev;
-		memcpy(r.wake, c->wake, sizeof(r.wake));
+		if (c->bell_dev != PARLEY_VMCTL_NO_BELL)
+			memcpy(r.wake, c->wake, sizeof(r.wake));
 	} else if (r.status == PARLEY_OK) {
 		r.status = PARLEY_E_LIMIT;
 	}
@@ -1054,6 +1057,12 @@ static bool reclaim(struct vmmgr *m, struct vm_part *v, struct vm_chan *c)
 static bool housekeep(struct vmmgr *m, struct vm_part *v)
 {
 	bool did = v->nstale && vmstale_gone(m, v);
+	/* (with stale devices left, vmstale_gone sweeps them when they go) */
+	if (!v->nstale && v->stale_wake_left &&
+	    vm_now_ns() - v->stale_try_ns >= 50000000ull) {
+		v->stale_try_ns = vm_now_ns();
+		vmstale_wake_sweep(v);
+	}
 	open_limit_flush(m, v, false);
 	/* A backend delete per section is a monitor round trip, refused
 	 * while the guest keeps its device: a round for every unplugging

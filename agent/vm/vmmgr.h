@@ -83,12 +83,11 @@ struct vm_chan {
 				     * needed) */
 	bool peer_gone;
 	int bell_mine, bell_peer;   /* dups of the channel's doorbells */
-	/* Protocol 4 (vmbell.c): the section device the guest rings its
-	 * peer through (its ivshmem server holds the peer's doorbell; 0:
-	 * none), that device's index in dev[] (or PARLEY_VMCTL_NO_BELL),
-	 * and the wake port that carries bell_mine to the guest — QEMU
-	 * reads bell_mine then, the agent no more. */
-	unsigned bell_sec;
+	/* Protocol 4 (vmbell.c): the index in dev[] of the section device
+	 * the guest rings its peer through (its ivshmem server holds the
+	 * peer's doorbell), or PARLEY_VMCTL_NO_BELL; and the wake port that
+	 * carries bell_mine to the guest — QEMU reads bell_mine then, the
+	 * agent no more. */
 	uint32_t bell_dev;
 	bool wake_port, wake_chr;   /* the port / its chardev in QEMU */
 	int wake_fdset;             /* its descriptor's fdset until the

@@ -43,7 +43,8 @@ void vmplug_qid(char *out, size_t cap, char kind, const struct vm_part *v,
 int vmplug_add(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
 	       int side, struct parley_err *err);
 void vmplug_undo(struct vm_part *v, struct vm_chan *c);
-/* device_del of every plugged section (once; the guest ejects). */
+/* device_del of the wake port and every plugged section (once; the
+ * guest ejects the sections). */
 void vmplug_del(struct vm_part *v, struct vm_chan *c);
 /* The backends deleted where QEMU let go of them: true once all are. */
 bool vmplug_backends_gone(struct vm_part *v, struct vm_chan *c);
@@ -58,8 +59,6 @@ void vmplug_release(struct vm_part *v, struct vm_chan *c);
  * may still say PARLEY_VMCTL_NO_BELL: nothing written) or -errno; on
  * failure vmplug_del takes back what was given. */
 int vmbell_add(struct vm_part *v, struct vm_chan *c, struct parley_err *err);
-/* The peer's doorbell taken back, the wake port unplugged (vmplug_del). */
-void vmbell_cut(struct vm_part *v, struct vm_chan *c);
 
 /* ---- vmstale.c: devices an earlier agent left in an adopted VM ---- */
 /* Parses one of them from its id (hostile: QEMU's answer); false if the
@@ -68,5 +67,7 @@ bool vmstale_id(const struct vm_part *v, const char *id, struct vm_stale *st);
 void vmstale_find(struct vm_part *v);
 void vmstale_unplug(struct vm_part *v);
 bool vmstale_gone(struct vmmgr *m, struct vm_part *v);
+/* The earlier agents' wake chardevs that were busy at the last sweep. */
+void vmstale_wake_sweep(struct vm_part *v);
 
 #endif

@@ -45,7 +45,6 @@ void vmplug_unplugged(struct vm_part *v, struct vm_chan *c)
 	if (c->flag_fd >= 0)
 		close(c->flag_fd);
 	c->bell_mine = c->bell_peer = c->flag_fd = -1;
-	c->bell_sec = 0;
 	c->bell_dev = PARLEY_VMCTL_NO_BELL;
 	c->wake_port = c->wake_chr = false;
 	c->unplugging = false;
@@ -58,17 +57,50 @@ void vmplug_release(struct vm_part *v, struct vm_chan *c)
 	memset(c, 0, sizeof(*c));
 }
 
-/* device_del for every section still plugged (one batch); the backends
- * go once QEMU has let go of the devices (vmmgr_serve retries). */
+/* The wake port's device_del (first in a batch at cmd[*n]) and its
+ * answer: gone, or still to delete (vmplug_backends_gone asks again). */
+static void wake_port_del(struct vm_part *v, struct vm_chan *c, char *json,
+			  size_t cap, struct qmp_cmd *cmd, unsigned *n)
+{
+	char port[48];
+	if (!c->wake_port)
+		return;
+	vmplug_qid(port, sizeof(port), 'p', v, c, 0);
+	snprintf(json, cap, "{\"execute\":\"device_del\",\"arguments\":"
+		 "{\"id\":\"%s\"}}", port);
+	cmd[(*n)++] = (struct qmp_cmd){ json, -1, 0, "" };
+}
+
+static void wake_port_answer(struct vm_part *v, struct vm_chan *c,
+			     const struct qmp_cmd *cmd)
+{
+	if (cmd->rc && !strstr(cmd->reply, "DeviceNotFound"))
+		log_warn("VM %s: wake port: %s", v->spec.name, cmd->reply);
+	else
+		c->wake_port = false;
+}
+
+/* device_del for the wake port and every section still plugged (one
+ * batch); the backends go once QEMU has let go of the devices
+ * (vmmgr_serve retries). The wake port goes at once (a virtio-serial port
+ * needs no eject); the peer's doorbell goes with the section device that
+ * holds it, when the guest has ejected it — not with ivshmem's "peer
+ * gone" message: QEMU 7.2 frees that peer's table then and again when
+ * the device goes (its heap corrupted: found by vm_agent's example, QEMU
+ * aborting at the VM's next close). Until the eject (chanmgr's deadline
+ * at most) a ring reaches a doorbell of a channel that ended — a spurious
+ * wake-up of its former peer at worst. */
 void vmplug_del(struct vm_part *v, struct vm_chan *c)
 {
 	if (c->unplugging)
 		return;
 	c->unplugging = true;
-	vmbell_cut(v, c);
-	char json[PARLEY_VMCTL_DEVS_MAX][128];
-	struct qmp_cmd cmd[PARLEY_VMCTL_DEVS_MAX];
+	c->bell_dev = PARLEY_VMCTL_NO_BELL;
+	char json[PARLEY_VMCTL_DEVS_MAX + 1][128];
+	struct qmp_cmd cmd[PARLEY_VMCTL_DEVS_MAX + 1];
 	unsigned n = 0;
+	wake_port_del(v, c, json[0], sizeof(json[0]), cmd, &n);
+	unsigned first = n;
 	for (unsigned i = 0; i < c->nsec; i++) {
 		char id[48];
 		if (!(c->devs & (1u << i)))
@@ -80,9 +112,13 @@ void vmplug_del(struct vm_part *v, struct vm_chan *c)
 		n++;
 	}
 	struct parley_err err = { 0 };
-	if (n && vm_mon_run(v, cmd, n, &err))
+	if (n && vm_mon_run(v, cmd, n, &err)) {
 		log_warn("%s", err.msg);
-	for (unsigned i = 0; i < n; i++)
+		return;
+	}
+	if (first)
+		wake_port_answer(v, c, &cmd[0]);
+	for (unsigned i = first; i < n; i++)
 		if (cmd[i].rc)
 			log_warn("VM %s: device_del: %s", v->spec.name,
 				 cmd[i].reply);
@@ -94,9 +130,13 @@ void vmplug_del(struct vm_part *v, struct vm_chan *c)
 bool vmplug_backends_gone(struct vm_part *v, struct vm_chan *c)
 {
 	enum { N = PARLEY_VMCTL_DEVS_MAX + 1 };
-	char json[N][160], fdj[N][96];
-	struct qmp_cmd cmd[N], fdc[N];
-	unsigned n = 0, nf = 0, sec[N];
+	char json[N + 1][160], fdj[N + 1][96];
+	struct qmp_cmd cmd[N + 1], fdc[N + 1];
+	unsigned n = 0, nf = 0, sec[N + 1];
+	/* a wake port whose delete failed before: again, ahead of its
+	 * chardev */
+	wake_port_del(v, c, json[0], sizeof(json[0]), cmd, &n);
+	unsigned first = n;
 	struct parley_err err = { 0 };
 	/* One pipelined batch for every backend left, then one for the
 	 * descriptors of those that went (each a monitor round trip). */
@@ -115,7 +155,7 @@ bool vmplug_backends_gone(struct vm_part *v, struct vm_chan *c)
 		sec[n++] = i;
 	}
 	if (c->wake_chr) {
-		/* the wake port's (vmbell.c): its port went at once */
+		/* the wake port's (vmbell.c), after its port */
 		char id[48];
 		vmplug_qid(id, sizeof(id), 'w', v, c, 0);
 		snprintf(json[n], sizeof(json[n]), "{\"execute\":"
@@ -125,8 +165,18 @@ bool vmplug_backends_gone(struct vm_part *v, struct vm_chan *c)
 	}
 	if (n && vm_mon_run(v, cmd, n, &err))
 		return false;
-	bool all = true;
-	for (unsigned k = 0; k < n; k++) {
+	if (first)
+		wake_port_answer(v, c, &cmd[0]);
+	bool all = !c->wake_port;
+	if (c->wake_fdset >= 0) {
+		/* the wake port's descriptor, if its remove-fd failed */
+		snprintf(fdj[nf], sizeof(fdj[nf]), "{\"execute\":\"remove-fd\","
+			 "\"arguments\":{\"fdset-id\":%d}}", c->wake_fdset);
+		fdc[nf] = (struct qmp_cmd){ fdj[nf], -1, 0, "" };
+		nf++;
+		c->wake_fdset = -1;
+	}
+	for (unsigned k = first; k < n; k++) {
 		unsigned i = sec[k];
 		if (cmd[k].rc) {
 			all = false;

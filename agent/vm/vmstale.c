@@ -131,6 +131,16 @@ static void orphans_go(struct vm_part *v)
 		stale_fdsets_go(v);
 }
 
+/* An earlier agent's wake chardevs QEMU still held at the last sweep
+ * (stale_wake_left): swept again. */
+void vmstale_wake_sweep(struct vm_part *v)
+{
+	unsigned budget = VMSTALE_ORPHANS_MAX;
+	v->stale_wake_left = false;
+	orphans_in(v, "{\"execute\":\"query-chardev\"}", "label", "w",
+		   "chardev-remove", &budget);
+}
+
 /* QEMU's query-pci (QEMU is not trusted: parsed by jansson, each field
  * checked): the section devices of an earlier agent on the slots we use;
  * their channels died with it. Then what such agents left without a
@@ -309,10 +319,7 @@ bool vmstale_gone(struct vmmgr *m, struct vm_part *v)
 		*st = v->stale[--v->nstale];
 	}
 	if (before && !v->nstale && v->stale_wake_left) {
-		unsigned budget = VMSTALE_ORPHANS_MAX;
-		v->stale_wake_left = false;
-		orphans_in(v, "{\"execute\":\"query-chardev\"}", "label", "w",
-			   "chardev-remove", &budget);
+		vmstale_wake_sweep(v);
 		stale_fdsets_go(v);
 		vm_emit(m, "vm_unplugged", v->spec.name, NULL, "ADOPTED", NULL,
 		     "the devices of the previous agent's channels");

@@ -34,6 +34,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/fileio.h"
 #include "common/log.h"
 
 /* The <secmodel> entries of the host's capabilities: <model>NAME</model>. */
@@ -103,26 +104,17 @@ static int read_conf(pid_t pid, char *path, size_t pcap, char **text,
 {
 	snprintf(path, pcap, "/proc/%d/root/etc/libvirt/qemu.conf", (int)pid);
 	*text = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno != ENOENT)
-			return perr(err, -errno, "%s: %s", path, strerror(errno));
+	uint8_t *b = NULL;
+	size_t n = 0;
+	/* Debian's is 37 KiB; a larger one is refused whole (-EFBIG), never
+	 * read in part: a setting past a cut would go unseen */
+	int rc = file_read_all(path, 1 << 20, &b, &n, err);
+	if (rc == -ENOENT) {
 		*text = strdup("");
 		return *text ? 0 : perr(err, -ENOMEM, "out of memory");
 	}
-	size_t cap = 1 << 20, n = 0;    /* Debian's is 37 KiB */
-	char *b = malloc(cap + 1);
-	ssize_t r = 0;
-	while (b && n < cap && (r = read(fd, b + n, cap - n)) > 0)
-		n += (size_t)r;
-	close(fd);
-	if (!b || r < 0) {
-		free(b);
-		return perr(err, -EIO, "%s: cannot read it", path);
-	}
-	b[n] = 0;
-	*text = b;
-	return 0;
+	*text = (char *)b;
+	return rc;
 }
 
 /* The last `key = N` of a libvirt config file (lines; `#` comments; the

@@ -583,9 +583,11 @@ static int ctl_wake(struct pl_ctl *c, const struct pl_chan *ch, int *rc)
 	struct parley_vmctl_hdr h;
 	struct parley_vmctl_status st;
 	int r = read_frame(c, &h, &st, sizeof(st), 0, 1);
+	if (r == -ETIMEDOUT && !c->in_len)
+		return 0; /* nothing came */
 	if (r == -ETIMEDOUT)
-		return 0; /* no whole frame yet */
-	if (r == 0 && (h.type != PARLEY_VMCTL_WAKE || st.status > 0))
+		c->in_len = 0; /* a frame began and stalled: the stream is lost */
+	else if (r == 0 && (h.type != PARLEY_VMCTL_WAKE || st.status > 0))
 		r = -EPROTO; /* nothing was asked */
 	if (r) {
 		*rc = r;
@@ -599,11 +601,21 @@ static int ctl_wake(struct pl_ctl *c, const struct pl_chan *ch, int *rc)
 	return 0;
 }
 
+/* The wake port went or says nothing (the channel closed, or its host end
+ * is gone): ask the agent, and do not spin. */
+static int wake_port_gone(struct pl_ctl *c, const struct pl_chan *ch)
+{
+	int rc = pl_chan_state(c, ch);
+	if (!rc)
+		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+	return rc;
+}
+
 /* Protocol 4: the peer's rings come on the wake port (8 bytes each, or
  * fewer reads: QEMU passes on what the doorbell counted). */
 static int wait_bell(struct pl_ctl *c, struct pl_chan *ch)
 {
-	int rc = 0, quiet_ms = 0;
+	int rc = 0;
 	while (!parley_ring_readable(&ch->rx)) {
 		if (c->in_len && ctl_wake(c, ch, &rc))
 			return rc;
@@ -612,46 +624,37 @@ static int wait_bell(struct pl_ctl *c, struct pl_chan *ch)
 		int pr = poll(p, 2, 1000);
 		if (pr < 0 && errno != EINTR)
 			return -errno;
-		if (pr == 0) {
-			quiet_ms += 1000;
-			if (parley_ring_readable(&ch->rx)) {
-				/* a message and no ring for a second: late,
-				 * or lost if none comes in two more */
-				if (quiet_ms >= 3000) {
-					c->lost_wakes++;
-					break;
-				}
-				continue;
-			}
-			/* is the channel still there (the agent restarted,
-			 * or its WAKE CLOSED went to an earlier opener)? */
+		if (pr <= 0 && parley_ring_readable(&ch->rx)) {
+			/* a message and no ring for a second: late, or
+			 * lost if none comes in two more */
+			struct pollfd w = { ch->wake_fd, POLLIN, 0 };
+			if (poll(&w, 1, 2000) == 0)
+				c->lost_wakes++;
+			break;
+		}
+		if (pr <= 0) {
+			/* quiet: is the channel still there (the agent
+			 * restarted, or its WAKE CLOSED went to an earlier
+			 * opener)? */
 			if ((rc = pl_chan_state(c, ch)))
 				return rc;
-			quiet_ms = 0;
 			continue;
 		}
-		if (pr > 0 && (p[0].revents & POLLIN)) {
+		if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+			if ((rc = wake_port_gone(c, ch)))
+				return rc;
+		} else if (p[0].revents & POLLIN) {
 			/* one read takes what the port holds (a syscall is
 			 * microseconds under TCG: no second one to see it
 			 * empty; rings left are a stale wake-up at worst) */
 			uint8_t drain[512];
-			if (read(ch->wake_fd, drain, sizeof(drain)) < 0 &&
-			    errno != EAGAIN && errno != EINTR) {
-				/* the port going (the channel closed): ask */
-				if ((rc = pl_chan_state(c, ch)))
-					return rc;
-				nanosleep(&(struct timespec){ 0, 10000000 },
-					  NULL);
-			}
-			quiet_ms = 0;
-		} else if (pr > 0 && (p[0].revents & (POLLHUP | POLLERR |
-						       POLLNVAL))) {
-			/* the port went (the channel closed): ask */
-			if ((rc = pl_chan_state(c, ch)))
+			ssize_t n = read(ch->wake_fd, drain, sizeof(drain));
+			if ((n == 0 || (n < 0 && errno != EAGAIN &&
+					errno != EINTR)) &&
+			    (rc = wake_port_gone(c, ch)))
 				return rc;
-			nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
 		}
-		if (pr > 0 && p[1].revents && ctl_wake(c, ch, &rc))
+		if (p[1].revents && ctl_wake(c, ch, &rc))
 			return rc;
 	}
 	return 0;
