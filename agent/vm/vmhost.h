@@ -102,6 +102,11 @@ int vmhost_uri_check(const char *uri, struct parley_err *err);
  * once (naming the qemu.conf setting) when the agent's VMs cannot work
  * under it. */
 int vmhost_system_check(struct vmhost *vh, struct parley_err *err);
+/* The last `key = N` of a libvirt config file's text (a daemon's
+ * qemu.conf: hostile bytes), or dflt: lines, `#` comments, the key whole,
+ * a decimal number ended by a blank, a comment or the line's end; any
+ * other line is not one of ours. */
+long vmhost_conf_int(const char *text, const char *key, long dflt);
 
 /* The uids each VM's QEMU may take (the agent is root): "FIRST-LAST" as
  * numbers, 0 < FIRST <= LAST < 2^32-1. Refused (-EINVAL, -EEXIST, the

@@ -120,7 +120,7 @@ static int read_conf(pid_t pid, char *path, size_t pcap, char **text,
 /* The last `key = N` of a libvirt config file (lines; `#` comments; the
  * number's sign and digits), or dflt. Nothing else of the file matters
  * here, and a line this does not understand is not one of ours. */
-static long conf_int(const char *text, const char *key, long dflt)
+long vmhost_conf_int(const char *text, const char *key, long dflt)
 {
 	long v = dflt;
 	size_t kl = strlen(key);
@@ -216,17 +216,17 @@ int vmhost_system_check(struct vmhost *vh, struct parley_err *err)
 	 * where QEMU has it: every QEMU libvirt 9 supports), 0. */
 	char bad[512] = "";
 	size_t bl = 0;
-	if (conf_int(conf, "clear_emulator_capabilities", 1) == 0)
+	if (vmhost_conf_int(conf, "clear_emulator_capabilities", 1) == 0)
 		bl += (size_t)snprintf(bad + bl, sizeof(bad) - bl,
 				       "%sclear_emulator_capabilities = 0 "
 				       "(QEMU would keep capabilities)",
 				       bl ? "; " : "");
-	if (conf_int(conf, "seccomp_sandbox", -1) == 0)
+	if (vmhost_conf_int(conf, "seccomp_sandbox", -1) == 0)
 		bl += (size_t)snprintf(bad + bl, sizeof(bad) - bl,
 				       "%sseccomp_sandbox = 0 (QEMU without its "
 				       "seccomp sandbox)", bl ? "; " : "");
 	if (vh->unconfine &&
-	    conf_int(conf, "security_require_confined", 0) == 1)
+	    vmhost_conf_int(conf, "security_require_confined", 0) == 1)
 		bl += (size_t)snprintf(bad + bl, sizeof(bad) - bl,
 				       "%ssecurity_require_confined = 1 (the "
 				       "agent's domains are not confined by %s: "
