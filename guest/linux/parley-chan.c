@@ -23,6 +23,11 @@
  *                                                   answer: round trips timed
  *   parley-chan ping NAME COUNT [FIRST] -w          the same, sleeping (WAIT) for
  *                                                   each answer
+ *   parley-chan -e PORT ping NAME COUNT [FIRST] -w  the same, each round trip
+ *                                                   followed by one through
+ *                                                   PORT (vport-echo's): the
+ *                                                   two interleaved, so both
+ *                                                   see the same host
  *   parley-chan vport-echo PORT [COUNT]             one byte round trips through
  *                                                   the virtio-serial port PORT
  *                                                   (the host echoes): baseline
@@ -61,6 +66,8 @@
 #include "ppmsg.h"
 
 static const char *port, *sysfs = "/sys";
+/* -e: ping's interleaved echo port (none: NULL) */
+static const char *echo_port;
 static struct pl_ctl ctl = { .fd = -1, .timeout_ms = 5000 };
 
 static int fail(const char *what, int rc, const char *detail)
@@ -390,16 +397,87 @@ static int cmp_d(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The bare virtio-serial round trip, the baseline of a notify: one byte
+ * to the port the host echoes, and its answer. */
+static int echo_open(const char *port_name)
+{
+	char dev[300];
+	int rc = pl_find_port(port_name, dev, sizeof(dev));
+	if (rc)
+		return fail("port", rc, NULL);
+	int fd = open(dev, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return fail("port", -errno, NULL);
+	return fd;
+}
+
+/* A pause between interleaved round trips, long beside either's tail. */
+static void settle(void)
+{
+	nanosleep(&(struct timespec){ 0, 500000 }, NULL);
+}
+
+/* One round trip of byte B; its time in TSC ticks. 0, or 1 on failure
+ * (said). */
+static int echo_once(int fd, char b, double *ticks)
+{
+	char r;
+	uint64_t t0 = __builtin_ia32_rdtsc();
+	if (write(fd, &b, 1) != 1)
+		return fail("write", -errno, NULL);
+	ssize_t n;
+	while ((n = read(fd, &r, 1)) == 0)
+		;
+	if (n != 1 || r != b)
+		return fail("echo", n < 0 ? -errno : -EPROTO, NULL);
+	*ticks = (double)(__builtin_ia32_rdtsc() - t0);
+	return 0;
+}
+
+static void echo_print(double *rtt, long count, double scale)
+{
+	for (long i = 0; i < count; i++)
+		rtt[i] *= scale;
+	qsort(rtt, (size_t)count, sizeof(rtt[0]), cmp_d);
+	printf("ECHO %ld median_us=%.2f\n", count, rtt[count / 2]);
+}
+
+static int cmd_echo(const char *port_name, long count)
+{
+	static double rtt[100000];
+	if (count < 1 || count > 100000)
+		return fail("count", -EINVAL, NULL);
+	int fd = echo_open(port_name);
+	if (fd < 0)
+		return 1;
+	struct tsc_clock k;
+	tsc_start(&k);
+	for (long i = 0; i < count; i++)
+		if (echo_once(fd, (char)i, &rtt[i])) {
+			close(fd);
+			return 1;
+		}
+	close(fd);
+	echo_print(rtt, count, tsc_us_per_tick(&k));
+	return 0;
+}
+
 static int cmd_ping(const char *name, long count, long first, int wait)
 {
 	struct pl_chan ch;
 	static struct pp_msg in, out;
-	static double rtt[100000], both[100000];
+	static double rtt[100000], both[100000], ertt[100000];
 	unsigned notifies = 0, nboth = 0;
 	if (count < 1 || count > 100000)
 		return fail("count", -EINVAL, NULL);
-	if (ctl_up() || load(name, &ch))
+	int efd = echo_port ? echo_open(echo_port) : -1;
+	if (echo_port && efd < 0)
 		return 1;
+	if (ctl_up() || load(name, &ch)) {
+		if (efd >= 0)
+			close(efd);
+		return 1;
+	}
 	struct tsc_clock k;
 	tsc_start(&k);
 	for (long i = 0; i < count; i++) {
@@ -433,6 +511,15 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 			printf("ERROR answer %ld damaged\n", i);
 			return 1;
 		}
+		if (efd >= 0) {
+			/* each from a quiet host: the other's trailing work
+			 * (pong's return to CHAN_WAIT, the host echo's to
+			 * poll) done before it starts */
+			settle();
+			if (echo_once(efd, (char)i, &ertt[i]))
+				return 1;
+			settle();
+		}
 	}
 	double scale = tsc_us_per_tick(&k);
 	for (long i = 0; i < count; i++)
@@ -447,43 +534,10 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 	       rtt[count * 99 / 100], notifies, ctl.lost_wakes, ctl.sleeps,
 	       nboth, nboth ? both[nboth / 2] : 0,
 	       ch.bell ? "direct" : "agent");
-	return 0;
-}
-
-/* The bare virtio-serial round trip, the baseline of a notify: one byte
- * to the port named `port` and the host's echo of it, COUNT times. */
-static int cmd_echo(const char *port_name, long count)
-{
-	static double rtt[100000];
-	char dev[300];
-	if (count < 1 || count > 100000)
-		return fail("count", -EINVAL, NULL);
-	int rc = pl_find_port(port_name, dev, sizeof(dev));
-	if (rc)
-		return fail("port", rc, NULL);
-	int fd = open(dev, O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return fail("port", -errno, NULL);
-	struct tsc_clock k;
-	tsc_start(&k);
-	for (long i = 0; i < count; i++) {
-		char b = (char)i, r;
-		uint64_t t0 = __builtin_ia32_rdtsc();
-		if (write(fd, &b, 1) != 1)
-			return fail("write", -errno, NULL);
-		ssize_t n;
-		while ((n = read(fd, &r, 1)) == 0)
-			;
-		if (n != 1 || r != b)
-			return fail("echo", n < 0 ? -errno : -EPROTO, NULL);
-		rtt[i] = (double)(__builtin_ia32_rdtsc() - t0);
+	if (efd >= 0) {
+		close(efd);
+		echo_print(ertt, count, scale);
 	}
-	close(fd);
-	double scale = tsc_us_per_tick(&k);
-	for (long i = 0; i < count; i++)
-		rtt[i] *= scale;
-	qsort(rtt, (size_t)count, sizeof(rtt[0]), cmp_d);
-	printf("ECHO %ld median_us=%.2f\n", count, rtt[count / 2]);
 	return 0;
 }
 
@@ -585,7 +639,7 @@ static int cmd_touch(const char *name)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: parley-chan [-p PORT] [-s SYSFS] "
+	fprintf(stderr, "usage: parley-chan [-p PORT] [-s SYSFS] [-e ECHO] "
 		"open|send|recv|close|pong|ping|digest|poke|touch NAME [ARGS]\n");
 	return 2;
 }
@@ -599,6 +653,8 @@ int main(int argc, char **argv)
 			port = argv[i + 1];
 		else if (!strcmp(argv[i], "-s"))
 			sysfs = argv[i + 1];
+		else if (!strcmp(argv[i], "-e"))
+			echo_port = argv[i + 1];
 		else
 			return usage();
 	}
