@@ -53,6 +53,7 @@ static const struct target targets[] = {
 	{ "qmp", NULL },
 	{ "vmctl", NULL },
 	{ "vmspec", PARLEY_SOURCE_DIR "/examples", 1 },
+	{ "vmxml", NULL },
 };
 
 #define NTARGETS (sizeof(targets) / sizeof(targets[0]))

@@ -64,14 +64,20 @@ static void sys_fini(void)
 	cur_dir = NULL;
 }
 
-static void sys_start(const char *qemu_conf)
+static void sys_start_linked(const char *qemu_conf, bool linked)
 {
 	static char why[8192];
 	struct parley_err err = { 0 };
 	cr_assert_eq(vmhost_set_uid_range(UID_FIRST, UID_LAST, &err), 0, "%s",
 		     err.msg);
-	int rc = t_sysvirt_start(&sv, qemu_conf, why, sizeof(why));
+	int rc = t_sysvirt_start_linked(&sv, qemu_conf, linked, why,
+					sizeof(why));
 	cr_assert_eq(rc, 0, "a system libvirtd could not start here: %s", why);
+}
+
+static void sys_start(const char *qemu_conf)
+{
+	sys_start_linked(qemu_conf, false);
 }
 
 /* QEMU's pid: libvirt's pid file in the daemon's /run/libvirt. */
@@ -419,6 +425,15 @@ Test(vm_system, qemu_conf_that_weakens_qemu_refused_at_open_naming_it,
 	cr_assert(strstr(err.msg, "seccomp_sandbox = 0"), "%s", err.msg);
 	cr_assert(strstr(err.msg, "clear_emulator_capabilities = 0"), "%s",
 		  err.msg);
+	/* the same settings behind an absolute symbolic link in the
+	 * daemon's /etc: followed in the daemon's root, not the agent's
+	 * (where the link's target does not exist: "no qemu.conf") */
+	t_sysvirt_stop(&sv);
+	sys_start_linked("seccomp_sandbox = 0\n", true);
+	err = (struct parley_err){ 0 };
+	cr_assert_eq(vmhost_open(&vh, dir, sv.uri, &err), -EPERM, "%s",
+		     err.msg);
+	cr_assert(strstr(err.msg, "seccomp_sandbox = 0"), "%s", err.msg);
 	/* the daemon's own settings, back to stock: accepted */
 	t_sysvirt_stop(&sv);
 	sys_start("seccomp_sandbox = 1\n# clear_emulator_capabilities = 0\n");

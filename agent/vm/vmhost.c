@@ -1,5 +1,6 @@
 /* The agent's libvirt VMs (vmhost.h). */
 #include "agent/vm/vmhost.h"
+#include "agent/vm/vmxml.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -992,24 +993,6 @@ int vmhost_qmp(struct vmhost *vh, const char *name, const char *cmd,
 	return rc;
 }
 
-/* Attribute attr='...' of the metadata element md (libvirt may re-quote):
- * its value (malloc'd), or NULL. */
-static char *md_attr(const char *md, const char *attr, size_t max)
-{
-	char key[16];
-	snprintf(key, sizeof(key), " %s=", attr);
-	const char *s = strstr(md, key);
-	if (!s)
-		return NULL;
-	s += strlen(key);
-	if (*s != '\'' && *s != '"')
-		return NULL;
-	const char *e = strchr(s + 1, *s);
-	if (!e || (size_t)(e - (s + 1)) >= max)
-		return NULL;
-	return strndup(s + 1, (size_t)(e - (s + 1)));
-}
-
 /* Our VM's name if the domain carries our metadata and is this agent's,
  * else NULL. Under a system libvirtd other agents (their own state
  * directories) may have domains of the same kind, never adopted nor
@@ -1023,19 +1006,15 @@ static char *owned_name(const struct vmhost *vh, virDomainPtr d)
 					VMHOST_NS, 0);
 	if (!md)
 		return NULL;
-	char *out = md_attr(md, "name", 48);
-	char *agent = md_attr(md, "agent", PATH_MAX);
-	if (out && !jv_name_valid(out, strlen(out), 48)) {
-		free(out);
-		out = NULL;
-	}
-	if (out && vh->system && (!agent || strcmp(agent, vh->dir))) {
-		free(out);
-		out = NULL;
-	}
-	free(agent);
+	char name[48], *agent = malloc(PATH_MAX);
+	int rc = agent ? vmxml_md_attrs(md, name, sizeof(name), agent,
+					PATH_MAX) : -ENOMEM;
 	free(md);
-	return out;
+	if (rc == 0 && (!jv_name_valid(name, strlen(name), sizeof(name)) ||
+			(vh->system && strcmp(agent, vh->dir))))
+		rc = -EPERM;
+	free(agent);
+	return rc ? NULL : strdup(name);
 }
 
 int vmhost_reconcile(struct vmhost *vh, bool (*keep)(const char *name, void *ctx),

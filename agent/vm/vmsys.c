@@ -18,10 +18,12 @@
  * socket) cannot give each VM's QEMU a uid of its own: refused too.
  */
 #include "agent/vm/vmhost.h"
+#include "agent/vm/vmxml.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <libvirt/libvirt.h>
+#include <linux/openat2.h>
 #include <libvirt/virterror.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,24 +38,6 @@
 
 #include "common/fileio.h"
 #include "common/log.h"
-
-/* The <secmodel> entries of the host's capabilities: <model>NAME</model>. */
-static unsigned sec_models(const char *caps)
-{
-	unsigned m = 0;
-	for (const char *p = caps; (p = strstr(p, "<secmodel>")); p++) {
-		const char *e = strstr(p, "</secmodel>");
-		const char *mo = strstr(p, "<model>");
-		if (!e || !mo || mo > e)
-			break;
-		mo += 7;
-		if (!strncmp(mo, "selinux<", 8))
-			m |= VMHOST_SEC_SELINUX;
-		else if (!strncmp(mo, "apparmor<", 9))
-			m |= VMHOST_SEC_APPARMOR;
-	}
-	return m;
-}
 
 /* The daemon's socket: the URI's socket= (vmhost_uri_check let nothing
  * but printable ASCII through), else where a system daemon listens. */
@@ -98,21 +82,41 @@ static int daemon_cred(const char *sock, struct ucred *uc,
 /* The daemon's /etc/libvirt/qemu.conf, read where the daemon sees it
  * (/proc/PID/root: a daemon in a container or a namespace of its own
  * reads its own); "" when it has none (libvirt's built-in defaults, what
- * the file libvirt-daemon-system installs says too: all of it comments). */
+ * the file libvirt-daemon-system installs says too: all of it comments).
+ * Resolved by the kernel inside that root (RESOLVE_IN_ROOT): a symbolic
+ * link there — /etc/libvirt -> /srv/conf, absolute — means the daemon's
+ * /srv/conf, never the agent's. */
 static int read_conf(pid_t pid, char *path, size_t pcap, char **text,
 		     struct parley_err *err)
 {
-	snprintf(path, pcap, "/proc/%d/root/etc/libvirt/qemu.conf", (int)pid);
+	char root[64];
+	snprintf(root, sizeof(root), "/proc/%d/root", (int)pid);
+	snprintf(path, pcap, "%s/etc/libvirt/qemu.conf", root);
 	*text = NULL;
-	uint8_t *b = NULL;
-	size_t n = 0;
-	/* Debian's is 37 KiB; a larger one is refused whole (-EFBIG), never
-	 * read in part: a setting past a cut would go unseen */
-	int rc = file_read_all(path, 1 << 20, &b, &n, err);
+	int dfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return perr(err, -errno, "%s: %s", root, strerror(errno));
+	/* O_NONBLOCK: a FIFO there cannot block the agent's start */
+	struct open_how how = {
+		.flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC,
+		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	};
+	int fd = (int)syscall(SYS_openat2, dfd, "etc/libvirt/qemu.conf", &how,
+			      sizeof(how));
+	int rc = fd < 0 ? -errno : 0;
+	close(dfd);
 	if (rc == -ENOENT) {
 		*text = strdup("");
 		return *text ? 0 : perr(err, -ENOMEM, "out of memory");
 	}
+	if (rc)
+		return perr(err, rc, "%s: %s", path, strerror(-rc));
+	uint8_t *b = NULL;
+	size_t n = 0;
+	/* Debian's is 37 KiB; a larger one is refused whole (-EFBIG), never
+	 * read in part: a setting past a cut would go unseen */
+	rc = fd_read_all(fd, path, 1 << 20, &b, &n, err);
+	close(fd);
 	*text = (char *)b;
 	return rc;
 }
@@ -150,8 +154,7 @@ long vmhost_conf_int(const char *text, const char *key, long dflt)
  * those ids, as libvirt asks it. */
 static bool kvm_for(const char *caps, unsigned *uid, unsigned *gid)
 {
-	const char *b = strstr(caps, "<baselabel type='kvm'>+");
-	if (!b || sscanf(b + 23, "%u:+%u", uid, gid) != 2)
+	if (!vmxml_kvm_label(caps, uid, gid))
 		return true; /* nothing to say */
 	gid_t groups[64];
 	int ng = 64;
@@ -182,7 +185,7 @@ int vmhost_system_check(struct vmhost *vh, struct parley_err *err)
 		return perr(err, -EIO, "%s: capabilities: %s", vh->uri,
 			    m ? m : "libvirt error");
 	}
-	vh->unconfine = sec_models(caps);
+	vh->unconfine = vmxml_sec_models(caps);
 	/* Slow, not wrong: a daemon whose qemu.conf user cannot open
 	 * /dev/kvm on a host that has it probes QEMU's capabilities again
 	 * at every lookup (tens of seconds per VM start). Said, once. */

@@ -55,7 +55,8 @@ static pid_t daemon_child(const struct t_sysvirt *s, const char *name)
 
 /* In the child: the namespace, then the daemons. Any failure exits with
  * a line on stderr (the test's log file). */
-static void child(const struct t_sysvirt *s, const char *qemu_conf)
+static void child(const struct t_sysvirt *s, const char *qemu_conf,
+		  bool linked)
 {
 	char ns[PATH_MAX + 8], up[PATH_MAX + 64], wk[PATH_MAX + 64],
 		opt[3 * PATH_MAX];
@@ -102,7 +103,10 @@ static void child(const struct t_sysvirt *s, const char *qemu_conf)
 		_exit(111);
 	}
 	if (qemu_conf && ((mkdir("/etc/libvirt", 0755) < 0 && errno != EEXIST) ||
-			  put("/etc/libvirt", "qemu.conf", qemu_conf) < 0)) {
+			  put("/etc/libvirt", linked ? "real-qemu.conf"
+						     : "qemu.conf", qemu_conf) < 0 ||
+			  (linked && symlink("/etc/libvirt/real-qemu.conf",
+					     "/etc/libvirt/qemu.conf") < 0))) {
 		perror("sysvirt: qemu.conf");
 		_exit(111);
 	}
@@ -191,6 +195,12 @@ static void tail_into(const char *dir, const char *name, char *why, size_t cap)
 int t_sysvirt_start(struct t_sysvirt *s, const char *qemu_conf, char *why,
 		    size_t cap)
 {
+	return t_sysvirt_start_linked(s, qemu_conf, false, why, cap);
+}
+
+int t_sysvirt_start_linked(struct t_sysvirt *s, const char *qemu_conf,
+			   bool linked, char *why, size_t cap)
+{
 	memset(s, 0, sizeof(*s));
 	why[0] = 0;
 	if (access("/usr/sbin/libvirtd", X_OK) || access("/usr/sbin/virtlogd", X_OK)) {
@@ -245,7 +255,7 @@ int t_sysvirt_start(struct t_sysvirt *s, const char *qemu_conf, char *why,
 			dup2(ef, 1);
 			dup2(ef, 2);
 		}
-		child(s, qemu_conf);
+		child(s, qemu_conf, linked);
 	}
 	if (ef >= 0)
 		close(ef);

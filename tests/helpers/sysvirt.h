@@ -16,6 +16,7 @@
 #define PARLEY_TEST_SYSVIRT_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct t_sysvirt {
@@ -33,6 +34,11 @@ struct t_sysvirt {
  * of it is a comment). 0, or -errno with why (their logs' last lines). */
 int t_sysvirt_start(struct t_sysvirt *s, const char *qemu_conf, char *why,
 		    size_t cap);
+/* The same; linked: the text in /etc/libvirt/real-qemu.conf, and
+ * qemu.conf an absolute symbolic link to it — in the daemons' namespace
+ * only (the host's /etc/libvirt has no such file). */
+int t_sysvirt_start_linked(struct t_sysvirt *s, const char *qemu_conf,
+			   bool linked, char *why, size_t cap);
 
 /* A file of the daemons' namespace (e.g. /var/log/libvirt/qemu/X.log),
  * through /proc/LIBVIRTD/root. */
