@@ -15,7 +15,7 @@
  *                         `parley-chan ping` polling for each answer of the
  *                         thin partition pong (which sleeps when idle: the
  *                         VM then rings it through its bell);
- *                         median of 2,000 round trips, the guest's clock
+ *                         median of 20,000 round trips, the guest's clock
  *
  *   vm_chan_notify_rtt_vs_vport_echo
  *                         the median sleeping round trip — both ends asleep
@@ -61,7 +61,7 @@
 #include "bench/chan_bench.h"
 #include "common/fileio.h"
 
-#define PINGS 2000
+#define PINGS 20000
 #define WAITS 1000
 #define OPENS 5
 
@@ -79,8 +79,8 @@ static const char script[] =
 	"  parley-chan close openb\n"
 	"done\n"
 	"parley-chan open pingpong || exit 1\n"
-	"parley-chan ping pingpong 2000\n"
-	"parley-chan -e org.parley.echo.0 ping pingpong 1000 2000 -w\n"
+	"parley-chan ping pingpong 20000\n"
+	"parley-chan -e org.parley.echo.0 ping pingpong 1000 20000 -w\n"
 	"echo SCRIPT-END\n";
 
 struct vm_bench {
