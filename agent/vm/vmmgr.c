@@ -65,8 +65,8 @@ static int file_sha256(const char *path, uint8_t out[32])
 
 /* ---- the control port ---------------------------------------------------- */
 
-static int send_frame(struct vm_part *v, uint16_t type, uint32_t seq,
-		      const void *pl, size_t len)
+int vm_send_frame(struct vm_part *v, uint16_t type, uint32_t seq,
+		  const void *pl, size_t len)
 {
 	if (v->ctl < 0)
 		return -EPIPE;
@@ -99,11 +99,11 @@ static int send_frame(struct vm_part *v, uint16_t type, uint32_t seq,
 	return w == n ? 0 : -EPIPE;
 }
 
-static void send_status(struct vm_part *v, uint16_t type, uint32_t seq,
-			int status, uint32_t handle)
+void vm_send_status(struct vm_part *v, uint16_t type, uint32_t seq,
+		    int status, uint32_t handle)
 {
 	struct parley_vmctl_status st = { status, handle };
-	send_frame(v, type, seq, &st, sizeof(st));
+	vm_send_frame(v, type, seq, &st, sizeof(st));
 }
 
 /* ---- the monitor ----------------------------------------------------------- */
@@ -146,6 +146,18 @@ int vm_mon_long(struct vm_part *v, const char *json, char **out,
 }
 
 /* One command, no descriptor: 0 or -errno (err says QEMU's answer). */
+void vm_json_id(char *json, size_t cap, const char *execute, const char *id)
+{
+	snprintf(json, cap, "{\"execute\":\"%s\",\"arguments\":{\"id\":"
+		 "\"%s\"}}", execute, id);
+}
+
+void vm_json_remove_fd(char *json, size_t cap, int fdset)
+{
+	snprintf(json, cap, "{\"execute\":\"remove-fd\",\"arguments\":"
+		 "{\"fdset-id\":%d}}", fdset);
+}
+
 int vm_mon_one(struct vm_part *v, const char *json, struct parley_err *err)
 {
 	struct qmp_cmd c = { json, -1, 0, "" };
@@ -158,7 +170,7 @@ int vm_mon_one(struct vm_part *v, const char *json, struct parley_err *err)
 
 /* The VM's live end of channel `chan` (closed ones may linger while
  * their devices are unplugged, or as tombstones). */
-static struct vm_chan *vc_by_chan(struct vm_part *v, uint32_t chan)
+struct vm_chan *vm_chan_by_id(struct vm_part *v, uint32_t chan)
 {
 	for (unsigned i = 0; i < VMMGR_CHANS; i++)
 		if (v->ch[i].used && !v->ch[i].closed && v->ch[i].chan == chan)
@@ -166,7 +178,7 @@ static struct vm_chan *vc_by_chan(struct vm_part *v, uint32_t chan)
 	return NULL;
 }
 
-static struct vm_chan *vc_by_handle(struct vm_part *v, uint32_t handle)
+struct vm_chan *vm_chan_by_handle(struct vm_part *v, uint32_t handle)
 {
 	for (unsigned i = 0; i < VMMGR_CHANS; i++)
 		if (v->ch[i].used && v->ch[i].handle == handle)
@@ -253,7 +265,7 @@ static int ext_map(void *ctx, struct cm_chan *ch, int side, struct cm_end *e)
  * not need only makes it look at its ring again. */
 static void wake(struct vm_part *v, struct vm_chan *c, int status)
 {
-	send_status(v, PARLEY_VMCTL_WAKE, 0, status, c->handle);
+	vm_send_status(v, PARLEY_VMCTL_WAKE, 0, status, c->handle);
 }
 
 /* The guest's message-pending flag, as the section's file holds it now
@@ -274,7 +286,7 @@ static void ext_unmap(void *ctx, struct cm_chan *ch, int side)
 {
 	struct vm_part *v = ctx;
 	(void)side;
-	struct vm_chan *c = vc_by_chan(v, ch->id);
+	struct vm_chan *c = vm_chan_by_id(v, ch->id);
 	if (!c) {
 		chanmgr_ext_unmapped(v->m->cm, &v->shell, ch->id);
 		return;
@@ -297,7 +309,7 @@ static void ext_peer_gone(void *ctx, struct cm_chan *ch, int side)
 {
 	struct vm_part *v = ctx;
 	(void)side;
-	struct vm_chan *c = vc_by_chan(v, ch->id);
+	struct vm_chan *c = vm_chan_by_id(v, ch->id);
 	if (!c)
 		return;
 	c->peer_gone = true;
@@ -811,240 +823,9 @@ int vmmgr_reconcile(struct vmmgr *m, unsigned *adopted, unsigned *destroyed,
 
 /* ---- requests ------------------------------------------------------------ */
 
-static bool reclaim(struct vmmgr *m, struct vm_part *v, struct vm_chan *c);
-
-/* An episode of LIMIT answers audited with its count (ENDED): at an
- * OPEN let through a second or more after it began, once a second has
- * passed without one (housekeep), and when the VM stops (force). */
-static void open_limit_flush(struct vmmgr *m, struct vm_part *v, bool force)
-{
-	if (!v->limiting)
-		return; /* (every serve comes here: no clock read first) */
-	uint64_t now = vm_now_ns();
-	if (!force && now - v->limit_last_ns < 1000000000ull)
-		return;
-	char d[96];
-	snprintf(d, sizeof(d), "%llu OPEN(s) answered LIMIT, undecided",
-		 (unsigned long long)v->opens_limited);
-	vm_emit(m, "vm_open_limited", v->spec.name, NULL, "ENDED", NULL, d);
-	v->limiting = false;
-	v->opens_limited = 0;
-}
-
-/* The OPEN bucket (VMMGR_OPEN_BURST, VMMGR_OPENS_PER_S): true if this
- * OPEN may go on. Refusals audited as vmmgr.h says. */
-static bool open_allowed(struct vmmgr *m, struct vm_part *v)
-{
-	const uint64_t cost = 1000000000ull / VMMGR_OPENS_PER_S;
-	const uint64_t cap = cost * VMMGR_OPEN_BURST;
-	uint64_t now = vm_now_ns();
-	if (!v->open_credit_at_ns)
-		v->open_credit_ns = cap;
-	else if (now - v->open_credit_at_ns >= cap - v->open_credit_ns)
-		v->open_credit_ns = cap;
-	else
-		v->open_credit_ns += now - v->open_credit_at_ns;
-	v->open_credit_at_ns = now;
-	if (v->open_credit_ns < cost) {
-		v->opens_limited++;
-		v->limit_last_ns = now;
-		if (!v->limiting) {
-			vm_emit(m, "vm_open_limited", v->spec.name, NULL, "LIMIT",
-				NULL, "OPENs faster than the agent takes them: "
-				"answered LIMIT");
-			v->limiting = true;
-			v->limit_audit_ns = now;
-		}
-		return false;
-	}
-	v->open_credit_ns -= cost;
-	if (v->limiting && now - v->limit_audit_ns >= 1000000000ull)
-		open_limit_flush(m, v, true);
-	return true;
-}
-
-static void on_open(struct vmmgr *m, struct vm_part *v,
-		    const struct vmctl_msg *msg)
-{
-	struct parley_vmctl_open_reply r;
-	struct ctl_open_reply cr;
-	struct cm_chan *ch;
-	int side;
-	memset(&r, 0, sizeof(r));
-	if (!open_allowed(m, v)) {
-		r.status = PARLEY_E_LIMIT;
-		snprintf(r.detail, sizeof(r.detail), "at most %d OPENs a second",
-			 VMMGR_OPENS_PER_S);
-		send_frame(v, PARLEY_VMCTL_OPEN_REPLY, msg->h.seq, &r, sizeof(r));
-		return;
-	}
-	r.status = chanmgr_ext_open(m->cm, &v->shell, msg->u.open.name, &cr,
-				    &ch, &side);
-	struct vm_chan *c = ch ? vc_by_chan(v, ch->id) : NULL;
-	/* The channel's last end of this VM, closed a moment ago, may still
-	 * be unplugging (chanmgr then holds the end as mapped, and nothing
-	 * new is plugged): freed now if QEMU has let go of it, and opened
-	 * again. */
-	for (unsigned i = 0; r.status == PARLEY_OK && ch && !c &&
-			     i < VMMGR_CHANS; i++) {
-		struct vm_chan *old = &v->ch[i];
-		if (!old->used || !old->unplugging || old->chan != ch->id ||
-		    !reclaim(m, v, old))
-			continue;
-		r.status = chanmgr_ext_open(m->cm, &v->shell, msg->u.open.name,
-					    &cr, &ch, &side);
-		c = ch ? vc_by_chan(v, ch->id) : NULL;
-		break;
-	}
-	snprintf(r.detail, sizeof(r.detail), "%s", cr.detail);
-	if (r.status == PARLEY_OK && c && !c->closed) {
-		r.handle = c->handle;
-		r.side = (uint32_t)side;
-		r.ndev = c->ndev;
-		memcpy(r.dev, c->dev, sizeof(r.dev));
-		r.hdr = ch->hdr;
-		r.bell_dev = c->bell_dev;
-		if (c->bell_dev != PARLEY_VMCTL_NO_BELL)
-			memcpy(r.wake, c->wake, sizeof(r.wake));
-	} else if (r.status == PARLEY_OK) {
-		r.status = PARLEY_E_LIMIT;
-	}
-	send_frame(v, PARLEY_VMCTL_OPEN_REPLY, msg->h.seq, &r, sizeof(r));
-}
-
-/* A guest-reported digest: the guest's word of a file inside it (weaker
- * than the host's measurement of its config files, and audited as such),
- * compared with its baseline like any other — enrolled at the path's
- * first report, and a later different one makes every open after it
- * INTEGRITY naming the path (ext_verify). Answered INTEGRITY at once too. */
-static void on_digest(struct vmmgr *m, struct vm_part *v,
-		      const struct vmctl_msg *msg)
-{
-	const char *path = msg->u.digest.path;
-	char hex[65], detail[160];
-	struct parley_err err = { 0 };
-	bool enrolled = false;
-	measure_hex(msg->u.digest.sha256, hex);
-	int rc = baseline_guest_report(m->db, v->spec.name, path,
-				       msg->u.digest.sha256, &enrolled, &err);
-	int st = PARLEY_OK;
-	/* The guest may report as often as it likes; the audit (hash-
-	 * chained, sent on to the daemon) takes the first mismatch always
-	 * and at most VMMGR_DIGEST_AUDITS reports of a VM's run in all,
-	 * then says once that it stopped. */
-	bool first_bad = rc == -EBADMSG && !v->guest_bad[0];
-	bool audit = first_bad || v->digest_audits < VMMGR_DIGEST_AUDITS;
-	if (audit)
-		v->digest_audits++;
-	else if (v->digest_audits++ == VMMGR_DIGEST_AUDITS)
-		vm_emit(m, "guest_reported_digest", v->spec.name, NULL, "LIMIT",
-		     NULL, "further reports of this VM are answered, not "
-		     "audited");
-	if (rc == -EBADMSG) {
-		if (!v->guest_bad[0])
-			snprintf(v->guest_bad, sizeof(v->guest_bad), "%s", path);
-		snprintf(detail, sizeof(detail), "%s: %s (the guest's word)",
-			 hex, err.msg);
-		if (audit)
-			vm_emit(m, "guest_digest_mismatch", v->spec.name, NULL,
-			     "guest-reported", path, detail);
-		st = PARLEY_E_INTEGRITY;
-	} else if (rc < 0) {
-		snprintf(detail, sizeof(detail), "%s: %s", hex, err.msg);
-		if (audit)
-			vm_emit(m, "guest_reported_digest", v->spec.name, NULL,
-			     "guest-reported", path, detail);
-		st = PARLEY_E_LIMIT;
-	} else {
-		snprintf(detail, sizeof(detail), "%s %s", hex,
-			 enrolled ? "enrolled as its baseline"
-				  : "matches its baseline");
-		if (audit)
-			vm_emit(m, "guest_reported_digest", v->spec.name, NULL,
-			     "guest-reported", path, detail);
-		if (enrolled && baseline_save(m->db, &err) < 0)
-			log_warn("VM %s: %s", v->spec.name, err.msg);
-	}
-	send_status(v, PARLEY_VMCTL_STATUS, msg->h.seq, st, 0);
-}
-
-/* The channel behind a handle, and the status a request on it gets. */
-static int handle_state(struct vmmgr *m, struct vm_part *v, uint32_t handle,
-			struct vm_chan **out, struct cm_chan **ch)
-{
-	int side;
-	struct vm_chan *c = vc_by_handle(v, handle);
-	*out = c;
-	*ch = NULL;
-	if (!c)
-		return PARLEY_E_BAD_HANDLE;
-	if (c->closed)
-		return PARLEY_E_CLOSED;
-	*ch = chanmgr_ext_chan(m->cm, &v->shell, c->chan, c->handle, &side);
-	if (!*ch || (*ch)->revoking)
-		return PARLEY_E_CLOSED;
-	return c->peer_gone ? PARLEY_E_PEER_DOWN : PARLEY_OK;
-}
-
-static void on_msg(struct vmmgr *m, struct vm_part *v,
-		   const struct vmctl_msg *msg)
-{
-	struct vm_chan *c;
-	struct cm_chan *ch;
-	int st;
-	switch (msg->h.type) {
-	case PARLEY_VMCTL_HELLO: {
-		struct parley_vmctl_hello he = { PARLEY_VMCTL_VERSION, 0 };
-		vmstale_unplug(v);
-		send_frame(v, PARLEY_VMCTL_HELLO_REPLY, msg->h.seq, &he,
-			   sizeof(he));
-		return;
-	}
-	case PARLEY_VMCTL_OPEN:
-		on_open(m, v, msg);
-		return;
-	case PARLEY_VMCTL_DIGEST:
-		on_digest(m, v, msg);
-		return;
-	case PARLEY_VMCTL_NOTIFY:
-		/* No answer: a guest learns of a channel that ended from its
-		 * WAKE (CLOSED, PEER_DOWN) or by asking STATE. */
-		st = handle_state(m, v, msg->u.handle.handle, &c, &ch);
-		if (st == PARLEY_OK) {
-			uint64_t one = 1;
-			c->notified_ns = vm_now_ns();
-			if (write(c->bell_peer, &one, sizeof(one)) < 0 &&
-			    errno != EAGAIN)
-				log_warn("VM %s: doorbell: %s", v->spec.name,
-					 strerror(errno));
-		}
-		return;
-	case PARLEY_VMCTL_STATE:
-		st = handle_state(m, v, msg->u.handle.handle, &c, &ch);
-		send_status(v, PARLEY_VMCTL_STATUS, msg->h.seq, st,
-			    msg->u.handle.handle);
-		return;
-	case PARLEY_VMCTL_CLOSE:
-		st = handle_state(m, v, msg->u.handle.handle, &c, &ch);
-		if (c && c->gone) {
-			vmplug_release(v, c);
-		} else if (c && !c->closed) {
-			c->closed = true;
-			vmplug_del(v, c);
-			chanmgr_ext_close(m->cm, &v->shell, c->chan, c->handle);
-			st = PARLEY_OK;
-		}
-		send_status(v, PARLEY_VMCTL_STATUS, msg->h.seq,
-			    st == PARLEY_E_BAD_HANDLE ? st : PARLEY_OK,
-			    msg->u.handle.handle);
-		return;
-	}
-}
-
-/* Doorbells rung for waiting VMs, and unplugs that completed. */
 /* Unplugging channel c's backends deleted if QEMU let go of them: its
  * record and slots freed, chanmgr told. */
-static bool reclaim(struct vmmgr *m, struct vm_part *v, struct vm_chan *c)
+bool vm_reclaim(struct vmmgr *m, struct vm_part *v, struct vm_chan *c)
 {
 	if (!c->unplugging || !vmplug_backends_gone(v, c))
 		return false;
@@ -1063,7 +844,7 @@ static bool housekeep(struct vmmgr *m, struct vm_part *v)
 		v->stale_try_ns = vm_now_ns();
 		vmstale_wake_sweep(v);
 	}
-	open_limit_flush(m, v, false);
+	vmreq_limit_flush(m, v, false);
 	/* A backend delete per section is a monitor round trip, refused
 	 * while the guest keeps its device: a round for every unplugging
 	 * channel at most every 50 ms, not on every serve (a guest that
@@ -1095,7 +876,7 @@ static bool housekeep(struct vmmgr *m, struct vm_part *v)
 				wake(v, c, PARLEY_OK);
 			did = true;
 		}
-		if (try_objects && reclaim(m, v, c))
+		if (try_objects && vm_reclaim(m, v, c))
 			did = true;
 	}
 	return did;
@@ -1140,7 +921,7 @@ int vmmgr_reap(struct vmmgr *m, unsigned i)
 static void vm_stopped_as(struct vmmgr *m, struct vm_part *v, uint32_t reason,
 			  const char *detail)
 {
-	open_limit_flush(m, v, true);
+	vmreq_limit_flush(m, v, true);
 	bool late = v->late && reason == VMX_STOP_EXIT;
 	if (reason == VMX_STOP_EXIT && v->fault && !late) {
 		reason = v->fault;
@@ -1227,7 +1008,7 @@ int vmmgr_serve(struct vmmgr *m, unsigned i)
 			return -EPROTO;
 		}
 		if (rc == 1)
-			on_msg(m, v, &msg);
+			vmreq_handle(m, v, &msg);
 	}
 	return 0;
 }

@@ -22,6 +22,35 @@ void vm_emit(struct vmmgr *m, const char *event, const char *part,
 	     const char *detail);
 /* Stops the VM (SIGKILL of its QEMU, then libvirt's destroy), audited. */
 void vm_fault(struct vm_part *v, uint32_t reason, const char *detail);
+/* A frame to the VM's control port (vmctl.h), whole or not at all,
+ * never waited for: past VMMGR_OUTQ_MAX unread, dropped (-EAGAIN). */
+int vm_send_frame(struct vm_part *v, uint16_t type, uint32_t seq,
+		  const void *pl, size_t len);
+/* A STATUS or WAKE frame: status for handle. */
+void vm_send_status(struct vm_part *v, uint16_t type, uint32_t seq,
+		    int status, uint32_t handle);
+/* The VM's channel end of chanmgr's channel chan, or of its handle. */
+struct vm_chan *vm_chan_by_id(struct vm_part *v, uint32_t chan);
+struct vm_chan *vm_chan_by_handle(struct vm_part *v, uint32_t handle);
+/* An unplugging end whose backends QEMU let go of: freed, chanmgr told
+ * (true); false while QEMU still holds them. */
+bool vm_reclaim(struct vmmgr *m, struct vm_part *v, struct vm_chan *c);
+
+/* {"execute":EXECUTE,"arguments":{"id":ID}} into json (cap bytes): a
+ * command on one of the agent's own objects, devices or chardevs (ids
+ * of its own making: nothing in them to escape). */
+void vm_json_id(char *json, size_t cap, const char *execute, const char *id);
+/* {"execute":"remove-fd","arguments":{"fdset-id":FDSET}} */
+void vm_json_remove_fd(char *json, size_t cap, int fdset);
+
+/* ---- vmreq.c ---- */
+/* One request the decoder took from the VM's port, answered. */
+void vmreq_handle(struct vmmgr *m, struct vm_part *v,
+		  const struct vmctl_msg *msg);
+/* An episode of LIMIT answers to OPEN audited with its count: a second
+ * after its last (or at once with force: the VM stops). */
+void vmreq_limit_flush(struct vmmgr *m, struct vm_part *v, bool force);
+
 /* Commands through the agent's own monitor of the VM, pipelined; a
  * monitor that broke or answered late faults the VM (vmm-protocol). */
 int vm_mon_run(struct vm_part *v, struct qmp_cmd *c, unsigned n,

@@ -66,8 +66,7 @@ static void wake_port_del(struct vm_part *v, struct vm_chan *c, char *json,
 	if (!c->wake_port)
 		return;
 	vmplug_qid(port, sizeof(port), 'p', v, c, 0);
-	snprintf(json, cap, "{\"execute\":\"device_del\",\"arguments\":"
-		 "{\"id\":\"%s\"}}", port);
+	vm_json_id(json, cap, "device_del", port);
 	cmd[(*n)++] = (struct qmp_cmd){ json, -1, 0, "" };
 }
 
@@ -106,8 +105,7 @@ void vmplug_del(struct vm_part *v, struct vm_chan *c)
 		if (!(c->devs & (1u << i)))
 			continue;
 		vmplug_qid(id, sizeof(id), 'd', v, c, i);
-		snprintf(json[n], sizeof(json[n]), "{\"execute\":\"device_del\","
-			 "\"arguments\":{\"id\":\"%s\"}}", id);
+		vm_json_id(json[n], sizeof(json[n]), "device_del", id);
 		cmd[n] = (struct qmp_cmd){ json[n], -1, 0, "" };
 		n++;
 	}
@@ -146,11 +144,8 @@ bool vmplug_backends_gone(struct vm_part *v, struct vm_chan *c)
 		char id[48];
 		bool rw = c->srv[i] >= 0;
 		vmplug_qid(id, sizeof(id), rw ? 'c' : 'm', v, c, i);
-		snprintf(json[n], sizeof(json[n]), rw
-			 ? "{\"execute\":\"chardev-remove\",\"arguments\":"
-			   "{\"id\":\"%s\"}}"
-			 : "{\"execute\":\"object-del\",\"arguments\":"
-			   "{\"id\":\"%s\"}}", id);
+		vm_json_id(json[n], sizeof(json[n]),
+			   rw ? "chardev-remove" : "object-del", id);
 		cmd[n] = (struct qmp_cmd){ json[n], -1, 0, "" };
 		sec[n++] = i;
 	}
@@ -158,8 +153,7 @@ bool vmplug_backends_gone(struct vm_part *v, struct vm_chan *c)
 		/* the wake port's (vmbell.c), after its port */
 		char id[48];
 		vmplug_qid(id, sizeof(id), 'w', v, c, 0);
-		snprintf(json[n], sizeof(json[n]), "{\"execute\":"
-			 "\"chardev-remove\",\"arguments\":{\"id\":\"%s\"}}", id);
+		vm_json_id(json[n], sizeof(json[n]), "chardev-remove", id);
 		cmd[n] = (struct qmp_cmd){ json[n], -1, 0, "" };
 		sec[n++] = N;
 	}
@@ -170,8 +164,7 @@ bool vmplug_backends_gone(struct vm_part *v, struct vm_chan *c)
 	bool all = !c->wake_port;
 	if (c->wake_fdset >= 0) {
 		/* the wake port's descriptor, if its remove-fd failed */
-		snprintf(fdj[nf], sizeof(fdj[nf]), "{\"execute\":\"remove-fd\","
-			 "\"arguments\":{\"fdset-id\":%d}}", c->wake_fdset);
+		vm_json_remove_fd(fdj[nf], sizeof(fdj[nf]), c->wake_fdset);
 		fdc[nf] = (struct qmp_cmd){ fdj[nf], -1, 0, "" };
 		nf++;
 		c->wake_fdset = -1;
@@ -192,9 +185,7 @@ bool vmplug_backends_gone(struct vm_part *v, struct vm_chan *c)
 			c->srv[i] = -1;
 		} else if (c->fdset[i] >= 0) {
 			/* the descriptor add-fd gave QEMU for the backend */
-			snprintf(fdj[nf], sizeof(fdj[nf]), "{\"execute\":"
-				 "\"remove-fd\",\"arguments\":{\"fdset-id\":%d}}",
-				 c->fdset[i]);
+			vm_json_remove_fd(fdj[nf], sizeof(fdj[nf]), c->fdset[i]);
 			fdc[nf] = (struct qmp_cmd){ fdj[nf], -1, 0, "" };
 			nf++;
 			c->fdset[i] = -1;
@@ -402,8 +393,7 @@ int vmplug_add(struct vm_part *v, struct vm_chan *c, struct cm_chan *ch,
 			 chr, wake_fdset);
 		b[nb] = (struct qmp_cmd){ json[nb], -1, 0, "" };
 		nb++;
-		snprintf(json[nb], sizeof(json[nb]), "{\"execute\":\"remove-fd\","
-			 "\"arguments\":{\"fdset-id\":%d}}", wake_fdset);
+		vm_json_remove_fd(json[nb], sizeof(json[nb]), wake_fdset);
 		b[nb] = (struct qmp_cmd){ json[nb], -1, 0, "" };
 		nb++;
 		snprintf(json[nb], sizeof(json[nb]), "{\"execute\":\"device_add\","
@@ -444,8 +434,7 @@ void vmplug_undo(struct vm_part *v, struct vm_chan *c)
 {
 	if (c->wake_fdset >= 0) {
 		char cmd[128];
-		snprintf(cmd, sizeof(cmd), "{\"execute\":\"remove-fd\","
-			 "\"arguments\":{\"fdset-id\":%d}}", c->wake_fdset);
+		vm_json_remove_fd(cmd, sizeof(cmd), c->wake_fdset);
 		vm_mon_one(v, cmd, &(struct parley_err){ 0 });
 		c->wake_fdset = -1;
 	}
@@ -453,8 +442,7 @@ void vmplug_undo(struct vm_part *v, struct vm_chan *c)
 		char cmd[128];
 		if (c->srv[i] >= 0 || c->fdset[i] < 0 || !c->obj_gone[i])
 			continue;
-		snprintf(cmd, sizeof(cmd), "{\"execute\":\"remove-fd\","
-			 "\"arguments\":{\"fdset-id\":%d}}", c->fdset[i]);
+		vm_json_remove_fd(cmd, sizeof(cmd), c->fdset[i]);
 		vm_mon_one(v, cmd, &(struct parley_err){ 0 });
 		c->fdset[i] = -1;
 	}

@@ -75,12 +75,11 @@ static bool orphan_go(struct vm_part *v, const char *id, char kind,
 		 * later: the first try may find it busy, so a failure here is
 		 * quiet — vmstale_gone sweeps again once the old devices
 		 * went). Gone already: nothing to delete. */
-		snprintf(cmd, sizeof(cmd), "{\"execute\":\"device_del\","
-			 "\"arguments\":{\"id\":\"plp%s\"}}", id + 3);
+		d[2] = 'p'; /* pld… -> plp…, the port of the same channel end */
+		vm_json_id(cmd, sizeof(cmd), "device_del", d);
 		vm_mon_one(v, cmd, &err);
 	}
-	snprintf(cmd, sizeof(cmd), "{\"execute\":\"%s\",\"arguments\":"
-		 "{\"id\":\"%s\"}}", command, id);
+	vm_json_id(cmd, sizeof(cmd), command, id);
 	struct parley_err e2 = { 0 };
 	if (vm_mon_one(v, cmd, &e2) == 0)
 		return true;
@@ -209,8 +208,7 @@ void vmstale_unplug(struct vm_part *v)
 			continue;
 		st->unplugging = true;
 		stale_qid(id, sizeof(id), 'd', st);
-		snprintf(cmd, sizeof(cmd), "{\"execute\":\"device_del\","
-			 "\"arguments\":{\"id\":\"%s\"}}", id);
+		vm_json_id(cmd, sizeof(cmd), "device_del", id);
 		if (vm_mon_one(v, cmd, &err))
 			log_warn("%s", err.msg);
 	}
@@ -249,9 +247,8 @@ static void stale_fdsets_go(struct vm_part *v)
 		    json_integer_value(id) >= QMP_INT_MAX)
 			continue;
 		char cmd[96];
-		snprintf(cmd, sizeof(cmd), "{\"execute\":\"remove-fd\","
-			 "\"arguments\":{\"fdset-id\":%d}}",
-			 (int)json_integer_value(id));
+		vm_json_remove_fd(cmd, sizeof(cmd),
+				  (int)json_integer_value(id));
 		if (vm_mon_one(v, cmd, &err))
 			log_warn("%s", err.msg);
 	}
@@ -303,12 +300,9 @@ bool vmstale_gone(struct vmmgr *m, struct vm_part *v)
 		stale_qid(cid, sizeof(cid), 'c', st);
 		bool gone = false;
 		if (st->unplugging) {
-			snprintf(cmd, sizeof(cmd), "{\"execute\":\"object-del\","
-				 "\"arguments\":{\"id\":\"%s\"}}", mid);
+			vm_json_id(cmd, sizeof(cmd), "object-del", mid);
 			gone = vm_mon_one(v, cmd, &err) == 0;
-			snprintf(cmd, sizeof(cmd), "{\"execute\":"
-				 "\"chardev-remove\",\"arguments\":{\"id\":"
-				 "\"%s\"}}", cid);
+			vm_json_id(cmd, sizeof(cmd), "chardev-remove", cid);
 			gone = (vm_mon_one(v, cmd, &err) == 0) || gone;
 		}
 		if (!gone) {
