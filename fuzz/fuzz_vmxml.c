@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(t, data, size);
 	t[size] = 0;
-	char name[48], agent[64];
+	char name[48] = "", agent[64] = "";
 	int rc = vmxml_md_attrs(t, name, sizeof(name), agent, sizeof(agent));
 	PARLEY_ASSERT(rc == 0 || rc == -EPROTO || rc == -EFBIG);
 	PARLEY_ASSERT(strnlen(name, sizeof(name)) < sizeof(name));

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
 
 #include "agent/ctl/stop.h"
 #include "agent/ipc/chanmgr.h"
@@ -48,10 +49,43 @@
 static struct t_sysvirt sv;
 static char *cur_dir;
 
+/* A domain of another client's, named "intruder", claiming in its
+ * metadata to be this agent's "guest"; transient: destroyed, it is gone. */
+static virDomainPtr intruder_start(const char *vm_dir)
+{
+	virConnectPtr c = virConnectOpen(sv.uri);
+	cr_assert(c, "libvirt: %s", virGetLastErrorMessage());
+	char xml[2048];
+	snprintf(xml, sizeof(xml),
+		 "<domain type='qemu'><name>intruder</name>"
+		 "<memory unit='MiB'>32</memory><os><type arch='x86_64'>hvm"
+		 "</type></os><devices><emulator>/usr/bin/qemu-system-x86_64"
+		 "</emulator></devices><metadata><parley:vm xmlns:parley='"
+		 VMHOST_NS "' name='guest' agent='%s'/></metadata>"
+		 "</domain>", vm_dir);
+	virDomainPtr d = virDomainCreateXML(c, xml, 0);
+	cr_assert(d, "libvirt: %s", virGetLastErrorMessage());
+	virConnectClose(c); /* (the domain holds its own reference) */
+	return d;
+}
+
+static void intruder_stop(void)
+{
+	virConnectPtr c = sv.libvirtd ? virConnectOpen(sv.uri) : NULL;
+	virDomainPtr d = c ? virDomainLookupByName(c, "intruder") : NULL;
+	if (d) {
+		virDomainDestroy(d);
+		virDomainFree(d);
+	}
+	if (c)
+		virConnectClose(c);
+}
+
 static void sys_fini(void)
 {
 	struct vmhost vh;
 	struct parley_err err = { 0 };
+	intruder_stop();
 	if (cur_dir && sv.libvirtd && vmhost_open(&vh, cur_dir, sv.uri, &err) == 0) {
 		vmhost_destroy(&vh, "guest", &err);
 		vmhost_destroy(&vh, "vmpong", &err);
@@ -292,6 +326,12 @@ static void nothing_left(pid_t qpid, char cg[][PATH_MAX], unsigned ncg)
 	}
 }
 
+static bool keep_guest(const char *name, void *ctx)
+{
+	(void)ctx;
+	return !strcmp(name, "guest");
+}
+
 static bool keep_none(const char *name, void *ctx)
 {
 	(void)name;
@@ -394,6 +434,17 @@ Test(vm_system, vm_and_thin_partition_ping_pong_through_system_libvirtd,
 	vmhost_close(&other);
 	t_rmtree(odir);
 	free(odir);
+	/* A domain of another name whose metadata says it is this agent's
+	 * "guest" (any client that may define domains can write that):
+	 * neither adopted nor destroyed */
+	virDomainPtr in = intruder_start(t.m.host.dir);
+	adopted = destroyed = 9;
+	cr_assert_eq(vmhost_reconcile(&t.m.host, keep_guest, NULL, &adopted,
+				      &destroyed, &err), 0, "%s", err.msg);
+	cr_assert(adopted == 1 && destroyed == 0, "%u %u", adopted, destroyed);
+	cr_assert_eq(virDomainIsActive(in), 1, "the intruder was destroyed");
+	virDomainDestroy(in);
+	virDomainFree(in);
 	cr_assert_eq(vmhost_running(&t.m.host, "guest"), 1);
 	/* the destroy, as the agent's stop does it */
 	cr_assert_eq(vmhost_destroy(&t.m.host, "guest", &err), 0, "%s", err.msg);

@@ -115,7 +115,10 @@ Test(vm_xml, a_billion_laughs_and_a_huge_document_are_refused)
 	memset(h, ' ', big);
 	memcpy(h, "<parley:vm " NS " name='g'/>", strlen("<parley:vm " NS " name='g'/>"));
 	h[big] = 0;
+	strcpy(n, "x");
+	strcpy(a, "y");
 	cr_assert_eq(md(h, n, a), -EFBIG);
+	cr_assert(!n[0] && !a[0], "nothing left in the outputs");
 	free(h);
 }
 

@@ -1010,8 +1010,13 @@ static char *owned_name(const struct vmhost *vh, virDomainPtr d)
 	int rc = agent ? vmxml_md_attrs(md, name, sizeof(name), agent,
 					PATH_MAX) : -ENOMEM;
 	free(md);
+	/* and the domain is called what our domains of that name are: the
+	 * metadata alone does not rename one (reconcile, destroy) */
+	const char *dn = virDomainGetName(d);
 	if (rc == 0 && (!jv_name_valid(name, strlen(name), sizeof(name)) ||
-			(vh->system && strcmp(agent, vh->dir))))
+			(vh->system && strcmp(agent, vh->dir)) || !dn ||
+			strncmp(dn, VMHOST_PREFIX, strlen(VMHOST_PREFIX)) ||
+			strcmp(dn + strlen(VMHOST_PREFIX), name)))
 		rc = -EPERM;
 	free(agent);
 	return rc ? NULL : strdup(name);

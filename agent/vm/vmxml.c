@@ -56,9 +56,9 @@ static int attr_copy(xmlNode *n, const char *attr, char *out, size_t cap)
 int vmxml_md_attrs(const char *md, char *name, size_t ncap, char *agent,
 		   size_t acap)
 {
+	name[0] = agent[0] = 0;
 	if (strnlen(md, VMXML_MAX + 1) > VMXML_MAX)
 		return -EFBIG;
-	name[0] = agent[0] = 0;
 	xmlDocPtr doc = doc_read(md);
 	xmlNode *r = doc ? xmlDocGetRootElement(doc) : NULL;
 	int rc = -EPROTO;

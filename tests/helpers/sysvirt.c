@@ -105,8 +105,10 @@ static void child(const struct t_sysvirt *s, const char *qemu_conf,
 	if (qemu_conf && ((mkdir("/etc/libvirt", 0755) < 0 && errno != EEXIST) ||
 			  put("/etc/libvirt", linked ? "real-qemu.conf"
 						     : "qemu.conf", qemu_conf) < 0 ||
-			  (linked && symlink("/etc/libvirt/real-qemu.conf",
-					     "/etc/libvirt/qemu.conf") < 0))) {
+			  (linked && ((unlink("/etc/libvirt/qemu.conf") < 0 &&
+				       errno != ENOENT) ||
+				      symlink("/etc/libvirt/real-qemu.conf",
+					      "/etc/libvirt/qemu.conf") < 0)))) {
 		perror("sysvirt: qemu.conf");
 		_exit(111);
 	}
