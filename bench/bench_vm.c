@@ -27,8 +27,9 @@
  *                         way its doorbells went) — divided by the median one-byte round
  *                         trip through a bare virtio-serial port this bench
  *                         echoes (org.parley.echo.0), interleaved with them
- *                         (one echo after each: a host slower for a while
- *                         is slower for both); only the
+ *                         in blocks of 100 (each kind back to back as when
+ *                         measured alone; a host slower for a while is
+ *                         slower for both); only the
  *                         round trips in which both ends slept (the guest
  *                         tells them apart), failing when under half did
  *   vm_chan_notify_rtt_less_peer_vs_vport_echo

@@ -23,11 +23,12 @@
  *                                                   answer: round trips timed
  *   parley-chan ping NAME COUNT [FIRST] -w          the same, sleeping (WAIT) for
  *                                                   each answer
- *   parley-chan -e PORT ping NAME COUNT [FIRST] -w  the same, each round trip
- *                                                   followed by one through
- *                                                   PORT (vport-echo's): the
- *                                                   two interleaved, so both
- *                                                   see the same host
+ *   parley-chan -e PORT ping NAME COUNT [FIRST] -w  the same, and as many
+ *                                                   round trips through PORT
+ *                                                   (vport-echo's), the two
+ *                                                   alternating in blocks of
+ *                                                   100: both see the same
+ *                                                   host
  *   parley-chan vport-echo PORT [COUNT]             one byte round trips through
  *                                                   the virtio-serial port PORT
  *                                                   (the host echoes): baseline
@@ -411,11 +412,8 @@ static int echo_open(const char *port_name)
 	return fd;
 }
 
-/* A pause between interleaved round trips, long beside either's tail. */
-static void settle(void)
-{
-	nanosleep(&(struct timespec){ 0, 500000 }, NULL);
-}
+/* -e: ping's round trips and the echo's alternate in blocks of this */
+#define ECHO_BLOCK 100
 
 /* One round trip of byte B; its time in TSC ticks. 0, or 1 on failure
  * (said). */
@@ -468,6 +466,7 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 	static struct pp_msg in, out;
 	static double rtt[100000], both[100000], ertt[100000];
 	unsigned notifies = 0, nboth = 0;
+	long ne = 0;
 	if (count < 1 || count > 100000)
 		return fail("count", -EINVAL, NULL);
 	int efd = echo_port ? echo_open(echo_port) : -1;
@@ -511,15 +510,14 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 			printf("ERROR answer %ld damaged\n", i);
 			return 1;
 		}
-		if (efd >= 0) {
-			/* each from a quiet host: the other's trailing work
-			 * (pong's return to CHAN_WAIT, the host echo's to
-			 * poll) done before it starts */
-			settle();
-			if (echo_once(efd, (char)i, &ertt[i]))
-				return 1;
-			settle();
-		}
+		/* the echo's round trips in blocks between these: each kind
+		 * back to back as when measured alone (its own tails, no
+		 * pause that lets the host idle), both through the same
+		 * phases of the host */
+		if (efd >= 0 && ((i + 1) % ECHO_BLOCK == 0 || i == count - 1))
+			for (long e = ne; ne < count && ne - e < ECHO_BLOCK; ne++)
+				if (echo_once(efd, (char)ne, &ertt[ne]))
+					return 1;
 	}
 	double scale = tsc_us_per_tick(&k);
 	for (long i = 0; i < count; i++)
@@ -536,7 +534,7 @@ static int cmd_ping(const char *name, long count, long first, int wait)
 	       ch.bell ? "direct" : "agent");
 	if (efd >= 0) {
 		close(efd);
-		echo_print(ertt, count, scale);
+		echo_print(ertt, ne, scale);
 	}
 	return 0;
 }
