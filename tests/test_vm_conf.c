@@ -3,9 +3,20 @@
  * is concerned. Only a setting written as libvirt writes it counts, the
  * last one wins, and nothing else of the file can pass for it. */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "agent/vm/vmhost.h"
+#include "common/fileio.h"
+#include "tests/helpers/testutil.h"
 
 #define KEY "seccomp_sandbox"
 
@@ -50,4 +61,93 @@ Test(vm_conf, nothing_else_passes_for_a_setting)
 		big[i] = '\n';
 	strcpy(big + sizeof(big) - 64, "\n" KEY " = 0\n");
 	cr_assert_eq(vmhost_conf_int(big, KEY, 7), 0);
+}
+
+/* The daemon behind a socket, asked as vmhost_system_check asks it: a
+ * listener this test starts (root: its qemu.conf read where it sees it,
+ * the same root here); one that listens as another uid (refused before
+ * anything is read); and one whose listening process is gone, its socket
+ * kept by a child (refused: its pid may be another process's by now —
+ * before, /proc/PID/root/... of a gone pid read as "no qemu.conf"). */
+/* A process listening on path as uid; gone: the one that listened has
+ * exited, a child of its keeps the socket. The pid of the one left (the
+ * test's to kill). */
+static pid_t listener(const char *path, uid_t uid, bool gone)
+{
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+		int s = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+		    (uid && setresuid(uid, uid, uid) < 0) || listen(s, 8) < 0)
+			_exit(1);
+		if (gone && fork() != 0)
+			_exit(0); /* the child keeps the socket */
+		pid_t me = getpid();
+		if (write(p[1], &me, sizeof(me)) != sizeof(me))
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	pid_t left;
+	cr_assert_eq(read(p[0], &left, sizeof(left)), sizeof(left),
+		     "the listener did not start");
+	close(p[0]);
+	if (gone)
+		waitpid(pid, NULL, 0); /* its pid is free from here on */
+	return left;
+}
+
+static void stop_listener(pid_t pid, bool child)
+{
+	kill(pid, SIGKILL);
+	if (child) /* ours: reaped here (a grandchild is init's) */
+		waitpid(pid, NULL, 0);
+}
+
+Test(vm_conf, the_daemon_behind_the_socket)
+{
+	char *dir = t_tmpdir(), sock[PATH_MAX];
+	snprintf(sock, sizeof(sock), "%s/sock", dir);
+	pid_t lp = listener(sock, 0, false);
+	pid_t pid = 0;
+	char *conf = NULL;
+	struct parley_err err = { 0 };
+	cr_assert_eq(vmhost_daemon_conf(sock, &pid, &conf, &err), 0, "%s",
+		     err.msg);
+	cr_assert_eq(pid, lp);
+	cr_assert(conf);
+	uint8_t *want = NULL;
+	size_t wl = 0;
+	if (file_read_all("/etc/libvirt/qemu.conf", 1 << 20, &want, &wl,
+			  &err) == 0)
+		cr_assert_str_eq(conf, (char *)want);
+	else
+		cr_assert_str_eq(conf, "");
+	free(want);
+	free(conf);
+	stop_listener(lp, true);
+	unlink(sock);
+	/* not root */
+	lp = listener(sock, 65534, false);
+	err = (struct parley_err){ 0 };
+	cr_assert_eq(vmhost_daemon_conf(sock, &pid, &conf, &err), -EPERM);
+	cr_assert(strstr(err.msg, "uid 65534"), "%s", err.msg);
+	cr_assert_null(conf);
+	stop_listener(lp, true);
+	unlink(sock);
+	/* the process that listened is gone */
+	lp = listener(sock, 0, true);
+	err = (struct parley_err){ 0 };
+	int rc = vmhost_daemon_conf(sock, &pid, &conf, &err);
+	cr_assert(rc == -ESRCH || rc == -ENOENT, "%d %s", rc, err.msg);
+	cr_assert_null(conf);
+	stop_listener(lp, false);
+	t_rmtree(dir);
+	free(dir);
 }

@@ -102,6 +102,12 @@ int vmhost_uri_check(const char *uri, struct parley_err *err);
  * once (naming the qemu.conf setting) when the agent's VMs cannot work
  * under it. */
 int vmhost_system_check(struct vmhost *vh, struct parley_err *err);
+/* Its part that asks the daemon behind the socket sock: root, or -EPERM;
+ * its /etc/libvirt/qemu.conf as the daemon sees it (*conf, malloc'd, ""
+ * for none) while that pid is still the daemon (-ESRCH, -ENOENT: it went
+ * meanwhile, or the process that listened there is gone); *pid its pid. */
+int vmhost_daemon_conf(const char *sock, pid_t *pid, char **conf,
+		       struct parley_err *err);
 /* The last `key = N` of a libvirt config file's text (a daemon's
  * qemu.conf: hostile bytes), or dflt: lines, `#` comments, the key whole,
  * a decimal number ended by a blank, a comment or the line's end; any

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <grp.h>
+#include <poll.h>
 #include <pwd.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -58,8 +59,31 @@ static void daemon_sock(const char *uri, char *out, size_t cap)
 		      : "/run/libvirt/libvirt-sock");
 }
 
-/* The daemon behind sock: its pid and uid (SO_PEERCRED). */
-static int daemon_cred(const char *sock, struct ucred *uc,
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5; Debian 12's headers predate it */
+#endif
+
+/* A pidfd of the process behind the connected socket fd: the socket's own
+ * (SO_PEERPIDFD: that process, whatever became of its pid since), else
+ * one opened by pid (kernels before 6.5) — -errno if neither. */
+static int peer_pidfd(int fd, pid_t pid)
+{
+	int pfd = -1;
+	socklen_t l = sizeof(pfd);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pfd, &l) == 0)
+		return pfd;
+	/* (a peer that is gone: said so, never looked up by its pid, which
+	 * may be another process's by now) */
+	if (errno != ENOPROTOOPT && errno != EINVAL)
+		return -errno;
+	pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	return pfd < 0 ? -errno : pfd;
+}
+
+/* The daemon behind sock: its pid and uid (SO_PEERCRED), and a pidfd of
+ * it (*pidfd, the caller's to close) to tell later whether that pid is
+ * still the daemon. */
+static int daemon_cred(const char *sock, struct ucred *uc, int *pidfd,
 		       struct parley_err *err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -74,6 +98,8 @@ static int daemon_cred(const char *sock, struct ucred *uc,
 	int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 		 getsockopt(fd, SOL_SOCKET, SO_PEERCRED, uc, &l) < 0
 		 ? -errno : 0;
+	if (!rc && (*pidfd = peer_pidfd(fd, uc->pid)) < 0)
+		rc = *pidfd;
 	close(fd);
 	return rc ? perr(err, rc, "libvirt's socket %s: %s", sock,
 			 strerror(-rc)) : 0;
@@ -86,8 +112,8 @@ static int daemon_cred(const char *sock, struct ucred *uc,
  * Resolved by the kernel inside that root (RESOLVE_IN_ROOT): a symbolic
  * link there — /etc/libvirt -> /srv/conf, absolute — means the daemon's
  * /srv/conf, never the agent's. */
-static int read_conf(pid_t pid, char *path, size_t pcap, char **text,
-		     struct parley_err *err)
+static int read_conf(pid_t pid, int pidfd, char *path, size_t pcap,
+		     char **text, struct parley_err *err)
 {
 	char root[64];
 	snprintf(root, sizeof(root), "/proc/%d/root", (int)pid);
@@ -96,13 +122,27 @@ static int read_conf(pid_t pid, char *path, size_t pcap, char **text,
 	int dfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return perr(err, -errno, "%s: %s", root, strerror(errno));
+	/* That root is the daemon's only if the pid still is: a daemon that
+	 * exited since its credentials were read (its pid free for another
+	 * process, whose root would be read instead) is refused. */
+	struct pollfd pp = { .fd = pidfd, .events = POLLIN };
+	if (poll(&pp, 1, 0) != 0) {
+		close(dfd);
+		return perr(err, -ESRCH, "the libvirt daemon (pid %d) exited "
+			    "while the agent read its settings", (int)pid);
+	}
 	/* O_NONBLOCK: a FIFO there cannot block the agent's start */
 	struct open_how how = {
 		.flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC,
 		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
 	};
-	int fd = (int)syscall(SYS_openat2, dfd, "etc/libvirt/qemu.conf", &how,
-			      sizeof(how));
+	/* (EAGAIN: a rename or mount in that tree raced the lookup, which
+	 * the kernel then refuses to vouch for; asked again) */
+	int fd, tries = 0;
+	do
+		fd = (int)syscall(SYS_openat2, dfd, "etc/libvirt/qemu.conf",
+				  &how, sizeof(how));
+	while (fd < 0 && errno == EAGAIN && ++tries < 16);
 	int rc = fd < 0 ? -errno : 0;
 	close(dfd);
 	if (rc == -ENOENT) {
@@ -110,7 +150,9 @@ static int read_conf(pid_t pid, char *path, size_t pcap, char **text,
 		return *text ? 0 : perr(err, -ENOMEM, "out of memory");
 	}
 	if (rc)
-		return perr(err, rc, "%s: %s", path, strerror(-rc));
+		return perr(err, rc, "%s: %s%s", path, strerror(-rc),
+			    rc == -ENOSYS ? " (openat2: Linux 5.6 or later, "
+			    "and a seccomp filter that lets it through)" : "");
 	uint8_t *b = NULL;
 	size_t n = 0;
 	/* Debian's is 37 KiB; a larger one is refused whole (-EFBIG), never
@@ -177,6 +219,28 @@ static bool kvm_for(const char *caps, unsigned *uid, unsigned *gid)
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
+int vmhost_daemon_conf(const char *sock, pid_t *pid, char **conf,
+		       struct parley_err *err)
+{
+	struct ucred uc;
+	char path[64];
+	int pidfd = -1;
+	*conf = NULL;
+	int rc = daemon_cred(sock, &uc, &pidfd, err);
+	if (rc)
+		return rc;
+	*pid = uc.pid;
+	if (uc.uid != 0)
+		rc = perr(err, -EPERM, "the libvirt daemon at %s runs as uid "
+			  "%u, not root: it cannot run each VM's QEMU as a "
+			  "uid of its own (a system libvirtd runs as root)",
+			  sock, (unsigned)uc.uid);
+	else
+		rc = read_conf(uc.pid, pidfd, path, sizeof(path), conf, err);
+	close(pidfd);
+	return rc;
+}
+
 int vmhost_system_check(struct vmhost *vh, struct parley_err *err)
 {
 	char *caps = virConnectGetCapabilities(vh->conn);
@@ -197,19 +261,12 @@ int vmhost_system_check(struct vmhost *vh, struct parley_err *err)
 			 "/dev/kvm (Debian's libvirt-daemon-system puts "
 			 "libvirt-qemu in group kvm)", vh->uri, ku, kg);
 	free(caps);
-	char sock[512], path[64];
+	char sock[512];
 	struct ucred uc;
 	daemon_sock(vh->uri, sock, sizeof(sock));
-	int rc = daemon_cred(sock, &uc, err);
+	char *conf = NULL;
+	int rc = vmhost_daemon_conf(sock, &uc.pid, &conf, err);
 	if (rc)
-		return rc;
-	if (uc.uid != 0)
-		return perr(err, -EPERM, "the libvirt daemon at %s runs as uid "
-			    "%u, not root: it cannot run each VM's QEMU as a "
-			    "uid of its own (a system libvirtd runs as root)",
-			    sock, (unsigned)uc.uid);
-	char *conf;
-	if ((rc = read_conf(uc.pid, path, sizeof(path), &conf, err)))
 		return rc;
 	/* What the embedded driver's qemu.conf says and the agent's
 	 * promises rest on (agent/vm/README.md): QEMU without capabilities,
