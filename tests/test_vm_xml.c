@@ -6,9 +6,14 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent/vm/vmhost.h"
+#include "tests/helpers/testutil.h"
 #include "agent/vm/vmxml.h"
 
 #define NS "xmlns:parley='" VMHOST_NS "'"
@@ -86,6 +91,28 @@ Test(vm_xml, metadata_only_where_libvirt_puts_it)
 		cr_assert(!n[0] && !a[0], "%s: nothing left in the outputs",
 			  bad[i]);
 	}
+}
+
+/* A DOCTYPE naming a file: never opened. The file is a FIFO with no
+ * writer — opening it for reading would block, and the test time out. */
+Test(vm_xml, a_doctype_opens_nothing, .timeout = 20)
+{
+	char *dir = t_tmpdir(), fifo[PATH_MAX], doc[2 * PATH_MAX], n[48], a[64];
+	snprintf(fifo, sizeof(fifo), "%s/dtd", dir);
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	snprintf(doc, sizeof(doc), "<!DOCTYPE vm SYSTEM '%s'><vm name='g'/>",
+		 fifo);
+	cr_assert_eq(md(doc, n, a), -EPROTO);
+	snprintf(doc, sizeof(doc), "<!DOCTYPE vm [<!ENTITY x SYSTEM '%s'>]>"
+		 "<vm name='&x;'/>", fifo);
+	cr_assert_eq(md(doc, n, a), -EPROTO);
+	snprintf(doc, sizeof(doc), "<!DOCTYPE capabilities [<!ENTITY x SYSTEM "
+		 "'%s'>]><capabilities><host><secmodel><model>&x;</model>"
+		 "</secmodel></host></capabilities>", fifo);
+	cr_assert_eq(vmxml_sec_models(doc), 0);
+	unlink(fifo);
+	t_rmtree(dir);
+	free(dir);
 }
 
 Test(vm_xml, a_billion_laughs_and_a_huge_document_are_refused)
