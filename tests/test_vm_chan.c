@@ -871,6 +871,10 @@ Test(vm_chan, revocation_mid_stream_is_closed, .timeout = 400,
 		   "parley-chan open pingpong || exit 1\n"
 		   "echo STREAMING\n"
 		   "parley-chan pong pingpong 1000000\n"
+		   /* closed after its devices went (ejected: ~0.1 s): the
+		    * close needs no mapping, only the handle */
+		   "sleep 2\n"
+		   "parley-chan close pingpong && echo CLOSE-AFTER-REVOKE-OK\n"
 		   "echo SCRIPT-END\n"
 		   /* alive while its kernel ejects the devices: a VM that
 		    * powers off first never finishes the unplug */
@@ -900,6 +904,7 @@ Test(vm_chan, revocation_mid_stream_is_closed, .timeout = 400,
 	t_fleet_set_grants(&t.f, "{\"grants\":[]}");
 	serve_until(&t, "SCRIPT-END", 120);
 	CONSOLE_HAS(&t, "ERROR CLOSED");
+	CONSOLE_HAS(&t, "CLOSE-AFTER-REVOKE-OK");
 	AUDIT_HAS(&t, "\"event\":\"revoke\",\"channel\":\"pingpong\","
 		      "\"reason\":\"GRANT_REMOVED\"");
 	AUDIT_HAS(&t, "\"event\":\"vm_revoke_punched\",\"partition\":\"guest\"");

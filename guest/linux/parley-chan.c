@@ -94,7 +94,8 @@ static int ctl_up(void)
 }
 
 /* The channel opened earlier: its reply from /run/parley, mapped. */
-static int load(const char *name, struct pl_chan *ch)
+/* The channel's saved reply, nothing mapped: 0, or 1 having said why. */
+static int load_state(const char *name, struct pl_chan *ch)
 {
 	char p[128];
 	state_path(name, p, sizeof(p));
@@ -106,6 +107,14 @@ static int load(const char *name, struct pl_chan *ch)
 	close(fd);
 	if (n != (ssize_t)sizeof(ch->rep))
 		return fail("state", -EIO, NULL);
+	return 0;
+}
+
+/* The same, its sections mapped. */
+static int load(const char *name, struct pl_chan *ch)
+{
+	if (load_state(name, ch))
+		return 1;
 	int rc = pl_chan_map(ch, sysfs, 5000);
 	return rc ? fail("map", rc, NULL) : 0;
 }
@@ -247,10 +256,11 @@ static int cmd_close(const char *name)
 {
 	struct pl_chan ch;
 	char p[128];
-	if (ctl_up() || load(name, &ch))
+	/* Nothing mapped (the agent unplugs the devices at CLOSE; after a
+	 * revocation they are gone already, and mapping them first would
+	 * wait for them in vain): the handle is all a close needs. */
+	if (ctl_up() || load_state(name, &ch))
 		return 1;
-	/* Let go of the devices first: the agent unplugs them at CLOSE. */
-	pl_chan_unmap(&ch);
 	int rc = pl_chan_close(&ctl, &ch);
 	state_path(name, p, sizeof(p));
 	unlink(p);
