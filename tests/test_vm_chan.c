@@ -874,6 +874,7 @@ Test(vm_chan, revocation_mid_stream_is_closed, .timeout = 400,
 		   /* closed after its devices went (ejected: ~0.1 s): the
 		    * close needs no mapping, only the handle */
 		   "sleep 2\n"
+		   "echo \"RECV-AFTER-REVOKE $(parley-chan recv pingpong)\"\n"
 		   "parley-chan close pingpong && echo CLOSE-AFTER-REVOKE-OK\n"
 		   "echo SCRIPT-END\n"
 		   /* alive while its kernel ejects the devices: a VM that
@@ -904,6 +905,9 @@ Test(vm_chan, revocation_mid_stream_is_closed, .timeout = 400,
 	t_fleet_set_grants(&t.f, "{\"grants\":[]}");
 	serve_until(&t, "SCRIPT-END", 120);
 	CONSOLE_HAS(&t, "ERROR CLOSED");
+	/* a command that needs the sections: what the agent says (it
+	 * waited for the devices first) */
+	CONSOLE_HAS(&t, "RECV-AFTER-REVOKE ERROR CLOSED");
 	CONSOLE_HAS(&t, "CLOSE-AFTER-REVOKE-OK");
 	AUDIT_HAS(&t, "\"event\":\"revoke\",\"channel\":\"pingpong\","
 		      "\"reason\":\"GRANT_REMOVED\"");

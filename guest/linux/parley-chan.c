@@ -110,13 +110,18 @@ static int load_state(const char *name, struct pl_chan *ch)
 	return 0;
 }
 
-/* The same, its sections mapped. */
+/* The same, its sections mapped. Devices that never come are said as
+ * what the agent says of the channel (CLOSED: revoked, its devices
+ * unplugged) when it says more than OK. */
 static int load(const char *name, struct pl_chan *ch)
 {
 	if (load_state(name, ch))
 		return 1;
 	int rc = pl_chan_map(ch, sysfs, 5000);
-	return rc ? fail("map", rc, NULL) : 0;
+	if (!rc)
+		return 0;
+	int st = pl_chan_state(&ctl, ch);
+	return fail("map", st > 0 ? st : rc, NULL);
 }
 
 static double now_us(void)
