@@ -114,6 +114,9 @@ int vmhost_daemon_conf(const char *sock, pid_t *pid, char **conf,
  * other line is not one of ours. */
 long vmhost_conf_int(const char *text, const char *key, long dflt);
 
+/* vmhost_open's copy of the range (vmuid.c): checked again (a range set
+ * before the host's users changed). */
+int vmuid_range_take(uint32_t *first, uint32_t *last, struct parley_err *err);
 /* The uids each VM's QEMU may take (the agent is root): "FIRST-LAST" as
  * numbers, 0 < FIRST <= LAST < 2^32-1. Refused (-EINVAL, -EEXIST, the
  * error naming why) when it holds root, a user the host knows (passwd,
