@@ -145,7 +145,6 @@ int vm_mon_long(struct vm_part *v, const char *json, char **out,
 	return rc;
 }
 
-/* One command, no descriptor: 0 or -errno (err says QEMU's answer). */
 void vm_json_id(char *json, size_t cap, const char *execute, const char *id)
 {
 	snprintf(json, cap, "{\"execute\":\"%s\",\"arguments\":{\"id\":"
@@ -158,6 +157,7 @@ void vm_json_remove_fd(char *json, size_t cap, int fdset)
 		 "{\"fdset-id\":%d}}", fdset);
 }
 
+/* One command, no descriptor: 0 or -errno (err says QEMU's answer). */
 int vm_mon_one(struct vm_part *v, const char *json, struct parley_err *err)
 {
 	struct qmp_cmd c = { json, -1, 0, "" };
@@ -835,6 +835,9 @@ bool vm_reclaim(struct vmmgr *m, struct vm_part *v, struct vm_chan *c)
 	return true;
 }
 
+/* A VM's work between its frames: stale devices of an earlier agent,
+ * the OPEN limit's episode, doorbells rung for a guest without a bell,
+ * unplugs that completed. True if it did any. */
 static bool housekeep(struct vmmgr *m, struct vm_part *v)
 {
 	bool did = v->nstale && vmstale_gone(m, v);

@@ -37,8 +37,9 @@ struct vm_chan *vm_chan_by_handle(struct vm_part *v, uint32_t handle);
 bool vm_reclaim(struct vmmgr *m, struct vm_part *v, struct vm_chan *c);
 
 /* {"execute":EXECUTE,"arguments":{"id":ID}} into json (cap bytes): a
- * command on one of the agent's own objects, devices or chardevs (ids
- * of its own making: nothing in them to escape). */
+ * command on one of the agent's objects, devices or chardevs. ID goes in
+ * unescaped: one of vmplug_qid's making, or one QEMU listed that
+ * vmstale_id found in that same canonical form (letters and digits). */
 void vm_json_id(char *json, size_t cap, const char *execute, const char *id);
 /* {"execute":"remove-fd","arguments":{"fdset-id":FDSET}} */
 void vm_json_remove_fd(char *json, size_t cap, int fdset);

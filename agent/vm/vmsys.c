@@ -72,10 +72,11 @@ static int peer_pidfd(int fd, pid_t pid)
 	socklen_t l = sizeof(pfd);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pfd, &l) == 0)
 		return pfd;
-	/* (a peer that is gone: said so, never looked up by its pid, which
-	 * may be another process's by now) */
-	if (errno != ENOPROTOOPT && errno != EINVAL)
-		return -errno;
+	/* Only a kernel without the option is asked by pid: a peer that is
+	 * gone (EINVAL or ENODATA from 6.5 on) is said so, never looked up
+	 * by its pid, which may be another process's by now. */
+	if (errno != ENOPROTOOPT)
+		return errno == EINVAL || errno == ENODATA ? -ESRCH : -errno;
 	pfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	return pfd < 0 ? -errno : pfd;
 }
@@ -101,6 +102,15 @@ static int daemon_cred(const char *sock, struct ucred *uc, int *pidfd,
 	if (!rc && (*pidfd = peer_pidfd(fd, uc->pid)) < 0)
 		rc = *pidfd;
 	close(fd);
+	if (rc == -ESRCH)
+		return perr(err, rc, "libvirt's socket %s: the process that "
+			    "listened there (pid %d) is gone", sock,
+			    (int)uc->pid);
+	if (rc == -EPERM || rc == -ENOSYS)
+		return perr(err, rc, "libvirt's socket %s: no pidfd of the "
+			    "daemon (%s: pidfd_open needs Linux 5.3 and a "
+			    "seccomp filter that lets it through)", sock,
+			    strerror(-rc));
 	return rc ? perr(err, rc, "libvirt's socket %s: %s", sock,
 			 strerror(-rc)) : 0;
 }

@@ -93,8 +93,8 @@ static int ctl_up(void)
 	return rc ? fail("control port", rc, NULL) : 0;
 }
 
-/* The channel opened earlier: its reply from /run/parley, mapped. */
-/* The channel's saved reply, nothing mapped: 0, or 1 having said why. */
+/* The channel opened earlier: its saved reply from /run/parley, nothing
+ * mapped. 0, or 1 having said why. */
 static int load_state(const char *name, struct pl_chan *ch)
 {
 	char p[128];
