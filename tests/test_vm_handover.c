@@ -40,14 +40,25 @@
 static char *cur_dir;
 
 /* No VM outlives its test, even one an assertion ended early. */
+static void kill_children(void);
+
+/* A test an assertion ended: the agents (ours, as children or, after the
+ * hand-over, reparented to us, the subreaper) and their vmms killed by
+ * pid, the VM destroyed, the state directory removed. */
 static void fini(void)
 {
 	struct vmhost vh;
 	struct parley_err err = { 0 };
-	if (!cur_dir || vmhost_open(&vh, cur_dir, NULL, &err))
+	if (!cur_dir)
 		return;
-	vmhost_destroy(&vh, "guest", &err);
-	vmhost_close(&vh);
+	kill_children();
+	if (vmhost_open(&vh, cur_dir, NULL, &err) == 0) {
+		vmhost_destroy(&vh, "guest", &err);
+		vmhost_close(&vh);
+	}
+	kill_children(); /* (QEMU too, if libvirt's destroy left it ours) */
+	t_rmtree(cur_dir);
+	cur_dir = NULL;
 }
 
 
