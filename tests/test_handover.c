@@ -84,6 +84,20 @@ static void stage(struct run *r, const char *agent)
 	stage_at(r, "stage", agent);
 }
 
+/* The running test's directory, for the clean-up after an assertion
+ * ended it: its agents (the new one reparented to the test, the
+ * subreaper) and their vmms killed by pid, the directory removed. */
+static char *run_dir;
+
+static void handover_fini(void)
+{
+	t_kill_children();
+	t_rmtree(run_dir);
+	run_dir = NULL;
+}
+
+TestSuite(handover, .fini = handover_fini);
+
 /* ping and pong for ever, ping saying "ping: N ok" every 20000 replies;
  * with spam, a third partition asking SPAM times for a channel it has no
  * grant for (each a CHAN_OPEN the grant manager answers and audits). */
@@ -95,6 +109,7 @@ static void start_with(struct run *r, const char *fault, const char *timeout,
 {
 	cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
 	r->dir = t_tmpdir();
+	run_dir = r->dir;
 	if (keep)
 		stage_at(r, "state/update/previous",
 			 T_BIN("parley-agent-next"));
@@ -179,6 +194,7 @@ static int stop(pid_t pid)
 
 static void finish(struct run *r)
 {
+	run_dir = NULL;
 	t_rmtree(r->dir);
 	free(r->dir);
 }

@@ -40,8 +40,6 @@
 static char *cur_dir;
 
 /* No VM outlives its test, even one an assertion ended early. */
-static void kill_children(void);
-
 /* A test an assertion ended: the agents (ours, as children or, after the
  * hand-over, reparented to us, the subreaper) and their vmms killed by
  * pid, the VM destroyed, the state directory removed. */
@@ -51,12 +49,12 @@ static void fini(void)
 	struct parley_err err = { 0 };
 	if (!cur_dir)
 		return;
-	kill_children();
+	t_kill_children();
 	if (vmhost_open(&vh, cur_dir, NULL, &err) == 0) {
 		vmhost_destroy(&vh, "guest", &err);
 		vmhost_close(&vh);
 	}
-	kill_children(); /* (QEMU too, if libvirt's destroy left it ours) */
+	t_kill_children(); /* (QEMU too, if libvirt's destroy left it ours) */
 	t_rmtree(cur_dir);
 	cur_dir = NULL;
 }
@@ -176,34 +174,6 @@ static void devices(const char *dir, int *agents, int *all)
 		}
 	json_decref(j);
 	*agents = nm;
-}
-
-/* What became ours when the agents went (vmm processes): killed and
- * reaped by pid. */
-static void kill_children(void)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		char p[300], buf[512];
-		snprintf(p, sizeof(p), "/proc/%s/stat", e->d_name);
-		FILE *f = fopen(p, "r");
-		if (!f)
-			continue;
-		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[n] = 0;
-		const char *rp = strrchr(buf, ')');
-		int ppid = 0;
-		if (rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 &&
-		    ppid == getpid()) {
-			pid_t pid = (pid_t)atoi(e->d_name);
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-		}
-	}
-	if (d)
-		closedir(d);
 }
 
 Test(vm_agent, hand_over_with_a_vm_running, .timeout = 480, .fini = fini)
@@ -386,7 +356,7 @@ Test(vm_agent, hand_over_with_a_vm_running, .timeout = 480, .fini = fini)
 	 * goes with the test's directory, libvirt's record of it too. */
 	kill(qpid, SIGKILL);
 	waitpid(qpid, NULL, 0);
-	kill_children();
+	t_kill_children();
 	DIR *d = opendir("/dev/shm");
 	struct dirent *e;
 	while (d && (e = readdir(d)))

@@ -4,6 +4,7 @@
 #include "common/fileio.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -66,6 +67,39 @@ void t_child_dies_with_parent(pid_t parent)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent) /* it died before we asked */
 		_exit(127);
+}
+
+void t_kill_children(void)
+{
+	/* (a kill can make new orphans, reparented to us: scan again) */
+	for (int round = 0; round < 4; round++) {
+		DIR *d = opendir("/proc");
+		unsigned killed = 0;
+		struct dirent *e;
+		while (d && (e = readdir(d))) {
+			char p[300], buf[512];
+			snprintf(p, sizeof(p), "/proc/%s/stat", e->d_name);
+			FILE *f = fopen(p, "r");
+			if (!f)
+				continue;
+			size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+			fclose(f);
+			buf[n] = 0;
+			const char *rp = strrchr(buf, ')');
+			int ppid = 0;
+			if (rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 &&
+			    ppid == getpid()) {
+				pid_t pid = (pid_t)atoi(e->d_name);
+				kill(pid, SIGKILL);
+				waitpid(pid, NULL, 0);
+				killed++;
+			}
+		}
+		if (d)
+			closedir(d);
+		if (!killed)
+			break;
+	}
 }
 
 char *t_tmpdir(void)

@@ -69,6 +69,11 @@ const char *t_backend_name(void);
  * daemon or agent running. */
 void t_child_dies_with_parent(pid_t parent);
 
+/* Every child of this process (its own, and those reparented to it as a
+ * child subreaper: an agent's successor after a hand-over) killed and
+ * reaped, by pid — for a test's fini, after an assertion ended it. */
+void t_kill_children(void);
+
 /* A fresh temporary directory (removed by t_rmtree). */
 char *t_tmpdir(void);
 void t_rmtree(const char *dir);
