@@ -88,12 +88,16 @@ static void stage(struct run *r, const char *agent)
  * ended it: its agents (the new one reparented to the test, the
  * subreaper) and their vmms killed by pid, the directory removed. */
 static char *run_dir;
+static char notify_dir[32]; /* pingpong's notify socket's, "": none */
 
 static void handover_fini(void)
 {
 	t_kill_children();
 	t_rmtree(run_dir);
 	run_dir = NULL;
+	if (notify_dir[0])
+		t_rmtree(notify_dir);
+	notify_dir[0] = 0;
 }
 
 TestSuite(handover, .fini = handover_fini);
@@ -212,7 +216,8 @@ Test(handover, pingpong_keeps_running_across_the_hand_over,
 	struct run r;
 	/* A service manager's notify socket: the old agent must name the
 	 * new one as the main process before it leaves. */
-	char npath[] = "/tmp/parley-notify-XXXXXX";
+	char *npath = notify_dir;
+	snprintf(notify_dir, sizeof(notify_dir), "/tmp/parley-notify-XXXXXX");
 	cr_assert(mkdtemp(npath));
 	char sock_path[64];
 	snprintf(sock_path, sizeof(sock_path), "%s/notify", npath);
@@ -244,6 +249,7 @@ Test(handover, pingpong_keeps_running_across_the_hand_over,
 	close(nfd);
 	unlink(sock_path);
 	rmdir(npath);
+	notify_dir[0] = 0;
 	/* The counter keeps rising under the new agent: ping checks every
 	 * reply's sequence and checksum and would stop at the first bad one
 	 * ("reply N damaged", exit 1). */
