@@ -180,33 +180,6 @@ Test(proc_hostile, each_attempt_stops_only_that_partition, .timeout = 240)
 	t_console_free(&nout);
 }
 
-/* The stub children of a vmm process: its children in /proc. */
-static int children_of(pid_t parent, pid_t *out, int cap)
-{
-	int n = 0;
-	DIR *d = opendir("/proc");
-	cr_assert(d);
-	struct dirent *e;
-	while ((e = readdir(d)) && n < cap) {
-		char path[64], buf[512];
-		int pid = atoi(e->d_name);
-		if (pid <= 0)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-		FILE *f = fopen(path, "r");
-		if (!f)
-			continue;
-		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[len] = 0;
-		char *rp = strrchr(buf, ')');
-		int ppid = 0;
-		if (rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == parent)
-			out[n++] = pid;
-	}
-	closedir(d);
-	return n;
-}
 
 static char *slurp(const char *path)
 {
@@ -228,7 +201,7 @@ Test(proc_hostile, child_holds_no_fd_and_nothing_of_the_stub, .timeout = 30)
 		partition_wait(p, 10);
 	cr_assert(out.buf && strstr(out.buf, "waiting"));
 	pid_t kids[4];
-	cr_assert_eq(children_of(p->pid, kids, 4), 1);
+	cr_assert_eq(t_children_of(p->pid, kids, 4), 1);
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/fd", (int)kids[0]);
 	DIR *d = opendir(path);
@@ -309,7 +282,7 @@ Test(proc, vmm_process_death_ends_the_partition, .timeout = 30)
 	struct partition *p = start("spin", "hostile.elf", "mode=spin", &out);
 	pid_t vmm = p->pid, kids[4];
 	cr_assert_eq(partition_wait(p, 100), -ETIMEDOUT);
-	int n = children_of(vmm, kids, 4);
+	int n = t_children_of(vmm, kids, 4);
 	cr_assert_eq(n, 1);
 	kill(vmm, SIGKILL);
 	finish(p);

@@ -69,35 +69,45 @@ void t_child_dies_with_parent(pid_t parent)
 		_exit(127);
 }
 
+int t_children_of(pid_t parent, pid_t *out, int cap)
+{
+	int n = 0;
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	while (d && (e = readdir(d)) && n < cap) {
+		char path[64], buf[512];
+		int pid = atoi(e->d_name);
+		if (pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[len] = 0;
+		/* the name may hold ") ": the state and ppid follow the last */
+		const char *rp = strrchr(buf, ')');
+		int ppid = 0;
+		if (rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == parent)
+			out[n++] = pid;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
 void t_kill_children(void)
 {
-	/* (a kill can make new orphans, reparented to us: scan again) */
+	/* (a kill can make new orphans, reparented to us: look again) */
 	for (int round = 0; round < 4; round++) {
-		DIR *d = opendir("/proc");
-		unsigned killed = 0;
-		struct dirent *e;
-		while (d && (e = readdir(d))) {
-			char p[300], buf[512];
-			snprintf(p, sizeof(p), "/proc/%s/stat", e->d_name);
-			FILE *f = fopen(p, "r");
-			if (!f)
-				continue;
-			size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-			fclose(f);
-			buf[n] = 0;
-			const char *rp = strrchr(buf, ')');
-			int ppid = 0;
-			if (rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 &&
-			    ppid == getpid()) {
-				pid_t pid = (pid_t)atoi(e->d_name);
-				kill(pid, SIGKILL);
-				waitpid(pid, NULL, 0);
-				killed++;
-			}
+		pid_t kids[256];
+		int n = t_children_of(getpid(), kids, 256);
+		for (int i = 0; i < n; i++) {
+			kill(kids[i], SIGKILL);
+			waitpid(kids[i], NULL, 0);
 		}
-		if (d)
-			closedir(d);
-		if (!killed)
+		if (!n)
 			break;
 	}
 }

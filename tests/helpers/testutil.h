@@ -69,6 +69,8 @@ const char *t_backend_name(void);
  * daemon or agent running. */
 void t_child_dies_with_parent(pid_t parent);
 
+/* The pids of parent's children (from /proc), at most cap: how many. */
+int t_children_of(pid_t parent, pid_t *out, int cap);
 /* Every child of this process (its own, and those reparented to it as a
  * child subreaper: an agent's successor after a hand-over) killed and
  * reaped, by pid — for a test's fini, after an assertion ended it. */
