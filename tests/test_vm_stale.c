@@ -306,3 +306,36 @@ Test(vm_stale, earlier_wake_ports_deleted_busy_ones_again_later, .init = up,
 	cr_assert(strstr(a, "\"query-fdsets\""), "%s", a);
 	cr_assert_eq(v.fault, 0);
 }
+
+/* An earlier agent's device, no wake chardev of it busy: once the device
+ * is gone its fdsets go too (and the adoption's unplug is audited) — not
+ * only when a busy wake chardev was left to sweep again. */
+Test(vm_stale, device_gone_fdsets_removed_without_a_busy_wake_port,
+     .init = up, .fini = down)
+{
+	qemu_answers("{\"return\": [{\"bus\": 0, \"devices\": ["
+		     "{\"slot\": 16, \"qdev_id\": \"pld7h900s1\"}]}]}");
+	qemu_answers("{\"return\": []}");                /* qom-list */
+	qemu_answers("{\"return\": []}");                /* query-chardev */
+	vmstale_find(&v);
+	cr_assert_eq(v.nstale, 1);
+	cr_assert(!v.stale_wake_left);
+	(void)asked();
+	qemu_answers("{\"return\": {}}");                /* device_del pld7h900s1 */
+	vmstale_unplug(&v);
+	qemu_answers("{\"return\": {}}");                /* object-del */
+	qemu_answers("{\"error\": {\"class\": \"GenericError\", \"desc\": "
+		     "\"no such chardev\"}}");              /* chardev-remove plc */
+	qemu_answers("{\"return\": [{\"fdset-id\": 3, \"fds\": [{\"fd\": 30, "
+		     "\"opaque\": \"plf7h900s1\"}]}]}");    /* query-fdsets */
+	qemu_answers("{\"return\": {}}");                /* remove-fd 3 */
+	static struct chanmgr cm;    /* its revocation deadline: default */
+	m.cm = &cm;
+	cr_assert(vmstale_gone(&m, &v));
+	cr_assert_eq(v.nstale, 0);
+	const char *a = asked();
+	cr_assert(strstr(a, "\"query-fdsets\""), "%s", a);
+	cr_assert(strstr(a, "{\"execute\":\"remove-fd\",\"arguments\":"
+			    "{\"fdset-id\":3}}"), "%s", a);
+	cr_assert_eq(v.fault, 0);
+}

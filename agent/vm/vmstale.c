@@ -312,8 +312,9 @@ bool vmstale_gone(struct vmmgr *m, struct vm_part *v)
 		v->slots_used &= ~(1u << (st->slot - VMMGR_SLOT0));
 		*st = v->stale[--v->nstale];
 	}
-	if (before && !v->nstale && v->stale_wake_left) {
-		vmstale_wake_sweep(v);
+	if (before && !v->nstale) {
+		if (v->stale_wake_left)
+			vmstale_wake_sweep(v);
 		stale_fdsets_go(v);
 		vm_emit(m, "vm_unplugged", v->spec.name, NULL, "ADOPTED", NULL,
 		     "the devices of the previous agent's channels");
