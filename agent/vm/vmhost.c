@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,38 @@ static int parents_passable(const char *state_dir, gid_t gid,
 			break;
 	}
 	return 0;
+}
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5; Debian 12's headers predate it */
+#endif
+
+int vmhost_peer_pidfd(int sock, struct ucred *uc)
+{
+	socklen_t l = sizeof(*uc);
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, uc, &l) < 0)
+		return -errno;
+	int pfd = -1;
+	l = sizeof(pfd);
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERPIDFD, &pfd, &l) == 0)
+		return pfd;
+	/* (EINVAL or ENODATA from 6.5 on: the peer is gone) */
+	if (errno != ENOPROTOOPT)
+		return errno == EINVAL || errno == ENODATA ? -ESRCH : -errno;
+	if (uc->pid <= 0)
+		return -ESRCH;
+	pfd = (int)syscall(SYS_pidfd_open, uc->pid, 0);
+	if (pfd < 0)
+		return -errno;
+	/* Still the peer (not a pid reused after it died meanwhile). */
+	struct ucred again;
+	l = sizeof(again);
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &again, &l) < 0 ||
+	    again.pid != uc->pid || kill(uc->pid, 0) < 0) {
+		close(pfd);
+		return -ESRCH;
+	}
+	return pfd;
 }
 
 int vmhost_mon_check(struct vmhost *vh, const char *name, int fd,

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/socket.h>
 #include "common/err.h"
 
 #define VMHOST_NS "https://parley.invalid/ns/vm/1"
@@ -108,6 +109,13 @@ int vmhost_system_check(struct vmhost *vh, struct parley_err *err);
  * meanwhile, or the process that listened there is gone); *pid its pid. */
 int vmhost_daemon_conf(const char *sock, pid_t *pid, char **conf,
 		       struct parley_err *err);
+/* A pidfd of the process behind the connected socket sock (its
+ * credentials in *uc): the socket's own (SO_PEERPIDFD, that process
+ * whatever became of its pid), else — a kernel before 6.5 — one opened
+ * by pid and checked against the socket again. -ESRCH for a peer that
+ * is gone (never looked up by a pid that may be another's by now), or
+ * another -errno. */
+int vmhost_peer_pidfd(int sock, struct ucred *uc);
 /* The last `key = N` of a libvirt config file's text (a daemon's
  * qemu.conf: hostile bytes), or dflt: lines, `#` comments, the key whole,
  * a decimal number ended by a blank, a comment or the line's end; any

@@ -363,28 +363,6 @@ void vm_fault(struct vm_part *v, uint32_t reason, const char *detail)
 	vm_kill(v);
 }
 
-/* QEMU's pidfd, from the control port's peer (QEMU listens on it): -1 if
- * the kernel cannot say. */
-static int peer_pidfd(int sock)
-{
-	struct ucred uc;
-	socklen_t len = sizeof(uc);
-	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0 ||
-	    uc.pid <= 0)
-		return -1;
-	int fd = (int)syscall(SYS_pidfd_open, uc.pid, 0);
-	/* Still the peer (not a pid reused after QEMU died meanwhile). */
-	struct ucred again;
-	len = sizeof(again);
-	if (fd >= 0 && (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &again,
-				   &len) < 0 || again.pid != uc.pid ||
-			kill(uc.pid, 0) < 0)) {
-		close(fd);
-		fd = -1;
-	}
-	return fd;
-}
-
 /* The control port as the agent keeps it: its send buffer well above
  * what the agent ever queues (VMMGR_OUTQ_MAX), so a frame always goes
  * whole without waiting (send_frame never blocks), and QEMU's pidfd. */
@@ -398,7 +376,10 @@ static int ctl_take(struct vm_part *v, int ctl)
 	v->ctl = ctl;
 	if (v->qemu_pidfd >= 0)
 		close(v->qemu_pidfd);
-	v->qemu_pidfd = peer_pidfd(ctl);
+	/* QEMU's (it listens on the port): -1 if the kernel cannot say */
+	struct ucred uc;
+	int pfd = vmhost_peer_pidfd(ctl, &uc);
+	v->qemu_pidfd = pfd < 0 ? -1 : pfd;
 	return 0;
 }
 

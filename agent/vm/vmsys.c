@@ -59,28 +59,6 @@ static void daemon_sock(const char *uri, char *out, size_t cap)
 		      : "/run/libvirt/libvirt-sock");
 }
 
-#ifndef SO_PEERPIDFD
-#define SO_PEERPIDFD 77 /* Linux 6.5; Debian 12's headers predate it */
-#endif
-
-/* A pidfd of the process behind the connected socket fd: the socket's own
- * (SO_PEERPIDFD: that process, whatever became of its pid since), else
- * one opened by pid (kernels before 6.5) — -errno if neither. */
-static int peer_pidfd(int fd, pid_t pid)
-{
-	int pfd = -1;
-	socklen_t l = sizeof(pfd);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pfd, &l) == 0)
-		return pfd;
-	/* Only a kernel without the option is asked by pid: a peer that is
-	 * gone (EINVAL or ENODATA from 6.5 on) is said so, never looked up
-	 * by its pid, which may be another process's by now. */
-	if (errno != ENOPROTOOPT)
-		return errno == EINVAL || errno == ENODATA ? -ESRCH : -errno;
-	pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	return pfd < 0 ? -errno : pfd;
-}
-
 /* The daemon behind sock: its pid and uid (SO_PEERCRED), and a pidfd of
  * it (*pidfd, the caller's to close) to tell later whether that pid is
  * still the daemon. */
@@ -95,11 +73,9 @@ static int daemon_cred(const char *sock, struct ucred *uc, int *pidfd,
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return perr(err, -errno, "socket: %s", strerror(errno));
-	socklen_t l = sizeof(*uc);
-	int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-		 getsockopt(fd, SOL_SOCKET, SO_PEERCRED, uc, &l) < 0
-		 ? -errno : 0;
-	if (!rc && (*pidfd = peer_pidfd(fd, uc->pid)) < 0)
+	int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno
+									: 0;
+	if (!rc && (*pidfd = vmhost_peer_pidfd(fd, uc)) < 0)
 		rc = *pidfd;
 	close(fd);
 	if (rc == -ESRCH)
