@@ -49,9 +49,15 @@ int vmbell_add(struct vm_part *v, struct vm_chan *c, struct parley_err *err)
 {
 	c->bell_dev = PARLEY_VMCTL_NO_BELL;
 	int sec = bell_section(c);
-	if (sec < 0 || !c->wake_port)
-		return 0; /* nothing the VM writes, or no wake port (vmplug_add
-			   * plugs it): NOTIFY and WAKE */
+	if (!c->wake_port)
+		return 0; /* no wake port (vmplug_add plugs it): NOTIFY, WAKE */
+	/* A wake port without a bell device would leave two readers of the
+	 * VM's doorbell, QEMU's chardev and the agent (NOTIFY/WAKE): the
+	 * open fails instead (every end writes one section at least, its
+	 * consumer's indices if nothing else, so this is a failed plug). */
+	if (sec < 0)
+		return perr(err, -EIO, "VM %s: a wake port but no section "
+			    "device the VM writes", v->spec.name);
 	int rc = ivshmem_msg(c->srv[sec], 1, c->bell_peer);
 	if (rc)
 		return perr(err, rc, "VM %s: the peer's doorbell to QEMU: %s",
