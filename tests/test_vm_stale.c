@@ -339,3 +339,24 @@ Test(vm_stale, device_gone_fdsets_removed_without_a_busy_wake_port,
 			    "{\"fdset-id\":3}}"), "%s", a);
 	cr_assert_eq(v.fault, 0);
 }
+
+/* A QEMU that says an earlier agent's wake chardev is busy for ever is
+ * not asked for ever: past VMSTALE_WAKE_SWEEPS sweeps, nothing more. */
+Test(vm_stale, busy_wake_chardev_swept_a_bounded_number_of_times,
+     .init = up, .fini = down)
+{
+	for (unsigned i = 0; i < VMSTALE_WAKE_SWEEPS; i++) {
+		v.stale_wake_left = true;
+		qemu_answers("{\"return\": [{\"label\": \"plw7h900s0\"}]}");
+		qemu_answers("{\"return\": {}}");            /* device_del port */
+		qemu_answers("{\"error\": {\"class\": \"GenericError\", "
+			     "\"desc\": \"Chardev 'plw7h900s0' is busy\"}}");
+		vmstale_wake_sweep(&v);
+		cr_assert(v.stale_wake_left);
+		cr_assert_eq(t_count(asked(), "\"execute\""), 3);
+	}
+	vmstale_wake_sweep(&v);
+	cr_assert(!v.stale_wake_left);
+	cr_assert_str_eq(asked(), "");
+	cr_assert_eq(v.fault, 0);
+}

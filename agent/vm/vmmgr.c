@@ -822,10 +822,11 @@ bool vm_reclaim(struct vmmgr *m, struct vm_part *v, struct vm_chan *c)
 static bool housekeep(struct vmmgr *m, struct vm_part *v)
 {
 	bool did = v->nstale && vmstale_gone(m, v);
+	uint64_t now = vm_now_ns();
 	/* (with stale devices left, vmstale_gone sweeps them when they go) */
 	if (!v->nstale && v->stale_wake_left &&
-	    vm_now_ns() - v->stale_try_ns >= 50000000ull) {
-		v->stale_try_ns = vm_now_ns();
+	    now - v->stale_try_ns >= 50000000ull) {
+		v->stale_try_ns = now;
 		vmstale_wake_sweep(v);
 	}
 	vmreq_limit_flush(m, v, false);
@@ -834,7 +835,6 @@ static bool housekeep(struct vmmgr *m, struct vm_part *v)
 	 * channel at most every 50 ms, not on every serve (a guest that
 	 * never ejects would have the agent ask QEMU at its own frames'
 	 * pace). An OPEN of the same channel tries at once (on_open). */
-	uint64_t now = vm_now_ns();
 	bool try_objects = now - v->obj_try_ns >= 50000000ull;
 	for (unsigned i = 0; try_objects && i < VMMGR_CHANS; i++)
 		if (v->ch[i].used && v->ch[i].unplugging)

@@ -188,6 +188,7 @@ struct vm_part {
 	bool stale_wake_left;       /* an earlier agent's wake chardev was
 				     * busy at the sweep: swept again when
 				     * the stale devices are gone */
+	uint8_t stale_wake_sweeps;  /* those sweeps so far (bounded) */
 	uint8_t out[sizeof(struct parley_vmctl_hdr) + PARLEY_VMCTL_PAYLOAD_MAX];
 };
 

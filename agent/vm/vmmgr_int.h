@@ -99,5 +99,7 @@ void vmstale_unplug(struct vm_part *v);
 bool vmstale_gone(struct vmmgr *m, struct vm_part *v);
 /* The earlier agents' wake chardevs that were busy at the last sweep. */
 void vmstale_wake_sweep(struct vm_part *v);
+/* Sweeps of busy wake chardevs per VM (housekeep's: 50 ms apart) */
+#define VMSTALE_WAKE_SWEEPS 100
 
 #endif

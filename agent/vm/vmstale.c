@@ -136,6 +136,15 @@ void vmstale_wake_sweep(struct vm_part *v)
 {
 	unsigned budget = VMSTALE_ORPHANS_MAX;
 	v->stale_wake_left = false;
+	/* A QEMU that says busy for ever is asked no more (the chardev is
+	 * its own: it reads a doorbell no one rings any more) */
+	if (v->stale_wake_sweeps >= VMSTALE_WAKE_SWEEPS) {
+		log_warn("VM %s: an earlier agent's wake chardev still busy "
+			 "after %u sweeps: left in QEMU", v->spec.name,
+			 VMSTALE_WAKE_SWEEPS);
+		return;
+	}
+	v->stale_wake_sweeps++;
 	orphans_in(v, "{\"execute\":\"query-chardev\"}", "label", "w",
 		   "chardev-remove", &budget);
 }
