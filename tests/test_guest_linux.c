@@ -563,3 +563,61 @@ Test(guest_linux, a_bell_wait_ends_on_a_ring_a_wake_or_a_broken_frame,
 	close(w);
 	pl_chan_unmap(&ch);
 }
+
+/* The same wait without a wake port (a reply with no bell: NOTIFY and
+ * WAKE through the agent): the agent's WAKE after a message ends it, WAKE
+ * CLOSED ends it with CLOSED, a frame that is no WAKE or one that begins
+ * and stalls ends it with an error. */
+Test(guest_linux, an_agent_wait_ends_on_a_wake_or_a_broken_frame,
+     .init = bell_up, .fini = bell_down, .timeout = 30)
+{
+	struct pl_chan ch;
+	good(&ch);
+	devices(&ch);
+	cr_assert_eq(pl_chan_map(&ch, sysfs, 100), 0);
+	cr_assert(!ch.has_wake);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		usleep(50000);
+		char p[256];
+		snprintf(p, sizeof(p), "%s/bus/pci/devices/%s/resource2",
+			 sysfs, ch.rep.dev[2].pci);
+		int fd = open(p, O_RDWR);
+		void *m = fd < 0 ? MAP_FAILED
+				 : mmap(NULL, 2 * RING, PROT_READ | PROT_WRITE,
+					MAP_SHARED, fd, 0);
+		if (m == MAP_FAILED)
+			_exit(2);
+		struct parley_ring r = ch.rx;
+		r.prod = m;
+		r.data = (uint8_t *)m + PARLEY_RING_PAGE;
+		if (parley_ring_push(&r, "hi", 2) != PARLEY_RING_OK)
+			_exit(1);
+		struct { struct parley_vmctl_hdr h; struct parley_vmctl_status s; }
+			f = { { PARLEY_VMCTL_MAGIC, PARLEY_VMCTL_VERSION,
+				PARLEY_VMCTL_WAKE, sizeof(f.s), 0 },
+			      { PARLEY_OK, ch.rep.handle } };
+		_exit(write(pair[1], &f, sizeof(f)) == sizeof(f) ? 0 : 1);
+	}
+	cr_assert_eq(pl_chan_wait(&ctl, &ch), 0);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert_eq(st, 0);
+	cr_assert_eq(ctl.lost_wakes, 0);
+	char buf[8];
+	uint32_t len;
+	cr_assert_eq(pl_chan_recv(&ch, buf, sizeof(buf), &len), PARLEY_RING_OK);
+	cr_assert_eq(len, 2);
+	agent_status(PARLEY_VMCTL_WAKE, 0, PARLEY_E_CLOSED, ch.rep.handle);
+	cr_assert_eq(pl_chan_wait(&ctl, &ch), PL_STATUS(PARLEY_E_CLOSED));
+	ctl.ended_status = 0;
+	agent_status(PARLEY_VMCTL_STATUS, 0, 0, ch.rep.handle);
+	cr_assert_eq(pl_chan_wait(&ctl, &ch), -EPROTO);
+	struct parley_vmctl_hdr h = { PARLEY_VMCTL_MAGIC, PARLEY_VMCTL_VERSION,
+				      PARLEY_VMCTL_WAKE, 8, 0 };
+	cr_assert_eq(write(pair[1], &h, 5), 5);
+	cr_assert_eq(pl_chan_wait(&ctl, &ch), -ETIMEDOUT);
+	cr_assert_eq(ctl.in_len, 0);
+	pl_chan_unmap(&ch);
+}

@@ -575,16 +575,19 @@ int pl_chan_state(struct pl_ctl *c, const struct pl_chan *ch)
 	return handle_call(c, PARLEY_VMCTL_STATE, ch);
 }
 
-/* A WAKE on the control port while waiting on the wake port: the ends
- * of channels (CLOSED, PEER_DOWN) still come that way. 1: it ends this
- * wait (*rc says how), 0: look at the ring again. */
-static int ctl_wake(struct pl_ctl *c, const struct pl_chan *ch, int *rc)
+/* A WAKE on the control port within timeout_ms (0: what is there
+ * already) — with a wake port, the ends of channels (CLOSED, PEER_DOWN)
+ * still come that way; without, every wake-up. 1: it ends this wait
+ * (*rc says how; a frame begun and stalled is one), 0: look at the ring
+ * again, -ETIMEDOUT: nothing came. */
+static int ctl_wake(struct pl_ctl *c, const struct pl_chan *ch,
+		    int timeout_ms, int *rc)
 {
 	struct parley_vmctl_hdr h;
 	struct parley_vmctl_status st;
-	int r = read_frame(c, &h, &st, sizeof(st), 0, 1);
+	int r = read_frame(c, &h, &st, sizeof(st), timeout_ms, 1);
 	if (r == -ETIMEDOUT && !c->in_len)
-		return 0; /* nothing came */
+		return -ETIMEDOUT; /* nothing came */
 	if (r == -ETIMEDOUT)
 		c->in_len = 0; /* a frame began and stalled: the stream is lost */
 	else if (r == 0 && (h.type != PARLEY_VMCTL_WAKE || st.status > 0))
@@ -617,7 +620,7 @@ static int wait_bell(struct pl_ctl *c, struct pl_chan *ch)
 {
 	int rc = 0;
 	while (!parley_ring_readable(&ch->rx)) {
-		if (c->in_len && ctl_wake(c, ch, &rc))
+		if (c->in_len && ctl_wake(c, ch, 0, &rc) == 1)
 			return rc;
 		struct pollfd p[2] = { { ch->wake_fd, POLLIN, 0 },
 				       { c->fd, POLLIN, 0 } };
@@ -654,7 +657,39 @@ static int wait_bell(struct pl_ctl *c, struct pl_chan *ch)
 			    (rc = wake_port_gone(c, ch)))
 				return rc;
 		}
-		if (p[1].revents && ctl_wake(c, ch, &rc))
+		if (p[1].revents && ctl_wake(c, ch, 0, &rc) == 1)
+			return rc;
+	}
+	return 0;
+}
+
+/* Without a wake port: the agent's WAKE frames, after its NOTIFY from the
+ * peer. */
+static int wait_agent(struct pl_ctl *c, struct pl_chan *ch)
+{
+	int rc = 0;
+	while (!parley_ring_readable(&ch->rx)) {
+		int w = ctl_wake(c, ch, 1000, &rc);
+		if (w == 1)
+			return rc;
+		if (w == 0)
+			continue; /* (a stale WAKE only costs a look) */
+		if (parley_ring_readable(&ch->rx)) {
+			/* A message came and no WAKE for a second: late, or
+			 * lost (the flag/doorbell protocol failed). Counted
+			 * as lost if none comes in two more; either way the
+			 * message is there to read. */
+			w = ctl_wake(c, ch, 2000, &rc);
+			if (w == 1)
+				return rc;
+			if (w < 0)
+				c->lost_wakes++;
+			return 0;
+		}
+		/* Quiet for a second: is the channel still there (a WAKE
+		 * CLOSED may have gone to an earlier opener of the port; a
+		 * restarted agent knows no handle)? */
+		if ((rc = pl_chan_state(c, ch)))
 			return rc;
 	}
 	return 0;
@@ -673,47 +708,9 @@ int pl_chan_wait(struct pl_ctl *c, struct pl_chan *ch)
 	 * us; or we see its message here. */
 	__atomic_store_n(&ch->rx.cons->waiting, 1, __ATOMIC_SEQ_CST);
 	int rc = 0;
-	if (!parley_ring_readable(&ch->rx))
+	if (!parley_ring_readable(&ch->rx)) {
 		c->sleeps++;
-	if (ch->has_wake && !parley_ring_readable(&ch->rx))
-		rc = wait_bell(c, ch);
-	while (!ch->has_wake && !parley_ring_readable(&ch->rx)) {
-		struct parley_vmctl_hdr h;
-		struct parley_vmctl_status st;
-		int r = read_frame(c, &h, &st, sizeof(st), 1000, 1);
-		if (r == -ETIMEDOUT && parley_ring_readable(&ch->rx)) {
-			/* A message came and no WAKE for a second: late, or
-			 * lost (the flag/doorbell protocol failed). Counted
-			 * as lost if none comes in two more; either way the
-			 * message is there to read. */
-			r = read_frame(c, &h, &st, sizeof(st), 2000, 1);
-			if (r == -ETIMEDOUT) {
-				c->lost_wakes++;
-				break;
-			}
-		} else if (r == -ETIMEDOUT) {
-			/* Quiet for a second: is the channel still there (a
-			 * WAKE CLOSED may have gone to an earlier opener of
-			 * the port; a restarted agent knows no handle)? */
-			if ((r = pl_chan_state(c, ch))) {
-				rc = r;
-				break;
-			}
-			continue;
-		}
-		if (r == 0 && (h.type != PARLEY_VMCTL_WAKE || st.status > 0))
-			r = -EPROTO; /* nothing was asked */
-		if (r) {
-			rc = r;
-			break;
-		}
-		note_wake(c, &st);
-		/* OK: look at the ring again (a stale WAKE only costs a
-		 * look); an end of this channel ends the wait. */
-		if (st.handle == ch->rep.handle && st.status != PARLEY_OK) {
-			rc = PL_STATUS(st.status);
-			break;
-		}
+		rc = ch->has_wake ? wait_bell(c, ch) : wait_agent(c, ch);
 	}
 	__atomic_store_n(&ch->rx.cons->waiting, 0, __ATOMIC_SEQ_CST);
 	return rc;
