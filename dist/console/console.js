@@ -669,6 +669,11 @@
         { text: `refused (${dn.reason})`, attrs: { class: 'state-denied' } }]));
     }
     frag.push(edges, ...nodes);
+    // A redraw (a live event, a filter's late timer) replaces every node:
+    // the partition that had the keyboard keeps it, so Escape and the
+    // arrows still act on it.
+    const had = document.activeElement;
+    const focused = had && g.contains(had) && had.dataset ? had.dataset.partition : '';
     g.replaceChildren(...frag);
     g.setAttribute('width', Math.max(width + 120, 300));
     g.setAttribute('height', height + 20);
@@ -682,7 +687,11 @@
     fillSliced($('#edges tbody'), big && !st.tableAll ? edgeRows.slice(0, TABLE_NOW) : edgeRows);
     // The first node takes Tab; arrows move from there.
     const first = g.querySelector('.node');
-    if (first) first.setAttribute('tabindex', '0');
+    const again = focused ? nodes.find((n) => n.dataset.partition === focused) : null;
+    if (again) {
+      again.setAttribute('tabindex', '0');
+      again.focus();
+    } else if (first) first.setAttribute('tabindex', '0');
     if (st.selected) select(st.selected, false);
     document.body.dataset.graph = `${parts.length}/${grants.length}`;
     // When this drawing was done, from the page's start (bench/).

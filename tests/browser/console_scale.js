@@ -97,6 +97,13 @@ async function main() {
     await page.key('Enter', 'Enter', 13);
     const dim = await page.eval(`document.querySelectorAll('#graph .edge.dim').length`);
     check(dim > 0 && dim < X.host_edges, `Enter dimmed ${dim} edges`);
+    // A redraw while a partition has the keyboard (a live event, the
+    // filter's late timer) keeps its focus and its selection.
+    await page.eval(`document.querySelector('#graph-host').dispatchEvent(new Event('change'))`);
+    const f3 = await page.eval(`document.activeElement.dataset.partition || ''`);
+    check(f3 === f2, `a redraw moved the keyboard from ${f2} to ${J(f3)}`);
+    const dim2 = await page.eval(`document.querySelectorAll('#graph .edge.dim').length`);
+    check(dim2 === dim, `a redraw dimmed ${dim2} edges, not ${dim}`);
     await page.key('Escape', 'Escape', 27);
     check(await page.eval(`document.querySelectorAll('#graph .edge.dim').length === 0`), 'Escape did not show all edges');
     ok(`keyboard: ${f1} -> ${f2}, Enter shows its channels, Escape all`);
