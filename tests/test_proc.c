@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/ctl/stop.h"
@@ -146,6 +148,41 @@ static const struct bad_case bad_cases[] = {
 	{ "escape.elf", "exec_data", VMX_STOP_TRIPLE_FAULT, "execute" },
 };
 
+/* Whether this host's kernel lets a 64-bit process far-jump into its
+ * 32-bit code segment (0x23). Some do not (ia32 emulation off, or a guest
+ * kernel under PVM): the jump itself then faults with #GP, in the
+ * partition's own code segment. Asked of a child that jumps to a `ud2`
+ * below 2 GiB: SIGILL means it got there. */
+static bool host_runs_compat32(void)
+{
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		signal(SIGILL, SIG_DFL);
+		signal(SIGSEGV, SIG_DFL);
+		uint8_t *code = mmap(NULL, 4096, PROT_READ | PROT_WRITE |
+				     PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS |
+				     MAP_32BIT, -1, 0);
+		if (code == MAP_FAILED)
+			_exit(3);
+		code[0] = 0x0f, code[1] = 0x0b; /* ud2 */
+		static struct __attribute__((packed)) {
+			uint32_t off;
+			uint16_t sel;
+		} fp;
+		fp.off = (uint32_t)(uintptr_t)code;
+		fp.sel = 0x23;
+		__asm__ volatile("ljmpl *%0" : : "m"(fp) : "memory");
+		_exit(4);
+	}
+	int st = 0;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFSIGNALED(st) && (WTERMSIG(st) == SIGILL ||
+				      WTERMSIG(st) == SIGSEGV),
+		  "the compat-mode probe ended with status 0x%x", st);
+	return WTERMSIG(st) == SIGILL;
+}
+
 static void run_bad(const struct bad_case *c, struct partition *n)
 {
 	struct t_console out = { 0 };
@@ -171,8 +208,19 @@ Test(proc_hostile, each_attempt_stops_only_that_partition, .timeout = 240)
 	struct t_console nout = { 0 };
 	struct partition *n = start("neighbour", "counter.elf",
 				    "count=1000000 work=100000", &nout);
-	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(*bad_cases); i++)
-		run_bad(&bad_cases[i], n);
+	bool compat = host_runs_compat32();
+	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(*bad_cases); i++) {
+		const struct bad_case *c = &bad_cases[i];
+		/* Where the host refuses the 32-bit segment, the far jump
+		 * itself is the fault: stopped all the same, named so. */
+		struct bad_case refused = { c->image, c->mode,
+					    VMX_STOP_TRIPLE_FAULT,
+					    "general protection" };
+		run_bad(!compat && !strncmp(c->mode, "farjump32", 9) ?
+			&refused : c, n);
+	}
+	cr_log_info("the host %s a far jump into its 32-bit code segment",
+		    compat ? "runs" : "refuses");
 	partition_stop(n);
 	STOPPED_WITH(n, VMX_STOP_KILLED);
 	cr_assert_gt(t_count_lines(nout.buf, "tick "), 0);
