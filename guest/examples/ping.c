@@ -5,7 +5,9 @@
  * report=N it says "ping: K ok" after every N replies (K checked so far):
  * a counter that keeps rising while the agent is replaced beneath it.
  * peer_wait=S: wait up to S seconds for the peer to come up (default 1; a
- * Linux VM its agent is still starting takes seconds: pingpong.h). */
+ * Linux VM its agent is still starting takes seconds: pingpong.h).
+ * hold=1: then keep the channel open, sending nothing, until stopped (its
+ * peer waits for a message that does not come: a stream paused). */
 #include "pingpong.h"
 
 #define SALT_PING PP_SALT_PING
@@ -17,6 +19,7 @@ int main(const struct parley_boot_info *bi)
 	long count = parley_cmdline_int(bi, "count", 100000);
 	long window = parley_cmdline_int(bi, "window", 16);
 	long report = parley_cmdline_int(bi, "report", 0);
+	long hold = parley_cmdline_int(bi, "hold", 0);
 	struct parley_chan c;
 	char detail[64];
 	int64_t rc = pp_open(bi, &c, detail);
@@ -53,5 +56,9 @@ int main(const struct parley_boot_info *bi)
 	uint64_t ms = (parley_clock_ns() - t0) / 1000000;
 	parley_printf("ping: %ld messages each way, %lu bytes, checksums ok, "
 		      "%lu ms\n", count, bytes, ms);
+	if (hold)
+		parley_puts("ping: holding the channel");
+	while (hold)
+		parley_sleep_ns(1000000000ull);
 	return 0;
 }

@@ -9,19 +9,15 @@
 #include <criterion/criterion.h>
 
 #include "agent/supervisor.h"
+#include "tests/helpers/testutil.h"
 
 char *t_vm_console(struct vmmgr *m, const char *name)
 {
 	char p[PATH_MAX + 64];
 	vmhost_console_path(&m->host, name, p, sizeof(p));
-	FILE *f = fopen(p, "r");
-	if (!f)
-		return strdup("");
-	static char buf[1 << 16];
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = 0;
-	fclose(f);
-	return strdup(buf);
+	/* whole: a console past 64 KiB (boot, hot-plugs, an agent killed
+	 * and followed twice) has its latest lines at the end */
+	return t_slurp(p);
 }
 
 bool t_vm_thin_live(struct t_fleet *f)
