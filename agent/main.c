@@ -85,6 +85,8 @@ struct cli {
 	const char *plugin_dir;    /* NULL: agent/plugin/agentset.h */
 	const char *libvirt_uri;   /* NULL: the embedded driver
 				    * (agent/vm/vmhost.h) */
+	int audit_refusals;        /* a second, per partition; 0: the
+				    * default; -1: all (ipc/audit.h) */
 };
 
 static const char usage_text[] =
@@ -94,9 +96,10 @@ static const char usage_text[] =
 	"[--vmm-uid-range FIRST-LAST]\n"
 	"           [--policy GRANTS.json] [--baselines FILE "
 	"[--baseline-mode enroll|golden]]\n"
-	"           [--audit FILE] [--rehash-interval SECONDS] "
-	"[--snapshot-dir DIR]\n"
-	"           [--snapshot-key FILE] [--state-dir DIR] [--disk-dir DIR]\n"
+	"           [--audit FILE] [--audit-refusals N|all] "
+	"[--rehash-interval SECONDS]\n"
+	"           [--snapshot-dir DIR] [--snapshot-key FILE]\n"
+	"           [--state-dir DIR] [--disk-dir DIR]\n"
 	"           [--plugin-dir DIR] [--qemu-uid-range FIRST-LAST]\n"
 	"           [--libvirt-uri URI]\n"
 	"           [--update-stage DIR [--update-timeout SECONDS]] SPEC...\n"
@@ -109,8 +112,10 @@ static const char usage_text[] =
 	"       parley-agent serve --state-dir DIR [--server HOST:PORT[,...]] "
 	"[--image-dir DIR]\n"
 	"           [--config-dir DIR] [--audit FILE] "
-	"[--backend kvm|process|auto]\n"
-	"           [--vmm-uid-range FIRST-LAST] [--update-stage DIR "
+	"[--audit-refusals N|all]\n"
+	"           [--backend kvm|process|auto] "
+	"[--vmm-uid-range FIRST-LAST]\n"
+	"           [--update-stage DIR "
 	"[--update-timeout SECONDS]]\n"
 	"           [--disk-dir DIR] [--qemu-uid-range FIRST-LAST]\n"
 	"           [--libvirt-uri URI] [SPEC...]\n"
@@ -209,6 +214,25 @@ static int opt_libvirt_uri(struct cli *c, const char *uri)
 	return 0;
 }
 
+/* --audit-refusals N (1..100000) or all: how many of a partition's
+ * refusals a second are recorded one by one (ipc/audit.h). */
+static int opt_refusals(struct cli *c, const char *arg)
+{
+	char *end;
+	long n = strtol(arg, &end, 10);
+	if (!strcmp(arg, "all")) {
+		c->audit_refusals = -1;
+		return 0;
+	}
+	if (*arg < '0' || *arg > '9' || *end || n < 1 || n > 100000) {
+		fprintf(stderr, "parley-agent: --audit-refusals takes a number "
+			"a second (1-100000) or 'all'\n");
+		return -1;
+	}
+	c->audit_refusals = (int)n;
+	return 0;
+}
+
 static int opt_one(struct cli *c, int o)
 {
 	char *end;
@@ -247,6 +271,8 @@ static int opt_one(struct cli *c, int o)
 			return -1;
 		}
 		return 0;
+	case 'A':
+		return opt_refusals(c, optarg);
 	case 'S':
 		c->state_dir = optarg;
 		return 0;
@@ -307,6 +333,7 @@ static int parse_opts(int argc, char **argv, struct cli *c)
 		{ "baseline-mode", required_argument, NULL, 'm' },
 		{ "audit", required_argument, NULL, 'a' },
 		{ "rehash-interval", required_argument, NULL, 'r' },
+		{ "audit-refusals", required_argument, NULL, 'A' },
 		{ "state-dir", required_argument, NULL, 'S' },
 		{ "server", required_argument, NULL, 'D' },
 		{ "snapshot-key", required_argument, NULL, 'k' },
@@ -556,6 +583,7 @@ static int setup(struct agent *a, int restore, char **args, int n,
 		perror(a->cli.audit);
 		return -1;
 	}
+	audit_limits(&a->audit, a->cli.audit_refusals);
 	chanmgr_init(&a->cm, &a->audit);
 	a->cm.rehash_interval_ns = (uint64_t)(a->cli.rehash_s * 1e9);
 	if (a->cli.backend == BACKEND_AUTO) {
@@ -739,9 +767,11 @@ static void serve_round(void *ctx, int max_ms)
 
 /* Our VMs' consoles printed up to now: the new agent streams each from
  * where the file ends when it adopts the VM (vmrun.h). */
-static void vms_console_flush(void *ctx)
+static void before_commit(void *ctx)
 {
-	vmrun_console_all(&((struct agent *)ctx)->vms);
+	struct agent *a = ctx;
+	vmrun_console_all(&a->vms);
+	audit_end_all(&a->audit); /* the new agent knows nothing of them */
 }
 
 static void on_upgrade(void *ctx)
@@ -771,7 +801,7 @@ static void on_upgrade(void *ctx)
 		.cm = &a->cm, .policy = a->policy, .policy_len = a->policy_len,
 		.argv = a->argv, .version = agent_version(), .out = stdout,
 		.timeout_ms = (int)(a->cli.update_timeout_s * 1000),
-		.serve = serve_round, .before_commit = vms_console_flush,
+		.serve = serve_round, .before_commit = before_commit,
 		.ctx = a,
 	};
 	if (update_commit(&h, dir, &err) == 0)
@@ -961,6 +991,7 @@ static int serve(int argc, char **argv, char **all)
 		.config_dirs = a.cli.config_dirs,
 		.disk_dirs = a.cli.ndisk_dirs ? a.cli.disk_dirs : NULL,
 		.audit = a.cli.audit, .rehash_s = a.cli.rehash_s,
+		.audit_refusals = a.cli.audit_refusals,
 		.backend = a.cli.backend,
 		.specs = argv + first, .nspecs = argc - first,
 		.update_stage = a.cli.update_stage,
@@ -1042,8 +1073,10 @@ int main(int argc, char **argv)
 	plugin_set_free(&a.plugins);
 	if (a.have_db)
 		baseline_free(&a.db);
+	audit_end_all(&a.audit);
 	if (a.audit.out)
 		fclose(a.audit.out);
+	audit_free(&a.audit);
 	snap_key_wipe(&a.key);
 	free(a.policy);
 	return bad ? 2 : rc;

@@ -844,6 +844,7 @@ static int link_up(struct serve *s, struct parley_err *err)
 static void before_commit(void *ctx)
 {
 	struct serve *s = ctx;
+	audit_end_all(&s->audit); /* their counts, before the link goes */
 	s->audit.sink = NULL;
 	agent_link_free(&s->link);
 	s->link_down = true;
@@ -979,6 +980,7 @@ static int adopt_all(struct serve *s, struct parley_err *err)
 
 static void teardown(struct serve *s)
 {
+	audit_end_all(&s->audit); /* while the link may still take them */
 	for (unsigned i = 0; i < s->n; i++) {
 		if (s->part[i].ev)
 			event_free(s->part[i].ev);
@@ -997,6 +999,7 @@ static void teardown(struct serve *s)
 			event_free(s->sig[i]);
 	if (s->audit.out)
 		fclose(s->audit.out);
+	audit_free(&s->audit);
 	disk_keyring_free(&s->keys);
 	event_base_free(s->base);
 }
@@ -1019,6 +1022,7 @@ int serve_main(const struct serve_opts *o)
 		perror(o->audit);
 		return 2;
 	}
+	audit_limits(&s.audit, o->audit_refusals);
 	chanmgr_init(&s.cm, &s.audit);
 	if (disk_keyring_init(&s.keys, &err) < 0) {
 		log_error("%s", perr_msg(&err));

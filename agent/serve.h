@@ -18,6 +18,8 @@ struct serve_opts {
 	const char *const *disk_dirs;   /* disks' backing files (NULL: none) */
 	const char *audit;         /* JSON lines file, or NULL */
 	double rehash_s;
+	int audit_refusals;        /* --audit-refusals: 0 the default, -1
+				    * all (agent/ipc/audit.h) */
 	uint32_t backend;          /* BACKEND_AUTO (0) unless --backend */
 	char **specs;
 	int nspecs;

@@ -192,4 +192,5 @@ Test(chan_slots, records_never_run_out_across_cycles)
 	cr_assert_eq(cm.nparts, 0);
 	sup.n = 0; /* (the fakes are freed above, not by sup_free) */
 	chanmgr_free(&cm);
+	audit_free(&au);
 }

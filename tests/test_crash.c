@@ -443,7 +443,9 @@ static void start_stream(struct api_client *c, struct fd_agent *a,
 		 "\"cmdline\":\"steps=spamn:%u:r%uc,sleep:60000\"}", PER_TRY,
 		 try);
 	const char *specs[] = { spec, NULL };
-	fd_start_agent(&c->f, a, specs);
+	/* The refusals are this test's stream of records: every one. */
+	const char *all[] = { "--audit-refusals", "all", NULL };
+	fd_start_agent_with(&c->f, a, specs, all);
 }
 
 /* Poll the store every 2 ms (so the kill follows the evidence closely)

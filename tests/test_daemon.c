@@ -375,7 +375,9 @@ static bool kill9_try(int attempt, uint64_t at[KILL9_KILLS])
 		"{\"name\":\"a\",\"image\":\"chantest.elf\",\"memory\":\"4M\","
 		"\"cmdline\":\"steps=spam:3000:nochan,sleep:60000\"}",
 		NULL };
-	fd_start_agent(&f, h, specs);
+	/* The refusals are this test's stream of records: every one. */
+	const char *all[] = { "--audit-refusals", "all", NULL };
+	fd_start_agent_with(&f, h, specs, all);
 	bool mid = true;
 	uint64_t prev = 0;
 	for (int i = 0; i < KILL9_KILLS; i++) {

@@ -165,6 +165,7 @@ static void start_with(struct run *r, const char *fault, const char *timeout,
 		char *argv[] = { T_AGENT, "run", "--backend", "process",
 			"--vmm", T_VMM, "--image-dir", PARLEY_BUILD_DIR "/guest",
 			"--policy", "grants.json", "--audit", "audit.jsonl",
+			"--audit-refusals", "all", /* spam's: every one */
 			"--update-stage", "stage", "--update-timeout",
 			(char *)(timeout ? timeout : "20"), "ping.json",
 			"pong.json", spam ? "spam.json" : NULL, NULL };
@@ -561,7 +562,9 @@ Test(handover, under_a_daemon_every_audit_event_stored_once,
 		 "\"chantest.elf\",\"memory\":\"4M\",\"cmdline\":"
 		 "\"steps=spamn:%d:c,sleep:60000\"}", SERVE_EVENTS);
 	const char *specs[] = { spec, NULL };
-	const char *extra[] = { "--update-stage", stage_dir, NULL };
+	/* The refusals are this test's stream of records: every one. */
+	const char *extra[] = { "--update-stage", stage_dir,
+				"--audit-refusals", "all", NULL };
 	fd_start_agent_with(&f, h, specs, extra);
 	static struct want_stored w;
 	w = (struct want_stored){ .total = 200 };

@@ -89,7 +89,9 @@ static void start_spamming(struct fleetd *f, struct fd_agent *a,
 		 "\"cmdline\":\"steps=sleep:%u,spamn:%u:r%uc,sleep:60000\"}",
 		 sleep_ms, PER_ROUND, round);
 	const char *specs[] = { spec, NULL };
-	fd_start_agent(f, a, specs);
+	/* The refusals are this test's stream of records: every one. */
+	const char *all[] = { "--audit-refusals", "all", NULL };
+	fd_start_agent_with(f, a, specs, all);
 }
 
 struct round_wait {

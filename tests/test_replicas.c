@@ -692,7 +692,9 @@ STORE_TEST(replicas, kill9_of_the_holder_fails_over_and_every_record_arrives_onc
 	 * (ServerList), which is how it finds one after the kill. */
 	char servers[160];
 	server_list(&x, (const int[]){ 0, -1 }, servers, sizeof(servers));
-	const char *extra[] = { "--server", servers, NULL };
+	/* The refusals are this test's stream of records: every one. */
+	const char *extra[] = { "--server", servers, "--audit-refusals",
+				"all", NULL };
 	char spec[256];
 	snprintf(spec, sizeof(spec),
 		 "{\"name\":\"a\",\"image\":\"chantest.elf\",\"memory\":\"4M\","

@@ -347,6 +347,7 @@ bool chanmgr_tick(struct chanmgr *cm)
 {
 	uint64_t now = mono_now_ns();
 	bool did = false;
+	audit_tick(cm->audit);
 	for (unsigned i = cm->nchans; i-- > 0;) {
 		if (i >= cm->nchans)
 			continue;
@@ -479,6 +480,7 @@ static void chans_without(struct chanmgr *cm, struct cm_part *cp,
 void chanmgr_gone(struct chanmgr *cm, struct partition *p)
 {
 	struct cm_part *cp = cm_part_of(p);
+	audit_forget(cm->audit, p->name);
 	if (cp) {
 		svcmgr_gone(cm, cp);
 		segmgr_gone(cm, cp);

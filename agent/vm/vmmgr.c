@@ -660,8 +660,7 @@ static void restarted(struct vm_part *v, const struct vm_spec *s,
 	v->fault = 0;
 	v->fault_detail[0] = 0;
 	v->digest_audits = 0;
-	v->open_credit_at_ns = v->opens_limited = 0;
-	v->limiting = false;
+	v->open_limit = (struct ratelimit){ 0 };
 	v->nstale = 0;
 	v->slots_used = 0;
 	v->adopted_ns = v->stale_hello_ns = 0;

@@ -45,6 +45,7 @@
 #include "agent/ipc/audit.h"
 #include "agent/ipc/baseline.h"
 #include "agent/ipc/chanmgr.h"
+#include "agent/ipc/ratelimit.h"
 #include "agent/partition.h"
 #include "agent/vm/vmctl.h"
 #include "agent/vm/vmhost.h"
@@ -165,15 +166,8 @@ struct vm_part {
 	uint64_t obj_try_ns;        /* the last round of backend deletes */
 	unsigned digest_audits;     /* guest-reported digests audited (at
 				     * most VMMGR_DIGEST_AUDITS) */
-	uint64_t open_credit_ns;    /* the OPEN bucket, as time owed: one
-				     * OPEN costs 1 s / VMMGR_OPENS_PER_S */
-	uint64_t open_credit_at_ns; /* when it was last topped up */
-	uint64_t opens_limited;     /* refused LIMIT since the last audit of
-				     * them */
-	uint64_t limit_audit_ns;    /* that audit: at most one a second */
-	uint64_t limit_last_ns;     /* the last LIMIT answer */
-	bool limiting;              /* an episode's start audited, its
-				     * count not yet */
+	struct ratelimit open_limit; /* the OPEN bucket and its LIMIT
+				     * episode (ratelimit.h) */
 	struct vmctl_dec dec;
 	uint32_t next_handle;
 	uint32_t slots_used;        /* bit n: PCI slot VMMGR_SLOT0 + n */

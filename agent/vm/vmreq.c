@@ -14,57 +14,41 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent/ctl/clock.h"
 #include "agent/ipc/measure.h"
 #include "common/log.h"
 
-/* An episode of LIMIT answers audited with its count (ENDED): at an
- * OPEN let through a second or more after it began, once a second has
- * passed without one (housekeep), and when the VM stops (force). */
+/* An episode of LIMIT answers audited with its count (ENDED): once its
+ * first or last answer is a second old — at the next OPEN let through or
+ * at housekeeping — and when the VM stops (force). */
 void vmreq_limit_flush(struct vmmgr *m, struct vm_part *v, bool force)
 {
-	if (!v->limiting)
+	if (!v->open_limit.limiting)
 		return; /* (every serve comes here: no clock read first) */
-	uint64_t now = vm_now_ns();
-	if (!force && now - v->limit_last_ns < 1000000000ull)
+	uint64_t n = rl_end(&v->open_limit, mono_now_ns(), force);
+	if (!n)
 		return;
 	char d[96];
 	snprintf(d, sizeof(d), "%llu OPEN(s) answered LIMIT, undecided",
-		 (unsigned long long)v->opens_limited);
+		 (unsigned long long)n);
 	vm_emit(m, "vm_open_limited", v->spec.name, NULL, "ENDED", NULL, d);
-	v->limiting = false;
-	v->opens_limited = 0;
 }
 
 /* The OPEN bucket (VMMGR_OPEN_BURST, VMMGR_OPENS_PER_S): true if this
  * OPEN may go on. Refusals audited as vmmgr.h says. */
 static bool open_allowed(struct vmmgr *m, struct vm_part *v)
 {
-	const uint64_t cost = 1000000000ull / VMMGR_OPENS_PER_S;
-	const uint64_t cap = cost * VMMGR_OPEN_BURST;
-	uint64_t now = vm_now_ns();
-	if (!v->open_credit_at_ns)
-		v->open_credit_ns = cap;
-	else if (now - v->open_credit_at_ns >= cap - v->open_credit_ns)
-		v->open_credit_ns = cap;
-	else
-		v->open_credit_ns += now - v->open_credit_at_ns;
-	v->open_credit_at_ns = now;
-	if (v->open_credit_ns < cost) {
-		v->opens_limited++;
-		v->limit_last_ns = now;
-		if (!v->limiting) {
-			vm_emit(m, "vm_open_limited", v->spec.name, NULL, "LIMIT",
-				NULL, "OPENs faster than the agent takes them: "
-				"answered LIMIT");
-			v->limiting = true;
-			v->limit_audit_ns = now;
-		}
-		return false;
+	bool began;
+	if (rl_take(&v->open_limit, mono_now_ns(), VMMGR_OPEN_BURST,
+		    VMMGR_OPENS_PER_S, &began)) {
+		vmreq_limit_flush(m, v, false);
+		return true;
 	}
-	v->open_credit_ns -= cost;
-	if (v->limiting && now - v->limit_audit_ns >= 1000000000ull)
-		vmreq_limit_flush(m, v, true);
-	return true;
+	if (began)
+		vm_emit(m, "vm_open_limited", v->spec.name, NULL, "LIMIT", NULL,
+			"OPENs faster than the agent takes them: answered "
+			"LIMIT");
+	return false;
 }
 
 static void on_open(struct vmmgr *m, struct vm_part *v,

@@ -158,6 +158,7 @@ void t_fleet_free(struct t_fleet *f)
 {
 	sup_free(&f->sup);
 	chanmgr_free(&f->cm);
+	audit_free(&f->audit);
 	fclose(f->outf);
 	fclose(f->audf);
 	free(f->out);

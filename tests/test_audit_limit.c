@@ -1,0 +1,160 @@
+/* A partition's refusals past its bucket are counted, not recorded one by
+ * one (agent/ipc/audit.h): the audit by itself, then a real partition
+ * asking in a loop for a channel it has no grant for. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/ipc/audit.h"
+#include "tests/helpers/fleet.h"
+#include "tests/helpers/testutil.h"
+
+struct seen {
+	unsigned denied_p, denied_q, allowed, fault, limit, ended;
+	unsigned long ended_sum;
+};
+
+static void sink(const struct audit_event *e, void *ctx)
+{
+	struct seen *s = ctx;
+	if (!strcmp(e->event, "open_denied") && !strcmp(e->partition, "p"))
+		s->denied_p++;
+	else if (!strcmp(e->event, "open_denied"))
+		s->denied_q++;
+	else if (!strcmp(e->event, "open_allowed"))
+		s->allowed++;
+	else if (!strcmp(e->event, "fault"))
+		s->fault++;
+	else if (!strcmp(e->event, "audit_limited") &&
+		 !strcmp(e->reason, "LIMIT"))
+		s->limit++;
+	else if (!strcmp(e->event, "audit_limited")) {
+		cr_assert_str_eq(e->reason, "ENDED");
+		s->ended++;
+		s->ended_sum += strtoul(e->detail, NULL, 10);
+	}
+}
+
+static void emit(struct audit *a, const char *event, const char *part,
+		 unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		audit_emit(a, &(struct audit_event){ event, part, "nope",
+						     "NO_GRANT", NULL, NULL });
+}
+
+/* 1 a second, so a burst of 8: the rest of a quick loop is counted. */
+Test(audit_limit, refusals_past_the_bucket_are_counted_once_ended)
+{
+	struct seen s = { 0 };
+	struct audit a = { .sink = sink, .sink_ctx = &s };
+	audit_limits(&a, 1);
+	emit(&a, "open_denied", "p", 100);
+	emit(&a, "open_allowed", "p", 5);  /* not a refusal: never held */
+	emit(&a, "fault", "p", 5);
+	emit(&a, "open_denied", "q", 5);   /* its own bucket */
+	cr_assert_eq(s.denied_p, 8);
+	cr_assert_eq(s.limit, 1, "one record when the episode begins");
+	cr_assert_eq(a.left_out, 92);
+	cr_assert_eq(s.allowed, 5);
+	cr_assert_eq(s.fault, 5);
+	cr_assert_eq(s.denied_q, 5);
+	cr_assert_eq(s.ended, 0, "ended before a second passed");
+	audit_forget(&a, "p");
+	cr_assert_eq(s.ended, 1);
+	cr_assert_eq(s.ended_sum, 92, "every refusal in some count");
+	audit_forget(&a, "p");             /* gone already: nothing */
+	cr_assert_eq(s.ended, 1);
+	audit_free(&a);
+}
+
+/* The housekeeping ends an episode once its last refusal is a second
+ * old; the bucket has refilled meanwhile. */
+Test(audit_limit, a_second_without_refusals_ends_the_episode)
+{
+	struct seen s = { 0 };
+	struct audit a = { .sink = sink, .sink_ctx = &s };
+	audit_limits(&a, 1);
+	emit(&a, "open_denied", "p", 20);
+	audit_tick(&a);
+	cr_assert_eq(s.ended, 0);
+	usleep(1100000);
+	audit_tick(&a);
+	cr_assert_eq(s.ended, 1);
+	cr_assert_eq(s.ended_sum, 12);
+	emit(&a, "open_denied", "p", 1);
+	cr_assert_eq(s.denied_p, 9, "refilled: recorded again");
+	cr_assert_eq(s.limit, 1);
+	audit_free(&a);
+}
+
+Test(audit_limit, all_records_every_refusal)
+{
+	struct seen s = { 0 };
+	struct audit a = { .sink = sink, .sink_ctx = &s };
+	audit_limits(&a, -1);
+	emit(&a, "open_denied", "p", 5000);
+	cr_assert_eq(s.denied_p, 5000);
+	cr_assert_eq(s.limit + s.ended, 0);
+	cr_assert_eq(a.left_out, 0);
+	audit_free(&a);
+}
+
+/* A partition's name is a key here, and a name is anything a spec
+ * allows: a bucket per name, each freed. */
+Test(audit_limit, many_partitions_each_their_own_bucket)
+{
+	struct seen s = { 0 };
+	struct audit a = { .sink = sink, .sink_ctx = &s };
+	audit_limits(&a, 1);
+	char name[32];
+	for (unsigned i = 0; i < 500; i++) {
+		snprintf(name, sizeof(name), "q%u", i);
+		emit(&a, "open_denied", name, 9);
+	}
+	cr_assert_eq(s.denied_q, 500 * 8);
+	cr_assert_eq(s.limit, 500);
+	cr_assert_eq(a.left_out, 500);
+	audit_free(&a);
+}
+
+/* A real partition asks 3,000 times for a channel it has no grant for,
+ * under the default limit: the first AUDIT_DENY_BURST and AUDIT_DENY_PER_S
+ * a second are recorded, and every other one is in an ENDED count. */
+T_BACKEND_TEST(audit_limit, a_partition_asking_in_a_loop_costs_a_bounded_audit,
+	       .timeout = 120)
+{
+	struct t_fleet f;
+	t_fleet_init(&f, NULL);
+	t_fleet_add(&f, "spam", "chantest.elf",
+		    "steps=spam:3000:nogrant,sleep:1500", NULL, false, NULL);
+	t_fleet_go(&f);
+	cr_assert_eq(t_fleet_run(&f, 60000), 0, "%s", t_fleet_out(&f));
+	const char *out = t_fleet_out(&f);
+	cr_assert(strstr(out, "spammed 3000 (0 allowed)"), "%s", out);
+	const char *aud = t_fleet_audit(&f);
+	int denied = t_count(aud, "\"event\":\"open_denied\",\"partition\":"
+				  "\"spam\"");
+	int limit = t_count(aud, "\"event\":\"audit_limited\",\"partition\":"
+				 "\"spam\",\"reason\":\"LIMIT\"");
+	unsigned long counted = 0;
+	int ended = 0;
+	for (const char *p = aud; (p = strstr(p, "\"reason\":\"ENDED\""));
+	     p++) {
+		const char *d = strstr(p, "\"detail\":\"");
+		cr_assert(d, "%s", aud);
+		counted += strtoul(d + 10, NULL, 10);
+		ended++;
+	}
+	cr_assert_geq(denied, AUDIT_DENY_BURST);
+	cr_assert_lt(denied, 3000, "nothing was held back");
+	cr_assert_geq(limit, 1);
+	cr_assert_eq(ended, limit, "each episode ended, with its count:\n%s",
+		     aud + (strlen(aud) > 2000 ? strlen(aud) - 2000 : 0));
+	cr_assert_eq(denied + counted, 3000, "%d recorded, %lu counted",
+		     denied, counted);
+	cr_log_info("3000 refusals: %d recorded, %lu counted in %d episode(s)",
+		    denied, counted, ended);
+	t_fleet_free(&f);
+}
