@@ -158,3 +158,21 @@ T_BACKEND_TEST(audit_limit, a_partition_asking_in_a_loop_costs_a_bounded_audit,
 		    denied, counted, ended);
 	t_fleet_free(&f);
 }
+
+/* The option: a number a second or 'all'; anything else is refused
+ * before the agent starts anything, naming the option. */
+Test(audit_limit, option_values_checked)
+{
+	static const char *const bad[] = { "0", "-5", "abc", "12x", "",
+					   "100001", "99999999999999999999" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		char *out = NULL;
+		char *const argv[] = { T_AGENT, "run", "--audit-refusals",
+				       (char *)bad[i], "nothing.json", NULL };
+		int rc = t_run(argv, &out, 20);
+		cr_expect_eq(rc, 2, "'%s': rc %d: %s", bad[i], rc, out);
+		cr_expect(strstr(out, "--audit-refusals"), "'%s': %s", bad[i],
+			  out);
+		free(out);
+	}
+}
