@@ -771,7 +771,9 @@ static void before_commit(void *ctx)
 {
 	struct agent *a = ctx;
 	vmrun_console_all(&a->vms);
-	audit_end_all(&a->audit); /* the new agent knows nothing of them */
+	/* the new agent knows nothing of these episodes: their counts now */
+	vmmgr_limits_end(&a->vms.m);
+	audit_end_all(&a->audit);
 }
 
 static void on_upgrade(void *ctx)
@@ -1062,6 +1064,7 @@ int main(int argc, char **argv)
 	int rc = (a.sup.n || a.vms.n) && !bad ? sup_run(&a.sup) : 0;
 	if (a.vms.n && !bad)
 		rc |= vmrun_summary(&a.vms);
+	vmmgr_limits_end(&a.vms.m); /* (none when no VM ran: nvm 0) */
 	vmrun_free(&a.vms);
 	for (int i = 0; i < n; i++)
 		spec_free(&specs[i]);

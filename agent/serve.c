@@ -844,7 +844,9 @@ static int link_up(struct serve *s, struct parley_err *err)
 static void before_commit(void *ctx)
 {
 	struct serve *s = ctx;
-	audit_end_all(&s->audit); /* their counts, before the link goes */
+	/* the episodes' counts, before the link goes */
+	vmmgr_limits_end(&s->vms.m);
+	audit_end_all(&s->audit);
 	s->audit.sink = NULL;
 	agent_link_free(&s->link);
 	s->link_down = true;
@@ -980,7 +982,9 @@ static int adopt_all(struct serve *s, struct parley_err *err)
 
 static void teardown(struct serve *s)
 {
-	audit_end_all(&s->audit); /* while the link may still take them */
+	/* while the link may still take them */
+	vmmgr_limits_end(&s->vms.m);
+	audit_end_all(&s->audit);
 	for (unsigned i = 0; i < s->n; i++) {
 		if (s->part[i].ev)
 			event_free(s->part[i].ev);

@@ -89,6 +89,33 @@ Test(audit_limit, a_second_without_refusals_ends_the_episode)
 	audit_free(&a);
 }
 
+/* Past the bucket, a refusal that names a changed file (INTEGRITY) or a
+ * quarantine is still recorded, and costs the bucket nothing; every kind
+ * of refusal a partition can ask for is held. */
+Test(audit_limit, integrity_refusals_always_recorded)
+{
+	struct seen s = { 0 };
+	struct audit a = { .sink = sink, .sink_ctx = &s };
+	audit_limits(&a, 1);
+	emit(&a, "open_denied", "p", 8);
+	cr_assert_eq(s.denied_p, 8);
+	audit_emit(&a, &(struct audit_event){ "open_denied", "p", "c",
+					      "INTEGRITY", "app.conf",
+					      "p/app.conf" });
+	audit_emit(&a, &(struct audit_event){ "open_denied", "p", "c",
+					      "QUARANTINED", NULL, NULL });
+	cr_assert_eq(s.denied_p, 10);
+	cr_assert_eq(a.left_out, 0);
+	static const char *const held[] = { "open_denied", "svc_offer_denied",
+					    "svc_call_denied", "seg_refused",
+					    "update_denied", "update_refused" };
+	for (size_t i = 0; i < sizeof(held) / sizeof(*held); i++)
+		emit(&a, held[i], "p", 1);
+	cr_assert_eq(a.left_out, 6);
+	cr_assert_eq(s.limit, 1);
+	audit_free(&a);
+}
+
 Test(audit_limit, all_records_every_refusal)
 {
 	struct seen s = { 0 };

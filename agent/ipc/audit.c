@@ -51,7 +51,7 @@ static bool refusal(const char *event)
 {
 	static const char *const ev[] = { "open_denied", "svc_offer_denied",
 					  "svc_call_denied", "seg_refused",
-					  "update_denied" };
+					  "update_denied", "update_refused" };
 	for (size_t i = 0; i < sizeof(ev) / sizeof(*ev); i++)
 		if (!strcmp(event, ev[i]))
 			return true;
@@ -122,7 +122,12 @@ static void lim_drop(struct audit *a, unsigned i)
 void audit_emit(struct audit *a, const struct audit_event *e)
 {
 	struct audit_lim *l = NULL;
-	if (!a->deny_all && e->partition && refusal(e->event))
+	/* A refusal for a changed file or a quarantine says what no flood
+	 * may hide (which file, found at which request): always recorded,
+	 * and not charged. */
+	bool telling = e->reason && (!strcmp(e->reason, "INTEGRITY") ||
+				     !strcmp(e->reason, "QUARANTINED"));
+	if (!a->deny_all && e->partition && !telling && refusal(e->event))
 		l = lim_of(a, e->partition);
 	if (l) {
 		uint64_t now = mono_now_ns();

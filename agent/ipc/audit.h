@@ -7,11 +7,16 @@
  * A partition may ask for what it is refused as fast as it likes, and
  * each refusal would be a record in the daemon's hash-chained log: the
  * refusals a partition asks for (open_denied, svc_offer_denied,
- * svc_call_denied, seg_refused, update_denied) are recorded one by one up
- * to deny_burst, then deny_per_s a second, per partition. Past that they
- * are counted: `audit_limited` LIMIT when that begins, ENDED with the
- * count once its first or last refusal is a second old (audit_tick) or
- * the partition goes (audit_forget). deny_per_s 0: every one recorded.
+ * svc_call_denied, seg_refused, update_denied, update_refused) are
+ * recorded one by one up to deny_burst, then deny_per_s a second, per
+ * partition. Past that they are counted: `audit_limited` LIMIT when that
+ * begins, ENDED with the count a second later (audit_tick, or the next
+ * record let through), when the partition goes (audit_forget), or before
+ * the agent hands over or ends (audit_end_all). A refusal whose reason is
+ * INTEGRITY or QUARANTINED is always recorded (it names the file, and
+ * where it was found). What a partition is allowed (open_allowed,
+ * seg_attach, svc_call_allowed, ...) is recorded one by one: a grant
+ * bounds it, not this. deny_all: every refusal recorded.
  */
 #ifndef PARLEY_IPC_AUDIT_H
 #define PARLEY_IPC_AUDIT_H

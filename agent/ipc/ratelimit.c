@@ -9,6 +9,8 @@ bool rl_take(struct ratelimit *l, uint64_t now, unsigned burst,
 	const uint64_t cost = SECOND_NS / (per_s ? per_s : 1);
 	const uint64_t cap = cost * (burst ? burst : 1);
 	*began = false;
+	if (l->credit_ns > cap) /* (a bucket asked with a smaller cap) */
+		l->credit_ns = cap;
 	if (!l->credit_at_ns || now - l->credit_at_ns >= cap - l->credit_ns)
 		l->credit_ns = cap;
 	else
@@ -19,7 +21,6 @@ bool rl_take(struct ratelimit *l, uint64_t now, unsigned burst,
 		return true;
 	}
 	l->count++;
-	l->last_ns = now;
 	if (!l->limiting) {
 		l->limiting = *began = true;
 		l->began_ns = now;
@@ -31,8 +32,7 @@ uint64_t rl_end(struct ratelimit *l, uint64_t now, bool force)
 {
 	if (!l->limiting)
 		return 0;
-	if (!force && now - l->began_ns < SECOND_NS &&
-	    now - l->last_ns < SECOND_NS)
+	if (!force && now - l->began_ns < SECOND_NS)
 		return 0;
 	uint64_t n = l->count;
 	l->limiting = false;

@@ -14,7 +14,7 @@
 
 struct ratelimit {
 	uint64_t credit_ns, credit_at_ns; /* the bucket, in ns of refill */
-	uint64_t began_ns, last_ns;       /* the episode: first, last refusal */
+	uint64_t began_ns;                /* the episode's first refusal */
 	uint64_t count;                   /* refusals in the episode */
 	bool limiting;
 };
@@ -26,8 +26,8 @@ bool rl_take(struct ratelimit *l, uint64_t now, unsigned burst,
 	     unsigned per_s, bool *began);
 
 /* An episode to report as ended: its count, and the episode closed; 0
- * if there is none, or it is not due — due when its first refusal is a
- * second old or its last one is (force: any). */
+ * if there is none, or it is not due — due a second after its first
+ * refusal (force: now). A flood goes on as one episode a second. */
 uint64_t rl_end(struct ratelimit *l, uint64_t now, bool force);
 
 #endif

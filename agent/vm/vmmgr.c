@@ -463,6 +463,12 @@ void vmmgr_free(struct vmmgr *m)
 	baseline_free(&m->own_db);
 }
 
+void vmmgr_limits_end(struct vmmgr *m)
+{
+	for (unsigned i = 0; i < m->nvm; i++)
+		vmreq_limit_flush(m, &m->vm[i], true);
+}
+
 struct vm_part *vmmgr_find(struct vmmgr *m, const char *name)
 {
 	for (unsigned i = 0; i < m->nvm; i++)

@@ -126,10 +126,11 @@ struct vmmgr;
  * the audit by one record an OPEN. A bucket of VMMGR_OPEN_BURST refilled
  * at VMMGR_OPENS_PER_S; an OPEN that finds it empty is answered LIMIT
  * before anything is decided or audited: `vm_open_limited` LIMIT when
- * that starts, and the count (ENDED) at the next OPEN let through a
- * second or more later, after a second without LIMIT answers, or when
- * the VM stops — a flood costs the audit at most the decided OPENs and
- * two records a second. */
+ * that starts, and the count (ENDED) a second after it began (at the
+ * next OPEN let through, or housekeeping), when the VM stops, and before
+ * the agent hands over or ends (vmmgr_limits_end) — a flood costs the
+ * audit at most the decided OPENs and two records a second
+ * (agent/ipc/ratelimit.h). */
 #define VMMGR_OPEN_BURST 16
 #define VMMGR_OPENS_PER_S 8
 
@@ -300,6 +301,11 @@ struct vm_part *vmmgr_find(struct vmmgr *m, const char *name);
  * digest) no longer match — it is quarantined now, as its next open would
  * have it. err names the VM and why; 0: nothing to lose. */
 int vmmgr_handover_check(struct vmmgr *m, struct parley_err *err);
+
+/* Every VM's open episode of LIMIT answers audited ended now, with its
+ * count (before a hand-over or the agent's end: the next agent starts
+ * with full buckets and knows nothing of it). */
+void vmmgr_limits_end(struct vmmgr *m);
 
 /* The descriptors an event loop watches for VM i (readable: call
  * vmmgr_serve): its control port, and the doorbells of the channels it

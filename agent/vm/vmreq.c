@@ -18,9 +18,9 @@
 #include "agent/ipc/measure.h"
 #include "common/log.h"
 
-/* An episode of LIMIT answers audited with its count (ENDED): once its
- * first or last answer is a second old — at the next OPEN let through or
- * at housekeeping — and when the VM stops (force). */
+/* An episode of LIMIT answers audited with its count (ENDED): a second
+ * after it began — at the next OPEN let through or at housekeeping — and
+ * when the VM stops or the agent hands over or ends (force). */
 void vmreq_limit_flush(struct vmmgr *m, struct vm_part *v, bool force)
 {
 	if (!v->open_limit.limiting)
