@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "agent/ipc/audit.h"
+#include "agent/ipc/chanmgr.h"
 #include "tests/helpers/fleet.h"
 #include "tests/helpers/testutil.h"
 
@@ -202,4 +203,55 @@ Test(audit_limit, option_values_checked)
 			  out);
 		free(out);
 	}
+}
+
+/* A partition opening and closing a granted channel in a loop: past
+ * CM_OPEN_BURST (then CM_OPENS_PER_S a second) it is answered LIMIT
+ * before anything is re-measured or mapped; each open let through is
+ * recorded (open_allowed), each LIMIT is a refusal in the audit (one by
+ * one, or counted). Its peer keeps running. */
+T_BACKEND_TEST(audit_limit, a_partition_opening_in_a_loop_is_answered_limit,
+	       .timeout = 120)
+{
+	struct t_fleet f;
+	t_fleet_init(&f, "{\"grants\":[{\"channel\":\"c1\",\"endpoint_a\":"
+			 "\"a\",\"endpoint_b\":\"b\",\"direction\":\"both\","
+			 "\"ring_bytes\":4096}]}");
+	t_fleet_add(&f, "b", "chantest.elf", "steps=sleep:8000", NULL, false,
+		    NULL);
+	t_fleet_add(&f, "a", "chantest.elf",
+		    "steps=sleep:300,openclose:2000:c1,sleep:1500", NULL, false,
+		    NULL);
+	t_fleet_go(&f);
+	cr_assert_eq(t_fleet_run(&f, 60000), 0, "%s", t_fleet_out(&f));
+	const char *out = t_fleet_out(&f);
+	const char *r = strstr(out, "openclosed 2000 ");
+	long ok = -1, limit = -1, other = -1;
+	cr_assert(r && sscanf(r, "openclosed 2000 ok=%ld limit=%ld other=%ld",
+			      &ok, &limit, &other) == 3, "%s", out);
+	cr_assert_eq(other, 0, "%s", out);
+	cr_assert_eq(ok + limit, 2000);
+	cr_assert_geq(ok, CM_OPEN_BURST);
+	cr_assert_gt(limit, 0, "the bucket did not hold");
+	const char *aud = t_fleet_audit(&f);
+	cr_assert_eq(t_count(aud, "\"event\":\"open_allowed\",\"partition\":"
+				  "\"a\""), ok);
+	int recorded = t_count(aud, "\"event\":\"open_denied\",\"partition\":"
+				    "\"a\",\"channel\":\"c1\",\"reason\":"
+				    "\"LIMIT\"");
+	unsigned long counted = 0;
+	for (const char *p = aud; (p = strstr(p, "\"reason\":\"ENDED\""));
+	     p++) {
+		const char *d = strstr(p, "\"detail\":\"");
+		cr_assert(d, "%s", aud);
+		counted += strtoul(d + 10, NULL, 10);
+	}
+	cr_assert_eq(recorded + counted, (unsigned long)limit,
+		     "%d recorded, %lu counted, %ld LIMIT", recorded, counted,
+		     limit);
+	cr_assert(strstr(out, "b| ") == NULL || !strstr(out, "b| stopped"),
+		  "%s", out);
+	cr_log_info("2000 opens: %ld let through, %ld LIMIT (%d recorded, "
+		    "%lu counted)", ok, limit, recorded, counted);
+	t_fleet_free(&f);
 }

@@ -15,8 +15,9 @@
  * the agent hands over or ends (audit_end_all). A refusal whose reason is
  * INTEGRITY or QUARANTINED is always recorded (it names the file, and
  * where it was found). What a partition is allowed (open_allowed,
- * seg_attach, svc_call_allowed, ...) is recorded one by one: a grant
- * bounds it, not this. deny_all: every refusal recorded.
+ * seg_attach, svc_call_allowed, ...) is recorded one by one: its grants
+ * bound it, and opens have a bucket of their own (CM_OPEN_BURST).
+ * deny_all: every refusal recorded.
  */
 #ifndef PARLEY_IPC_AUDIT_H
 #define PARLEY_IPC_AUDIT_H

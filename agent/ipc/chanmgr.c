@@ -667,6 +667,11 @@ static int check_integrity(struct open_ctx *o, struct cm_part *who)
 	return st ? deny(o, st, v.detail) : 0;
 }
 
+static int decide_granted(struct open_ctx *o, const struct grant *g);
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 static int decide(struct open_ctx *o)
 {
 	struct chanmgr *cm = o->cm;
@@ -676,6 +681,24 @@ static int decide(struct open_ctx *o)
 					   o->cp->p->name);
 	if (!g)
 		return deny(o, PARLEY_E_NO_GRANT, NULL);
+	if (o->cp->ext) /* a VM's OPENs went through its own bucket */
+		return decide_granted(o, g);
+	/* (the bucket's episodes are not used: the refusal's record is) */
+	bool began;
+	if (!rl_take(&o->cp->opens, mono_now_ns(), CM_OPEN_BURST,
+		     CM_OPENS_PER_S, &began))
+		return deny(o, PARLEY_E_LIMIT, "more than "
+			    STR(CM_OPENS_PER_S) " opens a second");
+	int rc = decide_granted(o, g);
+	if (rc)
+		rl_give_back(&o->cp->opens, CM_OPEN_BURST, CM_OPENS_PER_S);
+	return rc;
+}
+
+/* The open of a channel the partition has a grant for. */
+static int decide_granted(struct open_ctx *o, const struct grant *g)
+{
+	struct chanmgr *cm = o->cm;
 	int side = strcmp(g->a, o->cp->p->name) == 0 ? 0 : 1;
 	/* The asker first: a partition that no longer matches its baseline
 	 * is caught (and quarantined) whenever it asks, whether or not its

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "agent/ipc/audit.h"
+#include "agent/ipc/ratelimit.h"
 #include "agent/partition.h"
 #include "agent/ctl/ctl.h"
 #include <parley/ring.h>
@@ -30,6 +31,16 @@ struct segmgr;
 /* Segment-set windows a partition may hold at once (one per set it is
  * attached to; segmgr.c). */
 #define CM_SEGRES_MAX 8
+/* Opens a thin partition may be granted: each costs the agent a re-measure
+ * of both ends and the mapping messages to both vmms, and an open_allowed
+ * record, so a partition opening and closing in a loop would hold the
+ * agent's loop and fill the audit. A bucket of CM_OPEN_BURST refilled at
+ * CM_OPENS_PER_S, taken before the integrity checks and given back when
+ * the open is refused (a partition asking while its peer is down pays
+ * nothing); empty: LIMIT, audited as a refusal (open_denied LIMIT).
+ * Linux VMs' OPENs have their own bucket (agent/vm/vmmgr.h). */
+#define CM_OPEN_BURST 256
+#define CM_OPENS_PER_S 64
 
 struct cm_chan;
 struct cm_end;
@@ -62,6 +73,7 @@ struct cm_part {
 	struct cm_chan *slot[CTL_WIN_SLOTS]; /* channel mapped in that slot */
 	uint64_t win_cursor;           /* next-fit for window addresses */
 	uint64_t last_full_ns;         /* background re-hash, rate limit */
+	struct ratelimit opens;        /* CM_OPEN_BURST (thin partitions) */
 	char blame[160];               /* a peer broke a channel under it */
 	/* Segment sets (segmgr.c): slots holding a segment's window, and
 	 * the guest-physical ranges reserved for set windows (size 0: free);

@@ -25,6 +25,9 @@ struct ratelimit {
 bool rl_take(struct ratelimit *l, uint64_t now, unsigned burst,
 	     unsigned per_s, bool *began);
 
+/* A take given back (what it paid for did not happen), up to the cap. */
+void rl_give_back(struct ratelimit *l, unsigned burst, unsigned per_s);
+
 /* An episode to report as ended: its count, and the episode closed; 0
  * if there is none, or it is not due — due a second after its first
  * refusal (force: now). A flood goes on as one episode a second. */

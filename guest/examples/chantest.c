@@ -24,6 +24,8 @@
  *   spamn:N:PREFIX   the same for channels PREFIX0 .. PREFIX<N-1>: every
  *                    audit event names its own channel (the outbox tests
  *                    count each one in the store)
+ *   openclose:N:NAME open and close channel NAME N times as fast as it
+ *                    goes; prints "openclosed N ok=K limit=L other=M"
  * Unknown steps exit 9. Exit 0 when the steps ran to the end. */
 #include <parley/guest.h>
 
@@ -202,6 +204,24 @@ static int step(const char *op, const char *a1, const char *a2)
 			ok += parley_chan_open(name, &c, NULL) == PARLEY_OK;
 		}
 		parley_printf("spammed %ld (%ld allowed)\n", n, ok);
+		return 0;
+	}
+	if (!strcmp(op, "openclose")) {
+		struct parley_chan c;
+		long n = num(a1), ok = 0, limit = 0, other = 0;
+		for (long k = 0; k < n; k++) {
+			int64_t rc = parley_chan_open(a2, &c, NULL);
+			if (rc == PARLEY_OK) {
+				ok++;
+				parley_chan_close(&c);
+			} else if (rc == PARLEY_E_LIMIT) {
+				limit++;
+			} else {
+				other++;
+			}
+		}
+		parley_printf("openclosed %ld ok=%ld limit=%ld other=%ld\n", n,
+			      ok, limit, other);
 		return 0;
 	}
 	if (!strcmp(op, "sleep")) {
