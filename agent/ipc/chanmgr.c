@@ -614,6 +614,7 @@ struct open_ctx {
 	struct cm_part *cp;
 	const struct ctl_open_req *req;
 	struct ctl_open_reply *r;
+	bool measured;          /* an end was re-measured: the open cost */
 };
 
 /* The partition learns `detail` ("pong/app.conf": whose file differed);
@@ -661,6 +662,7 @@ int cm_integrity(struct chanmgr *cm, struct cm_part *who,
 static int check_integrity(struct open_ctx *o, struct cm_part *who)
 {
 	struct cm_verdict v;
+	o->measured = true;
 	int st = cm_integrity(o->cm, who, &v);
 	if (st == PARLEY_E_INTEGRITY)
 		return deny_file(o, st, v.detail, v.file);
@@ -690,7 +692,7 @@ static int decide(struct open_ctx *o)
 		return deny(o, PARLEY_E_LIMIT, "more than "
 			    STR(CM_OPENS_PER_S) " opens a second");
 	int rc = decide_granted(o, g);
-	if (rc)
+	if (rc && !o->measured) /* refused before any work: free */
 		rl_give_back(&o->cp->opens, CM_OPEN_BURST, CM_OPENS_PER_S);
 	return rc;
 }

@@ -36,8 +36,10 @@ struct segmgr;
  * record, so a partition opening and closing in a loop would hold the
  * agent's loop and fill the audit. A bucket of CM_OPEN_BURST refilled at
  * CM_OPENS_PER_S, taken before the integrity checks and given back when
- * the open is refused (a partition asking while its peer is down pays
- * nothing); empty: LIMIT, audited as a refusal (open_denied LIMIT).
+ * the open is refused before either end was re-measured (a grant without
+ * require_integrity whose peer is down costs nothing); empty: LIMIT,
+ * audited as a refusal (open_denied LIMIT). The examples' waits for a
+ * peer (100 asks a second for a few seconds) stay inside the bucket.
  * Linux VMs' OPENs have their own bucket (agent/vm/vmmgr.h). */
 #define CM_OPEN_BURST 256
 #define CM_OPENS_PER_S 64

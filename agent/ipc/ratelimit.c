@@ -32,7 +32,8 @@ void rl_give_back(struct ratelimit *l, unsigned burst, unsigned per_s)
 {
 	const uint64_t cost = SECOND_NS / (per_s ? per_s : 1);
 	const uint64_t cap = cost * (burst ? burst : 1);
-	l->credit_ns = cap - l->credit_ns > cost ? l->credit_ns + cost : cap;
+	l->credit_ns = l->credit_ns < cap && cap - l->credit_ns > cost
+		       ? l->credit_ns + cost : cap;
 }
 
 uint64_t rl_end(struct ratelimit *l, uint64_t now, bool force)

@@ -48,8 +48,9 @@ void parley_chan_set_spin(struct parley_chan *c, uint32_t spins);
 /* Open a granted channel; PARLEY_OK or a parley_status. detail (64 bytes,
  * may be NULL) gets the file that differed on PARLEY_E_INTEGRITY.
  * PARLEY_E_LIMIT: the agent's table of channels is full, or this
- * partition opens faster than the agent grants opens (256, then 64 a
- * second; refused opens cost nothing): try again later. */
+ * partition asks faster than the agent takes opens (256, then 64 a
+ * second; an open refused before any re-measure costs nothing): try
+ * again later. */
 int64_t parley_chan_open(const char *name, struct parley_chan *c,
 			 char *detail);
 /* Push one message, sleeping while the ring is full; rings the peer only
