@@ -255,3 +255,35 @@ T_BACKEND_TEST(audit_limit, a_partition_opening_in_a_loop_is_answered_limit,
 		    "%lu counted)", ok, limit, recorded, counted);
 	t_fleet_free(&f);
 }
+
+/* What an open refused for a down peer costs: nothing before either end
+ * was re-measured (a grant without require_integrity), a token after
+ * (the asker is re-measured first, whether or not its peer is up). */
+T_BACKEND_TEST(audit_limit, a_refusal_after_a_re_measure_is_charged,
+	       .timeout = 120)
+{
+	struct t_fleet f;
+	t_fleet_init(&f, "{\"grants\":[{\"channel\":\"free\",\"endpoint_a\":"
+			 "\"a\",\"endpoint_b\":\"gone\",\"direction\":\"both\","
+			 "\"ring_bytes\":4096,\"require_integrity\":false},"
+			 "{\"channel\":\"paid\",\"endpoint_a\":\"a\","
+			 "\"endpoint_b\":\"gone\",\"direction\":\"both\","
+			 "\"ring_bytes\":4096}]}");
+	t_fleet_add(&f, "a", "chantest.elf", "steps=openclose:1000:free,"
+		    "openclose:1000:paid", NULL, false, NULL);
+	t_fleet_go(&f);
+	cr_assert_eq(t_fleet_run(&f, 60000), 0, "%s", t_fleet_out(&f));
+	const char *out = t_fleet_out(&f);
+	cr_assert(strstr(out, "openclosed 1000 ok=0 limit=0 other=1000"),
+		  "refused before any re-measure, and charged:\n%s", out);
+	const char *r = strstr(out, "openclosed 1000 ok=0 limit=0 other=1000");
+	long ok = -1, limit = -1, other = -1;
+	r = r ? strstr(r + 1, "openclosed 1000 ") : NULL;
+	cr_assert(r && sscanf(r, "openclosed 1000 ok=%ld limit=%ld other=%ld",
+			      &ok, &limit, &other) == 3, "%s", out);
+	cr_assert_eq(ok, 0);
+	cr_assert_gt(limit, 0, "re-measured for nothing, never charged: %s",
+		     out);
+	cr_assert_geq(other, CM_OPEN_BURST, "%s", out);
+	t_fleet_free(&f);
+}
