@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "agent/ctl/stop.h"
+#include "agent/ipc/chanmgr.h"
 #include "tests/helpers/fleet.h"
 #include "tests/helpers/testutil.h"
 
@@ -327,6 +328,33 @@ T_BACKEND_TEST(service, hang_up_and_call_again, .timeout = 30)
 	exits(&f, s, 0);
 	OUT_HAS(&f, "client| reconnected 6 times\n");
 	OUT_HAS(&f, "auth| authsvc: 8 requests from 7 callers\n");
+	t_fleet_free(&f);
+}
+
+/* A call is a channel, each re-measuring both ends: a caller calling and
+ * hanging up in a loop gets LIMIT past the bucket opens have
+ * (CM_OPEN_BURST, then CM_OPENS_PER_S a second), audited as a refusal. */
+T_BACKEND_TEST(service, calling_in_a_loop_is_answered_limit, .timeout = 60)
+{
+	struct t_fleet f;
+	t_fleet_init(&f, ALLOW);
+	t_fleet_add(&f, "auth", "authsvc.elf", "callers=2000", keys, false,
+		    NULL);
+	struct partition *c = t_fleet_add(&f, "client", "authclient.elf",
+					  "reconnect=1000", NULL, false, NULL);
+	t_fleet_go(&f);
+	for (int i = 0; i < 600 && !c->finished; i++)
+		t_fleet_run(&f, 50);
+	exits(&f, c, 1);
+	OUT_HAS(&f, ": -5\n"); /* "reconnect K: -5", PARLEY_E_LIMIT */
+	const char *out = t_fleet_out(&f);
+	const char *r = strstr(out, "client| reconnect ");
+	long k = -1;
+	cr_assert(r && sscanf(r, "client| reconnect %ld:", &k) == 1, "%s", out);
+	cr_assert_geq(k, CM_OPEN_BURST - 2, "%s", out);
+	AUDIT_HAS(&f, "\"event\":\"svc_call_denied\",\"partition\":\"client\","
+		      "\"channel\":\"auth\",\"reason\":\"LIMIT\","
+		      "\"detail\":\"target auth: calls: more than 64 a second\"");
 	t_fleet_free(&f);
 }
 

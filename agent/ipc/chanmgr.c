@@ -671,8 +671,20 @@ static int check_integrity(struct open_ctx *o, struct cm_part *who)
 
 static int decide_granted(struct open_ctx *o, const struct grant *g);
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
+_Static_assert(CM_OPENS_PER_S == 64, "CM_OPEN_LIMIT_DETAIL says 64");
+
+bool cm_open_take(struct cm_part *cp)
+{
+	bool began;
+	return cp->ext || rl_take(&cp->opens, mono_now_ns(), CM_OPEN_BURST,
+				  CM_OPENS_PER_S, &began);
+}
+
+void cm_open_give_back(struct cm_part *cp)
+{
+	if (!cp->ext)
+		rl_give_back(&cp->opens, CM_OPEN_BURST, CM_OPENS_PER_S);
+}
 
 static int decide(struct open_ctx *o)
 {
@@ -683,17 +695,12 @@ static int decide(struct open_ctx *o)
 					   o->cp->p->name);
 	if (!g)
 		return deny(o, PARLEY_E_NO_GRANT, NULL);
-	if (o->cp->ext) /* a VM's OPENs went through its own bucket */
-		return decide_granted(o, g);
 	/* (the bucket's episodes are not used: the refusal's record is) */
-	bool began;
-	if (!rl_take(&o->cp->opens, mono_now_ns(), CM_OPEN_BURST,
-		     CM_OPENS_PER_S, &began))
-		return deny(o, PARLEY_E_LIMIT, "more than "
-			    STR(CM_OPENS_PER_S) " opens a second");
+	if (!cm_open_take(o->cp))
+		return deny(o, PARLEY_E_LIMIT, "opens: " CM_OPEN_LIMIT_DETAIL);
 	int rc = decide_granted(o, g);
 	if (rc && !o->measured) /* refused before any work: free */
-		rl_give_back(&o->cp->opens, CM_OPEN_BURST, CM_OPENS_PER_S);
+		cm_open_give_back(o->cp);
 	return rc;
 }
 

@@ -31,9 +31,10 @@ struct segmgr;
 /* Segment-set windows a partition may hold at once (one per set it is
  * attached to; segmgr.c). */
 #define CM_SEGRES_MAX 8
-/* Opens a thin partition may be granted: each costs the agent a re-measure
- * of both ends and the mapping messages to both vmms, and an open_allowed
- * record, so a partition opening and closing in a loop would hold the
+/* Opens a thin partition may be granted (service calls and segment-set
+ * attaches counted with them: cm_open_take): each costs the agent a
+ * re-measure of both ends and the mapping messages to both vmms, and an
+ * open_allowed record, so a partition opening and closing in a loop would hold the
  * agent's loop and fill the audit. A bucket of CM_OPEN_BURST refilled at
  * CM_OPENS_PER_S, taken before the integrity checks and given back when
  * the open is refused before either end was re-measured (a grant without

@@ -21,6 +21,15 @@ int cm_map_end(struct cm_chan *ch, int side);
 void cm_chan_revoke(struct chanmgr *cm, struct cm_chan *ch, const char *why);
 bool cm_peer_up(const struct cm_part *peer);
 
+/* A mapping thin partition cp asks for (a channel open, a service call,
+ * a segment-set attach), before its re-measure: true if its bucket
+ * (CM_OPEN_BURST, CM_OPENS_PER_S) has a token, taken; a Linux VM's has
+ * its own (always true here). cm_open_give_back: refused before any
+ * re-measure, the token back. */
+bool cm_open_take(struct cm_part *cp);
+void cm_open_give_back(struct cm_part *cp);
+#define CM_OPEN_LIMIT_DETAIL "more than 64 a second"
+
 /* What a failed re-measurement found: the file, and "partition/file". */
 struct cm_verdict {
 	char file[PARLEY_CONFIG_NAME_MAX + 80];

@@ -404,6 +404,10 @@ static int attach(struct chanmgr *cm, struct cm_part *cp, const char *name,
 	if (id < 0)
 		return refuse(cm, cp, name, r, PARLEY_E_NO_GRANT, NULL,
 			      "not a member");
+	/* Each attach re-measures every member: at most as many as opens. */
+	if (!cm_open_take(cp))
+		return refuse(cm, cp, name, r, PARLEY_E_LIMIT, NULL,
+			      "attaches: " CM_OPEN_LIMIT_DETAIL);
 	/* Re-measured as for a channel open: a mismatch quarantines the
 	 * member, which takes it out of every set it is in. */
 	struct cm_verdict v;

@@ -133,6 +133,10 @@ static int call(struct call_ctx *c)
 	if (!rule->allow)
 		return deny(c, PARLEY_E_NO_GRANT, "DENIED", NULL,
 			    "a deny rule");
+	/* A call is a channel: at most as many as opens, re-measured. */
+	if (!cm_open_take(c->caller))
+		return deny(c, PARLEY_E_LIMIT, "LIMIT", NULL,
+			    "calls: " CM_OPEN_LIMIT_DETAIL);
 	/* The asker first, as for channels: caught whether or not the
 	 * provider is up. */
 	if (integrity(c, c->caller) < 0)
