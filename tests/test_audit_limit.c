@@ -147,6 +147,21 @@ Test(audit_limit, many_partitions_each_their_own_bucket)
 	audit_free(&a);
 }
 
+/* The counts of the audit's ENDED records (JSON lines), summed; *n: how
+ * many. */
+static unsigned long ended_counts(const char *aud, int *n)
+{
+	unsigned long sum = 0;
+	for (const char *p = aud; (p = strstr(p, "\"reason\":\"ENDED\""));
+	     p++) {
+		const char *d = strstr(p, "\"detail\":\"");
+		cr_assert(d, "%s", aud);
+		sum += strtoul(d + 10, NULL, 10);
+		++*n;
+	}
+	return sum;
+}
+
 /* A real partition asks 3,000 times for a channel it has no grant for,
  * under the default limit: the first AUDIT_DENY_BURST and AUDIT_DENY_PER_S
  * a second are recorded, and every other one is in an ENDED count. */
@@ -166,15 +181,8 @@ T_BACKEND_TEST(audit_limit, a_partition_asking_in_a_loop_costs_a_bounded_audit,
 				  "\"spam\"");
 	int limit = t_count(aud, "\"event\":\"audit_limited\",\"partition\":"
 				 "\"spam\",\"reason\":\"LIMIT\"");
-	unsigned long counted = 0;
 	int ended = 0;
-	for (const char *p = aud; (p = strstr(p, "\"reason\":\"ENDED\""));
-	     p++) {
-		const char *d = strstr(p, "\"detail\":\"");
-		cr_assert(d, "%s", aud);
-		counted += strtoul(d + 10, NULL, 10);
-		ended++;
-	}
+	unsigned long counted = ended_counts(aud, &ended);
 	cr_assert_geq(denied, AUDIT_DENY_BURST);
 	cr_assert_lt(denied, 3000, "nothing was held back");
 	cr_assert_geq(limit, 1);
@@ -239,13 +247,8 @@ T_BACKEND_TEST(audit_limit, a_partition_opening_in_a_loop_is_answered_limit,
 	int recorded = t_count(aud, "\"event\":\"open_denied\",\"partition\":"
 				    "\"a\",\"channel\":\"c1\",\"reason\":"
 				    "\"LIMIT\"");
-	unsigned long counted = 0;
-	for (const char *p = aud; (p = strstr(p, "\"reason\":\"ENDED\""));
-	     p++) {
-		const char *d = strstr(p, "\"detail\":\"");
-		cr_assert(d, "%s", aud);
-		counted += strtoul(d + 10, NULL, 10);
-	}
+	int ended = 0;
+	unsigned long counted = ended_counts(aud, &ended);
 	cr_assert_eq(recorded + counted, (unsigned long)limit,
 		     "%d recorded, %lu counted, %ld LIMIT", recorded, counted,
 		     limit);
