@@ -290,3 +290,31 @@ T_BACKEND_TEST(audit_limit, a_refusal_after_a_re_measure_is_charged,
 	cr_assert_geq(other, CM_OPEN_BURST, "%s", out);
 	t_fleet_free(&f);
 }
+
+/* Segment-set attaches draw on the same bucket: attaching and detaching
+ * in a loop is answered LIMIT past it (seg_refused LIMIT). */
+T_BACKEND_TEST(audit_limit, a_member_attaching_in_a_loop_is_answered_limit,
+	       .timeout = 120)
+{
+	struct t_fleet f;
+	t_fleet_init(&f, "{\"grants\":[],\"segsets\":[{\"name\":\"s1\","
+			 "\"members\":[\"a\",\"b\"],\"segments\":[{\"name\":"
+			 "\"p.a\",\"kind\":\"pipe\",\"writer\":\"a\",\"size\":"
+			 "\"64K\"}]}]}");
+	t_fleet_add(&f, "a", "chantest.elf", "steps=segloop:1000:s1", NULL,
+		    false, NULL);
+	t_fleet_go(&f);
+	cr_assert_eq(t_fleet_run(&f, 60000), 0, "%s", t_fleet_out(&f));
+	const char *out = t_fleet_out(&f);
+	const char *r = strstr(out, "seglooped 1000 ");
+	long ok = -1, limit = -1, other = -1;
+	cr_assert(r && sscanf(r, "seglooped 1000 ok=%ld limit=%ld other=%ld",
+			      &ok, &limit, &other) == 3, "%s", out);
+	cr_assert_eq(other, 0, "%s", out);
+	cr_assert_geq(ok, CM_OPEN_BURST, "%s", out);
+	cr_assert_gt(limit, 0, "the bucket did not hold: %s", out);
+	cr_assert(strstr(t_fleet_audit(&f), "\"event\":\"seg_refused\","
+			 "\"partition\":\"a\",\"channel\":\"s1\",\"reason\":"
+			 "\"LIMIT\""), "%s", t_fleet_audit(&f));
+	t_fleet_free(&f);
+}

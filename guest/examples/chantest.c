@@ -26,6 +26,8 @@
  *                    count each one in the store)
  *   openclose:N:NAME open and close channel NAME N times as fast as it
  *                    goes; prints "openclosed N ok=K limit=L other=M"
+ *   segloop:N:NAME   the same with segment set NAME (attach, detach):
+ *                    "seglooped N ok=K limit=L other=M"
  * Unknown steps exit 9. Exit 0 when the steps ran to the end. */
 #include <parley/guest.h>
 
@@ -221,6 +223,24 @@ static int step(const char *op, const char *a1, const char *a2)
 			}
 		}
 		parley_printf("openclosed %ld ok=%ld limit=%ld other=%ld\n", n,
+			      ok, limit, other);
+		return 0;
+	}
+	if (!strcmp(op, "segloop")) {
+		static struct parley_segset set;
+		long n = num(a1), ok = 0, limit = 0, other = 0;
+		for (long k = 0; k < n; k++) {
+			int64_t rc = parley_seg_attach(a2, &set, NULL);
+			if (rc == PARLEY_OK) {
+				ok++;
+				parley_seg_detach(a2);
+			} else if (rc == PARLEY_E_LIMIT) {
+				limit++;
+			} else {
+				other++;
+			}
+		}
+		parley_printf("seglooped %ld ok=%ld limit=%ld other=%ld\n", n,
 			      ok, limit, other);
 		return 0;
 	}
