@@ -217,9 +217,9 @@ Test(handover, pingpong_keeps_running_across_the_hand_over,
 	struct run r;
 	/* A service manager's notify socket: the old agent must name the
 	 * new one as the main process before it leaves. */
-	char *npath = notify_dir;
 	snprintf(notify_dir, sizeof(notify_dir), "/tmp/parley-notify-XXXXXX");
-	cr_assert(mkdtemp(npath));
+	cr_assert(mkdtemp(notify_dir));
+	const char *npath = notify_dir;
 	char sock_path[64];
 	snprintf(sock_path, sizeof(sock_path), "%s/notify", npath);
 	int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);

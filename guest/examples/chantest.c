@@ -174,6 +174,28 @@ static void do_scribble(struct parley_chan *c, long rounds)
 	parley_printf("scribbled %ld\n", rounds);
 }
 
+/* openclose / segloop: take and give back channel or set `name` n times
+ * as fast as it goes, counting what the agent answered. */
+static void loop_take(int chan, long n, const char *name)
+{
+	static struct parley_segset set;
+	struct parley_chan c;
+	long ok = 0, limit = 0, other = 0;
+	for (long k = 0; k < n; k++) {
+		int64_t rc = chan ? parley_chan_open(name, &c, NULL)
+				  : parley_seg_attach(name, &set, NULL);
+		if (rc == PARLEY_OK && chan)
+			parley_chan_close(&c);
+		else if (rc == PARLEY_OK)
+			parley_seg_detach(name);
+		ok += rc == PARLEY_OK;
+		limit += rc == PARLEY_E_LIMIT;
+		other += rc != PARLEY_OK && rc != PARLEY_E_LIMIT;
+	}
+	parley_printf("%s %ld ok=%ld limit=%ld other=%ld\n",
+		      chan ? "openclosed" : "seglooped", n, ok, limit, other);
+}
+
 static int step(const char *op, const char *a1, const char *a2)
 {
 	long i = num(a1);
@@ -208,40 +230,8 @@ static int step(const char *op, const char *a1, const char *a2)
 		parley_printf("spammed %ld (%ld allowed)\n", n, ok);
 		return 0;
 	}
-	if (!strcmp(op, "openclose")) {
-		struct parley_chan c;
-		long n = num(a1), ok = 0, limit = 0, other = 0;
-		for (long k = 0; k < n; k++) {
-			int64_t rc = parley_chan_open(a2, &c, NULL);
-			if (rc == PARLEY_OK) {
-				ok++;
-				parley_chan_close(&c);
-			} else if (rc == PARLEY_E_LIMIT) {
-				limit++;
-			} else {
-				other++;
-			}
-		}
-		parley_printf("openclosed %ld ok=%ld limit=%ld other=%ld\n", n,
-			      ok, limit, other);
-		return 0;
-	}
-	if (!strcmp(op, "segloop")) {
-		static struct parley_segset set;
-		long n = num(a1), ok = 0, limit = 0, other = 0;
-		for (long k = 0; k < n; k++) {
-			int64_t rc = parley_seg_attach(a2, &set, NULL);
-			if (rc == PARLEY_OK) {
-				ok++;
-				parley_seg_detach(a2);
-			} else if (rc == PARLEY_E_LIMIT) {
-				limit++;
-			} else {
-				other++;
-			}
-		}
-		parley_printf("seglooped %ld ok=%ld limit=%ld other=%ld\n", n,
-			      ok, limit, other);
+	if (!strcmp(op, "openclose") || !strcmp(op, "segloop")) {
+		loop_take(op[0] == 'o', num(a1), a2);
 		return 0;
 	}
 	if (!strcmp(op, "sleep")) {
