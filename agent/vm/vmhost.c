@@ -566,9 +566,17 @@ static virDomainPtr lookup(struct vmhost *vh, const char *name)
  * (0640): the agent's own files stay where they are, with their modes. */
 static int copy_for_qemu(const char *src, const char *dst, gid_t gid)
 {
-	int in = open(src, O_RDONLY | O_CLOEXEC);
+	/* A regular file only: a FIFO put in the place of one would hold
+	 * the start's thread in open() or read() */
+	int in = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (in < 0)
 		return -errno;
+	struct stat st;
+	int e = fstat(in, &st) < 0 ? -errno : S_ISREG(st.st_mode) ? 0 : -EINVAL;
+	if (e) {
+		close(in);
+		return e;
+	}
 	unlink(dst);
 	int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		       0600);

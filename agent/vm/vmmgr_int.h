@@ -1,7 +1,8 @@
 /*
- * What vmmgr.c, vmplug.c and vmstale.c share: one VM's monitor, its
- * audit and its faults (vmmgr.c), the hot-plug of a channel's sections
- * (vmplug.c), an adopted VM's devices from an earlier agent (vmstale.c).
+ * What vmmgr.c, vmext.c, vmplug.c and vmstale.c share: one VM's monitor,
+ * its audit and its faults (vmmgr.c), its channel ends as chanmgr drives
+ * them (vmext.c), the hot-plug of a channel's sections (vmplug.c), an
+ * adopted VM's devices from an earlier agent (vmstale.c).
  * Internal to agent/vm/: nothing outside includes it.
  */
 #ifndef PARLEY_AGENT_VM_VMMGR_INT_H
@@ -10,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <parley/abi.h>
 
 #include "agent/vm/qmp.h"
 #include "agent/vm/vmmgr.h"
@@ -43,6 +45,21 @@ bool vm_reclaim(struct vmmgr *m, struct vm_part *v, struct vm_chan *c);
 void vm_json_id(char *json, size_t cap, const char *execute, const char *id);
 /* {"execute":"remove-fd","arguments":{"fdset-id":FDSET}} */
 void vm_json_remove_fd(char *json, size_t cap, int fdset);
+
+/* ---- vmext.c: a VM's channel ends, chanmgr's hooks ---- */
+/* The hooks chanmgr_add_ext gets for every VM (the vm_part is ctx). */
+extern const struct cm_ext_ops vmext_ops;
+/* A VM's config file on the host: larger ones are refused (as thin
+ * partitions' config region is). */
+#define VM_CFG_BYTES_MAX PARLEY_CONFIG_MAX
+/* SHA-256 of the regular file at path (not a link, FIFO or device; at
+ * most VM_CFG_BYTES_MAX): 0, -EINVAL, -EFBIG or the open/read errno. */
+int vm_file_sha256(const char *path, uint8_t out[32]);
+/* WAKE (status) for channel end c, unprompted: a guest not waiting only
+ * looks at its ring again. */
+void vm_wake(struct vm_part *v, struct vm_chan *c, int status);
+/* The guest's message-pending flag as its section holds it now. */
+bool vm_guest_waiting(const struct vm_chan *c);
 
 /* ---- vmreq.c ---- */
 /* One request the decoder took from the VM's port, answered. */
