@@ -20,6 +20,7 @@
  * partition and leaves once it serves, or rolls back and goes on.
  */
 #include "agent/backend.h"
+#include "agent/cli.h"
 #include "agent/ipc/audit.h"
 #include "agent/ipc/baseline.h"
 #include "agent/ipc/chanmgr.h"
@@ -52,318 +53,13 @@
 #include <unistd.h>
 #include <sys/resource.h>
 
-#include <getopt.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define IMAGE_DIRS_MAX 8
-
-struct cli {
-	const char *image_dirs[IMAGE_DIRS_MAX + 1];
-	unsigned nimage_dirs;
-	const char *config_dirs[IMAGE_DIRS_MAX + 1];
-	unsigned nconfig_dirs;
-	const char *disk_dirs[IMAGE_DIRS_MAX + 1];
-	unsigned ndisk_dirs;
-	const char *vmm;
-	const char *snapshot_dir;
-	const char *policy;
-	const char *baselines;
-	enum baseline_mode mode;
-	const char *audit;
-	double rehash_s;
-	const char *state_dir;
-	const char *server;
-	const char *snapshot_key;
-	uint32_t backend;          /* enum ctl_backend or BACKEND_AUTO */
-	const char *name;          /* restore: the name the operator asks */
-	const char *spec;          /* restore: the spec whose disks it re-opens */
-	const char *update_stage;  /* SIGUSR1 commits what is staged here */
-	double update_timeout_s;
-	const char *plugin_dir;    /* NULL: agent/plugin/agentset.h */
-	const char *libvirt_uri;   /* NULL: the embedded driver
-				    * (agent/vm/vmhost.h) */
-	int audit_refusals;        /* a second, per partition; 0: the
-				    * default; -1: all (ipc/audit.h) */
-};
-
-static const char usage_text[] =
-	"usage: parley-agent run [--image-dir DIR] [--config-dir DIR] "
-	"[--vmm PATH]\n"
-	"           [--backend kvm|process|auto] "
-	"[--vmm-uid-range FIRST-LAST]\n"
-	"           [--policy GRANTS.json] [--baselines FILE "
-	"[--baseline-mode enroll|golden]]\n"
-	"           [--audit FILE] [--audit-refusals N|all] "
-	"[--rehash-interval SECONDS]\n"
-	"           [--snapshot-dir DIR] [--snapshot-key FILE]\n"
-	"           [--state-dir DIR] [--disk-dir DIR]\n"
-	"           [--plugin-dir DIR] [--qemu-uid-range FIRST-LAST]\n"
-	"           [--libvirt-uri URI]\n"
-	"           [--update-stage DIR [--update-timeout SECONDS]] SPEC...\n"
-	"       parley-agent restore [--vmm PATH] --baselines FILE "
-	"[--snapshot-key FILE]\n"
-	"           [--backend kvm|process|auto] "
-	"[--vmm-uid-range FIRST-LAST] [--name NAME]\n"
-	"           [--plugin-dir DIR] [--disk-dir DIR] [--spec SPEC] "
-	"SNAPSHOT...\n"
-	"       parley-agent serve --state-dir DIR [--server HOST:PORT[,...]] "
-	"[--image-dir DIR]\n"
-	"           [--config-dir DIR] [--audit FILE] "
-	"[--audit-refusals N|all]\n"
-	"           [--backend kvm|process|auto] "
-	"[--vmm-uid-range FIRST-LAST]\n"
-	"           [--update-stage DIR "
-	"[--update-timeout SECONDS]]\n"
-	"           [--disk-dir DIR] [--qemu-uid-range FIRST-LAST]\n"
-	"           [--libvirt-uri URI] [SPEC...]\n"
-	"       parley-agent join --server HOST:PORT --token prj_... "
-	"--ca-sha256 HEX --state-dir DIR\n"
-	"       parley-agent --help | --version\n"
-	"\n"
-	"See parley-agent(8) for what each option does.\n";
-
-static void usage(FILE *f)
-{
-	fputs(usage_text, f);
-}
-
-static int opt_dir(const char **dirs, unsigned *n, const char *d,
-		   const char *opt)
-{
-	if (*n == IMAGE_DIRS_MAX) {
-		fprintf(stderr, "parley-agent: too many %s\n", opt);
-		return -1;
-	}
-	dirs[(*n)++] = d;
-	return 0;
-}
-
-static int opt_mode(struct cli *c, const char *m)
-{
-	if (!strcmp(m, "enroll"))
-		c->mode = BASELINE_ENROLL;
-	else if (!strcmp(m, "golden"))
-		c->mode = BASELINE_GOLDEN;
-	else {
-		fprintf(stderr, "parley-agent: --baseline-mode is enroll or "
-				"golden, not \"%s\"\n", m);
-		return -1;
-	}
-	return 0;
-}
-
-static int opt_backend(struct cli *c, const char *b)
-{
-	if (backend_parse(b, &c->backend) == 0)
-		return 0;
-	fprintf(stderr, "parley-agent: --backend is kvm, process or auto, "
-			"not \"%s\"\n", b);
-	return -1;
-}
-
-/* Each vmm runs as a uid of this range, its own while it lives. */
-static int opt_uid_range(const char *r)
-{
-	uint32_t first, last;
-	struct parley_err err = { 0 };
-	if (vmm_jail_parse_range(r, &first, &last) < 0) {
-		fprintf(stderr, "parley-agent: --vmm-uid-range takes FIRST-LAST "
-				"above 65535, not \"%s\"\n", r);
-		return -1;
-	}
-	if (vmm_jail_set_uid_range(first, last, &err) < 0) {
-		fprintf(stderr, "parley-agent: %s\n", perr_msg(&err));
-		return -1;
-	}
-	return 0;
-}
-
-/* Each VM's QEMU runs as a uid of this range, its own (agent/vm/vmhost.h):
- * refused when it holds root, a host user or vmm uids. */
-static int opt_qemu_uid_range(const char *r)
-{
-	uint32_t first, last;
-	struct parley_err err = { 0 };
-	if (vmhost_parse_uid_range(r, &first, &last) < 0) {
-		fprintf(stderr, "parley-agent: --qemu-uid-range takes "
-				"FIRST-LAST, not \"%s\"\n", r);
-		return -1;
-	}
-	if (vmhost_set_uid_range(first, last, &err) < 0) {
-		fprintf(stderr, "parley-agent: --qemu-uid-range: %s\n",
-			perr_msg(&err));
-		return -1;
-	}
-	return 0;
-}
-
-/* The libvirt the agent's VMs run under (agent/vm/vmhost.h): a system
- * libvirtd of this host; without the option, the embedded driver. */
-static int opt_libvirt_uri(struct cli *c, const char *uri)
-{
-	struct parley_err err = { 0 };
-	if (vmhost_uri_check(uri, &err) < 0) {
-		fprintf(stderr, "parley-agent: --libvirt-uri: %s\n",
-			perr_msg(&err));
-		return -1;
-	}
-	c->libvirt_uri = uri;
-	return 0;
-}
-
-/* --audit-refusals N (1..100000) or all: how many of a partition's
- * refusals a second are recorded one by one (ipc/audit.h). */
-static int opt_refusals(struct cli *c, const char *arg)
-{
-	char *end;
-	long n = strtol(arg, &end, 10);
-	if (!strcmp(arg, "all")) {
-		c->audit_refusals = -1;
-		return 0;
-	}
-	if (*arg < '0' || *arg > '9' || *end || n < 1 || n > 100000) {
-		fprintf(stderr, "parley-agent: --audit-refusals takes a number "
-			"a second (1-100000) or 'all'\n");
-		return -1;
-	}
-	c->audit_refusals = (int)n;
-	return 0;
-}
-
-static int opt_one(struct cli *c, int o)
-{
-	char *end;
-	switch (o) {
-	case 'i':
-		return opt_dir(c->image_dirs, &c->nimage_dirs, optarg,
-			       "--image-dir");
-	case 'c':
-		return opt_dir(c->config_dirs, &c->nconfig_dirs, optarg,
-			       "--config-dir");
-	case 'd':
-		return opt_dir(c->disk_dirs, &c->ndisk_dirs, optarg,
-			       "--disk-dir");
-	case 'v':
-		c->vmm = optarg;
-		return 0;
-	case 's':
-		c->snapshot_dir = optarg;
-		return 0;
-	case 'p':
-		c->policy = optarg;
-		return 0;
-	case 'b':
-		c->baselines = optarg;
-		return 0;
-	case 'm':
-		return opt_mode(c, optarg);
-	case 'a':
-		c->audit = optarg;
-		return 0;
-	case 'r':
-		c->rehash_s = strtod(optarg, &end);
-		if (*end || c->rehash_s < 0) {
-			fprintf(stderr, "parley-agent: --rehash-interval takes "
-					"seconds\n");
-			return -1;
-		}
-		return 0;
-	case 'A':
-		return opt_refusals(c, optarg);
-	case 'S':
-		c->state_dir = optarg;
-		return 0;
-	case 'D':
-		c->server = optarg;
-		return 0;
-	case 'k':
-		c->snapshot_key = optarg;
-		return 0;
-	case 'n':
-		c->name = optarg;
-		return 0;
-	case 'B':
-		return opt_backend(c, optarg);
-	case 'U':
-		c->update_stage = optarg;
-		return 0;
-	case 'T':
-		c->update_timeout_s = strtod(optarg, &end);
-		if (*end || c->update_timeout_s <= 0 ||
-		    c->update_timeout_s > 600) {
-			fprintf(stderr, "parley-agent: --update-timeout takes "
-					"seconds (up to 600)\n");
-			return -1;
-		}
-		return 0;
-	case 'u':
-		return opt_uid_range(optarg);
-	case 'Q':
-		return opt_qemu_uid_range(optarg);
-	case 'X':
-		c->spec = optarg;
-		return 0;
-	case 'L':
-		return opt_libvirt_uri(c, optarg);
-	case 'P':
-		c->plugin_dir = optarg;
-		return 0;
-	case 'h':
-		usage(stdout);
-		exit(0);
-	default:
-		usage(stderr);
-		return -1;
-	}
-}
-
-static int parse_opts(int argc, char **argv, struct cli *c)
-{
-	static const struct option opts[] = {
-		{ "image-dir", required_argument, NULL, 'i' },
-		{ "config-dir", required_argument, NULL, 'c' },
-		{ "disk-dir", required_argument, NULL, 'd' },
-		{ "vmm", required_argument, NULL, 'v' },
-		{ "snapshot-dir", required_argument, NULL, 's' },
-		{ "policy", required_argument, NULL, 'p' },
-		{ "baselines", required_argument, NULL, 'b' },
-		{ "baseline-mode", required_argument, NULL, 'm' },
-		{ "audit", required_argument, NULL, 'a' },
-		{ "rehash-interval", required_argument, NULL, 'r' },
-		{ "audit-refusals", required_argument, NULL, 'A' },
-		{ "state-dir", required_argument, NULL, 'S' },
-		{ "server", required_argument, NULL, 'D' },
-		{ "snapshot-key", required_argument, NULL, 'k' },
-		{ "backend", required_argument, NULL, 'B' },
-		{ "name", required_argument, NULL, 'n' },
-		{ "vmm-uid-range", required_argument, NULL, 'u' },
-		{ "qemu-uid-range", required_argument, NULL, 'Q' },
-		{ "libvirt-uri", required_argument, NULL, 'L' },
-		{ "update-stage", required_argument, NULL, 'U' },
-		{ "update-timeout", required_argument, NULL, 'T' },
-		{ "plugin-dir", required_argument, NULL, 'P' },
-		{ "spec", required_argument, NULL, 'X' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	int o;
-	c->rehash_s = 10;
-	while ((o = getopt_long(argc, argv, "+i:v:s:p:b:m:a:r:h", opts,
-				NULL)) != -1)
-		if (opt_one(c, o) < 0)
-			return -1;
-	if (optind >= argc && strcmp(argv[0], "serve")) {
-		usage(stderr);
-		return -1;
-	}
-	return optind;
-}
-
 struct agent {
-	struct cli cli;
+	struct agent_cli cli;
 	struct supervisor sup;
 	struct plugin_set plugins;   /* handed to every vmm (agentset.h) */
 	struct chanmgr cm;
@@ -978,7 +674,7 @@ static void raise_nofile(void)
 static int serve(int argc, char **argv, char **all)
 {
 	static struct agent a;
-	int first = parse_opts(argc, argv, &a.cli);
+	int first = agent_cli_parse(argc, argv, &a.cli);
 	if (first < 0)
 		return 2;
 	if (!a.cli.state_dir) {
@@ -1010,13 +706,13 @@ static int serve(int argc, char **argv, char **all)
 
 int main(int argc, char **argv)
 {
-	if (parley_help_or_version(argc, argv, "parley-agent", usage_text))
+	if (parley_help_or_version(argc, argv, "parley-agent", agent_cli_usage_text))
 		return 0;
 	if (argc > 1 && !strcmp(argv[1], "join"))
 		return join_main(argc - 1, argv + 1);
 	if (argc < 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "restore") &&
 			 strcmp(argv[1], "serve"))) {
-		usage(stderr);
+		agent_cli_usage(stderr);
 		return 2;
 	}
 	if (!strcmp(argv[1], "serve"))
@@ -1028,7 +724,7 @@ int main(int argc, char **argv)
 	a.argv = argv;
 	a.handover_fd = restore ? -1 : handover_fd();
 	a.fault = test_faults(a.handover_fd);
-	int first = parse_opts(argc - 1, argv + 1, &a.cli);
+	int first = agent_cli_parse(argc - 1, argv + 1, &a.cli);
 	if (first < 0)
 		return 2;
 	sup_block_signals();

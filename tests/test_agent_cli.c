@@ -305,7 +305,7 @@ Test(agent_cli, backend_auto_says_which_and_why, .timeout = 60)
 	free(out);
 }
 
-Test(agent_cli, backend_and_uid_range_refused_when_malformed, .timeout = 60)
+Test(agent_cli, malformed_option_values_refused_naming_the_option, .timeout = 120)
 {
 	static const char *const bad[][2] = {
 		{ "--backend", "qemu" },
@@ -331,6 +331,18 @@ Test(agent_cli, backend_and_uid_range_refused_when_malformed, .timeout = 60)
 		{ "--libvirt-uri", "qemu:///system?socket=/tmp/a b" },
 		{ "--libvirt-uri", "qemu:///system?socket=/tmp/\x1b[2J" },
 		{ "--libvirt-uri", "" },
+		/* seconds: nothing, NaN, infinity, past the range, units, a
+		 * value whose nanoseconds C cannot convert */
+		{ "--rehash-interval", "" },
+		{ "--rehash-interval", "nan" },
+		{ "--rehash-interval", "inf" },
+		{ "--rehash-interval", "-1" },
+		{ "--rehash-interval", "1e300" },
+		{ "--rehash-interval", "10s" },
+		{ "--update-timeout", "0" },
+		{ "--update-timeout", "nan" },
+		{ "--update-timeout", "601" },
+		{ "--update-timeout", "" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		char *argv[] = { T_AGENT, "run", (char *)bad[i][0],

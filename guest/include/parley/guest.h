@@ -89,7 +89,8 @@ struct parley_svc_conn {
 };
 
 /* Connect to `target`'s service `name` (the agent's policy decides).
- * detail as for parley_chan_open. */
+ * detail as for parley_chan_open. A call draws on the same bucket as
+ * the opens: PARLEY_E_LIMIT past it, try again later. */
 int64_t parley_svc_connect(const char *name, const char *target,
 			   struct parley_svc_conn *s, char *detail);
 /* Send a request; *id gets its call id. PARLEY_E_LIMIT when
@@ -128,7 +129,9 @@ struct parley_segset {
 	uint32_t self;     /* this partition's member id */
 };
 /* Join set `name`: PARLEY_OK or a parley_status (detail, 64 bytes or NULL,
- * gets the file that differed on PARLEY_E_INTEGRITY). */
+ * gets the file that differed on PARLEY_E_INTEGRITY). An attach draws on
+ * the same bucket as the opens: PARLEY_E_LIMIT past it, try again
+ * later. */
 int64_t parley_seg_attach(const char *name, struct parley_segset *s,
 			  char *detail);
 int64_t parley_seg_detach(const char *name);
