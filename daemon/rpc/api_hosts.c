@@ -65,6 +65,7 @@ void api_metrics(struct api_req *q)
 		l.unknown_host = ls->n_unknown_host;
 		l.revoked = ls->n_revoked;
 		l.foreign = ls->n_foreign;
+		l.paused = ls->n_paused;
 		l.bundles_pushed = ls->n_pushed;
 		l.replica = ls->replica;
 		l.relayed = ls->n_relayed;

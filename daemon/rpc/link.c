@@ -28,6 +28,11 @@
  * connection is dropped anyway (a peer that does not read must not hold
  * the slot). */
 #define REFUSE_GRACE_S 2
+/* Answers an agent has not read: reading from it pauses above the first,
+ * resumes at the second (a policy bundle or an update window is well
+ * below: they are sent by the daemon's own pace, not the agent's). */
+#define LINK_OUT_PAUSE (8u << 20)
+#define LINK_OUT_RESUME (1u << 20)
 
 static void conn_free(struct link_conn *c)
 {
@@ -416,6 +421,21 @@ static void on_policy_ack(struct link_conn *c, const Parley__V1__Envelope *e)
 	link_batch_policy_ack(c->ls, c->host, a);
 }
 
+/* The agent measures the round trip: its time back, and nothing else of
+ * what it sent (protobuf-c keeps unknown fields: an echo of the frame
+ * itself would return a padded heartbeat at full size). */
+static void echo_heartbeat(struct link_conn *c, const Parley__V1__Envelope *in)
+{
+	Parley__V1__Envelope e;
+	Parley__V1__Heartbeat hb;
+	wire_init_envelope(&e, in->request_id);
+	parley__v1__heartbeat__init(&hb);
+	hb.sent_unix_ms = in->heartbeat->sent_unix_ms;
+	e.body_case = PARLEY__V1__ENVELOPE__BODY_HEARTBEAT;
+	e.heartbeat = &hb;
+	link_send_env(c, &e);
+}
+
 /* Every message passes link_door (the ownership rule) before its
  * handler; a type the door has no rule for never gets here. */
 static void dispatch(struct link_conn *c, Parley__V1__Envelope *e)
@@ -453,7 +473,7 @@ static void dispatch(struct link_conn *c, Parley__V1__Envelope *e)
 		link_batch_cmd_done(c->ls, c->host, e->command_done->seq);
 		break;
 	case PARLEY__V1__ENVELOPE__BODY_HEARTBEAT:
-		link_send_env(c, e); /* echoed: the agent measures the round trip */
+		echo_heartbeat(c, e);
 		break;
 	default: /* the door refuses these first */
 		link_refuse(c, "UNEXPECTED", wire_body_name(e->body_case),
@@ -468,15 +488,46 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static void on_read(struct bufferevent *bev, void *arg);
+
+/* What the agent has not read yet fell to LINK_OUT_RESUME: read again,
+ * starting with what came before the pause. */
+static void on_drained(struct bufferevent *bev, void *arg)
+{
+	struct link_conn *c = arg;
+	if (!c->paused || c->closing)
+		return;
+	c->paused = false;
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	bufferevent_enable(bev, EV_READ);
+	on_read(bev, c);
+}
+
+/* An agent that sends and never reads would have every answer (acks,
+ * heartbeats) pile up here without bound: past LINK_OUT_PAUSE unread,
+ * nothing more is read from it until it reads. Its silence then ends
+ * it as any silent peer (sweep_dead). */
+static bool pause_for_output(struct link_conn *c)
+{
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) <=
+	    LINK_OUT_PAUSE)
+		return false;
+	c->paused = true;
+	c->ls->n_paused++;
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_setwatermark(c->bev, EV_WRITE, LINK_OUT_RESUME, 0);
+	return true;
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct link_conn *c = arg;
-	c->last_rx_ms = mono_ms();
 	/* Nothing is read before the certificate was checked (on_event). */
-	if (!c->verified || c->closing)
+	if (!c->verified || c->closing || c->paused)
 		return;
+	c->last_rx_ms = mono_ms();
 	struct evbuffer *in = bufferevent_get_input(bev);
-	while (!c->closing) {
+	while (!c->closing && !pause_for_output(c)) {
 		Parley__V1__Envelope *e = NULL;
 		struct parley_err err = { 0 };
 		int rc = frame_pull(in, c->ls->frame_max, &e, &err);
@@ -584,7 +635,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		ls->conns->prev = c;
 	ls->conns = c;
 	ls->nconns++;
-	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+	bufferevent_setcb(c->bev, on_read, on_drained, on_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 

@@ -79,6 +79,8 @@ struct link_server {
 	 * revoked certificates, messages about another host's partition */
 	uint64_t n_frames, n_refused, n_pushed;
 	uint64_t n_unknown_host, n_revoked, n_foreign;
+	/* reading from an agent paused: it had not read LINK_OUT_PAUSE */
+	uint64_t n_paused;
 };
 
 /* Listen on host:port with the given TLS context; takes no ownership of

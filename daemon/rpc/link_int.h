@@ -28,6 +28,8 @@ struct link_conn {
 				     * processed any more */
 	uint64_t pushed;            /* bundle version sent last */
 	uint64_t last_rx_ms;        /* for dead-peer detection */
+	bool paused;                /* not read: too much it has not read
+				     * (link.c: LINK_OUT_PAUSE) */
 	/* An update being sent (link_update.c): the package, how far the
 	 * agent says it is, how far we sent, what the store last heard. */
 	bool upd_on;

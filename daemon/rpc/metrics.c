@@ -118,6 +118,9 @@ void metrics_render_link(const struct metrics_link *l, struct evbuffer *o)
 	one(o, "parley_link_frames_total", "counter",
 	    "Frames received from agents.", l->frames);
 	render_refusals(l, o);
+	one(o, "parley_link_read_pauses_total", "counter",
+	    "Times reading from an agent paused because it had not read "
+	    "what the daemon sent it (8 MiB).", l->paused);
 	one(o, "parley_policy_bundles_pushed_total", "counter",
 	    "Signed policy bundles sent to agents.", l->bundles_pushed);
 }

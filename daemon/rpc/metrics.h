@@ -49,6 +49,7 @@ struct metrics_link {
 	uint64_t unknown_host;      /* of those: host not enrolled */
 	uint64_t revoked;           /* certificate revoked */
 	uint64_t foreign;           /* a message about another host's partition */
+	uint64_t paused;            /* reads paused: an agent not reading */
 	const char *replica;        /* this replica's name (NULL: no link) */
 	uint64_t relayed;           /* commands taken from the store, sent */
 	uint64_t notified;          /* store notifications that woke it */

@@ -82,10 +82,11 @@ static void decode(struct lp_result *r, uint8_t *buf, size_t *have)
 	}
 }
 
-void lp_session(int port, const char *dir, const void *bytes, size_t len,
-		unsigned stop_after, struct lp_result *r)
+/* A TLS client of 127.0.0.1:port with the host's certificate from dir;
+ * rcvbuf > 0 shrinks its receive buffer first. Handshake done or not. */
+static SSL *connect_as(int port, const char *dir, int rcvbuf, SSL_CTX **ctxp,
+		       int *fdp, bool *handshake)
 {
-	memset(r, 0, sizeof(*r));
 	char ca[700], crt[700], key[700];
 	snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
 	snprintf(crt, sizeof(crt), "%s/host.crt", dir);
@@ -93,6 +94,8 @@ void lp_session(int port, const char *dir, const void *bytes, size_t len,
 	SSL_CTX *ctx = tls_client_ctx(ca, crt, key, NULL);
 	cr_assert(ctx, "client context from %s", dir);
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (rcvbuf > 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	struct sockaddr_in sa = { .sin_family = AF_INET,
 				  .sin_port = htons((uint16_t)port) };
 	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
@@ -102,7 +105,19 @@ void lp_session(int port, const char *dir, const void *bytes, size_t len,
 	SSL *ssl = tls_client_new(ctx, "127.0.0.1", NULL);
 	cr_assert(ssl);
 	SSL_set_fd(ssl, fd);
-	r->handshake = SSL_connect(ssl) == 1;
+	*handshake = SSL_connect(ssl) == 1;
+	*ctxp = ctx;
+	*fdp = fd;
+	return ssl;
+}
+
+void lp_session(int port, const char *dir, const void *bytes, size_t len,
+		unsigned stop_after, struct lp_result *r)
+{
+	memset(r, 0, sizeof(*r));
+	SSL_CTX *ctx;
+	int fd;
+	SSL *ssl = connect_as(port, dir, 0, &ctx, &fd, &r->handshake);
 	if (r->handshake && len)
 		SSL_write(ssl, bytes, (int)len);
 	static uint8_t buf[1 << 20];
@@ -129,4 +144,39 @@ void lp_session(int port, const char *dir, const void *bytes, size_t len,
 	SSL_free(ssl);
 	close(fd);
 	SSL_CTX_free(ctx);
+}
+
+void lp_flood(int port, const char *dir, const void *head, size_t hlen,
+	      const void *frame, size_t flen, uint64_t max, int stall_ms,
+	      struct lp_conn *c)
+{
+	memset(c, 0, sizeof(*c));
+	SSL_CTX *ctx;
+	bool hs;
+	SSL *ssl = connect_as(port, dir, 4096, &ctx, &c->fd, &hs);
+	c->ctx = ctx;
+	c->ssl = ssl;
+	cr_assert(hs, "no handshake");
+	cr_assert_eq(SSL_write(ssl, head, (int)hlen), (int)hlen);
+	struct timeval tv = { stall_ms / 1000, (stall_ms % 1000) * 1000 };
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	while (c->sent < max) {
+		int n = SSL_write(ssl, frame, (int)flen);
+		if (n <= 0) {
+			c->stalled = true;
+			break;
+		}
+		c->sent += (uint64_t)n;
+	}
+}
+
+void lp_close(struct lp_conn *c)
+{
+	if (c->ssl)
+		SSL_free(c->ssl);
+	if (c->fd > 0)
+		close(c->fd);
+	if (c->ctx)
+		SSL_CTX_free(c->ctx);
+	memset(c, 0, sizeof(*c));
 }

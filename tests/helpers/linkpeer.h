@@ -34,4 +34,19 @@ void lp_add_hello(uint8_t *buf, size_t cap, size_t *len, const char *host);
 void lp_session(int port, const char *dir, const void *bytes, size_t len,
 		unsigned stop_after, struct lp_result *r);
 
+/* An agent that never reads: connected with a small receive buffer, it
+ * sends `head` (a hello, say), then `frame` over and over until `max`
+ * bytes of frames went or one write waited stall_ms. The connection stays
+ * open (lp_close) so the test can look at the daemon meanwhile. */
+struct lp_conn {
+	void *ctx, *ssl;
+	int fd;
+	uint64_t sent;             /* bytes of frames sent */
+	bool stalled;              /* a write waited stall_ms */
+};
+void lp_flood(int port, const char *dir, const void *head, size_t hlen,
+	      const void *frame, size_t flen, uint64_t max, int stall_ms,
+	      struct lp_conn *c);
+void lp_close(struct lp_conn *c);
+
 #endif
