@@ -458,6 +458,13 @@ static void send_hello(struct agent_link *l)
 	h.policy_version = l->policy.version;
 	h.agent_version = (char *)(l->version ? l->version : parley_version());
 	h.next_seq = l->ob.next_seq;
+	static const char *names[WIRE_HELLO_PARTS_MAX];
+	if (l->held) {
+		h.partitions_listed = true;
+		h.n_partitions = l->held(l->ready_ctx, names,
+					 WIRE_HELLO_PARTS_MAX);
+		h.partitions = (char **)names;
+	}
 	e.body_case = PARLEY__V1__ENVELOPE__BODY_HELLO;
 	e.hello = &h;
 	link_send_env(l, &e);

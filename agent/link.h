@@ -87,6 +87,11 @@ struct agent_link {
 	void (*on_update_rollback)(void *ctx,
 				   const Parley__V1__UpdateRollback *r);
 	void (*on_welcome)(void *ctx);
+	/* The thin partitions held now, by name, into names[cap]: listed in
+	 * every hello (Hello.partitions), so the daemon learns which it
+	 * believed running were lost with an agent before us. NULL: not
+	 * listed (the daemon then assumes nothing). */
+	unsigned (*held)(void *ctx, const char **names, unsigned cap);
 	/* A new bundle is enforced (l->policy): its disk keys, for one. */
 	void (*on_policy)(void *ctx);
 	const char *version;       /* Hello.agent_version (NULL: this build) */

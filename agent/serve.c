@@ -433,6 +433,17 @@ static struct serve_part *part_named(struct serve *s, const char *name)
 	return NULL;
 }
 
+/* Every hello lists the thin partitions held (agent/link.h: held). */
+static unsigned held_names(void *ctx, const char **names, unsigned cap)
+{
+	struct serve *s = ctx;
+	unsigned n = 0;
+	for (unsigned i = 0; i < s->n && n < cap; i++)
+		if (s->part[i].p)
+			names[n++] = s->part[i].p->name;
+	return n;
+}
+
 /* A libvirt partition on this host: its key configuration files are host
  * files its spec names; measured here, reported like any measurement (the
  * daemon enrols the first one as the baseline). */
@@ -831,6 +842,7 @@ static int link_up(struct serve *s, struct parley_err *err)
 	s->link.on_update_rollback = on_update_rollback;
 	s->link.on_welcome = on_link_welcome;
 	s->link.on_policy = load_keys;
+	s->link.held = held_names;
 	s->link.version = serve_o->version;
 	s->link.ready_ctx = s;
 	load_keys(s); /* the persisted bundle's */

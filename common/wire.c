@@ -571,6 +571,15 @@ static int chk_hello(const Parley__V1__Hello *h, struct parley_err *err)
 			      WIRE_AGENT_VERSION_MAX, false, err);
 	if (rc == 0 && !h->next_seq)
 		rc = perr(err, -EINVAL, "hello.next_seq: 0 (seqs start at 1)");
+	if (rc == 0 && h->n_partitions > WIRE_HELLO_PARTS_MAX)
+		rc = perr(err, -E2BIG, "hello.partitions: %zu, at most %d",
+			  h->n_partitions, WIRE_HELLO_PARTS_MAX);
+	if (rc == 0 && h->n_partitions && !h->partitions_listed)
+		rc = perr(err, -EINVAL, "hello.partitions without "
+			  "partitions_listed");
+	for (size_t i = 0; rc == 0 && i < h->n_partitions; i++)
+		rc = chk_name("hello", "partitions", h->partitions[i], false,
+			      err);
 	return rc;
 }
 

@@ -49,6 +49,7 @@
 #define WIRE_CODE_MAX 64            /* Error.code (token, required) */
 #define WIRE_SPEC_MAX (64 * 1024)   /* PartitionCommand.spec_json */
 #define WIRE_AGENT_VERSION_MAX 64   /* Hello.agent_version */
+#define WIRE_HELLO_PARTS_MAX 1024   /* Hello.partitions */
 #define WIRE_JOIN_SERVERS_MAX 8     /* JoinResponse.servers, each HOST:PORT
 				     * of at most 127 bytes */
 /* UpdateChunk.data: 1..this many bytes (a frame with room to spare). */

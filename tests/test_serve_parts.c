@@ -7,7 +7,7 @@
  * lifted and audited; a config changed on the host refused as at
  * create); a destroyed one is gone from the agent and its name can be
  * created anew; create/destroy cycles never run out of the agent's slots;
- * commands for names the agent does not have are answered.
+ * partitions lost with a killed agent are created and started again.
  */
 #include <criterion/criterion.h>
 #include <openssl/sha.h>
@@ -431,32 +431,49 @@ T_BACKEND_TEST(serve_parts, seventy_create_destroy_cycles, .timeout = 600,
 
 /* ---- names not here ------------------------------------------------------ */
 
-/* The agent restarted (it keeps no thin partition across that): the
- * daemon's STOP and START of one it had are answered stopped, reason
- * no-such-partition, and nothing else happens; a START after a destroy
- * finds no row to send for (the API says 404). Nothing crashes: the
- * agent serves on (a new partition runs). */
-T_BACKEND_TEST(serve_parts, start_of_a_name_not_here_is_answered,
+/* The agent killed and started again (it keeps no thin partition across
+ * that; not a hand-over): its hello lists what it holds, nothing, so the
+ * daemon records the one that ran as lost -- "stopped", audited
+ * partition_lost AGENT_RESTARTED -- and has it created and started again
+ * from the stored spec (measured and admitted again: a second
+ * baseline_ok). One that had stopped stays stopped, and an operator's
+ * START runs it again (the daemon sends its CREATE first, which an agent
+ * that has it takes as a repeat). Destroying works as before; a START
+ * after it finds no row (404). Before: both stayed lost, the first
+ * "running" in the store for good, and every START was answered
+ * no-such-partition. */
+T_BACKEND_TEST(serve_parts, lost_with_a_killed_agent_created_and_started_again,
 	       .timeout = 240, .fini = sp_fini)
 {
 	static struct sp t;
 	setup(&t);
 	create(&t, "u", "sleep:600000", false);
+	create(&t, "w", "sleep:1", false);
 	agent_up(&t);
 	wait_state(&t, "u", "running");
+	wait_state(&t, "w", "stopped");
 	fd_kill_agent(t.a);
 	agent_up(&t);
-	action(&t, "u", "stop", 200);
-	wait_detail(&t, "partition_state", "u", "no-such-partition");
-	wait_state(&t, "u", "stopped");
-	action(&t, "u", "start", 200);
-	wait_log(&t, "command for u: no such partition here", 2);
-	wait_state(&t, "u", "stopped");
+	wait_detail(&t, "partition_lost", "u", "AGENT_RESTARTED");
+	wait_detail(&t, "partition_lost", "u", "running -> stopped");
+	wait_audit(&t, "baseline_ok", "u", 2);
+	wait_state(&t, "u", "running");
+	/* w had stopped: nothing lost, nothing run */
+	cr_assert_eq(audit_count(&t, "partition_lost", "w", NULL, 0), 0);
+	char st[64];
+	part_state(&t, "w", st, sizeof(st));
+	cr_assert_str_eq(st, "stopped");
+	action(&t, "w", "start", 200);
+	wait_audit(&t, "baseline_ok", "w", 2);
+	cr_assert_eq(log_count(&t, "command for w: no such partition here"), 0);
 	destroy(&t, "u");
-	wait_log(&t, "command for u: no such partition here", 3);
+	wait_detail(&t, "partition_destroyed", "u", "DESTROY");
 	action(&t, "u", "start", 404);
+	/* a hello now lists w, whatever it did since: reconnecting loses
+	 * nothing more */
 	create(&t, "v", "sleep:600000", false);
 	wait_state(&t, "v", "running");
+	cr_assert_eq(audit_count(&t, "partition_lost", "v", NULL, 0), 0);
 	cr_assert_eq(log_count(&t, "the daemon refused this agent"), 0);
 	char *dl = fd_daemon_log(&t.c.f);
 	cr_assert(!strstr(dl, "BAD_STATUS"), "%s", dl);

@@ -367,6 +367,12 @@ Test(wire, limits_accepted)
 	set_body(s, PARLEY__V1__ENVELOPE__BODY_ERROR);
 	cr_expect_eq(wire_check(e, &err), 0, "%s", err.msg);
 	s->hello.host = big(s, WIRE_NAME_MAX - 1);
+	static char *names[WIRE_HELLO_PARTS_MAX];
+	for (int i = 0; i < WIRE_HELLO_PARTS_MAX; i++)
+		names[i] = big(s, WIRE_NAME_MAX - 1);
+	s->hello.partitions_listed = true;
+	s->hello.n_partitions = WIRE_HELLO_PARTS_MAX;
+	s->hello.partitions = names;
 	set_body(s, PARLEY__V1__ENVELOPE__BODY_HELLO);
 	cr_expect_eq(wire_check(e, &err), 0, "%s", err.msg);
 	s->welcome.heartbeat_ms = WIRE_HEARTBEAT_MAX_MS;
@@ -521,6 +527,19 @@ SPOIL(hello_version_overlong, s->hello.agent_version = "\xc0\xaf")
 SPOIL(hello_version_surrogate, s->hello.agent_version = "\xed\xa0\x80")
 SPOIL(hello_version_cut, s->hello.agent_version = "v\xe2\x82")
 SPOIL(hello_seq_0, s->hello.next_seq = 0)
+static char *hello_names[WIRE_HELLO_PARTS_MAX + 1];
+SPOIL(hello_parts_unlisted, s->hello.n_partitions = 1;
+      hello_names[0] = "a"; s->hello.partitions = hello_names)
+SPOIL(hello_parts_bad_name, s->hello.partitions_listed = true;
+      s->hello.n_partitions = 2; hello_names[0] = "a";
+      hello_names[1] = "../b"; s->hello.partitions = hello_names)
+SPOIL(hello_parts_null_name, s->hello.partitions_listed = true;
+      s->hello.n_partitions = 1; hello_names[0] = NULL;
+      s->hello.partitions = hello_names)
+SPOIL(hello_parts_too_many, s->hello.partitions_listed = true;
+      s->hello.n_partitions = WIRE_HELLO_PARTS_MAX + 1;
+      for (int i = 0; i <= WIRE_HELLO_PARTS_MAX; i++) hello_names[i] = "a";
+      s->hello.partitions = hello_names)
 SPOIL(welcome_hb_0, s->welcome.heartbeat_ms = 0)
 SPOIL(welcome_hb_9, s->welcome.heartbeat_ms = WIRE_HEARTBEAT_MIN_MS - 1)
 SPOIL(welcome_hb_big, s->welcome.heartbeat_ms = WIRE_HEARTBEAT_MAX_MS + 1)
@@ -672,6 +691,13 @@ static const struct hostile hostile[] = {
 	E(HELLO, hello_version_cut, -EINVAL,
 	  "hello.agent_version: invalid UTF-8 at offset 1"),
 	E(HELLO, hello_seq_0, -EINVAL, "hello.next_seq: 0"),
+	E(HELLO, hello_parts_unlisted, -EINVAL,
+	  "hello.partitions without partitions_listed"),
+	E(HELLO, hello_parts_bad_name, -EINVAL,
+	  "hello.partitions: \"../b\" is not a valid name"),
+	N(HELLO, hello_parts_null_name, -EINVAL, "hello.partitions: missing"),
+	E(HELLO, hello_parts_too_many, -E2BIG,
+	  "hello.partitions: 1025, at most 1024"),
 	E(WELCOME, welcome_hb_0, -EINVAL,
 	  "welcome.heartbeat_ms: 0 is outside 10..3600000"),
 	E(WELCOME, welcome_hb_9, -EINVAL, "welcome.heartbeat_ms: 9 is outside"),

@@ -167,7 +167,9 @@ static void send_command(struct link_conn *c, const char *partition,
  * partition's row is gone before its DESTROY, a VM's stays until its
  * agent says it is destroyed. A VM's start may come before its agent had
  * it (defined while the agent was away): its CREATE first, a repeat if
- * the agent has it. */
+ * the agent has it. So may a thin partition's, one its agent lost in a
+ * restart (link_lost.c): its CREATE from the stored spec first, which an
+ * agent that has it takes as a repeat. */
 void link_send_command_to(struct link_conn *c, const char *partition,
 			  int action, const char *spec, uint64_t id)
 {
@@ -175,12 +177,13 @@ void link_send_command_to(struct link_conn *c, const char *partition,
 	bool vm = false;
 	if (store_partition_get(c->ls->store, partition, &p, NULL) == 0) {
 		vm = agentvm_part(&p);
-		if (vm && !spec &&
+		bool thin = p.kind == STORE_PART_THIN && p.spec_len > 2;
+		if ((vm || thin) && !spec &&
 		    action == PARLEY__V1__PARTITION_COMMAND__ACTION__START)
 			send_command(
 				c, partition,
 				PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE,
-				p.spec_json, true);
+				p.spec_json, vm);
 		store_partition_free(&p);
 	}
 	send_command_id(c, partition,
@@ -330,6 +333,7 @@ static void welcome(struct link_conn *c, const Parley__V1__Envelope *e)
 		 (unsigned long long)h->policy_version,
 		 (unsigned long long)seq);
 	link_push_one(c);
+	link_lost_hello(c, h);
 	send_commands(c);
 	/* Commands stored for this host and not confirmed by its agent:
 	 * issued while it was away, or sent on a connection that was lost

@@ -69,6 +69,11 @@ void link_on_status(struct link_conn *c, const Parley__V1__Envelope *e);
  * pending update offered; progress moves the host's update row and
  * draws the next chunks. */
 void link_update_hello(struct link_conn *c, const Parley__V1__Hello *h);
+/* The thin partitions of c's host the store believes running that the
+ * hello does not list (link_lost.c): recorded stopped, audited
+ * partition_lost, created (and started) again. Nothing for an agent that
+ * does not list. */
+void link_lost_hello(struct link_conn *c, const Parley__V1__Hello *h);
 /* One audit event about c's host, appended now (a failure is logged). */
 void link_audit_host(struct link_conn *c, const char *event,
 		     const char *reason, const char *detail);
