@@ -4,6 +4,7 @@
  * framing checks in-process. */
 #include <criterion/criterion.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -400,4 +401,105 @@ Test(api, gate_scan)
 	free(many);
 	cr_expect_null(api_gate_refusal(0));
 	cr_expect_null(api_gate_refusal(1000));
+}
+
+static long rss_kib(pid_t pid)
+{
+	char p[64], line[256];
+	snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(p, "r");
+	long kib = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+/* A client that pipelines requests and never reads the answers: before,
+ * every request it sent went into evhttp's input while evhttp waited to
+ * write (600 MiB sent, 600 MiB held). Now its sends stall, parleyd stays
+ * its size, and another client is answered meanwhile. */
+Test(api, pipelining_without_reading_is_not_read_either, .timeout = 120)
+{
+	struct api_client c;
+	ac_start(&c);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int small = 4096;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	close(fd);
+	fd = ac_connect(c.port);
+	cr_assert_geq(fd, 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	struct timeval tv = { 3, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	static char reqs[64 * 1024];
+	static const char one[] = "GET /healthz HTTP/1.1\r\n\r\n";
+	size_t n = 0;
+	while (n + sizeof(one) < sizeof(reqs)) {
+		memcpy(reqs + n, one, sizeof(one) - 1);
+		n += sizeof(one) - 1;
+	}
+	long before = rss_kib(c.f.daemon);
+	unsigned long long sent = 0;
+	bool stalled = false;
+	while (sent < (256ull << 20)) {
+		ssize_t w = send(fd, reqs, n, MSG_NOSIGNAL);
+		if (w <= 0) {
+			stalled = true;
+			break;
+		}
+		sent += (unsigned long long)w;
+	}
+	long during = rss_kib(c.f.daemon);
+	cr_expect(stalled, "the daemon read all %llu bytes", sent);
+	cr_expect_lt(sent, 64ull << 20, "%llu bytes read before the stall",
+		     sent);
+	cr_expect_lt(during - before, 64 * 1024, "parleyd grew from %ld to "
+		     "%ld KiB", before, during);
+	struct ac_resp r;
+	ac_call(&c, "GET", "/healthz", NULL, NULL, &r);
+	cr_expect_eq(r.status, 200, "%s", r.raw);
+	ac_free(&r);
+	close(fd);
+	ac_stop(&c);
+}
+
+/* The package upload's 64 MiB exception: only for an admin token the
+ * store knows, asked when the head is read. A made-up token, a read
+ * token, or a token of the wrong shape gets the 64 KiB cap at once (413,
+ * before the body), not a 64 MiB buffer held for it. */
+Test(api, upload_exception_only_for_a_good_admin_token, .timeout = 60)
+{
+	struct api_client c;
+	ac_start(&c);
+	struct ac_resp r;
+	ac_call_ok(&c, "POST", "/v1/tokens", "{\"name\":\"ro\",\"scope\":"
+		   "\"read\"}", 201, &r);
+	const char *ro = json_string_value(json_object_get(r.json, "token"));
+	cr_assert(ro, "%s", r.raw);
+	char ro_tok[160];
+	snprintf(ro_tok, sizeof(ro_tok), "%s", ro);
+	ac_free(&r);
+	const char *const bad[] = {
+		"Bearer prl_0000000000000000000000000000000000000000000000000"
+		"000000000000000",
+		"Bearer nope", "Basic YWRtaW46YWRtaW4=", "nope", ro_tok,
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char head[512];
+		/* the read token as a Bearer token */
+		int hn = snprintf(head, sizeof(head),
+				  "POST /v1/hosts/h1/update HTTP/1.1\r\n"
+				  "Authorization: %s%s\r\n"
+				  "Content-Type: application/octet-stream\r\n"
+				  "Content-Length: 67108863\r\n\r\n",
+				  bad[i] == ro_tok ? "Bearer " : "", bad[i]);
+		/* the head alone: the answer comes without the body */
+		ac_raw(c.port, head, (size_t)hn, &r);
+		cr_expect_eq(r.status, 413, "%s: %s", bad[i], r.raw);
+		ac_free(&r);
+	}
+	ac_stop(&c);
 }

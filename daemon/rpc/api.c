@@ -164,6 +164,27 @@ static int caller_scope(struct api_req *q, struct parley_err *err)
 	return sc == STORE_SCOPE_ADMIN ? SCOPE_ADMIN : SCOPE_READ;
 }
 
+/* The gate's question before it buffers a package upload (64 MiB, not
+ * the 64 KiB of every other body): an admin token the store knows. The
+ * route asks again (caller_scope) when the request is whole. */
+static bool upload_admit(void *ctx, const char *auth, size_t n)
+{
+	struct api_server *a = ctx;
+	char text[160];
+	uint8_t d[STORE_DIGEST];
+	enum store_scope sc;
+	char name[STORE_NAME_MAX];
+	struct parley_err err = { 0 };
+	if (n < 8 || n >= sizeof(text) || strncmp(auth, "Bearer ", 7))
+		return false;
+	memcpy(text, auth + 7, n - 7);
+	text[n - 7] = 0;
+	return api_token_digest(text, "prl_", d) == 0 &&
+	       store_token_find(a->store, (struct store_blob){ d, sizeof(d) },
+				&sc, name, &err) == 0 &&
+	       sc == STORE_SCOPE_ADMIN;
+}
+
 /* The token text into path, 0600, on disk before the store has its
  * digest: a token nobody can read would lock the operator out. */
 static int write_token(const char *path, const char *text,
@@ -510,7 +531,8 @@ static struct bufferevent *conn_bev(struct event_base *base, void *arg)
 	if (!under)
 		return NULL;
 	return api_gate_new_upload(under, API_HEADERS_MAX, API_BODY_MAX,
-				   API_UPDATE_BODY_MAX, a->gate_path);
+				   API_UPDATE_BODY_MAX, upload_admit, a,
+				   a->gate_path);
 }
 
 int api_start(struct api_server *a, const char *host, int port,

@@ -75,6 +75,11 @@ struct parse {
 	 * being read is one (set by head()). */
 	size_t upload_max;
 	bool upload;
+	/* Whether the Authorization value (n bytes) may send an upload: a
+	 * good token, asked before 64 MiB are buffered for it. NULL: any
+	 * value (api_gate_scan_upload's). */
+	bool (*admit)(void *ctx, const char *auth, size_t n);
+	void *admit_ctx;
 	size_t pos;            /* bytes of the current request parsed */
 	size_t line;           /* P_HEAD: start of the line being scanned */
 	uint64_t left;         /* P_BODY, P_CDATA: bytes to go */
@@ -85,8 +90,10 @@ struct parse {
 
 static void parse_reset(struct parse *ps)
 {
-	size_t h = ps->head_max, b = ps->body_max, u = ps->upload_max;
-	*ps = (struct parse){ .head_max = h, .body_max = b, .upload_max = u };
+	*ps = (struct parse){ .head_max = ps->head_max,
+			      .body_max = ps->body_max,
+			      .upload_max = ps->upload_max,
+			      .admit = ps->admit, .admit_ctx = ps->admit_ctx };
 }
 
 /* Chunked bodies carry overhead: at most this many raw bytes. */
@@ -185,8 +192,9 @@ static unsigned request_line(const char *p, size_t n, bool *nobody,
 
 struct framing {
 	bool has_cl, chunked, expect;
-	bool octets, auth;     /* Content-Type: application/octet-stream;
-				* an Authorization header (checked later) */
+	bool octets;           /* Content-Type: application/octet-stream */
+	const char *auth;      /* the Authorization value, auth_n bytes */
+	size_t auth_n;
 	uint64_t cl;
 };
 
@@ -227,7 +235,8 @@ static unsigned header_line(const char *p, size_t n, struct framing *f)
 	} else if (is(p, nn, "Content-Type")) {
 		f->octets = is(v, vn, "application/octet-stream");
 	} else if (is(p, nn, "Authorization")) {
-		f->auth = vn > 0;
+		f->auth = vn ? v : NULL;
+		f->auth_n = vn;
 	} else if (is(p, nn, "Expect")) {
 		if (!is(v, vn, "100-continue"))
 			return R_EXPECT;
@@ -269,10 +278,12 @@ static unsigned head(struct parse *ps, const char *p, size_t n)
 	if (nobody && (f.chunked || f.cl > 0))
 		return R_NOBODY;
 	/* The upload exception: a package for one host, as octets with a
-	 * Content-Length, from a caller with credentials (whether they are
-	 * good is api.c's to say); anything else has the JSON cap. */
+	 * Content-Length, from a caller whose token is good (ps->admit:
+	 * api.c asks the store, before a byte of the 64 MiB is buffered);
+	 * anything else has the JSON cap. */
 	ps->upload = ps->upload_max && upload && f.octets && f.auth &&
-		     f.has_cl && !f.chunked;
+		     f.has_cl && !f.chunked &&
+		     (!ps->admit || ps->admit(ps->admit_ctx, f.auth, f.auth_n));
 	if (f.has_cl && f.cl > (ps->upload ? ps->upload_max : ps->body_max))
 		return R_BODY_BIG;
 	ps->st = f.chunked ? P_CSIZE : f.cl > 0 ? P_BODY : P_HEAD;
@@ -441,16 +452,25 @@ size_t api_gate_scan_upload(const char *p, size_t n, size_t head_max,
 
 /* ---- the filter ---- */
 
+/* What the socket below may hold unread while the gate holds a request
+ * back (gate_ready): past it, the kernel's buffers fill and the client's
+ * sends wait. */
+#define GATE_UNDER_READ_MAX (64u * 1024)
+/* g->buf is given back down to this after a larger request. */
+#define GATE_BUF_KEEP (64u * 1024)
+
 struct gate {
 	struct parse ps;
 	char *buf;
 	size_t len, cap;
 	bool dead;             /* refused: the rest of the input is dropped */
+	bool held;             /* a whole request, parsed (ps.pos its end),
+				* waits for gate_ready */
 	bool sent_continue;
 	bool writing;          /* evhttp's bytes are on their way out */
 	const char *reject;
 	struct bufferevent *under, *bev;
-	struct evbuffer_cb_entry *drain;
+	struct evbuffer_cb_entry *drain, *taken;
 };
 
 static void gate_free(void *arg)
@@ -459,13 +479,17 @@ static void gate_free(void *arg)
 	if (g->drain)
 		evbuffer_remove_cb_entry(bufferevent_get_output(g->under),
 					 g->drain);
+	if (g->taken)
+		evbuffer_remove_cb_entry(bufferevent_get_input(g->bev),
+					 g->taken);
 	free(g->buf);
 	free(g);
 }
 
 static bool gate_append(struct gate *g, struct evbuffer *src)
 {
-	size_t n = evbuffer_get_length(src), room = raw_max(&g->ps) + 1 - g->len;
+	size_t n = evbuffer_get_length(src), lim = raw_max(&g->ps) + 1;
+	size_t room = g->len < lim ? lim - g->len : 0;
 	if (n > room)
 		n = room;
 	if (g->len + n > g->cap) {
@@ -483,6 +507,36 @@ static bool gate_append(struct gate *g, struct evbuffer *src)
 	return true;
 }
 
+/* May the next whole request go to evhttp? Only once evhttp took the one
+ * before (its input is empty) and every answer so far left for the
+ * socket: a client that pipelines requests and never reads its answers
+ * is then not read either (what it sends waits in the socket, at most
+ * GATE_UNDER_READ_MAX above it), instead of every request it sends
+ * piling up in evhttp's input while evhttp waits to write. */
+static bool gate_ready(const struct gate *g, struct evbuffer *dst)
+{
+	return evbuffer_get_length(dst) == 0 && !g->writing &&
+	       evbuffer_get_length(bufferevent_get_output(g->under)) == 0;
+}
+
+/* The whole request at the start of g->buf to evhttp. */
+static void gate_pass(struct gate *g, struct evbuffer *dst)
+{
+	evbuffer_add(dst, g->buf, g->ps.pos);
+	memmove(g->buf, g->buf + g->ps.pos, g->len - g->ps.pos);
+	g->len -= g->ps.pos;
+	parse_reset(&g->ps);
+	g->sent_continue = false;
+	if (g->cap > GATE_BUF_KEEP && g->len <= GATE_BUF_KEEP) {
+		/* after an upload: not 64 MiB kept for a kept-alive client */
+		char *b = realloc(g->buf, GATE_BUF_KEEP);
+		if (b) {
+			g->buf = b;
+			g->cap = GATE_BUF_KEEP;
+		}
+	}
+}
+
 static enum bufferevent_filter_result gate_in(struct evbuffer *src,
 					      struct evbuffer *dst,
 					      ev_ssize_t limit,
@@ -493,24 +547,22 @@ static enum bufferevent_filter_result gate_in(struct evbuffer *src,
 	(void)mode;
 	struct gate *g = arg;
 	bool passed = false;
-	while (!g->dead && evbuffer_get_length(src) > 0) {
-		if (!gate_append(g, src)) {
-			g->ps.refusal = R_HEAD_BIG;
+	while (!g->dead) {
+		/* (a request held is parsed already: step is not asked
+		 * twice, it would go on into the next one) */
+		enum presult r = g->held ? P_DONE
+					 : step_capped(&g->ps, g->buf, g->len);
+		if (r == P_REFUSE)
 			goto refused;
-		}
-		for (;;) {
-			enum presult r = step_capped(&g->ps, g->buf, g->len);
-			if (r == P_REFUSE)
-				goto refused;
-			if (r == P_MORE)
+		if (r == P_DONE) {
+			/* A whole request: evhttp may have it, when ready
+			 * (on_drained and on_taken look again). */
+			g->held = !gate_ready(g, dst);
+			if (g->held)
 				break;
-			/* A whole request: evhttp may have it. */
-			evbuffer_add(dst, g->buf, g->ps.pos);
-			memmove(g->buf, g->buf + g->ps.pos, g->len - g->ps.pos);
-			g->len -= g->ps.pos;
-			parse_reset(&g->ps);
-			g->sent_continue = false;
+			gate_pass(g, dst);
 			passed = true;
+			continue;
 		}
 		if (g->ps.cont && !g->sent_continue && g->ps.st != P_HEAD) {
 			/* The client waits for this before its body. */
@@ -518,8 +570,15 @@ static enum bufferevent_filter_result gate_in(struct evbuffer *src,
 			bufferevent_write(g->under, "HTTP/1.1 100 Continue\r\n\r\n",
 					  25);
 		}
+		if (evbuffer_get_length(src) == 0)
+			break;
+		if (!gate_append(g, src)) {
+			g->ps.refusal = R_HEAD_BIG;
+			goto refused;
+		}
 	}
-	evbuffer_drain(src, evbuffer_get_length(src));
+	if (g->dead)
+		evbuffer_drain(src, evbuffer_get_length(src));
 	return passed ? BEV_OK : BEV_NEED_MORE;
 refused:
 	/* Nothing of the refused request reaches evhttp: in its place a
@@ -562,28 +621,58 @@ static void on_out(struct evbuffer *b, const struct evbuffer_cb_info *i,
 	evbuffer_add_buffer(bufferevent_get_output(g->under), b);
 }
 
+/* A request held back (gate_ready) is looked at again through the
+ * filter's own read path (the one new bytes take): it runs gate_in only
+ * while evhttp reads, and tells evhttp of what gate_in passed. */
+static void look_again(struct gate *g)
+{
+	if (g->held && !g->dead)
+		bufferevent_trigger(g->under, EV_READ,
+				    BEV_TRIG_IGNORE_WATERMARKS |
+				    BEV_TRIG_DEFER_CALLBACKS);
+}
+
 static void on_drained(struct evbuffer *b, const struct evbuffer_cb_info *i,
 		       void *arg)
 {
 	struct gate *g = arg;
-	if (!i->n_deleted || evbuffer_get_length(b) > 0 || !g->writing ||
-	    evbuffer_get_length(bufferevent_get_output(g->bev)) > 0)
+	if (!i->n_deleted || evbuffer_get_length(b) > 0)
 		return;
+	if (!g->writing ||
+	    evbuffer_get_length(bufferevent_get_output(g->bev)) > 0) {
+		look_again(g); /* (a 100 Continue left) */
+		return;
+	}
 	/* Only after evhttp's own bytes: its write callback at any other
-	 * time would finish a request still being read. */
+	 * time would finish a request still being read. It goes first (a
+	 * kept-alive connection reads again in it), then the held one. */
 	g->writing = false;
 	bufferevent_trigger(g->bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+	look_again(g);
+}
+
+/* evhttp took what it was given. */
+static void on_taken(struct evbuffer *b, const struct evbuffer_cb_info *i,
+		     void *arg)
+{
+	if (i->n_deleted && evbuffer_get_length(b) == 0)
+		look_again(arg);
 }
 
 struct bufferevent *api_gate_new(struct bufferevent *under, size_t head_max,
 				 size_t body_max, const char *reject_path)
 {
-	return api_gate_new_upload(under, head_max, body_max, 0, reject_path);
+	return api_gate_new_upload(under, head_max, body_max, 0, NULL, NULL,
+				   reject_path);
 }
 
 struct bufferevent *api_gate_new_upload(struct bufferevent *under,
 					size_t head_max, size_t body_max,
 					size_t upload_max,
+					bool (*admit)(void *ctx,
+						      const char *auth,
+						      size_t n),
+					void *admit_ctx,
 					const char *reject_path)
 {
 	struct gate *g = calloc(1, sizeof(*g));
@@ -594,6 +683,8 @@ struct bufferevent *api_gate_new_upload(struct bufferevent *under,
 	g->ps.head_max = head_max;
 	g->ps.body_max = body_max;
 	g->ps.upload_max = upload_max;
+	g->ps.admit = admit;
+	g->ps.admit_ctx = admit_ctx;
 	g->reject = reject_path;
 	g->under = under;
 	g->bev = bufferevent_filter_new(under, gate_in, gate_out,
@@ -605,8 +696,11 @@ struct bufferevent *api_gate_new_upload(struct bufferevent *under,
 	}
 	g->drain = evbuffer_add_cb(bufferevent_get_output(under), on_drained,
 				   g);
+	bufferevent_setwatermark(under, EV_READ, 0, GATE_UNDER_READ_MAX);
 	if (!g->drain ||
-	    !evbuffer_add_cb(bufferevent_get_output(g->bev), on_out, g)) {
+	    !evbuffer_add_cb(bufferevent_get_output(g->bev), on_out, g) ||
+	    !(g->taken = evbuffer_add_cb(bufferevent_get_input(g->bev),
+					 on_taken, g))) {
 		bufferevent_free(g->bev); /* frees g and under */
 		return NULL;
 	}

@@ -17,6 +17,7 @@
 #define PARLEY_DAEMON_API_GATE_H
 
 #include <event2/bufferevent.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct api_gate_refusal {
@@ -37,11 +38,16 @@ struct bufferevent *api_gate_new(struct bufferevent *under, size_t head_max,
 
 /* The same with one exception (daemon/rpc/API.md): `POST
  * /v1/hosts/NAME/update` with `Content-Type: application/octet-stream`, a
- * Content-Length (not chunked) and an Authorization header may carry up
- * to upload_max bytes; every other request keeps body_max. */
+ * Content-Length (not chunked) and an Authorization header that admit
+ * takes (a good token: asked before the body is buffered) may carry up to
+ * upload_max bytes; every other request keeps body_max. */
 struct bufferevent *api_gate_new_upload(struct bufferevent *under,
 					size_t head_max, size_t body_max,
 					size_t upload_max,
+					bool (*admit)(void *ctx,
+						      const char *auth,
+						      size_t n),
+					void *admit_ctx,
 					const char *reject_path);
 
 /* Tests and the fuzz target: run the checks over one buffer as the filter
