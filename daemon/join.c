@@ -502,6 +502,8 @@ static int listen_on(struct join_server *js, const char *listen,
 					  64, (struct sockaddr *)&ss, (int)len);
 	if (!js->lis)
 		return perr(err, -errno, "join listener on %s: %m", listen);
+	if (listen_guard_init(&js->guard, js->base, js->lis, "join") < 0)
+		return perr(err, -ENOMEM, "join listener: no memory");
 	struct sockaddr_storage got;
 	socklen_t gl = sizeof(got);
 	getsockname(evconnlistener_get_fd(js->lis), (struct sockaddr *)&got,
@@ -544,6 +546,7 @@ void join_stop(struct join_server *js)
 {
 	while (js->conns)
 		conn_free(js->conns);
+	listen_guard_free(&js->guard);
 	if (js->lis)
 		evconnlistener_free(js->lis);
 	SSL_CTX_free(js->ctx);

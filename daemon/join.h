@@ -35,6 +35,7 @@
 #include <openssl/ssl.h>
 #include "common/err.h"
 #include "db/store.h"
+#include "daemon/listen_guard.h"
 
 #define JOIN_TOKEN_PREFIX "prj_"
 #define JOIN_TOKEN_LEN 68           /* prefix and 64 hex digits */
@@ -81,6 +82,7 @@ struct join_server {
 	char *ca_pem, *policy_pub_pem; /* owned, sent to every joiner */
 	char *release_pub_pem;     /* STATE/release.pub, or NULL: none */
 	struct evconnlistener *lis;
+	struct listen_guard guard;
 	int port;                   /* the port bound */
 	struct join_conn *conns;    /* doubly linked */
 	unsigned nconns;

@@ -564,6 +564,9 @@ int api_start(struct api_server *a, const char *host, int port,
 	if (!bs)
 		return perr(err, -EADDRINUSE, "api: cannot listen on %s:%d",
 			    host, port);
+	if (listen_guard_init(&a->guard, a->base,
+			      evhttp_bound_socket_get_listener(bs), "api") < 0)
+		return perr(err, -ENOMEM, "api: no memory");
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss,
@@ -580,6 +583,7 @@ int api_start(struct api_server *a, const char *host, int port,
 void api_stop(struct api_server *a)
 {
 	/* Closing the connections ends the stream clients first. */
+	listen_guard_free(&a->guard);
 	if (a->http)
 		evhttp_free(a->http);
 	a->http = NULL;

@@ -17,6 +17,7 @@
 #include "common/err.h"
 #include "daemon/rpc/metrics.h"
 #include "db/store.h"
+#include "daemon/listen_guard.h"
 
 struct link_server;
 struct keyd;
@@ -61,6 +62,7 @@ struct api_hooks {
 };
 
 struct api_server {
+	struct listen_guard guard;  /* the listener out of descriptors */
 	/* IN, set before api_start; not owned. link may be NULL. */
 	struct event_base *base;
 	struct store *store;

@@ -726,6 +726,8 @@ int link_start(struct link_server *ls, const char *host, int port,
 					  (int)len);
 	if (!ls->lis)
 		return perr(err, -errno, "listen on %s:%d: %m", host, port);
+	if (listen_guard_init(&ls->guard, ls->base, ls->lis, "agent link") < 0)
+		return perr(err, -ENOMEM, "agent link: no memory");
 	struct sockaddr_storage got;
 	socklen_t gl = sizeof(got);
 	getsockname(evconnlistener_get_fd(ls->lis), (struct sockaddr *)&got, &gl);
@@ -778,6 +780,7 @@ void link_stop(struct link_server *ls)
 		event_free(ls->push_ev);
 	ls->push_ev = NULL;
 	ls->push_cursor = NULL;
+	listen_guard_free(&ls->guard);
 	if (ls->lis)
 		evconnlistener_free(ls->lis);
 	ls->poll_ev = NULL;

@@ -17,11 +17,13 @@
 #include <stdint.h>
 #include "common/err.h"
 #include "db/store.h"
+#include "daemon/listen_guard.h"
 
 struct link_conn;
 struct keyd;
 
 struct link_server {
+	struct listen_guard guard;  /* the listener out of descriptors */
 	struct event_base *base;
 	SSL_CTX *ctx;
 	struct evconnlistener *lis;
