@@ -32,14 +32,20 @@
 /* A JoinRequest is a token and a CSR of under 16 KiB: nothing larger is
  * read. */
 #define JOIN_FRAME_MAX (64 * 1024)
-/* Joins are rare; this bounds what idle or slow peers can hold. */
+/* Joins are rare; this bounds what idle or slow peers can hold. When it
+ * is reached, the oldest connection makes room: a join takes
+ * milliseconds, so a peer that holds 64 slots open (a byte of a
+ * ClientHello every few seconds) loses its own first, not the newcomer. */
 #define JOIN_CONNS_MAX 64
-/* Seconds a joiner has for the handshake and its one request. */
+/* Seconds a joiner has for the handshake and its one request, in all:
+ * counted from the accept, not from its last byte (bufferevent's
+ * timeouts start again with every byte that comes). */
 #define JOIN_TIMEOUT_S 10
 
 struct join_conn {
 	struct join_server *js;
 	struct bufferevent *bev;
+	struct event *deadline;
 	struct join_conn *prev, *next;
 	char peer[INET6_ADDRSTRLEN + 8];
 };
@@ -127,8 +133,33 @@ static void conn_free(struct join_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	js->nconns--;
+	if (c->deadline)
+		event_free(c->deadline);
 	bufferevent_free(c->bev);
 	free(c);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct join_conn *c = arg;
+	log_warn("join: %s: no request within %d s: closed", c->peer,
+		 JOIN_TIMEOUT_S);
+	conn_free(c);
+}
+
+/* The oldest connection (the list's last: new ones go first). */
+static void evict_oldest(struct join_server *js)
+{
+	struct join_conn *c = js->conns;
+	while (c && c->next)
+		c = c->next;
+	if (c) {
+		log_warn("join: %d connections: the oldest (%s) closed for a "
+			 "new one", JOIN_CONNS_MAX, c->peer);
+		conn_free(c);
+	}
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg);
@@ -404,17 +435,22 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	(void)l;
 	(void)len;
 	struct join_server *js = arg;
-	struct join_conn *c = NULL;
-	if (js->nconns < JOIN_CONNS_MAX)
-		c = calloc(1, sizeof(*c));
+	if (js->nconns >= JOIN_CONNS_MAX)
+		evict_oldest(js);
+	struct join_conn *c = calloc(1, sizeof(*c));
 	if (!c) {
 		evutil_closesocket(fd);
 		return;
 	}
 	c->js = js;
 	peer_name(sa, c->peer, sizeof(c->peer));
-	c->bev = tls_bev_accept(js->base, fd, js->ctx);
+	c->deadline = evtimer_new(js->base, on_deadline, c);
+	c->bev = c->deadline ? tls_bev_accept(js->base, fd, js->ctx) : NULL;
 	if (!c->bev) {
+		if (c->deadline)
+			event_free(c->deadline);
+		else
+			evutil_closesocket(fd);
 		free(c);
 		return;
 	}
@@ -425,6 +461,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	js->nconns++;
 	struct timeval tv = { JOIN_TIMEOUT_S, 0 };
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	event_add(c->deadline, &tv);
 	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }

@@ -19,6 +19,7 @@
 #include "common/pki_join.h"
 #include "common/wire.h"
 #include "daemon/join.h"
+#include "tests/helpers/apiclient.h"
 #include "tests/helpers/join.h"
 #include "tests/helpers/testutil.h"
 
@@ -418,4 +419,50 @@ Test(join, token_digest)
 	cr_expect_eq(join_token_digest("prj_" "0123", d2), -EINVAL);
 	cr_expect_eq(join_token_digest("prl_" HEX64, d2), -EINVAL);
 	cr_expect_eq(join_token_digest(NULL, d2), -EINVAL);
+}
+
+/* One client holding every slot of the join listener (64 connections,
+ * each sending a byte of a ClientHello every 2 s, which kept a timeout
+ * that starts again with each byte from ever firing) blocked every join
+ * for as long as it liked. Now a new connection makes room by closing the
+ * oldest, and each has 10 s in all from its accept: the join succeeds
+ * while they are held, and a trickling connection is closed at 10 s. */
+Test(join, a_peer_holding_every_slot_blocks_no_join, .timeout = 90)
+{
+	struct jn j;
+	jn_start(&j);
+	enum { N = 64 };
+	int fds[N];
+	for (int i = 0; i < N; i++) {
+		fds[i] = ac_connect(j.join_port);
+		cr_assert_geq(fds[i], 0);
+		/* the first byte of a TLS record: a handshake begins */
+		cr_assert_eq(send(fds[i], "\x16", 1, MSG_NOSIGNAL), 1);
+	}
+	char tok[69], *out;
+	jn_token(&j, "h1", 60000, tok);
+	int rc = jn_join(&j, "agent-h1", tok, NULL, &out);
+	cr_expect_eq(rc, 0, "join failed while the slots were held: %s", out);
+	free(out);
+	/* the newest one trickles on: closed 10 s after its accept all
+	 * the same */
+	int t = ac_connect(j.join_port);
+	cr_assert_geq(t, 0);
+	for (int s = 0; s < 12; s++) {
+		if (send(t, "\x03", 1, MSG_NOSIGNAL) != 1)
+			break;
+		sleep(1);
+	}
+	/* by now (12 s) it is closed: whatever it was sent, then EOF or a
+	 * reset (ac_connect's receive timeout is 10 s: not waited for) */
+	char b[256];
+	ssize_t r;
+	while ((r = recv(t, b, sizeof(b), MSG_DONTWAIT)) > 0)
+		;
+	cr_expect(r == 0 || (r < 0 && errno != EAGAIN),
+		  "a trickling connection was still open after 12 s");
+	close(t);
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	fd_stop(&j.f);
 }
