@@ -152,6 +152,29 @@ static void stopped(struct partition *p)
 }
 
 static void drain_after_kill(struct partition *p, bool believe_finished);
+static void on_device_state(struct partition *p,
+			    const struct ctl_device_state *d);
+
+/* CTL_DEVICE_STATE's numbering (part_device_state_name) */
+enum { DEV_NONE = 0, DEV_TORN_DOWN = 7, DEV_FAILED = 8 };
+
+/* The vmm is gone without tearing its devices down: each device it left
+ * in another state is "failed" now (its word cannot come any more),
+ * kept, reported and audited as any device state -- not "running" for a
+ * stopped partition. */
+static void devices_gone(struct partition *p, const char *why)
+{
+	for (unsigned i = 0; i < p->ndevice; i++) {
+		uint32_t st = p->device[i].state;
+		if (st == DEV_NONE || st == DEV_TORN_DOWN || st == DEV_FAILED)
+			continue;
+		struct ctl_device_state d = { .state = DEV_FAILED };
+		snprintf(d.device, sizeof(d.device), "%s", p->device[i].device);
+		snprintf(d.plugin, sizeof(d.plugin), "%s", p->device[i].plugin);
+		snprintf(d.detail, sizeof(d.detail), "%s", why);
+		on_device_state(p, &d);
+	}
+}
 
 void partition_fault(struct partition *p, unsigned reason, const char *fmt,
 		     ...)
@@ -160,6 +183,7 @@ void partition_fault(struct partition *p, unsigned reason, const char *fmt,
 		return;
 	vmm_kill(p);
 	drain_after_kill(p, false);
+	devices_gone(p, "its vmm ended without tearing it down");
 	p->fin = (struct ctl_finished){ .reason = reason };
 	va_list ap;
 	va_start(ap, fmt);

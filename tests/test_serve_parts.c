@@ -509,3 +509,42 @@ Test(serve_parts, repeated_start_does_not_restart_a_stopped_one,
 	wait_log(&t, "partition e started again", 1);
 	wait_audit(&t, "baseline_ok", "e", 2);
 }
+
+/* Its vmm killed: the partition stops (vmm-died), and its devices with
+ * it -- each one the vmm left running is reported "failed" (before, the
+ * console stayed "running" in the store for a stopped partition). */
+T_BACKEND_TEST(serve_parts, a_killed_vmm_leaves_no_device_running,
+	       .timeout = 120, .fini = sp_fini)
+{
+	static struct sp t;
+	setup(&t);
+	create(&t, "k", "sleep:600000", false);
+	agent_up(&t);
+	wait_state(&t, "k", "running");
+	pid_t kids[16];
+	int n = t_children_of(t.a->pid, kids, 16), killed = 0;
+	for (int i = 0; i < n; i++) {
+		char p[64], comm[32] = "";
+		snprintf(p, sizeof(p), "/proc/%d/comm", (int)kids[i]);
+		FILE *f = fopen(p, "r");
+		if (f && fgets(comm, sizeof(comm), f) &&
+		    !strncmp(comm, "parley-vmm", 10) && kill(kids[i], SIGKILL) == 0)
+			killed++;
+		if (f)
+			fclose(f);
+	}
+	cr_assert_eq(killed, 1, "%d of the agent's %d children were vmms",
+		     killed, n);
+	wait_state(&t, "k", "stopped");
+	wait_detail(&t, "partition_state", "k", "vmm-died");
+	struct ac_resp r;
+	ac_call(&t.c, "GET", "/v1/partitions/k", t.c.admin, NULL, &r);
+	json_t *devs = json_object_get(r.json, "devices"), *d;
+	size_t i;
+	cr_assert_gt(json_array_size(devs), 0, "%s", r.raw);
+	json_array_foreach(devs, i, d) {
+		const char *st = json_string_value(json_object_get(d, "state"));
+		cr_expect(st && strcmp(st, "running"), "%s", r.raw);
+	}
+	ac_free(&r);
+}
