@@ -226,8 +226,9 @@ static int opt_one(struct agent_cli *c, int o)
 		c->update_stage = optarg;
 		return 0;
 	case 'T':
-		return opt_seconds(optarg, "--update-timeout", 0, true, 600,
-				   &c->update_timeout_s);
+		/* (a millisecond at least: it is counted in them) */
+		return opt_seconds(optarg, "--update-timeout", 0.001, false,
+				   600, &c->update_timeout_s);
 	case 'u':
 		return opt_uid_range(optarg);
 	case 'Q':

@@ -655,6 +655,9 @@ int partition_stop(struct partition *p)
 	}
 	p->fin.detail[sizeof(p->fin.detail) - 1] = 0;
 	drain_after_kill(p, !reported);
+	/* a vmm that did not power its devices down in time (a reported
+	 * power-down left them torn down: nothing to do) */
+	devices_gone(p, "its vmm was killed before tearing it down");
 	stopped(p);
 	partition_reap(p);
 	return 0;

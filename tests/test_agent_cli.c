@@ -340,6 +340,7 @@ Test(agent_cli, malformed_option_values_refused_naming_the_option, .timeout = 12
 		{ "--rehash-interval", "1e300" },
 		{ "--rehash-interval", "10s" },
 		{ "--update-timeout", "0" },
+		{ "--update-timeout", "0.0001" },
 		{ "--update-timeout", "nan" },
 		{ "--update-timeout", "601" },
 		{ "--update-timeout", "" },

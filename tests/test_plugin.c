@@ -1198,7 +1198,9 @@ T_BACKEND_TEST(plugin, restore_of_disk_partition_refusals, .timeout = 90)
  * device through powering-down to torn-down (the file disk's power_down
  * is its fdatasync: torn-down means the flush succeeded), the end the
  * vmm's own report. A vmm that does not answer (stopped with SIGSTOP) is
- * killed after the short deadline, as before: no device powered down. */
+ * killed after the short deadline, as before: no device powered down,
+ * and each one is then "failed" (the agent's word: the vmm's can no
+ * longer come), not left "running" for a stopped partition. */
 T_BACKEND_TEST(plugin, stop_powers_devices_down, .timeout = 120)
 {
 	char *dir = plugin_dirs();
@@ -1240,7 +1242,8 @@ T_BACKEND_TEST(plugin, stop_powers_devices_down, .timeout = 120)
 	cr_assert_str_eq(r.p->fin.detail, "stopped by the agent");
 	for (int i = 0; i < 3; i++) {
 		trail_of("blk", devs[i], t, sizeof(t));
-		cr_assert_str_eq(t, "initialising powering-up running",
+		cr_assert_str_eq(t, "initialising powering-up running failed: "
+				 "its vmm was killed before tearing it down",
 				 "%s: %s", devs[i], states);
 	}
 	partition_destroy(r.p);

@@ -433,7 +433,7 @@ T_BACKEND_TEST(serve_parts, seventy_create_destroy_cycles, .timeout = 600,
 
 /* The agent killed and started again (it keeps no thin partition across
  * that; not a hand-over): its hello lists what it holds, nothing, so the
- * daemon records the one that ran as lost -- "stopped", audited
+ * daemon records the one that ran as lost -- "defined" again, audited
  * partition_lost AGENT_RESTARTED -- and has it created and started again
  * from the stored spec (measured and admitted again: a second
  * baseline_ok). One that had stopped stays stopped, and an operator's
@@ -455,7 +455,7 @@ T_BACKEND_TEST(serve_parts, lost_with_a_killed_agent_created_and_started_again,
 	fd_kill_agent(t.a);
 	agent_up(&t);
 	wait_detail(&t, "partition_lost", "u", "AGENT_RESTARTED");
-	wait_detail(&t, "partition_lost", "u", "running -> stopped");
+	wait_detail(&t, "partition_lost", "u", "running -> defined");
 	wait_audit(&t, "baseline_ok", "u", 2);
 	wait_state(&t, "u", "running");
 	/* w had stopped: nothing lost, nothing run */

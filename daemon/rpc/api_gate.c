@@ -452,10 +452,13 @@ size_t api_gate_scan_upload(const char *p, size_t n, size_t head_max,
 
 /* ---- the filter ---- */
 
-/* What the socket below may hold unread while the gate holds a request
- * back (gate_ready): past it, the kernel's buffers fill and the client's
- * sends wait. */
-#define GATE_UNDER_READ_MAX (64u * 1024)
+/* What is read on past a request held back (gate_ready): then reading
+ * from the socket stops, the kernel's buffers fill and the client's
+ * sends wait. (Not a read watermark on the connection below: libevent
+ * would call the gate again every turn while it held, and a TLS
+ * connection suspended by one mid-record keeps the record's rest inside
+ * OpenSSL, where nothing reads it again.) */
+#define GATE_HOLD_AHEAD (64u * 1024)
 /* g->buf is given back down to this after a larger request. */
 #define GATE_BUF_KEEP (64u * 1024)
 
@@ -466,6 +469,7 @@ struct gate {
 	bool dead;             /* refused: the rest of the input is dropped */
 	bool held;             /* a whole request, parsed (ps.pos its end),
 				* waits for gate_ready */
+	bool under_off;        /* reading below stopped while held */
 	bool sent_continue;
 	bool writing;          /* evhttp's bytes are on their way out */
 	const char *reject;
@@ -486,9 +490,10 @@ static void gate_free(void *arg)
 	free(g);
 }
 
-static bool gate_append(struct gate *g, struct evbuffer *src)
+/* From src into g->buf, up to lim bytes in g->buf. */
+static bool gate_append_upto(struct gate *g, struct evbuffer *src, size_t lim)
 {
-	size_t n = evbuffer_get_length(src), lim = raw_max(&g->ps) + 1;
+	size_t n = evbuffer_get_length(src);
 	size_t room = g->len < lim ? lim - g->len : 0;
 	if (n > room)
 		n = room;
@@ -507,11 +512,31 @@ static bool gate_append(struct gate *g, struct evbuffer *src)
 	return true;
 }
 
+static bool gate_append(struct gate *g, struct evbuffer *src)
+{
+	return gate_append_upto(g, src, raw_max(&g->ps) + 1);
+}
+
+/* Held: what follows the held request is read on, GATE_HOLD_AHEAD past
+ * it at most; then reading from the socket stops (gate_pass starts it
+ * again). Stopped from inside the read path, when TLS has handed over
+ * everything it decrypted. */
+static bool gate_read_ahead(struct gate *g, struct evbuffer *src)
+{
+	if (!gate_append_upto(g, src, g->ps.pos + GATE_HOLD_AHEAD))
+		return false;
+	if (evbuffer_get_length(src) > 0 && !g->under_off) {
+		g->under_off = true;
+		bufferevent_disable(g->under, EV_READ);
+	}
+	return true;
+}
+
 /* May the next whole request go to evhttp? Only once evhttp took the one
  * before (its input is empty) and every answer so far left for the
  * socket: a client that pipelines requests and never reads its answers
  * is then not read either (what it sends waits in the socket, at most
- * GATE_UNDER_READ_MAX above it), instead of every request it sends
+ * GATE_HOLD_AHEAD above it), instead of every request it sends
  * piling up in evhttp's input while evhttp waits to write. */
 static bool gate_ready(const struct gate *g, struct evbuffer *dst)
 {
@@ -527,6 +552,10 @@ static void gate_pass(struct gate *g, struct evbuffer *dst)
 	g->len -= g->ps.pos;
 	parse_reset(&g->ps);
 	g->sent_continue = false;
+	if (g->under_off) {
+		g->under_off = false;
+		bufferevent_enable(g->under, EV_READ);
+	}
 	if (g->cap > GATE_BUF_KEEP && g->len <= GATE_BUF_KEEP) {
 		/* after an upload: not 64 MiB kept for a kept-alive client */
 		char *b = realloc(g->buf, GATE_BUF_KEEP);
@@ -558,8 +587,13 @@ static enum bufferevent_filter_result gate_in(struct evbuffer *src,
 			/* A whole request: evhttp may have it, when ready
 			 * (on_drained and on_taken look again). */
 			g->held = !gate_ready(g, dst);
-			if (g->held)
+			if (g->held) {
+				if (!gate_read_ahead(g, src)) {
+					g->ps.refusal = R_HEAD_BIG;
+					goto refused;
+				}
 				break;
+			}
 			gate_pass(g, dst);
 			passed = true;
 			continue;
@@ -696,7 +730,6 @@ struct bufferevent *api_gate_new_upload(struct bufferevent *under,
 	}
 	g->drain = evbuffer_add_cb(bufferevent_get_output(under), on_drained,
 				   g);
-	bufferevent_setwatermark(under, EV_READ, 0, GATE_UNDER_READ_MAX);
 	if (!g->drain ||
 	    !evbuffer_add_cb(bufferevent_get_output(g->bev), on_out, g) ||
 	    !(g->taken = evbuffer_add_cb(bufferevent_get_input(g->bev),

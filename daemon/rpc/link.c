@@ -65,6 +65,11 @@ static void on_refused_read(struct bufferevent *bev, void *arg)
 
 static void on_refused_drained(struct bufferevent *bev, void *arg)
 {
+	/* A write callback deferred from before the refusal (the output
+	 * emptied, then the Error frame was pushed): the frame has not
+	 * left yet. */
+	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		return;
 	/* close_notify, so the peer sees a clean end after the frame. */
 	SSL *ssl = bufferevent_openssl_get_ssl(bev);
 	if (ssl)
@@ -87,6 +92,12 @@ void link_refuse(struct link_conn *c, const char *code, const char *why,
 		return;
 	c->closing = true;
 	c->hello = false;           /* no pushes, no commands, not "connected" */
+	if (c->paused) {
+		/* the Error frame goes after what waits: all of it, not
+		 * down to LINK_OUT_RESUME */
+		c->paused = false;
+		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	}
 	ls->n_refused++;
 	log_warn("agent %s: %s: %s", c->host[0] ? c->host : "(unverified)",
 		 code, why);
@@ -517,6 +528,7 @@ static bool pause_for_output(struct link_conn *c)
 	    LINK_OUT_PAUSE)
 		return false;
 	c->paused = true;
+	c->out_seen = evbuffer_get_length(bufferevent_get_output(c->bev));
 	c->ls->n_paused++;
 	bufferevent_disable(c->bev, EV_READ);
 	bufferevent_setwatermark(c->bev, EV_WRITE, LINK_OUT_RESUME, 0);
@@ -658,6 +670,15 @@ static void sweep_dead(struct link_server *ls)
 		return;
 	for (struct link_conn *c = ls->conns, *next; c; c = next) {
 		next = c->next;
+		if (c->paused) {
+			/* not read while it reads what waits: alive while
+			 * that shrinks */
+			size_t o = evbuffer_get_length(
+				bufferevent_get_output(c->bev));
+			if (o < c->out_seen)
+				c->last_rx_ms = now;
+			c->out_seen = o;
+		}
 		if (now - c->last_rx_ms > limit) {
 			log_warn("agent %s: silent for %llu ms, closing",
 				 c->host[0] ? c->host : "(unverified)",

@@ -30,6 +30,7 @@ struct link_conn {
 	uint64_t last_rx_ms;        /* for dead-peer detection */
 	bool paused;                /* not read: too much it has not read
 				     * (link.c: LINK_OUT_PAUSE) */
+	size_t out_seen;            /* paused: its output at the last sweep */
 	/* An update being sent (link_update.c): the package, how far the
 	 * agent says it is, how far we sent, what the store last heard. */
 	bool upd_on;
@@ -70,9 +71,10 @@ void link_on_status(struct link_conn *c, const Parley__V1__Envelope *e);
  * draws the next chunks. */
 void link_update_hello(struct link_conn *c, const Parley__V1__Hello *h);
 /* The thin partitions of c's host the store believes running that the
- * hello does not list (link_lost.c): recorded stopped, audited
- * partition_lost, created (and started) again. Nothing for an agent that
- * does not list. */
+ * hello does not list (link_lost.c): audited partition_lost, "defined"
+ * again (send_commands then creates and starts them), a paused one
+ * "stopped". Call before send_commands. Nothing for an agent that does
+ * not list. */
 void link_lost_hello(struct link_conn *c, const Parley__V1__Hello *h);
 /* One audit event about c's host, appended now (a failure is logged). */
 void link_audit_host(struct link_conn *c, const char *event,

@@ -5,14 +5,17 @@
  * and started again (not handed over) holds none of them, while the store
  * still says they run. Every hello lists what the agent holds
  * (Hello.partitions); a row of this host the store calls running,
- * starting, created or paused that the list does not name was lost. It is
- * set "stopped" with a partition_lost audit event (reason
- * AGENT_RESTARTED) in one transaction; one that ran, or was starting, is
- * then created and started again from its stored spec (a new vmm, its
- * config measured and admitted against its baseline as at any start);
- * one created and not started is created again; a paused one stays
- * stopped (an operator paused it). An agent that does not list (an older
- * one) changes nothing.
+ * starting, created or paused that the list does not name was lost, and
+ * gets a partition_lost audit event (reason AGENT_RESTARTED) with its new
+ * state in one transaction. One that ran or was on its way (created,
+ * starting: a thin partition is created only to be started) is "defined"
+ * again: the daemon's own CREATE and START of a defined row follow at
+ * once (link.c send_commands), and at every hello and change until the
+ * agent reports it -- a new vmm, its config measured and admitted against
+ * its baseline as at any start; durable, so a connection or agent lost
+ * again meanwhile loses nothing. A paused one is "stopped" (an operator
+ * paused it; a START runs it again). An agent that does not list (an
+ * older one) changes nothing.
  */
 #include "daemon/rpc/link_int.h"
 #include "daemon/agentvm.h"
@@ -30,15 +33,14 @@ static bool listed(const Parley__V1__Hello *h, const char *name)
 	return false;
 }
 
-enum lost_then { LOST_START, LOST_CREATE, LOST_STOP };
+enum lost_then { LOST_START, LOST_STOP };
 
 /* What a lost row's state asks for; false: not lost by this rule. */
 static bool lost_rule(const char *state, enum lost_then *then)
 {
-	if (!strcmp(state, "running") || !strcmp(state, "starting"))
+	if (!strcmp(state, "running") || !strcmp(state, "starting") ||
+	    !strcmp(state, "created"))
 		*then = LOST_START;
-	else if (!strcmp(state, "created"))
-		*then = LOST_CREATE;
 	else if (!strcmp(state, "paused"))
 		*then = LOST_STOP;
 	else
@@ -50,15 +52,12 @@ static int mark_lost(struct link_conn *c, const struct store_partition *p,
 		     enum lost_then then, struct parley_err *err)
 {
 	struct store *s = c->ls->store;
-	static const char *const next[] = {
-		[LOST_START] = "created and started again from its spec",
-		[LOST_CREATE] = "created again from its spec",
-		[LOST_STOP] = "start it again to run it",
-	};
-	char detail[2 * STORE_NAME_MAX + 128];
-	snprintf(detail, sizeof(detail), "%s -> stopped: its agent started "
-		 "again without it (not handed over); %s", p->state,
-		 next[then]);
+	const char *state = then == LOST_START ? "defined" : "stopped";
+	char detail[2 * STORE_NAME_MAX + 160];
+	snprintf(detail, sizeof(detail), "%s -> %s: its agent started again "
+		 "without it (not handed over); %s", p->state, state,
+		 then == LOST_START ? "created and started again from its spec"
+				    : "start it again to run it");
 	struct store_audit_in ev = { .host = c->host, .event = "partition_lost",
 				     .partition = p->name,
 				     .reason = "AGENT_RESTARTED",
@@ -66,7 +65,7 @@ static int mark_lost(struct link_conn *c, const struct store_partition *p,
 	int rc = store_begin(s, err);
 	if (rc < 0)
 		return rc;
-	rc = store_partition_set_state(s, p->name, "stopped", p->version, NULL,
+	rc = store_partition_set_state(s, p->name, state, p->version, NULL,
 				       err);
 	if (rc == 0)
 		rc = store_audit_append(s, &ev, 1, NULL, err);
@@ -99,18 +98,9 @@ void link_lost_hello(struct link_conn *c, const Parley__V1__Hello *h)
 			continue;
 		}
 		log_warn("agent %s started again without partition %s (%s): "
-			 "recorded stopped%s", c->host, p[i].name, p[i].state,
-			 then == LOST_STOP ? "" : ", created again");
-		if (then == LOST_START)
-			link_send_command_to(
-				c, p[i].name,
-				PARLEY__V1__PARTITION_COMMAND__ACTION__START,
-				NULL, 0);
-		else if (then == LOST_CREATE)
-			link_send_command_to(
-				c, p[i].name,
-				PARLEY__V1__PARTITION_COMMAND__ACTION__CREATE,
-				p[i].spec_json, 0);
+			 "%s", c->host, p[i].name, p[i].state,
+			 then == LOST_START ? "defined again, to be created and "
+			 "started" : "recorded stopped");
 	}
 	if (n > 0)
 		store_partition_list_free(p, (unsigned)n);
