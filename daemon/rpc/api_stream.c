@@ -45,6 +45,7 @@ struct sclient {
 	uint64_t sent;                  /* the last row id written */
 	uint64_t ready_at;              /* `event: ready` once sent reaches it */
 	bool ready;
+	unsigned chunks;                /* sent since its output was empty */
 	struct event *grace;            /* dropped: cut after DROP_GRACE_MS */
 	char id[API_REQ_ID];
 };
@@ -132,13 +133,18 @@ static int read_page(struct stream_hub *h, uint64_t after, struct page *p)
 
 /* ---- clients ----------------------------------------------------------- */
 
+/* What c's unwritten bytes cost: their length, and for each chunk a
+ * buffer chain of its own (libevent's smallest is 1 KiB, whatever it
+ * holds) -- a row per commit is a chunk of ~250 bytes each, and counted
+ * by length alone a client that does not read held 1.6 MiB, not the
+ * 128 KiB STREAM_QUEUE_LOW means. */
 static size_t queued(const struct sclient *c)
 {
 	struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
 	size_t n = evbuffer_get_length(bufferevent_get_output(bev));
 	if (c->out != bufferevent_get_output(bev))
 		n += evbuffer_get_length(c->out);
-	return n;
+	return n + (size_t)c->chunks * STREAM_CHUNK_COST;
 }
 
 static void unwatch(struct sclient *c)
@@ -194,6 +200,7 @@ static void send_bytes(struct sclient *c, const char *p, size_t n)
 	}
 	evhttp_send_reply_chunk(c->r, b);
 	evbuffer_free(b);
+	c->chunks++;
 }
 
 /* Tell it why, end the reply, and cut the connection if even that is not
@@ -262,8 +269,9 @@ static void on_more(evutil_socket_t fd, short what, void *arg)
 static void on_drain(struct evbuffer *b, const struct evbuffer_cb_info *i,
 		     void *arg)
 {
-	(void)b;
 	struct sclient *c = arg;
+	if (i->n_deleted && evbuffer_get_length(b) == 0)
+		c->chunks = 0;
 	if (i->n_deleted && c->r && (c->sent < c->h->head || !c->ready) &&
 	    queued(c) < STREAM_QUEUE_LOW / 2)
 		event_active(c->more, EV_READ, 0);

@@ -29,6 +29,8 @@ struct evhttp_request;
  * unwritten (it may then hold this plus one page, STREAM_PAGE_BYTES). */
 #define STREAM_QUEUE_LOW (128 * 1024)
 #define STREAM_PAGE_BYTES (64 * 1024)
+/* What a chunk costs beyond its bytes while it waits (api_stream.c). */
+#define STREAM_CHUNK_COST 1280
 /* Rows behind the head at which a full client is dropped. */
 #define STREAM_LAG_MAX 10000
 /* The socket send buffer asked for on a stream connection. */
