@@ -15,6 +15,7 @@
 #include "daemon/rpc/api.h"
 #include "daemon/rpc/api_gate.h"
 #include "tests/helpers/apiclient.h"
+#include "tests/helpers/testutil.h"
 
 /* The value of header `name` in a raw response, into out. */
 static bool header(const char *raw, const char *name, char *out, size_t cap)
@@ -427,6 +428,7 @@ static long rss_kib(pid_t pid)
 Test(api, pipelining_without_reading_is_not_read_either, .timeout = 120)
 {
 	struct api_client c;
+	t_asan_small_quarantine();
 	ac_start(&c);
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int small = 4096;

@@ -18,6 +18,7 @@
 
 #include "daemon/rpc/api_stream.h"
 #include "tests/helpers/apiclient.h"
+#include "tests/helpers/testutil.h"
 
 /* One stream connection and what it read so far. */
 struct sc {
@@ -456,6 +457,7 @@ Test(api_stream, clients_that_do_not_read_cost_a_bounded_memory,
      .timeout = 180)
 {
 	struct api_client c;
+	t_asan_small_quarantine();
 	ac_start(&c);
 	enum { N = 100, ROWS = 1500 };
 	static struct sc s[N];

@@ -17,6 +17,7 @@
 #include "tests/helpers/join.h"
 #include "tests/helpers/linkpeer.h"
 #include "tests/helpers/apiclient.h"
+#include "tests/helpers/testutil.h"
 #include "common/fileio.h"
 #include "daemon/rpc/link.h"
 #include "daemon/rpc/metrics.h"
@@ -946,6 +947,7 @@ static long rss_kib(pid_t pid)
 Test(link, an_agent_that_never_reads_is_not_read_either, .timeout = 120)
 {
 	struct api_client c;
+	t_asan_small_quarantine();
 	ac_start(&c);
 	c.f.port = link_port(&c.f);
 	struct ac_resp r;

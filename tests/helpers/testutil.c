@@ -317,3 +317,14 @@ int t_count(const char *text, const char *needle)
 		n++;
 	return n;
 }
+
+void t_asan_small_quarantine(void)
+{
+	const char *o = getenv("ASAN_OPTIONS");
+	if (!o)
+		return;
+	char buf[1024];
+	snprintf(buf, sizeof(buf), "%s%squarantine_size_mb=4", o,
+		 *o ? ":" : "");
+	setenv("ASAN_OPTIONS", buf, 1);
+}

@@ -69,6 +69,11 @@ const char *t_backend_name(void);
  * daemon or agent running. */
 void t_child_dies_with_parent(pid_t parent);
 
+/* For a test that measures a daemon's memory (its RSS): the processes it
+ * starts afterwards keep at most 4 MiB of freed memory in AddressSanitizer's
+ * quarantine (256 MiB by default, which a busy daemon fills with what it
+ * freed). Nothing without ASAN_OPTIONS set. */
+void t_asan_small_quarantine(void);
 /* The pids of parent's children (from /proc), at most cap: how many. */
 int t_children_of(pid_t parent, pid_t *out, int cap);
 /* Every child of this process (its own, and those reparented to it as a
