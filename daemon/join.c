@@ -37,6 +37,10 @@
  * milliseconds, so a peer that holds 64 slots open (a byte of a
  * ClientHello every few seconds) loses its own first, not the newcomer. */
 #define JOIN_CONNS_MAX 64
+/* Of them, from one address: a peer opening connections as fast as it
+ * can then cycles its own, not everyone's (the oldest of its own makes
+ * room for its next). */
+#define JOIN_PEER_CONNS_MAX 8
 /* Seconds a joiner has for the handshake and its one request, in all:
  * counted from the accept, not from its last byte (bufferevent's
  * timeouts start again with every byte that comes). */
@@ -46,6 +50,7 @@ struct join_conn {
 	struct join_server *js;
 	struct bufferevent *bev;
 	struct event *deadline;
+	char addr[INET6_ADDRSTRLEN];
 	struct join_conn *prev, *next;
 	char peer[INET6_ADDRSTRLEN + 8];
 };
@@ -149,17 +154,29 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	conn_free(c);
 }
 
-/* The oldest connection (the list's last: new ones go first). */
-static void evict_oldest(struct join_server *js)
+/* The oldest connection (the list's last: new ones go first), of addr
+ * if not NULL. */
+static void evict_oldest(struct join_server *js, const char *addr)
 {
-	struct join_conn *c = js->conns;
-	while (c && c->next)
-		c = c->next;
-	if (c) {
-		log_warn("join: %d connections: the oldest (%s) closed for a "
-			 "new one", JOIN_CONNS_MAX, c->peer);
-		conn_free(c);
+	struct join_conn *old = NULL;
+	for (struct join_conn *c = js->conns; c; c = c->next)
+		if (!addr || !strcmp(c->addr, addr))
+			old = c;
+	if (old) {
+		log_warn("join: %d connections%s%s: the oldest (%s) closed for "
+			 "a new one", addr ? JOIN_PEER_CONNS_MAX
+			 : JOIN_CONNS_MAX, addr ? " from " : "",
+			 addr ? addr : "", old->peer);
+		conn_free(old);
 	}
+}
+
+static unsigned conns_from(const struct join_server *js, const char *addr)
+{
+	unsigned n = 0;
+	for (const struct join_conn *c = js->conns; c; c = c->next)
+		n += !strcmp(c->addr, addr);
+	return n;
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg);
@@ -413,17 +430,18 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	conn_free(c);
 }
 
-static void peer_name(const struct sockaddr *sa, char *out, size_t cap)
+static void peer_name(const struct sockaddr *sa, char *out, size_t cap,
+		      char a[INET6_ADDRSTRLEN])
 {
-	char a[INET6_ADDRSTRLEN] = "?";
+	snprintf(a, INET6_ADDRSTRLEN, "?");
 	int port = 0;
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *s = (const void *)sa;
-		inet_ntop(AF_INET, &s->sin_addr, a, sizeof(a));
+		inet_ntop(AF_INET, &s->sin_addr, a, INET6_ADDRSTRLEN);
 		port = ntohs(s->sin_port);
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *s = (const void *)sa;
-		inet_ntop(AF_INET6, &s->sin6_addr, a, sizeof(a));
+		inet_ntop(AF_INET6, &s->sin6_addr, a, INET6_ADDRSTRLEN);
 		port = ntohs(s->sin6_port);
 	}
 	snprintf(out, cap, "%s:%d", a, port);
@@ -435,15 +453,20 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	(void)l;
 	(void)len;
 	struct join_server *js = arg;
-	if (js->nconns >= JOIN_CONNS_MAX)
-		evict_oldest(js);
+	char peer[INET6_ADDRSTRLEN + 8], addr[INET6_ADDRSTRLEN];
+	peer_name(sa, peer, sizeof(peer), addr);
+	if (conns_from(js, addr) >= JOIN_PEER_CONNS_MAX)
+		evict_oldest(js, addr);
+	else if (js->nconns >= JOIN_CONNS_MAX)
+		evict_oldest(js, NULL);
 	struct join_conn *c = calloc(1, sizeof(*c));
 	if (!c) {
 		evutil_closesocket(fd);
 		return;
 	}
 	c->js = js;
-	peer_name(sa, c->peer, sizeof(c->peer));
+	memcpy(c->peer, peer, sizeof(c->peer));
+	memcpy(c->addr, addr, sizeof(c->addr));
 	c->deadline = evtimer_new(js->base, on_deadline, c);
 	c->bev = c->deadline ? tls_bev_accept(js->base, fd, js->ctx) : NULL;
 	if (!c->bev) {

@@ -424,9 +424,10 @@ Test(join, token_digest)
 /* One client holding every slot of the join listener (64 connections,
  * each sending a byte of a ClientHello every 2 s, which kept a timeout
  * that starts again with each byte from ever firing) blocked every join
- * for as long as it liked. Now a new connection makes room by closing the
- * oldest, and each has 10 s in all from its accept: the join succeeds
- * while they are held, and a trickling connection is closed at 10 s. */
+ * for as long as it liked. Now one address holds 8 at most (its next
+ * closes its oldest), a new connection past 64 in all closes the oldest,
+ * and each has 10 s in all from its accept: the join succeeds while they
+ * are held, and a trickling connection is closed at 10 s. */
 Test(join, a_peer_holding_every_slot_blocks_no_join, .timeout = 90)
 {
 	struct jn j;
@@ -439,6 +440,17 @@ Test(join, a_peer_holding_every_slot_blocks_no_join, .timeout = 90)
 		/* the first byte of a TLS record: a handshake begins */
 		cr_assert_eq(send(fds[i], "\x16", 1, MSG_NOSIGNAL), 1);
 	}
+	/* all but this address's last 8 closed */
+	usleep(500000);
+	int gone = 0;
+	for (int i = 0; i < N; i++) {
+		char b[64];
+		ssize_t r;
+		while ((r = recv(fds[i], b, sizeof(b), MSG_DONTWAIT)) > 0)
+			;
+		gone += r == 0 || (r < 0 && errno != EAGAIN);
+	}
+	cr_expect_eq(gone, N - 8, "%d of %d closed", gone, N);
 	char tok[69], *out;
 	jn_token(&j, "h1", 60000, tok);
 	int rc = jn_join(&j, "agent-h1", tok, NULL, &out);
