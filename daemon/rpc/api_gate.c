@@ -25,7 +25,7 @@
 enum {
 	R_LINE = 1, R_HEADER, R_HEAD_BIG, R_BODY_BIG, R_VERSION, R_METHOD,
 	R_LENGTH, R_CODING, R_FRAMING, R_CHUNK, R_EXPECT, R_TRAILER,
-	R_NOBODY, R_TARGET,
+	R_NOBODY, R_TARGET, R_BUSY,
 };
 
 static const struct api_gate_refusal refusals[] = {
@@ -51,6 +51,8 @@ static const struct api_gate_refusal refusals[] = {
 	[R_TRAILER] = { 400, "BAD_REQUEST", "trailers are not accepted" },
 	[R_NOBODY] = { 400, "BAD_REQUEST", "a HEAD or TRACE request has no "
 		       "body" },
+	[R_BUSY] = { 503, "UNAVAILABLE", "the daemon holds too many "
+		     "unfinished requests at once: send it again later" },
 	[R_TARGET] = { 400, "BAD_REQUEST", "malformed request target (an "
 		       "absolute path of visible ASCII)" },
 };
@@ -96,12 +98,15 @@ static void parse_reset(struct parse *ps)
 			      .admit = ps->admit, .admit_ctx = ps->admit_ctx };
 }
 
-/* Chunked bodies carry overhead: at most this many raw bytes. */
+/* Chunked bodies carry overhead: at most this many raw bytes (twice the
+ * body: chunks of 5 bytes and more; a body of 1-byte chunks, 13 raw bytes
+ * each, is refused as too large long before it holds half a megabyte
+ * of a connection's memory). */
 static size_t raw_max(const struct parse *ps)
 {
 	if (ps->upload) /* Content-Length only: no chunk overhead */
 		return ps->head_max + ps->upload_max + 64;
-	return ps->head_max + 8 * ps->body_max + 64;
+	return ps->head_max + 2 * ps->body_max + 64;
 }
 
 static bool tchar(unsigned char c)
@@ -461,6 +466,14 @@ size_t api_gate_scan_upload(const char *p, size_t n, size_t head_max,
 #define GATE_HOLD_AHEAD (64u * 1024)
 /* g->buf is given back down to this after a larger request. */
 #define GATE_BUF_KEEP (64u * 1024)
+/* Every connection's unfinished request may take GATE_BUF_FREE; beyond
+ * it, all connections together GATE_BUDGET (an admitted package upload
+ * aside: its token is good). Past it, 503: without a cap on connections,
+ * 900 clients each holding an unfinished request of half a megabyte held
+ * 730 MiB of the daemon before anyone was authenticated. */
+#define GATE_BUF_FREE (16u * 1024)
+#define GATE_BUDGET (64u << 20)
+static size_t gate_budget_used;
 
 struct gate {
 	struct parse ps;
@@ -470,6 +483,7 @@ struct gate {
 	bool held;             /* a whole request, parsed (ps.pos its end),
 				* waits for gate_ready */
 	bool under_off;        /* reading below stopped while held */
+	size_t counted;        /* of cap, in gate_budget_used */
 	bool sent_continue;
 	bool writing;          /* evhttp's bytes are on their way out */
 	const char *reject;
@@ -486,6 +500,7 @@ static void gate_free(void *arg)
 	if (g->taken)
 		evbuffer_remove_cb_entry(bufferevent_get_input(g->bev),
 					 g->taken);
+	gate_budget_used -= g->counted;
 	free(g->buf);
 	free(g);
 }
@@ -501,11 +516,22 @@ static bool gate_append_upto(struct gate *g, struct evbuffer *src, size_t lim)
 		size_t cap = g->cap ? g->cap : 4096;
 		while (cap < g->len + n)
 			cap *= 2;
+		size_t over = cap > GATE_BUF_FREE && !g->ps.upload
+			? cap - GATE_BUF_FREE : 0;
+		if (over > g->counted &&
+		    gate_budget_used + (over - g->counted) > GATE_BUDGET) {
+			g->ps.refusal = R_BUSY;
+			return false;
+		}
 		char *b = realloc(g->buf, cap);
 		if (!b)
 			return false;
 		g->buf = b;
 		g->cap = cap;
+		if (over > g->counted) {
+			gate_budget_used += over - g->counted;
+			g->counted = over;
+		}
 	}
 	evbuffer_remove(src, g->buf + g->len, n);
 	g->len += n;
@@ -562,6 +588,11 @@ static void gate_pass(struct gate *g, struct evbuffer *dst)
 		if (b) {
 			g->buf = b;
 			g->cap = GATE_BUF_KEEP;
+			size_t keep = GATE_BUF_KEEP - GATE_BUF_FREE;
+			if (g->counted > keep) {
+				gate_budget_used -= g->counted - keep;
+				g->counted = keep;
+			}
 		}
 	}
 }
@@ -589,7 +620,8 @@ static enum bufferevent_filter_result gate_in(struct evbuffer *src,
 			g->held = !gate_ready(g, dst);
 			if (g->held) {
 				if (!gate_read_ahead(g, src)) {
-					g->ps.refusal = R_HEAD_BIG;
+					if (!g->ps.refusal)
+						g->ps.refusal = R_HEAD_BIG;
 					goto refused;
 				}
 				break;
@@ -607,7 +639,8 @@ static enum bufferevent_filter_result gate_in(struct evbuffer *src,
 		if (evbuffer_get_length(src) == 0)
 			break;
 		if (!gate_append(g, src)) {
-			g->ps.refusal = R_HEAD_BIG;
+			if (!g->ps.refusal)
+				g->ps.refusal = R_HEAD_BIG; /* out of memory */
 			goto refused;
 		}
 	}
