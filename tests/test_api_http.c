@@ -407,20 +407,6 @@ Test(api, gate_scan)
 
 static double cpu_s(pid_t pid);
 
-static long rss_kib(pid_t pid)
-{
-	char p[64], line[256];
-	snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(p, "r");
-	long kib = -1;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kib;
-}
-
 /* A client that pipelines requests and never reads the answers: before,
  * every request it sent went into evhttp's input while evhttp waited to
  * write (600 MiB sent, 600 MiB held). Now its sends stall, parleyd stays
@@ -446,7 +432,7 @@ Test(api, pipelining_without_reading_is_not_read_either, .timeout = 120)
 		memcpy(reqs + n, one, sizeof(one) - 1);
 		n += sizeof(one) - 1;
 	}
-	long before = rss_kib(c.f.daemon);
+	long before = t_rss_kib(c.f.daemon);
 	unsigned long long sent = 0;
 	bool stalled = false;
 	while (sent < (256ull << 20)) {
@@ -457,7 +443,7 @@ Test(api, pipelining_without_reading_is_not_read_either, .timeout = 120)
 		}
 		sent += (unsigned long long)w;
 	}
-	long during = rss_kib(c.f.daemon);
+	long during = t_rss_kib(c.f.daemon);
 	/* and holding costs nothing: no turn of the loop spent on it */
 	double t0 = cpu_s(c.f.daemon);
 	sleep(2);
@@ -622,7 +608,7 @@ Test(api, unfinished_requests_share_a_bounded_budget, .timeout = 180)
 		memcpy(req + n, "5\r\nxxxxx\r\n", 10);
 		n += 10;
 	}
-	long before = rss_kib(c.f.daemon);
+	long before = t_rss_kib(c.f.daemon);
 	for (int i = 0; i < N; i++) {
 		fds[i] = ac_connect(c.port);
 		cr_assert_geq(fds[i], 0);
@@ -631,7 +617,7 @@ Test(api, unfinished_requests_share_a_bounded_budget, .timeout = 180)
 		(void)!send(fds[i], req, n, MSG_NOSIGNAL);
 	}
 	usleep(500000);
-	long after = rss_kib(c.f.daemon);
+	long after = t_rss_kib(c.f.daemon);
 	int busy = 0;
 	for (int i = 0; i < N; i++) {
 		char b[4096];

@@ -435,20 +435,6 @@ Test(api_stream, over_tls)
 	ac_stop(&c);
 }
 
-static long rss_kib(pid_t pid)
-{
-	char p[64], line[256];
-	snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(p, "r");
-	long kib = -1;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kib;
-}
-
 /* A hundred clients that take their head and read no more, while rows
  * come one commit at a time (each a chunk of its own): what waits for
  * each is bounded by STREAM_QUEUE_LOW as memory, not as bytes of rows
@@ -465,7 +451,7 @@ Test(api_stream, clients_that_do_not_read_cost_a_bounded_memory,
 		sc_open_q(&s[i], c.port, c.admin, "/v1/events", NULL, 4096);
 		cr_assert(sc_until(&s[i], "event: ready\n"), "client %d", i);
 	}
-	long before = rss_kib(c.f.daemon);
+	long before = t_rss_kib(c.f.daemon);
 	/* pipelined: a commit, and a pump to every client, per host */
 	size_t cap = (size_t)ROWS * 160, n = 0;
 	char *req = malloc(cap);
@@ -484,7 +470,7 @@ Test(api_stream, clients_that_do_not_read_cost_a_bounded_memory,
 	free(req);
 	cr_expect_eq(count(r.raw, "HTTP/1.1 201"), ROWS, "%.300s", r.raw);
 	ac_free(&r);
-	long after = rss_kib(c.f.daemon);
+	long after = t_rss_kib(c.f.daemon);
 	cr_expect_lt(after - before, 64 * 1024, "%d clients not reading: "
 		     "parleyd grew from %ld to %ld KiB", N, before, after);
 	for (int i = 0; i < N; i++)

@@ -925,20 +925,6 @@ Test(link, kill9_never_separates_rows_from_their_audit_events,
 
 /* ---- an agent that sends and never reads ---- */
 
-static long rss_kib(pid_t pid)
-{
-	char p[64], line[256];
-	snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(p, "r");
-	long kib = -1;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kib;
-}
-
 /* Every heartbeat is answered; an enrolled agent that never reads would
  * have the answers pile up in the daemon without bound. Past 8 MiB
  * unread, the daemon stops reading from it: its writes stall, the
@@ -960,14 +946,14 @@ Test(link, an_agent_that_never_reads_is_not_read_either, .timeout = 120)
 	lp_add_hello(head, BUF, &nh, "h1");
 	while (nb + 64 < BUF)
 		add_heartbeat(beats, &nb);
-	long before = rss_kib(c.f.daemon);
+	long before = t_rss_kib(c.f.daemon);
 	cr_assert_gt(before, 0);
 	struct lp_conn lc;
 	/* 256 MiB of heartbeats (~16 bytes each, answered with as many):
 	 * far past the pause if the daemon kept reading */
 	lp_flood(c.f.port, a->dir, head, nh, beats, nb, 256ull << 20, 3000,
 		 &lc);
-	long during = rss_kib(c.f.daemon);
+	long during = t_rss_kib(c.f.daemon);
 	cr_expect(lc.stalled, "the daemon read all %llu bytes",
 		  (unsigned long long)lc.sent);
 	cr_expect_lt(lc.sent, 64ull << 20, "%llu bytes read before the pause",

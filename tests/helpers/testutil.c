@@ -328,3 +328,17 @@ void t_asan_small_quarantine(void)
 		 *o ? ":" : "");
 	setenv("ASAN_OPTIONS", buf, 1);
 }
+
+long t_rss_kib(pid_t pid)
+{
+	char p[64], line[256];
+	snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(p, "r");
+	long kib = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib;
+}

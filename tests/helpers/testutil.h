@@ -74,6 +74,8 @@ void t_child_dies_with_parent(pid_t parent);
  * quarantine (256 MiB by default, which a busy daemon fills with what it
  * freed). Nothing without ASAN_OPTIONS set. */
 void t_asan_small_quarantine(void);
+/* pid's resident memory in KiB (VmRSS), or -1. */
+long t_rss_kib(pid_t pid);
 /* The pids of parent's children (from /proc), at most cap: how many. */
 int t_children_of(pid_t parent, pid_t *out, int cap);
 /* Every child of this process (its own, and those reparented to it as a
