@@ -232,7 +232,11 @@ Test(agent_cli, sighup_with_grant_removed_revokes, .timeout = 60)
 		"%s/examples/pong.json > pong.json && cp %s/examples/*.conf . && "
 		"%s run --vmm %s --image-dir %s/guest --policy grants.json "
 		"--audit audit.jsonl ping.json pong.json > run.out 2>&1 & pid=$!; "
-		"sleep 0.5; echo '{\"grants\":[]}' > %s/grants.json; "
+		/* once both opened (a loaded machine: not after a fixed
+		 * while), the grant goes */
+		"for i in $(seq 300); do [ \"$(grep -c open_allowed "
+		"audit.jsonl 2>/dev/null)\" -ge 2 ] && break; sleep 0.1; done; "
+		"echo '{\"grants\":[]}' > %s/grants.json; "
 		"kill -HUP $pid; wait $pid; cat %s/run.out %s/audit.jsonl",
 		dir, PARLEY_SOURCE_DIR, PARLEY_SOURCE_DIR, PARLEY_SOURCE_DIR,
 		T_AGENT, T_VMM, PARLEY_BUILD_DIR, dir, dir, dir) > 0);

@@ -444,12 +444,18 @@ Test(api, pipelining_without_reading_is_not_read_either, .timeout = 120)
 		sent += (unsigned long long)w;
 	}
 	long during = t_rss_kib(c.f.daemon);
-	/* and holding costs nothing: no turn of the loop spent on it */
-	double t0 = cpu_s(c.f.daemon);
-	sleep(2);
-	double used = cpu_s(c.f.daemon) - t0;
-	cr_expect_lt(used, 0.5, "parleyd used %.2f s of CPU in 2 s while it "
-		     "held a request", used);
+	/* and holding costs nothing: once it answered what the kernel's
+	 * buffers took (on a loaded machine that goes on a while after the
+	 * client's sends stalled), it idles -- a daemon that spun on the
+	 * held request never would (1.97 s of CPU in 2 s) */
+	double used = 1;
+	for (int k = 0; k < 15 && used >= 0.2; k++) {
+		double t0 = cpu_s(c.f.daemon);
+		sleep(1);
+		used = cpu_s(c.f.daemon) - t0;
+	}
+	cr_expect_lt(used, 0.2, "parleyd never idled while it held a request "
+		     "(%.2f s of CPU in its last second)", used);
 	cr_expect(stalled, "the daemon read all %llu bytes", sent);
 	cr_expect_lt(sent, 64ull << 20, "%llu bytes read before the stall",
 		     sent);
@@ -639,7 +645,16 @@ Test(api, unfinished_requests_share_a_bounded_budget, .timeout = 180)
 	sleep(1); /* the rest read too */
 	long after = t_rss_kib(c.f.daemon);
 	cr_expect_gt(busy, 0, "no client was refused");
-	cr_expect_lt(after - before, 120 * 1024, "%d unfinished requests: "
+	/* 64 MiB shared, 16 KiB each, and each connection's own libevent
+	 * and evhttp state; under AddressSanitizer every allocation has its
+	 * redzones and shadow on top (measured: ~55 MiB plain, ~150 MiB
+	 * under ASan; without the budget, 800 × 128 KiB of buffers alone) */
+#ifdef __SANITIZE_ADDRESS__
+	const long bound = 220 * 1024;
+#else
+	const long bound = 120 * 1024;
+#endif
+	cr_expect_lt(after - before, bound, "%d unfinished requests: "
 		     "parleyd grew from %ld to %ld KiB (%d refused)", N, before,
 		     after, busy);
 	for (int i = 0; i < N; i++)

@@ -956,7 +956,10 @@ Test(vm_chan, guest_not_reading_its_port_does_not_block_the_agent,
 		   "for i in $(seq 17); do cat /run/f /run/f > /run/g; "
 		   "mv /run/g /run/f; done\n"
 		   "cat /run/f > $p\n"
-		   "echo FLOODED\n", "x\n");
+		   /* up while the test looks (its end powers the VM off,
+		    * which closes the port) */
+		   "echo FLOODED\n"
+		   "sleep 120\n", "x\n");
 	t_vm_start(&t);
 	serve_until(&t, "FLOODED", 240);
 	CONSOLE_HAS(&t, "FLOODED");
