@@ -3,7 +3,9 @@
  * and the request id; authentication before routing; the gate's own
  * framing checks in-process. */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -665,4 +667,53 @@ Test(api, unfinished_requests_share_a_bounded_budget, .timeout = 180)
 	cr_expect_eq(r.status, 201, "%s", r.raw);
 	ac_free(&r);
 	ac_stop(&c);
+}
+
+/* parleyd started as root by a parent that asked for SIGKILL at its death
+ * (a supervisor; every test's daemon): it drops to its user, and the
+ * kernel clears that request at the change of uid -- a test that failed
+ * before its ac_stop left its parleyd running. It asks again after the
+ * drop: the parent killed, parleyd goes too. */
+Test(api, parleyd_dies_with_the_parent_that_asked, .timeout = 60)
+{
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	pid_t kid = fork();
+	cr_assert_geq(kid, 0);
+	if (kid == 0) {
+		struct api_client c;
+		ac_start(&c);
+		pid_t d = c.f.daemon;
+		(void)!write(pfd[1], &d, sizeof(d));
+		pause();
+		_exit(0);
+	}
+	close(pfd[1]);
+	pid_t d = 0;
+	cr_assert_eq(read(pfd[0], &d, sizeof(d)), (ssize_t)sizeof(d));
+	close(pfd[0]);
+	cr_assert_gt(d, 0);
+	char st[64];
+	snprintf(st, sizeof(st), "/proc/%d/status", (int)d);
+	cr_assert_eq(access(st, F_OK), 0, "parleyd %d is not running", (int)d);
+	kill(kid, SIGKILL);
+	waitpid(kid, NULL, 0);
+	bool gone = false;
+	for (int i = 0; i < 100 && !gone; i++) {
+		char line[128] = "";
+		FILE *f = fopen(st, "r");
+		/* gone, or a zombie waiting for its new parent */
+		while (f && fgets(line, sizeof(line), f) &&
+		       strncmp(line, "State:", 6))
+			;
+		gone = !f || strstr(line, "zombie");
+		if (f)
+			fclose(f);
+		if (!gone)
+			usleep(50000);
+	}
+	if (!gone)
+		kill(d, SIGKILL);
+	cr_expect(gone, "parleyd %d outlived the parent that started it",
+		  (int)d);
 }

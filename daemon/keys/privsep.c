@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 static int take(const char *name, const char *v, char *dst, size_t cap,
@@ -142,11 +143,22 @@ int privsep_drop(const struct privsep_config *pc, const char *store,
 		rc = own_store(file, u, g, err);
 	if (rc < 0)
 		return rc;
+	/* A parent that asked for a signal when it dies (a supervisor, a
+	 * test) keeps it: the kernel clears it at the change of uid. */
+	int pds = 0;
+	pid_t parent = getppid();
+	if (prctl(PR_GET_PDEATHSIG, &pds) != 0)
+		pds = 0;
 	if (setgroups(1, &g) != 0 || setresgid(g, g, g) != 0 ||
 	    setresuid(u, u, u) != 0)
 		return perr(err, -errno, "dropping to %s: %m", name);
 	if (setuid(0) == 0 || seteuid(0) == 0)
 		return perr(err, -EPERM, "dropping to %s: root came back", name);
+	if (pds > 0 && (prctl(PR_SET_PDEATHSIG, pds) != 0 ||
+			getppid() != parent))
+		return perr(err, -ESRCH, "dropping to %s: the parent that "
+			    "asked for signal %d at its death is gone", name,
+			    pds);
 	*uid = (unsigned)u;
 	log_info("running as %s (uid %u); the keys are held by the key "
 		 "process", name, (unsigned)u);
