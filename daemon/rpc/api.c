@@ -167,7 +167,7 @@ static int caller_scope(struct api_req *q, struct parley_err *err)
 /* The gate's question before it buffers a package upload (64 MiB, not
  * the 64 KiB of every other body): an admin token the store knows. The
  * route asks again (caller_scope) when the request is whole. */
-static bool upload_admit(void *ctx, const char *auth, size_t n)
+static int upload_admit(void *ctx, const char *auth, size_t n)
 {
 	struct api_server *a = ctx;
 	char text[160];
@@ -176,13 +176,18 @@ static bool upload_admit(void *ctx, const char *auth, size_t n)
 	char name[STORE_NAME_MAX];
 	struct parley_err err = { 0 };
 	if (n < 8 || n >= sizeof(text) || strncmp(auth, "Bearer ", 7))
-		return false;
+		return API_GATE_ADMIT_UNAUTH;
 	memcpy(text, auth + 7, n - 7);
 	text[n - 7] = 0;
-	return api_token_digest(text, "prl_", d) == 0 &&
-	       store_token_find(a->store, (struct store_blob){ d, sizeof(d) },
-				&sc, name, &err) == 0 &&
-	       sc == STORE_SCOPE_ADMIN;
+	if (api_token_digest(text, "prl_", d) < 0)
+		return API_GATE_ADMIT_UNAUTH;
+	int rc = store_token_find(a->store, (struct store_blob){ d, sizeof(d) },
+				  &sc, name, &err);
+	if (rc == -ECONNRESET || rc == -ECONNREFUSED)
+		return API_GATE_ADMIT_AWAY;
+	if (rc < 0)
+		return API_GATE_ADMIT_UNAUTH;
+	return sc == STORE_SCOPE_ADMIN ? 0 : API_GATE_ADMIT_SCOPE;
 }
 
 /* The token text into path, 0600, on disk before the store has its

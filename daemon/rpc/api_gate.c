@@ -25,7 +25,8 @@
 enum {
 	R_LINE = 1, R_HEADER, R_HEAD_BIG, R_BODY_BIG, R_VERSION, R_METHOD,
 	R_LENGTH, R_CODING, R_FRAMING, R_CHUNK, R_EXPECT, R_TRAILER,
-	R_NOBODY, R_TARGET, R_BUSY,
+	R_NOBODY, R_TARGET, R_BUSY, R_AUTH_TWICE, R_UNAUTH, R_SCOPE,
+	R_STORE,
 };
 
 static const struct api_gate_refusal refusals[] = {
@@ -55,6 +56,17 @@ static const struct api_gate_refusal refusals[] = {
 		     "unfinished requests at once: send it again later" },
 	[R_TARGET] = { 400, "BAD_REQUEST", "malformed request target (an "
 		       "absolute path of visible ASCII)" },
+	/* evhttp would read the first, the gate its own copy: one only */
+	[R_AUTH_TWICE] = { 400, "BAD_REQUEST", "more than one Authorization "
+			   "header" },
+	/* a package upload beyond the JSON cap: the token is asked before
+	 * the body is buffered, and answered as the route would */
+	[R_UNAUTH] = { 401, "UNAUTHENTICATED", "missing or unknown bearer "
+		       "token" },
+	[R_SCOPE] = { 403, "FORBIDDEN", "this token's scope is read; a "
+		      "package upload needs admin" },
+	[R_STORE] = { 503, "UNAVAILABLE", "the store could not be asked "
+		      "about the token: send it again later" },
 };
 #define NREFUSALS (sizeof(refusals) / sizeof(refusals[0]))
 
@@ -78,9 +90,9 @@ struct parse {
 	size_t upload_max;
 	bool upload;
 	/* Whether the Authorization value (n bytes) may send an upload: a
-	 * good token, asked before 64 MiB are buffered for it. NULL: any
-	 * value (api_gate_scan_upload's). */
-	bool (*admit)(void *ctx, const char *auth, size_t n);
+	 * good token, asked before 64 MiB are buffered for it (0, or
+	 * API_GATE_ADMIT_*). NULL: any value (api_gate_scan_upload's). */
+	int (*admit)(void *ctx, const char *auth, size_t n);
 	void *admit_ctx;
 	size_t pos;            /* bytes of the current request parsed */
 	size_t line;           /* P_HEAD: start of the line being scanned */
@@ -198,6 +210,7 @@ static unsigned request_line(const char *p, size_t n, bool *nobody,
 struct framing {
 	bool has_cl, chunked, expect;
 	bool octets;           /* Content-Type: application/octet-stream */
+	bool auth_seen;
 	const char *auth;      /* the Authorization value, auth_n bytes */
 	size_t auth_n;
 	uint64_t cl;
@@ -240,6 +253,9 @@ static unsigned header_line(const char *p, size_t n, struct framing *f)
 	} else if (is(p, nn, "Content-Type")) {
 		f->octets = is(v, vn, "application/octet-stream");
 	} else if (is(p, nn, "Authorization")) {
+		if (f->auth_seen)
+			return R_AUTH_TWICE;
+		f->auth_seen = true;
 		f->auth = vn ? v : NULL;
 		f->auth_n = vn;
 	} else if (is(p, nn, "Expect")) {
@@ -283,12 +299,25 @@ static unsigned head(struct parse *ps, const char *p, size_t n)
 	if (nobody && (f.chunked || f.cl > 0))
 		return R_NOBODY;
 	/* The upload exception: a package for one host, as octets with a
-	 * Content-Length, from a caller whose token is good (ps->admit:
-	 * api.c asks the store, before a byte of the 64 MiB is buffered);
-	 * anything else has the JSON cap. */
-	ps->upload = ps->upload_max && upload && f.octets && f.auth &&
-		     f.has_cl && !f.chunked &&
-		     (!ps->admit || ps->admit(ps->admit_ctx, f.auth, f.auth_n));
+	 * Content-Length beyond the JSON cap, from a caller whose token is
+	 * good (ps->admit: api.c asks the store, before a byte of the 64 MiB
+	 * is buffered; a refusal is the route's own answer). Anything else
+	 * has the JSON cap; within it the route asks for the token itself. */
+	ps->upload = false;
+	if (ps->upload_max && upload && f.octets && f.has_cl && !f.chunked &&
+	    f.cl > ps->body_max && f.cl <= ps->upload_max) {
+		int adm = !f.auth ? API_GATE_ADMIT_UNAUTH
+				: ps->admit ? ps->admit(ps->admit_ctx, f.auth,
+							f.auth_n)
+					    : 0;
+		if (adm == API_GATE_ADMIT_UNAUTH)
+			return R_UNAUTH;
+		if (adm == API_GATE_ADMIT_SCOPE)
+			return R_SCOPE;
+		if (adm)
+			return R_STORE;
+		ps->upload = true;
+	}
 	if (f.has_cl && f.cl > (ps->upload ? ps->upload_max : ps->body_max))
 		return R_BODY_BIG;
 	ps->st = f.chunked ? P_CSIZE : f.cl > 0 ? P_BODY : P_HEAD;
@@ -736,7 +765,7 @@ struct bufferevent *api_gate_new(struct bufferevent *under, size_t head_max,
 struct bufferevent *api_gate_new_upload(struct bufferevent *under,
 					size_t head_max, size_t body_max,
 					size_t upload_max,
-					bool (*admit)(void *ctx,
+					int (*admit)(void *ctx,
 						      const char *auth,
 						      size_t n),
 					void *admit_ctx,

@@ -36,15 +36,25 @@ const struct api_gate_refusal *api_gate_refusal(unsigned n);
 struct bufferevent *api_gate_new(struct bufferevent *under, size_t head_max,
 				 size_t body_max, const char *reject_path);
 
+/* admit's answers beside 0 (the token may upload): no or an unknown
+ * token (401), a read token (403), the store not asked (503). */
+enum {
+	API_GATE_ADMIT_UNAUTH = 1,
+	API_GATE_ADMIT_SCOPE,
+	API_GATE_ADMIT_AWAY,
+};
+
 /* The same with one exception (daemon/rpc/API.md): `POST
  * /v1/hosts/NAME/update` with `Content-Type: application/octet-stream`, a
  * Content-Length (not chunked) and an Authorization header that admit
  * takes (a good token: asked before the body is buffered) may carry up to
- * upload_max bytes; every other request keeps body_max. */
+ * upload_max bytes; every other request keeps body_max. Such an upload
+ * beyond body_max whose token admit does not take is refused as admit
+ * says, before its body. */
 struct bufferevent *api_gate_new_upload(struct bufferevent *under,
 					size_t head_max, size_t body_max,
 					size_t upload_max,
-					bool (*admit)(void *ctx,
+					int (*admit)(void *ctx,
 						      const char *auth,
 						      size_t n),
 					void *admit_ctx,
