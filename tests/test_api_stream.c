@@ -232,7 +232,8 @@ Test(api_stream, hostile_and_unauthenticated_requests_refused)
 	refused(&c, c.admin, "GET", "/v1/events/x", NULL, 404, "NOT_FOUND");
 	static const char *const bad_after[] = {
 		"-1", "x", "1x", "0x10", "", "+5", "99999999999999999999",
-		"18446744073709551615", "%20%31", "1%20",
+		"18446744073709551615", "%20%31", "1%20", "1%00", "1%00x",
+		"0%00",
 	};
 	for (size_t i = 0; i < sizeof(bad_after) / sizeof(*bad_after); i++) {
 		snprintf(t, sizeof(t), "/v1/events?after=%s", bad_after[i]);
@@ -242,8 +243,21 @@ Test(api_stream, hostile_and_unauthenticated_requests_refused)
 		400, "BAD_REQUEST");
 	refused(&c, c.admin, "GET", "/v1/events", "Last-Event-ID: -3\r\n",
 		400, "BAD_REQUEST");
-	/* Beyond the trail's head. */
+	/* Beyond the trail's head; the answer names what was sent. */
 	refused(&c, c.admin, "GET", "/v1/events?after=9000000", NULL, 400,
+		"BAD_REQUEST");
+	char req[512];
+	int n = snprintf(req, sizeof(req), "GET /v1/events HTTP/1.1\r\n"
+			 "Authorization: Bearer %s\r\nConnection: close\r\n"
+			 "Last-Event-ID: 9000000\r\n\r\n", c.admin);
+	struct ac_resp r;
+	ac_raw(c.port, req, (size_t)n, &r);
+	cr_expect_eq(r.status, 400, "%s", r.raw);
+	cr_expect(strstr(r.raw, "Last-Event-ID: 9000000 is beyond"), "%s",
+		  r.raw);
+	ac_free(&r);
+	/* Any parameter: a NUL would end its value where evhttp put it. */
+	refused(&c, c.admin, "GET", "/v1/audit?limit=1%00x", NULL, 400,
 		"BAD_REQUEST");
 	ac_stop(&c);
 }

@@ -79,6 +79,12 @@ Test(api_ui, console_served_without_token_with_strict_csp)
 	cr_expect_eq(r.status, 308, "%s", r.raw);
 	cr_expect(strcasestr(r.raw, "\r\nLocation: /ui/\r\n"), "%s", r.raw);
 	ac_free(&r);
+	/* A query a bookmark or a browser adds changes nothing. */
+	get(&c, "GET", "/ui?x", NULL, &r);
+	cr_expect_eq(r.status, 308, "%s", r.raw);
+	ac_free(&r);
+	expect_file(&c, "/ui/?v=1&x", "text/html; charset=utf-8",
+		    "<!doctype html>");
 	/* The exception is the files only: the API still wants a token,
 	 * and its JSON answers carry a policy that runs nothing. */
 	get(&c, "GET", "/v1/hosts", NULL, &r);

@@ -403,10 +403,32 @@ static void dispatch(struct api_req *q, const char *path)
 		api_error(q, 404, "NOT_FOUND", "no such route");
 }
 
+/* evhttp decodes %00 into the value's end ("after=1%00x" would read as
+ * 1): refused, naming the parameter. */
+static bool query_nul(struct api_req *q, const char *qs)
+{
+	const char *z = strcasestr(qs, "%00");
+	if (!z)
+		return false;
+	const char *k = z;
+	while (k > qs && k[-1] != '&' && k[-1] != ';')
+		k--;
+	size_t kn = strcspn(k, "=&;");
+	struct jv_quoted qt;
+	api_error(q, 400, "BAD_REQUEST", "%s: holds a NUL byte (%%00)",
+		  jv_quote(&qt, k, kn < (size_t)(z - k) ? kn : (size_t)(z - k)));
+	return true;
+}
+
 void api_route(struct api_req *q, const char *path, const char *qs)
 {
-	if (!path || (qs && evhttp_parse_query_str(qs, &q->query) < 0))
+	/* The console's files take no parameters: a query a browser or a
+	 * bookmark adds is not theirs to refuse. */
+	bool ui = path && (!strcmp(path, "/ui") || !strncmp(path, "/ui/", 4));
+	if (!path || (qs && !ui && evhttp_parse_query_str(qs, &q->query) < 0))
 		api_error(q, 400, "BAD_REQUEST", "malformed request URI");
+	else if (qs && !ui && query_nul(q, qs))
+		return;
 	else
 		dispatch(q, path);
 }

@@ -494,9 +494,9 @@ void api_events(struct api_req *q)
 	if (!v)
 		after = head;
 	if (after > head) {
-		api_error(q, 400, "BAD_REQUEST", "after: %llu is beyond the "
-			  "trail's last id %llu", (unsigned long long)after,
-			  (unsigned long long)head);
+		api_error(q, 400, "BAD_REQUEST", "%s: %llu is beyond the "
+			  "trail's last id %llu", qa ? "after" : "Last-Event-ID",
+			  (unsigned long long)after, (unsigned long long)head);
 		return;
 	}
 	if (head - after > STREAM_REPLAY_MAX) {
