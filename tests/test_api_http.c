@@ -633,6 +633,64 @@ Test(api, pipelined_over_tls_every_answer_comes, .timeout = 120)
 	ac_stop(&c);
 }
 
+/* A client that sends its requests and then half-closes (shutdown of its
+ * writing side, as `nc -N` or a script does) still gets every answer:
+ * the end of its requests is not the end of the connection while
+ * answers are owed. evhttp frees a connection at EOF; the gate tells it
+ * only once every request it holds was answered. */
+Test(api, half_closed_after_pipelining_every_answer_comes, .timeout = 120)
+{
+	struct api_client c;
+	ac_start(&c);
+	enum { N = 300 };
+	char one[256];
+	int n1 = snprintf(one, sizeof(one), "GET /v1/hosts HTTP/1.1\r\n"
+			  "Authorization: Bearer %s\r\n\r\n", c.admin);
+	size_t n = 0, cap = (size_t)N * (size_t)n1;
+	char *req = malloc(cap);
+	cr_assert(req);
+	for (int i = 0; i < N; i++, n += (size_t)n1)
+		memcpy(req + n, one, (size_t)n1);
+	int fd = ac_connect(c.port);
+	cr_assert_geq(fd, 0);
+	struct timeval tv = { 30, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	size_t got = 0, rcap = 1 << 20;
+	char *resp = malloc(rcap);
+	cr_assert(resp);
+	/* all of it sent (reading meanwhile: the daemon holds back while
+	 * its answers wait), then the half-close */
+	for (size_t off = 0; off < n;) {
+		ssize_t k = send(fd, req + off, n - off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k > 0)
+			off += (size_t)k;
+		ssize_t m = recv(fd, resp + got, rcap - got - 1, MSG_DONTWAIT);
+		if (m > 0)
+			got += (size_t)m;
+		else if (k <= 0)
+			usleep(1000);
+	}
+	cr_assert_eq(shutdown(fd, SHUT_WR), 0, "%m");
+	for (;;) {
+		if (got + 1 >= rcap)
+			cr_assert(resp = realloc(resp, rcap *= 2));
+		ssize_t m = recv(fd, resp + got, rcap - got - 1, 0);
+		if (m <= 0)
+			break;
+		got += (size_t)m;
+	}
+	resp[got] = 0;
+	close(fd);
+	free(req);
+	int answers = 0;
+	for (const char *p = resp; (p = strstr(p, "HTTP/1.1 200 OK")); p += 15)
+		answers++;
+	cr_expect_eq(answers, N, "%d answers of %d", answers, N);
+	free(resp);
+	ac_stop(&c);
+}
+
 /* Many clients, no token, each an unfinished chunked request of 5-byte
  * chunks (60,000 bytes of body in 120,000 of framing: under the body's
  * limit, never the last chunk; a 128 KiB buffer each): each connection's

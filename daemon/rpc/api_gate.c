@@ -518,6 +518,15 @@ struct gate {
 	const char *reject;
 	struct bufferevent *under, *bev;
 	struct evbuffer_cb_entry *drain, *taken;
+	/* The filter's own event callback on `under`: an EOF goes to it
+	 * (and so to evhttp, which frees the connection at once) only once
+	 * every request read before it was answered (eof_tell). */
+	bufferevent_data_cb fwd_read, fwd_write;
+	bufferevent_event_cb fwd;
+	void *fwd_arg;
+	bool eof;              /* an EOF waits for the answers owed */
+	short eof_what;
+	struct event *eof_ev;
 };
 
 static void gate_free(void *arg)
@@ -530,6 +539,8 @@ static void gate_free(void *arg)
 		evbuffer_remove_cb_entry(bufferevent_get_input(g->bev),
 					 g->taken);
 	gate_budget_used -= g->counted;
+	if (g->eof_ev)
+		event_free(g->eof_ev);
 	free(g->buf);
 	free(g);
 }
@@ -626,6 +637,8 @@ static void gate_pass(struct gate *g, struct evbuffer *dst)
 	}
 }
 
+static void eof_look(struct gate *g);
+
 static enum bufferevent_filter_result gate_in(struct evbuffer *src,
 					      struct evbuffer *dst,
 					      ev_ssize_t limit,
@@ -675,6 +688,7 @@ static enum bufferevent_filter_result gate_in(struct evbuffer *src,
 	}
 	if (g->dead)
 		evbuffer_drain(src, evbuffer_get_length(src));
+	eof_look(g);
 	return passed ? BEV_OK : BEV_NEED_MORE;
 refused:
 	/* Nothing of the refused request reaches evhttp: in its place a
@@ -737,6 +751,7 @@ static void on_drained(struct evbuffer *b, const struct evbuffer_cb_info *i,
 	if (!g->writing ||
 	    evbuffer_get_length(bufferevent_get_output(g->bev)) > 0) {
 		look_again(g); /* (a 100 Continue left) */
+		eof_look(g);
 		return;
 	}
 	/* Only after evhttp's own bytes: its write callback at any other
@@ -745,14 +760,74 @@ static void on_drained(struct evbuffer *b, const struct evbuffer_cb_info *i,
 	g->writing = false;
 	bufferevent_trigger(g->bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
 	look_again(g);
+	eof_look(g);
+}
+
+/* Every request read was answered and the answers left: nothing held,
+ * nothing waiting for evhttp or for the socket. */
+static bool gate_idle(const struct gate *g)
+{
+	return !g->held && !g->writing &&
+	       evbuffer_get_length(bufferevent_get_input(g->bev)) == 0 &&
+	       evbuffer_get_length(bufferevent_get_input(g->under)) == 0 &&
+	       evbuffer_get_length(bufferevent_get_output(g->under)) == 0;
+}
+
+/* From the loop, never from inside a callback of the connection: the
+ * EOF may make evhttp free it (and g with it). */
+static void eof_tell(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct gate *g = arg;
+	if (!g->eof || !gate_idle(g))
+		return; /* a later step looks again */
+	g->eof = false;
+	g->fwd(g->under, g->eof_what, g->fwd_arg);
+}
+
+static void eof_look(struct gate *g)
+{
+	if (g->eof)
+		event_active(g->eof_ev, EV_TIMEOUT, 0);
+}
+
+/* A client that half-closes after its requests is owed their answers:
+ * its EOF waits (eof_tell). An error, or an EOF with nothing owed, goes
+ * on at once. */
+static void on_event(struct bufferevent *under, short what, void *arg)
+{
+	struct gate *g = arg;
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
+	    !gate_idle(g)) {
+		g->eof = true;
+		g->eof_what = what;
+		return;
+	}
+	g->eof = false;
+	g->fwd(under, what, g->fwd_arg);
+}
+
+static void on_under_read(struct bufferevent *under, void *arg)
+{
+	struct gate *g = arg;
+	g->fwd_read(under, g->fwd_arg);
+}
+
+static void on_under_write(struct bufferevent *under, void *arg)
+{
+	struct gate *g = arg;
+	g->fwd_write(under, g->fwd_arg);
 }
 
 /* evhttp took what it was given. */
 static void on_taken(struct evbuffer *b, const struct evbuffer_cb_info *i,
 		     void *arg)
 {
-	if (i->n_deleted && evbuffer_get_length(b) == 0)
+	if (i->n_deleted && evbuffer_get_length(b) == 0) {
 		look_again(arg);
+		eof_look(arg);
+	}
 }
 
 struct bufferevent *api_gate_new(struct bufferevent *under, size_t head_max,
@@ -790,9 +865,14 @@ struct bufferevent *api_gate_new_upload(struct bufferevent *under,
 		bufferevent_free(under);
 		return NULL;
 	}
+	/* (one argument for all three: the data callbacks are passed on) */
+	bufferevent_getcb(under, &g->fwd_read, &g->fwd_write, &g->fwd,
+			  &g->fwd_arg);
+	bufferevent_setcb(under, on_under_read, on_under_write, on_event, g);
+	g->eof_ev = event_new(bufferevent_get_base(under), -1, 0, eof_tell, g);
 	g->drain = evbuffer_add_cb(bufferevent_get_output(under), on_drained,
 				   g);
-	if (!g->drain ||
+	if (!g->drain || !g->eof_ev ||
 	    !evbuffer_add_cb(bufferevent_get_output(g->bev), on_out, g) ||
 	    !(g->taken = evbuffer_add_cb(bufferevent_get_input(g->bev),
 					 on_taken, g))) {
