@@ -249,6 +249,11 @@ static void on_device_state(struct partition *p,
 		p->ndevice++;
 	}
 	if (i < p->ndevice) {
+		/* the same state again says nothing new: not reported */
+		if (p->device[i].state == d->state &&
+		    !strncmp(p->device[i].why, d->detail,
+			     sizeof(p->device[i].why)))
+			return;
 		p->device[i].state = d->state;
 		snprintf(p->device[i].why, sizeof(p->device[i].why), "%s",
 			 d->detail);

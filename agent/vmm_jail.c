@@ -231,6 +231,7 @@ static const char *const step_name[] = {
 /* Everything the child needs, prepared before the clone. */
 struct jail_plan {
 	int root_ns, net_ns, devnull, vmm_fd, status_fd;
+	bool keep_stderr;          /* PARLEY_VMM_STDERR=inherit */
 	dev_t root_dev;            /* where setns must have put it */
 	ino_t root_ino;
 	int go_fd;                 /* unprivileged: read until the id maps
@@ -297,8 +298,14 @@ static int child_fds(const struct jail_plan *p)
 	for (int i = 0; i < 4; i++)
 		if (syscall(SYS_dup2, p->src[i], CTL_FD_SOCK + i) < 0)
 			return -1;
+	/* Not the agent's stderr: a vmm its partition took over could write
+	 * forged lines and escape sequences into the agent's log there (and
+	 * truncate it, a file opened for writing). Its diagnostics reach the
+	 * agent through the control socket (as console lines, cleaned); a
+	 * sanitizer's report in a test run needs the real one. */
 	if (syscall(SYS_dup2, p->devnull, 0) < 0 ||
-	    syscall(SYS_dup2, p->devnull, 1) < 0)
+	    syscall(SYS_dup2, p->devnull, 1) < 0 ||
+	    (!p->keep_stderr && syscall(SYS_dup2, p->devnull, 2) < 0))
 		return -1;
 	return (int)syscall(SYS_close_range, CTL_FD_MEM_RO + 1, ~0U,
 			    CLOSE_RANGE_CLOEXEC);
@@ -610,6 +617,8 @@ static int jail_start(struct jail_plan *p, const struct vmm_jail_req *r,
 			rc = perr(err, -errno, "plugin %u: mount_setattr: %m",
 				  i);
 	}
+	const char *se = getenv("PARLEY_VMM_STDERR");
+	p->keep_stderr = se && !strcmp(se, "inherit");
 	if (rc == 0) {
 		p->devnull = devnull_fd(err);
 		rc = p->devnull < 0 ? p->devnull : plan_fds(p, r, err);

@@ -368,6 +368,26 @@ static bool fields_ok(const struct ctl_msg *m)
 	}
 }
 
+/* Free text a vmm sends (why it stopped, a device's state) reaches the
+ * agent's log, a terminal and the audit: anything but printable ASCII
+ * becomes '?' here, at the one door, so that no reader of it can be
+ * handed an escape sequence or a forged line. */
+static void clean_text(char *s, size_t cap)
+{
+	for (size_t i = 0; i < cap && s[i]; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+			s[i] = '?';
+}
+
+static void clean_fields(struct ctl_msg *m)
+{
+	if (m->type == CTL_FINISHED)
+		clean_text(m->u.finished.detail, sizeof(m->u.finished.detail));
+	else if (m->type == CTL_DEVICE_STATE)
+		clean_text(m->u.device_state.detail,
+			   sizeof(m->u.device_state.detail));
+}
+
 int ctl_read(int sock, enum ctl_from from, struct ctl_msg *m)
 {
 	m->nfds = 0;
@@ -379,8 +399,10 @@ int ctl_read(int sock, enum ctl_from from, struct ctl_msg *m)
 	/* Zero what the payload did not fill (console), so that no stale
 	 * byte of an earlier message is ever read as this one's. */
 	memset(m->u.raw + n, 0, sizeof(m->u) - (size_t)n);
-	if (sent_by(m->type, from) && fields_ok(m))
+	if (sent_by(m->type, from) && fields_ok(m)) {
+		clean_fields(m);
 		return 0;
+	}
 	close_fds(m->fds, m->nfds);
 	m->nfds = 0;
 	return -EPROTO;

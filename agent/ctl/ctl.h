@@ -411,7 +411,9 @@ struct ctl_msg {
 
 /* What each typed reader checks beyond the size, so that no caller has to:
  *   console   len <= PARLEY_CONSOLE_MAX (the size follows from it)
- *   finished  reason a known enum vmx_stop; detail NUL-terminated
+ *   finished  reason a known enum vmx_stop; detail NUL-terminated, and
+ *             anything in it but printable ASCII made '?' (as the detail
+ *             of device_state)
  *   refused   type a request type; code a negative errno
  *   open_req  name NUL-terminated and non-empty; op a known enum ctl_op;
  *             target NUL-terminated, non-empty exactly for SVC_CALL

@@ -46,12 +46,16 @@ static void record(struct audit *a, const struct audit_event *e)
 	json_decref(o);
 }
 
-/* What a partition asks for and is refused: it may ask in a loop. */
-static bool refusal(const char *event)
+/* What a partition can make happen in a loop, charged to its bucket:
+ * what it asks for and is refused, and its devices' states as its vmm
+ * reports them (a vmm the partition took over may report them without
+ * end: 200,000 in 3.5 s were 56 MB of audit). */
+static bool charged(const char *event)
 {
 	static const char *const ev[] = { "open_denied", "svc_offer_denied",
 					  "svc_call_denied", "seg_refused",
-					  "update_denied", "update_refused" };
+					  "update_denied", "update_refused",
+					  "device_state" };
 	for (size_t i = 0; i < sizeof(ev) / sizeof(*ev); i++)
 		if (!strcmp(event, ev[i]))
 			return true;
@@ -106,7 +110,7 @@ static void lim_end(struct audit *a, struct audit_lim *l, uint64_t now,
 	if (!n)
 		return;
 	char d[128];
-	snprintf(d, sizeof(d), "%llu refusal(s) counted, not recorded one by "
+	snprintf(d, sizeof(d), "%llu event(s) counted, not recorded one by "
 		 "one", (unsigned long long)n);
 	record(a, &(struct audit_event){ .event = "audit_limited",
 					 .partition = l->partition,
@@ -127,7 +131,7 @@ void audit_emit(struct audit *a, const struct audit_event *e)
 	 * and not charged. */
 	bool telling = e->reason && (!strcmp(e->reason, "INTEGRITY") ||
 				     !strcmp(e->reason, "QUARANTINED"));
-	if (!a->deny_all && e->partition && !telling && refusal(e->event))
+	if (!a->deny_all && e->partition && !telling && charged(e->event))
 		l = lim_of(a, e->partition);
 	if (l) {
 		uint64_t now = mono_now_ns();
@@ -137,8 +141,9 @@ void audit_emit(struct audit *a, const struct audit_event *e)
 			if (!began)
 				return;
 			char d[128];
-			snprintf(d, sizeof(d), "refusals past %u a second are "
-				 "counted, not recorded one by one", per_s(a));
+			snprintf(d, sizeof(d), "refusals and device states past "
+				 "%u a second are counted, not recorded one "
+				 "by one", per_s(a));
 			record(a, &(struct audit_event){
 				.event = "audit_limited", .partition =
 				l->partition, .reason = "LIMIT", .detail = d });

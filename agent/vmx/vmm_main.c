@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +26,31 @@
 
 static const char *vmm_name = "?";
 
+/* A diagnostic for the operator: to the agent as a console line (its
+ * stderr is /dev/null in the jail, but for a test run's sanitizers), and
+ * to stderr. */
+static void diag(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	struct ctl_console m = { .len = (uint32_t)n };
+	memcpy(m.buf, buf, (size_t)n);
+	ctl_send(CTL_FD_SOCK, CTL_CONSOLE, &m,
+		 (uint32_t)(offsetof(struct ctl_console, buf) + (size_t)n));
+	(void)!write(2, buf, (size_t)n);
+}
+
 __attribute__((noreturn)) static void die(const char *what, const char *msg)
 {
-	fprintf(stderr, "parley-vmm[%s]: %s: %s\n", vmm_name, what, msg);
+	diag("parley-vmm[%s]: %s: %s", vmm_name, what, msg);
 	/* _exit: no atexit handlers, so nothing runs that the sandbox may
 	 * not allow (a sanitizer's leak scan, for one). */
 	_exit(2);
@@ -199,7 +223,7 @@ static void do_map(struct vmx_vm *vm, const struct ctl_map *m, int *fds)
 	struct ctl_chan_ref ref = { .chan = m->chan, .handle = m->handle };
 	ref.status = win_map(vm, m, fds, &err);
 	if (ref.status < 0)
-		fprintf(stderr, "parley-vmm[%s]: %s\n", vmm_name, perr_msg(&err));
+		diag("parley-vmm[%s]: %s", vmm_name, perr_msg(&err));
 	ctl_send(CTL_FD_SOCK, CTL_MAPPED, &ref, sizeof(ref));
 	/* The signal a service provider waits for: a new caller's window
 	 * (it then asks SVC_ACCEPT). */

@@ -32,7 +32,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -366,6 +368,39 @@ static void start(void)
 				sent++;
 			else
 				usleep(1000);
+		for (;;)
+			pause();
+	} else if (is("device_flood")) {
+		/* a device's state, flipped without end: each a change */
+		struct ctl_device_state d = { .state = 1 };
+		snprintf(d.device, sizeof(d.device), "console");
+		snprintf(d.plugin, sizeof(d.plugin), "evil");
+		for (int i = 0; i < 20000; i++) {
+			d.state = 1 + (uint32_t)(i & 1);
+			snprintf(d.detail, sizeof(d.detail), "flip %d", i);
+			ctl_send(SOCK, CTL_DEVICE_STATE, &d, sizeof(d));
+		}
+		say("evil: flooded");
+		for (;;)
+			pause();
+	} else if (is("stderr_probe")) {
+		/* what its stderr is, and a forged line of the agent's */
+		struct stat st;
+		int rc = fstat(2, &st);
+		say("evil: fd2 %s %u:%u", rc < 0 ? strerror(errno)
+			: S_ISCHR(st.st_mode) ? "chr" : "other",
+		    rc < 0 ? 0 : major(st.st_rdev),
+		    rc < 0 ? 0 : minor(st.st_rdev));
+		static const char forged[] = "parley-agent: FORGED\n";
+		(void)!write(2, forged, sizeof(forged) - 1);
+		for (;;)
+			pause();
+	} else if (is("finish_escapes")) {
+		/* its last word, made to clear a terminal and forge a line */
+		struct ctl_finished f = { .reason = VMX_STOP_KILLED };
+		snprintf(f.detail, sizeof(f.detail), "\x1b[2J\x1b[31mX\nother:"
+			 " exited with code 0\r\x1b]0;pwned\x07\x9b");
+		ctl_send(SOCK, CTL_FINISHED, &f, sizeof(f));
 		for (;;)
 			pause();
 	} else if (is("update_lie")) {

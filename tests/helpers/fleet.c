@@ -1,6 +1,7 @@
 #include "tests/helpers/fleet.h"
 #include "tests/helpers/testutil.h"
 #include "agent/ctl/clock.h"
+#include "agent/plugin/agentset.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -32,6 +33,15 @@ static int on_measured(struct partition *p, void *ctx,
 {
 	struct t_fleet *f = ((struct supervisor *)ctx)->owner;
 	return f->db ? baseline_admit(f->db, p->name, &p->measure, err) : 0;
+}
+
+/* Devices' states, audited as the agent does (and charged as it does). */
+static void on_device_state(struct partition *p, const char *device,
+			    const char *plugin, const char *state,
+			    const char *detail, void *ctx)
+{
+	struct t_fleet *f = ((struct supervisor *)ctx)->owner;
+	plugin_audit_state(&f->audit, p->name, device, plugin, state, detail);
 }
 
 static void on_gone(struct partition *p, void *owner)
@@ -103,6 +113,7 @@ struct partition *t_fleet_add(struct t_fleet *f, const char *name,
 		.vmm_path = f->vmm, .image_dirs = dirs,
 		.on_console = sup_console, .ctx = &f->sup,
 		.on_measured = on_measured, .on_request = on_request,
+		.on_device_state = on_device_state,
 		.start_paused = true,
 		.timeout_ms = f->timeout_ms ? f->timeout_ms : 10000,
 		/* the fleet's own choice, else the running test's backend */
