@@ -1,11 +1,13 @@
 /* parley-agent's options (cli.h). */
 #include "agent/cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "agent/backend.h"
 #include "agent/vm/vmhost.h"
@@ -250,6 +252,30 @@ static int opt_one(struct agent_cli *c, int o)
 	}
 }
 
+/* --state-dir: made (0700) when it is missing, as a service manager's
+ * StateDirectory would be; its parent must exist. Anything else in its
+ * place is named. */
+static int state_dir_ready(const char *dir)
+{
+	struct stat st;
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		fprintf(stderr, "parley-agent: --state-dir %s: cannot make it: "
+			"%s\n", dir, strerror(errno));
+		return -1;
+	}
+	if (stat(dir, &st) < 0) {
+		fprintf(stderr, "parley-agent: --state-dir %s: %s\n", dir,
+			strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "parley-agent: --state-dir %s: not a "
+			"directory\n", dir);
+		return -1;
+	}
+	return 0;
+}
+
 int agent_cli_parse(int argc, char **argv, struct agent_cli *c)
 {
 	static const struct option opts[] = {
@@ -289,5 +315,7 @@ int agent_cli_parse(int argc, char **argv, struct agent_cli *c)
 		agent_cli_usage(stderr);
 		return -1;
 	}
+	if (c->state_dir && state_dir_ready(c->state_dir) < 0)
+		return -1;
 	return optind;
 }

@@ -391,6 +391,13 @@ static __attribute__((noreturn)) void jail_child(const struct jail_plan *p)
 		child_fail(p, STEP_FDS);
 	if (child_signals() < 0)
 		child_fail(p, STEP_SIGNALS);
+	/* A session of its own: none of the agent's terminal or process
+	 * group. Left in the agent's, an agent that led its group and
+	 * exited (at a hand-over, from a shell) orphaned the group, and the
+	 * kernel's SIGHUP and SIGCONT to it reached the process backend's
+	 * stopped stubs as faults of the partition. */
+	if (syscall(SYS_setsid) < 0)
+		child_fail(p, STEP_SIGNALS);
 	/* No core dump: it would hold the partition's memory, and a host's
 	 * core_pattern may hand it to a collector outside the jail. */
 	struct rlimit no_core = { 0, 0 };

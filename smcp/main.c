@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +135,12 @@ int main(int argc, char **argv)
 	}
 	if (!path)
 		return usage();
+	/* --out DIR is made when missing (its parent must exist) */
+	if (out && mkdir(out, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "parley-smcp: --out %s: cannot make it: %s\n",
+			out, strerror(errno));
+		return 1;
+	}
 	struct parley_err err = { 0 };
 	struct segset_doc doc;
 	if (segset_doc_load(path, known, &doc, &err) < 0) {

@@ -362,6 +362,36 @@ Test(agent_cli, malformed_option_values_refused_naming_the_option, .timeout = 12
 	}
 }
 
+/* --state-dir that does not exist yet is made (0700), as the README's
+ * examples expect; a file in its place, or a missing parent, is refused
+ * naming the option. */
+Test(agent_cli, state_dir_made_when_missing, .timeout = 60)
+{
+	char *dir = t_tmpdir(), fresh[512], file[512], orphan[512];
+	snprintf(fresh, sizeof(fresh), "%s/state", dir);
+	snprintf(file, sizeof(file), "%s/afile", dir);
+	snprintf(orphan, sizeof(orphan), "%s/no/state", dir);
+	free(t_write(dir, "afile", "x", 1));
+	char *out;
+	int rc = agent(&out, "--state-dir", fresh,
+		       PARLEY_SOURCE_DIR "/examples/hello.json");
+	cr_expect_eq(rc, 0, "exit %d\n%s", rc, out);
+	free(out);
+	struct stat st;
+	cr_assert_eq(stat(fresh, &st), 0, "%s: %m", fresh);
+	cr_expect(S_ISDIR(st.st_mode));
+	cr_expect_eq(st.st_mode & 0777, 0700, "%o", st.st_mode & 0777);
+	const char *const bad[] = { file, orphan };
+	for (size_t i = 0; i < 2; i++) {
+		rc = agent(&out, "--state-dir", bad[i],
+			   PARLEY_SOURCE_DIR "/examples/hello.json");
+		cr_expect_eq(rc, 2, "%s: exit %d\n%s", bad[i], rc, out);
+		cr_expect(strstr(out, "--state-dir"), "%s", out);
+		free(out);
+	}
+	free(dir);
+}
+
 Test(agent_cli, vmm_uid_range_is_used, .timeout = 60)
 {
 	char *argv[] = { T_AGENT, "run", "--vmm", T_VMM, "--image-dir",

@@ -298,6 +298,10 @@ ParameterizedTest(uint32_t *backend, jail, a_running_vmm_holds_nothing_else,
 	unsetenv("PARLEY_VMM_STDERR"); /* as in production */
 	struct partition *p = start_paused(*backend, "jailed", 2);
 	cr_assert_eq(p->backend, *backend);
+	/* its own session: no signal the kernel sends the agent's group
+	 * (orphaned when an agent that led it exits) or terminal reaches it */
+	cr_expect_eq(getsid(p->pid), p->pid, "session %d", (int)getsid(p->pid));
+	cr_expect_eq(getpgid(p->pid), p->pid);
 	check_ids(p);
 	check_privileges(p->pid);
 	check_namespaces(p->pid);

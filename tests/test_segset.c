@@ -233,13 +233,16 @@ Test(segset, smcp_writes_the_table_and_the_implied_grants)
 	/* four arguments: the data set comes last */
 	cr_assert_eq(rc, 2, "no data set given: usage (%s)", err);
 	free(out), free(err);
+	/* --out names a directory not made yet: it is made */
+	char sets[4096];
+	snprintf(sets, sizeof(sets), "%s/sets", dir);
 	char *argv[] = { PARLEY_BUILD_DIR "/bin/parley-smcp", "--known",
-			 "hub,left,right,mon", "--out", dir, p, NULL };
+			 "hub,left,right,mon", "--out", sets, p, NULL };
 	rc = t_exec(argv, NULL, &out, &err);
 	cr_assert_eq(rc, 0, "%s", err);
 	/* the table file is what segset_compile makes */
 	char path[4096];
-	snprintf(path, sizeof(path), "%s/bus.table", dir);
+	snprintf(path, sizeof(path), "%s/bus.table", sets);
 	FILE *f = fopen(path, "rb");
 	cr_assert_not_null(f);
 	uint8_t buf[65536];
