@@ -89,8 +89,9 @@ static int verify_pinned(X509_STORE_CTX *x, void *arg)
 	if (!ca) {
 		pin->failed = true;
 		snprintf(pin->why, sizeof(pin->why), "the server's chain holds "
-			 "no CA certificate with SHA-256 %.16s...",
-			 pin->ca_sha256);
+			 "no CA certificate with SHA-256 %.16s... (the value "
+			 "parley-pki ca printed: the certificate's DER form, "
+			 "not sha256sum of ca.crt)", pin->ca_sha256);
 		X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_UNTRUSTED);
 		return 0;
 	}

@@ -26,7 +26,7 @@ SSL_CTX *tls_server_ctx_noclient(const char *ca, const char *cert,
 struct tls_pin {
 	char ca_sha256[65];        /* IN: lower-case hex */
 	bool failed;               /* OUT: the server's chain was refused */
-	char why[160];             /* OUT: in words */
+	char why[256];             /* OUT: in words */
 };
 
 /*

@@ -21,7 +21,6 @@
 #include "tests/helpers/testutil.h"
 
 #define T_CTL T_BIN("parleyctl")
-#define T_PARLEYD T_BIN("parleyd")
 #define ARGS_MAX 32
 
 struct cli {

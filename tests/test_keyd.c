@@ -23,6 +23,7 @@
 #include "daemon/keys/keyd_proto.h"
 #include "parley.pb-c.h"
 #include "tests/helpers/apiclient.h"
+#include "tests/helpers/fleetd.h"
 #include "tests/helpers/testutil.h"
 
 struct kt {
@@ -632,6 +633,48 @@ Test(keyd, main_process_is_not_root_and_cannot_open_the_keys, .timeout = 60)
 	cr_expect_eq(r.status, 201, "%s", r.raw);
 	ac_free(&r);
 	ac_stop(&c);
+}
+
+/* The store's directory goes to the daemon's user (SQLite writes its
+ * journal beside the store) -- but a directory that is someone's is not
+ * taken over: a git checkout (a walkthrough run from one made it
+ * nobody's) or another user's is refused, naming it, and left as it was. */
+Test(keyd, a_checkout_or_a_users_directory_is_not_taken_over, .timeout = 60)
+{
+	if (geteuid() != 0 && t_required("root"))
+		cr_assert_fail("PARLEY_REQUIRE=root, but not run as root");
+	if (geteuid() != 0)
+		cr_skip_test("needs root (parleyd drops privileges only then)");
+	struct fleetd f;
+	fd_init(&f);
+	char ca[600], crt[600], key[600], pol[600], git[600];
+	snprintf(ca, sizeof(ca), "%s/ca/ca.crt", f.dir);
+	snprintf(crt, sizeof(crt), "%s/ca/parleyd.crt", f.dir);
+	snprintf(key, sizeof(key), "%s/ca/parleyd.key", f.dir);
+	snprintf(pol, sizeof(pol), "%s/ca/policy.key", f.dir);
+	snprintf(git, sizeof(git), "%s/.git", f.dir);
+	char *argv[] = { T_PARLEYD, "--listen", "127.0.0.1:0", "--state-dir",
+			 f.dir, "--ca", ca, "--cert", crt, "--key", key,
+			 "--policy-key", pol, "--store", f.store, NULL };
+	for (int k = 0; k < 2; k++) {
+		if (k == 0)
+			cr_assert_eq(mkdir(git, 0755), 0, "%m");
+		else
+			cr_assert_eq(rmdir(git) == 0 &&
+				     chown(f.dir, 4321, 4321) == 0, 1, "%m");
+		char *out;
+		int rc = t_run(argv, &out, 30);
+		cr_expect_neq(rc, 0, "parleyd started:\n%s", out);
+		cr_expect(strstr(out, k ? "another user's" : "a git checkout"),
+			  "%s", out);
+		free(out);
+		struct stat st;
+		cr_assert_eq(stat(f.dir, &st), 0);
+		cr_expect_eq(st.st_uid, k ? 4321u : 0u, "owner %u",
+			     (unsigned)st.st_uid);
+	}
+	chown(f.dir, 0, 0);
+	fd_stop(&f);
 }
 
 /* Disk keys (issue 13): made and wrapped in the key process, sealed to a

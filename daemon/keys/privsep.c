@@ -88,6 +88,21 @@ static int own_store(const char *store, uid_t uid, gid_t gid,
 	if (stat(d, &st) < 0)
 		return perr(err, -errno, "%s: %m", d);
 	int rc = 0;
+	/* SQLite makes its journal beside the store, so the directory goes
+	 * to the user -- but not a directory that is someone's (a user's
+	 * home, a checkout): that would hand their files to the daemon's
+	 * user (a walkthrough from a git checkout made it nobody's). */
+	char git[PATH_MAX + 8];
+	snprintf(git, sizeof(git), "%s/.git", d);
+	if (!(st.st_mode & (S_ISVTX | S_IWOTH)) &&
+	    ((st.st_uid != 0 && st.st_uid != uid) || access(git, F_OK) == 0))
+		return perr(err, -EPERM, "the store's directory %s is %s: "
+			    "parleyd, running as uid %u, would take it over "
+			    "(SQLite writes its journal beside the store); "
+			    "give --store a directory of parleyd's own", d,
+			    st.st_uid != 0 && st.st_uid != uid
+				    ? "another user's" : "a git checkout",
+			    (unsigned)uid);
 	if (!(st.st_mode & (S_ISVTX | S_IWOTH)))
 		rc = own(d, uid, gid, true, err);
 	if (rc == 0)

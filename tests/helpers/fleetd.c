@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #define T_PKI T_BIN("parley-pki")
-#define T_PARLEYD T_BIN("parleyd")
 
 static void run_ok(char *const argv[])
 {

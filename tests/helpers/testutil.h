@@ -13,6 +13,7 @@
 #define T_IMAGE(name) PARLEY_BUILD_DIR "/guest/" name
 #define T_VMM T_BIN("parley-vmm")
 #define T_AGENT T_BIN("parley-agent")
+#define T_PARLEYD T_BIN("parleyd")
 
 /* NULL if /dev/kvm can be used, else why not. */
 const char *t_kvm_missing(void);
