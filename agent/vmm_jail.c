@@ -512,8 +512,16 @@ static int clone_result(struct jail_plan *p, long r, int status_rd,
 			    "%s", strerror(-map_rc));
 	(void)p;
 	int step = n == sizeof(e) && e[0] > 0 && e[0] <= STEP_EXEC ? e[0] : 0;
+	/* EXDEV there is the root check's: say what it means */
+	bool chrooted = step == STEP_MOUNT_NS && e[1] == EXDEV;
 	return perr(err, e[1] ? -e[1] : -EIO, "vmm jail: %s: %s",
-		    step ? step_name[step] : "set-up", strerror(e[1]));
+		    step ? step_name[step] : "set-up",
+		    chrooted ? "the agent runs chrooted below its mount "
+			       "namespace's root, where a vmm would see the "
+			       "host's whole tree (run it at the root of its "
+			       "namespace: unshare --mount and pivot_root, or "
+			       "a container)"
+			     : strerror(e[1]));
 }
 
 /* Clone into the new namespaces, then (unprivileged) map the ids. */

@@ -281,8 +281,11 @@ static __attribute__((noreturn)) void template_child(
 {
 	char c = 0;
 	close(hold[1]); /* so that the agent's close is our EOF */
-	if (vmm_root_enter(l) < 0)
+	if (vmm_root_enter(l) < 0) {
+		int e = errno; /* for the agent's message */
+		(void)!write(ready, &e, sizeof(e));
 		_exit(2);
+	}
 	/* The root a vmm joining this namespace must find itself in: setns
 	 * puts it at the namespace's root mount, which is this one only
 	 * where our pivot_root swapped that mount — not when the agent runs
@@ -336,12 +339,19 @@ static int template_spawn(const struct jail_libs *l, struct jail_root *r,
 	close(hp[0]);
 	uint64_t id[2];
 	int st = 0;
-	if (rc == 0 && read(rp[0], id, sizeof(id)) != (ssize_t)sizeof(id)) {
+	ssize_t got = rc == 0 ? read(rp[0], id, sizeof(id)) : 0;
+	if (rc == 0 && got != (ssize_t)sizeof(id)) {
+		int e = 0;
+		if (got == (ssize_t)sizeof(e))
+			memcpy(&e, id, sizeof(e));
 		waitpid((pid_t)pid, &st, 0);
 		pid = -1;
 		rc = perr(err, -EPERM, "building the vmm root failed at step "
-			  "%d (needs root: mount namespaces, tmpfs, bind mounts)",
-			  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+			  "%d: %s (it needs root -- mount namespaces, tmpfs, "
+			  "bind mounts, pivot_root -- and a root directory "
+			  "that is a mount point: not a chroot)",
+			  WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
+			  e ? strerror(e) : "no reason given");
 	}
 	if (rc == 0) {
 		r->root_dev = (dev_t)id[0];

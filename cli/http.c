@@ -37,7 +37,10 @@ int http_url_parse(const char *s, struct http_url *u, struct parley_err *err)
 		skip = 8;
 	} else if (strncmp(s, "http://", 7)) {
 		return perr(err, -EINVAL, "server \"%s\": only http:// and "
-			    "https:// URLs", s);
+			    "https:// URLs: parleyctl talks to parleyd's API "
+			    "(--api-listen, e.g. http://127.0.0.1:7421), not "
+			    "to the agents' link (agent.env's PARLEY_SERVER "
+			    "is HOST:PORT of that)", s);
 	}
 	const char *h = s + skip, *end = h + strcspn(h, "/");
 	const char *colon = NULL;

@@ -180,7 +180,7 @@ Test(console_browser, graph_live_refusal_quarantine_login_origin,
      .timeout = 240)
 {
 	cr_assert(have("node") && (have("chromium") || getenv("CHROMIUM")),
-		  "node and chromium are needed (./dev deps installs Debian's "
+		  "node and chromium are needed (./dev deps --test installs Debian's "
 		  "nodejs and chromium)");
 	struct api_client c;
 	ac_start(&c);
@@ -317,7 +317,7 @@ static void fill_store(struct api_client *c)
 Test(console_browser, ten_thousand_partitions, .timeout = 480)
 {
 	cr_assert(have("node") && (have("chromium") || getenv("CHROMIUM")),
-		  "node and chromium are needed (./dev deps installs Debian's "
+		  "node and chromium are needed (./dev deps --test installs Debian's "
 		  "nodejs and chromium)");
 	struct api_client c;
 	ac_start(&c);

@@ -32,6 +32,7 @@ static const struct prog progs[] = {
 	{ "parley-pkg", MAN("parley-pkg.1") },
 	{ "parley-smcp", MAN("parley-smcp.1") },
 	{ "parley-vmm", NULL },           /* started by the agent only */
+	{ "parley-vmm-stub", NULL },      /* started by the vmm only */
 };
 #define NPROGS (sizeof(progs) / sizeof(progs[0]))
 
@@ -78,6 +79,7 @@ Test(conventions, unknown_option_on_stderr_exit_2)
 		{ "parley-pkg", "--no-such-option" },
 		{ "parley-smcp", "--no-such-option" },
 		{ "parley-vmm", "--no-such-option" },
+		{ "parley-vmm-stub", "--no-such-option" },
 	};
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
 		char *out, *err;

@@ -18,6 +18,7 @@
 #include <linux/seccomp.h>
 #include <asm/unistd.h>
 #include "agent/stub/stub.h"
+#include "parley_version.h"
 
 #define SIGSTOP_ 19
 
@@ -89,10 +90,46 @@ static const struct sock_filter filter[] = {
 };
 
 void _start(void);
-__attribute__((noreturn, used)) void stub_main(void);
+__attribute__((noreturn, used)) void stub_main(const long *sp);
 
-__attribute__((noreturn, used)) void stub_main(void)
+static long len_of(const char *s)
 {
+	long n = 0;
+	while (s[n])
+		n++;
+	return n;
+}
+
+static int same(const char *a, const char *b)
+{
+	while (*a && *a == *b)
+		a++, b++;
+	return *a == *b;
+}
+
+/* Run by hand (the vmm passes no argument): say what this is and end,
+ * rather than stop for a tracer that never comes. */
+static void by_hand(const long *sp)
+{
+	static const char version[] = "parley-vmm-stub " PARLEY_VERSION_STRING
+				      "\n";
+	static const char help[] =
+		"usage: parley-vmm-stub (started by parley-vmm only)\n"
+		"The process a partition's vCPU runs in on the process backend:\n"
+		"it locks itself down and stops for its tracer, the vmm.\n"
+		"See parley-vmm(8).\n";
+	if (sp[0] < 2)
+		return;
+	const char *a = (const char *)sp[2];
+	int v = same(a, "--version"), h = same(a, "--help");
+	const char *t = v ? version : help;
+	sys3(__NR_write, v || h ? 1 : 2, (long)t, len_of(t));
+	sys3(__NR_exit_group, v || h ? 0 : 2, 0, 0);
+}
+
+__attribute__((noreturn, used)) void stub_main(const long *sp)
+{
+	by_hand(sp);
 	long pid = sys3(__NR_getpid, 0, 0, 0);
 	struct sock_fprog prog = {
 		.len = sizeof(filter) / sizeof(filter[0]),
@@ -119,6 +156,7 @@ __asm__(".text\n"
 	".globl _start\n"
 	"_start:\n"
 	"	xorl %ebp, %ebp\n"
+	"	movq %rsp, %rdi\n" /* argc, argv: stub_main's by_hand */
 	"	andq $-16, %rsp\n"
 	"	call stub_main\n"
 	"	ud2\n");

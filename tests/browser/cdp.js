@@ -170,7 +170,7 @@ class Page {
 function chromiumPath() {
   for (const p of [process.env.CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'])
     if (p && fs.existsSync(p)) return p;
-  throw new Error('no chromium (./dev deps installs Debian\'s chromium)');
+  throw new Error('no chromium (./dev deps --test installs Debian\'s chromium)');
 }
 
 // For a driver of tests/test_console_browser.c: the test's answers read

@@ -85,7 +85,7 @@ const char *pgc_start(const char *dir, bool fsync, char *why, size_t cap)
 	snprintf(log, sizeof(log), "%s/log", dir);
 	int rc = 0;
 	if (access(PGC_BIN "/initdb", X_OK) != 0) {
-		snprintf(why, cap, "no %s/initdb (./dev deps installs "
+		snprintf(why, cap, "no %s/initdb (./dev deps --test installs "
 			 "postgresql)", PGC_BIN);
 		rc = -1;
 	}

@@ -207,7 +207,7 @@ int t_sysvirt_start_linked(struct t_sysvirt *s, const char *qemu_conf,
 	why[0] = 0;
 	if (access("/usr/sbin/libvirtd", X_OK) || access("/usr/sbin/virtlogd", X_OK)) {
 		snprintf(why, cap, "no /usr/sbin/libvirtd or virtlogd "
-			 "(./dev deps installs libvirt-daemon)");
+			 "(./dev deps --test installs libvirt-daemon)");
 		return -ENOENT;
 	}
 	if (mkdir(SYSVIRT_CACHE, 0700) < 0 && errno != EEXIST) {
