@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 /* libevent's error callback has the listener's own argument (evhttp's, for
@@ -80,4 +81,31 @@ void listen_guard_free(struct listen_guard *g)
 	if (g->resume)
 		event_free(g->resume);
 	memset(g, 0, sizeof(*g));
+}
+
+void listen_guard_cap(struct listen_guard *g, unsigned share)
+{
+	struct rlimit rl;
+	rlim_t n = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+	if (n == RLIM_INFINITY || n > 1u << 20)
+		n = 1u << 20;
+	g->cap = (unsigned)n / (share ? share : 1);
+	if (g->cap < 16)
+		g->cap = 16;
+}
+
+bool listen_guard_admit(struct listen_guard *g, unsigned open)
+{
+	if (!g->cap || open < g->cap)
+		return true;
+	g->refused++;
+	uint64_t now = mono_ms();
+	if (!g->refused_said_ms || now - g->refused_said_ms >= 10000) {
+		log_warn("%s: %u connections open, its limit (a share of the "
+			 "descriptors): new ones are closed at once (%llu so "
+			 "far)", g->what, g->cap,
+			 (unsigned long long)g->refused);
+		g->refused_said_ms = now;
+	}
+	return false;
 }

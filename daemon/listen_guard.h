@@ -28,11 +28,23 @@ struct listen_guard {
 	uint64_t pauses;           /* in all */
 	uint64_t said_at;          /* pauses when last logged */
 	uint64_t said_ms;          /* when */
+	unsigned cap;              /* connections at once (listen_guard_cap) */
+	uint64_t refused;          /* past the cap, in all */
+	uint64_t refused_said_ms;
 };
 
 /* Guard l (not owned; free the guard before it). 0, or -ENOMEM. */
 int listen_guard_init(struct listen_guard *g, struct event_base *base,
 		      struct evconnlistener *l, const char *what);
 void listen_guard_free(struct listen_guard *g);
+
+/* Connections at once a listener keeps: 1/share of the descriptors
+ * (RLIMIT_NOFILE), at least 16, so that a flood at one door leaves the
+ * others -- and the store's files -- theirs. Set on g->cap. */
+void listen_guard_cap(struct listen_guard *g, unsigned share);
+
+/* Whether one more connection may stay beside `open` (the listener's own
+ * count); false: it is closed at once, said at most every 10 s. */
+bool listen_guard_admit(struct listen_guard *g, unsigned open);
 
 #endif

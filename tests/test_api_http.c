@@ -18,6 +18,7 @@
 #include "daemon/rpc/api_gate.h"
 #include "tests/helpers/apiclient.h"
 #include "tests/helpers/testutil.h"
+#include "common/fileio.h"
 
 /* The value of header `name` in a raw response, into out. */
 static bool header(const char *raw, const char *name, char *out, size_t cap)
@@ -565,7 +566,9 @@ static double cpu_s(pid_t pid)
 /* parleyd out of descriptors: before, libevent's accept loop met EMFILE
  * at once every turn (most of a core, a log line per try, the API not
  * answering). Now the listener pauses and says so once; when the
- * connections go, it answers again. */
+ * connections go, it answers again. (The join port's 64 slots are more
+ * than the descriptors left under a limit of 64; the API's and the link's
+ * connections are capped below it: next test.) */
 Test(api, out_of_descriptors_the_listener_pauses, .timeout = 120)
 {
 	struct api_client c;
@@ -575,12 +578,23 @@ Test(api, out_of_descriptors_the_listener_pauses, .timeout = 120)
 	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &was), 0);
 	rl = (struct rlimit){ 64, was.rlim_max };
 	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0, "%m");
-	ac_start(&c);
+	ac_start_join(&c);
 	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &was), 0, "%m");
+	char path[700];
+	snprintf(path, sizeof(path), "%s/parleyd.join-port", c.f.dir);
+	uint8_t *buf;
+	size_t len;
+	int got = -1;
+	for (int k = 0; k < 100 && got < 0; k++)
+		if ((got = file_read_all(path, 64, &buf, &len, NULL)) < 0)
+			usleep(50000);
+	cr_assert_eq(got, 0, "%s", path);
+	int jport = atoi((char *)buf);
+	free(buf);
 	enum { N = 150 };
 	int fds[N];
 	for (int i = 0; i < N; i++)
-		fds[i] = ac_connect(c.port);
+		fds[i] = ac_connect(jport);
 	usleep(300000);
 	double t0 = cpu_s(c.f.daemon);
 	sleep(2);
@@ -588,7 +602,7 @@ Test(api, out_of_descriptors_the_listener_pauses, .timeout = 120)
 	cr_expect_lt(used, 0.5, "parleyd used %.2f s of CPU in 2 s", used);
 	char *log = fd_daemon_log(&c.f);
 	cr_expect_null(strstr(log, "Error from accept() call"), "%.2000s", log);
-	cr_expect(strstr(log, "api: accept: Too many open files"), "%.2000s",
+	cr_expect(strstr(log, "join: accept: Too many open files"), "%.2000s",
 		  log);
 	free(log);
 	for (int i = 0; i < N; i++)
@@ -598,6 +612,70 @@ Test(api, out_of_descriptors_the_listener_pauses, .timeout = 120)
 	ac_call(&c, "GET", "/healthz", NULL, NULL, &r);
 	cr_expect_eq(r.status, 200, "%s", r.raw);
 	ac_free(&r);
+	ac_stop(&c);
+}
+
+/* The API keeps a quarter of the descriptors' connections at once (at
+ * least 16): past that a new one is closed at once, so that a flood of
+ * connections leaves the store, the agents' link and the join port their
+ * descriptors. When they go, it answers again. */
+/* N connections to port; how many parleyd closed at once. */
+static int flood_closed(int port, int *fds, int n)
+{
+	for (int i = 0; i < n; i++) {
+		fds[i] = ac_connect(port);
+		cr_assert_geq(fds[i], 0);
+	}
+	usleep(500000);
+	int closed = 0;
+	for (int i = 0; i < n; i++) {
+		char b;
+		if (recv(fds[i], &b, 1, MSG_DONTWAIT) == 0)
+			closed++;
+	}
+	return closed;
+}
+
+Test(api, connections_past_its_share_are_closed_at_once, .timeout = 120)
+{
+	struct api_client c;
+	struct rlimit was, rl;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &was), 0);
+	rl = (struct rlimit){ 64, was.rlim_max }; /* a share of 16 */
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0, "%m");
+	ac_start(&c);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &was), 0, "%m");
+	enum { N = 40 };
+	int fds[N];
+	int closed = flood_closed(c.port, fds, N);
+	cr_expect_geq(closed, N - 16, "%d of %d closed", closed, N);
+	cr_expect_leq(closed, N - 16 + 2, "%d of %d closed", closed, N);
+	char *log = fd_daemon_log(&c.f);
+	cr_expect(strstr(log, "api: 16 connections open, its limit"),
+		  "%.2000s", log);
+	free(log);
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	/* the held ones go (their EOF seen): the API answers again */
+	struct ac_resp r = { 0 };
+	for (int k = 0; k < 50; k++) {
+		usleep(100000);
+		ac_call(&c, "GET", "/healthz", NULL, NULL, &r);
+		if (r.status == 200)
+			break;
+		ac_free(&r);
+	}
+	cr_expect_eq(r.status, 200, "%s", r.raw);
+	ac_free(&r);
+	/* the agents' link has its own quarter */
+	closed = flood_closed(c.f.port, fds, N);
+	cr_expect_geq(closed, N - 16, "link: %d of %d closed", closed, N);
+	log = fd_daemon_log(&c.f);
+	cr_expect(strstr(log, "agent link: 16 connections open, its limit"),
+		  "%.2000s", log);
+	free(log);
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
 	ac_stop(&c);
 }
 

@@ -540,26 +540,45 @@ static void on_request(struct evhttp_request *r, void *arg)
 	metrics_request(&a->metrics, q.status, ms);
 }
 
-/* Every accepted connection: TLS (when configured) under the gate. */
+/* What evhttp is handed for a connection it must not keep: a bufferevent
+ * without a socket (a pair's end, its partner gone), so that evhttp's
+ * bufferevent_setfd fails and it closes the connection. Never NULL where
+ * it can be helped: for a NULL, evhttp makes a plain socket bufferevent
+ * of its own -- no TLS, no gate. */
+static struct bufferevent *refuser(struct event_base *base)
+{
+	struct bufferevent *p[2];
+	if (bufferevent_pair_new(base, 0, p) < 0)
+		return NULL;
+	bufferevent_free(p[1]);
+	return p[0];
+}
+
+/* Every accepted connection: TLS (when configured) under the gate; past
+ * the listener's share of the descriptors, or when any of that cannot be
+ * made, closed at once. */
 static struct bufferevent *conn_bev(struct event_base *base, void *arg)
 {
 	struct api_server *a = arg;
-	struct bufferevent *under;
+	struct bufferevent *under = NULL, *gate;
+	if (!listen_guard_admit(&a->guard, a->conns))
+		return refuser(base);
 	if (a->tls) {
 		SSL *ssl = SSL_new(a->tls);
-		if (!ssl)
-			return NULL;
-		under = bufferevent_openssl_socket_new(
-			base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-			BEV_OPT_CLOSE_ON_FREE);
+		if (ssl)
+			under = bufferevent_openssl_socket_new(
+				base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+				BEV_OPT_CLOSE_ON_FREE);
+		else
+			log_warn("api: SSL_new failed: connection closed");
 	} else {
 		under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	}
-	if (!under)
-		return NULL;
-	return api_gate_new_upload(under, API_HEADERS_MAX, API_BODY_MAX,
-				   API_UPDATE_BODY_MAX, upload_admit, a,
-				   a->gate_path);
+	gate = under ? api_gate_new_upload(under, API_HEADERS_MAX, API_BODY_MAX,
+					   API_UPDATE_BODY_MAX, upload_admit, a,
+					   a->gate_path, &a->conns)
+		     : NULL;
+	return gate ? gate : refuser(base);
 }
 
 int api_start(struct api_server *a, const char *host, int port,
@@ -594,6 +613,7 @@ int api_start(struct api_server *a, const char *host, int port,
 	if (listen_guard_init(&a->guard, a->base,
 			      evhttp_bound_socket_get_listener(bs), "api") < 0)
 		return perr(err, -ENOMEM, "api: no memory");
+	listen_guard_cap(&a->guard, API_CONN_SHARE);
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss,

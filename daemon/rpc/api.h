@@ -61,8 +61,14 @@ struct api_hooks {
 			     int action);
 };
 
+/* The API's connections at once: a quarter of the descriptors (the
+ * agents' link another; the store, the join port and the logs keep the
+ * rest). */
+#define API_CONN_SHARE 4
+
 struct api_server {
 	struct listen_guard guard;  /* the listener out of descriptors */
+	unsigned conns;             /* open now (the gate counts them) */
 	/* IN, set before api_start; not owned. link may be NULL. */
 	struct event_base *base;
 	struct store *store;

@@ -524,6 +524,7 @@ struct gate {
 	bufferevent_data_cb fwd_read, fwd_write;
 	bufferevent_event_cb fwd;
 	void *fwd_arg;
+	unsigned *live;        /* the caller's count of connections, or NULL */
 	bool eof;              /* an EOF waits for the answers owed */
 	short eof_what;
 	struct event *eof_ev;
@@ -539,6 +540,8 @@ static void gate_free(void *arg)
 		evbuffer_remove_cb_entry(bufferevent_get_input(g->bev),
 					 g->taken);
 	gate_budget_used -= g->counted;
+	if (g->live)
+		(*g->live)--;
 	if (g->eof_ev)
 		event_free(g->eof_ev);
 	free(g->buf);
@@ -834,7 +837,7 @@ struct bufferevent *api_gate_new(struct bufferevent *under, size_t head_max,
 				 size_t body_max, const char *reject_path)
 {
 	return api_gate_new_upload(under, head_max, body_max, 0, NULL, NULL,
-				   reject_path);
+				   reject_path, NULL);
 }
 
 struct bufferevent *api_gate_new_upload(struct bufferevent *under,
@@ -844,7 +847,8 @@ struct bufferevent *api_gate_new_upload(struct bufferevent *under,
 						      const char *auth,
 						      size_t n),
 					void *admit_ctx,
-					const char *reject_path)
+					const char *reject_path,
+					unsigned *live)
 {
 	struct gate *g = calloc(1, sizeof(*g));
 	if (!g) {
@@ -879,5 +883,9 @@ struct bufferevent *api_gate_new_upload(struct bufferevent *under,
 		bufferevent_free(g->bev); /* frees g and under */
 		return NULL;
 	}
+	/* counted from here: gate_free takes it off */
+	g->live = live;
+	if (live)
+		(*live)++;
 	return g->bev;
 }

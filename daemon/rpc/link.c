@@ -634,6 +634,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	(void)sa;
 	(void)len;
 	struct link_server *ls = arg;
+	if (!listen_guard_admit(&ls->guard, ls->nconns)) {
+		evutil_closesocket(fd);
+		return;
+	}
 	struct link_conn *c = calloc(1, sizeof(*c));
 	if (!c) {
 		evutil_closesocket(fd);
@@ -749,6 +753,8 @@ int link_start(struct link_server *ls, const char *host, int port,
 		return perr(err, -errno, "listen on %s:%d: %m", host, port);
 	if (listen_guard_init(&ls->guard, ls->base, ls->lis, "agent link") < 0)
 		return perr(err, -ENOMEM, "agent link: no memory");
+	/* a quarter of the descriptors, as the API's (api.h) */
+	listen_guard_cap(&ls->guard, 4);
 	struct sockaddr_storage got;
 	socklen_t gl = sizeof(got);
 	getsockname(evconnlistener_get_fd(ls->lis), (struct sockaddr *)&got, &gl);

@@ -104,6 +104,14 @@ static void spawn_daemon(struct api_client *c)
 		argv[n++] = "--api-key";
 		argv[n++] = key;
 	}
+	char cakey[600];
+	if (c->join) {
+		snprintf(cakey, sizeof(cakey), "%s/ca/ca.key", d);
+		argv[n++] = "--join-listen";
+		argv[n++] = "127.0.0.1:0";
+		argv[n++] = "--ca-key";
+		argv[n++] = cakey;
+	}
 	for (int i = 0; extra && extra[i] && n < 39; i++)
 		argv[n++] = (char *)extra[i];
 	c->f.daemon = spawn(argv, log);
@@ -122,6 +130,14 @@ void ac_start_args(struct api_client *c, const char *const *extra)
 	memset(c, 0, sizeof(*c));
 	fd_init(&c->f);
 	c->extra = extra;
+	spawn_daemon(c);
+}
+
+void ac_start_join(struct api_client *c)
+{
+	memset(c, 0, sizeof(*c));
+	fd_init(&c->f);
+	c->join = true;
 	spawn_daemon(c);
 }
 

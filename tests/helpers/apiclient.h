@@ -13,6 +13,7 @@ struct api_client {
 	int port;                 /* the API's */
 	char admin[128];          /* the bootstrap token from admin.token */
 	bool tls;                 /* the API over HTTPS (ac_start_tls) */
+	bool join;                /* the join listener too (ac_start_join) */
 	const char *const *extra; /* more parleyd arguments (ac_start_args;
 				   * the caller keeps them), kept for restarts */
 };
@@ -33,6 +34,8 @@ void ac_stop(struct api_client *c);
 /* As ac_start, the API over HTTPS with parleyd's certificate; ac_raw_tls
  * sends as ac_raw does, over TLS verified against the test CA. */
 void ac_start_tls(struct api_client *c);
+/* As ac_start, with the join listener (its port in DIR/parleyd.join-port). */
+void ac_start_join(struct api_client *c);
 void ac_raw_tls(const struct api_client *c, const void *req, size_t len,
 		struct ac_resp *r);
 /* kill -9 parleyd (and reap it); then, for ac_kill_restart, start it again
