@@ -214,7 +214,7 @@ static void uid_settle(uint32_t uid, int pidfd)
 
 enum jail_step {
 	STEP_MOUNT_NS = 1, STEP_FDS, STEP_SIGNALS, STEP_CAPS, STEP_IDS,
-	STEP_NNP, STEP_PLUGINS, STEP_EXEC,
+	STEP_NNP, STEP_PLUGINS, STEP_SESSION, STEP_EXEC,
 };
 
 static const char *const step_name[] = {
@@ -225,6 +225,7 @@ static const char *const step_name[] = {
 	[STEP_IDS] = "switching uid/gid",
 	[STEP_NNP] = "setting no_new_privs",
 	[STEP_PLUGINS] = "binding the device plugins",
+	[STEP_SESSION] = "a session of its own (setsid)",
 	[STEP_EXEC] = "exec",
 };
 
@@ -397,7 +398,7 @@ static __attribute__((noreturn)) void jail_child(const struct jail_plan *p)
 	 * kernel's SIGHUP and SIGCONT to it reached the process backend's
 	 * stopped stubs as faults of the partition. */
 	if (syscall(SYS_setsid) < 0)
-		child_fail(p, STEP_SIGNALS);
+		child_fail(p, STEP_SESSION);
 	/* No core dump: it would hold the partition's memory, and a host's
 	 * core_pattern may hand it to a collector outside the jail. */
 	struct rlimit no_core = { 0, 0 };
@@ -634,6 +635,7 @@ static int jail_start(struct jail_plan *p, const struct vmm_jail_req *r,
 	}
 	const char *se = getenv("PARLEY_VMM_STDERR");
 	p->keep_stderr = se && !strcmp(se, "inherit");
+
 	if (rc == 0) {
 		p->devnull = devnull_fd(err);
 		rc = p->devnull < 0 ? p->devnull : plan_fds(p, r, err);

@@ -26,7 +26,8 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct listen_guard *g = arg;
-	evconnlistener_enable(g->l);
+	if (!g->capped)
+		evconnlistener_enable(g->l);
 }
 
 static void on_error(struct evconnlistener *l, void *arg)
@@ -83,7 +84,8 @@ void listen_guard_free(struct listen_guard *g)
 	memset(g, 0, sizeof(*g));
 }
 
-void listen_guard_cap(struct listen_guard *g, unsigned share)
+void listen_guard_cap(struct listen_guard *g, unsigned share,
+		      const unsigned *open)
 {
 	struct rlimit rl;
 	rlim_t n = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
@@ -92,20 +94,31 @@ void listen_guard_cap(struct listen_guard *g, unsigned share)
 	g->cap = (unsigned)n / (share ? share : 1);
 	if (g->cap < 16)
 		g->cap = 16;
+	g->open = open;
 }
 
-bool listen_guard_admit(struct listen_guard *g, unsigned open)
+void listen_guard_opened(struct listen_guard *g)
 {
-	if (!g->cap || open < g->cap)
-		return true;
-	g->refused++;
+	if (!g->cap || !g->open || *g->open < g->cap || g->capped)
+		return;
+	g->capped = true;
+	g->capped_times++;
+	evconnlistener_disable(g->l);
 	uint64_t now = mono_ms();
-	if (!g->refused_said_ms || now - g->refused_said_ms >= 10000) {
-		log_warn("%s: %u connections open, its limit (a share of the "
-			 "descriptors): new ones are closed at once (%llu so "
-			 "far)", g->what, g->cap,
-			 (unsigned long long)g->refused);
-		g->refused_said_ms = now;
-	}
-	return false;
+	if (g->capped_said_ms && now - g->capped_said_ms < 10000)
+		return;
+	log_warn("%s: %u connections open, its limit (a share of the "
+		 "descriptors): new ones wait in the backlog (%llu time(s) so "
+		 "far)", g->what, g->cap, (unsigned long long)g->capped_times);
+	g->capped_said_ms = now;
+}
+
+void listen_guard_closed(struct listen_guard *g)
+{
+	if (!g->capped || !g->open || *g->open >= g->cap)
+		return;
+	g->capped = false;
+	/* (a pause for descriptors runs out on its own: on_resume) */
+	if (!evtimer_pending(g->resume, NULL))
+		evconnlistener_enable(g->l);
 }

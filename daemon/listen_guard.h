@@ -29,8 +29,10 @@ struct listen_guard {
 	uint64_t said_at;          /* pauses when last logged */
 	uint64_t said_ms;          /* when */
 	unsigned cap;              /* connections at once (listen_guard_cap) */
-	uint64_t refused;          /* past the cap, in all */
-	uint64_t refused_said_ms;
+	const unsigned *open;      /* the owner's count of them */
+	bool capped;               /* not accepting: at the cap */
+	uint64_t capped_times;     /* in all */
+	uint64_t capped_said_ms;
 };
 
 /* Guard l (not owned; free the guard before it). 0, or -ENOMEM. */
@@ -40,11 +42,17 @@ void listen_guard_free(struct listen_guard *g);
 
 /* Connections at once a listener keeps: 1/share of the descriptors
  * (RLIMIT_NOFILE), at least 16, so that a flood at one door leaves the
- * others -- and the store's files -- theirs. Set on g->cap. */
-void listen_guard_cap(struct listen_guard *g, unsigned share);
+ * others -- and the store's files -- theirs. `open` is the owner's count,
+ * told of each change below. */
+void listen_guard_cap(struct listen_guard *g, unsigned share,
+		      const unsigned *open);
 
-/* Whether one more connection may stay beside `open` (the listener's own
- * count); false: it is closed at once, said at most every 10 s. */
-bool listen_guard_admit(struct listen_guard *g, unsigned open);
+/* A connection was added to the count: at the cap the listener stops
+ * accepting (new ones wait in the kernel's backlog), said at most every
+ * 10 s. */
+void listen_guard_opened(struct listen_guard *g);
+
+/* One went: below the cap it accepts again. */
+void listen_guard_closed(struct listen_guard *g);
 
 #endif

@@ -9,6 +9,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/prctl.h>
@@ -76,6 +77,25 @@ static int own(const char *path, uid_t uid, gid_t gid, bool must,
 	return perr(err, -errno, "chown %s: %m", path);
 }
 
+/* A directory of the system's own (--store /var/lib/parley.db would
+ * hand /var/lib to the network-facing user). */
+static bool system_dir(const char *d)
+{
+	static const char *const sys[] = {
+		"/", "/etc", "/var", "/var/lib", "/var/cache", "/var/log",
+		"/usr", "/usr/lib", "/usr/local", "/usr/share", "/opt", "/srv",
+		"/home", "/root", "/boot", "/run", "/var/run", "/dev", "/bin",
+		"/sbin", "/lib", "/mnt", "/media",
+	};
+	char real[PATH_MAX];
+	if (!realpath(d, real))
+		return true; /* unknown: not taken over */
+	for (size_t i = 0; i < sizeof(sys) / sizeof(*sys); i++)
+		if (!strcmp(real, sys[i]))
+			return true;
+	return false;
+}
+
 /* The store and what SQLite keeps beside it, and the directory SQLite
  * creates those in. */
 static int own_store(const char *store, uid_t uid, gid_t gid,
@@ -94,15 +114,21 @@ static int own_store(const char *store, uid_t uid, gid_t gid,
 	 * user (a walkthrough from a git checkout made it nobody's). */
 	char git[PATH_MAX + 8];
 	snprintf(git, sizeof(git), "%s/.git", d);
-	if (!(st.st_mode & (S_ISVTX | S_IWOTH)) &&
-	    ((st.st_uid != 0 && st.st_uid != uid) || access(git, F_OK) == 0))
+	const char *whose = NULL;
+	if (st.st_mode & (S_ISVTX | S_IWOTH))
+		whose = NULL; /* shared: left as it is */
+	else if (st.st_uid != 0 && st.st_uid != uid)
+		whose = "another user's";
+	else if (access(git, F_OK) == 0)
+		whose = "a git checkout";
+	else if (st.st_uid == 0 && system_dir(d))
+		whose = "the system's";
+	if (whose)
 		return perr(err, -EPERM, "the store's directory %s is %s: "
 			    "parleyd, running as uid %u, would take it over "
 			    "(SQLite writes its journal beside the store); "
 			    "give --store a directory of parleyd's own", d,
-			    st.st_uid != 0 && st.st_uid != uid
-				    ? "another user's" : "a git checkout",
-			    (unsigned)uid);
+			    whose, (unsigned)uid);
 	if (!(st.st_mode & (S_ISVTX | S_IWOTH)))
 		rc = own(d, uid, gid, true, err);
 	if (rc == 0)

@@ -540,45 +540,62 @@ static void on_request(struct evhttp_request *r, void *arg)
 	metrics_request(&a->metrics, q.status, ms);
 }
 
-/* What evhttp is handed for a connection it must not keep: a bufferevent
+/* What evhttp is handed for a connection it cannot have: a bufferevent
  * without a socket (a pair's end, its partner gone), so that evhttp's
- * bufferevent_setfd fails and it closes the connection. Never NULL where
- * it can be helped: for a NULL, evhttp makes a plain socket bufferevent
- * of its own -- no TLS, no gate. */
+ * bufferevent_setfd fails and it closes the connection (shut down by it,
+ * closed once by the pair's free). Never NULL where it can be helped:
+ * for a NULL, evhttp makes a plain socket bufferevent of its own -- no
+ * TLS, no gate. */
 static struct bufferevent *refuser(struct event_base *base)
 {
 	struct bufferevent *p[2];
-	if (bufferevent_pair_new(base, 0, p) < 0)
+	if (bufferevent_pair_new(base, BEV_OPT_CLOSE_ON_FREE, p) < 0)
 		return NULL;
 	bufferevent_free(p[1]);
 	return p[0];
 }
 
-/* Every accepted connection: TLS (when configured) under the gate; past
- * the listener's share of the descriptors, or when any of that cannot be
- * made, closed at once. */
+static void conn_gone(void *arg)
+{
+	struct api_server *a = arg;
+	a->conns--;
+	listen_guard_closed(&a->guard);
+}
+
+/* Every accepted connection: TLS (when configured) under the gate,
+ * counted against the listener's share of the descriptors (at it, the
+ * listener waits: listen_guard.h); one that cannot be made is closed. */
 static struct bufferevent *conn_bev(struct event_base *base, void *arg)
 {
 	struct api_server *a = arg;
 	struct bufferevent *under = NULL, *gate;
-	if (!listen_guard_admit(&a->guard, a->conns))
-		return refuser(base);
 	if (a->tls) {
 		SSL *ssl = SSL_new(a->tls);
+		/* a client's FIN without close_notify is its end too (not
+		 * OpenSSL 3's error): the gate frames the requests itself,
+		 * nothing is cut short unnoticed */
+		if (ssl)
+			SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
 		if (ssl)
 			under = bufferevent_openssl_socket_new(
 				base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
 				BEV_OPT_CLOSE_ON_FREE);
 		else
 			log_warn("api: SSL_new failed: connection closed");
+		if (under)
+			bufferevent_openssl_set_allow_dirty_shutdown(under, 1);
 	} else {
 		under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	}
 	gate = under ? api_gate_new_upload(under, API_HEADERS_MAX, API_BODY_MAX,
 					   API_UPDATE_BODY_MAX, upload_admit, a,
-					   a->gate_path, &a->conns)
+					   a->gate_path, conn_gone, a)
 		     : NULL;
-	return gate ? gate : refuser(base);
+	if (!gate)
+		return refuser(base);
+	a->conns++;
+	listen_guard_opened(&a->guard);
+	return gate;
 }
 
 int api_start(struct api_server *a, const char *host, int port,
@@ -613,7 +630,7 @@ int api_start(struct api_server *a, const char *host, int port,
 	if (listen_guard_init(&a->guard, a->base,
 			      evhttp_bound_socket_get_listener(bs), "api") < 0)
 		return perr(err, -ENOMEM, "api: no memory");
-	listen_guard_cap(&a->guard, API_CONN_SHARE);
+	listen_guard_cap(&a->guard, API_CONN_SHARE, &a->conns);
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss,

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 enum {
 	R_LINE = 1, R_HEADER, R_HEAD_BIG, R_BODY_BIG, R_VERSION, R_METHOD,
@@ -524,8 +525,10 @@ struct gate {
 	bufferevent_data_cb fwd_read, fwd_write;
 	bufferevent_event_cb fwd;
 	void *fwd_arg;
-	unsigned *live;        /* the caller's count of connections, or NULL */
+	void (*gone)(void *);  /* the caller's, at the end (or NULL) */
+	void *gone_ctx;
 	bool eof;              /* an EOF waits for the answers owed */
+	uint64_t eof_since_ms;
 	short eof_what;
 	struct event *eof_ev;
 };
@@ -540,8 +543,8 @@ static void gate_free(void *arg)
 		evbuffer_remove_cb_entry(bufferevent_get_input(g->bev),
 					 g->taken);
 	gate_budget_used -= g->counted;
-	if (g->live)
-		(*g->live)--;
+	if (g->gone)
+		g->gone(g->gone_ctx);
 	if (g->eof_ev)
 		event_free(g->eof_ev);
 	free(g->buf);
@@ -776,16 +779,35 @@ static bool gate_idle(const struct gate *g)
 	       evbuffer_get_length(bufferevent_get_output(g->under)) == 0;
 }
 
+/* An EOF waits at most this long for the answers it is owed (a client
+ * that half-closed and does not read them). */
+#define EOF_WAIT_MS 30000
+
+static uint64_t now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
 /* From the loop, never from inside a callback of the connection: the
- * EOF may make evhttp free it (and g with it). */
+ * EOF may make evhttp free it (and g with it). Also every second while
+ * it waits. */
 static void eof_tell(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	struct gate *g = arg;
-	if (!g->eof || !gate_idle(g))
+	if (!g->eof)
+		return;
+	if (!gate_idle(g) && now_ms() - g->eof_since_ms < EOF_WAIT_MS) {
+		struct timeval sec = { 1, 0 };
+		if (!evtimer_pending(g->eof_ev, NULL))
+			evtimer_add(g->eof_ev, &sec);
 		return; /* a later step looks again */
+	}
 	g->eof = false;
+	evtimer_del(g->eof_ev);
 	g->fwd(g->under, g->eof_what, g->fwd_arg);
 }
 
@@ -796,15 +818,21 @@ static void eof_look(struct gate *g)
 }
 
 /* A client that half-closes after its requests is owed their answers:
- * its EOF waits (eof_tell). An error, or an EOF with nothing owed, goes
- * on at once. */
+ * its EOF waits (eof_tell), judged from the loop -- over TLS the bytes
+ * that came with the close_notify are not in the input yet when it is
+ * told. Its answers still go out: TLS stops writing at a close_notify,
+ * and is told to go on. An error goes on at once. */
 static void on_event(struct bufferevent *under, short what, void *arg)
 {
 	struct gate *g = arg;
-	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
-	    !gate_idle(g)) {
-		g->eof = true;
-		g->eof_what = what;
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+		if (!g->eof) {
+			g->eof = true;
+			g->eof_what = what;
+			g->eof_since_ms = now_ms();
+		}
+		bufferevent_enable(under, EV_WRITE);
+		eof_look(g);
 		return;
 	}
 	g->eof = false;
@@ -837,7 +865,7 @@ struct bufferevent *api_gate_new(struct bufferevent *under, size_t head_max,
 				 size_t body_max, const char *reject_path)
 {
 	return api_gate_new_upload(under, head_max, body_max, 0, NULL, NULL,
-				   reject_path, NULL);
+				   reject_path, NULL, NULL);
 }
 
 struct bufferevent *api_gate_new_upload(struct bufferevent *under,
@@ -848,7 +876,7 @@ struct bufferevent *api_gate_new_upload(struct bufferevent *under,
 						      size_t n),
 					void *admit_ctx,
 					const char *reject_path,
-					unsigned *live)
+					void (*gone)(void *), void *gone_ctx)
 {
 	struct gate *g = calloc(1, sizeof(*g));
 	if (!g) {
@@ -883,9 +911,8 @@ struct bufferevent *api_gate_new_upload(struct bufferevent *under,
 		bufferevent_free(g->bev); /* frees g and under */
 		return NULL;
 	}
-	/* counted from here: gate_free takes it off */
-	g->live = live;
-	if (live)
-		(*live)++;
+	/* from here gate_free tells the caller */
+	g->gone = gone;
+	g->gone_ctx = gone_ctx;
 	return g->bev;
 }

@@ -50,8 +50,8 @@ enum {
  * takes (a good token: asked before the body is buffered) may carry up to
  * upload_max bytes; every other request keeps body_max. Such an upload
  * beyond body_max whose token admit does not take is refused as admit
- * says, before its body. live (or NULL): a count of connections, one
- * more while this one lives. */
+ * says, before its body. gone (or NULL) is called with gone_ctx when the
+ * connection is freed. */
 struct bufferevent *api_gate_new_upload(struct bufferevent *under,
 					size_t head_max, size_t body_max,
 					size_t upload_max,
@@ -60,7 +60,8 @@ struct bufferevent *api_gate_new_upload(struct bufferevent *under,
 						      size_t n),
 					void *admit_ctx,
 					const char *reject_path,
-					unsigned *live);
+					void (*gone)(void *ctx),
+					void *gone_ctx);
 
 /* Tests and the fuzz target: run the checks over one buffer as the filter
  * would see it arrive, `piece` bytes at a time (0: all at once). Returns

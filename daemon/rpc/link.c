@@ -48,6 +48,7 @@ static void conn_free(struct link_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	ls->nconns--;
+	listen_guard_closed(&ls->guard);
 	bufferevent_free(c->bev);
 	free(c);
 }
@@ -634,10 +635,6 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	(void)sa;
 	(void)len;
 	struct link_server *ls = arg;
-	if (!listen_guard_admit(&ls->guard, ls->nconns)) {
-		evutil_closesocket(fd);
-		return;
-	}
 	struct link_conn *c = calloc(1, sizeof(*c));
 	if (!c) {
 		evutil_closesocket(fd);
@@ -655,6 +652,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		ls->conns->prev = c;
 	ls->conns = c;
 	ls->nconns++;
+	listen_guard_opened(&ls->guard);
 	bufferevent_setcb(c->bev, on_read, on_drained, on_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
@@ -754,7 +752,7 @@ int link_start(struct link_server *ls, const char *host, int port,
 	if (listen_guard_init(&ls->guard, ls->base, ls->lis, "agent link") < 0)
 		return perr(err, -ENOMEM, "agent link: no memory");
 	/* a quarter of the descriptors, as the API's (api.h) */
-	listen_guard_cap(&ls->guard, 4);
+	listen_guard_cap(&ls->guard, 4, &ls->nconns);
 	struct sockaddr_storage got;
 	socklen_t gl = sizeof(got);
 	getsockname(evconnlistener_get_fd(ls->lis), (struct sockaddr *)&got, &gl);

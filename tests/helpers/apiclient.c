@@ -152,6 +152,12 @@ void ac_start_tls(struct api_client *c)
 void ac_raw_tls(const struct api_client *c, const void *req, size_t len,
 		struct ac_resp *r)
 {
+	ac_raw_tls_end(c, req, len, 0, r);
+}
+
+void ac_raw_tls_end(const struct api_client *c, const void *req, size_t len,
+		    int end, struct ac_resp *r)
+{
 	memset(r, 0, sizeof(*r));
 	/* SSL_write uses write(2): a server that answered and closed
 	 * before reading everything must not kill the test. */
@@ -175,6 +181,10 @@ void ac_raw_tls(const struct api_client *c, const void *req, size_t len,
 			break;
 		off += (size_t)n;
 	}
+	if (end == 1)
+		SSL_shutdown(ssl); /* close_notify: the client is done */
+	else if (end == 2)
+		shutdown(fd, SHUT_WR); /* a FIN without close_notify */
 	size_t cap = 4096, got = 0;
 	r->raw = malloc(cap);
 	for (;;) {

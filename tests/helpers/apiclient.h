@@ -38,6 +38,10 @@ void ac_start_tls(struct api_client *c);
 void ac_start_join(struct api_client *c);
 void ac_raw_tls(const struct api_client *c, const void *req, size_t len,
 		struct ac_resp *r);
+/* As ac_raw_tls, the client's end told after the request: 1 a TLS
+ * close_notify, 2 a TCP half-close without one (0: none). */
+void ac_raw_tls_end(const struct api_client *c, const void *req, size_t len,
+		    int end, struct ac_resp *r);
 /* kill -9 parleyd (and reap it); then, for ac_kill_restart, start it again
  * on the same state and store, the API on a new port, the agent link on
  * the same port as before (c->f.port), so that agents find it again. */
