@@ -59,6 +59,7 @@ if [ ! -s "$BASE" ]; then
     rm -rf --one-file-system "$b"
     skip "debootstrap cannot run here: $(tail -1 "$CACHE/debootstrap.log")"
   fi
+  chmod 755 "$b" # mktemp's 0700 would become the root's mode
   tar -C "$b" -czf "$BASE.tmp" . && mv "$BASE.tmp" "$BASE"
   rm -rf --one-file-system "$b"
 fi
@@ -105,6 +106,7 @@ trap 'exit 1' INT TERM
 
 say "fresh Debian 12 root in $R (from $BASE)"
 tar -C "$R" -xzf "$BASE"
+chmod 755 "$R" # a Debian root's mode (a cache made before said 0700)
 mount -t proc proc "$R/proc"
 cp /etc/resolv.conf "$R/etc/resolv.conf" 2>/dev/null || true
 # Downloads from earlier runs (no bind mounts: nothing outside $R can be
