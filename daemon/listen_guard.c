@@ -1,5 +1,6 @@
 /* Pausing a listener out of descriptors (listen_guard.h). */
 #include "daemon/listen_guard.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -14,12 +15,6 @@
 #define GUARDS_MAX 8
 static struct listen_guard *guards[GUARDS_MAX];
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
 {
@@ -44,7 +39,7 @@ static void on_error(struct evconnlistener *l, void *arg)
 	struct timeval tv = { 0, LISTEN_PAUSE_MS * 1000 };
 	event_add(g->resume, &tv);
 	g->pauses++;
-	uint64_t now = mono_ms();
+	uint64_t now = mono_now_ms();
 	if (g->said_ms && now - g->said_ms < 10000)
 		return;
 	log_warn("%s: accept: %s: new connections wait in the backlog (%llu "
@@ -104,7 +99,7 @@ void listen_guard_opened(struct listen_guard *g)
 	g->capped = true;
 	g->capped_times++;
 	evconnlistener_disable(g->l);
-	uint64_t now = mono_ms();
+	uint64_t now = mono_now_ms();
 	if (g->capped_said_ms && now - g->capped_said_ms < 10000)
 		return;
 	log_warn("%s: %u connections open, its limit (a share of the "

@@ -571,17 +571,17 @@ static struct bufferevent *conn_bev(struct event_base *base, void *arg)
 	struct bufferevent *under = NULL, *gate;
 	if (a->tls) {
 		SSL *ssl = SSL_new(a->tls);
+		if (!ssl) {
+			log_warn("api: SSL_new failed: connection closed");
+			return refuser(base);
+		}
 		/* a client's FIN without close_notify is its end too (not
 		 * OpenSSL 3's error): the gate frames the requests itself,
 		 * nothing is cut short unnoticed */
-		if (ssl)
-			SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
-		if (ssl)
-			under = bufferevent_openssl_socket_new(
-				base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-				BEV_OPT_CLOSE_ON_FREE);
-		else
-			log_warn("api: SSL_new failed: connection closed");
+		SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+		under = bufferevent_openssl_socket_new(
+			base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+			BEV_OPT_CLOSE_ON_FREE);
 		if (under)
 			bufferevent_openssl_set_allow_dirty_shutdown(under, 1);
 	} else {

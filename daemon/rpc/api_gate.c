@@ -10,6 +10,7 @@
  * chunk sizes of 1-8 hex digits without extensions, no trailers.
  */
 #include "daemon/rpc/api_gate.h"
+#include "common/clock.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -21,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 enum {
 	R_LINE = 1, R_HEADER, R_HEAD_BIG, R_BODY_BIG, R_VERSION, R_METHOD,
@@ -783,13 +783,6 @@ static bool gate_idle(const struct gate *g)
  * that half-closed and does not read them). */
 #define EOF_WAIT_MS 30000
 
-static uint64_t now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 /* From the loop, never from inside a callback of the connection: the
  * EOF may make evhttp free it (and g with it). Also every second while
  * it waits. */
@@ -800,7 +793,7 @@ static void eof_tell(evutil_socket_t fd, short what, void *arg)
 	struct gate *g = arg;
 	if (!g->eof)
 		return;
-	if (!gate_idle(g) && now_ms() - g->eof_since_ms < EOF_WAIT_MS) {
+	if (!gate_idle(g) && mono_now_ms() - g->eof_since_ms < EOF_WAIT_MS) {
 		struct timeval sec = { 1, 0 };
 		if (!evtimer_pending(g->eof_ev, NULL))
 			evtimer_add(g->eof_ev, &sec);
@@ -829,7 +822,7 @@ static void on_event(struct bufferevent *under, short what, void *arg)
 		if (!g->eof) {
 			g->eof = true;
 			g->eof_what = what;
-			g->eof_since_ms = now_ms();
+			g->eof_since_ms = mono_now_ms();
 		}
 		bufferevent_enable(under, EV_WRITE);
 		eof_look(g);

@@ -1,4 +1,5 @@
 #include "daemon/rpc/link_int.h"
+#include "common/clock.h"
 #include "daemon/agentvm.h"
 #include "common/frame.h"
 #include "common/hostport.h"
@@ -497,12 +498,6 @@ static void dispatch(struct link_conn *c, Parley__V1__Envelope *e)
 	}
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void on_read(struct bufferevent *bev, void *arg);
 
@@ -542,7 +537,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 	/* Nothing is read before the certificate was checked (on_event). */
 	if (!c->verified || c->closing || c->paused)
 		return;
-	c->last_rx_ms = mono_ms();
+	c->last_rx_ms = mono_now_ms();
 	struct evbuffer *in = bufferevent_get_input(bev);
 	while (!c->closing && !pause_for_output(c)) {
 		Parley__V1__Envelope *e = NULL;
@@ -641,7 +636,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		return;
 	}
 	c->ls = ls;
-	c->last_rx_ms = mono_ms();
+	c->last_rx_ms = mono_now_ms();
 	c->bev = tls_bev_accept(ls->base, fd, ls->ctx);
 	if (!c->bev) {
 		free(c);
@@ -661,7 +656,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
  * that vanished without a FIN must not hold its slot (or look connected). */
 static void sweep_dead(struct link_server *ls)
 {
-	uint64_t now = mono_ms(), limit = (uint64_t)ls->heartbeat_ms *
+	uint64_t now = mono_now_ms(), limit = (uint64_t)ls->heartbeat_ms *
 					  DEAD_AFTER_BEATS;
 	/* After a turn of the loop that took long, silence may be ours: the
 	 * sockets were not read. Judge again next time. */

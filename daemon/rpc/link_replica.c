@@ -16,6 +16,7 @@
  * the host does the talking.
  */
 #include "daemon/rpc/link_int.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/version.h"
 
@@ -38,12 +39,6 @@
  * gone, stopped, or cut off from the store. */
 #define REPLICA_DEAD_MS 5000
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int64_t wall_ms(void)
 {
@@ -103,7 +98,7 @@ static void reap_dead(struct link_server *ls)
 void link_replica_beat(struct link_server *ls)
 {
 	struct parley_err err = { 0 };
-	uint64_t now = mono_ms();
+	uint64_t now = mono_now_ms();
 	if (ls->last_beat_ms && now - ls->last_beat_ms < REPLICA_BEAT_MS)
 		return;
 	ls->last_beat_ms = now;
