@@ -13,7 +13,7 @@
 
 #include "common/fileio.h"
 
-#define MAX_FILES 16
+#define MAX_FILES 32
 #define EN_DASH "\xe2\x80\x93"
 #define CHECK "\xe2\x9c\x93"
 #define CROSS "\xe2\x9c\x97"
